@@ -1,0 +1,68 @@
+"""Built-in tracing. ``with trueno.trace.capture() as t:`` records every op and region span;
+``trueno.trace.span(name)`` opens a region (a layer, a token, a generate call).
+
+Only :mod:`trueno.trace.recorder` is on the hot path; exporters, golden traces and budget
+checks live in their own modules and are imported when used.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from trueno.trace import recorder
+from trueno.trace.recorder import span
+
+
+def enabled() -> bool:
+    return recorder.ENABLED
+
+
+class Capture:
+    """The spans of one capture, with summary and export helpers."""
+
+    def __init__(self, rec: recorder.Recorder) -> None:
+        self._rec = rec
+        self._spans: list[dict] | None = None
+
+    @property
+    def spans(self) -> list[dict]:
+        if self._spans is None:
+            self._spans = self._rec.spans()
+        return self._spans
+
+    @property
+    def dropped(self) -> int:
+        return self._rec.dropped
+
+    def summary(self):
+        from trueno.trace.summary import summarize
+
+        return summarize(self.spans)
+
+    def to_json(self, path) -> None:
+        from trueno.trace.export import write_json
+
+        write_json(self.spans, path, dropped=self.dropped)
+
+    def to_chrome(self, path) -> None:
+        from trueno.trace.export import write_chrome
+
+        write_chrome(self.spans, path)
+
+
+@contextmanager
+def capture(capacity: int | None = None):
+    """Trace everything inside the block; yields a :class:`Capture` filled on exit."""
+    was_on, previous = recorder.ENABLED, recorder.current()
+    rec = recorder.start(capacity)
+    cap = Capture(rec)
+    try:
+        yield cap
+    finally:
+        recorder.stop()
+        if was_on and previous is not None:  # restore an outer capture
+            recorder._recorder = previous
+            recorder.ENABLED = True
+
+
+__all__ = ["Capture", "capture", "enabled", "span"]
