@@ -1,0 +1,5 @@
+import sys
+
+from trueno.cli.main import main
+
+sys.exit(main())
