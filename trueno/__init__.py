@@ -1,7 +1,71 @@
-"""trueno: fast numeric code on whatever hardware it lands on, proved by its own traces."""
+"""trueno: fast numeric code on whatever hardware it lands on, proved by its own traces.
+
+``import trueno`` is cheap: numba, cupy and opentelemetry are imported only when used.
+"""
 
 from trueno import trace
-from trueno.errors import TruenoError
+from trueno.backends import Backend
+from trueno.dispatch import use_backend
+from trueno.errors import (
+    BackendUnavailableError,
+    DivisionByZeroError,
+    DTypeError,
+    EmptyInputError,
+    GGUFError,
+    ShapeError,
+    SizeMismatchError,
+    TruenoError,
+)
+from trueno.ops import *  # noqa: F403  (the functional API)
+from trueno.ops import __all__ as _ops_all
 
 __version__ = "0.1.0"
-__all__ = ["TruenoError", "trace", "__version__"]
+
+
+def capabilities():
+    """CPU features, cores, numba threading and GPUs detected on this machine."""
+    from trueno.backends.detect import capabilities as detect
+
+    return detect()
+
+
+def warmup(progress: bool | None = None) -> None:
+    """Compile every numba kernel now (from numba's on-disk cache when warm)."""
+    from trueno.warmup import warmup as _warmup
+
+    _warmup(progress=progress)
+
+
+def to_device(x):
+    """Copy a host array to the GPU (a traced transfer); needs the ``gpu`` extra."""
+    from trueno.device import to_device as _to_device
+
+    return _to_device(x)
+
+
+def to_host(x):
+    """Copy a GPU array back to the host (a traced transfer); host arrays pass through."""
+    from trueno.device import to_host as _to_host
+
+    return _to_host(x)
+
+
+__all__ = [
+    "to_device",
+    "to_host",
+    "warmup",
+    "Backend",
+    "BackendUnavailableError",
+    "DTypeError",
+    "DivisionByZeroError",
+    "EmptyInputError",
+    "GGUFError",
+    "ShapeError",
+    "SizeMismatchError",
+    "TruenoError",
+    "capabilities",
+    "trace",
+    "use_backend",
+    "__version__",
+    *_ops_all,
+]

@@ -1,0 +1,138 @@
+"""Backend dispatch: picks numpy, numba or cupy per call and records the op's span.
+
+Policy (AUTO): inputs already on the GPU stay there; tiny inputs stay on numpy (a JIT call
+costs more than it saves); from the size in ``THRESHOLDS`` on, numba runs the op. A user
+forces a backend with ``TRUENO_BACKEND=numba`` or ``with trueno.use_backend("numba"):``.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from contextvars import ContextVar
+from time import perf_counter_ns
+
+from trueno import backends, config
+from trueno.backends import Backend
+from trueno.ops.spec import OpSpec
+from trueno.trace import recorder
+
+# Minimum number of input elements from which AUTO sends an op to numba, per threshold class.
+# Measured by `python benches/dispatch_thresholds.py` (the crossover where numba's median
+# time drops below numpy's, rounded down to a power of two); see BENCHMARKS.md.
+THRESHOLDS: dict[str, int] = {
+    "elementwise": 1 << 14,  # add, mul, abs ...: memory-bound, numpy is already good
+    "transcendental": 1 << 10,  # exp, tanh, gelu ...: polynomial kernels win early
+    "reduction": 1 << 13,  # sum, dot, max, norms
+    "rowwise": 1 << 10,  # softmax, layer_norm, rms_norm (fused single pass)
+    "stats": 1 << 12,  # mean/variance/zscore
+    "matrix": 1 << 62,  # matmul family: BLAS through numpy is at the hardware limit
+    "never": 1 << 62,  # ops only the reference implements well
+}
+# Minimum host-array elements from which AUTO copies to the GPU (None: never for host data).
+# Filled from benches/gpu_ops.py on a machine with a GPU.
+GPU_THRESHOLDS: dict[str, int | None] = {kind: None for kind in THRESHOLDS}
+
+_forced: ContextVar[Backend | None] = ContextVar("trueno_backend", default=None)
+_ENV_FORCED: Backend | None = backends.parse(config.FORCED_BACKEND) if config.FORCED_BACKEND else None
+_kernels: dict[tuple[Backend, str], object] = {}
+_numba_ok: bool | None = None
+
+
+@contextmanager
+def use_backend(name: str | Backend):
+    """Run the ops in this block on one backend (``"auto"`` restores the policy). Raises
+    BackendUnavailableError at once if the backend cannot run here."""
+    backend = backends.parse(name)
+    if backend is not Backend.AUTO:
+        backends.load(backend)
+    token = _forced.set(None if backend is Backend.AUTO else backend)
+    try:
+        yield backend
+    finally:
+        _forced.reset(token)
+
+
+def forced_backend() -> Backend | None:
+    """The backend forced by use_backend or TRUENO_BACKEND, or None for AUTO."""
+    forced = _forced.get()
+    return _ENV_FORCED if forced is None else forced
+
+
+def _is_device_array(x) -> bool:
+    return "cupy" in sys.modules and type(x).__module__.startswith("cupy")
+
+
+def choose(spec: OpSpec, n: int, args: tuple = ()) -> Backend:
+    """The backend AUTO (or a forced backend) picks for ``spec`` on ``n`` input elements."""
+    forced = _forced.get() or _ENV_FORCED
+    if forced is not None:
+        return forced
+    if "cupy" in sys.modules and any(_is_device_array(a) for a in args):
+        return Backend.CUPY
+    gpu_min = GPU_THRESHOLDS.get(spec.kind)
+    if gpu_min is not None and n >= gpu_min and backends.is_available(Backend.CUPY):
+        return Backend.CUPY
+    if n >= THRESHOLDS[spec.kind]:
+        global _numba_ok
+        if _numba_ok is None:
+            _numba_ok = backends.is_available(Backend.NUMBA)
+        if _numba_ok:
+            return Backend.NUMBA
+    return Backend.NUMPY
+
+
+def kernel(backend: Backend, name: str):
+    """The implementation of op ``name`` on ``backend``; a backend without it uses numpy's,
+    except cupy, which must not silently move data back to the host."""
+    key = (backend, name)
+    fn = _kernels.get(key)
+    if fn is None:
+        table = backends.load(backend).KERNELS
+        fn = table.get(name)
+        if fn is None:
+            if backend is Backend.CUPY:
+                from trueno.errors import UnsupportedError
+
+                raise UnsupportedError(f"op {name!r} has no cupy kernel; move the data to the "
+                                       "host with trueno.to_host() or allow a host fallback")
+            fn = backends.load(Backend.NUMPY).KERNELS[name]
+            fn = _Fallback(fn, backend)
+        _kernels[key] = fn
+    return fn
+
+
+class _Fallback:
+    """A reference kernel standing in for a backend that lacks the op (visible in traces)."""
+
+    __slots__ = ("fn", "wanted")
+
+    def __init__(self, fn, wanted: Backend) -> None:
+        self.fn, self.wanted = fn, wanted
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+def run(spec: OpSpec, n: int, args: tuple, kwargs: dict | None = None):
+    """Run ``spec`` on validated ``args`` (``n`` = input elements) on the chosen backend."""
+    backend = choose(spec, n, args)
+    fn = kernel(backend, spec.name)
+    if not recorder.ENABLED:
+        return fn(*args, **kwargs) if kwargs else fn(*args)
+    t0 = perf_counter_ns()
+    out = fn(*args, **kwargs) if kwargs else fn(*args)
+    dur = perf_counter_ns() - t0
+    _record(spec, backend, fn, n, args, out, t0, dur)
+    return out
+
+
+def _record(spec, backend, fn, n, args, out, t0, dur) -> None:
+    name = backend.value
+    if isinstance(fn, _Fallback):
+        name = f"numpy(fallback from {fn.wanted.value})"
+    first = args[0] if args else None
+    shape = tuple(getattr(first, "shape", ()))
+    dtype = str(getattr(first, "dtype", ""))
+    nbytes = sum(int(getattr(a, "nbytes", 0)) for a in args) + int(getattr(out, "nbytes", 0))
+    recorder.record_op(spec.name, name, shape, dtype, nbytes, int(spec.flops * n), t0, dur)

@@ -1,0 +1,29 @@
+"""Every op is declared once here: name, threshold class, tolerance against the numpy
+reference (float32), and flops per element for traces. Backends implement ops by name; the
+tests run every backend's kernel against numpy at the tolerance written here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class OpSpec:
+    name: str
+    kind: str  # threshold class in dispatch.THRESHOLDS
+    rtol: float = 1e-6  # float32 tolerance vs the numpy reference
+    atol: float = 0.0
+    flops: float = 1.0  # flops per input element (traces only)
+    doc: str = ""
+
+
+OPS: dict[str, OpSpec] = {}
+
+
+def declare(name: str, kind: str, rtol: float = 1e-6, atol: float = 0.0, flops: float = 1.0,
+            doc: str = "") -> OpSpec:
+    if name in OPS:
+        raise ValueError(f"op {name!r} declared twice")
+    spec = OpSpec(name, kind, rtol, atol, flops, doc)
+    OPS[name] = spec
+    return spec
