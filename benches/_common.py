@@ -1,0 +1,88 @@
+"""Shared bench helpers: median timing, the DRAM read-bandwidth probe (BLAS sgemv over a large
+float32 matrix), markdown tables. Other bench scripts import this module."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import sys
+from time import perf_counter
+
+import numpy as np
+
+
+def median_time(fn, repeat: int = 7, number: int | None = None) -> float:
+    """Median seconds per call of ``fn()`` over ``repeat`` rounds of ``number`` calls each.
+
+    With ``number=None`` the call count is calibrated so one round takes ~20 ms (at least 1).
+    One untimed call runs first (JIT compile, page faults).
+    """
+    fn()
+    if number is None:
+        t0 = perf_counter()
+        fn()
+        once = perf_counter() - t0
+        number = max(1, int(0.02 / max(once, 1e-9)))
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        times = []
+        for _ in range(max(1, repeat)):
+            t0 = perf_counter()
+            for _ in range(number):
+                fn()
+            times.append((perf_counter() - t0) / number)
+    finally:
+        if gc_was:
+            gc.enable()
+    return statistics.median(times)
+
+
+def sgemv_bandwidth_gbs(min_bytes: int = 512 << 20, repeat: int = 5) -> float:
+    """DRAM read bandwidth in GB/s, measured as BLAS sgemv (``A @ x``) over a float32 matrix of
+    at least ``min_bytes`` at the current BLAS thread count. Bytes counted: A only."""
+    cols = 4096
+    rows = max(1, -(-min_bytes // (cols * 4)))
+    a = np.ones((rows, cols), dtype=np.float32)  # touch every page before timing
+    x = np.ones(cols, dtype=np.float32)
+    t = median_time(lambda: a @ x, repeat=repeat, number=1)
+    gbs = a.nbytes / t / 1e9
+    del a
+    return gbs
+
+
+def gbs(nbytes: int, seconds: float) -> float:
+    """GB/s for ``nbytes`` moved in ``seconds``."""
+    return nbytes / seconds / 1e9 if seconds > 0 else float("inf")
+
+
+def fmt_time(seconds: float) -> str:
+    """Human time: ns / µs / ms / s with 3 significant digits."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)):
+        if seconds >= scale or unit == "ns":
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def print_table(headers, rows, file=None) -> None:
+    """Print a markdown table (columns padded to their widest cell)."""
+    file = file or sys.stdout
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    print(line(cells[0]), file=file)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=file)
+    for r in cells[1:]:
+        print(line(r), file=file)
+    file.flush()
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+    return str(v)
+
+
+def sizes(quick: bool, lo: int = 2, hi: int = 7) -> list[int]:
+    """Sizes 10**lo .. 10**hi (``--quick`` stops at 1e6)."""
+    return [10**e for e in range(lo, (min(hi, 6) if quick else hi) + 1)]
