@@ -1,0 +1,159 @@
+"""Model hyperparameters read from GGUF metadata: one frozen dataclass for every architecture.
+
+Architecture differences (RoPE style, biases, Gemma's extra norms) are fields here, so the
+forward pass in :mod:`trueno.llm.model` is one function, not a copy per architecture.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from trueno.errors import ModelError, UnsupportedError
+from trueno.gguf.constants import Keys
+
+SUPPORTED_ARCHS = ("llama", "qwen2", "gemma3")
+NEOX_ROPE_ARCHS = ("qwen2", "gemma3")  # rotate (x[i], x[i + d/2]); llama rotates adjacent pairs
+GEMMA3_SWA_PATTERN = 6  # every 6th layer is global (llama.cpp: hparams.set_swa_pattern(6))
+GEMMA3_LOCAL_ROPE_BASE = 10000.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyperparameters of one model. Derived values are properties, computed in one place."""
+
+    arch: str
+    vocab_size: int
+    dim: int  # d_model
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    hidden_dim: int  # FFN inner size
+    context_length: int
+    norm_eps: float
+    rope_base: float
+    rope_dim: int  # leading dims of each head that are rotated
+    rope_neox: bool
+    rope_scale: float = 1.0  # positions are multiplied by this (linear rope scaling)
+    rope_base_local: float = 0.0  # gemma3 sliding-window layers; 0 = same as rope_base
+    sliding_window: int = 0  # 0 = every layer attends to the full context
+    swa_pattern: int = 0  # layer i is global when (i + 1) % swa_pattern == 0
+    embed_scale: float = 1.0  # gemma: embeddings times sqrt(dim)
+    qk_norm: bool = False  # gemma3: RMS norm of each q/k head before RoPE
+    post_norms: bool = False  # gemma3: norm after attention and after the FFN
+    activation: str = "silu"  # "silu" or "gelu_tanh" (gate activation of the gated FFN)
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def n_kv_groups(self) -> int:
+        """Query heads per KV head (GQA; 1 = MHA, n_heads = MQA)."""
+        return self.n_heads // self.n_kv_heads
+
+    @property
+    def q_dim(self) -> int:
+        return self.n_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_heads * self.head_dim
+
+    @property
+    def attn_scale(self) -> float:
+        # gemma3 270m..12b: query_pre_attn_scalar == head_dim, so all archs use 1/sqrt(head_dim)
+        return 1.0 / math.sqrt(self.head_dim)
+
+    def is_sliding(self, layer: int) -> bool:
+        """Whether ``layer`` attends to a sliding window (local) instead of the full context."""
+        if self.sliding_window <= 0 or self.swa_pattern <= 0:
+            return False
+        return (layer + 1) % self.swa_pattern != 0
+
+    def layer_rope_base(self, layer: int) -> float:
+        if self.is_sliding(layer) and self.rope_base_local > 0:
+            return self.rope_base_local
+        return self.rope_base
+
+    def layer_rope_scale(self, layer: int) -> float:
+        return 1.0 if self.is_sliding(layer) and self.rope_base_local > 0 else self.rope_scale
+
+    def layer_window(self, layer: int) -> int:
+        """Attention window of ``layer`` in tokens (0 = unlimited)."""
+        return self.sliding_window if self.is_sliding(layer) else 0
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_metadata(cls, metadata: dict, tensor_shapes: dict | None = None) -> Config:
+        """Read the config from GGUF ``metadata``; ``tensor_shapes`` fills what it lacks
+        (vocab size from ``token_embd.weight``)."""
+        arch = _scalar(metadata.get(Keys.ARCHITECTURE))
+        if arch is None:
+            raise ModelError(f"metadata has no {Keys.ARCHITECTURE!r}")
+        arch = str(arch)
+        if arch not in SUPPORTED_ARCHS:
+            raise UnsupportedError(
+                f"architecture {arch!r} is not supported (supported: {', '.join(SUPPORTED_ARCHS)})"
+            )
+        shapes = tensor_shapes or {}
+
+        def get(key: str, default=None, required: bool = True):
+            full = Keys.arch(key, arch)
+            value = _scalar(metadata.get(full))
+            if value is None:
+                if required and default is None:
+                    raise ModelError(f"metadata key {full!r} is missing")
+                return default
+            return value
+
+        dim = int(get(Keys.EMBEDDING_LENGTH))
+        n_heads = int(get(Keys.HEAD_COUNT))
+        n_kv_heads = int(get(Keys.HEAD_COUNT_KV, n_heads))
+        head_dim = int(get(Keys.KEY_LENGTH, dim // n_heads))
+        value_dim = int(get(Keys.VALUE_LENGTH, head_dim))
+        if value_dim != head_dim:
+            raise UnsupportedError(f"value_length {value_dim} != key_length {head_dim}")
+        if n_kv_heads <= 0 or n_heads % n_kv_heads:
+            raise ModelError(f"head_count {n_heads} is not a multiple of head_count_kv {n_kv_heads}")
+        vocab = get(Keys.VOCAB_SIZE, required=False)
+        if vocab is None:
+            if "token_embd.weight" not in shapes:
+                raise ModelError("cannot tell the vocabulary size: no vocab_size, no token_embd")
+            vocab = shapes["token_embd.weight"][0]
+        scaling = get(Keys.ROPE_SCALING_TYPE, "none", required=False)
+        factor = float(get(Keys.ROPE_SCALING_FACTOR, 1.0, required=False) or 1.0)
+        rope_scale = 1.0 / factor if str(scaling) == "linear" and factor > 0 else 1.0
+        is_gemma3 = arch == "gemma3"
+        return cls(
+            arch=arch,
+            vocab_size=int(vocab),
+            dim=dim,
+            n_layers=int(get(Keys.BLOCK_COUNT)),
+            n_heads=n_heads,
+            n_kv_heads=n_kv_heads,
+            head_dim=head_dim,
+            hidden_dim=int(get(Keys.FEED_FORWARD_LENGTH)),
+            context_length=int(get(Keys.CONTEXT_LENGTH, 2048, required=False)),
+            norm_eps=float(get(Keys.LAYERNORM_RMS_EPS, 1e-5, required=False)),
+            rope_base=float(get(Keys.ROPE_FREQ_BASE, 10000.0, required=False)),
+            rope_dim=int(get(Keys.ROPE_DIMENSION_COUNT, head_dim, required=False)),
+            rope_neox=arch in NEOX_ROPE_ARCHS,
+            rope_scale=rope_scale,
+            rope_base_local=GEMMA3_LOCAL_ROPE_BASE if is_gemma3 else 0.0,
+            sliding_window=int(get(Keys.SLIDING_WINDOW, 0, required=False)) if is_gemma3 else 0,
+            swa_pattern=GEMMA3_SWA_PATTERN if is_gemma3 else 0,
+            embed_scale=math.sqrt(dim) if is_gemma3 else 1.0,
+            qk_norm=is_gemma3,
+            post_norms=is_gemma3,
+            activation="gelu_tanh" if is_gemma3 else "silu",
+        )
+
+
+def _scalar(value):
+    """A metadata value as a Python scalar (readers may hand back 1-element arrays)."""
+    if value is None:
+        return None
+    if hasattr(value, "shape") and getattr(value, "shape", None) in ((), (1,)):
+        return value.item() if hasattr(value, "item") else value[0]
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return value

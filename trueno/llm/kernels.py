@@ -1,0 +1,132 @@
+"""Numba kernels of the transformer block: norms, RoPE, attention over the KV cache, gated
+activations. Output first (``rms_norm(out, x, w, eps)``), float32 in and out, no allocation.
+
+This module imports numba, so only :mod:`trueno.llm.model` imports it (never ``import trueno``).
+The numpy float64 forward in ``tests/llm/reference.py`` is the spec these are checked against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_FM = {"reassoc", "contract", "nsz"}  # lets reductions vectorize; no change to exp/tanh/nan
+_JIT = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
+
+
+@njit(**_JIT)
+def rms_norm(out, x, w, eps):
+    """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w for each row t of (T, D)."""
+    n, d = x.shape
+    for t in range(n):
+        row = x[t]
+        ss = np.float32(0.0)
+        for i in range(d):
+            ss += row[i] * row[i]
+        inv = np.float32(1.0) / np.sqrt(ss / np.float32(d) + np.float32(eps))
+        o = out[t]
+        for i in range(d):
+            o[i] = row[i] * inv * w[i]
+
+
+@njit(**_JIT)
+def head_rms_norm(x, n_heads, head_dim, w, eps):
+    """In place: RMS norm of each head slice of rows (T, n_heads * head_dim) with weight w."""
+    n = x.shape[0]
+    for t in range(n):
+        for h in range(n_heads):
+            v = x[t, h * head_dim : (h + 1) * head_dim]
+            ss = np.float32(0.0)
+            for i in range(head_dim):
+                ss += v[i] * v[i]
+            inv = np.float32(1.0) / np.sqrt(ss / np.float32(head_dim) + np.float32(eps))
+            for i in range(head_dim):
+                v[i] = v[i] * inv * w[i]
+
+
+@njit(**_JIT)
+def rope(x, positions, n_heads, head_dim, cos, sin, neox):
+    """In place: rotate rows (T, n_heads * head_dim) by their positions.
+
+    ``cos``/``sin`` are (max_pos, rope_dim // 2) tables. ``neox`` pairs (i, i + rope_dim/2);
+    otherwise adjacent pairs (2i, 2i + 1) as in GGUF llama files (whose Q/K rows are permuted).
+    """
+    n = x.shape[0]
+    half = cos.shape[1]
+    for t in range(n):
+        c = cos[positions[t]]
+        s = sin[positions[t]]
+        for h in range(n_heads):
+            v = x[t, h * head_dim : (h + 1) * head_dim]
+            if neox:
+                for i in range(half):
+                    a = v[i]
+                    b = v[i + half]
+                    v[i] = a * c[i] - b * s[i]
+                    v[i + half] = a * s[i] + b * c[i]
+            else:
+                for i in range(half):
+                    a = v[2 * i]
+                    b = v[2 * i + 1]
+                    v[2 * i] = a * c[i] - b * s[i]
+                    v[2 * i + 1] = a * s[i] + b * c[i]
+
+
+@njit(**_JIT)
+def attend_one(out, q, k_cache, v_cache, pos, window, scale, groups, scores):
+    """Attention of one query token at ``pos`` over the cache (decode).
+
+    q, out: (n_heads, head_dim); k_cache, v_cache: (n_kv_heads, ctx, head_dim) holding keys
+    0..pos; window > 0 keeps only keys with pos - j < window; scores: (ctx,) scratch.
+    """
+    n_heads, head_dim = q.shape
+    first = 0
+    if window > 0 and pos - window + 1 > 0:
+        first = pos - window + 1
+    for h in range(n_heads):
+        kv = h // groups
+        qh = q[h]
+        m = np.float32(-np.inf)
+        for j in range(first, pos + 1):
+            kj = k_cache[kv, j]
+            s = np.float32(0.0)
+            for i in range(head_dim):
+                s += qh[i] * kj[i]
+            s *= np.float32(scale)
+            scores[j] = s
+            m = max(m, s)
+        total = np.float32(0.0)
+        for j in range(first, pos + 1):
+            e = np.exp(scores[j] - m)
+            scores[j] = e
+            total += e
+        oh = out[h]
+        for i in range(head_dim):
+            oh[i] = np.float32(0.0)
+        for j in range(first, pos + 1):
+            p = scores[j] / total
+            vj = v_cache[kv, j]
+            for i in range(head_dim):
+                oh[i] += p * vj[i]
+
+
+@njit(**_JIT)
+def silu_mul(out, g, u):
+    """out = silu(g) * u elementwise over (T, F)."""
+    n, f = g.shape
+    for t in range(n):
+        for i in range(f):
+            x = g[t, i]
+            out[t, i] = x / (np.float32(1.0) + np.exp(-x)) * u[t, i]
+
+
+@njit(**_JIT)
+def gelu_tanh_mul(out, g, u):
+    """out = gelu_tanh(g) * u elementwise over (T, F) (PyTorch's approximate='tanh')."""
+    n, f = g.shape
+    c = np.float32(0.7978845608028654)  # sqrt(2 / pi)
+    for t in range(n):
+        for i in range(f):
+            x = g[t, i]
+            inner = c * (x + np.float32(0.044715) * x * x * x)
+            out[t, i] = np.float32(0.5) * x * (np.float32(1.0) + np.tanh(inner)) * u[t, i]

@@ -1,0 +1,250 @@
+"""The transformer forward pass, one function for llama / qwen2 / gemma3.
+
+    x = embed(tokens) * embed_scale
+    for each layer:
+        x = x + post_attn_norm(attn(attn_norm(x)))      # post norms: gemma3 only
+        x = x + post_ffn_norm(ffn(ffn_norm(x)))
+    logits = output(output_norm(x))
+
+Prefill runs the prompt as one batch (BLAS / quantized matmul, causal mask); decode runs one
+token through fused quantized matvecs and preallocated buffers (``RunState``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from trueno import trace
+from trueno.errors import ContextLengthError, ModelError
+from trueno.llm.config import Config
+from trueno.llm.kv_cache import RunState
+from trueno.llm.weights import Weights, load_gguf
+
+DEFAULT_CTX = 2048
+PREFILL_CHUNK = 256
+
+
+class Model:
+    """A GGUF model ready to run: ``Model.load(path)``, then ``logits`` or ``generate``."""
+
+    def __init__(self, config: Config, weights: Weights, gguf_file=None, path=None,
+                 ctx_size: int | None = None) -> None:
+        from trueno.llm import kernels  # numba: imported with the first model, not with trueno
+
+        self._k = kernels
+        self.config = config
+        self.weights = weights
+        self.path = path
+        self._gguf = gguf_file
+        self._tokenizer = None
+        ctx = ctx_size or min(config.context_length, DEFAULT_CTX)
+        self.ctx = int(ctx)
+        self.state = RunState(config, self.ctx, weights.rope_freqs)
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def load(cls, path, ctx_size: int | None = None) -> Model:
+        """Load a GGUF model file (memory-mapped; quantized matrices stay quantized)."""
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise ModelError(f"model file not found: {path}")
+        gf = load_gguf(path)
+        shapes = {name: tuple(int(s) for s in t.shape) for name, t in gf.tensors.items()}
+        config = Config.from_metadata(gf.metadata, shapes)
+        weights = Weights.from_gguf(gf, config)
+        return cls(config, weights, gf, path, ctx_size)
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from trueno import llm
+
+            self._tokenizer = llm.Tokenizer.from_gguf(self._gguf if self._gguf else self.path)
+        return self._tokenizer
+
+    @property
+    def metadata(self) -> dict:
+        return self._gguf.metadata if self._gguf is not None else {}
+
+    def reset(self) -> None:
+        """Forget the KV cache (the next call starts at position 0)."""
+        self.state.cache.reset()
+
+    # ---- public forward -----------------------------------------------------------------------
+    def logits(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Logits (len, vocab) float32 of the whole sequence, processed from position 0."""
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        self.reset()
+        return self.prefill(ids, all_logits=True)
+
+    def prefill(self, token_ids, all_logits: bool = False) -> np.ndarray:
+        """Append tokens to the cache as batches; logits of the last (or every) position."""
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        start = self.state.cache.n
+        if start + len(ids) > self.ctx:
+            raise ContextLengthError(
+                f"{start + len(ids)} tokens do not fit in the context of {self.ctx} tokens"
+            )
+        if len(ids) == 0:
+            raise ModelError("prefill needs at least one token")
+        outs = []
+        for lo in range(0, len(ids), PREFILL_CHUNK):
+            chunk = ids[lo : lo + PREFILL_CHUNK]
+            last = lo + PREFILL_CHUNK >= len(ids)
+            x = self._forward_batch(chunk, start + lo)
+            if all_logits:
+                outs.append(self.weights.output.matmul(x))
+            elif last:
+                outs.append(self.weights.output.matmul(x[-1:]))
+        logits = np.concatenate(outs, axis=0).astype(np.float32, copy=False)
+        return logits if all_logits else logits[-1]
+
+    def decode(self, token: int) -> np.ndarray:
+        """Run one token at the next position; logits (vocab,) in a reused buffer."""
+        pos = self.state.cache.n
+        if pos >= self.ctx:
+            raise ContextLengthError(f"context of {self.ctx} tokens is full")
+        return self._forward_one(int(token), pos)
+
+    def generate(self, prompt, **kwargs) -> Iterator[str]:
+        """Stream generated text pieces; see :func:`trueno.llm.generate.generate`."""
+        from trueno.llm.generate import generate
+
+        return generate(self, prompt, **kwargs)
+
+    def generate_tokens(self, prompt, **kwargs) -> Iterator[int]:
+        """Stream generated token ids; see :func:`trueno.llm.generate.generate_tokens`."""
+        from trueno.llm.generate import generate_tokens
+
+        return generate_tokens(self, prompt, **kwargs)
+
+    # ---- prefill: T tokens as a batch -------------------------------------------------------
+    def _forward_batch(self, ids: np.ndarray, start: int) -> np.ndarray:
+        c, w, k = self.config, self.weights, self._k
+        cache = self.state.cache
+        T = len(ids)
+        positions = np.arange(start, start + T, dtype=np.int64)
+        x = w.token_embd(ids)  # (T, D)
+        if c.embed_scale != 1.0:
+            x *= np.float32(c.embed_scale)
+        xb = np.empty_like(x)
+        for i, lw in enumerate(w.layers):
+            with trace.span("layer", category="llm", layer=i):
+                # attention
+                k.rms_norm(xb, x, lw.attn_norm, c.norm_eps)
+                q = self._proj(lw.wq, lw.bq, xb)  # (T, Q)
+                kk = self._proj(lw.wk, lw.bk, xb)  # (T, K)
+                v = self._proj(lw.wv, lw.bv, xb)  # (T, K)
+                if c.qk_norm:
+                    k.head_rms_norm(q, c.n_heads, c.head_dim, lw.q_norm, c.norm_eps)
+                    k.head_rms_norm(kk, c.n_kv_heads, c.head_dim, lw.k_norm, c.norm_eps)
+                cos, sin = self.state.rope[i]
+                k.rope(q, positions, c.n_heads, c.head_dim, cos, sin, c.rope_neox)
+                k.rope(kk, positions, c.n_kv_heads, c.head_dim, cos, sin, c.rope_neox)
+                cache.store(i, start, kk, v)
+                att = self._attend_batch(q, i, start, T)  # (T, Q)
+                o = lw.wo.matmul(att)  # (T, D)
+                if c.post_norms:
+                    k.rms_norm(o, o, lw.post_attn_norm, c.norm_eps)
+                x += o
+                # feed-forward
+                k.rms_norm(xb, x, lw.ffn_norm, c.norm_eps)
+                g = lw.w_gate.matmul(xb)  # (T, F)
+                u = lw.w_up.matmul(xb)
+                self._act(g, g, u)
+                f = lw.w_down.matmul(g)  # (T, D)
+                if c.post_norms:
+                    k.rms_norm(f, f, lw.post_ffn_norm, c.norm_eps)
+                x += f
+        cache.n = start + T
+        k.rms_norm(x, x, w.output_norm, c.norm_eps)
+        return x
+
+    @staticmethod
+    def _proj(m, bias, x):
+        y = m.matmul(x)
+        if bias is not None:
+            y += bias
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+    def _act(self, out, g, u) -> None:
+        if self.config.activation == "gelu_tanh":
+            self._k.gelu_tanh_mul(out, g, u)
+        else:
+            self._k.silu_mul(out, g, u)
+
+    def _attend_batch(self, q: np.ndarray, layer: int, start: int, T: int) -> np.ndarray:
+        """Causal (optionally sliding-window) attention of T queries over keys 0..start+T-1."""
+        c = self.config
+        S = start + T
+        Hkv, G, Dh = c.n_kv_heads, c.n_kv_groups, c.head_dim
+        keys = self.state.cache.k[layer, :, :S]  # (Hkv, S, Dh)
+        values = self.state.cache.v[layer, :, :S]
+        qh = q.reshape(T, Hkv, G, Dh).transpose(1, 2, 0, 3).reshape(Hkv, G * T, Dh)
+        scores = np.matmul(qh, keys.transpose(0, 2, 1))  # (Hkv, G*T, S)
+        scores *= np.float32(c.attn_scale)
+        scores = scores.reshape(Hkv, G, T, S)
+        qpos = np.arange(start, S)[:, None]
+        kpos = np.arange(S)[None, :]
+        masked = kpos > qpos
+        window = c.layer_window(layer)
+        if window > 0:
+            masked |= (qpos - kpos) >= window
+        scores[:, :, masked] = -np.inf
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        out = np.matmul(scores.reshape(Hkv, G * T, S), values)  # (Hkv, G*T, Dh)
+        out = out.reshape(Hkv, G, T, Dh).transpose(2, 0, 1, 3).reshape(T, c.q_dim)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    # ---- decode: one token through matvecs and preallocated buffers -------------------------
+    def _forward_one(self, token: int, pos: int) -> np.ndarray:
+        c, w, k, s = self.config, self.weights, self._k, self.state
+        cache = s.cache
+        x, xb, xo = s.x, s.xb, s.xo
+        x[0] = w.token_embd(np.array([token]))[0]
+        if c.embed_scale != 1.0:
+            x *= np.float32(c.embed_scale)
+        s.pos[0] = pos
+        q, kk, v, att = s.q, s.k, s.v, s.att
+        q2 = q.reshape(1, c.n_heads, c.head_dim)[0]
+        att2 = att.reshape(1, c.n_heads, c.head_dim)[0]
+        for i, lw in enumerate(w.layers):
+            with trace.span("layer", category="llm", layer=i):
+                k.rms_norm(xb, x, lw.attn_norm, c.norm_eps)
+                lw.wq.matvec(xb[0], out=q[0])
+                lw.wk.matvec(xb[0], out=kk[0])
+                lw.wv.matvec(xb[0], out=v[0])
+                if lw.bq is not None:
+                    q[0] += lw.bq
+                    kk[0] += lw.bk
+                    v[0] += lw.bv
+                if c.qk_norm:
+                    k.head_rms_norm(q, c.n_heads, c.head_dim, lw.q_norm, c.norm_eps)
+                    k.head_rms_norm(kk, c.n_kv_heads, c.head_dim, lw.k_norm, c.norm_eps)
+                cos, sin = s.rope[i]
+                k.rope(q, s.pos, c.n_heads, c.head_dim, cos, sin, c.rope_neox)
+                k.rope(kk, s.pos, c.n_kv_heads, c.head_dim, cos, sin, c.rope_neox)
+                cache.store(i, pos, kk, v)
+                k.attend_one(att2, q2, cache.k[i], cache.v[i], pos, c.layer_window(i),
+                             c.attn_scale, c.n_kv_groups, s.scores)
+                lw.wo.matvec(att[0], out=xo[0])
+                if c.post_norms:
+                    k.rms_norm(xo, xo, lw.post_attn_norm, c.norm_eps)
+                x += xo
+                k.rms_norm(xb, x, lw.ffn_norm, c.norm_eps)
+                lw.w_gate.matvec(xb[0], out=s.hg[0])
+                lw.w_up.matvec(xb[0], out=s.hu[0])
+                self._act(s.hg, s.hg, s.hu)
+                lw.w_down.matvec(s.hg[0], out=xo[0])
+                if c.post_norms:
+                    k.rms_norm(xo, xo, lw.post_ffn_norm, c.norm_eps)
+                x += xo
+        cache.n = pos + 1
+        k.rms_norm(xb, x, w.output_norm, c.norm_eps)
+        w.output.matvec(xb[0], out=s.logits)
+        return s.logits

@@ -1,0 +1,244 @@
+"""Model weights named as in the GGUF file, memory-mapped: llama2.c's ``Weights`` struct.
+
+Matrices stay in their GGML block format and are used through ``trueno.quant.prepare``
+(fused dequant-dot matvec for decode, batched matmul for prefill); F32/F16/BF16 matrices are
+float32 arrays used through BLAS. Norm weights and biases are float32 vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trueno.errors import ModelError, UnsupportedError
+from trueno.gguf.constants import GGMLType
+from trueno.llm.config import Config
+
+FLOAT_TYPES = (GGMLType.F32, GGMLType.F16, GGMLType.BF16)
+
+
+def load_gguf(path):
+    """Open a GGUF file with trueno's reader (gguf-py until the reader has landed)."""
+    from trueno import gguf
+
+    if hasattr(gguf, "load"):
+        return gguf.load(path)
+    return _GGUFPyFile(path)  # pragma: no cover - interim shim
+
+
+class _GGUFPyFile:  # pragma: no cover - interim shim over the gguf package
+    def __init__(self, path) -> None:
+        import gguf as gguf_py
+
+        reader = gguf_py.GGUFReader(str(path))
+        self.path = str(path)
+        self.metadata = {k: f.contents() for k, f in reader.fields.items()
+                         if not k.startswith("GGUF.")}
+        self.tensors = {}
+        for t in reader.tensors:
+            info = _TensorInfo(t.name, tuple(int(s) for s in reversed(t.shape.tolist())),
+                               GGMLType(int(t.tensor_type)), t.data)
+            self.tensors[t.name] = info
+
+
+@dataclass
+class _TensorInfo:  # pragma: no cover - interim shim
+    name: str
+    shape: tuple
+    ggml_type: GGMLType
+    data: np.ndarray
+
+
+def _prepare(data, ggml_type, shape):
+    try:
+        from trueno.quant import prepare
+    except ImportError:  # pragma: no cover - interim shim until trueno.quant lands
+        return _DenseShim(_dequantize(data, ggml_type, shape))
+    return prepare(data, ggml_type, shape)
+
+
+def _dequantize(data, ggml_type, shape) -> np.ndarray:
+    try:
+        from trueno.quant import dequantize
+    except ImportError:  # pragma: no cover - interim shim until trueno.quant lands
+        import gguf as gguf_py
+
+        out = gguf_py.quants.dequantize(np.asarray(data), gguf_py.GGMLQuantizationType(ggml_type))
+        return np.asarray(out, dtype=np.float32).reshape(shape)
+    return np.asarray(dequantize(data, ggml_type, shape), dtype=np.float32).reshape(shape)
+
+
+class _DenseShim:  # pragma: no cover - interim shim
+    def __init__(self, w: np.ndarray) -> None:
+        self.w = np.ascontiguousarray(w, dtype=np.float32)
+        self.nbytes = self.w.nbytes
+
+    def matvec(self, x, out=None):
+        return np.dot(self.w, x, out=out)
+
+    def matmul(self, x):
+        return x @ self.w.T
+
+
+def _as_float32(info) -> np.ndarray:
+    """A float tensor (F32/F16/BF16) as a float32 array in numpy shape order."""
+    data = np.asarray(info.data)
+    if info.ggml_type == GGMLType.F32:
+        return data.reshape(tuple(info.shape)).view(np.float32)
+    if info.ggml_type == GGMLType.F16:
+        return data.reshape(tuple(info.shape)).view(np.float16).astype(np.float32)
+    if info.ggml_type == GGMLType.BF16:
+        bits = data.reshape(tuple(info.shape)).view(np.uint16).astype(np.uint32) << 16
+        return bits.view(np.float32)
+    raise UnsupportedError(f"tensor {info.name!r}: {info.ggml_type!r} is not a float type")
+
+
+class Matrix:
+    """A (rows, cols) weight used as y = W @ x: ``matvec`` for one token, ``matmul`` for many."""
+
+    def __init__(self, name: str, info) -> None:
+        self.name = name
+        self.shape = tuple(int(s) for s in info.shape)
+        self.ggml_type = GGMLType(info.ggml_type)
+        if len(self.shape) != 2:
+            raise ModelError(f"tensor {name!r}: expected 2 dims, found shape {self.shape}")
+        self.dense: np.ndarray | None = None
+        self.prepared = None
+        if self.ggml_type in FLOAT_TYPES:
+            self.dense = np.ascontiguousarray(_as_float32(info))
+        else:
+            self.prepared = _prepare(info.data, self.ggml_type, self.shape)
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.dense.nbytes if self.dense is not None else int(self.prepared.nbytes)
+
+    def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(cols,) -> (rows,)."""
+        if self.dense is not None:
+            return np.dot(self.dense, x, out=out)
+        return self.prepared.matvec(x, out=out)
+
+    def matmul(self, x: np.ndarray) -> np.ndarray:
+        """(n, cols) -> (n, rows)."""
+        if self.dense is not None:
+            return x @ self.dense.T
+        return np.asarray(self.prepared.matmul(np.ascontiguousarray(x)), dtype=np.float32)
+
+
+class Embedding:
+    """Token embedding table: rows looked up (and dequantized) per token id."""
+
+    def __init__(self, info) -> None:
+        self.info = info
+        self.ggml_type = GGMLType(info.ggml_type)
+        self.shape = tuple(int(s) for s in info.shape)
+        self.dense = _as_float32(info) if self.ggml_type in FLOAT_TYPES else None
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        """(T,) token ids -> (T, dim) float32."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.shape[0]):
+            raise ModelError(f"token id out of range [0, {self.shape[0]}): {ids.min()}..{ids.max()}")
+        if self.dense is not None:
+            return np.ascontiguousarray(self.dense[ids], dtype=np.float32)
+        rows = np.ascontiguousarray(self.info.data[ids])
+        return _dequantize(rows, self.ggml_type, (len(ids), self.shape[1]))
+
+
+@dataclass
+class LayerWeights:
+    """One transformer block; shapes with D = dim, Q = q_dim, K = kv_dim, F = hidden_dim."""
+
+    attn_norm: np.ndarray  # (D,)
+    wq: Matrix  # (Q, D)
+    wk: Matrix  # (K, D)
+    wv: Matrix  # (K, D)
+    wo: Matrix  # (D, Q)
+    ffn_norm: np.ndarray  # (D,)
+    w_gate: Matrix  # (F, D)
+    w_up: Matrix  # (F, D)
+    w_down: Matrix  # (D, F)
+    bq: np.ndarray | None = None  # (Q,) qwen2
+    bk: np.ndarray | None = None  # (K,)
+    bv: np.ndarray | None = None  # (K,)
+    q_norm: np.ndarray | None = None  # (head_dim,) gemma3
+    k_norm: np.ndarray | None = None  # (head_dim,)
+    post_attn_norm: np.ndarray | None = None  # (D,) gemma3
+    post_ffn_norm: np.ndarray | None = None  # (D,)
+
+
+@dataclass
+class Weights:
+    token_embd: Embedding  # (vocab, D)
+    layers: list[LayerWeights]
+    output_norm: np.ndarray  # (D,)
+    output: Matrix  # (vocab, D); the embedding table when the head is tied
+    rope_freqs: np.ndarray | None = None  # (rope_dim // 2,) llama3 frequency factors
+
+    @property
+    def nbytes(self) -> int:
+        mats = [self.output] + [
+            m for lw in self.layers for m in (lw.wq, lw.wk, lw.wv, lw.wo, lw.w_gate, lw.w_up,
+                                              lw.w_down)
+        ]
+        return sum(m.nbytes for m in mats)
+
+    @classmethod
+    def from_gguf(cls, gf, config: Config) -> Weights:
+        tensors = gf.tensors
+
+        def info(name: str, shape: tuple | None = None, required: bool = True):
+            t = tensors.get(name)
+            if t is None:
+                if required:
+                    raise ModelError(f"tensor {name!r} is missing from the model file")
+                return None
+            if shape is not None and tuple(int(s) for s in t.shape) != shape:
+                raise ModelError(f"tensor {name!r}: expected shape {shape}, found {tuple(t.shape)}")
+            return t
+
+        def vec(name: str, n: int, required: bool = True):
+            t = info(name, (n,), required)
+            return None if t is None else np.ascontiguousarray(_as_float32(t))
+
+        def mat(name: str, shape: tuple):
+            return Matrix(name, info(name, shape))
+
+        c = config
+        D, Q, K, F = c.dim, c.q_dim, c.kv_dim, c.hidden_dim
+        layers = []
+        for i in range(c.n_layers):
+            p = f"blk.{i}."
+            layers.append(LayerWeights(
+                attn_norm=vec(p + "attn_norm.weight", D),
+                wq=mat(p + "attn_q.weight", (Q, D)),
+                wk=mat(p + "attn_k.weight", (K, D)),
+                wv=mat(p + "attn_v.weight", (K, D)),
+                wo=mat(p + "attn_output.weight", (D, Q)),
+                ffn_norm=vec(p + "ffn_norm.weight", D),
+                w_gate=mat(p + "ffn_gate.weight", (F, D)),
+                w_up=mat(p + "ffn_up.weight", (F, D)),
+                w_down=mat(p + "ffn_down.weight", (D, F)),
+                bq=vec(p + "attn_q.bias", Q, required=False),
+                bk=vec(p + "attn_k.bias", K, required=False),
+                bv=vec(p + "attn_v.bias", K, required=False),
+                q_norm=vec(p + "attn_q_norm.weight", c.head_dim, required=c.qk_norm),
+                k_norm=vec(p + "attn_k_norm.weight", c.head_dim, required=c.qk_norm),
+                post_attn_norm=vec(p + "post_attention_norm.weight", D, required=c.post_norms),
+                post_ffn_norm=vec(p + "post_ffw_norm.weight", D, required=c.post_norms),
+            ))
+        embd_info = info("token_embd.weight", (c.vocab_size, D))
+        out_name = "output.weight" if "output.weight" in tensors else "token_embd.weight"
+        return cls(
+            token_embd=Embedding(embd_info),
+            layers=layers,
+            output_norm=vec("output_norm.weight", D),
+            output=mat(out_name, (c.vocab_size, D)),
+            rope_freqs=vec("rope_freqs.weight", c.rope_dim // 2, required=False),
+        )
