@@ -11,6 +11,7 @@ GGUF_MAGIC_BIG_ENDIAN = b"FUGG"  # what a big-endian writer's magic looks like r
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 4  # GGML_MAX_DIMS
+MAX_NAME = 64  # GGML_MAX_NAME: a tensor name is at most MAX_NAME - 1 bytes
 QK_K = 256  # super-block size of the K-quants
 K_SCALE_SIZE = 12
 
