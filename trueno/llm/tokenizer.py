@@ -1,0 +1,513 @@
+"""The LLM tokenizer, built from GGUF metadata alone, matching llama.cpp's ids exactly.
+
+Two vocabulary types, as llama.cpp's llama-vocab.cpp implements them:
+
+- ``llama``: SentencePiece-style. Spaces become U+2581, adjacent symbols merge greedily by the
+  merged piece's score, characters outside the vocabulary fall back to ``<0xNN>`` byte tokens.
+- ``gpt2``: byte-level BPE. A pre-tokenizer regex (``tokenizer.ggml.pre``) splits the text into
+  words, each word's UTF-8 bytes are spelled with GPT-2's byte alphabet and merged by rank.
+
+Control, user-defined and unknown tokens are cut out of the text first
+(``tokenizer_st_partition``): user-defined ones always, control ones with ``parse_special``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import heapq
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from trueno import trace
+from trueno.errors import ModelError, TruenoError, UnsupportedError
+from trueno.gguf.constants import Keys, TokenType
+from trueno.llm import pretokenize
+from trueno.llm.unicode_data import UNICODE_TO_BYTE, byte_encode
+
+SPACE = "\u2581"  # SentencePiece's escaped space
+
+# token attributes (llama_token_attr)
+UNKNOWN, UNUSED, NORMAL, CONTROL, USER_DEFINED, BYTE = 1, 2, 4, 8, 16, 32
+_TYPE_ATTR = np.zeros(8, np.int32)  # TokenType -> attr; UNDEFINED and unknown types -> 0
+_TYPE_ATTR[[TokenType.NORMAL, TokenType.UNKNOWN, TokenType.CONTROL, TokenType.USER_DEFINED,
+            TokenType.UNUSED, TokenType.BYTE]] = [NORMAL, UNKNOWN, CONTROL, USER_DEFINED,
+                                                  UNUSED, BYTE]  # fmt: skip
+
+# token texts llama.cpp recognises when the metadata does not name them (llama_vocab::load)
+EOT_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+             "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>",
+             "<end_of_utterance>")  # fmt: skip
+EOM_TEXTS = ("<|eom_id|>",)
+FIM_TEXTS = {
+    "pre": ("<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>",
+            "▁<PRE>", "<|code_prefix|>", "<|prefix|>"),
+    "suf": ("<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>",
+            "▁<SUF>", "<|code_suffix|>", "<|suffix|>"),
+    "mid": ("<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>",
+            "▁<MID>", "<|code_middle|>", "<|middle|>"),
+    "pad": ("<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"),
+    "rep": ("<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"),
+    "sep": ("<|file_sep|>",),
+}  # fmt: skip
+EOG_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>",
+             "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>",
+             "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
+             "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[")  # fmt: skip
+_ALWAYS_RENDERED = ("<|channel|>", "<|message|>", "<|start|>", "<|constrain|>")  # gpt-oss
+
+
+class TokenizerError(TruenoError, ValueError):
+    """Input the tokenizer cannot handle (a token id outside the vocabulary, ...)."""
+
+
+def _as_list(seq) -> list:
+    return seq.tolist() if hasattr(seq, "tolist") else list(seq)
+
+
+class Tokenizer:
+    """Text <-> token ids for one GGUF vocabulary. Build it with :meth:`from_gguf`."""
+
+    @classmethod
+    def from_gguf(cls, path_or_file) -> Tokenizer:
+        """From a GGUF path, or an already loaded file (anything with ``.metadata``)."""
+        if hasattr(path_or_file, "metadata"):
+            metadata = path_or_file.metadata
+        else:
+            from trueno.gguf import load
+
+            metadata = load(Path(path_or_file)).metadata
+        with trace.span("tokenizer.load", category="llm"):
+            return cls(metadata)
+
+    def __init__(self, md: dict):
+        self.model = md.get(Keys.TOKENIZER_MODEL)
+        if self.model not in ("llama", "gpt2"):
+            raise UnsupportedError(
+                f"{Keys.TOKENIZER_MODEL} = {self.model!r}; supported: 'llama' (SentencePiece), "
+                "'gpt2' (byte-level BPE)"
+            )
+        if Keys.TOKENS not in md:
+            raise ModelError(f"GGUF metadata has no {Keys.TOKENS}")
+        self._spm = self.model == "llama"
+        tokens = _as_list(md[Keys.TOKENS])
+        n = self.vocab_size = len(tokens)
+        self._tok2id = dict(zip(tokens, range(n)))
+        if "" in self._tok2id:  # llama.cpp renames empty tokens so they never match
+            for i in [i for i, t in enumerate(tokens) if not t]:
+                tokens[i] = f"[EMPTY_{i}]"
+            self._tok2id = dict(zip(tokens, range(n)))
+        if len(self._tok2id) != n:
+            seen: dict[str, int] = {}
+            dup = next((t, seen[t], i) for i, t in enumerate(tokens) if seen.setdefault(t, i) != i)
+            raise ModelError(f"duplicate token {dup[0]!r} in vocabulary: ids {dup[1]} and {dup[2]}")
+        self._tokens = tokens
+        scores = md.get(Keys.SCORES)
+        self._scores = np.asarray(scores, np.float32).tolist() if scores is not None else None
+        types = md.get(Keys.TOKEN_TYPE)
+        if types is None:
+            attr = np.full(n, NORMAL, np.int32)
+        else:
+            types = np.asarray(types, np.int64)[:n]
+            attr = _TYPE_ATTR[np.where((types >= 0) & (types < 8), types, 0)]
+        if len(attr) != n:
+            raise ModelError(f"{Keys.TOKEN_TYPE} has {len(attr)} entries, expected {n}")
+        self._attr = attr
+
+        if self._spm:
+            self.pre = None
+            self._ranks: dict[tuple[str, str], int] = {}
+            defaults = {"bos": 1, "eos": 2, "unk": 0}
+            self.add_space_prefix, self.add_bos, self.clean_spaces = True, True, False
+        else:
+            self.pre = pretokenize.pre_tokenizer(md.get(Keys.TOKENIZER_PRE))
+            self._ranks = self._load_ranks(md)
+            defaults = {"bos": 11 if self.pre.has_bos else None, "eos": 11, "unk": None}
+            self.add_space_prefix, self.add_bos = False, self.pre.add_bos
+            self.clean_spaces = self.pre.clean_spaces
+        self.add_eos = False
+        self.add_space_prefix = bool(md.get(Keys.ADD_SPACE_PREFIX, self.add_space_prefix))
+        self.add_bos = bool(md.get(Keys.ADD_BOS, self.add_bos))
+        self.add_eos = bool(md.get(Keys.ADD_EOS, self.add_eos))
+
+        def special(key, default):
+            if default is not None and default >= n:
+                default = None
+            value = md.get(key)
+            return int(value) if value is not None and 0 <= int(value) < n else default
+
+        self.bos_id = special(Keys.BOS_ID, defaults["bos"])
+        self.eos_id = special(Keys.EOS_ID, defaults["eos"])
+        self.unk_id = special(Keys.UNK_ID, defaults["unk"])
+        self.pad_id = special(Keys.PAD_ID, None)
+        self.eot_id = special(Keys.EOT_ID, None)
+        self.eom_id = special(Keys.EOM_ID, None)
+        for flag, key, tid in ((self.add_bos, Keys.ADD_BOS, self.bos_id),
+                               (self.add_eos, Keys.ADD_EOS, self.eos_id)):  # fmt: skip
+            if flag and tid is None:
+                raise ModelError(f"{key} is true, but the vocabulary has no such token")
+        self._find_special_tokens()
+        self._build_special_index()
+        self._byte_ids = [self._byte_token(b) for b in range(256)] if self._spm else None
+        self._pieces: list[bytes | None] = [None] * n
+        self._word_cache: dict[str, list[int]] = {}
+
+    # ---- load helpers ------------------------------------------------------------------------
+
+    @staticmethod
+    def _load_ranks(md: dict) -> dict[tuple[str, str], int]:
+        if Keys.MERGES not in md:
+            raise ModelError(f"byte-level BPE vocabulary without {Keys.MERGES}")
+        pairs = []
+        for m in _as_list(md[Keys.MERGES]):
+            p = m.find(" ", 1)
+            pairs.append((m[:p], m[p + 1 :]) if p >= 0 else ("", ""))
+        # the first occurrence of a pair keeps its rank (std::unordered_map::emplace)
+        return dict(zip(reversed(pairs), range(len(pairs) - 1, -1, -1)))
+
+    def _find(self, texts: Iterable[str]) -> int | None:
+        return next((self._tok2id[t] for t in texts if t in self._tok2id), None)
+
+    def _find_special_tokens(self) -> None:
+        """End-of-generation set and control flags by token text, as llama.cpp's load does."""
+        attr, found = self._attr, []
+        if self.eot_id is None:
+            self.eot_id = self._find(EOT_TEXTS)
+            found.append(self.eot_id)
+        if self.eom_id is None:
+            self.eom_id = self._find(EOM_TEXTS)
+            found.append(self.eom_id)
+        fim = {k: self._find(v) for k, v in FIM_TEXTS.items()}
+        eog = {fim["pad"], fim["rep"], fim["sep"]}
+        eog.update(self._tok2id[t] for t in EOG_TEXTS if t in self._tok2id)
+        for tid in [*found, *fim.values(), *eog]:
+            if tid is not None:
+                attr[tid] |= CONTROL
+        for t in _ALWAYS_RENDERED:
+            if t in self._tok2id:
+                attr[self._tok2id[t]] = USER_DEFINED
+        eog.update((self.eos_id, self.eot_id, self.eom_id))
+        eog.discard(None)
+        texts = {self._tokens[i]: i for i in eog}
+        has_call = "<|call|>" in texts or "<|calls|>" in texts
+        if "<|end|>" in texts and has_call and ("<|return|>" in texts or "<|flush|>" in texts):
+            eog.discard(texts["<|end|>"])  # harmony / solar-open: <|end|> does not end generation
+            attr[texts["<|end|>"]] = USER_DEFINED
+        if "<|tool_response>" in texts and "</s>" in texts:  # gemma4, paddleocr
+            eog.discard(texts["</s>"])
+            attr[texts["</s>"]] = NORMAL
+        self._eog = frozenset(eog)
+
+    def _build_special_index(self) -> None:
+        """Tokens cut out before tokenizing, longest text first, grouped by first character."""
+        ids = np.flatnonzero(self._attr & (CONTROL | USER_DEFINED | UNKNOWN)).tolist()
+        ids.sort(key=lambda i: -len(self._tokens[i]))
+        self._special_index: dict[str, list[tuple[int, str, int, bool]]] = {}
+        for order, i in enumerate(ids):
+            text = self._tokens[i]
+            always = not self._attr[i] & (CONTROL | UNKNOWN)  # user-defined: even unparsed
+            self._special_index.setdefault(text[0], []).append((order, text, i, always))
+
+    def _byte_token(self, b: int) -> int | None:
+        tid = self._tok2id.get(f"<0x{b:02X}>")
+        return tid if tid is not None else self._tok2id.get(chr(b)) if b < 128 else None
+
+    # ---- encode ------------------------------------------------------------------------------
+
+    def encode(self, text: str, add_special: bool = False, parse_special: bool = False) -> list[int]:
+        """Token ids of ``text``. ``add_special``: BOS/EOS as the model's metadata asks;
+        ``parse_special``: control-token texts in ``text`` become those tokens."""
+        with trace.span("tokenizer.encode", category="llm", chars=len(text)):
+            out: list[int] = []
+            if add_special and self.add_bos:
+                out.append(self.bos_id)
+            prev_special = True  # SPM: a space is prefixed to text that follows a special token
+            for frag in self._partition(text, parse_special) if text else ():
+                if isinstance(frag, int):
+                    out.append(frag)
+                    prev_special = True
+                elif self._spm:
+                    if self.add_space_prefix and prev_special:
+                        frag = " " + frag
+                    self._encode_spm(frag.replace(" ", SPACE), out)
+                    prev_special = False
+                else:
+                    cache = self._word_cache
+                    if len(cache) > 65536:
+                        cache.clear()
+                    for word in pretokenize.split(frag, self.pre.regexes):
+                        ids = cache.get(word)
+                        if ids is None:
+                            ids = cache[word] = self._encode_bpe_word(word)
+                        out.extend(ids)
+            if add_special and self.add_eos:
+                out.append(self.eos_id)
+            return out
+
+    def _partition(self, text: str, parse_special: bool) -> list[str | int]:
+        """Split out special-token texts (llama.cpp ``tokenizer_st_partition``)."""
+        index = self._special_index
+        cands = [c for ch in set(text).intersection(index) for c in index[ch]]
+        cands.sort()
+        frags: list[str | int] = [text]
+        for _, tok, tid, always in cands:
+            if not (always or parse_special) or tok not in text:
+                continue
+            new: list[str | int] = []
+            for frag in frags:
+                if isinstance(frag, int) or tok not in frag:
+                    new.append(frag)
+                    continue
+                for k, part in enumerate(frag.split(tok)):
+                    if k:
+                        new.append(tid)
+                    if part:
+                        new.append(part)
+            frags = new
+        return frags
+
+    def _encode_spm(self, text: str, out: list[int]) -> None:
+        """llm_tokenizer_spm: merge the adjacent pair whose piece scores highest, repeatedly."""
+        n = len(text)
+        if n == 0:
+            return
+        tok2id, scores = self._tok2id, self._scores
+        start = list(range(n))
+        size = [1] * n
+        prev = list(range(-1, n - 1))
+        nxt = list(range(1, n + 1))
+        nxt[-1] = -1
+        heap: list[tuple[float, int, int, int]] = []
+
+        def add(left: int, right: int) -> None:
+            if left < 0 or right < 0:
+                return
+            merged = size[left] + size[right]
+            tid = tok2id.get(text[start[left] : start[left] + merged])
+            if tid is not None:
+                heapq.heappush(heap, (-scores[tid] if scores else -0.0, left, right, merged))
+
+        for i in range(1, n):
+            add(i - 1, i)
+        while heap:
+            _, left, right, merged = heapq.heappop(heap)
+            if size[left] == 0 or size[right] == 0 or size[left] + size[right] != merged:
+                continue
+            size[left], size[right] = merged, 0
+            nxt[left] = nxt[right]
+            if nxt[right] >= 0:
+                prev[nxt[right]] = left
+            add(prev[left], left)
+            add(left, nxt[left])
+        i = 0
+        while i != -1:
+            piece = text[start[i] : start[i] + size[i]]
+            tid = tok2id.get(piece)
+            if tid is not None:
+                out.append(tid)
+            else:
+                out.extend(self._byte_fallback(piece))
+            i = nxt[i]
+
+    def _byte_fallback(self, piece: str) -> list[int]:
+        ids = []
+        for b in piece.encode("utf-8", "surrogatepass"):
+            tid = self._byte_ids[b]
+            if tid is None:
+                tid = self.unk_id
+                if tid is None:
+                    raise TokenizerError(
+                        f"byte 0x{b:02X} of {piece!r} has no token (<0x{b:02X}> missing) "
+                        "and the vocabulary has no unknown token"
+                    )
+            ids.append(tid)
+        return ids
+
+    def _encode_bpe_word(self, word: str) -> list[int]:
+        """llm_tokenizer_bpe_session for one pre-tokenized word."""
+        tok2id, ranks = self._tok2id, self._ranks
+        sym = list(byte_encode(word))
+        if self.pre.ignore_merges or len(sym) == 1:
+            tid = tok2id.get("".join(sym))
+            if tid is not None:
+                return [tid]
+        n = len(sym)
+        prev = list(range(-1, n - 1))
+        nxt = list(range(1, n + 1))
+        nxt[-1] = -1
+        heap: list[tuple[int, int, int, str]] = []
+
+        def add(left: int, right: int) -> None:
+            if left >= 0 and right >= 0:
+                rank = ranks.get((sym[left], sym[right]))
+                if rank is not None:
+                    heapq.heappush(heap, (rank, left, right, sym[left] + sym[right]))
+
+        for i in range(1, n):
+            add(i - 1, i)
+        while heap:
+            _, left, right, merged = heapq.heappop(heap)
+            if not sym[left] or not sym[right] or sym[left] + sym[right] != merged:
+                continue
+            sym[left], sym[right] = merged, ""
+            nxt[left] = nxt[right]
+            if nxt[right] >= 0:
+                prev[nxt[right]] = left
+            add(prev[left], left)
+            add(left, nxt[left])
+        out = []
+        for s in sym:
+            if not s:
+                continue
+            tid = tok2id.get(s)
+            if tid is not None:
+                out.append(tid)
+            else:  # llama.cpp looks each byte up as a one-byte token and drops misses
+                out.extend(tok2id[chr(b)] for b in s.encode() if b < 128 and chr(b) in tok2id)
+        return out
+
+    # ---- decode ------------------------------------------------------------------------------
+
+    def token_to_piece(self, token_id: int, special: bool = False) -> bytes:
+        """Raw bytes of one token (llama.cpp ``token_to_piece``); control and unknown tokens
+        render as their text only with ``special``, else as nothing."""
+        if not 0 <= token_id < self.vocab_size:
+            raise TokenizerError(f"token id {token_id} outside the vocabulary [0, {self.vocab_size})")
+        attr = int(self._attr[token_id])
+        if not special and attr & (CONTROL | UNKNOWN):
+            return b""
+        piece = self._pieces[token_id]
+        if piece is None:
+            piece = self._pieces[token_id] = self._render(token_id, attr)
+        return piece
+
+    def _render(self, token_id: int, attr: int) -> bytes:
+        text = self._tokens[token_id]
+        if attr & (CONTROL | UNKNOWN | USER_DEFINED):
+            return text.encode()
+        if attr & NORMAL:
+            if self._spm:
+                return text.replace(SPACE, " ").encode()
+            out = bytearray()
+            for ch in text:
+                b = UNICODE_TO_BYTE.get(ch)
+                if b is not None:
+                    out.append(b)
+                else:  # llama_decode_text's marker for a character outside the byte alphabet
+                    out += f"[UNK_BYTE_0x{ch.encode().hex()}{text}]".encode()
+            return bytes(out)
+        if attr & BYTE:
+            return bytes([int(text[3:5], 16)])
+        return b""
+
+    def decode_bytes(self, ids: Iterable[int], special: bool = False,
+                     clean_spaces: bool | None = None) -> bytes:  # fmt: skip
+        """llama.cpp ``llama_detokenize`` (remove_special=False) as raw bytes."""
+        parts = []
+        strip = self.add_space_prefix  # the space add_space_prefix put before the first token
+        for tid in ids:
+            piece = self.token_to_piece(int(tid), special)
+            if strip and piece[:1] == b" ":
+                piece = piece[1:]
+            strip = False
+            parts.append(piece)
+        data = b"".join(parts)
+        if self.clean_spaces if clean_spaces is None else clean_spaces:
+            data = clean_up_spaces(data)
+        return data
+
+    def decode(self, ids: Iterable[int], special: bool = False,
+               clean_spaces: bool | None = None) -> str:  # fmt: skip
+        """Text of ``ids`` (invalid UTF-8 shows as U+FFFD). ``special`` renders control tokens;
+        ``clean_spaces`` overrides the vocabulary's clean-up of " ," " ." " 's" ..."""
+        return self.decode_bytes(ids, special, clean_spaces).decode("utf-8", "replace")
+
+    def decode_stream(self, special: bool = False, strip_prefix_space: bool = False) -> StreamDecoder:
+        """A :class:`StreamDecoder` for this vocabulary."""
+        return StreamDecoder(self, special, strip_prefix_space)
+
+    # ---- queries -----------------------------------------------------------------------------
+
+    def is_eog(self, token_id: int) -> bool:
+        """True for tokens that end generation (EOS, EOT, EOM and their look-alikes)."""
+        return token_id in self._eog
+
+    @property
+    def eog_ids(self) -> frozenset[int]:
+        return self._eog
+
+    def token_text(self, token_id: int) -> str:
+        """The vocabulary entry of ``token_id`` as stored in the GGUF file."""
+        return self._tokens[token_id]
+
+    def token_id(self, text: str) -> int | None:
+        """Id of the vocabulary entry spelled exactly ``text``, or None."""
+        return self._tok2id.get(text)
+
+    def __repr__(self) -> str:
+        kind = "SentencePiece" if self._spm else f"BPE pre={self.pre.name}"
+        return f"Tokenizer({kind}, vocab_size={self.vocab_size}, bos={self.bos_id}, eos={self.eos_id})"
+
+
+class StreamDecoder:
+    """Turns token ids into text as they come; holds back an incomplete UTF-8 character until
+    the tokens that finish it arrive. ``strip_prefix_space`` drops the space SentencePiece
+    prefixed to the first token (use it when decoding a prompt, not a continuation)."""
+
+    def __init__(self, tokenizer: Tokenizer, special: bool = False,
+                 strip_prefix_space: bool = False):  # fmt: skip
+        self.tokenizer = tokenizer
+        self.special = special
+        self._strip = strip_prefix_space and tokenizer.add_space_prefix
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def push(self, token_id: int) -> str:
+        """Text completed by ``token_id`` (may be empty)."""
+        piece = self.tokenizer.token_to_piece(token_id, self.special)
+        if self._strip and piece[:1] == b" ":
+            piece = piece[1:]
+        self._strip = False
+        return self._utf8.decode(piece)
+
+    def flush(self) -> str:
+        """Whatever is still held back, with an unfinished character shown as U+FFFD."""
+        return self._utf8.decode(b"", final=True)
+
+
+def clean_up_spaces(data: bytes) -> bytes:
+    """llama.cpp's ``clean_spaces`` passes: drop the space before ? ! . , and before the
+    contractions 's 'm 're 've, and around a lone apostrophe (in place, like the C loop)."""
+    if not any(p in data for p in (b" ?", b" !", b" .", b" ,", b" '")):
+        return data
+    t = bytearray(data)
+    total = len(t)
+    n, total = total, min(total, 1)
+    for i in range(1, n):  # " ?" " !" " ." " ,"
+        x = t[i]
+        if t[i - 1] == 0x20 and x in b"?!.,":
+            total -= 1
+        t[total] = x
+        total += 1
+    n, total, i = total, min(total, 1), 1
+    while i < n:  # " ' " -> "'"
+        x = t[i]
+        if x == 0x27 and i + 1 < n and t[i - 1] == 0x20 and t[i + 1] == 0x20:
+            total -= 1
+            i += 1
+            t[i] = 0
+        t[total] = x
+        total += 1
+        i += 1
+    n, total = total, min(total, 1)
+    for i in range(1, n):  # " 's" " 'm" " 're" " 've"
+        x = t[i]
+        if t[i - 1] == 0x20 and x == 0x27 and i + 1 < n:
+            x1 = t[i + 1]
+            if x1 in b"sm":
+                total -= 1
+            elif x1 not in b"td" and i + 2 < n and (x1, t[i + 2]) in ((0x72, 0x65), (0x76, 0x65)):
+                total -= 1
+        t[total] = x
+        total += 1
+    return bytes(t[:total])
