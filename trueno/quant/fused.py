@@ -1,0 +1,120 @@
+"""Fused matvec drivers: int8 activation quantization plus one parallel row loop per format
+that calls the AVX2 row dots of :mod:`trueno.quant.simd`. Import this module only after
+``simd.available()`` said yes; the portable kernels live in the format modules."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from trueno.quant import simd
+
+
+@numba.njit(cache=True, error_model="numpy")
+def quantize_activations(x, block, xq, dx, xs, bs):
+    """x f32 -> xq int8 with one scale dx per ``block`` (32: llama.cpp's Q8_0, 256: Q8_K).
+
+    Also fills bs (int sums of xq per 16) and xs (dx * sum of xq per 32)."""
+    for b in range(x.size // block):
+        o = b * block
+        amax = np.float32(0)
+        for i in range(block):
+            amax = max(amax, np.abs(x[o + i]))
+        d = amax / np.float32(127)
+        inv = np.float32(1) / d if d > 0 else np.float32(0)
+        dx[b] = d
+        for i in range(block):
+            xq[o + i] = np.int8(np.rint(x[o + i] * inv))
+    for j in range(x.size // 16):
+        s = 0
+        for i in range(16):
+            s += np.int32(xq[16 * j + i])
+        bs[j] = s
+    for j in range(x.size // 32):
+        xs[j] = dx[(32 * j) // block] * np.float32(bs[2 * j] + bs[2 * j + 1])
+
+
+def activation_buffers(n_cols: int, block: int):
+    return (np.empty(n_cols, np.int8), np.empty(max(n_cols // block, 1), np.float32),
+            np.empty(max(n_cols // 32, 1), np.float32), np.empty(max(n_cols // 16, 1), np.int32))
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_q4_0(w, xq, dx, xs, bs, out):
+    n = xq.size // 32
+    for r in numba.prange(w.shape[0]):
+        out[r] = simd.row_dot_q4_0(w, r, xq, dx, xs, bs, n)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_q4_1(w, xq, dx, xs, bs, out):
+    n = xq.size // 32
+    for r in numba.prange(w.shape[0]):
+        out[r] = simd.row_dot_q4_1(w, r, xq, dx, xs, bs, n)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_q5_0(w, xq, dx, xs, bs, out):
+    n = xq.size // 32
+    for r in numba.prange(w.shape[0]):
+        out[r] = simd.row_dot_q5_0(w, r, xq, dx, xs, bs, n)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_q5_1(w, xq, dx, xs, bs, out):
+    n = xq.size // 32
+    for r in numba.prange(w.shape[0]):
+        out[r] = simd.row_dot_q5_1(w, r, xq, dx, xs, bs, n)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_q8_0(w, xq, dx, xs, bs, out):
+    n = xq.size // 32
+    for r in numba.prange(w.shape[0]):
+        out[r] = simd.row_dot_q8_0(w, r, xq, dx, xs, bs, n)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_q4_k(w, xq, dx, xs, bs, out):
+    n = xq.size // 256
+    for r in numba.prange(w.shape[0]):
+        out[r] = simd.row_dot_q4_k(w, r, xq, dx, xs, bs, n)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_q5_k(w, xq, dx, xs, bs, out):
+    n = xq.size // 256
+    for r in numba.prange(w.shape[0]):
+        out[r] = simd.row_dot_q5_k(w, r, xq, dx, xs, bs, n)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_q6_k(w, xq, dx, xs, bs, out):
+    n = xq.size // 256
+    for r in numba.prange(w.shape[0]):
+        out[r] = simd.row_dot_q6_k(w, r, xq, dx, xs, bs, n)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_f16(w, x, out):
+    xq, xs, bs = np.empty(0, np.int8), np.empty(0, np.float32), np.empty(0, np.int32)
+    n = x.size // 16
+    for r in numba.prange(w.shape[0]):
+        out[r] = simd.row_dot_f16(w, r, xq, x, xs, bs, n)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_bf16(w, x, out):
+    xq, xs, bs = np.empty(0, np.int8), np.empty(0, np.float32), np.empty(0, np.int32)
+    n = x.size // 16
+    for r in numba.prange(w.shape[0]):
+        out[r] = simd.row_dot_bf16(w, r, xq, x, xs, bs, n)
+
+
+# GGML type name -> (driver, activation block); F16/BF16 take f32 x directly (block 0)
+QUANT_DRIVERS = {
+    "Q4_0": (matvec_q4_0, 32), "Q4_1": (matvec_q4_1, 32), "Q5_0": (matvec_q5_0, 32),
+    "Q5_1": (matvec_q5_1, 32), "Q8_0": (matvec_q8_0, 32), "Q4_K": (matvec_q4_k, 256),
+    "Q5_K": (matvec_q5_k, 256), "Q6_K": (matvec_q6_k, 256),
+}
+FLOAT_DRIVERS = {"F16": matvec_f16, "BF16": matvec_bf16}

@@ -1,0 +1,154 @@
+"""PreparedWeight: the form the LLM engine keeps for each weight matrix.
+
+Kernels read the GGML blocks in place (row-major ``(rows, row_bytes)``, no copy of a mmapped
+file), so preparing a Q4_0..Q8_0, Q4_K, Q5_K, Q6_K, F16 or BF16 weight is free. Backends:
+
+- ``numba-avx2``: AVX2 integer dots (see simd.py) on int8-quantized activations, parallel
+  over rows; F16/BF16 widen to f32 in-register and use FMA.
+- ``numba``: portable per-format kernels on f32 activations (no AVX2, or TRUENO_QUANT_SIMD=0).
+- ``numpy``: F32 through BLAS; Q2_K, Q3_K, Q8_K, IQ4_NL, IQ4_XS have no fused kernel and
+  are dequantized once to f32 at prepare time (4 bytes per weight), then BLAS.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter_ns
+
+import numpy as np
+
+from trueno.errors import QuantError
+from trueno.quant import api
+from trueno.quant.base import F16_TO_F32, as_ggml_type, as_rows, get_format
+from trueno.trace import recorder
+
+MATMUL_TILE_BYTES = 8 << 20  # f32 rows dequantized per tile in matmul (bounded memory)
+FUSED = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16")
+
+
+def _simd_drivers():
+    from trueno.quant import simd
+
+    if not simd.available():
+        return None
+    from trueno.quant import fused
+
+    return fused
+
+
+class PreparedWeight:
+    """A 2-D weight ready for fused matvec / tiled matmul. ``shape`` is (rows, cols)."""
+
+    def __init__(self, blocks: np.ndarray, ggml_type, shape, simd: bool | None = None) -> None:
+        self.format = get_format(ggml_type)
+        self.ggml_type = self.format.ggml_type
+        rows, shape = as_rows(blocks, self.format, shape)
+        if len(shape) != 2:
+            raise QuantError(f"prepare {self.format.name}: weight must be 2-D (rows, cols), "
+                             f"got shape {shape}")
+        self.shape = shape
+        self.blocks = rows  # (rows, row_bytes) uint8 view of the caller's data
+        name = self.format.name
+        self._f32 = None
+        self._driver = None
+        self._block = 0
+        drivers = _simd_drivers() if simd is not False else None
+        if simd and drivers is None:
+            from trueno.errors import UnsupportedError
+            raise UnsupportedError("AVX2 quant kernels requested but unavailable "
+                                   "(CPU lacks AVX2/FMA/F16C or TRUENO_QUANT_SIMD=0)")
+        if name == "F32":
+            self.backend = "numpy"
+            self._f32 = rows.view(np.float32)
+        elif drivers is not None and name in drivers.QUANT_DRIVERS:
+            self.backend = "numba-avx2"
+            self._driver, self._block = drivers.QUANT_DRIVERS[name]
+        elif drivers is not None and name in drivers.FLOAT_DRIVERS and shape[1] % 16 == 0:
+            self.backend = "numba-avx2"
+            self._driver = drivers.FLOAT_DRIVERS[name]
+        elif self.format.matvec_numba is not None:
+            self.backend = "numba"
+        else:
+            self.backend = "numpy"
+            self._f32 = api.dequantize(rows, self.ggml_type, shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this weight keeps (its blocks, or its f32 copy for the dequantized fallback)."""
+        return int(self._f32.nbytes if self._f32 is not None else self.blocks.nbytes)
+
+    def __repr__(self) -> str:
+        return (f"PreparedWeight({self.format.name}, shape={self.shape}, "
+                f"backend={self.backend!r}, nbytes={self.nbytes})")
+
+    def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """y = W @ x for x of shape (cols,); returns float32 (rows,)."""
+        t0 = perf_counter_ns() if recorder.ENABLED else 0
+        rows, cols = self.shape
+        x = api.check_x(f"{self.format.name} matvec", x, cols)
+        if out is None:
+            out = np.empty(rows, dtype=np.float32)
+        elif out.shape != (rows,) or out.dtype != np.float32:
+            raise QuantError(f"matvec: out must be float32 of shape ({rows},), got "
+                             f"{out.dtype} {out.shape}")
+        if self._f32 is not None:
+            np.matmul(self._f32, x, out=out)
+        elif self._driver is not None and self._block:
+            from trueno.quant.fused import activation_buffers, quantize_activations
+
+            xq, dx, xs, bs = activation_buffers(cols, self._block)
+            quantize_activations(x, self._block, xq, dx, xs, bs)
+            self._driver(self.blocks, xq, dx, xs, bs, out)
+        elif self._driver is not None:
+            self._driver(self.blocks, x, out)
+        else:
+            self.format.matvec_numba(self.blocks, x, F16_TO_F32, out)
+        if t0:
+            api.record("quant.matvec", self.backend, self.shape, self.format.name, self.nbytes,
+                       2 * rows * cols, t0)
+        return out
+
+    def matmul(self, xs: np.ndarray) -> np.ndarray:
+        """Y = X @ W.T for X of shape (n, cols); returns float32 (n, rows).
+
+        Small batches run the fused matvec per row; larger ones dequantize a bounded tile of
+        rows to f32 and hand it to BLAS."""
+        t0 = perf_counter_ns() if recorder.ENABLED else 0
+        rows, cols = self.shape
+        xs = np.asarray(xs)
+        if xs.ndim != 2 or xs.shape[1] != cols:
+            raise QuantError(f"matmul: X must have shape (n, {cols}), got {xs.shape}")
+        xs = np.ascontiguousarray(xs, dtype=np.float32)
+        n = xs.shape[0]
+        out = np.empty((n, rows), dtype=np.float32)
+        if self._f32 is not None:
+            np.matmul(xs, self._f32.T, out=out)
+        elif n <= 2:
+            for i in range(n):
+                self.matvec(xs[i], out=out[i])
+        else:
+            tile = max(1, min(rows, MATMUL_TILE_BYTES // (4 * cols)))
+            fmt = self.format
+            per_row = cols // fmt.block_elems
+            buf = np.empty((tile * per_row, fmt.block_elems), dtype=np.float32)
+            for r0 in range(0, rows, tile):
+                r1 = min(rows, r0 + tile)
+                blocks = self.blocks[r0:r1].reshape(-1, fmt.block_bytes)
+                w = buf[: (r1 - r0) * per_row]
+                fmt.dequantize_numba(blocks, F16_TO_F32, w)
+                np.matmul(xs, w.reshape(r1 - r0, cols).T, out=out[:, r0:r1])
+        if t0:
+            api.record("quant.matmul", self.backend, (n, *self.shape), self.format.name,
+                       self.nbytes, 2 * n * rows * cols, t0)
+        return out
+
+    def dequantize(self) -> np.ndarray:
+        """The weight as float32 (rows, cols)."""
+        if self._f32 is not None:
+            return self._f32.copy()
+        return api.dequantize(self.blocks, self.ggml_type, self.shape)
+
+
+def prepare(blocks: np.ndarray, ggml_type, shape, simd: bool | None = None) -> PreparedWeight:
+    """Wrap a 2-D GGML weight for repeated matvec/matmul. ``simd``: None picks AVX2 when the
+    CPU has it, False forces the portable kernels, True requires AVX2."""
+    return PreparedWeight(blocks, as_ggml_type(ggml_type), shape, simd=simd)

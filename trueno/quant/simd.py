@@ -1,0 +1,388 @@
+"""AVX2 integer dot products for the fused quantized matvec, written as LLVM IR.
+
+LLVM emits no ``vpmaddubsw``/``vpmaddwd`` from plain numba loops, so each row dot here is a
+numba ``@intrinsic`` that builds the loop in llvmlite IR and calls the x86 intrinsics directly:
+``pmaddubsw(unsigned weights, signed activations)`` then ``pmaddwd`` with ones (or with the
+sub-block scales), converted to f32 and accumulated with one FMA per block. Activations are
+quantized to int8 first (per 32 for Q4_0..Q8_0 as llama.cpp's Q8_0, per 256 for the K-quants
+as its Q8_K). Only :func:`available` decides whether these may run: an AVX2 instruction on a
+CPU without it kills the process. ``TRUENO_QUANT_SIMD=0`` forces the portable kernels.
+"""
+
+from __future__ import annotations
+
+import os
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+F32, F16 = ir.FloatType(), ir.HalfType()
+V32I8, V16I8, V16I16, V8I32, V8F32 = (ir.VectorType(I8, 32), ir.VectorType(I8, 16),
+                                      ir.VectorType(I16, 16), ir.VectorType(I32, 8),
+                                      ir.VectorType(F32, 8))
+REQUIRED_FEATURES = ("avx2", "fma", "f16c")
+
+
+def cpu_has_avx2() -> bool:
+    """True when the host CPU reports AVX2, FMA and F16C (checked before any kernel runs)."""
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    return all(features.get(f, False) for f in REQUIRED_FEATURES)
+
+
+def available() -> bool:
+    """Whether the AVX2 kernels may be used: CPU support and TRUENO_QUANT_SIMD is not 0."""
+    if os.environ.get("TRUENO_QUANT_SIMD", "1").strip().lower() in ("0", "false", "off", "no"):
+        return False
+    return cpu_has_avx2()
+
+
+# ---------------------------------------------------------------------------------------------
+# IR helpers
+
+def _x86(builder, name, ret, *args):
+    fnty = ir.FunctionType(ret, [a.type for a in args])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+    return builder.call(fn, args)
+
+
+def _llvm(builder, name, ret, *args):
+    return _x86(builder, name, ret, *args)
+
+
+def _data(context, builder, arytype, value):
+    """Pointer (i8*) to the first element of a numba array argument."""
+    ary = context.make_array(arytype)(context, builder, value)
+    return builder.bitcast(ary.data, I8.as_pointer())
+
+
+def _load(builder, base, offset, ty):
+    """Unaligned load of ``ty`` at byte ``offset`` from i8* ``base``."""
+    ptr = builder.gep(base, [offset])
+    return builder.load(builder.bitcast(ptr, ty.as_pointer()), align=1)
+
+
+def _splat(builder, value, n):
+    vty = ir.VectorType(value.type, n)
+    v = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined),
+                                  ir.Constant(ir.VectorType(I32, n), [0] * n))
+
+
+def _vconst(ty, value):
+    return ir.Constant(ty, [ir.Constant(ty.element, value)] * ty.count)
+
+
+def _half(builder, base, offset):
+    bits = _load(builder, base, offset, I16)
+    return builder.fpext(builder.bitcast(bits, F16), F32)
+
+
+def _f32(builder, base, index):
+    return _load(builder, base, builder.mul(index, ir.Constant(I64, 4)), F32)
+
+
+def _concat16(builder, lo, hi):
+    return builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(I32, 32), list(range(32))))
+
+
+def _nibbles(builder, packed16):
+    """<16 x i8> packed -> <32 x i8>: low nibbles (weights 0-15) then high (16-31)."""
+    lo = builder.and_(packed16, _vconst(V16I8, 0x0F))
+    hi = builder.lshr(packed16, _vconst(V16I8, 4))
+    return _concat16(builder, lo, hi)
+
+
+def _maddubs(builder, u8, s8):
+    return _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", V16I16, u8, s8)
+
+
+def _maddwd(builder, a16, b16):
+    return _x86(builder, "llvm.x86.avx2.pmadd.wd", V8I32, a16, b16)
+
+
+def _dot_u8s8(builder, u8, s8):
+    """<32 x u8> . <32 x i8> -> <8 x i32> partial sums."""
+    return _maddwd(builder, _maddubs(builder, u8, s8), _vconst(V16I16, 1))
+
+
+def _fma(builder, a, b, c):
+    return _llvm(builder, "llvm.fma.v8f32", V8F32, a, b, c)
+
+
+def _hsum(builder, v):
+    lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, 4), [0, 1, 2, 3]))
+    hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, 4), [4, 5, 6, 7]))
+    s = builder.fadd(lo, hi)
+    s2 = builder.shuffle_vector(s, s, ir.Constant(ir.VectorType(I32, 4), [2, 3, 0, 1]))
+    s = builder.fadd(s, s2)
+    s3 = builder.shuffle_vector(s, s, ir.Constant(ir.VectorType(I32, 4), [1, 0, 3, 2]))
+    s = builder.fadd(s, s3)
+    return builder.extract_element(s, ir.Constant(I32, 0))
+
+
+class _Acc:
+    """A mutable value kept in an entry-block alloca (mem2reg turns it into a register)."""
+
+    def __init__(self, builder, init):
+        self.builder = builder
+        self.slot = cgutils.alloca_once_value(builder, init)
+
+    def get(self):
+        return self.builder.load(self.slot)
+
+    def set(self, value):
+        self.builder.store(value, self.slot)
+
+
+_ROW_SIG = types.float32(types.Array(types.uint8, 2, "C"), types.int64,
+                         types.Array(types.int8, 1, "C"), types.Array(types.float32, 1, "C"),
+                         types.Array(types.float32, 1, "C"), types.Array(types.int32, 1, "C"),
+                         types.int64)
+
+
+def _row_kernel(body):
+    """Wrap ``body(builder, w, x, dx, xs, bs, nblocks) -> f32`` as a numba intrinsic with the
+    signature ``(w u8[:, ::1], row, xq i8[::1], dx f32[::1], xs f32[::1], bs i32[::1], n)``.
+
+    ``w`` points at the row's first byte; ``xq`` is the int8 activation, ``dx`` its scale per
+    block, ``xs`` = dx * (sum of xq) per 32 (legacy formats), ``bs`` the int sums of xq per 16
+    (K-quants), ``n`` the number of weight blocks in the row."""
+
+    def codegen(context, builder, sig, args):
+        wty, _, xty, fty, _, bty, _ = sig.args
+        w_arr, row, xq, dx, xs, bs, n = args
+        ary = context.make_array(wty)(context, builder, w_arr)
+        row_bytes = builder.extract_value(ary.shape, 1)
+        w = builder.gep(builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, row_bytes)])
+        ptrs = (w, _data(context, builder, xty, xq), _data(context, builder, fty, dx),
+                _data(context, builder, fty, xs), _data(context, builder, bty, bs))
+        return body(builder, *ptrs, n)
+
+    def typer(typingctx, w, row, xq, dx, xs, bs, n):
+        return _ROW_SIG, codegen
+
+    typer.__name__ = body.__name__
+    return intrinsic(typer)
+
+
+def _block_loop(builder, n, step_fn):
+    with cgutils.for_range(builder, n) as loop:
+        step_fn(loop.index)
+
+
+def _i64(v):
+    return ir.Constant(I64, v)
+
+
+# ---------------------------------------------------------------------------------------------
+# 32-weight blocks: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+
+def _legacy_body(block_bytes, has_min, has_high, offset, signed):
+    """Row dot for a 32-weight format: y = sum_b d*dx*(q . xq) + (m or -offset*d) * xs_b."""
+    qs_at = 2 + (2 if has_min else 0) + (4 if has_high else 0)
+
+    def body(builder, w, x, dx, xs, bs, n):
+        acc = _Acc(builder, ir.Constant(V8F32, None))
+        corr = _Acc(builder, ir.Constant(F32, 0.0))
+
+        def step(b):
+            p = builder.mul(b, _i64(block_bytes))
+            d = _half(builder, w, p)
+            xv = _load(builder, x, builder.mul(b, _i64(32)), V32I8)
+            if signed:  # Q8_0: |w| . sign(x, w) keeps pmaddubsw's first operand unsigned
+                wv = _load(builder, w, builder.add(p, _i64(qs_at)), V32I8)
+                aw = _llvm(builder, "llvm.abs.v32i8", V32I8, wv, ir.Constant(ir.IntType(1), 0))
+                sx = _x86(builder, "llvm.x86.avx2.psign.b", V32I8, xv, wv)
+                isum = _dot_u8s8(builder, aw, sx)
+            else:
+                q = _nibbles(builder, _load(builder, w, builder.add(p, _i64(qs_at)), V16I8))
+                if has_high:
+                    qh_at = builder.add(p, _i64(qs_at - 4))
+                    bits = builder.bitcast(_load(builder, w, qh_at, I32),
+                                           ir.VectorType(ir.IntType(1), 32))
+                    hi = builder.shl(builder.zext(bits, V32I8), _vconst(V32I8, 4))
+                    q = builder.or_(q, hi)
+                isum = _dot_u8s8(builder, q, xv)
+            s = builder.fmul(d, _f32(builder, dx, b))
+            acc.set(_fma(builder, builder.sitofp(isum, V8F32), _splat(builder, s, 8), acc.get()))
+            if has_min or offset:
+                c = _half(builder, w, builder.add(p, _i64(2))) if has_min else d
+                corr.set(builder.fadd(corr.get(), builder.fmul(c, _f32(builder, xs, b))))
+
+        _block_loop(builder, n, step)
+        total = _hsum(builder, acc.get())
+        if has_min:
+            return builder.fadd(total, corr.get())
+        if offset:
+            return builder.fsub(total, builder.fmul(ir.Constant(F32, float(offset)), corr.get()))
+        return total
+
+    return body
+
+
+def _named(fn, name):
+    fn.__name__ = name
+    return fn
+
+
+row_dot_q4_0 = _row_kernel(_named(_legacy_body(18, False, False, 8, False), "row_dot_q4_0"))
+row_dot_q4_1 = _row_kernel(_named(_legacy_body(20, True, False, 0, False), "row_dot_q4_1"))
+row_dot_q5_0 = _row_kernel(_named(_legacy_body(22, False, True, 16, False), "row_dot_q5_0"))
+row_dot_q5_1 = _row_kernel(_named(_legacy_body(24, True, True, 0, False), "row_dot_q5_1"))
+row_dot_q8_0 = _row_kernel(_named(_legacy_body(34, False, False, 0, True), "row_dot_q8_0"))
+
+
+# ---------------------------------------------------------------------------------------------
+# 256-weight super-blocks: Q4_K, Q5_K, Q6_K (activations one int8 scale per 256, bs per 16)
+
+def _u8(builder, base, offset):
+    return builder.zext(_load(builder, base, offset, I8), I32)
+
+
+def _bs(builder, bs, index):
+    return _load(builder, bs, builder.mul(index, _i64(4)), I32)
+
+
+def _scale_min_k4(builder, w, p, j):
+    """get_scale_min_k4 for sub-block j from the 12 bytes at w + p + 4, as i32 values."""
+    def byte(k):
+        return _u8(builder, w, builder.add(p, _i64(4 + k)))
+
+    c63, c15, c6, c4 = (ir.Constant(I32, v) for v in (63, 15, 6, 4))
+    if j < 4:
+        return builder.and_(byte(j), c63), builder.and_(byte(j + 4), c63)
+    b8, lo, hi = byte(j + 4), byte(j - 4), byte(j)
+    sc = builder.or_(builder.and_(b8, c15), builder.shl(builder.lshr(lo, c6), c4))
+    m = builder.or_(builder.lshr(b8, c4), builder.shl(builder.lshr(hi, c6), c4))
+    return sc, m
+
+
+def _kq_body(block_bytes, has_high):
+    """Q4_K / Q5_K: y = sum_sb d*dx*sum_s sc_s (q . xq)_s - dmin*dx*sum_s m_s*bsum_s."""
+    qs_at = 48 if has_high else 16
+
+    def body(builder, w, x, dx, xs, bs, n):
+        acc = _Acc(builder, ir.Constant(V8F32, None))
+        corr = _Acc(builder, ir.Constant(F32, 0.0))
+
+        def step(sb):
+            p = builder.mul(sb, _i64(block_bytes))
+            d, dmin = _half(builder, w, p), _half(builder, w, builder.add(p, _i64(2)))
+            xbase = builder.mul(sb, _i64(256))
+            qh = _load(builder, w, builder.add(p, _i64(16)), V32I8) if has_high else None
+            isum = ir.Constant(V8I32, None)
+            msum = ir.Constant(I32, 0)
+            packed = None
+            for s in range(8):
+                sc, m = _scale_min_k4(builder, w, p, s)
+                if s % 2 == 0:
+                    packed = _load(builder, w, builder.add(p, _i64(qs_at + 16 * s)), V32I8)
+                    q = builder.and_(packed, _vconst(V32I8, 0x0F))
+                else:
+                    q = builder.lshr(packed, _vconst(V32I8, 4))
+                if has_high:
+                    bit = builder.and_(builder.lshr(qh, _vconst(V32I8, s)), _vconst(V32I8, 1))
+                    q = builder.or_(q, builder.shl(bit, _vconst(V32I8, 4)))
+                xv = _load(builder, x, builder.add(xbase, _i64(32 * s)), V32I8)
+                scv = _splat(builder, builder.trunc(sc, I16), 16)
+                isum = builder.add(isum, _maddwd(builder, _maddubs(builder, q, xv), scv))
+                j = builder.add(builder.mul(sb, _i64(16)), _i64(2 * s))
+                bsum = builder.add(_bs(builder, bs, j), _bs(builder, bs, builder.add(j, _i64(1))))
+                msum = builder.add(msum, builder.mul(m, bsum))
+            dxs = _f32(builder, dx, sb)
+            s_all = builder.fmul(d, dxs)
+            acc.set(_fma(builder, builder.sitofp(isum, V8F32), _splat(builder, s_all, 8),
+                         acc.get()))
+            mterm = builder.fmul(builder.fmul(dmin, dxs), builder.sitofp(msum, F32))
+            corr.set(builder.fadd(corr.get(), mterm))
+
+        _block_loop(builder, n, step)
+        return builder.fsub(_hsum(builder, acc.get()), corr.get())
+
+    return body
+
+
+def _q6k_body(builder, w, x, dx, xs, bs, n):
+    """Q6_K: y = sum_sb d*dx*(sum_j sc_j (q . xq)_j - 32 * sum_j sc_j*bsum_j), j per 16."""
+    acc = _Acc(builder, ir.Constant(V8F32, None))
+    corr = _Acc(builder, ir.Constant(F32, 0.0))
+    mask = ir.Constant(ir.VectorType(I32, 16), [0] * 8 + [1] * 8)
+
+    def step(sb):
+        p = builder.mul(sb, _i64(210))
+        d = _half(builder, w, builder.add(p, _i64(208)))
+        xbase = builder.mul(sb, _i64(256))
+        isum = ir.Constant(V8I32, None)
+        csum = ir.Constant(I32, 0)
+        for h in range(2):
+            ql0 = _load(builder, w, builder.add(p, _i64(64 * h)), V32I8)
+            ql1 = _load(builder, w, builder.add(p, _i64(64 * h + 32)), V32I8)
+            qh = _load(builder, w, builder.add(p, _i64(128 + 32 * h)), V32I8)
+            for k in range(4):
+                src = ql0 if k % 2 == 0 else ql1
+                lo = (builder.and_(src, _vconst(V32I8, 0x0F)) if k < 2
+                      else builder.lshr(src, _vconst(V32I8, 4)))
+                hi = builder.and_(builder.lshr(qh, _vconst(V32I8, 2 * k)), _vconst(V32I8, 3))
+                q = builder.or_(lo, builder.shl(hi, _vconst(V32I8, 4)))
+                xv = _load(builder, x, builder.add(xbase, _i64(128 * h + 32 * k)), V32I8)
+                j0 = 8 * h + 2 * k
+                sc0 = builder.sext(_load(builder, w, builder.add(p, _i64(192 + j0)), I8), I32)
+                sc1 = builder.sext(_load(builder, w, builder.add(p, _i64(193 + j0)), I8), I32)
+                pair = ir.Constant(ir.VectorType(I16, 16), None)
+                pair = builder.insert_element(pair, builder.trunc(sc0, I16), ir.Constant(I32, 0))
+                pair = builder.insert_element(pair, builder.trunc(sc1, I16), ir.Constant(I32, 1))
+                scv = builder.shuffle_vector(pair, pair, mask)
+                isum = builder.add(isum, _maddwd(builder, _maddubs(builder, q, xv), scv))
+                jb = builder.add(builder.mul(sb, _i64(16)), _i64(j0))
+                csum = builder.add(csum, builder.mul(sc0, _bs(builder, bs, jb)))
+                csum = builder.add(csum, builder.mul(sc1, _bs(builder, bs,
+                                                             builder.add(jb, _i64(1)))))
+        s_all = builder.fmul(d, _f32(builder, dx, sb))
+        acc.set(_fma(builder, builder.sitofp(isum, V8F32), _splat(builder, s_all, 8), acc.get()))
+        corr.set(builder.fadd(corr.get(), builder.fmul(s_all, builder.sitofp(csum, F32))))
+
+    _block_loop(builder, n, step)
+    return builder.fsub(_hsum(builder, acc.get()),
+                        builder.fmul(ir.Constant(F32, 32.0), corr.get()))
+
+
+row_dot_q4_k = _row_kernel(_named(_kq_body(144, False), "row_dot_q4_k"))
+row_dot_q5_k = _row_kernel(_named(_kq_body(176, True), "row_dot_q5_k"))
+row_dot_q6_k = _row_kernel(_named(_q6k_body, "row_dot_q6_k"))
+
+
+# ---------------------------------------------------------------------------------------------
+# F16 / BF16 weights with f32 activations (passed in the ``dx`` slot), 16 per step
+
+def _float_body(bf16):
+    def body(builder, w, x, dx, xs, bs, n):
+        acc0 = _Acc(builder, ir.Constant(V8F32, None))
+        acc1 = _Acc(builder, ir.Constant(V8F32, None))
+        v8i16 = ir.VectorType(I16, 8)
+
+        def widen(bits):
+            if bf16:
+                wide = builder.shl(builder.zext(bits, V8I32), _vconst(V8I32, 16))
+                return builder.bitcast(wide, V8F32)
+            return builder.fpext(builder.bitcast(bits, ir.VectorType(F16, 8)), V8F32)
+
+        def step(i):
+            for k, acc in enumerate((acc0, acc1)):
+                e = builder.add(builder.mul(i, _i64(16)), _i64(8 * k))
+                wv = widen(_load(builder, w, builder.mul(e, _i64(2)), v8i16))
+                xv = _load(builder, dx, builder.mul(e, _i64(4)), V8F32)
+                acc.set(_fma(builder, wv, xv, acc.get()))
+
+        _block_loop(builder, n, step)
+        return _hsum(builder, builder.fadd(acc0.get(), acc1.get()))
+
+    return body
+
+
+row_dot_f16 = _row_kernel(_named(_float_body(False), "row_dot_f16"))
+row_dot_bf16 = _row_kernel(_named(_float_body(True), "row_dot_bf16"))
