@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from trueno import config
 from trueno.trace import recorder
 from trueno.trace.recorder import span
 
@@ -34,6 +35,13 @@ class Capture:
     def dropped(self) -> int:
         return self._rec.dropped
 
+    def to_trace(self, name: str = "capture") -> dict:
+        """The spans as a versioned trace dict (see :mod:`trueno.trace.schema`)."""
+        from trueno.trace.schema import make_trace
+
+        return make_trace(self.spans, [{"dropped": self.dropped}], name=name,
+                          epoch_ns=self._rec.epoch0_ns)
+
     def summary(self):
         from trueno.trace.summary import summarize
 
@@ -42,7 +50,7 @@ class Capture:
     def to_json(self, path) -> None:
         from trueno.trace.export import write_json
 
-        write_json(self.spans, path, dropped=self.dropped)
+        write_json(self.spans, path, dropped=self.dropped, epoch_ns=self._rec.epoch0_ns)
 
     def to_chrome(self, path) -> None:
         from trueno.trace.export import write_chrome
@@ -64,5 +72,10 @@ def capture(capacity: int | None = None):
             recorder._recorder = previous
             recorder.ENABLED = True
 
+
+if config.TRACE_ON_START:  # TRUENO_TRACE=1: trace this process, write the spans at exit
+    from trueno.trace import boot
+
+    boot.install()
 
 __all__ = ["Capture", "capture", "enabled", "span"]

@@ -1,14 +1,19 @@
 """The span recorder: the only part of tracing on the hot path.
 
 Off (the default) costs one module-level bool test per op. On, a span is two
-``perf_counter_ns()`` calls and one row written into preallocated numpy columns (a ring
-buffer); spans that do not fit are counted as dropped, never allocated. Names, backends,
-shapes and dtypes are interned into small tables so a row is fixed-size.
+``perf_counter_ns()`` calls and one tuple appended to a small per-thread list; full lists
+(``CHUNK`` rows) are flushed under a lock into preallocated numpy columns (a fixed-capacity
+store). Rows that do not fit are counted as dropped, never allocated, so memory stays bounded
+at ``capacity`` rows plus one chunk per thread. Names, backends, shapes and dtypes are interned
+at flush time so a stored row is fixed-size. Thread-safe: span ids come from one
+``itertools.count`` (atomic under the GIL), parent stacks are thread-local.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from time import perf_counter_ns
 
 import numpy as np
@@ -16,9 +21,11 @@ import numpy as np
 from trueno import config
 
 ENABLED: bool = False  # the hot-path flag; read as ``recorder.ENABLED``
+CHUNK = 512  # rows a thread buffers before flushing into the columns
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _local = threading.local()
+_ids = itertools.count(1)
 
 SPAN_FIELDS = (
     ("id", np.int64),
@@ -34,67 +41,116 @@ SPAN_FIELDS = (
     ("bytes", np.int64),
     ("flops", np.int64),
 )
+_STR_FIELDS = ("name", "category", "backend", "dtype")  # tuple positions 3, 4, 5, 7
 
 
 class _Strings:
-    """Intern table: string -> small int, with the reverse list."""
+    """Intern table: value -> small int, with the reverse list (used under the lock)."""
 
     def __init__(self) -> None:
         self.index: dict = {}
         self.values: list = []
 
-    def id(self, value) -> int:
-        i = self.index.get(value)
-        if i is None:
-            with _lock:
-                i = self.index.get(value)
-                if i is None:
-                    i = len(self.values)
-                    self.values.append(value)
-                    self.index[value] = i
-        return i
+    def codes(self, column) -> list[int]:
+        index, values = self.index, self.values
+        out = []
+        for value in column:
+            i = index.get(value)
+            if i is None:
+                i = index[value] = len(values)
+                values.append(value)
+            out.append(i)
+        return out
+
+
+class _ThreadBuffer:
+    __slots__ = ("rec", "rows", "thread")
+
+    def __init__(self, rec: Recorder) -> None:
+        self.rec, self.rows, self.thread = rec, [], threading.get_ident()
 
 
 class Recorder:
     """Fixed-capacity store of finished spans (columns of numpy arrays)."""
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.cols = {name: np.zeros(capacity, dtype=dt) for name, dt in SPAN_FIELDS}
-        self.count = 0  # spans written (<= capacity)
+        self.capacity = int(capacity)
+        self.cols = {name: np.zeros(self.capacity, dtype=dt) for name, dt in SPAN_FIELDS}
+        self.count = 0  # rows stored (<= capacity)
         self.dropped = 0
-        self.next_id = 1
         self.strings = _Strings()  # names, categories, backends, dtypes
         self.shapes = _Strings()  # shape tuples
         self.attrs: dict[int, dict] = {}  # span id -> extra attributes (composite spans only)
+        self.buffers: list[_ThreadBuffer] = []
+        # clock anchors taken together: perf_counter_ns() + offset = epoch ns
         self.t0_ns = perf_counter_ns()
+        self.epoch0_ns = time.time_ns()
 
-    def new_id(self) -> int:
+    @property
+    def epoch_offset_ns(self) -> int:
+        return self.epoch0_ns - self.t0_ns
+
+    def buffer(self) -> _ThreadBuffer:
+        buf = _ThreadBuffer(self)
         with _lock:
-            i = self.next_id
-            self.next_id += 1
-        return i
+            self.buffers.append(buf)
+            if len(self.buffers) > 256:  # many short-lived threads: keep the list bounded
+                self._flush_all()
+                self.buffers = [b for b in self.buffers if b.rows or b is buf][-256:]
+        _local.buf = buf
+        return buf
+
+    def flush(self, buf: _ThreadBuffer) -> None:
+        """Move a thread's buffered rows into the columns (dropping what does not fit)."""
+        with _lock:
+            rows = buf.rows
+            n = len(rows)
+            if not n:
+                return
+            chunk = rows[:n]
+            del rows[:n]  # rows appended meanwhile by the owner stay
+            i = self.count
+            k = min(n, self.capacity - i)
+            self.dropped += n - k
+            if k <= 0:
+                return
+            chunk = chunk[:k] if k < n else chunk
+            cols = list(zip(*chunk))
+            c = self.cols
+            for pos, (field, _) in enumerate(SPAN_FIELDS):
+                if field == "thread":
+                    c[field][i:i + k] = buf.thread
+                elif field in _STR_FIELDS:
+                    c[field][i:i + k] = self.strings.codes(cols[pos])
+                elif field == "shape":
+                    c[field][i:i + k] = self.shapes.codes(cols[pos])
+                else:
+                    c[field][i:i + k] = cols[pos]
+            self.count = i + k
+
+    def _flush_all(self) -> None:
+        with _lock:
+            for buf in self.buffers:
+                self.flush(buf)
 
     def write(self, span_id, parent, name, category, backend, shape, dtype, start, dur,
               nbytes, flops) -> None:
-        s, sh = self.strings.id, self.shapes.id
-        row = (span_id, parent, threading.get_ident(), s(name), s(category), s(backend),
-               sh(shape), s(dtype), start, dur, nbytes, flops)
-        with _lock:
-            i = self.count
-            if i >= self.capacity:
-                self.dropped += 1
-                return
-            self.count = i + 1
-        c = self.cols
-        for (field, _), value in zip(SPAN_FIELDS, row):
-            c[field][i] = value
+        """Record one finished span from any thread."""
+        buf = getattr(_local, "buf", None)
+        if buf is None or buf.rec is not self:
+            buf = self.buffer()
+        buf.rows.append((span_id, parent, 0, name, category, backend, shape, dtype, start,
+                         dur, nbytes, flops))
+        if len(buf.rows) >= CHUNK:
+            self.flush(buf)
 
     def spans(self) -> list[dict]:
-        """Finished spans as dicts, ordered by start time."""
-        n = self.count
-        c = {k: v[:n] for k, v in self.cols.items()}
-        strs, shapes = self.strings.values, self.shapes.values
+        """Finished spans as dicts, ordered by start time (``start_ns`` from recorder start)."""
+        self._flush_all()
+        with _lock:
+            n = self.count
+            c = {k: v[:n].copy() for k, v in self.cols.items()}
+            strs, shapes = list(self.strings.values), list(self.shapes.values)
         out = []
         for i in np.argsort(c["start_ns"], kind="stable"):
             sid = int(c["id"][i])
@@ -153,10 +209,23 @@ def record_op(name: str, backend: str, shape: tuple, dtype: str, nbytes: int, fl
     rec = _recorder
     if rec is None:
         return
-    stack = _parent_stack()
-    parent = stack[-1] if stack else 0
-    rec.write(rec.new_id(), parent, name, "op", backend, shape, dtype, start_ns, dur_ns,
-              nbytes, flops)
+    stack = getattr(_local, "stack", None)
+    rec.write(next(_ids), stack[-1] if stack else 0, name, "op", backend, shape, dtype,
+              start_ns, dur_ns, nbytes, flops)
+
+
+def record(name: str, category: str, start_ns: int, dur_ns: int, backend: str = "",
+           nbytes: int = 0, flops: int = 0, **attrs) -> None:
+    """Record a finished span measured elsewhere (a transfer, an allocation)."""
+    rec = _recorder
+    if rec is None or not ENABLED:
+        return
+    stack = getattr(_local, "stack", None)
+    sid = next(_ids)
+    if attrs:
+        rec.attrs[sid] = {k: _plain(v) for k, v in attrs.items()}
+    rec.write(sid, stack[-1] if stack else 0, name, category, backend, (), "", start_ns,
+              dur_ns, int(nbytes), int(flops))
 
 
 class _Span:
@@ -169,8 +238,7 @@ class _Span:
         self.flops = int(attrs.pop("flops", 0))
 
     def __enter__(self):
-        rec = _recorder
-        self.id = rec.new_id() if rec is not None else 0
+        self.id = next(_ids)
         _parent_stack().append(self.id)
         self.t0 = perf_counter_ns()
         return self
@@ -181,7 +249,7 @@ class _Span:
         if stack and stack[-1] == self.id:
             stack.pop()
         rec = _recorder
-        if rec is None or not self.id:
+        if rec is None:
             return
         parent = stack[-1] if stack else 0
         if self.attrs:

@@ -1,0 +1,307 @@
+"""``trueno trace``: run, summary, golden capture/check, compare, assert, export, flamegraph.
+
+Exit codes: 0 ok, 1 violation/regression, 2 config or usage error, 3 not measured; ``run``
+returns the traced program's exit code. Trace data goes to files, reports to stdout, progress
+to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from trueno.errors import ConfigError
+
+
+def _err(msg: str) -> None:
+    print(f"trueno trace: {msg}", file=sys.stderr)
+
+
+def _cmd(args) -> list[str]:
+    cmd = list(getattr(args, "cmd", None) or [])
+    return cmd[1:] if cmd and cmd[0] == "--" else cmd
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("trace", help="trace programs, check budgets, export traces")
+    sub = p.add_subparsers(dest="trace_command", metavar="ACTION")
+
+    def runopts(q, repeat=1):
+        q.add_argument("--repeat", type=int, default=repeat, help="runs (default %(default)s)")
+        q.add_argument("--syscalls", default="auto", choices=("auto", "strace", "proc", "off"),
+                       help="syscall counts: strace -f -c when it works, else /proc counters")
+        q.add_argument("--timeout", type=float, default=None, help="kill a run after S seconds")
+
+    q = sub.add_parser("run", help="run a program with tracing on: run [-o FILE] -- CMD...")
+    q.add_argument("-o", "--output", default="trueno-trace.json")
+    q.add_argument("--name", default=None, help="trace name (default: the script's stem)")
+    q.add_argument("--quiet", action="store_true", help="discard the program's output")
+    q.add_argument("--otlp-endpoint", default=None,
+                   help="also send the spans over OTLP (default OTEL_EXPORTER_OTLP_ENDPOINT)")
+    q.add_argument("--otlp", action="store_true", help="send over OTLP to the default endpoint")
+    q.add_argument("--otlp-protocol", default="http", choices=("http", "grpc"))
+    q.add_argument("--otlp-timeout", type=float, default=5.0)
+    q.add_argument("--service-name", default="trueno")
+    runopts(q)
+    q.add_argument("cmd", nargs=argparse.REMAINDER)
+    q.set_defaults(func=_run)
+
+    q = sub.add_parser("summary", help="per-op and syscall tables of a trace file")
+    q.add_argument("file")
+    q.add_argument("--run", type=int, default=None, help="one run (default: all runs)")
+    q.add_argument("--limit", type=int, default=None)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_summary)
+
+    q = sub.add_parser("golden", help="capture or check golden traces")
+    gsub = q.add_subparsers(dest="golden_command", metavar="capture|check")
+    c = gsub.add_parser("capture", help="capture NAME -- CMD (refuses to overwrite)")
+    c.add_argument("name")
+    c.add_argument("--update", action="store_true", help="overwrite an existing golden")
+    c.add_argument("--dir", default="golden_traces")
+    runopts(c, repeat=3)
+    c.add_argument("cmd", nargs=argparse.REMAINDER)
+    c.set_defaults(func=_golden_capture)
+    c = gsub.add_parser("check", help="re-run and compare with the committed goldens")
+    c.add_argument("names", nargs="*")
+    c.add_argument("--dir", default="golden_traces")
+    c.add_argument("--timing-factor", type=float, default=10.0)
+    runopts(c, repeat=3)
+    c.set_defaults(func=_golden_check)
+    q.set_defaults(func=lambda a: (q.print_help(), 2)[1])
+
+    q = sub.add_parser("compare", help="per-op regression verdicts: compare BASE CUR")
+    q.add_argument("base")
+    q.add_argument("cur")
+    q.add_argument("--format", default="markdown", choices=("markdown", "json"))
+    q.add_argument("--alpha", type=float, default=0.01)
+    q.add_argument("--min-effect", type=float, default=0.10)
+    q.add_argument("-o", "--output", default=None)
+    q.set_defaults(func=_compare)
+
+    q = sub.add_parser("assert", help="evaluate renacer.toml rules: assert FILE | -- CMD")
+    q.add_argument("--config", default="renacer.toml")
+    q.add_argument("--target", default=None, help="targets.NAME to apply (default: trace name)")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("-o", "--output", default=None, help="keep the trace of `-- CMD`")
+    runopts(q)
+    q.add_argument("file", nargs="?")
+    q.add_argument("cmd", nargs=argparse.REMAINDER)
+    q.set_defaults(func=_assert)
+
+    q = sub.add_parser("export", help="export FILE --to chrome|folded|otlp-json|otlp")
+    q.add_argument("file")
+    q.add_argument("--to", required=True, choices=("chrome", "folded", "otlp-json", "otlp"))
+    q.add_argument("-o", "--output", default=None)
+    q.add_argument("--otlp-endpoint", default=None)
+    q.add_argument("--otlp-protocol", default="http", choices=("http", "grpc"))
+    q.add_argument("--otlp-timeout", type=float, default=5.0)
+    q.add_argument("--service-name", default="trueno")
+    q.set_defaults(func=_export)
+
+    q = sub.add_parser("flamegraph", help="flamegraph SVG of self time: flamegraph FILE -o SVG")
+    q.add_argument("file")
+    q.add_argument("-o", "--output", default="flame.svg")
+    q.add_argument("--run", type=int, default=0)
+    q.set_defaults(func=_flamegraph)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
+
+
+def _guard(fn):
+    """ConfigError -> exit 2 with a message (usage and config errors)."""
+    def wrapped(args) -> int:
+        try:
+            return fn(args)
+        except ConfigError as exc:
+            _err(f"error: {exc}")
+            return 2
+    return wrapped
+
+
+@_guard
+def _run(args) -> int:
+    from trueno.trace import runner, schema
+
+    cmd = _cmd(args)
+    trace = runner.trace_command(cmd, args.repeat, args.syscalls, args.quiet, args.name,
+                                 args.timeout)
+    schema.dump(trace, args.output)
+    runs = trace["runs"]
+    _err(f"wrote {args.output}: {len(trace['spans'])} spans, {len(runs)} run(s), "
+         f"wall {runs[-1]['wall_ns'] / 1e6:.1f} ms, exit {runs[-1]['exit_code']}")
+    if args.otlp or args.otlp_endpoint:
+        _send(trace, args)
+    return int(runs[-1]["exit_code"] or 0) & 0xFF
+
+
+def _send(trace, args) -> bool:
+    from trueno.trace import otlp
+
+    res = otlp.send(trace, args.otlp_endpoint, args.otlp_protocol, args.otlp_timeout,
+                    args.service_name)
+    if res["ok"]:
+        _err(f"sent {res['spans']} spans to {res['endpoint']}")
+    else:
+        _err(f"OTLP export to {res['endpoint']} failed: {res['error']}")
+    return res["ok"]
+
+
+@_guard
+def _summary(args) -> int:
+    from trueno.trace import schema
+    from trueno.trace.summary import format_ops, format_syscalls, summarize
+
+    trace = schema.load(args.file)
+    spans = trace["spans"] if args.run is None else schema.spans_of_run(trace, args.run)
+    rows = summarize(spans)
+    runs = trace["runs"]
+    if args.json:
+        print(json.dumps({"ops": rows, "runs": runs}, indent=1))
+        return 0
+    print(f"trace {trace.get('name')!r}: {len(spans)} spans, {len(runs)} run(s)")
+    for r in runs:
+        wall = r.get("wall_ns")
+        print(f"  run {r['index']}: wall {'-' if wall is None else f'{wall / 1e6:.1f} ms'}, "
+              f"user {r.get('cpu_user_s') or 0:.3f} s, sys {r.get('cpu_sys_s') or 0:.3f} s, "
+              f"max RSS {(r.get('max_rss_bytes') or 0) / 1e6:.1f} MB, exit {r.get('exit_code')}"
+              f", dropped {r.get('dropped')}")
+    print()
+    print(format_ops(rows, args.limit))
+    print()
+    print(format_syscalls(runs[0].get("syscalls") if runs else None))
+    return 0
+
+
+@_guard
+def _golden_capture(args) -> int:
+    from trueno.trace import golden, runner
+
+    cmd = _cmd(args)
+    out = Path(args.dir, f"{args.name}.json")
+    trace = runner.trace_command(cmd, args.repeat, args.syscalls, True, args.name, args.timeout)
+    if any(r["exit_code"] for r in trace["runs"]):
+        _err(f"{' '.join(cmd)} exited with {trace['runs'][0]['exit_code']}; nothing written")
+        return 1
+    new = golden.digest(trace)
+    if out.exists():
+        old = golden.load(out)
+        change = golden.diff(old, new)
+        print(change or f"{args.name}: structure unchanged (timings re-measured)")
+        if not args.update:
+            _err(f"{out} exists; pass --update to overwrite it")
+            return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(golden.render(new))
+    Path(args.dir, f"{args.name}.summary.txt").write_text(golden.summary_text(new, trace))
+    _err(f"wrote {out}")
+    return 0
+
+
+@_guard
+def _golden_check(args) -> int:
+    from trueno.trace import golden, runner
+
+    paths = sorted(Path(args.dir).glob("*.json")) if not args.names else [
+        Path(args.dir, f"{n}.json") for n in args.names]
+    if not paths:
+        raise ConfigError(f"no golden traces in {args.dir}")
+    failed = 0
+    for path in paths:
+        gold = golden.load(path)
+        trace = runner.trace_command(gold["command"], args.repeat, args.syscalls, True,
+                                     gold["name"], args.timeout)
+        report = golden.compare(gold, trace, args.timing_factor)
+        if any(r["exit_code"] for r in trace["runs"]):
+            report["ok"] = False
+            report["problems"].insert(0, f"exit code {trace['runs'][0]['exit_code']}")
+        note = "" if report["timings_compared"] else " (other machine: timings not compared)"
+        print(f"{gold['name']}: {'ok' if report['ok'] else 'FAILED'}{note}")
+        for problem in report["problems"]:
+            print("  " + problem.replace("\n", "\n  "))
+        failed += not report["ok"]
+    return 1 if failed else 0
+
+
+@_guard
+def _compare(args) -> int:
+    from trueno.trace import compare, schema
+
+    report = compare.compare(schema.load(args.base), schema.load(args.cur), args.alpha,
+                             args.min_effect)
+    text = compare.to_json(report) if args.format == "json" else compare.markdown(report)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text, end="")
+    return 1 if report["regressions"] else 0
+
+
+@_guard
+def _assert(args) -> int:
+    from trueno.trace import rules, runner, schema
+
+    config = rules.load_config(args.config)
+    cmd = _cmd(args)
+    if args.file and args.file != "--" and cmd:
+        raise ConfigError("give either a trace FILE or -- CMD, not both")
+    if args.file == "--" or (not args.file and cmd):
+        cmd = cmd if args.file != "--" else cmd
+        trace = runner.trace_command(cmd, args.repeat, args.syscalls, True, None, args.timeout)
+        if args.output:
+            schema.dump(trace, args.output)
+    elif args.file:
+        trace = schema.load(args.file)
+    else:
+        raise ConfigError("nothing to check: give a trace FILE or -- CMD")
+    target = args.target or trace.get("name")
+    applied = rules.rules_for(config, target)
+    if not applied:
+        raise ConfigError(f"{args.config} has no rules for {target!r} (and no global rules)")
+    results = rules.evaluate(trace, applied, config["_base"])
+    code = rules.exit_code(results)
+    if args.json:
+        print(json.dumps({"target": target, "exit_code": code,
+                          "results": [r.to_dict() for r in results]}, indent=1, default=str))
+    else:
+        print(f"{target}: {len(results)} rules")
+        for r in results:
+            print(f"  [{r.status.upper():>12}] {r.label}: {r.message}")
+        verdict = {0: "all rules pass", 1: "budget violated", 3: "metric not measured"}[code]
+        print(f"{target}: {verdict}")
+    return code
+
+
+@_guard
+def _export(args) -> int:
+    from trueno.trace import export, schema
+
+    trace = schema.load(args.file)
+    if args.to == "otlp":
+        return 0 if _send(trace, args) else 1
+    stem = str(Path(args.file).with_suffix(""))
+    default = {"chrome": ".chrome.json", "folded": ".folded", "otlp-json": ".otlp.json"}
+    out = Path(args.output or stem + default[args.to])
+    if args.to == "chrome":
+        out.write_text(json.dumps(export.chrome(trace)))
+    elif args.to == "folded":
+        out.write_text(export.folded(trace, run=None))
+    else:
+        out.write_text(json.dumps(export.otlp_json(trace, args.service_name)))
+    _err(f"wrote {out}")
+    return 0
+
+
+@_guard
+def _flamegraph(args) -> int:
+    from trueno.trace import export, flamegraph, schema
+
+    trace = schema.load(args.file)
+    stacks = export.parse_folded(export.folded(trace, run=args.run))
+    if not stacks:
+        raise ConfigError(f"{args.file} has no spans to draw")
+    Path(args.output).write_text(flamegraph.render(
+        stacks, f"{trace.get('name') or 'trace'}: self time"))
+    _err(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,105 @@
+"""Tracing a program that was not changed: ``TRUENO_TRACE=1`` turns the recorder on when
+trueno is imported, and at exit this process writes its spans (a *part*) to
+``TRUENO_TRACE_PARTS/part-PID.json`` (set by ``trueno trace run``) or to
+``TRUENO_TRACE_OUTPUT``. Child processes inherit the environment, so they trace themselves
+and write their own part; a forked child starts with an empty recorder.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from trueno import config
+from trueno.trace import recorder
+
+PARTS_ENV = "TRUENO_TRACE_PARTS"
+LAUNCH_ENV = "TRUENO_TRACE_LAUNCH_NS"  # epoch ns at which the tracer launched the program
+ROOT_ENV = "TRUENO_TRACE_ROOT_PID"
+
+_installed = False
+_boot_epoch_ns = 0
+
+
+def proc_counters() -> dict | None:
+    """Read/write syscall counts and context switches of this process from /proc."""
+    try:
+        io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+        status = Path("/proc/self/status").read_text().splitlines()
+    except (OSError, ValueError):
+        return None
+    out = {"read": int(io["syscr"]), "write": int(io["syscw"])}
+    for line in status:
+        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+            key, value = line.split(":")
+            out[key] = int(value)
+    return out
+
+
+def part(rec: recorder.Recorder) -> dict:
+    """This process's spans and self-measured counters."""
+    recorder.stop()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    launch = int(os.environ.get(LAUNCH_ENV, "0") or 0)
+    return {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "argv": list(sys.argv),
+        "epoch0_ns": rec.epoch0_ns,
+        "boot_epoch_ns": _boot_epoch_ns,
+        "startup_ns": (_boot_epoch_ns - launch) if launch and _boot_epoch_ns else None,
+        "end_epoch_ns": time.time_ns(),
+        "dropped": rec.dropped,
+        "cpu_user_s": usage.ru_utime,
+        "cpu_sys_s": usage.ru_stime,
+        "max_rss_bytes": usage.ru_maxrss * 1024,
+        "proc": proc_counters(),
+        "spans": rec.spans(),
+    }
+
+
+def output_path() -> Path | None:
+    parts = os.environ.get(PARTS_ENV)
+    if parts:
+        return Path(parts) / f"part-{os.getpid()}.json"
+    if config.TRACE_OUTPUT:
+        out = Path(config.TRACE_OUTPUT)
+        if os.environ.get(ROOT_ENV, str(os.getpid())) != str(os.getpid()):
+            out = out.with_name(f"{out.name}.{os.getpid()}")
+        return out
+    return None
+
+
+def _write_at_exit() -> None:
+    rec = recorder.current()
+    path = output_path()
+    if rec is None or path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(part(rec), separators=(",", ":")))
+    except OSError as exc:  # the traced program's exit must not fail because of tracing
+        sys.stderr.write(f"trueno trace: could not write {path}: {exc}\n")
+
+
+def _after_fork() -> None:
+    if recorder.ENABLED:
+        recorder.start()
+
+
+def install() -> None:
+    """Start tracing for the life of this process (idempotent)."""
+    global _installed, _boot_epoch_ns
+    if _installed:
+        return
+    _installed = True
+    os.environ.setdefault(ROOT_ENV, str(os.getpid()))
+    recorder.start()
+    _boot_epoch_ns = time.time_ns()
+    atexit.register(_write_at_exit)
+    os.register_at_fork(after_in_child=_after_fork)

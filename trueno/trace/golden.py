@@ -1,0 +1,125 @@
+"""Golden traces: a small, committed digest of an example's trace.
+
+A golden holds the op sequence of the main thread (run-length encoded), span counts per name
+over all threads, per-run self time per name and the run wall times, plus the fingerprint.
+Checking compares sequence and counts exactly and timings with a generous factor (timings only
+when the fingerprint matches: like with like).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from trueno.errors import ConfigError
+from trueno.trace import schema
+from trueno.trace.metrics import self_by_name
+
+SCHEMA = "trueno.golden"
+VERSION = 1
+
+
+def op_sequence(spans: list[dict]) -> list[list]:
+    """Run-length encoded op names of the first process's main thread: [[name, n], ...]."""
+    if not spans:
+        return []
+    first = min(spans, key=lambda s: s["start_ns"])
+    key = (first.get("pid", 0), first["thread"])
+    seq: list[list] = []
+    for s in spans:
+        if s.get("category") == "op" and (s.get("pid", 0), s["thread"]) == key:
+            if seq and seq[-1][0] == s["name"]:
+                seq[-1][1] += 1
+            else:
+                seq.append([s["name"], 1])
+    return seq
+
+
+def digest(trace: dict) -> dict:
+    runs = [schema.spans_of_run(trace, i) for i in range(len(trace["runs"]) or 1)]
+    selfs = [self_by_name(spans) for spans in runs]
+    names = sorted({n for s in selfs for n in s})
+    return {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "name": trace.get("name", ""),
+        "command": trace.get("command", []),
+        "fingerprint": trace.get("fingerprint", {}),
+        "sequence": op_sequence(runs[0]),
+        "counts": dict(sorted(Counter(s["name"] for s in runs[0]).items())),
+        "backends": dict(sorted(Counter(f"{s['name']}:{s['backend']}" for s in runs[0]
+                                        if s.get("category") == "op").items())),
+        "self_ns": {n: [s.get(n, 0) for s in selfs] for n in names},
+        "wall_ns": [r.get("wall_ns") for r in trace["runs"]],
+        "max_rss_bytes": [r.get("max_rss_bytes") for r in trace["runs"]],
+    }
+
+
+def load(path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"golden {path} does not exist") from None
+    if data.get("schema") != SCHEMA or data.get("version") != VERSION:
+        raise ConfigError(f"{path}: not a {SCHEMA} v{VERSION} file")
+    return data
+
+
+def render(gold: dict) -> str:
+    return json.dumps(gold, indent=1, sort_keys=True) + "\n"
+
+
+def structure_lines(gold: dict) -> list[str]:
+    lines = [f"seq {name} x{n}" for name, n in gold["sequence"]]
+    lines += [f"count {name} {n}" for name, n in gold["counts"].items()]
+    return lines
+
+
+def diff(old: dict, new: dict) -> str:
+    """A unified diff of the structure (sequence and counts) of two goldens."""
+    return "".join(difflib.unified_diff([x + "\n" for x in structure_lines(old)],
+                                        [x + "\n" for x in structure_lines(new)],
+                                        "golden", "current"))
+
+
+def compare(gold: dict, trace: dict, timing_factor: float = 10.0,
+            slack_ns: float = 50e6) -> dict:
+    """Structure exactly, timings statistically: fail when the current median self time of an
+    op exceeds ``timing_factor`` x the golden median plus ``slack_ns`` (wall alike)."""
+    cur = digest(trace)
+    problems = []
+    if cur["sequence"] != gold["sequence"] or cur["counts"] != gold["counts"]:
+        problems.append("op structure differs:\n" + diff(gold, cur))
+    comparable = schema.same_machine(gold.get("fingerprint", {}), cur["fingerprint"])
+    timings = []
+    if comparable:
+        for name, base in gold["self_ns"].items():
+            now = cur["self_ns"].get(name)
+            if not now:
+                continue
+            b, c = float(np.median(base)), float(np.median(now))
+            timings.append((name, b, c))
+            if c > timing_factor * b + slack_ns:
+                problems.append(f"{name}: median self time {c / 1e6:.2f} ms > {timing_factor}x "
+                                f"golden {b / 1e6:.2f} ms + {slack_ns / 1e6:.0f} ms")
+        walls = [w for w in gold.get("wall_ns", []) if w]
+        now_walls = [w for w in cur["wall_ns"] if w]
+        if walls and now_walls:
+            b, c = float(np.median(walls)), float(np.median(now_walls))
+            if c > timing_factor * b + 20 * slack_ns:
+                problems.append(f"wall {c / 1e6:.0f} ms > {timing_factor}x golden "
+                                f"{b / 1e6:.0f} ms + {20 * slack_ns / 1e6:.0f} ms")
+    return {"ok": not problems, "problems": problems, "timings_compared": comparable,
+            "timings": timings}
+
+
+def summary_text(gold: dict, trace: dict) -> str:
+    from trueno.trace.summary import format_ops, format_syscalls, summarize
+
+    head = f"# golden trace: {gold['name']}\n# command: {' '.join(gold['command'])}\n"
+    return (head + format_ops(summarize(schema.spans_of_run(trace, 0))) + "\n\n"
+            + format_syscalls(trace["runs"][0].get("syscalls")) + "\n")

@@ -1,0 +1,180 @@
+"""Run a program under the tracer (``trueno trace run``), unchanged.
+
+Each run gets ``TRUENO_TRACE=1`` and a private parts directory in its environment, so every
+Python process of the run that imports trueno (children included) writes its spans there at
+exit (:mod:`trueno.trace.boot`); the parent merges them with what it measured itself: wall
+time, CPU user/sys and max RSS (``wait4`` rusage, children included), exit code, and syscall
+counts from ``strace -f -c`` (when it works here) or from /proc read/write counters.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from trueno.errors import ConfigError
+from trueno.trace import boot, schema
+
+
+@functools.lru_cache(maxsize=1)
+def strace_works() -> bool:
+    """strace is installed and ptrace is allowed in this sandbox."""
+    exe = shutil.which("strace")
+    if not exe:
+        return False
+    try:
+        out = subprocess.run([exe, "-f", "-c", "-o", os.devnull, "true"], capture_output=True,
+                             timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0
+
+
+def parse_strace(text: str) -> dict:
+    """Parse ``strace -c`` output into {"source", "calls": {name: {...}}, "total"}."""
+    calls = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 5 or parts[0].startswith(("%", "-")) or parts[-1] == "total":
+            continue
+        try:
+            seconds, count = float(parts[1]), int(parts[3])
+            errors = int(parts[4]) if len(parts) == 6 else 0
+        except ValueError:
+            continue
+        name = parts[-1]
+        prev = calls.get(name, {"calls": 0, "errors": 0, "seconds": 0.0})
+        calls[name] = {"calls": prev["calls"] + count, "errors": prev["errors"] + errors,
+                       "seconds": prev["seconds"] + seconds}
+    return {"source": "strace", "calls": calls,
+            "total": sum(c["calls"] for c in calls.values())}
+
+
+def command_name(cmd: list[str]) -> str:
+    for arg in cmd:
+        if arg.endswith(".py"):
+            return Path(arg).stem
+    return Path(cmd[0]).name if cmd else "trace"
+
+
+def _resolve(cmd: list[str]) -> list[str]:
+    if not cmd:
+        raise ConfigError("no command given: use `trueno trace run -- CMD ...`")
+    if cmd[0].endswith(".py"):
+        return [sys.executable, *cmd]
+    return list(cmd)
+
+
+def _merge_parts(parts: list[dict], launch_ns: int, run: int, next_id: list[int]) -> list[dict]:
+    spans = []
+    for part in parts:
+        ids = {}
+        for s in part["spans"]:
+            ids[s["id"]] = next_id[0]
+            next_id[0] += 1
+        shift = part["epoch0_ns"] - launch_ns
+        for s in part["spans"]:
+            s = dict(s)
+            s["id"] = ids[s["id"]]
+            s["parent"] = ids.get(s["parent"]) if s.get("parent") else None
+            s["start_ns"] += shift
+            s["pid"], s["run"] = part["pid"], run
+            spans.append(s)
+    spans.sort(key=lambda s: s["start_ns"])
+    return spans
+
+
+def run_once(cmd: list[str], syscalls: str = "auto", quiet: bool = False, run: int = 0,
+             next_id: list[int] | None = None, timeout: float | None = None,
+             env: dict | None = None) -> tuple[dict, list[dict], int]:
+    """One traced run: (run record, spans, launch epoch ns)."""
+    if syscalls not in ("auto", "strace", "off", "proc"):
+        raise ConfigError(f"--syscalls {syscalls!r}: expected auto, strace, proc or off")
+    use_strace = syscalls == "strace" or (syscalls == "auto" and strace_works())
+    if syscalls == "strace" and not strace_works():
+        raise ConfigError("--syscalls strace: strace is missing or ptrace is not permitted here")
+    next_id = next_id if next_id is not None else [1]
+    with tempfile.TemporaryDirectory(prefix="trueno-trace-") as tmp:
+        parts_dir = Path(tmp, "parts")
+        parts_dir.mkdir()
+        child_env = dict(os.environ if env is None else env)
+        for key in ("TRUENO_TRACE_OUTPUT", boot.ROOT_ENV):
+            child_env.pop(key, None)
+        launch_ns = time.time_ns()
+        child_env.update({"TRUENO_TRACE": "1", boot.PARTS_ENV: str(parts_dir),
+                          boot.LAUNCH_ENV: str(launch_ns)})
+        argv = _resolve(cmd)
+        strace_out = Path(tmp, "strace.txt")
+        if use_strace:
+            argv = [shutil.which("strace"), "-f", "-c", "-o", str(strace_out), "--", *argv]
+        out = subprocess.DEVNULL if quiet else None
+        t0 = time.perf_counter_ns()
+        try:
+            proc = subprocess.Popen(argv, env=child_env, stdout=out, stderr=out)
+        except OSError as exc:
+            raise ConfigError(f"cannot run {cmd[0]!r}: {exc}") from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG if deadline else 0)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.01)
+        wall = time.perf_counter_ns() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        parts = []
+        for path in sorted(parts_dir.glob("part-*.json")):
+            try:
+                parts.append(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError):
+                continue
+        parts.sort(key=lambda p: p.get("boot_epoch_ns") or 0)
+        sys_info = None
+        if use_strace and strace_out.exists():
+            sys_info = parse_strace(strace_out.read_text())
+        elif syscalls != "off":
+            counters = [p["proc"] for p in parts if p.get("proc")]
+            if counters:
+                keys = {k for c in counters for k in c}
+                sys_info = {"source": "proc", "total": None,
+                            "calls": {k: {"calls": sum(c.get(k, 0) for c in counters)}
+                                      for k in sorted(keys) if "ctxt" not in k}}
+    record = {
+        "wall_ns": wall,
+        "startup_ns": parts[0].get("startup_ns") if parts else None,
+        "cpu_user_s": usage.ru_utime,
+        "cpu_sys_s": usage.ru_stime,
+        "max_rss_bytes": max([usage.ru_maxrss * 1024] + [p.get("max_rss_bytes") or 0
+                                                         for p in parts]),
+        "exit_code": proc.returncode,
+        "dropped": sum(p.get("dropped", 0) for p in parts) if parts else None,
+        "syscalls": sys_info,
+        "processes": len(parts),
+        "epoch_ns": launch_ns,
+    }
+    return record, _merge_parts(parts, launch_ns, run, next_id), launch_ns
+
+
+def trace_command(cmd: list[str], repeat: int = 1, syscalls: str = "auto", quiet: bool = False,
+                  name: str | None = None, timeout: float | None = None) -> dict:
+    """Run ``cmd`` ``repeat`` times under the tracer and return the trace dict."""
+    if repeat < 1:
+        raise ConfigError(f"--repeat {repeat}: must be at least 1")
+    runs, spans, next_id, epoch = [], [], [1], None
+    for i in range(repeat):
+        record, run_spans, launch = run_once(cmd, syscalls, quiet, i, next_id, timeout)
+        epoch = launch if epoch is None else epoch  # each run's start_ns is from its own launch
+        runs.append(record)
+        spans.extend(run_spans)
+    return schema.make_trace(spans, runs, name=name or command_name(cmd), command=cmd,
+                             epoch_ns=epoch)
