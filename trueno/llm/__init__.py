@@ -7,6 +7,7 @@ from importlib import import_module
 # engine exports, imported on first use (model code pulls in numba)
 _LAZY = {
     "Model": "trueno.llm.model",
+    "Tokenizer": "trueno.llm.tokenizer",
     "Config": "trueno.llm.config",
     "Sampler": "trueno.llm.sampler",
     "generate": "trueno.llm.generate",
@@ -22,3 +23,5 @@ def __getattr__(name: str):
     if module is None:
         raise AttributeError(f"module 'trueno.llm' has no attribute {name!r}")
     return getattr(import_module(module), name)
+
+from trueno.llm.tokenizer import Tokenizer  # noqa: E402

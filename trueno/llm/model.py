@@ -43,6 +43,7 @@ class Model:
         ctx = ctx_size or min(config.context_length, DEFAULT_CTX)
         self.ctx = int(ctx)
         self.state = RunState(config, self.ctx, weights.rope_freqs)
+        self.tokens: list[int] = []  # the token ids whose keys/values are in the cache
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -71,7 +72,21 @@ class Model:
 
     def reset(self) -> None:
         """Forget the KV cache (the next call starts at position 0)."""
-        self.state.cache.reset()
+        self.truncate(0)
+
+    def warmup(self) -> None:
+        """Compile every kernel (batch and one-token paths) now, then clear the cache."""
+        with trace.span("warmup", category="llm"):
+            self.reset()
+            self.prefill([0, 0])
+            self.decode(0)
+            self.reset()
+
+    def truncate(self, n: int) -> None:
+        """Keep only the first ``n`` cached positions (the next token goes to position n)."""
+        n = max(0, min(n, self.state.cache.n))
+        self.state.cache.n = n
+        del self.tokens[n:]
 
     # ---- public forward -----------------------------------------------------------------------
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
@@ -99,6 +114,7 @@ class Model:
                 outs.append(self.weights.output.matmul(x))
             elif last:
                 outs.append(self.weights.output.matmul(x[-1:]))
+        self.tokens.extend(int(t) for t in ids)
         logits = np.concatenate(outs, axis=0).astype(np.float32, copy=False)
         return logits if all_logits else logits[-1]
 
@@ -107,7 +123,9 @@ class Model:
         pos = self.state.cache.n
         if pos >= self.ctx:
             raise ContextLengthError(f"context of {self.ctx} tokens is full")
-        return self._forward_one(int(token), pos)
+        logits = self._forward_one(int(token), pos)
+        self.tokens.append(int(token))
+        return logits
 
     def generate(self, prompt, **kwargs) -> Iterator[str]:
         """Stream generated text pieces; see :func:`trueno.llm.generate.generate`."""

@@ -19,35 +19,10 @@ FLOAT_TYPES = (GGMLType.F32, GGMLType.F16, GGMLType.BF16)
 
 
 def load_gguf(path):
-    """Open a GGUF file with trueno's reader (gguf-py until the reader has landed)."""
+    """Open a GGUF file with trueno's reader (memory-mapped, validated)."""
     from trueno import gguf
 
-    if hasattr(gguf, "load"):
-        return gguf.load(path)
-    return _GGUFPyFile(path)  # pragma: no cover - interim shim
-
-
-class _GGUFPyFile:  # pragma: no cover - interim shim over the gguf package
-    def __init__(self, path) -> None:
-        import gguf as gguf_py
-
-        reader = gguf_py.GGUFReader(str(path))
-        self.path = str(path)
-        self.metadata = {k: f.contents() for k, f in reader.fields.items()
-                         if not k.startswith("GGUF.")}
-        self.tensors = {}
-        for t in reader.tensors:
-            info = _TensorInfo(t.name, tuple(int(s) for s in reversed(t.shape.tolist())),
-                               GGMLType(int(t.tensor_type)), t.data)
-            self.tensors[t.name] = info
-
-
-@dataclass
-class _TensorInfo:  # pragma: no cover - interim shim
-    name: str
-    shape: tuple
-    ggml_type: GGMLType
-    data: np.ndarray
+    return gguf.load(path)
 
 
 def _prepare(data, ggml_type, shape):

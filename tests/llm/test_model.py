@@ -1,0 +1,131 @@
+"""Forward pass of tiny random llama / qwen2 / gemma3 models against independent references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import TINY, gguf_metadata, gguf_tensors, random_hf_state, write_gguf
+from llm_reference import reference_logits
+
+from trueno.errors import ContextLengthError, ModelError, UnsupportedError
+from trueno.gguf.constants import Keys
+from trueno.llm import Model
+
+ARCHS = ("llama", "qwen2", "gemma3")
+TOKENS = [1, 5, 17, 3, 42, 8, 63, 0, 12, 12, 30, 7]  # longer than gemma's window of 4
+
+
+def assert_logits_close(ours, ref, rel=1e-4):
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape
+    scale = np.abs(ref).max()
+    assert scale > 0.5, "logits too small to make a relative check meaningful"
+    err = np.abs(ours - ref).max() / scale
+    assert err <= rel, f"max relative error {err:.2e} > {rel:.0e}"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_logits_match_numpy_float64_reference(arch, tiny_model_path):
+    path, _ = tiny_model_path(arch)
+    model = Model.load(path)
+    ours = model.logits(TOKENS)
+    assert ours.dtype == np.float32 and ours.shape == (len(TOKENS), TINY[arch]["vocab"])
+    assert_logits_close(ours, reference_logits(path, TOKENS))
+
+
+def _hf_model(arch: str, sd: dict):
+    torch = pytest.importorskip("torch", reason="torch not installed (pip install torch==2.13.0)")
+    transformers = pytest.importorskip("transformers", reason="transformers not installed")
+    p = TINY[arch]
+    common = dict(vocab_size=p["vocab"], hidden_size=p["dim"], intermediate_size=p["hidden"],
+                  num_hidden_layers=p["layers"], num_attention_heads=p["heads"],
+                  num_key_value_heads=p["kv_heads"], head_dim=p["head_dim"],
+                  rms_norm_eps=p["eps"], max_position_embeddings=128,
+                  tie_word_embeddings=p["tied"], attn_implementation="eager")
+    if arch == "llama":
+        cfg = transformers.LlamaConfig(rope_theta=p["rope_base"], **common)
+        cls = transformers.LlamaForCausalLM
+    elif arch == "qwen2":
+        cfg = transformers.Qwen2Config(rope_theta=p["rope_base"], **common)
+        cls = transformers.Qwen2ForCausalLM
+    else:
+        cfg = transformers.Gemma3TextConfig(
+            rope_theta=p["rope_base"], rope_local_base_freq=10000.0,
+            query_pre_attn_scalar=p["head_dim"], sliding_window=p["window"], **common)
+        cls = transformers.Gemma3ForCausalLM
+    torch.manual_seed(0)
+    model = cls(cfg).eval()
+    state = {k: torch.from_numpy(v) for k, v in sd.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all("lm_head" in m for m in missing), (missing, unexpected)
+    if p["tied"]:
+        model.tie_weights()
+    return torch, model
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_logits_match_hf_transformers(arch, tiny_model_path):
+    path, sd = tiny_model_path(arch)
+    torch, hf = _hf_model(arch, sd)
+    with torch.no_grad():
+        ref = hf(torch.tensor([TOKENS])).logits[0].numpy()
+    assert_logits_close(Model.load(path).logits(TOKENS), ref)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_decode_with_kv_cache_equals_full_sequence(arch, tiny_model_path):
+    path, _ = tiny_model_path(arch)
+    model = Model.load(path)
+    full = model.logits(TOKENS)
+    model.reset()
+    steps = [model.prefill(TOKENS[:3])]
+    for tok in TOKENS[3:]:
+        steps.append(model.decode(tok).copy())
+    np.testing.assert_allclose(np.array(steps), full[2:], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_chunked_prefill_equals_one_batch(arch, tiny_model_path, monkeypatch):
+    path, _ = tiny_model_path(arch)
+    model = Model.load(path)
+    full = model.logits(TOKENS)
+    monkeypatch.setattr("trueno.llm.model.PREFILL_CHUNK", 5)
+    np.testing.assert_allclose(model.logits(TOKENS), full, rtol=1e-5, atol=1e-5)
+
+
+def test_config_derived_values(tiny_model_path):
+    path, _ = tiny_model_path("gemma3")
+    c = Model.load(path).config
+    assert (c.head_dim, c.n_kv_groups, c.q_dim, c.kv_dim) == (16, 2, 32, 16)
+    assert [c.is_sliding(i) for i in range(6)] == [True] * 5 + [False]
+    assert c.layer_rope_base(0) == 10000.0 and c.layer_rope_base(5) == 1e6
+    assert c.layer_window(0) == 4 and c.layer_window(5) == 0
+    assert c.rope_neox and c.qk_norm and c.post_norms and c.activation == "gelu_tanh"
+
+
+def test_context_overflow_is_a_typed_error(tiny_model_path):
+    path, _ = tiny_model_path("llama")
+    model = Model.load(path, ctx_size=8)
+    with pytest.raises(ContextLengthError, match="context of 8"):
+        model.logits(list(range(9)))
+
+
+def test_missing_file_is_model_error(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        Model.load(tmp_path / "nope.gguf")
+
+
+def test_unsupported_architecture(tmp_path):
+    md = {k.replace("llama.", "mamba."): v for k, v in gguf_metadata("llama").items()}
+    md[Keys.ARCHITECTURE] = "mamba"
+    path = write_gguf(tmp_path / "m.gguf", md, gguf_tensors("llama", random_hf_state("llama")))
+    with pytest.raises(UnsupportedError, match="mamba"):
+        Model.load(path)
+
+
+def test_missing_tensor_names_it(tmp_path):
+    tensors = gguf_tensors("llama", random_hf_state("llama"))
+    del tensors["blk.1.ffn_up.weight"]
+    path = write_gguf(tmp_path / "m.gguf", gguf_metadata("llama"), tensors)
+    with pytest.raises(ModelError, match="blk.1.ffn_up.weight"):
+        Model.load(path)

