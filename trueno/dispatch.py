@@ -27,6 +27,9 @@ THRESHOLDS: dict[str, int] = {
     "rowwise": 1 << 10,  # softmax, layer_norm, rms_norm (fused single pass)
     "stats": 1 << 12,  # mean/variance/zscore
     "matrix": 1 << 62,  # matmul family: BLAS through numpy is at the hardware limit
+    "libm": 1 << 62,  # sin, ln, pow ...: numba calls scalar libm; numpy's are SIMD here
+    "conv": 1 << 12,  # convolve2d (n = image * kernel elements)
+    "gather": 1 << 14,  # embedding_lookup (n = output elements)
     "never": 1 << 62,  # ops only the reference implements well
 }
 # Minimum host-array elements from which AUTO copies to the GPU (None: never for host data).

@@ -41,3 +41,47 @@ def ndim_in(a, allowed: tuple[int, ...], op: str, what: str = "input") -> None:
     if a.ndim not in allowed:
         want = " or ".join(f"{d}-D" for d in allowed)
         raise ShapeError(f"{op}: {what} must be {want}, got {a.ndim}-D with shape {a.shape}")
+
+
+def _is_scalar(x) -> bool:
+    return isinstance(x, (int, float)) or (isinstance(x, np.generic) and x.ndim == 0)
+
+
+def operands(a, b, op: str):
+    """Two operands of an element-wise op: same-shape arrays of one float dtype, or an array
+    and a scalar (the scalar takes the array's dtype, as numpy does with Python numbers)."""
+    if _is_scalar(b) and not _is_scalar(a):
+        a = as_float_array(a, op)
+        return a, a.dtype.type(b)
+    if _is_scalar(a) and not _is_scalar(b):
+        b = as_float_array(b, op)
+        return b.dtype.type(a), b
+    a = as_float_array(a, op)
+    b = as_float_array(b, op)
+    if a.shape != b.shape:
+        if a.ndim == 0 or b.ndim == 0:  # 0-d arrays act as scalars
+            t = np.result_type(a, b)
+            return (t.type(a), b.astype(t, copy=False)) if a.ndim == 0 else (
+                a.astype(t, copy=False), t.type(b))
+        raise SizeMismatchError(op, a.shape, b.shape)
+    if a.dtype != b.dtype:
+        t = np.result_type(a, b)
+        a, b = a.astype(t, copy=False), b.astype(t, copy=False)
+    return a, b
+
+
+def same_dtype(arrays: tuple, op: str) -> tuple:
+    """Arrays converted to one float dtype (the widest among them)."""
+    arrays = tuple(as_float_array(x, op) for x in arrays)
+    t = arrays[0].dtype
+    if any(x.dtype != t for x in arrays):
+        t = np.result_type(*arrays)
+        arrays = tuple(x.astype(t, copy=False) for x in arrays)
+    return arrays
+
+
+def scalar(x, op: str, what: str) -> float:
+    """A real Python number parameter (NaN allowed)."""
+    if _is_scalar(x):
+        return float(x)
+    raise DTypeError(f"{op}: {what} must be a real number, got {type(x).__name__}")

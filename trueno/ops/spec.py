@@ -15,15 +15,20 @@ class OpSpec:
     atol: float = 0.0
     flops: float = 1.0  # flops per input element (traces only)
     doc: str = ""
+    # inputs, for the generic parity tests: "x" unary, "xy" two arrays, "xyz" three arrays,
+    # "xs" array + scalar, "xss" array + two scalars, "xys" two arrays + scalar, "row" 1-D/2-D
+    # along the last axis, "red" reduction to a scalar, "redxy" two-array reduction, "mat" other
+    args: str = "x"
+    domain: tuple[float, float] | None = None  # valid input range (asin: (-1, 1))
 
 
 OPS: dict[str, OpSpec] = {}
 
 
 def declare(name: str, kind: str, rtol: float = 1e-6, atol: float = 0.0, flops: float = 1.0,
-            doc: str = "") -> OpSpec:
+            doc: str = "", args: str = "x", domain: tuple[float, float] | None = None) -> OpSpec:
     if name in OPS:
         raise ValueError(f"op {name!r} declared twice")
-    spec = OpSpec(name, kind, rtol, atol, flops, doc)
+    spec = OpSpec(name, kind, rtol, atol, flops, doc, args, domain)
     OPS[name] = spec
     return spec

@@ -1,0 +1,227 @@
+"""Reduction kernels. Sums vectorize with ``fastmath={'reassoc', 'contract'}`` (many partial
+sums; NaN and Inf still propagate); max/min/argmax use llvm.maxnum/minnum (which vectorize)
+plus a NaN flag (itself a maxnum of x != x), so NaN propagates as in numpy. Inputs above PAR_MIN are split over threads.
+argmax/argmin work in blocks: a vectorized block max, then one scalar scan of the best block,
+so the data is read once."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from trueno.backends.numba_kernels._math import maxnum, minnum
+from trueno.backends.numba_kernels._par import bounds, reduce_chunks
+from trueno.errors import DivisionByZeroError
+
+JIT = dict(cache=True, nogil=True, error_model="numpy")
+FAST = dict(JIT, fastmath={"reassoc", "contract"})
+PAR_MIN = 1 << 18
+BLOCK = 2048
+KERNELS: dict = {}
+
+
+@nb.njit(**FAST)
+def _sum(a):
+    s = np.float32(0.0)
+    for i in range(a.size):
+        s += a[i]
+    return s
+
+
+@nb.njit(**FAST)
+def _dot(a, b):
+    s = np.float32(0.0)
+    for i in range(a.size):
+        s += a[i] * b[i]
+    return s
+
+
+@nb.njit(**FAST)
+def _sumsq(a):
+    s = np.float32(0.0)
+    for i in range(a.size):
+        s += a[i] * a[i]
+    return s
+
+
+@nb.njit(**FAST)
+def _sumabs(a):
+    s = np.float32(0.0)
+    for i in range(a.size):
+        s += np.abs(a[i])
+    return s
+
+
+@nb.njit(**JIT)
+def _sum_kahan(a):
+    # Kahan-Babuska-Neumaier in float64 (exact for float32 sums up to ~2**29 elements)
+    s = 0.0
+    c = 0.0
+    for i in range(a.size):
+        x = np.float64(a[i])
+        t = s + x
+        if np.abs(s) >= np.abs(x):
+            c += (s - t) + x
+        else:
+            c += (x - t) + s
+        s = t
+    return s + c if np.isfinite(s) else s
+
+
+@nb.njit(**JIT)
+def _max(a):
+    m = a[0]
+    nans = np.float32(0.0)
+    for i in range(a.size):
+        x = a[i]
+        m = maxnum(m, x)
+        nans = maxnum(nans, np.float32(x != x))
+    return m if nans == np.float32(0.0) else a[0] * np.float32(np.nan)
+
+
+@nb.njit(**JIT)
+def _min(a):
+    m = a[0]
+    nans = np.float32(0.0)
+    for i in range(a.size):
+        x = a[i]
+        m = minnum(m, x)
+        nans = maxnum(nans, np.float32(x != x))
+    return m if nans == np.float32(0.0) else a[0] * np.float32(np.nan)
+
+
+@nb.njit(**JIT)
+def _maxabs(a):
+    m = np.abs(a[0])
+    nans = np.float32(0.0)
+    for i in range(a.size):
+        x = a[i]
+        m = maxnum(m, np.abs(x))
+        nans = maxnum(nans, np.float32(x != x))
+    return m if nans == np.float32(0.0) else m * np.float32(np.nan)
+
+
+@nb.njit(**JIT)
+def _argext(a, sign):
+    """(index of first max of sign*a, its value, saw NaN): NaN -> index of first NaN."""
+    n = a.size
+    best_blk = 0
+    best = a[0] * sign
+    for lo in range(0, n, BLOCK):
+        blk = a[lo:min(lo + BLOCK, n)]
+        m = blk[0] * sign
+        nans = np.float32(0.0)
+        for i in range(blk.size):
+            x = blk[i] * sign
+            m = maxnum(m, x)
+            nans = maxnum(nans, np.float32(x != x))
+        if nans != np.float32(0.0):
+            for i in range(blk.size):
+                if blk[i] != blk[i]:
+                    return lo + i, blk[i], True
+        if m > best:
+            best = m
+            best_blk = lo
+    blk = a[best_blk:min(best_blk + BLOCK, n)]
+    for i in range(blk.size):
+        if blk[i] * sign == best:
+            return best_blk + i, blk[i], False
+    return best_blk, blk[0], False  # unreachable
+
+
+def _flat(a):
+    return a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+
+
+def _summed(kern, *arrays):
+    parts = reduce_chunks(kern, tuple(_flat(x) for x in arrays), (), PAR_MIN)
+    t = arrays[0].dtype.type
+    return t(parts[0] if len(parts) == 1 else np.sum(np.array(parts, dtype=arrays[0].dtype)))
+
+
+def sum_(a):
+    return _summed(_sum, a) if a.size else a.dtype.type(0)
+
+
+def dot(a, b):
+    return _summed(_dot, a, b) if a.size else a.dtype.type(0)
+
+
+def sum_of_squares(a):
+    return _summed(_sumsq, a) if a.size else a.dtype.type(0)
+
+
+def norm_l1(a):
+    return _summed(_sumabs, a) if a.size else a.dtype.type(0)
+
+
+def norm_l2(a):
+    return np.sqrt(sum_of_squares(a))
+
+
+def sum_kahan(a):
+    if a.size == 0:
+        return a.dtype.type(0)
+    parts = reduce_chunks(_sum_kahan, (_flat(a),), (), PAR_MIN)
+    if len(parts) == 1:
+        return a.dtype.type(parts[0])
+    return a.dtype.type(np.sum(np.array(parts, dtype=np.float64)) if a.dtype == np.float32
+                        else __import__("math").fsum(parts))
+
+
+def _extreme(kern, a, pick):
+    parts = reduce_chunks(kern, (_flat(a),), (), PAR_MIN)
+    return a.dtype.type(pick(np.array(parts, dtype=a.dtype)))
+
+
+def max_(a):
+    return _extreme(_max, a, np.max)
+
+
+def min_(a):
+    return _extreme(_min, a, np.min)
+
+
+def norm_linf(a):
+    return _extreme(_maxabs, a, np.max)
+
+
+def _arg(a, sign):
+    f = _flat(a)
+    starts = [lo for lo, _ in bounds(f.size, PAR_MIN)]
+    parts = reduce_chunks(_argext, (f,), (f.dtype.type(sign),), PAR_MIN)
+    best_i, best_v = None, None
+    for lo, (i, v, nan) in zip(starts, parts):
+        if nan:
+            return int(lo + i)
+        if best_i is None or v * sign > best_v * sign:
+            best_i, best_v = lo + i, v
+    return int(best_i)
+
+
+def argmax(a):
+    return _arg(a, 1.0)
+
+
+def argmin(a):
+    return _arg(a, -1.0)
+
+
+@nb.njit(**JIT)
+def _scale(out, a, s):
+    for i in range(out.size):
+        out[i] = a[i] / s
+
+
+def normalize(a):
+    n = norm_l2(a)
+    if n == 0:
+        raise DivisionByZeroError("normalize: the vector has L2 norm 0; expected a non-zero vector")
+    out = np.empty(a.shape, dtype=a.dtype)
+    _scale(out.reshape(-1), _flat(a), n)
+    return out
+
+
+KERNELS.update(dot=dot, sum=sum_, sum_kahan=sum_kahan, sum_of_squares=sum_of_squares, max=max_,
+               min=min_, argmax=argmax, argmin=argmin, norm_l1=norm_l1, norm_l2=norm_l2,
+               norm_linf=norm_linf, normalize=normalize)

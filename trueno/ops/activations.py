@@ -1,0 +1,113 @@
+"""Neural-network activations. Element-wise ones keep the input's shape and dtype; softmax
+and log_softmax work on a 1-D array or along an axis of a 2-D array. tanh lives in
+:mod:`trueno.ops.elementwise` (it is both)."""
+
+from __future__ import annotations
+
+from trueno import dispatch
+from trueno.errors import EmptyInputError, ShapeError
+from trueno.ops._validate import as_float_array, ndim_in, scalar
+from trueno.ops.spec import declare
+
+EXACT = 0.0
+RELU = declare("relu", "elementwise", rtol=EXACT, doc="max(x, 0)")
+LEAKY_RELU = declare("leaky_relu", "elementwise", rtol=EXACT, doc="x < 0 ? alpha x : x")
+ELU = declare("elu", "transcendental", rtol=1e-5, atol=1e-7, flops=12,
+              doc="x < 0 ? alpha (e^x - 1) : x")
+SELU = declare("selu", "transcendental", rtol=1e-5, atol=1e-7, flops=13, doc="scaled elu")
+SIGMOID = declare("sigmoid", "transcendental", rtol=2e-6, flops=14, doc="1 / (1 + e^-x)")
+GELU = declare("gelu", "transcendental", rtol=1e-5, atol=1e-7, flops=20,
+               doc="x * Phi(x), tanh approximation or exact erf")
+SILU = declare("silu", "transcendental", rtol=2e-6, flops=15, doc="x * sigmoid(x)")
+HARDSWISH = declare("hardswish", "elementwise", rtol=1e-6, flops=4,
+                    doc="x * clamp(x + 3, 0, 6) / 6")
+MISH = declare("mish", "transcendental", rtol=1e-5, atol=1e-7, flops=30,
+               doc="x * tanh(softplus(x))")
+SOFTMAX = declare("softmax", "rowwise", rtol=1e-5, atol=1e-8, flops=14,
+                  doc="e^x / sum(e^x) along an axis", args="row")
+LOG_SOFTMAX = declare("log_softmax", "rowwise", rtol=1e-5, atol=1e-5, flops=14,
+                      doc="x - log(sum(e^x)) along an axis", args="row")
+
+
+def _act(spec, x, *params):
+    x = as_float_array(x, spec.name)
+    return dispatch.run(spec, x.size, (x, *params))
+
+
+def relu(x):
+    """max(x, 0) element-wise (NaN stays NaN)."""
+    return _act(RELU, x)
+
+
+def leaky_relu(x, alpha: float = 0.01):
+    """x for x >= 0, alpha * x below."""
+    return _act(LEAKY_RELU, x, scalar(alpha, "leaky_relu", "alpha"))
+
+
+def elu(x, alpha: float = 1.0):
+    """x for x >= 0, alpha * (e^x - 1) below."""
+    return _act(ELU, x, scalar(alpha, "elu", "alpha"))
+
+
+def selu(x):
+    """Self-normalizing elu: scale * elu(x, alpha) with the SELU paper's constants."""
+    return _act(SELU, x)
+
+
+def sigmoid(x):
+    """Logistic function 1 / (1 + e^-x)."""
+    return _act(SIGMOID, x)
+
+
+def gelu(x, approximate: str = "tanh"):
+    """Gaussian error linear unit: ``approximate="tanh"`` (GPT-2's form) or ``"none"``
+    (exact, with erf)."""
+    if approximate not in ("tanh", "none"):
+        raise ShapeError(f"gelu: approximate={approximate!r}; expected 'tanh' or 'none'")
+    return _act(GELU, x, approximate)
+
+
+def silu(x):
+    """x * sigmoid(x) (also called swish)."""
+    return _act(SILU, x)
+
+
+swish = silu
+
+
+def hardswish(x):
+    """x * clamp(x + 3, 0, 6) / 6."""
+    return _act(HARDSWISH, x)
+
+
+def mish(x):
+    """x * tanh(softplus(x))."""
+    return _act(MISH, x)
+
+
+def _rowwise(spec, x, axis: int):
+    x = as_float_array(x, spec.name)
+    ndim_in(x, (1, 2), spec.name)
+    if x.size == 0:
+        raise EmptyInputError(spec.name)
+    if not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"{spec.name}: axis {axis} is out of range for a {x.ndim}-D input; "
+                         f"expected -{x.ndim} <= axis < {x.ndim}")
+    axis %= x.ndim
+    if axis != x.ndim - 1:  # kernels work on the last axis
+        return dispatch.run(spec, x.size, (x.T, -1)).T
+    return dispatch.run(spec, x.size, (x, -1))
+
+
+def softmax(x, axis: int = -1):
+    """e^x / sum(e^x) along ``axis`` (numerically stable: the max is subtracted first)."""
+    return _rowwise(SOFTMAX, x, axis)
+
+
+def log_softmax(x, axis: int = -1):
+    """x - logsumexp(x) along ``axis``."""
+    return _rowwise(LOG_SOFTMAX, x, axis)
+
+
+__all__ = ["elu", "gelu", "hardswish", "leaky_relu", "log_softmax", "mish", "relu", "selu",
+           "sigmoid", "silu", "softmax", "swish"]

@@ -1,0 +1,105 @@
+"""Reductions to a scalar: sums, dot, extrema, arg-extrema, norms (and normalize). Empty
+input raises EmptyInputError (numpy would return 0 or raise a bare ValueError)."""
+
+from __future__ import annotations
+
+from trueno import dispatch
+from trueno.ops._validate import as_float_array, non_empty, same_dtype, same_shape
+from trueno.ops.spec import declare
+
+# Sum-like results are compared to the reference relative to sum(|a|) (see tests/ops), so the
+# rtol below bounds the rounding of a reordered float32 sum (multiple accumulators).
+SUM_RTOL = 1e-5
+
+DOT = declare("dot", "reduction", rtol=SUM_RTOL, flops=2, doc="sum(a * b)", args="redxy")
+SUM = declare("sum", "reduction", rtol=SUM_RTOL, doc="sum(a)", args="red")
+SUM_KAHAN = declare("sum_kahan", "reduction", rtol=1e-6, flops=4,
+                    doc="compensated sum(a)", args="red")
+SUM_SQ = declare("sum_of_squares", "reduction", rtol=SUM_RTOL, flops=2, doc="sum(a*a)",
+                 args="red")
+MAX = declare("max", "reduction", rtol=0.0, doc="largest element", args="red")
+MIN = declare("min", "reduction", rtol=0.0, doc="smallest element", args="red")
+ARGMAX = declare("argmax", "reduction", rtol=0.0, doc="index of the first largest", args="red")
+ARGMIN = declare("argmin", "reduction", rtol=0.0, doc="index of the first smallest", args="red")
+NORM_L1 = declare("norm_l1", "reduction", rtol=SUM_RTOL, doc="sum(|a|)", args="red")
+NORM_L2 = declare("norm_l2", "reduction", rtol=SUM_RTOL, flops=2, doc="sqrt(sum(a*a))",
+                  args="red")
+NORM_LINF = declare("norm_linf", "reduction", rtol=0.0, doc="max(|a|)", args="red")
+NORMALIZE = declare("normalize", "reduction", rtol=SUM_RTOL, flops=3, doc="a / norm_l2(a)")
+
+
+def _reduce(spec, a):
+    a = as_float_array(a, spec.name)
+    non_empty(a, spec.name)
+    return dispatch.run(spec, a.size, (a,))
+
+
+def dot(a, b):
+    """Inner product of two same-size arrays (flattened)."""
+    a, b = same_dtype((a, b), "dot")
+    same_shape(a, b, "dot")
+    return dispatch.run(DOT, a.size, (a, b))
+
+
+def sum(a):  # noqa: A001 (trueno's name)
+    """Sum of all elements (0 for an empty input, as numpy)."""
+    a = as_float_array(a, "sum")
+    return dispatch.run(SUM, a.size, (a,))
+
+
+def sum_kahan(a):
+    """Compensated (Kahan-Babuska) sum of all elements: error independent of n."""
+    a = as_float_array(a, "sum_kahan")
+    return dispatch.run(SUM_KAHAN, a.size, (a,))
+
+
+def sum_of_squares(a):
+    """sum(a * a)."""
+    a = as_float_array(a, "sum_of_squares")
+    return dispatch.run(SUM_SQ, a.size, (a,))
+
+
+def max(a):  # noqa: A001
+    """Largest element (NaN if any element is NaN). Empty input raises EmptyInputError."""
+    return _reduce(MAX, a)
+
+
+def min(a):  # noqa: A001
+    """Smallest element (NaN if any element is NaN). Empty input raises EmptyInputError."""
+    return _reduce(MIN, a)
+
+
+def argmax(a) -> int:
+    """Flat index of the first largest element (of the first NaN, if any, as numpy)."""
+    return _reduce(ARGMAX, a)
+
+
+def argmin(a) -> int:
+    """Flat index of the first smallest element (of the first NaN, if any, as numpy)."""
+    return _reduce(ARGMIN, a)
+
+
+def norm_l1(a):
+    """sum(|a|)."""
+    a = as_float_array(a, "norm_l1")
+    return dispatch.run(NORM_L1, a.size, (a,))
+
+
+def norm_l2(a):
+    """Euclidean norm sqrt(sum(a*a))."""
+    a = as_float_array(a, "norm_l2")
+    return dispatch.run(NORM_L2, a.size, (a,))
+
+
+def norm_linf(a):
+    """max(|a|). Empty input raises EmptyInputError."""
+    return _reduce(NORM_LINF, a)
+
+
+def normalize(a):
+    """a / norm_l2(a); a zero vector raises DivisionByZeroError."""
+    return _reduce(NORMALIZE, a)
+
+
+__all__ = ["argmax", "argmin", "dot", "max", "min", "norm_l1", "norm_l2", "norm_linf",
+           "normalize", "sum", "sum_kahan", "sum_of_squares"]

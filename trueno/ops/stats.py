@@ -1,0 +1,106 @@
+"""Statistics over all elements (mean, variance, ...) and the row-wise normalizations used by
+neural networks (layer_norm, rms_norm over the last axis). Population statistics (ddof=0)
+unless ``ddof`` says otherwise."""
+
+from __future__ import annotations
+
+from trueno import dispatch
+from trueno.ops._validate import as_float_array, ndim_in, non_empty, same_dtype, same_shape
+from trueno.ops.spec import declare
+from trueno.errors import SizeMismatchError
+
+STAT_RTOL = 2e-5  # float32 two-pass statistics, reordered sums (relative to the data scale)
+
+MEAN = declare("mean", "stats", rtol=STAT_RTOL, doc="arithmetic mean", args="red")
+VARIANCE = declare("variance", "stats", rtol=STAT_RTOL, flops=3, doc="mean((a-m)^2)",
+                   args="red")
+STDDEV = declare("stddev", "stats", rtol=STAT_RTOL, flops=3, doc="sqrt(variance)", args="red")
+COVARIANCE = declare("covariance", "stats", rtol=STAT_RTOL, flops=4,
+                     doc="mean((a-ma)(b-mb))", args="redxy")
+CORRELATION = declare("correlation", "stats", rtol=1e-4, flops=6, doc="Pearson r",
+                      args="redxy")
+ZSCORE = declare("zscore", "stats", rtol=1e-4, atol=1e-5, flops=4, doc="(a - mean) / std")
+MINMAX = declare("minmax_normalize", "stats", rtol=1e-5, atol=1e-6, flops=3,
+                 doc="(a - min) / (max - min)")
+LAYER_NORM = declare("layer_norm", "rowwise", rtol=1e-4, atol=1e-5, flops=8,
+                     doc="(x - mean) / sqrt(var + eps) * gamma + beta over the last axis",
+                     args="row")
+RMS_NORM = declare("rms_norm", "rowwise", rtol=1e-5, atol=1e-6, flops=4,
+                   doc="x / sqrt(mean(x^2) + eps) * weight over the last axis", args="row")
+
+
+def _stat(spec, a, *params):
+    a = as_float_array(a, spec.name)
+    non_empty(a, spec.name)
+    return dispatch.run(spec, a.size, (a, *params))
+
+
+def mean(a):
+    """Arithmetic mean of all elements."""
+    return _stat(MEAN, a)
+
+
+def variance(a, ddof: int = 0):
+    """Variance of all elements (population by default; ddof=1 for the sample variance)."""
+    return _stat(VARIANCE, a, int(ddof))
+
+
+def stddev(a, ddof: int = 0):
+    """Standard deviation: sqrt(variance(a, ddof))."""
+    return _stat(STDDEV, a, int(ddof))
+
+
+def covariance(a, b, ddof: int = 0):
+    """Covariance of two same-size arrays."""
+    a, b = same_dtype((a, b), "covariance")
+    same_shape(a, b, "covariance")
+    non_empty(a, "covariance")
+    return dispatch.run(COVARIANCE, a.size, (a, b, int(ddof)))
+
+
+def correlation(a, b):
+    """Pearson correlation; an input without variance raises DivisionByZeroError."""
+    a, b = same_dtype((a, b), "correlation")
+    same_shape(a, b, "correlation")
+    non_empty(a, "correlation")
+    return dispatch.run(CORRELATION, a.size, (a, b))
+
+
+def zscore(a):
+    """(a - mean) / stddev; a constant input raises DivisionByZeroError."""
+    return _stat(ZSCORE, a)
+
+
+def minmax_normalize(a):
+    """(a - min) / (max - min) into [0, 1]; a constant input raises DivisionByZeroError."""
+    return _stat(MINMAX, a)
+
+
+def _rows(spec, x, params):
+    x = as_float_array(x, spec.name)
+    ndim_in(x, (1, 2), spec.name)
+    non_empty(x, spec.name)
+    out = []
+    for p in params:
+        if p is not None:
+            p = as_float_array(p, spec.name).astype(x.dtype, copy=False)
+            if p.shape != x.shape[-1:]:
+                raise SizeMismatchError(spec.name, x.shape[-1:], p.shape)
+        out.append(p)
+    return x, out
+
+
+def layer_norm(x, gamma=None, beta=None, eps: float = 1e-5):
+    """Layer normalization over the last axis of a 1-D or 2-D array."""
+    x, (gamma, beta) = _rows(LAYER_NORM, x, (gamma, beta))
+    return dispatch.run(LAYER_NORM, x.size, (x, gamma, beta, float(eps)))
+
+
+def rms_norm(x, weight=None, eps: float = 1e-6):
+    """RMS normalization over the last axis of a 1-D or 2-D array (Llama's RMSNorm)."""
+    x, (weight,) = _rows(RMS_NORM, x, (weight,))
+    return dispatch.run(RMS_NORM, x.size, (x, weight, float(eps)))
+
+
+__all__ = ["correlation", "covariance", "layer_norm", "mean", "minmax_normalize", "rms_norm",
+           "stddev", "variance", "zscore"]
