@@ -38,9 +38,17 @@ def tinfo(name: str | bytes, ne: list[int], gtype: int, offset: int) -> bytes:
     return gstr(name) + u32(len(ne)) + b"".join(u64(d) for d in ne) + u32(gtype) + u64(offset)
 
 
-def gguf_bytes(kvs: list[bytes] = (), tinfos: list[bytes] = (), data: bytes = b"", *,
-               version: int = 3, magic: bytes = b"GGUF", n_kv: int | None = None,
-               n_tensors: int | None = None, alignment: int = 32) -> bytes:
+def gguf_bytes(
+    kvs: list[bytes] = (),
+    tinfos: list[bytes] = (),
+    data: bytes = b"",
+    *,
+    version: int = 3,
+    magic: bytes = b"GGUF",
+    n_kv: int | None = None,
+    n_tensors: int | None = None,
+    alignment: int = 32,
+) -> bytes:
     """Header + metadata + tensor infos, padded to ``alignment``, then ``data``."""
     head = magic + u32(version) + u64(len(tinfos) if n_tensors is None else n_tensors)
     head += u64(len(kvs) if n_kv is None else n_kv)
@@ -49,8 +57,13 @@ def gguf_bytes(kvs: list[bytes] = (), tinfos: list[bytes] = (), data: bytes = b"
     return body + data
 
 
-def one_f32_tensor(ne: list[int] | None = None, gtype: int = GGMLType.F32, offset: int = 0,
-                   data: bytes | None = None, kvs: list[bytes] = ()) -> bytes:
+def one_f32_tensor(
+    ne: list[int] | None = None,
+    gtype: int = GGMLType.F32,
+    offset: int = 0,
+    data: bytes | None = None,
+    kvs: list[bytes] = (),
+) -> bytes:
     """A file holding one tensor ``t`` (default: 8 float32 values)."""
     ne = ne or [8]
     data = np.arange(8, dtype=np.float32).tobytes() if data is None else data

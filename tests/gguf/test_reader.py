@@ -71,11 +71,13 @@ def _gguf_py_file(path: Path, alignment: int | None = None) -> dict:
     }
     for name, arr in tensors.items():
         w.add_tensor(name, arr)
-    bf = gguf.quants.quantize(RNG.standard_normal((2, 32)).astype(np.float32),
-                              gguf.GGMLQuantizationType.BF16)
+    bf = gguf.quants.quantize(
+        RNG.standard_normal((2, 32)).astype(np.float32), gguf.GGMLQuantizationType.BF16
+    )
     w.add_tensor("bf16", bf, raw_dtype=gguf.GGMLQuantizationType.BF16)
-    q8 = gguf.quants.quantize(RNG.standard_normal((4, 64)).astype(np.float32),
-                              gguf.GGMLQuantizationType.Q8_0)
+    q8 = gguf.quants.quantize(
+        RNG.standard_normal((4, 64)).astype(np.float32), gguf.GGMLQuantizationType.Q8_0
+    )
     w.add_tensor("q8", q8, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -114,10 +116,11 @@ def test_gguf_py_file_reads_identically(tmp_path):
             t = f.tensors[rt.name]
             assert t.ggml_type == GGMLType(int(rt.tensor_type))
             assert t.shape == tuple(reversed(rt.shape.tolist()))
-            assert (t.offset, t.nbytes, t.n_elements) == (rt.data_offset, rt.n_bytes,
-                                                         rt.n_elements)
-            np.testing.assert_array_equal(t.data.view(np.uint8).reshape(-1),
-                                          np.asarray(written[t.name]).view(np.uint8).reshape(-1))
+            assert (t.offset, t.nbytes, t.n_elements) == (rt.data_offset, rt.n_bytes, rt.n_elements)
+            np.testing.assert_array_equal(
+                t.data.view(np.uint8).reshape(-1),
+                np.asarray(written[t.name]).view(np.uint8).reshape(-1),
+            )
         assert f.tensors["f32"].data.dtype == np.float32
         assert f.tensors["f16"].data.dtype == np.float16
         assert f.tensors["bf16"].data.dtype == np.uint16
@@ -227,53 +230,83 @@ GOOD_KV = kv_u32("a", 1)
 HOSTILE = {
     "wrong magic": (gguf_bytes(magic=b"GGML"), ["magic", "offset 0", "GGML"]),
     "big-endian magic": (gguf_bytes(magic=b"FUGG"), ["big-endian GGUF is not supported"]),
-    "big-endian version": (b"GGUF" + (3).to_bytes(4, "big") + bytes(16),
-                           ["big-endian GGUF is not supported"]),
+    "big-endian version": (
+        b"GGUF" + (3).to_bytes(4, "big") + bytes(16),
+        ["big-endian GGUF is not supported"],
+    ),
     "unknown version": (gguf_bytes(version=4), ["version", "offset 4", "4"]),
     "version 1": (gguf_bytes(version=1), ["unsupported GGUF version 1"]),
     "too small": (b"GGUF\x03\0\0\0", ["24"]),
-    "kv count too large": (gguf_bytes(n_kv=2**62), ["metadata_kv_count", "offset 16",
-                                                   str(2**62)]),
+    "kv count too large": (gguf_bytes(n_kv=2**62), ["metadata_kv_count", "offset 16", str(2**62)]),
     "tensor count too large": (gguf_bytes(n_tensors=2**63), ["tensor_count", "offset 8"]),
-    "key length too large": (gguf_bytes([u64(2**40) + b"k"]), ["key length", "offset 24",
-                                                               str(2**40)]),
-    "string value too long": (gguf_bytes([gstr("k") + u32(V.STRING) + u64(1000) + b"ab"]),
-                              ["'k'", "length", "1000"]),
-    "array count too large": (gguf_bytes([kv("k", V.ARRAY, u32(V.UINT32) + u64(2**61))]),
-                              ["element count", str(2**61)]),
-    "string array count too large": (gguf_bytes([kv("k", V.ARRAY, u32(V.STRING) + u64(10**9))]),
-                                     ["element count", str(10**9)]),
+    "key length too large": (
+        gguf_bytes([u64(2**40) + b"k"]),
+        ["key length", "offset 24", str(2**40)],
+    ),
+    "string value too long": (
+        gguf_bytes([gstr("k") + u32(V.STRING) + u64(1000) + b"ab"]),
+        ["'k'", "length", "1000"],
+    ),
+    "array count too large": (
+        gguf_bytes([kv("k", V.ARRAY, u32(V.UINT32) + u64(2**61))]),
+        ["element count", str(2**61)],
+    ),
+    "string array count too large": (
+        gguf_bytes([kv("k", V.ARRAY, u32(V.STRING) + u64(10**9))]),
+        ["element count", str(10**9)],
+    ),
     "string array item too long": (
         gguf_bytes([kv("k", V.ARRAY, u32(V.STRING) + u64(2) + gstr("a") + u64(99) + b"x")]),
-        ["'k'[1] length", "99"]),
+        ["'k'[1] length", "99"],
+    ),
     "unknown value type": (gguf_bytes([kv("k", 99, b"")]), ["unknown value type 99", "'k'"]),
-    "unknown element type": (gguf_bytes([kv("k", V.ARRAY, u32(13) + u64(0))]),
-                             ["element type", "unknown value type 13"]),
+    "unknown element type": (
+        gguf_bytes([kv("k", V.ARRAY, u32(13) + u64(0))]),
+        ["element type", "unknown value type 13"],
+    ),
     "duplicate key": (gguf_bytes([GOOD_KV, GOOD_KV]), ["duplicate key 'a'", "offset 41"]),
-    "invalid utf-8 key": (gguf_bytes([kv(b"\xff\xfe", V.UINT32, u32(1))]), ["invalid UTF-8",
-                                                                          "offset 24"]),
-    "nested too deep": (gguf_bytes([kv("k", V.ARRAY, (u32(V.ARRAY) + u64(1)) * 20)]),
-                        ["nested"]),
-    "alignment not power of two": (gguf_bytes([kv_u32("general.alignment", 3)]),
-                                   ["general.alignment", "3", "power of two"]),
+    "invalid utf-8 key": (
+        gguf_bytes([kv(b"\xff\xfe", V.UINT32, u32(1))]),
+        ["invalid UTF-8", "offset 24"],
+    ),
+    "nested too deep": (
+        gguf_bytes([kv("k", V.ARRAY, (u32(V.ARRAY) + u64(1)) * 20)]),
+        ["nested 9 deep"],
+    ),
+    "too many nested arrays": (
+        gguf_bytes([kv("k", V.ARRAY, u32(V.ARRAY) + u64(70000) + (u32(V.UINT8) + u64(0)) * 70000)]),
+        ["element count", "70000 nested arrays"],
+    ),
+    "alignment not power of two": (
+        gguf_bytes([kv_u32("general.alignment", 3)]),
+        ["general.alignment", "3", "power of two"],
+    ),
     "alignment zero": (gguf_bytes([kv_u32("general.alignment", 0)]), ["power of two"]),
-    "alignment wrong type": (gguf_bytes([kv("general.alignment", V.INT32, u32(32))]),
-                             ["general.alignment", "UINT32"]),
+    "alignment wrong type": (
+        gguf_bytes([kv("general.alignment", V.INT32, u32(32))]),
+        ["general.alignment", "UINT32"],
+    ),
     "too many dims": (one_f32_tensor(ne=[1, 1, 1, 1, 8]), ["'t' n_dims", "5 dimensions"]),
     "zero dim": (one_f32_tensor(ne=[8, 0]), ["'t' ne[1]", "dimension 0"]),
     "negative dim": (one_f32_tensor(ne=[8, 2**64 - 1]), ["'t' ne[1]", "dimension -1"]),
     "dims overflow int64": (one_f32_tensor(ne=[2**32, 2**32]), ["overflows int64"]),
     "unknown ggml type": (one_f32_tensor(gtype=99), ["'t' type", "unknown GGML type 99"]),
     "removed ggml type": (one_f32_tensor(gtype=4), ["unknown GGML type 4"]),
-    "not a block multiple": (one_f32_tensor(ne=[33], gtype=GGMLType.Q4_0),
-                             ["'t' ne[0]", "33", "block size 32"]),
+    "not a block multiple": (
+        one_f32_tensor(ne=[33], gtype=GGMLType.Q4_0),
+        ["'t' ne[0]", "33", "block size 32"],
+    ),
     "data outside file": (one_f32_tensor(offset=2**40), ["'t' offset", "outside"]),
     "data offset wraps": (one_f32_tensor(offset=2**64 - 32), ["outside"]),
     "data truncated": (one_f32_tensor(data=bytes(16)), ["'t'", "outside"]),
-    "misaligned data": (one_f32_tensor(offset=4, data=bytes(64)),
-                        ["'t' offset", "4", "alignment 32"]),
-    "duplicate tensor": (gguf_bytes([], [tinfo("t", [4], 0, 0), tinfo("t", [4], 0, 32)],
-                                    bytes(64)), ["duplicate tensor 't'"]),
+    "misaligned data": (
+        one_f32_tensor(offset=4, data=bytes(64)),
+        ["'t' offset", "4", "alignment 32"],
+    ),
+    "duplicate tensor": (
+        gguf_bytes([], [tinfo("t", [4], 0, 0), tinfo("t", [4], 0, 32)], bytes(64)),
+        ["duplicate tensor 't'"],
+    ),
     "tensor name too long": (gguf_bytes([], [u64(10**6) + b"t"]), ["tensor[0] name length"]),
 }
 

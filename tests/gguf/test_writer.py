@@ -47,8 +47,9 @@ ARRAYS = {  # key -> (values, element type)
 
 
 def _gguf_py_contents(reader: gguf.GGUFReader) -> dict:
-    return {k: (f.types, f.contents()) for k, f in reader.fields.items()
-            if not k.startswith("GGUF.")}
+    return {
+        k: (f.types, f.contents()) for k, f in reader.fields.items() if not k.startswith("GGUF.")
+    }
 
 
 def _write_everything(path) -> dict:
@@ -110,8 +111,9 @@ def test_our_reader_reads_what_we_write(tmp_path):
         for key, (values, et) in ARRAYS.items():
             assert f.metadata_types[key] == (V.ARRAY, et)
             got = f.metadata[key]
-            assert (got.tolist() if et == V.STRING else list(got)) == list(np.asarray(
-                values).tolist())
+            assert (got.tolist() if et == V.STRING else list(got)) == list(
+                np.asarray(values).tolist()
+            )
         assert [a.tolist() for a in f.metadata["a.nested"]] == [[1, 2, 3], [4]]
         assert f.metadata_types["a.nested"] == (V.ARRAY, V.ARRAY, V.INT32)
         np.testing.assert_array_equal(f.tensors["f32"].data, tensors["f32"])
@@ -131,8 +133,9 @@ def test_copy_through_write_gguf_is_byte_identical(tmp_path):
 
 def test_alignment_is_honoured(tmp_path):
     p = tmp_path / "a.gguf"
-    write_gguf(p, {"general.alignment": 64}, {"x": np.ones(3, np.float32),
-                                              "y": np.ones(5, np.float32)})
+    write_gguf(
+        p, {"general.alignment": 64}, {"x": np.ones(3, np.float32), "y": np.ones(5, np.float32)}
+    )
     ref = gguf.GGUFReader(str(p))
     assert ref.alignment == 64 and ref.data_offset % 64 == 0
     assert [t.data_offset % 64 for t in ref.tensors] == [0, 0]
@@ -220,8 +223,9 @@ def test_type_inference_follows_gguf_py():
     assert infer_type(np.zeros(3, np.uint16)) == (V.ARRAY, V.UINT16)
     assert infer_type(np.float64(1)) == (V.FLOAT64,)
     for v in ([1, 2], "x", 1.0, True):
-        assert infer_type(v)[-1] == GGUFValueType(int(gguf.GGUFValueType.get_type(
-            v[0] if isinstance(v, list) else v)))
+        assert infer_type(v)[-1] == GGUFValueType(
+            int(gguf.GGUFValueType.get_type(v[0] if isinstance(v, list) else v))
+        )
     with pytest.raises(GGUFError, match="empty array"):
         infer_type([])
     with pytest.raises(GGUFError, match="mixes"):
@@ -232,30 +236,45 @@ def test_type_inference_follows_gguf_py():
 
 def test_write_gguf_typed_overrides_and_empty_arrays(tmp_path):
     p = tmp_path / "t.gguf"
-    write_gguf(p, {"k.u16": 5, "k.empty": [], "k.f64s": [1, 2]}, {},
-               metadata_types={"k.u16": V.UINT16, "k.empty": (V.ARRAY, V.STRING),
-                               "k.f64s": (V.ARRAY, V.FLOAT64)})
+    write_gguf(
+        p,
+        {"k.u16": 5, "k.empty": [], "k.f64s": [1, 2]},
+        {},
+        metadata_types={
+            "k.u16": V.UINT16,
+            "k.empty": (V.ARRAY, V.STRING),
+            "k.f64s": (V.ARRAY, V.FLOAT64),
+        },
+    )
     with load(p) as f:
-        assert f.metadata_types == {"k.u16": V.UINT16, "k.empty": (V.ARRAY, V.STRING),
-                                    "k.f64s": (V.ARRAY, V.FLOAT64)}
+        assert f.metadata_types == {
+            "k.u16": V.UINT16,
+            "k.empty": (V.ARRAY, V.STRING),
+            "k.f64s": (V.ARRAY, V.FLOAT64),
+        }
         assert f.metadata["k.u16"] == 5 and len(f.metadata["k.empty"]) == 0
         assert f.metadata["k.f64s"].dtype == np.float64
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda w: w.add_uint8("k", 256), "does not fit GGUF type UINT8"),
-    (lambda w: w.add_int32("k", 1.5), "INT32"),
-    (lambda w: w.add_float32("k", "x"), "FLOAT32"),
-    (lambda w: w.add_array("k", [300], V.UINT8), "UINT8"),
-    (lambda w: w.add_uint32("general.alignment", 24), "power of two"),
-    (lambda w: w.add_tensor("t" * 64, np.ones(2, np.float32)), "at most 63"),
-    (lambda w: w.add_tensor("t", np.ones((1, 1, 1, 1, 2), np.float32)), "0..4 dims"),
-    (lambda w: w.add_tensor("t", np.ones((2, 33), np.float32), GGMLType.Q4_0), "block size 32"),
-    (lambda w: w.add_tensor("t", np.ones((2, 35), np.uint8), GGMLType.Q8_0), "34-byte blocks"),
-    (lambda w: w.add_tensor("t", np.ones((2, 34), np.uint8), GGMLType.Q8_0, (2, 64)),
-     "needs 136"),
-    (lambda w: w.add_tensor("t", np.ones(2, np.float32), 77), "unknown GGML type 77"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda w: w.add_uint8("k", 256), "does not fit GGUF type UINT8"),
+        (lambda w: w.add_int32("k", 1.5), "INT32"),
+        (lambda w: w.add_float32("k", "x"), "FLOAT32"),
+        (lambda w: w.add_array("k", [300], V.UINT8), "UINT8"),
+        (lambda w: w.add_uint32("general.alignment", 24), "power of two"),
+        (lambda w: w.add_tensor("t" * 64, np.ones(2, np.float32)), "at most 63"),
+        (lambda w: w.add_tensor("t", np.ones((1, 1, 1, 1, 2), np.float32)), "0..4 dims"),
+        (lambda w: w.add_tensor("t", np.ones((2, 33), np.float32), GGMLType.Q4_0), "block size 32"),
+        (lambda w: w.add_tensor("t", np.ones((2, 35), np.uint8), GGMLType.Q8_0), "34-byte blocks"),
+        (
+            lambda w: w.add_tensor("t", np.ones((2, 34), np.uint8), GGMLType.Q8_0, (2, 64)),
+            "needs 136",
+        ),
+        (lambda w: w.add_tensor("t", np.ones(2, np.float32), 77), "unknown GGML type 77"),
+    ],
+)
 def test_bad_input_is_refused(tmp_path, call, match):
     w = GGUFWriter(tmp_path / "x.gguf")
     with pytest.raises(GGUFError, match=match):

@@ -5,8 +5,17 @@ from trueno.gguf.constants import GGMLType, GGUFValueType, Keys, TokenType
 from trueno.gguf.reader import GGUFFile, GGUFStringArray, TensorInfo, load
 
 __all__ = [
-    "GGMLType", "GGUFFile", "GGUFStringArray", "GGUFValueType", "GGUFWriter", "Keys",
-    "TensorInfo", "TokenType", "format_info", "load", "write_gguf",
+    "GGMLType",
+    "GGUFFile",
+    "GGUFStringArray",
+    "GGUFValueType",
+    "GGUFWriter",
+    "Keys",
+    "TensorInfo",
+    "TokenType",
+    "format_info",
+    "load",
+    "write_gguf",
 ]
 
 

@@ -26,7 +26,7 @@ def _short(text: str, max_chars: int) -> str:
     r = repr(text)
     if len(r) <= max_chars:
         return r
-    return f"{r[:max_chars - 3]}...' ({len(text)} chars)"
+    return f"{r[: max_chars - 3]}...' ({len(text)} chars)"
 
 
 def format_value(value: Any, max_items: int = 6, max_chars: int = 60) -> str:
@@ -40,8 +40,7 @@ def format_value(value: Any, max_items: int = 6, max_chars: int = 60) -> str:
         else:
             half = max(1, max_items // 2)
             idx = [*range(half), None, *range(n - half, n)]
-        parts = ["..." if i is None else format_value(_item(value, i), max_items, 24)
-                 for i in idx]
+        parts = ["..." if i is None else format_value(_item(value, i), max_items, 24) for i in idx]
         body = f"[{', '.join(parts)}]"
         return f"{n} items {body}" if n > max_items else body
     if isinstance(value, float):
@@ -66,14 +65,17 @@ def _table(rows: list[tuple], right: set[int]) -> list[str]:
     widths = [max(len(str(r[c])) for r in rows) for c in range(len(rows[0]))]
     lines = []
     for r in rows:
-        cells = [str(v).rjust(w) if c in right else str(v).ljust(w)
-                 for c, (v, w) in enumerate(zip(r, widths, strict=True))]
+        cells = [
+            str(v).rjust(w) if c in right else str(v).ljust(w)
+            for c, (v, w) in enumerate(zip(r, widths, strict=True))
+        ]
         lines.append("  " + "  ".join(cells).rstrip())
     return lines
 
 
-def format_info(source: GGUFFile | str | os.PathLike, max_items: int = 6,
-                max_chars: int = 60) -> str:
+def format_info(
+    source: GGUFFile | str | os.PathLike, max_items: int = 6, max_chars: int = 60
+) -> str:
     """The info text of a GGUF file (a path, or an already opened :class:`GGUFFile`)."""
     if isinstance(source, GGUFFile):
         return _format(source, max_items, max_chars)
@@ -82,21 +84,36 @@ def format_info(source: GGUFFile | str | os.PathLike, max_items: int = 6,
 
 
 def _format(f: GGUFFile, max_items: int, max_chars: int) -> str:
-    out = [f"file: {f.path}",
-           f"GGUF v{f.version}, {f.size} bytes, alignment {f.alignment}, "
-           f"data at offset {f.data_offset}",
-           "", f"metadata ({len(f.metadata)} keys):"]
+    out = [
+        f"file: {f.path}",
+        f"GGUF v{f.version}, {f.size} bytes, alignment {f.alignment}, "
+        f"data at offset {f.data_offset}",
+        "",
+        f"metadata ({len(f.metadata)} keys):",
+    ]
     if f.metadata:
-        out += _table([(k, format_type(f.metadata_types[k]),
-                        format_value(v, max_items, max_chars)) for k, v in f.metadata.items()],
-                      set())
+        out += _table(
+            [
+                (k, format_type(f.metadata_types[k]), format_value(v, max_items, max_chars))
+                for k, v in f.metadata.items()
+            ],
+            set(),
+        )
     out += ["", f"tensors ({len(f.tensors)}):"]
     totals: dict[str, list[int]] = {}
     if f.tensors:
         rows = [("name", "type", "shape", "elements", "bytes", "offset")]
         for t in f.tensors.values():
-            rows.append((t.name, t.ggml_type.name, "x".join(map(str, t.shape)) or "scalar",
-                         t.n_elements, t.nbytes, t.offset))
+            rows.append(
+                (
+                    t.name,
+                    t.ggml_type.name,
+                    "x".join(map(str, t.shape)) or "scalar",
+                    t.n_elements,
+                    t.nbytes,
+                    t.offset,
+                )
+            )
             acc = totals.setdefault(t.ggml_type.name, [0, 0, 0])
             acc[0] += 1
             acc[1] += t.n_elements
@@ -107,7 +124,14 @@ def _format(f: GGUFFile, max_items: int, max_chars: int) -> str:
     rows = [("type", "tensors", "elements", "bytes", "share")]
     for name, (count, n_el, nbytes) in sorted(totals.items(), key=lambda kv: -kv[1][2]):
         rows.append((name, count, n_el, _fmt_bytes(nbytes), f"{100 * nbytes / total:.1f}%"))
-    rows.append(("total", len(f.tensors), sum(a[1] for a in totals.values()), _fmt_bytes(total),
-                 "100.0%" if total else "-"))
+    rows.append(
+        (
+            "total",
+            len(f.tensors),
+            sum(a[1] for a in totals.values()),
+            _fmt_bytes(total),
+            "100.0%" if total else "-",
+        )
+    )
     out += _table(rows, {1, 2, 3, 4})
     return "\n".join(out) + "\n"

@@ -7,11 +7,8 @@ Errors are :class:`~trueno.errors.GGUFError` naming the field, its byte offset a
 from __future__ import annotations
 
 import mmap
-import operator
 import os
-import struct
 from array import array
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,24 +28,25 @@ from trueno.gguf.constants import (
     GGUFValueType,
     Keys,
 )
+from trueno.gguf.values import SCALAR, U32, U64, GGUFStringArray
 
 __all__ = ["GGUFFile", "GGUFStringArray", "TensorInfo", "load"]
 
 MAX_ARRAY_DEPTH = 8  # arrays of arrays nested deeper than this are refused (no recursion bombs)
+MAX_NESTED_ITEMS = 1 << 16  # sub-arrays per array: each costs a Python object, so it is capped
 INT64_MAX = 2**63 - 1
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-_V = GGUFValueType
-_SCALAR = {vt: struct.Struct("<" + c) for vt, c in (
-    (_V.UINT8, "B"), (_V.INT8, "b"), (_V.UINT16, "H"), (_V.INT16, "h"), (_V.UINT32, "I"),
-    (_V.INT32, "i"), (_V.FLOAT32, "f"), (_V.BOOL, "B"), (_V.UINT64, "Q"), (_V.INT64, "q"),
-    (_V.FLOAT64, "d"))}
 _VALUE_TYPES = {int(t): t for t in GGUFValueType}
 _GGML_TYPES = {int(t): t for t in GGMLType if t in BLOCK_LAYOUT}
 # numpy dtype of the zero-copy view for types stored element by element
 _PLAIN_DTYPE = {
-    GGMLType.F32: "<f4", GGMLType.F16: "<f2", GGMLType.BF16: "<u2", GGMLType.F64: "<f8",
-    GGMLType.I8: "<i1", GGMLType.I16: "<i2", GGMLType.I32: "<i4", GGMLType.I64: "<i8",
+    GGMLType.F32: "<f4",
+    GGMLType.F16: "<f2",
+    GGMLType.BF16: "<u2",
+    GGMLType.F64: "<f8",
+    GGMLType.I8: "<i1",
+    GGMLType.I16: "<i2",
+    GGMLType.I32: "<i4",
+    GGMLType.I64: "<i8",
 }
 _MIN_KV_BYTES = 8 + 4 + 1  # key length, value type, smallest value
 _MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # name length, n_dims, type, offset
@@ -72,61 +70,6 @@ class TensorInfo:
     data: np.ndarray = field(repr=False, compare=False)
 
 
-class GGUFStringArray(Sequence):
-    """A metadata array of strings kept as offsets into the mapped file, decoded on access.
-
-    Supports ``len``, indexing, slicing (a new lazy array), iteration, ``==`` with any sequence
-    and :meth:`tolist`; :meth:`raw` gives the undecoded bytes.
-    """
-
-    __slots__ = ("_u8", "_starts", "_ends")
-
-    def __init__(self, u8: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
-        self._u8, self._starts, self._ends = u8, starts, ends
-
-    def __len__(self) -> int:
-        return len(self._starts)
-
-    def raw(self, i: int) -> bytes:
-        return self._u8[self._starts[i]:self._ends[i]].tobytes()
-
-    def _decode(self, i: int) -> str:
-        s, e = int(self._starts[i]), int(self._ends[i])
-        try:
-            return self._u8[s:e].tobytes().decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise GGUFError(f"string array item {i} at offset {s - 8}: invalid UTF-8 "
-                            f"({err.reason} at byte {err.start})") from None
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return GGUFStringArray(self._u8, self._starts[i], self._ends[i])
-        n = len(self._starts)
-        i = operator.index(i)
-        if not -n <= i < n:
-            raise IndexError(f"string array index {i} out of range for length {n}")
-        return self._decode(i % n)
-
-    def __iter__(self):
-        for i in range(len(self._starts)):
-            yield self._decode(i)
-
-    def tolist(self) -> list[str]:
-        return list(self)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (str, bytes)) or not isinstance(other, Sequence):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        head = ", ".join(repr(self[i]) for i in range(min(3, len(self))))
-        more = ", ..." if len(self) > 3 else ""
-        return f"GGUFStringArray([{head}{more}], len={len(self)})"
-
-
 class _Cursor:
     """Reads little-endian fields from the mapped bytes; every read is bounds-checked."""
 
@@ -137,18 +80,20 @@ class _Cursor:
         remaining = self.size - self.pos
         if n > remaining:
             at = self.pos if at is None else at
-            raise GGUFError(f"{what} at offset {at}: needs {n} bytes but only {remaining} "
-                            f"remain in the {self.size}-byte file")
+            raise GGUFError(
+                f"{what} at offset {at}: needs {n} bytes but only {remaining} "
+                f"remain in the {self.size}-byte file"
+            )
 
     def u32(self, what: str) -> int:
         self.need(4, what)
-        v = _U32.unpack_from(self.buf, self.pos)[0]
+        v = U32.unpack_from(self.buf, self.pos)[0]
         self.pos += 4
         return v
 
     def u64(self, what: str) -> int:
         self.need(8, what)
-        v = _U64.unpack_from(self.buf, self.pos)[0]
+        v = U64.unpack_from(self.buf, self.pos)[0]
         self.pos += 8
         return v
 
@@ -158,28 +103,32 @@ class _Cursor:
         n = self.u64(what)
         if n * min_item_bytes > self.size - self.pos:
             each = f" of >= {min_item_bytes} bytes" if min_item_bytes > 1 else ""
-            raise GGUFError(f"{what} at offset {at}: {n} {unit}{each} do not fit in the "
-                            f"{self.size - self.pos} bytes remaining")
+            raise GGUFError(
+                f"{what} at offset {at}: {n} {unit}{each} do not fit in the "
+                f"{self.size - self.pos} bytes remaining"
+            )
         return n
 
     def string(self, what: str) -> str:
         at = self.pos
         n = self.count(f"{what} length", 1, "bytes")
-        raw = self.buf[self.pos:self.pos + n]
+        raw = self.buf[self.pos : self.pos + n]
         self.pos += n
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise GGUFError(f"{what} at offset {at}: invalid UTF-8 ({e.reason} at byte "
-                            f"{e.start}): {raw[:40]!r}") from None
+            raise GGUFError(
+                f"{what} at offset {at}: invalid UTF-8 ({e.reason} at byte {e.start}): {raw[:40]!r}"
+            ) from None
 
     def value_type(self, what: str) -> GGUFValueType:
         at = self.pos
         raw = self.u32(what)
         vt = _VALUE_TYPES.get(raw)
         if vt is None:
-            raise GGUFError(f"{what} at offset {at}: unknown value type {raw} "
-                            f"(expected 0..{max(_VALUE_TYPES)})")
+            raise GGUFError(
+                f"{what} at offset {at}: unknown value type {raw} (expected 0..{max(_VALUE_TYPES)})"
+            )
         return vt
 
 
@@ -194,7 +143,7 @@ class _Parser(_Cursor):
             return self.string(what), vt
         if vt == GGUFValueType.ARRAY:
             return self.array(what, depth)
-        st = _SCALAR[vt]
+        st = SCALAR[vt]
         self.need(st.size, what)
         v = st.unpack_from(self.buf, self.pos)[0]
         self.pos += st.size
@@ -202,19 +151,28 @@ class _Parser(_Cursor):
 
     def array(self, what: str, depth: int) -> tuple[Any, tuple]:
         if depth >= MAX_ARRAY_DEPTH:
-            raise GGUFError(f"{what} at offset {self.pos}: arrays nested {depth + 1} deep "
-                            f"(at most {MAX_ARRAY_DEPTH} supported)")
+            raise GGUFError(
+                f"{what} at offset {self.pos}: arrays nested {depth + 1} deep "
+                f"(at most {MAX_ARRAY_DEPTH} supported)"
+            )
         et = self.value_type(f"{what} element type")
         if et in VALUE_DTYPE:
             dt = np.dtype(VALUE_DTYPE[et])
             n = self.count(f"{what} element count", dt.itemsize)
-            arr = np.frombuffer(self.u8, dtype=dt, count=n, offset=self.pos) if n else \
-                np.empty(0, dt)
+            arr = (
+                np.frombuffer(self.u8, dtype=dt, count=n, offset=self.pos) if n else np.empty(0, dt)
+            )
             self.pos += n * dt.itemsize
             return (arr != 0 if et == GGUFValueType.BOOL else arr), (GGUFValueType.ARRAY, et)
+        at = self.pos
         n = self.count(f"{what} element count", _MIN_ELEM_BYTES[et])
         if et == GGUFValueType.STRING:
             return self.string_array(n, what), (GGUFValueType.ARRAY, et)
+        if n > MAX_NESTED_ITEMS:
+            raise GGUFError(
+                f"{what} element count at offset {at}: {n} nested arrays "
+                f"(at most {MAX_NESTED_ITEMS} supported)"
+            )
         items, sub = [], (GGUFValueType.ARRAY,)
         for i in range(n):
             v, t = self.array(f"{what}[{i}]", depth + 1)
@@ -226,18 +184,21 @@ class _Parser(_Cursor):
     def string_array(self, n: int, what: str) -> GGUFStringArray:
         """Scan ``n`` (u64 length, bytes) records: one tight loop over offsets, no str objects."""
         buf, end, p = self.buf, self.size, self.pos
-        unpack = _U64.unpack_from
+        unpack = U64.unpack_from
         starts = array("q")
         push = starts.append
         for i in range(n):
             if end - p < 8:
-                raise GGUFError(f"{what}[{i}] length at offset {p}: needs 8 bytes but only "
-                                f"{end - p} remain")
+                raise GGUFError(
+                    f"{what}[{i}] length at offset {p}: needs 8 bytes but only {end - p} remain"
+                )
             length = unpack(buf, p)[0]
             p += 8
             if length > end - p:
-                raise GGUFError(f"{what}[{i}] length at offset {p - 8}: string of {length} "
-                                f"bytes does not fit in the {end - p} bytes remaining")
+                raise GGUFError(
+                    f"{what}[{i}] length at offset {p - 8}: string of {length} "
+                    f"bytes does not fit in the {end - p} bytes remaining"
+                )
             push(p)
             p += length
         self.pos = p
@@ -257,8 +218,9 @@ class GGUFFile:
         with open(self.path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size < 4 + 4 + 8 + 8:
-                raise GGUFError(f"header at offset 0: file has {size} bytes, a GGUF header "
-                                f"needs at least 24")
+                raise GGUFError(
+                    f"header at offset 0: file has {size} bytes, a GGUF header needs at least 24"
+                )
             self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self.size = size
         self._u8 = np.frombuffer(self._mm, dtype=np.uint8)
@@ -281,10 +243,14 @@ class GGUFFile:
         if version not in SUPPORTED_VERSIONS:
             swapped = int.from_bytes(version.to_bytes(4, "little"), "big")
             if version & 0xFFFF == 0 and 0 < swapped < 0x10000:
-                raise GGUFError(f"version at offset 4: big-endian GGUF is not supported "
-                                f"(version field reads {version:#010x}, {swapped} byte-swapped)")
-            raise GGUFError(f"version at offset 4: unsupported GGUF version {version} "
-                            f"(supported: {', '.join(map(str, SUPPORTED_VERSIONS))})")
+                raise GGUFError(
+                    f"version at offset 4: big-endian GGUF is not supported "
+                    f"(version field reads {version:#010x}, {swapped} byte-swapped)"
+                )
+            raise GGUFError(
+                f"version at offset 4: unsupported GGUF version {version} "
+                f"(supported: {', '.join(map(str, SUPPORTED_VERSIONS))})"
+            )
         self.version = version
         n_tensors = p.count("tensor_count", _MIN_TENSOR_INFO_BYTES)
         n_kv = p.count("metadata_kv_count", _MIN_KV_BYTES)
@@ -316,11 +282,13 @@ class GGUFFile:
             return DEFAULT_ALIGNMENT
         vt, v = self.metadata_types[Keys.ALIGNMENT], self.metadata[Keys.ALIGNMENT]
         if vt != GGUFValueType.UINT32:
-            raise GGUFError(f"metadata {Keys.ALIGNMENT!r} at offset {at}: type {vt!r}, "
-                            f"expected UINT32")
+            raise GGUFError(
+                f"metadata {Keys.ALIGNMENT!r} at offset {at}: type {vt!r}, expected UINT32"
+            )
         if v == 0 or v & (v - 1):
-            raise GGUFError(f"metadata {Keys.ALIGNMENT!r} at offset {at}: alignment {v} is "
-                            f"not a power of two")
+            raise GGUFError(
+                f"metadata {Keys.ALIGNMENT!r} at offset {at}: alignment {v} is not a power of two"
+            )
         return v
 
     @staticmethod
@@ -331,20 +299,25 @@ class GGUFFile:
         dims_at = p.pos
         n_dims = p.u32(f"{what} n_dims")
         if n_dims > MAX_DIMS:
-            raise GGUFError(f"{what} n_dims at offset {dims_at}: {n_dims} dimensions "
-                            f"(at most {MAX_DIMS})")
+            raise GGUFError(
+                f"{what} n_dims at offset {dims_at}: {n_dims} dimensions (at most {MAX_DIMS})"
+            )
         p.need(8 * n_dims, f"{what} dims")
-        ne = list(_U64.iter_unpack(p.buf[p.pos:p.pos + 8 * n_dims]))
+        ne = list(U64.iter_unpack(p.buf[p.pos : p.pos + 8 * n_dims]))
         ne = [d[0] for d in ne]
         n_el = 1
         for j, d in enumerate(ne):
             if d == 0 or d > INT64_MAX:
-                raise GGUFError(f"{what} ne[{j}] at offset {p.pos + 8 * j}: dimension "
-                                f"{d if d <= INT64_MAX else d - 2**64} (expected 1..{INT64_MAX})")
+                raise GGUFError(
+                    f"{what} ne[{j}] at offset {p.pos + 8 * j}: dimension "
+                    f"{d if d <= INT64_MAX else d - 2**64} (expected 1..{INT64_MAX})"
+                )
             n_el *= d
             if n_el > INT64_MAX:
-                raise GGUFError(f"{what} ne[{j}] at offset {p.pos + 8 * j}: element count "
-                                f"overflows int64 (dims {ne})")
+                raise GGUFError(
+                    f"{what} ne[{j}] at offset {p.pos + 8 * j}: element count "
+                    f"overflows int64 (dims {ne})"
+                )
         p.pos += 8 * n_dims
         type_at = p.pos
         raw = p.u32(f"{what} type")
@@ -354,22 +327,28 @@ class GGUFFile:
         block = BLOCK_LAYOUT[gt][0]
         ne0 = ne[0] if ne else 1
         if ne0 % block:
-            raise GGUFError(f"{what} ne[0] at offset {dims_at + 4}: row of {ne0} elements is not "
-                            f"a multiple of the {gt.name} block size {block}")
+            raise GGUFError(
+                f"{what} ne[0] at offset {dims_at + 4}: row of {ne0} elements is not "
+                f"a multiple of the {gt.name} block size {block}"
+            )
         off_at = p.pos
         rel = p.u64(f"{what} offset")
         return name, tuple(reversed(ne)), gt, n_el, rel, off_at, at
 
     def _tensor(self, name, shape, gt, n_el, rel, off_at, at) -> TensorInfo:
         if rel % self.alignment:
-            raise GGUFError(f"tensor {name!r} offset at offset {off_at}: data offset {rel} is "
-                            f"not a multiple of the alignment {self.alignment}")
+            raise GGUFError(
+                f"tensor {name!r} offset at offset {off_at}: data offset {rel} is "
+                f"not a multiple of the alignment {self.alignment}"
+            )
         block, block_bytes = BLOCK_LAYOUT[gt]
         nbytes = n_el // block * block_bytes
         start = self.data_offset + rel
         if start + nbytes > self.size:
-            raise GGUFError(f"tensor {name!r} offset at offset {off_at}: data [{start}, "
-                            f"{start + nbytes}) lies outside the {self.size}-byte file")
+            raise GGUFError(
+                f"tensor {name!r} offset at offset {off_at}: data [{start}, "
+                f"{start + nbytes}) lies outside the {self.size}-byte file"
+            )
         dt = _PLAIN_DTYPE.get(gt)
         if dt is not None:
             data = np.frombuffer(self._u8, dtype=dt, count=n_el, offset=start).reshape(shape)
@@ -389,8 +368,9 @@ class GGUFFile:
         try:
             from trueno.quant import dequantize
         except ImportError as e:
-            raise UnsupportedError(f"dequantize {name!r}: {t.ggml_type.name} needs "
-                                   f"trueno.quant.dequantize ({e})") from e
+            raise UnsupportedError(
+                f"dequantize {name!r}: {t.ggml_type.name} needs trueno.quant.dequantize ({e})"
+            ) from e
         return dequantize(t.data, t.ggml_type, t.shape)
 
     def close(self) -> None:
@@ -409,8 +389,10 @@ class GGUFFile:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"GGUFFile({self.path!r}, version={self.version}, "
-                f"{len(self.metadata)} metadata keys, {len(self.tensors)} tensors)")
+        return (
+            f"GGUFFile({self.path!r}, version={self.version}, "
+            f"{len(self.metadata)} metadata keys, {len(self.tensors)} tensors)"
+        )
 
 
 def load(path: str | os.PathLike) -> GGUFFile:

@@ -5,7 +5,6 @@ time while it is streamed to the file, so no copy of the model is held."""
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -21,21 +20,18 @@ from trueno.gguf.constants import (
     GGUF_MAGIC,
     MAX_DIMS,
     MAX_NAME,
-    VALUE_DTYPE,
     GGMLType,
     GGUFValueType,
     Keys,
     tensor_nbytes,
 )
-from trueno.gguf.reader import _PLAIN_DTYPE, _SCALAR, _U32, _U64, GGUFStringArray
+from trueno.gguf.reader import _PLAIN_DTYPE
+from trueno.gguf.values import U32, U64, encode_value, infer_type, normalize_type
 
-__all__ = ["GGUFWriter", "WriterState", "write_gguf", "to_bf16"]
+__all__ = ["GGUFWriter", "WriterState", "infer_type", "to_bf16", "write_gguf"]
 
 GGUF_VERSION = 3
 V = GGUFValueType
-_NP_VALUE_TYPE = {np.dtype(dt): vt for vt, dt in VALUE_DTYPE.items() if vt != V.BOOL}
-_NP_VALUE_TYPE[np.dtype(np.bool_)] = V.BOOL
-_NP_VALUE_TYPE[np.dtype(np.float16)] = V.FLOAT32
 _NP_GGML_TYPE = {np.dtype(dt): gt for gt, dt in _PLAIN_DTYPE.items() if gt != GGMLType.BF16}
 
 
@@ -65,143 +61,6 @@ def to_bf16(x: np.ndarray) -> np.ndarray:
     return ((n.astype(np.uint64) + (0x7FFF + ((n >> 16) & 1))) >> 16).astype(np.uint16)
 
 
-# ---------------------------------------------------------------- metadata type inference
-
-
-def infer_type(value: Any) -> tuple[GGUFValueType, ...]:
-    """The value type chain gguf-py would pick: int -> INT32 (wider if needed), float -> FLOAT32,
-    bool, str, sequences -> (ARRAY, element type...), numpy arrays -> ARRAY of their dtype."""
-    if isinstance(value, (bool, np.bool_)):
-        return (V.BOOL,)
-    if isinstance(value, np.generic):
-        vt = _NP_VALUE_TYPE.get(value.dtype)
-        if vt is None:
-            raise DTypeError(f"metadata value {value!r}: dtype {value.dtype} has no GGUF type")
-        return (vt,)
-    if isinstance(value, int):
-        return (_int_type([value]),)
-    if isinstance(value, float):
-        return (V.FLOAT32,)
-    if isinstance(value, (str, bytes, bytearray)):
-        return (V.STRING,)
-    if isinstance(value, GGUFStringArray):
-        return (V.ARRAY, V.STRING)
-    if isinstance(value, np.ndarray):
-        if value.ndim != 1:
-            raise GGUFError(f"metadata array must be 1-D, got shape {value.shape}")
-        if value.dtype.kind in "US":
-            return (V.ARRAY, V.STRING)
-        vt = _NP_VALUE_TYPE.get(value.dtype.newbyteorder("<"))
-        if vt is None:
-            raise DTypeError(f"metadata array dtype {value.dtype} has no GGUF value type")
-        return (V.ARRAY, vt)
-    if isinstance(value, Sequence):
-        if len(value) == 0:
-            raise GGUFError("cannot infer the element type of an empty array: pass value_type="
-                            "(GGUFValueType.ARRAY, element_type)")
-        kinds = {_kind(v) for v in value}
-        if kinds == {"int"}:
-            return (V.ARRAY, _int_type(value))
-        if kinds <= {"int", "float"}:
-            return (V.ARRAY, V.FLOAT32)
-        if len(kinds) == 1 and kinds != {"other"}:
-            return (V.ARRAY, *infer_type(value[0]))
-        raise GGUFError(f"metadata array mixes element kinds {sorted(kinds)}; all elements "
-                        f"must have one type")
-    raise DTypeError(f"metadata value of type {type(value).__name__} has no GGUF value type")
-
-
-def _kind(v: Any) -> str:
-    if isinstance(v, (bool, np.bool_)):
-        return "bool"
-    if isinstance(v, (int, np.integer)):
-        return "int"
-    if isinstance(v, (float, np.floating)):
-        return "float"
-    if isinstance(v, (str, bytes, bytearray)):
-        return "str"
-    if isinstance(v, (Sequence, np.ndarray)):
-        return "array"
-    return "other"
-
-
-def _int_type(values: Sequence[int]) -> GGUFValueType:
-    lo, hi = min(int(v) for v in values), max(int(v) for v in values)
-    if -(2**31) <= lo and hi < 2**31:
-        return V.INT32
-    if -(2**63) <= lo and hi < 2**63:
-        return V.INT64
-    if 0 <= lo and hi < 2**64:
-        return V.UINT64
-    raise GGUFError(f"integer {lo if lo < -(2**63) else hi} does not fit any GGUF integer type")
-
-
-def _normalize_type(value: Any, value_type: Any) -> tuple[GGUFValueType, ...]:
-    if value_type is None:
-        return infer_type(value)
-    chain = tuple(GGUFValueType(t) for t in
-                  (value_type if isinstance(value_type, (tuple, list)) else (value_type,)))
-    if chain[-1] == V.ARRAY:  # element type left open: infer it from the value
-        inner = infer_type(value)
-        if inner[0] != V.ARRAY:
-            raise GGUFError(f"value_type ARRAY given for a non-sequence value {value!r}")
-        chain = chain[:-1] + inner
-    return chain
-
-
-def encode_value(value: Any, chain: tuple[GGUFValueType, ...]) -> bytes:
-    """The bytes of ``value`` typed by ``chain`` (without its leading type tag)."""
-    vt = chain[0]
-    if vt == V.STRING:
-        b = bytes(value) if isinstance(value, (bytes, bytearray)) else str(value).encode("utf-8")
-        return _U64.pack(len(b)) + b
-    if vt == V.ARRAY:
-        if len(chain) < 2:
-            chain = _normalize_type(value, V.ARRAY)
-        return _encode_array(value, chain[1:])
-    if vt == V.BOOL and not isinstance(value, (bool, np.bool_, int, np.integer)):
-        raise GGUFError(f"BOOL value expected, got {value!r}")
-    if vt in (V.FLOAT32, V.FLOAT64) and not isinstance(value, (int, float, np.number)):
-        raise GGUFError(f"{vt.name} value expected, got {value!r}")
-    try:
-        return _SCALAR[vt].pack(int(bool(value)) if vt == V.BOOL else value)
-    except (struct.error, OverflowError, TypeError, ValueError) as e:
-        raise GGUFError(f"value {value!r} does not fit GGUF type {vt.name}: {e}") from None
-
-
-def _encode_array(value: Any, elem: tuple[GGUFValueType, ...]) -> bytes:
-    et = elem[0]
-    n = len(value)
-    head = _U32.pack(et) + _U64.pack(n)
-    if et == V.STRING:
-        if isinstance(value, GGUFStringArray):
-            items = [value.raw(i) for i in range(n)]
-        else:
-            items = [v if isinstance(v, (bytes, bytearray)) else str(v).encode("utf-8")
-                     for v in value]
-        return head + b"".join(_U64.pack(len(b)) + b for b in items)
-    if et == V.ARRAY:
-        return head + b"".join(encode_value(v, elem) for v in value)
-    dt = np.dtype(VALUE_DTYPE[et])
-    try:
-        arr = np.asarray(value)
-    except (OverflowError, ValueError) as e:
-        raise GGUFError(f"array elements do not fit {et.name}: {e}") from None
-    if arr.ndim != 1 and n:
-        raise GGUFError(f"array of {et.name} must be flat, got shape {arr.shape}")
-    if et == V.BOOL:
-        ok = arr.dtype.kind in "bui"
-    elif dt.kind in "iu":
-        ok = arr.dtype.kind in "bui" and (
-            arr.size == 0 or (np.iinfo(dt).min <= arr.min() and arr.max() <= np.iinfo(dt).max))
-    else:
-        ok = arr.dtype.kind in "biuf"
-    if not ok and n:
-        raise GGUFError(f"array elements (dtype {arr.dtype}) do not fit GGUF type {et.name}")
-    data = (arr != 0) if et == V.BOOL and n else arr
-    return head + np.ascontiguousarray(data, dtype=dt).tobytes()
-
-
 # ---------------------------------------------------------------- the writer
 
 
@@ -209,8 +68,9 @@ class GGUFWriter:
     """Write a GGUF v3 file. Add metadata and tensors, then :meth:`write` (or leave a ``with``
     block cleanly, which writes). The stages can also be driven one by one, as in gguf-py."""
 
-    def __init__(self, path: str | os.PathLike, arch: str | None = None,
-                 alignment: int = DEFAULT_ALIGNMENT) -> None:
+    def __init__(
+        self, path: str | os.PathLike, arch: str | None = None, alignment: int = DEFAULT_ALIGNMENT
+    ) -> None:
         self.path = os.fspath(path)
         self.state = WriterState.EMPTY
         self.alignment = DEFAULT_ALIGNMENT
@@ -226,8 +86,10 @@ class GGUFWriter:
     def _expect(self, method: str, *states: WriterState) -> None:
         if self.state not in states:
             want = " or ".join(f"{s.name} ({s.value})" for s in states)
-            raise GGUFError(f"GGUFWriter.{method}: expected state {want}, but the writer is in "
-                            f"state {self.state.name} ({self.state.value})")
+            raise GGUFError(
+                f"GGUFWriter.{method}: expected state {want}, but the writer is in "
+                f"state {self.state.name} ({self.state.value})"
+            )
 
     # ---- metadata
     def add_key_value(self, key: str, value: Any, value_type: Any = None) -> None:
@@ -240,12 +102,16 @@ class GGUFWriter:
             raise GGUFError(f"duplicate metadata key {key!r}")
         if key == Keys.ALIGNMENT:
             value_type = V.UINT32 if value_type is None else value_type
-            if GGUFValueType(value_type) != V.UINT32 or not isinstance(value, (int, np.integer)) \
-                    or value <= 0 or value & (value - 1):
+            if (
+                GGUFValueType(value_type) != V.UINT32
+                or not isinstance(value, (int, np.integer))
+                or value <= 0
+                or value & (value - 1)
+            ):
                 raise GGUFError(f"{key} must be a UINT32 power of two, got {value!r}")
             self.alignment = int(value)
-        chain = _normalize_type(value, value_type)
-        self._kv[key] = _U32.pack(chain[0]) + encode_value(value, chain)
+        chain = normalize_type(value, value_type)
+        self._kv[key] = U32.pack(chain[0]) + encode_value(value, chain)
 
     def add_uint8(self, key: str, value: int) -> None:
         self.add_key_value(key, value, V.UINT8)
@@ -283,8 +149,12 @@ class GGUFWriter:
     def add_string(self, key: str, value: str) -> None:
         self.add_key_value(key, value, V.STRING)
 
-    def add_array(self, key: str, values: Sequence[Any] | np.ndarray,
-                  element_type: GGUFValueType | tuple | None = None) -> None:
+    def add_array(
+        self,
+        key: str,
+        values: Sequence[Any] | np.ndarray,
+        element_type: GGUFValueType | tuple | None = None,
+    ) -> None:
         """An array; ``element_type`` (or a chain for nested arrays) is inferred when omitted."""
         if element_type is None:
             chain: Any = V.ARRAY
@@ -294,8 +164,13 @@ class GGUFWriter:
         self.add_key_value(key, values, chain)
 
     # ---- tensors
-    def add_tensor(self, name: str, array: np.ndarray, ggml_type: GGMLType | None = None,
-                   raw_shape: Sequence[int] | None = None) -> None:
+    def add_tensor(
+        self,
+        name: str,
+        array: np.ndarray,
+        ggml_type: GGMLType | None = None,
+        raw_shape: Sequence[int] | None = None,
+    ) -> None:
         """Add a tensor. float32/float16/float64/int arrays are stored as they are; with
         ``ggml_type`` BF16 or a quantized type, floats are converted when written, and uint8
         blocks (uint16 bits for BF16) are taken as already encoded (``raw_shape`` = logical
@@ -305,8 +180,10 @@ class GGUFWriter:
         if ggml_type is None:
             gt = _NP_GGML_TYPE.get(arr.dtype.newbyteorder("<"))
             if gt is None:
-                raise DTypeError(f"tensor {name!r}: dtype {arr.dtype} has no default GGML type "
-                                 f"(pass ggml_type=, e.g. Q4_K for uint8 blocks)")
+                raise DTypeError(
+                    f"tensor {name!r}: dtype {arr.dtype} has no default GGML type "
+                    f"(pass ggml_type=, e.g. Q4_K for uint8 blocks)"
+                )
         else:
             gt = _ggml_type(ggml_type, name)
         if arr.dtype.kind not in "fiub":
@@ -316,15 +193,19 @@ class GGUFWriter:
             shape = tuple(int(d) for d in raw_shape)
         elif _encoded(arr, gt) and block > 1:
             if arr.ndim == 0 or arr.shape[-1] % block_bytes:
-                raise GGUFError(f"tensor {name!r}: {gt.name} rows of {arr.shape[-1:]} bytes are "
-                                f"not whole {block_bytes}-byte blocks")
+                raise GGUFError(
+                    f"tensor {name!r}: {gt.name} rows of {arr.shape[-1:]} bytes are "
+                    f"not whole {block_bytes}-byte blocks"
+                )
             shape = (*arr.shape[:-1], arr.shape[-1] // block_bytes * block)
         else:
             shape = tuple(arr.shape)
         t = self._declare(name, shape, gt)
         if _encoded(arr, gt) and arr.nbytes != t.nbytes:
-            raise GGUFError(f"tensor {name!r}: {arr.nbytes} bytes of {gt.name} blocks given, "
-                            f"shape {shape} needs {t.nbytes}")
+            raise GGUFError(
+                f"tensor {name!r}: {arr.nbytes} bytes of {gt.name} blocks given, "
+                f"shape {shape} needs {t.nbytes}"
+            )
         if not _encoded(arr, gt) and arr.size != prod(shape):
             raise GGUFError(f"tensor {name!r}: {arr.size} elements do not fill shape {shape}")
         t.source = arr
@@ -338,16 +219,19 @@ class GGUFWriter:
         if not isinstance(name, str) or not name:
             raise GGUFError(f"tensor name must be a non-empty str, got {name!r}")
         if len(name.encode("utf-8")) >= MAX_NAME:
-            raise GGUFError(f"tensor name {name!r} is {len(name.encode())} bytes; at most "
-                            f"{MAX_NAME - 1}")
+            raise GGUFError(
+                f"tensor name {name!r} is {len(name.encode())} bytes; at most {MAX_NAME - 1}"
+            )
         if name in self._tensors:
             raise GGUFError(f"duplicate tensor name {name!r}")
         if len(shape) > MAX_DIMS or any(d < 1 for d in shape):
             raise GGUFError(f"tensor {name!r}: shape {shape} needs 0..{MAX_DIMS} dims, each >= 1")
         block = BLOCK_LAYOUT[gt][0]
         if (shape[-1] if shape else 1) % block:
-            raise GGUFError(f"tensor {name!r}: row of {shape[-1] if shape else 1} elements is not "
-                            f"a multiple of the {gt.name} block size {block}")
+            raise GGUFError(
+                f"tensor {name!r}: row of {shape[-1] if shape else 1} elements is not "
+                f"a multiple of the {gt.name} block size {block}"
+            )
         t = _Tensor(name, shape, gt, tensor_nbytes(gt, prod(shape)), None)
         self._tensors[name] = t
         return t
@@ -356,8 +240,12 @@ class GGUFWriter:
     def write_header_to_file(self) -> None:
         self._expect("write_header_to_file", WriterState.EMPTY)
         self._f = open(self.path, "wb")
-        self._f.write(GGUF_MAGIC + _U32.pack(GGUF_VERSION) + _U64.pack(len(self._tensors))
-                      + _U64.pack(len(self._kv)))
+        self._f.write(
+            GGUF_MAGIC
+            + U32.pack(GGUF_VERSION)
+            + U64.pack(len(self._tensors))
+            + U64.pack(len(self._kv))
+        )
         self.state = WriterState.HEADER
 
     def write_kv_data_to_file(self) -> None:
@@ -371,9 +259,9 @@ class GGUFWriter:
         self._expect("write_ti_data_to_file", WriterState.KV_DATA)
         rel = 0
         for t in self._tensors.values():
-            info = [encode_value(t.name, (V.STRING,)), _U32.pack(len(t.shape))]
-            info += [_U64.pack(d) for d in reversed(t.shape)]
-            info += [_U32.pack(t.ggml_type), _U64.pack(rel)]
+            info = [encode_value(t.name, (V.STRING,)), U32.pack(len(t.shape))]
+            info += [U64.pack(d) for d in reversed(t.shape)]
+            info += [U32.pack(t.ggml_type), U64.pack(rel)]
             self._f.write(b"".join(info))
             rel += _pad(t.nbytes, self.alignment)
         self._write_padding()
@@ -415,16 +303,23 @@ class GGUFWriter:
     def close(self) -> None:
         """Close the file. Raises if declared tensors were never written (file incomplete)."""
         f, self._f = self._f, None
-        pending = [t.name for t in self._queue] if self.state in (
-            WriterState.TI_DATA, WriterState.WEIGHTS) else list(self._tensors)
-        incomplete = f is not None and (self.state in (WriterState.HEADER, WriterState.KV_DATA)
-                                        or bool(pending and self.state != WriterState.EMPTY))
+        pending = (
+            [t.name for t in self._queue]
+            if self.state in (WriterState.TI_DATA, WriterState.WEIGHTS)
+            else list(self._tensors)
+        )
+        incomplete = f is not None and (
+            self.state in (WriterState.HEADER, WriterState.KV_DATA)
+            or bool(pending and self.state != WriterState.EMPTY)
+        )
         self.state = WriterState.CLOSED
         if f is not None:
             f.close()
         if incomplete:
-            raise GGUFError(f"GGUFWriter.close: file {self.path} is incomplete: "
-                            f"{len(pending)} tensors never written {pending[:3]}")
+            raise GGUFError(
+                f"GGUFWriter.close: file {self.path} is incomplete: "
+                f"{len(pending)} tensors never written {pending[:3]}"
+            )
 
     def _write_padding(self) -> None:
         n = -self._f.tell() % self.alignment
@@ -479,15 +374,22 @@ def _payload(t: _Tensor, src: np.ndarray) -> np.ndarray:
         out = np.asarray(quantize(np.asarray(src, dtype=np.float32).reshape(t.shape), gt))
     out = np.ascontiguousarray(out)
     if out.nbytes != t.nbytes:
-        raise GGUFError(f"tensor {t.name!r}: data has {out.nbytes} bytes, {gt.name} shape "
-                        f"{t.shape} needs {t.nbytes}")
+        raise GGUFError(
+            f"tensor {t.name!r}: data has {out.nbytes} bytes, {gt.name} shape "
+            f"{t.shape} needs {t.nbytes}"
+        )
     return out.reshape(-1).view(np.uint8)
 
 
-def write_gguf(path: str | os.PathLike, metadata: Mapping[str, Any],
-               tensors: Mapping[str, Any], arch: str | None = None, *,
-               metadata_types: Mapping[str, Any] | None = None,
-               alignment: int = DEFAULT_ALIGNMENT) -> None:
+def write_gguf(
+    path: str | os.PathLike,
+    metadata: Mapping[str, Any],
+    tensors: Mapping[str, Any],
+    arch: str | None = None,
+    *,
+    metadata_types: Mapping[str, Any] | None = None,
+    alignment: int = DEFAULT_ALIGNMENT,
+) -> None:
     """Write a whole file at once. ``tensors`` maps name -> ndarray, ``(array, ggml_type)`` or
     ``(blocks, ggml_type, shape)``; value types are inferred (see :func:`infer_type`) unless
     given in ``metadata_types`` (same form as :attr:`GGUFFile.metadata_types`)."""
