@@ -18,8 +18,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-import numpy as np
-
 NAME = "cupy"
 
 _status: tuple[bool, str] | None = None

@@ -8,7 +8,7 @@ keeps the compiled binary across processes. Importing this package does not impo
 from __future__ import annotations
 
 import threading
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 SOURCE_DIR = Path(__file__).resolve().parent
@@ -29,7 +29,7 @@ def source_path(name: str) -> Path:
     return path
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_source(name: str) -> str:
     return source_path(name).read_text(encoding="utf-8")
 

@@ -37,7 +37,16 @@ class Expr:
         return ", ".join(f"T {a}" for a in self.args)
 
 
-_GELU_C = "T(0.7978845608028654)"  # sqrt(2 / pi)
+_GELU_2C = "T(1.5957691216057308)"  # 2 sqrt(2 / pi)
+
+# ops that are a single array-module function with the same name in numpy and cupy (one
+# kernel already): registered directly, nothing to fuse
+UFUNCS: dict[str, str] = {
+    "signum": "sign", "log2": "log2", "log10": "log10", "tan": "tan", "asin": "arcsin",
+    "acos": "arccos", "atan": "arctan", "sinh": "sinh", "cosh": "cosh", "asinh": "arcsinh",
+    "acosh": "arccosh", "atanh": "arctanh", "round": "rint", "minimum": "minimum",
+    "maximum": "maximum", "copysign": "copysign", "pow": "power",
+}
 
 EXPRESSIONS: dict[str, Expr] = {
     e.name: e
@@ -59,11 +68,10 @@ EXPRESSIONS: dict[str, Expr] = {
         Expr("trunc", ("x",), "trunc(x)"),
         Expr("tanh", ("x",), "tanh(x)"),
         Expr("sigmoid", ("x",), "T(1) / (T(1) + exp(-x))"),
-        Expr("silu", ("x",), "x / (T(1) + exp(-x))"),
-        Expr("swish", ("x",), "x / (T(1) + exp(-x))"),
+        Expr("silu", ("x",), "x * (T(1) / (T(1) + exp(-x)))"),
         Expr("relu", ("x",), "where(x < T(0), T(0), x)"),  # NaN stays NaN, as np.maximum
-        Expr("gelu", ("x",),
-             f"T(0.5) * x * (T(1) + tanh({_GELU_C} * (x + T(0.044715) * x * x * x)))"),
+        # 0.5 x (1 + tanh(u)) written as x * sigmoid(2u): no cancellation for large negative x
+        Expr("gelu", ("x",), f"x / (T(1) + exp(-({_GELU_2C} * (x + T(0.044715) * x * x * x))))"),
         Expr("gelu_erf", ("x",), "T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476)))"),
     )
 }
@@ -92,7 +100,7 @@ def evaluate(name: str, xp, *arrays):
     if len(arrays) != len(e.args):
         raise TypeError(f"{name} takes {len(e.args)} arrays, got {len(arrays)}")
     ns = namespace(xp, arrays[0].dtype)
-    ns.update(zip(e.args, arrays))
+    ns.update(zip(e.args, arrays, strict=True))
     out = eval(e.expr, {"__builtins__": {}}, ns)  # noqa: S307 (our own constant table)
     return xp.asarray(out, dtype=arrays[0].dtype)
 

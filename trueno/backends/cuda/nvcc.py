@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from trueno.backends.cuda import SOURCE_DIR, include_options, source_path, source_names
+from trueno.backends.cuda import SOURCE_DIR, include_options, source_names, source_path
 
 DEFAULT_ARCHS = ("sm_80", "sm_90")
 

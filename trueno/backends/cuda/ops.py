@@ -187,9 +187,23 @@ _DIRECT = {
 }
 
 
+def _gelu_kernel():
+    tanh_form = _elementwise_kernel(elementwise.EXPRESSIONS["gelu"])
+    erf_form = _elementwise_kernel(elementwise.EXPRESSIONS["gelu_erf"])
+
+    def gelu(x, approximate="tanh"):
+        return tanh_form(x) if approximate == "tanh" else erf_form(x)
+
+    return gelu
+
+
 def register_all(table: dict) -> None:
     """Fill the cupy backend's kernel table (element-wise kernels compile on first call)."""
     for e in elementwise.EXPRESSIONS.values():
-        table[e.name] = _elementwise_kernel(e)
+        if e.name not in ("gelu", "gelu_erf"):
+            table[e.name] = _elementwise_kernel(e)
+    table["gelu"] = _gelu_kernel()
+    for name, attr in elementwise.UFUNCS.items():
+        table[name] = _host_in_host_out(getattr(cp, attr))
     for name, fn in _DIRECT.items():
         table[name] = _host_in_host_out(fn)

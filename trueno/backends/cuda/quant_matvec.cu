@@ -118,7 +118,8 @@ TRUENO_HD float dot_q6_K_lane(const u8* b, const float* x, int lane) {
     return half_at(b + 208) * acc;
 }
 
-// ---- kernels ----------------------------------------------------------------------------
+// ---- kernels (left out of the CPU emulation build, which has no CUDA runtime) -------------
+#ifndef TRUENO_HOST_EMULATION
 
 #define TRUENO_MATVEC_32(NAME, BYTES, DOT)                                                      \
     extern "C" __global__ void NAME(const u8* __restrict__ w, const float* __restrict__ x,       \
@@ -154,3 +155,4 @@ TRUENO_MATVEC_32(matvec_q5_0, 22, dot_q5_0)
 TRUENO_MATVEC_32(matvec_q8_0, 34, dot_q8_0)
 TRUENO_MATVEC_K(matvec_q4_K, 144, dot_q4_K_lane)
 TRUENO_MATVEC_K(matvec_q6_K, 210, dot_q6_K_lane)
+#endif  // TRUENO_HOST_EMULATION
