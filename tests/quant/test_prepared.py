@@ -1,0 +1,133 @@
+"""Fused matvec (AVX2 and portable paths) and tiled matmul against an f64 reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from quant_blocks import random_blocks
+
+from trueno import trace
+from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
+from trueno.quant import dequantize, matvec, prepare, quantize, simd
+from trueno.trace import recorder
+
+QUANTIZABLE = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
+               GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.F16, GGMLType.BF16,
+               GGMLType.F32]
+FALLBACK = [GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.IQ4_NL, GGMLType.IQ4_XS]
+ACT_BLOCK = {GGMLType.Q4_K: 256, GGMLType.Q5_K: 256, GGMLType.Q6_K: 256}
+needs_avx2 = pytest.mark.skipif(not simd.cpu_has_avx2(), reason="CPU lacks AVX2/FMA/F16C")
+
+
+def weights(rng, t: GGMLType, rows: int, cols: int) -> np.ndarray:
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    return quantize(w, t)
+
+
+def reference(blocks, t, shape, x):
+    w = dequantize(blocks, t, shape).astype(np.float64)
+    return w, w @ x.astype(np.float64)
+
+
+def check_exact(y, w, x, want):
+    """f32 accumulation of the exact products: relative to sum |w| |x|."""
+    tol = 1e-5 * (np.abs(w) @ np.abs(x.astype(np.float64))) + 1e-6
+    assert np.all(np.abs(y - want) <= tol)
+
+
+def check_int8_activations(y, w, x, want, block):
+    """x rounded to int8 with one scale per block: |x - x~| <= max|x_block| / 254 per element."""
+    amax = np.abs(x.astype(np.float64)).reshape(-1, block).max(axis=1)
+    err_x = np.repeat(amax / 254.0, block)
+    tol = np.abs(w) @ err_x * 1.001 + 1e-5 * (np.abs(w) @ np.abs(x)) + 1e-6
+    assert np.all(np.abs(y - want) <= tol)
+
+
+@pytest.mark.parametrize("t", QUANTIZABLE, ids=lambda t: t.name)
+@pytest.mark.parametrize("path", ["portable", pytest.param("avx2", marks=needs_avx2)])
+@settings(max_examples=8)
+@given(rows=st.integers(1, 40), n_super=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_matvec_matches_f64_reference(t, path, rows, n_super, seed):
+    rng = np.random.default_rng(seed)
+    cols = 256 * n_super
+    blocks = weights(rng, t, rows, cols)
+    x = (rng.standard_normal(cols) * rng.uniform(0.1, 10)).astype(np.float32)
+    p = prepare(blocks, t, (rows, cols), simd=(path == "avx2"))
+    y = p.matvec(x)
+    assert y.shape == (rows,) and y.dtype == np.float32
+    w, want = reference(blocks, t, (rows, cols), x)
+    if p.backend == "numba-avx2" and t not in (GGMLType.F16, GGMLType.BF16):
+        check_int8_activations(y, w, x, want, ACT_BLOCK.get(t, 32))
+    else:
+        check_exact(y, w, x, want)
+
+
+@pytest.mark.parametrize("t", FALLBACK, ids=lambda t: t.name)
+def test_fallback_types_dequantize_then_blas(rng, t):
+    elems, _ = BLOCK_LAYOUT[t]
+    rows, cols = 7, 512
+    blocks = random_blocks(rng, t, rows * cols // elems).reshape(rows, -1)
+    p = prepare(blocks, t, (rows, cols))
+    assert p.backend == "numpy" and p.nbytes == rows * cols * 4
+    x = rng.standard_normal(cols).astype(np.float32)
+    w, want = reference(blocks, t, (rows, cols), x)
+    check_exact(p.matvec(x), w, x, want)
+    check_exact(matvec(blocks, t, (rows, cols), x), w, x, want)
+
+
+@pytest.mark.parametrize("t", [GGMLType.Q4_0, GGMLType.Q6_K, GGMLType.F16, GGMLType.Q2_K],
+                         ids=lambda t: t.name)
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_matmul_matches_reference(rng, t, n, monkeypatch):
+    import trueno.quant.prepared as prepared
+
+    monkeypatch.setattr(prepared, "MATMUL_TILE_BYTES", 3 * 512 * 4)  # 3-row tiles
+    rows, cols = 10, 512
+    if t == GGMLType.Q2_K:
+        blocks = random_blocks(rng, t, rows * 2).reshape(rows, -1)
+    else:
+        blocks = weights(rng, t, rows, cols)
+    xs = rng.standard_normal((n, cols)).astype(np.float32)
+    p = prepare(blocks, t, (rows, cols))
+    got = p.matmul(xs)
+    assert got.shape == (n, rows)
+    w = dequantize(blocks, t, (rows, cols)).astype(np.float64)
+    want = xs.astype(np.float64) @ w.T
+    block = ACT_BLOCK.get(t, 32)
+    for i in range(n):
+        if p.backend == "numba-avx2" and n <= 2 and t != GGMLType.F16:
+            check_int8_activations(got[i], w, xs[i], want[i], block)
+        else:
+            check_exact(got[i], w, xs[i], want[i])
+    assert np.array_equal(p.dequantize(), w.astype(np.float32))
+
+
+def test_env_switch_forces_portable(rng, monkeypatch):
+    blocks = weights(rng, GGMLType.Q8_0, 4, 64)
+    monkeypatch.setenv("TRUENO_QUANT_SIMD", "0")
+    assert not simd.available()
+    assert prepare(blocks, GGMLType.Q8_0, (4, 64)).backend == "numba"
+    monkeypatch.setenv("TRUENO_QUANT_SIMD", "1")
+    assert simd.available() == simd.cpu_has_avx2()
+
+
+def test_matvec_records_a_span_only_when_tracing(rng):
+    blocks = weights(rng, GGMLType.Q4_0, 8, 64)
+    p = prepare(blocks, GGMLType.Q4_0, (8, 64))
+    x = rng.standard_normal(64).astype(np.float32)
+    assert not recorder.ENABLED
+    rec = trace.recorder.start(capacity=64)
+    try:
+        p.matvec(x)
+        p.matmul(np.stack([x] * 4))
+    finally:
+        trace.recorder.stop()
+    spans = rec.spans()
+    assert [s["name"] for s in spans] == ["quant.matvec", "quant.matmul"]
+    assert spans[0]["backend"] == p.backend and spans[0]["shape"] == [8, 64]
+    assert spans[0]["dtype"] == "Q4_0" and spans[0]["flops"] == 2 * 8 * 64
+    assert spans[1]["shape"] == [4, 8, 64]
+    p.matvec(x)  # tracing off again: nothing recorded
+    assert rec.count == 2
