@@ -9,6 +9,7 @@ import numpy as np
 
 from trueno.gguf import GGMLType
 from trueno.gguf import GGUFValueType as V
+from trueno.gguf.constants import VALUE_DTYPE
 from trueno.gguf.writer import write_gguf
 
 
@@ -96,3 +97,44 @@ def sample_file(path, n_tokens: int = 16) -> None:
         arch="llama",
         metadata_types={"t.u32": V.UINT32},
     )
+
+
+def header_fields(data: bytes) -> list[tuple[int, int]]:
+    """(offset, width) of every integer field in a valid file's header: counts, lengths, value
+    types, scalars, array element types and counts, n_dims, dims, GGML types, data offsets."""
+    fields: list[tuple[int, int]] = [(4, 4), (8, 8), (16, 8)]
+    n_tensors, n_kv = struct.unpack_from("<QQ", data, 8)
+    pos = 24
+
+    def string(p: int) -> int:
+        fields.append((p, 8))
+        return p + 8 + struct.unpack_from("<Q", data, p)[0]
+
+    def value(p: int, vt: int) -> int:
+        if vt == V.STRING:
+            return string(p)
+        if vt == V.ARRAY:
+            fields.extend([(p, 4), (p + 4, 8)])
+            et, n = struct.unpack_from("<IQ", data, p)
+            p += 12
+            for _ in range(n):
+                p = value(p, et)
+            return p
+        width = np.dtype(VALUE_DTYPE[V(vt)]).itemsize
+        fields.append((p, width))
+        return p + width
+
+    for _ in range(n_kv):
+        pos = string(pos)
+        fields.append((pos, 4))
+        vt = struct.unpack_from("<I", data, pos)[0]
+        pos = value(pos + 4, vt)
+    for _ in range(n_tensors):
+        pos = string(pos)
+        n_dims = struct.unpack_from("<I", data, pos)[0]
+        fields.append((pos, 4))
+        fields.extend((pos + 4 + 8 * j, 8) for j in range(n_dims))
+        pos += 4 + 8 * n_dims
+        fields.extend([(pos, 4), (pos + 4, 8)])
+        pos += 12
+    return fields

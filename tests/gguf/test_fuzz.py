@@ -10,7 +10,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from gguf_build import sample_file
+from gguf_build import header_fields, sample_file
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -52,12 +52,13 @@ INTERESTING = [
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory) -> tuple[bytes, int]:
-    """The valid file's bytes and where its header (metadata + tensor infos) ends."""
+def base(tmp_path_factory) -> tuple[bytes, int, list[tuple[int, int]]]:
+    """The valid file's bytes, where its header ends, and its integer fields."""
     p = tmp_path_factory.mktemp("fuzz") / "base.gguf"
     sample_file(p)
+    data = p.read_bytes()
     with load(p) as f:
-        return p.read_bytes(), f.data_offset
+        return data, f.data_offset, header_fields(data)
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +66,22 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz-cases")
 
 
-def mutate(data: bytes, header_end: int, rng: np.random.Generator) -> bytes:
-    """1-4 random edits, mostly inside the header: bit flips, random bytes, boundary integers
-    written over a field, truncation, insertion, deletion."""
+def mutate(data: bytes, header_end: int, fields: list, rng: np.random.Generator) -> bytes:
+    """1-4 random edits, mostly inside the header: a known integer field (count, length, type,
+    dim, offset) set to a boundary value or nudged, bit flips, random bytes, boundary integers at
+    any offset, truncation, insertion, deletion."""
     buf = bytearray(data)
     for _ in range(int(rng.integers(1, 5))):
-        op = int(rng.integers(0, 7))
+        op = int(rng.integers(0, 9))
+        if op >= 7 and len(buf) == len(data):  # field-aware edit (layout still intact)
+            at, width = fields[int(rng.integers(0, len(fields)))]
+            old = int.from_bytes(buf[at : at + width], "little")
+            if op == 7:
+                v = INTERESTING[int(rng.integers(0, len(INTERESTING)))]
+            else:
+                v = old + int(rng.integers(-3, 4)) * (1 if rng.random() < 0.7 else 32)
+            buf[at : at + width] = (v % 2 ** (8 * width)).to_bytes(width, "little")
+            continue
         if not buf:
             break
         pos = int(rng.integers(0, min(len(buf), header_end)))
@@ -133,14 +144,14 @@ def run_case(data: bytes, path: str) -> str:
 
 
 def test_fuzz_mutated_headers(base, tmp_path):
-    data, header_end = base
+    data, header_end, fields = base
     rng = np.random.default_rng(SEED)
     counts = {"ok": 0, "error": 0}
     tracemalloc.start()
     t0 = time.perf_counter()
     try:
         for case in range(CASES):
-            mutated = mutate(data, header_end, rng)
+            mutated = mutate(data, header_end, fields, rng)
             tracemalloc.reset_peak()
             try:
                 counts[run_case(mutated, str(tmp_path / f"c{case}.gguf"))] += 1
@@ -166,7 +177,7 @@ def test_fuzz_mutated_headers(base, tmp_path):
     cut=st.one_of(st.none(), st.integers(0, 10_000)),
 )
 def test_hypothesis_patched_headers(base, workdir, edits, cut):
-    data, header_end = base
+    data, header_end, _ = base
     buf = bytearray(data)
     for pos, patch in edits:
         pos %= header_end

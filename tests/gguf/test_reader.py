@@ -317,6 +317,15 @@ def test_hostile_file_raises_gguf_error(tmp_path, case):
     _err(tmp_path, data, *needles)
 
 
+def test_invalid_utf8_token_raises_on_access(tmp_path):
+    bad = kv("tok", V.ARRAY, u32(V.STRING) + u64(2) + gstr("ok") + gstr(b"\xc3("))
+    with load(_write(tmp_path, gguf_bytes([bad]))) as f:
+        toks = f.metadata["tok"]
+        assert toks[0] == "ok" and toks.raw(1) == b"\xc3("
+        with pytest.raises(GGUFError, match=r"metadata 'tok' item 1 at offset 61: invalid UTF-8"):
+            toks[1]
+
+
 def test_empty_file(tmp_path):
     _err(tmp_path, b"", "0 bytes")
 

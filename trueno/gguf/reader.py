@@ -207,7 +207,7 @@ class _Parser(_Cursor):
         if n:
             e[:-1] = s[1:] - 8
             e[-1] = p
-        return GGUFStringArray(self.u8, s, e)
+        return GGUFStringArray(self.u8, s, e, what)
 
 
 class GGUFFile:

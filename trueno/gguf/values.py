@@ -46,10 +46,12 @@ class GGUFStringArray(Sequence):
     and :meth:`tolist`; :meth:`raw` gives the undecoded bytes.
     """
 
-    __slots__ = ("_u8", "_starts", "_ends")
+    __slots__ = ("_u8", "_starts", "_ends", "_what")
 
-    def __init__(self, u8: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
-        self._u8, self._starts, self._ends = u8, starts, ends
+    def __init__(
+        self, u8: np.ndarray, starts: np.ndarray, ends: np.ndarray, what: str = "string array"
+    ) -> None:
+        self._u8, self._starts, self._ends, self._what = u8, starts, ends, what
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -63,13 +65,13 @@ class GGUFStringArray(Sequence):
             return self._u8[s:e].tobytes().decode("utf-8")
         except UnicodeDecodeError as err:
             raise GGUFError(
-                f"string array item {i} at offset {s - 8}: invalid UTF-8 "
+                f"{self._what} item {i} at offset {s - 8}: invalid UTF-8 "
                 f"({err.reason} at byte {err.start})"
             ) from None
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return GGUFStringArray(self._u8, self._starts[i], self._ends[i])
+            return GGUFStringArray(self._u8, self._starts[i], self._ends[i], self._what)
         n = len(self._starts)
         i = operator.index(i)
         if not -n <= i < n:
