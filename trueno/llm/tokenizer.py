@@ -93,11 +93,11 @@ class Tokenizer:
         self._spm = self.model == "llama"
         tokens = _as_list(md[Keys.TOKENS])
         n = self.vocab_size = len(tokens)
-        self._tok2id = dict(zip(tokens, range(n)))
+        self._tok2id = dict(zip(tokens, range(n), strict=True))
         if "" in self._tok2id:  # llama.cpp renames empty tokens so they never match
             for i in [i for i, t in enumerate(tokens) if not t]:
                 tokens[i] = f"[EMPTY_{i}]"
-            self._tok2id = dict(zip(tokens, range(n)))
+            self._tok2id = dict(zip(tokens, range(n), strict=True))
         if len(self._tok2id) != n:
             seen: dict[str, int] = {}
             dup = next((t, seen[t], i) for i, t in enumerate(tokens) if seen.setdefault(t, i) != i)
@@ -164,7 +164,7 @@ class Tokenizer:
             p = m.find(" ", 1)
             pairs.append((m[:p], m[p + 1 :]) if p >= 0 else ("", ""))
         # the first occurrence of a pair keeps its rank (std::unordered_map::emplace)
-        return dict(zip(reversed(pairs), range(len(pairs) - 1, -1, -1)))
+        return dict(zip(reversed(pairs), range(len(pairs) - 1, -1, -1), strict=True))
 
     def _find(self, texts: Iterable[str]) -> int | None:
         return next((self._tok2id[t] for t in texts if t in self._tok2id), None)
@@ -215,7 +215,9 @@ class Tokenizer:
 
     # ---- encode ------------------------------------------------------------------------------
 
-    def encode(self, text: str, add_special: bool = False, parse_special: bool = False) -> list[int]:
+    def encode(
+        self, text: str, add_special: bool = False, parse_special: bool = False
+    ) -> list[int]:
         """Token ids of ``text``. ``add_special``: BOS/EOS as the model's metadata asks;
         ``parse_special``: control-token texts in ``text`` become those tokens."""
         with trace.span("tokenizer.encode", category="llm", chars=len(text)):
@@ -373,7 +375,9 @@ class Tokenizer:
         """Raw bytes of one token (llama.cpp ``token_to_piece``); control and unknown tokens
         render as their text only with ``special``, else as nothing."""
         if not 0 <= token_id < self.vocab_size:
-            raise TokenizerError(f"token id {token_id} outside the vocabulary [0, {self.vocab_size})")
+            raise TokenizerError(
+                f"token id {token_id} outside the vocabulary [0, {self.vocab_size})"
+            )
         attr = int(self._attr[token_id])
         if not special and attr & (CONTROL | UNKNOWN):
             return b""
@@ -423,7 +427,9 @@ class Tokenizer:
         ``clean_spaces`` overrides the vocabulary's clean-up of " ," " ." " 's" ..."""
         return self.decode_bytes(ids, special, clean_spaces).decode("utf-8", "replace")
 
-    def decode_stream(self, special: bool = False, strip_prefix_space: bool = False) -> StreamDecoder:
+    def decode_stream(
+        self, special: bool = False, strip_prefix_space: bool = False
+    ) -> StreamDecoder:
         """A :class:`StreamDecoder` for this vocabulary."""
         return StreamDecoder(self, special, strip_prefix_space)
 
@@ -447,7 +453,8 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         kind = "SentencePiece" if self._spm else f"BPE pre={self.pre.name}"
-        return f"Tokenizer({kind}, vocab_size={self.vocab_size}, bos={self.bos_id}, eos={self.eos_id})"
+        return (f"Tokenizer({kind}, vocab_size={self.vocab_size}, bos={self.bos_id}, "
+                f"eos={self.eos_id})")
 
 
 class StreamDecoder:

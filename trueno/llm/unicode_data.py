@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import unicodedata
-from functools import lru_cache
+from functools import cache
 
 # category flags (unicode.h: unicode_cpt_flags)
 UNDEFINED = 0x0001
@@ -61,7 +61,7 @@ ASCII_CLASS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpt_flags(cpt: int) -> int:
     """Category flags of one codepoint (plus WHITESPACE), as llama.cpp's table has them."""
     if cpt > 0x10FFFF:
