@@ -29,7 +29,10 @@ def _host_in_host_out(fn):
             return fn(*args, **kwargs)
         dev = tuple(to_device(a) if type(a) is np.ndarray else a for a in args)
         out = fn(*dev, **kwargs)
-        return to_host(out) if is_device_array(out) else out
+        if not is_device_array(out):
+            return out
+        host = to_host(out)
+        return host[()] if host.ndim == 0 else host  # a reduction gives a numpy scalar
 
     return wrapper
 

@@ -83,6 +83,8 @@ class GpuQuantMatrix:
 
         x = _as_device_vector(cp, x, self.cols, self.ggml_type.name)
         y = cp.empty(self.rows, dtype=cp.float32) if out is None else out
+        if self.rows == 0:
+            return y
         fn = function("quant_matvec", KERNEL_OF[self.ggml_type])
         grid = (-(-self.rows // WARPS_PER_BLOCK),)
         args = (self.blocks, x, y, np.int32(self.rows), np.int32(self.cols))
