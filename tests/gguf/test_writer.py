@@ -210,6 +210,20 @@ def test_context_manager_does_not_write_on_error(tmp_path):
     assert not p.exists()
 
 
+def test_failed_write_removes_partial_file(tmp_path):
+    p = tmp_path / "x.gguf"
+    w = GGUFWriter(p)
+    w.add_tensor_info("a", (4,), GGMLType.F32)
+    with pytest.raises(GGUFError, match="declared with add_tensor_info"):
+        w.write()  # no data for "a"
+    assert not p.exists() and w.state == WriterState.CLOSED
+    with pytest.raises(RuntimeError), GGUFWriter(p) as w:
+        w.add_tensor("t", np.ones(4, np.float32))
+        w.write_header_to_file()
+        raise RuntimeError("boom")
+    assert not p.exists()
+
+
 def test_type_inference_follows_gguf_py():
     assert infer_type(1) == (V.INT32,)
     assert infer_type(2**31) == (V.INT64,)

@@ -4,6 +4,7 @@ time while it is streamed to the file, so no copy of the model is held."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -290,15 +291,28 @@ class GGUFWriter:
         self.state = WriterState.WEIGHTS
 
     def write(self) -> None:
-        """Run every stage not yet run, then close the file."""
-        if self.state == WriterState.EMPTY:
-            self.write_header_to_file()
-        if self.state == WriterState.HEADER:
-            self.write_kv_data_to_file()
-        if self.state == WriterState.KV_DATA:
-            self.write_ti_data_to_file()
-        self.write_tensors_to_file()
+        """Run every stage not yet run, then close the file. On failure (a tensor that will not
+        convert, a full disk) the partial file is removed and the error re-raised."""
+        try:
+            if self.state == WriterState.EMPTY:
+                self.write_header_to_file()
+            if self.state == WriterState.HEADER:
+                self.write_kv_data_to_file()
+            if self.state == WriterState.KV_DATA:
+                self.write_ti_data_to_file()
+            self.write_tensors_to_file()
+        except BaseException:
+            self._abort()
+            raise
         self.close()
+
+    def _abort(self) -> None:
+        """Close without finishing; remove the partial file this writer created."""
+        f, self._f, self.state = self._f, None, WriterState.CLOSED
+        if f is not None:
+            f.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
     def close(self) -> None:
         """Close the file. Raises if declared tensors were never written (file incomplete)."""
@@ -333,9 +347,7 @@ class GGUFWriter:
         if exc_type is None and self.state != WriterState.CLOSED:
             self.write()
         else:
-            f, self._f, self.state = self._f, None, WriterState.CLOSED
-            if f is not None:
-                f.close()
+            self._abort()
 
 
 def _pad(n: int, align: int) -> int:
