@@ -5,8 +5,8 @@ from __future__ import annotations
 import gguf
 import numpy as np
 import pytest
-
 from quant_blocks import ALL_TYPES, BLOCK_TYPES, random_blocks
+
 from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
 from trueno.quant import dequantize, get_format
 from trueno.quant.base import F16_TO_F32

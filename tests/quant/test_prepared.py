@@ -13,9 +13,19 @@ from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
 from trueno.quant import dequantize, matvec, prepare, quantize, simd
 from trueno.trace import recorder
 
-QUANTIZABLE = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
-               GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K, GGMLType.F16, GGMLType.BF16,
-               GGMLType.F32]
+QUANTIZABLE = [
+    GGMLType.Q4_0,
+    GGMLType.Q4_1,
+    GGMLType.Q5_0,
+    GGMLType.Q5_1,
+    GGMLType.Q8_0,
+    GGMLType.Q4_K,
+    GGMLType.Q5_K,
+    GGMLType.Q6_K,
+    GGMLType.F16,
+    GGMLType.BF16,
+    GGMLType.F32,
+]
 FALLBACK = [GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.IQ4_NL, GGMLType.IQ4_XS]
 ACT_BLOCK = {GGMLType.Q4_K: 256, GGMLType.Q5_K: 256, GGMLType.Q6_K: 256}
 needs_avx2 = pytest.mark.skipif(not simd.cpu_has_avx2(), reason="CPU lacks AVX2/FMA/F16C")
@@ -77,8 +87,9 @@ def test_fallback_types_dequantize_then_blas(rng, t):
     check_exact(matvec(blocks, t, (rows, cols), x), w, x, want)
 
 
-@pytest.mark.parametrize("t", [GGMLType.Q4_0, GGMLType.Q6_K, GGMLType.F16, GGMLType.Q2_K],
-                         ids=lambda t: t.name)
+@pytest.mark.parametrize(
+    "t", [GGMLType.Q4_0, GGMLType.Q6_K, GGMLType.F16, GGMLType.Q2_K], ids=lambda t: t.name
+)
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_matmul_matches_reference(rng, t, n, monkeypatch):
     import trueno.quant.prepared as prepared

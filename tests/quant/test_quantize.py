@@ -10,8 +10,15 @@ import pytest
 from trueno.gguf.constants import GGMLType
 from trueno.quant import dequantize, quantize
 
-LEGACY = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
-          GGMLType.BF16, GGMLType.F16]
+LEGACY = [
+    GGMLType.Q4_0,
+    GGMLType.Q4_1,
+    GGMLType.Q5_0,
+    GGMLType.Q5_1,
+    GGMLType.Q8_0,
+    GGMLType.BF16,
+    GGMLType.F16,
+]
 KQUANTS = [GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K]
 # worst |x - dequantize(quantize(x))| relative to the block's max |x|
 ROUND_TRIP = {GGMLType.Q4_K: 0.12, GGMLType.Q5_K: 0.06, GGMLType.Q6_K: 0.03}

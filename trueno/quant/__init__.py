@@ -6,16 +6,30 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__all__ = ["dequantize", "quantize", "matvec", "prepare", "get_format", "PreparedWeight",
-           "supported_types"]
+__all__ = [
+    "dequantize",
+    "quantize",
+    "matvec",
+    "prepare",
+    "get_format",
+    "PreparedWeight",
+    "supported_types",
+]
 
 if TYPE_CHECKING:
     from trueno.quant.api import dequantize, matvec, quantize
     from trueno.quant.base import get_format, supported_types
     from trueno.quant.prepared import PreparedWeight, prepare
 
-_HOME = {"dequantize": "api", "quantize": "api", "matvec": "api", "get_format": "base",
-         "supported_types": "base", "prepare": "prepared", "PreparedWeight": "prepared"}
+_HOME = {
+    "dequantize": "api",
+    "quantize": "api",
+    "matvec": "api",
+    "get_format": "base",
+    "supported_types": "base",
+    "prepare": "prepared",
+    "PreparedWeight": "prepared",
+}
 
 
 def __getattr__(name: str):

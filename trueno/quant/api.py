@@ -32,13 +32,16 @@ def quantize(x: np.ndarray, ggml_type) -> np.ndarray:
     fmt = get_format(ggml_type)
     if fmt.quantize_ref is None:
         from trueno.errors import UnsupportedError
+
         raise UnsupportedError(f"quantize to {fmt.name} is not implemented")
     x = np.asarray(x)
     if x.dtype.kind != "f":
         raise DTypeError(f"quantize {fmt.name}: x must be a float array, got {x.dtype}")
     if x.ndim == 0 or x.shape[-1] % fmt.block_elems:
-        raise QuantError(f"quantize {fmt.name}: row length {x.shape[-1] if x.ndim else None} "
-                         f"is not a multiple of the block size {fmt.block_elems}")
+        raise QuantError(
+            f"quantize {fmt.name}: row length {x.shape[-1] if x.ndim else None} "
+            f"is not a multiple of the block size {fmt.block_elems}"
+        )
     x32 = np.ascontiguousarray(x, dtype=np.float32)
     blocks = fmt.quantize_ref(x32.reshape(-1, fmt.block_elems))
     return blocks.reshape(*x.shape[:-1], row_bytes(fmt, x.shape[-1]))
@@ -61,8 +64,8 @@ def matvec(blocks: np.ndarray, ggml_type, shape, x: np.ndarray) -> np.ndarray:
     return prepare(blocks, t, shape).matvec(x)
 
 
-def record(name: str, backend: str, shape, fmt_name: str, nbytes: int, flops: int,
-           t0: int) -> None:
+def record(name: str, backend: str, shape, fmt_name: str, nbytes: int, flops: int, t0: int) -> None:
     if recorder.ENABLED:
-        recorder.record_op(name, backend, tuple(shape), fmt_name, nbytes, flops, t0,
-                           perf_counter_ns() - t0)
+        recorder.record_op(
+            name, backend, tuple(shape), fmt_name, nbytes, flops, t0, perf_counter_ns() - t0
+        )

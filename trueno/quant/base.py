@@ -8,8 +8,8 @@ registers it. Format modules are imported on first use, so ``import trueno.quant
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -46,11 +46,21 @@ class Format:
 _REGISTRY: dict[GGMLType, Format] = {}
 
 _MODULES = {
-    GGMLType.F32: "floats", GGMLType.F16: "floats", GGMLType.BF16: "floats",
-    GGMLType.Q4_0: "q4_0", GGMLType.Q4_1: "q4_1", GGMLType.Q5_0: "q5_0",
-    GGMLType.Q5_1: "q5_1", GGMLType.Q8_0: "q8_0", GGMLType.Q2_K: "q2_k",
-    GGMLType.Q3_K: "q3_k", GGMLType.Q4_K: "q4_k", GGMLType.Q5_K: "q5_k",
-    GGMLType.Q6_K: "q6_k", GGMLType.Q8_K: "q8_k", GGMLType.IQ4_NL: "iq4_nl",
+    GGMLType.F32: "floats",
+    GGMLType.F16: "floats",
+    GGMLType.BF16: "floats",
+    GGMLType.Q4_0: "q4_0",
+    GGMLType.Q4_1: "q4_1",
+    GGMLType.Q5_0: "q5_0",
+    GGMLType.Q5_1: "q5_1",
+    GGMLType.Q8_0: "q8_0",
+    GGMLType.Q2_K: "q2_k",
+    GGMLType.Q3_K: "q3_k",
+    GGMLType.Q4_K: "q4_k",
+    GGMLType.Q5_K: "q5_k",
+    GGMLType.Q6_K: "q6_k",
+    GGMLType.Q8_K: "q8_k",
+    GGMLType.IQ4_NL: "iq4_nl",
     GGMLType.IQ4_XS: "iq4_xs",
 }
 
@@ -88,11 +98,11 @@ def supported_types() -> tuple[GGMLType, ...]:
 
 def f16_bits(blocks: np.ndarray, offset: int) -> np.ndarray:
     """The little-endian f16 field at byte ``offset`` of each block, as f32 (shape (n, 1))."""
-    return blocks[:, offset:offset + 2].copy().view(np.float16).astype(np.float32)
+    return blocks[:, offset : offset + 2].copy().view(np.float16).astype(np.float32)
 
 
 def u16_field(blocks: np.ndarray, offset: int) -> np.ndarray:
-    return blocks[:, offset:offset + 2].copy().view(np.uint16)
+    return blocks[:, offset : offset + 2].copy().view(np.uint16)
 
 
 def check_shape(fmt: Format, shape) -> tuple[int, ...]:
@@ -104,8 +114,10 @@ def check_shape(fmt: Format, shape) -> tuple[int, ...]:
     if not shape or any(s < 0 for s in shape):
         raise QuantError(f"{fmt.name}: shape must be non-empty with sizes >= 0, got {shape}")
     if shape[-1] % fmt.block_elems:
-        raise QuantError(f"{fmt.name}: row length {shape[-1]} is not a multiple of the block "
-                         f"size {fmt.block_elems}")
+        raise QuantError(
+            f"{fmt.name}: row length {shape[-1]} is not a multiple of the block "
+            f"size {fmt.block_elems}"
+        )
     return shape
 
 
@@ -132,7 +144,8 @@ def as_rows(blocks, fmt: Format, shape) -> tuple[np.ndarray, tuple[int, ...]]:
     n_rows = int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1
     rb = row_bytes(fmt, n_cols)
     if blocks.nbytes != n_rows * rb:
-        raise QuantError(f"{fmt.name}: shape {shape} needs {n_rows * rb} bytes, got "
-                         f"{blocks.nbytes} bytes")
+        raise QuantError(
+            f"{fmt.name}: shape {shape} needs {n_rows * rb} bytes, got {blocks.nbytes} bytes"
+        )
     data = np.ascontiguousarray(blocks).reshape(-1).view(np.uint8)
     return data.reshape(n_rows, rb), shape

@@ -33,8 +33,9 @@ def dequantize_bf16(blocks: np.ndarray) -> np.ndarray:
 def quantize_bf16(x: np.ndarray) -> np.ndarray:
     """ggml_compute_fp32_to_bf16: round to nearest even, NaN forced quiet."""
     n = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    n = np.where((n & 0x7FFFFFFF) > 0x7F800000, (n & np.uint32(0xFFFF0000)) | np.uint32(64 << 16),
-                 n)
+    n = np.where(
+        (n & 0x7FFFFFFF) > 0x7F800000, (n & np.uint32(0xFFFF0000)) | np.uint32(64 << 16), n
+    )
     n = (n.astype(np.uint64) + (0x7FFF + ((n >> 16) & 1))) >> 16
     return n.astype(np.uint16).view(np.uint8)
 
@@ -100,9 +101,12 @@ def matvec_bf16_numba(w, x, f16, out):
         out[r] = acc
 
 
-F32 = register(Format(GGMLType.F32, dequantize_f32, dequantize_f32_numba, quantize_f32,
-                      matvec_f32_numba))
-F16 = register(Format(GGMLType.F16, dequantize_f16, dequantize_f16_numba, quantize_f16,
-                      matvec_f16_numba))
-BF16 = register(Format(GGMLType.BF16, dequantize_bf16, dequantize_bf16_numba, quantize_bf16,
-                       matvec_bf16_numba))
+F32 = register(
+    Format(GGMLType.F32, dequantize_f32, dequantize_f32_numba, quantize_f32, matvec_f32_numba)
+)
+F16 = register(
+    Format(GGMLType.F16, dequantize_f16, dequantize_f16_numba, quantize_f16, matvec_f16_numba)
+)
+BF16 = register(
+    Format(GGMLType.BF16, dequantize_bf16, dequantize_bf16_numba, quantize_bf16, matvec_bf16_numba)
+)

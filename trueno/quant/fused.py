@@ -35,8 +35,12 @@ def quantize_activations(x, block, xq, dx, xs, bs):
 
 
 def activation_buffers(n_cols: int, block: int):
-    return (np.empty(n_cols, np.int8), np.empty(max(n_cols // block, 1), np.float32),
-            np.empty(max(n_cols // 32, 1), np.float32), np.empty(max(n_cols // 16, 1), np.int32))
+    return (
+        np.empty(n_cols, np.int8),
+        np.empty(max(n_cols // block, 1), np.float32),
+        np.empty(max(n_cols // 32, 1), np.float32),
+        np.empty(max(n_cols // 16, 1), np.int32),
+    )
 
 
 @numba.njit(cache=True, parallel=True)
@@ -113,8 +117,13 @@ def matvec_bf16(w, x, out):
 
 # GGML type name -> (driver, activation block); F16/BF16 take f32 x directly (block 0)
 QUANT_DRIVERS = {
-    "Q4_0": (matvec_q4_0, 32), "Q4_1": (matvec_q4_1, 32), "Q5_0": (matvec_q5_0, 32),
-    "Q5_1": (matvec_q5_1, 32), "Q8_0": (matvec_q8_0, 32), "Q4_K": (matvec_q4_k, 256),
-    "Q5_K": (matvec_q5_k, 256), "Q6_K": (matvec_q6_k, 256),
+    "Q4_0": (matvec_q4_0, 32),
+    "Q4_1": (matvec_q4_1, 32),
+    "Q5_0": (matvec_q5_0, 32),
+    "Q5_1": (matvec_q5_1, 32),
+    "Q8_0": (matvec_q8_0, 32),
+    "Q4_K": (matvec_q4_k, 256),
+    "Q5_K": (matvec_q5_k, 256),
+    "Q6_K": (matvec_q6_k, 256),
 }
 FLOAT_DRIVERS = {"F16": matvec_f16, "BF16": matvec_bf16}

@@ -14,8 +14,9 @@ from trueno.gguf.constants import GGMLType
 from trueno.quant.base import Format, f16_bits, register
 from trueno.quant.q4_0 import nibbles
 
-KVALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
-                   dtype=np.int8)
+KVALUES = np.array(
+    [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.int8
+)
 
 
 def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
@@ -25,8 +26,9 @@ def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True, error_model="numpy")
 def dequantize_numba(blocks, f16, out):
-    kv = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
-                  dtype=np.float32)
+    kv = np.array(
+        [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.float32
+    )
     for b in range(blocks.shape[0]):
         d = f16[blocks[b, 0] | (np.int64(blocks[b, 1]) << 8)]
         for j in range(16):

@@ -36,8 +36,9 @@ def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True, error_model="numpy")
 def dequantize_numba(blocks, f16, out):
-    kv = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
-                  dtype=np.float32)
+    kv = np.array(
+        [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.float32
+    )
     for b in range(blocks.shape[0]):
         d = f16[blocks[b, 0] | (np.int64(blocks[b, 1]) << 8)]
         sh = np.int64(blocks[b, 2]) | (np.int64(blocks[b, 3]) << 8)

@@ -225,10 +225,11 @@ def quantize_q6_k_ref(x: np.ndarray) -> np.ndarray:
         q = np.clip(_rint(x.reshape(n, 16, 16) / d[..., None]), -32, 31) + 32
     big_l = np.where(d[..., None] != 0, q, big_l).astype(np.uint8).reshape(n, 2, 4, 32)
     lo = big_l & np.uint8(0xF)
-    ql = np.concatenate([lo[:, :, 0] | (lo[:, :, 2] << 4),
-                         lo[:, :, 1] | (lo[:, :, 3] << 4)], axis=-1).reshape(n, 128)
+    ql = np.concatenate(
+        [lo[:, :, 0] | (lo[:, :, 2] << 4), lo[:, :, 1] | (lo[:, :, 3] << 4)], axis=-1
+    ).reshape(n, 128)
     hi = big_l >> 4
-    qh = (hi[:, :, 0] | (hi[:, :, 1] << 2) | (hi[:, :, 2] << 4) | (hi[:, :, 3] << 6))
+    qh = hi[:, :, 0] | (hi[:, :, 1] << 2) | (hi[:, :, 2] << 4) | (hi[:, :, 3] << 6)
     out = np.concatenate([ql, qh.reshape(n, 64), sc.view(np.uint8), d16.view(np.uint8)], axis=-1)
     out[zero[:, 0]] = 0
     return out

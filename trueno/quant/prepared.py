@@ -43,8 +43,9 @@ class PreparedWeight:
         self.ggml_type = self.format.ggml_type
         rows, shape = as_rows(blocks, self.format, shape)
         if len(shape) != 2:
-            raise QuantError(f"prepare {self.format.name}: weight must be 2-D (rows, cols), "
-                             f"got shape {shape}")
+            raise QuantError(
+                f"prepare {self.format.name}: weight must be 2-D (rows, cols), got shape {shape}"
+            )
         self.shape = shape
         self.blocks = rows  # (rows, row_bytes) uint8 view of the caller's data
         name = self.format.name
@@ -54,8 +55,11 @@ class PreparedWeight:
         drivers = _simd_drivers() if simd is not False else None
         if simd and drivers is None:
             from trueno.errors import UnsupportedError
-            raise UnsupportedError("AVX2 quant kernels requested but unavailable "
-                                   "(CPU lacks AVX2/FMA/F16C or TRUENO_QUANT_SIMD=0)")
+
+            raise UnsupportedError(
+                "AVX2 quant kernels requested but unavailable "
+                "(CPU lacks AVX2/FMA/F16C or TRUENO_QUANT_SIMD=0)"
+            )
         if name == "F32":
             self.backend = "numpy"
             self._f32 = rows.view(np.float32)
@@ -77,8 +81,10 @@ class PreparedWeight:
         return int(self._f32.nbytes if self._f32 is not None else self.blocks.nbytes)
 
     def __repr__(self) -> str:
-        return (f"PreparedWeight({self.format.name}, shape={self.shape}, "
-                f"backend={self.backend!r}, nbytes={self.nbytes})")
+        return (
+            f"PreparedWeight({self.format.name}, shape={self.shape}, "
+            f"backend={self.backend!r}, nbytes={self.nbytes})"
+        )
 
     def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """y = W @ x for x of shape (cols,); returns float32 (rows,)."""
@@ -88,8 +94,9 @@ class PreparedWeight:
         if out is None:
             out = np.empty(rows, dtype=np.float32)
         elif out.shape != (rows,) or out.dtype != np.float32:
-            raise QuantError(f"matvec: out must be float32 of shape ({rows},), got "
-                             f"{out.dtype} {out.shape}")
+            raise QuantError(
+                f"matvec: out must be float32 of shape ({rows},), got {out.dtype} {out.shape}"
+            )
         if self._f32 is not None:
             np.matmul(self._f32, x, out=out)
         elif self._driver is not None and self._block:
@@ -103,8 +110,15 @@ class PreparedWeight:
         else:
             self.format.matvec_numba(self.blocks, x, F16_TO_F32, out)
         if t0:
-            api.record("quant.matvec", self.backend, self.shape, self.format.name, self.nbytes,
-                       2 * rows * cols, t0)
+            api.record(
+                "quant.matvec",
+                self.backend,
+                self.shape,
+                self.format.name,
+                self.nbytes,
+                2 * rows * cols,
+                t0,
+            )
         return out
 
     def matmul(self, xs: np.ndarray) -> np.ndarray:
@@ -137,8 +151,15 @@ class PreparedWeight:
                 fmt.dequantize_numba(blocks, F16_TO_F32, w)
                 np.matmul(xs, w.reshape(r1 - r0, cols).T, out=out[:, r0:r1])
         if t0:
-            api.record("quant.matmul", self.backend, (n, *self.shape), self.format.name,
-                       self.nbytes, 2 * n * rows * cols, t0)
+            api.record(
+                "quant.matmul",
+                self.backend,
+                (n, *self.shape),
+                self.format.name,
+                self.nbytes,
+                2 * n * rows * cols,
+                t0,
+            )
         return out
 
     def dequantize(self) -> np.ndarray:

@@ -22,7 +22,7 @@ from trueno.quant.base import Format, f16_bits, register
 def scales_6bit(s: np.ndarray) -> np.ndarray:
     """(n, 12) bytes -> (n, 16) signed scales (6-bit value - 32)."""
     lo = np.concatenate([s[:, 0:8] & 0xF, s[:, 0:8] >> 4], axis=-1)
-    hi = (s[:, 8:12].reshape(-1, 1, 4) >> np.array([0, 2, 4, 6], np.uint8).reshape(1, 4, 1))
+    hi = s[:, 8:12].reshape(-1, 1, 4) >> np.array([0, 2, 4, 6], np.uint8).reshape(1, 4, 1)
     hi = hi.reshape(-1, 16) & np.uint8(3)
     return (lo | (hi << np.uint8(4))).astype(np.int8) - np.int8(32)
 

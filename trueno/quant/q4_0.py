@@ -65,5 +65,6 @@ def matvec_numba(w, x, f16, out):
         out[r] = acc
 
 
-FORMAT = register(Format(GGMLType.Q4_0, dequantize_ref, dequantize_numba, quantize_ref,
-                         matvec_numba))
+FORMAT = register(
+    Format(GGMLType.Q4_0, dequantize_ref, dequantize_numba, quantize_ref, matvec_numba)
+)

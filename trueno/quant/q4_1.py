@@ -31,8 +31,9 @@ def quantize_ref(x: np.ndarray) -> np.ndarray:
     q = np.trunc((x - vmin) * inv + np.float32(0.5), dtype=np.float32).astype(np.uint8).clip(0, 15)
     qs = q[:, :16] | (q[:, 16:] << np.uint8(4))
     f16 = np.float16
-    return np.concatenate([d.astype(f16).view(np.uint8), vmin.astype(f16).view(np.uint8), qs],
-                          axis=-1)
+    return np.concatenate(
+        [d.astype(f16).view(np.uint8), vmin.astype(f16).view(np.uint8), qs], axis=-1
+    )
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -67,5 +68,6 @@ def matvec_numba(w, x, f16, out):
         out[r] = acc
 
 
-FORMAT = register(Format(GGMLType.Q4_1, dequantize_ref, dequantize_numba, quantize_ref,
-                         matvec_numba))
+FORMAT = register(
+    Format(GGMLType.Q4_1, dequantize_ref, dequantize_numba, quantize_ref, matvec_numba)
+)

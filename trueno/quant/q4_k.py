@@ -85,7 +85,7 @@ def matvec_numba(w, x, f16, out):
                 sc, m = scale_min_k4(w, r, o + 4, s)
                 shift = 4 * (s & 1)
                 base = o + 16 + 32 * (s >> 1)
-                xs = x[sb * 256 + 32 * s: sb * 256 + 32 * s + 32]
+                xs = x[sb * 256 + 32 * s : sb * 256 + 32 * s + 32]
                 dot = np.float32(0)
                 sx = np.float32(0)
                 for l in range(32):
@@ -95,5 +95,6 @@ def matvec_numba(w, x, f16, out):
         out[r] = acc
 
 
-FORMAT = register(Format(GGMLType.Q4_K, dequantize_ref, dequantize_numba, quantize_q4_k_ref,
-                         matvec_numba))
+FORMAT = register(
+    Format(GGMLType.Q4_K, dequantize_ref, dequantize_numba, quantize_q4_k_ref, matvec_numba)
+)

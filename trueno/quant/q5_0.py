@@ -47,8 +47,12 @@ def quantize_ref(x: np.ndarray) -> np.ndarray:
 def dequantize_numba(blocks, f16, out):
     for b in range(blocks.shape[0]):
         d = f16[blocks[b, 0] | (np.int64(blocks[b, 1]) << 8)]
-        qh = (np.int64(blocks[b, 2]) | (np.int64(blocks[b, 3]) << 8)
-              | (np.int64(blocks[b, 4]) << 16) | (np.int64(blocks[b, 5]) << 24))
+        qh = (
+            np.int64(blocks[b, 2])
+            | (np.int64(blocks[b, 3]) << 8)
+            | (np.int64(blocks[b, 4]) << 16)
+            | (np.int64(blocks[b, 5]) << 24)
+        )
         for j in range(16):
             q = np.int64(blocks[b, 6 + j])
             lo = (q & 15) | (((qh >> j) & 1) << 4)
@@ -65,8 +69,12 @@ def matvec_numba(w, x, f16, out):
         for b in range(nb):
             o = b * 22
             d = f16[w[r, o] | (np.int64(w[r, o + 1]) << 8)]
-            qh = (np.int64(w[r, o + 2]) | (np.int64(w[r, o + 3]) << 8)
-                  | (np.int64(w[r, o + 4]) << 16) | (np.int64(w[r, o + 5]) << 24))
+            qh = (
+                np.int64(w[r, o + 2])
+                | (np.int64(w[r, o + 3]) << 8)
+                | (np.int64(w[r, o + 4]) << 16)
+                | (np.int64(w[r, o + 5]) << 24)
+            )
             s = np.float32(0)
             for j in range(16):
                 q = np.int64(w[r, o + 6 + j])
@@ -77,5 +85,6 @@ def matvec_numba(w, x, f16, out):
         out[r] = acc
 
 
-FORMAT = register(Format(GGMLType.Q5_0, dequantize_ref, dequantize_numba, quantize_ref,
-                         matvec_numba))
+FORMAT = register(
+    Format(GGMLType.Q5_0, dequantize_ref, dequantize_numba, quantize_ref, matvec_numba)
+)

@@ -32,8 +32,10 @@ def quantize_ref(x: np.ndarray) -> np.ndarray:
     q = np.trunc((x - vmin) * inv + np.float32(0.5), dtype=np.float32).astype(np.uint8).clip(0, 31)
     qs = (q[:, :16] & np.uint8(0x0F)) | (q[:, 16:] << np.uint8(4))
     f16 = np.float16
-    return np.concatenate([d.astype(f16).view(np.uint8), vmin.astype(f16).view(np.uint8),
-                           pack_high_bits(q), qs], axis=-1)
+    return np.concatenate(
+        [d.astype(f16).view(np.uint8), vmin.astype(f16).view(np.uint8), pack_high_bits(q), qs],
+        axis=-1,
+    )
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -41,8 +43,12 @@ def dequantize_numba(blocks, f16, out):
     for b in range(blocks.shape[0]):
         d = f16[blocks[b, 0] | (np.int64(blocks[b, 1]) << 8)]
         m = f16[blocks[b, 2] | (np.int64(blocks[b, 3]) << 8)]
-        qh = (np.int64(blocks[b, 4]) | (np.int64(blocks[b, 5]) << 8)
-              | (np.int64(blocks[b, 6]) << 16) | (np.int64(blocks[b, 7]) << 24))
+        qh = (
+            np.int64(blocks[b, 4])
+            | (np.int64(blocks[b, 5]) << 8)
+            | (np.int64(blocks[b, 6]) << 16)
+            | (np.int64(blocks[b, 7]) << 24)
+        )
         for j in range(16):
             q = np.int64(blocks[b, 8 + j])
             lo = (q & 15) | (((qh >> j) & 1) << 4)
@@ -60,8 +66,12 @@ def matvec_numba(w, x, f16, out):
             o = b * 24
             d = f16[w[r, o] | (np.int64(w[r, o + 1]) << 8)]
             m = f16[w[r, o + 2] | (np.int64(w[r, o + 3]) << 8)]
-            qh = (np.int64(w[r, o + 4]) | (np.int64(w[r, o + 5]) << 8)
-                  | (np.int64(w[r, o + 6]) << 16) | (np.int64(w[r, o + 7]) << 24))
+            qh = (
+                np.int64(w[r, o + 4])
+                | (np.int64(w[r, o + 5]) << 8)
+                | (np.int64(w[r, o + 6]) << 16)
+                | (np.int64(w[r, o + 7]) << 24)
+            )
             s = np.float32(0)
             sx = np.float32(0)
             for j in range(16):
@@ -76,5 +86,6 @@ def matvec_numba(w, x, f16, out):
         out[r] = acc
 
 
-FORMAT = register(Format(GGMLType.Q5_1, dequantize_ref, dequantize_numba, quantize_ref,
-                         matvec_numba))
+FORMAT = register(
+    Format(GGMLType.Q5_1, dequantize_ref, dequantize_numba, quantize_ref, matvec_numba)
+)

@@ -45,7 +45,8 @@ def dequantize_numba(blocks, f16, out):
             base = 48 + 32 * (s >> 1)
             for l in range(32):
                 q = ((np.int64(blocks[b, base + l]) >> shift) & 15) | (
-                    ((np.int64(blocks[b, 16 + l]) >> s) & 1) << 4)
+                    ((np.int64(blocks[b, 16 + l]) >> s) & 1) << 4
+                )
                 out[b, 32 * s + l] = dl * np.float32(q) - ml
 
 
@@ -62,17 +63,19 @@ def matvec_numba(w, x, f16, out):
                 sc, m = scale_min_k4(w, r, o + 4, s)
                 shift = 4 * (s & 1)
                 base = o + 48 + 32 * (s >> 1)
-                xs = x[sb * 256 + 32 * s: sb * 256 + 32 * s + 32]
+                xs = x[sb * 256 + 32 * s : sb * 256 + 32 * s + 32]
                 dot = np.float32(0)
                 sx = np.float32(0)
                 for l in range(32):
                     q = ((np.int64(w[r, base + l]) >> shift) & 15) | (
-                        ((np.int64(w[r, o + 16 + l]) >> s) & 1) << 4)
+                        ((np.int64(w[r, o + 16 + l]) >> s) & 1) << 4
+                    )
                     dot += np.float32(q) * xs[l]
                     sx += xs[l]
                 acc += d * np.float32(sc) * dot - dmin * np.float32(m) * sx
         out[r] = acc
 
 
-FORMAT = register(Format(GGMLType.Q5_K, dequantize_ref, dequantize_numba, quantize_q5_k_ref,
-                         matvec_numba))
+FORMAT = register(
+    Format(GGMLType.Q5_K, dequantize_ref, dequantize_numba, quantize_q5_k_ref, matvec_numba)
+)

@@ -29,7 +29,8 @@ def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
     ql = blocks[:, 0:128].reshape(n, 2, 1, 64) >> np.array([0, 4], np.uint8).reshape(1, 1, 2, 1)
     ql = (ql & np.uint8(0x0F)).reshape(n, 8, 32)
     qh = blocks[:, 128:192].reshape(n, 2, 1, 32) >> np.array([0, 2, 4, 6], np.uint8).reshape(
-        1, 1, 4, 1)
+        1, 1, 4, 1
+    )
     qh = (qh & np.uint8(3)).reshape(n, 8, 32)
     q = (ql | (qh << np.uint8(4))).astype(np.int8) - np.int8(32)
     return (dl * q.reshape(n, 16, 16).astype(np.float32)).reshape(n, QK_K)
@@ -72,5 +73,6 @@ def matvec_numba(w, x, f16, out):
         out[r] = acc
 
 
-FORMAT = register(Format(GGMLType.Q6_K, dequantize_ref, dequantize_numba, quantize_q6_k_ref,
-                         matvec_numba))
+FORMAT = register(
+    Format(GGMLType.Q6_K, dequantize_ref, dequantize_numba, quantize_q6_k_ref, matvec_numba)
+)

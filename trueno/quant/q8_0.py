@@ -58,5 +58,6 @@ def matvec_numba(w, x, f16, out):
         out[r] = acc
 
 
-FORMAT = register(Format(GGMLType.Q8_0, dequantize_ref, dequantize_numba, quantize_ref,
-                         matvec_numba))
+FORMAT = register(
+    Format(GGMLType.Q8_0, dequantize_ref, dequantize_numba, quantize_ref, matvec_numba)
+)

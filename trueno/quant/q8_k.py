@@ -13,7 +13,6 @@ import numpy as np
 
 from trueno.gguf.constants import GGMLType
 from trueno.quant.base import Format, register
-from trueno.quant.q8_0 import round_away
 
 
 def dequantize_ref(blocks: np.ndarray) -> np.ndarray:

@@ -20,9 +20,13 @@ from numba.extending import intrinsic
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 F32, F16 = ir.FloatType(), ir.HalfType()
-V32I8, V16I8, V16I16, V8I32, V8F32 = (ir.VectorType(I8, 32), ir.VectorType(I8, 16),
-                                      ir.VectorType(I16, 16), ir.VectorType(I32, 8),
-                                      ir.VectorType(F32, 8))
+V32I8, V16I8, V16I16, V8I32, V8F32 = (
+    ir.VectorType(I8, 32),
+    ir.VectorType(I8, 16),
+    ir.VectorType(I16, 16),
+    ir.VectorType(I32, 8),
+    ir.VectorType(F32, 8),
+)
 REQUIRED_FEATURES = ("avx2", "fma", "f16c")
 
 
@@ -43,6 +47,7 @@ def available() -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # IR helpers
+
 
 def _x86(builder, name, ret, *args):
     fnty = ir.FunctionType(ret, [a.type for a in args])
@@ -69,8 +74,9 @@ def _load(builder, base, offset, ty):
 def _splat(builder, value, n):
     vty = ir.VectorType(value.type, n)
     v = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(I32, 0))
-    return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined),
-                                  ir.Constant(ir.VectorType(I32, n), [0] * n))
+    return builder.shuffle_vector(
+        v, ir.Constant(vty, ir.Undefined), ir.Constant(ir.VectorType(I32, n), [0] * n)
+    )
 
 
 def _vconst(ty, value):
@@ -139,10 +145,15 @@ class _Acc:
         self.builder.store(value, self.slot)
 
 
-_ROW_SIG = types.float32(types.Array(types.uint8, 2, "C"), types.int64,
-                         types.Array(types.int8, 1, "C"), types.Array(types.float32, 1, "C"),
-                         types.Array(types.float32, 1, "C"), types.Array(types.int32, 1, "C"),
-                         types.int64)
+_ROW_SIG = types.float32(
+    types.Array(types.uint8, 2, "C"),
+    types.int64,
+    types.Array(types.int8, 1, "C"),
+    types.Array(types.float32, 1, "C"),
+    types.Array(types.float32, 1, "C"),
+    types.Array(types.int32, 1, "C"),
+    types.int64,
+)
 
 
 def _row_kernel(body):
@@ -159,8 +170,13 @@ def _row_kernel(body):
         ary = context.make_array(wty)(context, builder, w_arr)
         row_bytes = builder.extract_value(ary.shape, 1)
         w = builder.gep(builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, row_bytes)])
-        ptrs = (w, _data(context, builder, xty, xq), _data(context, builder, fty, dx),
-                _data(context, builder, fty, xs), _data(context, builder, bty, bs))
+        ptrs = (
+            w,
+            _data(context, builder, xty, xq),
+            _data(context, builder, fty, dx),
+            _data(context, builder, fty, xs),
+            _data(context, builder, bty, bs),
+        )
         return body(builder, *ptrs, n)
 
     def typer(typingctx, w, row, xq, dx, xs, bs, n):
@@ -181,6 +197,7 @@ def _i64(v):
 
 # ---------------------------------------------------------------------------------------------
 # 32-weight blocks: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+
 
 def _legacy_body(block_bytes, has_min, has_high, offset, signed):
     """Row dot for a 32-weight format: y = sum_b d*dx*(q . xq) + (m or -offset*d) * xs_b."""
@@ -203,8 +220,9 @@ def _legacy_body(block_bytes, has_min, has_high, offset, signed):
                 q = _nibbles(builder, _load(builder, w, builder.add(p, _i64(qs_at)), V16I8))
                 if has_high:
                     qh_at = builder.add(p, _i64(qs_at - 4))
-                    bits = builder.bitcast(_load(builder, w, qh_at, I32),
-                                           ir.VectorType(ir.IntType(1), 32))
+                    bits = builder.bitcast(
+                        _load(builder, w, qh_at, I32), ir.VectorType(ir.IntType(1), 32)
+                    )
                     hi = builder.shl(builder.zext(bits, V32I8), _vconst(V32I8, 4))
                     q = builder.or_(q, hi)
                 isum = _dot_u8s8(builder, q, xv)
@@ -240,6 +258,7 @@ row_dot_q8_0 = _row_kernel(_named(_legacy_body(34, False, False, 0, True), "row_
 # ---------------------------------------------------------------------------------------------
 # 256-weight super-blocks: Q4_K, Q5_K, Q6_K (activations one int8 scale per 256, bs per 16)
 
+
 def _u8(builder, base, offset):
     return builder.zext(_load(builder, base, offset, I8), I32)
 
@@ -250,6 +269,7 @@ def _bs(builder, bs, index):
 
 def _scale_min_k4(builder, w, p, j):
     """get_scale_min_k4 for sub-block j from the 12 bytes at w + p + 4, as i32 values."""
+
     def byte(k):
         return _u8(builder, w, builder.add(p, _i64(4 + k)))
 
@@ -296,8 +316,9 @@ def _kq_body(block_bytes, has_high):
                 msum = builder.add(msum, builder.mul(m, bsum))
             dxs = _f32(builder, dx, sb)
             s_all = builder.fmul(d, dxs)
-            acc.set(_fma(builder, builder.sitofp(isum, V8F32), _splat(builder, s_all, 8),
-                         acc.get()))
+            acc.set(
+                _fma(builder, builder.sitofp(isum, V8F32), _splat(builder, s_all, 8), acc.get())
+            )
             mterm = builder.fmul(builder.fmul(dmin, dxs), builder.sitofp(msum, F32))
             corr.set(builder.fadd(corr.get(), mterm))
 
@@ -325,8 +346,11 @@ def _q6k_body(builder, w, x, dx, xs, bs, n):
             qh = _load(builder, w, builder.add(p, _i64(128 + 32 * h)), V32I8)
             for k in range(4):
                 src = ql0 if k % 2 == 0 else ql1
-                lo = (builder.and_(src, _vconst(V32I8, 0x0F)) if k < 2
-                      else builder.lshr(src, _vconst(V32I8, 4)))
+                lo = (
+                    builder.and_(src, _vconst(V32I8, 0x0F))
+                    if k < 2
+                    else builder.lshr(src, _vconst(V32I8, 4))
+                )
                 hi = builder.and_(builder.lshr(qh, _vconst(V32I8, 2 * k)), _vconst(V32I8, 3))
                 q = builder.or_(lo, builder.shl(hi, _vconst(V32I8, 4)))
                 xv = _load(builder, x, builder.add(xbase, _i64(128 * h + 32 * k)), V32I8)
@@ -340,15 +364,15 @@ def _q6k_body(builder, w, x, dx, xs, bs, n):
                 isum = builder.add(isum, _maddwd(builder, _maddubs(builder, q, xv), scv))
                 jb = builder.add(builder.mul(sb, _i64(16)), _i64(j0))
                 csum = builder.add(csum, builder.mul(sc0, _bs(builder, bs, jb)))
-                csum = builder.add(csum, builder.mul(sc1, _bs(builder, bs,
-                                                             builder.add(jb, _i64(1)))))
+                csum = builder.add(
+                    csum, builder.mul(sc1, _bs(builder, bs, builder.add(jb, _i64(1))))
+                )
         s_all = builder.fmul(d, _f32(builder, dx, sb))
         acc.set(_fma(builder, builder.sitofp(isum, V8F32), _splat(builder, s_all, 8), acc.get()))
         corr.set(builder.fadd(corr.get(), builder.fmul(s_all, builder.sitofp(csum, F32))))
 
     _block_loop(builder, n, step)
-    return builder.fsub(_hsum(builder, acc.get()),
-                        builder.fmul(ir.Constant(F32, 32.0), corr.get()))
+    return builder.fsub(_hsum(builder, acc.get()), builder.fmul(ir.Constant(F32, 32.0), corr.get()))
 
 
 row_dot_q4_k = _row_kernel(_named(_kq_body(144, False), "row_dot_q4_k"))
@@ -358,6 +382,7 @@ row_dot_q6_k = _row_kernel(_named(_q6k_body, "row_dot_q6_k"))
 
 # ---------------------------------------------------------------------------------------------
 # F16 / BF16 weights with f32 activations (passed in the ``dx`` slot), 16 per step
+
 
 def _float_body(bf16):
     def body(builder, w, x, dx, xs, bs, n):

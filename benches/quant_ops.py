@@ -1,0 +1,107 @@
+"""Quantized matvec bandwidth: weight bytes streamed per second, against float32 BLAS sgemv.
+
+For each GGML type and shape: the median time of ``PreparedWeight.matvec`` (int8-quantized
+activations included), the weight GB/s it implies (GGML block bytes / time) and its ratio to
+the read bandwidth of numpy ``W @ x`` on a float32 W of 512 MB measured in the same run with
+the same thread count. Prints a markdown table.
+
+    python benches/quant_ops.py [--quick] [--threads 2] [--portable]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions and types")
+    ap.add_argument("--threads", type=int, default=2, help="numba and BLAS threads")
+    ap.add_argument("--portable", action="store_true", help="also time the portable kernels")
+    return ap.parse_args(argv)
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None:  # BLAS reads its thread count when numpy loads
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(ARGS.threads)
+
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+QUICK_TYPES = ["F16", "Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"]
+SHAPES = [(4096, 4096), (262144, 640)]
+K_COLS = 768  # K-quants need rows of whole 256-blocks: 262144 x 768 instead of x 640
+SGEMV_SHAPE = (32768, 4096)  # 512 MiB of float32
+
+
+def median_time(fn, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def sgemv_bandwidth(reps: int) -> float:
+    w = np.full(SGEMV_SHAPE, 0.5, dtype=np.float32)
+    x = np.ones(SGEMV_SHAPE[1], dtype=np.float32)
+    t = median_time(lambda: w @ x, reps)
+    return w.nbytes / t / 1e9
+
+
+def weight_blocks(ggml_type: str, rows: int, cols: int, rng) -> np.ndarray:
+    """Real quantized rows (1024 of them) tiled to ``rows``: realistic bytes, quick to make."""
+    from trueno.quant import quantize
+
+    base = quantize(rng.standard_normal((min(rows, 1024), cols)).astype(np.float32), ggml_type)
+    return np.ascontiguousarray(np.tile(base, (rows // base.shape[0], 1)))
+
+
+def main(args) -> int:
+    import numba
+
+    from trueno.quant import prepare, simd
+
+    numba.set_num_threads(args.threads)
+    reps = 5 if args.quick else 20
+    types = QUICK_TYPES if args.quick else TYPES
+    rng = np.random.default_rng(0)
+    bw = sgemv_bandwidth(3 if args.quick else 7)
+    lines = [
+        f"threads={args.threads}  AVX2 kernels: {simd.available()}  "
+        f"sgemv (numpy W @ x, f32 W {SGEMV_SHAPE[0]}x{SGEMV_SHAPE[1]}, 512 MiB): "
+        f"{bw:.1f} GB/s",
+        "",
+        "| type | shape | backend | ms / matvec | weight GB/s | vs sgemv |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for rows, cols in SHAPES:
+        for t in types:
+            if t == "F32" and rows > 4096:
+                continue  # the same kernel as the sgemv baseline
+            c = K_COLS if (t.endswith("_K") and cols % 256) else cols
+            blocks = weight_blocks(t, rows, c, rng)
+            x = rng.standard_normal(c).astype(np.float32)
+            for force in [None, False] if args.portable else [None]:
+                p = prepare(blocks, t, (rows, c), simd=force)
+                out = np.empty(rows, dtype=np.float32)
+                dt = median_time(lambda p=p, x=x, out=out: p.matvec(x, out=out), reps)
+                gbs = blocks.nbytes / dt / 1e9
+                lines.append(
+                    f"| {t} | {rows}x{c} | {p.backend} | {dt * 1e3:.3f} | "
+                    f"{gbs:.1f} | {gbs / bw:.2f} |"
+                )
+            del blocks
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(ARGS))
