@@ -201,13 +201,15 @@ class Tokenizer:
 
     def _build_special_index(self) -> None:
         """Tokens cut out before tokenizing, longest text first, grouped by first character."""
-        ids = np.flatnonzero(self._attr & (CONTROL | USER_DEFINED | UNKNOWN)).tolist()
-        ids.sort(key=lambda i: -len(self._tokens[i]))
-        self._special_index: dict[str, list[tuple[int, str, int, bool]]] = {}
-        for order, i in enumerate(ids):
-            text = self._tokens[i]
-            always = not self._attr[i] & (CONTROL | UNKNOWN)  # user-defined: even unparsed
-            self._special_index.setdefault(text[0], []).append((order, text, i, always))
+        ids = np.flatnonzero(self._attr & (CONTROL | USER_DEFINED | UNKNOWN))
+        always = (self._attr[ids] & (CONTROL | UNKNOWN) == 0).tolist()  # user-defined: always
+        tokens = self._tokens
+        entries = sorted(zip(ids.tolist(), always, strict=True), key=lambda e: -len(tokens[e[0]]))
+        index: dict[str, list[tuple[int, str, int, bool]]] = {}
+        for order, (i, user) in enumerate(entries):
+            text = tokens[i]
+            index.setdefault(text[0], []).append((order, text, i, user))
+        self._special_index = index
 
     def _byte_token(self, b: int) -> int | None:
         tid = self._tok2id.get(f"<0x{b:02X}>")
