@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except TruenoError as exc:
         print(f"trueno {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # missing file, permission denied: one line, not a traceback
+        print(f"trueno {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130

@@ -20,8 +20,31 @@ def _err(msg: str) -> None:
 
 
 def _cmd(args) -> list[str]:
+    """The command after ``--``; options written between the positionals and ``--`` (which
+    argparse leaves in the remainder) are applied to ``args`` here."""
     cmd = list(getattr(args, "cmd", None) or [])
-    return cmd[1:] if cmd and cmd[0] == "--" else cmd
+    if "--" not in cmd:
+        return cmd
+    cut = cmd.index("--")
+    pre, cmd = cmd[:cut], cmd[cut + 1:]
+    actions = args._parser._option_string_actions
+    i = 0
+    while i < len(pre):
+        action = actions.get(pre[i])
+        if action is None:
+            raise ConfigError(f"unknown option {pre[i]!r} before --")
+        if action.nargs == 0:
+            setattr(args, action.dest, action.const)
+            i += 1
+        else:
+            if i + 1 >= len(pre):
+                raise ConfigError(f"option {pre[i]} needs a value")
+            value = pre[i + 1]
+            if action.choices and value not in action.choices:
+                raise ConfigError(f"{pre[i]} {value!r}: expected one of {list(action.choices)}")
+            setattr(args, action.dest, action.type(value) if action.type else value)
+            i += 2
+    return cmd
 
 
 def register(subparsers) -> None:
@@ -45,8 +68,8 @@ def register(subparsers) -> None:
     q.add_argument("--otlp-timeout", type=float, default=5.0)
     q.add_argument("--service-name", default="trueno")
     runopts(q)
-    q.add_argument("cmd", nargs=argparse.REMAINDER)
-    q.set_defaults(func=_run)
+    q.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the program and its arguments")
+    q.set_defaults(func=_run, _parser=q)
 
     q = sub.add_parser("summary", help="per-op and syscall tables of a trace file")
     q.add_argument("file")
@@ -62,8 +85,8 @@ def register(subparsers) -> None:
     c.add_argument("--update", action="store_true", help="overwrite an existing golden")
     c.add_argument("--dir", default="golden_traces")
     runopts(c, repeat=3)
-    c.add_argument("cmd", nargs=argparse.REMAINDER)
-    c.set_defaults(func=_golden_capture)
+    c.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the program and its arguments")
+    c.set_defaults(func=_golden_capture, _parser=c)
     c = gsub.add_parser("check", help="re-run and compare with the committed goldens")
     c.add_argument("names", nargs="*")
     c.add_argument("--dir", default="golden_traces")
@@ -87,9 +110,9 @@ def register(subparsers) -> None:
     q.add_argument("--json", action="store_true")
     q.add_argument("-o", "--output", default=None, help="keep the trace of `-- CMD`")
     runopts(q)
-    q.add_argument("file", nargs="?")
-    q.add_argument("cmd", nargs=argparse.REMAINDER)
-    q.set_defaults(func=_assert)
+    q.add_argument("cmd", nargs=argparse.REMAINDER, metavar="FILE | -- CMD",
+                   help="a trace file (*.json), or a program to trace after --")
+    q.set_defaults(func=_assert, _parser=q)
 
     q = sub.add_parser("export", help="export FILE --to chrome|folded|otlp-json|otlp")
     q.add_argument("file")
@@ -244,17 +267,14 @@ def _assert(args) -> int:
 
     config = rules.load_config(args.config)
     cmd = _cmd(args)
-    if args.file and args.file != "--" and cmd:
-        raise ConfigError("give either a trace FILE or -- CMD, not both")
-    if args.file == "--" or (not args.file and cmd):
-        cmd = cmd if args.file != "--" else cmd
+    if not cmd:
+        raise ConfigError("nothing to check: give a trace FILE or -- CMD")
+    if len(cmd) == 1 and cmd[0].endswith(".json") and Path(cmd[0]).is_file():
+        trace = schema.load(cmd[0])
+    else:
         trace = runner.trace_command(cmd, args.repeat, args.syscalls, True, None, args.timeout)
         if args.output:
             schema.dump(trace, args.output)
-    elif args.file:
-        trace = schema.load(args.file)
-    else:
-        raise ConfigError("nothing to check: give a trace FILE or -- CMD")
     target = args.target or trace.get("name")
     applied = rules.rules_for(config, target)
     if not applied:
