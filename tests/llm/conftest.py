@@ -136,6 +136,28 @@ def gguf_metadata(arch: str) -> dict:
     return md
 
 
+SPM_PIECES = (["\u2581"] + [chr(c) for c in range(97, 123)]
+              + ["\u2581" + chr(c) for c in range(97, 123)]
+              + ["\u2581the", "th", "he", "in", "er", "an", ".", "<0x0A>"])
+
+
+def spm_vocab_metadata() -> dict:
+    """A 64-token SentencePiece vocabulary (so the tiny models can generate text)."""
+    tokens = ["<unk>", "<s>", "</s>", *SPM_PIECES]
+    assert len(tokens) == 64
+    types = [2, 3, 3] + [1] * (len(tokens) - 4) + [6]
+    return {
+        Keys.TOKENIZER_MODEL: "llama",
+        Keys.TOKENS: tokens,
+        Keys.SCORES: [float(-i) for i in range(len(tokens))],
+        Keys.TOKEN_TYPE: types,
+        Keys.BOS_ID: 1,
+        Keys.EOS_ID: 2,
+        Keys.UNK_ID: 0,
+        Keys.ADD_BOS: True,
+    }
+
+
 def write_gguf(path: Path, metadata: dict, tensors: dict[str, np.ndarray]) -> Path:
     from trueno.gguf.writer import write_gguf as trueno_write
 
@@ -152,7 +174,8 @@ def tiny_model_path(tmp_path_factory):
         if arch not in cache:
             sd = random_hf_state(arch)
             path = tmp_path_factory.mktemp(f"tiny_{arch}") / f"{arch}.gguf"
-            write_gguf(path, gguf_metadata(arch), gguf_tensors(arch, sd))
+            md = {**gguf_metadata(arch), **spm_vocab_metadata()}
+            write_gguf(path, md, gguf_tensors(arch, sd))
             cache[arch] = (path, sd)
         return cache[arch]
 

@@ -52,14 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     except TruenoError as exc:
         print(f"trueno {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into head: not an error
+        return 0
     except OSError as exc:  # missing file, permission denied: one line, not a traceback
         print(f"trueno {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":

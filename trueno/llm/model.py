@@ -78,7 +78,7 @@ class Model:
         """Compile every kernel (batch and one-token paths) now, then clear the cache."""
         with trace.span("warmup", category="llm"):
             self.reset()
-            self.prefill([0, 0])
+            self.prefill([0, 0, 0])  # > 2 tokens: the batched matmul path
             self.decode(0)
             self.reset()
 

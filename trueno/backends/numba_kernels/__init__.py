@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-FAMILIES = ("elementwise",)
+FAMILIES = ("elementwise", "reductions", "stats", "activations", "rowwise", "matrix")
 
 
 def register_all(table: dict) -> None:
