@@ -87,9 +87,11 @@ def diff(old: dict, new: dict) -> str:
 
 
 def compare(gold: dict, trace: dict, timing_factor: float = 10.0,
-            slack_ns: float = 50e6) -> dict:
-    """Structure exactly, timings statistically: fail when the current median self time of an
-    op exceeds ``timing_factor`` x the golden median plus ``slack_ns`` (wall alike)."""
+            slack_ns: float = 250e6) -> dict:
+    """Structure exactly, timings with generous budgets: fail when the current median self
+    time of an op exceeds ``timing_factor`` x the slowest golden run plus ``slack_ns``, or the
+    median wall time exceeds the factor x the slowest golden wall plus 12 x ``slack_ns`` (a
+    2-core machine shared with other jobs shows 100x outliers on single ms-scale calls)."""
     cur = digest(trace)
     problems = []
     if cur["sequence"] != gold["sequence"] or cur["counts"] != gold["counts"]:
@@ -101,18 +103,18 @@ def compare(gold: dict, trace: dict, timing_factor: float = 10.0,
             now = cur["self_ns"].get(name)
             if not now:
                 continue
-            b, c = float(np.median(base)), float(np.median(now))
+            b, c = float(np.max(base)), float(np.median(now))
             timings.append((name, b, c))
             if c > timing_factor * b + slack_ns:
                 problems.append(f"{name}: median self time {c / 1e6:.2f} ms > {timing_factor}x "
-                                f"golden {b / 1e6:.2f} ms + {slack_ns / 1e6:.0f} ms")
+                                f"golden max {b / 1e6:.2f} ms + {slack_ns / 1e6:.0f} ms")
         walls = [w for w in gold.get("wall_ns", []) if w]
         now_walls = [w for w in cur["wall_ns"] if w]
         if walls and now_walls:
-            b, c = float(np.median(walls)), float(np.median(now_walls))
-            if c > timing_factor * b + 20 * slack_ns:
-                problems.append(f"wall {c / 1e6:.0f} ms > {timing_factor}x golden "
-                                f"{b / 1e6:.0f} ms + {20 * slack_ns / 1e6:.0f} ms")
+            b, c = float(np.max(walls)), float(np.median(now_walls))
+            if c > timing_factor * b + 12 * slack_ns:
+                problems.append(f"wall {c / 1e6:.0f} ms > {timing_factor}x golden max "
+                                f"{b / 1e6:.0f} ms + {12 * slack_ns / 1e6:.0f} ms")
     return {"ok": not problems, "problems": problems, "timings_compared": comparable,
             "timings": timings}
 
