@@ -107,6 +107,11 @@ class HostFallback:
         return out
 
 
+def zeros(shape, dtype=np.float32):
+    """A zero-filled device array (KV caches, scratch buffers), allocated once by the caller."""
+    return cupy().zeros(shape, dtype=dtype)
+
+
 def synchronize() -> None:
     """Wait for the current device's queued work (for honest timings and trace spans)."""
     cupy().cuda.get_current_stream().synchronize()

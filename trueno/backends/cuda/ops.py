@@ -15,18 +15,23 @@ import numpy as np
 from trueno.backends.cuda import elementwise, function
 from trueno.device import is_device_array, to_device, to_host
 from trueno.errors import DTypeError
+from trueno.trace import recorder
 
 _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 def _host_in_host_out(fn):
     """Run ``fn`` on device copies of any host array arguments; return host data for host
-    callers (the copies are traced spans), device data for device callers."""
+    callers (the copies are traced spans), device data for device callers. While tracing,
+    wait for the kernel so the op's span holds its GPU time (otherwise launches are async)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         if not any(type(a) is np.ndarray for a in args):
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
+            if recorder.ENABLED:
+                cp.cuda.get_current_stream().synchronize()
+            return out
         dev = tuple(to_device(a) if type(a) is np.ndarray else a for a in args)
         out = fn(*dev, **kwargs)
         if not is_device_array(out):
