@@ -7,8 +7,19 @@ import numpy as np
 
 import trueno
 
-ACTIVATIONS = ("relu", "leaky_relu", "elu", "selu", "sigmoid", "tanh", "gelu", "silu",
-               "swish", "hardswish", "mish")
+ACTIVATIONS = (
+    "relu",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "silu",
+    "swish",
+    "hardswish",
+    "mish",
+)
 
 
 def main() -> None:
@@ -21,8 +32,10 @@ def main() -> None:
     p = trueno.softmax(np.array([2.0, 1.0, 0.1], dtype=np.float32))
     print("softmax([2, 1, 0.1]) =", np.round(p, 4))
     assert np.allclose(p, [0.659, 0.242, 0.0986], atol=1e-3)
-    print("log_softmax          =", np.round(trueno.log_softmax(np.array([2.0, 1.0, 0.1],
-                                                                       dtype=np.float32)), 4))
+    print(
+        "log_softmax          =",
+        np.round(trueno.log_softmax(np.array([2.0, 1.0, 0.1], dtype=np.float32)), 4),
+    )
 
 
 if __name__ == "__main__":

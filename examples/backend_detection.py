@@ -14,14 +14,15 @@ from trueno.ops import OPS
 def main() -> None:
     caps = trueno.capabilities()
     isa = [k for k, v in caps.isa.items() if v]
-    print(f"CPU {caps.cpu_name} ({caps.machine}), {caps.physical_cores} physical / "
-          f"{caps.logical_cores} logical cores, ISA: {' '.join(isa)}")
+    print(
+        f"CPU {caps.cpu_name} ({caps.machine}), {caps.physical_cores} physical / "
+        f"{caps.logical_cores} logical cores, ISA: {' '.join(isa)}"
+    )
     print(f"numba {caps.numba_version}, GPUs: {[g.name for g in caps.gpus] or 'none'}")
     print("\nbackend chosen per op and input size (AUTO):")
     for op in ("add", "exp", "sum", "softmax", "matmul"):
         picks = [dispatch.choose(OPS[op], n).value for n in (10, 1_000, 100_000, 10_000_000)]
-        print(f"  {op:<8} n=1e1 {picks[0]:<6} 1e3 {picks[1]:<6} 1e5 {picks[2]:<6} "
-              f"1e7 {picks[3]}")
+        print(f"  {op:<8} n=1e1 {picks[0]:<6} 1e3 {picks[1]:<6} 1e5 {picks[2]:<6} 1e7 {picks[3]}")
     x = np.linspace(-2, 2, 1000, dtype=np.float32)
     results = {}
     for b in (trueno.Backend.NUMPY, trueno.Backend.NUMBA, trueno.Backend.CUPY):

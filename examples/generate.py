@@ -18,9 +18,33 @@ from trueno.gguf.writer import write_gguf
 from trueno.llm import Model
 
 DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM = 32, 48, 2, 4, 2, 8
-PIECES = ["<unk>", "<s>", "</s>"] + ["\u2581" + w for w in (
-    "the", "a", "cat", "dog", "sat", "on", "mat", "ran", "to", "and", "is", "big", "red", "sun",
-    "hello", "world")] + list("abcdefghijklmnopqrstuvwxyz") + list(".,!?'-") + ["\u2581"] * 0
+PIECES = (
+    ["<unk>", "<s>", "</s>"]
+    + [
+        "\u2581" + w
+        for w in (
+            "the",
+            "a",
+            "cat",
+            "dog",
+            "sat",
+            "on",
+            "mat",
+            "ran",
+            "to",
+            "and",
+            "is",
+            "big",
+            "red",
+            "sun",
+            "hello",
+            "world",
+        )
+    ]
+    + list("abcdefghijklmnopqrstuvwxyz")
+    + list(".,!?'-")
+    + ["\u2581"] * 0
+)
 
 
 def tiny_model(path: Path, seed: int = 0) -> Path:
@@ -36,30 +60,46 @@ def tiny_model(path: Path, seed: int = 0) -> Path:
         return (1.0 + 0.2 * rng.standard_normal(n)).astype(np.float32)
 
     q, kv = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
-    tensors = {"token_embd.weight": rng.standard_normal((vocab, DIM)).astype(np.float32),
-               "output_norm.weight": norm(DIM), "output.weight": mat(vocab, DIM)}
+    tensors = {
+        "token_embd.weight": rng.standard_normal((vocab, DIM)).astype(np.float32),
+        "output_norm.weight": norm(DIM),
+        "output.weight": mat(vocab, DIM),
+    }
     for i in range(LAYERS):
-        tensors.update({
-            f"blk.{i}.attn_norm.weight": norm(DIM), f"blk.{i}.attn_q.weight": mat(q, DIM),
-            f"blk.{i}.attn_k.weight": mat(kv, DIM), f"blk.{i}.attn_v.weight": mat(kv, DIM),
-            f"blk.{i}.attn_output.weight": mat(DIM, q), f"blk.{i}.ffn_norm.weight": norm(DIM),
-            f"blk.{i}.ffn_gate.weight": mat(HIDDEN, DIM),
-            f"blk.{i}.ffn_up.weight": mat(HIDDEN, DIM),
-            f"blk.{i}.ffn_down.weight": mat(DIM, HIDDEN)})
+        tensors.update(
+            {
+                f"blk.{i}.attn_norm.weight": norm(DIM),
+                f"blk.{i}.attn_q.weight": mat(q, DIM),
+                f"blk.{i}.attn_k.weight": mat(kv, DIM),
+                f"blk.{i}.attn_v.weight": mat(kv, DIM),
+                f"blk.{i}.attn_output.weight": mat(DIM, q),
+                f"blk.{i}.ffn_norm.weight": norm(DIM),
+                f"blk.{i}.ffn_gate.weight": mat(HIDDEN, DIM),
+                f"blk.{i}.ffn_up.weight": mat(HIDDEN, DIM),
+                f"blk.{i}.ffn_down.weight": mat(DIM, HIDDEN),
+            }
+        )
 
     def k(key):
         return Keys.arch(key, "llama")
 
     metadata = {
-        Keys.ARCHITECTURE: "llama", k(Keys.CONTEXT_LENGTH): 128,
-        k(Keys.EMBEDDING_LENGTH): DIM, k(Keys.BLOCK_COUNT): LAYERS,
-        k(Keys.FEED_FORWARD_LENGTH): HIDDEN, k(Keys.HEAD_COUNT): HEADS,
-        k(Keys.HEAD_COUNT_KV): KV_HEADS, k(Keys.LAYERNORM_RMS_EPS): 1e-5,
-        k(Keys.ROPE_FREQ_BASE): 10000.0, k(Keys.ROPE_DIMENSION_COUNT): HEAD_DIM,
-        Keys.TOKENIZER_MODEL: "llama", Keys.TOKENS: pieces,
+        Keys.ARCHITECTURE: "llama",
+        k(Keys.CONTEXT_LENGTH): 128,
+        k(Keys.EMBEDDING_LENGTH): DIM,
+        k(Keys.BLOCK_COUNT): LAYERS,
+        k(Keys.FEED_FORWARD_LENGTH): HIDDEN,
+        k(Keys.HEAD_COUNT): HEADS,
+        k(Keys.HEAD_COUNT_KV): KV_HEADS,
+        k(Keys.LAYERNORM_RMS_EPS): 1e-5,
+        k(Keys.ROPE_FREQ_BASE): 10000.0,
+        k(Keys.ROPE_DIMENSION_COUNT): HEAD_DIM,
+        Keys.TOKENIZER_MODEL: "llama",
+        Keys.TOKENS: pieces,
         Keys.SCORES: [0.0, 0.0, 0.0] + [-float(i) for i in range(vocab - 3)],
         Keys.TOKEN_TYPE: [2, 3, 3] + [1] * (vocab - 3),
-        Keys.BOS_ID: 1, Keys.EOS_ID: 2,
+        Keys.BOS_ID: 1,
+        Keys.EOS_ID: 2,
     }
     write_gguf(path, metadata, tensors)
     return path
@@ -91,8 +131,10 @@ def main(argv=None) -> int:
             print(piece, end="", flush=True)
         print()
         s = gen.stats
-        print(f"{s.n_prompt} prompt tokens, {s.n_generated} generated "
-              f"({s.decode_tok_s:.1f} tok/s), stop: {s.stop_reason}")
+        print(
+            f"{s.n_prompt} prompt tokens, {s.n_generated} generated "
+            f"({s.decode_tok_s:.1f} tok/s), stop: {s.stop_reason}"
+        )
         assert s.n_generated >= 1
     return 0
 

@@ -39,8 +39,9 @@ def main() -> None:
             with trueno.trace.span(f"bench.{name}", category="example", n=n):
                 t_ours = best(ours, x, repeat)
             t_ref = best(ref, x, repeat)
-            print(f"{name:<8}{n:>10}{t_ref * 1e6:>12.1f}{t_ours * 1e6:>12.1f}"
-                  f"{t_ref / t_ours:>8.2f}x")
+            print(
+                f"{name:<8}{n:>10}{t_ref * 1e6:>12.1f}{t_ours * 1e6:>12.1f}{t_ref / t_ours:>8.2f}x"
+            )
 
 
 if __name__ == "__main__":

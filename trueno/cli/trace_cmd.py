@@ -26,7 +26,7 @@ def _cmd(args) -> list[str]:
     if "--" not in cmd:
         return cmd
     cut = cmd.index("--")
-    pre, cmd = cmd[:cut], cmd[cut + 1:]
+    pre, cmd = cmd[:cut], cmd[cut + 1 :]
     actions = args._parser._option_string_actions
     i = 0
     while i < len(pre):
@@ -53,16 +53,23 @@ def register(subparsers) -> None:
 
     def runopts(q, repeat=1):
         q.add_argument("--repeat", type=int, default=repeat, help="runs (default %(default)s)")
-        q.add_argument("--syscalls", default="auto", choices=("auto", "strace", "proc", "off"),
-                       help="syscall counts: strace -f -c when it works, else /proc counters")
+        q.add_argument(
+            "--syscalls",
+            default="auto",
+            choices=("auto", "strace", "proc", "off"),
+            help="syscall counts: strace -f -c when it works, else /proc counters",
+        )
         q.add_argument("--timeout", type=float, default=None, help="kill a run after S seconds")
 
     q = sub.add_parser("run", help="run a program with tracing on: run [-o FILE] -- CMD...")
     q.add_argument("-o", "--output", default="trueno-trace.json")
     q.add_argument("--name", default=None, help="trace name (default: the script's stem)")
     q.add_argument("--quiet", action="store_true", help="discard the program's output")
-    q.add_argument("--otlp-endpoint", default=None,
-                   help="also send the spans over OTLP (default OTEL_EXPORTER_OTLP_ENDPOINT)")
+    q.add_argument(
+        "--otlp-endpoint",
+        default=None,
+        help="also send the spans over OTLP (default OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
     q.add_argument("--otlp", action="store_true", help="send over OTLP to the default endpoint")
     q.add_argument("--otlp-protocol", default="http", choices=("http", "grpc"))
     q.add_argument("--otlp-timeout", type=float, default=5.0)
@@ -110,8 +117,12 @@ def register(subparsers) -> None:
     q.add_argument("--json", action="store_true")
     q.add_argument("-o", "--output", default=None, help="keep the trace of `-- CMD`")
     runopts(q)
-    q.add_argument("cmd", nargs=argparse.REMAINDER, metavar="FILE | -- CMD",
-                   help="a trace file (*.json), or a program to trace after --")
+    q.add_argument(
+        "cmd",
+        nargs=argparse.REMAINDER,
+        metavar="FILE | -- CMD",
+        help="a trace file (*.json), or a program to trace after --",
+    )
     q.set_defaults(func=_assert, _parser=q)
 
     q = sub.add_parser("export", help="export FILE --to chrome|folded|otlp-json|otlp")
@@ -134,12 +145,14 @@ def register(subparsers) -> None:
 
 def _guard(fn):
     """ConfigError -> exit 2 with a message (usage and config errors)."""
+
     def wrapped(args) -> int:
         try:
             return fn(args)
         except ConfigError as exc:
             _err(f"error: {exc}")
             return 2
+
     return wrapped
 
 
@@ -148,12 +161,15 @@ def _run(args) -> int:
     from trueno.trace import runner, schema
 
     cmd = _cmd(args)
-    trace = runner.trace_command(cmd, args.repeat, args.syscalls, args.quiet, args.name,
-                                 args.timeout)
+    trace = runner.trace_command(
+        cmd, args.repeat, args.syscalls, args.quiet, args.name, args.timeout
+    )
     schema.dump(trace, args.output)
     runs = trace["runs"]
-    _err(f"wrote {args.output}: {len(trace['spans'])} spans, {len(runs)} run(s), "
-         f"wall {runs[-1]['wall_ns'] / 1e6:.1f} ms, exit {runs[-1]['exit_code']}")
+    _err(
+        f"wrote {args.output}: {len(trace['spans'])} spans, {len(runs)} run(s), "
+        f"wall {runs[-1]['wall_ns'] / 1e6:.1f} ms, exit {runs[-1]['exit_code']}"
+    )
     if args.otlp or args.otlp_endpoint:
         _send(trace, args)
     return int(runs[-1]["exit_code"] or 0) & 0xFF
@@ -162,8 +178,9 @@ def _run(args) -> int:
 def _send(trace, args) -> bool:
     from trueno.trace import otlp
 
-    res = otlp.send(trace, args.otlp_endpoint, args.otlp_protocol, args.otlp_timeout,
-                    args.service_name)
+    res = otlp.send(
+        trace, args.otlp_endpoint, args.otlp_protocol, args.otlp_timeout, args.service_name
+    )
     if res["ok"]:
         _err(f"sent {res['spans']} spans to {res['endpoint']}")
     else:
@@ -186,10 +203,12 @@ def _summary(args) -> int:
     print(f"trace {trace.get('name')!r}: {len(spans)} spans, {len(runs)} run(s)")
     for r in runs:
         wall = r.get("wall_ns")
-        print(f"  run {r['index']}: wall {'-' if wall is None else f'{wall / 1e6:.1f} ms'}, "
-              f"user {r.get('cpu_user_s') or 0:.3f} s, sys {r.get('cpu_sys_s') or 0:.3f} s, "
-              f"max RSS {(r.get('max_rss_bytes') or 0) / 1e6:.1f} MB, exit {r.get('exit_code')}"
-              f", dropped {r.get('dropped')}")
+        print(
+            f"  run {r['index']}: wall {'-' if wall is None else f'{wall / 1e6:.1f} ms'}, "
+            f"user {r.get('cpu_user_s') or 0:.3f} s, sys {r.get('cpu_sys_s') or 0:.3f} s, "
+            f"max RSS {(r.get('max_rss_bytes') or 0) / 1e6:.1f} MB, exit {r.get('exit_code')}"
+            f", dropped {r.get('dropped')}"
+        )
     print()
     print(format_ops(rows, args.limit))
     print()
@@ -226,15 +245,19 @@ def _golden_capture(args) -> int:
 def _golden_check(args) -> int:
     from trueno.trace import golden, runner
 
-    paths = sorted(Path(args.dir).glob("*.json")) if not args.names else [
-        Path(args.dir, f"{n}.json") for n in args.names]
+    paths = (
+        sorted(Path(args.dir).glob("*.json"))
+        if not args.names
+        else [Path(args.dir, f"{n}.json") for n in args.names]
+    )
     if not paths:
         raise ConfigError(f"no golden traces in {args.dir}")
     failed = 0
     for path in paths:
         gold = golden.load(path)
-        trace = runner.trace_command(gold["command"], args.repeat, args.syscalls, True,
-                                     gold["name"], args.timeout)
+        trace = runner.trace_command(
+            gold["command"], args.repeat, args.syscalls, True, gold["name"], args.timeout
+        )
         report = golden.compare(gold, trace, args.timing_factor)
         if any(r["exit_code"] for r in trace["runs"]):
             report["ok"] = False
@@ -251,8 +274,9 @@ def _golden_check(args) -> int:
 def _compare(args) -> int:
     from trueno.trace import compare, schema
 
-    report = compare.compare(schema.load(args.base), schema.load(args.cur), args.alpha,
-                             args.min_effect)
+    report = compare.compare(
+        schema.load(args.base), schema.load(args.cur), args.alpha, args.min_effect
+    )
     text = compare.to_json(report) if args.format == "json" else compare.markdown(report)
     if args.output:
         Path(args.output).write_text(text)
@@ -282,8 +306,13 @@ def _assert(args) -> int:
     results = rules.evaluate(trace, applied, config["_base"])
     code = rules.exit_code(results)
     if args.json:
-        print(json.dumps({"target": target, "exit_code": code,
-                          "results": [r.to_dict() for r in results]}, indent=1, default=str))
+        print(
+            json.dumps(
+                {"target": target, "exit_code": code, "results": [r.to_dict() for r in results]},
+                indent=1,
+                default=str,
+            )
+        )
     else:
         print(f"{target}: {len(results)} rules")
         for r in results:
@@ -321,7 +350,8 @@ def _flamegraph(args) -> int:
     stacks = export.parse_folded(export.folded(trace, run=args.run))
     if not stacks:
         raise ConfigError(f"{args.file} has no spans to draw")
-    Path(args.output).write_text(flamegraph.render(
-        stacks, f"{trace.get('name') or 'trace'}: self time"))
+    Path(args.output).write_text(
+        flamegraph.render(stacks, f"{trace.get('name') or 'trace'}: self time")
+    )
     _err(f"wrote {args.output}")
     return 0

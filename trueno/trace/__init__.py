@@ -39,8 +39,9 @@ class Capture:
         """The spans as a versioned trace dict (see :mod:`trueno.trace.schema`)."""
         from trueno.trace.schema import make_trace
 
-        return make_trace(self.spans, [{"dropped": self.dropped}], name=name,
-                          epoch_ns=self._rec.epoch0_ns)
+        return make_trace(
+            self.spans, [{"dropped": self.dropped}], name=name, epoch_ns=self._rec.epoch0_ns
+        )
 
     def summary(self):
         from trueno.trace.summary import summarize

@@ -17,8 +17,7 @@ from trueno.trace.stats import self_times
 
 
 def write_json(spans: list[dict], path, dropped: int = 0, epoch_ns: int | None = None) -> None:
-    trace = schema.make_trace(spans, [{"dropped": dropped}], name="capture",
-                              epoch_ns=epoch_ns)
+    trace = schema.make_trace(spans, [{"dropped": dropped}], name="capture", epoch_ns=epoch_ns)
     schema.dump(trace, path)
 
 
@@ -46,16 +45,34 @@ def chrome(trace: dict) -> dict:
     for s in trace["spans"]:
         pid = s.get("pid", 0) * 1000 + s.get("run", 0)
         tid = tids.setdefault((pid, s["thread"]), len(tids) + 1)
-        events.append({"name": s["name"], "cat": s.get("category", "op"), "ph": "X",
-                       "ts": s["start_ns"] / 1000.0, "dur": s["dur_ns"] / 1000.0,
-                       "pid": pid, "tid": tid, "args": _args(s)})
+        events.append(
+            {
+                "name": s["name"],
+                "cat": s.get("category", "op"),
+                "ph": "X",
+                "ts": s["start_ns"] / 1000.0,
+                "dur": s["dur_ns"] / 1000.0,
+                "pid": pid,
+                "tid": tid,
+                "args": _args(s),
+            }
+        )
     for (pid, thread), tid in tids.items():
-        events.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
-                       "args": {"name": f"thread {thread}"}})
+        events.append(
+            {
+                "name": "thread_name",
+                "ph": "M",
+                "pid": pid,
+                "tid": tid,
+                "args": {"name": f"thread {thread}"},
+            }
+        )
     events.sort(key=lambda e: (e.get("ts", -1), -e.get("dur", 0)))
-    return {"traceEvents": events, "displayTimeUnit": "ms",
-            "otherData": {"trueno_trace_version": trace.get("version"),
-                          "name": trace.get("name", "")}}
+    return {
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {"trueno_trace_version": trace.get("version"), "name": trace.get("name", "")},
+    }
 
 
 def folded(trace: dict, run: int | None = 0) -> str:
@@ -145,12 +162,26 @@ def otlp_json(trace: dict, service_name: str = "trueno") -> dict:
     for s in trace["spans"]:
         start, end = span_epoch_ns(trace, s)
         parent = f"{s['parent']:016x}" if s.get("parent") else (remote_parent or "")
-        spans.append({"traceId": trace_id, "spanId": f"{s['id']:016x}",
-                      "parentSpanId": parent, "name": s["name"], "kind": 1,
-                      "startTimeUnixNano": str(start), "endTimeUnixNano": str(end),
-                      "attributes": [{"key": k, "value": _any_value(v)}
-                                     for k, v in attributes(s).items()]})
-    resource = {"attributes": [{"key": "service.name",
-                                "value": {"stringValue": service_name}}]}
-    return {"resourceSpans": [{"resource": resource, "scopeSpans": [
-        {"scope": {"name": "trueno.trace"}, "spans": spans}]}]}
+        spans.append(
+            {
+                "traceId": trace_id,
+                "spanId": f"{s['id']:016x}",
+                "parentSpanId": parent,
+                "name": s["name"],
+                "kind": 1,
+                "startTimeUnixNano": str(start),
+                "endTimeUnixNano": str(end),
+                "attributes": [
+                    {"key": k, "value": _any_value(v)} for k, v in attributes(s).items()
+                ],
+            }
+        )
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service_name}}]}
+    return {
+        "resourceSpans": [
+            {
+                "resource": resource,
+                "scopeSpans": [{"scope": {"name": "trueno.trace"}, "spans": spans}],
+            }
+        ]
+    }

@@ -20,8 +20,7 @@ def _tree(stacks: dict[str, int]) -> dict:
         root["value"] += weight
         node = root
         for frame in stack.split(";"):
-            node = node["children"].setdefault(frame, {"name": frame, "value": 0,
-                                                       "children": {}})
+            node = node["children"].setdefault(frame, {"name": frame, "value": 0, "children": {}})
             node["value"] += weight
     return root
 
@@ -42,11 +41,13 @@ def render(stacks: dict[str, int], title: str = "trueno flamegraph (self time)")
     height = depth * ROW + 3 * PAD + 20
     total = root["value"] or 1
     scale = (WIDTH - 2 * PAD) / total
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-           f'viewBox="0 0 {WIDTH} {height}" font-family="monospace" font-size="{FONT}">',
-           f'<rect width="100%" height="100%" fill="#f8f8f0"/>',
-           f'<text x="{WIDTH / 2}" y="{PAD + 12}" text-anchor="middle" font-size="14">'
-           f'{escape(title)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" font-family="monospace" font-size="{FONT}">',
+        '<rect width="100%" height="100%" fill="#f8f8f0"/>',
+        f'<text x="{WIDTH / 2}" y="{PAD + 12}" text-anchor="middle" font-size="14">'
+        f"{escape(title)}</text>",
+    ]
 
     def draw(node: dict, x: float, level: int) -> None:
         w = node["value"] * scale
@@ -54,12 +55,14 @@ def render(stacks: dict[str, int], title: str = "trueno flamegraph (self time)")
             return
         y = height - PAD - (level + 1) * ROW
         tip = f"{node['name']} ({node['value'] / 1e6:.3f} ms, {100 * node['value'] / total:.2f}%)"
-        out.append(f'<g class="frame"><title>{escape(tip)}</title>'
-                   f'<rect x="{x:.2f}" y="{y}" width="{w:.2f}" height="{ROW - 1}" '
-                   f'fill="{_color(node["name"])}" rx="2"/>')
+        out.append(
+            f'<g class="frame"><title>{escape(tip)}</title>'
+            f'<rect x="{x:.2f}" y="{y}" width="{w:.2f}" height="{ROW - 1}" '
+            f'fill="{_color(node["name"])}" rx="2"/>'
+        )
         chars = int(w / (FONT * 0.62))
         if chars >= 3:
-            label = node["name"] if len(node["name"]) <= chars else node["name"][:chars - 2] + ".."
+            label = node["name"] if len(node["name"]) <= chars else node["name"][: chars - 2] + ".."
             out.append(f'<text x="{x + 3:.2f}" y="{y + ROW - 5}">{escape(label)}</text>')
         out.append("</g>")
         cx = x

@@ -51,8 +51,13 @@ def digest(trace: dict) -> dict:
         "fingerprint": trace.get("fingerprint", {}),
         "sequence": op_sequence(runs[0]),
         "counts": dict(sorted(Counter(s["name"] for s in runs[0]).items())),
-        "backends": dict(sorted(Counter(f"{s['name']}:{s['backend']}" for s in runs[0]
-                                        if s.get("category") == "op").items())),
+        "backends": dict(
+            sorted(
+                Counter(
+                    f"{s['name']}:{s['backend']}" for s in runs[0] if s.get("category") == "op"
+                ).items()
+            )
+        ),
         "self_ns": {n: [s.get(n, 0) for s in selfs] for n in names},
         "wall_ns": [r.get("wall_ns") for r in trace["runs"]],
         "max_rss_bytes": [r.get("max_rss_bytes") for r in trace["runs"]],
@@ -81,13 +86,17 @@ def structure_lines(gold: dict) -> list[str]:
 
 def diff(old: dict, new: dict) -> str:
     """A unified diff of the structure (sequence and counts) of two goldens."""
-    return "".join(difflib.unified_diff([x + "\n" for x in structure_lines(old)],
-                                        [x + "\n" for x in structure_lines(new)],
-                                        "golden", "current"))
+    return "".join(
+        difflib.unified_diff(
+            [x + "\n" for x in structure_lines(old)],
+            [x + "\n" for x in structure_lines(new)],
+            "golden",
+            "current",
+        )
+    )
 
 
-def compare(gold: dict, trace: dict, timing_factor: float = 10.0,
-            slack_ns: float = 250e6) -> dict:
+def compare(gold: dict, trace: dict, timing_factor: float = 10.0, slack_ns: float = 250e6) -> dict:
     """Structure exactly, timings with generous budgets: fail when the current median self
     time of an op exceeds ``timing_factor`` x the slowest golden run plus ``slack_ns``, or the
     median wall time exceeds the factor x the slowest golden wall plus 12 x ``slack_ns`` (a
@@ -106,22 +115,35 @@ def compare(gold: dict, trace: dict, timing_factor: float = 10.0,
             b, c = float(np.max(base)), float(np.median(now))
             timings.append((name, b, c))
             if c > timing_factor * b + slack_ns:
-                problems.append(f"{name}: median self time {c / 1e6:.2f} ms > {timing_factor}x "
-                                f"golden max {b / 1e6:.2f} ms + {slack_ns / 1e6:.0f} ms")
+                problems.append(
+                    f"{name}: median self time {c / 1e6:.2f} ms > {timing_factor}x "
+                    f"golden max {b / 1e6:.2f} ms + {slack_ns / 1e6:.0f} ms"
+                )
         walls = [w for w in gold.get("wall_ns", []) if w]
         now_walls = [w for w in cur["wall_ns"] if w]
         if walls and now_walls:
             b, c = float(np.max(walls)), float(np.median(now_walls))
             if c > timing_factor * b + 12 * slack_ns:
-                problems.append(f"wall {c / 1e6:.0f} ms > {timing_factor}x golden max "
-                                f"{b / 1e6:.0f} ms + {12 * slack_ns / 1e6:.0f} ms")
-    return {"ok": not problems, "problems": problems, "timings_compared": comparable,
-            "timings": timings}
+                problems.append(
+                    f"wall {c / 1e6:.0f} ms > {timing_factor}x golden max "
+                    f"{b / 1e6:.0f} ms + {12 * slack_ns / 1e6:.0f} ms"
+                )
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "timings_compared": comparable,
+        "timings": timings,
+    }
 
 
 def summary_text(gold: dict, trace: dict) -> str:
     from trueno.trace.summary import format_ops, format_syscalls, summarize
 
     head = f"# golden trace: {gold['name']}\n# command: {' '.join(gold['command'])}\n"
-    return (head + format_ops(summarize(schema.spans_of_run(trace, 0))) + "\n\n"
-            + format_syscalls(trace["runs"][0].get("syscalls")) + "\n")
+    return (
+        head
+        + format_ops(summarize(schema.spans_of_run(trace, 0)))
+        + "\n\n"
+        + format_syscalls(trace["runs"][0].get("syscalls"))
+        + "\n"
+    )

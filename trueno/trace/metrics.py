@@ -22,8 +22,7 @@ def run_values(trace: dict, key: str) -> list | None:
 
 
 def reduce(values: list, stat: str) -> float:
-    return float({"max": np.max, "min": np.min, "median": np.median,
-                  "mean": np.mean}[stat](values))
+    return float({"max": np.max, "min": np.min, "median": np.median, "mean": np.mean}[stat](values))
 
 
 def spans_measured(trace: dict) -> bool:
@@ -37,8 +36,11 @@ def complete(trace: dict) -> bool:
 
 
 def matching(trace: dict, pattern: str, category: str | None = "op") -> list[dict]:
-    return [s for s in trace["spans"] if fnmatchcase(s["name"], pattern)
-            and (category is None or s.get("category") == category)]
+    return [
+        s
+        for s in trace["spans"]
+        if fnmatchcase(s["name"], pattern) and (category is None or s.get("category") == category)
+    ]
 
 
 def per_run(trace: dict) -> list[list[dict]]:
@@ -78,13 +80,17 @@ def dominant_share(trace: dict) -> tuple[str, float] | None:
 
 
 def transfers(trace: dict) -> list[dict]:
-    return [s for s in trace["spans"] if s.get("category") == "transfer"
-            or s["name"] in TRANSFER_NAMES]
+    return [
+        s for s in trace["spans"] if s.get("category") == "transfer" or s["name"] in TRANSFER_NAMES
+    ]
 
 
 def gpu_ops(trace: dict) -> list[dict]:
-    return [s for s in trace["spans"] if s.get("category") == "op"
-            and s.get("backend", "").startswith("cupy")]
+    return [
+        s
+        for s in trace["spans"]
+        if s.get("category") == "op" and s.get("backend", "").startswith("cupy")
+    ]
 
 
 def tight_loops(trace: dict, max_op_ns: float, min_repeats: int) -> list[tuple[str, int]]:

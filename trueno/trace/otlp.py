@@ -21,8 +21,11 @@ DEFAULT_GRPC = "localhost:4317"
 
 
 def resolve_endpoint(endpoint: str | None, protocol: str) -> str:
-    endpoint = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or \
-        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    endpoint = (
+        endpoint
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
     if protocol == "grpc":
         endpoint = endpoint or DEFAULT_GRPC
         return endpoint.split("://", 1)[-1].rstrip("/")
@@ -65,8 +68,9 @@ def build_spans(trace: dict, service_name: str = "trueno") -> list:
         def generate_trace_id(self) -> int:
             return self.trace_id
 
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}),
-                              id_generator=_OneTrace())
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}), id_generator=_OneTrace()
+    )
     provider.add_span_processor(_Collect())
     tracer = provider.get_tracer("trueno.trace")
     root_ctx = otel_context.Context()
@@ -83,8 +87,9 @@ def build_spans(trace: dict, service_name: str = "trueno") -> list:
     while stack:
         s, ctx = stack.pop()
         start, end = span_epoch_ns(trace, s)
-        sdk_span = tracer.start_span(s["name"], context=ctx, start_time=start,
-                                     attributes=attributes(s))
+        sdk_span = tracer.start_span(
+            s["name"], context=ctx, start_time=start, attributes=attributes(s)
+        )
         sdk_span.end(end_time=end)
         child_ctx = otel_trace.set_span_in_context(sdk_span, ctx)
         stack.extend((c, child_ctx) for c in reversed(children.get(s["id"], [])))
@@ -92,8 +97,13 @@ def build_spans(trace: dict, service_name: str = "trueno") -> list:
     return finished
 
 
-def send(trace: dict, endpoint: str | None = None, protocol: str = "http",
-         timeout: float = 5.0, service_name: str = "trueno") -> dict:
+def send(
+    trace: dict,
+    endpoint: str | None = None,
+    protocol: str = "http",
+    timeout: float = 5.0,
+    service_name: str = "trueno",
+) -> dict:
     """Export ``trace``; returns {"ok", "spans", "endpoint", "error"} within ~``timeout`` s."""
     url = resolve_endpoint(endpoint, protocol)
     spans = build_spans(trace, service_name)
@@ -106,7 +116,7 @@ def send(trace: dict, endpoint: str | None = None, protocol: str = "http",
         try:
             ok = True
             for i in range(0, len(spans), 512):
-                ok = exporter.export(spans[i:i + 512]) == SpanExportResult.SUCCESS and ok
+                ok = exporter.export(spans[i : i + 512]) == SpanExportResult.SUCCESS and ok
                 if not ok:
                     break
             result["ok"] = ok

@@ -115,17 +115,17 @@ class Recorder:
             if k <= 0:
                 return
             chunk = chunk[:k] if k < n else chunk
-            cols = list(zip(*chunk))
+            cols = list(zip(*chunk, strict=False))
             c = self.cols
             for pos, (field, _) in enumerate(SPAN_FIELDS):
                 if field == "thread":
-                    c[field][i:i + k] = buf.thread
+                    c[field][i : i + k] = buf.thread
                 elif field in _STR_FIELDS:
-                    c[field][i:i + k] = self.strings.codes(cols[pos])
+                    c[field][i : i + k] = self.strings.codes(cols[pos])
                 elif field == "shape":
-                    c[field][i:i + k] = self.shapes.codes(cols[pos])
+                    c[field][i : i + k] = self.shapes.codes(cols[pos])
                 else:
-                    c[field][i:i + k] = cols[pos]
+                    c[field][i : i + k] = cols[pos]
             self.count = i + k
 
     def _flush_all(self) -> None:
@@ -133,14 +133,16 @@ class Recorder:
             for buf in self.buffers:
                 self.flush(buf)
 
-    def write(self, span_id, parent, name, category, backend, shape, dtype, start, dur,
-              nbytes, flops) -> None:
+    def write(
+        self, span_id, parent, name, category, backend, shape, dtype, start, dur, nbytes, flops
+    ) -> None:
         """Record one finished span from any thread."""
         buf = getattr(_local, "buf", None)
         if buf is None or buf.rec is not self:
             buf = self.buffer()
-        buf.rows.append((span_id, parent, 0, name, category, backend, shape, dtype, start,
-                         dur, nbytes, flops))
+        buf.rows.append(
+            (span_id, parent, 0, name, category, backend, shape, dtype, start, dur, nbytes, flops)
+        )
         if len(buf.rows) >= CHUNK:
             self.flush(buf)
 
@@ -203,19 +205,46 @@ def stop() -> Recorder | None:
     return _recorder
 
 
-def record_op(name: str, backend: str, shape: tuple, dtype: str, nbytes: int, flops: int,
-              start_ns: int, dur_ns: int) -> None:
+def record_op(
+    name: str,
+    backend: str,
+    shape: tuple,
+    dtype: str,
+    nbytes: int,
+    flops: int,
+    start_ns: int,
+    dur_ns: int,
+) -> None:
     """Record one finished op span (called by dispatch when ENABLED)."""
     rec = _recorder
     if rec is None:
         return
     stack = getattr(_local, "stack", None)
-    rec.write(next(_ids), stack[-1] if stack else 0, name, "op", backend, shape, dtype,
-              start_ns, dur_ns, nbytes, flops)
+    rec.write(
+        next(_ids),
+        stack[-1] if stack else 0,
+        name,
+        "op",
+        backend,
+        shape,
+        dtype,
+        start_ns,
+        dur_ns,
+        nbytes,
+        flops,
+    )
 
 
-def record(name: str, category: str, start_ns: int, dur_ns: int, backend: str = "",
-           nbytes: int = 0, flops: int = 0, **attrs) -> None:
+def record(
+    name: str,
+    category: str,
+    start_ns: int,
+    dur_ns: int,
+    backend: str = "",
+    nbytes: int = 0,
+    flops: int = 0,
+    **attrs,
+) -> None:
     """Record a finished span measured elsewhere (a transfer, an allocation)."""
     rec = _recorder
     if rec is None or not ENABLED:
@@ -224,8 +253,19 @@ def record(name: str, category: str, start_ns: int, dur_ns: int, backend: str = 
     sid = next(_ids)
     if attrs:
         rec.attrs[sid] = {k: _plain(v) for k, v in attrs.items()}
-    rec.write(sid, stack[-1] if stack else 0, name, category, backend, (), "", start_ns,
-              dur_ns, int(nbytes), int(flops))
+    rec.write(
+        sid,
+        stack[-1] if stack else 0,
+        name,
+        category,
+        backend,
+        (),
+        "",
+        start_ns,
+        dur_ns,
+        int(nbytes),
+        int(flops),
+    )
 
 
 class _Span:
@@ -254,8 +294,19 @@ class _Span:
         parent = stack[-1] if stack else 0
         if self.attrs:
             rec.attrs[self.id] = {k: _plain(v) for k, v in self.attrs.items()}
-        rec.write(self.id, parent, self.name, self.category, self.backend, (), "", self.t0,
-                  dur, self.nbytes, self.flops)
+        rec.write(
+            self.id,
+            parent,
+            self.name,
+            self.category,
+            self.backend,
+            (),
+            "",
+            self.t0,
+            dur,
+            self.nbytes,
+            self.flops,
+        )
 
 
 class _NullSpan:

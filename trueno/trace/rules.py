@@ -46,9 +46,12 @@ KINDS: dict[str, tuple[tuple, tuple]] = {
     "hot_loop_alloc": (("max_per_parent",), ()),
     "dominant_op": (("max_fraction",), ()),
 }
-ONE_OF = {"wall_time": ("max_ms", "min_ms"), "span_count": ("max", "min"),
-          "transfer_budget": ("max_bytes", "max_ms", "max_count"),
-          "throughput": ("min_gbps", "min_gflops")}
+ONE_OF = {
+    "wall_time": ("max_ms", "min_ms"),
+    "span_count": ("max", "min"),
+    "transfer_budget": ("max_bytes", "max_ms", "max_count"),
+    "throughput": ("min_gbps", "min_gflops"),
+}
 
 
 @dataclass
@@ -80,8 +83,10 @@ def load_config(path) -> dict:
 def validate(data: dict, where: str = "config") -> None:
     unknown = set(data) - {"version", "description", "rules", "targets"}
     if unknown:
-        raise ConfigError(f"{where}: unknown top-level keys {sorted(unknown)}; expected "
-                          "version, description, rules, targets")
+        raise ConfigError(
+            f"{where}: unknown top-level keys {sorted(unknown)}; expected "
+            "version, description, rules, targets"
+        )
     for i, rule in enumerate(data.get("rules", [])):
         validate_rule(rule, f"{where}: rules[{i}]")
     targets = data.get("targets", {})
@@ -90,8 +95,10 @@ def validate(data: dict, where: str = "config") -> None:
     for name, target in targets.items():
         extra = set(target) - {"rules", "description", "command"}
         if extra:
-            raise ConfigError(f"{where}: targets.{name}: unknown keys {sorted(extra)}; "
-                              "expected rules, description, command")
+            raise ConfigError(
+                f"{where}: targets.{name}: unknown keys {sorted(extra)}; "
+                "expected rules, description, command"
+            )
         for i, rule in enumerate(target.get("rules", [])):
             validate_rule(rule, f"{where}: targets.{name}.rules[{i}]")
 
@@ -101,14 +108,16 @@ def validate_rule(rule: dict, where: str) -> None:
         raise ConfigError(f"{where}: a rule needs a 'kind'")
     kind = rule["kind"]
     if kind not in KINDS:
-        raise ConfigError(f"{where}: unknown rule kind {kind!r}; expected one of "
-                          + ", ".join(sorted(KINDS)))
+        raise ConfigError(
+            f"{where}: unknown rule kind {kind!r}; expected one of " + ", ".join(sorted(KINDS))
+        )
     required, optional = KINDS[kind]
     keys = set(rule) - {"kind", "label"}
     extra = keys - set(required) - set(optional)
     if extra:
-        raise ConfigError(f"{where}: {kind}: unknown keys {sorted(extra)}; expected "
-                          f"{sorted(required + optional)}")
+        raise ConfigError(
+            f"{where}: {kind}: unknown keys {sorted(extra)}; expected {sorted(required + optional)}"
+        )
     missing = set(required) - keys
     if missing:
         raise ConfigError(f"{where}: {kind}: missing keys {sorted(missing)}")
@@ -156,7 +165,8 @@ def _limits(kind, label, value, lo=None, hi=None, unit="", scale=1.0) -> Result:
 def evaluate_rule(trace: dict, rule: dict, base: str = ".") -> Result:
     kind = rule["kind"]
     label = rule.get("label") or kind + "".join(
-        f" {k}={rule[k]}" for k in ("op", "syscall", "backend") if k in rule)
+        f" {k}={rule[k]}" for k in ("op", "syscall", "backend") if k in rule
+    )
     return _EVAL[kind](trace, rule, kind, label, base)
 
 
@@ -166,13 +176,21 @@ def _run_stat(trace, rule, key):
 
 
 def _wall(trace, rule, kind, label, base):
-    return _limits(kind, label, _run_stat(trace, rule, "wall_ns"), rule.get("min_ms"),
-                   rule.get("max_ms"), "ms", 1e6)
+    return _limits(
+        kind,
+        label,
+        _run_stat(trace, rule, "wall_ns"),
+        rule.get("min_ms"),
+        rule.get("max_ms"),
+        "ms",
+        1e6,
+    )
 
 
 def _startup(trace, rule, kind, label, base):
-    return _limits(kind, label, _run_stat(trace, rule, "startup_ns"), None, rule["max_ms"],
-                   "ms", 1e6)
+    return _limits(
+        kind, label, _run_stat(trace, rule, "startup_ns"), None, rule["max_ms"], "ms", 1e6
+    )
 
 
 def _critical(trace, rule, kind, label, base):
@@ -193,13 +211,22 @@ def _op_latency(trace, rule, kind, label, base):
 
 def _span_count(trace, rule, kind, label, base):
     if not m.complete(trace):
-        return Result(kind, label, NOT_MEASURED,
-                      message="spans were dropped or not recorded; counts are incomplete")
+        return Result(
+            kind,
+            label,
+            NOT_MEASURED,
+            message="spans were dropped or not recorded; counts are incomplete",
+        )
     counts = []
     for spans in m.per_run(trace):
-        counts.append(sum(1 for s in spans
-                          if m.fnmatchcase(s["name"], rule.get("op", "*"))
-                          and rule.get("category") in (None, s.get("category"))))
+        counts.append(
+            sum(
+                1
+                for s in spans
+                if m.fnmatchcase(s["name"], rule.get("op", "*"))
+                and rule.get("category") in (None, s.get("category"))
+            )
+        )
     return _limits(kind, label, max(counts), rule.get("min"), rule.get("max"))
 
 
@@ -227,16 +254,18 @@ def _syscall_count(trace, rule, kind, label, base):
 def _syscall_percent(trace, rule, kind, label, base):
     sc = _syscalls(trace)
     if sc is None or not sc.get("total"):
-        return Result(kind, label, NOT_MEASURED, message="no complete syscall counts "
-                      "(needs strace)")
+        return Result(
+            kind, label, NOT_MEASURED, message="no complete syscall counts (needs strace)"
+        )
     calls = sc["calls"].get(rule["syscall"], {"calls": 0})["calls"]
     return _limits(kind, label, 100.0 * calls / sc["total"], None, rule["max_percent"], "%")
 
 
 def _memory(trace, rule, kind, label, base):
     values = m.run_values(trace, "max_rss_bytes")
-    return _limits(kind, label, None if values is None else max(values), None,
-                   rule["max_mb"], "MB", 1e6)
+    return _limits(
+        kind, label, None if values is None else max(values), None, rule["max_mb"], "MB", 1e6
+    )
 
 
 def _transfer(trace, rule, kind, label, base):
@@ -244,15 +273,23 @@ def _transfer(trace, rule, kind, label, base):
         return Result(kind, label, NOT_MEASURED, message="no spans recorded")
     xs = m.transfers(trace)
     runs = max(1, len(trace["runs"]))
-    for key, value, scale in (("max_bytes", sum(s["bytes"] for s in xs) / runs, 1.0),
-                              ("max_ms", sum(s["dur_ns"] for s in xs) / runs, 1e6),
-                              ("max_count", len(xs) / runs, 1.0)):
+    for key, value, scale in (
+        ("max_bytes", sum(s["bytes"] for s in xs) / runs, 1.0),
+        ("max_ms", sum(s["dur_ns"] for s in xs) / runs, 1e6),
+        ("max_count", len(xs) / runs, 1.0),
+    ):
         if key in rule:
             res = _limits(kind, label, value, None, rule[key], "", scale)
             if res.status != PASS:
                 return res
-    return Result(kind, label, PASS, len(xs) / runs, {k: rule[k] for k in rule if "max" in k},
-                  f"{len(xs) / runs:.0f} transfers per run")
+    return Result(
+        kind,
+        label,
+        PASS,
+        len(xs) / runs,
+        {k: rule[k] for k in rule if "max" in k},
+        f"{len(xs) / runs:.0f} transfers per run",
+    )
 
 
 def _throughput(trace, rule, kind, label, base):
@@ -267,8 +304,11 @@ def _throughput(trace, rule, kind, label, base):
 
 def _backend(trace, rule, kind, label, base):
     allowed = rule["backend"] if isinstance(rule["backend"], list) else [rule["backend"]]
-    spans = [s for s in m.matching(trace, rule["op"])
-             if m.shape_elements(s) >= rule.get("min_elements", 0)]
+    spans = [
+        s
+        for s in m.matching(trace, rule["op"])
+        if m.shape_elements(s) >= rule.get("min_elements", 0)
+    ]
     if not spans:
         return Result(kind, label, NOT_MEASURED, message=f"no op matches {rule['op']!r}")
     wrong = sorted({f"{s['name']}:{s['backend']}" for s in spans if s["backend"] not in allowed})
@@ -285,8 +325,14 @@ def _golden(trace, rule, kind, label, base):
         return Result(kind, label, NOT_MEASURED, message=f"golden {path} does not exist")
     report = golden.compare(golden.load(path), trace, rule.get("timing_factor", 10.0))
     status = PASS if report["ok"] else FAIL
-    return Result(kind, label, status, None, str(path), "; ".join(report["problems"][:5])
-                  or "matches the golden trace")
+    return Result(
+        kind,
+        label,
+        status,
+        None,
+        str(path),
+        "; ".join(report["problems"][:5]) or "matches the golden trace",
+    )
 
 
 def _pcie(trace, rule, kind, label, base):
@@ -296,8 +342,14 @@ def _pcie(trace, rule, kind, label, base):
     moved = sum(s["dur_ns"] for s in m.transfers(trace))
     if not kernel:
         if moved:
-            return Result(kind, label, FAIL, float("inf"), rule["max_ratio"],
-                          "transfers without any GPU kernel time")
+            return Result(
+                kind,
+                label,
+                FAIL,
+                float("inf"),
+                rule["max_ratio"],
+                "transfers without any GPU kernel time",
+            )
         return Result(kind, label, PASS, 0.0, rule["max_ratio"], "no GPU work in this trace")
     return _limits(kind, label, moved / kernel, None, rule["max_ratio"])
 
@@ -315,16 +367,26 @@ def _tight_loop(trace, rule, kind, label, base):
     loops = m.tight_loops(trace, rule["max_op_us"] * 1e3, int(rule["min_repeats"]))
     if loops:
         worst = max(loops, key=lambda x: x[1])
-        return Result(kind, label, FAIL, len(loops), rule["min_repeats"],
-                      f"{len(loops)} loops of tiny ops, longest {worst[1]}x {worst[0]}")
+        return Result(
+            kind,
+            label,
+            FAIL,
+            len(loops),
+            rule["min_repeats"],
+            f"{len(loops)} loops of tiny ops, longest {worst[1]}x {worst[0]}",
+        )
     return Result(kind, label, PASS, 0, rule["min_repeats"], "no tight loops of tiny ops")
 
 
 def _alloc(trace, rule, kind, label, base):
     counts = m.hot_allocs(trace)
     if counts is None:
-        return Result(kind, label, NOT_MEASURED, message="no allocation spans "
-                      "(category 'alloc') in this trace")
+        return Result(
+            kind,
+            label,
+            NOT_MEASURED,
+            message="no allocation spans (category 'alloc') in this trace",
+        )
     (where, what), worst = max(counts.items(), key=lambda kv: kv[1])
     res = _limits(kind, label, worst, None, rule["max_per_parent"])
     res.message += f" ({what} under {where})"
@@ -340,10 +402,22 @@ def _dominant(trace, rule, kind, label, base):
     return res
 
 
-_EVAL = {"wall_time": _wall, "startup": _startup, "critical_path": _critical,
-         "op_latency": _op_latency, "span_count": _span_count,
-         "syscall_count": _syscall_count, "syscall_percent": _syscall_percent,
-         "peak_memory": _memory, "transfer_budget": _transfer, "throughput": _throughput,
-         "expected_backend": _backend, "golden": _golden, "pcie_bottleneck": _pcie,
-         "tiny_gpu_ops": _tiny_gpu, "tight_loop": _tight_loop, "hot_loop_alloc": _alloc,
-         "dominant_op": _dominant}
+_EVAL = {
+    "wall_time": _wall,
+    "startup": _startup,
+    "critical_path": _critical,
+    "op_latency": _op_latency,
+    "span_count": _span_count,
+    "syscall_count": _syscall_count,
+    "syscall_percent": _syscall_percent,
+    "peak_memory": _memory,
+    "transfer_budget": _transfer,
+    "throughput": _throughput,
+    "expected_backend": _backend,
+    "golden": _golden,
+    "pcie_bottleneck": _pcie,
+    "tiny_gpu_ops": _tiny_gpu,
+    "tight_loop": _tight_loop,
+    "hot_loop_alloc": _alloc,
+    "dominant_op": _dominant,
+}

@@ -30,8 +30,9 @@ def strace_works() -> bool:
     if not exe:
         return False
     try:
-        out = subprocess.run([exe, "-f", "-c", "-o", os.devnull, "true"], capture_output=True,
-                             timeout=20)
+        out = subprocess.run(
+            [exe, "-f", "-c", "-o", os.devnull, "true"], capture_output=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return out.returncode == 0
@@ -51,10 +52,12 @@ def parse_strace(text: str) -> dict:
             continue
         name = parts[-1]
         prev = calls.get(name, {"calls": 0, "errors": 0, "seconds": 0.0})
-        calls[name] = {"calls": prev["calls"] + count, "errors": prev["errors"] + errors,
-                       "seconds": prev["seconds"] + seconds}
-    return {"source": "strace", "calls": calls,
-            "total": sum(c["calls"] for c in calls.values())}
+        calls[name] = {
+            "calls": prev["calls"] + count,
+            "errors": prev["errors"] + errors,
+            "seconds": prev["seconds"] + seconds,
+        }
+    return {"source": "strace", "calls": calls, "total": sum(c["calls"] for c in calls.values())}
 
 
 def command_name(cmd: list[str]) -> str:
@@ -91,9 +94,15 @@ def _merge_parts(parts: list[dict], launch_ns: int, run: int, next_id: list[int]
     return spans
 
 
-def run_once(cmd: list[str], syscalls: str = "auto", quiet: bool = False, run: int = 0,
-             next_id: list[int] | None = None, timeout: float | None = None,
-             env: dict | None = None) -> tuple[dict, list[dict], int]:
+def run_once(
+    cmd: list[str],
+    syscalls: str = "auto",
+    quiet: bool = False,
+    run: int = 0,
+    next_id: list[int] | None = None,
+    timeout: float | None = None,
+    env: dict | None = None,
+) -> tuple[dict, list[dict], int]:
     """One traced run: (run record, spans, launch epoch ns)."""
     if syscalls not in ("auto", "strace", "off", "proc"):
         raise ConfigError(f"--syscalls {syscalls!r}: expected auto, strace, proc or off")
@@ -108,8 +117,9 @@ def run_once(cmd: list[str], syscalls: str = "auto", quiet: bool = False, run: i
         for key in ("TRUENO_TRACE_OUTPUT", boot.ROOT_ENV):
             child_env.pop(key, None)
         launch_ns = time.time_ns()
-        child_env.update({"TRUENO_TRACE": "1", boot.PARTS_ENV: str(parts_dir),
-                          boot.LAUNCH_ENV: str(launch_ns)})
+        child_env.update(
+            {"TRUENO_TRACE": "1", boot.PARTS_ENV: str(parts_dir), boot.LAUNCH_ENV: str(launch_ns)}
+        )
         argv = _resolve(cmd)
         strace_out = Path(tmp, "strace.txt")
         if use_strace:
@@ -146,16 +156,23 @@ def run_once(cmd: list[str], syscalls: str = "auto", quiet: bool = False, run: i
             counters = [p["proc"] for p in parts if p.get("proc")]
             if counters:
                 keys = {k for c in counters for k in c}
-                sys_info = {"source": "proc", "total": None,
-                            "calls": {k: {"calls": sum(c.get(k, 0) for c in counters)}
-                                      for k in sorted(keys) if "ctxt" not in k}}
+                sys_info = {
+                    "source": "proc",
+                    "total": None,
+                    "calls": {
+                        k: {"calls": sum(c.get(k, 0) for c in counters)}
+                        for k in sorted(keys)
+                        if "ctxt" not in k
+                    },
+                }
     record = {
         "wall_ns": wall,
         "startup_ns": parts[0].get("startup_ns") if parts else None,
         "cpu_user_s": usage.ru_utime,
         "cpu_sys_s": usage.ru_stime,
-        "max_rss_bytes": max([usage.ru_maxrss * 1024] + [p.get("max_rss_bytes") or 0
-                                                         for p in parts]),
+        "max_rss_bytes": max(
+            [usage.ru_maxrss * 1024] + [p.get("max_rss_bytes") or 0 for p in parts]
+        ),
         "exit_code": proc.returncode,
         "dropped": sum(p.get("dropped", 0) for p in parts) if parts else None,
         "syscalls": sys_info,
@@ -165,8 +182,14 @@ def run_once(cmd: list[str], syscalls: str = "auto", quiet: bool = False, run: i
     return record, _merge_parts(parts, launch_ns, run, next_id), launch_ns
 
 
-def trace_command(cmd: list[str], repeat: int = 1, syscalls: str = "auto", quiet: bool = False,
-                  name: str | None = None, timeout: float | None = None) -> dict:
+def trace_command(
+    cmd: list[str],
+    repeat: int = 1,
+    syscalls: str = "auto",
+    quiet: bool = False,
+    name: str | None = None,
+    timeout: float | None = None,
+) -> dict:
     """Run ``cmd`` ``repeat`` times under the tracer and return the trace dict."""
     if repeat < 1:
         raise ConfigError(f"--repeat {repeat}: must be at least 1")
@@ -176,5 +199,6 @@ def trace_command(cmd: list[str], repeat: int = 1, syscalls: str = "auto", quiet
         epoch = launch if epoch is None else epoch  # each run's start_ns is from its own launch
         runs.append(record)
         spans.extend(run_spans)
-    return schema.make_trace(spans, runs, name=name or command_name(cmd), command=cmd,
-                             epoch_ns=epoch)
+    return schema.make_trace(
+        spans, runs, name=name or command_name(cmd), command=cmd, epoch_ns=epoch
+    )

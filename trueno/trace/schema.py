@@ -22,10 +22,32 @@ from trueno.errors import ConfigError
 
 SCHEMA = "trueno.trace"
 VERSION = 1
-SPAN_KEYS = ("id", "parent", "thread", "name", "category", "start_ns", "dur_ns", "backend",
-             "shape", "dtype", "bytes", "flops")
-RUN_KEYS = ("wall_ns", "startup_ns", "cpu_user_s", "cpu_sys_s", "max_rss_bytes", "exit_code",
-            "dropped", "syscalls", "processes", "epoch_ns")
+SPAN_KEYS = (
+    "id",
+    "parent",
+    "thread",
+    "name",
+    "category",
+    "start_ns",
+    "dur_ns",
+    "backend",
+    "shape",
+    "dtype",
+    "bytes",
+    "flops",
+)
+RUN_KEYS = (
+    "wall_ns",
+    "startup_ns",
+    "cpu_user_s",
+    "cpu_sys_s",
+    "max_rss_bytes",
+    "exit_code",
+    "dropped",
+    "syscalls",
+    "processes",
+    "epoch_ns",
+)
 
 
 def _version(dist: str) -> str | None:
@@ -39,8 +61,9 @@ def _version(dist: str) -> str | None:
 
 def git_sha(cwd: str | None = None) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
@@ -79,8 +102,14 @@ def same_machine(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-def make_trace(spans: list[dict], runs: list[dict], name: str = "", command=None,
-               fp: dict | None = None, epoch_ns: int | None = None) -> dict:
+def make_trace(
+    spans: list[dict],
+    runs: list[dict],
+    name: str = "",
+    command=None,
+    fp: dict | None = None,
+    epoch_ns: int | None = None,
+) -> dict:
     """Assemble a trace; ``epoch_ns`` is the wall-clock time (ns) of ``start_ns == 0``."""
     return {
         "schema": SCHEMA,
@@ -112,8 +141,10 @@ def load(path) -> dict:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"trace file {path} is not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ConfigError(f"{path}: expected a {SCHEMA} file, found schema "
-                          f"{data.get('schema') if isinstance(data, dict) else type(data)!r}")
+        raise ConfigError(
+            f"{path}: expected a {SCHEMA} file, found schema "
+            f"{data.get('schema') if isinstance(data, dict) else type(data)!r}"
+        )
     if data.get("version") != VERSION:
         raise ConfigError(f"{path}: trace version {data.get('version')!r}, expected {VERSION}")
     for key in ("runs", "spans"):

@@ -78,9 +78,9 @@ def mann_whitney(a, b) -> tuple[float, float]:
         j = i
         while j + 1 < len(both) and sorted_vals[j + 1] == sorted_vals[i]:
             j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
         t = j - i + 1
-        tie_term += t ** 3 - t
+        tie_term += t**3 - t
         i = j + 1
     u1 = ranks[:n1].sum() - n1 * (n1 + 1) / 2.0
     mu = n1 * n2 / 2.0

@@ -24,23 +24,25 @@ def summarize(spans: list[dict]) -> list[dict]:
         flops = sum(s.get("flops", 0) for s in group)
         backends = sorted({s.get("backend") or "-" for s in group})
         p50, p95, p99 = np.percentile(durs, [50, 95, 99])
-        rows.append({
-            "name": name,
-            "category": group[0].get("category", ""),
-            "calls": len(group),
-            "total_ns": int(total),
-            "self_ns": int(sum(selfs[s["id"]] for s in group)),
-            "mean_ns": total / len(group),
-            "p50_ns": float(p50),
-            "p95_ns": float(p95),
-            "p99_ns": float(p99),
-            "max_ns": float(durs.max()),
-            "bytes": int(nbytes),
-            "flops": int(flops),
-            "gbps": nbytes / total if total and nbytes else None,  # bytes/ns == GB/s
-            "gflops": flops / total if total and flops else None,
-            "backend": ",".join(backends),
-        })
+        rows.append(
+            {
+                "name": name,
+                "category": group[0].get("category", ""),
+                "calls": len(group),
+                "total_ns": int(total),
+                "self_ns": int(sum(selfs[s["id"]] for s in group)),
+                "mean_ns": total / len(group),
+                "p50_ns": float(p50),
+                "p95_ns": float(p95),
+                "p99_ns": float(p99),
+                "max_ns": float(durs.max()),
+                "bytes": int(nbytes),
+                "flops": int(flops),
+                "gbps": nbytes / total if total and nbytes else None,  # bytes/ns == GB/s
+                "gflops": flops / total if total and flops else None,
+                "backend": ",".join(backends),
+            }
+        )
     rows.sort(key=lambda r: (-r["self_ns"], r["name"]))
     return rows
 
@@ -59,11 +61,35 @@ def _f(x) -> str:
 
 
 def format_ops(rows: list[dict], limit: int | None = None) -> str:
-    head = ("op", "calls", "total", "self", "mean", "p50", "p95", "p99", "GB/s", "GFLOP/s",
-            "backend")
-    body = [(r["name"], str(r["calls"]), _t(r["total_ns"]), _t(r["self_ns"]), _t(r["mean_ns"]),
-             _t(r["p50_ns"]), _t(r["p95_ns"]), _t(r["p99_ns"]), _f(r["gbps"]), _f(r["gflops"]),
-             r["backend"]) for r in rows[:limit]]
+    head = (
+        "op",
+        "calls",
+        "total",
+        "self",
+        "mean",
+        "p50",
+        "p95",
+        "p99",
+        "GB/s",
+        "GFLOP/s",
+        "backend",
+    )
+    body = [
+        (
+            r["name"],
+            str(r["calls"]),
+            _t(r["total_ns"]),
+            _t(r["self_ns"]),
+            _t(r["mean_ns"]),
+            _t(r["p50_ns"]),
+            _t(r["p95_ns"]),
+            _t(r["p99_ns"]),
+            _f(r["gbps"]),
+            _f(r["gflops"]),
+            r["backend"],
+        )
+        for r in rows[:limit]
+    ]
     return _table(head, body)
 
 
@@ -75,25 +101,41 @@ def format_syscalls(syscalls: dict | None) -> str:
     total_s = sum(c.get("seconds") or 0.0 for c in calls.values())
     head = ("% time", "seconds", "usecs/call", "calls", "errors", "syscall")
     body = []
-    for name, c in sorted(calls.items(), key=lambda kv: (-(kv[1].get("seconds") or 0),
-                                                         -kv[1]["calls"])):
+    for name, c in sorted(
+        calls.items(), key=lambda kv: (-(kv[1].get("seconds") or 0), -kv[1]["calls"])
+    ):
         sec = c.get("seconds")
         pct = f"{100 * sec / total_s:.2f}" if sec is not None and total_s else "-"
         per = f"{1e6 * sec / c['calls']:.0f}" if sec is not None and c["calls"] else "-"
-        body.append((pct, "-" if sec is None else f"{sec:.6f}", per, str(c["calls"]),
-                     str(c.get("errors") or ""), name))
+        body.append(
+            (
+                pct,
+                "-" if sec is None else f"{sec:.6f}",
+                per,
+                str(c["calls"]),
+                str(c.get("errors") or ""),
+                name,
+            )
+        )
     total_calls = sum(c["calls"] for c in calls.values())
-    body.append(("100.00" if total_s else "-", f"{total_s:.6f}", "", str(total_calls), "",
-                 "total"))
+    body.append(("100.00" if total_s else "-", f"{total_s:.6f}", "", str(total_calls), "", "total"))
     return f"syscalls (source: {syscalls.get('source')})\n" + _table(head, body)
 
 
 def _table(head, body) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w)
-                       for i, (h, w) in enumerate(zip(head, widths)))]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=False)]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w)
+            for i, (h, w) in enumerate(zip(head, widths, strict=False))
+        )
+    ]
     lines.append("  ".join("-" * w for w in widths))
     for row in body:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=False))
+            )
+        )
     return "\n".join(lines)

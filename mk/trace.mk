@@ -1,0 +1,90 @@
+# Tracing and profiling targets (issue 5). Included by the Makefile; uses $(PY) and `install`.
+#   make golden            re-capture every example's golden trace (golden_traces/)
+#   make golden-check      re-run the examples and compare with the goldens (CI)
+#   make profile           the benches under the tracer, per-op summary (build/profile/)
+#   make profile-flamegraph                  flame.svg of the benches' self time
+#   make profile-bench BENCH=vector_ops      one bench under the tracer
+#   make profile-test                        the test suite under the tracer
+#   make profile-otlp-jaeger / -tempo        export to Jaeger / Tempo in docker
+#   make profile-compare BASELINE=a.json CURRENT=b.json
+PY ?= .venv/bin/python
+TRACE := $(PY) -m trueno trace
+EXAMPLES := backend_detection matrix_operations activation_functions performance_demo \
+	ml_similarity symmetric_eigen quickstart generate
+BENCH ?= vector_ops
+PROFILE_DIR ?= build/profile
+OTLP_HTTP ?= http://localhost:4318
+
+.PHONY: golden golden-check profile profile-flamegraph profile-bench profile-test \
+	profile-otlp-jaeger profile-otlp-tempo profile-compare
+
+golden: install
+	@for ex in $(EXAMPLES); do \
+		$(TRACE) golden capture $$ex --update -- examples/$$ex.py || exit 1; \
+	done
+
+golden-check: install
+	$(TRACE) golden check
+
+profile: install
+	@mkdir -p $(PROFILE_DIR)
+	@set -e; for b in benches/*.py; do case $$b in */_*) continue;; esac; \
+		n=$$(basename $$b .py); \
+		$(TRACE) run --syscalls off -o $(PROFILE_DIR)/$$n.json -- $$b; \
+		$(TRACE) summary $(PROFILE_DIR)/$$n.json --limit 25; \
+	done
+
+profile-bench: install
+	@mkdir -p $(PROFILE_DIR)
+	$(TRACE) run -o $(PROFILE_DIR)/$(BENCH).json -- benches/$(BENCH).py
+	$(TRACE) summary $(PROFILE_DIR)/$(BENCH).json --limit 40
+
+profile-flamegraph: install
+	@mkdir -p $(PROFILE_DIR)
+	$(TRACE) run --syscalls off -o $(PROFILE_DIR)/$(BENCH).json -- benches/$(BENCH).py
+	$(TRACE) flamegraph $(PROFILE_DIR)/$(BENCH).json -o flame.svg
+	@echo "flame.svg: open it in a browser (hover a frame for its self time)"
+
+profile-test: install
+	@mkdir -p $(PROFILE_DIR)
+	-$(TRACE) run --syscalls off -o $(PROFILE_DIR)/tests.json -- $(PY) -m pytest -q -x tests
+	$(TRACE) summary $(PROFILE_DIR)/tests.json --limit 40
+
+# Docker collectors: when docker cannot run here these targets say so and exit 1 (nothing was
+# exported); point `trueno trace run --otlp-endpoint URL -- CMD` at any running collector.
+define no_docker
+	echo "profile-otlp: docker cannot run here ('docker info' failed: no daemon or no" \
+		"permission). Start a collector elsewhere and export with:" >&2; \
+	echo "  $(TRACE) run --otlp-endpoint http://HOST:4318 -- examples/quickstart.py" >&2; \
+	exit 1
+endef
+
+profile-otlp-jaeger: install
+	@if ! docker info >/dev/null 2>&1; then $(no_docker); fi
+	@docker rm -f trueno-jaeger >/dev/null 2>&1 || true
+	docker run -d --name trueno-jaeger -e COLLECTOR_OTLP_ENABLED=true \
+		-p 16686:16686 -p 4317:4317 -p 4318:4318 jaegertracing/all-in-one:latest
+	@sleep 3
+	$(TRACE) run --service-name trueno-examples --otlp-endpoint $(OTLP_HTTP) \
+		-o $(PROFILE_DIR)/otlp.json -- examples/matrix_operations.py
+	@echo "Jaeger UI: http://localhost:16686  (service trueno-examples)"
+	@echo "query: curl 'http://localhost:16686/api/traces?service=trueno-examples&limit=5'"
+
+profile-otlp-tempo: install
+	@if ! docker info >/dev/null 2>&1; then $(no_docker); fi
+	@mkdir -p $(PROFILE_DIR)
+	@printf 'server:\n  http_listen_port: 3200\ndistributor:\n  receivers:\n    otlp:\n      protocols:\n        http:\n          endpoint: 0.0.0.0:4318\n        grpc:\n          endpoint: 0.0.0.0:4317\nstorage:\n  trace:\n    backend: local\n    local:\n      path: /tmp/tempo/blocks\n    wal:\n      path: /tmp/tempo/wal\n' > $(PROFILE_DIR)/tempo.yaml
+	@docker rm -f trueno-tempo >/dev/null 2>&1 || true
+	docker run -d --name trueno-tempo -v $(abspath $(PROFILE_DIR))/tempo.yaml:/etc/tempo.yaml \
+		-p 3200:3200 -p 4317:4317 -p 4318:4318 grafana/tempo:latest -config.file=/etc/tempo.yaml
+	@sleep 5
+	$(TRACE) run --service-name trueno-examples --otlp-endpoint $(OTLP_HTTP) \
+		-o $(PROFILE_DIR)/otlp.json -- examples/matrix_operations.py
+	@echo "Tempo API: http://localhost:3200  (add it as a Tempo data source in Grafana)"
+	@echo "query: curl -G http://localhost:3200/api/search --data-urlencode 'tags=service.name=trueno-examples'"
+
+profile-compare: install
+	@test -n "$(BASELINE)" -a -n "$(CURRENT)" || { \
+		echo "usage: make profile-compare BASELINE=base.json CURRENT=cur.json" \
+		"(traces from 'trueno trace run --repeat 5 ...')" >&2; exit 2; }
+	$(TRACE) compare $(BASELINE) $(CURRENT)
