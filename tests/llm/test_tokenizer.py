@@ -131,6 +131,8 @@ def test_spm_space_prefix_and_byte_fallback():
     assert tok.decode(llama) == "🦙"
     # llama.cpp strips the prefix space from the first piece only
     assert tok.decode(tok.encode("  two")) == "  two"
+    # ... and a leading BOS (which renders as nothing) takes that turn, so the space stays
+    assert tok.decode(tok.encode("Hello", add_special=True)) == " Hello"
 
 
 # ---- the registry models against llama.cpp's own tokenization ------------------------------
@@ -315,6 +317,10 @@ def test_metadata_errors():
     with pytest.raises(ModelError, match="duplicate token 'a'"):
         make({**base, Keys.TOKENS: ["<unk>", "<s>", "</s>", "a", "a"],
               Keys.SCORES: np.zeros(5, np.float32), Keys.TOKEN_TYPE: np.ones(5, np.int32)})
+    with pytest.raises(ModelError, match="tokenizer.ggml.scores has 2 entries, expected 4"):
+        make({**base, Keys.SCORES: np.zeros(2, np.float32)})
+    with pytest.raises(ModelError, match="tokenizer.ggml.token_type has 3 entries, expected 4"):
+        make({**base, Keys.TOKEN_TYPE: np.ones(3, np.int32)})
     bpe = {Keys.TOKENIZER_MODEL: "gpt2", Keys.TOKENS: ["a", "b"], Keys.MERGES: ["a b"]}
     with pytest.raises(UnsupportedError, match="pre-tokenizer type 'nope'"):
         make({**bpe, Keys.TOKENIZER_PRE: "nope"})

@@ -104,7 +104,9 @@ class Tokenizer:
             raise ModelError(f"duplicate token {dup[0]!r} in vocabulary: ids {dup[1]} and {dup[2]}")
         self._tokens = tokens
         scores = md.get(Keys.SCORES)
-        self._scores = np.asarray(scores, np.float32).tolist() if scores is not None else None
+        if scores is not None and len(scores) < n:
+            raise ModelError(f"{Keys.SCORES} has {len(scores)} entries, expected {n}")
+        self._scores = np.asarray(scores, np.float32)[:n].tolist() if scores is not None else None
         types = md.get(Keys.TOKEN_TYPE)
         if types is None:
             attr = np.full(n, NORMAL, np.int32)
