@@ -344,3 +344,28 @@ def test_bpe_merge_ranks_and_ignore_merges():
     tok = make({**md, Keys.TOKENIZER_PRE: "llama-bpe", Keys.MERGES: [], Keys.BOS_ID: 0})
     assert tok.add_bos and tok.encode("abc") == [5]
     assert tok.encode("abc", add_special=True) == [0, 5]
+
+
+def test_tiny_vocab_written_and_read_back(tmp_path):
+    """The whole path: our GGUF writer, trueno.gguf.load's lazy string arrays, the tokenizer."""
+    from trueno.gguf import write_gguf
+
+    tokens = ["<|endoftext|>", "<|im_end|>", "a", "b", "\u0120", "\u0120a", "ab", "\u0120ab"]
+    md = {
+        Keys.ARCHITECTURE: "llama",
+        Keys.TOKENIZER_MODEL: "gpt2",
+        Keys.TOKENIZER_PRE: "qwen2",
+        Keys.TOKENS: tokens,
+        Keys.TOKEN_TYPE: np.array([3, 3, 1, 1, 1, 1, 1, 1], np.int32),
+        Keys.MERGES: ["\u0120 a", "a b", "\u0120a b"],
+        Keys.EOS_ID: 1,
+        Keys.ADD_BOS: False,
+    }
+    path = tmp_path / "tiny-vocab.gguf"
+    write_gguf(path, md, {})
+    tok = Tokenizer.from_gguf(path)
+    assert tok.encode("ab ab<|im_end|>", parse_special=True) == [6, 7, 1]
+    assert tok.encode("ab ab<|im_end|>") == [6, 7]  # unparsed, "<|...|>" has no tokens: dropped
+    assert tok.eos_id == 1 and tok.is_eog(1) and tok.is_eog(0) and tok.eot_id == 1
+    assert tok.decode([6, 7, 1]) == "ab ab" and tok.decode([6, 7, 1], special=True) == \
+        "ab ab<|im_end|>"  # fmt: skip
