@@ -1,0 +1,59 @@
+"""``trueno run`` / ``trueno chat`` on tiny models: streaming output, stats, one-line errors."""
+
+from __future__ import annotations
+
+import io
+
+from conftest import gguf_metadata, gguf_tensors, random_hf_state, spm_vocab_metadata, write_gguf
+
+from trueno.cli.main import main
+from trueno.gguf.constants import Keys
+
+
+def test_run_streams_prompt_and_text_then_stats(tiny_model_path, capsys):
+    path, _ = tiny_model_path("llama")
+    rc = main(["run", "-m", str(path), "-p", "the cat", "-n", "6", "--temp", "0", "-t", "1"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert out.startswith("the cat") and len(out) > len("the cat")
+    assert "load:" in err and "prompt:" in err and "decode: 6 tokens" in err
+
+
+def test_run_is_reproducible_with_a_seed(tiny_model_path, capsys):
+    path, _ = tiny_model_path("qwen2")
+    args = ["run", "-m", str(path), "-p", "the", "-n", "8", "--temp", "1.0", "-s", "5"]
+    main(args)
+    a = capsys.readouterr().out
+    main(args)
+    assert capsys.readouterr().out == a
+
+
+def test_missing_model_is_one_line_error(tmp_path, capsys):
+    rc = main(["run", "-m", str(tmp_path / "missing.gguf"), "-p", "x"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "not found" in err
+
+
+def test_unsupported_architecture_is_one_line_error(tmp_path, capsys):
+    md = {k.replace("llama.", "rwkv."): v for k, v in gguf_metadata("llama").items()}
+    md[Keys.ARCHITECTURE] = "rwkv"
+    path = write_gguf(tmp_path / "m.gguf", md, gguf_tensors("llama", random_hf_state("llama")))
+    rc = main(["run", "-m", str(path), "-p", "x"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "rwkv" in err
+
+
+def test_prompt_longer_than_context_is_one_line_error(tmp_path, capsys):
+    md = {**gguf_metadata("llama"), **spm_vocab_metadata()}
+    path = write_gguf(tmp_path / "m.gguf", md, gguf_tensors("llama", random_hf_state("llama")))
+    rc = main(["run", "-m", str(path), "-p", "the cat " * 20, "-c", "16"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "context" in err
+
+
+def test_chat_answers_each_line(tiny_model_path, capsys, monkeypatch):
+    path, _ = tiny_model_path("gemma3")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the cat\nthe end\n"))
+    rc = main(["chat", "-m", str(path), "-n", "3", "--temp", "0", "-c", "1024"])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.count("\n") == 2
