@@ -83,7 +83,16 @@ class GGUFStringArray(Sequence):
             yield self._decode(i)
 
     def tolist(self) -> list[str]:
-        return list(self)
+        """All strings, decoded in one pass over one bytes copy of the span they occupy."""
+        if len(self._starts) == 0:
+            return []
+        lo, hi = int(self._starts.min()), int(self._ends.max())
+        buf = self._u8[lo:hi].tobytes()
+        try:
+            return [buf[s:e].decode("utf-8") for s, e in
+                    zip((self._starts - lo).tolist(), (self._ends - lo).tolist())]
+        except UnicodeDecodeError:
+            return list(self)  # the per-item path names the bad item and offset
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (str, bytes)) or not isinstance(other, Sequence):
