@@ -130,6 +130,7 @@ TRUENO_HD float dot_q6_K_lane(const u8* b, const float* x, int lane) {
         const int nb = cols / 32;                                                               \
         const u8* wr = w + (long long)row * nb * (BYTES);                                       \
         float acc = 0.f;                                                                        \
+        _Pragma("unroll 4") /* several blocks' loads in flight per lane */                      \
         for (int b = lane; b < nb; b += TRUENO_WARP)                                            \
             acc += DOT(wr + (long long)b * (BYTES), x + 32 * b);                                \
         acc = warp_sum(acc);                                                                    \
@@ -145,7 +146,9 @@ TRUENO_HD float dot_q6_K_lane(const u8* b, const float* x, int lane) {
         const int nb = cols / 256;                                                              \
         const u8* wr = w + (long long)row * nb * (BYTES);                                       \
         float acc = 0.f;                                                                        \
-        for (int b = 0; b < nb; ++b) acc += DOT_LANE(wr + (long long)b * (BYTES), x + 256 * b, lane); \
+        _Pragma("unroll 4") /* several super-blocks' loads in flight per warp */                \
+        for (int b = 0; b < nb; ++b)                                                            \
+            acc += DOT_LANE(wr + (long long)b * (BYTES), x + 256 * b, lane);                    \
         acc = warp_sum(acc);                                                                    \
         if (lane == 0) y[row] = acc;                                                            \
     }
