@@ -255,8 +255,15 @@ def _golden_check(args) -> int:
     failed = 0
     for path in paths:
         gold = golden.load(path)
+        root = path.resolve().parent.parent  # golden_traces/ sits at the repository root
+        cmd = [
+            str(root / a)
+            if a.endswith(".py") and not Path(a).exists() and (root / a).exists()
+            else a
+            for a in gold["command"]
+        ]
         trace = runner.trace_command(
-            gold["command"], args.repeat, args.syscalls, True, gold["name"], args.timeout
+            cmd, args.repeat, args.syscalls, True, gold["name"], args.timeout
         )
         report = golden.compare(gold, trace, args.timing_factor)
         if any(r["exit_code"] for r in trace["runs"]):

@@ -1,0 +1,82 @@
+"""`trueno trace run` machinery: an unchanged program traced with its threads and children."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from trueno.trace import boot, runner
+
+
+def test_program_threads_and_child_process_are_traced(real_trace):
+    runs = real_trace["runs"]
+    assert len(runs) == 2
+    for run in runs:
+        assert run["exit_code"] == 0 and run["processes"] == 2 and run["dropped"] == 0
+        assert run["wall_ns"] > 0 and run["startup_ns"] > 0
+        assert run["max_rss_bytes"] > 10e6 and run["cpu_user_s"] > 0
+        assert run["syscalls"]["source"] == "proc" and run["syscalls"]["calls"]["read"]["calls"]
+    spans = [s for s in real_trace["spans"] if s["run"] == 0]
+    pids = {s["pid"] for s in spans}
+    assert len(pids) == 2  # parent and child
+    for pid in pids:
+        names = [s["name"] for s in spans if s["pid"] == pid]
+        assert names.count("add") == 10 and names.count("mul") == 5
+    ids = {s["id"] for s in real_trace["spans"]}
+    assert len(ids) == len(real_trace["spans"])  # unique after merging processes and runs
+    by_id = {s["id"]: s for s in real_trace["spans"]}
+    for s in spans:
+        if s["name"] == "exp":
+            assert by_id[s["parent"]]["name"] == "inner"
+            assert by_id[by_id[s["parent"]]["parent"]]["name"] == "outer"
+        if s["name"] == "mul":  # worker thread: no parent, own thread id
+            assert s["parent"] is None
+            outer = next(o for o in spans if o["name"] == "outer" and o["pid"] == s["pid"])
+            assert s["thread"] != outer["thread"]
+
+
+def test_strace_output_is_parsed():
+    text = """% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 60.00    0.000600          20        30           read
+ 40.00    0.000400          10        40         4 openat
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.001000          14        70         4 total
+"""
+    parsed = runner.parse_strace(text)
+    assert parsed["total"] == 70
+    assert parsed["calls"]["openat"] == {"calls": 40, "errors": 4, "seconds": 0.0004}
+
+
+@pytest.mark.skipif(not runner.strace_works(), reason="strace missing or ptrace not permitted")
+def test_strace_counts_syscalls(program):
+    trace = runner.trace_command([str(program)], syscalls="strace", quiet=True)
+    sc = trace["runs"][0]["syscalls"]
+    assert sc["source"] == "strace" and sc["total"] > 100
+    assert sc["calls"]["read"]["calls"] > 0
+
+
+def test_syscalls_off_and_exit_code(tmp_path):
+    prog = tmp_path / "fail.py"
+    prog.write_text("import trueno, sys\nsys.exit(7)\n")
+    trace = runner.trace_command([str(prog)], syscalls="off", quiet=True)
+    assert trace["runs"][0]["exit_code"] == 7 and trace["runs"][0]["syscalls"] is None
+    assert trace["name"] == "fail"
+
+
+def test_env_auto_start_writes_output(tmp_path):
+    out = tmp_path / "part.json"
+    code = "import numpy as np, trueno; trueno.add(np.ones(3, np.float32), np.ones(3, np.float32))"
+    env = {"TRUENO_TRACE": "1", "TRUENO_TRACE_OUTPUT": str(out), "PATH": "/usr/bin:/bin"}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout == ""  # trace data never on stdout
+    part = json.loads(out.read_text())
+    assert [s["name"] for s in part["spans"]] == ["add"]
+    assert part["pid"] and part["max_rss_bytes"] > 0 and part["dropped"] == 0
+
+
+def test_boot_is_not_active_without_env():
+    assert not boot._installed
