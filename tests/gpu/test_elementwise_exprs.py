@@ -90,3 +90,18 @@ def test_float32_stays_float32_in_constants():
 def test_wrong_arity_is_a_clear_error():
     with pytest.raises(TypeError, match="add takes 2 arrays, got 1"):
         elementwise.evaluate("add", np, np.zeros(2))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gated_activations_match_their_formulas(dtype):
+    small = SPECIAL[np.abs(SPECIAL) <= 88]  # products stay finite in float32
+    g, u = (a.ravel().astype(dtype) for a in np.meshgrid(small, small))
+    with np.errstate(all="ignore"):
+        silu = elementwise.evaluate("silu_mul", np, g, u)
+        gelu = elementwise.evaluate("gelu_tanh_mul", np, g, u)
+        g64, u64 = g.astype(np.float64), u.astype(np.float64)
+        want_silu = g64 / (1 + np.exp(-g64)) * u64
+        want_gelu = 0.5 * g64 * (1 + np.tanh(0.7978845608028654 * (g64 + 0.044715 * g64**3))) * u64
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(silu, want_silu, rtol=rtol, atol=1e-30, equal_nan=True)
+    np.testing.assert_allclose(gelu, want_gelu, rtol=rtol, atol=1e-30, equal_nan=True)

@@ -24,18 +24,20 @@ def compiled(request, nvcc_path, tmp_path_factory):
 
 
 def test_sources_found():
-    assert set(source_names()) == {"quant_matvec", "rowwise"}
+    assert set(source_names()) == {"quant_matvec", "rowwise", "transformer"}
     assert (SOURCE_DIR / "_common.cu").is_file()
 
 
 def test_every_kernel_the_python_side_launches_exists(compiled):
     assert sorted(entry_points(compiled.ptx["quant_matvec"])) == sorted(KERNEL_OF.values())
     assert sorted(entry_points(compiled.ptx["rowwise"])) == sorted(ROWWISE)
+    assert sorted(entry_points(compiled.ptx["transformer"])) == ["attend_one_f32", "rope_f32"]
 
 
 def test_every_elementwise_expression_compiles_for_both_dtypes(compiled):
     names = set(entry_points(compiled.ptx["elementwise_check"]))
-    want = {f"ew_{n}_{s}" for n in elementwise.EXPRESSIONS for s in ("f32", "f64")}
+    ops = [*elementwise.EXPRESSIONS, *elementwise.GATED]
+    want = {f"ew_{n}_{s}" for n in ops for s in ("f32", "f64")}
     assert names == want
 
 
@@ -53,6 +55,7 @@ def test_float32_kernels_do_no_double_math(compiled):
         if name.endswith("_f32"):
             assert ".f64" not in block, f"{name} computes in double"
     assert ".f64" not in compiled.ptx["quant_matvec"]
+    assert ".f64" not in compiled.ptx["transformer"]
 
 
 def test_compile_error_is_reported(nvcc_path, tmp_path):

@@ -42,4 +42,4 @@ def test_sources_compile_with_nvrtc(nvrtc, arch):
     for name in source_names():
         assert ".entry" in compile_source(nvrtc, name, read_source(name), arch)
     ptx = compile_source(nvrtc, "elementwise_check", elementwise.cuda_check_source(), arch)
-    assert ptx.count(".entry") == 2 * len(elementwise.EXPRESSIONS)
+    assert ptx.count(".entry") == 2 * (len(elementwise.EXPRESSIONS) + len(elementwise.GATED))

@@ -1,0 +1,85 @@
+"""GPU twins of :mod:`trueno.llm.kernels` for decoding on the device: same names, same
+argument order (output first), float32 cupy arrays in and out, no allocation per call except
+where noted. Kernels: ``cuda/transformer.cu`` (RoPE, attention over the KV cache),
+``cuda/rowwise.cu`` (RMS norm) and fused ElementwiseKernels for the gated activations.
+
+Imports cupy: load it only when decoding on the GPU.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import cupy as cp
+import numpy as np
+
+from trueno.backends.cuda import elementwise, function
+
+
+def _threads(n: int, lo: int = 32, hi: int = 1024) -> int:
+    return min(hi, max(lo, (n + 31) // 32 * 32))
+
+
+def rms_norm(out, x, w, eps: float) -> None:
+    """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w for each row t of (T, D)."""
+    rows, d = x.shape
+    fn = function("rowwise", "rms_norm_f32")
+    fn((rows,), (_threads(d // 4),), (x, out, np.int32(d), w, np.int32(1), np.float32(eps)))
+
+
+def head_rms_norm(x, n_heads: int, head_dim: int, w, eps: float) -> None:
+    """In place: RMS norm of each head slice of rows (T, n_heads * head_dim) with weight w."""
+    rows = x.shape[0] * n_heads
+    flat = x.reshape(rows, head_dim)
+    tmp = cp.empty_like(flat)
+    fn = function("rowwise", "rms_norm_f32")
+    fn((rows,), (_threads(head_dim // 4),), (flat, tmp, np.int32(head_dim), w, np.int32(1),
+                                             np.float32(eps)))
+    flat[...] = tmp
+
+
+def rope(x, positions, n_heads: int, head_dim: int, cos, sin, neox: bool) -> None:
+    """In place: rotate rows (T, n_heads * head_dim) by their positions (device int32 (T,));
+    ``cos``/``sin`` are device (max_pos, rope_dim // 2) tables, as in trueno.llm.kernels."""
+    n_tokens = x.shape[0]
+    half = cos.shape[1]
+    fn = function("transformer", "rope_f32")
+    fn((n_tokens, n_heads), (_threads(half, hi=256),),
+       (x, positions, np.int32(n_heads), np.int32(head_dim), cos, sin, np.int32(half),
+        np.int32(bool(neox))))
+
+
+def attend_one(out, q, k_cache, v_cache, pos: int, window: int, scale: float, groups: int,
+               scores) -> None:
+    """Attention of one query token at ``pos`` over the cache (decode).
+
+    q, out: (n_heads, head_dim); k_cache, v_cache: (n_kv_heads, ctx, head_dim) holding keys
+    0..pos; window > 0 keeps only keys with pos - j < window; scores: (n_heads, ctx) scratch
+    (the CPU kernel's is (ctx,): the GPU runs every head at once)."""
+    n_heads, head_dim = q.shape
+    ctx = k_cache.shape[1]
+    if head_dim > 1024:
+        from trueno.errors import UnsupportedError
+
+        raise UnsupportedError(f"attend_one: head_dim {head_dim} > 1024 is not supported")
+    fn = function("transformer", "attend_one_f32")
+    fn((n_heads,), (_threads(head_dim, lo=128),),
+       (out, q, k_cache, v_cache, np.int32(pos), np.int32(window), np.float32(scale),
+        np.int32(groups), np.int32(ctx), np.int32(head_dim), scores))
+
+
+@cache
+def _gated(name: str):
+    e = elementwise.GATED[name]
+    return cp.ElementwiseKernel(e.in_params, "T y", f"y = {e.expr}", f"trueno_{name}",
+                                preamble=elementwise.PREAMBLE)
+
+
+def silu_mul(out, g, u) -> None:
+    """out = silu(g) * u element-wise over (T, F)."""
+    _gated("silu_mul")(g, u, out)
+
+
+def gelu_tanh_mul(out, g, u) -> None:
+    """out = gelu_tanh(g) * u element-wise over (T, F) (PyTorch's approximate='tanh')."""
+    _gated("gelu_tanh_mul")(g, u, out)
