@@ -101,7 +101,10 @@ def sum_(a):
 @kernel("sum_kahan")
 def sum_kahan(a):
     if a.dtype == np.float64:
-        return np.float64(math.fsum(a.ravel()))
+        try:
+            return np.float64(math.fsum(a.ravel()))
+        except (ValueError, OverflowError):  # inf - inf, or an overflow: as a plain sum
+            return a.sum()
     return a.dtype.type(a.sum(dtype=np.float64))
 
 
@@ -162,9 +165,15 @@ def mean(a):
     return a.dtype.type(a.sum(dtype=a.dtype) / a.dtype.type(a.size))
 
 
+def centre(a):
+    """The mean as a[0] + mean(a - a[0]): exact for constant input, whatever the sum order."""
+    a0 = a.reshape(-1)[0]
+    return a.dtype.type(a0 + (a - a0).sum(dtype=a.dtype) / a.dtype.type(a.size))
+
+
 @kernel("variance")
 def variance(a, ddof=0):
-    d = a - mean(a)
+    d = a - centre(a)
     return a.dtype.type(np.dot(d.ravel(), d.ravel()) / a.dtype.type(a.size - ddof))
 
 
@@ -175,13 +184,13 @@ def stddev(a, ddof=0):
 
 @kernel("covariance")
 def covariance(a, b, ddof=0):
-    da, db = a - mean(a), b - mean(b)
+    da, db = a - centre(a), b - centre(b)
     return a.dtype.type(np.dot(da.ravel(), db.ravel()) / a.dtype.type(a.size - ddof))
 
 
 @kernel("correlation")
 def correlation(a, b):
-    da, db = (a - mean(a)).ravel(), (b - mean(b)).ravel()
+    da, db = (a - centre(a)).ravel(), (b - centre(b)).ravel()
     den = np.sqrt(np.dot(da, da)) * np.sqrt(np.dot(db, db))
     if den == 0:
         raise DivisionByZeroError("correlation: an input has zero variance; expected both to vary")
@@ -190,7 +199,7 @@ def correlation(a, b):
 
 @kernel("zscore")
 def zscore(a):
-    m = mean(a)
+    m = centre(a)
     s = stddev(a)
     if s == 0:
         raise DivisionByZeroError("zscore: standard deviation is 0 (constant input); "
@@ -210,7 +219,8 @@ def minmax_normalize(a):
 @kernel("layer_norm")
 def layer_norm(x, gamma=None, beta=None, eps=1e-5):
     t = x.dtype.type
-    m = x.mean(axis=-1, keepdims=True, dtype=x.dtype)
+    x0 = x[..., :1]  # shifted mean: exact for constant rows, whatever the sum order
+    m = x0 + (x - x0).sum(axis=-1, keepdims=True, dtype=x.dtype) / t(x.shape[-1])
     d = x - m
     var = (d * d).mean(axis=-1, keepdims=True, dtype=x.dtype)
     y = d / np.sqrt(var + t(eps))

@@ -25,7 +25,7 @@ NORM_L1 = declare("norm_l1", "reduction", rtol=SUM_RTOL, doc="sum(|a|)", args="r
 NORM_L2 = declare("norm_l2", "reduction", rtol=SUM_RTOL, flops=2, doc="sqrt(sum(a*a))",
                   args="red")
 NORM_LINF = declare("norm_linf", "reduction", rtol=0.0, doc="max(|a|)", args="red")
-NORMALIZE = declare("normalize", "reduction", rtol=SUM_RTOL, flops=3, doc="a / norm_l2(a)")
+NORMALIZE = declare("normalize", "reduction", rtol=SUM_RTOL, flops=3, doc="a / norm_l2(a)", args="vec")
 
 
 def _reduce(spec, a):

@@ -19,9 +19,9 @@ COVARIANCE = declare("covariance", "stats", rtol=STAT_RTOL, flops=4,
                      doc="mean((a-ma)(b-mb))", args="redxy")
 CORRELATION = declare("correlation", "stats", rtol=1e-4, flops=6, doc="Pearson r",
                       args="redxy")
-ZSCORE = declare("zscore", "stats", rtol=1e-4, atol=1e-5, flops=4, doc="(a - mean) / std")
+ZSCORE = declare("zscore", "stats", rtol=1e-4, atol=1e-5, flops=4, doc="(a - mean) / std", args="vec")
 MINMAX = declare("minmax_normalize", "stats", rtol=1e-5, atol=1e-6, flops=3,
-                 doc="(a - min) / (max - min)")
+                 doc="(a - min) / (max - min)", args="vec")
 LAYER_NORM = declare("layer_norm", "rowwise", rtol=1e-4, atol=1e-5, flops=8,
                      doc="(x - mean) / sqrt(var + eps) * gamma + beta over the last axis",
                      args="row")

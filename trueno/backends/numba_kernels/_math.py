@@ -183,3 +183,15 @@ def _fexpm1(x):
     if x == types.float32:
         return lambda x: expm1_32(x)
     return lambda x: np.expm1(x)
+
+
+def isnan_f(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(isnan_f, inline="always")
+def _isnan_f(x):
+    """1.0 if x is NaN else 0.0, in x's float type (a maxnum-reducible NaN flag)."""
+    if x == types.float32:
+        return lambda x: np.float32(x != x)
+    return lambda x: np.float64(x != x)

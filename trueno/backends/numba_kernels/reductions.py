@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from trueno.backends.numba_kernels._math import maxnum, minnum
+from trueno.backends.numba_kernels._math import isnan_f, maxnum, minnum
 from trueno.backends.numba_kernels._par import bounds, reduce_chunks
 from trueno.errors import DivisionByZeroError
 
@@ -71,34 +71,34 @@ def _sum_kahan(a):
 @nb.njit(**JIT)
 def _max(a):
     m = a[0]
-    nans = np.float32(0.0)
+    nans = isnan_f(a[0])
     for i in range(a.size):
         x = a[i]
         m = maxnum(m, x)
-        nans = maxnum(nans, np.float32(x != x))
-    return m if nans == np.float32(0.0) else a[0] * np.float32(np.nan)
+        nans = maxnum(nans, isnan_f(x))
+    return m if nans == 0 else a[0] * np.float32(np.nan)
 
 
 @nb.njit(**JIT)
 def _min(a):
     m = a[0]
-    nans = np.float32(0.0)
+    nans = isnan_f(a[0])
     for i in range(a.size):
         x = a[i]
         m = minnum(m, x)
-        nans = maxnum(nans, np.float32(x != x))
-    return m if nans == np.float32(0.0) else a[0] * np.float32(np.nan)
+        nans = maxnum(nans, isnan_f(x))
+    return m if nans == 0 else a[0] * np.float32(np.nan)
 
 
 @nb.njit(**JIT)
 def _maxabs(a):
     m = np.abs(a[0])
-    nans = np.float32(0.0)
+    nans = isnan_f(a[0])
     for i in range(a.size):
         x = a[i]
         m = maxnum(m, np.abs(x))
-        nans = maxnum(nans, np.float32(x != x))
-    return m if nans == np.float32(0.0) else m * np.float32(np.nan)
+        nans = maxnum(nans, isnan_f(x))
+    return m if nans == 0 else m * np.float32(np.nan)
 
 
 @nb.njit(**JIT)
@@ -110,12 +110,12 @@ def _argext(a, sign):
     for lo in range(0, n, BLOCK):
         blk = a[lo:min(lo + BLOCK, n)]
         m = blk[0] * sign
-        nans = np.float32(0.0)
+        nans = isnan_f(blk[0])
         for i in range(blk.size):
             x = blk[i] * sign
             m = maxnum(m, x)
-            nans = maxnum(nans, np.float32(x != x))
-        if nans != np.float32(0.0):
+            nans = maxnum(nans, isnan_f(x))
+        if nans != 0:
             for i in range(blk.size):
                 if blk[i] != blk[i]:
                     return lo + i, blk[i], True
@@ -165,8 +165,7 @@ def sum_kahan(a):
     parts = reduce_chunks(_sum_kahan, (_flat(a),), (), PAR_MIN)
     if len(parts) == 1:
         return a.dtype.type(parts[0])
-    return a.dtype.type(np.sum(np.array(parts, dtype=np.float64)) if a.dtype == np.float32
-                        else __import__("math").fsum(parts))
+    return a.dtype.type(np.sum(np.array(parts, dtype=np.float64)))
 
 
 def _extreme(kern, a, pick):

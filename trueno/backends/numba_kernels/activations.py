@@ -1,0 +1,120 @@
+"""Activation kernels: one vectorizable loop each, float32 transcendentals from ._math
+(exp, tanh, erfc, expm1 polynomials; float64 uses libm). No fastmath: NaN and Inf behave as
+in the numpy reference, which uses the same formulas."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from trueno.backends.numba_kernels._math import fexp, fexpm1, ferfc, ftanh
+from trueno.backends.numba_kernels.elementwise import PAR_MIN, PAR_MIN_MATH, unary, with_params
+
+JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+ONE = np.float32(1.0)
+ZERO = np.float32(0.0)
+KERNELS: dict = {}
+
+SELU_ALPHA = np.float32(1.6732632423543772)
+SELU_SCALE = np.float32(1.0507009873554805)
+GELU_2C = np.float32(2 * 0.7978845608028654)  # 2 sqrt(2/pi)
+INV_SQRT2 = np.float32(0.7071067811865476)
+
+
+@nb.njit(**JIT)
+def _relu(out, a):
+    for i in range(out.size):
+        x = a[i]
+        out[i] = ZERO if x < ZERO else x
+
+
+@nb.njit(**JIT)
+def _leaky_relu(out, a, alpha):
+    for i in range(out.size):
+        x = a[i]
+        out[i] = x * alpha if x < ZERO else x
+
+
+@nb.njit(**JIT)
+def _elu(out, a, alpha):
+    for i in range(out.size):
+        x = a[i]
+        neg = ZERO if x > ZERO else x
+        out[i] = alpha * fexpm1(neg) if x < ZERO else x
+
+
+@nb.njit(**JIT)
+def _selu(out, a):
+    for i in range(out.size):
+        x = a[i]
+        neg = ZERO if x > ZERO else x
+        out[i] = SELU_SCALE * (SELU_ALPHA * fexpm1(neg) if x < ZERO else x)
+
+
+@nb.njit(**JIT)
+def _sigmoid(out, a):
+    for i in range(out.size):
+        out[i] = ONE / (ONE + fexp(-a[i]))
+
+
+@nb.njit(**JIT)
+def _gelu_tanh(out, a):
+    # 0.5 x (1 + tanh(u)) == x / (1 + e^(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3)
+    for i in range(out.size):
+        x = a[i]
+        u = GELU_2C * (x + np.float32(0.044715) * x * x * x)
+        out[i] = x / (ONE + fexp(-u))
+
+
+@nb.njit(**JIT)
+def _gelu_erf(out, a):
+    for i in range(out.size):
+        x = a[i]
+        out[i] = np.float32(0.5) * x * ferfc(-x * INV_SQRT2)
+
+
+@nb.njit(**JIT)
+def _silu(out, a):
+    for i in range(out.size):
+        x = a[i]
+        out[i] = x * (ONE / (ONE + fexp(-x)))
+
+
+@nb.njit(**JIT)
+def _hardswish(out, a):
+    for i in range(out.size):
+        x = a[i]
+        t = x + np.float32(3.0)
+        t = ZERO if t < ZERO else t
+        t = np.float32(6.0) if t > np.float32(6.0) else t
+        out[i] = x * t / np.float32(6.0)
+
+
+@nb.njit(**JIT)
+def _mish(out, a):
+    for i in range(out.size):
+        x = a[i]
+        sp = np.log1p(fexp(-np.abs(x))) + (x if x > ZERO else ZERO)
+        out[i] = x * ftanh(sp)
+
+
+_gelu_kernels = {"tanh": unary(_gelu_tanh, PAR_MIN_MATH), "none": unary(_gelu_erf, PAR_MIN_MATH)}
+
+
+def gelu(x, approximate="tanh"):
+    return _gelu_kernels[approximate](x)
+
+
+_selu_run = unary(_selu, PAR_MIN_MATH)
+
+KERNELS.update(
+    relu=unary(_relu, PAR_MIN),
+    leaky_relu=with_params(_leaky_relu, 1),
+    elu=with_params(_elu, 1, PAR_MIN_MATH),
+    selu=_selu_run,
+    sigmoid=unary(_sigmoid, PAR_MIN_MATH),
+    gelu=gelu,
+    silu=unary(_silu, PAR_MIN_MATH),
+    hardswish=unary(_hardswish, PAR_MIN),
+    mish=unary(_mish, PAR_MIN_MATH),
+)

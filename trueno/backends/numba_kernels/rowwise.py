@@ -1,0 +1,207 @@
+"""Row-wise kernels over the last axis (1-D = one row): softmax, log_softmax, layer_norm,
+rms_norm. Exponentials are written by a plain loop, then summed by a reassociating loop (the
+float32 exp polynomial itself never runs under fastmath). Many rows split over threads by
+rows; one long row splits each pass over threads."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from trueno.backends.numba_kernels._math import fexp, isnan_f, maxnum
+from trueno.backends.numba_kernels._par import THREADS, map_chunks, reduce_chunks, _get_pool
+from trueno.backends.numba_kernels.reductions import _max
+
+JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+FAST = dict(JIT, fastmath={"reassoc", "contract"})
+PAR_MIN = 1 << 15
+KERNELS: dict = {}
+
+
+@nb.njit(**FAST)
+def _fsum(a):
+    s = np.float32(0.0)
+    for i in range(a.size):
+        s += a[i]
+    return s
+
+
+@nb.njit(**JIT)
+def _rowmax(x):
+    m = x[0]
+    nans = isnan_f(x[0])
+    for i in range(x.size):
+        v = x[i]
+        m = maxnum(m, v)
+        nans = maxnum(nans, isnan_f(v))
+    return m if nans == 0 else m * np.float32(np.nan)
+
+
+@nb.njit(**JIT)
+def _exp_shift(out, x, m):
+    for i in range(out.size):
+        out[i] = fexp(x[i] - m)
+
+
+@nb.njit(**JIT)
+def _exp_shift_sum(out, x, m):
+    _exp_shift(out, x, m)
+    return _fsum(out)
+
+
+@nb.njit(**JIT)
+def _mul(out, a, s):
+    for i in range(out.size):
+        out[i] = a[i] * s
+
+
+@nb.njit(**JIT)
+def _div(out, a, s):
+    for i in range(out.size):
+        out[i] = a[i] / s
+
+
+@nb.njit(**JIT)
+def _sub2(out, a, m, lse):
+    for i in range(out.size):
+        out[i] = (a[i] - m) - lse
+
+
+@nb.njit(**JIT)
+def _softmax_rows(out, x):
+    for r in range(x.shape[0]):
+        o = out[r]
+        m = _rowmax(x[r])
+        s = _exp_shift_sum(o, x[r], m)
+        _div(o, o, s)
+
+
+@nb.njit(**JIT)
+def _log_softmax_rows(out, x):
+    for r in range(x.shape[0]):
+        o = out[r]
+        m = _rowmax(x[r])
+        s = _exp_shift_sum(o, x[r], m)
+        _sub2(o, x[r], m, np.log(s))
+
+
+@nb.njit(**FAST)
+def _sq_dev(x, m):
+    s = np.float32(0.0)
+    for i in range(x.size):
+        d = x[i] - m
+        s += d * d
+    return s
+
+
+@nb.njit(**FAST)
+def _sum_shift(x, c):
+    s = np.float32(0.0)
+    for i in range(x.size):
+        s += x[i] - c
+    return s
+
+
+@nb.njit(**FAST)
+def _sumsq(x):
+    s = np.float32(0.0)
+    for i in range(x.size):
+        s += x[i] * x[i]
+    return s
+
+
+@nb.njit(**JIT)
+def _layer_norm_rows(out, x, gamma, beta, eps):
+    n = x.shape[1]
+    for r in range(x.shape[0]):
+        row = x[r]
+        o = out[r]
+        m = row[0] + _sum_shift(row, row[0]) / n
+        inv = np.float32(1.0) / np.sqrt(_sq_dev(row, m) / n + eps)
+        for i in range(n):
+            o[i] = (row[i] - m) * inv * gamma[i] + beta[i]
+
+
+@nb.njit(**JIT)
+def _rms_norm_rows(out, x, w, eps):
+    n = x.shape[1]
+    for r in range(x.shape[0]):
+        row = x[r]
+        o = out[r]
+        inv = np.float32(1.0) / np.sqrt(_sumsq(row) / n + eps)
+        for i in range(n):
+            o[i] = row[i] * inv * w[i]
+
+
+def _as_rows(x):
+    x = np.ascontiguousarray(x)
+    return x.reshape(1, -1) if x.ndim == 1 else x
+
+
+def _by_rows(kern, x2, out2, *params):
+    """Run a row kernel, splitting rows over threads when there are enough."""
+    rows = x2.shape[0]
+    if x2.size < PAR_MIN or rows < THREADS or THREADS == 1:
+        kern(out2, x2, *params)
+        return
+    step = -(-rows // THREADS)
+    pool = _get_pool()
+    futs = [pool.submit(kern, out2[lo:lo + step], x2[lo:lo + step], *params)
+            for lo in range(step, rows, step)]
+    kern(out2[:step], x2[:step], *params)
+    for f in futs:
+        f.result()
+
+
+def _long_row_exp(x, out):
+    """out = exp(x - max(x)) for one long row, each pass split over threads; returns (m, s)."""
+    m = x.dtype.type(np.max(np.array(reduce_chunks(_max, (x,), (), PAR_MIN), dtype=x.dtype)))
+    parts = reduce_chunks(_exp_shift_sum, (out, x), (m,), PAR_MIN)
+    return m, x.dtype.type(np.sum(np.array(parts, dtype=x.dtype)))
+
+
+def softmax(x, axis=-1):
+    x2 = _as_rows(x)
+    out = np.empty(x2.shape, dtype=x.dtype)
+    if x2.shape[0] == 1 and x2.size >= PAR_MIN and THREADS > 1:
+        o, r = out.reshape(-1), x2.reshape(-1)
+        _, s = _long_row_exp(r, o)
+        map_chunks(_div, o, (o,), (s,), PAR_MIN)
+    else:
+        _by_rows(_softmax_rows, x2, out)
+    return out.reshape(x.shape)
+
+
+def log_softmax(x, axis=-1):
+    x2 = _as_rows(x)
+    out = np.empty(x2.shape, dtype=x.dtype)
+    if x2.shape[0] == 1 and x2.size >= PAR_MIN and THREADS > 1:
+        o, r = out.reshape(-1), x2.reshape(-1)
+        m, s = _long_row_exp(r, o)
+        map_chunks(_sub2, o, (r,), (m, x.dtype.type(np.log(s))), PAR_MIN)
+    else:
+        _by_rows(_log_softmax_rows, x2, out)
+    return out.reshape(x.shape)
+
+
+def layer_norm(x, gamma=None, beta=None, eps=1e-5):
+    x2 = _as_rows(x)
+    n, t = x2.shape[1], x.dtype.type
+    gamma = np.ones(n, x.dtype) if gamma is None else np.ascontiguousarray(gamma)
+    beta = np.zeros(n, x.dtype) if beta is None else np.ascontiguousarray(beta)
+    out = np.empty(x2.shape, dtype=x.dtype)
+    _by_rows(_layer_norm_rows, x2, out, gamma, beta, t(eps))
+    return out.reshape(x.shape)
+
+
+def rms_norm(x, weight=None, eps=1e-6):
+    x2 = _as_rows(x)
+    n, t = x2.shape[1], x.dtype.type
+    weight = np.ones(n, x.dtype) if weight is None else np.ascontiguousarray(weight)
+    out = np.empty(x2.shape, dtype=x.dtype)
+    _by_rows(_rms_norm_rows, x2, out, weight, t(eps))
+    return out.reshape(x.shape)
+
+
+KERNELS.update(softmax=softmax, log_softmax=log_softmax, layer_norm=layer_norm,
+               rms_norm=rms_norm)

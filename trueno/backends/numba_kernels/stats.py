@@ -1,0 +1,136 @@
+"""Statistics kernels: two-pass (mean, then centered sums) with reassociating sums, split
+over threads for big inputs; zscore and minmax_normalize finish with one fused map."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from trueno.backends.numba_kernels._math import isnan_f, maxnum, minnum
+from trueno.backends.numba_kernels._par import map_chunks, reduce_chunks
+from trueno.backends.numba_kernels.reductions import _flat, _sum
+from trueno.errors import DivisionByZeroError
+
+JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+FAST = dict(JIT, fastmath={"reassoc", "contract"})
+PAR_MIN = 1 << 18
+KERNELS: dict = {}
+
+
+@nb.njit(**FAST)
+def _sq_dev(a, m):
+    s = np.float32(0.0)
+    for i in range(a.size):
+        d = a[i] - m
+        s += d * d
+    return s
+
+
+@nb.njit(**FAST)
+def _co_dev(a, b, ma, mb):
+    s = np.float32(0.0)
+    for i in range(a.size):
+        s += (a[i] - ma) * (b[i] - mb)
+    return s
+
+
+@nb.njit(**FAST)
+def _sum_shift(a, c):
+    s = np.float32(0.0)
+    for i in range(a.size):
+        s += a[i] - c
+    return s
+
+
+@nb.njit(**JIT)
+def _minmax(a):
+    lo = a[0]
+    hi = a[0]
+    nans = isnan_f(a[0])
+    for i in range(a.size):
+        x = a[i]
+        lo = minnum(lo, x)
+        hi = maxnum(hi, x)
+        nans = maxnum(nans, isnan_f(x))
+    return lo, hi, nans
+
+
+@nb.njit(**JIT)
+def _affine_div(out, a, m, s):
+    for i in range(out.size):
+        out[i] = (a[i] - m) / s
+
+
+def _total(kern, arrays, params, dtype):
+    parts = reduce_chunks(kern, arrays, params, PAR_MIN)
+    return dtype.type(parts[0] if len(parts) == 1 else np.sum(np.array(parts, dtype=dtype)))
+
+
+def mean(a):
+    f = _flat(a)
+    return a.dtype.type(_total(_sum, (f,), (), a.dtype) / a.dtype.type(a.size))
+
+
+def centre(f):
+    """The mean as f[0] + mean(f - f[0]): exact for constant input (as the reference)."""
+    a0 = f[0]
+    return f.dtype.type(a0 + _total(_sum_shift, (f,), (a0,), f.dtype) / f.dtype.type(f.size))
+
+
+def variance(a, ddof=0):
+    f = _flat(a)
+    m = centre(f)
+    return a.dtype.type(_total(_sq_dev, (f,), (m,), a.dtype) / a.dtype.type(a.size - ddof))
+
+
+def stddev(a, ddof=0):
+    return np.sqrt(variance(a, ddof))
+
+
+def covariance(a, b, ddof=0):
+    fa, fb = _flat(a), _flat(b)
+    c = _total(_co_dev, (fa, fb), (centre(fa), centre(fb)), a.dtype)
+    return a.dtype.type(c / a.dtype.type(a.size - ddof))
+
+
+def correlation(a, b):
+    fa, fb = _flat(a), _flat(b)
+    ma, mb = centre(fa), centre(fb)
+    sa = np.sqrt(_total(_sq_dev, (fa,), (ma,), a.dtype))
+    sb = np.sqrt(_total(_sq_dev, (fb,), (mb,), a.dtype))
+    den = sa * sb
+    if den == 0:
+        raise DivisionByZeroError("correlation: an input has zero variance; expected both to vary")
+    return a.dtype.type(_total(_co_dev, (fa, fb), (ma, mb), a.dtype) / den)
+
+
+def zscore(a):
+    f = _flat(a)
+    m = centre(f)
+    s = np.sqrt(a.dtype.type(_total(_sq_dev, (f,), (m,), a.dtype) / a.dtype.type(a.size)))
+    if s == 0:
+        raise DivisionByZeroError("zscore: standard deviation is 0 (constant input); "
+                                  "expected values that vary")
+    out = np.empty(a.shape, dtype=a.dtype)
+    map_chunks(_affine_div, out.reshape(-1), (f,), (m, s), PAR_MIN)
+    return out
+
+
+def minmax_normalize(a):
+    f = _flat(a)
+    parts = reduce_chunks(_minmax, (f,), (), PAR_MIN)
+    t = a.dtype.type
+    if any(p[2] != 0 for p in parts):
+        lo = hi = t(np.nan)
+    else:
+        lo, hi = t(min(p[0] for p in parts)), t(max(p[1] for p in parts))
+    if hi == lo:
+        raise DivisionByZeroError(f"minmax_normalize: max == min == {lo} (constant input); "
+                                  "expected values that vary")
+    out = np.empty(a.shape, dtype=a.dtype)
+    map_chunks(_affine_div, out.reshape(-1), (f,), (lo, t(hi - lo)), PAR_MIN)
+    return out
+
+
+KERNELS.update(mean=mean, variance=variance, stddev=stddev, covariance=covariance,
+               correlation=correlation, zscore=zscore, minmax_normalize=minmax_normalize)
