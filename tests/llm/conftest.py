@@ -17,19 +17,53 @@ from trueno.gguf.constants import Keys
 
 TINY = {
     # arch: hyperparameters shared by the GGUF file and the HF config
-    "llama": dict(vocab=64, dim=32, hidden=48, layers=2, heads=4, kv_heads=2, head_dim=8,
-                  eps=1e-5, rope_base=10000.0, tied=False),
-    "qwen2": dict(vocab=64, dim=32, hidden=48, layers=2, heads=4, kv_heads=1, head_dim=8,
-                  eps=1e-6, rope_base=1000000.0, tied=True),
-    "gemma3": dict(vocab=64, dim=32, hidden=48, layers=6, heads=2, kv_heads=1, head_dim=16,
-                   eps=1e-6, rope_base=1000000.0, tied=True, window=4),
+    "llama": dict(
+        vocab=64,
+        dim=32,
+        hidden=48,
+        layers=2,
+        heads=4,
+        kv_heads=2,
+        head_dim=8,
+        eps=1e-5,
+        rope_base=10000.0,
+        tied=False,
+    ),
+    "qwen2": dict(
+        vocab=64,
+        dim=32,
+        hidden=48,
+        layers=2,
+        heads=4,
+        kv_heads=1,
+        head_dim=8,
+        eps=1e-6,
+        rope_base=1000000.0,
+        tied=True,
+    ),
+    "gemma3": dict(
+        vocab=64,
+        dim=32,
+        hidden=48,
+        layers=6,
+        heads=2,
+        kv_heads=1,
+        head_dim=16,
+        eps=1e-6,
+        rope_base=1000000.0,
+        tied=True,
+        window=4,
+    ),
 }
 
 
 def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's HF -> GGUF permutation of Q/K rows (NeoX halves -> adjacent pairs)."""
-    return (w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
-            .swapaxes(1, 2).reshape(w.shape))
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
 
 
 def random_hf_state(arch: str, seed: int = 0) -> dict[str, np.ndarray]:
@@ -63,7 +97,8 @@ def random_hf_state(arch: str, seed: int = 0) -> dict[str, np.ndarray]:
         if arch == "qwen2":
             for n, size in (("q", Q), ("k", K), ("v", K)):
                 sd[pre + f"self_attn.{n}_proj.bias"] = (0.3 * rng.standard_normal(size)).astype(
-                    np.float32)
+                    np.float32
+                )
         if arch == "gemma3":
             sd[pre + "self_attn.q_norm.weight"] = norm(Dh)
             sd[pre + "self_attn.k_norm.weight"] = norm(Dh)
@@ -79,11 +114,16 @@ def gguf_tensors(arch: str, sd: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """HF names -> GGUF names, converted as convert_hf_to_gguf.py does."""
     p = TINY[arch]
     names = {
-        "input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q",
-        "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-        "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate",
-        "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
-        "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm",
+        "input_layernorm": "attn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "self_attn.q_norm": "attn_q_norm",
+        "self_attn.k_norm": "attn_k_norm",
         "post_attention_layernorm": "post_attention_norm" if arch == "gemma3" else "ffn_norm",
         "pre_feedforward_layernorm": "ffn_norm",
         "post_feedforward_layernorm": "post_ffw_norm",
@@ -136,9 +176,12 @@ def gguf_metadata(arch: str) -> dict:
     return md
 
 
-SPM_PIECES = (["\u2581"] + [chr(c) for c in range(97, 123)]
-              + ["\u2581" + chr(c) for c in range(97, 123)]
-              + ["\u2581the", "th", "he", "in", "er", "an", ".", "<0x0A>"])
+SPM_PIECES = (
+    ["\u2581"]
+    + [chr(c) for c in range(97, 123)]
+    + ["\u2581" + chr(c) for c in range(97, 123)]
+    + ["\u2581the", "th", "he", "in", "er", "an", ".", "<0x0A>"]
+)
 
 
 def spm_vocab_metadata() -> dict:

@@ -26,8 +26,7 @@ CHATML_JINJA = (
 def test_builtin_chatml():
     text = render_chat(MESSAGES)
     assert text.startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi")
-    assert text.endswith("<|im_start|>user\nCapital of France?<|im_end|>\n"
-                         "<|im_start|>assistant\n")
+    assert text.endswith("<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n")
 
 
 def test_jinja_template_matches_builtin_chatml():
@@ -40,7 +39,8 @@ def test_builtin_gemma_folds_system_into_first_user_turn():
     assert text == (
         "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
         "<start_of_turn>model\nHello!<end_of_turn>\n"
-        "<start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n")
+        "<start_of_turn>user\nCapital of France?<end_of_turn>\n<start_of_turn>model\n"
+    )
 
 
 def test_template_errors_are_model_errors():

@@ -23,7 +23,7 @@ def test_greedy_tokens_equal_argmax_of_full_sequence_logits(model):
     seq = list(prompt)
     for _ in range(6):
         seq.append(int(np.argmax(model.logits(seq)[-1])))
-    assert got == seq[len(prompt):]
+    assert got == seq[len(prompt) :]
 
 
 def test_stats_and_max_tokens(model):
@@ -72,8 +72,12 @@ def test_eos_ends_generation(model):
 
     from trueno.llm import Sampler
 
-    gen = generate_tokens(model, [1, 5, 6], max_tokens=10,
-                          sampler=Sampler(temperature=0, processors=[force_eos_after_two]))
+    gen = generate_tokens(
+        model,
+        [1, 5, 6],
+        max_tokens=10,
+        sampler=Sampler(temperature=0, processors=[force_eos_after_two]),
+    )
     assert len(list(gen)) == 2 and gen.stats.stop_reason == "eos"
 
 
@@ -92,16 +96,25 @@ def test_generation_stops_when_the_context_is_full(tiny_model_path):
 def test_reuse_cache_gives_the_same_tokens(model):
     a = list(generate_tokens(model, [1, 5, 9, 33, 2, 8], max_tokens=5, temperature=0))
     list(generate_tokens(model, [1, 5, 9, 40], max_tokens=2, temperature=0))
-    gen = generate_tokens(model, [1, 5, 9, 33, 2, 8], max_tokens=5, temperature=0,
-                          reuse_cache=True)
+    gen = generate_tokens(model, [1, 5, 9, 33, 2, 8], max_tokens=5, temperature=0, reuse_cache=True)
     assert list(gen) == a
     assert gen.stats.n_cached == 3
 
 
 def test_seeded_sampling_is_reproducible(model):
     def run(seed):
-        return list(generate_tokens(model, [1, 5], max_tokens=8, temperature=1.0, top_k=0,
-                                    top_p=1.0, min_p=0.0, seed=seed))
+        return list(
+            generate_tokens(
+                model,
+                [1, 5],
+                max_tokens=8,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                min_p=0.0,
+                seed=seed,
+            )
+        )
 
     assert run(11) == run(11)
 
@@ -113,8 +126,11 @@ def test_trace_nests_generate_token_layer_op(model):
     by_id = {s["id"]: s for s in spans}
     names = {s["name"] for s in spans}
     assert {"generate", "prefill", "token", "layer"} <= names
-    layer_in_token = [s for s in spans if s["name"] == "layer"
-                      and by_id.get(s["parent"], {}).get("name") == "token"]
+    layer_in_token = [
+        s
+        for s in spans
+        if s["name"] == "layer" and by_id.get(s["parent"], {}).get("name") == "token"
+    ]
     assert layer_in_token, "decode layers should nest inside token spans"
     token = by_id[layer_in_token[0]["parent"]]
     assert by_id[token["parent"]]["name"] == "generate"

@@ -30,8 +30,14 @@ def test_rms_norm(t, d, seed):
 
 
 @SETTINGS
-@given(t=st.integers(1, 4), h=st.integers(1, 4), half=st.integers(1, 16),
-       extra=st.integers(0, 4), neox=st.booleans(), seed=st.integers(0, 10**6))
+@given(
+    t=st.integers(1, 4),
+    h=st.integers(1, 4),
+    half=st.integers(1, 16),
+    extra=st.integers(0, 4),
+    neox=st.booleans(),
+    seed=st.integers(0, 10**6),
+)
 def test_rope_rotates_pairs_and_leaves_the_rest(t, h, half, extra, neox, seed):
     r = rng_for(seed)
     rope_dim, head_dim = 2 * half, 2 * half + 2 * extra
@@ -52,8 +58,14 @@ def test_rope_rotates_pairs_and_leaves_the_rest(t, h, half, extra, neox, seed):
 
 
 @SETTINGS
-@given(kv=st.integers(1, 3), groups=st.integers(1, 3), dh=st.integers(1, 20),
-       pos=st.integers(0, 30), window=st.integers(0, 8), seed=st.integers(0, 10**6))
+@given(
+    kv=st.integers(1, 3),
+    groups=st.integers(1, 3),
+    dh=st.integers(1, 20),
+    pos=st.integers(0, 30),
+    window=st.integers(0, 8),
+    seed=st.integers(0, 10**6),
+)
 def test_attend_one_matches_softmax_attention(kv, groups, dh, pos, window, seed):
     r = rng_for(seed)
     ctx = 32
@@ -101,9 +113,21 @@ def test_head_rms_norm_normalizes_each_head():
 def test_kv_cache_store_layout():
     from trueno.llm.config import Config
 
-    c = Config(arch="llama", vocab_size=8, dim=8, n_layers=2, n_heads=2, n_kv_heads=2,
-               head_dim=4, hidden_dim=8, context_length=16, norm_eps=1e-5, rope_base=1e4,
-               rope_dim=4, rope_neox=False)
+    c = Config(
+        arch="llama",
+        vocab_size=8,
+        dim=8,
+        n_layers=2,
+        n_heads=2,
+        n_kv_heads=2,
+        head_dim=4,
+        hidden_dim=8,
+        context_length=16,
+        norm_eps=1e-5,
+        rope_base=1e4,
+        rope_dim=4,
+        rope_neox=False,
+    )
     cache = KVCache(c, 16)
     k = np.arange(3 * 8, dtype=np.float32).reshape(3, 8)
     cache.store(1, 5, k, -k)

@@ -37,11 +37,19 @@ def _hf_model(arch: str, sd: dict):
     torch = pytest.importorskip("torch", reason="torch not installed (pip install torch==2.13.0)")
     transformers = pytest.importorskip("transformers", reason="transformers not installed")
     p = TINY[arch]
-    common = dict(vocab_size=p["vocab"], hidden_size=p["dim"], intermediate_size=p["hidden"],
-                  num_hidden_layers=p["layers"], num_attention_heads=p["heads"],
-                  num_key_value_heads=p["kv_heads"], head_dim=p["head_dim"],
-                  rms_norm_eps=p["eps"], max_position_embeddings=128,
-                  tie_word_embeddings=p["tied"], attn_implementation="eager")
+    common = dict(
+        vocab_size=p["vocab"],
+        hidden_size=p["dim"],
+        intermediate_size=p["hidden"],
+        num_hidden_layers=p["layers"],
+        num_attention_heads=p["heads"],
+        num_key_value_heads=p["kv_heads"],
+        head_dim=p["head_dim"],
+        rms_norm_eps=p["eps"],
+        max_position_embeddings=128,
+        tie_word_embeddings=p["tied"],
+        attn_implementation="eager",
+    )
     if arch == "llama":
         cfg = transformers.LlamaConfig(rope_theta=p["rope_base"], **common)
         cls = transformers.LlamaForCausalLM
@@ -50,8 +58,12 @@ def _hf_model(arch: str, sd: dict):
         cls = transformers.Qwen2ForCausalLM
     else:
         cfg = transformers.Gemma3TextConfig(
-            rope_theta=p["rope_base"], rope_local_base_freq=10000.0,
-            query_pre_attn_scalar=p["head_dim"], sliding_window=p["window"], **common)
+            rope_theta=p["rope_base"],
+            rope_local_base_freq=10000.0,
+            query_pre_attn_scalar=p["head_dim"],
+            sliding_window=p["window"],
+            **common,
+        )
         cls = transformers.Gemma3ForCausalLM
     torch.manual_seed(0)
     model = cls(cfg).eval()

@@ -38,8 +38,10 @@ def case(request):
 
 def test_prompt_tokens_match_llama_cpp(case):
     model, ref, _, _ = case
-    assert model.tokenizer.encode(ref["prompt"], add_special=True,
-                                  parse_special=True) == ref["prompt_tokens"]
+    assert (
+        model.tokenizer.encode(ref["prompt"], add_special=True, parse_special=True)
+        == ref["prompt_tokens"]
+    )
 
 
 def test_first_token_and_top5_match_llama_cpp(case):

@@ -75,6 +75,7 @@ def test_custom_processors_compose_in_order():
         def proc(logits, history):
             logits[token] = -np.inf
             return logits
+
         return proc
 
     s = Sampler(temperature=0, processors=[ban(1), ban(5)])
@@ -91,15 +92,17 @@ def test_invalid_options_raise():
 
 @settings(max_examples=60, deadline=None)
 @given(
-    logits=arrays(np.float32, st.integers(2, 200),
-                  elements=st.floats(-20, 20, allow_nan=False, width=32)),
+    logits=arrays(
+        np.float32, st.integers(2, 200), elements=st.floats(-20, 20, allow_nan=False, width=32)
+    ),
     top_k=st.integers(0, 50),
     top_p=st.floats(0.05, 1.0),
     min_p=st.floats(0.0, 0.9),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_sampled_token_is_a_sorted_candidate_and_includes_the_best(logits, top_k, top_p, min_p,
-                                                                   seed):
+def test_sampled_token_is_a_sorted_candidate_and_includes_the_best(
+    logits, top_k, top_p, min_p, seed
+):
     s = Sampler(temperature=0.9, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed)
     ids, v = s.candidates(logits)
     assert len(ids) >= 1

@@ -9,8 +9,9 @@ from trueno.cli.run import add_model_args, load_model, sampling_options
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("chat", help="chat with a GGUF model interactively",
-                              description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(
+        "chat", help="chat with a GGUF model interactively", description=__doc__.splitlines()[0]
+    )
     add_model_args(p)
     p.add_argument("-sys", "--system", default=None, help="system message")
     p.set_defaults(func=handler, n_predict=512)
@@ -39,6 +40,5 @@ def handler(args) -> int:
         sys.stdout.flush()
         stats = reply.stats
         if interactive:
-            print(f"[{stats.n_generated} tokens, {stats.decode_tok_s:.1f} tok/s]",
-                  file=sys.stderr)
+            print(f"[{stats.n_generated} tokens, {stats.decode_tok_s:.1f} tok/s]", file=sys.stderr)
     return 0

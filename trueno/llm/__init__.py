@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from trueno.llm.tokenizer import Tokenizer
+
 # engine exports, imported on first use (model code pulls in numba)
 _LAZY = {
     "Model": "trueno.llm.model",
-    "Tokenizer": "trueno.llm.tokenizer",
     "Config": "trueno.llm.config",
     "Sampler": "trueno.llm.sampler",
     "generate": "trueno.llm.generate",
     "generate_tokens": "trueno.llm.generate",
+    "Generation": "trueno.llm.generate",
     "GenerationStats": "trueno.llm.generate",
     "ChatSession": "trueno.llm.chat",
     "render_chat": "trueno.llm.chat",
 }
+
+__all__ = ["Tokenizer", *_LAZY]
 
 
 def __getattr__(name: str):
@@ -23,5 +27,3 @@ def __getattr__(name: str):
     if module is None:
         raise AttributeError(f"module 'trueno.llm' has no attribute {name!r}")
     return getattr(import_module(module), name)
-
-from trueno.llm.tokenizer import Tokenizer  # noqa: E402

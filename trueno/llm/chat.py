@@ -17,8 +17,9 @@ def chatml(messages: Sequence[Message], add_generation_prompt: bool = True) -> s
     return out + ("<|im_start|>assistant\n" if add_generation_prompt else "")
 
 
-def gemma(messages: Sequence[Message], add_generation_prompt: bool = True,
-          bos_token: str = "<bos>") -> str:
+def gemma(
+    messages: Sequence[Message], add_generation_prompt: bool = True, bos_token: str = "<bos>"
+) -> str:
     """Gemma's turn format; a system message is folded into the first user turn."""
     out, system = bos_token, ""
     for m in messages:
@@ -35,9 +36,14 @@ def gemma(messages: Sequence[Message], add_generation_prompt: bool = True,
 BUILTIN_TEMPLATES = {"chatml": chatml, "gemma": gemma}
 
 
-def render_chat(messages: Sequence[Message], template: str | None = None,
-                add_generation_prompt: bool = True, bos_token: str = "",
-                eos_token: str = "", fallback: str = "chatml") -> str:
+def render_chat(
+    messages: Sequence[Message],
+    template: str | None = None,
+    add_generation_prompt: bool = True,
+    bos_token: str = "",
+    eos_token: str = "",
+    fallback: str = "chatml",
+) -> str:
     """Render ``messages`` with a jinja2 chat ``template``, or the built-in ``fallback``."""
     if not template:
         if fallback == "gemma":
@@ -57,8 +63,11 @@ def render_chat(messages: Sequence[Message], template: str | None = None,
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     try:
         return env.from_string(template).render(
-            messages=list(messages), add_generation_prompt=add_generation_prompt,
-            bos_token=bos_token, eos_token=eos_token)
+            messages=list(messages),
+            add_generation_prompt=add_generation_prompt,
+            bos_token=bos_token,
+            eos_token=eos_token,
+        )
     except TemplateError as exc:
         raise ModelError(f"chat template failed: {exc}") from exc
 
@@ -95,12 +104,12 @@ class ChatSession:
         self.messages.append({"role": "user", "content": text})
         rendered = self.prompt()
         add_bos = bool(self.model.tokenizer.add_bos) and not (
-            self.bos and rendered.startswith(self.bos))
+            self.bos and rendered.startswith(self.bos)
+        )
         ids = self.model.tokenizer.encode(rendered, add_special=False, parse_special=True)
         if add_bos:
             ids = [self.model.tokenizer.bos_id, *ids]
-        gen = generate(self.model, ids, max_tokens=max_tokens, reuse_cache=True,
-                       **self.sampling)
+        gen = generate(self.model, ids, max_tokens=max_tokens, reuse_cache=True, **self.sampling)
         reply = self.messages
 
         def stream():

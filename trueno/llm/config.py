@@ -113,7 +113,9 @@ class Config:
         if value_dim != head_dim:
             raise UnsupportedError(f"value_length {value_dim} != key_length {head_dim}")
         if n_kv_heads <= 0 or n_heads % n_kv_heads:
-            raise ModelError(f"head_count {n_heads} is not a multiple of head_count_kv {n_kv_heads}")
+            raise ModelError(
+                f"head_count {n_heads} is not a multiple of head_count_kv {n_kv_heads}"
+            )
         vocab = get(Keys.VOCAB_SIZE, required=False)
         if vocab is None:
             if "token_embd.weight" not in shapes:

@@ -74,14 +74,21 @@ def encode_prompt(model, prompt) -> list[int]:
     return [int(t) for t in prompt]
 
 
-def _token_loop(model, ids: list[int], max_tokens: int, sampler: Sampler,
-                stats: GenerationStats, stop_at_eog: bool, reuse_cache: bool) -> Iterator[int]:
+def _token_loop(
+    model,
+    ids: list[int],
+    max_tokens: int,
+    sampler: Sampler,
+    stats: GenerationStats,
+    stop_at_eog: bool,
+    reuse_cache: bool,
+) -> Iterator[int]:
     if not ids:
         raise ModelError("the prompt is empty (no tokens)")
     if len(ids) >= model.ctx:
         raise ContextLengthError(
-            f"the prompt has {len(ids)} tokens but the context holds {model.ctx}"
-            " (raise --ctx-size)")
+            f"the prompt has {len(ids)} tokens but the context holds {model.ctx} (raise --ctx-size)"
+        )
     is_eog = model.tokenizer.is_eog if stop_at_eog else None
     stats.n_prompt = len(ids)
     history = list(ids)
@@ -116,37 +123,63 @@ def _token_loop(model, ids: list[int], max_tokens: int, sampler: Sampler,
         stats.stop_reason = stats.stop_reason or "length"
 
 
-def generate_tokens(model, prompt, max_tokens: int = 128, sampler: Sampler | None = None,
-                    stop_at_eog: bool = True, reuse_cache: bool = False,
-                    **sampling) -> Generation:
+def generate_tokens(
+    model,
+    prompt,
+    max_tokens: int = 128,
+    sampler: Sampler | None = None,
+    stop_at_eog: bool = True,
+    reuse_cache: bool = False,
+    **sampling,
+) -> Generation:
     """Yield generated token ids for ``prompt`` (text or token ids). ``reuse_cache`` keeps
     the KV entries of the longest prefix shared with the model's previous tokens."""
     stats = GenerationStats()
     ids = encode_prompt(model, prompt)
-    loop = _token_loop(model, ids, max_tokens, make_sampler(sampler, **sampling), stats,
-                       stop_at_eog, reuse_cache)
+    loop = _token_loop(
+        model, ids, max_tokens, make_sampler(sampler, **sampling), stats, stop_at_eog, reuse_cache
+    )
     return Generation(loop, stats)
 
 
-def generate(model, prompt, max_tokens: int = 128, temperature: float = 0.8,
-             top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
-             repeat_penalty: float = 1.0, presence_penalty: float = 0.0,
-             frequency_penalty: float = 0.0, repeat_last_n: int = 64,
-             seed: int | None = None, stop: Sequence[str] = (),
-             sampler: Sampler | None = None, reuse_cache: bool = False) -> Generation:
+def generate(
+    model,
+    prompt,
+    max_tokens: int = 128,
+    temperature: float = 0.8,
+    top_k: int = 40,
+    top_p: float = 0.95,
+    min_p: float = 0.05,
+    repeat_penalty: float = 1.0,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
+    repeat_last_n: int = 64,
+    seed: int | None = None,
+    stop: Sequence[str] = (),
+    sampler: Sampler | None = None,
+    reuse_cache: bool = False,
+) -> Generation:
     """Yield text pieces generated for ``prompt`` (text or token ids)."""
     if sampler is None:
-        sampler = Sampler(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                          repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
-                          frequency_penalty=frequency_penalty, repeat_last_n=repeat_last_n,
-                          seed=seed)
+        sampler = Sampler(
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty,
+            repeat_last_n=repeat_last_n,
+            seed=seed,
+        )
     tokens = generate_tokens(model, prompt, max_tokens, sampler, reuse_cache=reuse_cache)
     pieces = _texts(model.tokenizer, tokens, tuple(s for s in stop if s), tokens.stats)
     return Generation(pieces, tokens.stats)
 
 
-def _texts(tokenizer, tokens: Iterator[int], stop: tuple[str, ...],
-           stats: GenerationStats) -> Iterator[str]:
+def _texts(
+    tokenizer, tokens: Iterator[int], stop: tuple[str, ...], stats: GenerationStats
+) -> Iterator[str]:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     pending = ""  # text held back: it may be the beginning of a stop string
     for tok in tokens:
@@ -172,7 +205,7 @@ def _texts(tokenizer, tokens: Iterator[int], stop: tuple[str, ...],
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1

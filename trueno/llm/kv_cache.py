@@ -36,8 +36,9 @@ class KVCache:
         self.n = 0
 
 
-def rope_tables(rope_dim: int, base: float, ctx: int, scale: float = 1.0,
-                factors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def rope_tables(
+    rope_dim: int, base: float, ctx: int, scale: float = 1.0, factors: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """cos, sin tables (ctx, rope_dim // 2): angle = pos * scale * base^(-2i / rope_dim)."""
     inv_freq = base ** (-np.arange(0, rope_dim, 2, dtype=np.float64) / rope_dim)
     if factors is not None:

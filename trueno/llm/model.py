@@ -30,8 +30,14 @@ PREFILL_CHUNK = 256
 class Model:
     """A GGUF model ready to run: ``Model.load(path)``, then ``logits`` or ``generate``."""
 
-    def __init__(self, config: Config, weights: Weights, gguf_file=None, path=None,
-                 ctx_size: int | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        weights: Weights,
+        gguf_file=None,
+        path=None,
+        ctx_size: int | None = None,
+    ) -> None:
         from trueno.llm import kernels  # numba: imported with the first model, not with trueno
 
         self._k = kernels
@@ -248,8 +254,17 @@ class Model:
                 k.rope(q, s.pos, c.n_heads, c.head_dim, cos, sin, c.rope_neox)
                 k.rope(kk, s.pos, c.n_kv_heads, c.head_dim, cos, sin, c.rope_neox)
                 cache.store(i, pos, kk, v)
-                k.attend_one(att2, q2, cache.k[i], cache.v[i], pos, c.layer_window(i),
-                             c.attn_scale, c.n_kv_groups, s.scores)
+                k.attend_one(
+                    att2,
+                    q2,
+                    cache.k[i],
+                    cache.v[i],
+                    pos,
+                    c.layer_window(i),
+                    c.attn_scale,
+                    c.n_kv_groups,
+                    s.scores,
+                )
                 lw.wo.matvec(att[0], out=xo[0])
                 if c.post_norms:
                     k.rms_norm(xo, xo, lw.post_attn_norm, c.norm_eps)

@@ -57,11 +57,19 @@ class Sampler:
     ``processors`` run first, in order, after the built-in penalties.
     """
 
-    def __init__(self, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95,
-                 min_p: float = 0.05, repeat_penalty: float = 1.0,
-                 presence_penalty: float = 0.0, frequency_penalty: float = 0.0,
-                 repeat_last_n: int = 64, seed: int | None = None,
-                 processors: Sequence[LogitsProcessor] = ()) -> None:
+    def __init__(
+        self,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        repeat_last_n: int = 64,
+        seed: int | None = None,
+        processors: Sequence[LogitsProcessor] = (),
+    ) -> None:
         if top_p <= 0 or top_p > 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         if min_p < 0 or min_p > 1:
@@ -75,7 +83,8 @@ class Sampler:
             self.processors.append(RepetitionPenalty(repeat_penalty, repeat_last_n))
         if presence_penalty or frequency_penalty:
             self.processors.append(
-                PresencePenalty(presence_penalty, frequency_penalty, repeat_last_n))
+                PresencePenalty(presence_penalty, frequency_penalty, repeat_last_n)
+            )
         self.processors.extend(processors)
 
     @property
@@ -96,8 +105,9 @@ class Sampler:
             return int(np.argmax(x))
         ids, v = self.candidates(x)
         p = softmax(v / self.temperature)
-        return int(ids[min(np.searchsorted(np.cumsum(p), self.rng.random() * p.sum()),
-                           len(ids) - 1)])
+        return int(
+            ids[min(np.searchsorted(np.cumsum(p), self.rng.random() * p.sum()), len(ids) - 1)]
+        )
 
     def candidates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Token ids surviving top-k, top-p and min-p (sorted by logit, descending) and their

@@ -119,7 +119,9 @@ class Embedding:
         """(T,) token ids -> (T, dim) float32."""
         ids = np.asarray(ids, dtype=np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= self.shape[0]):
-            raise ModelError(f"token id out of range [0, {self.shape[0]}): {ids.min()}..{ids.max()}")
+            raise ModelError(
+                f"token id out of range [0, {self.shape[0]}): {ids.min()}..{ids.max()}"
+            )
         if self.dense is not None:
             return np.ascontiguousarray(self.dense[ids], dtype=np.float32)
         rows = np.ascontiguousarray(self.info.data[ids])
@@ -159,8 +161,9 @@ class Weights:
     @property
     def nbytes(self) -> int:
         mats = [self.output] + [
-            m for lw in self.layers for m in (lw.wq, lw.wk, lw.wv, lw.wo, lw.w_gate, lw.w_up,
-                                              lw.w_down)
+            m
+            for lw in self.layers
+            for m in (lw.wq, lw.wk, lw.wv, lw.wo, lw.w_gate, lw.w_up, lw.w_down)
         ]
         return sum(m.nbytes for m in mats)
 
@@ -190,24 +193,26 @@ class Weights:
         layers = []
         for i in range(c.n_layers):
             p = f"blk.{i}."
-            layers.append(LayerWeights(
-                attn_norm=vec(p + "attn_norm.weight", D),
-                wq=mat(p + "attn_q.weight", (Q, D)),
-                wk=mat(p + "attn_k.weight", (K, D)),
-                wv=mat(p + "attn_v.weight", (K, D)),
-                wo=mat(p + "attn_output.weight", (D, Q)),
-                ffn_norm=vec(p + "ffn_norm.weight", D),
-                w_gate=mat(p + "ffn_gate.weight", (F, D)),
-                w_up=mat(p + "ffn_up.weight", (F, D)),
-                w_down=mat(p + "ffn_down.weight", (D, F)),
-                bq=vec(p + "attn_q.bias", Q, required=False),
-                bk=vec(p + "attn_k.bias", K, required=False),
-                bv=vec(p + "attn_v.bias", K, required=False),
-                q_norm=vec(p + "attn_q_norm.weight", c.head_dim, required=c.qk_norm),
-                k_norm=vec(p + "attn_k_norm.weight", c.head_dim, required=c.qk_norm),
-                post_attn_norm=vec(p + "post_attention_norm.weight", D, required=c.post_norms),
-                post_ffn_norm=vec(p + "post_ffw_norm.weight", D, required=c.post_norms),
-            ))
+            layers.append(
+                LayerWeights(
+                    attn_norm=vec(p + "attn_norm.weight", D),
+                    wq=mat(p + "attn_q.weight", (Q, D)),
+                    wk=mat(p + "attn_k.weight", (K, D)),
+                    wv=mat(p + "attn_v.weight", (K, D)),
+                    wo=mat(p + "attn_output.weight", (D, Q)),
+                    ffn_norm=vec(p + "ffn_norm.weight", D),
+                    w_gate=mat(p + "ffn_gate.weight", (F, D)),
+                    w_up=mat(p + "ffn_up.weight", (F, D)),
+                    w_down=mat(p + "ffn_down.weight", (D, F)),
+                    bq=vec(p + "attn_q.bias", Q, required=False),
+                    bk=vec(p + "attn_k.bias", K, required=False),
+                    bv=vec(p + "attn_v.bias", K, required=False),
+                    q_norm=vec(p + "attn_q_norm.weight", c.head_dim, required=c.qk_norm),
+                    k_norm=vec(p + "attn_k_norm.weight", c.head_dim, required=c.qk_norm),
+                    post_attn_norm=vec(p + "post_attention_norm.weight", D, required=c.post_norms),
+                    post_ffn_norm=vec(p + "post_ffw_norm.weight", D, required=c.post_norms),
+                )
+            )
         embd_info = info("token_embd.weight", (c.vocab_size, D))
         out_name = "output.weight" if "output.weight" in tensors else "token_embd.weight"
         return cls(

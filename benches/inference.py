@@ -1,0 +1,138 @@
+"""LLM inference speed for the two registry models: decode tok/s (64 tokens after a short
+prompt), prefill tok/s (128-token prompt), warm time to first token and peak RSS, beside the
+bandwidth floor (matrix bytes / BLAS sgemv read bandwidth measured in this run) and llama.cpp's
+numbers from shared/testdata (llama-cpp-python 0.3.36, 2 threads, 2-core AVX2 machine).
+
+    python benches/inference.py [--quick] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "llm"))
+
+from _common import print_table, sgemv_bandwidth_gbs  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared/testdata/llamacpp/reference_outputs.json"
+PROMPT = "The capital of France is"
+
+
+def find_models():
+    from conftest import gemma3_path, smollm2_path  # the test suite's package lookups
+
+    out = []
+    for name, ref_name, find in (
+        ("SmolLM2-135M Q4_1", "SmolLM2-135M-Instruct.Q4_1", smollm2_path),
+        ("gemma-3-270m Q4_K_M", "gemma-3-270m-q4_k_m", gemma3_path),
+    ):
+        path = find()
+        if path is None:
+            print(f"skip {name}: model package not installed", file=sys.stderr)
+            continue
+        out.append((name, ref_name, path))
+    return out
+
+
+def bench_model(path, n_decode: int, n_prefill: int, repeat: int) -> dict:
+    from trueno.llm import Model, Sampler
+    from trueno.llm.generate import generate_tokens
+
+    t0 = time.perf_counter()
+    model = Model.load(path, ctx_size=512)
+    model.warmup()
+    tok = model.tokenizer
+    ids = tok.encode(PROMPT, add_special=True, parse_special=True)
+    first = next(iter(generate_tokens(model, ids, max_tokens=1, temperature=0)))
+    ttft = time.perf_counter() - t0
+    del first
+    greedy = Sampler(temperature=0)
+    decode, prefill = [], []
+    for _ in range(repeat):
+        gen = generate_tokens(model, ids, max_tokens=n_decode, sampler=greedy, stop_at_eog=False)
+        list(gen)
+        decode.append(gen.stats.decode_tok_s)
+        long_prompt = (ids * (n_prefill // len(ids) + 1))[:n_prefill]
+        model.reset()
+        t = time.perf_counter()
+        model.prefill(long_prompt)
+        prefill.append(n_prefill / (time.perf_counter() - t))
+    return {
+        "decode": max(decode),
+        "prefill": max(prefill),
+        "ttft": ttft,
+        "weight_bytes": model.weights.nbytes,
+        "kv_bytes": model.state.cache.nbytes,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one repetition, 32 decode tokens")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    import numba
+
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
+    except ImportError:
+        pass
+    ref = json.loads(REFERENCE.read_text())["models"] if REFERENCE.exists() else {}
+    bw = sgemv_bandwidth_gbs(256 << 20 if args.quick else 512 << 20)
+    n_decode = 32 if args.quick else 64
+    rows = []
+    for name, ref_name, path in find_models():
+        r = bench_model(path, n_decode, 128, 1 if args.quick else 3)
+        floor = bw * 1e9 / r["weight_bytes"]
+        speed = ref.get(ref_name, {}).get("speed", {})
+        rows.append(
+            [
+                name,
+                f"{r['decode']:.1f}",
+                f"{floor:.0f}",
+                f"{100 * r['decode'] / floor:.0f}%",
+                f"{speed.get('decode64_tok_per_s', float('nan')):.1f}",
+                f"{r['prefill']:.0f}",
+                f"{speed.get('prompt_tok_per_s', float('nan')):.0f}",
+                f"{r['ttft']:.2f}",
+                f"{os.path.getsize(path) / 2**20:.0f}",
+                f"{r['kv_bytes'] / 2**20:.0f}",
+            ]
+        )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"threads={args.threads}  sgemv read bandwidth {bw:.1f} GB/s  "
+        f"decode {n_decode} tokens, prefill 128 tokens, ctx 512"
+    )
+    print_table(
+        [
+            "model",
+            "decode tok/s",
+            "floor tok/s",
+            "of floor",
+            "llama.cpp decode",
+            "prefill tok/s",
+            "llama.cpp prefill",
+            "load+first token s",
+            "file MiB",
+            "KV MiB",
+        ],
+        rows,
+    )
+    print(f"peak RSS of this process (both models, bandwidth probe included): {rss:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
