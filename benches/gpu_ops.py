@@ -181,9 +181,14 @@ def quant_bandwidth(cp, quick: bool, torch=None) -> list[tuple]:
 
 
 def decode_bound(cp, torch=None) -> list[tuple]:
-    """tok/s if a decode step were only its weight matvecs (Q4_K, ffn_down and output Q6_K)."""
+    """tok/s if a decode step were only its weight matvecs (Q4_K_M-like: Q4_K, ffn_down and
+    output Q6_K; Q5_0 / Q8_0 where a row is not whole 256-value super-blocks)."""
     from trueno.backends.cuda.quant import prepare_gpu
     from trueno.gguf.constants import GGMLType
+
+    def kind(t, cols):  # rows that are not whole super-blocks: llama.cpp's Q4_K_M fallbacks
+        return t if cols % 256 == 0 else {GGMLType.Q4_K: GGMLType.Q5_0,
+                                           GGMLType.Q6_K: GGMLType.Q8_0}[t]
 
     rng = np.random.default_rng(1)
     out = []
@@ -191,10 +196,11 @@ def decode_bound(cp, torch=None) -> list[tuple]:
         per_layer = [(qd, d, GGMLType.Q4_K), (kvd, d, GGMLType.Q4_K), (kvd, d, GGMLType.Q4_K),
                      (d, qd, GGMLType.Q4_K), (ff, d, GGMLType.Q4_K), (ff, d, GGMLType.Q4_K),
                      (d, ff, GGMLType.Q6_K)]
+        per_layer = [(r, c, kind(t, c)) for r, c, t in per_layer]
         mats = {(r, c, t): prepare_gpu(random_blocks(t, r, c, rng), t, (r, c))
                 for r, c, t in per_layer}
-        head = prepare_gpu(random_blocks(GGMLType.Q6_K, vocab, d, rng), GGMLType.Q6_K,
-                           (vocab, d))
+        t_head = kind(GGMLType.Q6_K, d)
+        head = prepare_gpu(random_blocks(t_head, vocab, d, rng), t_head, (vocab, d))
         xs = {c: cp.asarray(rng.standard_normal(c).astype(np.float32)) for c in (d, qd, ff)}
 
         def step():
