@@ -22,5 +22,5 @@ def test_quantize_activations(rng, block):
     assert dx[0] == 0 and not xq[:block].any()
     assert np.all(np.abs(xq * d - x) <= d / 2 * 1.0001)
     assert np.abs(xq).max() <= 127
-    assert np.array_equal(bs, xq.reshape(-1, 16).astype(np.int32).sum(1))
+    assert np.array_equal(bs, xq.reshape(-1, 16).astype(np.int16).sum(1))
     assert np.allclose(xs, np.repeat(dx, block // 32) * bs.reshape(-1, 2).sum(1))

@@ -14,7 +14,7 @@ from trueno.quant import simd
 def quantize_activations(x, block, xq, dx, xs, bs):
     """x f32 -> xq int8 with one scale dx per ``block`` (32: llama.cpp's Q8_0, 256: Q8_K).
 
-    Also fills bs (int sums of xq per 16) and xs (dx * sum of xq per 32)."""
+    Also fills bs (int16 sums of xq per 16, as Q8_K bsums) and xs (dx * sum of xq per 32)."""
     for b in range(x.size // block):
         o = b * block
         amax = np.float32(0)
@@ -29,9 +29,9 @@ def quantize_activations(x, block, xq, dx, xs, bs):
         s = 0
         for i in range(16):
             s += np.int32(xq[16 * j + i])
-        bs[j] = s
+        bs[j] = np.int16(s)
     for j in range(x.size // 32):
-        xs[j] = dx[(32 * j) // block] * np.float32(bs[2 * j] + bs[2 * j + 1])
+        xs[j] = dx[(32 * j) // block] * np.float32(np.int32(bs[2 * j]) + np.int32(bs[2 * j + 1]))
 
 
 def activation_buffers(n_cols: int, block: int):
@@ -39,7 +39,7 @@ def activation_buffers(n_cols: int, block: int):
         np.empty(n_cols, np.int8),
         np.empty(max(n_cols // block, 1), np.float32),
         np.empty(max(n_cols // 32, 1), np.float32),
-        np.empty(max(n_cols // 16, 1), np.int32),
+        np.empty(max(n_cols // 16, 1), np.int16),
     )
 
 
@@ -101,7 +101,7 @@ def matvec_q6_k(w, xq, dx, xs, bs, out):
 
 @numba.njit(cache=True, parallel=True)
 def matvec_f16(w, x, out):
-    xq, xs, bs = np.empty(0, np.int8), np.empty(0, np.float32), np.empty(0, np.int32)
+    xq, xs, bs = np.empty(0, np.int8), np.empty(0, np.float32), np.empty(0, np.int16)
     n = x.size // 16
     for r in numba.prange(w.shape[0]):
         out[r] = simd.row_dot_f16(w, r, xq, x, xs, bs, n)
@@ -109,7 +109,7 @@ def matvec_f16(w, x, out):
 
 @numba.njit(cache=True, parallel=True)
 def matvec_bf16(w, x, out):
-    xq, xs, bs = np.empty(0, np.int8), np.empty(0, np.float32), np.empty(0, np.int32)
+    xq, xs, bs = np.empty(0, np.int8), np.empty(0, np.float32), np.empty(0, np.int16)
     n = x.size // 16
     for r in numba.prange(w.shape[0]):
         out[r] = simd.row_dot_bf16(w, r, xq, x, xs, bs, n)
@@ -127,3 +127,39 @@ QUANT_DRIVERS = {
     "Q6_K": (matvec_q6_k, 256),
 }
 FLOAT_DRIVERS = {"F16": matvec_f16, "BF16": matvec_bf16}
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_paired_q4_0(qs, d, m, qh, xq, dx, xs, out):
+    nb = d.shape[1]
+    for r in numba.prange(qs.shape[0]):
+        out[r] = simd.paired_dot_q4_0(qs, d, m, qh, r, xq, dx, xs, nb)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_paired_q4_1(qs, d, m, qh, xq, dx, xs, out):
+    nb = d.shape[1]
+    for r in numba.prange(qs.shape[0]):
+        out[r] = simd.paired_dot_q4_1(qs, d, m, qh, r, xq, dx, xs, nb)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_paired_q5_0(qs, d, m, qh, xq, dx, xs, out):
+    nb = d.shape[1]
+    for r in numba.prange(qs.shape[0]):
+        out[r] = simd.paired_dot_q5_0(qs, d, m, qh, r, xq, dx, xs, nb)
+
+
+@numba.njit(cache=True, parallel=True)
+def matvec_paired_q5_1(qs, d, m, qh, xq, dx, xs, out):
+    nb = d.shape[1]
+    for r in numba.prange(qs.shape[0]):
+        out[r] = simd.paired_dot_q5_1(qs, d, m, qh, r, xq, dx, xs, nb)
+
+
+PAIRED_DRIVERS = {
+    "Q4_0": matvec_paired_q4_0,
+    "Q4_1": matvec_paired_q4_1,
+    "Q5_0": matvec_paired_q5_0,
+    "Q5_1": matvec_paired_q5_1,
+}

@@ -1,7 +1,9 @@
 """PreparedWeight: the form the LLM engine keeps for each weight matrix.
 
-Kernels read the GGML blocks in place (row-major ``(rows, row_bytes)``, no copy of a mmapped
-file), so preparing a Q4_0..Q8_0, Q4_K, Q5_K, Q6_K, F16 or BF16 weight is free. Backends:
+Q8_0, Q4_K, Q5_K, Q6_K, F16 and BF16 kernels read the GGML blocks in place (row-major
+``(rows, row_bytes)``, no copy of a mmapped file). Q4_0, Q4_1, Q5_0 and Q5_1 are re-laid once
+(relayout.py: scales in their own arrays, nibbles of block pairs interleaved; same byte
+count) because their per-block scale work, not memory, bounds the GGML-layout kernel. Backends:
 
 - ``numba-avx2``: AVX2 integer dots (see simd.py) on int8-quantized activations, parallel
   over rows; F16/BF16 widen to f32 in-register and use FMA.
@@ -52,6 +54,7 @@ class PreparedWeight:
         self._f32 = None
         self._driver = None
         self._block = 0
+        self._paired = None
         drivers = _simd_drivers() if simd is not False else None
         if simd and drivers is None:
             from trueno.errors import UnsupportedError
@@ -63,6 +66,13 @@ class PreparedWeight:
         if name == "F32":
             self.backend = "numpy"
             self._f32 = rows.view(np.float32)
+        elif drivers is not None and name in drivers.PAIRED_DRIVERS:
+            from trueno.quant.relayout import pair_blocks
+
+            self.backend = "numba-avx2"
+            self._paired = pair_blocks(rows, name)
+            self._driver, self._block = drivers.PAIRED_DRIVERS[name], 32
+            self.blocks = None  # the paired copy replaces the GGML bytes
         elif drivers is not None and name in drivers.QUANT_DRIVERS:
             self.backend = "numba-avx2"
             self._driver, self._block = drivers.QUANT_DRIVERS[name]
@@ -77,8 +87,12 @@ class PreparedWeight:
 
     @property
     def nbytes(self) -> int:
-        """Bytes this weight keeps (its blocks, or its f32 copy for the dequantized fallback)."""
-        return int(self._f32.nbytes if self._f32 is not None else self.blocks.nbytes)
+        """Bytes this weight keeps (blocks, paired re-layout, or f32 copy for the fallback)."""
+        if self._f32 is not None:
+            return int(self._f32.nbytes)
+        if self._paired is not None:
+            return int(self._paired.nbytes)
+        return int(self.blocks.nbytes)
 
     def __repr__(self) -> str:
         return (
@@ -104,7 +118,11 @@ class PreparedWeight:
 
             xq, dx, xs, bs = activation_buffers(cols, self._block)
             quantize_activations(x, self._block, xq, dx, xs, bs)
-            self._driver(self.blocks, xq, dx, xs, bs, out)
+            pb = self._paired
+            if pb is not None:
+                self._driver(pb.qs, pb.d, pb.m, pb.qh, xq, dx, xs, out)
+            else:
+                self._driver(self.blocks, xq, dx, xs, bs, out)
         elif self._driver is not None:
             self._driver(self.blocks, x, out)
         else:
@@ -146,7 +164,7 @@ class PreparedWeight:
             buf = np.empty((tile * per_row, fmt.block_elems), dtype=np.float32)
             for r0 in range(0, rows, tile):
                 r1 = min(rows, r0 + tile)
-                blocks = self.blocks[r0:r1].reshape(-1, fmt.block_bytes)
+                blocks = self._blocks(r0, r1).reshape(-1, fmt.block_bytes)
                 w = buf[: (r1 - r0) * per_row]
                 fmt.dequantize_numba(blocks, F16_TO_F32, w)
                 np.matmul(xs, w.reshape(r1 - r0, cols).T, out=out[:, r0:r1])
@@ -166,7 +184,15 @@ class PreparedWeight:
         """The weight as float32 (rows, cols)."""
         if self._f32 is not None:
             return self._f32.copy()
-        return api.dequantize(self.blocks, self.ggml_type, self.shape)
+        return api.dequantize(self._blocks(0, self.shape[0]), self.ggml_type, self.shape)
+
+    def _blocks(self, r0: int, r1: int) -> np.ndarray:
+        """GGML blocks of rows [r0, r1) as (r1 - r0, row_bytes) uint8."""
+        if self._paired is None:
+            return self.blocks[r0:r1]
+        from trueno.quant.relayout import to_blocks
+
+        return to_blocks(self._paired, self.format.name, r0, r1).reshape(r1 - r0, -1)
 
 
 def prepare(blocks: np.ndarray, ggml_type, shape, simd: bool | None = None) -> PreparedWeight:

@@ -151,7 +151,7 @@ _ROW_SIG = types.float32(
     types.Array(types.int8, 1, "C"),
     types.Array(types.float32, 1, "C"),
     types.Array(types.float32, 1, "C"),
-    types.Array(types.int32, 1, "C"),
+    types.Array(types.int16, 1, "C"),
     types.int64,
 )
 
@@ -186,9 +186,33 @@ def _row_kernel(body):
     return intrinsic(typer)
 
 
-def _block_loop(builder, n, step_fn):
-    with cgutils.for_range(builder, n) as loop:
-        step_fn(loop.index)
+def _block_loop(builder, n, step_fn, make_state, unroll=4):
+    """Run ``step_fn(index, state)`` for index in [0, n): ``unroll`` independent states (so
+    the FMA / add chains overlap) in the main loop, state 0 for the tail. Returns the states."""
+    states = [make_state() for _ in range(unroll)]
+    groups = builder.udiv(n, _i64(unroll))
+    with cgutils.for_range(builder, groups) as loop:
+        base = builder.mul(loop.index, _i64(unroll))
+        for k in range(unroll):
+            step_fn(builder.add(base, _i64(k)), states[k])
+    with cgutils.for_range_slice(builder, builder.mul(groups, _i64(unroll)), n, _i64(1)) as (
+        index,
+        _,
+    ):
+        step_fn(index, states[0])
+    return states
+
+
+def _sum_states(builder, states, i):
+    vals = [st[i].get() for st in states]
+    total = vals[0]
+    for v in vals[1:]:
+        total = (
+            builder.fadd(total, v)
+            if isinstance(v.type, ir.FloatType) or isinstance(v.type, ir.VectorType)
+            else builder.add(total, v)
+        )
+    return total
 
 
 def _i64(v):
@@ -204,10 +228,11 @@ def _legacy_body(block_bytes, has_min, has_high, offset, signed):
     qs_at = 2 + (2 if has_min else 0) + (4 if has_high else 0)
 
     def body(builder, w, x, dx, xs, bs, n):
-        acc = _Acc(builder, ir.Constant(V8F32, None))
-        corr = _Acc(builder, ir.Constant(F32, 0.0))
+        def state():
+            return _Acc(builder, ir.Constant(V8F32, None)), _Acc(builder, ir.Constant(F32, 0.0))
 
-        def step(b):
+        def step(b, st):
+            acc, corr = st
             p = builder.mul(b, _i64(block_bytes))
             d = _half(builder, w, p)
             xv = _load(builder, x, builder.mul(b, _i64(32)), V32I8)
@@ -232,12 +257,13 @@ def _legacy_body(block_bytes, has_min, has_high, offset, signed):
                 c = _half(builder, w, builder.add(p, _i64(2))) if has_min else d
                 corr.set(builder.fadd(corr.get(), builder.fmul(c, _f32(builder, xs, b))))
 
-        _block_loop(builder, n, step)
-        total = _hsum(builder, acc.get())
+        states = _block_loop(builder, n, step, state)
+        total = _hsum(builder, _sum_states(builder, states, 0))
+        corr = _sum_states(builder, states, 1)
         if has_min:
-            return builder.fadd(total, corr.get())
+            return builder.fadd(total, corr)
         if offset:
-            return builder.fsub(total, builder.fmul(ir.Constant(F32, float(offset)), corr.get()))
+            return builder.fsub(total, builder.fmul(ir.Constant(F32, float(offset)), corr))
         return total
 
     return body
@@ -259,47 +285,61 @@ row_dot_q8_0 = _row_kernel(_named(_legacy_body(34, False, False, 0, True), "row_
 # 256-weight super-blocks: Q4_K, Q5_K, Q6_K (activations one int8 scale per 256, bs per 16)
 
 
-def _u8(builder, base, offset):
-    return builder.zext(_load(builder, base, offset, I8), I32)
+def _lanes(builder, vec, mask):
+    """shufflevector of one vector with a constant lane list (LLVM lowers it to vpshufb)."""
+    return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(I32, len(mask)), mask))
 
 
-def _bs(builder, bs, index):
-    return _load(builder, bs, builder.mul(index, _i64(4)), I32)
+def _words_to_i16(builder, words):
+    """Two i32 words -> their 8 bytes zero-extended to <8 x i16>."""
+    v = ir.Constant(ir.VectorType(I32, 2), None)
+    for i, word in enumerate(words):
+        v = builder.insert_element(v, word, ir.Constant(I32, i))
+    return builder.zext(builder.bitcast(v, ir.VectorType(I8, 8)), ir.VectorType(I16, 8))
 
 
-def _scale_min_k4(builder, w, p, j):
-    """get_scale_min_k4 for sub-block j from the 12 bytes at w + p + 4, as i32 values."""
+def _scales_mins_k4(builder, w, p):
+    """The 12 packed scale bytes at w + p + 4 -> (<8 x i16> scales, <8 x i16> mins), with
+    llama.cpp's word-mask unpacking instead of eight get_scale_min_k4 calls."""
+    u0, u1, u2 = (_load(builder, w, builder.add(p, _i64(4 + 4 * i)), I32) for i in range(3))
+    k1, k2, k3 = (ir.Constant(I32, v) for v in (0x3F3F3F3F, 0x0F0F0F0F, 0x03030303))
+    c4, c6 = ir.Constant(I32, 4), ir.Constant(I32, 6)
+    m_hi = builder.or_(
+        builder.and_(builder.lshr(u2, c4), k2),
+        builder.shl(builder.and_(builder.lshr(u1, c6), k3), c4),
+    )
+    m_lo = builder.and_(u1, k1)
+    sc_hi = builder.or_(
+        builder.and_(u2, k2), builder.shl(builder.and_(builder.lshr(u0, c6), k3), c4)
+    )
+    sc_lo = builder.and_(u0, k1)
+    return _words_to_i16(builder, (sc_lo, sc_hi)), _words_to_i16(builder, (m_lo, m_hi))
 
-    def byte(k):
-        return _u8(builder, w, builder.add(p, _i64(4 + k)))
 
-    c63, c15, c6, c4 = (ir.Constant(I32, v) for v in (63, 15, 6, 4))
-    if j < 4:
-        return builder.and_(byte(j), c63), builder.and_(byte(j + 4), c63)
-    b8, lo, hi = byte(j + 4), byte(j - 4), byte(j)
-    sc = builder.or_(builder.and_(b8, c15), builder.shl(builder.lshr(lo, c6), c4))
-    m = builder.or_(builder.lshr(b8, c4), builder.shl(builder.lshr(hi, c6), c4))
-    return sc, m
+def _bsums(builder, bs, sb):
+    """The 16 int16 sums of xq (per 16) of super-block sb as <16 x i16>."""
+    return _load(builder, bs, builder.mul(sb, _i64(32)), V16I16)
 
 
 def _kq_body(block_bytes, has_high):
     """Q4_K / Q5_K: y = sum_sb d*dx*sum_s sc_s (q . xq)_s - dmin*dx*sum_s m_s*bsum_s."""
     qs_at = 48 if has_high else 16
+    pairs = [i // 2 for i in range(16)]
 
     def body(builder, w, x, dx, xs, bs, n):
-        acc = _Acc(builder, ir.Constant(V8F32, None))
-        corr = _Acc(builder, ir.Constant(F32, 0.0))
+        def state():
+            return _Acc(builder, ir.Constant(V8F32, None)), _Acc(builder, ir.Constant(V8F32, None))
 
-        def step(sb):
+        def step(sb, st):
+            acc, macc = st
             p = builder.mul(sb, _i64(block_bytes))
             d, dmin = _half(builder, w, p), _half(builder, w, builder.add(p, _i64(2)))
+            sc8, m8 = _scales_mins_k4(builder, w, p)
             xbase = builder.mul(sb, _i64(256))
             qh = _load(builder, w, builder.add(p, _i64(16)), V32I8) if has_high else None
             isum = ir.Constant(V8I32, None)
-            msum = ir.Constant(I32, 0)
             packed = None
             for s in range(8):
-                sc, m = _scale_min_k4(builder, w, p, s)
                 if s % 2 == 0:
                     packed = _load(builder, w, builder.add(p, _i64(qs_at + 16 * s)), V32I8)
                     q = builder.and_(packed, _vconst(V32I8, 0x0F))
@@ -309,37 +349,48 @@ def _kq_body(block_bytes, has_high):
                     bit = builder.and_(builder.lshr(qh, _vconst(V32I8, s)), _vconst(V32I8, 1))
                     q = builder.or_(q, builder.shl(bit, _vconst(V32I8, 4)))
                 xv = _load(builder, x, builder.add(xbase, _i64(32 * s)), V32I8)
-                scv = _splat(builder, builder.trunc(sc, I16), 16)
+                scv = _lanes(builder, sc8, [s] * 16)
                 isum = builder.add(isum, _maddwd(builder, _maddubs(builder, q, xv), scv))
-                j = builder.add(builder.mul(sb, _i64(16)), _i64(2 * s))
-                bsum = builder.add(_bs(builder, bs, j), _bs(builder, bs, builder.add(j, _i64(1))))
-                msum = builder.add(msum, builder.mul(m, bsum))
+            mprod = _maddwd(builder, _lanes(builder, m8, pairs), _bsums(builder, bs, sb))
             dxs = _f32(builder, dx, sb)
-            s_all = builder.fmul(d, dxs)
             acc.set(
-                _fma(builder, builder.sitofp(isum, V8F32), _splat(builder, s_all, 8), acc.get())
+                _fma(
+                    builder,
+                    builder.sitofp(isum, V8F32),
+                    _splat(builder, builder.fmul(d, dxs), 8),
+                    acc.get(),
+                )
             )
-            mterm = builder.fmul(builder.fmul(dmin, dxs), builder.sitofp(msum, F32))
-            corr.set(builder.fadd(corr.get(), mterm))
+            macc.set(
+                _fma(
+                    builder,
+                    builder.sitofp(mprod, V8F32),
+                    _splat(builder, builder.fmul(dmin, dxs), 8),
+                    macc.get(),
+                )
+            )
 
-        _block_loop(builder, n, step)
-        return builder.fsub(_hsum(builder, acc.get()), corr.get())
+        states = _block_loop(builder, n, step, state, unroll=2)
+        return builder.fsub(
+            _hsum(builder, _sum_states(builder, states, 0)),
+            _hsum(builder, _sum_states(builder, states, 1)),
+        )
 
     return body
 
 
 def _q6k_body(builder, w, x, dx, xs, bs, n):
     """Q6_K: y = sum_sb d*dx*(sum_j sc_j (q . xq)_j - 32 * sum_j sc_j*bsum_j), j per 16."""
-    acc = _Acc(builder, ir.Constant(V8F32, None))
-    corr = _Acc(builder, ir.Constant(F32, 0.0))
-    mask = ir.Constant(ir.VectorType(I32, 16), [0] * 8 + [1] * 8)
 
-    def step(sb):
+    def state():
+        return (_Acc(builder, ir.Constant(V8F32, None)),)
+
+    def step(sb, st):
         p = builder.mul(sb, _i64(210))
         d = _half(builder, w, builder.add(p, _i64(208)))
+        sc16 = builder.sext(_load(builder, w, builder.add(p, _i64(192)), V16I8), V16I16)
         xbase = builder.mul(sb, _i64(256))
         isum = ir.Constant(V8I32, None)
-        csum = ir.Constant(I32, 0)
         for h in range(2):
             ql0 = _load(builder, w, builder.add(p, _i64(64 * h)), V32I8)
             ql1 = _load(builder, w, builder.add(p, _i64(64 * h + 32)), V32I8)
@@ -355,24 +406,17 @@ def _q6k_body(builder, w, x, dx, xs, bs, n):
                 q = builder.or_(lo, builder.shl(hi, _vconst(V32I8, 4)))
                 xv = _load(builder, x, builder.add(xbase, _i64(128 * h + 32 * k)), V32I8)
                 j0 = 8 * h + 2 * k
-                sc0 = builder.sext(_load(builder, w, builder.add(p, _i64(192 + j0)), I8), I32)
-                sc1 = builder.sext(_load(builder, w, builder.add(p, _i64(193 + j0)), I8), I32)
-                pair = ir.Constant(ir.VectorType(I16, 16), None)
-                pair = builder.insert_element(pair, builder.trunc(sc0, I16), ir.Constant(I32, 0))
-                pair = builder.insert_element(pair, builder.trunc(sc1, I16), ir.Constant(I32, 1))
-                scv = builder.shuffle_vector(pair, pair, mask)
+                scv = _lanes(builder, sc16, [j0] * 8 + [j0 + 1] * 8)
                 isum = builder.add(isum, _maddwd(builder, _maddubs(builder, q, xv), scv))
-                jb = builder.add(builder.mul(sb, _i64(16)), _i64(j0))
-                csum = builder.add(csum, builder.mul(sc0, _bs(builder, bs, jb)))
-                csum = builder.add(
-                    csum, builder.mul(sc1, _bs(builder, bs, builder.add(jb, _i64(1))))
-                )
+        corr = _maddwd(builder, sc16, _bsums(builder, bs, sb))
+        isum = builder.sub(isum, builder.shl(corr, _vconst(V8I32, 5)))
         s_all = builder.fmul(d, _f32(builder, dx, sb))
-        acc.set(_fma(builder, builder.sitofp(isum, V8F32), _splat(builder, s_all, 8), acc.get()))
-        corr.set(builder.fadd(corr.get(), builder.fmul(s_all, builder.sitofp(csum, F32))))
+        st[0].set(
+            _fma(builder, builder.sitofp(isum, V8F32), _splat(builder, s_all, 8), st[0].get())
+        )
 
-    _block_loop(builder, n, step)
-    return builder.fsub(_hsum(builder, acc.get()), builder.fmul(ir.Constant(F32, 32.0), corr.get()))
+    states = _block_loop(builder, n, step, state, unroll=2)
+    return _hsum(builder, _sum_states(builder, states, 0))
 
 
 row_dot_q4_k = _row_kernel(_named(_kq_body(144, False), "row_dot_q4_k"))
@@ -386,8 +430,6 @@ row_dot_q6_k = _row_kernel(_named(_q6k_body, "row_dot_q6_k"))
 
 def _float_body(bf16):
     def body(builder, w, x, dx, xs, bs, n):
-        acc0 = _Acc(builder, ir.Constant(V8F32, None))
-        acc1 = _Acc(builder, ir.Constant(V8F32, None))
         v8i16 = ir.VectorType(I16, 8)
 
         def widen(bits):
@@ -396,18 +438,151 @@ def _float_body(bf16):
                 return builder.bitcast(wide, V8F32)
             return builder.fpext(builder.bitcast(bits, ir.VectorType(F16, 8)), V8F32)
 
-        def step(i):
-            for k, acc in enumerate((acc0, acc1)):
-                e = builder.add(builder.mul(i, _i64(16)), _i64(8 * k))
-                wv = widen(_load(builder, w, builder.mul(e, _i64(2)), v8i16))
-                xv = _load(builder, dx, builder.mul(e, _i64(4)), V8F32)
-                acc.set(_fma(builder, wv, xv, acc.get()))
+        def state():
+            return (_Acc(builder, ir.Constant(V8F32, None)),)
 
-        _block_loop(builder, n, step)
-        return _hsum(builder, builder.fadd(acc0.get(), acc1.get()))
+        def step(i, st):
+            e = builder.mul(i, _i64(8))
+            wv = widen(_load(builder, w, builder.mul(e, _i64(2)), v8i16))
+            xv = _load(builder, dx, builder.mul(e, _i64(4)), V8F32)
+            st[0].set(_fma(builder, wv, xv, st[0].get()))
+
+        states = _block_loop(builder, builder.mul(n, _i64(2)), step, state)
+        return _hsum(builder, _sum_states(builder, states, 0))
 
     return body
 
 
 row_dot_f16 = _row_kernel(_named(_float_body(False), "row_dot_f16"))
 row_dot_bf16 = _row_kernel(_named(_float_body(True), "row_dot_bf16"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Q4_0, Q4_1, Q5_0, Q5_1 in the paired layout of relayout.py: 8 blocks per step share one
+# vcvtph2ps of their scales and one 32-byte load per pair of blocks.
+
+_PAIRED_SIG = types.float32(
+    types.Array(types.uint8, 2, "C"),
+    types.Array(types.uint16, 2, "C"),
+    types.Array(types.uint16, 2, "C"),
+    types.Array(types.uint32, 2, "C"),
+    types.int64,
+    types.Array(types.int8, 1, "C"),
+    types.Array(types.float32, 1, "C"),
+    types.Array(types.float32, 1, "C"),
+    types.int64,
+)
+
+
+def _row_ptr(context, builder, arytype, value, row):
+    ary = context.make_array(arytype)(context, builder, value)
+    stride = builder.extract_value(ary.strides, 0)
+    return builder.gep(builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, stride)])
+
+
+def _high_bits(builder, word):
+    """i32 of 5th bits -> <32 x i8> with 16 where the bit is set."""
+    bits = builder.bitcast(word, ir.VectorType(ir.IntType(1), 32))
+    return builder.shl(builder.zext(bits, V32I8), _vconst(V32I8, 4))
+
+
+def _paired_body(has_min, has_high, offset):
+    def body(builder, qs, d, m, qh, x, dx, xs, nb):
+        accs = [_Acc(builder, ir.Constant(V8F32, None)) for _ in range(4)]
+        corr_v = _Acc(builder, ir.Constant(V8F32, None))
+        corr_s = _Acc(builder, ir.Constant(F32, 0.0))
+        v8i16, v8f16 = ir.VectorType(I16, 8), ir.VectorType(F16, 8)
+
+        def half8(base, b0):
+            bits = _load(builder, base, builder.mul(b0, _i64(2)), v8i16)
+            return builder.fpext(builder.bitcast(bits, v8f16), V8F32)
+
+        def qh_word(b):
+            return _load(builder, qh, builder.mul(b, _i64(4)), I32)
+
+        def dot_block(q, b):
+            xv = _load(builder, x, builder.mul(b, _i64(32)), V32I8)
+            return builder.sitofp(_dot_u8s8(builder, q, xv), V8F32)
+
+        def pair_q(pair, b):
+            v = _load(builder, qs, builder.mul(pair, _i64(32)), V32I8)
+            lo = builder.and_(v, _vconst(V32I8, 0x0F))
+            hi = builder.lshr(v, _vconst(V32I8, 4))
+            if has_high:
+                lo = builder.or_(lo, _high_bits(builder, qh_word(b)))
+                hi = builder.or_(hi, _high_bits(builder, qh_word(builder.add(b, _i64(1)))))
+            return lo, hi
+
+        groups = builder.udiv(nb, _i64(8))
+        with cgutils.for_range(builder, groups) as loop:
+            b0 = builder.mul(loop.index, _i64(8))
+            dv = half8(d, b0)
+            s8 = builder.fmul(dv, _load(builder, dx, builder.mul(b0, _i64(4)), V8F32))
+            cv = half8(m, b0) if has_min else dv
+            xsv = _load(builder, xs, builder.mul(b0, _i64(4)), V8F32)
+            corr_v.set(_fma(builder, cv, xsv, corr_v.get()))
+            for k in range(4):
+                b = builder.add(b0, _i64(2 * k))
+                lo, hi = pair_q(builder.add(builder.mul(loop.index, _i64(4)), _i64(k)), b)
+                for j, q in enumerate((lo, hi)):
+                    acc = accs[(2 * k + j) % 4]
+                    lane = _lanes(builder, s8, [2 * k + j] * 8)
+                    bj = builder.add(b, _i64(j))
+                    acc.set(_fma(builder, dot_block(q, bj), lane, acc.get()))
+
+        def scalar_block(q, b, acc):
+            s = builder.fmul(_half(builder, d, builder.mul(b, _i64(2))), _f32(builder, dx, b))
+            acc.set(_fma(builder, dot_block(q, b), _splat(builder, s, 8), acc.get()))
+            c = _half(builder, m if has_min else d, builder.mul(b, _i64(2)))
+            corr_s.set(builder.fadd(corr_s.get(), builder.fmul(c, _f32(builder, xs, b))))
+
+        npair = builder.udiv(nb, _i64(2))
+        start = builder.mul(groups, _i64(4))
+        with cgutils.for_range_slice(builder, start, npair, _i64(1)) as (pair, _):
+            b = builder.mul(pair, _i64(2))
+            lo, hi = pair_q(pair, b)
+            scalar_block(lo, b, accs[0])
+            scalar_block(hi, builder.add(b, _i64(1)), accs[1])
+        odd = builder.icmp_unsigned("!=", builder.and_(nb, _i64(1)), _i64(0))
+        with builder.if_then(odd):
+            b = builder.sub(nb, _i64(1))
+            q = _nibbles(builder, _load(builder, qs, builder.mul(npair, _i64(32)), V16I8))
+            if has_high:
+                q = builder.or_(q, _high_bits(builder, qh_word(b)))
+            scalar_block(q, b, accs[2])
+
+        total = _hsum(builder, _sum_states(builder, [(a,) for a in accs], 0))
+        corr = builder.fadd(_hsum(builder, corr_v.get()), corr_s.get())
+        if has_min:
+            return builder.fadd(total, corr)
+        return builder.fsub(total, builder.fmul(ir.Constant(F32, float(offset)), corr))
+
+    return body
+
+
+def _paired_kernel(body):
+    def codegen(context, builder, sig, args):
+        qs, d, m, qh, row, xq, dx, xs, nb = args
+        qty, dty, mty, hty, _, xty, fty, _, _ = sig.args
+        ptrs = (
+            _row_ptr(context, builder, qty, qs, row),
+            _row_ptr(context, builder, dty, d, row),
+            _row_ptr(context, builder, mty, m, row),
+            _row_ptr(context, builder, hty, qh, row),
+            _data(context, builder, xty, xq),
+            _data(context, builder, fty, dx),
+            _data(context, builder, fty, xs),
+        )
+        return body(builder, *ptrs, nb)
+
+    def typer(typingctx, qs, d, m, qh, row, xq, dx, xs, nb):
+        return _PAIRED_SIG, codegen
+
+    typer.__name__ = body.__name__
+    return intrinsic(typer)
+
+
+paired_dot_q4_0 = _paired_kernel(_named(_paired_body(False, False, 8), "paired_dot_q4_0"))
+paired_dot_q4_1 = _paired_kernel(_named(_paired_body(True, False, 0), "paired_dot_q4_1"))
+paired_dot_q5_0 = _paired_kernel(_named(_paired_body(False, True, 16), "paired_dot_q5_0"))
+paired_dot_q5_1 = _paired_kernel(_named(_paired_body(True, True, 0), "paired_dot_q5_1"))

@@ -1,0 +1,90 @@
+"""Kernel-friendly layout of the 32-weight nibble formats (Q4_0, Q4_1, Q5_0, Q5_1).
+
+GGML interleaves each block's f16 scale with its 16 nibble bytes. The AVX2 kernel wants the
+scales in their own arrays (8 converted by one vcvtph2ps) and the nibbles of two neighbouring
+blocks in one 32-byte load. Per row (nb blocks):
+
+- ``qs``: (rows, 32 * (nb // 2) + 16 * (nb % 2)) bytes; pair k's byte j holds weight j of block
+  2k in its low nibble and weight j of block 2k+1 in its high nibble; an odd last block keeps
+  GGML's packing (byte j: weight j low, weight j + 16 high).
+- ``d``, ``m``: (rows, nb) uint16 f16 bits (m empty for Q4_0/Q5_0); ``qh``: (rows, nb) uint32
+  5th bits (empty for Q4_*). Same bytes as the GGML blocks, rearranged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trueno.quant.q4_0 import nibbles
+
+# name -> (block bytes, has min, has 5th bits)
+LAYOUTS = {
+    "Q4_0": (18, False, False),
+    "Q4_1": (20, True, False),
+    "Q5_0": (22, False, True),
+    "Q5_1": (24, True, True),
+}
+
+
+@dataclass(frozen=True)
+class PairedBlocks:
+    qs: np.ndarray
+    d: np.ndarray
+    m: np.ndarray
+    qh: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return self.qs.nbytes + self.d.nbytes + self.m.nbytes + self.qh.nbytes
+
+
+def pair_blocks(rows: np.ndarray, name: str) -> PairedBlocks:
+    """(rows, row_bytes) GGML blocks -> :class:`PairedBlocks`."""
+    bpb, has_min, has_high = LAYOUTS[name]
+    n_rows = rows.shape[0]
+    nb = rows.shape[1] // bpb
+    b = rows.reshape(n_rows, nb, bpb)
+    d = np.ascontiguousarray(b[..., 0:2]).view(np.uint16).reshape(n_rows, nb)
+    at = 2
+    m = np.empty((n_rows, 0), np.uint16)
+    qh = np.empty((n_rows, 0), np.uint32)
+    if has_min:
+        m = np.ascontiguousarray(b[..., 2:4]).view(np.uint16).reshape(n_rows, nb)
+        at = 4
+    if has_high:
+        qh = np.ascontiguousarray(b[..., at : at + 4]).view(np.uint32).reshape(n_rows, nb)
+        at += 4
+    packed = b[..., at : at + 16]
+    npair = nb // 2
+    q = nibbles(packed[:, : 2 * npair].reshape(-1, 16)).reshape(n_rows, npair, 2, 32)
+    pairs = (q[:, :, 0] | (q[:, :, 1] << np.uint8(4))).reshape(n_rows, 32 * npair)
+    if nb % 2:
+        pairs = np.concatenate([pairs, packed[:, -1]], axis=1)
+    return PairedBlocks(np.ascontiguousarray(pairs), d, m, qh)
+
+
+def to_blocks(pb: PairedBlocks, name: str, r0: int = 0, r1: int | None = None) -> np.ndarray:
+    """Rows [r0, r1) of :class:`PairedBlocks` back to GGML blocks (rows, nb, block bytes)."""
+    bpb, has_min, has_high = LAYOUTS[name]
+    d = pb.d[r0:r1]
+    n_rows, nb = d.shape
+    out = np.empty((n_rows, nb, bpb), dtype=np.uint8)
+    out[..., 0:2] = d.view(np.uint8).reshape(n_rows, nb, 2)
+    at = 2
+    if has_min:
+        out[..., 2:4] = pb.m[r0:r1].view(np.uint8).reshape(n_rows, nb, 2)
+        at = 4
+    if has_high:
+        out[..., at : at + 4] = pb.qh[r0:r1].view(np.uint8).reshape(n_rows, nb, 4)
+        at += 4
+    npair = nb // 2
+    qs = pb.qs[r0:r1]
+    pairs = qs[:, : 32 * npair].reshape(n_rows, npair, 1, 32)
+    q = np.concatenate([pairs & np.uint8(0x0F), pairs >> np.uint8(4)], axis=2)  # (n, np, 2, 32)
+    packed = q[..., :16] | (q[..., 16:] << np.uint8(4))
+    out[:, : 2 * npair, at:] = packed.reshape(n_rows, 2 * npair, 16)
+    if nb % 2:
+        out[:, -1, at:] = qs[:, 32 * npair :]
+    return out
