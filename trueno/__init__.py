@@ -18,6 +18,7 @@ from trueno.errors import (
 )
 from trueno.ops import *  # noqa: F403  (the functional API)
 from trueno.ops import __all__ as _ops_all
+from trueno.vector import Matrix, Vector
 
 __version__ = "0.1.0"
 
@@ -29,11 +30,12 @@ def capabilities():
     return detect()
 
 
-def warmup(progress: bool | None = None) -> None:
-    """Compile every numba kernel now (from numba's on-disk cache when warm)."""
+def warmup(progress: bool | None = None) -> int:
+    """Compile every numba kernel now for float32 and float64 (from numba's on-disk cache when
+    warm); a progress bar goes to stderr when it is a terminal. Returns the kernels compiled."""
     from trueno.warmup import warmup as _warmup
 
-    _warmup(progress=progress)
+    return _warmup(progress=progress)
 
 
 def to_device(x):
@@ -65,6 +67,8 @@ __all__ = [
     "TruenoError",
     "capabilities",
     "trace",
+    "Matrix",
+    "Vector",
     "use_backend",
     "__version__",
     *_ops_all,

@@ -1,0 +1,72 @@
+"""``trueno info``: what this machine can do (CPU, ISA, cores, numba, GPUs) and the backend
+AUTO dispatch picks for each op class at sizes 1e2 .. 1e7."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+SIZES = [10**e for e in range(2, 8)]
+EXAMPLE_OP = {  # one representative op per threshold class
+    "elementwise": "add", "transcendental": "exp", "libm": "sin", "reduction": "sum",
+    "rowwise": "softmax", "stats": "variance", "matrix": "matmul", "conv": "convolve2d",
+    "gather": "embedding_lookup", "never": "eigh",
+}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("info", help="capabilities and the backend chosen per op size")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=handler)
+
+
+def dispatch_table() -> dict[str, dict[int, str]]:
+    """{op class: {size: backend}} as AUTO would pick for host arrays."""
+    from trueno import dispatch
+    from trueno.ops.spec import OPS
+
+    table = {}
+    for kind in dispatch.THRESHOLDS:
+        spec = next((s for s in OPS.values() if s.kind == kind), None)
+        if spec is None:
+            continue
+        table[kind] = {n: dispatch.choose(spec, n).value for n in SIZES}
+    return table
+
+
+def handler(args: argparse.Namespace) -> int:
+    import trueno
+    from trueno import dispatch
+
+    caps = trueno.capabilities()
+    table = dispatch_table()
+    forced = dispatch.forced_backend()
+    if args.json:
+        print(json.dumps({"version": trueno.__version__, "capabilities": caps.to_dict(),
+                          "forced_backend": forced.value if forced else None,
+                          "thresholds": dispatch.THRESHOLDS,
+                          "dispatch": {k: {str(n): b for n, b in v.items()}
+                                       for k, v in table.items()}}, indent=2))
+        return 0
+    isa = " ".join(k for k, v in caps.isa.items() if v) or "(none detected)"
+    print(f"trueno {trueno.__version__}")
+    print(f"cpu        {caps.cpu_name} ({caps.machine}); ISA: {isa}")
+    print(f"cores      {caps.physical_cores} physical, {caps.logical_cores} logical")
+    numba = (f"{caps.numba_version} (threading layer {caps.numba_threading_layer}, "
+             f"{caps.numba_threads} threads)" if caps.numba_version else "not installed")
+    print(f"numba      {numba}")
+    if caps.gpus:
+        for g in caps.gpus:
+            print(f"gpu {g.index}      {g.name}, {g.memory_bytes / 2**30:.1f} GiB, "
+                  f"compute {g.compute_capability} (cupy {caps.cupy_version})")
+    else:
+        print(f"gpu        none ({caps.gpu_error})")
+    print(f"backend    {'forced: ' + forced.value if forced else 'auto'}")
+    print()
+    head = ["op class", "example"] + [f"1e{len(str(n)) - 1}" for n in SIZES]
+    rows = [[kind, EXAMPLE_OP.get(kind, "")] + [picks[n] for n in SIZES]
+            for kind, picks in table.items()]
+    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
+    for r in [head] + rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
