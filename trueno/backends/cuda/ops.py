@@ -13,6 +13,7 @@ import cupy as cp
 import numpy as np
 
 from trueno.backends.cuda import elementwise, function
+from trueno.backends.cuda.layout import as_rows, threads_per_row
 from trueno.device import is_device_array, to_device, to_host
 from trueno.errors import DTypeError
 from trueno.trace import recorder
@@ -73,12 +74,6 @@ def _dot(a, b):
 
 # ---- row-wise: one CUDA kernel each (cuda/rowwise.cu), one thread block per row ------------
 
-def _threads(n: int) -> int:
-    """Threads per row: about 4 values per thread, a multiple of 32, at most 1024."""
-    t = min(1024, max(32, -(-n // 4)))
-    return (t + 31) // 32 * 32
-
-
 def _suffix(a) -> str:
     suffix = _SUFFIX.get(np.dtype(a.dtype))
     if suffix is None:
@@ -87,16 +82,7 @@ def _suffix(a) -> str:
 
 
 def _as_rows(a, axis: int):
-    """``a`` as a C-contiguous (rows, n) array with ``axis`` last, plus how to undo it."""
-    axis = axis % a.ndim if a.ndim else 0
-    moved = cp.moveaxis(a, axis, -1) if a.ndim > 1 and axis != a.ndim - 1 else a
-    rows2d = cp.ascontiguousarray(moved).reshape(-1, a.shape[axis] if a.ndim else 1)
-
-    def restore(out):
-        out = out.reshape(moved.shape)
-        return cp.moveaxis(out, -1, axis) if moved is not a else out
-
-    return rows2d, restore
+    return as_rows(cp, a, axis)
 
 
 def _softmax_like(kernel: str, a, axis: int = -1):
@@ -105,7 +91,7 @@ def _softmax_like(kernel: str, a, axis: int = -1):
     rows, n = x.shape
     if rows and n:
         fn = function("rowwise", f"{kernel}_{_suffix(x)}")
-        fn((rows,), (_threads(n),), (x, y, np.int32(n)))
+        fn((rows,), (threads_per_row(n),), (x, y, np.int32(n)))
     return restore(y)
 
 
@@ -137,7 +123,7 @@ def _layer_norm(x, gamma=None, beta=None, eps: float = 1e-5):
     b, has_b = _param(beta, rows2d, n, "layer_norm bias")
     if rows and n:
         fn = function("rowwise", f"layer_norm_{_suffix(rows2d)}")
-        fn((rows,), (_threads(n),), (rows2d, y, np.int32(n), w, b, np.int32(has_w),
+        fn((rows,), (threads_per_row(n),), (rows2d, y, np.int32(n), w, b, np.int32(has_w),
                                      np.int32(has_b), rows2d.dtype.type(eps)))
     return restore(y)
 
@@ -149,7 +135,7 @@ def _rms_norm(x, weight=None, eps: float = 1e-6):
     w, has_w = _param(weight, rows2d, n, "rms_norm weight")
     if rows and n:
         fn = function("rowwise", f"rms_norm_{_suffix(rows2d)}")
-        fn((rows,), (_threads(n),), (rows2d, y, np.int32(n), w, np.int32(has_w),
+        fn((rows,), (threads_per_row(n),), (rows2d, y, np.int32(n), w, np.int32(has_w),
                                      rows2d.dtype.type(eps)))
     return restore(y)
 
