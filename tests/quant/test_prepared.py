@@ -28,7 +28,9 @@ QUANTIZABLE = [
 ]
 FALLBACK = [GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.IQ4_NL, GGMLType.IQ4_XS]
 ACT_BLOCK = {GGMLType.Q4_K: 256, GGMLType.Q5_K: 256, GGMLType.Q6_K: 256}
-needs_avx2 = pytest.mark.skipif(not simd.cpu_has_avx2(), reason="CPU lacks AVX2/FMA/F16C")
+needs_avx2 = pytest.mark.skipif(
+    not simd.available(), reason="no AVX2/FMA/F16C or TRUENO_QUANT_SIMD=0"
+)
 
 
 def weights(rng, t: GGMLType, rows: int, cols: int) -> np.ndarray:
