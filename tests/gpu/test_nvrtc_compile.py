@@ -10,8 +10,7 @@ from trueno.backends.cuda import elementwise, include_options, read_source, sour
 
 @pytest.fixture(scope="module")
 def nvrtc():
-    if "cupy" not in __import__("sys").modules:
-        pytest.importorskip("cupy", reason="cupy not installed: NVRTC check needs it")
+    pytest.importorskip("cupy", reason="cupy not installed: the NVRTC check needs it")
     mod = pytest.importorskip("cupy_backends.cuda.libs.nvrtc")
     try:
         mod.getVersion()
@@ -31,8 +30,8 @@ def compile_source(nvrtc, name: str, source: str, arch: str) -> str:
         except Exception as exc:
             pytest.fail(f"NVRTC failed on {name} for compute_{arch}: {exc}\n"
                         f"{nvrtc.getProgramLog(prog)}")
-        return nvrtc.getPTX(prog).decode() if isinstance(nvrtc.getPTX(prog), bytes) \
-            else nvrtc.getPTX(prog)
+        ptx = nvrtc.getPTX(prog)
+        return ptx.decode() if isinstance(ptx, bytes) else ptx
     finally:
         nvrtc.destroyProgram(prog)
 
