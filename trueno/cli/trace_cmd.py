@@ -140,6 +140,9 @@ def register(subparsers) -> None:
     q.add_argument("-o", "--output", default="flame.svg")
     q.add_argument("--run", type=int, default=0)
     q.set_defaults(func=_flamegraph)
+    q = sub.add_parser("overhead", help="measure the tracer's own cost per op (off / on)")
+    q.add_argument("-n", type=int, default=100_000)
+    q.set_defaults(func=_overhead)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
 
@@ -361,4 +364,20 @@ def _flamegraph(args) -> int:
         flamegraph.render(stacks, f"{trace.get('name') or 'trace'}: self time")
     )
     _err(f"wrote {args.output}")
+    return 0
+
+
+def _overhead(args) -> int:
+    from trueno.trace.overhead import measure
+
+    labels = {
+        "off_flag_ns": "off: dispatch's bool test per op",
+        "off_span_ns": "off: `with trace.span(...)` (null span)",
+        "on_record_op_ns": "on: recorder.record_op per span",
+        "op_untraced_ns": "trueno.add(16 floats), tracing off",
+        "op_traced_ns": "trueno.add(16 floats), tracing on",
+        "on_per_op_ns": "on: traced - untraced op (dispatch + recorder)",
+    }
+    for key, value in measure(args.n).items():
+        print(f"{labels[key]:<50} {value:9.1f} ns")
     return 0

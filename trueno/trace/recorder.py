@@ -27,40 +27,25 @@ _lock = threading.RLock()
 _local = threading.local()
 _ids = itertools.count(1)
 
-SPAN_FIELDS = (
-    ("id", np.int64),
-    ("parent", np.int64),
-    ("thread", np.int64),
-    ("name", np.int32),
-    ("category", np.int32),
-    ("backend", np.int32),
-    ("shape", np.int32),
-    ("dtype", np.int32),
-    ("start_ns", np.int64),
-    ("dur_ns", np.int64),
-    ("bytes", np.int64),
-    ("flops", np.int64),
-)
-_STR_FIELDS = ("name", "category", "backend", "dtype")  # tuple positions 3, 4, 5, 7
+# stored per span: 7 int64 columns; name/category/backend/shape/dtype are one interned key
+INT_FIELDS = ("id", "parent", "key", "start_ns", "dur_ns", "bytes", "flops")
+
+_keys: dict[tuple, int] = {}  # (name, category, backend, shape, dtype) -> code, process-wide
+_key_values: list[tuple] = []
 
 
-class _Strings:
-    """Intern table: value -> small int, with the reverse list (used under the lock)."""
-
-    def __init__(self) -> None:
-        self.index: dict = {}
-        self.values: list = []
-
-    def codes(self, column) -> list[int]:
-        index, values = self.index, self.values
-        out = []
-        for value in column:
-            i = index.get(value)
-            if i is None:
-                i = index[value] = len(values)
-                values.append(value)
-            out.append(i)
-        return out
+def _key(name, category, backend, shape, dtype) -> int:
+    """The code of a span's descriptive fields (interned once, then one dict lookup)."""
+    k = (name, category, backend, shape, dtype)
+    code = _keys.get(k)
+    if code is None:
+        with _lock:
+            code = _keys.get(k)
+            if code is None:
+                code = len(_key_values)
+                _key_values.append(k)
+                _keys[k] = code
+    return code
 
 
 class _ThreadBuffer:
@@ -71,15 +56,14 @@ class _ThreadBuffer:
 
 
 class Recorder:
-    """Fixed-capacity store of finished spans (columns of numpy arrays)."""
+    """Fixed-capacity store of finished spans (int64 columns plus a thread column)."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = int(capacity)
-        self.cols = {name: np.zeros(self.capacity, dtype=dt) for name, dt in SPAN_FIELDS}
+        self.data = np.zeros((self.capacity, len(INT_FIELDS)), dtype=np.int64)
+        self.threads = np.zeros(self.capacity, dtype=np.int64)
         self.count = 0  # rows stored (<= capacity)
         self.dropped = 0
-        self.strings = _Strings()  # names, categories, backends, dtypes
-        self.shapes = _Strings()  # shape tuples
         self.attrs: dict[int, dict] = {}  # span id -> extra attributes (composite spans only)
         self.buffers: list[_ThreadBuffer] = []
         # clock anchors taken together: perf_counter_ns() + offset = epoch ns
@@ -98,6 +82,7 @@ class Recorder:
                 self._flush_all()
                 self.buffers = [b for b in self.buffers if b.rows or b is buf][-256:]
         _local.buf = buf
+        _parent_stack()  # exists from now on: record_op reads it without a fallback
         return buf
 
     def flush(self, buf: _ThreadBuffer) -> None:
@@ -114,18 +99,8 @@ class Recorder:
             self.dropped += n - k
             if k <= 0:
                 return
-            chunk = chunk[:k] if k < n else chunk
-            cols = list(zip(*chunk, strict=False))
-            c = self.cols
-            for pos, (field, _) in enumerate(SPAN_FIELDS):
-                if field == "thread":
-                    c[field][i : i + k] = buf.thread
-                elif field in _STR_FIELDS:
-                    c[field][i : i + k] = self.strings.codes(cols[pos])
-                elif field == "shape":
-                    c[field][i : i + k] = self.shapes.codes(cols[pos])
-                else:
-                    c[field][i : i + k] = cols[pos]
+            self.data[i : i + k] = chunk[:k] if k < n else chunk
+            self.threads[i : i + k] = buf.thread
             self.count = i + k
 
     def _flush_all(self) -> None:
@@ -140,10 +115,19 @@ class Recorder:
         buf = getattr(_local, "buf", None)
         if buf is None or buf.rec is not self:
             buf = self.buffer()
-        buf.rows.append(
-            (span_id, parent, 0, name, category, backend, shape, dtype, start, dur, nbytes, flops)
+        rows = buf.rows
+        rows.append(
+            (
+                span_id,
+                parent,
+                _key(name, category, backend, shape, dtype),
+                start,
+                dur,
+                nbytes,
+                flops,
+            )
         )
-        if len(buf.rows) >= CHUNK:
+        if len(rows) >= CHUNK:
             self.flush(buf)
 
     def spans(self) -> list[dict]:
@@ -151,24 +135,25 @@ class Recorder:
         self._flush_all()
         with _lock:
             n = self.count
-            c = {k: v[:n].copy() for k, v in self.cols.items()}
-            strs, shapes = list(self.strings.values), list(self.shapes.values)
+            data, threads = self.data[:n].copy(), self.threads[:n].copy()
+            keys = list(_key_values)
         out = []
-        for i in np.argsort(c["start_ns"], kind="stable"):
-            sid = int(c["id"][i])
+        for i in np.argsort(data[:, 3], kind="stable"):
+            sid, parent, key, start, dur, nbytes, flops = (int(v) for v in data[i])
+            name, category, backend, shape, dtype = keys[key]
             span = {
                 "id": sid,
-                "parent": int(c["parent"][i]) or None,
-                "thread": int(c["thread"][i]),
-                "name": strs[c["name"][i]],
-                "category": strs[c["category"][i]],
-                "backend": strs[c["backend"][i]],
-                "shape": list(shapes[c["shape"][i]]),
-                "dtype": strs[c["dtype"][i]],
-                "start_ns": int(c["start_ns"][i]) - self.t0_ns,
-                "dur_ns": int(c["dur_ns"][i]),
-                "bytes": int(c["bytes"][i]),
-                "flops": int(c["flops"][i]),
+                "parent": parent or None,
+                "thread": int(threads[i]),
+                "name": name,
+                "category": category,
+                "backend": _text(backend),
+                "shape": [int(d) for d in shape],
+                "dtype": _text(dtype),
+                "start_ns": start - self.t0_ns,
+                "dur_ns": dur,
+                "bytes": nbytes,
+                "flops": flops,
             }
             if sid in self.attrs:
                 span["attrs"] = self.attrs[sid]
@@ -215,24 +200,24 @@ def record_op(
     start_ns: int,
     dur_ns: int,
 ) -> None:
-    """Record one finished op span (called by dispatch when ENABLED)."""
+    """Record one finished op span (called by dispatch when ENABLED). ``backend`` and
+    ``dtype`` may be any hashable (an enum, a numpy dtype): they are stringified on export."""
     rec = _recorder
     if rec is None:
         return
-    stack = getattr(_local, "stack", None)
-    rec.write(
-        next(_ids),
-        stack[-1] if stack else 0,
-        name,
-        "op",
-        backend,
-        shape,
-        dtype,
-        start_ns,
-        dur_ns,
-        nbytes,
-        flops,
-    )
+    loc = _local
+    buf = getattr(loc, "buf", None)
+    if buf is None or buf.rec is not rec:
+        buf = rec.buffer()
+    stack = loc.stack
+    k = (name, "op", backend, shape, dtype)
+    code = _keys.get(k)
+    if code is None:
+        code = _key(*k)
+    rows = buf.rows
+    rows.append((next(_ids), stack[-1] if stack else 0, code, start_ns, dur_ns, nbytes, flops))
+    if len(rows) >= CHUNK:
+        rec.flush(buf)
 
 
 def record(
@@ -249,7 +234,7 @@ def record(
     rec = _recorder
     if rec is None or not ENABLED:
         return
-    stack = getattr(_local, "stack", None)
+    stack = _parent_stack()
     sid = next(_ids)
     if attrs:
         rec.attrs[sid] = {k: _plain(v) for k, v in attrs.items()}
@@ -327,6 +312,13 @@ def span(name: str, category: str = "region", **attrs):
     if not ENABLED:
         return _NULL
     return _Span(name, category, attrs)
+
+
+def _text(value) -> str:
+    """An enum's value or a dtype's name, as exported (the hot path stores the object)."""
+    if isinstance(value, str):
+        return value
+    return str(getattr(value, "value", value))
 
 
 def _plain(value):
