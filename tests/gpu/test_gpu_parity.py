@@ -162,5 +162,12 @@ def test_quant_matvec_matches_gguf_py(name, rows, cols):
     got = to_host(mat.matvec(to_device(x)))
     scale = np.abs(ref_w) @ np.abs(x) + 1e-6
     assert np.all(np.abs(got - ref) <= 2e-6 * cols ** 0.5 * scale + 1e-7)
-    got_batch = to_host(mat.matmul(to_device(np.stack([x, -x]))))
-    np.testing.assert_allclose(got_batch[1], -got, rtol=1e-6, atol=1e-6)
+    for n in (1, 2, 8, 9, 17):  # column groups of 8: full, partial, several
+        xs = rng.standard_normal((n, cols)).astype(np.float32)
+        xs[0] = x
+        got_batch = to_host(mat.matmul(to_device(xs)))
+        assert got_batch.shape == (n, rows)
+        np.testing.assert_allclose(got_batch[0], got, rtol=1e-6, atol=1e-6)
+        want = xs.astype(np.float64) @ ref_w.T
+        scale_b = np.abs(xs.astype(np.float64)) @ np.abs(ref_w).T + 1e-6
+        assert np.all(np.abs(got_batch - want) <= 2e-6 * cols ** 0.5 * scale_b + 1e-7)

@@ -7,7 +7,7 @@ import pytest
 
 from trueno.backends.cuda import SOURCE_DIR, elementwise, source_names, source_path
 from trueno.backends.cuda.nvcc import compile_ptx, entry_points
-from trueno.backends.cuda.quant import KERNEL_OF
+from trueno.backends.cuda.quant import KERNEL_OF, MATMUL_KERNEL_OF
 
 ROWWISE = [f"{op}_{s}" for op in ("softmax", "log_softmax", "layer_norm", "rms_norm")
            for s in ("f32", "f64")]
@@ -29,7 +29,8 @@ def test_sources_found():
 
 
 def test_every_kernel_the_python_side_launches_exists(compiled):
-    assert sorted(entry_points(compiled.ptx["quant_matvec"])) == sorted(KERNEL_OF.values())
+    want = [*KERNEL_OF.values(), *MATMUL_KERNEL_OF.values()]
+    assert sorted(entry_points(compiled.ptx["quant_matvec"])) == sorted(want)
     assert sorted(entry_points(compiled.ptx["rowwise"])) == sorted(ROWWISE)
     assert sorted(entry_points(compiled.ptx["transformer"])) == ["attend_one_f32", "rope_f32"]
 
@@ -56,6 +57,13 @@ def test_float32_kernels_do_no_double_math(compiled):
             assert ".f64" not in block, f"{name} computes in double"
     assert ".f64" not in compiled.ptx["quant_matvec"]
     assert ".f64" not in compiled.ptx["transformer"]
+
+
+def test_batch_width_matches_the_kernel(compiled):
+    from trueno.backends.cuda import read_source
+    from trueno.backends.cuda.quant import NCOLS
+
+    assert f"#define TRUENO_NCOLS {NCOLS}\n" in read_source("quant_matvec")
 
 
 def test_compile_error_is_reported(nvcc_path, tmp_path):

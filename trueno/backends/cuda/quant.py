@@ -2,7 +2,8 @@
 
 ``prepare_gpu(blocks, ggml_type, shape)`` copies a quantized weight matrix to the device once
 (the blocks exactly as in the GGUF file: no re-layout, no f32 copy) and returns an object whose
-``.matvec(x)`` runs one CUDA kernel (one warp per row). ``upload_weights(tensors)`` does that
+``.matvec(x)`` runs one CUDA kernel (one warp per row) and ``.matmul(X)`` one batched kernel
+(prompt processing: the weights are read once per 8 vectors). ``upload_weights(tensors)`` does that
 for a model's weights; see its docstring for what the LLM engine gets back.
 
 Validation runs on the host before anything touches the device, so the checks (and their
@@ -28,8 +29,12 @@ KERNEL_OF: dict[GGMLType, str] = {
     GGMLType.Q4_K: "matvec_q4_K",
     GGMLType.Q6_K: "matvec_q6_K",
 }
+# the batched kernels (prompt processing): Y (n, rows) = X (n, cols) @ W.T
+MATMUL_KERNEL_OF: dict[GGMLType, str] = {t: k.replace("matvec", "matmul")
+                                         for t, k in KERNEL_OF.items()}
 DENSE_TYPES = (GGMLType.F32, GGMLType.F16)
 WARPS_PER_BLOCK = 4  # rows per thread block (one warp each)
+NCOLS = 8  # vectors per batched launch column group (TRUENO_NCOLS in quant_matvec.cu)
 
 
 def gpu_types() -> tuple[GGMLType, ...]:
@@ -98,11 +103,30 @@ class GpuQuantMatrix:
             cp.cuda.get_current_stream().synchronize()  # an honest span when tracing
         return y
 
-    def matmul(self, xs):
-        """Y = X @ W.T for a (n, cols) batch, one matvec per row (prompt processing)."""
+    def matmul(self, xs, out=None):
+        """Y = X @ W.T for a (n, cols) batch of vectors (prompt processing): one launch that
+        reads W once per 8 vectors; Y is a device f32 (n, rows) array."""
         import cupy as cp
 
-        return cp.stack([self.matvec(xs[i]) for i in range(xs.shape[0])])
+        from trueno.backends.cuda import function
+        from trueno.device import to_device
+
+        xs = to_device(xs, np.float32) if type(xs) is np.ndarray else xs
+        if xs.ndim != 2 or xs.shape[1] != self.cols:
+            raise QuantError(f"{self.ggml_type.name} matmul: X must have shape (n, {self.cols}),"
+                             f" got {tuple(xs.shape)}")
+        xs = cp.ascontiguousarray(xs, dtype=cp.float32)
+        n = xs.shape[0]
+        y = cp.empty((n, self.rows), dtype=cp.float32) if out is None else out
+        if n == 0 or self.rows == 0:
+            return y
+        fn = function("quant_matvec", MATMUL_KERNEL_OF[self.ggml_type])
+        grid = (-(-self.rows // WARPS_PER_BLOCK), -(-n // NCOLS))
+        fn(grid, (32 * WARPS_PER_BLOCK,),
+           (self.blocks, xs, y, np.int32(self.rows), np.int32(self.cols), np.int32(n)))
+        if recorder.ENABLED:
+            cp.cuda.get_current_stream().synchronize()
+        return y
 
 
 @dataclass(frozen=True)

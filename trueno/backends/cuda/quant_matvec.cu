@@ -153,9 +153,48 @@ TRUENO_HD float dot_q6_K_lane(const u8* b, const float* x, int lane) {
         if (lane == 0) y[row] = acc;                                                            \
     }
 
+// Batched form for prompt processing: Y (n, rows) = X (n, cols) @ W.T, X and Y row-major.
+// grid.y walks column groups of TRUENO_NCOLS vectors, so W is read ceil(n / NCOLS) times
+// instead of n times; each block's bytes are decoded once per vector from L1.
+#define TRUENO_NCOLS 8
+
+#define TRUENO_MATMUL(NAME, BYTES, PER_BLOCK, DOT_EXPR, FIRST, STEP)                            \
+    extern "C" __global__ void NAME(const u8* __restrict__ w, const float* __restrict__ x,       \
+                                    float* __restrict__ y, int rows, int cols, int n) {         \
+        const int row = blockIdx.x * (blockDim.x / TRUENO_WARP) + threadIdx.x / TRUENO_WARP;    \
+        const int lane = threadIdx.x % TRUENO_WARP;                                             \
+        if (row >= rows) return;                                                                \
+        const int c0 = blockIdx.y * TRUENO_NCOLS;                                               \
+        const int nc = min(TRUENO_NCOLS, n - c0);                                               \
+        const int nb = cols / (PER_BLOCK);                                                      \
+        const u8* wr = w + (long long)row * nb * (BYTES);                                       \
+        const float* xc = x + (long long)c0 * cols;                                             \
+        float acc[TRUENO_NCOLS];                                                                \
+        _Pragma("unroll") for (int c = 0; c < TRUENO_NCOLS; ++c) acc[c] = 0.f;                  \
+        for (int b = (FIRST); b < nb; b += (STEP)) {                                            \
+            const u8* blk = wr + (long long)b * (BYTES);                                        \
+            _Pragma("unroll") for (int c = 0; c < TRUENO_NCOLS; ++c) {                          \
+                if (c < nc) {                                                                   \
+                    const float* xb = xc + (long long)c * cols + (PER_BLOCK) * b;               \
+                    acc[c] += DOT_EXPR;                                                         \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+        _Pragma("unroll") for (int c = 0; c < TRUENO_NCOLS; ++c) {                              \
+            const float v = warp_sum(acc[c]);                                                   \
+            if (lane == 0 && c < nc) y[(long long)(c0 + c) * rows + row] = v;                   \
+        }                                                                                       \
+    }
+
 TRUENO_MATVEC_32(matvec_q4_0, 18, dot_q4_0)
 TRUENO_MATVEC_32(matvec_q5_0, 22, dot_q5_0)
 TRUENO_MATVEC_32(matvec_q8_0, 34, dot_q8_0)
 TRUENO_MATVEC_K(matvec_q4_K, 144, dot_q4_K_lane)
 TRUENO_MATVEC_K(matvec_q6_K, 210, dot_q6_K_lane)
+
+TRUENO_MATMUL(matmul_q4_0, 18, 32, dot_q4_0(blk, xb), lane, TRUENO_WARP)
+TRUENO_MATMUL(matmul_q5_0, 22, 32, dot_q5_0(blk, xb), lane, TRUENO_WARP)
+TRUENO_MATMUL(matmul_q8_0, 34, 32, dot_q8_0(blk, xb), lane, TRUENO_WARP)
+TRUENO_MATMUL(matmul_q4_K, 144, 256, dot_q4_K_lane(blk, xb, lane), 0, 1)
+TRUENO_MATMUL(matmul_q6_K, 210, 256, dot_q6_K_lane(blk, xb, lane), 0, 1)
 #endif  // TRUENO_HOST_EMULATION
