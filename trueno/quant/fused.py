@@ -4,6 +4,8 @@ that calls the AVX2 row dots of :mod:`trueno.quant.simd`. Import this module onl
 
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -34,7 +36,21 @@ def quantize_activations(x, block, xq, dx, xs, bs):
         xs[j] = dx[(32 * j) // block] * np.float32(np.int32(bs[2 * j]) + np.int32(bs[2 * j + 1]))
 
 
+_local = threading.local()
+
+
 def activation_buffers(n_cols: int, block: int):
+    """(xq, dx, xs, bs) scratch for one activation vector, reused per thread."""
+    cache = getattr(_local, "buffers", None)
+    if cache is None:
+        cache = _local.buffers = {}
+    bufs = cache.get((n_cols, block))
+    if bufs is None:
+        bufs = cache[(n_cols, block)] = _new_buffers(n_cols, block)
+    return bufs
+
+
+def _new_buffers(n_cols: int, block: int):
     return (
         np.empty(n_cols, np.int8),
         np.empty(max(n_cols // block, 1), np.float32),

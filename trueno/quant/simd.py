@@ -30,12 +30,29 @@ V32I8, V16I8, V16I16, V8I32, V8F32 = (
 REQUIRED_FEATURES = ("avx2", "fma", "f16c")
 
 
-def cpu_has_avx2() -> bool:
-    """True when the host CPU reports AVX2, FMA and F16C (checked before any kernel runs)."""
-    import llvmlite.binding as llvm
+# CPU names numba may be told to compile for (NUMBA_CPU_NAME) that have AVX2 + FMA + F16C
+AVX2_CPU_NAMES = frozenset(
+    "haswell broadwell skylake skylake-avx512 cascadelake cooperlake cannonlake icelake-client "
+    "icelake-server tigerlake rocketlake alderlake raptorlake meteorlake sapphirerapids "
+    "emeraldrapids graniterapids znver1 znver2 znver3 znver4 znver5 x86-64-v3 x86-64-v4".split()
+)
 
-    features = llvm.get_host_cpu_features()
-    return all(features.get(f, False) for f in REQUIRED_FEATURES)
+
+def cpu_has_avx2() -> bool:
+    """True when the host CPU reports AVX2, FMA and F16C and numba's code-generation target
+    (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, the host by default) has them too."""
+    import llvmlite.binding as llvm
+    from numba.core import config
+
+    host = llvm.get_host_cpu_features()
+    if not all(host.get(f, False) for f in REQUIRED_FEATURES):
+        return False
+    if config.CPU_FEATURES:
+        flags = set(config.CPU_FEATURES.split(","))
+        return all(f"+{f}" in flags for f in REQUIRED_FEATURES)
+    if config.CPU_NAME and config.CPU_NAME != "host":
+        return config.CPU_NAME in AVX2_CPU_NAMES
+    return True
 
 
 def available() -> bool:
