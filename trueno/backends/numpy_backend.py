@@ -319,7 +319,7 @@ def log_softmax(x, axis=-1):
 
 
 def erfc(x: np.ndarray) -> np.ndarray:
-    """erfc in float64 to ~1e-15 relative: Taylor series of erf for |x| < 2.5, a continued
+    """erfc in float64 to 1e-11 relative: Taylor series of erf for |x| < 2.5, a continued
     fraction (evaluated bottom-up, fixed depth) for erfc(|x|) beyond. Vectorized."""
     x = np.asarray(x, dtype=np.float64)
     ax = np.abs(x)

@@ -1,0 +1,87 @@
+"""The float32 approximations in numba_kernels/_math.py, checked over dense grids (including
+the extremes) against float64 numpy/math: the error bounds stated in that module hold."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+numba = pytest.importorskip("numba")
+
+from trueno.backends.numba_kernels import _math as M  # noqa: E402
+from trueno.backends.numpy_backend import erfc as ref_erfc  # noqa: E402
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _apply(which, x, out):
+    for i in range(x.size):
+        v = x[i]
+        if which == 0:
+            out[i] = M.exp32(v)
+        elif which == 1:
+            out[i] = M.tanh32(v)
+        elif which == 2:
+            out[i] = M.erfc_pos32(v)
+        else:
+            out[i] = M.expm1_32(v)
+
+
+def run(which: int, x: np.ndarray) -> np.ndarray:
+    out = np.empty_like(x)
+    _apply(which, x, out)
+    return out.astype(np.float64)
+
+
+def grid(lo: float, hi: float, n: int = 2_000_001) -> np.ndarray:
+    return np.linspace(lo, hi, n, dtype=np.float32)
+
+
+def rel_err(got, want, floor=np.finfo(np.float32).tiny):
+    return np.abs(got - want) / np.maximum(np.abs(want), floor)
+
+
+def test_exp32_error():
+    x = grid(-87.3, 88.7)
+    assert rel_err(run(0, x), np.exp(x.astype(np.float64))).max() <= 2.5e-7
+    ext = np.array([89.0, 1e30, np.inf, -104.0, -1e30, -np.inf, np.nan, 0.0, -0.0], np.float32)
+    got = run(0, ext)
+    assert np.isinf(got[:3]).all() and (got[3:6] == 0).all() and np.isnan(got[6])
+    assert got[7] == got[8] == 1.0
+    sub = grid(-103.0, -87.4, 10_001)  # subnormal results: within one subnormal step
+    assert np.abs(run(0, sub) - np.exp(sub.astype(np.float64))).max() <= 2.0**-149
+
+
+def test_tanh32_error():
+    x = grid(-12.0, 12.0)
+    assert rel_err(run(1, x), np.tanh(x.astype(np.float64))).max() <= 3e-7
+    small = np.geomspace(1e-38, 0.7, 200_001).astype(np.float32)
+    assert rel_err(run(1, small), np.tanh(small.astype(np.float64))).max() <= 3e-7
+    ext = np.array([np.inf, -np.inf, 1e30, -1e30, np.nan, -0.0], np.float32)
+    got = run(1, ext)
+    assert list(got[:4]) == [1, -1, 1, -1] and np.isnan(got[4])
+    assert got[5] == 0 and math.copysign(1, got[5]) == -1
+
+
+def test_erfc32_error():
+    x = grid(0.0, 9.0)[::50]
+    want = np.array([math.erfc(v) for v in x.astype(np.float64)])
+    # a*a rounds in float32: the bound grows like a^2 ulp (erfc's own conditioning)
+    assert (rel_err(run(2, x), want) <= 4e-7 + 1.2e-7 * x.astype(np.float64) ** 2).all()
+    assert run(2, np.array([12.0, np.inf], np.float32)).tolist() == [0.0, 0.0]
+
+
+def test_expm1_32_error():
+    x = grid(-20.0, 20.0)
+    assert rel_err(run(3, x), np.expm1(x.astype(np.float64))).max() <= 3e-7
+    tiny = np.geomspace(1e-30, 0.4, 100_001).astype(np.float32)
+    assert rel_err(run(3, -tiny), np.expm1(-tiny.astype(np.float64))).max() <= 3e-7
+
+
+def test_reference_erfc_matches_math():
+    x = np.concatenate([np.linspace(-8, 8, 4001), [-30.0, 30.0, 0.0, 2.5, -2.5, 26.0]])
+    want = np.array([math.erfc(v) for v in x])
+    np.testing.assert_allclose(ref_erfc(x), want, rtol=1e-11, atol=0)
+    assert np.isnan(ref_erfc(np.array([np.nan])))[0]
+    np.testing.assert_array_equal(ref_erfc(np.array([np.inf, -np.inf])), [0.0, 2.0])
