@@ -35,7 +35,11 @@ def warmup(progress: bool | None = None) -> int:
     warm); a progress bar goes to stderr when it is a terminal. Returns the kernels compiled."""
     from trueno.warmup import warmup as _warmup
 
+    globals()["warmup"] = _public_warmup  # importing trueno.warmup rebinds the attribute
     return _warmup(progress=progress)
+
+
+_public_warmup = warmup
 
 
 def to_device(x):

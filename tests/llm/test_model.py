@@ -141,3 +141,25 @@ def test_missing_tensor_names_it(tmp_path):
     path = write_gguf(tmp_path / "m.gguf", gguf_metadata("llama"), tensors)
     with pytest.raises(ModelError, match="blk.1.ffn_up.weight"):
         Model.load(path)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_stacked_qkv_and_gate_up_equal_separate_matrices(arch, tiny_model_path):
+    from trueno.gguf import load
+    from trueno.llm.config import Config
+    from trueno.llm.weights import Weights
+
+    path, _ = tiny_model_path(arch)
+    fused = Model.load(path)
+    assert fused.weights.layers[0].wqkv is not None
+    assert fused.weights.layers[0].w_gate_up is not None
+    gf = load(path)
+    config = Config.from_gguf(gf)
+    plain = Model(config, Weights.from_gguf(gf, config, fuse=False), gf, path)
+    assert plain.weights.layers[0].wqkv is None
+    np.testing.assert_allclose(fused.logits(TOKENS), plain.logits(TOKENS), rtol=1e-5, atol=1e-5)
+    plain.reset()
+    fused.reset()
+    plain.prefill(TOKENS[:4])
+    fused.prefill(TOKENS[:4])
+    np.testing.assert_allclose(fused.decode(9), plain.decode(9), rtol=1e-5, atol=1e-5)

@@ -8,7 +8,17 @@ from pathlib import Path
 import pytest
 from tracefx import PROGRAM
 
-from trueno.trace import runner
+from trueno.trace import recorder, runner
+
+
+@pytest.fixture(autouse=True)
+def _tracing_off_and_restored():
+    """Each test starts with tracing off and leaves the process's tracer as it found it (the
+    suite may itself run under `trueno trace run`, e.g. `make profile-test`)."""
+    saved = recorder._recorder, recorder.ENABLED
+    recorder._recorder, recorder.ENABLED = None, False
+    yield
+    recorder._recorder, recorder.ENABLED = saved
 
 
 @pytest.fixture(scope="session")

@@ -78,5 +78,7 @@ def test_env_auto_start_writes_output(tmp_path):
     assert part["pid"] and part["max_rss_bytes"] > 0 and part["dropped"] == 0
 
 
-def test_boot_is_not_active_without_env():
-    assert not boot._installed
+def test_boot_follows_the_environment():
+    from trueno import config
+
+    assert boot._installed == config.TRACE_ON_START

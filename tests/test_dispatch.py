@@ -1,0 +1,98 @@
+"""Dispatch: AUTO thresholds, forced backends (context manager and TRUENO_BACKEND), the
+unavailable-backend error, and op spans recorded when tracing is on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import trueno
+from trueno import backends, dispatch
+from trueno.backends import Backend
+from trueno.errors import BackendUnavailableError
+from trueno.ops.spec import OPS
+
+HAS_NUMBA = backends.is_available(Backend.NUMBA)
+
+
+def test_every_threshold_class_is_known():
+    assert {spec.kind for spec in OPS.values()} <= set(dispatch.THRESHOLDS)
+    assert set(dispatch.GPU_THRESHOLDS) == set(dispatch.THRESHOLDS)
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+@pytest.mark.skipif(dispatch.forced_backend() is not None, reason="TRUENO_BACKEND is set")
+def test_auto_picks_by_size():
+    spec = OPS["add"]
+    t = dispatch.THRESHOLDS["elementwise"]
+    assert dispatch.choose(spec, t - 1) is Backend.NUMPY
+    assert dispatch.choose(spec, t) is Backend.NUMBA
+    assert dispatch.choose(OPS["matmul"], 1 << 40) is Backend.NUMPY
+    assert dispatch.choose(OPS["eigh"], 1 << 40) is Backend.NUMPY
+
+
+def test_use_backend_forces_and_restores():
+    spec = OPS["add"]
+    with trueno.use_backend("numpy"):
+        assert dispatch.choose(spec, 1 << 30) is Backend.NUMPY
+        assert dispatch.forced_backend() is Backend.NUMPY
+        with trueno.use_backend("auto"):
+            assert dispatch.forced_backend() is dispatch._ENV_FORCED
+    assert dispatch.forced_backend() is dispatch._ENV_FORCED
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+def test_forced_numba_runs_numba_kernels_with_traces():
+    x = np.arange(8, dtype=np.float32)
+    with trueno.trace.capture() as t, trueno.use_backend(Backend.NUMBA):
+        trueno.add(x, x)
+        trueno.matmul(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32))
+    spans = [s for s in t.spans if s["category"] == "op"]
+    assert [(s["name"], s["backend"]) for s in spans] == [("add", "numba"), ("matmul", "numba")]
+    assert spans[0]["shape"] == [8] and spans[0]["dtype"] == "float32"
+    assert spans[0]["bytes"] == 3 * 8 * 4
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+def test_numba_implements_every_op():
+    table = backends.load(Backend.NUMBA).KERNELS
+    assert set(OPS) <= set(table)
+
+
+def test_numpy_implements_every_op():
+    assert set(OPS) <= set(backends.load(Backend.NUMPY).KERNELS)
+
+
+@pytest.mark.skipif(backends.is_available(Backend.CUPY), reason="cupy is installed here")
+def test_unavailable_backend_is_an_import_error():
+    with pytest.raises(BackendUnavailableError, match="'cupy' is not available") as err:
+        with trueno.use_backend("cupy"):
+            pass
+    assert isinstance(err.value, ImportError)
+    assert "trueno[gpu]" in str(err.value)
+
+
+def test_unknown_backend_name():
+    with pytest.raises(BackendUnavailableError, match="unknown backend 'tpu'; expected one of"):
+        with trueno.use_backend("tpu"):
+            pass
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+
+
+def test_env_var_forces_backend():
+    code = ("import trueno, numpy as np; from trueno import dispatch; "
+            "from trueno.ops.spec import OPS; "
+            "print(dispatch.choose(OPS['add'], 1 << 30).value)")
+    assert _run(code, TRUENO_BACKEND="numpy").stdout.strip() == "numpy"
+    if HAS_NUMBA:
+        assert _run(code, TRUENO_BACKEND="numba").stdout.strip() == "numba"
+    bad = _run(code, TRUENO_BACKEND="tpu")
+    assert bad.returncode != 0 and "TRUENO_BACKEND='tpu' is not a backend" in bad.stderr
