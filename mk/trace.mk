@@ -4,7 +4,7 @@
 #   make profile           the benches under the tracer, per-op summary (build/profile/)
 #   make profile-flamegraph                  flame.svg of the benches' self time
 #   make profile-bench BENCH=vector_ops      one bench under the tracer
-#   make profile-test                        the test suite under the tracer
+#   make profile-test [PROFILE_TESTS=tests/ops]  the test suite under the tracer
 #   make profile-otlp-jaeger / -tempo        export to Jaeger / Tempo in docker
 #   make profile-compare BASELINE=a.json CURRENT=b.json
 PY ?= .venv/bin/python
@@ -13,6 +13,7 @@ EXAMPLES := backend_detection matrix_operations activation_functions performance
 	ml_similarity symmetric_eigen quickstart generate
 BENCH ?= vector_ops
 PROFILE_DIR ?= build/profile
+PROFILE_TESTS ?= tests
 OTLP_HTTP ?= http://localhost:4318
 
 .PHONY: golden golden-check profile profile-flamegraph profile-bench profile-test \
@@ -47,7 +48,7 @@ profile-flamegraph: install
 
 profile-test: install
 	@mkdir -p $(PROFILE_DIR)
-	-$(TRACE) run --syscalls off -o $(PROFILE_DIR)/tests.json -- $(PY) -m pytest -q -x tests
+	-$(TRACE) run --syscalls off -o $(PROFILE_DIR)/tests.json -- $(PY) -m pytest -q -x -p no:cacheprovider $(PROFILE_TESTS)
 	$(TRACE) summary $(PROFILE_DIR)/tests.json --limit 40
 
 # Docker collectors: when docker cannot run here these targets say so and exit 1 (nothing was

@@ -24,6 +24,7 @@ ROOT_ENV = "TRUENO_TRACE_ROOT_PID"
 
 _installed = False
 _boot_epoch_ns = 0
+_rec: recorder.Recorder | None = None  # this process's recorder (a capture() may nest)
 
 
 def proc_counters() -> dict | None:
@@ -76,7 +77,7 @@ def output_path() -> Path | None:
 
 
 def _write_at_exit() -> None:
-    rec = recorder.current()
+    rec = _rec
     path = output_path()
     if rec is None or path is None:
         return
@@ -88,18 +89,21 @@ def _write_at_exit() -> None:
 
 
 def _after_fork() -> None:
+    global _rec
     if recorder.ENABLED:
-        recorder.start()
+        fresh = recorder.start()
+        if _rec is not None:
+            _rec = fresh
 
 
 def install() -> None:
     """Start tracing for the life of this process (idempotent)."""
-    global _installed, _boot_epoch_ns
+    global _installed, _boot_epoch_ns, _rec
     if _installed:
         return
     _installed = True
     os.environ.setdefault(ROOT_ENV, str(os.getpid()))
-    recorder.start()
+    _rec = recorder.start()
     _boot_epoch_ns = time.time_ns()
     atexit.register(_write_at_exit)
     os.register_at_fork(after_in_child=_after_fork)

@@ -61,9 +61,11 @@ def parse_strace(text: str) -> dict:
 
 
 def command_name(cmd: list[str]) -> str:
-    for arg in cmd:
+    for i, arg in enumerate(cmd):
         if arg.endswith(".py"):
             return Path(arg).stem
+        if arg == "-m" and i + 1 < len(cmd):
+            return cmd[i + 1]
     return Path(cmd[0]).name if cmd else "trace"
 
 
