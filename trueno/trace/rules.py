@@ -10,18 +10,18 @@ hold never passes). Exit codes: 0 all pass, 1 a violation, 2 config error, 3 not
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from trueno.errors import ConfigError
+from trueno.trace import antipatterns as ap
 from trueno.trace import metrics as m
+from trueno.trace.result import FAIL, NOT_MEASURED, PASS, Result, check_limits
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-PASS, FAIL, NOT_MEASURED = "pass", "fail", "not measured"
 EXIT = {PASS: 0, FAIL: 1, NOT_MEASURED: 3}
 STATS = ("mean", "p50", "p95", "p99", "max", "total")
 RUN_STATS = ("max", "min", "median", "mean")
@@ -52,19 +52,6 @@ ONE_OF = {
     "transfer_budget": ("max_bytes", "max_ms", "max_count"),
     "throughput": ("min_gbps", "min_gflops"),
 }
-
-
-@dataclass
-class Result:
-    kind: str
-    label: str
-    status: str
-    measured: object = None
-    limit: object = None
-    message: str = ""
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 def load_config(path) -> dict:
@@ -150,18 +137,6 @@ def exit_code(results: list[Result]) -> int:
     return 3 if NOT_MEASURED in statuses else 0
 
 
-def _limits(kind, label, value, lo=None, hi=None, unit="", scale=1.0) -> Result:
-    if value is None:
-        return Result(kind, label, NOT_MEASURED, message="metric not in this trace")
-    shown = value / scale
-    limit = {k: v for k, v in (("min", lo), ("max", hi)) if v is not None}
-    if hi is not None and shown > hi:
-        return Result(kind, label, FAIL, shown, limit, f"{shown:.4g}{unit} > max {hi}{unit}")
-    if lo is not None and shown < lo:
-        return Result(kind, label, FAIL, shown, limit, f"{shown:.4g}{unit} < min {lo}{unit}")
-    return Result(kind, label, PASS, shown, limit, f"{shown:.4g}{unit} within {limit}")
-
-
 def evaluate_rule(trace: dict, rule: dict, base: str = ".") -> Result:
     kind = rule["kind"]
     label = rule.get("label") or kind + "".join(
@@ -176,7 +151,7 @@ def _run_stat(trace, rule, key):
 
 
 def _wall(trace, rule, kind, label, base):
-    return _limits(
+    return check_limits(
         kind,
         label,
         _run_stat(trace, rule, "wall_ns"),
@@ -188,7 +163,7 @@ def _wall(trace, rule, kind, label, base):
 
 
 def _startup(trace, rule, kind, label, base):
-    return _limits(
+    return check_limits(
         kind, label, _run_stat(trace, rule, "startup_ns"), None, rule["max_ms"], "ms", 1e6
     )
 
@@ -197,13 +172,13 @@ def _critical(trace, rule, kind, label, base):
     value = None
     if m.spans_measured(trace) and trace["spans"]:
         value = m.reduce(m.critical_path_ns(trace), rule.get("stat", "median"))
-    return _limits(kind, label, value, None, rule["max_ms"], "ms", 1e6)
+    return check_limits(kind, label, value, None, rule["max_ms"], "ms", 1e6)
 
 
 def _op_latency(trace, rule, kind, label, base):
     spans = m.matching(trace, rule["op"]) if m.spans_measured(trace) else []
     value = m.op_stat(spans, rule.get("stat", "p50"))
-    res = _limits(kind, label, value, None, rule["max_us"], "us", 1e3)
+    res = check_limits(kind, label, value, None, rule["max_us"], "us", 1e3)
     if value is None:
         res.message = f"no op span matches {rule['op']!r}"
     return res
@@ -227,7 +202,7 @@ def _span_count(trace, rule, kind, label, base):
                 and rule.get("category") in (None, s.get("category"))
             )
         )
-    return _limits(kind, label, max(counts), rule.get("min"), rule.get("max"))
+    return check_limits(kind, label, max(counts), rule.get("min"), rule.get("max"))
 
 
 def _syscalls(trace):
@@ -245,7 +220,7 @@ def _syscall_count(trace, rule, kind, label, base):
             value = sc["calls"][name]["calls"]
         elif sc.get("source") == "strace":
             value = 0  # strace counts every syscall: absent means none
-    res = _limits(kind, label, value, None, rule["max"])
+    res = check_limits(kind, label, value, None, rule["max"])
     if value is None and sc is not None:
         res.message = f"{sc.get('source')} counters do not measure {name!r}"
     return res
@@ -258,12 +233,12 @@ def _syscall_percent(trace, rule, kind, label, base):
             kind, label, NOT_MEASURED, message="no complete syscall counts (needs strace)"
         )
     calls = sc["calls"].get(rule["syscall"], {"calls": 0})["calls"]
-    return _limits(kind, label, 100.0 * calls / sc["total"], None, rule["max_percent"], "%")
+    return check_limits(kind, label, 100.0 * calls / sc["total"], None, rule["max_percent"], "%")
 
 
 def _memory(trace, rule, kind, label, base):
     values = m.run_values(trace, "max_rss_bytes")
-    return _limits(
+    return check_limits(
         kind, label, None if values is None else max(values), None, rule["max_mb"], "MB", 1e6
     )
 
@@ -279,7 +254,7 @@ def _transfer(trace, rule, kind, label, base):
         ("max_count", len(xs) / runs, 1.0),
     ):
         if key in rule:
-            res = _limits(kind, label, value, None, rule[key], "", scale)
+            res = check_limits(kind, label, value, None, rule[key], "", scale)
             if res.status != PASS:
                 return res
     return Result(
@@ -296,7 +271,7 @@ def _throughput(trace, rule, kind, label, base):
     gbps, gflops = m.throughput(m.matching(trace, rule["op"]))
     for key, value in (("min_gbps", gbps), ("min_gflops", gflops)):
         if key in rule:
-            res = _limits(kind, label, value, rule[key], None, key[4:])
+            res = check_limits(kind, label, value, rule[key], None, key[4:])
             if res.status != PASS:
                 return res
     return res
@@ -335,73 +310,6 @@ def _golden(trace, rule, kind, label, base):
     )
 
 
-def _pcie(trace, rule, kind, label, base):
-    if not m.spans_measured(trace):
-        return Result(kind, label, NOT_MEASURED, message="no spans recorded")
-    kernel = sum(s["dur_ns"] for s in m.gpu_ops(trace))
-    moved = sum(s["dur_ns"] for s in m.transfers(trace))
-    if not kernel:
-        if moved:
-            return Result(
-                kind,
-                label,
-                FAIL,
-                float("inf"),
-                rule["max_ratio"],
-                "transfers without any GPU kernel time",
-            )
-        return Result(kind, label, PASS, 0.0, rule["max_ratio"], "no GPU work in this trace")
-    return _limits(kind, label, moved / kernel, None, rule["max_ratio"])
-
-
-def _tiny_gpu(trace, rule, kind, label, base):
-    if not m.spans_measured(trace):
-        return Result(kind, label, NOT_MEASURED, message="no spans recorded")
-    tiny = [s for s in m.gpu_ops(trace) if s["bytes"] < rule["max_bytes"]]
-    return _limits(kind, label, len(tiny), None, rule.get("max_count", 0))
-
-
-def _tight_loop(trace, rule, kind, label, base):
-    if not m.spans_measured(trace):
-        return Result(kind, label, NOT_MEASURED, message="no spans recorded")
-    loops = m.tight_loops(trace, rule["max_op_us"] * 1e3, int(rule["min_repeats"]))
-    if loops:
-        worst = max(loops, key=lambda x: x[1])
-        return Result(
-            kind,
-            label,
-            FAIL,
-            len(loops),
-            rule["min_repeats"],
-            f"{len(loops)} loops of tiny ops, longest {worst[1]}x {worst[0]}",
-        )
-    return Result(kind, label, PASS, 0, rule["min_repeats"], "no tight loops of tiny ops")
-
-
-def _alloc(trace, rule, kind, label, base):
-    counts = m.hot_allocs(trace)
-    if counts is None:
-        return Result(
-            kind,
-            label,
-            NOT_MEASURED,
-            message="no allocation spans (category 'alloc') in this trace",
-        )
-    (where, what), worst = max(counts.items(), key=lambda kv: kv[1])
-    res = _limits(kind, label, worst, None, rule["max_per_parent"])
-    res.message += f" ({what} under {where})"
-    return res
-
-
-def _dominant(trace, rule, kind, label, base):
-    found = m.dominant_share(trace) if m.spans_measured(trace) else None
-    if found is None:
-        return Result(kind, label, NOT_MEASURED, message="no op spans on the critical path")
-    res = _limits(kind, label, found[1], None, rule["max_fraction"])
-    res.message = f"{found[0]}: {res.message}"
-    return res
-
-
 _EVAL = {
     "wall_time": _wall,
     "startup": _startup,
@@ -415,9 +323,9 @@ _EVAL = {
     "throughput": _throughput,
     "expected_backend": _backend,
     "golden": _golden,
-    "pcie_bottleneck": _pcie,
-    "tiny_gpu_ops": _tiny_gpu,
-    "tight_loop": _tight_loop,
-    "hot_loop_alloc": _alloc,
-    "dominant_op": _dominant,
+    "pcie_bottleneck": ap.pcie_bottleneck,
+    "tiny_gpu_ops": ap.tiny_gpu,
+    "tight_loop": ap.tight_loop,
+    "hot_loop_alloc": ap.alloc,
+    "dominant_op": ap.dominant,
 }
