@@ -83,6 +83,12 @@ class Config:
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
+    def from_gguf(cls, gf) -> Config:
+        """The config of an opened GGUF file (metadata plus tensor shapes)."""
+        shapes = {name: tuple(int(s) for s in t.shape) for name, t in gf.tensors.items()}
+        return cls.from_metadata(gf.metadata, shapes)
+
+    @classmethod
     def from_metadata(cls, metadata: dict, tensor_shapes: dict | None = None) -> Config:
         """Read the config from GGUF ``metadata``; ``tensor_shapes`` fills what it lacks
         (vocab size from ``token_embd.weight``)."""

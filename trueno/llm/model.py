@@ -59,8 +59,7 @@ class Model:
         if not os.path.exists(path):
             raise ModelError(f"model file not found: {path}")
         gf = load_gguf(path)
-        shapes = {name: tuple(int(s) for s in t.shape) for name, t in gf.tensors.items()}
-        config = Config.from_metadata(gf.metadata, shapes)
+        config = Config.from_gguf(gf)
         weights = Weights.from_gguf(gf, config)
         return cls(config, weights, gf, path, ctx_size)
 
@@ -159,9 +158,16 @@ class Model:
             with trace.span("layer", category="llm", layer=i):
                 # attention
                 k.rms_norm(xb, x, lw.attn_norm, c.norm_eps)
-                q = self._proj(lw.wq, lw.bq, xb)  # (T, Q)
-                kk = self._proj(lw.wk, lw.bk, xb)  # (T, K)
-                v = self._proj(lw.wv, lw.bv, xb)  # (T, K)
+                if lw.wqkv is not None:
+                    qkv = self._proj(lw.wqkv, lw.bqkv, xb)  # (T, Q + 2K)
+                    Q, K = c.q_dim, c.kv_dim
+                    q = np.ascontiguousarray(qkv[:, :Q])
+                    kk = np.ascontiguousarray(qkv[:, Q : Q + K])
+                    v = qkv[:, Q + K :]
+                else:
+                    q = self._proj(lw.wq, lw.bq, xb)  # (T, Q)
+                    kk = self._proj(lw.wk, lw.bk, xb)  # (T, K)
+                    v = self._proj(lw.wv, lw.bv, xb)  # (T, K)
                 if c.qk_norm:
                     k.head_rms_norm(q, c.n_heads, c.head_dim, lw.q_norm, c.norm_eps)
                     k.head_rms_norm(kk, c.n_kv_heads, c.head_dim, lw.k_norm, c.norm_eps)
@@ -176,8 +182,13 @@ class Model:
                 x += o
                 # feed-forward
                 k.rms_norm(xb, x, lw.ffn_norm, c.norm_eps)
-                g = lw.w_gate.matmul(xb)  # (T, F)
-                u = lw.w_up.matmul(xb)
+                if lw.w_gate_up is not None:
+                    gu = lw.w_gate_up.matmul(xb)  # (T, 2F)
+                    g = np.ascontiguousarray(gu[:, : c.hidden_dim])
+                    u = np.ascontiguousarray(gu[:, c.hidden_dim :])
+                else:
+                    g = lw.w_gate.matmul(xb)  # (T, F)
+                    u = lw.w_up.matmul(xb)
                 self._act(g, g, u)
                 f = lw.w_down.matmul(g)  # (T, D)
                 if c.post_norms:
@@ -240,13 +251,18 @@ class Model:
         for i, lw in enumerate(w.layers):
             with trace.span("layer", category="llm", layer=i):
                 k.rms_norm(xb, x, lw.attn_norm, c.norm_eps)
-                lw.wq.matvec(xb[0], out=q[0])
-                lw.wk.matvec(xb[0], out=kk[0])
-                lw.wv.matvec(xb[0], out=v[0])
-                if lw.bq is not None:
-                    q[0] += lw.bq
-                    kk[0] += lw.bk
-                    v[0] += lw.bv
+                if lw.wqkv is not None:
+                    lw.wqkv.matvec(xb[0], out=s.qkv)
+                    if lw.bqkv is not None:
+                        s.qkv += lw.bqkv
+                else:
+                    lw.wq.matvec(xb[0], out=q[0])
+                    lw.wk.matvec(xb[0], out=kk[0])
+                    lw.wv.matvec(xb[0], out=v[0])
+                    if lw.bq is not None:
+                        q[0] += lw.bq
+                        kk[0] += lw.bk
+                        v[0] += lw.bv
                 if c.qk_norm:
                     k.head_rms_norm(q, c.n_heads, c.head_dim, lw.q_norm, c.norm_eps)
                     k.head_rms_norm(kk, c.n_kv_heads, c.head_dim, lw.k_norm, c.norm_eps)
@@ -270,8 +286,11 @@ class Model:
                     k.rms_norm(xo, xo, lw.post_attn_norm, c.norm_eps)
                 x += xo
                 k.rms_norm(xb, x, lw.ffn_norm, c.norm_eps)
-                lw.w_gate.matvec(xb[0], out=s.hg[0])
-                lw.w_up.matvec(xb[0], out=s.hu[0])
+                if lw.w_gate_up is not None:
+                    lw.w_gate_up.matvec(xb[0], out=s.gate_up)
+                else:
+                    lw.w_gate.matvec(xb[0], out=s.hg[0])
+                    lw.w_up.matvec(xb[0], out=s.hu[0])
                 self._act(s.hg, s.hg, s.hu)
                 lw.w_down.matvec(s.hg[0], out=xo[0])
                 if c.post_norms:

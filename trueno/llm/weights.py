@@ -25,6 +25,16 @@ def load_gguf(path):
     return gguf.load(path)
 
 
+@dataclass
+class _TensorInfo:
+    """The fields of a reader TensorInfo that Matrix uses (for stacked matrices)."""
+
+    name: str
+    shape: tuple
+    ggml_type: GGMLType
+    data: np.ndarray
+
+
 def _prepare(data, ggml_type, shape):
     try:
         from trueno.quant import prepare
@@ -70,7 +80,10 @@ def _as_float32(info) -> np.ndarray:
 
 
 class Matrix:
-    """A (rows, cols) weight used as y = W @ x: ``matvec`` for one token, ``matmul`` for many."""
+    """A (rows, cols) weight used as y = W @ x: ``matvec`` for one token, ``matmul`` for many.
+
+    Prepared on first use (or by :meth:`ready`), so a matrix that only feeds a stacked one
+    never costs memory of its own."""
 
     def __init__(self, name: str, info) -> None:
         self.name = name
@@ -78,12 +91,32 @@ class Matrix:
         self.ggml_type = GGMLType(info.ggml_type)
         if len(self.shape) != 2:
             raise ModelError(f"tensor {name!r}: expected 2 dims, found shape {self.shape}")
+        self.info = info  # float array or GGML blocks (rows, bytes_per_row) in .data
         self.dense: np.ndarray | None = None
         self.prepared = None
-        if self.ggml_type in FLOAT_TYPES:
-            self.dense = np.ascontiguousarray(_as_float32(info))
-        else:
-            self.prepared = _prepare(info.data, self.ggml_type, self.shape)
+
+    def ready(self) -> Matrix:
+        """Convert (float types) or prepare (quantized types) the weight now."""
+        if self.dense is None and self.prepared is None:
+            if self.ggml_type in FLOAT_TYPES:
+                self.dense = np.ascontiguousarray(_as_float32(self.info))
+            else:
+                self.prepared = _prepare(self.info.data, self.ggml_type, self.shape)
+        return self
+
+    @classmethod
+    def stack(cls, name: str, mats: list[Matrix]) -> Matrix | None:
+        """One matrix holding the rows of ``mats`` in order (Q|K|V, gate|up), so one call
+        computes them all; None when their types or column counts differ."""
+        first = mats[0]
+        if any(m.ggml_type != first.ggml_type or m.shape[1] != first.shape[1] for m in mats):
+            return None
+        rows = sum(m.shape[0] for m in mats)
+        if first.ggml_type in FLOAT_TYPES:
+            data = np.concatenate([_as_float32(m.info) for m in mats], axis=0)
+            return cls(name, _TensorInfo(name, (rows, first.shape[1]), GGMLType.F32, data))
+        data = np.concatenate([np.asarray(m.info.data) for m in mats], axis=0)
+        return cls(name, _TensorInfo(name, (rows, first.shape[1]), first.ggml_type, data))
 
     @property
     def rows(self) -> int:
@@ -91,16 +124,21 @@ class Matrix:
 
     @property
     def nbytes(self) -> int:
+        self.ready()
         return self.dense.nbytes if self.dense is not None else int(self.prepared.nbytes)
 
     def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(cols,) -> (rows,)."""
         if self.dense is not None:
             return np.dot(self.dense, x, out=out)
+        if self.prepared is None:
+            return self.ready().matvec(x, out)
         return self.prepared.matvec(x, out=out)
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """(n, cols) -> (n, rows)."""
+        if self.dense is None and self.prepared is None:
+            self.ready()
         if self.dense is not None:
             return x @ self.dense.T
         return np.asarray(self.prepared.matmul(np.ascontiguousarray(x)), dtype=np.float32)
@@ -148,6 +186,28 @@ class LayerWeights:
     k_norm: np.ndarray | None = None  # (head_dim,)
     post_attn_norm: np.ndarray | None = None  # (D,) gemma3
     post_ffn_norm: np.ndarray | None = None  # (D,)
+    wqkv: Matrix | None = None  # (Q + 2K, D) wq|wk|wv stacked when they share a type
+    bqkv: np.ndarray | None = None  # (Q + 2K,)
+    w_gate_up: Matrix | None = None  # (2F, D) w_gate|w_up stacked
+
+    def fuse(self) -> None:
+        """Stack Q/K/V and gate/up so decode runs one matvec for each group, and prepare
+        every matrix the forward pass will use."""
+        self.wqkv = Matrix.stack("attn_qkv", [self.wq, self.wk, self.wv])
+        biases = (self.bq, self.bk, self.bv)
+        if self.wqkv is not None and any(b is not None for b in biases):
+            sizes = (self.wq.rows, self.wk.rows, self.wv.rows)
+            self.bqkv = np.concatenate(
+                [np.zeros(n, np.float32) if b is None else b for b, n in zip(biases, sizes)]
+            )
+        self.w_gate_up = Matrix.stack("ffn_gate_up", [self.w_gate, self.w_up])
+        for m in self.used_matrices():
+            m.ready()
+
+    def used_matrices(self) -> list[Matrix]:
+        qkv = [self.wqkv] if self.wqkv is not None else [self.wq, self.wk, self.wv]
+        ffn = [self.w_gate_up] if self.w_gate_up is not None else [self.w_gate, self.w_up]
+        return [*qkv, self.wo, *ffn, self.w_down]
 
 
 @dataclass
@@ -160,15 +220,11 @@ class Weights:
 
     @property
     def nbytes(self) -> int:
-        mats = [self.output] + [
-            m
-            for lw in self.layers
-            for m in (lw.wq, lw.wk, lw.wv, lw.wo, lw.w_gate, lw.w_up, lw.w_down)
-        ]
+        mats = [self.output] + [m for lw in self.layers for m in lw.used_matrices()]
         return sum(m.nbytes for m in mats)
 
     @classmethod
-    def from_gguf(cls, gf, config: Config) -> Weights:
+    def from_gguf(cls, gf, config: Config, fuse: bool = True) -> Weights:
         tensors = gf.tensors
 
         def info(name: str, shape: tuple | None = None, required: bool = True):
@@ -213,12 +269,18 @@ class Weights:
                     post_ffn_norm=vec(p + "post_ffw_norm.weight", D, required=c.post_norms),
                 )
             )
+        for lw in layers:
+            if fuse:
+                lw.fuse()
+            else:
+                for m in lw.used_matrices():
+                    m.ready()
         embd_info = info("token_embd.weight", (c.vocab_size, D))
         out_name = "output.weight" if "output.weight" in tensors else "token_embd.weight"
         return cls(
             token_embd=Embedding(embd_info),
             layers=layers,
             output_norm=vec("output_norm.weight", D),
-            output=mat(out_name, (c.vocab_size, D)),
+            output=mat(out_name, (c.vocab_size, D)).ready(),
             rope_freqs=vec("rope_freqs.weight", c.rope_dim // 2, required=False),
         )
