@@ -198,7 +198,10 @@ class LayerWeights:
         if self.wqkv is not None and any(b is not None for b in biases):
             sizes = (self.wq.rows, self.wk.rows, self.wv.rows)
             self.bqkv = np.concatenate(
-                [np.zeros(n, np.float32) if b is None else b for b, n in zip(biases, sizes)]
+                [
+                    np.zeros(n, np.float32) if b is None else b
+                    for b, n in zip(biases, sizes, strict=True)
+                ]
             )
         self.w_gate_up = Matrix.stack("ffn_gate_up", [self.w_gate, self.w_up])
         for m in self.used_matrices():
