@@ -82,3 +82,26 @@ def test_boot_follows_the_environment():
     from trueno import config
 
     assert boot._installed == config.TRACE_ON_START
+
+
+MP_PROGRAM = """
+import multiprocessing as mp, numpy as np, trueno
+def work(i):
+    a = np.ones(100, np.float32)
+    return float(trueno.sum(trueno.add(a, a)))
+if __name__ == "__main__":
+    trueno.add(np.ones(3, np.float32), np.ones(3, np.float32))
+    for method in ("fork", "spawn"):
+        ps = [mp.get_context(method).Process(target=work, args=(i,)) for i in range(2)]
+        [p.start() for p in ps]
+        [p.join() for p in ps]
+"""
+
+
+def test_multiprocessing_children_fork_and_spawn(tmp_path):
+    prog = tmp_path / "mp_prog.py"
+    prog.write_text(MP_PROGRAM)
+    trace = runner.trace_command([str(prog)], syscalls="off", quiet=True)
+    assert trace["runs"][0]["processes"] == 5  # parent + 2 fork + 2 spawn children
+    names = [s["name"] for s in trace["spans"]]
+    assert names.count("sum") == 4 and names.count("add") == 5

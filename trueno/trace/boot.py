@@ -89,11 +89,33 @@ def _write_at_exit() -> None:
 
 
 def _after_fork() -> None:
+    """A forked child traces itself from scratch. multiprocessing's fork children leave with
+    os._exit (no atexit), so they write their part from a multiprocessing finalizer."""
     global _rec
     if recorder.ENABLED:
         fresh = recorder.start()
         if _rec is not None:
             _rec = fresh
+
+
+class _Token:  # a weak-referenceable key for multiprocessing's after-fork registry
+    pass
+
+
+_token = _Token()
+
+
+def _before_fork() -> None:
+    if _rec is not None and "multiprocessing" in sys.modules:
+        from multiprocessing import util
+
+        util.register_after_fork(_token, _mp_child)
+
+
+def _mp_child(_) -> None:
+    from multiprocessing import util
+
+    util.Finalize(None, _write_at_exit, exitpriority=-100)
 
 
 def install() -> None:
@@ -106,4 +128,4 @@ def install() -> None:
     _rec = recorder.start()
     _boot_epoch_ns = time.time_ns()
     atexit.register(_write_at_exit)
-    os.register_at_fork(after_in_child=_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
