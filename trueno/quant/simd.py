@@ -7,6 +7,9 @@ sub-block scales), converted to f32 and accumulated with one FMA per block. Acti
 quantized to int8 first (per 32 for Q4_0..Q8_0 as llama.cpp's Q8_0, per 256 for the K-quants
 as its Q8_K). Only :func:`available` decides whether these may run: an AVX2 instruction on a
 CPU without it kills the process. ``TRUENO_QUANT_SIMD=0`` forces the portable kernels.
+
+Development note: numba's on-disk cache of the drivers in fused.py is stamped with fused.py
+only, so after editing this file delete ``trueno/quant/__pycache__/fused*.nb*``.
 """
 
 from __future__ import annotations
@@ -503,6 +506,24 @@ def _high_bits(builder, word):
     return builder.shl(builder.zext(bits, V32I8), _vconst(V32I8, 4))
 
 
+def _reduce8(builder, v):
+    """Eight <8 x i32> partial sums -> <8 x i32> whose lane k is the total of v[k]
+    (phaddd tree within 128-bit lanes, then the two halves added)."""
+
+    def hadd(a, b):
+        return _x86(builder, "llvm.x86.avx2.phadd.d", V8I32, a, b)
+
+    abcd = hadd(hadd(v[0], v[1]), hadd(v[2], v[3]))
+    efgh = hadd(hadd(v[4], v[5]), hadd(v[6], v[7]))
+    lo = builder.shuffle_vector(
+        abcd, efgh, ir.Constant(ir.VectorType(I32, 8), [0, 1, 2, 3, 8, 9, 10, 11])
+    )
+    hi = builder.shuffle_vector(
+        abcd, efgh, ir.Constant(ir.VectorType(I32, 8), [4, 5, 6, 7, 12, 13, 14, 15])
+    )
+    return builder.add(lo, hi)
+
+
 def _paired_body(has_min, has_high, offset):
     def body(builder, qs, d, m, qh, x, dx, xs, nb):
         accs = [_Acc(builder, ir.Constant(V8F32, None)) for _ in range(4)]
@@ -538,14 +559,15 @@ def _paired_body(has_min, has_high, offset):
             cv = half8(m, b0) if has_min else dv
             xsv = _load(builder, xs, builder.mul(b0, _i64(4)), V8F32)
             corr_v.set(_fma(builder, cv, xsv, corr_v.get()))
+            sums = []
             for k in range(4):
                 b = builder.add(b0, _i64(2 * k))
                 lo, hi = pair_q(builder.add(builder.mul(loop.index, _i64(4)), _i64(k)), b)
                 for j, q in enumerate((lo, hi)):
-                    acc = accs[(2 * k + j) % 4]
-                    lane = _lanes(builder, s8, [2 * k + j] * 8)
-                    bj = builder.add(b, _i64(j))
-                    acc.set(_fma(builder, dot_block(q, bj), lane, acc.get()))
+                    xv = _load(builder, x, builder.mul(builder.add(b, _i64(j)), _i64(32)), V32I8)
+                    sums.append(_dot_u8s8(builder, q, xv))
+            acc = accs[0]
+            acc.set(_fma(builder, builder.sitofp(_reduce8(builder, sums), V8F32), s8, acc.get()))
 
         def scalar_block(q, b, acc):
             s = builder.fmul(_half(builder, d, builder.mul(b, _i64(2))), _f32(builder, dx, b))
