@@ -575,8 +575,45 @@ def _paired_body(has_min, has_high, offset):
             c = _half(builder, m if has_min else d, builder.mul(b, _i64(2)))
             corr_s.set(builder.fadd(corr_s.get(), builder.fmul(c, _f32(builder, xs, b))))
 
+        # one 4-block step when at least 4 blocks remain (e.g. 640 columns = 8 + 8 + 4 blocks)
+        v4i16, v4f16, v4f32 = ir.VectorType(I16, 4), ir.VectorType(F16, 4), ir.VectorType(F32, 4)
+        b4 = builder.mul(groups, _i64(8))
+        has4 = builder.icmp_unsigned(">=", builder.sub(nb, b4), _i64(4))
+        with builder.if_then(has4):
+
+            def half4(base):
+                bits = _load(builder, base, builder.mul(b4, _i64(2)), v4i16)
+                return builder.fpext(builder.bitcast(bits, v4f16), v4f32)
+
+            dv = half4(d)
+            s4 = builder.fmul(dv, _load(builder, dx, builder.mul(b4, _i64(4)), v4f32))
+            cv = half4(m) if has_min else dv
+            c4 = builder.fmul(cv, _load(builder, xs, builder.mul(b4, _i64(4)), v4f32))
+            sums = []
+            for k in range(2):
+                b = builder.add(b4, _i64(2 * k))
+                lo, hi = pair_q(builder.add(builder.mul(groups, _i64(4)), _i64(k)), b)
+                for j, q in enumerate((lo, hi)):
+                    xv = _load(builder, x, builder.mul(builder.add(b, _i64(j)), _i64(32)), V32I8)
+                    sums.append(_dot_u8s8(builder, q, xv))
+            abcd = _x86(
+                builder,
+                "llvm.x86.avx2.phadd.d",
+                V8I32,
+                _x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[0], sums[1]),
+                _x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[2], sums[3]),
+            )
+            tot = builder.add(
+                _lanes(builder, abcd, [0, 1, 2, 3]), _lanes(builder, abcd, [4, 5, 6, 7])
+            )
+            y4 = builder.fmul(builder.sitofp(tot, v4f32), s4)
+            wide = ir.Constant(ir.VectorType(I32, 8), list(range(8)))
+            zero4 = ir.Constant(v4f32, None)
+            accs[1].set(builder.fadd(accs[1].get(), builder.shuffle_vector(y4, zero4, wide)))
+            corr_v.set(builder.fadd(corr_v.get(), builder.shuffle_vector(c4, zero4, wide)))
+
         npair = builder.udiv(nb, _i64(2))
-        start = builder.mul(groups, _i64(4))
+        start = builder.add(builder.mul(groups, _i64(4)), builder.select(has4, _i64(2), _i64(0)))
         with cgutils.for_range_slice(builder, start, npair, _i64(1)) as (pair, _):
             b = builder.mul(pair, _i64(2))
             lo, hi = pair_q(pair, b)
