@@ -76,6 +76,27 @@ def test_matvec_matches_f64_reference(t, path, rows, n_blocks, seed):
         check_exact(y, w, x, want)
 
 
+@needs_avx2
+@pytest.mark.parametrize("t", QUANTIZABLE, ids=lambda t: t.name)
+def test_one_off_matvec_reads_ggml_layout(rng, t):
+    rows, cols = 9, 32 * 24 if t not in ACT_BLOCK else 768
+    blocks = weights(rng, t, rows, cols)
+    x = rng.standard_normal(cols).astype(np.float32)
+    p = prepare(blocks, t, (rows, cols), relayout=False)
+    assert p._paired is None and (p.blocks is not None or t == GGMLType.F32)
+    y = matvec(blocks, t, (rows, cols), x)
+    assert np.array_equal(y, p.matvec(x))
+    w, want = reference(blocks, t, (rows, cols), x)
+    if p.backend == "numba-avx2" and t not in (GGMLType.F16, GGMLType.BF16):
+        check_int8_activations(y, w, x, want, ACT_BLOCK.get(t, 32))
+    else:
+        check_exact(y, w, x, want)
+    if t.name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1"):
+        paired = prepare(blocks, t, (rows, cols))
+        assert paired._paired is not None and paired.nbytes == blocks.nbytes
+        assert np.allclose(paired.matvec(x), y, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("t", FALLBACK, ids=lambda t: t.name)
 def test_fallback_types_dequantize_then_blas(rng, t):
     elems, _ = BLOCK_LAYOUT[t]

@@ -57,11 +57,12 @@ def check_x(name: str, x: np.ndarray, n_cols: int) -> np.ndarray:
 
 
 def matvec(blocks: np.ndarray, ggml_type, shape, x: np.ndarray) -> np.ndarray:
-    """y = W @ x computed from the blocks of W (rows, cols) without an f32 copy of W."""
+    """y = W @ x computed from the blocks of W (rows, cols) without an f32 copy of W (one-off:
+    no re-layout; keep a :func:`prepare` d weight for repeated calls)."""
     from trueno.quant.prepared import prepare
 
     t = as_ggml_type(ggml_type)
-    return prepare(blocks, t, shape).matvec(x)
+    return prepare(blocks, t, shape, relayout=False).matvec(x)
 
 
 def record(name: str, backend: str, shape, fmt_name: str, nbytes: int, flops: int, t0: int) -> None:
