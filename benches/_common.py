@@ -38,6 +38,33 @@ def median_time(fn, repeat: int = 7, number: int | None = None) -> float:
     return statistics.median(times)
 
 
+def compare_times(fn_a, fn_b, repeat: int = 7, number: int | None = None) -> tuple[float, float]:
+    """Median seconds per call of ``fn_a()`` and ``fn_b()``, timed in alternating rounds so
+    load from other processes hits both alike (this machine is shared)."""
+    fn_a()
+    fn_b()
+    if number is None:
+        t0 = perf_counter()
+        fn_a()
+        fn_b()
+        once = (perf_counter() - t0) / 2
+        number = max(1, int(0.01 / max(once, 1e-9)))
+    ta, tb = [], []
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(max(1, repeat)):
+            for fn, acc in ((fn_a, ta), (fn_b, tb)):
+                t0 = perf_counter()
+                for _ in range(number):
+                    fn()
+                acc.append((perf_counter() - t0) / number)
+    finally:
+        if gc_was:
+            gc.enable()
+    return statistics.median(ta), statistics.median(tb)
+
+
 def sgemv_bandwidth_gbs(min_bytes: int = 512 << 20, repeat: int = 5) -> float:
     """DRAM read bandwidth in GB/s, measured as BLAS sgemv (``A @ x``) over a float32 matrix of
     at least ``min_bytes`` at the current BLAS thread count. Bytes counted: A only."""

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import fmt_time, median_time, print_table, sgemv_bandwidth_gbs, sizes  # noqa: E402
+from _common import compare_times, fmt_time, print_table, sgemv_bandwidth_gbs, sizes  # noqa: E402
 
 import trueno  # noqa: E402
 from trueno import backends  # noqa: E402
@@ -48,8 +48,7 @@ def bench_op(name: str, n: int, repeat: int, rng):
     ref = backends.load(Backend.NUMPY).KERNELS[name]
     arrays = [a for a in args if isinstance(a, np.ndarray)]
     with np.errstate(all="ignore"):
-        t_np = median_time(lambda: ref(*args), repeat)
-        t_tr = median_time(lambda: fn(*args), repeat)
+        t_np, t_tr = compare_times(lambda: ref(*args), lambda: fn(*args), repeat)
         out = fn(*args)
     nbytes = sum(a.nbytes for a in arrays) + int(getattr(out, "nbytes", 0))
     return t_np, t_tr, nbytes

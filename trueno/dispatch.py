@@ -18,18 +18,20 @@ from trueno.ops.spec import OpSpec
 from trueno.trace import recorder
 
 # Minimum number of input elements from which AUTO sends an op to numba, per threshold class.
-# Measured by `python benches/dispatch_thresholds.py` (the crossover where numba's median
-# time drops below numpy's, rounded down to a power of two); see BENCHMARKS.md.
+# Measured by `python benches/dispatch_thresholds.py` (prints this table: the size from which
+# numba's median stays below numpy's, forced backends, alternating rounds), then rounded on
+# the side of numpy where the measurement was within noise (2-core machine shared by others).
 THRESHOLDS: dict[str, int] = {
-    "elementwise": 1 << 14,  # add, mul, abs ...: memory-bound, numpy is already good
-    "transcendental": 1 << 10,  # exp, tanh, gelu ...: polynomial kernels win early
-    "reduction": 1 << 13,  # sum, dot, max, norms
-    "rowwise": 1 << 10,  # softmax, layer_norm, rms_norm (fused single pass)
-    "stats": 1 << 12,  # mean/variance/zscore
+    "elementwise": 1 << 20,  # add, abs, relu ...: memory-bound, numba only wins on 2 threads
+    "transcendental": 1 << 17,  # exp, tanh: numpy is SIMD too; numba wins once split on threads
+    "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish: one numba pass vs numpy's 3-6 passes
+    "reduction": 1 << 13,  # sum (3x: many accumulators), dot, max, argmax, norms
+    "rowwise": 1 << 8,  # softmax, layer_norm, rms_norm (fused passes per row)
+    "stats": 1 << 10,  # mean, variance, zscore (two fused passes)
     "matrix": 1 << 62,  # matmul family: BLAS through numpy is at the hardware limit
     "libm": 1 << 62,  # sin, ln, pow ...: numba calls scalar libm; numpy's are SIMD here
-    "conv": 1 << 12,  # convolve2d (n = image * kernel elements)
-    "gather": 1 << 14,  # embedding_lookup (n = output elements)
+    "conv": 1 << 10,  # convolve2d (n = image * kernel elements)
+    "gather": 1 << 62,  # embedding_lookup: numpy fancy indexing is a memcpy already
     "never": 1 << 62,  # ops only the reference implements well
 }
 # Minimum host-array elements from which AUTO copies to the GPU (None: never for host data).
@@ -130,12 +132,25 @@ def run(spec: OpSpec, n: int, args: tuple, kwargs: dict | None = None):
     return out
 
 
+_BACKEND_NAMES: dict = {}
+_DTYPE_NAMES: dict = {}
+
+
 def _record(spec, backend, fn, n, args, out, t0, dur) -> None:
-    name = backend.value
-    if isinstance(fn, _Fallback):
-        name = f"numpy(fallback from {fn.wanted.value})"
+    key = (backend, fn.__class__ is _Fallback)
+    name = _BACKEND_NAMES.get(key)
+    if name is None:
+        name = backend.value
+        if key[1]:
+            name = f"numpy(fallback from {fn.wanted.value})"
+        _BACKEND_NAMES[key] = name
     first = args[0] if args else None
-    shape = tuple(getattr(first, "shape", ()))
-    dtype = str(getattr(first, "dtype", ""))
-    nbytes = sum(int(getattr(a, "nbytes", 0)) for a in args) + int(getattr(out, "nbytes", 0))
+    shape = getattr(first, "shape", ())
+    dt = getattr(first, "dtype", None)
+    dtype = _DTYPE_NAMES.get(dt)
+    if dtype is None:
+        dtype = _DTYPE_NAMES[dt] = "" if dt is None else str(dt)
+    nbytes = getattr(out, "nbytes", 0)
+    for a in args:
+        nbytes += getattr(a, "nbytes", 0)
     recorder.record_op(spec.name, name, shape, dtype, nbytes, int(spec.flops * n), t0, dur)

@@ -8,7 +8,7 @@ import json
 
 SIZES = [10**e for e in range(2, 8)]
 EXAMPLE_OP = {  # one representative op per threshold class
-    "elementwise": "add", "transcendental": "exp", "libm": "sin", "reduction": "sum",
+    "elementwise": "add", "transcendental": "exp", "fused": "gelu", "libm": "sin", "reduction": "sum",
     "rowwise": "softmax", "stats": "variance", "matrix": "matmul", "conv": "convolve2d",
     "gather": "embedding_lookup", "never": "eigh",
 }

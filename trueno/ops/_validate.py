@@ -72,7 +72,12 @@ def operands(a, b, op: str):
 
 def same_dtype(arrays: tuple, op: str) -> tuple:
     """Arrays converted to one float dtype (the widest among them)."""
-    arrays = tuple(as_float_array(x, op) for x in arrays)
+    first = arrays[0]
+    if type(first) is np.ndarray and first.dtype in FLOAT_DTYPES:  # fast path: all one dtype
+        t = first.dtype
+        if all(type(x) is np.ndarray and x.dtype == t for x in arrays):
+            return arrays
+    arrays = tuple([as_float_array(x, op) for x in arrays])
     t = arrays[0].dtype
     if any(x.dtype != t for x in arrays):
         t = np.result_type(*arrays)

@@ -12,16 +12,16 @@ from trueno.ops.spec import declare
 EXACT = 0.0
 RELU = declare("relu", "elementwise", rtol=EXACT, doc="max(x, 0)")
 LEAKY_RELU = declare("leaky_relu", "elementwise", rtol=EXACT, doc="x < 0 ? alpha x : x")
-ELU = declare("elu", "transcendental", rtol=1e-5, atol=1e-7, flops=12,
+ELU = declare("elu", "fused", rtol=1e-5, atol=1e-7, flops=12,
               doc="x < 0 ? alpha (e^x - 1) : x")
-SELU = declare("selu", "transcendental", rtol=1e-5, atol=1e-7, flops=13, doc="scaled elu")
-SIGMOID = declare("sigmoid", "transcendental", rtol=2e-6, flops=14, doc="1 / (1 + e^-x)")
-GELU = declare("gelu", "transcendental", rtol=1e-5, atol=1e-7, flops=20,
+SELU = declare("selu", "fused", rtol=1e-5, atol=1e-7, flops=13, doc="scaled elu")
+SIGMOID = declare("sigmoid", "fused", rtol=2e-6, flops=14, doc="1 / (1 + e^-x)")
+GELU = declare("gelu", "fused", rtol=1e-5, atol=1e-7, flops=20,
                doc="x * Phi(x), tanh approximation or exact erf")
-SILU = declare("silu", "transcendental", rtol=2e-6, flops=15, doc="x * sigmoid(x)")
+SILU = declare("silu", "fused", rtol=2e-6, flops=15, doc="x * sigmoid(x)")
 HARDSWISH = declare("hardswish", "elementwise", rtol=1e-6, flops=4,
                     doc="x * clamp(x + 3, 0, 6) / 6")
-MISH = declare("mish", "transcendental", rtol=1e-5, atol=1e-7, flops=30,
+MISH = declare("mish", "fused", rtol=1e-5, atol=1e-7, flops=30,
                doc="x * tanh(softplus(x))")
 SOFTMAX = declare("softmax", "rowwise", rtol=1e-5, atol=1e-8, flops=14,
                   doc="e^x / sum(e^x) along an axis", args="row")
