@@ -134,3 +134,14 @@ def test_trace_nests_generate_token_layer_op(model):
     assert layer_in_token, "decode layers should nest inside token spans"
     token = by_id[layer_in_token[0]["parent"]]
     assert by_id[token["parent"]]["name"] == "generate"
+
+
+def test_trace_records_attention_ops_inside_layers(model):
+    with trace.capture() as cap:
+        list(generate_tokens(model, [1, 5, 9], max_tokens=2, temperature=0))
+    by_id = {s["id"]: s for s in cap.spans}
+    attention = [s for s in cap.spans if s["name"] == "attention"]
+    n_layers = model.config.n_layers
+    assert len(attention) == 2 * n_layers  # prefill + one decode step
+    assert all(by_id[s["parent"]]["name"] == "layer" for s in attention)
+    assert all(s["category"] == "op" and s["flops"] > 0 for s in attention)

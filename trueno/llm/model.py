@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from trueno.errors import ContextLengthError, ModelError
 from trueno.llm.config import Config
 from trueno.llm.kv_cache import RunState
 from trueno.llm.weights import Weights, load_gguf
+from trueno.trace import recorder
 
 DEFAULT_CTX = 2048
 PREFILL_CHUNK = 256
@@ -168,6 +170,7 @@ class Model:
                     q = self._proj(lw.wq, lw.bq, xb)  # (T, Q)
                     kk = self._proj(lw.wk, lw.bk, xb)  # (T, K)
                     v = self._proj(lw.wv, lw.bv, xb)  # (T, K)
+                t0 = perf_counter_ns() if recorder.ENABLED else 0
                 if c.qk_norm:
                     k.head_rms_norm(q, c.n_heads, c.head_dim, lw.q_norm, c.norm_eps)
                     k.head_rms_norm(kk, c.n_kv_heads, c.head_dim, lw.k_norm, c.norm_eps)
@@ -176,6 +179,8 @@ class Model:
                 k.rope(kk, positions, c.n_kv_heads, c.head_dim, cos, sin, c.rope_neox)
                 cache.store(i, start, kk, v)
                 att = self._attend_batch(q, i, start, T)  # (T, Q)
+                if t0:
+                    self._record_attention(t0, T, start + T)
                 o = lw.wo.matmul(att)  # (T, D)
                 if c.post_norms:
                     k.rms_norm(o, o, lw.post_attn_norm, c.norm_eps)
@@ -197,6 +202,22 @@ class Model:
         cache.n = start + T
         k.rms_norm(x, x, w.output_norm, c.norm_eps)
         return x
+
+    def _record_attention(self, t0: int, n_queries: int, n_keys: int) -> None:
+        """One op span for q/k norm + RoPE + cache write + attention (tracing on only)."""
+        c = self.config
+        kv_bytes = 2 * 4 * c.n_kv_heads * n_keys * c.head_dim
+        flops = 4 * c.n_heads * n_queries * n_keys * c.head_dim
+        recorder.record_op(
+            "attention",
+            "numba" if n_queries == 1 else "numpy",
+            (n_queries, c.n_heads, n_keys, c.head_dim),
+            "float32",
+            kv_bytes,
+            flops,
+            t0,
+            perf_counter_ns() - t0,
+        )
 
     @staticmethod
     def _proj(m, bias, x):
@@ -263,6 +284,7 @@ class Model:
                         q[0] += lw.bq
                         kk[0] += lw.bk
                         v[0] += lw.bv
+                t0 = perf_counter_ns() if recorder.ENABLED else 0
                 if c.qk_norm:
                     k.head_rms_norm(q, c.n_heads, c.head_dim, lw.q_norm, c.norm_eps)
                     k.head_rms_norm(kk, c.n_kv_heads, c.head_dim, lw.k_norm, c.norm_eps)
@@ -281,6 +303,8 @@ class Model:
                     c.n_kv_groups,
                     s.scores,
                 )
+                if t0:
+                    self._record_attention(t0, 1, pos + 1)
                 lw.wo.matvec(att[0], out=xo[0])
                 if c.post_norms:
                     k.rms_norm(xo, xo, lw.post_attn_norm, c.norm_eps)
