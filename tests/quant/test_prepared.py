@@ -111,7 +111,9 @@ def test_fallback_types_dequantize_then_blas(rng, t):
 
 
 @pytest.mark.parametrize(
-    "t", [GGMLType.Q4_0, GGMLType.Q6_K, GGMLType.F16, GGMLType.Q2_K], ids=lambda t: t.name
+    "t",
+    [GGMLType.Q4_0, GGMLType.Q5_1, GGMLType.Q6_K, GGMLType.F16, GGMLType.Q2_K],
+    ids=lambda t: t.name,
 )
 @pytest.mark.parametrize("n", [1, 2, 5])
 def test_matmul_matches_reference(rng, t, n, monkeypatch):

@@ -40,7 +40,7 @@ def quantize_bf16(x: np.ndarray) -> np.ndarray:
     return n.astype(np.uint16).view(np.uint8)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_f32_numba(blocks, f16, out):
     src = blocks.reshape(-1).view(np.float32)
     dst = out.reshape(-1)
@@ -48,7 +48,7 @@ def dequantize_f32_numba(blocks, f16, out):
         dst[i] = src[i]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_f16_numba(blocks, f16, out):
     src = blocks.reshape(-1).view(np.uint16)
     dst = out.reshape(-1)
@@ -56,7 +56,7 @@ def dequantize_f16_numba(blocks, f16, out):
         dst[i] = f16[src[i]]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_bf16_numba(blocks, f16, out):
     src = blocks.reshape(-1).view(np.uint16)
     dst = out.reshape(-1).view(np.uint32)

@@ -34,7 +34,7 @@ def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
     return (dl * KVALUES[q].astype(np.float32)).reshape(n, QK_K)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_numba(blocks, f16, out):
     kv = np.array(
         [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.float32

@@ -27,6 +27,32 @@ MATMUL_TILE_BYTES = 8 << 20  # f32 rows dequantized per tile in matmul (bounded 
 FUSED = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16")
 
 
+_POOL = None
+
+
+def _run_threads(kernel, r0: int, r1: int, out: np.ndarray) -> None:
+    """kernel(lo, hi, out_rows) over row chunks on numba's thread count (kernels are nogil)."""
+    global _POOL
+    import numba
+
+    n_threads = numba.get_num_threads()
+    n = r1 - r0
+    if n_threads < 2 or n * out.shape[1] < (1 << 18):
+        kernel(r0, r1, out)
+        return
+    if _POOL is None or _POOL._max_workers != n_threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(n_threads, thread_name_prefix="trueno-dequant")
+    step = -(-n // n_threads)
+    jobs = [
+        _POOL.submit(kernel, r0 + i, min(r1, r0 + i + step), out[i : i + step])
+        for i in range(0, n, step)
+    ]
+    for job in jobs:
+        job.result()
+
+
 def _simd_drivers():
     from trueno.quant import simd
 
@@ -161,15 +187,12 @@ class PreparedWeight:
                 self.matvec(xs[i], out=out[i])
         else:
             tile = max(1, min(rows, MATMUL_TILE_BYTES // (4 * cols)))
-            fmt = self.format
-            per_row = cols // fmt.block_elems
-            buf = np.empty((tile * per_row, fmt.block_elems), dtype=np.float32)
+            buf = np.empty((tile, cols), dtype=np.float32)
             for r0 in range(0, rows, tile):
                 r1 = min(rows, r0 + tile)
-                blocks = self._blocks(r0, r1).reshape(-1, fmt.block_bytes)
-                w = buf[: (r1 - r0) * per_row]
-                fmt.dequantize_numba(blocks, F16_TO_F32, w)
-                np.matmul(xs, w.reshape(r1 - r0, cols).T, out=out[:, r0:r1])
+                w = buf[: r1 - r0]
+                self._dequantize_rows(r0, r1, w)
+                np.matmul(xs, w.T, out=out[:, r0:r1])
         if t0:
             api.record(
                 "quant.matmul",
@@ -186,15 +209,30 @@ class PreparedWeight:
         """The weight as float32 (rows, cols)."""
         if self._f32 is not None:
             return self._f32.copy()
-        return api.dequantize(self._blocks(0, self.shape[0]), self.ggml_type, self.shape)
+        out = np.empty(self.shape, dtype=np.float32)
+        self._dequantize_rows(0, self.shape[0], out)
+        return out
 
-    def _blocks(self, r0: int, r1: int) -> np.ndarray:
-        """GGML blocks of rows [r0, r1) as (r1 - r0, row_bytes) uint8."""
-        if self._paired is None:
-            return self.blocks[r0:r1]
-        from trueno.quant.relayout import to_blocks
+    def _dequantize_rows(self, r0: int, r1: int, out: np.ndarray) -> None:
+        """Rows [r0, r1) as f32 into ``out`` (r1 - r0, cols), split over threads."""
+        pb = self._paired
+        fmt = self.format
+        if pb is not None:
+            from trueno.quant.relayout import dequantize_paired
 
-        return to_blocks(self._paired, self.format.name, r0, r1).reshape(r1 - r0, -1)
+            offset = {"Q4_0": 8, "Q5_0": 16}.get(fmt.name, 0)
+
+            def kernel(lo, hi, dst):
+                dequantize_paired(
+                    pb.qs[lo:hi], pb.d[lo:hi], pb.m[lo:hi], pb.qh[lo:hi], F16_TO_F32, offset, dst
+                )
+        else:
+
+            def kernel(lo, hi, dst):
+                blocks = self.blocks[lo:hi].reshape(-1, fmt.block_bytes)
+                fmt.dequantize_numba(blocks, F16_TO_F32, dst.reshape(-1, fmt.block_elems))
+
+        _run_threads(kernel, r0, r1, out)
 
 
 def prepare(

@@ -30,7 +30,7 @@ def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
     return (dl * q - ml).reshape(n, QK_K)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_numba(blocks, f16, out):
     for b in range(blocks.shape[0]):
         d = f16[blocks[b, 80] | (np.int64(blocks[b, 81]) << 8)]

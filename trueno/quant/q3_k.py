@@ -39,7 +39,7 @@ def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
     return (dl * q).reshape(n, QK_K)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_numba(blocks, f16, out):
     for b in range(blocks.shape[0]):
         d = f16[blocks[b, 108] | (np.int64(blocks[b, 109]) << 8)]

@@ -56,7 +56,7 @@ def scale_min_k4(blocks, b, o, j):
     return sc, m
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_numba(blocks, f16, out):
     for b in range(blocks.shape[0]):
         d = f16[blocks[b, 0] | (np.int64(blocks[b, 1]) << 8)]

@@ -43,7 +43,7 @@ def quantize_ref(x: np.ndarray) -> np.ndarray:
     return np.concatenate([d.astype(np.float16).view(np.uint8), pack_high_bits(q), qs], axis=-1)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_numba(blocks, f16, out):
     for b in range(blocks.shape[0]):
         d = f16[blocks[b, 0] | (np.int64(blocks[b, 1]) << 8)]

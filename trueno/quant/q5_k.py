@@ -32,7 +32,7 @@ def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
     return (dl * q.astype(np.float32) - ml).reshape(n, QK_K)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_numba(blocks, f16, out):
     for b in range(blocks.shape[0]):
         d = f16[blocks[b, 0] | (np.int64(blocks[b, 1]) << 8)]

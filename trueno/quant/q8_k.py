@@ -32,7 +32,7 @@ def quantize_ref(x: np.ndarray) -> np.ndarray:
     return np.concatenate([d.view(np.uint8), q.view(np.uint8), bsums.view(np.uint8)], axis=-1)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_numba(blocks, f16, out):
     for b in range(blocks.shape[0]):
         d = blocks[b, 0:4].copy().view(np.float32)[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from trueno.quant.q4_0 import nibbles
@@ -88,3 +89,29 @@ def to_blocks(pb: PairedBlocks, name: str, r0: int = 0, r1: int | None = None) -
     if nb % 2:
         out[:, -1, at:] = qs[:, 32 * npair :]
     return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def dequantize_paired(qs, d, m, qh, f16, offset, out):
+    """Rows of :class:`PairedBlocks` -> f32 (rows, 32 * nb), bit-identical to the GGML
+    dequantizers: ``d * (q - offset)`` without mins, ``d * q + m`` with them."""
+    nb = d.shape[1]
+    has_min = m.shape[1] > 0
+    has_high = qh.shape[1] > 0
+    for r in range(d.shape[0]):
+        for b in range(nb):
+            scale = f16[d[r, b]]
+            mn = f16[m[r, b]] if has_min else np.float32(0)
+            hbits = np.int64(qh[r, b]) if has_high else np.int64(0)
+            for j in range(32):
+                if b // 2 * 2 + 1 < nb:  # paired: block 2k low nibbles, 2k+1 high nibbles
+                    byte = np.int64(qs[r, 32 * (b // 2) + j])
+                    q = (byte >> (4 * (b % 2))) & 15
+                else:  # odd last block: GGML packing
+                    byte = np.int64(qs[r, 32 * (b // 2) + j % 16])
+                    q = (byte >> (4 * (j // 16))) & 15
+                q |= ((hbits >> j) & 1) << 4
+                if has_min:
+                    out[r, 32 * b + j] = scale * np.float32(q) + mn
+                else:
+                    out[r, 32 * b + j] = scale * np.float32(q - offset)
