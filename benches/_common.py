@@ -73,9 +73,7 @@ def sgemv_bandwidth_gbs(min_bytes: int = 512 << 20, repeat: int = 5) -> float:
     a = np.ones((rows, cols), dtype=np.float32)  # touch every page before timing
     x = np.ones(cols, dtype=np.float32)
     t = median_time(lambda: a @ x, repeat=repeat, number=1)
-    gbs = a.nbytes / t / 1e9
-    del a
-    return gbs
+    return a.nbytes / t / 1e9
 
 
 def gbs(nbytes: int, seconds: float) -> float:
@@ -96,7 +94,7 @@ def print_table(headers, rows, file=None) -> None:
     file = file or sys.stdout
     cells = [[str(h) for h in headers]] + [[_cell(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
     print(line(cells[0]), file=file)
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=file)
     for r in cells[1:]:

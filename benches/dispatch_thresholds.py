@@ -41,8 +41,12 @@ def args_for(name: str, n: int, rng):
         return (x, x.copy())
     if name == "convolve2d":
         side = max(3, int(np.sqrt(n / 9)))
-        return (x[: side * side].reshape(side, side) if side * side <= n else
-                np.ones((side, side), np.float32), np.ones((3, 3), np.float32))
+        return (
+            x[: side * side].reshape(side, side)
+            if side * side <= n
+            else np.ones((side, side), np.float32),
+            np.ones((3, 3), np.float32),
+        )
     return (x,)
 
 
@@ -52,10 +56,11 @@ def crossover(name: str, exps, repeat: int, rng):
     for e in exps:
         args = args_for(name, 1 << e, rng)
 
-        def on(backend):
+        def on(backend, args=args):
             def call():
                 with trueno.use_backend(backend):
                     fn(*args)
+
             return call
 
         t_np, t_nb = compare_times(on("numpy"), on("numba"), repeat)
@@ -84,8 +89,9 @@ def main(argv=None) -> int:
             first, points = crossover(name, exps, repeat, rng)
             worst = max(worst, first)
             for e, t_np, t_nb in points:
-                rows.append([kind, name, f"2**{e}", fmt_time(t_np), fmt_time(t_nb),
-                             f"{t_np / t_nb:.2f}"])
+                rows.append(
+                    [kind, name, f"2**{e}", fmt_time(t_np), fmt_time(t_nb), f"{t_np / t_nb:.2f}"]
+                )
         result[kind] = worst
     print_table(["class", "op", "n", "numpy", "numba", "numpy/numba"], rows)
     print("\n# paste into trueno/dispatch.py:")

@@ -35,17 +35,21 @@ def main() -> int:
     ADD = OPS["add"]
     loops = 200_000
     g = {"recorder": recorder}
-    t_check = min(timeit.repeat("if not recorder.ENABLED: pass", globals=g, number=loops,
-                                repeat=7)) / loops
+    t_check = (
+        min(timeit.repeat("if not recorder.ENABLED: pass", globals=g, number=loops, repeat=7))
+        / loops
+    )
     t_pass = min(timeit.repeat("pass", number=loops, repeat=7)) / loops
     args = (x, x)
-    t_run, t_bare = compare_times(lambda: dispatch.run(ADD, 8, args),
-                                  lambda: _run_unchecked(ADD, 8, args), repeat=15,
-                                  number=20_000)
+    t_run, t_bare = compare_times(
+        lambda: dispatch.run(ADD, 8, args),
+        lambda: _run_unchecked(ADD, 8, args),
+        repeat=15,
+        number=20_000,
+    )
     t_off = compare_times(lambda: trueno.add(x, x), lambda: None, repeat=15, number=20_000)[0]
     with trueno.trace.capture(capacity=1 << 22):
-        t_on = compare_times(lambda: trueno.add(x, x), lambda: None, repeat=15,
-                             number=20_000)[0]
+        t_on = compare_times(lambda: trueno.add(x, x), lambda: None, repeat=15, number=20_000)[0]
     rows = [
         ["bool test (if not recorder.ENABLED)", f"{(t_check - t_pass) * 1e9:.1f} ns", "<= 30 ns"],
         ["dispatch.run minus unchecked copy", f"{(t_run - t_bare) * 1e9:.1f} ns", "<= 30 ns"],

@@ -23,8 +23,18 @@ from trueno import backends  # noqa: E402
 from trueno.backends import Backend  # noqa: E402
 from trueno.ops.spec import OPS  # noqa: E402
 
-TARGET_3X = ("exp", "tanh", "sigmoid", "gelu", "silu", "softmax", "log_softmax", "layer_norm",
-             "rms_norm", "zscore")
+TARGET_3X = (
+    "exp",
+    "tanh",
+    "sigmoid",
+    "gelu",
+    "silu",
+    "softmax",
+    "log_softmax",
+    "layer_norm",
+    "rms_norm",
+    "zscore",
+)
 BANDWIDTH = ("dot", "sum", "max", "argmax", "norm_l1", "norm_l2", "norm_linf")
 
 
@@ -36,9 +46,18 @@ def make_args(spec, n: int, rng) -> tuple:
     if spec.name in ("ln", "log2", "log10", "sqrt"):
         x = np.abs(x) + np.float32(0.1)
     y = (rng.standard_normal(n) * 3).astype(np.float32)
-    return {"x": (x,), "xy": (x, y), "xs": (x, 2.5), "xss": (x, -1.0, 1.0),
-            "xys": (x, y, 0.25), "xyz": (x, y, x), "red": (x,), "redxy": (x, y),
-            "vec": (x,), "row": (x,)}[spec.args]
+    return {
+        "x": (x,),
+        "xy": (x, y),
+        "xs": (x, 2.5),
+        "xss": (x, -1.0, 1.0),
+        "xys": (x, y, 0.25),
+        "xyz": (x, y, x),
+        "red": (x,),
+        "redxy": (x, y),
+        "vec": (x,),
+        "row": (x,),
+    }[spec.args]
 
 
 def bench_op(name: str, n: int, repeat: int, rng):
@@ -60,8 +79,9 @@ def main(argv=None) -> int:
     p.add_argument("--ops", help="comma-separated op names (default: every vector op)")
     p.add_argument("--sizes", help="comma-separated sizes, e.g. 1e5,1e6")
     args = p.parse_args(argv)
-    names = args.ops.split(",") if args.ops else [
-        n for n, s in OPS.items() if s.args not in ("mat",)]
+    names = (
+        args.ops.split(",") if args.ops else [n for n, s in OPS.items() if s.args not in ("mat",)]
+    )
     ns = [int(float(s)) for s in args.sizes.split(",")] if args.sizes else sizes(args.quick)
     repeat = 3 if args.quick else 7
     trueno.warmup(progress=False)
@@ -74,8 +94,17 @@ def main(argv=None) -> int:
             t_np, t_tr, nbytes = bench_op(name, n, repeat, rng)
             gbs = nbytes / t_tr / 1e9
             pct = f"{100 * gbs / bw:.0f}%" if name in BANDWIDTH else ""
-            rows.append([name, f"{n:.0e}", fmt_time(t_np), fmt_time(t_tr),
-                         f"{t_np / t_tr:.2f}", f"{gbs:.1f}", pct])
+            rows.append(
+                [
+                    name,
+                    f"{n:.0e}",
+                    fmt_time(t_np),
+                    fmt_time(t_tr),
+                    f"{t_np / t_tr:.2f}",
+                    f"{gbs:.1f}",
+                    pct,
+                ]
+            )
     print_table(["op", "n", "numpy", "trueno", "ratio", "GB/s", "% sgemv bw"], rows)
     return 0
 

@@ -83,14 +83,21 @@ def test_unknown_backend_name():
 
 
 def _run(code: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
 
 
 def test_env_var_forces_backend():
-    code = ("import trueno, numpy as np; from trueno import dispatch; "
-            "from trueno.ops.spec import OPS; "
-            "print(dispatch.choose(OPS['add'], 1 << 30).value)")
+    code = (
+        "import trueno, numpy as np; from trueno import dispatch; "
+        "from trueno.ops.spec import OPS; "
+        "print(dispatch.choose(OPS['add'], 1 << 30).value)"
+    )
     assert _run(code, TRUENO_BACKEND="numpy").stdout.strip() == "numpy"
     if HAS_NUMBA:
         assert _run(code, TRUENO_BACKEND="numba").stdout.strip() == "numba"

@@ -11,18 +11,28 @@ HEAVY = ("numba", "llvmlite", "cupy", "opentelemetry", "jinja2")
 
 
 def test_import_does_not_load_heavy_modules():
-    code = ("import sys, trueno; trueno.add([1.0], [2.0]); "
-            f"print([m for m in {HEAVY!r} if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True).stdout.strip()
+    code = (
+        "import sys, trueno; trueno.add([1.0], [2.0]); "
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
 def _import_time(module_list: str) -> float:
-    code = ("import time; t = time.perf_counter(); "
-            f"import {module_list}; print(time.perf_counter() - t)")
-    out = subprocess.run([sys.executable, "-X", "frozen_modules=on", "-c", code],
-                         capture_output=True, text=True, timeout=120, check=True)
+    code = (
+        "import time; t = time.perf_counter(); "
+        f"import {module_list}; print(time.perf_counter() - t)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-X", "frozen_modules=on", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return float(out.stdout)
 
 

@@ -39,7 +39,9 @@ THRESHOLDS: dict[str, int] = {
 GPU_THRESHOLDS: dict[str, int | None] = {kind: None for kind in THRESHOLDS}
 
 _forced: ContextVar[Backend | None] = ContextVar("trueno_backend", default=None)
-_ENV_FORCED: Backend | None = backends.parse(config.FORCED_BACKEND) if config.FORCED_BACKEND else None
+_ENV_FORCED: Backend | None = (
+    backends.parse(config.FORCED_BACKEND) if config.FORCED_BACKEND else None
+)
 _kernels: dict[tuple[Backend, str], object] = {}
 _numba_ok: bool | None = None
 
@@ -99,8 +101,10 @@ def kernel(backend: Backend, name: str):
             if backend is Backend.CUPY:
                 from trueno.errors import UnsupportedError
 
-                raise UnsupportedError(f"op {name!r} has no cupy kernel; move the data to the "
-                                       "host with trueno.to_host() or allow a host fallback")
+                raise UnsupportedError(
+                    f"op {name!r} has no cupy kernel; move the data to the "
+                    "host with trueno.to_host() or allow a host fallback"
+                )
             fn = backends.load(Backend.NUMPY).KERNELS[name]
             fn = _Fallback(fn, backend)
         _kernels[key] = fn

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from trueno import ops
-from trueno.ops._validate import as_float_array
 from trueno.errors import ShapeError
+from trueno.ops._validate import as_float_array
 
 
 class Vector:
@@ -169,10 +169,41 @@ class Vector:
         return Vector(ops.elu(self.data, alpha))
 
 
-_UNARY = ("abs", "neg", "signum", "recip", "sqrt", "exp", "ln", "log2", "log10", "sin", "cos",
-          "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
-          "floor", "ceil", "round", "trunc", "fract", "relu", "selu", "sigmoid", "silu",
-          "swish", "hardswish", "mish")
+_UNARY = (
+    "abs",
+    "neg",
+    "signum",
+    "recip",
+    "sqrt",
+    "exp",
+    "ln",
+    "log2",
+    "log10",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "floor",
+    "ceil",
+    "round",
+    "trunc",
+    "fract",
+    "relu",
+    "selu",
+    "sigmoid",
+    "silu",
+    "swish",
+    "hardswish",
+    "mish",
+)
 _BINARY = ("minimum", "maximum", "copysign", "pow")
 
 

@@ -70,6 +70,5 @@ def warmup(progress: bool | None = None) -> int:
 
 def _bar(i: int, n: int, label: str, width: int = 30) -> None:
     done = width * i // n
-    sys.stderr.write(f"\rtrueno warmup [{'#' * done}{'.' * (width - done)}] {i}/{n} "
-                     f"{label:<28.28}")
+    sys.stderr.write(f"\rtrueno warmup [{'#' * done}{'.' * (width - done)}] {i}/{n} {label:<28.28}")
     sys.stderr.flush()

@@ -38,7 +38,10 @@ def grid(lo: float, hi: float, n: int = 2_000_001) -> np.ndarray:
     return np.linspace(lo, hi, n, dtype=np.float32)
 
 
-def rel_err(got, want, floor=np.finfo(np.float32).tiny):
+TINY32 = float(np.finfo(np.float32).tiny)
+
+
+def rel_err(got, want, floor=TINY32):
     return np.abs(got - want) / np.maximum(np.abs(want), floor)
 
 

@@ -20,8 +20,13 @@ def test_info_prints_capabilities_and_dispatch(capsys):
 
 
 def test_info_json_matches_dispatch():
-    out = subprocess.run([sys.executable, "-m", "trueno", "info", "--json"],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "trueno", "info", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     data = json.loads(out)
     assert set(data["dispatch"]) <= set(dispatch.THRESHOLDS)
     assert data["dispatch"]["matrix"]["10000000"] == "numpy"
@@ -32,8 +37,14 @@ def test_info_json_under_forced_backend():
     import os
 
     env = {**os.environ, "TRUENO_BACKEND": "numpy"}
-    out = subprocess.run([sys.executable, "-m", "trueno", "info", "--json"], env=env,
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "trueno", "info", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     data = json.loads(out)
     assert data["forced_backend"] == "numpy"
     assert set(data["dispatch"]["elementwise"].values()) == {"numpy"}

@@ -10,8 +10,9 @@ import trueno
 from trueno import backends
 from trueno.backends import Backend
 
-BACKENDS = [b.value for b in (Backend.NUMPY, Backend.NUMBA, Backend.CUPY)
-            if backends.is_available(b)]
+BACKENDS = [
+    b.value for b in (Backend.NUMPY, Backend.NUMBA, Backend.CUPY) if backends.is_available(b)
+]
 DTYPES = [np.float32, np.float64]
 SIZES = st.one_of(st.sampled_from([0, 1, 2, 3, 7, 16, 17, 33, 64, 65]), st.integers(0, 300))
 
@@ -62,5 +63,6 @@ def assert_close(got, want, rtol: float, atol: float = 0.0, what: str = "") -> N
         np.testing.assert_array_equal(got_a, want_a, err_msg=what)
         return
     tiny = float(np.finfo(want_a.dtype).tiny)
-    np.testing.assert_allclose(got_a, want_a, rtol=rtol, atol=atol + tiny, equal_nan=True,
-                               err_msg=what)
+    np.testing.assert_allclose(
+        got_a, want_a, rtol=rtol, atol=atol + tiny, equal_nan=True, err_msg=what
+    )

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _ophelpers import BACKENDS
 
 import trueno
-from trueno.errors import (DivisionByZeroError, DTypeError, EmptyInputError, ShapeError,
-                           SizeMismatchError, TruenoError)
-from _ophelpers import BACKENDS
+from trueno.errors import (
+    DivisionByZeroError,
+    DTypeError,
+    EmptyInputError,
+    ShapeError,
+    SizeMismatchError,
+    TruenoError,
+)
 
 F32 = np.float32
 
@@ -20,8 +26,9 @@ def backend(request):
         yield request.param
 
 
-@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "minimum", "maximum", "dot",
-                                "covariance", "correlation"])
+@pytest.mark.parametrize(
+    "op", ["add", "sub", "mul", "div", "minimum", "maximum", "dot", "covariance", "correlation"]
+)
 def test_size_mismatch(backend, op):
     with pytest.raises(SizeMismatchError) as err:
         getattr(trueno, op)(np.ones(3, F32), np.ones(4, F32))
@@ -39,9 +46,26 @@ def test_size_mismatch_matrix(backend):
         trueno.layer_norm(np.ones((2, 3), F32), np.ones(4, F32))
 
 
-@pytest.mark.parametrize("op", ["max", "min", "argmax", "argmin", "norm_linf", "normalize",
-                                "mean", "variance", "stddev", "zscore", "minmax_normalize",
-                                "softmax", "log_softmax", "layer_norm", "rms_norm"])
+@pytest.mark.parametrize(
+    "op",
+    [
+        "max",
+        "min",
+        "argmax",
+        "argmin",
+        "norm_linf",
+        "normalize",
+        "mean",
+        "variance",
+        "stddev",
+        "zscore",
+        "minmax_normalize",
+        "softmax",
+        "log_softmax",
+        "layer_norm",
+        "rms_norm",
+    ],
+)
 def test_empty_input(backend, op):
     with pytest.raises(EmptyInputError, match=f"{op}: empty input") as err:
         getattr(trueno, op)(np.array([], F32))

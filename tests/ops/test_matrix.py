@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _ophelpers import BACKENDS, assert_close
 from hypothesis import given
 from hypothesis import strategies as st
 
 import trueno
-from _ophelpers import BACKENDS, assert_close
 
 DIMS = st.integers(1, 40)
 
@@ -41,8 +41,15 @@ def test_matmul_matvec_vecmat(dtype, m, k, n, seed):
             assert trueno.transpose(a).flags.c_contiguous
 
 
-@pytest.mark.parametrize("shapes", [((4, 5, 6), (4, 6, 3)), ((2, 3, 7, 8), (2, 3, 8, 7)),
-                                    ((2, 4, 16, 8), (8, 16)), ((1, 5, 6), (3, 6, 2))])
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        ((4, 5, 6), (4, 6, 3)),
+        ((2, 3, 7, 8), (2, 3, 8, 7)),
+        ((2, 4, 16, 8), (8, 16)),
+        ((1, 5, 6), (3, 6, 2)),
+    ],
+)
 def test_batched_matmul_attention_shapes(backend, shapes):
     rng = np.random.default_rng(0)
     a, b = rand(rng, *shapes[0]), rand(rng, *shapes[1])
@@ -57,12 +64,17 @@ def _conv_loop(img, k):
     out = np.zeros((oh, ow))
     for i in range(oh):
         for j in range(ow):
-            out[i, j] = np.sum(img[i:i + k.shape[0], j:j + k.shape[1]] * kf)
+            out[i, j] = np.sum(img[i : i + k.shape[0], j : j + k.shape[1]] * kf)
     return out
 
 
-@given(h=st.integers(1, 20), w=st.integers(1, 20), kh=st.integers(1, 5), kw=st.integers(1, 5),
-       seed=st.integers(0, 2**32 - 1))
+@given(
+    h=st.integers(1, 20),
+    w=st.integers(1, 20),
+    kh=st.integers(1, 5),
+    kw=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_convolve2d_valid(h, w, kh, kw, seed):
     rng = np.random.default_rng(seed)
     img, k = rand(rng, h + kh, w + kw), rand(rng, kh, kw)
@@ -70,8 +82,13 @@ def test_convolve2d_valid(h, w, kh, kw, seed):
     for be in BACKENDS:
         with trueno.use_backend(be):
             assert_close(trueno.convolve2d(img, k), want, 1e-4, 1e-4, f"conv2d {be}")
-            assert_close(trueno.convolve2d(img[::-1], k), _conv_loop(
-                img[::-1].astype(np.float64), k).astype(np.float32), 1e-4, 1e-4, "strided")
+            assert_close(
+                trueno.convolve2d(img[::-1], k),
+                _conv_loop(img[::-1].astype(np.float64), k).astype(np.float32),
+                1e-4,
+                1e-4,
+                "strided",
+            )
 
 
 def test_convolve2d_large_goes_to_numba_and_matches():

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _ophelpers import BACKENDS, DTYPES, assert_close, call, floats, vectors
 from hypothesis import given
 from hypothesis import strategies as st
 
 import trueno
 from trueno import OPS
-from _ophelpers import BACKENDS, DTYPES, assert_close, call, floats, vectors
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 OTHER = [b for b in BACKENDS if b != "numpy"]
@@ -23,8 +23,16 @@ def ops_with(*args: str) -> list[str]:
 
 def test_every_op_has_a_parity_test():
     covered = set(ops_with("x", "xy", "xs", "xss", "xys", "xyz", "red", "redxy", "row", "vec"))
-    matrix = {"matmul", "batched_matmul", "transpose", "matvec", "vecmat", "convolve2d",
-              "embedding_lookup", "eigh"}  # tests/ops/test_matrix.py
+    matrix = {
+        "matmul",
+        "batched_matmul",
+        "transpose",
+        "matvec",
+        "vecmat",
+        "convolve2d",
+        "embedding_lookup",
+        "eigh",
+    }  # tests/ops/test_matrix.py
     assert set(OPS) == covered | matrix
 
 
@@ -46,8 +54,11 @@ def compare(name: str, backend: str, *args, scale: float = 0.0, **kwargs) -> Non
 @given(data=st.data())
 def test_unary(name, backend, dtype, data):
     spec = OPS[name]
-    elements = floats(dtype) if spec.domain is None or data.draw(st.booleans()) else floats(
-        dtype, *spec.domain)
+    elements = (
+        floats(dtype)
+        if spec.domain is None or data.draw(st.booleans())
+        else floats(dtype, *spec.domain)
+    )
     x = data.draw(vectors(dtype, elements))
     params = {"xs": (2.5,), "xss": (-1.5, 2.0)}.get(spec.args, ())
     if name == "scale":
@@ -85,12 +96,16 @@ def test_reduction(name, backend, dtype, data):
     wide = data.draw(st.booleans())
     elements = floats(dtype, -big, big) if wide else floats(dtype, -1e3, 1e3)
     n = data.draw(st.one_of(st.integers(0, 300), st.sampled_from([1000, 5000])))
-    xs = [data.draw(vectors(dtype, elements, size=n))
-          for _ in range(2 if spec.args == "redxy" else 1)]
+    xs = [
+        data.draw(vectors(dtype, elements, size=n)) for _ in range(2 if spec.args == "redxy" else 1)
+    ]
     finite = [np.where(np.isfinite(x), x, 0).astype(np.float64) for x in xs]
     # float32 sums are compared relative to the data's scale (condition-number aware)
-    scale = float(np.sum(np.abs(finite[0] * finite[-1]) if spec.args == "redxy"
-                         else np.abs(finite[0]))) if n else 0.0
+    scale = (
+        float(np.sum(np.abs(finite[0] * finite[-1]) if spec.args == "redxy" else np.abs(finite[0])))
+        if n
+        else 0.0
+    )
     if name in ("sum_of_squares", "norm_l2", "variance", "stddev", "covariance"):
         scale = float(np.sum(finite[0] ** 2)) if n else 0.0
         if name in ("norm_l2", "stddev"):
@@ -120,8 +135,12 @@ def test_rowwise(name, backend, dtype, data):
         if x.ndim == 2:
             compare(name, backend, x, axis=0)
     else:
-        weights = [data.draw(vectors(dtype, floats(dtype, -3, 3, specials=False),
-                                     size=cols, strided=False)) for _ in range(2)]
+        weights = [
+            data.draw(
+                vectors(dtype, floats(dtype, -3, 3, specials=False), size=cols, strided=False)
+            )
+            for _ in range(2)
+        ]
         if name == "layer_norm":
             compare(name, backend, x)
             compare(name, backend, x, weights[0], weights[1], eps=1e-3)
@@ -131,8 +150,23 @@ def test_rowwise(name, backend, dtype, data):
 
 
 @pytest.mark.parametrize("backend", OTHER)
-@pytest.mark.parametrize("name", ["exp", "tanh", "sigmoid", "gelu", "silu", "softmax",
-                                  "add", "sum", "max", "argmax", "layer_norm", "rms_norm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "exp",
+        "tanh",
+        "sigmoid",
+        "gelu",
+        "silu",
+        "softmax",
+        "add",
+        "sum",
+        "max",
+        "argmax",
+        "layer_norm",
+        "rms_norm",
+    ],
+)
 def test_large_inputs_split_over_threads(name, backend):
     """Sizes above the thread-split threshold (chunk borders, combining partial results)."""
     rng = np.random.default_rng(1)

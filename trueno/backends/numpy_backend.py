@@ -35,15 +35,42 @@ def kernel(name: str):
 
 
 def _register_ufuncs() -> None:
-    unary = {"abs": np.abs, "neg": np.negative, "signum": np.sign, "sqrt": np.sqrt,
-             "exp": np.exp, "ln": np.log, "log2": np.log2, "log10": np.log10, "sin": np.sin,
-             "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos,
-             "atan": np.arctan, "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh,
-             "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
-             "floor": np.floor, "ceil": np.ceil, "round": np.rint, "trunc": np.trunc}
-    binary = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide,
-              "minimum": np.minimum, "maximum": np.maximum, "copysign": np.copysign,
-              "pow": np.power}
+    unary = {
+        "abs": np.abs,
+        "neg": np.negative,
+        "signum": np.sign,
+        "sqrt": np.sqrt,
+        "exp": np.exp,
+        "ln": np.log,
+        "log2": np.log2,
+        "log10": np.log10,
+        "sin": np.sin,
+        "cos": np.cos,
+        "tan": np.tan,
+        "asin": np.arcsin,
+        "acos": np.arccos,
+        "atan": np.arctan,
+        "sinh": np.sinh,
+        "cosh": np.cosh,
+        "tanh": np.tanh,
+        "asinh": np.arcsinh,
+        "acosh": np.arccosh,
+        "atanh": np.arctanh,
+        "floor": np.floor,
+        "ceil": np.ceil,
+        "round": np.rint,
+        "trunc": np.trunc,
+    }
+    binary = {
+        "add": np.add,
+        "sub": np.subtract,
+        "mul": np.multiply,
+        "div": np.divide,
+        "minimum": np.minimum,
+        "maximum": np.maximum,
+        "copysign": np.copysign,
+        "pow": np.power,
+    }
     KERNELS.update(unary)
     KERNELS.update(binary)
 
@@ -202,8 +229,9 @@ def zscore(a):
     m = centre(a)
     s = stddev(a)
     if s == 0:
-        raise DivisionByZeroError("zscore: standard deviation is 0 (constant input); "
-                                  "expected values that vary")
+        raise DivisionByZeroError(
+            "zscore: standard deviation is 0 (constant input); expected values that vary"
+        )
     return (a - m) / s
 
 
@@ -211,8 +239,9 @@ def zscore(a):
 def minmax_normalize(a):
     lo, hi = a.min(), a.max()
     if hi == lo:
-        raise DivisionByZeroError(f"minmax_normalize: max == min == {lo} (constant input); "
-                                  "expected values that vary")
+        raise DivisionByZeroError(
+            f"minmax_normalize: max == min == {lo} (constant input); expected values that vary"
+        )
     return (a - lo) / (hi - lo)
 
 
@@ -382,8 +411,10 @@ def convolve2d(img, k):
 def embedding_lookup(table, ids):
     if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
         bad = ids[(ids < 0) | (ids >= table.shape[0])].ravel()[0]
-        raise ShapeError(f"embedding_lookup: id {bad} out of range; expected 0 <= id < "
-                         f"{table.shape[0]} (table rows)")
+        raise ShapeError(
+            f"embedding_lookup: id {bad} out of range; expected 0 <= id < "
+            f"{table.shape[0]} (table rows)"
+        )
     return table[ids]
 
 

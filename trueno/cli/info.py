@@ -8,9 +8,17 @@ import json
 
 SIZES = [10**e for e in range(2, 8)]
 EXAMPLE_OP = {  # one representative op per threshold class
-    "elementwise": "add", "transcendental": "exp", "fused": "gelu", "libm": "sin", "reduction": "sum",
-    "rowwise": "softmax", "stats": "variance", "matrix": "matmul", "conv": "convolve2d",
-    "gather": "embedding_lookup", "never": "eigh",
+    "elementwise": "add",
+    "transcendental": "exp",
+    "fused": "gelu",
+    "libm": "sin",
+    "reduction": "sum",
+    "rowwise": "softmax",
+    "stats": "variance",
+    "matrix": "matmul",
+    "conv": "convolve2d",
+    "gather": "embedding_lookup",
+    "never": "eigh",
 }
 
 
@@ -42,31 +50,46 @@ def handler(args: argparse.Namespace) -> int:
     table = dispatch_table()
     forced = dispatch.forced_backend()
     if args.json:
-        print(json.dumps({"version": trueno.__version__, "capabilities": caps.to_dict(),
-                          "forced_backend": forced.value if forced else None,
-                          "thresholds": dispatch.THRESHOLDS,
-                          "dispatch": {k: {str(n): b for n, b in v.items()}
-                                       for k, v in table.items()}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "version": trueno.__version__,
+                    "capabilities": caps.to_dict(),
+                    "forced_backend": forced.value if forced else None,
+                    "thresholds": dispatch.THRESHOLDS,
+                    "dispatch": {k: {str(n): b for n, b in v.items()} for k, v in table.items()},
+                },
+                indent=2,
+            )
+        )
         return 0
     isa = " ".join(k for k, v in caps.isa.items() if v) or "(none detected)"
     print(f"trueno {trueno.__version__}")
     print(f"cpu        {caps.cpu_name} ({caps.machine}); ISA: {isa}")
     print(f"cores      {caps.physical_cores} physical, {caps.logical_cores} logical")
-    numba = (f"{caps.numba_version} (threading layer {caps.numba_threading_layer}, "
-             f"{caps.numba_threads} threads)" if caps.numba_version else "not installed")
+    numba = (
+        f"{caps.numba_version} (threading layer {caps.numba_threading_layer}, "
+        f"{caps.numba_threads} threads)"
+        if caps.numba_version
+        else "not installed"
+    )
     print(f"numba      {numba}")
     if caps.gpus:
         for g in caps.gpus:
-            print(f"gpu {g.index}      {g.name}, {g.memory_bytes / 2**30:.1f} GiB, "
-                  f"compute {g.compute_capability} (cupy {caps.cupy_version})")
+            print(
+                f"gpu {g.index}      {g.name}, {g.memory_bytes / 2**30:.1f} GiB, "
+                f"compute {g.compute_capability} (cupy {caps.cupy_version})"
+            )
     else:
         print(f"gpu        none ({caps.gpu_error})")
     print(f"backend    {'forced: ' + forced.value if forced else 'auto'}")
     print()
     head = ["op class", "example"] + [f"1e{len(str(n)) - 1}" for n in SIZES]
-    rows = [[kind, EXAMPLE_OP.get(kind, "")] + [picks[n] for n in SIZES]
-            for kind, picks in table.items()]
+    rows = [
+        [kind, EXAMPLE_OP.get(kind, "")] + [picks[n] for n in SIZES]
+        for kind, picks in table.items()
+    ]
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
     for r in [head] + rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return 0

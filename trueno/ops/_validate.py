@@ -61,8 +61,11 @@ def operands(a, b, op: str):
     if a.shape != b.shape:
         if a.ndim == 0 or b.ndim == 0:  # 0-d arrays act as scalars
             t = np.result_type(a, b)
-            return (t.type(a), b.astype(t, copy=False)) if a.ndim == 0 else (
-                a.astype(t, copy=False), t.type(b))
+            return (
+                (t.type(a), b.astype(t, copy=False))
+                if a.ndim == 0
+                else (a.astype(t, copy=False), t.type(b))
+            )
         raise SizeMismatchError(op, a.shape, b.shape)
     if a.dtype != b.dtype:
         t = np.result_type(a, b)

@@ -12,21 +12,40 @@ from trueno.ops.spec import declare
 EXACT = 0.0
 RELU = declare("relu", "elementwise", rtol=EXACT, doc="max(x, 0)")
 LEAKY_RELU = declare("leaky_relu", "elementwise", rtol=EXACT, doc="x < 0 ? alpha x : x")
-ELU = declare("elu", "fused", rtol=1e-5, atol=1e-7, flops=12,
-              doc="x < 0 ? alpha (e^x - 1) : x")
+ELU = declare("elu", "fused", rtol=1e-5, atol=1e-7, flops=12, doc="x < 0 ? alpha (e^x - 1) : x")
 SELU = declare("selu", "fused", rtol=1e-5, atol=1e-7, flops=13, doc="scaled elu")
 SIGMOID = declare("sigmoid", "fused", rtol=2e-6, flops=14, doc="1 / (1 + e^-x)")
-GELU = declare("gelu", "fused", rtol=1e-5, atol=1e-7, flops=20,
-               doc="x * Phi(x), tanh approximation or exact erf")
+GELU = declare(
+    "gelu",
+    "fused",
+    rtol=1e-5,
+    atol=1e-7,
+    flops=20,
+    doc="x * Phi(x), tanh approximation or exact erf",
+)
 SILU = declare("silu", "fused", rtol=2e-6, flops=15, doc="x * sigmoid(x)")
-HARDSWISH = declare("hardswish", "elementwise", rtol=1e-6, flops=4,
-                    doc="x * clamp(x + 3, 0, 6) / 6")
-MISH = declare("mish", "fused", rtol=1e-5, atol=1e-7, flops=30,
-               doc="x * tanh(softplus(x))")
-SOFTMAX = declare("softmax", "rowwise", rtol=1e-5, atol=1e-8, flops=14,
-                  doc="e^x / sum(e^x) along an axis", args="row")
-LOG_SOFTMAX = declare("log_softmax", "rowwise", rtol=1e-5, atol=1e-5, flops=14,
-                      doc="x - log(sum(e^x)) along an axis", args="row")
+HARDSWISH = declare(
+    "hardswish", "elementwise", rtol=1e-6, flops=4, doc="x * clamp(x + 3, 0, 6) / 6"
+)
+MISH = declare("mish", "fused", rtol=1e-5, atol=1e-7, flops=30, doc="x * tanh(softplus(x))")
+SOFTMAX = declare(
+    "softmax",
+    "rowwise",
+    rtol=1e-5,
+    atol=1e-8,
+    flops=14,
+    doc="e^x / sum(e^x) along an axis",
+    args="row",
+)
+LOG_SOFTMAX = declare(
+    "log_softmax",
+    "rowwise",
+    rtol=1e-5,
+    atol=1e-5,
+    flops=14,
+    doc="x - log(sum(e^x)) along an axis",
+    args="row",
+)
 
 
 def _act(spec, x, *params):
@@ -91,8 +110,10 @@ def _rowwise(spec, x, axis: int):
     if x.size == 0:
         raise EmptyInputError(spec.name)
     if not -x.ndim <= axis < x.ndim:
-        raise ShapeError(f"{spec.name}: axis {axis} is out of range for a {x.ndim}-D input; "
-                         f"expected -{x.ndim} <= axis < {x.ndim}")
+        raise ShapeError(
+            f"{spec.name}: axis {axis} is out of range for a {x.ndim}-D input; "
+            f"expected -{x.ndim} <= axis < {x.ndim}"
+        )
     axis %= x.ndim
     if axis != x.ndim - 1:  # kernels work on the last axis
         return dispatch.run(spec, x.size, (x.T, -1)).T
@@ -109,5 +130,17 @@ def log_softmax(x, axis: int = -1):
     return _rowwise(LOG_SOFTMAX, x, axis)
 
 
-__all__ = ["elu", "gelu", "hardswish", "leaky_relu", "log_softmax", "mish", "relu", "selu",
-           "sigmoid", "silu", "softmax", "swish"]
+__all__ = [
+    "elu",
+    "gelu",
+    "hardswish",
+    "leaky_relu",
+    "log_softmax",
+    "mish",
+    "relu",
+    "selu",
+    "sigmoid",
+    "silu",
+    "softmax",
+    "swish",
+]

@@ -70,10 +70,12 @@ sinh = _unary("sinh", "libm", LIBM, "hyperbolic sine of a", flops=12)
 cosh = _unary("cosh", "libm", LIBM, "hyperbolic cosine of a", flops=12)
 tanh = _unary("tanh", "transcendental", 2e-6, "hyperbolic tangent of a", flops=14)
 asinh = _unary("asinh", "libm", LIBM, "inverse hyperbolic sine of a", flops=12)
-acosh = _unary("acosh", "libm", LIBM, "inverse hyperbolic cosine of a", flops=12,
-               domain=(1.0, 1e30))
-atanh = _unary("atanh", "libm", LIBM, "inverse hyperbolic tangent of a", flops=12,
-               domain=(-1.0, 1.0))
+acosh = _unary(
+    "acosh", "libm", LIBM, "inverse hyperbolic cosine of a", flops=12, domain=(1.0, 1e30)
+)
+atanh = _unary(
+    "atanh", "libm", LIBM, "inverse hyperbolic tangent of a", flops=12, domain=(-1.0, 1.0)
+)
 
 SCALE = declare("scale", "elementwise", rtol=EXACT, doc="a * s", args="xs")
 CLAMP = declare("clamp", "elementwise", rtol=EXACT, doc="a limited to [lo, hi]", args="xss")
@@ -113,8 +115,43 @@ def fma(a, b, c):
 
 
 __all__ = [
-    "abs", "acos", "acosh", "add", "asin", "asinh", "atan", "atanh", "ceil", "clamp", "clip",
-    "copysign", "cos", "cosh", "div", "exp", "floor", "fma", "fract", "lerp", "ln", "log10",
-    "log2", "maximum", "minimum", "mul", "neg", "pow", "recip", "round", "scale", "signum",
-    "sin", "sinh", "sqrt", "sub", "tan", "tanh", "trunc",
+    "abs",
+    "acos",
+    "acosh",
+    "add",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "ceil",
+    "clamp",
+    "clip",
+    "copysign",
+    "cos",
+    "cosh",
+    "div",
+    "exp",
+    "floor",
+    "fma",
+    "fract",
+    "lerp",
+    "ln",
+    "log10",
+    "log2",
+    "maximum",
+    "minimum",
+    "mul",
+    "neg",
+    "pow",
+    "recip",
+    "round",
+    "scale",
+    "signum",
+    "sin",
+    "sinh",
+    "sqrt",
+    "sub",
+    "tan",
+    "tanh",
+    "trunc",
 ]

@@ -11,16 +11,24 @@ from trueno.ops._validate import as_float_array, ndim_in, same_dtype
 from trueno.ops.spec import declare
 
 MATMUL = declare("matmul", "matrix", rtol=1e-5, atol=1e-5, doc="a @ b (2-D)", args="mat")
-BATCHED = declare("batched_matmul", "matrix", rtol=1e-5, atol=1e-5,
-                  doc="a @ b over leading batch axes (3-D, 4-D)", args="mat")
+BATCHED = declare(
+    "batched_matmul",
+    "matrix",
+    rtol=1e-5,
+    atol=1e-5,
+    doc="a @ b over leading batch axes (3-D, 4-D)",
+    args="mat",
+)
 TRANSPOSE = declare("transpose", "matrix", rtol=0.0, doc="a.T (contiguous)", args="mat")
 MATVEC = declare("matvec", "matrix", rtol=1e-5, atol=1e-5, flops=2, doc="A @ x", args="mat")
 VECMAT = declare("vecmat", "matrix", rtol=1e-5, atol=1e-5, flops=2, doc="x @ A", args="mat")
-CONV2D = declare("convolve2d", "conv", rtol=1e-5, atol=1e-5, doc="valid 2-D convolution",
-                 args="mat")
+CONV2D = declare(
+    "convolve2d", "conv", rtol=1e-5, atol=1e-5, doc="valid 2-D convolution", args="mat"
+)
 EMBEDDING = declare("embedding_lookup", "gather", rtol=0.0, doc="table[ids]", args="mat")
-EIGH = declare("eigh", "never", rtol=1e-4, atol=1e-4, doc="symmetric eigendecomposition",
-               args="mat")
+EIGH = declare(
+    "eigh", "never", rtol=1e-4, atol=1e-4, doc="symmetric eigendecomposition", args="mat"
+)
 
 
 def _mm_operands(a, b, op):
@@ -36,8 +44,9 @@ def matmul(a, b):
     ndim_in(a, (2,), "matmul", "a")
     ndim_in(b, (2,), "matmul", "b")
     if a.shape[1] != b.shape[0]:
-        raise SizeMismatchError("matmul", f"b with {a.shape[1]} rows (a is {a.shape})",
-                                f"b with shape {b.shape}")
+        raise SizeMismatchError(
+            "matmul", f"b with {a.shape[1]} rows (a is {a.shape})", f"b with shape {b.shape}"
+        )
     return dispatch.run(MATMUL, a.size + b.size, (a, b))
 
 
@@ -48,13 +57,17 @@ def batched_matmul(a, b):
     ndim_in(a, (3, 4), "batched_matmul", "a")
     ndim_in(b, (2, 3, 4), "batched_matmul", "b")
     if a.shape[-1] != b.shape[-2]:
-        raise SizeMismatchError("batched_matmul", f"inner size {a.shape[-1]}",
-                                f"{b.shape[-2]} (a {a.shape}, b {b.shape})")
+        raise SizeMismatchError(
+            "batched_matmul",
+            f"inner size {a.shape[-1]}",
+            f"{b.shape[-2]} (a {a.shape}, b {b.shape})",
+        )
     try:
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
-        raise SizeMismatchError("batched_matmul", f"batch axes {a.shape[:-2]}",
-                                f"{b.shape[:-2]}") from None
+        raise SizeMismatchError(
+            "batched_matmul", f"batch axes {a.shape[:-2]}", f"{b.shape[:-2]}"
+        ) from None
     return dispatch.run(BATCHED, a.size + b.size, (a, b))
 
 
@@ -91,9 +104,11 @@ def convolve2d(image, kernel):
     image, kernel = same_dtype((image, kernel), "convolve2d")
     ndim_in(image, (2,), "convolve2d", "image")
     ndim_in(kernel, (2,), "convolve2d", "kernel")
-    if kernel.size == 0 or any(k > s for k, s in zip(kernel.shape, image.shape)):
-        raise ShapeError(f"convolve2d: kernel {kernel.shape} must be non-empty and fit in the "
-                         f"image {image.shape}")
+    if kernel.size == 0 or any(k > s for k, s in zip(kernel.shape, image.shape, strict=True)):
+        raise ShapeError(
+            f"convolve2d: kernel {kernel.shape} must be non-empty and fit in the "
+            f"image {image.shape}"
+        )
     return dispatch.run(CONV2D, image.size * kernel.size, (image, kernel))
 
 
@@ -126,5 +141,14 @@ def eigh_reconstruct(eigenvalues, eigenvectors):
     return (v * w) @ v.T
 
 
-__all__ = ["batched_matmul", "convolve2d", "eigh", "eigh_reconstruct", "embedding_lookup",
-           "matmul", "matvec", "transpose", "vecmat"]
+__all__ = [
+    "batched_matmul",
+    "convolve2d",
+    "eigh",
+    "eigh_reconstruct",
+    "embedding_lookup",
+    "matmul",
+    "matvec",
+    "transpose",
+    "vecmat",
+]

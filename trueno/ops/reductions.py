@@ -13,19 +13,20 @@ SUM_RTOL = 1e-5
 
 DOT = declare("dot", "reduction", rtol=SUM_RTOL, flops=2, doc="sum(a * b)", args="redxy")
 SUM = declare("sum", "reduction", rtol=SUM_RTOL, doc="sum(a)", args="red")
-SUM_KAHAN = declare("sum_kahan", "reduction", rtol=1e-6, flops=4,
-                    doc="compensated sum(a)", args="red")
-SUM_SQ = declare("sum_of_squares", "reduction", rtol=SUM_RTOL, flops=2, doc="sum(a*a)",
-                 args="red")
+SUM_KAHAN = declare(
+    "sum_kahan", "reduction", rtol=1e-6, flops=4, doc="compensated sum(a)", args="red"
+)
+SUM_SQ = declare("sum_of_squares", "reduction", rtol=SUM_RTOL, flops=2, doc="sum(a*a)", args="red")
 MAX = declare("max", "reduction", rtol=0.0, doc="largest element", args="red")
 MIN = declare("min", "reduction", rtol=0.0, doc="smallest element", args="red")
 ARGMAX = declare("argmax", "reduction", rtol=0.0, doc="index of the first largest", args="red")
 ARGMIN = declare("argmin", "reduction", rtol=0.0, doc="index of the first smallest", args="red")
 NORM_L1 = declare("norm_l1", "reduction", rtol=SUM_RTOL, doc="sum(|a|)", args="red")
-NORM_L2 = declare("norm_l2", "reduction", rtol=SUM_RTOL, flops=2, doc="sqrt(sum(a*a))",
-                  args="red")
+NORM_L2 = declare("norm_l2", "reduction", rtol=SUM_RTOL, flops=2, doc="sqrt(sum(a*a))", args="red")
 NORM_LINF = declare("norm_linf", "reduction", rtol=0.0, doc="max(|a|)", args="red")
-NORMALIZE = declare("normalize", "reduction", rtol=SUM_RTOL, flops=3, doc="a / norm_l2(a)", args="vec")
+NORMALIZE = declare(
+    "normalize", "reduction", rtol=SUM_RTOL, flops=3, doc="a / norm_l2(a)", args="vec"
+)
 
 
 def _reduce(spec, a):
@@ -101,5 +102,17 @@ def normalize(a):
     return _reduce(NORMALIZE, a)
 
 
-__all__ = ["argmax", "argmin", "dot", "max", "min", "norm_l1", "norm_l2", "norm_linf",
-           "normalize", "sum", "sum_kahan", "sum_of_squares"]
+__all__ = [
+    "argmax",
+    "argmin",
+    "dot",
+    "max",
+    "min",
+    "norm_l1",
+    "norm_l2",
+    "norm_linf",
+    "normalize",
+    "sum",
+    "sum_kahan",
+    "sum_of_squares",
+]

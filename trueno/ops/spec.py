@@ -25,8 +25,16 @@ class OpSpec:
 OPS: dict[str, OpSpec] = {}
 
 
-def declare(name: str, kind: str, rtol: float = 1e-6, atol: float = 0.0, flops: float = 1.0,
-            doc: str = "", args: str = "x", domain: tuple[float, float] | None = None) -> OpSpec:
+def declare(
+    name: str,
+    kind: str,
+    rtol: float = 1e-6,
+    atol: float = 0.0,
+    flops: float = 1.0,
+    doc: str = "",
+    args: str = "x",
+    domain: tuple[float, float] | None = None,
+) -> OpSpec:
     if name in OPS:
         raise ValueError(f"op {name!r} declared twice")
     spec = OpSpec(name, kind, rtol, atol, flops, doc, args, domain)

@@ -5,28 +5,49 @@ unless ``ddof`` says otherwise."""
 from __future__ import annotations
 
 from trueno import dispatch
+from trueno.errors import SizeMismatchError
 from trueno.ops._validate import as_float_array, ndim_in, non_empty, same_dtype, same_shape
 from trueno.ops.spec import declare
-from trueno.errors import SizeMismatchError
 
 STAT_RTOL = 2e-5  # float32 two-pass statistics, reordered sums (relative to the data scale)
 
 MEAN = declare("mean", "stats", rtol=STAT_RTOL, doc="arithmetic mean", args="red")
-VARIANCE = declare("variance", "stats", rtol=STAT_RTOL, flops=3, doc="mean((a-m)^2)",
-                   args="red")
+VARIANCE = declare("variance", "stats", rtol=STAT_RTOL, flops=3, doc="mean((a-m)^2)", args="red")
 STDDEV = declare("stddev", "stats", rtol=STAT_RTOL, flops=3, doc="sqrt(variance)", args="red")
-COVARIANCE = declare("covariance", "stats", rtol=STAT_RTOL, flops=4,
-                     doc="mean((a-ma)(b-mb))", args="redxy")
-CORRELATION = declare("correlation", "stats", rtol=1e-4, flops=6, doc="Pearson r",
-                      args="redxy")
-ZSCORE = declare("zscore", "stats", rtol=1e-4, atol=1e-5, flops=4, doc="(a - mean) / std", args="vec")
-MINMAX = declare("minmax_normalize", "stats", rtol=1e-5, atol=1e-6, flops=3,
-                 doc="(a - min) / (max - min)", args="vec")
-LAYER_NORM = declare("layer_norm", "rowwise", rtol=1e-4, atol=1e-5, flops=8,
-                     doc="(x - mean) / sqrt(var + eps) * gamma + beta over the last axis",
-                     args="row")
-RMS_NORM = declare("rms_norm", "rowwise", rtol=1e-5, atol=1e-6, flops=4,
-                   doc="x / sqrt(mean(x^2) + eps) * weight over the last axis", args="row")
+COVARIANCE = declare(
+    "covariance", "stats", rtol=STAT_RTOL, flops=4, doc="mean((a-ma)(b-mb))", args="redxy"
+)
+CORRELATION = declare("correlation", "stats", rtol=1e-4, flops=6, doc="Pearson r", args="redxy")
+ZSCORE = declare(
+    "zscore", "stats", rtol=1e-4, atol=1e-5, flops=4, doc="(a - mean) / std", args="vec"
+)
+MINMAX = declare(
+    "minmax_normalize",
+    "stats",
+    rtol=1e-5,
+    atol=1e-6,
+    flops=3,
+    doc="(a - min) / (max - min)",
+    args="vec",
+)
+LAYER_NORM = declare(
+    "layer_norm",
+    "rowwise",
+    rtol=1e-4,
+    atol=1e-5,
+    flops=8,
+    doc="(x - mean) / sqrt(var + eps) * gamma + beta over the last axis",
+    args="row",
+)
+RMS_NORM = declare(
+    "rms_norm",
+    "rowwise",
+    rtol=1e-5,
+    atol=1e-6,
+    flops=4,
+    doc="x / sqrt(mean(x^2) + eps) * weight over the last axis",
+    args="row",
+)
 
 
 def _stat(spec, a, *params):
@@ -102,5 +123,14 @@ def rms_norm(x, weight=None, eps: float = 1e-6):
     return dispatch.run(RMS_NORM, x.size, (x, weight, float(eps)))
 
 
-__all__ = ["correlation", "covariance", "layer_norm", "mean", "minmax_normalize", "rms_norm",
-           "stddev", "variance", "zscore"]
+__all__ = [
+    "correlation",
+    "covariance",
+    "layer_norm",
+    "mean",
+    "minmax_normalize",
+    "rms_norm",
+    "stddev",
+    "variance",
+    "zscore",
+]

@@ -5,7 +5,8 @@ float64 inputs use libm (exact); the float32 forms below are polynomials LLVM tu
 Max errors (float32, measured over a dense grid incl. extremes in tests/backends):
 - exp32:  rel 2.5e-7 on [-87.3, 88.7]; 0 below -104, inf above 88.73; NaN -> NaN.
 - tanh32: rel 3.5e-7 (rational 13/6 approximation, no exp).
-- erfc32: rel 4e-7 + 1.2e-7 a^2 (a*a rounds; erfc's own conditioning) (Numerical Recipes' erfcc: t exp(-a^2 + P(t)), t = 1/(1+a/2)).
+- erfc32: rel 4e-7 + 1.2e-7 a^2 (Numerical Recipes' erfcc, t exp(-a^2 + P(t)), t = 1/(1+a/2);
+  the a^2 term is a*a rounding, erfc's own conditioning).
 - expm1_32: rel 3e-7 (Taylor for |x| < 0.35, exp32(x) - 1 beyond).
 """
 

@@ -28,8 +28,7 @@ THREADS = threads()
 def _get_pool() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(1, THREADS - 1),
-                                   thread_name_prefix="trueno")
+        _pool = ThreadPoolExecutor(max_workers=max(1, THREADS - 1), thread_name_prefix="trueno")
     return _pool
 
 
@@ -50,8 +49,9 @@ def map_chunks(kern, out, arrays: tuple, params: tuple = (), par_min: int = 1 <<
         kern(out, *arrays, *params)
         return
     pool = _get_pool()
-    futures = [pool.submit(kern, out[lo:hi], *(a[lo:hi] for a in arrays), *params)
-               for lo, hi in chunks[1:]]
+    futures = [
+        pool.submit(kern, out[lo:hi], *(a[lo:hi] for a in arrays), *params) for lo, hi in chunks[1:]
+    ]
     lo, hi = chunks[0]
     kern(out[lo:hi], *(a[lo:hi] for a in arrays), *params)
     for f in futures:
@@ -65,8 +65,7 @@ def reduce_chunks(kern, arrays: tuple, params: tuple = (), par_min: int = 1 << 1
     if len(chunks) == 1:
         return [kern(*arrays, *params)]
     pool = _get_pool()
-    futures = [pool.submit(kern, *(a[lo:hi] for a in arrays), *params)
-               for lo, hi in chunks[1:]]
+    futures = [pool.submit(kern, *(a[lo:hi] for a in arrays), *params) for lo, hi in chunks[1:]]
     lo, hi = chunks[0]
     first = kern(*(a[lo:hi] for a in arrays), *params)
     return [first] + [f.result() for f in futures]

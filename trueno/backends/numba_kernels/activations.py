@@ -7,7 +7,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from trueno.backends.numba_kernels._math import fexp, fexpm1, ferfc, ftanh
+from trueno.backends.numba_kernels._math import ferfc, fexp, fexpm1, ftanh
 from trueno.backends.numba_kernels.elementwise import PAR_MIN, PAR_MIN_MATH, unary, with_params
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")

@@ -20,11 +20,13 @@ KERNELS: dict = {}
 
 # --- unary: out[i] = f(a[i]) ---
 
+
 @nb.njit(**JIT)
 def _abs(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.abs(x)
+
 
 @nb.njit(**JIT)
 def _neg(out, a):
@@ -32,11 +34,13 @@ def _neg(out, a):
         x = a[i]
         out[i] = -x
 
+
 @nb.njit(**JIT)
 def _signum(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = ONE if x > ZERO else (-ONE if x < ZERO else x)
+
 
 @nb.njit(**JIT)
 def _recip(out, a):
@@ -44,11 +48,13 @@ def _recip(out, a):
         x = a[i]
         out[i] = ONE / x
 
+
 @nb.njit(**JIT)
 def _sqrt(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.sqrt(x)
+
 
 @nb.njit(**JIT)
 def _floor(out, a):
@@ -56,11 +62,13 @@ def _floor(out, a):
         x = a[i]
         out[i] = np.floor(x)
 
+
 @nb.njit(**JIT)
 def _ceil(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.ceil(x)
+
 
 @nb.njit(**JIT)
 def _round(out, a):
@@ -68,11 +76,13 @@ def _round(out, a):
         x = a[i]
         out[i] = np.rint(x)
 
+
 @nb.njit(**JIT)
 def _trunc(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.trunc(x)
+
 
 @nb.njit(**JIT)
 def _fract(out, a):
@@ -80,11 +90,13 @@ def _fract(out, a):
         x = a[i]
         out[i] = x - np.trunc(x)
 
+
 @nb.njit(**JIT)
 def _exp(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = fexp(x)
+
 
 @nb.njit(**JIT)
 def _tanh(out, a):
@@ -92,11 +104,13 @@ def _tanh(out, a):
         x = a[i]
         out[i] = ftanh(x)
 
+
 @nb.njit(**JIT)
 def _ln(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.log(x)
+
 
 @nb.njit(**JIT)
 def _log2(out, a):
@@ -104,11 +118,13 @@ def _log2(out, a):
         x = a[i]
         out[i] = np.log2(x)
 
+
 @nb.njit(**JIT)
 def _log10(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.log10(x)
+
 
 @nb.njit(**JIT)
 def _sin(out, a):
@@ -116,11 +132,13 @@ def _sin(out, a):
         x = a[i]
         out[i] = np.sin(x)
 
+
 @nb.njit(**JIT)
 def _cos(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.cos(x)
+
 
 @nb.njit(**JIT)
 def _tan(out, a):
@@ -128,11 +146,13 @@ def _tan(out, a):
         x = a[i]
         out[i] = np.tan(x)
 
+
 @nb.njit(**JIT)
 def _asin(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.arcsin(x)
+
 
 @nb.njit(**JIT)
 def _acos(out, a):
@@ -140,11 +160,13 @@ def _acos(out, a):
         x = a[i]
         out[i] = np.arccos(x)
 
+
 @nb.njit(**JIT)
 def _atan(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.arctan(x)
+
 
 @nb.njit(**JIT)
 def _sinh(out, a):
@@ -152,11 +174,13 @@ def _sinh(out, a):
         x = a[i]
         out[i] = np.sinh(x)
 
+
 @nb.njit(**JIT)
 def _cosh(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.cosh(x)
+
 
 @nb.njit(**JIT)
 def _asinh(out, a):
@@ -164,11 +188,13 @@ def _asinh(out, a):
         x = a[i]
         out[i] = np.arcsinh(x)
 
+
 @nb.njit(**JIT)
 def _acosh(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.arccosh(x)
+
 
 @nb.njit(**JIT)
 def _atanh(out, a):
@@ -176,7 +202,9 @@ def _atanh(out, a):
         x = a[i]
         out[i] = np.arctanh(x)
 
+
 # --- binary: out[i] = f(a[i], b[i]); a 1-element b broadcasts ---
+
 
 @nb.njit(**JIT)
 def _add(out, a, b):
@@ -191,6 +219,7 @@ def _add(out, a, b):
             y = b[i]
             out[i] = x + y
 
+
 @nb.njit(**JIT)
 def _sub(out, a, b):
     if b.size == 1:
@@ -203,6 +232,7 @@ def _sub(out, a, b):
             x = a[i]
             y = b[i]
             out[i] = x - y
+
 
 @nb.njit(**JIT)
 def _mul(out, a, b):
@@ -217,6 +247,7 @@ def _mul(out, a, b):
             y = b[i]
             out[i] = x * y
 
+
 @nb.njit(**JIT)
 def _div(out, a, b):
     if b.size == 1:
@@ -229,6 +260,7 @@ def _div(out, a, b):
             x = a[i]
             y = b[i]
             out[i] = x / y
+
 
 @nb.njit(**JIT)
 def _minimum(out, a, b):
@@ -243,6 +275,7 @@ def _minimum(out, a, b):
             y = b[i]
             out[i] = x if (x < y) | (x != x) else y
 
+
 @nb.njit(**JIT)
 def _maximum(out, a, b):
     if b.size == 1:
@@ -255,6 +288,7 @@ def _maximum(out, a, b):
             x = a[i]
             y = b[i]
             out[i] = x if (x > y) | (x != x) else y
+
 
 @nb.njit(**JIT)
 def _copysign(out, a, b):
@@ -269,18 +303,20 @@ def _copysign(out, a, b):
             y = b[i]
             out[i] = np.copysign(x, y)
 
+
 @nb.njit(**JIT)
 def _pow(out, a, b):
     if b.size == 1:
         y = b[0]
         for i in range(out.size):
             x = a[i]
-            out[i] = x ** y
+            out[i] = x**y
     else:
         for i in range(out.size):
             x = a[i]
             y = b[i]
-            out[i] = x ** y
+            out[i] = x**y
+
 
 # --- with parameters ---
 
@@ -312,8 +348,25 @@ def _fma(out, a, b, c):
         out[i] = a[i] * b[i] + c[i]
 
 
-MATH = {"exp", "tanh", "ln", "log2", "log10", "sin", "cos", "tan", "asin", "acos", "atan",
-        "sinh", "cosh", "asinh", "acosh", "atanh", "pow"}
+MATH = {
+    "exp",
+    "tanh",
+    "ln",
+    "log2",
+    "log10",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "pow",
+}
 
 
 def flat(a: np.ndarray) -> np.ndarray:
@@ -347,14 +400,20 @@ def binary(kern, par_min):
 
 def with_params(kern, n_arrays, par_min=PAR_MIN):
     def run(a, *rest):
-        arrays, params = rest[: n_arrays - 1], rest[n_arrays - 1:]
+        arrays, params = rest[: n_arrays - 1], rest[n_arrays - 1 :]
         t = a.dtype.type
         out = np.empty(a.shape, dtype=a.dtype)
-        map_chunks(kern, out.reshape(-1), (flat(a), *(flat(x) for x in arrays)),
-                   tuple(t(p) for p in params), par_min)
+        map_chunks(
+            kern,
+            out.reshape(-1),
+            (flat(a), *(flat(x) for x in arrays)),
+            tuple(t(p) for p in params),
+            par_min,
+        )
         return out
 
     return run
+
 
 for _name, _k in [
     ("abs", _abs),

@@ -26,7 +26,7 @@ def _conv2d_valid(out, img, kf):
             row = img[i + p]
             for q in range(kw):
                 w = kf[p, q]
-                src = row[q:q + ow]
+                src = row[q : q + ow]
                 for j in range(ow):
                     o[j] += src[j] * w
 

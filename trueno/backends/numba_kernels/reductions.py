@@ -1,8 +1,8 @@
 """Reduction kernels. Sums vectorize with ``fastmath={'reassoc', 'contract'}`` (many partial
 sums; NaN and Inf still propagate); max/min/argmax use llvm.maxnum/minnum (which vectorize)
-plus a NaN flag (itself a maxnum of x != x), so NaN propagates as in numpy. Inputs above PAR_MIN are split over threads.
-argmax/argmin work in blocks: a vectorized block max, then one scalar scan of the best block,
-so the data is read once."""
+plus a NaN flag (itself a maxnum of x != x), so NaN propagates as in numpy. Inputs above
+PAR_MIN are split over threads. argmax/argmin work in blocks: a vectorized block max, then
+one scalar scan of the best block, so the data is read once."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def _argext(a, sign):
     best_blk = 0
     best = a[0] * sign
     for lo in range(0, n, BLOCK):
-        blk = a[lo:min(lo + BLOCK, n)]
+        blk = a[lo : min(lo + BLOCK, n)]
         m = blk[0] * sign
         nans = isnan_f(blk[0])
         for i in range(blk.size):
@@ -122,7 +122,7 @@ def _argext(a, sign):
         if m > best:
             best = m
             best_blk = lo
-    blk = a[best_blk:min(best_blk + BLOCK, n)]
+    blk = a[best_blk : min(best_blk + BLOCK, n)]
     for i in range(blk.size):
         if blk[i] * sign == best:
             return best_blk + i, blk[i], False
@@ -190,7 +190,7 @@ def _arg(a, sign):
     starts = [lo for lo, _ in bounds(f.size, PAR_MIN)]
     parts = reduce_chunks(_argext, (f,), (f.dtype.type(sign),), PAR_MIN)
     best_i, best_v = None, None
-    for lo, (i, v, nan) in zip(starts, parts):
+    for lo, (i, v, nan) in zip(starts, parts, strict=True):
         if nan:
             return int(lo + i)
         if best_i is None or v * sign > best_v * sign:
@@ -221,6 +221,17 @@ def normalize(a):
     return out
 
 
-KERNELS.update(dot=dot, sum=sum_, sum_kahan=sum_kahan, sum_of_squares=sum_of_squares, max=max_,
-               min=min_, argmax=argmax, argmin=argmin, norm_l1=norm_l1, norm_l2=norm_l2,
-               norm_linf=norm_linf, normalize=normalize)
+KERNELS.update(
+    dot=dot,
+    sum=sum_,
+    sum_kahan=sum_kahan,
+    sum_of_squares=sum_of_squares,
+    max=max_,
+    min=min_,
+    argmax=argmax,
+    argmin=argmin,
+    norm_l1=norm_l1,
+    norm_l2=norm_l2,
+    norm_linf=norm_linf,
+    normalize=normalize,
+)

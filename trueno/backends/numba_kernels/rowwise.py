@@ -9,7 +9,7 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_kernels._math import fexp, isnan_f, maxnum
-from trueno.backends.numba_kernels._par import THREADS, map_chunks, reduce_chunks, _get_pool
+from trueno.backends.numba_kernels._par import THREADS, _get_pool, map_chunks, reduce_chunks
 from trueno.backends.numba_kernels.reductions import _max
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
@@ -147,8 +147,10 @@ def _by_rows(kern, x2, out2, *params):
         return
     step = -(-rows // THREADS)
     pool = _get_pool()
-    futs = [pool.submit(kern, out2[lo:lo + step], x2[lo:lo + step], *params)
-            for lo in range(step, rows, step)]
+    futs = [
+        pool.submit(kern, out2[lo : lo + step], x2[lo : lo + step], *params)
+        for lo in range(step, rows, step)
+    ]
     kern(out2[:step], x2[:step], *params)
     for f in futs:
         f.result()
@@ -204,5 +206,4 @@ def rms_norm(x, weight=None, eps=1e-6):
     return out.reshape(x.shape)
 
 
-KERNELS.update(softmax=softmax, log_softmax=log_softmax, layer_norm=layer_norm,
-               rms_norm=rms_norm)
+KERNELS.update(softmax=softmax, log_softmax=log_softmax, layer_norm=layer_norm, rms_norm=rms_norm)

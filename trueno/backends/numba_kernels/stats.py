@@ -109,8 +109,9 @@ def zscore(a):
     m = centre(f)
     s = np.sqrt(a.dtype.type(_total(_sq_dev, (f,), (m,), a.dtype) / a.dtype.type(a.size)))
     if s == 0:
-        raise DivisionByZeroError("zscore: standard deviation is 0 (constant input); "
-                                  "expected values that vary")
+        raise DivisionByZeroError(
+            "zscore: standard deviation is 0 (constant input); expected values that vary"
+        )
     out = np.empty(a.shape, dtype=a.dtype)
     map_chunks(_affine_div, out.reshape(-1), (f,), (m, s), PAR_MIN)
     return out
@@ -125,12 +126,20 @@ def minmax_normalize(a):
     else:
         lo, hi = t(min(p[0] for p in parts)), t(max(p[1] for p in parts))
     if hi == lo:
-        raise DivisionByZeroError(f"minmax_normalize: max == min == {lo} (constant input); "
-                                  "expected values that vary")
+        raise DivisionByZeroError(
+            f"minmax_normalize: max == min == {lo} (constant input); expected values that vary"
+        )
     out = np.empty(a.shape, dtype=a.dtype)
     map_chunks(_affine_div, out.reshape(-1), (f,), (lo, t(hi - lo)), PAR_MIN)
     return out
 
 
-KERNELS.update(mean=mean, variance=variance, stddev=stddev, covariance=covariance,
-               correlation=correlation, zscore=zscore, minmax_normalize=minmax_normalize)
+KERNELS.update(
+    mean=mean,
+    variance=variance,
+    stddev=stddev,
+    covariance=covariance,
+    correlation=correlation,
+    zscore=zscore,
+    minmax_normalize=minmax_normalize,
+)
