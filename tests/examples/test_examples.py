@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = {
-    "quickstart": ["dot(a, b)  = 70.0", "exp over 65536 elements matches numpy"],
+    "quickstart": ["dot(a, b)  = 70.0", "exp over 1048576 elements matches numpy"],
     "matrix_operations": ["[[ 58.  64.]", "[139. 154.]]", "linear layer"],
     "activation_functions": ["softmax([2, 1, 0.1]) = [0.659  0.2424 0.0986]", "mish"],
     "ml_similarity": ["cosine(a, 2a) = 1.0000", "5 nearest neighbours"],

@@ -42,6 +42,18 @@ def proc_counters() -> dict | None:
     return out
 
 
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process image: VmHWM from /proc (getrusage's ru_maxrss
+    also counts the memory of the parent that forked us before exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def part(rec: recorder.Recorder) -> dict:
     """This process's spans and self-measured counters."""
     recorder.stop()
@@ -58,7 +70,7 @@ def part(rec: recorder.Recorder) -> dict:
         "dropped": rec.dropped,
         "cpu_user_s": usage.ru_utime,
         "cpu_sys_s": usage.ru_stime,
-        "max_rss_bytes": usage.ru_maxrss * 1024,
+        "max_rss_bytes": peak_rss_bytes(),
         "proc": proc_counters(),
         "spans": rec.spans(),
     }

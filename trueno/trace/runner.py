@@ -3,8 +3,9 @@
 Each run gets ``TRUENO_TRACE=1`` and a private parts directory in its environment, so every
 Python process of the run that imports trueno (children included) writes its spans there at
 exit (:mod:`trueno.trace.boot`); the parent merges them with what it measured itself: wall
-time, CPU user/sys and max RSS (``wait4`` rusage, children included), exit code, and syscall
-counts from ``strace -f -c`` (when it works here) or from /proc read/write counters.
+time, CPU user/sys (``wait4`` rusage, children included), peak RSS (the largest VmHWM of the
+traced processes), exit code, and syscall counts from ``strace -f -c`` (when it works here)
+or from /proc read/write counters.
 """
 
 from __future__ import annotations
@@ -172,8 +173,10 @@ def run_once(
         "startup_ns": parts[0].get("startup_ns") if parts else None,
         "cpu_user_s": usage.ru_utime,
         "cpu_sys_s": usage.ru_stime,
-        "max_rss_bytes": max(
-            [usage.ru_maxrss * 1024] + [p.get("max_rss_bytes") or 0 for p in parts]
+        # the traced processes' own peaks (VmHWM); wait4's ru_maxrss is polluted by the
+        # parent's memory when the child was forked from a big process (e.g. pytest)
+        "max_rss_bytes": (
+            max(p.get("max_rss_bytes") or 0 for p in parts) if parts else usage.ru_maxrss * 1024
         ),
         "exit_code": proc.returncode,
         "dropped": sum(p.get("dropped", 0) for p in parts) if parts else None,
