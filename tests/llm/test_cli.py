@@ -57,3 +57,20 @@ def test_chat_answers_each_line(tiny_model_path, capsys, monkeypatch):
     rc = main(["chat", "-m", str(path), "-n", "3", "--temp", "0", "-c", "1024"])
     out = capsys.readouterr().out
     assert rc == 0 and out.count("\n") == 2
+
+
+def test_unsupported_tensor_type_is_one_line_error(tmp_path, capsys):
+    import numpy as np
+
+    from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
+
+    tensors = gguf_tensors("llama", random_hf_state("llama"))
+    rows, cols = tensors["blk.0.attn_q.weight"].shape
+    elems, nbytes = BLOCK_LAYOUT[GGMLType.Q8_1]  # 32-element blocks, no kernels for it
+    blocks = np.zeros((rows, cols // elems * nbytes), np.uint8)
+    tensors["blk.0.attn_q.weight"] = (blocks, GGMLType.Q8_1, (rows, cols))
+    md = {**gguf_metadata("llama"), **spm_vocab_metadata()}
+    path = write_gguf(tmp_path / "m.gguf", md, tensors)
+    rc = main(["run", "-m", str(path), "-p", "x"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Q8_1" in err

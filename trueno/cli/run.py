@@ -87,11 +87,15 @@ def set_threads(n: int | None) -> None:
     threadpool_limits(n)
 
 
-def progress(message: str) -> None:
-    """Status line on stderr, only when it is a terminal."""
-    if sys.stderr.isatty():
-        sys.stderr.write(f"\r\033[K{message}")
-        sys.stderr.flush()
+def progress(message: str, fraction: float | None = None) -> None:
+    """Status line (with a bar when ``fraction`` is given) on stderr, only on a terminal."""
+    if not sys.stderr.isatty():
+        return
+    if fraction is not None:
+        filled = int(20 * min(max(fraction, 0.0), 1.0))
+        message = f"[{'#' * filled}{'.' * (20 - filled)}] {message}"
+    sys.stderr.write(f"\r\033[K{message}")
+    sys.stderr.flush()
 
 
 def load_model(args):
@@ -102,10 +106,14 @@ def load_model(args):
         raise ModelError(f"model file not found: {path}")
     set_threads(args.threads)
     t0 = time.perf_counter()
-    progress(f"loading {path.name} ...")
-    model = Model.load(path, ctx_size=args.ctx_size)
-    progress(f"loading {path.name}: compiling kernels (first run only) ...")
+    name = path.name
+    progress(f"loading {name}", 0.0)
+    model = Model.load(
+        path, ctx_size=args.ctx_size, progress=lambda f: progress(f"loading {name}", 0.8 * f)
+    )
+    progress(f"loading {name}: compiling kernels (cached after the first run)", 0.8)
     model.warmup()
+    progress(f"loading {name}: tokenizer", 0.95)
     model.tokenizer  # noqa: B018 - build the tokenizer inside the load time
     progress("")
     return model, time.perf_counter() - t0

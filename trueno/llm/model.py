@@ -55,14 +55,15 @@ class Model:
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
-    def load(cls, path, ctx_size: int | None = None) -> Model:
-        """Load a GGUF model file (memory-mapped; quantized matrices stay quantized)."""
+    def load(cls, path, ctx_size: int | None = None, progress=None) -> Model:
+        """Load a GGUF model file (memory-mapped; quantized matrices stay quantized).
+        ``progress(fraction)`` is called while the weights are prepared."""
         path = os.fspath(path)
         if not os.path.exists(path):
             raise ModelError(f"model file not found: {path}")
         gf = load_gguf(path)
         config = Config.from_gguf(gf)
-        weights = Weights.from_gguf(gf, config)
+        weights = Weights.from_gguf(gf, config, progress=progress)
         return cls(config, weights, gf, path, ctx_size)
 
     @property

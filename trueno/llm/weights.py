@@ -227,7 +227,8 @@ class Weights:
         return sum(m.nbytes for m in mats)
 
     @classmethod
-    def from_gguf(cls, gf, config: Config, fuse: bool = True) -> Weights:
+    def from_gguf(cls, gf, config: Config, fuse: bool = True, progress=None) -> Weights:
+        """Weights of ``gf``; ``progress(fraction)`` is called as layers are prepared."""
         tensors = gf.tensors
 
         def info(name: str, shape: tuple | None = None, required: bool = True):
@@ -272,7 +273,9 @@ class Weights:
                     post_ffn_norm=vec(p + "post_ffw_norm.weight", D, required=c.post_norms),
                 )
             )
-        for lw in layers:
+        for n, lw in enumerate(layers):
+            if progress is not None:
+                progress(n / len(layers))
             if fuse:
                 lw.fuse()
             else:
