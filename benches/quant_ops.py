@@ -5,7 +5,7 @@ activations included), the weight GB/s it implies (GGML block bytes / time) and 
 the read bandwidth of numpy ``W @ x`` on a float32 W of 512 MB measured in the same run with
 the same thread count. Prints a markdown table.
 
-    python benches/quant_ops.py [--quick] [--threads 2] [--portable]
+    python benches/quant_ops.py [--quick] [--threads 2] [--portable] [--stat median|min]
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and types")
     ap.add_argument("--threads", type=int, default=2, help="numba and BLAS threads")
     ap.add_argument("--portable", action="store_true", help="also time the portable kernels")
+    ap.add_argument(
+        "--stat",
+        choices=["median", "min"],
+        default="median",
+        help="statistic over repetitions (min resists a busy machine)",
+    )
     return ap.parse_args(argv)
 
 
@@ -39,14 +45,18 @@ K_COLS = 768  # K-quants need rows of whole 256-blocks: 262144 x 768 instead of 
 SGEMV_SHAPE = (32768, 4096)  # 512 MiB of float32
 
 
+STAT = np.median
+
+
 def median_time(fn, reps: int) -> float:
+    """The run's statistic (median by default) of ``reps`` timed calls after one warm-up."""
     fn()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(STAT(times))
 
 
 def sgemv_bandwidth(reps: int) -> float:
@@ -69,6 +79,8 @@ def main(args) -> int:
 
     from trueno.quant import prepare, simd
 
+    global STAT
+    STAT = np.min if args.stat == "min" else np.median
     numba.set_num_threads(args.threads)
     reps = 5 if args.quick else 20
     types = QUICK_TYPES if args.quick else TYPES

@@ -7,8 +7,12 @@ blocks in one 32-byte load. Per row (nb blocks):
 - ``qs``: (rows, 32 * (nb // 2) + 16 * (nb % 2)) bytes; pair k's byte j holds weight j of block
   2k in its low nibble and weight j of block 2k+1 in its high nibble; an odd last block keeps
   GGML's packing (byte j: weight j low, weight j + 16 high).
-- ``d``, ``m``: (rows, nb) uint16 f16 bits (m empty for Q4_0/Q5_0); ``qh``: (rows, nb) uint32
-  5th bits (empty for Q4_*). Same bytes as the GGML blocks, rearranged.
+- ``d``, ``m``: (rows, nb) uint16 f16 bits (m empty for Q4_0/Q5_0).
+- ``qh``: (rows, nb) uint32 5th bits (empty for Q4_*). The two words of a pair are one u64
+  whose bit ``POS_A[j]`` / ``POS_B[j]`` is the 5th bit of weight j of block 2k / 2k+1: placed
+  so that, broadcast to 8 dwords and shifted right by (0,0,1,1,2,2,3,3) (block 2k) or left by
+  (4,4,3,3,2,2,1,1) (block 2k+1), byte lane j holds its bit at 0x10. An odd last block keeps
+  GGML's word. Same bytes as the GGML blocks, rearranged.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ import numba
 import numpy as np
 
 from trueno.quant.q4_0 import nibbles
+
+_J = np.arange(32)
+POS_B = 32 * ((_J // 4) % 2) + 8 * (_J % 4) + _J // 8  # u64 bit of block 2k+1's weight j
+POS_A = POS_B + 4  # ... and of block 2k's weight j
 
 # name -> (block bytes, has min, has 5th bits)
 LAYOUTS = {
@@ -59,6 +67,15 @@ def pair_blocks(rows: np.ndarray, name: str) -> PairedBlocks:
         at += 4
     packed = b[..., at : at + 16]
     npair = nb // 2
+    if has_high and npair:
+        qh = qh.copy()
+        words = qh[:, : 2 * npair].reshape(n_rows, npair, 2)
+        bits = (words[..., None] >> _J.astype(np.uint32)) & np.uint32(1)  # (n, np, 2, 32)
+        bits = bits.astype(np.uint64)
+        hq = (bits[:, :, 0] << POS_A.astype(np.uint64)).sum(-1) | (
+            bits[:, :, 1] << POS_B.astype(np.uint64)
+        ).sum(-1)
+        qh[:, : 2 * npair] = hq.astype(np.uint64).view(np.uint32).reshape(n_rows, 2 * npair)
     q = nibbles(packed[:, : 2 * npair].reshape(-1, 16)).reshape(n_rows, npair, 2, 32)
     pairs = (q[:, :, 0] | (q[:, :, 1] << np.uint8(4))).reshape(n_rows, 32 * npair)
     if nb % 2:
@@ -77,10 +94,18 @@ def to_blocks(pb: PairedBlocks, name: str, r0: int = 0, r1: int | None = None) -
     if has_min:
         out[..., 2:4] = pb.m[r0:r1].view(np.uint8).reshape(n_rows, nb, 2)
         at = 4
-    if has_high:
-        out[..., at : at + 4] = pb.qh[r0:r1].view(np.uint8).reshape(n_rows, nb, 4)
-        at += 4
     npair = nb // 2
+    if has_high:
+        qh = pb.qh[r0:r1].copy()
+        if npair:
+            hq = qh[:, : 2 * npair].copy().view(np.uint64)[..., None]  # (n, np, 1)
+            a = (hq >> POS_A.astype(np.uint64)) & np.uint64(1)
+            bb = (hq >> POS_B.astype(np.uint64)) & np.uint64(1)
+            weights = np.uint64(1) << _J.astype(np.uint64)
+            words = np.stack([(a * weights).sum(-1), (bb * weights).sum(-1)], axis=-1)
+            qh[:, : 2 * npair] = words.astype(np.uint32).reshape(n_rows, 2 * npair)
+        out[..., at : at + 4] = qh.view(np.uint8).reshape(n_rows, nb, 4)
+        at += 4
     qs = pb.qs[r0:r1]
     pairs = qs[:, : 32 * npair].reshape(n_rows, npair, 1, 32)
     q = np.concatenate([pairs & np.uint8(0x0F), pairs >> np.uint8(4)], axis=2)  # (n, np, 2, 32)
@@ -102,9 +127,17 @@ def dequantize_paired(qs, d, m, qh, f16, offset, out):
         for b in range(nb):
             scale = f16[d[r, b]]
             mn = f16[m[r, b]] if has_min else np.float32(0)
-            hbits = np.int64(qh[r, b]) if has_high else np.int64(0)
+            paired = b // 2 * 2 + 1 < nb
+            hbits = np.int64(0)
+            if has_high and paired:  # decode the pair's u64 (see POS_A / POS_B)
+                hq = np.int64(qh[r, b // 2 * 2]) | (np.int64(qh[r, b // 2 * 2 + 1]) << 32)
+                for j in range(32):
+                    pos = 32 * ((j // 4) % 2) + 8 * (j % 4) + j // 8 + 4 * (1 - b % 2)
+                    hbits |= ((hq >> pos) & 1) << j
+            elif has_high:
+                hbits = np.int64(qh[r, b])
             for j in range(32):
-                if b // 2 * 2 + 1 < nb:  # paired: block 2k low nibbles, 2k+1 high nibbles
+                if paired:  #: block 2k low nibbles, 2k+1 high nibbles
                     byte = np.int64(qs[r, 32 * (b // 2) + j])
                     q = (byte >> (4 * (b % 2))) & 15
                 else:  # odd last block: GGML packing

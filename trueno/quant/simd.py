@@ -546,9 +546,14 @@ def _paired_body(has_min, has_high, offset):
             v = _load(builder, qs, builder.mul(pair, _i64(32)), V32I8)
             lo = builder.and_(v, _vconst(V32I8, 0x0F))
             hi = builder.lshr(v, _vconst(V32I8, 4))
-            if has_high:
-                lo = builder.or_(lo, _high_bits(builder, qh_word(b)))
-                hi = builder.or_(hi, _high_bits(builder, qh_word(builder.add(b, _i64(1)))))
+            if has_high:  # the pair's u64 of 5th bits, laid out by relayout.pair_blocks
+                word = _load(builder, qh, builder.mul(b, _i64(4)), I64)
+                v = builder.bitcast(_splat(builder, word, 4), V8I32)
+                bit_a = builder.lshr(v, ir.Constant(V8I32, [0, 0, 1, 1, 2, 2, 3, 3]))
+                bit_b = builder.shl(v, ir.Constant(V8I32, [4, 4, 3, 3, 2, 2, 1, 1]))
+                for_a = builder.and_(builder.bitcast(bit_a, V32I8), _vconst(V32I8, 0x10))
+                for_b = builder.and_(builder.bitcast(bit_b, V32I8), _vconst(V32I8, 0x10))
+                lo, hi = builder.or_(lo, for_a), builder.or_(hi, for_b)
             return lo, hi
 
         groups = builder.udiv(nb, _i64(8))
