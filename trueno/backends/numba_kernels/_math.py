@@ -208,3 +208,15 @@ def _isnan_f(x):
     if x == types.float32:
         return lambda x: np.float32(x != x)
     return lambda x: np.float64(x != x)
+
+
+def one_like(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(one_like, inline="always")
+def _one_like(x):
+    """1.0 in x's float type."""
+    if x == types.float32:
+        return lambda x: np.float32(1.0)
+    return lambda x: np.float64(1.0)

@@ -1,14 +1,18 @@
-"""Two-level parallelism without numba's parallel=True (which compiles 5-10x slower): large
-inputs are cut into contiguous chunks and each chunk runs the same nogil kernel on its own
-thread (a small persistent pool). Chunk results are combined by the caller."""
+"""Parallelism without numba's parallel=True (which compiles 5-10x slower and, with OpenMP on
+a loaded 2-core machine, can stall for milliseconds): a large input is cut into contiguous
+chunks (a few per thread), and the calling thread plus a small persistent pool claim chunks
+from a shared counter and run the same nogil kernel on them. A descheduled worker therefore
+costs at most one chunk: the caller takes the rest. Chunk results come back in order."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 from trueno import config
 
+CHUNKS_PER_THREAD = 4
 _pool: ThreadPoolExecutor | None = None
 
 
@@ -33,13 +37,41 @@ def _get_pool() -> ThreadPoolExecutor:
 
 
 def bounds(n: int, par_min: int, align: int = 64) -> list[tuple[int, int]]:
-    """[(lo, hi)] chunks of range(n): one chunk below ``par_min``, else one per thread (chunk
-    starts aligned to ``align`` elements)."""
+    """[(lo, hi)] chunks of range(n): one chunk below ``par_min``, else a few per thread
+    (chunk starts aligned to ``align`` elements, chunks at least par_min / 2 long)."""
     if n < par_min or THREADS == 1:
         return [(0, n)]
-    step = -(-n // THREADS)
+    pieces = min(THREADS * CHUNKS_PER_THREAD, max(THREADS, 2 * n // par_min))
+    step = -(-n // pieces)
     step = -(-step // align) * align
     return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+
+
+def run_tasks(tasks: list) -> list:
+    """Results of zero-argument callables, run by the caller and the pool (dynamic claims)."""
+    if len(tasks) == 1:
+        return [tasks[0]()]
+    results = [None] * len(tasks)
+    claim = itertools.count()
+    n = len(tasks)
+
+    def worker() -> None:
+        while True:
+            i = next(claim)  # atomic under the GIL
+            if i >= n:
+                return
+            results[i] = tasks[i]()
+
+    pool = _get_pool()
+    futures = [pool.submit(worker) for _ in range(min(THREADS, n) - 1)]
+    worker()
+    for f in futures:
+        f.result()
+    return results
+
+
+def _task(kern, args):
+    return lambda: kern(*args)
 
 
 def map_chunks(kern, out, arrays: tuple, params: tuple = (), par_min: int = 1 << 17) -> None:
@@ -48,28 +80,14 @@ def map_chunks(kern, out, arrays: tuple, params: tuple = (), par_min: int = 1 <<
     if len(chunks) == 1:
         kern(out, *arrays, *params)
         return
-    pool = _get_pool()
-    futures = [
-        pool.submit(kern, out[lo:hi], *(a[lo:hi] for a in arrays), *params) for lo, hi in chunks[1:]
-    ]
-    lo, hi = chunks[0]
-    kern(out[lo:hi], *(a[lo:hi] for a in arrays), *params)
-    for f in futures:
-        f.result()
+    run_tasks(
+        [_task(kern, (out[lo:hi], *(a[lo:hi] for a in arrays), *params)) for lo, hi in chunks]
+    )
 
 
 def reduce_chunks(kern, arrays: tuple, params: tuple = (), par_min: int = 1 << 18) -> list:
     """[``kern(*(a[c] for a in arrays), *params)`` for each chunk c], in chunk order."""
-    n = arrays[0].size
-    chunks = bounds(n, par_min)
+    chunks = bounds(arrays[0].size, par_min)
     if len(chunks) == 1:
         return [kern(*arrays, *params)]
-    pool = _get_pool()
-    futures = [pool.submit(kern, *(a[lo:hi] for a in arrays), *params) for lo, hi in chunks[1:]]
-    lo, hi = chunks[0]
-    first = kern(*(a[lo:hi] for a in arrays), *params)
-    return [first] + [f.result() for f in futures]
-
-
-def chunk_starts(n: int, par_min: int) -> list[int]:
-    return [lo for lo, _ in bounds(n, par_min)]
+    return run_tasks([_task(kern, (*(a[lo:hi] for a in arrays), *params)) for lo, hi in chunks])

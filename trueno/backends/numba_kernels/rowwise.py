@@ -9,7 +9,14 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_kernels._math import fexp, isnan_f, maxnum
-from trueno.backends.numba_kernels._par import THREADS, _get_pool, map_chunks, reduce_chunks
+from trueno.backends.numba_kernels._par import (
+    THREADS,
+    _task,
+    bounds,
+    map_chunks,
+    reduce_chunks,
+    run_tasks,
+)
 from trueno.backends.numba_kernels.reductions import _max
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
@@ -145,15 +152,8 @@ def _by_rows(kern, x2, out2, *params):
     if x2.size < PAR_MIN or rows < THREADS or THREADS == 1:
         kern(out2, x2, *params)
         return
-    step = -(-rows // THREADS)
-    pool = _get_pool()
-    futs = [
-        pool.submit(kern, out2[lo : lo + step], x2[lo : lo + step], *params)
-        for lo in range(step, rows, step)
-    ]
-    kern(out2[:step], x2[:step], *params)
-    for f in futs:
-        f.result()
+    chunks = bounds(rows, max(2, rows * PAR_MIN // x2.size), align=1)
+    run_tasks([_task(kern, (out2[lo:hi], x2[lo:hi], *params)) for lo, hi in chunks])
 
 
 def _long_row_exp(x, out):
