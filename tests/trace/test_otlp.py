@@ -219,3 +219,40 @@ def test_endpoint_resolution(monkeypatch):
     assert otlp.resolve_endpoint(None, "http") == "http://collector:4318/v1/traces"
     assert otlp.resolve_endpoint("localhost:4317", "grpc") == "localhost:4317"
     assert otlp.resolve_endpoint("http://h:9/v1/traces", "http") == "http://h:9/v1/traces"
+
+
+def run_env_traced(url: str, timeout: str = "1"):
+    import os
+    import subprocess
+    import sys
+
+    code = "import numpy as np, trueno; trueno.add(np.ones(3, np.float32), np.ones(3, np.float32))"
+    env = {
+        **os.environ,
+        "TRUENO_TRACE": "1",
+        "TRUENO_TRACE_OTLP": "http",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": url,
+        "TRUENO_TRACE_OTLP_TIMEOUT": timeout,
+    }
+    for key in ("TRUENO_TRACE_PARTS", "TRUENO_TRACE_OUTPUT", "TRACEPARENT"):
+        env.pop(key, None)
+    t0 = time.monotonic()
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    return res, time.monotonic() - t0
+
+
+def test_in_process_export_at_exit():
+    with Receiver() as rx:
+        res, _ = run_env_traced(rx.url)
+    assert res.returncode == 0, res.stderr
+    assert [s.name for _, s in rx.spans()] == ["add"]
+
+
+def test_in_process_export_to_a_dead_or_slow_collector_is_bounded():
+    res, elapsed = run_env_traced(f"http://127.0.0.1:{closed_port()}")
+    assert res.returncode == 0 and "OTLP export" in res.stderr and elapsed < 20
+    with Receiver(delay=10.0) as rx:
+        res, slow = run_env_traced(rx.url, timeout="1")
+    assert res.returncode == 0 and slow < 20 and "OTLP export" in res.stderr

@@ -91,13 +91,38 @@ def output_path() -> Path | None:
 def _write_at_exit() -> None:
     rec = _rec
     path = output_path()
-    if rec is None or path is None:
+    if rec is None or (path is None and not config.TRACE_OTLP):
         return
+    data = part(rec)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(data, separators=(",", ":")))
+        except OSError as exc:  # the traced program's exit must not fail because of tracing
+            sys.stderr.write(f"trueno trace: could not write {path}: {exc}\n")
+    if config.TRACE_OTLP and not os.environ.get(PARTS_ENV):  # `trace run` exports itself
+        _send_otlp(data)
+
+
+def _send_otlp(data: dict) -> None:
+    """Send this process's spans over OTLP, bounded by TRUENO_TRACE_OTLP_TIMEOUT."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(part(rec), separators=(",", ":")))
-    except OSError as exc:  # the traced program's exit must not fail because of tracing
-        sys.stderr.write(f"trueno trace: could not write {path}: {exc}\n")
+        from trueno.trace import otlp, schema
+
+        trace = schema.make_trace(
+            data["spans"],
+            [],
+            name=Path(sys.argv[0] or "python").stem,
+            fp={},
+            epoch_ns=data["epoch0_ns"],
+        )
+        res = otlp.send(trace, None, config.TRACE_OTLP, config.TRACE_OTLP_TIMEOUT)
+        if not res["ok"]:
+            sys.stderr.write(
+                f"trueno trace: OTLP export to {res['endpoint']} failed: {res['error']}\n"
+            )
+    except Exception as exc:  # noqa: BLE001 - never break the program's exit
+        sys.stderr.write(f"trueno trace: OTLP export failed: {exc}\n")
 
 
 def _after_fork() -> None:
@@ -141,3 +166,5 @@ def install() -> None:
     _boot_epoch_ns = time.time_ns()
     atexit.register(_write_at_exit)
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork)
+    if config.TRACE_OTLP:  # exporters use thread pools, which cannot start during shutdown
+        import concurrent.futures.thread  # noqa: F401

@@ -69,7 +69,9 @@ def build_spans(trace: dict, service_name: str = "trueno") -> list:
             return self.trace_id
 
     provider = TracerProvider(
-        resource=Resource.create({"service.name": service_name}), id_generator=_OneTrace()
+        resource=Resource({"service.name": service_name}),  # no detectors: fast, exit-safe
+        id_generator=_OneTrace(),
+        shutdown_on_exit=False,  # also used from an atexit hook
     )
     provider.add_span_processor(_Collect())
     tracer = provider.get_tracer("trueno.trace")
@@ -126,7 +128,11 @@ def send(
             result["error"] = f"{type(exc).__name__}: {exc}"
 
     thread = threading.Thread(target=work, name="trueno-otlp-export", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # interpreter shutdown (3.12+): the exporter's own timeout bounds it
+        work()
+        return result
     thread.join(timeout + 1.0)
     if thread.is_alive():
         result["error"] = f"export did not finish within {timeout:.1f} s (collector slow?)"
