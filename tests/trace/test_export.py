@@ -101,3 +101,15 @@ def test_traceparent_is_honoured(monkeypatch):
     assert next(s for s in spans if s["name"] == "layer")["parentSpanId"] == sid
     assert export.parse_traceparent("00-" + "0" * 32 + "-" + sid + "-01") is None
     assert export.parse_traceparent("garbage") is None
+
+
+def test_python_api_run_load_check(tmp_path, program):
+    import sys
+
+    trace = trueno.trace.run([sys.executable, str(program)], syscalls="off", quiet=True)
+    schema.dump(trace, tmp_path / "t.json")
+    again = trueno.trace.load(tmp_path / "t.json")
+    cfg = tmp_path / "r.toml"
+    cfg.write_text('[[rules]]\nkind = "span_count"\nop = "add"\nmin = 10\nmax = 10\n')
+    code, results = trueno.trace.check(again, cfg)
+    assert code == 0 and results[0].measured == 10

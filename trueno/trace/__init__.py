@@ -74,9 +74,39 @@ def capture(capacity: int | None = None):
             recorder.ENABLED = True
 
 
+def run(
+    cmd: list[str],
+    repeat: int = 1,
+    syscalls: str = "auto",
+    quiet: bool = False,
+    name: str | None = None,
+) -> dict:
+    """Run a program under the tracer (as ``trueno trace run``) and return the trace dict."""
+    from trueno.trace.runner import trace_command
+
+    return trace_command(list(cmd), repeat, syscalls, quiet, name)
+
+
+def load(path) -> dict:
+    """Read a trace file written by ``trueno trace run`` or :meth:`Capture.to_json`."""
+    from trueno.trace.schema import load as _load
+
+    return _load(path)
+
+
+def check(trace: dict, config_path="renacer.toml", target: str | None = None):
+    """Evaluate the renacer.toml rules for ``trace``: (exit code, results). Exit codes as the
+    CLI: 0 pass, 1 violation, 3 not measured; a bad config raises ConfigError."""
+    from trueno.trace import rules
+
+    cfg = rules.load_config(config_path)
+    results = rules.evaluate(trace, rules.rules_for(cfg, target or trace.get("name")), cfg["_base"])
+    return rules.exit_code(results), results
+
+
 if config.TRACE_ON_START:  # TRUENO_TRACE=1: trace this process, write the spans at exit
     from trueno.trace import boot
 
     boot.install()
 
-__all__ = ["Capture", "capture", "enabled", "span"]
+__all__ = ["Capture", "capture", "check", "enabled", "load", "run", "span"]

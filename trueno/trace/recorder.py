@@ -32,12 +32,15 @@ INT_FIELDS = ("id", "parent", "key", "start_ns", "dur_ns", "bytes", "flops")
 
 _keys: dict[tuple, int] = {}  # (name, category, backend, shape, dtype) -> code, process-wide
 _key_values: list[tuple] = []
+MAX_KEYS = 1 << 16  # past this many distinct keys, new shapes are stored as () (memory bound)
 
 
 def _key(name, category, backend, shape, dtype) -> int:
     """The code of a span's descriptive fields (interned once, then one dict lookup)."""
     k = (name, category, backend, shape, dtype)
     code = _keys.get(k)
+    if code is None and len(_key_values) >= MAX_KEYS and shape != ():
+        return _key(name, category, backend, (), dtype)
     if code is None:
         with _lock:
             code = _keys.get(k)
