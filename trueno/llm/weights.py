@@ -35,35 +35,16 @@ class _TensorInfo:
     data: np.ndarray
 
 
-def _prepare(data, ggml_type, shape):
-    try:
-        from trueno.quant import prepare
-    except ImportError:  # pragma: no cover - interim shim until trueno.quant lands
-        return _DenseShim(_dequantize(data, ggml_type, shape))
-    return prepare(data, ggml_type, shape)
+def _prepare(data, ggml_type, shape, relayout: bool = True):
+    from trueno.quant import prepare
+
+    return prepare(data, ggml_type, shape, relayout=relayout)
 
 
 def _dequantize(data, ggml_type, shape) -> np.ndarray:
-    try:
-        from trueno.quant import dequantize
-    except ImportError:  # pragma: no cover - interim shim until trueno.quant lands
-        import gguf as gguf_py
+    from trueno.quant import dequantize
 
-        out = gguf_py.quants.dequantize(np.asarray(data), gguf_py.GGMLQuantizationType(ggml_type))
-        return np.asarray(out, dtype=np.float32).reshape(shape)
     return np.asarray(dequantize(data, ggml_type, shape), dtype=np.float32).reshape(shape)
-
-
-class _DenseShim:  # pragma: no cover - interim shim
-    def __init__(self, w: np.ndarray) -> None:
-        self.w = np.ascontiguousarray(w, dtype=np.float32)
-        self.nbytes = self.w.nbytes
-
-    def matvec(self, x, out=None):
-        return np.dot(self.w, x, out=out)
-
-    def matmul(self, x):
-        return x @ self.w.T
 
 
 def _as_float32(info) -> np.ndarray:
@@ -95,13 +76,16 @@ class Matrix:
         self.dense: np.ndarray | None = None
         self.prepared = None
 
-    def ready(self) -> Matrix:
-        """Convert (float types) or prepare (quantized types) the weight now."""
+    def ready(self, relayout: bool = True) -> Matrix:
+        """Convert (float types) or prepare (quantized types) the weight now. ``relayout``
+        lets the quant kernels keep a re-laid-out copy (faster on short rows)."""
         if self.dense is None and self.prepared is None:
             if self.ggml_type in FLOAT_TYPES:
                 self.dense = np.ascontiguousarray(_as_float32(self.info))
             else:
-                self.prepared = _prepare(self.info.data, self.ggml_type, self.shape)
+                self.prepared = _prepare(self.info.data, self.ggml_type, self.shape, relayout)
+            if isinstance(self.info, _TensorInfo):  # a stacked copy: keep only the prepared
+                self.info = None
         return self
 
     @classmethod
@@ -287,6 +271,7 @@ class Weights:
             token_embd=Embedding(embd_info),
             layers=layers,
             output_norm=vec("output_norm.weight", D),
-            output=mat(out_name, (c.vocab_size, D)).ready(),
+            # a tied head reads the embedding's blocks in place: no copy of the largest matrix
+            output=mat(out_name, (c.vocab_size, D)).ready(relayout=out_name == "output.weight"),
             rope_freqs=vec("rope_freqs.weight", c.rope_dim // 2, required=False),
         )
