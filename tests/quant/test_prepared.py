@@ -91,7 +91,7 @@ def test_one_off_matvec_reads_ggml_layout(rng, t):
         check_int8_activations(y, w, x, want, ACT_BLOCK.get(t, 32))
     else:
         check_exact(y, w, x, want)
-    if t.name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1"):
+    if t.name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"):
         paired = prepare(blocks, t, (rows, cols))
         assert paired._paired is not None and paired.nbytes == blocks.nbytes
         assert np.allclose(paired.matvec(x), y, rtol=1e-5, atol=1e-4)

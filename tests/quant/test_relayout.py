@@ -1,4 +1,4 @@
-"""The paired layout holds exactly the GGML bytes, rearranged."""
+"""The paired / split-scale layouts hold exactly the GGML bytes, rearranged."""
 
 from __future__ import annotations
 

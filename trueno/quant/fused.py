@@ -173,7 +173,15 @@ def matvec_paired_q5_1(qs, d, m, qh, xq, dx, xs, out):
         out[r] = simd.paired_dot_q5_1(qs, d, m, qh, r, xq, dx, xs, nb)
 
 
+@numba.njit(cache=True, parallel=True)
+def matvec_split_q8_0(qs, d, m, qh, xq, dx, xs, out):
+    nb = d.shape[1]
+    for r in numba.prange(qs.shape[0]):
+        out[r] = simd.split_dot_q8_0(qs, d, m, qh, r, xq, dx, xs, nb)
+
+
 PAIRED_DRIVERS = {
+    "Q8_0": matvec_split_q8_0,
     "Q4_0": matvec_paired_q4_0,
     "Q4_1": matvec_paired_q4_1,
     "Q5_0": matvec_paired_q5_0,

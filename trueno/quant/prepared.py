@@ -1,8 +1,8 @@
 """PreparedWeight: the form the LLM engine keeps for each weight matrix.
 
-Q8_0, Q4_K, Q5_K, Q6_K, F16 and BF16 kernels read the GGML blocks in place (row-major
-``(rows, row_bytes)``, no copy of a mmapped file). Q4_0, Q4_1, Q5_0 and Q5_1 are re-laid once
-(relayout.py: scales in their own arrays, nibbles of block pairs interleaved; same byte
+Q4_K, Q5_K, Q6_K, F16 and BF16 kernels read the GGML blocks in place (row-major
+``(rows, row_bytes)``, no copy of a mmapped file). Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are re-laid
+once (relayout.py: scales in their own arrays, nibbles of block pairs interleaved; same byte
 count) because their per-block scale work, not memory, bounds the GGML-layout kernel. Backends:
 
 - ``numba-avx2``: AVX2 integer dots (see simd.py) on int8-quantized activations, parallel
@@ -218,11 +218,14 @@ class PreparedWeight:
         pb = self._paired
         fmt = self.format
         if pb is not None:
-            from trueno.quant.relayout import dequantize_paired
+            from trueno.quant.relayout import dequantize_paired, dequantize_split_q8_0
 
             offset = {"Q4_0": 8, "Q5_0": 16}.get(fmt.name, 0)
 
             def kernel(lo, hi, dst):
+                if fmt.name == "Q8_0":
+                    dequantize_split_q8_0(pb.qs[lo:hi], pb.d[lo:hi], F16_TO_F32, dst)
+                    return
                 dequantize_paired(
                     pb.qs[lo:hi], pb.d[lo:hi], pb.m[lo:hi], pb.qh[lo:hi], F16_TO_F32, offset, dst
                 )

@@ -30,6 +30,7 @@ POS_A = POS_B + 4  # ... and of block 2k's weight j
 
 # name -> (block bytes, has min, has 5th bits)
 LAYOUTS = {
+    "Q8_0": (34, False, False),  # not paired: qs (rows, 32 * nb) int8 bytes, d split out
     "Q4_0": (18, False, False),
     "Q4_1": (20, True, False),
     "Q5_0": (22, False, True),
@@ -65,6 +66,8 @@ def pair_blocks(rows: np.ndarray, name: str) -> PairedBlocks:
     if has_high:
         qh = np.ascontiguousarray(b[..., at : at + 4]).view(np.uint32).reshape(n_rows, nb)
         at += 4
+    if name == "Q8_0":
+        return PairedBlocks(np.ascontiguousarray(b[..., 2:34]).reshape(n_rows, 32 * nb), d, m, qh)
     packed = b[..., at : at + 16]
     npair = nb // 2
     if has_high and npair:
@@ -94,6 +97,9 @@ def to_blocks(pb: PairedBlocks, name: str, r0: int = 0, r1: int | None = None) -
     if has_min:
         out[..., 2:4] = pb.m[r0:r1].view(np.uint8).reshape(n_rows, nb, 2)
         at = 4
+    if name == "Q8_0":
+        out[..., 2:34] = pb.qs[r0:r1].reshape(n_rows, nb, 32)
+        return out
     npair = nb // 2
     if has_high:
         qh = pb.qh[r0:r1].copy()
@@ -148,3 +154,13 @@ def dequantize_paired(qs, d, m, qh, f16, offset, out):
                     out[r, 32 * b + j] = scale * np.float32(q) + mn
                 else:
                     out[r, 32 * b + j] = scale * np.float32(q - offset)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def dequantize_split_q8_0(qs, d, f16, out):
+    """Q8_0 with split scales -> f32 (rows, 32 * nb), bit-identical to q8_0.dequantize_ref."""
+    for r in range(d.shape[0]):
+        for b in range(d.shape[1]):
+            scale = f16[d[r, b]]
+            for j in range(32):
+                out[r, 32 * b + j] = np.float32(np.int8(qs[r, 32 * b + j])) * scale

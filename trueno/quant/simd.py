@@ -667,3 +667,35 @@ paired_dot_q4_0 = _paired_kernel(_named(_paired_body(False, False, 8), "paired_d
 paired_dot_q4_1 = _paired_kernel(_named(_paired_body(True, False, 0), "paired_dot_q4_1"))
 paired_dot_q5_0 = _paired_kernel(_named(_paired_body(False, True, 16), "paired_dot_q5_0"))
 paired_dot_q5_1 = _paired_kernel(_named(_paired_body(True, True, 0), "paired_dot_q5_1"))
+
+
+def _split_q8_body(builder, qs, d, m, qh, x, dx, xs, nb):
+    """Q8_0 with split scales: |w| . sign(x, w) per block, 8 blocks reduced by phaddd and
+    scaled by one vector of d * dx; leftover blocks one at a time."""
+    acc = _Acc(builder, ir.Constant(V8F32, None))
+    acc_tail = _Acc(builder, ir.Constant(V8F32, None))
+    v8i16, v8f16 = ir.VectorType(I16, 8), ir.VectorType(F16, 8)
+
+    def block_dot(b):
+        wv = _load(builder, qs, builder.mul(b, _i64(32)), V32I8)
+        xv = _load(builder, x, builder.mul(b, _i64(32)), V32I8)
+        aw = _llvm(builder, "llvm.abs.v32i8", V32I8, wv, ir.Constant(ir.IntType(1), 0))
+        sx = _x86(builder, "llvm.x86.avx2.psign.b", V32I8, xv, wv)
+        return _dot_u8s8(builder, aw, sx)
+
+    groups = builder.udiv(nb, _i64(8))
+    with cgutils.for_range(builder, groups) as loop:
+        b0 = builder.mul(loop.index, _i64(8))
+        bits = _load(builder, d, builder.mul(b0, _i64(2)), v8i16)
+        dv = builder.fpext(builder.bitcast(bits, v8f16), V8F32)
+        s8 = builder.fmul(dv, _load(builder, dx, builder.mul(b0, _i64(4)), V8F32))
+        sums = [block_dot(builder.add(b0, _i64(k))) for k in range(8)]
+        acc.set(_fma(builder, builder.sitofp(_reduce8(builder, sums), V8F32), s8, acc.get()))
+    with cgutils.for_range_slice(builder, builder.mul(groups, _i64(8)), nb, _i64(1)) as (b, _):
+        s = builder.fmul(_half(builder, d, builder.mul(b, _i64(2))), _f32(builder, dx, b))
+        isum = builder.sitofp(block_dot(b), V8F32)
+        acc_tail.set(_fma(builder, isum, _splat(builder, s, 8), acc_tail.get()))
+    return _hsum(builder, builder.fadd(acc.get(), acc_tail.get()))
+
+
+split_dot_q8_0 = _paired_kernel(_named(_split_q8_body, "split_dot_q8_0"))
