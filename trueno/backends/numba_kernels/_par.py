@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from trueno import config
@@ -27,6 +28,26 @@ def threads() -> int:
 
 
 THREADS = threads()
+_LOAD_TTL_S = 0.5
+_load_seen = [-1.0, THREADS]  # [monotonic time of the last check, threads usable then]
+
+
+def threads_now() -> int:
+    """Threads worth using right now: THREADS, fewer while other processes keep the cores busy
+    (1-minute load average, checked at most every 0.5 s). On a shared machine a chunk handed
+    to a thread that waits for a core costs more than it saves. TRUENO_NUM_THREADS pins it."""
+    if THREADS == 1 or config.NUM_THREADS:
+        return THREADS
+    now = time.monotonic()
+    if now - _load_seen[0] > _LOAD_TTL_S:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # pragma: no cover - no load average on this OS
+            load = 0.0
+        # our own running thread counts in the load: idle cores = THREADS - (load - 1)
+        _load_seen[1] = max(1, min(THREADS, int(THREADS - load + 1.5)))
+        _load_seen[0] = now
+    return _load_seen[1]
 
 
 def _get_pool() -> ThreadPoolExecutor:
@@ -39,9 +60,12 @@ def _get_pool() -> ThreadPoolExecutor:
 def bounds(n: int, par_min: int, align: int = 64) -> list[tuple[int, int]]:
     """[(lo, hi)] chunks of range(n): one chunk below ``par_min``, else a few per thread
     (chunk starts aligned to ``align`` elements, chunks at least par_min / 2 long)."""
-    if n < par_min or THREADS == 1:
+    if n < par_min:
         return [(0, n)]
-    pieces = min(THREADS * CHUNKS_PER_THREAD, max(THREADS, 2 * n // par_min))
+    use = threads_now()
+    if use == 1:
+        return [(0, n)]
+    pieces = min(use * CHUNKS_PER_THREAD, max(use, 2 * n // par_min))
     step = -(-n // pieces)
     step = -(-step // align) * align
     return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
@@ -63,7 +87,7 @@ def run_tasks(tasks: list) -> list:
             results[i] = tasks[i]()
 
     pool = _get_pool()
-    futures = [pool.submit(worker) for _ in range(min(THREADS, n) - 1)]
+    futures = [pool.submit(worker) for _ in range(min(threads_now(), n) - 1)]
     worker()
     for f in futures:
         f.result()

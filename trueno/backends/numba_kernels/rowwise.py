@@ -8,9 +8,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from trueno.backends.numba_kernels import _par
 from trueno.backends.numba_kernels._math import fexp, isnan_f, maxnum
 from trueno.backends.numba_kernels._par import (
-    THREADS,
     _task,
     bounds,
     map_chunks,
@@ -149,7 +149,7 @@ def _as_rows(x):
 def _by_rows(kern, x2, out2, *params):
     """Run a row kernel, splitting rows over threads when there are enough."""
     rows = x2.shape[0]
-    if x2.size < PAR_MIN or rows < THREADS or THREADS == 1:
+    if x2.size < PAR_MIN or rows < 2 or _par.threads_now() == 1:
         kern(out2, x2, *params)
         return
     chunks = bounds(rows, max(2, rows * PAR_MIN // x2.size), align=1)
@@ -166,7 +166,7 @@ def _long_row_exp(x, out):
 def softmax(x, axis=-1):
     x2 = _as_rows(x)
     out = np.empty(x2.shape, dtype=x.dtype)
-    if x2.shape[0] == 1 and x2.size >= PAR_MIN and THREADS > 1:
+    if x2.shape[0] == 1 and x2.size >= PAR_MIN and _par.threads_now() > 1:
         o, r = out.reshape(-1), x2.reshape(-1)
         _, s = _long_row_exp(r, o)
         map_chunks(_div_inplace, o, (), (s,), PAR_MIN)
@@ -178,7 +178,7 @@ def softmax(x, axis=-1):
 def log_softmax(x, axis=-1):
     x2 = _as_rows(x)
     out = np.empty(x2.shape, dtype=x.dtype)
-    if x2.shape[0] == 1 and x2.size >= PAR_MIN and THREADS > 1:
+    if x2.shape[0] == 1 and x2.size >= PAR_MIN and _par.threads_now() > 1:
         o, r = out.reshape(-1), x2.reshape(-1)
         m, s = _long_row_exp(r, o)
         map_chunks(_sub2, o, (r,), (m, x.dtype.type(np.log(s))), PAR_MIN)
