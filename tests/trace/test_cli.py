@@ -218,3 +218,16 @@ def test_golden_capture_refuses_overwrite_and_check(tmp_path, program, capsys, m
     (tmp_path / "golden" / "prog.json").write_text(json.dumps(gold))
     assert main(check + ["prog"]) == 1
     assert "structure differs" in capsys.readouterr().out
+
+
+def test_golden_structure_is_compared_like_with_like():
+    from trueno.trace import golden
+
+    trace = synthetic()
+    gold = golden.digest(trace)
+    changed = synthetic(synthetic()["spans"][:-1])
+    assert not golden.compare(gold, changed)["ok"]
+    changed["fingerprint"] = {**changed["fingerprint"], "gpus": ["GPU 0: NVIDIA H100"]}
+    report = golden.compare(gold, changed)  # a GPU machine against a CPU golden
+    assert report["ok"] and "structure not compared" in report["notes"][0]
+    assert not report["timings_compared"]

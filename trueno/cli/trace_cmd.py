@@ -274,6 +274,8 @@ def _golden_check(args) -> int:
             report["problems"].insert(0, f"exit code {trace['runs'][0]['exit_code']}")
         note = "" if report["timings_compared"] else " (other machine: timings not compared)"
         print(f"{gold['name']}: {'ok' if report['ok'] else 'FAILED'}{note}")
+        for note in report["notes"]:
+            print("  note: " + note)
         for problem in report["problems"]:
             print("  " + problem.replace("\n", "\n  "))
         failed += not report["ok"]

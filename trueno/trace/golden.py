@@ -102,8 +102,15 @@ def compare(gold: dict, trace: dict, timing_factor: float = 10.0, slack_ns: floa
     median wall time exceeds the factor x the slowest golden wall plus 12 x ``slack_ns`` (a
     2-core machine shared with other jobs shows 100x outliers on single ms-scale calls)."""
     cur = digest(trace)
-    problems = []
-    if cur["sequence"] != gold["sequence"] or cur["counts"] != gold["counts"]:
+    problems, notes = [], []
+    gold_fp = gold.get("fingerprint", {})
+    if not schema.same_devices(gold_fp, cur["fingerprint"]):
+        # like with like: with a GPU, device copies and cupy ops join the op sequence
+        notes.append(
+            f"structure not compared: golden GPUs {gold_fp.get('gpus') or 'none'}, "
+            f"here {cur['fingerprint'].get('gpus') or 'none'} (re-capture here)"
+        )
+    elif cur["sequence"] != gold["sequence"] or cur["counts"] != gold["counts"]:
         problems.append("op structure differs:\n" + diff(gold, cur))
     comparable = schema.same_machine(gold.get("fingerprint", {}), cur["fingerprint"])
     timings = []
@@ -133,6 +140,7 @@ def compare(gold: dict, trace: dict, timing_factor: float = 10.0, slack_ns: floa
         "problems": problems,
         "timings_compared": comparable,
         "timings": timings,
+        "notes": notes,
     }
 
 

@@ -69,6 +69,21 @@ def git_sha(cwd: str | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def gpus() -> list[str]:
+    """GPUs trueno could use here: ``nvidia-smi -L`` names when cupy is installed, else []
+    (cheap: cupy itself is not imported)."""
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("cupy") is None or not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.split(" (UUID")[0] for line in out.stdout.splitlines() if line.strip()]
+
+
 @functools.lru_cache(maxsize=1)
 def fingerprint() -> dict:
     """Where the trace was taken: CPU, ISA, cores, versions, git SHA."""
@@ -93,13 +108,19 @@ def fingerprint() -> dict:
         "numpy": _version("numpy"),
         "numba": _version("numba"),
         "git_sha": git_sha(str(Path(__file__).resolve().parents[2])),
+        "gpus": gpus(),
     }
 
 
 def same_machine(a: dict, b: dict) -> bool:
-    """Whether two fingerprints describe comparable hardware (CPU, ISA, cores)."""
+    """Whether two fingerprints describe comparable hardware (CPU, ISA, cores, GPUs)."""
     keys = ("cpu", "machine", "isa", "logical_cores")
-    return all(a.get(k) == b.get(k) for k in keys)
+    return all(a.get(k) == b.get(k) for k in keys) and same_devices(a, b)
+
+
+def same_devices(a: dict, b: dict) -> bool:
+    """Both have usable GPUs or neither has (a GPU changes which ops and copies run)."""
+    return bool(a.get("gpus")) == bool(b.get("gpus"))
 
 
 def make_trace(
