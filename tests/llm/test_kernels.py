@@ -134,3 +134,15 @@ def test_kv_cache_store_layout():
     np.testing.assert_array_equal(cache.k[1, 1, 5:8], k[:, 4:])
     np.testing.assert_array_equal(cache.v[1, 0, 5:8], -k[:, :4])
     assert cache.nbytes == 2 * 2 * 2 * 16 * 4 * 4
+
+
+def test_add_rms_norm_adds_the_normed_rows():
+    r = rng_for(1)
+    x = r.standard_normal((3, 10)).astype(np.float32)
+    y = r.standard_normal((3, 10)).astype(np.float32)
+    w = r.standard_normal(10).astype(np.float32)
+    got = x.copy()
+    kernels.add_rms_norm(got, y, w, 1e-6)
+    y64 = y.astype(np.float64)
+    ref = x + y64 / np.sqrt((y64**2).mean(-1, keepdims=True) + 1e-6) * w
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)

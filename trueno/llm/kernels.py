@@ -30,6 +30,22 @@ def rms_norm(out, x, w, eps):
 
 
 @njit(**_JIT)
+def add_rms_norm(x, y, w, eps):
+    """x[t] += y[t] / sqrt(mean(y[t]^2) + eps) * w (gemma's norm after a sublayer, fused with
+    the residual add; x and y must not overlap)."""
+    n, d = y.shape
+    for t in range(n):
+        row = y[t]
+        ss = np.float32(0.0)
+        for i in range(d):
+            ss += row[i] * row[i]
+        inv = np.float32(1.0) / np.sqrt(ss / np.float32(d) + np.float32(eps))
+        xt = x[t]
+        for i in range(d):
+            xt[i] += row[i] * inv * w[i]
+
+
+@njit(**_JIT)
 def head_rms_norm(x, n_heads, head_dim, w, eps):
     """In place: RMS norm of each head slice of rows (T, n_heads * head_dim) with weight w."""
     n = x.shape[0]
@@ -108,6 +124,60 @@ def attend_one(out, q, k_cache, v_cache, pos, window, scale, groups, scores):
             vj = v_cache[kv, j]
             for i in range(head_dim):
                 oh[i] += p * vj[i]
+
+
+@njit(**_JIT)
+def attention_step(
+    out,
+    q,
+    k,
+    v,
+    k_cache,
+    v_cache,
+    pos,
+    positions,
+    cos,
+    sin,
+    neox,
+    qk_norm,
+    q_norm,
+    k_norm,
+    eps,
+    window,
+    scale,
+    scores,
+):
+    """One decode step of attention, fused: optional per-head q/k RMS norm, RoPE, writing k, v
+    into the cache at ``pos`` and attending over it.
+
+    q, out: (1, n_heads * head_dim); k, v: (1, n_kv_heads * head_dim); caches
+    (n_kv_heads, ctx, head_dim); positions: (1,) holding pos; q_norm, k_norm: (head_dim,)
+    (ignored unless qk_norm).
+    """
+    n_kv, _, head_dim = k_cache.shape
+    n_heads = q.shape[1] // head_dim
+    if qk_norm:
+        head_rms_norm(q, n_heads, head_dim, q_norm, eps)
+        head_rms_norm(k, n_kv, head_dim, k_norm, eps)
+    rope(q, positions, n_heads, head_dim, cos, sin, neox)
+    rope(k, positions, n_kv, head_dim, cos, sin, neox)
+    for h in range(n_kv):
+        kc = k_cache[h, pos]
+        vc = v_cache[h, pos]
+        for i in range(head_dim):
+            kc[i] = k[0, h * head_dim + i]
+            vc[i] = v[0, h * head_dim + i]
+    attend_one(
+        out.reshape(n_heads, head_dim),
+        q.reshape(n_heads, head_dim),
+        k_cache,
+        v_cache,
+        pos,
+        window,
+        scale,
+        n_heads // n_kv,
+        scores,
+    )
 
 
 @njit(**_JIT)

@@ -66,7 +66,9 @@ class RunState:
         self.gate_up = np.zeros(2 * F, f32)  # output of the stacked gate|up matvec
         self.hg = self.gate_up[:F].reshape(1, F)  # FFN gate
         self.hu = self.gate_up[F:].reshape(1, F)  # FFN up
+        self.ha = np.zeros((1, F), f32)  # act(gate) * up
         self.scores = np.zeros(ctx, f32)
+        self.ones_head = np.ones(c.head_dim, f32)  # stands in for absent q/k norm weights
         self.logits = np.zeros(c.vocab_size, f32)
         self.pos = np.zeros(1, np.int64)
         # one (cos, sin) table per distinct rope base, indexed by layer

@@ -184,8 +184,9 @@ class Model:
                     self._record_attention(t0, T, start + T)
                 o = lw.wo.matmul(att)  # (T, D)
                 if c.post_norms:
-                    k.rms_norm(o, o, lw.post_attn_norm, c.norm_eps)
-                x += o
+                    k.add_rms_norm(x, o, lw.post_attn_norm, c.norm_eps)
+                else:
+                    x += o
                 # feed-forward
                 k.rms_norm(xb, x, lw.ffn_norm, c.norm_eps)
                 if lw.w_gate_up is not None:
@@ -195,11 +196,13 @@ class Model:
                 else:
                     g = lw.w_gate.matmul(xb)  # (T, F)
                     u = lw.w_up.matmul(xb)
-                self._act(g, g, u)
-                f = lw.w_down.matmul(g)  # (T, D)
+                a = np.empty_like(g)
+                self._act(a, g, u)
+                f = lw.w_down.matmul(a)  # (T, D)
                 if c.post_norms:
-                    k.rms_norm(f, f, lw.post_ffn_norm, c.norm_eps)
-                x += f
+                    k.add_rms_norm(x, f, lw.post_ffn_norm, c.norm_eps)
+                else:
+                    x += f
         cache.n = start + T
         k.rms_norm(x, x, w.output_norm, c.norm_eps)
         return x
@@ -268,8 +271,6 @@ class Model:
             x *= np.float32(c.embed_scale)
         s.pos[0] = pos
         q, kk, v, att = s.q, s.k, s.v, s.att
-        q2 = q.reshape(1, c.n_heads, c.head_dim)[0]
-        att2 = att.reshape(1, c.n_heads, c.head_dim)[0]
         for i, lw in enumerate(w.layers):
             with trace.span("layer", category="llm", layer=i):
                 k.rms_norm(xb, x, lw.attn_norm, c.norm_eps)
@@ -286,41 +287,32 @@ class Model:
                         kk[0] += lw.bk
                         v[0] += lw.bv
                 t0 = perf_counter_ns() if recorder.ENABLED else 0
-                if c.qk_norm:
-                    k.head_rms_norm(q, c.n_heads, c.head_dim, lw.q_norm, c.norm_eps)
-                    k.head_rms_norm(kk, c.n_kv_heads, c.head_dim, lw.k_norm, c.norm_eps)
                 cos, sin = s.rope[i]
-                k.rope(q, s.pos, c.n_heads, c.head_dim, cos, sin, c.rope_neox)
-                k.rope(kk, s.pos, c.n_kv_heads, c.head_dim, cos, sin, c.rope_neox)
-                cache.store(i, pos, kk, v)
-                k.attend_one(
-                    att2,
-                    q2,
-                    cache.k[i],
-                    cache.v[i],
-                    pos,
-                    c.layer_window(i),
-                    c.attn_scale,
-                    c.n_kv_groups,
-                    s.scores,
-                )
+                k.attention_step(
+                    att, q, kk, v, cache.k[i], cache.v[i], pos, s.pos, cos, sin, c.rope_neox,
+                    c.qk_norm, lw.q_norm if c.qk_norm else s.ones_head,
+                    lw.k_norm if c.qk_norm else s.ones_head, c.norm_eps, c.layer_window(i),
+                    c.attn_scale, s.scores,
+                )  # fmt: skip
                 if t0:
                     self._record_attention(t0, 1, pos + 1)
                 lw.wo.matvec(att[0], out=xo[0])
                 if c.post_norms:
-                    k.rms_norm(xo, xo, lw.post_attn_norm, c.norm_eps)
-                x += xo
+                    k.add_rms_norm(x, xo, lw.post_attn_norm, c.norm_eps)
+                else:
+                    x += xo
                 k.rms_norm(xb, x, lw.ffn_norm, c.norm_eps)
                 if lw.w_gate_up is not None:
                     lw.w_gate_up.matvec(xb[0], out=s.gate_up)
                 else:
                     lw.w_gate.matvec(xb[0], out=s.hg[0])
                     lw.w_up.matvec(xb[0], out=s.hu[0])
-                self._act(s.hg, s.hg, s.hu)
-                lw.w_down.matvec(s.hg[0], out=xo[0])
+                self._act(s.ha, s.hg, s.hu)
+                lw.w_down.matvec(s.ha[0], out=xo[0])
                 if c.post_norms:
-                    k.rms_norm(xo, xo, lw.post_ffn_norm, c.norm_eps)
-                x += xo
+                    k.add_rms_norm(x, xo, lw.post_ffn_norm, c.norm_eps)
+                else:
+                    x += xo
         cache.n = pos + 1
         k.rms_norm(xb, x, w.output_norm, c.norm_eps)
         w.output.matvec(xb[0], out=s.logits)
