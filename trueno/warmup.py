@@ -57,6 +57,11 @@ def warmup(progress: bool | None = None) -> int:
     if progress is None:
         progress = sys.stderr.isatty()
     todo = [(f"{name} {np.dtype(dt).name}", fn) for dt in DTYPES for name, fn in _calls(dt)]
+    todo += [
+        (f"{family} internals {np.dtype(dt).name}", warm)
+        for dt in DTYPES
+        for family, warm in _family_hooks(dt)
+    ]
     with dispatch.use_backend(Backend.NUMBA), np.errstate(all="ignore"):
         for i, (label, fn) in enumerate(todo, 1):
             if progress:
@@ -66,6 +71,21 @@ def warmup(progress: bool | None = None) -> int:
         sys.stderr.write("\n")
         sys.stderr.flush()
     return len(todo)
+
+
+def _family_hooks(dtype) -> list:
+    """Kernel families' own ``warm(dtype)`` hooks (entry points no small op call reaches)."""
+    import importlib
+
+    from trueno.backends.numba_kernels import FAMILIES
+
+    hooks = []
+    for family in FAMILIES:
+        module = importlib.import_module(f"trueno.backends.numba_kernels.{family}")
+        warm = getattr(module, "warm", None)
+        if warm is not None:
+            hooks.append((family, lambda warm=warm: warm(dtype)))
+    return hooks
 
 
 def _bar(i: int, n: int, label: str, width: int = 30) -> None:

@@ -207,3 +207,13 @@ def rms_norm(x, weight=None, eps=1e-6):
 
 
 KERNELS.update(softmax=softmax, log_softmax=log_softmax, layer_norm=layer_norm, rms_norm=rms_norm)
+
+
+def warm(dtype) -> None:
+    """Compile the entry points the one-long-row path calls from Python (trueno.warmup)."""
+    x = np.linspace(-1, 1, 8, dtype=dtype)
+    out = np.empty_like(x)
+    m = x.dtype.type(1)
+    _exp_shift_sum(out, x, m)
+    _div_inplace(out, m)
+    _sub2(out, x, m, m)
