@@ -3,7 +3,7 @@
 #   make golden-check      re-run the examples and compare with the goldens (CI)
 #   make profile           the benches under the tracer, per-op summary (build/profile/)
 #   make profile-flamegraph                  flame.svg of the benches' self time
-#   make profile-bench BENCH=vector_ops      one bench under the tracer
+#   make profile-bench BENCH=vector_ops [BENCH_ARGS=--quick]   one bench under the tracer
 #   make profile-test [PROFILE_TESTS=tests/ops]  the test suite under the tracer
 #   make profile-otlp-jaeger / -tempo        export to Jaeger / Tempo in docker
 #   make profile-compare BASELINE=a.json CURRENT=b.json
@@ -12,6 +12,7 @@ TRACE := $(PY) -m trueno trace
 EXAMPLES := backend_detection matrix_operations activation_functions performance_demo \
 	ml_similarity symmetric_eigen quickstart generate
 BENCH ?= vector_ops
+BENCH_ARGS ?=
 PROFILE_DIR ?= build/profile
 PROFILE_TESTS ?= tests
 OTLP_HTTP ?= http://localhost:4318
@@ -37,12 +38,12 @@ profile: install
 
 profile-bench: install
 	@mkdir -p $(PROFILE_DIR)
-	$(TRACE) run -o $(PROFILE_DIR)/$(BENCH).json -- benches/$(BENCH).py
+	$(TRACE) run -o $(PROFILE_DIR)/$(BENCH).json -- benches/$(BENCH).py $(BENCH_ARGS)
 	$(TRACE) summary $(PROFILE_DIR)/$(BENCH).json --limit 40
 
 profile-flamegraph: install
 	@mkdir -p $(PROFILE_DIR)
-	$(TRACE) run --syscalls off -o $(PROFILE_DIR)/$(BENCH).json -- benches/$(BENCH).py
+	$(TRACE) run --syscalls off -o $(PROFILE_DIR)/$(BENCH).json -- benches/$(BENCH).py $(BENCH_ARGS)
 	$(TRACE) flamegraph $(PROFILE_DIR)/$(BENCH).json -o flame.svg
 	@echo "flame.svg: open it in a browser (hover a frame for its self time)"
 

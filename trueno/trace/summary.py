@@ -93,7 +93,7 @@ def format_ops(rows: list[dict], limit: int | None = None) -> str:
     return _table(head, body)
 
 
-def format_syscalls(syscalls: dict | None) -> str:
+def format_syscalls(syscalls: dict | None, limit: int | None = 20) -> str:
     """strace -c style: % time, seconds, usecs/call, calls, errors, syscall."""
     if not syscalls or not syscalls.get("calls"):
         return "syscalls: not measured"
@@ -117,16 +117,19 @@ def format_syscalls(syscalls: dict | None) -> str:
                 name,
             )
         )
+    if limit is not None and len(body) > limit:
+        rest = len(body) - limit
+        body = body[:limit] + [("", "", "", "", "", f"... {rest} more")]
     total_calls = sum(c["calls"] for c in calls.values())
     body.append(("100.00" if total_s else "-", f"{total_s:.6f}", "", str(total_calls), "", "total"))
-    return f"syscalls (source: {syscalls.get('source')})\n" + _table(head, body)
+    return f"syscalls (source: {syscalls.get('source')})\n" + _table(head, body, left=(5,))
 
 
-def _table(head, body) -> str:
+def _table(head, body, left=(0,)) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=False)]
     lines = [
         "  ".join(
-            h.ljust(w) if i == 0 else h.rjust(w)
+            h.ljust(w) if i in left else h.rjust(w)
             for i, (h, w) in enumerate(zip(head, widths, strict=False))
         )
     ]
@@ -134,7 +137,7 @@ def _table(head, body) -> str:
     for row in body:
         lines.append(
             "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
+                c.ljust(w) if i in left else c.rjust(w)
                 for i, (c, w) in enumerate(zip(row, widths, strict=False))
             )
         )
