@@ -61,10 +61,18 @@ def test_greedy_continuation_matches_llama_cpp(case):
     assert list(gen) == ref["generated_tokens"][:5]
 
 
-def test_decode_logits_agree_with_prefill_logits(case):
-    model, ref, _, _ = case
-    ids = ref["prompt_tokens"] + ref["generated_tokens"][:3]
+def test_batched_prefill_and_decode_agree(case):
+    """15 tokens go through the dequantize + BLAS prefill path (more than MATVEC_ROWS);
+    the last one also through a decode step's fused matvecs."""
+    from trueno.llm.weights import MATVEC_ROWS
+
+    model, ref, _, first = case
+    n_prompt = len(ref["prompt_tokens"])
+    ids = ref["prompt_tokens"] + ref["generated_tokens"][:10]
+    assert len(ids) > MATVEC_ROWS
     full = model.logits(ids)
+    # teacher forcing: the first five greedy tokens are llama.cpp's
+    assert np.argmax(full[n_prompt - 1 : n_prompt + 4], axis=1).tolist() == ids[n_prompt:][:5]
     model.reset()
     model.prefill(ids[:-1])
     step = model.decode(ids[-1])

@@ -16,6 +16,9 @@ from trueno.gguf.constants import GGMLType
 from trueno.llm.config import Config
 
 FLOAT_TYPES = (GGMLType.F32, GGMLType.F16, GGMLType.BF16)
+# up to this many rows a quantized matmul runs as fused matvecs (measured crossover ~12-16
+# rows for Q4_1/Q5_0 at 576-2048 columns; more for the K-quants)
+MATVEC_ROWS = 12
 
 
 def load_gguf(path):
@@ -125,7 +128,13 @@ class Matrix:
             self.ready()
         if self.dense is not None:
             return x @ self.dense.T
-        return np.asarray(self.prepared.matmul(np.ascontiguousarray(x)), dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape[0] <= MATVEC_ROWS:  # reading the blocks once per row beats dequant + BLAS
+            out = np.empty((x.shape[0], self.shape[0]), dtype=np.float32)
+            for i in range(x.shape[0]):
+                self.prepared.matvec(x[i], out=out[i])
+            return out
+        return np.asarray(self.prepared.matmul(x), dtype=np.float32)
 
 
 class Embedding:
