@@ -24,8 +24,6 @@ from trueno.quant.base import F16_TO_F32, as_ggml_type, as_rows, get_format
 from trueno.trace import recorder
 
 MATMUL_TILE_BYTES = 8 << 20  # f32 rows dequantized per tile in matmul (bounded memory)
-FUSED = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16")
-
 
 _POOL = None
 
