@@ -167,3 +167,21 @@ def test_matvec_records_a_span_only_when_tracing(rng):
     assert spans[1]["shape"] == [4, 8, 64]
     p.matvec(x)  # tracing off again: nothing recorded
     assert rec.count == 2
+
+
+@pytest.mark.parametrize(
+    "t",
+    [GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.F16, GGMLType.Q2_K],
+    ids=lambda t: t.name,
+)
+@pytest.mark.parametrize("rows, cols", [(0, 256), (3, 0)])
+def test_empty_weights(t, rows, cols):
+    from trueno.quant.base import get_format, row_bytes
+
+    blocks = np.zeros((rows, row_bytes(get_format(t), cols)), np.uint8)
+    for path in (None, False):
+        p = prepare(blocks, t, (rows, cols), simd=path)
+        assert p.matvec(np.ones(cols, np.float32)).shape == (rows,)
+        y = p.matmul(np.ones((4, cols), np.float32))
+        assert y.shape == (4, rows) and not y.any()
+        assert p.dequantize().shape == (rows, cols)

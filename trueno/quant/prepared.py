@@ -184,7 +184,7 @@ class PreparedWeight:
             for i in range(n):
                 self.matvec(xs[i], out=out[i])
         else:
-            tile = max(1, min(rows, MATMUL_TILE_BYTES // (4 * cols)))
+            tile = max(1, min(rows, MATMUL_TILE_BYTES // (4 * max(cols, 1))))
             buf = np.empty((tile, cols), dtype=np.float32)
             for r0 in range(0, rows, tile):
                 r1 = min(rows, r0 + tile)
