@@ -86,7 +86,10 @@ class Model:
         """Compile every kernel (batch and one-token paths) now, then clear the cache."""
         with trace.span("warmup", category="llm"):
             self.reset()
-            self.prefill([0, 0, 0])  # > 2 tokens: the batched matmul path
+            # short prompts and decode share the fused matvec kernels; the dequantize + BLAS
+            # path of long prompts (> MATVEC_ROWS tokens) loads on first use, keeping warm
+            # start to the first token short
+            self.prefill([0, 0])
             self.decode(0)
             self.reset()
 
