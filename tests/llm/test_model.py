@@ -33,7 +33,7 @@ def test_logits_match_numpy_float64_reference(arch, tiny_model_path):
     assert_logits_close(ours, reference_logits(path, TOKENS))
 
 
-def _hf_model(arch: str, sd: dict):
+def _hf_model(arch: str, sd: dict, rope_scaling: dict | None = None):
     torch = pytest.importorskip("torch", reason="torch not installed (pip install torch==2.13.0)")
     transformers = pytest.importorskip("transformers", reason="transformers not installed")
     p = TINY[arch]
@@ -51,7 +51,8 @@ def _hf_model(arch: str, sd: dict):
         attn_implementation="eager",
     )
     if arch == "llama":
-        cfg = transformers.LlamaConfig(rope_theta=p["rope_base"], **common)
+        rope = {"rope_type": "default", "rope_theta": p["rope_base"], **(rope_scaling or {})}
+        cfg = transformers.LlamaConfig(rope_parameters=rope, **common)
         cls = transformers.LlamaForCausalLM
     elif arch == "qwen2":
         cfg = transformers.Qwen2Config(rope_theta=p["rope_base"], **common)
@@ -163,3 +164,22 @@ def test_stacked_qkv_and_gate_up_equal_separate_matrices(arch, tiny_model_path):
     plain.prefill(TOKENS[:4])
     fused.prefill(TOKENS[:4])
     np.testing.assert_allclose(fused.decode(9), plain.decode(9), rtol=1e-5, atol=1e-5)
+
+
+def test_linear_rope_scaling_matches_hf(tmp_path):
+    """llama with ``rope.scaling.type = linear``: positions are divided by the factor."""
+    sd = random_hf_state("llama", seed=3)
+    md = {**gguf_metadata("llama"), Keys.arch(Keys.ROPE_SCALING_TYPE, "llama"): "linear",
+          Keys.arch(Keys.ROPE_SCALING_FACTOR, "llama"): 4.0}  # fmt: skip
+    path = write_gguf(tmp_path / "scaled.gguf", md, gguf_tensors("llama", sd))
+    model = Model.load(path)
+    assert model.config.rope_scale == 0.25
+    ours = model.logits(TOKENS)
+    torch, hf = _hf_model("llama", sd, rope_scaling={"rope_type": "linear", "factor": 4.0})
+    with torch.no_grad():
+        ref = hf(torch.tensor([TOKENS])).logits[0].numpy()
+    assert_logits_close(ours, ref)
+    # and the scaling matters: the unscaled model differs
+    plain = Model.load(write_gguf(tmp_path / "plain.gguf", gguf_metadata("llama"),
+                                  gguf_tensors("llama", sd)))  # fmt: skip
+    assert np.abs(plain.logits(TOKENS) - ours).max() > 1e-3
