@@ -27,7 +27,7 @@ PROMPT = "The capital of France is"
 
 
 def find_models():
-    from conftest import gemma3_path, smollm2_path  # the test suite's package lookups
+    from llm_models import gemma3_path, smollm2_path  # the test suite's package lookups
 
     out = []
     for name, ref_name, find in (

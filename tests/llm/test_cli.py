@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from conftest import gguf_metadata, gguf_tensors, random_hf_state, spm_vocab_metadata, write_gguf
+from llm_models import gguf_metadata, gguf_tensors, random_hf_state, spm_vocab_metadata, write_gguf
 
 from trueno.cli.main import main
 from trueno.gguf.constants import Keys

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TINY, gguf_metadata, gguf_tensors, random_hf_state, write_gguf
+from llm_models import TINY, gguf_metadata, gguf_tensors, random_hf_state, write_gguf
 from llm_reference import reference_logits
 
 from trueno.errors import ContextLengthError, ModelError, UnsupportedError

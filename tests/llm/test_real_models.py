@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import gemma3_path, smollm2_path
+from llm_models import gemma3_path, smollm2_path
 
 from trueno.llm import Model
 
