@@ -10,7 +10,9 @@ from trueno.cli.run import add_model_args, load_model, sampling_options
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "chat", help="chat with a GGUF model interactively", description=__doc__.splitlines()[0]
+        "chat",
+        help="chat with a GGUF model interactively",
+        description=__doc__.splitlines()[0].replace("``", ""),
     )
     add_model_args(p)
     p.add_argument("-sys", "--system", default=None, help="system message")

@@ -54,7 +54,9 @@ def add_model_args(p) -> None:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "run", help="generate text from a GGUF model", description=__doc__.splitlines()[0]
+        "run",
+        help="generate text from a GGUF model",
+        description=__doc__.splitlines()[0].replace("``", ""),
     )
     add_model_args(p)
     p.add_argument("-p", "--prompt", default="The capital of France is", help="prompt text")

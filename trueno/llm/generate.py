@@ -87,7 +87,7 @@ def _token_loop(
         raise ModelError("the prompt is empty (no tokens)")
     if len(ids) >= model.ctx:
         raise ContextLengthError(
-            f"the prompt has {len(ids)} tokens but the context holds {model.ctx} (raise --ctx-size)"
+            f"the prompt has {len(ids)} tokens but the context holds {model.ctx}"
         )
     is_eog = model.tokenizer.is_eog if stop_at_eog else None
     stats.n_prompt = len(ids)
