@@ -183,3 +183,39 @@ def test_linear_rope_scaling_matches_hf(tmp_path):
     plain = Model.load(write_gguf(tmp_path / "plain.gguf", gguf_metadata("llama"),
                                   gguf_tensors("llama", sd)))  # fmt: skip
     assert np.abs(plain.logits(TOKENS) - ours).max() > 1e-3
+
+
+def llama3_rope_factors(head_dim, base, factor, low, high, old_ctx):
+    """``rope_freqs.weight`` as llama.cpp's converter computes it for Llama 3.1 scaling."""
+    freqs = 1.0 / base ** (np.arange(0, head_dim, 2) / head_dim)
+    out = []
+    for freq in freqs:
+        wavelen = 2 * np.pi / freq
+        if wavelen < old_ctx / high:
+            out.append(1.0)
+        elif wavelen > old_ctx / low:
+            out.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def test_llama3_rope_frequency_factors_match_hf(tmp_path):
+    p = TINY["llama"]
+    sd = random_hf_state("llama", seed=4)
+    tensors = gguf_tensors("llama", sd)
+    factors = llama3_rope_factors(p["head_dim"], p["rope_base"], 8.0, 1.0, 4.0, 1024)
+    assert 1.0 < factors[2] < 8.0  # one frequency in the smoothed band
+    tensors["rope_freqs.weight"] = factors
+    path = write_gguf(tmp_path / "llama3.gguf", gguf_metadata("llama"), tensors)
+    tokens = (TOKENS * 4)[:40]
+    ours = Model.load(path).logits(tokens)
+    rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 1024}  # fmt: skip
+    torch, hf = _hf_model("llama", sd, rope_scaling=rope)
+    with torch.no_grad():
+        ref = hf(torch.tensor([tokens])).logits[0].numpy()
+    assert_logits_close(ours, ref)
+    plain = write_gguf(tmp_path / "plain.gguf", gguf_metadata("llama"), gguf_tensors("llama", sd))
+    assert np.abs(Model.load(plain).logits(tokens) - ours).max() > 1e-3
