@@ -22,7 +22,7 @@ class GenerationStats:
     n_prompt: int = 0
     n_generated: int = 0
     prompt_s: float = 0.0  # prefill time (to the first sampled token's logits)
-    decode_s: float = 0.0  # time of the decode steps after the first token
+    decode_s: float = 0.0  # decode steps and sampling (the first token's logits: prefill)
     stop_reason: str = ""  # "eos", "stop", "length", "context"
     n_cached: int = 0  # prompt tokens whose KV entries were reused from the previous call
     tokens: list[int] = field(default_factory=list)
@@ -74,6 +74,15 @@ def encode_prompt(model, prompt) -> list[int]:
     return [int(t) for t in prompt]
 
 
+def _check_prompt(model, ids: list[int]) -> None:
+    if not ids:
+        raise ModelError("the prompt is empty (no tokens)")
+    if len(ids) >= model.ctx:
+        raise ContextLengthError(
+            f"the prompt has {len(ids)} tokens but the context holds {model.ctx}"
+        )
+
+
 def _token_loop(
     model,
     ids: list[int],
@@ -83,12 +92,6 @@ def _token_loop(
     stop_at_eog: bool,
     reuse_cache: bool,
 ) -> Iterator[int]:
-    if not ids:
-        raise ModelError("the prompt is empty (no tokens)")
-    if len(ids) >= model.ctx:
-        raise ContextLengthError(
-            f"the prompt has {len(ids)} tokens but the context holds {model.ctx}"
-        )
     is_eog = model.tokenizer.is_eog if stop_at_eog else None
     stats.n_prompt = len(ids)
     history = list(ids)
@@ -101,26 +104,25 @@ def _token_loop(
         with trace.span("prefill", category="llm", n_tokens=len(todo)):
             logits = model.prefill(todo)
         stats.prompt_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
+        tok = None
         for step in range(max_tokens):
+            if tok is not None and model.state.cache.n >= model.ctx:
+                stats.stop_reason = "context"
+                return
+            t = time.perf_counter()
             with trace.span("token", category="llm", step=step):
+                if tok is not None:
+                    logits = model.decode(tok)  # the previous token, at the next position
                 tok = sampler.sample(logits, history)
-                if is_eog is not None and is_eog(tok):
-                    stats.stop_reason = "eos"
-                    return
-                history.append(tok)
-                stats.tokens.append(tok)
-                stats.n_generated += 1
-                stats.decode_s = time.perf_counter() - t1
-                yield tok
-                t1 = time.perf_counter() - stats.decode_s
-                if step + 1 == max_tokens:
-                    break
-                if model.state.cache.n >= model.ctx:
-                    stats.stop_reason = "context"
-                    return
-                logits = model.decode(tok)
-        stats.stop_reason = stats.stop_reason or "length"
+            stats.decode_s += time.perf_counter() - t
+            if is_eog is not None and is_eog(tok):
+                stats.stop_reason = "eos"
+                return
+            history.append(tok)
+            stats.tokens.append(tok)
+            stats.n_generated += 1
+            yield tok  # outside the token span: the consumer's time is not the model's
+        stats.stop_reason = "length"
 
 
 def generate_tokens(
@@ -136,6 +138,7 @@ def generate_tokens(
     the KV entries of the longest prefix shared with the model's previous tokens."""
     stats = GenerationStats()
     ids = encode_prompt(model, prompt)
+    _check_prompt(model, ids)
     loop = _token_loop(
         model, ids, max_tokens, make_sampler(sampler, **sampling), stats, stop_at_eog, reuse_cache
     )
