@@ -24,8 +24,10 @@ from trueno.trace import recorder
 THRESHOLDS: dict[str, int] = {
     "elementwise": 1 << 20,  # add, abs, relu ...: memory-bound, numba only wins on 2 threads
     "transcendental": 1 << 17,  # exp, tanh: numpy is SIMD too; numba wins once split on threads
-    "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish: one numba pass vs numpy's 3-6 passes
-    "reduction": 1 << 13,  # sum (3x: many accumulators), dot, max, argmax, norms
+    "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: one numba pass
+    # vs numpy's 2-6 passes
+    "reduction": 1 << 13,  # sum, mean-like sums (3-4x: many accumulators), dot, norms
+    "extrema": 1 << 21,  # max, min, argmax, argmin: numpy's are SIMD too; numba wins on threads
     "rowwise": 1 << 8,  # softmax, layer_norm, rms_norm (fused passes per row)
     "stats": 1 << 10,  # mean, variance, zscore (two fused passes)
     "matrix": 1 << 62,  # matmul family: BLAS through numpy is at the hardware limit

@@ -13,6 +13,7 @@ EXAMPLE_OP = {  # one representative op per threshold class
     "fused": "gelu",
     "libm": "sin",
     "reduction": "sum",
+    "extrema": "argmax",
     "rowwise": "softmax",
     "stats": "variance",
     "matrix": "matmul",

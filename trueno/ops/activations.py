@@ -11,7 +11,7 @@ from trueno.ops.spec import declare
 
 EXACT = 0.0
 RELU = declare("relu", "elementwise", rtol=EXACT, doc="max(x, 0)")
-LEAKY_RELU = declare("leaky_relu", "elementwise", rtol=EXACT, doc="x < 0 ? alpha x : x")
+LEAKY_RELU = declare("leaky_relu", "fused", rtol=EXACT, doc="x < 0 ? alpha x : x")
 ELU = declare("elu", "fused", rtol=1e-5, atol=1e-7, flops=12, doc="x < 0 ? alpha (e^x - 1) : x")
 SELU = declare("selu", "fused", rtol=1e-5, atol=1e-7, flops=13, doc="scaled elu")
 SIGMOID = declare("sigmoid", "fused", rtol=2e-6, flops=14, doc="1 / (1 + e^-x)")
@@ -24,9 +24,7 @@ GELU = declare(
     doc="x * Phi(x), tanh approximation or exact erf",
 )
 SILU = declare("silu", "fused", rtol=2e-6, flops=15, doc="x * sigmoid(x)")
-HARDSWISH = declare(
-    "hardswish", "elementwise", rtol=1e-6, flops=4, doc="x * clamp(x + 3, 0, 6) / 6"
-)
+HARDSWISH = declare("hardswish", "fused", rtol=1e-6, flops=4, doc="x * clamp(x + 3, 0, 6) / 6")
 MISH = declare("mish", "fused", rtol=1e-5, atol=1e-7, flops=30, doc="x * tanh(softplus(x))")
 SOFTMAX = declare(
     "softmax",

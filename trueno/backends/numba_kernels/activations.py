@@ -7,7 +7,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from trueno.backends.numba_kernels._math import ferfc, fexp, fexpm1, ftanh
+from trueno.backends.numba_kernels._math import ferfc, fexp, fexpm1
 from trueno.backends.numba_kernels.elementwise import PAR_MIN, PAR_MIN_MATH, unary, with_params
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
@@ -92,10 +92,13 @@ def _hardswish(out, a):
 
 @nb.njit(**JIT)
 def _mish(out, a):
+    # tanh(softplus(x)) = n / (n + 2) with n = e^x (e^x + 2): one exp, no log; beyond x = 20
+    # the factor is 1 in float32 and float64 alike (and e^2x would overflow)
     for i in range(out.size):
         x = a[i]
-        sp = np.log1p(fexp(-np.abs(x))) + (x if x > ZERO else ZERO)
-        out[i] = x * ftanh(sp)
+        e = fexp(np.float32(20.0) if x > np.float32(20.0) else x)
+        n = e * (e + np.float32(2.0))
+        out[i] = x if x > np.float32(20.0) else x * (n / (n + np.float32(2.0)))
 
 
 _gelu_kernels = {"tanh": unary(_gelu_tanh, PAR_MIN_MATH), "none": unary(_gelu_erf, PAR_MIN_MATH)}

@@ -52,6 +52,15 @@ def _sumabs(a):
     return s
 
 
+@nb.njit(**FAST)
+def _sum_f64(a):
+    # float32 data summed in float64: exact enough that order does not matter (vectorizes)
+    s = 0.0
+    for i in range(a.size):
+        s += np.float64(a[i])
+    return s
+
+
 @nb.njit(**JIT)
 def _sum_kahan(a):
     # Kahan-Babuska-Neumaier in float64 (exact for float32 sums up to ~2**29 elements)
@@ -188,7 +197,8 @@ def norm_l2(a):
 def sum_kahan(a):
     if a.size == 0:
         return a.dtype.type(0)
-    parts = reduce_chunks(_sum_kahan, (_flat(a),), (), PAR_MIN)
+    kern = _sum_f64 if a.dtype == np.float32 else _sum_kahan
+    parts = reduce_chunks(kern, (_flat(a),), (), PAR_MIN)
     if len(parts) == 1:
         return a.dtype.type(parts[0])
     return a.dtype.type(np.sum(np.array(parts, dtype=np.float64)))

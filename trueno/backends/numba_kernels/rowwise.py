@@ -52,8 +52,14 @@ def _exp_shift(out, x, m):
 
 @nb.njit(**JIT)
 def _exp_shift_sum(out, x, m):
-    _exp_shift(out, x, m)
-    return _fsum(out)
+    # in blocks, so each block of exponentials is summed while it is still in L1
+    s = np.float32(0.0)
+    n = out.size
+    for lo in range(0, n, 2048):
+        o = out[lo : min(lo + 2048, n)]
+        _exp_shift(o, x[lo : min(lo + 2048, n)], m)
+        s += _fsum(o)
+    return s
 
 
 @nb.njit(**JIT)
@@ -119,26 +125,34 @@ def _sumsq(x):
 
 
 @nb.njit(**JIT)
-def _layer_norm_rows(out, x, gamma, beta, eps):
+def _layer_norm_rows(out, x, gamma, beta, eps, affine):
     n = x.shape[1]
     for r in range(x.shape[0]):
         row = x[r]
         o = out[r]
         m = row[0] + _sum_shift(row, row[0]) / n
         inv = np.float32(1.0) / np.sqrt(_sq_dev(row, m) / n + eps)
-        for i in range(n):
-            o[i] = (row[i] - m) * inv * gamma[i] + beta[i]
+        if affine:
+            for i in range(n):
+                o[i] = (row[i] - m) * inv * gamma[i] + beta[i]
+        else:
+            for i in range(n):
+                o[i] = (row[i] - m) * inv
 
 
 @nb.njit(**JIT)
-def _rms_norm_rows(out, x, w, eps):
+def _rms_norm_rows(out, x, w, eps, weighted):
     n = x.shape[1]
     for r in range(x.shape[0]):
         row = x[r]
         o = out[r]
         inv = np.float32(1.0) / np.sqrt(_sumsq(row) / n + eps)
-        for i in range(n):
-            o[i] = row[i] * inv * w[i]
+        if weighted:
+            for i in range(n):
+                o[i] = row[i] * inv * w[i]
+        else:
+            for i in range(n):
+                o[i] = row[i] * inv
 
 
 def _as_rows(x):
@@ -190,19 +204,21 @@ def log_softmax(x, axis=-1):
 def layer_norm(x, gamma=None, beta=None, eps=1e-5):
     x2 = _as_rows(x)
     n, t = x2.shape[1], x.dtype.type
-    gamma = np.ones(n, x.dtype) if gamma is None else np.ascontiguousarray(gamma)
-    beta = np.zeros(n, x.dtype) if beta is None else np.ascontiguousarray(beta)
+    affine = gamma is not None or beta is not None
+    gamma = np.ones(n if affine else 1, x.dtype) if gamma is None else np.ascontiguousarray(gamma)
+    beta = np.zeros(n if affine else 1, x.dtype) if beta is None else np.ascontiguousarray(beta)
     out = np.empty(x2.shape, dtype=x.dtype)
-    _by_rows(_layer_norm_rows, x2, out, gamma, beta, t(eps))
+    _by_rows(_layer_norm_rows, x2, out, gamma, beta, t(eps), affine)
     return out.reshape(x.shape)
 
 
 def rms_norm(x, weight=None, eps=1e-6):
     x2 = _as_rows(x)
-    n, t = x2.shape[1], x.dtype.type
-    weight = np.ones(n, x.dtype) if weight is None else np.ascontiguousarray(weight)
+    t = x.dtype.type
+    weighted = weight is not None
+    weight = np.ascontiguousarray(weight) if weighted else np.ones(1, x.dtype)
     out = np.empty(x2.shape, dtype=x.dtype)
-    _by_rows(_rms_norm_rows, x2, out, weight, t(eps))
+    _by_rows(_rms_norm_rows, x2, out, weight, t(eps), weighted)
     return out.reshape(x.shape)
 
 
