@@ -111,3 +111,40 @@ def test_sampled_token_is_a_sorted_candidate_and_includes_the_best(
     if top_k:
         assert len(ids) <= top_k
     assert s.sample(logits) in set(ids.tolist())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    logits=arrays(
+        np.float32, st.integers(2, 3000), elements=st.floats(-100, 100, allow_nan=False, width=32)
+    ),
+    k=st.integers(1, 60),
+)
+def test_top_k_ids_are_the_k_largest(logits, k):
+    from trueno.llm.sampler import _top_k_ids
+
+    k = min(k, logits.size - 1)
+    got = np.sort(logits[_top_k_ids(logits, k)])
+    assert got.size == k
+    np.testing.assert_array_equal(got, np.sort(logits)[-k:])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    logits=arrays(
+        np.float32, st.integers(2, 500), elements=st.floats(-30, 30, allow_nan=False, width=32)
+    ),
+    top_p=st.floats(0.05, 1.0),
+    min_p=st.floats(0.0, 0.5),
+)
+def test_candidates_without_top_k_match_a_full_sort(logits, top_p, min_p):
+    s = Sampler(temperature=1.0, top_k=0, top_p=top_p, min_p=min_p)
+    ids, _ = s.candidates(logits)
+    # the spec: sort everything, keep the top-p prefix, then drop p < min_p * p_max
+    order = np.argsort(-logits.astype(np.float64), kind="stable")
+    p = softmax(logits[order].astype(np.float64))
+    keep = len(order) if top_p >= 1.0 else int(np.searchsorted(np.cumsum(p), top_p)) + 1
+    ref = order[:keep]
+    if min_p > 0:
+        ref = ref[: max(1, int(np.count_nonzero(p[:keep] >= min_p * p[0])))]
+    assert sorted(ids.tolist()) == sorted(ref.tolist())

@@ -45,6 +45,19 @@ def _recent(history: Sequence[int], last_n: int) -> np.ndarray:
     return np.unique(np.asarray(recent, dtype=np.int64))
 
 
+def _top_k_ids(x: np.ndarray, k: int) -> np.ndarray:
+    """Ids of the k largest values (any order). The top k all lie in {x >= max - width} as soon
+    as that set has k members, so the partition runs on a few hundred values, not the whole
+    vocabulary (exact, only faster)."""
+    top = x.max()
+    if np.isfinite(top):
+        for width in (4.0, 16.0, 64.0):
+            near = np.flatnonzero(x >= top - width)
+            if near.size >= k:
+                return near[np.argpartition(-x[near], k - 1)[:k]]
+    return np.argpartition(-x, k - 1)[:k]
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - np.max(x))
     return e / e.sum()
@@ -111,20 +124,40 @@ class Sampler:
 
     def candidates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Token ids surviving top-k, top-p and min-p (sorted by logit, descending) and their
-        logits as float64."""
+        logits as float64. top-p's probabilities are over the top-k set (the whole vocabulary
+        when top-k is off), as in llama.cpp."""
         n = x.shape[0]
+        mass = None  # softmax denominator over the full set when only its head is sorted
         if 0 < self.top_k < n:
-            ids = np.argpartition(-x, self.top_k - 1)[: self.top_k]
+            ids = _top_k_ids(x, self.top_k)
         else:
-            ids = np.flatnonzero(np.isfinite(x))
+            ids, mass = self._head(x)
         v = x[ids].astype(np.float64)
         order = np.argsort(-v, kind="stable")
         ids, v = ids[order], v[order]
         if self.top_p < 1.0 and len(ids) > 1:
-            cum = np.cumsum(softmax(v))
+            e = np.exp(v - v[0])
+            cum = np.cumsum(e) / (e.sum() if mass is None else mass)
             keep = int(np.searchsorted(cum, self.top_p)) + 1  # smallest set with mass >= top_p
             ids, v = ids[:keep], v[:keep]
         if self.min_p > 0.0 and len(ids) > 1:
             keep = int(np.count_nonzero(v >= v[0] + np.log(self.min_p)))  # p >= min_p * p_max
             ids, v = ids[: max(keep, 1)], v[: max(keep, 1)]
         return ids, v
+
+    def _head(self, x: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """Without top-k: ids that contain every survivor of top-p and min-p, and the softmax
+        denominator (relative to the max) of the whole vocabulary, so that only a short head
+        of it needs sorting."""
+        finite = np.isfinite(x)
+        top = x[finite].max() if finite.any() else 0.0
+        e = np.exp(np.where(finite, x - top, -np.inf), dtype=np.float64)
+        mass = float(e.sum())
+        floor = top + np.log(self.min_p) if self.min_p > 0.0 else -np.inf
+        if self.top_p < 1.0:
+            for width in (4.0, 16.0, 64.0):
+                t = max(top - width, floor)
+                near = np.flatnonzero(x >= t)
+                if t == floor or e[near].sum() >= self.top_p * mass:
+                    return near, mass
+        return np.flatnonzero(finite & (x >= floor)), mass
