@@ -45,6 +45,9 @@ def _recent(history: Sequence[int], last_n: int) -> np.ndarray:
     return np.unique(np.asarray(recent, dtype=np.int64))
 
 
+SORT_LIMIT = 4096
+
+
 def _top_k_ids(x: np.ndarray, k: int) -> np.ndarray:
     """Ids of the k largest values (any order). The top k all lie in {x >= max - width} as soon
     as that set has k members, so the partition runs on a few hundred values, not the whole
@@ -123,8 +126,8 @@ class Sampler:
         )
 
     def candidates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids surviving top-k, top-p and min-p (sorted by logit, descending) and their
-        logits as float64. top-p's probabilities are over the top-k set (the whole vocabulary
+        """Token ids surviving top-k, top-p and min-p and their logits as float64, sorted by
+        logit (descending) unless top-p is off and more than SORT_LIMIT survive. top-p's probabilities are over the top-k set (the whole vocabulary
         when top-k is off), as in llama.cpp."""
         n = x.shape[0]
         mass = None  # softmax denominator over the full set when only its head is sorted
@@ -133,6 +136,11 @@ class Sampler:
         else:
             ids, mass = self._head(x)
         v = x[ids].astype(np.float64)
+        if self.top_p >= 1.0 and len(ids) > SORT_LIMIT:  # nothing needs the order: skip sort
+            if self.min_p > 0.0:
+                keep = v >= v.max() + np.log(self.min_p)
+                ids, v = ids[keep], v[keep]
+            return ids, v
         order = np.argsort(-v, kind="stable")
         ids, v = ids[order], v[order]
         if self.top_p < 1.0 and len(ids) > 1:
