@@ -127,8 +127,9 @@ class Sampler:
 
     def candidates(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Token ids surviving top-k, top-p and min-p and their logits as float64, sorted by
-        logit (descending) unless top-p is off and more than SORT_LIMIT survive. top-p's probabilities are over the top-k set (the whole vocabulary
-        when top-k is off), as in llama.cpp."""
+        logit (descending) unless top-p is off and more than SORT_LIMIT survive. top-p's
+        probabilities are over the top-k set (the whole vocabulary when top-k is off), as in
+        llama.cpp."""
         n = x.shape[0]
         mass = None  # softmax denominator over the full set when only its head is sorted
         if 0 < self.top_k < n:
