@@ -51,6 +51,10 @@ class Model:
         ctx = ctx_size or min(config.context_length, DEFAULT_CTX)
         self.ctx = int(ctx)
         self.state = RunState(config, self.ctx, weights.rope_freqs)
+        s = self.state  # per-layer arguments of the decode attention step, looked up once
+        s.windows = [config.layer_window(i) for i in range(config.n_layers)]
+        s.q_norms = [lw.q_norm if config.qk_norm else s.ones_head for lw in weights.layers]
+        s.k_norms = [lw.k_norm if config.qk_norm else s.ones_head for lw in weights.layers]
         self.tokens: list[int] = []  # the token ids whose keys/values are in the cache
 
     # ---- construction -----------------------------------------------------------------------
@@ -274,6 +278,7 @@ class Model:
             x *= np.float32(c.embed_scale)
         s.pos[0] = pos
         q, kk, v, att = s.q, s.k, s.v, s.att
+        windows, qn, kn = s.windows, s.q_norms, s.k_norms
         for i, lw in enumerate(w.layers):
             with trace.span("layer", category="llm", layer=i):
                 k.rms_norm(xb, x, lw.attn_norm, c.norm_eps)
@@ -293,8 +298,7 @@ class Model:
                 cos, sin = s.rope[i]
                 k.attention_step(
                     att, q, kk, v, cache.k[i], cache.v[i], pos, s.pos, cos, sin, c.rope_neox,
-                    c.qk_norm, lw.q_norm if c.qk_norm else s.ones_head,
-                    lw.k_norm if c.qk_norm else s.ones_head, c.norm_eps, c.layer_window(i),
+                    c.qk_norm, qn[i], kn[i], c.norm_eps, windows[i],
                     c.attn_scale, s.scores,
                 )  # fmt: skip
                 if t0:

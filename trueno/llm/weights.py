@@ -87,6 +87,7 @@ class Matrix:
                 self.dense = np.ascontiguousarray(_as_float32(self.info))
             else:
                 self.prepared = _prepare(self.info.data, self.ggml_type, self.shape, relayout)
+                self.matvec = self.prepared.matvec  # decode's hot call, without a wrapper
             if isinstance(self.info, _TensorInfo):  # a stacked copy: keep only the prepared
                 self.info = None
         return self
