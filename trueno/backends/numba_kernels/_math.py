@@ -1,5 +1,5 @@
 """Scalar math the kernels inline: vectorizable float32 approximations of exp/tanh/erf (numba
-never vectorizes libm calls) and LLVM intrinsics (maxnum/minnum, bit casts).
+never vectorizes libm calls) and LLVM intrinsics (NaN-propagating maximum/minimum, bit casts).
 
 float64 inputs use libm (exact); the float32 forms below are polynomials LLVM turns into SIMD.
 Max errors (float32, measured over a dense grid incl. extremes in tests/backends):
@@ -22,26 +22,27 @@ INLINE = dict(inline="always", error_model="numpy")
 
 
 @intrinsic
-def maxnum(typingctx, a, b):
-    """llvm.maxnum: max that vectorizes (ignores a NaN operand; callers track NaN apart)."""
+def fmaximum(typingctx, a, b):
+    """llvm.maximum: IEEE-2019 maximum, NaN-propagating like numpy's max; its reductions
+    vectorize (LLVM >= 17)."""
     sig = a(a, b)
 
     def codegen(context, builder, signature, args):
         t = args[0].type
-        fn = builder.module.declare_intrinsic("llvm.maxnum", [t], ir.FunctionType(t, [t, t]))
+        fn = builder.module.declare_intrinsic("llvm.maximum", [t], ir.FunctionType(t, [t, t]))
         return builder.call(fn, args)
 
     return sig, codegen
 
 
 @intrinsic
-def minnum(typingctx, a, b):
-    """llvm.minnum: min that vectorizes (ignores a NaN operand)."""
+def fminimum(typingctx, a, b):
+    """llvm.minimum: NaN-propagating minimum (see fmaximum)."""
     sig = a(a, b)
 
     def codegen(context, builder, signature, args):
         t = args[0].type
-        fn = builder.module.declare_intrinsic("llvm.minnum", [t], ir.FunctionType(t, [t, t]))
+        fn = builder.module.declare_intrinsic("llvm.minimum", [t], ir.FunctionType(t, [t, t]))
         return builder.call(fn, args)
 
     return sig, codegen
@@ -196,27 +197,3 @@ def _fexpm1(x):
     if x == types.float32:
         return lambda x: expm1_32(x)
     return lambda x: np.expm1(x)
-
-
-def isnan_f(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(isnan_f, inline="always")
-def _isnan_f(x):
-    """1.0 if x is NaN else 0.0, in x's float type (a maxnum-reducible NaN flag)."""
-    if x == types.float32:
-        return lambda x: np.float32(x != x)
-    return lambda x: np.float64(x != x)
-
-
-def one_like(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-@overload(one_like, inline="always")
-def _one_like(x):
-    """1.0 in x's float type."""
-    if x == types.float32:
-        return lambda x: np.float32(1.0)
-    return lambda x: np.float64(1.0)

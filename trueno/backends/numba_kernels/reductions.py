@@ -1,6 +1,6 @@
 """Reduction kernels. Sums vectorize with ``fastmath={'reassoc', 'contract'}`` (many partial
-sums; NaN and Inf still propagate); max/min/argmax use llvm.maxnum/minnum (which vectorize)
-plus a NaN flag (itself a maxnum of x != x), so NaN propagates as in numpy. Inputs above
+sums; NaN and Inf still propagate); max/min/argmax use llvm.maximum/minimum (IEEE-2019, NaN-
+propagating like numpy; their reductions vectorize) over four independent streams. Inputs above
 PAR_MIN are split over threads. argmax/argmin work in blocks: a vectorized block max, then
 one scalar scan of the best block, so the data is read once."""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from trueno.backends.numba_kernels._math import isnan_f, maxnum, one_like
+from trueno.backends.numba_kernels._math import fmaximum, fminimum
 from trueno.backends.numba_kernels._par import bounds, reduce_chunks
 from trueno.errors import DivisionByZeroError
 
@@ -78,67 +78,65 @@ def _sum_kahan(a):
 
 
 @nb.njit(**JIT)
-def _ext4(a, sign):
-    """(max of sign*a ignoring NaN, NaN flag): four independent streams (quarters of ``a``),
-    so four maxnum chains run at once instead of one latency-bound chain."""
-    q = a.size // 4
-    a0, a1, a2, a3 = a[:q], a[q : 2 * q], a[2 * q : 3 * q], a[3 * q : 4 * q]
-    m0 = a[0] * sign
-    m1, m2, m3 = m0, m0, m0
-    f0 = isnan_f(a[0])
-    f1, f2, f3 = f0, f0, f0
-    for i in range(a0.size):
-        x0, x1, x2, x3 = a0[i] * sign, a1[i] * sign, a2[i] * sign, a3[i] * sign
-        m0, m1 = maxnum(m0, x0), maxnum(m1, x1)
-        m2, m3 = maxnum(m2, x2), maxnum(m3, x3)
-        f0, f1 = maxnum(f0, isnan_f(x0)), maxnum(f1, isnan_f(x1))
-        f2, f3 = maxnum(f2, isnan_f(x2)), maxnum(f3, isnan_f(x3))
-    tail = a[4 * q :]
-    for i in range(tail.size):
-        x = tail[i] * sign
-        m0 = maxnum(m0, x)
-        f0 = maxnum(f0, isnan_f(x))
-    return maxnum(maxnum(m0, m1), maxnum(m2, m3)), maxnum(maxnum(f0, f1), maxnum(f2, f3))
-
-
-@nb.njit(**JIT)
-def _absmax4(a):
-    q = a.size // 4
-    a0, a1, a2, a3 = a[:q], a[q : 2 * q], a[2 * q : 3 * q], a[3 * q : 4 * q]
-    m0 = np.abs(a[0])
-    m1, m2, m3 = m0, m0, m0
-    f0 = isnan_f(a[0])
-    f1, f2, f3 = f0, f0, f0
-    for i in range(a0.size):
-        x0, x1, x2, x3 = a0[i], a1[i], a2[i], a3[i]
-        m0, m1 = maxnum(m0, np.abs(x0)), maxnum(m1, np.abs(x1))
-        m2, m3 = maxnum(m2, np.abs(x2)), maxnum(m3, np.abs(x3))
-        f0, f1 = maxnum(f0, isnan_f(x0)), maxnum(f1, isnan_f(x1))
-        f2, f3 = maxnum(f2, isnan_f(x2)), maxnum(f3, isnan_f(x3))
-    tail = a[4 * q :]
-    for i in range(tail.size):
-        x = tail[i]
-        m0 = maxnum(m0, np.abs(x))
-        f0 = maxnum(f0, isnan_f(x))
-    return maxnum(maxnum(m0, m1), maxnum(m2, m3)), maxnum(maxnum(f0, f1), maxnum(f2, f3))
-
-
-@nb.njit(**JIT)
 def _max(a):
-    m, f = _ext4(a, one_like(a[0]))
-    return m if f == 0 else m * np.float32(np.nan)
+    # four independent streams (quarters of a): four llvm.maximum chains run at once
+    q = a.size // 4
+    a0, a1, a2, a3 = a[:q], a[q : 2 * q], a[2 * q : 3 * q], a[3 * q : 4 * q]
+    m0 = a[0]
+    m1, m2, m3 = m0, m0, m0
+    for i in range(q):
+        m0, m1 = fmaximum(m0, a0[i]), fmaximum(m1, a1[i])
+        m2, m3 = fmaximum(m2, a2[i]), fmaximum(m3, a3[i])
+    tail = a[4 * q :]
+    for i in range(tail.size):
+        m0 = fmaximum(m0, tail[i])
+    return fmaximum(fmaximum(m0, m1), fmaximum(m2, m3))
 
 
 @nb.njit(**JIT)
 def _min(a):
-    m, f = _ext4(a, -one_like(a[0]))
-    return -m if f == 0 else m * np.float32(np.nan)
+    q = a.size // 4
+    a0, a1, a2, a3 = a[:q], a[q : 2 * q], a[2 * q : 3 * q], a[3 * q : 4 * q]
+    m0 = a[0]
+    m1, m2, m3 = m0, m0, m0
+    for i in range(q):
+        m0, m1 = fminimum(m0, a0[i]), fminimum(m1, a1[i])
+        m2, m3 = fminimum(m2, a2[i]), fminimum(m3, a3[i])
+    tail = a[4 * q :]
+    for i in range(tail.size):
+        m0 = fminimum(m0, tail[i])
+    return fminimum(fminimum(m0, m1), fminimum(m2, m3))
 
 
 @nb.njit(**JIT)
 def _maxabs(a):
-    m, f = _absmax4(a)
-    return m if f == 0 else m * np.float32(np.nan)
+    q = a.size // 4
+    a0, a1, a2, a3 = a[:q], a[q : 2 * q], a[2 * q : 3 * q], a[3 * q : 4 * q]
+    m0 = np.abs(a[0])
+    m1, m2, m3 = m0, m0, m0
+    for i in range(q):
+        m0, m1 = fmaximum(m0, np.abs(a0[i])), fmaximum(m1, np.abs(a1[i]))
+        m2, m3 = fmaximum(m2, np.abs(a2[i])), fmaximum(m3, np.abs(a3[i]))
+    tail = a[4 * q :]
+    for i in range(tail.size):
+        m0 = fmaximum(m0, np.abs(tail[i]))
+    return fmaximum(fmaximum(m0, m1), fmaximum(m2, m3))
+
+
+@nb.njit(**JIT)
+def _signed_max(a, sign):
+    """max of sign*a, NaN if any element is NaN (four streams)."""
+    q = a.size // 4
+    a0, a1, a2, a3 = a[:q], a[q : 2 * q], a[2 * q : 3 * q], a[3 * q : 4 * q]
+    m0 = a[0] * sign
+    m1, m2, m3 = m0, m0, m0
+    for i in range(q):
+        m0, m1 = fmaximum(m0, a0[i] * sign), fmaximum(m1, a1[i] * sign)
+        m2, m3 = fmaximum(m2, a2[i] * sign), fmaximum(m3, a3[i] * sign)
+    tail = a[4 * q :]
+    for i in range(tail.size):
+        m0 = fmaximum(m0, tail[i] * sign)
+    return fmaximum(fmaximum(m0, m1), fmaximum(m2, m3))
 
 
 @nb.njit(**JIT)
@@ -149,8 +147,8 @@ def _argext(a, sign):
     best = a[0] * sign
     for lo in range(0, n, BLOCK):
         blk = a[lo : min(lo + BLOCK, n)]
-        m, nans = _ext4(blk, sign)
-        if nans != 0:
+        m = _signed_max(blk, sign)
+        if m != m:
             for i in range(blk.size):
                 if blk[i] != blk[i]:
                     return lo + i, blk[i], True

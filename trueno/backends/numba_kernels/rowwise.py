@@ -9,7 +9,7 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_kernels import _par
-from trueno.backends.numba_kernels._math import fexp, isnan_f, maxnum
+from trueno.backends.numba_kernels._math import fexp, fmaximum
 from trueno.backends.numba_kernels._par import (
     _task,
     bounds,
@@ -36,12 +36,9 @@ def _fsum(a):
 @nb.njit(**JIT)
 def _rowmax(x):
     m = x[0]
-    nans = isnan_f(x[0])
     for i in range(x.size):
-        v = x[i]
-        m = maxnum(m, v)
-        nans = maxnum(nans, isnan_f(v))
-    return m if nans == 0 else m * np.float32(np.nan)
+        m = fmaximum(m, x[i])  # NaN-propagating, vectorizes
+    return m
 
 
 @nb.njit(**JIT)

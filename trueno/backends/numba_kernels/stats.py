@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from trueno.backends.numba_kernels._math import isnan_f, maxnum, minnum
+from trueno.backends.numba_kernels._math import fmaximum, fminimum
 from trueno.backends.numba_kernels._par import map_chunks, reduce_chunks
 from trueno.backends.numba_kernels.reductions import _flat, _sum
 from trueno.errors import DivisionByZeroError
@@ -46,13 +46,11 @@ def _sum_shift(a, c):
 def _minmax(a):
     lo = a[0]
     hi = a[0]
-    nans = isnan_f(a[0])
     for i in range(a.size):
         x = a[i]
-        lo = minnum(lo, x)
-        hi = maxnum(hi, x)
-        nans = maxnum(nans, isnan_f(x))
-    return lo, hi, nans
+        lo = fminimum(lo, x)  # NaN-propagating, vectorizes
+        hi = fmaximum(hi, x)
+    return lo, hi
 
 
 @nb.njit(**JIT)
@@ -121,10 +119,8 @@ def minmax_normalize(a):
     f = _flat(a)
     parts = reduce_chunks(_minmax, (f,), (), PAR_MIN)
     t = a.dtype.type
-    if any(p[2] != 0 for p in parts):
-        lo = hi = t(np.nan)
-    else:
-        lo, hi = t(min(p[0] for p in parts)), t(max(p[1] for p in parts))
+    lo = t(np.min(np.array([p[0] for p in parts], dtype=a.dtype)))  # NaN propagates
+    hi = t(np.max(np.array([p[1] for p in parts], dtype=a.dtype)))
     if hi == lo:
         raise DivisionByZeroError(
             f"minmax_normalize: max == min == {lo} (constant input); expected values that vary"
