@@ -124,22 +124,6 @@ def _maxabs(a):
 
 
 @nb.njit(**JIT)
-def _signed_max(a, sign):
-    """max of sign*a, NaN if any element is NaN (four streams)."""
-    q = a.size // 4
-    a0, a1, a2, a3 = a[:q], a[q : 2 * q], a[2 * q : 3 * q], a[3 * q : 4 * q]
-    m0 = a[0] * sign
-    m1, m2, m3 = m0, m0, m0
-    for i in range(q):
-        m0, m1 = fmaximum(m0, a0[i] * sign), fmaximum(m1, a1[i] * sign)
-        m2, m3 = fmaximum(m2, a2[i] * sign), fmaximum(m3, a3[i] * sign)
-    tail = a[4 * q :]
-    for i in range(tail.size):
-        m0 = fmaximum(m0, tail[i] * sign)
-    return fmaximum(fmaximum(m0, m1), fmaximum(m2, m3))
-
-
-@nb.njit(**JIT)
 def _argext(a, sign):
     """(index of first max of sign*a, its value, saw NaN): NaN -> index of first NaN."""
     n = a.size
@@ -147,7 +131,9 @@ def _argext(a, sign):
     best = a[0] * sign
     for lo in range(0, n, BLOCK):
         blk = a[lo : min(lo + BLOCK, n)]
-        m = _signed_max(blk, sign)
+        m = blk[0] * sign
+        for i in range(blk.size):  # one chain per block: inlined, vectorized
+            m = fmaximum(m, blk[i] * sign)
         if m != m:
             for i in range(blk.size):
                 if blk[i] != blk[i]:
