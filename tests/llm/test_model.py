@@ -219,3 +219,27 @@ def test_llama3_rope_frequency_factors_match_hf(tmp_path):
     assert_logits_close(ours, ref)
     plain = write_gguf(tmp_path / "plain.gguf", gguf_metadata("llama"), gguf_tensors("llama", sd))
     assert np.abs(Model.load(plain).logits(tokens) - ours).max() > 1e-3
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+def test_half_precision_weights_match_the_reference(dtype, tmp_path):
+    """F16 / BF16 matrices and embedding (norms stay F32, as converters write them)."""
+    from trueno.gguf.constants import GGMLType
+
+    tensors = gguf_tensors("qwen2", random_hf_state("qwen2", seed=5))
+    for name, t in list(tensors.items()):
+        if t.ndim == 2:
+            if dtype == "f16":
+                tensors[name] = t.astype(np.float16)
+            else:
+                bits = (t.view(np.uint32) + 0x8000) >> 16  # round to bfloat16
+                tensors[name] = (bits.astype(np.uint16), GGMLType.BF16, t.shape)
+    md = gguf_metadata("qwen2")
+    path = write_gguf(tmp_path / f"{dtype}.gguf", md, tensors)
+    model = Model.load(path)
+    assert model.weights.layers[0].w_down.ggml_type.name == dtype.upper()
+    assert_logits_close(model.logits(TOKENS), reference_logits(path, TOKENS), rel=1e-3)
+    full = model.logits(TOKENS)
+    model.reset()
+    model.prefill(TOKENS[:5])
+    np.testing.assert_allclose(model.decode(TOKENS[5]), full[5], rtol=2e-3, atol=2e-3)

@@ -1,8 +1,8 @@
 """Model weights named as in the GGUF file, memory-mapped: llama2.c's ``Weights`` struct.
 
 Matrices stay in their GGML block format and are used through ``trueno.quant.prepare``
-(fused dequant-dot matvec for decode, batched matmul for prefill); F32/F16/BF16 matrices are
-float32 arrays used through BLAS. Norm weights and biases are float32 vectors.
+(fused dequant-dot matvec for decode, batched matmul for prefill), F16/BF16 included; F32
+matrices are used in place through BLAS. Norm weights and biases are float32 vectors.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from trueno.errors import ModelError, UnsupportedError
 from trueno.gguf.constants import GGMLType
 from trueno.llm.config import Config
 
-FLOAT_TYPES = (GGMLType.F32, GGMLType.F16, GGMLType.BF16)
 # up to this many rows a quantized matmul runs as fused matvecs (measured crossover ~12-16
 # rows for Q4_1/Q5_0 at 576-2048 columns; more for the K-quants)
 MATVEC_ROWS = 12
@@ -83,7 +82,7 @@ class Matrix:
         """Convert (float types) or prepare (quantized types) the weight now. ``relayout``
         lets the quant kernels keep a re-laid-out copy (faster on short rows)."""
         if self.dense is None and self.prepared is None:
-            if self.ggml_type in FLOAT_TYPES:
+            if self.ggml_type == GGMLType.F32:
                 self.dense = np.ascontiguousarray(_as_float32(self.info))
             else:
                 self.prepared = _prepare(self.info.data, self.ggml_type, self.shape, relayout)
@@ -100,9 +99,6 @@ class Matrix:
         if any(m.ggml_type != first.ggml_type or m.shape[1] != first.shape[1] for m in mats):
             return None
         rows = sum(m.shape[0] for m in mats)
-        if first.ggml_type in FLOAT_TYPES:
-            data = np.concatenate([_as_float32(m.info) for m in mats], axis=0)
-            return cls(name, _TensorInfo(name, (rows, first.shape[1]), GGMLType.F32, data))
         data = np.concatenate([np.asarray(m.info.data) for m in mats], axis=0)
         return cls(name, _TensorInfo(name, (rows, first.shape[1]), first.ggml_type, data))
 
@@ -145,7 +141,7 @@ class Embedding:
         self.info = info
         self.ggml_type = GGMLType(info.ggml_type)
         self.shape = tuple(int(s) for s in info.shape)
-        self.dense = _as_float32(info) if self.ggml_type in FLOAT_TYPES else None
+        self.dense = _as_float32(info) if self.ggml_type == GGMLType.F32 else None
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
         """(T,) token ids -> (T, dim) float32."""
