@@ -243,3 +243,26 @@ def test_half_precision_weights_match_the_reference(dtype, tmp_path):
     model.reset()
     model.prefill(TOKENS[:5])
     np.testing.assert_allclose(model.decode(TOKENS[5]), full[5], rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q5_1"])
+def test_quantized_weights_match_the_reference(qtype, tmp_path):
+    """Block-quantized matrices: decode's fused int8-activation matvecs and prefill's
+    dequantize + BLAS path both track the float64 forward over the same blocks."""
+    from trueno.gguf.constants import GGMLType
+    from trueno.quant import quantize
+
+    t = GGMLType[qtype]
+    tensors = gguf_tensors("llama", random_hf_state("llama", seed=6))
+    for name, w in list(tensors.items()):
+        if w.ndim == 2 and w.shape[1] % 32 == 0:  # ffn_down (48 columns) stays F32
+            tensors[name] = (quantize(w, t), t, w.shape)
+    path = write_gguf(tmp_path / f"{qtype}.gguf", gguf_metadata("llama"), tensors)
+    model = Model.load(path)
+    tokens = (TOKENS * 2)[:16]  # more than MATVEC_ROWS: the batched path
+    ref = reference_logits(path, tokens)
+    assert_logits_close(model.logits(tokens), ref, rel=1e-4)  # dequantized f32 weights
+    model.reset()
+    model.prefill(tokens[:3])  # short: fused matvecs with int8 activations
+    steps = [model.decode(tok).copy() for tok in tokens[3:]]
+    assert_logits_close(np.array(steps), ref[3:], rel=2e-2)
