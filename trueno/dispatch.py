@@ -45,6 +45,7 @@ _ENV_FORCED: Backend | None = (
     backends.parse(config.FORCED_BACKEND) if config.FORCED_BACKEND else None
 )
 _kernels: dict[tuple[Backend, str], object] = {}
+_NUMPY_KERNELS: dict = backends.load(Backend.NUMPY).KERNELS  # the reference: always there
 _numba_ok: bool | None = None
 
 
@@ -127,8 +128,19 @@ class _Fallback:
 
 def run(spec: OpSpec, n: int, args: tuple, kwargs: dict | None = None):
     """Run ``spec`` on validated ``args`` (``n`` = input elements) on the chosen backend."""
-    backend = choose(spec, n, args)
-    fn = kernel(backend, spec.name)
+    kind = spec.kind
+    if (
+        n < THRESHOLDS[kind]
+        and _forced.get() is None
+        and _ENV_FORCED is None
+        and GPU_THRESHOLDS[kind] is None
+        and "cupy" not in sys.modules
+    ):  # the common small-input case, decided inline (same answer as choose())
+        backend = Backend.NUMPY
+        fn = _NUMPY_KERNELS[spec.name]
+    else:
+        backend = choose(spec, n, args)
+        fn = kernel(backend, spec.name)
     if not recorder.ENABLED:
         return fn(*args, **kwargs) if kwargs else fn(*args)
     t0 = perf_counter_ns()

@@ -50,6 +50,9 @@ def _is_scalar(x) -> bool:
 def operands(a, b, op: str):
     """Two operands of an element-wise op: same-shape arrays of one float dtype, or an array
     and a scalar (the scalar takes the array's dtype, as numpy does with Python numbers)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:  # fast path: same-shape float arrays
+        if a.shape == b.shape and a.dtype == b.dtype and a.dtype in FLOAT_DTYPES:
+            return a, b
     if _is_scalar(b) and not _is_scalar(a):
         a = as_float_array(a, op)
         return a, a.dtype.type(b)
