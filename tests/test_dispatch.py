@@ -103,3 +103,21 @@ def test_env_var_forces_backend():
         assert _run(code, TRUENO_BACKEND="numba").stdout.strip() == "numba"
     bad = _run(code, TRUENO_BACKEND="tpu")
     assert bad.returncode != 0 and "TRUENO_BACKEND='tpu' is not a backend" in bad.stderr
+
+
+@pytest.mark.skipif(dispatch.forced_backend() is not None, reason="TRUENO_BACKEND is set")
+def test_auto_small_inputs_record_numpy_spans():
+    x = np.arange(4, dtype=np.float32)
+    with trueno.trace.capture() as t:
+        trueno.exp(x)
+        trueno.softmax(x)
+    spans = [(s["name"], s["backend"]) for s in t.spans if s["category"] == "op"]
+    assert spans == [("exp", "numpy"), ("softmax", "numpy")]
+
+
+def test_fast_path_agrees_with_choose():
+    """run()'s inline small-input decision gives the backend choose() would."""
+    for spec in OPS.values():
+        for n in (1, 100, dispatch.THRESHOLDS[spec.kind] - 1):
+            if dispatch.forced_backend() is None and n < dispatch.THRESHOLDS[spec.kind]:
+                assert dispatch.choose(spec, n) is Backend.NUMPY

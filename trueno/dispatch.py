@@ -27,6 +27,7 @@ THRESHOLDS: dict[str, int] = {
     "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: one numba pass
     # vs numpy's 2-6 passes
     "reduction": 1 << 13,  # sum, mean-like sums (3-4x: many accumulators), dot, norms
+    "blas1": 1 << 21,  # dot: BLAS sdot is already at the memory limit; numba wins on threads
     "extrema": 1 << 21,  # max, min, argmax, argmin: numpy's are SIMD too; numba wins on threads
     "rowwise": 1 << 8,  # softmax, layer_norm, rms_norm (fused passes per row)
     "stats": 1 << 10,  # mean, variance, zscore (two fused passes)

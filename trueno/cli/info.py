@@ -13,6 +13,7 @@ EXAMPLE_OP = {  # one representative op per threshold class
     "fused": "gelu",
     "libm": "sin",
     "reduction": "sum",
+    "blas1": "dot",
     "extrema": "argmax",
     "rowwise": "softmax",
     "stats": "variance",

@@ -11,7 +11,7 @@ from trueno.ops.spec import declare
 # rtol below bounds the rounding of a reordered float32 sum (multiple accumulators).
 SUM_RTOL = 1e-5
 
-DOT = declare("dot", "reduction", rtol=SUM_RTOL, flops=2, doc="sum(a * b)", args="redxy")
+DOT = declare("dot", "blas1", rtol=SUM_RTOL, flops=2, doc="sum(a * b)", args="redxy")
 SUM = declare("sum", "reduction", rtol=SUM_RTOL, doc="sum(a)", args="red")
 SUM_KAHAN = declare(
     "sum_kahan", "reduction", rtol=1e-6, flops=4, doc="compensated sum(a)", args="red"
