@@ -180,7 +180,7 @@ SPM_PIECES = (
     ["\u2581"]
     + [chr(c) for c in range(97, 123)]
     + ["\u2581" + chr(c) for c in range(97, 123)]
-    + ["\u2581the", "th", "he", "in", "er", "an", ".", "<0x0A>"]
+    + ["\u2581the", "th", "he", "in", "<0xC3>", "<0xA9>", ".", "<0x0A>"]
 )
 
 
@@ -188,7 +188,7 @@ def spm_vocab_metadata() -> dict:
     """A 64-token SentencePiece vocabulary (so the tiny models can generate text)."""
     tokens = ["<unk>", "<s>", "</s>", *SPM_PIECES]
     assert len(tokens) == 64
-    types = [2, 3, 3] + [1] * (len(tokens) - 4) + [6]
+    types = [2, 3, 3] + [6 if p.startswith("<0x") else 1 for p in SPM_PIECES]  # 6: byte
     return {
         Keys.TOKENIZER_MODEL: "llama",
         Keys.TOKENS: tokens,

@@ -145,3 +145,26 @@ def test_trace_records_attention_ops_inside_layers(model):
     assert len(attention) == 2 * n_layers  # prefill + one decode step
     assert all(by_id[s["parent"]]["name"] == "layer" for s in attention)
     assert all(s["category"] == "op" and s["flops"] > 0 for s in attention)
+
+
+def test_streamed_text_never_splits_a_utf8_character(model):
+    from trueno.llm.generate import GenerationStats, _texts
+
+    tok = model.tokenizer
+    ids = tok.encode("caf\u00e9 the", add_special=False)
+    b1, b2 = tok.token_id("<0xC3>"), tok.token_id("<0xA9>")
+    assert b1 in ids and b2 in ids  # "é" falls back to its two UTF-8 bytes
+    pieces = list(_texts(tok, iter(ids), (), GenerationStats()))
+    assert "".join(pieces) == " caf\u00e9 the"  # mid-stream: the SPM space prefix stays
+    assert all("\ufffd" not in p for p in pieces)
+    assert "\u00e9" in next(p for p in pieces if "\u00e9" in p)  # arrives whole
+
+
+def test_stop_string_held_back_across_pieces(model):
+    from trueno.llm.generate import GenerationStats, _texts
+
+    tok = model.tokenizer
+    ids = tok.encode("the cat sat", add_special=False)
+    stats = GenerationStats()
+    text = "".join(_texts(tok, iter(ids), ("cat s",), stats))
+    assert text == " the " and stats.stop_reason == "stop"

@@ -193,7 +193,9 @@ def _texts(
                 if hit:
                     yield pending[:hit]
                 stats.stop_reason = "stop"
-                tokens.close()
+                close = getattr(tokens, "close", None)
+                if close is not None:  # stop the model loop now
+                    close()
                 return
             hold = _partial_stop(pending, stop)
             emit, pending = pending[: len(pending) - hold], pending[len(pending) - hold :]
