@@ -74,13 +74,13 @@ class Matrix:
         self.ggml_type = GGMLType(info.ggml_type)
         if len(self.shape) != 2:
             raise ModelError(f"tensor {name!r}: expected 2 dims, found shape {self.shape}")
-        self.info = info  # float array or GGML blocks (rows, bytes_per_row) in .data
+        self.info = info  # .data: a float array, or GGML blocks (rows, bytes_per_row)
         self.dense: np.ndarray | None = None
         self.prepared = None
 
     def ready(self, relayout: bool = True) -> Matrix:
-        """Convert (float types) or prepare (quantized types) the weight now. ``relayout``
-        lets the quant kernels keep a re-laid-out copy (faster on short rows)."""
+        """Use an F32 weight in place, or prepare any other type for the quant kernels, now.
+        ``relayout`` lets the quant kernels keep a re-laid-out copy (faster on short rows)."""
         if self.dense is None and self.prepared is None:
             if self.ggml_type == GGMLType.F32:
                 self.dense = np.ascontiguousarray(_as_float32(self.info))
