@@ -64,5 +64,10 @@ class ContextLengthError(ModelError):
     """The prompt plus requested tokens do not fit in the context window."""
 
 
+class TokenizerError(TruenoError, ValueError):
+    """Input the tokenizer cannot handle (a token id outside the vocabulary, a byte with no
+    token and no unknown token)."""
+
+
 class TraceError(TruenoError, ValueError):
     """A trace file or trace command is invalid."""

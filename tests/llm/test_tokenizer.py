@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trueno.errors import ModelError, TruenoError, UnsupportedError
+from trueno.errors import ModelError, TokenizerError, TruenoError, UnsupportedError
 from trueno.gguf import load
 from trueno.gguf.constants import Keys, TokenType
 from trueno.llm import Tokenizer
-from trueno.llm.tokenizer import StreamDecoder, TokenizerError, clean_up_spaces
+from trueno.llm import tokenizer as tokenizer_module
+from trueno.llm.detokenize import StreamDecoder, clean_up_spaces
 
 REPO = Path(__file__).resolve().parents[2]
 TESTDATA = REPO.parent / "shared" / "testdata"
@@ -332,6 +333,7 @@ def test_metadata_errors():
     with pytest.raises(TokenizerError, match="token id 99 outside"):
         tok.decode([99])
     assert issubclass(TokenizerError, TruenoError) and issubclass(TokenizerError, ValueError)
+    assert tokenizer_module.TokenizerError is TokenizerError  # the old import path still works
 
 
 def test_bpe_merge_ranks_and_ignore_merges():
