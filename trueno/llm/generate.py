@@ -7,7 +7,6 @@ half a character, held back while they could be the start of a stop string). Bot
 
 from __future__ import annotations
 
-import codecs
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -149,33 +148,18 @@ def generate(
     model,
     prompt,
     max_tokens: int = 128,
-    temperature: float = 0.8,
-    top_k: int = 40,
-    top_p: float = 0.95,
-    min_p: float = 0.05,
-    repeat_penalty: float = 1.0,
-    presence_penalty: float = 0.0,
-    frequency_penalty: float = 0.0,
-    repeat_last_n: int = 64,
-    seed: int | None = None,
     stop: Sequence[str] = (),
     sampler: Sampler | None = None,
     reuse_cache: bool = False,
+    **sampling,
 ) -> Generation:
-    """Yield text pieces generated for ``prompt`` (text or token ids)."""
-    if sampler is None:
-        sampler = Sampler(
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            min_p=min_p,
-            repeat_penalty=repeat_penalty,
-            presence_penalty=presence_penalty,
-            frequency_penalty=frequency_penalty,
-            repeat_last_n=repeat_last_n,
-            seed=seed,
-        )
-    tokens = generate_tokens(model, prompt, max_tokens, sampler, reuse_cache=reuse_cache)
+    """Yield text pieces generated for ``prompt`` (text or token ids), stopping before any
+    of the ``stop`` strings. ``sampling``: :class:`Sampler` options (temperature, top_k,
+    top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n, seed),
+    llama.cpp's defaults where not given."""
+    tokens = generate_tokens(
+        model, prompt, max_tokens, sampler, reuse_cache=reuse_cache, **sampling
+    )
     pieces = _texts(model.tokenizer, tokens, tuple(s for s in stop if s), tokens.stats)
     return Generation(pieces, tokens.stats)
 
@@ -183,10 +167,10 @@ def generate(
 def _texts(
     tokenizer, tokens: Iterator[int], stop: tuple[str, ...], stats: GenerationStats
 ) -> Iterator[str]:
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    decoder = tokenizer.decode_stream()
     pending = ""  # text held back: it may be the beginning of a stop string
     for tok in tokens:
-        pending += decoder.decode(tokenizer.token_to_piece(tok))
+        pending += decoder.push(tok)
         if stop:
             hit = min((i for i in (pending.find(s) for s in stop) if i >= 0), default=-1)
             if hit >= 0:
@@ -203,7 +187,7 @@ def _texts(
             emit, pending = pending, ""
         if emit:
             yield emit
-    pending += decoder.decode(b"", final=True)
+    pending += decoder.flush()
     if pending:
         yield pending
 
