@@ -36,14 +36,20 @@ def nibbles_64(qs: np.ndarray) -> np.ndarray:
     return (q & np.uint8(0x0F)).reshape(-1, 8, 32)
 
 
-def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
+def sub_block_scales(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_K/Q5_K blocks -> (n, 8, 1) sub-block scales ``d*sc`` and offsets ``dmin*m``."""
     n = blocks.shape[0]
     d, dmin = f16_bits(blocks, 0), f16_bits(blocks, 2)
     sc, mn = scale_min(blocks[:, 4:16])
     dl = (d * sc.astype(np.float32)).reshape(n, 8, 1)
     ml = (dmin * mn.astype(np.float32)).reshape(n, 8, 1)
+    return dl, ml
+
+
+def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
+    dl, ml = sub_block_scales(blocks)
     q = nibbles_64(blocks[:, 16:144]).astype(np.float32)
-    return (dl * q - ml).reshape(n, QK_K)
+    return (dl * q - ml).reshape(-1, QK_K)
 
 
 @numba.njit(cache=True, inline="always")

@@ -16,17 +16,14 @@ import numba
 import numpy as np
 
 from trueno.gguf.constants import QK_K, GGMLType
-from trueno.quant.base import Format, f16_bits, register
+from trueno.quant.base import Format, register
 from trueno.quant.kquant_ref import quantize_q5_k_ref
-from trueno.quant.q4_k import nibbles_64, scale_min, scale_min_k4
+from trueno.quant.q4_k import nibbles_64, scale_min_k4, sub_block_scales
 
 
 def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
     n = blocks.shape[0]
-    d, dmin = f16_bits(blocks, 0), f16_bits(blocks, 2)
-    sc, mn = scale_min(blocks[:, 4:16])
-    dl = (d * sc.astype(np.float32)).reshape(n, 8, 1)
-    ml = (dmin * mn.astype(np.float32)).reshape(n, 8, 1)
+    dl, ml = sub_block_scales(blocks)
     qh = blocks[:, 16:48].reshape(n, 1, 32) >> np.arange(8, dtype=np.uint8).reshape(1, 8, 1)
     q = nibbles_64(blocks[:, 48:176]) | ((qh & np.uint8(1)) << np.uint8(4))
     return (dl * q.astype(np.float32) - ml).reshape(n, QK_K)
