@@ -213,20 +213,12 @@ class PreparedWeight:
 
     def _dequantize_rows(self, r0: int, r1: int, out: np.ndarray) -> None:
         """Rows [r0, r1) as f32 into ``out`` (r1 - r0, cols), split over threads."""
-        pb = self._paired
-        fmt = self.format
+        pb, fmt = self._paired, self.format
         if pb is not None:
-            from trueno.quant.relayout import dequantize_paired, dequantize_split_q8_0
-
-            offset = {"Q4_0": 8, "Q5_0": 16}.get(fmt.name, 0)
+            from trueno.quant.relayout import dequantize_rows
 
             def kernel(lo, hi, dst):
-                if fmt.name == "Q8_0":
-                    dequantize_split_q8_0(pb.qs[lo:hi], pb.d[lo:hi], F16_TO_F32, dst)
-                    return
-                dequantize_paired(
-                    pb.qs[lo:hi], pb.d[lo:hi], pb.m[lo:hi], pb.qh[lo:hi], F16_TO_F32, offset, dst
-                )
+                dequantize_rows(pb, fmt.name, lo, hi, dst)
         else:
 
             def kernel(lo, hi, dst):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from trueno.quant.base import F16_TO_F32
 from trueno.quant.q4_0 import nibbles
 
 _J = np.arange(32)
@@ -36,6 +37,7 @@ LAYOUTS = {
     "Q5_0": (22, False, True),
     "Q5_1": (24, True, True),
 }
+_OFFSET = {"Q4_0": 8, "Q5_0": 16}  # w = d * (q - offset) for the formats without mins
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,15 @@ def to_blocks(pb: PairedBlocks, name: str, r0: int = 0, r1: int | None = None) -
     if nb % 2:
         out[:, -1, at:] = qs[:, 32 * npair :]
     return out
+
+
+def dequantize_rows(pb: PairedBlocks, name: str, r0: int, r1: int, out: np.ndarray) -> None:
+    """Rows [r0, r1) of :class:`PairedBlocks` as f32 into ``out`` (r1 - r0, 32 * nb)."""
+    if name == "Q8_0":
+        dequantize_split_q8_0(pb.qs[r0:r1], pb.d[r0:r1], F16_TO_F32, out)
+    else:
+        qs, d, m, qh = pb.qs[r0:r1], pb.d[r0:r1], pb.m[r0:r1], pb.qh[r0:r1]
+        dequantize_paired(qs, d, m, qh, F16_TO_F32, _OFFSET.get(name, 0), out)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
