@@ -146,7 +146,6 @@ def report(load_s: float, stats) -> None:
 
 def handler(args) -> int:
     from trueno.llm.generate import generate
-    from trueno.llm.sampler import Sampler
 
     prompt = args.prompt
     if args.file:
@@ -159,7 +158,7 @@ def handler(args) -> int:
         prompt,
         max_tokens=args.n_predict,
         stop=args.stop,
-        sampler=Sampler(**sampling_options(args)),
+        **sampling_options(args),
     )
     out = sys.stdout
     if not args.no_display_prompt:
