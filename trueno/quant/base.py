@@ -101,6 +101,17 @@ def f16_bits(blocks: np.ndarray, offset: int) -> np.ndarray:
     return blocks[:, offset : offset + 2].copy().view(np.float16).astype(np.float32)
 
 
+def signed_absmax(x: np.ndarray) -> np.ndarray:
+    """Per row of (n, k): the value of largest magnitude, sign kept (shape (n, 1))."""
+    return np.take_along_axis(x, np.abs(x).argmax(axis=-1, keepdims=True), axis=-1)
+
+
+def inverse_or_zero(d: np.ndarray) -> np.ndarray:
+    """1 / d elementwise, 0 where d == 0 (llama.cpp's ``id = d ? 1.0f/d : 0.0f``)."""
+    with np.errstate(divide="ignore"):
+        return np.where(d == 0, np.float32(0), np.float32(1) / d)
+
+
 def u16_field(blocks: np.ndarray, offset: int) -> np.ndarray:
     return blocks[:, offset : offset + 2].copy().view(np.uint16)
 

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from trueno.gguf.constants import GGMLType
-from trueno.quant.base import Format, f16_bits, register
+from trueno.quant.base import Format, f16_bits, inverse_or_zero, register, signed_absmax
 
 
 def nibbles(qs: np.ndarray) -> np.ndarray:
@@ -28,11 +28,9 @@ def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
 
 def quantize_ref(x: np.ndarray) -> np.ndarray:
     """llama.cpp quantize_row_q4_0_ref: d = (signed value of max |x|) / -8."""
-    imax = np.abs(x).argmax(axis=-1, keepdims=True)
-    vmax = np.take_along_axis(x, imax, axis=-1)
+    vmax = signed_absmax(x)
     d = vmax / np.float32(-8)
-    with np.errstate(divide="ignore"):
-        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    inv = inverse_or_zero(d)
     q = np.trunc(x * inv + np.float32(8.5), dtype=np.float32).astype(np.uint8).clip(0, 15)
     qs = q[:, :16] | (q[:, 16:] << np.uint8(4))
     return np.concatenate([d.astype(np.float16).view(np.uint8), qs], axis=-1)

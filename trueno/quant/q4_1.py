@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from trueno.gguf.constants import GGMLType
-from trueno.quant.base import Format, f16_bits, register
+from trueno.quant.base import Format, f16_bits, inverse_or_zero, register
 from trueno.quant.q4_0 import nibbles
 
 
@@ -26,8 +26,7 @@ def quantize_ref(x: np.ndarray) -> np.ndarray:
     vmax = x.max(axis=-1, keepdims=True)
     vmin = x.min(axis=-1, keepdims=True)
     d = (vmax - vmin) / np.float32(15)
-    with np.errstate(divide="ignore"):
-        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    inv = inverse_or_zero(d)
     q = np.trunc((x - vmin) * inv + np.float32(0.5), dtype=np.float32).astype(np.uint8).clip(0, 15)
     qs = q[:, :16] | (q[:, 16:] << np.uint8(4))
     f16 = np.float16

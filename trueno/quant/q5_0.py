@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from trueno.gguf.constants import GGMLType
-from trueno.quant.base import Format, f16_bits, register
+from trueno.quant.base import Format, f16_bits, inverse_or_zero, register, signed_absmax
 from trueno.quant.q4_0 import nibbles
 
 
@@ -33,11 +33,9 @@ def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
 
 def quantize_ref(x: np.ndarray) -> np.ndarray:
     """llama.cpp quantize_row_q5_0_ref: d = (signed value of max |x|) / -16."""
-    imax = np.abs(x).argmax(axis=-1, keepdims=True)
-    vmax = np.take_along_axis(x, imax, axis=-1)
+    vmax = signed_absmax(x)
     d = vmax / np.float32(-16)
-    with np.errstate(divide="ignore"):
-        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    inv = inverse_or_zero(d)
     q = np.trunc(x * inv + np.float32(16.5), dtype=np.float32).astype(np.uint8).clip(0, 31)
     qs = (q[:, :16] & np.uint8(0x0F)) | (q[:, 16:] << np.uint8(4))
     return np.concatenate([d.astype(np.float16).view(np.uint8), pack_high_bits(q), qs], axis=-1)

@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from trueno.gguf.constants import GGMLType
-from trueno.quant.base import Format, f16_bits, register
+from trueno.quant.base import Format, f16_bits, inverse_or_zero, register
 from trueno.quant.q4_0 import nibbles
 from trueno.quant.q5_0 import high_bits, pack_high_bits
 
@@ -27,8 +27,7 @@ def quantize_ref(x: np.ndarray) -> np.ndarray:
     vmax = x.max(axis=-1, keepdims=True)
     vmin = x.min(axis=-1, keepdims=True)
     d = (vmax - vmin) / np.float32(31)
-    with np.errstate(divide="ignore"):
-        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    inv = inverse_or_zero(d)
     q = np.trunc((x - vmin) * inv + np.float32(0.5), dtype=np.float32).astype(np.uint8).clip(0, 31)
     qs = (q[:, :16] & np.uint8(0x0F)) | (q[:, 16:] << np.uint8(4))
     f16 = np.float16

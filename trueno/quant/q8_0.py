@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from trueno.gguf.constants import GGMLType
-from trueno.quant.base import Format, f16_bits, register
+from trueno.quant.base import Format, f16_bits, inverse_or_zero, register
 
 
 def round_away(v: np.ndarray) -> np.ndarray:
@@ -29,8 +29,7 @@ def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
 def quantize_ref(x: np.ndarray) -> np.ndarray:
     """llama.cpp quantize_row_q8_0_ref: d = max |x| / 127, q = roundf(x / d)."""
     d = np.abs(x).max(axis=-1, keepdims=True) / np.float32(127)
-    with np.errstate(divide="ignore"):
-        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
+    inv = inverse_or_zero(d)
     qs = round_away(x * inv).astype(np.int8).view(np.uint8)
     return np.concatenate([d.astype(np.float16).view(np.uint8), qs], axis=-1)
 

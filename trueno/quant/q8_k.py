@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from trueno.gguf.constants import GGMLType
-from trueno.quant.base import Format, register
+from trueno.quant.base import Format, register, signed_absmax
 
 
 def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
@@ -22,8 +22,7 @@ def dequantize_ref(blocks: np.ndarray) -> np.ndarray:
 
 def quantize_ref(x: np.ndarray) -> np.ndarray:
     """llama.cpp quantize_row_q8_K_ref: d = (signed max |x|) / -127, q = nearest(x / d)."""
-    imax = np.abs(x).argmax(axis=-1, keepdims=True)
-    vmax = np.take_along_axis(x, imax, axis=-1)
+    vmax = signed_absmax(x)
     with np.errstate(divide="ignore"):
         inv = np.where(vmax == 0, np.float32(0), np.float32(-127) / vmax)
     q = np.minimum(np.rint(x * inv), 127).astype(np.int8)
