@@ -32,9 +32,6 @@ class KVCache:
         self.k[layer, :, start : start + t] = k.reshape(t, n_kv, hd).transpose(1, 0, 2)
         self.v[layer, :, start : start + t] = v.reshape(t, n_kv, hd).transpose(1, 0, 2)
 
-    def reset(self) -> None:
-        self.n = 0
-
 
 def rope_tables(
     rope_dim: int, base: float, ctx: int, scale: float = 1.0, factors: np.ndarray | None = None

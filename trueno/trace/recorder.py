@@ -73,10 +73,6 @@ class Recorder:
         self.t0_ns = perf_counter_ns()
         self.epoch0_ns = time.time_ns()
 
-    @property
-    def epoch_offset_ns(self) -> int:
-        return self.epoch0_ns - self.t0_ns
-
     def buffer(self) -> _ThreadBuffer:
         buf = _ThreadBuffer(self)
         with _lock:
