@@ -5,6 +5,7 @@ bounded flush."""
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from concurrent import futures
@@ -109,27 +110,18 @@ def test_traceparent_and_env_endpoint_through_cli(tmp_path, monkeypatch):
     assert layer.parent_span_id.hex() == sid
 
 
+def trace_run(tmp_path, program, endpoint: str, *options: str) -> int:
+    """``trueno trace run`` of ``program`` exporting to the OTLP ``endpoint``."""
+    out = str(tmp_path / "t.json")
+    cmd = ["--", sys.executable, str(program)]
+    return main(["trace", "run", "-o", out, "--quiet", "--syscalls", "off",
+                 "--otlp-endpoint", endpoint, *options, *cmd])  # fmt: skip
+
+
 def test_real_program_spans_over_http(tmp_path, program, monkeypatch):
     monkeypatch.delenv("TRACEPARENT", raising=False)
-    import sys
-
     with Receiver() as rx:
-        code = main(
-            [
-                "trace",
-                "run",
-                "-o",
-                str(tmp_path / "t.json"),
-                "--quiet",
-                "--syscalls",
-                "off",
-                "--otlp-endpoint",
-                rx.url,
-                "--",
-                sys.executable,
-                str(program),
-            ]
-        )
+        code = trace_run(tmp_path, program, rx.url)
     assert code == 0
     received = rx.spans()
     by_id = {s.span_id: s for _, s in received}
@@ -147,27 +139,8 @@ def closed_port() -> int:
 
 
 def test_collector_down_is_bounded(tmp_path, program):
-    import sys
-
     t0 = time.monotonic()
-    code = main(
-        [
-            "trace",
-            "run",
-            "-o",
-            str(tmp_path / "t.json"),
-            "--quiet",
-            "--syscalls",
-            "off",
-            "--otlp-endpoint",
-            f"http://127.0.0.1:{closed_port()}",
-            "--otlp-timeout",
-            "1",
-            "--",
-            sys.executable,
-            str(program),
-        ]
-    )
+    code = trace_run(tmp_path, program, f"http://127.0.0.1:{closed_port()}", "--otlp-timeout", "1")
     assert code == 0  # the program's exit code, not the exporter's
     assert time.monotonic() - t0 < 30
     res = otlp.send(synthetic(), f"http://127.0.0.1:{closed_port()}", timeout=1.0)
