@@ -24,16 +24,16 @@ from trueno.trace import recorder
 THRESHOLDS: dict[str, int] = {
     "elementwise": 1 << 20,  # add, abs, relu ...: memory-bound, numba only wins on 2 threads
     "transcendental": 1 << 17,  # exp, tanh: numpy is SIMD too; numba wins once split on threads
-    "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: one numba pass
-    # vs numpy's 2-6 passes
-    "reduction": 1 << 13,  # sum, mean-like sums (3-4x: many accumulators), dot, norms
+    "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: 1 pass vs 2-6
+    "reduction": 1 << 13,  # sum, norms, sum_kahan (3-5x: many accumulators)
     "blas1": 1 << 21,  # dot: BLAS sdot is already at the memory limit; numba wins on threads
     "extrema": 1 << 21,  # max, min, argmax, argmin: numpy's are SIMD too; numba wins on threads
     "rowwise": 1 << 8,  # softmax, layer_norm, rms_norm (fused passes per row)
     "stats": 1 << 10,  # mean, variance, zscore (two fused passes)
     "matrix": 1 << 62,  # matmul family: BLAS through numpy is at the hardware limit
     "libm": 1 << 62,  # sin, ln, pow ...: numba calls scalar libm; numpy's are SIMD here
-    "conv": 1 << 10,  # convolve2d (n = image * kernel elements)
+    "conv": 1 << 10,  # convolve2d (n = image * kernel elements): 20x numpy's einsum
+    "transpose": 1 << 16,  # numba copies 8-row strips; numpy's strided .T copy is 6x slower
     "gather": 1 << 62,  # embedding_lookup: numpy fancy indexing is a memcpy already
     "never": 1 << 62,  # ops only the reference implements well
 }

@@ -20,6 +20,7 @@ EXAMPLE_OP = {  # one representative op per threshold class
     "matrix": "matmul",
     "conv": "convolve2d",
     "gather": "embedding_lookup",
+    "transpose": "transpose",
     "never": "eigh",
 }
 

@@ -19,7 +19,7 @@ BATCHED = declare(
     doc="a @ b over leading batch axes (3-D, 4-D)",
     args="mat",
 )
-TRANSPOSE = declare("transpose", "matrix", rtol=0.0, doc="a.T (contiguous)", args="mat")
+TRANSPOSE = declare("transpose", "transpose", rtol=0.0, doc="a.T (contiguous)", args="mat")
 MATVEC = declare("matvec", "matrix", rtol=1e-5, atol=1e-5, flops=2, doc="A @ x", args="mat")
 VECMAT = declare("vecmat", "matrix", rtol=1e-5, atol=1e-5, flops=2, doc="x @ A", args="mat")
 CONV2D = declare(
