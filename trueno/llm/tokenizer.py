@@ -62,6 +62,39 @@ def _as_list(seq) -> list:
     return seq.tolist() if hasattr(seq, "tolist") else list(seq)
 
 
+def merge_symbols(sym: list[str], priority) -> list[str]:
+    """The merge loop shared by llama.cpp's SPM and BPE sessions: repeatedly join the adjacent
+    pair with the lowest ``priority(left, right)`` (None: never joined; ties: leftmost first)
+    and return the final symbols in order. ``sym`` is consumed."""
+    n = len(sym)
+    if n == 0:
+        return []
+    prev = list(range(-1, n - 1))
+    nxt = list(range(1, n + 1))
+    nxt[-1] = -1
+    heap: list[tuple] = []
+
+    def add(left: int, right: int) -> None:
+        if left >= 0 and right >= 0:
+            key = priority(sym[left], sym[right])
+            if key is not None:
+                heapq.heappush(heap, (key, left, right, sym[left] + sym[right]))
+
+    for i in range(1, n):
+        add(i - 1, i)
+    while heap:
+        _, left, right, merged = heapq.heappop(heap)
+        if not sym[left] or not sym[right] or sym[left] + sym[right] != merged:
+            continue  # stale: one side was merged since this pair was queued
+        sym[left], sym[right] = merged, ""
+        nxt[left] = nxt[right]
+        if nxt[right] >= 0:
+            prev[nxt[right]] = left
+        add(prev[left], left)
+        add(left, nxt[left])
+    return [s for s in sym if s]
+
+
 class Tokenizer:
     """Text <-> token ids for one GGUF vocabulary. Build it with :meth:`from_gguf`."""
 
@@ -271,46 +304,18 @@ class Tokenizer:
 
     def _encode_spm(self, text: str, out: list[int]) -> None:
         """llm_tokenizer_spm: merge the adjacent pair whose piece scores highest, repeatedly."""
-        n = len(text)
-        if n == 0:
-            return
         tok2id, scores = self._tok2id, self._scores
-        start = list(range(n))
-        size = [1] * n
-        prev = list(range(-1, n - 1))
-        nxt = list(range(1, n + 1))
-        nxt[-1] = -1
-        heap: list[tuple[float, int, int, int]] = []
 
-        def add(left: int, right: int) -> None:
-            if left < 0 or right < 0:
-                return
-            merged = size[left] + size[right]
-            tid = tok2id.get(text[start[left] : start[left] + merged])
-            if tid is not None:
-                heapq.heappush(heap, (-scores[tid] if scores else -0.0, left, right, merged))
+        def priority(left: str, right: str) -> float | None:
+            tid = tok2id.get(left + right)
+            return None if tid is None else -scores[tid] if scores else -0.0
 
-        for i in range(1, n):
-            add(i - 1, i)
-        while heap:
-            _, left, right, merged = heapq.heappop(heap)
-            if size[left] == 0 or size[right] == 0 or size[left] + size[right] != merged:
-                continue
-            size[left], size[right] = merged, 0
-            nxt[left] = nxt[right]
-            if nxt[right] >= 0:
-                prev[nxt[right]] = left
-            add(prev[left], left)
-            add(left, nxt[left])
-        i = 0
-        while i != -1:
-            piece = text[start[i] : start[i] + size[i]]
+        for piece in merge_symbols(list(text), priority):
             tid = tok2id.get(piece)
             if tid is not None:
                 out.append(tid)
             else:
                 out.extend(self._byte_fallback(piece))
-            i = nxt[i]
 
     def _byte_fallback(self, piece: str) -> list[int]:
         ids = []
@@ -327,41 +332,16 @@ class Tokenizer:
         return ids
 
     def _encode_bpe_word(self, word: str) -> list[int]:
-        """llm_tokenizer_bpe_session for one pre-tokenized word."""
-        tok2id, ranks = self._tok2id, self._ranks
+        """llm_tokenizer_bpe_session for one pre-tokenized word: merge by rank."""
+        tok2id = self._tok2id
         sym = list(byte_encode(word))
         if self.pre.ignore_merges or len(sym) == 1:
             tid = tok2id.get("".join(sym))
             if tid is not None:
                 return [tid]
-        n = len(sym)
-        prev = list(range(-1, n - 1))
-        nxt = list(range(1, n + 1))
-        nxt[-1] = -1
-        heap: list[tuple[int, int, int, str]] = []
-
-        def add(left: int, right: int) -> None:
-            if left >= 0 and right >= 0:
-                rank = ranks.get((sym[left], sym[right]))
-                if rank is not None:
-                    heapq.heappush(heap, (rank, left, right, sym[left] + sym[right]))
-
-        for i in range(1, n):
-            add(i - 1, i)
-        while heap:
-            _, left, right, merged = heapq.heappop(heap)
-            if not sym[left] or not sym[right] or sym[left] + sym[right] != merged:
-                continue
-            sym[left], sym[right] = merged, ""
-            nxt[left] = nxt[right]
-            if nxt[right] >= 0:
-                prev[nxt[right]] = left
-            add(prev[left], left)
-            add(left, nxt[left])
+        ranks = self._ranks
         out = []
-        for s in sym:
-            if not s:
-                continue
+        for s in merge_symbols(sym, lambda left, right: ranks.get((left, right))):
             tid = tok2id.get(s)
             if tid is not None:
                 out.append(tid)
