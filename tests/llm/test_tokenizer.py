@@ -354,3 +354,13 @@ def test_tiny_vocab_written_and_read_back(tmp_path):
     assert tok.eos_id == 1 and tok.is_eog(1) and tok.is_eog(0) and tok.eot_id == 1
     assert tok.decode([6, 7, 1]) == "ab ab" and tok.decode([6, 7, 1], special=True) == \
         "ab ab<|im_end|>"  # fmt: skip
+
+
+def test_merge_symbols_lowest_priority_first_leftmost_on_ties():
+    from trueno.llm.tokenizer import merge_symbols
+
+    ranks = {("a", "b"): 1, ("b", "c"): 0, ("a", "bc"): 2, ("x", "x"): 5}
+    assert merge_symbols(list("abc"), lambda a, b: ranks.get((a, b))) == ["abc"]
+    assert merge_symbols(list("xxx"), lambda a, b: ranks.get((a, b))) == ["xx", "x"]
+    assert merge_symbols(list("ab"), lambda a, b: None) == ["a", "b"]
+    assert merge_symbols([], lambda a, b: 0) == []
