@@ -6,6 +6,7 @@ import numba
 import numpy as np
 
 from trueno.gguf.constants import GGMLType
+from trueno.gguf.writer import to_bf16
 from trueno.quant.base import Format, register
 
 
@@ -31,13 +32,8 @@ def dequantize_bf16(blocks: np.ndarray) -> np.ndarray:
 
 
 def quantize_bf16(x: np.ndarray) -> np.ndarray:
-    """ggml_compute_fp32_to_bf16: round to nearest even, NaN forced quiet."""
-    n = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    n = np.where(
-        (n & 0x7FFFFFFF) > 0x7F800000, (n & np.uint32(0xFFFF0000)) | np.uint32(64 << 16), n
-    )
-    n = (n.astype(np.uint64) + (0x7FFF + ((n >> 16) & 1))) >> 16
-    return n.astype(np.uint16).view(np.uint8)
+    """ggml_compute_fp32_to_bf16 (round to nearest even, NaN forced quiet), as bytes."""
+    return to_bf16(np.ascontiguousarray(x, dtype=np.float32)).view(np.uint8)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
