@@ -165,24 +165,33 @@ def test_rowwise(name, backend, dtype, data):
         "argmax",
         "layer_norm",
         "rms_norm",
+        "zscore",
+        "minmax_normalize",
+        "variance",
+        "sum_kahan",
+        "norm_linf",
+        "argmin",
     ],
 )
 def test_large_inputs_split_over_threads(name, backend, monkeypatch):
     """Sizes above the thread-split threshold (chunk borders, combining partial results);
     splitting is forced (the kernels skip it while the machine is busy)."""
-    from trueno.backends.numba_kernels import _par
+    from trueno.backends.numba_kernels import _par, reductions, stats
 
     monkeypatch.setattr(_par, "threads_now", lambda: 2)
+    monkeypatch.setattr(reductions, "PAR_MIN", 1 << 16)
+    monkeypatch.setattr(stats, "PAR_MIN", 1 << 16)
     rng = np.random.default_rng(1)
     x = (rng.standard_normal(300_001) * 4).astype(np.float32)
     x[123_457] = 40.0  # unique max in the second half
     args = (x, x) if name == "add" else (x,)
     scale = float(np.abs(x).sum()) if name == "sum" else 0.0
+    scale = float(np.mean(x.astype(np.float64) ** 2)) if name == "variance" else scale
     compare(name, backend, *args, scale=scale)
     x2 = x[:300_000].reshape(100, 3000)
     if name in ("softmax", "layer_norm", "rms_norm"):
         compare(name, backend, x2)
-    if name == "argmax":
+    if name in ("argmax", "argmin"):
         y = x.copy()
         y[200_000] = np.nan
         compare(name, backend, y)

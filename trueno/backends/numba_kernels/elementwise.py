@@ -14,7 +14,7 @@ from trueno.backends.numba_kernels._par import map_chunks
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
-PAR_MIN = 1 << 20  # split across threads from here (memory-bound: only big arrays pay)
+PAR_MIN = 1 << 22  # memory-bound: split only DRAM-resident arrays
 PAR_MIN_MATH = 1 << 17  # compute-bound kernels split earlier
 KERNELS: dict = {}
 

@@ -13,7 +13,7 @@ from trueno.errors import DivisionByZeroError
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 FAST = dict(JIT, fastmath={"reassoc", "contract"})
-PAR_MIN = 1 << 18
+PAR_MIN = 1 << 22  # DRAM-resident sizes only: in cache one thread already saturates
 KERNELS: dict = {}
 
 
