@@ -21,42 +21,21 @@ import numpy as np
 
 from trueno import trace
 from trueno.errors import ModelError, TokenizerError, UnsupportedError
-from trueno.gguf.constants import Keys, TokenType
+from trueno.gguf.constants import Keys
 from trueno.llm import pretokenize
 from trueno.llm.detokenize import StreamDecoder, clean_up_spaces
+from trueno.llm.special_tokens import (
+    BYTE,
+    CONTROL,
+    NORMAL,
+    TYPE_ATTR,
+    UNKNOWN,
+    USER_DEFINED,
+    find_special_tokens,
+)
 from trueno.llm.unicode_data import UNICODE_TO_BYTE, byte_encode
 
 SPACE = "\u2581"  # SentencePiece's escaped space
-
-# token attributes (llama_token_attr)
-UNKNOWN, UNUSED, NORMAL, CONTROL, USER_DEFINED, BYTE = 1, 2, 4, 8, 16, 32
-_TYPE_ATTR = np.zeros(8, np.int32)  # TokenType -> attr; UNDEFINED and unknown types -> 0
-_TYPE_ATTR[[TokenType.NORMAL, TokenType.UNKNOWN, TokenType.CONTROL, TokenType.USER_DEFINED,
-            TokenType.UNUSED, TokenType.BYTE]] = [NORMAL, UNKNOWN, CONTROL, USER_DEFINED,
-                                                  UNUSED, BYTE]  # fmt: skip
-
-# token texts llama.cpp recognises when the metadata does not name them (llama_vocab::load)
-EOT_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-             "<|end_of_text|>", "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>",
-             "<end_of_utterance>")  # fmt: skip
-EOM_TEXTS = ("<|eom_id|>",)
-FIM_TEXTS = {
-    "pre": ("<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>",
-            "▁<PRE>", "<|code_prefix|>", "<|prefix|>"),
-    "suf": ("<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>",
-            "▁<SUF>", "<|code_suffix|>", "<|suffix|>"),
-    "mid": ("<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>",
-            "▁<MID>", "<|code_middle|>", "<|middle|>"),
-    "pad": ("<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"),
-    "rep": ("<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"),
-    "sep": ("<|file_sep|>",),
-}  # fmt: skip
-EOG_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>",
-             "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>",
-             "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
-             "<turn|>", "<|tool_response>", "<｜end▁of▁sentence｜>", "[e~[")  # fmt: skip
-_ALWAYS_RENDERED = ("<|channel|>", "<|message|>", "<|start|>", "<|constrain|>")  # gpt-oss
-
 
 def _as_list(seq) -> list:
     return seq.tolist() if hasattr(seq, "tolist") else list(seq)
@@ -141,7 +120,7 @@ class Tokenizer:
             attr = np.full(n, NORMAL, np.int32)
         else:
             types = np.asarray(types, np.int64)[:n]
-            attr = _TYPE_ATTR[np.where((types >= 0) & (types < 8), types, 0)]
+            attr = TYPE_ATTR[np.where((types >= 0) & (types < 8), types, 0)]
         if len(attr) != n:
             raise ModelError(f"{Keys.TOKEN_TYPE} has {len(attr)} entries, expected {n}")
         self._attr = attr
@@ -178,7 +157,9 @@ class Tokenizer:
                                (self.add_eos, Keys.ADD_EOS, self.eos_id)):  # fmt: skip
             if flag and tid is None:
                 raise ModelError(f"{key} is true, but the vocabulary has no such token")
-        self._find_special_tokens()
+        self.eot_id, self.eom_id, self._eog = find_special_tokens(
+            self._tok2id, tokens, attr, self.eos_id, self.eot_id, self.eom_id
+        )
         self._build_special_index()
         self._byte_ids = [self._byte_token(b) for b in range(256)] if self._spm else None
         self._pieces: list[bytes | None] = [None] * n
@@ -196,39 +177,6 @@ class Tokenizer:
             pairs.append((m[:p], m[p + 1 :]) if p >= 0 else ("", ""))
         # the first occurrence of a pair keeps its rank (std::unordered_map::emplace)
         return dict(zip(reversed(pairs), range(len(pairs) - 1, -1, -1), strict=True))
-
-    def _find(self, texts: Iterable[str]) -> int | None:
-        return next((self._tok2id[t] for t in texts if t in self._tok2id), None)
-
-    def _find_special_tokens(self) -> None:
-        """End-of-generation set and control flags by token text, as llama.cpp's load does."""
-        attr, found = self._attr, []
-        if self.eot_id is None:
-            self.eot_id = self._find(EOT_TEXTS)
-            found.append(self.eot_id)
-        if self.eom_id is None:
-            self.eom_id = self._find(EOM_TEXTS)
-            found.append(self.eom_id)
-        fim = {k: self._find(v) for k, v in FIM_TEXTS.items()}
-        eog = {fim["pad"], fim["rep"], fim["sep"]}
-        eog.update(self._tok2id[t] for t in EOG_TEXTS if t in self._tok2id)
-        for tid in [*found, *fim.values(), *eog]:
-            if tid is not None:
-                attr[tid] |= CONTROL
-        for t in _ALWAYS_RENDERED:
-            if t in self._tok2id:
-                attr[self._tok2id[t]] = USER_DEFINED
-        eog.update((self.eos_id, self.eot_id, self.eom_id))
-        eog.discard(None)
-        texts = {self._tokens[i]: i for i in eog}
-        has_call = "<|call|>" in texts or "<|calls|>" in texts
-        if "<|end|>" in texts and has_call and ("<|return|>" in texts or "<|flush|>" in texts):
-            eog.discard(texts["<|end|>"])  # harmony / solar-open: <|end|> does not end generation
-            attr[texts["<|end|>"]] = USER_DEFINED
-        if "<|tool_response>" in texts and "</s>" in texts:  # gemma4, paddleocr
-            eog.discard(texts["</s>"])
-            attr[texts["</s>"]] = NORMAL
-        self._eog = frozenset(eog)
 
     def _build_special_index(self) -> None:
         """Tokens cut out before tokenizing, longest text first, grouped by first character."""
