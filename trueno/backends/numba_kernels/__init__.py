@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-FAMILIES = ("elementwise", "reductions", "stats", "activations", "rowwise", "matrix")
+FAMILIES = ("elementwise", "libm", "reductions", "stats", "activations", "rowwise", "matrix")
 
 
 def register_all(table: dict) -> None:

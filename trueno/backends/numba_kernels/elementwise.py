@@ -1,7 +1,7 @@
 """Element-wise numba kernels: ``_op(out, a[, b])`` loops over ``range(out.size)`` on flat
 contiguous arrays so LLVM vectorizes them; no fastmath (results are numpy's bits, NaN and Inf
-included). exp and tanh use the float32 polynomials of :mod:`._math`; sin, ln, pow ... call
-libm (scalar), where numpy's SIMD math is usually faster (dispatch keeps those on numpy)."""
+included). exp and tanh use the float32 polynomials of :mod:`._math`; the libm-backed ops
+(sin, ln, pow ...) live in :mod:`.libm`."""
 
 from __future__ import annotations
 
@@ -105,104 +105,6 @@ def _tanh(out, a):
         out[i] = ftanh(x)
 
 
-@nb.njit(**JIT)
-def _ln(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.log(x)
-
-
-@nb.njit(**JIT)
-def _log2(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.log2(x)
-
-
-@nb.njit(**JIT)
-def _log10(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.log10(x)
-
-
-@nb.njit(**JIT)
-def _sin(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.sin(x)
-
-
-@nb.njit(**JIT)
-def _cos(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.cos(x)
-
-
-@nb.njit(**JIT)
-def _tan(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.tan(x)
-
-
-@nb.njit(**JIT)
-def _asin(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.arcsin(x)
-
-
-@nb.njit(**JIT)
-def _acos(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.arccos(x)
-
-
-@nb.njit(**JIT)
-def _atan(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.arctan(x)
-
-
-@nb.njit(**JIT)
-def _sinh(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.sinh(x)
-
-
-@nb.njit(**JIT)
-def _cosh(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.cosh(x)
-
-
-@nb.njit(**JIT)
-def _asinh(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.arcsinh(x)
-
-
-@nb.njit(**JIT)
-def _acosh(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.arccosh(x)
-
-
-@nb.njit(**JIT)
-def _atanh(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.arctanh(x)
-
-
 # --- binary: out[i] = f(a[i], b[i]); a 1-element b broadcasts ---
 
 
@@ -304,20 +206,6 @@ def _copysign(out, a, b):
             out[i] = np.copysign(x, y)
 
 
-@nb.njit(**JIT)
-def _pow(out, a, b):
-    if b.size == 1:
-        y = b[0]
-        for i in range(out.size):
-            x = a[i]
-            out[i] = x**y
-    else:
-        for i in range(out.size):
-            x = a[i]
-            y = b[i]
-            out[i] = x**y
-
-
 # --- with parameters ---
 
 
@@ -348,25 +236,7 @@ def _fma(out, a, b, c):
         out[i] = a[i] * b[i] + c[i]
 
 
-MATH = {
-    "exp",
-    "tanh",
-    "ln",
-    "log2",
-    "log10",
-    "sin",
-    "cos",
-    "tan",
-    "asin",
-    "acos",
-    "atan",
-    "sinh",
-    "cosh",
-    "asinh",
-    "acosh",
-    "atanh",
-    "pow",
-}
+MATH = {"exp", "tanh"}
 
 
 def flat(a: np.ndarray) -> np.ndarray:
@@ -428,20 +298,6 @@ for _name, _k in [
     ("fract", _fract),
     ("exp", _exp),
     ("tanh", _tanh),
-    ("ln", _ln),
-    ("log2", _log2),
-    ("log10", _log10),
-    ("sin", _sin),
-    ("cos", _cos),
-    ("tan", _tan),
-    ("asin", _asin),
-    ("acos", _acos),
-    ("atan", _atan),
-    ("sinh", _sinh),
-    ("cosh", _cosh),
-    ("asinh", _asinh),
-    ("acosh", _acosh),
-    ("atanh", _atanh),
 ]:
     KERNELS[_name] = unary(_k, PAR_MIN_MATH if _name in MATH else PAR_MIN)
 for _name, _k in [
@@ -452,7 +308,6 @@ for _name, _k in [
     ("minimum", _minimum),
     ("maximum", _maximum),
     ("copysign", _copysign),
-    ("pow", _pow),
 ]:
     KERNELS[_name] = binary(_k, PAR_MIN_MATH if _name in MATH else PAR_MIN)
 KERNELS["scale"] = with_params(_scale, 1)
