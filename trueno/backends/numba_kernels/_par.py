@@ -57,6 +57,16 @@ def _get_pool() -> ThreadPoolExecutor:
     return _pool
 
 
+def _forget_pool() -> None:
+    """After fork the child has the pool object but not its threads: start a new one."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def bounds(n: int, par_min: int, align: int = 64) -> list[tuple[int, int]]:
     """[(lo, hi)] chunks of range(n): one chunk below ``par_min``, else a few per thread
     (chunk starts aligned to ``align`` elements, chunks at least par_min / 2 long)."""
@@ -90,7 +100,8 @@ def run_tasks(tasks: list) -> list:
     futures = [pool.submit(worker) for _ in range(min(threads_now(), n) - 1)]
     worker()
     for f in futures:
-        f.result()
+        if not f.cancel():  # a helper that never started is not waited for
+            f.result()
     return results
 
 
