@@ -89,8 +89,8 @@ class GGUFStringArray(Sequence):
         lo, hi = int(self._starts.min()), int(self._ends.max())
         buf = self._u8[lo:hi].tobytes()
         try:
-            return [buf[s:e].decode("utf-8") for s, e in
-                    zip((self._starts - lo).tolist(), (self._ends - lo).tolist())]
+            starts, ends = (self._starts - lo).tolist(), (self._ends - lo).tolist()
+            return [buf[s:e].decode("utf-8") for s, e in zip(starts, ends, strict=True)]
         except UnicodeDecodeError:
             return list(self)  # the per-item path names the bad item and offset
 
