@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trueno.gguf.constants import Keys
+from trueno.gguf.constants import Keys, TokenType
 
 TINY = {
     # arch: hyperparameters shared by the GGUF file and the HF config
@@ -188,7 +188,9 @@ def spm_vocab_metadata() -> dict:
     """A 64-token SentencePiece vocabulary (so the tiny models can generate text)."""
     tokens = ["<unk>", "<s>", "</s>", *SPM_PIECES]
     assert len(tokens) == 64
-    types = [2, 3, 3] + [6 if p.startswith("<0x") else 1 for p in SPM_PIECES]  # 6: byte
+    special = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL]
+    types = special + [TokenType.BYTE if p.startswith("<0x") else TokenType.NORMAL
+                       for p in SPM_PIECES]  # fmt: skip
     return {
         Keys.TOKENIZER_MODEL: "llama",
         Keys.TOKENS: tokens,
