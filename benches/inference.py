@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "llm"))
 
 from _common import print_table, sgemv_bandwidth_gbs  # noqa: E402
 
@@ -27,12 +26,12 @@ PROMPT = "The capital of France is"
 
 
 def find_models():
-    from llm_models import gemma3_path, smollm2_path  # the test suite's package lookups
+    from trueno.llm.packaged import gemma3_path, smollm2_path
 
     out = []
     for name, ref_name, find in (
         ("SmolLM2-135M Q4_1", "SmolLM2-135M-Instruct.Q4_1", smollm2_path),
-        ("gemma-3-270m Q4_K_M", "gemma-3-270m-q4_k_m", gemma3_path),
+        ("gemma-3-270m Q4_K_M", "gemma-3-270m-q4_k_m", lambda: gemma3_path(ROOT / "models")),
     ):
         path = find()
         if path is None:

