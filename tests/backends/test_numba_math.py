@@ -47,13 +47,13 @@ def rel_err(got, want, floor=TINY32):
 
 def test_exp32_error():
     x = grid(-87.3, 88.7)
-    assert rel_err(run(0, x), np.exp(x.astype(np.float64))).max() <= 2.5e-7
+    assert rel_err(run(0, x), np.exp(x.astype(np.float64))).max() <= 2e-7
     ext = np.array([89.0, 1e30, np.inf, -104.0, -1e30, -np.inf, np.nan, 0.0, -0.0], np.float32)
     got = run(0, ext)
     assert np.isinf(got[:3]).all() and (got[3:6] == 0).all() and np.isnan(got[6])
     assert got[7] == got[8] == 1.0
-    sub = grid(-103.0, -87.4, 10_001)  # subnormal results: within one subnormal step
-    assert np.abs(run(0, sub) - np.exp(sub.astype(np.float64))).max() <= 2.0**-149
+    sub = grid(-103.0, -87.4, 10_001)  # subnormal results: within two subnormal steps
+    assert np.abs(run(0, sub) - np.exp(sub.astype(np.float64))).max() <= 2.0**-148
 
 
 def test_tanh32_error():
