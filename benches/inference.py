@@ -1,7 +1,9 @@
 """LLM inference speed for the two registry models: decode tok/s (64 tokens after a short
 prompt), prefill tok/s (128-token prompt), warm time to first token and peak RSS, beside the
-bandwidth floor (matrix bytes / BLAS sgemv read bandwidth measured in this run) and llama.cpp's
-numbers from shared/testdata (llama-cpp-python 0.3.36, 2 threads, 2-core AVX2 machine).
+bandwidth floor (matrix bytes / BLAS sgemv read bandwidth measured in this run) and beside
+llama.cpp (llama-cpp-python, f32 KV cache) on the same file in the same run when it is
+installed, else llama.cpp's numbers from shared/testdata (another 2-core AVX2 machine).
+Speeds are medians of 5 repetitions (1 with --quick).
 
     python benches/inference.py [--quick] [--threads N]
 """
@@ -12,6 +14,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -65,12 +68,49 @@ def bench_model(path, n_decode: int, n_prefill: int, repeat: int) -> dict:
         model.prefill(long_prompt)
         prefill.append(n_prefill / (time.perf_counter() - t))
     return {
-        "decode": max(decode),
-        "prefill": max(prefill),
+        "decode": statistics.median(decode),
+        "prefill": statistics.median(prefill),
         "ttft": ttft,
         "weight_bytes": model.weights.nbytes,
         "kv_bytes": model.state.cache.nbytes,
     }
+
+
+def bench_llama_cpp(path, n_decode: int, n_prefill: int, repeat: int, threads: int):
+    """llama.cpp (llama-cpp-python) on the same file in the same run, f32 KV cache, the same
+    prompt; wall time of its eval calls. None when llama-cpp-python is not installed."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    llm = llama_cpp.Llama(
+        str(path),
+        n_threads=threads,
+        n_threads_batch=threads,
+        n_ctx=512,
+        verbose=False,
+        type_k=0,
+        type_v=0,
+    )  # GGML type 0 = F32 KV
+    ids = llm.tokenize(PROMPT.encode(), add_bos=True)
+    long_prompt = (ids * (n_prefill // len(ids) + 1))[:n_prefill]
+    llm.reset()
+    llm.eval(ids)  # warm up
+    decode, prefill = [], []
+    for _ in range(repeat):
+        llm.reset()
+        t = time.perf_counter()
+        llm.eval(long_prompt)
+        prefill.append(n_prefill / (time.perf_counter() - t))
+        llm.reset()
+        llm.eval(ids)
+        token = ids[-1]
+        t = time.perf_counter()
+        for _ in range(n_decode):
+            llm.eval([token])
+            token = int(llm.scores[llm.n_tokens - 1].argmax())  # greedy, as ours
+        decode.append(n_decode / (time.perf_counter() - t))
+    return {"decode": statistics.median(decode), "prefill": statistics.median(prefill)}
 
 
 def main() -> int:
@@ -92,18 +132,30 @@ def main() -> int:
     n_decode = 32 if args.quick else 64
     rows = []
     for name, ref_name, path in find_models():
-        r = bench_model(path, n_decode, 128, 1 if args.quick else 3)
+        repeat = 1 if args.quick else 5
+        r = bench_model(path, n_decode, 128, repeat)
         floor = bw * 1e9 / r["weight_bytes"]
-        speed = ref.get(ref_name, {}).get("speed", {})
+        live = bench_llama_cpp(path, n_decode, 128, repeat, args.threads)
+        if live is None:  # llama.cpp's numbers from the reference machine (not this run)
+            speed = ref.get(ref_name, {}).get("speed", {})
+            live = {
+                "decode": speed.get("decode64_tok_per_s", float("nan")),
+                "prefill": speed.get("prompt_tok_per_s", float("nan")),
+            }
+            source = "reference json"
+        else:
+            source = "this run"
         rows.append(
             [
                 name,
                 f"{r['decode']:.1f}",
                 f"{floor:.0f}",
                 f"{100 * r['decode'] / floor:.0f}%",
-                f"{speed.get('decode64_tok_per_s', float('nan')):.1f}",
+                f"{live['decode']:.1f} ({source})",
+                f"{r['decode'] / live['decode']:.2f}x",
                 f"{r['prefill']:.0f}",
-                f"{speed.get('prompt_tok_per_s', float('nan')):.0f}",
+                f"{live['prefill']:.0f}",
+                f"{r['prefill'] / live['prefill']:.2f}x",
                 f"{r['ttft']:.2f}",
                 f"{os.path.getsize(path) / 2**20:.0f}",
                 f"{r['kv_bytes'] / 2**20:.0f}",
@@ -121,8 +173,10 @@ def main() -> int:
             "floor tok/s",
             "of floor",
             "llama.cpp decode",
+            "decode ratio",
             "prefill tok/s",
             "llama.cpp prefill",
+            "prefill ratio",
             "load+first token s",
             "file MiB",
             "KV MiB",
