@@ -85,6 +85,7 @@ class HostFallback:
     """Stands in the cupy kernel table for an op only the host reference implements."""
 
     __slots__ = ("name",)
+    fallback_from = "cupy"  # dispatch labels the op span "numpy(fallback from cupy)"
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -116,12 +116,13 @@ def kernel(backend: Backend, name: str):
 
 
 class _Fallback:
-    """A reference kernel standing in for a backend that lacks the op (visible in traces)."""
+    """A reference kernel standing in for a backend that lacks the op. Any kernel with a
+    ``fallback_from`` attribute (this one, cupy's host fallback) is labelled so in traces."""
 
-    __slots__ = ("fn", "wanted")
+    __slots__ = ("fn", "fallback_from")
 
     def __init__(self, fn, wanted: Backend) -> None:
-        self.fn, self.wanted = fn, wanted
+        self.fn, self.fallback_from = fn, wanted.value
 
     def __call__(self, *args, **kwargs):
         return self.fn(*args, **kwargs)
@@ -156,12 +157,11 @@ _DTYPE_NAMES: dict = {}
 
 
 def _record(spec, backend, fn, n, args, out, t0, dur) -> None:
-    key = (backend, fn.__class__ is _Fallback)
+    key = (backend, fn)
     name = _BACKEND_NAMES.get(key)
     if name is None:
-        name = backend.value
-        if key[1]:
-            name = f"numpy(fallback from {fn.wanted.value})"
+        wanted = getattr(fn, "fallback_from", None)
+        name = f"numpy(fallback from {wanted})" if wanted else backend.value
         _BACKEND_NAMES[key] = name
     first = args[0] if args else None
     shape = getattr(first, "shape", ())

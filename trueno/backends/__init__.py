@@ -45,7 +45,9 @@ def parse(name: str | Backend) -> Backend:
         return Backend(str(name).strip().lower())
     except ValueError:
         names = ", ".join(b.value for b in Backend)
-        raise BackendUnavailableError(f"unknown backend {name!r}; expected one of {names}") from None
+        raise BackendUnavailableError(
+            f"unknown backend {name!r}; expected one of {names}"
+        ) from None
 
 
 def is_available(backend: Backend) -> bool:
