@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from trueno import config
@@ -28,26 +27,12 @@ def threads() -> int:
 
 
 THREADS = threads()
-_LOAD_TTL_S = 0.5
-_load_seen = [-1.0, THREADS]  # [monotonic time of the last check, threads usable then]
 
 
 def threads_now() -> int:
-    """Threads worth using right now: THREADS, fewer while other processes keep the cores busy
-    (1-minute load average, checked at most every 0.5 s). On a shared machine a chunk handed
-    to a thread that waits for a core costs more than it saves. TRUENO_NUM_THREADS pins it."""
-    if THREADS == 1 or config.NUM_THREADS:
-        return THREADS
-    now = time.monotonic()
-    if now - _load_seen[0] > _LOAD_TTL_S:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:  # pragma: no cover - no load average on this OS
-            load = 0.0
-        # our own running thread counts in the load: idle cores = THREADS - (load - 1)
-        _load_seen[1] = max(1, min(THREADS, int(THREADS - load + 1.5)))
-        _load_seen[0] = now
-    return _load_seen[1]
+    """Threads a big input is split over. A busy machine needs no special case: chunks are
+    claimed dynamically, so a worker waiting for a core costs at most one chunk."""
+    return THREADS
 
 
 def _get_pool() -> ThreadPoolExecutor:
