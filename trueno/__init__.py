@@ -33,13 +33,9 @@ def capabilities():
 def warmup(progress: bool | None = None) -> int:
     """Compile every numba kernel now for float32 and float64 (from numba's on-disk cache when
     warm); a progress bar goes to stderr when it is a terminal. Returns the kernels compiled."""
-    from trueno.warmup import warmup as _warmup
+    from trueno.precompile import warmup as _warmup
 
-    globals()["warmup"] = _public_warmup  # importing trueno.warmup rebinds the attribute
     return _warmup(progress=progress)
-
-
-_public_warmup = warmup
 
 
 def to_device(x):
