@@ -52,6 +52,18 @@ def to_host(x):
     return _to_host(x)
 
 
+_LAZY_SUBMODULES = ("gguf", "quant", "llm", "device")
+
+
+def __getattr__(name: str):
+    """``trueno.gguf``, ``trueno.quant``, ``trueno.llm``: imported on first access."""
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"trueno.{name}")
+    raise AttributeError(f"module 'trueno' has no attribute {name!r}")
+
+
 __all__ = [
     "to_device",
     "to_host",
