@@ -231,3 +231,38 @@ def test_golden_structure_is_compared_like_with_like():
     report = golden.compare(gold, changed)  # a GPU machine against a CPU golden
     assert report["ok"] and "structure not compared" in report["notes"][0]
     assert not report["timings_compared"]
+
+
+def test_golden_check_also_evaluates_the_budgets(tmp_path, program, capsys):
+    d = tmp_path / "golden"
+    base = [
+        "trace",
+        "golden",
+        "capture",
+        "prog",
+        "--dir",
+        str(d),
+        "--repeat",
+        "1",
+        "--syscalls",
+        "off",
+        "--",
+        sys.executable,
+        str(program),
+    ]
+    assert main(base) == 0
+    check = ["trace", "golden", "check", "--dir", str(d), "--repeat", "1", "--syscalls", "off"]
+    config = tmp_path / "renacer.toml"  # beside the golden folder: picked up by default
+    config.write_text(
+        'version = 1\n[targets.prog]\ncommand = ["x.py"]\n'
+        '[[targets.prog.rules]]\nkind = "wall_time"\nmax_ms = 600000\n'
+    )
+    assert main(check) == 0
+    assert "1/1 budgets pass" in capsys.readouterr().out
+    config.write_text(
+        'version = 1\n[targets.prog]\ncommand = ["x.py"]\n'
+        '[[targets.prog.rules]]\nkind = "wall_time"\nmax_ms = 0.001\n'
+    )
+    assert main(check) == 1  # same golden structure, but a budget is violated
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "budget wall_time: fail" in out and "max 0.001ms" in out

@@ -98,6 +98,12 @@ def register(subparsers) -> None:
     c.add_argument("names", nargs="*")
     c.add_argument("--dir", default="golden_traces")
     c.add_argument("--timing-factor", type=float, default=10.0)
+    c.add_argument(
+        "--config",
+        default=None,
+        help="also evaluate these budgets on each re-run (default: the "
+        "renacer.toml beside the golden folder, when there is one)",
+    )
     runopts(c, repeat=3)
     c.set_defaults(func=_golden_check)
     q.set_defaults(func=lambda a: (q.print_help(), 2)[1])
@@ -246,7 +252,7 @@ def _golden_capture(args) -> int:
 
 @_guard
 def _golden_check(args) -> int:
-    from trueno.trace import golden, runner
+    from trueno.trace import golden, rules, runner
 
     paths = (
         sorted(Path(args.dir).glob("*.json"))
@@ -255,6 +261,8 @@ def _golden_check(args) -> int:
     )
     if not paths:
         raise ConfigError(f"no golden traces in {args.dir}")
+    config_path = args.config or Path(args.dir).resolve().parent / "renacer.toml"
+    config = rules.load_config(config_path) if Path(config_path).is_file() else None
     failed = 0
     for path in paths:
         gold = golden.load(path)
@@ -272,6 +280,12 @@ def _golden_check(args) -> int:
         if any(r["exit_code"] for r in trace["runs"]):
             report["ok"] = False
             report["problems"].insert(0, f"exit code {trace['runs'][0]['exit_code']}")
+        if config is not None:  # the budgets, on the same runs
+            results = rules.evaluate(trace, rules.rules_for(config, gold["name"]), config["_base"])
+            bad = [r for r in results if r.status != "pass"]
+            report["ok"] = report["ok"] and not bad
+            report["problems"] += [f"budget {r.label}: {r.status}: {r.message}" for r in bad]
+            report["notes"].append(f"{len(results) - len(bad)}/{len(results)} budgets pass")
         note = "" if report["timings_compared"] else " (other machine: timings not compared)"
         print(f"{gold['name']}: {'ok' if report['ok'] else 'FAILED'}{note}")
         for note in report["notes"]:
