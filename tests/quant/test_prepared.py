@@ -185,3 +185,20 @@ def test_empty_weights(t, rows, cols):
         y = p.matmul(np.ones((4, cols), np.float32))
         assert y.shape == (4, rows) and not y.any()
         assert p.dequantize().shape == (rows, cols)
+
+
+@pytest.mark.parametrize("t", QUANTIZABLE + FALLBACK[:1], ids=lambda t: t.name)
+@pytest.mark.parametrize("relayout", [True, False])
+def test_matvec_into_equals_matvec(rng, t, relayout):
+    rows, cols = 37, 32 * 24 if t not in ACT_BLOCK else 768
+    if t in FALLBACK:
+        elems, _ = BLOCK_LAYOUT[t]
+        blocks = random_blocks(rng, t, rows * cols // elems).reshape(rows, -1)
+    else:
+        blocks = weights(rng, t, rows, cols)
+    p = prepare(blocks, t, (rows, cols), relayout=relayout)
+    for _ in range(2):  # the weight's own scratch is reused
+        x = rng.standard_normal(cols).astype(np.float32)
+        out = np.full(rows, np.nan, np.float32)
+        p.matvec_into(x, out)
+        assert np.array_equal(out, p.matvec(x))

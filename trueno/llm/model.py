@@ -273,7 +273,7 @@ class Model:
         c, w, k, s = self.config, self.weights, self._k, self.state
         cache = s.cache
         x, xb, xo = s.x, s.xb, s.xo
-        x[0] = w.token_embd(np.array([token]))[0]
+        w.token_embd.row(token, x[0])
         if c.embed_scale != 1.0:
             x *= np.float32(c.embed_scale)
         s.pos[0] = pos
@@ -283,13 +283,13 @@ class Model:
             with trace.span("layer", category="llm", layer=i):
                 k.rms_norm(xb, x, lw.attn_norm, c.norm_eps)
                 if lw.wqkv is not None:
-                    lw.wqkv.matvec(xb[0], out=s.qkv)
+                    lw.wqkv.matvec_into(xb[0], s.qkv)
                     if lw.bqkv is not None:
                         s.qkv += lw.bqkv
                 else:
-                    lw.wq.matvec(xb[0], out=q[0])
-                    lw.wk.matvec(xb[0], out=kk[0])
-                    lw.wv.matvec(xb[0], out=v[0])
+                    lw.wq.matvec_into(xb[0], q[0])
+                    lw.wk.matvec_into(xb[0], kk[0])
+                    lw.wv.matvec_into(xb[0], v[0])
                     if lw.bq is not None:
                         q[0] += lw.bq
                         kk[0] += lw.bk
@@ -303,24 +303,24 @@ class Model:
                 )  # fmt: skip
                 if t0:
                     self._record_attention(t0, 1, pos + 1)
-                lw.wo.matvec(att[0], out=xo[0])
+                lw.wo.matvec_into(att[0], xo[0])
                 if c.post_norms:
                     k.add_rms_norm(x, xo, lw.post_attn_norm, c.norm_eps)
                 else:
                     x += xo
                 k.rms_norm(xb, x, lw.ffn_norm, c.norm_eps)
                 if lw.w_gate_up is not None:
-                    lw.w_gate_up.matvec(xb[0], out=s.gate_up)
+                    lw.w_gate_up.matvec_into(xb[0], s.gate_up)
                 else:
-                    lw.w_gate.matvec(xb[0], out=s.hg[0])
-                    lw.w_up.matvec(xb[0], out=s.hu[0])
+                    lw.w_gate.matvec_into(xb[0], s.hg[0])
+                    lw.w_up.matvec_into(xb[0], s.hu[0])
                 self._act(s.ha, s.hg, s.hu)
-                lw.w_down.matvec(s.ha[0], out=xo[0])
+                lw.w_down.matvec_into(s.ha[0], xo[0])
                 if c.post_norms:
                     k.add_rms_norm(x, xo, lw.post_ffn_norm, c.norm_eps)
                 else:
                     x += xo
         cache.n = pos + 1
         k.rms_norm(xb, x, w.output_norm, c.norm_eps)
-        w.output.matvec(xb[0], out=s.logits)
+        w.output.matvec_into(xb[0], s.logits)
         return s.logits

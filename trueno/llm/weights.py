@@ -87,6 +87,7 @@ class Matrix:
             else:
                 self.prepared = _prepare(self.info.data, self.ggml_type, self.shape, relayout)
                 self.matvec = self.prepared.matvec  # decode's hot call, without a wrapper
+                self.matvec_into = self.prepared.matvec_into
             if isinstance(self.info, _TensorInfo):  # a stacked copy: keep only the prepared
                 self.info = None
         return self
@@ -119,6 +120,10 @@ class Matrix:
             return self.ready().matvec(x, out)
         return self.prepared.matvec(x, out=out)
 
+    def matvec_into(self, x: np.ndarray, out: np.ndarray) -> None:
+        """out = W @ x for decode's own float32 buffers (unchecked when prepared)."""
+        self.matvec(x, out)
+
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """(n, cols) -> (n, rows)."""
         if self.dense is None and self.prepared is None:
@@ -142,6 +147,28 @@ class Embedding:
         self.ggml_type = GGMLType(info.ggml_type)
         self.shape = tuple(int(s) for s in info.shape)
         self.dense = _as_float32(info) if self.ggml_type == GGMLType.F32 else None
+        self._row = None  # (blocks of one row, dequantize_numba, out (1, dim)) for decode
+        if self.dense is None and self.ggml_type not in (GGMLType.F16, GGMLType.BF16):
+            from trueno.quant.base import get_format
+
+            fmt = get_format(self.ggml_type)
+            data = np.asarray(info.data)
+            if fmt.dequantize_numba is not None and data.ndim == 2 and data.dtype == np.uint8:
+                self._row = (fmt, data)
+
+    def row(self, token: int, out: np.ndarray) -> None:
+        """Row ``token`` as float32 into ``out`` (dim,): decode's one-token lookup."""
+        token = int(token)
+        if not 0 <= token < self.shape[0]:
+            raise ModelError(f"token id out of range [0, {self.shape[0]}): {token}")
+        if self._row is None:
+            out[:] = self(np.array([token]))[0]
+            return
+        from trueno.quant.base import F16_TO_F32
+
+        fmt, data = self._row
+        blocks = data[token].reshape(-1, fmt.block_bytes)
+        fmt.dequantize_numba(blocks, F16_TO_F32, out.reshape(-1, fmt.block_elems))
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
         """(T,) token ids -> (T, dim) float32."""

@@ -1,5 +1,5 @@
 """Fused matvec drivers: int8 activation quantization plus one parallel row loop per format
-that calls the AVX2 row dots of :mod:`trueno.quant.simd`. Import this module only after
+that calls the AVX2 row dots of :mod:`trueno.quant.simd`, in one call taking f32 ``x``. Import this module only after
 ``simd.available()`` said yes; the portable kernels live in the format modules."""
 
 from __future__ import annotations
@@ -60,56 +60,64 @@ def _new_buffers(n_cols: int, block: int):
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_q4_0(w, xq, dx, xs, bs, out):
+def matvec_q4_0(w, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 32, xq, dx, xs, bs)
     n = xq.size // 32
     for r in numba.prange(w.shape[0]):
         out[r] = simd.row_dot_q4_0(w, r, xq, dx, xs, bs, n)
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_q4_1(w, xq, dx, xs, bs, out):
+def matvec_q4_1(w, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 32, xq, dx, xs, bs)
     n = xq.size // 32
     for r in numba.prange(w.shape[0]):
         out[r] = simd.row_dot_q4_1(w, r, xq, dx, xs, bs, n)
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_q5_0(w, xq, dx, xs, bs, out):
+def matvec_q5_0(w, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 32, xq, dx, xs, bs)
     n = xq.size // 32
     for r in numba.prange(w.shape[0]):
         out[r] = simd.row_dot_q5_0(w, r, xq, dx, xs, bs, n)
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_q5_1(w, xq, dx, xs, bs, out):
+def matvec_q5_1(w, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 32, xq, dx, xs, bs)
     n = xq.size // 32
     for r in numba.prange(w.shape[0]):
         out[r] = simd.row_dot_q5_1(w, r, xq, dx, xs, bs, n)
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_q8_0(w, xq, dx, xs, bs, out):
+def matvec_q8_0(w, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 32, xq, dx, xs, bs)
     n = xq.size // 32
     for r in numba.prange(w.shape[0]):
         out[r] = simd.row_dot_q8_0(w, r, xq, dx, xs, bs, n)
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_q4_k(w, xq, dx, xs, bs, out):
+def matvec_q4_k(w, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 256, xq, dx, xs, bs)
     n = xq.size // 256
     for r in numba.prange(w.shape[0]):
         out[r] = simd.row_dot_q4_k(w, r, xq, dx, xs, bs, n)
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_q5_k(w, xq, dx, xs, bs, out):
+def matvec_q5_k(w, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 256, xq, dx, xs, bs)
     n = xq.size // 256
     for r in numba.prange(w.shape[0]):
         out[r] = simd.row_dot_q5_k(w, r, xq, dx, xs, bs, n)
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_q6_k(w, xq, dx, xs, bs, out):
+def matvec_q6_k(w, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 256, xq, dx, xs, bs)
     n = xq.size // 256
     for r in numba.prange(w.shape[0]):
         out[r] = simd.row_dot_q6_k(w, r, xq, dx, xs, bs, n)
@@ -146,35 +154,40 @@ FLOAT_DRIVERS = {"F16": matvec_f16, "BF16": matvec_bf16}
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_paired_q4_0(qs, d, m, qh, xq, dx, xs, out):
+def matvec_paired_q4_0(qs, d, m, qh, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 32, xq, dx, xs, bs)
     nb = d.shape[1]
     for r in numba.prange(qs.shape[0]):
         out[r] = simd.paired_dot_q4_0(qs, d, m, qh, r, xq, dx, xs, nb)
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_paired_q4_1(qs, d, m, qh, xq, dx, xs, out):
+def matvec_paired_q4_1(qs, d, m, qh, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 32, xq, dx, xs, bs)
     nb = d.shape[1]
     for r in numba.prange(qs.shape[0]):
         out[r] = simd.paired_dot_q4_1(qs, d, m, qh, r, xq, dx, xs, nb)
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_paired_q5_0(qs, d, m, qh, xq, dx, xs, out):
+def matvec_paired_q5_0(qs, d, m, qh, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 32, xq, dx, xs, bs)
     nb = d.shape[1]
     for r in numba.prange(qs.shape[0]):
         out[r] = simd.paired_dot_q5_0(qs, d, m, qh, r, xq, dx, xs, nb)
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_paired_q5_1(qs, d, m, qh, xq, dx, xs, out):
+def matvec_paired_q5_1(qs, d, m, qh, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 32, xq, dx, xs, bs)
     nb = d.shape[1]
     for r in numba.prange(qs.shape[0]):
         out[r] = simd.paired_dot_q5_1(qs, d, m, qh, r, xq, dx, xs, nb)
 
 
 @numba.njit(cache=True, parallel=True)
-def matvec_split_q8_0(qs, d, m, qh, xq, dx, xs, out):
+def matvec_split_q8_0(qs, d, m, qh, x, xq, dx, xs, bs, out):
+    quantize_activations(x, 32, xq, dx, xs, bs)
     nb = d.shape[1]
     for r in numba.prange(qs.shape[0]):
         out[r] = simd.split_dot_q8_0(qs, d, m, qh, r, xq, dx, xs, nb)

@@ -81,6 +81,8 @@ class PreparedWeight:
         self._driver = None
         self._block = 0
         self._paired = None
+        self._args = ()  # the weight arrays the driver takes before (x, out)
+        self._bufs = ()  # activation scratch of matvec_into (int8 x, scales, sums)
         drivers = _simd_drivers() if simd is not False else None
         if simd and drivers is None:
             from trueno.errors import UnsupportedError
@@ -99,12 +101,22 @@ class PreparedWeight:
             self._paired = pair_blocks(rows, name)
             self._driver, self._block = drivers.PAIRED_DRIVERS[name], 32
             self.blocks = None  # the paired copy replaces the GGML bytes
+            pb = self._paired
+            self._args = (pb.qs, pb.d, pb.m, pb.qh)
         elif drivers is not None and name in drivers.QUANT_DRIVERS:
             self.backend = "numba-avx2"
             self._driver, self._block = drivers.QUANT_DRIVERS[name]
+            self._args = (rows,)
         elif drivers is not None and name in drivers.FLOAT_DRIVERS and shape[1] % 16 == 0:
             self.backend = "numba-avx2"
             self._driver = drivers.FLOAT_DRIVERS[name]
+            self._args = (rows,)
+        if self._block:
+            from trueno.quant.fused import _new_buffers
+
+            self._bufs = _new_buffers(shape[1], self._block)
+        if self._driver is not None or self._f32 is not None:
+            pass
         elif self.format.matvec_numba is not None:
             self.backend = "numba"
         else:
@@ -139,18 +151,14 @@ class PreparedWeight:
             )
         if self._f32 is not None:
             np.matmul(self._f32, x, out=out)
-        elif self._driver is not None and self._block:
-            from trueno.quant.fused import activation_buffers, quantize_activations
-
-            xq, dx, xs, bs = activation_buffers(cols, self._block)
-            quantize_activations(x, self._block, xq, dx, xs, bs)
-            pb = self._paired
-            if pb is not None:
-                self._driver(pb.qs, pb.d, pb.m, pb.qh, xq, dx, xs, out)
-            else:
-                self._driver(self.blocks, xq, dx, xs, bs, out)
         elif self._driver is not None:
-            self._driver(self.blocks, x, out)
+            if self._block:
+                from trueno.quant.fused import activation_buffers
+
+                bufs = activation_buffers(cols, self._block)
+            else:
+                bufs = ()
+            self._driver(*self._args, x, *bufs, out)
         else:
             self.format.matvec_numba(self.blocks, x, F16_TO_F32, out)
         if t0:
@@ -164,6 +172,15 @@ class PreparedWeight:
                 t0,
             )
         return out
+
+    def matvec_into(self, x: np.ndarray, out: np.ndarray) -> None:
+        """out = W @ x without checks, for decode's preallocated buffers: x must be float32
+        C-contiguous (cols,), out float32 C-contiguous (rows,). Uses scratch owned by this
+        weight: not for concurrent calls on the same weight (``matvec`` is)."""
+        if self._driver is None or recorder.ENABLED:
+            self.matvec(x, out=out)
+        else:
+            self._driver(*self._args, x, *self._bufs, out)
 
     def matmul(self, xs: np.ndarray) -> np.ndarray:
         """Y = X @ W.T for X of shape (n, cols); returns float32 (n, rows).
