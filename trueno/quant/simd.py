@@ -559,3 +559,33 @@ def _split_q8_body(builder, qs, d, m, qh, x, dx, xs, nb):
 
 
 split_dot_q8_0 = _paired_kernel(_named(_split_q8_body, "split_dot_q8_0"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Software prefetch: a decode matvec streams a small matrix once, and the hardware prefetcher
+# ramps up too late on its short per-thread row runs; each row loop asks for a row ahead.
+
+
+@intrinsic
+def prefetch_row(typingctx, arr, row):
+    """Prefetch row ``row`` of a C-contiguous 2-D array into the caches (no-op past the end)."""
+
+    def codegen(context, builder, sig, args):
+        arytype = sig.args[0]
+        ary = context.make_array(arytype)(context, builder, args[0])
+        n_rows = builder.extract_value(ary.shape, 0)
+        stride = builder.extract_value(ary.strides, 0)
+        row = args[1]
+        inside = builder.icmp_signed("<", row, n_rows)
+        with builder.if_then(inside):
+            base = builder.gep(builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, stride)])
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+            lines = builder.udiv(builder.add(stride, _i64(63)), _i64(64))
+            with cgutils.for_range(builder, lines) as loop:
+                ptr = builder.gep(base, [builder.mul(loop.index, _i64(64))])
+                builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, row), codegen
