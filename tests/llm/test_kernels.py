@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -146,3 +147,21 @@ def test_add_rms_norm_adds_the_normed_rows():
     y64 = y.astype(np.float64)
     ref = x + y64 / np.sqrt((y64**2).mean(-1, keepdims=True) + 1e-6) * w
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("post_norm", [False, True])
+def test_residual_norm_equals_add_then_norm(post_norm):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 96)).astype(np.float32)
+    y = rng.standard_normal((1, 96)).astype(np.float32)
+    post_w, w = rng.standard_normal((2, 96)).astype(np.float32)
+    want_x = x.copy()
+    if post_norm:
+        kernels.add_rms_norm(want_x, y, post_w, 1e-6)
+    else:
+        want_x += y
+    want = np.empty_like(x)
+    kernels.rms_norm(want, want_x, w, 1e-6)
+    out = np.empty_like(x)
+    kernels.residual_norm(out, x, y, post_w, w, 1e-6, post_norm)
+    assert np.array_equal(x, want_x) and np.array_equal(out, want)

@@ -46,6 +46,21 @@ def add_rms_norm(x, y, w, eps):
 
 
 @njit(**_JIT)
+def residual_norm(out, x, y, post_w, w, eps, post_norm):
+    """Decode's step between sublayers in one call: ``x += y`` (``add_rms_norm`` with
+    ``post_w`` when ``post_norm``), then ``out = rms_norm(x) * w``."""
+    if post_norm:
+        add_rms_norm(x, y, post_w, eps)
+    else:
+        n, d = y.shape
+        for t in range(n):
+            xt, yt = x[t], y[t]
+            for i in range(d):
+                xt[i] += yt[i]
+    rms_norm(out, x, w, eps)
+
+
+@njit(**_JIT)
 def head_rms_norm(x, n_heads, head_dim, w, eps):
     """In place: RMS norm of each head slice of rows (T, n_heads * head_dim) with weight w."""
     n = x.shape[0]

@@ -66,6 +66,7 @@ class RunState:
         self.ha = np.zeros((1, F), f32)  # act(gate) * up
         self.scores = np.zeros(ctx, f32)
         self.ones_head = np.ones(c.head_dim, f32)  # stands in for absent q/k norm weights
+        self.ones_dim = np.ones(c.dim, f32)  # stands in for absent post-norm weights
         self.logits = np.zeros(c.vocab_size, f32)
         self.pos = np.zeros(1, np.int64)
         # one (cos, sin) table per distinct rope base, indexed by layer
@@ -77,3 +78,4 @@ class RunState:
                 uses_factors = rope_factors if key[0] == c.rope_base else None
                 tables[key] = rope_tables(c.rope_dim, key[0], ctx, key[1], uses_factors)
             self.rope.append(tables[key])
+

@@ -55,6 +55,9 @@ class Model:
         s.windows = [config.layer_window(i) for i in range(config.n_layers)]
         s.q_norms = [lw.q_norm if config.qk_norm else s.ones_head for lw in weights.layers]
         s.k_norms = [lw.k_norm if config.qk_norm else s.ones_head for lw in weights.layers]
+        post = config.post_norms  # ones stand in for absent post norms (the kernel skips them)
+        s.post_attn = [lw.post_attn_norm if post else s.ones_dim for lw in weights.layers]
+        s.post_ffn = [lw.post_ffn_norm if post else s.ones_dim for lw in weights.layers]
         self.tokens: list[int] = []  # the token ids whose keys/values are in the cache
 
     # ---- construction -----------------------------------------------------------------------
@@ -279,9 +282,10 @@ class Model:
         s.pos[0] = pos
         q, kk, v, att = s.q, s.k, s.v, s.att
         windows, qn, kn = s.windows, s.q_norms, s.k_norms
-        for i, lw in enumerate(w.layers):
+        post, eps, layers = c.post_norms, c.norm_eps, w.layers
+        k.rms_norm(xb, x, layers[0].attn_norm, eps)
+        for i, lw in enumerate(layers):
             with trace.span("layer", category="llm", layer=i):
-                k.rms_norm(xb, x, lw.attn_norm, c.norm_eps)
                 if lw.wqkv is not None:
                     lw.wqkv.matvec_into(xb[0], s.qkv)
                     if lw.bqkv is not None:
@@ -298,17 +302,14 @@ class Model:
                 cos, sin = s.rope[i]
                 k.attention_step(
                     att, q, kk, v, cache.k[i], cache.v[i], pos, s.pos, cos, sin, c.rope_neox,
-                    c.qk_norm, qn[i], kn[i], c.norm_eps, windows[i],
+                    c.qk_norm, qn[i], kn[i], eps, windows[i],
                     c.attn_scale, s.scores,
                 )  # fmt: skip
                 if t0:
                     self._record_attention(t0, 1, pos + 1)
                 lw.wo.matvec_into(att[0], xo[0])
-                if c.post_norms:
-                    k.add_rms_norm(x, xo, lw.post_attn_norm, c.norm_eps)
-                else:
-                    x += xo
-                k.rms_norm(xb, x, lw.ffn_norm, c.norm_eps)
+                # x += post_norm(xo); xb = ffn_norm(x)
+                k.residual_norm(xb, x, xo, s.post_attn[i], lw.ffn_norm, eps, post)
                 if lw.w_gate_up is not None:
                     lw.w_gate_up.matvec_into(xb[0], s.gate_up)
                 else:
@@ -316,11 +317,9 @@ class Model:
                     lw.w_up.matvec_into(xb[0], s.hu[0])
                 self._act(s.ha, s.hg, s.hu)
                 lw.w_down.matvec_into(s.ha[0], xo[0])
-                if c.post_norms:
-                    k.add_rms_norm(x, xo, lw.post_ffn_norm, c.norm_eps)
-                else:
-                    x += xo
+                # x += post_norm(xo); xb = the next layer's attn_norm(x) (or the output norm)
+                nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
+                k.residual_norm(xb, x, xo, s.post_ffn[i], nxt, eps, post)
         cache.n = pos + 1
-        k.rms_norm(xb, x, w.output_norm, c.norm_eps)
         w.output.matvec_into(xb[0], s.logits)
         return s.logits
