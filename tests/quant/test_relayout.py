@@ -32,3 +32,20 @@ def test_dequantize_paired_bit_exact(rng, name):
     assert np.array_equal(p.dequantize().view(np.uint32), want.view(np.uint32))
     xs = rng.standard_normal((3, cols)).astype(np.float32)
     assert np.allclose(p.matmul(xs), xs @ want.T, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 300.0])
+def test_dequantize_q6_k_bit_exact(rng, scale):
+    from quant_blocks import random_blocks
+
+    from trueno.quant.base import F16_TO_F32
+    from trueno.quant.q6_k import dequantize_ref
+    from trueno.quant.relayout import dequantize_q6_k
+
+    w = (rng.standard_normal((5, 512)) * scale).astype(np.float32)
+    quantized = quantize(w, GGMLType.Q6_K).reshape(-1, 210)
+    for blocks in (quantized, random_blocks(rng, GGMLType.Q6_K, 9)):
+        out = np.empty((blocks.shape[0], 256), np.float32)
+        dequantize_q6_k(blocks, F16_TO_F32, out)
+        want = dequantize_ref(blocks)
+        assert np.array_equal(out, want, equal_nan=True)

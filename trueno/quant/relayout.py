@@ -175,3 +175,37 @@ def dequantize_split_q8_0(qs, d, f16, out):
             scale = f16[d[r, b]]
             for j in range(32):
                 out[r, 32 * b + j] = np.float32(np.int8(qs[r, 32 * b + j])) * scale
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def dequantize_q6_k(blocks, f16, out):
+    """Q6_K blocks (n, 210) -> f32 (n, 256), bit-identical to q6_k.dequantize_ref; one pass
+    per 16 bytes of ql/qh writes the four weights that share them (as llama.cpp), on int32,
+    so it vectorizes (prefill dequantizes every Q6_K matrix per prompt chunk)."""
+    for b in range(blocks.shape[0]):
+        blk = blocks[b]
+        o = out[b]
+        d = f16[np.int32(blk[208]) | (np.int32(blk[209]) << 8)]
+        for h in range(2):
+            for s in range(2):
+                sc = 192 + 8 * h + s
+                d0 = d * np.float32(np.int8(blk[sc]))
+                d1 = d * np.float32(np.int8(blk[sc + 2]))
+                d2 = d * np.float32(np.int8(blk[sc + 4]))
+                d3 = d * np.float32(np.int8(blk[sc + 6]))
+                ql0 = blk[64 * h + 16 * s : 64 * h + 16 * s + 16]
+                ql1 = blk[64 * h + 32 + 16 * s : 64 * h + 48 + 16 * s]
+                qh = blk[128 + 32 * h + 16 * s : 128 + 32 * h + 16 * s + 16]
+                e = 128 * h + 16 * s
+                o0 = o[e : e + 16]
+                o1 = o[e + 32 : e + 48]
+                o2 = o[e + 64 : e + 80]
+                o3 = o[e + 96 : e + 112]
+                for j in range(16):
+                    a = np.int32(ql0[j])
+                    c = np.int32(ql1[j])
+                    hb = np.int32(qh[j])
+                    o0[j] = d0 * np.float32(((a & 15) | ((hb & 3) << 4)) - 32)
+                    o1[j] = d1 * np.float32(((c & 15) | (((hb >> 2) & 3) << 4)) - 32)
+                    o2[j] = d2 * np.float32(((a >> 4) | (((hb >> 4) & 3) << 4)) - 32)
+                    o3[j] = d3 * np.float32(((c >> 4) | ((hb >> 6) << 4)) - 32)
