@@ -116,7 +116,10 @@ def test_fallback_types_dequantize_then_blas(rng, t):
     ids=lambda t: t.name,
 )
 @pytest.mark.parametrize("n", [1, 2, 5])
-def test_matmul_matches_reference(rng, t, n, monkeypatch):
+@pytest.mark.parametrize("blas_threads", ["any", "single"])
+def test_matmul_matches_reference(rng, t, n, blas_threads, monkeypatch):
+    import contextlib
+
     import trueno.quant.prepared as prepared
 
     monkeypatch.setattr(prepared, "MATMUL_TILE_BYTES", 3 * 512 * 4)  # 3-row tiles
@@ -127,7 +130,11 @@ def test_matmul_matches_reference(rng, t, n, monkeypatch):
         blocks = weights(rng, t, rows, cols)
     xs = rng.standard_normal((n, cols)).astype(np.float32)
     p = prepare(blocks, t, (rows, cols))
-    got = p.matmul(xs)
+    single = blas_threads == "single"
+    with prepared.single_threaded_blas() if single else contextlib.nullcontext():
+        # single: each of our threads dequantizes its own tiles and calls BLAS on them
+        assert prepared._blas_is_single_threaded() or not single or not prepared._blas_libs()
+        got = p.matmul(xs)
     assert got.shape == (n, rows)
     w = dequantize(blocks, t, (rows, cols)).astype(np.float64)
     want = xs.astype(np.float64) @ w.T

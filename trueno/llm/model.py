@@ -123,15 +123,18 @@ class Model:
             )
         if len(ids) == 0:
             raise ModelError("prefill needs at least one token")
+        from trueno.quant.prepared import single_threaded_blas
+
         outs = []
-        for lo in range(0, len(ids), PREFILL_CHUNK):
-            chunk = ids[lo : lo + PREFILL_CHUNK]
-            last = lo + PREFILL_CHUNK >= len(ids)
-            x = self._forward_batch(chunk, start + lo)
-            if all_logits:
-                outs.append(self.weights.output.matmul(x))
-            elif last:
-                outs.append(self.weights.output.matmul(x[-1:]))
+        with single_threaded_blas():  # quantized matmuls thread themselves (see there)
+            for lo in range(0, len(ids), PREFILL_CHUNK):
+                chunk = ids[lo : lo + PREFILL_CHUNK]
+                last = lo + PREFILL_CHUNK >= len(ids)
+                x = self._forward_batch(chunk, start + lo)
+                if all_logits:
+                    outs.append(self.weights.output.matmul(x))
+                elif last:
+                    outs.append(self.weights.output.matmul(x[-1:]))
         self.tokens.extend(int(t) for t in ids)
         logits = np.concatenate(outs, axis=0).astype(np.float32, copy=False)
         return logits if all_logits else logits[-1]

@@ -14,6 +14,8 @@ count) because their per-block scale work, not memory, bounds the GGML-layout ke
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from time import perf_counter_ns
 
 import numpy as np
@@ -23,19 +25,67 @@ from trueno.quant import api
 from trueno.quant.base import F16_TO_F32, as_ggml_type, as_rows, get_format
 from trueno.trace import recorder
 
-MATMUL_TILE_BYTES = 8 << 20  # f32 rows dequantized per tile in matmul (bounded memory)
+MATMUL_TILE_BYTES = 2 << 20  # f32 rows one thread dequantizes per tile in matmul
 
 _POOL = None
+_BLAS = None
+_local = threading.local()
 
 
-def _run_threads(kernel, r0: int, r1: int, out: np.ndarray) -> None:
+def _blas_libs() -> list:
+    """threadpoolctl's controllers of the loaded BLAS libraries (found once)."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        except Exception:  # noqa: BLE001 - no control over BLAS threads: run as is
+            _BLAS = []
+    return _BLAS
+
+
+@contextmanager
+def single_threaded_blas():
+    """BLAS on one thread inside the block (restored after). Enter it once around many
+    matmuls (prefill does): raising OpenBLAS's thread count again is not cheap.
+
+    Quantized matmul then runs its own threads, each dequantizing a tile and multiplying it
+    while it is in that core's cache; a multi-threaded BLAS's idle workers spin for a while
+    after each call, stealing the cores the dequantize runs on (gemma3 prefill ~13% faster)."""
+    libs = _blas_libs()
+    saved = [lib.num_threads for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(libs, saved, strict=True):
+            lib.set_num_threads(n)
+
+
+def _blas_is_single_threaded() -> bool:
+    """True inside :func:`single_threaded_blas` (or when BLAS runs on one thread anyway)."""
+    libs = _blas_libs()
+    return bool(libs) and all(lib.num_threads == 1 for lib in libs)
+
+
+def _tile_buffer(n: int) -> np.ndarray:
+    """This thread's f32 scratch of at least n elements (kept: no page faults per call)."""
+    buf = getattr(_local, "tile", None)
+    if buf is None or buf.size < n:
+        buf = _local.tile = np.empty(n, np.float32)
+    return buf[:n]
+
+
+def _run_threads(kernel, r0: int, r1: int, out: np.ndarray, min_work: int = 1 << 18) -> None:
     """kernel(lo, hi, out_rows) over row chunks on numba's thread count (kernels are nogil)."""
     global _POOL
     import numba
 
     n_threads = numba.get_num_threads()
     n = r1 - r0
-    if n_threads < 2 or n * out.shape[1] < (1 << 18):
+    if n_threads < 2 or n * out.shape[1] < min_work:
         kernel(r0, r1, out)
         return
     if _POOL is None or _POOL._max_workers != n_threads - 1:
@@ -201,9 +251,22 @@ class PreparedWeight:
         elif n <= 2:
             for i in range(n):
                 self.matvec(xs[i], out=out[i])
-        else:
+        elif _blas_is_single_threaded():  # each thread: dequantize a tile, BLAS on it
+            kernel = self._row_kernel()
             tile = max(1, min(rows, MATMUL_TILE_BYTES // (4 * max(cols, 1))))
-            buf = np.empty((tile, cols), dtype=np.float32)
+
+            def part(lo, hi, _):
+                buf = _tile_buffer(tile * cols).reshape(tile, cols)
+                for r0 in range(lo, hi, tile):
+                    r1 = min(hi, r0 + tile)
+                    w = buf[: r1 - r0]
+                    kernel(r0, r1, w)
+                    np.matmul(xs, w.T, out=out[:, r0:r1])
+
+            _run_threads(part, 0, rows, out.T, min_work=1)
+        else:  # threaded dequantize of a large tile, then a threaded BLAS call
+            tile = max(1, min(rows, 4 * MATMUL_TILE_BYTES // (4 * max(cols, 1))))
+            buf = _tile_buffer(tile * cols).reshape(tile, cols)
             for r0 in range(0, rows, tile):
                 r1 = min(rows, r0 + tile)
                 w = buf[: r1 - r0]
@@ -231,6 +294,10 @@ class PreparedWeight:
 
     def _dequantize_rows(self, r0: int, r1: int, out: np.ndarray) -> None:
         """Rows [r0, r1) as f32 into ``out`` (r1 - r0, cols), split over threads."""
+        _run_threads(self._row_kernel(), r0, r1, out)
+
+    def _row_kernel(self):
+        """kernel(lo, hi, dst): rows [lo, hi) as f32 into dst (hi - lo, cols), this thread."""
         pb, fmt = self._paired, self.format
         if pb is not None:
             from trueno.quant.relayout import dequantize_rows
@@ -246,7 +313,7 @@ class PreparedWeight:
                 blocks = self.blocks[lo:hi].reshape(-1, fmt.block_bytes)
                 deq(blocks, F16_TO_F32, dst.reshape(-1, fmt.block_elems))
 
-        _run_threads(kernel, r0, r1, out)
+        return kernel
 
 
 def prepare(
