@@ -209,3 +209,15 @@ def test_matvec_into_equals_matvec(rng, t, relayout):
         out = np.full(rows, np.nan, np.float32)
         p.matvec_into(x, out)
         assert np.array_equal(out, p.matvec(x))
+
+
+def test_matmul_f32_splits_rows_under_single_threaded_blas(rng):
+    from trueno.quant.prepared import matmul_f32, single_threaded_blas
+
+    xs = rng.standard_normal((7, 96)).astype(np.float32)
+    w = rng.standard_normal((301, 96)).astype(np.float32)
+    want = xs.astype(np.float64) @ w.T.astype(np.float64)
+    with single_threaded_blas():
+        got = matmul_f32(xs, w)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(matmul_f32(xs, w), want, rtol=1e-5, atol=1e-4)

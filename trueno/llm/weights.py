@@ -128,9 +128,11 @@ class Matrix:
         """(n, cols) -> (n, rows)."""
         if self.dense is None and self.prepared is None:
             self.ready()
-        if self.dense is not None:
-            return x @ self.dense.T
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.dense is not None:
+            from trueno.quant.prepared import matmul_f32
+
+            return matmul_f32(x, self.dense)
         if x.shape[0] <= MATVEC_ROWS:  # reading the blocks once per row beats dequant + BLAS
             out = np.empty((x.shape[0], self.shape[0]), dtype=np.float32)
             for i in range(x.shape[0]):

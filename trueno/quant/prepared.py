@@ -70,6 +70,21 @@ def _blas_is_single_threaded() -> bool:
     return bool(libs) and all(lib.num_threads == 1 for lib in libs)
 
 
+def matmul_f32(xs: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """xs @ w.T for f32 (n, cols) and (rows, cols); inside :func:`single_threaded_blas` the
+    rows are split over this module's threads (one BLAS call each)."""
+    if out is None:
+        out = np.empty((xs.shape[0], w.shape[0]), np.float32)
+    if not _blas_is_single_threaded():
+        return np.matmul(xs, w.T, out=out)
+
+    def part(lo, hi, _):
+        np.matmul(xs, w[lo:hi].T, out=out[:, lo:hi])
+
+    _run_threads(part, 0, w.shape[0], out.T, min_work=1 << 14)
+    return out
+
+
 def _tile_buffer(n: int) -> np.ndarray:
     """This thread's f32 scratch of at least n elements (kept: no page faults per call)."""
     buf = getattr(_local, "tile", None)
@@ -247,7 +262,7 @@ class PreparedWeight:
         n = xs.shape[0]
         out = np.empty((n, rows), dtype=np.float32)
         if self._f32 is not None:
-            np.matmul(xs, self._f32.T, out=out)
+            matmul_f32(xs, self._f32, out)
         elif n <= 2:
             for i in range(n):
                 self.matvec(xs[i], out=out[i])
