@@ -1,6 +1,7 @@
 """Fused matvec drivers: int8 activation quantization plus one parallel row loop per format
-that calls the AVX2 row dots of :mod:`trueno.quant.simd`, in one call taking f32 ``x``. Import this module only after
-``simd.available()`` said yes; the portable kernels live in the format modules."""
+that calls the AVX2 row dots of :mod:`trueno.quant.simd`, in one call taking f32 ``x``.
+Import this module only after ``simd.available()`` said yes; the portable kernels live in the
+format modules."""
 
 from __future__ import annotations
 

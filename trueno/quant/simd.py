@@ -578,7 +578,9 @@ def prefetch_row(typingctx, arr, row):
         row = args[1]
         inside = builder.icmp_signed("<", row, n_rows)
         with builder.if_then(inside):
-            base = builder.gep(builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, stride)])
+            base = builder.gep(
+                builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, stride)]
+            )
             i32 = ir.IntType(32)
             fnty = ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32])
             fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
