@@ -25,7 +25,7 @@ from trueno.quant import api
 from trueno.quant.base import F16_TO_F32, as_ggml_type, as_rows, get_format
 from trueno.trace import recorder
 
-MATMUL_TILE_BYTES = 2 << 20  # f32 rows one thread dequantizes per tile in matmul
+MATMUL_TILE_BYTES = 4 << 20  # f32 rows one thread dequantizes per tile in matmul
 
 _POOL = None
 _BLAS = None
@@ -280,7 +280,7 @@ class PreparedWeight:
 
             _run_threads(part, 0, rows, out.T, min_work=1)
         else:  # threaded dequantize of a large tile, then a threaded BLAS call
-            tile = max(1, min(rows, 4 * MATMUL_TILE_BYTES // (4 * max(cols, 1))))
+            tile = max(1, min(rows, 2 * MATMUL_TILE_BYTES // (4 * max(cols, 1))))
             buf = _tile_buffer(tile * cols).reshape(tile, cols)
             for r0 in range(0, rows, tile):
                 r1 = min(rows, r0 + tile)
