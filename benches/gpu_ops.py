@@ -25,10 +25,18 @@ from time import perf_counter
 import numpy as np
 
 # model shapes for the decode-step bound: (name, d_model, d_ff, layers, vocab, q_dim, kv_dim)
-MODELS = [("gemma3-270m-like", 640, 2048, 18, 262144, 1024, 256),
-          ("qwen2.5-0.5b-like", 896, 4864, 24, 151936, 896, 128)]
-CLASS_OPS = {"elementwise": "add", "transcendental": "gelu", "reduction": "sum",
-             "rowwise": "softmax", "stats": "mean", "matrix": "matmul"}
+MODELS = [
+    ("gemma3-270m-like", 640, 2048, 18, 262144, 1024, 256),
+    ("qwen2.5-0.5b-like", 896, 4864, 24, 151936, 896, 128),
+]
+CLASS_OPS = {
+    "elementwise": "add",
+    "transcendental": "gelu",
+    "reduction": "sum",
+    "rowwise": "softmax",
+    "stats": "mean",
+    "matrix": "matmul",
+}
 
 
 def gpu_time(fn, repeat: int) -> float:
@@ -72,8 +80,20 @@ def parity() -> list[tuple[str, float, float, bool]]:
             y = y[0]
         if name == "vecmat":
             x, y = x[0], y.T.copy()
-        binary = name in ("add", "sub", "mul", "div", "minimum", "maximum", "copysign", "pow",
-                          "dot", "matmul", "matvec", "vecmat")
+        binary = name in (
+            "add",
+            "sub",
+            "mul",
+            "div",
+            "minimum",
+            "maximum",
+            "copysign",
+            "pow",
+            "dot",
+            "matmul",
+            "matvec",
+            "vecmat",
+        )
         if name == "dot":
             x, y = x.ravel(), y.ravel()
         args = (x, y) if binary else (x,)
@@ -82,8 +102,12 @@ def parity() -> list[tuple[str, float, float, bool]]:
         got = np.asarray(to_host(fn(*(to_device(a) for a in args))), dtype=np.float64)
         spec = OPS[name]
         err = np.abs(got - want)
-        ok = bool(np.all((err <= spec.atol + max(spec.rtol, 2e-6) * np.abs(want))
-                         | (np.isnan(got) & np.isnan(want))))
+        ok = bool(
+            np.all(
+                (err <= spec.atol + max(spec.rtol, 2e-6) * np.abs(want))
+                | (np.isnan(got) & np.isnan(want))
+            )
+        )
         rel = float(np.nanmax(err / np.maximum(np.abs(want), 1e-30))) if err.size else 0.0
         rows.append((name, rel, spec.rtol, ok))
     return rows
@@ -103,12 +127,13 @@ def crossovers(quick: bool) -> dict[str, tuple[int | None, list]]:
         for p in range(10, top + 1, 2):
             n = 1 << p
             if kind == "matrix":
-                m = int(round(n ** 0.5))
+                m = int(round(n**0.5))
                 a = np.random.default_rng(p).standard_normal((m, m)).astype(np.float32)
                 args = (a, a)
             elif kind == "rowwise":
-                args = (np.random.default_rng(p).standard_normal((n // 1024, 1024))
-                        .astype(np.float32),)
+                args = (
+                    np.random.default_rng(p).standard_normal((n // 1024, 1024)).astype(np.float32),
+                )
             elif op == "add":
                 a = np.random.default_rng(p).standard_normal(n).astype(np.float32)
                 args = (a, a)
@@ -144,13 +169,19 @@ def copy_bandwidth(cp, nbytes: int = 1 << 30) -> float:
 def random_blocks(t, rows: int, cols: int, rng) -> np.ndarray:
     from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
 
-    f16 = {GGMLType.Q4_0: (0,), GGMLType.Q5_0: (0,), GGMLType.Q8_0: (0,),
-           GGMLType.Q4_K: (0, 2), GGMLType.Q6_K: (208,)}
+    f16 = {
+        GGMLType.Q4_0: (0,),
+        GGMLType.Q5_0: (0,),
+        GGMLType.Q8_0: (0,),
+        GGMLType.Q4_K: (0, 2),
+        GGMLType.Q6_K: (208,),
+    }
     elems, nbytes = BLOCK_LAYOUT[t]
     blocks = rng.integers(0, 256, (rows * cols // elems, nbytes), dtype=np.uint8)
     for off in f16[t]:
-        blocks[:, off:off + 2] = rng.uniform(-0.05, 0.05, len(blocks)).astype(
-            np.float16).view(np.uint8).reshape(-1, 2)
+        blocks[:, off : off + 2] = (
+            rng.uniform(-0.05, 0.05, len(blocks)).astype(np.float16).view(np.uint8).reshape(-1, 2)
+        )
     return blocks.reshape(rows, -1)
 
 
@@ -187,18 +218,28 @@ def decode_bound(cp, torch=None) -> list[tuple]:
     from trueno.gguf.constants import GGMLType
 
     def kind(t, cols):  # rows that are not whole super-blocks: llama.cpp's Q4_K_M fallbacks
-        return t if cols % 256 == 0 else {GGMLType.Q4_K: GGMLType.Q5_0,
-                                           GGMLType.Q6_K: GGMLType.Q8_0}[t]
+        return (
+            t
+            if cols % 256 == 0
+            else {GGMLType.Q4_K: GGMLType.Q5_0, GGMLType.Q6_K: GGMLType.Q8_0}[t]
+        )
 
     rng = np.random.default_rng(1)
     out = []
     for name, d, ff, layers, vocab, qd, kvd in MODELS:
-        per_layer = [(qd, d, GGMLType.Q4_K), (kvd, d, GGMLType.Q4_K), (kvd, d, GGMLType.Q4_K),
-                     (d, qd, GGMLType.Q4_K), (ff, d, GGMLType.Q4_K), (ff, d, GGMLType.Q4_K),
-                     (d, ff, GGMLType.Q6_K)]
+        per_layer = [
+            (qd, d, GGMLType.Q4_K),
+            (kvd, d, GGMLType.Q4_K),
+            (kvd, d, GGMLType.Q4_K),
+            (d, qd, GGMLType.Q4_K),
+            (ff, d, GGMLType.Q4_K),
+            (ff, d, GGMLType.Q4_K),
+            (d, ff, GGMLType.Q6_K),
+        ]
         per_layer = [(r, c, kind(t, c)) for r, c, t in per_layer]
-        mats = {(r, c, t): prepare_gpu(random_blocks(t, r, c, rng), t, (r, c))
-                for r, c, t in per_layer}
+        mats = {
+            (r, c, t): prepare_gpu(random_blocks(t, r, c, rng), t, (r, c)) for r, c, t in per_layer
+        }
         t_head = kind(GGMLType.Q6_K, d)
         head = prepare_gpu(random_blocks(t_head, vocab, d, rng), t_head, (vocab, d))
         xs = {c: cp.asarray(rng.standard_normal(c).astype(np.float32)) for c in (d, qd, ff)}
@@ -212,8 +253,9 @@ def decode_bound(cp, torch=None) -> list[tuple]:
         sec = gpu_time(step, 10)
         torch_tps = None
         if torch is not None:
-            wts = {key: torch.randn(key[0], key[1], device="cuda", dtype=torch.float16)
-                   for key in mats}
+            wts = {
+                key: torch.randn(key[0], key[1], device="cuda", dtype=torch.float16) for key in mats
+            }
             wh = torch.randn(vocab, d, device="cuda", dtype=torch.float16)
             xt = {c: torch.randn(c, device="cuda", dtype=torch.float16) for c in xs}
 
@@ -236,14 +278,18 @@ def main(argv: list[str] | None = None) -> int:
     from trueno.backends import cupy_backend
 
     if not cupy_backend.available():
-        print(f"gpu_ops: no GPU here ({cupy_backend.why_unavailable()}); nothing measured. "
-              "Run on a machine with an NVIDIA GPU and `pip install 'trueno[gpu]'`.")
+        print(
+            f"gpu_ops: no GPU here ({cupy_backend.why_unavailable()}); nothing measured. "
+            "Run on a machine with an NVIDIA GPU and `pip install 'trueno[gpu]'`."
+        )
         return 0
     import cupy as cp
 
     props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    print(f"device: {props['name'].decode()}  ({props['totalGlobalMem'] / 2**30:.0f} GiB), "
-          f"cupy {cp.__version__}")
+    print(
+        f"device: {props['name'].decode()}  ({props['totalGlobalMem'] / 2**30:.0f} GiB), "
+        f"cupy {cp.__version__}"
+    )
     try:
         import torch
 
@@ -263,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         suggested[kind] = threshold
         print(f"-- {kind} ({CLASS_OPS[kind]})")
         for n, th, tg in table:
-            print(f"   n={n:>10d}  host {th * 1e6:10.1f} us  gpu {tg * 1e6:10.1f} us  "
-                  f"{th / tg:6.2f}x")
+            print(
+                f"   n={n:>10d}  host {th * 1e6:10.1f} us  gpu {tg * 1e6:10.1f} us  {th / tg:6.2f}x"
+            )
     print(f"suggested GPU_THRESHOLDS = {suggested}")
 
     print("\n== quantized matvec bandwidth ==")
@@ -273,8 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, rows, cols, nbytes, sec, tsec in quant_bandwidth(cp, args.quick, torch):
         gbs = nbytes / sec / 1e9
         extra = f"  torch f16 mv {tsec * 1e6:8.1f} us" if tsec else ""
-        print(f"{name:5s} {rows:>6d}x{cols:<6d} {sec * 1e6:8.1f} us  {gbs:7.1f} GB/s  "
-              f"{100 * gbs / copy_bw:5.1f}% of copy{extra}")
+        print(
+            f"{name:5s} {rows:>6d}x{cols:<6d} {sec * 1e6:8.1f} us  {gbs:7.1f} GB/s  "
+            f"{100 * gbs / copy_bw:5.1f}% of copy{extra}"
+        )
 
     print("\n== decode-step bound (weight matvecs only, not a full forward) ==")
     for name, tps, torch_tps in decode_bound(cp, torch):

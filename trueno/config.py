@@ -46,6 +46,6 @@ TRACE_OTLP: str | None = {"1": "http", "true": "http", "http": "http", "grpc": "
     os.environ.get("TRUENO_TRACE_OTLP", "").strip().lower()
 )
 TRACE_OTLP_TIMEOUT: float = float(os.environ.get("TRUENO_TRACE_OTLP_TIMEOUT", "") or 2.0)
-NUM_THREADS: int | None = _read_int("TRUENO_NUM_THREADS", 0) if os.environ.get(
-    "TRUENO_NUM_THREADS"
-) else None
+NUM_THREADS: int | None = (
+    _read_int("TRUENO_NUM_THREADS", 0) if os.environ.get("TRUENO_NUM_THREADS") else None
+)

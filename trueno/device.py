@@ -47,8 +47,15 @@ def to_device(x, dtype=None):
     a = np.ascontiguousarray(x, dtype=dtype)
     if not recorder.ENABLED:
         return cp.asarray(a)
-    with recorder.span("to_device", category="transfer", backend="cupy", bytes=a.nbytes,
-                       shape=str(a.shape), dtype=str(a.dtype), direction="h2d"):
+    with recorder.span(
+        "to_device",
+        category="transfer",
+        backend="cupy",
+        bytes=a.nbytes,
+        shape=str(a.shape),
+        dtype=str(a.dtype),
+        direction="h2d",
+    ):
         out = cp.asarray(a)  # pageable host memory: the copy is complete on return
     return out
 
@@ -60,8 +67,15 @@ def to_host(x) -> np.ndarray:
         return x
     if not recorder.ENABLED:
         return x.get()
-    with recorder.span("to_host", category="transfer", backend="cupy", bytes=int(x.nbytes),
-                       shape=str(tuple(x.shape)), dtype=str(x.dtype), direction="d2h"):
+    with recorder.span(
+        "to_host",
+        category="transfer",
+        backend="cupy",
+        bytes=int(x.nbytes),
+        shape=str(tuple(x.shape)),
+        dtype=str(x.dtype),
+        direction="d2h",
+    ):
         out = x.get()
     return out
 
@@ -95,13 +109,13 @@ class HostFallback:
             raise UnsupportedError(
                 f"op {self.name!r} has no cupy kernel and host fallback is off; expected a "
                 "GPU op. Move the data with trueno.to_host(), or allow the copy with "
-                "`with trueno.device.allow_host_fallback():`")
+                "`with trueno.device.allow_host_fallback():`"
+            )
         ref = backends.load(Backend.NUMPY).KERNELS[self.name]
         on_device = any(is_device_array(a) for a in args)
         host_args = tuple(to_host(a) for a in args)
         host_kwargs = {k: to_host(v) for k, v in kwargs.items()}
-        with recorder.span(self.name, category="fallback", backend=FALLBACK_BACKEND,
-                           wanted="cupy"):
+        with recorder.span(self.name, category="fallback", backend=FALLBACK_BACKEND, wanted="cupy"):
             out = ref(*host_args, **host_kwargs)
         if on_device and isinstance(out, np.ndarray):
             return to_device(out)

@@ -11,15 +11,19 @@ from trueno.gguf import write_gguf
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trueno", *args], capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "trueno", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_gguf_info_prints_metadata_and_tensors(tmp_path):
     path = tmp_path / "m.gguf"
     tokens = [f"tok{i}" for i in range(1000)]
-    write_gguf(path, {"general.architecture": "llama", "tokenizer.ggml.tokens": tokens},
-               {"w": np.ones((4, 32), np.float32), "h": np.zeros(8, np.float16)})
+    write_gguf(
+        path,
+        {"general.architecture": "llama", "tokenizer.ggml.tokens": tokens},
+        {"w": np.ones((4, 32), np.float32), "h": np.zeros(8, np.float16)},
+    )
     out = _run("gguf", "info", str(path))
     assert out.returncode == 0, out.stderr
     assert "general.architecture" in out.stdout and "llama" in out.stdout

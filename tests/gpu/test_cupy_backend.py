@@ -19,8 +19,13 @@ def run_python(code: str, env_extra: dict | None = None) -> subprocess.Completed
     import os
 
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def test_import_trueno_does_not_import_cupy_or_the_gpu_modules():
@@ -36,7 +41,9 @@ def test_import_trueno_does_not_import_cupy_or_the_gpu_modules():
 
 
 def test_without_cupy_forcing_the_gpu_names_the_gpu_extra():
-    proc = run_python(BLOCK_CUPY + textwrap.dedent("""
+    proc = run_python(
+        BLOCK_CUPY
+        + textwrap.dedent("""
         import numpy as np, trueno
         from trueno.backends.cuda.quant import prepare_gpu
         for what, call in [("use_backend", lambda: trueno.use_backend("cupy").__enter__()),
@@ -50,7 +57,8 @@ def test_without_cupy_forcing_the_gpu_names_the_gpu_extra():
                 print(what, "|", exc)
             else:
                 print(what, "| no error")
-    """))
+    """)
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert [line.split(" |")[0] for line in lines] == ["use_backend", "to_device", "prepare_gpu"]
@@ -59,19 +67,24 @@ def test_without_cupy_forcing_the_gpu_names_the_gpu_extra():
 
 
 def test_env_forced_cupy_without_cupy_fails_at_the_first_op():
-    proc = run_python(BLOCK_CUPY + textwrap.dedent("""
+    proc = run_python(
+        BLOCK_CUPY
+        + textwrap.dedent("""
         import numpy as np, trueno
         try:
             trueno.exp(np.ones(3, np.float32))
         except ImportError as exc:
             print(type(exc).__name__, exc)
-    """), {"TRUENO_BACKEND": "cupy"})
+    """),
+        {"TRUENO_BACKEND": "cupy"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("BackendUnavailableError") and "trueno[gpu]" in proc.stdout
 
 
 # probe() takes the finder and importer as arguments: the cases a CI machine cannot produce
 # (a broken install, a driver error, zero devices) are fed in as plain stand-in objects.
+
 
 def _cupy_with(device_count):
     def count():
@@ -86,15 +99,26 @@ def _found(name):
     return object()
 
 
-@pytest.mark.parametrize("find_spec,importer,ok,reason", [
-    (lambda name: None, None, False, "cupy is not installed"),
-    (_found, lambda name: (_ for _ in ()).throw(ImportError("libcudart.so.12 missing")), False,
-     "failed to import (ImportError: libcudart.so.12 missing)"),
-    (_found, lambda name: _cupy_with(RuntimeError("cudaErrorInsufficientDriver")), False,
-     "CUDA driver/runtime reported an error (RuntimeError: cudaErrorInsufficientDriver)"),
-    (_found, lambda name: _cupy_with(0), False, "no CUDA device found"),
-    (_found, lambda name: _cupy_with(2), True, ""),
-])
+@pytest.mark.parametrize(
+    "find_spec,importer,ok,reason",
+    [
+        (lambda name: None, None, False, "cupy is not installed"),
+        (
+            _found,
+            lambda name: (_ for _ in ()).throw(ImportError("libcudart.so.12 missing")),
+            False,
+            "failed to import (ImportError: libcudart.so.12 missing)",
+        ),
+        (
+            _found,
+            lambda name: _cupy_with(RuntimeError("cudaErrorInsufficientDriver")),
+            False,
+            "CUDA driver/runtime reported an error (RuntimeError: cudaErrorInsufficientDriver)",
+        ),
+        (_found, lambda name: _cupy_with(0), False, "no CUDA device found"),
+        (_found, lambda name: _cupy_with(2), True, ""),
+    ],
+)
 def test_probe_explains_each_failure(find_spec, importer, ok, reason):
     got_ok, got_reason = cupy_backend.probe(find_spec, importer)
     assert got_ok is ok

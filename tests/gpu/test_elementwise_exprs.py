@@ -14,8 +14,29 @@ from trueno.backends import numpy_backend
 from trueno.backends.cuda import elementwise
 from trueno.ops.spec import OPS
 
-SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 3.0, -3.0, 20.0, -20.0, 88.0, -88.0,
-                    1e-30, -1e-30, 1e30, -1e30, np.inf, -np.inf, np.nan])
+SPECIAL = np.array(
+    [
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        -0.5,
+        3.0,
+        -3.0,
+        20.0,
+        -20.0,
+        88.0,
+        -88.0,
+        1e-30,
+        -1e-30,
+        1e30,
+        -1e30,
+        np.inf,
+        -np.inf,
+        np.nan,
+    ]
+)
 
 
 def reference(name: str):
@@ -66,16 +87,21 @@ finite32 = st.floats(-60, 60, width=32)
 
 
 @settings(max_examples=40, deadline=None)
-@given(x=hnp.arrays(np.float32, st.integers(0, 64), elements=finite32),
-       name=st.sampled_from(UNARY))
+@given(x=hnp.arrays(np.float32, st.integers(0, 64), elements=finite32), name=st.sampled_from(UNARY))
 def test_unary_random(x, name):
     check(name, x)
 
 
 @settings(max_examples=40, deadline=None)
-@given(ab=st.integers(0, 64).flatmap(lambda n: st.tuples(
-    hnp.arrays(np.float32, n, elements=finite32), hnp.arrays(np.float32, n, elements=finite32))),
-       name=st.sampled_from(BINARY))
+@given(
+    ab=st.integers(0, 64).flatmap(
+        lambda n: st.tuples(
+            hnp.arrays(np.float32, n, elements=finite32),
+            hnp.arrays(np.float32, n, elements=finite32),
+        )
+    ),
+    name=st.sampled_from(BINARY),
+)
 def test_binary_random(ab, name):
     check(name, *ab)
 

@@ -35,15 +35,17 @@ def inputs(name: str, shape, dtype, rng):
 
 
 def kernels():
-    return sorted(n for n, fn in dict.items(cupy_backend.KERNELS)
-                  if not isinstance(fn, HostFallback))
+    return sorted(
+        n for n, fn in dict.items(cupy_backend.KERNELS) if not isinstance(fn, HostFallback)
+    )
 
 
 def compare(name, got, want, dtype):
     spec = OPS[name]
     rtol = max(spec.rtol, 2e-6) if dtype == np.float32 else 1e-10
-    np.testing.assert_allclose(to_host(got), want, rtol=rtol, atol=max(spec.atol, 1e-6),
-                               equal_nan=True, err_msg=name)
+    np.testing.assert_allclose(
+        to_host(got), want, rtol=rtol, atol=max(spec.atol, 1e-6), equal_nan=True, err_msg=name
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -56,10 +58,24 @@ def test_elementwise_and_reductions(shape, dtype):
         ref = numpy_backend.KERNELS[name]
         fn = cupy_backend.KERNELS[name]
         x, y = inputs(name, shape, dtype, rng)
-        nargs = 2 if name in ("add", "sub", "mul", "div", "minimum", "maximum", "copysign",
-                              "pow", "dot") else 1
-        if name in ("dot", "sum", "max", "min", "argmax", "argmin", "sum_of_squares",
-                    "norm_l1", "norm_l2", "norm_linf", "mean"):
+        nargs = (
+            2
+            if name in ("add", "sub", "mul", "div", "minimum", "maximum", "copysign", "pow", "dot")
+            else 1
+        )
+        if name in (
+            "dot",
+            "sum",
+            "max",
+            "min",
+            "argmax",
+            "argmin",
+            "sum_of_squares",
+            "norm_l1",
+            "norm_l2",
+            "norm_linf",
+            "mean",
+        ):
             x, y = x.ravel(), y.ravel()
         args = (x, y)[:nargs]
         got = fn(*(to_device(a) for a in args))
@@ -68,8 +84,9 @@ def test_elementwise_and_reductions(shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (3, 32), (5, 1000), (2, 4096), (64, 896),
-                                   (2, 3, 100)], ids=str)
+@pytest.mark.parametrize(
+    "shape", [(1, 1), (1, 5), (3, 32), (5, 1000), (2, 4096), (64, 896), (2, 3, 100)], ids=str
+)
 def test_rowwise_one_kernel_each(shape, dtype):
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape).astype(dtype) * dtype(4)
@@ -81,8 +98,12 @@ def test_rowwise_one_kernel_each(shape, dtype):
     for name in ("softmax", "log_softmax"):
         compare(name, k[name](dx), r[name](x), dtype)
         compare(name, k[name](dx, axis=0), r[name](x, axis=0), dtype)
-    compare("layer_norm", k["layer_norm"](dx, to_device(w), to_device(b), 1e-5),
-            r["layer_norm"](x, w, b, 1e-5), dtype)
+    compare(
+        "layer_norm",
+        k["layer_norm"](dx, to_device(w), to_device(b), 1e-5),
+        r["layer_norm"](x, w, b, 1e-5),
+        dtype,
+    )
     compare("layer_norm", k["layer_norm"](dx), r["layer_norm"](x), dtype)
     compare("rms_norm", k["rms_norm"](dx, to_device(w), 1e-6), r["rms_norm"](x, w, 1e-6), dtype)
     compare("rms_norm", k["rms_norm"](dx), r["rms_norm"](x), dtype)
@@ -101,10 +122,13 @@ def test_matmul_cublas(m, k, n):
     rng = np.random.default_rng(2)
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
-    compare("matmul", cupy_backend.KERNELS["matmul"](to_device(a), to_device(b)), a @ b,
-            np.float32)
-    compare("matvec", cupy_backend.KERNELS["matvec"](to_device(a), to_device(b[:, 0])),
-            a @ b[:, 0], np.float32)
+    compare("matmul", cupy_backend.KERNELS["matmul"](to_device(a), to_device(b)), a @ b, np.float32)
+    compare(
+        "matvec",
+        cupy_backend.KERNELS["matvec"](to_device(a), to_device(b[:, 0])),
+        a @ b[:, 0],
+        np.float32,
+    )
 
 
 def test_public_api_keeps_device_arrays_on_device_and_traces_copies():
@@ -115,8 +139,9 @@ def test_public_api_keeps_device_arrays_on_device_and_traces_copies():
         assert is_device_array(dy)
         y = trueno.to_host(dy)
     np.testing.assert_allclose(y, numpy_backend.KERNELS["softmax"](x), rtol=1e-5)
-    transfers = [(s["name"], s["bytes"], s["backend"]) for s in t.spans
-                 if s["category"] == "transfer"]
+    transfers = [
+        (s["name"], s["bytes"], s["backend"]) for s in t.spans if s["category"] == "transfer"
+    ]
     assert transfers == [("to_device", x.nbytes, "cupy"), ("to_host", x.nbytes, "cupy")]
     assert [s["backend"] for s in t.spans if s["name"] == "softmax"] == ["cupy"]
 
@@ -161,7 +186,7 @@ def test_quant_matvec_matches_gguf_py(name, rows, cols):
     mat = prepare_gpu(w, t, (rows, cols))
     got = to_host(mat.matvec(to_device(x)))
     scale = np.abs(ref_w) @ np.abs(x) + 1e-6
-    assert np.all(np.abs(got - ref) <= 2e-6 * cols ** 0.5 * scale + 1e-7)
+    assert np.all(np.abs(got - ref) <= 2e-6 * cols**0.5 * scale + 1e-7)
     for n in (1, 2, 8, 9, 17):  # column groups of 8: full, partial, several
         xs = rng.standard_normal((n, cols)).astype(np.float32)
         xs[0] = x
@@ -170,4 +195,4 @@ def test_quant_matvec_matches_gguf_py(name, rows, cols):
         np.testing.assert_allclose(got_batch[0], got, rtol=1e-6, atol=1e-6)
         want = xs.astype(np.float64) @ ref_w.T
         scale_b = np.abs(xs.astype(np.float64)) @ np.abs(ref_w).T + 1e-6
-        assert np.all(np.abs(got_batch - want) <= 2e-6 * cols ** 0.5 * scale_b + 1e-7)
+        assert np.all(np.abs(got_batch - want) <= 2e-6 * cols**0.5 * scale_b + 1e-7)

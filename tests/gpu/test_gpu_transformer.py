@@ -24,15 +24,22 @@ def attend_ref(q, k, v, pos, window, scale, groups):
     out = np.zeros_like(q, dtype=np.float64)
     for h in range(n_heads):
         kv = h // groups
-        s = k[kv, first:pos + 1].astype(np.float64) @ q[h] * scale
+        s = k[kv, first : pos + 1].astype(np.float64) @ q[h] * scale
         p = np.exp(s - s.max())
-        out[h] = (p / p.sum()) @ v[kv, first:pos + 1]
+        out[h] = (p / p.sum()) @ v[kv, first : pos + 1]
     return out
 
 
-@pytest.mark.parametrize("n_heads,n_kv,hd,ctx,pos,window", [
-    (4, 4, 64, 16, 0, 0), (8, 2, 64, 128, 100, 0), (14, 2, 64, 512, 511, 0),
-    (4, 1, 256, 300, 299, 64), (2, 2, 128, 2048, 1500, 0)])
+@pytest.mark.parametrize(
+    "n_heads,n_kv,hd,ctx,pos,window",
+    [
+        (4, 4, 64, 16, 0, 0),
+        (8, 2, 64, 128, 100, 0),
+        (14, 2, 64, 512, 511, 0),
+        (4, 1, 256, 300, 299, 64),
+        (2, 2, 128, 2048, 1500, 0),
+    ],
+)
 def test_attend_one(gpu, n_heads, n_kv, hd, ctx, pos, window):
     cp, tr = gpu
     rng = np.random.default_rng(pos)
@@ -42,10 +49,20 @@ def test_attend_one(gpu, n_heads, n_kv, hd, ctx, pos, window):
     scale = 1 / np.sqrt(hd)
     out = cp.empty((n_heads, hd), cp.float32)
     scores = cp.empty((n_heads, ctx), cp.float32)
-    tr.attend_one(out, cp.asarray(q), cp.asarray(k), cp.asarray(v), pos, window, scale,
-                  n_heads // n_kv, scores)
-    np.testing.assert_allclose(out.get(), attend_ref(q, k, v, pos, window, scale,
-                                                     n_heads // n_kv), rtol=1e-4, atol=1e-5)
+    tr.attend_one(
+        out,
+        cp.asarray(q),
+        cp.asarray(k),
+        cp.asarray(v),
+        pos,
+        window,
+        scale,
+        n_heads // n_kv,
+        scores,
+    )
+    np.testing.assert_allclose(
+        out.get(), attend_ref(q, k, v, pos, window, scale, n_heads // n_kv), rtol=1e-4, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("neox", [False, True])
@@ -84,7 +101,7 @@ def test_norms_and_gated(gpu):
     dx = cp.asarray(x)
     tr.head_rms_norm(dx, 14, 64, cp.asarray(w[:64]), 1e-6)
     xh = x.reshape(3, 14, 64).astype(np.float64)
-    ref = xh / np.sqrt((xh ** 2).mean(-1, keepdims=True) + 1e-6) * w[:64]
+    ref = xh / np.sqrt((xh**2).mean(-1, keepdims=True) + 1e-6) * w[:64]
     np.testing.assert_allclose(dx.get(), ref.reshape(3, 896), rtol=1e-5, atol=1e-6)
     g = rng.standard_normal((2, 300)).astype(np.float32) * 4
     u = rng.standard_normal((2, 300)).astype(np.float32)
@@ -92,5 +109,5 @@ def test_norms_and_gated(gpu):
     tr.silu_mul(o, cp.asarray(g), cp.asarray(u))
     np.testing.assert_allclose(o.get(), g / (1 + np.exp(-g)) * u, rtol=1e-5, atol=1e-6)
     tr.gelu_tanh_mul(o, cp.asarray(g), cp.asarray(u))
-    gel = 0.5 * g * (1 + np.tanh(0.7978845608028654 * (g + 0.044715 * g ** 3))) * u
+    gel = 0.5 * g * (1 + np.tanh(0.7978845608028654 * (g + 0.044715 * g**3))) * u
     np.testing.assert_allclose(o.get(), gel, rtol=1e-4, atol=1e-6)

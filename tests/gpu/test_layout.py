@@ -25,8 +25,9 @@ def test_rows_run_along_the_axis_and_restore(shape):
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("n,want", [(1, 32), (128, 32), (129, 64), (896, 224), (4096, 1024),
-                                    (10**6, 1024)])
+@pytest.mark.parametrize(
+    "n,want", [(1, 32), (128, 32), (129, 64), (896, 224), (4096, 1024), (10**6, 1024)]
+)
 def test_threads_per_row(n, want):
     assert threads_per_row(n) == want
     assert threads_per_row(n) % 32 == 0

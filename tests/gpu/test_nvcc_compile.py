@@ -9,8 +9,11 @@ from trueno.backends.cuda import SOURCE_DIR, elementwise, source_names, source_p
 from trueno.backends.cuda.nvcc import compile_ptx, entry_points
 from trueno.backends.cuda.quant import KERNEL_OF, MATMUL_KERNEL_OF
 
-ROWWISE = [f"{op}_{s}" for op in ("softmax", "log_softmax", "layer_norm", "rms_norm")
-           for s in ("f32", "f64")]
+ROWWISE = [
+    f"{op}_{s}"
+    for op in ("softmax", "log_softmax", "layer_norm", "rms_norm")
+    for s in ("f32", "f64")
+]
 
 
 @pytest.fixture(scope="module", params=["sm_80", "sm_90"])

@@ -23,13 +23,17 @@ def compile_source(nvrtc, name: str, source: str, arch: str) -> str:
     prog = nvrtc.createProgram(source, f"{name}.cu", (), ())
     try:
         # cupy adds --device-as-default-execution-space to every RawModule/ElementwiseKernel
-        options = (*include_options(), f"-arch=compute_{arch}",
-                   "--device-as-default-execution-space")
+        options = (
+            *include_options(),
+            f"-arch=compute_{arch}",
+            "--device-as-default-execution-space",
+        )
         try:
             nvrtc.compileProgram(prog, options)
         except Exception as exc:
-            pytest.fail(f"NVRTC failed on {name} for compute_{arch}: {exc}\n"
-                        f"{nvrtc.getProgramLog(prog)}")
+            pytest.fail(
+                f"NVRTC failed on {name} for compute_{arch}: {exc}\n{nvrtc.getProgramLog(prog)}"
+            )
         ptx = nvrtc.getPTX(prog)
         return ptx.decode() if isinstance(ptx, bytes) else ptx
     finally:

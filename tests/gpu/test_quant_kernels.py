@@ -24,17 +24,30 @@ from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
 
 HERE = Path(__file__).resolve().parent
 F16_FIELDS = {  # byte offsets of the f16 scale fields in each block (ggml-common.h)
-    GGMLType.Q4_0: (0,), GGMLType.Q5_0: (0,), GGMLType.Q8_0: (0,),
-    GGMLType.Q4_K: (0, 2), GGMLType.Q6_K: (208,),
+    GGMLType.Q4_0: (0,),
+    GGMLType.Q5_0: (0,),
+    GGMLType.Q8_0: (0,),
+    GGMLType.Q4_K: (0, 2),
+    GGMLType.Q6_K: (208,),
 }
 
 
 @pytest.fixture(scope="module")
 def emulator(nvcc_path, tmp_path_factory):
     lib = tmp_path_factory.mktemp("emu") / "libemulate_quant.so"
-    cmd = [nvcc_path, "-shared", "-Xcompiler", "-fPIC", "-O2", "-arch=sm_80",
-           "-DTRUENO_HOST_EMULATION", *include_options(), str(HERE / "emulate_quant.cu"),
-           "-o", str(lib)]
+    cmd = [
+        nvcc_path,
+        "-shared",
+        "-Xcompiler",
+        "-fPIC",
+        "-O2",
+        "-arch=sm_80",
+        "-DTRUENO_HOST_EMULATION",
+        *include_options(),
+        str(HERE / "emulate_quant.cu"),
+        "-o",
+        str(lib),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     so = ctypes.CDLL(str(lib))
@@ -49,7 +62,7 @@ def random_blocks(t: GGMLType, rows: int, cols: int, rng) -> np.ndarray:
     blocks = rng.integers(0, 256, (rows * cols // elems, nbytes), dtype=np.uint8)
     for off in F16_FIELDS[t]:
         scale = rng.uniform(-0.05, 0.05, blocks.shape[0]).astype(np.float16)
-        blocks[:, off:off + 2] = scale.view(np.uint8).reshape(-1, 2)
+        blocks[:, off : off + 2] = scale.view(np.uint8).reshape(-1, 2)
     return blocks.reshape(rows, -1)
 
 
@@ -59,8 +72,9 @@ def emulate(so, t: GGMLType, w: np.ndarray, x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
     y = np.empty(rows, dtype=np.float32)
     ptr = ctypes.c_void_p
-    rc = so.emulate_matvec(int(t), ptr(w.ctypes.data), ptr(x.ctypes.data), ptr(y.ctypes.data),
-                           rows, cols)
+    rc = so.emulate_matvec(
+        int(t), ptr(w.ctypes.data), ptr(x.ctypes.data), ptr(y.ctypes.data), rows, cols
+    )
     assert rc == 0
     return y
 
@@ -75,7 +89,7 @@ def test_block_decoding_matches_gguf_py(emulator, t, rows, cols):
     ref = ref_w @ x.astype(np.float64)
     got = emulate(emulator, t, w, x)
     scale = np.abs(ref_w) @ np.abs(x.astype(np.float64)) + 1e-6  # condition of each row's dot
-    assert np.all(np.abs(got - ref) <= 2e-6 * cols ** 0.5 * scale + 1e-7), (got, ref)
+    assert np.all(np.abs(got - ref) <= 2e-6 * cols**0.5 * scale + 1e-7), (got, ref)
 
 
 def test_half_to_float_host_path_is_exact(emulator):

@@ -92,6 +92,7 @@ def test_split_partitions_the_text(text, name):
 
 # ---- against the `regex` package (an optional, independent \p{...} implementation) ----------
 
+
 @pytest.fixture(scope="module")
 def native():
     mod = pytest.importorskip("regex")
@@ -102,8 +103,14 @@ def native():
             pattern = mod.compile(expr.replace(r"\s+$", r"\s+\Z"), mod.V0)
             # like llama.cpp's std::wregex path, regexes without \p{..} see non-ASCII
             # whitespace as \x0b
-            view = text if "\\p{" in expr else "".join(
-                "\x0b" if ord(c) > 127 and ord(c) in ud.WHITESPACE_CODEPOINTS else c for c in text)
+            view = (
+                text
+                if "\\p{" in expr
+                else "".join(
+                    "\x0b" if ord(c) > 127 and ord(c) in ud.WHITESPACE_CODEPOINTS else c
+                    for c in text
+                )
+            )
             new = [0]
             for start, end in pairwise(bounds):
                 for m in pattern.finditer(view, start, end):

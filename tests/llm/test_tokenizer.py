@@ -264,7 +264,8 @@ def test_stream_concatenation_equals_decode(text, name):
 
 def spm_metadata(pieces: list[str], **extra) -> dict:
     types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.NORMAL] * (
-        len(pieces) - 3)
+        len(pieces) - 3
+    )
     md = {
         Keys.TOKENIZER_MODEL: "llama",
         Keys.TOKENS: pieces,
@@ -287,8 +288,12 @@ def test_spm_merges_by_score_and_falls_back_to_unk():
     assert tok.encode("ab", add_special=True) == [1, 8]
     assert tok.encode("abz") == [8, 0]  # z: no byte tokens, so <unk>
     # equal scores: the leftmost pair merges first
-    flat = make(spm_metadata(["<unk>", "<s>", "</s>", "a", "aa"], **{
-        Keys.SCORES: np.zeros(5, np.float32), Keys.ADD_SPACE_PREFIX: False}))
+    flat = make(
+        spm_metadata(
+            ["<unk>", "<s>", "</s>", "a", "aa"],
+            **{Keys.SCORES: np.zeros(5, np.float32), Keys.ADD_SPACE_PREFIX: False},
+        )
+    )
     assert flat.encode("aaa") == [4, 3]
 
 
@@ -299,8 +304,14 @@ def test_metadata_errors():
     with pytest.raises(ModelError, match="tokenizer.ggml.tokens"):
         make({k: v for k, v in base.items() if k != Keys.TOKENS})
     with pytest.raises(ModelError, match="duplicate token 'a'"):
-        make({**base, Keys.TOKENS: ["<unk>", "<s>", "</s>", "a", "a"],
-              Keys.SCORES: np.zeros(5, np.float32), Keys.TOKEN_TYPE: np.ones(5, np.int32)})
+        make(
+            {
+                **base,
+                Keys.TOKENS: ["<unk>", "<s>", "</s>", "a", "a"],
+                Keys.SCORES: np.zeros(5, np.float32),
+                Keys.TOKEN_TYPE: np.ones(5, np.int32),
+            }
+        )
     with pytest.raises(ModelError, match="tokenizer.ggml.scores has 2 entries, expected 4"):
         make({**base, Keys.SCORES: np.zeros(2, np.float32)})
     with pytest.raises(ModelError, match="tokenizer.ggml.token_type has 3 entries, expected 4"):

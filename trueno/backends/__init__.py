@@ -31,8 +31,10 @@ _MODULES = {
     Backend.NUMBA: "trueno.backends.numba_backend",
     Backend.CUPY: "trueno.backends.cupy_backend",
 }
-_EXTRA = {Backend.NUMBA: "numba (a core dependency: pip install trueno)",
-          Backend.CUPY: "cupy (pip install 'trueno[gpu]') and a CUDA device"}
+_EXTRA = {
+    Backend.NUMBA: "numba (a core dependency: pip install trueno)",
+    Backend.CUPY: "cupy (pip install 'trueno[gpu]') and a CUDA device",
+}
 _loaded: dict[Backend, ModuleType] = {}
 _availability: dict[Backend, bool] = {}
 

@@ -8,8 +8,18 @@ import os
 import platform
 from dataclasses import asdict, dataclass, field
 
-ISA_FEATURES = ("sse2", "sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
-                "avx512vnni", "avxvnni")
+ISA_FEATURES = (
+    "sse2",
+    "sse4.2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vnni",
+    "avxvnni",
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +58,10 @@ def cpu_features() -> dict[str, bool]:
     try:
         import llvmlite.binding as llvm
     except ImportError:
-        return {name: name == "sse2" and platform.machine() in ("x86_64", "AMD64")
-                for name in ISA_FEATURES}
+        return {
+            name: name == "sse2" and platform.machine() in ("x86_64", "AMD64")
+            for name in ISA_FEATURES
+        }
     flags = {}
     for item in llvm.get_host_cpu_features().flatten().split(","):
         if item:
@@ -95,8 +107,9 @@ def _gpu_info() -> tuple[str | None, tuple[GPUInfo, ...], str | None]:
             props = cupy.cuda.runtime.getDeviceProperties(i)
             name = props["name"]
             name = name.decode() if isinstance(name, bytes) else str(name)
-            gpus.append(GPUInfo(i, name, int(props["totalGlobalMem"]),
-                                f"{props['major']}.{props['minor']}"))
+            gpus.append(
+                GPUInfo(i, name, int(props["totalGlobalMem"]), f"{props['major']}.{props['minor']}")
+            )
         return cupy.__version__, tuple(gpus), None
     except Exception as exc:  # no driver / no device: report, never crash
         return cupy.__version__, (), f"{type(exc).__name__}: {exc}"

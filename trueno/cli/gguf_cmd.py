@@ -10,8 +10,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     gsub = parser.add_subparsers(dest="gguf_command", metavar="ACTION", required=True)
     info = gsub.add_parser("info", help="print a GGUF file's metadata and tensor table")
     info.add_argument("file", help="path of the .gguf file")
-    info.add_argument("--max-items", type=int, default=6,
-                      help="array elements shown before summarising (default 6)")
+    info.add_argument(
+        "--max-items",
+        type=int,
+        default=6,
+        help="array elements shown before summarising (default 6)",
+    )
     info.set_defaults(func=_info)
 
 

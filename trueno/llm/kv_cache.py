@@ -78,4 +78,3 @@ class RunState:
                 uses_factors = rope_factors if key[0] == c.rope_base else None
                 tables[key] = rope_tables(c.rope_dim, key[0], ctx, key[1], uses_factors)
             self.rope.append(tables[key])
-

@@ -37,6 +37,7 @@ from trueno.llm.unicode_data import UNICODE_TO_BYTE, byte_encode
 
 SPACE = "\u2581"  # SentencePiece's escaped space
 
+
 def _as_list(seq) -> list:
     return seq.tolist() if hasattr(seq, "tolist") else list(seq)
 
@@ -381,5 +382,6 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         kind = "SentencePiece" if self._spm else f"BPE pre={self.pre.name}"
-        return (f"Tokenizer({kind}, vocab_size={self.vocab_size}, bos={self.bos_id}, "
-                f"eos={self.eos_id})")
+        return (
+            f"Tokenizer({kind}, vocab_size={self.vocab_size}, bos={self.bos_id}, eos={self.eos_id})"
+        )

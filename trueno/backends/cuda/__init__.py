@@ -24,8 +24,9 @@ def source_names() -> tuple[str, ...]:
 def source_path(name: str) -> Path:
     path = SOURCE_DIR / f"{name}.cu"
     if not path.is_file():
-        raise FileNotFoundError(f"no CUDA source {name!r} in {SOURCE_DIR}; "
-                                f"expected one of {', '.join(source_names())}")
+        raise FileNotFoundError(
+            f"no CUDA source {name!r} in {SOURCE_DIR}; expected one of {', '.join(source_names())}"
+        )
     return path
 
 

@@ -38,16 +38,26 @@ def find_nvcc() -> str | None:
     return None
 
 
-def compile_ptx(arch: str, sources: list[Path] | None = None, nvcc: str | None = None,
-                timeout: float = 300.0) -> CompileResult:
+def compile_ptx(
+    arch: str, sources: list[Path] | None = None, nvcc: str | None = None, timeout: float = 300.0
+) -> CompileResult:
     """Compile ``sources`` (default: every kernel source) to PTX for ``arch`` in one nvcc call."""
     nvcc = nvcc or find_nvcc()
     if nvcc is None:
         raise FileNotFoundError("nvcc not found on PATH, $CUDA_HOME or /usr/local/cuda")
     paths = list(sources) if sources is not None else [source_path(n) for n in source_names()]
     with tempfile.TemporaryDirectory(prefix="trueno-ptx-") as out:
-        cmd = [nvcc, "-ptx", f"-arch={arch}", *include_options(), "-Werror", "all-warnings",
-               "-odir", out, *map(str, paths)]
+        cmd = [
+            nvcc,
+            "-ptx",
+            f"-arch={arch}",
+            *include_options(),
+            "-Werror",
+            "all-warnings",
+            "-odir",
+            out,
+            *map(str, paths),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         ptx = {}
         if proc.returncode == 0:
@@ -57,8 +67,11 @@ def compile_ptx(arch: str, sources: list[Path] | None = None, nvcc: str | None =
 
 def entry_points(ptx: str) -> list[str]:
     """Kernel names (``.entry``) in a PTX text."""
-    return [line.split()[2].split("(")[0] for line in ptx.splitlines()
-            if line.startswith(".visible .entry") or line.startswith(".entry")]
+    return [
+        line.split()[2].split("(")[0]
+        for line in ptx.splitlines()
+        if line.startswith(".visible .entry") or line.startswith(".entry")
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     for arch in archs:
         res = compile_ptx(arch)
         n = sum(len(entry_points(t)) for t in res.ptx.values())
-        sys.stdout.write(f"{arch}: {'ok' if res.ok else 'FAILED'} ({n} kernels) "
-                         f"from {SOURCE_DIR}\n{res.log}")
+        sys.stdout.write(
+            f"{arch}: {'ok' if res.ok else 'FAILED'} ({n} kernels) from {SOURCE_DIR}\n{res.log}"
+        )
         status |= not res.ok
     return status
 

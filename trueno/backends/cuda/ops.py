@@ -45,9 +45,11 @@ def _host_in_host_out(fn):
 
 # ---- element-wise: one fused ElementwiseKernel per expression ------------------------------
 
+
 def _elementwise_kernel(e: elementwise.Expr):
-    kern = cp.ElementwiseKernel(e.in_params, "T y", f"y = {e.expr}", f"trueno_{e.name}",
-                                preamble=elementwise.PREAMBLE)
+    kern = cp.ElementwiseKernel(
+        e.in_params, "T y", f"y = {e.expr}", f"trueno_{e.name}", preamble=elementwise.PREAMBLE
+    )
 
     def run(*arrays):
         return kern(*arrays)
@@ -59,8 +61,7 @@ def _elementwise_kernel(e: elementwise.Expr):
 # ---- reductions ---------------------------------------------------------------------------
 
 _sum_sq = cp.ReductionKernel("T x", "T y", "x * x", "a + b", "y = a", "0", "trueno_sum_sq")
-_norm_l2 = cp.ReductionKernel("T x", "T y", "x * x", "a + b", "y = sqrt(a)", "0",
-                              "trueno_norm_l2")
+_norm_l2 = cp.ReductionKernel("T x", "T y", "x * x", "a + b", "y = sqrt(a)", "0", "trueno_norm_l2")
 _norm_l1 = cp.ReductionKernel("T x", "T y", "fabs(x)", "a + b", "y = a", "0", "trueno_norm_l1")
 
 
@@ -73,6 +74,7 @@ def _dot(a, b):
 
 
 # ---- row-wise: one CUDA kernel each (cuda/rowwise.cu), one thread block per row ------------
+
 
 def _suffix(a) -> str:
     suffix = _SUFFIX.get(np.dtype(a.dtype))
@@ -123,8 +125,20 @@ def _layer_norm(x, gamma=None, beta=None, eps: float = 1e-5):
     b, has_b = _param(beta, rows2d, n, "layer_norm bias")
     if rows and n:
         fn = function("rowwise", f"layer_norm_{_suffix(rows2d)}")
-        fn((rows,), (threads_per_row(n),), (rows2d, y, np.int32(n), w, b, np.int32(has_w),
-                                     np.int32(has_b), rows2d.dtype.type(eps)))
+        fn(
+            (rows,),
+            (threads_per_row(n),),
+            (
+                rows2d,
+                y,
+                np.int32(n),
+                w,
+                b,
+                np.int32(has_w),
+                np.int32(has_b),
+                rows2d.dtype.type(eps),
+            ),
+        )
     return restore(y)
 
 
@@ -135,12 +149,16 @@ def _rms_norm(x, weight=None, eps: float = 1e-6):
     w, has_w = _param(weight, rows2d, n, "rms_norm weight")
     if rows and n:
         fn = function("rowwise", f"rms_norm_{_suffix(rows2d)}")
-        fn((rows,), (threads_per_row(n),), (rows2d, y, np.int32(n), w, np.int32(has_w),
-                                     rows2d.dtype.type(eps)))
+        fn(
+            (rows,),
+            (threads_per_row(n),),
+            (rows2d, y, np.int32(n), w, np.int32(has_w), rows2d.dtype.type(eps)),
+        )
     return restore(y)
 
 
 # ---- matrix: cuBLAS through cupy.matmul ----------------------------------------------------
+
 
 def _matmul(a, b):
     return cp.matmul(a, b)

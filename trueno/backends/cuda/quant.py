@@ -30,8 +30,9 @@ KERNEL_OF: dict[GGMLType, str] = {
     GGMLType.Q6_K: "matvec_q6_K",
 }
 # the batched kernels (prompt processing): Y (n, rows) = X (n, cols) @ W.T
-MATMUL_KERNEL_OF: dict[GGMLType, str] = {t: k.replace("matvec", "matmul")
-                                         for t, k in KERNEL_OF.items()}
+MATMUL_KERNEL_OF: dict[GGMLType, str] = {
+    t: k.replace("matvec", "matmul") for t, k in KERNEL_OF.items()
+}
 DENSE_TYPES = (GGMLType.F32, GGMLType.F16)
 WARPS_PER_BLOCK = 4  # rows per thread block (one warp each)
 NCOLS = 8  # vectors per batched launch column group (TRUENO_NCOLS in quant_matvec.cu)
@@ -50,8 +51,10 @@ def check_blocks(blocks, ggml_type, shape) -> tuple[np.ndarray, GGMLType, int, i
     t = as_ggml_type(ggml_type)
     if t not in KERNEL_OF and t not in DENSE_TYPES:
         have = ", ".join(k.name for k in gpu_types())
-        raise UnsupportedError(f"no GPU matvec for GGML type {t.name}; expected one of {have} "
-                               "(or prepare_gpu(..., dequantize=True) for a dense f32 copy)")
+        raise UnsupportedError(
+            f"no GPU matvec for GGML type {t.name}; expected one of {have} "
+            "(or prepare_gpu(..., dequantize=True) for a dense f32 copy)"
+        )
     shape = tuple(int(s) for s in shape)
     if len(shape) != 2:
         raise QuantError(f"{t.name}: a GPU matrix needs a 2-D shape (rows, cols), got {shape}")
@@ -96,9 +99,14 @@ class GpuQuantMatrix:
         if not recorder.ENABLED:
             fn(grid, (32 * WARPS_PER_BLOCK,), args)
             return y
-        with recorder.span(f"matvec_{self.ggml_type.name.lower()}", category="op",
-                           backend="cupy", bytes=self.nbytes + 4 * (self.cols + self.rows),
-                           flops=2 * self.rows * self.cols, shape=str(self.shape)):
+        with recorder.span(
+            f"matvec_{self.ggml_type.name.lower()}",
+            category="op",
+            backend="cupy",
+            bytes=self.nbytes + 4 * (self.cols + self.rows),
+            flops=2 * self.rows * self.cols,
+            shape=str(self.shape),
+        ):
             fn(grid, (32 * WARPS_PER_BLOCK,), args)
             cp.cuda.get_current_stream().synchronize()  # an honest span when tracing
         return y
@@ -113,8 +121,10 @@ class GpuQuantMatrix:
 
         xs = to_device(xs, np.float32) if type(xs) is np.ndarray else xs
         if xs.ndim != 2 or xs.shape[1] != self.cols:
-            raise QuantError(f"{self.ggml_type.name} matmul: X must have shape (n, {self.cols}),"
-                             f" got {tuple(xs.shape)}")
+            raise QuantError(
+                f"{self.ggml_type.name} matmul: X must have shape (n, {self.cols}),"
+                f" got {tuple(xs.shape)}"
+            )
         xs = cp.ascontiguousarray(xs, dtype=cp.float32)
         n = xs.shape[0]
         y = cp.empty((n, self.rows), dtype=cp.float32) if out is None else out
@@ -122,8 +132,11 @@ class GpuQuantMatrix:
             return y
         fn = function("quant_matvec", MATMUL_KERNEL_OF[self.ggml_type])
         grid = (-(-self.rows // WARPS_PER_BLOCK), -(-n // NCOLS))
-        fn(grid, (32 * WARPS_PER_BLOCK,),
-           (self.blocks, xs, y, np.int32(self.rows), np.int32(self.cols), np.int32(n)))
+        fn(
+            grid,
+            (32 * WARPS_PER_BLOCK,),
+            (self.blocks, xs, y, np.int32(self.rows), np.int32(self.cols), np.int32(n)),
+        )
         if recorder.ENABLED:
             cp.cuda.get_current_stream().synchronize()
         return y
@@ -193,8 +206,13 @@ def _dequantize_host(blocks, ggml_type, shape) -> np.ndarray:
     from trueno.quant.base import as_ggml_type
 
     t = as_ggml_type(ggml_type)
-    with recorder.span("dequantize", category="fallback", backend="numpy(fallback from cupy)",
-                       ggml_type=t.name, wanted="cupy"):
+    with recorder.span(
+        "dequantize",
+        category="fallback",
+        backend="numpy(fallback from cupy)",
+        ggml_type=t.name,
+        wanted="cupy",
+    ):
         return np.ascontiguousarray(dequantize_host(blocks, t, shape), dtype=np.float32)
 
 
@@ -202,12 +220,14 @@ def _dequantized(blocks, ggml_type, shape) -> GpuDenseMatrix:
     from trueno.device import to_device
     from trueno.quant.base import as_ggml_type
 
-    return GpuDenseMatrix(to_device(_dequantize_host(blocks, ggml_type, shape)),
-                          as_ggml_type(ggml_type))
+    return GpuDenseMatrix(
+        to_device(_dequantize_host(blocks, ggml_type, shape)), as_ggml_type(ggml_type)
+    )
 
 
-def upload_weights(tensors: Mapping[str, object], dequantize_unsupported: bool = True
-                   ) -> dict[str, object]:
+def upload_weights(
+    tensors: Mapping[str, object], dequantize_unsupported: bool = True
+) -> dict[str, object]:
     """Put a model's weights on the GPU. ``tensors``: name -> a GGUF ``TensorInfo`` (anything
     with ``.data``, ``.ggml_type``, ``.shape`` in numpy order) or a host numpy array.
 
@@ -217,8 +237,7 @@ def upload_weights(tensors: Mapping[str, object], dequantize_unsupported: bool =
     (traced fallback) unless ``dequantize_unsupported`` is False (then UnsupportedError).
     The whole upload is one ``upload_weights`` span with the bytes copied."""
     out: dict[str, object] = {}
-    with recorder.span("upload_weights", category="transfer", backend="cupy",
-                       tensors=len(tensors)):
+    with recorder.span("upload_weights", category="transfer", backend="cupy", tensors=len(tensors)):
         for name, tensor in tensors.items():
             out[name] = _upload_one(name, tensor, dequantize_unsupported)
     return out

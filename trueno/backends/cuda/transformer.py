@@ -33,8 +33,11 @@ def head_rms_norm(x, n_heads: int, head_dim: int, w, eps: float) -> None:
     flat = x.reshape(rows, head_dim)
     tmp = cp.empty_like(flat)
     fn = function("rowwise", "rms_norm_f32")
-    fn((rows,), (_threads(head_dim // 4),), (flat, tmp, np.int32(head_dim), w, np.int32(1),
-                                             np.float32(eps)))
+    fn(
+        (rows,),
+        (_threads(head_dim // 4),),
+        (flat, tmp, np.int32(head_dim), w, np.int32(1), np.float32(eps)),
+    )
     flat[...] = tmp
 
 
@@ -44,13 +47,25 @@ def rope(x, positions, n_heads: int, head_dim: int, cos, sin, neox: bool) -> Non
     n_tokens = x.shape[0]
     half = cos.shape[1]
     fn = function("transformer", "rope_f32")
-    fn((n_tokens, n_heads), (_threads(half, hi=256),),
-       (x, positions, np.int32(n_heads), np.int32(head_dim), cos, sin, np.int32(half),
-        np.int32(bool(neox))))
+    fn(
+        (n_tokens, n_heads),
+        (_threads(half, hi=256),),
+        (
+            x,
+            positions,
+            np.int32(n_heads),
+            np.int32(head_dim),
+            cos,
+            sin,
+            np.int32(half),
+            np.int32(bool(neox)),
+        ),
+    )
 
 
-def attend_one(out, q, k_cache, v_cache, pos: int, window: int, scale: float, groups: int,
-               scores) -> None:
+def attend_one(
+    out, q, k_cache, v_cache, pos: int, window: int, scale: float, groups: int, scores
+) -> None:
     """Attention of one query token at ``pos`` over the cache (decode).
 
     q, out: (n_heads, head_dim); k_cache, v_cache: (n_kv_heads, ctx, head_dim) holding keys
@@ -63,16 +78,31 @@ def attend_one(out, q, k_cache, v_cache, pos: int, window: int, scale: float, gr
 
         raise UnsupportedError(f"attend_one: head_dim {head_dim} > 1024 is not supported")
     fn = function("transformer", "attend_one_f32")
-    fn((n_heads,), (_threads(head_dim, lo=128),),
-       (out, q, k_cache, v_cache, np.int32(pos), np.int32(window), np.float32(scale),
-        np.int32(groups), np.int32(ctx), np.int32(head_dim), scores))
+    fn(
+        (n_heads,),
+        (_threads(head_dim, lo=128),),
+        (
+            out,
+            q,
+            k_cache,
+            v_cache,
+            np.int32(pos),
+            np.int32(window),
+            np.float32(scale),
+            np.int32(groups),
+            np.int32(ctx),
+            np.int32(head_dim),
+            scores,
+        ),
+    )
 
 
 @cache
 def _gated(name: str):
     e = elementwise.GATED[name]
-    return cp.ElementwiseKernel(e.in_params, "T y", f"y = {e.expr}", f"trueno_{name}",
-                                preamble=elementwise.PREAMBLE)
+    return cp.ElementwiseKernel(
+        e.in_params, "T y", f"y = {e.expr}", f"trueno_{name}", preamble=elementwise.PREAMBLE
+    )
 
 
 def silu_mul(out, g, u) -> None:
