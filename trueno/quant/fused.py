@@ -6,11 +6,37 @@ format modules."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numba
 import numpy as np
 
 from trueno.quant import simd
+
+_HERE = Path(__file__).resolve().parent
+
+
+def drop_stale_cache(here: Path = _HERE) -> None:
+    """numba stamps this module's on-disk cache with this file's mtime only, but the kernels
+    inline the IR that simd.py and llvm_ir.py build: when either changed, drop the cache."""
+    try:
+        stamp = ",".join(
+            f"{st.st_mtime_ns}:{st.st_size}"
+            for st in ((here / name).stat() for name in ("simd.py", "llvm_ir.py"))
+        )
+        cache = here / "__pycache__"
+        mark = cache / "fused.ir-sources"
+        if mark.is_file() and mark.read_text() == stamp:
+            return
+        for old in [*cache.glob("fused.*.nbi"), *cache.glob("fused.*.nbc")]:
+            old.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        mark.write_text(stamp)
+    except OSError:  # a read-only install: numba then caches elsewhere, if at all
+        pass
+
+
+drop_stale_cache()
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -8,8 +8,8 @@ quantized to int8 first (per 32 for Q4_0..Q8_0 as llama.cpp's Q8_0, per 256 for 
 as its Q8_K). Only :func:`available` decides whether these may run: an AVX2 instruction on a
 CPU without it kills the process. ``TRUENO_QUANT_SIMD=0`` forces the portable kernels.
 
-Development note: numba's on-disk cache of the drivers in fused.py is stamped with fused.py
-only, so after editing this file delete ``trueno/quant/__pycache__/fused*.nb*``.
+numba's on-disk cache of the drivers in fused.py is stamped with fused.py only; fused.py drops
+that cache itself when this file or llvm_ir.py changed.
 """
 
 from __future__ import annotations
