@@ -30,12 +30,14 @@ static void emulate_k(float (*dot_lane)(const u8*, const float*, int), const u8*
     }
 }
 
-// ggml_type: the GGML type number (2 = Q4_0, 6 = Q5_0, 8 = Q8_0, 12 = Q4_K, 14 = Q6_K).
+// ggml_type: the GGML type number (2 = Q4_0, 3 = Q4_1, 6 = Q5_0, 7 = Q5_1, 8 = Q8_0, 12 = Q4_K, 14 = Q6_K).
 extern "C" int emulate_matvec(int ggml_type, const u8* w, const float* x, float* y, int rows,
                               int cols) {
     switch (ggml_type) {
         case 2: emulate_32<18>(dot_q4_0, w, x, y, rows, cols); return 0;
+        case 3: emulate_32<20>(dot_q4_1, w, x, y, rows, cols); return 0;
         case 6: emulate_32<22>(dot_q5_0, w, x, y, rows, cols); return 0;
+        case 7: emulate_32<24>(dot_q5_1, w, x, y, rows, cols); return 0;
         case 8: emulate_32<34>(dot_q8_0, w, x, y, rows, cols); return 0;
         case 12: emulate_k<144>(dot_q4_K_lane, w, x, y, rows, cols); return 0;
         case 14: emulate_k<210>(dot_q6_K_lane, w, x, y, rows, cols); return 0;

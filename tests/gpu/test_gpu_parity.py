@@ -168,7 +168,7 @@ def test_op_without_gpu_kernel_needs_permission():
     assert cats.count("fallback") == 1 and cats.count("transfer") == 2
 
 
-@pytest.mark.parametrize("name", ["Q4_0", "Q5_0", "Q8_0", "Q4_K", "Q6_K"])
+@pytest.mark.parametrize("name", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q6_K"])
 @pytest.mark.parametrize("rows,cols", [(1, 256), (3, 512), (130, 2304), (1000, 4096)])
 def test_quant_matvec_matches_gguf_py(name, rows, cols):
     from gguf import GGMLQuantizationType, quants

@@ -25,7 +25,9 @@ from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
 HERE = Path(__file__).resolve().parent
 F16_FIELDS = {  # byte offsets of the f16 scale fields in each block (ggml-common.h)
     GGMLType.Q4_0: (0,),
+    GGMLType.Q4_1: (0, 2),
     GGMLType.Q5_0: (0,),
+    GGMLType.Q5_1: (0, 2),
     GGMLType.Q8_0: (0,),
     GGMLType.Q4_K: (0, 2),
     GGMLType.Q6_K: (208,),

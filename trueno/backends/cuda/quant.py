@@ -24,7 +24,9 @@ from trueno.trace import recorder
 # GGML type -> kernel name in quant_matvec.cu
 KERNEL_OF: dict[GGMLType, str] = {
     GGMLType.Q4_0: "matvec_q4_0",
+    GGMLType.Q4_1: "matvec_q4_1",
     GGMLType.Q5_0: "matvec_q5_0",
+    GGMLType.Q5_1: "matvec_q5_1",
     GGMLType.Q8_0: "matvec_q8_0",
     GGMLType.Q4_K: "matvec_q4_K",
     GGMLType.Q6_K: "matvec_q6_K",

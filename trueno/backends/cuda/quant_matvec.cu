@@ -1,8 +1,10 @@
 // Quantized matrix-vector products y = W x straight from GGML blocks (no f32 weights).
 // W is (rows, row_bytes) uint8 exactly as in the GGUF file; x is f32 (cols); y is f32 (rows).
 // One warp per row, blockDim.x = 32 * rows-per-block. Block layouts follow ggml-common.h:
-//   block_q4_0 {half d; u8 qs[16]}            18 bytes / 32 values
-//   block_q5_0 {half d; u8 qh[4]; u8 qs[16]}  22 bytes / 32 values
+//   block_q4_0 {half d; u8 qs[16]}                    18 bytes / 32 values
+//   block_q4_1 {half d; half m; u8 qs[16]}            20 bytes / 32 values
+//   block_q5_0 {half d; u8 qh[4]; u8 qs[16]}          22 bytes / 32 values
+//   block_q5_1 {half d; half m; u8 qh[4]; u8 qs[16]}  24 bytes / 32 values
 //   block_q8_0 {half d; i8 qs[32]}            34 bytes / 32 values
 //   block_q4_K {half d; half dmin; u8 scales[12]; u8 qs[128]}           144 bytes / 256
 //   block_q6_K {u8 ql[128]; u8 qh[64]; i8 scales[16]; half d}           210 bytes / 256
@@ -28,6 +30,24 @@ TRUENO_HD float dot_q4_0(const u8* b, const float* x) {
     return half_at(b) * s;
 }
 
+// Q4_1: value = d * q + m, so the dot is d * sum(q x) + m * sum(x).
+TRUENO_HD float dot_q4_1(const u8* b, const float* x) {
+    const u8* qs = b + 4;
+    float s = 0.f, sx = 0.f;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const u32 q = load_u32_a2(qs + 4 * k);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int j = 4 * k + i;
+            const u32 byte = (q >> (8 * i)) & 0xffu;
+            s += (float)(byte & 0xfu) * x[j] + (float)(byte >> 4) * x[j + 16];
+            sx += x[j] + x[j + 16];
+        }
+    }
+    return half_at(b) * s + half_at(b + 2) * sx;
+}
+
 TRUENO_HD float dot_q5_0(const u8* b, const float* x) {
     const u32 qh = load_u32_a2(b + 2);
     const u8* qs = b + 6;
@@ -45,6 +65,27 @@ TRUENO_HD float dot_q5_0(const u8* b, const float* x) {
         }
     }
     return half_at(b) * s;
+}
+
+// Q5_1: like Q5_0's 5-bit values, unsigned, with Q4_1's minimum: d * sum(q x) + m * sum(x).
+TRUENO_HD float dot_q5_1(const u8* b, const float* x) {
+    const u32 qh = load_u32_a2(b + 4);
+    const u8* qs = b + 8;
+    float s = 0.f, sx = 0.f;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const u32 q = load_u32_a2(qs + 4 * k);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int j = 4 * k + i;
+            const u32 byte = (q >> (8 * i)) & 0xffu;
+            const u32 lo = (byte & 0xfu) | (((qh >> j) & 1u) << 4);
+            const u32 hi = (byte >> 4) | (((qh >> (j + 16)) & 1u) << 4);
+            s += (float)lo * x[j] + (float)hi * x[j + 16];
+            sx += x[j] + x[j + 16];
+        }
+    }
+    return half_at(b) * s + half_at(b + 2) * sx;
 }
 
 TRUENO_HD float dot_q8_0(const u8* b, const float* x) {
@@ -187,13 +228,17 @@ TRUENO_HD float dot_q6_K_lane(const u8* b, const float* x, int lane) {
     }
 
 TRUENO_MATVEC_32(matvec_q4_0, 18, dot_q4_0)
+TRUENO_MATVEC_32(matvec_q4_1, 20, dot_q4_1)
 TRUENO_MATVEC_32(matvec_q5_0, 22, dot_q5_0)
+TRUENO_MATVEC_32(matvec_q5_1, 24, dot_q5_1)
 TRUENO_MATVEC_32(matvec_q8_0, 34, dot_q8_0)
 TRUENO_MATVEC_K(matvec_q4_K, 144, dot_q4_K_lane)
 TRUENO_MATVEC_K(matvec_q6_K, 210, dot_q6_K_lane)
 
 TRUENO_MATMUL(matmul_q4_0, 18, 32, dot_q4_0(blk, xb), lane, TRUENO_WARP)
+TRUENO_MATMUL(matmul_q4_1, 20, 32, dot_q4_1(blk, xb), lane, TRUENO_WARP)
 TRUENO_MATMUL(matmul_q5_0, 22, 32, dot_q5_0(blk, xb), lane, TRUENO_WARP)
+TRUENO_MATMUL(matmul_q5_1, 24, 32, dot_q5_1(blk, xb), lane, TRUENO_WARP)
 TRUENO_MATMUL(matmul_q8_0, 34, 32, dot_q8_0(blk, xb), lane, TRUENO_WARP)
 TRUENO_MATMUL(matmul_q4_K, 144, 256, dot_q4_K_lane(blk, xb, lane), 0, 1)
 TRUENO_MATMUL(matmul_q6_K, 210, 256, dot_q6_K_lane(blk, xb, lane), 0, 1)
