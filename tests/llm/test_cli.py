@@ -74,3 +74,16 @@ def test_unsupported_tensor_type_is_one_line_error(tmp_path, capsys):
     rc = main(["run", "-m", str(path), "-p", "x"])
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1 and "Q8_1" in err
+
+
+def test_run_on_a_missing_gpu_is_one_line_error_naming_the_extra(tiny_model_path, capsys):
+    import pytest
+
+    from trueno.backends import cupy_backend
+
+    if cupy_backend.available():
+        pytest.skip("a GPU is present: tests/gpu/test_gpu_model.py runs --device gpu")
+    path, _ = tiny_model_path("llama")
+    rc = main(["run", "-m", str(path), "-p", "x", "-n", "2", "--device", "gpu"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "trueno[gpu]" in err

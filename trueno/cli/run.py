@@ -44,6 +44,13 @@ def add_model_args(p) -> None:
     p.add_argument("-s", "--seed", type=int, default=-1, help="RNG seed (-1 = random)")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads")
     p.add_argument("-c", "--ctx-size", type=int, default=2048, help="context size in tokens")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="where the model runs: gpu puts every weight matrix (quantized) and the KV cache "
+        "on a CUDA GPU (needs the gpu extra)",
+    )
 
 
 def register(subparsers) -> None:
@@ -104,8 +111,12 @@ def load_model(args):
     t0 = time.perf_counter()
     name = path.name
     progress(f"loading {name}", 0.0)
+    where = "" if args.device == "cpu" else f" to the {args.device.upper()}"
     model = Model.load(
-        path, ctx_size=args.ctx_size, progress=lambda f: progress(f"loading {name}", 0.8 * f)
+        path,
+        ctx_size=args.ctx_size,
+        progress=lambda f: progress(f"loading {name}{where}", 0.8 * f),
+        device=args.device,
     )
     progress(f"loading {name}: compiling kernels (cached after the first run)", 0.8)
     model.warmup()

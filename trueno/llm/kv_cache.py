@@ -1,4 +1,7 @@
-"""Preallocated KV cache and per-token scratch buffers: llama2.c's ``RunState``."""
+"""Preallocated KV cache and per-token scratch buffers: llama2.c's ``RunState``.
+
+Both live where the model runs (:mod:`trueno.llm.runtime`): numpy arrays on the CPU, cupy
+arrays on a GPU."""
 
 from __future__ import annotations
 
@@ -14,10 +17,10 @@ class KVCache:
     ``n`` is how many positions hold valid entries (the next position to write).
     """
 
-    def __init__(self, config: Config, ctx: int) -> None:
+    def __init__(self, config: Config, ctx: int, xp=np) -> None:
         shape = (config.n_layers, config.n_kv_heads, ctx, config.head_dim)
-        self.k = np.zeros(shape, dtype=np.float32)
-        self.v = np.zeros(shape, dtype=np.float32)
+        self.k = xp.zeros(shape, dtype=np.float32)
+        self.v = xp.zeros(shape, dtype=np.float32)
         self.ctx = ctx
         self.n = 0
 
@@ -45,30 +48,39 @@ def rope_tables(
 
 
 class RunState:
-    """Every activation buffer of one decode step plus the KV cache, allocated once."""
+    """Every activation buffer of one decode step plus the KV cache, allocated once, on the
+    runtime's device (``runtime=None``: the CPU)."""
 
-    def __init__(self, config: Config, ctx: int, rope_factors: np.ndarray | None = None) -> None:
+    def __init__(
+        self, config: Config, ctx: int, rope_factors: np.ndarray | None = None, runtime=None
+    ) -> None:
         c = config
-        self.cache = KVCache(c, ctx)
+        xp = np if runtime is None else runtime.xp
+        asarray = np.ascontiguousarray if runtime is None else runtime.asarray
+        host = runtime is None or runtime.host_memory
+        self.cache = KVCache(c, ctx, xp)
         f32 = np.float32
-        self.x = np.zeros((1, c.dim), f32)  # residual stream
-        self.xb = np.zeros((1, c.dim), f32)  # normed input of a sublayer
-        self.xo = np.zeros((1, c.dim), f32)  # sublayer output
+        self.x = xp.zeros((1, c.dim), f32)  # residual stream
+        # the embedding row of a token is looked up on the host, then copied into x
+        self.x_host = self.x if host else np.zeros((1, c.dim), f32)
+        self.xb = xp.zeros((1, c.dim), f32)  # normed input of a sublayer
+        self.xo = xp.zeros((1, c.dim), f32)  # sublayer output
         Q, K, F = c.q_dim, c.kv_dim, c.hidden_dim
-        self.qkv = np.zeros(Q + 2 * K, f32)  # output of the stacked Q|K|V matvec
+        self.qkv = xp.zeros(Q + 2 * K, f32)  # output of the stacked Q|K|V matvec
         self.q = self.qkv[:Q].reshape(1, Q)  # views: (1, n) rows, each C-contiguous
         self.k = self.qkv[Q : Q + K].reshape(1, K)
         self.v = self.qkv[Q + K :].reshape(1, K)
-        self.att = np.zeros((1, Q), f32)  # attention output, heads concatenated
-        self.gate_up = np.zeros(2 * F, f32)  # output of the stacked gate|up matvec
+        self.att = xp.zeros((1, Q), f32)  # attention output, heads concatenated
+        self.gate_up = xp.zeros(2 * F, f32)  # output of the stacked gate|up matvec
         self.hg = self.gate_up[:F].reshape(1, F)  # FFN gate
         self.hu = self.gate_up[F:].reshape(1, F)  # FFN up
-        self.ha = np.zeros((1, F), f32)  # act(gate) * up
-        self.scores = np.zeros(ctx, f32)
-        self.ones_head = np.ones(c.head_dim, f32)  # stands in for absent q/k norm weights
-        self.ones_dim = np.ones(c.dim, f32)  # stands in for absent post-norm weights
-        self.logits = np.zeros(c.vocab_size, f32)
-        self.pos = np.zeros(1, np.int64)
+        self.ha = xp.zeros((1, F), f32)  # act(gate) * up
+        per_head = runtime is not None and runtime.scores_per_head
+        self.scores = xp.zeros((c.n_heads, ctx) if per_head else ctx, f32)
+        self.ones_head = xp.ones(c.head_dim, f32)  # stands in for absent q/k norm weights
+        self.ones_dim = xp.ones(c.dim, f32)  # stands in for absent post-norm weights
+        self.logits = xp.zeros(c.vocab_size, f32)
+        self.pos = xp.zeros(1, np.int32)
         # one (cos, sin) table per distinct rope base, indexed by layer
         tables: dict = {}
         self.rope = []
@@ -76,5 +88,6 @@ class RunState:
             key = (c.layer_rope_base(layer), c.layer_rope_scale(layer))
             if key not in tables:
                 uses_factors = rope_factors if key[0] == c.rope_base else None
-                tables[key] = rope_tables(c.rope_dim, key[0], ctx, key[1], uses_factors)
+                cos, sin = rope_tables(c.rope_dim, key[0], ctx, key[1], uses_factors)
+                tables[key] = (asarray(cos), asarray(sin))
             self.rope.append(tables[key])

@@ -7,7 +7,8 @@
     logits = output(output_norm(x))
 
 Prefill runs the prompt as one batch (BLAS / quantized matmul, causal mask); decode runs one
-token through fused quantized matvecs and preallocated buffers (``RunState``).
+token through fused quantized matvecs and preallocated buffers (``RunState``). The same code
+runs on the CPU or a GPU: arrays, kernels and weights come from a :mod:`trueno.llm.runtime`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from trueno import trace
 from trueno.errors import ContextLengthError, ModelError
+from trueno.llm import runtime as runtimes
 from trueno.llm.config import Config
 from trueno.llm.kv_cache import RunState
 from trueno.llm.weights import Weights, load_gguf
@@ -30,7 +32,10 @@ PREFILL_CHUNK = 256
 
 
 class Model:
-    """A GGUF model ready to run: ``Model.load(path)``, then ``logits`` or ``generate``."""
+    """A GGUF model ready to run: ``Model.load(path)``, then ``logits`` or ``generate``.
+
+    ``weights`` must already be on ``runtime`` (``Weights.placed``); logits come back as
+    numpy arrays wherever the model runs."""
 
     def __init__(
         self,
@@ -39,10 +44,11 @@ class Model:
         gguf_file=None,
         path=None,
         ctx_size: int | None = None,
+        runtime: runtimes.Runtime | str | None = None,
     ) -> None:
-        from trueno.llm import kernels  # numba: imported with the first model, not with trueno
-
-        self._k = kernels
+        self.rt = runtimes.get(runtime)
+        self._k = self.rt.kernels
+        self.xp = self.rt.xp
         self.config = config
         self.weights = weights
         self.path = path
@@ -50,7 +56,7 @@ class Model:
         self._tokenizer = None
         ctx = ctx_size or min(config.context_length, DEFAULT_CTX)
         self.ctx = int(ctx)
-        self.state = RunState(config, self.ctx, weights.rope_freqs)
+        self.state = RunState(config, self.ctx, weights.rope_freqs, self.rt)
         s = self.state  # per-layer arguments of the decode attention step, looked up once
         s.windows = [config.layer_window(i) for i in range(config.n_layers)]
         s.q_norms = [lw.q_norm if config.qk_norm else s.ones_head for lw in weights.layers]
@@ -62,16 +68,25 @@ class Model:
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
-    def load(cls, path, ctx_size: int | None = None, progress=None) -> Model:
+    def load(cls, path, ctx_size: int | None = None, progress=None, device=None) -> Model:
         """Load a GGUF model file (memory-mapped; quantized matrices stay quantized).
-        ``progress(fraction)`` is called while the weights are prepared."""
+        ``progress(fraction)`` is called while the weights are prepared. ``device``: "cpu"
+        (the default) or "gpu" (every matrix uploaded as GGML blocks, KV cache on the GPU;
+        needs the ``gpu`` extra), or a :class:`~trueno.llm.runtime.Runtime`."""
+        rt = runtimes.get(device)  # a missing GPU fails here, before the file is read
         path = os.fspath(path)
         if not os.path.exists(path):
             raise ModelError(f"model file not found: {path}")
         gf = load_gguf(path)
         config = Config.from_gguf(gf)
-        weights = Weights.from_gguf(gf, config, progress=progress)
-        return cls(config, weights, gf, path, ctx_size)
+        on_cpu = rt.place_matrix is None
+        weights = Weights.from_gguf(
+            gf, config, progress=progress if on_cpu else None, prepare=on_cpu
+        )
+        if not on_cpu:
+            with trace.span("upload_weights", category="transfer", backend=rt.backend):
+                weights = weights.placed(rt, progress=progress)
+        return cls(config, weights, gf, path, ctx_size, rt)
 
     @property
     def tokenizer(self):
@@ -136,7 +151,8 @@ class Model:
                 elif last:
                     outs.append(self.weights.output.matmul(x[-1:]))
         self.tokens.extend(int(t) for t in ids)
-        logits = np.concatenate(outs, axis=0).astype(np.float32, copy=False)
+        logits = self.rt.to_host(self.xp.concatenate(outs, axis=0))
+        logits = np.asarray(logits, dtype=np.float32)
         return logits if all_logits else logits[-1]
 
     def decode(self, token: int) -> np.ndarray:
@@ -162,14 +178,15 @@ class Model:
 
     # ---- prefill: T tokens as a batch -------------------------------------------------------
     def _forward_batch(self, ids: np.ndarray, start: int) -> np.ndarray:
-        c, w, k = self.config, self.weights, self._k
+        c, w, k, xp = self.config, self.weights, self._k, self.xp
         cache = self.state.cache
         T = len(ids)
-        positions = np.arange(start, start + T, dtype=np.int64)
-        x = w.token_embd(ids)  # (T, D)
+        positions = self.rt.asarray(np.arange(start, start + T, dtype=np.int32))
+        x = w.token_embd(ids)  # (T, D), host
         if c.embed_scale != 1.0:
             x *= np.float32(c.embed_scale)
-        xb = np.empty_like(x)
+        x = self.rt.asarray(x)
+        xb = xp.empty_like(x)
         for i, lw in enumerate(w.layers):
             with trace.span("layer", category="llm", layer=i):
                 # attention
@@ -177,8 +194,8 @@ class Model:
                 if lw.wqkv is not None:
                     qkv = self._proj(lw.wqkv, lw.bqkv, xb)  # (T, Q + 2K)
                     Q, K = c.q_dim, c.kv_dim
-                    q = np.ascontiguousarray(qkv[:, :Q])
-                    kk = np.ascontiguousarray(qkv[:, Q : Q + K])
+                    q = xp.ascontiguousarray(qkv[:, :Q])
+                    kk = xp.ascontiguousarray(qkv[:, Q : Q + K])
                     v = qkv[:, Q + K :]
                 else:
                     q = self._proj(lw.wq, lw.bq, xb)  # (T, Q)
@@ -204,12 +221,12 @@ class Model:
                 k.rms_norm(xb, x, lw.ffn_norm, c.norm_eps)
                 if lw.w_gate_up is not None:
                     gu = lw.w_gate_up.matmul(xb)  # (T, 2F)
-                    g = np.ascontiguousarray(gu[:, : c.hidden_dim])
-                    u = np.ascontiguousarray(gu[:, c.hidden_dim :])
+                    g = xp.ascontiguousarray(gu[:, : c.hidden_dim])
+                    u = xp.ascontiguousarray(gu[:, c.hidden_dim :])
                 else:
                     g = lw.w_gate.matmul(xb)  # (T, F)
                     u = lw.w_up.matmul(xb)
-                a = np.empty_like(g)
+                a = xp.empty_like(g)
                 self._act(a, g, u)
                 f = lw.w_down.matmul(a)  # (T, D)
                 if c.post_norms:
@@ -227,7 +244,7 @@ class Model:
         flops = 4 * c.n_heads * n_queries * n_keys * c.head_dim
         recorder.record_op(
             "attention",
-            "numba" if n_queries == 1 else "numpy",
+            "numpy" if n_queries > 1 and self.rt.host_memory else self.rt.backend,
             (n_queries, c.n_heads, n_keys, c.head_dim),
             "float32",
             kv_bytes,
@@ -236,12 +253,11 @@ class Model:
             perf_counter_ns() - t0,
         )
 
-    @staticmethod
-    def _proj(m, bias, x):
+    def _proj(self, m, bias, x):
         y = m.matmul(x)
         if bias is not None:
             y += bias
-        return np.ascontiguousarray(y, dtype=np.float32)
+        return self.xp.ascontiguousarray(y, dtype=np.float32)
 
     def _act(self, out, g, u) -> None:
         if self.config.activation == "gelu_tanh":
@@ -251,37 +267,39 @@ class Model:
 
     def _attend_batch(self, q: np.ndarray, layer: int, start: int, T: int) -> np.ndarray:
         """Causal (optionally sliding-window) attention of T queries over keys 0..start+T-1."""
-        c = self.config
+        c, xp = self.config, self.xp
         S = start + T
         Hkv, G, Dh = c.n_kv_heads, c.n_kv_groups, c.head_dim
         keys = self.state.cache.k[layer, :, :S]  # (Hkv, S, Dh)
         values = self.state.cache.v[layer, :, :S]
         qh = q.reshape(T, Hkv, G, Dh).transpose(1, 2, 0, 3).reshape(Hkv, G * T, Dh)
-        scores = np.matmul(qh, keys.transpose(0, 2, 1))  # (Hkv, G*T, S)
+        scores = xp.matmul(qh, keys.transpose(0, 2, 1))  # (Hkv, G*T, S)
         scores *= np.float32(c.attn_scale)
         scores = scores.reshape(Hkv, G, T, S)
-        qpos = np.arange(start, S)[:, None]
-        kpos = np.arange(S)[None, :]
+        qpos = xp.arange(start, S)[:, None]
+        kpos = xp.arange(S)[None, :]
         masked = kpos > qpos
         window = c.layer_window(layer)
         if window > 0:
             masked |= (qpos - kpos) >= window
-        scores += np.where(masked, np.float32(-np.inf), np.float32(0))  # ~20x a masked store
+        scores += xp.where(masked, np.float32(-np.inf), np.float32(0))  # ~20x a masked store
         scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
+        xp.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
-        out = np.matmul(scores.reshape(Hkv, G * T, S), values)  # (Hkv, G*T, Dh)
+        out = xp.matmul(scores.reshape(Hkv, G * T, S), values)  # (Hkv, G*T, Dh)
         out = out.reshape(Hkv, G, T, Dh).transpose(2, 0, 1, 3).reshape(T, c.q_dim)
-        return np.ascontiguousarray(out, dtype=np.float32)
+        return xp.ascontiguousarray(out, dtype=np.float32)
 
     # ---- decode: one token through matvecs and preallocated buffers -------------------------
     def _forward_one(self, token: int, pos: int) -> np.ndarray:
         c, w, k, s = self.config, self.weights, self._k, self.state
         cache = s.cache
         x, xb, xo = s.x, s.xb, s.xo
-        w.token_embd.row(token, x[0])
+        w.token_embd.row(token, s.x_host[0])
         if c.embed_scale != 1.0:
-            x *= np.float32(c.embed_scale)
+            s.x_host *= np.float32(c.embed_scale)
+        if s.x_host is not x:
+            self.rt.copy_in(x, s.x_host)
         s.pos[0] = pos
         q, kk, v, att = s.q, s.k, s.v, s.att
         windows, qn, kn = s.windows, s.q_norms, s.k_norms
@@ -325,4 +343,4 @@ class Model:
                 k.residual_norm(xb, x, xo, s.post_ffn[i], nxt, eps, post)
         cache.n = pos + 1
         w.output.matvec_into(xb[0], s.logits)
-        return s.logits
+        return self.rt.to_host(s.logits)

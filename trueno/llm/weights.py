@@ -7,7 +7,7 @@ matrices are used in place through BLAS. Norm weights and biases are float32 vec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -209,9 +209,10 @@ class LayerWeights:
     bqkv: np.ndarray | None = None  # (Q + 2K,)
     w_gate_up: Matrix | None = None  # (2F, D) w_gate|w_up stacked
 
-    def fuse(self) -> None:
+    def fuse(self, prepare: bool = True) -> None:
         """Stack Q/K/V and gate/up so decode runs one matvec for each group, and prepare
-        every matrix the forward pass will use."""
+        every matrix the forward pass will use (for the CPU; ``prepare=False`` leaves them as
+        file blocks, for a runtime that places them itself)."""
         self.wqkv = Matrix.stack("attn_qkv", [self.wq, self.wk, self.wv])
         biases = (self.bq, self.bk, self.bv)
         if self.wqkv is not None and any(b is not None for b in biases):
@@ -223,13 +224,27 @@ class LayerWeights:
                 ]
             )
         self.w_gate_up = Matrix.stack("ffn_gate_up", [self.w_gate, self.w_up])
-        for m in self.used_matrices():
-            m.ready()
+        if prepare:
+            for m in self.used_matrices():
+                m.ready()
 
     def used_matrices(self) -> list[Matrix]:
         qkv = [self.wqkv] if self.wqkv is not None else [self.wq, self.wk, self.wv]
         ffn = [self.w_gate_up] if self.w_gate_up is not None else [self.w_gate, self.w_up]
         return [*qkv, self.wo, *ffn, self.w_down]
+
+    def placed(self, runtime) -> LayerWeights:
+        """A copy on ``runtime``: the matrices the forward pass uses through its
+        ``place_matrix``, every vector (norm weights, biases) through its ``asarray``."""
+        used = {id(m) for m in self.used_matrices()}
+        changes = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Matrix) and id(v) in used:
+                changes[f.name] = runtime.place_matrix(v)
+            elif isinstance(v, np.ndarray):
+                changes[f.name] = runtime.asarray(v)
+        return replace(self, **changes)
 
 
 @dataclass
@@ -245,9 +260,33 @@ class Weights:
         mats = [self.output] + [m for lw in self.layers for m in lw.used_matrices()]
         return sum(m.nbytes for m in mats)
 
+    def placed(self, runtime, progress=None) -> Weights:
+        """These weights on ``runtime`` (see :mod:`trueno.llm.runtime`): every matrix the
+        forward pass uses goes through ``runtime.place_matrix`` and every vector through
+        ``runtime.asarray``; the embedding table stays in host memory (one row per token is
+        looked up there). Build them with ``from_gguf(..., prepare=False)``, so that no CPU
+        copy is prepared first. ``progress(fraction)`` is called per layer."""
+        if runtime.place_matrix is None:
+            return self
+        layers = []
+        for n, lw in enumerate(self.layers):
+            if progress is not None:
+                progress(n / len(self.layers))
+            layers.append(lw.placed(runtime))
+        return Weights(
+            token_embd=self.token_embd,
+            layers=layers,
+            output_norm=runtime.asarray(self.output_norm),
+            output=runtime.place_matrix(self.output),
+            rope_freqs=self.rope_freqs,  # host: folded into the rope tables
+        )
+
     @classmethod
-    def from_gguf(cls, gf, config: Config, fuse: bool = True, progress=None) -> Weights:
-        """Weights of ``gf``; ``progress(fraction)`` is called as layers are prepared."""
+    def from_gguf(
+        cls, gf, config: Config, fuse: bool = True, progress=None, prepare: bool = True
+    ) -> Weights:
+        """Weights of ``gf``; ``progress(fraction)`` is called as layers are prepared.
+        ``prepare=False`` leaves every matrix as its file blocks (see :meth:`placed`)."""
         tensors = gf.tensors
 
         def info(name: str, shape: tuple | None = None, required: bool = True):
@@ -296,17 +335,20 @@ class Weights:
             if progress is not None:
                 progress(n / len(layers))
             if fuse:
-                lw.fuse()
-            else:
+                lw.fuse(prepare)
+            elif prepare:
                 for m in lw.used_matrices():
                     m.ready()
         embd_info = info("token_embd.weight", (c.vocab_size, D))
         out_name = "output.weight" if "output.weight" in tensors else "token_embd.weight"
+        output = mat(out_name, (c.vocab_size, D))
+        if prepare:
+            # a tied head reads the embedding's blocks in place: no copy of the largest matrix
+            output.ready(relayout=out_name == "output.weight")
         return cls(
             token_embd=Embedding(embd_info),
             layers=layers,
             output_norm=vec("output_norm.weight", D),
-            # a tied head reads the embedding's blocks in place: no copy of the largest matrix
-            output=mat(out_name, (c.vocab_size, D)).ready(relayout=out_name == "output.weight"),
+            output=output,
             rope_freqs=vec("rope_freqs.weight", c.rope_dim // 2, required=False),
         )

@@ -113,6 +113,10 @@ class GpuQuantMatrix:
             cp.cuda.get_current_stream().synchronize()  # an honest span when tracing
         return y
 
+    def matvec_into(self, x, out) -> None:
+        """out = W @ x into a device f32 vector (the LLM decode loop's call)."""
+        self.matvec(x, out)
+
     def matmul(self, xs, out=None):
         """Y = X @ W.T for a (n, cols) batch of vectors (prompt processing): one launch that
         reads W once per 8 vectors; Y is a device f32 (n, rows) array."""
@@ -165,9 +169,15 @@ class GpuDenseMatrix:
         x = _as_device_vector(cp, x, self.shape[1], self.ggml_type.name)
         return cp.matmul(self.weight, x, out=out)
 
+    def matvec_into(self, x, out) -> None:
+        self.matvec(x, out)
+
     def matmul(self, xs):
         import cupy as cp
 
+        from trueno.device import to_device
+
+        xs = to_device(xs, np.float32) if type(xs) is np.ndarray else xs
         return cp.matmul(xs, self.weight.T)
 
 

@@ -1,0 +1,164 @@
+"""Where a model runs: its array module, its transformer kernels and how its weights are placed.
+
+The forward pass in :mod:`trueno.llm.model` is written once, against a :class:`Runtime`:
+
+- ``cpu``: numpy arrays, the fused numba kernels of :mod:`trueno.llm.kernels`, matrices prepared
+  for the CPU quant kernels (host memory, memory-mapped where possible).
+- ``gpu``: cupy arrays, the kernels of :mod:`trueno.backends.cuda.transformer` composed into the
+  same decode steps (:class:`ComposedKernels`), every matrix uploaded once as GGML blocks
+  (:func:`trueno.backends.cuda.quant.prepare_gpu`), the KV cache and every activation buffer on
+  the device. The token-embedding table stays in host memory, as llama.cpp keeps its input
+  layer on the CPU: a token needs one row of it, dequantized on the host and copied over
+  (``dim`` floats); a tied output head still gets its device copy as a matrix.
+
+A runtime is picked by name (:func:`get`); ``gpu`` imports cupy then, and raises
+:class:`~trueno.errors.BackendUnavailableError` naming the ``gpu`` extra when cupy or a device
+is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+import numpy as np
+
+from trueno.errors import ModelError
+
+DEVICES = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the forward pass needs to know about where it runs."""
+
+    name: str  # "cpu" | "gpu" (or a test's stand-in)
+    xp: ModuleType  # the array module: numpy or cupy
+    kernels: object  # rms_norm, add_rms_norm, residual_norm, head_rms_norm, rope,
+    #                  attention_step, silu_mul, gelu_tanh_mul (trueno.llm.kernels' signatures)
+    backend: str  # span label of the model's own ops ("numba", "cupy")
+    asarray: Callable  # host array -> runtime array (a copy on a device)
+    to_host: Callable  # runtime array -> numpy array
+    place_matrix: Callable | None  # Matrix -> object with matvec_into(x, out), matmul(X),
+    #                                nbytes; None: the CPU's own prepared matrices
+    scores_per_head: bool  # decode attention scratch (n_heads, ctx) instead of (ctx,)
+    host_memory: bool  # arrays are host memory: no copy of the token's embedding row
+
+    def copy_in(self, dst, src: np.ndarray) -> None:
+        """dst[...] = src for a host ``src`` (through ``asarray``: a traced copy to a device)."""
+        dst[...] = src if self.host_memory else self.asarray(src)
+
+
+class ComposedKernels:
+    """The decode steps that :mod:`trueno.llm.kernels` fuses into one numba call each,
+    composed from a backend's primitive kernels (``rms_norm``, ``head_rms_norm``, ``rope``,
+    ``attend_one``, ``silu_mul``, ``gelu_tanh_mul``) and array slicing: what a backend without
+    fused versions (the GPU) runs. Same names and signatures as trueno.llm.kernels."""
+
+    def __init__(self, primitives) -> None:
+        self.p = primitives
+        self.rms_norm = primitives.rms_norm
+        self.head_rms_norm = primitives.head_rms_norm
+        self.rope = primitives.rope
+        self.silu_mul = primitives.silu_mul
+        self.gelu_tanh_mul = primitives.gelu_tanh_mul
+        self._tmp: dict = {}
+
+    def _scratch(self, like):
+        key = (tuple(like.shape), str(like.dtype))
+        buf = self._tmp.get(key)
+        if buf is None:
+            buf = self._tmp[key] = like.copy()
+        return buf
+
+    def add_rms_norm(self, x, y, w, eps) -> None:
+        """x += rms_norm(y) * w (gemma's norm after a sublayer, with the residual add)."""
+        tmp = self._scratch(y)
+        self.p.rms_norm(tmp, y, w, eps)
+        x += tmp
+
+    def residual_norm(self, out, x, y, post_w, w, eps, post_norm) -> None:
+        """``x += y`` (``add_rms_norm`` with ``post_w`` when ``post_norm``), then
+        ``out = rms_norm(x) * w``."""
+        if post_norm:
+            self.add_rms_norm(x, y, post_w, eps)
+        else:
+            x += y
+        self.p.rms_norm(out, x, w, eps)
+
+    def attention_step(
+        self, out, q, k, v, k_cache, v_cache, pos, positions, cos, sin, neox, qk_norm,
+        q_norm, k_norm, eps, window, scale, scores,
+    ) -> None:  # fmt: skip
+        """Optional per-head q/k RMS norm, RoPE, k and v into the cache at ``pos``, then
+        attention of the one query over the cache (trueno.llm.kernels.attention_step)."""
+        n_kv, _, head_dim = k_cache.shape
+        n_heads = q.shape[1] // head_dim
+        p = self.p
+        if qk_norm:
+            p.head_rms_norm(q, n_heads, head_dim, q_norm, eps)
+            p.head_rms_norm(k, n_kv, head_dim, k_norm, eps)
+        p.rope(q, positions, n_heads, head_dim, cos, sin, neox)
+        p.rope(k, positions, n_kv, head_dim, cos, sin, neox)
+        k_cache[:, pos] = k.reshape(n_kv, head_dim)
+        v_cache[:, pos] = v.reshape(n_kv, head_dim)
+        p.attend_one(
+            out.reshape(n_heads, head_dim), q.reshape(n_heads, head_dim), k_cache, v_cache,
+            pos, window, scale, n_heads // n_kv, scores,
+        )  # fmt: skip
+
+
+def _identity(a):
+    return a
+
+
+def cpu() -> Runtime:
+    from trueno.llm import kernels  # numba: imported with the first model, not with trueno
+
+    return Runtime(
+        name="cpu",
+        xp=np,
+        kernels=kernels,
+        backend="numba",
+        asarray=np.ascontiguousarray,
+        to_host=_identity,
+        place_matrix=None,
+        scores_per_head=False,
+        host_memory=True,
+    )
+
+
+def gpu() -> Runtime:
+    from trueno.device import cupy, to_device, to_host
+
+    cp = cupy()  # BackendUnavailableError naming the gpu extra, before any work
+    from trueno.backends.cuda import transformer
+    from trueno.backends.cuda.quant import prepare_gpu
+
+    def place(m):
+        return prepare_gpu(m.info.data, m.ggml_type, m.shape, dequantize=True)
+
+    return Runtime(
+        name="gpu",
+        xp=cp,
+        kernels=ComposedKernels(transformer),
+        backend="cupy",
+        asarray=to_device,
+        to_host=to_host,
+        place_matrix=place,
+        scores_per_head=True,
+        host_memory=False,
+    )
+
+
+def get(device: str | Runtime | None) -> Runtime:
+    """The runtime named ``device`` ("cpu", "gpu"; None means "cpu"), or ``device`` itself."""
+    if isinstance(device, Runtime):
+        return device
+    name = (device or "cpu").lower()
+    if name == "cpu":
+        return cpu()
+    if name in ("gpu", "cuda"):
+        return gpu()
+    raise ModelError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
