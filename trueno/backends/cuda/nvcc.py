@@ -74,6 +74,19 @@ def entry_points(ptx: str) -> list[str]:
     ]
 
 
+def entry_params(ptx: str) -> dict[str, tuple[str, ...]]:
+    """Kernel name -> its parameters' PTX types in order (``u64`` for a pointer, ``u32`` /
+    ``s32`` for an int, ``f32``, ``f64``): the launch ABI a caller's argument list must fit."""
+    out: dict[str, tuple[str, ...]] = {}
+    for block in ptx.split(".entry ")[1:]:
+        name, _, rest = block.partition("(")
+        params = rest.split(")", 1)[0]
+        out[name.strip()] = tuple(
+            line.split()[1].lstrip(".") for line in params.splitlines() if ".param" in line
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     archs = tuple(argv or sys.argv[1:]) or DEFAULT_ARCHS
     if find_nvcc() is None:

@@ -1,0 +1,278 @@
+"""A numpy emulation of the few cupy names trueno's GPU glue uses, to run that glue without a GPU.
+
+It checks what a GPU run would need and nvcc alone cannot see: every ``RawKernel`` launch's
+argument list against the kernel's PTX parameters (count, pointer vs int32 vs float32, each
+pointer a C-contiguous array of the expected dtype: a RawKernel gets a bare data pointer, so a
+strided view would be read wrongly on a GPU), and the launch's grid against the data. Each
+kernel's effect is then computed by a numpy formula of its documented contract, so the glue's
+buffers and shapes can be checked end to end against the CPU model. The CUDA code itself is
+not run here: tests/gpu/test_gpu_*.py check it on a real device, and test_quant_kernels.py
+runs its block decoding on the host.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+
+from trueno.backends.cuda import elementwise
+
+
+class ndarray(np.ndarray):  # noqa: N801 (cupy's name)
+    """A host array posing as a device one: ``.get()``, ``.set()``, ``.data.ptr``."""
+
+    __module__ = "cupy._emulated"  # what trueno.device.is_device_array looks at
+
+    def get(self):
+        return np.array(self, copy=True).view(np.ndarray)
+
+    def set(self, arr):
+        arr = np.asarray(arr)
+        assert arr.shape == self.shape and arr.dtype == self.dtype, (arr.shape, self.shape)
+        self[...] = arr
+
+    @property
+    def data(self):
+        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
+
+
+def _dev(a):
+    """A result as cupy gives it: an array, 0-d for a reduction (never a numpy scalar)."""
+    if isinstance(a, np.generic):
+        a = np.asarray(a)
+    return a.view(ndarray) if isinstance(a, np.ndarray) else a
+
+
+def _reduction(name: str):
+    def method(self, *args, **kwargs):
+        return _dev(getattr(np.ndarray, name)(self, *args, **kwargs))
+
+    return method
+
+
+for _name in ("sum", "max", "min", "argmax", "argmin", "mean"):
+    setattr(ndarray, _name, _reduction(_name))
+
+
+def _wrap(fn):
+    def call(*args, **kwargs):
+        return _dev(fn(*args, **kwargs))
+
+    return call
+
+
+def _plain(a):
+    return a.view(np.ndarray) if isinstance(a, ndarray) else a
+
+
+class Launches:
+    """Every emulated kernel launch, by name (what a test asserts on)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+
+def build(abi: dict[str, tuple[str, ...]]) -> tuple[types.ModuleType, Launches]:
+    """A module to put in ``sys.modules['cupy']``; ``abi``: kernel -> PTX parameter types
+    (from :func:`trueno.backends.cuda.nvcc.entry_params`)."""
+    cp = types.ModuleType("cupy")
+    cp.__version__ = "emulated"
+    cp.ndarray = ndarray
+    for name in ("float16", "float32", "float64", "int32", "int64", "uint8", "dtype"):
+        setattr(cp, name, getattr(np, name))
+    for name in ("empty", "zeros", "ones", "empty_like", "zeros_like", "arange", "concatenate"):
+        setattr(cp, name, _wrap(getattr(np, name)))
+    for name in ("matmul", "dot", "where", "exp", "abs", "sqrt", "tanh", "log"):
+        setattr(cp, name, _wrap(getattr(np, name)))
+
+    def asarray(a, dtype=None):
+        if isinstance(a, ndarray):
+            return a if dtype is None or a.dtype == dtype else _dev(a.astype(dtype))
+        return _dev(np.array(a, dtype=dtype, copy=True))
+
+    def ascontiguousarray(a, dtype=None):
+        out = np.ascontiguousarray(a, dtype=dtype)
+        return _dev(out)
+
+    def numpy_fallback(name: str):  # the rest of the array API (ufuncs, moveaxis ...)
+        fn = getattr(np, name, None)
+        if fn is None or name.startswith("_"):
+            raise AttributeError(f"emulated cupy has no {name!r}")
+        return _wrap(fn)
+
+    cp.__getattr__ = numpy_fallback
+    cp.asarray = asarray
+    cp.array = asarray
+    cp.ascontiguousarray = ascontiguousarray
+    stream = types.SimpleNamespace(synchronize=lambda: None)
+    cp.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+        get_current_stream=lambda: stream,
+    )
+    launches = Launches()
+
+    class RawModule:
+        def __init__(self, code: str, options=()) -> None:
+            self.code = code
+
+        def get_function(self, kernel: str):
+            assert kernel in abi, f"no kernel {kernel!r} in the compiled sources"
+            return _Kernel(kernel, abi[kernel], launches)
+
+    class ElementwiseKernel:
+        def __init__(self, in_params, out_params, operation, name, preamble="") -> None:
+            self.op = name.removeprefix("trueno_")
+            self.n_in = len(in_params.split(","))
+
+        def __call__(self, *args):
+            ins, outs = args[: self.n_in], args[self.n_in :]
+            launches.counts[self.op] = launches.counts.get(self.op, 0) + 1
+            with np.errstate(all="ignore"):
+                y = elementwise.evaluate(self.op, np, *(_plain(a) for a in ins))
+            if outs:
+                outs[0][...] = y
+                return outs[0]
+            return _dev(y)
+
+    class ReductionKernel:
+        def __init__(self, in_params, out_params, map_expr, reduce_expr, post, identity, name):
+            self.name = name
+            self.fn = REDUCTIONS[name]
+
+        def __call__(self, x):
+            launches.counts[self.name] = launches.counts.get(self.name, 0) + 1
+            return _dev(np.asarray(self.fn(_plain(x)), dtype=x.dtype))
+
+    cp.RawModule = RawModule
+    cp.ReductionKernel = ReductionKernel
+    cp.ElementwiseKernel = ElementwiseKernel
+    return cp, launches
+
+
+_SCALAR = {"u32": np.int32, "s32": np.int32, "f32": np.float32, "f64": np.float64}
+
+
+class _Kernel:
+    def __init__(self, name: str, params: tuple[str, ...], launches: Launches) -> None:
+        self.name, self.params, self.launches = name, params, launches
+
+    def __call__(self, grid, block, args):
+        assert len(args) == len(self.params), f"{self.name}: {len(args)} args for {self.params}"
+        for i, (a, p) in enumerate(zip(args, self.params, strict=True)):
+            if p == "u64":
+                assert isinstance(a, ndarray), f"{self.name} arg {i}: a device array, got {a!r}"
+                assert a.flags.c_contiguous, f"{self.name} arg {i}: a strided view"
+            else:
+                assert type(a) is _SCALAR[p], f"{self.name} arg {i}: {_SCALAR[p]} for .{p}"
+        assert all(b % 32 == 0 for b in block[:1]) and np.prod(block) <= 1024, block
+        self.launches.counts[self.name] = self.launches.counts.get(self.name, 0) + 1
+        EMULATE[self.name.rsplit("_", 1)[0] if self.name[-4:] in ("_f32", "_f64") else self.name](
+            grid, *(_plain(a) for a in args)
+        )
+
+
+def _flat(a):
+    return a.reshape(-1)
+
+
+def _rms_norm(grid, x, y, n, w, has_w, eps):
+    rows, n = grid[0], int(n)
+    xr = _flat(x)[: rows * n].reshape(rows, n).astype(np.float64)
+    out = xr / np.sqrt((xr * xr).mean(axis=1, keepdims=True) + float(eps))
+    if has_w:
+        out = out * _flat(w)[:n]
+    _flat(y)[: rows * n] = out.reshape(-1)
+
+
+def _softmax(grid, x, y, n, log=False):
+    rows, n = grid[0], int(n)
+    xr = _flat(x)[: rows * n].reshape(rows, n).astype(np.float64)
+    z = xr - xr.max(axis=1, keepdims=True)
+    out = z - np.log(np.exp(z).sum(axis=1, keepdims=True)) if log else np.exp(z)
+    if not log:
+        out /= out.sum(axis=1, keepdims=True)
+    _flat(y)[: rows * n] = out.reshape(-1)
+
+
+def _layer_norm(grid, x, y, n, w, b, has_w, has_b, eps):
+    rows, n = grid[0], int(n)
+    xr = _flat(x)[: rows * n].reshape(rows, n).astype(np.float64)
+    c = xr - xr.mean(axis=1, keepdims=True)
+    out = c / np.sqrt((c * c).mean(axis=1, keepdims=True) + float(eps))
+    if has_w:
+        out = out * _flat(w)[:n]
+    if has_b:
+        out = out + _flat(b)[:n]
+    _flat(y)[: rows * n] = out.reshape(-1)
+
+
+def _rope(grid, x, positions, n_heads, head_dim, cos, sin, half, neox):
+    n_tokens, hd, half = grid[0], int(head_dim), int(half)
+    assert grid[1] == n_heads and positions.dtype == np.int32
+    v = _flat(x)[: n_tokens * n_heads * hd].reshape(n_tokens, n_heads, hd)
+    c = _flat(cos).reshape(-1, half)[positions[:n_tokens]][:, None, :]
+    s = _flat(sin).reshape(-1, half)[positions[:n_tokens]][:, None, :]
+    ia = np.arange(half) if neox else 2 * np.arange(half)
+    ib = ia + half if neox else ia + 1
+    a, b = v[..., ia].copy(), v[..., ib].copy()
+    v[..., ia] = a * c - b * s
+    v[..., ib] = a * s + b * c
+
+
+def _attend_one(grid, out, q, k, v, pos, window, scale, groups, ctx, head_dim, scores):
+    n_heads, ctx, hd, pos = grid[0], int(ctx), int(head_dim), int(pos)
+    assert scores.size >= n_heads * ctx, "scores: (n_heads, ctx) scratch"
+    qh = _flat(q)[: n_heads * hd].reshape(n_heads, hd).astype(np.float64)
+    kc = _flat(k).reshape(-1, ctx, hd)
+    vc = _flat(v).reshape(-1, ctx, hd)
+    first = max(0, pos - int(window) + 1) if window > 0 else 0
+    o = _flat(out)[: n_heads * hd].reshape(n_heads, hd)
+    for h in range(n_heads):
+        kv = h // int(groups)
+        s = kc[kv, first : pos + 1] @ qh[h] * float(scale)
+        p = np.exp(s - s.max())
+        o[h] = (p / p.sum()) @ vc[kv, first : pos + 1]
+
+
+def _dequantize(kernel: str, w, rows: int, cols: int) -> np.ndarray:
+    from gguf import GGMLQuantizationType, quants
+
+    t = GGMLQuantizationType[kernel.split("_", 1)[1].upper()]
+    return quants.dequantize(_flat(w).reshape(rows, -1), t).astype(np.float64)
+
+
+def _quant(kernel: str):
+    def matvec(grid, w, x, y, rows, cols):
+        rows, cols = int(rows), int(cols)
+        assert grid[0] * 4 >= rows, "one warp per row, 4 rows per block"
+        _flat(y)[:rows] = _dequantize(kernel, w, rows, cols) @ _flat(x)[:cols]
+
+    def matmul(grid, w, x, y, rows, cols, n):
+        rows, cols, n = int(rows), int(cols), int(n)
+        assert grid[1] * 8 >= n, "column groups of 8 vectors"
+        xs = _flat(x)[: n * cols].reshape(n, cols)
+        _flat(y)[: n * rows] = (xs @ _dequantize(kernel, w, rows, cols).T).reshape(-1)
+
+    return matmul if kernel.startswith("matmul") else matvec
+
+
+REDUCTIONS = {
+    "trueno_sum_sq": lambda x: np.sum(x * x),
+    "trueno_norm_l2": lambda x: np.sqrt(np.sum(x * x)),
+    "trueno_norm_l1": lambda x: np.sum(np.abs(x)),
+}
+
+EMULATE = {
+    "rms_norm": _rms_norm,
+    "softmax": _softmax,
+    "log_softmax": lambda grid, x, y, n: _softmax(grid, x, y, n, log=True),
+    "layer_norm": _layer_norm,
+    "rope": _rope,
+    "attend_one": _attend_one,
+}
+
+
+def register_quant(names) -> None:
+    for name in names:
+        EMULATE[name] = _quant(name)

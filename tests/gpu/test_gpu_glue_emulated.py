@@ -1,0 +1,112 @@
+"""The real-GPU tests of test_gpu_model.py and test_gpu_parity.py, run without a GPU over an
+emulated cupy (emulated_cupy.py): every RawKernel launch is checked against the kernel's PTX
+parameters (nvcc), and the Python glue (weight upload, device buffers, launches, copies,
+tracing, the ops backend's kernel table) is checked end to end against the CPU model and the
+numpy reference. The CUDA code itself does not run here. Skips where a real GPU runs the real
+tests, or without nvcc."""
+
+from __future__ import annotations
+
+import sys
+
+import emulated_cupy
+import numpy as np
+import pytest
+
+# the real-GPU tests, collected here again to run over the emulation
+from test_gpu_model import (  # noqa: F401
+    test_gpu_decode_is_traced_as_cupy_ops_and_copies,
+    test_gpu_model_matches_cpu_model,
+    test_gpu_quantized_model_matches_float64_reference,
+    test_run_cli_on_gpu_gives_the_cpu_text,
+    test_weights_and_cache_live_on_the_device,
+)
+from test_gpu_parity import (  # noqa: F401
+    test_elementwise_and_reductions,
+    test_forced_cupy_on_host_data_copies_in_and_out_traced,
+    test_matmul_cublas,
+    test_op_without_gpu_kernel_needs_permission,
+    test_public_api_keeps_device_arrays_on_device_and_traces_copies,
+    test_rowwise_one_kernel_each,
+    test_softmax_special_values_match_numpy,
+)
+
+from trueno.backends.cuda.quant import KERNEL_OF, MATMUL_KERNEL_OF
+
+pytestmark = pytest.mark.usefixtures("emulated_gpu")
+
+
+@pytest.fixture(scope="module")
+def kernel_abi(nvcc_path):
+    from trueno.backends.cuda import source_names, source_path
+    from trueno.backends.cuda.nvcc import compile_ptx, entry_params
+
+    res = compile_ptx("sm_80", [source_path(n) for n in source_names()], nvcc=nvcc_path)
+    assert res.ok, res.log
+    abi = {}
+    for ptx in res.ptx.values():
+        abi.update(entry_params(ptx))
+    return abi
+
+
+@pytest.fixture
+def emulated_gpu(kernel_abi, monkeypatch):
+    from trueno import backends
+    from trueno.backends import cuda, cupy_backend  # imported before the emulation
+
+    if cupy_backend.available():
+        pytest.skip("a real GPU is present: test_gpu_model.py runs on it")
+    cp, launches = emulated_cupy.build(kernel_abi)
+    emulated_cupy.register_quant([*KERNEL_OF.values(), *MATMUL_KERNEL_OF.values()])
+    monkeypatch.setitem(sys.modules, "cupy", cp)
+    # imported afresh over this test's cupy (it binds cupy and caches kernels at import)
+    monkeypatch.delitem(sys.modules, "trueno.backends.cuda.transformer", raising=False)
+    monkeypatch.delattr(cuda, "transformer", raising=False)
+    monkeypatch.setattr(cupy_backend, "_status", (True, ""))
+    monkeypatch.setattr(backends, "_availability", {})
+    monkeypatch.setattr(backends, "_loaded", {})
+    monkeypatch.setattr(cuda, "_modules", {})
+    monkeypatch.delitem(sys.modules, "trueno.backends.cuda.ops", raising=False)
+    monkeypatch.delattr(cuda, "ops", raising=False)
+    from trueno.backends.cuda.ops import register_all
+
+    table = cupy_backend._KernelTable()
+    register_all(table)
+    monkeypatch.setattr(cupy_backend, "KERNELS", table)
+    yield launches
+    for name in ("transformer", "ops"):
+        sys.modules.pop(f"trueno.backends.cuda.{name}", None)
+        if hasattr(cuda, name):
+            delattr(cuda, name)
+
+
+def test_every_decode_kernel_is_launched(emulated_gpu, model_file):
+    from trueno.llm import Model
+
+    model = Model.load(model_file("gemma3", "Q8_0"), device="gpu")
+    model.prefill([1, 2, 3])
+    model.decode(4)
+    launched = emulated_gpu.counts
+    for name in ("rms_norm_f32", "rope_f32", "attend_one_f32", "matvec_q8_0", "gelu_tanh_mul"):
+        assert launched.get(name, 0) > 0, (name, launched)
+
+
+@pytest.mark.parametrize("t", list(KERNEL_OF), ids=lambda t: t.name)
+def test_prepare_gpu_launches_fit_every_quant_kernel(t, emulated_gpu):
+    from gguf import GGMLQuantizationType, quants
+    from test_quant_kernels import random_blocks
+
+    from trueno.backends.cuda.quant import prepare_gpu
+    from trueno.device import to_device, to_host
+
+    rows, cols = 5, 512
+    rng = np.random.default_rng(int(t))
+    w = random_blocks(t, rows, cols, rng)
+    ref_w = quants.dequantize(w, GGMLQuantizationType(int(t))).astype(np.float64)
+    mat = prepare_gpu(w, t, (rows, cols))
+    x = rng.standard_normal(cols).astype(np.float32)
+    np.testing.assert_allclose(to_host(mat.matvec(to_device(x))), ref_w @ x, rtol=1e-5, atol=1e-5)
+    xs = rng.standard_normal((9, cols)).astype(np.float32)
+    np.testing.assert_allclose(to_host(mat.matmul(xs)), xs @ ref_w.T, rtol=1e-5, atol=1e-5)
+    assert emulated_gpu.counts[KERNEL_OF[t]] == 1
+    assert emulated_gpu.counts[MATMUL_KERNEL_OF[t]] == 1
