@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.trueno-installed
-# independent references for the model tests: CPU torch (a wheel on this machine's disk)
-REF_DEPS := torch==2.13.0 transformers
+# independent references for the model tests: CPU torch (a wheel on this machine's disk);
+# transformers reads GGUF files only with accelerate installed
+REF_DEPS := torch==2.13.0 transformers accelerate
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-ref test test-fast demo bench lint format clean
@@ -19,7 +20,7 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q $(REF_DEPS)

@@ -1,7 +1,11 @@
-"""The two registry models against llama.cpp's reference outputs (``make test-models``).
+"""The two registry models against llama.cpp's reference outputs and Hugging Face
+transformers (``make test-models``), on the CPU and, where cupy and a device are present,
+on the GPU.
 
 llama.cpp quantizes activations and keeps some values in f16, so logits differ by ~0.1:
-compare top-k ids and greedy tokens, never raw logits.
+compare top-k ids and greedy tokens with it, never raw logits. transformers dequantizes the
+same file to f32 weights and computes in f32, as trueno's batched prefill (CPU) and every GPU
+kernel do: those logits are compared closely.
 """
 
 from __future__ import annotations
@@ -24,16 +28,34 @@ MODELS = {
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", params=sorted(MODELS))
-def case(request):
-    name, find, piece, first = MODELS[request.param]
-    path = find()
+def model_path(key: str):
+    path = MODELS[key][1]()
     if path is None:
-        pytest.skip(f"model package for {request.param} is not installed")
+        pytest.skip(f"model package for {key} is not installed")
+    return path
+
+
+def skip_without_gpu(device: str) -> None:
+    from trueno.backends import cupy_backend
+
+    if device == "gpu" and not cupy_backend.available():
+        pytest.skip(f"needs cupy and a CUDA device: {cupy_backend.why_unavailable()}")
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(m, d) for m in sorted(MODELS) for d in ("cpu", "gpu")],
+    ids=lambda p: "-".join(p),
+)
+def case(request):
+    key, device = request.param
+    skip_without_gpu(device)
+    name, _, piece, first = MODELS[key]
+    path = model_path(key)
     if not REFERENCE.exists():
         pytest.skip(f"reference outputs not found at {REFERENCE}")
     ref = json.loads(REFERENCE.read_text())["models"][name]["f32_kv"]
-    return Model.load(path, ctx_size=512), ref, piece, first
+    return Model.load(path, ctx_size=512, device=device), ref, piece, first
 
 
 def test_prompt_tokens_match_llama_cpp(case):
@@ -80,3 +102,38 @@ def test_batched_prefill_and_decode_agree(case):
     # dequantizes the weights to f32: expect llama.cpp-sized differences, same ranking
     assert np.argmax(step) == np.argmax(full[-1])
     assert np.abs(step - full[-1]).mean() < 0.35
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def hf_logits(request):
+    """(path, token ids, logits of every position) from transformers' own GGUF loader."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate", reason="transformers reads GGUF files with accelerate")
+    path = model_path(request.param)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(path.parent), gguf_file=path.name, dtype=torch.float32
+    )
+    ids = [int(t) for t in Model.load(path).tokenizer.encode("The capital of France is")]
+    ids = ids + [int(t) for t in np.arange(40, 52)]  # 12 more: some decode steps after
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].numpy()
+    return path, ids, logits
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+def test_f32_forward_matches_hf_transformers(device, hf_logits, monkeypatch):
+    """With f32 activations (the CPU's batched prefill; every GPU kernel) the logits of the
+    real files match transformers' f32 forward over the same dequantized weights."""
+    skip_without_gpu(device)
+    path, ids, want = hf_logits
+    monkeypatch.setattr("trueno.llm.weights.MATVEC_ROWS", 0)  # the CPU's dequantize path
+    model = Model.load(path, ctx_size=512, device=device)
+    got = model.logits(ids)
+    scale = np.abs(want).max()
+    assert np.abs(got - want).max() / scale < 2e-5
+    if device == "gpu":  # the GPU's decode kernels keep f32 activations too
+        model.reset()
+        model.prefill(ids[:6])
+        steps = np.array([model.decode(t).copy() for t in ids[6:]])
+        assert np.abs(steps - want[6:]).max() / scale < 2e-5
