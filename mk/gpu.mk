@@ -13,3 +13,11 @@ bench-gpu: install
 
 bench-gpu-quick: install
 	$(PY) benches/gpu_ops.py --quick
+
+# all of the above plus GPU inference against torch, on a machine with a GPU (logs in $OUT)
+.PHONY: gpu-device-check bench-gpu-inference
+gpu-device-check:
+	bash benches/gpu_device_check.sh
+
+bench-gpu-inference: install
+	$(PY) benches/gpu_inference.py
