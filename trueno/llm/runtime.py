@@ -66,11 +66,13 @@ class ComposedKernels:
         self._tmp: dict = {}
 
     def _scratch(self, like):
-        key = (tuple(like.shape), str(like.dtype))
+        """A buffer shaped like ``like``: a view of one reused flat array per dtype, grown to
+        the largest size asked for (prompt chunks vary in length)."""
+        key, n = str(like.dtype), like.size
         buf = self._tmp.get(key)
-        if buf is None:
-            buf = self._tmp[key] = like.copy()
-        return buf
+        if buf is None or buf.size < n:
+            buf = self._tmp[key] = like.reshape(-1).copy()
+        return buf[:n].reshape(like.shape)
 
     def add_rms_norm(self, x, y, w, eps) -> None:
         """x += rms_norm(y) * w (gemma's norm after a sublayer, with the residual add)."""
