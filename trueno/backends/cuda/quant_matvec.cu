@@ -14,25 +14,11 @@
 
 // ---- 32-value formats: dot of one block with 32 values of x --------------------------------
 
-TRUENO_HD float dot_q4_0(const u8* b, const float* x) {
-    const u8* qs = b + 2;
-    float s = 0.f;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-        const u32 q = load_u32_a2(qs + 4 * k);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int j = 4 * k + i;
-            const u32 byte = (q >> (8 * i)) & 0xffu;
-            s += (float)((int)(byte & 0xfu) - 8) * x[j] + (float)((int)(byte >> 4) - 8) * x[j + 16];
-        }
-    }
-    return half_at(b) * s;
-}
-
-// Q4_1: value = d * q + m, so the dot is d * sum(q x) + m * sum(x).
-TRUENO_HD float dot_q4_1(const u8* b, const float* x) {
-    const u8* qs = b + 4;
+// The 4- and 5-bit formats share one loop: value j of a block is (nibble | high bit j of qh
+// << 4) - OFFSET, scaled by d, plus the minimum m in the _1 formats. Returns sum(q x) and, for
+// the _1 formats, sum(x) (their dot is d * sum(q x) + m * sum(x)).
+template <bool HIGH_BIT, bool SUM_X>
+TRUENO_HD float dot_nibbles(const u8* qs, u32 qh, int offset, const float* x, float* sum_x) {
     float s = 0.f, sx = 0.f;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
@@ -41,50 +27,36 @@ TRUENO_HD float dot_q4_1(const u8* b, const float* x) {
         for (int i = 0; i < 4; ++i) {
             const int j = 4 * k + i;
             const u32 byte = (q >> (8 * i)) & 0xffu;
-            s += (float)(byte & 0xfu) * x[j] + (float)(byte >> 4) * x[j + 16];
-            sx += x[j] + x[j + 16];
+            u32 lo = byte & 0xfu, hi = byte >> 4;
+            if (HIGH_BIT) {
+                lo |= ((qh >> j) & 1u) << 4;
+                hi |= ((qh >> (j + 16)) & 1u) << 4;
+            }
+            s += (float)((int)lo - offset) * x[j] + (float)((int)hi - offset) * x[j + 16];
+            if (SUM_X) sx += x[j] + x[j + 16];
         }
     }
+    if (SUM_X) *sum_x = sx;
+    return s;
+}
+
+TRUENO_HD float dot_q4_0(const u8* b, const float* x) {
+    return half_at(b) * dot_nibbles<false, false>(b + 2, 0u, 8, x, nullptr);
+}
+
+TRUENO_HD float dot_q4_1(const u8* b, const float* x) {
+    float sx;
+    const float s = dot_nibbles<false, true>(b + 4, 0u, 0, x, &sx);
     return half_at(b) * s + half_at(b + 2) * sx;
 }
 
 TRUENO_HD float dot_q5_0(const u8* b, const float* x) {
-    const u32 qh = load_u32_a2(b + 2);
-    const u8* qs = b + 6;
-    float s = 0.f;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-        const u32 q = load_u32_a2(qs + 4 * k);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int j = 4 * k + i;
-            const u32 byte = (q >> (8 * i)) & 0xffu;
-            const int lo = (int)((byte & 0xfu) | (((qh >> j) & 1u) << 4)) - 16;
-            const int hi = (int)((byte >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - 16;
-            s += (float)lo * x[j] + (float)hi * x[j + 16];
-        }
-    }
-    return half_at(b) * s;
+    return half_at(b) * dot_nibbles<true, false>(b + 6, load_u32_a2(b + 2), 16, x, nullptr);
 }
 
-// Q5_1: like Q5_0's 5-bit values, unsigned, with Q4_1's minimum: d * sum(q x) + m * sum(x).
 TRUENO_HD float dot_q5_1(const u8* b, const float* x) {
-    const u32 qh = load_u32_a2(b + 4);
-    const u8* qs = b + 8;
-    float s = 0.f, sx = 0.f;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-        const u32 q = load_u32_a2(qs + 4 * k);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int j = 4 * k + i;
-            const u32 byte = (q >> (8 * i)) & 0xffu;
-            const u32 lo = (byte & 0xfu) | (((qh >> j) & 1u) << 4);
-            const u32 hi = (byte >> 4) | (((qh >> (j + 16)) & 1u) << 4);
-            s += (float)lo * x[j] + (float)hi * x[j + 16];
-            sx += x[j] + x[j + 16];
-        }
-    }
+    float sx;
+    const float s = dot_nibbles<true, true>(b + 8, load_u32_a2(b + 4), 0, x, &sx);
     return half_at(b) * s + half_at(b + 2) * sx;
 }
 
