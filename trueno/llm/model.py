@@ -240,6 +240,7 @@ class Model:
     def _record_attention(self, t0: int, n_queries: int, n_keys: int) -> None:
         """One op span for q/k norm + RoPE + cache write + attention (tracing on only)."""
         c = self.config
+        self.rt.synchronize()  # a GPU span ends when its kernels have run, not when queued
         kv_bytes = 2 * 4 * c.n_kv_heads * n_keys * c.head_dim
         flops = 4 * c.n_heads * n_queries * n_keys * c.head_dim
         recorder.record_op(

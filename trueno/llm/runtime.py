@@ -44,6 +44,7 @@ class Runtime:
     #                                nbytes; None: the CPU's own prepared matrices
     scores_per_head: bool  # decode attention scratch (n_heads, ctx) instead of (ctx,)
     host_memory: bool  # arrays are host memory: no copy of the token's embedding row
+    synchronize: Callable = lambda: None  # wait for queued device work (honest trace spans)
 
     def copy_in(self, dst, src: np.ndarray) -> None:
         """dst[...] = src for a host ``src`` (through ``asarray``: a traced copy to a device)."""
@@ -151,6 +152,7 @@ def gpu() -> Runtime:
         place_matrix=place,
         scores_per_head=True,
         host_memory=False,
+        synchronize=lambda: cp.cuda.get_current_stream().synchronize(),
     )
 
 
