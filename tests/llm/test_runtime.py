@@ -127,6 +127,17 @@ def test_composed_steps_equal_the_fused_kernels():
         np.testing.assert_allclose(got[1][1], got[0][1], rtol=1e-6, atol=1e-6)
 
 
+def test_a_head_too_large_for_the_kernels_is_refused_at_load(tiny_model_path):
+    from dataclasses import replace
+
+    from trueno.errors import UnsupportedError
+
+    path, _ = tiny_model_path("llama")  # head_dim 8
+    small = replace(standin([]), max_head_dim=4)
+    with pytest.raises(UnsupportedError, match="head_dim 8 is larger than the standin kernels"):
+        Model.load(path, device=small)
+
+
 def test_unknown_device_is_a_model_error():
     with pytest.raises(ModelError, match="unknown device 'tpu'"):
         runtimes.get("tpu")

@@ -79,6 +79,7 @@ class Model:
             raise ModelError(f"model file not found: {path}")
         gf = load_gguf(path)
         config = Config.from_gguf(gf)
+        rt.check(config)
         on_cpu = rt.place_matrix is None
         weights = Weights.from_gguf(
             gf, config, progress=progress if on_cpu else None, prepare=on_cpu

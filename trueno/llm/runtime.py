@@ -24,7 +24,7 @@ from types import ModuleType
 
 import numpy as np
 
-from trueno.errors import ModelError
+from trueno.errors import ModelError, UnsupportedError
 
 DEVICES = ("cpu", "gpu")
 
@@ -45,6 +45,15 @@ class Runtime:
     scores_per_head: bool  # decode attention scratch (n_heads, ctx) instead of (ctx,)
     host_memory: bool  # arrays are host memory: no copy of the token's embedding row
     synchronize: Callable = lambda: None  # wait for queued device work (honest trace spans)
+    max_head_dim: int = 0  # the largest attention head its kernels take (0: any)
+
+    def check(self, config) -> None:
+        """Refuse a model this runtime's kernels cannot run, before any weight is placed."""
+        if self.max_head_dim and config.head_dim > self.max_head_dim:
+            raise UnsupportedError(
+                f"head_dim {config.head_dim} is larger than the {self.name} kernels take "
+                f"({self.max_head_dim})"
+            )
 
     def copy_in(self, dst, src: np.ndarray) -> None:
         """dst[...] = src for a host ``src`` (through ``asarray``: a traced copy to a device)."""
@@ -153,6 +162,7 @@ def gpu() -> Runtime:
         scores_per_head=True,
         host_memory=False,
         synchronize=lambda: cp.cuda.get_current_stream().synchronize(),
+        max_head_dim=transformer.MAX_HEAD_DIM,
     )
 
 

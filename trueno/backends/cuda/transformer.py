@@ -15,6 +15,8 @@ import numpy as np
 
 from trueno.backends.cuda import elementwise, function
 
+MAX_HEAD_DIM = 1024  # attend_one_f32: one thread block per head, a thread per value at least
+
 
 def _threads(n: int, lo: int = 32, hi: int = 1024) -> int:
     return min(hi, max(lo, (n + 31) // 32 * 32))
@@ -73,10 +75,12 @@ def attend_one(
     (the CPU kernel's is (ctx,): the GPU runs every head at once)."""
     n_heads, head_dim = q.shape
     ctx = k_cache.shape[1]
-    if head_dim > 1024:
+    if head_dim > MAX_HEAD_DIM:
         from trueno.errors import UnsupportedError
 
-        raise UnsupportedError(f"attend_one: head_dim {head_dim} > 1024 is not supported")
+        raise UnsupportedError(
+            f"attend_one: head_dim {head_dim} > {MAX_HEAD_DIM} is not supported on the GPU"
+        )
     fn = function("transformer", "attend_one_f32")
     fn(
         (n_heads,),
