@@ -141,10 +141,11 @@ def sampling_options(args) -> dict:
 
 
 def report(load_s: float, stats) -> None:
+    # the first generated token comes from the prompt's logits: a rate needs a decode step
+    rate = f"{stats.decode_tok_s:.1f} tok/s" if stats.n_generated > 1 else "no decode step"
     print(
         f"\n\nload: {load_s:.2f} s | prompt: {stats.n_prompt} tokens, "
-        f"{stats.prompt_tok_s:.1f} tok/s | decode: {stats.n_generated} tokens, "
-        f"{stats.decode_tok_s:.1f} tok/s",
+        f"{stats.prompt_tok_s:.1f} tok/s | decode: {stats.n_generated} tokens, {rate}",
         file=sys.stderr,
     )
 
