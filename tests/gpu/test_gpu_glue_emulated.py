@@ -22,6 +22,7 @@ from test_gpu_model import (  # noqa: F401
     test_weights_and_cache_live_on_the_device,
 )
 from test_gpu_parity import (  # noqa: F401
+    test_a_measured_gpu_threshold_sends_host_data_to_the_gpu,
     test_elementwise_and_reductions,
     test_forced_cupy_on_host_data_copies_in_and_out_traced,
     test_matmul_cublas,

@@ -196,3 +196,23 @@ def test_quant_matvec_matches_gguf_py(name, rows, cols):
         want = xs.astype(np.float64) @ ref_w.T
         scale_b = np.abs(xs.astype(np.float64)) @ np.abs(ref_w).T + 1e-6
         assert np.all(np.abs(got_batch - want) <= 2e-6 * cols**0.5 * scale_b + 1e-7)
+
+
+def test_a_measured_gpu_threshold_sends_host_data_to_the_gpu(monkeypatch):
+    """Once GPU_THRESHOLDS holds a measured size for an op class, AUTO copies host inputs at
+    least that large to the GPU (the copies traced) and keeps smaller ones on the host."""
+    from trueno import dispatch
+
+    monkeypatch.setitem(dispatch.GPU_THRESHOLDS, "rowwise", 4096)
+    rng = np.random.default_rng(5)
+    small = rng.standard_normal((4, 512)).astype(np.float32)  # 2048 elements
+    big = rng.standard_normal((8, 512)).astype(np.float32)  # 4096 elements
+    with trace.capture() as t:
+        y_small = trueno.softmax(small)
+        y_big = trueno.softmax(big)
+    assert type(y_small) is np.ndarray and type(y_big) is np.ndarray
+    np.testing.assert_allclose(y_big, numpy_backend.KERNELS["softmax"](big), rtol=1e-5)
+    backends = [s["backend"] for s in t.spans if s["name"] == "softmax"]
+    assert backends[0] in ("numpy", "numba") and backends[1] == "cupy", backends
+    moved = [(s["name"], s["bytes"]) for s in t.spans if s["category"] == "transfer"]
+    assert moved == [("to_device", big.nbytes), ("to_host", big.nbytes)]
