@@ -220,8 +220,17 @@ def _rope(grid, x, positions, n_heads, head_dim, cos, sin, half, neox):
     v[..., ib] = a * s + b * c
 
 
-def _attend_one(grid, out, q, k, v, pos, window, scale, groups, ctx, head_dim, scores):
-    n_heads, ctx, hd, pos = grid[0], int(ctx), int(head_dim), int(pos)
+def _kv_store(grid, k_cache, v_cache, k, v, positions, ctx, head_dim):
+    n_kv, ctx, hd = grid[0], int(ctx), int(head_dim)
+    assert positions.dtype == np.int32
+    pos = int(positions[0])
+    _flat(k_cache).reshape(-1, ctx, hd)[:n_kv, pos] = _flat(k)[: n_kv * hd].reshape(n_kv, hd)
+    _flat(v_cache).reshape(-1, ctx, hd)[:n_kv, pos] = _flat(v)[: n_kv * hd].reshape(n_kv, hd)
+
+
+def _attend_one(grid, out, q, k, v, positions, window, scale, groups, ctx, head_dim, scores):
+    assert positions.dtype == np.int32
+    n_heads, ctx, hd, pos = grid[0], int(ctx), int(head_dim), int(positions[0])
     assert scores.size >= n_heads * ctx, "scores: (n_heads, ctx) scratch"
     qh = _flat(q)[: n_heads * hd].reshape(n_heads, hd).astype(np.float64)
     kc = _flat(k).reshape(-1, ctx, hd)
@@ -270,6 +279,7 @@ EMULATE = {
     "layer_norm": _layer_norm,
     "rope": _rope,
     "attend_one": _attend_one,
+    "kv_store": _kv_store,
 }
 
 

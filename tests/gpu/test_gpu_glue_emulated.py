@@ -88,7 +88,14 @@ def test_every_decode_kernel_is_launched(emulated_gpu, model_file):
     model.prefill([1, 2, 3])
     model.decode(4)
     launched = emulated_gpu.counts
-    for name in ("rms_norm_f32", "rope_f32", "attend_one_f32", "matvec_q8_0", "gelu_tanh_mul"):
+    for name in (
+        "rms_norm_f32",
+        "rope_f32",
+        "kv_store_f32",
+        "attend_one_f32",
+        "matvec_q8_0",
+        "gelu_tanh_mul",
+    ):
         assert launched.get(name, 0) > 0, (name, launched)
 
 

@@ -35,7 +35,11 @@ def test_every_kernel_the_python_side_launches_exists(compiled):
     want = [*KERNEL_OF.values(), *MATMUL_KERNEL_OF.values()]
     assert sorted(entry_points(compiled.ptx["quant_matvec"])) == sorted(want)
     assert sorted(entry_points(compiled.ptx["rowwise"])) == sorted(ROWWISE)
-    assert sorted(entry_points(compiled.ptx["transformer"])) == ["attend_one_f32", "rope_f32"]
+    assert sorted(entry_points(compiled.ptx["transformer"])) == [
+        "attend_one_f32",
+        "kv_store_f32",
+        "rope_f32",
+    ]
 
 
 def test_every_elementwise_expression_compiles_for_both_dtypes(compiled):

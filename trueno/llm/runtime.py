@@ -113,12 +113,15 @@ class ComposedKernels:
             p.head_rms_norm(k, n_kv, head_dim, k_norm, eps)
         p.rope(q, positions, n_heads, head_dim, cos, sin, neox)
         p.rope(k, positions, n_kv, head_dim, cos, sin, neox)
-        k_cache[:, pos] = k.reshape(n_kv, head_dim)
-        v_cache[:, pos] = v.reshape(n_kv, head_dim)
-        p.attend_one(
-            out.reshape(n_heads, head_dim), q.reshape(n_heads, head_dim), k_cache, v_cache,
-            pos, window, scale, n_heads // n_kv, scores,
-        )  # fmt: skip
+        o, qh = out.reshape(n_heads, head_dim), q.reshape(n_heads, head_dim)
+        groups = n_heads // n_kv
+        if hasattr(p, "attend_one_at"):  # the position from device memory: graph-safe
+            p.store_kv(k_cache, v_cache, k, v, positions)
+            p.attend_one_at(o, qh, k_cache, v_cache, positions, window, scale, groups, scores)
+        else:
+            k_cache[:, pos] = k.reshape(n_kv, head_dim)
+            v_cache[:, pos] = v.reshape(n_kv, head_dim)
+            p.attend_one(o, qh, k_cache, v_cache, pos, window, scale, groups, scores)
 
 
 def _identity(a):

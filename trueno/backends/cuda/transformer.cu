@@ -19,16 +19,32 @@ extern "C" __global__ void rope_f32(float* __restrict__ x, const int* __restrict
     }
 }
 
-// One thread block per query head (grid = n_heads). q, out: (n_heads, head_dim);
-// k_cache, v_cache: (n_kv_heads, ctx, head_dim) holding keys 0..pos; window > 0 keeps keys
-// with pos - j < window; scores: (n_heads, ctx) global scratch. blockDim.x: a multiple of 32,
-// at least head_dim, at most 1024.
+// Decode writes the token's keys and values into the cache at row pos = positions[0], read
+// from device memory (so a captured CUDA graph replays it for every position). grid =
+// n_kv_heads; k, v: (n_kv_heads * head_dim); caches (n_kv_heads, ctx, head_dim).
+extern "C" __global__ void kv_store_f32(float* __restrict__ k_cache, float* __restrict__ v_cache,
+                                        const float* __restrict__ k, const float* __restrict__ v,
+                                        const int* __restrict__ positions, int ctx, int head_dim) {
+    const int h = blockIdx.x;
+    const long long row = ((long long)h * ctx + positions[0]) * head_dim;
+    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) {
+        k_cache[row + i] = k[h * head_dim + i];
+        v_cache[row + i] = v[h * head_dim + i];
+    }
+}
+
+// One thread block per query head (grid = n_heads), the query at pos = positions[0] (device
+// memory, as in kv_store_f32). q, out: (n_heads, head_dim); k_cache, v_cache: (n_kv_heads,
+// ctx, head_dim) holding keys 0..pos; window > 0 keeps keys with pos - j < window; scores:
+// (n_heads, ctx) global scratch. blockDim.x: a multiple of 32, at least head_dim, at most 1024.
 extern "C" __global__ void attend_one_f32(float* __restrict__ out, const float* __restrict__ q,
                                           const float* __restrict__ k_cache,
-                                          const float* __restrict__ v_cache, int pos, int window,
+                                          const float* __restrict__ v_cache,
+                                          const int* __restrict__ positions, int window,
                                           float scale, int groups, int ctx, int head_dim,
                                           float* __restrict__ scores) {
     __shared__ float scratch[32];
+    const int pos = positions[0];
     __shared__ float partial[1024];
     const int h = blockIdx.x, kv = h / groups;
     const int lane = threadIdx.x % TRUENO_WARP, warp = threadIdx.x / TRUENO_WARP;

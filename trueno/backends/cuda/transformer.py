@@ -73,6 +73,15 @@ def attend_one(
     q, out: (n_heads, head_dim); k_cache, v_cache: (n_kv_heads, ctx, head_dim) holding keys
     0..pos; window > 0 keeps only keys with pos - j < window; scores: (n_heads, ctx) scratch
     (the CPU kernel's is (ctx,): the GPU runs every head at once)."""
+    positions = cp.asarray(np.array([pos], dtype=np.int32))
+    attend_one_at(out, q, k_cache, v_cache, positions, window, scale, groups, scores)
+
+
+def attend_one_at(
+    out, q, k_cache, v_cache, positions, window: int, scale: float, groups: int, scores
+) -> None:
+    """:func:`attend_one` at the position held in device memory (``positions[0]``, int32):
+    the launch does not change from token to token, so a CUDA graph can replay it."""
     n_heads, head_dim = q.shape
     ctx = k_cache.shape[1]
     if head_dim > MAX_HEAD_DIM:
@@ -90,7 +99,7 @@ def attend_one(
             q,
             k_cache,
             v_cache,
-            np.int32(pos),
+            positions,
             np.int32(window),
             np.float32(scale),
             np.int32(groups),
@@ -98,6 +107,18 @@ def attend_one(
             np.int32(head_dim),
             scores,
         ),
+    )
+
+
+def store_kv(k_cache, v_cache, k, v, positions) -> None:
+    """k_cache[:, pos] = k, v_cache[:, pos] = v for pos = positions[0] (device int32); k, v:
+    (1, n_kv_heads * head_dim) rows of the current token."""
+    n_kv, ctx, head_dim = k_cache.shape
+    fn = function("transformer", "kv_store_f32")
+    fn(
+        (n_kv,),
+        (_threads(head_dim, hi=256),),
+        (k_cache, v_cache, k, v, positions, np.int32(ctx), np.int32(head_dim)),
     )
 
 
