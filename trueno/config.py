@@ -1,5 +1,6 @@
 """Settings read once from the environment at import (tinygrad-style): TRUENO_BACKEND,
-TRUENO_TRACE, TRUENO_TRACE_OUTPUT, TRUENO_TRACE_CAPACITY, TRUENO_TRACE_OTLP, TRUENO_NUM_THREADS.
+TRUENO_TRACE, TRUENO_TRACE_OUTPUT, TRUENO_TRACE_CAPACITY, TRUENO_TRACE_OTLP, TRUENO_NUM_THREADS,
+TRUENO_CUDA_GRAPHS.
 Nothing here imports numba or cupy."""
 
 from __future__ import annotations
@@ -48,4 +49,10 @@ TRACE_OTLP: str | None = {"1": "http", "true": "http", "http": "http", "grpc": "
 TRACE_OTLP_TIMEOUT: float = float(os.environ.get("TRUENO_TRACE_OTLP_TIMEOUT", "") or 2.0)
 NUM_THREADS: int | None = (
     _read_int("TRUENO_NUM_THREADS", 0) if os.environ.get("TRUENO_NUM_THREADS") else None
+)
+# TRUENO_CUDA_GRAPHS=0: GPU decode launches its kernels one by one instead of replaying a graph
+CUDA_GRAPHS: bool = os.environ.get("TRUENO_CUDA_GRAPHS", "").strip().lower() not in (
+    "0",
+    "false",
+    "off",
 )

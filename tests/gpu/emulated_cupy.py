@@ -5,9 +5,16 @@ argument list against the kernel's PTX parameters (count, pointer vs int32 vs fl
 pointer a C-contiguous array of the expected dtype: a RawKernel gets a bare data pointer, so a
 strided view would be read wrongly on a GPU), and the launch's grid against the data. Each
 kernel's effect is then computed by a numpy formula of its documented contract, so the glue's
-buffers and shapes can be checked end to end against the CPU model. The CUDA code itself is
-not run here: tests/gpu/test_gpu_*.py check it on a real device, and test_quant_kernels.py
-runs its block decoding on the host.
+buffers and shapes can be checked end to end against the CPU model.
+
+Stream capture (CUDA graphs) follows CUDA's rules: between ``begin_capture`` and
+``end_capture`` kernels, element-wise ops and in-place array ops are recorded, not run, and
+``Graph.launch`` replays them on the same buffers. Anything that cannot be captured raises: an
+allocation (a new array), a host<->device copy, a synchronization. A step that bakes a
+per-token value into a launch therefore replays stale values and gives wrong logits.
+
+The CUDA code itself is not run here: tests/gpu/test_gpu_*.py check it on a real device, and
+test_quant_kernels.py runs its block decoding on the host.
 """
 
 from __future__ import annotations
@@ -18,23 +25,67 @@ import numpy as np
 
 from trueno.backends.cuda import elementwise
 
+_capture: list | None = None  # the recorded operations while a stream captures
+_streams: list = []  # the `with stream:` stack (the current stream is its top)
+
+
+class CaptureError(RuntimeError):
+    """An operation CUDA does not allow while a stream is capturing."""
+
+
+def _no_capture(what: str) -> None:
+    if _capture is not None:
+        raise CaptureError(f"emulated cupy: {what} during stream capture")
+
+
+def _run_or_record(op) -> None:
+    if _capture is not None:
+        _capture.append(op)
+    else:
+        op()
+
 
 class ndarray(np.ndarray):  # noqa: N801 (cupy's name)
-    """A host array posing as a device one: ``.get()``, ``.set()``, ``.data.ptr``."""
+    """A host array posing as a device one: ``.get()``, ``.set()``, ``.data.ptr``; ufuncs,
+    in-place ops and item assignment follow stream capture (recorded, or refused when they
+    would allocate)."""
 
     __module__ = "cupy._emulated"  # what trueno.device.is_device_array looks at
 
     def get(self):
+        _no_capture("a device-to-host copy")
         return np.array(self, copy=True).view(np.ndarray)
 
     def set(self, arr):
+        _no_capture("a host-to-device copy")
         arr = np.asarray(arr)
         assert arr.shape == self.shape and arr.dtype == self.dtype, (arr.shape, self.shape)
         self[...] = arr
 
+    def copy(self, order="C"):
+        _no_capture("an allocation (copy)")
+        return _dev(np.array(_plain(self), order=order, copy=True))
+
     @property
     def data(self):
         return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
+
+    def __setitem__(self, key, value):
+        if isinstance(value, np.ndarray) and not isinstance(value, ndarray):
+            _no_capture("a host-to-device copy")
+        target, value = _plain(self), _plain(value)
+        _run_or_record(lambda: target.__setitem__(key, value))
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        args = tuple(_plain(a) for a in inputs)
+        out = kwargs.get("out")
+        if out is not None:
+            kwargs["out"] = tuple(_plain(o) for o in out)
+            _run_or_record(lambda: getattr(ufunc, method)(*args, **kwargs))
+            return out[0] if len(out) == 1 else out
+        _no_capture(f"an allocation ({ufunc.__name__} without out=)")
+        res = getattr(ufunc, method)(*args, **kwargs)
+        return tuple(_dev(r) for r in res) if isinstance(res, tuple) else _dev(res)
 
 
 def _dev(a):
@@ -46,7 +97,8 @@ def _dev(a):
 
 def _reduction(name: str):
     def method(self, *args, **kwargs):
-        return _dev(getattr(np.ndarray, name)(self, *args, **kwargs))
+        _no_capture(f"an allocation ({name})")
+        return _dev(getattr(np.ndarray, name)(_plain(self), *args, **kwargs))
 
     return method
 
@@ -55,9 +107,10 @@ for _name in ("sum", "max", "min", "argmax", "argmin", "mean"):
     setattr(ndarray, _name, _reduction(_name))
 
 
-def _wrap(fn):
+def _allocating(fn):
     def call(*args, **kwargs):
-        return _dev(fn(*args, **kwargs))
+        _no_capture(f"an allocation ({fn.__name__})")
+        return _dev(fn(*(_plain(a) for a in args), **kwargs))
 
     return call
 
@@ -67,50 +120,108 @@ def _plain(a):
 
 
 class Launches:
-    """Every emulated kernel launch, by name (what a test asserts on)."""
+    """Every emulated kernel launch, by name (what a test asserts on), and graph events."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+
+    def add(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+
+class Graph:
+    def __init__(self, ops: list, launches: Launches) -> None:
+        self.ops, self.launches = ops, launches
+
+    def launch(self, stream=None) -> None:
+        _no_capture("a graph launch")
+        self.launches.add("graph_launch")
+        for op in self.ops:
+            op()
+
+
+def _stream_class(launches: Launches):
+    class Stream:
+        def __init__(self, non_blocking: bool = False, null: bool = False) -> None:
+            self.is_null = null
+
+        def __enter__(self):
+            _streams.append(self)
+            return self
+
+        def __exit__(self, *exc) -> None:
+            _streams.pop()
+
+        def synchronize(self) -> None:
+            _no_capture("a stream synchronization")
+
+        def begin_capture(self, mode=None) -> None:
+            global _capture
+            if self.is_null:
+                raise CaptureError("emulated cupy: the null stream cannot capture")
+            if _capture is not None:
+                raise CaptureError("emulated cupy: a capture is already open")
+            _capture = []
+
+        def end_capture(self) -> Graph:
+            global _capture
+            ops, _capture = _capture, None
+            if ops is None:
+                raise CaptureError("emulated cupy: end_capture without begin_capture")
+            launches.add("graph_capture")
+            return Graph(ops, launches)
+
+    Stream.null = Stream(null=True)
+    return Stream
 
 
 def build(abi: dict[str, tuple[str, ...]]) -> tuple[types.ModuleType, Launches]:
     """A module to put in ``sys.modules['cupy']``; ``abi``: kernel -> PTX parameter types
     (from :func:`trueno.backends.cuda.nvcc.entry_params`)."""
+    global _capture
+    _capture = None
+    _streams.clear()
     cp = types.ModuleType("cupy")
     cp.__version__ = "emulated"
     cp.ndarray = ndarray
     for name in ("float16", "float32", "float64", "int32", "int64", "uint8", "dtype"):
         setattr(cp, name, getattr(np, name))
     for name in ("empty", "zeros", "ones", "empty_like", "zeros_like", "arange", "concatenate"):
-        setattr(cp, name, _wrap(getattr(np, name)))
-    for name in ("matmul", "dot", "where", "exp", "abs", "sqrt", "tanh", "log"):
-        setattr(cp, name, _wrap(getattr(np, name)))
+        setattr(cp, name, _allocating(getattr(np, name)))
+    for name in ("where", "dot"):
+        setattr(cp, name, _allocating(getattr(np, name)))
+    for name in ("matmul", "exp", "abs", "sqrt", "tanh", "log"):  # ufuncs: out= is recorded
+        setattr(cp, name, getattr(np, name))
 
     def asarray(a, dtype=None):
-        if isinstance(a, ndarray):
-            return a if dtype is None or a.dtype == dtype else _dev(a.astype(dtype))
-        return _dev(np.array(a, dtype=dtype, copy=True))
+        if isinstance(a, ndarray) and (dtype is None or a.dtype == dtype):
+            return a
+        _no_capture("an allocation (asarray)")
+        return _dev(np.array(_plain(a), dtype=dtype, copy=True))
 
     def ascontiguousarray(a, dtype=None):
-        out = np.ascontiguousarray(a, dtype=dtype)
+        out = np.ascontiguousarray(_plain(a), dtype=dtype)
+        if not (isinstance(a, np.ndarray) and np.shares_memory(out, a)):
+            _no_capture("an allocation (ascontiguousarray)")
         return _dev(out)
 
     def numpy_fallback(name: str):  # the rest of the array API (ufuncs, moveaxis ...)
         fn = getattr(np, name, None)
         if fn is None or name.startswith("_"):
             raise AttributeError(f"emulated cupy has no {name!r}")
-        return _wrap(fn)
+        return fn if isinstance(fn, np.ufunc) else _allocating(fn)
 
     cp.__getattr__ = numpy_fallback
     cp.asarray = asarray
     cp.array = asarray
     cp.ascontiguousarray = ascontiguousarray
-    stream = types.SimpleNamespace(synchronize=lambda: None)
+    launches = Launches()
+    stream_class = _stream_class(launches)
     cp.cuda = types.SimpleNamespace(
         runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
-        get_current_stream=lambda: stream,
+        Stream=stream_class,
+        get_current_stream=lambda: _streams[-1] if _streams else stream_class.null,
     )
-    launches = Launches()
 
     class RawModule:
         def __init__(self, code: str, options=()) -> None:
@@ -126,14 +237,21 @@ def build(abi: dict[str, tuple[str, ...]]) -> tuple[types.ModuleType, Launches]:
             self.n_in = len(in_params.split(","))
 
         def __call__(self, *args):
-            ins, outs = args[: self.n_in], args[self.n_in :]
-            launches.counts[self.op] = launches.counts.get(self.op, 0) + 1
-            with np.errstate(all="ignore"):
-                y = elementwise.evaluate(self.op, np, *(_plain(a) for a in ins))
-            if outs:
-                outs[0][...] = y
-                return outs[0]
-            return _dev(y)
+            ins = tuple(_plain(a) for a in args[: self.n_in])
+            outs = args[self.n_in :]
+            launches.add(self.op)
+            if not outs:
+                _no_capture(f"an allocation ({self.op} without an output)")
+                with np.errstate(all="ignore"):
+                    return _dev(elementwise.evaluate(self.op, np, *ins))
+            target = _plain(outs[0])
+
+            def run():
+                with np.errstate(all="ignore"):
+                    target[...] = elementwise.evaluate(self.op, np, *ins)
+
+            _run_or_record(run)
+            return outs[0]
 
     class ReductionKernel:
         def __init__(self, in_params, out_params, map_expr, reduce_expr, post, identity, name):
@@ -141,7 +259,8 @@ def build(abi: dict[str, tuple[str, ...]]) -> tuple[types.ModuleType, Launches]:
             self.fn = REDUCTIONS[name]
 
         def __call__(self, x):
-            launches.counts[self.name] = launches.counts.get(self.name, 0) + 1
+            _no_capture(f"an allocation ({self.name})")
+            launches.add(self.name)
             return _dev(np.asarray(self.fn(_plain(x)), dtype=x.dtype))
 
     cp.RawModule = RawModule
@@ -166,10 +285,12 @@ class _Kernel:
             else:
                 assert type(a) is _SCALAR[p], f"{self.name} arg {i}: {_SCALAR[p]} for .{p}"
         assert all(b % 32 == 0 for b in block[:1]) and np.prod(block) <= 1024, block
-        self.launches.counts[self.name] = self.launches.counts.get(self.name, 0) + 1
-        EMULATE[self.name.rsplit("_", 1)[0] if self.name[-4:] in ("_f32", "_f64") else self.name](
-            grid, *(_plain(a) for a in args)
-        )
+        self.launches.add(self.name)
+        emulate = EMULATE[
+            self.name.rsplit("_", 1)[0] if self.name[-4:] in ("_f32", "_f64") else self.name
+        ]
+        plain = tuple(_plain(a) for a in args)
+        _run_or_record(lambda: emulate(grid, *plain))
 
 
 def _flat(a):

@@ -118,3 +118,44 @@ def test_prepare_gpu_launches_fit_every_quant_kernel(t, emulated_gpu):
     np.testing.assert_allclose(to_host(mat.matmul(xs)), xs @ ref_w.T, rtol=1e-5, atol=1e-5)
     assert emulated_gpu.counts[KERNEL_OF[t]] == 1
     assert emulated_gpu.counts[MATMUL_KERNEL_OF[t]] == 1
+
+
+def test_decode_is_replayed_as_one_graph_with_the_eager_logits(emulated_gpu, model_file):
+    """The second decode captures the step, later ones replay it; the emulated capture replays
+    the recorded launches on the same buffers, so a value baked in at capture (the position)
+    would give stale logits here, and an allocation or copy inside the step would raise."""
+    from trueno.llm import Model, runtime
+
+    path = model_file("gemma3", "Q8_0")  # sliding window, q/k norms, post norms
+    logits = {}
+    for graphs in (False, True):
+        model = Model.load(path, device=runtime.gpu(graphs=graphs))
+        steps = [model.prefill([1, 2, 3])]
+        steps += [model.decode(t).copy() for t in (4, 5, 6, 7, 8, 9)]
+        logits[graphs] = np.array(steps)
+        if graphs:
+            assert model._step_graph.active and model._step_graph.failed is None
+    assert emulated_gpu.counts["graph_capture"] == 1
+    assert emulated_gpu.counts["graph_launch"] == 5  # decode 1 ran eagerly, 2 was captured
+    np.testing.assert_allclose(logits[True], logits[False], rtol=1e-6, atol=1e-6)
+
+
+def test_a_step_that_cannot_be_captured_warns_and_stays_eager(emulated_gpu):
+    import cupy as cp
+
+    from trueno.backends.cuda.graph import StepGraph
+
+    out = cp.zeros(4, dtype=cp.float32)
+    calls = []
+
+    def step():  # allocates a temporary: not capturable
+        calls.append(1)
+        out[...] = cp.ones(4, dtype=cp.float32) * np.float32(len(calls))
+
+    g = StepGraph(step)
+    g.run()
+    with pytest.warns(RuntimeWarning, match="capture of the decode step failed"):
+        g.run()
+    g.run()
+    assert not g.active and len(calls) == 4  # eager, capture attempt, eager rerun, eager
+    np.testing.assert_array_equal(out.get(), np.full(4, 4, np.float32))

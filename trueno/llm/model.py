@@ -65,6 +65,7 @@ class Model:
         s.post_attn = [lw.post_attn_norm if post else s.ones_dim for lw in weights.layers]
         s.post_ffn = [lw.post_ffn_norm if post else s.ones_dim for lw in weights.layers]
         self.tokens: list[int] = []  # the token ids whose keys/values are in the cache
+        self._step_graph = None  # decode's layers as a replayable graph (runtime.step_graph)
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -294,15 +295,29 @@ class Model:
 
     # ---- decode: one token through matvecs and preallocated buffers -------------------------
     def _forward_one(self, token: int, pos: int) -> np.ndarray:
-        c, w, k, s = self.config, self.weights, self._k, self.state
-        cache = s.cache
-        x, xb, xo = s.x, s.xb, s.xo
+        c, w, s = self.config, self.weights, self.state
         w.token_embd.row(token, s.x_host[0])
         if c.embed_scale != 1.0:
             s.x_host *= np.float32(c.embed_scale)
-        if s.x_host is not x:
-            self.rt.copy_in(x, s.x_host)
+        if s.x_host is not s.x:
+            self.rt.copy_in(s.x, s.x_host)
         s.pos[0] = pos
+        if self.rt.step_graph is None or recorder.ENABLED:  # spans need kernels one by one
+            self._layers_one(pos)
+        else:
+            if self._step_graph is None:
+                # the graphed step reads the position from s.pos (device memory), never pos
+                self._step_graph = self.rt.step_graph(lambda: self._layers_one(None))
+            self._step_graph.run()
+        s.cache.n = pos + 1
+        return self.rt.to_host(s.logits)
+
+    def _layers_one(self, pos: int | None) -> None:
+        """Every layer and the output head for the token in ``state.x`` at ``pos`` (also in
+        ``state.pos``), logits into ``state.logits``."""
+        c, w, k, s = self.config, self.weights, self._k, self.state
+        cache = s.cache
+        x, xb, xo = s.x, s.xb, s.xo
         q, kk, v, att = s.q, s.k, s.v, s.att
         windows, qn, kn = s.windows, s.q_norms, s.k_norms
         post, eps, layers = c.post_norms, c.norm_eps, w.layers
@@ -343,6 +358,4 @@ class Model:
                 # x += post_norm(xo); xb = the next layer's attn_norm(x) (or the output norm)
                 nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
                 k.residual_norm(xb, x, xo, s.post_ffn[i], nxt, eps, post)
-        cache.n = pos + 1
         w.output.matvec_into(xb[0], s.logits)
-        return self.rt.to_host(s.logits)

@@ -46,6 +46,7 @@ class Runtime:
     host_memory: bool  # arrays are host memory: no copy of the token's embedding row
     synchronize: Callable = lambda: None  # wait for queued device work (honest trace spans)
     max_head_dim: int = 0  # the largest attention head its kernels take (0: any)
+    step_graph: Callable | None = None  # step -> object whose run() replays decode's layers
 
     def check(self, config) -> None:
         """Refuse a model this runtime's kernels cannot run, before any weight is placed."""
@@ -144,11 +145,14 @@ def cpu() -> Runtime:
     )
 
 
-def gpu() -> Runtime:
+def gpu(graphs: bool | None = None) -> Runtime:
+    """The GPU runtime; ``graphs`` (default: TRUENO_CUDA_GRAPHS, on) replays each decode step
+    as one CUDA graph (:mod:`trueno.backends.cuda.graph`)."""
+    from trueno import config
     from trueno.device import cupy, to_device, to_host
 
     cp = cupy()  # BackendUnavailableError naming the gpu extra, before any work
-    from trueno.backends.cuda import transformer
+    from trueno.backends.cuda import graph, transformer
     from trueno.backends.cuda.quant import prepare_gpu
 
     def place(m):
@@ -166,6 +170,7 @@ def gpu() -> Runtime:
         host_memory=False,
         synchronize=lambda: cp.cuda.get_current_stream().synchronize(),
         max_head_dim=transformer.MAX_HEAD_DIM,
+        step_graph=graph.StepGraph if (config.CUDA_GRAPHS if graphs is None else graphs) else None,
     )
 
 

@@ -60,9 +60,9 @@ __device__ void layer_norm_row(const T* __restrict__ x, T* __restrict__ y, int n
     }
 }
 
+// y may be x (in place: each thread rewrites only the values it read), so no __restrict__.
 template <typename T>
-__device__ void rms_norm_row(const T* __restrict__ x, T* __restrict__ y, int n,
-                             const T* __restrict__ w, int has_w, T eps) {
+__device__ void rms_norm_row(const T* x, T* y, int n, const T* __restrict__ w, int has_w, T eps) {
     __shared__ T scratch[32];
     const long long base = (long long)blockIdx.x * n;
     const T* xr = x + base;

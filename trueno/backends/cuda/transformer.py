@@ -30,17 +30,15 @@ def rms_norm(out, x, w, eps: float) -> None:
 
 
 def head_rms_norm(x, n_heads: int, head_dim: int, w, eps: float) -> None:
-    """In place: RMS norm of each head slice of rows (T, n_heads * head_dim) with weight w."""
+    """In place: RMS norm of each head slice of rows (T, n_heads * head_dim) with weight w
+    (the row kernel may write over its input: no scratch buffer, so decode stays capturable)."""
     rows = x.shape[0] * n_heads
-    flat = x.reshape(rows, head_dim)
-    tmp = cp.empty_like(flat)
     fn = function("rowwise", "rms_norm_f32")
     fn(
         (rows,),
         (_threads(head_dim // 4),),
-        (flat, tmp, np.int32(head_dim), w, np.int32(1), np.float32(eps)),
+        (x, x, np.int32(head_dim), w, np.int32(1), np.float32(eps)),
     )
-    flat[...] = tmp
 
 
 def rope(x, positions, n_heads: int, head_dim: int, cos, sin, neox: bool) -> None:
