@@ -35,6 +35,7 @@ from test_gpu_parity import (  # noqa: F401
 from trueno.backends.cuda.quant import KERNEL_OF, MATMUL_KERNEL_OF
 
 pytestmark = pytest.mark.usefixtures("emulated_gpu")
+CUPY_MODULES = ("transformer", "ops", "graph")  # trueno.backends.cuda.* that import cupy
 
 
 @pytest.fixture(scope="module")
@@ -60,22 +61,21 @@ def emulated_gpu(kernel_abi, monkeypatch):
     cp, launches = emulated_cupy.build(kernel_abi)
     emulated_cupy.register_quant([*KERNEL_OF.values(), *MATMUL_KERNEL_OF.values()])
     monkeypatch.setitem(sys.modules, "cupy", cp)
-    # imported afresh over this test's cupy (it binds cupy and caches kernels at import)
-    monkeypatch.delitem(sys.modules, "trueno.backends.cuda.transformer", raising=False)
-    monkeypatch.delattr(cuda, "transformer", raising=False)
+    # modules that bind cupy (and cache kernels) at import: imported afresh over this cupy
+    for name in CUPY_MODULES:
+        monkeypatch.delitem(sys.modules, f"trueno.backends.cuda.{name}", raising=False)
+        monkeypatch.delattr(cuda, name, raising=False)
     monkeypatch.setattr(cupy_backend, "_status", (True, ""))
     monkeypatch.setattr(backends, "_availability", {})
     monkeypatch.setattr(backends, "_loaded", {})
     monkeypatch.setattr(cuda, "_modules", {})
-    monkeypatch.delitem(sys.modules, "trueno.backends.cuda.ops", raising=False)
-    monkeypatch.delattr(cuda, "ops", raising=False)
     from trueno.backends.cuda.ops import register_all
 
     table = cupy_backend._KernelTable()
     register_all(table)
     monkeypatch.setattr(cupy_backend, "KERNELS", table)
     yield launches
-    for name in ("transformer", "ops"):
+    for name in CUPY_MODULES:
         sys.modules.pop(f"trueno.backends.cuda.{name}", None)
         if hasattr(cuda, name):
             delattr(cuda, name)
