@@ -159,3 +159,12 @@ def test_a_step_that_cannot_be_captured_warns_and_stays_eager(emulated_gpu):
     g.run()
     assert not g.active and len(calls) == 4  # eager, capture attempt, eager rerun, eager
     np.testing.assert_array_equal(out.get(), np.full(4, 4, np.float32))
+
+
+def test_the_emulation_reimports_every_module_that_binds_cupy():
+    from trueno.backends.cuda import SOURCE_DIR
+
+    binds = {
+        p.stem for p in SOURCE_DIR.glob("*.py") if "\nimport cupy as cp\n" in p.read_text()
+    }
+    assert binds == set(CUPY_MODULES)
