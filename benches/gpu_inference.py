@@ -1,5 +1,6 @@
 """Decode speed of the two registry models on a GPU: trueno (``device="gpu"``: quantized
-weights, KV cache and every activation on the device) against PyTorch on the same card
+weights, KV cache and every activation on the device; each decode step replayed as one CUDA
+graph, and also without graphs) against PyTorch on the same card
 (transformers' own GGUF loader: the same file dequantized to float16 / float32 weights,
 its KV cache, greedy decoding), plus trueno on the host CPU in the same run.
 
@@ -119,7 +120,8 @@ def decode_speed(step, first_token: int, n_tokens: int, runs: int, sync=None):
     return statistics.median(speeds), ids
 
 
-def bench_trueno(path: Path, device: str, n_tokens: int, runs: int) -> dict:
+def bench_trueno(path: Path, device, n_tokens: int, runs: int) -> dict:
+    """``device``: "cpu", "gpu" or a trueno.llm.runtime.Runtime."""
     from trueno.llm import Model
 
     t0 = time.perf_counter()
@@ -233,6 +235,11 @@ def main() -> int:
         res["trueno"] = bench_trueno(path, args.device, args.tokens, args.runs)
         if args.device == "gpu" and not args.no_cpu:
             res["trueno_cpu"] = bench_trueno(path, "cpu", args.tokens, args.runs)
+        if args.device == "gpu":  # what replaying each decode step as a CUDA graph brings
+            from trueno.llm import runtime
+
+            eager = runtime.gpu(graphs=False)
+            res["trueno_eager"] = bench_trueno(path, eager, args.tokens, args.runs)
         if not args.no_torch:
             try:
                 res["torch"] = bench_torch(
@@ -245,6 +252,7 @@ def main() -> int:
         if args.device == "gpu":
             floor = bw * 1e9 / 2 / t["weight_bytes"]  # read bandwidth = half the copy's bytes
             row.append(f"{t['tok_s'] / floor:.0%}")
+            row.append(f"{res['trueno_eager']['tok_s']:.0f}")
             row.append(f"{res['trueno_cpu']['tok_s']:.0f}" if "trueno_cpu" in res else "-")
         if "torch" in res:
             same = sum(a == b for a, b in zip(t["ids"], res["torch"]["ids"], strict=True))
@@ -256,7 +264,7 @@ def main() -> int:
         results[name] = res
     head = ["model", "weights", f"trueno {args.device} tok/s"]
     if args.device == "gpu":
-        head += ["share of floor", "trueno cpu tok/s"]
+        head += ["share of floor", "trueno gpu, no graphs", "trueno cpu tok/s"]
     if not args.no_torch:
         head += [f"torch {args.torch_dtype} tok/s", "trueno / torch", "same greedy ids"]
     print_table(head, rows)
