@@ -64,8 +64,10 @@ class Runtime:
 class ComposedKernels:
     """The decode steps that :mod:`trueno.llm.kernels` fuses into one numba call each,
     composed from a backend's primitive kernels (``rms_norm``, ``head_rms_norm``, ``rope``,
-    ``attend_one``, ``silu_mul``, ``gelu_tanh_mul``) and array slicing: what a backend without
-    fused versions (the GPU) runs. Same names and signatures as trueno.llm.kernels."""
+    ``silu_mul``, ``gelu_tanh_mul``, and ``attend_one`` or, where the backend has them,
+    ``store_kv`` + ``attend_one_at``, which read the position from device memory so that a
+    captured CUDA graph replays them for every token): what a backend without fused versions
+    (the GPU) runs. Same names and signatures as trueno.llm.kernels."""
 
     def __init__(self, primitives) -> None:
         self.p = primitives
