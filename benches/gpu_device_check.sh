@@ -19,6 +19,10 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
         && export PYTHONPATH="/tmp/site:$PWD"
 fi
+python3 -c "import gguf" 2>/dev/null || {
+    echo "gguf-py is missing: download its wheel into .whl/ and carry .whl (see the header)" >&2
+    exit 2
+}
 status=0
 { nvidia-smi -L; python3 -c "import cupy, torch; print('cupy', cupy.__version__, 'torch', torch.__version__)"; } \
     2>&1 | tee "$OUT/card.txt"
