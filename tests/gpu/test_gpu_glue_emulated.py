@@ -132,11 +132,14 @@ def test_decode_is_replayed_as_one_graph_with_the_eager_logits(emulated_gpu, mod
         model = Model.load(path, device=runtime.gpu(graphs=graphs))
         steps = [model.prefill([1, 2, 3])]
         steps += [model.decode(t).copy() for t in (4, 5, 6, 7, 8, 9)]
+        model.reset()  # a new, longer prompt: the same graph serves it
+        steps += [model.prefill([9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11])]
+        steps += [model.decode(t).copy() for t in (12, 13)]
         logits[graphs] = np.array(steps)
         if graphs:
             assert model._step_graph.active and model._step_graph.failed is None
     assert emulated_gpu.counts["graph_capture"] == 1
-    assert emulated_gpu.counts["graph_launch"] == 5  # decode 1 ran eagerly, 2 was captured
+    assert emulated_gpu.counts["graph_launch"] == 7  # decode 1 ran eagerly, 2 was captured
     np.testing.assert_allclose(logits[True], logits[False], rtol=1e-6, atol=1e-6)
 
 
@@ -164,7 +167,5 @@ def test_a_step_that_cannot_be_captured_warns_and_stays_eager(emulated_gpu):
 def test_the_emulation_reimports_every_module_that_binds_cupy():
     from trueno.backends.cuda import SOURCE_DIR
 
-    binds = {
-        p.stem for p in SOURCE_DIR.glob("*.py") if "\nimport cupy as cp\n" in p.read_text()
-    }
+    binds = {p.stem for p in SOURCE_DIR.glob("*.py") if "\nimport cupy as cp\n" in p.read_text()}
     assert binds == set(CUPY_MODULES)

@@ -39,7 +39,7 @@ def standin(placed: list) -> runtimes.Runtime:
     return runtimes.Runtime(
         name="standin",
         xp=np,
-        kernels=runtimes.ComposedKernels(kernels),
+        kernels=runtimes.ComposedKernels(kernels, np),
         backend="standin",
         asarray=_fresh_copy,
         to_host=_fresh_copy,
@@ -92,7 +92,7 @@ def test_standin_runtime_with_quantized_weights(qtype, tmp_path):
 def test_composed_steps_equal_the_fused_kernels():
     rng = np.random.default_rng(0)
     n_heads, n_kv, hd, ctx, pos = 4, 2, 16, 12, 7
-    composed = runtimes.ComposedKernels(kernels)
+    composed = runtimes.ComposedKernels(kernels, np)
     inv = 10000.0 ** (-np.arange(0, hd, 2) / hd)
     ang = np.arange(ctx)[:, None] * inv[None, :]
     cos, sin = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
@@ -151,3 +151,15 @@ def test_gpu_without_cupy_names_the_extra(tmp_path):
     with pytest.raises(BackendUnavailableError, match="gpu"):
         # fails before the (missing) file is looked at: no work is done for nothing
         Model.load(tmp_path / "missing.gguf", device="gpu")
+
+
+def test_composed_scratch_grows_and_keeps_replaced_buffers_alive():
+    """A captured CUDA graph may hold the address of the decode step's scratch: a longer prompt
+    chunk that grows the buffer must not free the one the graph writes to."""
+    composed = runtimes.ComposedKernels(kernels, np)
+    first = composed._scratch(np.zeros((1, 8), np.float32))
+    bigger = composed._scratch(np.zeros((5, 8), np.float32))
+    assert bigger.shape == (5, 8) and not np.shares_memory(first, bigger)
+    assert any(np.shares_memory(first, r) for r in composed._retired)
+    again = composed._scratch(np.zeros((2, 8), np.float32))  # fits: a view, no new array
+    assert np.shares_memory(again, bigger) and len(composed._retired) == 1

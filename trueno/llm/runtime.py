@@ -69,22 +69,27 @@ class ComposedKernels:
     captured CUDA graph replays them for every token): what a backend without fused versions
     (the GPU) runs. Same names and signatures as trueno.llm.kernels."""
 
-    def __init__(self, primitives) -> None:
-        self.p = primitives
+    def __init__(self, primitives, xp) -> None:
+        self.p, self.xp = primitives, xp
         self.rms_norm = primitives.rms_norm
         self.head_rms_norm = primitives.head_rms_norm
         self.rope = primitives.rope
         self.silu_mul = primitives.silu_mul
         self.gelu_tanh_mul = primitives.gelu_tanh_mul
         self._tmp: dict = {}
+        self._retired: list = []
 
     def _scratch(self, like):
-        """A buffer shaped like ``like``: a view of one reused flat array per dtype, grown to
-        the largest size asked for (prompt chunks vary in length)."""
+        """A buffer shaped like ``like``: a view of one reused flat array per dtype, grown
+        (doubling) to the largest size asked for, as prompt chunks vary in length. A replaced
+        array is kept alive: a captured CUDA graph may still write to its address."""
         key, n = str(like.dtype), like.size
         buf = self._tmp.get(key)
         if buf is None or buf.size < n:
-            buf = self._tmp[key] = like.reshape(-1).copy()
+            if buf is not None:
+                self._retired.append(buf)
+            size = n if buf is None else max(n, 2 * buf.size)
+            buf = self._tmp[key] = self.xp.empty(size, dtype=like.dtype)
         return buf[:n].reshape(like.shape)
 
     def add_rms_norm(self, x, y, w, eps) -> None:
@@ -163,7 +168,7 @@ def gpu(graphs: bool | None = None) -> Runtime:
     return Runtime(
         name="gpu",
         xp=cp,
-        kernels=ComposedKernels(transformer),
+        kernels=ComposedKernels(transformer, cp),
         backend="cupy",
         asarray=to_device,
         to_host=to_host,
