@@ -9,7 +9,7 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_kernels import _par
-from trueno.backends.numba_kernels._math import fexp, fmaximum
+from trueno.backends.numba_kernels._math import fexp
 from trueno.backends.numba_kernels._par import (
     _task,
     bounds,
@@ -17,28 +17,12 @@ from trueno.backends.numba_kernels._par import (
     reduce_chunks,
     run_tasks,
 )
-from trueno.backends.numba_kernels.reductions import _max
+from trueno.backends.numba_kernels.reductions import _max, _sum, _sumsq
+from trueno.backends.numba_kernels.stats import _sq_dev, _sum_shift
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
-FAST = dict(JIT, fastmath={"reassoc", "contract"})
 PAR_MIN = 1 << 17
 KERNELS: dict = {}
-
-
-@nb.njit(**FAST)
-def _fsum(a):
-    s = np.float32(0.0)
-    for i in range(a.size):
-        s += a[i]
-    return s
-
-
-@nb.njit(**JIT)
-def _rowmax(x):
-    m = x[0]
-    for i in range(x.size):
-        m = fmaximum(m, x[i])  # NaN-propagating, vectorizes
-    return m
 
 
 @nb.njit(**JIT)
@@ -55,14 +39,8 @@ def _exp_shift_sum(out, x, m):
     for lo in range(0, n, 2048):
         o = out[lo : min(lo + 2048, n)]
         _exp_shift(o, x[lo : min(lo + 2048, n)], m)
-        s += _fsum(o)
+        s += _sum(o)
     return s
-
-
-@nb.njit(**JIT)
-def _mul(out, a, s):
-    for i in range(out.size):
-        out[i] = a[i] * s
 
 
 @nb.njit(**JIT)
@@ -82,7 +60,7 @@ def _sub2(out, a, m, lse):
 def _softmax_rows(out, x):
     for r in range(x.shape[0]):
         o = out[r]
-        m = _rowmax(x[r])
+        m = _max(x[r])
         s = _exp_shift_sum(o, x[r], m)
         _div_inplace(o, s)
 
@@ -91,34 +69,9 @@ def _softmax_rows(out, x):
 def _log_softmax_rows(out, x):
     for r in range(x.shape[0]):
         o = out[r]
-        m = _rowmax(x[r])
+        m = _max(x[r])
         s = _exp_shift_sum(o, x[r], m)
         _sub2(o, x[r], m, np.log(s))
-
-
-@nb.njit(**FAST)
-def _sq_dev(x, m):
-    s = np.float32(0.0)
-    for i in range(x.size):
-        d = x[i] - m
-        s += d * d
-    return s
-
-
-@nb.njit(**FAST)
-def _sum_shift(x, c):
-    s = np.float32(0.0)
-    for i in range(x.size):
-        s += x[i] - c
-    return s
-
-
-@nb.njit(**FAST)
-def _sumsq(x):
-    s = np.float32(0.0)
-    for i in range(x.size):
-        s += x[i] * x[i]
-    return s
 
 
 @nb.njit(**JIT)
