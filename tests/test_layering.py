@@ -1,0 +1,114 @@
+"""Imports flow one way: design.md's layers, checked over the AST of every module.
+
+Every ``import`` counts, the ones inside functions too (a lazy import hides an edge from a
+reader, not from this test). A module may import its own layer and the layers below it. The
+wrong-way edges that exist today are listed in ``KNOWN``, each with the file that makes it; a
+new one fails with its file, line and name, and a listed one that is gone fails too, so the
+list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "trueno"
+
+# bottom to top; a layer may import only its own rank and below
+LAYERS = (
+    ("errors", "config"),
+    ("trace",),
+    ("backends", "device"),
+    ("dispatch",),
+    ("ops", "vector"),
+    ("gguf",),
+    ("quant",),
+    ("dask",),
+    ("llm",),
+    ("serve",),
+    ("cli", "__main__", "", "precompile"),  # "": the facade, trueno/__init__.py (warmup: all ops)
+)
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+# (importing file, imported layer): wrong-way edges that issue 16 removes
+KNOWN = {
+    ("backends/cuda/quant.py", "quant"),
+    ("backends/cuda/quant.py", "gguf"),
+    ("trace/schema.py", "backends"),
+    ("trace/overhead.py", ""),
+    ("dispatch.py", "ops"),
+    ("gguf/reader.py", "quant"),
+    ("gguf/writer.py", "quant"),
+}
+
+
+def _layer(module: str) -> str:
+    """'trueno.llm.model' -> 'llm'; 'trueno' -> '' (the facade)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _module_of(path: Path) -> str:
+    parts = ["trueno", *path.relative_to(ROOT).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path):
+    """(line, imported module) for every import in ``path``."""
+    module = _module_of(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return _imports_in(path.read_text(), package)
+
+
+def _imports_in(source: str, package: str):
+    """(line, imported module) for every import in ``source``, a module of ``package``."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target == "trueno":  # from trueno import trace: the submodules named
+                for alias in node.names:
+                    yield node.lineno, f"trueno.{alias.name}"
+            else:
+                yield node.lineno, target
+
+
+def _edges():
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        here = _layer(_module_of(path))
+        for line, target in _imports(path):
+            if target == "trueno" or target.startswith("trueno."):
+                yield rel, line, here, _layer(target), target
+
+
+def test_every_module_has_a_layer():
+    unknown = {(rel, here) for rel, _, here, _, _ in _edges() if here not in RANK}
+    assert not unknown, f"modules outside design.md's layers (add them to LAYERS): {unknown}"
+
+
+def test_imports_flow_downward():
+    wrong, seen = [], set()
+    for rel, line, here, there, name in _edges():
+        if there not in RANK or RANK[there] <= RANK[here]:
+            continue
+        seen.add((rel, there))
+        if (rel, there) not in KNOWN:
+            wrong.append(f"trueno/{rel}:{line} imports {name} (layer {there!r} above {here!r})")
+    assert not wrong, "wrong-way imports:\n" + "\n".join(wrong)
+    gone = KNOWN - seen
+    assert not gone, f"listed wrong-way edges no longer exist; drop them from KNOWN: {gone}"
+
+
+def test_the_walker_sees_function_level_and_relative_imports():
+    src = "import os\ndef f():\n    from trueno.llm import model\n    from ..quant import fused\n"
+    found = [target for _, target in _imports_in(src, "trueno.backends.cuda")]
+    assert found == ["os", "trueno.llm", "trueno.backends.quant"]
+    src = "from trueno import trace, dispatch\n"
+    assert [t for _, t in _imports_in(src, "trueno.ops")] == ["trueno.trace", "trueno.dispatch"]
