@@ -20,6 +20,10 @@ class SizeMismatchError(ShapeError):
         super().__init__(f"{op}: size mismatch, expected {expected}, got {actual}")
 
 
+class ArgumentError(TruenoError, ValueError):
+    """An argument's value is outside what the function takes (an unknown mode name)."""
+
+
 class EmptyInputError(TruenoError, ValueError):
     """An op that needs at least one element got none."""
 

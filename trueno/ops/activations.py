@@ -5,7 +5,7 @@ and log_softmax work on a 1-D array or along an axis of a 2-D array. tanh lives 
 from __future__ import annotations
 
 from trueno import dispatch
-from trueno.errors import EmptyInputError, ShapeError
+from trueno.errors import ArgumentError, EmptyInputError, ShapeError
 from trueno.ops._validate import as_float_array, ndim_in, scalar
 from trueno.ops.spec import declare
 
@@ -80,7 +80,7 @@ def gelu(x, approximate: str = "tanh"):
     """Gaussian error linear unit: ``approximate="tanh"`` (GPT-2's form) or ``"none"``
     (exact, with erf)."""
     if approximate not in ("tanh", "none"):
-        raise ShapeError(f"gelu: approximate={approximate!r}; expected 'tanh' or 'none'")
+        raise ArgumentError(f"gelu: approximate={approximate!r}; expected 'tanh' or 'none'")
     return _act(GELU, x, approximate)
 
 

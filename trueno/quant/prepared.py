@@ -181,13 +181,12 @@ class PreparedWeight:
             from trueno.quant.fused import _new_buffers
 
             self._bufs = _new_buffers(shape[1], self._block)
-        if self._driver is not None or self._f32 is not None:
-            pass
-        elif self.format.matvec_numba is not None:
-            self.backend = "numba"
-        else:
-            self.backend = "numpy"
-            self._f32 = api.dequantize(rows, self.ggml_type, shape)
+        if self._driver is None and self._f32 is None:  # no SIMD driver, no f32 copy
+            if self.format.matvec_numba is not None:
+                self.backend = "numba"
+            else:
+                self.backend = "numpy"
+                self._f32 = api.dequantize(rows, self.ggml_type, shape)
 
     @property
     def nbytes(self) -> int:
