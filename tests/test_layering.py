@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent / "trueno"
 
 # bottom to top; a layer may import only its own rank and below
 LAYERS = (
-    ("errors", "config"),
+    ("errors", "config", "cpu"),
     ("trace",),
     ("backends", "device"),
     ("dispatch",),
@@ -34,7 +34,6 @@ RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 KNOWN = {
     ("backends/cuda/quant.py", "quant"),
     ("backends/cuda/quant.py", "gguf"),
-    ("trace/schema.py", "backends"),
     ("trace/overhead.py", ""),
     ("dispatch.py", "ops"),
     ("gguf/reader.py", "quant"),

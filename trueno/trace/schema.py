@@ -87,7 +87,7 @@ def gpus() -> list[str]:
 @functools.lru_cache(maxsize=1)
 def fingerprint() -> dict:
     """Where the trace was taken: CPU, ISA, cores, versions, git SHA."""
-    from trueno.backends.detect import cpu_features, cpu_name
+    from trueno.cpu import cpu_features, cpu_name
 
     try:
         import psutil
