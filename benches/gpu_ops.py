@@ -61,7 +61,7 @@ def wall_time(fn, repeat: int) -> float:
 def parity() -> list[tuple[str, float, float, bool]]:
     from trueno.backends import cupy_backend, numpy_backend
     from trueno.device import HostFallback, to_device, to_host
-    from trueno.ops.spec import OPS
+    from trueno.opspec import OPS
 
     rng = np.random.default_rng(0)
     rows = []

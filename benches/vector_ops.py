@@ -21,7 +21,7 @@ from _common import compare_times, fmt_time, print_table, sgemv_bandwidth_gbs, s
 import trueno  # noqa: E402
 from trueno import backends  # noqa: E402
 from trueno.backends import Backend  # noqa: E402
-from trueno.ops.spec import OPS  # noqa: E402
+from trueno.opspec import OPS  # noqa: E402
 
 TARGET_3X = (
     "exp",

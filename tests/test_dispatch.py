@@ -14,7 +14,7 @@ import trueno
 from trueno import backends, dispatch
 from trueno.backends import Backend
 from trueno.errors import BackendUnavailableError
-from trueno.ops.spec import OPS
+from trueno.opspec import OPS
 
 HAS_NUMBA = backends.is_available(Backend.NUMBA)
 
@@ -95,7 +95,7 @@ def _run(code: str, **env) -> subprocess.CompletedProcess:
 def test_env_var_forces_backend():
     code = (
         "import trueno, numpy as np; from trueno import dispatch; "
-        "from trueno.ops.spec import OPS; "
+        "from trueno.opspec import OPS; "
         "print(dispatch.choose(OPS['add'], 1 << 30).value)"
     )
     assert _run(code, TRUENO_BACKEND="numpy").stdout.strip() == "numpy"

@@ -19,7 +19,7 @@ LAYERS = (
     ("errors", "config", "cpu"),
     ("trace",),
     ("backends", "device"),
-    ("dispatch",),
+    ("dispatch", "opspec"),
     ("ops", "vector"),
     ("gguf",),
     ("quant",),
@@ -35,7 +35,6 @@ KNOWN = {
     ("backends/cuda/quant.py", "quant"),
     ("backends/cuda/quant.py", "gguf"),
     ("trace/overhead.py", ""),
-    ("dispatch.py", "ops"),
     ("gguf/reader.py", "quant"),
     ("gguf/writer.py", "quant"),
 }

@@ -14,7 +14,7 @@ from time import perf_counter_ns
 
 from trueno import backends, config
 from trueno.backends import Backend
-from trueno.ops.spec import OpSpec
+from trueno.opspec import OpSpec
 from trueno.trace import recorder
 
 # Minimum number of input elements from which AUTO sends an op to numba, per threshold class.

@@ -11,7 +11,7 @@ import numpy as np
 
 from trueno import backends, dispatch
 from trueno.backends import Backend
-from trueno.ops.spec import OPS
+from trueno.opspec import OPS
 
 DTYPES = (np.float32, np.float64)
 

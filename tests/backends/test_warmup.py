@@ -9,7 +9,7 @@ import pytest
 import trueno
 from trueno import backends
 from trueno.backends import Backend
-from trueno.ops.spec import OPS
+from trueno.opspec import OPS
 
 
 @pytest.mark.skipif(not backends.is_available(Backend.NUMBA), reason="numba not installed")

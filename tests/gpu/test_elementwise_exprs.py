@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 
 from trueno.backends import numpy_backend
 from trueno.backends.cuda import elementwise
-from trueno.ops.spec import OPS
+from trueno.opspec import OPS
 
 SPECIAL = np.array(
     [

@@ -12,7 +12,7 @@ import trueno
 from trueno import trace
 from trueno.backends import cupy_backend, numpy_backend
 from trueno.device import HostFallback, allow_host_fallback, is_device_array, to_device, to_host
-from trueno.ops.spec import OPS
+from trueno.opspec import OPS
 
 pytestmark = pytest.mark.gpu
 

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 def dispatch_table() -> dict[str, dict[int, str]]:
     """{op class: {size: backend}} as AUTO would pick for host arrays."""
     from trueno import dispatch
-    from trueno.ops.spec import OPS
+    from trueno.opspec import OPS
 
     table = {}
     for kind in dispatch.THRESHOLDS:

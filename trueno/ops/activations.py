@@ -7,7 +7,7 @@ from __future__ import annotations
 from trueno import dispatch
 from trueno.errors import ArgumentError, EmptyInputError, ShapeError
 from trueno.ops._validate import as_float_array, ndim_in, scalar
-from trueno.ops.spec import declare
+from trueno.opspec import declare
 
 EXACT = 0.0
 RELU = declare("relu", "elementwise", rtol=EXACT, doc="max(x, 0)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from trueno import dispatch
 from trueno.ops._validate import as_float_array, operands, same_dtype, same_shape, scalar
-from trueno.ops.spec import declare
+from trueno.opspec import declare
 
 EXACT = 0.0  # IEEE-exact ops: every backend returns numpy's bits
 LIBM = 4e-6  # libm-class results (glibc vs numpy's SIMD math): a few ulp

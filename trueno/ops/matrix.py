@@ -8,7 +8,7 @@ import numpy as np
 from trueno import dispatch
 from trueno.errors import DTypeError, ShapeError, SizeMismatchError
 from trueno.ops._validate import as_float_array, ndim_in, same_dtype
-from trueno.ops.spec import declare
+from trueno.opspec import declare
 
 MATMUL = declare("matmul", "matrix", rtol=1e-5, atol=1e-5, doc="a @ b (2-D)", args="mat")
 BATCHED = declare(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from trueno import dispatch
 from trueno.ops._validate import as_float_array, non_empty, same_dtype, same_shape
-from trueno.ops.spec import declare
+from trueno.opspec import declare
 
 # Sum-like results are compared to the reference relative to sum(|a|) (see tests/ops), so the
 # rtol below bounds the rounding of a reordered float32 sum (multiple accumulators).

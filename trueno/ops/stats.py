@@ -7,7 +7,7 @@ from __future__ import annotations
 from trueno import dispatch
 from trueno.errors import SizeMismatchError
 from trueno.ops._validate import as_float_array, ndim_in, non_empty, same_dtype, same_shape
-from trueno.ops.spec import declare
+from trueno.opspec import declare
 
 STAT_RTOL = 2e-5  # float32 two-pass statistics, reordered sums (relative to the data scale)
 

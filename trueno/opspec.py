@@ -1,6 +1,7 @@
-"""Every op is declared once here: name, threshold class, tolerance against the numpy
-reference (float32), and flops per element for traces. Backends implement ops by name; the
-tests run every backend's kernel against numpy at the tolerance written here."""
+"""Every op is declared once here, beside dispatch (which reads it): name, threshold class,
+tolerance against the numpy reference (float32), and flops per element for traces. Backends
+implement ops by name; the tests run every backend's kernel against numpy at the tolerance
+written here. The public functions in :mod:`trueno.ops` declare themselves through it."""
 
 from __future__ import annotations
 
