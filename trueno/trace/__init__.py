@@ -123,6 +123,11 @@ def capture(capacity: int | None = None):
         if was_on and previous is not None:  # restore an outer capture
             recorder._recorder = previous
             recorder.ENABLED = True
+            if cap.extra_spans:  # other processes' spans reach the outer trace too
+                shift = rec.t0_ns - previous.t0_ns
+                previous.extra_spans.extend(
+                    {**s, "start_ns": s["start_ns"] + shift} for s in cap.extra_spans
+                )
 
 
 def run(
