@@ -109,3 +109,17 @@ def test_trace_file_and_cli_summary_per_worker(client, tmp_path, capsys):
     assert main(["trace", "summary", str(path)]) == 0
     out = capsys.readouterr().out
     assert "per process:" in out and out.count("worker ") >= 2
+
+
+def test_plugin_turns_recorder_on_when_client_traces(client):
+    import trueno.dask
+
+    def state():
+        from trueno.dask.plugin import SETTINGS
+        from trueno.trace import recorder
+
+        return SETTINGS.get("trace"), recorder.ENABLED
+
+    with trueno.trace.capture():
+        trueno.dask.register(client, warm=False)
+        assert all(v == (True, True) for v in client.run(state).values())
