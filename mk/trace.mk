@@ -10,7 +10,7 @@
 PY ?= .venv/bin/python
 TRACE := $(PY) -m trueno trace
 EXAMPLES := backend_detection matrix_operations activation_functions performance_demo \
-	ml_similarity symmetric_eigen quickstart generate
+	ml_similarity symmetric_eigen quickstart generate dask_ops
 BENCH ?= vector_ops
 BENCH_ARGS ?=
 PROFILE_DIR ?= build/profile

@@ -1,4 +1,4 @@
-"""``import trueno`` stays cheap: no numba, cupy, opentelemetry or jinja2. (Its time on top of
+"""``import trueno`` stays cheap: no numba, cupy, opentelemetry, jinja2 or dask. (Its time on top of
 ``import numpy`` is a benchmark: benches/import_time.py.)"""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("numba", "llvmlite", "cupy", "opentelemetry", "jinja2")
+HEAVY = ("numba", "llvmlite", "cupy", "opentelemetry", "jinja2", "dask", "distributed")
 
 
 def test_import_does_not_load_heavy_modules():

@@ -74,6 +74,18 @@ def _is_device_array(x) -> bool:
     return "cupy" in sys.modules and type(x).__module__.startswith("cupy")
 
 
+def _is_dask_array(x) -> bool:
+    return type(x).__module__.startswith("dask")
+
+
+def _lazy_run(spec: OpSpec, args: tuple, kwargs: dict | None):
+    """A dask graph calling ``spec``'s kernels per chunk (trueno.dask, found by name like the
+    backends: imported only once a dask array arrives)."""
+    import importlib
+
+    return importlib.import_module("trueno.dask.array").run(spec, args, kwargs or {})
+
+
 def choose(spec: OpSpec, n: int, args: tuple = ()) -> Backend:
     """The backend AUTO (or a forced backend) picks for ``spec`` on ``n`` input elements."""
     forced = _forced.get() or _ENV_FORCED
@@ -137,10 +149,13 @@ def run(spec: OpSpec, n: int, args: tuple, kwargs: dict | None = None):
         and _ENV_FORCED is None
         and GPU_THRESHOLDS[kind] is None
         and "cupy" not in sys.modules
+        and "dask" not in sys.modules
     ):  # the common small-input case, decided inline (same answer as choose())
         backend = Backend.NUMPY
         fn = _NUMPY_KERNELS[spec.name]
     else:
+        if "dask" in sys.modules and any(_is_dask_array(a) for a in args):
+            return _lazy_run(spec, args, kwargs)
         backend = choose(spec, n, args)
         fn = kernel(backend, spec.name)
     if not recorder.ENABLED:

@@ -20,6 +20,7 @@ EXAMPLES = {
     "backend_detection": ["identical to numpy", "backend chosen per op"],
     "performance_demo": ["speedup", "softmax    1000000"],
     "generate": ["16 generated", "stop: length"],
+    "dask_ops": ["softmax    matches numpy: True", "from 2 workers"],
 }
 
 

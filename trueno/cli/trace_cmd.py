@@ -220,6 +220,12 @@ def _summary(args) -> int:
         )
     print()
     print(format_ops(rows, args.limit))
+    if any("process" in s for s in spans):  # merged across processes (dask workers)
+        from trueno.trace.summary import by_process, format_processes
+
+        print()
+        print("per process:")
+        print(format_processes(by_process(spans), args.limit))
     print()
     print(format_syscalls(runs[0].get("syscalls") if runs else None))
     return 0

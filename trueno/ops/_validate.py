@@ -3,6 +3,9 @@ raise typed errors that say what was found and what was expected."""
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 import numpy as np
 
 from trueno.errors import DTypeError, EmptyInputError, ShapeError, SizeMismatchError
@@ -15,8 +18,11 @@ def as_float_array(x, op: str) -> np.ndarray:
     true division). cupy arrays pass through untouched."""
     if type(x) is np.ndarray and x.dtype in FLOAT_DTYPES:
         return x
-    if type(x).__module__.startswith("cupy"):
+    mod = type(x).__module__
+    if mod.startswith("cupy"):
         return x
+    if mod.startswith("dask") and "dask" in sys.modules:  # lazy: never np.asarray a graph
+        return lazy_array(x, op)
     a = np.asarray(x)
     if a.dtype in FLOAT_DTYPES:
         return a
@@ -25,6 +31,13 @@ def as_float_array(x, op: str) -> np.ndarray:
     if a.dtype.kind == "f":  # float16 and longdouble compute in float32 / float64
         return a.astype(np.float32 if a.dtype.itemsize < 4 else np.float64)
     raise DTypeError(f"{op}: unsupported dtype {a.dtype}; expected float32 or float64")
+
+
+def lazy_array(x, op: str):
+    """A dask array checked for op ``op`` by :mod:`trueno.dask` (imported by name here, as
+    dispatch imports backends: only once a dask array arrives, so ``import trueno`` stays
+    dask-free). Raises UnsupportedError, without computing, for an op dask cannot run."""
+    return importlib.import_module("trueno.dask.array").accept(x, op)
 
 
 def same_shape(a, b, op: str) -> None:

@@ -7,6 +7,7 @@ checks live in their own modules and are imported when used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 
 from trueno import config
@@ -18,17 +19,60 @@ def enabled() -> bool:
     return recorder.ENABLED
 
 
+# Hooks that widen a capture past this process (trueno.dask adds one for the workers of an
+# active distributed.Client). A hook is called with the Capture when it starts (or, for a hook
+# added during a capture, at once) and returns None or a ``finish()`` callable; at the
+# capture's exit each finish() returns the spans it gathered (dicts as ``Capture.spans``,
+# start_ns on this recorder's clock, with ``pid``/``process`` labels).
+CAPTURE_HOOKS: list[Callable] = []
+_active: list[Capture] = []
+
+
+def add_capture_hook(hook: Callable) -> None:
+    """Register ``hook`` for every later capture and start it on the active ones."""
+    if hook in CAPTURE_HOOKS:
+        return
+    CAPTURE_HOOKS.append(hook)
+    for cap in _active:
+        cap._start_hook(hook)
+
+
 class Capture:
     """The spans of one capture, with summary and export helpers."""
 
     def __init__(self, rec: recorder.Recorder) -> None:
         self._rec = rec
         self._spans: list[dict] | None = None
+        self._finishers: list[Callable] = []
+        self.extra_spans: list[dict] = []  # gathered by the hooks (other processes)
+        self.processes: list[dict] = []  # one entry per process whose spans are merged
+
+    def _start_hook(self, hook) -> None:
+        finish = hook(self)
+        if finish is not None:
+            self._finishers.append(finish)
+
+    def _finish_hooks(self) -> None:
+        for finish in self._finishers:
+            self.extra_spans.extend(finish() or ())
+        self._finishers = []
+
+    @property
+    def epoch0_ns(self) -> int:
+        return self._rec.epoch0_ns
 
     @property
     def spans(self) -> list[dict]:
         if self._spans is None:
-            self._spans = self._rec.spans()
+            own = self._rec.spans()
+            if self.extra_spans:  # merged with other processes: label our own too
+                import os
+                import socket
+
+                label = {"pid": os.getpid(), "host": socket.gethostname(), "process": "client"}
+                own = [{**s, **label} for s in own]
+                own = sorted(own + self.extra_spans, key=lambda s: s["start_ns"])
+            self._spans = own
         return self._spans
 
     @property
@@ -65,13 +109,25 @@ def capture(capacity: int | None = None):
     was_on, previous = recorder.ENABLED, recorder.current()
     rec = recorder.start(capacity)
     cap = Capture(rec)
+    _active.append(cap)
+    for hook in list(CAPTURE_HOOKS):
+        cap._start_hook(hook)
     try:
         yield cap
     finally:
-        recorder.stop()
+        _active.remove(cap)
+        try:
+            cap._finish_hooks()
+        finally:
+            recorder.stop()
         if was_on and previous is not None:  # restore an outer capture
             recorder._recorder = previous
             recorder.ENABLED = True
+            if cap.extra_spans:  # other processes' spans reach the outer trace too
+                shift = rec.t0_ns - previous.t0_ns
+                previous.extra_spans.extend(
+                    {**s, "start_ns": s["start_ns"] + shift} for s in cap.extra_spans
+                )
 
 
 def run(
@@ -109,4 +165,14 @@ if config.TRACE_ON_START:  # TRUENO_TRACE=1: trace this process, write the spans
 
     boot.install()
 
-__all__ = ["Capture", "capture", "check", "enabled", "load", "run", "span"]
+__all__ = [
+    "CAPTURE_HOOKS",
+    "Capture",
+    "add_capture_hook",
+    "capture",
+    "check",
+    "enabled",
+    "load",
+    "run",
+    "span",
+]

@@ -72,7 +72,7 @@ def part(rec: recorder.Recorder) -> dict:
         "cpu_sys_s": usage.ru_stime,
         "max_rss_bytes": peak_rss_bytes(),
         "proc": proc_counters(),
-        "spans": rec.spans(),
+        "spans": rec.spans() + rec.extra_spans,
     }
 
 

@@ -42,9 +42,12 @@ def chrome(trace: dict) -> dict:
     """
     events = []
     tids: dict = {}
+    procs: dict = {}  # pid -> process label (merged traces: one track per worker)
     for s in trace["spans"]:
         pid = s.get("pid", 0) * 1000 + s.get("run", 0)
         tid = tids.setdefault((pid, s["thread"]), len(tids) + 1)
+        if "process" in s and pid not in procs:
+            procs[pid] = f"{s['process']} (pid {s.get('pid')} on {s.get('host', '?')})"
         events.append(
             {
                 "name": s["name"],
@@ -67,6 +70,8 @@ def chrome(trace: dict) -> dict:
                 "args": {"name": f"thread {thread}"},
             }
         )
+    for pid, label in procs.items():
+        events.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": label}})
     events.sort(key=lambda e: (e.get("ts", -1), -e.get("dur", 0)))
     return {
         "traceEvents": events,
@@ -135,7 +140,7 @@ def span_epoch_ns(trace: dict, s: dict) -> tuple[int, int]:
 def attributes(s: dict) -> dict:
     """A span's attributes under the ``trueno.*`` namespace."""
     out = {"trueno.category": s.get("category", ""), "trueno.thread": s["thread"]}
-    for key in ("backend", "dtype", "bytes", "flops", "run", "pid"):
+    for key in ("backend", "dtype", "bytes", "flops", "run", "pid", "host", "process"):
         if s.get(key) not in (None, "", 0):
             out[f"trueno.{key}"] = s[key]
     if s.get("shape"):

@@ -24,7 +24,10 @@ VERSION = 1
 
 
 def op_sequence(spans: list[dict]) -> list[list]:
-    """Run-length encoded op names of the first process's main thread: [[name, n], ...]."""
+    """Run-length encoded op names of the first process's main thread: [[name, n], ...].
+    Spans merged from dask workers (labelled ``worker``) are left out: which worker runs which
+    task is the scheduler's choice, so only their counts are compared."""
+    spans = [s for s in spans if not s.get("worker")]
     if not spans:
         return []
     first = min(spans, key=lambda s: s["start_ns"])

@@ -69,6 +69,9 @@ class Recorder:
         self.dropped = 0
         self.attrs: dict[int, dict] = {}  # span id -> extra attributes (composite spans only)
         self.buffers: list[_ThreadBuffer] = []
+        # finished spans of other processes merged in by a capture hook (trace.capture),
+        # start_ns on this recorder's clock; boot.part() writes them with this process's
+        self.extra_spans: list[dict] = []
         # clock anchors taken together: perf_counter_ns() + offset = epoch ns
         self.t0_ns = perf_counter_ns()
         self.epoch0_ns = time.time_ns()

@@ -91,7 +91,7 @@ def _merge_parts(parts: list[dict], launch_ns: int, run: int, next_id: list[int]
             s["id"] = ids[s["id"]]
             s["parent"] = ids.get(s["parent"]) if s.get("parent") else None
             s["start_ns"] += shift
-            s["pid"], s["run"] = part["pid"], run
+            s["pid"], s["run"] = s.get("pid", part["pid"]), run  # merged spans keep theirs
             spans.append(s)
     spans.sort(key=lambda s: s["start_ns"])
     return spans

@@ -47,6 +47,31 @@ def summarize(spans: list[dict]) -> list[dict]:
     return rows
 
 
+def by_process(spans: list[dict]) -> list[dict]:
+    """Rows of :func:`summarize` per process of a merged trace (a dask cluster's client and
+    workers: spans labelled ``process``), each with a ``process`` key."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for s in spans:
+        groups[s.get("process") or "local"].append(s)
+    rows = []
+    for proc in sorted(groups):
+        for r in summarize(groups[proc]):
+            rows.append({"process": proc, **r})
+    return rows
+
+
+def format_processes(rows: list[dict], limit: int | None = None) -> str:
+    """One table per process (rows from :func:`by_process`)."""
+    out, seen = [], []
+    for r in rows:
+        if r["process"] not in seen:
+            seen.append(r["process"])
+    for proc in seen:
+        mine = [r for r in rows if r["process"] == proc]
+        out.append(f"{proc}:\n{format_ops(mine, limit)}")
+    return "\n\n".join(out)
+
+
 def _t(ns: float) -> str:
     if ns != ns:
         return "-"

@@ -1,0 +1,203 @@
+"""trueno's ops on dask arrays, computed on a real 2-process LocalCluster: results equal
+the numpy reference at the op's tolerance, graphs are lazy, nothing computes on the client."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import trueno
+from trueno.errors import UnsupportedError
+from trueno.ops.spec import OPS
+
+da = pytest.importorskip("dask.array")
+
+DTYPES = [np.float32, np.float64]
+
+
+def _tol(name, dtype):
+    """The op's declared tolerance (float32's; it bounds float64 too: chunks may run on
+    another backend than the whole array)."""
+    spec = OPS[name]
+    return dict(rtol=spec.rtol, atol=spec.atol + 1e-12)
+
+
+@pytest.fixture(autouse=True)
+def no_client_compute(monkeypatch):
+    """Building a graph must never turn a dask array into numpy on the client: any
+    conversion in the op call raises (tests call .compute() explicitly, after)."""
+    state = {"armed": True}
+
+    def guard(orig):
+        def wrapped(self, *a, **k):
+            if state["armed"]:
+                raise AssertionError("a dask array was converted/computed during an op call")
+            return orig(self, *a, **k)
+
+        return wrapped
+
+    for attr in ("__array__", "compute", "persist", "__float__", "__int__", "__bool__"):
+        monkeypatch.setattr(da.Array, attr, guard(getattr(da.Array, attr)))
+    yield state
+
+
+def _data(shape, dtype, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def _compute(guard, x):
+    guard["armed"] = False
+    try:
+        return x.compute()
+    finally:
+        guard["armed"] = True
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "name,params",
+    [("gelu", ()), ("sigmoid", ()), ("exp", ()), ("relu", ()), ("leaky_relu", (0.1,))],
+)
+def test_elementwise(client, no_client_compute, name, params, dtype):
+    x = _data((300, 40), dtype)
+    dx = da.from_array(x, chunks=(70, 40))
+    out = getattr(trueno, name)(dx, *params)
+    assert isinstance(out, da.Array) and out.dtype == dtype
+    assert out.npartitions == dx.npartitions
+    got = _compute(no_client_compute, out)
+    np.testing.assert_allclose(got, getattr(trueno, name)(x, *params), **_tol(name, dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_with_numpy_and_scalar(client, no_client_compute, dtype):
+    x, y = _data((500,), dtype), _data((500,), dtype, 1)
+    dx = da.from_array(x, chunks=120)
+    got = _compute(no_client_compute, trueno.add(dx, y))
+    np.testing.assert_array_equal(got, x + y)
+    got = _compute(no_client_compute, trueno.mul(dx, 3.0))
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, x * dtype(3.0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "layer_norm", "rms_norm"])
+def test_rowwise(client, no_client_compute, name, dtype):
+    x = _data((200, 48), dtype)
+    dx = da.from_array(x, chunks=(64, 48))
+    out = getattr(trueno, name)(dx)
+    assert out.dtype == dtype
+    got = _compute(no_client_compute, out)
+    np.testing.assert_allclose(got, getattr(trueno, name)(x), **_tol(name, dtype))
+
+
+def test_rowwise_params_and_axis(client, no_client_compute):
+    x = _data((90, 32), np.float32)
+    g, b = _data((32,), np.float32, 1), _data((32,), np.float32, 2)
+    dx = da.from_array(x, chunks=(40, 32))
+    got = _compute(no_client_compute, trueno.layer_norm(dx, g, b))
+    np.testing.assert_allclose(got, trueno.layer_norm(x, g, b), **_tol("layer_norm", np.float32))
+    got = _compute(no_client_compute, trueno.softmax(dx, axis=0))
+    np.testing.assert_allclose(got, trueno.softmax(x, axis=0), **_tol("softmax", np.float32))
+
+
+def test_rowwise_rechunk_warns(client, no_client_compute):
+    x = _data((60, 64), np.float64)
+    dx = da.from_array(x, chunks=(30, 16))
+    with pytest.warns(UserWarning, match="rechunking the last axis"):
+        out = trueno.softmax(dx)
+    np.testing.assert_allclose(_compute(no_client_compute, out), trueno.softmax(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "name",
+    ["sum", "sum_kahan", "sum_of_squares", "norm_l1", "norm_l2", "norm_linf", "max", "min",
+     "mean", "variance", "stddev"],
+)  # fmt: skip
+def test_reductions(client, no_client_compute, name, dtype):
+    x = _data((130, 30), dtype) + 0.5
+    dx = da.from_array(x, chunks=(40, 13))
+    out = getattr(trueno, name)(dx)
+    assert isinstance(out, da.Array) and out.ndim == 0 and out.dtype == dtype
+    got = _compute(no_client_compute, out)
+    want = getattr(trueno, name)(x)
+    if name.startswith("sum") or name == "norm_l1":  # relative to sum(|x|), as tests/ops
+        assert abs(got - want) <= 1e-5 * np.abs(x).sum()
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_variance_ddof_and_dot(client, no_client_compute):
+    x, y = _data((1000,), np.float64), _data((1000,), np.float64, 3)
+    dx, dy = da.from_array(x, chunks=300), da.from_array(y, chunks=170)  # unaligned chunks
+    got = _compute(no_client_compute, trueno.variance(dx, ddof=1))
+    np.testing.assert_allclose(got, np.var(x, ddof=1), rtol=1e-12)
+    got = _compute(no_client_compute, trueno.dot(dx, dy))
+    np.testing.assert_allclose(got, x @ y, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+def test_arg_extrema_chunk_edges_and_ties(client, no_client_compute, name):
+    big = name == "argmax"
+    x = np.zeros((12, 10), np.float32)
+    dx_chunks = (5, 4)  # blocks start at rows 0,5,10 and columns 0,4,8
+    for pos in [(0, 0), (4, 3), (5, 4), (11, 9), (9, 8), (5, 3)]:  # block corners and edges
+        x[:] = 0
+        x[pos] = 7 if big else -7
+        out = getattr(trueno, name)(da.from_array(x, chunks=dx_chunks))
+        assert out.dtype == np.int64
+        assert _compute(no_client_compute, out) == np.ravel_multi_index(pos, x.shape)
+    x[:] = 0
+    for pos in [(11, 9), (5, 4), (4, 8)]:  # ties across three blocks: the first flat index
+        x[pos] = 7 if big else -7
+    got = _compute(no_client_compute, getattr(trueno, name)(da.from_array(x, chunks=dx_chunks)))
+    assert got == getattr(np, name)(x) == np.ravel_multi_index((4, 8), x.shape)
+    x[(8, 1)] = np.nan  # NaN wins, as numpy
+    got = _compute(no_client_compute, getattr(trueno, name)(da.from_array(x, chunks=dx_chunks)))
+    assert got == getattr(np, name)(x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_matmul_blockwise(client, no_client_compute, dtype):
+    a, b = _data((70, 50), dtype), _data((50, 30), dtype, 1)
+    da_, db = da.from_array(a, chunks=(30, 20)), da.from_array(b, chunks=(20, 16))
+    out = trueno.matmul(da_, db)
+    assert out.dtype == dtype and out.shape == (70, 30)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(_compute(no_client_compute, out), a @ b, rtol=tol, atol=tol)
+
+
+def test_lazy_nothing_runs_before_compute(client, no_client_compute):
+    def n_tasks(dask_scheduler):
+        return dask_scheduler.total_occupancy, len(dask_scheduler.tasks)
+
+    before = client.run_on_scheduler(n_tasks)
+    x = da.from_array(_data((400, 32), np.float32), chunks=(100, 32))
+    outs = [trueno.softmax(x), trueno.gelu(x), trueno.sum(x), trueno.argmax(x)]
+    assert client.run_on_scheduler(n_tasks) == before  # no task reached the scheduler
+    assert all(isinstance(o, da.Array) for o in outs)
+    assert len(outs[0].__dask_graph__()) > x.npartitions  # a graph of per-chunk tasks
+
+
+def test_ints_become_float64_lazily(client, no_client_compute):
+    x = np.arange(100, dtype=np.int32)
+    out = trueno.sum(da.from_array(x, chunks=30))
+    assert out.dtype == np.float64
+    assert _compute(no_client_compute, out) == x.sum()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: trueno.eigh(x),
+        lambda x: trueno.transpose(x),
+        lambda x: trueno.zscore(x),
+        lambda x: trueno.batched_matmul(x[None], x[None]),
+        lambda x: trueno.eigh_reconstruct(x[0], x),
+        lambda x: trueno.convolve2d(x, x[:2, :2]),
+    ],
+)
+def test_unsupported_raise_without_compute(client, no_client_compute, call):
+    x = da.from_array(_data((8, 8), np.float64), chunks=4)
+    with pytest.raises(UnsupportedError, match="not supported on dask arrays"):
+        call(x)

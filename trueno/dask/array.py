@@ -1,0 +1,369 @@
+"""trueno's ops on dask arrays: lazy graphs whose tasks run trueno's kernels per chunk.
+
+Reached from the ops layer by name (``_validate.lazy_array`` checks each input,
+``dispatch.run`` hands the op here) only once a dask array arrives. The op's kind in
+:mod:`trueno.ops.spec` picks the strategy:
+
+- element-wise kinds: ``map_blocks`` with ``meta`` (dask never calls a kernel on fake data,
+  and cupy chunks stay cupy);
+- row-wise ops (softmax, log_softmax, layer_norm, rms_norm): the last axis rechunked to one
+  chunk (a ``DaskRechunkWarning`` when that moves data), then ``map_blocks``;
+- reductions: each block's partial from trueno's kernel (``map_blocks``), then a
+  ``da.reduction`` tree combining the partials; argmax/argmin carry global flat indices and
+  ties go to the first index (NaN first, as numpy);
+- matmul: ``da.blockwise`` with trueno/BLAS per block pair, partial products summed over k.
+
+Anything else raises UnsupportedError before a graph is built; nothing is computed here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+
+import dask.array as da
+import numpy as np
+
+from trueno import dispatch
+from trueno.errors import DTypeError, UnsupportedError
+from trueno.ops.spec import OPS, OpSpec
+from trueno.trace import recorder
+
+ELEMENTWISE_KINDS = frozenset({"elementwise", "transcendental", "fused", "libm"})
+ROWWISE = frozenset({"softmax", "log_softmax", "layer_norm", "rms_norm"})
+MATRIX = frozenset({"matmul"})
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class DaskRechunkWarning(UserWarning):
+    """A row-wise op rechunked its input so that each row is one chunk (data moves)."""
+
+
+# ---- reductions: per-block partial (structured, on the host), combine, final value ----
+_SUM = np.dtype([("s", "f8")])
+_MOM = np.dtype([("n", "f8"), ("m", "f8"), ("m2", "f8")])
+_ARG = np.dtype([("v", "f8"), ("i", "i8")])
+
+
+def _sum_block(spec_name):
+    return lambda blocks, info: (float(_kernel(spec_name, blocks)),)
+
+
+def _combine_sum(p):
+    return (np.sum(p["s"]),)
+
+
+def _combine_max(p):
+    return (np.max(p["s"]),)
+
+
+def _combine_min(p):
+    return (np.min(p["s"]),)
+
+
+def _moments_block(blocks, info):
+    x = blocks[0]
+    n = x.size
+    m = float(_kernel("mean", (x,)))
+    return (float(n), m, float(_kernel("variance", (x, 0))) * n)
+
+
+def _combine_moments(p):  # Chan et al.'s parallel merge, pairwise over the partials
+    n, m, m2 = p["n"], p["m"], p["m2"]
+    total = n.sum()
+    mean = (n * m).sum() / total
+    return (total, mean, (m2 + n * (m - mean) ** 2).sum())
+
+
+def _arg_block(name):
+    def block(blocks, info):
+        x = blocks[0]
+        local = int(_kernel(name, (x,)))
+        loc = info[0]["array-location"]
+        idx = np.unravel_index(local, x.shape)
+        gidx = np.ravel_multi_index(
+            tuple(lo + i for (lo, _), i in zip(loc, idx, strict=True)), info[0]["shape"]
+        )
+        return (float(x.reshape(-1)[local]), int(gidx))
+
+    return block
+
+
+def _combine_arg(largest: bool):
+    def combine(p):
+        v, i = p["v"], p["i"]
+        nan = np.isnan(v)
+        if nan.any():  # the first NaN wins, as numpy
+            k = np.argmin(np.where(nan, i, np.iinfo(np.int64).max))
+            return (v[k], i[k])
+        best = v.max() if largest else v.min()
+        k = np.argmin(np.where(v == best, i, np.iinfo(np.int64).max))  # ties: first index
+        return (v[k], i[k])
+
+    return combine
+
+
+def _final_sum(p, dt):
+    return dt.type(p["s"])
+
+
+# name -> (partial dtype, block partial, combine, final(partial, input dtype) -> value, out dtype)
+REDUCTIONS = {
+    "sum": (_SUM, _sum_block("sum"), _combine_sum, _final_sum, None),
+    "sum_kahan": (_SUM, _sum_block("sum_kahan"), _combine_sum, _final_sum, None),
+    "sum_of_squares": (_SUM, _sum_block("sum_of_squares"), _combine_sum, _final_sum, None),
+    "norm_l1": (_SUM, _sum_block("norm_l1"), _combine_sum, _final_sum, None),
+    "norm_l2": (
+        _SUM,
+        _sum_block("sum_of_squares"),
+        _combine_sum,
+        lambda p, dt: dt.type(np.sqrt(p["s"])),
+        None,
+    ),
+    "norm_linf": (_SUM, _sum_block("norm_linf"), _combine_max, _final_sum, None),
+    "max": (_SUM, _sum_block("max"), _combine_max, _final_sum, None),
+    "min": (_SUM, _sum_block("min"), _combine_min, _final_sum, None),
+    "dot": (_SUM, _sum_block("dot"), _combine_sum, _final_sum, None),
+    "mean": (_MOM, _moments_block, _combine_moments, lambda p, dt: dt.type(p["m"]), None),
+    "variance": (_MOM, _moments_block, _combine_moments, None, None),  # final needs ddof
+    "stddev": (_MOM, _moments_block, _combine_moments, None, None),
+    "argmax": (
+        _ARG,
+        _arg_block("argmax"),
+        _combine_arg(True),
+        lambda p, dt: np.int64(p["i"]),
+        np.dtype(np.int64),
+    ),
+    "argmin": (
+        _ARG,
+        _arg_block("argmin"),
+        _combine_arg(False),
+        lambda p, dt: np.int64(p["i"]),
+        np.dtype(np.int64),
+    ),
+}
+
+
+def supported(name: str) -> bool:
+    spec = OPS.get(name)
+    if spec is None:
+        return False
+    return spec.kind in ELEMENTWISE_KINDS or name in ROWWISE or name in REDUCTIONS or name in MATRIX
+
+
+def accept(x, op: str):
+    """``x`` (a dask array) checked for ``op``: a float32/float64 dask array (ints and bools
+    become float64 lazily, as the host path). Raises UnsupportedError for ops without a dask
+    strategy, without computing anything."""
+    if not isinstance(x, da.Array):
+        raise DTypeError(f"{op}: {type(x).__module__}.{type(x).__name__} is not a dask array")
+    if not supported(op):
+        raise UnsupportedError(
+            f"{op}: not supported on dask arrays (nothing was computed); supported: "
+            "element-wise ops and activations, softmax, log_softmax, layer_norm, rms_norm, "
+            f"{', '.join(sorted(REDUCTIONS))}, matmul"
+        )
+    dt = x.dtype
+    if dt in FLOAT_DTYPES:
+        return x
+    if dt.kind in "biu":
+        return x.astype(np.float64)
+    if dt.kind == "f":
+        return x.astype(np.float32 if dt.itemsize < 4 else np.float64)
+    raise DTypeError(f"{op}: unsupported dtype {dt}; expected float32 or float64")
+
+
+# ---- tasks (module-level, picklable; they run on the workers) ----
+
+
+def _kernel(name: str, args: tuple):
+    spec = OPS[name]
+    first = args[0]
+    return dispatch.run(spec, first.size, tuple(args))
+
+
+def _traced(trace: bool) -> None:
+    """A task built while the client traced turns the worker's recorder on (if the worker
+    plugin did not already)."""
+    if trace and not recorder.ENABLED:
+        recorder.start()
+
+
+def _chunk(*args, op: str, trace: bool = False, kwargs=None):
+    _traced(trace)
+    with recorder.span(f"dask.chunk {op}", "dask"):
+        return dispatch.run(OPS[op], args[0].size, args, kwargs or None)
+
+
+def _partial(*blocks, op: str, pdtype, block_info=None, trace: bool = False, nargs: int = 1):
+    _traced(trace)
+    arrays, params = blocks[:nargs], blocks[nargs:]
+    with recorder.span(f"dask.chunk {op}", "dask"):
+        vals = REDUCTIONS[op][1](tuple(arrays) + tuple(params), block_info)
+    out = np.empty((1,) * arrays[0].ndim, dtype=pdtype)
+    out[(0,) * arrays[0].ndim] = vals
+    return out
+
+
+def _red_chunk(p, axis=None, keepdims=True):
+    return p
+
+
+def _red_combine(p, axis=None, keepdims=True, name=None):
+    flat = np.asarray(p).reshape(-1)
+    out = np.empty((1,) * p.ndim if keepdims else (), dtype=flat.dtype)
+    out[...] = REDUCTIONS[name][2](flat)
+    return out
+
+
+def _red_aggregate(p, axis=None, keepdims=False, name=None):
+    flat = np.asarray(p).reshape(-1)
+    out = np.empty((1,) * p.ndim if keepdims else (), dtype=flat.dtype)
+    out[...] = REDUCTIONS[name][2](flat)
+    return out
+
+
+def _red_final(comb, op=None, in_dtype=None, ddof=0, out_dtype=None):
+    dt = np.dtype(in_dtype)
+    comb = comb[()]
+    if op in ("variance", "stddev"):
+        v = comb["m2"] / (comb["n"] - ddof) if comb["n"] > ddof else np.nan
+        value = dt.type(np.sqrt(v) if op == "stddev" else v)
+    else:
+        value = REDUCTIONS[op][3](comb, dt)
+    return np.asarray(value, dtype=out_dtype)
+
+
+def _mm_block(a, b, trace: bool = False):
+    _traced(trace)
+    with recorder.span("dask.chunk matmul", "dask"):
+        out = dispatch.run(OPS["matmul"], a.size + b.size, (a, b))
+    return out[:, None, :]
+
+
+# ---- graph builders (client side) ----
+
+
+def _meta(x, dtype, ndim=None):
+    meta = x._meta
+    ndim = x.ndim if ndim is None else ndim
+    return meta.astype(dtype).reshape((0,) * ndim)
+
+
+def run(spec: OpSpec, args: tuple, kwargs: dict):
+    """The lazy dask result of ``spec`` on validated ``args`` (called by dispatch.run)."""
+    name = spec.name
+    trace = recorder.ENABLED
+    if spec.kind in ELEMENTWISE_KINDS:
+        return _elementwise(name, args, kwargs, trace)
+    if name in ROWWISE:
+        return _rowwise(name, args, trace)
+    if name in REDUCTIONS:
+        return _reduction(name, args, trace)
+    if name in MATRIX:
+        return _matmul(*args, trace=trace)
+    raise UnsupportedError(f"{name}: not supported on dask arrays (nothing was computed)")
+
+
+def _elementwise(name, args, kwargs, trace):
+    arrays = [a for a in args if isinstance(a, (da.Array, np.ndarray)) and np.ndim(a) > 0]
+    first = next(a for a in arrays if isinstance(a, da.Array))
+    args = tuple(
+        da.from_array(a, chunks=first.chunks) if isinstance(a, np.ndarray) and a.ndim else a
+        for a in args
+    )
+    return da.map_blocks(
+        _chunk,
+        *args,
+        op=name,
+        trace=trace,
+        kwargs=kwargs or None,
+        dtype=first.dtype,
+        meta=_meta(first, first.dtype),
+    )
+
+
+def _rowwise(name, args, trace):
+    x, params = args[0], list(args[1:])
+    if x.numblocks[-1] > 1:
+        warnings.warn(
+            f"{name}: rechunking the last axis of a dask array with chunks "
+            f"{x.chunks[-1]} to one chunk per row (moves data); chunk it by rows instead",
+            DaskRechunkWarning,
+            stacklevel=4,
+        )
+        x = x.rechunk({x.ndim - 1: -1})
+    for i, p in enumerate(params):
+        if isinstance(p, da.Array):
+            params[i] = p.rechunk(-1)
+        elif isinstance(p, np.ndarray):
+            params[i] = da.from_array(p, chunks=-1)
+    return da.map_blocks(
+        _chunk, x, *params, op=name, trace=trace, dtype=x.dtype, meta=_meta(x, x.dtype)
+    )
+
+
+def _reduction(name, args, trace):
+    pdtype, _, _, _, out_dtype = REDUCTIONS[name]
+    arrays = [a for a in args if isinstance(a, da.Array)]
+    params = [a for a in args if not isinstance(a, da.Array)]
+    x = arrays[0]
+    if len(arrays) > 1:  # dot: both operands on the same chunks
+        pairs = [v for a in arrays for v in (a, "abcdefgh"[: a.ndim])]
+        arrays = list(da.core.unify_chunks(*pairs)[1])
+        x = arrays[0]
+    ddof = params[0] if name in ("variance", "stddev") and params else 0
+    if name in ("variance", "stddev"):
+        params = []
+    partials = da.map_blocks(
+        _partial,
+        *arrays,
+        *params,
+        op=name,
+        pdtype=pdtype,
+        trace=trace,
+        nargs=len(arrays),
+        chunks=tuple((1,) * n for n in x.numblocks),
+        dtype=pdtype,
+        meta=np.empty((0,) * x.ndim, dtype=pdtype),
+    )
+    out_dtype = out_dtype or x.dtype
+    combined = da.reduction(
+        partials,
+        _red_chunk,
+        partial(_red_aggregate, name=name),
+        combine=partial(_red_combine, name=name),
+        dtype=pdtype,
+        concatenate=True,
+        meta=np.empty((), dtype=pdtype),
+    )
+    return combined.map_blocks(
+        _red_final,
+        op=name,
+        in_dtype=x.dtype,
+        ddof=ddof,
+        out_dtype=out_dtype,
+        dtype=out_dtype,
+        meta=np.empty((), dtype=out_dtype),
+    )
+
+
+def _matmul(a, b, trace=False):
+    if not isinstance(a, da.Array):
+        a = da.from_array(a, chunks=(a.shape[0], b.chunks[0]))
+    if not isinstance(b, da.Array):
+        b = da.from_array(b, chunks=(a.chunks[1], b.shape[1]))
+    dt = np.result_type(a.dtype, b.dtype)
+    out = da.blockwise(
+        _mm_block,
+        "ikj",
+        a,
+        "ik",
+        b,
+        "kj",
+        adjust_chunks={"k": 1},
+        dtype=dt,
+        trace=trace,
+        meta=_meta(a, dt, 3),
+    )
+    return out.sum(axis=1, dtype=dt)
