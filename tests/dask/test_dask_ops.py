@@ -8,7 +8,7 @@ import pytest
 
 import trueno
 from trueno.errors import UnsupportedError
-from trueno.ops.spec import OPS
+from trueno.opspec import OPS
 
 da = pytest.importorskip("dask.array")
 

@@ -2,7 +2,7 @@
 
 Reached from the ops layer by name (``_validate.lazy_array`` checks each input,
 ``dispatch.run`` hands the op here) only once a dask array arrives. The op's kind in
-:mod:`trueno.ops.spec` picks the strategy:
+:mod:`trueno.opspec` picks the strategy:
 
 - element-wise kinds: ``map_blocks`` with ``meta`` (dask never calls a kernel on fake data,
   and cupy chunks stay cupy);
@@ -26,7 +26,7 @@ import numpy as np
 
 from trueno import dispatch
 from trueno.errors import DTypeError, UnsupportedError
-from trueno.ops.spec import OPS, OpSpec
+from trueno.opspec import OPS, OpSpec
 from trueno.trace import recorder
 
 ELEMENTWISE_KINDS = frozenset({"elementwise", "transcendental", "fused", "libm"})
