@@ -49,8 +49,7 @@ def add_model_args(p) -> None:
         "--cache-type",
         choices=("f16", "f32"),
         default=None,
-        help="KV cache element type (default: f16 on the CPU, half the bytes per token at "
-        "depth; f32 on the GPU, whose kernels take only f32; f32 is exact)",
+        help="KV cache element type (default f32, exact; f16 halves the cache's bytes, CPU only)",
     )
     p.add_argument(
         "--device",
