@@ -5,7 +5,13 @@ llama.cpp (llama-cpp-python, f32 KV cache) on the same file in the same run when
 installed, else llama.cpp's numbers from shared/testdata (another 2-core AVX2 machine).
 Speeds are medians of 5 repetitions (1 with --quick).
 
-    python benches/inference.py [--quick] [--threads N]
+With ``--depth``: the long-context table instead: decode tok/s after 1,500 and 3,500 tokens
+of context and prefill tok/s of a 3,500- vs a 512-token prompt, trueno with an f16 and an f32
+KV cache beside llama.cpp with an f16 KV cache (its default), interleaved round by round
+(best of the calls in a round, median of rounds), and decode's share of the bandwidth floor
+counted over weights plus the KV bytes one token reads.
+
+    python benches/inference.py [--quick] [--threads N] [--depth]
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ def bench_model(path, n_decode: int, n_prefill: int, repeat: int) -> dict:
     from trueno.llm.generate import generate_tokens
 
     t0 = time.perf_counter()
-    model = Model.load(path, ctx_size=512)
+    model = Model.load(path, ctx_size=512, cache_type="f32")  # as llama.cpp's below
     model.warmup()
     tok = model.tokenizer
     ids = tok.encode(PROMPT, add_special=True, parse_special=True)
@@ -113,10 +119,120 @@ def bench_llama_cpp(path, n_decode: int, n_prefill: int, repeat: int, threads: i
     return {"decode": statistics.median(decode), "prefill": statistics.median(prefill)}
 
 
+DEPTHS = (1500, 3500)
+DEPTH_PREFILL = (512, 3500)
+DEPTH_CTX = 4096
+
+
+def _depth_prompt(tok_ids, n: int) -> list[int]:
+    return (tok_ids * (n // len(tok_ids) + 1))[:n]
+
+
+class _TruenoDepth:
+    def __init__(self, path, cache_type: str) -> None:
+        from trueno.llm import Model
+
+        self.model = Model.load(path, ctx_size=DEPTH_CTX, cache_type=cache_type)
+        self.model.warmup()
+        self.ids = self.model.tokenizer.encode(PROMPT * 400, add_special=True)
+        c = self.model.config
+        self.kv_elem = 2 * c.n_kv_heads * c.head_dim * self.model.state.cache.itemsize
+        self.windows = [c.layer_window(i) for i in range(c.n_layers)]
+
+    def kv_bytes(self, depth: int) -> int:
+        """KV bytes one decode token at ``depth`` reads (sliding-window layers: the window)."""
+        return sum(self.kv_elem * (min(depth, w) if w > 0 else depth) for w in self.windows)
+
+    def prefill(self, n: int) -> float:
+        self.model.reset()
+        t = time.perf_counter()
+        self.model.prefill(_depth_prompt(self.ids, n))
+        return n / (time.perf_counter() - t)
+
+    def decode(self, depth: int, n: int) -> float:
+        self.model.reset()
+        self.model.prefill(_depth_prompt(self.ids, depth))
+        t = time.perf_counter()
+        for i in range(n):
+            self.model.decode(self.ids[i % len(self.ids)])
+        return n / (time.perf_counter() - t)
+
+
+class _LlamaDepth:
+    def __init__(self, path, threads: int) -> None:
+        import llama_cpp
+
+        self.llm = llama_cpp.Llama(
+            str(path), n_threads=threads, n_threads_batch=threads, n_ctx=DEPTH_CTX,
+            n_batch=512, verbose=False, type_k=1, type_v=1,
+        )  # fmt: skip  # GGML type 1 = F16 KV, llama.cpp's default
+        self.ids = self.llm.tokenize((PROMPT * 400).encode(), add_bos=True)
+
+    def prefill(self, n: int) -> float:
+        self.llm.reset()
+        t = time.perf_counter()
+        self.llm.eval(_depth_prompt(self.ids, n))
+        return n / (time.perf_counter() - t)
+
+    def decode(self, depth: int, n: int) -> float:
+        self.llm.reset()
+        self.llm.eval(_depth_prompt(self.ids, depth))
+        t = time.perf_counter()
+        for i in range(n):
+            self.llm.eval([self.ids[i % len(self.ids)]])
+        return n / (time.perf_counter() - t)
+
+
+def depth_main(args, bw: float) -> int:
+    n_decode, rounds = (8, 1) if args.quick else (16, 3)
+    rows = []
+    for name, _, path in find_models():
+        sides = {"trueno f16": _TruenoDepth(path, "f16"), "trueno f32": _TruenoDepth(path, "f32")}
+        try:
+            sides["llama.cpp f16"] = _LlamaDepth(path, args.threads)
+        except ImportError:
+            print("skip llama.cpp: llama-cpp-python not installed", file=sys.stderr)
+        runs = {(s, k): [] for s in sides for k in DEPTHS + tuple(f"p{n}" for n in DEPTH_PREFILL)}
+        for _ in range(rounds):  # interleaved: each round runs every side once per row
+            for depth in DEPTHS:
+                for side, impl in sides.items():
+                    runs[side, depth].append(impl.decode(depth, n_decode))
+            for n in DEPTH_PREFILL:
+                for side, impl in sides.items():
+                    runs[side, f"p{n}"].append(impl.prefill(n))
+        med = {key: statistics.median(v) for key, v in runs.items()}
+        llama = "llama.cpp f16" if "llama.cpp f16" in sides else None
+        weights = sides["trueno f16"].model.weights.nbytes
+        for side in sides:
+            cells = [name, side]
+            for depth in DEPTHS:
+                tok_s = med[side, depth]
+                cells.append(f"{tok_s:.1f}")
+                if side.startswith("trueno"):
+                    floor = bw * 1e9 / (weights + sides[side].kv_bytes(depth))
+                    cells.append(f"{100 * tok_s / floor:.0f}%")
+                else:
+                    cells.append("")
+                cells.append(f"{tok_s / med[llama, depth]:.2f}x" if llama else "")
+            p512, p3500 = med[side, "p512"], med[side, "p3500"]
+            cells += [f"{p512:.0f}", f"{p3500:.0f}", f"{p3500 / p512:.2f}"]
+            rows.append(cells)
+    print(
+        f"threads={args.threads}  sgemv read bandwidth {bw:.1f} GB/s  ctx {DEPTH_CTX}, "
+        f"decode {n_decode} tokens after the context, median of {rounds} interleaved rounds"
+    )
+    head = ["model", "side"]
+    for depth in DEPTHS:
+        head += [f"decode @{depth}", "of floor", "vs llama.cpp"]
+    print_table(head + ["prefill 512 tok/s", "prefill 3500 tok/s", "3500/512"], rows)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one repetition, 32 decode tokens")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--depth", action="store_true", help="the long-context table")
     args = ap.parse_args()
     import numba
 
@@ -129,6 +245,8 @@ def main() -> int:
         pass
     ref = json.loads(REFERENCE.read_text())["models"] if REFERENCE.exists() else {}
     bw = sgemv_bandwidth_gbs(256 << 20 if args.quick else 512 << 20)
+    if args.depth:
+        return depth_main(args, bw)
     n_decode = 32 if args.quick else 64
     rows = []
     for name, ref_name, path in find_models():

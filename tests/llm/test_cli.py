@@ -87,3 +87,20 @@ def test_run_on_a_missing_gpu_is_one_line_error_naming_the_extra(tiny_model_path
     rc = main(["run", "-m", str(path), "-p", "x", "-n", "2", "--device", "gpu"])
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1 and "trueno[gpu]" in err
+
+
+def test_run_takes_either_cache_type(tiny_model_path, capsys, monkeypatch):
+    from trueno.llm import Model
+
+    path, _ = tiny_model_path("llama")
+    seen = []
+    load = Model.load
+    monkeypatch.setattr(Model, "load", lambda *a, **kw: seen.append(kw) or load(*a, **kw))
+    outs = []
+    for ct in ("f32", "f16"):
+        rc = main(["run", "-m", str(path), "-p", "the cat", "-n", "4", "--temp", "0",
+                   "--cache-type", ct])  # fmt: skip
+        assert rc == 0
+        outs.append(capsys.readouterr().out)
+    assert [kw["cache_type"] for kw in seen] == ["f32", "f16"]
+    assert all(o.startswith("the cat") for o in outs)

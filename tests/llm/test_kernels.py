@@ -165,3 +165,103 @@ def test_residual_norm_equals_add_then_norm(post_norm):
     out = np.empty_like(x)
     kernels.residual_norm(out, x, y, post_w, w, 1e-6, post_norm)
     assert np.array_equal(x, want_x) and np.array_equal(out, want)
+
+
+def _softmax_attention(q, kc, vc, first, end, scale, groups):
+    """float64 reference: each query head over keys first..end-1 of its KV head."""
+    out = np.empty(q.shape, np.float64)
+    for h in range(q.shape[0]):
+        s = kc[h // groups, first:end].astype(np.float64) @ q[h].astype(np.float64) * scale
+        p = np.exp(s - s.max())
+        out[h] = (p / p.sum()) @ vc[h // groups, first:end].astype(np.float64)
+    return out
+
+
+@SETTINGS
+@given(
+    kv=st.integers(1, 3),
+    groups=st.integers(1, 4),
+    dh=st.integers(1, 80),
+    pos=st.integers(0, 200),  # past several blocks of kernels.ATTN_BLOCK positions
+    window=st.integers(0, 100),
+    half=st.booleans(),
+    seed=st.integers(0, 10**6),
+)
+def test_attend_gqa_matches_softmax_attention(kv, groups, dh, pos, window, half, seed):
+    r = rng_for(seed)
+    ctx = 201
+    kc = (3 * r.standard_normal((kv, ctx, dh))).astype(np.float32)
+    vc = r.standard_normal((kv, ctx, dh)).astype(np.float32)
+    if half:  # the kernel reads f16 bits; the reference the same rounded values
+        kc, vc = kc.astype(np.float16), vc.astype(np.float16)
+    q = r.standard_normal((kv * groups, dh)).astype(np.float32)
+    out = np.full_like(q, np.nan)
+    first = kernels.window_start(pos, window)
+    assert first == (max(0, pos - window + 1) if window else 0)
+    k_arg, v_arg = (kc.view(np.uint16), vc.view(np.uint16)) if half else (kc, vc)
+    kernels.attend_gqa(out, q, k_arg, v_arg, first, pos + 1, 1 / np.sqrt(dh), groups)
+    ref = _softmax_attention(q, kc, vc, first, pos + 1, 1 / np.sqrt(dh), groups)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+
+
+@SETTINGS
+@given(scale=st.sampled_from([1e-7, 1e-5, 1e-3, 1.0, 300.0, 6e4]), seed=st.integers(0, 10**6))
+def test_f32_to_f16_bits_rounds_as_numpy(scale, seed):
+    x = (scale * rng_for(seed).standard_normal(500)).astype(np.float32)
+    x[:8] = [0.0, -0.0, np.inf, -np.inf, 65504.0, 65519.0, 65520.0, 2.9802322e-08]
+    out = np.empty(x.shape, np.uint16)
+    kernels.f32_to_f16_bits(out, x)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(out, x.astype(np.float16).view(np.uint16))
+
+
+def test_f32_to_f16_bits_keeps_nan():
+    out = np.empty(1, np.uint16)
+    kernels.f32_to_f16_bits(out, np.array([np.nan], np.float32))
+    assert np.isnan(out.view(np.float16)[0])
+
+
+@SETTINGS
+@given(x=st.lists(st.floats(-200.0, 0.0, width=32), min_size=1, max_size=70))
+def test_exp_shifted_matches_exp(x):
+    p = np.array(x, np.float32)
+    kernels.exp_shifted(p, len(p), np.float32(0.0), np.empty(len(p), np.int32))
+    ref = np.exp(np.maximum(np.array(x, np.float64), -87.0))
+    np.testing.assert_allclose(p, ref, rtol=1e-6, atol=1e-38)
+
+
+@SETTINGS
+@given(
+    kv=st.integers(1, 3),
+    groups=st.integers(1, 3),
+    dh=st.integers(1, 24),
+    start=st.integers(0, 40),
+    t=st.integers(1, 30),
+    window=st.integers(0, 12),
+    block=st.integers(1, 17),
+    seed=st.integers(0, 10**6),
+)
+def test_attend_tiled_matches_masked_softmax(kv, groups, dh, start, t, window, block, seed):
+    from trueno.llm.model import attend_tiled
+
+    r = rng_for(seed)
+    S = start + t
+    kc = r.standard_normal((kv, S, dh)).astype(np.float32)
+    vc = r.standard_normal((kv, S, dh)).astype(np.float32)
+    q = r.standard_normal((t, kv * groups * dh)).astype(np.float32)
+    read = []
+
+    def rows(lo, hi):
+        read.append((lo, hi))
+        return kc[:, lo:hi], vc[:, lo:hi]
+
+    scale = 1 / np.sqrt(dh)
+    out = attend_tiled(np, q, rows, start, t, kv, groups, dh, window, scale, block)
+    qh = q.reshape(t, kv * groups, dh)
+    for i in range(t):
+        pos = start + i
+        first = max(0, pos - window + 1) if window else 0
+        ref = _softmax_attention(qh[i], kc, vc, first, pos + 1, scale, groups)
+        np.testing.assert_allclose(out[i].reshape(-1, dh), ref, rtol=1e-4, atol=1e-5)
+    lo_any = max(0, start - window + 1) if window else 0
+    assert read[0][0] == lo_any and read[-1][1] == S  # keys outside every window never read

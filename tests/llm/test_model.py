@@ -27,7 +27,7 @@ def assert_logits_close(ours, ref, rel=1e-4):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_logits_match_numpy_float64_reference(arch, tiny_model_path):
     path, _ = tiny_model_path(arch)
-    model = Model.load(path)
+    model = Model.load(path, cache_type="f32")
     ours = model.logits(TOKENS)
     assert ours.dtype == np.float32 and ours.shape == (len(TOKENS), TINY[arch]["vocab"])
     assert_logits_close(ours, reference_logits(path, TOKENS))
@@ -82,13 +82,13 @@ def test_logits_match_hf_transformers(arch, tiny_model_path):
     torch, hf = _hf_model(arch, sd)
     with torch.no_grad():
         ref = hf(torch.tensor([TOKENS])).logits[0].numpy()
-    assert_logits_close(Model.load(path).logits(TOKENS), ref)
+    assert_logits_close(Model.load(path, cache_type="f32").logits(TOKENS), ref)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_decode_with_kv_cache_equals_full_sequence(arch, tiny_model_path):
     path, _ = tiny_model_path(arch)
-    model = Model.load(path)
+    model = Model.load(path, cache_type="f32")
     full = model.logits(TOKENS)
     model.reset()
     steps = [model.prefill(TOKENS[:3])]
@@ -100,7 +100,7 @@ def test_decode_with_kv_cache_equals_full_sequence(arch, tiny_model_path):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_chunked_prefill_equals_one_batch(arch, tiny_model_path, monkeypatch):
     path, _ = tiny_model_path(arch)
-    model = Model.load(path)
+    model = Model.load(path, cache_type="f32")
     full = model.logits(TOKENS)
     monkeypatch.setattr("trueno.llm.model.PREFILL_CHUNK", 5)
     np.testing.assert_allclose(model.logits(TOKENS), full, rtol=1e-5, atol=1e-5)
@@ -108,7 +108,7 @@ def test_chunked_prefill_equals_one_batch(arch, tiny_model_path, monkeypatch):
 
 def test_config_derived_values(tiny_model_path):
     path, _ = tiny_model_path("gemma3")
-    c = Model.load(path).config
+    c = Model.load(path, cache_type="f32").config
     assert (c.head_dim, c.n_kv_groups, c.q_dim, c.kv_dim) == (16, 2, 32, 16)
     assert [c.is_sliding(i) for i in range(6)] == [True] * 5 + [False]
     assert c.layer_rope_base(0) == 10000.0 and c.layer_rope_base(5) == 1e6
@@ -118,7 +118,7 @@ def test_config_derived_values(tiny_model_path):
 
 def test_context_overflow_is_a_typed_error(tiny_model_path):
     path, _ = tiny_model_path("llama")
-    model = Model.load(path, ctx_size=8)
+    model = Model.load(path, ctx_size=8, cache_type="f32")
     with pytest.raises(ContextLengthError, match="context of 8"):
         model.logits(list(range(9)))
 
@@ -133,7 +133,7 @@ def test_unsupported_architecture(tmp_path):
     md[Keys.ARCHITECTURE] = "mamba"
     path = write_gguf(tmp_path / "m.gguf", md, gguf_tensors("llama", random_hf_state("llama")))
     with pytest.raises(UnsupportedError, match="mamba"):
-        Model.load(path)
+        Model.load(path, cache_type="f32")
 
 
 def test_missing_tensor_names_it(tmp_path):
@@ -141,7 +141,7 @@ def test_missing_tensor_names_it(tmp_path):
     del tensors["blk.1.ffn_up.weight"]
     path = write_gguf(tmp_path / "m.gguf", gguf_metadata("llama"), tensors)
     with pytest.raises(ModelError, match="blk.1.ffn_up.weight"):
-        Model.load(path)
+        Model.load(path, cache_type="f32")
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -151,7 +151,7 @@ def test_stacked_qkv_and_gate_up_equal_separate_matrices(arch, tiny_model_path):
     from trueno.llm.weights import Weights
 
     path, _ = tiny_model_path(arch)
-    fused = Model.load(path)
+    fused = Model.load(path, cache_type="f32")
     assert fused.weights.layers[0].wqkv is not None
     assert fused.weights.layers[0].w_gate_up is not None
     gf = load(path)
@@ -172,7 +172,7 @@ def test_linear_rope_scaling_matches_hf(tmp_path):
     md = {**gguf_metadata("llama"), Keys.arch(Keys.ROPE_SCALING_TYPE, "llama"): "linear",
           Keys.arch(Keys.ROPE_SCALING_FACTOR, "llama"): 4.0}  # fmt: skip
     path = write_gguf(tmp_path / "scaled.gguf", md, gguf_tensors("llama", sd))
-    model = Model.load(path)
+    model = Model.load(path, cache_type="f32")
     assert model.config.rope_scale == 0.25
     ours = model.logits(TOKENS)
     torch, hf = _hf_model("llama", sd, rope_scaling={"rope_type": "linear", "factor": 4.0})
@@ -210,7 +210,7 @@ def test_llama3_rope_frequency_factors_match_hf(tmp_path):
     tensors["rope_freqs.weight"] = factors
     path = write_gguf(tmp_path / "llama3.gguf", gguf_metadata("llama"), tensors)
     tokens = (TOKENS * 4)[:40]
-    ours = Model.load(path).logits(tokens)
+    ours = Model.load(path, cache_type="f32").logits(tokens)
     rope = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
             "high_freq_factor": 4.0, "original_max_position_embeddings": 1024}  # fmt: skip
     torch, hf = _hf_model("llama", sd, rope_scaling=rope)
@@ -218,7 +218,7 @@ def test_llama3_rope_frequency_factors_match_hf(tmp_path):
         ref = hf(torch.tensor([tokens])).logits[0].numpy()
     assert_logits_close(ours, ref)
     plain = write_gguf(tmp_path / "plain.gguf", gguf_metadata("llama"), gguf_tensors("llama", sd))
-    assert np.abs(Model.load(plain).logits(tokens) - ours).max() > 1e-3
+    assert np.abs(Model.load(plain, cache_type="f32").logits(tokens) - ours).max() > 1e-3
 
 
 @pytest.mark.parametrize("dtype", ["f16", "bf16"])
@@ -236,7 +236,7 @@ def test_half_precision_weights_match_the_reference(dtype, tmp_path):
                 tensors[name] = (bits.astype(np.uint16), GGMLType.BF16, t.shape)
     md = gguf_metadata("qwen2")
     path = write_gguf(tmp_path / f"{dtype}.gguf", md, tensors)
-    model = Model.load(path)
+    model = Model.load(path, cache_type="f32")
     assert model.weights.layers[0].w_down.ggml_type.name == dtype.upper()
     assert_logits_close(model.logits(TOKENS), reference_logits(path, TOKENS), rel=1e-3)
     full = model.logits(TOKENS)
@@ -258,7 +258,7 @@ def test_quantized_weights_match_the_reference(qtype, tmp_path):
         if w.ndim == 2 and w.shape[1] % 32 == 0:  # ffn_down (48 columns) stays F32
             tensors[name] = (quantize(w, t), t, w.shape)
     path = write_gguf(tmp_path / f"{qtype}.gguf", gguf_metadata("llama"), tensors)
-    model = Model.load(path)
+    model = Model.load(path, cache_type="f32")
     tokens = (TOKENS * 2)[:16]  # more than MATVEC_ROWS: the batched path
     ref = reference_logits(path, tokens)
     assert_logits_close(model.logits(tokens), ref, rel=1e-4)  # dequantized f32 weights
@@ -266,3 +266,34 @@ def test_quantized_weights_match_the_reference(qtype, tmp_path):
     model.prefill(tokens[:3])  # short: fused matvecs with int8 activations
     steps = [model.decode(tok).copy() for tok in tokens[3:]]
     assert_logits_close(np.array(steps), ref[3:], rel=3e-2)  # int8 activations
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_f16_kv_cache_logits_stay_close_to_f32(arch, tiny_model_path):
+    """The f16 cache rounds each key and value once (as llama.cpp's default): prefill and
+    decode logits within a bound of the exact f32 cache's, like the int8-activation bounds."""
+    path, _ = tiny_model_path(arch)
+    exact = Model.load(path, cache_type="f32")
+    half = Model.load(path, cache_type="f16")
+    assert half.state.cache.k.dtype == np.uint16 and half.state.cache.itemsize == 2
+    assert half.state.cache.nbytes * 2 == exact.state.cache.nbytes
+    assert_logits_close(half.logits(TOKENS), exact.logits(TOKENS), rel=1e-2)
+    steps = {}
+    for name, model in (("f32", exact), ("f16", half)):
+        model.reset()
+        out = [model.prefill(TOKENS[:3])]
+        out += [model.decode(t).copy() for t in TOKENS[3:]]
+        steps[name] = np.array(out)
+    assert_logits_close(steps["f16"], steps["f32"], rel=1e-2)
+    assert np.abs(steps["f16"] - steps["f32"]).max() > 0  # it really is a different cache
+
+
+def test_cache_type_is_checked(tiny_model_path):
+    from trueno.errors import ConfigError
+    from trueno.llm.model import default_cache_type
+
+    path, _ = tiny_model_path("llama")
+    with pytest.raises(ConfigError, match="KV cache type 'bf16'"):
+        Model.load(path, cache_type="bf16")
+    assert default_cache_type("cpu") == "f32"  # measured: f16 is no faster yet (BENCHMARKS.md)
+    assert Model.load(path).state.cache.cache_type == "f32"

@@ -54,7 +54,7 @@ def run_both(path, n_prompt: int = 4):
     placed: list = []
     out = []
     for device in ("cpu", standin(placed)):
-        model = Model.load(path, device=device)
+        model = Model.load(path, device=device, cache_type="f32")
         steps = [model.prefill(TOKENS[:n_prompt])]
         steps += [model.decode(t).copy() for t in TOKENS[n_prompt:]]
         out.append((np.array(steps), model))
@@ -163,3 +163,13 @@ def test_composed_scratch_grows_and_keeps_replaced_buffers_alive():
     assert any(np.shares_memory(first, r) for r in composed._retired)
     again = composed._scratch(np.zeros((2, 8), np.float32))  # fits: a view, no new array
     assert np.shares_memory(again, bigger) and len(composed._retired) == 1
+
+
+def test_device_runtime_refuses_an_f16_cache(tiny_model_path):
+    """Device kernels take an f32 cache only: f16 is refused by name, f32 is the default."""
+    from trueno.errors import UnsupportedError
+
+    path, _ = tiny_model_path("llama")
+    with pytest.raises(UnsupportedError, match="f16 KV cache"):
+        Model.load(path, device=standin([]), cache_type="f16")
+    assert Model.load(path, device=standin([])).state.cache.cache_type == "f32"

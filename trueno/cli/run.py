@@ -45,6 +45,13 @@ def add_model_args(p) -> None:
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads")
     p.add_argument("-c", "--ctx-size", type=int, default=2048, help="context size in tokens")
     p.add_argument(
+        "-ctk",
+        "--cache-type",
+        choices=("f16", "f32"),
+        default=None,
+        help="KV cache element type (default f32, exact; f16 halves the cache's bytes, CPU only)",
+    )
+    p.add_argument(
         "--device",
         choices=("cpu", "gpu"),
         default="cpu",
@@ -117,6 +124,7 @@ def load_model(args):
         ctx_size=args.ctx_size,
         progress=lambda f: progress(f"loading {name}{where}", 0.8 * f),
         device=args.device,
+        cache_type=getattr(args, "cache_type", None),
     )
     progress(f"loading {name}: compiling kernels (cached after the first run)", 0.8)
     model.warmup()

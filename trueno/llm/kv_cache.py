@@ -7,22 +7,53 @@ from __future__ import annotations
 
 import numpy as np
 
+from trueno.errors import ConfigError
 from trueno.llm.config import Config
+
+CACHE_TYPES = ("f16", "f32")
 
 
 class KVCache:
-    """Keys and values of every layer: (n_layers, n_kv_heads, ctx, head_dim) float32 each.
+    """Keys and values of every layer: (n_layers, n_kv_heads, ctx, head_dim) each, float32
+    (``cache_type="f32"``, exact) or IEEE half (``"f16"``, llama.cpp's default: half the
+    bytes per decode step), held as uint16 bits, which the numba kernels read and write.
 
     Heads are outermost so that attention over one head reads contiguous memory.
     ``n`` is how many positions hold valid entries (the next position to write).
     """
 
-    def __init__(self, config: Config, ctx: int, xp=np) -> None:
+    def __init__(self, config: Config, ctx: int, xp=np, cache_type: str = "f32") -> None:
+        if cache_type not in CACHE_TYPES:
+            raise ConfigError(
+                f"unknown KV cache type {cache_type!r}; expected one of {', '.join(CACHE_TYPES)}"
+            )
         shape = (config.n_layers, config.n_kv_heads, ctx, config.head_dim)
-        self.k = xp.zeros(shape, dtype=np.float32)
-        self.v = xp.zeros(shape, dtype=np.float32)
+        dtype = np.uint16 if cache_type == "f16" else np.float32
+        self.cache_type = cache_type
+        self.k = xp.zeros(shape, dtype=dtype)
+        self.v = xp.zeros(shape, dtype=dtype)
         self.ctx = ctx
         self.n = 0
+
+    @property
+    def half(self) -> bool:
+        return self.cache_type == "f16"
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes of one cached key (or value) element."""
+        return self.k.itemsize
+
+    def keys(self, layer: int, lo: int, hi: int):
+        """Keys of positions lo..hi-1 of ``layer`` as float32 (n_kv_heads, hi - lo, head_dim)."""
+        return self._f32(self.k[layer, :, lo:hi])
+
+    def values(self, layer: int, lo: int, hi: int):
+        """Values of positions lo..hi-1 of ``layer`` as float32, like :meth:`keys`."""
+        return self._f32(self.v[layer, :, lo:hi])
+
+    def _f32(self, a):
+        return a.view(np.float16).astype(np.float32) if self.half else a
 
     @property
     def nbytes(self) -> int:
@@ -32,8 +63,12 @@ class KVCache:
         """Write rows k, v: (T, n_kv_heads * head_dim) at positions start..start+T-1."""
         n_kv, _, hd = self.k.shape[1:]
         t = k.shape[0]
-        self.k[layer, :, start : start + t] = k.reshape(t, n_kv, hd).transpose(1, 0, 2)
-        self.v[layer, :, start : start + t] = v.reshape(t, n_kv, hd).transpose(1, 0, 2)
+        k = k.reshape(t, n_kv, hd).transpose(1, 0, 2)
+        v = v.reshape(t, n_kv, hd).transpose(1, 0, 2)
+        if self.half:  # round to nearest even, as the decode kernel's f32_to_f16_bits
+            k, v = k.astype(np.float16).view(np.uint16), v.astype(np.float16).view(np.uint16)
+        self.k[layer, :, start : start + t] = k
+        self.v[layer, :, start : start + t] = v
 
 
 def rope_tables(
@@ -52,13 +87,18 @@ class RunState:
     runtime's device (``runtime=None``: the CPU)."""
 
     def __init__(
-        self, config: Config, ctx: int, rope_factors: np.ndarray | None = None, runtime=None
+        self,
+        config: Config,
+        ctx: int,
+        rope_factors: np.ndarray | None = None,
+        runtime=None,
+        cache_type: str = "f32",
     ) -> None:
         c = config
         xp = np if runtime is None else runtime.xp
         asarray = np.ascontiguousarray if runtime is None else runtime.asarray
         host = runtime is None or runtime.host_memory
-        self.cache = KVCache(c, ctx, xp)
+        self.cache = KVCache(c, ctx, xp, cache_type)
         f32 = np.float32
         self.x = xp.zeros((1, c.dim), f32)  # residual stream
         # the embedding row of a token is looked up on the host, then copied into x

@@ -20,15 +20,25 @@ from time import perf_counter_ns
 import numpy as np
 
 from trueno import trace
-from trueno.errors import ContextLengthError, ModelError
+from trueno.errors import ConfigError, ContextLengthError, ModelError, UnsupportedError
 from trueno.llm import runtime as runtimes
 from trueno.llm.config import Config
-from trueno.llm.kv_cache import RunState
+from trueno.llm.kv_cache import CACHE_TYPES, RunState
 from trueno.llm.weights import Weights, load_gguf
 from trueno.trace import recorder
 
 DEFAULT_CTX = 2048
 PREFILL_CHUNK = 256
+KEY_BLOCK = 256  # keys per tile of prefill attention (scores of a tile stay in L2)
+
+
+def default_cache_type(runtime) -> str:
+    """The KV cache a model gets unless told: f32 everywhere. Measured (BENCHMARKS.md, long
+    context): on the CPU the f16 cache reads half the bytes but its in-kernel widening makes
+    decode at depth no faster than f32 yet, so the exact cache stays the default; the GPU
+    kernels take only f32."""
+    del runtime
+    return "f32"
 
 
 class Model:
@@ -45,8 +55,14 @@ class Model:
         path=None,
         ctx_size: int | None = None,
         runtime: runtimes.Runtime | str | None = None,
+        cache_type: str = "f32",
     ) -> None:
         self.rt = runtimes.get(runtime)
+        if cache_type == "f16" and not self.rt.host_memory:
+            raise UnsupportedError(
+                f"an f16 KV cache runs on the CPU only for now; the {self.rt.name} runtime "
+                "needs cache_type='f32'"
+            )
         self._k = self.rt.kernels
         self.xp = self.rt.xp
         self.config = config
@@ -56,7 +72,7 @@ class Model:
         self._tokenizer = None
         ctx = ctx_size or min(config.context_length, DEFAULT_CTX)
         self.ctx = int(ctx)
-        self.state = RunState(config, self.ctx, weights.rope_freqs, self.rt)
+        self.state = RunState(config, self.ctx, weights.rope_freqs, self.rt, cache_type)
         s = self.state  # per-layer arguments of the decode attention step, looked up once
         s.windows = [config.layer_window(i) for i in range(config.n_layers)]
         s.q_norms = [lw.q_norm if config.qk_norm else s.ones_head for lw in weights.layers]
@@ -69,12 +85,20 @@ class Model:
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
-    def load(cls, path, ctx_size: int | None = None, progress=None, device=None) -> Model:
+    def load(
+        cls, path, ctx_size: int | None = None, progress=None, device=None, cache_type=None
+    ) -> Model:
         """Load a GGUF model file (memory-mapped; quantized matrices stay quantized).
         ``progress(fraction)`` is called while the weights are prepared. ``device``: "cpu"
         (the default) or "gpu" (every matrix uploaded as GGML blocks, KV cache on the GPU;
-        needs the ``gpu`` extra), or a :class:`~trueno.llm.runtime.Runtime`."""
+        needs the ``gpu`` extra), or a :class:`~trueno.llm.runtime.Runtime`. ``cache_type``:
+        the KV cache's element type, "f16" or "f32" (None: :func:`default_cache_type`)."""
         rt = runtimes.get(device)  # a missing GPU fails here, before the file is read
+        cache_type = cache_type or default_cache_type(rt)
+        if cache_type not in CACHE_TYPES:
+            raise ConfigError(
+                f"unknown KV cache type {cache_type!r}; expected one of {', '.join(CACHE_TYPES)}"
+            )
         path = os.fspath(path)
         if not os.path.exists(path):
             raise ModelError(f"model file not found: {path}")
@@ -88,7 +112,7 @@ class Model:
         if not on_cpu:
             with trace.span("upload_weights", category="transfer", backend=rt.backend):
                 weights = weights.placed(rt, progress=progress)
-        return cls(config, weights, gf, path, ctx_size, rt)
+        return cls(config, weights, gf, path, ctx_size, rt, cache_type)
 
     @property
     def tokenizer(self):
@@ -213,7 +237,9 @@ class Model:
                 cache.store(i, start, kk, v)
                 att = self._attend_batch(q, i, start, T)  # (T, Q)
                 if t0:
-                    self._record_attention(t0, T, start + T)
+                    window = c.layer_window(i)
+                    lo = max(0, start - window + 1) if window > 0 else 0
+                    self._record_attention(t0, T, start + T - lo)
                 o = lw.wo.matmul(att)  # (T, D)
                 if c.post_norms:
                     k.add_rms_norm(x, o, lw.post_attn_norm, c.norm_eps)
@@ -240,10 +266,11 @@ class Model:
         return x
 
     def _record_attention(self, t0: int, n_queries: int, n_keys: int) -> None:
-        """One op span for q/k norm + RoPE + cache write + attention (tracing on only)."""
+        """One op span for q/k norm + RoPE + cache write + attention (tracing on only);
+        ``n_keys``: the cache positions it read (a sliding window's, not the whole prefix)."""
         c = self.config
         self.rt.synchronize()  # a GPU span ends when its kernels have run, not when queued
-        kv_bytes = 2 * 4 * c.n_kv_heads * n_keys * c.head_dim
+        kv_bytes = 2 * self.state.cache.itemsize * c.n_kv_heads * n_keys * c.head_dim
         flops = 4 * c.n_heads * n_queries * n_keys * c.head_dim
         recorder.record_op(
             "attention",
@@ -269,29 +296,17 @@ class Model:
             self._k.silu_mul(out, g, u)
 
     def _attend_batch(self, q: np.ndarray, layer: int, start: int, T: int) -> np.ndarray:
-        """Causal (optionally sliding-window) attention of T queries over keys 0..start+T-1."""
-        c, xp = self.config, self.xp
-        S = start + T
-        Hkv, G, Dh = c.n_kv_heads, c.n_kv_groups, c.head_dim
-        keys = self.state.cache.k[layer, :, :S]  # (Hkv, S, Dh)
-        values = self.state.cache.v[layer, :, :S]
-        qh = q.reshape(T, Hkv, G, Dh).transpose(1, 2, 0, 3).reshape(Hkv, G * T, Dh)
-        scores = xp.matmul(qh, keys.transpose(0, 2, 1))  # (Hkv, G*T, S)
-        scores *= np.float32(c.attn_scale)
-        scores = scores.reshape(Hkv, G, T, S)
-        qpos = xp.arange(start, S)[:, None]
-        kpos = xp.arange(S)[None, :]
-        masked = kpos > qpos
-        window = c.layer_window(layer)
-        if window > 0:
-            masked |= (qpos - kpos) >= window
-        scores += xp.where(masked, np.float32(-np.inf), np.float32(0))  # ~20x a masked store
-        scores -= scores.max(axis=-1, keepdims=True)
-        xp.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        out = xp.matmul(scores.reshape(Hkv, G * T, S), values)  # (Hkv, G*T, Dh)
-        out = out.reshape(Hkv, G, T, Dh).transpose(2, 0, 1, 3).reshape(T, c.q_dim)
-        return xp.ascontiguousarray(out, dtype=np.float32)
+        """Causal (optionally sliding-window) attention of T queries (positions start..) over
+        the cached keys, flash-attention style: the queries against blocks of ``KEY_BLOCK``
+        keys with a running max and sum, so no (T, start + T) score matrix is made, blocks a
+        window excludes are never read, and only blocks on the diagonal or the window's edge
+        are masked."""
+        c, xp, cache = self.config, self.xp, self.state.cache
+        return attend_tiled(
+            xp, q, lambda lo, hi: (cache.keys(layer, lo, hi), cache.values(layer, lo, hi)),
+            start, T, c.n_kv_heads, c.n_kv_groups, c.head_dim, c.layer_window(layer),
+            c.attn_scale, KEY_BLOCK,
+        )  # fmt: skip
 
     # ---- decode: one token through matvecs and preallocated buffers -------------------------
     def _forward_one(self, token: int, pos: int) -> np.ndarray:
@@ -344,7 +359,8 @@ class Model:
                     c.attn_scale, s.scores,
                 )  # fmt: skip
                 if t0:
-                    self._record_attention(t0, 1, pos + 1)
+                    first = max(0, pos - windows[i] + 1) if windows[i] > 0 else 0
+                    self._record_attention(t0, 1, pos + 1 - first)
                 lw.wo.matvec_into(att[0], xo[0])
                 # x += post_norm(xo); xb = ffn_norm(x)
                 k.residual_norm(xb, x, xo, s.post_attn[i], lw.ffn_norm, eps, post)
@@ -359,3 +375,41 @@ class Model:
                 nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
                 k.residual_norm(xb, x, xo, s.post_ffn[i], nxt, eps, post)
         w.output.matvec_into(xb[0], s.logits)
+
+
+def attend_tiled(xp, q, kv_rows, start, T, n_kv, groups, head_dim, window, scale, block):
+    """Attention of queries q (T, n_kv * groups * head_dim) at positions start..start+T-1
+    over keys ``kv_rows(lo, hi) -> (keys, values)``, each (n_kv, hi - lo, head_dim) float32,
+    in blocks of ``block`` keys with online softmax; (T, n_heads * head_dim) float32."""
+    S = start + T
+    first = max(0, start - window + 1) if window > 0 else 0  # the first key any query sees
+    qh = q.reshape(T, n_kv, groups, head_dim).transpose(1, 2, 0, 3).reshape(n_kv, groups * T, -1)
+    qpos = xp.arange(start, S)[:, None]
+    m = xp.full((n_kv, groups, T, 1), -np.inf, dtype=np.float32)
+    total = xp.zeros((n_kv, groups, T, 1), dtype=np.float32)
+    acc = xp.zeros((n_kv, groups, T, head_dim), dtype=np.float32)
+    for lo in range(first, S, block):
+        hi = min(S, lo + block)
+        keys, values = kv_rows(lo, hi)
+        s = xp.matmul(qh, keys.transpose(0, 2, 1)).reshape(n_kv, groups, T, hi - lo)
+        s *= np.float32(scale)
+        masked = None
+        if hi - 1 > start:  # the block reaches past the first query: causal mask
+            masked = xp.arange(lo, hi)[None, :] > qpos
+        if window > 0 and start + T - 1 - lo >= window:  # the window's edge crosses the block
+            edge = (qpos - xp.arange(lo, hi)[None, :]) >= window
+            masked = edge if masked is None else masked | edge
+        if masked is not None:
+            s += xp.where(masked, np.float32(-np.inf), np.float32(0))
+        m_new = xp.maximum(m, s.max(axis=-1, keepdims=True))
+        m_safe = xp.where(xp.isinf(m_new), np.float32(0), m_new)  # a row masked so far
+        s -= m_safe
+        xp.exp(s, out=s)
+        corr = xp.exp(m - m_safe)
+        total = total * corr + s.sum(axis=-1, keepdims=True)
+        pv = xp.matmul(s.reshape(n_kv, groups * T, hi - lo), values)
+        acc = acc * corr + pv.reshape(n_kv, groups, T, head_dim)
+        m = m_new
+    out = acc / total
+    out = out.transpose(2, 0, 1, 3).reshape(T, n_kv * groups * head_dim)
+    return xp.ascontiguousarray(out, dtype=np.float32)
