@@ -66,9 +66,17 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
+CTX = 2048  # long enough that a stream can be cancelled mid-way
+EOS = 2  # the tiny vocabulary's end of generation; logit_bias {EOS: -100} keeps streams going
+
+
 def write_tiny(path: Path) -> Path:
+    from trueno.gguf.constants import Keys
+
     sd = random_hf_state("llama")
-    write_gguf(path, {**gguf_metadata("llama"), **spm_vocab_metadata()}, gguf_tensors("llama", sd))
+    md = {**gguf_metadata("llama"), **spm_vocab_metadata()}
+    md[Keys.arch(Keys.CONTEXT_LENGTH, "llama")] = CTX
+    write_gguf(path, md, gguf_tensors("llama", sd))
     return path
 
 

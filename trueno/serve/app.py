@@ -279,17 +279,15 @@ async def _generate(request, server: Server, req: GenerationRequest, ids, chat: 
         return StreamingResponse(gen, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})  # fmt: skip
+    watcher = asyncio.ensure_future(_watch_disconnect(request, events))
     try:
         while not state.done:
-            try:
-                item = await asyncio.wait_for(events.get(), timeout=0.25)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    state.cancel()
-                    return Response(status_code=499)
-                continue
+            item = await events.get()
+            if item is None:  # the client left: drop its sequences now
+                return Response(status_code=499)
             state.apply(*item)
     finally:
+        watcher.cancel()
         state.cancel()
     choices = []
     for i, st in enumerate(streams):
@@ -303,6 +301,15 @@ async def _generate(request, server: Server, req: GenerationRequest, ids, chat: 
     body = {**meta, "object": "chat.completion" if chat else "text_completion",
             "choices": choices, "usage": state.usage(len(ids))}  # fmt: skip
     return JSONResponse(body)
+
+
+async def _watch_disconnect(request: Request, events: asyncio.Queue) -> None:
+    """Wake the waiting handler (a None event) when the client disconnects."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            events.put_nowait(None)
+            return
 
 
 class _Run:

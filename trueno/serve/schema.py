@@ -178,7 +178,7 @@ def _common(body: dict) -> GenerationRequest:
     if bias is not None:
         if not isinstance(bias, dict):
             raise APIError("'logit_bias' must be an object", param="logit_bias")
-        for key, value in bias.items():
+        for key in bias:
             if not (isinstance(key, str) and key.isdigit()):
                 raise APIError(f"logit_bias key {key!r} is not a token id", param="logit_bias")
             s.logit_bias[int(key)] = _float(bias, key, 0.0, -100.0, 100.0, param="logit_bias")
