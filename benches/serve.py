@@ -49,8 +49,8 @@ def wait_ready(url: str, proc, timeout: float = 300) -> None:
 
 def start_trueno(model: str, threads: int, parallel: int):
     port = free_port()
-    cmd = [sys.executable, "-m", "trueno", "serve", "-m", model, "--port", str(port),
-           "--parallel", str(parallel), "-t", str(threads), "-c", "1024", "--alias", "m"]  # fmt: skip
+    cmd = [sys.executable, "-m", "trueno", "serve", "-m", model, "--port", str(port), "-c",
+           "1024", "--parallel", str(parallel), "-t", str(threads), "--alias", "m"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     return proc, f"http://127.0.0.1:{port}"

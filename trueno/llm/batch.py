@@ -33,6 +33,7 @@ from trueno.errors import ContextLengthError, ModelError, UnsupportedError
 from trueno.llm.kv_cache import RunState
 from trueno.llm.model import PREFILL_CHUNK
 from trueno.llm.sampler import Sampler
+from trueno.trace import recorder
 
 
 @dataclass(eq=False)
@@ -102,10 +103,16 @@ class BatchEngine:
         self.hg = np.zeros((n, F), f32)
         self.hu = np.zeros((n, F), f32)
         self.ha = np.zeros((n, F), f32)
-        self.gate_up = np.zeros(2 * F, f32)  # one row of a stacked gate|up product
+        self.gate_up = np.zeros((n, 2 * F), f32)  # output of the stacked gate|up product
         self.logits = np.zeros((n, c.vocab_size), f32)
         self.is_eog: Callable[[int], bool] = model.tokenizer.is_eog
         self.n_steps = 0
+
+    def warmup(self) -> None:
+        """Compile the batched kernels now (seconds for quantized weights), then forget."""
+        self.run([BatchSequence([0, 0], 2, stop_at_eog=False) for _ in range(min(2, self.n_slots))])
+        for tokens in self.slot_tokens:
+            tokens.clear()
 
     # ---- queue -------------------------------------------------------------------------------
     def add(self, seq: BatchSequence) -> BatchSequence:
@@ -267,10 +274,10 @@ class BatchEngine:
             # x += post_norm(xo); xb = ffn_norm(x)
             k.residual_norm(xb, x, xo, ms.post_attn[i], lw.ffn_norm, eps, post)
             if lw.w_gate_up is not None:
-                for b in range(B):
-                    lw.w_gate_up.matvec_into(xb[b], self.gate_up)
-                    hg[b] = self.gate_up[:F]
-                    hu[b] = self.gate_up[F:]
+                gate_up = self.gate_up[:B]
+                _linear(lw.w_gate_up, xb, gate_up)
+                hg[:] = gate_up[:, :F]
+                hu[:] = gate_up[:, F:]
             else:
                 _linear(lw.w_gate, xb, hg)
                 _linear(lw.w_up, xb, hu)
@@ -286,11 +293,38 @@ class BatchEngine:
 
 
 def _linear(m, xs: np.ndarray, out: np.ndarray) -> None:
-    """out[b] = W @ xs[b] for every row b: decode's fused matvec per row, so a batched row
-    equals a lone decode bit for bit. A kernel multiplying B vectors per weight read goes
-    here (``Matrix.matmul`` runs this same per-row loop for B <= MATVEC_ROWS today)."""
+    """out[b] = W @ xs[b] for every row b, equal bit for bit to decode's fused matvec of that
+    row: quantized weights run :mod:`trueno.quant.batched` (each weight row read once for all
+    B vectors); other weights (f32, f16), or tracing on, the matvec per row."""
+    p = getattr(m, "prepared", None)
+    if (
+        xs.shape[0] > 1
+        and p is not None
+        and out.flags.c_contiguous
+        and not recorder.ENABLED
+        and _batched() is not None
+        and _batched().matvecs_into(p, xs, out)
+    ):
+        return
     for b in range(xs.shape[0]):
         m.matvec_into(xs[b], out[b])  # rows of out are contiguous even in a column slice
+
+
+_BATCHED: list = []
+
+
+def _batched():
+    """trueno.quant.batched when the AVX2 kernels are available, else None (looked up once)."""
+    if not _BATCHED:
+        from trueno.quant import simd
+
+        if simd.available():
+            from trueno.quant import batched
+
+            _BATCHED.append(batched)
+        else:
+            _BATCHED.append(None)
+    return _BATCHED[0]
 
 
 def _common_prefix(a, b) -> int:

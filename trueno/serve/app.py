@@ -96,6 +96,7 @@ class Server:
 
         self.chat = ChatSession(model)  # the template, bos and eos, as `trueno chat` uses them
         self.engine = EngineThread(model, self.n_slots, self.metrics)
+        self.engine.engine.warmup()  # before /health says ok: the first batch compiles
         self.engine.start()
         self.model = model
 
