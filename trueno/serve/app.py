@@ -96,8 +96,7 @@ class Server:
 
         self.chat = ChatSession(model)  # the template, bos and eos, as `trueno chat` uses them
         self.engine = EngineThread(model, self.n_slots, self.metrics)
-        self.engine.engine.warmup()  # before /health says ok: the first batch compiles
-        self.engine.start()
+        self.engine.start()  # warms the batched kernels up on its own thread, then returns
         self.model = model
 
     def close(self) -> None:

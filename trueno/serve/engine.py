@@ -39,7 +39,11 @@ class EngineThread:
         self._thread = threading.Thread(target=self._run, name="trueno-engine", daemon=True)
 
     def start(self) -> None:
+        """Start the thread; returns once it compiled the batched kernels (every numba
+        parallel call then comes from this one thread)."""
+        self._warm = threading.Event()
         self._thread.start()
+        self._warm.wait()
 
     def stop(self) -> None:
         self._stop.set()
@@ -53,6 +57,10 @@ class EngineThread:
     # ---- the thread ------------------------------------------------------------------------
     def _run(self) -> None:
         eng = self.engine
+        try:
+            eng.warmup()
+        finally:
+            self._warm.set()
         while not self._stop.is_set():
             try:
                 self._take(block=not eng.busy)
