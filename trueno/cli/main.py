@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "gguf": "trueno.cli.gguf_cmd",
     "run": "trueno.cli.run",
     "chat": "trueno.cli.chat",
+    "serve": "trueno.cli.serve",
     "trace": "trueno.cli.trace_cmd",
 }
 

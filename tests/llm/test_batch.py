@@ -1,0 +1,101 @@
+"""Batched decode (trueno.llm.batch) yields exactly the tokens of a lone generate_tokens."""
+
+from __future__ import annotations
+
+import pytest
+
+from trueno.errors import ContextLengthError, ModelError
+from trueno.llm import Model
+from trueno.llm.batch import BatchEngine, BatchSequence
+from trueno.llm.generate import generate_tokens
+from trueno.llm.sampler import Sampler
+
+PROMPTS = [[1, 5, 9, 13], [1, 30, 31, 32, 33, 34, 35], [1, 7], [1, 40, 41, 42, 43, 44, 45, 46, 47]]
+
+
+def _alone(model, prompt, n, **sampling):
+    model.reset()
+    return list(generate_tokens(model, prompt, max_tokens=n, **sampling))
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
+def test_greedy_batched_equals_alone(tiny_model_path, arch):
+    path, _ = tiny_model_path(arch)
+    model = Model.load(path)
+    expect = [_alone(model, p, 12, temperature=0.0) for p in PROMPTS]
+    engine = BatchEngine(model, n_slots=4)
+    got = engine.run([BatchSequence(p, 12, Sampler(temperature=0.0)) for p in PROMPTS])
+    assert got == expect
+    assert engine.slots_in_use == 0 and not engine.busy
+
+
+def test_seeded_batched_equals_alone_with_more_sequences_than_slots(tiny_model_path):
+    path, _ = tiny_model_path("llama")
+    model = Model.load(path)
+    opts = dict(temperature=0.9, top_k=20, top_p=0.9, min_p=0.0, repeat_penalty=1.1)
+    seqs_args = [(p, 10 + i, 100 + i) for i, p in enumerate(PROMPTS + PROMPTS[::-1])]
+    expect = [_alone(model, p, n, seed=seed, **opts) for p, n, seed in seqs_args]
+    engine = BatchEngine(model, n_slots=3)
+    seqs = [BatchSequence(p, n, Sampler(seed=seed, **opts)) for p, n, seed in seqs_args]
+    assert engine.run(seqs) == expect
+    assert all(s.finish_reason in ("length", "stop") for s in seqs)
+
+
+def test_prefix_reuse_and_staggered_arrival(tiny_model_path):
+    path, _ = tiny_model_path("qwen2")
+    model = Model.load(path)
+    long = [1] + [10 + (i % 40) for i in range(60)]
+    expect = _alone(model, long, 8, temperature=0.0)
+    engine = BatchEngine(model, n_slots=2)
+    first = engine.add(BatchSequence(long, 8))
+    for _ in range(3):
+        engine.step()
+    second = engine.add(BatchSequence(PROMPTS[1], 8))
+    while engine.busy:
+        engine.step()
+    assert first.tokens == expect
+    assert second.tokens == _alone(model, PROMPTS[1], 8, temperature=0.0)
+    again = engine.run([BatchSequence(long, 8)])
+    assert again == [expect]
+    assert engine.running == [] and sorted(engine.free) == [0, 1]
+
+
+def test_cancel_frees_the_slot_within_a_step(tiny_model_path):
+    path, _ = tiny_model_path("llama")
+    engine = BatchEngine(Model.load(path), n_slots=2)
+    a = engine.add(BatchSequence(PROMPTS[0], 50, stop_at_eog=False))
+    b = engine.add(BatchSequence(PROMPTS[1], 5, stop_at_eog=False))
+    engine.step()
+    engine.step()
+    assert engine.slots_in_use == 2
+    a.cancel()
+    events = engine.step()
+    assert any(e.seq is a and e.finish_reason == "cancelled" for e in events)
+    assert engine.slots_in_use == 1
+    while engine.busy:
+        engine.step()
+    assert a.finish_reason == "cancelled" and b.finish_reason == "length"
+    assert len(b.tokens) == 5 and engine.slots_in_use == 0
+
+
+def test_full_slot_stops_with_length(tiny_model_path):
+    path, _ = tiny_model_path("llama")
+    model = Model.load(path, ctx_size=16)
+    engine = BatchEngine(model, n_slots=1)
+    (seq,) = [BatchSequence(PROMPTS[0], 100, stop_at_eog=False)]
+    engine.run([seq])
+    assert seq.finish_reason == "length"
+    assert len(seq.prompt) + len(seq.tokens) == 17  # 16 positions ran, the last token sampled
+
+
+def test_bad_sequences_are_typed_errors(tiny_model_path):
+    path, _ = tiny_model_path("llama")
+    engine = BatchEngine(Model.load(path, ctx_size=16), n_slots=1)
+    with pytest.raises(ContextLengthError):
+        engine.add(BatchSequence(list(range(1, 20)), 4))
+    with pytest.raises(ModelError):
+        engine.add(BatchSequence([], 4))
+    with pytest.raises(ModelError):
+        engine.add(BatchSequence([1, 2], 0))
+    with pytest.raises(ModelError):
+        BatchEngine(engine.model, n_slots=0)

@@ -1,0 +1,336 @@
+"""Continuous batching: many sequences decoded together, each in its own preallocated KV slot.
+
+    step():
+        admit waiting sequences into free slots (reusing a slot's cached prompt prefix)
+        prefill: one prompt chunk of each newly admitted sequence (Model.prefill on its slot)
+        decode:  one batched forward of every running sequence's next token:
+            x = embed(tokens)                                   # (B, D)
+            for each layer:
+                qkv = Wqkv @ norm(x)                            # (B, Q + 2K), one call
+                att[b] = attention(q[b], slot[b].cache)         # per sequence, own KV slot
+                x = x + Wo @ att ; x = x + Wdown @ act(Wgate_up @ norm(x))
+            logits = Wout @ norm(x)                             # (B, V)
+        sample: each sequence with its own Sampler (own seed, own history)
+
+Every row goes through the same kernels as :meth:`Model.decode` (the fused matvec per row,
+``attention_step`` per sequence), so a greedy or seeded sequence yields exactly the tokens of
+:func:`trueno.llm.generate.generate_tokens` whether it runs alone or batched. ``_linear`` is
+the one place a kernel that multiplies B vectors per weight read plugs in.
+
+Not thread-safe: one thread owns an engine (``trueno.serve`` runs it on its engine thread);
+``BatchSequence.cancel`` is the one call other threads may make.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trueno.errors import ContextLengthError, ModelError, UnsupportedError
+from trueno.llm.kv_cache import RunState
+from trueno.llm.model import PREFILL_CHUNK
+from trueno.llm.sampler import Sampler
+from trueno.trace import recorder
+
+
+@dataclass(eq=False)
+class BatchSequence:
+    """One sequence of a batch: its prompt, limits, sampler, and where it stands."""
+
+    prompt: list[int]
+    max_tokens: int
+    sampler: Sampler = field(default_factory=lambda: Sampler(temperature=0.0))
+    stop_at_eog: bool = True
+    tag: object = None  # the caller's handle (the server's request/choice)
+    # filled in by the engine
+    slot: int = -1
+    n_cached: int = 0  # prompt tokens whose KV entries were reused from the slot
+    n_prefilled: int = 0  # prompt tokens in the slot's cache
+    tokens: list[int] = field(default_factory=list)  # generated so far
+    pending: int | None = None  # sampled, not yet run through the model
+    finish_reason: str | None = None  # "stop" (end of generation), "length", "cancelled"
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        """Ask the engine to drop this sequence at its next step (any thread)."""
+        self.cancelled = True
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_prefilled < len(self.prompt)
+
+
+@dataclass
+class Event:
+    """What one step did to a sequence: a new token and/or the end (``finish_reason``)."""
+
+    seq: BatchSequence
+    token: int | None
+    finish_reason: str | None = None
+
+
+class BatchEngine:
+    """``n_slots`` KV slots for one :class:`~trueno.llm.model.Model` (CPU runtime)."""
+
+    def __init__(self, model, n_slots: int = 4, prefill_budget: int = PREFILL_CHUNK) -> None:
+        if n_slots < 1:
+            raise ModelError(f"a batch needs at least one slot, got {n_slots}")
+        if not model.rt.host_memory:
+            raise UnsupportedError("batched decode runs on the CPU runtime only (for now)")
+        c = model.config
+        self.model, self.config, self.n_slots = model, c, n_slots
+        self.prefill_budget = max(1, int(prefill_budget))
+        # one RunState per slot: its own KV cache and one-token attention scratch
+        self.slots = [RunState(c, model.ctx, model.weights.rope_freqs, model.rt)
+                      for _ in range(n_slots)]  # fmt: skip
+        for s in self.slots:
+            s.rope = model.state.rope  # the tables are read-only: share them
+        self.slot_tokens: list[list[int]] = [[] for _ in range(n_slots)]  # cached token ids
+        self.free: list[int] = list(range(n_slots))
+        self.waiting: deque[BatchSequence] = deque()
+        self.running: list[BatchSequence] = []
+        # batch activations (n_slots rows); a step uses the first B rows
+        n, f32 = n_slots, np.float32
+        Q, K, F, D = c.q_dim, c.kv_dim, c.hidden_dim, c.dim
+        self.x = np.zeros((n, D), f32)  # residual stream
+        self.xb = np.zeros((n, D), f32)  # normed input of a sublayer
+        self.xo = np.zeros((n, D), f32)  # sublayer output
+        self.qkv = np.zeros((n, Q + 2 * K), f32)
+        self.att = np.zeros((n, Q), f32)
+        self.hg = np.zeros((n, F), f32)
+        self.hu = np.zeros((n, F), f32)
+        self.ha = np.zeros((n, F), f32)
+        self.gate_up = np.zeros((n, 2 * F), f32)  # output of the stacked gate|up product
+        self.logits = np.zeros((n, c.vocab_size), f32)
+        self.is_eog: Callable[[int], bool] = model.tokenizer.is_eog
+        self.n_steps = 0
+
+    def warmup(self) -> None:
+        """Compile the batched kernels now (seconds for quantized weights), then forget."""
+        self.run([BatchSequence([0, 0], 2, stop_at_eog=False) for _ in range(min(2, self.n_slots))])
+        for tokens in self.slot_tokens:
+            tokens.clear()
+
+    # ---- queue -------------------------------------------------------------------------------
+    def add(self, seq: BatchSequence) -> BatchSequence:
+        """Queue a sequence; it starts when a slot is free."""
+        if not seq.prompt:
+            raise ModelError("the prompt is empty (no tokens)")
+        if len(seq.prompt) >= self.model.ctx:
+            raise ContextLengthError(
+                f"the prompt has {len(seq.prompt)} tokens but the context holds {self.model.ctx}"
+            )
+        if seq.max_tokens < 1:
+            raise ModelError(f"max_tokens must be >= 1, got {seq.max_tokens}")
+        self.waiting.append(seq)
+        return seq
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    @property
+    def slots_in_use(self) -> int:
+        return self.n_slots - len(self.free)
+
+    # ---- one step ----------------------------------------------------------------------------
+    def step(self) -> list[Event]:
+        """Admit, prefill one chunk per new sequence, decode every running one, sample."""
+        events: list[Event] = []
+        self._drop_cancelled(events)
+        self._admit()
+        budget = self.prefill_budget
+        decoding = [s for s in self.running if not s.prefilling]
+        for seq in [s for s in self.running if s.prefilling]:
+            if budget <= 0:
+                break
+            budget -= self._prefill_chunk(seq, events)
+        ready = [s for s in decoding if s.finish_reason is None and s.pending is not None]
+        full = [s for s in ready if self.slots[s.slot].cache.n >= self.model.ctx]
+        for seq in full:
+            self._finish(seq, "length", events)
+        ready = [s for s in ready if s.finish_reason is None]
+        if ready:
+            self._decode(ready)
+            for b, seq in enumerate(ready):
+                self._sample(seq, self.logits[b], events)
+        self.n_steps += 1
+        return events
+
+    def run(self, seqs: list[BatchSequence]) -> list[list[int]]:
+        """Run sequences to the end together; their generated tokens (for tests, benches)."""
+        for s in seqs:
+            self.add(s)
+        while self.busy:
+            self.step()
+        return [s.tokens for s in seqs]
+
+    # ---- scheduling --------------------------------------------------------------------------
+    def _drop_cancelled(self, events: list[Event]) -> None:
+        for seq in [s for s in self.waiting if s.cancelled]:
+            self.waiting.remove(seq)
+            seq.finish_reason = "cancelled"
+            events.append(Event(seq, None, "cancelled"))
+        for seq in [s for s in self.running if s.cancelled]:
+            self._finish(seq, "cancelled", events)
+
+    def _admit(self) -> None:
+        while self.waiting and self.free:
+            seq = self.waiting.popleft()
+            # the free slot whose cached tokens share the longest prefix with the prompt
+            best = max(self.free, key=lambda i: _common_prefix(self.slot_tokens[i], seq.prompt))
+            self.free.remove(best)
+            keep = min(_common_prefix(self.slot_tokens[best], seq.prompt), len(seq.prompt) - 1)
+            seq.slot, seq.n_cached, seq.n_prefilled = best, keep, keep
+            self.slots[best].cache.n = keep
+            del self.slot_tokens[best][keep:]
+            self.running.append(seq)
+
+    def _finish(self, seq: BatchSequence, reason: str, events: list[Event]) -> None:
+        seq.finish_reason = reason
+        if seq in self.running:
+            self.running.remove(seq)
+        if seq.slot >= 0:
+            self.free.append(seq.slot)
+            # the cache holds exactly the tokens that ran (a pending token never ran)
+            del self.slot_tokens[seq.slot][self.slots[seq.slot].cache.n :]
+        events.append(Event(seq, None, reason))
+
+    def _sample(self, seq: BatchSequence, logits: np.ndarray, events: list[Event]) -> None:
+        history = seq.prompt + seq.tokens
+        tok = seq.sampler.sample(logits, history)
+        seq.pending = None
+        if seq.stop_at_eog and self.is_eog(tok):
+            self._finish(seq, "stop", events)
+            return
+        seq.tokens.append(tok)
+        events.append(Event(seq, tok))
+        if len(seq.tokens) >= seq.max_tokens:
+            self._finish(seq, "length", events)
+        else:
+            seq.pending = tok
+
+    # ---- prefill: a chunk of one sequence's prompt on its slot -------------------------------
+    def _prefill_chunk(self, seq: BatchSequence, events: list[Event]) -> int:
+        lo = seq.n_prefilled
+        chunk = seq.prompt[lo : lo + PREFILL_CHUNK]
+        m = self.model
+        saved = m.state, m.tokens
+        m.state, m.tokens = self.slots[seq.slot], self.slot_tokens[seq.slot]
+        try:
+            logits = m.prefill(chunk)  # the same chunks Model.prefill runs for the prompt
+        finally:
+            m.state, m.tokens = saved
+        seq.n_prefilled += len(chunk)
+        if not seq.prefilling:
+            self._sample(seq, logits, events)
+        return len(chunk)
+
+    # ---- decode: the next token of B sequences as one batch ----------------------------------
+    def _decode(self, seqs: list[BatchSequence]) -> None:
+        m, c, w, k = self.model, self.config, self.model.weights, self.model._k
+        ms = m.state  # per-layer constants (windows, norms) prepared by Model
+        B = len(seqs)
+        x, xb, xo = self.x[:B], self.xb[:B], self.xo[:B]
+        qkv, att, hg, hu, ha = self.qkv[:B], self.att[:B], self.hg[:B], self.hu[:B], self.ha[:B]
+        Q, K, F, eps, post = c.q_dim, c.kv_dim, c.hidden_dim, c.norm_eps, c.post_norms
+        slots = [self.slots[s.slot] for s in seqs]
+        positions = [s.cache.n for s in slots]
+        for b, seq in enumerate(seqs):
+            w.token_embd.row(seq.pending, x[b])
+            slots[b].pos[0] = positions[b]
+        if c.embed_scale != 1.0:
+            x *= np.float32(c.embed_scale)
+        layers = w.layers
+        k.rms_norm(xb, x, layers[0].attn_norm, eps)
+        for i, lw in enumerate(layers):
+            # q, k, v of every sequence
+            if lw.wqkv is not None:
+                _linear(lw.wqkv, xb, qkv)
+                if lw.bqkv is not None:
+                    qkv += lw.bqkv
+            else:
+                _linear(lw.wq, xb, qkv[:, :Q])
+                _linear(lw.wk, xb, qkv[:, Q : Q + K])
+                _linear(lw.wv, xb, qkv[:, Q + K :])
+                if lw.bq is not None:
+                    qkv[:, :Q] += lw.bq
+                    qkv[:, Q : Q + K] += lw.bk
+                    qkv[:, Q + K :] += lw.bv
+            # attention: each sequence over its own slot
+            cos, sin = ms.rope[i]
+            for b, s in enumerate(slots):
+                s.qkv[:] = qkv[b]
+                k.attention_step(
+                    s.att, s.q, s.k, s.v, s.cache.k[i], s.cache.v[i], positions[b], s.pos,
+                    cos, sin, c.rope_neox, c.qk_norm, ms.q_norms[i], ms.k_norms[i], eps,
+                    ms.windows[i], c.attn_scale, s.scores,
+                )  # fmt: skip
+                att[b] = s.att[0]
+            _linear(lw.wo, att, xo)
+            # x += post_norm(xo); xb = ffn_norm(x)
+            k.residual_norm(xb, x, xo, ms.post_attn[i], lw.ffn_norm, eps, post)
+            if lw.w_gate_up is not None:
+                gate_up = self.gate_up[:B]
+                _linear(lw.w_gate_up, xb, gate_up)
+                hg[:] = gate_up[:, :F]
+                hu[:] = gate_up[:, F:]
+            else:
+                _linear(lw.w_gate, xb, hg)
+                _linear(lw.w_up, xb, hu)
+            m._act(ha, hg, hu)
+            _linear(lw.w_down, ha, xo)
+            # x += post_norm(xo); xb = the next layer's attn_norm(x) (or the output norm)
+            nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
+            k.residual_norm(xb, x, xo, ms.post_ffn[i], nxt, eps, post)
+        _linear(w.output, xb, self.logits[:B])
+        for b, seq in enumerate(seqs):
+            slots[b].cache.n = positions[b] + 1
+            self.slot_tokens[seq.slot].append(seq.pending)
+
+
+def _linear(m, xs: np.ndarray, out: np.ndarray) -> None:
+    """out[b] = W @ xs[b] for every row b, equal bit for bit to decode's fused matvec of that
+    row: quantized weights run :mod:`trueno.quant.batched` (each weight row read once for all
+    B vectors); other weights (f32, f16), or tracing on, the matvec per row."""
+    p = getattr(m, "prepared", None)
+    if (
+        xs.shape[0] > 1
+        and p is not None
+        and out.flags.c_contiguous
+        and not recorder.ENABLED
+        and _batched() is not None
+        and _batched().matvecs_into(p, xs, out)
+    ):
+        return
+    for b in range(xs.shape[0]):
+        m.matvec_into(xs[b], out[b])  # rows of out are contiguous even in a column slice
+
+
+_BATCHED: list = []
+
+
+def _batched():
+    """trueno.quant.batched when the AVX2 kernels are available, else None (looked up once)."""
+    if not _BATCHED:
+        from trueno.quant import simd
+
+        if simd.available():
+            from trueno.quant import batched
+
+            _BATCHED.append(batched)
+        else:
+            _BATCHED.append(None)
+    return _BATCHED[0]
+
+
+def _common_prefix(a, b) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
