@@ -36,7 +36,10 @@ def test_gpu_model_matches_cpu_model(arch, model_file):
     assert gpu.dtype == np.float32 and type(gpu) is np.ndarray
     assert relative_error(gpu, cpu) <= 1e-4
     # a long prompt takes the batched path: logits of every position
-    assert relative_error(gpu_model.logits(TOKENS), Model.load(path, cache_type="f32").logits(TOKENS)) <= 1e-4
+    assert (
+        relative_error(gpu_model.logits(TOKENS), Model.load(path, cache_type="f32").logits(TOKENS))
+        <= 1e-4
+    )
 
 
 @pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"])
