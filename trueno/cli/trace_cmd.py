@@ -120,7 +120,9 @@ def register(subparsers) -> None:
     q = sub.add_parser("assert", help="evaluate renacer.toml rules: assert FILE | -- CMD")
     q.add_argument("--config", default="renacer.toml")
     q.add_argument("--target", default=None, help="targets.NAME to apply (default: trace name)")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", nargs="?", const="-", default=None, help="JSON to FILE (- stdout)")
+    q.add_argument("--junit", default=None, help="JUnit XML report to FILE")
+    q.add_argument("--markdown", default=None, help="Markdown report to FILE")
     q.add_argument("-o", "--output", default=None, help="keep the trace of `-- CMD`")
     runopts(q)
     q.add_argument(
@@ -323,6 +325,8 @@ def _assert(args) -> int:
 
     config = rules.load_config(args.config)
     cmd = _cmd(args)
+    if not cmd and args.json not in (None, "-") and Path(args.json).is_file():
+        cmd, args.json = [args.json], "-"  # the old form: --json TRACE prints JSON to stdout
     if not cmd:
         raise ConfigError("nothing to check: give a trace FILE or -- CMD")
     if len(cmd) == 1 and cmd[0].endswith(".json") and Path(cmd[0]).is_file():
@@ -332,12 +336,23 @@ def _assert(args) -> int:
         if args.output:
             schema.dump(trace, args.output)
     target = args.target or trace.get("name")
-    applied = rules.rules_for(config, target)
-    if not applied:
+    results = rules.evaluate_config(config, trace, target)
+    if not results:
         raise ConfigError(f"{args.config} has no rules for {target!r} (and no global rules)")
-    results = rules.evaluate(trace, applied, config["_base"])
     code = rules.exit_code(results)
-    if args.json:
+    from trueno.trace import reports
+
+    rep = config.get("reporting", {})
+    outs = {
+        f: Path(rep.get("output_dir", "."), f"{target}.{reports.SUFFIX[f]}")
+        for f in rep.get("formats", [])
+    }
+    outs.update({f: getattr(args, f) for f in ("junit", "markdown") if getattr(args, f)})
+    if args.json and args.json != "-":
+        outs["json"] = args.json
+    for fmt, path in outs.items():
+        reports.write(fmt, path, results, target, code)
+    if args.json == "-":
         print(
             json.dumps(
                 {"target": target, "exit_code": code, "results": [r.to_dict() for r in results]},

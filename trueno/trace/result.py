@@ -1,10 +1,12 @@
-"""A rule's outcome: pass, fail or "not measured", with what was measured and the limit."""
+"""A rule's outcome: pass, fail, "not measured", warning (a violation that does not fail the
+run) or skipped (a disabled assertion), with what was measured and the limit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 PASS, FAIL, NOT_MEASURED = "pass", "fail", "not measured"
+WARN, SKIPPED = "warning", "skipped"
 
 
 @dataclass
@@ -18,6 +20,12 @@ class Result:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+    def soften(self) -> Result:
+        """A violation that is reported but does not fail the run becomes a warning."""
+        if self.status == FAIL:
+            self.status = WARN
+        return self
 
 
 def check_limits(kind, label, value, lo=None, hi=None, unit="", scale=1.0) -> Result:

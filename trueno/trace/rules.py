@@ -68,12 +68,18 @@ def load_config(path) -> dict:
 
 
 def validate(data: dict, where: str = "config") -> None:
-    unknown = set(data) - {"version", "description", "rules", "targets"}
+    from trueno.trace import renacer_dsl, trueno018
+
+    known = {"version", "description", "rules", "targets", "assertion", *trueno018.SECTIONS}
+    unknown = set(data) - known
     if unknown:
         raise ConfigError(
             f"{where}: unknown top-level keys {sorted(unknown)}; expected "
-            "version, description, rules, targets"
+            + ", ".join(sorted(known))
         )
+    if "assertion" in data:
+        renacer_dsl.validate(data["assertion"], where)
+    trueno018.validate(data, where)
     for i, rule in enumerate(data.get("rules", [])):
         validate_rule(rule, f"{where}: rules[{i}]")
     targets = data.get("targets", {})
@@ -124,6 +130,16 @@ def rules_for(config: dict, name: str | None) -> list[dict]:
     if name and name in config.get("targets", {}):
         rules += config["targets"][name].get("rules", [])
     return rules
+
+
+def evaluate_config(config: dict, trace: dict, target: str | None) -> list[Result]:
+    """Every layout in the file: our [[rules]], renacer's [[assertion]], trueno 0.18's."""
+    from trueno.trace import renacer_dsl, trueno018
+
+    base = config.get("_base", ".")
+    results = evaluate(trace, rules_for(config, target), base)
+    results += renacer_dsl.evaluate(trace, config.get("assertion", []))
+    return results + trueno018.evaluate(trace, config, target, base)
 
 
 def evaluate(trace: dict, rules: list[dict], base: str = ".") -> list[Result]:
