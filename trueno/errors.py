@@ -71,7 +71,3 @@ class ContextLengthError(ModelError):
 class TokenizerError(TruenoError, ValueError):
     """Input the tokenizer cannot handle (a token id outside the vocabulary, a byte with no
     token and no unknown token)."""
-
-
-class TraceError(TruenoError, ValueError):
-    """A trace file or trace command is invalid."""

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from trueno.errors import ContextLengthError, ModelError, UnsupportedError
+from trueno.llm.generate import common_prefix
 from trueno.llm.kv_cache import RunState
 from trueno.llm.model import PREFILL_CHUNK
 from trueno.llm.sampler import Sampler
@@ -181,9 +182,9 @@ class BatchEngine:
         while self.waiting and self.free:
             seq = self.waiting.popleft()
             # the free slot whose cached tokens share the longest prefix with the prompt
-            best = max(self.free, key=lambda i: _common_prefix(self.slot_tokens[i], seq.prompt))
+            best = max(self.free, key=lambda i: common_prefix(self.slot_tokens[i], seq.prompt))
             self.free.remove(best)
-            keep = min(_common_prefix(self.slot_tokens[best], seq.prompt), len(seq.prompt) - 1)
+            keep = min(common_prefix(self.slot_tokens[best], seq.prompt), len(seq.prompt) - 1)
             seq.slot, seq.n_cached, seq.n_prefilled = best, keep, keep
             self.slots[best].cache.n = keep
             del self.slot_tokens[best][keep:]
@@ -325,12 +326,3 @@ def _batched():
         else:
             _BATCHED.append(None)
     return _BATCHED[0]
-
-
-def _common_prefix(a, b) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n

@@ -96,7 +96,7 @@ def _token_loop(
     history = list(ids)
     with trace.span("generate", category="llm", n_prompt=len(ids), max_tokens=max_tokens):
         t0 = time.perf_counter()
-        keep = _common_prefix(model.tokens, ids) if reuse_cache else 0
+        keep = common_prefix(model.tokens, ids) if reuse_cache else 0
         model.truncate(min(keep, len(ids) - 1))  # at least one token runs, for its logits
         stats.n_cached = model.state.cache.n
         todo = ids[stats.n_cached :]
@@ -192,7 +192,8 @@ def _texts(
         yield pending
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading ids ``a`` and ``b`` share (the cached prefix a prompt can reuse)."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
