@@ -72,9 +72,16 @@ def test_first_token_and_top5_match_llama_cpp(case):
     top5 = np.argsort(-logits)[:5].tolist()
     assert top5[0] == first
     assert model.tokenizer.token_to_piece(top5[0]).decode() == piece
-    assert set(top5) == {t["id"] for t in ref["top5_first"]}
-    # within llama.cpp's own f16/f32 spread of logits
-    np.testing.assert_allclose(logits[top5[0]], ref["top5_first"][0]["logit"], atol=0.5)
+    # every one of llama.cpp's top 5 has its logit within the int8-activation spread (0.5) of
+    # llama.cpp's; a set comparison would fail on near ties at 5th place (SmolLM2 here: ' New'
+    # 13.16 in llama.cpp against a 6th token a few tenths away, which the spread can swap)
+    ref_ids = [t["id"] for t in ref["top5_first"]]
+    ref_logits = np.array([t["logit"] for t in ref["top5_first"]], dtype=np.float32)
+    np.testing.assert_allclose(logits[ref_ids], ref_logits, atol=0.5)
+    # and none of ours outside that set outranks llama.cpp's 5th by more than that spread
+    for t in set(top5) - set(ref_ids):
+        assert logits[t] <= ref_logits.min() + 0.5, (t, logits[t], ref_logits.min())
+    assert len(set(top5) & set(ref_ids)) >= 4
 
 
 def test_greedy_continuation_matches_llama_cpp(case):
