@@ -277,9 +277,7 @@ def attend_one(out, q, k_cache, v_cache, pos, window, scale, groups, scores):
     0..pos; window > 0 keeps only keys with pos - j < window; scores: (ctx,) scratch.
     """
     n_heads, head_dim = q.shape
-    first = 0
-    if window > 0 and pos - window + 1 > 0:
-        first = pos - window + 1
+    first = window_start(pos, window)
     for h in range(n_heads):
         kv = h // groups
         qh = q[h]
