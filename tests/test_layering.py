@@ -32,8 +32,6 @@ RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 # (importing file, imported layer): wrong-way edges that issue 16 removes
 KNOWN = {
-    ("backends/cuda/quant.py", "quant"),
-    ("backends/cuda/quant.py", "gguf"),
     ("trace/overhead.py", ""),
     ("gguf/reader.py", "quant"),
     ("gguf/writer.py", "quant"),
