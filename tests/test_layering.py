@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent / "trueno"
 
 # bottom to top; a layer may import only its own rank and below
 LAYERS = (
-    ("errors", "config", "cpu"),
+    ("errors", "config", "cpu", "floats"),
     ("trace",),
     ("backends", "device"),
     ("dispatch", "opspec"),
@@ -33,8 +33,6 @@ RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 # (importing file, imported layer): wrong-way edges that issue 16 removes
 KNOWN = {
     ("trace/overhead.py", ""),
-    ("gguf/reader.py", "quant"),
-    ("gguf/writer.py", "quant"),
 }
 
 

@@ -107,8 +107,8 @@ def test_prepare_gpu_launches_fit_every_quant_kernel(t, emulated_gpu):
     from gguf import GGMLQuantizationType, quants
     from test_quant_kernels import random_blocks
 
-    from trueno.quant.gpu import prepare_gpu
     from trueno.device import to_device, to_host
+    from trueno.quant.gpu import prepare_gpu
 
     rows, cols = 5, 512
     rng = np.random.default_rng(int(t))

@@ -18,9 +18,9 @@ import pytest
 from gguf import GGMLQuantizationType, quants
 
 from trueno.backends.cuda import include_options, source_path
-from trueno.quant.gpu import KERNEL_OF, check_blocks
 from trueno.errors import QuantError, UnsupportedError
 from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
+from trueno.quant.gpu import KERNEL_OF, check_blocks
 
 HERE = Path(__file__).resolve().parent
 F16_FIELDS = {  # byte offsets of the f16 scale fields in each block (ggml-common.h)

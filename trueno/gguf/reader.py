@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from trueno import trace
-from trueno.errors import GGUFError, UnsupportedError
+from trueno.errors import GGUFError
 from trueno.gguf.constants import (
     BLOCK_LAYOUT,
     DEFAULT_ALIGNMENT,
     GGUF_MAGIC,
     GGUF_MAGIC_BIG_ENDIAN,
     MAX_DIMS,
+    PLAIN_DTYPE,
     SUPPORTED_VERSIONS,
     VALUE_DTYPE,
     GGMLType,
@@ -37,17 +38,6 @@ MAX_NESTED_ITEMS = 1 << 16  # sub-arrays per array: each costs a Python object, 
 INT64_MAX = 2**63 - 1
 _VALUE_TYPES = {int(t): t for t in GGUFValueType}
 _GGML_TYPES = {int(t): t for t in GGMLType if t in BLOCK_LAYOUT}
-# numpy dtype of the zero-copy view for types stored element by element
-_PLAIN_DTYPE = {
-    GGMLType.F32: "<f4",
-    GGMLType.F16: "<f2",
-    GGMLType.BF16: "<u2",
-    GGMLType.F64: "<f8",
-    GGMLType.I8: "<i1",
-    GGMLType.I16: "<i2",
-    GGMLType.I32: "<i4",
-    GGMLType.I64: "<i8",
-}
 _MIN_KV_BYTES = 8 + 4 + 1  # key length, value type, smallest value
 _MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # name length, n_dims, type, offset
 _MIN_ELEM_BYTES = {GGUFValueType.STRING: 8, GGUFValueType.ARRAY: 4 + 8}
@@ -349,7 +339,7 @@ class GGUFFile:
                 f"tensor {name!r} offset at offset {off_at}: data [{start}, "
                 f"{start + nbytes}) lies outside the {self.size}-byte file"
             )
-        dt = _PLAIN_DTYPE.get(gt)
+        dt = PLAIN_DTYPE.get(gt)
         if dt is not None:
             data = np.frombuffer(self._u8, dtype=dt, count=n_el, offset=start).reshape(shape)
         else:
@@ -357,21 +347,6 @@ class GGUFFile:
             data = np.frombuffer(self._u8, dtype=np.uint8, count=nbytes, offset=start)
             data = data.reshape(*shape[:-1], row)
         return TensorInfo(name, shape, gt, start, nbytes, n_el, data)
-
-    def dequantize(self, name: str) -> np.ndarray:
-        """Tensor ``name`` as a new float32 array of its shape."""
-        t = self.tensors[name]
-        if t.ggml_type == GGMLType.BF16:
-            return (t.data.astype(np.uint32) << 16).view(np.float32)
-        if t.ggml_type in _PLAIN_DTYPE:
-            return t.data.astype(np.float32)
-        try:
-            from trueno.quant import dequantize
-        except ImportError as e:
-            raise UnsupportedError(
-                f"dequantize {name!r}: {t.ggml_type.name} needs trueno.quant.dequantize ({e})"
-            ) from e
-        return dequantize(t.data, t.ggml_type, t.shape)
 
     def close(self) -> None:
         """Drop this file's mapping; views still held by callers keep it alive until freed."""

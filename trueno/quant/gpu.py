@@ -1,4 +1,4 @@
-"""GPU quantized matvec straight from GGML blocks (``quant_matvec.cu``, beside this module), and model upload.
+"""GPU quantized matvec straight from GGML blocks (``quant_matvec.cu`` beside it), and upload.
 
 ``prepare_gpu(blocks, ggml_type, shape)`` copies a quantized weight matrix to the device once
 (the blocks exactly as in the GGUF file: no re-layout, no f32 copy) and returns an object whose
