@@ -405,6 +405,7 @@ def _flamegraph(args) -> int:
 
 
 def _overhead(args) -> int:
+    import trueno
     from trueno.trace.overhead import measure
 
     labels = {
@@ -415,6 +416,6 @@ def _overhead(args) -> int:
         "op_traced_ns": "trueno.add(16 floats), tracing on",
         "on_per_op_ns": "on: traced - untraced op (dispatch + recorder)",
     }
-    for key, value in measure(args.n).items():
+    for key, value in measure(trueno.add, args.n).items():
         print(f"{labels[key]:<50} {value:9.1f} ns")
     return 0
