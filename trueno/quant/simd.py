@@ -14,13 +14,12 @@ that cache itself when this file or llvm_ir.py changed.
 
 from __future__ import annotations
 
-import os
-
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from trueno.config import read_flag
 from trueno.quant.llvm_ir import (  # noqa: F401
     F16,
     F32,
@@ -89,7 +88,7 @@ def cpu_has_avx2() -> bool:
 
 def available() -> bool:
     """Whether the AVX2 kernels may be used: CPU support and TRUENO_QUANT_SIMD is not 0."""
-    if os.environ.get("TRUENO_QUANT_SIMD", "1").strip().lower() in ("0", "false", "off", "no"):
+    if not read_flag("TRUENO_QUANT_SIMD", True):  # read per call: tests switch it
         return False
     return cpu_has_avx2()
 

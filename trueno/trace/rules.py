@@ -22,7 +22,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-EXIT = {PASS: 0, FAIL: 1, NOT_MEASURED: 3}
 STATS = ("mean", "p50", "p95", "p99", "max", "total")
 RUN_STATS = ("max", "min", "median", "mean")
 
