@@ -214,8 +214,8 @@ def quant_bandwidth(cp, quick: bool, torch=None) -> list[tuple]:
 def decode_bound(cp, torch=None) -> list[tuple]:
     """tok/s if a decode step were only its weight matvecs (Q4_K_M-like: Q4_K, ffn_down and
     output Q6_K; Q5_0 / Q8_0 where a row is not whole 256-value super-blocks)."""
-    from trueno.quant.gpu import prepare_gpu
     from trueno.gguf.constants import GGMLType
+    from trueno.quant.gpu import prepare_gpu
 
     def kind(t, cols):  # rows that are not whole super-blocks: llama.cpp's Q4_K_M fallbacks
         return (
