@@ -47,6 +47,7 @@ bench: install
 lint: install
 	$(PY) -m ruff check trueno tests benches examples
 	$(PY) -m ruff format --check trueno tests benches examples
+	$(PY) -m mypy
 
 format: install
 	$(PY) -m ruff format trueno tests benches examples

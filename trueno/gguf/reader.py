@@ -211,9 +211,10 @@ class GGUFFile:
                 raise GGUFError(
                     f"header at offset 0: file has {size} bytes, a GGUF header needs at least 24"
                 )
-            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self.size = size
-        self._u8 = np.frombuffer(self._mm, dtype=np.uint8)
+        self._mm: mmap.mmap | None = mm
+        self._u8: np.ndarray | None = np.frombuffer(mm, dtype=np.uint8)
         try:
             with trace.span("gguf.load", category="gguf", bytes=size):
                 self._parse()
@@ -221,9 +222,15 @@ class GGUFFile:
             self.close()
             raise
 
+    def _mapped(self) -> tuple[mmap.mmap, np.ndarray]:
+        if self._mm is None or self._u8 is None:
+            raise GGUFError(f"{self.path}: the file is closed")
+        return self._mm, self._u8
+
     def _parse(self) -> None:
-        p = _Parser(self._mm, self._u8, self.size)
-        magic = self._mm[0:4]
+        mm, u8 = self._mapped()
+        p = _Parser(mm, u8, self.size)
+        magic = mm[0:4]
         p.pos = 4
         if magic != GGUF_MAGIC:
             if magic == GGUF_MAGIC_BIG_ENDIAN:
@@ -293,8 +300,7 @@ class GGUFFile:
                 f"{what} n_dims at offset {dims_at}: {n_dims} dimensions (at most {MAX_DIMS})"
             )
         p.need(8 * n_dims, f"{what} dims")
-        ne = list(U64.iter_unpack(p.buf[p.pos : p.pos + 8 * n_dims]))
-        ne = [d[0] for d in ne]
+        ne = [d[0] for d in U64.iter_unpack(p.buf[p.pos : p.pos + 8 * n_dims])]
         n_el = 1
         for j, d in enumerate(ne):
             if d == 0 or d > INT64_MAX:
@@ -340,11 +346,12 @@ class GGUFFile:
                 f"{start + nbytes}) lies outside the {self.size}-byte file"
             )
         dt = PLAIN_DTYPE.get(gt)
+        _, u8 = self._mapped()
         if dt is not None:
-            data = np.frombuffer(self._u8, dtype=dt, count=n_el, offset=start).reshape(shape)
+            data = np.frombuffer(u8, dtype=dt, count=n_el, offset=start).reshape(shape)
         else:
             row = (shape[-1] // block) * block_bytes
-            data = np.frombuffer(self._u8, dtype=np.uint8, count=nbytes, offset=start)
+            data = np.frombuffer(u8, dtype=np.uint8, count=nbytes, offset=start)
             data = data.reshape(*shape[:-1], row)
         return TensorInfo(name, shape, gt, start, nbytes, n_el, data)
 

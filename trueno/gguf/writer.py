@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from math import prod
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -34,7 +34,9 @@ __all__ = ["GGUFWriter", "WriterState", "infer_type", "write_gguf"]
 
 GGUF_VERSION = 3
 V = GGUFValueType
-_NP_GGML_TYPE = {np.dtype(dt): gt for gt, dt in PLAIN_DTYPE.items() if gt != GGMLType.BF16}
+_NP_GGML_TYPE: dict[np.dtype, GGMLType] = {
+    np.dtype(dt): gt for gt, dt in PLAIN_DTYPE.items() if gt != GGMLType.BF16
+}
 
 
 class WriterState(Enum):
@@ -71,7 +73,7 @@ class GGUFWriter:
         self._kv: dict[str, bytes] = {}
         self._tensors: dict[str, _Tensor] = {}
         self._queue: list[_Tensor] = []
-        self._f = None
+        self._f: BinaryIO | None = None
         if arch is not None:
             self.add_string(Keys.ARCHITECTURE, arch)
         if alignment != DEFAULT_ALIGNMENT:
@@ -173,12 +175,13 @@ class GGUFWriter:
         self._expect("add_tensor", WriterState.EMPTY)
         arr = np.asarray(array)
         if ggml_type is None:
-            gt = _NP_GGML_TYPE.get(arr.dtype.newbyteorder("<"))
-            if gt is None:
+            default = _NP_GGML_TYPE.get(arr.dtype.newbyteorder("<"))
+            if default is None:
                 raise DTypeError(
                     f"tensor {name!r}: dtype {arr.dtype} has no default GGML type "
                     f"(pass ggml_type=, e.g. Q4_K for uint8 blocks)"
                 )
+            gt = default
         else:
             gt = _ggml_type(ggml_type, name)
         if arr.dtype.kind not in "fiub":
@@ -236,7 +239,7 @@ class GGUFWriter:
     def write_header_to_file(self) -> None:
         self._expect("write_header_to_file", WriterState.EMPTY)
         self._f = open(self.path, "wb")
-        self._f.write(
+        self._out.write(
             GGUF_MAGIC
             + U32.pack(GGUF_VERSION)
             + U64.pack(len(self._tensors))
@@ -247,8 +250,8 @@ class GGUFWriter:
     def write_kv_data_to_file(self) -> None:
         self._expect("write_kv_data_to_file", WriterState.HEADER)
         for key, payload in self._kv.items():
-            self._f.write(encode_value(key, (V.STRING,)))
-            self._f.write(payload)
+            self._out.write(encode_value(key, (V.STRING,)))
+            self._out.write(payload)
         self.state = WriterState.KV_DATA
 
     def write_ti_data_to_file(self) -> None:
@@ -258,7 +261,7 @@ class GGUFWriter:
             info = [encode_value(t.name, (V.STRING,)), U32.pack(len(t.shape))]
             info += [U64.pack(d) for d in reversed(t.shape)]
             info += [U32.pack(t.ggml_type), U64.pack(rel)]
-            self._f.write(b"".join(info))
+            self._out.write(b"".join(info))
             rel += _pad(t.nbytes, self.alignment)
         self._write_padding()
         self._queue = list(self._tensors.values())
@@ -275,7 +278,7 @@ class GGUFWriter:
             raise GGUFError(f"tensor {t.name!r} was declared with add_tensor_info: pass its data")
         t.source = None  # drop our reference as soon as the bytes are out
         payload = _payload(t, src)
-        self._f.write(memoryview(payload).cast("B"))
+        self._out.write(payload.data)  # contiguous bytes: written without a copy
         self._write_padding()
         self.state = WriterState.WEIGHTS
 
@@ -331,9 +334,16 @@ class GGUFWriter:
             )
 
     def _write_padding(self) -> None:
-        n = -self._f.tell() % self.alignment
+        n = -self._out.tell() % self.alignment
         if n:
-            self._f.write(b"\0" * n)
+            self._out.write(b"\0" * n)
+
+    @property
+    def _out(self) -> BinaryIO:
+        """The open file (a state check has already refused a call before ``write``)."""
+        if self._f is None:
+            raise GGUFError(f"GGUFWriter: {self.path} is not open for writing")
+        return self._f
 
     def __enter__(self) -> GGUFWriter:
         return self
