@@ -9,6 +9,7 @@ gives the same answer. The inline test is the one :func:`trueno.dispatch.run` ma
 from __future__ import annotations
 
 import functools
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from trueno.trace import recorder
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _NDARRAY = np.ndarray
-_NUMPY = Backend.NUMPY
+_NUMPY = Backend.NUMPY.value  # the span's backend, as dispatch._record writes it
 
 
 def unary(spec: OpSpec, general, empty_ok: bool = True):
@@ -29,7 +30,8 @@ def unary(spec: OpSpec, general, empty_ok: bool = True):
     kind = spec.kind
     lo = 0 if empty_ok else 1
     ref = dispatch._NUMPY_KERNELS[spec.name]
-    host_max, d, rec = dispatch.HOST_MAX, dispatch, recorder
+    host_max, rec, clock = dispatch.HOST_MAX, recorder, perf_counter_ns
+    name, per = spec.name, spec.flops
 
     def op(a):
         if type(a) is _NDARRAY:
@@ -39,7 +41,13 @@ def unary(spec: OpSpec, general, empty_ok: bool = True):
                 if lo <= n < host_max[kind]:
                     if not rec.ENABLED:
                         return ref(a)
-                    return d.traced(spec, _NUMPY, ref, n, (a,))
+                    t0 = clock()
+                    out = ref(a)
+                    dur = clock() - t0
+                    nbytes = a.nbytes + getattr(out, "nbytes", 0)
+                    dtype = "float32" if dt is _F32 else "float64"
+                    rec.record_op(name, _NUMPY, a.shape, dtype, nbytes, int(per * n), t0, dur)
+                    return out
         return general(a)
 
     return functools.wraps(general)(op)
@@ -50,7 +58,8 @@ def binary(spec: OpSpec, general):
     ``general(a, b)``."""
     kind = spec.kind
     ref = dispatch._NUMPY_KERNELS[spec.name]
-    host_max, d, rec = dispatch.HOST_MAX, dispatch, recorder
+    host_max, rec, clock = dispatch.HOST_MAX, recorder, perf_counter_ns
+    name, per = spec.name, spec.flops
 
     def op(a, b):
         if type(a) is _NDARRAY and type(b) is _NDARRAY:
@@ -60,7 +69,13 @@ def binary(spec: OpSpec, general):
                 if n < host_max[kind]:
                     if not rec.ENABLED:
                         return ref(a, b)
-                    return d.traced(spec, _NUMPY, ref, n, (a, b))
+                    t0 = clock()
+                    out = ref(a, b)
+                    dur = clock() - t0
+                    nbytes = 2 * a.nbytes + getattr(out, "nbytes", 0)
+                    dtype = "float32" if dt is _F32 else "float64"
+                    rec.record_op(name, _NUMPY, a.shape, dtype, nbytes, int(per * n), t0, dur)
+                    return out
         return general(a, b)
 
     return functools.wraps(general)(op)
