@@ -52,10 +52,14 @@ def _key(name, category, backend, shape, dtype) -> int:
 
 
 class _ThreadBuffer:
-    __slots__ = ("rec", "rows", "thread")
+    """A thread's unflushed rows, with its parent-span stack at hand (one thread-local
+    lookup per op span)."""
+
+    __slots__ = ("rec", "rows", "thread", "stack")
 
     def __init__(self, rec: Recorder) -> None:
         self.rec, self.rows, self.thread = rec, [], threading.get_ident()
+        self.stack = _parent_stack()
 
 
 class Recorder:
@@ -84,7 +88,6 @@ class Recorder:
                 self._flush_all()
                 self.buffers = [b for b in self.buffers if b.rows or b is buf][-256:]
         _local.buf = buf
-        _parent_stack()  # exists from now on: record_op reads it without a fallback
         return buf
 
     def flush(self, buf: _ThreadBuffer) -> None:
@@ -207,11 +210,10 @@ def record_op(
     rec = _recorder
     if rec is None:
         return
-    loc = _local
-    buf = getattr(loc, "buf", None)
+    buf = getattr(_local, "buf", None)
     if buf is None or buf.rec is not rec:
         buf = rec.buffer()
-    stack = loc.stack
+    stack = buf.stack
     k = (name, "op", backend, shape, dtype)
     code = _keys.get(k)
     if code is None:
