@@ -21,6 +21,15 @@ def run_values(trace: dict, key: str) -> list | None:
     return values
 
 
+def mapped_bytes(trace: dict) -> list[int] | None:
+    """Bytes mapped by mmap + brk growth per run (strace's per-call output), or None."""
+    values = run_values(trace, "syscalls")
+    if values is None:
+        return None
+    mapped = [(v.get("mapped_bytes") or {}).get("total") for v in values]
+    return None if any(x is None for x in mapped) else mapped
+
+
 def reduce(values: list, stat: str) -> float:
     return float({"max": np.max, "min": np.min, "median": np.median, "mean": np.mean}[stat](values))
 
