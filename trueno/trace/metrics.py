@@ -44,6 +44,14 @@ def complete(trace: dict) -> bool:
     return spans_measured(trace) and all(r.get("dropped") == 0 for r in trace["runs"])
 
 
+def counted(s: dict) -> str | None:
+    """The category a span count without one matches for ``s``: its own, except JIT spans
+    (numba's import, kernel loads and compiles: start-up work, counted only when asked for
+    with ``category = "jit"``)."""
+    category = s.get("category")
+    return None if category == "jit" else category
+
+
 def matching(trace: dict, pattern: str, category: str | None = "op") -> list[dict]:
     return [
         s

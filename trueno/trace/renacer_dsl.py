@@ -5,7 +5,8 @@ Each ``[[assertion]]`` table has ``name``, ``type``, ``fail_on_violation`` (defa
 
 - ``critical_path``: ``max_duration_ms``, optional ``trace_name_pattern`` (a regex over span
   names: the critical path of the matching spans only);
-- ``span_count``: ``max_spans``, optional ``span_name_pattern`` (regex);
+- ``span_count``: ``max_spans``, optional ``span_name_pattern`` (regex); JIT spans (numba's
+  start-up work) are not counted;
 - ``memory_usage``: ``max_bytes`` and ``tracking_mode``: ``rss`` is the peak RSS of the run,
   ``allocations`` the bytes mapped by successful mmap calls plus the growth of the brk break,
   summed from strace's per-call output (``trace run`` under strace; "not measured" without
@@ -138,7 +139,11 @@ def _span_count(trace, a, kind, label):
         return Result(kind, label, NOT_MEASURED, message="spans were dropped or not recorded")
     pattern = a.get("span_name_pattern")
     counts = [
-        sum(1 for s in spans if pattern is None or re.search(pattern, s["name"]))
+        sum(
+            1
+            for s in spans
+            if s.get("category") != "jit" and (pattern is None or re.search(pattern, s["name"]))
+        )
         for spans in m.per_run(trace)
     ]
     return check_limits(kind, label, max(counts), None, a["max_spans"], " spans")
