@@ -214,7 +214,7 @@ def _span_count(trace, rule, kind, label, base):
                 1
                 for s in spans
                 if m.fnmatchcase(s["name"], rule.get("op", "*"))
-                and rule.get("category") in (None, s.get("category"))
+                and rule.get("category", m.counted(s)) == s.get("category")
             )
         )
     return check_limits(kind, label, max(counts), rule.get("min"), rule.get("max"))
