@@ -19,10 +19,6 @@ from trueno.opspec import OpSpec
 from trueno.trace import recorder
 
 
-# Minimum number of input elements from which AUTO sends an op to numba, per threshold class.
-# Measured by `python benches/dispatch_thresholds.py` (prints this table: the size from which
-# numba's median stays below numpy's, forced backends, alternating rounds), then rounded on
-# the side of numpy where the measurement was within noise (2-core machine shared by others).
 class _Table(dict):
     """A threshold table that keeps ``HOST_MAX`` current when it is changed (a test's
     monkeypatch, a tuning script)."""
@@ -40,6 +36,10 @@ class _Table(dict):
         _refresh()
 
 
+# Minimum number of input elements from which AUTO sends an op to numba, per threshold class.
+# Measured by `python benches/dispatch_thresholds.py` (prints this table: the size from which
+# numba's median stays below numpy's, forced backends, alternating rounds), then rounded on
+# the side of numpy where the measurement was within noise (2-core machine shared by others).
 THRESHOLDS: dict[str, int] = {
     "elementwise": 1 << 20,  # add, abs, relu ...: memory-bound, numba only wins on 2 threads
     "transcendental": 1 << 17,  # exp, tanh: numpy is SIMD too; numba wins once split on threads
@@ -56,7 +56,7 @@ THRESHOLDS: dict[str, int] = {
     "gather": 1 << 62,  # embedding_lookup: numpy fancy indexing is a memcpy already
     "never": 1 << 62,  # ops only the reference implements well
 }
-THRESHOLDS = _Table(THRESHOLDS)
+THRESHOLDS = _Table(THRESHOLDS)  # measured values above; _Table keeps HOST_MAX current
 # Minimum host-array elements from which AUTO copies to the GPU (None: never for host data).
 # Filled from benches/gpu_ops.py on a machine with a GPU.
 GPU_THRESHOLDS: dict[str, int | None] = _Table({kind: None for kind in THRESHOLDS})

@@ -56,16 +56,24 @@ SPECIALS = np.array(
 )
 
 
-@given(hnp.arrays(np.float64, st.integers(1, 64), elements=st.floats(width=64)))
+@pytest.mark.parametrize("which, bound", [(0, EXP_ULP), (1, TANH_ULP)], ids=["exp", "tanh"])
+@given(x=hnp.arrays(np.float64, st.integers(1, 64), elements=st.floats(width=64)))
 @settings(max_examples=300)
-def test_exp64_whole_range(x):
-    check(0, x, EXP_ULP)
+def test_whole_range(which, bound, x):
+    check(which, x, bound)
 
 
-@given(hnp.arrays(np.float64, st.integers(1, 64), elements=st.floats(-746.0, 710.0)))
+@pytest.mark.parametrize(
+    "which, bound, lo, hi",
+    [(0, EXP_ULP, -746.0, 710.0), (1, TANH_ULP, -25.0, 25.0)],
+    ids=["exp", "tanh"],
+)
+@given(data=st.data())
 @settings(max_examples=300)
-def test_exp64_finite_results(x):
-    check(0, x, EXP_ULP)
+def test_active_range(which, bound, lo, hi, data):
+    """Dense in the active range: exp from underflow to overflow, tanh into saturation."""
+    x = data.draw(hnp.arrays(np.float64, st.integers(1, 64), elements=st.floats(lo, hi)))
+    check(which, x, bound)
 
 
 def test_exp64_grids():
@@ -78,18 +86,6 @@ def test_exp64_grids():
     assert run(0, np.array([709.79, 1e308, np.inf])).tolist() == [np.inf] * 3
     assert run(0, np.array([-745.2, -1e308, -np.inf])).tolist() == [0.0] * 3
     assert run(0, np.array([0.0, -0.0])).tolist() == [1.0, 1.0]
-
-
-@given(hnp.arrays(np.float64, st.integers(1, 64), elements=st.floats(width=64)))
-@settings(max_examples=300)
-def test_tanh64_whole_range(x):
-    check(1, x, TANH_ULP)
-
-
-@given(hnp.arrays(np.float64, st.integers(1, 64), elements=st.floats(-25.0, 25.0)))
-@settings(max_examples=300)
-def test_tanh64_active_range(x):
-    check(1, x, TANH_ULP)
 
 
 def test_tanh64_grids():
