@@ -1,20 +1,24 @@
 """AVX2 integer dot products for the fused quantized matvec, written as LLVM IR.
 
-LLVM emits no ``vpmaddubsw``/``vpmaddwd`` from plain numba loops, so each row dot here is a
-numba ``@intrinsic`` that builds the loop in llvmlite IR and calls the x86 intrinsics directly:
-``pmaddubsw(unsigned weights, signed activations)`` then ``pmaddwd`` with ones (or with the
-sub-block scales), converted to f32 and accumulated with one FMA per block. Activations are
-quantized to int8 first (per 32 for Q4_0..Q8_0 as llama.cpp's Q8_0, per 256 for the K-quants
-as its Q8_K). Only :func:`available` decides whether these may run: an AVX2 instruction on a
-CPU without it kills the process. ``TRUENO_QUANT_SIMD=0`` forces the portable kernels.
+LLVM emits no ``vpmaddubsw``/``vpmaddwd`` from plain numba loops, so each row dot here is an
+IR body built with llvmlite that calls the x86 intrinsics directly: ``pmaddubsw(unsigned
+weights, signed activations)`` then ``pmaddwd`` with ones (or with the sub-block scales),
+converted to f32 and accumulated with one FMA per block. Activations are quantized to int8
+first (per 32 for Q4_0..Q8_0 as llama.cpp's Q8_0, per 256 for the K-quants as its Q8_K).
+
+The bodies are named by the kernel records (kernels.py: ``"simd:legacy_dot"`` etc., factories
+taking the record) and reached through one numba intrinsic, :func:`row_dot`, whose first
+argument is a string literal naming the type, form and ISA level. Only the ISA level
+kernels.chosen_level picks may run: an AVX2 instruction on a CPU without it kills the process.
 
 numba's on-disk cache of the drivers in fused.py is stamped with fused.py only; fused.py drops
-that cache itself when this file or llvm_ir.py changed.
+that cache itself when this file, llvm_ir.py or kernels.py changed.
 """
 
 from __future__ import annotations
 
-import os
+import functools
+from dataclasses import dataclass
 
 from llvmlite import ir
 from numba import types
@@ -59,84 +63,85 @@ from trueno.quant.llvm_ir import (  # noqa: F401
     _x86,
 )
 
-REQUIRED_FEATURES = ("avx2", "fma", "f16c")
-
-
-# CPU names numba may be told to compile for (NUMBA_CPU_NAME) that have AVX2 + FMA + F16C
-AVX2_CPU_NAMES = frozenset(
-    "haswell broadwell skylake skylake-avx512 cascadelake cooperlake cannonlake icelake-client "
-    "icelake-server tigerlake rocketlake alderlake raptorlake meteorlake sapphirerapids "
-    "emeraldrapids graniterapids znver1 znver2 znver3 znver4 znver5 x86-64-v3 x86-64-v4".split()
-)
-
 
 def cpu_has_avx2() -> bool:
-    """True when the host CPU reports AVX2, FMA and F16C and numba's code-generation target
-    (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, the host by default) has them too."""
-    import llvmlite.binding as llvm
-    from numba.core import config
+    """True when the host CPU and numba's code-generation target have AVX2, FMA and F16C."""
+    from trueno.quant.kernels import host_levels
 
-    host = llvm.get_host_cpu_features()
-    if not all(host.get(f, False) for f in REQUIRED_FEATURES):
-        return False
-    if config.CPU_FEATURES:
-        flags = set(config.CPU_FEATURES.split(","))
-        return all(f"+{f}" in flags for f in REQUIRED_FEATURES)
-    if config.CPU_NAME and config.CPU_NAME != "host":
-        return config.CPU_NAME in AVX2_CPU_NAMES
-    return True
+    return "avx2" in host_levels()
 
 
 def available() -> bool:
-    """Whether the AVX2 kernels may be used: CPU support and TRUENO_QUANT_SIMD is not 0."""
-    if os.environ.get("TRUENO_QUANT_SIMD", "1").strip().lower() in ("0", "false", "off", "no"):
-        return False
-    return cpu_has_avx2()
+    """Whether the SIMD kernels may be used: the chosen ISA level (kernels.chosen_level, which
+    reads TRUENO_QUANT_ISA / TRUENO_QUANT_SIMD) is not ``portable``."""
+    from trueno.quant.kernels import chosen_level
+
+    return chosen_level() != "portable"
 
 
 # ---------------------------------------------------------------------------------------------
-# IR helpers
+# The one row-dot intrinsic: the kernel record of a kind names its IR body
 
 
-_ROW_SIG = types.float32(
-    types.Array(types.uint8, 2, "C"),
-    types.int64,
-    types.Array(types.int8, 1, "C"),
-    types.Array(types.float32, 1, "C"),
-    types.Array(types.float32, 1, "C"),
-    types.Array(types.int16, 1, "C"),
-    types.int64,
-)
+@dataclass(frozen=True)
+class Body:
+    """An IR row-dot body and how :func:`row_dot` calls it.
+
+    ``ggml`` form: ``fn(builder, w, xq, dx, xs, bs, n)`` with ``w`` the row's first byte and
+    ``n`` = row bytes // ``step_bytes``. ``relaid`` form: ``fn(builder, qs, d, m, qh, xq, dx,
+    xs, nb)`` with row pointers into relayout.PairedBlocks and nb = d.shape[1]. ``xq`` is the
+    int8 activation, ``dx`` its scale per block (f32 x itself for F16/BF16), ``xs`` =
+    dx * (sum of xq) per 32 (legacy formats), ``bs`` the int16 sums of xq per 16 (K-quants)."""
+
+    fn: object
+    relaid: bool = False
+    step_bytes: int = 0
 
 
-def _row_kernel(body):
-    """Wrap ``body(builder, w, x, dx, xs, bs, nblocks) -> f32`` as a numba intrinsic with the
-    signature ``(w u8[:, ::1], row, xq i8[::1], dx f32[::1], xs f32[::1], bs i32[::1], n)``.
+@functools.cache
+def body_of(kind: str) -> Body:
+    """kind ``"<GGML type>/<ggml|relaid>/<isa level>"`` -> the IR body its record names."""
+    from trueno.gguf.constants import GGMLType
+    from trueno.quant.kernels import RECORDS, resolve
 
-    ``w`` points at the row's first byte; ``xq`` is the int8 activation, ``dx`` its scale per
-    block, ``xs`` = dx * (sum of xq) per 32 (legacy formats), ``bs`` the int sums of xq per 16
-    (K-quants), ``n`` the number of weight blocks in the row."""
+    name, form, level = kind.split("/")
+    rec = RECORDS[GGMLType[name]]
+    return resolve(rec.dots(form == "relaid")[level])(rec)
+
+
+@intrinsic
+def row_dot(typingctx, kind, w, row, xq, dx, xs, bs):
+    """Row ``row`` of the weight arrays ``w`` (a tuple: ``(blocks,)`` or the four arrays of
+    relayout.PairedBlocks) dotted with one quantized activation, by the body the kernel
+    record names for ``kind`` (a string literal, see :func:`body_of`). Returns f32."""
+    if not isinstance(kind, types.StringLiteral):
+        return None
+    body = body_of(kind.literal_value)
 
     def codegen(context, builder, sig, args):
-        wty, _, xty, fty, _, bty, _ = sig.args
-        w_arr, row, xq, dx, xs, bs, n = args
-        ary = context.make_array(wty)(context, builder, w_arr)
-        row_bytes = builder.extract_value(ary.shape, 1)
-        w = builder.gep(builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, row_bytes)])
+        _, wty, _, xty, fty, _, bty = sig.args
+        _, wt, row, xq_v, dx_v, xs_v, bs_v = args
         ptrs = (
-            w,
-            _data(context, builder, xty, xq),
-            _data(context, builder, fty, dx),
-            _data(context, builder, fty, xs),
-            _data(context, builder, bty, bs),
+            _data(context, builder, xty, xq_v),
+            _data(context, builder, fty, dx_v),
+            _data(context, builder, fty, xs_v),
         )
-        return body(builder, *ptrs, n)
+        arrays = [builder.extract_value(wt, i) for i in range(len(wty))]
+        if body.relaid:
+            rows = [
+                _row_ptr(context, builder, ty, a, row) for ty, a in zip(wty, arrays, strict=True)
+            ]
+            d = context.make_array(wty[1])(context, builder, arrays[1])
+            nb = builder.extract_value(d.shape, 1)
+            return body.fn(builder, *rows, *ptrs, nb)
+        ary = context.make_array(wty[0])(context, builder, arrays[0])
+        row_bytes = builder.extract_value(ary.shape, 1)
+        base = builder.bitcast(ary.data, I8.as_pointer())
+        w_row = builder.gep(base, [builder.mul(row, row_bytes)])
+        n = builder.udiv(row_bytes, _i64(body.step_bytes))
+        return body.fn(builder, w_row, *ptrs, _data(context, builder, bty, bs_v), n)
 
-    def typer(typingctx, w, row, xq, dx, xs, bs, n):
-        return _ROW_SIG, codegen
-
-    typer.__name__ = body.__name__
-    return intrinsic(typer)
+    return types.float32(kind, w, types.int64, xq, dx, xs, bs), codegen
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,11 +194,14 @@ def _legacy_body(block_bytes, has_min, has_high, offset, signed):
     return body
 
 
-row_dot_q4_0 = _row_kernel(_named(_legacy_body(18, False, False, 8, False), "row_dot_q4_0"))
-row_dot_q4_1 = _row_kernel(_named(_legacy_body(20, True, False, 0, False), "row_dot_q4_1"))
-row_dot_q5_0 = _row_kernel(_named(_legacy_body(22, False, True, 16, False), "row_dot_q5_0"))
-row_dot_q5_1 = _row_kernel(_named(_legacy_body(24, True, True, 0, False), "row_dot_q5_1"))
-row_dot_q8_0 = _row_kernel(_named(_legacy_body(34, False, False, 0, True), "row_dot_q8_0"))
+def legacy_dot(rec) -> Body:
+    """Q4_0, Q4_1, Q5_0, Q5_1 on GGML blocks."""
+    fn = _legacy_body(rec.block_bytes, rec.has_min, rec.has_high, rec.zero_point, False)
+    return Body(fn, step_bytes=rec.block_bytes)
+
+
+def q8_0_dot(rec) -> Body:
+    return Body(_legacy_body(rec.block_bytes, False, False, 0, True), step_bytes=rec.block_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,9 +337,13 @@ def _q6k_body(builder, w, x, dx, xs, bs, n):
     return _hsum(builder, _sum_states(builder, states, 0))
 
 
-row_dot_q4_k = _row_kernel(_named(_kq_body(144, False), "row_dot_q4_k"))
-row_dot_q5_k = _row_kernel(_named(_kq_body(176, True), "row_dot_q5_k"))
-row_dot_q6_k = _row_kernel(_named(_q6k_body, "row_dot_q6_k"))
+def k4_dot(rec) -> Body:
+    """Q4_K, and Q5_K (has_high: the 5th bits of qh)."""
+    return Body(_kq_body(rec.block_bytes, rec.has_high), step_bytes=rec.block_bytes)
+
+
+def q6_k_dot(rec) -> Body:
+    return Body(_q6k_body, step_bytes=rec.block_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,25 +375,17 @@ def _float_body(bf16):
     return body
 
 
-row_dot_f16 = _row_kernel(_named(_float_body(False), "row_dot_f16"))
-row_dot_bf16 = _row_kernel(_named(_float_body(True), "row_dot_bf16"))
+def f16_dot(rec) -> Body:
+    return Body(_float_body(False), step_bytes=32)  # 16 weights of 2 bytes per step
+
+
+def bf16_dot(rec) -> Body:
+    return Body(_float_body(True), step_bytes=32)
 
 
 # ---------------------------------------------------------------------------------------------
 # Q4_0, Q4_1, Q5_0, Q5_1 in the paired layout of relayout.py: 8 blocks per step share one
 # vcvtph2ps of their scales and one 32-byte load per pair of blocks.
-
-_PAIRED_SIG = types.float32(
-    types.Array(types.uint8, 2, "C"),
-    types.Array(types.uint16, 2, "C"),
-    types.Array(types.uint16, 2, "C"),
-    types.Array(types.uint32, 2, "C"),
-    types.int64,
-    types.Array(types.int8, 1, "C"),
-    types.Array(types.float32, 1, "C"),
-    types.Array(types.float32, 1, "C"),
-    types.int64,
-)
 
 
 def _paired_body(has_min, has_high, offset):
@@ -501,32 +505,9 @@ def _paired_body(has_min, has_high, offset):
     return body
 
 
-def _paired_kernel(body):
-    def codegen(context, builder, sig, args):
-        qs, d, m, qh, row, xq, dx, xs, nb = args
-        qty, dty, mty, hty, _, xty, fty, _, _ = sig.args
-        ptrs = (
-            _row_ptr(context, builder, qty, qs, row),
-            _row_ptr(context, builder, dty, d, row),
-            _row_ptr(context, builder, mty, m, row),
-            _row_ptr(context, builder, hty, qh, row),
-            _data(context, builder, xty, xq),
-            _data(context, builder, fty, dx),
-            _data(context, builder, fty, xs),
-        )
-        return body(builder, *ptrs, nb)
-
-    def typer(typingctx, qs, d, m, qh, row, xq, dx, xs, nb):
-        return _PAIRED_SIG, codegen
-
-    typer.__name__ = body.__name__
-    return intrinsic(typer)
-
-
-paired_dot_q4_0 = _paired_kernel(_named(_paired_body(False, False, 8), "paired_dot_q4_0"))
-paired_dot_q4_1 = _paired_kernel(_named(_paired_body(True, False, 0), "paired_dot_q4_1"))
-paired_dot_q5_0 = _paired_kernel(_named(_paired_body(False, True, 16), "paired_dot_q5_0"))
-paired_dot_q5_1 = _paired_kernel(_named(_paired_body(True, True, 0), "paired_dot_q5_1"))
+def paired_dot(rec) -> Body:
+    """Q4_0, Q4_1, Q5_0, Q5_1 in relayout.py's paired form."""
+    return Body(_paired_body(rec.has_min, rec.has_high, rec.zero_point), relaid=True)
 
 
 def _split_q8_body(builder, qs, d, m, qh, x, dx, xs, nb):
@@ -558,7 +539,9 @@ def _split_q8_body(builder, qs, d, m, qh, x, dx, xs, nb):
     return _hsum(builder, builder.fadd(acc.get(), acc_tail.get()))
 
 
-split_dot_q8_0 = _paired_kernel(_named(_split_q8_body, "split_dot_q8_0"))
+def split_q8_0_dot(rec) -> Body:
+    """Q8_0 with its scales split out (relayout.pair_blocks)."""
+    return Body(_split_q8_body, relaid=True)
 
 
 # ---------------------------------------------------------------------------------------------
