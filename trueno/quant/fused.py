@@ -144,11 +144,14 @@ def _make_matvec(kind: str, block: int, prefetch: bool):
     return matvec
 
 
-def _make_matvecs(kind: str, block: int, prefetch: bool):
+def _make_matvecs(kind: str, block: int, prefetch: bool, group: int):
+    group_kind = f"{kind}/{group}"
+
     @numba.njit(cache=True, parallel=True, error_model="numpy")
     def matvecs(w, x, xq, dx, xs, bs, out):
-        """out[b] = W @ x[b] for B vectors: each weight row read from memory once and dotted
-        with all B while it is in L1, by the row dot of ``matvec`` (so bit-identical to it)."""
+        """out[b] = W @ x[b] for B vectors: each weight row read from memory once, decoded
+        once per ``group`` vectors (simd.rows_dot), the rest by the row dot of ``matvec``;
+        every result bit-identical to ``matvec``'s."""
         n_vec = x.shape[0]
         if block:
             for b in range(n_vec):
@@ -159,8 +162,13 @@ def _make_matvecs(kind: str, block: int, prefetch: bool):
         for r in numba.prange(w[0].shape[0]):
             if prefetch:
                 simd.prefetch_row(w[0], r + PREFETCH_ROWS)
-            for b in range(n_vec):
+            b = 0
+            while b + group <= n_vec:
+                simd.rows_dot(group_kind, w, r, xq, xd, xs, bs, b, out)
+                b += group
+            while b < n_vec:
                 out[b, r] = simd.row_dot(kind, w, r, xq[b], xd[b], xs[b], bs[b])
+                b += 1
 
     return matvecs
 
@@ -177,7 +185,10 @@ def _kernel(make, rec, relaid: bool, level: str):
             fn = _KERNELS.get(key)
             if fn is None:
                 kind = f"{rec.name}/{'relaid' if relaid else 'ggml'}/{level}"
-                fn = _KERNELS[key] = make(kind, rec.act_block, rec.prefetch)
+                args = [kind, rec.act_block, rec.prefetch]
+                if make is _make_matvecs:  # groups only where one decode serves several
+                    args.append(rec.multi_vectors if simd.body_of(kind).vectors else 1)
+                fn = _KERNELS[key] = make(*args)
     return fn
 
 

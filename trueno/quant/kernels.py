@@ -82,9 +82,10 @@ class KernelRecord:
     relaid_dot: Mapping[str, str] = field(
         default_factory=lambda: _EMPTY
     )  # ISA level -> row dot over the re-laid form
-    # ISA level -> a dot of B vectors per weight read; absent: the row dot once per vector,
-    # the weight row staying in L1 (trueno.quant.fused.multi_vector_kernel)
-    multi_dot: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    # the multi-vector dot: vectors one weight decode serves, where the row dot's IR body
+    # takes several (simd.Body.vectors: paired, split Q8_0, Q4_K/Q5_K); B vectors then run in
+    # groups of this many, the rest one by one, all bit-identical to the one-vector dot
+    multi_vectors: int = 4
     # layout facts of the 32-weight formats beyond BLOCK_LAYOUT: w = d * (q - zero_point)
     # (+ m when has_min), q's 5th bits in a qh word when has_high
     zero_point: int = 0
