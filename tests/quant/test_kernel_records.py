@@ -37,7 +37,7 @@ LEVELS = [level_param(lvl) for lvl in ISA_LEVELS]
 @pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
 def test_record_matches_block_layout_and_resolves(t):
     rec = RECORDS[t]
-    assert (rec.block_elems, rec.block_bytes) == BLOCK_LAYOUT[t]
+    assert rec.layout == BLOCK_LAYOUT[t] and rec.block_bytes == BLOCK_LAYOUT[t][1]
     fmt = get_format(t)
     assert (fmt.block_elems, fmt.block_bytes) == BLOCK_LAYOUT[t]
     assert rec.act_block in (0, 32, 256)

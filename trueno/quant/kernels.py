@@ -101,12 +101,13 @@ class KernelRecord:
         return self.ggml_type.name
 
     @property
-    def block_elems(self) -> int:
-        return BLOCK_LAYOUT[self.ggml_type][0]
+    def layout(self) -> tuple[int, int]:
+        """(elements, bytes) per block: gguf.constants.BLOCK_LAYOUT's, never typed again."""
+        return BLOCK_LAYOUT[self.ggml_type]
 
     @property
     def block_bytes(self) -> int:
-        return BLOCK_LAYOUT[self.ggml_type][1]
+        return self.layout[1]
 
     @property
     def act_block(self) -> int:
@@ -128,7 +129,7 @@ class KernelRecord:
 
     def fits(self, n_cols: int) -> bool:
         """Whether the SIMD row dot takes rows of ``n_cols`` weights."""
-        return n_cols % (self.cols_multiple or self.block_elems) == 0
+        return n_cols % (self.cols_multiple or self.layout[0]) == 0
 
 
 def _legacy(t, zero_point, has_min=False, has_high=False, cuda=True):
