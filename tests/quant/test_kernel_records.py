@@ -162,3 +162,17 @@ def test_info_shows_the_chosen_level(monkeypatch, capsys):
     monkeypatch.delenv("TRUENO_QUANT_ISA")
     report = kernels.isa_report()
     assert report.chosen == host_levels()[0] and report.error is None
+
+
+def test_numba_target_limits_the_levels(monkeypatch):
+    """A level runs only when numba's code target (NUMBA_CPU_NAME / _FEATURES) has it too."""
+    from numba.core import config
+
+    monkeypatch.setattr(config, "CPU_FEATURES", "")
+    monkeypatch.setattr(config, "CPU_NAME", "haswell")
+    assert kernels._target_has("avx2") and not kernels._target_has("avx512")
+    assert not kernels._target_has("avxvnni")
+    monkeypatch.setattr(config, "CPU_NAME", "znver5")
+    assert all(kernels._target_has(lvl) for lvl in ("avx512", "avxvnni", "avx2"))
+    monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+fma,+f16c,+avxvnni")
+    assert kernels._target_has("avxvnni") and not kernels._target_has("avx512")
