@@ -79,9 +79,8 @@ class KernelRecord:
     row_dot: Mapping[str, str]
     # "relayout:<fn>" that re-lays the blocks for relaid_dot once at prepare time, or None
     relayout: str | None = None
-    relaid_dot: Mapping[str, str] = field(
-        default_factory=lambda: _EMPTY
-    )  # ISA level -> row dot over the re-laid form
+    # ISA level -> row dot over the re-laid form
+    relaid_dot: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     # the multi-vector dot: vectors one weight decode serves, where the row dot's IR body
     # takes several (simd.Body.vectors: paired, split Q8_0, Q4_K/Q5_K); B vectors then run in
     # groups of this many, the rest one by one, all bit-identical to the one-vector dot

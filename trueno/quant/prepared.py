@@ -23,6 +23,7 @@ from time import perf_counter_ns
 import numpy as np
 
 from trueno.errors import QuantError
+from trueno.gguf.constants import GGMLType
 from trueno.quant import api, kernels
 from trueno.quant.base import F16_TO_F32, as_ggml_type, as_rows, get_format
 from trueno.trace import recorder
@@ -173,7 +174,7 @@ class PreparedWeight:
         self._bufs = ()  # activation scratch of matvec_into (int8 x, scales, sums)
         level = _requested_level(simd, isa)
         rec = self.record
-        if self.format.name == "F32":
+        if self.ggml_type is GGMLType.F32:
             self.backend = "numpy"
             self._f32 = rows.view(np.float32)
         elif rec is not None and rec.fits(shape[1]) and rec.best_level(level) is not None:
