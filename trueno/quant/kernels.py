@@ -94,7 +94,7 @@ class KernelRecord:
     cols_multiple: int = 0  # the SIMD row dot needs cols % this == 0 (0: the block size)
     prefetch: bool = True  # software prefetch PREFETCH_ROWS ahead in the row loop
     dequantize: str | None = None  # a faster row dequantizer than the format's, or None
-    cuda_kernel: str | None = None  # matvec kernel in backends/cuda/quant_matvec.cu
+    cuda_kernel: str | None = None  # matvec kernel in quant/quant_matvec.cu
 
     @property
     def name(self) -> str:
