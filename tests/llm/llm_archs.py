@@ -6,6 +6,8 @@ factors, each family's metadata keys)."""
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +45,10 @@ GEMMA_NORM_SHIFT = ("gemma2",)  # the converter stores norm weights as 1 + w
 N_LAYERS = 4  # gemma2 alternates sliding/global; smollm3's 4th layer has no RoPE
 ROPE_BASE = 10000.0
 EPS = 1e-6
+# llama.cpp's sources (convert_hf_to_gguf.py and its conversion/ package), where present
+LLAMA_CPP = Path(
+    os.environ.get("TRUENO_LLAMA_CPP", "/work/llama/llama_cpp_python-0.3.36/vendor/llama.cpp")
+)
 
 
 def _phi3_rope(rng) -> dict:

@@ -192,3 +192,39 @@ def test_each_feature_matters(arch, field, off, arch_model):
     ref = hf_logits(torch, hf, TOKENS)
     err = np.abs(model.logits(TOKENS) - ref).max() / np.abs(ref).max()
     assert err > 1e-3, f"{arch} without {field} still matches transformers ({err:.1e})"
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_converted(arch_model, tmp_path_factory):
+    """{arch: path} of every tiny model written by llama.cpp's convert_hf_to_gguf.py model
+    classes (tests/llm/llama_cpp_convert.py), all in one process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from llm_archs import LLAMA_CPP
+
+    if not (LLAMA_CPP / "convert_hf_to_gguf.py").exists():
+        pytest.skip(f"llama.cpp's converter is not at {LLAMA_CPP} (set TRUENO_LLAMA_CPP)")
+    root = tmp_path_factory.mktemp("llama_cpp_converted")
+    args, paths = [], {}
+    for arch in ARCHS:
+        arch_model(arch)[2].save_pretrained(root / arch)
+        paths[arch] = root / f"{arch}.gguf"
+        args += [str(root / arch), str(paths[arch])]
+    script = Path(__file__).with_name("llama_cpp_convert.py")
+    run = subprocess.run([sys.executable, str(script), str(LLAMA_CPP), *args],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    return paths
+
+
+@pytest.mark.slow  # one converter process for all six: ~30 s on a loaded host
+@pytest.mark.parametrize("arch", ARCHS)
+def test_llama_cpp_converted_file_matches_transformers(arch, arch_model, llama_cpp_converted):
+    """The same transformers model written by llama.cpp's convert_hf_to_gguf.py (an
+    independent writer: its tensor names, permutations, norm shifts and metadata keys)."""
+    _, torch, hf = arch_model(arch)
+    model = Model.load(llama_cpp_converted[arch], ctx_size=PHI3_ORIG_CTX, cache_type="f32")
+    assert model.config.arch == arch
+    assert_logits_close(model.logits(TOKENS), hf_logits(torch, hf, TOKENS))
