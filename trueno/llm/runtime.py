@@ -136,7 +136,8 @@ class ComposedKernels:
         else:
             k_cache[:, pos] = k.reshape(n_kv, head_dim)
             v_cache[:, pos] = v.reshape(n_kv, head_dim)
-            p.attend_one(o, qh, k_cache, v_cache, pos, window, scale, groups, scores, softcap)
+            cap = (softcap,) if softcap else ()  # a backend's attend_one may take no softcap
+            p.attend_one(o, qh, k_cache, v_cache, pos, window, scale, groups, scores, *cap)
 
 
 def _identity(a):
