@@ -85,7 +85,7 @@ class BatchEngine:
         self.model, self.config, self.n_slots = model, c, n_slots
         self.prefill_budget = max(1, int(prefill_budget))
         # one RunState per slot: its own KV cache and one-token attention scratch
-        self.slots = [RunState(c, model.ctx, model.weights.rope_freqs, model.rt)
+        self.slots = [RunState(c, model.ctx, model.rope_factors, model.rt)
                       for _ in range(n_slots)]  # fmt: skip
         for s in self.slots:
             s.rope = model.state.rope  # the tables are read-only: share them
@@ -237,7 +237,7 @@ class BatchEngine:
         B = len(seqs)
         x, xb, xo = self.x[:B], self.xb[:B], self.xo[:B]
         qkv, att, hg, hu, ha = self.qkv[:B], self.att[:B], self.hg[:B], self.hu[:B], self.ha[:B]
-        Q, K, F, eps, post = c.q_dim, c.kv_dim, c.hidden_dim, c.norm_eps, c.post_norms
+        Q, K, F, eps = c.q_dim, c.kv_dim, c.hidden_dim, c.norm_eps
         slots = [self.slots[s.slot] for s in seqs]
         positions = [s.cache.n for s in slots]
         for b, seq in enumerate(seqs):
@@ -246,7 +246,7 @@ class BatchEngine:
         if c.embed_scale != 1.0:
             x *= np.float32(c.embed_scale)
         layers = w.layers
-        k.rms_norm(xb, x, layers[0].attn_norm, eps)
+        m._pre_norm(xb, x, layers[0].attn_norm)
         for i, lw in enumerate(layers):
             # q, k, v of every sequence
             if lw.wqkv is not None:
@@ -265,15 +265,16 @@ class BatchEngine:
             cos, sin = ms.rope[i]
             for b, s in enumerate(slots):
                 s.qkv[:] = qkv[b]
+                m._qk_norm_full(s.q, s.k, lw)
                 k.attention_step(
                     s.att, s.q, s.k, s.v, s.cache.k[i], s.cache.v[i], positions[b], s.pos,
                     cos, sin, c.rope_neox, c.qk_norm, ms.q_norms[i], ms.k_norms[i], eps,
-                    ms.windows[i], c.attn_scale, s.scores,
+                    ms.windows[i], c.attn_scale, s.scores, c.attn_softcap,
                 )  # fmt: skip
                 att[b] = s.att[0]
             _linear(lw.wo, att, xo)
             # x += post_norm(xo); xb = ffn_norm(x)
-            k.residual_norm(xb, x, xo, ms.post_attn[i], lw.ffn_norm, eps, post)
+            m._add_then_norm(xb, x, xo, ms.post_attn[i], lw.ffn_norm)
             if lw.w_gate_up is not None:
                 gate_up = self.gate_up[:B]
                 _linear(lw.w_gate_up, xb, gate_up)
@@ -286,8 +287,9 @@ class BatchEngine:
             _linear(lw.w_down, ha, xo)
             # x += post_norm(xo); xb = the next layer's attn_norm(x) (or the output norm)
             nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
-            k.residual_norm(xb, x, xo, ms.post_ffn[i], nxt, eps, post)
+            m._add_then_norm(xb, x, xo, ms.post_ffn[i], nxt)
         _linear(w.output, xb, self.logits[:B])
+        m._finish_logits(self.logits[:B])
         for b, seq in enumerate(seqs):
             slots[b].cache.n = positions[b] + 1
             self.slot_tokens[seq.slot].append(seq.pending)
