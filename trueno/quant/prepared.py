@@ -139,6 +139,16 @@ def _requested_level(simd: bool | None, isa: str | None) -> str:
     return level
 
 
+def _int8_matmul(weight, xs: np.ndarray, out: np.ndarray) -> bool:
+    """out = xs @ W.T by the int8 prefill kernel (int8mm.py) where its measured crossover
+    (type, T) picks it over dequantize + sgemm; False (nothing done) otherwise."""
+    if not weight._block:
+        return False
+    from trueno.quant import int8mm
+
+    return int8mm.wanted(weight, xs.shape[0]) and int8mm.matmul_into(weight, xs, out)
+
+
 class PreparedWeight:
     """A 2-D weight ready for fused matvec / tiled matmul. ``shape`` is (rows, cols).
 
@@ -303,6 +313,8 @@ class PreparedWeight:
         elif n <= 2:
             for i in range(n):
                 self.matvec(xs[i], out=out[i])
+        elif _int8_matmul(self, xs, out):
+            pass
         elif _blas_is_single_threaded():  # each thread: dequantize a tile, BLAS on it
             kernel = self._row_kernel()
             tile = max(1, min(rows, MATMUL_TILE_BYTES // (4 * max(cols, 1))))

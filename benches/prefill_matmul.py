@@ -1,0 +1,247 @@
+"""int8 prefill matmul (trueno/quant/int8mm.py) against dequantize + sgemm.
+
+``--matmul`` (default part 1): per GGML type, layer shape and T tokens, the time of
+``PreparedWeight.matmul`` by dequantize + sgemm and by the int8 kernel, interleaved round by
+round (median of rounds); the ratio column is what ``int8mm.MIN_TOKENS`` is read from.
+
+``--prefill`` (part 2): prefill tok/s of a 128-token prompt with the int8 matmul off and on,
+interleaved, on the two registry models and on a Llama-3.2-1B-shaped stand-in (dim 2048,
+16 layers, 32 query / 8 KV heads, FFN 8192, SmolLM2's vocabulary, random Q4_0 weights written
+by the GGUF writer to a temp folder, ~580 MiB, never committed), beside
+``llama-bench -p 128 -n 0 -t 2`` on the same files when the llama.cpp build is present.
+
+    python benches/prefill_matmul.py [--matmul] [--prefill] [--quick] [--threads 2]
+        [--types Q4_0,Q8_0] [--standin-dir /tmp/trueno-1b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
+SHAPES = [(2048, 2048), (8192, 2048), (2048, 8192)]  # (rows, cols): 1B attn, ffn up, ffn down
+TOKENS = [16, 32, 64, 128]
+LLAMA_BENCH = Path("/work/llama/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/llama-bench")
+STANDIN_1B = {  # Llama-3.2-1B's layer shapes on SmolLM2's description (vocabulary, tokenizer)
+    "dim": 2048,
+    "layers": 16,
+    "heads": 32,
+    "kv_heads": 8,
+    "ffn": 8192,
+    "type": "Q4_0",
+}
+
+
+def interleaved(fns: dict, rounds: int, calls: int = 2) -> dict:
+    """Median over rounds of the best of ``calls`` timed calls, each side once per round."""
+    for fn in fns.values():
+        fn()
+    runs = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            best = float("inf")
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                fn()
+                best = min(best, time.perf_counter() - t0)
+            runs[k].append(best)
+    return {k: statistics.median(v) for k, v in runs.items()}
+
+
+def matmul_main(args) -> None:
+    import numpy as np
+
+    from _common import print_table
+    from trueno.quant import int8mm, prepare, prepared, quantize
+
+    rng = np.random.default_rng(0)
+    rows_out = []
+    for t in args.types:
+        for rows, cols in SHAPES:
+            base = quantize(rng.standard_normal((256, cols)).astype(np.float32), t)
+            p = prepare(np.ascontiguousarray(np.tile(base, (rows // 256, 1))), t, (rows, cols))
+            for n in [16, 128] if args.quick else TOKENS:
+                xs = rng.standard_normal((n, cols)).astype(np.float32)
+                out = np.empty((n, rows), np.float32)
+
+                def sgemm(p=p, xs=xs):
+                    saved, int8mm.ENABLED = int8mm.ENABLED, False
+                    try:
+                        with prepared.single_threaded_blas():  # as prefill calls it
+                            p.matmul(xs)
+                    finally:
+                        int8mm.ENABLED = saved
+
+                def int8(p=p, xs=xs, out=out):
+                    assert int8mm.matmul_into(p, xs, out)
+
+                med = interleaved({"sgemm": sgemm, "int8": int8}, 3 if args.quick else 5)
+                macs = n * rows * cols
+                rows_out.append(
+                    [
+                        t,
+                        f"{rows}x{cols}",
+                        str(n),
+                        f"{med['sgemm'] * 1e3:.2f}",
+                        f"{med['int8'] * 1e3:.2f}",
+                        f"{macs / med['int8'] / 1e9:.1f}",
+                        f"{med['sgemm'] / med['int8']:.2f}x",
+                    ]
+                )
+                print(" | ".join(rows_out[-1]), file=sys.stderr, flush=True)
+    print(f"threads={args.threads}, median of interleaved rounds (best of 2 calls each)")
+    head = ["type", "rows x cols", "T", "sgemm ms", "int8 ms", "int8 GMAC/s", "int8 speed-up"]
+    print_table(head, rows_out)
+
+
+def standin_1b(folder: Path) -> Path:
+    """The Llama-3.2-1B-shaped Q4_0 stand-in GGUF in ``folder`` (written once)."""
+    from gpu_inference import build_standin
+
+    s = STANDIN_1B
+    desc = json.loads((HERE / "model_shapes.json").read_text())["SmolLM2-135M Q4_1"]
+    md = dict(desc["metadata"])
+    d, f, kv = s["dim"], s["ffn"], s["dim"] // s["heads"] * s["kv_heads"]
+    md.update(
+        {
+            "general.file_type": 2,  # MOSTLY_Q4_0
+            "general.name": "llama-1b-standin",
+            "llama.block_count": s["layers"],
+            "llama.embedding_length": d,
+            "llama.feed_forward_length": f,
+            "llama.attention.head_count": s["heads"],
+            "llama.attention.head_count_kv": s["kv_heads"],
+            "llama.rope.dimension_count": d // s["heads"],
+        }
+    )
+    shapes = {"attn_q": [d, d], "attn_k": [kv, d], "attn_v": [kv, d], "attn_output": [d, d]}
+    shapes.update({"ffn_gate": [f, d], "ffn_up": [f, d], "ffn_down": [d, f]})
+    tensors = {"token_embd.weight": [[desc["n_vocab"], d], s["type"]]}
+    tensors["output_norm.weight"] = [[d], "F32"]
+    for i in range(s["layers"]):
+        for norm in ("attn_norm", "ffn_norm"):
+            tensors[f"blk.{i}.{norm}.weight"] = [[d], "F32"]
+        for name, shape in shapes.items():
+            tensors[f"blk.{i}.{name}.weight"] = [shape, s["type"]]
+    folder.mkdir(parents=True, exist_ok=True)
+    desc = {**desc, "file": "llama-1b-q4_0.gguf", "metadata": md, "tensors": tensors}
+    path = build_standin(desc, folder)
+    return _with_tokenizer(path, folder / "llama-1b-q4_0-tok.gguf")
+
+
+def _with_tokenizer(src: Path, dst: Path) -> Path:
+    """``src`` with SmolLM2's real tokenizer arrays (llama.cpp refuses a BPE vocabulary
+    without merges); ``src`` itself when SmolLM2 is not installed."""
+    from gpu_inference import real_models
+    from trueno import gguf
+    from trueno.gguf.writer import write_gguf
+
+    tok_src = real_models()["SmolLM2-135M Q4_1"]
+    if dst.exists() or tok_src is None:
+        return dst if dst.exists() else src
+    with gguf.load(tok_src) as tok, gguf.load(src) as gf:
+        md, types = dict(gf.metadata), dict(gf.metadata_types)
+        for key in ("tokens", "token_type", "scores", "merges"):
+            key = f"tokenizer.ggml.{key}"
+            md.pop(key, None), types.pop(key, None)
+            if key in tok.metadata:
+                md[key], types[key] = tok.metadata[key], tok.metadata_types[key]
+        tensors = {
+            n: t.data if t.ggml_type.name == "F32" else (t.data, t.ggml_type, t.shape)
+            for n, t in gf.tensors.items()
+        }
+        write_gguf(dst, md, tensors, metadata_types={k: v for k, v in types.items() if v})
+    return dst
+
+
+def llama_bench(path: Path, threads: int) -> float | None:
+    """llama.cpp's prompt tok/s for 128 tokens (``llama-bench -p 128 -n 0``), or None."""
+    if not LLAMA_BENCH.exists():
+        return None
+    cmd = [str(LLAMA_BENCH), "-m", str(path), "-p", "128", "-n", "0", "-t", str(threads)]
+    cmd += ["-r", "3", "-o", "json"]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+        return float(json.loads(res.stdout)[0]["avg_ts"])
+    except (subprocess.SubprocessError, ValueError, KeyError, IndexError, OSError) as exc:
+        print(f"llama-bench failed on {path.name}: {exc}", file=sys.stderr)
+        return None
+
+
+def prefill_main(args) -> None:
+    from _common import print_table
+    from gpu_inference import real_models
+    from trueno.llm import Model
+    from trueno.quant import int8mm
+
+    models = {k: v for k, v in real_models().items() if v is not None}
+    models["Llama-3.2-1B stand-in Q4_0"] = standin_1b(Path(args.standin_dir))
+    rows = []
+    for name, path in models.items():
+        model = Model.load(path, ctx_size=512, cache_type="f32")
+        model.warmup()
+        ids = [(7 * i + 3) % 1000 + 10 for i in range(128)]
+
+        def run(on: bool, model=model, ids=ids):
+            int8mm.ENABLED = on
+            model.reset()
+            model.prefill(ids)
+
+        med = interleaved(
+            {"off": lambda: run(False), "on": lambda: run(True)}, 3 if args.quick else 5, 1
+        )
+        int8mm.ENABLED = True
+        off, on = 128 / med["off"], 128 / med["on"]
+        ref = llama_bench(path, args.threads)
+        rows.append(
+            [
+                name,
+                f"{off:.0f}",
+                f"{on:.0f}",
+                f"{on / off:.2f}x",
+                f"{ref:.0f}" if ref else "n/a",
+                f"{on / ref:.2f}x" if ref else "",
+            ]
+        )
+        print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
+        del model
+    print(f"threads={args.threads}, prefill of 128 tokens, median of interleaved rounds")
+    head = ["model", "sgemm tok/s", "int8 tok/s", "int8 / sgemm", "llama.cpp tok/s", "vs llama"]
+    print_table(head, rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--matmul", action="store_true", help="the per-type matmul table")
+    ap.add_argument("--prefill", action="store_true", help="the model prefill table")
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and token counts")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--types", type=lambda s: s.split(","), default=TYPES)
+    ap.add_argument("--standin-dir", default="/tmp/trueno-1b-standin")
+    args = ap.parse_args()
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(args.threads))
+    import numba
+
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    if not (args.matmul or args.prefill):
+        args.matmul = True
+    if args.matmul:
+        matmul_main(args)
+    if args.prefill:
+        prefill_main(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
