@@ -2,7 +2,7 @@
 
 ``--matmul`` (default part 1): per GGML type, layer shape and T tokens, the time of
 ``PreparedWeight.matmul`` by dequantize + sgemm and by the int8 kernel, interleaved round by
-round (median of rounds); the ratio column is what ``int8mm.MIN_TOKENS`` is read from.
+round (median of rounds); the ratio column is what ``int8mm.TOKEN_RANGE`` is read from.
 
 ``--prefill`` (part 2): prefill tok/s of a 128-token prompt with the int8 matmul off and on,
 interleaved, on the two registry models and on a Llama-3.2-1B-shaped stand-in (dim 2048,

@@ -10,7 +10,7 @@ inner, so one int8 activation row stays in L1 for the tile's dots). Tiles are sp
 numba's threads. Each (row, token) dot is the very row dot of the fused matvec on the same
 int8 activations, so ``out[t]`` equals ``PreparedWeight.matvec(x[t])`` bit for bit.
 
-Whether this beats dequantize + sgemm depends on the type and on T: :data:`MIN_TOKENS` holds
+Whether this beats dequantize + sgemm depends on the type and on T: :data:`TOKEN_RANGE` holds
 the crossover measured by ``benches/prefill_matmul.py`` (see there and BENCHMARKS.md). Import
 only after ``simd.available()`` said yes (as for ``fused``).
 """
@@ -28,18 +28,22 @@ from trueno.quant.fused import quantize_activations
 ENABLED = True  # False: prefill keeps dequantize + sgemm (the bench's "before" side)
 TILE_BYTES = 16 << 10  # weight bytes per tile (kept in L1 while T activation rows pass over)
 
-# Smallest T (tokens) at which the int8 matmul beat dequantize + sgemm, per weight type,
-# 2 threads on the Zen 3 AVX2 host (benches/prefill_matmul.py, medians of interleaved rounds,
-# host loaded). Types not listed keep dequantize + sgemm. Filled in from the bench.
-MIN_TOKENS: dict[str, int] = {
-    "Q4_0": 16,
-    "Q4_1": 16,
-    "Q5_0": 16,
-    "Q5_1": 16,
-    "Q8_0": 16,
-    "Q4_K": 16,
-    "Q5_K": 16,
-    "Q6_K": 16,
+# Token counts T (lo, hi) for which the int8 matmul beat dequantize + sgemm, per weight type,
+# 2 threads on the Zen 3 AVX2 host (benches/prefill_matmul.py --matmul, Llama-3.2-1B layer
+# shapes, medians of interleaved rounds, host loaded). Outside the range, and for types not
+# listed, prefill keeps dequantize + sgemm. Why a ceiling: with AVX2 (no VNNI) a 32-weight
+# block costs vpmaddubsw + vpmaddwd per token, two multiplies per 32 MACs, the same issue
+# cost as four 8-lane FMAs of sgemm; sgemm only loses while its dequantize of the whole
+# weight is spread over few tokens.
+TOKEN_RANGE: dict[str, tuple[int, int]] = {
+    "Q4_0": (16, 64),
+    "Q4_1": (16, 64),
+    "Q5_0": (16, 64),
+    "Q5_1": (16, 64),
+    "Q8_0": (16, 64),
+    "Q4_K": (16, 64),
+    "Q5_K": (16, 64),
+    "Q6_K": (16, 64),
 }
 
 _built: dict = {}
@@ -109,8 +113,8 @@ def _row_bytes(weight) -> int:
 
 def wanted(weight, n_tokens: int) -> bool:
     """Whether the measured crossover picks the int8 matmul for this weight and T."""
-    limit = MIN_TOKENS.get(weight.format.name)
-    return ENABLED and limit is not None and n_tokens >= limit and weight._block > 0
+    lo, hi = TOKEN_RANGE.get(weight.format.name, (1, 0))
+    return ENABLED and lo <= n_tokens <= hi and weight._block > 0
 
 
 def matmul_into(weight, xs: np.ndarray, out: np.ndarray, tile_bytes: int | None = None) -> bool:
