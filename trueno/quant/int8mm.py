@@ -17,13 +17,16 @@ only after ``simd.available()`` said yes (as for ``fused``).
 
 from __future__ import annotations
 
-import threading
+from pathlib import Path
 
 import numba
 import numpy as np
 
-from trueno.quant.batched import _PAIRED_DOTS, _ROW_DOTS, buffers
+from trueno.quant import simd
+from trueno.quant.batched import buffers
 from trueno.quant.fused import quantize_activations
+
+_HERE = Path(__file__).resolve().parent
 
 ENABLED = True  # False: prefill keeps dequantize + sgemm (the bench's "before" side)
 TILE_BYTES = 16 << 10  # weight bytes per tile (kept in L1 while T activation rows pass over)
@@ -46,58 +49,98 @@ TOKEN_RANGE: dict[str, tuple[int, int]] = {
     "Q6_K": (16, 64),
 }
 
-_built: dict = {}
-_lock = threading.Lock()
+PAIRED_KINDS = {"Q4_0": 0, "Q4_1": 1, "Q5_0": 2, "Q5_1": 3, "Q8_0": 4}  # relayout.py layout
+PLAIN_KINDS = {  # GGML layout: the K-quants, and the legacy types kept with relayout=False
+    "Q4_0": 0, "Q4_1": 1, "Q5_0": 2, "Q5_1": 3, "Q8_0": 4, "Q4_K": 5, "Q5_K": 6, "Q6_K": 7,
+}  # fmt: skip
 
 
-def _paired(dot):
-    @numba.njit(parallel=True, error_model="numpy")
-    def run(qs, d, m, qh, x, xq, dx, xs, bs, out, tile):
-        n_tok = x.shape[0]
-        for t in numba.prange(n_tok):
-            quantize_activations(x[t], 32, xq[t], dx[t], xs[t], bs[t])
-        nb = d.shape[1]
-        rows = qs.shape[0]
-        for k in numba.prange((rows + tile - 1) // tile):
-            r0 = k * tile
-            r1 = min(rows, r0 + tile)
-            for t in range(n_tok):
-                for r in range(r0, r1):
-                    out[t, r] = dot(qs, d, m, qh, r, xq[t], dx[t], xs[t], nb)
-
-    return run
-
-
-def _plain(dot, block):
-    @numba.njit(parallel=True, error_model="numpy")
-    def run(w, x, xq, dx, xs, bs, out, tile):
-        n_tok = x.shape[0]
-        for t in numba.prange(n_tok):
-            quantize_activations(x[t], block, xq[t], dx[t], xs[t], bs[t])
-        n = xq.shape[1] // block
-        rows = w.shape[0]
-        for k in numba.prange((rows + tile - 1) // tile):
-            r0 = k * tile
-            r1 = min(rows, r0 + tile)
-            for t in range(n_tok):
-                for r in range(r0, r1):
-                    out[t, r] = dot(w, r, xq[t], dx[t], xs[t], bs[t], n)
-
-    return run
+def _drop_stale_cache(here: Path = _HERE) -> None:
+    """As fused.drop_stale_cache, for this module's on-disk cache: the kernels inline the IR
+    of simd.py / llvm_ir.py and fused.quantize_activations, which numba's stamp ignores."""
+    try:
+        stamp = ",".join(
+            f"{st.st_mtime_ns}:{st.st_size}"
+            for st in ((here / n).stat() for n in ("simd.py", "llvm_ir.py", "fused.py"))
+        )
+        cache = here / "__pycache__"
+        mark = cache / "int8mm.ir-sources"
+        if mark.is_file() and mark.read_text() == stamp:
+            return
+        for old in [*cache.glob("int8mm.*.nbi"), *cache.glob("int8mm.*.nbc")]:
+            old.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        mark.write_text(stamp)
+    except OSError:  # a read-only install: numba then caches elsewhere, if at all
+        pass
 
 
-def kernel_for(driver, block: int):
-    """The int8 matmul kernel of a fused matvec driver, or None (F16/BF16, unknown drivers).
-    Built on first use (a closure over the row dot: not cached on disk)."""
-    with _lock:
-        if driver not in _built:
-            if driver in _PAIRED_DOTS:
-                _built[driver] = _paired(_PAIRED_DOTS[driver])
-            elif driver in _ROW_DOTS:
-                _built[driver] = _plain(_ROW_DOTS[driver], block)
-            else:
-                _built[driver] = None
-        return _built[driver]
+_drop_stale_cache()
+
+
+# One kernel per layout with the type as a run-time ``kind`` (a branch the predictor learns at
+# once, next to a row dot of hundreds of cycles): one compile, cached on disk, for all types.
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def matmul_paired(kind, qs, d, m, qh, x, xq, dx, xs, bs, out, tile):
+    """out[t, r] = row r of the paired weight . x[t], for kind in PAIRED_KINDS."""
+    n_tok = x.shape[0]
+    for t in numba.prange(n_tok):
+        quantize_activations(x[t], 32, xq[t], dx[t], xs[t], bs[t])
+    nb = d.shape[1]
+    rows = qs.shape[0]
+    for k in numba.prange((rows + tile - 1) // tile):
+        r0 = k * tile
+        r1 = min(rows, r0 + tile)
+        for t in range(n_tok):  # the tile stays in cache while every token passes over it
+            a, s, c = xq[t], dx[t], xs[t]
+            for r in range(r0, r1):
+                if kind == 0:
+                    y = simd.paired_dot_q4_0(qs, d, m, qh, r, a, s, c, nb)
+                elif kind == 1:
+                    y = simd.paired_dot_q4_1(qs, d, m, qh, r, a, s, c, nb)
+                elif kind == 2:
+                    y = simd.paired_dot_q5_0(qs, d, m, qh, r, a, s, c, nb)
+                elif kind == 3:
+                    y = simd.paired_dot_q5_1(qs, d, m, qh, r, a, s, c, nb)
+                else:
+                    y = simd.split_dot_q8_0(qs, d, m, qh, r, a, s, c, nb)
+                out[t, r] = y
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def matmul_plain(kind, w, x, xq, dx, xs, bs, out, tile):
+    """out[t, r] = GGML row r of w . x[t], for kind in PLAIN_KINDS."""
+    block = 256 if kind >= 5 else 32
+    n_tok = x.shape[0]
+    for t in numba.prange(n_tok):
+        quantize_activations(x[t], block, xq[t], dx[t], xs[t], bs[t])
+    n = xq.shape[1] // block
+    rows = w.shape[0]
+    for k in numba.prange((rows + tile - 1) // tile):
+        r0 = k * tile
+        r1 = min(rows, r0 + tile)
+        for t in range(n_tok):
+            a, s, c, b = xq[t], dx[t], xs[t], bs[t]
+            for r in range(r0, r1):
+                if kind == 0:
+                    y = simd.row_dot_q4_0(w, r, a, s, c, b, n)
+                elif kind == 1:
+                    y = simd.row_dot_q4_1(w, r, a, s, c, b, n)
+                elif kind == 2:
+                    y = simd.row_dot_q5_0(w, r, a, s, c, b, n)
+                elif kind == 3:
+                    y = simd.row_dot_q5_1(w, r, a, s, c, b, n)
+                elif kind == 4:
+                    y = simd.row_dot_q8_0(w, r, a, s, c, b, n)
+                elif kind == 5:
+                    y = simd.row_dot_q4_k(w, r, a, s, c, b, n)
+                elif kind == 6:
+                    y = simd.row_dot_q5_k(w, r, a, s, c, b, n)
+                else:
+                    y = simd.row_dot_q6_k(w, r, a, s, c, b, n)
+                out[t, r] = y
 
 
 def tile_rows(row_bytes: int, tile_bytes: int | None = None) -> int:
@@ -120,13 +163,16 @@ def wanted(weight, n_tokens: int) -> bool:
 def matmul_into(weight, xs: np.ndarray, out: np.ndarray, tile_bytes: int | None = None) -> bool:
     """out = xs @ W.T for a :class:`~trueno.quant.prepared.PreparedWeight` with a fused
     quantized driver; xs (T, cols) and out (T, rows) float32 C-contiguous. False (nothing
-    done) when the weight has no int8 kernel."""
-    driver, block = weight._driver, weight._block
-    if driver is None or not block:
+    done) when the weight has no int8 kernel (F16/BF16/F32, no AVX2, unfused types)."""
+    name, block = weight.format.name, weight._block
+    if weight._driver is None or not block:
         return False
-    run = kernel_for(driver, block)
-    if run is None:
-        return False
+    bufs = buffers(xs.shape[0], xs.shape[1], block)
     tile = tile_rows(_row_bytes(weight), tile_bytes)
-    run(*weight._args, xs, *buffers(xs.shape[0], xs.shape[1], block), out, tile)
+    if weight._paired is not None and name in PAIRED_KINDS:
+        matmul_paired(PAIRED_KINDS[name], *weight._args, xs, *bufs, out, tile)
+    elif weight._paired is None and name in PLAIN_KINDS:
+        matmul_plain(PLAIN_KINDS[name], *weight._args, xs, *bufs, out, tile)
+    else:
+        return False
     return True
