@@ -11,7 +11,7 @@ by the GGUF writer to a temp folder, ~580 MiB, never committed), beside
 ``llama-bench -p 128 -n 0 -t 2`` on the same files when the llama.cpp build is present.
 
     python benches/prefill_matmul.py [--matmul] [--prefill] [--quick] [--threads 2]
-        [--types Q4_0,Q8_0] [--standin-dir /tmp/trueno-1b]
+        [--types Q4_0,Q8_0] [--tokens 16,128] [--standin-dir /tmp/trueno-1b]
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def interleaved(fns: dict, rounds: int, calls: int = 2) -> dict:
 
 def matmul_main(args) -> None:
     import numpy as np
-
     from _common import print_table
+
     from trueno.quant import int8mm, prepare, prepared, quantize
 
     rng = np.random.default_rng(0)
@@ -70,7 +70,7 @@ def matmul_main(args) -> None:
         for rows, cols in SHAPES:
             base = quantize(rng.standard_normal((256, cols)).astype(np.float32), t)
             p = prepare(np.ascontiguousarray(np.tile(base, (rows // 256, 1))), t, (rows, cols))
-            for n in [16, 128] if args.quick else TOKENS:
+            for n in args.tokens:
                 xs = rng.standard_normal((n, cols)).astype(np.float32)
                 out = np.empty((n, rows), np.float32)
 
@@ -143,6 +143,7 @@ def _with_tokenizer(src: Path, dst: Path) -> Path:
     """``src`` with SmolLM2's real tokenizer arrays (llama.cpp refuses a BPE vocabulary
     without merges); ``src`` itself when SmolLM2 is not installed."""
     from gpu_inference import real_models
+
     from trueno import gguf
     from trueno.gguf.writer import write_gguf
 
@@ -181,6 +182,7 @@ def llama_bench(path: Path, threads: int) -> float | None:
 def prefill_main(args) -> None:
     from _common import print_table
     from gpu_inference import real_models
+
     from trueno.llm import Model
     from trueno.quant import int8mm
 
@@ -227,6 +229,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer rounds and token counts")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--types", type=lambda s: s.split(","), default=TYPES)
+    ap.add_argument("--tokens", type=lambda s: [int(v) for v in s.split(",")], default=TOKENS)
     ap.add_argument("--standin-dir", default="/tmp/trueno-1b-standin")
     args = ap.parse_args()
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):

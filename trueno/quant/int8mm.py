@@ -4,10 +4,12 @@ the K-quants) and multiplied straight against the quantized weight blocks with t
 integer row dots of :mod:`trueno.quant.simd` (``vpmaddubsw``/``vpmaddwd``), never
 dequantizing the weight to f32.
 
-Tiling: the weight rows are cut into tiles of about :data:`TILE_BYTES`; each tile stays in
-the core's L1/L2 while all T activation rows pass over it (activation row outer, tile rows
-inner, so one int8 activation row stays in L1 for the tile's dots). Tiles are spread over
-numba's threads. Each (row, token) dot is the very row dot of the fused matvec on the same
+Tiling: each thread takes one contiguous run of weight rows, cut into tiles of about
+:data:`TILE_BYTES`. The T quantized activation rows are cut into blocks of about
+:data:`TOKEN_BLOCK_BYTES` that stay in L2 while the thread's tiles pass over them; a tile
+stays in L1 while the block's tokens pass over it (token outer, tile rows inner, so one int8
+activation row stays in L1 for the tile's dots). One parallel region per matmul (the
+activations are quantized on the calling thread first). Each (row, token) dot is the very row dot of the fused matvec on the same
 int8 activations, so ``out[t]`` equals ``PreparedWeight.matvec(x[t])`` bit for bit.
 
 Whether this beats dequantize + sgemm depends on the type and on T: :data:`TOKEN_RANGE` holds
@@ -29,7 +31,8 @@ from trueno.quant.fused import quantize_activations
 _HERE = Path(__file__).resolve().parent
 
 ENABLED = True  # False: prefill keeps dequantize + sgemm (the bench's "before" side)
-TILE_BYTES = 16 << 10  # weight bytes per tile (kept in L1 while T activation rows pass over)
+TILE_BYTES = 16 << 10  # weight bytes per tile (kept in L1 while a token block passes over it)
+TOKEN_BLOCK_BYTES = 192 << 10  # int8 activation bytes per token block (kept in L2, 512 KiB)
 
 # Token counts T (lo, hi) for which the int8 matmul beat dequantize + sgemm, per weight type,
 # 2 threads on the Zen 3 AVX2 host (benches/prefill_matmul.py --matmul, Llama-3.2-1B layer
@@ -82,65 +85,82 @@ _drop_stale_cache()
 # once, next to a row dot of hundreds of cycles): one compile, cached on disk, for all types.
 
 
+@numba.njit(cache=True, error_model="numpy")
+def quantize_rows(x, block, xq, dx, xs, bs):
+    """Every row of x to int8 blocks (fused.quantize_activations per row), on this thread:
+    a parallel region of its own would cost one more thread wake-up per matmul."""
+    for t in range(x.shape[0]):
+        quantize_activations(x[t], block, xq[t], dx[t], xs[t], bs[t])
+
+
+@numba.njit(cache=True, inline="always")
+def _chunk(rows, tile, n_chunks, c):
+    """Rows [lo, hi) of chunk c: whole tiles, chunks as even as tiles allow."""
+    n_tiles = (rows + tile - 1) // tile
+    lo = (n_tiles * c) // n_chunks * tile
+    hi = min(rows, (n_tiles * (c + 1)) // n_chunks * tile)
+    return lo, hi
+
+
 @numba.njit(cache=True, parallel=True, error_model="numpy")
-def matmul_paired(kind, qs, d, m, qh, x, xq, dx, xs, bs, out, tile):
+def matmul_paired(kind, qs, d, m, qh, x, xq, dx, xs, bs, out, tile, tok, n_chunks):
     """out[t, r] = row r of the paired weight . x[t], for kind in PAIRED_KINDS."""
-    n_tok = x.shape[0]
-    for t in numba.prange(n_tok):
-        quantize_activations(x[t], 32, xq[t], dx[t], xs[t], bs[t])
-    nb = d.shape[1]
-    rows = qs.shape[0]
-    for k in numba.prange((rows + tile - 1) // tile):
-        r0 = k * tile
-        r1 = min(rows, r0 + tile)
-        for t in range(n_tok):  # the tile stays in cache while every token passes over it
-            a, s, c = xq[t], dx[t], xs[t]
-            for r in range(r0, r1):
-                if kind == 0:
-                    y = simd.paired_dot_q4_0(qs, d, m, qh, r, a, s, c, nb)
-                elif kind == 1:
-                    y = simd.paired_dot_q4_1(qs, d, m, qh, r, a, s, c, nb)
-                elif kind == 2:
-                    y = simd.paired_dot_q5_0(qs, d, m, qh, r, a, s, c, nb)
-                elif kind == 3:
-                    y = simd.paired_dot_q5_1(qs, d, m, qh, r, a, s, c, nb)
-                else:
-                    y = simd.split_dot_q8_0(qs, d, m, qh, r, a, s, c, nb)
-                out[t, r] = y
+    quantize_rows(x, 32, xq, dx, xs, bs)
+    n_tok, nb, rows = x.shape[0], d.shape[1], qs.shape[0]
+    for c in numba.prange(n_chunks):  # one contiguous run of row tiles per thread
+        lo, hi = _chunk(rows, tile, n_chunks, c)
+        for t0 in range(0, n_tok, tok):  # a block of tokens stays in L2 ...
+            t1 = min(n_tok, t0 + tok)
+            for r0 in range(lo, hi, tile):  # ... while the weight tiles pass, each in L1
+                r1 = min(hi, r0 + tile)
+                for t in range(t0, t1):
+                    a, s, v = xq[t], dx[t], xs[t]
+                    for r in range(r0, r1):
+                        if kind == 0:
+                            y = simd.paired_dot_q4_0(qs, d, m, qh, r, a, s, v, nb)
+                        elif kind == 1:
+                            y = simd.paired_dot_q4_1(qs, d, m, qh, r, a, s, v, nb)
+                        elif kind == 2:
+                            y = simd.paired_dot_q5_0(qs, d, m, qh, r, a, s, v, nb)
+                        elif kind == 3:
+                            y = simd.paired_dot_q5_1(qs, d, m, qh, r, a, s, v, nb)
+                        else:
+                            y = simd.split_dot_q8_0(qs, d, m, qh, r, a, s, v, nb)
+                        out[t, r] = y
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
-def matmul_plain(kind, w, x, xq, dx, xs, bs, out, tile):
+def matmul_plain(kind, w, x, xq, dx, xs, bs, out, tile, tok, n_chunks):
     """out[t, r] = GGML row r of w . x[t], for kind in PLAIN_KINDS."""
     block = 256 if kind >= 5 else 32
-    n_tok = x.shape[0]
-    for t in numba.prange(n_tok):
-        quantize_activations(x[t], block, xq[t], dx[t], xs[t], bs[t])
-    n = xq.shape[1] // block
-    rows = w.shape[0]
-    for k in numba.prange((rows + tile - 1) // tile):
-        r0 = k * tile
-        r1 = min(rows, r0 + tile)
-        for t in range(n_tok):
-            a, s, c, b = xq[t], dx[t], xs[t], bs[t]
-            for r in range(r0, r1):
-                if kind == 0:
-                    y = simd.row_dot_q4_0(w, r, a, s, c, b, n)
-                elif kind == 1:
-                    y = simd.row_dot_q4_1(w, r, a, s, c, b, n)
-                elif kind == 2:
-                    y = simd.row_dot_q5_0(w, r, a, s, c, b, n)
-                elif kind == 3:
-                    y = simd.row_dot_q5_1(w, r, a, s, c, b, n)
-                elif kind == 4:
-                    y = simd.row_dot_q8_0(w, r, a, s, c, b, n)
-                elif kind == 5:
-                    y = simd.row_dot_q4_k(w, r, a, s, c, b, n)
-                elif kind == 6:
-                    y = simd.row_dot_q5_k(w, r, a, s, c, b, n)
-                else:
-                    y = simd.row_dot_q6_k(w, r, a, s, c, b, n)
-                out[t, r] = y
+    quantize_rows(x, block, xq, dx, xs, bs)
+    n_tok, n, rows = x.shape[0], xq.shape[1] // block, w.shape[0]
+    for c in numba.prange(n_chunks):
+        lo, hi = _chunk(rows, tile, n_chunks, c)
+        for t0 in range(0, n_tok, tok):
+            t1 = min(n_tok, t0 + tok)
+            for r0 in range(lo, hi, tile):
+                r1 = min(hi, r0 + tile)
+                for t in range(t0, t1):
+                    a, s, v, b = xq[t], dx[t], xs[t], bs[t]
+                    for r in range(r0, r1):
+                        if kind == 0:
+                            y = simd.row_dot_q4_0(w, r, a, s, v, b, n)
+                        elif kind == 1:
+                            y = simd.row_dot_q4_1(w, r, a, s, v, b, n)
+                        elif kind == 2:
+                            y = simd.row_dot_q5_0(w, r, a, s, v, b, n)
+                        elif kind == 3:
+                            y = simd.row_dot_q5_1(w, r, a, s, v, b, n)
+                        elif kind == 4:
+                            y = simd.row_dot_q8_0(w, r, a, s, v, b, n)
+                        elif kind == 5:
+                            y = simd.row_dot_q4_k(w, r, a, s, v, b, n)
+                        elif kind == 6:
+                            y = simd.row_dot_q5_k(w, r, a, s, v, b, n)
+                        else:
+                            y = simd.row_dot_q6_k(w, r, a, s, v, b, n)
+                        out[t, r] = y
 
 
 def tile_rows(row_bytes: int, tile_bytes: int | None = None) -> int:
@@ -169,10 +189,12 @@ def matmul_into(weight, xs: np.ndarray, out: np.ndarray, tile_bytes: int | None 
         return False
     bufs = buffers(xs.shape[0], xs.shape[1], block)
     tile = tile_rows(_row_bytes(weight), tile_bytes)
+    tok = max(1, TOKEN_BLOCK_BYTES // max(xs.shape[1], 1))
+    n_chunks = numba.get_num_threads()  # one run of row tiles per thread
     if weight._paired is not None and name in PAIRED_KINDS:
-        matmul_paired(PAIRED_KINDS[name], *weight._args, xs, *bufs, out, tile)
+        matmul_paired(PAIRED_KINDS[name], *weight._args, xs, *bufs, out, tile, tok, n_chunks)
     elif weight._paired is None and name in PLAIN_KINDS:
-        matmul_plain(PLAIN_KINDS[name], *weight._args, xs, *bufs, out, tile)
+        matmul_plain(PLAIN_KINDS[name], *weight._args, xs, *bufs, out, tile, tok, n_chunks)
     else:
         return False
     return True
