@@ -9,8 +9,10 @@ Tiling: each thread takes one contiguous run of weight rows, cut into tiles of a
 :data:`TOKEN_BLOCK_BYTES` that stay in L2 while the thread's tiles pass over them; a tile
 stays in L1 while the block's tokens pass over it (token outer, tile rows inner, so one int8
 activation row stays in L1 for the tile's dots). One parallel region per matmul (the
-activations are quantized on the calling thread first). Each (row, token) dot is the very row dot of the fused matvec on the same
-int8 activations, so ``out[t]`` equals ``PreparedWeight.matvec(x[t])`` bit for bit.
+activations are quantized on the calling thread first).
+
+Each (row, token) dot is the very row dot of the fused matvec on the same int8 activations,
+so ``out[t]`` equals ``PreparedWeight.matvec(x[t])`` bit for bit.
 
 Whether this beats dequantize + sgemm depends on the type and on T: :data:`TOKEN_RANGE` holds
 the crossover measured by ``benches/prefill_matmul.py`` (see there and BENCHMARKS.md). Import
