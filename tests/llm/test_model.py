@@ -244,11 +244,12 @@ def test_half_precision_weights_match_the_reference(dtype, tmp_path):
 
 
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q5_1"])
-def test_quantized_weights_match_the_reference(qtype, tmp_path):
-    """Block-quantized matrices: decode's fused int8-activation matvecs and prefill's
-    dequantize + BLAS path both track the float64 forward over the same blocks."""
+def test_quantized_weights_match_the_reference(qtype, tmp_path, monkeypatch):
+    """Block-quantized matrices: decode's fused int8-activation matvecs, prefill's int8
+    matmul (int8mm, 16+ tokens) and its dequantize + BLAS path all track the float64 forward
+    over the same blocks."""
     from trueno.gguf.constants import GGMLType
-    from trueno.quant import quantize
+    from trueno.quant import quantize, simd
 
     t = GGMLType[qtype]
     tensors = gguf_tensors("llama", random_hf_state("llama", seed=6))
@@ -259,6 +260,13 @@ def test_quantized_weights_match_the_reference(qtype, tmp_path):
     model = Model.load(path, cache_type="f32")
     tokens = (TOKENS * 2)[:16]  # more than MATVEC_ROWS: the batched path
     ref = reference_logits(path, tokens)
+    if simd.available():
+        from trueno.quant import int8mm
+
+        monkeypatch.setitem(int8mm.TOKEN_RANGE, qtype, (16, 16))
+        assert_logits_close(model.logits(tokens), ref, rel=3e-2)  # int8 activations
+        model.reset()
+        monkeypatch.setattr(int8mm, "ENABLED", False)
     assert_logits_close(model.logits(tokens), ref, rel=1e-4)  # dequantized f32 weights
     model.reset()
     model.prefill(tokens[:3])  # short: fused matvecs with int8 activations
