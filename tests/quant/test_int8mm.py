@@ -84,6 +84,7 @@ def test_matmul_hook_follows_the_token_range(name, monkeypatch):
     p = PreparedWeight(blocks, name, (rows, cols))
     w, _ = gguf_reference(blocks, name, (rows, cols), np.zeros((1, cols), np.float32))
     monkeypatch.setitem(int8mm.TOKEN_RANGE, name, (16, 20))
+    monkeypatch.setattr(int8mm, "MIN_WEIGHT_ELEMS", rows * cols)
     for n_tok in (15, 16, 20, 21):
         xs = rng.standard_normal((n_tok, cols)).astype(np.float32)
         got = p.matmul(xs)
@@ -95,6 +96,10 @@ def test_matmul_hook_follows_the_token_range(name, monkeypatch):
                 assert np.array_equal(got[t], p.matvec(xs[t]))
             else:  # dequantize + sgemm: f32 products, no int8 rounding of the activations
                 check_exact(got[t], w, xs[t], want[t])
+    monkeypatch.setattr(int8mm, "MIN_WEIGHT_ELEMS", rows * cols + 1)
+    assert not int8mm.wanted(p, 16)
+    monkeypatch.setattr(int8mm, "MIN_WEIGHT_ELEMS", rows * cols)
+    assert int8mm.wanted(p, 16) == (name != "F16")
     monkeypatch.setattr(int8mm, "ENABLED", False)
     assert not int8mm.wanted(p, 16)
 

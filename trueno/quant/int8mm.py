@@ -43,6 +43,10 @@ TOKEN_BLOCK_BYTES = 192 << 10  # int8 activation bytes per token block (kept in 
 # block costs vpmaddubsw + vpmaddwd per token, two multiplies per 32 MACs, the same issue
 # cost as four 8-lane FMAs of sgemm; sgemm only loses while its dequantize of the whole
 # weight is spread over few tokens.
+# Weights with fewer elements keep dequantize + sgemm: their dequantize is cheap and short
+# matmuls pay numba's parallel-region wake-up, which on the loaded 2-core host cost up to
+# ~50 ms (SmolLM2's shapes at T=128: 576x576 0.36x, 576x1536 0.87x, 1536x576 1.05x).
+MIN_WEIGHT_ELEMS = 1 << 20
 TOKEN_RANGE: dict[str, tuple[int, int]] = {
     "Q4_0": (16, 128),  # T=16: 1.6-2.8x, 64: 1.3-1.8x, 128: 0.99-1.29x
     "Q4_1": (16, 128),  # T=16: 1.3-2.2x, 64: 1.0-1.7x, 128: 0.90-1.26x
@@ -179,7 +183,9 @@ def _row_bytes(weight) -> int:
 def wanted(weight, n_tokens: int) -> bool:
     """Whether the measured crossover picks the int8 matmul for this weight and T."""
     lo, hi = TOKEN_RANGE.get(weight.format.name, (1, 0))
-    return ENABLED and lo <= n_tokens <= hi and weight._block > 0
+    rows, cols = weight.shape
+    big = rows * cols >= MIN_WEIGHT_ELEMS
+    return ENABLED and big and lo <= n_tokens <= hi and weight._block > 0
 
 
 def matmul_into(weight, xs: np.ndarray, out: np.ndarray, tile_bytes: int | None = None) -> bool:
