@@ -11,7 +11,7 @@ by the GGUF writer to a temp folder, ~580 MiB, never committed), beside
 ``llama-bench -p 128 -n 0 -t 2`` on the same files when the llama.cpp build is present.
 
     python benches/prefill_matmul.py [--matmul] [--prefill] [--quick] [--threads 2]
-        [--types Q4_0,Q8_0] [--tokens 16,128] [--standin-dir /tmp/trueno-1b]
+        [--types Q4_0,Q8_0] [--tokens 16,128] [--no-standin] [--standin-dir /tmp/trueno-1b]
 """
 
 from __future__ import annotations
@@ -187,7 +187,8 @@ def prefill_main(args) -> None:
     from trueno.quant import int8mm
 
     models = {k: v for k, v in real_models().items() if v is not None}
-    models["Llama-3.2-1B stand-in Q4_0"] = standin_1b(Path(args.standin_dir))
+    if not args.no_standin:
+        models["Llama-3.2-1B stand-in Q4_0"] = standin_1b(Path(args.standin_dir))
     rows = []
     for name, path in models.items():
         model = Model.load(path, ctx_size=512, cache_type="f32")
@@ -230,6 +231,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--types", type=lambda s: s.split(","), default=TYPES)
     ap.add_argument("--tokens", type=lambda s: [int(v) for v in s.split(",")], default=TOKENS)
+    ap.add_argument("--no-standin", action="store_true", help="the registry models only")
     ap.add_argument("--standin-dir", default="/tmp/trueno-1b-standin")
     args = ap.parse_args()
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
