@@ -43,10 +43,11 @@ TOKEN_BLOCK_BYTES = 192 << 10  # int8 activation bytes per token block (kept in 
 # block costs vpmaddubsw + vpmaddwd per token, two multiplies per 32 MACs, the same issue
 # cost as four 8-lane FMAs of sgemm; sgemm only loses while its dequantize of the whole
 # weight is spread over few tokens.
-# Weights with fewer elements keep dequantize + sgemm: their dequantize is cheap and short
-# matmuls pay numba's parallel-region wake-up, which on the loaded 2-core host cost up to
-# ~50 ms (SmolLM2's shapes at T=128: 576x576 0.36x, 576x1536 0.87x, 1536x576 1.05x).
-MIN_WEIGHT_ELEMS = 1 << 20
+# Weights with fewer elements keep dequantize + sgemm: the ranges below were measured on
+# 2048-wide and larger layers, and smaller ones lost (SmolLM2 at T=128: 576x576 0.36x,
+# 576x1536 0.87x, its fused 3072x576 gate/up 0.78x of prefill) where numba's parallel-region
+# wake-up, up to ~50 ms on the loaded 2-core host, is not amortized.
+MIN_WEIGHT_ELEMS = 1 << 22  # 2048 x 2048
 TOKEN_RANGE: dict[str, tuple[int, int]] = {
     "Q4_0": (16, 128),  # T=16: 1.6-2.8x, 64: 1.3-1.8x, 128: 0.99-1.29x
     "Q4_1": (16, 128),  # T=16: 1.3-2.2x, 64: 1.0-1.7x, 128: 0.90-1.26x
