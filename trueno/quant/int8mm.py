@@ -21,16 +21,16 @@ only after ``simd.available()`` said yes (as for ``fused``).
 
 from __future__ import annotations
 
-from pathlib import Path
+import threading
 
 import numba
 import numpy as np
 
-from trueno.quant import simd
-from trueno.quant.batched import buffers
+from trueno.quant import fused, simd
 from trueno.quant.fused import quantize_activations
 
-_HERE = Path(__file__).resolve().parent
+# the kernels inline simd.py's IR and fused.quantize_activations, which numba's stamp ignores
+fused.drop_stale_cache(module="int8mm", sources=(*fused.IR_SOURCES, "fused.py"))
 
 ENABLED = True  # False: prefill keeps dequantize + sgemm (the bench's "before" side)
 TILE_BYTES = 16 << 10  # weight bytes per tile (kept in L1 while a token block passes over it)
@@ -59,115 +59,58 @@ TOKEN_RANGE: dict[str, tuple[int, int]] = {
     "Q6_K": (16, 64),  # T=16: 1.9-2.6x, 64: 1.0-1.1x, 128: 0.73-0.92x
 }
 
-PAIRED_KINDS = {"Q4_0": 0, "Q4_1": 1, "Q5_0": 2, "Q5_1": 3, "Q8_0": 4}  # relayout.py layout
-PLAIN_KINDS = {  # GGML layout: the K-quants, and the legacy types kept with relayout=False
-    "Q4_0": 0, "Q4_1": 1, "Q5_0": 2, "Q5_1": 3, "Q8_0": 4, "Q4_K": 5, "Q5_K": 6, "Q6_K": 7,
-}  # fmt: skip
+
+def _make_matmul(kind: str, block: int, group: int):
+    """The int8 matmul of one kernel kind (type / form / ISA level, as fused.py's drivers): a
+    closure over constants only, so numba caches each copy on disk keyed by them."""
+    group_kind = f"{kind}/{group}"
+
+    @numba.njit(cache=True, parallel=True, error_model="numpy")
+    def matmul(w, x, xq, dx, xs, bs, out, tile, tok, n_chunks):
+        """out[t, r] = row r of the weight arrays ``w`` . x[t] for every token t."""
+        n_tok = x.shape[0]
+        for t in range(n_tok):  # on this thread: one parallel region per matmul
+            quantize_activations(x[t], block, xq[t], dx[t], xs[t], bs[t])
+        rows = w[0].shape[0]
+        for c in numba.prange(n_chunks):  # one contiguous run of row tiles per thread
+            n_tiles = (rows + tile - 1) // tile
+            lo = (n_tiles * c) // n_chunks * tile
+            hi = min(rows, (n_tiles * (c + 1)) // n_chunks * tile)
+            for t0 in range(0, n_tok, tok):  # a block of tokens stays in L2 ...
+                t1 = min(n_tok, t0 + tok)
+                for r0 in range(lo, hi, tile):  # ... while the weight tiles pass, each in L1
+                    for r in range(r0, min(hi, r0 + tile)):
+                        b = t0
+                        while b + group <= t1:  # one decode of the row per group of tokens
+                            simd.rows_dot(group_kind, w, r, xq, dx, xs, bs, b, out)
+                            b += group
+                        while b < t1:
+                            out[b, r] = simd.row_dot(kind, w, r, xq[b], dx[b], xs[b], bs[b])
+                            b += 1
+
+    return matmul
 
 
-def _drop_stale_cache(here: Path = _HERE) -> None:
-    """As fused.drop_stale_cache, for this module's on-disk cache: the kernels inline the IR
-    of simd.py / llvm_ir.py and fused.quantize_activations, which numba's stamp ignores."""
-    try:
-        stamp = ",".join(
-            f"{st.st_mtime_ns}:{st.st_size}"
-            for st in ((here / n).stat() for n in ("simd.py", "llvm_ir.py", "fused.py"))
-        )
-        cache = here / "__pycache__"
-        mark = cache / "int8mm.ir-sources"
-        if mark.is_file() and mark.read_text() == stamp:
-            return
-        for old in [*cache.glob("int8mm.*.nbi"), *cache.glob("int8mm.*.nbc")]:
-            old.unlink(missing_ok=True)
-        cache.mkdir(exist_ok=True)
-        mark.write_text(stamp)
-    except OSError:  # a read-only install: numba then caches elsewhere, if at all
-        pass
+_KERNELS: dict = {}
+_lock = threading.Lock()
 
 
-_drop_stale_cache()
-
-
-# One kernel per layout with the type as a run-time ``kind`` (a branch the predictor learns at
-# once, next to a row dot of hundreds of cycles): one compile, cached on disk, for all types.
-
-
-@numba.njit(cache=True, error_model="numpy")
-def quantize_rows(x, block, xq, dx, xs, bs):
-    """Every row of x to int8 blocks (fused.quantize_activations per row), on this thread:
-    a parallel region of its own would cost one more thread wake-up per matmul."""
-    for t in range(x.shape[0]):
-        quantize_activations(x[t], block, xq[t], dx[t], xs[t], bs[t])
-
-
-@numba.njit(cache=True, inline="always")
-def _chunk(rows, tile, n_chunks, c):
-    """Rows [lo, hi) of chunk c: whole tiles, chunks as even as tiles allow."""
-    n_tiles = (rows + tile - 1) // tile
-    lo = (n_tiles * c) // n_chunks * tile
-    hi = min(rows, (n_tiles * (c + 1)) // n_chunks * tile)
-    return lo, hi
-
-
-@numba.njit(cache=True, parallel=True, error_model="numpy")
-def matmul_paired(kind, qs, d, m, qh, x, xq, dx, xs, bs, out, tile, tok, n_chunks):
-    """out[t, r] = row r of the paired weight . x[t], for kind in PAIRED_KINDS."""
-    quantize_rows(x, 32, xq, dx, xs, bs)
-    n_tok, nb, rows = x.shape[0], d.shape[1], qs.shape[0]
-    for c in numba.prange(n_chunks):  # one contiguous run of row tiles per thread
-        lo, hi = _chunk(rows, tile, n_chunks, c)
-        for t0 in range(0, n_tok, tok):  # a block of tokens stays in L2 ...
-            t1 = min(n_tok, t0 + tok)
-            for r0 in range(lo, hi, tile):  # ... while the weight tiles pass, each in L1
-                r1 = min(hi, r0 + tile)
-                for t in range(t0, t1):
-                    a, s, v = xq[t], dx[t], xs[t]
-                    for r in range(r0, r1):
-                        if kind == 0:
-                            y = simd.paired_dot_q4_0(qs, d, m, qh, r, a, s, v, nb)
-                        elif kind == 1:
-                            y = simd.paired_dot_q4_1(qs, d, m, qh, r, a, s, v, nb)
-                        elif kind == 2:
-                            y = simd.paired_dot_q5_0(qs, d, m, qh, r, a, s, v, nb)
-                        elif kind == 3:
-                            y = simd.paired_dot_q5_1(qs, d, m, qh, r, a, s, v, nb)
-                        else:
-                            y = simd.split_dot_q8_0(qs, d, m, qh, r, a, s, v, nb)
-                        out[t, r] = y
-
-
-@numba.njit(cache=True, parallel=True, error_model="numpy")
-def matmul_plain(kind, w, x, xq, dx, xs, bs, out, tile, tok, n_chunks):
-    """out[t, r] = GGML row r of w . x[t], for kind in PLAIN_KINDS."""
-    block = 256 if kind >= 5 else 32
-    quantize_rows(x, block, xq, dx, xs, bs)
-    n_tok, n, rows = x.shape[0], xq.shape[1] // block, w.shape[0]
-    for c in numba.prange(n_chunks):
-        lo, hi = _chunk(rows, tile, n_chunks, c)
-        for t0 in range(0, n_tok, tok):
-            t1 = min(n_tok, t0 + tok)
-            for r0 in range(lo, hi, tile):
-                r1 = min(hi, r0 + tile)
-                for t in range(t0, t1):
-                    a, s, v, b = xq[t], dx[t], xs[t], bs[t]
-                    for r in range(r0, r1):
-                        if kind == 0:
-                            y = simd.row_dot_q4_0(w, r, a, s, v, b, n)
-                        elif kind == 1:
-                            y = simd.row_dot_q4_1(w, r, a, s, v, b, n)
-                        elif kind == 2:
-                            y = simd.row_dot_q5_0(w, r, a, s, v, b, n)
-                        elif kind == 3:
-                            y = simd.row_dot_q5_1(w, r, a, s, v, b, n)
-                        elif kind == 4:
-                            y = simd.row_dot_q8_0(w, r, a, s, v, b, n)
-                        elif kind == 5:
-                            y = simd.row_dot_q4_k(w, r, a, s, v, b, n)
-                        elif kind == 6:
-                            y = simd.row_dot_q5_k(w, r, a, s, v, b, n)
-                        else:
-                            y = simd.row_dot_q6_k(w, r, a, s, v, b, n)
-                        out[t, r] = y
+def kernel_for(weight):
+    """The int8 matmul of a prepared weight's fused kernel, or None (no fused quantized
+    kernel: F32/F16/BF16, the numpy fallback types, no SIMD level)."""
+    rec, level = weight.record, weight.isa
+    if weight._kernel is None or rec is None or not rec.act_block or level in (None, "portable"):
+        return None
+    key = (rec.ggml_type, weight.relaid, level)
+    fn = _KERNELS.get(key)
+    if fn is None:
+        with _lock:
+            fn = _KERNELS.get(key)
+            if fn is None:
+                kind = f"{rec.name}/{'relaid' if weight.relaid else 'ggml'}/{level}"
+                group = rec.multi_vectors if simd.body_of(kind).vectors else 1
+                fn = _KERNELS[key] = _make_matmul(kind, rec.act_block, group)
+    return fn
 
 
 def tile_rows(row_bytes: int, tile_bytes: int | None = None) -> int:
@@ -176,9 +119,7 @@ def tile_rows(row_bytes: int, tile_bytes: int | None = None) -> int:
 
 
 def _row_bytes(weight) -> int:
-    if weight._paired is not None:
-        return int(weight.nbytes // max(weight.shape[0], 1))
-    return int(weight.blocks.shape[1])
+    return int(sum(a.nbytes for a in weight._weights) // max(weight.shape[0], 1))
 
 
 def wanted(weight, n_tokens: int) -> bool:
@@ -186,24 +127,18 @@ def wanted(weight, n_tokens: int) -> bool:
     lo, hi = TOKEN_RANGE.get(weight.format.name, (1, 0))
     rows, cols = weight.shape
     big = rows * cols >= MIN_WEIGHT_ELEMS
-    return ENABLED and big and lo <= n_tokens <= hi and weight._block > 0
+    return ENABLED and big and lo <= n_tokens <= hi and kernel_for(weight) is not None
 
 
 def matmul_into(weight, xs: np.ndarray, out: np.ndarray, tile_bytes: int | None = None) -> bool:
     """out = xs @ W.T for a :class:`~trueno.quant.prepared.PreparedWeight` with a fused
-    quantized driver; xs (T, cols) and out (T, rows) float32 C-contiguous. False (nothing
-    done) when the weight has no int8 kernel (F16/BF16/F32, no AVX2, unfused types)."""
-    name, block = weight.format.name, weight._block
-    if weight._driver is None or not block:
+    quantized kernel; xs (T, cols) and out (T, rows) float32 C-contiguous. False (nothing
+    done) when the weight has no int8 kernel (see :func:`kernel_for`)."""
+    run = kernel_for(weight)
+    if run is None:
         return False
-    bufs = buffers(xs.shape[0], xs.shape[1], block)
+    bufs = fused.multi_buffers(xs.shape[0], xs.shape[1], weight.record.act_block)
     tile = tile_rows(_row_bytes(weight), tile_bytes)
     tok = max(1, TOKEN_BLOCK_BYTES // max(xs.shape[1], 1))
-    n_chunks = numba.get_num_threads()  # one run of row tiles per thread
-    if weight._paired is not None and name in PAIRED_KINDS:
-        matmul_paired(PAIRED_KINDS[name], *weight._args, xs, *bufs, out, tile, tok, n_chunks)
-    elif weight._paired is None and name in PLAIN_KINDS:
-        matmul_plain(PLAIN_KINDS[name], *weight._args, xs, *bufs, out, tile, tok, n_chunks)
-    else:
-        return False
+    run(weight._weights, xs, *bufs, out, tile, tok, numba.get_num_threads())
     return True

@@ -142,7 +142,7 @@ def _requested_level(simd: bool | None, isa: str | None) -> str:
 def _int8_matmul(weight, xs: np.ndarray, out: np.ndarray) -> bool:
     """out = xs @ W.T by the int8 prefill kernel (int8mm.py) where its measured crossover
     (type, T) picks it over dequantize + sgemm; False (nothing done) otherwise."""
-    if not weight._block:
+    if weight._kernel is None or weight.isa == "portable":
         return False
     from trueno.quant import int8mm
 
