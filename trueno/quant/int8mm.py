@@ -1,18 +1,18 @@
 """int8 matmul for prefill: Y = X @ W.T with the T activation rows quantized to 8-bit blocks
 once (llama.cpp's vec_dot_type: one scale per 32 as Q8_0 for Q4_0..Q8_0, per 256 as Q8_K for
-the K-quants) and multiplied straight against the quantized weight blocks with the AVX2
-integer row dots of :mod:`trueno.quant.simd` (``vpmaddubsw``/``vpmaddwd``), never
-dequantizing the weight to f32.
+the K-quants) and multiplied straight against the quantized weight blocks with the integer
+row dots of :mod:`trueno.quant.simd` at the weight's ISA level (on the AVX2 host:
+``vpmaddubsw``/``vpmaddwd``), never dequantizing the weight to f32.
 
 Tiling: each thread takes one contiguous run of weight rows, cut into tiles of about
 :data:`TILE_BYTES`. The T quantized activation rows are cut into blocks of about
-:data:`TOKEN_BLOCK_BYTES` that stay in L2 while the thread's tiles pass over them; a tile
-stays in L1 while the block's tokens pass over it (token outer, tile rows inner, so one int8
-activation row stays in L1 for the tile's dots). One parallel region per matmul (the
+:data:`TOKEN_BLOCK_BYTES` that stay in L2 while the thread's tiles pass over them; each
+weight row is decoded once per group of tokens (``simd.rows_dot``, the record's
+``multi_vectors``; leftover tokens by ``simd.row_dot``). One parallel region per matmul (the
 activations are quantized on the calling thread first).
 
-Each (row, token) dot is the very row dot of the fused matvec on the same int8 activations,
-so ``out[t]`` equals ``PreparedWeight.matvec(x[t])`` bit for bit.
+Every result is bit-identical to the fused matvec's on the same int8 activations, so
+``out[t]`` equals ``PreparedWeight.matvec(x[t])``.
 
 Whether this beats dequantize + sgemm depends on the type and on T: :data:`TOKEN_RANGE` holds
 the crossover measured by ``benches/prefill_matmul.py`` (see there and BENCHMARKS.md). Import
