@@ -57,6 +57,7 @@ class BatchSequence:
     max_tokens: int
     sampler: Sampler = field(default_factory=lambda: Sampler(temperature=0.0))
     stop_at_eog: bool = True
+    logprobs: int | None = None  # None: none; k: each token's log-probability and the top k
     tag: object = None  # the caller's handle (the server's request/choice)
     # filled in by the engine
     slot: int = -1
@@ -83,6 +84,8 @@ class Event:
     seq: BatchSequence
     token: int | None
     finish_reason: str | None = None
+    logprob: float | None = None  # of ``token``, when the sequence asked for logprobs
+    top: list[tuple[int, float]] | None = None  # the most likely (token, logprob), best first
 
 
 class BatchEngine:
@@ -243,7 +246,11 @@ class BatchEngine:
             self._finish(seq, "stop", events)
             return
         seq.tokens.append(tok)
-        events.append(Event(seq, tok))
+        if seq.logprobs is None:
+            events.append(Event(seq, tok))
+        else:
+            logprob, top = token_logprobs(logits, tok, seq.logprobs)
+            events.append(Event(seq, tok, logprob=logprob, top=top))
         if len(seq.tokens) >= seq.max_tokens:
             self._finish(seq, "length", events)
         else:
@@ -326,6 +333,20 @@ class BatchEngine:
         for b, seq in enumerate(seqs):
             slots[b].cache.n = positions[b] + 1
             self.slot_tokens[seq.slot].append(seq.pending)
+
+
+def token_logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, list]:
+    """log softmax(logits)[token] and the k most likely (token, logprob), best first: the
+    model's distribution, before temperature, penalties and truncation (as vLLM reports)."""
+    x = logits.astype(np.float64)
+    m = x.max()
+    lse = m + np.log(np.exp(x - m).sum())
+    top: list[tuple[int, float]] = []
+    if k > 0:
+        ids = np.argpartition(-x, k - 1)[:k] if k < len(x) else np.arange(len(x))
+        ids = ids[np.lexsort((ids, -x[ids]))]  # by logit, ties by id
+        top = [(int(i), float(x[i] - lse)) for i in ids]
+    return float(x[token] - lse), top
 
 
 def _linear(m, xs: np.ndarray, out: np.ndarray) -> None:

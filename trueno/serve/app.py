@@ -265,10 +265,10 @@ async def _generate(request, server: Server, req: GenerationRequest, ids, chat: 
         server.live -= 1
         server.metrics.requests.labels(reason).inc()
 
-    seqs = [BatchSequence(ids, max_tokens, _sampler(req, i),
+    seqs = [BatchSequence(ids, max_tokens, _sampler(req, i), logprobs=req.logprobs,
                           tag=Choice(i, events, loop, finished)) for i in range(req.n)]  # fmt: skip
     streams = [TextStream(model.tokenizer, req.stop) for _ in seqs]
-    state = _Run(server, seqs, streams)
+    state = _Run(server, seqs, streams, chat)
     for seq in seqs:
         server.live += 1
         server.engine.submit(seq)
@@ -292,12 +292,13 @@ async def _generate(request, server: Server, req: GenerationRequest, ids, chat: 
     choices = []
     for i, st in enumerate(streams):
         text = "".join(st.text)
-        reason = state.reasons[i]
+        reason, logprobs = state.reasons[i], state.take_logprobs(i)
         if chat:
             choices.append({"index": i, "message": {"role": "assistant", "content": text},
-                            "logprobs": None, "finish_reason": reason})  # fmt: skip
+                            "logprobs": logprobs, "finish_reason": reason})  # fmt: skip
         else:
-            choices.append({"index": i, "text": text, "logprobs": None, "finish_reason": reason})
+            choices.append({"index": i, "text": text, "logprobs": logprobs,
+                            "finish_reason": reason})  # fmt: skip
     body = {**meta, "object": "chat.completion" if chat else "text_completion",
             "choices": choices, "usage": state.usage(len(ids))}  # fmt: skip
     return JSONResponse(body)
@@ -315,9 +316,12 @@ async def _watch_disconnect(request: Request, events: asyncio.Queue) -> None:
 class _Run:
     """The choices of one request as their events arrive."""
 
-    def __init__(self, server: Server, seqs, streams) -> None:
-        self.server, self.seqs, self.streams = server, seqs, streams
+    def __init__(self, server: Server, seqs, streams, chat: bool) -> None:
+        self.server, self.seqs, self.streams, self.chat = server, seqs, streams, chat
         self.reasons: list[str | None] = [None] * len(seqs)
+        # (token, logprob, top) of each choice's tokens not yet sent, and its text offset
+        self.logprobs: list[list] = [[] for _ in seqs]
+        self.offsets = [0] * len(seqs)
         self.open = len(seqs)  # choices the engine still runs
         self.error: Exception | None = None
 
@@ -342,10 +346,44 @@ class _Run:
             return None
         st = self.streams[index]
         text = st.push(ev.token)
+        if ev.logprob is not None:
+            self.logprobs[index].append((ev.token, ev.logprob, ev.top))
         if st.stopped:
             self.reasons[index] = "stop"
             self.seqs[index].cancel()
         return text
+
+    def take_logprobs(self, index: int) -> dict | None:
+        """OpenAI's logprobs object for choice ``index``'s tokens not sent yet (None when
+        it did not ask): chat's ``content`` entries, or the completions' parallel lists."""
+        if self.seqs[index].logprobs is None:
+            return None
+        entries, self.logprobs[index] = self.logprobs[index], []
+        tokenizer = self.server.model.tokenizer
+
+        def text_of(token: int) -> str:
+            return tokenizer.token_to_piece(token, special=True).decode("utf-8", "replace")
+
+        if self.chat:
+
+            def item(token: int, logprob: float) -> dict:
+                raw = tokenizer.token_to_piece(token, special=True)
+                return {"token": text_of(token), "logprob": logprob, "bytes": list(raw)}
+
+            content = [{**item(t, lp), "top_logprobs": [item(a, alp) for a, alp in top]}
+                       for t, lp, top in entries]  # fmt: skip
+            return {"content": content, "refusal": None}
+        tokens = [text_of(t) for t, _, _ in entries]
+        offsets = []
+        for text in tokens:
+            offsets.append(self.offsets[index])
+            self.offsets[index] += len(text)
+        return {
+            "tokens": tokens,
+            "token_logprobs": [lp for _, lp, _ in entries],
+            "top_logprobs": [{text_of(a): alp for a, alp in top} for _, _, top in entries],
+            "text_offset": offsets,
+        }
 
     def cancel(self) -> None:
         for seq in self.seqs:
@@ -367,14 +405,15 @@ async def _sse(state: _Run, events: asyncio.Queue, req, meta, chat: bool, n_prom
     obj = "chat.completion.chunk" if chat else "text_completion"
     usage = {"usage": None} if req.include_usage else {}
 
-    def chunk(index: int, text: str | None, reason: str | None, role: bool = False) -> bytes:
+    def chunk(index, text: str | None, reason: str | None, logprobs=None, role=False) -> bytes:
         if chat:
             delta = {"role": "assistant", "content": ""} if role else {}
             if text:
                 delta["content"] = text
-            c = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
+            c = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
         else:
-            c = {"index": index, "text": text or "", "logprobs": None, "finish_reason": reason}
+            c = {"index": index, "text": text or "", "logprobs": logprobs,
+                 "finish_reason": reason}  # fmt: skip
         return _event({**meta, "object": obj, "choices": [c], **usage})
 
     try:
@@ -389,10 +428,14 @@ async def _sse(state: _Run, events: asyncio.Queue, req, meta, chat: bool, n_prom
             except APIError as exc:
                 yield _event(exc.body())
                 break
+            ended = before is None and state.reasons[index] is not None
+            # a token's logprobs go out with its text (or the finish chunk, if held back)
+            logprobs = state.take_logprobs(index) if text or ended else None
             if text:
-                yield chunk(index, text, None)
-            if before is None and state.reasons[index] is not None:
-                yield chunk(index, None, state.reasons[index])
+                yield chunk(index, text, None, logprobs)
+                logprobs = None
+            if ended:
+                yield chunk(index, None, state.reasons[index], logprobs)
         if req.include_usage:
             yield _event({**meta, "object": obj, "choices": [], "usage": state.usage(n_prompt)})
         yield b"data: [DONE]\n\n"
