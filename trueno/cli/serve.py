@@ -66,6 +66,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 def handler(args) -> int:
     check_extra()
+    # numba's OpenMP workers sleep between parallel regions instead of spinning: the event
+    # loop needs a core between steps, and on a shared host spinning stalled streams for
+    # seconds (BENCHMARKS.md, Serving). Read when the OpenMP runtime loads, so set it first.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     from trueno.cli.run import default_model_path, load_model
