@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
-from conftest import API_KEY, CTX, EOS, N_SLOTS, QUEUE
+from conftest import API_KEY, CTX, EOS, N_SLOTS, QUEUE, metric, wait_idle
 
 from trueno.llm import Model
 from trueno.llm.generate import generate
@@ -28,22 +26,6 @@ def ref(tiny_gguf):
 def alone(ref, ids, n, **sampling) -> str:
     ref.reset()
     return "".join(generate(ref, ids, max_tokens=n, **sampling))
-
-
-def metric(live, name: str, labels: str = "") -> float:
-    text = httpx.get(live.url + "/metrics").text
-    m = re.search(rf"^{name}{re.escape(labels)} (\S+)$", text, re.M)
-    assert m, f"{name}{labels} not in /metrics"
-    return float(m.group(1))
-
-
-def wait_idle(live, timeout: float = 10.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if metric(live, "trueno_slots_in_use") == 0 and live.server.live == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError("slots still in use")
 
 
 def prompt_ids(live, text: str) -> list[int]:
