@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -59,12 +60,15 @@ class BatchSequence:
     stop_at_eog: bool = True
     logprobs: int | None = None  # None: none; k: each token's log-probability and the top k
     tag: object = None  # the caller's handle (the server's request/choice)
+    # (name, start_ns, end_ns, attrs) of each engine step it took part in, when traced
+    spans: list | None = None
     # filled in by the engine
     slot: int = -1
     n_cached: int = 0  # prompt tokens whose KV entries were reused from the slot
     n_prefilled: int = 0  # prompt tokens in the slot's cache
     tokens: list[int] = field(default_factory=list)  # generated so far
     pending: int | None = None  # sampled, not yet run through the model
+    t_admit_ns: int = 0  # perf_counter_ns when it got a slot (traced sequences only)
     finish_reason: str | None = None  # "stop" (end of generation), "length", "cancelled"
     cancelled: bool = False
 
@@ -169,7 +173,11 @@ class BatchEngine:
             chunk = min(PREFILL_CHUNK, len(seq.prompt) - seq.n_prefilled)
             if i > 0 and chunk > budget:
                 break  # whole chunks only: how a prompt is cut never depends on the others
+            t0 = perf_counter_ns() if seq.spans is not None else 0
             budget -= self._prefill_chunk(seq, events)
+            if t0:
+                seq.spans.append(("prefill", t0, perf_counter_ns(),
+                                  {"tokens": chunk, "slot": seq.slot}))  # fmt: skip
             if emit is not None and len(events) > sent:
                 emit(events[sent:])
                 sent = len(events)
@@ -179,9 +187,15 @@ class BatchEngine:
             self._finish(seq, "length", events)
         ready = [s for s in ready if s.finish_reason is None]
         if ready:
+            t0 = perf_counter_ns()
             self._decode(ready)
+            t1 = perf_counter_ns()
             for b, seq in enumerate(ready):
                 self._sample(seq, self.logits[b], events)
+                if seq.spans is not None:
+                    seq.spans.append(
+                        ("decode", t0, t1, {"batch": len(ready), "step": self.n_steps})
+                    )
         self.n_steps += 1
         if emit is not None and len(events) > sent:
             emit(events[sent:])
@@ -226,6 +240,8 @@ class BatchEngine:
                 cache.n = keep = more
                 self.slot_tokens[best][:] = seq.prompt[:keep]
             seq.slot, seq.n_cached, seq.n_prefilled = best, keep, keep
+            if seq.spans is not None:
+                seq.t_admit_ns = perf_counter_ns()
             self.running.append(seq)
 
     def _finish(self, seq: BatchSequence, reason: str, events: list[Event]) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import secrets
 import time
+from time import perf_counter_ns
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -89,6 +90,13 @@ class Server:
         self.live = 0  # sequences submitted and not finished (event-loop side only)
         self.created = int(time.time())
         self.chat = None
+        self.exporter = None  # a trueno.serve.tracing.Exporter when requests are traced
+
+    def trace_to(self, endpoint: str) -> None:
+        """Trace every request and send its spans to this OTLP/HTTP endpoint."""
+        from trueno.serve.tracing import Exporter
+
+        self.exporter = Exporter(endpoint)
 
     def attach(self, model) -> None:
         """The model is loaded: start the engine thread (then /health says ok)."""
@@ -258,6 +266,14 @@ async def _generate(request, server: Server, req: GenerationRequest, ids, chat: 
                        type="server_error", code="overloaded",
                        headers={"Retry-After": "1"})  # fmt: skip
     max_tokens = req.max_tokens or model.ctx
+    rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
+    trace = None
+    if server.exporter is not None:
+        from trueno.serve.tracing import RequestTrace
+
+        trace = RequestTrace("request", request.headers.get("traceparent"), request_id=rid,
+                             endpoint=request.url.path, prompt_tokens=len(ids), n=req.n,
+                             stream=req.stream)  # fmt: skip
     events: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
 
@@ -266,13 +282,13 @@ async def _generate(request, server: Server, req: GenerationRequest, ids, chat: 
         server.metrics.requests.labels(reason).inc()
 
     seqs = [BatchSequence(ids, max_tokens, _sampler(req, i), logprobs=req.logprobs,
-                          tag=Choice(i, events, loop, finished)) for i in range(req.n)]  # fmt: skip
+                          tag=Choice(i, events, loop, finished),
+                          spans=None if trace is None else []) for i in range(req.n)]  # fmt: skip
     streams = [TextStream(model.tokenizer, req.stop) for _ in seqs]
-    state = _Run(server, seqs, streams, chat)
+    state = _Run(server, seqs, streams, chat, trace)
     for seq in seqs:
         server.live += 1
         server.engine.submit(seq)
-    rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
     meta = dict(id=rid, created=int(time.time()), model=server.alias)
     if req.stream:
         gen = _sse(state, events, req, meta, chat, len(ids))
@@ -289,6 +305,7 @@ async def _generate(request, server: Server, req: GenerationRequest, ids, chat: 
     finally:
         watcher.cancel()
         state.cancel()
+        state.export()
     choices = []
     for i, st in enumerate(streams):
         text = "".join(st.text)
@@ -316,8 +333,10 @@ async def _watch_disconnect(request: Request, events: asyncio.Queue) -> None:
 class _Run:
     """The choices of one request as their events arrive."""
 
-    def __init__(self, server: Server, seqs, streams, chat: bool) -> None:
+    def __init__(self, server: Server, seqs, streams, chat: bool, trace=None) -> None:
         self.server, self.seqs, self.streams, self.chat = server, seqs, streams, chat
+        self.trace, self.t_submit_ns = trace, perf_counter_ns()
+        self.detok = [[0, 0, 0] for _ in seqs]  # first, last, busy ns (traced only)
         self.reasons: list[str | None] = [None] * len(seqs)
         # (token, logprob, top) of each choice's tokens not yet sent, and its text offset
         self.logprobs: list[list] = [[] for _ in seqs]
@@ -345,7 +364,14 @@ class _Run:
         if self.reasons[index] is not None:  # stopped by a stop string, cancel in flight
             return None
         st = self.streams[index]
-        text = st.push(ev.token)
+        if self.trace is None:
+            text = st.push(ev.token)
+        else:
+            t0 = perf_counter_ns()
+            text = st.push(ev.token)
+            d = self.detok[index]
+            d[0], d[1] = d[0] or t0, perf_counter_ns()
+            d[2] += d[1] - t0
         if ev.logprob is not None:
             self.logprobs[index].append((ev.token, ev.logprob, ev.top))
         if st.stopped:
@@ -388,6 +414,18 @@ class _Run:
     def cancel(self) -> None:
         for seq in self.seqs:
             seq.cancel()
+
+    def export(self) -> None:
+        """Send the request's spans (once; tracing on only), however the request ended."""
+        trace, self.trace = self.trace, None
+        if trace is None:
+            return
+        for i, seq in enumerate(self.seqs):
+            trace.add_choice(i, self.t_submit_ns, seq, tuple(self.detok[i]))
+        done = sum(st.n_tokens for st in self.streams)
+        reasons = ",".join(str(r) for r in self.reasons)
+        self.server.exporter.submit(trace.finish(completion_tokens=done, finish_reasons=reasons),
+                                    trace.traceparent)  # fmt: skip
 
     def usage(self, n_prompt: int) -> dict:
         done = sum(st.n_tokens for st in self.streams)
@@ -441,3 +479,4 @@ async def _sse(state: _Run, events: asyncio.Queue, req, meta, chat: bool, n_prom
         yield b"data: [DONE]\n\n"
     finally:
         state.cancel()
+        state.export()
