@@ -182,3 +182,16 @@ class TokenType(IntEnum):
     USER_DEFINED = 4
     UNUSED = 5
     BYTE = 6
+
+
+# numpy dtype (little-endian) of the zero-copy view for types stored element by element
+PLAIN_DTYPE = {
+    GGMLType.F32: "<f4",
+    GGMLType.F16: "<f2",
+    GGMLType.BF16: "<u2",
+    GGMLType.F64: "<f8",
+    GGMLType.I8: "<i1",
+    GGMLType.I16: "<i2",
+    GGMLType.I32: "<i4",
+    GGMLType.I64: "<i8",
+}

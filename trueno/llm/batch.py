@@ -367,34 +367,17 @@ def token_logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, list]
 
 def _linear(m, xs: np.ndarray, out: np.ndarray) -> None:
     """out[b] = W @ xs[b] for every row b, equal bit for bit to decode's fused matvec of that
-    row: quantized weights run :mod:`trueno.quant.batched` (each weight row read once for all
-    B vectors); other weights (f32, f16), or tracing on, the matvec per row."""
+    row: weights with a fused kernel run its B-vector form (PreparedWeight.matvecs_into: each
+    weight row read once for all B vectors); other weights (f32), or tracing on, the matvec
+    per row."""
     p = getattr(m, "prepared", None)
     if (
         xs.shape[0] > 1
         and p is not None
         and out.flags.c_contiguous
         and not recorder.ENABLED
-        and _batched() is not None
-        and _batched().matvecs_into(p, xs, out)
+        and p.matvecs_into(xs, out)
     ):
         return
     for b in range(xs.shape[0]):
         m.matvec_into(xs[b], out[b])  # rows of out are contiguous even in a column slice
-
-
-_BATCHED: list = []
-
-
-def _batched():
-    """trueno.quant.batched when the AVX2 kernels are available, else None (looked up once)."""
-    if not _BATCHED:
-        from trueno.quant import simd
-
-        if simd.available():
-            from trueno.quant import batched
-
-            _BATCHED.append(batched)
-        else:
-            _BATCHED.append(None)
-    return _BATCHED[0]

@@ -1,8 +1,9 @@
 """Numba kernels of the transformer block: norms, RoPE, attention over the KV cache, gated
 activations. Output first (``rms_norm(out, x, w, eps)``), float32 in and out, no allocation.
 
-This module imports numba, so only :mod:`trueno.llm.model` imports it (never ``import trueno``).
-The numpy float64 forward in ``tests/llm/reference.py`` is the spec these are checked against.
+This module imports numba, so only the CPU runtime (:mod:`trueno.llm.runtime`) imports it, with
+the first model (never ``import trueno``). The numpy float64 forward in
+``tests/llm/llm_reference.py`` is the spec these are checked against.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ The forward pass in :mod:`trueno.llm.model` is written once, against a :class:`R
 
 - ``cpu``: numpy arrays, the fused numba kernels of :mod:`trueno.llm.kernels`, matrices prepared
   for the CPU quant kernels (host memory, memory-mapped where possible).
-- ``gpu``: cupy arrays, the kernels of :mod:`trueno.backends.cuda.transformer` composed into the
+- ``gpu``: cupy arrays, the kernels of :mod:`trueno.llm.gpu_kernels` composed into the
   same decode steps (:class:`ComposedKernels`), every matrix uploaded once as GGML blocks
-  (:func:`trueno.backends.cuda.quant.prepare_gpu`), the KV cache and every activation buffer on
+  (:func:`trueno.quant.gpu.prepare_gpu`), the KV cache and every activation buffer on
   the device. The token-embedding table stays in host memory, as llama.cpp keeps its input
   layer on the CPU: a token needs one row of it, dequantized on the host and copied over
   (``dim`` floats); a tied output head still gets its device copy as a matrix.
@@ -154,13 +154,14 @@ def cpu() -> Runtime:
 
 def gpu(graphs: bool | None = None) -> Runtime:
     """The GPU runtime; ``graphs`` (default: TRUENO_CUDA_GRAPHS, on) replays each decode step
-    as one CUDA graph (:mod:`trueno.backends.cuda.graph`)."""
+    as one CUDA graph (:mod:`trueno.llm.gpu_graph`)."""
     from trueno import config
     from trueno.device import cupy, to_device, to_host
 
     cp = cupy()  # BackendUnavailableError naming the gpu extra, before any work
-    from trueno.backends.cuda import graph, transformer
-    from trueno.backends.cuda.quant import prepare_gpu
+    from trueno.llm import gpu_graph as graph
+    from trueno.llm import gpu_kernels as transformer
+    from trueno.quant.gpu import prepare_gpu
 
     def place(m):
         return prepare_gpu(m.info.data, m.ggml_type, m.shape, dequantize=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 
 from trueno.errors import ModelError, UnsupportedError
+from trueno.floats import bf16_to_f32, f16_to_f32
 from trueno.gguf.constants import GGMLType
 from trueno.llm.config import Config
 
@@ -51,14 +52,13 @@ def _dequantize(data, ggml_type, shape) -> np.ndarray:
 
 def _as_float32(info) -> np.ndarray:
     """A float tensor (F32/F16/BF16) as a float32 array in numpy shape order."""
-    data = np.asarray(info.data)
+    data = np.asarray(info.data).reshape(tuple(info.shape))
     if info.ggml_type == GGMLType.F32:
-        return data.reshape(tuple(info.shape)).view(np.float32)
+        return data.view(np.float32)
     if info.ggml_type == GGMLType.F16:
-        return data.reshape(tuple(info.shape)).view(np.float16).astype(np.float32)
+        return f16_to_f32(data)
     if info.ggml_type == GGMLType.BF16:
-        bits = data.reshape(tuple(info.shape)).view(np.uint16).astype(np.uint32) << 16
-        return bits.view(np.float32)
+        return bf16_to_f32(data)
     raise UnsupportedError(f"tensor {info.name!r}: {info.ggml_type!r} is not a float type")
 
 
