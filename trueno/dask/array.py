@@ -195,7 +195,7 @@ def _chunk(*args, op: str, trace: bool = False, kwargs=None):
         return dispatch.run(OPS[op], args[0].size, args, kwargs or None)
 
 
-def _partial(*blocks, op: str, pdtype, block_info=None, trace: bool = False, nargs: int = 1):
+def _partial(*blocks, op: str, pdtype, trace: bool = False, nargs: int = 1, block_info=None):
     _traced(trace)
     arrays, params = blocks[:nargs], blocks[nargs:]
     with recorder.span(f"dask.chunk {op}", "dask"):
@@ -205,8 +205,37 @@ def _partial(*blocks, op: str, pdtype, block_info=None, trace: bool = False, nar
     return out
 
 
+def _partial_at(*blocks, op: str, pdtype, block_info=None, trace: bool = False, nargs: int = 1):
+    """:func:`_partial` for the reductions that need where the block lies (argmax/argmin's
+    global indices): dask builds a ``block_info`` dict into each such task, which costs
+    graph-building and scheduling time, so only these ask for it."""
+    return _partial(*blocks, op=op, pdtype=pdtype, trace=trace, nargs=nargs, block_info=block_info)
+
+
 def _red_chunk(p, axis=None, keepdims=True):
     return p
+
+
+# the partial of a block with no elements: one that changes no combined value
+_EMPTY = {"max": (-np.inf,), "min": (np.inf,)}
+
+
+def _red_block(x, axis=None, keepdims=True, op=None, pdtype=None, trace=False):
+    """``da.reduction``'s chunk step: one block's partial from trueno's kernel. A block with
+    no elements gets the neutral partial without running a kernel: that is also how dask's
+    meta call on a (0, ...) array is answered (arrays with no elements at all take the
+    map_blocks path)."""
+    if x.size == 0:
+        out = np.empty((1,) * x.ndim, dtype=pdtype)
+        out[(0,) * x.ndim] = _EMPTY.get(op, (0.0,))
+        return out
+    return _partial(x, op=op, pdtype=pdtype, trace=trace)
+
+
+def _red_last(p, axis=None, keepdims=False, op=None, in_dtype=None, ddof=0, out_dtype=None):
+    """``da.reduction``'s aggregate step: the combined partial's final value."""
+    comb = _red_aggregate(p, axis, keepdims=False, name=op)
+    return _red_final(comb, op=op, in_dtype=in_dtype, ddof=ddof, out_dtype=out_dtype)
 
 
 def _red_combine(p, axis=None, keepdims=True, name=None):
@@ -315,8 +344,21 @@ def _reduction(name, args, trace):
     ddof = params[0] if name in ("variance", "stddev") and params else 0
     if name in ("variance", "stddev"):
         params = []
+    out_dtype = out_dtype or x.dtype
+    if len(arrays) == 1 and not params and pdtype is _SUM and x.size:
+        # one da.reduction: the kernel's partial is its chunk step and the final value its
+        # aggregate step (no extra map_blocks layers to build, tokenize and schedule)
+        return da.reduction(
+            x,
+            partial(_red_block, op=name, pdtype=pdtype, trace=trace),
+            partial(_red_last, op=name, in_dtype=x.dtype, ddof=ddof, out_dtype=out_dtype),
+            combine=partial(_red_combine, name=name),
+            dtype=out_dtype,
+            concatenate=True,
+            meta=np.empty((), dtype=out_dtype),
+        )
     partials = da.map_blocks(
-        _partial,
+        _partial_at if name in ("argmax", "argmin") else _partial,
         *arrays,
         *params,
         op=name,
@@ -327,7 +369,6 @@ def _reduction(name, args, trace):
         dtype=pdtype,
         meta=np.empty((0,) * x.ndim, dtype=pdtype),
     )
-    out_dtype = out_dtype or x.dtype
     combined = da.reduction(
         partials,
         _red_chunk,
