@@ -1,5 +1,6 @@
-"""Reductions built as one ``da.reduction`` (kernel partial as its chunk step): empty blocks
-give neutral partials, and building the graph runs no kernel (dask's meta call included)."""
+"""Graph shapes on dask arrays (synchronous scheduler): the sum family as one ``da.reduction``
+(kernel partial as its chunk step; empty blocks give neutral partials; building the graph
+runs no kernel, dask's meta call included), and matvec/vecmat as lazy matmuls."""
 
 from __future__ import annotations
 
@@ -30,3 +31,23 @@ def test_building_the_graph_runs_no_kernel():
         graphs = [getattr(trueno, op)(x) for op in OPS]
     assert t.spans == []  # no chunk span, no op span: nothing ran on the client
     assert float(graphs[0].compute(scheduler="sync")) == 256 * 64
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lazy_vector", [True, False])
+def test_matvec_and_vecmat_are_lazy_matmuls(dtype, lazy_vector):
+    rng = np.random.default_rng(2)
+    an = rng.standard_normal((300, 70)).astype(dtype)
+    vn, wn = rng.standard_normal(70).astype(dtype), rng.standard_normal(300).astype(dtype)
+    a = da.from_array(an, chunks=(64, 32))
+    v = da.from_array(vn, chunks=32) if lazy_vector else vn
+    w = da.from_array(wn, chunks=64) if lazy_vector else wn
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    with trueno.trace.capture() as t:
+        pairs = [(trueno.matvec(a, v), an @ vn), (trueno.vecmat(w, a), wn @ an)]
+    assert t.spans == []  # graphs only
+    for got, want in pairs:
+        assert isinstance(got, da.Array) and got.dtype == want.dtype
+        out = got.compute(scheduler="sync")
+        assert out.shape == want.shape and out.dtype == want.dtype
+        np.testing.assert_allclose(out, want, rtol=tol, atol=tol * np.abs(want).max())

@@ -11,7 +11,8 @@ Reached from the ops layer by name (``_validate.lazy_array`` checks each input,
 - reductions: each block's partial from trueno's kernel (``map_blocks``), then a
   ``da.reduction`` tree combining the partials; argmax/argmin carry global flat indices and
   ties go to the first index (NaN first, as numpy);
-- matmul: ``da.blockwise`` with trueno/BLAS per block pair, partial products summed over k.
+- matmul: ``da.blockwise`` with trueno/BLAS per block pair, partial products summed over k;
+  matvec and vecmat are matmul with the vector as one column or row.
 
 Anything else raises UnsupportedError before a graph is built; nothing is computed here.
 """
@@ -31,7 +32,7 @@ from trueno.trace import recorder
 
 ELEMENTWISE_KINDS = frozenset({"elementwise", "transcendental", "fused", "libm"})
 ROWWISE = frozenset({"softmax", "log_softmax", "layer_norm", "rms_norm"})
-MATRIX = frozenset({"matmul"})
+MATRIX = frozenset({"matmul", "matvec", "vecmat"})  # the vector ops: matmul on a column/row
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -161,7 +162,7 @@ def accept(x, op: str):
         raise UnsupportedError(
             f"{op}: not supported on dask arrays (nothing was computed); supported: "
             "element-wise ops and activations, softmax, log_softmax, layer_norm, rms_norm, "
-            f"{', '.join(sorted(REDUCTIONS))}, matmul"
+            f"{', '.join(sorted(REDUCTIONS))}, matmul, matvec, vecmat"
         )
     dt = x.dtype
     if dt in FLOAT_DTYPES:
@@ -289,6 +290,12 @@ def run(spec: OpSpec, args: tuple, kwargs: dict):
         return _rowwise(name, args, trace)
     if name in REDUCTIONS:
         return _reduction(name, args, trace)
+    if name == "matvec":  # (m, n) @ (n,): the vector as one column
+        a, v = args
+        return _matmul(a, v[:, None], trace=trace)[:, 0]
+    if name == "vecmat":  # (n,) @ (n, k): the vector as one row
+        v, a = args
+        return _matmul(v[None, :], a, trace=trace)[0]
     if name in MATRIX:
         return _matmul(*args, trace=trace)
     raise UnsupportedError(f"{name}: not supported on dask arrays (nothing was computed)")
