@@ -6,7 +6,7 @@ For a real cluster, replace the LocalCluster by Client("tcp://scheduler-host:878
 
 import numpy as np
 
-import trueno  # noqa: F401  (first, so the trace's startup is trueno's own import, not dask's)
+import trueno  # first, so the trace's startup is trueno's own import, not dask's
 
 
 def main() -> None:
