@@ -10,10 +10,10 @@ import math
 from dataclasses import dataclass
 
 from trueno.errors import ModelError, UnsupportedError
-from trueno.gguf.constants import Keys
+from trueno.gguf.constants import ExpertGatingFunc, Keys
 
-SUPPORTED_ARCHS = ("llama", "qwen2", "gemma3")
-NEOX_ROPE_ARCHS = ("qwen2", "gemma3")  # rotate (x[i], x[i + d/2]); llama rotates adjacent pairs
+SUPPORTED_ARCHS = ("llama", "qwen2", "gemma3", "qwen3moe")
+NEOX_ROPE_ARCHS = ("qwen2", "gemma3", "qwen3moe")  # rotate (x[i], x[i + d/2]); llama rotates adjacent pairs
 GEMMA3_SWA_PATTERN = 6  # every 6th layer is global (llama.cpp: hparams.set_swa_pattern(6))
 GEMMA3_LOCAL_ROPE_BASE = 10000.0
 
@@ -43,6 +43,13 @@ class Config:
     qk_norm: bool = False  # gemma3: RMS norm of each q/k head before RoPE
     post_norms: bool = False  # gemma3: norm after attention and after the FFN
     activation: str = "silu"  # "silu" or "gelu_tanh" (gate activation of the gated FFN)
+    # mixture of experts (mixtral: llama with expert tensors; qwen3moe); see trueno.llm.moe
+    n_experts: int = 0  # experts per layer; 0 = a dense FFN
+    n_experts_used: int = 0  # experts each token is routed to (top-k)
+    expert_hidden_dim: int = 0  # FFN inner size of one expert
+    expert_gating: ExpertGatingFunc = ExpertGatingFunc.SOFTMAX  # router logits -> weights
+    expert_weights_norm: bool = False  # the top-k weights renormalized to sum to 1
+    expert_weights_scale: float = 1.0  # then multiplied by this
 
     # ---- derived values -------------------------------------------------------------------
     @property
@@ -131,6 +138,8 @@ class Config:
         factor = float(get(Keys.ROPE_SCALING_FACTOR, 1.0, required=False) or 1.0)
         rope_scale = 1.0 / factor if str(scaling) == "linear" and factor > 0 else 1.0
         is_gemma3 = arch == "gemma3"
+        # QK norm (gemma3, qwen3moe): per-head norm weights, known from the tensors' presence
+        qk_norm = is_gemma3 or shapes.get("blk.0.attn_q_norm.weight") == (head_dim,)
         return cls(
             arch=arch,
             vocab_size=int(vocab),
@@ -150,10 +159,38 @@ class Config:
             sliding_window=int(get(Keys.SLIDING_WINDOW, 0, required=False)) if is_gemma3 else 0,
             swa_pattern=GEMMA3_SWA_PATTERN if is_gemma3 else 0,
             embed_scale=math.sqrt(dim) if is_gemma3 else 1.0,
-            qk_norm=is_gemma3,
+            qk_norm=qk_norm,
             post_norms=is_gemma3,
             activation="gelu_tanh" if is_gemma3 else "silu",
+            **_experts(arch, get),
         )
+
+
+def _experts(arch: str, get) -> dict:
+    """The mixture-of-experts fields of a Config (none for a dense model). Unset keys take
+    what llama.cpp hard-codes for mixtral and qwen3moe: softmax, renormalized top-k."""
+    n = int(get(Keys.EXPERT_COUNT, 0, required=False))
+    if n == 0:
+        if arch == "qwen3moe":
+            raise ModelError(f"metadata key {Keys.arch(Keys.EXPERT_COUNT, arch)!r} is missing")
+        return {}
+    used = int(get(Keys.EXPERT_USED_COUNT))
+    if not 0 < used <= n:
+        raise ModelError(f"expert_used_count {used} is not in 1..expert_count {n}")
+    gating = int(get(Keys.EXPERT_GATING_FUNC, 0, required=False))
+    try:
+        gating = ExpertGatingFunc(gating)
+    except ValueError:
+        raise UnsupportedError(f"expert_gating_func {gating} is not supported") from None
+    hidden = get(Keys.EXPERT_FEED_FORWARD_LENGTH, required=False)
+    return dict(
+        n_experts=n,
+        n_experts_used=used,
+        expert_hidden_dim=int(hidden if hidden is not None else get(Keys.FEED_FORWARD_LENGTH)),
+        expert_gating=ExpertGatingFunc.SOFTMAX if gating == ExpertGatingFunc.NONE else gating,
+        expert_weights_norm=bool(get(Keys.EXPERT_WEIGHTS_NORM, True, required=False)),
+        expert_weights_scale=float(get(Keys.EXPERT_WEIGHTS_SCALE, 1.0, required=False)),
+    )
 
 
 def _scalar(value):

@@ -8,12 +8,17 @@ matrices are used in place through BLAS. Norm weights and biases are float32 vec
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trueno.errors import ModelError, UnsupportedError
 from trueno.gguf.constants import GGMLType
 from trueno.llm.config import Config
+from trueno.trace import recorder
+
+if TYPE_CHECKING:
+    from trueno.llm.moe import MoE
 
 # up to this many rows a quantized matmul runs as fused matvecs (measured crossover ~12-16
 # rows for Q4_1/Q5_0 at 576-2048 columns; more for the K-quants)
@@ -124,6 +129,26 @@ class Matrix:
         """out = W @ x for decode's own float32 buffers (unchecked when prepared)."""
         self.matvec(x, out)
 
+    def matvecs_into(self, xs: np.ndarray, out: np.ndarray) -> None:
+        """out[b] = W @ xs[b] for every row b, equal bit for bit to ``matvec_into`` of that
+        row: quantized weights run :mod:`trueno.quant.batched` (each weight row read once for
+        all rows); other weights (f32, f16), or tracing on, the matvec per row. xs (B, cols)
+        float32 C-contiguous rows; out (B, rows) float32 with C-contiguous rows."""
+        if self.dense is None and self.prepared is None:
+            self.ready()
+        p = self.prepared
+        if (
+            xs.shape[0] > 1
+            and p is not None
+            and out.flags.c_contiguous
+            and not recorder.ENABLED
+            and _batched() is not None
+            and _batched().matvecs_into(p, xs, out)
+        ):
+            return
+        for b in range(xs.shape[0]):
+            self.matvec_into(xs[b], out[b])  # rows of out are contiguous even in a column slice
+
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """(n, cols) -> (n, rows)."""
         if self.dense is None and self.prepared is None:
@@ -139,6 +164,23 @@ class Matrix:
                 self.prepared.matvec(x[i], out=out[i])
             return out
         return np.asarray(self.prepared.matmul(x), dtype=np.float32)
+
+
+_BATCHED: list = []
+
+
+def _batched():
+    """trueno.quant.batched when the AVX2 kernels are available, else None (looked up once)."""
+    if not _BATCHED:
+        from trueno.quant import simd
+
+        if simd.available():
+            from trueno.quant import batched
+
+            _BATCHED.append(batched)
+        else:
+            _BATCHED.append(None)
+    return _BATCHED[0]
 
 
 class Embedding:
@@ -195,9 +237,9 @@ class LayerWeights:
     wv: Matrix  # (K, D)
     wo: Matrix  # (D, Q)
     ffn_norm: np.ndarray  # (D,)
-    w_gate: Matrix  # (F, D)
-    w_up: Matrix  # (F, D)
-    w_down: Matrix  # (D, F)
+    w_gate: Matrix | None  # (F, D); None in a mixture-of-experts layer (``moe``)
+    w_up: Matrix | None  # (F, D)
+    w_down: Matrix | None  # (D, F)
     bq: np.ndarray | None = None  # (Q,) qwen2
     bk: np.ndarray | None = None  # (K,)
     bv: np.ndarray | None = None  # (K,)
@@ -208,6 +250,7 @@ class LayerWeights:
     wqkv: Matrix | None = None  # (Q + 2K, D) wq|wk|wv stacked when they share a type
     bqkv: np.ndarray | None = None  # (Q + 2K,)
     w_gate_up: Matrix | None = None  # (2F, D) w_gate|w_up stacked
+    moe: MoE | None = None  # router and experts, instead of w_gate/w_up/w_down
 
     def fuse(self, prepare: bool = True) -> None:
         """Stack Q/K/V and gate/up so decode runs one matvec for each group, and prepare
@@ -223,13 +266,22 @@ class LayerWeights:
                     for b, n in zip(biases, sizes, strict=True)
                 ]
             )
-        self.w_gate_up = Matrix.stack("ffn_gate_up", [self.w_gate, self.w_up])
+        if self.moe is None:
+            self.w_gate_up = Matrix.stack("ffn_gate_up", [self.w_gate, self.w_up])
         if prepare:
-            for m in self.used_matrices():
-                m.ready()
+            self.ready()
+
+    def ready(self) -> None:
+        """Prepare every matrix the forward pass uses (experts in place: see MoE.ready)."""
+        if self.moe is not None:
+            self.moe.ready()  # first: ready() is a no-op on a prepared matrix
+        for m in self.used_matrices():
+            m.ready()
 
     def used_matrices(self) -> list[Matrix]:
         qkv = [self.wqkv] if self.wqkv is not None else [self.wq, self.wk, self.wv]
+        if self.moe is not None:
+            return [*qkv, self.wo, *self.moe.matrices()]
         ffn = [self.w_gate_up] if self.w_gate_up is not None else [self.w_gate, self.w_up]
         return [*qkv, self.wo, *ffn, self.w_down]
 
@@ -306,6 +358,11 @@ class Weights:
         def mat(name: str, shape: tuple):
             return Matrix(name, info(name, shape))
 
+        def ffn(name: str, shape: tuple):  # a dense FFN matrix; MoE layers have experts
+            return mat(name, shape) if not c.n_experts else None
+
+        from trueno.llm.moe import MoE  # moe builds on this module's Matrix
+
         c = config
         D, Q, K, F = c.dim, c.q_dim, c.kv_dim, c.hidden_dim
         layers = []
@@ -319,9 +376,9 @@ class Weights:
                     wv=mat(p + "attn_v.weight", (K, D)),
                     wo=mat(p + "attn_output.weight", (D, Q)),
                     ffn_norm=vec(p + "ffn_norm.weight", D),
-                    w_gate=mat(p + "ffn_gate.weight", (F, D)),
-                    w_up=mat(p + "ffn_up.weight", (F, D)),
-                    w_down=mat(p + "ffn_down.weight", (D, F)),
+                    w_gate=ffn(p + "ffn_gate.weight", (F, D)),
+                    w_up=ffn(p + "ffn_up.weight", (F, D)),
+                    w_down=ffn(p + "ffn_down.weight", (D, F)),
                     bq=vec(p + "attn_q.bias", Q, required=False),
                     bk=vec(p + "attn_k.bias", K, required=False),
                     bv=vec(p + "attn_v.bias", K, required=False),
@@ -329,6 +386,7 @@ class Weights:
                     k_norm=vec(p + "attn_k_norm.weight", c.head_dim, required=c.qk_norm),
                     post_attn_norm=vec(p + "post_attention_norm.weight", D, required=c.post_norms),
                     post_ffn_norm=vec(p + "post_ffw_norm.weight", D, required=c.post_norms),
+                    moe=MoE.from_gguf(tensors, p, c) if c.n_experts else None,
                 )
             )
         for n, lw in enumerate(layers):
@@ -337,8 +395,7 @@ class Weights:
             if fuse:
                 lw.fuse(prepare)
             elif prepare:
-                for m in lw.used_matrices():
-                    m.ready()
+                lw.ready()
         embd_info = info("token_embd.weight", (c.vocab_size, D))
         out_name = "output.weight" if "output.weight" in tensors else "token_embd.weight"
         output = mat(out_name, (c.vocab_size, D))
