@@ -100,6 +100,15 @@ def moe_gguf_tensors(name: str, sd: dict) -> dict[str, np.ndarray]:
     return out
 
 
+def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+    """The inverse of :func:`permute_qk` (GGUF adjacent pairs -> HF NeoX halves)."""
+    return (
+        w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
+
+
 def moe_metadata(name: str) -> dict:
     p = TINY_MOE[name]
     arch = p["arch"]
@@ -343,11 +352,15 @@ def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(qtype, moe
             elif rest in ("self_attn.q_proj.weight", "self_attn.k_proj.weight"):
                 n = HEADS if rest.startswith("self_attn.q") else KV_HEADS
                 name = b + ("attn_q.weight" if n == HEADS else "attn_k.weight")
-                hf_sd[key] = permute_qk(permute_qk(deq[name], n), n)  # the inverse: twice
-            elif rest in ("self_attn.v_proj.weight", "self_attn.o_proj.weight"):
-                hf_sd[key] = deq[b + ("attn_v.weight" if "v_proj" in rest else "attn_output.weight")]
+                hf_sd[key] = unpermute_qk(deq[name], n)
+            elif rest == "self_attn.v_proj.weight":
+                hf_sd[key] = deq[b + "attn_v.weight"]
+            elif rest == "self_attn.o_proj.weight":
+                hf_sd[key] = deq[b + "attn_output.weight"]
     hf_sd["lm_head.weight"] = deq["output.weight"]
     ref, _ = hf_logits_and_routes("mixtral", hf_sd, TOKENS)
+    np.testing.assert_array_equal(unpermute_qk(permute_qk(sd["lm_head.weight"], 4), 4),
+                                  sd["lm_head.weight"])  # fmt: skip
     assert_logits_close(model.logits(TOKENS), ref, rel=3e-2)  # int8 activations
     model.reset()
     model.prefill(TOKENS[:3])

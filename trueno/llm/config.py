@@ -13,7 +13,8 @@ from trueno.errors import ModelError, UnsupportedError
 from trueno.gguf.constants import ExpertGatingFunc, Keys
 
 SUPPORTED_ARCHS = ("llama", "qwen2", "gemma3", "qwen3moe")
-NEOX_ROPE_ARCHS = ("qwen2", "gemma3", "qwen3moe")  # rotate (x[i], x[i + d/2]); llama rotates adjacent pairs
+# rotate (x[i], x[i + d/2]); llama rotates adjacent pairs
+NEOX_ROPE_ARCHS = ("qwen2", "gemma3", "qwen3moe")
 GEMMA3_SWA_PATTERN = 6  # every 6th layer is global (llama.cpp: hparams.set_swa_pattern(6))
 GEMMA3_LOCAL_ROPE_BASE = 10000.0
 
