@@ -21,6 +21,7 @@ float32 operations, so a token gets the same output alone or in a batch.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from trueno.errors import ModelError
 from trueno.gguf.constants import ExpertGatingFunc, GGMLType
@@ -37,43 +38,83 @@ def route(
     scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k routing of router ``logits`` (T, E): expert ids (T, k) int64, in descending
-    order of logit, and their weights (T, k) float32 (computed in float64), as llama.cpp's
-    build_moe_ffn. Every gating function is monotonic, so the experts are the top-k logits."""
-    z = np.asarray(logits, dtype=np.float64)
-    idx = np.argsort(-z, axis=-1, kind="stable")[:, :k]
-    if gating == ExpertGatingFunc.SOFTMAX:
-        p = np.exp(z - z.max(axis=-1, keepdims=True))
-        p /= p.sum(axis=-1, keepdims=True)
-    elif gating == ExpertGatingFunc.SIGMOID:
-        p = 1.0 / (1.0 + np.exp(-z))
-    elif gating == ExpertGatingFunc.SQRT_SOFTPLUS:
-        p = np.sqrt(np.logaddexp(0.0, z))
-    else:  # SOFTMAX_WEIGHT: the softmax is taken over the selected logits below
-        p = z
-    w = np.take_along_axis(p, idx, axis=-1)
-    if gating == ExpertGatingFunc.SOFTMAX_WEIGHT:
-        w = np.exp(w - w.max(axis=-1, keepdims=True))
-        w /= w.sum(axis=-1, keepdims=True)
-    if norm:
-        w /= np.maximum(w.sum(axis=-1, keepdims=True), WEIGHTS_SUM_MIN)
-    if scale not in (0.0, 1.0):  # llama.cpp: 0 (unset) and 1 leave the weights as they are
-        w *= scale
-    return idx, w.astype(np.float32)
+    order of logit (ties to the lower id), and their weights (T, k) float32, computed in
+    float64 as llama.cpp's build_moe_ffn does. Every gating function is monotonic, so the
+    experts are the top-k logits."""
+    logits = np.ascontiguousarray(logits, dtype=np.float32)
+    T = logits.shape[0]
+    idx, w = np.empty((T, k), np.int64), np.empty((T, k), np.float32)
+    _route_rows(logits, int(gating), bool(norm), float(scale), idx, w)
+    return idx, w
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _route_rows(logits, gating, norm, scale, idx, w):
+    """route() into idx, w (T, k): one call per batch, so decode pays one kernel call."""
+    T, E = logits.shape
+    k = idx.shape[1]
+    taken = np.zeros(E, np.bool_)
+    p = np.empty(k, np.float64)
+    for t in range(T):
+        z = logits[t]
+        taken[:] = False
+        for j in range(k):  # selection: k passes over E logits (k, E small)
+            best = -1
+            for e in range(E):
+                if not taken[e] and (best < 0 or z[e] > z[best]):
+                    best = e
+            taken[best] = True
+            idx[t, j] = best
+        top = np.float64(z[idx[t, 0]])
+        if gating == 1:  # softmax over all experts, then the selected probabilities
+            total = 0.0
+            for e in range(E):
+                total += np.exp(np.float64(z[e]) - top)
+            for j in range(k):
+                p[j] = np.exp(np.float64(z[idx[t, j]]) - top) / total
+        elif gating == 3:  # softmax over the selected logits only
+            total = 0.0
+            for j in range(k):
+                p[j] = np.exp(np.float64(z[idx[t, j]]) - top)
+                total += p[j]
+            for j in range(k):
+                p[j] /= total
+        else:
+            for j in range(k):
+                v = np.float64(z[idx[t, j]])
+                if gating == 2:  # sigmoid
+                    p[j] = 1.0 / (1.0 + np.exp(-v))
+                else:  # 4: sqrt(softplus(v)), softplus = log(1 + e^v) computed stably
+                    p[j] = np.sqrt(max(v, 0.0) + np.log1p(np.exp(-abs(v))))
+        if norm:
+            total = 0.0
+            for j in range(k):
+                total += p[j]
+            total = max(total, WEIGHTS_SUM_MIN)
+            for j in range(k):
+                p[j] /= total
+        if scale != 0.0 and scale != 1.0:  # llama.cpp: 0 (unset) and 1 leave them as they are
+            for j in range(k):
+                p[j] *= scale
+        for j in range(k):
+            w[t, j] = np.float32(p[j])
 
 
 class MoE:
     """The router and experts of one layer: ``forward(xs, out, act)``. ``last_experts`` holds
-    the experts the last call chose per token, (T, k) (tests, benches)."""
+    the experts the last call chose per token, (T, k) (tests, benches; decode reuses it)."""
 
     def __init__(self, router: Matrix, gate: list, up: list, down: list, config) -> None:
         self.router = router  # (E, D)
         self.gate, self.up, self.down = gate, up, down  # E matrices each: (F, D), (F, D), (D, F)
         self.n_experts, self.k = len(gate), config.n_experts_used
         self.gating = config.expert_gating
+        self._gating = int(self.gating)
         self.norm, self.scale = config.expert_weights_norm, config.expert_weights_scale
         F, D = gate[0].shape
         f32 = np.float32
         self._logits1 = np.zeros((1, self.n_experts), f32)  # decode's scratch
+        self._idx1, self._w1 = np.zeros((1, self.k), np.int64), np.zeros((1, self.k), f32)
         self._g1, self._u1, self._a1 = (np.zeros((1, F), f32) for _ in range(3))
         self._y1 = np.zeros((1, D), f32)
         self.last_experts = np.zeros((0, self.k), np.int64)
@@ -149,9 +190,9 @@ class MoE:
 
     def _forward_one(self, x: np.ndarray, out: np.ndarray, act) -> None:
         """Decode: the router, then only the k selected experts, through preallocated rows."""
-        logits = self._logits1
+        logits, idx, w = self._logits1, self._idx1, self._w1
         self.router.matvec_into(x[0], logits[0])
-        idx, w = route(logits, self.k, self.gating, self.norm, self.scale)
+        _route_rows(logits, self._gating, self.norm, self.scale, idx, w)
         self.last_experts = idx
         g, u, a, y = self._g1, self._u1, self._a1, self._y1
         out[:] = 0
