@@ -159,7 +159,7 @@ def main() -> int:
         threadpool_limits(args.threads)
     except ImportError:
         pass
-    n_decode, rounds, calls = (16, 1, 1) if args.quick else (32, 5, 2)
+    n_decode, rounds, calls = (16, 1, 1) if args.quick else (32, 3, 2)
     bw = sgemv_bandwidth_gbs(256 << 20 if args.quick else 512 << 20)
     with tempfile.TemporaryDirectory() as tmp:
         sides = {

@@ -158,9 +158,9 @@ class MoE:
 
     def forward(self, xs: np.ndarray, out: np.ndarray, act, exact: bool = False) -> None:
         """out = MoE(xs) for float32 rows xs (T, D) into out (T, D); ``act(a, g, u)`` is the
-        model's gated activation over (n, F) rows. ``exact``: every product
-        through the fused matvec kernels (the batch engine: the bits of a lone decode), even
-        for an expert that more than ``MATVEC_ROWS`` rows chose."""
+        model's gated activation over (n, F) rows. ``exact``: every product through the fused
+        matvec kernels (the batch engine: the bits of a lone decode), even for an expert that
+        more than ``MATVEC_ROWS`` rows chose."""
         if xs.shape[0] == 1:
             self._forward_one(xs, out, act)
             return
