@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, sgemv_bandwidth_gbs  # noqa: E402
+from _common import print_table, set_threads, sgemv_bandwidth_gbs  # noqa: E402
 
 DIM, LAYERS, HEADS, VOCAB = 1024, 4, 8, 512
 EXPERTS, USED, EXPERT_FF = 8, 2, 1024
@@ -150,15 +150,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="one round, 16 decode tokens")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    import numba
-
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
-    except ImportError:
-        pass
+    set_threads(args.threads)
     n_decode, rounds, calls = (16, 1, 1) if args.quick else (32, 3, 2)
     bw = sgemv_bandwidth_gbs(256 << 20 if args.quick else 512 << 20)
     with tempfile.TemporaryDirectory() as tmp:

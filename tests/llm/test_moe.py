@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from llm_models import permute_qk, spm_vocab_metadata, write_gguf
+from llm_models import (
+    TINY,
+    gguf_tensors,
+    permute_qk,
+    random_hf_state,
+    spm_vocab_metadata,
+    write_gguf,
+)
 from test_model import assert_logits_close
 
 from trueno.errors import ModelError, UnsupportedError
@@ -26,77 +33,53 @@ TINY_MOE = {
     "qwen3moe-unnormed": dict(arch="qwen3moe", layers=2, experts=8, used=3, expert_hidden=64,
                               hidden=96, rope_base=1e6, eps=1e-6, norm_topk=False),
 }  # fmt: skip
-VOCAB, DIM, HEADS, KV_HEADS, HEAD_DIM = 64, 32, 4, 2, 8
+LLAMA = TINY["llama"]  # attention sizes shared with the tiny dense llama
+VOCAB, DIM, HEADS, KV_HEADS, HEAD_DIM = (LLAMA[k] for k in ("vocab", "dim", "heads", "kv_heads",
+                                                             "head_dim"))  # fmt: skip
+assert all(p["layers"] == LLAMA["layers"] for p in TINY_MOE.values())
 TOKENS = [1, 5, 17, 3, 42, 8, 63, 0, 12, 12, 30, 7, 22, 9, 50, 4]  # > MATVEC_ROWS
 
 
 def random_moe_state(name: str, seed: int = 0) -> dict[str, np.ndarray]:
-    """HF-named float32 weights (transformers 5 layout: experts fused as 3-D gate_up_proj)."""
+    """HF-named float32 weights: the tiny llama's attention, norms and head (same sizes),
+    with the dense MLP replaced by a router and experts (transformers 5's layout: 3-D
+    gate_up_proj (E, 2F, D) and down_proj (E, D, F)), plus qwen3's per-head q/k norms."""
     p = TINY_MOE[name]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed + 100)
     E, F, D = p["experts"], p["expert_hidden"], DIM
-    Q, K = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
+    sd = {k: v for k, v in random_hf_state("llama", seed).items() if ".mlp." not in k}
 
     def mat(*shape):
         return (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
 
-    def norm(n):
-        return (1.0 + 0.2 * rng.standard_normal(n)).astype(np.float32)
-
-    sd = {"model.embed_tokens.weight": rng.standard_normal((VOCAB, D)).astype(np.float32)}
     for i in range(p["layers"]):
         pre = f"model.layers.{i}."
-        sd[pre + "input_layernorm.weight"] = norm(D)
-        sd[pre + "self_attn.q_proj.weight"] = mat(Q, D)
-        sd[pre + "self_attn.k_proj.weight"] = mat(K, D)
-        sd[pre + "self_attn.v_proj.weight"] = mat(K, D)
-        sd[pre + "self_attn.o_proj.weight"] = mat(D, Q)
         if p["arch"] == "qwen3moe":
-            sd[pre + "self_attn.q_norm.weight"] = norm(HEAD_DIM)
-            sd[pre + "self_attn.k_norm.weight"] = norm(HEAD_DIM)
-        sd[pre + "post_attention_layernorm.weight"] = norm(D)
-        sd[pre + "mlp.gate.weight"] = 2 * mat(E, D)  # router logits of order 2: clear choices
+            for n in ("q", "k"):
+                sd[pre + f"self_attn.{n}_norm.weight"] = (
+                    1.0 + 0.2 * rng.standard_normal(HEAD_DIM)
+                ).astype(np.float32)
+        sd[pre + "mlp.gate.weight"] = 6 * mat(E, D)  # router logits of order 6: few near ties
         sd[pre + "mlp.experts.gate_up_proj"] = mat(E, 2 * F, D)
         sd[pre + "mlp.experts.down_proj"] = mat(E, D, F)
-    sd["model.norm.weight"] = norm(D)
-    sd["lm_head.weight"] = mat(VOCAB, D)
     return sd
 
 
 def moe_gguf_tensors(name: str, sd: dict) -> dict[str, np.ndarray]:
+    """GGUF tensors as llama.cpp's converter writes them: the dense part as the llama's
+    (mixtral: Q/K rows permuted) or unpermuted (qwen3moe: NeoX RoPE, as qwen2's); the fused
+    gate_up_proj split into ffn_gate_exps and ffn_up_exps."""
     p = TINY_MOE[name]
     F = p["expert_hidden"]
-    simple = {
-        "input_layernorm.weight": "attn_norm.weight",
-        "self_attn.q_proj.weight": "attn_q.weight",
-        "self_attn.k_proj.weight": "attn_k.weight",
-        "self_attn.v_proj.weight": "attn_v.weight",
-        "self_attn.o_proj.weight": "attn_output.weight",
-        "self_attn.q_norm.weight": "attn_q_norm.weight",
-        "self_attn.k_norm.weight": "attn_k_norm.weight",
-        "post_attention_layernorm.weight": "ffn_norm.weight",
-        "mlp.gate.weight": "ffn_gate_inp.weight",
-        "mlp.experts.down_proj": "ffn_down_exps.weight",
-    }
-    out = {
-        "token_embd.weight": sd["model.embed_tokens.weight"],
-        "output_norm.weight": sd["model.norm.weight"],
-        "output.weight": sd["lm_head.weight"],
-    }
-    for key, w in sd.items():
-        if not key.startswith("model.layers."):
-            continue
-        _, _, i, rest = key.split(".", 3)
-        blk = f"blk.{i}."
-        if rest == "mlp.experts.gate_up_proj":
-            out[blk + "ffn_gate_exps.weight"] = np.ascontiguousarray(w[:, :F])
-            out[blk + "ffn_up_exps.weight"] = np.ascontiguousarray(w[:, F:])
-            continue
-        if p["arch"] == "llama" and rest == "self_attn.q_proj.weight":
-            w = permute_qk(w, HEADS)
-        elif p["arch"] == "llama" and rest == "self_attn.k_proj.weight":
-            w = permute_qk(w, KV_HEADS)
-        out[blk + simple[rest]] = np.ascontiguousarray(w)
+    dense = {k: v for k, v in sd.items() if ".mlp." not in k}
+    out = gguf_tensors("llama" if p["arch"] == "llama" else "qwen2", dense)
+    for i in range(p["layers"]):
+        pre, blk = f"model.layers.{i}.mlp.", f"blk.{i}."
+        gate_up = sd[pre + "experts.gate_up_proj"]
+        out[blk + "ffn_gate_inp.weight"] = sd[pre + "gate.weight"]
+        out[blk + "ffn_gate_exps.weight"] = np.ascontiguousarray(gate_up[:, :F])
+        out[blk + "ffn_up_exps.weight"] = np.ascontiguousarray(gate_up[:, F:])
+        out[blk + "ffn_down_exps.weight"] = sd[pre + "experts.down_proj"]
     return out
 
 
@@ -140,14 +123,14 @@ def moe_metadata(name: str) -> dict:
 
 
 def quantized(tensors: dict, qtype: str) -> dict:
-    """Every expert tensor as 3-D blocks of ``qtype`` (the router stays F32, as llama.cpp's
-    quantizer keeps it); the other matrices quantized too where their rows are whole blocks."""
+    """Every expert tensor as 3-D blocks of ``qtype``; the router stays F32 (as llama.cpp's
+    quantizer keeps it) and so does the rest (quantized dense matrices: test_model.py)."""
     from trueno.quant import quantize
 
     t = GGMLType[qtype]
     out = dict(tensors)
     for name, w in tensors.items():
-        if w.ndim >= 2 and "gate_inp" not in name and "token_embd" not in name:
+        if "_exps." in name:
             out[name] = (quantize(w, t), t, w.shape)
     return out
 
@@ -156,15 +139,15 @@ def quantized(tensors: dict, qtype: str) -> dict:
 def moe_model_path(tmp_path_factory):
     cache: dict = {}
 
-    def make(name: str, qtype: str | None = None):
-        if (name, qtype) not in cache:
-            sd = random_moe_state(name)
+    def make(name: str, qtype: str | None = None, seed: int = 0):
+        if (name, qtype, seed) not in cache:
+            sd = random_moe_state(name, seed)
             tensors = moe_gguf_tensors(name, sd)
             if qtype is not None:
                 tensors = quantized(tensors, qtype)
-            path = tmp_path_factory.mktemp(f"moe_{name}") / f"{name}-{qtype or 'F32'}.gguf"
-            cache[name, qtype] = (write_gguf(path, moe_metadata(name), tensors), sd)
-        return cache[name, qtype]
+            path = tmp_path_factory.mktemp(f"moe_{name}") / f"{name}-{qtype or 'F32'}-{seed}.gguf"
+            cache[name, qtype, seed] = (write_gguf(path, moe_metadata(name), tensors), sd)
+        return cache[name, qtype, seed]
 
     return make
 
@@ -209,20 +192,21 @@ def hf_moe_model(name: str, sd: dict):
     model = getattr(transformers, cls_name)(cfg).eval()
     if tuple(model.state_dict()[gate_up].shape) != sd[gate_up].shape:
         pytest.skip(f"transformers {transformers.__version__} lays experts out differently")
-    state = {k: torch.from_numpy(v) for k, v in sd.items()}
+    state = {k: torch.from_numpy(np.array(v)) for k, v in sd.items()}  # writable copies
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not missing and not unexpected, (missing, unexpected)
     return torch, model
 
 
-def hf_logits_and_routes(name: str, sd: dict, tokens):
-    """transformers' logits (T, V) and, per layer, its router's top-k expert ids (T, k)."""
+def hf_logits_and_routes(name: str, sd: dict, tokens, router_logits: list | None = None):
+    """transformers' logits (T, V) and, per layer, its router's top-k expert ids (T, k);
+    its router logits (T, E) per layer are appended to ``router_logits`` when given."""
     torch, hf = hf_moe_model(name, sd)
     routes = {}
 
     def hook(layer):
         def save(module, args, output):
-            routes[layer] = output[2].numpy()  # (router_logits, scores, indices)
+            routes[layer] = output  # (router_logits, scores, indices)
 
         return save
 
@@ -230,10 +214,14 @@ def hf_logits_and_routes(name: str, sd: dict, tokens):
         layer.mlp.gate.register_forward_hook(hook(i))
     with torch.no_grad():
         logits = hf(torch.tensor([tokens])).logits[0].numpy()
-    return logits, [routes[i] for i in range(len(hf.model.layers))]
+    layers = range(len(hf.model.layers))
+    if router_logits is not None:
+        router_logits.extend(routes[i][0].numpy() for i in layers)
+    return logits, [routes[i][2].numpy() for i in layers]
 
 
 NAMES = list(TINY_MOE)
+QUANT_SEED = 5  # weights whose routers have no near tie on TOKENS (checked in the test)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -317,21 +305,10 @@ def test_decode_reads_only_the_chosen_experts_and_prefill_each_once(moe_model_pa
         assert sorted(e for (j, _, e) in log if j == i) == sorted(chosen * 3)
 
 
-@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
-def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(qtype, moe_model_path):
-    """Experts as 3-D quantized tensors: used in place over the file (no copy), and logits
-    within the int8-activation bound of transformers run on the same dequantized weights."""
+def hf_state_from_gguf(path, sd: dict) -> dict:
+    """The mixtral HF state of a GGUF file's tensors, dequantized by gguf-py."""
     import gguf as gguf_py
 
-    path, sd = moe_model_path("mixtral", qtype)
-    model = Model.load(path, cache_type="f32")
-    gf = model._gguf
-    data = gf.tensors["blk.1.ffn_up_exps.weight"].data
-    assert data.ndim == 3 and gf.tensors["blk.1.ffn_up_exps.weight"].ggml_type == GGMLType[qtype]
-    up = model.weights.layers[1].moe.up
-    assert all(m.ggml_type == GGMLType[qtype] for m in up)
-    assert all(np.shares_memory(m.prepared.blocks, data[e]) for e, m in enumerate(up))
-    # transformers over gguf-py's dequantization of the very blocks in the file
     reader = gguf_py.GGUFReader(str(path))
     deq = {}
     for t in reader.tensors:
@@ -358,10 +335,34 @@ def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(qtype, moe
             elif rest == "self_attn.o_proj.weight":
                 hf_sd[key] = deq[b + "attn_output.weight"]
     hf_sd["lm_head.weight"] = deq["output.weight"]
-    ref, _ = hf_logits_and_routes("mixtral", hf_sd, TOKENS)
+    return hf_sd
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
+def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(qtype, moe_model_path):
+    """Experts as 3-D quantized tensors: used in place over the file (no copy), and logits
+    within the int8-activation bound of transformers run on the same dequantized weights."""
+    path, sd = moe_model_path("mixtral", qtype, seed=QUANT_SEED)
+    model = Model.load(path, cache_type="f32")
+    gf = model._gguf
+    data = gf.tensors["blk.1.ffn_up_exps.weight"].data
+    assert data.ndim == 3 and gf.tensors["blk.1.ffn_up_exps.weight"].ggml_type == GGMLType[qtype]
+    up = model.weights.layers[1].moe.up
+    assert all(m.ggml_type == GGMLType[qtype] for m in up)
+    assert all(np.shares_memory(m.prepared.blocks, data[e]) for e, m in enumerate(up))
+    hf_sd = hf_state_from_gguf(path, sd)  # the very blocks in the file, dequantized
+    router_logits: list = []
+    ref, hf_routes = hf_logits_and_routes("mixtral", hf_sd, TOKENS, router_logits)
+    # the premise: no near tie at the k-th expert, so int8 activations cannot flip a choice
+    # (a flip is a different model, not a rounding error); QUANT_SEED is drawn so
+    k = TINY_MOE["mixtral"]["used"]
+    top = [np.sort(z, axis=1)[:, ::-1] for z in router_logits]
+    assert min(float(np.min(z[:, k - 1] - z[:, k])) for z in top) > 0.1  # int8: ~0.02
     np.testing.assert_array_equal(unpermute_qk(permute_qk(sd["lm_head.weight"], 4), 4),
                                   sd["lm_head.weight"])  # fmt: skip
     assert_logits_close(model.logits(TOKENS), ref, rel=3e-2)  # int8 activations
+    for lw, hf_idx in zip(model.weights.layers, hf_routes, strict=True):
+        np.testing.assert_array_equal(np.sort(lw.moe.last_experts, 1), np.sort(hf_idx, 1))
     model.reset()
     model.prefill(TOKENS[:3])
     steps = [model.decode(tok).copy() for tok in TOKENS[3:]]
