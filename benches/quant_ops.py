@@ -77,7 +77,7 @@ def weight_blocks(ggml_type: str, rows: int, cols: int, rng) -> np.ndarray:
 def main(args) -> int:
     import numba
 
-    from trueno.quant import prepare, simd
+    from trueno.quant import kernels, prepare
 
     global STAT
     STAT = np.min if args.stat == "min" else np.median
@@ -103,7 +103,7 @@ def main(args) -> int:
     bw_end = sgemv_bandwidth(3 if args.quick else 7)
     bw = max(bw_start, bw_end)  # the better sgemv reading, so ratios err on the low side
     lines = [
-        f"threads={args.threads}  stat={args.stat}  AVX2 kernels: {simd.available()}  "
+        f"threads={args.threads}  stat={args.stat}  ISA level: {kernels.chosen_level()}  "
         f"sgemv (numpy W @ x, f32 W {SGEMV_SHAPE[0]}x{SGEMV_SHAPE[1]}, 512 MiB) at start / end: "
         f"{bw_start:.1f} / {bw_end:.1f} GB/s; ratios use {bw:.1f}",
         "",

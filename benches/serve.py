@@ -5,6 +5,13 @@ p50/p99; beside llama.cpp's ``llama-server -np 8`` on the same file in the same 
 binary is found (LLAMA_SERVER or the llama-cpp-python build tree), levels interleaved.
 
     python benches/serve.py [--threads 2] [--rounds 1] [--full] [--model PATH]
+                            [--levels 1,8] [--distinct] [--servers trueno,llama]
+                            [--omp-wait-policy PASSIVE]
+
+``--distinct`` gives every stream its own prompt (a number in front), so no stream reuses the
+KV entries another one cached; without it all streams send the same prompt and, after the
+first, reuse its cached prefix (both servers do). ``--omp-wait-policy`` sets OMP_WAIT_POLICY
+for trueno's process only (numba's OpenMP workers: ACTIVE spins between parallel regions).
 """
 
 from __future__ import annotations
@@ -47,16 +54,18 @@ def wait_ready(url: str, proc, timeout: float = 300) -> None:
     raise RuntimeError("server did not become ready")
 
 
-def start_trueno(model: str, threads: int, parallel: int):
+def start_trueno(model: str, threads: int, parallel: int, omp_wait: str | None = None):
     port = free_port()
     cmd = [sys.executable, "-m", "trueno", "serve", "-m", model, "--port", str(port), "-c",
            "1024", "--parallel", str(parallel), "-t", str(threads), "--alias", "m"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if omp_wait:
+        env["OMP_WAIT_POLICY"] = omp_wait
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     return proc, f"http://127.0.0.1:{port}"
 
 
-def start_llama(model: str, threads: int, parallel: int):
+def start_llama(model: str, threads: int, parallel: int, omp_wait: str | None = None):
     binary = Path(os.environ.get("LLAMA_SERVER", LLAMA_BIN / "llama-server"))
     if not binary.exists():
         return None, None
@@ -68,7 +77,7 @@ def start_llama(model: str, threads: int, parallel: int):
     return proc, f"http://127.0.0.1:{port}"
 
 
-def one_stream(url: str, out: list, barrier: threading.Barrier) -> None:
+def one_stream(url: str, out: list, barrier: threading.Barrier, prompt: str) -> None:
     import openai
 
     client = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=0)
@@ -76,7 +85,7 @@ def one_stream(url: str, out: list, barrier: threading.Barrier) -> None:
     t0 = time.perf_counter()
     first, last, gaps, n = None, None, [], 0
     stream = client.chat.completions.create(
-        model="m", messages=[{"role": "user", "content": PROMPT}], max_tokens=N_TOKENS,
+        model="m", messages=[{"role": "user", "content": prompt}], max_tokens=N_TOKENS,
         temperature=0, stream=True, stream_options={"include_usage": True},
     )  # fmt: skip
     for chunk in stream:
@@ -92,10 +101,12 @@ def one_stream(url: str, out: list, barrier: threading.Barrier) -> None:
     out.append((first, gaps, n, time.perf_counter()))
 
 
-def level(url: str, c: int) -> dict:
+def level(url: str, c: int, distinct: bool = False) -> dict:
     out: list = []
     barrier = threading.Barrier(c + 1)
-    threads = [threading.Thread(target=one_stream, args=(url, out, barrier)) for _ in range(c)]
+    tag = f"{time.time_ns() % 10**9} " if distinct else ""
+    prompts = [f"{tag}{i}. {PROMPT}" if distinct else PROMPT for i in range(c)]
+    threads = [threading.Thread(target=one_stream, args=(url, out, barrier, p)) for p in prompts]
     for t in threads:
         t.start()
     barrier.wait()
@@ -145,6 +156,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--full", action="store_true", help="also 16 concurrent streams")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--levels", default=None, help="comma-separated stream counts")
+    ap.add_argument("--distinct", action="store_true", help="a different prompt per stream")
+    ap.add_argument("--servers", default="trueno,llama", help="which of trueno,llama to run")
+    ap.add_argument("--omp-wait-policy", default=None, help="OMP_WAIT_POLICY for trueno")
     args = ap.parse_args()
     from trueno.llm.packaged import smollm2_path
 
@@ -154,10 +169,16 @@ def main() -> int:
         return 0
     model = str(model)
     levels = [1, 2, 4, 8] + ([16] if args.full else [])
+    if args.levels:
+        levels = [int(c) for c in args.levels.split(",")]
     print(f"in-process decode, 1 stream: {in_process(model, args.threads):.1f} tok/s")
     servers = {}
-    for name, start in (("trueno serve -np 8", start_trueno), ("llama-server -np 8", start_llama)):
-        proc, url = start(model, args.threads, 8)
+    wanted = args.servers.split(",")
+    for key, name, start in (("trueno", "trueno serve -np 8", start_trueno),
+                             ("llama", "llama-server -np 8", start_llama)):  # fmt: skip
+        if key not in wanted:
+            continue
+        proc, url = start(model, args.threads, 8, args.omp_wait_policy)
         if proc is None:
             print(f"skip {name}: binary not found")
             continue
@@ -169,7 +190,7 @@ def main() -> int:
         for _ in range(args.rounds):
             for c in levels:
                 for name, (_, url) in servers.items():  # the two sides interleaved per level
-                    results.setdefault((name, c), []).append(level(url, c))
+                    results.setdefault((name, c), []).append(level(url, c, args.distinct))
     finally:
         for proc, _ in servers.values():
             proc.terminate()

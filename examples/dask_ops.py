@@ -13,7 +13,7 @@ def main() -> None:
     import dask.array as da
     from distributed import Client, LocalCluster
 
-    import trueno.dask
+    from trueno import dask as trueno_dask  # imports dask
 
     with (
         LocalCluster(
@@ -21,7 +21,7 @@ def main() -> None:
         ) as cluster,
         Client(cluster) as client,
     ):
-        trueno.dask.register(client, warm=False)  # threads within the cores, BLAS at 1
+        trueno_dask.register(client, warm=False)  # threads within the cores, BLAS at 1
         rng = np.random.default_rng(0)
         x_np = rng.standard_normal((8192, 256)).astype(np.float32)  # 8 MB, 8 row chunks
         x = da.from_array(x_np, chunks=(1024, 256))

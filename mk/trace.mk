@@ -6,6 +6,9 @@
 #   make profile-bench BENCH=vector_ops [BENCH_ARGS=--quick]   one bench under the tracer
 #   make profile-test [PROFILE_TESTS=tests/ops]  the test suite under the tracer
 #   make profile-otlp-jaeger / -tempo        export to Jaeger / Tempo in docker
+#   make profile-otlp-phoenix [PHOENIX_BENCHES="vector_ops"] [BENCH_ARGS=--quick]
+#                          no docker: Arize Phoenix (its own venv under build/) receives the
+#                          benches' traces; UI and REST API on :$(PHOENIX_PORT)
 #   make profile-compare BASELINE=a.json CURRENT=b.json
 PY ?= .venv/bin/python
 TRACE := $(PY) -m trueno trace
@@ -16,9 +19,14 @@ BENCH_ARGS ?=
 PROFILE_DIR ?= build/profile
 PROFILE_TESTS ?= tests
 OTLP_HTTP ?= http://localhost:4318
+PHOENIX_VENV ?= build/phoenix-venv
+PHOENIX_DIR ?= build/phoenix
+PHOENIX_PORT ?= 6006
+PHOENIX_URL := http://127.0.0.1:$(PHOENIX_PORT)
+PHOENIX_BENCHES ?= $(filter-out _%,$(notdir $(basename $(wildcard benches/*.py))))
 
 .PHONY: golden golden-check profile profile-flamegraph profile-bench profile-test \
-	profile-otlp-jaeger profile-otlp-tempo profile-compare
+	profile-otlp-jaeger profile-otlp-tempo profile-otlp-phoenix profile-compare
 
 golden: install
 	@for ex in $(EXAMPLES); do \
@@ -56,10 +64,34 @@ profile-test: install
 # exported); point `trueno trace run --otlp-endpoint URL -- CMD` at any running collector.
 define no_docker
 	echo "profile-otlp: docker cannot run here ('docker info' failed: no daemon or no" \
-		"permission). Start a collector elsewhere and export with:" >&2; \
+		"permission). Without docker: 'make profile-otlp-phoenix' (Arize Phoenix, a" \
+		"pip-installed OTLP receiver with a trace UI, in its own venv under build/)." >&2; \
+	echo "Or start a collector elsewhere and export with:" >&2; \
 	echo "  $(TRACE) run --otlp-endpoint http://HOST:4318 -- examples/quickstart.py" >&2; \
 	exit 1
 endef
+
+# Phoenix: installed once into $(PHOENIX_VENV) (trueno's venv stays untouched), started in the
+# background unless something already answers on $(PHOENIX_PORT); it keeps running for the UI.
+profile-otlp-phoenix: install
+	@mkdir -p $(PROFILE_DIR) $(PHOENIX_DIR)
+	@test -x $(PHOENIX_VENV)/bin/phoenix || { $(PYTHON) -m venv $(PHOENIX_VENV) && \
+		$(PHOENIX_VENV)/bin/python -m pip install -q arize-phoenix; }
+	@if ! $(PY) mk/wait_http.py $(PHOENIX_URL)/healthz 0 2>/dev/null; then \
+		PHOENIX_PORT=$(PHOENIX_PORT) PHOENIX_HOST=127.0.0.1 \
+		PHOENIX_WORKING_DIR=$(abspath $(PHOENIX_DIR)) \
+		nohup $(PHOENIX_VENV)/bin/phoenix serve > $(PHOENIX_DIR)/phoenix.log 2>&1 & \
+		echo $$! > $(PHOENIX_DIR)/phoenix.pid; \
+		echo "starting Phoenix (pid $$(cat $(PHOENIX_DIR)/phoenix.pid), log $(PHOENIX_DIR)/phoenix.log)"; \
+		$(PY) mk/wait_http.py $(PHOENIX_URL)/healthz 180 $(PHOENIX_DIR)/phoenix.log; \
+	fi
+	@set -e; for n in $(PHOENIX_BENCHES); do \
+		$(TRACE) run --syscalls off --service-name trueno-benches --otlp-endpoint $(PHOENIX_URL) \
+			-o $(PROFILE_DIR)/$$n.json -- benches/$$n.py $(BENCH_ARGS); \
+	done
+	@echo "Phoenix UI: $(PHOENIX_URL)  (project 'default')"
+	@echo "query: curl '$(PHOENIX_URL)/v1/projects/default/spans?limit=20'"
+	@echo "stop:  kill \$$(cat $(PHOENIX_DIR)/phoenix.pid)"
 
 profile-otlp-jaeger: install
 	@if ! docker info >/dev/null 2>&1; then $(no_docker); fi

@@ -8,6 +8,7 @@ forces a backend with ``TRUENO_BACKEND=numba`` or ``with trueno.use_backend("num
 from __future__ import annotations
 
 import sys
+import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from time import perf_counter_ns
@@ -16,6 +17,24 @@ from trueno import backends, config
 from trueno.backends import Backend
 from trueno.opspec import OpSpec
 from trueno.trace import recorder
+
+
+class _Table(dict):
+    """A threshold table that keeps ``HOST_MAX`` current when it is changed (a test's
+    monkeypatch, a tuning script)."""
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        _refresh()
+
+    def __delitem__(self, key) -> None:
+        super().__delitem__(key)
+        _refresh()
+
+    def update(self, *args, **kwargs) -> None:
+        super().update(*args, **kwargs)
+        _refresh()
+
 
 # Minimum number of input elements from which AUTO sends an op to numba, per threshold class.
 # Measured by `python benches/dispatch_thresholds.py` (prints this table: the size from which
@@ -37,9 +56,10 @@ THRESHOLDS: dict[str, int] = {
     "gather": 1 << 62,  # embedding_lookup: numpy fancy indexing is a memcpy already
     "never": 1 << 62,  # ops only the reference implements well
 }
+THRESHOLDS = _Table(THRESHOLDS)  # measured values above; _Table keeps HOST_MAX current
 # Minimum host-array elements from which AUTO copies to the GPU (None: never for host data).
 # Filled from benches/gpu_ops.py on a machine with a GPU.
-GPU_THRESHOLDS: dict[str, int | None] = {kind: None for kind in THRESHOLDS}
+GPU_THRESHOLDS: dict[str, int | None] = _Table({kind: None for kind in THRESHOLDS})
 
 _forced: ContextVar[Backend | None] = ContextVar("trueno_backend", default=None)
 _ENV_FORCED: Backend | None = (
@@ -48,6 +68,35 @@ _ENV_FORCED: Backend | None = (
 _kernels: dict[tuple[Backend, str], object] = {}
 _NUMPY_KERNELS: dict = backends.load(Backend.NUMPY).KERNELS  # the reference: always there
 _numba_ok: bool | None = None
+_modules = sys.modules
+
+# HOST_MAX[kind]: host inputs with fewer elements run numpy's kernel, decided by one lookup
+# (run() below, trueno.ops._fast). It is THRESHOLDS[kind] while nothing forces a backend
+# anywhere (no TRUENO_BACKEND, no use_backend block open in any thread) and no GPU threshold
+# is set for the kind, else 0: every call then takes the general path through choose(). A
+# block open in another thread only sends this thread down the general path, which gives
+# the same answer.
+HOST_MAX: dict[str, int] = {}
+_blocks_open = 0
+_blocks_lock = threading.RLock()
+
+
+def _refresh() -> None:
+    with _blocks_lock:
+        auto = _ENV_FORCED is None and _blocks_open == 0
+        for kind, limit in THRESHOLDS.items():
+            host = auto and GPU_THRESHOLDS.get(kind) is None
+            HOST_MAX[kind] = limit if host else 0
+
+
+def _count_block(delta: int) -> None:
+    global _blocks_open
+    with _blocks_lock:
+        _blocks_open += delta
+        _refresh()
+
+
+_refresh()
 
 
 @contextmanager
@@ -58,10 +107,12 @@ def use_backend(name: str | Backend):
     if backend is not Backend.AUTO:
         backends.load(backend)
     token = _forced.set(None if backend is Backend.AUTO else backend)
+    _count_block(1)
     try:
         yield backend
     finally:
         _forced.reset(token)
+        _count_block(-1)
 
 
 def forced_backend() -> Backend | None:
@@ -142,25 +193,36 @@ class _Fallback:
 
 def run(spec: OpSpec, n: int, args: tuple, kwargs: dict | None = None):
     """Run ``spec`` on validated ``args`` (``n`` = input elements) on the chosen backend."""
-    kind = spec.kind
     if (
-        n < THRESHOLDS[kind]
-        and _forced.get() is None
-        and _ENV_FORCED is None
-        and GPU_THRESHOLDS[kind] is None
-        and "cupy" not in sys.modules
-        and "dask" not in sys.modules
+        n < HOST_MAX[spec.kind] and "cupy" not in _modules and "dask" not in _modules
     ):  # the common small-input case, decided inline (same answer as choose())
         backend = Backend.NUMPY
         fn = _NUMPY_KERNELS[spec.name]
     else:
-        if "dask" in sys.modules and any(_is_dask_array(a) for a in args):
+        if "dask" in _modules and any(_is_dask_array(a) for a in args):
             return _lazy_run(spec, args, kwargs)
+        if recorder.ENABLED:  # the op's span includes loading its backend (numba's import)
+            return _run_recorded(spec, n, args, kwargs)
         backend = choose(spec, n, args)
         fn = kernel(backend, spec.name)
     if not recorder.ENABLED:
         return fn(*args, **kwargs) if kwargs else fn(*args)
+    return traced(spec, backend, fn, n, args, kwargs)
+
+
+def traced(spec: OpSpec, backend: Backend, fn, n: int, args: tuple, kwargs: dict | None = None):
+    """``fn(*args)`` timed, its op span recorded (tracing is on)."""
     t0 = perf_counter_ns()
+    out = fn(*args, **kwargs) if kwargs else fn(*args)
+    dur = perf_counter_ns() - t0
+    _record(spec, backend, fn, n, args, out, t0, dur)
+    return out
+
+
+def _run_recorded(spec, n, args, kwargs):
+    t0 = perf_counter_ns()
+    backend = choose(spec, n, args)
+    fn = kernel(backend, spec.name)
     out = fn(*args, **kwargs) if kwargs else fn(*args)
     dur = perf_counter_ns() - t0
     _record(spec, backend, fn, n, args, out, t0, dur)
@@ -187,4 +249,6 @@ def _record(spec, backend, fn, n, args, out, t0, dur) -> None:
     nbytes = getattr(out, "nbytes", 0)
     for a in args:
         nbytes += getattr(a, "nbytes", 0)
-    recorder.record_op(spec.name, name, shape, dtype, nbytes, int(spec.flops * n), t0, dur)
+    # JIT work the op triggered (numba import, kernel cache load or compile) is its child
+    sid = recorder.claim_jit(t0) if recorder.jit_pending else 0
+    recorder.record_op(spec.name, name, shape, dtype, nbytes, int(spec.flops * n), t0, dur, sid)

@@ -31,6 +31,9 @@ def test_info_json_matches_dispatch():
     assert set(data["dispatch"]) <= set(dispatch.THRESHOLDS)
     assert data["dispatch"]["matrix"]["10000000"] == "numpy"
     assert "avx2" in data["capabilities"]["isa"]
+    quant = data["quant_isa"]  # the quant kernels' ISA level (trueno.quant.kernels)
+    assert quant["error"] is None and quant["chosen"] == quant["host"][0]
+    assert quant["host"][-1] == "portable" and "portable" in quant["kernels"]
 
 
 def test_info_json_under_forced_backend():

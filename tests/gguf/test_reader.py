@@ -27,6 +27,7 @@ from gguf_build import (
 from trueno.errors import GGUFError
 from trueno.gguf import GGMLType, GGUFStringArray, load
 from trueno.gguf import GGUFValueType as V
+from trueno.quant import dequantize_tensor
 
 RNG = np.random.default_rng(1234)
 
@@ -133,11 +134,11 @@ def test_dequantize_plain_types(tmp_path):
     written = _gguf_py_file(p)
     with load(p) as f:
         for name in ("f32", "f16", "f64", "i8", "i16", "i32", "i64"):
-            out = f.dequantize(name)
+            out = dequantize_tensor(f.tensors[name])
             assert out.dtype == np.float32 and out.flags.writeable
             np.testing.assert_array_equal(out, written[name].astype(np.float32))
         ref = gguf.quants.dequantize(written["bf16"], gguf.GGMLQuantizationType.BF16)
-        np.testing.assert_array_equal(f.dequantize("bf16"), ref)
+        np.testing.assert_array_equal(dequantize_tensor(f.tensors["bf16"]), ref)
 
 
 def test_dequantize_quantized_uses_trueno_quant(tmp_path):
@@ -148,7 +149,7 @@ def test_dequantize_quantized_uses_trueno_quant(tmp_path):
     written = _gguf_py_file(p)
     with load(p) as f:
         ref = gguf.quants.dequantize(written["q8"], gguf.GGMLQuantizationType.Q8_0)
-        np.testing.assert_allclose(f.dequantize("q8"), ref, rtol=1e-6)
+        np.testing.assert_allclose(dequantize_tensor(f.tensors["q8"]), ref, rtol=1e-6)
 
 
 def test_alignment_and_version_2(tmp_path):

@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trueno.errors import DTypeError, GGUFError
+from trueno.floats import f32_to_bf16 as to_bf16
 from trueno.gguf import GGMLType, GGUFValueType, load
 from trueno.gguf import GGUFValueType as V
-from trueno.gguf.writer import GGUFWriter, WriterState, infer_type, to_bf16, write_gguf
+from trueno.gguf.writer import GGUFWriter, WriterState, infer_type, write_gguf
+from trueno.quant import dequantize_tensor
 
 RNG = np.random.default_rng(99)
 SCALARS = [
@@ -117,7 +119,9 @@ def test_our_reader_reads_what_we_write(tmp_path):
         assert [a.tolist() for a in f.metadata["a.nested"]] == [[1, 2, 3], [4]]
         assert f.metadata_types["a.nested"] == (V.ARRAY, V.ARRAY, V.INT32)
         np.testing.assert_array_equal(f.tensors["f32"].data, tensors["f32"])
-        np.testing.assert_allclose(f.dequantize("bf16"), tensors["bf16_src"], rtol=2**-8)
+        np.testing.assert_allclose(
+            dequantize_tensor(f.tensors["bf16"]), tensors["bf16_src"], rtol=2**-8
+        )
         assert f.tensors["q4k"].ggml_type == GGMLType.Q4_K and f.tensors["q4k"].shape == (2, 256)
         np.testing.assert_array_equal(f.tensors["q8"].data, tensors["q8"])
 
@@ -280,7 +284,14 @@ def test_write_gguf_typed_overrides_and_empty_arrays(tmp_path):
         (lambda w: w.add_uint32("general.alignment", 24), "power of two"),
         (lambda w: w.add_tensor("t" * 64, np.ones(2, np.float32)), "at most 63"),
         (lambda w: w.add_tensor("t", np.ones((1, 1, 1, 1, 2), np.float32)), "0..4 dims"),
-        (lambda w: w.add_tensor("t", np.ones((2, 33), np.float32), GGMLType.Q4_0), "block size 32"),
+        (
+            lambda w: w.add_tensor("t", np.ones((2, 34), np.uint8), GGMLType.Q8_0, (2, 33)),
+            "block size 32",
+        ),
+        (
+            lambda w: w.add_tensor("t", np.ones((2, 32), np.float32), GGMLType.Q8_0),
+            r"float32 data for Q8_0: quantize it first \(trueno.quant.quantize\)",
+        ),
         (lambda w: w.add_tensor("t", np.ones((2, 35), np.uint8), GGMLType.Q8_0), "34-byte blocks"),
         (
             lambda w: w.add_tensor("t", np.ones((2, 34), np.uint8), GGMLType.Q8_0, (2, 64)),
@@ -307,12 +318,11 @@ def test_duplicates_and_dtypes_refused(tmp_path):
         w.add_tensor("u", np.ones(2, np.uint8))
 
 
-def test_quantize_through_trueno_quant(tmp_path):
-    quant = pytest.importorskip("trueno.quant")
-    if not hasattr(quant, "quantize"):
-        pytest.skip("trueno.quant.quantize not written yet")
+def test_blocks_from_trueno_quant_are_written_as_gguf_py_quantizes(tmp_path):
+    from trueno.quant import quantize
+
     x = RNG.standard_normal((2, 64)).astype(np.float32)
-    write_gguf(tmp_path / "q.gguf", {}, {"q": (x, GGMLType.Q8_0)})
+    write_gguf(tmp_path / "q.gguf", {}, {"q": (quantize(x, GGMLType.Q8_0), GGMLType.Q8_0)})
     with load(tmp_path / "q.gguf") as f:
         ref = gguf.quants.quantize(x, gguf.GGMLQuantizationType.Q8_0)
         np.testing.assert_array_equal(f.tensors["q"].data, ref)
@@ -320,18 +330,18 @@ def test_quantize_through_trueno_quant(tmp_path):
 
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q5_1"])
 def test_3d_quantized_tensors_as_moe_experts(tmp_path, qtype):
-    """(experts, rows, cols) tensors, quantized by the writer or given as blocks: gguf-py
-    reads gguf-py's own blocks and dims (ne reversed), our reader a (E, rows, row_bytes) view."""
+    """(experts, rows, cols) blocks, shape given or inferred from the bytes: gguf-py reads its
+    own blocks and dims (ne reversed) back, our reader a (E, rows, row_bytes) view."""
     t = GGMLType[qtype]
     x = RNG.standard_normal((3, 4, 256)).astype(np.float32)
     ref = gguf.quants.quantize(x, gguf.GGMLQuantizationType[qtype])  # (3, 4, row_bytes)
-    write_gguf(tmp_path / "e.gguf", {}, {"floats": (x, t), "blocks": (ref, t, x.shape)})
+    write_gguf(tmp_path / "e.gguf", {}, {"inferred": (ref, t), "blocks": (ref, t, x.shape)})
     by_name = {r.name: r for r in gguf.GGUFReader(str(tmp_path / "e.gguf")).tensors}
-    for name in ("floats", "blocks"):
+    for name in ("inferred", "blocks"):
         assert list(by_name[name].shape) == [256, 4, 3]
         np.testing.assert_array_equal(np.asarray(by_name[name].data).reshape(ref.shape), ref)
     with load(tmp_path / "e.gguf") as f:
-        info = f.tensors["floats"]
+        info = f.tensors["inferred"]
         assert info.shape == (3, 4, 256) and info.data.shape == ref.shape
         np.testing.assert_array_equal(info.data, ref)
         np.testing.assert_array_equal(info.data[1], ref[1])  # one expert: a view of its rows

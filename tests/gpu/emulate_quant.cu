@@ -1,4 +1,4 @@
-// CPU emulation of the quantized matvec kernels in trueno/backends/cuda/quant_matvec.cu.
+// CPU emulation of the quantized matvec kernels in trueno/quant/quant_matvec.cu.
 // Built by tests/gpu/test_quant_kernels.py with `nvcc -shared` (host code only, no GPU) and
 // called through ctypes: it runs the kernels' own __host__ __device__ block-dot functions in
 // the kernels' loop order, lane by lane, so the block decoding is checked against gguf-py.

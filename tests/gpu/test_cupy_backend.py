@@ -45,7 +45,7 @@ def test_without_cupy_forcing_the_gpu_names_the_gpu_extra():
         BLOCK_CUPY
         + textwrap.dedent("""
         import numpy as np, trueno
-        from trueno.backends.cuda.quant import prepare_gpu
+        from trueno.quant.gpu import prepare_gpu
         for what, call in [("use_backend", lambda: trueno.use_backend("cupy").__enter__()),
                            ("to_device", lambda: trueno.to_device(np.ones(3))),
                            ("prepare_gpu", lambda: prepare_gpu(np.zeros(18, np.uint8),

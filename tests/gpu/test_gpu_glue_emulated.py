@@ -32,10 +32,11 @@ from test_gpu_parity import (  # noqa: F401
     test_softmax_special_values_match_numpy,
 )
 
-from trueno.backends.cuda.quant import KERNEL_OF, MATMUL_KERNEL_OF
+from trueno.quant.gpu import KERNEL_OF, MATMUL_KERNEL_OF
 
 pytestmark = pytest.mark.usefixtures("emulated_gpu")
-CUPY_MODULES = ("transformer", "ops", "graph")  # trueno.backends.cuda.* that import cupy
+# the modules that import cupy at their top
+CUPY_MODULES = ("trueno.backends.cuda.ops", "trueno.llm.gpu_kernels", "trueno.llm.gpu_graph")
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +64,9 @@ def emulated_gpu(kernel_abi, monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", cp)
     # modules that bind cupy (and cache kernels) at import: imported afresh over this cupy
     for name in CUPY_MODULES:
-        monkeypatch.delitem(sys.modules, f"trueno.backends.cuda.{name}", raising=False)
-        monkeypatch.delattr(cuda, name, raising=False)
+        package, _, leaf = name.rpartition(".")
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        monkeypatch.delattr(sys.modules[package], leaf, raising=False)
     monkeypatch.setattr(cupy_backend, "_status", (True, ""))
     monkeypatch.setattr(backends, "_availability", {})
     monkeypatch.setattr(backends, "_loaded", {})
@@ -76,9 +78,10 @@ def emulated_gpu(kernel_abi, monkeypatch):
     monkeypatch.setattr(cupy_backend, "KERNELS", table)
     yield launches
     for name in CUPY_MODULES:
-        sys.modules.pop(f"trueno.backends.cuda.{name}", None)
-        if hasattr(cuda, name):
-            delattr(cuda, name)
+        package, _, leaf = name.rpartition(".")
+        sys.modules.pop(name, None)
+        if hasattr(sys.modules[package], leaf):
+            delattr(sys.modules[package], leaf)
 
 
 def test_every_decode_kernel_is_launched(emulated_gpu, model_file):
@@ -104,8 +107,8 @@ def test_prepare_gpu_launches_fit_every_quant_kernel(t, emulated_gpu):
     from gguf import GGMLQuantizationType, quants
     from test_quant_kernels import random_blocks
 
-    from trueno.backends.cuda.quant import prepare_gpu
     from trueno.device import to_device, to_host
+    from trueno.quant.gpu import prepare_gpu
 
     rows, cols = 5, 512
     rng = np.random.default_rng(int(t))
@@ -146,7 +149,7 @@ def test_decode_is_replayed_as_one_graph_with_the_eager_logits(emulated_gpu, mod
 def test_a_step_that_cannot_be_captured_warns_and_stays_eager(emulated_gpu):
     import cupy as cp
 
-    from trueno.backends.cuda.graph import StepGraph
+    from trueno.llm.gpu_graph import StepGraph
 
     out = cp.zeros(4, dtype=cp.float32)
     calls = []
@@ -165,7 +168,11 @@ def test_a_step_that_cannot_be_captured_warns_and_stays_eager(emulated_gpu):
 
 
 def test_the_emulation_reimports_every_module_that_binds_cupy():
-    from trueno.backends.cuda import SOURCE_DIR
+    from trueno.backends.cuda import PACKAGE_DIR
 
-    binds = {p.stem for p in SOURCE_DIR.glob("*.py") if "\nimport cupy as cp\n" in p.read_text()}
+    binds = {
+        ".".join(("trueno", *p.relative_to(PACKAGE_DIR).with_suffix("").parts))
+        for p in PACKAGE_DIR.rglob("*.py")
+        if "\nimport cupy as cp\n" in p.read_text()
+    }
     assert binds == set(CUPY_MODULES)

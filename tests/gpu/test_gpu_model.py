@@ -59,8 +59,8 @@ def test_gpu_quantized_model_matches_float64_reference(qtype, model_file):
 def test_weights_and_cache_live_on_the_device(model_file):
     import cupy as cp
 
-    from trueno.backends.cuda.quant import GpuDenseMatrix, GpuQuantMatrix
     from trueno.gguf.constants import GGMLType
+    from trueno.quant.gpu import GpuDenseMatrix, GpuQuantMatrix
 
     model = Model.load(model_file("qwen2", "Q4_1"), device="gpu")
     lw = model.weights.layers[0]

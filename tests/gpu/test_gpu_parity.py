@@ -174,8 +174,8 @@ def test_quant_matvec_matches_gguf_py(name, rows, cols):
     from gguf import GGMLQuantizationType, quants
     from test_quant_kernels import random_blocks
 
-    from trueno.backends.cuda.quant import prepare_gpu
     from trueno.gguf.constants import GGMLType
+    from trueno.quant.gpu import prepare_gpu
 
     t = GGMLType[name]
     rng = np.random.default_rng(rows)

@@ -1,4 +1,4 @@
-"""On a real GPU: the decode kernels of trueno.backends.cuda.transformer against numpy
+"""On a real GPU: the decode kernels of trueno.llm.gpu_kernels against numpy
 formulas of the same definitions as trueno.llm.kernels (skips without cupy and a device)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.gpu
 def gpu():
     import cupy as cp
 
-    from trueno.backends.cuda import transformer
+    from trueno.llm import gpu_kernels as transformer
 
     return cp, transformer
 

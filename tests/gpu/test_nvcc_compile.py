@@ -7,7 +7,7 @@ import pytest
 
 from trueno.backends.cuda import SOURCE_DIR, elementwise, source_names, source_path
 from trueno.backends.cuda.nvcc import compile_ptx, entry_points
-from trueno.backends.cuda.quant import KERNEL_OF, MATMUL_KERNEL_OF
+from trueno.quant.gpu import KERNEL_OF, MATMUL_KERNEL_OF
 
 ROWWISE = [
     f"{op}_{s}"
@@ -68,7 +68,7 @@ def test_float32_kernels_do_no_double_math(compiled):
 
 def test_batch_width_matches_the_kernel(compiled):
     from trueno.backends.cuda import read_source
-    from trueno.backends.cuda.quant import NCOLS
+    from trueno.quant.gpu import NCOLS
 
     assert f"#define TRUENO_NCOLS {NCOLS}\n" in read_source("quant_matvec")
 

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType, quants
 
-from trueno.backends.cuda import include_options
-from trueno.backends.cuda.quant import KERNEL_OF, check_blocks
+from trueno.backends.cuda import include_options, source_path
 from trueno.errors import QuantError, UnsupportedError
 from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
+from trueno.quant.gpu import KERNEL_OF, check_blocks
 
 HERE = Path(__file__).resolve().parent
 F16_FIELDS = {  # byte offsets of the f16 scale fields in each block (ggml-common.h)
@@ -46,6 +46,7 @@ def emulator(nvcc_path, tmp_path_factory):
         "-arch=sm_80",
         "-DTRUENO_HOST_EMULATION",
         *include_options(),
+        f"-I{source_path('quant_matvec').parent}",
         str(HERE / "emulate_quant.cu"),
         "-o",
         str(lib),

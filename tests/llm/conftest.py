@@ -4,6 +4,7 @@ so test modules never import one of the suite's several ``conftest`` modules by 
 from __future__ import annotations
 
 import pytest
+from llm_archs import hf_model, to_gguf
 from llm_models import gguf_metadata, gguf_tensors, random_hf_state, spm_vocab_metadata, write_gguf
 
 
@@ -19,6 +20,22 @@ def tiny_model_path(tmp_path_factory):
             md = {**gguf_metadata(arch), **spm_vocab_metadata()}
             write_gguf(path, md, gguf_tensors(arch, sd))
             cache[arch] = (path, sd)
+        return cache[arch]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def arch_model(tmp_path_factory):
+    """``arch_model(arch) -> (gguf path, torch, transformers model)``, made once per session."""
+    cache: dict = {}
+
+    def make(arch: str):
+        if arch not in cache:
+            torch, hf = hf_model(arch)
+            md, tensors, _ = to_gguf(arch, hf)
+            path = write_gguf(tmp_path_factory.mktemp(arch) / f"{arch}.gguf", md, tensors)
+            cache[arch] = (path, torch, hf)
         return cache[arch]
 
     return make

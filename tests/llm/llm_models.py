@@ -58,6 +58,17 @@ TINY = {
 }
 
 
+def assert_logits_close(ours, ref, rel=1e-4) -> float:
+    """Max |ours - ref| relative to max |ref|, asserted <= ``rel``; the error."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape
+    scale = np.abs(ref).max()
+    assert scale > 0.5, "logits too small to make a relative check meaningful"
+    err = float(np.abs(ours - ref).max() / scale)
+    assert err <= rel, f"max relative error {err:.2e} > {rel:.0e}"
+    return err
+
+
 def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's HF -> GGUF permutation of Q/K rows (NeoX halves -> adjacent pairs)."""
     return (

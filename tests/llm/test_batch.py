@@ -99,3 +99,51 @@ def test_bad_sequences_are_typed_errors(tiny_model_path):
         engine.add(BatchSequence([1, 2], 0))
     with pytest.raises(ModelError):
         BatchEngine(engine.model, n_slots=0)
+
+
+def test_a_first_token_is_emitted_before_the_steps_decode(tiny_model_path):
+    path, _ = tiny_model_path("llama")
+    engine = BatchEngine(Model.load(path), n_slots=2)
+    running = engine.add(BatchSequence(PROMPTS[0], 20, stop_at_eog=False))
+    engine.step()
+    late = engine.add(BatchSequence(PROMPTS[3], 20, stop_at_eog=False))
+    batches = []
+    events = engine.step(emit=batches.append)
+    assert len(batches) == 2  # after the prefill chunk, then after the decode
+    assert [(e.seq, e.token) for e in batches[0]] == [(late, late.tokens[0])]
+    assert [e.seq for e in batches[1]] == [running]
+    assert [e for b in batches for e in b] == events  # each event exactly once
+
+
+def test_the_prefill_budget_takes_whole_chunks_oldest_first(tiny_model_path):
+    path, _ = tiny_model_path("llama")
+    model = Model.load(path)
+    prompts = [[1] + [20 + i] * 9 for i in range(3)]  # 10 tokens each
+    expect = [_alone(model, p, 6, temperature=0.0) for p in prompts]
+    engine = BatchEngine(model, n_slots=3, prefill_budget=15)
+    seqs = [engine.add(BatchSequence(p, 6)) for p in prompts]
+    engine.step()
+    assert [s.n_prefilled for s in seqs] == [10, 0, 0]  # the second's 10 > the 5 left
+    engine.step()
+    assert [s.n_prefilled for s in seqs] == [10, 10, 0]
+    while engine.busy:
+        engine.step()
+    assert [s.tokens for s in seqs] == expect
+
+
+def test_a_prefix_cached_in_another_slot_is_copied(tiny_model_path):
+    path, _ = tiny_model_path("llama")
+    model = Model.load(path)
+    system = [1] + [10 + (i % 30) for i in range(40)]
+    a_prompt, b_prompt = system + [50, 51], system + [60, 61, 62]
+    engine = BatchEngine(model, n_slots=2)
+    a = engine.add(BatchSequence(a_prompt, 30, stop_at_eog=False))
+    engine.step()
+    assert not a.prefilling
+    b = engine.add(BatchSequence(b_prompt, 8))
+    engine.step()  # b's slot is empty: the shared entries come from a's running slot
+    assert a.slot != b.slot and b.n_cached == len(system)
+    while engine.busy:
+        engine.step()
+    assert b.tokens == _alone(model, b_prompt, 8, temperature=0.0)
+    assert a.tokens == _alone(model, a_prompt, 30, temperature=0.0, stop_at_eog=False)

@@ -65,9 +65,10 @@ def test_rope_rotates_pairs_and_leaves_the_rest(t, h, half, extra, neox, seed):
     dh=st.integers(1, 20),
     pos=st.integers(0, 30),
     window=st.integers(0, 8),
+    softcap=st.sampled_from([0.0, 0.5, 3.0]),
     seed=st.integers(0, 10**6),
 )
-def test_attend_one_matches_softmax_attention(kv, groups, dh, pos, window, seed):
+def test_attend_one_matches_softmax_attention(kv, groups, dh, pos, window, softcap, seed):
     r = rng_for(seed)
     ctx = 32
     kc = r.standard_normal((kv, ctx, dh)).astype(np.float32)
@@ -75,11 +76,14 @@ def test_attend_one_matches_softmax_attention(kv, groups, dh, pos, window, seed)
     q = r.standard_normal((kv * groups, dh)).astype(np.float32)
     out = np.empty_like(q)
     scale = 1 / np.sqrt(dh)
-    kernels.attend_one(out, q, kc, vc, pos, window, scale, groups, np.empty(ctx, np.float32))
+    scores = np.empty(ctx, np.float32)
+    kernels.attend_one(out, q, kc, vc, pos, window, scale, groups, scores, softcap)
     first = max(0, pos - window + 1) if window else 0
     for h in range(kv * groups):
         k = kc[h // groups, first : pos + 1].astype(np.float64)
         s = k @ q[h] * scale
+        if softcap:
+            s = softcap * np.tanh(s / softcap)
         p = np.exp(s - s.max())
         ref = (p / p.sum()) @ vc[h // groups, first : pos + 1]
         np.testing.assert_allclose(out[h], ref, rtol=1e-4, atol=1e-5)
@@ -167,11 +171,14 @@ def test_residual_norm_equals_add_then_norm(post_norm):
     assert np.array_equal(x, want_x) and np.array_equal(out, want)
 
 
-def _softmax_attention(q, kc, vc, first, end, scale, groups):
-    """float64 reference: each query head over keys first..end-1 of its KV head."""
+def _softmax_attention(q, kc, vc, first, end, scale, groups, softcap=0.0):
+    """float64 reference: each query head over keys first..end-1 of its KV head; softcap > 0
+    caps the scaled scores as softcap * tanh(score / softcap) (gemma2)."""
     out = np.empty(q.shape, np.float64)
     for h in range(q.shape[0]):
         s = kc[h // groups, first:end].astype(np.float64) @ q[h].astype(np.float64) * scale
+        if softcap:
+            s = softcap * np.tanh(s / softcap)
         p = np.exp(s - s.max())
         out[h] = (p / p.sum()) @ vc[h // groups, first:end].astype(np.float64)
     return out
@@ -185,9 +192,10 @@ def _softmax_attention(q, kc, vc, first, end, scale, groups):
     pos=st.integers(0, 200),  # past several blocks of kernels.ATTN_BLOCK positions
     window=st.integers(0, 100),
     half=st.booleans(),
+    softcap=st.sampled_from([0.0, 0.5, 3.0]),
     seed=st.integers(0, 10**6),
 )
-def test_attend_gqa_matches_softmax_attention(kv, groups, dh, pos, window, half, seed):
+def test_attend_gqa_matches_softmax_attention(kv, groups, dh, pos, window, half, softcap, seed):
     r = rng_for(seed)
     ctx = 201
     kc = (3 * r.standard_normal((kv, ctx, dh))).astype(np.float32)
@@ -199,8 +207,8 @@ def test_attend_gqa_matches_softmax_attention(kv, groups, dh, pos, window, half,
     first = kernels.window_start(pos, window)
     assert first == (max(0, pos - window + 1) if window else 0)
     k_arg, v_arg = (kc.view(np.uint16), vc.view(np.uint16)) if half else (kc, vc)
-    kernels.attend_gqa(out, q, k_arg, v_arg, first, pos + 1, 1 / np.sqrt(dh), groups)
-    ref = _softmax_attention(q, kc, vc, first, pos + 1, 1 / np.sqrt(dh), groups)
+    kernels.attend_gqa(out, q, k_arg, v_arg, first, pos + 1, 1 / np.sqrt(dh), groups, softcap)
+    ref = _softmax_attention(q, kc, vc, first, pos + 1, 1 / np.sqrt(dh), groups, softcap)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
 
 
@@ -239,9 +247,12 @@ def test_exp_shifted_matches_exp(x):
     t=st.integers(1, 30),
     window=st.integers(0, 12),
     block=st.integers(1, 17),
+    softcap=st.sampled_from([0.0, 0.5, 3.0]),
     seed=st.integers(0, 10**6),
 )
-def test_attend_tiled_matches_masked_softmax(kv, groups, dh, start, t, window, block, seed):
+def test_attend_tiled_matches_masked_softmax(
+    kv, groups, dh, start, t, window, block, softcap, seed
+):
     from trueno.llm.model import attend_tiled
 
     r = rng_for(seed)
@@ -256,12 +267,12 @@ def test_attend_tiled_matches_masked_softmax(kv, groups, dh, start, t, window, b
         return kc[:, lo:hi], vc[:, lo:hi]
 
     scale = 1 / np.sqrt(dh)
-    out = attend_tiled(np, q, rows, start, t, kv, groups, dh, window, scale, block)
+    out = attend_tiled(np, q, rows, start, t, kv, groups, dh, window, scale, block, softcap)
     qh = q.reshape(t, kv * groups, dh)
     for i in range(t):
         pos = start + i
         first = max(0, pos - window + 1) if window else 0
-        ref = _softmax_attention(qh[i], kc, vc, first, pos + 1, scale, groups)
+        ref = _softmax_attention(qh[i], kc, vc, first, pos + 1, scale, groups, softcap)
         np.testing.assert_allclose(out[i].reshape(-1, dh), ref, rtol=1e-4, atol=1e-5)
     lo_any = max(0, start - window + 1) if window else 0
     assert read[0][0] == lo_any and read[-1][1] == S  # keys outside every window never read

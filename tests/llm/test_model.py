@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from llm_models import TINY, gguf_metadata, gguf_tensors, random_hf_state, write_gguf
+from llm_models import (
+    TINY,
+    assert_logits_close,
+    gguf_metadata,
+    gguf_tensors,
+    random_hf_state,
+    write_gguf,
+)
 from llm_reference import reference_logits
 
 from trueno.errors import ContextLengthError, ModelError, UnsupportedError
@@ -13,15 +20,6 @@ from trueno.llm import Model
 
 ARCHS = ("llama", "qwen2", "gemma3")
 TOKENS = [1, 5, 17, 3, 42, 8, 63, 0, 12, 12, 30, 7]  # longer than gemma's window of 4
-
-
-def assert_logits_close(ours, ref, rel=1e-4):
-    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
-    assert ours.shape == ref.shape
-    scale = np.abs(ref).max()
-    assert scale > 0.5, "logits too small to make a relative check meaningful"
-    err = np.abs(ours - ref).max() / scale
-    assert err <= rel, f"max relative error {err:.2e} > {rel:.0e}"
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -33,6 +33,9 @@ def split(name: str, text: str) -> list[str]:
         ("llama-bpe", "Hello\n\n world", ["Hello", "\n\n", " world"]),
         ("llama-bpe", "I'M here", ["I", "'M", " here"]),
         ("qwen2", "x 2024", ["x", " ", "2", "0", "2", "4"]),
+        ("qwen2", "cafe\u0301 x", ["cafe", "\u0301", " x"]),  # a combining mark splits off
+        ("qwen35", "cafe\u0301 x", ["cafe\u0301", " x"]),  # ... but stays in qwen3.5's words
+        ("granite-docling", "Hello world's  12", ["Hello", " world", "'s", " ", " 12"]),
         ("smollm", "abc123 de", ["abc", "1", "2", "3", " de"]),
         ("deepseek-coder", "ab 12\ncd", ["ab", " ", "1", "2", "\n", "cd"]),
         ("deepseek-llm", "ab, 中文\n", ["ab", ",", " ", "中文", "\n"]),
@@ -148,3 +151,22 @@ def test_split_matches_native_unicode_regex(native, text, name):
         text = text.replace("~", "")
     exprs = pt.pre_tokenizer(name).regexes
     assert split(name, text) == native(text, exprs)
+
+
+@pytest.mark.parametrize(
+    "name, regexes, clean_spaces",
+    [
+        ("qwen2", pt.QWEN2, False),  # qwen2 and qwen3 files (Qwen3-Embedding's hash)
+        ("llama-bpe", pt.LLAMA3, True),
+        ("smollm", r"\p{N}", False),  # smollm 1/2: starcoder's digit split first
+        ("olmo", pt.GPT2, True),
+        ("dbrx", pt.LLAMA3, True),
+        ("refact", r"\p{N}", True),
+        ("granite-docling", pt.GPT2, False),
+        ("trillion", pt.GPT2, False),
+        ("qwen35", pt.QWEN35, False),
+    ],
+)
+def test_family_names_take_llama_cpps_regex_sets(name, regexes, clean_spaces):
+    p = pt.pre_tokenizer(name)
+    assert p.regexes[0] == regexes and p.clean_spaces == clean_spaces

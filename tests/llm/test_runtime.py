@@ -173,3 +173,15 @@ def test_device_runtime_refuses_an_f16_cache(tiny_model_path):
     with pytest.raises(UnsupportedError, match="f16 KV cache"):
         Model.load(path, device=standin([]), cache_type="f16")
     assert Model.load(path, device=standin([])).state.cache.cache_type == "f32"
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "gemma2", "granite", "olmo2", "phi3", "smollm3"])
+def test_standin_runtime_matches_cpu_for_more_architectures(arch, arch_model):
+    """The composed decode steps (the GPU's orchestration) for the architectures whose
+    differences are config fields: no pre-norm, whole-projection q/k norm, fused phi3
+    tensors, softcaps, multipliers, NoPE layers."""
+    path, _, _ = arch_model(arch)
+    ((cpu, _), (dev, model)), placed = run_both(path)
+    np.testing.assert_allclose(dev, cpu, rtol=1e-5, atol=1e-5)
+    # one Q|K|V, one gate|up (stacked, or phi3's own fused tensors), wo, down per layer + head
+    assert len(placed) == 4 * model.config.n_layers + 1

@@ -83,7 +83,7 @@ def test_one_off_matvec_reads_ggml_layout(rng, t):
     blocks = weights(rng, t, rows, cols)
     x = rng.standard_normal(cols).astype(np.float32)
     p = prepare(blocks, t, (rows, cols), relayout=False)
-    assert p._paired is None and (p.blocks is not None or t == GGMLType.F32)
+    assert not p.relaid and (p.blocks is not None or t == GGMLType.F32)
     y = matvec(blocks, t, (rows, cols), x)
     assert np.array_equal(y, p.matvec(x))
     w, want = reference(blocks, t, (rows, cols), x)
@@ -93,7 +93,7 @@ def test_one_off_matvec_reads_ggml_layout(rng, t):
         check_exact(y, w, x, want)
     if t.name in ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"):
         paired = prepare(blocks, t, (rows, cols))
-        assert paired._paired is not None and paired.nbytes == blocks.nbytes
+        assert paired.relaid and paired.blocks is None and paired.nbytes == blocks.nbytes
         assert np.allclose(paired.matvec(x), y, rtol=1e-5, atol=1e-4)
 
 

@@ -7,10 +7,13 @@ import pytest
 
 from trueno.gguf.constants import GGMLType
 from trueno.quant import quantize
-from trueno.quant.relayout import LAYOUTS, pair_blocks, to_blocks
+from trueno.quant.kernels import RECORDS
+from trueno.quant.relayout import pair_blocks, to_blocks
+
+RELAID = [t.name for t, rec in RECORDS.items() if rec.relayout is not None]
 
 
-@pytest.mark.parametrize("name", list(LAYOUTS))
+@pytest.mark.parametrize("name", RELAID)
 @pytest.mark.parametrize("n_blocks", [1, 2, 3, 8, 9, 21])
 def test_pair_blocks_round_trip(rng, name, n_blocks):
     w = rng.standard_normal((5, 32 * n_blocks)).astype(np.float32)
@@ -21,7 +24,7 @@ def test_pair_blocks_round_trip(rng, name, n_blocks):
     assert np.array_equal(to_blocks(paired, name, 2, 4).reshape(2, -1), blocks[2:4])
 
 
-@pytest.mark.parametrize("name", list(LAYOUTS))
+@pytest.mark.parametrize("name", RELAID)
 def test_dequantize_paired_bit_exact(rng, name):
     from trueno.quant import dequantize, prepare
 
@@ -32,6 +35,15 @@ def test_dequantize_paired_bit_exact(rng, name):
     assert np.array_equal(p.dequantize().view(np.uint32), want.view(np.uint32))
     xs = rng.standard_normal((3, cols)).astype(np.float32)
     assert np.allclose(p.matmul(xs), xs @ want.T, rtol=1e-4, atol=1e-3)
+
+
+def test_types_without_relaid_form_refused(rng):
+    from trueno.errors import UnsupportedError
+
+    assert RELAID == ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
+    blocks = quantize(rng.standard_normal((2, 256)).astype(np.float32), GGMLType.Q4_K)
+    with pytest.raises(UnsupportedError, match="Q4_K has no re-laid form"):
+        pair_blocks(blocks, "Q4_K")
 
 
 @pytest.mark.parametrize("scale", [0.01, 1.0, 300.0])

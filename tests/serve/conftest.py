@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -97,3 +98,21 @@ def live_key(tiny_gguf):
     srv = LiveServer(tiny_gguf, api_key=API_KEY)
     yield srv
     srv.stop()
+
+
+def metric(live, name: str, labels: str = "") -> float:
+    import httpx
+
+    text = httpx.get(live.url + "/metrics").text
+    m = re.search(rf"^{name}{re.escape(labels)} (\S+)$", text, re.M)
+    assert m, f"{name}{labels} not in /metrics"
+    return float(m.group(1))
+
+
+def wait_idle(live, timeout: float = 10.0) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if metric(live, "trueno_slots_in_use") == 0 and live.server.live == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("slots still in use")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
-from conftest import API_KEY, CTX, EOS, N_SLOTS, QUEUE
+from conftest import API_KEY, CTX, EOS, N_SLOTS, QUEUE, metric, wait_idle
 
 from trueno.llm import Model
 from trueno.llm.generate import generate
@@ -28,22 +26,6 @@ def ref(tiny_gguf):
 def alone(ref, ids, n, **sampling) -> str:
     ref.reset()
     return "".join(generate(ref, ids, max_tokens=n, **sampling))
-
-
-def metric(live, name: str, labels: str = "") -> float:
-    text = httpx.get(live.url + "/metrics").text
-    m = re.search(rf"^{name}{re.escape(labels)} (\S+)$", text, re.M)
-    assert m, f"{name}{labels} not in /metrics"
-    return float(m.group(1))
-
-
-def wait_idle(live, timeout: float = 10.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if metric(live, "trueno_slots_in_use") == 0 and live.server.live == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError("slots still in use")
 
 
 def prompt_ids(live, text: str) -> list[int]:
@@ -307,3 +289,58 @@ def test_api_key(live_key):
     r = live_key.client(api_key=API_KEY).completions.create(model="tiny", prompt="a", max_tokens=2)
     assert r.choices[0].finish_reason in ("stop", "length")
     assert httpx.get(live_key.url + "/health").status_code == 200
+
+
+# ---- logprobs ---------------------------------------------------------------------------------
+def reference_logprobs(ref, ids, tokens) -> list:
+    """log softmax of the in-process model's logits at each generated token (float64)."""
+    import numpy as np
+
+    ref.reset()
+    logits, out = ref.prefill(ids), []
+    for t in tokens:
+        x = logits.astype(np.float64)
+        out.append(x - x.max() - np.log(np.exp(x - x.max()).sum()))
+        logits = ref.decode(t).copy()
+    return out
+
+
+def test_completion_logprobs_are_the_models(live, ref):
+    ids = prompt_ids(live, "the cat is")
+    r = live.client().completions.create(model="tiny", prompt=ids, max_tokens=6, temperature=0,
+                                         logprobs=3, logit_bias=NO_EOS)  # fmt: skip
+    lp = r.choices[0].logprobs
+    assert "".join(lp.tokens) == r.choices[0].text and len(lp.tokens) == 6
+    assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(6)]
+    ref_tokens = list(ref.generate_tokens(ids, max_tokens=6, temperature=0.0, stop_at_eog=False))
+    expect = reference_logprobs(ref, ids, ref_tokens)
+    for i, (t, e) in enumerate(zip(ref_tokens, expect, strict=True)):
+        assert lp.token_logprobs[i] == pytest.approx(e[t], abs=1e-4)
+        top = lp.top_logprobs[i]
+        assert len(top) == 3 and max(top.values()) == pytest.approx(e.max(), abs=1e-4)
+        assert sorted(top.values(), reverse=True) == pytest.approx(sorted(e)[::-1][:3], abs=1e-4)
+
+
+def test_chat_logprobs_streamed_equal_non_streamed(live):
+    c = live.client()
+    kw = dict(model="tiny", messages=CHAT, max_tokens=8, temperature=0, logit_bias=NO_EOS,
+              logprobs=True, top_logprobs=2)  # fmt: skip
+    full = c.chat.completions.create(**kw)
+    content = full.choices[0].logprobs.content
+    assert len(content) == full.usage.completion_tokens == 8
+    assert "".join(e.token for e in content) == full.choices[0].message.content
+    for e in content:
+        assert e.logprob <= 0 and len(e.top_logprobs) == 2
+        assert e.top_logprobs[0].logprob >= e.top_logprobs[1].logprob
+        assert e.top_logprobs[0].token == e.token  # greedy takes the most likely
+        assert bytes(e.bytes).decode() == e.token
+    streamed = []
+    for ch in c.chat.completions.create(**kw, stream=True):
+        if ch.choices[0].logprobs is not None:
+            streamed += ch.choices[0].logprobs.content
+    assert [e.token for e in streamed] == [e.token for e in content]
+    # the second request reuses the first's cached prompt and recomputes only its last token
+    # (one row through the matvec, not BLAS's batch): the same tokens, logprobs to rounding
+    assert [e.logprob for e in streamed] == pytest.approx([e.logprob for e in content], abs=1e-4)
+    plain = c.chat.completions.create(model="tiny", messages=CHAT, max_tokens=2)
+    assert plain.choices[0].logprobs is None

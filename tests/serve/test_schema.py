@@ -101,10 +101,26 @@ def test_a_valid_request_is_parsed():
     ({"prompt": "a", "temperature": float("nan")}, "temperature"),
     ({"prompt": "a", "logit_bias": {"x": 1}}, "logit_bias"),
     ({"prompt": "a", "logit_bias": {"1": 101}}, "logit_bias"),
-    ({"prompt": "a", "logprobs": 2}, "logprobs"),
+    ({"prompt": "a", "logprobs": 21}, "logprobs"),
+    ({"prompt": "a", "logprobs": True}, "logprobs"),
     ({"prompt": [[1], [2]]}, "prompt"),
 ])  # fmt: skip
 def test_rejected_fields(body, param):
     with pytest.raises(APIError) as info:
         schema.parse_completion(body)
     assert info.value.param == param and info.value.status == 400
+
+
+def test_logprobs_fields():
+    assert schema.parse_completion({"prompt": "a", "logprobs": 3}).logprobs == 3
+    assert schema.parse_completion({"prompt": "a"}).logprobs is None
+    chat = {"messages": [{"role": "user", "content": "a"}]}
+    assert schema.parse_chat({**chat, "logprobs": True}).logprobs == 0
+    assert schema.parse_chat({**chat, "logprobs": True, "top_logprobs": 5}).logprobs == 5
+    assert schema.parse_chat({**chat, "logprobs": False}).logprobs is None
+    for bad, param in (({"top_logprobs": 2}, "top_logprobs"),
+                       ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+                       ({"logprobs": 1}, "logprobs")):  # fmt: skip
+        with pytest.raises(APIError) as info:
+            schema.parse_chat({**chat, **bad})
+        assert info.value.param == param and info.value.status == 400

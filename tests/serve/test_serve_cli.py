@@ -34,3 +34,15 @@ def test_port_in_use(tiny_gguf, capsys):
 def test_bad_parallel(tiny_gguf, capsys):
     assert main(["serve", "-m", str(tiny_gguf), "--parallel", "0"]) == 1
     assert "--parallel" in capsys.readouterr().err
+
+
+def test_openmp_workers_wait_passively_unless_told(tiny_gguf, monkeypatch, capsys):
+    import os
+
+    for given, expect in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        if given is None:
+            monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        else:
+            monkeypatch.setenv("OMP_WAIT_POLICY", given)
+        assert main(["serve", "-m", str(tiny_gguf), "--parallel", "0"]) == 1
+        assert os.environ["OMP_WAIT_POLICY"] == expect

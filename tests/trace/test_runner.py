@@ -59,6 +59,40 @@ def test_strace_counts_syscalls(program):
     assert sc["calls"]["read"]["calls"] > 0
 
 
+def test_mapped_bytes_follow_unfinished_calls_and_threads():
+    lines = [
+        "10 brk(0) = 0x1000000",
+        "10 mmap(0, 8192, 0x3, 0x22, -1, 0) = 0x7f0000000000",
+        "10 brk(0x1021000) = 0x1021000",  # +0x21000
+        "11 mmap(0, 1048576, 0x3, 0x22, -1, 0 <unfinished ...>",
+        "10 mmap(0, 4096, 0x3, 0x22, -1, 0) = -1 ENOMEM (Cannot allocate memory)",
+        "11 <... mmap resumed>) = 0x7f0000100000",
+        "11 brk(0x1031000) = 0x1031000",  # a thread of 10: +0x10000 over 10's break
+        "12 brk(0) = 0x5000000",  # another process
+        "12 brk(0x5002000 <unfinished ...>",
+        "12 <... brk resumed>) = 0x5002000",  # +0x2000
+        "10 brk(0x1011000) = 0x1011000",  # shrinking maps nothing
+        "10 munmap(0x7f0000000000, 8192) = 0",
+    ]
+    got = runner.mapped_bytes(lines)
+    assert got == {"mmap": 8192 + 1048576, "brk": 0x31000 + 0x2000, "total": got["total"]}
+    assert got["total"] == got["mmap"] + got["brk"]
+
+
+@pytest.mark.skipif(not runner.strace_works(), reason="strace missing or ptrace not permitted")
+def test_strace_sums_mapped_bytes(tmp_path):
+    big = tmp_path / "big.py"
+    big.write_text("import numpy as np\nkeep = [np.ones(64 << 20, np.uint8) for _ in range(4)]\n")
+    small = tmp_path / "small.py"
+    small.write_text("import numpy as np\n")
+    sizes = {}
+    for prog in (big, small):
+        trace = runner.trace_command([str(prog)], syscalls="strace", quiet=True)
+        sizes[prog.stem] = trace["runs"][0]["syscalls"]["mapped_bytes"]["total"]
+    assert sizes["big"] - sizes["small"] >= 4 * (64 << 20)
+    assert sizes["small"] < 4 * (64 << 20)
+
+
 def test_syscalls_off_and_exit_code(tmp_path):
     prog = tmp_path / "fail.py"
     prog.write_text("import trueno, sys\nsys.exit(7)\n")

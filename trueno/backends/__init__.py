@@ -10,6 +10,7 @@ parameters) and returning the result.
 from __future__ import annotations
 
 import importlib
+import sys
 from enum import Enum
 from types import ModuleType
 
@@ -62,11 +63,31 @@ def is_available(backend: Backend) -> bool:
             ok = True
         else:
             try:
-                ok = bool(importlib.import_module(_MODULES[backend]).available())
+                ok = bool(_import(backend).available())
             except ImportError:
                 ok = False
         _availability[backend] = ok
     return ok
+
+
+def _import(backend: Backend) -> ModuleType:
+    """The backend's module. Importing numba's (numba itself, then the kernels' definitions)
+    is start-up cost that lands in the first op using it: a ``numba.import`` JIT span."""
+    from time import perf_counter_ns
+
+    from trueno.trace import recorder
+
+    name = _MODULES[backend]
+    if backend is not Backend.NUMBA or name in sys.modules or not recorder.ENABLED:
+        return importlib.import_module(name)
+    t0 = perf_counter_ns()
+    had_numba = "numba" in sys.modules
+    try:
+        return importlib.import_module(name)
+    finally:
+        recorder.jit_event(
+            "numba.import", t0, perf_counter_ns() - t0, numba_already_imported=had_numba
+        )
 
 
 def load(backend: Backend) -> ModuleType:

@@ -19,6 +19,8 @@ def why_unavailable() -> str:
 KERNELS: dict = {}
 
 if available():
+    from trueno.backends import numba_jit
     from trueno.backends.numba_kernels import register_all
 
+    numba_jit.install()
     register_all(KERNELS)

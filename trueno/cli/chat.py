@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from trueno.cli.run import add_model_args, load_model, sampling_options
+from trueno.cli.run import add_model_args, load_model, sampling_options, stop_message
 
 
 def register(subparsers) -> None:
@@ -43,4 +43,7 @@ def handler(args) -> int:
         stats = reply.stats
         if interactive:
             print(f"[{stats.n_generated} tokens, {stats.decode_tok_s:.1f} tok/s]", file=sys.stderr)
+        why = stop_message(stats, args.n_predict, model.ctx)
+        if why:
+            print(f"[{why}]", file=sys.stderr)
     return 0

@@ -45,12 +45,26 @@ def dispatch_table() -> dict[str, dict[int, str]]:
     return table
 
 
+def quant_line(report) -> str:
+    """The quant kernels' ISA level: chosen (and whether TRUENO_QUANT_ISA forced it), what the
+    host runs, which levels have kernels; or why the forced level was refused."""
+    if report.error:
+        return f"refused: {report.error}"
+    how = "forced by TRUENO_QUANT_ISA" if report.forced else "best the host runs"
+    return (
+        f"{report.chosen} ({how}; host: {', '.join(report.host)}; "
+        f"kernels: {', '.join(report.kernels)})"
+    )
+
+
 def handler(args: argparse.Namespace) -> int:
     import trueno
     from trueno import dispatch
+    from trueno.quant.kernels import isa_report
 
     caps = trueno.capabilities()
     table = dispatch_table()
+    quant = isa_report()
     forced = dispatch.forced_backend()
     if args.json:
         print(
@@ -59,6 +73,7 @@ def handler(args: argparse.Namespace) -> int:
                     "version": trueno.__version__,
                     "capabilities": caps.to_dict(),
                     "forced_backend": forced.value if forced else None,
+                    "quant_isa": quant.to_dict(),
                     "thresholds": dispatch.THRESHOLDS,
                     "dispatch": {k: {str(n): b for n, b in v.items()} for k, v in table.items()},
                 },
@@ -86,6 +101,7 @@ def handler(args: argparse.Namespace) -> int:
     else:
         print(f"gpu        none ({caps.gpu_error})")
     print(f"backend    {'forced: ' + forced.value if forced else 'auto'}")
+    print(f"quant ISA  {quant_line(quant)}")
     print()
     head = ["op class", "example"] + [f"1e{len(str(n)) - 1}" for n in SIZES]
     rows = [

@@ -158,6 +158,20 @@ def report(load_s: float, stats) -> None:
     )
 
 
+def stop_message(stats, asked: int, ctx: int, stop=()) -> str | None:
+    """Why generation ended before ``asked`` tokens, or None when it produced them all."""
+    if stats.stop_reason in ("", "length"):
+        return None
+    why = {
+        "context": f"the context is full ({ctx} tokens: {stats.n_prompt} of the prompt + "
+        f"{stats.n_generated} generated; raise -c)",
+        "eos": "the model generated its end-of-sequence token",
+        "stop": "a stop string was generated: "
+        + (repr(stop[0]) if len(stop) == 1 else "one of " + ", ".join(map(repr, stop))),
+    }.get(stats.stop_reason, stats.stop_reason)
+    return f"stopped after {stats.n_generated} of {asked} tokens: {why}"
+
+
 def handler(args) -> int:
     from trueno.llm.generate import generate
 
@@ -182,4 +196,7 @@ def handler(args) -> int:
         out.write(piece)
         out.flush()
     report(load_s, gen.stats)
+    why = stop_message(gen.stats, args.n_predict, model.ctx, args.stop or ())
+    if why:
+        print(why, file=sys.stderr)
     return 0

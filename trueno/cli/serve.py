@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--api-key", default=None, help="require this key (also TRUENO_API_KEY)")
     p.add_argument("--queue", type=int, default=64, help="requests waiting for a slot before 503s")
     p.add_argument("--alias", default=None, help="model name clients use (default: file stem)")
+    p.add_argument("--otlp-endpoint", default=None, metavar="URL",
+                   help="trace each request (a span tree; a traceparent header continues the "
+                        "caller's trace) and send it to this OTLP/HTTP collector")  # fmt: skip
     p.add_argument("--device", choices=("cpu",), default="cpu", help=argparse_device_help())
     p.set_defaults(func=handler)
 
@@ -66,6 +69,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 def handler(args) -> int:
     check_extra()
+    # numba's OpenMP workers sleep between parallel regions instead of spinning: the event
+    # loop needs a core between steps, and on a shared host spinning stalled streams for
+    # seconds (BENCHMARKS.md, Serving). Read when the OpenMP runtime loads, so set it first.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     from trueno.cli.run import default_model_path, load_model
@@ -78,6 +85,8 @@ def handler(args) -> int:
     args.model = str(path)
     api_key = args.api_key or os.environ.get("TRUENO_API_KEY") or None
     server = Server(args.alias or path.stem, args.parallel, args.queue, api_key)
+    if args.otlp_endpoint:
+        server.trace_to(args.otlp_endpoint)
     sock = bind(args.host, args.port)
     failed: list[BaseException] = []
     web = None

@@ -202,7 +202,7 @@ def _send(trace, args) -> bool:
 @_guard
 def _summary(args) -> int:
     from trueno.trace import schema
-    from trueno.trace.summary import format_ops, format_syscalls, summarize
+    from trueno.trace.summary import format_ops, format_syscalls, jit_line, summarize
 
     trace = schema.load(args.file)
     spans = trace["spans"] if args.run is None else schema.spans_of_run(trace, args.run)
@@ -221,7 +221,10 @@ def _summary(args) -> int:
             f", dropped {r.get('dropped')}"
         )
     print()
-    print(format_ops(rows, args.limit))
+    print(format_ops([r for r in rows if r["category"] != "jit"], args.limit))
+    jit = jit_line(rows)
+    if jit:
+        print(jit)
     if any("process" in s for s in spans):  # merged across processes (dask workers)
         from trueno.trace.summary import by_process, format_processes
 
@@ -405,6 +408,7 @@ def _flamegraph(args) -> int:
 
 
 def _overhead(args) -> int:
+    import trueno
     from trueno.trace.overhead import measure
 
     labels = {
@@ -415,6 +419,6 @@ def _overhead(args) -> int:
         "op_traced_ns": "trueno.add(16 floats), tracing on",
         "on_per_op_ns": "on: traced - untraced op (dispatch + recorder)",
     }
-    for key, value in measure(args.n).items():
+    for key, value in measure(trueno.add, args.n).items():
         print(f"{labels[key]:<50} {value:9.1f} ns")
     return 0

@@ -156,6 +156,14 @@ class Keys:
     EXPERT_WEIGHTS_NORM = "{arch}.expert_weights_norm"
     EXPERT_WEIGHTS_SCALE = "{arch}.expert_weights_scale"
     EXPERT_GATING_FUNC = "{arch}.expert_gating_func"
+    ROPE_SCALING_ATTN_FACTOR = "{arch}.rope.scaling.attn_factor"
+    ROPE_SCALING_ORIG_CTX = "{arch}.rope.scaling.original_context_length"
+    ATTENTION_SCALE = "{arch}.attention.scale"
+    ATTN_LOGIT_SOFTCAPPING = "{arch}.attn_logit_softcapping"
+    FINAL_LOGIT_SOFTCAPPING = "{arch}.final_logit_softcapping"
+    EMBEDDING_SCALE = "{arch}.embedding_scale"
+    RESIDUAL_SCALE = "{arch}.residual_scale"
+    LOGIT_SCALE = "{arch}.logit_scale"
 
     TOKENIZER_MODEL = "tokenizer.ggml.model"
     TOKENIZER_PRE = "tokenizer.ggml.pre"
@@ -199,3 +207,16 @@ class ExpertGatingFunc(IntEnum):
     SIGMOID = 2
     SOFTMAX_WEIGHT = 3  # softmax over the selected experts' logits only
     SQRT_SOFTPLUS = 4
+
+
+# numpy dtype (little-endian) of the zero-copy view for types stored element by element
+PLAIN_DTYPE = {
+    GGMLType.F32: "<f4",
+    GGMLType.F16: "<f2",
+    GGMLType.BF16: "<u2",
+    GGMLType.F64: "<f8",
+    GGMLType.I8: "<i1",
+    GGMLType.I16: "<i2",
+    GGMLType.I32: "<i4",
+    GGMLType.I64: "<i8",
+}

@@ -36,7 +36,7 @@ def format_value(value: Any, max_items: int = 6, max_chars: int = 60) -> str:
     if isinstance(value, (GGUFStringArray, np.ndarray, list)):
         n = len(value)
         if n <= max_items:
-            idx = list(range(n))
+            idx: list[int | None] = list(range(n))
         else:
             half = max(1, max_items // 2)
             idx = [*range(half), None, *range(n - half, n)]
@@ -54,11 +54,12 @@ def _item(value: Any, i: int) -> Any:
 
 
 def _fmt_bytes(n: int) -> str:
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+        if size < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 def _table(rows: list[tuple], right: set[int]) -> list[str]:
@@ -101,6 +102,7 @@ def _format(f: GGUFFile, max_items: int, max_chars: int) -> str:
         )
     out += ["", f"tensors ({len(f.tensors)}):"]
     totals: dict[str, list[int]] = {}
+    rows: list[tuple]  # table rows: a header of names, then cells of any type
     if f.tensors:
         rows = [("name", "type", "shape", "elements", "bytes", "offset")]
         for t in f.tensors.values():

@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from trueno import trace
-from trueno.errors import GGUFError, UnsupportedError
+from trueno.errors import GGUFError
 from trueno.gguf.constants import (
     BLOCK_LAYOUT,
     DEFAULT_ALIGNMENT,
     GGUF_MAGIC,
     GGUF_MAGIC_BIG_ENDIAN,
     MAX_DIMS,
+    PLAIN_DTYPE,
     SUPPORTED_VERSIONS,
     VALUE_DTYPE,
     GGMLType,
@@ -37,17 +38,6 @@ MAX_NESTED_ITEMS = 1 << 16  # sub-arrays per array: each costs a Python object, 
 INT64_MAX = 2**63 - 1
 _VALUE_TYPES = {int(t): t for t in GGUFValueType}
 _GGML_TYPES = {int(t): t for t in GGMLType if t in BLOCK_LAYOUT}
-# numpy dtype of the zero-copy view for types stored element by element
-_PLAIN_DTYPE = {
-    GGMLType.F32: "<f4",
-    GGMLType.F16: "<f2",
-    GGMLType.BF16: "<u2",
-    GGMLType.F64: "<f8",
-    GGMLType.I8: "<i1",
-    GGMLType.I16: "<i2",
-    GGMLType.I32: "<i4",
-    GGMLType.I64: "<i8",
-}
 _MIN_KV_BYTES = 8 + 4 + 1  # key length, value type, smallest value
 _MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8  # name length, n_dims, type, offset
 _MIN_ELEM_BYTES = {GGUFValueType.STRING: 8, GGUFValueType.ARRAY: 4 + 8}
@@ -221,9 +211,10 @@ class GGUFFile:
                 raise GGUFError(
                     f"header at offset 0: file has {size} bytes, a GGUF header needs at least 24"
                 )
-            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         self.size = size
-        self._u8 = np.frombuffer(self._mm, dtype=np.uint8)
+        self._mm: mmap.mmap | None = mm
+        self._u8: np.ndarray | None = np.frombuffer(mm, dtype=np.uint8)
         try:
             with trace.span("gguf.load", category="gguf", bytes=size):
                 self._parse()
@@ -231,9 +222,15 @@ class GGUFFile:
             self.close()
             raise
 
+    def _mapped(self) -> tuple[mmap.mmap, np.ndarray]:
+        if self._mm is None or self._u8 is None:
+            raise GGUFError(f"{self.path}: the file is closed")
+        return self._mm, self._u8
+
     def _parse(self) -> None:
-        p = _Parser(self._mm, self._u8, self.size)
-        magic = self._mm[0:4]
+        mm, u8 = self._mapped()
+        p = _Parser(mm, u8, self.size)
+        magic = mm[0:4]
         p.pos = 4
         if magic != GGUF_MAGIC:
             if magic == GGUF_MAGIC_BIG_ENDIAN:
@@ -303,8 +300,7 @@ class GGUFFile:
                 f"{what} n_dims at offset {dims_at}: {n_dims} dimensions (at most {MAX_DIMS})"
             )
         p.need(8 * n_dims, f"{what} dims")
-        ne = list(U64.iter_unpack(p.buf[p.pos : p.pos + 8 * n_dims]))
-        ne = [d[0] for d in ne]
+        ne = [d[0] for d in U64.iter_unpack(p.buf[p.pos : p.pos + 8 * n_dims])]
         n_el = 1
         for j, d in enumerate(ne):
             if d == 0 or d > INT64_MAX:
@@ -349,29 +345,15 @@ class GGUFFile:
                 f"tensor {name!r} offset at offset {off_at}: data [{start}, "
                 f"{start + nbytes}) lies outside the {self.size}-byte file"
             )
-        dt = _PLAIN_DTYPE.get(gt)
+        dt = PLAIN_DTYPE.get(gt)
+        _, u8 = self._mapped()
         if dt is not None:
-            data = np.frombuffer(self._u8, dtype=dt, count=n_el, offset=start).reshape(shape)
+            data = np.frombuffer(u8, dtype=dt, count=n_el, offset=start).reshape(shape)
         else:
             row = (shape[-1] // block) * block_bytes
-            data = np.frombuffer(self._u8, dtype=np.uint8, count=nbytes, offset=start)
+            data = np.frombuffer(u8, dtype=np.uint8, count=nbytes, offset=start)
             data = data.reshape(*shape[:-1], row)
         return TensorInfo(name, shape, gt, start, nbytes, n_el, data)
-
-    def dequantize(self, name: str) -> np.ndarray:
-        """Tensor ``name`` as a new float32 array of its shape."""
-        t = self.tensors[name]
-        if t.ggml_type == GGMLType.BF16:
-            return (t.data.astype(np.uint32) << 16).view(np.float32)
-        if t.ggml_type in _PLAIN_DTYPE:
-            return t.data.astype(np.float32)
-        try:
-            from trueno.quant import dequantize
-        except ImportError as e:
-            raise UnsupportedError(
-                f"dequantize {name!r}: {t.ggml_type.name} needs trueno.quant.dequantize ({e})"
-            ) from e
-        return dequantize(t.data, t.ggml_type, t.shape)
 
     def close(self) -> None:
         """Drop this file's mapping; views still held by callers keep it alive until freed."""

@@ -34,7 +34,9 @@ SCALAR = {
         (V.FLOAT64, "d"),
     )
 }
-_NP_VALUE_TYPE = {np.dtype(dt): vt for vt, dt in VALUE_DTYPE.items() if vt != V.BOOL}
+_NP_VALUE_TYPE: dict[np.dtype, GGUFValueType] = {
+    np.dtype(dt): vt for vt, dt in VALUE_DTYPE.items() if vt != V.BOOL
+}
 _NP_VALUE_TYPE[np.dtype(np.bool_)] = V.BOOL
 _NP_VALUE_TYPE[np.dtype(np.float16)] = V.FLOAT32
 
@@ -222,7 +224,8 @@ def _encode_array(value: Any, elem: tuple[GGUFValueType, ...]) -> bytes:
             items = [value.raw(i) for i in range(n)]
         else:
             items = [
-                v if isinstance(v, (bytes, bytearray)) else str(v).encode("utf-8") for v in value
+                bytes(v) if isinstance(v, (bytes, bytearray)) else str(v).encode("utf-8")
+                for v in value
             ]
         return head + b"".join(U64.pack(len(b)) + b for b in items)
     if et == V.ARRAY:

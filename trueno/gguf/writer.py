@@ -10,30 +10,33 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from math import prod
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from trueno.errors import DTypeError, GGUFError
+from trueno.floats import f32_to_bf16
 from trueno.gguf.constants import (
     BLOCK_LAYOUT,
     DEFAULT_ALIGNMENT,
     GGUF_MAGIC,
     MAX_DIMS,
     MAX_NAME,
+    PLAIN_DTYPE,
     GGMLType,
     GGUFValueType,
     Keys,
     tensor_nbytes,
 )
-from trueno.gguf.reader import _PLAIN_DTYPE
 from trueno.gguf.values import U32, U64, encode_value, infer_type, normalize_type
 
-__all__ = ["GGUFWriter", "WriterState", "infer_type", "to_bf16", "write_gguf"]
+__all__ = ["GGUFWriter", "WriterState", "infer_type", "write_gguf"]
 
 GGUF_VERSION = 3
 V = GGUFValueType
-_NP_GGML_TYPE = {np.dtype(dt): gt for gt, dt in _PLAIN_DTYPE.items() if gt != GGMLType.BF16}
+_NP_GGML_TYPE: dict[np.dtype, GGMLType] = {
+    np.dtype(dt): gt for gt, dt in PLAIN_DTYPE.items() if gt != GGMLType.BF16
+}
 
 
 class WriterState(Enum):
@@ -54,14 +57,6 @@ class _Tensor:
     source: np.ndarray | None  # None: declared with add_tensor_info, data via write_tensor_data
 
 
-def to_bf16(x: np.ndarray) -> np.ndarray:
-    """float -> bfloat16 bits (uint16), round to nearest even, NaN kept quiet (as ggml/gguf-py)."""
-    n = np.asarray(x, dtype=np.float32).view(np.uint32)
-    quiet_nan = (n & np.uint32(0xFFFF0000)) | np.uint32(64 << 16)
-    n = np.where((n & 0x7FFFFFFF) > 0x7F800000, quiet_nan, n)
-    return ((n.astype(np.uint64) + (0x7FFF + ((n >> 16) & 1))) >> 16).astype(np.uint16)
-
-
 # ---------------------------------------------------------------- the writer
 
 
@@ -78,7 +73,7 @@ class GGUFWriter:
         self._kv: dict[str, bytes] = {}
         self._tensors: dict[str, _Tensor] = {}
         self._queue: list[_Tensor] = []
-        self._f = None
+        self._f: BinaryIO | None = None
         if arch is not None:
             self.add_string(Keys.ARCHITECTURE, arch)
         if alignment != DEFAULT_ALIGNMENT:
@@ -173,22 +168,25 @@ class GGUFWriter:
         raw_shape: Sequence[int] | None = None,
     ) -> None:
         """Add a tensor. float32/float16/float64/int arrays are stored as they are; with
-        ``ggml_type`` BF16 or a quantized type, floats are converted when written, and uint8
-        blocks (uint16 bits for BF16) are taken as already encoded (``raw_shape`` = logical
-        numpy-order shape, inferred from the byte shape when omitted)."""
+        ``ggml_type`` BF16, floats are converted when written; for a quantized type the data
+        are uint8 blocks, already encoded (``trueno.quant.quantize``), and uint16 bits for
+        BF16 are taken as encoded too (``raw_shape`` = logical numpy-order shape, inferred
+        from the byte shape when omitted)."""
         self._expect("add_tensor", WriterState.EMPTY)
         arr = np.asarray(array)
         if ggml_type is None:
-            gt = _NP_GGML_TYPE.get(arr.dtype.newbyteorder("<"))
-            if gt is None:
+            default = _NP_GGML_TYPE.get(arr.dtype.newbyteorder("<"))
+            if default is None:
                 raise DTypeError(
                     f"tensor {name!r}: dtype {arr.dtype} has no default GGML type "
                     f"(pass ggml_type=, e.g. Q4_K for uint8 blocks)"
                 )
+            gt = default
         else:
             gt = _ggml_type(ggml_type, name)
         if arr.dtype.kind not in "fiub":
             raise DTypeError(f"tensor {name!r}: dtype {arr.dtype} cannot be stored")
+        _check_encodable(name, arr, gt)
         block, block_bytes = BLOCK_LAYOUT[gt]
         if raw_shape is not None:
             shape = tuple(int(d) for d in raw_shape)
@@ -241,7 +239,7 @@ class GGUFWriter:
     def write_header_to_file(self) -> None:
         self._expect("write_header_to_file", WriterState.EMPTY)
         self._f = open(self.path, "wb")
-        self._f.write(
+        self._out.write(
             GGUF_MAGIC
             + U32.pack(GGUF_VERSION)
             + U64.pack(len(self._tensors))
@@ -252,8 +250,8 @@ class GGUFWriter:
     def write_kv_data_to_file(self) -> None:
         self._expect("write_kv_data_to_file", WriterState.HEADER)
         for key, payload in self._kv.items():
-            self._f.write(encode_value(key, (V.STRING,)))
-            self._f.write(payload)
+            self._out.write(encode_value(key, (V.STRING,)))
+            self._out.write(payload)
         self.state = WriterState.KV_DATA
 
     def write_ti_data_to_file(self) -> None:
@@ -263,7 +261,7 @@ class GGUFWriter:
             info = [encode_value(t.name, (V.STRING,)), U32.pack(len(t.shape))]
             info += [U64.pack(d) for d in reversed(t.shape)]
             info += [U32.pack(t.ggml_type), U64.pack(rel)]
-            self._f.write(b"".join(info))
+            self._out.write(b"".join(info))
             rel += _pad(t.nbytes, self.alignment)
         self._write_padding()
         self._queue = list(self._tensors.values())
@@ -280,7 +278,7 @@ class GGUFWriter:
             raise GGUFError(f"tensor {t.name!r} was declared with add_tensor_info: pass its data")
         t.source = None  # drop our reference as soon as the bytes are out
         payload = _payload(t, src)
-        self._f.write(memoryview(payload).cast("B"))
+        self._out.write(payload.data)  # contiguous bytes: written without a copy
         self._write_padding()
         self.state = WriterState.WEIGHTS
 
@@ -336,9 +334,16 @@ class GGUFWriter:
             )
 
     def _write_padding(self) -> None:
-        n = -self._f.tell() % self.alignment
+        n = -self._out.tell() % self.alignment
         if n:
-            self._f.write(b"\0" * n)
+            self._out.write(b"\0" * n)
+
+    @property
+    def _out(self) -> BinaryIO:
+        """The open file (a state check has already refused a call before ``write``)."""
+        if self._f is None:
+            raise GGUFError(f"GGUFWriter: {self.path} is not open for writing")
+        return self._f
 
     def __enter__(self) -> GGUFWriter:
         return self
@@ -368,22 +373,28 @@ def _encoded(arr: np.ndarray, gt: GGMLType) -> bool:
     """Is ``arr`` already in ``gt``'s storage form (blocks / bf16 bits)?"""
     if gt == GGMLType.BF16:
         return arr.dtype == np.uint16
-    return gt not in _PLAIN_DTYPE and arr.dtype == np.uint8
+    return gt not in PLAIN_DTYPE and arr.dtype == np.uint8
+
+
+def _check_encodable(name: str, arr: np.ndarray, gt: GGMLType) -> None:
+    """The format layer encodes no blocks: quantizing is trueno.quant's (as in gguf-py)."""
+    if not _encoded(arr, gt) and gt != GGMLType.BF16 and gt not in PLAIN_DTYPE:
+        raise GGUFError(
+            f"tensor {name!r}: {arr.dtype} data for {gt.name}: quantize it first "
+            f"(trueno.quant.quantize) and pass the uint8 blocks"
+        )
 
 
 def _payload(t: _Tensor, src: np.ndarray) -> np.ndarray:
     """``src`` converted to the contiguous little-endian bytes of tensor ``t``."""
     gt = t.ggml_type
+    _check_encodable(t.name, src, gt)
     if _encoded(src, gt):
         out = src
     elif gt == GGMLType.BF16:
-        out = to_bf16(src)
-    elif gt in _PLAIN_DTYPE:
-        out = src.astype(_PLAIN_DTYPE[gt], copy=False)
+        out = f32_to_bf16(src)
     else:
-        from trueno.quant import quantize
-
-        out = np.asarray(quantize(np.asarray(src, dtype=np.float32).reshape(t.shape), gt))
+        out = src.astype(PLAIN_DTYPE[gt], copy=False)
     out = np.ascontiguousarray(out)
     if out.nbytes != t.nbytes:
         raise GGUFError(

@@ -1,8 +1,12 @@
 """Continuous batching: many sequences decoded together, each in its own preallocated KV slot.
 
     step():
-        admit waiting sequences into free slots (reusing a slot's cached prompt prefix)
-        prefill: one prompt chunk of each newly admitted sequence (Model.prefill on its slot)
+        admit waiting sequences into free slots, reusing the longest cached prompt prefix of
+            any slot (its own, or copied from another slot's KV entries)
+        prefill: whole prompt chunks of the sequences still prefilling, oldest first, while
+            the step's token budget lasts (at least one chunk: no prompt starves), each chunk
+            Model.prefill on its slot; a sequence whose prompt is done samples its first
+            token right there (``emit`` hands it out before the step's decode runs)
         decode:  one batched forward of every running sequence's next token:
             x = embed(tokens)                                   # (B, D)
             for each layer:
@@ -13,9 +17,17 @@
         sample: each sequence with its own Sampler (own seed, own history)
 
 Every row goes through the same kernels as :meth:`Model.decode` (the fused matvec per row,
-``attention_step`` per sequence), so a greedy or seeded sequence yields exactly the tokens of
+``attention_step`` per sequence), and a prompt is cut into the chunks ``Model.prefill`` cuts
+it into whatever else runs, so a greedy or seeded sequence yields exactly the tokens of
 :func:`trueno.llm.generate.generate_tokens` whether it runs alone or batched. ``_linear`` is
 the one place a kernel that multiplies B vectors per weight read plugs in.
+
+Why prefill chunks of different sequences are not stacked into one matmul (which would
+dequantize each weight once per step instead of once per chunk): BLAS's result for a row
+depends on how many rows the call has (measured, OpenBLAS Haswell sgemm: rows of a 40-row
+call differ from the same rows inside a 300-row call in the last bits), so a stacked prompt
+would not give the tokens it gives alone. The token budget keeps running streams going
+instead: they wait at most one budget of prompt tokens per step.
 
 Not thread-safe: one thread owns an engine (``trueno.serve`` runs it on its engine thread);
 ``BatchSequence.cancel`` is the one call other threads may make.
@@ -26,6 +38,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import perf_counter_ns
 
 import numpy as np
 
@@ -44,13 +57,17 @@ class BatchSequence:
     max_tokens: int
     sampler: Sampler = field(default_factory=lambda: Sampler(temperature=0.0))
     stop_at_eog: bool = True
+    logprobs: int | None = None  # None: none; k: each token's log-probability and the top k
     tag: object = None  # the caller's handle (the server's request/choice)
+    # (name, start_ns, end_ns, attrs) of each engine step it took part in, when traced
+    spans: list | None = None
     # filled in by the engine
     slot: int = -1
     n_cached: int = 0  # prompt tokens whose KV entries were reused from the slot
     n_prefilled: int = 0  # prompt tokens in the slot's cache
     tokens: list[int] = field(default_factory=list)  # generated so far
     pending: int | None = None  # sampled, not yet run through the model
+    t_admit_ns: int = 0  # perf_counter_ns when it got a slot (traced sequences only)
     finish_reason: str | None = None  # "stop" (end of generation), "length", "cancelled"
     cancelled: bool = False
 
@@ -70,12 +87,16 @@ class Event:
     seq: BatchSequence
     token: int | None
     finish_reason: str | None = None
+    logprob: float | None = None  # of ``token``, when the sequence asked for logprobs
+    top: list[tuple[int, float]] | None = None  # the most likely (token, logprob), best first
 
 
 class BatchEngine:
     """``n_slots`` KV slots for one :class:`~trueno.llm.model.Model` (CPU runtime)."""
 
     def __init__(self, model, n_slots: int = 4, prefill_budget: int = PREFILL_CHUNK) -> None:
+        """``prefill_budget``: prompt tokens one step may prefill beyond its first chunk (the
+        running sequences wait for them: it bounds their inter-token latency)."""
         if n_slots < 1:
             raise ModelError(f"a batch needs at least one slot, got {n_slots}")
         if not model.rt.host_memory:
@@ -84,7 +105,7 @@ class BatchEngine:
         self.model, self.config, self.n_slots = model, c, n_slots
         self.prefill_budget = max(1, int(prefill_budget))
         # one RunState per slot: its own KV cache and one-token attention scratch
-        self.slots = [RunState(c, model.ctx, model.weights.rope_freqs, model.rt)
+        self.slots = [RunState(c, model.ctx, model.rope_factors, model.rt)
                       for _ in range(n_slots)]  # fmt: skip
         for s in self.slots:
             s.rope = model.state.rope  # the tables are read-only: share them
@@ -137,27 +158,46 @@ class BatchEngine:
         return self.n_slots - len(self.free)
 
     # ---- one step ----------------------------------------------------------------------------
-    def step(self) -> list[Event]:
-        """Admit, prefill one chunk per new sequence, decode every running one, sample."""
+    def step(self, emit: Callable[[list[Event]], None] | None = None) -> list[Event]:
+        """Admit, prefill prompt chunks within the token budget, decode every running
+        sequence, sample; the step's events. ``emit(events)``, when given, receives them as
+        they happen (a first token right after its prompt's last chunk, the rest at the
+        end), each event once."""
         events: list[Event] = []
         self._drop_cancelled(events)
         self._admit()
-        budget = self.prefill_budget
         decoding = [s for s in self.running if not s.prefilling]
-        for seq in [s for s in self.running if s.prefilling]:
-            if budget <= 0:
-                break
+        budget, sent = self.prefill_budget, 0
+        for i, seq in enumerate([s for s in self.running if s.prefilling]):
+            chunk = min(PREFILL_CHUNK, len(seq.prompt) - seq.n_prefilled)
+            if i > 0 and chunk > budget:
+                break  # whole chunks only: how a prompt is cut never depends on the others
+            t0 = perf_counter_ns() if seq.spans is not None else 0
             budget -= self._prefill_chunk(seq, events)
+            if t0:
+                seq.spans.append(("prefill", t0, perf_counter_ns(),
+                                  {"tokens": chunk, "slot": seq.slot}))  # fmt: skip
+            if emit is not None and len(events) > sent:
+                emit(events[sent:])
+                sent = len(events)
         ready = [s for s in decoding if s.finish_reason is None and s.pending is not None]
         full = [s for s in ready if self.slots[s.slot].cache.n >= self.model.ctx]
         for seq in full:
             self._finish(seq, "length", events)
         ready = [s for s in ready if s.finish_reason is None]
         if ready:
+            t0 = perf_counter_ns()
             self._decode(ready)
+            t1 = perf_counter_ns()
             for b, seq in enumerate(ready):
                 self._sample(seq, self.logits[b], events)
+                if seq.spans is not None:
+                    seq.spans.append(
+                        ("decode", t0, t1, {"batch": len(ready), "step": self.n_steps})
+                    )
         self.n_steps += 1
+        if emit is not None and len(events) > sent:
+            emit(events[sent:])
         return events
 
     def run(self, seqs: list[BatchSequence]) -> list[list[int]]:
@@ -180,13 +220,27 @@ class BatchEngine:
     def _admit(self) -> None:
         while self.waiting and self.free:
             seq = self.waiting.popleft()
+            shared = [common_prefix(tokens, seq.prompt) for tokens in self.slot_tokens]
             # the free slot whose cached tokens share the longest prefix with the prompt
-            best = max(self.free, key=lambda i: common_prefix(self.slot_tokens[i], seq.prompt))
+            best = max(self.free, key=shared.__getitem__)
             self.free.remove(best)
-            keep = min(common_prefix(self.slot_tokens[best], seq.prompt), len(seq.prompt) - 1)
-            seq.slot, seq.n_cached, seq.n_prefilled = best, keep, keep
-            self.slots[best].cache.n = keep
+            keep = min(shared[best], len(seq.prompt) - 1)
+            cache = self.slots[best].cache
+            cache.n = keep
             del self.slot_tokens[best][keep:]
+            # any slot (a running one too) sharing more: copy its entries instead of
+            # prefilling them (they are written once, below that slot's n, and never moved)
+            src = max(range(self.n_slots), key=shared.__getitem__)
+            more = min(shared[src], len(seq.prompt) - 1)
+            if more > keep:
+                other = self.slots[src].cache
+                cache.k[:, :, keep:more] = other.k[:, :, keep:more]
+                cache.v[:, :, keep:more] = other.v[:, :, keep:more]
+                cache.n = keep = more
+                self.slot_tokens[best][:] = seq.prompt[:keep]
+            seq.slot, seq.n_cached, seq.n_prefilled = best, keep, keep
+            if seq.spans is not None:
+                seq.t_admit_ns = perf_counter_ns()
             self.running.append(seq)
 
     def _finish(self, seq: BatchSequence, reason: str, events: list[Event]) -> None:
@@ -207,7 +261,11 @@ class BatchEngine:
             self._finish(seq, "stop", events)
             return
         seq.tokens.append(tok)
-        events.append(Event(seq, tok))
+        if seq.logprobs is None:
+            events.append(Event(seq, tok))
+        else:
+            logprob, top = token_logprobs(logits, tok, seq.logprobs)
+            events.append(Event(seq, tok, logprob=logprob, top=top))
         if len(seq.tokens) >= seq.max_tokens:
             self._finish(seq, "length", events)
         else:
@@ -236,7 +294,7 @@ class BatchEngine:
         B = len(seqs)
         x, xb, xo = self.x[:B], self.xb[:B], self.xo[:B]
         qkv, att, hg, hu, ha = self.qkv[:B], self.att[:B], self.hg[:B], self.hu[:B], self.ha[:B]
-        Q, K, F, eps, post = c.q_dim, c.kv_dim, c.hidden_dim, c.norm_eps, c.post_norms
+        Q, K, F, eps = c.q_dim, c.kv_dim, c.hidden_dim, c.norm_eps
         slots = [self.slots[s.slot] for s in seqs]
         positions = [s.cache.n for s in slots]
         for b, seq in enumerate(seqs):
@@ -245,7 +303,7 @@ class BatchEngine:
         if c.embed_scale != 1.0:
             x *= np.float32(c.embed_scale)
         layers = w.layers
-        k.rms_norm(xb, x, layers[0].attn_norm, eps)
+        m._pre_norm(xb, x, layers[0].attn_norm)
         for i, lw in enumerate(layers):
             # q, k, v of every sequence
             if lw.wqkv is not None:
@@ -264,15 +322,16 @@ class BatchEngine:
             cos, sin = ms.rope[i]
             for b, s in enumerate(slots):
                 s.qkv[:] = qkv[b]
+                m._qk_norm_full(s.q, s.k, lw)
                 k.attention_step(
                     s.att, s.q, s.k, s.v, s.cache.k[i], s.cache.v[i], positions[b], s.pos,
                     cos, sin, c.rope_neox, c.qk_norm, ms.q_norms[i], ms.k_norms[i], eps,
-                    ms.windows[i], c.attn_scale, s.scores,
+                    ms.windows[i], c.attn_scale, s.scores, c.attn_softcap,
                 )  # fmt: skip
                 att[b] = s.att[0]
             _linear(lw.wo, att, xo)
             # x += post_norm(xo); xb = ffn_norm(x)
-            k.residual_norm(xb, x, xo, ms.post_attn[i], lw.ffn_norm, eps, post)
+            m._add_then_norm(xb, x, xo, ms.post_attn[i], lw.ffn_norm)
             if lw.moe is not None:  # rows grouped by expert, each product a fused matvec's
                 lw.moe.forward(xb, xo, m._act, exact=True)
             else:
@@ -288,11 +347,26 @@ class BatchEngine:
                 _linear(lw.w_down, ha, xo)
             # x += post_norm(xo); xb = the next layer's attn_norm(x) (or the output norm)
             nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
-            k.residual_norm(xb, x, xo, ms.post_ffn[i], nxt, eps, post)
+            m._add_then_norm(xb, x, xo, ms.post_ffn[i], nxt)
         _linear(w.output, xb, self.logits[:B])
+        m._finish_logits(self.logits[:B])
         for b, seq in enumerate(seqs):
             slots[b].cache.n = positions[b] + 1
             self.slot_tokens[seq.slot].append(seq.pending)
+
+
+def token_logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, list]:
+    """log softmax(logits)[token] and the k most likely (token, logprob), best first: the
+    model's distribution, before temperature, penalties and truncation (as vLLM reports)."""
+    x = logits.astype(np.float64)
+    m = x.max()
+    lse = m + np.log(np.exp(x - m).sum())
+    top: list[tuple[int, float]] = []
+    if k > 0:
+        ids = np.argpartition(-x, k - 1)[:k] if k < len(x) else np.arange(len(x))
+        ids = ids[np.lexsort((ids, -x[ids]))]  # by logit, ties by id
+        top = [(int(i), float(x[i] - lse)) for i in ids]
+    return float(x[token] - lse), top
 
 
 def _linear(m, xs: np.ndarray, out: np.ndarray) -> None:

@@ -33,9 +33,6 @@ def gemma(
     return out + ("<start_of_turn>model\n" if add_generation_prompt else "")
 
 
-BUILTIN_TEMPLATES = {"chatml": chatml, "gemma": gemma}
-
-
 def render_chat(
     messages: Sequence[Message],
     template: str | None = None,

@@ -1,6 +1,7 @@
 """Model hyperparameters read from GGUF metadata: one frozen dataclass for every architecture.
 
-Architecture differences (RoPE style, biases, Gemma's extra norms) are fields here, so the
+Architecture differences (RoPE style, biases, Gemma's extra norms, softcaps, Granite's
+multipliers ...) are fields here, so the
 forward pass in :mod:`trueno.llm.model` is one function, not a copy per architecture.
 """
 
@@ -12,11 +13,21 @@ from dataclasses import dataclass
 from trueno.errors import ModelError, UnsupportedError
 from trueno.gguf.constants import ExpertGatingFunc, Keys
 
-SUPPORTED_ARCHS = ("llama", "qwen2", "gemma3", "qwen3moe")
-# rotate (x[i], x[i + d/2]); llama rotates adjacent pairs
-NEOX_ROPE_ARCHS = ("qwen2", "gemma3", "qwen3moe")
-GEMMA3_SWA_PATTERN = 6  # every 6th layer is global (llama.cpp: hparams.set_swa_pattern(6))
+SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "gemma2", "gemma3", "granite", "olmo2", "phi3",
+                   "smollm3", "qwen3moe")  # fmt: skip
+# rotate (x[i], x[i + d/2]); llama, granite and smollm3 rotate adjacent pairs (llama.cpp's
+# llama_model_rope_type: NEOX vs NORM)
+NEOX_ROPE_ARCHS = ("qwen2", "qwen3", "gemma2", "gemma3", "olmo2", "phi3", "qwen3moe")
+GEMMA_ARCHS = ("gemma2", "gemma3")  # embeddings times sqrt(dim), gelu_tanh FFN, post norms
+# what GGUF files do not carry, hard-coded as llama.cpp does
+SWA_PATTERN = {"gemma2": 2, "gemma3": 6}  # layer i is global when (i + 1) % pattern == 0
+GEMMA2_DEFAULT_WINDOW = 4096
+GEMMA2_SOFTCAPS = (50.0, 30.0)  # attention, final logits (llama_hparams defaults)
+GEMMA2_27B_LAYERS = 46  # query_pre_attn_scalar = dim / n_heads there, head_dim elsewhere
 GEMMA3_LOCAL_ROPE_BASE = 10000.0
+# RMS norm of each q/k head, weights (head_dim,)
+QK_HEAD_NORM_ARCHS = ("qwen3", "gemma3", "qwen3moe")
+SMOLLM3_NOPE_STEP = 4  # every 4th layer has no RoPE (llama.cpp: n_no_rope_layer_step = 4)
 
 
 @dataclass(frozen=True)
@@ -41,8 +52,10 @@ class Config:
     sliding_window: int = 0  # 0 = every layer attends to the full context
     swa_pattern: int = 0  # layer i is global when (i + 1) % swa_pattern == 0
     embed_scale: float = 1.0  # gemma: embeddings times sqrt(dim)
-    qk_norm: bool = False  # gemma3: RMS norm of each q/k head before RoPE
-    post_norms: bool = False  # gemma3: norm after attention and after the FFN
+    qk_norm: bool = False  # gemma3, qwen3: RMS norm of each q/k head before RoPE
+    qk_norm_full: bool = False  # olmo2: RMS norm over the whole q / k projections before RoPE
+    pre_norms: bool = True  # olmo2: False, no norm before attention and the FFN
+    post_norms: bool = False  # gemma2/3, olmo2: norm after attention and after the FFN
     activation: str = "silu"  # "silu" or "gelu_tanh" (gate activation of the gated FFN)
     # mixture of experts (mixtral: llama with expert tensors; qwen3moe); see trueno.llm.moe
     n_experts: int = 0  # experts per layer; 0 = a dense FFN
@@ -51,6 +64,14 @@ class Config:
     expert_gating: ExpertGatingFunc = ExpertGatingFunc.SOFTMAX  # router logits -> weights
     expert_weights_norm: bool = False  # the top-k weights renormalized to sum to 1
     expert_weights_scale: float = 1.0  # then multiplied by this
+    attention_scale: float = 0.0  # scores times this (granite, gemma2); 0 = 1/sqrt(head_dim)
+    attn_softcap: float = 0.0  # gemma2: scores -> cap * tanh(scores / cap); 0 = off
+    final_softcap: float = 0.0  # gemma2: the same on the logits
+    residual_scale: float = 1.0  # granite: x += residual_scale * sublayer(x)
+    logit_scale: float = 1.0  # granite: logits divided by this
+    nope_step: int = 0  # smollm3: layer i has no RoPE when (i + 1) % nope_step == 0
+    rope_attn_factor: float = 1.0  # phi3 LongRoPE: cos and sin tables times this
+    rope_orig_ctx: int = 0  # phi3: long rope factors when the context is longer than this
 
     # ---- derived values -------------------------------------------------------------------
     @property
@@ -68,8 +89,17 @@ class Config:
 
     @property
     def attn_scale(self) -> float:
-        # gemma3 270m..12b: query_pre_attn_scalar == head_dim, so all archs use 1/sqrt(head_dim)
-        return 1.0 / math.sqrt(self.head_dim)
+        # gemma3 270m..12b: query_pre_attn_scalar == head_dim, so it uses 1/sqrt(head_dim)
+        return self.attention_scale or 1.0 / math.sqrt(self.head_dim)
+
+    @property
+    def qk_norm_any(self) -> bool:
+        """Whether q and k are normed before RoPE (per head, or over the whole projection)."""
+        return self.qk_norm or self.qk_norm_full
+
+    def uses_rope(self, layer: int) -> bool:
+        """Whether ``layer`` rotates q and k (smollm3 leaves every ``nope_step``-th alone)."""
+        return self.nope_step <= 0 or (layer + 1) % self.nope_step != 0
 
     def is_sliding(self, layer: int) -> bool:
         """Whether ``layer`` attends to a sliding window (local) instead of the full context."""
@@ -138,31 +168,65 @@ class Config:
         scaling = get(Keys.ROPE_SCALING_TYPE, "none", required=False)
         factor = float(get(Keys.ROPE_SCALING_FACTOR, 1.0, required=False) or 1.0)
         rope_scale = 1.0 / factor if str(scaling) == "linear" and factor > 0 else 1.0
-        is_gemma3 = arch == "gemma3"
-        # QK norm (gemma3, qwen3moe): per-head norm weights, known from the tensors' presence
-        qk_norm = is_gemma3 or shapes.get("blk.0.attn_q_norm.weight") == (head_dim,)
+        n_layers = int(get(Keys.BLOCK_COUNT))
+        context_length = int(get(Keys.CONTEXT_LENGTH, 2048, required=False))
+        gemma = arch in GEMMA_ARCHS
+        swa_pattern = SWA_PATTERN.get(arch, 0)
+        window = 0
+        if arch == "gemma2":
+            window = int(get(Keys.SLIDING_WINDOW, GEMMA2_DEFAULT_WINDOW, required=False))
+        elif arch == "gemma3":
+            window = int(get(Keys.SLIDING_WINDOW, 0, required=False))
+        elif arch == "olmo2" and int(get(Keys.SLIDING_WINDOW, 0, required=False)) > 0:
+            raise UnsupportedError("olmo2 with sliding-window layers (OLMo 3) is not supported")
+
+        def scale_key(key: str) -> float:  # granite's multipliers: absent or 0 = none
+            return float(get(key, 0.0, required=False) or 0.0)
+
+        granite = arch == "granite"
+        attention_scale = scale_key(Keys.ATTENTION_SCALE) if granite else 0.0
+        attn_softcap = final_softcap = 0.0
+        if arch == "gemma2":
+            attn_softcap = float(get(Keys.ATTN_LOGIT_SOFTCAPPING, GEMMA2_SOFTCAPS[0], False))
+            final_softcap = float(get(Keys.FINAL_LOGIT_SOFTCAPPING, GEMMA2_SOFTCAPS[1], False))
+            # GGUF has no query_pre_attn_scalar: llama.cpp's rule (gemma_pytorch's config)
+            scalar = dim // n_heads if n_layers == GEMMA2_27B_LAYERS else head_dim
+            attention_scale = 1.0 / math.sqrt(scalar)
+        embed_scale = math.sqrt(dim) if gemma else 1.0
+        if granite:
+            embed_scale = scale_key(Keys.EMBEDDING_SCALE) or 1.0
         return cls(
             arch=arch,
             vocab_size=int(vocab),
             dim=dim,
-            n_layers=int(get(Keys.BLOCK_COUNT)),
+            n_layers=n_layers,
             n_heads=n_heads,
             n_kv_heads=n_kv_heads,
             head_dim=head_dim,
             hidden_dim=int(get(Keys.FEED_FORWARD_LENGTH)),
-            context_length=int(get(Keys.CONTEXT_LENGTH, 2048, required=False)),
+            context_length=context_length,
             norm_eps=float(get(Keys.LAYERNORM_RMS_EPS, 1e-5, required=False)),
             rope_base=float(get(Keys.ROPE_FREQ_BASE, 10000.0, required=False)),
             rope_dim=int(get(Keys.ROPE_DIMENSION_COUNT, head_dim, required=False)),
             rope_neox=arch in NEOX_ROPE_ARCHS,
             rope_scale=rope_scale,
-            rope_base_local=GEMMA3_LOCAL_ROPE_BASE if is_gemma3 else 0.0,
-            sliding_window=int(get(Keys.SLIDING_WINDOW, 0, required=False)) if is_gemma3 else 0,
-            swa_pattern=GEMMA3_SWA_PATTERN if is_gemma3 else 0,
-            embed_scale=math.sqrt(dim) if is_gemma3 else 1.0,
-            qk_norm=qk_norm,
-            post_norms=is_gemma3,
-            activation="gelu_tanh" if is_gemma3 else "silu",
+            rope_base_local=GEMMA3_LOCAL_ROPE_BASE if arch == "gemma3" else 0.0,
+            sliding_window=window,
+            swa_pattern=swa_pattern,
+            embed_scale=embed_scale,
+            qk_norm=arch in QK_HEAD_NORM_ARCHS,
+            qk_norm_full=arch == "olmo2",
+            pre_norms=arch != "olmo2",
+            post_norms=gemma or arch == "olmo2",
+            activation="gelu_tanh" if gemma else "silu",
+            attention_scale=attention_scale,
+            attn_softcap=attn_softcap,
+            final_softcap=final_softcap,
+            residual_scale=(scale_key(Keys.RESIDUAL_SCALE) or 1.0) if granite else 1.0,
+            logit_scale=(scale_key(Keys.LOGIT_SCALE) or 1.0) if granite else 1.0,
+            nope_step=SMOLLM3_NOPE_STEP if arch == "smollm3" else 0,
+            rope_attn_factor=float(get(Keys.ROPE_SCALING_ATTN_FACTOR, 1.0, required=False)),
+            rope_orig_ctx=int(get(Keys.ROPE_SCALING_ORIG_CTX, context_length, required=False)),
             **_experts(arch, get),
         )
 

@@ -1,8 +1,9 @@
 """Numba kernels of the transformer block: norms, RoPE, attention over the KV cache, gated
 activations. Output first (``rms_norm(out, x, w, eps)``), float32 in and out, no allocation.
 
-This module imports numba, so only :mod:`trueno.llm.model` imports it (never ``import trueno``).
-The numpy float64 forward in ``tests/llm/reference.py`` is the spec these are checked against.
+This module imports numba, so only the CPU runtime (:mod:`trueno.llm.runtime`) imports it, with
+the first model (never ``import trueno``). The numpy float64 forward in
+``tests/llm/llm_reference.py`` is the spec these are checked against.
 """
 
 from __future__ import annotations
@@ -195,12 +196,24 @@ def exp_shifted(p, n, m, ebits):
 
 
 @njit(**_JIT)
-def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, ebuf):
+def softcap_scores(p, n, mx, cap):
+    """p[t] = cap * tanh(p[t] / cap) for t < n (gemma2's attention softcap); the new max of
+    ``mx``, the old one (tanh is monotonic)."""
+    inv = np.float32(1.0) / np.float32(cap)
+    for t in range(n):
+        p[t] = np.float32(cap) * fast_tanh(p[t] * inv)
+    return np.float32(cap) * fast_tanh(mx * inv)
+
+
+@njit(**_JIT)
+def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, ebuf,
+                softcap=0.0):  # fmt: skip
     """Online-softmax attention of the G query heads q (G, head_dim) of one GQA group over keys
     first..end-1 of one KV head (ctx, head_dim), f32 or f16 bits: every key and value row is
     read from memory once, a block of ``ATTN_BLOCK`` positions at a time, for all G heads.
     Running state per query head: max ``m`` (G,), sum ``el`` (G,), unnormalised output
-    ``acc`` (G, head_dim); the caller divides by ``el`` (or merges spans first)."""
+    ``acc`` (G, head_dim); the caller divides by ``el`` (or merges spans first).
+    ``softcap`` > 0 caps each scaled score as ``softcap * tanh(score / softcap)``."""
     G, hd = q.shape
     for j0 in range(first, end, ATTN_BLOCK):
         n = min(ATTN_BLOCK, end - j0)
@@ -217,6 +230,8 @@ def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p,
                 s *= np.float32(scale)
                 pg[t] = s
                 mx = max(mx, s)
+            if softcap > 0:
+                mx = softcap_scores(pg, n, mx, softcap)
             m_new = max(m[g], mx)
             corr = np.exp(m[g] - m_new)
             ag = acc[g]
@@ -235,7 +250,7 @@ def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p,
 
 
 @njit(**_JIT)
-def attend_gqa(out, q, k_cache, v_cache, first, end, scale, groups):
+def attend_gqa(out, q, k_cache, v_cache, first, end, scale, groups, softcap=0.0):
     """Attention of one query token (q, out: (n_heads, head_dim)) over cache positions
     first..end-1 of k_cache, v_cache (n_kv_heads, ctx, head_dim; float32, or uint16 holding
     f16 bits): one online-softmax pass per KV head serving its ``groups`` query heads."""
@@ -254,7 +269,7 @@ def attend_gqa(out, q, k_cache, v_cache, first, end, scale, groups):
         m[:] = -np.inf
         el[:] = 0.0
         attend_span(acc, m, el, q[h0 : h0 + groups], k_cache[kv], v_cache[kv], first, end,
-                    scale, kbuf, vbuf, p, ebuf)  # fmt: skip
+                    scale, kbuf, vbuf, p, ebuf, softcap)  # fmt: skip
         for g in range(groups):
             inv = np.float32(1.0) / el[g]
             for i in range(hd):
@@ -270,11 +285,12 @@ def window_start(pos, window):
 
 
 @njit(**_JIT)
-def attend_one(out, q, k_cache, v_cache, pos, window, scale, groups, scores):
+def attend_one(out, q, k_cache, v_cache, pos, window, scale, groups, scores, softcap=0.0):
     """Attention of one query token at ``pos`` over the cache (decode).
 
     q, out: (n_heads, head_dim); k_cache, v_cache: (n_kv_heads, ctx, head_dim) holding keys
-    0..pos; window > 0 keeps only keys with pos - j < window; scores: (ctx,) scratch.
+    0..pos; window > 0 keeps only keys with pos - j < window; scores: (ctx,) scratch;
+    softcap > 0: scores -> softcap * tanh(scores / softcap).
     """
     n_heads, head_dim = q.shape
     first = window_start(pos, window)
@@ -290,6 +306,8 @@ def attend_one(out, q, k_cache, v_cache, pos, window, scale, groups, scores):
             s *= np.float32(scale)
             scores[j] = s
             m = max(m, s)
+        if softcap > 0:
+            m = softcap_scores(scores[first:], pos + 1 - first, m, softcap)
         total = np.float32(0.0)
         for j in range(first, pos + 1):
             e = np.exp(scores[j] - m)
@@ -325,13 +343,14 @@ def attention_step(
     window,
     scale,
     scores,
+    softcap=0.0,
 ):
     """One decode step of attention, fused: optional per-head q/k RMS norm, RoPE, writing k, v
     into the cache at ``pos`` and attending over it.
 
     q, out: (1, n_heads * head_dim); k, v: (1, n_kv_heads * head_dim); caches
     (n_kv_heads, ctx, head_dim); positions: (1,) holding pos; q_norm, k_norm: (head_dim,)
-    (ignored unless qk_norm).
+    (ignored unless qk_norm); softcap > 0 caps the scores (gemma2).
     """
     n_kv, _, head_dim = k_cache.shape
     n_heads = q.shape[1] // head_dim
@@ -352,6 +371,7 @@ def attention_step(
         pos + 1,
         scale,
         n_heads // n_kv,
+        softcap,
     )
 
 

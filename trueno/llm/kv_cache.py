@@ -72,14 +72,29 @@ class KVCache:
 
 
 def rope_tables(
-    rope_dim: int, base: float, ctx: int, scale: float = 1.0, factors: np.ndarray | None = None
+    rope_dim: int,
+    base: float,
+    ctx: int,
+    scale: float = 1.0,
+    factors: np.ndarray | None = None,
+    mscale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """cos, sin tables (ctx, rope_dim // 2): angle = pos * scale * base^(-2i / rope_dim)."""
+    """cos, sin tables (ctx, rope_dim // 2): angle = pos * scale * base^(-2i / rope_dim) /
+    factors[i], both times ``mscale`` (LongRoPE's attention factor, as ggml_rope_ext's)."""
     inv_freq = base ** (-np.arange(0, rope_dim, 2, dtype=np.float64) / rope_dim)
     if factors is not None:
         inv_freq = inv_freq / factors.astype(np.float64)
     angles = (np.arange(ctx, dtype=np.float64) * scale)[:, None] * inv_freq[None, :]
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    return (
+        (np.cos(angles) * mscale).astype(np.float32),
+        (np.sin(angles) * mscale).astype(np.float32),
+    )
+
+
+def no_rope_tables(rope_dim: int, ctx: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos = 1, sin = 0: the rotation that leaves q and k as they are (a NoPE layer), exactly."""
+    half = (ctx, rope_dim // 2)
+    return np.ones(half, np.float32), np.zeros(half, np.float32)
 
 
 class RunState:
@@ -118,7 +133,7 @@ class RunState:
         per_head = runtime is not None and runtime.scores_per_head
         self.scores = xp.zeros((c.n_heads, ctx) if per_head else ctx, f32)
         self.ones_head = xp.ones(c.head_dim, f32)  # stands in for absent q/k norm weights
-        self.ones_dim = xp.ones(c.dim, f32)  # stands in for absent post-norm weights
+        self.ones_dim = xp.ones(c.dim, f32)  # stands in for absent pre/post-norm weights
         self.logits = xp.zeros(c.vocab_size, f32)
         self.pos = xp.zeros(1, np.int32)
         # one (cos, sin) table per distinct rope base, indexed by layer
@@ -126,8 +141,14 @@ class RunState:
         self.rope = []
         for layer in range(c.n_layers):
             key = (c.layer_rope_base(layer), c.layer_rope_scale(layer))
+            if not c.uses_rope(layer):
+                key = None
             if key not in tables:
-                uses_factors = rope_factors if key[0] == c.rope_base else None
-                cos, sin = rope_tables(c.rope_dim, key[0], ctx, key[1], uses_factors)
+                if key is None:
+                    cos, sin = no_rope_tables(c.rope_dim, ctx)
+                else:
+                    uses_factors = rope_factors if key[0] == c.rope_base else None
+                    cos, sin = rope_tables(c.rope_dim, key[0], ctx, key[1], uses_factors,
+                                           c.rope_attn_factor)  # fmt: skip
                 tables[key] = (asarray(cos), asarray(sin))
             self.rope.append(tables[key])

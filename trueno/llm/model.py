@@ -1,10 +1,11 @@
-"""The transformer forward pass, one function for llama / qwen2 / gemma3.
+"""The transformer forward pass, one function for every architecture of
+:data:`trueno.llm.config.SUPPORTED_ARCHS` (their differences are fields of the Config).
 
     x = embed(tokens) * embed_scale
     for each layer:
-        x = x + post_attn_norm(attn(attn_norm(x)))      # post norms: gemma3 only
-        x = x + post_ffn_norm(ffn(ffn_norm(x)))
-    logits = output(output_norm(x))
+        x = x + post_attn_norm(residual_scale * attn(attn_norm(x)))   # post norms: gemma, olmo2
+        x = x + post_ffn_norm(residual_scale * ffn(ffn_norm(x)))      # no pre norms: olmo2
+    logits = softcap(output(output_norm(x))) / logit_scale            # gemma2 / granite
 
 Prefill runs the prompt as one batch (BLAS / quantized matmul, causal mask); decode runs one
 token through fused quantized matvecs and preallocated buffers (``RunState``). The same code
@@ -72,7 +73,8 @@ class Model:
         self._tokenizer = None
         ctx = ctx_size or min(config.context_length, DEFAULT_CTX)
         self.ctx = int(ctx)
-        self.state = RunState(config, self.ctx, weights.rope_freqs, self.rt, cache_type)
+        self.rope_factors = weights.rope_factors(self.ctx, config)  # llama3 / LongRoPE
+        self.state = RunState(config, self.ctx, self.rope_factors, self.rt, cache_type)
         s = self.state  # per-layer arguments of the decode attention step, looked up once
         s.windows = [config.layer_window(i) for i in range(config.n_layers)]
         s.q_norms = [lw.q_norm if config.qk_norm else s.ones_head for lw in weights.layers]
@@ -173,9 +175,9 @@ class Model:
                 last = lo + PREFILL_CHUNK >= len(ids)
                 x = self._forward_batch(chunk, start + lo)
                 if all_logits:
-                    outs.append(self.weights.output.matmul(x))
+                    outs.append(self._finish_logits(self.weights.output.matmul(x)))
                 elif last:
-                    outs.append(self.weights.output.matmul(x[-1:]))
+                    outs.append(self._finish_logits(self.weights.output.matmul(x[-1:])))
         self.tokens.extend(int(t) for t in ids)
         logits = self.rt.to_host(self.xp.concatenate(outs, axis=0))
         logits = np.asarray(logits, dtype=np.float32)
@@ -216,7 +218,7 @@ class Model:
         for i, lw in enumerate(w.layers):
             with trace.span("layer", category="llm", layer=i):
                 # attention
-                k.rms_norm(xb, x, lw.attn_norm, c.norm_eps)
+                self._pre_norm(xb, x, lw.attn_norm)
                 if lw.wqkv is not None:
                     qkv = self._proj(lw.wqkv, lw.bqkv, xb)  # (T, Q + 2K)
                     Q, K = c.q_dim, c.kv_dim
@@ -231,7 +233,8 @@ class Model:
                 if c.qk_norm:
                     k.head_rms_norm(q, c.n_heads, c.head_dim, lw.q_norm, c.norm_eps)
                     k.head_rms_norm(kk, c.n_kv_heads, c.head_dim, lw.k_norm, c.norm_eps)
-                cos, sin = self.state.rope[i]
+                self._qk_norm_full(q, kk, lw)
+                cos, sin = self.state.rope[i]  # identity tables on a NoPE layer
                 k.rope(q, positions, c.n_heads, c.head_dim, cos, sin, c.rope_neox)
                 k.rope(kk, positions, c.n_kv_heads, c.head_dim, cos, sin, c.rope_neox)
                 cache.store(i, start, kk, v)
@@ -241,21 +244,15 @@ class Model:
                     lo = max(0, start - window + 1) if window > 0 else 0
                     self._record_attention(t0, T, start + T - lo)
                 o = lw.wo.matmul(att)  # (T, D)
-                if c.post_norms:
-                    k.add_rms_norm(x, o, lw.post_attn_norm, c.norm_eps)
-                else:
-                    x += o
+                self._add_residual(x, o, lw.post_attn_norm)
                 # feed-forward
-                k.rms_norm(xb, x, lw.ffn_norm, c.norm_eps)
+                self._pre_norm(xb, x, lw.ffn_norm)
                 if lw.moe is not None:
                     f = xp.empty_like(xb)
                     lw.moe.forward(xb, f, self._act)  # (T, D): the experts each token chose
                 else:
                     f = self._ffn_batch(lw, xb)  # (T, D)
-                if c.post_norms:
-                    k.add_rms_norm(x, f, lw.post_ffn_norm, c.norm_eps)
-                else:
-                    x += f
+                self._add_residual(x, f, lw.post_ffn_norm)
         cache.n = start + T
         k.rms_norm(x, x, w.output_norm, c.norm_eps)
         return x
@@ -292,6 +289,54 @@ class Model:
             perf_counter_ns() - t0,
         )
 
+    # ---- the architecture-dependent steps, shared by prefill, decode and the batch engine --
+    def _pre_norm(self, out, x, w) -> None:
+        """out = rms_norm(x) * w; a copy of x where the architecture has no pre-norm (olmo2)."""
+        if w is None:
+            out[...] = x
+        else:
+            self._k.rms_norm(out, x, w, self.config.norm_eps)
+
+    def _add_residual(self, x, y, post_w) -> None:
+        """x += post_norm(residual_scale * y) (the post norm where the architecture has one;
+        none has both)."""
+        c = self.config
+        if c.residual_scale != 1.0:
+            y *= np.float32(c.residual_scale)
+        if c.post_norms:
+            self._k.add_rms_norm(x, y, post_w, c.norm_eps)
+        else:
+            x += y
+
+    def _add_then_norm(self, xb, x, y, post_w, w) -> None:
+        """Decode's step between sublayers: x += post_norm(residual_scale * y), then
+        xb = rms_norm(x) * w (x itself where ``w`` is None: no pre-norm)."""
+        c, s = self.config, self.state
+        if c.residual_scale != 1.0:
+            y *= np.float32(c.residual_scale)
+        self._k.residual_norm(xb, x, y, post_w, s.ones_dim if w is None else w, c.norm_eps,
+                              c.post_norms)  # fmt: skip
+        if w is None:
+            xb[...] = x
+
+    def _qk_norm_full(self, q, kk, lw) -> None:
+        """olmo2: RMS norm over each row's whole q and k projections (a head of Q, K dims)."""
+        c = self.config
+        if c.qk_norm_full:
+            self._k.head_rms_norm(q, 1, c.q_dim, lw.q_norm, c.norm_eps)
+            self._k.head_rms_norm(kk, 1, c.kv_dim, lw.k_norm, c.norm_eps)
+
+    def _finish_logits(self, logits):
+        """gemma2's final softcap and granite's logit scale, in place; ``logits``."""
+        c, xp = self.config, self.xp
+        if c.final_softcap > 0:
+            logits *= np.float32(1.0 / c.final_softcap)
+            xp.tanh(logits, out=logits)
+            logits *= np.float32(c.final_softcap)
+        if c.logit_scale != 1.0:
+            logits *= np.float32(1.0 / c.logit_scale)
+        return logits
+
     def _proj(self, m, bias, x):
         y = m.matmul(x)
         if bias is not None:
@@ -314,7 +359,7 @@ class Model:
         return attend_tiled(
             xp, q, lambda lo, hi: (cache.keys(layer, lo, hi), cache.values(layer, lo, hi)),
             start, T, c.n_kv_heads, c.n_kv_groups, c.head_dim, c.layer_window(layer),
-            c.attn_scale, KEY_BLOCK,
+            c.attn_scale, KEY_BLOCK, c.attn_softcap,
         )  # fmt: skip
 
     # ---- decode: one token through matvecs and preallocated buffers -------------------------
@@ -334,7 +379,7 @@ class Model:
                 self._step_graph = self.rt.step_graph(lambda: self._layers_one(None))
             self._step_graph.run()
         s.cache.n = pos + 1
-        return self.rt.to_host(s.logits)
+        return self.rt.to_host(self._finish_logits(s.logits))
 
     def _layers_one(self, pos: int | None) -> None:
         """Every layer and the output head for the token in ``state.x`` at ``pos`` (also in
@@ -344,8 +389,8 @@ class Model:
         x, xb, xo = s.x, s.xb, s.xo
         q, kk, v, att = s.q, s.k, s.v, s.att
         windows, qn, kn = s.windows, s.q_norms, s.k_norms
-        post, eps, layers = c.post_norms, c.norm_eps, w.layers
-        k.rms_norm(xb, x, layers[0].attn_norm, eps)
+        eps, layers = c.norm_eps, w.layers
+        self._pre_norm(xb, x, layers[0].attn_norm)
         for i, lw in enumerate(layers):
             with trace.span("layer", category="llm", layer=i):
                 if lw.wqkv is not None:
@@ -361,18 +406,19 @@ class Model:
                         kk[0] += lw.bk
                         v[0] += lw.bv
                 t0 = perf_counter_ns() if recorder.ENABLED else 0
+                self._qk_norm_full(q, kk, lw)
                 cos, sin = s.rope[i]
                 k.attention_step(
                     att, q, kk, v, cache.k[i], cache.v[i], pos, s.pos, cos, sin, c.rope_neox,
                     c.qk_norm, qn[i], kn[i], eps, windows[i],
-                    c.attn_scale, s.scores,
+                    c.attn_scale, s.scores, c.attn_softcap,
                 )  # fmt: skip
                 if t0:
                     first = max(0, pos - windows[i] + 1) if windows[i] > 0 else 0
                     self._record_attention(t0, 1, pos + 1 - first)
                 lw.wo.matvec_into(att[0], xo[0])
                 # x += post_norm(xo); xb = ffn_norm(x)
-                k.residual_norm(xb, x, xo, s.post_attn[i], lw.ffn_norm, eps, post)
+                self._add_then_norm(xb, x, xo, s.post_attn[i], lw.ffn_norm)
                 if lw.moe is not None:
                     lw.moe.forward(xb, xo, self._act)  # the router, then the k chosen experts
                 else:
@@ -385,14 +431,17 @@ class Model:
                     lw.w_down.matvec_into(s.ha[0], xo[0])
                 # x += post_norm(xo); xb = the next layer's attn_norm(x) (or the output norm)
                 nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
-                k.residual_norm(xb, x, xo, s.post_ffn[i], nxt, eps, post)
+                self._add_then_norm(xb, x, xo, s.post_ffn[i], nxt)
         w.output.matvec_into(xb[0], s.logits)
 
 
-def attend_tiled(xp, q, kv_rows, start, T, n_kv, groups, head_dim, window, scale, block):
+def attend_tiled(
+    xp, q, kv_rows, start, T, n_kv, groups, head_dim, window, scale, block, softcap=0.0
+):
     """Attention of queries q (T, n_kv * groups * head_dim) at positions start..start+T-1
     over keys ``kv_rows(lo, hi) -> (keys, values)``, each (n_kv, hi - lo, head_dim) float32,
-    in blocks of ``block`` keys with online softmax; (T, n_heads * head_dim) float32."""
+    in blocks of ``block`` keys with online softmax; (T, n_heads * head_dim) float32.
+    ``softcap`` > 0 caps the scaled scores as ``softcap * tanh(score / softcap)`` (gemma2)."""
     S = start + T
     first = max(0, start - window + 1) if window > 0 else 0  # the first key any query sees
     qh = q.reshape(T, n_kv, groups, head_dim).transpose(1, 2, 0, 3).reshape(n_kv, groups * T, -1)
@@ -405,6 +454,10 @@ def attend_tiled(xp, q, kv_rows, start, T, n_kv, groups, head_dim, window, scale
         keys, values = kv_rows(lo, hi)
         s = xp.matmul(qh, keys.transpose(0, 2, 1)).reshape(n_kv, groups, T, hi - lo)
         s *= np.float32(scale)
+        if softcap > 0:
+            s *= np.float32(1.0 / softcap)
+            xp.tanh(s, out=s)
+            s *= np.float32(softcap)
         masked = None
         if hi - 1 > start:  # the block reaches past the first query: causal mask
             masked = xp.arange(lo, hi)[None, :] > qpos

@@ -35,6 +35,10 @@ QWEN2 = (
     _CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+QWEN35 = (  # qwen2's, with combining marks (\p{M}) kept inside words
+    _CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 _CJK = "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+"
 _DEEPSEEK_LETTERS = (
     "\\s?[A-Za-z\u00b5\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u01ba\u01bc-\u01bf\u01c4-\u0293"
@@ -62,6 +66,7 @@ _REGEXES: dict[str, tuple[str, ...]] = {
     "gpt2": (GPT2,),
     "llama3": (LLAMA3,),
     "qwen2": (QWEN2,),
+    "qwen35": (QWEN35,),
     "starcoder": (r"\p{N}", GPT2),
     "falcon": (r"[\p{P}\$\+<=>\^~\|`]+", GPT2, "[0-9][0-9][0-9]"),
     "deepseek-llm": (
@@ -131,6 +136,8 @@ _NAMES: dict[str, dict] = {
     "smollm": _pre("starcoder", clean_spaces=False),
     **{n: _pre("qwen2", clean_spaces=False) for n in (
         "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2")},
+    "qwen35": _pre("qwen35", clean_spaces=False),
+    **{n: _pre("gpt2", clean_spaces=False) for n in ("granite-docling", "trillion")},
     "stablelm2": _pre("qwen2"),
     "megrez": _pre("qwen2"),
     "poro-chat": _pre("poro", clean_spaces=False),

@@ -4,9 +4,9 @@ The forward pass in :mod:`trueno.llm.model` is written once, against a :class:`R
 
 - ``cpu``: numpy arrays, the fused numba kernels of :mod:`trueno.llm.kernels`, matrices prepared
   for the CPU quant kernels (host memory, memory-mapped where possible).
-- ``gpu``: cupy arrays, the kernels of :mod:`trueno.backends.cuda.transformer` composed into the
+- ``gpu``: cupy arrays, the kernels of :mod:`trueno.llm.gpu_kernels` composed into the
   same decode steps (:class:`ComposedKernels`), every matrix uploaded once as GGML blocks
-  (:func:`trueno.backends.cuda.quant.prepare_gpu`), the KV cache and every activation buffer on
+  (:func:`trueno.quant.gpu.prepare_gpu`), the KV cache and every activation buffer on
   the device. The token-embedding table stays in host memory, as llama.cpp keeps its input
   layer on the CPU: a token needs one row of it, dequantized on the host and copied over
   (``dim`` floats); a tied output head still gets its device copy as a matrix.
@@ -47,6 +47,7 @@ class Runtime:
     synchronize: Callable = lambda: None  # wait for queued device work (honest trace spans)
     max_head_dim: int = 0  # the largest attention head its kernels take (0: any)
     step_graph: Callable | None = None  # step -> object whose run() replays decode's layers
+    attn_softcap: bool = True  # its attention kernels cap scores (gemma2's softcap)
 
     def check(self, config) -> None:
         """Refuse a model this runtime's kernels cannot run, before any weight is placed."""
@@ -58,6 +59,10 @@ class Runtime:
             raise UnsupportedError(
                 f"head_dim {config.head_dim} is larger than the {self.name} kernels take "
                 f"({self.max_head_dim})"
+            )
+        if config.attn_softcap and not self.attn_softcap:
+            raise UnsupportedError(
+                f"{config.arch}: the {self.name} attention kernels have no score softcap yet"
             )
 
     def copy_in(self, dst, src: np.ndarray) -> None:
@@ -113,7 +118,7 @@ class ComposedKernels:
 
     def attention_step(
         self, out, q, k, v, k_cache, v_cache, pos, positions, cos, sin, neox, qk_norm,
-        q_norm, k_norm, eps, window, scale, scores,
+        q_norm, k_norm, eps, window, scale, scores, softcap=0.0,
     ) -> None:  # fmt: skip
         """Optional per-head q/k RMS norm, RoPE, k and v into the cache at ``pos``, then
         attention of the one query over the cache (trueno.llm.kernels.attention_step)."""
@@ -127,13 +132,16 @@ class ComposedKernels:
         p.rope(k, positions, n_kv, head_dim, cos, sin, neox)
         o, qh = out.reshape(n_heads, head_dim), q.reshape(n_heads, head_dim)
         groups = n_heads // n_kv
+        if softcap and hasattr(p, "attend_one_at"):
+            raise UnsupportedError("the device attention kernels have no score softcap yet")
         if hasattr(p, "attend_one_at"):  # the position from device memory: graph-safe
             p.store_kv(k_cache, v_cache, k, v, positions)
             p.attend_one_at(o, qh, k_cache, v_cache, positions, window, scale, groups, scores)
         else:
             k_cache[:, pos] = k.reshape(n_kv, head_dim)
             v_cache[:, pos] = v.reshape(n_kv, head_dim)
-            p.attend_one(o, qh, k_cache, v_cache, pos, window, scale, groups, scores)
+            cap = (softcap,) if softcap else ()  # a backend's attend_one may take no softcap
+            p.attend_one(o, qh, k_cache, v_cache, pos, window, scale, groups, scores, *cap)
 
 
 def _identity(a):
@@ -158,13 +166,14 @@ def cpu() -> Runtime:
 
 def gpu(graphs: bool | None = None) -> Runtime:
     """The GPU runtime; ``graphs`` (default: TRUENO_CUDA_GRAPHS, on) replays each decode step
-    as one CUDA graph (:mod:`trueno.backends.cuda.graph`)."""
+    as one CUDA graph (:mod:`trueno.llm.gpu_graph`)."""
     from trueno import config
     from trueno.device import cupy, to_device, to_host
 
     cp = cupy()  # BackendUnavailableError naming the gpu extra, before any work
-    from trueno.backends.cuda import graph, transformer
-    from trueno.backends.cuda.quant import prepare_gpu
+    from trueno.llm import gpu_graph as graph
+    from trueno.llm import gpu_kernels as transformer
+    from trueno.quant.gpu import prepare_gpu
 
     def place(m):
         return prepare_gpu(m.info.data, m.ggml_type, m.shape, dequantize=True)
@@ -182,6 +191,7 @@ def gpu(graphs: bool | None = None) -> Runtime:
         synchronize=lambda: cp.cuda.get_current_stream().synchronize(),
         max_head_dim=transformer.MAX_HEAD_DIM,
         step_graph=graph.StepGraph if (config.CUDA_GRAPHS if graphs is None else graphs) else None,
+        attn_softcap=False,
     )
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from trueno.errors import ModelError, UnsupportedError
+from trueno.floats import bf16_to_f32, f16_to_f32
 from trueno.gguf.constants import GGMLType
 from trueno.llm.config import Config
 from trueno.trace import recorder
@@ -56,14 +57,13 @@ def _dequantize(data, ggml_type, shape) -> np.ndarray:
 
 def _as_float32(info) -> np.ndarray:
     """A float tensor (F32/F16/BF16) as a float32 array in numpy shape order."""
-    data = np.asarray(info.data)
+    data = np.asarray(info.data).reshape(tuple(info.shape))
     if info.ggml_type == GGMLType.F32:
-        return data.reshape(tuple(info.shape)).view(np.float32)
+        return data.view(np.float32)
     if info.ggml_type == GGMLType.F16:
-        return data.reshape(tuple(info.shape)).view(np.float16).astype(np.float32)
+        return f16_to_f32(data)
     if info.ggml_type == GGMLType.BF16:
-        bits = data.reshape(tuple(info.shape)).view(np.uint16).astype(np.uint32) << 16
-        return bits.view(np.float32)
+        return bf16_to_f32(data)
     raise UnsupportedError(f"tensor {info.name!r}: {info.ggml_type!r} is not a float type")
 
 
@@ -131,9 +131,10 @@ class Matrix:
 
     def matvecs_into(self, xs: np.ndarray, out: np.ndarray) -> None:
         """out[b] = W @ xs[b] for every row b, equal bit for bit to ``matvec_into`` of that
-        row: quantized weights run :mod:`trueno.quant.batched` (each weight row read once for
-        all rows); other weights (f32, f16), or tracing on, the matvec per row. xs (B, cols)
-        float32 C-contiguous rows; out (B, rows) float32 with C-contiguous rows."""
+        row: weights with a fused kernel run its B-vector form (PreparedWeight.matvecs_into:
+        each weight row read once for all rows); other weights (f32), or tracing on, the
+        matvec per row. xs (B, cols) float32 C-contiguous rows; out (B, rows) float32 with
+        C-contiguous rows."""
         if self.dense is None and self.prepared is None:
             self.ready()
         p = self.prepared
@@ -142,8 +143,7 @@ class Matrix:
             and p is not None
             and out.flags.c_contiguous
             and not recorder.ENABLED
-            and _batched() is not None
-            and _batched().matvecs_into(p, xs, out)
+            and p.matvecs_into(xs, out)
         ):
             return
         for b in range(xs.shape[0]):
@@ -164,23 +164,6 @@ class Matrix:
                 self.prepared.matvec(x[i], out=out[i])
             return out
         return np.asarray(self.prepared.matmul(x), dtype=np.float32)
-
-
-_BATCHED: list = []
-
-
-def _batched():
-    """trueno.quant.batched when the AVX2 kernels are available, else None (looked up once)."""
-    if not _BATCHED:
-        from trueno.quant import simd
-
-        if simd.available():
-            from trueno.quant import batched
-
-            _BATCHED.append(batched)
-        else:
-            _BATCHED.append(None)
-    return _BATCHED[0]
 
 
 class Embedding:
@@ -229,23 +212,25 @@ class Embedding:
 
 @dataclass
 class LayerWeights:
-    """One transformer block; shapes with D = dim, Q = q_dim, K = kv_dim, F = hidden_dim."""
+    """One transformer block; shapes with D = dim, Q = q_dim, K = kv_dim, F = hidden_dim.
+    A file that stores Q|K|V or gate|up fused (phi3) fills ``wqkv`` / ``w_gate_up`` and leaves
+    the separate matrices None."""
 
-    attn_norm: np.ndarray  # (D,)
-    wq: Matrix  # (Q, D)
-    wk: Matrix  # (K, D)
-    wv: Matrix  # (K, D)
+    attn_norm: np.ndarray | None  # (D,); None: no norm before attention (olmo2)
+    wq: Matrix | None  # (Q, D)
+    wk: Matrix | None  # (K, D)
+    wv: Matrix | None  # (K, D)
     wo: Matrix  # (D, Q)
-    ffn_norm: np.ndarray  # (D,)
+    ffn_norm: np.ndarray | None  # (D,); None: no norm before the FFN (olmo2)
     w_gate: Matrix | None  # (F, D); None in a mixture-of-experts layer (``moe``)
     w_up: Matrix | None  # (F, D)
     w_down: Matrix | None  # (D, F)
     bq: np.ndarray | None = None  # (Q,) qwen2
     bk: np.ndarray | None = None  # (K,)
     bv: np.ndarray | None = None  # (K,)
-    q_norm: np.ndarray | None = None  # (head_dim,) gemma3
-    k_norm: np.ndarray | None = None  # (head_dim,)
-    post_attn_norm: np.ndarray | None = None  # (D,) gemma3
+    q_norm: np.ndarray | None = None  # (head_dim,) gemma3, qwen3; (Q,) olmo2
+    k_norm: np.ndarray | None = None  # (head_dim,); (K,) olmo2
+    post_attn_norm: np.ndarray | None = None  # (D,) gemma2/3, olmo2
     post_ffn_norm: np.ndarray | None = None  # (D,)
     wqkv: Matrix | None = None  # (Q + 2K, D) wq|wk|wv stacked when they share a type
     bqkv: np.ndarray | None = None  # (Q + 2K,)
@@ -256,7 +241,8 @@ class LayerWeights:
         """Stack Q/K/V and gate/up so decode runs one matvec for each group, and prepare
         every matrix the forward pass will use (for the CPU; ``prepare=False`` leaves them as
         file blocks, for a runtime that places them itself)."""
-        self.wqkv = Matrix.stack("attn_qkv", [self.wq, self.wk, self.wv])
+        if self.wqkv is None:
+            self.wqkv = Matrix.stack("attn_qkv", [self.wq, self.wk, self.wv])
         biases = (self.bq, self.bk, self.bv)
         if self.wqkv is not None and any(b is not None for b in biases):
             sizes = (self.wq.rows, self.wk.rows, self.wv.rows)
@@ -266,7 +252,7 @@ class LayerWeights:
                     for b, n in zip(biases, sizes, strict=True)
                 ]
             )
-        if self.moe is None:
+        if self.moe is None and self.w_gate_up is None:
             self.w_gate_up = Matrix.stack("ffn_gate_up", [self.w_gate, self.w_up])
         if prepare:
             self.ready()
@@ -306,6 +292,16 @@ class Weights:
     output_norm: np.ndarray  # (D,)
     output: Matrix  # (vocab, D); the embedding table when the head is tied
     rope_freqs: np.ndarray | None = None  # (rope_dim // 2,) llama3 frequency factors
+    rope_long: np.ndarray | None = None  # (rope_dim // 2,) phi3 LongRoPE, long contexts
+    rope_short: np.ndarray | None = None  # (rope_dim // 2,) phi3 LongRoPE, short contexts
+
+    def rope_factors(self, ctx: int, config: Config) -> np.ndarray | None:
+        """The frequency factors a context of ``ctx`` tokens uses: llama3's, else LongRoPE's
+        long set when ``ctx`` exceeds the original context, the short set otherwise (as
+        llama.cpp's get_rope_factors chooses by the context size, not the prompt's length)."""
+        if self.rope_freqs is not None:
+            return self.rope_freqs
+        return self.rope_long if ctx > config.rope_orig_ctx else self.rope_short
 
     @property
     def nbytes(self) -> int:
@@ -331,6 +327,8 @@ class Weights:
             output_norm=runtime.asarray(self.output_norm),
             output=runtime.place_matrix(self.output),
             rope_freqs=self.rope_freqs,  # host: folded into the rope tables
+            rope_long=self.rope_long,
+            rope_short=self.rope_short,
         )
 
     @classmethod
@@ -355,8 +353,9 @@ class Weights:
             t = info(name, (n,), required)
             return None if t is None else np.ascontiguousarray(_as_float32(t))
 
-        def mat(name: str, shape: tuple):
-            return Matrix(name, info(name, shape))
+        def mat(name: str, shape: tuple, required: bool = True):
+            t = info(name, shape, required)
+            return None if t is None else Matrix(name, t)
 
         def ffn(name: str, shape: tuple):  # a dense FFN matrix; MoE layers have experts
             return mat(name, shape) if not c.n_experts else None
@@ -365,30 +364,40 @@ class Weights:
 
         c = config
         D, Q, K, F = c.dim, c.q_dim, c.kv_dim, c.hidden_dim
+        q_norm_dim, k_norm_dim = (Q, K) if c.qk_norm_full else (c.head_dim, c.head_dim)
         layers = []
         for i in range(c.n_layers):
             p = f"blk.{i}."
+            # phi3 stores Q|K|V as one tensor and gate|up as one (2F, D) "ffn_up"
+            wqkv = mat(p + "attn_qkv.weight", (Q + 2 * K, D), required=False)
+            fused_ffn = not c.n_experts and p + "ffn_gate.weight" not in tensors
+            w_gate_up = mat(p + "ffn_up.weight", (2 * F, D)) if fused_ffn else None
             layers.append(
                 LayerWeights(
-                    attn_norm=vec(p + "attn_norm.weight", D),
-                    wq=mat(p + "attn_q.weight", (Q, D)),
-                    wk=mat(p + "attn_k.weight", (K, D)),
-                    wv=mat(p + "attn_v.weight", (K, D)),
+                    attn_norm=vec(p + "attn_norm.weight", D, required=c.pre_norms),
+                    wq=None if wqkv else mat(p + "attn_q.weight", (Q, D)),
+                    wk=None if wqkv else mat(p + "attn_k.weight", (K, D)),
+                    wv=None if wqkv else mat(p + "attn_v.weight", (K, D)),
                     wo=mat(p + "attn_output.weight", (D, Q)),
-                    ffn_norm=vec(p + "ffn_norm.weight", D),
-                    w_gate=ffn(p + "ffn_gate.weight", (F, D)),
-                    w_up=ffn(p + "ffn_up.weight", (F, D)),
+                    ffn_norm=vec(p + "ffn_norm.weight", D, required=c.pre_norms),
+                    w_gate=None if fused_ffn else ffn(p + "ffn_gate.weight", (F, D)),
+                    w_up=None if fused_ffn else ffn(p + "ffn_up.weight", (F, D)),
                     w_down=ffn(p + "ffn_down.weight", (D, F)),
                     bq=vec(p + "attn_q.bias", Q, required=False),
                     bk=vec(p + "attn_k.bias", K, required=False),
                     bv=vec(p + "attn_v.bias", K, required=False),
-                    q_norm=vec(p + "attn_q_norm.weight", c.head_dim, required=c.qk_norm),
-                    k_norm=vec(p + "attn_k_norm.weight", c.head_dim, required=c.qk_norm),
+                    q_norm=vec(p + "attn_q_norm.weight", q_norm_dim, required=c.qk_norm_any),
+                    k_norm=vec(p + "attn_k_norm.weight", k_norm_dim, required=c.qk_norm_any),
                     post_attn_norm=vec(p + "post_attention_norm.weight", D, required=c.post_norms),
                     post_ffn_norm=vec(p + "post_ffw_norm.weight", D, required=c.post_norms),
                     moe=MoE.from_gguf(tensors, p, c) if c.n_experts else None,
+                    wqkv=wqkv,
+                    w_gate_up=w_gate_up,
                 )
             )
+            lw = layers[-1]
+            if wqkv is not None and any(b is not None for b in (lw.bq, lw.bk, lw.bv)):
+                raise UnsupportedError(f"{p}attn_qkv.weight with separate q/k/v biases")
         for n, lw in enumerate(layers):
             if progress is not None:
                 progress(n / len(layers))
@@ -408,4 +417,6 @@ class Weights:
             output_norm=vec("output_norm.weight", D),
             output=output,
             rope_freqs=vec("rope_freqs.weight", c.rope_dim // 2, required=False),
+            rope_long=vec("rope_factors_long.weight", c.rope_dim // 2, required=False),
+            rope_short=vec("rope_factors_short.weight", c.rope_dim // 2, required=False),
         )

@@ -94,7 +94,10 @@ def same_dtype(arrays: tuple, op: str) -> tuple:
     first = arrays[0]
     if type(first) is np.ndarray and first.dtype in FLOAT_DTYPES:  # fast path: all one dtype
         t = first.dtype
-        if all(type(x) is np.ndarray and x.dtype == t for x in arrays):
+        for x in arrays:
+            if type(x) is not np.ndarray or x.dtype != t:
+                break
+        else:
             return arrays
     arrays = tuple([as_float_array(x, op) for x in arrays])
     t = arrays[0].dtype

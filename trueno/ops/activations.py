@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from trueno import dispatch
 from trueno.errors import ArgumentError, EmptyInputError, ShapeError
+from trueno.ops import _fast
 from trueno.ops._validate import as_float_array, ndim_in, scalar
 from trueno.opspec import declare
 
@@ -51,6 +52,7 @@ def _act(spec, x, *params):
     return dispatch.run(spec, x.size, (x, *params))
 
 
+@_fast.one_array(RELU)
 def relu(x):
     """max(x, 0) element-wise (NaN stays NaN)."""
     return _act(RELU, x)
@@ -66,11 +68,13 @@ def elu(x, alpha: float = 1.0):
     return _act(ELU, x, scalar(alpha, "elu", "alpha"))
 
 
+@_fast.one_array(SELU)
 def selu(x):
     """Self-normalizing elu: scale * elu(x, alpha) with the SELU paper's constants."""
     return _act(SELU, x)
 
 
+@_fast.one_array(SIGMOID)
 def sigmoid(x):
     """Logistic function 1 / (1 + e^-x)."""
     return _act(SIGMOID, x)
@@ -84,6 +88,7 @@ def gelu(x, approximate: str = "tanh"):
     return _act(GELU, x, approximate)
 
 
+@_fast.one_array(SILU)
 def silu(x):
     """x * sigmoid(x) (also called swish)."""
     return _act(SILU, x)
@@ -92,11 +97,13 @@ def silu(x):
 swish = silu
 
 
+@_fast.one_array(HARDSWISH)
 def hardswish(x):
     """x * clamp(x + 3, 0, 6) / 6."""
     return _act(HARDSWISH, x)
 
 
+@_fast.one_array(MISH)
 def mish(x):
     """x * tanh(softplus(x))."""
     return _act(MISH, x)

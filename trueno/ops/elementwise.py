@@ -5,6 +5,7 @@ vectorized polynomials (error bounds in trueno/backends/numba_kernels/_math.py).
 from __future__ import annotations
 
 from trueno import dispatch
+from trueno.ops import _fast
 from trueno.ops._validate import as_float_array, operands, same_dtype, same_shape, scalar
 from trueno.opspec import declare
 
@@ -19,6 +20,7 @@ def _unary(name: str, kind: str, rtol: float, doc: str, flops: float = 1.0, doma
         a = as_float_array(a, name)
         return dispatch.run(spec, a.size, (a,))
 
+    op = _fast.unary(spec, op)
     op.__name__ = op.__qualname__ = name
     op.__doc__ = f"{doc} element-wise."
     return op
@@ -32,6 +34,7 @@ def _binary(name: str, kind: str, rtol: float, doc: str):
         n = a.size if a.ndim else b.size
         return dispatch.run(spec, n, (a, b))
 
+    op = _fast.binary(spec, op)
     op.__name__ = op.__qualname__ = name
     op.__doc__ = f"{doc} element-wise (arrays of one shape, or an array and a scalar)."
     return op

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from trueno import dispatch
 from trueno.errors import SizeMismatchError
+from trueno.ops import _fast
 from trueno.ops._validate import as_float_array, ndim_in, non_empty, same_dtype, same_shape
 from trueno.opspec import declare
 
@@ -56,6 +57,7 @@ def _stat(spec, a, *params):
     return dispatch.run(spec, a.size, (a, *params))
 
 
+@_fast.one_array(MEAN, empty_ok=False)
 def mean(a):
     """Arithmetic mean of all elements."""
     return _stat(MEAN, a)
@@ -87,11 +89,13 @@ def correlation(a, b):
     return dispatch.run(CORRELATION, a.size, (a, b))
 
 
+@_fast.one_array(ZSCORE, empty_ok=False)
 def zscore(a):
     """(a - mean) / stddev; a constant input raises DivisionByZeroError."""
     return _stat(ZSCORE, a)
 
 
+@_fast.one_array(MINMAX, empty_ok=False)
 def minmax_normalize(a):
     """(a - min) / (max - min) into [0, 1]; a constant input raises DivisionByZeroError."""
     return _stat(MINMAX, a)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 __all__ = [
     "dequantize",
+    "dequantize_tensor",
     "quantize",
     "matvec",
     "prepare",
@@ -17,12 +18,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from trueno.quant.api import dequantize, matvec, quantize
+    from trueno.quant.api import dequantize, dequantize_tensor, matvec, quantize
     from trueno.quant.base import get_format, supported_types
     from trueno.quant.prepared import PreparedWeight, prepare
 
 _HOME = {
     "dequantize": "api",
+    "dequantize_tensor": "api",
     "quantize": "api",
     "matvec": "api",
     "get_format": "base",

@@ -7,6 +7,9 @@ from time import perf_counter_ns
 import numpy as np
 
 from trueno.errors import DTypeError, QuantError
+from trueno.floats import bf16_to_f32
+from trueno.gguf.constants import PLAIN_DTYPE, GGMLType
+from trueno.gguf.reader import TensorInfo
 from trueno.quant.base import F16_TO_F32, as_ggml_type, as_rows, get_format, row_bytes
 from trueno.trace import recorder
 
@@ -25,6 +28,15 @@ def dequantize(blocks: np.ndarray, ggml_type, shape) -> np.ndarray:
     else:
         out = fmt.dequantize_ref(flat)
     return out.reshape(shape)
+
+
+def dequantize_tensor(info: TensorInfo) -> np.ndarray:
+    """A GGUF tensor (``GGUFFile.tensors[name]``) as a new float32 array of its shape."""
+    if info.ggml_type == GGMLType.BF16:
+        return bf16_to_f32(info.data).reshape(info.shape)
+    if info.ggml_type in PLAIN_DTYPE:
+        return np.asarray(info.data).astype(np.float32).reshape(info.shape)
+    return dequantize(info.data, info.ggml_type, info.shape)
 
 
 def quantize(x: np.ndarray, ggml_type) -> np.ndarray:

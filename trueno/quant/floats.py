@@ -5,8 +5,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from trueno.floats import bf16_to_f32, f16_to_f32, f32_to_bf16
 from trueno.gguf.constants import GGMLType
-from trueno.gguf.writer import to_bf16
 from trueno.quant.base import Format, register
 
 
@@ -19,7 +19,7 @@ def quantize_f32(x: np.ndarray) -> np.ndarray:
 
 
 def dequantize_f16(blocks: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(blocks).view(np.float16).astype(np.float32)
+    return f16_to_f32(blocks)
 
 
 def quantize_f16(x: np.ndarray) -> np.ndarray:
@@ -27,13 +27,12 @@ def quantize_f16(x: np.ndarray) -> np.ndarray:
 
 
 def dequantize_bf16(blocks: np.ndarray) -> np.ndarray:
-    bits = np.ascontiguousarray(blocks).view(np.uint16).astype(np.uint32) << np.uint32(16)
-    return bits.view(np.float32)
+    return bf16_to_f32(blocks)
 
 
 def quantize_bf16(x: np.ndarray) -> np.ndarray:
     """ggml_compute_fp32_to_bf16 (round to nearest even, NaN forced quiet), as bytes."""
-    return to_bf16(np.ascontiguousarray(x, dtype=np.float32)).view(np.uint8)
+    return f32_to_bf16(np.ascontiguousarray(x, dtype=np.float32)).view(np.uint8)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")

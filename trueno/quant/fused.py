@@ -1,7 +1,8 @@
-"""Fused matvec drivers: int8 activation quantization plus one parallel row loop per format
-that calls the AVX2 row dots of :mod:`trueno.quant.simd`, in one call taking f32 ``x``.
-Import this module only after ``simd.available()`` said yes; the portable kernels live in the
-format modules."""
+"""Fused matvec drivers: int8 activation quantization plus one parallel row loop that calls
+the row dot a kernel record (kernels.py) names, in one call taking f32 ``x``. One generic
+driver source (and one for B vectors), specialized per type, form and ISA level. Import this
+module only after ``simd.available()`` said yes; the portable kernels live in the format
+modules."""
 
 from __future__ import annotations
 
@@ -14,15 +15,16 @@ import numpy as np
 from trueno.quant import simd
 
 _HERE = Path(__file__).resolve().parent
+IR_SOURCES = ("simd.py", "llvm_ir.py", "kernels.py")  # what the cached drivers' IR comes from
 
 
 def drop_stale_cache(here: Path = _HERE) -> None:
     """numba stamps this module's on-disk cache with this file's mtime only, but the kernels
-    inline the IR that simd.py and llvm_ir.py build: when either changed, drop the cache."""
+    inline the IR that simd.py and llvm_ir.py build from kernels.py's records: when any of
+    them changed, drop the cache."""
     try:
         stamp = ",".join(
-            f"{st.st_mtime_ns}:{st.st_size}"
-            for st in ((here / name).stat() for name in ("simd.py", "llvm_ir.py"))
+            f"{st.st_mtime_ns}:{st.st_size}" for st in ((here / name).stat() for name in IR_SOURCES)
         )
         cache = here / "__pycache__"
         mark = cache / "fused.ir-sources"
@@ -64,30 +66,33 @@ def quantize_activations(x, block, xq, dx, xs, bs):
 
 
 PREFETCH_ROWS = 16  # rows ahead each thread's row loop asks the caches for (measured: 8-32)
-
-
-@numba.njit(cache=True, inline="always")
-def _prefetch_paired(qs, d, m, qh, r):
-    # the nibble / int8 rows only: prefetching the small d, m, qh rows as well cost 10-25%
-    # (A/B at 262144 rows, 2 threads); the hardware prefetcher keeps up with those streams
-    simd.prefetch_row(qs, r)
-
+# the nibble / int8 rows only (w[0]): prefetching the small d, m, qh rows of the re-laid form
+# as well cost 10-25% (A/B at 262144 rows, 2 threads); the hardware prefetcher keeps up there
 
 _local = threading.local()
+_NONE_I8, _NONE_F32, _NONE_I16 = (
+    np.empty(0, np.int8),
+    np.empty(0, np.float32),
+    np.empty(0, np.int16),
+)
 
 
 def activation_buffers(n_cols: int, block: int):
-    """(xq, dx, xs, bs) scratch for one activation vector, reused per thread."""
+    """(xq, dx, xs, bs) scratch for one activation vector, reused per thread (block 0: the
+    float kernels, which take f32 x and no scratch)."""
     cache = getattr(_local, "buffers", None)
     if cache is None:
         cache = _local.buffers = {}
     bufs = cache.get((n_cols, block))
     if bufs is None:
-        bufs = cache[(n_cols, block)] = _new_buffers(n_cols, block)
+        bufs = cache[(n_cols, block)] = new_buffers(n_cols, block)
     return bufs
 
 
-def _new_buffers(n_cols: int, block: int):
+def new_buffers(n_cols: int, block: int):
+    """Fresh (xq, dx, xs, bs) scratch for one activation vector of ``n_cols``."""
+    if not block:
+        return _NONE_I8, _NONE_F32, _NONE_F32, _NONE_I16
     return (
         np.empty(n_cols, np.int8),
         np.empty(max(n_cols // block, 1), np.float32),
@@ -96,157 +101,102 @@ def _new_buffers(n_cols: int, block: int):
     )
 
 
-@numba.njit(cache=True, parallel=True)
-def matvec_q4_0(w, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 32, xq, dx, xs, bs)
-    n = xq.size // 32
-    for r in numba.prange(w.shape[0]):
-        simd.prefetch_row(w, r + PREFETCH_ROWS)
-        out[r] = simd.row_dot_q4_0(w, r, xq, dx, xs, bs, n)
+def multi_buffers(n_vec: int, n_cols: int, block: int):
+    """(xq, dx, xs, bs) scratch for ``n_vec`` activation vectors, reused per thread."""
+    cache = getattr(_local, "multi", None)
+    if cache is None:
+        cache = _local.multi = {}
+    key = (n_cols, block)
+    bufs = cache.get(key)
+    if bufs is None or bufs[0].shape[0] < n_vec:
+        k = n_cols if block else 0
+        bufs = cache[key] = (
+            np.empty((n_vec, k), np.int8),
+            np.empty((n_vec, max(n_cols // block, 1) if block else 0), np.float32),
+            np.empty((n_vec, max(n_cols // 32, 1) if block else 0), np.float32),
+            np.empty((n_vec, max(n_cols // 16, 1) if block else 0), np.int16),
+        )
+    return tuple(b[:n_vec] for b in bufs)
 
 
-@numba.njit(cache=True, parallel=True)
-def matvec_q4_1(w, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 32, xq, dx, xs, bs)
-    n = xq.size // 32
-    for r in numba.prange(w.shape[0]):
-        simd.prefetch_row(w, r + PREFETCH_ROWS)
-        out[r] = simd.row_dot_q4_1(w, r, xq, dx, xs, bs, n)
+# ---------------------------------------------------------------------------------------------
+# The generic drivers. Each kind (type / form / ISA level) gets its own copy of the same source,
+# a closure over constants only (the kind string, the activation block, the prefetch flag), so
+# numba caches every copy on disk, keyed by those constants; simd.row_dot picks the record's
+# IR body from the kind string at compile time.
 
 
-@numba.njit(cache=True, parallel=True)
-def matvec_q5_0(w, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 32, xq, dx, xs, bs)
-    n = xq.size // 32
-    for r in numba.prange(w.shape[0]):
-        simd.prefetch_row(w, r + PREFETCH_ROWS)
-        out[r] = simd.row_dot_q5_0(w, r, xq, dx, xs, bs, n)
+def _make_matvec(kind: str, block: int, prefetch: bool):
+    @numba.njit(cache=True, parallel=True)
+    def matvec(w, x, xq, dx, xs, bs, out):
+        """out = W @ x: x quantized to int8 per ``block`` (or taken as f32 when block is 0),
+        then one row dot per row, rows split over numba's threads."""
+        if block:
+            quantize_activations(x, block, xq, dx, xs, bs)
+            xd = dx
+        else:
+            xd = x
+        for r in numba.prange(w[0].shape[0]):
+            if prefetch:
+                simd.prefetch_row(w[0], r + PREFETCH_ROWS)
+            out[r] = simd.row_dot(kind, w, r, xq, xd, xs, bs)
+
+    return matvec
 
 
-@numba.njit(cache=True, parallel=True)
-def matvec_q5_1(w, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 32, xq, dx, xs, bs)
-    n = xq.size // 32
-    for r in numba.prange(w.shape[0]):
-        simd.prefetch_row(w, r + PREFETCH_ROWS)
-        out[r] = simd.row_dot_q5_1(w, r, xq, dx, xs, bs, n)
+def _make_matvecs(kind: str, block: int, prefetch: bool, group: int):
+    group_kind = f"{kind}/{group}"
+
+    @numba.njit(cache=True, parallel=True, error_model="numpy")
+    def matvecs(w, x, xq, dx, xs, bs, out):
+        """out[b] = W @ x[b] for B vectors: each weight row read from memory once, decoded
+        once per ``group`` vectors (simd.rows_dot), the rest by the row dot of ``matvec``;
+        every result bit-identical to ``matvec``'s."""
+        n_vec = x.shape[0]
+        if block:
+            for b in range(n_vec):
+                quantize_activations(x[b], block, xq[b], dx[b], xs[b], bs[b])
+            xd = dx
+        else:
+            xd = x
+        for r in numba.prange(w[0].shape[0]):
+            if prefetch:
+                simd.prefetch_row(w[0], r + PREFETCH_ROWS)
+            b = 0
+            while b + group <= n_vec:
+                simd.rows_dot(group_kind, w, r, xq, xd, xs, bs, b, out)
+                b += group
+            while b < n_vec:
+                out[b, r] = simd.row_dot(kind, w, r, xq[b], xd[b], xs[b], bs[b])
+                b += 1
+
+    return matvecs
 
 
-@numba.njit(cache=True, parallel=True)
-def matvec_q8_0(w, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 32, xq, dx, xs, bs)
-    n = xq.size // 32
-    for r in numba.prange(w.shape[0]):
-        simd.prefetch_row(w, r + PREFETCH_ROWS)
-        out[r] = simd.row_dot_q8_0(w, r, xq, dx, xs, bs, n)
+_KERNELS: dict = {}
+_lock = threading.Lock()
 
 
-@numba.njit(cache=True, parallel=True)
-def matvec_q4_k(w, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 256, xq, dx, xs, bs)
-    n = xq.size // 256
-    for r in numba.prange(w.shape[0]):
-        simd.prefetch_row(w, r + PREFETCH_ROWS)
-        out[r] = simd.row_dot_q4_k(w, r, xq, dx, xs, bs, n)
+def _kernel(make, rec, relaid: bool, level: str):
+    key = (make, rec.ggml_type, relaid, level)
+    fn = _KERNELS.get(key)
+    if fn is None:
+        with _lock:
+            fn = _KERNELS.get(key)
+            if fn is None:
+                kind = f"{rec.name}/{'relaid' if relaid else 'ggml'}/{level}"
+                args = [kind, rec.act_block, rec.prefetch]
+                if make is _make_matvecs:  # groups only where one decode serves several
+                    args.append(rec.multi_vectors if simd.body_of(kind).vectors else 1)
+                fn = _KERNELS[key] = make(*args)
+    return fn
 
 
-@numba.njit(cache=True, parallel=True)
-def matvec_q5_k(w, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 256, xq, dx, xs, bs)
-    n = xq.size // 256
-    for r in numba.prange(w.shape[0]):
-        simd.prefetch_row(w, r + PREFETCH_ROWS)
-        out[r] = simd.row_dot_q5_k(w, r, xq, dx, xs, bs, n)
+def matvec_kernel(rec, relaid: bool, level: str):
+    """The driver ``(w, x, xq, dx, xs, bs, out)`` of a record's row dot at an ISA level."""
+    return _kernel(_make_matvec, rec, relaid, level)
 
 
-@numba.njit(cache=True, parallel=True)
-def matvec_q6_k(w, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 256, xq, dx, xs, bs)
-    n = xq.size // 256
-    for r in numba.prange(w.shape[0]):
-        simd.prefetch_row(w, r + PREFETCH_ROWS)
-        out[r] = simd.row_dot_q6_k(w, r, xq, dx, xs, bs, n)
-
-
-@numba.njit(cache=True, parallel=True)
-def matvec_f16(w, x, out):
-    xq, xs, bs = np.empty(0, np.int8), np.empty(0, np.float32), np.empty(0, np.int16)
-    n = x.size // 16
-    for r in numba.prange(w.shape[0]):
-        out[r] = simd.row_dot_f16(w, r, xq, x, xs, bs, n)
-
-
-@numba.njit(cache=True, parallel=True)
-def matvec_bf16(w, x, out):
-    xq, xs, bs = np.empty(0, np.int8), np.empty(0, np.float32), np.empty(0, np.int16)
-    n = x.size // 16
-    for r in numba.prange(w.shape[0]):
-        out[r] = simd.row_dot_bf16(w, r, xq, x, xs, bs, n)
-
-
-# GGML type name -> (driver, activation block); F16/BF16 take f32 x directly (block 0)
-QUANT_DRIVERS = {
-    "Q4_0": (matvec_q4_0, 32),
-    "Q4_1": (matvec_q4_1, 32),
-    "Q5_0": (matvec_q5_0, 32),
-    "Q5_1": (matvec_q5_1, 32),
-    "Q8_0": (matvec_q8_0, 32),
-    "Q4_K": (matvec_q4_k, 256),
-    "Q5_K": (matvec_q5_k, 256),
-    "Q6_K": (matvec_q6_k, 256),
-}
-FLOAT_DRIVERS = {"F16": matvec_f16, "BF16": matvec_bf16}
-
-
-@numba.njit(cache=True, parallel=True)
-def matvec_paired_q4_0(qs, d, m, qh, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 32, xq, dx, xs, bs)
-    nb = d.shape[1]
-    for r in numba.prange(qs.shape[0]):
-        _prefetch_paired(qs, d, m, qh, r + PREFETCH_ROWS)
-        out[r] = simd.paired_dot_q4_0(qs, d, m, qh, r, xq, dx, xs, nb)
-
-
-@numba.njit(cache=True, parallel=True)
-def matvec_paired_q4_1(qs, d, m, qh, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 32, xq, dx, xs, bs)
-    nb = d.shape[1]
-    for r in numba.prange(qs.shape[0]):
-        _prefetch_paired(qs, d, m, qh, r + PREFETCH_ROWS)
-        out[r] = simd.paired_dot_q4_1(qs, d, m, qh, r, xq, dx, xs, nb)
-
-
-@numba.njit(cache=True, parallel=True)
-def matvec_paired_q5_0(qs, d, m, qh, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 32, xq, dx, xs, bs)
-    nb = d.shape[1]
-    for r in numba.prange(qs.shape[0]):
-        _prefetch_paired(qs, d, m, qh, r + PREFETCH_ROWS)
-        out[r] = simd.paired_dot_q5_0(qs, d, m, qh, r, xq, dx, xs, nb)
-
-
-@numba.njit(cache=True, parallel=True)
-def matvec_paired_q5_1(qs, d, m, qh, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 32, xq, dx, xs, bs)
-    nb = d.shape[1]
-    for r in numba.prange(qs.shape[0]):
-        _prefetch_paired(qs, d, m, qh, r + PREFETCH_ROWS)
-        out[r] = simd.paired_dot_q5_1(qs, d, m, qh, r, xq, dx, xs, nb)
-
-
-@numba.njit(cache=True, parallel=True)
-def matvec_split_q8_0(qs, d, m, qh, x, xq, dx, xs, bs, out):
-    quantize_activations(x, 32, xq, dx, xs, bs)
-    nb = d.shape[1]
-    for r in numba.prange(qs.shape[0]):
-        _prefetch_paired(qs, d, m, qh, r + PREFETCH_ROWS)
-        out[r] = simd.split_dot_q8_0(qs, d, m, qh, r, xq, dx, xs, nb)
-
-
-PAIRED_DRIVERS = {
-    "Q8_0": matvec_split_q8_0,
-    "Q4_0": matvec_paired_q4_0,
-    "Q4_1": matvec_paired_q4_1,
-    "Q5_0": matvec_paired_q5_0,
-    "Q5_1": matvec_paired_q5_1,
-}
+def multi_vector_kernel(rec, relaid: bool, level: str):
+    """The B-vector driver ``(w, xs (B, cols), xq, dx, xs, bs, out (B, rows))``."""
+    return _kernel(_make_matvecs, rec, relaid, level)

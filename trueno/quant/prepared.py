@@ -5,9 +5,11 @@ Q4_K, Q5_K, Q6_K, F16 and BF16 kernels read the GGML blocks in place (row-major
 once (relayout.py: scales in their own arrays, nibbles of block pairs interleaved; same byte
 count) because their per-block scale work, not memory, bounds the GGML-layout kernel. Backends:
 
-- ``numba-avx2``: AVX2 integer dots (see simd.py) on int8-quantized activations, parallel
-  over rows; F16/BF16 widen to f32 in-register and use FMA.
-- ``numba``: portable per-format kernels on f32 activations (no AVX2, or TRUENO_QUANT_SIMD=0).
+- ``numba-<isa>`` (``numba-avx2`` today): the row dot its kernel record (kernels.py) names
+  for the ISA level, on int8-quantized activations, parallel over rows; F16/BF16 widen to
+  f32 in-register and use FMA.
+- ``numba``: portable per-format kernels on f32 activations (no AVX2, TRUENO_QUANT_SIMD=0 or
+  TRUENO_QUANT_ISA=portable).
 - ``numpy``: F32 through BLAS; Q2_K, Q3_K, Q8_K, IQ4_NL, IQ4_XS have no fused kernel and
   are dequantized once to f32 at prepare time (4 bytes per weight), then BLAS.
 """
@@ -21,7 +23,8 @@ from time import perf_counter_ns
 import numpy as np
 
 from trueno.errors import QuantError
-from trueno.quant import api
+from trueno.gguf.constants import GGMLType
+from trueno.quant import api, kernels
 from trueno.quant.base import F16_TO_F32, as_ggml_type, as_rows, get_format
 from trueno.trace import recorder
 
@@ -117,21 +120,40 @@ def _run_threads(kernel, r0: int, r1: int, out: np.ndarray, min_work: int = 1 <<
         job.result()
 
 
-def _simd_drivers():
-    from trueno.quant import simd
+def _requested_level(simd: bool | None, isa: str | None) -> str:
+    """The ISA level a weight's kernels may use (kernels.py): ``isa`` when given (checked
+    against the host), portable for ``simd=False``, else the chosen level; ``simd=True``
+    refuses portable."""
+    if isa is not None:
+        return kernels.check_level(isa, "isa")
+    if simd is False:
+        return "portable"
+    level = kernels.chosen_level()
+    if simd and level == "portable":
+        from trueno.errors import UnsupportedError
 
-    if not simd.available():
-        return None
-    from trueno.quant import fused
-
-    return fused
+        raise UnsupportedError(
+            "SIMD quant kernels requested but unavailable (CPU lacks AVX2/FMA/F16C, "
+            "TRUENO_QUANT_SIMD=0 or TRUENO_QUANT_ISA=portable)"
+        )
+    return level
 
 
 class PreparedWeight:
-    """A 2-D weight ready for fused matvec / tiled matmul. ``shape`` is (rows, cols)."""
+    """A 2-D weight ready for fused matvec / tiled matmul. ``shape`` is (rows, cols).
+
+    ``isa``: the ISA level whose fused kernels run (``"avx2"``, later ``"avxvnni"`` /
+    ``"avx512"``), ``"portable"`` for the portable numba kernel, None for the numpy path.
+    ``relaid``: whether the blocks were re-laid (the GGML bytes are then not kept)."""
 
     def __init__(
-        self, blocks: np.ndarray, ggml_type, shape, simd: bool | None = None, relayout: bool = True
+        self,
+        blocks: np.ndarray,
+        ggml_type,
+        shape,
+        simd: bool | None = None,
+        relayout: bool = True,
+        isa: str | None = None,
     ) -> None:
         self.format = get_format(ggml_type)
         self.ggml_type = self.format.ggml_type
@@ -142,59 +164,64 @@ class PreparedWeight:
             )
         self.shape = shape
         self.blocks = rows  # (rows, row_bytes) uint8 view of the caller's data
-        name = self.format.name
+        self.record = kernels.record(self.ggml_type)  # None: no fused kernels for this type
+        self.isa: str | None = None
         self._f32 = None
-        self._driver = None
-        self._block = 0
-        self._paired = None
-        self._args = ()  # the weight arrays the driver takes before (x, out)
+        self._relaid = None  # relayout.PairedBlocks when re-laid
+        self._kernel = None  # fused driver (weights, x, xq, dx, xs, bs, out)
+        self._multi = None  # its B-vector form, built on first matvecs_into
+        self._weights = ()  # the arrays the driver reads: (blocks,) or the re-laid four
         self._bufs = ()  # activation scratch of matvec_into (int8 x, scales, sums)
-        drivers = _simd_drivers() if simd is not False else None
-        if simd and drivers is None:
-            from trueno.errors import UnsupportedError
-
-            raise UnsupportedError(
-                "AVX2 quant kernels requested but unavailable "
-                "(CPU lacks AVX2/FMA/F16C or TRUENO_QUANT_SIMD=0)"
-            )
-        if name == "F32":
+        level = _requested_level(simd, isa)
+        rec = self.record
+        if self.ggml_type is GGMLType.F32:
             self.backend = "numpy"
             self._f32 = rows.view(np.float32)
-        elif relayout and drivers is not None and name in drivers.PAIRED_DRIVERS:
-            from trueno.quant.relayout import pair_blocks
-
-            self.backend = "numba-avx2"
-            self._paired = pair_blocks(rows, name)
-            self._driver, self._block = drivers.PAIRED_DRIVERS[name], 32
-            self.blocks = None  # the paired copy replaces the GGML bytes
-            pb = self._paired
-            self._args = (pb.qs, pb.d, pb.m, pb.qh)
-        elif drivers is not None and name in drivers.QUANT_DRIVERS:
-            self.backend = "numba-avx2"
-            self._driver, self._block = drivers.QUANT_DRIVERS[name]
-            self._args = (rows,)
-        elif drivers is not None and name in drivers.FLOAT_DRIVERS and shape[1] % 16 == 0:
-            self.backend = "numba-avx2"
-            self._driver = drivers.FLOAT_DRIVERS[name]
-            self._args = (rows,)
-        if self._block:
-            from trueno.quant.fused import _new_buffers
-
-            self._bufs = _new_buffers(shape[1], self._block)
-        if self._driver is None and self._f32 is None:  # no SIMD driver, no f32 copy
+        elif rec is not None and rec.fits(shape[1]) and rec.best_level(level) is not None:
+            self._bind(rec, level, relayout and rec.relayout is not None)
+        if self._kernel is None and self._f32 is None:  # no SIMD driver, no f32 copy
             if self.format.matvec_numba is not None:
                 self.backend = "numba"
+                self.isa = "portable"
             else:
                 self.backend = "numpy"
                 self._f32 = api.dequantize(rows, self.ggml_type, shape)
+
+    def _bind(self, rec, level: str, relaid: bool) -> None:
+        """Take the record's best kernel at or below ``level`` (re-laying the blocks when its
+        re-laid form has one)."""
+        from trueno.quant import fused
+
+        lvl = rec.best_level(level, relaid=True) if relaid else None
+        if lvl is not None:
+            self._relaid = pb = kernels.resolve(rec.relayout)(self.blocks, rec.name)
+            self.blocks = None  # the re-laid copy replaces the GGML bytes
+            self._weights = (pb.qs, pb.d, pb.m, pb.qh)
+        else:
+            lvl = rec.best_level(level)
+            self._weights = (self.blocks,)
+        self.isa = lvl
+        self.backend = f"numba-{lvl}"
+        self._kernel = fused.matvec_kernel(rec, self.relaid, lvl)
+        self._bufs = fused.new_buffers(self.shape[1], rec.act_block)
+
+    @property
+    def relaid(self) -> bool:
+        """Whether the blocks were re-laid for the kernel (relayout.py)."""
+        return self._relaid is not None
+
+    @property
+    def multi_vector(self) -> bool:
+        """Whether :meth:`matvecs_into` has a B-vector kernel for this weight."""
+        return self._kernel is not None
 
     @property
     def nbytes(self) -> int:
         """Bytes this weight keeps (blocks, paired re-layout, or f32 copy for the fallback)."""
         if self._f32 is not None:
             return int(self._f32.nbytes)
-        if self._paired is not None:
-            return int(self._paired.nbytes)
+        if self._relaid is not None:
+            return int(self._relaid.nbytes)
         return int(self.blocks.nbytes)
 
     def __repr__(self) -> str:
@@ -216,14 +243,11 @@ class PreparedWeight:
             )
         if self._f32 is not None:
             np.matmul(self._f32, x, out=out)
-        elif self._driver is not None:
-            if self._block:
-                from trueno.quant.fused import activation_buffers
+        elif self._kernel is not None:
+            from trueno.quant.fused import activation_buffers
 
-                bufs = activation_buffers(cols, self._block)
-            else:
-                bufs = ()
-            self._driver(*self._args, x, *bufs, out)
+            bufs = activation_buffers(cols, self.record.act_block)
+            self._kernel(self._weights, x, *bufs, out)
         else:
             self.format.matvec_numba(self.blocks, x, F16_TO_F32, out)
         if t0:
@@ -242,10 +266,24 @@ class PreparedWeight:
         """out = W @ x without checks, for decode's preallocated buffers: x must be float32
         C-contiguous (cols,), out float32 C-contiguous (rows,). Uses scratch owned by this
         weight: not for concurrent calls on the same weight (``matvec`` is)."""
-        if self._driver is None or recorder.ENABLED:
+        if self._kernel is None or recorder.ENABLED:
             self.matvec(x, out=out)
         else:
-            self._driver(*self._args, x, *self._bufs, out)
+            self._kernel(self._weights, x, *self._bufs, out)
+
+    def matvecs_into(self, xs: np.ndarray, out: np.ndarray) -> bool:
+        """out[b] = W @ xs[b] for B vectors, each weight row read from memory once for all B;
+        ``out[b]`` equals ``matvec(xs[b])`` bit for bit. xs (B, cols) and out (B, rows)
+        float32 C-contiguous. False (nothing done) when the weight has no fused kernel."""
+        if self._kernel is None:
+            return False
+        from trueno.quant import fused
+
+        if self._multi is None:
+            self._multi = fused.multi_vector_kernel(self.record, self.relaid, self.isa)
+        bufs = fused.multi_buffers(xs.shape[0], self.shape[1], self.record.act_block)
+        self._multi(self._weights, xs, *bufs, out)
+        return True
 
     def matmul(self, xs: np.ndarray) -> np.ndarray:
         """Y = X @ W.T for X of shape (n, cols); returns float32 (n, rows).
@@ -312,7 +350,7 @@ class PreparedWeight:
 
     def _row_kernel(self):
         """kernel(lo, hi, dst): rows [lo, hi) as f32 into dst (hi - lo, cols), this thread."""
-        pb, fmt = self._paired, self.format
+        pb, fmt, rec = self._relaid, self.format, self.record
         if pb is not None:
             from trueno.quant.relayout import dequantize_rows
 
@@ -320,8 +358,8 @@ class PreparedWeight:
                 dequantize_rows(pb, fmt.name, lo, hi, dst)
         else:
             deq = fmt.dequantize_numba
-            if fmt.name == "Q6_K":  # the generic kernel does not vectorize (~3.8x slower)
-                from trueno.quant.relayout import dequantize_q6_k as deq
+            if rec is not None and rec.dequantize is not None:
+                deq = kernels.resolve(rec.dequantize)
 
             def kernel(lo, hi, dst):
                 blocks = self.blocks[lo:hi].reshape(-1, fmt.block_bytes)
@@ -331,9 +369,18 @@ class PreparedWeight:
 
 
 def prepare(
-    blocks: np.ndarray, ggml_type, shape, simd: bool | None = None, relayout: bool = True
+    blocks: np.ndarray,
+    ggml_type,
+    shape,
+    simd: bool | None = None,
+    relayout: bool = True,
+    isa: str | None = None,
 ) -> PreparedWeight:
-    """Wrap a 2-D GGML weight for repeated matvec/matmul. ``simd``: None picks AVX2 when the
-    CPU has it, False forces the portable kernels, True requires AVX2. ``relayout=False``
-    keeps Q4_0..Q5_1 in GGML layout (no copy; the AVX2 kernel is then ~1.5x slower)."""
-    return PreparedWeight(blocks, as_ggml_type(ggml_type), shape, simd=simd, relayout=relayout)
+    """Wrap a 2-D GGML weight for repeated matvec/matmul. ``simd``: None picks the chosen ISA
+    level (kernels.chosen_level), False forces the portable kernels, True requires a SIMD
+    level. ``isa`` names a level instead (refused, typed, when the host lacks it).
+    ``relayout=False`` keeps Q4_0..Q8_0 in GGML layout (no copy; the AVX2 kernel is then
+    ~1.5x slower)."""
+    return PreparedWeight(
+        blocks, as_ggml_type(ggml_type), shape, simd=simd, relayout=relayout, isa=isa
+    )

@@ -1,4 +1,5 @@
-"""Kernel-friendly layout of the 32-weight nibble formats (Q4_0, Q4_1, Q5_0, Q5_1).
+"""Kernel-friendly layout of the 32-weight formats (Q4_0, Q4_1, Q5_0, Q5_1; Q8_0 only has
+its scales split out), the ``relayout`` of their kernel records (kernels.py).
 
 GGML interleaves each block's f16 scale with its 16 nibble bytes. The AVX2 kernel wants the
 scales in their own arrays (8 converted by one vcvtph2ps) and the nibbles of two neighbouring
@@ -22,22 +23,23 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from trueno.errors import UnsupportedError
+from trueno.gguf.constants import GGMLType
 from trueno.quant.base import F16_TO_F32
+from trueno.quant.kernels import RECORDS
 from trueno.quant.q4_0 import nibbles
 
 _J = np.arange(32)
 POS_B = 32 * ((_J // 4) % 2) + 8 * (_J % 4) + _J // 8  # u64 bit of block 2k+1's weight j
 POS_A = POS_B + 4  # ... and of block 2k's weight j
 
-# name -> (block bytes, has min, has 5th bits)
-LAYOUTS = {
-    "Q8_0": (34, False, False),  # not paired: qs (rows, 32 * nb) int8 bytes, d split out
-    "Q4_0": (18, False, False),
-    "Q4_1": (20, True, False),
-    "Q5_0": (22, False, True),
-    "Q5_1": (24, True, True),
-}
-_OFFSET = {"Q4_0": 8, "Q5_0": 16}  # w = d * (q - offset) for the formats without mins
+
+def _layout(name: str) -> tuple[int, bool, bool]:
+    """(block bytes, has min, has 5th bits) of a type the kernel records re-lay."""
+    rec = RECORDS[GGMLType[name]]
+    if rec.relayout is None:
+        raise UnsupportedError(f"{name} has no re-laid form (kernels.RECORDS)")
+    return rec.block_bytes, rec.has_min, rec.has_high
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class PairedBlocks:
 
 def pair_blocks(rows: np.ndarray, name: str) -> PairedBlocks:
     """(rows, row_bytes) GGML blocks -> :class:`PairedBlocks`."""
-    bpb, has_min, has_high = LAYOUTS[name]
+    bpb, has_min, has_high = _layout(name)
     n_rows = rows.shape[0]
     nb = rows.shape[1] // bpb
     b = rows.reshape(n_rows, nb, bpb)
@@ -90,7 +92,7 @@ def pair_blocks(rows: np.ndarray, name: str) -> PairedBlocks:
 
 def to_blocks(pb: PairedBlocks, name: str, r0: int = 0, r1: int | None = None) -> np.ndarray:
     """Rows [r0, r1) of :class:`PairedBlocks` back to GGML blocks (rows, nb, block bytes)."""
-    bpb, has_min, has_high = LAYOUTS[name]
+    bpb, has_min, has_high = _layout(name)
     d = pb.d[r0:r1]
     n_rows, nb = d.shape
     out = np.empty((n_rows, nb, bpb), dtype=np.uint8)
@@ -130,7 +132,8 @@ def dequantize_rows(pb: PairedBlocks, name: str, r0: int, r1: int, out: np.ndarr
         dequantize_split_q8_0(pb.qs[r0:r1], pb.d[r0:r1], F16_TO_F32, out)
     else:
         qs, d, m, qh = pb.qs[r0:r1], pb.d[r0:r1], pb.m[r0:r1], pb.qh[r0:r1]
-        dequantize_paired(qs, d, m, qh, F16_TO_F32, _OFFSET.get(name, 0), out)
+        zero = RECORDS[GGMLType[name]].zero_point
+        dequantize_paired(qs, d, m, qh, F16_TO_F32, zero, out)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")

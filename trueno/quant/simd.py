@@ -1,20 +1,24 @@
 """AVX2 integer dot products for the fused quantized matvec, written as LLVM IR.
 
-LLVM emits no ``vpmaddubsw``/``vpmaddwd`` from plain numba loops, so each row dot here is a
-numba ``@intrinsic`` that builds the loop in llvmlite IR and calls the x86 intrinsics directly:
-``pmaddubsw(unsigned weights, signed activations)`` then ``pmaddwd`` with ones (or with the
-sub-block scales), converted to f32 and accumulated with one FMA per block. Activations are
-quantized to int8 first (per 32 for Q4_0..Q8_0 as llama.cpp's Q8_0, per 256 for the K-quants
-as its Q8_K). Only :func:`available` decides whether these may run: an AVX2 instruction on a
-CPU without it kills the process. ``TRUENO_QUANT_SIMD=0`` forces the portable kernels.
+LLVM emits no ``vpmaddubsw``/``vpmaddwd`` from plain numba loops, so each row dot here is an
+IR body built with llvmlite that calls the x86 intrinsics directly: ``pmaddubsw(unsigned
+weights, signed activations)`` then ``pmaddwd`` with ones (or with the sub-block scales),
+converted to f32 and accumulated with one FMA per block. Activations are quantized to int8
+first (per 32 for Q4_0..Q8_0 as llama.cpp's Q8_0, per 256 for the K-quants as its Q8_K).
+
+The bodies are named by the kernel records (kernels.py: ``"simd:legacy_dot"`` etc., factories
+taking the record) and reached through one numba intrinsic, :func:`row_dot`, whose first
+argument is a string literal naming the type, form and ISA level. Only the ISA level
+kernels.chosen_level picks may run: an AVX2 instruction on a CPU without it kills the process.
 
 numba's on-disk cache of the drivers in fused.py is stamped with fused.py only; fused.py drops
-that cache itself when this file or llvm_ir.py changed.
+that cache itself when this file, llvm_ir.py or kernels.py changed.
 """
 
 from __future__ import annotations
 
-import os
+import functools
+from dataclasses import dataclass
 
 from llvmlite import ir
 from numba import types
@@ -59,88 +63,135 @@ from trueno.quant.llvm_ir import (  # noqa: F401
     _x86,
 )
 
-REQUIRED_FEATURES = ("avx2", "fma", "f16c")
-
-
-# CPU names numba may be told to compile for (NUMBA_CPU_NAME) that have AVX2 + FMA + F16C
-AVX2_CPU_NAMES = frozenset(
-    "haswell broadwell skylake skylake-avx512 cascadelake cooperlake cannonlake icelake-client "
-    "icelake-server tigerlake rocketlake alderlake raptorlake meteorlake sapphirerapids "
-    "emeraldrapids graniterapids znver1 znver2 znver3 znver4 znver5 x86-64-v3 x86-64-v4".split()
-)
-
 
 def cpu_has_avx2() -> bool:
-    """True when the host CPU reports AVX2, FMA and F16C and numba's code-generation target
-    (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, the host by default) has them too."""
-    import llvmlite.binding as llvm
-    from numba.core import config
+    """True when the host CPU and numba's code-generation target have AVX2, FMA and F16C."""
+    from trueno.quant.kernels import host_levels
 
-    host = llvm.get_host_cpu_features()
-    if not all(host.get(f, False) for f in REQUIRED_FEATURES):
-        return False
-    if config.CPU_FEATURES:
-        flags = set(config.CPU_FEATURES.split(","))
-        return all(f"+{f}" in flags for f in REQUIRED_FEATURES)
-    if config.CPU_NAME and config.CPU_NAME != "host":
-        return config.CPU_NAME in AVX2_CPU_NAMES
-    return True
+    return "avx2" in host_levels()
 
 
 def available() -> bool:
-    """Whether the AVX2 kernels may be used: CPU support and TRUENO_QUANT_SIMD is not 0."""
-    if os.environ.get("TRUENO_QUANT_SIMD", "1").strip().lower() in ("0", "false", "off", "no"):
-        return False
-    return cpu_has_avx2()
+    """Whether the SIMD kernels may be used: the chosen ISA level (kernels.chosen_level, which
+    reads TRUENO_QUANT_ISA / TRUENO_QUANT_SIMD) is not ``portable``."""
+    from trueno.quant.kernels import chosen_level
+
+    return chosen_level() != "portable"
 
 
 # ---------------------------------------------------------------------------------------------
-# IR helpers
+# The one row-dot intrinsic: the kernel record of a kind names its IR body
 
 
-_ROW_SIG = types.float32(
-    types.Array(types.uint8, 2, "C"),
-    types.int64,
-    types.Array(types.int8, 1, "C"),
-    types.Array(types.float32, 1, "C"),
-    types.Array(types.float32, 1, "C"),
-    types.Array(types.int16, 1, "C"),
-    types.int64,
-)
+@dataclass(frozen=True)
+class Body:
+    """An IR row-dot body and how :func:`row_dot` / :func:`rows_dot` call it.
+
+    ``ggml`` form: ``fn(builder, w, xq, dx, xs, bs, n)`` with ``w`` the row's first byte and
+    ``n`` = row bytes // ``step_bytes``. ``relaid`` form: ``fn(builder, qs, d, m, qh, xq, dx,
+    xs, nb)`` with row pointers into relayout.PairedBlocks and nb = d.shape[1]. ``xq`` is the
+    int8 activation, ``dx`` its scale per block (f32 x itself for F16/BF16), ``xs`` =
+    dx * (sum of xq) per 32 (legacy formats), ``bs`` the int16 sums of xq per 16 (K-quants).
+    ``vectors``: the body takes a list of those activation pointer tuples instead of one
+    (``fn(builder, w, vecs, n)``, ``fn(builder, qs, d, m, qh, vecs, nb)``), decodes the
+    weights once for all and returns one f32 per vector."""
+
+    fn: object
+    relaid: bool = False
+    step_bytes: int = 0
+    vectors: bool = False
+
+    def emit(self, builder, weights, vecs, n) -> list:
+        """The dots of the activation pointer tuples ``vecs`` (one per vector)."""
+        if self.vectors:
+            return self.fn(builder, *weights, vecs, n)
+        return [self.fn(builder, *weights, *v, n) for v in vecs]
 
 
-def _row_kernel(body):
-    """Wrap ``body(builder, w, x, dx, xs, bs, nblocks) -> f32`` as a numba intrinsic with the
-    signature ``(w u8[:, ::1], row, xq i8[::1], dx f32[::1], xs f32[::1], bs i32[::1], n)``.
+@functools.cache
+def body_of(kind: str) -> Body:
+    """kind ``"<GGML type>/<ggml|relaid>/<isa level>[/<vectors>]"`` -> the IR body its record
+    names in ``row_dot`` / ``relaid_dot`` (the vector count is :func:`rows_dot`'s)."""
+    from trueno.gguf.constants import GGMLType
+    from trueno.quant.kernels import RECORDS, resolve
 
-    ``w`` points at the row's first byte; ``xq`` is the int8 activation, ``dx`` its scale per
-    block, ``xs`` = dx * (sum of xq) per 32 (legacy formats), ``bs`` the int sums of xq per 16
-    (K-quants), ``n`` the number of weight blocks in the row."""
+    name, form, level, *_ = kind.split("/")
+    rec = RECORDS[GGMLType[name]]
+    return resolve(rec.dots(form == "relaid")[level])(rec)
+
+
+def _weights(context, builder, body, wty, wt, row):
+    """(row pointers of the weight arrays, block count) for ``body``'s form."""
+    arrays = [builder.extract_value(wt, i) for i in range(len(wty))]
+    if body.relaid:
+        rows = [_row_ptr(context, builder, ty, a, row) for ty, a in zip(wty, arrays, strict=True)]
+        d = context.make_array(wty[1])(context, builder, arrays[1])
+        return rows, builder.extract_value(d.shape, 1)
+    ary = context.make_array(wty[0])(context, builder, arrays[0])
+    row_bytes = builder.extract_value(ary.shape, 1)
+    base = builder.bitcast(ary.data, I8.as_pointer())
+    w_row = builder.gep(base, [builder.mul(row, row_bytes)])
+    return [w_row], builder.udiv(row_bytes, _i64(body.step_bytes))
+
+
+@intrinsic
+def row_dot(typingctx, kind, w, row, xq, dx, xs, bs):
+    """Row ``row`` of the weight arrays ``w`` (a tuple: ``(blocks,)`` or the four arrays of
+    relayout.PairedBlocks) dotted with one quantized activation, by the body the kernel
+    record names for ``kind`` (a string literal, see :func:`body_of`). Returns f32."""
+    if not isinstance(kind, types.StringLiteral):
+        return None
+    body = body_of(kind.literal_value)
 
     def codegen(context, builder, sig, args):
-        wty, _, xty, fty, _, bty, _ = sig.args
-        w_arr, row, xq, dx, xs, bs, n = args
-        ary = context.make_array(wty)(context, builder, w_arr)
-        row_bytes = builder.extract_value(ary.shape, 1)
-        w = builder.gep(builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, row_bytes)])
-        ptrs = (
-            w,
-            _data(context, builder, xty, xq),
-            _data(context, builder, fty, dx),
-            _data(context, builder, fty, xs),
-            _data(context, builder, bty, bs),
-        )
-        return body(builder, *ptrs, n)
+        _, wty, _, xty, fty, _, bty = sig.args
+        _, wt, row, xq_v, dx_v, xs_v, bs_v = args
+        vec = [
+            _data(context, builder, xty, xq_v),
+            _data(context, builder, fty, dx_v),
+            _data(context, builder, fty, xs_v),
+        ]
+        if not body.relaid:
+            vec.append(_data(context, builder, bty, bs_v))
+        weights, n = _weights(context, builder, body, wty, wt, row)
+        return body.emit(builder, weights, [tuple(vec)], n)[0]
 
-    def typer(typingctx, w, row, xq, dx, xs, bs, n):
-        return _ROW_SIG, codegen
-
-    typer.__name__ = body.__name__
-    return intrinsic(typer)
+    return types.float32(kind, w, types.int64, xq, dx, xs, bs), codegen
 
 
-# ---------------------------------------------------------------------------------------------
-# 32-weight blocks: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+@intrinsic
+def rows_dot(typingctx, kind, w, row, xq, dx, xs, bs, b0, out):
+    """``out[b0 + v, row]`` = row ``row`` of ``w`` dotted with activation ``b0 + v`` for v in
+    range(k), k the vector count ending ``kind`` (see :func:`body_of`); xq, dx, xs, bs and
+    out are 2-D, one row per vector. Each result is bit-identical to :func:`row_dot`'s."""
+    if not isinstance(kind, types.StringLiteral):
+        return None
+    n_vec = int(kind.literal_value.rsplit("/", 1)[1])
+    body = body_of(kind.literal_value)
+
+    def codegen(context, builder, sig, args):
+        _, wty, _, xty, fty, _, bty, _, oty = sig.args
+        _, wt, row, xq_v, dx_v, xs_v, bs_v, b0_v, out_v = args
+        vecs = []
+        for v in range(n_vec):
+            b = builder.add(b0_v, _i64(v))
+            vec = [
+                _row_ptr(context, builder, xty, xq_v, b),
+                _row_ptr(context, builder, fty, dx_v, b),
+                _row_ptr(context, builder, fty, xs_v, b),
+            ]
+            if not body.relaid:
+                vec.append(_row_ptr(context, builder, bty, bs_v, b))
+            vecs.append(tuple(vec))
+        weights, n = _weights(context, builder, body, wty, wt, row)
+        for v, y in enumerate(body.emit(builder, weights, vecs, n)):
+            dst = _row_ptr(context, builder, oty, out_v, builder.add(b0_v, _i64(v)))
+            dst = builder.gep(dst, [builder.mul(row, _i64(4))])
+            builder.store(y, builder.bitcast(dst, F32.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    sig = types.void(kind, w, types.int64, xq, dx, xs, bs, types.int64, out)
+    return sig, codegen
 
 
 def _legacy_body(block_bytes, has_min, has_high, offset, signed):
@@ -189,11 +240,14 @@ def _legacy_body(block_bytes, has_min, has_high, offset, signed):
     return body
 
 
-row_dot_q4_0 = _row_kernel(_named(_legacy_body(18, False, False, 8, False), "row_dot_q4_0"))
-row_dot_q4_1 = _row_kernel(_named(_legacy_body(20, True, False, 0, False), "row_dot_q4_1"))
-row_dot_q5_0 = _row_kernel(_named(_legacy_body(22, False, True, 16, False), "row_dot_q5_0"))
-row_dot_q5_1 = _row_kernel(_named(_legacy_body(24, True, True, 0, False), "row_dot_q5_1"))
-row_dot_q8_0 = _row_kernel(_named(_legacy_body(34, False, False, 0, True), "row_dot_q8_0"))
+def legacy_dot(rec) -> Body:
+    """Q4_0, Q4_1, Q5_0, Q5_1 on GGML blocks."""
+    fn = _legacy_body(rec.block_bytes, rec.has_min, rec.has_high, rec.zero_point, False)
+    return Body(fn, step_bytes=rec.block_bytes)
+
+
+def q8_0_dot(rec) -> Body:
+    return Body(_legacy_body(rec.block_bytes, False, False, 0, True), step_bytes=rec.block_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,22 +286,23 @@ def _bsums(builder, bs, sb):
 
 
 def _kq_body(block_bytes, has_high):
-    """Q4_K / Q5_K: y = sum_sb d*dx*sum_s sc_s (q . xq)_s - dmin*dx*sum_s m_s*bsum_s."""
+    """Q4_K / Q5_K: y = sum_sb d*dx*sum_s sc_s (q . xq)_s - dmin*dx*sum_s m_s*bsum_s, for one
+    or more activation vectors ``vecs`` ((xq, dx, xs, bs) pointers), the weights decoded once.
+    One state per vector: each super-block is ~20 cycles, ample for the two FMA chains, and
+    short rows (768 columns = 3 super-blocks) need no unrolled loop's remainder path."""
     qs_at = 48 if has_high else 16
     pairs = [i // 2 for i in range(16)]
 
-    def body(builder, w, x, dx, xs, bs, n):
-        def state():
-            return _Acc(builder, ir.Constant(V8F32, None)), _Acc(builder, ir.Constant(V8F32, None))
-
-        def step(sb, st):
-            acc, macc = st
+    def body(builder, w, vecs, n):
+        vs = [_Vec(builder, p, 2, scalar_corr=False) for p in vecs]
+        with cgutils.for_range(builder, n) as loop:
+            sb = loop.index
             p = builder.mul(sb, _i64(block_bytes))
             d, dmin = _half(builder, w, p), _half(builder, w, builder.add(p, _i64(2)))
             sc8, m8 = _scales_mins_k4(builder, w, p)
             xbase = builder.mul(sb, _i64(256))
             qh = _load(builder, w, builder.add(p, _i64(16)), V32I8) if has_high else None
-            isum = ir.Constant(V8I32, None)
+            qv = []
             packed = None
             for s in range(8):
                 if s % 2 == 0:
@@ -258,33 +313,22 @@ def _kq_body(block_bytes, has_high):
                 if has_high:
                     bit = builder.and_(builder.lshr(qh, _vconst(V32I8, s)), _vconst(V32I8, 1))
                     q = builder.or_(q, builder.shl(bit, _vconst(V32I8, 4)))
-                xv = _load(builder, x, builder.add(xbase, _i64(32 * s)), V32I8)
-                scv = _lanes(builder, sc8, [s] * 16)
-                isum = builder.add(isum, _maddwd(builder, _maddubs(builder, q, xv), scv))
-            mprod = _maddwd(builder, _lanes(builder, m8, pairs), _bsums(builder, bs, sb))
-            dxs = _f32(builder, dx, sb)
-            acc.set(
-                _fma(
-                    builder,
-                    builder.sitofp(isum, V8F32),
-                    _splat(builder, builder.fmul(d, dxs), 8),
-                    acc.get(),
-                )
-            )
-            macc.set(
-                _fma(
-                    builder,
-                    builder.sitofp(mprod, V8F32),
-                    _splat(builder, builder.fmul(dmin, dxs), 8),
-                    macc.get(),
-                )
-            )
-
-        # one state: each super-block is ~20 cycles, ample for the two FMA chains, and short
-        # rows (768 columns = 3 super-blocks) skip the unrolled loop's remainder path
-        states = _block_loop(builder, n, step, state, unroll=1)
-        diff = builder.fsub(_sum_states(builder, states, 0), _sum_states(builder, states, 1))
-        return _hsum(builder, diff)  # one horizontal sum per row instead of two
+                qv.append((q, _lanes(builder, sc8, [s] * 16)))
+            mins = _lanes(builder, m8, pairs)
+            for v in vs:
+                acc, macc = v.accs
+                isum = ir.Constant(V8I32, None)
+                for s, (q, scv) in enumerate(qv):
+                    xv = _load(builder, v.x, builder.add(xbase, _i64(32 * s)), V32I8)
+                    isum = builder.add(isum, _maddwd(builder, _maddubs(builder, q, xv), scv))
+                mprod = _maddwd(builder, mins, _bsums(builder, v.bs, sb))
+                dxs = _f32(builder, v.dx, sb)
+                scale = _splat(builder, builder.fmul(d, dxs), 8)
+                acc.set(_fma(builder, builder.sitofp(isum, V8F32), scale, acc.get()))
+                mscale = _splat(builder, builder.fmul(dmin, dxs), 8)
+                macc.set(_fma(builder, builder.sitofp(mprod, V8F32), mscale, macc.get()))
+        # one horizontal sum per row instead of two
+        return [_hsum(builder, builder.fsub(v.accs[0].get(), v.accs[1].get())) for v in vs]
 
     return body
 
@@ -329,9 +373,13 @@ def _q6k_body(builder, w, x, dx, xs, bs, n):
     return _hsum(builder, _sum_states(builder, states, 0))
 
 
-row_dot_q4_k = _row_kernel(_named(_kq_body(144, False), "row_dot_q4_k"))
-row_dot_q5_k = _row_kernel(_named(_kq_body(176, True), "row_dot_q5_k"))
-row_dot_q6_k = _row_kernel(_named(_q6k_body, "row_dot_q6_k"))
+def k4_dot(rec) -> Body:
+    """Q4_K, and Q5_K (has_high: the 5th bits of qh)."""
+    return Body(_kq_body(rec.block_bytes, rec.has_high), step_bytes=rec.block_bytes, vectors=True)
+
+
+def q6_k_dot(rec) -> Body:
+    return Body(_q6k_body, step_bytes=rec.block_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,32 +411,37 @@ def _float_body(bf16):
     return body
 
 
-row_dot_f16 = _row_kernel(_named(_float_body(False), "row_dot_f16"))
-row_dot_bf16 = _row_kernel(_named(_float_body(True), "row_dot_bf16"))
+def f16_dot(rec) -> Body:
+    return Body(_float_body(False), step_bytes=32)  # 16 weights of 2 bytes per step
+
+
+def bf16_dot(rec) -> Body:
+    return Body(_float_body(True), step_bytes=32)
 
 
 # ---------------------------------------------------------------------------------------------
 # Q4_0, Q4_1, Q5_0, Q5_1 in the paired layout of relayout.py: 8 blocks per step share one
 # vcvtph2ps of their scales and one 32-byte load per pair of blocks.
 
-_PAIRED_SIG = types.float32(
-    types.Array(types.uint8, 2, "C"),
-    types.Array(types.uint16, 2, "C"),
-    types.Array(types.uint16, 2, "C"),
-    types.Array(types.uint32, 2, "C"),
-    types.int64,
-    types.Array(types.int8, 1, "C"),
-    types.Array(types.float32, 1, "C"),
-    types.Array(types.float32, 1, "C"),
-    types.int64,
-)
+
+class _Vec:
+    """One activation vector of a multi-vector body: its pointers and accumulators."""
+
+    def __init__(self, builder, ptrs, n_acc, scalar_corr=True):
+        self.x, self.dx, self.xs = ptrs[:3]
+        self.bs = ptrs[3] if len(ptrs) > 3 else None
+        self.accs = [_Acc(builder, ir.Constant(V8F32, None)) for _ in range(n_acc)]
+        self.corr_v = _Acc(builder, ir.Constant(V8F32, None))
+        self.corr_s = _Acc(builder, ir.Constant(F32, 0.0)) if scalar_corr else None
 
 
 def _paired_body(has_min, has_high, offset):
-    def body(builder, qs, d, m, qh, x, dx, xs, nb):
-        accs = [_Acc(builder, ir.Constant(V8F32, None)) for _ in range(4)]
-        corr_v = _Acc(builder, ir.Constant(V8F32, None))
-        corr_s = _Acc(builder, ir.Constant(F32, 0.0))
+    """Paired-layout row dot over one or more activation vectors ``vecs`` (a list of
+    (xq, dx, xs) pointers): the weights are decoded once, then each vector runs exactly the
+    operations of the one-vector dot (so each result is bit-identical to it)."""
+
+    def body(builder, qs, d, m, qh, vecs, nb):
+        vs = [_Vec(builder, p, 4) for p in vecs]
         v8i16, v8f16 = ir.VectorType(I16, 8), ir.VectorType(F16, 8)
 
         def half8(base, b0):
@@ -398,8 +451,8 @@ def _paired_body(has_min, has_high, offset):
         def qh_word(b):
             return _load(builder, qh, builder.mul(b, _i64(4)), I32)
 
-        def dot_block(q, b):
-            xv = _load(builder, x, builder.mul(b, _i64(32)), V32I8)
+        def dot_block(v, q, b):
+            xv = _load(builder, v.x, builder.mul(b, _i64(32)), V32I8)
             return builder.sitofp(_dot_u8s8(builder, q, xv), V8F32)
 
         def pair_q(pair, b):
@@ -420,25 +473,29 @@ def _paired_body(has_min, has_high, offset):
         with cgutils.for_range(builder, groups) as loop:
             b0 = builder.mul(loop.index, _i64(8))
             dv = half8(d, b0)
-            s8 = builder.fmul(dv, _load(builder, dx, builder.mul(b0, _i64(4)), V8F32))
             cv = half8(m, b0) if has_min else dv
-            xsv = _load(builder, xs, builder.mul(b0, _i64(4)), V8F32)
-            corr_v.set(_fma(builder, cv, xsv, corr_v.get()))
-            sums = []
+            qv = []
             for k in range(4):
                 b = builder.add(b0, _i64(2 * k))
                 lo, hi = pair_q(builder.add(builder.mul(loop.index, _i64(4)), _i64(k)), b)
-                for j, q in enumerate((lo, hi)):
-                    xv = _load(builder, x, builder.mul(builder.add(b, _i64(j)), _i64(32)), V32I8)
+                qv += [(q, builder.add(b, _i64(j))) for j, q in enumerate((lo, hi))]
+            for v in vs:
+                s8 = builder.fmul(dv, _load(builder, v.dx, builder.mul(b0, _i64(4)), V8F32))
+                xsv = _load(builder, v.xs, builder.mul(b0, _i64(4)), V8F32)
+                v.corr_v.set(_fma(builder, cv, xsv, v.corr_v.get()))
+                sums = []
+                for q, bj in qv:
+                    xv = _load(builder, v.x, builder.mul(bj, _i64(32)), V32I8)
                     sums.append(_dot_u8s8(builder, q, xv))
-            acc = accs[0]
-            acc.set(_fma(builder, builder.sitofp(_reduce8(builder, sums), V8F32), s8, acc.get()))
+                acc = v.accs[0]
+                isum = builder.sitofp(_reduce8(builder, sums), V8F32)
+                acc.set(_fma(builder, isum, s8, acc.get()))
 
-        def scalar_block(q, b, acc):
-            s = builder.fmul(_half(builder, d, builder.mul(b, _i64(2))), _f32(builder, dx, b))
-            acc.set(_fma(builder, dot_block(q, b), _splat(builder, s, 8), acc.get()))
+        def scalar_block(v, q, b, acc):
+            s = builder.fmul(_half(builder, d, builder.mul(b, _i64(2))), _f32(builder, v.dx, b))
+            acc.set(_fma(builder, dot_block(v, q, b), _splat(builder, s, 8), acc.get()))
             c = _half(builder, m if has_min else d, builder.mul(b, _i64(2)))
-            corr_s.set(builder.fadd(corr_s.get(), builder.fmul(c, _f32(builder, xs, b))))
+            v.corr_s.set(builder.fadd(v.corr_s.get(), builder.fmul(c, _f32(builder, v.xs, b))))
 
         # one 4-block step when at least 4 blocks remain (e.g. 640 columns = 8 + 8 + 4 blocks)
         v4i16, v4f16, v4f32 = ir.VectorType(I16, 4), ir.VectorType(F16, 4), ir.VectorType(F32, 4)
@@ -451,95 +508,87 @@ def _paired_body(has_min, has_high, offset):
                 return builder.fpext(builder.bitcast(bits, v4f16), v4f32)
 
             dv = half4(d)
-            s4 = builder.fmul(dv, _load(builder, dx, builder.mul(b4, _i64(4)), v4f32))
             cv = half4(m) if has_min else dv
-            c4 = builder.fmul(cv, _load(builder, xs, builder.mul(b4, _i64(4)), v4f32))
-            sums = []
+            qv = []
             for k in range(2):
                 b = builder.add(b4, _i64(2 * k))
                 lo, hi = pair_q(builder.add(builder.mul(groups, _i64(4)), _i64(k)), b)
-                for j, q in enumerate((lo, hi)):
-                    xv = _load(builder, x, builder.mul(builder.add(b, _i64(j)), _i64(32)), V32I8)
-                    sums.append(_dot_u8s8(builder, q, xv))
-            abcd = _x86(
-                builder,
-                "llvm.x86.avx2.phadd.d",
-                V8I32,
-                _x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[0], sums[1]),
-                _x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[2], sums[3]),
-            )
-            tot = builder.add(
-                _lanes(builder, abcd, [0, 1, 2, 3]), _lanes(builder, abcd, [4, 5, 6, 7])
-            )
-            y4 = builder.fmul(builder.sitofp(tot, v4f32), s4)
+                qv += [(q, builder.add(b, _i64(j))) for j, q in enumerate((lo, hi))]
             wide = ir.Constant(ir.VectorType(I32, 8), list(range(8)))
             zero4 = ir.Constant(v4f32, None)
-            accs[1].set(builder.fadd(accs[1].get(), builder.shuffle_vector(y4, zero4, wide)))
-            corr_v.set(builder.fadd(corr_v.get(), builder.shuffle_vector(c4, zero4, wide)))
+            for v in vs:
+                s4 = builder.fmul(dv, _load(builder, v.dx, builder.mul(b4, _i64(4)), v4f32))
+                c4 = builder.fmul(cv, _load(builder, v.xs, builder.mul(b4, _i64(4)), v4f32))
+                sums = []
+                for q, bj in qv:
+                    xv = _load(builder, v.x, builder.mul(bj, _i64(32)), V32I8)
+                    sums.append(_dot_u8s8(builder, q, xv))
+                abcd = _x86(
+                    builder,
+                    "llvm.x86.avx2.phadd.d",
+                    V8I32,
+                    _x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[0], sums[1]),
+                    _x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[2], sums[3]),
+                )
+                tot = builder.add(
+                    _lanes(builder, abcd, [0, 1, 2, 3]), _lanes(builder, abcd, [4, 5, 6, 7])
+                )
+                y4 = builder.fmul(builder.sitofp(tot, v4f32), s4)
+                v.accs[1].set(
+                    builder.fadd(v.accs[1].get(), builder.shuffle_vector(y4, zero4, wide))
+                )
+                v.corr_v.set(builder.fadd(v.corr_v.get(), builder.shuffle_vector(c4, zero4, wide)))
 
         npair = builder.udiv(nb, _i64(2))
         start = builder.add(builder.mul(groups, _i64(4)), builder.select(has4, _i64(2), _i64(0)))
         with cgutils.for_range_slice(builder, start, npair, _i64(1)) as (pair, _):
             b = builder.mul(pair, _i64(2))
             lo, hi = pair_q(pair, b)
-            scalar_block(lo, b, accs[0])
-            scalar_block(hi, builder.add(b, _i64(1)), accs[1])
+            for v in vs:
+                scalar_block(v, lo, b, v.accs[0])
+                scalar_block(v, hi, builder.add(b, _i64(1)), v.accs[1])
         odd = builder.icmp_unsigned("!=", builder.and_(nb, _i64(1)), _i64(0))
         with builder.if_then(odd):
             b = builder.sub(nb, _i64(1))
             q = _nibbles(builder, _load(builder, qs, builder.mul(npair, _i64(32)), V16I8))
             if has_high:
                 q = builder.or_(q, _high_bits(builder, qh_word(b)))
-            scalar_block(q, b, accs[2])
+            for v in vs:
+                scalar_block(v, q, b, v.accs[2])
 
-        total = _hsum(builder, _sum_states(builder, [(a,) for a in accs], 0))
-        corr = builder.fadd(_hsum(builder, corr_v.get()), corr_s.get())
-        if has_min:
-            return builder.fadd(total, corr)
-        return builder.fsub(total, builder.fmul(ir.Constant(F32, float(offset)), corr))
+        results = []
+        for v in vs:
+            total = _hsum(builder, _sum_states(builder, [(a,) for a in v.accs], 0))
+            corr = builder.fadd(_hsum(builder, v.corr_v.get()), v.corr_s.get())
+            if has_min:
+                results.append(builder.fadd(total, corr))
+            else:
+                off = builder.fmul(ir.Constant(F32, float(offset)), corr)
+                results.append(builder.fsub(total, off))
+        return results
 
     return body
 
 
-def _paired_kernel(body):
-    def codegen(context, builder, sig, args):
-        qs, d, m, qh, row, xq, dx, xs, nb = args
-        qty, dty, mty, hty, _, xty, fty, _, _ = sig.args
-        ptrs = (
-            _row_ptr(context, builder, qty, qs, row),
-            _row_ptr(context, builder, dty, d, row),
-            _row_ptr(context, builder, mty, m, row),
-            _row_ptr(context, builder, hty, qh, row),
-            _data(context, builder, xty, xq),
-            _data(context, builder, fty, dx),
-            _data(context, builder, fty, xs),
-        )
-        return body(builder, *ptrs, nb)
-
-    def typer(typingctx, qs, d, m, qh, row, xq, dx, xs, nb):
-        return _PAIRED_SIG, codegen
-
-    typer.__name__ = body.__name__
-    return intrinsic(typer)
+def paired_dot(rec) -> Body:
+    """Q4_0, Q4_1, Q5_0, Q5_1 in relayout.py's paired form."""
+    return Body(_paired_body(rec.has_min, rec.has_high, rec.zero_point), relaid=True, vectors=True)
 
 
-paired_dot_q4_0 = _paired_kernel(_named(_paired_body(False, False, 8), "paired_dot_q4_0"))
-paired_dot_q4_1 = _paired_kernel(_named(_paired_body(True, False, 0), "paired_dot_q4_1"))
-paired_dot_q5_0 = _paired_kernel(_named(_paired_body(False, True, 16), "paired_dot_q5_0"))
-paired_dot_q5_1 = _paired_kernel(_named(_paired_body(True, True, 0), "paired_dot_q5_1"))
-
-
-def _split_q8_body(builder, qs, d, m, qh, x, dx, xs, nb):
+def _split_q8_body(builder, qs, d, m, qh, vecs, nb):
     """Q8_0 with split scales: |w| . sign(x, w) per block, 8 blocks reduced by phaddd and
-    scaled by one vector of d * dx; leftover blocks one at a time."""
-    acc = _Acc(builder, ir.Constant(V8F32, None))
-    acc_tail = _Acc(builder, ir.Constant(V8F32, None))
+    scaled by one vector of d * dx; leftover blocks one at a time. ``vecs``: (xq, dx, xs)
+    pointers of one or more activation vectors, the weights loaded once for all."""
+    vs = [_Vec(builder, p, 2, scalar_corr=False) for p in vecs]
     v8i16, v8f16 = ir.VectorType(I16, 8), ir.VectorType(F16, 8)
 
-    def block_dot(b):
+    def weights(b):
         wv = _load(builder, qs, builder.mul(b, _i64(32)), V32I8)
-        xv = _load(builder, x, builder.mul(b, _i64(32)), V32I8)
         aw = _llvm(builder, "llvm.abs.v32i8", V32I8, wv, ir.Constant(ir.IntType(1), 0))
+        return wv, aw
+
+    def block_dot(v, b, wv, aw):
+        xv = _load(builder, v.x, builder.mul(b, _i64(32)), V32I8)
         sx = _x86(builder, "llvm.x86.avx2.psign.b", V32I8, xv, wv)
         return _dot_u8s8(builder, aw, sx)
 
@@ -548,17 +597,26 @@ def _split_q8_body(builder, qs, d, m, qh, x, dx, xs, nb):
         b0 = builder.mul(loop.index, _i64(8))
         bits = _load(builder, d, builder.mul(b0, _i64(2)), v8i16)
         dv = builder.fpext(builder.bitcast(bits, v8f16), V8F32)
-        s8 = builder.fmul(dv, _load(builder, dx, builder.mul(b0, _i64(4)), V8F32))
-        sums = [block_dot(builder.add(b0, _i64(k))) for k in range(8)]
-        acc.set(_fma(builder, builder.sitofp(_reduce8(builder, sums), V8F32), s8, acc.get()))
+        blocks = [builder.add(b0, _i64(k)) for k in range(8)]
+        ws = [weights(b) for b in blocks]
+        for v in vs:
+            s8 = builder.fmul(dv, _load(builder, v.dx, builder.mul(b0, _i64(4)), V8F32))
+            sums = [block_dot(v, b, *w) for b, w in zip(blocks, ws, strict=True)]
+            isum = builder.sitofp(_reduce8(builder, sums), V8F32)
+            v.accs[0].set(_fma(builder, isum, s8, v.accs[0].get()))
     with cgutils.for_range_slice(builder, builder.mul(groups, _i64(8)), nb, _i64(1)) as (b, _):
-        s = builder.fmul(_half(builder, d, builder.mul(b, _i64(2))), _f32(builder, dx, b))
-        isum = builder.sitofp(block_dot(b), V8F32)
-        acc_tail.set(_fma(builder, isum, _splat(builder, s, 8), acc_tail.get()))
-    return _hsum(builder, builder.fadd(acc.get(), acc_tail.get()))
+        dh = _half(builder, d, builder.mul(b, _i64(2)))
+        w = weights(b)
+        for v in vs:
+            s = builder.fmul(dh, _f32(builder, v.dx, b))
+            isum = builder.sitofp(block_dot(v, b, *w), V8F32)
+            v.accs[1].set(_fma(builder, isum, _splat(builder, s, 8), v.accs[1].get()))
+    return [_hsum(builder, builder.fadd(v.accs[0].get(), v.accs[1].get())) for v in vs]
 
 
-split_dot_q8_0 = _paired_kernel(_named(_split_q8_body, "split_dot_q8_0"))
+def split_q8_0_dot(rec) -> Body:
+    """Q8_0 with its scales split out (relayout.pair_blocks)."""
+    return Body(_split_q8_body, relaid=True, vectors=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import asyncio
 import json
 import secrets
 import time
+from time import perf_counter_ns
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -89,6 +90,13 @@ class Server:
         self.live = 0  # sequences submitted and not finished (event-loop side only)
         self.created = int(time.time())
         self.chat = None
+        self.exporter = None  # a trueno.serve.tracing.Exporter when requests are traced
+
+    def trace_to(self, endpoint: str) -> None:
+        """Trace every request and send its spans to this OTLP/HTTP endpoint."""
+        from trueno.serve.tracing import Exporter
+
+        self.exporter = Exporter(endpoint)
 
     def attach(self, model) -> None:
         """The model is loaded: start the engine thread (then /health says ok)."""
@@ -258,6 +266,14 @@ async def _generate(request, server: Server, req: GenerationRequest, ids, chat: 
                        type="server_error", code="overloaded",
                        headers={"Retry-After": "1"})  # fmt: skip
     max_tokens = req.max_tokens or model.ctx
+    rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
+    trace = None
+    if server.exporter is not None:
+        from trueno.serve.tracing import RequestTrace
+
+        trace = RequestTrace("request", request.headers.get("traceparent"), request_id=rid,
+                             endpoint=request.url.path, prompt_tokens=len(ids), n=req.n,
+                             stream=req.stream)  # fmt: skip
     events: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
 
@@ -265,14 +281,14 @@ async def _generate(request, server: Server, req: GenerationRequest, ids, chat: 
         server.live -= 1
         server.metrics.requests.labels(reason).inc()
 
-    seqs = [BatchSequence(ids, max_tokens, _sampler(req, i),
-                          tag=Choice(i, events, loop, finished)) for i in range(req.n)]  # fmt: skip
+    seqs = [BatchSequence(ids, max_tokens, _sampler(req, i), logprobs=req.logprobs,
+                          tag=Choice(i, events, loop, finished),
+                          spans=None if trace is None else []) for i in range(req.n)]  # fmt: skip
     streams = [TextStream(model.tokenizer, req.stop) for _ in seqs]
-    state = _Run(server, seqs, streams)
+    state = _Run(server, seqs, streams, chat, trace)
     for seq in seqs:
         server.live += 1
         server.engine.submit(seq)
-    rid = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
     meta = dict(id=rid, created=int(time.time()), model=server.alias)
     if req.stream:
         gen = _sse(state, events, req, meta, chat, len(ids))
@@ -289,15 +305,17 @@ async def _generate(request, server: Server, req: GenerationRequest, ids, chat: 
     finally:
         watcher.cancel()
         state.cancel()
+        state.export()
     choices = []
     for i, st in enumerate(streams):
         text = "".join(st.text)
-        reason = state.reasons[i]
+        reason, logprobs = state.reasons[i], state.take_logprobs(i)
         if chat:
             choices.append({"index": i, "message": {"role": "assistant", "content": text},
-                            "logprobs": None, "finish_reason": reason})  # fmt: skip
+                            "logprobs": logprobs, "finish_reason": reason})  # fmt: skip
         else:
-            choices.append({"index": i, "text": text, "logprobs": None, "finish_reason": reason})
+            choices.append({"index": i, "text": text, "logprobs": logprobs,
+                            "finish_reason": reason})  # fmt: skip
     body = {**meta, "object": "chat.completion" if chat else "text_completion",
             "choices": choices, "usage": state.usage(len(ids))}  # fmt: skip
     return JSONResponse(body)
@@ -315,9 +333,14 @@ async def _watch_disconnect(request: Request, events: asyncio.Queue) -> None:
 class _Run:
     """The choices of one request as their events arrive."""
 
-    def __init__(self, server: Server, seqs, streams) -> None:
-        self.server, self.seqs, self.streams = server, seqs, streams
+    def __init__(self, server: Server, seqs, streams, chat: bool, trace=None) -> None:
+        self.server, self.seqs, self.streams, self.chat = server, seqs, streams, chat
+        self.trace, self.t_submit_ns = trace, perf_counter_ns()
+        self.detok = [[0, 0, 0] for _ in seqs]  # first, last, busy ns (traced only)
         self.reasons: list[str | None] = [None] * len(seqs)
+        # (token, logprob, top) of each choice's tokens not yet sent, and its text offset
+        self.logprobs: list[list] = [[] for _ in seqs]
+        self.offsets = [0] * len(seqs)
         self.open = len(seqs)  # choices the engine still runs
         self.error: Exception | None = None
 
@@ -341,15 +364,68 @@ class _Run:
         if self.reasons[index] is not None:  # stopped by a stop string, cancel in flight
             return None
         st = self.streams[index]
-        text = st.push(ev.token)
+        if self.trace is None:
+            text = st.push(ev.token)
+        else:
+            t0 = perf_counter_ns()
+            text = st.push(ev.token)
+            d = self.detok[index]
+            d[0], d[1] = d[0] or t0, perf_counter_ns()
+            d[2] += d[1] - t0
+        if ev.logprob is not None:
+            self.logprobs[index].append((ev.token, ev.logprob, ev.top))
         if st.stopped:
             self.reasons[index] = "stop"
             self.seqs[index].cancel()
         return text
 
+    def take_logprobs(self, index: int) -> dict | None:
+        """OpenAI's logprobs object for choice ``index``'s tokens not sent yet (None when
+        it did not ask): chat's ``content`` entries, or the completions' parallel lists."""
+        if self.seqs[index].logprobs is None:
+            return None
+        entries, self.logprobs[index] = self.logprobs[index], []
+        tokenizer = self.server.model.tokenizer
+
+        def text_of(token: int) -> str:
+            return tokenizer.token_to_piece(token, special=True).decode("utf-8", "replace")
+
+        if self.chat:
+
+            def item(token: int, logprob: float) -> dict:
+                raw = tokenizer.token_to_piece(token, special=True)
+                return {"token": text_of(token), "logprob": logprob, "bytes": list(raw)}
+
+            content = [{**item(t, lp), "top_logprobs": [item(a, alp) for a, alp in top]}
+                       for t, lp, top in entries]  # fmt: skip
+            return {"content": content, "refusal": None}
+        tokens = [text_of(t) for t, _, _ in entries]
+        offsets = []
+        for text in tokens:
+            offsets.append(self.offsets[index])
+            self.offsets[index] += len(text)
+        return {
+            "tokens": tokens,
+            "token_logprobs": [lp for _, lp, _ in entries],
+            "top_logprobs": [{text_of(a): alp for a, alp in top} for _, _, top in entries],
+            "text_offset": offsets,
+        }
+
     def cancel(self) -> None:
         for seq in self.seqs:
             seq.cancel()
+
+    def export(self) -> None:
+        """Send the request's spans (once; tracing on only), however the request ended."""
+        trace, self.trace = self.trace, None
+        if trace is None:
+            return
+        for i, seq in enumerate(self.seqs):
+            trace.add_choice(i, self.t_submit_ns, seq, tuple(self.detok[i]))
+        done = sum(st.n_tokens for st in self.streams)
+        reasons = ",".join(str(r) for r in self.reasons)
+        self.server.exporter.submit(trace.finish(completion_tokens=done, finish_reasons=reasons),
+                                    trace.traceparent)  # fmt: skip
 
     def usage(self, n_prompt: int) -> dict:
         done = sum(st.n_tokens for st in self.streams)
@@ -367,14 +443,15 @@ async def _sse(state: _Run, events: asyncio.Queue, req, meta, chat: bool, n_prom
     obj = "chat.completion.chunk" if chat else "text_completion"
     usage = {"usage": None} if req.include_usage else {}
 
-    def chunk(index: int, text: str | None, reason: str | None, role: bool = False) -> bytes:
+    def chunk(index, text: str | None, reason: str | None, logprobs=None, role=False) -> bytes:
         if chat:
             delta = {"role": "assistant", "content": ""} if role else {}
             if text:
                 delta["content"] = text
-            c = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
+            c = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": reason}
         else:
-            c = {"index": index, "text": text or "", "logprobs": None, "finish_reason": reason}
+            c = {"index": index, "text": text or "", "logprobs": logprobs,
+                 "finish_reason": reason}  # fmt: skip
         return _event({**meta, "object": obj, "choices": [c], **usage})
 
     try:
@@ -389,12 +466,17 @@ async def _sse(state: _Run, events: asyncio.Queue, req, meta, chat: bool, n_prom
             except APIError as exc:
                 yield _event(exc.body())
                 break
+            ended = before is None and state.reasons[index] is not None
+            # a token's logprobs go out with its text (or the finish chunk, if held back)
+            logprobs = state.take_logprobs(index) if text or ended else None
             if text:
-                yield chunk(index, text, None)
-            if before is None and state.reasons[index] is not None:
-                yield chunk(index, None, state.reasons[index])
+                yield chunk(index, text, None, logprobs)
+                logprobs = None
+            if ended:
+                yield chunk(index, None, state.reasons[index], logprobs)
         if req.include_usage:
             yield _event({**meta, "object": obj, "choices": [], "usage": state.usage(n_prompt)})
         yield b"data: [DONE]\n\n"
     finally:
         state.cancel()
+        state.export()

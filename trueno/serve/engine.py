@@ -66,13 +66,16 @@ class EngineThread:
                 self._take(block=not eng.busy)
                 if not eng.busy:
                     continue
-                events = eng.step()
+                eng.step(emit=self._emit)  # a first token leaves before the step's decode
             except Exception as exc:  # a bug must not kill the server: fail the batch
                 log.exception("engine step failed")
                 self._fail_all(exc)
                 continue
-            self._account(events)
-            self._deliver(events)
+            self._gauges()
+
+    def _emit(self, events: list[Event]) -> None:
+        self._account(events)
+        self._deliver(events)
 
     def _take(self, block: bool) -> None:
         items = []
@@ -91,7 +94,7 @@ class EngineThread:
                 self._deliver([Event(seq, None, "error")], error=exc)
 
     def _account(self, events: list[Event]) -> None:
-        m, eng, now = self.metrics, self.engine, time.perf_counter()
+        m, now = self.metrics, time.perf_counter()
         for ev in events:
             ch = ev.seq.tag
             if ev.token is not None:
@@ -103,6 +106,9 @@ class EngineThread:
                 else:
                     m.itl.observe(now - ch.t_last)
                 ch.t_last = now
+
+    def _gauges(self) -> None:
+        m, eng = self.metrics, self.engine
         m.steps.inc()
         m.running.set(len(eng.running))
         m.waiting.set(len(eng.waiting))

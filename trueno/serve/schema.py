@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_N = 16
 MAX_STOP = 16
+MAX_LOGPROBS = 20  # top alternatives per token (OpenAI's top_logprobs limit)
 
 
 class APIError(Exception):
@@ -66,6 +67,7 @@ class GenerationRequest:
     n: int = 1
     stream: bool = False
     include_usage: bool = False
+    logprobs: int | None = None  # None: none; k: each token's logprob and its top k
     sampling: SamplingParams = field(default_factory=SamplingParams)
 
 
@@ -93,8 +95,10 @@ def parse_chat(body: dict) -> GenerationRequest:
         raise APIError("'messages' must be a non-empty array", param="messages")
     req.messages = [_message(m, i) for i, m in enumerate(msgs)]
     top = body.get("top_logprobs")
-    if body.get("logprobs") or top not in (None, 0):
-        raise APIError("logprobs are not supported by this server yet", param="logprobs")
+    if _bool(body, "logprobs", False):
+        req.logprobs = 0 if top is None else _int(top, "top_logprobs", lo=0, hi=MAX_LOGPROBS)
+    elif top is not None:
+        raise APIError("'top_logprobs' needs 'logprobs' set to true", param="top_logprobs")
     return req
 
 
@@ -114,8 +118,8 @@ def parse_completion(body: dict) -> GenerationRequest:
             "'prompt' must be a string or a non-empty array of token ids (one prompt)",
             param="prompt",
         )
-    if body.get("logprobs") not in (None, 0):
-        raise APIError("logprobs are not supported by this server yet", param="logprobs")
+    if body.get("logprobs") is not None:
+        req.logprobs = _int(body["logprobs"], "logprobs", lo=0, hi=MAX_LOGPROBS)
     if body.get("echo"):
         raise APIError("echo is not supported by this server", param="echo")
     return req

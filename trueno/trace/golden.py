@@ -1,7 +1,8 @@
 """Golden traces: a small, committed digest of an example's trace.
 
 A golden holds the op sequence of the main thread (run-length encoded), span counts per name
-over all threads, per-run self time per name and the run wall times, plus the fingerprint.
+over all threads (JIT spans excepted), per-run self time per name and the run wall times,
+plus the fingerprint.
 Checking compares sequence and counts exactly and timings with a generous factor (timings only
 when the fingerprint matches: like with like).
 """
@@ -53,7 +54,11 @@ def digest(trace: dict) -> dict:
         "command": trace.get("command", []),
         "fingerprint": trace.get("fingerprint", {}),
         "sequence": op_sequence(runs[0]),
-        "counts": dict(sorted(Counter(s["name"] for s in runs[0]).items())),
+        # JIT spans (numba import, cache load or compile) are left out: whether a kernel is
+        # compiled or loaded depends on numba's on-disk cache, not on the program
+        "counts": dict(
+            sorted(Counter(s["name"] for s in runs[0] if s.get("category") != "jit").items())
+        ),
         "backends": dict(
             sorted(
                 Counter(

@@ -21,6 +21,15 @@ def run_values(trace: dict, key: str) -> list | None:
     return values
 
 
+def mapped_bytes(trace: dict) -> list[int] | None:
+    """Bytes mapped by mmap + brk growth per run (strace's per-call output), or None."""
+    values = run_values(trace, "syscalls")
+    if values is None:
+        return None
+    mapped = [(v.get("mapped_bytes") or {}).get("total") for v in values]
+    return None if any(x is None for x in mapped) else mapped
+
+
 def reduce(values: list, stat: str) -> float:
     return float({"max": np.max, "min": np.min, "median": np.median, "mean": np.mean}[stat](values))
 
@@ -33,6 +42,14 @@ def spans_measured(trace: dict) -> bool:
 
 def complete(trace: dict) -> bool:
     return spans_measured(trace) and all(r.get("dropped") == 0 for r in trace["runs"])
+
+
+def counted(s: dict) -> str | None:
+    """The category a span count without one matches for ``s``: its own, except JIT spans
+    (numba's import, kernel loads and compiles: start-up work, counted only when asked for
+    with ``category = "jit"``)."""
+    category = s.get("category")
+    return None if category == "jit" else category
 
 
 def matching(trace: dict, pattern: str, category: str | None = "op") -> list[dict]:

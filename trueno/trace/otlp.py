@@ -47,8 +47,9 @@ def _exporter(endpoint: str, protocol: str, timeout: float):
     raise ConfigError(f"OTLP protocol {protocol!r}: expected http or grpc")
 
 
-def build_spans(trace: dict, service_name: str = "trueno") -> list:
-    """SDK ReadableSpans for every span of ``trace`` (parents before children)."""
+def build_spans(trace: dict, service_name: str = "trueno", traceparent: str | None = None) -> list:
+    """SDK ReadableSpans for every span of ``trace`` (parents before children); root spans
+    are children of the W3C ``traceparent`` (None: the ``TRACEPARENT`` variable's)."""
     from opentelemetry import context as otel_context
     from opentelemetry import trace as otel_trace
     from opentelemetry.sdk.resources import Resource
@@ -76,7 +77,8 @@ def build_spans(trace: dict, service_name: str = "trueno") -> list:
     provider.add_span_processor(_Collect())
     tracer = provider.get_tracer("trueno.trace")
     root_ctx = otel_context.Context()
-    traceparent = os.environ.get("TRACEPARENT", "")
+    if traceparent is None:
+        traceparent = os.environ.get("TRACEPARENT", "")
     if parse_traceparent(traceparent):
         root_ctx = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
     spans = trace["spans"]
@@ -105,10 +107,11 @@ def send(
     protocol: str = "http",
     timeout: float = 5.0,
     service_name: str = "trueno",
+    traceparent: str | None = None,
 ) -> dict:
     """Export ``trace``; returns {"ok", "spans", "endpoint", "error"} within ~``timeout`` s."""
     url = resolve_endpoint(endpoint, protocol)
-    spans = build_spans(trace, service_name)
+    spans = build_spans(trace, service_name, traceparent)
     exporter = _exporter(url, protocol, timeout)
     result: dict = {"ok": False, "spans": len(spans), "endpoint": url, "error": None}
 

@@ -52,10 +52,14 @@ def _key(name, category, backend, shape, dtype) -> int:
 
 
 class _ThreadBuffer:
-    __slots__ = ("rec", "rows", "thread")
+    """A thread's unflushed rows, with its parent-span stack at hand (one thread-local
+    lookup per op span)."""
+
+    __slots__ = ("rec", "rows", "thread", "stack")
 
     def __init__(self, rec: Recorder) -> None:
         self.rec, self.rows, self.thread = rec, [], threading.get_ident()
+        self.stack = _parent_stack()
 
 
 class Recorder:
@@ -84,7 +88,6 @@ class Recorder:
                 self._flush_all()
                 self.buffers = [b for b in self.buffers if b.rows or b is buf][-256:]
         _local.buf = buf
-        _parent_stack()  # exists from now on: record_op reads it without a fallback
         return buf
 
     def flush(self, buf: _ThreadBuffer) -> None:
@@ -132,8 +135,19 @@ class Recorder:
         if len(rows) >= CHUNK:
             self.flush(buf)
 
+    def write_row(self, thread: int, row: tuple) -> None:
+        """Store one finished span of ``thread`` directly (rare spans: JIT work)."""
+        with _lock:
+            if self.count >= self.capacity:
+                self.dropped += 1
+                return
+            self.data[self.count] = row
+            self.threads[self.count] = thread
+            self.count += 1
+
     def spans(self) -> list[dict]:
         """Finished spans as dicts, ordered by start time (``start_ns`` from recorder start)."""
+        flush_jit()
         self._flush_all()
         with _lock:
             n = self.count
@@ -180,6 +194,7 @@ def _parent_stack() -> list:
 def start(capacity: int | None = None) -> Recorder:
     """Turn tracing on with a fresh recorder and return it."""
     global _recorder, ENABLED
+    del jit_pending[:]
     _recorder = Recorder(capacity or config.TRACE_CAPACITY)
     ENABLED = True
     return _recorder
@@ -201,25 +216,88 @@ def record_op(
     flops: int,
     start_ns: int,
     dur_ns: int,
+    span_id: int = 0,
 ) -> None:
     """Record one finished op span (called by dispatch when ENABLED). ``backend`` and
-    ``dtype`` may be any hashable (an enum, a numpy dtype): they are stringified on export."""
+    ``dtype`` may be any hashable (an enum, a numpy dtype): they are stringified on export.
+    ``span_id``: the id :func:`claim_jit` gave the op's JIT children (else a fresh one)."""
     rec = _recorder
     if rec is None:
         return
-    loc = _local
-    buf = getattr(loc, "buf", None)
+    buf = getattr(_local, "buf", None)
     if buf is None or buf.rec is not rec:
         buf = rec.buffer()
-    stack = loc.stack
+    stack = buf.stack
     k = (name, "op", backend, shape, dtype)
     code = _keys.get(k)
     if code is None:
         code = _key(*k)
     rows = buf.rows
-    rows.append((next(_ids), stack[-1] if stack else 0, code, start_ns, dur_ns, nbytes, flops))
+    sid = span_id or next(_ids)
+    rows.append((sid, stack[-1] if stack else 0, code, start_ns, dur_ns, nbytes, flops))
     if len(rows) >= CHUNK:
         rec.flush(buf)
+
+
+# JIT work (importing numba, loading a kernel from its cache, compiling one) happens inside
+# an op whose span is recorded only when the op returns, so its spans wait here, as
+# (thread, start, dur, name, parent when it ran, attrs), until that op claims them as its
+# children (claim_jit) or, outside any op, until the spans are read (flush_jit).
+# Dispatch tests ``jit_pending`` (empty nearly always) after each op it records.
+jit_pending: list[tuple] = []
+
+
+def jit_event(name: str, start_ns: int, dur_ns: int, **attrs) -> None:
+    """Note finished JIT work of this thread (category ``jit``) for the op that caused it."""
+    if _recorder is None or not ENABLED:
+        return
+    stack = _parent_stack()
+    row = (threading.get_ident(), start_ns, dur_ns, name, stack[-1] if stack else 0, attrs)
+    with _lock:
+        jit_pending.append(row)
+
+
+def claim_jit(op_start_ns: int) -> int:
+    """Write this thread's pending JIT spans: those that started inside the op being
+    recorded (from ``op_start_ns``) become its children. Returns the op's span id."""
+    sid = next(_ids)
+    me = threading.get_ident()
+    with _lock:
+        mine = [e for e in jit_pending if e[0] == me]
+        jit_pending[:] = [e for e in jit_pending if e[0] != me]
+    _write_jits(mine, lambda e: sid if e[1] >= op_start_ns else e[4])
+    return sid
+
+
+def flush_jit() -> None:
+    """Write every pending JIT span under the span that was open when it ran."""
+    with _lock:
+        rows = list(jit_pending)
+        del jit_pending[:]
+    _write_jits(rows, lambda e: e[4])
+
+
+def _write_jits(rows: list[tuple], parent_of) -> None:
+    """JIT work inside other JIT work of the same thread (a kernel loaded while numba's
+    backend module is imported) becomes its child, so no time is counted twice."""
+    rows = sorted(rows, key=lambda e: (e[0], e[1], -e[2]))
+    open_: list[tuple[tuple, int]] = []  # enclosing (row, id) of the current thread
+    for e in rows:
+        open_ = [(o, i) for o, i in open_ if o[0] == e[0] and e[1] + e[2] <= o[1] + o[2]]
+        parent = open_[-1][1] if open_ else parent_of(e)
+        sid = next(_ids)
+        _write_jit(e, parent, sid)
+        open_.append((e, sid))
+
+
+def _write_jit(e: tuple, parent: int, sid: int) -> None:
+    rec = _recorder
+    if rec is None:
+        return
+    thread, start, dur, name, _, attrs = e
+    if attrs:
+        rec.attrs[sid] = {k: _plain(v) for k, v in attrs.items()}
+    rec.write_row(thread, (sid, parent, _key(name, "jit", "", (), ""), start, dur, 0, 0))
 
 
 def record(

@@ -5,10 +5,12 @@ Each ``[[assertion]]`` table has ``name``, ``type``, ``fail_on_violation`` (defa
 
 - ``critical_path``: ``max_duration_ms``, optional ``trace_name_pattern`` (a regex over span
   names: the critical path of the matching spans only);
-- ``span_count``: ``max_spans``, optional ``span_name_pattern`` (regex);
+- ``span_count``: ``max_spans``, optional ``span_name_pattern`` (regex); JIT spans (numba's
+  start-up work) are not counted;
 - ``memory_usage``: ``max_bytes`` and ``tracking_mode``: ``rss`` is the peak RSS of the run,
-  ``allocations`` the bytes mapped by mmap/brk, which the tracer does not record (strace here
-  counts calls only), so it is always "not measured";
+  ``allocations`` the bytes mapped by successful mmap calls plus the growth of the brk break,
+  summed from strace's per-call output (``trace run`` under strace; "not measured" without
+  it);
 - ``anti_pattern``: ``pattern`` GodProcess (one span's self time as a share of the run's
   critical path), TightLoop (the share of op calls that sit in a run of >= 10 back-to-back
   calls of one op under 20 us each) or PcieBottleneck (host<->device copy time as a share of
@@ -137,7 +139,11 @@ def _span_count(trace, a, kind, label):
         return Result(kind, label, NOT_MEASURED, message="spans were dropped or not recorded")
     pattern = a.get("span_name_pattern")
     counts = [
-        sum(1 for s in spans if pattern is None or re.search(pattern, s["name"]))
+        sum(
+            1
+            for s in spans
+            if s.get("category") != "jit" and (pattern is None or re.search(pattern, s["name"]))
+        )
         for spans in m.per_run(trace)
     ]
     return check_limits(kind, label, max(counts), None, a["max_spans"], " spans")
@@ -145,14 +151,17 @@ def _span_count(trace, a, kind, label):
 
 def _memory(trace, a, kind, label):
     if a["tracking_mode"] == "allocations":
-        return Result(
-            kind,
-            label,
-            NOT_MEASURED,
-            limit={"max": a["max_bytes"]},
-            message="bytes mapped by mmap/brk are not recorded (the tracer's strace pass "
-            "counts calls, not their sizes); use tracking_mode = 'rss'",
+        values = m.mapped_bytes(trace)
+        res = check_limits(
+            kind, label, None if values is None else max(values), None, a["max_bytes"], " B"
         )
+        if values is None:
+            res.limit = {"max": a["max_bytes"]}
+            res.message = (
+                "bytes mapped by mmap/brk need the syscalls traced by strace "
+                "(trace run --syscalls strace)"
+            )
+        return res
     values = m.run_values(trace, "max_rss_bytes")
     res = check_limits(
         kind, label, None if values is None else max(values), None, a["max_bytes"], " B"

@@ -22,7 +22,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-EXIT = {PASS: 0, FAIL: 1, NOT_MEASURED: 3}
 STATS = ("mean", "p50", "p95", "p99", "max", "total")
 RUN_STATS = ("max", "min", "median", "mean")
 
@@ -215,7 +214,7 @@ def _span_count(trace, rule, kind, label, base):
                 1
                 for s in spans
                 if m.fnmatchcase(s["name"], rule.get("op", "*"))
-                and rule.get("category") in (None, s.get("category"))
+                and rule.get("category", m.counted(s)) == s.get("category")
             )
         )
     return check_limits(kind, label, max(counts), rule.get("min"), rule.get("max"))

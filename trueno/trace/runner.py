@@ -5,7 +5,8 @@ Python process of the run that imports trueno (children included) writes its spa
 exit (:mod:`trueno.trace.boot`); the parent merges them with what it measured itself: wall
 time, CPU user/sys (``wait4`` rusage, children included), peak RSS (the largest VmHWM of the
 traced processes), exit code, and syscall counts from ``strace -f -c`` (when it works here)
-or from /proc read/write counters.
+or from /proc read/write counters. Under strace the calls are also printed (``-C``) so that
+the bytes mapped by mmap and brk can be summed (``syscalls["mapped_bytes"]``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,10 +41,64 @@ def strace_works() -> bool:
     return out.returncode == 0
 
 
+_CALL = re.compile(r"^\s*(\d+)\s+(?:(mmap|brk)\((.*)|<\.\.\. (mmap|brk) resumed>(.*))$")
+_ARGS = re.compile(r"^([^,)]*)(?:,\s*(\d+))?")
+_RET = re.compile(r"\)\s*=\s*(0x[0-9a-f]+|-?\d+)")
+
+
+def mapped_bytes(lines) -> dict:
+    """Bytes mapped by successful mmap calls and by brk growth, from strace's per-call lines
+    (``PID name(args) = ret``, split into ``<unfinished ...>`` / ``<... resumed>`` when
+    threads interleave). brk is per address space while strace names threads: a brk call is
+    compared with the last break of its thread, or of the nearest known break (a thread of
+    the same process) when the thread has none yet; ``brk(NULL)`` only reads the break."""
+    pending, tops = {}, {}
+    out = {"mmap": 0, "brk": 0}
+    for line in lines:
+        mt = _CALL.match(line)
+        if mt is None:
+            continue
+        pid, name = int(mt.group(1)), mt.group(2) or mt.group(4)
+        if mt.group(2):
+            args = mt.group(3)
+            if args.endswith("<unfinished ...>"):
+                pending[pid] = (name, args)
+                continue
+            rest = args
+        else:
+            name, args = pending.pop(pid, (name, ""))
+            rest = mt.group(5)
+        ret = _RET.search(rest) or _RET.search(args)
+        if ret is None or ret.group(1).startswith("-"):
+            continue
+        if name == "mmap":
+            length = _ARGS.match(args).group(2)
+            out["mmap"] += int(length) if length else 0
+            continue
+        top = int(ret.group(1), 0)
+        if _ARGS.match(args).group(1).strip() in ("0", "NULL"):  # a query: where the break is
+            tops[pid] = top
+            continue
+        prev = tops.get(pid)
+        if prev is None:
+            near = [t for t in tops.values() if abs(t - top) < 1 << 30]
+            prev = min(near, key=lambda t: abs(t - top)) if near else top
+        out["brk"] += max(0, top - prev)
+        for key in [k for k, t in tops.items() if t == prev]:
+            tops[key] = top
+        tops[pid] = top
+    out["total"] = out["mmap"] + out["brk"]
+    return out
+
+
 def parse_strace(text: str) -> dict:
-    """Parse ``strace -c`` output into {"source", "calls": {name: {...}}, "total"}."""
+    """Parse ``strace -c`` (or ``-C``: per-call lines, then the summary) output into
+    {"source", "calls": {name: {...}}, "total", "mapped_bytes"}."""
+    lines = text.splitlines()
+    head = max((i for i, line in enumerate(lines) if line.startswith("% time")), default=0)
+    mapped = mapped_bytes(lines[:head]) if head else None
     calls = {}
-    for line in text.splitlines():
+    for line in lines[head:]:
         parts = line.split()
         if len(parts) < 5 or parts[0].startswith(("%", "-")) or parts[-1] == "total":
             continue
@@ -58,7 +114,13 @@ def parse_strace(text: str) -> dict:
             "errors": prev["errors"] + errors,
             "seconds": prev["seconds"] + seconds,
         }
-    return {"source": "strace", "calls": calls, "total": sum(c["calls"] for c in calls.values())}
+    total = sum(c["calls"] for c in calls.values())
+    return {"source": "strace", "calls": calls, "total": total, "mapped_bytes": mapped}
+
+
+# -C prints every call as well as the summary: keep the lines short (no strings, structs or
+# flag names) - only mmap's length and brk's result are read back
+STRACE_QUIET = ("-s", "0", "-e", "abbrev=all", "-e", "verbose=none", "-X", "raw")
 
 
 def command_name(cmd: list[str]) -> str:
@@ -126,7 +188,8 @@ def run_once(
         argv = _resolve(cmd)
         strace_out = Path(tmp, "strace.txt")
         if use_strace:
-            argv = [shutil.which("strace"), "-f", "-c", "-o", str(strace_out), "--", *argv]
+            strace = [shutil.which("strace"), "-f", "-C", *STRACE_QUIET, "-o", str(strace_out)]
+            argv = [*strace, "--", *argv]
         out = subprocess.DEVNULL if quiet else None
         t0 = time.perf_counter_ns()
         try:

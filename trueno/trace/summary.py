@@ -47,6 +47,17 @@ def summarize(spans: list[dict]) -> list[dict]:
     return rows
 
 
+def jit_line(rows: list[dict]) -> str | None:
+    """One line for the JIT spans' time (numba's import, kernel cache loads, compiles):
+    start-up cost, shown apart from the ops' compute. None when there is none."""
+    jit = [r for r in rows if r["category"] == "jit"]
+    if not jit:
+        return None
+    total = sum(r["total_ns"] for r in jit)
+    parts = ", ".join(f"{r['name']} {r['calls']}x {_t(r['total_ns'])}" for r in jit)
+    return f"jit (start-up, not compute): {_t(total)}: {parts}"
+
+
 def by_process(spans: list[dict]) -> list[dict]:
     """Rows of :func:`summarize` per process of a merged trace (a dask cluster's client and
     workers: spans labelled ``process``), each with a ``process`` key."""

@@ -1,8 +1,12 @@
-"""CUDA C sources of the cupy backend (package data ``*.cu``) and their lazy loader.
+"""The CUDA loader: trueno's CUDA C sources (package data ``*.cu``) and their lazy compile.
 
-Each ``<name>.cu`` (files starting with ``_`` are headers) compiles to one ``cupy.RawModule``
-the first time one of its kernels is asked for, then stays cached; cupy's own kernel cache
-keeps the compiled binary across processes. Importing this package does not import cupy.
+A kernel source lives beside its CPU twin: the op kernels here (``rowwise.cu``), the GGML
+quant matvec in ``trueno/quant/``, the transformer decode kernels in ``trueno/llm/``. The
+shared headers (files starting with ``_``) stay in this folder, which is the include path.
+Each ``<name>.cu`` compiles to one ``cupy.RawModule`` the first time one of its kernels is
+asked for, then stays cached; cupy's own kernel cache keeps the compiled binary across
+processes. Sources are found by their file name anywhere in the package, so this loader
+imports nothing of the layers that own them. Importing this package does not import cupy.
 """
 
 from __future__ import annotations
@@ -11,21 +15,35 @@ import threading
 from functools import cache
 from pathlib import Path
 
-SOURCE_DIR = Path(__file__).resolve().parent
+SOURCE_DIR = Path(__file__).resolve().parent  # the op kernels and the shared headers
+PACKAGE_DIR = SOURCE_DIR.parent.parent  # trueno/
 _lock = threading.Lock()
 _modules: dict[str, object] = {}
 
 
+@cache
+def _sources() -> dict[str, Path]:
+    """Kernel source name -> path, over the whole package (headers excluded)."""
+    found: dict[str, Path] = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.cu")):
+        if path.name.startswith("_"):
+            continue
+        if path.stem in found:
+            raise RuntimeError(f"two CUDA sources named {path.stem!r}: {found[path.stem]}, {path}")
+        found[path.stem] = path
+    return found
+
+
 def source_names() -> tuple[str, ...]:
     """The kernel sources (``quant_matvec``, ``rowwise`` ...), headers excluded."""
-    return tuple(sorted(p.stem for p in SOURCE_DIR.glob("*.cu") if not p.name.startswith("_")))
+    return tuple(_sources())
 
 
 def source_path(name: str) -> Path:
-    path = SOURCE_DIR / f"{name}.cu"
-    if not path.is_file():
+    path = _sources().get(name)
+    if path is None:
         raise FileNotFoundError(
-            f"no CUDA source {name!r} in {SOURCE_DIR}; expected one of {', '.join(source_names())}"
+            f"no CUDA source {name!r} in {PACKAGE_DIR}; expected one of {', '.join(source_names())}"
         )
     return path
 

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from trueno.backends.cuda import SOURCE_DIR, include_options, source_names, source_path
+from trueno.backends.cuda import PACKAGE_DIR, include_options, source_names, source_path
 
 DEFAULT_ARCHS = ("sm_80", "sm_90")
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         res = compile_ptx(arch)
         n = sum(len(entry_points(t)) for t in res.ptx.values())
         sys.stdout.write(
-            f"{arch}: {'ok' if res.ok else 'FAILED'} ({n} kernels) from {SOURCE_DIR}\n{res.log}"
+            f"{arch}: {'ok' if res.ok else 'FAILED'} ({n} kernels) from {PACKAGE_DIR}\n{res.log}"
         )
         status |= not res.ok
     return status

@@ -1,8 +1,13 @@
-"""Scalar math the kernels inline: vectorizable float32 approximations of exp/tanh/erf (numba
-never vectorizes libm calls) and LLVM intrinsics (NaN-propagating maximum/minimum, bit casts).
+"""Scalar math the kernels inline: vectorizable approximations of exp/tanh/erf (numba never
+vectorizes libm calls) and LLVM intrinsics (NaN-propagating maximum/minimum, bit casts).
 
-float64 inputs use libm (exact); the float32 forms below are polynomials LLVM turns into SIMD.
-Max errors (float32, measured over a dense grid incl. extremes in tests/backends):
+exp and tanh have float32 and float64 polynomials LLVM turns into SIMD; erfc and expm1 use
+libm for float64. Max errors (float64: tests/backends/test_numba_math64.py, against numpy over
+the whole range with hypothesis and dense grids, in ulps of the result):
+- exp64: 1 ulp for normal results (Cody-Waite reduction, degree-13 Taylor polynomial, 2**k
+  from exponent bits in two steps, so subnormal results round once and overflow gives inf).
+- tanh64: 2 ulp (Cephes' rational form below |x| = 0.625, 1 - 2 / (exp64(2|x|) + 1) above).
+float32 (measured over a dense grid incl. extremes in tests/backends):
 - exp32:  rel 1.8e-7 on [-87.3, 88.7] (degree-5 polynomial); 0 below -104, inf above 88.73;
   subnormal results within 2 steps; NaN -> NaN.
 - exp32_accurate: rel 8e-8 (Cephes expf, degree 7), inside expm1 and erfc (they amplify it).
@@ -10,6 +15,10 @@ Max errors (float32, measured over a dense grid incl. extremes in tests/backends
 - erfc32: rel 4e-7 + 1.2e-7 a^2 (Numerical Recipes' erfcc, t exp(-a^2 + P(t)), t = 1/(1+a/2);
   the a^2 term is a*a rounding, erfc's own conditioning).
 - expm1_32: rel 3e-7 (Taylor for |x| < 0.35, exp32_accurate(x) - 1 beyond).
+
+numba's on-disk cache keys a kernel on its own file, not on the helpers it inlines: a change
+to a function here must come with a change to every module that calls it (elementwise,
+activations, rowwise), or warm caches keep the old code.
 """
 
 from __future__ import annotations
@@ -57,6 +66,28 @@ def i32_as_f32(typingctx, i):
 
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def f64_as_i64(typingctx, x):
+    """Reinterpret the bits of a float64 as an int64."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def i64_as_f64(typingctx, i):
+    """Reinterpret the bits of an int64 as a float64."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
 
     return sig, codegen
 
@@ -112,6 +143,64 @@ def exp32(x):
     p = p * (r * r) + r + np.float32(1.0)
     s1, s2 = _pow2_32(np.int32(k))
     return p * s1 * s2
+
+
+_SHIFT64 = 6755399441055744.0  # 1.5 * 2**52: x + _SHIFT64 rounds x to an integer in the low bits
+_SHIFT64_BITS = np.int64(np.array(_SHIFT64).view(np.int64))
+
+
+@nb.njit(**INLINE)
+def exp64(x):
+    """e**x in float64 within 1 ulp: k = round(x / ln2) by the 1.5 * 2**52 shift (AVX2 has no
+    float64 -> int64 conversion; a bit cast vectorizes), r = x - k ln2 in two parts (Cody-
+    Waite, |r| <= ln2/2), e^r by its Taylor polynomial to degree 13 (truncation 4e-18), 2**k
+    as two normal powers of two (subnormal results round once; above 709.79 inf, below
+    -745.2 zero; NaN stays NaN)."""
+    hi = 709.8
+    lo = -745.2
+    xc = hi if x > hi else x
+    xc = lo if xc < lo else xc
+    t = xc * 1.4426950408889634 + _SHIFT64
+    k = t - _SHIFT64
+    ki = f64_as_i64(t) - _SHIFT64_BITS
+    r = xc - k * 6.93147180369123816490e-01  # ln2's high part: k * it is exact
+    r = r - k * 1.90821492927058770002e-10
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = 1.0 + (r + (r * r) * p)
+    k1 = ki >> np.int64(1)
+    k2 = ki - k1
+    s1 = i64_as_f64((k1 + np.int64(1023)) << np.int64(52))
+    s2 = i64_as_f64((k2 + np.int64(1023)) << np.int64(52))
+    return p * s1 * s2
+
+
+@nb.njit(**INLINE)
+def tanh64(x):
+    """tanh in float64 within 2 ulp, branch-free (both forms computed, one selected): Cephes'
+    x + x^3 P(x^2) / Q(x^2) below |x| = 0.625, 1 - 2 / (e^(2|x|) + 1) with exp64 above (|x|
+    clamped at 22, where tanh is 1 to double precision), signed by x. NaN stays NaN."""
+    ax = np.abs(x)
+    a = 22.0 if ax > 22.0 else ax
+    e = exp64(a + a)
+    big = np.copysign(1.0 - 2.0 / (e + 1.0), x)
+    s = x * x
+    p = (-9.64399179425052238628e-1 * s - 9.92877231001918586564e1) * s
+    p = p - 1.61468768441708447952e3
+    q = ((s + 1.12811678491632931402e2) * s + 2.23548839060100448583e3) * s
+    q = q + 4.84406305325125486048e3
+    small = np.copysign(ax + ax * s * (p / q), x)  # on |x|, so that -0 stays -0
+    return small if ax < 0.625 else big
 
 
 @nb.njit(**INLINE)
@@ -178,6 +267,8 @@ def fexpm1(x):  # pragma: no cover
 def _fexp(x):
     if x == types.float32:
         return lambda x: exp32(x)
+    if x == types.float64:
+        return lambda x: exp64(x)
     return lambda x: np.exp(x)
 
 
@@ -185,6 +276,8 @@ def _fexp(x):
 def _ftanh(x):
     if x == types.float32:
         return lambda x: tanh32(x)
+    if x == types.float64:
+        return lambda x: tanh64(x)
     return lambda x: np.tanh(x)
 
 

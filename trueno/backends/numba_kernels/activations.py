@@ -1,5 +1,6 @@
-"""Activation kernels: one vectorizable loop each, float32 transcendentals from ._math
-(exp, tanh, erfc, expm1 polynomials; float64 uses libm). No fastmath: NaN and Inf behave as
+"""Activation kernels: one vectorizable loop each, transcendentals from ._math (exp and tanh
+polynomials in float32 and float64; erfc, expm1 polynomials in float32, libm in float64).
+No fastmath: NaN and Inf behave as
 in the numpy reference, which uses the same formulas."""
 
 from __future__ import annotations

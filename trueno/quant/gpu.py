@@ -1,4 +1,4 @@
-"""GPU quantized matvec straight from GGML blocks (``cuda/quant_matvec.cu``), and model upload.
+"""GPU quantized matvec straight from GGML blocks (``quant_matvec.cu`` beside it), and upload.
 
 ``prepare_gpu(blocks, ggml_type, shape)`` copies a quantized weight matrix to the device once
 (the blocks exactly as in the GGUF file: no re-layout, no f32 copy) and returns an object whose
@@ -19,18 +19,11 @@ import numpy as np
 
 from trueno.errors import QuantError, UnsupportedError
 from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
+from trueno.quant.kernels import RECORDS
 from trueno.trace import recorder
 
-# GGML type -> kernel name in quant_matvec.cu
-KERNEL_OF: dict[GGMLType, str] = {
-    GGMLType.Q4_0: "matvec_q4_0",
-    GGMLType.Q4_1: "matvec_q4_1",
-    GGMLType.Q5_0: "matvec_q5_0",
-    GGMLType.Q5_1: "matvec_q5_1",
-    GGMLType.Q8_0: "matvec_q8_0",
-    GGMLType.Q4_K: "matvec_q4_K",
-    GGMLType.Q6_K: "matvec_q6_K",
-}
+# GGML type -> kernel name in quant_matvec.cu, from the type's kernel record
+KERNEL_OF: dict[GGMLType, str] = {t: r.cuda_kernel for t, r in RECORDS.items() if r.cuda_kernel}
 # the batched kernels (prompt processing): Y (n, rows) = X (n, cols) @ W.T
 MATMUL_KERNEL_OF: dict[GGMLType, str] = {
     t: k.replace("matvec", "matmul") for t, k in KERNEL_OF.items()

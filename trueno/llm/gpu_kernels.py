@@ -1,6 +1,6 @@
 """GPU twins of :mod:`trueno.llm.kernels` for decoding on the device: same names, same
 argument order (output first), float32 cupy arrays in and out, no allocation per call except
-where noted. Kernels: ``cuda/transformer.cu`` (RoPE, attention over the KV cache),
+where noted. Kernels: ``transformer.cu`` (beside this module) (RoPE, attention over the KV cache),
 ``cuda/rowwise.cu`` (RMS norm) and fused ElementwiseKernels for the gated activations.
 
 Imports cupy: load it only when decoding on the GPU.

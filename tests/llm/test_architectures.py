@@ -1,0 +1,230 @@
+"""qwen3, gemma2, granite, olmo2, phi3 and smollm3: tiny random transformers models, written
+to GGUF as llama.cpp's convert_hf_to_gguf.py writes them, against transformers' own forward.
+
+Each architecture's differences are fields of trueno's Config (see trueno/llm/config.py);
+these tests check that one forward pass with those fields gives transformers' logits, for
+prefill and KV-cache decode, F32 and Q8_0 weights, alone and in the batch engine.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from llm_archs import (
+    ARCHS,
+    CTX,
+    DIM,
+    LLAMA_PERMUTED,
+    N_LAYERS,
+    PHI3_ORIG_CTX,
+    hf_logits,
+    quantized,
+)
+from llm_models import assert_logits_close, write_gguf
+
+from trueno.gguf.constants import GGMLType, Keys
+from trueno.llm import Model
+from trueno.llm.config import Config
+
+TOKENS = [1, 5, 17, 3, 42, 8, 63, 0, 12, 12, 30, 7]  # longer than gemma2's window of 4
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_logits_match_transformers(arch, arch_model):
+    path, torch, hf = arch_model(arch)
+    model = Model.load(path, ctx_size=PHI3_ORIG_CTX, cache_type="f32")
+    assert model.config.arch == arch
+    assert_logits_close(model.logits(TOKENS), hf_logits(torch, hf, TOKENS))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_decode_with_kv_cache_equals_full_sequence(arch, arch_model):
+    path, _, _ = arch_model(arch)
+    model = Model.load(path, cache_type="f32")
+    full = model.logits(TOKENS)
+    model.reset()
+    steps = [model.prefill(TOKENS[:3])]
+    steps += [model.decode(tok).copy() for tok in TOKENS[3:]]
+    np.testing.assert_allclose(np.array(steps), full[2:], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_q8_0_weights_match_transformers_over_the_same_blocks(arch, arch_model, tmp_path):
+    """Prefill of more than MATVEC_ROWS tokens (dequantize + BLAS) tracks transformers over
+    the dequantized blocks at the f32 bound; decode's int8-activation matvecs at the bound of
+    test_model's quantized test."""
+    _, torch, hf = arch_model(arch)
+    md, tensors, ref = quantized(arch, hf, torch, GGMLType.Q8_0)
+    path = write_gguf(tmp_path / "q8.gguf", md, tensors)
+    model = Model.load(path, ctx_size=PHI3_ORIG_CTX, cache_type="f32")
+    assert model.weights.layers[0].w_down.ggml_type == GGMLType.Q8_0
+    tokens = (TOKENS * 2)[:14]
+    expect = hf_logits(torch, ref, tokens)
+    assert_logits_close(model.logits(tokens), expect, rel=1e-4)
+    model.reset()
+    model.prefill(tokens[:3])
+    steps = [model.decode(tok).copy() for tok in tokens[3:]]
+    assert_logits_close(np.array(steps), expect[3:], rel=3e-2)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batched_decode_equals_alone(arch, arch_model):
+    from trueno.llm.batch import BatchEngine, BatchSequence
+    from trueno.llm.generate import generate_tokens
+    from trueno.llm.sampler import Sampler
+
+    path, _, _ = arch_model(arch)
+    model = Model.load(path)
+    prompts = [[1, 5, 9, 13], [1, 30, 31, 32, 33, 34, 35], [1, 7]]
+    expect = []
+    for p in prompts:
+        model.reset()
+        expect.append(list(generate_tokens(model, p, max_tokens=8, temperature=0.0)))
+    engine = BatchEngine(model, n_slots=3)
+    got = engine.run([BatchSequence(p, 8, Sampler(temperature=0.0)) for p in prompts])
+    assert got == expect
+
+
+def test_phi3_rope_factors_are_chosen_by_the_context_size(arch_model):
+    """llama.cpp picks LongRoPE's long factors when the context exceeds the original one;
+    transformers when the sequence does: a 20-token sequence in a 64-token context takes the
+    long set on both sides, 12 tokens in a 16-token context the short set."""
+    path, torch, hf = arch_model("phi3")
+    short = Model.load(path, ctx_size=PHI3_ORIG_CTX, cache_type="f32")
+    long = Model.load(path, ctx_size=CTX, cache_type="f32")
+    assert short.rope_factors is short.weights.rope_short
+    assert long.rope_factors is long.weights.rope_long
+    assert long.config.rope_attn_factor > 1.0
+    tokens = (TOKENS * 2)[:20]
+    assert_logits_close(long.logits(tokens), hf_logits(torch, hf, tokens))
+    assert_logits_close(short.logits(TOKENS), hf_logits(torch, hf, TOKENS))
+    # and the choice matters
+    assert np.abs(long.logits(TOKENS) - short.logits(TOKENS)).max() > 1e-3
+
+
+def test_fused_phi3_tensors_are_used_in_place(arch_model):
+    path, _, _ = arch_model("phi3")
+    lw = Model.load(path).weights.layers[0]
+    assert lw.wq is None and lw.w_gate is None
+    assert lw.wqkv.name == "blk.0.attn_qkv.weight" and lw.w_gate_up.name == "blk.0.ffn_up.weight"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_config_fields_from_metadata(arch, arch_model):
+    path, _, hf = arch_model(arch)
+    c = Model.load(path).config
+    assert c.rope_neox == (arch not in LLAMA_PERMUTED)
+    assert c.qk_norm == (arch == "qwen3") and c.qk_norm_full == (arch == "olmo2")
+    assert c.pre_norms == (arch != "olmo2") and c.post_norms == (arch in ("gemma2", "olmo2"))
+    assert [c.uses_rope(i) for i in range(N_LAYERS)] == (
+        [True, True, True, False] if arch == "smollm3" else [True] * N_LAYERS
+    )
+    if arch == "gemma2":
+        assert (c.attn_softcap, c.final_softcap) == (4.0, 20.0)
+        assert [c.layer_window(i) for i in range(N_LAYERS)] == [4, 0, 4, 0]
+        assert c.embed_scale == math.sqrt(DIM) and c.activation == "gelu_tanh"
+    if arch == "granite":
+        assert (c.embed_scale, c.residual_scale, c.attn_scale, c.logit_scale) == (
+            3.0, 0.5, pytest.approx(0.3), 2.0)  # fmt: skip
+
+
+def test_gemma2_27b_scales_queries_by_dim_over_heads():
+    """GGUF has no query_pre_attn_scalar: llama.cpp takes dim / n_heads for the 46-layer 27B
+    (its query_pre_attn_scalar is 144, head_dim 128), head_dim elsewhere."""
+    md = {
+        Keys.ARCHITECTURE: "gemma2", "gemma2.embedding_length": 4608, "gemma2.block_count": 46,
+        "gemma2.feed_forward_length": 36864, "gemma2.attention.head_count": 32,
+        "gemma2.attention.head_count_kv": 16, "gemma2.attention.key_length": 128,
+        "gemma2.vocab_size": 256000,
+    }  # fmt: skip
+    c = Config.from_metadata(md)
+    assert c.attn_scale == pytest.approx(1 / math.sqrt(144))
+    assert (c.attn_softcap, c.final_softcap, c.sliding_window) == (50.0, 30.0, 4096)
+    c9 = Config.from_metadata({**md, "gemma2.block_count": 42})
+    assert c9.attn_scale == pytest.approx(1 / math.sqrt(128))
+
+
+def test_a_runtime_without_softcap_kernels_refuses_gemma2(arch_model):
+    from dataclasses import replace
+
+    from trueno.errors import UnsupportedError
+    from trueno.llm import runtime as runtimes
+
+    path, _, _ = arch_model("gemma2")
+    no_cap = replace(runtimes.cpu(), name="nocap", attn_softcap=False)
+    with pytest.raises(UnsupportedError, match="softcap"):
+        Model.load(path, device=no_cap)
+    Model.load(arch_model("qwen3")[0], device=no_cap)  # no softcap: accepted
+
+
+# each architecture's own fields, and the value that turns the feature off
+FEATURES = [
+    ("qwen3", "qk_norm", False),
+    ("gemma2", "attn_softcap", 0.0),
+    ("gemma2", "final_softcap", 0.0),
+    ("granite", "embed_scale", 1.0),
+    ("granite", "residual_scale", 1.0),
+    ("granite", "attention_scale", 0.0),
+    ("granite", "logit_scale", 1.0),
+    ("olmo2", "qk_norm_full", False),
+    ("smollm3", "nope_step", 0),
+    ("phi3", "rope_attn_factor", 1.0),
+]
+
+
+@pytest.mark.parametrize("arch, field, off", FEATURES)
+def test_each_feature_matters(arch, field, off, arch_model):
+    """The same weights with one field turned off no longer give transformers' logits: the
+    tiny models exercise every field (a field the forward pass ignored would fail here)."""
+    from dataclasses import replace
+
+    from trueno.gguf import load
+    from trueno.llm.weights import Weights
+
+    path, torch, hf = arch_model(arch)
+    gf = load(path)
+    config = Config.from_gguf(gf)
+    assert getattr(config, field) != off
+    plain = replace(config, **{field: off})
+    model = Model(plain, Weights.from_gguf(gf, config), gf, path, ctx_size=PHI3_ORIG_CTX)
+    ref = hf_logits(torch, hf, TOKENS)
+    err = np.abs(model.logits(TOKENS) - ref).max() / np.abs(ref).max()
+    assert err > 1e-3, f"{arch} without {field} still matches transformers ({err:.1e})"
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_converted(arch_model, tmp_path_factory):
+    """{arch: path} of every tiny model written by llama.cpp's convert_hf_to_gguf.py model
+    classes (tests/llm/llama_cpp_convert.py), all in one process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from llm_archs import LLAMA_CPP
+
+    if not (LLAMA_CPP / "convert_hf_to_gguf.py").exists():
+        pytest.skip(f"llama.cpp's converter is not at {LLAMA_CPP} (set TRUENO_LLAMA_CPP)")
+    root = tmp_path_factory.mktemp("llama_cpp_converted")
+    args, paths = [], {}
+    for arch in ARCHS:
+        arch_model(arch)[2].save_pretrained(root / arch)
+        paths[arch] = root / f"{arch}.gguf"
+        args += [str(root / arch), str(paths[arch])]
+    script = Path(__file__).with_name("llama_cpp_convert.py")
+    run = subprocess.run([sys.executable, str(script), str(LLAMA_CPP), *args],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    return paths
+
+
+@pytest.mark.slow  # one converter process for all six: ~30 s on a loaded host
+@pytest.mark.parametrize("arch", ARCHS)
+def test_llama_cpp_converted_file_matches_transformers(arch, arch_model, llama_cpp_converted):
+    """The same transformers model written by llama.cpp's convert_hf_to_gguf.py (an
+    independent writer: its tensor names, permutations, norm shifts and metadata keys)."""
+    _, torch, hf = arch_model(arch)
+    model = Model.load(llama_cpp_converted[arch], ctx_size=PHI3_ORIG_CTX, cache_type="f32")
+    assert model.config.arch == arch
+    assert_logits_close(model.logits(TOKENS), hf_logits(torch, hf, TOKENS))
