@@ -1,6 +1,6 @@
 """trueno on dask vs dask's own numpy expressions, same run, on a 2-worker LocalCluster.
 
-    python benches/dask_ops.py [--mb 256] [--rounds 3] [--workers 2]
+    python benches/dask_ops.py [--mb 256] [--rounds 3] [--workers 2] [--ops sum,norm_l2]
 
 Data is generated on the workers and persisted; each op's result is reduced to a scalar on
 the workers (only that comes back). Rounds interleave the two sides; best of 2 calls per
@@ -20,6 +20,7 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--ops", default="", help="comma-separated subset (default: all)")
     args = ap.parse_args()
 
     import dask.array as da
@@ -63,6 +64,8 @@ def main() -> None:
             "sum": (lambda: trueno.sum(x), lambda: x.sum()),
             "norm_l2": (lambda: trueno.norm_l2(x), lambda: da.sqrt((x * x).sum())),
         }
+        if args.ops:
+            cases = {k: v for k, v in cases.items() if k in args.ops.split(",")}
         for f, g in cases.values():  # warm: JIT in the workers
             f().compute(), g().compute()
         print(f"{args.mb} MB float32 ({rows}x{cols}), {args.workers} workers x 1 thread")

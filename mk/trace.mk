@@ -9,6 +9,7 @@
 #   make profile-otlp-phoenix [PHOENIX_BENCHES="vector_ops"] [BENCH_ARGS=--quick]
 #                          no docker: Arize Phoenix (its own venv under build/) receives the
 #                          benches' traces; UI and REST API on :$(PHOENIX_PORT)
+#   make test-phoenix      the slow test: spans read back from a real Phoenix
 #   make profile-compare BASELINE=a.json CURRENT=b.json
 PY ?= .venv/bin/python
 TRACE := $(PY) -m trueno trace
@@ -26,7 +27,7 @@ PHOENIX_URL := http://127.0.0.1:$(PHOENIX_PORT)
 PHOENIX_BENCHES ?= $(filter-out _%,$(notdir $(basename $(wildcard benches/*.py))))
 
 .PHONY: golden golden-check profile profile-flamegraph profile-bench profile-test \
-	profile-otlp-jaeger profile-otlp-tempo profile-otlp-phoenix profile-compare
+	profile-otlp-jaeger profile-otlp-tempo profile-otlp-phoenix test-phoenix profile-compare
 
 golden: install
 	@for ex in $(EXAMPLES); do \
@@ -73,10 +74,16 @@ endef
 
 # Phoenix: installed once into $(PHOENIX_VENV) (trueno's venv stays untouched), started in the
 # background unless something already answers on $(PHOENIX_PORT); it keeps running for the UI.
-profile-otlp-phoenix: install
+$(PHOENIX_VENV)/bin/phoenix:
+	$(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/python -m pip install -q arize-phoenix
+
+# the slow test that starts Phoenix and reads the span tree back through its REST API
+test-phoenix: install $(PHOENIX_VENV)/bin/phoenix
+	$(PY) -m pytest -q -p no:cacheprovider -m slow tests/trace/test_phoenix.py
+
+profile-otlp-phoenix: install $(PHOENIX_VENV)/bin/phoenix
 	@mkdir -p $(PROFILE_DIR) $(PHOENIX_DIR)
-	@test -x $(PHOENIX_VENV)/bin/phoenix || { $(PYTHON) -m venv $(PHOENIX_VENV) && \
-		$(PHOENIX_VENV)/bin/python -m pip install -q arize-phoenix; }
 	@if ! $(PY) mk/wait_http.py $(PHOENIX_URL)/healthz 0 2>/dev/null; then \
 		PHOENIX_PORT=$(PHOENIX_PORT) PHOENIX_HOST=127.0.0.1 \
 		PHOENIX_WORKING_DIR=$(abspath $(PHOENIX_DIR)) \

@@ -11,7 +11,8 @@ Reached from the ops layer by name (``_validate.lazy_array`` checks each input,
 - reductions: each block's partial from trueno's kernel (``map_blocks``), then a
   ``da.reduction`` tree combining the partials; argmax/argmin carry global flat indices and
   ties go to the first index (NaN first, as numpy);
-- matmul: ``da.blockwise`` with trueno/BLAS per block pair, partial products summed over k.
+- matmul: ``da.blockwise`` with trueno/BLAS per block pair, partial products summed over k;
+  matvec and vecmat are matmul with the vector as one column or row.
 
 Anything else raises UnsupportedError before a graph is built; nothing is computed here.
 """
@@ -31,7 +32,7 @@ from trueno.trace import recorder
 
 ELEMENTWISE_KINDS = frozenset({"elementwise", "transcendental", "fused", "libm"})
 ROWWISE = frozenset({"softmax", "log_softmax", "layer_norm", "rms_norm"})
-MATRIX = frozenset({"matmul"})
+MATRIX = frozenset({"matmul", "matvec", "vecmat"})  # the vector ops: matmul on a column/row
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -161,7 +162,7 @@ def accept(x, op: str):
         raise UnsupportedError(
             f"{op}: not supported on dask arrays (nothing was computed); supported: "
             "element-wise ops and activations, softmax, log_softmax, layer_norm, rms_norm, "
-            f"{', '.join(sorted(REDUCTIONS))}, matmul"
+            f"{', '.join(sorted(REDUCTIONS))}, matmul, matvec, vecmat"
         )
     dt = x.dtype
     if dt in FLOAT_DTYPES:
@@ -195,7 +196,7 @@ def _chunk(*args, op: str, trace: bool = False, kwargs=None):
         return dispatch.run(OPS[op], args[0].size, args, kwargs or None)
 
 
-def _partial(*blocks, op: str, pdtype, block_info=None, trace: bool = False, nargs: int = 1):
+def _partial(*blocks, op: str, pdtype, trace: bool = False, nargs: int = 1, block_info=None):
     _traced(trace)
     arrays, params = blocks[:nargs], blocks[nargs:]
     with recorder.span(f"dask.chunk {op}", "dask"):
@@ -205,8 +206,37 @@ def _partial(*blocks, op: str, pdtype, block_info=None, trace: bool = False, nar
     return out
 
 
+def _partial_at(*blocks, op: str, pdtype, block_info=None, trace: bool = False, nargs: int = 1):
+    """:func:`_partial` for the reductions that need where the block lies (argmax/argmin's
+    global indices): dask builds a ``block_info`` dict into each such task, which costs
+    graph-building and scheduling time, so only these ask for it."""
+    return _partial(*blocks, op=op, pdtype=pdtype, trace=trace, nargs=nargs, block_info=block_info)
+
+
 def _red_chunk(p, axis=None, keepdims=True):
     return p
+
+
+# the partial of a block with no elements: one that changes no combined value
+_EMPTY = {"max": (-np.inf,), "min": (np.inf,)}
+
+
+def _red_block(x, axis=None, keepdims=True, op=None, pdtype=None, trace=False):
+    """``da.reduction``'s chunk step: one block's partial from trueno's kernel. A block with
+    no elements gets the neutral partial without running a kernel: that is also how dask's
+    meta call on a (0, ...) array is answered (arrays with no elements at all take the
+    map_blocks path)."""
+    if x.size == 0:
+        out = np.empty((1,) * x.ndim, dtype=pdtype)
+        out[(0,) * x.ndim] = _EMPTY.get(op, (0.0,))
+        return out
+    return _partial(x, op=op, pdtype=pdtype, trace=trace)
+
+
+def _red_last(p, axis=None, keepdims=False, op=None, in_dtype=None, ddof=0, out_dtype=None):
+    """``da.reduction``'s aggregate step: the combined partial's final value."""
+    comb = _red_aggregate(p, axis, keepdims=False, name=op)
+    return _red_final(comb, op=op, in_dtype=in_dtype, ddof=ddof, out_dtype=out_dtype)
 
 
 def _red_combine(p, axis=None, keepdims=True, name=None):
@@ -260,6 +290,12 @@ def run(spec: OpSpec, args: tuple, kwargs: dict):
         return _rowwise(name, args, trace)
     if name in REDUCTIONS:
         return _reduction(name, args, trace)
+    if name == "matvec":  # (m, n) @ (n,): the vector as one column
+        a, v = args
+        return _matmul(a, v[:, None], trace=trace)[:, 0]
+    if name == "vecmat":  # (n,) @ (n, k): the vector as one row
+        v, a = args
+        return _matmul(v[None, :], a, trace=trace)[0]
     if name in MATRIX:
         return _matmul(*args, trace=trace)
     raise UnsupportedError(f"{name}: not supported on dask arrays (nothing was computed)")
@@ -315,8 +351,21 @@ def _reduction(name, args, trace):
     ddof = params[0] if name in ("variance", "stddev") and params else 0
     if name in ("variance", "stddev"):
         params = []
+    out_dtype = out_dtype or x.dtype
+    if len(arrays) == 1 and not params and pdtype is _SUM and x.size:
+        # one da.reduction: the kernel's partial is its chunk step and the final value its
+        # aggregate step (no extra map_blocks layers to build, tokenize and schedule)
+        return da.reduction(
+            x,
+            partial(_red_block, op=name, pdtype=pdtype, trace=trace),
+            partial(_red_last, op=name, in_dtype=x.dtype, ddof=ddof, out_dtype=out_dtype),
+            combine=partial(_red_combine, name=name),
+            dtype=out_dtype,
+            concatenate=True,
+            meta=np.empty((), dtype=out_dtype),
+        )
     partials = da.map_blocks(
-        _partial,
+        _partial_at if name in ("argmax", "argmin") else _partial,
         *arrays,
         *params,
         op=name,
@@ -327,7 +376,6 @@ def _reduction(name, args, trace):
         dtype=pdtype,
         meta=np.empty((0,) * x.ndim, dtype=pdtype),
     )
-    out_dtype = out_dtype or x.dtype
     combined = da.reduction(
         partials,
         _red_chunk,
