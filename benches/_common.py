@@ -65,6 +65,19 @@ def compare_times(fn_a, fn_b, repeat: int = 7, number: int | None = None) -> tup
     return statistics.median(ta), statistics.median(tb)
 
 
+def set_threads(n: int) -> None:
+    """Run numba's kernels and BLAS on ``n`` threads (the benches' ``--threads``)."""
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:
+        pass
+
+
 def sgemv_bandwidth_gbs(min_bytes: int = 512 << 20, repeat: int = 5) -> float:
     """DRAM read bandwidth in GB/s, measured as BLAS sgemv (``A @ x``) over a float32 matrix of
     at least ``min_bytes`` at the current BLAS thread count. Bytes counted: A only."""

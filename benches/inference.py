@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import print_table, sgemv_bandwidth_gbs  # noqa: E402
+from _common import print_table, set_threads, sgemv_bandwidth_gbs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared/testdata/llamacpp/reference_outputs.json"
@@ -234,15 +234,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--depth", action="store_true", help="the long-context table")
     args = ap.parse_args()
-    import numba
-
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
-    except ImportError:
-        pass
+    set_threads(args.threads)
     ref = json.loads(REFERENCE.read_text())["models"] if REFERENCE.exists() else {}
     bw = sgemv_bandwidth_gbs(256 << 20 if args.quick else 512 << 20)
     if args.depth:

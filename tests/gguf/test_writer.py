@@ -328,6 +328,26 @@ def test_blocks_from_trueno_quant_are_written_as_gguf_py_quantizes(tmp_path):
         np.testing.assert_array_equal(f.tensors["q"].data, ref)
 
 
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0", "Q5_1"])
+def test_3d_quantized_tensors_as_moe_experts(tmp_path, qtype):
+    """(experts, rows, cols) blocks, shape given or inferred from the bytes: gguf-py reads its
+    own blocks and dims (ne reversed) back, our reader a (E, rows, row_bytes) view."""
+    t = GGMLType[qtype]
+    x = RNG.standard_normal((3, 4, 256)).astype(np.float32)
+    ref = gguf.quants.quantize(x, gguf.GGMLQuantizationType[qtype])  # (3, 4, row_bytes)
+    write_gguf(tmp_path / "e.gguf", {}, {"inferred": (ref, t), "blocks": (ref, t, x.shape)})
+    by_name = {r.name: r for r in gguf.GGUFReader(str(tmp_path / "e.gguf")).tensors}
+    for name in ("inferred", "blocks"):
+        assert list(by_name[name].shape) == [256, 4, 3]
+        np.testing.assert_array_equal(np.asarray(by_name[name].data).reshape(ref.shape), ref)
+    with load(tmp_path / "e.gguf") as f:
+        info = f.tensors["inferred"]
+        assert info.shape == (3, 4, 256) and info.data.shape == ref.shape
+        np.testing.assert_array_equal(info.data, ref)
+        np.testing.assert_array_equal(info.data[1], ref[1])  # one expert: a view of its rows
+        assert np.shares_memory(info.data[1], info.data) and info.data[1].flags.c_contiguous
+
+
 @given(st.lists(st.floats(width=32, allow_nan=False), min_size=1, max_size=64))
 def test_bf16_rounding_matches_gguf_py(values):
     x = np.array(values, np.float32)

@@ -150,6 +150,12 @@ class Keys:
     ROPE_FREQ_BASE = "{arch}.rope.freq_base"
     ROPE_SCALING_TYPE = "{arch}.rope.scaling.type"
     ROPE_SCALING_FACTOR = "{arch}.rope.scaling.factor"
+    EXPERT_COUNT = "{arch}.expert_count"
+    EXPERT_USED_COUNT = "{arch}.expert_used_count"
+    EXPERT_FEED_FORWARD_LENGTH = "{arch}.expert_feed_forward_length"
+    EXPERT_WEIGHTS_NORM = "{arch}.expert_weights_norm"
+    EXPERT_WEIGHTS_SCALE = "{arch}.expert_weights_scale"
+    EXPERT_GATING_FUNC = "{arch}.expert_gating_func"
     ROPE_SCALING_ATTN_FACTOR = "{arch}.rope.scaling.attn_factor"
     ROPE_SCALING_ORIG_CTX = "{arch}.rope.scaling.original_context_length"
     ATTENTION_SCALE = "{arch}.attention.scale"
@@ -190,6 +196,17 @@ class TokenType(IntEnum):
     USER_DEFINED = 4
     UNUSED = 5
     BYTE = 6
+
+
+class ExpertGatingFunc(IntEnum):
+    """``{arch}.expert_gating_func``: how a MoE router turns its logits into expert weights
+    (llama.cpp's llama_expert_gating_func_type; 0 = the architecture's default)."""
+
+    NONE = 0
+    SOFTMAX = 1
+    SIGMOID = 2
+    SOFTMAX_WEIGHT = 3  # softmax over the selected experts' logits only
+    SQRT_SOFTPLUS = 4
 
 
 # numpy dtype (little-endian) of the zero-copy view for types stored element by element

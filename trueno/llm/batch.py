@@ -47,7 +47,6 @@ from trueno.llm.generate import common_prefix
 from trueno.llm.kv_cache import RunState
 from trueno.llm.model import PREFILL_CHUNK
 from trueno.llm.sampler import Sampler
-from trueno.trace import recorder
 
 
 @dataclass(eq=False)
@@ -333,16 +332,19 @@ class BatchEngine:
             _linear(lw.wo, att, xo)
             # x += post_norm(xo); xb = ffn_norm(x)
             m._add_then_norm(xb, x, xo, ms.post_attn[i], lw.ffn_norm)
-            if lw.w_gate_up is not None:
-                gate_up = self.gate_up[:B]
-                _linear(lw.w_gate_up, xb, gate_up)
-                hg[:] = gate_up[:, :F]
-                hu[:] = gate_up[:, F:]
+            if lw.moe is not None:  # rows grouped by expert, each product a fused matvec's
+                lw.moe.forward(xb, xo, m._act, exact=True)
             else:
-                _linear(lw.w_gate, xb, hg)
-                _linear(lw.w_up, xb, hu)
-            m._act(ha, hg, hu)
-            _linear(lw.w_down, ha, xo)
+                if lw.w_gate_up is not None:
+                    gate_up = self.gate_up[:B]
+                    _linear(lw.w_gate_up, xb, gate_up)
+                    hg[:] = gate_up[:, :F]
+                    hu[:] = gate_up[:, F:]
+                else:
+                    _linear(lw.w_gate, xb, hg)
+                    _linear(lw.w_up, xb, hu)
+                m._act(ha, hg, hu)
+                _linear(lw.w_down, ha, xo)
             # x += post_norm(xo); xb = the next layer's attn_norm(x) (or the output norm)
             nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
             m._add_then_norm(xb, x, xo, ms.post_ffn[i], nxt)
@@ -369,17 +371,5 @@ def token_logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, list]
 
 def _linear(m, xs: np.ndarray, out: np.ndarray) -> None:
     """out[b] = W @ xs[b] for every row b, equal bit for bit to decode's fused matvec of that
-    row: weights with a fused kernel run its B-vector form (PreparedWeight.matvecs_into: each
-    weight row read once for all B vectors); other weights (f32), or tracing on, the matvec
-    per row."""
-    p = getattr(m, "prepared", None)
-    if (
-        xs.shape[0] > 1
-        and p is not None
-        and out.flags.c_contiguous
-        and not recorder.ENABLED
-        and p.matvecs_into(xs, out)
-    ):
-        return
-    for b in range(xs.shape[0]):
-        m.matvec_into(xs[b], out[b])  # rows of out are contiguous even in a column slice
+    row (see :meth:`~trueno.llm.weights.Matrix.matvecs_into`)."""
+    m.matvecs_into(xs, out)

@@ -11,13 +11,13 @@ import math
 from dataclasses import dataclass
 
 from trueno.errors import ModelError, UnsupportedError
-from trueno.gguf.constants import Keys
+from trueno.gguf.constants import ExpertGatingFunc, Keys
 
 SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "gemma2", "gemma3", "granite", "olmo2", "phi3",
-                   "smollm3")  # fmt: skip
+                   "smollm3", "qwen3moe")  # fmt: skip
 # rotate (x[i], x[i + d/2]); llama, granite and smollm3 rotate adjacent pairs (llama.cpp's
 # llama_model_rope_type: NEOX vs NORM)
-NEOX_ROPE_ARCHS = ("qwen2", "qwen3", "gemma2", "gemma3", "olmo2", "phi3")
+NEOX_ROPE_ARCHS = ("qwen2", "qwen3", "gemma2", "gemma3", "olmo2", "phi3", "qwen3moe")
 GEMMA_ARCHS = ("gemma2", "gemma3")  # embeddings times sqrt(dim), gelu_tanh FFN, post norms
 # what GGUF files do not carry, hard-coded as llama.cpp does
 SWA_PATTERN = {"gemma2": 2, "gemma3": 6}  # layer i is global when (i + 1) % pattern == 0
@@ -25,7 +25,8 @@ GEMMA2_DEFAULT_WINDOW = 4096
 GEMMA2_SOFTCAPS = (50.0, 30.0)  # attention, final logits (llama_hparams defaults)
 GEMMA2_27B_LAYERS = 46  # query_pre_attn_scalar = dim / n_heads there, head_dim elsewhere
 GEMMA3_LOCAL_ROPE_BASE = 10000.0
-QK_HEAD_NORM_ARCHS = ("qwen3", "gemma3")  # RMS norm of each q/k head, weights (head_dim,)
+# RMS norm of each q/k head, weights (head_dim,)
+QK_HEAD_NORM_ARCHS = ("qwen3", "gemma3", "qwen3moe")
 SMOLLM3_NOPE_STEP = 4  # every 4th layer has no RoPE (llama.cpp: n_no_rope_layer_step = 4)
 
 
@@ -56,6 +57,13 @@ class Config:
     pre_norms: bool = True  # olmo2: False, no norm before attention and the FFN
     post_norms: bool = False  # gemma2/3, olmo2: norm after attention and after the FFN
     activation: str = "silu"  # "silu" or "gelu_tanh" (gate activation of the gated FFN)
+    # mixture of experts (mixtral: llama with expert tensors; qwen3moe); see trueno.llm.moe
+    n_experts: int = 0  # experts per layer; 0 = a dense FFN
+    n_experts_used: int = 0  # experts each token is routed to (top-k)
+    expert_hidden_dim: int = 0  # FFN inner size of one expert
+    expert_gating: ExpertGatingFunc = ExpertGatingFunc.SOFTMAX  # router logits -> weights
+    expert_weights_norm: bool = False  # the top-k weights renormalized to sum to 1
+    expert_weights_scale: float = 1.0  # then multiplied by this
     attention_scale: float = 0.0  # scores times this (granite, gemma2); 0 = 1/sqrt(head_dim)
     attn_softcap: float = 0.0  # gemma2: scores -> cap * tanh(scores / cap); 0 = off
     final_softcap: float = 0.0  # gemma2: the same on the logits
@@ -219,7 +227,35 @@ class Config:
             nope_step=SMOLLM3_NOPE_STEP if arch == "smollm3" else 0,
             rope_attn_factor=float(get(Keys.ROPE_SCALING_ATTN_FACTOR, 1.0, required=False)),
             rope_orig_ctx=int(get(Keys.ROPE_SCALING_ORIG_CTX, context_length, required=False)),
+            **_experts(arch, get),
         )
+
+
+def _experts(arch: str, get) -> dict:
+    """The mixture-of-experts fields of a Config (none for a dense model). Unset keys take
+    what llama.cpp hard-codes for mixtral and qwen3moe: softmax, renormalized top-k."""
+    n = int(get(Keys.EXPERT_COUNT, 0, required=False))
+    if n == 0:
+        if arch == "qwen3moe":
+            raise ModelError(f"metadata key {Keys.arch(Keys.EXPERT_COUNT, arch)!r} is missing")
+        return {}
+    used = int(get(Keys.EXPERT_USED_COUNT))
+    if not 0 < used <= n:
+        raise ModelError(f"expert_used_count {used} is not in 1..expert_count {n}")
+    gating = int(get(Keys.EXPERT_GATING_FUNC, 0, required=False))
+    try:
+        gating = ExpertGatingFunc(gating)
+    except ValueError:
+        raise UnsupportedError(f"expert_gating_func {gating} is not supported") from None
+    hidden = get(Keys.EXPERT_FEED_FORWARD_LENGTH, required=False)
+    return dict(
+        n_experts=n,
+        n_experts_used=used,
+        expert_hidden_dim=int(hidden if hidden is not None else get(Keys.FEED_FORWARD_LENGTH)),
+        expert_gating=ExpertGatingFunc.SOFTMAX if gating == ExpertGatingFunc.NONE else gating,
+        expert_weights_norm=bool(get(Keys.EXPERT_WEIGHTS_NORM, True, required=False)),
+        expert_weights_scale=float(get(Keys.EXPERT_WEIGHTS_SCALE, 1.0, required=False)),
+    )
 
 
 def _scalar(value):

@@ -247,20 +247,29 @@ class Model:
                 self._add_residual(x, o, lw.post_attn_norm)
                 # feed-forward
                 self._pre_norm(xb, x, lw.ffn_norm)
-                if lw.w_gate_up is not None:
-                    gu = lw.w_gate_up.matmul(xb)  # (T, 2F)
-                    g = xp.ascontiguousarray(gu[:, : c.hidden_dim])
-                    u = xp.ascontiguousarray(gu[:, c.hidden_dim :])
+                if lw.moe is not None:
+                    f = xp.empty_like(xb)
+                    lw.moe.forward(xb, f, self._act)  # (T, D): the experts each token chose
                 else:
-                    g = lw.w_gate.matmul(xb)  # (T, F)
-                    u = lw.w_up.matmul(xb)
-                a = xp.empty_like(g)
-                self._act(a, g, u)
-                f = lw.w_down.matmul(a)  # (T, D)
+                    f = self._ffn_batch(lw, xb)  # (T, D)
                 self._add_residual(x, f, lw.post_ffn_norm)
         cache.n = start + T
         k.rms_norm(x, x, w.output_norm, c.norm_eps)
         return x
+
+    def _ffn_batch(self, lw, xb):
+        """The dense gated FFN of T rows: (T, D) -> (T, D)."""
+        c, xp = self.config, self.xp
+        if lw.w_gate_up is not None:
+            gu = lw.w_gate_up.matmul(xb)  # (T, 2F)
+            g = xp.ascontiguousarray(gu[:, : c.hidden_dim])
+            u = xp.ascontiguousarray(gu[:, c.hidden_dim :])
+        else:
+            g = lw.w_gate.matmul(xb)  # (T, F)
+            u = lw.w_up.matmul(xb)
+        a = xp.empty_like(g)
+        self._act(a, g, u)
+        return lw.w_down.matmul(a)  # (T, D)
 
     def _record_attention(self, t0: int, n_queries: int, n_keys: int) -> None:
         """One op span for q/k norm + RoPE + cache write + attention (tracing on only);
@@ -410,13 +419,16 @@ class Model:
                 lw.wo.matvec_into(att[0], xo[0])
                 # x += post_norm(xo); xb = ffn_norm(x)
                 self._add_then_norm(xb, x, xo, s.post_attn[i], lw.ffn_norm)
-                if lw.w_gate_up is not None:
-                    lw.w_gate_up.matvec_into(xb[0], s.gate_up)
+                if lw.moe is not None:
+                    lw.moe.forward(xb, xo, self._act)  # the router, then the k chosen experts
                 else:
-                    lw.w_gate.matvec_into(xb[0], s.hg[0])
-                    lw.w_up.matvec_into(xb[0], s.hu[0])
-                self._act(s.ha, s.hg, s.hu)
-                lw.w_down.matvec_into(s.ha[0], xo[0])
+                    if lw.w_gate_up is not None:
+                        lw.w_gate_up.matvec_into(xb[0], s.gate_up)
+                    else:
+                        lw.w_gate.matvec_into(xb[0], s.hg[0])
+                        lw.w_up.matvec_into(xb[0], s.hu[0])
+                    self._act(s.ha, s.hg, s.hu)
+                    lw.w_down.matvec_into(s.ha[0], xo[0])
                 # x += post_norm(xo); xb = the next layer's attn_norm(x) (or the output norm)
                 nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
                 self._add_then_norm(xb, x, xo, s.post_ffn[i], nxt)

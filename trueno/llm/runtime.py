@@ -51,6 +51,10 @@ class Runtime:
 
     def check(self, config) -> None:
         """Refuse a model this runtime's kernels cannot run, before any weight is placed."""
+        if config.n_experts and not self.host_memory:
+            raise UnsupportedError(
+                f"mixture-of-experts models run on the CPU runtime only; not on {self.name}"
+            )
         if self.max_head_dim and config.head_dim > self.max_head_dim:
             raise UnsupportedError(
                 f"head_dim {config.head_dim} is larger than the {self.name} kernels take "

@@ -8,6 +8,7 @@ matrices are used in place through BLAS. Norm weights and biases are float32 vec
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,10 @@ from trueno.errors import ModelError, UnsupportedError
 from trueno.floats import bf16_to_f32, f16_to_f32
 from trueno.gguf.constants import GGMLType
 from trueno.llm.config import Config
+from trueno.trace import recorder
+
+if TYPE_CHECKING:
+    from trueno.llm.moe import MoE
 
 # up to this many rows a quantized matmul runs as fused matvecs (measured crossover ~12-16
 # rows for Q4_1/Q5_0 at 576-2048 columns; more for the K-quants)
@@ -124,6 +129,26 @@ class Matrix:
         """out = W @ x for decode's own float32 buffers (unchecked when prepared)."""
         self.matvec(x, out)
 
+    def matvecs_into(self, xs: np.ndarray, out: np.ndarray) -> None:
+        """out[b] = W @ xs[b] for every row b, equal bit for bit to ``matvec_into`` of that
+        row: weights with a fused kernel run its B-vector form (PreparedWeight.matvecs_into:
+        each weight row read once for all rows); other weights (f32), or tracing on, the
+        matvec per row. xs (B, cols) float32 C-contiguous rows; out (B, rows) float32 with
+        C-contiguous rows."""
+        if self.dense is None and self.prepared is None:
+            self.ready()
+        p = self.prepared
+        if (
+            xs.shape[0] > 1
+            and p is not None
+            and out.flags.c_contiguous
+            and not recorder.ENABLED
+            and p.matvecs_into(xs, out)
+        ):
+            return
+        for b in range(xs.shape[0]):
+            self.matvec_into(xs[b], out[b])  # rows of out are contiguous even in a column slice
+
     def matmul(self, x: np.ndarray) -> np.ndarray:
         """(n, cols) -> (n, rows)."""
         if self.dense is None and self.prepared is None:
@@ -197,9 +222,9 @@ class LayerWeights:
     wv: Matrix | None  # (K, D)
     wo: Matrix  # (D, Q)
     ffn_norm: np.ndarray | None  # (D,); None: no norm before the FFN (olmo2)
-    w_gate: Matrix | None  # (F, D)
+    w_gate: Matrix | None  # (F, D); None in a mixture-of-experts layer (``moe``)
     w_up: Matrix | None  # (F, D)
-    w_down: Matrix  # (D, F)
+    w_down: Matrix | None  # (D, F)
     bq: np.ndarray | None = None  # (Q,) qwen2
     bk: np.ndarray | None = None  # (K,)
     bv: np.ndarray | None = None  # (K,)
@@ -210,6 +235,7 @@ class LayerWeights:
     wqkv: Matrix | None = None  # (Q + 2K, D) wq|wk|wv stacked when they share a type
     bqkv: np.ndarray | None = None  # (Q + 2K,)
     w_gate_up: Matrix | None = None  # (2F, D) w_gate|w_up stacked
+    moe: MoE | None = None  # router and experts, instead of w_gate/w_up/w_down
 
     def fuse(self, prepare: bool = True) -> None:
         """Stack Q/K/V and gate/up so decode runs one matvec for each group, and prepare
@@ -226,14 +252,22 @@ class LayerWeights:
                     for b, n in zip(biases, sizes, strict=True)
                 ]
             )
-        if self.w_gate_up is None:
+        if self.moe is None and self.w_gate_up is None:
             self.w_gate_up = Matrix.stack("ffn_gate_up", [self.w_gate, self.w_up])
         if prepare:
-            for m in self.used_matrices():
-                m.ready()
+            self.ready()
+
+    def ready(self) -> None:
+        """Prepare every matrix the forward pass uses (experts in place: see MoE.ready)."""
+        if self.moe is not None:
+            self.moe.ready()  # first: ready() is a no-op on a prepared matrix
+        for m in self.used_matrices():
+            m.ready()
 
     def used_matrices(self) -> list[Matrix]:
         qkv = [self.wqkv] if self.wqkv is not None else [self.wq, self.wk, self.wv]
+        if self.moe is not None:
+            return [*qkv, self.wo, *self.moe.matrices()]
         ffn = [self.w_gate_up] if self.w_gate_up is not None else [self.w_gate, self.w_up]
         return [*qkv, self.wo, *ffn, self.w_down]
 
@@ -323,6 +357,11 @@ class Weights:
             t = info(name, shape, required)
             return None if t is None else Matrix(name, t)
 
+        def ffn(name: str, shape: tuple):  # a dense FFN matrix; MoE layers have experts
+            return mat(name, shape) if not c.n_experts else None
+
+        from trueno.llm.moe import MoE  # moe builds on this module's Matrix
+
         c = config
         D, Q, K, F = c.dim, c.q_dim, c.kv_dim, c.hidden_dim
         q_norm_dim, k_norm_dim = (Q, K) if c.qk_norm_full else (c.head_dim, c.head_dim)
@@ -331,7 +370,7 @@ class Weights:
             p = f"blk.{i}."
             # phi3 stores Q|K|V as one tensor and gate|up as one (2F, D) "ffn_up"
             wqkv = mat(p + "attn_qkv.weight", (Q + 2 * K, D), required=False)
-            fused_ffn = p + "ffn_gate.weight" not in tensors
+            fused_ffn = not c.n_experts and p + "ffn_gate.weight" not in tensors
             w_gate_up = mat(p + "ffn_up.weight", (2 * F, D)) if fused_ffn else None
             layers.append(
                 LayerWeights(
@@ -341,9 +380,9 @@ class Weights:
                     wv=None if wqkv else mat(p + "attn_v.weight", (K, D)),
                     wo=mat(p + "attn_output.weight", (D, Q)),
                     ffn_norm=vec(p + "ffn_norm.weight", D, required=c.pre_norms),
-                    w_gate=None if fused_ffn else mat(p + "ffn_gate.weight", (F, D)),
-                    w_up=None if fused_ffn else mat(p + "ffn_up.weight", (F, D)),
-                    w_down=mat(p + "ffn_down.weight", (D, F)),
+                    w_gate=None if fused_ffn else ffn(p + "ffn_gate.weight", (F, D)),
+                    w_up=None if fused_ffn else ffn(p + "ffn_up.weight", (F, D)),
+                    w_down=ffn(p + "ffn_down.weight", (D, F)),
                     bq=vec(p + "attn_q.bias", Q, required=False),
                     bk=vec(p + "attn_k.bias", K, required=False),
                     bv=vec(p + "attn_v.bias", K, required=False),
@@ -351,6 +390,7 @@ class Weights:
                     k_norm=vec(p + "attn_k_norm.weight", k_norm_dim, required=c.qk_norm_any),
                     post_attn_norm=vec(p + "post_attention_norm.weight", D, required=c.post_norms),
                     post_ffn_norm=vec(p + "post_ffw_norm.weight", D, required=c.post_norms),
+                    moe=MoE.from_gguf(tensors, p, c) if c.n_experts else None,
                     wqkv=wqkv,
                     w_gate_up=w_gate_up,
                 )
@@ -364,8 +404,7 @@ class Weights:
             if fuse:
                 lw.fuse(prepare)
             elif prepare:
-                for m in lw.used_matrices():
-                    m.ready()
+                lw.ready()
         embd_info = info("token_embd.weight", (c.vocab_size, D))
         out_name = "output.weight" if "output.weight" in tensors else "token_embd.weight"
         output = mat(out_name, (c.vocab_size, D))
