@@ -34,3 +34,12 @@ def test_port_in_use(tiny_gguf, capsys):
 def test_bad_parallel(tiny_gguf, capsys):
     assert main(["serve", "-m", str(tiny_gguf), "--parallel", "0"]) == 1
     assert "--parallel" in capsys.readouterr().err
+
+
+def test_cache_type_flag_reaches_the_model_loader():
+    """``--cache-type`` (``-ctk``) as on run and chat: load_model reads args.cache_type."""
+    from trueno.cli.main import build_parser
+
+    args = build_parser().parse_args(["serve", "-m", "x.gguf", "-ctk", "f16"])
+    assert args.cache_type == "f16"
+    assert build_parser().parse_args(["serve", "-m", "x.gguf"]).cache_type is None

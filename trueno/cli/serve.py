@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+from trueno.cli.run import add_cache_type_arg
 from trueno.errors import BackendUnavailableError, ConfigError
 
 EXTRA_MODULES = ("starlette", "uvicorn", "prometheus_client")
@@ -33,6 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--queue", type=int, default=64, help="requests waiting for a slot before 503s")
     p.add_argument("--alias", default=None, help="model name clients use (default: file stem)")
     p.add_argument("--device", choices=("cpu",), default="cpu", help=argparse_device_help())
+    add_cache_type_arg(p)  # every slot's KV cache
     p.set_defaults(func=handler)
 
 
