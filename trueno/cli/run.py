@@ -34,7 +34,7 @@ def add_cache_type_arg(p) -> None:
         "--cache-type",
         choices=("f16", "f32"),
         default=None,
-        help="KV cache element type (default f32, exact; f16 halves the cache's bytes, CPU only)",
+        help="KV cache element type (default: f16 on the CPU, half the bytes; f32 is exact)",
     )
 
 

@@ -32,14 +32,15 @@ from trueno.quant.llvm_ir import F16, F32, I32, V8F32, _Acc, _data, _fma, _i64, 
 _FM = {"reassoc", "contract", "nsz"}  # lets reductions vectorize; no change to exp/tanh/nan
 _JIT = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
 
-ATTN_BLOCK = 32  # key positions per block (its scores and widened rows stay in L1)
+ATTN_BLOCK = 32  # positions per block: its K and V rows (widened to f32) stay in L1 for all G heads
 SPLIT_MIN = 512  # fewest positions worth a thread hand-off (about 25 us of work per head)
 _F16_SCALE = np.float32(2.0**112)  # f16 bits << 13 read as f32, times this: the f16 value
 
 _HOST = cpu_features()
 SIMD = _HOST["avx2"] and _HOST["fma"]  # the IR kernels below (never run without them)
 F16C = _HOST["f16c"]  # vcvtph2ps: f16 -> f32 in one instruction per eight values
-# numba's thread count, fixed at import (numba.get_num_threads() in a kernel stops caching)
+# numba's thread count, fixed at import (numba.get_num_threads() in a kernel stops caching;
+# a cached kernel keeps the count it was compiled with: it picks the split, never the result)
 THREADS = numba.config.NUMBA_NUM_THREADS
 
 
