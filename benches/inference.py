@@ -34,9 +34,12 @@ REFERENCE = ROOT.parent / "shared/testdata/llamacpp/reference_outputs.json"
 PROMPT = "The capital of France is"
 
 
-def find_models():
+def find_models(paths=None):
+    """(name, llama.cpp reference name, path) of the registry models, or of ``paths``."""
     from trueno.llm.packaged import gemma3_path, smollm2_path
 
+    if paths:
+        return [(Path(p).stem, Path(p).stem, Path(p)) for p in paths]
     out = []
     for name, ref_name, find in (
         ("SmolLM2-135M Q4_1", "SmolLM2-135M-Instruct.Q4_1", smollm2_path),
@@ -186,7 +189,7 @@ class _LlamaDepth:
 def depth_main(args, bw: float) -> int:
     n_decode, rounds = (8, 1) if args.quick else (16, 3)
     rows = []
-    for name, _, path in find_models():
+    for name, _, path in find_models(args.model):
         sides = {"trueno f16": _TruenoDepth(path, "f16"), "trueno f32": _TruenoDepth(path, "f32")}
         try:
             sides["llama.cpp f16"] = _LlamaDepth(path, args.threads)
@@ -233,6 +236,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="one repetition, 32 decode tokens")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--depth", action="store_true", help="the long-context table")
+    ap.add_argument(
+        "--model", action="append", help="a GGUF file instead of the registry models (repeatable)"
+    )
     args = ap.parse_args()
     set_threads(args.threads)
     ref = json.loads(REFERENCE.read_text())["models"] if REFERENCE.exists() else {}
@@ -241,7 +247,7 @@ def main() -> int:
         return depth_main(args, bw)
     n_decode = 32 if args.quick else 64
     rows = []
-    for name, ref_name, path in find_models():
+    for name, ref_name, path in find_models(args.model):
         repeat = 1 if args.quick else 5
         r = bench_model(path, n_decode, 128, repeat)
         floor = bw * 1e9 / r["weight_bytes"]

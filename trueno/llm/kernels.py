@@ -12,8 +12,17 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-_FM = {"reassoc", "contract", "nsz"}  # lets reductions vectorize; no change to exp/tanh/nan
-_JIT = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
+from trueno.llm.attention import (  # noqa: F401  (the decode attention, re-exported)
+    _JIT,
+    ATTN_BLOCK,
+    attend_gqa,
+    attend_one,
+    attend_span,
+    exp_shifted,
+    fast_tanh,
+    softcap_scores,
+    window_start,
+)
 
 
 @njit(**_JIT)
@@ -105,38 +114,6 @@ def rope(x, positions, n_heads, head_dim, cos, sin, neox):
                     v[2 * i + 1] = a * s[i] + b * c[i]
 
 
-ATTN_BLOCK = 64  # key positions per block of the decode attention (scores stay in L1)
-_F16_SCALE = np.float32(2.0**112)  # f16 bits << 13 read as f32, times this: the f16 value
-
-
-def _widen_rows(cache, j0, n, buf):
-    """Rows j0..j0+n of a (ctx, head_dim) cache head as float32 (a view, or widened into buf)."""
-
-
-@overload(_widen_rows, jit_options=_JIT)
-def _widen_rows_impl(cache, j0, n, buf):
-    if cache.dtype == types.float32:
-        return lambda cache, j0, n, buf: cache[j0 : j0 + n]
-
-    def widen(cache, j0, n, buf):  # f16 as uint16 bits: exact, vectorizes (shift, or, mul)
-        hd = cache.shape[1]
-        src = cache[j0 : j0 + n]
-        bits = buf[:n].view(np.uint32)
-        out = buf[:n]
-        for t in range(n):
-            s, b, o = src[t], bits[t], out[t]
-            for i in range(hd):
-                h = np.uint32(s[i])
-                b[i] = ((h & np.uint32(0x8000)) << np.uint32(16)) | (
-                    (h & np.uint32(0x7FFF)) << np.uint32(13)
-                )
-            for i in range(hd):
-                o[i] *= _F16_SCALE
-        return out
-
-    return widen
-
-
 @njit(**_JIT)
 def f32_to_f16_bits(out, x):
     """out[i] = the IEEE half (round to nearest even) of float32 x[i], as uint16 bits."""
@@ -172,155 +149,6 @@ def _store_row_impl(dst, src, buf):
 
         return copy
     return lambda dst, src, buf: f32_to_f16_bits(dst, src)
-
-
-@njit(**_JIT)
-def exp_shifted(p, n, m, ebits):
-    """p[t] = exp(p[t] - m) for t < n, all p[t] <= m (Cephes' expf: 2^k times a degree-7
-    polynomial, a couple of ulp): unlike np.exp it vectorizes. ebits: (>= n,) int32 scratch."""
-    scale = ebits[:n].view(np.float32)
-    for t in range(n):
-        x = max(p[t] - m, np.float32(-87.0))
-        k = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
-        r = x - k * np.float32(0.693359375) - k * np.float32(-2.12194440e-4)
-        y = np.float32(1.9875691500e-4)
-        y = y * r + np.float32(1.3981999507e-3)
-        y = y * r + np.float32(8.3334519073e-3)
-        y = y * r + np.float32(4.1665795894e-2)
-        y = y * r + np.float32(1.6666665459e-1)
-        y = y * r + np.float32(5.0000001201e-1)
-        p[t] = y * r * r + r + np.float32(1.0)
-        ebits[t] = (np.int32(k) + np.int32(127)) << np.int32(23)
-    for t in range(n):
-        p[t] *= scale[t]
-
-
-@njit(**_JIT)
-def softcap_scores(p, n, mx, cap):
-    """p[t] = cap * tanh(p[t] / cap) for t < n (gemma2's attention softcap); the new max of
-    ``mx``, the old one (tanh is monotonic)."""
-    inv = np.float32(1.0) / np.float32(cap)
-    for t in range(n):
-        p[t] = np.float32(cap) * fast_tanh(p[t] * inv)
-    return np.float32(cap) * fast_tanh(mx * inv)
-
-
-@njit(**_JIT)
-def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, ebuf,
-                softcap=0.0):  # fmt: skip
-    """Online-softmax attention of the G query heads q (G, head_dim) of one GQA group over keys
-    first..end-1 of one KV head (ctx, head_dim), f32 or f16 bits: every key and value row is
-    read from memory once, a block of ``ATTN_BLOCK`` positions at a time, for all G heads.
-    Running state per query head: max ``m`` (G,), sum ``el`` (G,), unnormalised output
-    ``acc`` (G, head_dim); the caller divides by ``el`` (or merges spans first).
-    ``softcap`` > 0 caps each scaled score as ``softcap * tanh(score / softcap)``."""
-    G, hd = q.shape
-    for j0 in range(first, end, ATTN_BLOCK):
-        n = min(ATTN_BLOCK, end - j0)
-        kb = _widen_rows(k_head, j0, n, kbuf)
-        vb = _widen_rows(v_head, j0, n, vbuf)
-        for g in range(G):
-            qg, pg = q[g], p[g]
-            mx = np.float32(-np.inf)
-            for t in range(n):
-                kt = kb[t]
-                s = np.float32(0.0)
-                for i in range(hd):
-                    s += qg[i] * kt[i]
-                s *= np.float32(scale)
-                pg[t] = s
-                mx = max(mx, s)
-            if softcap > 0:
-                mx = softcap_scores(pg, n, mx, softcap)
-            m_new = max(m[g], mx)
-            corr = np.exp(m[g] - m_new)
-            ag = acc[g]
-            total = el[g] * corr
-            for i in range(hd):
-                ag[i] *= corr
-            exp_shifted(pg, n, m_new, ebuf)
-            for t in range(n):
-                e = pg[t]
-                total += e
-                vt = vb[t]
-                for i in range(hd):
-                    ag[i] += e * vt[i]
-            el[g] = total
-            m[g] = m_new
-
-
-@njit(**_JIT)
-def attend_gqa(out, q, k_cache, v_cache, first, end, scale, groups, softcap=0.0):
-    """Attention of one query token (q, out: (n_heads, head_dim)) over cache positions
-    first..end-1 of k_cache, v_cache (n_kv_heads, ctx, head_dim; float32, or uint16 holding
-    f16 bits): one online-softmax pass per KV head serving its ``groups`` query heads."""
-    n_heads, hd = q.shape
-    n_kv = k_cache.shape[0]
-    kbuf = np.empty((ATTN_BLOCK, hd), np.float32)
-    vbuf = np.empty((ATTN_BLOCK, hd), np.float32)
-    p = np.empty((groups, ATTN_BLOCK), np.float32)
-    ebuf = np.empty(ATTN_BLOCK, np.int32)
-    m = np.empty(groups, np.float32)
-    el = np.empty(groups, np.float32)
-    for kv in range(n_kv):
-        h0 = kv * groups
-        acc = out[h0 : h0 + groups]
-        acc[:] = 0.0
-        m[:] = -np.inf
-        el[:] = 0.0
-        attend_span(acc, m, el, q[h0 : h0 + groups], k_cache[kv], v_cache[kv], first, end,
-                    scale, kbuf, vbuf, p, ebuf, softcap)  # fmt: skip
-        for g in range(groups):
-            inv = np.float32(1.0) / el[g]
-            for i in range(hd):
-                acc[g, i] *= inv
-
-
-@njit(**_JIT)
-def window_start(pos, window):
-    """First key position a query at ``pos`` sees (window > 0: keys with pos - j < window)."""
-    if window > 0 and pos - window + 1 > 0:
-        return pos - window + 1
-    return 0
-
-
-@njit(**_JIT)
-def attend_one(out, q, k_cache, v_cache, pos, window, scale, groups, scores, softcap=0.0):
-    """Attention of one query token at ``pos`` over the cache (decode).
-
-    q, out: (n_heads, head_dim); k_cache, v_cache: (n_kv_heads, ctx, head_dim) holding keys
-    0..pos; window > 0 keeps only keys with pos - j < window; scores: (ctx,) scratch;
-    softcap > 0: scores -> softcap * tanh(scores / softcap).
-    """
-    n_heads, head_dim = q.shape
-    first = window_start(pos, window)
-    for h in range(n_heads):
-        kv = h // groups
-        qh = q[h]
-        m = np.float32(-np.inf)
-        for j in range(first, pos + 1):
-            kj = k_cache[kv, j]
-            s = np.float32(0.0)
-            for i in range(head_dim):
-                s += qh[i] * kj[i]
-            s *= np.float32(scale)
-            scores[j] = s
-            m = max(m, s)
-        if softcap > 0:
-            m = softcap_scores(scores[first:], pos + 1 - first, m, softcap)
-        total = np.float32(0.0)
-        for j in range(first, pos + 1):
-            e = np.exp(scores[j] - m)
-            scores[j] = e
-            total += e
-        oh = out[h]
-        for i in range(head_dim):
-            oh[i] = np.float32(0.0)
-        for j in range(first, pos + 1):
-            p = scores[j] / total
-            vj = v_cache[kv, j]
-            for i in range(head_dim):
-                oh[i] += p * vj[i]
 
 
 @njit(**_JIT)
@@ -373,25 +201,6 @@ def attention_step(
         n_heads // n_kv,
         softcap,
     )
-
-
-@njit(**_JIT)
-def fast_tanh(x):
-    """tanh as Eigen's rational approximation (a few ulp in float32); unlike np.tanh it has
-    no libm call, so loops over it vectorize."""
-    c = np.float32(7.90531110763549805)
-    x = max(min(x, c), -c)
-    x2 = x * x
-    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
-    p = x2 * p + np.float32(-8.60467152213735e-11)
-    p = x2 * p + np.float32(5.12229709037114e-08)
-    p = x2 * p + np.float32(1.48572235717979e-05)
-    p = x2 * p + np.float32(6.37261928875436e-04)
-    p = x2 * p + np.float32(4.89352455891786e-03)
-    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
-    q = x2 * q + np.float32(2.26843463243900e-03)
-    q = x2 * q + np.float32(4.89352518554385e-03)
-    return x * p / q
 
 
 @njit(**_JIT)
