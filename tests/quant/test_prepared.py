@@ -167,13 +167,15 @@ def test_matvec_records_a_span_only_when_tracing(rng):
         p.matmul(np.stack([x] * 4))
     finally:
         trace.recorder.stop()
-    spans = rec.spans()
+    # a first call may also load its kernel from numba's cache: a span of category "jit"
+    spans = [s for s in rec.spans() if s.get("category") != "jit"]
     assert [s["name"] for s in spans] == ["quant.matvec", "quant.matmul"]
     assert spans[0]["backend"] == p.backend and spans[0]["shape"] == [8, 64]
     assert spans[0]["dtype"] == "Q4_0" and spans[0]["flops"] == 2 * 8 * 64
     assert spans[1]["shape"] == [4, 8, 64]
+    recorded = rec.count
     p.matvec(x)  # tracing off again: nothing recorded
-    assert rec.count == 2
+    assert rec.count == recorded
 
 
 @pytest.mark.parametrize(
