@@ -51,3 +51,17 @@ def test_matvec_and_vecmat_are_lazy_matmuls(dtype, lazy_vector):
         out = got.compute(scheduler="sync")
         assert out.shape == want.shape and out.dtype == want.dtype
         np.testing.assert_allclose(out, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_a_graph_built_while_tracing_leaves_the_client_untraced_after():
+    """Computed in the process that built it (sync scheduler), a traced graph records into
+    the client's capture while it lasts, and turns nothing on for later."""
+    from trueno.trace import recorder
+
+    x = da.ones((64, 8), chunks=(16, 8), dtype=np.float32)
+    with trueno.trace.capture() as t:
+        lazy = trueno.sum(x)
+    assert not recorder.ENABLED
+    assert float(lazy.compute(scheduler="sync")) == 64 * 8
+    assert not recorder.ENABLED  # (it stayed on forever before: the chunk task started it)
+    assert t.spans == []

@@ -19,6 +19,7 @@ Anything else raises UnsupportedError before a graph is built; nothing is comput
 
 from __future__ import annotations
 
+import os
 import warnings
 from functools import partial
 
@@ -183,10 +184,13 @@ def _kernel(name: str, args: tuple):
     return dispatch.run(spec, first.size, tuple(args))
 
 
-def _traced(trace: bool) -> None:
-    """A task built while the client traced turns the worker's recorder on (if the worker
-    plugin did not already)."""
-    if trace and not recorder.ENABLED:
+def _traced(trace: int) -> None:
+    """A task built while the client traced (``trace``: the pid of the process that built it,
+    0 when it did not trace) turns a worker process's recorder on, if the worker plugin did
+    not already. In the process that built the graph (the sync or threaded scheduler, an
+    in-process worker) it is the client's own capture that records, and nothing is left on
+    after it."""
+    if trace and trace != os.getpid() and not recorder.ENABLED:
         recorder.start()
 
 
@@ -283,7 +287,7 @@ def _meta(x, dtype, ndim=None):
 def run(spec: OpSpec, args: tuple, kwargs: dict):
     """The lazy dask result of ``spec`` on validated ``args`` (called by dispatch.run)."""
     name = spec.name
-    trace = recorder.ENABLED
+    trace = os.getpid() if recorder.ENABLED else 0  # see _traced
     if spec.kind in ELEMENTWISE_KINDS:
         return _elementwise(name, args, kwargs, trace)
     if name in ROWWISE:
