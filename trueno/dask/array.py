@@ -194,13 +194,13 @@ def _traced(trace: int) -> None:
         recorder.start()
 
 
-def _chunk(*args, op: str, trace: bool = False, kwargs=None):
+def _chunk(*args, op: str, trace: int = 0, kwargs=None):
     _traced(trace)
     with recorder.span(f"dask.chunk {op}", "dask"):
         return dispatch.run(OPS[op], args[0].size, args, kwargs or None)
 
 
-def _partial(*blocks, op: str, pdtype, trace: bool = False, nargs: int = 1, block_info=None):
+def _partial(*blocks, op: str, pdtype, trace: int = 0, nargs: int = 1, block_info=None):
     _traced(trace)
     arrays, params = blocks[:nargs], blocks[nargs:]
     with recorder.span(f"dask.chunk {op}", "dask"):
@@ -210,7 +210,7 @@ def _partial(*blocks, op: str, pdtype, trace: bool = False, nargs: int = 1, bloc
     return out
 
 
-def _partial_at(*blocks, op: str, pdtype, block_info=None, trace: bool = False, nargs: int = 1):
+def _partial_at(*blocks, op: str, pdtype, block_info=None, trace: int = 0, nargs: int = 1):
     """:func:`_partial` for the reductions that need where the block lies (argmax/argmin's
     global indices): dask builds a ``block_info`` dict into each such task, which costs
     graph-building and scheduling time, so only these ask for it."""
@@ -225,7 +225,7 @@ def _red_chunk(p, axis=None, keepdims=True):
 _EMPTY = {"max": (-np.inf,), "min": (np.inf,)}
 
 
-def _red_block(x, axis=None, keepdims=True, op=None, pdtype=None, trace=False):
+def _red_block(x, axis=None, keepdims=True, op=None, pdtype=None, trace=0):
     """``da.reduction``'s chunk step: one block's partial from trueno's kernel. A block with
     no elements gets the neutral partial without running a kernel: that is also how dask's
     meta call on a (0, ...) array is answered (arrays with no elements at all take the
@@ -268,7 +268,7 @@ def _red_final(comb, op=None, in_dtype=None, ddof=0, out_dtype=None):
     return np.asarray(value, dtype=out_dtype)
 
 
-def _mm_block(a, b, trace: bool = False):
+def _mm_block(a, b, trace: int = 0):
     _traced(trace)
     with recorder.span("dask.chunk matmul", "dask"):
         out = dispatch.run(OPS["matmul"], a.size + b.size, (a, b))
@@ -400,7 +400,7 @@ def _reduction(name, args, trace):
     )
 
 
-def _matmul(a, b, trace=False):
+def _matmul(a, b, trace=0):
     if not isinstance(a, da.Array):
         a = da.from_array(a, chunks=(a.shape[0], b.chunks[0]))
     if not isinstance(b, da.Array):
