@@ -27,7 +27,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from trueno.cpu import cpu_features
-from trueno.quant.llvm_ir import F16, F32, I32, V8F32, _Acc, _data, _fma, _i64, _load, _splat
+from trueno.quant.llvm_ir import F16, F32, I32, V8F32, Acc, data, fma, i64, load, splat
 
 _FM = {"reassoc", "contract", "nsz"}  # lets reductions vectorize; no change to exp/tanh/nan
 _JIT = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
@@ -119,24 +119,24 @@ def _scores8(typingctx, s, q, k, groups8):
 
     def codegen(context, builder, signature, args):
         s_ty, q_ty, k_ty, _ = signature.args
-        sp = _data(context, builder, s_ty, args[0])
-        qp = _data(context, builder, q_ty, args[1])
-        kp = _data(context, builder, k_ty, args[2])
+        sp = data(context, builder, s_ty, args[0])
+        qp = data(context, builder, q_ty, args[1])
+        kp = data(context, builder, k_ty, args[2])
         row = _row_bytes(context, builder, k_ty, args[2])
-        chunks = builder.udiv(row, _i64(32))
+        chunks = builder.udiv(row, i64(32))
         zero = ir.Constant(V8F32, [ir.Constant(F32, 0.0)] * 8)
         with cgutils.for_range(builder, args[3]) as block:
-            base = builder.mul(builder.mul(block.index, _i64(8)), row)
-            rows = [builder.add(base, builder.mul(_i64(r), row)) for r in range(8)]
-            acc = [_Acc(builder, zero) for _ in range(8)]
+            base = builder.mul(builder.mul(block.index, i64(8)), row)
+            rows = [builder.add(base, builder.mul(i64(r), row)) for r in range(8)]
+            acc = [Acc(builder, zero) for _ in range(8)]
             with cgutils.for_range(builder, chunks) as chunk:
-                off = builder.mul(chunk.index, _i64(32))
-                qv = _load(builder, qp, off, V8F32)
+                off = builder.mul(chunk.index, i64(32))
+                qv = load(builder, qp, off, V8F32)
                 for r in range(8):
-                    kv = _load(builder, kp, builder.add(rows[r], off), V8F32)
-                    acc[r].set(_fma(builder, qv, kv, acc[r].get()))
+                    kv = load(builder, kp, builder.add(rows[r], off), V8F32)
+                    acc[r].set(fma(builder, qv, kv, acc[r].get()))
             out = _transpose_sum(builder, [a.get() for a in acc])
-            ptr = builder.gep(sp, [builder.mul(block.index, _i64(32))])
+            ptr = builder.gep(sp, [builder.mul(block.index, i64(32))])
             builder.store(out, builder.bitcast(ptr, V8F32.as_pointer()), align=1)
         return context.get_dummy_value()
 
@@ -152,30 +152,30 @@ def _accumulate_rows(typingctx, acc, p, v, n):
 
     def codegen(context, builder, signature, args):
         a_ty, p_ty, v_ty, _ = signature.args
-        ap = _data(context, builder, a_ty, args[0])
-        pp = _data(context, builder, p_ty, args[1])
-        vp = _data(context, builder, v_ty, args[2])
+        ap = data(context, builder, a_ty, args[0])
+        pp = data(context, builder, p_ty, args[1])
+        vp = data(context, builder, v_ty, args[2])
         n = args[3]
         row = _row_bytes(context, builder, v_ty, args[2])
-        vecs = builder.udiv(row, _i64(32))
-        wide = builder.udiv(vecs, _i64(_VECS))
+        vecs = builder.udiv(row, i64(32))
+        wide = builder.udiv(vecs, i64(_VECS))
 
         def stripe(first_vec, width):  # output vectors first_vec.. (width of them) in registers
-            offs = [builder.mul(builder.add(first_vec, _i64(w)), _i64(32)) for w in range(width)]
-            regs = [_Acc(builder, _load(builder, ap, o, V8F32)) for o in offs]
+            offs = [builder.mul(builder.add(first_vec, i64(w)), i64(32)) for w in range(width)]
+            regs = [Acc(builder, load(builder, ap, o, V8F32)) for o in offs]
             with cgutils.for_range(builder, n) as t:
-                e = _splat(builder, _load(builder, pp, builder.mul(t.index, _i64(4)), F32), 8)
+                e = splat(builder, load(builder, pp, builder.mul(t.index, i64(4)), F32), 8)
                 base = builder.mul(t.index, row)
                 for o, r in zip(offs, regs, strict=True):
-                    x = _load(builder, vp, builder.add(base, o), V8F32)
-                    r.set(_fma(builder, e, x, r.get()))
+                    x = load(builder, vp, builder.add(base, o), V8F32)
+                    r.set(fma(builder, e, x, r.get()))
             for o, r in zip(offs, regs, strict=True):
                 ptr = builder.bitcast(builder.gep(ap, [o]), V8F32.as_pointer())
                 builder.store(r.get(), ptr, align=1)
 
         with cgutils.for_range(builder, wide) as w:
-            stripe(builder.mul(w.index, _i64(_VECS)), _VECS)
-        with cgutils.for_range_slice(builder, builder.mul(wide, _i64(_VECS)), vecs, _i64(1)) as (
+            stripe(builder.mul(w.index, i64(_VECS)), _VECS)
+        with cgutils.for_range_slice(builder, builder.mul(wide, i64(_VECS)), vecs, i64(1)) as (
             vec,
             _,
         ):
