@@ -1,4 +1,4 @@
-"""Small llvmlite IR builders shared by the AVX2 kernels of simd.py: typed unaligned loads,
+"""Small llvmlite IR builders shared by the SIMD kernels of simd.py: typed unaligned loads,
 splats and lane shuffles, the x86 integer-dot intrinsics, FMA, horizontal sums, and a loop
 helper with several independent accumulators."""
 
@@ -85,8 +85,58 @@ def maddwd(builder, a16, b16):
 
 
 def dot_u8s8(builder, u8, s8):
-    """<32 x u8> . <32 x i8> -> <8 x i32> partial sums."""
+    """<32 x u8> . <32 x i8> -> <8 x i32> partial sums (AVX2: vpmaddubsw, vpmaddwd)."""
     return maddwd(builder, maddubs(builder, u8, s8), vconst(V16I16, 1))
+
+
+def _as_v8i32(builder, v):
+    return builder.bitcast(v, V8I32)
+
+
+class IntDots:
+    """The integer dot instructions of one ISA level, for the row-dot bodies of simd.py.
+
+    ``avx2``: ``vpmaddubsw`` then ``vpmaddwd`` (two multiply uops per 32 bytes) and an add into
+    the accumulator. ``avxvnni`` / ``avx512``: ``vpdpbusd`` (u8 x s8, four products summed into
+    each i32 lane and accumulated: one uop) and ``vpdpwssd`` (``vpmaddwd`` fused with the add);
+    the 256-bit forms (VEX under AVX-VNNI, EVEX under AVX512-VNNI + VL). Every body keeps its
+    operands inside the ranges where ``vpmaddubsw`` cannot saturate (weights <= 128, int8
+    activations in [-127, 127]), so each level's integer sums, and so each row dot, are
+    bit-identical to the AVX2 ones."""
+
+    def __init__(self, level: str):
+        self.level = level
+        self.vnni = level in ("avx512", "avxvnni")
+
+    def u8s8(self, builder, u8, s8, acc=None):
+        """acc + <32 x u8> . <32 x i8> as <8 x i32> (acc None: zero)."""
+        if self.vnni:
+            acc = ir.Constant(V8I32, None) if acc is None else acc
+            return x86(
+                builder,
+                "llvm.x86.avx512.vpdpbusd.256",
+                V8I32,
+                acc,
+                _as_v8i32(builder, u8),
+                _as_v8i32(builder, s8),
+            )
+        dot = dot_u8s8(builder, u8, s8)
+        return dot if acc is None else builder.add(acc, dot)
+
+    def u8s8_scaled(self, builder, acc, u8, s8, scales):
+        """acc + pmaddwd(pmaddubsw(u8, s8), scales): the 16 pair sums weighted by the <16 x
+        i16> ``scales`` and summed in pairs into <8 x i32>."""
+        pairs = maddubs(builder, u8, s8)
+        if self.vnni:
+            return x86(
+                builder,
+                "llvm.x86.avx512.vpdpwssd.256",
+                V8I32,
+                acc,
+                _as_v8i32(builder, pairs),
+                _as_v8i32(builder, scales),
+            )
+        return builder.add(acc, maddwd(builder, pairs, scales))
 
 
 def fma(builder, a, b, c):

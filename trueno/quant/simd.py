@@ -38,9 +38,9 @@ from trueno.quant.llvm_ir import (
     V16I16,
     V32I8,
     Acc,
+    IntDots,
     block_loop,
     data,
-    dot_u8s8,
     f32,
     fma,
     half,
@@ -50,7 +50,6 @@ from trueno.quant.llvm_ir import (
     lanes,
     llvm,
     load,
-    maddubs,
     maddwd,
     nibbles,
     reduce8,
@@ -115,7 +114,7 @@ def body_of(kind: str) -> Body:
 
     name, form, level, *_ = kind.split("/")
     rec = RECORDS[GGMLType[name]]
-    return resolve(rec.dots(form == "relaid")[level])(rec)
+    return resolve(rec.dots(form == "relaid")[level])(rec, level)
 
 
 def _weights(context, builder, body, wty, wt, row):
@@ -192,7 +191,7 @@ def rows_dot(typingctx, kind, w, row, xq, dx, xs, bs, b0, out):
     return sig, codegen
 
 
-def _legacy_body(block_bytes, has_min, has_high, offset, signed):
+def _legacy_body(block_bytes, has_min, has_high, offset, signed, dots):
     """Row dot for a 32-weight format: y = sum_b d*dx*(q . xq) + (m or -offset*d) * xs_b."""
     qs_at = 2 + (2 if has_min else 0) + (4 if has_high else 0)
 
@@ -209,7 +208,7 @@ def _legacy_body(block_bytes, has_min, has_high, offset, signed):
                 wv = load(builder, w, builder.add(p, i64(qs_at)), V32I8)
                 aw = llvm(builder, "llvm.abs.v32i8", V32I8, wv, ir.Constant(ir.IntType(1), 0))
                 sx = x86(builder, "llvm.x86.avx2.psign.b", V32I8, xv, wv)
-                isum = dot_u8s8(builder, aw, sx)
+                isum = dots.u8s8(builder, aw, sx)
             else:
                 q = nibbles(builder, load(builder, w, builder.add(p, i64(qs_at)), V16I8))
                 if has_high:
@@ -219,7 +218,7 @@ def _legacy_body(block_bytes, has_min, has_high, offset, signed):
                     )
                     hi = builder.shl(builder.zext(bits, V32I8), vconst(V32I8, 4))
                     q = builder.or_(q, hi)
-                isum = dot_u8s8(builder, q, xv)
+                isum = dots.u8s8(builder, q, xv)
             s = builder.fmul(d, f32(builder, dx, b))
             acc.set(fma(builder, builder.sitofp(isum, V8F32), splat(builder, s, 8), acc.get()))
             if has_min or offset:
@@ -238,14 +237,16 @@ def _legacy_body(block_bytes, has_min, has_high, offset, signed):
     return body
 
 
-def legacy_dot(rec) -> Body:
+def legacy_dot(rec, level) -> Body:
     """Q4_0, Q4_1, Q5_0, Q5_1 on GGML blocks."""
-    fn = _legacy_body(rec.block_bytes, rec.has_min, rec.has_high, rec.zero_point, False)
+    dots = IntDots(level)
+    fn = _legacy_body(rec.block_bytes, rec.has_min, rec.has_high, rec.zero_point, False, dots)
     return Body(fn, step_bytes=rec.block_bytes)
 
 
-def q8_0_dot(rec) -> Body:
-    return Body(_legacy_body(rec.block_bytes, False, False, 0, True), step_bytes=rec.block_bytes)
+def q8_0_dot(rec, level) -> Body:
+    body = _legacy_body(rec.block_bytes, False, False, 0, True, IntDots(level))
+    return Body(body, step_bytes=rec.block_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,7 +284,7 @@ def _bsums(builder, bs, sb):
     return load(builder, bs, builder.mul(sb, i64(32)), V16I16)
 
 
-def _kq_body(block_bytes, has_high):
+def _kq_body(block_bytes, has_high, dots):
     """Q4_K / Q5_K: y = sum_sb d*dx*sum_s sc_s (q . xq)_s - dmin*dx*sum_s m_s*bsum_s, for one
     or more activation vectors ``vecs`` ((xq, dx, xs, bs) pointers), the weights decoded once.
     One state per vector: each super-block is ~20 cycles, ample for the two FMA chains, and
@@ -318,7 +319,7 @@ def _kq_body(block_bytes, has_high):
                 isum = ir.Constant(V8I32, None)
                 for s, (q, scv) in enumerate(qv):
                     xv = load(builder, v.x, builder.add(xbase, i64(32 * s)), V32I8)
-                    isum = builder.add(isum, maddwd(builder, maddubs(builder, q, xv), scv))
+                    isum = dots.u8s8_scaled(builder, isum, q, xv, scv)
                 mprod = maddwd(builder, mins, _bsums(builder, v.bs, sb))
                 dxs = f32(builder, v.dx, sb)
                 scale = splat(builder, builder.fmul(d, dxs), 8)
@@ -331,8 +332,16 @@ def _kq_body(block_bytes, has_high):
     return body
 
 
-def _q6k_body(builder, w, x, dx, xs, bs, n):
+def _q6k_body(dots):
     """Q6_K: y = sum_sb d*dx*(sum_j sc_j (q . xq)_j - 32 * sum_j sc_j*bsum_j), j per 16."""
+
+    def body(builder, w, x, dx, xs, bs, n):
+        return _q6k_dot(dots, builder, w, x, dx, xs, bs, n)
+
+    return body
+
+
+def _q6k_dot(dots, builder, w, x, dx, xs, bs, n):
 
     def state():
         return (Acc(builder, ir.Constant(V8F32, None)),)
@@ -359,7 +368,7 @@ def _q6k_body(builder, w, x, dx, xs, bs, n):
                 xv = load(builder, x, builder.add(xbase, i64(128 * h + 32 * k)), V32I8)
                 j0 = 8 * h + 2 * k
                 scv = lanes(builder, sc16, [j0] * 8 + [j0 + 1] * 8)
-                isum = builder.add(isum, maddwd(builder, maddubs(builder, q, xv), scv))
+                isum = dots.u8s8_scaled(builder, isum, q, xv, scv)
         corr = maddwd(builder, sc16, _bsums(builder, bs, sb))
         isum = builder.sub(isum, builder.shl(corr, vconst(V8I32, 5)))
         s_all = builder.fmul(d, f32(builder, dx, sb))
@@ -369,13 +378,14 @@ def _q6k_body(builder, w, x, dx, xs, bs, n):
     return hsum(builder, sum_states(builder, states, 0))
 
 
-def k4_dot(rec) -> Body:
+def k4_dot(rec, level) -> Body:
     """Q4_K, and Q5_K (has_high: the 5th bits of qh)."""
-    return Body(_kq_body(rec.block_bytes, rec.has_high), step_bytes=rec.block_bytes, vectors=True)
+    body = _kq_body(rec.block_bytes, rec.has_high, IntDots(level))
+    return Body(body, step_bytes=rec.block_bytes, vectors=True)
 
 
-def q6_k_dot(rec) -> Body:
-    return Body(_q6k_body, step_bytes=rec.block_bytes)
+def q6_k_dot(rec, level) -> Body:
+    return Body(_q6k_body(IntDots(level)), step_bytes=rec.block_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -407,11 +417,11 @@ def _float_body(bf16):
     return body
 
 
-def f16_dot(rec) -> Body:
+def f16_dot(rec, level) -> Body:
     return Body(_float_body(False), step_bytes=32)  # 16 weights of 2 bytes per step
 
 
-def bf16_dot(rec) -> Body:
+def bf16_dot(rec, level) -> Body:
     return Body(_float_body(True), step_bytes=32)
 
 
@@ -431,7 +441,7 @@ class _Vec:
         self.corr_s = Acc(builder, ir.Constant(F32, 0.0)) if scalar_corr else None
 
 
-def _paired_body(has_min, has_high, offset):
+def _paired_body(has_min, has_high, offset, dots):
     """Paired-layout row dot over one or more activation vectors ``vecs`` (a list of
     (xq, dx, xs) pointers): the weights are decoded once, then each vector runs exactly the
     operations of the one-vector dot (so each result is bit-identical to it)."""
@@ -449,7 +459,7 @@ def _paired_body(has_min, has_high, offset):
 
         def dot_block(v, q, b):
             xv = load(builder, v.x, builder.mul(b, i64(32)), V32I8)
-            return builder.sitofp(dot_u8s8(builder, q, xv), V8F32)
+            return builder.sitofp(dots.u8s8(builder, q, xv), V8F32)
 
         def pair_q(pair, b):
             v = load(builder, qs, builder.mul(pair, i64(32)), V32I8)
@@ -482,7 +492,7 @@ def _paired_body(has_min, has_high, offset):
                 sums = []
                 for q, bj in qv:
                     xv = load(builder, v.x, builder.mul(bj, i64(32)), V32I8)
-                    sums.append(dot_u8s8(builder, q, xv))
+                    sums.append(dots.u8s8(builder, q, xv))
                 acc = v.accs[0]
                 isum = builder.sitofp(reduce8(builder, sums), V8F32)
                 acc.set(fma(builder, isum, s8, acc.get()))
@@ -518,7 +528,7 @@ def _paired_body(has_min, has_high, offset):
                 sums = []
                 for q, bj in qv:
                     xv = load(builder, v.x, builder.mul(bj, i64(32)), V32I8)
-                    sums.append(dot_u8s8(builder, q, xv))
+                    sums.append(dots.u8s8(builder, q, xv))
                 abcd = x86(
                     builder,
                     "llvm.x86.avx2.phadd.d",
@@ -566,12 +576,20 @@ def _paired_body(has_min, has_high, offset):
     return body
 
 
-def paired_dot(rec) -> Body:
+def paired_dot(rec, level) -> Body:
     """Q4_0, Q4_1, Q5_0, Q5_1 in relayout.py's paired form."""
-    return Body(_paired_body(rec.has_min, rec.has_high, rec.zero_point), relaid=True, vectors=True)
+    body = _paired_body(rec.has_min, rec.has_high, rec.zero_point, IntDots(level))
+    return Body(body, relaid=True, vectors=True)
 
 
-def _split_q8_body(builder, qs, d, m, qh, vecs, nb):
+def _split_q8_body(dots):
+    def body(builder, qs, d, m, qh, vecs, nb):
+        return _split_q8_dot(dots, builder, qs, d, m, qh, vecs, nb)
+
+    return body
+
+
+def _split_q8_dot(dots, builder, qs, d, m, qh, vecs, nb):
     """Q8_0 with split scales: |w| . sign(x, w) per block, 8 blocks reduced by phaddd and
     scaled by one vector of d * dx; leftover blocks one at a time. ``vecs``: (xq, dx, xs)
     pointers of one or more activation vectors, the weights loaded once for all."""
@@ -586,7 +604,7 @@ def _split_q8_body(builder, qs, d, m, qh, vecs, nb):
     def block_dot(v, b, wv, aw):
         xv = load(builder, v.x, builder.mul(b, i64(32)), V32I8)
         sx = x86(builder, "llvm.x86.avx2.psign.b", V32I8, xv, wv)
-        return dot_u8s8(builder, aw, sx)
+        return dots.u8s8(builder, aw, sx)
 
     groups = builder.udiv(nb, i64(8))
     with cgutils.for_range(builder, groups) as loop:
@@ -610,9 +628,9 @@ def _split_q8_body(builder, qs, d, m, qh, vecs, nb):
     return [hsum(builder, builder.fadd(v.accs[0].get(), v.accs[1].get())) for v in vs]
 
 
-def split_q8_0_dot(rec) -> Body:
+def split_q8_0_dot(rec, level) -> Body:
     """Q8_0 with its scales split out (relayout.pair_blocks)."""
-    return Body(_split_q8_body, relaid=True, vectors=True)
+    return Body(_split_q8_body(IntDots(level)), relaid=True, vectors=True)
 
 
 # ---------------------------------------------------------------------------------------------
