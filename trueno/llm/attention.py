@@ -186,13 +186,24 @@ def _accumulate_rows(typingctx, acc, p, v, n):
 
 
 # ---- softmax pieces ---------------------------------------------------------------------------
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    """The float32 whose bits are the int32 ``bits`` (a bitcast: vectorizes, unlike a view)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], F32)
+
+    return types.float32(types.int32), codegen
+
+
 @njit(**_JIT)
-def exp_shifted(p, n, m, ebits):
+def exp_shifted(p, n, m):
     """p[t] = exp(p[t] - m) for t < n, all p[t] <= m (Cephes' expf: 2^k times a degree-7
-    polynomial, a couple of ulp): unlike np.exp it vectorizes. ebits: (>= n,) int32 scratch."""
-    scale = ebits[:n].view(np.float32)
+    polynomial, a couple of ulp): unlike np.exp it vectorizes, as one loop of selects and a
+    bitcast for 2^k (no min/max calls, no scratch array: each would stop LLVM's vectorizer)."""
     for t in range(n):
-        x = max(p[t] - m, np.float32(-87.0))
+        x = p[t] - m
+        x = x if x > np.float32(-87.0) else np.float32(-87.0)
         k = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
         r = x - k * np.float32(0.693359375) - k * np.float32(-2.12194440e-4)
         y = np.float32(1.9875691500e-4)
@@ -201,10 +212,8 @@ def exp_shifted(p, n, m, ebits):
         y = y * r + np.float32(4.1665795894e-2)
         y = y * r + np.float32(1.6666665459e-1)
         y = y * r + np.float32(5.0000001201e-1)
-        p[t] = y * r * r + r + np.float32(1.0)
-        ebits[t] = (np.int32(k) + np.int32(127)) << np.int32(23)
-    for t in range(n):
-        p[t] *= scale[t]
+        two_k = _f32_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))
+        p[t] = (y * r * r + r + np.float32(1.0)) * two_k
 
 
 @njit(**_JIT)
@@ -246,8 +255,7 @@ def window_start(pos, window):
 
 # ---- attention ----------------------------------------------------------------------------------
 @njit(**_JIT)
-def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, ebuf,
-                softcap=0.0):  # fmt: skip
+def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, softcap=0.0):
     """Online-softmax attention of the G query heads q (G, head_dim) of one GQA group over keys
     first..end-1 of one KV head (ctx, head_dim), f32 or f16 bits: every key and value row is
     read from memory once, a block of ``ATTN_BLOCK`` positions at a time, for all G heads.
@@ -272,9 +280,10 @@ def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p,
                     s += qg[i] * kt[i]
                 pg[t] = s
             mx = np.float32(-np.inf)
-            for t in range(n):
-                pg[t] *= np.float32(scale)
-                mx = max(mx, pg[t])
+            for t in range(n):  # a select, not max(): max's NaN handling stops vectorizing
+                st = pg[t] * np.float32(scale)
+                pg[t] = st
+                mx = st if st > mx else mx
             if softcap > 0:
                 mx = softcap_scores(pg, n, mx, softcap)
             m_new = max(m[g], mx)
@@ -282,7 +291,7 @@ def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p,
             ag = acc[g]
             for i in range(hd):
                 ag[i] *= corr
-            exp_shifted(pg, n, m_new, ebuf)
+            exp_shifted(pg, n, m_new)
             total = el[g] * corr
             for t in range(n):
                 total += pg[t]
@@ -304,11 +313,10 @@ def _attend_task(acc, m, el, q, k_head, v_head, first, end, scale, softcap):
     kbuf = np.empty((ATTN_BLOCK, hd), np.float32)
     vbuf = np.empty((ATTN_BLOCK, hd), np.float32)
     p = np.empty((G, ATTN_BLOCK), np.float32)
-    ebuf = np.empty(ATTN_BLOCK, np.int32)
     acc[:] = 0.0
     m[:] = -np.inf
     el[:] = 0.0
-    attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, ebuf, softcap)
+    attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, softcap)
 
 
 @njit(**_JIT)
