@@ -12,8 +12,9 @@ Each ``[[assertion]]`` table has ``name``, ``type``, ``fail_on_violation`` (defa
   summed from strace's per-call output (``trace run`` under strace; "not measured" without
   it);
 - ``anti_pattern``: ``pattern`` GodProcess (one span's self time as a share of the run's
-  critical path), TightLoop (the share of op calls that sit in a run of >= 10 back-to-back
-  calls of one op under 20 us each) or PcieBottleneck (host<->device copy time as a share of
+  critical path; JIT spans, numba's start-up work, are not candidates), TightLoop (the
+  share of op calls that sit in a run of >= 10 back-to-back calls of one op under 20 us
+  each) or PcieBottleneck (host<->device copy time as a share of
   copy + GPU kernel time), each against ``threshold`` in 0..1;
 - ``custom``: renacer takes a Rust expression; refused with a ConfigError.
 
@@ -175,8 +176,10 @@ def god_process_share(trace) -> float | None:
     best = None
     for spans in m.per_run(trace):
         busy = critical_path(spans)["busy_ns"]
-        if spans and busy:
-            share = max(self_times(spans).values()) / busy
+        selfs = self_times(spans)
+        work = [selfs[s["id"]] for s in spans if s.get("category") != "jit"]
+        if work and busy:
+            share = max(work) / busy
             best = share if best is None else max(best, share)
     return best
 
