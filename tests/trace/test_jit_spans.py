@@ -10,7 +10,7 @@ import pytest
 from tracefx import span, synthetic
 
 import trueno
-from trueno.trace import golden, recorder, renacer_dsl, rules, runner
+from trueno.trace import export, golden, recorder, renacer_dsl, rules, runner
 from trueno.trace.stats import compute_times, self_times
 from trueno.trace.summary import jit_line, summarize
 
@@ -143,5 +143,9 @@ def test_budgets_and_summary_take_jit_time_out_of_the_ops():
         rules.evaluate_rule(trace, {"kind": "span_count", "category": "jit", "max": 2}).measured
         == 2
     )
+    # the flamegraph's stacks hold the JIT frames under the op, apart from its own time
+    stacks = export.parse_folded(export.folded(trace))
+    assert stacks["knn;rms_norm;numba.import;numba.compile"] == 400_000
+    assert stacks["knn;rms_norm;numba.import"] == 600_000 and stacks["knn;rms_norm"] == 600_000
     # a JIT span (numba.import: 0.6 ms self) is start-up, not a "god process": rms_norm's 0.5 ms
     assert renacer_dsl.god_process_share(trace) == 500_000 / 2_000_000

@@ -134,6 +134,10 @@ def test_not_measured_is_exit_3(tmp_path):
         assert run_trace(tmp_path, A.format(t=t, k=k), no_spans) == 3, (t, k)
     pattern = 'max_duration_ms = 5\ntrace_name_pattern = "^nothing$"'
     assert run(tmp_path, A.format(t="critical_path", k=pattern)) == 3
+    # a warning-only assertion is still "not measured", never a pass
+    warn_only = A.format(t="span_count", k="max_spans = 5") + "fail_on_violation = false\n"
+    assert run_trace(tmp_path, warn_only, no_spans) == 3
+    assert run_trace(tmp_path, warn_only + "enabled = false\n", no_spans) == 0  # skipped
 
 
 def test_allocations_from_the_run_record(tmp_path):
