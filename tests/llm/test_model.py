@@ -304,3 +304,37 @@ def test_cache_type_is_checked(tiny_model_path):
         Model.load(path, cache_type="bf16")
     assert default_cache_type("cpu") == "f16"  # measured: faster at depth (BENCHMARKS.md)
     assert Model.load(path).state.cache.cache_type == "f16"
+
+
+@pytest.mark.parametrize("cache_type", ["f16", "f32"])
+def test_decode_attention_span_reports_the_kv_bytes_it_read(cache_type, tiny_model_path,
+                                                            tmp_path, capsys):  # fmt: skip
+    """Each layer's decode attention span carries the KV cache bytes that step read: keys and
+    values of the positions it attends to (a sliding-window layer: its window only), at the
+    cache's element size; ``trueno trace summary`` turns them into the op's GB/s."""
+    import json
+
+    from trueno import trace
+    from trueno.cli.main import main
+
+    path, _ = tiny_model_path("gemma3")  # window 4 on five of its six layers
+    model = Model.load(path, cache_type=cache_type)
+    c = model.config
+    model.prefill(TOKENS[:9])
+    model.decode(TOKENS[9])  # compiled before the capture
+    with trace.capture() as cap:
+        model.decode(TOKENS[10])  # position 10: 11 keys, or the window's 4
+    spans = [s for s in cap.spans if s["name"] == "attention"]
+    assert len(spans) == c.n_layers
+    row = 2 * c.n_kv_heads * c.head_dim * (2 if cache_type == "f16" else 4)  # one position's
+    for layer, s in enumerate(spans):
+        window = c.layer_window(layer)
+        keys = min(11, window) if window > 0 else 11
+        assert s["shape"] == [1, c.n_heads, keys, c.head_dim]
+        assert s["bytes"] == keys * row
+    assert {c.layer_window(i) for i in range(c.n_layers)} == {0, 4}  # both kinds were seen
+    cap.to_json(tmp_path / "t.json")
+    assert main(["trace", "summary", str(tmp_path / "t.json"), "--json"]) == 0
+    ops = {r["name"]: r for r in json.loads(capsys.readouterr().out)["ops"]}
+    att = ops["attention"]
+    assert att["bytes"] == sum(s["bytes"] for s in spans) and att["gbps"] > 0
