@@ -338,3 +338,42 @@ def test_decode_attention_span_reports_the_kv_bytes_it_read(cache_type, tiny_mod
     ops = {r["name"]: r for r in json.loads(capsys.readouterr().out)["ops"]}
     att = ops["attention"]
     assert att["bytes"] == sum(s["bytes"] for s in spans) and att["gbps"] > 0
+
+
+@pytest.mark.parametrize("cache_type", ["f16", "f32"])
+def test_sliding_window_decode_never_reads_keys_outside_its_window(cache_type, tiny_model_path):
+    """Model.decode and the batch engine's step, on their real path: with every cached key
+    and value a window layer's query no longer sees turned to NaN, the logits are the same
+    (a kernel that read them into its softmax would give NaN)."""
+    from trueno.llm.batch import BatchEngine, BatchSequence
+    from trueno.llm.sampler import Sampler
+
+    path, _ = tiny_model_path("gemma3")  # window 4 on five of its six layers
+    model = Model.load(path, cache_type=cache_type)
+    c = model.config
+    sliding = [i for i in range(c.n_layers) if c.layer_window(i) > 0]
+    nan = np.float16(np.nan).view(np.uint16) if cache_type == "f16" else np.float32(np.nan)
+
+    def poison(cache, pos):  # positions before the window of a query at pos
+        for i in sliding:
+            stale = pos - c.layer_window(i) + 1
+            cache.k[i, :, :stale] = nan
+            cache.v[i, :, :stale] = nan
+
+    model.prefill(TOKENS[:9])
+    clean = model.decode(TOKENS[9]).copy()
+    model.truncate(9)
+    poison(model.state.cache, 9)
+    poisoned = model.decode(TOKENS[9])
+    assert np.isfinite(poisoned).all()
+    np.testing.assert_array_equal(poisoned, clean)
+
+    engine = BatchEngine(model, n_slots=1)
+    seq = engine.add(BatchSequence(TOKENS[:9], 2, Sampler(temperature=0.0), stop_at_eog=False))
+    engine.step()  # the prompt prefilled, its first token sampled (not yet run)
+    poison(engine.slots[seq.slot].cache, 9)
+    engine.step()  # the batched decode at position 9
+    assert np.isfinite(engine.logits[0]).all()
+    model.reset()
+    model.prefill(TOKENS[:9])
+    np.testing.assert_array_equal(engine.logits[0], model.decode(seq.tokens[0]))
