@@ -414,8 +414,7 @@ class Model:
                     c.attn_scale, s.scores, c.attn_softcap,
                 )  # fmt: skip
                 if t0:
-                    first = max(0, pos - windows[i] + 1) if windows[i] > 0 else 0
-                    self._record_attention(t0, 1, pos + 1 - first)
+                    self._record_attention(t0, 1, keys_attended(pos, windows[i]))
                 lw.wo.matvec_into(att[0], xo[0])
                 # x += post_norm(xo); xb = ffn_norm(x)
                 self._add_then_norm(xb, x, xo, s.post_attn[i], lw.ffn_norm)
@@ -433,6 +432,11 @@ class Model:
                 nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
                 self._add_then_norm(xb, x, xo, s.post_ffn[i], nxt)
         w.output.matvec_into(xb[0], s.logits)
+
+
+def keys_attended(pos: int, window: int) -> int:
+    """Cache positions a decode query at ``pos`` attends to (window > 0: a sliding window)."""
+    return pos + 1 - (max(0, pos - window + 1) if window > 0 else 0)
 
 
 def attend_tiled(
