@@ -20,6 +20,7 @@ Anything else raises UnsupportedError before a graph is built; nothing is comput
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from functools import partial
 
@@ -27,7 +28,7 @@ import dask.array as da
 import numpy as np
 
 from trueno import dispatch
-from trueno.errors import DTypeError, UnsupportedError
+from trueno.errors import DTypeError, ShapeError, UnsupportedError
 from trueno.opspec import OPS, OpSpec
 from trueno.trace import recorder
 
@@ -189,9 +190,31 @@ def _traced(trace: int) -> None:
     0 when it did not trace) turns a worker process's recorder on, if the worker plugin did
     not already. In the process that built the graph (the sync or threaded scheduler, an
     in-process worker) it is the client's own capture that records, and nothing is left on
-    after it."""
+    after it. The first task in a worker also sizes trueno's pool from the worker's threads
+    (when neither the plugin nor the user did) and names the process for merged traces."""
+    if not _WORKER_READY:
+        _worker_ready()
     if trace and trace != os.getpid() and not recorder.ENABLED:
         recorder.start()
+
+
+_WORKER_READY: list = []  # non-empty once _worker_ready ran in this process
+
+
+def _worker_ready() -> None:
+    _WORKER_READY.append(True)
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # not in a distributed worker (sync/threaded scheduler)
+        return
+    from trueno.dask import plugin
+
+    plugin.default_threads(worker)
+    from trueno.trace import boot
+
+    boot.LABEL.update(plugin.label(worker))
 
 
 def _chunk(*args, op: str, trace: int = 0, kwargs=None):
@@ -308,10 +331,7 @@ def run(spec: OpSpec, args: tuple, kwargs: dict):
 def _elementwise(name, args, kwargs, trace):
     arrays = [a for a in args if isinstance(a, (da.Array, np.ndarray)) and np.ndim(a) > 0]
     first = next(a for a in arrays if isinstance(a, da.Array))
-    args = tuple(
-        da.from_array(a, chunks=first.chunks) if isinstance(a, np.ndarray) and a.ndim else a
-        for a in args
-    )
+    args = tuple(_like(a, first, name) for a in args)
     return da.map_blocks(
         _chunk,
         *args,
@@ -323,16 +343,64 @@ def _elementwise(name, args, kwargs, trace):
     )
 
 
+def _row_limit_bytes() -> int:
+    """The most bytes one chunk may hold: dask's ``array.chunk-size`` setting."""
+    import dask
+    from dask.utils import parse_bytes
+
+    return parse_bytes(dask.config.get("array.chunk-size"))
+
+
+def _known_chunks(x, name, axes=None) -> None:
+    axes = range(x.ndim) if axes is None else axes
+    if any(np.isnan(c) for a in axes for c in x.chunks[a]):
+        raise ShapeError(
+            f"{name}: the dask array's chunk sizes are unknown {x.chunks}; call "
+            "x.compute_chunk_sizes() first (nothing was computed)"
+        )
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside trueno (a warning points at the user's
+    line, however many trueno frames lie between)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _like(a, first, name):
+    """An array operand on ``first``'s chunks (dask aligns nothing by itself in map_blocks
+    for operands chunked differently); scalars and 0-d operands pass through."""
+    if isinstance(a, np.ndarray) and a.ndim:
+        return da.from_array(a, chunks=first.chunks)
+    if isinstance(a, da.Array) and a.ndim and a.chunks != first.chunks:
+        _known_chunks(a, name)
+        return a.rechunk(first.chunks)
+    return a
+
+
 def _rowwise(name, args, trace):
     x, params = args[0], list(args[1:])
+    _known_chunks(x, name, [x.ndim - 1])
     if x.numblocks[-1] > 1:
+        row_bytes = x.shape[-1] * x.dtype.itemsize
+        limit = _row_limit_bytes()
+        if row_bytes > limit:  # one row would not fit a chunk: two passes over the blocks
+            return _rowwise_two_pass(name, x, params, trace)
         warnings.warn(
             f"{name}: rechunking the last axis of a dask array with chunks "
             f"{x.chunks[-1]} to one chunk per row (moves data); chunk it by rows instead",
             DaskRechunkWarning,
-            stacklevel=4,
+            stacklevel=_caller_level(),
         )
-        x = x.rechunk({x.ndim - 1: -1})
+        rows = {}
+        if x.ndim == 2 and max(x.chunks[0], default=0) * row_bytes > limit:
+            rows = {0: max(1, limit // row_bytes)}  # whole rows, each chunk within the limit
+        x = x.rechunk({**rows, x.ndim - 1: -1})
     for i, p in enumerate(params):
         if isinstance(p, da.Array):
             params[i] = p.rechunk(-1)
@@ -343,11 +411,154 @@ def _rowwise(name, args, trace):
     )
 
 
+# ---- row-wise ops whose rows are wider than a chunk: per-row statistics, then the rows ----
+_ROW_STATS = {
+    "softmax": np.dtype([("m", "f8"), ("s", "f8")]),  # row max, sum of e^(x - max)
+    "log_softmax": np.dtype([("m", "f8"), ("s", "f8")]),
+    "layer_norm": np.dtype([("n", "f8"), ("mean", "f8"), ("m2", "f8")]),  # Chan et al.
+    "rms_norm": np.dtype([("ss", "f8")]),  # sum of squares
+}
+
+
+def _row_stats_chunk(x, axis=None, keepdims=True, op=None, trace=0):
+    """Pass 1, one block: each row's statistics over this block's columns, shape (rows, 1)."""
+    _traced(trace)
+    out = np.empty((x.shape[0], 1), dtype=_ROW_STATS[op])
+    if x.shape[1] == 0:  # a block without columns (dask's meta call): neutral statistics
+        for f in out.dtype.names:
+            out[f] = -np.inf if f == "m" else 0.0
+        return out
+    with recorder.span(f"dask.chunk {op} rowstats", "dask"):
+        x = x.astype(np.float64, copy=False)
+        if op in ("softmax", "log_softmax"):
+            m = x.max(axis=1)
+            with np.errstate(invalid="ignore"):
+                e = np.exp(x - m[:, None])
+            out["m"][:, 0], out["s"][:, 0] = m, e.sum(axis=1)
+        elif op == "layer_norm":
+            mean = x.mean(axis=1)
+            out["n"][:, 0], out["mean"][:, 0] = x.shape[1], mean
+            out["m2"][:, 0] = ((x - mean[:, None]) ** 2).sum(axis=1)
+        else:
+            out["ss"][:, 0] = (x * x).sum(axis=1)
+    return out
+
+
+def _row_stats_merge(p, axis=None, keepdims=True, op=None):
+    """Statistics of several blocks of the same rows (p: (rows, k)) merged to (rows, 1)."""
+    out = np.empty((p.shape[0], 1), dtype=p.dtype)
+    if op in ("softmax", "log_softmax"):
+        m = p["m"].max(axis=1)
+        with np.errstate(invalid="ignore"):  # a row of -inf only: its sums stay 0
+            w = np.where(p["m"] == -np.inf, 0.0, np.exp(p["m"] - m[:, None]))
+        out["m"][:, 0], out["s"][:, 0] = m, (p["s"] * w).sum(axis=1)
+    elif op == "layer_norm":
+        n = p["n"].sum(axis=1)
+        mean = (p["n"] * p["mean"]).sum(axis=1) / np.where(n > 0, n, 1.0)
+        out["n"][:, 0], out["mean"][:, 0] = n, mean
+        out["m2"][:, 0] = (p["m2"] + p["n"] * (p["mean"] - mean[:, None]) ** 2).sum(axis=1)
+    else:
+        out["ss"][:, 0] = p["ss"].sum(axis=1)
+    if not keepdims:
+        out = out[:, 0]
+    return out
+
+
+def _row_apply(x, stats, *params, op=None, ncols=0, eps=0.0, trace=0):
+    """Pass 2, one block: the op's values from the whole rows' statistics."""
+    _traced(trace)
+    with recorder.span(f"dask.chunk {op}", "dask"):
+        x64 = x.astype(np.float64, copy=False)
+        if op in ("softmax", "log_softmax"):
+            lse = stats["m"] + np.log(stats["s"])
+            z = x64 - lse[:, None]
+            y = np.exp(z) if op == "softmax" else z
+        elif op == "layer_norm":
+            var = stats["m2"] / ncols
+            y = (x64 - stats["mean"][:, None]) / np.sqrt(var + eps)[:, None]
+            gamma, beta = params
+            if gamma is not None:
+                y = y * gamma
+            if beta is not None:
+                y = y + beta
+        else:
+            y = x64 / np.sqrt(stats["ss"] / ncols + eps)[:, None]
+            if params[0] is not None:
+                y = y * params[0]
+        return y.astype(x.dtype, copy=False)
+
+
+def _rowwise_two_pass(name, x, params, trace):
+    """Rows wider than a chunk: pass 1 reduces each row over its blocks (a ``da.reduction``
+    along the last axis), pass 2 maps every block with its rows' statistics. No data moves."""
+    if type(x._meta).__module__.startswith("cupy"):
+        raise UnsupportedError(
+            f"{name}: rows of {x.shape[-1]} elements are wider than a chunk and the chunks "
+            "are cupy arrays: the two-pass row reduction runs on host chunks only; rechunk "
+            "the last axis to one chunk (x.rechunk({-1: -1})) first (nothing was computed)"
+        )
+    one_d = x.ndim == 1
+    if one_d:
+        x = x[None, :]
+    if name in ("softmax", "log_softmax"):
+        vectors, eps = [], 0.0
+    else:
+        vectors, eps = params[:-1], float(params[-1])
+    vectors = [
+        None
+        if v is None
+        else (v if isinstance(v, da.Array) else da.from_array(v)).rechunk((x.chunks[1],))
+        for v in vectors
+    ]
+    sdtype = _ROW_STATS[name]
+    stats = da.reduction(
+        x,
+        partial(_row_stats_chunk, op=name, trace=trace),
+        partial(_row_stats_merge, op=name),
+        combine=partial(_row_stats_merge, op=name),
+        axis=1,
+        keepdims=False,
+        dtype=sdtype,
+        concatenate=True,
+        meta=np.empty((0,), dtype=sdtype),
+    )
+    given = [v for v in vectors if v is not None]
+    slots = tuple(v is not None for v in vectors)
+    pairs = [a for v in given for a in (v, "j")]
+    out = da.blockwise(
+        _with_params,
+        "ij",
+        x,
+        "ij",
+        stats,
+        "i",
+        *pairs,
+        slots=slots,
+        op=name,
+        ncols=x.shape[1],
+        eps=eps,
+        trace=trace,
+        dtype=x.dtype,
+        meta=_meta(x, x.dtype),
+    )
+    return out[0] if one_d else out
+
+
+def _with_params(x, stats, *given, slots=(), **kw):
+    """:func:`_row_apply` with the row vectors that were None put back in their places."""
+    it = iter(given)
+    params = [next(it) if present else None for present in slots]
+    return _row_apply(x, stats, *params, **kw)
+
+
 def _reduction(name, args, trace):
     pdtype, _, _, _, out_dtype = REDUCTIONS[name]
     arrays = [a for a in args if isinstance(a, da.Array)]
     params = [a for a in args if not isinstance(a, da.Array)]
     x = arrays[0]
+    if len(arrays) > 1 or name in ("argmax", "argmin"):  # aligned chunks, global indices
+        for a in arrays:
+            _known_chunks(a, name)
     if len(arrays) > 1:  # dot: both operands on the same chunks
         pairs = [v for a in arrays for v in (a, "abcdefgh"[: a.ndim])]
         arrays = list(da.core.unify_chunks(*pairs)[1])
@@ -401,6 +612,9 @@ def _reduction(name, args, trace):
 
 
 def _matmul(a, b, trace=0):
+    for m in (a, b):
+        if isinstance(m, da.Array):
+            _known_chunks(m, "matmul")
     if not isinstance(a, da.Array):
         a = da.from_array(a, chunks=(a.shape[0], b.chunks[0]))
     if not isinstance(b, da.Array):
