@@ -192,8 +192,7 @@ def test_ints_become_float64_lazily(client, no_client_compute):
     "call",
     [
         lambda x: trueno.eigh(x),
-        lambda x: trueno.transpose(x),
-        lambda x: trueno.zscore(x),
+        lambda x: trueno.embedding_lookup(x, np.array([1, 2])),
         lambda x: trueno.batched_matmul(x[None], x[None]),
         lambda x: trueno.eigh_reconstruct(x[0], x),
         lambda x: trueno.convolve2d(x, x[:2, :2]),
@@ -258,3 +257,46 @@ def test_workers_size_their_threads_without_the_plugin(client, no_client_compute
         assert s["pool"] == num_threads == pool_size(1, 2, s["cores"])
         assert s["pool"] * s["nthreads"] * s["workers_on_host"] <= max(s["cores"], 2)
         assert blas and all(n == 1 for n in blas)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_whole_array_statistics_then_map(client, no_client_compute, dtype):
+    """normalize, zscore, minmax_normalize, covariance, correlation and transpose: lazy, equal
+    to the host op, with empty blocks and operands on other chunks."""
+    x = _data((130, 30), dtype) * 2 + 1
+    y = (_data((130, 30), dtype, 5) + x).astype(dtype)
+    chunks = ((0, 40, 0, 90), (13, 17))
+    dx, dy = da.from_array(x, chunks=chunks), da.from_array(y, chunks=(50, 30))
+    calls = {
+        "normalize": (lambda a: trueno.normalize(a), (dx,), (x,)),
+        "zscore": (lambda a: trueno.zscore(a), (dx,), (x,)),
+        "minmax_normalize": (lambda a: trueno.minmax_normalize(a), (dx,), (x,)),
+        "covariance": (lambda a, b: trueno.covariance(a, b, ddof=1), (dx, dy), (x, y)),
+        "correlation": (lambda a, b: trueno.correlation(a, b), (dx, dy), (x, y)),
+        "transpose": (lambda a: trueno.transpose(a), (dx,), (x,)),
+    }
+    for name, (call, lazy_args, host_args) in calls.items():
+        out = call(*lazy_args)
+        want = call(*host_args)
+        assert isinstance(out, da.Array) and out.dtype == dtype and out.shape == np.shape(want)
+        got = _compute(no_client_compute, out)
+        rtol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(
+            got, want, rtol=rtol, atol=rtol * np.abs(want).max(), err_msg=name
+        )
+
+
+def test_constant_inputs_raise_on_compute_as_on_the_host(client, no_client_compute):
+    from trueno.errors import DivisionByZeroError
+
+    c = da.full((100,), 0.1, chunks=7)  # uneven blocks whose float means differ in the last bit
+    assert _compute(no_client_compute, trueno.variance(c)) == 0.0
+    for call in (
+        trueno.zscore,
+        trueno.minmax_normalize,
+        lambda a: trueno.correlation(a, a),
+        lambda a: trueno.normalize(a * 0),
+    ):
+        lazy = call(c)  # building the graph raises nothing
+        with pytest.raises(DivisionByZeroError):
+            _compute(no_client_compute, lazy)

@@ -28,13 +28,15 @@ import dask.array as da
 import numpy as np
 
 from trueno import dispatch
-from trueno.errors import DTypeError, ShapeError, UnsupportedError
+from trueno.errors import DivisionByZeroError, DTypeError, ShapeError, UnsupportedError
 from trueno.opspec import OPS, OpSpec
 from trueno.trace import recorder
 
 ELEMENTWISE_KINDS = frozenset({"elementwise", "transcendental", "fused", "libm"})
 ROWWISE = frozenset({"softmax", "log_softmax", "layer_norm", "rms_norm"})
 MATRIX = frozenset({"matmul", "matvec", "vecmat"})  # the vector ops: matmul on a column/row
+GLOBAL = frozenset({"normalize", "zscore", "minmax_normalize"})  # whole-array stats, then map
+PAIRED = frozenset({"covariance", "correlation"})  # co-moment reductions of two arrays
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -67,20 +69,31 @@ def _combine_min(p):
 def _moments_block(blocks, info):
     x = blocks[0]
     n = x.size
-    m = float(_kernel("mean", (x,)))
-    return (float(n), m, float(_kernel("variance", (x, 0))) * n)
+    if n == 0:  # an empty block adds nothing
+        return (0.0, 0.0, 0.0)
+    m2 = float(_kernel("variance", (x, 0))) * n
+    # a block without spread is all one value: that value is its exact mean (so a constant
+    # input's blocks agree exactly and its m2 stays 0, as on the host)
+    m = float(x.reshape(-1)[0]) if m2 == 0 else float(_kernel("mean", (x,)))
+    return (float(n), m, m2)
 
 
-def _combine_moments(p):  # Chan et al.'s parallel merge, pairwise over the partials
+def _combine_moments(p):  # Chan et al.'s parallel merge, over all the partials at once
+    if (p["n"] > 0).any():
+        p = p[p["n"] > 0]  # empty blocks add nothing
     n, m, m2 = p["n"], p["m"], p["m2"]
     total = n.sum()
-    mean = (n * m).sum() / total
+    # the mean shifted by the first block's: exact when every block has the same mean (a
+    # constant input then has m2 == 0 exactly, as on the host)
+    mean = m[0] + (n * (m - m[0])).sum() / total
     return (total, mean, (m2 + n * (m - mean) ** 2).sum())
 
 
 def _arg_block(name):
     def block(blocks, info):
         x = blocks[0]
+        if x.size == 0:  # an empty block never wins (nor ties: the largest index)
+            return (-np.inf if name == "argmax" else np.inf, np.iinfo(np.int64).max)
         local = int(_kernel(name, (x,)))
         loc = info[0]["array-location"]
         idx = np.unravel_index(local, x.shape)
@@ -151,7 +164,15 @@ def supported(name: str) -> bool:
     spec = OPS.get(name)
     if spec is None:
         return False
-    return spec.kind in ELEMENTWISE_KINDS or name in ROWWISE or name in REDUCTIONS or name in MATRIX
+    return (
+        spec.kind in ELEMENTWISE_KINDS
+        or name in ROWWISE
+        or name in REDUCTIONS
+        or name in MATRIX
+        or name in GLOBAL
+        or name in PAIRED
+        or name == "transpose"
+    )
 
 
 def accept(x, op: str):
@@ -164,7 +185,8 @@ def accept(x, op: str):
         raise UnsupportedError(
             f"{op}: not supported on dask arrays (nothing was computed); supported: "
             "element-wise ops and activations, softmax, log_softmax, layer_norm, rms_norm, "
-            f"{', '.join(sorted(REDUCTIONS))}, matmul, matvec, vecmat"
+            f"{', '.join(sorted({*REDUCTIONS, *GLOBAL, *PAIRED}))}, matmul, matvec, vecmat, "
+            "transpose"
         )
     dt = x.dtype
     if dt in FLOAT_DTYPES:
@@ -325,6 +347,22 @@ def run(spec: OpSpec, args: tuple, kwargs: dict):
         return _matmul(v[None, :], a, trace=trace)[0]
     if name in MATRIX:
         return _matmul(*args, trace=trace)
+    if name in GLOBAL:
+        return _global(name, args[0], trace)
+    if name in PAIRED:
+        return _paired(name, args, trace)
+    if name == "transpose":
+        (x,) = args
+        return da.blockwise(
+            _chunk,
+            "ji",
+            x,
+            "ij",
+            op="transpose",
+            trace=trace,
+            dtype=x.dtype,
+            meta=_meta(x, x.dtype),
+        )
     raise UnsupportedError(f"{name}: not supported on dask arrays (nothing was computed)")
 
 
@@ -633,3 +671,145 @@ def _matmul(a, b, trace=0):
         meta=_meta(a, dt, 3),
     )
     return out.sum(axis=1, dtype=dt)
+
+
+# ---- whole-array statistics, then every block mapped with them ----
+
+
+def _global(name, x, trace):
+    """normalize (by the L2 norm), zscore (mean, population stddev), minmax_normalize (min,
+    max): the statistics as 0-d dask reductions of trueno's kernels, then each block mapped.
+    A zero norm, a constant input raise DivisionByZeroError when computed, as on the host."""
+    if name == "normalize":
+        stats = (_reduction("norm_l2", (x,), trace),)
+    elif name == "zscore":
+        stats = (_moments(x, trace),)
+    else:
+        stats = (_reduction("min", (x,), trace), _reduction("max", (x,), trace))
+    ind = tuple(range(x.ndim))
+    pairs = [a for st in stats for a in (st, ())]
+    return da.blockwise(
+        _global_block, ind, x, ind, *pairs, op=name, trace=trace, dtype=x.dtype,
+        meta=_meta(x, x.dtype),
+    )  # fmt: skip
+
+
+def _global_block(x, *stats, op=None, trace=0):
+    _traced(trace)
+    with recorder.span(f"dask.chunk {op}", "dask"):
+        t = x.dtype.type
+        if op == "normalize":
+            n = t(stats[0][()])
+            if n == 0:
+                raise DivisionByZeroError(
+                    "normalize: the vector has L2 norm 0; expected a non-zero vector"
+                )
+            return x / n
+        if op == "zscore":
+            mom = stats[0][()]
+            s = t(np.sqrt(mom["m2"] / mom["n"]))
+            if s == 0:
+                raise DivisionByZeroError(
+                    "zscore: standard deviation is 0 (constant input); expected values that vary"
+                )
+            return (x - t(mom["m"])) / s
+        lo, hi = t(stats[0][()]), t(stats[1][()])
+        if hi == lo:
+            raise DivisionByZeroError(
+                f"minmax_normalize: max == min == {lo} (constant input); expected values that vary"
+            )
+        return (x - lo) / (hi - lo)
+
+
+def _moments(x, trace):
+    """The (n, mean, m2) of all of ``x`` as a 0-d structured dask array."""
+    pdtype = _MOM
+    partials = da.map_blocks(
+        _partial, x, op="mean", pdtype=pdtype, trace=trace, nargs=1,
+        chunks=tuple((1,) * n for n in x.numblocks), dtype=pdtype,
+        meta=np.empty((0,) * x.ndim, dtype=pdtype),
+    )  # fmt: skip
+    return da.reduction(
+        partials, _red_chunk, partial(_red_aggregate, name="mean"),
+        combine=partial(_red_combine, name="mean"), dtype=pdtype, concatenate=True,
+        meta=np.empty((), dtype=pdtype),
+    )  # fmt: skip
+
+
+# covariance / correlation: per block (n, mean a, mean b, m2 a, m2 b, co-moment) from
+# trueno's mean, variance and covariance kernels; merged as Chan et al.
+_COMOM = np.dtype(
+    [("n", "f8"), ("ma", "f8"), ("mb", "f8"), ("m2a", "f8"), ("m2b", "f8"), ("c", "f8")]
+)
+
+
+def _comoments_block(a, b, op=None, trace=0):
+    _traced(trace)
+    out = np.empty((1,) * a.ndim, dtype=_COMOM)
+    with recorder.span(f"dask.chunk {op}", "dask"):
+        n = a.size
+        if n == 0:
+            out[(0,) * a.ndim] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+            return out
+        m2a = float(_kernel("variance", (a, 0))) * n
+        m2b = float(_kernel("variance", (b, 0))) * n
+        # a block without spread: its one value is its exact mean (see _moments_block)
+        ma = float(a.reshape(-1)[0]) if m2a == 0 else float(_kernel("mean", (a,)))
+        mb = float(b.reshape(-1)[0]) if m2b == 0 else float(_kernel("mean", (b,)))
+        c = float(_kernel("covariance", (a, b, 0))) * n
+        row = [float(n), ma, mb, m2a, m2b, c]
+    out[(0,) * a.ndim] = tuple(row)
+    return out
+
+
+def _comoments_merge(p, axis=None, keepdims=True):
+    flat = np.asarray(p).reshape(-1)
+    flat = flat[flat["n"] > 0] if (flat["n"] > 0).any() else flat[:1]
+    n = flat["n"]
+    total = n.sum()
+    # shifted means: exact when every block has the same mean (a constant input)
+    ma = flat["ma"][0] + (n * (flat["ma"] - flat["ma"][0])).sum() / total
+    mb = flat["mb"][0] + (n * (flat["mb"] - flat["mb"][0])).sum() / total
+    da_, db_ = flat["ma"] - ma, flat["mb"] - mb
+    out = np.empty((1,) * p.ndim if keepdims else (), dtype=_COMOM)
+    out[...] = (
+        total, ma, mb,
+        (flat["m2a"] + n * da_ * da_).sum(), (flat["m2b"] + n * db_ * db_).sum(),
+        (flat["c"] + n * da_ * db_).sum(),
+    )  # fmt: skip
+    return out
+
+
+def _paired_final(comb, op=None, in_dtype=None, ddof=0):
+    t = np.dtype(in_dtype).type
+    c = comb[()]
+    if op == "covariance":
+        return np.asarray(t(c["c"] / (c["n"] - ddof)))
+    den = np.sqrt(c["m2a"]) * np.sqrt(c["m2b"])
+    if den == 0:
+        raise DivisionByZeroError("correlation: an input has zero variance; expected both to vary")
+    return np.asarray(t(c["c"] / den))
+
+
+def _paired(name, args, trace):
+    a, b = args[0], args[1]
+    ddof = int(args[2]) if len(args) > 2 else 0
+    a = a if isinstance(a, da.Array) else da.from_array(a, chunks=b.chunks)
+    b = b if isinstance(b, da.Array) else da.from_array(b, chunks=a.chunks)
+    for m in (a, b):
+        _known_chunks(m, name)
+    b = b.rechunk(a.chunks) if b.chunks != a.chunks else b
+    partials = da.map_blocks(
+        _comoments_block, a, b, op=name, trace=trace,
+        chunks=tuple((1,) * n for n in a.numblocks), dtype=_COMOM,
+        meta=np.empty((0,) * a.ndim, dtype=_COMOM),
+    )  # fmt: skip
+    combined = da.reduction(
+        partials, _red_chunk, partial(_comoments_merge, keepdims=False),
+        combine=_comoments_merge, dtype=_COMOM, concatenate=True,
+        meta=np.empty((), dtype=_COMOM),
+    )  # fmt: skip
+    return combined.map_blocks(
+        _paired_final, op=name, in_dtype=a.dtype, ddof=ddof, dtype=a.dtype,
+        meta=np.empty((), dtype=a.dtype),
+    )  # fmt: skip
