@@ -115,8 +115,10 @@ def _send_otlp(data: dict) -> None:
     try:
         from trueno.trace import otlp, schema
 
+        label = data.get("label") or {}  # a dask worker: its own OTLP resource
+        spans = [{**label, "pid": data["pid"], **s} for s in data["spans"]] if label else None
         trace = schema.make_trace(
-            data["spans"],
+            spans or data["spans"],
             [],
             name=Path(sys.argv[0] or "python").stem,
             fp={},
