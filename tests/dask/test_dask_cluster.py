@@ -240,3 +240,23 @@ def test_trace_run_of_a_dask_script_merges_labelled_workers(tmp_path):
     assert res.returncode == 0 and "per process:" in res.stdout
     for label in {s["process"] for s in chunks}:  # a table per worker that ran chunks
         assert f"{label}:" in res.stdout
+
+
+def test_a_worker_in_the_client_process_leaves_the_process_alone():
+    """LocalCluster(processes=False): the workers are threads of the client's process, whose
+    trueno pool and trace label stay the user's."""
+    from distributed import Client, LocalCluster
+
+    from trueno import config
+    from trueno.dask.plugin import SETTINGS
+    from trueno.trace import boot
+
+    before = (config.NUM_THREADS, dict(SETTINGS), dict(boot.LABEL))
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                     dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=True) as c,
+    ):  # fmt: skip
+        x = da.from_array(np.ones((400, 16)), chunks=(50, 16))
+        assert c.compute(trueno.gelu(x).sum()).result() > 0
+    assert (config.NUM_THREADS, dict(SETTINGS), dict(boot.LABEL)) == before

@@ -231,6 +231,13 @@ def _worker_ready() -> None:
         worker = get_worker()
     except (ImportError, ValueError):  # not in a distributed worker (sync/threaded scheduler)
         return
+    try:
+        from distributed import default_client
+
+        default_client()
+        return  # a worker inside the client's process (processes=False): the user's process
+    except ValueError:
+        pass
     from trueno.dask import plugin
 
     plugin.default_threads(worker)
