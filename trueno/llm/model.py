@@ -496,6 +496,8 @@ def attend_tiled(
     S = start + T
     first = max(0, start - window + 1) if window > 0 else 0  # the first key any query sees
     qh = q.reshape(T, n_kv, groups, head_dim).transpose(1, 2, 0, 3).reshape(n_kv, groups * T, -1)
+    if xp is np:
+        return _attend_tiled_host(qh, kv_rows, start, T, first, window, scale, block, softcap)
     qpos = xp.arange(start, S)[:, None]
     m = xp.full((n_kv, groups, T, 1), -np.inf, dtype=np.float32)
     total = xp.zeros((n_kv, groups, T, 1), dtype=np.float32)
@@ -529,3 +531,31 @@ def attend_tiled(
     out = acc / total
     out = out.transpose(2, 0, 1, 3).reshape(T, n_kv * groups * head_dim)
     return xp.ascontiguousarray(out, dtype=np.float32)
+
+
+def _attend_tiled_host(qh, kv_rows, start, T, first, window, scale, block, softcap):
+    """:func:`attend_tiled` on the host: the scale folded into the queries, each tile's
+    masking, softcap, max, exp and sums in one numba pass pair (attention.softmax_tile)
+    between the two BLAS matmuls."""
+    from trueno.llm.attention import softmax_tile
+
+    n_kv, rows, head_dim = qh.shape
+    qh = qh * np.float32(scale)
+    m = np.full(n_kv * rows, -np.inf, dtype=np.float32)
+    total = np.zeros(n_kv * rows, dtype=np.float32)
+    corr = np.empty((n_kv * rows, 1), dtype=np.float32)
+    acc = np.zeros((n_kv, rows, head_dim), dtype=np.float32)
+    acc2 = acc.reshape(n_kv * rows, head_dim)
+    S = start + T
+    for lo in range(first, S, block):
+        hi = min(S, lo + block)
+        keys, values = kv_rows(lo, hi)
+        s = np.matmul(qh, keys.transpose(0, 2, 1))  # (n_kv, rows, hi - lo)
+        softmax_tile(s.reshape(n_kv * rows, hi - lo), m, total, corr[:, 0], start, lo, T,
+                     window, np.float32(softcap))  # fmt: skip
+        acc2 *= corr
+        acc += np.matmul(s, values)
+    acc2 /= total[:, None]
+    groups = rows // T
+    out = acc.reshape(n_kv, groups, T, head_dim).transpose(2, 0, 1, 3)
+    return np.ascontiguousarray(out.reshape(T, n_kv * groups * head_dim), dtype=np.float32)
