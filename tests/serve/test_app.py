@@ -344,3 +344,41 @@ def test_chat_logprobs_streamed_equal_non_streamed(live):
     assert [e.logprob for e in streamed] == pytest.approx([e.logprob for e in content], abs=1e-4)
     plain = c.chat.completions.create(model="tiny", messages=CHAT, max_tokens=2)
     assert plain.choices[0].logprobs is None
+
+
+# ---- context shift ----------------------------------------------------------------------------
+SHIFT_CTX = 48
+
+
+@pytest.fixture(scope="module")
+def live_shift(tiny_gguf):
+    from conftest import LiveServer
+
+    srv = LiveServer(tiny_gguf, ctx_size=SHIFT_CTX, ctx_shift=True)
+    yield srv
+    srv.stop()
+
+
+def test_ctx_shift_generates_past_the_context(live_shift):
+    """--ctx-shift: a full slot drops half of what follows n_keep and goes on; the tokens are
+    those of the in-process engine with the same shift."""
+    from trueno.llm.batch import BatchEngine, BatchSequence
+    from trueno.llm.sampler import Sampler
+    from trueno.serve.app import LogitBias, TextStream
+
+    ids = prompt_ids(live_shift, "the cat is on the")
+    n = 3 * SHIFT_CTX
+    r = live_shift.client().completions.create(
+        model="tiny", prompt=ids, max_tokens=n, temperature=0, logit_bias=NO_EOS,
+        extra_body={"n_keep": 2},
+    )  # fmt: skip
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == n
+    model = live_shift.model  # the server's own model, its engine thread idle now
+    engine = BatchEngine(model, 1, ctx_shift=True)
+    sampler = Sampler(temperature=0.0, processors=[LogitBias({EOS: -100.0})])
+    (tokens,) = engine.run([BatchSequence(ids, n, sampler, n_keep=2)])
+    text = TextStream(model.tokenizer, [])
+    assert r.choices[0].text == "".join([text.push(t) for t in tokens] + [text.flush()])
+    wait_idle(live_shift)
+    bad = httpx.post(live_shift.url + "/v1/completions", json={"prompt": "a", "n_keep": -2})
+    assert error_of(bad, 400)["param"] == "n_keep"

@@ -33,6 +33,10 @@ def register(subparsers) -> None:
     p.add_argument("--api-key", default=None, help="require this key (also TRUENO_API_KEY)")
     p.add_argument("--queue", type=int, default=64, help="requests waiting for a slot before 503s")
     p.add_argument("--alias", default=None, help="model name clients use (default: file stem)")
+    p.add_argument("--ctx-shift", action="store_true",
+                   help="when a slot is full, keep the first n_keep tokens of the request (and "
+                        "BOS) and drop half of the rest, as llama.cpp does, instead of stopping "
+                        "with finish_reason 'length'")  # fmt: skip
     p.add_argument("--otlp-endpoint", default=None, metavar="URL",
                    help="trace each request (a span tree; a traceparent header continues the "
                         "caller's trace) and send it to this OTLP/HTTP collector")  # fmt: skip
@@ -86,7 +90,8 @@ def handler(args) -> int:
     path = Path(args.model) if args.model else default_model_path()
     args.model = str(path)
     api_key = args.api_key or os.environ.get("TRUENO_API_KEY") or None
-    server = Server(args.alias or path.stem, args.parallel, args.queue, api_key)
+    server = Server(args.alias or path.stem, args.parallel, args.queue, api_key,
+                    ctx_shift=args.ctx_shift)  # fmt: skip
     if args.otlp_endpoint:
         server.trace_to(args.otlp_endpoint)
     sock = bind(args.host, args.port)

@@ -58,6 +58,7 @@ class BatchSequence:
     sampler: Sampler = field(default_factory=lambda: Sampler(temperature=0.0))
     stop_at_eog: bool = True
     logprobs: int | None = None  # None: none; k: each token's log-probability and the top k
+    n_keep: int = 0  # context shift: prompt tokens kept besides BOS (-1: the whole prompt)
     tag: object = None  # the caller's handle (the server's request/choice)
     # (name, start_ns, end_ns, attrs) of each engine step it took part in, when traced
     spans: list | None = None
@@ -94,9 +95,13 @@ class Event:
 class BatchEngine:
     """``n_slots`` KV slots for one :class:`~trueno.llm.model.Model` (CPU runtime)."""
 
-    def __init__(self, model, n_slots: int = 4, prefill_budget: int = PREFILL_CHUNK) -> None:
+    def __init__(
+        self, model, n_slots: int = 4, prefill_budget: int = PREFILL_CHUNK, ctx_shift=False
+    ) -> None:
         """``prefill_budget``: prompt tokens one step may prefill beyond its first chunk (the
-        running sequences wait for them: it bounds their inter-token latency)."""
+        running sequences wait for them: it bounds their inter-token latency). ``ctx_shift``:
+        a sequence whose slot is full keeps its first ``n_keep`` tokens (and BOS) and drops
+        half of the rest, as llama.cpp's context shift, instead of stopping with "length"."""
         if n_slots < 1:
             raise ModelError(f"a batch needs at least one slot, got {n_slots}")
         if not model.rt.host_memory:
@@ -111,6 +116,10 @@ class BatchEngine:
         for s in self.slots:
             s.rope = model.state.rope  # the tables are read-only: share them
         self.slot_tokens: list[list[int]] = [[] for _ in range(n_slots)]  # cached token ids
+        # how many of a slot's entries a new prompt may reuse: all, except after a context
+        # shift (the entries past n_keep were computed with the dropped tokens in view)
+        self.reusable: list[int] = [model.ctx] * n_slots
+        self.ctx_shift = bool(ctx_shift)
         self.free: list[int] = list(range(n_slots))
         self.waiting: deque[BatchSequence] = deque()
         self.running: list[BatchSequence] = []
@@ -184,7 +193,8 @@ class BatchEngine:
         ready = [s for s in decoding if s.finish_reason is None and s.pending is not None]
         full = [s for s in ready if self.slots[s.slot].cache.n >= self.model.ctx]
         for seq in full:
-            self._finish(seq, "length", events)
+            if not (self.ctx_shift and self._shift(seq)):
+                self._finish(seq, "length", events)
         ready = [s for s in ready if s.finish_reason is None]
         if ready:
             t0 = perf_counter_ns()
@@ -221,7 +231,8 @@ class BatchEngine:
     def _admit(self) -> None:
         while self.waiting and self.free:
             seq = self.waiting.popleft()
-            shared = [common_prefix(tokens, seq.prompt) for tokens in self.slot_tokens]
+            pairs = zip(self.slot_tokens, self.reusable, strict=True)
+            shared = [min(common_prefix(tokens, seq.prompt), cap) for tokens, cap in pairs]
             # the free slot whose cached tokens share the longest prefix with the prompt
             best = max(self.free, key=shared.__getitem__)
             self.free.remove(best)
@@ -229,6 +240,7 @@ class BatchEngine:
             cache = self.slots[best].cache
             cache.n = keep
             del self.slot_tokens[best][keep:]
+            self.reusable[best] = self.model.ctx  # what runs from here on is computed anew
             # any slot (a running one too) sharing more: copy its entries instead of
             # prefilling them (they are written once, below that slot's n, and never moved)
             src = max(range(self.n_slots), key=shared.__getitem__)
@@ -243,6 +255,28 @@ class BatchEngine:
             if seq.spans is not None:
                 seq.t_admit_ns = perf_counter_ns()
             self.running.append(seq)
+
+    def _shift(self, seq: BatchSequence) -> bool:
+        """llama.cpp's context shift of a full slot: keep the first n_keep tokens (plus BOS),
+        drop half of the rest; False when nothing can be dropped."""
+        slot, tokens = self.slots[seq.slot], self.slot_tokens[seq.slot]
+        n = slot.cache.n
+        n_keep = len(seq.prompt) if seq.n_keep < 0 else seq.n_keep
+        bos = self.model.tokenizer.bos_id
+        if bos is not None and seq.prompt[0] == bos:
+            n_keep += 1
+        n_keep = max(0, min(n_keep, self.model.ctx - 4))
+        n_discard = (n - n_keep) // 2
+        if n_discard < 1:
+            return False
+        t0 = perf_counter_ns() if seq.spans is not None else 0
+        slot.cache.shift(n_keep, n_discard, slot.rope, self.config.rope_neox)
+        del tokens[n_keep : n_keep + n_discard]
+        self.reusable[seq.slot] = min(self.reusable[seq.slot], n_keep)
+        if t0:
+            seq.spans.append(("ctx_shift", t0, perf_counter_ns(),
+                              {"n_keep": n_keep, "n_discard": n_discard}))  # fmt: skip
+        return True
 
     def _finish(self, seq: BatchSequence, reason: str, events: list[Event]) -> None:
         seq.finish_reason = reason

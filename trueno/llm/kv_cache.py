@@ -29,7 +29,7 @@ class KVCache:
             )
         shape = (config.n_layers, config.n_kv_heads, ctx, config.head_dim)
         dtype = np.uint16 if cache_type == "f16" else np.float32
-        self.cache_type = cache_type
+        self.cache_type, self.xp = cache_type, xp
         self.k = xp.zeros(shape, dtype=dtype)
         self.v = xp.zeros(shape, dtype=dtype)
         self.ctx = ctx
@@ -69,6 +69,35 @@ class KVCache:
             k, v = k.astype(np.float16).view(np.uint16), v.astype(np.float16).view(np.uint16)
         self.k[layer, :, start : start + t] = k
         self.v[layer, :, start : start + t] = v
+
+    def shift(self, n_keep: int, n_discard: int, rope: list, neox: bool) -> None:
+        """Context shift (llama.cpp's): drop positions n_keep..n_keep+n_discard-1 and move the
+        later entries down by ``n_discard``. Cached keys carry RoPE's rotation of their
+        position, so each moved key is rotated back by ``n_discard`` positions (the angle is
+        linear in the position: R(p - d) = R(-d) R(p)); values only move. ``rope``: each
+        layer's (cos, sin) tables, as RunState.rope. ``n`` drops by ``n_discard``."""
+        n, xp = self.n, self.xp
+        lo, hi = n_keep + n_discard, n
+        if n_discard < 1 or lo > n:
+            raise ConfigError(f"cannot shift: keep {n_keep}, drop {n_discard} of {n} positions")
+        for layer, (cos, sin) in enumerate(rope):
+            c, s = cos[n_discard], sin[n_discard]
+            r = xp.sqrt(c * c + s * s)  # the tables may carry an attention factor: unit angle
+            c, s = c / r, -s / r  # R(-d)
+            keys = xp.array(self.keys(layer, lo, hi), dtype=np.float32)  # (n_kv, m, head_dim)
+            half = c.shape[0]
+            a = keys[..., :half] if neox else keys[..., 0 : 2 * half : 2]
+            b = keys[..., half : 2 * half] if neox else keys[..., 1 : 2 * half : 2]
+            a, b = a * c - b * s, a * s + b * c
+            if neox:
+                keys[..., :half], keys[..., half : 2 * half] = a, b
+            else:
+                keys[..., 0 : 2 * half : 2], keys[..., 1 : 2 * half : 2] = a, b
+            if self.half:
+                keys = keys.astype(np.float16).view(np.uint16)
+            self.k[layer, :, n_keep : hi - n_discard] = keys
+            self.v[layer, :, n_keep : hi - n_discard] = self.v[layer, :, lo:hi].copy()
+        self.n = n - n_discard
 
 
 def rope_tables(
