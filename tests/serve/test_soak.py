@@ -12,7 +12,7 @@ import httpx
 import openai
 from conftest import EOS, N_SLOTS, wait_idle
 
-N_REQUESTS = 60
+N_REQUESTS = 300  # about 16 s here (2 shared cores)
 N_CLIENTS = 10  # more than slots + queue: some requests are refused with 503
 
 
@@ -63,7 +63,9 @@ def test_soak_leaves_no_slot_held_and_metrics_agree(live):
     after = counters(live)
     outcomes = [r for r, _ in results]
     accepted = N_REQUESTS - outcomes.count("refused")
-    assert outcomes.count("done") >= N_REQUESTS // 2 and outcomes.count("left") > 0
+    assert outcomes.count("done") >= N_REQUESTS // 2
+    # a third of the clients leave (i % 3 == 0); one refused with 503 has nothing to leave
+    assert outcomes.count("left") >= 0.9 * (N_REQUESTS // 3)
 
     def delta(key: str) -> float:
         return after.get(key, 0.0) - before.get(key, 0.0)
