@@ -211,3 +211,40 @@ def test_ctx_shift_keeps_at_most_ctx_minus_4(tiny_model_path):
         assert engine.slot_tokens[0][:12] == prompt[:12]
         assert engine.slots[0].cache.n <= 16
     assert seq.finish_reason == "length" and len(seq.tokens) == 40
+
+
+def test_cancel_during_prefill_frees_the_slot_at_the_next_step(tiny_model_path):
+    """A sequence cancelled while its prompt is prefilling (one chunk per step here) is
+    dropped at the next step: no further chunk runs and its slot is free."""
+    from trueno.llm.model import PREFILL_CHUNK
+
+    path, _ = tiny_model_path("llama")
+    engine = BatchEngine(Model.load(path, ctx_size=1024), n_slots=2, prefill_budget=1)
+    running = engine.add(BatchSequence(PROMPTS[0], 40, stop_at_eog=False))
+    engine.step()
+    long = engine.add(BatchSequence([1] + [10 + i % 50 for i in range(3 * PREFILL_CHUNK)], 5))
+    engine.step()
+    done = long.n_prefilled  # one chunk, after the BOS it shares with the other slot
+    assert long.prefilling and done == long.n_cached + PREFILL_CHUNK
+    assert engine.slots_in_use == 2
+    long.cancel()
+    events = engine.step()
+    assert [e.finish_reason for e in events if e.seq is long] == ["cancelled"]
+    assert long.n_prefilled == done and engine.slots_in_use == 1
+    assert [e.seq for e in events if e.token is not None] == [running]  # it kept going
+
+
+def test_untraced_steps_read_no_clock(tiny_model_path, monkeypatch):
+    """Tracing off costs nothing per token: an untraced sequence's steps take no timestamps."""
+    import trueno.llm.batch as batch
+
+    path, _ = tiny_model_path("llama")
+    engine = BatchEngine(Model.load(path), n_slots=2)
+    calls = []
+    real = batch.perf_counter_ns
+    monkeypatch.setattr(batch, "perf_counter_ns", lambda: calls.append(1) or real())
+    engine.run([BatchSequence(p, 6, stop_at_eog=False) for p in PROMPTS[:2]])
+    assert calls == []
+    traced = BatchSequence(PROMPTS[2], 6, stop_at_eog=False, spans=[])
+    engine.run([traced, BatchSequence(PROMPTS[3], 6, stop_at_eog=False)])
+    assert calls and [name for name, *_ in traced.spans].count("decode") == 5

@@ -382,3 +382,51 @@ def test_ctx_shift_generates_past_the_context(live_shift):
     wait_idle(live_shift)
     bad = httpx.post(live_shift.url + "/v1/completions", json={"prompt": "a", "n_keep": -2})
     assert error_of(bad, 400)["param"] == "n_keep"
+
+
+# ---- sampling fields and metrics --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "field, value",
+    [("presence_penalty", 1.5), ("frequency_penalty", 1.0), ("repeat_penalty", 1.5)],
+)
+def test_penalties_reach_the_sampler(live, ref, field, value):
+    """Each penalty changes this greedy stream (the check is not vacuous) and the server's
+    tokens are those of the in-process Sampler with the same penalty."""
+    ids = prompt_ids(live, "the cat")
+    plain = alone(ref, ids, 24, temperature=0.0, min_p=0.0)
+    expect = alone(ref, ids, 24, temperature=0.0, min_p=0.0, **{field: value})
+    assert expect != plain
+    r = live.client().completions.create(model="tiny", prompt=ids, max_tokens=24, temperature=0,
+                                         extra_body={field: value, "min_p": 0.0})  # fmt: skip
+    assert r.choices[0].text == expect
+
+
+def test_logit_bias_forces_a_token(live, ref):
+    ids = prompt_ids(live, "the cat")
+    word = prompt_ids(live, " dog")[-1]
+    r = live.client().completions.create(model="tiny", prompt=ids, max_tokens=5, temperature=0.7,
+                                         seed=1, logit_bias={str(word): 100})  # fmt: skip
+    assert r.choices[0].text == ref.tokenizer.decode([word] * 5)
+
+
+def test_metrics_count_what_a_request_did(live):
+    wait_idle(live)
+    names = ("trueno_prompt_tokens_total", "trueno_prompt_tokens_cached_total",
+             "trueno_generation_tokens_total", "trueno_time_to_first_token_seconds_count",
+             "trueno_inter_token_latency_seconds_count")  # fmt: skip
+    before = {n: metric(live, n) for n in names}
+    ids = prompt_ids(live, "a dog is in the house")
+    r = live.client().completions.create(model="tiny", prompt=ids, max_tokens=9, temperature=0,
+                                         logit_bias=NO_EOS)  # fmt: skip
+    assert r.usage.completion_tokens == 9
+    d = {n: metric(live, n) - before[n] for n in names}
+    assert d["trueno_generation_tokens_total"] == 9
+    assert d["trueno_prompt_tokens_total"] + d["trueno_prompt_tokens_cached_total"] == len(ids)
+    assert d["trueno_time_to_first_token_seconds_count"] == 1
+    assert d["trueno_inter_token_latency_seconds_count"] == 8
+    for gauge in ("trueno_requests_running", "trueno_requests_waiting", "trueno_slots_in_use"):
+        assert metric(live, gauge) == 0
+    assert metric(live, "trueno_slots_total") == N_SLOTS
+    text = httpx.get(live.url + "/metrics").text
+    assert 'trueno_time_to_first_token_seconds_bucket{le="1.0"}' in text
+    assert 'trueno_inter_token_latency_seconds_bucket{le="+Inf"}' in text

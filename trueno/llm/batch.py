@@ -197,15 +197,16 @@ class BatchEngine:
                 self._finish(seq, "length", events)
         ready = [s for s in ready if s.finish_reason is None]
         if ready:
-            t0 = perf_counter_ns()
+            traced = [s for s in ready if s.spans is not None]  # tracing off: no clock read
+            t0 = perf_counter_ns() if traced else 0
             self._decode(ready)
-            t1 = perf_counter_ns()
+            if traced:
+                attrs = {"batch": len(ready), "step": self.n_steps}
+                span = ("decode", t0, perf_counter_ns(), attrs)
+                for seq in traced:
+                    seq.spans.append(span)
             for b, seq in enumerate(ready):
                 self._sample(seq, self.logits[b], events)
-                if seq.spans is not None:
-                    seq.spans.append(
-                        ("decode", t0, t1, {"batch": len(ready), "step": self.n_steps})
-                    )
         self.n_steps += 1
         if emit is not None and len(events) > sent:
             emit(events[sent:])
