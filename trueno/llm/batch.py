@@ -22,6 +22,12 @@ it into whatever else runs, so a greedy or seeded sequence yields exactly the to
 :func:`trueno.llm.generate.generate_tokens` whether it runs alone or batched. ``_linear`` is
 the one place a kernel that multiplies B vectors per weight read plugs in.
 
+On a GPU runtime the same step runs on device arrays: each quantized matrix product is one
+launch of the batched kernel (the weights read once per 8 sequences; each vector's sum its
+own, so a sequence's tokens do not depend on what else runs), a float (or dequantized)
+matrix one cuBLAS matvec per sequence, attention one call per sequence over its slot; the
+step's logits come back to the host in one copy for the samplers.
+
 Why prefill chunks of different sequences are not stacked into one matmul (which would
 dequantize each weight once per step instead of once per chunk): BLAS's result for a row
 depends on how many rows the call has (measured, OpenBLAS Haswell sgemm: rows of a 40-row
@@ -42,7 +48,7 @@ from time import perf_counter_ns
 
 import numpy as np
 
-from trueno.errors import ContextLengthError, ModelError, UnsupportedError
+from trueno.errors import ContextLengthError, ModelError
 from trueno.llm.generate import common_prefix
 from trueno.llm.kv_cache import RunState
 from trueno.llm.model import PREFILL_CHUNK
@@ -104,8 +110,6 @@ class BatchEngine:
         half of the rest, as llama.cpp's context shift, instead of stopping with "length"."""
         if n_slots < 1:
             raise ModelError(f"a batch needs at least one slot, got {n_slots}")
-        if not model.rt.host_memory:
-            raise UnsupportedError("batched decode runs on the CPU runtime only (for now)")
         c = model.config
         self.model, self.config, self.n_slots = model, c, n_slots
         self.prefill_budget = max(1, int(prefill_budget))
@@ -124,18 +128,20 @@ class BatchEngine:
         self.waiting: deque[BatchSequence] = deque()
         self.running: list[BatchSequence] = []
         # batch activations (n_slots rows); a step uses the first B rows
-        n, f32 = n_slots, np.float32
+        n, f32, xp = n_slots, np.float32, model.xp
         Q, K, F, D = c.q_dim, c.kv_dim, c.hidden_dim, c.dim
-        self.x = np.zeros((n, D), f32)  # residual stream
-        self.xb = np.zeros((n, D), f32)  # normed input of a sublayer
-        self.xo = np.zeros((n, D), f32)  # sublayer output
-        self.qkv = np.zeros((n, Q + 2 * K), f32)
-        self.att = np.zeros((n, Q), f32)
-        self.hg = np.zeros((n, F), f32)
-        self.hu = np.zeros((n, F), f32)
-        self.ha = np.zeros((n, F), f32)
-        self.gate_up = np.zeros((n, 2 * F), f32)  # output of the stacked gate|up product
-        self.logits = np.zeros((n, c.vocab_size), f32)
+        self.x = xp.zeros((n, D), f32)  # residual stream
+        # the tokens' embedding rows are looked up on the host (then copied to a device)
+        self.x_host = self.x if model.rt.host_memory else np.zeros((n, D), f32)
+        self.xb = xp.zeros((n, D), f32)  # normed input of a sublayer
+        self.xo = xp.zeros((n, D), f32)  # sublayer output
+        self.qkv = xp.zeros((n, Q + 2 * K), f32)
+        self.att = xp.zeros((n, Q), f32)
+        self.hg = xp.zeros((n, F), f32)
+        self.hu = xp.zeros((n, F), f32)
+        self.ha = xp.zeros((n, F), f32)
+        self.gate_up = xp.zeros((n, 2 * F), f32)  # output of the stacked gate|up product
+        self.logits = xp.zeros((n, c.vocab_size), f32)
         self.is_eog: Callable[[int], bool] = model.tokenizer.is_eog
         self.n_steps = 0
 
@@ -199,14 +205,14 @@ class BatchEngine:
         if ready:
             traced = [s for s in ready if s.spans is not None]  # tracing off: no clock read
             t0 = perf_counter_ns() if traced else 0
-            self._decode(ready)
+            logits = self._decode(ready)
             if traced:
                 attrs = {"batch": len(ready), "step": self.n_steps}
                 span = ("decode", t0, perf_counter_ns(), attrs)
                 for seq in traced:
                     seq.spans.append(span)
             for b, seq in enumerate(ready):
-                self._sample(seq, self.logits[b], events)
+                self._sample(seq, logits[b], events)
         self.n_steps += 1
         if emit is not None and len(events) > sent:
             emit(events[sent:])
@@ -324,7 +330,8 @@ class BatchEngine:
         return len(chunk)
 
     # ---- decode: the next token of B sequences as one batch ----------------------------------
-    def _decode(self, seqs: list[BatchSequence]) -> None:
+    def _decode(self, seqs: list[BatchSequence]) -> np.ndarray:
+        """The next-token logits (B, vocab) of the sequences' pending tokens, on the host."""
         m, c, w, k = self.model, self.config, self.model.weights, self.model._k
         ms = m.state  # per-layer constants (windows, norms) prepared by Model
         B = len(seqs)
@@ -334,8 +341,10 @@ class BatchEngine:
         slots = [self.slots[s.slot] for s in seqs]
         positions = [s.cache.n for s in slots]
         for b, seq in enumerate(seqs):
-            w.token_embd.row(seq.pending, x[b])
+            w.token_embd.row(seq.pending, self.x_host[b])
             slots[b].pos[0] = positions[b]
+        if self.x_host is not self.x:
+            m.rt.copy_in(x, self.x_host[:B])
         if c.embed_scale != 1.0:
             x *= np.float32(c.embed_scale)
         layers = w.layers
@@ -389,6 +398,7 @@ class BatchEngine:
         for b, seq in enumerate(seqs):
             slots[b].cache.n = positions[b] + 1
             self.slot_tokens[seq.slot].append(seq.pending)
+        return m.rt.to_host(self.logits[:B])
 
 
 def token_logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, list]:
@@ -406,6 +416,7 @@ def token_logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, list]
 
 
 def _linear(m, xs: np.ndarray, out: np.ndarray) -> None:
-    """out[b] = W @ xs[b] for every row b, equal bit for bit to decode's fused matvec of that
-    row (see :meth:`~trueno.llm.weights.Matrix.matvecs_into`)."""
+    """out[b] = W @ xs[b] for every row b: on the CPU equal bit for bit to decode's fused
+    matvec of that row (:meth:`~trueno.llm.weights.Matrix.matvecs_into`); on a GPU the
+    batched kernel or a matvec per row (:mod:`trueno.quant.gpu`'s ``matvecs_into``)."""
     m.matvecs_into(xs, out)
