@@ -8,16 +8,16 @@
             Model.prefill on its slot; a sequence whose prompt is done samples its first
             token right there (``emit`` hands it out before the step's decode runs)
         decode:  one batched forward of every running sequence's next token:
-            x = embed(tokens)                                   # (B, D)
+            x = embed(tokens)                                   # (B, dim)
             for each layer:
-                qkv = Wqkv @ norm(x)                            # (B, Q + 2K), one call
-                att[b] = attention(q[b], slot[b].cache)         # per sequence, own KV slot
+                qkv = Wqkv @ norm(x)                            # (B, q_dim + 2 kv_dim)
+                att[b] = attention(q[b], slot[b].layers[l])     # per sequence, own KV slot
                 x = x + Wo @ att ; x = x + Wdown @ act(Wgate_up @ norm(x))
-            logits = Wout @ norm(x)                             # (B, V)
+            logits = Wout @ norm(x)                             # (B, vocab)
         sample: each sequence with its own Sampler (own seed, own history)
 
 Every row goes through the same kernels as :meth:`Model.decode` (the fused matvec per row,
-``attention_step`` per sequence), and a prompt is cut into the chunks ``Model.prefill`` cuts
+the attention kernel per sequence), and a prompt is cut into the chunks ``Model.prefill`` cuts
 it into whatever else runs, so a greedy or seeded sequence yields exactly the tokens of
 :func:`trueno.llm.generate.generate_tokens` whether it runs alone or batched. ``_linear`` is
 the one place a kernel that multiplies B vectors per weight read plugs in.
@@ -113,12 +113,12 @@ class BatchEngine:
         c = model.config
         self.model, self.config, self.n_slots = model, c, n_slots
         self.prefill_budget = max(1, int(prefill_budget))
-        # one RunState per slot: its own KV cache (the model's cache type) and scratch
+        # one RunState per slot: its own KV cache (the model's cache type), scratch and
+        # per-layer records over that cache; the read-only RoPE tables are the model's
         kv_type = model.state.cache.cache_type
-        self.slots = [RunState(c, model.ctx, model.rope_factors, model.rt, kv_type)
+        self.slots = [RunState(c, model.ctx, model.rope_factors, model.rt, kv_type,
+                               model.weights, rope=model.state.rope)
                       for _ in range(n_slots)]  # fmt: skip
-        for s in self.slots:
-            s.rope = model.state.rope  # the tables are read-only: share them
         self.slot_tokens: list[list[int]] = [[] for _ in range(n_slots)]  # cached token ids
         # how many of a slot's entries a new prompt may reuse: all, except after a context
         # shift (the entries past n_keep were computed with the dropped tokens in view)
@@ -129,18 +129,18 @@ class BatchEngine:
         self.running: list[BatchSequence] = []
         # batch activations (n_slots rows); a step uses the first B rows
         n, f32, xp = n_slots, np.float32, model.xp
-        Q, K, F, D = c.q_dim, c.kv_dim, c.hidden_dim, c.dim
-        self.x = xp.zeros((n, D), f32)  # residual stream
+        dim, q_dim, kv_dim, hidden = c.dim, c.q_dim, c.kv_dim, c.hidden_dim
+        self.x = xp.zeros((n, dim), f32)  # residual stream
         # the tokens' embedding rows are looked up on the host (then copied to a device)
-        self.x_host = self.x if model.rt.host_memory else np.zeros((n, D), f32)
-        self.xb = xp.zeros((n, D), f32)  # normed input of a sublayer
-        self.xo = xp.zeros((n, D), f32)  # sublayer output
-        self.qkv = xp.zeros((n, Q + 2 * K), f32)
-        self.att = xp.zeros((n, Q), f32)
-        self.hg = xp.zeros((n, F), f32)
-        self.hu = xp.zeros((n, F), f32)
-        self.ha = xp.zeros((n, F), f32)
-        self.gate_up = xp.zeros((n, 2 * F), f32)  # output of the stacked gate|up product
+        self.x_host = self.x if model.rt.host_memory else np.zeros((n, dim), f32)
+        self.xb = xp.zeros((n, dim), f32)  # normed input of a sublayer
+        self.xo = xp.zeros((n, dim), f32)  # sublayer output
+        self.qkv = xp.zeros((n, q_dim + 2 * kv_dim), f32)  # each row: its query, key, value
+        self.att = xp.zeros((n, q_dim), f32)
+        self.hg = xp.zeros((n, hidden), f32)
+        self.hu = xp.zeros((n, hidden), f32)
+        self.ha = xp.zeros((n, hidden), f32)
+        self.gate_up = xp.zeros((n, 2 * hidden), f32)  # output of the stacked gate|up product
         self.logits = xp.zeros((n, c.vocab_size), f32)
         self.is_eog: Callable[[int], bool] = model.tokenizer.is_eog
         self.n_steps = 0
@@ -331,13 +331,13 @@ class BatchEngine:
 
     # ---- decode: the next token of B sequences as one batch ----------------------------------
     def _decode(self, seqs: list[BatchSequence]) -> np.ndarray:
-        """The next-token logits (B, vocab) of the sequences' pending tokens, on the host."""
-        m, c, w, k = self.model, self.config, self.model.weights, self.model._k
-        ms = m.state  # per-layer constants (windows, norms) prepared by Model
+        """The next-token logits (B, vocab) of the sequences' pending tokens, on the host:
+        :meth:`Model._layers_one` with a batch of rows, attention per sequence."""
+        m, c, w = self.model, self.config, self.model.weights
         B = len(seqs)
         x, xb, xo = self.x[:B], self.xb[:B], self.xo[:B]
         qkv, att, hg, hu, ha = self.qkv[:B], self.att[:B], self.hg[:B], self.hu[:B], self.ha[:B]
-        Q, K, F, eps = c.q_dim, c.kv_dim, c.hidden_dim, c.norm_eps
+        q_dim, kv_dim, hidden = c.q_dim, c.kv_dim, c.hidden_dim
         slots = [self.slots[s.slot] for s in seqs]
         positions = [s.cache.n for s in slots]
         for b, seq in enumerate(seqs):
@@ -347,52 +347,47 @@ class BatchEngine:
             m.rt.copy_in(x, self.x_host[:B])
         if c.embed_scale != 1.0:
             x *= np.float32(c.embed_scale)
-        layers = w.layers
-        m._pre_norm(xb, x, layers[0].attn_norm)
-        for i, lw in enumerate(layers):
-            # q, k, v of every sequence
+        for i, lw in enumerate(w.layers):
+            # attention: q, k, v of every sequence, then each over its own slot
+            m._pre_norm(xb, x, lw.attn_norm)
             if lw.wqkv is not None:
                 _linear(lw.wqkv, xb, qkv)
                 if lw.bqkv is not None:
                     qkv += lw.bqkv
             else:
-                _linear(lw.wq, xb, qkv[:, :Q])
-                _linear(lw.wk, xb, qkv[:, Q : Q + K])
-                _linear(lw.wv, xb, qkv[:, Q + K :])
+                _linear(lw.wq, xb, qkv[:, :q_dim])
+                _linear(lw.wk, xb, qkv[:, q_dim : q_dim + kv_dim])
+                _linear(lw.wv, xb, qkv[:, q_dim + kv_dim :])
                 if lw.bq is not None:
-                    qkv[:, :Q] += lw.bq
-                    qkv[:, Q : Q + K] += lw.bk
-                    qkv[:, Q + K :] += lw.bv
-            # attention: each sequence over its own slot
-            cos, sin = ms.rope[i]
+                    qkv[:, :q_dim] += lw.bq
+                    qkv[:, q_dim : q_dim + kv_dim] += lw.bk
+                    qkv[:, q_dim + kv_dim :] += lw.bv
             for b, s in enumerate(slots):
                 s.qkv[:] = qkv[b]
                 m._qk_norm_full(s.q, s.k, lw)
-                k.attention_step(
-                    s.att, s.q, s.k, s.v, s.cache.k[i], s.cache.v[i], positions[b], s.pos,
-                    cos, sin, c.rope_neox, c.qk_norm, ms.q_norms[i], ms.k_norms[i], eps,
-                    ms.windows[i], c.attn_scale, s.scores, c.attn_softcap,
-                )  # fmt: skip
+                m.kernels.attention(s.layers[i], s.att, s.q, s.k, s.v, positions[b], s.pos,
+                                    s.scores)  # fmt: skip
                 att[b] = s.att[0]
             _linear(lw.wo, att, xo)
-            # x += post_norm(xo); xb = ffn_norm(x)
-            m._add_then_norm(xb, x, xo, ms.post_attn[i], lw.ffn_norm)
+            # x += post_norm(xo); xb = ffn_norm(x) (the post norms are the model's weights)
+            layer = slots[0].layers[i]
+            m._add_then_norm(xb, x, xo, layer.post_attn_norm, lw.ffn_norm)
+            # feed-forward
             if lw.moe is not None:  # rows grouped by expert, each product a fused matvec's
                 lw.moe.forward(xb, xo, m._act, exact=True)
             else:
                 if lw.w_gate_up is not None:
                     gate_up = self.gate_up[:B]
                     _linear(lw.w_gate_up, xb, gate_up)
-                    hg[:] = gate_up[:, :F]
-                    hu[:] = gate_up[:, F:]
+                    hg[:] = gate_up[:, :hidden]
+                    hu[:] = gate_up[:, hidden:]
                 else:
                     _linear(lw.w_gate, xb, hg)
                     _linear(lw.w_up, xb, hu)
                 m._act(ha, hg, hu)
                 _linear(lw.w_down, ha, xo)
-            # x += post_norm(xo); xb = the next layer's attn_norm(x) (or the output norm)
-            nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
-            m._add_then_norm(xb, x, xo, ms.post_ffn[i], nxt)
+            m._add_residual(x, xo, layer.post_ffn_norm)
+        m._pre_norm(xb, x, w.output_norm)
         _linear(w.output, xb, self.logits[:B])
         m._finish_logits(self.logits[:B])
         for b, seq in enumerate(seqs):
