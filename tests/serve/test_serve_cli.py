@@ -157,3 +157,18 @@ def test_device_gpu_without_a_gpu_is_one_line(tiny_gguf, capsys):
     assert main(["serve", "-m", str(tiny_gguf), "--port", "0", "--device", "gpu"]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "trueno[gpu]" in err
+
+
+def test_import_trueno_never_imports_the_server_stack():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trueno, trueno.llm, trueno.cli.main as m\n"
+        "m.build_parser().parse_args(['serve'])\n"
+        "bad = [n for n in ('starlette', 'uvicorn', 'prometheus_client', 'trueno.serve')"
+        " if n in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
