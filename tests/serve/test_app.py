@@ -430,3 +430,43 @@ def test_metrics_count_what_a_request_did(live):
     text = httpx.get(live.url + "/metrics").text
     assert 'trueno_time_to_first_token_seconds_bucket{le="1.0"}' in text
     assert 'trueno_inter_token_latency_seconds_bucket{le="+Inf"}' in text
+
+
+# ---- the exact OpenAI shapes (raw JSON, not the client's lenient models) ------------------------
+def sse_payloads(live, path: str, body: dict) -> list:
+    import json
+
+    with httpx.stream("POST", live.url + path, json={**body, "stream": True}) as r:
+        raw = b"".join(r.iter_bytes()).decode()
+    events = [e[len("data: ") :] for e in raw.split("\n\n") if e]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def test_response_shapes_are_openais(live):
+    usage_keys = {"prompt_tokens", "completion_tokens", "total_tokens"}
+    body = {"model": "tiny", "max_tokens": 3, "temperature": 0, "logit_bias": NO_EOS}
+    chat = httpx.post(live.url + "/v1/chat/completions", json={**body, "messages": CHAT}).json()
+    assert set(chat) == {"id", "object", "created", "model", "choices", "usage"}
+    assert chat["object"] == "chat.completion" and isinstance(chat["created"], int)
+    (choice,) = chat["choices"]
+    assert set(choice) == {"index", "message", "logprobs", "finish_reason"}
+    assert set(choice["message"]) == {"role", "content"} and choice["finish_reason"] == "length"
+    assert set(chat["usage"]) == usage_keys
+    text = httpx.post(live.url + "/v1/completions", json={**body, "prompt": "the"}).json()
+    assert set(text) == {"id", "object", "created", "model", "choices", "usage"}
+    assert text["object"] == "text_completion" and text["id"].startswith("cmpl-")
+    assert set(text["choices"][0]) == {"index", "text", "logprobs", "finish_reason"}
+    chunks = sse_payloads(live, "/v1/chat/completions", {**body, "messages": CHAT})
+    assert all(set(c) == {"id", "object", "created", "model", "choices"} for c in chunks)
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert all(set(c["choices"][0]) == {"index", "delta", "logprobs", "finish_reason"}
+               for c in chunks)  # fmt: skip
+    assert [c["choices"][0]["finish_reason"] for c in chunks].count("length") == 1
+    with_usage = {**body, "prompt": "the", "stream_options": {"include_usage": True}}
+    chunks = sse_payloads(live, "/v1/completions", with_usage)
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert chunks[-1]["choices"] == [] and set(chunks[-1]["usage"]) == usage_keys
+    assert {c["object"] for c in chunks} == {"text_completion"}
