@@ -15,6 +15,7 @@ import pytest
 
 # the real-GPU tests, collected here again to run over the emulation
 from test_gpu_model import (  # noqa: F401
+    test_batch_engine_on_gpu_gives_each_sequence_its_lone_tokens,
     test_gpu_decode_is_traced_as_cupy_ops_and_copies,
     test_gpu_model_matches_cpu_model,
     test_gpu_quantized_model_matches_float64_reference,
