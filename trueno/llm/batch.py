@@ -51,8 +51,9 @@ import numpy as np
 from trueno.errors import ContextLengthError, ModelError
 from trueno.llm.generate import common_prefix
 from trueno.llm.kv_cache import RunState
-from trueno.llm.model import PREFILL_CHUNK
+from trueno.llm.model import PREFILL_CHUNK, keys_attended
 from trueno.llm.sampler import Sampler
+from trueno.trace import recorder
 
 
 @dataclass(eq=False)
@@ -364,9 +365,12 @@ class BatchEngine:
                     qkv[:, q_dim + kv_dim :] += lw.bv
             for b, s in enumerate(slots):
                 s.qkv[:] = qkv[b]
+                t0 = perf_counter_ns() if recorder.ENABLED else 0
                 m._qk_norm_full(s.q, s.k, lw)
                 m.kernels.attention(s.layers[i], s.att, s.q, s.k, s.v, positions[b], s.pos,
                                     s.scores)  # fmt: skip
+                if t0:  # the span of Model.decode's attention: the KV bytes of this slot
+                    m._record_attention(t0, 1, keys_attended(positions[b], s.layers[i].window))
                 att[b] = s.att[0]
             _linear(lw.wo, att, xo)
             # x += post_norm(xo); xb = ffn_norm(x) (the post norms are the model's weights)

@@ -22,6 +22,11 @@ PARTS_ENV = "TRUENO_TRACE_PARTS"
 LAUNCH_ENV = "TRUENO_TRACE_LAUNCH_NS"  # epoch ns at which the tracer launched the program
 ROOT_ENV = "TRUENO_TRACE_ROOT_PID"
 
+# How a layer above names this process in merged traces (trueno.dask sets
+# {"process": "worker <name>", "worker": address, "host": ...} in a dask worker); the
+# part carries it and ``trueno trace run`` labels the part's spans with it.
+LABEL: dict = {}
+
 _installed = False
 _boot_epoch_ns = 0
 _rec: recorder.Recorder | None = None  # this process's recorder (a capture() may nest)
@@ -73,6 +78,7 @@ def part(rec: recorder.Recorder) -> dict:
         "max_rss_bytes": peak_rss_bytes(),
         "proc": proc_counters(),
         "spans": rec.spans() + rec.extra_spans,
+        "label": dict(LABEL),
     }
 
 
@@ -109,8 +115,10 @@ def _send_otlp(data: dict) -> None:
     try:
         from trueno.trace import otlp, schema
 
+        label = data.get("label") or {}  # a dask worker: its own OTLP resource
+        spans = [{**label, "pid": data["pid"], **s} for s in data["spans"]] if label else None
         trace = schema.make_trace(
-            data["spans"],
+            spans or data["spans"],
             [],
             name=Path(sys.argv[0] or "python").stem,
             fp={},
