@@ -373,13 +373,13 @@ def test_ctx_shift_generates_past_the_context(live_shift):
         extra_body={"n_keep": 2},
     )  # fmt: skip
     assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == n
+    wait_idle(live_shift)
     model = live_shift.model  # the server's own model, its engine thread idle now
     engine = BatchEngine(model, 1, ctx_shift=True)
     sampler = Sampler(temperature=0.0, processors=[LogitBias({EOS: -100.0})])
     (tokens,) = engine.run([BatchSequence(ids, n, sampler, n_keep=2)])
     text = TextStream(model.tokenizer, [])
     assert r.choices[0].text == "".join([text.push(t) for t in tokens] + [text.flush()])
-    wait_idle(live_shift)
     bad = httpx.post(live_shift.url + "/v1/completions", json={"prompt": "a", "n_keep": -2})
     assert error_of(bad, 400)["param"] == "n_keep"
 
