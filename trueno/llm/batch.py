@@ -373,8 +373,8 @@ class BatchEngine:
                     m._record_attention(t0, 1, keys_attended(positions[b], s.layers[i].window))
                 att[b] = s.att[0]
             _linear(lw.wo, att, xo)
-            # x += post_norm(xo); xb = ffn_norm(x) (the post norms are the model's weights)
-            layer = slots[0].layers[i]
+            # x += post_norm(xo); xb = ffn_norm(x) (every slot's record holds the same norms)
+            layer = m.state.layers[i]
             m._add_then_norm(xb, x, xo, layer.post_attn_norm, lw.ffn_norm)
             # feed-forward
             if lw.moe is not None:  # rows grouped by expert, each product a fused matvec's
