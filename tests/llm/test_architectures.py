@@ -22,7 +22,12 @@ from llm_archs import (
     hf_logits,
     quantized,
 )
-from llm_models import assert_logits_close, write_gguf
+from llm_models import (
+    assert_batched_logprobs_equal_alone,
+    assert_logits_close,
+    run_batch,
+    write_gguf,
+)
 
 from trueno.gguf.constants import GGMLType, Keys
 from trueno.llm import Model
@@ -69,22 +74,33 @@ def test_q8_0_weights_match_transformers_over_the_same_blocks(arch, arch_model, 
     assert_logits_close(np.array(steps), expect[3:], rel=3e-2)
 
 
+@pytest.mark.parametrize("qtype", [None, GGMLType.Q8_0], ids=["F32", "Q8_0"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_batched_decode_equals_alone(arch, arch_model):
+def test_batched_decode_equals_alone(arch, qtype, arch_model, tmp_path):
+    """The batch engine (the server's) gives each sequence the tokens, logprobs and top
+    logprobs it gets alone: F32 and Q8_0 (the multi-vector kernels) weights."""
     from trueno.llm.batch import BatchEngine, BatchSequence
     from trueno.llm.generate import generate_tokens
     from trueno.llm.sampler import Sampler
 
-    path, _, _ = arch_model(arch)
+    path, torch, hf = arch_model(arch)
+    if qtype is not None:
+        md, tensors, _ = quantized(arch, hf, torch, qtype)
+        path = write_gguf(tmp_path / "q.gguf", md, tensors)
     model = Model.load(path)
-    prompts = [[1, 5, 9, 13], [1, 30, 31, 32, 33, 34, 35], [1, 7]]
+    prompts = [[1, 5, 9, 13], [1, 30, 31, 32, 33, 34, 35], [1, 7], [1, 40, 41, 42]]
+    opts = dict(temperature=0.9, top_k=30, top_p=0.95, min_p=0.0)
     expect = []
-    for p in prompts:
+    for i, p in enumerate(prompts):
         model.reset()
-        expect.append(list(generate_tokens(model, p, max_tokens=8, temperature=0.0)))
-    engine = BatchEngine(model, n_slots=3)
-    got = engine.run([BatchSequence(p, 8, Sampler(temperature=0.0)) for p in prompts])
-    assert got == expect
+        expect.append(list(generate_tokens(model, p, max_tokens=8, seed=10 + i, **opts)))
+    assert len({tuple(t) for t in expect}) > 1
+    engine = BatchEngine(model, n_slots=3)  # 4 sequences over 3 slots: one waits
+    seqs = [BatchSequence(p, 8, Sampler(seed=10 + i, **opts), logprobs=3)
+            for i, p in enumerate(prompts)]  # fmt: skip
+    events = run_batch(engine, seqs)
+    assert [s.tokens for s in seqs] == expect
+    assert_batched_logprobs_equal_alone(model, seqs, events)
 
 
 def test_phi3_rope_factors_are_chosen_by_the_context_size(arch_model):

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from llm_models import assert_logits_close, permute_qk, write_gguf
+from llm_models import (
+    assert_batched_logprobs_equal_alone,
+    assert_logits_close,
+    permute_qk,
+    run_batch,
+    write_gguf,
+)
 from llm_moe import (
     TINY_MOE,
     TOKENS,
@@ -164,7 +170,7 @@ def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(name, qtyp
 @pytest.mark.parametrize("name", ["mixtral", "qwen3moe"])
 def test_batch_engine_runs_moe_as_alone(name, qtype, moe_model_path):
     """The batched decode groups its rows by expert (multi-vector kernels for Q8_0) and still
-    gives every sequence exactly the tokens it gets alone."""
+    gives every sequence exactly the tokens, logprobs and top logprobs it gets alone."""
     from trueno.llm.batch import BatchEngine, BatchSequence
     from trueno.llm.generate import generate_tokens
     from trueno.llm.sampler import Sampler
@@ -178,9 +184,12 @@ def test_batch_engine_runs_moe_as_alone(name, qtype, moe_model_path):
         expect.append(list(generate_tokens(model, p, max_tokens=10, temperature=0.0,
                                            stop_at_eog=False)))  # fmt: skip
     engine = BatchEngine(model, n_slots=4)
-    seqs = [BatchSequence(p, 10, Sampler(temperature=0.0), stop_at_eog=False) for p in prompts]
-    assert engine.run(seqs) == expect
+    seqs = [BatchSequence(p, 10, Sampler(temperature=0.0), stop_at_eog=False, logprobs=3)
+            for p in prompts]  # fmt: skip
+    events = run_batch(engine, seqs)
+    assert [s.tokens for s in seqs] == expect
     assert len({tuple(t) for t in expect}) > 1  # the sequences really differ
+    assert_batched_logprobs_equal_alone(model, seqs, events)
 
 
 def _softmax(z):
