@@ -61,8 +61,9 @@ def _phi3_rope(rng) -> dict:
     }  # fmt: skip
 
 
-def hf_model(arch: str, seed: int = 0):
-    """A transformers model of ``arch`` with random weights (norms too, away from 1)."""
+def hf_model(arch: str, seed: int = 0, **overrides):
+    """A transformers model of ``arch`` with random weights (norms too, away from 1);
+    ``overrides``: config fields replacing the tiny model's."""
     torch = pytest.importorskip("torch", reason="torch not installed (pip install torch)")
     transformers = pytest.importorskip("transformers", reason="transformers not installed")
     cfg_name, cls_name, extra = HF[arch]
@@ -74,6 +75,7 @@ def hf_model(arch: str, seed: int = 0):
         num_hidden_layers=N_LAYERS, rms_norm_eps=EPS, max_position_embeddings=CTX,
         bos_token_id=1, eos_token_id=2, pad_token_id=0, attn_implementation="eager", **extra,
     )  # fmt: skip
+    kwargs.update(overrides)
     kwargs["rope_parameters"] = (
         _phi3_rope(rng) if arch == "phi3" else {"rope_type": "default", "rope_theta": ROPE_BASE}
     )
@@ -157,7 +159,7 @@ def to_gguf(arch: str, model) -> tuple[dict, dict, dict]:
         Keys.ARCHITECTURE: arch,
         k(Keys.CONTEXT_LENGTH): CTX,
         k(Keys.EMBEDDING_LENGTH): DIM,
-        k(Keys.BLOCK_COUNT): N_LAYERS,
+        k(Keys.BLOCK_COUNT): cfg.num_hidden_layers,
         k(Keys.FEED_FORWARD_LENGTH): HIDDEN,
         k(Keys.HEAD_COUNT): heads,
         k(Keys.HEAD_COUNT_KV): kv_heads,

@@ -31,7 +31,7 @@ from llm_models import (
 
 from trueno.gguf.constants import GGMLType, Keys
 from trueno.llm import Model
-from trueno.llm.config import Config
+from trueno.llm.config import GEMMA2_27B_LAYERS, Config
 
 TOKENS = [1, 5, 17, 3, 42, 8, 63, 0, 12, 12, 30, 7]  # longer than gemma2's window of 4
 
@@ -162,6 +162,22 @@ def test_gemma2_27b_scales_queries_by_dim_over_heads():
     assert c9.attn_scale == pytest.approx(1 / math.sqrt(128))
 
 
+def test_gemma2_27b_query_scale_matches_transformers(tmp_path):
+    """The 46-layer rule end to end: a tiny gemma2 of 46 layers whose head_dim (8) is not
+    dim / n_heads (16), with transformers' query_pre_attn_scalar = 16 as the 27B's config
+    has it (144 = 4608 / 32, head_dim 128): the same logits from a file that has no scalar."""
+    from llm_archs import hf_model, to_gguf
+
+    torch, hf = hf_model("gemma2", num_hidden_layers=GEMMA2_27B_LAYERS, head_dim=8,
+                         query_pre_attn_scalar=DIM // 2)  # fmt: skip
+    md, tensors, _ = to_gguf("gemma2", hf)
+    model = Model.load(write_gguf(tmp_path / "g46.gguf", md, tensors), cache_type="f32")
+    c = model.config
+    assert (c.n_layers, c.n_heads, c.head_dim) == (GEMMA2_27B_LAYERS, 2, 8)
+    assert c.attn_scale == pytest.approx(1 / math.sqrt(DIM // 2))  # not 1 / sqrt(head_dim)
+    assert_logits_close(model.logits(TOKENS), hf_logits(torch, hf, TOKENS))
+
+
 def test_a_runtime_without_softcap_kernels_refuses_gemma2(arch_model):
     from dataclasses import replace
 
@@ -180,11 +196,15 @@ FEATURES = [
     ("qwen3", "qk_norm", False),
     ("gemma2", "attn_softcap", 0.0),
     ("gemma2", "final_softcap", 0.0),
+    ("gemma2", "sliding_window", 0),  # every layer global
+    ("gemma2", "post_norms", False),
+    ("gemma2", "embed_scale", 1.0),
     ("granite", "embed_scale", 1.0),
     ("granite", "residual_scale", 1.0),
     ("granite", "attention_scale", 0.0),
     ("granite", "logit_scale", 1.0),
     ("olmo2", "qk_norm_full", False),
+    ("olmo2", "post_norms", False),
     ("smollm3", "nope_step", 0),
     ("phi3", "rope_attn_factor", 1.0),
 ]
