@@ -45,9 +45,11 @@ GEMMA_NORM_SHIFT = ("gemma2",)  # the converter stores norm weights as 1 + w
 N_LAYERS = 4  # gemma2 alternates sliding/global; smollm3's 4th layer has no RoPE
 ROPE_BASE = 10000.0
 EPS = 1e-6
-# llama.cpp's sources (convert_hf_to_gguf.py and its conversion/ package), where present
+# llama.cpp's sources (convert_hf_to_gguf.py, its conversion/ package, gguf-py): where
+# TRUENO_LLAMA_CPP says, else where `make test-arch` unpacks them from the sdist
 LLAMA_CPP = Path(
-    os.environ.get("TRUENO_LLAMA_CPP", "/work/llama/llama_cpp_python-0.3.36/vendor/llama.cpp")
+    os.environ.get("TRUENO_LLAMA_CPP")
+    or Path(__file__).resolve().parents[2] / ".venv" / "llama.cpp"
 )
 
 
@@ -220,3 +222,24 @@ def quantized(arch: str, hf, torch, qtype: GGMLType):
         full["lm_head.weight"] = full["model.embed_tokens.weight"]
     ref.load_state_dict(full)
     return md, tensors, ref
+
+
+def llama_cpp_converted(models: dict, root: Path) -> dict[str, Path]:
+    """{name: GGUF path} of each transformers model of ``models`` ({name: model}) written by
+    llama.cpp's own convert_hf_to_gguf.py model classes (tests/llm/llama_cpp_convert.py),
+    all in one process; skips when llama.cpp's sources are not at LLAMA_CPP."""
+    import subprocess
+    import sys
+
+    if not (LLAMA_CPP / "convert_hf_to_gguf.py").exists():
+        pytest.skip(f"llama.cpp's converter is not at {LLAMA_CPP} (set TRUENO_LLAMA_CPP)")
+    args, paths = [], {}
+    for name, model in models.items():
+        model.save_pretrained(root / name)
+        paths[name] = root / f"{name}.gguf"
+        args += [str(root / name), str(paths[name])]
+    script = Path(__file__).with_name("llama_cpp_convert.py")
+    run = subprocess.run([sys.executable, str(script), str(LLAMA_CPP), *args],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    return paths

@@ -232,27 +232,11 @@ def test_each_feature_matters(arch, field, off, arch_model):
 
 @pytest.fixture(scope="module")
 def llama_cpp_converted(arch_model, tmp_path_factory):
-    """{arch: path} of every tiny model written by llama.cpp's convert_hf_to_gguf.py model
-    classes (tests/llm/llama_cpp_convert.py), all in one process."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    """{arch: path} of every tiny model written by llama.cpp's convert_hf_to_gguf.py."""
+    from llm_archs import llama_cpp_converted as convert
 
-    from llm_archs import LLAMA_CPP
-
-    if not (LLAMA_CPP / "convert_hf_to_gguf.py").exists():
-        pytest.skip(f"llama.cpp's converter is not at {LLAMA_CPP} (set TRUENO_LLAMA_CPP)")
     root = tmp_path_factory.mktemp("llama_cpp_converted")
-    args, paths = [], {}
-    for arch in ARCHS:
-        arch_model(arch)[2].save_pretrained(root / arch)
-        paths[arch] = root / f"{arch}.gguf"
-        args += [str(root / arch), str(paths[arch])]
-    script = Path(__file__).with_name("llama_cpp_convert.py")
-    run = subprocess.run([sys.executable, str(script), str(LLAMA_CPP), *args],
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    return paths
+    return convert({arch: arch_model(arch)[2] for arch in ARCHS}, root)
 
 
 @pytest.mark.slow  # one converter process for all six: ~30 s on a loaded host

@@ -192,6 +192,38 @@ def test_batch_engine_runs_moe_as_alone(name, qtype, moe_model_path):
     assert_batched_logprobs_equal_alone(model, seqs, events)
 
 
+@pytest.fixture(scope="module")
+def llama_cpp_moe(tmp_path_factory):
+    """{name: (path, HF state)} of the MoE models written by llama.cpp's convert_hf_to_gguf.py
+    (its expert split, 3-D tensors, Q/K permutation and metadata keys, not ours)."""
+    from llm_archs import llama_cpp_converted
+    from llm_moe import hf_moe_model
+
+    states = {name: random_moe_state(name) for name in CONVERTED}
+    models = {name: hf_moe_model(name, sd)[1] for name, sd in states.items()}
+    paths = llama_cpp_converted(models, tmp_path_factory.mktemp("llama_cpp_moe"))
+    return {name: (paths[name], states[name]) for name in CONVERTED}
+
+
+# not qwen3moe-unnormed: the converter writes no expert_weights_norm for qwen3moe (llama.cpp
+# renormalizes qwen3moe's top-k weights unconditionally), so norm_topk_prob=False is lost
+CONVERTED = ("mixtral", "qwen3moe")
+
+
+@pytest.mark.slow  # one converter process for both: make test-arch
+@pytest.mark.parametrize("name", CONVERTED)
+def test_llama_cpp_converted_moe_matches_transformers(name, llama_cpp_moe):
+    path, sd = llama_cpp_moe[name]
+    model = Model.load(path, cache_type="f32")
+    c, p = model.config, TINY_MOE[name]
+    assert (c.arch, c.n_experts, c.n_experts_used) == (p["arch"], p["experts"], p["used"])
+    assert c.expert_weights_norm == p["norm_topk"]
+    ref, hf_routes = hf_logits_and_routes(name, sd, TOKENS)
+    assert_logits_close(model.logits(TOKENS), ref, rel=1e-4)
+    for lw, hf_idx in zip(model.weights.layers, hf_routes, strict=True):
+        np.testing.assert_array_equal(np.sort(lw.moe.last_experts, 1), np.sort(hf_idx, 1))
+
+
 def _softmax(z):
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
