@@ -192,6 +192,11 @@ def test_batch_engine_runs_moe_as_alone(name, qtype, moe_model_path):
     assert_batched_logprobs_equal_alone(model, seqs, events)
 
 
+# not qwen3moe-unnormed: the converter writes no expert_weights_norm for qwen3moe (llama.cpp
+# renormalizes qwen3moe's top-k weights unconditionally), so norm_topk_prob=False is lost
+CONVERTED = ("mixtral", "qwen3moe")
+
+
 @pytest.fixture(scope="module")
 def llama_cpp_moe(tmp_path_factory):
     """{name: (path, HF state)} of the MoE models written by llama.cpp's convert_hf_to_gguf.py
@@ -203,11 +208,6 @@ def llama_cpp_moe(tmp_path_factory):
     models = {name: hf_moe_model(name, sd)[1] for name, sd in states.items()}
     paths = llama_cpp_converted(models, tmp_path_factory.mktemp("llama_cpp_moe"))
     return {name: (paths[name], states[name]) for name in CONVERTED}
-
-
-# not qwen3moe-unnormed: the converter writes no expert_weights_norm for qwen3moe (llama.cpp
-# renormalizes qwen3moe's top-k weights unconditionally), so norm_topk_prob=False is lost
-CONVERTED = ("mixtral", "qwen3moe")
 
 
 @pytest.mark.slow  # one converter process for both: make test-arch
