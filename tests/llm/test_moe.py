@@ -136,9 +136,12 @@ def test_decode_reads_only_the_chosen_experts_and_prefill_each_once(moe_model_pa
 
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
 @pytest.mark.parametrize("name", ["mixtral", "qwen3moe"])
-def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(name, qtype, moe_model_path):
+def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(
+    name, qtype, moe_model_path, monkeypatch
+):
     """Experts as 3-D quantized tensors: used in place over the file (no copy), and logits
-    within the int8-activation bound of transformers run on the same dequantized weights."""
+    within the int8-activation bound of transformers run on the same dequantized weights;
+    an expert that many rows chose (dequantize + BLAS) within the f32 bound."""
     path, sd = moe_model_path(name, qtype, seed=QUANT_SEED[name])
     model = Model.load(path, cache_type="f32")
     gf = model._gguf
@@ -164,6 +167,18 @@ def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(name, qtyp
     model.prefill(TOKENS[:3])
     steps = [model.decode(tok).copy() for tok in TOKENS[3:]]
     assert_logits_close(np.array(steps), ref[3:], rel=3e-2)
+    # an expert that many rows chose is dequantized once for them all (+ BLAS, f32
+    # activations): with both thresholds at 0, 48 tokens (each chosen expert >= 3 rows, as
+    # the quantized matmul's own path wants) take that path in every expert
+    for module in ("moe", "weights"):
+        monkeypatch.setattr(f"trueno.llm.{module}.MATVEC_ROWS", 0)
+    long = TOKENS * 3
+    ref_long, _ = hf_logits_and_routes(name, hf_sd, long)
+    got = model.logits(long)
+    for lw in model.weights.layers:
+        counts = np.bincount(lw.moe.last_experts.ravel())
+        assert counts[counts > 0].min() >= 3
+    assert_logits_close(got, ref_long, rel=1e-4)
 
 
 @pytest.mark.parametrize("qtype", [None, "Q8_0"])
