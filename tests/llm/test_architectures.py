@@ -55,16 +55,19 @@ def test_decode_with_kv_cache_equals_full_sequence(arch, arch_model):
     np.testing.assert_allclose(np.array(steps), full[2:], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("qtype", [GGMLType.Q8_0, GGMLType.Q4_0], ids=["Q8_0", "Q4_0"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_q8_0_weights_match_transformers_over_the_same_blocks(arch, arch_model, tmp_path):
+def test_quantized_weights_match_transformers_over_the_same_blocks(
+    arch, qtype, arch_model, tmp_path
+):
     """Prefill of more than MATVEC_ROWS tokens (dequantize + BLAS) tracks transformers over
     the dequantized blocks at the f32 bound; decode's int8-activation matvecs at the bound of
     test_model's quantized test."""
     _, torch, hf = arch_model(arch)
-    md, tensors, ref = quantized(arch, hf, torch, GGMLType.Q8_0)
-    path = write_gguf(tmp_path / "q8.gguf", md, tensors)
+    md, tensors, ref = quantized(arch, hf, torch, qtype)
+    path = write_gguf(tmp_path / "q.gguf", md, tensors)
     model = Model.load(path, ctx_size=PHI3_ORIG_CTX, cache_type="f32")
-    assert model.weights.layers[0].w_down.ggml_type == GGMLType.Q8_0
+    assert model.weights.layers[0].w_down.ggml_type == qtype
     tokens = (TOKENS * 2)[:14]
     expect = hf_logits(torch, ref, tokens)
     assert_logits_close(model.logits(tokens), expect, rel=1e-4)
