@@ -53,10 +53,10 @@ LLAMA_CPP = Path(
 )
 
 
-def _phi3_rope(rng) -> dict:
-    half = DIM // 4 // 2  # head_dim 8, all of it rotated
+def _phi3_rope(rng, partial: float = 1.0) -> dict:
+    half = int(DIM // 4 * partial) // 2  # head_dim 8, all of it rotated (Phi-4-mini: 3/4)
     return {
-        "rope_type": "longrope", "rope_theta": ROPE_BASE,
+        "rope_type": "longrope", "rope_theta": ROPE_BASE, "partial_rotary_factor": partial,
         "short_factor": (1.0 + rng.uniform(0, 0.5, half)).tolist(),
         "long_factor": (1.0 + rng.uniform(1.0, 6.0, half)).tolist(),
         "original_max_position_embeddings": PHI3_ORIG_CTX,
@@ -77,10 +77,13 @@ def hf_model(arch: str, seed: int = 0, **overrides):
         num_hidden_layers=N_LAYERS, rms_norm_eps=EPS, max_position_embeddings=CTX,
         bos_token_id=1, eos_token_id=2, pad_token_id=0, attn_implementation="eager", **extra,
     )  # fmt: skip
-    kwargs.update(overrides)
+    partial = overrides.get("partial_rotary_factor", 1.0)
     kwargs["rope_parameters"] = (
-        _phi3_rope(rng) if arch == "phi3" else {"rope_type": "default", "rope_theta": ROPE_BASE}
+        _phi3_rope(rng, partial)
+        if arch == "phi3"
+        else {"rope_type": "default", "rope_theta": ROPE_BASE}
     )
+    kwargs.update(overrides)
     cfg = getattr(transformers, cfg_name)(**kwargs)
     torch.manual_seed(seed)
     model = getattr(transformers, cls_name)(cfg).eval()
@@ -167,7 +170,9 @@ def to_gguf(arch: str, model) -> tuple[dict, dict, dict]:
         k(Keys.HEAD_COUNT_KV): kv_heads,
         k(Keys.LAYERNORM_RMS_EPS): EPS,
         k(Keys.ROPE_FREQ_BASE): ROPE_BASE,
-        k(Keys.ROPE_DIMENSION_COUNT): head_dim,
+        k(Keys.ROPE_DIMENSION_COUNT): int(
+            head_dim * (getattr(cfg, "partial_rotary_factor", 1.0) or 1)
+        ),
         k(Keys.KEY_LENGTH): head_dim,
         k(Keys.VALUE_LENGTH): head_dim,
         **spm_vocab_metadata(),

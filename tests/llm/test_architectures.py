@@ -123,6 +123,22 @@ def test_phi3_rope_factors_are_chosen_by_the_context_size(arch_model):
     assert np.abs(long.logits(TOKENS) - short.logits(TOKENS)).max() > 1e-3
 
 
+def test_phi3_partial_rotary_matches_transformers(tmp_path):
+    """Phi-4-mini rotates 3/4 of each head (rope.dimension_count < key_length) and its
+    LongRoPE factors cover only those dimensions: short and long factors both."""
+    from llm_archs import hf_model, to_gguf
+
+    torch, hf = hf_model("phi3", partial_rotary_factor=0.75)
+    md, tensors, _ = to_gguf("phi3", hf)
+    path = write_gguf(tmp_path / "phi4mini.gguf", md, tensors)
+    short = Model.load(path, ctx_size=PHI3_ORIG_CTX, cache_type="f32")
+    assert (short.config.rope_dim, short.config.head_dim) == (6, 8)
+    assert_logits_close(short.logits(TOKENS), hf_logits(torch, hf, TOKENS))
+    tokens = (TOKENS * 2)[:20]
+    long = Model.load(path, ctx_size=CTX, cache_type="f32")
+    assert_logits_close(long.logits(tokens), hf_logits(torch, hf, tokens))
+
+
 def test_fused_phi3_tensors_are_used_in_place(arch_model):
     path, _, _ = arch_model("phi3")
     lw = Model.load(path).weights.layers[0]
