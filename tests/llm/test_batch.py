@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from llm_models import assert_batched_logprobs_equal_alone, run_batch
 
 from trueno.errors import ContextLengthError, ModelError
 from trueno.llm import Model
@@ -24,9 +25,11 @@ def test_greedy_batched_equals_alone(tiny_model_path, arch):
     model = Model.load(path)
     expect = [_alone(model, p, 12, temperature=0.0) for p in PROMPTS]
     engine = BatchEngine(model, n_slots=4)
-    got = engine.run([BatchSequence(p, 12, Sampler(temperature=0.0)) for p in PROMPTS])
-    assert got == expect
+    seqs = [BatchSequence(p, 12, Sampler(temperature=0.0), logprobs=3) for p in PROMPTS]
+    events = run_batch(engine, seqs)
+    assert [s.tokens for s in seqs] == expect
     assert engine.slots_in_use == 0 and not engine.busy
+    assert_batched_logprobs_equal_alone(model, seqs, events)  # and every logit too
 
 
 def test_slots_keep_the_models_cache_type(tiny_model_path):
