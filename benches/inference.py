@@ -14,7 +14,11 @@ KV bytes one token reads. llama.cpp's side is its ``llama-bench`` binary when fo
 row and round, as ``llama-bench -d DEPTH -ctk f16 -ctv f16 -p 0 -n N -t THREADS -r 1 -o json``
 (prefill: ``-d 0 -p N -n 0``), its ``avg_ts`` parsed from the JSON; else llama-cpp-python.
 
-    python benches/inference.py [--quick] [--threads N] [--depth [--llama-bench PATH]]
+    python benches/inference.py [--quick] [--threads N] [--depth [--llama-bench PATH]] [--moe]
+
+With ``--moe``: the mixture-of-experts row (``benches/moe.py``): decode of a tiny MoE stand-in
+against a dense model with the same active parameters, each beside its bandwidth floor counted
+over the bytes of the experts actually read.
 """
 
 from __future__ import annotations
@@ -295,9 +299,16 @@ def main() -> int:
     ap.add_argument("--depth", action="store_true", help="the long-context table")
     ap.add_argument("--llama-bench", help="llama.cpp's llama-bench binary for --depth")
     ap.add_argument(
+        "--moe", action="store_true", help="the mixture-of-experts row (benches/moe.py's table)"
+    )
+    ap.add_argument(
         "--model", action="append", help="a GGUF file instead of the registry models (repeatable)"
     )
     args = ap.parse_args()
+    if args.moe:  # a MoE stand-in vs a dense model with its active parameters, floor over
+        import moe  # the experts actually read
+
+        return moe.main(["--threads", str(args.threads), *(["--quick"] if args.quick else [])])
     set_threads(args.threads)
     ref = json.loads(REFERENCE.read_text())["models"] if REFERENCE.exists() else {}
     bw = sgemv_bandwidth_gbs(256 << 20 if args.quick else 512 << 20)

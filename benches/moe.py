@@ -145,11 +145,11 @@ class Side:
         return n / (time.perf_counter() - t)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one round, 16 decode tokens")
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     set_threads(args.threads)
     n_decode, rounds, calls = (16, 1, 1) if args.quick else (32, 3, 2)
     bw = sgemv_bandwidth_gbs(256 << 20 if args.quick else 512 << 20)
