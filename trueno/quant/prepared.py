@@ -313,9 +313,24 @@ class PreparedWeight:
         elif n <= 2:
             for i in range(n):
                 self.matvec(xs[i], out=out[i])
-        elif _int8_matmul(self, xs, out):
-            pass
-        elif _blas_is_single_threaded():  # each thread: dequantize a tile, BLAS on it
+        elif not _int8_matmul(self, xs, out):
+            self._dequantize_matmul(xs, out)
+        if t0:
+            api.record(
+                "quant.matmul",
+                self.backend,
+                (n, *self.shape),
+                self.format.name,
+                self.nbytes,
+                2 * n * rows * cols,
+                t0,
+            )
+        return out
+
+    def _dequantize_matmul(self, xs: np.ndarray, out: np.ndarray) -> None:
+        """out = xs @ W.T by dequantizing tiles of rows to f32 and multiplying them by BLAS."""
+        rows, cols = self.shape
+        if _blas_is_single_threaded():  # each thread: dequantize a tile, BLAS on it
             kernel = self._row_kernel()
             tile = max(1, min(rows, MATMUL_TILE_BYTES // (4 * max(cols, 1))))
 
@@ -336,17 +351,6 @@ class PreparedWeight:
                 w = buf[: r1 - r0]
                 self._dequantize_rows(r0, r1, w)
                 np.matmul(xs, w.T, out=out[:, r0:r1])
-        if t0:
-            api.record(
-                "quant.matmul",
-                self.backend,
-                (n, *self.shape),
-                self.format.name,
-                self.nbytes,
-                2 * n * rows * cols,
-                t0,
-            )
-        return out
 
     def dequantize(self) -> np.ndarray:
         """The weight as float32 (rows, cols)."""
