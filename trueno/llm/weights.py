@@ -16,14 +16,11 @@ from trueno.errors import ModelError, UnsupportedError
 from trueno.floats import bf16_to_f32, f16_to_f32
 from trueno.gguf.constants import GGMLType
 from trueno.llm.config import Config
+from trueno.quant.prepared import MATVEC_ROWS  # the matvec/matmul crossover
 from trueno.trace import recorder
 
 if TYPE_CHECKING:
     from trueno.llm.moe import MoE
-
-# up to this many rows a quantized matmul runs as fused matvecs (measured crossover ~12-16
-# rows for Q4_1/Q5_0 at 576-2048 columns; more for the K-quants)
-MATVEC_ROWS = 12
 
 
 def load_gguf(path):

@@ -29,6 +29,10 @@ from trueno.quant.base import F16_TO_F32, as_ggml_type, as_rows, get_format
 from trueno.trace import recorder
 
 MATMUL_TILE_BYTES = 4 << 20  # f32 rows one thread dequantizes per tile in matmul
+# up to this many rows a quantized matmul runs as fused matvecs, one per row: reading the
+# blocks once per row beats dequantize + BLAS (measured crossover ~12-16 rows for Q4_1/Q5_0
+# at 576-2048 columns; more for the K-quants). The one home of this crossover (llm.weights).
+MATVEC_ROWS = 12
 
 _POOL = None
 _BLAS = None
@@ -310,7 +314,7 @@ class PreparedWeight:
         out = np.empty((n, rows), dtype=np.float32)
         if self._f32 is not None:
             matmul_f32(xs, self._f32, out)
-        elif n <= 2:
+        elif n <= MATVEC_ROWS:
             for i in range(n):
                 self.matvec(xs[i], out=out[i])
         elif not _int8_matmul(self, xs, out):
