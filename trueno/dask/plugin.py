@@ -66,9 +66,9 @@ class TruenoWorkerPlugin(WorkerPlugin):
     def setup(self, worker) -> None:
         nthreads = worker.state.nthreads
         host = get_address_host(worker.address)
-        explicit = os.environ.get("TRUENO_NUM_THREADS")
+        explicit = config.read_num_threads()
         if explicit and not SETTINGS:  # the user's setting wins (set before the plugin)
-            pool = max(1, int(explicit))
+            pool = explicit
         else:
             pool = pool_size(nthreads, self.workers_per_host.get(host, 1))
         set_pool_size(pool)
