@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent / "trueno"
 LAYERS = (
     ("errors", "config", "cpu", "floats"),
     ("trace",),
-    ("backends", "device"),
-    ("dispatch", "opspec"),
+    ("backends",),
+    ("dispatch", "opspec", "device"),  # device: the public face of backends/device.py
     ("ops", "vector"),
     ("gguf",),
     ("quant",),
