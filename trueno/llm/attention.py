@@ -19,6 +19,8 @@ This module imports numba; :mod:`trueno.llm.kernels` re-exports its kernels.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -30,7 +32,8 @@ from trueno.cpu import cpu_features
 from trueno.quant.llvm_ir import F16, F32, I32, V8F32, _Acc, _data, _fma, _i64, _load, _splat
 
 _FM = {"reassoc", "contract", "nsz"}  # lets reductions vectorize; no change to exp/tanh/nan
-_JIT = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
+# Any: numba types njit(**options) and overload(jit_options=) with different TypedDicts
+_JIT: Any = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
 
 ATTN_BLOCK = 32  # positions per block: its K and V rows (widened to f32) stay in L1 for all G heads
 SPLIT_MIN = 512  # fewest positions worth a thread hand-off (about 25 us of work per head)
@@ -41,7 +44,7 @@ SIMD = _HOST["avx2"] and _HOST["fma"]  # the IR kernels below (never run without
 F16C = _HOST["f16c"]  # vcvtph2ps: f16 -> f32 in one instruction per eight values
 # numba's thread count, fixed at import (numba.get_num_threads() in a kernel stops caching;
 # a cached kernel keeps the count it was compiled with: it picks the split, never the result)
-THREADS = numba.config.NUMBA_NUM_THREADS
+THREADS = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at numba import
 
 
 # ---- f16 cache rows as float32 --------------------------------------------------------------
@@ -60,7 +63,7 @@ def _widen_f16(out, src):
     """out[i] = the f16 value of bits src[i] (1-D, contiguous)."""
     if F16C:
         for i in range(src.shape[0]):
-            out[i] = _half_to_float(src[i])
+            out[i] = _half_to_float(src[i])  # type: ignore[call-arg]  # an intrinsic
     else:  # exact for every finite half: bits into f32 position, rebias by a multiply
         bits = out.view(np.uint32)
         for i in range(src.shape[0]):
@@ -264,7 +267,7 @@ def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p,
         for g in range(G):
             qg, pg = q[g], p[g]
             if n8 > 0:
-                _scores8(pg, qg, kb, n8)
+                _scores8(pg, qg, kb, n8)  # type: ignore[call-arg]  # an intrinsic
             for t in range(8 * n8, n):
                 kt = kb[t]
                 s = np.float32(0.0)
@@ -287,7 +290,7 @@ def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p,
             for t in range(n):
                 total += pg[t]
             if simd:
-                _accumulate_rows(ag, pg, vb, n)
+                _accumulate_rows(ag, pg, vb, n)  # type: ignore[call-arg]  # an intrinsic
             else:
                 for t in range(n):
                     e, vt = pg[t], vb[t]

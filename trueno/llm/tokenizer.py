@@ -129,7 +129,7 @@ class Tokenizer:
         if self._spm:
             self.pre = None
             self._ranks: dict[tuple[str, str], int] = {}
-            defaults = {"bos": 1, "eos": 2, "unk": 0}
+            defaults: dict[str, int | None] = {"bos": 1, "eos": 2, "unk": 0}
             self.add_space_prefix, self.add_bos, self.clean_spaces = True, True, False
         else:
             self.pre = pretokenize.pre_tokenizer(md.get(Keys.TOKENIZER_PRE))
@@ -220,6 +220,7 @@ class Tokenizer:
                     cache = self._word_cache
                     if len(cache) > 65536:
                         cache.clear()
+                    assert self.pre is not None  # BPE
                     for word in pretokenize.split(frag, self.pre.regexes):
                         ids = cache.get(word)
                         if ids is None:
@@ -268,6 +269,7 @@ class Tokenizer:
 
     def _byte_fallback(self, piece: str) -> list[int]:
         ids = []
+        assert self._byte_ids is not None  # SentencePiece
         for b in piece.encode("utf-8", "surrogatepass"):
             tid = self._byte_ids[b]
             if tid is None:
@@ -284,6 +286,7 @@ class Tokenizer:
         """llm_tokenizer_bpe_session for one pre-tokenized word: merge by rank."""
         tok2id = self._tok2id
         sym = list(byte_encode(word))
+        assert self.pre is not None  # BPE
         if self.pre.ignore_merges or len(sym) == 1:
             tid = tok2id.get("".join(sym))
             if tid is not None:
@@ -381,7 +384,7 @@ class Tokenizer:
         return self._tok2id.get(text)
 
     def __repr__(self) -> str:
-        kind = "SentencePiece" if self._spm else f"BPE pre={self.pre.name}"
+        kind = "SentencePiece" if self.pre is None else f"BPE pre={self.pre.name}"
         return (
             f"Tokenizer({kind}, vocab_size={self.vocab_size}, bos={self.bos_id}, eos={self.eos_id})"
         )

@@ -21,6 +21,7 @@ from trueno.trace import recorder
 
 if TYPE_CHECKING:
     from trueno.llm.moe import MoE
+    from trueno.quant.prepared import PreparedWeight
 
 
 def load_gguf(path):
@@ -78,7 +79,7 @@ class Matrix:
             raise ModelError(f"tensor {name!r}: expected 2 dims, found shape {self.shape}")
         self.info = info  # .data: a float array, or GGML blocks (rows, bytes_per_row)
         self.dense: np.ndarray | None = None
-        self.prepared = None
+        self.prepared: PreparedWeight | None = None
 
     def ready(self, relayout: bool = True) -> Matrix:
         """Use an F32 weight in place, or prepare any other type for the quant kernels, now.
@@ -87,9 +88,9 @@ class Matrix:
             if self.ggml_type == GGMLType.F32:
                 self.dense = np.ascontiguousarray(_as_float32(self.info))
             else:
-                self.prepared = _prepare(self.info.data, self.ggml_type, self.shape, relayout)
-                self.matvec = self.prepared.matvec  # decode's hot call, without a wrapper
-                self.matvec_into = self.prepared.matvec_into
+                self.prepared = p = _prepare(self.info.data, self.ggml_type, self.shape, relayout)
+                self.matvec = p.matvec  # type: ignore[method-assign]  # decode's hot call, no wrapper
+                self.matvec_into = p.matvec_into  # type: ignore[method-assign]
             if isinstance(self.info, _TensorInfo):  # a stacked copy: keep only the prepared
                 self.info = None
         return self
@@ -112,7 +113,10 @@ class Matrix:
     @property
     def nbytes(self) -> int:
         self.ready()
-        return self.dense.nbytes if self.dense is not None else int(self.prepared.nbytes)
+        if self.dense is not None:
+            return self.dense.nbytes
+        assert self.prepared is not None  # ready() made one or the other
+        return int(self.prepared.nbytes)
 
     def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(cols,) -> (rows,)."""
@@ -155,12 +159,14 @@ class Matrix:
             from trueno.quant.prepared import matmul_f32
 
             return matmul_f32(x, self.dense)
+        prepared = self.prepared
+        assert prepared is not None  # ready() made one or the other
         if x.shape[0] <= MATVEC_ROWS:  # reading the blocks once per row beats dequant + BLAS
             out = np.empty((x.shape[0], self.shape[0]), dtype=np.float32)
             for i in range(x.shape[0]):
-                self.prepared.matvec(x[i], out=out[i])
+                prepared.matvec(x[i], out=out[i])
             return out
-        return np.asarray(self.prepared.matmul(x), dtype=np.float32)
+        return np.asarray(prepared.matmul(x), dtype=np.float32)
 
 
 class Embedding:
@@ -192,6 +198,7 @@ class Embedding:
 
         fmt, data = self._row
         blocks = data[token].reshape(-1, fmt.block_bytes)
+        assert fmt.dequantize_numba is not None  # _row is set only for a format with one
         fmt.dequantize_numba(blocks, F16_TO_F32, out.reshape(-1, fmt.block_elems))
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
@@ -238,11 +245,18 @@ class LayerWeights:
         """Stack Q/K/V and gate/up so decode runs one matvec for each group, and prepare
         every matrix the forward pass will use (for the CPU; ``prepare=False`` leaves them as
         file blocks, for a runtime that places them itself)."""
-        if self.wqkv is None:
-            self.wqkv = Matrix.stack("attn_qkv", [self.wq, self.wk, self.wv])
+        wq, wk, wv = self.wq, self.wk, self.wv
+        if wq is None or wk is None or wv is None:  # a file with Q|K|V fused (phi3)
+            if self.wqkv is None or any(b is not None for b in (self.bq, self.bk, self.bv)):
+                raise ModelError("attention needs attn_qkv (no biases), or attn_q, attn_k, attn_v")
+            separate = None
+        else:
+            separate = (wq, wk, wv)
+        if self.wqkv is None and separate:
+            self.wqkv = Matrix.stack("attn_qkv", list(separate))
         biases = (self.bq, self.bk, self.bv)
-        if self.wqkv is not None and any(b is not None for b in biases):
-            sizes = (self.wq.rows, self.wk.rows, self.wv.rows)
+        if self.wqkv is not None and separate and any(b is not None for b in biases):
+            sizes = tuple(m.rows for m in separate)
             self.bqkv = np.concatenate(
                 [
                     np.zeros(n, np.float32) if b is None else b
@@ -250,6 +264,8 @@ class LayerWeights:
                 ]
             )
         if self.moe is None and self.w_gate_up is None:
+            if self.w_gate is None or self.w_up is None:
+                raise ModelError("the FFN needs ffn_gate_up, or ffn_gate and ffn_up")
             self.w_gate_up = Matrix.stack("ffn_gate_up", [self.w_gate, self.w_up])
         if prepare:
             self.ready()
