@@ -33,6 +33,7 @@ from trueno.quant.llvm_ir import F16, F32, I32, V8F32, _Acc, _data, _fma, _i64, 
 
 _FM = {"reassoc", "contract", "nsz"}  # lets reductions vectorize; no change to exp/tanh/nan
 # Any: numba types njit(**options) and overload(jit_options=) with different TypedDicts
+Arr = np.ndarray  # float32 rows (uint16 f16 bits for a half cache); int32 scratch
 _JIT: Any = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
 
 ATTN_BLOCK = 32  # positions per block: its K and V rows (widened to f32) stay in L1 for all G heads
@@ -190,7 +191,7 @@ def _accumulate_rows(typingctx, acc, p, v, n):
 
 # ---- softmax pieces ---------------------------------------------------------------------------
 @njit(**_JIT)
-def exp_shifted(p, n, m, ebits):
+def exp_shifted(p: Arr, n: int, m: float, ebits: Arr) -> None:
     """p[t] = exp(p[t] - m) for t < n, all p[t] <= m (Cephes' expf: 2^k times a degree-7
     polynomial, a couple of ulp): unlike np.exp it vectorizes. ebits: (>= n,) int32 scratch."""
     scale = ebits[:n].view(np.float32)
@@ -211,7 +212,7 @@ def exp_shifted(p, n, m, ebits):
 
 
 @njit(**_JIT)
-def fast_tanh(x):
+def fast_tanh(x: np.float32) -> np.float32:
     """tanh as Eigen's rational approximation (a few ulp in float32); unlike np.tanh it has
     no libm call, so loops over it vectorize."""
     c = np.float32(7.90531110763549805)
@@ -230,7 +231,7 @@ def fast_tanh(x):
 
 
 @njit(**_JIT)
-def softcap_scores(p, n, mx, cap):
+def softcap_scores(p: Arr, n: int, mx: np.float32, cap: float) -> np.float32:
     """p[t] = cap * tanh(p[t] / cap) for t < n (gemma2's attention softcap); the new max of
     ``mx``, the old one (tanh is monotonic)."""
     inv = np.float32(1.0) / np.float32(cap)
@@ -240,7 +241,7 @@ def softcap_scores(p, n, mx, cap):
 
 
 @njit(**_JIT)
-def window_start(pos, window):
+def window_start(pos: int, window: int) -> int:
     """First key position a query at ``pos`` sees (window > 0: keys with pos - j < window)."""
     if window > 0 and pos - window + 1 > 0:
         return pos - window + 1
@@ -249,8 +250,9 @@ def window_start(pos, window):
 
 # ---- attention ----------------------------------------------------------------------------------
 @njit(**_JIT)
-def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, ebuf,
-                softcap=0.0):  # fmt: skip
+def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, first: int,
+                end: int, scale: float, kbuf: Arr, vbuf: Arr, p: Arr, ebuf: Arr,
+                softcap: float = 0.0) -> None:  # fmt: skip
     """Online-softmax attention of the G query heads q (G, head_dim) of one GQA group over keys
     first..end-1 of one KV head (ctx, head_dim), f32 or f16 bits: every key and value row is
     read from memory once, a block of ``ATTN_BLOCK`` positions at a time, for all G heads.
@@ -315,7 +317,7 @@ def _attend_task(acc, m, el, q, k_head, v_head, first, end, scale, softcap):
 
 
 @njit(**_JIT)
-def split_positions(n, n_kv, threads):
+def split_positions(n: int, n_kv: int, threads: int) -> int:
     """Slices each KV head's n positions are cut into: the fewest that make the task count
     (n_kv * slices) a multiple of the thread count, so every thread gets the same work (3 KV
     heads on 2 threads: 2 slices, 3 tasks each), but no slice under SPLIT_MIN positions."""
@@ -365,7 +367,8 @@ def _attend_parallel(accs, ms, els, q, k_cache, v_cache, first, end, scale, grou
 
 
 @njit(**_JIT)
-def attend_serial(out, q, k_cache, v_cache, first, end, scale, groups, softcap):
+def attend_serial(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: int,
+                  scale: float, groups: int, softcap: float) -> None:  # fmt: skip
     """:func:`attend_gqa` on the calling thread alone."""
     hd = q.shape[1]
     m = np.empty(groups, np.float32)
@@ -382,7 +385,8 @@ def attend_serial(out, q, k_cache, v_cache, first, end, scale, groups, softcap):
 
 
 @njit(**_JIT)
-def attend_threaded(out, q, k_cache, v_cache, first, end, scale, groups, parts, softcap):
+def attend_threaded(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: int,
+                    scale: float, groups: int, parts: int, softcap: float) -> None:  # fmt: skip
     """:func:`attend_gqa` as n_kv * ``parts`` tasks over numba's threads: each KV head's
     positions cut into ``parts`` slices, each slice's running state merged at the end."""
     n_kv, _, hd = k_cache.shape
@@ -395,7 +399,8 @@ def attend_threaded(out, q, k_cache, v_cache, first, end, scale, groups, parts, 
 
 
 @njit(**_JIT)
-def attend_gqa(out, q, k_cache, v_cache, first, end, scale, groups, softcap=0.0):
+def attend_gqa(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: int,
+               scale: float, groups: int, softcap: float = 0.0) -> None:  # fmt: skip
     """Attention of one query token (q, out: (n_heads, head_dim)) over cache positions
     first..end-1 of k_cache, v_cache (n_kv_heads, ctx, head_dim; float32, or uint16 holding
     f16 bits): per KV head one online-softmax pass serving its ``groups`` query heads, the
@@ -411,7 +416,8 @@ def attend_gqa(out, q, k_cache, v_cache, first, end, scale, groups, softcap=0.0)
 
 
 @njit(**_JIT)
-def attend_one(out, q, k_cache, v_cache, pos, window, scale, groups, scores, softcap=0.0):
+def attend_one(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, pos: int, window: int,
+               scale: float, groups: int, scores: Arr, softcap: float = 0.0) -> None:  # fmt: skip
     """Attention of one query token at ``pos`` over the cache (decode): :func:`attend_gqa`
     over the keys the window keeps. The signature of the GPU primitive of the same name
     (``scores``: its (ctx,) scratch, unused here), for :class:`~trueno.llm.runtime.

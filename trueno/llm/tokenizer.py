@@ -14,8 +14,10 @@ Control, user-defined and unknown tokens are cut out of the text first
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +37,9 @@ from trueno.llm.special_tokens import (
 )
 from trueno.llm.unicode_data import UNICODE_TO_BYTE, byte_encode
 
+if TYPE_CHECKING:
+    from trueno.gguf.reader import GGUFFile
+
 SPACE = "\u2581"  # SentencePiece's escaped space
 
 
@@ -42,7 +47,7 @@ def _as_list(seq) -> list:
     return seq.tolist() if hasattr(seq, "tolist") else list(seq)
 
 
-def merge_symbols(sym: list[str], priority) -> list[str]:
+def merge_symbols(sym: list[str], priority: Callable[[str, str], Any]) -> list[str]:
     """The merge loop shared by llama.cpp's SPM and BPE sessions: repeatedly join the adjacent
     pair with the lowest ``priority(left, right)`` (None: never joined; ties: leftmost first)
     and return the final symbols in order. ``sym`` is consumed."""
@@ -79,7 +84,7 @@ class Tokenizer:
     """Text <-> token ids for one GGUF vocabulary. Build it with :meth:`from_gguf`."""
 
     @classmethod
-    def from_gguf(cls, path_or_file) -> Tokenizer:
+    def from_gguf(cls, path_or_file: str | os.PathLike[str] | GGUFFile) -> Tokenizer:
         """From a GGUF path, or an already loaded file (anything with ``.metadata``)."""
         if hasattr(path_or_file, "metadata"):
             metadata = path_or_file.metadata

@@ -20,11 +20,16 @@ from trueno.quant.prepared import MATVEC_ROWS  # the matvec/matmul crossover
 from trueno.trace import recorder
 
 if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable
+
+    from trueno.gguf.reader import GGUFFile, TensorInfo
     from trueno.llm.moe import MoE
+    from trueno.llm.runtime import Runtime
     from trueno.quant.prepared import PreparedWeight
 
 
-def load_gguf(path):
+def load_gguf(path: str | os.PathLike[str]) -> GGUFFile:
     """Open a GGUF file with trueno's reader (memory-mapped, validated)."""
     from trueno import gguf
 
@@ -71,13 +76,15 @@ class Matrix:
     Prepared on first use (or by :meth:`ready`), so a matrix that only feeds a stacked one
     never costs memory of its own."""
 
-    def __init__(self, name: str, info) -> None:
+    def __init__(self, name: str, info: TensorInfo | _TensorInfo) -> None:
         self.name = name
         self.shape = tuple(int(s) for s in info.shape)
         self.ggml_type = GGMLType(info.ggml_type)
         if len(self.shape) != 2:
             raise ModelError(f"tensor {name!r}: expected 2 dims, found shape {self.shape}")
-        self.info = info  # .data: a float array, or GGML blocks (rows, bytes_per_row)
+        # .data: a float array, or GGML blocks (rows, bytes_per_row); None once a stacked
+        # copy is prepared
+        self.info: TensorInfo | _TensorInfo | None = info
         self.dense: np.ndarray | None = None
         self.prepared: PreparedWeight | None = None
 
@@ -86,14 +93,21 @@ class Matrix:
         ``relayout`` lets the quant kernels keep a re-laid-out copy (faster on short rows)."""
         if self.dense is None and self.prepared is None:
             if self.ggml_type == GGMLType.F32:
-                self.dense = np.ascontiguousarray(_as_float32(self.info))
+                self.dense = np.ascontiguousarray(_as_float32(self.file_tensor()))
             else:
-                self.prepared = p = _prepare(self.info.data, self.ggml_type, self.shape, relayout)
+                data = self.file_tensor().data
+                self.prepared = p = _prepare(data, self.ggml_type, self.shape, relayout)
                 self.matvec = p.matvec  # type: ignore[method-assign]  # decode's hot call, no wrapper
                 self.matvec_into = p.matvec_into  # type: ignore[method-assign]
             if isinstance(self.info, _TensorInfo):  # a stacked copy: keep only the prepared
                 self.info = None
         return self
+
+    def file_tensor(self) -> TensorInfo | _TensorInfo:
+        """The tensor of the file (or of a stack), which a stacked copy drops once prepared."""
+        if self.info is None:
+            raise ModelError(f"matrix {self.name!r}: its blocks were dropped once prepared")
+        return self.info
 
     @classmethod
     def stack(cls, name: str, mats: list[Matrix]) -> Matrix | None:
@@ -103,7 +117,7 @@ class Matrix:
         if any(m.ggml_type != first.ggml_type or m.shape[1] != first.shape[1] for m in mats):
             return None
         rows = sum(m.shape[0] for m in mats)
-        data = np.concatenate([np.asarray(m.info.data) for m in mats], axis=0)
+        data = np.concatenate([np.asarray(m.file_tensor().data) for m in mats], axis=0)
         return cls(name, _TensorInfo(name, (rows, first.shape[1]), first.ggml_type, data))
 
     @property
@@ -172,7 +186,7 @@ class Matrix:
 class Embedding:
     """Token embedding table: rows looked up (and dequantized) per token id."""
 
-    def __init__(self, info) -> None:
+    def __init__(self, info: TensorInfo) -> None:
         self.info = info
         self.ggml_type = GGMLType(info.ggml_type)
         self.shape = tuple(int(s) for s in info.shape)
@@ -284,15 +298,18 @@ class LayerWeights:
         ffn = [self.w_gate_up] if self.w_gate_up is not None else [self.w_gate, self.w_up]
         return [*qkv, self.wo, *ffn, self.w_down]
 
-    def placed(self, runtime) -> LayerWeights:
+    def placed(self, runtime: Runtime) -> LayerWeights:
         """A copy on ``runtime``: the matrices the forward pass uses through its
         ``place_matrix``, every vector (norm weights, biases) through its ``asarray``."""
         used = {id(m) for m in self.used_matrices()}
+        place = runtime.place_matrix
+        if place is None:
+            raise ModelError("placed(): this runtime keeps host matrices (no place_matrix)")
         changes = {}
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, Matrix) and id(v) in used:
-                changes[f.name] = runtime.place_matrix(v)
+                changes[f.name] = place(v)
             elif isinstance(v, np.ndarray):
                 changes[f.name] = runtime.asarray(v)
         return replace(self, **changes)
@@ -321,7 +338,9 @@ class Weights:
         mats = [self.output] + [m for lw in self.layers for m in lw.used_matrices()]
         return sum(m.nbytes for m in mats)
 
-    def placed(self, runtime, progress=None) -> Weights:
+    def placed(
+        self, runtime: Runtime, progress: Callable[[float], object] | None = None
+    ) -> Weights:
         """These weights on ``runtime`` (see :mod:`trueno.llm.runtime`): every matrix the
         forward pass uses goes through ``runtime.place_matrix`` and every vector through
         ``runtime.asarray``; the embedding table stays in host memory (one row per token is
@@ -346,7 +365,12 @@ class Weights:
 
     @classmethod
     def from_gguf(
-        cls, gf, config: Config, fuse: bool = True, progress=None, prepare: bool = True
+        cls,
+        gf: GGUFFile,
+        config: Config,
+        fuse: bool = True,
+        progress: Callable[[float], object] | None = None,
+        prepare: bool = True,
     ) -> Weights:
         """Weights of ``gf``; ``progress(fraction)`` is called as layers are prepared.
         ``prepare=False`` leaves every matrix as its file blocks (see :meth:`placed`)."""
