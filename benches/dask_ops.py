@@ -1,10 +1,22 @@
-"""trueno on dask vs dask's own numpy expressions, same run, on a 2-worker LocalCluster.
+"""trueno on dask vs dask's own numpy expressions, same run, on a LocalCluster (issue 13).
 
     python benches/dask_ops.py [--mb 256] [--rounds 3] [--workers 2] [--ops sum,norm_l2]
+                               [--no-trace] [--no-scaling]
+
+Three tables, all on the same float32 data (``--mb`` MB, 1024 columns, 16 row chunks):
+
+1. trueno on dask vs dask's numpy expressions (softmax, gelu, layer_norm, sum, norm_l2) on
+   ``--workers`` workers x 1 thread;
+2. tracing on (inside ``trueno.trace.capture()``: every worker records its spans) vs off,
+   same cluster (``--no-trace`` skips it);
+3. trueno on 1 worker vs on ``--workers`` workers, same data and chunks (``--no-scaling``
+   skips it; it starts a second, 1-worker cluster).
 
 Data is generated on the workers and persisted; each op's result is reduced to a scalar on
-the workers (only that comes back). Rounds interleave the two sides; best of 2 calls per
-round, median over rounds."""
+the workers (only that comes back). Rounds interleave the sides; best of 2 calls per round,
+median over rounds. The trueno worker plugin sizes each worker's pool (pool x threads x
+workers on the host <= cores) and keeps BLAS at 1 thread.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +26,97 @@ import time
 
 import numpy as np
 
+COLS = 1024
+CHUNKS = 16
+
+
+def np_softmax(a):
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def np_gelu(a):
+    return 0.5 * a * (1 + np.tanh(np.float32(0.7978845608) * (a + 0.044715 * a**3)))
+
+
+def np_layer_norm(a):
+    m = a.mean(axis=-1, keepdims=True)
+    return (a - m) / np.sqrt(a.var(axis=-1, keepdims=True) + np.float32(1e-5))
+
+
+def cases(x, names: str) -> dict:
+    """op -> (trueno on dask, dask's numpy expression), each reduced to a scalar."""
+    import dask.array as da
+
+    import trueno
+
+    out = {
+        "softmax": (lambda: trueno.softmax(x).sum(), lambda: x.map_blocks(np_softmax).sum()),
+        "gelu": (lambda: trueno.gelu(x).sum(), lambda: x.map_blocks(np_gelu).sum()),
+        "layer_norm": (
+            lambda: trueno.layer_norm(x).sum(),
+            lambda: x.map_blocks(np_layer_norm).sum(),
+        ),
+        "sum": (lambda: trueno.sum(x), lambda: x.sum()),
+        "norm_l2": (lambda: trueno.norm_l2(x), lambda: da.sqrt((x * x).sum())),
+    }
+    if names:
+        out = {k: v for k, v in out.items() if k in names.split(",")}
+    return out
+
+
+def best_of_2(side) -> float:
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        side().compute()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def cluster(workers: int, mb: int, pool: int | None = None):
+    """A LocalCluster of ``workers`` x 1 thread with the plugin, and the persisted data;
+    ``pool`` fixes trueno's pool per worker (TRUENO_NUM_THREADS in the workers)."""
+    import dask.array as da
+    from distributed import Client, LocalCluster, wait
+
+    import trueno.dask
+
+    rows = mb * (1 << 20) // 4 // COLS
+    env = {"TRUENO_NUM_THREADS": str(pool)} if pool else None
+    lc = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None, env=env)  # fmt: skip
+    client = Client(lc)
+    trueno.dask.register(client, warm=False)
+    x = da.random.default_rng(0).standard_normal((rows, COLS), chunks=(rows // CHUNKS, COLS))
+    x = x.astype(np.float32).persist()
+    wait(x)
+    return lc, client, x
+
+
+def measure(x, ops: str, rounds: int, trace: bool) -> dict:
+    """op -> {"trueno", "numpy", "traced"} medians of best-of-2 seconds."""
+    import trueno
+
+    table = cases(x, ops)
+    for f, g in table.values():  # warm: JIT in the workers
+        f().compute(), g().compute()
+    out = {}
+    for name, (f, g) in table.items():
+        tt, tn, tr = [], [], []
+        for _ in range(rounds):
+            tt.append(best_of_2(f))
+            tn.append(best_of_2(g))
+            if trace:
+                with trueno.trace.capture():  # the workers record; gathered at exit
+                    tr.append(best_of_2(f))
+        out[name] = {
+            "trueno": statistics.median(tt),
+            "numpy": statistics.median(tn),
+            "traced": statistics.median(tr) if tr else None,
+        }
+    return out
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -21,67 +124,43 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--ops", default="", help="comma-separated subset (default: all)")
+    ap.add_argument("--no-trace", action="store_true", help="skip the tracing-on table")
+    ap.add_argument("--no-scaling", action="store_true", help="skip the 1-worker run")
     args = ap.parse_args()
 
-    import dask.array as da
-    from distributed import Client, LocalCluster, wait
+    rows = args.mb * (1 << 20) // 4 // COLS
+    lc, client, x = cluster(args.workers, args.mb)
+    try:
+        res = measure(x, args.ops, args.rounds, not args.no_trace)
+    finally:
+        client.close()
+        lc.close()
+    print(f"{args.mb} MB float32 ({rows}x{COLS}, {CHUNKS} chunks), "
+          f"{args.workers} workers x 1 thread")  # fmt: skip
+    print(f"{'op':<11}{'trueno s':>10}{'dask/numpy s':>14}{'speedup':>9}", end="")
+    print(f"{'traced s':>10}{'trace cost':>11}" if not args.no_trace else "")
+    for name, r in res.items():
+        line = f"{name:<11}{r['trueno']:>10.3f}{r['numpy']:>14.3f}{r['numpy'] / r['trueno']:>8.2f}x"
+        if r["traced"] is not None:
+            line += f"{r['traced']:>10.3f}{(r['traced'] / r['trueno'] - 1) * 100:>10.1f}%"
+        print(line)
+    if args.no_scaling or args.workers == 1:
+        return
+    from trueno.dask.plugin import pool_size
 
-    import trueno
-    import trueno.dask
-
-    cols = 1024
-    rows = args.mb * (1 << 20) // 4 // cols
-    with (
-        LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        trueno.dask.register(client, warm=False)
-        chunk_rows = max(1, rows // (8 * args.workers))
-        x = da.random.default_rng(0).standard_normal((rows, cols), chunks=(chunk_rows, cols))
-        x = x.astype(np.float32).persist()
-        wait(x)
-
-        def np_softmax(a):
-            e = np.exp(a - a.max(axis=-1, keepdims=True))
-            return e / e.sum(axis=-1, keepdims=True)
-
-        def np_gelu(a):
-            return 0.5 * a * (1 + np.tanh(np.float32(0.7978845608) * (a + 0.044715 * a**3)))
-
-        def np_layer_norm(a):
-            m = a.mean(axis=-1, keepdims=True)
-            return (a - m) / np.sqrt(a.var(axis=-1, keepdims=True) + np.float32(1e-5))
-
-        cases = {
-            "softmax": (lambda: trueno.softmax(x).sum(), lambda: x.map_blocks(np_softmax).sum()),
-            "gelu": (lambda: trueno.gelu(x).sum(), lambda: x.map_blocks(np_gelu).sum()),
-            "layer_norm": (
-                lambda: trueno.layer_norm(x).sum(),
-                lambda: x.map_blocks(np_layer_norm).sum(),
-            ),
-            "sum": (lambda: trueno.sum(x), lambda: x.sum()),
-            "norm_l2": (lambda: trueno.norm_l2(x), lambda: da.sqrt((x * x).sum())),
-        }
-        if args.ops:
-            cases = {k: v for k, v in cases.items() if k in args.ops.split(",")}
-        for f, g in cases.values():  # warm: JIT in the workers
-            f().compute(), g().compute()
-        print(f"{args.mb} MB float32 ({rows}x{cols}), {args.workers} workers x 1 thread")
-        print(f"{'op':<11}{'trueno s':>10}{'dask/numpy s':>14}{'speedup':>9}")
-        for name, (f, g) in cases.items():
-            tt, tn = [], []
-            for _ in range(args.rounds):
-                for side, out in ((f, tt), (g, tn)):
-                    best = float("inf")
-                    for _ in range(2):
-                        t0 = time.perf_counter()
-                        side().compute()
-                        best = min(best, time.perf_counter() - t0)
-                    out.append(best)
-            a, b = statistics.median(tt), statistics.median(tn)
-            print(f"{name:<11}{a:>10.3f}{b:>14.3f}{b / a:>8.2f}x")
+    pool = pool_size(1, args.workers)  # each worker as strong as in the N-worker run
+    lc, client, x = cluster(1, args.mb, pool)
+    try:
+        one = measure(x, args.ops, args.rounds, False)
+    finally:
+        client.close()
+        lc.close()
+    print(f"\ntrueno on 1 worker vs {args.workers} workers (same data and chunks, "
+          f"trueno pool {pool} per worker in both)")  # fmt: skip
+    print(f"{'op':<11}{'1 worker s':>11}{f'{args.workers} workers s':>14}{'speedup':>9}")
+    for name, r in res.items():
+        a = one[name]["trueno"]
+        print(f"{name:<11}{a:>11.3f}{r['trueno']:>14.3f}{a / r['trueno']:>8.2f}x")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ Speeds are medians of 5 repetitions (1 with --quick).
 With ``--depth``: the long-context table instead: decode tok/s after 1,500 and 3,500 tokens
 of context and prefill tok/s of a 3,500- vs a 512-token prompt, trueno with an f16 and an f32
 KV cache beside llama.cpp with an f16 KV cache (its default), interleaved round by round
-(best of the calls in a round, median of rounds), and decode's share of the bandwidth floor
-counted over weights plus the KV bytes one token reads.
+(median of rounds), and decode's share of the bandwidth floor counted over weights plus the
+KV bytes one token reads. llama.cpp's side is its ``llama-bench`` binary when found
+(``--llama-bench PATH``; default ``$TRUENO_LLAMA_CPP/build/bin/llama-bench``), one call per
+row and round, as ``llama-bench -d DEPTH -ctk f16 -ctv f16 -p 0 -n N -t THREADS -r 1 -o json``
+(prefill: ``-d 0 -p N -n 0``), its ``avg_ts`` parsed from the JSON; else llama-cpp-python.
 
-    python benches/inference.py [--quick] [--threads N] [--depth]
+    python benches/inference.py [--quick] [--threads N] [--depth [--llama-bench PATH]]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +36,9 @@ from _common import print_table, set_threads, sgemv_bandwidth_gbs  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared/testdata/llamacpp/reference_outputs.json"
 PROMPT = "The capital of France is"
+LLAMA_CPP = Path(
+    os.environ.get("TRUENO_LLAMA_CPP", "/work/llama/llama_cpp_python-0.3.36/vendor/llama.cpp")
+)  # llama.cpp's source tree, as tests/llm/llm_archs.py finds it
 
 
 def find_models(paths=None):
@@ -141,6 +148,9 @@ class _TruenoDepth:
         c = self.model.config
         self.kv_elem = 2 * c.n_kv_heads * c.head_dim * self.model.state.cache.itemsize
         self.windows = [c.layer_window(i) for i in range(c.n_layers)]
+        # load what warmup() leaves for first use: a long prompt's path (dequantize + BLAS)
+        # and the threaded decode attention (a deep cache), so no round times a kernel load
+        self.decode(DEPTH_PREFILL[0], 2)
 
     def kv_bytes(self, depth: int) -> int:
         """KV bytes one decode token at ``depth`` reads (sliding-window layers: the window)."""
@@ -186,15 +196,62 @@ class _LlamaDepth:
         return n / (time.perf_counter() - t)
 
 
+class _LlamaBenchDepth:
+    """llama.cpp's own ``llama-bench`` binary, one run per call (``-r 1``; it warms up first):
+    its default settings but the f16 KV cache named explicitly, tok/s from its JSON."""
+
+    def __init__(self, binary: Path, path, threads: int) -> None:
+        self.binary, self.path, self.threads = binary, path, threads
+
+    def run(self, depth: int, n_prompt: int, n_gen: int) -> float:
+        cmd = [str(self.binary), "-m", str(self.path), "-d", str(depth), "-p", str(n_prompt),
+               "-n", str(n_gen), "-ctk", "f16", "-ctv", "f16", "-t", str(self.threads),
+               "-r", "1", "-o", "json"]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+        return parse_llama_bench(proc.stdout, depth, n_prompt, n_gen)
+
+    def prefill(self, n: int) -> float:
+        return self.run(0, n, 0)
+
+    def decode(self, depth: int, n: int) -> float:
+        return self.run(depth, 0, n)
+
+
+def parse_llama_bench(text: str, depth: int, n_prompt: int, n_gen: int) -> float:
+    """``avg_ts`` (tokens/s) of the test with these sizes in ``llama-bench -o json`` output."""
+    for row in json.loads(text):
+        if (row["n_depth"], row["n_prompt"], row["n_gen"]) == (depth, n_prompt, n_gen):
+            return float(row["avg_ts"])
+    raise ValueError(f"no llama-bench result for depth {depth}, pp {n_prompt}, tg {n_gen}")
+
+
+def llama_side(path, args):
+    """llama.cpp's side of the depth table: llama-bench if found, else llama-cpp-python."""
+    binary = Path(args.llama_bench) if args.llama_bench else LLAMA_CPP / "build/bin/llama-bench"
+    if binary.is_file() and os.access(binary, os.X_OK):
+        return _LlamaBenchDepth(binary, path, args.threads)
+    if args.llama_bench:
+        raise SystemExit(f"--llama-bench {binary}: not an executable file")
+    try:
+        return _LlamaDepth(path, args.threads)
+    except ImportError:
+        print(f"skip llama.cpp: no {binary} and llama-cpp-python not installed", file=sys.stderr)
+        return None
+
+
 def depth_main(args, bw: float) -> int:
     n_decode, rounds = (8, 1) if args.quick else (16, 3)
     rows = []
     for name, _, path in find_models(args.model):
         sides = {"trueno f16": _TruenoDepth(path, "f16"), "trueno f32": _TruenoDepth(path, "f32")}
-        try:
-            sides["llama.cpp f16"] = _LlamaDepth(path, args.threads)
-        except ImportError:
-            print("skip llama.cpp: llama-cpp-python not installed", file=sys.stderr)
+        llama = llama_side(path, args)
+        if llama is not None:
+            sides["llama.cpp f16"] = llama
+            print(
+                f"llama.cpp side: {getattr(llama, 'binary', 'llama-cpp-python')}", file=sys.stderr
+            )
         runs = {(s, k): [] for s in sides for k in DEPTHS + tuple(f"p{n}" for n in DEPTH_PREFILL)}
         for _ in range(rounds):  # interleaved: each round runs every side once per row
             for depth in DEPTHS:
@@ -236,6 +293,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="one repetition, 32 decode tokens")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--depth", action="store_true", help="the long-context table")
+    ap.add_argument("--llama-bench", help="llama.cpp's llama-bench binary for --depth")
     ap.add_argument(
         "--model", action="append", help="a GGUF file instead of the registry models (repeatable)"
     )

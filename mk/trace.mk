@@ -9,7 +9,7 @@
 #   make profile-otlp-phoenix [PHOENIX_BENCHES="vector_ops"] [BENCH_ARGS=--quick]
 #                          no docker: Arize Phoenix (its own venv under build/) receives the
 #                          benches' traces; UI and REST API on :$(PHOENIX_PORT)
-#   make test-phoenix      the slow test: spans read back from a real Phoenix
+#   make test-phoenix      the slow test: spans read back from a real Phoenix (CI runs it)
 #   make profile-compare BASELINE=a.json CURRENT=b.json
 PY ?= .venv/bin/python
 TRACE := $(PY) -m trueno trace
@@ -79,8 +79,10 @@ $(PHOENIX_VENV)/bin/phoenix:
 	$(PHOENIX_VENV)/bin/python -m pip install -q arize-phoenix
 
 # the slow test that starts Phoenix and reads the span tree back through its REST API
+# (run by CI; TRUENO_PHOENIX makes a missing Phoenix a failure, not a skip)
 test-phoenix: install $(PHOENIX_VENV)/bin/phoenix
-	$(PY) -m pytest -q -p no:cacheprovider -m slow tests/trace/test_phoenix.py
+	TRUENO_PHOENIX=$(abspath $(PHOENIX_VENV))/bin/phoenix \
+		$(PY) -m pytest -q -p no:cacheprovider -m slow tests/trace/test_phoenix.py
 
 profile-otlp-phoenix: install $(PHOENIX_VENV)/bin/phoenix
 	@mkdir -p $(PROFILE_DIR) $(PHOENIX_DIR)

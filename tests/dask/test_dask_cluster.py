@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+import trueno
+
 da = pytest.importorskip("dask.array")
 
 
@@ -123,3 +125,138 @@ def test_plugin_turns_recorder_on_when_client_traces(client):
     with trueno.trace.capture():
         trueno.dask.register(client, warm=False)
         assert all(v == (True, True) for v in client.run(state).values())
+    # the plugin was asked to trace: the capture's end leaves the workers recording
+    assert all(v == (True, True) for v in client.run(state).values())
+    x = da.from_array(np.ones((400, 16)), chunks=(100, 16))
+    with trueno.trace.capture() as t:  # and a later capture still gathers their spans
+        trueno.gelu(x).compute()
+    assert sum(sp["name"] == "dask.chunk gelu" for sp in t.spans) == x.npartitions
+    assert all(v == (True, True) for v in client.run(state).values())
+
+
+def test_otlp_resources_name_each_worker(client):
+    """The cluster's trace sent over OTLP/HTTP to a real receiver (http.server on 127.0.0.1):
+    each worker's spans arrive under its own resource (host, pid, worker address)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+    import trueno.dask  # noqa: F401
+    from trueno.trace import otlp
+
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            req = trace_service_pb2.ExportTraceServiceRequest()
+            req.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append(req)
+            reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args):
+            pass
+
+    x = da.from_array(np.ones((2000, 32)), chunks=(250, 32))
+    with trueno.trace.capture() as t:
+        trueno.softmax(x).compute()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        res = otlp.send(t.to_trace(), f"http://127.0.0.1:{server.server_port}", timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert res["ok"], res
+    per_resource = {}
+    for req in received:
+        for rs in req.resource_spans:
+            attrs = {a.key: a.value for a in rs.resource.attributes}
+            names = [sp.name for ss in rs.scope_spans for sp in ss.spans]
+            key = attrs["trueno.worker"].string_value if "trueno.worker" in attrs else None
+            per_resource.setdefault(key, []).append((attrs, names))
+    workers = client.run(lambda: __import__("os").getpid())
+    assert set(per_resource) >= set(workers)  # one resource per worker address
+    for address, pid in workers.items():
+        for attrs, names in per_resource[address]:
+            assert attrs["process.pid"].int_value == pid
+            assert attrs["host.name"].string_value
+            assert attrs["service.instance.id"].string_value == address
+            assert attrs["trueno.process"].string_value.startswith("worker ")
+            assert all(
+                n in ("softmax", "dask.chunk softmax") or n.startswith("numba") for n in names
+            )
+    chunk_spans = sum(
+        n == "dask.chunk softmax" for v in per_resource.values() for _, ns in v for n in ns
+    )
+    assert chunk_spans == x.npartitions
+
+
+def test_trace_run_of_a_dask_script_merges_labelled_workers(tmp_path):
+    """``trueno trace run -- python script.py`` on a script that uses dask and never calls
+    trace.capture(): its LocalCluster's workers write their own parts, labelled as workers,
+    and ``trueno trace summary`` breaks the run down per worker. No worker outlives it."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = tmp_path / "script_using_dask.py"
+    script.write_text(
+        "import numpy as np, dask.array as da, os\n"
+        "from distributed import Client, LocalCluster\n"
+        "import trueno\n"
+        "if __name__ == '__main__':\n"
+        "    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,\n"
+        "                      dashboard_address=None) as cluster, Client(cluster) as c:\n"
+        "        x = da.from_array(np.ones((4000, 64)), chunks=(500, 64))\n"
+        "        print('sum', float(trueno.sum(trueno.gelu(x)).compute()))\n"
+        "        print('pids', sorted(c.run(os.getpid).values()))\n"
+    )
+    out = tmp_path / "t.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "trueno", "trace", "run", "-o", str(out), "--syscalls", "off",
+         "--", sys.executable, str(script)],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    line = next(ln for ln in run.stdout.splitlines() if ln.startswith("pids"))
+    pids = set(json.loads(line.split(" ", 1)[1]))
+    assert len(pids) == 2 and not [p for p in pids if psutil.pid_exists(p)]
+    spans = trueno.trace.load(out)["spans"]
+    chunks = [s for s in spans if s["name"] == "dask.chunk gelu"]
+    assert len(chunks) == 8 and {s["pid"] for s in chunks} <= pids
+    assert all(s["process"].startswith("worker ") and s["worker"] for s in chunks)
+    res = subprocess.run(
+        [sys.executable, "-m", "trueno", "trace", "summary", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 0 and "per process:" in res.stdout
+    for label in {s["process"] for s in chunks}:  # a table per worker that ran chunks
+        assert f"{label}:" in res.stdout
+
+
+def test_a_worker_in_the_client_process_leaves_the_process_alone():
+    """LocalCluster(processes=False): the workers are threads of the client's process, whose
+    trueno pool and trace label stay the user's."""
+    from distributed import Client, LocalCluster
+
+    from trueno import config
+    from trueno.dask.plugin import SETTINGS
+    from trueno.trace import boot
+
+    before = (config.NUM_THREADS, dict(SETTINGS), dict(boot.LABEL))
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                     dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=True) as c,
+    ):  # fmt: skip
+        x = da.from_array(np.ones((400, 16)), chunks=(50, 16))
+        assert c.compute(trueno.gelu(x).sum()).result() > 0
+    assert (config.NUM_THREADS, dict(SETTINGS), dict(boot.LABEL)) == before

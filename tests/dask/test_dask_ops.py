@@ -192,8 +192,7 @@ def test_ints_become_float64_lazily(client, no_client_compute):
     "call",
     [
         lambda x: trueno.eigh(x),
-        lambda x: trueno.transpose(x),
-        lambda x: trueno.zscore(x),
+        lambda x: trueno.embedding_lookup(x, np.array([1, 2])),
         lambda x: trueno.batched_matmul(x[None], x[None]),
         lambda x: trueno.eigh_reconstruct(x[0], x),
         lambda x: trueno.convolve2d(x, x[:2, :2]),
@@ -203,3 +202,101 @@ def test_unsupported_raise_without_compute(client, no_client_compute, call):
     x = da.from_array(_data((8, 8), np.float64), chunks=4)
     with pytest.raises(UnsupportedError, match="not supported on dask arrays"):
         call(x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "layer_norm", "rms_norm"])
+@pytest.mark.parametrize("shape,chunks", [((40, 600), (16, 130)), ((2000,), 300)])
+def test_rowwise_two_pass_when_a_row_is_wider_than_a_chunk(
+    client, no_client_compute, name, dtype, shape, chunks
+):
+    import dask
+
+    x = _data(shape, dtype) * 3
+    w, b = _data(shape[-1:], dtype, 1), _data(shape[-1:], dtype, 2)
+    dx = da.from_array(x, chunks=chunks)
+    params = {"layer_norm": (w, b), "rms_norm": (w,)}.get(name, ())
+    with dask.config.set({"array.chunk-size": "1KiB"}):  # a row is >= 2400 bytes
+        out = getattr(trueno, name)(dx, *params)
+    assert out.chunks == dx.chunks and out.dtype == dtype  # no rechunk: no data moved
+    got = _compute(no_client_compute, out)
+    want = getattr(trueno, name)(x, *params)
+    np.testing.assert_allclose(got, want, **_tol(name, dtype))
+    if name == "layer_norm":  # gamma alone, then nothing
+        with dask.config.set({"array.chunk-size": "1KiB"}):
+            outs = [trueno.layer_norm(dx, w), trueno.layer_norm(dx)]
+        for o, want in zip(outs, [trueno.layer_norm(x, w), trueno.layer_norm(x)], strict=True):
+            np.testing.assert_allclose(_compute(no_client_compute, o), want, **_tol(name, dtype))
+
+
+def test_workers_size_their_threads_without_the_plugin(client, no_client_compute):
+    """No plugin registered in this module's cluster: a worker's first trueno task sizes the
+    pool from its threads and the workers on its host, and BLAS runs at one thread."""
+
+    def settings():
+        from threadpoolctl import threadpool_info
+
+        from trueno import config
+        from trueno.dask.plugin import SETTINGS
+
+        blas = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+        return dict(SETTINGS), config.NUM_THREADS, blas
+
+    from trueno.dask.plugin import pool_size
+
+    x = da.from_array(_data((64, 8), np.float32), chunks=(8, 8))
+    workers = list(client.scheduler_info()["workers"])
+    no_client_compute["armed"] = False
+    for address in workers:  # each worker runs trueno tasks
+        client.compute(trueno.gelu(x), workers=[address]).result()
+    no_client_compute["armed"] = True
+    per_worker = client.run(settings)
+    assert sorted(per_worker) == sorted(workers)
+    for s, num_threads, blas in per_worker.values():
+        assert s["source"] == "default" and s["workers_on_host"] == 2 and s["nthreads"] == 1
+        assert s["pool"] == num_threads == pool_size(1, 2, s["cores"])
+        assert s["pool"] * s["nthreads"] * s["workers_on_host"] <= max(s["cores"], 2)
+        assert blas and all(n == 1 for n in blas)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_whole_array_statistics_then_map(client, no_client_compute, dtype):
+    """normalize, zscore, minmax_normalize, covariance, correlation and transpose: lazy, equal
+    to the host op, with empty blocks and operands on other chunks."""
+    x = _data((130, 30), dtype) * 2 + 1
+    y = (_data((130, 30), dtype, 5) + x).astype(dtype)
+    chunks = ((0, 40, 0, 90), (13, 17))
+    dx, dy = da.from_array(x, chunks=chunks), da.from_array(y, chunks=(50, 30))
+    calls = {
+        "normalize": (lambda a: trueno.normalize(a), (dx,), (x,)),
+        "zscore": (lambda a: trueno.zscore(a), (dx,), (x,)),
+        "minmax_normalize": (lambda a: trueno.minmax_normalize(a), (dx,), (x,)),
+        "covariance": (lambda a, b: trueno.covariance(a, b, ddof=1), (dx, dy), (x, y)),
+        "correlation": (lambda a, b: trueno.correlation(a, b), (dx, dy), (x, y)),
+        "transpose": (lambda a: trueno.transpose(a), (dx,), (x,)),
+    }
+    for name, (call, lazy_args, host_args) in calls.items():
+        out = call(*lazy_args)
+        want = call(*host_args)
+        assert isinstance(out, da.Array) and out.dtype == dtype and out.shape == np.shape(want)
+        got = _compute(no_client_compute, out)
+        rtol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(
+            got, want, rtol=rtol, atol=rtol * np.abs(want).max(), err_msg=name
+        )
+
+
+def test_constant_inputs_raise_on_compute_as_on_the_host(client, no_client_compute):
+    from trueno.errors import DivisionByZeroError
+
+    c = da.full((100,), 0.1, chunks=7)  # uneven blocks whose float means differ in the last bit
+    assert _compute(no_client_compute, trueno.variance(c)) == 0.0
+    for call in (
+        trueno.zscore,
+        trueno.minmax_normalize,
+        lambda a: trueno.correlation(a, a),
+        lambda a: trueno.normalize(a * 0),
+    ):
+        lazy = call(c)  # building the graph raises nothing
+        with pytest.raises(DivisionByZeroError):
+            _compute(no_client_compute, lazy)

@@ -26,10 +26,19 @@ def test_empty_blocks_change_nothing(op, dtype):
 
 
 def test_building_the_graph_runs_no_kernel():
+    import dask
+
     x = da.ones((256, 64), chunks=(32, 64), dtype=np.float32)
+    wide = da.ones((4, 4096), chunks=(2, 512), dtype=np.float32)
     with trueno.trace.capture() as t:
         graphs = [getattr(trueno, op)(x) for op in OPS]
+        others = [trueno.gelu(x), trueno.add(x, x), trueno.softmax(x), trueno.layer_norm(x),
+                  trueno.matmul(x, x.T), trueno.zscore(x), trueno.covariance(x, x),
+                  trueno.argmax(x), trueno.mean(x), trueno.transpose(x)]  # fmt: skip
+        with dask.config.set({"array.chunk-size": "4KiB"}):  # the two-pass row path
+            others.append(trueno.softmax(wide))
     assert t.spans == []  # no chunk span, no op span: nothing ran on the client
+    assert all(isinstance(o, da.Array) for o in others)
     assert float(graphs[0].compute(scheduler="sync")) == 256 * 64
 
 
@@ -65,3 +74,107 @@ def test_a_graph_built_while_tracing_leaves_the_client_untraced_after():
     assert float(lazy.compute(scheduler="sync")) == 64 * 8
     assert not recorder.ENABLED  # (it stayed on forever before: the chunk task started it)
     assert t.spans == []
+
+
+ROWWISE = ["softmax", "log_softmax", "layer_norm", "rms_norm"]
+
+
+def _layers(arr) -> str:
+    return " ".join(map(str, arr.__dask_graph__().layers))
+
+
+@pytest.mark.parametrize("name", ROWWISE)
+def test_rows_wider_than_a_chunk_take_two_passes_without_moving_data(name):
+    import warnings
+
+    import dask
+
+    x = da.ones((6, 1000), chunks=(3, 200), dtype=np.float64)  # a row: 8000 B
+    with dask.config.set({"array.chunk-size": "4KiB"}), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DaskRechunkWarning: nothing is rechunked
+        with trueno.trace.capture() as t:
+            out = getattr(trueno, name)(x)
+    assert t.spans == []  # graph only
+    assert out.chunks == x.chunks and "rechunk" not in _layers(out)
+    # with the default chunk size the same input is rechunked to whole rows, with a warning
+    with pytest.warns(UserWarning, match="rechunking the last axis") as caught:
+        again = getattr(trueno, name)(x)
+    assert again.chunks[-1] == (1000,) and "rechunk" in _layers(again)
+    assert caught[0].filename == __file__  # the warning points at the caller's line
+
+
+def test_rechunked_rows_stay_within_the_chunk_size():
+    import dask
+
+    x = da.ones((64, 512), chunks=(64, 128), dtype=np.float64)  # 4 KiB rows
+    with dask.config.set({"array.chunk-size": "64KiB"}):
+        with pytest.warns(UserWarning, match="rechunking the last axis"):
+            out = trueno.softmax(x)
+    assert out.chunks == ((16, 16, 16, 16), (512,))  # 16 whole rows = 64 KiB per chunk
+    np.testing.assert_allclose(out.compute(scheduler="sync"), np.full((64, 512), 1 / 512))
+
+
+def test_operands_chunked_differently_are_aligned():
+    an, bn = np.arange(100.0), np.arange(100.0)[::-1].copy()
+    a, b = da.from_array(an, chunks=30), da.from_array(bn, chunks=17)
+    out = trueno.add(a, b)
+    assert out.chunks == a.chunks
+    np.testing.assert_array_equal(out.compute(scheduler="sync"), an + bn)
+    got = trueno.fma(a, b, da.from_array(an, chunks=40)).compute(scheduler="sync")
+    np.testing.assert_array_equal(got, an * bn + an)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        trueno.argmax,
+        trueno.argmin,
+        trueno.softmax,
+        lambda u: trueno.dot(u, u),
+        trueno.rms_norm,
+    ],
+)
+def test_unknown_chunk_sizes_raise_a_shape_error_before_computing(call):
+    from trueno.errors import ShapeError
+
+    x = da.from_array(np.arange(10.0) - 3, chunks=3)
+    unknown = x[x > 0]  # chunk sizes only known after computing
+    with pytest.raises(ShapeError, match="chunk sizes are unknown.*compute_chunk_sizes"):
+        call(unknown)
+
+
+def test_cupy_chunks_stay_cupy_in_the_graph():
+    """Chunks that are cupy arrays (the repository's emulated cupy: a host array whose type
+    says cupy) give results whose meta, hence chunk type, is still cupy's; nothing runs."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "gpu"))
+    try:
+        import emulated_cupy
+    finally:
+        sys.path.pop(0)
+    import dask
+
+    host = np.arange(64.0).reshape(8, 8)
+    x = da.from_array(host.view(emulated_cupy.ndarray), chunks=(4, 8), asarray=False)
+    assert type(x._meta) is emulated_cupy.ndarray
+    with trueno.trace.capture() as t:
+        outs = [
+            trueno.gelu(x),
+            trueno.add(x, x),
+            trueno.mul(x, 2.0),
+            trueno.softmax(x),
+            trueno.layer_norm(x),
+            trueno.rms_norm(x, np.ones(8)),
+            trueno.matmul(x, x),
+            trueno.matvec(x, da.from_array(np.ones(8).view(emulated_cupy.ndarray), chunks=4)),
+        ]
+    assert t.spans == []
+    for out in outs:
+        assert type(out._meta) is emulated_cupy.ndarray, out
+    # a row wider than a chunk on cupy chunks: a clear error, not a host round trip
+    wide = da.from_array(host.view(emulated_cupy.ndarray), chunks=(4, 4), asarray=False)
+    with dask.config.set({"array.chunk-size": "32B"}):
+        with pytest.raises(trueno.TruenoError, match="cupy arrays"):
+            trueno.softmax(wide)

@@ -286,6 +286,8 @@ class _Kernel:
                 assert type(a) is _SCALAR[p], f"{self.name} arg {i}: {_SCALAR[p]} for .{p}"
         assert all(b % 32 == 0 for b in block[:1]) and np.prod(block) <= 1024, block
         self.launches.add(self.name)
+        if self.name in LAUNCH_CHECKS:
+            LAUNCH_CHECKS[self.name](grid, block, args)
         emulate = EMULATE[
             self.name.rsplit("_", 1)[0] if self.name[-4:] in ("_f32", "_f64") else self.name
         ]
@@ -349,20 +351,68 @@ def _kv_store(grid, k_cache, v_cache, k, v, positions, ctx, head_dim):
     _flat(v_cache).reshape(-1, ctx, hd)[:n_kv, pos] = _flat(v)[: n_kv * hd].reshape(n_kv, hd)
 
 
-def _attend_one(grid, out, q, k, v, positions, window, scale, groups, ctx, head_dim, scores):
+def _attend_one(grid, out, q, k, v, positions, window, scale, softcap, groups, ctx, head_dim,
+                part):  # fmt: skip
+    """attend_one_f32's contract: grid (n_kv_heads, n_split); block (kv, s) over slice s of
+    the positions (cut from positions[0] on the device, as the kernel cuts them); one slice
+    writes ``out``, several write their running state (max, sum, acc) into ``part`` for
+    attend_merge_f32, a slice left empty with sum 0."""
     assert positions.dtype == np.int32
-    n_heads, ctx, hd, pos = grid[0], int(ctx), int(head_dim), int(positions[0])
-    assert scores.size >= n_heads * ctx, "scores: (n_heads, ctx) scratch"
-    qh = _flat(q)[: n_heads * hd].reshape(n_heads, hd).astype(np.float64)
+    n_kv, n_split = grid[0], grid[1]
+    groups, ctx, hd, pos = int(groups), int(ctx), int(head_dim), int(positions[0])
+    assert 1 <= groups <= 32, "ATTN_MAX_GROUPS"
+    if n_split > 1:
+        assert part.size >= n_kv * n_split * groups * (hd + 2), "states overrun the scratch"
+    qh = _flat(q)[: n_kv * groups * hd].reshape(n_kv, groups, hd).astype(np.float64)
     kc = _flat(k).reshape(-1, ctx, hd)
     vc = _flat(v).reshape(-1, ctx, hd)
     first = max(0, pos - int(window) + 1) if window > 0 else 0
+    step = -(-(pos + 1 - first) // n_split)
+    o = _flat(out)[: n_kv * groups * hd].reshape(n_kv, groups, hd)
+    states = _flat(part)[: n_kv * n_split * groups * (hd + 2)]
+    states = states.reshape(n_kv, n_split, groups, -1) if n_split > 1 else None
+    for kv in range(n_kv):
+        for sl in range(n_split):
+            lo = first + sl * step
+            hi = min(pos + 1, lo + step)
+            if lo >= hi:
+                assert n_split > 1
+                states[kv, sl, :, :2] = (-np.inf, 0.0)
+                states[kv, sl, :, 2:] = 0.0
+                continue
+            s = qh[kv] @ kc[kv, lo:hi].T * float(scale)  # (groups, hi - lo)
+            if softcap > 0:
+                s = float(softcap) * np.tanh(s / float(softcap))
+            m = s.max(axis=1, keepdims=True)
+            p = np.exp(s - m)
+            acc = p @ vc[kv, lo:hi]
+            if n_split == 1:
+                o[kv] = acc / p.sum(axis=1, keepdims=True)
+            else:
+                states[kv, sl, :, 0] = m[:, 0]
+                states[kv, sl, :, 1] = p.sum(axis=1)
+                states[kv, sl, :, 2:] = acc
+
+
+def _attend_merge(grid, out, part, groups, n_split, head_dim):
+    """attend_merge_f32: grid n_heads; the slices' states (sum > 0) rescaled to one max."""
+    n_heads, groups, n_split, hd = grid[0], int(groups), int(n_split), int(head_dim)
+    states = _flat(part)[: n_heads * n_split * (hd + 2)].reshape(-1, n_split, groups, hd + 2)
+    states = states.transpose(0, 2, 1, 3).reshape(n_heads, n_split, hd + 2).astype(np.float64)
     o = _flat(out)[: n_heads * hd].reshape(n_heads, hd)
     for h in range(n_heads):
-        kv = h // int(groups)
-        s = kc[kv, first : pos + 1] @ qh[h] * float(scale)
-        p = np.exp(s - s.max())
-        o[h] = (p / p.sum()) @ vc[kv, first : pos + 1]
+        live = states[h][states[h, :, 1] > 0]
+        w = np.exp(live[:, 0] - live[:, 0].max())
+        o[h] = (w @ live[:, 2:]) / (w @ live[:, 1])
+
+
+def _attend_launch(grid, block, args):
+    """attend_one_f32 keeps at most ATTN_MAX_PAIRS (8) (head, value) accumulators a thread."""
+    groups, head_dim = int(args[8]), int(args[10])
+    assert groups * head_dim <= 8 * block[0], (groups, head_dim, block)
+
+
+LAUNCH_CHECKS = {"attend_one_f32": _attend_launch}
 
 
 def _dequantize(kernel: str, w, rows: int, cols: int) -> np.ndarray:
@@ -400,6 +450,7 @@ EMULATE = {
     "layer_norm": _layer_norm,
     "rope": _rope,
     "attend_one": _attend_one,
+    "attend_merge": _attend_merge,
     "kv_store": _kv_store,
 }
 

@@ -15,6 +15,7 @@ import pytest
 
 # the real-GPU tests, collected here again to run over the emulation
 from test_gpu_model import (  # noqa: F401
+    test_gpu_decode_at_depth_matches_cpu,
     test_gpu_decode_is_traced_as_cupy_ops_and_copies,
     test_gpu_model_matches_cpu_model,
     test_gpu_quantized_model_matches_float64_reference,
@@ -30,6 +31,10 @@ from test_gpu_parity import (  # noqa: F401
     test_public_api_keeps_device_arrays_on_device_and_traces_copies,
     test_rowwise_one_kernel_each,
     test_softmax_special_values_match_numpy,
+)
+from test_gpu_transformer import (  # noqa: F401
+    test_attend_one,
+    test_attend_one_refuses_what_its_kernel_cannot_take,
 )
 
 from trueno.quant.gpu import KERNEL_OF, MATMUL_KERNEL_OF
@@ -82,6 +87,16 @@ def emulated_gpu(kernel_abi, monkeypatch):
         sys.modules.pop(name, None)
         if hasattr(sys.modules[package], leaf):
             delattr(sys.modules[package], leaf)
+
+
+@pytest.fixture
+def gpu(emulated_gpu):
+    """test_gpu_transformer's fixture over the emulated cupy (its own is module-scoped)."""
+    import cupy as cp
+
+    from trueno.llm import gpu_kernels as transformer
+
+    return cp, transformer
 
 
 def test_every_decode_kernel_is_launched(emulated_gpu, model_file):

@@ -56,6 +56,33 @@ def test_gpu_quantized_model_matches_float64_reference(qtype, model_file):
     assert relative_error(prefill_then_decode(model), ref[3:]) <= 1e-4  # matvec kernels
 
 
+@pytest.mark.parametrize("arch", ["gemma3", "gemma2"])
+def test_gpu_decode_at_depth_matches_cpu(arch, model_file, tmp_path):
+    """A 1,024-token context: decode attention cut into slices of positions per KV head and
+    merged (attend_merge_f32), sliding-window layers, and gemma2's score softcap; graphed."""
+    from trueno.llm.gpu_kernels import attention_splits
+
+    if arch == "gemma2":  # softcap on the attention scores (needs transformers)
+        from llm_archs import hf_model, to_gguf
+        from llm_models import write_gguf
+
+        md, tensors, _ = to_gguf(arch, hf_model(arch)[1])
+        path = write_gguf(tmp_path / "gemma2.gguf", md, tensors)
+    else:
+        path = model_file(arch)
+    cpu = Model.load(path, ctx_size=1024, cache_type="f32")
+    gpu = Model.load(path, ctx_size=1024, device="gpu")
+    assert attention_splits(gpu.ctx, gpu.config.head_dim) > 1
+    assert gpu.config.layer_window(0) > 0 and (arch == "gemma3" or gpu.config.attn_softcap > 0)
+    prompt = (TOKENS * 20)[:200]
+    steps = {}
+    for name, model in (("cpu", cpu), ("gpu", gpu)):
+        out = [model.prefill(prompt)]
+        out += [model.decode(t).copy() for t in TOKENS[:6]]
+        steps[name] = np.array(out)
+    assert relative_error(steps["gpu"], steps["cpu"]) <= 1e-4
+
+
 def test_weights_and_cache_live_on_the_device(model_file):
     import cupy as cp
 

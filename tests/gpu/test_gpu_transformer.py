@@ -18,51 +18,67 @@ def gpu():
     return cp, transformer
 
 
-def attend_ref(q, k, v, pos, window, scale, groups):
+def attend_ref(q, k, v, pos, window, scale, groups, softcap=0.0):
     n_heads, hd = q.shape
     first = max(0, pos - window + 1) if window > 0 else 0
     out = np.zeros_like(q, dtype=np.float64)
     for h in range(n_heads):
         kv = h // groups
         s = k[kv, first : pos + 1].astype(np.float64) @ q[h] * scale
+        if softcap:
+            s = softcap * np.tanh(s / softcap)
         p = np.exp(s - s.max())
         out[h] = (p / p.sum()) @ v[kv, first : pos + 1]
     return out
 
 
 @pytest.mark.parametrize(
-    "n_heads,n_kv,hd,ctx,pos,window",
+    "n_heads,n_kv,hd,ctx,pos,window,softcap",
     [
-        (4, 4, 64, 16, 0, 0),
-        (8, 2, 64, 128, 100, 0),
-        (14, 2, 64, 512, 511, 0),
-        (4, 1, 256, 300, 299, 64),
-        (2, 2, 128, 2048, 1500, 0),
+        (4, 4, 64, 16, 0, 0, 0.0),  # one slice, one position
+        (8, 2, 64, 128, 100, 0, 0.0),  # one slice, several tiles
+        (14, 2, 64, 512, 511, 0, 0.0),  # 4 slices; 7 heads per KV head
+        (9, 3, 64, 4096, 3500, 0, 0.0),  # SmolLM2's heads at depth: 32 slices
+        (4, 1, 256, 300, 299, 64, 0.0),  # window; 2 slices
+        (2, 2, 128, 2048, 1500, 0, 0.0),
+        (8, 1, 256, 4096, 5, 0, 0.0),  # more slices than positions: empty slices
+        (2, 1, 256, 1024, 700, 100, 50.0),  # gemma2: window and softcap, 4 slices
+        (32, 1, 64, 256, 200, 0, 0.0),  # the most heads per KV head
+        (8, 1, 1024, 256, 40, 0, 3.0),  # 8 (head, value) accumulators per thread
     ],
 )
-def test_attend_one(gpu, n_heads, n_kv, hd, ctx, pos, window):
+def test_attend_one(gpu, n_heads, n_kv, hd, ctx, pos, window, softcap):
+    """Each (KV head, slice) block's online softmax, and the merge of the slices' states,
+    against softmax attention; the scratch starts as garbage (NaN): every value is written."""
     cp, tr = gpu
     rng = np.random.default_rng(pos)
     q = rng.standard_normal((n_heads, hd)).astype(np.float32)
-    k = rng.standard_normal((n_kv, ctx, hd)).astype(np.float32)
+    k = (3 * rng.standard_normal((n_kv, ctx, hd))).astype(np.float32)
     v = rng.standard_normal((n_kv, ctx, hd)).astype(np.float32)
     scale = 1 / np.sqrt(hd)
-    out = cp.empty((n_heads, hd), cp.float32)
-    scores = cp.empty((n_heads, ctx), cp.float32)
-    tr.attend_one(
-        out,
-        cp.asarray(q),
-        cp.asarray(k),
-        cp.asarray(v),
-        pos,
-        window,
-        scale,
-        n_heads // n_kv,
-        scores,
-    )
-    np.testing.assert_allclose(
-        out.get(), attend_ref(q, k, v, pos, window, scale, n_heads // n_kv), rtol=1e-4, atol=1e-5
-    )
+    out = cp.asarray(np.full((n_heads, hd), np.nan, np.float32))
+    scores = cp.asarray(np.full((n_heads, ctx), np.nan, np.float32))
+    groups = n_heads // n_kv
+    args = (cp.asarray(q), cp.asarray(k), cp.asarray(v), pos, window, scale, groups, scores)
+    tr.attend_one(out, *args, softcap)
+    want = attend_ref(q, k, v, pos, window, scale, groups, softcap)
+    np.testing.assert_allclose(out.get(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_attend_one_refuses_what_its_kernel_cannot_take(gpu):
+    from trueno.errors import UnsupportedError
+
+    _, tr = gpu
+    tr.check_attention(64, 2, 64)  # 32 heads per KV head
+    with pytest.raises(UnsupportedError, match="64 query heads of 64 per KV head"):
+        tr.check_attention(64, 1, 64)
+    with pytest.raises(UnsupportedError, match="16 query heads of 1024 per KV head"):
+        tr.check_attention(16, 1, 1024)
+    with pytest.raises(UnsupportedError, match="head_dim 2048"):
+        tr.check_attention(2, 1, 2048)
+    assert tr.attention_splits(128, 64) == 1
+    assert tr.attention_splits(4096, 64) == 32
+    assert tr.attention_splits(4096, 256) == 15  # the scratch holds 4096 // 258 states a head
 
 
 @pytest.mark.parametrize("neox", [False, True])

@@ -36,6 +36,7 @@ def test_every_kernel_the_python_side_launches_exists(compiled):
     assert sorted(entry_points(compiled.ptx["quant_matvec"])) == sorted(want)
     assert sorted(entry_points(compiled.ptx["rowwise"])) == sorted(ROWWISE)
     assert sorted(entry_points(compiled.ptx["transformer"])) == [
+        "attend_merge_f32",
         "attend_one_f32",
         "kv_store_f32",
         "rope_f32",

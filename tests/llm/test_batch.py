@@ -41,6 +41,33 @@ def test_slots_keep_the_models_cache_type(tiny_model_path):
     assert got == expect
 
 
+def test_batched_attention_spans_report_each_slots_kv_bytes(tiny_model_path):
+    """Traced, a batched decode step records one attention span per sequence and layer, each
+    with the KV bytes that sequence's own slot gave it (its depth; a window layer's window)."""
+    from trueno import trace
+
+    path, _ = tiny_model_path("gemma3")  # window 4 on five of six layers
+    model = Model.load(path, cache_type="f16")
+    c = model.config
+    engine = BatchEngine(model, n_slots=2)
+    seqs = [engine.add(BatchSequence(p, 4, Sampler(temperature=0.0), stop_at_eog=False))
+            for p in (PROMPTS[2], PROMPTS[3])]  # fmt: skip
+    engine.step()  # both prompts prefilled, first tokens sampled
+    depths = [engine.slots[s.slot].cache.n for s in seqs]
+    assert depths == [2, 9]
+    with trace.capture() as cap:
+        engine.step()  # one batched decode: positions 2 and 9
+    spans = [s for s in cap.spans if s["name"] == "attention"]
+    assert len(spans) == 2 * c.n_layers
+    row = 2 * c.n_kv_heads * c.head_dim * 2  # one position's keys and values, f16
+    want = []
+    for layer in range(c.n_layers):
+        w = c.layer_window(layer)
+        want += [(min(d + 1, w) if w > 0 else d + 1) * row for d in depths]
+    assert [s["bytes"] for s in spans] == want
+    assert min(want) < max(want)  # two depths, windowed and global layers: all told apart
+
+
 def test_seeded_batched_equals_alone_with_more_sequences_than_slots(tiny_model_path):
     path, _ = tiny_model_path("llama")
     model = Model.load(path)

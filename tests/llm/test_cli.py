@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from llm_models import gguf_metadata, gguf_tensors, random_hf_state, spm_vocab_metadata, write_gguf
 
 from trueno.cli.main import main
@@ -57,6 +58,20 @@ def test_chat_answers_each_line(tiny_model_path, capsys, monkeypatch):
     rc = main(["chat", "-m", str(path), "-n", "3", "--temp", "0", "-c", "1024"])
     out = capsys.readouterr().out
     assert rc == 0 and out.count("\n") == 2
+
+
+@pytest.mark.parametrize("cache_type", ["f32", "f16"])
+def test_chat_takes_either_cache_type(cache_type, tiny_model_path, capsys, monkeypatch):
+    from trueno.llm import Model
+
+    path, _ = tiny_model_path("gemma3")
+    models = []
+    load = Model.load
+    monkeypatch.setattr(Model, "load", lambda *a, **kw: models.append(load(*a, **kw)) or models[-1])
+    monkeypatch.setattr("sys.stdin", io.StringIO("the cat\n"))
+    rc = main(["chat", "-m", str(path), "-n", "3", "--temp", "0", "-ctk", cache_type])
+    assert rc == 0 and capsys.readouterr().out.count("\n") == 1
+    assert [m.state.cache.cache_type for m in models] == [cache_type]
 
 
 def test_unsupported_tensor_type_is_one_line_error(tmp_path, capsys):

@@ -26,6 +26,19 @@ def test_context_full(tiny_model_path, capsys):
     n = int(line.split()[2])
     assert 20 < n < 32 and f"stopped after {n} of 100 tokens: the context is full (32" in line
     assert f"decode: {n} tokens" in err
+    prompt = int(err.split("prompt: ")[1].split()[0])
+    assert f"(32 tokens, {prompt} of them the prompt; raise -c)" in line
+
+
+def test_context_full_in_chat(tiny_model_path, capsys, monkeypatch):
+    path, _ = tiny_model_path("llama")
+    monkeypatch.setattr("sys.stdin", io.StringIO("the cat\n"))
+    assert main(["chat", "-m", str(path), "-n", "400", "--temp", "0", "-c", "80", "-t", "1"]) == 0
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("[stopped"))
+    n = int(line.split()[2])
+    assert 0 < n < 80 and line.startswith(f"[stopped after {n} of 400 tokens: the context is full")
+    assert "(80 tokens, " in line and line.endswith("raise -c)]")
 
 
 def test_stop_string(tiny_model_path, capsys):

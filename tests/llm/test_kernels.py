@@ -303,7 +303,7 @@ def test_f32_to_f16_bits_keeps_nan():
 @given(x=st.lists(st.floats(-200.0, 0.0, width=32), min_size=1, max_size=70))
 def test_exp_shifted_matches_exp(x):
     p = np.array(x, np.float32)
-    kernels.exp_shifted(p, len(p), np.float32(0.0), np.empty(len(p), np.int32))
+    kernels.exp_shifted(p, len(p), np.float32(0.0))
     ref = np.exp(np.maximum(np.array(x, np.float64), -87.0))
     np.testing.assert_allclose(p, ref, rtol=1e-6, atol=1e-38)
 

@@ -104,6 +104,48 @@ def test_chunked_prefill_equals_one_batch(arch, tiny_model_path, monkeypatch):
     np.testing.assert_allclose(model.logits(TOKENS), full, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_prefill_attention_split_over_threads_equals_one_thread(arch, tiny_model_path,
+                                                                monkeypatch):  # fmt: skip
+    """Each chunk's queries cut into ranges of equal work, one per core (2 and 3 here), give
+    the logits of the chunk attended on the calling thread (to BLAS's rounding: its sums
+    depend on how many rows a call has)."""
+    import trueno.llm.model as model_mod
+
+    path, _ = tiny_model_path(arch)
+    model = Model.load(path, cache_type="f32")
+    monkeypatch.setattr(model_mod, "PREFILL_CHUNK", 7)
+    monkeypatch.setattr(model_mod, "_host_threads", lambda: 1)
+    alone = model.logits(TOKENS)
+    calls = []
+    split = model_mod.split_queries
+
+    def spy(start, T, window, parts):
+        calls.append((start, T, parts))
+        return split(start, T, window, parts)
+
+    monkeypatch.setattr(model_mod, "split_queries", spy)
+    monkeypatch.setattr(model_mod, "SPLIT_PREFILL_MIN", 0)
+    for threads in (2, 3):
+        monkeypatch.setattr(model_mod, "_host_threads", lambda threads=threads: threads)
+        np.testing.assert_allclose(model.logits(TOKENS), alone, rtol=1e-5, atol=1e-5)
+    assert calls and {c[2] for c in calls} == {2, 3}
+
+
+@pytest.mark.parametrize("window", [0, 5, 300])
+@pytest.mark.parametrize("start,T,parts", [(0, 256, 2), (3244, 256, 2), (10, 7, 3), (0, 1, 2)])
+def test_split_queries_cuts_equal_work(start, T, window, parts):
+    from trueno.llm.model import keys_attended, split_queries
+
+    ranges = split_queries(start, T, window, parts)
+    assert ranges[0][0] == 0 and ranges[-1][1] == T and len(ranges) <= parts
+    assert all(a < b for a, b in ranges)
+    assert all(r[1] == n[0] for r, n in zip(ranges[:-1], ranges[1:], strict=True))
+    work = [sum(keys_attended(start + t, window) for t in range(a, b)) for a, b in ranges]
+    biggest = max(keys_attended(start + t, window) for t in range(T))
+    assert max(work) - min(work) <= biggest * 2 or len(ranges) == 1
+
+
 def test_config_derived_values(tiny_model_path):
     path, _ = tiny_model_path("gemma3")
     c = Model.load(path, cache_type="f32").config
@@ -304,3 +346,76 @@ def test_cache_type_is_checked(tiny_model_path):
         Model.load(path, cache_type="bf16")
     assert default_cache_type("cpu") == "f16"  # measured: faster at depth (BENCHMARKS.md)
     assert Model.load(path).state.cache.cache_type == "f16"
+
+
+@pytest.mark.parametrize("cache_type", ["f16", "f32"])
+def test_decode_attention_span_reports_the_kv_bytes_it_read(cache_type, tiny_model_path,
+                                                            tmp_path, capsys):  # fmt: skip
+    """Each layer's decode attention span carries the KV cache bytes that step read: keys and
+    values of the positions it attends to (a sliding-window layer: its window only), at the
+    cache's element size; ``trueno trace summary`` turns them into the op's GB/s."""
+    import json
+
+    from trueno import trace
+    from trueno.cli.main import main
+
+    path, _ = tiny_model_path("gemma3")  # window 4 on five of its six layers
+    model = Model.load(path, cache_type=cache_type)
+    c = model.config
+    model.prefill(TOKENS[:9])
+    model.decode(TOKENS[9])  # compiled before the capture
+    with trace.capture() as cap:
+        model.decode(TOKENS[10])  # position 10: 11 keys, or the window's 4
+    spans = [s for s in cap.spans if s["name"] == "attention"]
+    assert len(spans) == c.n_layers
+    row = 2 * c.n_kv_heads * c.head_dim * (2 if cache_type == "f16" else 4)  # one position's
+    for layer, s in enumerate(spans):
+        window = c.layer_window(layer)
+        keys = min(11, window) if window > 0 else 11
+        assert s["shape"] == [1, c.n_heads, keys, c.head_dim]
+        assert s["bytes"] == keys * row
+    assert {c.layer_window(i) for i in range(c.n_layers)} == {0, 4}  # both kinds were seen
+    cap.to_json(tmp_path / "t.json")
+    assert main(["trace", "summary", str(tmp_path / "t.json"), "--json"]) == 0
+    ops = {r["name"]: r for r in json.loads(capsys.readouterr().out)["ops"]}
+    att = ops["attention"]
+    assert att["bytes"] == sum(s["bytes"] for s in spans) and att["gbps"] > 0
+
+
+@pytest.mark.parametrize("cache_type", ["f16", "f32"])
+def test_sliding_window_decode_never_reads_keys_outside_its_window(cache_type, tiny_model_path):
+    """Model.decode and the batch engine's step, on their real path: with every cached key
+    and value a window layer's query no longer sees turned to NaN, the logits are the same
+    (a kernel that read them into its softmax would give NaN)."""
+    from trueno.llm.batch import BatchEngine, BatchSequence
+    from trueno.llm.sampler import Sampler
+
+    path, _ = tiny_model_path("gemma3")  # window 4 on five of its six layers
+    model = Model.load(path, cache_type=cache_type)
+    c = model.config
+    sliding = [i for i in range(c.n_layers) if c.layer_window(i) > 0]
+    nan = np.float16(np.nan).view(np.uint16) if cache_type == "f16" else np.float32(np.nan)
+
+    def poison(cache, pos):  # positions before the window of a query at pos
+        for i in sliding:
+            stale = pos - c.layer_window(i) + 1
+            cache.k[i, :, :stale] = nan
+            cache.v[i, :, :stale] = nan
+
+    model.prefill(TOKENS[:9])
+    clean = model.decode(TOKENS[9]).copy()
+    model.truncate(9)
+    poison(model.state.cache, 9)
+    poisoned = model.decode(TOKENS[9])
+    assert np.isfinite(poisoned).all()
+    np.testing.assert_array_equal(poisoned, clean)
+
+    engine = BatchEngine(model, n_slots=1)
+    seq = engine.add(BatchSequence(TOKENS[:9], 2, Sampler(temperature=0.0), stop_at_eog=False))
+    engine.step()  # the prompt prefilled, its first token sampled (not yet run)
+    poison(engine.slots[seq.slot].cache, 9)
+    engine.step()  # the batched decode at position 9
+    assert np.isfinite(engine.logits[0]).all()
+    model.reset()
+    model.prefill(TOKENS[:9])
+    np.testing.assert_array_equal(engine.logits[0], model.decode(seq.tokens[0]))

@@ -68,7 +68,10 @@ def test_cuda_kernel_names_are_in_the_cuda_source():
 def test_best_level_falls_back_to_the_best_level_with_kernels():
     rec = RECORDS[GGMLType.Q4_0]
     assert rec.best_level("avx2") == "avx2"
-    assert rec.best_level("avx512") == "avx2"  # no avx512 entry yet: the next level down
+    assert rec.best_level("avx512") == "avx512"
+    assert rec.best_level("avxvnni", relaid=True) == "avxvnni"
+    # F16/BF16 have no VNNI bodies (f32 FMAs): the next level down with one
+    assert RECORDS[GGMLType.F16].best_level("avx512") == "avx2"
     assert rec.best_level("portable") is None
     assert rec.best_level("avx2", relaid=True) == "avx2"
 
@@ -175,3 +178,31 @@ def test_numba_target_limits_the_levels(monkeypatch):
     assert all(kernels._target_has(lvl) for lvl in ("avx512", "avxvnni", "avx2"))
     monkeypatch.setattr(config, "CPU_FEATURES", "+avx2,+fma,+f16c,+avxvnni")
     assert kernels._target_has("avxvnni") and not kernels._target_has("avx512")
+
+
+VNNI_LEVELS = [level_param(lvl) for lvl in ("avx512", "avxvnni")]
+
+
+@pytest.mark.parametrize("level", VNNI_LEVELS)
+@pytest.mark.parametrize("relayout", [True, False], ids=["relaid", "ggml"])
+@pytest.mark.parametrize("t", TYPES, ids=lambda t: t.name)
+def test_vnni_levels_are_bit_identical_to_avx2(rng, t, relayout, level):
+    """vpdpbusd / vpdpwssd sum the same integer products as vpmaddubsw + vpmaddwd (no operand
+    reaches vpmaddubsw's saturation), so one vector and B vectors give the same bits."""
+    if "avx2" not in host_levels():
+        pytest.skip("host lacks avx2: nothing to compare against")
+    rec = RECORDS[t]
+    rows, cols = 37, 1024 if rec.act_block == 256 else 32 * 27
+    blocks = quantize(rng.standard_normal((rows, cols)).astype(np.float32), t)
+    # extreme activations too: int8 +-127 after rounding, and weights at their format's ends
+    x = (rng.standard_normal((5, cols)) * 3).astype(np.float32)
+    x[1] = np.where(rng.random(cols) < 0.5, -1e3, 1e3).astype(np.float32)
+    p = prepare(blocks, t, (rows, cols), relayout=relayout, isa=level)
+    ref = prepare(blocks, t, (rows, cols), relayout=relayout, isa="avx2")
+    assert p.isa == rec.best_level(level, p.relaid)
+    for v in x:
+        assert np.array_equal(p.matvec(v), ref.matvec(v))
+    out, want = np.empty((5, rows), np.float32), np.empty((5, rows), np.float32)
+    p.matvecs_into(x, out)
+    ref.matvecs_into(x, want)
+    assert np.array_equal(out, want)

@@ -10,8 +10,8 @@ import pytest
 from tracefx import span, synthetic
 
 import trueno
-from trueno.trace import golden, recorder, rules, runner
-from trueno.trace.stats import self_times
+from trueno.trace import export, golden, recorder, renacer_dsl, rules, runner
+from trueno.trace.stats import compute_times, self_times
 from trueno.trace.summary import jit_line, summarize
 
 FIRST_CALL = textwrap.dedent(
@@ -58,6 +58,11 @@ def test_first_call_has_jit_children_and_the_op_keeps_its_own_time(tmp_path, mon
         assert jit_ns > 50e6 and selfs[first["id"]] < min(20e6, jit_ns / 20)
         assert selfs[warm["id"]] < 20e6 and not [s for s in spans if s["parent"] == warm["id"]]
         assert "numba.import 1x" in jit_line(summarize(spans))
+        # the summary's per-call times are the op's own: both calls under 20 ms
+        (row,) = [r for r in summarize(spans) if r["name"] == "rms_norm"]
+        assert row["max_ns"] < 20e6 and row["total_ns"] == sum(
+            selfs[s["id"]] for s in (first, warm)
+        )
 
 
 def test_pending_jit_spans_nest_and_go_to_the_right_parent():
@@ -104,3 +109,43 @@ def test_no_pending_spans_without_jit(on):
         with x:
             trueno.add([1.0], [2.0])
     assert not recorder.jit_pending
+
+
+def nested_jit_trace():
+    """knn (2 ms) -> rms_norm (1.5 ms) -> numba.import (1 ms) -> numba.compile (0.4 ms)."""
+    return synthetic(
+        [
+            span(1, "knn", 0, 2_000_000, category="example", nbytes=0, flops=0),
+            span(2, "rms_norm", 100_000, 1_500_000, parent=1, nbytes=8_000, flops=0),
+            span(3, "numba.import", 200_000, 1_000_000, parent=2, category="jit"),
+            span(4, "numba.compile", 300_000, 400_000, parent=3, category="jit"),
+            span(5, "rms_norm", 1_700_000, 100_000, parent=1, nbytes=8_000, flops=0),
+        ]
+    )
+
+
+def test_budgets_and_summary_take_jit_time_out_of_the_ops():
+    trace = nested_jit_trace()
+    # JIT inside, at any depth, is taken out once (the inner compile is inside the import)
+    assert compute_times(trace["spans"]) == {1: 1_000_000, 2: 500_000, 3: 1_000_000,
+                                             4: 400_000, 5: 100_000}  # fmt: skip
+    rows = {r["name"]: r for r in summarize(trace["spans"])}
+    assert rows["rms_norm"]["total_ns"] == 600_000 and rows["rms_norm"]["max_ns"] == 500_000
+    assert rows["knn"]["total_ns"] == 1_000_000
+    assert rows["rms_norm"]["gbps"] == 16_000 / 600_000
+    latency = {"kind": "op_latency", "op": "rms_norm", "stat": "max", "max_us": 600}
+    res = rules.evaluate_rule(trace, latency)
+    assert (res.status, res.measured) == ("pass", 500)  # 1500 us with the JIT in it
+    res = rules.evaluate_rule(trace, {"kind": "throughput", "op": "rms_norm", "min_gbps": 0.02})
+    assert res.status == "pass" and res.message.startswith("0.02667")
+    # the JIT time itself is budgeted through its spans: count them, or bound their path
+    assert (
+        rules.evaluate_rule(trace, {"kind": "span_count", "category": "jit", "max": 2}).measured
+        == 2
+    )
+    # the flamegraph's stacks hold the JIT frames under the op, apart from its own time
+    stacks = export.parse_folded(export.folded(trace))
+    assert stacks["knn;rms_norm;numba.import;numba.compile"] == 400_000
+    assert stacks["knn;rms_norm;numba.import"] == 600_000 and stacks["knn;rms_norm"] == 600_000
+    # a JIT span (numba.import: 0.6 ms self) is start-up, not a "god process": rms_norm's 0.5 ms
+    assert renacer_dsl.god_process_share(trace) == 500_000 / 2_000_000

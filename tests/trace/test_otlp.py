@@ -194,12 +194,13 @@ def test_endpoint_resolution(monkeypatch):
     assert otlp.resolve_endpoint("http://h:9/v1/traces", "http") == "http://h:9/v1/traces"
 
 
-def run_env_traced(url: str, timeout: str = "1"):
+def run_env_traced(url: str, timeout: str = "1", prelude: str = ""):
     import os
     import subprocess
     import sys
 
     code = "import numpy as np, trueno; trueno.add(np.ones(3, np.float32), np.ones(3, np.float32))"
+    code = prelude + code
     env = {
         **os.environ,
         "TRUENO_TRACE": "1",
@@ -221,6 +222,25 @@ def test_in_process_export_at_exit():
         res, _ = run_env_traced(rx.url)
     assert res.returncode == 0, res.stderr
     assert [s.name for _, s in rx.spans()] == ["add"]
+
+
+def test_a_labelled_process_exports_under_its_own_resource():
+    """A dask worker names itself (trueno.dask sets boot.LABEL at its first task): its spans
+    sent at exit arrive under a resource with its host, pid and worker address."""
+    prelude = (
+        "from trueno.trace import boot; boot.LABEL.update(process='worker w0', "
+        "worker='tcp://10.0.0.7:40001', host='node-7'); import os; print(os.getpid()); "
+    )
+    with Receiver() as rx:
+        res, _ = run_env_traced(rx.url, prelude=prelude)
+    assert res.returncode == 0, res.stderr
+    (attrs, span), = rx.spans()  # fmt: skip
+    assert span.name == "add"
+    assert attrs["trueno.worker"] == attrs["service.instance.id"] == "tcp://10.0.0.7:40001"
+    assert attrs["host.name"] == "node-7" and attrs["trueno.process"] == "worker w0"
+    _, _, req = rx.requests[0]
+    pid = {a.key: a.value.int_value for a in req.resource_spans[0].resource.attributes}
+    assert pid["process.pid"] == int(res.stdout.split()[0])
 
 
 def test_in_process_export_to_a_dead_or_slow_collector_is_bounded():

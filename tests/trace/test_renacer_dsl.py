@@ -134,6 +134,10 @@ def test_not_measured_is_exit_3(tmp_path):
         assert run_trace(tmp_path, A.format(t=t, k=k), no_spans) == 3, (t, k)
     pattern = 'max_duration_ms = 5\ntrace_name_pattern = "^nothing$"'
     assert run(tmp_path, A.format(t="critical_path", k=pattern)) == 3
+    # a warning-only assertion is still "not measured", never a pass
+    warn_only = A.format(t="span_count", k="max_spans = 5") + "fail_on_violation = false\n"
+    assert run_trace(tmp_path, warn_only, no_spans) == 3
+    assert run_trace(tmp_path, warn_only + "enabled = false\n", no_spans) == 0  # skipped
 
 
 def test_allocations_from_the_run_record(tmp_path):
@@ -142,6 +146,35 @@ def test_allocations_from_the_run_record(tmp_path):
     trace = synthetic(runs=[make_run(syscalls=sc)])
     assert run_trace(tmp_path, mem.format(4000), trace) == 0
     assert run_trace(tmp_path, mem.format(3999), trace) == 1
+    # renacer's default tracking_mode is allocations
+    default = A.format(t="memory_usage", k="max_bytes = {}")
+    assert run_trace(tmp_path, default.format(4000), trace) == 0
+    assert run_trace(tmp_path, default.format(3999), trace) == 1
+    assert run(tmp_path, default.format(4000)) == 3  # a trace without strace's mapped bytes
+
+
+def test_process_name_pattern(tmp_path):
+    # a dask-style trace: the client's region (2 ms, mostly waiting), a worker's two ops
+    spans = [
+        span(1, "compute", 0, 2_000_000, category="region", process="client"),
+        span(2, "add", 10_000, 200_000, parent=1, process="client"),
+        span(3, "matmul", 0, 500_000, thread=2, process="worker-1"),
+        span(4, "add", 500_000, 500_000, thread=2, process="worker-1"),
+    ]
+    trace = synthetic(spans)
+    god = A.format(t="anti_pattern", k='pattern = "GodProcess"\nthreshold = 0.85')
+    js = tmp_path / "r.json"
+    # the whole trace: the client's region, 1.8 ms self of the 2 ms critical thread
+    assert run_trace(tmp_path, god, trace, "--json", str(js)) == 1
+    assert json.loads(js.read_text())["results"][0]["measured"] == 0.9
+    assert run_trace(tmp_path, god + 'process_name_pattern = "^client$"\n', trace) == 1
+    # the worker alone: 0.5 ms of its 1 ms
+    worker = god + 'process_name_pattern = "^worker"\n'
+    assert run_trace(tmp_path, worker, trace, "--json", str(js)) == 0
+    assert json.loads(js.read_text())["results"][0]["measured"] == 0.5
+    # without a process label a span is the trace's own process (its name)
+    assert run_trace(tmp_path, god + 'process_name_pattern = "^synthetic$"\n', synthetic()) == 0
+    assert run_trace(tmp_path, god + 'process_name_pattern = "^nobody$"\n', trace) == 3
 
 
 @pytest.mark.parametrize(
@@ -152,7 +185,7 @@ def test_allocations_from_the_run_record(tmp_path):
         'type = "span_count"\nmax_spans = 5\nenabled = "no"',
         'type = "span_count"\nmax_spans = 5\nspan_name_pattern = "("',
         'type = "memory_usage"\nmax_bytes = 5\ntracking_mode = "heap"',
-        'type = "memory_usage"\nmax_bytes = 5',
+        'type = "anti_pattern"\npattern = "TightLoop"\nthreshold = 0.5\nprocess_name_pattern = "("',
         'type = "anti_pattern"\npattern = "GodObject"\nthreshold = 0.5',
         'type = "anti_pattern"\npattern = "TightLoop"\nthreshold = 1.5',
         'type = "latency"\nmax_ms = 5',

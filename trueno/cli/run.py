@@ -168,8 +168,8 @@ def stop_message(stats, asked: int, ctx: int, stop=()) -> str | None:
     if stats.stop_reason in ("", "length"):
         return None
     why = {
-        "context": f"the context is full ({ctx} tokens: {stats.n_prompt} of the prompt + "
-        f"{stats.n_generated} generated; raise -c)",
+        "context": f"the context is full ({ctx} tokens, {stats.n_prompt} of them the prompt; "
+        "raise -c)",
         "eos": "the model generated its end-of-sequence token",
         "stop": "a stop string was generated: "
         + (repr(stop[0]) if len(stop) == 1 else "one of " + ", ".join(map(repr, stop))),

@@ -343,28 +343,34 @@ def _assert(args) -> int:
     if not results:
         raise ConfigError(f"{args.config} has no rules for {target!r} (and no global rules)")
     code = rules.exit_code(results)
-    from trueno.trace import reports
+    from trueno.trace import export, flamegraph, reports, trueno018
 
+    project = trueno018.project(config)
     rep = config.get("reporting", {})
-    outs = {
-        f: Path(rep.get("output_dir", "."), f"{target}.{reports.SUFFIX[f]}")
+    # [reporting] writes its formats under output_dir; --junit/--markdown/--json FILE add theirs
+    outs = [
+        (f, Path(rep.get("output_dir", "."), f"{target}.{reports.SUFFIX[f]}"))
         for f in rep.get("formats", [])
-    }
-    outs.update({f: getattr(args, f) for f in ("junit", "markdown") if getattr(args, f)})
+    ]
+    outs += [(f, getattr(args, f)) for f in ("junit", "markdown") if getattr(args, f)]
     if args.json and args.json != "-":
-        outs["json"] = args.json
-    for fmt, path in outs.items():
-        reports.write(fmt, path, results, target, code)
+        outs.append(("json", args.json))
+    for fmt, path in outs:
+        _err(f"wrote {reports.write(fmt, path, results, target, code, project)}")
+    flame_dir = trueno018.flamegraph_dir(config)
+    if flame_dir is not None:  # [profiling] enable_flamegraphs
+        stacks = export.parse_folded(export.folded(trace, run=0))
+        if stacks:
+            svg = Path(flame_dir, f"{target}.svg")
+            svg.parent.mkdir(parents=True, exist_ok=True)
+            svg.write_text(flamegraph.render(stacks, f"{target}: self time"))
+            _err(f"wrote {svg}")
+        else:
+            _err(f"no spans in the trace of {target}: no flamegraph")
     if args.json == "-":
-        print(
-            json.dumps(
-                {"target": target, "exit_code": code, "results": [r.to_dict() for r in results]},
-                indent=1,
-                default=str,
-            )
-        )
+        print(reports.as_json(results, target, code, project), end="")
     else:
-        print(f"{target}: {len(results)} rules")
+        print(f"{target}: {len(results)} rules" + (f" ({project})" if project else ""))
         for r in results:
             print(f"  [{r.status.upper():>12}] {r.label}: {r.message}")
         verdict = {0: "all rules pass", 1: "budget violated", 3: "metric not measured"}[code]

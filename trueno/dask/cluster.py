@@ -8,24 +8,33 @@ import os
 import socket
 import time
 
+from trueno.dask.plugin import SETTINGS
 from trueno.trace import recorder
 
 ID_STRIDE = 1 << 48  # worker k's span ids move to (k + 1) * ID_STRIDE + id: unique when merged
 
 
+_WAS_ON: list[bool] = []  # (on a worker) whether its recorder was on before each capture
+
+
 def _worker_start(dask_worker=None) -> bool:
     """(on a worker) a fresh recorder for the capture; returns whether one was on before."""
     was = recorder.ENABLED
+    _WAS_ON.append(was)
     recorder.start()
     return was
 
 
-def _worker_collect(dask_worker=None, keep_on: bool = False) -> dict:
-    """(on a worker) the spans since _worker_start, with what the client needs to merge."""
+def _worker_collect(dask_worker=None) -> dict:
+    """(on a worker) the spans since _worker_start, with what the client needs to merge. A
+    recorder that was on before the capture (the plugin's, when the client traced as it
+    registered) goes on recording afterwards, from a fresh buffer."""
     rec = recorder.current()
     spans = rec.spans() if rec is not None else []
-    if not keep_on:
-        recorder.stop()
+    keep_on = (_WAS_ON.pop() if _WAS_ON else False) or bool(SETTINGS.get("trace"))
+    recorder.stop()
+    if keep_on:
+        recorder.start()
     delay = getattr(dask_worker, "scheduler_delay", 0.0) if dask_worker is not None else 0.0
     return {
         "pid": os.getpid(),
@@ -95,14 +104,11 @@ def collect_hook(cap):
     client = active_client()
     if client is None or getattr(client, "status", "running") != "running":
         return None
-    before = client.run(_worker_start)
+    client.run(_worker_start)
     offset = _client_offset_s(client)
 
     def finish() -> list[dict]:
         results = client.run(_worker_collect)
-        for address in results:
-            if before.get(address):  # a plugin-enabled recorder stays on
-                pass
         spans, procs = merge(cap.epoch0_ns, offset, results)
         cap.processes.extend(procs)
         return spans

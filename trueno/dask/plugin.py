@@ -4,6 +4,7 @@ one thread, kernels warmed, the recorder on when the client traces."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 from distributed import WorkerPlugin
@@ -52,6 +53,52 @@ def blas_single_thread() -> int:
     return sum(1 for i in threadpool_info() if i.get("user_api") == "blas")
 
 
+def label(worker) -> dict:
+    """How merged traces name this worker's process."""
+    return {
+        "process": f"worker {worker.name if worker.name is not None else worker.address}",
+        "worker": worker.address,
+        "host": socket.gethostname(),
+    }
+
+
+def workers_on_host(worker) -> int:
+    """How many workers the scheduler knows on this worker's host (1 if it cannot say)."""
+    from distributed.utils import sync
+
+    host = get_address_host(worker.address)
+    try:
+        info = sync(worker.loop, worker.scheduler.identity, callback_timeout=5)
+    except Exception:  # noqa: BLE001 - a scheduler that does not answer: assume alone
+        return 1
+    return max(1, sum(get_address_host(a) == host for a in info.get("workers", {})))
+
+
+def default_threads(worker) -> None:
+    """(in a worker, at its first trueno task) the pool and BLAS sizes the plugin would set,
+    when neither the plugin nor ``TRUENO_NUM_THREADS`` chose them: pool x the worker's
+    threads x the workers on the host <= the cores, BLAS at one thread."""
+    if SETTINGS:
+        return
+    nthreads, on_host = worker.state.nthreads, workers_on_host(worker)
+    source = "user" if config.read_num_threads() else "default"
+    if source == "user":  # the user's choice stands
+        pool = config.NUM_THREADS
+    else:
+        pool = pool_size(nthreads, on_host)
+        set_pool_size(pool)
+    SETTINGS.update(
+        pool=pool,
+        nthreads=nthreads,
+        cores=cores(),
+        workers_on_host=on_host,
+        blas_libs=blas_single_thread(),
+        warmed=0,
+        trace=False,
+        source=source,
+    )
+
+
 class TruenoWorkerPlugin(WorkerPlugin):
     """Register with :func:`register` (or ``client.register_plugin``)."""
 
@@ -67,7 +114,8 @@ class TruenoWorkerPlugin(WorkerPlugin):
         nthreads = worker.state.nthreads
         host = get_address_host(worker.address)
         explicit = config.read_num_threads()
-        if explicit and not SETTINGS:  # the user's setting wins (set before the plugin)
+        if explicit and SETTINGS.get("source") not in ("plugin", "default"):
+            # the user's setting wins (set before the plugin and the first task)
             pool = explicit
         else:
             pool = pool_size(nthreads, self.workers_per_host.get(host, 1))
@@ -88,7 +136,11 @@ class TruenoWorkerPlugin(WorkerPlugin):
             blas_libs=blas,
             warmed=warmed,
             trace=recorder.ENABLED,
+            source="plugin",
         )
+        from trueno.trace import boot
+
+        boot.LABEL.update(label(worker))
 
 
 def register(client, warm: bool = True) -> TruenoWorkerPlugin:

@@ -29,7 +29,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from trueno.cpu import cpu_features
-from trueno.quant.llvm_ir import F16, F32, I32, V8F32, _Acc, _data, _fma, _i64, _load, _splat
+from trueno.quant.llvm_ir import F16, F32, I32, V8F32, Acc, data, fma, i64, load, splat
 
 _FM = {"reassoc", "contract", "nsz"}  # lets reductions vectorize; no change to exp/tanh/nan
 # Any: numba types njit(**options) and overload(jit_options=) with different TypedDicts
@@ -123,24 +123,24 @@ def _scores8(typingctx, s, q, k, groups8):
 
     def codegen(context, builder, signature, args):
         s_ty, q_ty, k_ty, _ = signature.args
-        sp = _data(context, builder, s_ty, args[0])
-        qp = _data(context, builder, q_ty, args[1])
-        kp = _data(context, builder, k_ty, args[2])
+        sp = data(context, builder, s_ty, args[0])
+        qp = data(context, builder, q_ty, args[1])
+        kp = data(context, builder, k_ty, args[2])
         row = _row_bytes(context, builder, k_ty, args[2])
-        chunks = builder.udiv(row, _i64(32))
+        chunks = builder.udiv(row, i64(32))
         zero = ir.Constant(V8F32, [ir.Constant(F32, 0.0)] * 8)
         with cgutils.for_range(builder, args[3]) as block:
-            base = builder.mul(builder.mul(block.index, _i64(8)), row)
-            rows = [builder.add(base, builder.mul(_i64(r), row)) for r in range(8)]
-            acc = [_Acc(builder, zero) for _ in range(8)]
+            base = builder.mul(builder.mul(block.index, i64(8)), row)
+            rows = [builder.add(base, builder.mul(i64(r), row)) for r in range(8)]
+            acc = [Acc(builder, zero) for _ in range(8)]
             with cgutils.for_range(builder, chunks) as chunk:
-                off = builder.mul(chunk.index, _i64(32))
-                qv = _load(builder, qp, off, V8F32)
+                off = builder.mul(chunk.index, i64(32))
+                qv = load(builder, qp, off, V8F32)
                 for r in range(8):
-                    kv = _load(builder, kp, builder.add(rows[r], off), V8F32)
-                    acc[r].set(_fma(builder, qv, kv, acc[r].get()))
+                    kv = load(builder, kp, builder.add(rows[r], off), V8F32)
+                    acc[r].set(fma(builder, qv, kv, acc[r].get()))
             out = _transpose_sum(builder, [a.get() for a in acc])
-            ptr = builder.gep(sp, [builder.mul(block.index, _i64(32))])
+            ptr = builder.gep(sp, [builder.mul(block.index, i64(32))])
             builder.store(out, builder.bitcast(ptr, V8F32.as_pointer()), align=1)
         return context.get_dummy_value()
 
@@ -156,30 +156,30 @@ def _accumulate_rows(typingctx, acc, p, v, n):
 
     def codegen(context, builder, signature, args):
         a_ty, p_ty, v_ty, _ = signature.args
-        ap = _data(context, builder, a_ty, args[0])
-        pp = _data(context, builder, p_ty, args[1])
-        vp = _data(context, builder, v_ty, args[2])
+        ap = data(context, builder, a_ty, args[0])
+        pp = data(context, builder, p_ty, args[1])
+        vp = data(context, builder, v_ty, args[2])
         n = args[3]
         row = _row_bytes(context, builder, v_ty, args[2])
-        vecs = builder.udiv(row, _i64(32))
-        wide = builder.udiv(vecs, _i64(_VECS))
+        vecs = builder.udiv(row, i64(32))
+        wide = builder.udiv(vecs, i64(_VECS))
 
         def stripe(first_vec, width):  # output vectors first_vec.. (width of them) in registers
-            offs = [builder.mul(builder.add(first_vec, _i64(w)), _i64(32)) for w in range(width)]
-            regs = [_Acc(builder, _load(builder, ap, o, V8F32)) for o in offs]
+            offs = [builder.mul(builder.add(first_vec, i64(w)), i64(32)) for w in range(width)]
+            regs = [Acc(builder, load(builder, ap, o, V8F32)) for o in offs]
             with cgutils.for_range(builder, n) as t:
-                e = _splat(builder, _load(builder, pp, builder.mul(t.index, _i64(4)), F32), 8)
+                e = splat(builder, load(builder, pp, builder.mul(t.index, i64(4)), F32), 8)
                 base = builder.mul(t.index, row)
                 for o, r in zip(offs, regs, strict=True):
-                    x = _load(builder, vp, builder.add(base, o), V8F32)
-                    r.set(_fma(builder, e, x, r.get()))
+                    x = load(builder, vp, builder.add(base, o), V8F32)
+                    r.set(fma(builder, e, x, r.get()))
             for o, r in zip(offs, regs, strict=True):
                 ptr = builder.bitcast(builder.gep(ap, [o]), V8F32.as_pointer())
                 builder.store(r.get(), ptr, align=1)
 
         with cgutils.for_range(builder, wide) as w:
-            stripe(builder.mul(w.index, _i64(_VECS)), _VECS)
-        with cgutils.for_range_slice(builder, builder.mul(wide, _i64(_VECS)), vecs, _i64(1)) as (
+            stripe(builder.mul(w.index, i64(_VECS)), _VECS)
+        with cgutils.for_range_slice(builder, builder.mul(wide, i64(_VECS)), vecs, i64(1)) as (
             vec,
             _,
         ):
@@ -190,13 +190,24 @@ def _accumulate_rows(typingctx, acc, p, v, n):
 
 
 # ---- softmax pieces ---------------------------------------------------------------------------
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    """The float32 whose bits are the int32 ``bits`` (a bitcast: vectorizes, unlike a view)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], F32)
+
+    return types.float32(types.int32), codegen
+
+
 @njit(**_JIT)
-def exp_shifted(p: Arr, n: int, m: float, ebits: Arr) -> None:
+def exp_shifted(p: Arr, n: int, m: float) -> None:
     """p[t] = exp(p[t] - m) for t < n, all p[t] <= m (Cephes' expf: 2^k times a degree-7
-    polynomial, a couple of ulp): unlike np.exp it vectorizes. ebits: (>= n,) int32 scratch."""
-    scale = ebits[:n].view(np.float32)
+    polynomial, a couple of ulp): unlike np.exp it vectorizes, as one loop of selects and a
+    bitcast for 2^k (no min/max calls, no scratch array: each would stop LLVM's vectorizer)."""
     for t in range(n):
-        x = max(p[t] - m, np.float32(-87.0))
+        x = p[t] - m
+        x = x if x > np.float32(-87.0) else np.float32(-87.0)
         k = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
         r = x - k * np.float32(0.693359375) - k * np.float32(-2.12194440e-4)
         y = np.float32(1.9875691500e-4)
@@ -205,10 +216,9 @@ def exp_shifted(p: Arr, n: int, m: float, ebits: Arr) -> None:
         y = y * r + np.float32(4.1665795894e-2)
         y = y * r + np.float32(1.6666665459e-1)
         y = y * r + np.float32(5.0000001201e-1)
-        p[t] = y * r * r + r + np.float32(1.0)
-        ebits[t] = (np.int32(k) + np.int32(127)) << np.int32(23)
-    for t in range(n):
-        p[t] *= scale[t]
+        bits = (np.int32(k) + np.int32(127)) << np.int32(23)
+        two_k = _f32_from_bits(bits)  # type: ignore[call-arg, var-annotated]  # an intrinsic
+        p[t] = (y * r * r + r + np.float32(1.0)) * two_k
 
 
 @njit(**_JIT)
@@ -251,7 +261,7 @@ def window_start(pos: int, window: int) -> int:
 # ---- attention ----------------------------------------------------------------------------------
 @njit(**_JIT)
 def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, first: int,
-                end: int, scale: float, kbuf: Arr, vbuf: Arr, p: Arr, ebuf: Arr,
+                end: int, scale: float, kbuf: Arr, vbuf: Arr, p: Arr,
                 softcap: float = 0.0) -> None:  # fmt: skip
     """Online-softmax attention of the G query heads q (G, head_dim) of one GQA group over keys
     first..end-1 of one KV head (ctx, head_dim), f32 or f16 bits: every key and value row is
@@ -277,9 +287,10 @@ def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, fir
                     s += qg[i] * kt[i]
                 pg[t] = s
             mx = np.float32(-np.inf)
-            for t in range(n):
-                pg[t] *= np.float32(scale)
-                mx = max(mx, pg[t])
+            for t in range(n):  # a select, not max(): max's NaN handling stops vectorizing
+                st = pg[t] * np.float32(scale)
+                pg[t] = st
+                mx = st if st > mx else mx
             if softcap > 0:
                 mx = softcap_scores(pg, n, mx, softcap)
             m_new = max(m[g], mx)
@@ -287,7 +298,7 @@ def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, fir
             ag = acc[g]
             for i in range(hd):
                 ag[i] *= corr
-            exp_shifted(pg, n, m_new, ebuf)
+            exp_shifted(pg, n, m_new)
             total = el[g] * corr
             for t in range(n):
                 total += pg[t]
@@ -309,11 +320,10 @@ def _attend_task(acc, m, el, q, k_head, v_head, first, end, scale, softcap):
     kbuf = np.empty((ATTN_BLOCK, hd), np.float32)
     vbuf = np.empty((ATTN_BLOCK, hd), np.float32)
     p = np.empty((G, ATTN_BLOCK), np.float32)
-    ebuf = np.empty(ATTN_BLOCK, np.int32)
     acc[:] = 0.0
     m[:] = -np.inf
     el[:] = 0.0
-    attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, ebuf, softcap)
+    attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, softcap)
 
 
 @njit(**_JIT)

@@ -45,8 +45,9 @@ import numpy as np
 from trueno.errors import ContextLengthError, ModelError, UnsupportedError
 from trueno.llm.generate import common_prefix
 from trueno.llm.kv_cache import RunState
-from trueno.llm.model import PREFILL_CHUNK
+from trueno.llm.model import PREFILL_CHUNK, keys_attended
 from trueno.llm.sampler import Sampler
+from trueno.trace import recorder
 
 
 @dataclass(eq=False)
@@ -323,12 +324,15 @@ class BatchEngine:
             cos, sin = ms.rope[i]
             for b, s in enumerate(slots):
                 s.qkv[:] = qkv[b]
+                t0 = perf_counter_ns() if recorder.ENABLED else 0
                 m._qk_norm_full(s.q, s.k, lw)
                 k.attention_step(
                     s.att, s.q, s.k, s.v, s.cache.k[i], s.cache.v[i], positions[b], s.pos,
                     cos, sin, c.rope_neox, c.qk_norm, ms.q_norms[i], ms.k_norms[i], eps,
                     ms.windows[i], c.attn_scale, s.scores, c.attn_softcap,
                 )  # fmt: skip
+                if t0:  # the span of Model.decode's attention: the KV bytes of this slot
+                    m._record_attention(t0, 1, keys_attended(positions[b], ms.windows[i]))
                 att[b] = s.att[0]
             _linear(lw.wo, att, xo)
             # x += post_norm(xo); xb = ffn_norm(x)

@@ -18,7 +18,11 @@ from trueno.backends.cuda import elementwise, function
 
 Dev: TypeAlias = cp.ndarray  # a float32 device array (positions: int32)
 
-MAX_HEAD_DIM = 1024  # attend_one_f32: one thread block per head, a thread per value at least
+MAX_HEAD_DIM = 1024  # attend_merge_f32: a thread per value at least
+MAX_GROUPS = 32  # ATTN_MAX_GROUPS of transformer.cu: query heads per KV head
+MAX_PAIRS = 8  # ATTN_MAX_PAIRS: (head, value index) accumulators per thread of attend_one_f32
+SPLIT_POSITIONS = 128  # context positions per thread block of decode attention
+MAX_SPLITS = 64
 
 
 def _threads(n: int, lo: int = 32, hi: int = 1024) -> int:
@@ -68,6 +72,30 @@ def rope(
     )
 
 
+def attention_splits(ctx: int, head_dim: int) -> int:
+    """Slices of positions :func:`attend_one_at` cuts a KV head into (thread blocks per KV
+    head): one per ``SPLIT_POSITIONS`` of the context, at most ``MAX_SPLITS``, and no more
+    than the (n_heads, ctx) scratch holds partial states for (head_dim + 2 floats each). Fixed
+    by the context, not the position, so one captured graph serves every token."""
+    return max(1, min(MAX_SPLITS, ctx // SPLIT_POSITIONS, ctx // (head_dim + 2)))
+
+
+def check_attention(n_heads: int, n_kv: int, head_dim: int) -> None:
+    """UnsupportedError for a head layout :func:`attend_one_at`'s kernel cannot take."""
+    from trueno.errors import UnsupportedError
+
+    groups = n_heads // n_kv
+    if head_dim > MAX_HEAD_DIM:
+        raise UnsupportedError(
+            f"attend_one: head_dim {head_dim} > {MAX_HEAD_DIM} is not supported on the GPU"
+        )
+    if groups > MAX_GROUPS or groups * head_dim > MAX_PAIRS * 1024:
+        raise UnsupportedError(
+            f"attend_one: {groups} query heads of {head_dim} per KV head are more than the GPU "
+            f"kernel takes (at most {MAX_GROUPS} heads, {MAX_PAIRS * 1024} values)"
+        )
+
+
 def attend_one(
     out: Dev,
     q: Dev,
@@ -78,14 +106,16 @@ def attend_one(
     scale: float,
     groups: int,
     scores: Dev,
+    softcap: float = 0.0,
 ) -> None:
     """Attention of one query token at ``pos`` over the cache (decode).
 
     q, out: (n_heads, head_dim); k_cache, v_cache: (n_kv_heads, ctx, head_dim) holding keys
     0..pos; window > 0 keeps only keys with pos - j < window; scores: (n_heads, ctx) scratch
-    (the CPU kernel's is (ctx,): the GPU runs every head at once)."""
+    (the CPU kernel's is (ctx,)), here the slices' partial states; softcap > 0 caps the
+    scaled scores as ``softcap * tanh(score / softcap)`` (gemma2)."""
     positions = cp.asarray(np.array([pos], dtype=np.int32))
-    attend_one_at(out, q, k_cache, v_cache, positions, window, scale, groups, scores)
+    attend_one_at(out, q, k_cache, v_cache, positions, window, scale, groups, scores, softcap)
 
 
 def attend_one_at(
@@ -98,21 +128,23 @@ def attend_one_at(
     scale: float,
     groups: int,
     scores: Dev,
+    softcap: float = 0.0,
 ) -> None:
     """:func:`attend_one` at the position held in device memory (``positions[0]``, int32):
-    the launch does not change from token to token, so a CUDA graph can replay it."""
-    n_heads, head_dim = q.shape
-    ctx = k_cache.shape[1]
-    if head_dim > MAX_HEAD_DIM:
-        from trueno.errors import UnsupportedError
+    the launches do not change from token to token, so a CUDA graph can replay them.
 
-        raise UnsupportedError(
-            f"attend_one: head_dim {head_dim} > {MAX_HEAD_DIM} is not supported on the GPU"
-        )
+    One thread block per (KV head, slice of positions): the GQA group's query heads read each
+    key and value row once, with an online softmax (``attend_one_f32`` in transformer.cu);
+    with more than one slice, ``attend_merge_f32`` combines their states from ``scores``."""
+    n_heads, head_dim = q.shape
+    n_kv, ctx, _ = k_cache.shape
+    check_attention(n_heads, n_kv, head_dim)
+    splits = attention_splits(ctx, head_dim)
+    threads = _threads(groups * head_dim, lo=128)  # <= MAX_PAIRS (head, index) pairs each
     fn = function("transformer", "attend_one_f32")
     fn(
-        (n_heads,),
-        (_threads(head_dim, lo=128),),
+        (n_kv, splits),
+        (threads,),
         (
             out,
             q,
@@ -121,12 +153,20 @@ def attend_one_at(
             positions,
             np.int32(window),
             np.float32(scale),
+            np.float32(softcap),
             np.int32(groups),
             np.int32(ctx),
             np.int32(head_dim),
             scores,
         ),
     )
+    if splits > 1:
+        merge = function("transformer", "attend_merge_f32")
+        merge(
+            (n_heads,),
+            (_threads(head_dim, hi=1024),),
+            (out, scores, np.int32(groups), np.int32(splits), np.int32(head_dim)),
+        )
 
 
 def store_kv(k_cache: Dev, v_cache: Dev, k: Dev, v: Dev, positions: Dev) -> None:

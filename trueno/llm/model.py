@@ -356,11 +356,24 @@ class Model:
         window excludes are never read, and only blocks on the diagonal or the window's edge
         are masked."""
         c, xp, cache = self.config, self.xp, self.state.cache
-        return attend_tiled(
-            xp, q, lambda lo, hi: (cache.keys(layer, lo, hi), cache.values(layer, lo, hi)),
-            start, T, c.n_kv_heads, c.n_kv_groups, c.head_dim, c.layer_window(layer),
-            c.attn_scale, KEY_BLOCK, c.attn_softcap,
-        )  # fmt: skip
+        window = c.layer_window(layer)
+
+        def rows(lo: int, hi: int):
+            return cache.keys(layer, lo, hi), cache.values(layer, lo, hi)
+
+        def attend(a: int, b: int):  # queries a..b-1 of the chunk
+            return attend_tiled(
+                xp, q[a:b], rows, start + a, b - a, c.n_kv_heads, c.n_kv_groups, c.head_dim,
+                window, c.attn_scale, KEY_BLOCK, c.attn_softcap,
+            )  # fmt: skip
+
+        threads = _host_threads() if self.rt.host_memory else 1
+        if threads < 2 or T * (start + T) < SPLIT_PREFILL_MIN:
+            return attend(0, T)
+        pool = _attention_pool()
+        ranges = split_queries(start, T, window, threads)
+        parts = [pool.submit(attend, a, b) for a, b in ranges]
+        return np.concatenate([f.result() for f in parts])
 
     # ---- decode: one token through matvecs and preallocated buffers -------------------------
     def _forward_one(self, token: int, pos: int) -> np.ndarray:
@@ -414,8 +427,7 @@ class Model:
                     c.attn_scale, s.scores, c.attn_softcap,
                 )  # fmt: skip
                 if t0:
-                    first = max(0, pos - windows[i] + 1) if windows[i] > 0 else 0
-                    self._record_attention(t0, 1, pos + 1 - first)
+                    self._record_attention(t0, 1, keys_attended(pos, windows[i]))
                 lw.wo.matvec_into(att[0], xo[0])
                 # x += post_norm(xo); xb = ffn_norm(x)
                 self._add_then_norm(xb, x, xo, s.post_attn[i], lw.ffn_norm)
@@ -433,6 +445,45 @@ class Model:
                 nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
                 self._add_then_norm(xb, x, xo, s.post_ffn[i], nxt)
         w.output.matvec_into(xb[0], s.logits)
+
+
+# Prefill attention on the host runs its numpy/BLAS tiles on one core each (BLAS is held at
+# one thread during prefill, see single_threaded_blas): a chunk's queries are cut into
+# ranges of equal work, one per core, on a pool of Python threads (numpy and BLAS release
+# the GIL). Below this many (query, key) pairs a chunk stays on the calling thread.
+SPLIT_PREFILL_MIN = 1 << 16
+_POOL: list = []
+
+
+def _host_threads() -> int:
+    """The cores the quantized kernels run on (numba's thread count, as ``-t`` sets it)."""
+    import numba
+
+    return numba.get_num_threads()
+
+
+def _attention_pool():
+    """The thread pool of prefill attention, made on first use."""
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="trueno-attn"))
+    return _POOL[0]
+
+
+def split_queries(start: int, T: int, window: int, parts: int) -> list[tuple[int, int]]:
+    """Contiguous ranges of the queries at positions start..start+T-1 whose attention work
+    (keys attended, causal and windowed) is about equal, at most ``parts`` of them."""
+    pos = np.arange(start, start + T)
+    work = np.cumsum(pos + 1 - (np.maximum(0, pos - window + 1) if window > 0 else 0))
+    cuts = np.searchsorted(work, work[-1] * np.arange(1, parts) / parts, side="right")
+    bounds = [0, *sorted(set(int(c) for c in cuts if 0 < c < T)), T]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def keys_attended(pos: int, window: int) -> int:
+    """Cache positions a decode query at ``pos`` attends to (window > 0: a sliding window)."""
+    return pos + 1 - (max(0, pos - window + 1) if window > 0 else 0)
 
 
 def attend_tiled(

@@ -48,6 +48,8 @@ class Runtime:
     max_head_dim: int = 0  # the largest attention head its kernels take (0: any)
     step_graph: Callable | None = None  # step -> object whose run() replays decode's layers
     attn_softcap: bool = True  # its attention kernels cap scores (gemma2's softcap)
+    check_heads: Callable | None = None  # (n_heads, n_kv_heads, head_dim): raises for a head
+    #                                      layout its attention kernels cannot take
 
     def check(self, config) -> None:
         """Refuse a model this runtime's kernels cannot run, before any weight is placed."""
@@ -60,6 +62,8 @@ class Runtime:
                 f"head_dim {config.head_dim} is larger than the {self.name} kernels take "
                 f"({self.max_head_dim})"
             )
+        if self.check_heads is not None:
+            self.check_heads(config.n_heads, config.n_kv_heads, config.head_dim)
         if config.attn_softcap and not self.attn_softcap:
             raise UnsupportedError(
                 f"{config.arch}: the {self.name} attention kernels have no score softcap yet"
@@ -132,15 +136,14 @@ class ComposedKernels:
         p.rope(k, positions, n_kv, head_dim, cos, sin, neox)
         o, qh = out.reshape(n_heads, head_dim), q.reshape(n_heads, head_dim)
         groups = n_heads // n_kv
-        if softcap and hasattr(p, "attend_one_at"):
-            raise UnsupportedError("the device attention kernels have no score softcap yet")
+        cap = (softcap,) if softcap else ()  # a backend's attend_one may take no softcap
         if hasattr(p, "attend_one_at"):  # the position from device memory: graph-safe
             p.store_kv(k_cache, v_cache, k, v, positions)
-            p.attend_one_at(o, qh, k_cache, v_cache, positions, window, scale, groups, scores)
+            p.attend_one_at(o, qh, k_cache, v_cache, positions, window, scale, groups, scores,
+                            *cap)  # fmt: skip
         else:
             k_cache[:, pos] = k.reshape(n_kv, head_dim)
             v_cache[:, pos] = v.reshape(n_kv, head_dim)
-            cap = (softcap,) if softcap else ()  # a backend's attend_one may take no softcap
             p.attend_one(o, qh, k_cache, v_cache, pos, window, scale, groups, scores, *cap)
 
 
@@ -190,8 +193,8 @@ def gpu(graphs: bool | None = None) -> Runtime:
         host_memory=False,
         synchronize=lambda: cp.cuda.get_current_stream().synchronize(),
         max_head_dim=transformer.MAX_HEAD_DIM,
+        check_heads=transformer.check_attention,
         step_graph=graph.StepGraph if (config.CUDA_GRAPHS if graphs is None else graphs) else None,
-        attn_softcap=False,
     )
 
 

@@ -132,13 +132,20 @@ class KernelRecord:
         return n_cols % (self.cols_multiple or self.layout[0]) == 0
 
 
+def _int_levels(ref: str) -> dict[str, str]:
+    """The same IR body factory at every SIMD level: the factory takes the level and emits
+    its integer dots (llvm_ir.IntDots: vpdpbusd / vpdpwssd with VNNI, vpmaddubsw + vpmaddwd
+    on AVX2)."""
+    return {lvl: ref for lvl in SIMD_LEVELS}
+
+
 def _legacy(t, zero_point, has_min=False, has_high=False, cuda=True):
     return KernelRecord(
         t,
         GGMLType.Q8_0,
-        {"avx2": "simd:legacy_dot", "portable": f"{t.name.lower()}:matvec_numba"},
+        {**_int_levels("simd:legacy_dot"), "portable": f"{t.name.lower()}:matvec_numba"},
         relayout="relayout:pair_blocks",
-        relaid_dot={"avx2": "simd:paired_dot"},
+        relaid_dot=_int_levels("simd:paired_dot"),
         zero_point=zero_point,
         has_min=has_min,
         has_high=has_high,
@@ -150,7 +157,7 @@ def _kquant(t, dot, cuda, dequantize=None, has_high=False):
     return KernelRecord(
         t,
         GGMLType.Q8_K,
-        {"avx2": dot, "portable": f"{t.name.lower()}:matvec_numba"},
+        {**_int_levels(dot), "portable": f"{t.name.lower()}:matvec_numba"},
         has_high=has_high,
         dequantize=dequantize,
         cuda_kernel=f"matvec_{t.name[:-1].lower()}K" if cuda else None,
@@ -178,9 +185,9 @@ RECORDS: Mapping[GGMLType, KernelRecord] = MappingProxyType(
         GGMLType.Q8_0: KernelRecord(
             GGMLType.Q8_0,
             GGMLType.Q8_0,
-            {"avx2": "simd:q8_0_dot", "portable": "q8_0:matvec_numba"},
+            {**_int_levels("simd:q8_0_dot"), "portable": "q8_0:matvec_numba"},
             relayout="relayout:pair_blocks",  # d split out, qs kept (no pairs to make)
-            relaid_dot={"avx2": "simd:split_q8_0_dot"},
+            relaid_dot=_int_levels("simd:split_q8_0_dot"),
             cuda_kernel="matvec_q8_0",
         ),
         GGMLType.Q4_K: _kquant(GGMLType.Q4_K, "simd:k4_dot", cuda=True),

@@ -1,4 +1,4 @@
-"""Small llvmlite IR builders shared by the AVX2 kernels of simd.py: typed unaligned loads,
+"""Small llvmlite IR builders shared by the SIMD kernels of simd.py: typed unaligned loads,
 splats and lane shuffles, the x86 integer-dot intrinsics, FMA, horizontal sums, and a loop
 helper with several independent accumulators."""
 
@@ -22,29 +22,29 @@ V32I8, V16I8, V16I16, V8I32, V8F32 = (
 )
 
 
-def _x86(builder, name, ret, *args):
+def x86(builder, name, ret, *args):
     fnty = ir.FunctionType(ret, [a.type for a in args])
     fn = cgutils.get_or_insert_function(builder.module, fnty, name)
     return builder.call(fn, args)
 
 
-def _llvm(builder, name, ret, *args):
-    return _x86(builder, name, ret, *args)
+def llvm(builder, name, ret, *args):
+    return x86(builder, name, ret, *args)
 
 
-def _data(context, builder, arytype, value):
+def data(context, builder, arytype, value):
     """Pointer (i8*) to the first element of a numba array argument."""
     ary = context.make_array(arytype)(context, builder, value)
     return builder.bitcast(ary.data, I8.as_pointer())
 
 
-def _load(builder, base, offset, ty):
+def load(builder, base, offset, ty):
     """Unaligned load of ``ty`` at byte ``offset`` from i8* ``base``."""
     ptr = builder.gep(base, [offset])
     return builder.load(builder.bitcast(ptr, ty.as_pointer()), align=1)
 
 
-def _splat(builder, value, n):
+def splat(builder, value, n):
     vty = ir.VectorType(value.type, n)
     v = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(I32, 0))
     return builder.shuffle_vector(
@@ -52,48 +52,98 @@ def _splat(builder, value, n):
     )
 
 
-def _vconst(ty, value):
+def vconst(ty, value):
     return ir.Constant(ty, [ir.Constant(ty.element, value)] * ty.count)
 
 
-def _half(builder, base, offset):
-    bits = _load(builder, base, offset, I16)
+def half(builder, base, offset):
+    bits = load(builder, base, offset, I16)
     return builder.fpext(builder.bitcast(bits, F16), F32)
 
 
-def _f32(builder, base, index):
-    return _load(builder, base, builder.mul(index, ir.Constant(I64, 4)), F32)
+def f32(builder, base, index):
+    return load(builder, base, builder.mul(index, ir.Constant(I64, 4)), F32)
 
 
-def _concat16(builder, lo, hi):
+def concat16(builder, lo, hi):
     return builder.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(I32, 32), list(range(32))))
 
 
-def _nibbles(builder, packed16):
+def nibbles(builder, packed16):
     """<16 x i8> packed -> <32 x i8>: low nibbles (weights 0-15) then high (16-31)."""
-    lo = builder.and_(packed16, _vconst(V16I8, 0x0F))
-    hi = builder.lshr(packed16, _vconst(V16I8, 4))
-    return _concat16(builder, lo, hi)
+    lo = builder.and_(packed16, vconst(V16I8, 0x0F))
+    hi = builder.lshr(packed16, vconst(V16I8, 4))
+    return concat16(builder, lo, hi)
 
 
-def _maddubs(builder, u8, s8):
-    return _x86(builder, "llvm.x86.avx2.pmadd.ub.sw", V16I16, u8, s8)
+def maddubs(builder, u8, s8):
+    return x86(builder, "llvm.x86.avx2.pmadd.ub.sw", V16I16, u8, s8)
 
 
-def _maddwd(builder, a16, b16):
-    return _x86(builder, "llvm.x86.avx2.pmadd.wd", V8I32, a16, b16)
+def maddwd(builder, a16, b16):
+    return x86(builder, "llvm.x86.avx2.pmadd.wd", V8I32, a16, b16)
 
 
-def _dot_u8s8(builder, u8, s8):
-    """<32 x u8> . <32 x i8> -> <8 x i32> partial sums."""
-    return _maddwd(builder, _maddubs(builder, u8, s8), _vconst(V16I16, 1))
+def dot_u8s8(builder, u8, s8):
+    """<32 x u8> . <32 x i8> -> <8 x i32> partial sums (AVX2: vpmaddubsw, vpmaddwd)."""
+    return maddwd(builder, maddubs(builder, u8, s8), vconst(V16I16, 1))
 
 
-def _fma(builder, a, b, c):
-    return _llvm(builder, "llvm.fma.v8f32", V8F32, a, b, c)
+def _as_v8i32(builder, v):
+    return builder.bitcast(v, V8I32)
 
 
-def _hsum(builder, v):
+class IntDots:
+    """The integer dot instructions of one ISA level, for the row-dot bodies of simd.py.
+
+    ``avx2``: ``vpmaddubsw`` then ``vpmaddwd`` (two multiply uops per 32 bytes) and an add into
+    the accumulator. ``avxvnni`` / ``avx512``: ``vpdpbusd`` (u8 x s8, four products summed into
+    each i32 lane and accumulated: one uop) and ``vpdpwssd`` (``vpmaddwd`` fused with the add);
+    the 256-bit forms (VEX under AVX-VNNI, EVEX under AVX512-VNNI + VL). Every body keeps its
+    operands inside the ranges where ``vpmaddubsw`` cannot saturate (weights <= 128, int8
+    activations in [-127, 127]), so each level's integer sums, and so each row dot, are
+    bit-identical to the AVX2 ones."""
+
+    def __init__(self, level: str):
+        self.level = level
+        self.vnni = level in ("avx512", "avxvnni")
+
+    def u8s8(self, builder, u8, s8, acc=None):
+        """acc + <32 x u8> . <32 x i8> as <8 x i32> (acc None: zero)."""
+        if self.vnni:
+            acc = ir.Constant(V8I32, None) if acc is None else acc
+            return x86(
+                builder,
+                "llvm.x86.avx512.vpdpbusd.256",
+                V8I32,
+                acc,
+                _as_v8i32(builder, u8),
+                _as_v8i32(builder, s8),
+            )
+        dot = dot_u8s8(builder, u8, s8)
+        return dot if acc is None else builder.add(acc, dot)
+
+    def u8s8_scaled(self, builder, acc, u8, s8, scales):
+        """acc + pmaddwd(pmaddubsw(u8, s8), scales): the 16 pair sums weighted by the <16 x
+        i16> ``scales`` and summed in pairs into <8 x i32>."""
+        pairs = maddubs(builder, u8, s8)
+        if self.vnni:
+            return x86(
+                builder,
+                "llvm.x86.avx512.vpdpwssd.256",
+                V8I32,
+                acc,
+                _as_v8i32(builder, pairs),
+                _as_v8i32(builder, scales),
+            )
+        return builder.add(acc, maddwd(builder, pairs, scales))
+
+
+def fma(builder, a, b, c):
+    return llvm(builder, "llvm.fma.v8f32", V8F32, a, b, c)
+
+
+def hsum(builder, v):
     lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, 4), [0, 1, 2, 3]))
     hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, 4), [4, 5, 6, 7]))
     s = builder.fadd(lo, hi)
@@ -104,7 +154,7 @@ def _hsum(builder, v):
     return builder.extract_element(s, ir.Constant(I32, 0))
 
 
-class _Acc:
+class Acc:
     """A mutable value kept in an entry-block alloca (mem2reg turns it into a register)."""
 
     def __init__(self, builder, init):
@@ -118,16 +168,16 @@ class _Acc:
         self.builder.store(value, self.slot)
 
 
-def _block_loop(builder, n, step_fn, make_state, unroll=4):
+def block_loop(builder, n, step_fn, make_state, unroll=4):
     """Run ``step_fn(index, state)`` for index in [0, n): ``unroll`` independent states (so
     the FMA / add chains overlap) in the main loop, state 0 for the tail. Returns the states."""
     states = [make_state() for _ in range(unroll)]
-    groups = builder.udiv(n, _i64(unroll))
+    groups = builder.udiv(n, i64(unroll))
     with cgutils.for_range(builder, groups) as loop:
-        base = builder.mul(loop.index, _i64(unroll))
+        base = builder.mul(loop.index, i64(unroll))
         for k in range(unroll):
-            step_fn(builder.add(base, _i64(k)), states[k])
-    with cgutils.for_range_slice(builder, builder.mul(groups, _i64(unroll)), n, _i64(1)) as (
+            step_fn(builder.add(base, i64(k)), states[k])
+    with cgutils.for_range_slice(builder, builder.mul(groups, i64(unroll)), n, i64(1)) as (
         index,
         _,
     ):
@@ -135,7 +185,7 @@ def _block_loop(builder, n, step_fn, make_state, unroll=4):
     return states
 
 
-def _sum_states(builder, states, i):
+def sum_states(builder, states, i):
     vals = [st[i].get() for st in states]
     total = vals[0]
     for v in vals[1:]:
@@ -147,38 +197,33 @@ def _sum_states(builder, states, i):
     return total
 
 
-def _i64(v):
+def i64(v):
     return ir.Constant(I64, v)
 
 
-def _named(fn, name):
-    fn.__name__ = name
-    return fn
-
-
-def _lanes(builder, vec, mask):
+def lanes(builder, vec, mask):
     """shufflevector of one vector with a constant lane list (LLVM lowers it to vpshufb)."""
     return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(I32, len(mask)), mask))
 
 
-def _row_ptr(context, builder, arytype, value, row):
+def row_ptr(context, builder, arytype, value, row):
     ary = context.make_array(arytype)(context, builder, value)
     stride = builder.extract_value(ary.strides, 0)
     return builder.gep(builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, stride)])
 
 
-def _high_bits(builder, word):
+def high_bits(builder, word):
     """i32 of 5th bits -> <32 x i8> with 16 where the bit is set."""
     bits = builder.bitcast(word, ir.VectorType(ir.IntType(1), 32))
-    return builder.shl(builder.zext(bits, V32I8), _vconst(V32I8, 4))
+    return builder.shl(builder.zext(bits, V32I8), vconst(V32I8, 4))
 
 
-def _reduce8(builder, v):
+def reduce8(builder, v):
     """Eight <8 x i32> partial sums -> <8 x i32> whose lane k is the total of v[k]
     (phaddd tree within 128-bit lanes, then the two halves added)."""
 
     def hadd(a, b):
-        return _x86(builder, "llvm.x86.avx2.phadd.d", V8I32, a, b)
+        return x86(builder, "llvm.x86.avx2.phadd.d", V8I32, a, b)
 
     abcd = hadd(hadd(v[0], v[1]), hadd(v[2], v[3]))
     efgh = hadd(hadd(v[4], v[5]), hadd(v[6], v[7]))

@@ -25,7 +25,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from trueno.quant.llvm_ir import (  # noqa: F401
+from trueno.quant.llvm_ir import (
     F16,
     F32,
     I8,
@@ -37,30 +37,27 @@ from trueno.quant.llvm_ir import (  # noqa: F401
     V16I8,
     V16I16,
     V32I8,
-    _Acc,
-    _block_loop,
-    _concat16,
-    _data,
-    _dot_u8s8,
-    _f32,
-    _fma,
-    _half,
-    _high_bits,
-    _hsum,
-    _i64,
-    _lanes,
-    _llvm,
-    _load,
-    _maddubs,
-    _maddwd,
-    _named,
-    _nibbles,
-    _reduce8,
-    _row_ptr,
-    _splat,
-    _sum_states,
-    _vconst,
-    _x86,
+    Acc,
+    IntDots,
+    block_loop,
+    data,
+    f32,
+    fma,
+    half,
+    high_bits,
+    hsum,
+    i64,
+    lanes,
+    llvm,
+    load,
+    maddwd,
+    nibbles,
+    reduce8,
+    row_ptr,
+    splat,
+    sum_states,
+    vconst,
+    x86,
 )
 
 
@@ -117,21 +114,21 @@ def body_of(kind: str) -> Body:
 
     name, form, level, *_ = kind.split("/")
     rec = RECORDS[GGMLType[name]]
-    return resolve(rec.dots(form == "relaid")[level])(rec)
+    return resolve(rec.dots(form == "relaid")[level])(rec, level)
 
 
 def _weights(context, builder, body, wty, wt, row):
     """(row pointers of the weight arrays, block count) for ``body``'s form."""
     arrays = [builder.extract_value(wt, i) for i in range(len(wty))]
     if body.relaid:
-        rows = [_row_ptr(context, builder, ty, a, row) for ty, a in zip(wty, arrays, strict=True)]
+        rows = [row_ptr(context, builder, ty, a, row) for ty, a in zip(wty, arrays, strict=True)]
         d = context.make_array(wty[1])(context, builder, arrays[1])
         return rows, builder.extract_value(d.shape, 1)
     ary = context.make_array(wty[0])(context, builder, arrays[0])
     row_bytes = builder.extract_value(ary.shape, 1)
     base = builder.bitcast(ary.data, I8.as_pointer())
     w_row = builder.gep(base, [builder.mul(row, row_bytes)])
-    return [w_row], builder.udiv(row_bytes, _i64(body.step_bytes))
+    return [w_row], builder.udiv(row_bytes, i64(body.step_bytes))
 
 
 @intrinsic
@@ -147,12 +144,12 @@ def row_dot(typingctx, kind, w, row, xq, dx, xs, bs):
         _, wty, _, xty, fty, _, bty = sig.args
         _, wt, row, xq_v, dx_v, xs_v, bs_v = args
         vec = [
-            _data(context, builder, xty, xq_v),
-            _data(context, builder, fty, dx_v),
-            _data(context, builder, fty, xs_v),
+            data(context, builder, xty, xq_v),
+            data(context, builder, fty, dx_v),
+            data(context, builder, fty, xs_v),
         ]
         if not body.relaid:
-            vec.append(_data(context, builder, bty, bs_v))
+            vec.append(data(context, builder, bty, bs_v))
         weights, n = _weights(context, builder, body, wty, wt, row)
         return body.emit(builder, weights, [tuple(vec)], n)[0]
 
@@ -174,19 +171,19 @@ def rows_dot(typingctx, kind, w, row, xq, dx, xs, bs, b0, out):
         _, wt, row, xq_v, dx_v, xs_v, bs_v, b0_v, out_v = args
         vecs = []
         for v in range(n_vec):
-            b = builder.add(b0_v, _i64(v))
+            b = builder.add(b0_v, i64(v))
             vec = [
-                _row_ptr(context, builder, xty, xq_v, b),
-                _row_ptr(context, builder, fty, dx_v, b),
-                _row_ptr(context, builder, fty, xs_v, b),
+                row_ptr(context, builder, xty, xq_v, b),
+                row_ptr(context, builder, fty, dx_v, b),
+                row_ptr(context, builder, fty, xs_v, b),
             ]
             if not body.relaid:
-                vec.append(_row_ptr(context, builder, bty, bs_v, b))
+                vec.append(row_ptr(context, builder, bty, bs_v, b))
             vecs.append(tuple(vec))
         weights, n = _weights(context, builder, body, wty, wt, row)
         for v, y in enumerate(body.emit(builder, weights, vecs, n)):
-            dst = _row_ptr(context, builder, oty, out_v, builder.add(b0_v, _i64(v)))
-            dst = builder.gep(dst, [builder.mul(row, _i64(4))])
+            dst = row_ptr(context, builder, oty, out_v, builder.add(b0_v, i64(v)))
+            dst = builder.gep(dst, [builder.mul(row, i64(4))])
             builder.store(y, builder.bitcast(dst, F32.as_pointer()), align=4)
         return context.get_dummy_value()
 
@@ -194,43 +191,43 @@ def rows_dot(typingctx, kind, w, row, xq, dx, xs, bs, b0, out):
     return sig, codegen
 
 
-def _legacy_body(block_bytes, has_min, has_high, offset, signed):
+def _legacy_body(block_bytes, has_min, has_high, offset, signed, dots):
     """Row dot for a 32-weight format: y = sum_b d*dx*(q . xq) + (m or -offset*d) * xs_b."""
     qs_at = 2 + (2 if has_min else 0) + (4 if has_high else 0)
 
     def body(builder, w, x, dx, xs, bs, n):
         def state():
-            return _Acc(builder, ir.Constant(V8F32, None)), _Acc(builder, ir.Constant(F32, 0.0))
+            return Acc(builder, ir.Constant(V8F32, None)), Acc(builder, ir.Constant(F32, 0.0))
 
         def step(b, st):
             acc, corr = st
-            p = builder.mul(b, _i64(block_bytes))
-            d = _half(builder, w, p)
-            xv = _load(builder, x, builder.mul(b, _i64(32)), V32I8)
+            p = builder.mul(b, i64(block_bytes))
+            d = half(builder, w, p)
+            xv = load(builder, x, builder.mul(b, i64(32)), V32I8)
             if signed:  # Q8_0: |w| . sign(x, w) keeps pmaddubsw's first operand unsigned
-                wv = _load(builder, w, builder.add(p, _i64(qs_at)), V32I8)
-                aw = _llvm(builder, "llvm.abs.v32i8", V32I8, wv, ir.Constant(ir.IntType(1), 0))
-                sx = _x86(builder, "llvm.x86.avx2.psign.b", V32I8, xv, wv)
-                isum = _dot_u8s8(builder, aw, sx)
+                wv = load(builder, w, builder.add(p, i64(qs_at)), V32I8)
+                aw = llvm(builder, "llvm.abs.v32i8", V32I8, wv, ir.Constant(ir.IntType(1), 0))
+                sx = x86(builder, "llvm.x86.avx2.psign.b", V32I8, xv, wv)
+                isum = dots.u8s8(builder, aw, sx)
             else:
-                q = _nibbles(builder, _load(builder, w, builder.add(p, _i64(qs_at)), V16I8))
+                q = nibbles(builder, load(builder, w, builder.add(p, i64(qs_at)), V16I8))
                 if has_high:
-                    qh_at = builder.add(p, _i64(qs_at - 4))
+                    qh_at = builder.add(p, i64(qs_at - 4))
                     bits = builder.bitcast(
-                        _load(builder, w, qh_at, I32), ir.VectorType(ir.IntType(1), 32)
+                        load(builder, w, qh_at, I32), ir.VectorType(ir.IntType(1), 32)
                     )
-                    hi = builder.shl(builder.zext(bits, V32I8), _vconst(V32I8, 4))
+                    hi = builder.shl(builder.zext(bits, V32I8), vconst(V32I8, 4))
                     q = builder.or_(q, hi)
-                isum = _dot_u8s8(builder, q, xv)
-            s = builder.fmul(d, _f32(builder, dx, b))
-            acc.set(_fma(builder, builder.sitofp(isum, V8F32), _splat(builder, s, 8), acc.get()))
+                isum = dots.u8s8(builder, q, xv)
+            s = builder.fmul(d, f32(builder, dx, b))
+            acc.set(fma(builder, builder.sitofp(isum, V8F32), splat(builder, s, 8), acc.get()))
             if has_min or offset:
-                c = _half(builder, w, builder.add(p, _i64(2))) if has_min else d
-                corr.set(builder.fadd(corr.get(), builder.fmul(c, _f32(builder, xs, b))))
+                c = half(builder, w, builder.add(p, i64(2))) if has_min else d
+                corr.set(builder.fadd(corr.get(), builder.fmul(c, f32(builder, xs, b))))
 
-        states = _block_loop(builder, n, step, state)
-        total = _hsum(builder, _sum_states(builder, states, 0))
-        corr = _sum_states(builder, states, 1)
+        states = block_loop(builder, n, step, state)
+        total = hsum(builder, sum_states(builder, states, 0))
+        corr = sum_states(builder, states, 1)
         if has_min:
             return builder.fadd(total, corr)
         if offset:
@@ -240,14 +237,16 @@ def _legacy_body(block_bytes, has_min, has_high, offset, signed):
     return body
 
 
-def legacy_dot(rec) -> Body:
+def legacy_dot(rec, level) -> Body:
     """Q4_0, Q4_1, Q5_0, Q5_1 on GGML blocks."""
-    fn = _legacy_body(rec.block_bytes, rec.has_min, rec.has_high, rec.zero_point, False)
+    dots = IntDots(level)
+    fn = _legacy_body(rec.block_bytes, rec.has_min, rec.has_high, rec.zero_point, False, dots)
     return Body(fn, step_bytes=rec.block_bytes)
 
 
-def q8_0_dot(rec) -> Body:
-    return Body(_legacy_body(rec.block_bytes, False, False, 0, True), step_bytes=rec.block_bytes)
+def q8_0_dot(rec, level) -> Body:
+    body = _legacy_body(rec.block_bytes, False, False, 0, True, IntDots(level))
+    return Body(body, step_bytes=rec.block_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +264,7 @@ def _words_to_i16(builder, words):
 def _scales_mins_k4(builder, w, p):
     """The 12 packed scale bytes at w + p + 4 -> (<8 x i16> scales, <8 x i16> mins), with
     llama.cpp's word-mask unpacking instead of eight get_scale_min_k4 calls."""
-    u0, u1, u2 = (_load(builder, w, builder.add(p, _i64(4 + 4 * i)), I32) for i in range(3))
+    u0, u1, u2 = (load(builder, w, builder.add(p, i64(4 + 4 * i)), I32) for i in range(3))
     k1, k2, k3 = (ir.Constant(I32, v) for v in (0x3F3F3F3F, 0x0F0F0F0F, 0x03030303))
     c4, c6 = ir.Constant(I32, 4), ir.Constant(I32, 6)
     m_hi = builder.or_(
@@ -282,10 +281,10 @@ def _scales_mins_k4(builder, w, p):
 
 def _bsums(builder, bs, sb):
     """The 16 int16 sums of xq (per 16) of super-block sb as <16 x i16>."""
-    return _load(builder, bs, builder.mul(sb, _i64(32)), V16I16)
+    return load(builder, bs, builder.mul(sb, i64(32)), V16I16)
 
 
-def _kq_body(block_bytes, has_high):
+def _kq_body(block_bytes, has_high, dots):
     """Q4_K / Q5_K: y = sum_sb d*dx*sum_s sc_s (q . xq)_s - dmin*dx*sum_s m_s*bsum_s, for one
     or more activation vectors ``vecs`` ((xq, dx, xs, bs) pointers), the weights decoded once.
     One state per vector: each super-block is ~20 cycles, ample for the two FMA chains, and
@@ -297,89 +296,96 @@ def _kq_body(block_bytes, has_high):
         vs = [_Vec(builder, p, 2, scalar_corr=False) for p in vecs]
         with cgutils.for_range(builder, n) as loop:
             sb = loop.index
-            p = builder.mul(sb, _i64(block_bytes))
-            d, dmin = _half(builder, w, p), _half(builder, w, builder.add(p, _i64(2)))
+            p = builder.mul(sb, i64(block_bytes))
+            d, dmin = half(builder, w, p), half(builder, w, builder.add(p, i64(2)))
             sc8, m8 = _scales_mins_k4(builder, w, p)
-            xbase = builder.mul(sb, _i64(256))
-            qh = _load(builder, w, builder.add(p, _i64(16)), V32I8) if has_high else None
+            xbase = builder.mul(sb, i64(256))
+            qh = load(builder, w, builder.add(p, i64(16)), V32I8) if has_high else None
             qv = []
             packed = None
             for s in range(8):
                 if s % 2 == 0:
-                    packed = _load(builder, w, builder.add(p, _i64(qs_at + 16 * s)), V32I8)
-                    q = builder.and_(packed, _vconst(V32I8, 0x0F))
+                    packed = load(builder, w, builder.add(p, i64(qs_at + 16 * s)), V32I8)
+                    q = builder.and_(packed, vconst(V32I8, 0x0F))
                 else:
-                    q = builder.lshr(packed, _vconst(V32I8, 4))
+                    q = builder.lshr(packed, vconst(V32I8, 4))
                 if has_high:
-                    bit = builder.and_(builder.lshr(qh, _vconst(V32I8, s)), _vconst(V32I8, 1))
-                    q = builder.or_(q, builder.shl(bit, _vconst(V32I8, 4)))
-                qv.append((q, _lanes(builder, sc8, [s] * 16)))
-            mins = _lanes(builder, m8, pairs)
+                    bit = builder.and_(builder.lshr(qh, vconst(V32I8, s)), vconst(V32I8, 1))
+                    q = builder.or_(q, builder.shl(bit, vconst(V32I8, 4)))
+                qv.append((q, lanes(builder, sc8, [s] * 16)))
+            mins = lanes(builder, m8, pairs)
             for v in vs:
                 acc, macc = v.accs
                 isum = ir.Constant(V8I32, None)
                 for s, (q, scv) in enumerate(qv):
-                    xv = _load(builder, v.x, builder.add(xbase, _i64(32 * s)), V32I8)
-                    isum = builder.add(isum, _maddwd(builder, _maddubs(builder, q, xv), scv))
-                mprod = _maddwd(builder, mins, _bsums(builder, v.bs, sb))
-                dxs = _f32(builder, v.dx, sb)
-                scale = _splat(builder, builder.fmul(d, dxs), 8)
-                acc.set(_fma(builder, builder.sitofp(isum, V8F32), scale, acc.get()))
-                mscale = _splat(builder, builder.fmul(dmin, dxs), 8)
-                macc.set(_fma(builder, builder.sitofp(mprod, V8F32), mscale, macc.get()))
+                    xv = load(builder, v.x, builder.add(xbase, i64(32 * s)), V32I8)
+                    isum = dots.u8s8_scaled(builder, isum, q, xv, scv)
+                mprod = maddwd(builder, mins, _bsums(builder, v.bs, sb))
+                dxs = f32(builder, v.dx, sb)
+                scale = splat(builder, builder.fmul(d, dxs), 8)
+                acc.set(fma(builder, builder.sitofp(isum, V8F32), scale, acc.get()))
+                mscale = splat(builder, builder.fmul(dmin, dxs), 8)
+                macc.set(fma(builder, builder.sitofp(mprod, V8F32), mscale, macc.get()))
         # one horizontal sum per row instead of two
-        return [_hsum(builder, builder.fsub(v.accs[0].get(), v.accs[1].get())) for v in vs]
+        return [hsum(builder, builder.fsub(v.accs[0].get(), v.accs[1].get())) for v in vs]
 
     return body
 
 
-def _q6k_body(builder, w, x, dx, xs, bs, n):
+def _q6k_body(dots):
     """Q6_K: y = sum_sb d*dx*(sum_j sc_j (q . xq)_j - 32 * sum_j sc_j*bsum_j), j per 16."""
 
+    def body(builder, w, x, dx, xs, bs, n):
+        return _q6k_dot(dots, builder, w, x, dx, xs, bs, n)
+
+    return body
+
+
+def _q6k_dot(dots, builder, w, x, dx, xs, bs, n):
+
     def state():
-        return (_Acc(builder, ir.Constant(V8F32, None)),)
+        return (Acc(builder, ir.Constant(V8F32, None)),)
 
     def step(sb, st):
-        p = builder.mul(sb, _i64(210))
-        d = _half(builder, w, builder.add(p, _i64(208)))
-        sc16 = builder.sext(_load(builder, w, builder.add(p, _i64(192)), V16I8), V16I16)
-        xbase = builder.mul(sb, _i64(256))
+        p = builder.mul(sb, i64(210))
+        d = half(builder, w, builder.add(p, i64(208)))
+        sc16 = builder.sext(load(builder, w, builder.add(p, i64(192)), V16I8), V16I16)
+        xbase = builder.mul(sb, i64(256))
         isum = ir.Constant(V8I32, None)
         for h in range(2):
-            ql0 = _load(builder, w, builder.add(p, _i64(64 * h)), V32I8)
-            ql1 = _load(builder, w, builder.add(p, _i64(64 * h + 32)), V32I8)
-            qh = _load(builder, w, builder.add(p, _i64(128 + 32 * h)), V32I8)
+            ql0 = load(builder, w, builder.add(p, i64(64 * h)), V32I8)
+            ql1 = load(builder, w, builder.add(p, i64(64 * h + 32)), V32I8)
+            qh = load(builder, w, builder.add(p, i64(128 + 32 * h)), V32I8)
             for k in range(4):
                 src = ql0 if k % 2 == 0 else ql1
                 lo = (
-                    builder.and_(src, _vconst(V32I8, 0x0F))
+                    builder.and_(src, vconst(V32I8, 0x0F))
                     if k < 2
-                    else builder.lshr(src, _vconst(V32I8, 4))
+                    else builder.lshr(src, vconst(V32I8, 4))
                 )
-                hi = builder.and_(builder.lshr(qh, _vconst(V32I8, 2 * k)), _vconst(V32I8, 3))
-                q = builder.or_(lo, builder.shl(hi, _vconst(V32I8, 4)))
-                xv = _load(builder, x, builder.add(xbase, _i64(128 * h + 32 * k)), V32I8)
+                hi = builder.and_(builder.lshr(qh, vconst(V32I8, 2 * k)), vconst(V32I8, 3))
+                q = builder.or_(lo, builder.shl(hi, vconst(V32I8, 4)))
+                xv = load(builder, x, builder.add(xbase, i64(128 * h + 32 * k)), V32I8)
                 j0 = 8 * h + 2 * k
-                scv = _lanes(builder, sc16, [j0] * 8 + [j0 + 1] * 8)
-                isum = builder.add(isum, _maddwd(builder, _maddubs(builder, q, xv), scv))
-        corr = _maddwd(builder, sc16, _bsums(builder, bs, sb))
-        isum = builder.sub(isum, builder.shl(corr, _vconst(V8I32, 5)))
-        s_all = builder.fmul(d, _f32(builder, dx, sb))
-        st[0].set(
-            _fma(builder, builder.sitofp(isum, V8F32), _splat(builder, s_all, 8), st[0].get())
-        )
+                scv = lanes(builder, sc16, [j0] * 8 + [j0 + 1] * 8)
+                isum = dots.u8s8_scaled(builder, isum, q, xv, scv)
+        corr = maddwd(builder, sc16, _bsums(builder, bs, sb))
+        isum = builder.sub(isum, builder.shl(corr, vconst(V8I32, 5)))
+        s_all = builder.fmul(d, f32(builder, dx, sb))
+        st[0].set(fma(builder, builder.sitofp(isum, V8F32), splat(builder, s_all, 8), st[0].get()))
 
-    states = _block_loop(builder, n, step, state, unroll=2)
-    return _hsum(builder, _sum_states(builder, states, 0))
+    states = block_loop(builder, n, step, state, unroll=2)
+    return hsum(builder, sum_states(builder, states, 0))
 
 
-def k4_dot(rec) -> Body:
+def k4_dot(rec, level) -> Body:
     """Q4_K, and Q5_K (has_high: the 5th bits of qh)."""
-    return Body(_kq_body(rec.block_bytes, rec.has_high), step_bytes=rec.block_bytes, vectors=True)
+    body = _kq_body(rec.block_bytes, rec.has_high, IntDots(level))
+    return Body(body, step_bytes=rec.block_bytes, vectors=True)
 
 
-def q6_k_dot(rec) -> Body:
-    return Body(_q6k_body, step_bytes=rec.block_bytes)
+def q6_k_dot(rec, level) -> Body:
+    return Body(_q6k_body(IntDots(level)), step_bytes=rec.block_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,30 +398,30 @@ def _float_body(bf16):
 
         def widen(bits):
             if bf16:
-                wide = builder.shl(builder.zext(bits, V8I32), _vconst(V8I32, 16))
+                wide = builder.shl(builder.zext(bits, V8I32), vconst(V8I32, 16))
                 return builder.bitcast(wide, V8F32)
             return builder.fpext(builder.bitcast(bits, ir.VectorType(F16, 8)), V8F32)
 
         def state():
-            return (_Acc(builder, ir.Constant(V8F32, None)),)
+            return (Acc(builder, ir.Constant(V8F32, None)),)
 
         def step(i, st):
-            e = builder.mul(i, _i64(8))
-            wv = widen(_load(builder, w, builder.mul(e, _i64(2)), v8i16))
-            xv = _load(builder, dx, builder.mul(e, _i64(4)), V8F32)
-            st[0].set(_fma(builder, wv, xv, st[0].get()))
+            e = builder.mul(i, i64(8))
+            wv = widen(load(builder, w, builder.mul(e, i64(2)), v8i16))
+            xv = load(builder, dx, builder.mul(e, i64(4)), V8F32)
+            st[0].set(fma(builder, wv, xv, st[0].get()))
 
-        states = _block_loop(builder, builder.mul(n, _i64(2)), step, state)
-        return _hsum(builder, _sum_states(builder, states, 0))
+        states = block_loop(builder, builder.mul(n, i64(2)), step, state)
+        return hsum(builder, sum_states(builder, states, 0))
 
     return body
 
 
-def f16_dot(rec) -> Body:
+def f16_dot(rec, level) -> Body:
     return Body(_float_body(False), step_bytes=32)  # 16 weights of 2 bytes per step
 
 
-def bf16_dot(rec) -> Body:
+def bf16_dot(rec, level) -> Body:
     return Body(_float_body(True), step_bytes=32)
 
 
@@ -430,12 +436,12 @@ class _Vec:
     def __init__(self, builder, ptrs, n_acc, scalar_corr=True):
         self.x, self.dx, self.xs = ptrs[:3]
         self.bs = ptrs[3] if len(ptrs) > 3 else None
-        self.accs = [_Acc(builder, ir.Constant(V8F32, None)) for _ in range(n_acc)]
-        self.corr_v = _Acc(builder, ir.Constant(V8F32, None))
-        self.corr_s = _Acc(builder, ir.Constant(F32, 0.0)) if scalar_corr else None
+        self.accs = [Acc(builder, ir.Constant(V8F32, None)) for _ in range(n_acc)]
+        self.corr_v = Acc(builder, ir.Constant(V8F32, None))
+        self.corr_s = Acc(builder, ir.Constant(F32, 0.0)) if scalar_corr else None
 
 
-def _paired_body(has_min, has_high, offset):
+def _paired_body(has_min, has_high, offset, dots):
     """Paired-layout row dot over one or more activation vectors ``vecs`` (a list of
     (xq, dx, xs) pointers): the weights are decoded once, then each vector runs exactly the
     operations of the one-vector dot (so each result is bit-identical to it)."""
@@ -445,93 +451,93 @@ def _paired_body(has_min, has_high, offset):
         v8i16, v8f16 = ir.VectorType(I16, 8), ir.VectorType(F16, 8)
 
         def half8(base, b0):
-            bits = _load(builder, base, builder.mul(b0, _i64(2)), v8i16)
+            bits = load(builder, base, builder.mul(b0, i64(2)), v8i16)
             return builder.fpext(builder.bitcast(bits, v8f16), V8F32)
 
         def qh_word(b):
-            return _load(builder, qh, builder.mul(b, _i64(4)), I32)
+            return load(builder, qh, builder.mul(b, i64(4)), I32)
 
         def dot_block(v, q, b):
-            xv = _load(builder, v.x, builder.mul(b, _i64(32)), V32I8)
-            return builder.sitofp(_dot_u8s8(builder, q, xv), V8F32)
+            xv = load(builder, v.x, builder.mul(b, i64(32)), V32I8)
+            return builder.sitofp(dots.u8s8(builder, q, xv), V8F32)
 
         def pair_q(pair, b):
-            v = _load(builder, qs, builder.mul(pair, _i64(32)), V32I8)
-            lo = builder.and_(v, _vconst(V32I8, 0x0F))
-            hi = builder.lshr(v, _vconst(V32I8, 4))
+            v = load(builder, qs, builder.mul(pair, i64(32)), V32I8)
+            lo = builder.and_(v, vconst(V32I8, 0x0F))
+            hi = builder.lshr(v, vconst(V32I8, 4))
             if has_high:  # the pair's u64 of 5th bits, laid out by relayout.pair_blocks
-                word = _load(builder, qh, builder.mul(b, _i64(4)), I64)
-                v = builder.bitcast(_splat(builder, word, 4), V8I32)
+                word = load(builder, qh, builder.mul(b, i64(4)), I64)
+                v = builder.bitcast(splat(builder, word, 4), V8I32)
                 bit_a = builder.lshr(v, ir.Constant(V8I32, [0, 0, 1, 1, 2, 2, 3, 3]))
                 bit_b = builder.shl(v, ir.Constant(V8I32, [4, 4, 3, 3, 2, 2, 1, 1]))
-                for_a = builder.and_(builder.bitcast(bit_a, V32I8), _vconst(V32I8, 0x10))
-                for_b = builder.and_(builder.bitcast(bit_b, V32I8), _vconst(V32I8, 0x10))
+                for_a = builder.and_(builder.bitcast(bit_a, V32I8), vconst(V32I8, 0x10))
+                for_b = builder.and_(builder.bitcast(bit_b, V32I8), vconst(V32I8, 0x10))
                 lo, hi = builder.or_(lo, for_a), builder.or_(hi, for_b)
             return lo, hi
 
-        groups = builder.udiv(nb, _i64(8))
+        groups = builder.udiv(nb, i64(8))
         with cgutils.for_range(builder, groups) as loop:
-            b0 = builder.mul(loop.index, _i64(8))
+            b0 = builder.mul(loop.index, i64(8))
             dv = half8(d, b0)
             cv = half8(m, b0) if has_min else dv
             qv = []
             for k in range(4):
-                b = builder.add(b0, _i64(2 * k))
-                lo, hi = pair_q(builder.add(builder.mul(loop.index, _i64(4)), _i64(k)), b)
-                qv += [(q, builder.add(b, _i64(j))) for j, q in enumerate((lo, hi))]
+                b = builder.add(b0, i64(2 * k))
+                lo, hi = pair_q(builder.add(builder.mul(loop.index, i64(4)), i64(k)), b)
+                qv += [(q, builder.add(b, i64(j))) for j, q in enumerate((lo, hi))]
             for v in vs:
-                s8 = builder.fmul(dv, _load(builder, v.dx, builder.mul(b0, _i64(4)), V8F32))
-                xsv = _load(builder, v.xs, builder.mul(b0, _i64(4)), V8F32)
-                v.corr_v.set(_fma(builder, cv, xsv, v.corr_v.get()))
+                s8 = builder.fmul(dv, load(builder, v.dx, builder.mul(b0, i64(4)), V8F32))
+                xsv = load(builder, v.xs, builder.mul(b0, i64(4)), V8F32)
+                v.corr_v.set(fma(builder, cv, xsv, v.corr_v.get()))
                 sums = []
                 for q, bj in qv:
-                    xv = _load(builder, v.x, builder.mul(bj, _i64(32)), V32I8)
-                    sums.append(_dot_u8s8(builder, q, xv))
+                    xv = load(builder, v.x, builder.mul(bj, i64(32)), V32I8)
+                    sums.append(dots.u8s8(builder, q, xv))
                 acc = v.accs[0]
-                isum = builder.sitofp(_reduce8(builder, sums), V8F32)
-                acc.set(_fma(builder, isum, s8, acc.get()))
+                isum = builder.sitofp(reduce8(builder, sums), V8F32)
+                acc.set(fma(builder, isum, s8, acc.get()))
 
         def scalar_block(v, q, b, acc):
-            s = builder.fmul(_half(builder, d, builder.mul(b, _i64(2))), _f32(builder, v.dx, b))
-            acc.set(_fma(builder, dot_block(v, q, b), _splat(builder, s, 8), acc.get()))
-            c = _half(builder, m if has_min else d, builder.mul(b, _i64(2)))
-            v.corr_s.set(builder.fadd(v.corr_s.get(), builder.fmul(c, _f32(builder, v.xs, b))))
+            s = builder.fmul(half(builder, d, builder.mul(b, i64(2))), f32(builder, v.dx, b))
+            acc.set(fma(builder, dot_block(v, q, b), splat(builder, s, 8), acc.get()))
+            c = half(builder, m if has_min else d, builder.mul(b, i64(2)))
+            v.corr_s.set(builder.fadd(v.corr_s.get(), builder.fmul(c, f32(builder, v.xs, b))))
 
         # one 4-block step when at least 4 blocks remain (e.g. 640 columns = 8 + 8 + 4 blocks)
         v4i16, v4f16, v4f32 = ir.VectorType(I16, 4), ir.VectorType(F16, 4), ir.VectorType(F32, 4)
-        b4 = builder.mul(groups, _i64(8))
-        has4 = builder.icmp_unsigned(">=", builder.sub(nb, b4), _i64(4))
+        b4 = builder.mul(groups, i64(8))
+        has4 = builder.icmp_unsigned(">=", builder.sub(nb, b4), i64(4))
         with builder.if_then(has4):
 
             def half4(base):
-                bits = _load(builder, base, builder.mul(b4, _i64(2)), v4i16)
+                bits = load(builder, base, builder.mul(b4, i64(2)), v4i16)
                 return builder.fpext(builder.bitcast(bits, v4f16), v4f32)
 
             dv = half4(d)
             cv = half4(m) if has_min else dv
             qv = []
             for k in range(2):
-                b = builder.add(b4, _i64(2 * k))
-                lo, hi = pair_q(builder.add(builder.mul(groups, _i64(4)), _i64(k)), b)
-                qv += [(q, builder.add(b, _i64(j))) for j, q in enumerate((lo, hi))]
+                b = builder.add(b4, i64(2 * k))
+                lo, hi = pair_q(builder.add(builder.mul(groups, i64(4)), i64(k)), b)
+                qv += [(q, builder.add(b, i64(j))) for j, q in enumerate((lo, hi))]
             wide = ir.Constant(ir.VectorType(I32, 8), list(range(8)))
             zero4 = ir.Constant(v4f32, None)
             for v in vs:
-                s4 = builder.fmul(dv, _load(builder, v.dx, builder.mul(b4, _i64(4)), v4f32))
-                c4 = builder.fmul(cv, _load(builder, v.xs, builder.mul(b4, _i64(4)), v4f32))
+                s4 = builder.fmul(dv, load(builder, v.dx, builder.mul(b4, i64(4)), v4f32))
+                c4 = builder.fmul(cv, load(builder, v.xs, builder.mul(b4, i64(4)), v4f32))
                 sums = []
                 for q, bj in qv:
-                    xv = _load(builder, v.x, builder.mul(bj, _i64(32)), V32I8)
-                    sums.append(_dot_u8s8(builder, q, xv))
-                abcd = _x86(
+                    xv = load(builder, v.x, builder.mul(bj, i64(32)), V32I8)
+                    sums.append(dots.u8s8(builder, q, xv))
+                abcd = x86(
                     builder,
                     "llvm.x86.avx2.phadd.d",
                     V8I32,
-                    _x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[0], sums[1]),
-                    _x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[2], sums[3]),
+                    x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[0], sums[1]),
+                    x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[2], sums[3]),
                 )
                 tot = builder.add(
-                    _lanes(builder, abcd, [0, 1, 2, 3]), _lanes(builder, abcd, [4, 5, 6, 7])
+                    lanes(builder, abcd, [0, 1, 2, 3]), lanes(builder, abcd, [4, 5, 6, 7])
                 )
                 y4 = builder.fmul(builder.sitofp(tot, v4f32), s4)
                 v.accs[1].set(
@@ -539,27 +545,27 @@ def _paired_body(has_min, has_high, offset):
                 )
                 v.corr_v.set(builder.fadd(v.corr_v.get(), builder.shuffle_vector(c4, zero4, wide)))
 
-        npair = builder.udiv(nb, _i64(2))
-        start = builder.add(builder.mul(groups, _i64(4)), builder.select(has4, _i64(2), _i64(0)))
-        with cgutils.for_range_slice(builder, start, npair, _i64(1)) as (pair, _):
-            b = builder.mul(pair, _i64(2))
+        npair = builder.udiv(nb, i64(2))
+        start = builder.add(builder.mul(groups, i64(4)), builder.select(has4, i64(2), i64(0)))
+        with cgutils.for_range_slice(builder, start, npair, i64(1)) as (pair, _):
+            b = builder.mul(pair, i64(2))
             lo, hi = pair_q(pair, b)
             for v in vs:
                 scalar_block(v, lo, b, v.accs[0])
-                scalar_block(v, hi, builder.add(b, _i64(1)), v.accs[1])
-        odd = builder.icmp_unsigned("!=", builder.and_(nb, _i64(1)), _i64(0))
+                scalar_block(v, hi, builder.add(b, i64(1)), v.accs[1])
+        odd = builder.icmp_unsigned("!=", builder.and_(nb, i64(1)), i64(0))
         with builder.if_then(odd):
-            b = builder.sub(nb, _i64(1))
-            q = _nibbles(builder, _load(builder, qs, builder.mul(npair, _i64(32)), V16I8))
+            b = builder.sub(nb, i64(1))
+            q = nibbles(builder, load(builder, qs, builder.mul(npair, i64(32)), V16I8))
             if has_high:
-                q = builder.or_(q, _high_bits(builder, qh_word(b)))
+                q = builder.or_(q, high_bits(builder, qh_word(b)))
             for v in vs:
                 scalar_block(v, q, b, v.accs[2])
 
         results = []
         for v in vs:
-            total = _hsum(builder, _sum_states(builder, [(a,) for a in v.accs], 0))
-            corr = builder.fadd(_hsum(builder, v.corr_v.get()), v.corr_s.get())
+            total = hsum(builder, sum_states(builder, [(a,) for a in v.accs], 0))
+            corr = builder.fadd(hsum(builder, v.corr_v.get()), v.corr_s.get())
             if has_min:
                 results.append(builder.fadd(total, corr))
             else:
@@ -570,12 +576,20 @@ def _paired_body(has_min, has_high, offset):
     return body
 
 
-def paired_dot(rec) -> Body:
+def paired_dot(rec, level) -> Body:
     """Q4_0, Q4_1, Q5_0, Q5_1 in relayout.py's paired form."""
-    return Body(_paired_body(rec.has_min, rec.has_high, rec.zero_point), relaid=True, vectors=True)
+    body = _paired_body(rec.has_min, rec.has_high, rec.zero_point, IntDots(level))
+    return Body(body, relaid=True, vectors=True)
 
 
-def _split_q8_body(builder, qs, d, m, qh, vecs, nb):
+def _split_q8_body(dots):
+    def body(builder, qs, d, m, qh, vecs, nb):
+        return _split_q8_dot(dots, builder, qs, d, m, qh, vecs, nb)
+
+    return body
+
+
+def _split_q8_dot(dots, builder, qs, d, m, qh, vecs, nb):
     """Q8_0 with split scales: |w| . sign(x, w) per block, 8 blocks reduced by phaddd and
     scaled by one vector of d * dx; leftover blocks one at a time. ``vecs``: (xq, dx, xs)
     pointers of one or more activation vectors, the weights loaded once for all."""
@@ -583,40 +597,40 @@ def _split_q8_body(builder, qs, d, m, qh, vecs, nb):
     v8i16, v8f16 = ir.VectorType(I16, 8), ir.VectorType(F16, 8)
 
     def weights(b):
-        wv = _load(builder, qs, builder.mul(b, _i64(32)), V32I8)
-        aw = _llvm(builder, "llvm.abs.v32i8", V32I8, wv, ir.Constant(ir.IntType(1), 0))
+        wv = load(builder, qs, builder.mul(b, i64(32)), V32I8)
+        aw = llvm(builder, "llvm.abs.v32i8", V32I8, wv, ir.Constant(ir.IntType(1), 0))
         return wv, aw
 
     def block_dot(v, b, wv, aw):
-        xv = _load(builder, v.x, builder.mul(b, _i64(32)), V32I8)
-        sx = _x86(builder, "llvm.x86.avx2.psign.b", V32I8, xv, wv)
-        return _dot_u8s8(builder, aw, sx)
+        xv = load(builder, v.x, builder.mul(b, i64(32)), V32I8)
+        sx = x86(builder, "llvm.x86.avx2.psign.b", V32I8, xv, wv)
+        return dots.u8s8(builder, aw, sx)
 
-    groups = builder.udiv(nb, _i64(8))
+    groups = builder.udiv(nb, i64(8))
     with cgutils.for_range(builder, groups) as loop:
-        b0 = builder.mul(loop.index, _i64(8))
-        bits = _load(builder, d, builder.mul(b0, _i64(2)), v8i16)
+        b0 = builder.mul(loop.index, i64(8))
+        bits = load(builder, d, builder.mul(b0, i64(2)), v8i16)
         dv = builder.fpext(builder.bitcast(bits, v8f16), V8F32)
-        blocks = [builder.add(b0, _i64(k)) for k in range(8)]
+        blocks = [builder.add(b0, i64(k)) for k in range(8)]
         ws = [weights(b) for b in blocks]
         for v in vs:
-            s8 = builder.fmul(dv, _load(builder, v.dx, builder.mul(b0, _i64(4)), V8F32))
+            s8 = builder.fmul(dv, load(builder, v.dx, builder.mul(b0, i64(4)), V8F32))
             sums = [block_dot(v, b, *w) for b, w in zip(blocks, ws, strict=True)]
-            isum = builder.sitofp(_reduce8(builder, sums), V8F32)
-            v.accs[0].set(_fma(builder, isum, s8, v.accs[0].get()))
-    with cgutils.for_range_slice(builder, builder.mul(groups, _i64(8)), nb, _i64(1)) as (b, _):
-        dh = _half(builder, d, builder.mul(b, _i64(2)))
+            isum = builder.sitofp(reduce8(builder, sums), V8F32)
+            v.accs[0].set(fma(builder, isum, s8, v.accs[0].get()))
+    with cgutils.for_range_slice(builder, builder.mul(groups, i64(8)), nb, i64(1)) as (b, _):
+        dh = half(builder, d, builder.mul(b, i64(2)))
         w = weights(b)
         for v in vs:
-            s = builder.fmul(dh, _f32(builder, v.dx, b))
+            s = builder.fmul(dh, f32(builder, v.dx, b))
             isum = builder.sitofp(block_dot(v, b, *w), V8F32)
-            v.accs[1].set(_fma(builder, isum, _splat(builder, s, 8), v.accs[1].get()))
-    return [_hsum(builder, builder.fadd(v.accs[0].get(), v.accs[1].get())) for v in vs]
+            v.accs[1].set(fma(builder, isum, splat(builder, s, 8), v.accs[1].get()))
+    return [hsum(builder, builder.fadd(v.accs[0].get(), v.accs[1].get())) for v in vs]
 
 
-def split_q8_0_dot(rec) -> Body:
+def split_q8_0_dot(rec, level) -> Body:
     """Q8_0 with its scales split out (relayout.pair_blocks)."""
-    return Body(_split_q8_body, relaid=True, vectors=True)
+    return Body(_split_q8_body(IntDots(level)), relaid=True, vectors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,9 +656,9 @@ def prefetch_row(typingctx, arr, row):
             i32 = ir.IntType(32)
             fnty = ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32])
             fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-            lines = builder.udiv(builder.add(stride, _i64(63)), _i64(64))
+            lines = builder.udiv(builder.add(stride, i64(63)), i64(64))
             with cgutils.for_range(builder, lines) as loop:
-                ptr = builder.gep(base, [builder.mul(loop.index, _i64(64))])
+                ptr = builder.gep(base, [builder.mul(loop.index, i64(64))])
                 builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
 

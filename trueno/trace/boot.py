@@ -23,6 +23,11 @@ PARTS_ENV = config.TRACE_PARTS_ENV
 LAUNCH_ENV = config.TRACE_LAUNCH_ENV
 ROOT_ENV = config.TRACE_ROOT_ENV
 
+# How a layer above names this process in merged traces (trueno.dask sets
+# {"process": "worker <name>", "worker": address, "host": ...} in a dask worker); the
+# part carries it and ``trueno trace run`` labels the part's spans with it.
+LABEL: dict = {}
+
 _installed = False
 _boot_epoch_ns = 0
 _rec: recorder.Recorder | None = None  # this process's recorder (a capture() may nest)
@@ -74,6 +79,7 @@ def part(rec: recorder.Recorder) -> dict:
         "max_rss_bytes": peak_rss_bytes(),
         "proc": proc_counters(),
         "spans": rec.spans() + rec.extra_spans,
+        "label": dict(LABEL),
     }
 
 
@@ -110,8 +116,10 @@ def _send_otlp(data: dict) -> None:
     try:
         from trueno.trace import otlp, schema
 
+        label = data.get("label") or {}  # a dask worker: its own OTLP resource
+        spans = [{**label, "pid": data["pid"], **s} for s in data["spans"]] if label else None
         trace = schema.make_trace(
-            data["spans"],
+            spans or data["spans"],
             [],
             name=Path(sys.argv[0] or "python").stem,
             fp={},

@@ -1,8 +1,8 @@
 """Golden traces: a small, committed digest of an example's trace.
 
 A golden holds the op sequence of the main thread (run-length encoded), span counts per name
-over all threads (JIT spans excepted), per-run self time per name and the run wall times,
-plus the fingerprint.
+over all threads (JIT spans excepted), per-run self time per name, the run wall times, peak RSS and
+total syscalls, plus the fingerprint.
 Checking compares sequence and counts exactly and timings with a generous factor (timings only
 when the fingerprint matches: like with like).
 """
@@ -69,6 +69,8 @@ def digest(trace: dict) -> dict:
         "self_ns": {n: [s.get(n, 0) for s in selfs] for n in names},
         "wall_ns": [r.get("wall_ns") for r in trace["runs"]],
         "max_rss_bytes": [r.get("max_rss_bytes") for r in trace["runs"]],
+        # total syscalls per run (None without strace): renacer.toml's [regression]
+        "syscalls": [(r.get("syscalls") or {}).get("total") for r in trace["runs"]],
     }
 
 

@@ -9,7 +9,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 
 from trueno.trace import schema
-from trueno.trace.stats import critical_path, percentile, self_times
+from trueno.trace.stats import compute_times, critical_path, percentile, self_times
 
 TRANSFER_NAMES = ("to_device", "to_host", "h2d", "d2h", "memcpy_h2d", "memcpy_d2h")
 
@@ -64,10 +64,15 @@ def per_run(trace: dict) -> list[list[dict]]:
     return [schema.spans_of_run(trace, i) for i in range(max(1, len(trace["runs"])))]
 
 
-def op_stat(spans: list[dict], stat: str) -> float | None:
-    if not spans:
+def op_durations(trace: dict, spans: list[dict]) -> list[int]:
+    """The compute time of ``spans`` (JIT spans inside them taken out: start-up, not the op)."""
+    compute = compute_times(trace["spans"])
+    return [compute[s["id"]] for s in spans]
+
+
+def op_stat(durs: list[int], stat: str) -> float | None:
+    if not durs:
         return None
-    durs = [s["dur_ns"] for s in spans]
     if stat == "total":
         return float(sum(durs))
     if stat == "mean":
@@ -144,8 +149,8 @@ def hot_allocs(trace: dict) -> dict[tuple[str, str], int] | None:
     return {k: v // runs for k, v in counts.items()}
 
 
-def throughput(spans: list[dict]) -> tuple[float | None, float | None]:
-    total = sum(s["dur_ns"] for s in spans)
+def throughput(trace: dict, spans: list[dict]) -> tuple[float | None, float | None]:
+    total = sum(op_durations(trace, spans))
     if not total:
         return None, None
     nbytes = sum(s.get("bytes", 0) for s in spans)

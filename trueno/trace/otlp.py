@@ -69,13 +69,25 @@ def build_spans(trace: dict, service_name: str = "trueno", traceparent: str | No
         def generate_trace_id(self) -> int:
             return self.trace_id
 
-    provider = TracerProvider(
-        resource=Resource({"service.name": service_name}),  # no detectors: fast, exit-safe
-        id_generator=_OneTrace(),
-        shutdown_on_exit=False,  # also used from an atexit hook
-    )
-    provider.add_span_processor(_Collect())
-    tracer = provider.get_tracer("trueno.trace")
+    ids_gen = _OneTrace()
+    providers: dict = {}
+
+    def tracer_for(s: dict):
+        """One provider per process of a merged trace (a dask cluster's client and workers),
+        its resource naming the process; one for the whole trace otherwise."""
+        key = resource_attributes(s, service_name)
+        frozen = tuple(sorted(key.items()))
+        provider = providers.get(frozen)
+        if provider is None:
+            provider = TracerProvider(
+                resource=Resource(key),  # no detectors: fast, exit-safe
+                id_generator=ids_gen,
+                shutdown_on_exit=False,  # also used from an atexit hook
+            )
+            provider.add_span_processor(_Collect())
+            providers[frozen] = provider
+        return provider.get_tracer("trueno.trace")
+
     root_ctx = otel_context.Context()
     if traceparent is None:
         traceparent = os.environ.get("TRACEPARENT", "")
@@ -91,14 +103,32 @@ def build_spans(trace: dict, service_name: str = "trueno", traceparent: str | No
     while stack:
         s, ctx = stack.pop()
         start, end = span_epoch_ns(trace, s)
-        sdk_span = tracer.start_span(
+        sdk_span = tracer_for(s).start_span(
             s["name"], context=ctx, start_time=start, attributes=attributes(s)
         )
         sdk_span.end(end_time=end)
         child_ctx = otel_trace.set_span_in_context(sdk_span, ctx)
         stack.extend((c, child_ctx) for c in reversed(children.get(s["id"], [])))
-    provider.shutdown()
+    for provider in providers.values():
+        provider.shutdown()
     return finished
+
+
+def resource_attributes(s: dict, service_name: str = "trueno") -> dict:
+    """The OTLP resource of span ``s``: the service, and for a span merged from another
+    process (a dask worker, the client) its host, pid and process/worker names."""
+    out = {"service.name": service_name}
+    if not s.get("process"):
+        return out
+    out["trueno.process"] = str(s["process"])
+    if s.get("host"):
+        out["host.name"] = str(s["host"])
+    if s.get("pid"):
+        out["process.pid"] = int(s["pid"])
+    if s.get("worker"):
+        out["trueno.worker"] = str(s["worker"])
+        out["service.instance.id"] = str(s["worker"])
+    return out
 
 
 def send(

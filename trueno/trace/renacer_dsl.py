@@ -7,14 +7,17 @@ Each ``[[assertion]]`` table has ``name``, ``type``, ``fail_on_violation`` (defa
   names: the critical path of the matching spans only);
 - ``span_count``: ``max_spans``, optional ``span_name_pattern`` (regex); JIT spans (numba's
   start-up work) are not counted;
-- ``memory_usage``: ``max_bytes`` and ``tracking_mode``: ``rss`` is the peak RSS of the run,
-  ``allocations`` the bytes mapped by successful mmap calls plus the growth of the brk break,
-  summed from strace's per-call output (``trace run`` under strace; "not measured" without
-  it);
+- ``memory_usage``: ``max_bytes`` and ``tracking_mode`` (default allocations, as in renacer):
+  ``rss`` is the peak RSS of the run, ``allocations`` the bytes mapped by successful mmap
+  calls plus the growth of the brk break, summed from strace's per-call output (``trace run``
+  under strace; "not measured" without it);
 - ``anti_pattern``: ``pattern`` GodProcess (one span's self time as a share of the run's
-  critical path), TightLoop (the share of op calls that sit in a run of >= 10 back-to-back
-  calls of one op under 20 us each) or PcieBottleneck (host<->device copy time as a share of
-  copy + GPU kernel time), each against ``threshold`` in 0..1;
+  critical path; JIT spans, numba's start-up work, are not candidates), TightLoop (the share
+  of op calls that sit in a run of >= 10 back-to-back calls of one op under 20 us each) or
+  PcieBottleneck (host<->device copy time as a share of copy + GPU kernel time), each against
+  ``threshold`` in 0..1; optional ``process_name_pattern`` (a regex over the process: a
+  span's ``process`` label, a dask worker or client, else the trace's name) looks at the
+  matching processes' spans only;
 - ``custom``: renacer takes a Rust expression; refused with a ConfigError.
 
 ``fail_on_violation = false`` turns a violation into a warning; ``enabled = false`` reports
@@ -35,8 +38,8 @@ COMMON = ("name", "type", "fail_on_violation", "enabled", "description")
 TYPES = {
     "critical_path": (("max_duration_ms",), ("trace_name_pattern",)),
     "span_count": (("max_spans",), ("span_name_pattern",)),
-    "memory_usage": (("max_bytes", "tracking_mode"), ()),
-    "anti_pattern": (("pattern", "threshold"), ()),
+    "memory_usage": (("max_bytes",), ("tracking_mode",)),
+    "anti_pattern": (("pattern", "threshold"), ("process_name_pattern",)),
 }
 PATTERNS = ("GodProcess", "TightLoop", "PcieBottleneck")
 TRACKING = ("allocations", "rss")
@@ -88,13 +91,13 @@ def validate(assertions, where: str = "config") -> None:
                 raise ConfigError(f"{at}: {key} must be a number, found {a[key]!r}")
             if key in a and a[key] < 0:
                 raise ConfigError(f"{at}: {key} must be >= 0, found {a[key]!r}")
-        for key in ("trace_name_pattern", "span_name_pattern"):
+        for key in ("trace_name_pattern", "span_name_pattern", "process_name_pattern"):
             if key in a:
                 try:
                     re.compile(a[key])
                 except (re.error, TypeError) as exc:
                     raise ConfigError(f"{at}: {key} {a[key]!r} is not a regex: {exc}") from None
-        if kind == "memory_usage" and a["tracking_mode"] not in TRACKING:
+        if kind == "memory_usage" and a.get("tracking_mode", TRACKING[0]) not in TRACKING:
             raise ConfigError(
                 f"{at}: tracking_mode {a['tracking_mode']!r}, expected one of {list(TRACKING)}"
             )
@@ -150,7 +153,7 @@ def _span_count(trace, a, kind, label):
 
 
 def _memory(trace, a, kind, label):
-    if a["tracking_mode"] == "allocations":
+    if a.get("tracking_mode", "allocations") == "allocations":
         values = m.mapped_bytes(trace)
         res = check_limits(
             kind, label, None if values is None else max(values), None, a["max_bytes"], " B"
@@ -175,8 +178,10 @@ def god_process_share(trace) -> float | None:
     best = None
     for spans in m.per_run(trace):
         busy = critical_path(spans)["busy_ns"]
-        if spans and busy:
-            share = max(self_times(spans).values()) / busy
+        selfs = self_times(spans)
+        work = [selfs[s["id"]] for s in spans if s.get("category") != "jit"]
+        if work and busy:
+            share = max(work) / busy
             best = share if best is None else max(best, share)
     return best
 
@@ -195,9 +200,22 @@ def pcie_share(trace) -> float:
     return moved / (moved + kernel) if moved + kernel else 0.0
 
 
+def process_spans(trace: dict, pattern: str) -> dict:
+    """The trace with only the spans of processes whose name matches ``pattern``: a span's
+    process is its ``process`` label (a dask worker or client), else the trace's name."""
+    name = trace.get("name") or ""
+    spans = [s for s in trace["spans"] if re.search(pattern, s.get("process") or name)]
+    return {**trace, "spans": spans}
+
+
 def _anti(trace, a, kind, label):
     if not m.spans_measured(trace):
         return Result(kind, label, NOT_MEASURED, message="no spans recorded")
+    pattern = a.get("process_name_pattern")
+    if pattern is not None:
+        trace = process_spans(trace, pattern)
+        if not trace["spans"]:
+            return Result(kind, label, NOT_MEASURED, message=f"no process matches {pattern!r}")
     fn = {"GodProcess": god_process_share, "TightLoop": tight_loop_share}.get(
         a["pattern"], pcie_share
     )

@@ -22,9 +22,9 @@ def counts(results: list[Result]) -> dict:
     }
 
 
-def junit(results: list[Result], suite: str) -> str:
+def junit(results: list[Result], suite: str, project: str = "") -> str:
     c = counts(results)
-    root = ET.Element("testsuites")
+    root = ET.Element("testsuites", name=project) if project else ET.Element("testsuites")
     ts = ET.SubElement(
         root,
         "testsuite",
@@ -49,10 +49,10 @@ def junit(results: list[Result], suite: str) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def markdown(results: list[Result], suite: str, exit_code: int) -> str:
+def markdown(results: list[Result], suite: str, exit_code: int, project: str = "") -> str:
     c = counts(results)
     lines = [
-        f"## trace assert: {suite}",
+        f"## trace assert: {suite}" + (f" ({project})" if project else ""),
         "",
         f"exit {exit_code}: " + ", ".join(f"{n} {s}" for s, n in c.items()),
         "",
@@ -65,8 +65,9 @@ def markdown(results: list[Result], suite: str, exit_code: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def as_json(results: list[Result], suite: str, exit_code: int) -> str:
+def as_json(results: list[Result], suite: str, exit_code: int, project: str = "") -> str:
     doc = {
+        "project": project,
         "target": suite,
         "exit_code": exit_code,
         "counts": counts(results),
@@ -75,11 +76,13 @@ def as_json(results: list[Result], suite: str, exit_code: int) -> str:
     return json.dumps(doc, indent=1, default=str) + "\n"
 
 
-def write(fmt: str, path, results: list[Result], suite: str, exit_code: int) -> Path:
+def write(
+    fmt: str, path, results: list[Result], suite: str, exit_code: int, project: str = ""
+) -> Path:
     text = {
-        "junit": lambda: junit(results, suite),
-        "markdown": lambda: markdown(results, suite, exit_code),
-        "json": lambda: as_json(results, suite, exit_code),
+        "junit": lambda: junit(results, suite, project),
+        "markdown": lambda: markdown(results, suite, exit_code, project),
+        "json": lambda: as_json(results, suite, exit_code, project),
     }[fmt]()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -192,7 +192,7 @@ def _critical(trace, rule, kind, label, base):
 
 def _op_latency(trace, rule, kind, label, base):
     spans = m.matching(trace, rule["op"]) if m.spans_measured(trace) else []
-    value = m.op_stat(spans, rule.get("stat", "p50"))
+    value = m.op_stat(m.op_durations(trace, spans), rule.get("stat", "p50"))
     res = check_limits(kind, label, value, None, rule["max_us"], "us", 1e3)
     if value is None:
         res.message = f"no op span matches {rule['op']!r}"
@@ -283,7 +283,7 @@ def _transfer(trace, rule, kind, label, base):
 
 
 def _throughput(trace, rule, kind, label, base):
-    gbps, gflops = m.throughput(m.matching(trace, rule["op"]))
+    gbps, gflops = m.throughput(trace, m.matching(trace, rule["op"]))
     for key, value in (("min_gbps", gbps), ("min_gflops", gflops)):
         if key in rule:
             res = check_limits(kind, label, value, rule[key], None, key[4:])

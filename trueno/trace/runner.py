@@ -148,8 +148,9 @@ def _merge_parts(parts: list[dict], launch_ns: int, run: int, next_id: list[int]
             ids[s["id"]] = next_id[0]
             next_id[0] += 1
         shift = part["epoch0_ns"] - launch_ns
+        label = part.get("label") or {}  # a dask worker's name (spans merged in keep theirs)
         for s in part["spans"]:
-            s = dict(s)
+            s = {**label, **s}
             s["id"] = ids[s["id"]]
             s["parent"] = ids.get(s["parent"]) if s.get("parent") else None
             s["start_ns"] += shift

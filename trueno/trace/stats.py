@@ -1,4 +1,5 @@
-"""Statistics over spans: self time, percentiles, critical path, Mann-Whitney U.
+"""Statistics over spans: self time, compute time (JIT taken out), percentiles, critical path,
+Mann-Whitney U.
 
 Pure Python + numpy (no scipy). The Mann-Whitney test uses the normal approximation with tie
 correction and a continuity correction, which is adequate from about 5 samples per side.
@@ -25,6 +26,26 @@ def self_times(spans: list[dict]) -> dict[int, int]:
         if s.get("parent"):
             child[s["parent"]] += s["dur_ns"]
     return {s["id"]: max(0, s["dur_ns"] - child.get(s["id"], 0)) for s in spans}
+
+
+def compute_times(spans: list[dict]) -> dict[int, int]:
+    """Span id -> its duration less the JIT spans (category ``jit``: numba's import, kernel
+    cache loads and compiles) inside it, at any depth: what the op itself took, start-up cost
+    taken out. A JIT span keeps its own duration."""
+    by_id = {s["id"]: s for s in spans}
+    out = {s["id"]: s["dur_ns"] for s in spans}
+    for s in spans:
+        if s.get("category") != "jit":
+            continue
+        parent = by_id.get(s.get("parent"))
+        if parent is not None and parent.get("category") == "jit":
+            continue  # inside an outer JIT span, which is taken out whole
+        for _ in range(len(spans)):  # bounded: a malformed parent cycle cannot hang
+            if parent is None:
+                break
+            out[parent["id"]] -= s["dur_ns"]
+            parent = by_id.get(parent.get("parent"))
+    return {k: max(0, v) for k, v in out.items()}
 
 
 def _union_ns(intervals: list[tuple[int, int]]) -> int:

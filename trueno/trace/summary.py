@@ -7,18 +7,21 @@ from collections import defaultdict
 
 import numpy as np
 
-from trueno.trace.stats import self_times
+from trueno.trace.stats import compute_times, self_times
 
 
 def summarize(spans: list[dict]) -> list[dict]:
-    """One row per span name, sorted by total self time (largest first)."""
+    """One row per span name, sorted by total self time (largest first). Totals, means,
+    percentiles and rates are of compute time: the JIT spans inside a call (numba's start-up
+    work) are taken out, and have rows of their own."""
     selfs = self_times(spans)
+    compute = compute_times(spans)
     groups: dict[str, list[dict]] = defaultdict(list)
     for s in spans:
         groups[s["name"]].append(s)
     rows = []
     for name, group in groups.items():
-        durs = np.array([s["dur_ns"] for s in group], dtype=np.float64)
+        durs = np.array([compute[s["id"]] for s in group], dtype=np.float64)
         total = float(durs.sum())
         nbytes = sum(s.get("bytes", 0) for s in group)
         flops = sum(s.get("flops", 0) for s in group)
