@@ -15,6 +15,7 @@ import pytest
 
 # the real-GPU tests, collected here again to run over the emulation
 from test_gpu_model import (  # noqa: F401
+    test_batch_engine_on_gpu_gives_each_sequence_its_lone_tokens,
     test_gpu_decode_at_depth_matches_cpu,
     test_gpu_decode_is_traced_as_cupy_ops_and_copies,
     test_gpu_model_matches_cpu_model,
@@ -191,3 +192,78 @@ def test_the_emulation_reimports_every_module_that_binds_cupy():
         if "\nimport cupy as cp\n" in p.read_text()
     }
     assert binds == set(CUPY_MODULES)
+
+
+def test_batched_decode_on_gpu_is_one_launch_per_product(emulated_gpu, model_file):
+    """``trueno serve --device gpu``: the batch engine's steps on the GPU runtime. A decode
+    step of 3 sequences runs each quantized product as one batched launch (no matvec launch),
+    and each sequence gets the tokens it gets alone in the engine and from the GPU model's
+    own decode (the batched kernel sums each vector as the matvec kernel does)."""
+    from trueno.llm import Model, runtime
+    from trueno.llm.batch import BatchEngine, BatchSequence
+    from trueno.llm.generate import generate_tokens
+
+    model = Model.load(model_file("llama", "Q8_0"), device=runtime.gpu(graphs=False))
+    prompts = [[1, 5, 9, 13], [1, 30, 31, 32, 33], [1, 7]]
+    expect = []
+    for p in prompts:
+        model.reset()
+        expect.append(list(generate_tokens(model, p, 6, temperature=0.0, stop_at_eog=False)))
+
+    def seq(p):
+        return BatchSequence(p, 6, stop_at_eog=False)
+
+    alone = [BatchEngine(model, 1).run([seq(p)])[0] for p in prompts]
+    engine = BatchEngine(model, 3)
+    seqs = [engine.add(seq(p)) for p in prompts]
+    engine.step()  # the three prompts (and their first tokens)
+    counts = dict(emulated_gpu.counts)
+    events = engine.step()  # one decode step of all three
+    assert sorted(e.seq.slot for e in events) == [0, 1, 2]
+    launched = {k: v - counts.get(k, 0) for k, v in emulated_gpu.counts.items()}
+    assert launched.get("matvec_q8_0", 0) == 0
+    from trueno.quant.gpu import GpuQuantMatrix
+
+    w = model.weights
+    products = [m for lw in w.layers for m in lw.used_matrices()] + [w.output]
+    quantized = sum(isinstance(m, GpuQuantMatrix) for m in products)
+    assert quantized >= 2 * model.config.n_layers  # the rest: f32 (columns not of 32)
+    assert launched["matmul_q8_0"] == quantized  # one launch per product for all three
+    while engine.busy:
+        engine.step()
+    assert [s.tokens for s in seqs] == alone == expect
+    # context shift on device arrays: a 16-position slot generates 40 tokens
+    small = Model.load(model_file("llama", "Q8_0"), ctx_size=16, device=runtime.gpu(graphs=False))
+    shifting = BatchEngine(small, 1, ctx_shift=True)
+    (long,) = [shifting.add(BatchSequence(prompts[0], 40, stop_at_eog=False))]
+    while shifting.busy:
+        shifting.step()
+        assert shifting.slots[0].cache.n <= 16
+    assert long.finish_reason == "length" and len(long.tokens) == 40
+
+
+def test_serve_on_gpu_answers_with_the_engines_tokens(emulated_gpu, model_file):
+    """The server's routes over a GPU model (Starlette's in-process client)."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("prometheus_client")
+    from starlette.testclient import TestClient
+
+    from trueno.llm import Model, runtime
+    from trueno.llm.batch import BatchEngine, BatchSequence
+    from trueno.serve.app import Server, build_app
+
+    model = Model.load(model_file("llama", "Q8_0"), device=runtime.gpu(graphs=False))
+    ids = [1, 5, 9, 13]
+    (tokens,) = BatchEngine(model, 1).run([BatchSequence(ids, 5, stop_at_eog=False)])
+    server = Server("tiny", 2, 2, None)
+    server.attach(model)
+    try:
+        with TestClient(build_app(server)) as client:
+            body = {"prompt": ids, "max_tokens": 5, "temperature": 0, "n": 2,
+                    "logit_bias": {"2": -100}}  # fmt: skip
+            r = client.post("/v1/completions", json=body).json()
+    finally:
+        server.close()
+    expect = model.tokenizer.decode(tokens)
+    assert [c["text"] for c in r["choices"]] == [expect, expect]
+    assert r["usage"]["completion_tokens"] == 10

@@ -121,3 +121,25 @@ def test_run_cli_on_gpu_gives_the_cpu_text(model_file, capsys):
     cpu_out = capsys.readouterr().out
     assert main([*args, "--device", "gpu"]) == 0
     assert capsys.readouterr().out == cpu_out
+
+
+@pytest.mark.parametrize("qtype", [None, "Q4_1", "Q8_0"])  # cuBLAS per row; batched kernels
+def test_batch_engine_on_gpu_gives_each_sequence_its_lone_tokens(qtype, model_file):
+    """``trueno serve --device gpu``'s engine: three sequences batched get the tokens each
+    gets alone in the engine (no vector's sum depends on the others) and from the model's
+    own one-token decode (the batched kernel sums a vector as the matvec kernel does)."""
+    from trueno.llm.batch import BatchEngine, BatchSequence
+    from trueno.llm.generate import generate_tokens
+
+    model = Model.load(model_file("llama", qtype), device="gpu")
+    prompts = [TOKENS[:4], TOKENS[2:9], TOKENS[:2]]
+    expect = []
+    for p in prompts:
+        model.reset()
+        expect.append(list(generate_tokens(model, p, 8, temperature=0.0, stop_at_eog=False)))
+
+    def seqs():
+        return [BatchSequence(p, 8, stop_at_eog=False) for p in prompts]
+
+    alone = [BatchEngine(model, 1).run([s])[0] for s in seqs()]
+    assert BatchEngine(model, 3).run(seqs()) == alone == expect

@@ -45,24 +45,27 @@ GEMMA_NORM_SHIFT = ("gemma2",)  # the converter stores norm weights as 1 + w
 N_LAYERS = 4  # gemma2 alternates sliding/global; smollm3's 4th layer has no RoPE
 ROPE_BASE = 10000.0
 EPS = 1e-6
-# llama.cpp's sources (convert_hf_to_gguf.py and its conversion/ package), where present
+# llama.cpp's sources (convert_hf_to_gguf.py, its conversion/ package, gguf-py): where
+# TRUENO_LLAMA_CPP says, else where `make test-arch` unpacks them from the sdist
 LLAMA_CPP = Path(
-    os.environ.get("TRUENO_LLAMA_CPP", "/work/llama/llama_cpp_python-0.3.36/vendor/llama.cpp")
+    os.environ.get("TRUENO_LLAMA_CPP")
+    or Path(__file__).resolve().parents[2] / ".venv" / "llama.cpp"
 )
 
 
-def _phi3_rope(rng) -> dict:
-    half = DIM // 4 // 2  # head_dim 8, all of it rotated
+def _phi3_rope(rng, partial: float = 1.0) -> dict:
+    half = int(DIM // 4 * partial) // 2  # head_dim 8, all of it rotated (Phi-4-mini: 3/4)
     return {
-        "rope_type": "longrope", "rope_theta": ROPE_BASE,
+        "rope_type": "longrope", "rope_theta": ROPE_BASE, "partial_rotary_factor": partial,
         "short_factor": (1.0 + rng.uniform(0, 0.5, half)).tolist(),
         "long_factor": (1.0 + rng.uniform(1.0, 6.0, half)).tolist(),
         "original_max_position_embeddings": PHI3_ORIG_CTX,
     }  # fmt: skip
 
 
-def hf_model(arch: str, seed: int = 0):
-    """A transformers model of ``arch`` with random weights (norms too, away from 1)."""
+def hf_model(arch: str, seed: int = 0, **overrides):
+    """A transformers model of ``arch`` with random weights (norms too, away from 1);
+    ``overrides``: config fields replacing the tiny model's."""
     torch = pytest.importorskip("torch", reason="torch not installed (pip install torch)")
     transformers = pytest.importorskip("transformers", reason="transformers not installed")
     cfg_name, cls_name, extra = HF[arch]
@@ -74,9 +77,13 @@ def hf_model(arch: str, seed: int = 0):
         num_hidden_layers=N_LAYERS, rms_norm_eps=EPS, max_position_embeddings=CTX,
         bos_token_id=1, eos_token_id=2, pad_token_id=0, attn_implementation="eager", **extra,
     )  # fmt: skip
+    partial = overrides.get("partial_rotary_factor", 1.0)
     kwargs["rope_parameters"] = (
-        _phi3_rope(rng) if arch == "phi3" else {"rope_type": "default", "rope_theta": ROPE_BASE}
+        _phi3_rope(rng, partial)
+        if arch == "phi3"
+        else {"rope_type": "default", "rope_theta": ROPE_BASE}
     )
+    kwargs.update(overrides)
     cfg = getattr(transformers, cfg_name)(**kwargs)
     torch.manual_seed(seed)
     model = getattr(transformers, cls_name)(cfg).eval()
@@ -157,13 +164,15 @@ def to_gguf(arch: str, model) -> tuple[dict, dict, dict]:
         Keys.ARCHITECTURE: arch,
         k(Keys.CONTEXT_LENGTH): CTX,
         k(Keys.EMBEDDING_LENGTH): DIM,
-        k(Keys.BLOCK_COUNT): N_LAYERS,
+        k(Keys.BLOCK_COUNT): cfg.num_hidden_layers,
         k(Keys.FEED_FORWARD_LENGTH): HIDDEN,
         k(Keys.HEAD_COUNT): heads,
         k(Keys.HEAD_COUNT_KV): kv_heads,
         k(Keys.LAYERNORM_RMS_EPS): EPS,
         k(Keys.ROPE_FREQ_BASE): ROPE_BASE,
-        k(Keys.ROPE_DIMENSION_COUNT): head_dim,
+        k(Keys.ROPE_DIMENSION_COUNT): int(
+            head_dim * (getattr(cfg, "partial_rotary_factor", 1.0) or 1)
+        ),
         k(Keys.KEY_LENGTH): head_dim,
         k(Keys.VALUE_LENGTH): head_dim,
         **spm_vocab_metadata(),
@@ -218,3 +227,24 @@ def quantized(arch: str, hf, torch, qtype: GGMLType):
         full["lm_head.weight"] = full["model.embed_tokens.weight"]
     ref.load_state_dict(full)
     return md, tensors, ref
+
+
+def llama_cpp_converted(models: dict, root: Path) -> dict[str, Path]:
+    """{name: GGUF path} of each transformers model of ``models`` ({name: model}) written by
+    llama.cpp's own convert_hf_to_gguf.py model classes (tests/llm/llama_cpp_convert.py),
+    all in one process; skips when llama.cpp's sources are not at LLAMA_CPP."""
+    import subprocess
+    import sys
+
+    if not (LLAMA_CPP / "convert_hf_to_gguf.py").exists():
+        pytest.skip(f"llama.cpp's converter is not at {LLAMA_CPP} (set TRUENO_LLAMA_CPP)")
+    args, paths = [], {}
+    for name, model in models.items():
+        model.save_pretrained(root / name)
+        paths[name] = root / f"{name}.gguf"
+        args += [str(root / name), str(paths[name])]
+    script = Path(__file__).with_name("llama_cpp_convert.py")
+    run = subprocess.run([sys.executable, str(script), str(LLAMA_CPP), *args],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    return paths

@@ -225,3 +225,40 @@ def write_gguf(path: Path, metadata: dict, tensors: dict[str, np.ndarray]) -> Pa
 def gemma3_path() -> Path | None:
     """gemma-3-270m assembled under the repo's git-ignored models/ folder."""
     return packaged.gemma3_path(Path(__file__).resolve().parents[2] / "models")
+
+
+def alone_logprobs(model, prompt: list[int], tokens: list[int]) -> np.ndarray:
+    """(len(tokens), V) float64 log-softmax of ``model``'s logits before each of ``tokens``,
+    run alone: a prefill of ``prompt``, then one decode per token."""
+    model.reset()
+    logits, out = model.prefill(prompt), []
+    for tok in tokens:
+        x = logits.astype(np.float64)
+        out.append(x - x.max() - np.log(np.exp(x - x.max()).sum()))
+        logits = model.decode(tok).copy()
+    return np.array(out, np.float64).reshape(len(tokens), len(logits))
+
+
+def run_batch(engine, seqs) -> list[list]:
+    """Run ``seqs`` to the end on a BatchEngine; each sequence's events, in order."""
+    for s in seqs:
+        engine.add(s)
+    events = []
+    while engine.busy:
+        events += engine.step()
+    return [[e for e in events if e.seq is s] for s in seqs]
+
+
+def assert_batched_logprobs_equal_alone(model, seqs, events, atol: float = 1e-5) -> None:
+    """Every sequence of a finished batch (asked with ``logprobs=k``) reported, for each of
+    its tokens, the logprob and the top k that ``model`` gives alone: the batch changed no
+    logit (a token check alone misses small logit errors: tiny models repeat tokens)."""
+    for s, evs in zip(seqs, events, strict=True):
+        evs = [e for e in evs if e.token is not None]
+        assert s.tokens and [e.token for e in evs] == s.tokens
+        ref = alone_logprobs(model, s.prompt, s.tokens)
+        for e, lp in zip(evs, ref, strict=True):
+            assert abs(e.logprob - lp[e.token]) <= atol, (e.logprob, lp[e.token])
+            best = np.sort(lp)[::-1][: len(e.top)]
+            assert len(e.top) == s.logprobs
+            np.testing.assert_allclose([p for _, p in e.top], best, rtol=0, atol=atol)

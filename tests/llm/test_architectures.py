@@ -22,11 +22,16 @@ from llm_archs import (
     hf_logits,
     quantized,
 )
-from llm_models import assert_logits_close, write_gguf
+from llm_models import (
+    assert_batched_logprobs_equal_alone,
+    assert_logits_close,
+    run_batch,
+    write_gguf,
+)
 
 from trueno.gguf.constants import GGMLType, Keys
 from trueno.llm import Model
-from trueno.llm.config import Config
+from trueno.llm.config import GEMMA2_27B_LAYERS, Config
 
 TOKENS = [1, 5, 17, 3, 42, 8, 63, 0, 12, 12, 30, 7]  # longer than gemma2's window of 4
 
@@ -50,16 +55,19 @@ def test_decode_with_kv_cache_equals_full_sequence(arch, arch_model):
     np.testing.assert_allclose(np.array(steps), full[2:], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("qtype", [GGMLType.Q8_0, GGMLType.Q4_0], ids=["Q8_0", "Q4_0"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_q8_0_weights_match_transformers_over_the_same_blocks(arch, arch_model, tmp_path):
+def test_quantized_weights_match_transformers_over_the_same_blocks(
+    arch, qtype, arch_model, tmp_path
+):
     """Prefill of more than MATVEC_ROWS tokens (dequantize + BLAS) tracks transformers over
     the dequantized blocks at the f32 bound; decode's int8-activation matvecs at the bound of
     test_model's quantized test."""
     _, torch, hf = arch_model(arch)
-    md, tensors, ref = quantized(arch, hf, torch, GGMLType.Q8_0)
-    path = write_gguf(tmp_path / "q8.gguf", md, tensors)
+    md, tensors, ref = quantized(arch, hf, torch, qtype)
+    path = write_gguf(tmp_path / "q.gguf", md, tensors)
     model = Model.load(path, ctx_size=PHI3_ORIG_CTX, cache_type="f32")
-    assert model.weights.layers[0].w_down.ggml_type == GGMLType.Q8_0
+    assert model.weights.layers[0].w_down.ggml_type == qtype
     tokens = (TOKENS * 2)[:14]
     expect = hf_logits(torch, ref, tokens)
     assert_logits_close(model.logits(tokens), expect, rel=1e-4)
@@ -69,22 +77,33 @@ def test_q8_0_weights_match_transformers_over_the_same_blocks(arch, arch_model, 
     assert_logits_close(np.array(steps), expect[3:], rel=3e-2)
 
 
+@pytest.mark.parametrize("qtype", [None, GGMLType.Q8_0], ids=["F32", "Q8_0"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_batched_decode_equals_alone(arch, arch_model):
+def test_batched_decode_equals_alone(arch, qtype, arch_model, tmp_path):
+    """The batch engine (the server's) gives each sequence the tokens, logprobs and top
+    logprobs it gets alone: F32 and Q8_0 (the multi-vector kernels) weights."""
     from trueno.llm.batch import BatchEngine, BatchSequence
     from trueno.llm.generate import generate_tokens
     from trueno.llm.sampler import Sampler
 
-    path, _, _ = arch_model(arch)
+    path, torch, hf = arch_model(arch)
+    if qtype is not None:
+        md, tensors, _ = quantized(arch, hf, torch, qtype)
+        path = write_gguf(tmp_path / "q.gguf", md, tensors)
     model = Model.load(path)
-    prompts = [[1, 5, 9, 13], [1, 30, 31, 32, 33, 34, 35], [1, 7]]
+    prompts = [[1, 5, 9, 13], [1, 30, 31, 32, 33, 34, 35], [1, 7], [1, 40, 41, 42]]
+    opts = dict(temperature=0.9, top_k=30, top_p=0.95, min_p=0.0)
     expect = []
-    for p in prompts:
+    for i, p in enumerate(prompts):
         model.reset()
-        expect.append(list(generate_tokens(model, p, max_tokens=8, temperature=0.0)))
-    engine = BatchEngine(model, n_slots=3)
-    got = engine.run([BatchSequence(p, 8, Sampler(temperature=0.0)) for p in prompts])
-    assert got == expect
+        expect.append(list(generate_tokens(model, p, max_tokens=8, seed=10 + i, **opts)))
+    assert len({tuple(t) for t in expect}) > 1
+    engine = BatchEngine(model, n_slots=3)  # 4 sequences over 3 slots: one waits
+    seqs = [BatchSequence(p, 8, Sampler(seed=10 + i, **opts), logprobs=3)
+            for i, p in enumerate(prompts)]  # fmt: skip
+    events = run_batch(engine, seqs)
+    assert [s.tokens for s in seqs] == expect
+    assert_batched_logprobs_equal_alone(model, seqs, events)
 
 
 def test_phi3_rope_factors_are_chosen_by_the_context_size(arch_model):
@@ -102,6 +121,22 @@ def test_phi3_rope_factors_are_chosen_by_the_context_size(arch_model):
     assert_logits_close(short.logits(TOKENS), hf_logits(torch, hf, TOKENS))
     # and the choice matters
     assert np.abs(long.logits(TOKENS) - short.logits(TOKENS)).max() > 1e-3
+
+
+def test_phi3_partial_rotary_matches_transformers(tmp_path):
+    """Phi-4-mini rotates 3/4 of each head (rope.dimension_count < key_length) and its
+    LongRoPE factors cover only those dimensions: short and long factors both."""
+    from llm_archs import hf_model, to_gguf
+
+    torch, hf = hf_model("phi3", partial_rotary_factor=0.75)
+    md, tensors, _ = to_gguf("phi3", hf)
+    path = write_gguf(tmp_path / "phi4mini.gguf", md, tensors)
+    short = Model.load(path, ctx_size=PHI3_ORIG_CTX, cache_type="f32")
+    assert (short.config.rope_dim, short.config.head_dim) == (6, 8)
+    assert_logits_close(short.logits(TOKENS), hf_logits(torch, hf, TOKENS))
+    tokens = (TOKENS * 2)[:20]
+    long = Model.load(path, ctx_size=CTX, cache_type="f32")
+    assert_logits_close(long.logits(tokens), hf_logits(torch, hf, tokens))
 
 
 def test_fused_phi3_tensors_are_used_in_place(arch_model):
@@ -146,6 +181,22 @@ def test_gemma2_27b_scales_queries_by_dim_over_heads():
     assert c9.attn_scale == pytest.approx(1 / math.sqrt(128))
 
 
+def test_gemma2_27b_query_scale_matches_transformers(tmp_path):
+    """The 46-layer rule end to end: a tiny gemma2 of 46 layers whose head_dim (8) is not
+    dim / n_heads (16), with transformers' query_pre_attn_scalar = 16 as the 27B's config
+    has it (144 = 4608 / 32, head_dim 128): the same logits from a file that has no scalar."""
+    from llm_archs import hf_model, to_gguf
+
+    torch, hf = hf_model("gemma2", num_hidden_layers=GEMMA2_27B_LAYERS, head_dim=8,
+                         query_pre_attn_scalar=DIM // 2)  # fmt: skip
+    md, tensors, _ = to_gguf("gemma2", hf)
+    model = Model.load(write_gguf(tmp_path / "g46.gguf", md, tensors), cache_type="f32")
+    c = model.config
+    assert (c.n_layers, c.n_heads, c.head_dim) == (GEMMA2_27B_LAYERS, 2, 8)
+    assert c.attn_scale == pytest.approx(1 / math.sqrt(DIM // 2))  # not 1 / sqrt(head_dim)
+    assert_logits_close(model.logits(TOKENS), hf_logits(torch, hf, TOKENS))
+
+
 def test_a_runtime_without_softcap_kernels_refuses_gemma2(arch_model):
     from dataclasses import replace
 
@@ -164,11 +215,15 @@ FEATURES = [
     ("qwen3", "qk_norm", False),
     ("gemma2", "attn_softcap", 0.0),
     ("gemma2", "final_softcap", 0.0),
+    ("gemma2", "sliding_window", 0),  # every layer global
+    ("gemma2", "post_norms", False),
+    ("gemma2", "embed_scale", 1.0),
     ("granite", "embed_scale", 1.0),
     ("granite", "residual_scale", 1.0),
     ("granite", "attention_scale", 0.0),
     ("granite", "logit_scale", 1.0),
     ("olmo2", "qk_norm_full", False),
+    ("olmo2", "post_norms", False),
     ("smollm3", "nope_step", 0),
     ("phi3", "rope_attn_factor", 1.0),
 ]
@@ -196,27 +251,11 @@ def test_each_feature_matters(arch, field, off, arch_model):
 
 @pytest.fixture(scope="module")
 def llama_cpp_converted(arch_model, tmp_path_factory):
-    """{arch: path} of every tiny model written by llama.cpp's convert_hf_to_gguf.py model
-    classes (tests/llm/llama_cpp_convert.py), all in one process."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    """{arch: path} of every tiny model written by llama.cpp's convert_hf_to_gguf.py."""
+    from llm_archs import llama_cpp_converted as convert
 
-    from llm_archs import LLAMA_CPP
-
-    if not (LLAMA_CPP / "convert_hf_to_gguf.py").exists():
-        pytest.skip(f"llama.cpp's converter is not at {LLAMA_CPP} (set TRUENO_LLAMA_CPP)")
     root = tmp_path_factory.mktemp("llama_cpp_converted")
-    args, paths = [], {}
-    for arch in ARCHS:
-        arch_model(arch)[2].save_pretrained(root / arch)
-        paths[arch] = root / f"{arch}.gguf"
-        args += [str(root / arch), str(paths[arch])]
-    script = Path(__file__).with_name("llama_cpp_convert.py")
-    run = subprocess.run([sys.executable, str(script), str(LLAMA_CPP), *args],
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    return paths
+    return convert({arch: arch_model(arch)[2] for arch in ARCHS}, root)
 
 
 @pytest.mark.slow  # one converter process for all six: ~30 s on a loaded host

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from llm_models import assert_batched_logprobs_equal_alone, run_batch
 
 from trueno.errors import ContextLengthError, ModelError
 from trueno.llm import Model
@@ -24,9 +25,11 @@ def test_greedy_batched_equals_alone(tiny_model_path, arch):
     model = Model.load(path)
     expect = [_alone(model, p, 12, temperature=0.0) for p in PROMPTS]
     engine = BatchEngine(model, n_slots=4)
-    got = engine.run([BatchSequence(p, 12, Sampler(temperature=0.0)) for p in PROMPTS])
-    assert got == expect
+    seqs = [BatchSequence(p, 12, Sampler(temperature=0.0), logprobs=3) for p in PROMPTS]
+    events = run_batch(engine, seqs)
+    assert [s.tokens for s in seqs] == expect
     assert engine.slots_in_use == 0 and not engine.busy
+    assert_batched_logprobs_equal_alone(model, seqs, events)  # and every logit too
 
 
 def test_slots_keep_the_models_cache_type(tiny_model_path):
@@ -186,3 +189,92 @@ def test_a_prefix_cached_in_another_slot_is_copied(tiny_model_path):
         engine.step()
     assert b.tokens == _alone(model, b_prompt, 8, temperature=0.0)
     assert a.tokens == _alone(model, a_prompt, 30, temperature=0.0, stop_at_eog=False)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])  # adjacent pairs, neox halves
+def test_ctx_shift_keeps_n_keep_and_drops_half_of_the_rest(tiny_model_path, arch):
+    """--ctx-shift: a full slot keeps BOS and n_keep tokens, drops half of the rest, and the
+    moved keys are rotated to their new positions: layer 0's keys (which depend on the token
+    alone) then equal those a fresh prefill of the kept tokens computes there."""
+    import numpy as np
+
+    path, _ = tiny_model_path(arch)
+    ctx = 32
+    model = Model.load(path, ctx_size=ctx, cache_type="f32")
+    engine = BatchEngine(model, n_slots=1, ctx_shift=True)
+    seq = engine.add(BatchSequence(PROMPTS[0], 60, n_keep=2, stop_at_eog=False))
+    slot = engine.slots[0]
+    while slot.cache.n < ctx:
+        engine.step()
+    before = list(engine.slot_tokens[0])
+    assert len(before) == ctx and seq.finish_reason is None
+    engine.step()  # full: shift, then decode the pending token
+    n_keep, n_discard = 2 + 1, (ctx - 3) // 2  # BOS is kept on top of n_keep
+    kept = before[:n_keep] + before[n_keep + n_discard :]
+    assert engine.slot_tokens[0] == kept + [engine.slot_tokens[0][-1]]
+    assert slot.cache.n == len(kept) + 1 and seq.finish_reason is None
+    model.reset()
+    model.prefill(kept)
+    fresh = model.state.cache
+    m = len(kept)
+    np.testing.assert_allclose(slot.cache.k[0, :, :m], fresh.k[0, :, :m], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(slot.cache.v[0, :, :m], fresh.v[0, :, :m], rtol=1e-4, atol=1e-5)
+    while engine.busy:
+        engine.step()
+    assert seq.finish_reason == "length" and len(seq.tokens) == 60  # past the context
+    # the entries after n_keep were computed with dropped tokens in view: not reused
+    again = engine.add(BatchSequence(engine.slot_tokens[0][:12], 2, stop_at_eog=False))
+    engine.step()
+    assert again.n_cached == n_keep
+
+
+def test_ctx_shift_keeps_at_most_ctx_minus_4(tiny_model_path):
+    """n_keep -1 keeps the whole prompt, but never more than ctx - 4 tokens (llama.cpp's
+    clamp), so a full slot always has something to drop."""
+    path, _ = tiny_model_path("llama")
+    model = Model.load(path, ctx_size=16)
+    engine = BatchEngine(model, n_slots=1, ctx_shift=True)
+    prompt = [1] + list(range(20, 34))  # 15 tokens
+    seq = engine.add(BatchSequence(prompt, 40, n_keep=-1, stop_at_eog=False))
+    while engine.busy:
+        engine.step()
+        assert engine.slot_tokens[0][:12] == prompt[:12]
+        assert engine.slots[0].cache.n <= 16
+    assert seq.finish_reason == "length" and len(seq.tokens) == 40
+
+
+def test_cancel_during_prefill_frees_the_slot_at_the_next_step(tiny_model_path):
+    """A sequence cancelled while its prompt is prefilling (one chunk per step here) is
+    dropped at the next step: no further chunk runs and its slot is free."""
+    from trueno.llm.model import PREFILL_CHUNK
+
+    path, _ = tiny_model_path("llama")
+    engine = BatchEngine(Model.load(path, ctx_size=1024), n_slots=2, prefill_budget=1)
+    running = engine.add(BatchSequence(PROMPTS[0], 40, stop_at_eog=False))
+    engine.step()
+    long = engine.add(BatchSequence([1] + [10 + i % 50 for i in range(3 * PREFILL_CHUNK)], 5))
+    engine.step()
+    done = long.n_prefilled  # one chunk, after the BOS it shares with the other slot
+    assert long.prefilling and done == long.n_cached + PREFILL_CHUNK
+    assert engine.slots_in_use == 2
+    long.cancel()
+    events = engine.step()
+    assert [e.finish_reason for e in events if e.seq is long] == ["cancelled"]
+    assert long.n_prefilled == done and engine.slots_in_use == 1
+    assert [e.seq for e in events if e.token is not None] == [running]  # it kept going
+
+
+def test_untraced_steps_read_no_clock(tiny_model_path, monkeypatch):
+    """Tracing off costs nothing per token: an untraced sequence's steps take no timestamps."""
+    import trueno.llm.batch as batch
+
+    path, _ = tiny_model_path("llama")
+    engine = BatchEngine(Model.load(path), n_slots=2)
+    calls = []
+    real = batch.perf_counter_ns
+    monkeypatch.setattr(batch, "perf_counter_ns", lambda: calls.append(1) or real())
+    engine.run([BatchSequence(p, 6, stop_at_eog=False) for p in PROMPTS[:2]])
+    assert calls == []
+    traced = BatchSequence(PROMPTS[2], 6, stop_at_eog=False, spans=[])
+    engine.run([traced, BatchSequence(PROMPTS[3], 6, stop_at_eog=False)])
+    assert calls and [name for name, *_ in traced.spans].count("decode") == 5

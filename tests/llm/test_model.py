@@ -348,6 +348,24 @@ def test_cache_type_is_checked(tiny_model_path):
     assert Model.load(path).state.cache.cache_type == "f16"
 
 
+def test_run_state_builds_each_layers_record(tiny_model_path):
+    """Decode's per-layer arguments are one LayerState per layer that RunState builds (over
+    its own cache): the model adds nothing to its RunState."""
+    from trueno.llm.kv_cache import RunState
+
+    path, _ = tiny_model_path("gemma3")  # sliding windows, q/k norms, post norms
+    model = Model.load(path)
+    s, c = model.state, model.config
+    fresh = RunState(c, model.ctx, model.rope_factors, model.rt, s.cache.cache_type, model.weights)
+    assert vars(s).keys() == vars(fresh).keys()
+    assert len(s.layers) == c.n_layers
+    for i, (layer, lw) in enumerate(zip(s.layers, model.weights.layers, strict=True)):
+        assert np.shares_memory(layer.key_cache, s.cache.k[i])
+        assert np.shares_memory(layer.value_cache, s.cache.v[i])
+        assert (layer.cos, layer.sin) == s.rope[i] and layer.window == c.layer_window(i)
+        assert layer.q_norm is lw.q_norm and layer.post_ffn_norm is lw.post_ffn_norm
+
+
 @pytest.mark.parametrize("cache_type", ["f16", "f32"])
 def test_decode_attention_span_reports_the_kv_bytes_it_read(cache_type, tiny_model_path,
                                                             tmp_path, capsys):  # fmt: skip

@@ -1,138 +1,34 @@
 """Mixture-of-experts models (mixtral = llama with expert tensors, qwen3moe) against
-transformers' MixtralForCausalLM / Qwen3MoeForCausalLM, tiny and random, made here.
-
-Experts are written as llama.cpp's converter writes them: 3-D tensors ffn_{gate,up}_exps
-(E, F, D) and ffn_down_exps (E, D, F) (numpy order) split from HF's fused gate_up_proj, the
-router as ffn_gate_inp (E, D); mixtral's Q/K rows permuted as llama's."""
+transformers' MixtralForCausalLM / Qwen3MoeForCausalLM, tiny and random, made here
+(tests/llm/llm_moe.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from llm_models import (
-    TINY,
-    gguf_tensors,
+    assert_batched_logprobs_equal_alone,
+    assert_logits_close,
     permute_qk,
-    random_hf_state,
-    spm_vocab_metadata,
+    run_batch,
     write_gguf,
 )
-from test_model import assert_logits_close
+from llm_moe import (
+    TINY_MOE,
+    TOKENS,
+    hf_logits_and_routes,
+    hf_state_from_gguf,
+    moe_gguf_tensors,
+    moe_metadata,
+    quantized,
+    random_moe_state,
+    unpermute_qk,
+)
 
 from trueno.errors import ModelError, UnsupportedError
 from trueno.gguf.constants import ExpertGatingFunc, GGMLType, Keys
 from trueno.llm import Model
 from trueno.llm.moe import route
-
-TINY_MOE = {
-    "mixtral": dict(arch="llama", layers=2, experts=4, used=2, expert_hidden=64, hidden=64,
-                    rope_base=1e6, eps=1e-5, norm_topk=True),
-    "qwen3moe": dict(arch="qwen3moe", layers=2, experts=8, used=2, expert_hidden=64, hidden=96,
-                     rope_base=1e6, eps=1e-6, norm_topk=True),
-    # Qwen3-MoE with norm_topk_prob=False: GGUF says so with expert_weights_norm = false
-    "qwen3moe-unnormed": dict(arch="qwen3moe", layers=2, experts=8, used=3, expert_hidden=64,
-                              hidden=96, rope_base=1e6, eps=1e-6, norm_topk=False),
-}  # fmt: skip
-LLAMA = TINY["llama"]  # attention sizes shared with the tiny dense llama
-VOCAB, DIM, HEADS, KV_HEADS, HEAD_DIM = (LLAMA[k] for k in ("vocab", "dim", "heads", "kv_heads",
-                                                             "head_dim"))  # fmt: skip
-assert all(p["layers"] == LLAMA["layers"] for p in TINY_MOE.values())
-TOKENS = [1, 5, 17, 3, 42, 8, 63, 0, 12, 12, 30, 7, 22, 9, 50, 4]  # > MATVEC_ROWS
-
-
-def random_moe_state(name: str, seed: int = 0) -> dict[str, np.ndarray]:
-    """HF-named float32 weights: the tiny llama's attention, norms and head (same sizes),
-    with the dense MLP replaced by a router and experts (transformers 5's layout: 3-D
-    gate_up_proj (E, 2F, D) and down_proj (E, D, F)), plus qwen3's per-head q/k norms."""
-    p = TINY_MOE[name]
-    rng = np.random.default_rng(seed + 100)
-    E, F, D = p["experts"], p["expert_hidden"], DIM
-    sd = {k: v for k, v in random_hf_state("llama", seed).items() if ".mlp." not in k}
-
-    def mat(*shape):
-        return (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)
-
-    for i in range(p["layers"]):
-        pre = f"model.layers.{i}."
-        if p["arch"] == "qwen3moe":
-            for n in ("q", "k"):
-                sd[pre + f"self_attn.{n}_norm.weight"] = (
-                    1.0 + 0.2 * rng.standard_normal(HEAD_DIM)
-                ).astype(np.float32)
-        sd[pre + "mlp.gate.weight"] = 6 * mat(E, D)  # router logits of order 6: few near ties
-        sd[pre + "mlp.experts.gate_up_proj"] = mat(E, 2 * F, D)
-        sd[pre + "mlp.experts.down_proj"] = mat(E, D, F)
-    return sd
-
-
-def moe_gguf_tensors(name: str, sd: dict) -> dict[str, np.ndarray]:
-    """GGUF tensors as llama.cpp's converter writes them: the dense part as the llama's
-    (mixtral: Q/K rows permuted) or unpermuted (qwen3moe: NeoX RoPE, as qwen2's); the fused
-    gate_up_proj split into ffn_gate_exps and ffn_up_exps."""
-    p = TINY_MOE[name]
-    F = p["expert_hidden"]
-    dense = {k: v for k, v in sd.items() if ".mlp." not in k}
-    out = gguf_tensors("llama" if p["arch"] == "llama" else "qwen2", dense)
-    for i in range(p["layers"]):
-        pre, blk = f"model.layers.{i}.mlp.", f"blk.{i}."
-        gate_up = sd[pre + "experts.gate_up_proj"]
-        out[blk + "ffn_gate_inp.weight"] = sd[pre + "gate.weight"]
-        out[blk + "ffn_gate_exps.weight"] = np.ascontiguousarray(gate_up[:, :F])
-        out[blk + "ffn_up_exps.weight"] = np.ascontiguousarray(gate_up[:, F:])
-        out[blk + "ffn_down_exps.weight"] = sd[pre + "experts.down_proj"]
-    return out
-
-
-def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
-    """The inverse of :func:`permute_qk` (GGUF adjacent pairs -> HF NeoX halves)."""
-    return (
-        w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:])
-        .swapaxes(1, 2)
-        .reshape(w.shape)
-    )
-
-
-def moe_metadata(name: str) -> dict:
-    p = TINY_MOE[name]
-    arch = p["arch"]
-
-    def k(key):
-        return Keys.arch(key, arch)
-
-    md = {
-        Keys.ARCHITECTURE: arch,
-        k(Keys.CONTEXT_LENGTH): 128,
-        k(Keys.EMBEDDING_LENGTH): DIM,
-        k(Keys.BLOCK_COUNT): p["layers"],
-        k(Keys.FEED_FORWARD_LENGTH): p["hidden"] if arch == "qwen3moe" else p["expert_hidden"],
-        k(Keys.HEAD_COUNT): HEADS,
-        k(Keys.HEAD_COUNT_KV): KV_HEADS,
-        k(Keys.LAYERNORM_RMS_EPS): float(p["eps"]),
-        k(Keys.ROPE_FREQ_BASE): float(p["rope_base"]),
-        k(Keys.EXPERT_COUNT): p["experts"],
-        k(Keys.EXPERT_USED_COUNT): p["used"],
-        **spm_vocab_metadata(),
-    }
-    if arch == "qwen3moe":
-        md[k(Keys.KEY_LENGTH)] = HEAD_DIM
-        md[k(Keys.VALUE_LENGTH)] = HEAD_DIM
-        md[k(Keys.EXPERT_FEED_FORWARD_LENGTH)] = p["expert_hidden"]
-    if not p["norm_topk"]:
-        md[k(Keys.EXPERT_WEIGHTS_NORM)] = False
-    return md
-
-
-def quantized(tensors: dict, qtype: str) -> dict:
-    """Every expert tensor as 3-D blocks of ``qtype``; the router stays F32 (as llama.cpp's
-    quantizer keeps it) and so does the rest (quantized dense matrices: test_model.py)."""
-    from trueno.quant import quantize
-
-    t = GGMLType[qtype]
-    out = dict(tensors)
-    for name, w in tensors.items():
-        if "_exps." in name:
-            out[name] = (quantize(w, t), t, w.shape)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -152,76 +48,9 @@ def moe_model_path(tmp_path_factory):
     return make
 
 
-def hf_moe_model(name: str, sd: dict):
-    torch = pytest.importorskip("torch", reason="torch not installed (pip install torch==2.13.0)")
-    transformers = pytest.importorskip("transformers", reason="transformers not installed")
-    p = TINY_MOE[name]
-    cls_name = "MixtralForCausalLM" if p["arch"] == "llama" else "Qwen3MoeForCausalLM"
-    if not hasattr(transformers, cls_name):
-        pytest.skip(f"transformers {transformers.__version__} has no {cls_name}")
-    gate_up = next(k for k in sd if k.endswith("experts.gate_up_proj"))
-    common = dict(
-        vocab_size=VOCAB,
-        hidden_size=DIM,
-        num_hidden_layers=p["layers"],
-        num_attention_heads=HEADS,
-        num_key_value_heads=KV_HEADS,
-        head_dim=HEAD_DIM,
-        rms_norm_eps=p["eps"],
-        max_position_embeddings=128,
-        tie_word_embeddings=False,
-        rope_theta=p["rope_base"],
-        num_experts_per_tok=p["used"],
-        attn_implementation="eager",
-    )
-    if p["arch"] == "llama":
-        cfg = transformers.MixtralConfig(
-            intermediate_size=p["expert_hidden"], num_local_experts=p["experts"], **common
-        )
-    else:
-        cfg = transformers.Qwen3MoeConfig(
-            intermediate_size=p["hidden"],
-            moe_intermediate_size=p["expert_hidden"],
-            num_experts=p["experts"],
-            norm_topk_prob=p["norm_topk"],
-            decoder_sparse_step=1,
-            mlp_only_layers=[],
-            **common,
-        )
-    torch.manual_seed(0)
-    model = getattr(transformers, cls_name)(cfg).eval()
-    if tuple(model.state_dict()[gate_up].shape) != sd[gate_up].shape:
-        pytest.skip(f"transformers {transformers.__version__} lays experts out differently")
-    state = {k: torch.from_numpy(np.array(v)) for k, v in sd.items()}  # writable copies
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    assert not missing and not unexpected, (missing, unexpected)
-    return torch, model
-
-
-def hf_logits_and_routes(name: str, sd: dict, tokens, router_logits: list | None = None):
-    """transformers' logits (T, V) and, per layer, its router's top-k expert ids (T, k);
-    its router logits (T, E) per layer are appended to ``router_logits`` when given."""
-    torch, hf = hf_moe_model(name, sd)
-    routes = {}
-
-    def hook(layer):
-        def save(module, args, output):
-            routes[layer] = output  # (router_logits, scores, indices)
-
-        return save
-
-    for i, layer in enumerate(hf.model.layers):
-        layer.mlp.gate.register_forward_hook(hook(i))
-    with torch.no_grad():
-        logits = hf(torch.tensor([tokens])).logits[0].numpy()
-    layers = range(len(hf.model.layers))
-    if router_logits is not None:
-        router_logits.extend(routes[i][0].numpy() for i in layers)
-    return logits, [routes[i][2].numpy() for i in layers]
-
-
 NAMES = list(TINY_MOE)
-QUANT_SEED = 5  # weights whose routers have no near tie on TOKENS (checked in the test)
+# weights whose routers have no near tie on TOKENS (checked in the test)
+QUANT_SEED = {"mixtral": 5, "qwen3moe": 18}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -305,44 +134,15 @@ def test_decode_reads_only_the_chosen_experts_and_prefill_each_once(moe_model_pa
         assert sorted(e for (j, _, e) in log if j == i) == sorted(chosen * 3)
 
 
-def hf_state_from_gguf(path, sd: dict) -> dict:
-    """The mixtral HF state of a GGUF file's tensors, dequantized by gguf-py."""
-    import gguf as gguf_py
-
-    reader = gguf_py.GGUFReader(str(path))
-    deq = {}
-    for t in reader.tensors:
-        shape = tuple(int(s) for s in reversed(t.shape.tolist()))
-        deq[t.name] = np.asarray(gguf_py.quants.dequantize(np.asarray(t.data), t.tensor_type),
-                                 dtype=np.float32).reshape(shape)  # fmt: skip
-    hf_sd = dict(sd)
-    for key in sd:
-        if key.startswith("model.layers."):
-            _, _, i, rest = key.split(".", 3)
-            b = f"blk.{i}."
-            if rest == "mlp.experts.gate_up_proj":
-                hf_sd[key] = np.concatenate(
-                    [deq[b + "ffn_gate_exps.weight"], deq[b + "ffn_up_exps.weight"]], axis=1
-                )
-            elif rest == "mlp.experts.down_proj":
-                hf_sd[key] = deq[b + "ffn_down_exps.weight"]
-            elif rest in ("self_attn.q_proj.weight", "self_attn.k_proj.weight"):
-                n = HEADS if rest.startswith("self_attn.q") else KV_HEADS
-                name = b + ("attn_q.weight" if n == HEADS else "attn_k.weight")
-                hf_sd[key] = unpermute_qk(deq[name], n)
-            elif rest == "self_attn.v_proj.weight":
-                hf_sd[key] = deq[b + "attn_v.weight"]
-            elif rest == "self_attn.o_proj.weight":
-                hf_sd[key] = deq[b + "attn_output.weight"]
-    hf_sd["lm_head.weight"] = deq["output.weight"]
-    return hf_sd
-
-
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
-def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(qtype, moe_model_path):
+@pytest.mark.parametrize("name", ["mixtral", "qwen3moe"])
+def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(
+    name, qtype, moe_model_path, monkeypatch
+):
     """Experts as 3-D quantized tensors: used in place over the file (no copy), and logits
-    within the int8-activation bound of transformers run on the same dequantized weights."""
-    path, sd = moe_model_path("mixtral", qtype, seed=QUANT_SEED)
+    within the int8-activation bound of transformers run on the same dequantized weights;
+    an expert that many rows chose (dequantize + BLAS) within the f32 bound."""
+    path, sd = moe_model_path(name, qtype, seed=QUANT_SEED[name])
     model = Model.load(path, cache_type="f32")
     gf = model._gguf
     data = gf.tensors["blk.1.ffn_up_exps.weight"].data
@@ -350,12 +150,12 @@ def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(qtype, moe
     up = model.weights.layers[1].moe.up
     assert all(m.ggml_type == GGMLType[qtype] for m in up)
     assert all(np.shares_memory(m.prepared.blocks, data[e]) for e, m in enumerate(up))
-    hf_sd = hf_state_from_gguf(path, sd)  # the very blocks in the file, dequantized
+    hf_sd = hf_state_from_gguf(name, path, sd)  # the very blocks in the file, dequantized
     router_logits: list = []
-    ref, hf_routes = hf_logits_and_routes("mixtral", hf_sd, TOKENS, router_logits)
+    ref, hf_routes = hf_logits_and_routes(name, hf_sd, TOKENS, router_logits)
     # the premise: no near tie at the k-th expert, so int8 activations cannot flip a choice
     # (a flip is a different model, not a rounding error); QUANT_SEED is drawn so
-    k = TINY_MOE["mixtral"]["used"]
+    k = TINY_MOE[name]["used"]
     top = [np.sort(z, axis=1)[:, ::-1] for z in router_logits]
     assert min(float(np.min(z[:, k - 1] - z[:, k])) for z in top) > 0.1  # int8: ~0.02
     np.testing.assert_array_equal(unpermute_qk(permute_qk(sd["lm_head.weight"], 4), 4),
@@ -367,17 +167,30 @@ def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(qtype, moe
     model.prefill(TOKENS[:3])
     steps = [model.decode(tok).copy() for tok in TOKENS[3:]]
     assert_logits_close(np.array(steps), ref[3:], rel=3e-2)
+    # an expert that many rows chose is dequantized once for them all (+ BLAS, f32
+    # activations): with both thresholds at 0, 48 tokens (each chosen expert >= 3 rows, as
+    # the quantized matmul's own path wants) take that path in every expert
+    for module in ("moe", "weights"):
+        monkeypatch.setattr(f"trueno.llm.{module}.MATVEC_ROWS", 0)
+    long = TOKENS * 3
+    ref_long, _ = hf_logits_and_routes(name, hf_sd, long)
+    got = model.logits(long)
+    for lw in model.weights.layers:
+        counts = np.bincount(lw.moe.last_experts.ravel())
+        assert counts[counts > 0].min() >= 3
+    assert_logits_close(got, ref_long, rel=1e-4)
 
 
 @pytest.mark.parametrize("qtype", [None, "Q8_0"])
-def test_batch_engine_runs_moe_as_alone(qtype, moe_model_path):
+@pytest.mark.parametrize("name", ["mixtral", "qwen3moe"])
+def test_batch_engine_runs_moe_as_alone(name, qtype, moe_model_path):
     """The batched decode groups its rows by expert (multi-vector kernels for Q8_0) and still
-    gives every sequence exactly the tokens it gets alone."""
+    gives every sequence exactly the tokens, logprobs and top logprobs it gets alone."""
     from trueno.llm.batch import BatchEngine, BatchSequence
     from trueno.llm.generate import generate_tokens
     from trueno.llm.sampler import Sampler
 
-    path, _ = moe_model_path("qwen3moe", qtype)
+    path, _ = moe_model_path(name, qtype)
     model = Model.load(path)
     prompts = [[1, 5, 9, 13], [1, 30, 31, 32, 33, 34, 35], [1, 7], [1, 40, 41, 42, 43, 44]]
     expect = []
@@ -386,9 +199,44 @@ def test_batch_engine_runs_moe_as_alone(qtype, moe_model_path):
         expect.append(list(generate_tokens(model, p, max_tokens=10, temperature=0.0,
                                            stop_at_eog=False)))  # fmt: skip
     engine = BatchEngine(model, n_slots=4)
-    seqs = [BatchSequence(p, 10, Sampler(temperature=0.0), stop_at_eog=False) for p in prompts]
-    assert engine.run(seqs) == expect
+    seqs = [BatchSequence(p, 10, Sampler(temperature=0.0), stop_at_eog=False, logprobs=3)
+            for p in prompts]  # fmt: skip
+    events = run_batch(engine, seqs)
+    assert [s.tokens for s in seqs] == expect
     assert len({tuple(t) for t in expect}) > 1  # the sequences really differ
+    assert_batched_logprobs_equal_alone(model, seqs, events)
+
+
+# not qwen3moe-unnormed: the converter writes no expert_weights_norm for qwen3moe (llama.cpp
+# renormalizes qwen3moe's top-k weights unconditionally), so norm_topk_prob=False is lost
+CONVERTED = ("mixtral", "qwen3moe")
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_moe(tmp_path_factory):
+    """{name: (path, HF state)} of the MoE models written by llama.cpp's convert_hf_to_gguf.py
+    (its expert split, 3-D tensors, Q/K permutation and metadata keys, not ours)."""
+    from llm_archs import llama_cpp_converted
+    from llm_moe import hf_moe_model
+
+    states = {name: random_moe_state(name) for name in CONVERTED}
+    models = {name: hf_moe_model(name, sd)[1] for name, sd in states.items()}
+    paths = llama_cpp_converted(models, tmp_path_factory.mktemp("llama_cpp_moe"))
+    return {name: (paths[name], states[name]) for name in CONVERTED}
+
+
+@pytest.mark.slow  # one converter process for both: make test-arch
+@pytest.mark.parametrize("name", CONVERTED)
+def test_llama_cpp_converted_moe_matches_transformers(name, llama_cpp_moe):
+    path, sd = llama_cpp_moe[name]
+    model = Model.load(path, cache_type="f32")
+    c, p = model.config, TINY_MOE[name]
+    assert (c.arch, c.n_experts, c.n_experts_used) == (p["arch"], p["experts"], p["used"])
+    assert c.expert_weights_norm == p["norm_topk"]
+    ref, hf_routes = hf_logits_and_routes(name, sd, TOKENS)
+    assert_logits_close(model.logits(TOKENS), ref, rel=1e-4)
+    for lw, hf_idx in zip(model.weights.layers, hf_routes, strict=True):
+        np.testing.assert_array_equal(np.sort(lw.moe.last_experts, 1), np.sort(hf_idx, 1))
 
 
 def _softmax(z):

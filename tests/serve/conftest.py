@@ -29,7 +29,8 @@ API_KEY = "sk-test-key"
 
 
 class LiveServer:
-    def __init__(self, model_path: Path, api_key: str | None = None) -> None:
+    def __init__(self, model_path: Path, api_key: str | None = None, ctx_size=None,
+                 ctx_shift: bool = False) -> None:  # fmt: skip
         import uvicorn
 
         from trueno.cli.serve import bind
@@ -37,7 +38,7 @@ class LiveServer:
         from trueno.serve.app import Server, build_app
 
         self.model_path = model_path
-        self.server = Server("tiny", N_SLOTS, QUEUE, api_key)
+        self.server = Server("tiny", N_SLOTS, QUEUE, api_key, ctx_shift=ctx_shift)
         self.sock = bind("127.0.0.1", 0)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -46,7 +47,7 @@ class LiveServer:
         )
         self.thread = threading.Thread(target=self.web.run, kwargs={"sockets": [self.sock]})
         self.thread.start()
-        model = Model.load(model_path)
+        model = Model.load(model_path, ctx_size=ctx_size)
         model.warmup()
         self.model = model
         self.server.attach(model)

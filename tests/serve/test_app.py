@@ -344,3 +344,129 @@ def test_chat_logprobs_streamed_equal_non_streamed(live):
     assert [e.logprob for e in streamed] == pytest.approx([e.logprob for e in content], abs=1e-4)
     plain = c.chat.completions.create(model="tiny", messages=CHAT, max_tokens=2)
     assert plain.choices[0].logprobs is None
+
+
+# ---- context shift ----------------------------------------------------------------------------
+SHIFT_CTX = 48
+
+
+@pytest.fixture(scope="module")
+def live_shift(tiny_gguf):
+    from conftest import LiveServer
+
+    srv = LiveServer(tiny_gguf, ctx_size=SHIFT_CTX, ctx_shift=True)
+    yield srv
+    srv.stop()
+
+
+def test_ctx_shift_generates_past_the_context(live_shift):
+    """--ctx-shift: a full slot drops half of what follows n_keep and goes on; the tokens are
+    those of the in-process engine with the same shift."""
+    from trueno.llm.batch import BatchEngine, BatchSequence
+    from trueno.llm.sampler import Sampler
+    from trueno.serve.app import LogitBias, TextStream
+
+    ids = prompt_ids(live_shift, "the cat is on the")
+    n = 3 * SHIFT_CTX
+    r = live_shift.client().completions.create(
+        model="tiny", prompt=ids, max_tokens=n, temperature=0, logit_bias=NO_EOS,
+        extra_body={"n_keep": 2},
+    )  # fmt: skip
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == n
+    wait_idle(live_shift)
+    model = live_shift.model  # the server's own model, its engine thread idle now
+    engine = BatchEngine(model, 1, ctx_shift=True)
+    sampler = Sampler(temperature=0.0, processors=[LogitBias({EOS: -100.0})])
+    (tokens,) = engine.run([BatchSequence(ids, n, sampler, n_keep=2)])
+    text = TextStream(model.tokenizer, [])
+    assert r.choices[0].text == "".join([text.push(t) for t in tokens] + [text.flush()])
+    bad = httpx.post(live_shift.url + "/v1/completions", json={"prompt": "a", "n_keep": -2})
+    assert error_of(bad, 400)["param"] == "n_keep"
+
+
+# ---- sampling fields and metrics --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "field, value",
+    [("presence_penalty", 1.5), ("frequency_penalty", 1.0), ("repeat_penalty", 1.5)],
+)
+def test_penalties_reach_the_sampler(live, ref, field, value):
+    """Each penalty changes this greedy stream (the check is not vacuous) and the server's
+    tokens are those of the in-process Sampler with the same penalty."""
+    ids = prompt_ids(live, "the cat")
+    plain = alone(ref, ids, 24, temperature=0.0, min_p=0.0)
+    expect = alone(ref, ids, 24, temperature=0.0, min_p=0.0, **{field: value})
+    assert expect != plain
+    r = live.client().completions.create(model="tiny", prompt=ids, max_tokens=24, temperature=0,
+                                         extra_body={field: value, "min_p": 0.0})  # fmt: skip
+    assert r.choices[0].text == expect
+
+
+def test_logit_bias_forces_a_token(live, ref):
+    ids = prompt_ids(live, "the cat")
+    word = prompt_ids(live, " dog")[-1]
+    r = live.client().completions.create(model="tiny", prompt=ids, max_tokens=5, temperature=0.7,
+                                         seed=1, logit_bias={str(word): 100})  # fmt: skip
+    assert r.choices[0].text == ref.tokenizer.decode([word] * 5)
+
+
+def test_metrics_count_what_a_request_did(live):
+    wait_idle(live)
+    names = ("trueno_prompt_tokens_total", "trueno_prompt_tokens_cached_total",
+             "trueno_generation_tokens_total", "trueno_time_to_first_token_seconds_count",
+             "trueno_inter_token_latency_seconds_count")  # fmt: skip
+    before = {n: metric(live, n) for n in names}
+    ids = prompt_ids(live, "a dog is in the house")
+    r = live.client().completions.create(model="tiny", prompt=ids, max_tokens=9, temperature=0,
+                                         logit_bias=NO_EOS)  # fmt: skip
+    assert r.usage.completion_tokens == 9
+    d = {n: metric(live, n) - before[n] for n in names}
+    assert d["trueno_generation_tokens_total"] == 9
+    assert d["trueno_prompt_tokens_total"] + d["trueno_prompt_tokens_cached_total"] == len(ids)
+    assert d["trueno_time_to_first_token_seconds_count"] == 1
+    assert d["trueno_inter_token_latency_seconds_count"] == 8
+    for gauge in ("trueno_requests_running", "trueno_requests_waiting", "trueno_slots_in_use"):
+        assert metric(live, gauge) == 0
+    assert metric(live, "trueno_slots_total") == N_SLOTS
+    text = httpx.get(live.url + "/metrics").text
+    assert 'trueno_time_to_first_token_seconds_bucket{le="1.0"}' in text
+    assert 'trueno_inter_token_latency_seconds_bucket{le="+Inf"}' in text
+
+
+# ---- the exact OpenAI shapes (raw JSON, not the client's lenient models) ------------------------
+def sse_payloads(live, path: str, body: dict) -> list:
+    import json
+
+    with httpx.stream("POST", live.url + path, json={**body, "stream": True}) as r:
+        raw = b"".join(r.iter_bytes()).decode()
+    events = [e[len("data: ") :] for e in raw.split("\n\n") if e]
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def test_response_shapes_are_openais(live):
+    usage_keys = {"prompt_tokens", "completion_tokens", "total_tokens"}
+    body = {"model": "tiny", "max_tokens": 3, "temperature": 0, "logit_bias": NO_EOS}
+    chat = httpx.post(live.url + "/v1/chat/completions", json={**body, "messages": CHAT}).json()
+    assert set(chat) == {"id", "object", "created", "model", "choices", "usage"}
+    assert chat["object"] == "chat.completion" and isinstance(chat["created"], int)
+    (choice,) = chat["choices"]
+    assert set(choice) == {"index", "message", "logprobs", "finish_reason"}
+    assert set(choice["message"]) == {"role", "content"} and choice["finish_reason"] == "length"
+    assert set(chat["usage"]) == usage_keys
+    text = httpx.post(live.url + "/v1/completions", json={**body, "prompt": "the"}).json()
+    assert set(text) == {"id", "object", "created", "model", "choices", "usage"}
+    assert text["object"] == "text_completion" and text["id"].startswith("cmpl-")
+    assert set(text["choices"][0]) == {"index", "text", "logprobs", "finish_reason"}
+    chunks = sse_payloads(live, "/v1/chat/completions", {**body, "messages": CHAT})
+    assert all(set(c) == {"id", "object", "created", "model", "choices"} for c in chunks)
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert all(set(c["choices"][0]) == {"index", "delta", "logprobs", "finish_reason"}
+               for c in chunks)  # fmt: skip
+    assert [c["choices"][0]["finish_reason"] for c in chunks].count("length") == 1
+    with_usage = {**body, "prompt": "the", "stream_options": {"include_usage": True}}
+    chunks = sse_payloads(live, "/v1/completions", with_usage)
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert chunks[-1]["choices"] == [] and set(chunks[-1]["usage"]) == usage_keys
+    assert {c["object"] for c in chunks} == {"text_completion"}

@@ -12,7 +12,7 @@ import httpx
 import openai
 from conftest import EOS, N_SLOTS, wait_idle
 
-N_REQUESTS = 60
+N_REQUESTS = 300  # about 16 s here (2 shared cores)
 N_CLIENTS = 10  # more than slots + queue: some requests are refused with 503
 
 
@@ -25,7 +25,9 @@ def counters(live) -> dict:
 
 
 def one(live, i: int) -> tuple[str, int]:
-    """One client's request: ("done" | "left" | "refused", content chunks it received)."""
+    """One client's request: ("done" | "left" | "gave_up" | "refused", content chunks it
+    received). "left": a stream closed mid-way; "gave_up": a non-streamed request whose
+    client timed out (perhaps before the server read it: then it never reached the engine)."""
     rng = random.Random(i)
     client = live.client(timeout=30)
     prompt = " ".join(rng.choice(["the", "cat", "a", "dog", "in", "house"]) for _ in range(6))
@@ -35,10 +37,14 @@ def one(live, i: int) -> tuple[str, int]:
     try:
         if leave and i % 2 == 0:  # a non-streamed request whose client gives up
             try:
-                httpx.post(live.url + "/v1/completions", json={**kw, "max_tokens": 2000},
-                           timeout=0.02 + rng.random() * 0.05)  # fmt: skip
+                r = httpx.post(live.url + "/v1/completions", json={**kw, "max_tokens": 2000},
+                               timeout=0.02 + rng.random() * 0.05)  # fmt: skip
             except httpx.TimeoutException:
-                return "left", 0
+                return "gave_up", 0
+            if r.status_code == 503:
+                assert r.headers["retry-after"] == "1"
+                return "refused", 0
+            assert r.status_code == 200, r.text
             return "done", 0
         stream = client.completions.create(**kw, stream=True)
         got = 0
@@ -63,15 +69,20 @@ def test_soak_leaves_no_slot_held_and_metrics_agree(live):
     after = counters(live)
     outcomes = [r for r, _ in results]
     accepted = N_REQUESTS - outcomes.count("refused")
-    assert outcomes.count("done") >= N_REQUESTS // 2 and outcomes.count("left") > 0
+    assert outcomes.count("done") >= N_REQUESTS // 2
+    # a third of the clients leave (i % 3 == 0); one refused with 503 has nothing to leave
+    left = outcomes.count("left") + outcomes.count("gave_up")
+    assert left >= 0.9 * (N_REQUESTS // 3) and outcomes.count("left") > 0
 
     def delta(key: str) -> float:
         return after.get(key, 0.0) - before.get(key, 0.0)
 
     finished = {s: delta(f'trueno_requests_total{{status="{s}"}}')
                 for s in ("stop", "length", "cancelled")}  # fmt: skip
-    assert sum(finished.values()) == accepted  # every accepted sequence ended exactly once
-    assert 0 < finished["cancelled"] <= outcomes.count("left")
+    # every sequence that reached the engine ended exactly once (a client that gave up before
+    # the server read its request sent none)
+    assert accepted - outcomes.count("gave_up") <= sum(finished.values()) <= accepted
+    assert 0 < finished["cancelled"] <= left
     assert delta("trueno_generation_tokens_total") >= sum(n for _, n in results)
     for gauge in ("trueno_slots_in_use", "trueno_requests_running", "trueno_requests_waiting"):
         assert after[gauge] == 0, gauge

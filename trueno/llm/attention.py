@@ -200,6 +200,19 @@ def _f32_from_bits(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
+@intrinsic
+def fmaximum(typingctx, a, b):
+    """max(a, b) of two float32 as LLVM's llvm.maximum (NaN if either is NaN): a max
+    reduction over it vectorizes, unlike one over max() or a compare-and-select."""
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(F32, [F32, F32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.maximum.f32")
+        return builder.call(fn, args)
+
+    return types.float32(types.float32, types.float32), codegen
+
+
 @njit(**_JIT)
 def exp_shifted(p: Arr, n: int, m: float) -> None:
     """p[t] = exp(p[t] - m) for t < n, all p[t] <= m (Cephes' expf: 2^k times a degree-7
@@ -258,6 +271,44 @@ def window_start(pos: int, window: int) -> int:
     return 0
 
 
+@njit(**_JIT)
+def softmax_tile(s, m, total, corr, q0, k0, T, window, softcap):
+    """One key tile of prefill's online softmax, in place. Row r of ``s`` (rows, nb) holds the
+    scaled scores of the query at position q0 + r % T against keys k0..k0+nb-1; the keys it
+    may not see (later than it: causal; ``window`` or more behind it: sliding window) are
+    skipped, never read. Per row: ``softcap`` > 0 caps the scores; m[r] becomes the running
+    max m_new; s[r] = exp(s[r] - m_new) (0 where masked); corr[r] = exp(m_old - m_new), the
+    factor the caller rescales its running output by; total[r] = total[r] * corr[r] + the
+    row's sum. Two vectorized passes per row (max; exp and sum) instead of numpy's six."""
+    rows, nb = s.shape
+    for r in range(rows):
+        qp = q0 + r % T
+        lo = min(nb, max(0, qp - window + 1 - k0)) if window > 0 else 0
+        hi = max(lo, min(nb, qp - k0 + 1))  # visible: keys lo..hi-1 (maybe none)
+        row = s[r]
+        vis, n = row[lo:hi], hi - lo  # loops from 0 over a view: numba's index wraparound
+        if softcap > 0 and n > 0:  # checks on row[lo + j] would stop LLVM's vectorizer
+            softcap_scores(vis, n, np.float32(0.0), softcap)
+        mx = np.float32(-np.inf)
+        for j in range(n):
+            mx = fmaximum(mx, vis[j])  # type: ignore[call-arg]  # an intrinsic
+        m_old = m[r]
+        m_new = mx if mx > m_old else m_old
+        row[:lo] = 0.0
+        row[hi:] = 0.0
+        if m_new == -np.inf:  # nothing visible yet: no mass, nothing to rescale
+            corr[r] = 1.0
+            continue
+        c = np.exp(m_old - m_new)
+        exp_shifted(vis, n, m_new)
+        t = np.float32(0.0)
+        for j in range(n):
+            t += vis[j]
+        total[r] = total[r] * c + t
+        m[r] = m_new
+        corr[r] = c
+
+
 # ---- attention ----------------------------------------------------------------------------------
 @njit(**_JIT)
 def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, first: int,
@@ -287,10 +338,10 @@ def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, fir
                     s += qg[i] * kt[i]
                 pg[t] = s
             mx = np.float32(-np.inf)
-            for t in range(n):  # a select, not max(): max's NaN handling stops vectorizing
+            for t in range(n):
                 st = pg[t] * np.float32(scale)
                 pg[t] = st
-                mx = st if st > mx else mx
+                mx = fmaximum(mx, st)  # type: ignore[call-arg]  # an intrinsic
             if softcap > 0:
                 mx = softcap_scores(pg, n, mx, softcap)
             m_new = max(m[g], mx)

@@ -8,19 +8,25 @@
             Model.prefill on its slot; a sequence whose prompt is done samples its first
             token right there (``emit`` hands it out before the step's decode runs)
         decode:  one batched forward of every running sequence's next token:
-            x = embed(tokens)                                   # (B, D)
+            x = embed(tokens)                                   # (B, dim)
             for each layer:
-                qkv = Wqkv @ norm(x)                            # (B, Q + 2K), one call
-                att[b] = attention(q[b], slot[b].cache)         # per sequence, own KV slot
+                qkv = Wqkv @ norm(x)                            # (B, q_dim + 2 kv_dim)
+                att[b] = attention(q[b], slot[b].layers[l])     # per sequence, own KV slot
                 x = x + Wo @ att ; x = x + Wdown @ act(Wgate_up @ norm(x))
-            logits = Wout @ norm(x)                             # (B, V)
+            logits = Wout @ norm(x)                             # (B, vocab)
         sample: each sequence with its own Sampler (own seed, own history)
 
 Every row goes through the same kernels as :meth:`Model.decode` (the fused matvec per row,
-``attention_step`` per sequence), and a prompt is cut into the chunks ``Model.prefill`` cuts
+the attention kernel per sequence), and a prompt is cut into the chunks ``Model.prefill`` cuts
 it into whatever else runs, so a greedy or seeded sequence yields exactly the tokens of
 :func:`trueno.llm.generate.generate_tokens` whether it runs alone or batched. ``_linear`` is
 the one place a kernel that multiplies B vectors per weight read plugs in.
+
+On a GPU runtime the same step runs on device arrays: each quantized matrix product is one
+launch of the batched kernel (the weights read once per 8 sequences; each vector's sum its
+own, so a sequence's tokens do not depend on what else runs), a float (or dequantized)
+matrix one cuBLAS matvec per sequence, attention one call per sequence over its slot; the
+step's logits come back to the host in one copy for the samplers.
 
 Why prefill chunks of different sequences are not stacked into one matmul (which would
 dequantize each weight once per step instead of once per chunk): BLAS's result for a row
@@ -42,7 +48,7 @@ from time import perf_counter_ns
 
 import numpy as np
 
-from trueno.errors import ContextLengthError, ModelError, UnsupportedError
+from trueno.errors import ContextLengthError, ModelError
 from trueno.llm.generate import common_prefix
 from trueno.llm.kv_cache import RunState
 from trueno.llm.model import PREFILL_CHUNK, keys_attended
@@ -59,6 +65,7 @@ class BatchSequence:
     sampler: Sampler = field(default_factory=lambda: Sampler(temperature=0.0))
     stop_at_eog: bool = True
     logprobs: int | None = None  # None: none; k: each token's log-probability and the top k
+    n_keep: int = 0  # context shift: prompt tokens kept besides BOS (-1: the whole prompt)
     tag: object = None  # the caller's handle (the server's request/choice)
     # (name, start_ns, end_ns, attrs) of each engine step it took part in, when traced
     spans: list | None = None
@@ -95,39 +102,47 @@ class Event:
 class BatchEngine:
     """``n_slots`` KV slots for one :class:`~trueno.llm.model.Model` (CPU runtime)."""
 
-    def __init__(self, model, n_slots: int = 4, prefill_budget: int = PREFILL_CHUNK) -> None:
+    def __init__(
+        self, model, n_slots: int = 4, prefill_budget: int = PREFILL_CHUNK, ctx_shift=False
+    ) -> None:
         """``prefill_budget``: prompt tokens one step may prefill beyond its first chunk (the
-        running sequences wait for them: it bounds their inter-token latency)."""
+        running sequences wait for them: it bounds their inter-token latency). ``ctx_shift``:
+        a sequence whose slot is full keeps its first ``n_keep`` tokens (and BOS) and drops
+        half of the rest, as llama.cpp's context shift, instead of stopping with "length"."""
         if n_slots < 1:
             raise ModelError(f"a batch needs at least one slot, got {n_slots}")
-        if not model.rt.host_memory:
-            raise UnsupportedError("batched decode runs on the CPU runtime only (for now)")
         c = model.config
         self.model, self.config, self.n_slots = model, c, n_slots
         self.prefill_budget = max(1, int(prefill_budget))
-        # one RunState per slot: its own KV cache (the model's cache type) and scratch
+        # one RunState per slot: its own KV cache (the model's cache type), scratch and
+        # per-layer records over that cache; the read-only RoPE tables are the model's
         kv_type = model.state.cache.cache_type
-        self.slots = [RunState(c, model.ctx, model.rope_factors, model.rt, kv_type)
+        self.slots = [RunState(c, model.ctx, model.rope_factors, model.rt, kv_type,
+                               model.weights, rope=model.state.rope)
                       for _ in range(n_slots)]  # fmt: skip
-        for s in self.slots:
-            s.rope = model.state.rope  # the tables are read-only: share them
         self.slot_tokens: list[list[int]] = [[] for _ in range(n_slots)]  # cached token ids
+        # how many of a slot's entries a new prompt may reuse: all, except after a context
+        # shift (the entries past n_keep were computed with the dropped tokens in view)
+        self.reusable: list[int] = [model.ctx] * n_slots
+        self.ctx_shift = bool(ctx_shift)
         self.free: list[int] = list(range(n_slots))
         self.waiting: deque[BatchSequence] = deque()
         self.running: list[BatchSequence] = []
         # batch activations (n_slots rows); a step uses the first B rows
-        n, f32 = n_slots, np.float32
-        Q, K, F, D = c.q_dim, c.kv_dim, c.hidden_dim, c.dim
-        self.x = np.zeros((n, D), f32)  # residual stream
-        self.xb = np.zeros((n, D), f32)  # normed input of a sublayer
-        self.xo = np.zeros((n, D), f32)  # sublayer output
-        self.qkv = np.zeros((n, Q + 2 * K), f32)
-        self.att = np.zeros((n, Q), f32)
-        self.hg = np.zeros((n, F), f32)
-        self.hu = np.zeros((n, F), f32)
-        self.ha = np.zeros((n, F), f32)
-        self.gate_up = np.zeros((n, 2 * F), f32)  # output of the stacked gate|up product
-        self.logits = np.zeros((n, c.vocab_size), f32)
+        n, f32, xp = n_slots, np.float32, model.xp
+        dim, q_dim, kv_dim, hidden = c.dim, c.q_dim, c.kv_dim, c.hidden_dim
+        self.x = xp.zeros((n, dim), f32)  # residual stream
+        # the tokens' embedding rows are looked up on the host (then copied to a device)
+        self.x_host = self.x if model.rt.host_memory else np.zeros((n, dim), f32)
+        self.xb = xp.zeros((n, dim), f32)  # normed input of a sublayer
+        self.xo = xp.zeros((n, dim), f32)  # sublayer output
+        self.qkv = xp.zeros((n, q_dim + 2 * kv_dim), f32)  # each row: its query, key, value
+        self.att = xp.zeros((n, q_dim), f32)
+        self.hg = xp.zeros((n, hidden), f32)
+        self.hu = xp.zeros((n, hidden), f32)
+        self.ha = xp.zeros((n, hidden), f32)
+        self.gate_up = xp.zeros((n, 2 * hidden), f32)  # output of the stacked gate|up product
+        self.logits = xp.zeros((n, c.vocab_size), f32)
         self.is_eog: Callable[[int], bool] = model.tokenizer.is_eog
         self.n_steps = 0
 
@@ -185,18 +200,20 @@ class BatchEngine:
         ready = [s for s in decoding if s.finish_reason is None and s.pending is not None]
         full = [s for s in ready if self.slots[s.slot].cache.n >= self.model.ctx]
         for seq in full:
-            self._finish(seq, "length", events)
+            if not (self.ctx_shift and self._shift(seq)):
+                self._finish(seq, "length", events)
         ready = [s for s in ready if s.finish_reason is None]
         if ready:
-            t0 = perf_counter_ns()
-            self._decode(ready)
-            t1 = perf_counter_ns()
+            traced = [s for s in ready if s.spans is not None]  # tracing off: no clock read
+            t0 = perf_counter_ns() if traced else 0
+            logits = self._decode(ready)
+            if traced:
+                attrs = {"batch": len(ready), "step": self.n_steps}
+                span = ("decode", t0, perf_counter_ns(), attrs)
+                for seq in traced:
+                    seq.spans.append(span)
             for b, seq in enumerate(ready):
-                self._sample(seq, self.logits[b], events)
-                if seq.spans is not None:
-                    seq.spans.append(
-                        ("decode", t0, t1, {"batch": len(ready), "step": self.n_steps})
-                    )
+                self._sample(seq, logits[b], events)
         self.n_steps += 1
         if emit is not None and len(events) > sent:
             emit(events[sent:])
@@ -222,7 +239,8 @@ class BatchEngine:
     def _admit(self) -> None:
         while self.waiting and self.free:
             seq = self.waiting.popleft()
-            shared = [common_prefix(tokens, seq.prompt) for tokens in self.slot_tokens]
+            pairs = zip(self.slot_tokens, self.reusable, strict=True)
+            shared = [min(common_prefix(tokens, seq.prompt), cap) for tokens, cap in pairs]
             # the free slot whose cached tokens share the longest prefix with the prompt
             best = max(self.free, key=shared.__getitem__)
             self.free.remove(best)
@@ -230,6 +248,7 @@ class BatchEngine:
             cache = self.slots[best].cache
             cache.n = keep
             del self.slot_tokens[best][keep:]
+            self.reusable[best] = self.model.ctx  # what runs from here on is computed anew
             # any slot (a running one too) sharing more: copy its entries instead of
             # prefilling them (they are written once, below that slot's n, and never moved)
             src = max(range(self.n_slots), key=shared.__getitem__)
@@ -244,6 +263,28 @@ class BatchEngine:
             if seq.spans is not None:
                 seq.t_admit_ns = perf_counter_ns()
             self.running.append(seq)
+
+    def _shift(self, seq: BatchSequence) -> bool:
+        """llama.cpp's context shift of a full slot: keep the first n_keep tokens (plus BOS),
+        drop half of the rest; False when nothing can be dropped."""
+        slot, tokens = self.slots[seq.slot], self.slot_tokens[seq.slot]
+        n = slot.cache.n
+        n_keep = len(seq.prompt) if seq.n_keep < 0 else seq.n_keep
+        bos = self.model.tokenizer.bos_id
+        if bos is not None and seq.prompt[0] == bos:
+            n_keep += 1
+        n_keep = max(0, min(n_keep, self.model.ctx - 4))
+        n_discard = (n - n_keep) // 2
+        if n_discard < 1:
+            return False
+        t0 = perf_counter_ns() if seq.spans is not None else 0
+        slot.cache.shift(n_keep, n_discard, slot.rope, self.config.rope_neox)
+        del tokens[n_keep : n_keep + n_discard]
+        self.reusable[seq.slot] = min(self.reusable[seq.slot], n_keep)
+        if t0:
+            seq.spans.append(("ctx_shift", t0, perf_counter_ns(),
+                              {"n_keep": n_keep, "n_discard": n_discard}))  # fmt: skip
+        return True
 
     def _finish(self, seq: BatchSequence, reason: str, events: list[Event]) -> None:
         seq.finish_reason = reason
@@ -290,74 +331,73 @@ class BatchEngine:
         return len(chunk)
 
     # ---- decode: the next token of B sequences as one batch ----------------------------------
-    def _decode(self, seqs: list[BatchSequence]) -> None:
-        m, c, w, k = self.model, self.config, self.model.weights, self.model._k
-        ms = m.state  # per-layer constants (windows, norms) prepared by Model
+    def _decode(self, seqs: list[BatchSequence]) -> np.ndarray:
+        """The next-token logits (B, vocab) of the sequences' pending tokens, on the host:
+        :meth:`Model._layers_one` with a batch of rows, attention per sequence."""
+        m, c, w = self.model, self.config, self.model.weights
         B = len(seqs)
         x, xb, xo = self.x[:B], self.xb[:B], self.xo[:B]
         qkv, att, hg, hu, ha = self.qkv[:B], self.att[:B], self.hg[:B], self.hu[:B], self.ha[:B]
-        Q, K, F, eps = c.q_dim, c.kv_dim, c.hidden_dim, c.norm_eps
+        q_dim, kv_dim, hidden = c.q_dim, c.kv_dim, c.hidden_dim
         slots = [self.slots[s.slot] for s in seqs]
         positions = [s.cache.n for s in slots]
         for b, seq in enumerate(seqs):
-            w.token_embd.row(seq.pending, x[b])
+            w.token_embd.row(seq.pending, self.x_host[b])
             slots[b].pos[0] = positions[b]
+        if self.x_host is not self.x:
+            m.rt.copy_in(x, self.x_host[:B])
         if c.embed_scale != 1.0:
             x *= np.float32(c.embed_scale)
-        layers = w.layers
-        m._pre_norm(xb, x, layers[0].attn_norm)
-        for i, lw in enumerate(layers):
-            # q, k, v of every sequence
+        for i, lw in enumerate(w.layers):
+            # attention: q, k, v of every sequence, then each over its own slot
+            m._pre_norm(xb, x, lw.attn_norm)
             if lw.wqkv is not None:
                 _linear(lw.wqkv, xb, qkv)
                 if lw.bqkv is not None:
                     qkv += lw.bqkv
             else:
-                _linear(lw.wq, xb, qkv[:, :Q])
-                _linear(lw.wk, xb, qkv[:, Q : Q + K])
-                _linear(lw.wv, xb, qkv[:, Q + K :])
+                _linear(lw.wq, xb, qkv[:, :q_dim])
+                _linear(lw.wk, xb, qkv[:, q_dim : q_dim + kv_dim])
+                _linear(lw.wv, xb, qkv[:, q_dim + kv_dim :])
                 if lw.bq is not None:
-                    qkv[:, :Q] += lw.bq
-                    qkv[:, Q : Q + K] += lw.bk
-                    qkv[:, Q + K :] += lw.bv
-            # attention: each sequence over its own slot
-            cos, sin = ms.rope[i]
+                    qkv[:, :q_dim] += lw.bq
+                    qkv[:, q_dim : q_dim + kv_dim] += lw.bk
+                    qkv[:, q_dim + kv_dim :] += lw.bv
             for b, s in enumerate(slots):
                 s.qkv[:] = qkv[b]
                 t0 = perf_counter_ns() if recorder.ENABLED else 0
                 m._qk_norm_full(s.q, s.k, lw)
-                k.attention_step(
-                    s.att, s.q, s.k, s.v, s.cache.k[i], s.cache.v[i], positions[b], s.pos,
-                    cos, sin, c.rope_neox, c.qk_norm, ms.q_norms[i], ms.k_norms[i], eps,
-                    ms.windows[i], c.attn_scale, s.scores, c.attn_softcap,
-                )  # fmt: skip
+                m.kernels.attention(s.layers[i], s.att, s.q, s.k, s.v, positions[b], s.pos,
+                                    s.scores)  # fmt: skip
                 if t0:  # the span of Model.decode's attention: the KV bytes of this slot
-                    m._record_attention(t0, 1, keys_attended(positions[b], ms.windows[i]))
+                    m._record_attention(t0, 1, keys_attended(positions[b], s.layers[i].window))
                 att[b] = s.att[0]
             _linear(lw.wo, att, xo)
-            # x += post_norm(xo); xb = ffn_norm(x)
-            m._add_then_norm(xb, x, xo, ms.post_attn[i], lw.ffn_norm)
+            # x += post_norm(xo); xb = ffn_norm(x) (every slot's record holds the same norms)
+            layer = m.state.layers[i]
+            m._add_then_norm(xb, x, xo, layer.post_attn_norm, lw.ffn_norm)
+            # feed-forward
             if lw.moe is not None:  # rows grouped by expert, each product a fused matvec's
                 lw.moe.forward(xb, xo, m._act, exact=True)
             else:
                 if lw.w_gate_up is not None:
                     gate_up = self.gate_up[:B]
                     _linear(lw.w_gate_up, xb, gate_up)
-                    hg[:] = gate_up[:, :F]
-                    hu[:] = gate_up[:, F:]
+                    hg[:] = gate_up[:, :hidden]
+                    hu[:] = gate_up[:, hidden:]
                 else:
                     _linear(lw.w_gate, xb, hg)
                     _linear(lw.w_up, xb, hu)
                 m._act(ha, hg, hu)
                 _linear(lw.w_down, ha, xo)
-            # x += post_norm(xo); xb = the next layer's attn_norm(x) (or the output norm)
-            nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
-            m._add_then_norm(xb, x, xo, ms.post_ffn[i], nxt)
+            m._add_residual(x, xo, layer.post_ffn_norm)
+        m._pre_norm(xb, x, w.output_norm)
         _linear(w.output, xb, self.logits[:B])
         m._finish_logits(self.logits[:B])
         for b, seq in enumerate(seqs):
             slots[b].cache.n = positions[b] + 1
             self.slot_tokens[seq.slot].append(seq.pending)
+        return m.rt.to_host(self.logits[:B])
 
 
 def token_logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, list]:
@@ -375,6 +415,7 @@ def token_logprobs(logits: np.ndarray, token: int, k: int) -> tuple[float, list]
 
 
 def _linear(m, xs: np.ndarray, out: np.ndarray) -> None:
-    """out[b] = W @ xs[b] for every row b, equal bit for bit to decode's fused matvec of that
-    row (see :meth:`~trueno.llm.weights.Matrix.matvecs_into`)."""
+    """out[b] = W @ xs[b] for every row b: on the CPU equal bit for bit to decode's fused
+    matvec of that row (:meth:`~trueno.llm.weights.Matrix.matvecs_into`); on a GPU the
+    batched kernel or a matvec per row (:mod:`trueno.quant.gpu`'s ``matvecs_into``)."""
     m.matvecs_into(xs, out)

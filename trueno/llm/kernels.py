@@ -203,6 +203,17 @@ def attention_step(
     )
 
 
+def attention(layer, out, q, k, v, pos, positions, scores) -> None:
+    """Decode's attention of one token in one layer: :func:`attention_step` over the layer's
+    cache slice, tables, window, norms and constants (a
+    :class:`~trueno.llm.kv_cache.LayerState`)."""
+    attention_step(
+        out, q, k, v, layer.key_cache, layer.value_cache, pos, positions, layer.cos, layer.sin,
+        layer.neox, layer.qk_norm, layer.q_norm, layer.k_norm, layer.eps, layer.window,
+        layer.scale, scores, layer.softcap,
+    )  # fmt: skip
+
+
 @njit(**_JIT)
 def silu_mul(out, g, u):
     """out = silu(g) * u elementwise over (T, F); silu(x) = x * sigmoid(x) computed as

@@ -1,9 +1,12 @@
-"""Preallocated KV cache and per-token scratch buffers: llama2.c's ``RunState``.
+"""Preallocated KV cache and per-token scratch buffers: llama2.c's ``RunState``, with one
+:class:`LayerState` per layer (what decode hands each layer's attention and norms).
 
-Both live where the model runs (:mod:`trueno.llm.runtime`): numpy arrays on the CPU, cupy
+All live where the model runs (:mod:`trueno.llm.runtime`): numpy arrays on the CPU, cupy
 arrays on a GPU."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,7 +32,7 @@ class KVCache:
             )
         shape = (config.n_layers, config.n_kv_heads, ctx, config.head_dim)
         dtype = np.uint16 if cache_type == "f16" else np.float32
-        self.cache_type = cache_type
+        self.cache_type, self.xp = cache_type, xp
         self.k = xp.zeros(shape, dtype=dtype)
         self.v = xp.zeros(shape, dtype=dtype)
         self.ctx = ctx
@@ -70,6 +73,35 @@ class KVCache:
         self.k[layer, :, start : start + t] = k
         self.v[layer, :, start : start + t] = v
 
+    def shift(self, n_keep: int, n_discard: int, rope: list, neox: bool) -> None:
+        """Context shift (llama.cpp's): drop positions n_keep..n_keep+n_discard-1 and move the
+        later entries down by ``n_discard``. Cached keys carry RoPE's rotation of their
+        position, so each moved key is rotated back by ``n_discard`` positions (the angle is
+        linear in the position: R(p - d) = R(-d) R(p)); values only move. ``rope``: each
+        layer's (cos, sin) tables, as RunState.rope. ``n`` drops by ``n_discard``."""
+        n, xp = self.n, self.xp
+        lo, hi = n_keep + n_discard, n
+        if n_discard < 1 or lo > n:
+            raise ConfigError(f"cannot shift: keep {n_keep}, drop {n_discard} of {n} positions")
+        for layer, (cos, sin) in enumerate(rope):
+            c, s = cos[n_discard], sin[n_discard]
+            r = xp.sqrt(c * c + s * s)  # the tables may carry an attention factor: unit angle
+            c, s = c / r, -s / r  # R(-d)
+            keys = xp.array(self.keys(layer, lo, hi), dtype=np.float32)  # (n_kv, m, head_dim)
+            half = c.shape[0]
+            a = keys[..., :half] if neox else keys[..., 0 : 2 * half : 2]
+            b = keys[..., half : 2 * half] if neox else keys[..., 1 : 2 * half : 2]
+            a, b = a * c - b * s, a * s + b * c
+            if neox:
+                keys[..., :half], keys[..., half : 2 * half] = a, b
+            else:
+                keys[..., 0 : 2 * half : 2], keys[..., 1 : 2 * half : 2] = a, b
+            if self.half:
+                keys = keys.astype(np.float16).view(np.uint16)
+            self.k[layer, :, n_keep : hi - n_discard] = keys
+            self.v[layer, :, n_keep : hi - n_discard] = self.v[layer, :, lo:hi].copy()
+        self.n = n - n_discard
+
 
 def rope_tables(
     rope_dim: int,
@@ -97,9 +129,35 @@ def no_rope_tables(rope_dim: int, ctx: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ones(half, np.float32), np.zeros(half, np.float32)
 
 
+@dataclass(frozen=True)
+class LayerState:
+    """One layer's arguments to decode's attention and norms, looked up once, as llama2.c's
+    ``forward`` takes ``key_cache + l * seq_len * kv_dim`` and ``w->rms_att_weight + l * dim``:
+    the layer's slice of the KV cache, its RoPE tables (identity on a NoPE layer), its sliding
+    window, its weights for q/k norms and post norms (ones where the architecture has none:
+    the kernels skip them), and the model's attention constants."""
+
+    key_cache: object  # (n_kv_heads, ctx, head_dim): this layer's keys
+    value_cache: object  # (n_kv_heads, ctx, head_dim): this layer's values
+    cos: object  # (ctx, rope_dim // 2)
+    sin: object
+    window: int  # positions a query sees (0: all)
+    q_norm: object  # (head_dim,) per-head RMS norm weights of q and k
+    k_norm: object
+    post_attn_norm: object  # (dim,) norms after the attention and the FFN (gemma, olmo2)
+    post_ffn_norm: object
+    qk_norm: bool  # whether the per-head q/k norms apply
+    neox: bool  # RoPE pairs (i, i + rope_dim / 2) instead of (2i, 2i + 1)
+    eps: float
+    scale: float  # of the q.k scores
+    softcap: float  # > 0: scores capped as softcap * tanh(score / softcap) (gemma2)
+
+
 class RunState:
     """Every activation buffer of one decode step plus the KV cache, allocated once, on the
-    runtime's device (``runtime=None``: the CPU)."""
+    runtime's device (``runtime=None``: the CPU), and ``layers``: each layer's
+    :class:`LayerState` over this state's cache (when built with the model's ``weights``).
+    ``rope``: (cos, sin) tables to share (read-only) instead of building them."""
 
     def __init__(
         self,
@@ -108,6 +166,8 @@ class RunState:
         rope_factors: np.ndarray | None = None,
         runtime=None,
         cache_type: str = "f32",
+        weights=None,
+        rope: list | None = None,
     ) -> None:
         c = config
         xp = np if runtime is None else runtime.xp
@@ -120,25 +180,47 @@ class RunState:
         self.x_host = self.x if host else np.zeros((1, c.dim), f32)
         self.xb = xp.zeros((1, c.dim), f32)  # normed input of a sublayer
         self.xo = xp.zeros((1, c.dim), f32)  # sublayer output
-        Q, K, F = c.q_dim, c.kv_dim, c.hidden_dim
-        self.qkv = xp.zeros(Q + 2 * K, f32)  # output of the stacked Q|K|V matvec
-        self.q = self.qkv[:Q].reshape(1, Q)  # views: (1, n) rows, each C-contiguous
-        self.k = self.qkv[Q : Q + K].reshape(1, K)
-        self.v = self.qkv[Q + K :].reshape(1, K)
-        self.att = xp.zeros((1, Q), f32)  # attention output, heads concatenated
-        self.gate_up = xp.zeros(2 * F, f32)  # output of the stacked gate|up matvec
-        self.hg = self.gate_up[:F].reshape(1, F)  # FFN gate
-        self.hu = self.gate_up[F:].reshape(1, F)  # FFN up
-        self.ha = xp.zeros((1, F), f32)  # act(gate) * up
+        q_dim, kv_dim, hidden = c.q_dim, c.kv_dim, c.hidden_dim
+        self.qkv = xp.zeros(q_dim + 2 * kv_dim, f32)  # output of the stacked q|k|v matvec
+        # views: (1, n) rows, each C-contiguous: the token's query, key and value
+        self.q = self.qkv[:q_dim].reshape(1, q_dim)
+        self.k = self.qkv[q_dim : q_dim + kv_dim].reshape(1, kv_dim)
+        self.v = self.qkv[q_dim + kv_dim :].reshape(1, kv_dim)
+        self.att = xp.zeros((1, q_dim), f32)  # attention output, heads concatenated
+        self.gate_up = xp.zeros(2 * hidden, f32)  # output of the stacked gate|up matvec
+        self.hg = self.gate_up[:hidden].reshape(1, hidden)  # FFN gate
+        self.hu = self.gate_up[hidden:].reshape(1, hidden)  # FFN up
+        self.ha = xp.zeros((1, hidden), f32)  # act(gate) * up
         per_head = runtime is not None and runtime.scores_per_head
         self.scores = xp.zeros((c.n_heads, ctx) if per_head else ctx, f32)
         self.ones_head = xp.ones(c.head_dim, f32)  # stands in for absent q/k norm weights
         self.ones_dim = xp.ones(c.dim, f32)  # stands in for absent pre/post-norm weights
         self.logits = xp.zeros(c.vocab_size, f32)
         self.pos = xp.zeros(1, np.int32)
-        # one (cos, sin) table per distinct rope base, indexed by layer
+        self.rope = rope if rope is not None else self._rope_tables(c, ctx, rope_factors, asarray)
+        self.layers = [] if weights is None else [
+            self._layer(c, i, lw) for i, lw in enumerate(weights.layers)
+        ]  # fmt: skip
+
+    def _layer(self, c: Config, i: int, lw) -> LayerState:
+        cos, sin = self.rope[i]
+        post = c.post_norms  # ones stand in for absent norms (the kernels skip them)
+        return LayerState(
+            key_cache=self.cache.k[i], value_cache=self.cache.v[i], cos=cos, sin=sin,
+            window=c.layer_window(i),
+            q_norm=lw.q_norm if c.qk_norm else self.ones_head,
+            k_norm=lw.k_norm if c.qk_norm else self.ones_head,
+            post_attn_norm=lw.post_attn_norm if post else self.ones_dim,
+            post_ffn_norm=lw.post_ffn_norm if post else self.ones_dim,
+            qk_norm=c.qk_norm, neox=c.rope_neox, eps=c.norm_eps, scale=c.attn_scale,
+            softcap=c.attn_softcap,
+        )  # fmt: skip
+
+    @staticmethod
+    def _rope_tables(c: Config, ctx: int, rope_factors, asarray) -> list:
+        """One (cos, sin) table per distinct rope base, indexed by layer."""
         tables: dict = {}
-        self.rope = []
+        rope = []
         for layer in range(c.n_layers):
             key = (c.layer_rope_base(layer), c.layer_rope_scale(layer))
             if not c.uses_rope(layer):
@@ -151,4 +233,5 @@ class RunState:
                     cos, sin = rope_tables(c.rope_dim, key[0], ctx, key[1], uses_factors,
                                            c.rope_attn_factor)  # fmt: skip
                 tables[key] = (asarray(cos), asarray(sin))
-            self.rope.append(tables[key])
+            rope.append(tables[key])
+        return rope

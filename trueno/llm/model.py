@@ -8,8 +8,10 @@
     logits = softcap(output(output_norm(x))) / logit_scale            # gemma2 / granite
 
 Prefill runs the prompt as one batch (BLAS / quantized matmul, causal mask); decode runs one
-token through fused quantized matvecs and preallocated buffers (``RunState``). The same code
-runs on the CPU or a GPU: arrays, kernels and weights come from a :mod:`trueno.llm.runtime`.
+token through fused quantized matvecs and preallocated buffers (``RunState``, whose
+``layers`` hold each layer's cache slice, tables and norms), as llama2.c's ``forward``. The
+same code runs on the CPU or a GPU: arrays, kernels and weights come from a
+:mod:`trueno.llm.runtime`.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class Model:
                 f"an f16 KV cache runs on the CPU only for now; the {self.rt.name} runtime "
                 "needs cache_type='f32'"
             )
-        self._k = self.rt.kernels
+        self.kernels = self.rt.kernels
         self.xp = self.rt.xp
         self.config = config
         self.weights = weights
@@ -74,14 +76,7 @@ class Model:
         ctx = ctx_size or min(config.context_length, DEFAULT_CTX)
         self.ctx = int(ctx)
         self.rope_factors = weights.rope_factors(self.ctx, config)  # llama3 / LongRoPE
-        self.state = RunState(config, self.ctx, self.rope_factors, self.rt, cache_type)
-        s = self.state  # per-layer arguments of the decode attention step, looked up once
-        s.windows = [config.layer_window(i) for i in range(config.n_layers)]
-        s.q_norms = [lw.q_norm if config.qk_norm else s.ones_head for lw in weights.layers]
-        s.k_norms = [lw.k_norm if config.qk_norm else s.ones_head for lw in weights.layers]
-        post = config.post_norms  # ones stand in for absent post norms (the kernel skips them)
-        s.post_attn = [lw.post_attn_norm if post else s.ones_dim for lw in weights.layers]
-        s.post_ffn = [lw.post_ffn_norm if post else s.ones_dim for lw in weights.layers]
+        self.state = RunState(config, self.ctx, self.rope_factors, self.rt, cache_type, weights)
         self.tokens: list[int] = []  # the token ids whose keys/values are in the cache
         self._step_graph = None  # decode's layers as a replayable graph (runtime.step_graph)
 
@@ -206,8 +201,9 @@ class Model:
 
     # ---- prefill: T tokens as a batch -------------------------------------------------------
     def _forward_batch(self, ids: np.ndarray, start: int) -> np.ndarray:
-        c, w, k, xp = self.config, self.weights, self._k, self.xp
+        c, w, kernels, xp = self.config, self.weights, self.kernels, self.xp
         cache = self.state.cache
+        q_dim, kv_dim = c.q_dim, c.kv_dim
         T = len(ids)
         positions = self.rt.asarray(np.arange(start, start + T, dtype=np.int32))
         x = w.token_embd(ids)  # (T, D), host
@@ -220,25 +216,24 @@ class Model:
                 # attention
                 self._pre_norm(xb, x, lw.attn_norm)
                 if lw.wqkv is not None:
-                    qkv = self._proj(lw.wqkv, lw.bqkv, xb)  # (T, Q + 2K)
-                    Q, K = c.q_dim, c.kv_dim
-                    q = xp.ascontiguousarray(qkv[:, :Q])
-                    kk = xp.ascontiguousarray(qkv[:, Q : Q + K])
-                    v = qkv[:, Q + K :]
+                    qkv = self._proj(lw.wqkv, lw.bqkv, xb)  # (T, q_dim + 2 kv_dim)
+                    q = xp.ascontiguousarray(qkv[:, :q_dim])
+                    keys = xp.ascontiguousarray(qkv[:, q_dim : q_dim + kv_dim])
+                    values = qkv[:, q_dim + kv_dim :]
                 else:
-                    q = self._proj(lw.wq, lw.bq, xb)  # (T, Q)
-                    kk = self._proj(lw.wk, lw.bk, xb)  # (T, K)
-                    v = self._proj(lw.wv, lw.bv, xb)  # (T, K)
+                    q = self._proj(lw.wq, lw.bq, xb)  # (T, q_dim)
+                    keys = self._proj(lw.wk, lw.bk, xb)  # (T, kv_dim)
+                    values = self._proj(lw.wv, lw.bv, xb)  # (T, kv_dim)
                 t0 = perf_counter_ns() if recorder.ENABLED else 0
                 if c.qk_norm:
-                    k.head_rms_norm(q, c.n_heads, c.head_dim, lw.q_norm, c.norm_eps)
-                    k.head_rms_norm(kk, c.n_kv_heads, c.head_dim, lw.k_norm, c.norm_eps)
-                self._qk_norm_full(q, kk, lw)
+                    kernels.head_rms_norm(q, c.n_heads, c.head_dim, lw.q_norm, c.norm_eps)
+                    kernels.head_rms_norm(keys, c.n_kv_heads, c.head_dim, lw.k_norm, c.norm_eps)
+                self._qk_norm_full(q, keys, lw)
                 cos, sin = self.state.rope[i]  # identity tables on a NoPE layer
-                k.rope(q, positions, c.n_heads, c.head_dim, cos, sin, c.rope_neox)
-                k.rope(kk, positions, c.n_kv_heads, c.head_dim, cos, sin, c.rope_neox)
-                cache.store(i, start, kk, v)
-                att = self._attend_batch(q, i, start, T)  # (T, Q)
+                kernels.rope(q, positions, c.n_heads, c.head_dim, cos, sin, c.rope_neox)
+                kernels.rope(keys, positions, c.n_kv_heads, c.head_dim, cos, sin, c.rope_neox)
+                cache.store(i, start, keys, values)
+                att = self._attend_batch(q, i, start, T)  # (T, q_dim)
                 if t0:
                     window = c.layer_window(i)
                     lo = max(0, start - window + 1) if window > 0 else 0
@@ -254,7 +249,7 @@ class Model:
                     f = self._ffn_batch(lw, xb)  # (T, D)
                 self._add_residual(x, f, lw.post_ffn_norm)
         cache.n = start + T
-        k.rms_norm(x, x, w.output_norm, c.norm_eps)
+        kernels.rms_norm(x, x, w.output_norm, c.norm_eps)
         return x
 
     def _ffn_batch(self, lw, xb):
@@ -295,7 +290,7 @@ class Model:
         if w is None:
             out[...] = x
         else:
-            self._k.rms_norm(out, x, w, self.config.norm_eps)
+            self.kernels.rms_norm(out, x, w, self.config.norm_eps)
 
     def _add_residual(self, x, y, post_w) -> None:
         """x += post_norm(residual_scale * y) (the post norm where the architecture has one;
@@ -304,27 +299,29 @@ class Model:
         if c.residual_scale != 1.0:
             y *= np.float32(c.residual_scale)
         if c.post_norms:
-            self._k.add_rms_norm(x, y, post_w, c.norm_eps)
+            self.kernels.add_rms_norm(x, y, post_w, c.norm_eps)
         else:
             x += y
 
     def _add_then_norm(self, xb, x, y, post_w, w) -> None:
-        """Decode's step between sublayers: x += post_norm(residual_scale * y), then
-        xb = rms_norm(x) * w (x itself where ``w`` is None: no pre-norm)."""
+        """Decode's step between a layer's attention and its FFN, in one kernel:
+        x += post_norm(residual_scale * y), then xb = rms_norm(x) * w (x itself where ``w`` is
+        None: no pre-norm)."""
         c, s = self.config, self.state
         if c.residual_scale != 1.0:
             y *= np.float32(c.residual_scale)
-        self._k.residual_norm(xb, x, y, post_w, s.ones_dim if w is None else w, c.norm_eps,
-                              c.post_norms)  # fmt: skip
+        self.kernels.residual_norm(xb, x, y, post_w, s.ones_dim if w is None else w,
+                                   c.norm_eps, c.post_norms)  # fmt: skip
         if w is None:
             xb[...] = x
 
-    def _qk_norm_full(self, q, kk, lw) -> None:
-        """olmo2: RMS norm over each row's whole q and k projections (a head of Q, K dims)."""
+    def _qk_norm_full(self, q, keys, lw) -> None:
+        """olmo2: RMS norm over each row's whole q and k projections (one head of q_dim,
+        kv_dim values)."""
         c = self.config
         if c.qk_norm_full:
-            self._k.head_rms_norm(q, 1, c.q_dim, lw.q_norm, c.norm_eps)
-            self._k.head_rms_norm(kk, 1, c.kv_dim, lw.k_norm, c.norm_eps)
+            self.kernels.head_rms_norm(q, 1, c.q_dim, lw.q_norm, c.norm_eps)
+            self.kernels.head_rms_norm(keys, 1, c.kv_dim, lw.k_norm, c.norm_eps)
 
     def _finish_logits(self, logits):
         """gemma2's final softcap and granite's logit scale, in place; ``logits``."""
@@ -345,9 +342,9 @@ class Model:
 
     def _act(self, out, g, u) -> None:
         if self.config.activation == "gelu_tanh":
-            self._k.gelu_tanh_mul(out, g, u)
+            self.kernels.gelu_tanh_mul(out, g, u)
         else:
-            self._k.silu_mul(out, g, u)
+            self.kernels.silu_mul(out, g, u)
 
     def _attend_batch(self, q: np.ndarray, layer: int, start: int, T: int) -> np.ndarray:
         """Causal (optionally sliding-window) attention of T queries (positions start..) over
@@ -396,41 +393,23 @@ class Model:
 
     def _layers_one(self, pos: int | None) -> None:
         """Every layer and the output head for the token in ``state.x`` at ``pos`` (also in
-        ``state.pos``), logits into ``state.logits``."""
-        c, w, k, s = self.config, self.weights, self._k, self.state
-        cache = s.cache
-        x, xb, xo = s.x, s.xb, s.xo
-        q, kk, v, att = s.q, s.k, s.v, s.att
-        windows, qn, kn = s.windows, s.q_norms, s.k_norms
-        eps, layers = c.norm_eps, w.layers
-        self._pre_norm(xb, x, layers[0].attn_norm)
-        for i, lw in enumerate(layers):
+        ``state.pos``), logits into ``state.logits``: llama2.c's ``forward``."""
+        w, s, kernels = self.weights, self.state, self.kernels
+        x, xb, xo = s.x, s.xb, s.xo  # residual stream, normed input, sublayer output
+        for i, (lw, layer) in enumerate(zip(w.layers, s.layers, strict=True)):
             with trace.span("layer", category="llm", layer=i):
-                if lw.wqkv is not None:
-                    lw.wqkv.matvec_into(xb[0], s.qkv)
-                    if lw.bqkv is not None:
-                        s.qkv += lw.bqkv
-                else:
-                    lw.wq.matvec_into(xb[0], q[0])
-                    lw.wk.matvec_into(xb[0], kk[0])
-                    lw.wv.matvec_into(xb[0], v[0])
-                    if lw.bq is not None:
-                        q[0] += lw.bq
-                        kk[0] += lw.bk
-                        v[0] += lw.bv
+                # attention: q, k, v of the token, then over this layer's cache
+                self._pre_norm(xb, x, lw.attn_norm)
+                self._qkv_one(lw, xb[0])
                 t0 = perf_counter_ns() if recorder.ENABLED else 0
-                self._qk_norm_full(q, kk, lw)
-                cos, sin = s.rope[i]
-                k.attention_step(
-                    att, q, kk, v, cache.k[i], cache.v[i], pos, s.pos, cos, sin, c.rope_neox,
-                    c.qk_norm, qn[i], kn[i], eps, windows[i],
-                    c.attn_scale, s.scores, c.attn_softcap,
-                )  # fmt: skip
+                self._qk_norm_full(s.q, s.k, lw)
+                kernels.attention(layer, s.att, s.q, s.k, s.v, pos, s.pos, s.scores)
                 if t0:
-                    self._record_attention(t0, 1, keys_attended(pos, windows[i]))
-                lw.wo.matvec_into(att[0], xo[0])
+                    self._record_attention(t0, 1, keys_attended(pos, layer.window))
+                lw.wo.matvec_into(s.att[0], xo[0])
                 # x += post_norm(xo); xb = ffn_norm(x)
-                self._add_then_norm(xb, x, xo, s.post_attn[i], lw.ffn_norm)
+                self._add_then_norm(xb, x, xo, layer.post_attn_norm, lw.ffn_norm)
+                # feed-forward
                 if lw.moe is not None:
                     lw.moe.forward(xb, xo, self._act)  # the router, then the k chosen experts
                 else:
@@ -441,10 +420,25 @@ class Model:
                         lw.w_up.matvec_into(xb[0], s.hu[0])
                     self._act(s.ha, s.hg, s.hu)
                     lw.w_down.matvec_into(s.ha[0], xo[0])
-                # x += post_norm(xo); xb = the next layer's attn_norm(x) (or the output norm)
-                nxt = layers[i + 1].attn_norm if i + 1 < len(layers) else w.output_norm
-                self._add_then_norm(xb, x, xo, s.post_ffn[i], nxt)
+                self._add_residual(x, xo, layer.post_ffn_norm)
+        self._pre_norm(xb, x, w.output_norm)
         w.output.matvec_into(xb[0], s.logits)
+
+    def _qkv_one(self, lw, xb) -> None:
+        """The token's query, key and value (``state.q``, ``.k``, ``.v``) from normed ``xb``."""
+        s = self.state
+        if lw.wqkv is not None:
+            lw.wqkv.matvec_into(xb, s.qkv)
+            if lw.bqkv is not None:
+                s.qkv += lw.bqkv
+        else:
+            lw.wq.matvec_into(xb, s.q[0])
+            lw.wk.matvec_into(xb, s.k[0])
+            lw.wv.matvec_into(xb, s.v[0])
+            if lw.bq is not None:
+                s.q[0] += lw.bq
+                s.k[0] += lw.bk
+                s.v[0] += lw.bv
 
 
 # Prefill attention on the host runs its numpy/BLAS tiles on one core each (BLAS is held at
@@ -496,6 +490,8 @@ def attend_tiled(
     S = start + T
     first = max(0, start - window + 1) if window > 0 else 0  # the first key any query sees
     qh = q.reshape(T, n_kv, groups, head_dim).transpose(1, 2, 0, 3).reshape(n_kv, groups * T, -1)
+    if xp is np:
+        return _attend_tiled_host(qh, kv_rows, start, T, first, window, scale, block, softcap)
     qpos = xp.arange(start, S)[:, None]
     m = xp.full((n_kv, groups, T, 1), -np.inf, dtype=np.float32)
     total = xp.zeros((n_kv, groups, T, 1), dtype=np.float32)
@@ -529,3 +525,31 @@ def attend_tiled(
     out = acc / total
     out = out.transpose(2, 0, 1, 3).reshape(T, n_kv * groups * head_dim)
     return xp.ascontiguousarray(out, dtype=np.float32)
+
+
+def _attend_tiled_host(qh, kv_rows, start, T, first, window, scale, block, softcap):
+    """:func:`attend_tiled` on the host: the scale folded into the queries, each tile's
+    masking, softcap, max, exp and sums in one numba pass pair (attention.softmax_tile)
+    between the two BLAS matmuls."""
+    from trueno.llm.attention import softmax_tile
+
+    n_kv, rows, head_dim = qh.shape
+    qh = qh * np.float32(scale)
+    m = np.full(n_kv * rows, -np.inf, dtype=np.float32)
+    total = np.zeros(n_kv * rows, dtype=np.float32)
+    corr = np.empty((n_kv * rows, 1), dtype=np.float32)
+    acc = np.zeros((n_kv, rows, head_dim), dtype=np.float32)
+    acc2 = acc.reshape(n_kv * rows, head_dim)
+    S = start + T
+    for lo in range(first, S, block):
+        hi = min(S, lo + block)
+        keys, values = kv_rows(lo, hi)
+        s = np.matmul(qh, keys.transpose(0, 2, 1))  # (n_kv, rows, hi - lo)
+        softmax_tile(s.reshape(n_kv * rows, hi - lo), m, total, corr[:, 0], start, lo, T,
+                     window, np.float32(softcap))  # fmt: skip
+        acc2 *= corr
+        acc += np.matmul(s, values)
+    acc2 /= total[:, None]
+    groups = rows // T
+    out = acc.reshape(n_kv, groups, T, head_dim).transpose(2, 0, 1, 3)
+    return np.ascontiguousarray(out.reshape(T, n_kv * groups * head_dim), dtype=np.float32)

@@ -36,7 +36,8 @@ class Runtime:
     name: str  # "cpu" | "gpu" (or a test's stand-in)
     xp: ModuleType  # the array module: numpy or cupy
     kernels: object  # rms_norm, add_rms_norm, residual_norm, head_rms_norm, rope,
-    #                  attention_step, silu_mul, gelu_tanh_mul (trueno.llm.kernels' signatures)
+    #                  attention_step, attention, silu_mul, gelu_tanh_mul
+    #                  (trueno.llm.kernels' signatures)
     backend: str  # span label of the model's own ops ("numba", "cupy")
     asarray: Callable  # host array -> runtime array (a copy on a device)
     to_host: Callable  # runtime array -> numpy array
@@ -119,6 +120,14 @@ class ComposedKernels:
         else:
             x += y
         self.p.rms_norm(out, x, w, eps)
+
+    def attention(self, layer, out, q, k, v, pos, positions, scores) -> None:
+        """Decode's attention of one token in one layer (trueno.llm.kernels.attention)."""
+        self.attention_step(
+            out, q, k, v, layer.key_cache, layer.value_cache, pos, positions, layer.cos,
+            layer.sin, layer.neox, layer.qk_norm, layer.q_norm, layer.k_norm, layer.eps,
+            layer.window, layer.scale, scores, layer.softcap,
+        )  # fmt: skip
 
     def attention_step(
         self, out, q, k, v, k_cache, v_cache, pos, positions, cos, sin, neox, qk_norm,

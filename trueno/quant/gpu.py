@@ -110,6 +110,17 @@ class GpuQuantMatrix:
         """out = W @ x into a device f32 vector (the LLM decode loop's call)."""
         self.matvec(x, out)
 
+    def matvecs_into(self, xs, out) -> None:
+        """out[b] = W @ xs[b] for B device vectors (the batched decode step): one launch of
+        the batched kernel, which reads W once per 8 vectors. Each vector's sum is its own
+        (no vector's result depends on the others or on B), in the order of the matvec
+        kernel's: lane l adds blocks l, l + 32, ... (a super-block's lanes for K types),
+        then the warp sum. ``out`` may be a column slice of a wider array."""
+        if out.flags.c_contiguous:
+            self.matmul(xs, out=out)
+        else:
+            out[...] = self.matmul(xs)
+
     def matmul(self, xs, out=None):
         """Y = X @ W.T for a (n, cols) batch of vectors (prompt processing): one launch that
         reads W once per 8 vectors; Y is a device f32 (n, rows) array."""
@@ -164,6 +175,13 @@ class GpuDenseMatrix:
 
     def matvec_into(self, x, out) -> None:
         self.matvec(x, out)
+
+    def matvecs_into(self, xs, out) -> None:
+        """out[b] = W @ xs[b], one cuBLAS matvec per vector: a gemm over all B rows may sum a
+        row in another order than the matvec (its algorithm follows the shape), and a
+        sequence must get the same tokens whatever else is batched with it."""
+        for b in range(xs.shape[0]):
+            self.matvec(xs[b], out[b])
 
     def matmul(self, xs):
         import cupy as cp

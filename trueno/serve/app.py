@@ -81,8 +81,10 @@ class TextStream:
 class Server:
     """Everything a route needs: the model (once loaded), the engine thread, the limits."""
 
-    def __init__(self, alias: str, n_slots: int, queue: int, api_key: str | None) -> None:
+    def __init__(self, alias: str, n_slots: int, queue: int, api_key: str | None,
+                 ctx_shift: bool = False) -> None:  # fmt: skip
         self.alias, self.n_slots, self.queue_limit = alias, n_slots, queue
+        self.ctx_shift = ctx_shift
         self.api_key = api_key
         self.metrics = Metrics(n_slots)
         self.model = None
@@ -103,7 +105,7 @@ class Server:
         from trueno.llm.chat import ChatSession
 
         self.chat = ChatSession(model)  # the template, bos and eos, as `trueno chat` uses them
-        self.engine = EngineThread(model, self.n_slots, self.metrics)
+        self.engine = EngineThread(model, self.n_slots, self.metrics, self.ctx_shift)
         self.engine.start()  # warms the batched kernels up on its own thread, then returns
         self.model = model
 
@@ -282,6 +284,7 @@ async def _generate(request, server: Server, req: GenerationRequest, ids, chat: 
         server.metrics.requests.labels(reason).inc()
 
     seqs = [BatchSequence(ids, max_tokens, _sampler(req, i), logprobs=req.logprobs,
+                          n_keep=req.n_keep,
                           tag=Choice(i, events, loop, finished),
                           spans=None if trace is None else []) for i in range(req.n)]  # fmt: skip
     streams = [TextStream(model.tokenizer, req.stop) for _ in seqs]

@@ -31,9 +31,9 @@ class Choice:
 
 
 class EngineThread:
-    def __init__(self, model, n_slots: int, metrics: Metrics) -> None:
-        self.model, self.metrics = model, metrics
-        self.engine = BatchEngine(model, n_slots)
+    def __init__(self, model, n_slots: int, metrics: Metrics, ctx_shift: bool = False) -> None:
+        self.model, self.metrics, self.ctx_shift = model, metrics, ctx_shift
+        self.engine = BatchEngine(model, n_slots, ctx_shift=ctx_shift)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trueno-engine", daemon=True)
@@ -127,7 +127,7 @@ class EngineThread:
     def _fail_all(self, exc: Exception) -> None:
         eng = self.engine
         seqs = list(eng.waiting) + list(eng.running)
-        self.engine = BatchEngine(self.model, eng.n_slots)
+        self.engine = BatchEngine(self.model, eng.n_slots, ctx_shift=self.ctx_shift)
         self.metrics.slots_in_use.set(0)
         self._deliver([Event(s, None, "error") for s in seqs], error=exc)
 

@@ -68,6 +68,7 @@ class GenerationRequest:
     stream: bool = False
     include_usage: bool = False
     logprobs: int | None = None  # None: none; k: each token's logprob and its top k
+    n_keep: int = 0  # --ctx-shift: prompt tokens kept besides BOS (-1: all; llama.cpp's field)
     sampling: SamplingParams = field(default_factory=SamplingParams)
 
 
@@ -167,6 +168,8 @@ def _common(body: dict) -> GenerationRequest:
         if not isinstance(opts, dict):
             raise APIError("'stream_options' must be an object", param="stream_options")
         req.include_usage = _bool(opts, "include_usage", False, "stream_options.include_usage")
+    if body.get("n_keep") is not None:
+        req.n_keep = _int(body["n_keep"], "n_keep", lo=-1)
     s = req.sampling
     s.temperature = _float(body, "temperature", s.temperature, lo=0.0, hi=2.0)
     s.top_p = _float(body, "top_p", s.top_p, lo=0.0, hi=1.0, lo_open=True)
