@@ -222,7 +222,7 @@ class RunState:
         tables: dict = {}
         rope = []
         for layer in range(c.n_layers):
-            key = (c.layer_rope_base(layer), c.layer_rope_scale(layer))
+            key: tuple[float, float] | None = (c.layer_rope_base(layer), c.layer_rope_scale(layer))
             if not c.uses_rope(layer):
                 key = None
             if key not in tables:

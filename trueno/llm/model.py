@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from time import perf_counter_ns
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from trueno.llm.config import Config
 from trueno.llm.kv_cache import CACHE_TYPES, RunState
 from trueno.llm.weights import Weights, load_gguf
 from trueno.trace import recorder
+
+if TYPE_CHECKING:
+    from trueno.llm.tokenizer import Tokenizer
 
 DEFAULT_CTX = 2048
 PREFILL_CHUNK = 256
@@ -72,13 +76,13 @@ class Model:
         self.weights = weights
         self.path = path
         self._gguf = gguf_file
-        self._tokenizer = None
+        self._tokenizer: Tokenizer | None = None
         ctx = ctx_size or min(config.context_length, DEFAULT_CTX)
         self.ctx = int(ctx)
         self.rope_factors = weights.rope_factors(self.ctx, config)  # llama3 / LongRoPE
         self.state = RunState(config, self.ctx, self.rope_factors, self.rt, cache_type, weights)
         self.tokens: list[int] = []  # the token ids whose keys/values are in the cache
-        self._step_graph = None  # decode's layers as a replayable graph (runtime.step_graph)
+        self._step_graph: Any = None  # decode's layers as a replayable graph (runtime.step_graph)
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -404,7 +408,8 @@ class Model:
                 t0 = perf_counter_ns() if recorder.ENABLED else 0
                 self._qk_norm_full(s.q, s.k, lw)
                 kernels.attention(layer, s.att, s.q, s.k, s.v, pos, s.pos, s.scores)
-                if t0:
+                if t0:  # traced: kernels one by one, never the graph, so pos is given
+                    assert pos is not None
                     self._record_attention(t0, 1, keys_attended(pos, layer.window))
                 lw.wo.matvec_into(s.att[0], xo[0])
                 # x += post_norm(xo); xb = ffn_norm(x)
@@ -416,9 +421,11 @@ class Model:
                     if lw.w_gate_up is not None:
                         lw.w_gate_up.matvec_into(xb[0], s.gate_up)
                     else:
+                        assert lw.w_gate is not None and lw.w_up is not None  # fuse() checked
                         lw.w_gate.matvec_into(xb[0], s.hg[0])
                         lw.w_up.matvec_into(xb[0], s.hu[0])
                     self._act(s.ha, s.hg, s.hu)
+                    assert lw.w_down is not None  # a dense FFN (MoE layers have experts)
                     lw.w_down.matvec_into(s.ha[0], xo[0])
                 self._add_residual(x, xo, layer.post_ffn_norm)
         self._pre_norm(xb, x, w.output_norm)

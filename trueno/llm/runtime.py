@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,9 @@ class Runtime:
 
     name: str  # "cpu" | "gpu" (or a test's stand-in)
     xp: ModuleType  # the array module: numpy or cupy
-    kernels: object  # rms_norm, add_rms_norm, residual_norm, head_rms_norm, rope,
+    kernels: (
+        Any  # a module or namespace: rms_norm, add_rms_norm, residual_norm, head_rms_norm, rope,
+    )
     #                  attention_step, attention, silu_mul, gelu_tanh_mul
     #                  (trueno.llm.kernels' signatures)
     backend: str  # span label of the model's own ops ("numba", "cupy")
