@@ -201,7 +201,7 @@ def _f32_from_bits(typingctx, bits):
 
 
 @intrinsic
-def fmaximum(typingctx, a, b):
+def fmaximum(typingctx: Any, a: Any, b: Any) -> Any:
     """max(a, b) of two float32 as LLVM's llvm.maximum (NaN if either is NaN): a max
     reduction over it vectorizes, unlike one over max() or a compare-and-select."""
 
@@ -272,7 +272,9 @@ def window_start(pos: int, window: int) -> int:
 
 
 @njit(**_JIT)
-def softmax_tile(s, m, total, corr, q0, k0, T, window, softcap):
+def softmax_tile(
+    s: Arr, m: Arr, total: Arr, corr: Arr, q0: int, k0: int, T: int, window: int, softcap: float
+) -> None:
     """One key tile of prefill's online softmax, in place. Row r of ``s`` (rows, nb) holds the
     scaled scores of the query at position q0 + r % T against keys k0..k0+nb-1; the keys it
     may not see (later than it: causal; ``window`` or more behind it: sliding window) are

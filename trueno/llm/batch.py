@@ -51,7 +51,7 @@ import numpy as np
 from trueno.errors import ContextLengthError, ModelError
 from trueno.llm.generate import common_prefix
 from trueno.llm.kv_cache import RunState
-from trueno.llm.model import PREFILL_CHUNK, keys_attended
+from trueno.llm.model import PREFILL_CHUNK, Model, keys_attended
 from trueno.llm.sampler import Sampler
 from trueno.trace import recorder
 
@@ -103,7 +103,11 @@ class BatchEngine:
     """``n_slots`` KV slots for one :class:`~trueno.llm.model.Model` (CPU runtime)."""
 
     def __init__(
-        self, model, n_slots: int = 4, prefill_budget: int = PREFILL_CHUNK, ctx_shift=False
+        self,
+        model: Model,
+        n_slots: int = 4,
+        prefill_budget: int = PREFILL_CHUNK,
+        ctx_shift: bool = False,
     ) -> None:
         """``prefill_budget``: prompt tokens one step may prefill beyond its first chunk (the
         running sequences wait for them: it bounds their inter-token latency). ``ctx_shift``:
@@ -342,6 +346,7 @@ class BatchEngine:
         slots = [self.slots[s.slot] for s in seqs]
         positions = [s.cache.n for s in slots]
         for b, seq in enumerate(seqs):
+            assert seq.pending is not None  # the sampled token this step runs
             w.token_embd.row(seq.pending, self.x_host[b])
             slots[b].pos[0] = positions[b]
         if self.x_host is not self.x:
