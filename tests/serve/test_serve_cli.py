@@ -36,16 +36,26 @@ def test_bad_parallel(tiny_gguf, capsys):
     assert "--parallel" in capsys.readouterr().err
 
 
-def test_openmp_workers_wait_passively_unless_told(tiny_gguf, monkeypatch, capsys):
+def test_openmp_workers_spin_briefly_unless_told(tiny_gguf, monkeypatch):
+    """Without a wait policy from the caller the workers spin SPIN_COUNT iterations, then
+    sleep; the caller's OMP_WAIT_POLICY or GOMP_SPINCOUNT is left as it is."""
     import os
 
-    for given, expect in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
-        if given is None:
-            monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-        else:
-            monkeypatch.setenv("OMP_WAIT_POLICY", given)
+    from trueno.cli.serve import SPIN_COUNT
+
+    cases = (
+        ({}, None, str(SPIN_COUNT)),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE", None),
+        ({"GOMP_SPINCOUNT": "7"}, None, "7"),
+    )
+    for env, policy, spin in cases:
+        for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
         assert main(["serve", "-m", str(tiny_gguf), "--parallel", "0"]) == 1
-        assert os.environ["OMP_WAIT_POLICY"] == expect
+        assert os.environ.get("OMP_WAIT_POLICY") == policy
+        assert os.environ.get("GOMP_SPINCOUNT") == spin
 
 
 def test_cache_type_flag_reaches_the_model_loader():

@@ -81,12 +81,19 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+SPIN_COUNT = 100_000  # GOMP spin iterations before a worker sleeps (~0.1-1 ms; measured)
+
+
 def handler(args) -> int:
     check_extra()
-    # numba's OpenMP workers sleep between parallel regions instead of spinning: the event
-    # loop needs a core between steps, and on a shared host spinning stalled streams for
-    # seconds (BENCHMARKS.md, Serving). Read when the OpenMP runtime loads, so set it first.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # numba's OpenMP workers spin briefly between parallel regions, then sleep: a decode step's
+    # ~120 regions follow each other within microseconds (sleeping workers cost a futex wake
+    # each: one stream ran at 86 tok/s with OMP_WAIT_POLICY=PASSIVE, 170 with this), while
+    # between steps the event loop gets the cores back (unbounded spinning stalled streams for
+    # seconds on a shared host). BENCHMARKS.md, Serving. Read when the OpenMP runtime loads,
+    # so set it first; OMP_WAIT_POLICY or GOMP_SPINCOUNT from the caller win.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", str(SPIN_COUNT))
     import uvicorn
 
     from trueno.cli.run import default_model_path, load_model
