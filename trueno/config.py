@@ -1,7 +1,13 @@
-"""Settings read once from the environment at import (tinygrad-style): TRUENO_BACKEND,
-TRUENO_TRACE, TRUENO_TRACE_OUTPUT, TRUENO_TRACE_CAPACITY, TRUENO_TRACE_OTLP, TRUENO_NUM_THREADS,
-TRUENO_CUDA_GRAPHS, TRUENO_QUANT_SIMD. A yes/no setting has one spelling of each answer
-(:func:`read_flag`); a value it does not know is a ConfigError, not a guess.
+"""Every TRUENO_* environment variable is read here and nowhere else (tests/test_config.py).
+
+Settings read once at import (tinygrad-style): TRUENO_BACKEND, TRUENO_TRACE,
+TRUENO_TRACE_OUTPUT, TRUENO_TRACE_CAPACITY, TRUENO_TRACE_OTLP, TRUENO_TRACE_OTLP_TIMEOUT,
+TRUENO_NUM_THREADS, TRUENO_CUDA_GRAPHS. Read per call, by a function, because a caller may change
+them while the process runs: TRUENO_QUANT_SIMD and TRUENO_QUANT_ISA (the quant kernels),
+TRUENO_NUM_THREADS again (a dask worker at set-up), TRUENO_API_KEY (``trueno serve``) and the
+variables ``trueno trace run`` hands the programs it launches (TRUENO_TRACE_PARTS,
+TRUENO_TRACE_LAUNCH_NS, TRUENO_TRACE_ROOT_PID). A yes/no setting has one spelling of each
+answer (:func:`read_flag`); a value a reader does not know is a ConfigError, not a guess.
 Nothing here imports numba or cupy."""
 
 from __future__ import annotations
@@ -42,6 +48,19 @@ def read_flag(name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a yes/no value; expected one of {_YES + _NO}")
 
 
+def _read_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not value > 0:
+        raise ConfigError(f"{name}={raw!r} must be positive")
+    return value
+
+
 def _read_int(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
@@ -55,6 +74,54 @@ def _read_int(name: str, default: int) -> int:
     return value
 
 
+def read_num_threads() -> int | None:
+    """TRUENO_NUM_THREADS as set now: a positive thread count, None when unset."""
+    return _read_int("TRUENO_NUM_THREADS", 0) if os.environ.get("TRUENO_NUM_THREADS") else None
+
+
+def quant_simd() -> bool:
+    """TRUENO_QUANT_SIMD as set now: 0 keeps the quantized kernels portable (default on)."""
+    return read_flag("TRUENO_QUANT_SIMD", True)
+
+
+def quant_isa() -> str | None:
+    """TRUENO_QUANT_ISA as set now, lower case (``avx2``, ``portable`` ...), None when unset;
+    trueno.quant.kernels checks the level against the host."""
+    return os.environ.get("TRUENO_QUANT_ISA", "").strip().lower() or None
+
+
+def api_key() -> str | None:
+    """TRUENO_API_KEY: the key ``trueno serve`` requires when --api-key is not given."""
+    return os.environ.get("TRUENO_API_KEY") or None
+
+
+# `trueno trace run` hands these to the programs it launches (trueno.trace.runner sets them)
+TRACE_PARTS_ENV = "TRUENO_TRACE_PARTS"  # the directory each traced process writes its part to
+TRACE_LAUNCH_ENV = "TRUENO_TRACE_LAUNCH_NS"  # epoch ns at which the tracer launched the program
+TRACE_ROOT_ENV = "TRUENO_TRACE_ROOT_PID"  # the first traced process (its children add a suffix)
+
+
+def trace_parts_dir() -> str | None:
+    """TRUENO_TRACE_PARTS: where this process writes its part, None outside ``trace run``."""
+    return os.environ.get(TRACE_PARTS_ENV) or None
+
+
+def trace_launch_ns() -> int:
+    """TRUENO_TRACE_LAUNCH_NS: when the tracer launched the program (epoch ns), 0 if unset."""
+    raw = os.environ.get(TRACE_LAUNCH_ENV, "").strip()
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{TRACE_LAUNCH_ENV}={raw!r} is not an integer") from None
+
+
+def trace_root_pid() -> str | None:
+    """TRUENO_TRACE_ROOT_PID: the pid of the first traced process, None before one set it."""
+    return os.environ.get(TRACE_ROOT_ENV) or None
+
+
 FORCED_BACKEND: str | None = _read_backend()
 TRACE_ON_START: bool = read_flag("TRUENO_TRACE", False)
 TRACE_OUTPUT: str | None = os.environ.get("TRUENO_TRACE_OUTPUT") or None
@@ -64,10 +131,7 @@ TRACE_CAPACITY: int = _read_int("TRUENO_TRACE_CAPACITY", 1 << 20)
 TRACE_OTLP: str | None = {"http": "http", "grpc": "grpc"}.get(
     os.environ.get("TRUENO_TRACE_OTLP", "").strip().lower()
 ) or ("http" if read_flag("TRUENO_TRACE_OTLP", False) else None)
-TRACE_OTLP_TIMEOUT: float = float(os.environ.get("TRUENO_TRACE_OTLP_TIMEOUT", "") or 2.0)
-NUM_THREADS: int | None = (
-    _read_int("TRUENO_NUM_THREADS", 0) if os.environ.get("TRUENO_NUM_THREADS") else None
-)
+TRACE_OTLP_TIMEOUT: float = _read_float("TRUENO_TRACE_OTLP_TIMEOUT", 2.0)
+NUM_THREADS: int | None = read_num_threads()
 # TRUENO_CUDA_GRAPHS=0: GPU decode launches its kernels one by one instead of replaying a graph
 CUDA_GRAPHS: bool = read_flag("TRUENO_CUDA_GRAPHS", True)
-# TRUENO_QUANT_SIMD=0 keeps the quantized kernels portable; trueno.quant.simd reads it per call

@@ -18,7 +18,8 @@ class OpSpec:
     doc: str = ""
     # inputs, for the generic parity tests: "x" unary, "xy" two arrays, "xyz" three arrays,
     # "xs" array + scalar, "xss" array + two scalars, "xys" two arrays + scalar, "row" 1-D/2-D
-    # along the last axis, "red" reduction to a scalar, "redxy" two-array reduction, "mat" other
+    # along the last axis, "red" reduction to a scalar, "redxy" two-array reduction, "vec" a
+    # 1-D array mapped through its own reduction (zscore, normalize), "mat" other
     args: str = "x"
     domain: tuple[float, float] | None = None  # valid input range (asin: (-1, 1))
 

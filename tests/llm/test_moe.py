@@ -168,10 +168,11 @@ def test_quantized_experts_stay_3d_blocks_in_place_within_int8_bounds(
     steps = [model.decode(tok).copy() for tok in TOKENS[3:]]
     assert_logits_close(np.array(steps), ref[3:], rel=3e-2)
     # an expert that many rows chose is dequantized once for them all (+ BLAS, f32
-    # activations): with both thresholds at 0, 48 tokens (each chosen expert >= 3 rows, as
-    # the quantized matmul's own path wants) take that path in every expert
-    for module in ("moe", "weights"):
-        monkeypatch.setattr(f"trueno.llm.{module}.MATVEC_ROWS", 0)
+    # activations): with the crossover (quant.prepared.MATVEC_ROWS, which moe and weights
+    # import) at 0 everywhere, 48 tokens (each chosen expert >= 3 rows) take that path in
+    # every expert
+    for module in ("trueno.llm.moe", "trueno.llm.weights", "trueno.quant.prepared"):
+        monkeypatch.setattr(f"{module}.MATVEC_ROWS", 0)
     long = TOKENS * 3
     ref_long, _ = hf_logits_and_routes(name, hf_sd, long)
     got = model.logits(long)

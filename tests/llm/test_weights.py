@@ -27,3 +27,33 @@ def test_embedding_row_equals_batch_lookup(t):
         assert np.array_equal(out, emb(np.array([tok]))[0])
     with pytest.raises(ModelError, match="out of range"):
         emb.row(vocab, out)
+
+
+def test_a_layer_without_its_matrices_is_a_model_error():
+    from trueno.llm.weights import LayerWeights, Matrix
+
+    rng = np.random.default_rng(4)
+
+    def mat(name, rows):
+        w = rng.standard_normal((rows, 32)).astype(np.float32)
+        return Matrix(name, _TensorInfo(name, (rows, 32), GGMLType.F32, w))
+
+    none = dict(attn_norm=None, wo=mat("wo", 32), ffn_norm=None, w_down=mat("w_down", 32))
+    layer = LayerWeights(wq=None, wk=None, wv=None, w_gate=None, w_up=None, **none)
+    with pytest.raises(ModelError, match="attention needs attn_qkv"):
+        layer.fuse(prepare=False)
+    fused = dict(wq=None, wk=None, wv=None, wqkv=mat("wqkv", 96), **none)
+    with pytest.raises(ModelError, match="attention needs attn_qkv"):  # biases need Q, K, V
+        LayerWeights(w_gate=None, w_up=None, bq=np.zeros(32, np.float32), **fused).fuse(False)
+    with pytest.raises(ModelError, match="the FFN needs ffn_gate_up"):
+        LayerWeights(w_gate=None, w_up=mat("w_up", 64), **fused).fuse(prepare=False)
+    layer = LayerWeights(w_gate=mat("w_gate", 64), w_up=mat("w_up", 64), **fused)
+    layer.fuse(prepare=False)  # Q|K|V as the file has it, gate|up stacked here
+    assert layer.wqkv is fused["wqkv"] and layer.w_gate_up.shape == (128, 32)
+    separate = dict(wq=mat("wq", 32), wk=mat("wk", 16), wv=mat("wv", 16), **none)
+    layer = LayerWeights(
+        w_gate=mat("g", 64), w_up=mat("u", 64), bk=np.ones(16, np.float32), **separate
+    )
+    layer.fuse(prepare=False)
+    assert layer.wqkv.shape == (64, 32)
+    assert np.array_equal(layer.bqkv, np.r_[np.zeros(32), np.ones(16), np.zeros(16)])

@@ -11,6 +11,7 @@ from quant_blocks import random_blocks
 from trueno import trace
 from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
 from trueno.quant import dequantize, matvec, prepare, quantize, simd
+from trueno.quant.prepared import MATVEC_ROWS
 from trueno.trace import recorder
 
 QUANTIZABLE = [
@@ -115,7 +116,7 @@ def test_fallback_types_dequantize_then_blas(rng, t):
     [GGMLType.Q4_0, GGMLType.Q5_1, GGMLType.Q6_K, GGMLType.F16, GGMLType.Q2_K],
     ids=lambda t: t.name,
 )
-@pytest.mark.parametrize("n", [1, 2, 5])
+@pytest.mark.parametrize("n", [1, 2, MATVEC_ROWS, MATVEC_ROWS + 3])  # matvecs / BLAS
 @pytest.mark.parametrize("blas_threads", ["any", "single"])
 def test_matmul_matches_reference(rng, t, n, blas_threads, monkeypatch):
     import contextlib
@@ -140,7 +141,7 @@ def test_matmul_matches_reference(rng, t, n, blas_threads, monkeypatch):
     want = xs.astype(np.float64) @ w.T
     block = ACT_BLOCK.get(t, 32)
     for i in range(n):
-        if p.backend == "numba-avx2" and n <= 2 and t != GGMLType.F16:
+        if p.backend == "numba-avx2" and n <= MATVEC_ROWS and t != GGMLType.F16:
             check_int8_activations(got[i], w, xs[i], want[i], block)
         else:
             check_exact(got[i], w, xs[i], want[i])
@@ -164,7 +165,7 @@ def test_matvec_records_a_span_only_when_tracing(rng):
     rec = trace.recorder.start(capacity=64)
     try:
         p.matvec(x)
-        p.matmul(np.stack([x] * 4))
+        p.matmul(np.stack([x] * (MATVEC_ROWS + 1)))  # the dequantize + BLAS path
     finally:
         trace.recorder.stop()
     # a first call may also load its kernel from numba's cache: a span of category "jit"
@@ -172,7 +173,7 @@ def test_matvec_records_a_span_only_when_tracing(rng):
     assert [s["name"] for s in spans] == ["quant.matvec", "quant.matmul"]
     assert spans[0]["backend"] == p.backend and spans[0]["shape"] == [8, 64]
     assert spans[0]["dtype"] == "Q4_0" and spans[0]["flops"] == 2 * 8 * 64
-    assert spans[1]["shape"] == [4, 8, 64]
+    assert spans[1]["shape"] == [MATVEC_ROWS + 1, 8, 64]
     recorded = rec.count
     p.matvec(x)  # tracing off again: nothing recorded
     assert rec.count == recorded

@@ -8,6 +8,7 @@ import pytest
 from trueno.gguf.constants import GGMLType
 from trueno.quant import quantize
 from trueno.quant.kernels import RECORDS
+from trueno.quant.prepared import MATVEC_ROWS
 from trueno.quant.relayout import pair_blocks, to_blocks
 
 RELAID = [t.name for t, rec in RECORDS.items() if rec.relayout is not None]
@@ -33,7 +34,7 @@ def test_dequantize_paired_bit_exact(rng, name):
     p = prepare(blocks, name, (rows, cols))
     want = dequantize(blocks, name, (rows, cols))
     assert np.array_equal(p.dequantize().view(np.uint32), want.view(np.uint32))
-    xs = rng.standard_normal((3, cols)).astype(np.float32)
+    xs = rng.standard_normal((MATVEC_ROWS + 1, cols)).astype(np.float32)  # dequantize + BLAS
     assert np.allclose(p.matmul(xs), xs @ want.T, rtol=1e-4, atol=1e-3)
 
 

@@ -68,7 +68,7 @@ class _KernelTable(dict):
         from trueno import backends
 
         if name in backends.load(backends.Backend.NUMPY).KERNELS:
-            from trueno.device import HostFallback
+            from trueno.backends.device import HostFallback
 
             fn = HostFallback(name)
             self[name] = fn

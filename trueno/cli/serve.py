@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from trueno import config as settings
 from trueno.cli.run import add_cache_type_arg
 from trueno.errors import BackendUnavailableError, ConfigError
 
@@ -103,7 +104,7 @@ def handler(args) -> int:
             raise ConfigError(f"--{name} must be >= {1 if name == 'parallel' else 0}")
     path = Path(args.model) if args.model else default_model_path()
     args.model = str(path)
-    api_key = args.api_key or os.environ.get("TRUENO_API_KEY") or None
+    api_key = args.api_key or settings.api_key()
     server = Server(args.alias or path.stem, args.parallel, args.queue, api_key,
                     ctx_shift=args.ctx_shift)  # fmt: skip
     if args.otlp_endpoint:

@@ -81,7 +81,7 @@ def default_threads(worker) -> None:
     if SETTINGS:
         return
     nthreads, on_host = worker.state.nthreads, workers_on_host(worker)
-    source = "user" if os.environ.get("TRUENO_NUM_THREADS") else "default"
+    source = "user" if config.read_num_threads() else "default"
     if source == "user":  # the user's choice stands
         pool = config.NUM_THREADS
     else:
@@ -113,10 +113,10 @@ class TruenoWorkerPlugin(WorkerPlugin):
     def setup(self, worker) -> None:
         nthreads = worker.state.nthreads
         host = get_address_host(worker.address)
-        explicit = os.environ.get("TRUENO_NUM_THREADS")
+        explicit = config.read_num_threads()
         if explicit and SETTINGS.get("source") not in ("plugin", "default"):
             # the user's setting wins (set before the plugin and the first task)
-            pool = max(1, int(explicit))
+            pool = explicit
         else:
             pool = pool_size(nthreads, self.workers_per_host.get(host, 1))
         set_pool_size(pool)

@@ -1,6 +1,8 @@
 """GGUF file format: :func:`load` a file (zero-copy, validated), write one with
 :class:`GGUFWriter` or :func:`write_gguf`, summarise one with :func:`format_info`."""
 
+from typing import Any
+
 from trueno.gguf.constants import GGMLType, GGUFValueType, Keys, TokenType
 from trueno.gguf.reader import GGUFFile, GGUFStringArray, TensorInfo, load
 
@@ -19,7 +21,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # writer and info are imported on first use: reading a model never pays for them
     if name in ("GGUFWriter", "write_gguf"):
         from trueno.gguf import writer

@@ -331,7 +331,16 @@ class GGUFFile:
         rel = p.u64(f"{what} offset")
         return name, tuple(reversed(ne)), gt, n_el, rel, off_at, at
 
-    def _tensor(self, name, shape, gt, n_el, rel, off_at, at) -> TensorInfo:
+    def _tensor(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        gt: GGMLType,
+        n_el: int,
+        rel: int,
+        off_at: int,
+        at: int,
+    ) -> TensorInfo:
         if rel % self.alignment:
             raise GGUFError(
                 f"tensor {name!r} offset at offset {off_at}: data offset {rel} is "
@@ -367,7 +376,7 @@ class GGUFFile:
     def __enter__(self) -> GGUFFile:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

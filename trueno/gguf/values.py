@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 import numpy as np
 
@@ -71,7 +71,11 @@ class GGUFStringArray(Sequence):
                 f"({err.reason} at byte {err.start})"
             ) from None
 
-    def __getitem__(self, i):
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> GGUFStringArray: ...
+    def __getitem__(self, i: int | slice) -> str | GGUFStringArray:
         if isinstance(i, slice):
             return GGUFStringArray(self._u8, self._starts[i], self._ends[i], self._what)
         n = len(self._starts)
@@ -80,7 +84,7 @@ class GGUFStringArray(Sequence):
             raise IndexError(f"string array index {i} out of range for length {n}")
         return self._decode(i % n)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         for i in range(len(self._starts)):
             yield self._decode(i)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import import_module
+from typing import Any
 
 from trueno.llm.tokenizer import Tokenizer
 
@@ -22,7 +23,7 @@ _LAZY = {
 __all__ = ["Tokenizer", *_LAZY]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'trueno.llm' has no attribute {name!r}")

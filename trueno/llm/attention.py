@@ -19,6 +19,8 @@ This module imports numba; :mod:`trueno.llm.kernels` re-exports its kernels.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 from llvmlite import ir
@@ -30,7 +32,9 @@ from trueno.cpu import cpu_features
 from trueno.quant.llvm_ir import F16, F32, I32, V8F32, Acc, data, fma, i64, load, splat
 
 _FM = {"reassoc", "contract", "nsz"}  # lets reductions vectorize; no change to exp/tanh/nan
-_JIT = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
+# Any: numba types njit(**options) and overload(jit_options=) with different TypedDicts
+Arr = np.ndarray  # float32 rows (uint16 f16 bits for a half cache); int32 scratch
+_JIT: Any = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
 
 ATTN_BLOCK = 32  # positions per block: its K and V rows (widened to f32) stay in L1 for all G heads
 SPLIT_MIN = 512  # fewest positions worth a thread hand-off (about 25 us of work per head)
@@ -41,7 +45,7 @@ SIMD = _HOST["avx2"] and _HOST["fma"]  # the IR kernels below (never run without
 F16C = _HOST["f16c"]  # vcvtph2ps: f16 -> f32 in one instruction per eight values
 # numba's thread count, fixed at import (numba.get_num_threads() in a kernel stops caching;
 # a cached kernel keeps the count it was compiled with: it picks the split, never the result)
-THREADS = numba.config.NUMBA_NUM_THREADS
+THREADS = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at numba import
 
 
 # ---- f16 cache rows as float32 --------------------------------------------------------------
@@ -60,7 +64,7 @@ def _widen_f16(out, src):
     """out[i] = the f16 value of bits src[i] (1-D, contiguous)."""
     if F16C:
         for i in range(src.shape[0]):
-            out[i] = _half_to_float(src[i])
+            out[i] = _half_to_float(src[i])  # type: ignore[call-arg]  # an intrinsic
     else:  # exact for every finite half: bits into f32 position, rebias by a multiply
         bits = out.view(np.uint32)
         for i in range(src.shape[0]):
@@ -197,7 +201,7 @@ def _f32_from_bits(typingctx, bits):
 
 
 @intrinsic
-def fmaximum(typingctx, a, b):
+def fmaximum(typingctx: Any, a: Any, b: Any) -> Any:
     """max(a, b) of two float32 as LLVM's llvm.maximum (NaN if either is NaN): a max
     reduction over it vectorizes, unlike one over max() or a compare-and-select."""
 
@@ -210,7 +214,7 @@ def fmaximum(typingctx, a, b):
 
 
 @njit(**_JIT)
-def exp_shifted(p, n, m):
+def exp_shifted(p: Arr, n: int, m: float) -> None:
     """p[t] = exp(p[t] - m) for t < n, all p[t] <= m (Cephes' expf: 2^k times a degree-7
     polynomial, a couple of ulp): unlike np.exp it vectorizes, as one loop of selects and a
     bitcast for 2^k (no min/max calls, no scratch array: each would stop LLVM's vectorizer)."""
@@ -225,12 +229,13 @@ def exp_shifted(p, n, m):
         y = y * r + np.float32(4.1665795894e-2)
         y = y * r + np.float32(1.6666665459e-1)
         y = y * r + np.float32(5.0000001201e-1)
-        two_k = _f32_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))
+        bits = (np.int32(k) + np.int32(127)) << np.int32(23)
+        two_k = _f32_from_bits(bits)  # type: ignore[call-arg, var-annotated]  # an intrinsic
         p[t] = (y * r * r + r + np.float32(1.0)) * two_k
 
 
 @njit(**_JIT)
-def fast_tanh(x):
+def fast_tanh(x: np.float32) -> np.float32:
     """tanh as Eigen's rational approximation (a few ulp in float32); unlike np.tanh it has
     no libm call, so loops over it vectorize."""
     c = np.float32(7.90531110763549805)
@@ -249,7 +254,7 @@ def fast_tanh(x):
 
 
 @njit(**_JIT)
-def softcap_scores(p, n, mx, cap):
+def softcap_scores(p: Arr, n: int, mx: np.float32, cap: float) -> np.float32:
     """p[t] = cap * tanh(p[t] / cap) for t < n (gemma2's attention softcap); the new max of
     ``mx``, the old one (tanh is monotonic)."""
     inv = np.float32(1.0) / np.float32(cap)
@@ -259,7 +264,7 @@ def softcap_scores(p, n, mx, cap):
 
 
 @njit(**_JIT)
-def window_start(pos, window):
+def window_start(pos: int, window: int) -> int:
     """First key position a query at ``pos`` sees (window > 0: keys with pos - j < window)."""
     if window > 0 and pos - window + 1 > 0:
         return pos - window + 1
@@ -267,7 +272,9 @@ def window_start(pos, window):
 
 
 @njit(**_JIT)
-def softmax_tile(s, m, total, corr, q0, k0, T, window, softcap):
+def softmax_tile(
+    s: Arr, m: Arr, total: Arr, corr: Arr, q0: int, k0: int, T: int, window: int, softcap: float
+) -> None:
     """One key tile of prefill's online softmax, in place. Row r of ``s`` (rows, nb) holds the
     scaled scores of the query at position q0 + r % T against keys k0..k0+nb-1; the keys it
     may not see (later than it: causal; ``window`` or more behind it: sliding window) are
@@ -286,7 +293,7 @@ def softmax_tile(s, m, total, corr, q0, k0, T, window, softcap):
             softcap_scores(vis, n, np.float32(0.0), softcap)
         mx = np.float32(-np.inf)
         for j in range(n):
-            mx = fmaximum(mx, vis[j])
+            mx = fmaximum(mx, vis[j])  # type: ignore[call-arg]  # an intrinsic
         m_old = m[r]
         m_new = mx if mx > m_old else m_old
         row[:lo] = 0.0
@@ -306,7 +313,9 @@ def softmax_tile(s, m, total, corr, q0, k0, T, window, softcap):
 
 # ---- attention ----------------------------------------------------------------------------------
 @njit(**_JIT)
-def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, softcap=0.0):
+def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, first: int,
+                end: int, scale: float, kbuf: Arr, vbuf: Arr, p: Arr,
+                softcap: float = 0.0) -> None:  # fmt: skip
     """Online-softmax attention of the G query heads q (G, head_dim) of one GQA group over keys
     first..end-1 of one KV head (ctx, head_dim), f32 or f16 bits: every key and value row is
     read from memory once, a block of ``ATTN_BLOCK`` positions at a time, for all G heads.
@@ -323,7 +332,7 @@ def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p,
         for g in range(G):
             qg, pg = q[g], p[g]
             if n8 > 0:
-                _scores8(pg, qg, kb, n8)
+                _scores8(pg, qg, kb, n8)  # type: ignore[call-arg]  # an intrinsic
             for t in range(8 * n8, n):
                 kt = kb[t]
                 s = np.float32(0.0)
@@ -334,7 +343,7 @@ def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p,
             for t in range(n):
                 st = pg[t] * np.float32(scale)
                 pg[t] = st
-                mx = fmaximum(mx, st)
+                mx = fmaximum(mx, st)  # type: ignore[call-arg]  # an intrinsic
             if softcap > 0:
                 mx = softcap_scores(pg, n, mx, softcap)
             m_new = max(m[g], mx)
@@ -347,7 +356,7 @@ def attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p,
             for t in range(n):
                 total += pg[t]
             if simd:
-                _accumulate_rows(ag, pg, vb, n)
+                _accumulate_rows(ag, pg, vb, n)  # type: ignore[call-arg]  # an intrinsic
             else:
                 for t in range(n):
                     e, vt = pg[t], vb[t]
@@ -371,7 +380,7 @@ def _attend_task(acc, m, el, q, k_head, v_head, first, end, scale, softcap):
 
 
 @njit(**_JIT)
-def split_positions(n, n_kv, threads):
+def split_positions(n: int, n_kv: int, threads: int) -> int:
     """Slices each KV head's n positions are cut into: the fewest that make the task count
     (n_kv * slices) a multiple of the thread count, so every thread gets the same work (3 KV
     heads on 2 threads: 2 slices, 3 tasks each), but no slice under SPLIT_MIN positions."""
@@ -421,7 +430,8 @@ def _attend_parallel(accs, ms, els, q, k_cache, v_cache, first, end, scale, grou
 
 
 @njit(**_JIT)
-def attend_serial(out, q, k_cache, v_cache, first, end, scale, groups, softcap):
+def attend_serial(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: int,
+                  scale: float, groups: int, softcap: float) -> None:  # fmt: skip
     """:func:`attend_gqa` on the calling thread alone."""
     hd = q.shape[1]
     m = np.empty(groups, np.float32)
@@ -438,7 +448,8 @@ def attend_serial(out, q, k_cache, v_cache, first, end, scale, groups, softcap):
 
 
 @njit(**_JIT)
-def attend_threaded(out, q, k_cache, v_cache, first, end, scale, groups, parts, softcap):
+def attend_threaded(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: int,
+                    scale: float, groups: int, parts: int, softcap: float) -> None:  # fmt: skip
     """:func:`attend_gqa` as n_kv * ``parts`` tasks over numba's threads: each KV head's
     positions cut into ``parts`` slices, each slice's running state merged at the end."""
     n_kv, _, hd = k_cache.shape
@@ -451,7 +462,8 @@ def attend_threaded(out, q, k_cache, v_cache, first, end, scale, groups, parts, 
 
 
 @njit(**_JIT)
-def attend_gqa(out, q, k_cache, v_cache, first, end, scale, groups, softcap=0.0):
+def attend_gqa(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: int,
+               scale: float, groups: int, softcap: float = 0.0) -> None:  # fmt: skip
     """Attention of one query token (q, out: (n_heads, head_dim)) over cache positions
     first..end-1 of k_cache, v_cache (n_kv_heads, ctx, head_dim; float32, or uint16 holding
     f16 bits): per KV head one online-softmax pass serving its ``groups`` query heads, the
@@ -467,7 +479,8 @@ def attend_gqa(out, q, k_cache, v_cache, first, end, scale, groups, softcap=0.0)
 
 
 @njit(**_JIT)
-def attend_one(out, q, k_cache, v_cache, pos, window, scale, groups, scores, softcap=0.0):
+def attend_one(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, pos: int, window: int,
+               scale: float, groups: int, scores: Arr, softcap: float = 0.0) -> None:  # fmt: skip
     """Attention of one query token at ``pos`` over the cache (decode): :func:`attend_gqa`
     over the keys the window keeps. The signature of the GPU primitive of the same name
     (``scores``: its (ctx,) scratch, unused here), for :class:`~trueno.llm.runtime.

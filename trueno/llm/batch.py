@@ -51,7 +51,7 @@ import numpy as np
 from trueno.errors import ContextLengthError, ModelError
 from trueno.llm.generate import common_prefix
 from trueno.llm.kv_cache import RunState
-from trueno.llm.model import PREFILL_CHUNK, keys_attended
+from trueno.llm.model import PREFILL_CHUNK, Model, keys_attended
 from trueno.llm.sampler import Sampler
 from trueno.trace import recorder
 
@@ -103,7 +103,11 @@ class BatchEngine:
     """``n_slots`` KV slots for one :class:`~trueno.llm.model.Model` (CPU runtime)."""
 
     def __init__(
-        self, model, n_slots: int = 4, prefill_budget: int = PREFILL_CHUNK, ctx_shift=False
+        self,
+        model: Model,
+        n_slots: int = 4,
+        prefill_budget: int = PREFILL_CHUNK,
+        ctx_shift: bool = False,
     ) -> None:
         """``prefill_budget``: prompt tokens one step may prefill beyond its first chunk (the
         running sequences wait for them: it bounds their inter-token latency). ``ctx_shift``:
@@ -191,7 +195,7 @@ class BatchEngine:
                 break  # whole chunks only: how a prompt is cut never depends on the others
             t0 = perf_counter_ns() if seq.spans is not None else 0
             budget -= self._prefill_chunk(seq, events)
-            if t0:
+            if seq.spans is not None:
                 seq.spans.append(("prefill", t0, perf_counter_ns(),
                                   {"tokens": chunk, "slot": seq.slot}))  # fmt: skip
             if emit is not None and len(events) > sent:
@@ -204,14 +208,14 @@ class BatchEngine:
                 self._finish(seq, "length", events)
         ready = [s for s in ready if s.finish_reason is None]
         if ready:
-            traced = [s for s in ready if s.spans is not None]  # tracing off: no clock read
+            traced = [s.spans for s in ready if s.spans is not None]  # off: no clock read
             t0 = perf_counter_ns() if traced else 0
             logits = self._decode(ready)
             if traced:
                 attrs = {"batch": len(ready), "step": self.n_steps}
                 span = ("decode", t0, perf_counter_ns(), attrs)
-                for seq in traced:
-                    seq.spans.append(span)
+                for spans in traced:
+                    spans.append(span)
             for b, seq in enumerate(ready):
                 self._sample(seq, logits[b], events)
         self.n_steps += 1
@@ -281,7 +285,7 @@ class BatchEngine:
         slot.cache.shift(n_keep, n_discard, slot.rope, self.config.rope_neox)
         del tokens[n_keep : n_keep + n_discard]
         self.reusable[seq.slot] = min(self.reusable[seq.slot], n_keep)
-        if t0:
+        if seq.spans is not None:
             seq.spans.append(("ctx_shift", t0, perf_counter_ns(),
                               {"n_keep": n_keep, "n_discard": n_discard}))  # fmt: skip
         return True
@@ -342,6 +346,7 @@ class BatchEngine:
         slots = [self.slots[s.slot] for s in seqs]
         positions = [s.cache.n for s in slots]
         for b, seq in enumerate(seqs):
+            assert seq.pending is not None  # the sampled token this step runs
             w.token_embd.row(seq.pending, self.x_host[b])
             slots[b].pos[0] = positions[b]
         if self.x_host is not self.x:
@@ -396,6 +401,7 @@ class BatchEngine:
         m._finish_logits(self.logits[:B])
         for b, seq in enumerate(seqs):
             slots[b].cache.n = positions[b] + 1
+            assert seq.pending is not None  # _decode runs the sampled, pending tokens
             self.slot_tokens[seq.slot].append(seq.pending)
         return m.rt.to_host(self.logits[:B])
 

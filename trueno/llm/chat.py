@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from trueno.errors import ModelError
 from trueno.gguf.constants import Keys
+
+if TYPE_CHECKING:
+    from trueno.llm.generate import Generation
+    from trueno.llm.model import Model
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
@@ -76,7 +81,7 @@ class ChatSession:
     of the prompt that did not change since the last turn.
     """
 
-    def __init__(self, model, system: str | None = None, **sampling) -> None:
+    def __init__(self, model: Model, system: str | None = None, **sampling: Any) -> None:
         self.model = model
         self.sampling = sampling
         self.messages: list[Message] = []
@@ -93,7 +98,7 @@ class ChatSession:
     def prompt(self) -> str:
         return render_chat(self.messages, self.template, True, self.bos, self.eos, self.fallback)
 
-    def send(self, text: str, max_tokens: int = 512):
+    def send(self, text: str, max_tokens: int = 512) -> Generation:
         """Add a user message; return the streaming reply (a Generation of text pieces).
         The reply joins the conversation once it has been iterated to the end."""
         from trueno.llm.generate import generate

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from trueno.errors import ModelError, UnsupportedError
 from trueno.gguf.constants import ExpertGatingFunc, Keys
+
+if TYPE_CHECKING:
+    from trueno.gguf.reader import GGUFFile
 
 SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "gemma2", "gemma3", "granite", "olmo2", "phi3",
                    "smollm3", "qwen3moe")  # fmt: skip
@@ -121,7 +125,7 @@ class Config:
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
-    def from_gguf(cls, gf) -> Config:
+    def from_gguf(cls, gf: GGUFFile) -> Config:
         """The config of an opened GGUF file (metadata plus tensor shapes)."""
         shapes = {name: tuple(int(s) for s in t.shape) for name, t in gf.tensors.items()}
         return cls.from_metadata(gf.metadata, shapes)

@@ -10,10 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from trueno import trace
 from trueno.errors import ContextLengthError, ModelError
 from trueno.llm.sampler import Sampler
+
+if TYPE_CHECKING:
+    from trueno.llm.model import Model
+
+Prompt = str | Sequence[int]  # text, or token ids
 
 
 @dataclass
@@ -43,10 +49,10 @@ class Generation:
     def __init__(self, items: Iterator, stats: GenerationStats) -> None:
         self._items, self.stats = items, stats
 
-    def __iter__(self):
+    def __iter__(self) -> Generation:
         return self
 
-    def __next__(self):
+    def __next__(self) -> Any:
         return next(self._items)
 
     def close(self) -> None:
@@ -59,7 +65,7 @@ class Generation:
         return "".join(self)
 
 
-def make_sampler(sampler: Sampler | None = None, **kwargs) -> Sampler:
+def make_sampler(sampler: Sampler | None = None, **kwargs: Any) -> Sampler:
     if sampler is not None:
         if kwargs:
             raise TypeError("pass either sampler= or sampling options, not both")
@@ -67,7 +73,7 @@ def make_sampler(sampler: Sampler | None = None, **kwargs) -> Sampler:
     return Sampler(**kwargs)
 
 
-def encode_prompt(model, prompt) -> list[int]:
+def encode_prompt(model: Model, prompt: Prompt) -> list[int]:
     if isinstance(prompt, str):
         return list(model.tokenizer.encode(prompt, add_special=True, parse_special=True))
     return [int(t) for t in prompt]
@@ -125,13 +131,13 @@ def _token_loop(
 
 
 def generate_tokens(
-    model,
-    prompt,
+    model: Model,
+    prompt: Prompt,
     max_tokens: int = 128,
     sampler: Sampler | None = None,
     stop_at_eog: bool = True,
     reuse_cache: bool = False,
-    **sampling,
+    **sampling: Any,
 ) -> Generation:
     """Yield generated token ids for ``prompt`` (text or token ids). ``reuse_cache`` keeps
     the KV entries of the longest prefix shared with the model's previous tokens."""
@@ -145,13 +151,13 @@ def generate_tokens(
 
 
 def generate(
-    model,
-    prompt,
+    model: Model,
+    prompt: Prompt,
     max_tokens: int = 128,
     stop: Sequence[str] = (),
     sampler: Sampler | None = None,
     reuse_cache: bool = False,
-    **sampling,
+    **sampling: Any,
 ) -> Generation:
     """Yield text pieces generated for ``prompt`` (text or token ids), stopping before any
     of the ``stop`` strings. ``sampling``: :class:`Sampler` options (temperature, top_k,

@@ -16,6 +16,7 @@ Imports cupy: load it only when decoding on the GPU.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import cupy as cp
 
@@ -24,7 +25,7 @@ class StepGraph:
     """``run()`` performs ``step()`` (a zero-argument function that only launches GPU work):
     eagerly on the first call, then through a CUDA graph captured on the second."""
 
-    def __init__(self, step) -> None:
+    def __init__(self, step: Callable[[], None]) -> None:
         self.step = step
         self.calls = 0
         self.graph = None

@@ -9,11 +9,14 @@ Imports cupy: load it only when decoding on the GPU.
 from __future__ import annotations
 
 from functools import cache
+from typing import TypeAlias
 
 import cupy as cp
 import numpy as np
 
 from trueno.backends.cuda import elementwise, function
+
+Dev: TypeAlias = cp.ndarray  # a float32 device array (positions: int32)
 
 MAX_HEAD_DIM = 1024  # attend_merge_f32: a thread per value at least
 MAX_GROUPS = 32  # ATTN_MAX_GROUPS of transformer.cu: query heads per KV head
@@ -26,14 +29,14 @@ def _threads(n: int, lo: int = 32, hi: int = 1024) -> int:
     return min(hi, max(lo, (n + 31) // 32 * 32))
 
 
-def rms_norm(out, x, w, eps: float) -> None:
+def rms_norm(out: Dev, x: Dev, w: Dev, eps: float) -> None:
     """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w for each row t of (T, D)."""
     rows, d = x.shape
     fn = function("rowwise", "rms_norm_f32")
     fn((rows,), (_threads(d // 4),), (x, out, np.int32(d), w, np.int32(1), np.float32(eps)))
 
 
-def head_rms_norm(x, n_heads: int, head_dim: int, w, eps: float) -> None:
+def head_rms_norm(x: Dev, n_heads: int, head_dim: int, w: Dev, eps: float) -> None:
     """In place: RMS norm of each head slice of rows (T, n_heads * head_dim) with weight w
     (the row kernel may write over its input: no scratch buffer, so decode stays capturable)."""
     rows = x.shape[0] * n_heads
@@ -45,7 +48,9 @@ def head_rms_norm(x, n_heads: int, head_dim: int, w, eps: float) -> None:
     )
 
 
-def rope(x, positions, n_heads: int, head_dim: int, cos, sin, neox: bool) -> None:
+def rope(
+    x: Dev, positions: Dev, n_heads: int, head_dim: int, cos: Dev, sin: Dev, neox: bool
+) -> None:
     """In place: rotate rows (T, n_heads * head_dim) by their positions (device int32 (T,));
     ``cos``/``sin`` are device (max_pos, rope_dim // 2) tables, as in trueno.llm.kernels."""
     n_tokens = x.shape[0]
@@ -92,9 +97,17 @@ def check_attention(n_heads: int, n_kv: int, head_dim: int) -> None:
 
 
 def attend_one(
-    out, q, k_cache, v_cache, pos: int, window: int, scale: float, groups: int, scores,
+    out: Dev,
+    q: Dev,
+    k_cache: Dev,
+    v_cache: Dev,
+    pos: int,
+    window: int,
+    scale: float,
+    groups: int,
+    scores: Dev,
     softcap: float = 0.0,
-) -> None:  # fmt: skip
+) -> None:
     """Attention of one query token at ``pos`` over the cache (decode).
 
     q, out: (n_heads, head_dim); k_cache, v_cache: (n_kv_heads, ctx, head_dim) holding keys
@@ -106,9 +119,17 @@ def attend_one(
 
 
 def attend_one_at(
-    out, q, k_cache, v_cache, positions, window: int, scale: float, groups: int, scores,
+    out: Dev,
+    q: Dev,
+    k_cache: Dev,
+    v_cache: Dev,
+    positions: Dev,
+    window: int,
+    scale: float,
+    groups: int,
+    scores: Dev,
     softcap: float = 0.0,
-) -> None:  # fmt: skip
+) -> None:
     """:func:`attend_one` at the position held in device memory (``positions[0]``, int32):
     the launches do not change from token to token, so a CUDA graph can replay them.
 
@@ -148,7 +169,7 @@ def attend_one_at(
         )
 
 
-def store_kv(k_cache, v_cache, k, v, positions) -> None:
+def store_kv(k_cache: Dev, v_cache: Dev, k: Dev, v: Dev, positions: Dev) -> None:
     """k_cache[:, pos] = k, v_cache[:, pos] = v for pos = positions[0] (device int32); k, v:
     (1, n_kv_heads * head_dim) rows of the current token."""
     n_kv, ctx, head_dim = k_cache.shape
@@ -168,11 +189,11 @@ def _gated(name: str):
     )
 
 
-def silu_mul(out, g, u) -> None:
+def silu_mul(out: Dev, g: Dev, u: Dev) -> None:
     """out = silu(g) * u element-wise over (T, F)."""
     _gated("silu_mul")(g, u, out)
 
 
-def gelu_tanh_mul(out, g, u) -> None:
+def gelu_tanh_mul(out: Dev, g: Dev, u: Dev) -> None:
     """out = gelu_tanh(g) * u element-wise over (T, F) (PyTorch's approximate='tanh')."""
     _gated("gelu_tanh_mul")(g, u, out)

@@ -8,6 +8,8 @@ the first model (never ``import trueno``). The numpy float64 forward in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numba import njit, types
 from numba.extending import overload
@@ -15,6 +17,7 @@ from numba.extending import overload
 from trueno.llm.attention import (  # noqa: F401  (the decode attention, re-exported)
     _JIT,
     ATTN_BLOCK,
+    Arr,
     attend_gqa,
     attend_one,
     attend_span,
@@ -24,9 +27,12 @@ from trueno.llm.attention import (  # noqa: F401  (the decode attention, re-expo
     window_start,
 )
 
+if TYPE_CHECKING:
+    from trueno.llm.kv_cache import LayerState
+
 
 @njit(**_JIT)
-def rms_norm(out, x, w, eps):
+def rms_norm(out: Arr, x: Arr, w: Arr, eps: float) -> None:
     """out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * w for each row t of (T, D)."""
     n, d = x.shape
     for t in range(n):
@@ -41,7 +47,7 @@ def rms_norm(out, x, w, eps):
 
 
 @njit(**_JIT)
-def add_rms_norm(x, y, w, eps):
+def add_rms_norm(x: Arr, y: Arr, w: Arr, eps: float) -> None:
     """x[t] += y[t] / sqrt(mean(y[t]^2) + eps) * w (gemma's norm after a sublayer, fused with
     the residual add; x and y must not overlap)."""
     n, d = y.shape
@@ -57,7 +63,9 @@ def add_rms_norm(x, y, w, eps):
 
 
 @njit(**_JIT)
-def residual_norm(out, x, y, post_w, w, eps, post_norm):
+def residual_norm(
+    out: Arr, x: Arr, y: Arr, post_w: Arr, w: Arr, eps: float, post_norm: bool
+) -> None:
     """Decode's step between sublayers in one call: ``x += y`` (``add_rms_norm`` with
     ``post_w`` when ``post_norm``), then ``out = rms_norm(x) * w``."""
     if post_norm:
@@ -72,7 +80,7 @@ def residual_norm(out, x, y, post_w, w, eps, post_norm):
 
 
 @njit(**_JIT)
-def head_rms_norm(x, n_heads, head_dim, w, eps):
+def head_rms_norm(x: Arr, n_heads: int, head_dim: int, w: Arr, eps: float) -> None:
     """In place: RMS norm of each head slice of rows (T, n_heads * head_dim) with weight w."""
     n = x.shape[0]
     for t in range(n):
@@ -87,7 +95,9 @@ def head_rms_norm(x, n_heads, head_dim, w, eps):
 
 
 @njit(**_JIT)
-def rope(x, positions, n_heads, head_dim, cos, sin, neox):
+def rope(
+    x: Arr, positions: Arr, n_heads: int, head_dim: int, cos: Arr, sin: Arr, neox: bool
+) -> None:
     """In place: rotate rows (T, n_heads * head_dim) by their positions.
 
     ``cos``/``sin`` are (max_pos, rope_dim // 2) tables. ``neox`` pairs (i, i + rope_dim/2);
@@ -115,7 +125,7 @@ def rope(x, positions, n_heads, head_dim, cos, sin, neox):
 
 
 @njit(**_JIT)
-def f32_to_f16_bits(out, x):
+def f32_to_f16_bits(out: Arr, x: Arr) -> None:
     """out[i] = the IEEE half (round to nearest even) of float32 x[i], as uint16 bits."""
     xb = x.view(np.uint32)
     for i in range(x.shape[0]):
@@ -153,26 +163,26 @@ def _store_row_impl(dst, src, buf):
 
 @njit(**_JIT)
 def attention_step(
-    out,
-    q,
-    k,
-    v,
-    k_cache,
-    v_cache,
-    pos,
-    positions,
-    cos,
-    sin,
-    neox,
-    qk_norm,
-    q_norm,
-    k_norm,
-    eps,
-    window,
-    scale,
-    scores,
-    softcap=0.0,
-):
+    out: Arr,
+    q: Arr,
+    k: Arr,
+    v: Arr,
+    k_cache: Arr,
+    v_cache: Arr,
+    pos: int,
+    positions: Arr,
+    cos: Arr,
+    sin: Arr,
+    neox: bool,
+    qk_norm: bool,
+    q_norm: Arr,
+    k_norm: Arr,
+    eps: float,
+    window: int,
+    scale: float,
+    scores: Arr,
+    softcap: float = 0.0,
+) -> None:
     """One decode step of attention, fused: optional per-head q/k RMS norm, RoPE, writing k, v
     into the cache at ``pos`` and attending over it.
 
@@ -203,7 +213,9 @@ def attention_step(
     )
 
 
-def attention(layer, out, q, k, v, pos, positions, scores) -> None:
+def attention(
+    layer: LayerState, out: Arr, q: Arr, k: Arr, v: Arr, pos: int, positions: Arr, scores: Arr
+) -> None:
     """Decode's attention of one token in one layer: :func:`attention_step` over the layer's
     cache slice, tables, window, norms and constants (a
     :class:`~trueno.llm.kv_cache.LayerState`)."""
@@ -215,7 +227,7 @@ def attention(layer, out, q, k, v, pos, positions, scores) -> None:
 
 
 @njit(**_JIT)
-def silu_mul(out, g, u):
+def silu_mul(out: Arr, g: Arr, u: Arr) -> None:
     """out = silu(g) * u elementwise over (T, F); silu(x) = x * sigmoid(x) computed as
     x/2 * (1 + tanh(x/2)) so the loop vectorizes."""
     n, f = g.shape
@@ -228,7 +240,7 @@ def silu_mul(out, g, u):
 
 
 @njit(**_JIT)
-def gelu_tanh_mul(out, g, u):
+def gelu_tanh_mul(out: Arr, g: Arr, u: Arr) -> None:
     """out = gelu_tanh(g) * u elementwise over (T, F) (PyTorch's approximate='tanh')."""
     n, f = g.shape
     c = np.float32(0.7978845608028654)  # sqrt(2 / pi)

@@ -7,11 +7,17 @@ arrays on a GPU."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trueno.errors import ConfigError
 from trueno.llm.config import Config
+
+if TYPE_CHECKING:
+    from trueno.llm.runtime import Runtime
+    from trueno.llm.weights import Weights
 
 CACHE_TYPES = ("f16", "f32")
 
@@ -25,7 +31,9 @@ class KVCache:
     ``n`` is how many positions hold valid entries (the next position to write).
     """
 
-    def __init__(self, config: Config, ctx: int, xp=np, cache_type: str = "f32") -> None:
+    def __init__(
+        self, config: Config, ctx: int, xp: ModuleType = np, cache_type: str = "f32"
+    ) -> None:
         if cache_type not in CACHE_TYPES:
             raise ConfigError(
                 f"unknown KV cache type {cache_type!r}; expected one of {', '.join(CACHE_TYPES)}"
@@ -47,11 +55,11 @@ class KVCache:
         """Bytes of one cached key (or value) element."""
         return self.k.itemsize
 
-    def keys(self, layer: int, lo: int, hi: int):
+    def keys(self, layer: int, lo: int, hi: int) -> np.ndarray:
         """Keys of positions lo..hi-1 of ``layer`` as float32 (n_kv_heads, hi - lo, head_dim)."""
         return self._f32(self.k[layer, :, lo:hi])
 
-    def values(self, layer: int, lo: int, hi: int):
+    def values(self, layer: int, lo: int, hi: int) -> np.ndarray:
         """Values of positions lo..hi-1 of ``layer`` as float32, like :meth:`keys`."""
         return self._f32(self.v[layer, :, lo:hi])
 
@@ -164,9 +172,9 @@ class RunState:
         config: Config,
         ctx: int,
         rope_factors: np.ndarray | None = None,
-        runtime=None,
+        runtime: Runtime | None = None,
         cache_type: str = "f32",
-        weights=None,
+        weights: Weights | None = None,
         rope: list | None = None,
     ) -> None:
         c = config
@@ -222,7 +230,7 @@ class RunState:
         tables: dict = {}
         rope = []
         for layer in range(c.n_layers):
-            key = (c.layer_rope_base(layer), c.layer_rope_scale(layer))
+            key: tuple[float, float] | None = (c.layer_rope_base(layer), c.layer_rope_scale(layer))
             if not c.uses_rope(layer):
                 key = None
             if key not in tables:

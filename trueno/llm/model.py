@@ -17,8 +17,10 @@ same code runs on the CPU or a GPU: arrays, kernels and weights come from a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from time import perf_counter_ns
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,12 +32,16 @@ from trueno.llm.kv_cache import CACHE_TYPES, RunState
 from trueno.llm.weights import Weights, load_gguf
 from trueno.trace import recorder
 
+if TYPE_CHECKING:
+    from trueno.gguf.reader import GGUFFile
+    from trueno.llm.tokenizer import Tokenizer
+
 DEFAULT_CTX = 2048
 PREFILL_CHUNK = 256
 KEY_BLOCK = 256  # keys per tile of prefill attention (scores of a tile stay in L2)
 
 
-def default_cache_type(runtime) -> str:
+def default_cache_type(runtime: runtimes.Runtime) -> str:
     """The KV cache a model gets unless told: f16 on the CPU (llama.cpp's default), f32 on a
     device. Measured (BENCHMARKS.md, long context): with the decode kernel that widens f16
     blocks by F16C in L1, one token's attention over 30 layers x 3,500 positions of SmolLM2's
@@ -54,8 +60,8 @@ class Model:
         self,
         config: Config,
         weights: Weights,
-        gguf_file=None,
-        path=None,
+        gguf_file: GGUFFile | None = None,
+        path: str | os.PathLike[str] | None = None,
         ctx_size: int | None = None,
         runtime: runtimes.Runtime | str | None = None,
         cache_type: str = "f32",
@@ -72,18 +78,23 @@ class Model:
         self.weights = weights
         self.path = path
         self._gguf = gguf_file
-        self._tokenizer = None
+        self._tokenizer: Tokenizer | None = None
         ctx = ctx_size or min(config.context_length, DEFAULT_CTX)
         self.ctx = int(ctx)
         self.rope_factors = weights.rope_factors(self.ctx, config)  # llama3 / LongRoPE
         self.state = RunState(config, self.ctx, self.rope_factors, self.rt, cache_type, weights)
         self.tokens: list[int] = []  # the token ids whose keys/values are in the cache
-        self._step_graph = None  # decode's layers as a replayable graph (runtime.step_graph)
+        self._step_graph: Any = None  # decode's layers as a replayable graph (runtime.step_graph)
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
     def load(
-        cls, path, ctx_size: int | None = None, progress=None, device=None, cache_type=None
+        cls,
+        path: str | os.PathLike[str],
+        ctx_size: int | None = None,
+        progress: Callable[[float], object] | None = None,
+        device: runtimes.Runtime | str | None = None,
+        cache_type: str | None = None,
     ) -> Model:
         """Load a GGUF model file (memory-mapped; quantized matrices stay quantized).
         ``progress(fraction)`` is called while the weights are prepared. ``device``: "cpu"
@@ -112,11 +123,14 @@ class Model:
         return cls(config, weights, gf, path, ctx_size, rt, cache_type)
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
             from trueno import llm
 
-            self._tokenizer = llm.Tokenizer.from_gguf(self._gguf if self._gguf else self.path)
+            source = self._gguf if self._gguf else self.path
+            if source is None:
+                raise ModelError("this model has no GGUF file or path to read a tokenizer from")
+            self._tokenizer = llm.Tokenizer.from_gguf(source)
         return self._tokenizer
 
     @property
@@ -151,7 +165,9 @@ class Model:
         self.reset()
         return self.prefill(ids, all_logits=True)
 
-    def prefill(self, token_ids, all_logits: bool = False) -> np.ndarray:
+    def prefill(
+        self, token_ids: Sequence[int] | np.ndarray, all_logits: bool = False
+    ) -> np.ndarray:
         """Append tokens to the cache as batches; logits of the last (or every) position."""
         ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
         start = self.state.cache.n
@@ -187,13 +203,13 @@ class Model:
         self.tokens.append(int(token))
         return logits
 
-    def generate(self, prompt, **kwargs) -> Iterator[str]:
+    def generate(self, prompt: str | Sequence[int], **kwargs: Any) -> Iterator[str]:
         """Stream generated text pieces; see :func:`trueno.llm.generate.generate`."""
         from trueno.llm.generate import generate
 
         return generate(self, prompt, **kwargs)
 
-    def generate_tokens(self, prompt, **kwargs) -> Iterator[int]:
+    def generate_tokens(self, prompt: str | Sequence[int], **kwargs: Any) -> Iterator[int]:
         """Stream generated token ids; see :func:`trueno.llm.generate.generate_tokens`."""
         from trueno.llm.generate import generate_tokens
 
@@ -404,7 +420,8 @@ class Model:
                 t0 = perf_counter_ns() if recorder.ENABLED else 0
                 self._qk_norm_full(s.q, s.k, lw)
                 kernels.attention(layer, s.att, s.q, s.k, s.v, pos, s.pos, s.scores)
-                if t0:
+                if t0:  # traced: kernels one by one, never the graph, so pos is given
+                    assert pos is not None
                     self._record_attention(t0, 1, keys_attended(pos, layer.window))
                 lw.wo.matvec_into(s.att[0], xo[0])
                 # x += post_norm(xo); xb = ffn_norm(x)
@@ -416,9 +433,11 @@ class Model:
                     if lw.w_gate_up is not None:
                         lw.w_gate_up.matvec_into(xb[0], s.gate_up)
                     else:
+                        assert lw.w_gate is not None and lw.w_up is not None  # fuse() checked
                         lw.w_gate.matvec_into(xb[0], s.hg[0])
                         lw.w_up.matvec_into(xb[0], s.hu[0])
                     self._act(s.ha, s.hg, s.hu)
+                    assert lw.w_down is not None  # a dense FFN (MoE layers have experts)
                     lw.w_down.matvec_into(s.ha[0], xo[0])
                 self._add_residual(x, xo, layer.post_ffn_norm)
         self._pre_norm(xb, x, w.output_norm)
@@ -481,8 +500,19 @@ def keys_attended(pos: int, window: int) -> int:
 
 
 def attend_tiled(
-    xp, q, kv_rows, start, T, n_kv, groups, head_dim, window, scale, block, softcap=0.0
-):
+    xp: ModuleType,
+    q: Any,
+    kv_rows: Callable[[int, int], tuple[Any, Any]],
+    start: int,
+    T: int,
+    n_kv: int,
+    groups: int,
+    head_dim: int,
+    window: int,
+    scale: float,
+    block: int,
+    softcap: float = 0.0,
+) -> Any:
     """Attention of queries q (T, n_kv * groups * head_dim) at positions start..start+T-1
     over keys ``kv_rows(lo, hi) -> (keys, values)``, each (n_kv, hi - lo, head_dim) float32,
     in blocks of ``block`` keys with online softmax; (T, n_heads * head_dim) float32.

@@ -20,12 +20,22 @@ float32 operations, so a token gets the same output alone or in a batch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from numba import njit
 
 from trueno.errors import ModelError
 from trueno.gguf.constants import ExpertGatingFunc, GGMLType
 from trueno.llm.weights import MATVEC_ROWS, Matrix, _TensorInfo
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from trueno.gguf.reader import TensorInfo
+    from trueno.llm.config import Config
+
+    Activation = Callable[[np.ndarray, np.ndarray, np.ndarray], None]  # act(a, g, u)
 
 WEIGHTS_SUM_MIN = 6.103515625e-5  # llama.cpp clamps the sum it renormalizes by (f16 min)
 
@@ -104,7 +114,14 @@ class MoE:
     """The router and experts of one layer: ``forward(xs, out, act)``. ``last_experts`` holds
     the experts the last call chose per token, (T, k) (tests, benches; decode reuses it)."""
 
-    def __init__(self, router: Matrix, gate: list, up: list, down: list, config) -> None:
+    def __init__(
+        self,
+        router: Matrix,
+        gate: list[Matrix],
+        up: list[Matrix],
+        down: list[Matrix],
+        config: Config,
+    ) -> None:
         self.router = router  # (E, D)
         self.gate, self.up, self.down = gate, up, down  # E matrices each: (F, D), (F, D), (D, F)
         self.n_experts, self.k = len(gate), config.n_experts_used
@@ -120,7 +137,7 @@ class MoE:
         self.last_experts = np.zeros((0, self.k), np.int64)
 
     @classmethod
-    def from_gguf(cls, tensors: dict, prefix: str, config) -> MoE:
+    def from_gguf(cls, tensors: Mapping[str, TensorInfo], prefix: str, config: Config) -> MoE:
         """The MoE of the layer whose tensor names start with ``prefix`` ("blk.3.")."""
         E, D, F = config.n_experts, config.dim, config.expert_hidden_dim
 
@@ -156,7 +173,9 @@ class MoE:
         """Bytes one token routed to expert ``e`` reads (its gate, up and down)."""
         return self.gate[e].nbytes + self.up[e].nbytes + self.down[e].nbytes
 
-    def forward(self, xs: np.ndarray, out: np.ndarray, act, exact: bool = False) -> None:
+    def forward(
+        self, xs: np.ndarray, out: np.ndarray, act: Activation, exact: bool = False
+    ) -> None:
         """out = MoE(xs) for float32 rows xs (T, D) into out (T, D); ``act(a, g, u)`` is the
         model's gated activation over (n, F) rows. ``exact``: every product through the fused
         matvec kernels (the batch engine: the bits of a lone decode), even for an expert that
@@ -204,7 +223,7 @@ class MoE:
             out += w[:, j, None] * y
 
 
-def expert_matrices(info) -> list[Matrix]:
+def expert_matrices(info: TensorInfo) -> list[Matrix]:
     """One Matrix per expert of a 3-D GGUF tensor (E, rows, cols): views, no copy."""
     E, rows, cols = (int(s) for s in info.shape)
     data = np.asarray(info.data)  # (E, rows, row_bytes) blocks, or (E, rows, cols) floats

@@ -21,10 +21,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
 from trueno.errors import ModelError, UnsupportedError
+
+if TYPE_CHECKING:
+    from trueno.llm.config import Config
+    from trueno.llm.kv_cache import LayerState
+
+Array: TypeAlias = Any  # a runtime array: numpy on the CPU, cupy on the GPU
 
 DEVICES = ("cpu", "gpu")
 
@@ -35,7 +42,9 @@ class Runtime:
 
     name: str  # "cpu" | "gpu" (or a test's stand-in)
     xp: ModuleType  # the array module: numpy or cupy
-    kernels: object  # rms_norm, add_rms_norm, residual_norm, head_rms_norm, rope,
+    kernels: (
+        Any  # a module or namespace: rms_norm, add_rms_norm, residual_norm, head_rms_norm, rope,
+    )
     #                  attention_step, attention, silu_mul, gelu_tanh_mul
     #                  (trueno.llm.kernels' signatures)
     backend: str  # span label of the model's own ops ("numba", "cupy")
@@ -52,7 +61,7 @@ class Runtime:
     check_heads: Callable | None = None  # (n_heads, n_kv_heads, head_dim): raises for a head
     #                                      layout its attention kernels cannot take
 
-    def check(self, config) -> None:
+    def check(self, config: Config) -> None:
         """Refuse a model this runtime's kernels cannot run, before any weight is placed."""
         if config.n_experts and not self.host_memory:
             raise UnsupportedError(
@@ -70,7 +79,7 @@ class Runtime:
                 f"{config.arch}: the {self.name} attention kernels have no score softcap yet"
             )
 
-    def copy_in(self, dst, src: np.ndarray) -> None:
+    def copy_in(self, dst: Array, src: np.ndarray) -> None:
         """dst[...] = src for a host ``src`` (through ``asarray``: a traced copy to a device)."""
         dst[...] = src if self.host_memory else self.asarray(src)
 
@@ -83,7 +92,7 @@ class ComposedKernels:
     captured CUDA graph replays them for every token): what a backend without fused versions
     (the GPU) runs. Same names and signatures as trueno.llm.kernels."""
 
-    def __init__(self, primitives, xp) -> None:
+    def __init__(self, primitives: Any, xp: ModuleType) -> None:
         self.p, self.xp = primitives, xp
         self.rms_norm = primitives.rms_norm
         self.head_rms_norm = primitives.head_rms_norm
@@ -106,13 +115,15 @@ class ComposedKernels:
             buf = self._tmp[key] = self.xp.empty(size, dtype=like.dtype)
         return buf[:n].reshape(like.shape)
 
-    def add_rms_norm(self, x, y, w, eps) -> None:
+    def add_rms_norm(self, x: Array, y: Array, w: Array, eps: float) -> None:
         """x += rms_norm(y) * w (gemma's norm after a sublayer, with the residual add)."""
         tmp = self._scratch(y)
         self.p.rms_norm(tmp, y, w, eps)
         x += tmp
 
-    def residual_norm(self, out, x, y, post_w, w, eps, post_norm) -> None:
+    def residual_norm(
+        self, out: Array, x: Array, y: Array, post_w: Array, w: Array, eps: float, post_norm: bool
+    ) -> None:
         """``x += y`` (``add_rms_norm`` with ``post_w`` when ``post_norm``), then
         ``out = rms_norm(x) * w``."""
         if post_norm:
@@ -121,7 +132,17 @@ class ComposedKernels:
             x += y
         self.p.rms_norm(out, x, w, eps)
 
-    def attention(self, layer, out, q, k, v, pos, positions, scores) -> None:
+    def attention(
+        self,
+        layer: LayerState,
+        out: Array,
+        q: Array,
+        k: Array,
+        v: Array,
+        pos: int | None,
+        positions: Array,
+        scores: Array,
+    ) -> None:
         """Decode's attention of one token in one layer (trueno.llm.kernels.attention)."""
         self.attention_step(
             out, q, k, v, layer.key_cache, layer.value_cache, pos, positions, layer.cos,
@@ -130,8 +151,10 @@ class ComposedKernels:
         )  # fmt: skip
 
     def attention_step(
-        self, out, q, k, v, k_cache, v_cache, pos, positions, cos, sin, neox, qk_norm,
-        q_norm, k_norm, eps, window, scale, scores, softcap=0.0,
+        self, out: Array, q: Array, k: Array, v: Array, k_cache: Array, v_cache: Array,
+        pos: int | None, positions: Array, cos: Array, sin: Array, neox: bool, qk_norm: bool,
+        q_norm: Array, k_norm: Array, eps: float, window: int, scale: float, scores: Array,
+        softcap: float = 0.0,
     ) -> None:  # fmt: skip
         """Optional per-head q/k RMS norm, RoPE, k and v into the cache at ``pos``, then
         attention of the one query over the cache (trueno.llm.kernels.attention_step)."""

@@ -75,7 +75,7 @@ def find_special_tokens(
             attr[tok2id[t]] = USER_DEFINED
     eog.update((eos_id, eot_id, eom_id))
     eog.discard(None)
-    texts = {tokens[i]: i for i in eog}
+    texts = {tokens[i]: i for i in eog if i is not None}
     has_call = "<|call|>" in texts or "<|calls|>" in texts
     if "<|end|>" in texts and has_call and ("<|return|>" in texts or "<|flush|>" in texts):
         eog.discard(texts["<|end|>"])  # harmony / solar-open: <|end|> does not end generation
@@ -83,4 +83,4 @@ def find_special_tokens(
     if "<|tool_response>" in texts and "</s>" in texts:  # gemma4, paddleocr
         eog.discard(texts["</s>"])
         attr[texts["</s>"]] = NORMAL
-    return eot_id, eom_id, frozenset(eog)
+    return eot_id, eom_id, frozenset(i for i in eog if i is not None)

@@ -14,8 +14,10 @@ Control, user-defined and unknown tokens are cut out of the text first
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +37,9 @@ from trueno.llm.special_tokens import (
 )
 from trueno.llm.unicode_data import UNICODE_TO_BYTE, byte_encode
 
+if TYPE_CHECKING:
+    from trueno.gguf.reader import GGUFFile
+
 SPACE = "\u2581"  # SentencePiece's escaped space
 
 
@@ -42,7 +47,7 @@ def _as_list(seq) -> list:
     return seq.tolist() if hasattr(seq, "tolist") else list(seq)
 
 
-def merge_symbols(sym: list[str], priority) -> list[str]:
+def merge_symbols(sym: list[str], priority: Callable[[str, str], Any]) -> list[str]:
     """The merge loop shared by llama.cpp's SPM and BPE sessions: repeatedly join the adjacent
     pair with the lowest ``priority(left, right)`` (None: never joined; ties: leftmost first)
     and return the final symbols in order. ``sym`` is consumed."""
@@ -79,7 +84,7 @@ class Tokenizer:
     """Text <-> token ids for one GGUF vocabulary. Build it with :meth:`from_gguf`."""
 
     @classmethod
-    def from_gguf(cls, path_or_file) -> Tokenizer:
+    def from_gguf(cls, path_or_file: str | os.PathLike[str] | GGUFFile) -> Tokenizer:
         """From a GGUF path, or an already loaded file (anything with ``.metadata``)."""
         if hasattr(path_or_file, "metadata"):
             metadata = path_or_file.metadata
@@ -129,7 +134,7 @@ class Tokenizer:
         if self._spm:
             self.pre = None
             self._ranks: dict[tuple[str, str], int] = {}
-            defaults = {"bos": 1, "eos": 2, "unk": 0}
+            defaults: dict[str, int | None] = {"bos": 1, "eos": 2, "unk": 0}
             self.add_space_prefix, self.add_bos, self.clean_spaces = True, True, False
         else:
             self.pre = pretokenize.pre_tokenizer(md.get(Keys.TOKENIZER_PRE))
@@ -220,6 +225,7 @@ class Tokenizer:
                     cache = self._word_cache
                     if len(cache) > 65536:
                         cache.clear()
+                    assert self.pre is not None  # BPE
                     for word in pretokenize.split(frag, self.pre.regexes):
                         ids = cache.get(word)
                         if ids is None:
@@ -268,6 +274,7 @@ class Tokenizer:
 
     def _byte_fallback(self, piece: str) -> list[int]:
         ids = []
+        assert self._byte_ids is not None  # SentencePiece
         for b in piece.encode("utf-8", "surrogatepass"):
             tid = self._byte_ids[b]
             if tid is None:
@@ -284,6 +291,7 @@ class Tokenizer:
         """llm_tokenizer_bpe_session for one pre-tokenized word: merge by rank."""
         tok2id = self._tok2id
         sym = list(byte_encode(word))
+        assert self.pre is not None  # BPE
         if self.pre.ignore_merges or len(sym) == 1:
             tid = tok2id.get("".join(sym))
             if tid is not None:
@@ -381,7 +389,7 @@ class Tokenizer:
         return self._tok2id.get(text)
 
     def __repr__(self) -> str:
-        kind = "SentencePiece" if self._spm else f"BPE pre={self.pre.name}"
+        kind = "SentencePiece" if self.pre is None else f"BPE pre={self.pre.name}"
         return (
             f"Tokenizer({kind}, vocab_size={self.vocab_size}, bos={self.bos_id}, eos={self.eos_id})"
         )

@@ -16,17 +16,20 @@ from trueno.errors import ModelError, UnsupportedError
 from trueno.floats import bf16_to_f32, f16_to_f32
 from trueno.gguf.constants import GGMLType
 from trueno.llm.config import Config
+from trueno.quant.prepared import MATVEC_ROWS  # the matvec/matmul crossover
 from trueno.trace import recorder
 
 if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable
+
+    from trueno.gguf.reader import GGUFFile, TensorInfo
     from trueno.llm.moe import MoE
-
-# up to this many rows a quantized matmul runs as fused matvecs (measured crossover ~12-16
-# rows for Q4_1/Q5_0 at 576-2048 columns; more for the K-quants)
-MATVEC_ROWS = 12
+    from trueno.llm.runtime import Runtime
+    from trueno.quant.prepared import PreparedWeight
 
 
-def load_gguf(path):
+def load_gguf(path: str | os.PathLike[str]) -> GGUFFile:
     """Open a GGUF file with trueno's reader (memory-mapped, validated)."""
     from trueno import gguf
 
@@ -73,29 +76,38 @@ class Matrix:
     Prepared on first use (or by :meth:`ready`), so a matrix that only feeds a stacked one
     never costs memory of its own."""
 
-    def __init__(self, name: str, info) -> None:
+    def __init__(self, name: str, info: TensorInfo | _TensorInfo) -> None:
         self.name = name
         self.shape = tuple(int(s) for s in info.shape)
         self.ggml_type = GGMLType(info.ggml_type)
         if len(self.shape) != 2:
             raise ModelError(f"tensor {name!r}: expected 2 dims, found shape {self.shape}")
-        self.info = info  # .data: a float array, or GGML blocks (rows, bytes_per_row)
+        # .data: a float array, or GGML blocks (rows, bytes_per_row); None once a stacked
+        # copy is prepared
+        self.info: TensorInfo | _TensorInfo | None = info
         self.dense: np.ndarray | None = None
-        self.prepared = None
+        self.prepared: PreparedWeight | None = None
 
     def ready(self, relayout: bool = True) -> Matrix:
         """Use an F32 weight in place, or prepare any other type for the quant kernels, now.
         ``relayout`` lets the quant kernels keep a re-laid-out copy (faster on short rows)."""
         if self.dense is None and self.prepared is None:
             if self.ggml_type == GGMLType.F32:
-                self.dense = np.ascontiguousarray(_as_float32(self.info))
+                self.dense = np.ascontiguousarray(_as_float32(self.file_tensor()))
             else:
-                self.prepared = _prepare(self.info.data, self.ggml_type, self.shape, relayout)
-                self.matvec = self.prepared.matvec  # decode's hot call, without a wrapper
-                self.matvec_into = self.prepared.matvec_into
+                data = self.file_tensor().data
+                self.prepared = p = _prepare(data, self.ggml_type, self.shape, relayout)
+                self.matvec = p.matvec  # type: ignore[method-assign]  # decode's hot call, no wrapper
+                self.matvec_into = p.matvec_into  # type: ignore[method-assign]
             if isinstance(self.info, _TensorInfo):  # a stacked copy: keep only the prepared
                 self.info = None
         return self
+
+    def file_tensor(self) -> TensorInfo | _TensorInfo:
+        """The tensor of the file (or of a stack), which a stacked copy drops once prepared."""
+        if self.info is None:
+            raise ModelError(f"matrix {self.name!r}: its blocks were dropped once prepared")
+        return self.info
 
     @classmethod
     def stack(cls, name: str, mats: list[Matrix]) -> Matrix | None:
@@ -105,7 +117,7 @@ class Matrix:
         if any(m.ggml_type != first.ggml_type or m.shape[1] != first.shape[1] for m in mats):
             return None
         rows = sum(m.shape[0] for m in mats)
-        data = np.concatenate([np.asarray(m.info.data) for m in mats], axis=0)
+        data = np.concatenate([np.asarray(m.file_tensor().data) for m in mats], axis=0)
         return cls(name, _TensorInfo(name, (rows, first.shape[1]), first.ggml_type, data))
 
     @property
@@ -115,7 +127,10 @@ class Matrix:
     @property
     def nbytes(self) -> int:
         self.ready()
-        return self.dense.nbytes if self.dense is not None else int(self.prepared.nbytes)
+        if self.dense is not None:
+            return self.dense.nbytes
+        assert self.prepared is not None  # ready() made one or the other
+        return int(self.prepared.nbytes)
 
     def matvec(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(cols,) -> (rows,)."""
@@ -158,18 +173,20 @@ class Matrix:
             from trueno.quant.prepared import matmul_f32
 
             return matmul_f32(x, self.dense)
+        prepared = self.prepared
+        assert prepared is not None  # ready() made one or the other
         if x.shape[0] <= MATVEC_ROWS:  # reading the blocks once per row beats dequant + BLAS
             out = np.empty((x.shape[0], self.shape[0]), dtype=np.float32)
             for i in range(x.shape[0]):
-                self.prepared.matvec(x[i], out=out[i])
+                prepared.matvec(x[i], out=out[i])
             return out
-        return np.asarray(self.prepared.matmul(x), dtype=np.float32)
+        return np.asarray(prepared.matmul(x), dtype=np.float32)
 
 
 class Embedding:
     """Token embedding table: rows looked up (and dequantized) per token id."""
 
-    def __init__(self, info) -> None:
+    def __init__(self, info: TensorInfo) -> None:
         self.info = info
         self.ggml_type = GGMLType(info.ggml_type)
         self.shape = tuple(int(s) for s in info.shape)
@@ -195,6 +212,7 @@ class Embedding:
 
         fmt, data = self._row
         blocks = data[token].reshape(-1, fmt.block_bytes)
+        assert fmt.dequantize_numba is not None  # _row is set only for a format with one
         fmt.dequantize_numba(blocks, F16_TO_F32, out.reshape(-1, fmt.block_elems))
 
     def __call__(self, ids: np.ndarray) -> np.ndarray:
@@ -241,11 +259,18 @@ class LayerWeights:
         """Stack Q/K/V and gate/up so decode runs one matvec for each group, and prepare
         every matrix the forward pass will use (for the CPU; ``prepare=False`` leaves them as
         file blocks, for a runtime that places them itself)."""
-        if self.wqkv is None:
-            self.wqkv = Matrix.stack("attn_qkv", [self.wq, self.wk, self.wv])
+        wq, wk, wv = self.wq, self.wk, self.wv
+        if wq is None or wk is None or wv is None:  # a file with Q|K|V fused (phi3)
+            if self.wqkv is None or any(b is not None for b in (self.bq, self.bk, self.bv)):
+                raise ModelError("attention needs attn_qkv (no biases), or attn_q, attn_k, attn_v")
+            separate = None
+        else:
+            separate = (wq, wk, wv)
+        if self.wqkv is None and separate:
+            self.wqkv = Matrix.stack("attn_qkv", list(separate))
         biases = (self.bq, self.bk, self.bv)
-        if self.wqkv is not None and any(b is not None for b in biases):
-            sizes = (self.wq.rows, self.wk.rows, self.wv.rows)
+        if self.wqkv is not None and separate and any(b is not None for b in biases):
+            sizes = tuple(m.rows for m in separate)
             self.bqkv = np.concatenate(
                 [
                     np.zeros(n, np.float32) if b is None else b
@@ -253,6 +278,8 @@ class LayerWeights:
                 ]
             )
         if self.moe is None and self.w_gate_up is None:
+            if self.w_gate is None or self.w_up is None:
+                raise ModelError("the FFN needs ffn_gate_up, or ffn_gate and ffn_up")
             self.w_gate_up = Matrix.stack("ffn_gate_up", [self.w_gate, self.w_up])
         if prepare:
             self.ready()
@@ -271,15 +298,18 @@ class LayerWeights:
         ffn = [self.w_gate_up] if self.w_gate_up is not None else [self.w_gate, self.w_up]
         return [*qkv, self.wo, *ffn, self.w_down]
 
-    def placed(self, runtime) -> LayerWeights:
+    def placed(self, runtime: Runtime) -> LayerWeights:
         """A copy on ``runtime``: the matrices the forward pass uses through its
         ``place_matrix``, every vector (norm weights, biases) through its ``asarray``."""
         used = {id(m) for m in self.used_matrices()}
+        place = runtime.place_matrix
+        if place is None:
+            raise ModelError("placed(): this runtime keeps host matrices (no place_matrix)")
         changes = {}
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, Matrix) and id(v) in used:
-                changes[f.name] = runtime.place_matrix(v)
+                changes[f.name] = place(v)
             elif isinstance(v, np.ndarray):
                 changes[f.name] = runtime.asarray(v)
         return replace(self, **changes)
@@ -308,7 +338,9 @@ class Weights:
         mats = [self.output] + [m for lw in self.layers for m in lw.used_matrices()]
         return sum(m.nbytes for m in mats)
 
-    def placed(self, runtime, progress=None) -> Weights:
+    def placed(
+        self, runtime: Runtime, progress: Callable[[float], object] | None = None
+    ) -> Weights:
         """These weights on ``runtime`` (see :mod:`trueno.llm.runtime`): every matrix the
         forward pass uses goes through ``runtime.place_matrix`` and every vector through
         ``runtime.asarray``; the embedding table stays in host memory (one row per token is
@@ -333,7 +365,12 @@ class Weights:
 
     @classmethod
     def from_gguf(
-        cls, gf, config: Config, fuse: bool = True, progress=None, prepare: bool = True
+        cls,
+        gf: GGUFFile,
+        config: Config,
+        fuse: bool = True,
+        progress: Callable[[float], object] | None = None,
+        prepare: bool = True,
     ) -> Weights:
         """Weights of ``gf``; ``progress(fraction)`` is called as layers are prepared.
         ``prepare=False`` leaves every matrix as its file blocks (see :meth:`placed`)."""

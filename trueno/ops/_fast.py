@@ -9,7 +9,9 @@ gives the same answer. The inline test is the one :func:`trueno.dispatch.run` ma
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from time import perf_counter_ns
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -23,8 +25,10 @@ _F64 = np.dtype(np.float64)
 _NDARRAY = np.ndarray
 _NUMPY = Backend.NUMPY.value  # the span's backend, as dispatch._record writes it
 
+F = TypeVar("F", bound=Callable[..., Any])  # an op function: the fast path keeps its signature
 
-def unary(spec: OpSpec, general, empty_ok: bool = True):
+
+def unary(spec: OpSpec, general: F, empty_ok: bool = True) -> F:
     """``op(a)``: the fast path for one float ndarray, else ``general(a)`` (which raises for
     an empty input unless ``empty_ok``)."""
     kind = spec.kind
@@ -33,7 +37,7 @@ def unary(spec: OpSpec, general, empty_ok: bool = True):
     host_max, rec, clock = dispatch.HOST_MAX, recorder, perf_counter_ns
     name, per = spec.name, spec.flops
 
-    def op(a):
+    def op(a: Any) -> Any:
         if type(a) is _NDARRAY:
             dt = a.dtype
             if dt is _F32 or dt is _F64:
@@ -50,10 +54,10 @@ def unary(spec: OpSpec, general, empty_ok: bool = True):
                     return out
         return general(a)
 
-    return functools.wraps(general)(op)
+    return cast(F, functools.wraps(general)(op))
 
 
-def binary(spec: OpSpec, general):
+def binary(spec: OpSpec, general: F) -> F:
     """``op(a, b)``: the fast path for two float ndarrays of one shape and dtype, else
     ``general(a, b)``."""
     kind = spec.kind
@@ -61,7 +65,7 @@ def binary(spec: OpSpec, general):
     host_max, rec, clock = dispatch.HOST_MAX, recorder, perf_counter_ns
     name, per = spec.name, spec.flops
 
-    def op(a, b):
+    def op(a: Any, b: Any) -> Any:
         if type(a) is _NDARRAY and type(b) is _NDARRAY:
             dt = a.dtype
             if (dt is _F32 or dt is _F64) and b.dtype is dt and a.shape == b.shape:
@@ -78,14 +82,14 @@ def binary(spec: OpSpec, general):
                     return out
         return general(a, b)
 
-    return functools.wraps(general)(op)
+    return cast(F, functools.wraps(general)(op))
 
 
-def one_array(spec: OpSpec, empty_ok: bool = True):
+def one_array(spec: OpSpec, empty_ok: bool = True) -> Callable[[F], F]:
     """Decorator: the op function ``general(a)`` with :func:`unary`'s fast path in front."""
     return functools.partial(unary, spec, empty_ok=empty_ok)
 
 
-def two_arrays(spec: OpSpec):
+def two_arrays(spec: OpSpec) -> Callable[[F], F]:
     """Decorator: the op function ``general(a, b)`` with :func:`binary`'s fast path in front."""
     return functools.partial(binary, spec)

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trueno.errors import DTypeError, EmptyInputError, ShapeError, SizeMismatchError
 
+if TYPE_CHECKING:
+    from trueno.ops._types import Array, ArrayLike
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def as_float_array(x, op: str) -> np.ndarray:
+def as_float_array(x: ArrayLike, op: str) -> Array:
     """``x`` as a float32/float64 ndarray (ints and bools become float64, like numpy's
     true division). cupy arrays pass through untouched."""
     if type(x) is np.ndarray and x.dtype in FLOAT_DTYPES:
@@ -33,34 +37,34 @@ def as_float_array(x, op: str) -> np.ndarray:
     raise DTypeError(f"{op}: unsupported dtype {a.dtype}; expected float32 or float64")
 
 
-def lazy_array(x, op: str):
+def lazy_array(x: Any, op: str) -> Array:
     """A dask array checked for op ``op`` by :mod:`trueno.dask` (imported by name here, as
     dispatch imports backends: only once a dask array arrives, so ``import trueno`` stays
     dask-free). Raises UnsupportedError, without computing, for an op dask cannot run."""
     return importlib.import_module("trueno.dask.array").accept(x, op)
 
 
-def same_shape(a, b, op: str) -> None:
+def same_shape(a: Array, b: Array, op: str) -> None:
     if a.shape != b.shape:
         raise SizeMismatchError(op, a.shape, b.shape)
 
 
-def non_empty(a, op: str) -> None:
+def non_empty(a: Array, op: str) -> None:
     if a.size == 0:
         raise EmptyInputError(op)
 
 
-def ndim_in(a, allowed: tuple[int, ...], op: str, what: str = "input") -> None:
+def ndim_in(a: Array, allowed: tuple[int, ...], op: str, what: str = "input") -> None:
     if a.ndim not in allowed:
         want = " or ".join(f"{d}-D" for d in allowed)
         raise ShapeError(f"{op}: {what} must be {want}, got {a.ndim}-D with shape {a.shape}")
 
 
-def _is_scalar(x) -> bool:
+def _is_scalar(x: object) -> bool:
     return isinstance(x, (int, float)) or (isinstance(x, np.generic) and x.ndim == 0)
 
 
-def operands(a, b, op: str):
+def operands(a: ArrayLike, b: ArrayLike, op: str) -> tuple[Array, Array]:
     """Two operands of an element-wise op: same-shape arrays of one float dtype, or an array
     and a scalar (the scalar takes the array's dtype, as numpy does with Python numbers)."""
     if type(a) is np.ndarray and type(b) is np.ndarray:  # fast path: same-shape float arrays
@@ -89,7 +93,7 @@ def operands(a, b, op: str):
     return a, b
 
 
-def same_dtype(arrays: tuple, op: str) -> tuple:
+def same_dtype(arrays: tuple[ArrayLike, ...], op: str) -> tuple[Array, ...]:
     """Arrays converted to one float dtype (the widest among them)."""
     first = arrays[0]
     if type(first) is np.ndarray and first.dtype in FLOAT_DTYPES:  # fast path: all one dtype
@@ -107,7 +111,7 @@ def same_dtype(arrays: tuple, op: str) -> tuple:
     return arrays
 
 
-def scalar(x, op: str, what: str) -> float:
+def scalar(x: Any, op: str, what: str) -> float:
     """A real Python number parameter (NaN allowed)."""
     if _is_scalar(x):
         return float(x)

@@ -4,11 +4,16 @@ and log_softmax work on a 1-D array or along an axis of a 2-D array. tanh lives 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from trueno import dispatch
 from trueno.errors import ArgumentError, EmptyInputError, ShapeError
 from trueno.ops import _fast
 from trueno.ops._validate import as_float_array, ndim_in, scalar
-from trueno.opspec import declare
+from trueno.opspec import OpSpec, declare
+
+if TYPE_CHECKING:
+    from trueno.ops._types import Array, ArrayLike
 
 EXACT = 0.0
 RELU = declare("relu", "elementwise", rtol=EXACT, doc="max(x, 0)")
@@ -47,40 +52,40 @@ LOG_SOFTMAX = declare(
 )
 
 
-def _act(spec, x, *params):
+def _act(spec: OpSpec, x: ArrayLike, *params: object) -> Array:
     x = as_float_array(x, spec.name)
     return dispatch.run(spec, x.size, (x, *params))
 
 
 @_fast.one_array(RELU)
-def relu(x):
+def relu(x: ArrayLike) -> Array:
     """max(x, 0) element-wise (NaN stays NaN)."""
     return _act(RELU, x)
 
 
-def leaky_relu(x, alpha: float = 0.01):
+def leaky_relu(x: ArrayLike, alpha: float = 0.01) -> Array:
     """x for x >= 0, alpha * x below."""
     return _act(LEAKY_RELU, x, scalar(alpha, "leaky_relu", "alpha"))
 
 
-def elu(x, alpha: float = 1.0):
+def elu(x: ArrayLike, alpha: float = 1.0) -> Array:
     """x for x >= 0, alpha * (e^x - 1) below."""
     return _act(ELU, x, scalar(alpha, "elu", "alpha"))
 
 
 @_fast.one_array(SELU)
-def selu(x):
+def selu(x: ArrayLike) -> Array:
     """Self-normalizing elu: scale * elu(x, alpha) with the SELU paper's constants."""
     return _act(SELU, x)
 
 
 @_fast.one_array(SIGMOID)
-def sigmoid(x):
+def sigmoid(x: ArrayLike) -> Array:
     """Logistic function 1 / (1 + e^-x)."""
     return _act(SIGMOID, x)
 
 
-def gelu(x, approximate: str = "tanh"):
+def gelu(x: ArrayLike, approximate: str = "tanh") -> Array:
     """Gaussian error linear unit: ``approximate="tanh"`` (GPT-2's form) or ``"none"``
     (exact, with erf)."""
     if approximate not in ("tanh", "none"):
@@ -89,7 +94,7 @@ def gelu(x, approximate: str = "tanh"):
 
 
 @_fast.one_array(SILU)
-def silu(x):
+def silu(x: ArrayLike) -> Array:
     """x * sigmoid(x) (also called swish)."""
     return _act(SILU, x)
 
@@ -98,18 +103,18 @@ swish = silu
 
 
 @_fast.one_array(HARDSWISH)
-def hardswish(x):
+def hardswish(x: ArrayLike) -> Array:
     """x * clamp(x + 3, 0, 6) / 6."""
     return _act(HARDSWISH, x)
 
 
 @_fast.one_array(MISH)
-def mish(x):
+def mish(x: ArrayLike) -> Array:
     """x * tanh(softplus(x))."""
     return _act(MISH, x)
 
 
-def _rowwise(spec, x, axis: int):
+def _rowwise(spec: OpSpec, x: ArrayLike, axis: int) -> Array:
     x = as_float_array(x, spec.name)
     ndim_in(x, (1, 2), spec.name)
     if x.size == 0:
@@ -125,12 +130,12 @@ def _rowwise(spec, x, axis: int):
     return dispatch.run(spec, x.size, (x, -1))
 
 
-def softmax(x, axis: int = -1):
+def softmax(x: ArrayLike, axis: int = -1) -> Array:
     """e^x / sum(e^x) along ``axis`` (numerically stable: the max is subtracted first)."""
     return _rowwise(SOFTMAX, x, axis)
 
 
-def log_softmax(x, axis: int = -1):
+def log_softmax(x: ArrayLike, axis: int = -1) -> Array:
     """x - logsumexp(x) along ``axis``."""
     return _rowwise(LOG_SOFTMAX, x, axis)
 

@@ -4,19 +4,33 @@ vectorized polynomials (error bounds in trueno/backends/numba_kernels/_math.py).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from trueno import dispatch
 from trueno.ops import _fast
 from trueno.ops._validate import as_float_array, operands, same_dtype, same_shape, scalar
 from trueno.opspec import declare
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from trueno.ops._types import Array, ArrayLike
+
 EXACT = 0.0  # IEEE-exact ops: every backend returns numpy's bits
 LIBM = 4e-6  # libm-class results (glibc vs numpy's SIMD math): a few ulp
 
 
-def _unary(name: str, kind: str, rtol: float, doc: str, flops: float = 1.0, domain=None):
+def _unary(
+    name: str,
+    kind: str,
+    rtol: float,
+    doc: str,
+    flops: float = 1.0,
+    domain: tuple[float, float] | None = None,
+) -> Callable[[ArrayLike], Array]:
     spec = declare(name, kind, rtol=rtol, flops=flops, doc=doc, args="x", domain=domain)
 
-    def op(a):
+    def op(a: ArrayLike) -> Array:
         a = as_float_array(a, name)
         return dispatch.run(spec, a.size, (a,))
 
@@ -26,10 +40,10 @@ def _unary(name: str, kind: str, rtol: float, doc: str, flops: float = 1.0, doma
     return op
 
 
-def _binary(name: str, kind: str, rtol: float, doc: str):
+def _binary(name: str, kind: str, rtol: float, doc: str) -> Callable[[ArrayLike, ArrayLike], Array]:
     spec = declare(name, kind, rtol=rtol, doc=doc, args="xy")
 
-    def op(a, b):
+    def op(a: ArrayLike, b: ArrayLike) -> Array:
         a, b = operands(a, b, name)
         n = a.size if a.ndim else b.size
         return dispatch.run(spec, n, (a, b))
@@ -86,13 +100,13 @@ LERP = declare("lerp", "elementwise", rtol=EXACT, flops=3, doc="a + t (b - a)", 
 FMA = declare("fma", "elementwise", rtol=EXACT, flops=2, doc="a * b + c", args="xyz")
 
 
-def scale(a, s: float):
+def scale(a: ArrayLike, s: float) -> Array:
     """a * s for a scalar s."""
     a = as_float_array(a, "scale")
     return dispatch.run(SCALE, a.size, (a, scalar(s, "scale", "s")))
 
 
-def clamp(a, lo: float, hi: float):
+def clamp(a: ArrayLike, lo: float, hi: float) -> Array:
     """a limited to [lo, hi] element-wise (NaN stays NaN; lo > hi gives hi, as numpy.clip)."""
     a = as_float_array(a, "clamp")
     lo, hi = scalar(lo, "clamp", "lo"), scalar(hi, "clamp", "hi")
@@ -102,14 +116,14 @@ def clamp(a, lo: float, hi: float):
 clip = clamp
 
 
-def lerp(a, b, t: float):
+def lerp(a: ArrayLike, b: ArrayLike, t: float) -> Array:
     """Linear interpolation a + t (b - a) between same-shape arrays."""
     a, b = same_dtype((a, b), "lerp")
     same_shape(a, b, "lerp")
     return dispatch.run(LERP, a.size, (a, b, scalar(t, "lerp", "t")))
 
 
-def fma(a, b, c):
+def fma(a: ArrayLike, b: ArrayLike, c: ArrayLike) -> Array:
     """a * b + c element-wise (rounded like numpy's a * b + c, so results are reproducible)."""
     a, b, c = same_dtype((a, b, c), "fma")
     same_shape(a, b, "fma")

@@ -3,12 +3,17 @@ matvec/vecmat, valid 2-D convolution, embedding lookup, symmetric eigendecomposi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from trueno import dispatch
 from trueno.errors import DTypeError, ShapeError, SizeMismatchError
 from trueno.ops._validate import as_float_array, ndim_in, same_dtype
 from trueno.opspec import declare
+
+if TYPE_CHECKING:
+    from trueno.ops._types import Array, ArrayLike
 
 MATMUL = declare("matmul", "matrix", rtol=1e-5, atol=1e-5, doc="a @ b (2-D)", args="mat")
 BATCHED = declare(
@@ -31,12 +36,12 @@ EIGH = declare(
 )
 
 
-def _mm_operands(a, b, op):
+def _mm_operands(a: ArrayLike, b: ArrayLike, op: str) -> tuple[Array, Array]:
     a, b = same_dtype((a, b), op)
     return a, b
 
 
-def matmul(a, b):
+def matmul(a: ArrayLike, b: ArrayLike) -> Array:
     """Matrix product a @ b of 2-D arrays (3-D/4-D inputs go to batched_matmul)."""
     a, b = _mm_operands(a, b, "matmul")
     if a.ndim > 2 or b.ndim > 2:
@@ -50,7 +55,7 @@ def matmul(a, b):
     return dispatch.run(MATMUL, a.size + b.size, (a, b))
 
 
-def batched_matmul(a, b):
+def batched_matmul(a: ArrayLike, b: ArrayLike) -> Array:
     """a @ b over leading batch axes: (B, M, K) @ (B, K, N) or (B, H, M, K) @ (B, H, K, N);
     batch axes broadcast as numpy.matmul."""
     a, b = _mm_operands(a, b, "batched_matmul")
@@ -71,14 +76,14 @@ def batched_matmul(a, b):
     return dispatch.run(BATCHED, a.size + b.size, (a, b))
 
 
-def transpose(a):
+def transpose(a: ArrayLike) -> Array:
     """The transpose of a 2-D array, as a new contiguous array."""
     a = as_float_array(a, "transpose")
     ndim_in(a, (2,), "transpose")
     return dispatch.run(TRANSPOSE, a.size, (a,))
 
 
-def matvec(a, x):
+def matvec(a: ArrayLike, x: ArrayLike) -> Array:
     """A @ x for a (M, K) matrix and a (K,) vector."""
     a, x = same_dtype((a, x), "matvec")
     ndim_in(a, (2,), "matvec", "matrix")
@@ -88,7 +93,7 @@ def matvec(a, x):
     return dispatch.run(MATVEC, a.size, (a, x))
 
 
-def vecmat(x, a):
+def vecmat(x: ArrayLike, a: ArrayLike) -> Array:
     """x @ A for a (M,) vector and a (M, N) matrix."""
     x, a = same_dtype((x, a), "vecmat")
     ndim_in(x, (1,), "vecmat", "vector")
@@ -98,7 +103,7 @@ def vecmat(x, a):
     return dispatch.run(VECMAT, a.size, (x, a))
 
 
-def convolve2d(image, kernel):
+def convolve2d(image: ArrayLike, kernel: ArrayLike) -> Array:
     """Valid 2-D convolution (kernel flipped, as scipy.signal.convolve2d(mode="valid")):
     output shape (H - kh + 1, W - kw + 1)."""
     image, kernel = same_dtype((image, kernel), "convolve2d")
@@ -112,7 +117,7 @@ def convolve2d(image, kernel):
     return dispatch.run(CONV2D, image.size * kernel.size, (image, kernel))
 
 
-def embedding_lookup(table, ids):
+def embedding_lookup(table: ArrayLike, ids: ArrayLike) -> Array:
     """Rows of ``table`` (V, D) for integer ``ids`` of any shape: result ids.shape + (D,)."""
     table = as_float_array(table, "embedding_lookup")
     ndim_in(table, (2,), "embedding_lookup", "table")
@@ -122,7 +127,7 @@ def embedding_lookup(table, ids):
     return dispatch.run(EMBEDDING, ids.size * table.shape[1], (table, ids))
 
 
-def eigh(a):
+def eigh(a: ArrayLike) -> tuple[Array, Array]:
     """Eigen-decomposition of a symmetric matrix (its lower triangle is read, as numpy):
     returns (eigenvalues in descending order, eigenvectors as columns)."""
     a = as_float_array(a, "eigh")
@@ -132,7 +137,7 @@ def eigh(a):
     return dispatch.run(EIGH, a.size, (a,))
 
 
-def eigh_reconstruct(eigenvalues, eigenvectors):
+def eigh_reconstruct(eigenvalues: ArrayLike, eigenvectors: ArrayLike) -> Array:
     """V diag(w) V^T: the symmetric matrix an eigh result came from."""
     w, v = same_dtype((eigenvalues, eigenvectors), "eigh_reconstruct")
     ndim_in(v, (2,), "eigh_reconstruct", "eigenvectors")

@@ -3,10 +3,15 @@ input raises EmptyInputError (numpy would return 0 or raise a bare ValueError)."
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from trueno import dispatch
 from trueno.ops import _fast
 from trueno.ops._validate import as_float_array, non_empty, same_dtype, same_shape
-from trueno.opspec import declare
+from trueno.opspec import OpSpec, declare
+
+if TYPE_CHECKING:
+    from trueno.ops._types import Array, ArrayLike, Scalar
 
 # Sum-like results are compared to the reference relative to sum(|a|) (see tests/ops), so the
 # rtol below bounds the rounding of a reordered float32 sum (multiple accumulators).
@@ -30,14 +35,14 @@ NORMALIZE = declare(
 )
 
 
-def _reduce(spec, a):
+def _reduce(spec: OpSpec, a: ArrayLike) -> Scalar:
     a = as_float_array(a, spec.name)
     non_empty(a, spec.name)
     return dispatch.run(spec, a.size, (a,))
 
 
 @_fast.two_arrays(DOT)
-def dot(a, b):
+def dot(a: ArrayLike, b: ArrayLike) -> Scalar:
     """Inner product of two same-size arrays (flattened)."""
     a, b = same_dtype((a, b), "dot")
     same_shape(a, b, "dot")
@@ -45,72 +50,72 @@ def dot(a, b):
 
 
 @_fast.one_array(SUM)
-def sum(a):  # noqa: A001 (trueno's name)
+def sum(a: ArrayLike) -> Scalar:  # noqa: A001 (trueno's name)
     """Sum of all elements (0 for an empty input, as numpy)."""
     a = as_float_array(a, "sum")
     return dispatch.run(SUM, a.size, (a,))
 
 
 @_fast.one_array(SUM_KAHAN)
-def sum_kahan(a):
+def sum_kahan(a: ArrayLike) -> Scalar:
     """Compensated (Kahan-Babuska) sum of all elements: error independent of n."""
     a = as_float_array(a, "sum_kahan")
     return dispatch.run(SUM_KAHAN, a.size, (a,))
 
 
 @_fast.one_array(SUM_SQ)
-def sum_of_squares(a):
+def sum_of_squares(a: ArrayLike) -> Scalar:
     """sum(a * a)."""
     a = as_float_array(a, "sum_of_squares")
     return dispatch.run(SUM_SQ, a.size, (a,))
 
 
 @_fast.one_array(MAX, empty_ok=False)
-def max(a):  # noqa: A001
+def max(a: ArrayLike) -> Scalar:  # noqa: A001
     """Largest element (NaN if any element is NaN). Empty input raises EmptyInputError."""
     return _reduce(MAX, a)
 
 
 @_fast.one_array(MIN, empty_ok=False)
-def min(a):  # noqa: A001
+def min(a: ArrayLike) -> Scalar:  # noqa: A001
     """Smallest element (NaN if any element is NaN). Empty input raises EmptyInputError."""
     return _reduce(MIN, a)
 
 
 @_fast.one_array(ARGMAX, empty_ok=False)
-def argmax(a) -> int:
+def argmax(a: ArrayLike) -> int:
     """Flat index of the first largest element (of the first NaN, if any, as numpy)."""
     return _reduce(ARGMAX, a)
 
 
 @_fast.one_array(ARGMIN, empty_ok=False)
-def argmin(a) -> int:
+def argmin(a: ArrayLike) -> int:
     """Flat index of the first smallest element (of the first NaN, if any, as numpy)."""
     return _reduce(ARGMIN, a)
 
 
 @_fast.one_array(NORM_L1)
-def norm_l1(a):
+def norm_l1(a: ArrayLike) -> Scalar:
     """sum(|a|)."""
     a = as_float_array(a, "norm_l1")
     return dispatch.run(NORM_L1, a.size, (a,))
 
 
 @_fast.one_array(NORM_L2)
-def norm_l2(a):
+def norm_l2(a: ArrayLike) -> Scalar:
     """Euclidean norm sqrt(sum(a*a))."""
     a = as_float_array(a, "norm_l2")
     return dispatch.run(NORM_L2, a.size, (a,))
 
 
 @_fast.one_array(NORM_LINF, empty_ok=False)
-def norm_linf(a):
+def norm_linf(a: ArrayLike) -> Scalar:
     """max(|a|). Empty input raises EmptyInputError."""
     return _reduce(NORM_LINF, a)
 
 
 @_fast.one_array(NORMALIZE, empty_ok=False)
-def normalize(a):
+def normalize(a: ArrayLike) -> Array:
     """a / norm_l2(a); a zero vector raises DivisionByZeroError."""
     return _reduce(NORMALIZE, a)
 

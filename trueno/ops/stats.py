@@ -4,11 +4,16 @@ unless ``ddof`` says otherwise."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from trueno import dispatch
 from trueno.errors import SizeMismatchError
 from trueno.ops import _fast
 from trueno.ops._validate import as_float_array, ndim_in, non_empty, same_dtype, same_shape
-from trueno.opspec import declare
+from trueno.opspec import OpSpec, declare
+
+if TYPE_CHECKING:
+    from trueno.ops._types import Array, ArrayLike, Scalar
 
 STAT_RTOL = 2e-5  # float32 two-pass statistics, reordered sums (relative to the data scale)
 
@@ -51,29 +56,29 @@ RMS_NORM = declare(
 )
 
 
-def _stat(spec, a, *params):
+def _stat(spec: OpSpec, a: ArrayLike, *params: object) -> Scalar:
     a = as_float_array(a, spec.name)
     non_empty(a, spec.name)
     return dispatch.run(spec, a.size, (a, *params))
 
 
 @_fast.one_array(MEAN, empty_ok=False)
-def mean(a):
+def mean(a: ArrayLike) -> Scalar:
     """Arithmetic mean of all elements."""
     return _stat(MEAN, a)
 
 
-def variance(a, ddof: int = 0):
+def variance(a: ArrayLike, ddof: int = 0) -> Scalar:
     """Variance of all elements (population by default; ddof=1 for the sample variance)."""
     return _stat(VARIANCE, a, int(ddof))
 
 
-def stddev(a, ddof: int = 0):
+def stddev(a: ArrayLike, ddof: int = 0) -> Scalar:
     """Standard deviation: sqrt(variance(a, ddof))."""
     return _stat(STDDEV, a, int(ddof))
 
 
-def covariance(a, b, ddof: int = 0):
+def covariance(a: ArrayLike, b: ArrayLike, ddof: int = 0) -> Scalar:
     """Covariance of two same-size arrays."""
     a, b = same_dtype((a, b), "covariance")
     same_shape(a, b, "covariance")
@@ -81,7 +86,7 @@ def covariance(a, b, ddof: int = 0):
     return dispatch.run(COVARIANCE, a.size, (a, b, int(ddof)))
 
 
-def correlation(a, b):
+def correlation(a: ArrayLike, b: ArrayLike) -> Scalar:
     """Pearson correlation; an input without variance raises DivisionByZeroError."""
     a, b = same_dtype((a, b), "correlation")
     same_shape(a, b, "correlation")
@@ -90,18 +95,20 @@ def correlation(a, b):
 
 
 @_fast.one_array(ZSCORE, empty_ok=False)
-def zscore(a):
+def zscore(a: ArrayLike) -> Array:
     """(a - mean) / stddev; a constant input raises DivisionByZeroError."""
     return _stat(ZSCORE, a)
 
 
 @_fast.one_array(MINMAX, empty_ok=False)
-def minmax_normalize(a):
+def minmax_normalize(a: ArrayLike) -> Array:
     """(a - min) / (max - min) into [0, 1]; a constant input raises DivisionByZeroError."""
     return _stat(MINMAX, a)
 
 
-def _rows(spec, x, params):
+def _rows(
+    spec: OpSpec, x: ArrayLike, params: tuple[ArrayLike | None, ...]
+) -> tuple[Array, list[Array | None]]:
     x = as_float_array(x, spec.name)
     ndim_in(x, (1, 2), spec.name)
     non_empty(x, spec.name)
@@ -115,13 +122,15 @@ def _rows(spec, x, params):
     return x, out
 
 
-def layer_norm(x, gamma=None, beta=None, eps: float = 1e-5):
+def layer_norm(
+    x: ArrayLike, gamma: ArrayLike | None = None, beta: ArrayLike | None = None, eps: float = 1e-5
+) -> Array:
     """Layer normalization over the last axis of a 1-D or 2-D array."""
     x, (gamma, beta) = _rows(LAYER_NORM, x, (gamma, beta))
     return dispatch.run(LAYER_NORM, x.size, (x, gamma, beta, float(eps)))
 
 
-def rms_norm(x, weight=None, eps: float = 1e-6):
+def rms_norm(x: ArrayLike, weight: ArrayLike | None = None, eps: float = 1e-6) -> Array:
     """RMS normalization over the last axis of a 1-D or 2-D array (Llama's RMSNorm)."""
     x, (weight,) = _rows(RMS_NORM, x, (weight,))
     return dispatch.run(RMS_NORM, x.size, (x, weight, float(eps)))

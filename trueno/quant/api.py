@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from time import perf_counter_ns
 
 import numpy as np
@@ -13,10 +14,14 @@ from trueno.gguf.reader import TensorInfo
 from trueno.quant.base import F16_TO_F32, as_ggml_type, as_rows, get_format, row_bytes
 from trueno.trace import recorder
 
+# a GGML type as GGMLType, its int value or its name ("Q4_0"); a tensor shape in numpy order
+GGMLTypeLike = GGMLType | int | str
+Shape = Sequence[int]
+
 NUMBA_MIN_ELEMENTS = 1 << 16  # below this the numpy reference is faster than a numba call
 
 
-def dequantize(blocks: np.ndarray, ggml_type, shape) -> np.ndarray:
+def dequantize(blocks: np.ndarray, ggml_type: GGMLTypeLike, shape: Shape) -> np.ndarray:
     """Expand GGML blocks to a float32 array of ``shape`` (numpy order, last dim = row)."""
     fmt = get_format(ggml_type)
     rows, shape = as_rows(blocks, fmt, shape)
@@ -39,7 +44,7 @@ def dequantize_tensor(info: TensorInfo) -> np.ndarray:
     return dequantize(info.data, info.ggml_type, info.shape)
 
 
-def quantize(x: np.ndarray, ggml_type) -> np.ndarray:
+def quantize(x: np.ndarray, ggml_type: GGMLTypeLike) -> np.ndarray:
     """Quantize float rows to GGML blocks: uint8 of shape (*x.shape[:-1], bytes_per_row)."""
     fmt = get_format(ggml_type)
     if fmt.quantize_ref is None:
@@ -68,7 +73,7 @@ def check_x(name: str, x: np.ndarray, n_cols: int) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def matvec(blocks: np.ndarray, ggml_type, shape, x: np.ndarray) -> np.ndarray:
+def matvec(blocks: np.ndarray, ggml_type: GGMLTypeLike, shape: Shape, x: np.ndarray) -> np.ndarray:
     """y = W @ x computed from the blocks of W (rows, cols) without an f32 copy of W (one-off:
     no re-layout; keep a :func:`prepare` d weight for repeated calls)."""
     from trueno.quant.prepared import prepare
@@ -77,7 +82,9 @@ def matvec(blocks: np.ndarray, ggml_type, shape, x: np.ndarray) -> np.ndarray:
     return prepare(blocks, t, shape, relayout=False).matvec(x)
 
 
-def record(name: str, backend: str, shape, fmt_name: str, nbytes: int, flops: int, t0: int) -> None:
+def record(
+    name: str, backend: str, shape: Iterable[int], fmt_name: str, nbytes: int, flops: int, t0: int
+) -> None:
     if recorder.ENABLED:
         recorder.record_op(
             name, backend, tuple(shape), fmt_name, nbytes, flops, t0, perf_counter_ns() - t0

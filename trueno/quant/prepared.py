@@ -29,6 +29,10 @@ from trueno.quant.base import F16_TO_F32, as_ggml_type, as_rows, get_format
 from trueno.trace import recorder
 
 MATMUL_TILE_BYTES = 4 << 20  # f32 rows one thread dequantizes per tile in matmul
+# up to this many rows a quantized matmul runs as fused matvecs, one per row: reading the
+# blocks once per row beats dequantize + BLAS (measured crossover ~12-16 rows for Q4_1/Q5_0
+# at 576-2048 columns; more for the K-quants). The one home of this crossover (llm.weights).
+MATVEC_ROWS = 12
 
 _POOL = None
 _BLAS = None
@@ -310,12 +314,27 @@ class PreparedWeight:
         out = np.empty((n, rows), dtype=np.float32)
         if self._f32 is not None:
             matmul_f32(xs, self._f32, out)
-        elif n <= 2:
+        elif n <= MATVEC_ROWS:
             for i in range(n):
                 self.matvec(xs[i], out=out[i])
-        elif _int8_matmul(self, xs, out):
-            pass
-        elif _blas_is_single_threaded():  # each thread: dequantize a tile, BLAS on it
+        elif not _int8_matmul(self, xs, out):
+            self._dequantize_matmul(xs, out)
+        if t0:
+            api.record(
+                "quant.matmul",
+                self.backend,
+                (n, *self.shape),
+                self.format.name,
+                self.nbytes,
+                2 * n * rows * cols,
+                t0,
+            )
+        return out
+
+    def _dequantize_matmul(self, xs: np.ndarray, out: np.ndarray) -> None:
+        """out = xs @ W.T by dequantizing tiles of rows to f32 and multiplying them by BLAS."""
+        rows, cols = self.shape
+        if _blas_is_single_threaded():  # each thread: dequantize a tile, BLAS on it
             kernel = self._row_kernel()
             tile = max(1, min(rows, MATMUL_TILE_BYTES // (4 * max(cols, 1))))
 
@@ -336,17 +355,6 @@ class PreparedWeight:
                 w = buf[: r1 - r0]
                 self._dequantize_rows(r0, r1, w)
                 np.matmul(xs, w.T, out=out[:, r0:r1])
-        if t0:
-            api.record(
-                "quant.matmul",
-                self.backend,
-                (n, *self.shape),
-                self.format.name,
-                self.nbytes,
-                2 * n * rows * cols,
-                t0,
-            )
-        return out
 
     def dequantize(self) -> np.ndarray:
         """The weight as float32 (rows, cols)."""

@@ -18,9 +18,10 @@ from pathlib import Path
 from trueno import config
 from trueno.trace import recorder
 
-PARTS_ENV = "TRUENO_TRACE_PARTS"
-LAUNCH_ENV = "TRUENO_TRACE_LAUNCH_NS"  # epoch ns at which the tracer launched the program
-ROOT_ENV = "TRUENO_TRACE_ROOT_PID"
+# the variables `trueno trace run` hands its programs (named and read in trueno.config)
+PARTS_ENV = config.TRACE_PARTS_ENV
+LAUNCH_ENV = config.TRACE_LAUNCH_ENV
+ROOT_ENV = config.TRACE_ROOT_ENV
 
 # How a layer above names this process in merged traces (trueno.dask sets
 # {"process": "worker <name>", "worker": address, "host": ...} in a dask worker); the
@@ -63,7 +64,7 @@ def part(rec: recorder.Recorder) -> dict:
     """This process's spans and self-measured counters."""
     recorder.stop()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    launch = int(os.environ.get(LAUNCH_ENV, "0") or 0)
+    launch = config.trace_launch_ns()
     return {
         "pid": os.getpid(),
         "ppid": os.getppid(),
@@ -83,12 +84,12 @@ def part(rec: recorder.Recorder) -> dict:
 
 
 def output_path() -> Path | None:
-    parts = os.environ.get(PARTS_ENV)
+    parts = config.trace_parts_dir()
     if parts:
         return Path(parts) / f"part-{os.getpid()}.json"
     if config.TRACE_OUTPUT:
         out = Path(config.TRACE_OUTPUT)
-        if os.environ.get(ROOT_ENV, str(os.getpid())) != str(os.getpid()):
+        if (config.trace_root_pid() or str(os.getpid())) != str(os.getpid()):
             out = out.with_name(f"{out.name}.{os.getpid()}")
         return out
     return None
@@ -106,7 +107,7 @@ def _write_at_exit() -> None:
             path.write_text(json.dumps(data, separators=(",", ":")))
         except OSError as exc:  # the traced program's exit must not fail because of tracing
             sys.stderr.write(f"trueno trace: could not write {path}: {exc}\n")
-    if config.TRACE_OTLP and not os.environ.get(PARTS_ENV):  # `trace run` exports itself
+    if config.TRACE_OTLP and not config.trace_parts_dir():  # `trace run` exports itself
         _send_otlp(data)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from trueno.backends.cuda import elementwise, function
 from trueno.backends.cuda.layout import as_rows, threads_per_row
-from trueno.device import is_device_array, to_device, to_host
+from trueno.backends.device import is_device_array, to_device, to_host
 from trueno.errors import DTypeError
 from trueno.trace import recorder
 
