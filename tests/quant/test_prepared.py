@@ -71,7 +71,7 @@ def test_matvec_matches_f64_reference(t, path, rows, n_blocks, seed):
     y = p.matvec(x)
     assert y.shape == (rows,) and y.dtype == np.float32
     w, want = reference(blocks, t, (rows, cols), x)
-    if p.backend == "numba-avx2" and t not in (GGMLType.F16, GGMLType.BF16):
+    if p.backend.startswith("numba-") and t not in (GGMLType.F16, GGMLType.BF16):
         check_int8_activations(y, w, x, want, ACT_BLOCK.get(t, 32))
     else:
         check_exact(y, w, x, want)
@@ -88,7 +88,7 @@ def test_one_off_matvec_reads_ggml_layout(rng, t):
     y = matvec(blocks, t, (rows, cols), x)
     assert np.array_equal(y, p.matvec(x))
     w, want = reference(blocks, t, (rows, cols), x)
-    if p.backend == "numba-avx2" and t not in (GGMLType.F16, GGMLType.BF16):
+    if p.backend.startswith("numba-") and t not in (GGMLType.F16, GGMLType.BF16):
         check_int8_activations(y, w, x, want, ACT_BLOCK.get(t, 32))
     else:
         check_exact(y, w, x, want)
@@ -141,7 +141,7 @@ def test_matmul_matches_reference(rng, t, n, blas_threads, monkeypatch):
     want = xs.astype(np.float64) @ w.T
     block = ACT_BLOCK.get(t, 32)
     for i in range(n):
-        if p.backend == "numba-avx2" and n <= MATVEC_ROWS and t != GGMLType.F16:
+        if p.backend.startswith("numba-") and n <= MATVEC_ROWS and t != GGMLType.F16:
             check_int8_activations(got[i], w, xs[i], want[i], block)
         else:
             check_exact(got[i], w, xs[i], want[i])

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from trueno.config import read_flag
+from trueno import config
 from trueno.errors import BackendUnavailableError, ConfigError
 from trueno.gguf.constants import BLOCK_LAYOUT, GGMLType
 
@@ -274,10 +273,10 @@ def check_level(level: str, source: str = "isa") -> str:
 def chosen_level() -> str:
     """The ISA level the quant kernels use: TRUENO_QUANT_ISA when set (checked against the
     host), portable when TRUENO_QUANT_SIMD is 0, else the best level the host has."""
-    forced = os.environ.get("TRUENO_QUANT_ISA", "").strip().lower()
+    forced = config.quant_isa()
     if forced:
         return check_level(forced, "TRUENO_QUANT_ISA")
-    if not read_flag("TRUENO_QUANT_SIMD", True):
+    if not config.quant_simd():
         return "portable"
     return host_levels()[0]
 
@@ -303,7 +302,7 @@ class IsaReport:
 
 
 def isa_report() -> IsaReport:
-    forced = os.environ.get("TRUENO_QUANT_ISA", "").strip().lower() or None
+    forced = config.quant_isa()
     kernels = tuple(
         lvl
         for lvl in ISA_LEVELS

@@ -5,9 +5,9 @@ Q4_K, Q5_K, Q6_K, F16 and BF16 kernels read the GGML blocks in place (row-major
 once (relayout.py: scales in their own arrays, nibbles of block pairs interleaved; same byte
 count) because their per-block scale work, not memory, bounds the GGML-layout kernel. Backends:
 
-- ``numba-<isa>`` (``numba-avx2`` today): the row dot its kernel record (kernels.py) names
-  for the ISA level, on int8-quantized activations, parallel over rows; F16/BF16 widen to
-  f32 in-register and use FMA.
+- ``numba-<isa>`` (``numba-avx512``, ``numba-avxvnni``, ``numba-avx2``): the row dot its
+  kernel record (kernels.py) names for the ISA level, on int8-quantized activations,
+  parallel over rows; F16/BF16 widen to f32 in-register and use FMA.
 - ``numba``: portable per-format kernels on f32 activations (no AVX2, TRUENO_QUANT_SIMD=0 or
   TRUENO_QUANT_ISA=portable).
 - ``numpy``: F32 through BLAS; Q2_K, Q3_K, Q8_K, IQ4_NL, IQ4_XS have no fused kernel and
