@@ -35,22 +35,14 @@ if ARGS is not None:
         os.environ[var] = str(ARGS.threads)
 
 import statistics  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 
-def best_time(fn, calls: int) -> float:
-    best = float("inf")
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def interleaved(fns: dict, rounds: int, calls: int) -> dict:
     """name -> median over rounds of the best-of-``calls`` time, the order rotating."""
+    from quant_batched import best_time
+
     names = list(fns)
     times: dict = {n: [] for n in names}
     for r in range(rounds):
