@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-from conftest import API_KEY, CTX, EOS, N_SLOTS, QUEUE, metric, wait_idle
+from serve_helpers import API_KEY, CTX, EOS, N_SLOTS, QUEUE, SHIFT_CTX, metric, wait_idle
 
 from trueno.llm import Model
 from trueno.llm.generate import generate
@@ -347,18 +347,6 @@ def test_chat_logprobs_streamed_equal_non_streamed(live):
 
 
 # ---- context shift ----------------------------------------------------------------------------
-SHIFT_CTX = 48
-
-
-@pytest.fixture(scope="module")
-def live_shift(tiny_gguf):
-    from conftest import LiveServer
-
-    srv = LiveServer(tiny_gguf, ctx_size=SHIFT_CTX, ctx_shift=True)
-    yield srv
-    srv.stop()
-
-
 def test_ctx_shift_generates_past_the_context(live_shift):
     """--ctx-shift: a full slot drops half of what follows n_keep and goes on; the tokens are
     those of the in-process engine with the same shift."""

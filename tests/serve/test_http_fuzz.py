@@ -7,9 +7,9 @@ import json
 
 import httpx
 import pytest
-from conftest import wait_idle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serve_helpers import wait_idle
 
 ENDPOINTS = ["/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"]
 FUZZ = settings(max_examples=40, deadline=None,

@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import N_SLOTS, LiveServer, wait_idle
 from llm_archs import ARCHS, hf_model, to_gguf
 from llm_models import (
     alone_logprobs,
@@ -22,6 +21,7 @@ from llm_models import (
     write_gguf,
 )
 from llm_moe import TINY_MOE, moe_gguf_tensors, moe_metadata, quantized, random_moe_state
+from serve_helpers import N_SLOTS, LiveServer, wait_idle
 
 from trueno.llm import Model
 from trueno.llm.generate import generate, generate_tokens

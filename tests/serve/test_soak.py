@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
-from conftest import EOS, N_SLOTS, wait_idle
+from serve_helpers import EOS, N_SLOTS, wait_idle
 
 N_REQUESTS = 300  # about 16 s here (2 shared cores)
 N_CLIENTS = 10  # more than slots + queue: some requests are refused with 503
