@@ -13,6 +13,7 @@ Nothing here imports numba or cupy."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from trueno.errors import ConfigError
 
@@ -48,35 +49,27 @@ def read_flag(name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a yes/no value; expected one of {_YES + _NO}")
 
 
-def _read_float(name: str, default: float) -> float:
+def _read_number(
+    name: str, default: Any, kind: type[int] | type[float] = int, positive: bool = True
+) -> Any:
+    """The ``kind`` (int or float) value of variable ``name``, ``default`` when unset; a
+    ConfigError when it does not parse, or (``positive``) is not above zero."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not value > 0:
-        raise ConfigError(f"{name}={raw!r} must be positive")
-    return value
-
-
-def _read_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value <= 0:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
+    if positive and not value > 0:
         raise ConfigError(f"{name}={raw!r} must be positive")
     return value
 
 
 def read_num_threads() -> int | None:
     """TRUENO_NUM_THREADS as set now: a positive thread count, None when unset."""
-    return _read_int("TRUENO_NUM_THREADS", 0) if os.environ.get("TRUENO_NUM_THREADS") else None
+    return _read_number("TRUENO_NUM_THREADS", 0) if os.environ.get("TRUENO_NUM_THREADS") else None
 
 
 def quant_simd() -> bool:
@@ -108,13 +101,7 @@ def trace_parts_dir() -> str | None:
 
 def trace_launch_ns() -> int:
     """TRUENO_TRACE_LAUNCH_NS: when the tracer launched the program (epoch ns), 0 if unset."""
-    raw = os.environ.get(TRACE_LAUNCH_ENV, "").strip()
-    if not raw:
-        return 0
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{TRACE_LAUNCH_ENV}={raw!r} is not an integer") from None
+    return _read_number(TRACE_LAUNCH_ENV, 0, positive=False)
 
 
 def trace_root_pid() -> str | None:
@@ -125,13 +112,13 @@ def trace_root_pid() -> str | None:
 FORCED_BACKEND: str | None = _read_backend()
 TRACE_ON_START: bool = read_flag("TRUENO_TRACE", False)
 TRACE_OUTPUT: str | None = os.environ.get("TRUENO_TRACE_OUTPUT") or None
-TRACE_CAPACITY: int = _read_int("TRUENO_TRACE_CAPACITY", 1 << 20)
+TRACE_CAPACITY: int = _read_number("TRUENO_TRACE_CAPACITY", 1 << 20)
 # TRUENO_TRACE_OTLP=http|grpc (1 = http): a TRUENO_TRACE=1 process also sends its spans over
 # OTLP at exit (endpoint from OTEL_EXPORTER_OTLP_ENDPOINT), bounded by TRUENO_TRACE_OTLP_TIMEOUT.
 TRACE_OTLP: str | None = {"http": "http", "grpc": "grpc"}.get(
     os.environ.get("TRUENO_TRACE_OTLP", "").strip().lower()
 ) or ("http" if read_flag("TRUENO_TRACE_OTLP", False) else None)
-TRACE_OTLP_TIMEOUT: float = _read_float("TRUENO_TRACE_OTLP_TIMEOUT", 2.0)
+TRACE_OTLP_TIMEOUT: float = _read_number("TRUENO_TRACE_OTLP_TIMEOUT", 2.0, float)
 NUM_THREADS: int | None = read_num_threads()
 # TRUENO_CUDA_GRAPHS=0: GPU decode launches its kernels one by one instead of replaying a graph
 CUDA_GRAPHS: bool = read_flag("TRUENO_CUDA_GRAPHS", True)

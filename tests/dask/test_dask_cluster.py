@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,45 +139,21 @@ def test_plugin_turns_recorder_on_when_client_traces(client):
 def test_otlp_resources_name_each_worker(client):
     """The cluster's trace sent over OTLP/HTTP to a real receiver (http.server on 127.0.0.1):
     each worker's spans arrive under its own resource (host, pid, worker address)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trace"))
+    from otlp_receiver import Receiver
 
     import trueno.dask  # noqa: F401
     from trueno.trace import otlp
 
-    received = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            req = trace_service_pb2.ExportTraceServiceRequest()
-            req.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append(req)
-            reply = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
-
-        def log_message(self, *args):
-            pass
-
     x = da.from_array(np.ones((2000, 32)), chunks=(250, 32))
     with trueno.trace.capture() as t:
         trueno.softmax(x).compute()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        res = otlp.send(t.to_trace(), f"http://127.0.0.1:{server.server_port}", timeout=10)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with Receiver() as rx:
+        res = otlp.send(t.to_trace(), rx.url, timeout=10)
     assert res["ok"], res
     per_resource = {}
-    for req in received:
+    for _, _, req in rx.requests:
         for rs in req.resource_spans:
             attrs = {a.key: a.value for a in rs.resource.attributes}
             names = [sp.name for ss in rs.scope_spans for sp in ss.spans]
@@ -203,7 +181,6 @@ def test_trace_run_of_a_dask_script_merges_labelled_workers(tmp_path):
     trace.capture(): its LocalCluster's workers write their own parts, labelled as workers,
     and ``trueno trace summary`` breaks the run down per worker. No worker outlives it."""
     import subprocess
-    import sys
 
     import psutil
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
+from llm_models import alone_logprobs
 from serve_helpers import API_KEY, CTX, EOS, N_SLOTS, QUEUE, SHIFT_CTX, metric, wait_idle
 
 from trueno.llm import Model
@@ -292,19 +293,6 @@ def test_api_key(live_key):
 
 
 # ---- logprobs ---------------------------------------------------------------------------------
-def reference_logprobs(ref, ids, tokens) -> list:
-    """log softmax of the in-process model's logits at each generated token (float64)."""
-    import numpy as np
-
-    ref.reset()
-    logits, out = ref.prefill(ids), []
-    for t in tokens:
-        x = logits.astype(np.float64)
-        out.append(x - x.max() - np.log(np.exp(x - x.max()).sum()))
-        logits = ref.decode(t).copy()
-    return out
-
-
 def test_completion_logprobs_are_the_models(live, ref):
     ids = prompt_ids(live, "the cat is")
     r = live.client().completions.create(model="tiny", prompt=ids, max_tokens=6, temperature=0,
@@ -313,7 +301,7 @@ def test_completion_logprobs_are_the_models(live, ref):
     assert "".join(lp.tokens) == r.choices[0].text and len(lp.tokens) == 6
     assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(6)]
     ref_tokens = list(ref.generate_tokens(ids, max_tokens=6, temperature=0.0, stop_at_eog=False))
-    expect = reference_logprobs(ref, ids, ref_tokens)
+    expect = alone_logprobs(ref, ids, ref_tokens)  # log softmax before each token, float64
     for i, (t, e) in enumerate(zip(ref_tokens, expect, strict=True)):
         assert lp.token_logprobs[i] == pytest.approx(e[t], abs=1e-4)
         top = lp.top_logprobs[i]

@@ -16,6 +16,7 @@ same code runs on the CPU or a GPU: arrays, kernels and weights come from a
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from time import perf_counter_ns
@@ -465,7 +466,6 @@ class Model:
 # ranges of equal work, one per core, on a pool of Python threads (numpy and BLAS release
 # the GIL). Below this many (query, key) pairs a chunk stays on the calling thread.
 SPLIT_PREFILL_MIN = 1 << 16
-_POOL: list = []
 
 
 def _host_threads() -> int:
@@ -475,13 +475,12 @@ def _host_threads() -> int:
     return numba.get_num_threads()
 
 
+@functools.cache
 def _attention_pool():
     """The thread pool of prefill attention, made on first use."""
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor
 
-        _POOL.append(ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="trueno-attn"))
-    return _POOL[0]
+    return ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="trueno-attn")
 
 
 def split_queries(start: int, T: int, window: int, parts: int) -> list[tuple[int, int]]:

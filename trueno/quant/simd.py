@@ -332,16 +332,8 @@ def _kq_body(block_bytes, has_high, dots):
     return body
 
 
-def _q6k_body(dots):
-    """Q6_K: y = sum_sb d*dx*(sum_j sc_j (q . xq)_j - 32 * sum_j sc_j*bsum_j), j per 16."""
-
-    def body(builder, w, x, dx, xs, bs, n):
-        return _q6k_dot(dots, builder, w, x, dx, xs, bs, n)
-
-    return body
-
-
 def _q6k_dot(dots, builder, w, x, dx, xs, bs, n):
+    """Q6_K: y = sum_sb d*dx*(sum_j sc_j (q . xq)_j - 32 * sum_j sc_j*bsum_j), j per 16."""
 
     def state():
         return (Acc(builder, ir.Constant(V8F32, None)),)
@@ -385,7 +377,7 @@ def k4_dot(rec, level) -> Body:
 
 
 def q6_k_dot(rec, level) -> Body:
-    return Body(_q6k_body(IntDots(level)), step_bytes=rec.block_bytes)
+    return Body(functools.partial(_q6k_dot, IntDots(level)), step_bytes=rec.block_bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,13 +574,6 @@ def paired_dot(rec, level) -> Body:
     return Body(body, relaid=True, vectors=True)
 
 
-def _split_q8_body(dots):
-    def body(builder, qs, d, m, qh, vecs, nb):
-        return _split_q8_dot(dots, builder, qs, d, m, qh, vecs, nb)
-
-    return body
-
-
 def _split_q8_dot(dots, builder, qs, d, m, qh, vecs, nb):
     """Q8_0 with split scales: |w| . sign(x, w) per block, 8 blocks reduced by phaddd and
     scaled by one vector of d * dx; leftover blocks one at a time. ``vecs``: (xq, dx, xs)
@@ -630,7 +615,7 @@ def _split_q8_dot(dots, builder, qs, d, m, qh, vecs, nb):
 
 def split_q8_0_dot(rec, level) -> Body:
     """Q8_0 with its scales split out (relayout.pair_blocks)."""
-    return Body(_split_q8_body(IntDots(level)), relaid=True, vectors=True)
+    return Body(functools.partial(_split_q8_dot, IntDots(level)), relaid=True, vectors=True)
 
 
 # ---------------------------------------------------------------------------------------------
