@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from trueno.llm import attention, kernels
 from trueno.llm.kv_cache import KVCache, rope_tables
@@ -195,28 +196,31 @@ def _cache_pair(r, kv, ctx, dh, half):
     return kc.view(np.uint16), vc.view(np.uint16), kc, vc
 
 
-HEAD_DIMS = st.one_of(st.integers(1, 80), st.sampled_from([64, 128, 256]))  # SIMD: dh % 8 == 0
+HEAD_DIMS = st.one_of(st.integers(1, 80), st.sampled_from([64, 128, 176, 256]))  # 8 | dh: SIMD
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     kv=st.integers(1, 3),
-    groups=st.integers(1, 4),
+    groups=st.integers(1, 10),  # past 8: the IR kernels' head chunks
     dh=HEAD_DIMS,
     pos=st.integers(0, 1300),  # many blocks; past SPLIT_MIN, so threads split positions
     window=st.sampled_from([0, 1, 7, 100, 600]),
     half=st.booleans(),
     softcap=st.sampled_from([0.0, 0.5, 3.0]),
+    level=st.sampled_from(attention.LEVELS),
     seed=st.integers(0, 10**6),
 )
-def test_attend_gqa_matches_softmax_attention(kv, groups, dh, pos, window, half, softcap, seed):
+def test_attend_gqa_matches_softmax_attention(kv, groups, dh, pos, window, half, softcap, level,
+                                              seed):  # fmt: skip
     r = rng_for(seed)
     k_arg, v_arg, kc, vc = _cache_pair(r, kv, pos + 1, dh, half)
     q = r.standard_normal((kv * groups, dh)).astype(np.float32)
     out = np.full_like(q, np.nan)
     first = kernels.window_start(pos, window)
     assert first == (max(0, pos - window + 1) if window else 0)
-    kernels.attend_gqa(out, q, k_arg, v_arg, first, pos + 1, 1 / np.sqrt(dh), groups, softcap)
+    kernels.attend_gqa(out, q, k_arg, v_arg, first, pos + 1, 1 / np.sqrt(dh), groups, softcap,
+                       level)  # fmt: skip
     ref = _softmax_attention(q, kc, vc, first, pos + 1, 1 / np.sqrt(dh), groups, softcap)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
 
@@ -230,10 +234,11 @@ def test_attend_gqa_matches_softmax_attention(kv, groups, dh, pos, window, half,
     n=st.integers(1, 900),
     parts=st.integers(1, 4),
     half=st.booleans(),
+    level=st.sampled_from(attention.LEVELS),
     seed=st.integers(0, 10**6),
 )
 def test_attention_split_over_positions_merges_exactly(kv, groups, dh, first, n, parts, half,
-                                                       seed):  # fmt: skip
+                                                       level, seed):  # fmt: skip
     """Slices of positions with their own running max and sum, merged (flash-decoding), give
     the one-pass answer, whatever the host's thread count; and the serial path agrees."""
     r = rng_for(seed)
@@ -242,10 +247,11 @@ def test_attention_split_over_positions_merges_exactly(kv, groups, dh, first, n,
     cap = 2.0  # gemma2's softcap rides through the slices too
     ref = _softmax_attention(q, kc, vc, first, first + n, 0.3, groups, cap)
     split = np.full_like(q, np.nan)
-    attention.attend_threaded(split, q, k_arg, v_arg, first, first + n, 0.3, groups, parts, cap)
+    attention.attend_threaded(split, q, k_arg, v_arg, first, first + n, 0.3, groups, parts, cap,
+                              level)  # fmt: skip
     np.testing.assert_allclose(split, ref, rtol=1e-4, atol=1e-5)
     alone = np.full_like(q, np.nan)
-    attention.attend_serial(alone, q, k_arg, v_arg, first, first + n, 0.3, groups, cap)
+    attention.attend_serial(alone, q, k_arg, v_arg, first, first + n, 0.3, groups, cap, level)
     np.testing.assert_allclose(alone, ref, rtol=1e-4, atol=1e-5)
 
 
@@ -260,26 +266,58 @@ def test_split_positions_balances_threads():
     assert split_positions(3500, 5, 1) == 1
 
 
-@pytest.mark.skipif(not attention.SIMD, reason="the IR kernels need AVX2 + FMA")
-def test_vector_kernels_against_numpy():
-    """The two IR kernels on their own: 8-row score groups (8x8 transpose-add) and the value
-    sum kept in registers (8-vector stripes, then single vectors: dh = 8 * 11)."""
-    from numba import njit
+def test_levels_follow_the_host():
+    from trueno.cpu import cpu_features
 
-    @njit
-    def run(s, q, k, acc, p, v):
-        attention._scores8(s, q, k, k.shape[0] // 8)
-        attention._accumulate_rows(acc, p, v, v.shape[0])
+    host = cpu_features()
+    simd = host["avx2"] and host["fma"] and host["f16c"]
+    assert attention.LEVEL == (16 if simd and host["avx512f"] else 8 if simd else 0)
+    assert attention.LEVELS[-1] == 0 and attention.LEVELS[0] == attention.LEVEL
+    assert [attention.vector_width(16, d) for d in (64, 72, 70)] == [16, 8, 0]
+    assert [attention.vector_width(8, d) for d in (64, 72, 70)] == [8, 8, 0]
+    assert attention.vector_width(0, 64) == 0
 
-    r = rng_for(3)
-    k = r.standard_normal((24, 88)).astype(np.float32)
-    v = r.standard_normal((13, 88)).astype(np.float32)
-    q = r.standard_normal(88).astype(np.float32)
-    p = r.standard_normal(13).astype(np.float32)
-    s, acc = np.zeros(24, np.float32), np.ones(88, np.float32)
-    run(s, q, k, acc, p, v)
-    np.testing.assert_allclose(s, k.astype(np.float64) @ q, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(acc, 1 + p.astype(np.float64) @ v, rtol=1e-5, atol=1e-4)
+
+@njit
+def _vector_kernels(lanes, s, q, k, acc, p, v):
+    if lanes == 16:
+        attention._scores16(s, q, k, k.shape[0])
+        attention._accumulate16(acc, p, v, v.shape[0])
+    else:
+        attention._scores8(s, q, k, k.shape[0])
+        attention._accumulate8(acc, p, v, v.shape[0])
+
+
+@pytest.mark.skipif(not attention.SIMD, reason="the IR kernels need AVX2, FMA and F16C")
+@settings(max_examples=40, deadline=None)
+@given(
+    lanes=st.sampled_from([w for w in attention.LEVELS if w]),
+    heads=st.integers(1, 11),  # chunks of 8 heads, each count its own body
+    vecs=st.sampled_from([1, 2, 3, 4, 5, 11, 16]),  # stripes of 2^k vectors, then the rest
+    n=st.integers(1, 40),  # the last 8-row group repeats row n - 1; value tiles of 16 KB
+    half=st.booleans(),
+    seed=st.integers(0, 10**6),
+)
+def test_vector_kernels_against_numpy(lanes, heads, vecs, n, half, seed):
+    """The two IR kernels on their own, f16 rows read as they are: scores of G heads for n
+    rows (8-row groups, 8x8 transpose-add per head) and the G value sums (stripes of output
+    vectors in registers)."""
+    r = rng_for(seed)
+    dh = lanes * vecs
+    k = r.standard_normal((n, dh)).astype(np.float32)
+    v = r.standard_normal((n, dh)).astype(np.float32)
+    if half:
+        k, v = k.astype(np.float16), v.astype(np.float16)
+    q = r.standard_normal((heads, dh)).astype(np.float32)
+    p = r.standard_normal((heads, -(-n // 8) * 8)).astype(np.float32)
+    s = np.full((heads, p.shape[1]), np.nan, np.float32)
+    acc = r.standard_normal((heads, dh)).astype(np.float32)
+    want_acc = acc + p[:, :n].astype(np.float64) @ v.astype(np.float64)
+    kb, vb = (k.view(np.uint16), v.view(np.uint16)) if half else (k, v)
+    _vector_kernels(lanes, s, q, kb, acc, p, vb)
+    np.testing.assert_allclose(s[:, :n], q.astype(np.float64) @ k.T.astype(np.float64),
+                               rtol=1e-5, atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(acc, want_acc, rtol=1e-5, atol=1e-4)
 
 
 @SETTINGS

@@ -1,20 +1,23 @@
 """Decode attention: one query token over the KV cache, at the cache's bandwidth.
 
 For each KV head, the ``G`` query heads of its GQA group read its keys and values once, a
-block of ``ATTN_BLOCK`` positions at a time (f16 blocks widened to f32 in L1 first), with an
-online softmax (running max and sum), so scores, softmax and the V sum are one pass:
+block of ``ATTN_BLOCK`` positions at a time, with an online softmax (running max and sum), so
+scores, softmax and the V sum are one pass:
 
-- scores: eight key rows at a time against the query, eight independent AVX2 accumulators
-  summed over ``head_dim`` and reduced together by one 8x8 transpose-add (a handful of
-  shuffles per eight positions instead of a horizontal sum per position);
-- values: the output row stays in registers (64 floats, eight vectors) while the block's
-  value rows stream past;
+- scores: each key chunk is loaded (f16 rows widened by vcvtph2ps as they load, no separate
+  pass) once and multiplied into all G heads' accumulators; eight rows' dot vectors per head
+  are reduced together by one 8x8 transpose-add (a handful of shuffles per eight positions
+  instead of a horizontal sum per position);
+- values: stripes of the G output rows stay in registers while the block's value rows stream
+  past, each value chunk loaded (and widened) once for all G heads;
 - work is split over threads as (KV head, slice of positions) tasks, each with its own
   running max / sum / output, merged at the end (the max-rescaled sums of flash-decoding).
 
-The two vector kernels are LLVM IR (llvmlite) used only when the host has AVX2 and FMA and
-``head_dim`` is a multiple of 8; otherwise plain numba loops compute the same thing.
-This module imports numba; :mod:`trueno.llm.kernels` re-exports its kernels.
+The two vector kernels are LLVM IR (llvmlite) of generic vectors, at a lane count per ISA
+level: 16 lanes with 24 accumulators where the host has AVX-512 (32 registers), 8 lanes with
+12 on AVX2 + FMA + F16C hosts, used when ``head_dim`` is a multiple of the lanes; otherwise
+plain numba loops compute the same thing. This module imports numba; :mod:`trueno.llm.kernels`
+re-exports its kernels.
 """
 
 from __future__ import annotations
@@ -29,20 +32,24 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from trueno.cpu import cpu_features
-from trueno.quant.llvm_ir import F16, F32, I32, V8F32, Acc, data, fma, i64, load, splat
+from trueno.quant.llvm_ir import F16, F32, I32, V8F32, Acc, data, i64, llvm, load, splat
 
 _FM = {"reassoc", "contract", "nsz"}  # lets reductions vectorize; no change to exp/tanh/nan
 # Any: numba types njit(**options) and overload(jit_options=) with different TypedDicts
 Arr = np.ndarray  # float32 rows (uint16 f16 bits for a half cache); int32 scratch
 _JIT: Any = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
 
-ATTN_BLOCK = 32  # positions per block: its K and V rows (widened to f32) stay in L1 for all G heads
+ATTN_BLOCK = 128  # positions per block of scores (p: G x 128 floats in L1); a multiple of 8
+SLICE_ALIGN = 16  # thread slices start on a multiple of this many positions past ``first``
 SPLIT_MIN = 512  # fewest positions worth a thread hand-off (about 25 us of work per head)
 _F16_SCALE = np.float32(2.0**112)  # f16 bits << 13 read as f32, times this: the f16 value
 
 _HOST = cpu_features()
-SIMD = _HOST["avx2"] and _HOST["fma"]  # the IR kernels below (never run without them)
 F16C = _HOST["f16c"]  # vcvtph2ps: f16 -> f32 in one instruction per eight values
+SIMD = _HOST["avx2"] and _HOST["fma"] and F16C  # the IR kernels below (never run without them)
+# the IR kernels' lanes: 16 with AVX-512 (32 registers), 8 with AVX2, 0: plain numba loops
+LEVEL = 16 if SIMD and _HOST["avx512f"] else 8 if SIMD else 0
+LEVELS = tuple(w for w in (16, 8, 0) if w <= LEVEL)  # every level this host runs (tests)
 # numba's thread count, fixed at import (numba.get_num_threads() in a kernel stops caching;
 # a cached kernel keeps the count it was compiled with: it picks the split, never the result)
 THREADS = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at numba import
@@ -94,6 +101,37 @@ def _widen_rows_impl(cache, j0, n, buf):
 
 
 # ---- the two vector kernels (LLVM IR) -------------------------------------------------------
+# Generic LLVM vectors only (no x86 intrinsics): on a host without AVX-512 a 16-lane body is
+# legalized into 8-lane halves, so no level emits an instruction its host lacks; the level
+# picks the lane count and how many accumulators the register file holds.
+_REGS = {16: 24, 8: 12}  # accumulators kept in registers: 32 zmm / 16 ymm, less q, k, temps
+_TILE_BYTES = 16384  # value rows per tile when the output takes several register stripes
+_GMAX = 8  # query heads per GQA group with their own unrolled body; more run in chunks of 8
+
+
+def _vf32(lanes):
+    return ir.VectorType(F32, lanes)
+
+
+def _row_vec(builder, base, offset, lanes, half):
+    """``lanes`` cache values at byte ``offset`` as <lanes x float> (f16 bits: vcvtph2ps)."""
+    if not half:
+        return load(builder, base, offset, _vf32(lanes))
+    bits = load(builder, base, offset, ir.VectorType(ir.IntType(16), lanes))
+    return builder.fpext(builder.bitcast(bits, ir.VectorType(F16, lanes)), _vf32(lanes))
+
+
+def _fma(builder, a, b, c):
+    return llvm(builder, f"llvm.fma.v{a.type.count}f32", a.type, a, b, c)
+
+
+def _pow2_at_most(x, cap):
+    p = 1
+    while p * 2 <= min(x, cap):
+        p *= 2
+    return p
+
+
 def _hadd(builder, x, y):
     """vhaddps: [x0+x1, x2+x3, y0+y1, y2+y3, x4+x5, x6+x7, y4+y5, y6+y7]."""
     even = ir.Constant(ir.VectorType(I32, 8), [0, 2, 8, 10, 4, 6, 12, 14])
@@ -101,15 +139,34 @@ def _hadd(builder, x, y):
     return builder.fadd(builder.shuffle_vector(x, y, even), builder.shuffle_vector(x, y, odd))
 
 
-def _transpose_sum(builder, v):
-    """[sum(v[0]), ..., sum(v[7])] of eight <8 x float>: 8x8 transpose-add in 9 shuffles."""
-    h0123 = _hadd(builder, _hadd(builder, v[0], v[1]), _hadd(builder, v[2], v[3]))
-    h4567 = _hadd(builder, _hadd(builder, v[4], v[5]), _hadd(builder, v[6], v[7]))
+def _join(builder, left, right, level):
+    """One node of the 8x8 transpose-add tree: two hadd levels, then the 128-bit halves."""
+    if level < 2:
+        return _hadd(builder, left, right)
     lo = ir.Constant(ir.VectorType(I32, 8), [0, 1, 2, 3, 8, 9, 10, 11])
     hi = ir.Constant(ir.VectorType(I32, 8), [4, 5, 6, 7, 12, 13, 14, 15])
     return builder.fadd(
-        builder.shuffle_vector(h0123, h4567, lo), builder.shuffle_vector(h0123, h4567, hi)
+        builder.shuffle_vector(left, right, lo), builder.shuffle_vector(left, right, hi)
     )
+
+
+def _push(builder, stack, node):
+    """Add the next row's <8 x float> partial sums to the tree (a binary counter): after the
+    eighth row the stack holds [sum(row 0), ..., sum(row 7)]."""
+    level = 0
+    while stack and stack[-1][0] == level:
+        node = _join(builder, stack.pop()[1], node, level)
+        level += 1
+    stack.append((level, node))
+
+
+def _fold8(builder, v):
+    """<16 x float> -> <8 x float> of the two halves' sum (8 lanes stay as they are)."""
+    if v.type.count == 8:
+        return v
+    lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, 8), list(range(8))))
+    hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, 8), list(range(8, 16))))
+    return builder.fadd(lo, hi)
 
 
 def _row_bytes(context, builder, arytype, value):
@@ -117,76 +174,174 @@ def _row_bytes(context, builder, arytype, value):
     return builder.extract_value(ary.strides, 0)
 
 
-@intrinsic
-def _scores8(typingctx, s, q, k, groups8):
-    """s[t] = q . k[t] for t < 8 * groups8; k (rows, hd) float32 rows, hd % 8 == 0."""
-
-    def codegen(context, builder, signature, args):
-        s_ty, q_ty, k_ty, _ = signature.args
-        sp = data(context, builder, s_ty, args[0])
-        qp = data(context, builder, q_ty, args[1])
-        kp = data(context, builder, k_ty, args[2])
-        row = _row_bytes(context, builder, k_ty, args[2])
-        chunks = builder.udiv(row, i64(32))
-        zero = ir.Constant(V8F32, [ir.Constant(F32, 0.0)] * 8)
-        with cgutils.for_range(builder, args[3]) as block:
-            base = builder.mul(builder.mul(block.index, i64(8)), row)
-            rows = [builder.add(base, builder.mul(i64(r), row)) for r in range(8)]
-            acc = [Acc(builder, zero) for _ in range(8)]
-            with cgutils.for_range(builder, chunks) as chunk:
-                off = builder.mul(chunk.index, i64(32))
-                qv = load(builder, qp, off, V8F32)
-                for r in range(8):
-                    kv = load(builder, kp, builder.add(rows[r], off), V8F32)
-                    acc[r].set(fma(builder, qv, kv, acc[r].get()))
-            out = _transpose_sum(builder, [a.get() for a in acc])
-            ptr = builder.gep(sp, [builder.mul(block.index, i64(32))])
-            builder.store(out, builder.bitcast(ptr, V8F32.as_pointer()), align=1)
-        return context.get_dummy_value()
-
-    return types.void(s, q, k, groups8), codegen
+def _by_heads(builder, heads, emit):
+    """emit(h0, c) for the head chunks h0 = 0, 8, ... of ``heads``, c = min(8, heads - h0) a
+    Python int: one body per count, picked by a switch, so each keeps c accumulator sets."""
+    with cgutils.for_range_slice(builder, i64(0), heads, i64(_GMAX)) as (h0, _):
+        left = builder.sub(heads, h0)
+        c = builder.select(builder.icmp_signed("<", left, i64(_GMAX)), left, i64(_GMAX))
+        end = builder.append_basic_block("heads.end")
+        switch = builder.switch(c, end)
+        for count in range(1, _GMAX + 1):
+            body = builder.append_basic_block(f"heads.{count}")
+            switch.add_case(i64(count), body)
+            builder.position_at_end(body)
+            emit(h0, count)
+            builder.branch(end)
+        builder.position_at_end(end)
 
 
-_VECS = 8  # output vectors kept in registers by _accumulate_rows (64 floats)
+def _scores_kernel(lanes):
+    """s[g, t] = q[g] . k[t] for g < G, t < n (k: n rows of f32 or f16 bits, head_dim a
+    multiple of ``lanes``): each key chunk is loaded (and widened) once for all G heads; eight
+    rows' G dot vectors are summed by one 8x8 transpose-add per head, stored as eight scores
+    (s rows: a multiple of 8 long; the last group's rows past n repeat row n - 1)."""
+
+    @intrinsic
+    def scores(typingctx, s, q, k, n):
+        def codegen(context, builder, signature, args):
+            s_ty, q_ty, k_ty, _ = signature.args
+            half = k_ty.dtype == types.uint16
+            es = 2 if half else 4
+            sp = data(context, builder, s_ty, args[0])
+            qp = data(context, builder, q_ty, args[1])
+            kp = data(context, builder, k_ty, args[2])
+            n = args[3]
+            s_row = _row_bytes(context, builder, s_ty, args[0])
+            q_row = _row_bytes(context, builder, q_ty, args[1])
+            k_row = _row_bytes(context, builder, k_ty, args[2])
+            heads = context.make_array(q_ty)(context, builder, args[1]).shape
+            heads = builder.extract_value(heads, 0)
+            chunks = builder.udiv(q_row, i64(4 * lanes))
+            zero = ir.Constant(_vf32(lanes), None)
+            last = builder.sub(n, i64(1))
+            groups = builder.udiv(builder.add(n, i64(7)), i64(8))
+
+            def emit(h0, c):
+                per = _pow2_at_most(_REGS[lanes] // c, 8)  # rows whose sums share a pass
+                q_base = [builder.mul(builder.add(h0, i64(g)), q_row) for g in range(c)]
+                s_base = [builder.mul(builder.add(h0, i64(g)), s_row) for g in range(c)]
+                with cgutils.for_range(builder, groups) as grp:
+                    row0 = builder.mul(grp.index, i64(8))
+                    offs = []
+                    for r in range(8):
+                        t = builder.add(row0, i64(r))
+                        t = builder.select(builder.icmp_signed("<", t, n), t, last)
+                        offs.append(builder.mul(t, k_row))
+                    stacks: list[list[Any]] = [[] for _ in range(c)]
+                    for sub in range(0, 8, per):
+                        acc = [[Acc(builder, zero) for _ in range(c)] for _ in range(per)]
+                        with cgutils.for_range(builder, chunks) as ch:
+                            qo = builder.mul(ch.index, i64(4 * lanes))
+                            ko = builder.mul(ch.index, i64(es * lanes))
+                            qv = [load(builder, qp, builder.add(b, qo), _vf32(lanes))
+                                  for b in q_base]  # fmt: skip
+                            for r in range(per):
+                                kv = _row_vec(builder, kp, builder.add(offs[sub + r], ko),
+                                              lanes, half)  # fmt: skip
+                                for g in range(c):
+                                    acc[r][g].set(_fma(builder, qv[g], kv, acc[r][g].get()))
+                        for r in range(per):
+                            for g in range(c):
+                                _push(builder, stacks[g], _fold8(builder, acc[r][g].get()))
+                    for g in range(c):
+                        at = builder.add(s_base[g], builder.mul(row0, i64(4)))
+                        ptr = builder.bitcast(builder.gep(sp, [at]), V8F32.as_pointer())
+                        builder.store(stacks[g][0][1], ptr, align=1)
+
+            _by_heads(builder, heads, emit)
+            return context.get_dummy_value()
+
+        return types.void(s, q, k, n), codegen
+
+    return scores
 
 
-@intrinsic
-def _accumulate_rows(typingctx, acc, p, v, n):
-    """acc += sum over t < n of p[t] * v[t]; acc (hd,), v (rows, hd) float32, hd % 8 == 0."""
+def _accumulate_kernel(lanes):
+    """acc[g] += sum over t < n of p[g, t] * v[t] for g < G (acc (G, head_dim) float32, v: n
+    rows of f32 or f16 bits, head_dim a multiple of ``lanes``): stripes of the G output rows
+    stay in registers while the value rows stream past, each value chunk loaded (and widened)
+    once for all G heads."""
 
-    def codegen(context, builder, signature, args):
-        a_ty, p_ty, v_ty, _ = signature.args
-        ap = data(context, builder, a_ty, args[0])
-        pp = data(context, builder, p_ty, args[1])
-        vp = data(context, builder, v_ty, args[2])
-        n = args[3]
-        row = _row_bytes(context, builder, v_ty, args[2])
-        vecs = builder.udiv(row, i64(32))
-        wide = builder.udiv(vecs, i64(_VECS))
+    @intrinsic
+    def accumulate(typingctx, acc, p, v, n):
+        def codegen(context, builder, signature, args):
+            a_ty, p_ty, v_ty, _ = signature.args
+            half = v_ty.dtype == types.uint16
+            es = 2 if half else 4
+            ap = data(context, builder, a_ty, args[0])
+            pp = data(context, builder, p_ty, args[1])
+            vp = data(context, builder, v_ty, args[2])
+            n = args[3]
+            a_row = _row_bytes(context, builder, a_ty, args[0])
+            p_row = _row_bytes(context, builder, p_ty, args[1])
+            v_row = _row_bytes(context, builder, v_ty, args[2])
+            heads = builder.extract_value(
+                context.make_array(a_ty)(context, builder, args[0]).shape, 0
+            )
+            vecs = builder.udiv(a_row, i64(4 * lanes))
 
-        def stripe(first_vec, width):  # output vectors first_vec.. (width of them) in registers
-            offs = [builder.mul(builder.add(first_vec, i64(w)), i64(32)) for w in range(width)]
-            regs = [Acc(builder, load(builder, ap, o, V8F32)) for o in offs]
-            with cgutils.for_range(builder, n) as t:
-                e = splat(builder, load(builder, pp, builder.mul(t.index, i64(4)), F32), 8)
-                base = builder.mul(t.index, row)
-                for o, r in zip(offs, regs, strict=True):
-                    x = load(builder, vp, builder.add(base, o), V8F32)
-                    r.set(fma(builder, e, x, r.get()))
-            for o, r in zip(offs, regs, strict=True):
-                ptr = builder.bitcast(builder.gep(ap, [o]), V8F32.as_pointer())
-                builder.store(r.get(), ptr, align=1)
+            def emit(h0, c):
+                a_base = [builder.mul(builder.add(h0, i64(g)), a_row) for g in range(c)]
+                p_base = [builder.mul(builder.add(h0, i64(g)), p_row) for g in range(c)]
 
-        with cgutils.for_range(builder, wide) as w:
-            stripe(builder.mul(w.index, i64(_VECS)), _VECS)
-        with cgutils.for_range_slice(builder, builder.mul(wide, i64(_VECS)), vecs, i64(1)) as (
-            vec,
-            _,
-        ):
-            stripe(vec, 1)
-        return context.get_dummy_value()
+                def stripe(first, width):  # output vectors first..first+width-1 of each head
+                    ao = [builder.mul(builder.add(first, i64(w)), i64(4 * lanes))
+                          for w in range(width)]  # fmt: skip
+                    vo = [builder.mul(builder.add(first, i64(w)), i64(es * lanes))
+                          for w in range(width)]  # fmt: skip
+                    regs = [[Acc(builder, load(builder, ap, builder.add(a_base[g], o),
+                                               _vf32(lanes))) for o in ao]
+                            for g in range(c)]  # fmt: skip
+                    with cgutils.for_range_slice(builder, t0, t1, i64(1)) as (t, _):
+                        pt = builder.mul(t, i64(4))
+                        e = [splat(builder, load(builder, pp, builder.add(b, pt), F32), lanes)
+                             for b in p_base]  # fmt: skip
+                        base = builder.mul(t, v_row)
+                        for w in range(width):
+                            x = _row_vec(builder, vp, builder.add(base, vo[w]), lanes, half)
+                            for g in range(c):
+                                regs[g][w].set(_fma(builder, e[g], x, regs[g][w].get()))
+                    for g in range(c):
+                        for o, r in zip(ao, regs[g], strict=True):
+                            at = builder.gep(ap, [builder.add(a_base[g], o)])
+                            builder.store(r.get(), builder.bitcast(at, _vf32(lanes).as_pointer()),
+                                          align=1)  # fmt: skip
 
-    return types.void(acc, p, v, n), codegen
+                width = _pow2_at_most(_REGS[lanes] // c, 16)
+                wide = builder.udiv(vecs, i64(width))
+                done = builder.mul(wide, i64(width))
+                rest = builder.sub(vecs, done)
+                # one stripe: all rows at once; several: tiles of ~16 KB of rows, so the rows
+                # come from memory once, in order, and the later stripes find them in L1
+                one = builder.icmp_unsigned("<=", vecs, i64(width))
+                tile = builder.udiv(i64(_TILE_BYTES), v_row)
+                tile = builder.select(builder.icmp_signed("<", tile, i64(8)), i64(8), tile)
+                tile = builder.select(one, n, tile)
+                tile = builder.select(builder.icmp_signed("<", tile, i64(1)), i64(1), tile)
+                with cgutils.for_range_slice(builder, i64(0), n, tile) as (t0, _):
+                    t1 = builder.add(t0, tile)
+                    t1 = builder.select(builder.icmp_signed("<", t1, n), t1, n)
+                    with cgutils.for_range(builder, wide) as w:
+                        stripe(builder.mul(w.index, i64(width)), width)
+                    part = width // 2
+                    while part:  # the rest (< width vectors) as stripes of 4, 2, 1 ... by bits
+                        first = builder.add(done, builder.and_(rest, i64(-2 * part)))
+                        bit = builder.icmp_unsigned("!=", builder.and_(rest, i64(part)), i64(0))
+                        with builder.if_then(bit):
+                            stripe(first, part)
+                        part //= 2
+
+            _by_heads(builder, heads, emit)
+            return context.get_dummy_value()
+
+        return types.void(acc, p, v, n), codegen
+
+    return accumulate
+
+
+_scores8, _scores16 = _scores_kernel(8), _scores_kernel(16)
+_accumulate8, _accumulate16 = _accumulate_kernel(8), _accumulate_kernel(16)
 
 
 # ---- softmax pieces ---------------------------------------------------------------------------
@@ -313,32 +468,50 @@ def softmax_tile(
 
 # ---- attention ----------------------------------------------------------------------------------
 @njit(**_JIT)
+def vector_width(level: int, hd: int) -> int:
+    """Lanes of the IR kernels a call runs at ``level`` (16, 8 or 0: plain loops): the widest
+    the level allows that divides ``head_dim``."""
+    if level >= 16 and hd % 16 == 0:
+        return 16
+    if level >= 8 and hd % 8 == 0:
+        return 8
+    return 0
+
+
+@njit(**_JIT)
 def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, first: int,
-                end: int, scale: float, kbuf: Arr, vbuf: Arr, p: Arr,
-                softcap: float = 0.0) -> None:  # fmt: skip
+                end: int, scale: float, kbuf: Arr, vbuf: Arr, p: Arr, softcap: float = 0.0,
+                level: int = LEVEL) -> None:  # fmt: skip
     """Online-softmax attention of the G query heads q (G, head_dim) of one GQA group over keys
     first..end-1 of one KV head (ctx, head_dim), f32 or f16 bits: every key and value row is
-    read from memory once, a block of ``ATTN_BLOCK`` positions at a time, for all G heads.
-    Running state per query head: max ``m`` (G,), sum ``el`` (G,), unnormalised output
-    ``acc`` (G, head_dim); the caller divides by ``el`` (or merges spans first).
-    ``softcap`` > 0 caps each scaled score as ``softcap * tanh(score / softcap)`` (gemma2)."""
+    read from memory once, for all G heads, a block of p.shape[1] positions at a time (p:
+    (G, block) scratch, block a multiple of 8). Running state per query head: max ``m`` (G,),
+    sum ``el`` (G,), unnormalised output ``acc`` (G, head_dim); the caller divides by ``el``
+    (or merges spans first). ``softcap`` > 0 caps each scaled score as
+    ``softcap * tanh(score / softcap)`` (gemma2). ``level``: the IR kernels' lanes (16, 8; 0:
+    plain loops, with f16 rows widened into kbuf, vbuf (block, head_dim) first)."""
     G, hd = q.shape
-    simd = SIMD and hd % 8 == 0
-    for j0 in range(first, end, ATTN_BLOCK):
-        n = min(ATTN_BLOCK, end - j0)
-        kb = _widen_rows(k_head, j0, n, kbuf)
-        vb = _widen_rows(v_head, j0, n, vbuf)
-        n8 = n // 8 if simd else 0
+    block = p.shape[1]
+    lanes = vector_width(level, hd)
+    for j0 in range(first, end, block):
+        n = min(block, end - j0)
+        k_rows = k_head[j0 : j0 + n]
+        if lanes == 16:
+            _scores16(p, q, k_rows, n)
+        elif lanes == 8:
+            _scores8(p, q, k_rows, n)
+        else:
+            kb = _widen_rows(k_head, j0, n, kbuf)
+            for g in range(G):
+                qg, pg = q[g], p[g]
+                for t in range(n):
+                    kt = kb[t]
+                    s = np.float32(0.0)
+                    for i in range(hd):
+                        s += qg[i] * kt[i]
+                    pg[t] = s
         for g in range(G):
-            qg, pg = q[g], p[g]
-            if n8 > 0:
-                _scores8(pg, qg, kb, n8)  # type: ignore[call-arg]  # an intrinsic
-            for t in range(8 * n8, n):
-                kt = kb[t]
-                s = np.float32(0.0)
-                for i in range(hd):
-                    s += qg[i] * kt[i]
-                pg[t] = s
+            pg = p[g]
             mx = np.float32(-np.inf)
             for t in range(n):
                 st = pg[t] * np.float32(scale)
@@ -355,28 +528,35 @@ def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, fir
             total = el[g] * corr
             for t in range(n):
                 total += pg[t]
-            if simd:
-                _accumulate_rows(ag, pg, vb, n)  # type: ignore[call-arg]  # an intrinsic
-            else:
+            el[g] = total
+            m[g] = m_new
+        v_rows = v_head[j0 : j0 + n]
+        if lanes == 16:
+            _accumulate16(acc, p, v_rows, n)
+        elif lanes == 8:
+            _accumulate8(acc, p, v_rows, n)
+        else:
+            vb = _widen_rows(v_head, j0, n, vbuf)
+            for g in range(G):
+                pg, ag = p[g], acc[g]
                 for t in range(n):
                     e, vt = pg[t], vb[t]
                     for i in range(hd):
                         ag[i] += e * vt[i]
-            el[g] = total
-            m[g] = m_new
 
 
 @njit(**_JIT)
-def _attend_task(acc, m, el, q, k_head, v_head, first, end, scale, softcap):
+def _attend_task(acc, m, el, q, k_head, v_head, first, end, scale, softcap, level):
     """One (KV head, slice of positions) task from a fresh running state, own scratch."""
     G, hd = q.shape
-    kbuf = np.empty((ATTN_BLOCK, hd), np.float32)
-    vbuf = np.empty((ATTN_BLOCK, hd), np.float32)
+    rows = ATTN_BLOCK if vector_width(level, hd) == 0 else 1  # the IR kernels read the cache
+    kbuf = np.empty((rows, hd), np.float32)
+    vbuf = np.empty((rows, hd), np.float32)
     p = np.empty((G, ATTN_BLOCK), np.float32)
     acc[:] = 0.0
     m[:] = -np.inf
     el[:] = 0.0
-    attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, softcap)
+    attend_span(acc, m, el, q, k_head, v_head, first, end, scale, kbuf, vbuf, p, softcap, level)
 
 
 @njit(**_JIT)
@@ -416,22 +596,23 @@ def _merge(out, accs, ms, els, groups, parts):
 
 @njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True, parallel=True)
 def _attend_parallel(accs, ms, els, q, k_cache, v_cache, first, end, scale, groups, parts,
-                     softcap):  # fmt: skip
+                     softcap, level):  # fmt: skip
     n_tasks = accs.shape[0]
     step = -(-(end - first) // parts)
-    step = -(-step // ATTN_BLOCK) * ATTN_BLOCK
+    step = -(-step // SLICE_ALIGN) * SLICE_ALIGN
     for task in prange(n_tasks):
         kv, s = task // parts, task % parts
         lo = first + s * step
         hi = min(end, lo + step)
         h0 = kv * groups
         _attend_task(accs[task], ms[task], els[task], q[h0 : h0 + groups], k_cache[kv],
-                     v_cache[kv], lo, hi, scale, softcap)  # fmt: skip
+                     v_cache[kv], lo, hi, scale, softcap, level)  # fmt: skip
 
 
 @njit(**_JIT)
 def attend_serial(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: int,
-                  scale: float, groups: int, softcap: float) -> None:  # fmt: skip
+                  scale: float, groups: int, softcap: float,
+                  level: int = LEVEL) -> None:  # fmt: skip
     """:func:`attend_gqa` on the calling thread alone."""
     hd = q.shape[1]
     m = np.empty(groups, np.float32)
@@ -440,7 +621,7 @@ def attend_serial(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end:
         h0 = kv * groups
         acc = out[h0 : h0 + groups]
         _attend_task(acc, m, el, q[h0 : h0 + groups], k_cache[kv], v_cache[kv], first, end,
-                     scale, softcap)  # fmt: skip
+                     scale, softcap, level)  # fmt: skip
         for g in range(groups):
             inv = np.float32(1.0) / el[g]
             for i in range(hd):
@@ -449,7 +630,8 @@ def attend_serial(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end:
 
 @njit(**_JIT)
 def attend_threaded(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: int,
-                    scale: float, groups: int, parts: int, softcap: float) -> None:  # fmt: skip
+                    scale: float, groups: int, parts: int, softcap: float,
+                    level: int = LEVEL) -> None:  # fmt: skip
     """:func:`attend_gqa` as n_kv * ``parts`` tasks over numba's threads: each KV head's
     positions cut into ``parts`` slices, each slice's running state merged at the end."""
     n_kv, _, hd = k_cache.shape
@@ -457,25 +639,27 @@ def attend_threaded(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, en
     ms = np.empty((n_kv * parts, groups), np.float32)
     els = np.empty((n_kv * parts, groups), np.float32)
     _attend_parallel(accs, ms, els, q, k_cache, v_cache, first, end, scale, groups, parts,
-                     softcap)  # fmt: skip
+                     softcap, level)  # fmt: skip
     _merge(out, accs, ms, els, groups, parts)
 
 
 @njit(**_JIT)
 def attend_gqa(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: int,
-               scale: float, groups: int, softcap: float = 0.0) -> None:  # fmt: skip
+               scale: float, groups: int, softcap: float = 0.0,
+               level: int = LEVEL) -> None:  # fmt: skip
     """Attention of one query token (q, out: (n_heads, head_dim)) over cache positions
     first..end-1 of k_cache, v_cache (n_kv_heads, ctx, head_dim; float32, or uint16 holding
     f16 bits): per KV head one online-softmax pass serving its ``groups`` query heads, the
     (KV head, slice of positions) tasks spread over numba's threads when there is enough;
-    ``softcap`` as in :func:`attend_span`."""
+    ``softcap`` and ``level`` as in :func:`attend_span` (the default: the host's widest)."""
     n_kv = k_cache.shape[0]
     n = end - first
     if THREADS == 1 or n * n_kv < SPLIT_MIN:  # short: no thread hand-off
-        attend_serial(out, q, k_cache, v_cache, first, end, scale, groups, softcap)
+        attend_serial(out, q, k_cache, v_cache, first, end, scale, groups, softcap, level)
     else:
         parts = split_positions(n, n_kv, THREADS)
-        attend_threaded(out, q, k_cache, v_cache, first, end, scale, groups, parts, softcap)
+        attend_threaded(out, q, k_cache, v_cache, first, end, scale, groups, parts, softcap,
+                        level)  # fmt: skip
 
 
 @njit(**_JIT)
