@@ -41,6 +41,7 @@ _JIT: Any = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
 
 ATTN_BLOCK = 128  # positions per block of scores (p: G x 128 floats in L1); a multiple of 8
 SLICE_ALIGN = 16  # thread slices start on a multiple of this many positions past ``first``
+PREFETCH_ROW_BYTES = 256  # software prefetch pays from DRAM for rows this long (not 128 B)
 SPLIT_MIN = 512  # fewest positions worth a thread hand-off (about 25 us of work per head)
 _F16_SCALE = np.float32(2.0**112)  # f16 bits << 13 read as f32, times this: the f16 value
 
@@ -340,6 +341,30 @@ def _accumulate_kernel(lanes):
     return accumulate
 
 
+@intrinsic
+def _prefetch_rows(typingctx, arr, r0, r1):
+    """Prefetch rows r0..r1-1 (clamped to the array) of a 2-D array with contiguous rows, a
+    64-byte line at a time, into L2: the memory is busy during the compute of a block."""
+
+    def codegen(context, builder, signature, args):
+        a_ty = signature.args[0]
+        ary = context.make_array(a_ty)(context, builder, args[0])
+        rows = builder.extract_value(ary.shape, 0)
+        row = builder.extract_value(ary.strides, 0)
+        r1 = builder.select(builder.icmp_signed("<", args[2], rows), args[2], rows)
+        start = builder.mul(args[1], row)
+        stop = builder.mul(r1, row)
+        base = builder.bitcast(ary.data, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [base.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        with cgutils.for_range_slice(builder, start, stop, i64(64)) as (off, _):
+            builder.call(fn, [builder.gep(base, [off]), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, r0, r1), codegen
+
+
 _scores8, _scores16 = _scores_kernel(8), _scores_kernel(16)
 _accumulate8, _accumulate16 = _accumulate_kernel(8), _accumulate_kernel(16)
 
@@ -493,9 +518,12 @@ def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, fir
     G, hd = q.shape
     block = p.shape[1]
     lanes = vector_width(level, hd)
+    prefetch = k_head.strides[0] >= PREFETCH_ROW_BYTES
     for j0 in range(first, end, block):
         n = min(block, end - j0)
         k_rows = k_head[j0 : j0 + n]
+        if prefetch:  # the value rows come in while the scores run
+            _prefetch_rows(v_head, j0, j0 + n)  # type: ignore[call-arg]  # an intrinsic
         if lanes == 16:
             _scores16(p, q, k_rows, n)
         elif lanes == 8:
@@ -531,6 +559,8 @@ def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, fir
             el[g] = total
             m[g] = m_new
         v_rows = v_head[j0 : j0 + n]
+        if prefetch:  # and the next block's keys while the value sums run
+            _prefetch_rows(k_head, j0 + n, min(j0 + n + block, end))
         if lanes == 16:
             _accumulate16(acc, p, v_rows, n)
         elif lanes == 8:
