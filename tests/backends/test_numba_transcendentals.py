@@ -8,6 +8,8 @@ of zero come out exactly where numpy's do."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,8 +18,9 @@ from hypothesis.extra import numpy as hnp
 
 numba = pytest.importorskip("numba")
 
-from trueno import backends  # noqa: E402
+from trueno import backends, cpu  # noqa: E402
 from trueno.backends import Backend  # noqa: E402
+from trueno.backends.numba_kernels import _math as M  # noqa: E402
 from trueno.backends.numba_kernels import activations as act  # noqa: E402
 from trueno.backends.numba_kernels import elementwise as ew  # noqa: E402
 
@@ -161,3 +164,37 @@ def test_threaded_matches_serial(name, dtype):
     x = (np.random.default_rng(3).standard_normal(ew.PAR_MIN_MATH * 2 + 17) * 5).astype(dtype)
     got = backends.load(Backend.NUMBA).KERNELS[name](x)
     np.testing.assert_array_equal(got, serial(name, x))
+
+
+# AMD's AVX-512 CPUs: LLVM's tuning keeps 512-bit vectors. Intel's AVX-512 CPUs carry LLVM's
+# prefer-256-bit tuning, so numba's host target gives ymm there unless NUMBA_CPU_FEATURES adds
+# -prefer-256-bit (checked by compiling for skylake-avx512 here; not run on such a host).
+ZEN_AVX512 = cpu.cpu_features()["avx512f"] and cpu.cpu_name().startswith("znver")
+VECTOR = "%zmm" if ZEN_AVX512 else "%[yz]mm"
+
+
+@pytest.mark.skipif(
+    not cpu.cpu_features()["avx2"] or not cpu.cpu_features()["fma"], reason="host lacks avx2/fma"
+)
+@pytest.mark.parametrize("name", ["exp32", "exp64", "tanh32", "tanh64"])
+def test_polynomials_vectorize(name):
+    """A loop over each polynomial compiles to packed FMAs (zmm on Zen 4/5, ymm or zmm
+    elsewhere), 2**k by vscalef where SCALEF, and calls no libm function per element (which
+    would stop the vectorizer)."""
+    f = getattr(M, name)
+
+    @numba.njit(error_model="numpy")  # not cached: inspect_asm needs a fresh compile
+    def apply(x, out):
+        for i in range(x.size):
+            out[i] = f(x[i])
+
+    dtype = np.float32 if name.endswith("32") else np.float64
+    x = np.linspace(-3, 3, 64).astype(dtype)
+    apply(x, np.empty_like(x))
+    asm = apply.inspect_asm(apply.signatures[0])
+    suffix = "ps" if dtype == np.float32 else "pd"
+    assert re.search(rf"vf[n]?madd\w*{suffix}\s[^\n]*{VECTOR}", asm), "no packed FMA"
+    # numba calls libm through a loaded address: movabsq $expf, %rax; callq *%rax
+    assert not re.search(r"\$(exp|tanh|ldexp|fma)f?\b", asm), "a libm call"
+    if name.startswith("exp") and M.SCALEF:
+        assert re.search(rf"vscalef{suffix}\s[^\n]*{VECTOR}", asm)
