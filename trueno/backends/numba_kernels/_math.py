@@ -4,12 +4,16 @@ multiply-add, ldexp).
 
 exp and tanh have float32 and float64 polynomials LLVM turns into SIMD; erfc and expm1 use
 libm for float64. Polynomials are evaluated with ``fmadd`` (llvm.fmuladd: one FMA instruction
-on every AVX2 and AVX-512 host, half the instructions of a multiply and an add). 2**k is
+on every AVX2 and AVX-512 host, half the instructions of a multiply and an add; a CPU without
+FMA gets a multiply and an add, whose bounds no test here can run). 2**k is
 ``ldexp`` where the host has AVX-512 (LLVM lowers it to vscalefpd/ps: one instruction that
 rounds subnormal results once and overflows to inf) and two exponent-bit products elsewhere
 (llvm.ldexp would be a libm call per element there); ``SCALEF`` says which, tests run both
-where the host has both. Max errors (float64: tests/backends/test_numba_math64.py, against
-numpy over the whole range with hypothesis and dense grids, in ulps of the result):
+where the host has both. LLVM picks zmm for these loops on Zen 4/5; for Intel's AVX-512 CPUs
+its prefer-256-bit tuning gives ymm unless NUMBA_CPU_FEATURES adds -prefer-256-bit (see
+BENCHMARKS.md, "Transcendentals at AVX-512 speed"). Max errors (float64:
+tests/backends/test_numba_math64.py, against numpy over the whole range with hypothesis and
+dense grids, in ulps of the result):
 - exp64: 1 ulp (Cody-Waite reduction to |r| <= ln2/2, e^r - 1 as r + r^2 q(r) with q a
   degree-9 Chebyshev fit: 0.15 ulp truncation; above 709.79 inf, below -745.2 zero; NaN
   stays NaN).
@@ -19,8 +23,8 @@ numpy over the whole range with hypothesis and dense grids, in ulps of the resul
 float32 (measured over a dense grid incl. extremes in tests/backends):
 - exp32:  rel 1.9e-7 on [-87.3, 88.7] (degree-5 polynomial); 0 below -104, inf above 88.73;
   subnormal results within 2 steps; NaN -> NaN.
-- exp32_accurate: rel 8e-8 (Cephes expf, degree 7), inside expm1 and erfc (they amplify it).
-- tanh32: rel 3.5e-7 (rational 13/6 approximation, no exp).
+- exp32_accurate: rel 8.3e-8 (Cephes expf, degree 7), inside expm1 and erfc (they amplify it).
+- tanh32: rel 3.5e-7 (rational 13/6 approximation, no exp; exactly ±1 beyond |x| = 9).
 - erfc32: rel 4e-7 + 1.2e-7 a^2 (Numerical Recipes' erfcc, t exp(-a^2 + P(t)), t = 1/(1+a/2);
   the a^2 term is a*a rounding, erfc's own conditioning).
 - expm1_32: rel 3e-7 (Taylor for |x| < 0.35, exp32_accurate(x) - 1 beyond).
@@ -212,7 +216,7 @@ def _exp32_with(scale):
 def _exp32_accurate_with(scale):
     @nb.njit(**INLINE)
     def exp32_accurate(x):
-        """e**x in float32, rel 8e-8 (Cephes expf polynomial, 2**k by ``scale``): for expm1
+        """e**x in float32, rel 8.3e-8 (Cephes expf polynomial, 2**k by ``scale``): for expm1
         and erfc, which amplify exp's error."""
         hi = np.float32(89.0)
         lo = np.float32(-104.0)
