@@ -13,7 +13,7 @@ numba = pytest.importorskip("numba")
 from trueno.backends.numba_kernels import _math as M  # noqa: E402
 from trueno.backends.numpy_backend import erfc as ref_erfc  # noqa: E402
 
-SCALEF_ONLY = pytest.mark.skipif(not M.SCALEF, reason="host lacks avx512f (vscalef)")
+SCALEF_ONLY = pytest.mark.skipif(not M.SCALEF, reason="numba's target lacks avx512f (vscalef)")
 KERNELS: dict = {}
 
 

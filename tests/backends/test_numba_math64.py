@@ -21,7 +21,7 @@ EXP_ULP = 1
 TANH_ULP = 2
 
 
-SCALEF_ONLY = pytest.mark.skipif(not M.SCALEF, reason="host lacks avx512f (vscalef)")
+SCALEF_ONLY = pytest.mark.skipif(not M.SCALEF, reason="numba's target lacks avx512f (vscalef)")
 EXP = [
     pytest.param("exp64_bits", id="exp-bits"),
     pytest.param("exp64_scalef", id="exp-scalef", marks=SCALEF_ONLY),

@@ -166,15 +166,22 @@ def test_threaded_matches_serial(name, dtype):
     np.testing.assert_array_equal(got, serial(name, x))
 
 
-# AMD's AVX-512 CPUs: LLVM's tuning keeps 512-bit vectors. Intel's AVX-512 CPUs carry LLVM's
+# numba's target (the host unless NUMBA_CPU_NAME / NUMBA_CPU_FEATURES say otherwise). AMD's
+# AVX-512 CPUs: LLVM's tuning keeps 512-bit vectors. Intel's AVX-512 CPUs carry LLVM's
 # prefer-256-bit tuning, so numba's host target gives ymm there unless NUMBA_CPU_FEATURES adds
 # -prefer-256-bit (checked by compiling for skylake-avx512 here; not run on such a host).
-ZEN_AVX512 = cpu.cpu_features()["avx512f"] and cpu.cpu_name().startswith("znver")
+TARGET = numba.core.config.CPU_NAME or cpu.cpu_name()
+ZEN_AVX512 = M.SCALEF and TARGET.startswith("znver")
 VECTOR = "%zmm" if ZEN_AVX512 else "%[yz]mm"
 
 
+def target_has(feature: str) -> bool:
+    feats = numba.core.config.CPU_FEATURES
+    return cpu.cpu_features()[feature] if feats is None else f"+{feature}" in feats.split(",")
+
+
 @pytest.mark.skipif(
-    not cpu.cpu_features()["avx2"] or not cpu.cpu_features()["fma"], reason="host lacks avx2/fma"
+    not (target_has("avx2") and target_has("fma")), reason="numba's target lacks avx2/fma"
 )
 @pytest.mark.parametrize("name", ["exp32", "exp64", "tanh32", "tanh64"])
 def test_polynomials_vectorize(name):
