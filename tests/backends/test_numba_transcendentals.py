@@ -1,4 +1,4 @@
-"""numba's exp, tanh, sigmoid and gelu kernels (the serial loops the backend runs per chunk)
+"""numba's exp, tanh, sigmoid, gelu and selu kernels (the serial loops the backend runs per chunk)
 against the numpy reference kernels, float32 and float64, over the whole float range
 (hypothesis) and dense grids: huge, tiny, negative, subnormal, ±0, ±inf, NaN.
 
@@ -32,16 +32,18 @@ SERIAL = {
     "sigmoid": act._sigmoid,
     "gelu": act._gelu_tanh,
     "gelu_erf": act._gelu_erf,
+    "selu": act._selu,
 }
 # float64: ulps against numpy (exp64 1, tanh64 2; sigmoid and gelu add 1 + e and a division,
-# whose roundings differ from numpy's where e differs by an ulp). gelu_erf: the reference's own
+# whose roundings differ from numpy's where e differs by an ulp; selu: libm's expm1 against
+# numpy's, 3 ulp apart at worst on the grids). gelu_erf: the reference's own
 # erfc is good to 1e-11 (tests/backends/test_numba_math.py), numba's is libm's.
-ULP64 = {"exp": 1, "tanh": 2, "sigmoid": 4, "gelu": 4}
+ULP64 = {"exp": 1, "tanh": 2, "sigmoid": 4, "gelu": 4, "selu": 4}
 REL64 = {"gelu_erf": 5e-11}
 # float32: relative error against numpy's float32 result (exp32 1.9e-7 and numpy's own ulp);
 # gelu_erf: 5e-7 + 2.5e-7 x^2 (erfc32's 4e-7 + 1.2e-7 a^2, a = |x| / sqrt(2), and erfc's
 # conditioning, 2 a^2, on the float32 rounding of x / sqrt(2))
-REL32 = {"exp": 4e-7, "tanh": 4e-7, "sigmoid": 4e-7, "gelu": 4e-7}
+REL32 = {"exp": 4e-7, "tanh": 4e-7, "sigmoid": 4e-7, "gelu": 4e-7, "selu": 4e-7}
 
 
 def reference(name: str, x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Activation kernels: one vectorizable loop each, transcendentals from ._math (exp and tanh
 polynomials in float32 and float64, FMA-evaluated, 2**k by vscalef on AVX-512 hosts; erfc,
 expm1 polynomials in float32, libm in float64). No fastmath: NaN and Inf behave as in the
-numpy reference, which uses the same formulas; gelu's constants take x's precision."""
+numpy reference, which uses the same formulas; selu's and gelu's constants take x's precision."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
 KERNELS: dict = {}
 
-SELU_ALPHA = np.float32(1.6732632423543772)
-SELU_SCALE = np.float32(1.0507009873554805)
-GELU_2C = 2 * 0.7978845608028654  # 2 sqrt(2/pi), cast to x's precision by like()
+# float constants, cast to x's precision by like()
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+GELU_2C = 2 * 0.7978845608028654  # 2 sqrt(2/pi)
 GELU_A = 0.044715
 INV_SQRT2 = 0.7071067811865476
 
@@ -50,7 +51,7 @@ def _selu(out, a):
     for i in range(out.size):
         x = a[i]
         neg = ZERO if x > ZERO else x
-        out[i] = SELU_SCALE * (SELU_ALPHA * fexpm1(neg) if x < ZERO else x)
+        out[i] = like(x, SELU_SCALE) * (like(x, SELU_ALPHA) * fexpm1(neg) if x < ZERO else x)
 
 
 @nb.njit(**JIT)
