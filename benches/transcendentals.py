@@ -4,7 +4,8 @@ thread (the numba backend's kernel), float32 and float64, interleaved in one run
     python benches/transcendentals.py [--n 1e6]
 
 Target (issue 11): the one-core numba kernel at least as fast as numpy (ratio "1T" >= 1), so
-that the threaded kernel ("all T") approaches the thread count."""
+that the threaded kernel ("all T") approaches the thread count ("scaling": 1T time / all-T
+time; it needs idle cores: with a co-tenant on a 2-core host the second thread waits)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import compare_times, fmt_time, print_table  # noqa: E402
 
-from trueno import backends  # noqa: E402
+from trueno import backends, cpu  # noqa: E402
 from trueno.backends import Backend  # noqa: E402
-from trueno.backends.numba_kernels import _par  # noqa: E402
+from trueno.backends.numba_kernels import _math, _par  # noqa: E402
 from trueno.backends.numba_kernels import activations as act  # noqa: E402
 from trueno.backends.numba_kernels import elementwise as ew  # noqa: E402
 
@@ -54,10 +55,13 @@ def main(argv=None) -> int:
                     f"{t_np / t_1:.2f}",
                     fmt_time(t_all),
                     f"{t_np / t_all:.2f}",
+                    f"{t_1 / t_all:.2f}",
                 ]
             )
-    print(f"n = {n:.0e}, {_par.THREADS} threads")
+    two_k = "vscalef" if _math.SCALEF else "exponent bits"
+    print(f"n = {n:.0e}, {_par.THREADS} threads, {cpu.cpu_name()}, 2**k by {two_k}")
     headers = ["op", "dtype", "numpy", "numba 1T", "1T ratio", "numba all T", "all-T ratio"]
+    headers.append("scaling")
     print_table(headers, rows)
     return 0
 

@@ -1,14 +1,14 @@
 """Activation kernels: one vectorizable loop each, transcendentals from ._math (exp and tanh
-polynomials in float32 and float64; erfc, expm1 polynomials in float32, libm in float64).
-No fastmath: NaN and Inf behave as
-in the numpy reference, which uses the same formulas."""
+polynomials in float32 and float64, FMA-evaluated, 2**k by vscalef on AVX-512 hosts; erfc,
+expm1 polynomials in float32, libm in float64). No fastmath: NaN and Inf behave as in the
+numpy reference, which uses the same formulas; selu's and gelu's constants take x's precision."""
 
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
-from trueno.backends.numba_kernels._math import ferfc, fexp, fexpm1
+from trueno.backends.numba_kernels._math import ferfc, fexp, fexpm1, like
 from trueno.backends.numba_kernels.elementwise import PAR_MIN, PAR_MIN_MATH, unary, with_params
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
@@ -16,10 +16,12 @@ ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
 KERNELS: dict = {}
 
-SELU_ALPHA = np.float32(1.6732632423543772)
-SELU_SCALE = np.float32(1.0507009873554805)
-GELU_2C = np.float32(2 * 0.7978845608028654)  # 2 sqrt(2/pi)
-INV_SQRT2 = np.float32(0.7071067811865476)
+# float constants, cast to x's precision by like()
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+GELU_2C = 2 * 0.7978845608028654  # 2 sqrt(2/pi)
+GELU_A = 0.044715
+INV_SQRT2 = 0.7071067811865476
 
 
 @nb.njit(**JIT)
@@ -49,7 +51,7 @@ def _selu(out, a):
     for i in range(out.size):
         x = a[i]
         neg = ZERO if x > ZERO else x
-        out[i] = SELU_SCALE * (SELU_ALPHA * fexpm1(neg) if x < ZERO else x)
+        out[i] = like(x, SELU_SCALE) * (like(x, SELU_ALPHA) * fexpm1(neg) if x < ZERO else x)
 
 
 @nb.njit(**JIT)
@@ -63,7 +65,7 @@ def _gelu_tanh(out, a):
     # 0.5 x (1 + tanh(u)) == x / (1 + e^(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3)
     for i in range(out.size):
         x = a[i]
-        u = GELU_2C * (x + np.float32(0.044715) * x * x * x)
+        u = like(x, GELU_2C) * (x + like(x, GELU_A) * x * x * x)
         out[i] = x / (ONE + fexp(-u))
 
 
@@ -71,7 +73,7 @@ def _gelu_tanh(out, a):
 def _gelu_erf(out, a):
     for i in range(out.size):
         x = a[i]
-        out[i] = np.float32(0.5) * x * ferfc(-x * INV_SQRT2)
+        out[i] = np.float32(0.5) * x * ferfc(-x * like(x, INV_SQRT2))
 
 
 @nb.njit(**JIT)

@@ -1,7 +1,8 @@
 """Element-wise numba kernels: ``_op(out, a[, b])`` loops over ``range(out.size)`` on flat
 contiguous arrays so LLVM vectorizes them; no fastmath (results are numpy's bits, NaN and Inf
-included). exp and tanh use the float32 and float64 polynomials of :mod:`._math`; the
-libm-backed ops (sin, ln, pow ...) live in :mod:`.libm`."""
+included). exp and tanh use the float32 and float64 approximations of :mod:`._math` (FMA-
+evaluated polynomials and rationals, 2**k by vscalef on AVX-512 hosts); the libm-backed ops
+(sin, ln, pow ...) live in :mod:`.libm`."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Row-wise kernels over the last axis (1-D = one row): softmax, log_softmax, layer_norm,
-rms_norm. Exponentials (the exp polynomials of ._math, float32 and float64) are written by a
-plain loop, then summed by a reassociating loop (the polynomial itself never runs under
-fastmath). Many rows split over threads by
-rows; one long row splits each pass over threads."""
+rms_norm. Exponentials (the exp polynomials of ._math, float32 and float64, FMA-evaluated,
+2**k by vscalef on AVX-512 hosts) are written by a plain loop, then summed by a reassociating
+loop (the polynomial itself never runs under fastmath). Many rows split over threads by rows;
+one long row splits each pass over threads."""
 
 from __future__ import annotations
 
