@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from time import perf_counter_ns
 
+import numpy as np
+
 from trueno import backends, config
 from trueno.backends import Backend
 from trueno.opspec import OpSpec
@@ -77,6 +79,12 @@ _modules = sys.modules
 # block open in another thread only sends this thread down the general path, which gives
 # the same answer.
 HOST_MAX: dict[str, int] = {}
+# HOST_LIMITS[kind]: the same bound keyed by the two dtypes a fast path takes, ``{float32:
+# HOST_MAX[kind], float64: HOST_MAX[kind]}``, so that ``n < HOST_LIMITS[kind].get(a.dtype, 0)``
+# tests the dtype and the size in one lookup (any other dtype gets 0: the general path). The
+# dicts are updated in place: an op function holds its kind's dict.
+HOST_LIMITS: dict[str, dict[np.dtype, int]] = {}
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _blocks_open = 0
 _blocks_lock = threading.RLock()
 
@@ -87,6 +95,9 @@ def _refresh() -> None:
         for kind, limit in THRESHOLDS.items():
             host = auto and GPU_THRESHOLDS.get(kind) is None
             HOST_MAX[kind] = limit if host else 0
+            limits = HOST_LIMITS.setdefault(kind, {})
+            for dt in _FLOATS:
+                limits[dt] = HOST_MAX[kind]
 
 
 def _count_block(delta: int) -> None:

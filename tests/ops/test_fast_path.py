@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 import trueno
 from trueno import OPS, dispatch
-from trueno.errors import EmptyInputError, SizeMismatchError
+from trueno.errors import ArgumentError, EmptyInputError, ShapeError, SizeMismatchError
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -118,3 +118,97 @@ def test_host_max_follows_forcing_and_thresholds(monkeypatch):
     assert dispatch.HOST_MAX[kind] == 0
     monkeypatch.undo()
     assert dispatch.HOST_MAX[kind] == dispatch.THRESHOLDS[kind]
+
+
+# ops with parameters make the _fast test in their own bodies; under use_backend("numpy")
+# every call takes the validated general path to the same numpy kernel
+PARAM_CALLS = {
+    "scale": lambda x, y, z, p: (x, p),
+    "clamp": lambda x, y, z, p: (x, -p, p),
+    "lerp": lambda x, y, z, p: (x, y, p),
+    "fma": lambda x, y, z, p: (x, y, z),
+    "leaky_relu": lambda x, y, z, p: (x, p),
+    "elu": lambda x, y, z, p: (x, p),
+    "gelu": lambda x, y, z, p: (x, "none" if p == 0.5 else "tanh"),
+    "softmax": lambda x, y, z, p: (x, -1),
+    "log_softmax": lambda x, y, z, p: (x, -1),
+    "variance": lambda x, y, z, p: (x, 1 if p == 0.5 else 0),
+    "stddev": lambda x, y, z, p: (x, 1 if p == 0.5 else 0),
+    "covariance": lambda x, y, z, p: (x, y, 1 if p == 0.5 else 0),
+    "correlation": lambda x, y, z, p: (x, y),
+    "layer_norm": lambda x, y, z, p: (x, y.reshape(-1)[: x.shape[-1]] if x.ndim else None, None, p),
+    "rms_norm": lambda x, y, z, p: (x, None, p),
+}
+
+
+def outcome(f, args):
+    try:
+        return f(*args)
+    except trueno.TruenoError as exc:
+        return type(exc)
+
+
+@given(
+    x=arrays,
+    name=st.sampled_from(sorted(PARAM_CALLS)),
+    p=st.sampled_from([0.5, 2.0, 1e-5, 3]),  # 3: an int, off the fast path
+    data=st.data(),
+)
+def test_ops_with_parameters_match_general_path(x, name, p, data):
+    y = data.draw(hnp.arrays(x.dtype, x.shape))
+    z = data.draw(hnp.arrays(x.dtype, x.shape))
+    args = PARAM_CALLS[name](x, y, z, p)
+    f = getattr(trueno, name)
+    got = outcome(f, args)
+    with trueno.use_backend("numpy"):
+        want = outcome(f, args)
+    if isinstance(want, type):
+        assert got is want
+    else:
+        same(got, want)
+
+
+def test_ops_with_parameters_off_the_fast_path():
+    x = np.arange(1.0, 7.0, dtype=np.float32).reshape(2, 3)
+    gamma = np.ones(3, np.float64)  # another dtype: converted on the general path
+    with trueno.use_backend("numpy"):
+        want = trueno.layer_norm(x, gamma)
+    same(trueno.layer_norm(x, gamma), want)
+    with pytest.raises(SizeMismatchError):
+        trueno.layer_norm(x, np.ones(2, np.float32))
+    with pytest.raises(SizeMismatchError):
+        trueno.covariance(x, np.ones(5, np.float32))
+    with pytest.raises(ShapeError):
+        trueno.softmax(x.reshape(1, 2, 3))
+    with pytest.raises(ShapeError):
+        trueno.rms_norm(np.float32(1.0))
+    with pytest.raises(EmptyInputError):
+        trueno.variance(np.empty(0, np.float32))
+    with pytest.raises(ArgumentError):
+        trueno.gelu(x, "erf")
+    same(trueno.softmax(x, 0), trueno.softmax(x.T).T)  # another axis: the general path
+    same(trueno.scale(x, 2), trueno.scale(x, 2.0))  # an int parameter: the general path
+
+
+def test_ops_with_parameters_are_traced():
+    x = np.arange(8, dtype=np.float32)
+    with trueno.trace.capture() as t:
+        trueno.scale(x, 2.0)
+        trueno.softmax(x)
+        trueno.variance(x)
+    assert [s["name"] for s in t.spans if s["category"] == "op"] == [
+        "scale",
+        "softmax",
+        "variance",
+    ]
+
+
+def test_ops_with_parameters_take_the_fast_path(monkeypatch):
+    def general_path(*args, **kwargs):
+        raise AssertionError("the common call went to dispatch.run")
+
+    monkeypatch.setattr(dispatch, "run", general_path)
+    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
+    y, z = x[::-1].copy(), x * 2
+    for name, make in PARAM_CALLS.items():
+        getattr(trueno, name)(*make(x, y, z, 0.5))
