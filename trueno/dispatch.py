@@ -47,9 +47,10 @@ THRESHOLDS: dict[str, int] = {
     "transcendental": 1 << 17,  # exp, tanh: numpy is SIMD too; numba wins once split on threads
     "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: 1 pass vs 2-6
     "reduction": 1 << 13,  # sum, norm_l1, norm_linf, sum_kahan (3-5x: many accumulators)
-    # dot, sum_of_squares, norm_l2, normalize: BLAS sdot is at the memory limit; numba wins on
-    # threads (sum_of_squares and norm_l2 were 0.74x numpy at 1e5 in the reduction class)
-    "blas1": 1 << 21,
+    "blas1": 1 << 21,  # dot, normalize: BLAS sdot is at the memory limit; numba wins on threads
+    # sum_of_squares, norm_l2: BLAS sdot too; numba's threads win from about 2^18 (as
+    # "reduction" ops, numba ran them from 2^13: 0.74x numpy at 1e5 on a quiet host)
+    "sumsq": 1 << 18,
     "extrema": 1 << 21,  # max, min, argmax, argmin: numpy's are SIMD too; numba wins on threads
     "rowwise": 1 << 8,  # softmax, layer_norm, rms_norm (fused passes per row)
     "stats": 1 << 10,  # mean, variance, zscore (two fused passes)

@@ -14,6 +14,7 @@ EXAMPLE_OP = {  # one representative op per threshold class
     "libm": "sin",
     "reduction": "sum",
     "blas1": "dot",
+    "sumsq": "norm_l2",
     "extrema": "argmax",
     "rowwise": "softmax",
     "stats": "variance",
