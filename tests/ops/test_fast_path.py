@@ -102,6 +102,23 @@ def test_fast_path_records_the_span_general_would():
     assert got == want and len(got) == 3
 
 
+def test_span_keys_past_the_kept_shapes(monkeypatch):
+    from trueno.ops import _fast
+
+    monkeypatch.setattr(_fast, "CODES_PER_OP", 2)  # shapes past 2 are looked up each time
+    with trueno.trace.capture() as t:
+        for n in (1, 2, 3, 4, 3):
+            trueno.mul(np.ones(n), np.ones(n))
+            trueno.neg(np.ones(n, np.float32))
+    got = [(s["name"], s["shape"], s["dtype"]) for s in t.spans if s["category"] == "op"]
+    want = [
+        (op, [n], dt)
+        for n in (1, 2, 3, 4, 3)
+        for op, dt in (("mul", "float64"), ("neg", "float32"))
+    ]
+    assert got == want
+
+
 @pytest.mark.skipif(dispatch.forced_backend() is not None, reason="TRUENO_BACKEND is set")
 def test_host_max_follows_forcing_and_thresholds(monkeypatch):
     kind = OPS["add"].kind

@@ -27,7 +27,8 @@ from trueno.opspec import OpSpec
 from trueno.trace import recorder
 
 NDARRAY = np.ndarray
-_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}  # span dtypes
+# the dtypes of a fast path, as a span names them
+_NAMES: dict[np.dtype, str] = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 _NUMPY = Backend.NUMPY.value  # the span's backend, as dispatch._record writes it
 
 F = TypeVar("F", bound=Callable[..., Any])  # an op function: the fast path keeps its signature
@@ -44,6 +45,27 @@ def reference(spec: OpSpec) -> Callable[..., Any]:
     return cast(Callable[..., Any], dispatch._NUMPY_KERNELS[spec.name])
 
 
+CODES_PER_OP = 1024  # shapes whose span key code an op keeps (then it looks the key up)
+
+
+def _codes(spec: OpSpec) -> Callable[[np.dtype, tuple], int]:
+    """The span key code of ``spec`` on numpy for (dtype, shape), kept per shape (bounded): a
+    traced fast call records its span without building and hashing the whole key."""
+    name = spec.name
+    kept: dict[np.dtype, dict[tuple, int]] = {dt: {} for dt in _NAMES}
+
+    def code(dt: np.dtype, shape: tuple) -> int:
+        by_shape = kept[dt]
+        c = by_shape.get(shape)
+        if c is None:
+            c = recorder.op_code(name, _NUMPY, shape, _NAMES[dt])
+            if len(by_shape) < CODES_PER_OP:
+                by_shape[shape] = c
+        return c
+
+    return code
+
+
 def _flops(spec: OpSpec) -> tuple[int, int]:
     """``spec.flops`` as an exact ratio: a span's flops are ``num * n // den`` (integers)."""
     return float(spec.flops).as_integer_ratio()
@@ -54,15 +76,14 @@ def unary(spec: OpSpec, general: F, empty_ok: bool = True) -> F:
     an empty input unless ``empty_ok``)."""
     ref, lims = reference(spec), limits(spec)
     rec, clock = recorder, perf_counter_ns
-    name, (num, den) = spec.name, _flops(spec)
+    code, (num, den) = _codes(spec), _flops(spec)
 
     def traced(a: Any) -> Any:
         t0 = clock()
         out = ref(a)
         dur = clock() - t0
         nbytes = a.nbytes + getattr(out, "nbytes", 0)
-        flops = num * a.size // den
-        rec.record_op(name, _NUMPY, a.shape, _NAMES[a.dtype], nbytes, flops, t0, dur)
+        rec.record_coded(code(a.dtype, a.shape), nbytes, num * a.size // den, t0, dur)
         return out
 
     # two bodies: the size test of an op that takes empty input is one comparison
@@ -88,7 +109,7 @@ def binary(spec: OpSpec, general: F) -> F:
     ``general(a, b)``."""
     ref, lims = reference(spec), limits(spec)
     rec, clock = recorder, perf_counter_ns
-    name, (num, den) = spec.name, _flops(spec)
+    code, (num, den) = _codes(spec), _flops(spec)
 
     def op(a: Any, b: Any) -> Any:
         if type(a) is NDARRAY and type(b) is NDARRAY:
@@ -101,8 +122,7 @@ def binary(spec: OpSpec, general: F) -> F:
                 out = ref(a, b)
                 dur = clock() - t0
                 nbytes = 2 * a.nbytes + getattr(out, "nbytes", 0)
-                dtype = _NAMES[dt]
-                rec.record_op(name, _NUMPY, a.shape, dtype, nbytes, num * n // den, t0, dur)
+                rec.record_coded(code(dt, a.shape), nbytes, num * n // den, t0, dur)
                 return out
         return general(a, b)
 

@@ -225,6 +225,23 @@ def record_op(
     """Record one finished op span (called by dispatch when ENABLED). ``backend`` and
     ``dtype`` may be any hashable (an enum, a numpy dtype): they are stringified on export.
     ``span_id``: the id :func:`claim_jit` gave the op's JIT children (else a fresh one)."""
+    k = (name, "op", backend, shape, dtype)
+    code = _keys.get(k)
+    if code is None:
+        code = _key(*k)
+    record_coded(code, nbytes, flops, start_ns, dur_ns, span_id)
+
+
+def op_code(name: str, backend: str, shape: tuple, dtype: str) -> int:
+    """The key code of an op span's descriptive fields, for :func:`record_coded` (a caller that
+    records many spans of one op keeps the codes by shape and skips the key lookup)."""
+    return _key(name, "op", backend, shape, dtype)
+
+
+def record_coded(
+    code: int, nbytes: int, flops: int, start_ns: int, dur_ns: int, span_id: int = 0
+) -> None:
+    """:func:`record_op` with the fields already coded by :func:`op_code`."""
     rec = _recorder
     if rec is None:
         return
@@ -235,10 +252,6 @@ def record_op(
     if buf.rec is not rec:
         buf = rec.buffer()
     stack = buf.stack
-    k = (name, "op", backend, shape, dtype)
-    code = _keys.get(k)
-    if code is None:
-        code = _key(*k)
     rows = buf.rows
     rows += (
         span_id or next(_ids),
