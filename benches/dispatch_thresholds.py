@@ -21,7 +21,8 @@ import trueno  # noqa: E402
 from trueno import dispatch  # noqa: E402
 
 REPRESENTATIVE = {  # class -> ops (the class threshold is the largest crossover among them)
-    "elementwise": ("add", "abs", "relu"),
+    "elementwise": ("add", "abs", "scale"),
+    "clip": ("relu", "clamp"),
     "transcendental": ("exp", "tanh"),
     "fused": ("sigmoid", "gelu", "silu"),
     "reduction": ("sum", "norm_l1", "sum_kahan"),
@@ -42,6 +43,10 @@ def args_for(name: str, n: int, rng):
         x = np.abs(x) + np.float32(0.1)
     if name in ("add", "dot"):
         return (x, x.copy())
+    if name == "scale":
+        return (x, 2.5)
+    if name == "clamp":
+        return (x, -1.0, 1.0)
     if name == "convolve2d":
         side = max(3, int(np.sqrt(n / 9)))
         return (

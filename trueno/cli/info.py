@@ -9,6 +9,7 @@ import json
 SIZES = [10**e for e in range(2, 8)]
 EXAMPLE_OP = {  # one representative op per threshold class
     "elementwise": "add",
+    "clip": "relu",
     "transcendental": "exp",
     "fused": "gelu",
     "libm": "sin",

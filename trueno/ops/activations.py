@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from trueno.ops._types import Array, ArrayLike
 
 EXACT = 0.0
-RELU = declare("relu", "elementwise", rtol=EXACT, doc="max(x, 0)")
+RELU = declare("relu", "clip", rtol=EXACT, doc="max(x, 0)")
 LEAKY_RELU = declare("leaky_relu", "fused", rtol=EXACT, doc="x < 0 ? alpha x : x")
 ELU = declare("elu", "fused", rtol=1e-5, atol=1e-7, flops=12, doc="x < 0 ? alpha (e^x - 1) : x")
 SELU = declare("selu", "fused", rtol=1e-5, atol=1e-7, flops=13, doc="scaled elu")

@@ -97,13 +97,13 @@ atanh = _unary(
 )
 
 SCALE = declare("scale", "elementwise", rtol=EXACT, doc="a * s", args="xs")
-CLAMP = declare("clamp", "elementwise", rtol=EXACT, doc="a limited to [lo, hi]", args="xss")
+CLAMP = declare("clamp", "clip", rtol=EXACT, doc="a limited to [lo, hi]", args="xss")
 LERP = declare("lerp", "elementwise", rtol=EXACT, flops=3, doc="a + t (b - a)", args="xys")
 FMA = declare("fma", "elementwise", rtol=EXACT, flops=2, doc="a * b + c", args="xyz")
 # the common call of each (float ndarrays, float parameters, tracing off) runs numpy's kernel
 # after the _fast test; any other call takes the validated path below it
 _SCALE, _CLAMP, _LERP, _FMA = (_fast.reference(s) for s in (SCALE, CLAMP, LERP, FMA))
-_SMALL = _fast.limits(SCALE)  # one kind ("elementwise") for the four
+_SMALL, _CLIP = _fast.limits(SCALE), _fast.limits(CLAMP)  # lerp, fma: scale's kind
 
 
 def scale(a: ArrayLike, s: float) -> Array:
@@ -118,7 +118,7 @@ def scale(a: ArrayLike, s: float) -> Array:
 def clamp(a: ArrayLike, lo: float, hi: float) -> Array:
     """a limited to [lo, hi] element-wise (NaN stays NaN; lo > hi gives hi, as numpy.clip)."""
     if type(a) is NDARRAY and type(lo) is float and type(hi) is float:
-        if a.size < _SMALL.get(a.dtype, 0) and not recorder.ENABLED:
+        if a.size < _CLIP.get(a.dtype, 0) and not recorder.ENABLED:
             return _CLAMP(a, lo, hi)
     a = as_float_array(a, "clamp")
     lo, hi = scalar(lo, "clamp", "lo"), scalar(hi, "clamp", "hi")
