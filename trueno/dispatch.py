@@ -45,8 +45,9 @@ class _Table(dict):
 THRESHOLDS: dict[str, int] = {
     "elementwise": 1 << 20,  # add, abs, scale ...: memory-bound, numba only wins on 2 threads
     # relu, clamp: numpy's maximum/minimum against a scalar are not vectorized (numpy 2.4: 25 us
-    # against 9 us with an array operand at 64K); numba's one pass wins from 2K, 4-7x at 1e5
-    "clip": 1 << 11,
+    # against 9 us with an array operand at 64K); numba's kernel wins from 2K, 4-7x at 1e5, and
+    # the op from 8K (below, numpy's fast path saves more than numba's kernel: ~1 us a call)
+    "clip": 1 << 13,
     "transcendental": 1 << 17,  # exp, tanh: numpy is SIMD too; numba wins once split on threads
     "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: 1 pass vs 2-6
     "reduction": 1 << 13,  # sum, norm_l1, norm_linf, sum_kahan (3-5x: many accumulators)
