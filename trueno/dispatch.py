@@ -87,9 +87,10 @@ _modules = sys.modules
 # the same answer.
 HOST_MAX: dict[str, int] = {}
 # HOST_LIMITS[kind]: the same bound keyed by the two dtypes a fast path takes, ``{float32:
-# HOST_MAX[kind], float64: HOST_MAX[kind]}``, so that ``n < HOST_LIMITS[kind].get(a.dtype, 0)``
-# tests the dtype and the size in one lookup (any other dtype gets 0: the general path). The
-# dicts are updated in place: an op function holds its kind's dict.
+# HOST_MAX[kind], float64: HOST_MAX[kind]}`` (empty while the bound is 0), so that
+# ``n < HOST_LIMITS[kind].get(a.dtype, 0)`` tests the dtype and the size in one lookup (any
+# other dtype gets 0: the general path). The dicts are updated in place: an op function holds
+# its kind's dict.
 HOST_LIMITS: dict[str, dict[np.dtype, int]] = {}
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _blocks_open = 0
@@ -101,10 +102,14 @@ def _refresh() -> None:
         auto = _ENV_FORCED is None and _blocks_open == 0
         for kind, limit in THRESHOLDS.items():
             host = auto and GPU_THRESHOLDS.get(kind) is None
-            HOST_MAX[kind] = limit if host else 0
-            limits = HOST_LIMITS.setdefault(kind, {})
-            for dt in _FLOATS:
-                limits[dt] = HOST_MAX[kind]
+            bound = limit if host else 0
+            if HOST_MAX.get(kind) != bound or kind not in HOST_LIMITS:
+                HOST_MAX[kind] = bound
+                limits = HOST_LIMITS.setdefault(kind, {})
+                if bound:
+                    limits[_FLOATS[0]] = limits[_FLOATS[1]] = bound
+                else:  # an empty dict gives 0 for every dtype (clear: no dtype hashing)
+                    limits.clear()
 
 
 def _count_block(delta: int) -> None:
