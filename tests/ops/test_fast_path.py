@@ -119,22 +119,31 @@ def test_span_keys_past_the_kept_shapes(monkeypatch):
     assert got == want
 
 
+def assert_bound(kind: str, bound: int) -> None:
+    """HOST_MAX and HOST_LIMITS (per float dtype; 0 for any other) give ``bound``."""
+    assert dispatch.HOST_MAX[kind] == bound
+    limits = dispatch.HOST_LIMITS[kind]
+    for dt in (np.float32, np.float64):
+        assert limits.get(np.dtype(dt), 0) == bound
+    assert limits.get(np.dtype(np.int64), 0) == 0 and limits.get(np.dtype(">f4"), 0) == 0
+
+
 @pytest.mark.skipif(dispatch.forced_backend() is not None, reason="TRUENO_BACKEND is set")
 def test_host_max_follows_forcing_and_thresholds(monkeypatch):
     kind = OPS["add"].kind
-    assert dispatch.HOST_MAX[kind] == dispatch.THRESHOLDS[kind]
+    assert_bound(kind, dispatch.THRESHOLDS[kind])
     with trueno.use_backend("numpy"):
-        assert dispatch.HOST_MAX[kind] == 0  # every call takes the general path
+        assert_bound(kind, 0)  # every call takes the general path
         with trueno.trace.capture() as t:
             trueno.add(np.ones(4, np.float32), np.ones(4, np.float32))
         assert [s["backend"] for s in t.spans] == ["numpy"]
-    assert dispatch.HOST_MAX[kind] == dispatch.THRESHOLDS[kind]
+    assert_bound(kind, dispatch.THRESHOLDS[kind])
     monkeypatch.setitem(dispatch.THRESHOLDS, kind, 16)
-    assert dispatch.HOST_MAX[kind] == 16
+    assert_bound(kind, 16)
     monkeypatch.setitem(dispatch.GPU_THRESHOLDS, kind, 1 << 20)
-    assert dispatch.HOST_MAX[kind] == 0
+    assert_bound(kind, 0)
     monkeypatch.undo()
-    assert dispatch.HOST_MAX[kind] == dispatch.THRESHOLDS[kind]
+    assert_bound(kind, dispatch.THRESHOLDS[kind])
 
 
 # ops with parameters make the _fast test in their own bodies; under use_backend("numpy")
