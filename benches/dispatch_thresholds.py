@@ -2,9 +2,15 @@
 
     python benches/dispatch_thresholds.py [--quick]
 
-For one representative op per class, times the op with the numpy and the numba backend
-forced (alternating rounds, medians) at sizes 2**6 .. 2**22 and reports the smallest size
-from which numba stays faster. Prints the THRESHOLDS table to paste into trueno/dispatch.py."""
+For one representative op per class, times the op as AUTO runs it on each side of the class
+threshold (alternating rounds, medians) at sizes 2**6 .. 2**22 and reports the smallest size
+from which numba stays faster. Below the threshold a call takes numpy's inline fast path, above
+it the general path to numba, so each side is timed with the threshold set to put the call
+there (never / 0), not with a forced backend (a forced call takes the general path on both
+sides and hides the fast path's saving). Prints the THRESHOLDS table to paste into
+trueno/dispatch.py.
+
+    python benches/dispatch_thresholds.py [--quick] [--classes clip,sumsq]"""
 
 from __future__ import annotations
 
@@ -21,14 +27,16 @@ import trueno  # noqa: E402
 from trueno import dispatch  # noqa: E402
 
 REPRESENTATIVE = {  # class -> ops (the class threshold is the largest crossover among them)
-    "elementwise": ("add", "abs", "relu"),
+    "elementwise": ("add", "abs", "scale"),
+    "clip": ("relu", "clamp"),
     "transcendental": ("exp", "tanh"),
     "fused": ("sigmoid", "gelu", "silu"),
-    "reduction": ("sum", "norm_l1", "norm_l2"),
-    "blas1": ("dot",),
+    "reduction": ("sum", "norm_l1", "sum_kahan", "mean"),
+    "blas1": ("dot", "normalize"),
+    "sumsq": ("sum_of_squares", "norm_l2"),
     "extrema": ("max", "argmax"),
     "rowwise": ("softmax", "rms_norm", "layer_norm"),
-    "stats": ("mean", "variance", "zscore"),
+    "stats": ("variance", "zscore"),
     "conv": ("convolve2d",),
     "libm": ("sin", "ln"),
 }
@@ -41,6 +49,10 @@ def args_for(name: str, n: int, rng):
         x = np.abs(x) + np.float32(0.1)
     if name in ("add", "dot"):
         return (x, x.copy())
+    if name == "scale":
+        return (x, 2.5)
+    if name == "clamp":
+        return (x, -1.0, 1.0)
     if name == "convolve2d":
         side = max(3, int(np.sqrt(n / 9)))
         return (
@@ -54,19 +66,25 @@ def args_for(name: str, n: int, rng):
 
 def crossover(name: str, exps, repeat: int, rng):
     fn = getattr(trueno, name)
+    kind = trueno.OPS[name].kind
     faster = []
-    for e in exps:
-        args = args_for(name, 1 << e, rng)
+    saved = dispatch.THRESHOLDS[kind]
+    try:
+        for e in exps:
+            args = args_for(name, 1 << e, rng)
 
-        def on(backend, args=args):
-            def call():
-                with trueno.use_backend(backend):
+            def auto(bound, args=args):
+                def call():  # the threshold changes once a round (compare_times alternates)
+                    if dispatch.THRESHOLDS[kind] != bound:
+                        dispatch.THRESHOLDS[kind] = bound
                     fn(*args)
 
-            return call
+                return call
 
-        t_np, t_nb = compare_times(on("numpy"), on("numba"), repeat)
-        faster.append((e, t_np, t_nb))
+            t_np, t_nb = compare_times(auto(NEVER), auto(0), repeat)
+            faster.append((e, t_np, t_nb))
+    finally:
+        dispatch.THRESHOLDS[kind] = saved
     first = NEVER
     for e, t_np, t_nb in reversed(faster):
         if t_nb < t_np:
@@ -79,13 +97,16 @@ def crossover(name: str, exps, repeat: int, rng):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="every other size, fewer repeats")
+    p.add_argument("--classes", help="comma-separated threshold classes (default: all)")
     args = p.parse_args(argv)
+    classes = args.classes.split(",") if args.classes else list(REPRESENTATIVE)
     exps = list(range(6, 23, 4 if args.quick else 2))
     repeat = 3 if args.quick else 7
     trueno.warmup(progress=False)
     rng = np.random.default_rng(0)
     result, rows = {}, []
-    for kind, names in REPRESENTATIVE.items():
+    for kind in classes:
+        names = REPRESENTATIVE[kind]
         worst = 0
         for name in names:
             first, points = crossover(name, exps, repeat, rng)

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from time import perf_counter_ns
 
+import numpy as np
+
 from trueno import backends, config
 from trueno.backends import Backend
 from trueno.opspec import OpSpec
@@ -41,14 +43,23 @@ class _Table(dict):
 # numba's median stays below numpy's, forced backends, alternating rounds), then rounded on
 # the side of numpy where the measurement was within noise (2-core machine shared by others).
 THRESHOLDS: dict[str, int] = {
-    "elementwise": 1 << 20,  # add, abs, relu ...: memory-bound, numba only wins on 2 threads
+    "elementwise": 1 << 20,  # add, abs, scale ...: memory-bound, numba only wins on 2 threads
+    # relu, clamp: numpy's maximum/minimum against a scalar are not vectorized (numpy 2.4: 25 us
+    # against 9 us with an array operand at 64K); numba's kernel wins from 2K, 4-7x at 1e5, and
+    # the op from 8K (below, numpy's fast path saves more than numba's kernel: ~1 us a call)
+    "clip": 1 << 13,
     "transcendental": 1 << 17,  # exp, tanh: numpy is SIMD too; numba wins once split on threads
     "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: 1 pass vs 2-6
-    "reduction": 1 << 13,  # sum, norms, sum_kahan (3-5x: many accumulators)
-    "blas1": 1 << 21,  # dot: BLAS sdot is already at the memory limit; numba wins on threads
+    # sum, mean, norm_l1, norm_linf, sum_kahan (3-5x: many accumulators); from 2^14 against
+    # numpy's inline fast path (sum 0.78x at 2^12, 1.11x at 2^14; mean 0.91x, 1.13x)
+    "reduction": 1 << 14,
+    "blas1": 1 << 21,  # dot, normalize: BLAS sdot is at the memory limit; numba wins on threads
+    # sum_of_squares, norm_l2: BLAS sdot too; numba's threads win from about 2^18 (as
+    # "reduction" ops, numba ran them from 2^13: 0.74x numpy at 1e5 on a quiet host)
+    "sumsq": 1 << 18,
     "extrema": 1 << 21,  # max, min, argmax, argmin: numpy's are SIMD too; numba wins on threads
     "rowwise": 1 << 8,  # softmax, layer_norm, rms_norm (fused passes per row)
-    "stats": 1 << 10,  # mean, variance, zscore (two fused passes)
+    "stats": 1 << 10,  # variance, zscore, covariance ... (two fused passes)
     "matrix": 1 << 62,  # matmul family: BLAS through numpy is at the hardware limit
     "libm": 1 << 62,  # sin, ln, pow ...: numba calls scalar libm; numpy's are SIMD here
     "conv": 1 << 10,  # convolve2d (n = image * kernel elements): 20x numpy's einsum
@@ -77,6 +88,13 @@ _modules = sys.modules
 # block open in another thread only sends this thread down the general path, which gives
 # the same answer.
 HOST_MAX: dict[str, int] = {}
+# HOST_LIMITS[kind]: the same bound keyed by the two dtypes a fast path takes, ``{float32:
+# HOST_MAX[kind], float64: HOST_MAX[kind]}`` (empty while the bound is 0), so that
+# ``n < HOST_LIMITS[kind].get(a.dtype, 0)`` tests the dtype and the size in one lookup (any
+# other dtype gets 0: the general path). The dicts are updated in place: an op function holds
+# its kind's dict.
+HOST_LIMITS: dict[str, dict[np.dtype, int]] = {}
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _blocks_open = 0
 _blocks_lock = threading.RLock()
 
@@ -86,7 +104,14 @@ def _refresh() -> None:
         auto = _ENV_FORCED is None and _blocks_open == 0
         for kind, limit in THRESHOLDS.items():
             host = auto and GPU_THRESHOLDS.get(kind) is None
-            HOST_MAX[kind] = limit if host else 0
+            bound = limit if host else 0
+            if HOST_MAX.get(kind) != bound or kind not in HOST_LIMITS:
+                HOST_MAX[kind] = bound
+                limits = HOST_LIMITS.setdefault(kind, {})
+                if bound:
+                    limits[_FLOATS[0]] = limits[_FLOATS[1]] = bound
+                else:  # an empty dict gives 0 for every dtype (clear: no dtype hashing)
+                    limits.clear()
 
 
 def _count_block(delta: int) -> None:

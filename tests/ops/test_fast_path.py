@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 import trueno
 from trueno import OPS, dispatch
-from trueno.errors import EmptyInputError, SizeMismatchError
+from trueno.errors import ArgumentError, EmptyInputError, ShapeError, SizeMismatchError
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -102,19 +102,139 @@ def test_fast_path_records_the_span_general_would():
     assert got == want and len(got) == 3
 
 
+def test_span_keys_past_the_kept_shapes(monkeypatch):
+    from trueno.ops import _fast
+
+    monkeypatch.setattr(_fast, "CODES_PER_OP", 2)  # shapes past 2 are looked up each time
+    with trueno.trace.capture() as t:
+        for n in (1, 2, 3, 4, 3):
+            trueno.mul(np.ones(n), np.ones(n))
+            trueno.neg(np.ones(n, np.float32))
+    got = [(s["name"], s["shape"], s["dtype"]) for s in t.spans if s["category"] == "op"]
+    want = [
+        (op, [n], dt)
+        for n in (1, 2, 3, 4, 3)
+        for op, dt in (("mul", "float64"), ("neg", "float32"))
+    ]
+    assert got == want
+
+
+def assert_bound(kind: str, bound: int) -> None:
+    """HOST_MAX and HOST_LIMITS (per float dtype; 0 for any other) give ``bound``."""
+    assert dispatch.HOST_MAX[kind] == bound
+    limits = dispatch.HOST_LIMITS[kind]
+    for dt in (np.float32, np.float64):
+        assert limits.get(np.dtype(dt), 0) == bound
+    assert limits.get(np.dtype(np.int64), 0) == 0 and limits.get(np.dtype(">f4"), 0) == 0
+
+
 @pytest.mark.skipif(dispatch.forced_backend() is not None, reason="TRUENO_BACKEND is set")
 def test_host_max_follows_forcing_and_thresholds(monkeypatch):
     kind = OPS["add"].kind
-    assert dispatch.HOST_MAX[kind] == dispatch.THRESHOLDS[kind]
+    assert_bound(kind, dispatch.THRESHOLDS[kind])
     with trueno.use_backend("numpy"):
-        assert dispatch.HOST_MAX[kind] == 0  # every call takes the general path
+        assert_bound(kind, 0)  # every call takes the general path
         with trueno.trace.capture() as t:
             trueno.add(np.ones(4, np.float32), np.ones(4, np.float32))
         assert [s["backend"] for s in t.spans] == ["numpy"]
-    assert dispatch.HOST_MAX[kind] == dispatch.THRESHOLDS[kind]
+    assert_bound(kind, dispatch.THRESHOLDS[kind])
     monkeypatch.setitem(dispatch.THRESHOLDS, kind, 16)
-    assert dispatch.HOST_MAX[kind] == 16
+    assert_bound(kind, 16)
     monkeypatch.setitem(dispatch.GPU_THRESHOLDS, kind, 1 << 20)
-    assert dispatch.HOST_MAX[kind] == 0
+    assert_bound(kind, 0)
     monkeypatch.undo()
-    assert dispatch.HOST_MAX[kind] == dispatch.THRESHOLDS[kind]
+    assert_bound(kind, dispatch.THRESHOLDS[kind])
+
+
+# ops with parameters make the _fast test in their own bodies; under use_backend("numpy")
+# every call takes the validated general path to the same numpy kernel
+PARAM_CALLS = {
+    "scale": lambda x, y, z, p: (x, p),
+    "clamp": lambda x, y, z, p: (x, -p, p),
+    "lerp": lambda x, y, z, p: (x, y, p),
+    "fma": lambda x, y, z, p: (x, y, z),
+    "leaky_relu": lambda x, y, z, p: (x, p),
+    "elu": lambda x, y, z, p: (x, p),
+    "gelu": lambda x, y, z, p: (x, "none" if p == 0.5 else "tanh"),
+    "softmax": lambda x, y, z, p: (x, -1),
+    "log_softmax": lambda x, y, z, p: (x, -1),
+    "variance": lambda x, y, z, p: (x, 1 if p == 0.5 else 0),
+    "stddev": lambda x, y, z, p: (x, 1 if p == 0.5 else 0),
+    "covariance": lambda x, y, z, p: (x, y, 1 if p == 0.5 else 0),
+    "correlation": lambda x, y, z, p: (x, y),
+    "layer_norm": lambda x, y, z, p: (x, y.reshape(-1)[: x.shape[-1]] if x.ndim else None, None, p),
+    "rms_norm": lambda x, y, z, p: (x, None, p),
+}
+
+
+def outcome(f, args):
+    try:
+        return f(*args)
+    except trueno.TruenoError as exc:
+        return type(exc)
+
+
+@given(
+    x=arrays,
+    name=st.sampled_from(sorted(PARAM_CALLS)),
+    p=st.sampled_from([0.5, 2.0, 1e-5, 3]),  # 3: an int, off the fast path
+    data=st.data(),
+)
+def test_ops_with_parameters_match_general_path(x, name, p, data):
+    y = data.draw(hnp.arrays(x.dtype, x.shape))
+    z = data.draw(hnp.arrays(x.dtype, x.shape))
+    args = PARAM_CALLS[name](x, y, z, p)
+    f = getattr(trueno, name)
+    got = outcome(f, args)
+    with trueno.use_backend("numpy"):
+        want = outcome(f, args)
+    if isinstance(want, type):
+        assert got is want
+    else:
+        same(got, want)
+
+
+def test_ops_with_parameters_off_the_fast_path():
+    x = np.arange(1.0, 7.0, dtype=np.float32).reshape(2, 3)
+    gamma = np.ones(3, np.float64)  # another dtype: converted on the general path
+    with trueno.use_backend("numpy"):
+        want = trueno.layer_norm(x, gamma)
+    same(trueno.layer_norm(x, gamma), want)
+    with pytest.raises(SizeMismatchError):
+        trueno.layer_norm(x, np.ones(2, np.float32))
+    with pytest.raises(SizeMismatchError):
+        trueno.covariance(x, np.ones(5, np.float32))
+    with pytest.raises(ShapeError):
+        trueno.softmax(x.reshape(1, 2, 3))
+    with pytest.raises(ShapeError):
+        trueno.rms_norm(np.float32(1.0))
+    with pytest.raises(EmptyInputError):
+        trueno.variance(np.empty(0, np.float32))
+    with pytest.raises(ArgumentError):
+        trueno.gelu(x, "erf")
+    same(trueno.softmax(x, 0), trueno.softmax(x.T).T)  # another axis: the general path
+    same(trueno.scale(x, 2), trueno.scale(x, 2.0))  # an int parameter: the general path
+
+
+def test_ops_with_parameters_are_traced():
+    x = np.arange(8, dtype=np.float32)
+    with trueno.trace.capture() as t:
+        trueno.scale(x, 2.0)
+        trueno.softmax(x)
+        trueno.variance(x)
+    assert [s["name"] for s in t.spans if s["category"] == "op"] == [
+        "scale",
+        "softmax",
+        "variance",
+    ]
+
+
+def test_ops_with_parameters_take_the_fast_path(monkeypatch):
+    def general_path(*args, **kwargs):
+        raise AssertionError("the common call went to dispatch.run")
+
+    monkeypatch.setattr(dispatch, "run", general_path)
+    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
+    y, z = x[::-1].copy(), x * 2
+    for name, make in PARAM_CALLS.items():
+        getattr(trueno, name)(*make(x, y, z, 0.5))

@@ -62,6 +62,26 @@ def test_capacity_overflow_is_counted_not_allocated():
     assert rec.data.shape[0] == 1000 and rec.threads.shape == (1000,)
 
 
+def test_rows_keep_every_field_across_flushes():
+    n = 2 * recorder.CHUNK + 3  # two full chunks flushed on the way, the rest by spans()
+    rec = recorder.start(capacity=4 * recorder.CHUNK)
+    try:
+        for i in range(n):
+            shape = (i % 5 + 1,)
+            recorder.record_op(
+                "mul", "numpy", shape, "float64", 10 * i, 3 * i, rec.t0_ns + i, i + 7
+            )
+    finally:
+        recorder.stop()
+    spans = rec.spans()
+    assert len(spans) == n and rec.dropped == 0
+    assert len({s["id"] for s in spans}) == n
+    for i, s in enumerate(spans):
+        assert (s["name"], s["backend"], s["dtype"]) == ("mul", "numpy", "float64")
+        assert s["shape"] == [i % 5 + 1] and s["start_ns"] == i and s["dur_ns"] == i + 7
+        assert (s["bytes"], s["flops"], s["thread"]) == (10 * i, 3 * i, threading.get_ident())
+
+
 def _hammer(n: int, barrier: threading.Barrier) -> None:
     barrier.wait()
     for i in range(n):

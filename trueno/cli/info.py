@@ -9,11 +9,13 @@ import json
 SIZES = [10**e for e in range(2, 8)]
 EXAMPLE_OP = {  # one representative op per threshold class
     "elementwise": "add",
+    "clip": "relu",
     "transcendental": "exp",
     "fused": "gelu",
     "libm": "sin",
     "reduction": "sum",
     "blas1": "dot",
+    "sumsq": "norm_l2",
     "extrema": "argmax",
     "rowwise": "softmax",
     "stats": "variance",

@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING
 from trueno import dispatch
 from trueno.errors import ArgumentError, EmptyInputError, ShapeError
 from trueno.ops import _fast
+from trueno.ops._fast import NDARRAY
 from trueno.ops._validate import as_float_array, ndim_in, scalar
 from trueno.opspec import OpSpec, declare
+from trueno.trace import recorder
 
 if TYPE_CHECKING:
     from trueno.ops._types import Array, ArrayLike
 
 EXACT = 0.0
-RELU = declare("relu", "elementwise", rtol=EXACT, doc="max(x, 0)")
+RELU = declare("relu", "clip", rtol=EXACT, doc="max(x, 0)")
 LEAKY_RELU = declare("leaky_relu", "fused", rtol=EXACT, doc="x < 0 ? alpha x : x")
 ELU = declare("elu", "fused", rtol=1e-5, atol=1e-7, flops=12, doc="x < 0 ? alpha (e^x - 1) : x")
 SELU = declare("selu", "fused", rtol=1e-5, atol=1e-7, flops=13, doc="scaled elu")
@@ -51,6 +53,14 @@ LOG_SOFTMAX = declare(
     args="row",
 )
 
+# the common call of an op with parameters (a float ndarray, parameters of the type and
+# values asked for, tracing off) runs numpy's kernel after the _fast test; any other call
+# takes the validated path
+_LEAKY, _ELU, _GELU, _SOFTMAX, _LOG_SOFTMAX = (
+    _fast.reference(s) for s in (LEAKY_RELU, ELU, GELU, SOFTMAX, LOG_SOFTMAX)
+)
+_FUSED, _ROWWISE = _fast.limits(LEAKY_RELU), _fast.limits(SOFTMAX)  # elu, gelu: fused too
+
 
 def _act(spec: OpSpec, x: ArrayLike, *params: object) -> Array:
     x = as_float_array(x, spec.name)
@@ -65,11 +75,17 @@ def relu(x: ArrayLike) -> Array:
 
 def leaky_relu(x: ArrayLike, alpha: float = 0.01) -> Array:
     """x for x >= 0, alpha * x below."""
+    if type(x) is NDARRAY and type(alpha) is float and x.size < _FUSED.get(x.dtype, 0):
+        if not recorder.ENABLED:
+            return _LEAKY(x, alpha)
     return _act(LEAKY_RELU, x, scalar(alpha, "leaky_relu", "alpha"))
 
 
 def elu(x: ArrayLike, alpha: float = 1.0) -> Array:
     """x for x >= 0, alpha * (e^x - 1) below."""
+    if type(x) is NDARRAY and type(alpha) is float and x.size < _FUSED.get(x.dtype, 0):
+        if not recorder.ENABLED:
+            return _ELU(x, alpha)
     return _act(ELU, x, scalar(alpha, "elu", "alpha"))
 
 
@@ -88,6 +104,9 @@ def sigmoid(x: ArrayLike) -> Array:
 def gelu(x: ArrayLike, approximate: str = "tanh") -> Array:
     """Gaussian error linear unit: ``approximate="tanh"`` (GPT-2's form) or ``"none"``
     (exact, with erf)."""
+    if type(x) is NDARRAY and x.size < _FUSED.get(x.dtype, 0) and not recorder.ENABLED:
+        if approximate == "tanh" or approximate == "none":
+            return _GELU(x, approximate)
     if approximate not in ("tanh", "none"):
         raise ArgumentError(f"gelu: approximate={approximate!r}; expected 'tanh' or 'none'")
     return _act(GELU, x, approximate)
@@ -130,13 +149,30 @@ def _rowwise(spec: OpSpec, x: ArrayLike, axis: int) -> Array:
     return dispatch.run(spec, x.size, (x, -1))
 
 
+def _last_axis(x: ArrayLike, axis: int) -> bool:
+    """The fast path of softmax and log_softmax: a non-empty 1-D or 2-D float ndarray below
+    the bound, along its last axis (``axis=-1``), tracing off."""
+    return (
+        type(x) is NDARRAY
+        and 0 < x.size < _ROWWISE.get(x.dtype, 0)
+        and type(axis) is int
+        and axis == -1
+        and 0 < x.ndim < 3
+        and not recorder.ENABLED
+    )
+
+
 def softmax(x: ArrayLike, axis: int = -1) -> Array:
     """e^x / sum(e^x) along ``axis`` (numerically stable: the max is subtracted first)."""
+    if _last_axis(x, axis):
+        return _SOFTMAX(x, -1)
     return _rowwise(SOFTMAX, x, axis)
 
 
 def log_softmax(x: ArrayLike, axis: int = -1) -> Array:
     """x - logsumexp(x) along ``axis``."""
+    if _last_axis(x, axis):
+        return _LOG_SOFTMAX(x, -1)
     return _rowwise(LOG_SOFTMAX, x, axis)
 
 

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 
 from trueno import dispatch
 from trueno.ops import _fast
+from trueno.ops._fast import NDARRAY
 from trueno.ops._validate import as_float_array, operands, same_dtype, same_shape, scalar
 from trueno.opspec import declare
+from trueno.trace import recorder
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -95,19 +97,29 @@ atanh = _unary(
 )
 
 SCALE = declare("scale", "elementwise", rtol=EXACT, doc="a * s", args="xs")
-CLAMP = declare("clamp", "elementwise", rtol=EXACT, doc="a limited to [lo, hi]", args="xss")
+CLAMP = declare("clamp", "clip", rtol=EXACT, doc="a limited to [lo, hi]", args="xss")
 LERP = declare("lerp", "elementwise", rtol=EXACT, flops=3, doc="a + t (b - a)", args="xys")
 FMA = declare("fma", "elementwise", rtol=EXACT, flops=2, doc="a * b + c", args="xyz")
+# the common call of each (float ndarrays, float parameters, tracing off) runs numpy's kernel
+# after the _fast test; any other call takes the validated path below it
+_SCALE, _CLAMP, _LERP, _FMA = (_fast.reference(s) for s in (SCALE, CLAMP, LERP, FMA))
+_SMALL, _CLIP = _fast.limits(SCALE), _fast.limits(CLAMP)  # lerp, fma: scale's kind
 
 
 def scale(a: ArrayLike, s: float) -> Array:
     """a * s for a scalar s."""
+    if type(a) is NDARRAY and type(s) is float and a.size < _SMALL.get(a.dtype, 0):
+        if not recorder.ENABLED:
+            return _SCALE(a, s)
     a = as_float_array(a, "scale")
     return dispatch.run(SCALE, a.size, (a, scalar(s, "scale", "s")))
 
 
 def clamp(a: ArrayLike, lo: float, hi: float) -> Array:
     """a limited to [lo, hi] element-wise (NaN stays NaN; lo > hi gives hi, as numpy.clip)."""
+    if type(a) is NDARRAY and type(lo) is float and type(hi) is float:
+        if a.size < _CLIP.get(a.dtype, 0) and not recorder.ENABLED:
+            return _CLAMP(a, lo, hi)
     a = as_float_array(a, "clamp")
     lo, hi = scalar(lo, "clamp", "lo"), scalar(hi, "clamp", "hi")
     return dispatch.run(CLAMP, a.size, (a, lo, hi))
@@ -118,6 +130,11 @@ clip = clamp
 
 def lerp(a: ArrayLike, b: ArrayLike, t: float) -> Array:
     """Linear interpolation a + t (b - a) between same-shape arrays."""
+    if type(a) is NDARRAY and type(b) is NDARRAY and type(t) is float:
+        dt = a.dtype
+        if a.size < _SMALL.get(dt, 0) and b.dtype is dt and a.shape == b.shape:
+            if not recorder.ENABLED:
+                return _LERP(a, b, t)
     a, b = same_dtype((a, b), "lerp")
     same_shape(a, b, "lerp")
     return dispatch.run(LERP, a.size, (a, b, scalar(t, "lerp", "t")))
@@ -125,6 +142,11 @@ def lerp(a: ArrayLike, b: ArrayLike, t: float) -> Array:
 
 def fma(a: ArrayLike, b: ArrayLike, c: ArrayLike) -> Array:
     """a * b + c element-wise (rounded like numpy's a * b + c, so results are reproducible)."""
+    if type(a) is NDARRAY and type(b) is NDARRAY and type(c) is NDARRAY:
+        dt, shape = a.dtype, a.shape
+        if a.size < _SMALL.get(dt, 0) and b.dtype is dt and c.dtype is dt:
+            if b.shape == shape and c.shape == shape and not recorder.ENABLED:
+                return _FMA(a, b, c)
     a, b, c = same_dtype((a, b, c), "fma")
     same_shape(a, b, "fma")
     same_shape(a, c, "fma")

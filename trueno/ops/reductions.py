@@ -16,23 +16,23 @@ if TYPE_CHECKING:
 # Sum-like results are compared to the reference relative to sum(|a|) (see tests/ops), so the
 # rtol below bounds the rounding of a reordered float32 sum (multiple accumulators).
 SUM_RTOL = 1e-5
+# sum_of_squares, norm_l2 and normalize are BLAS sdot on numpy, like dot: their classes are
+# "sumsq" and dot's "blas1", not the multi-accumulator sums' ("reduction")
 
 DOT = declare("dot", "blas1", rtol=SUM_RTOL, flops=2, doc="sum(a * b)", args="redxy")
 SUM = declare("sum", "reduction", rtol=SUM_RTOL, doc="sum(a)", args="red")
 SUM_KAHAN = declare(
     "sum_kahan", "reduction", rtol=1e-6, flops=4, doc="compensated sum(a)", args="red"
 )
-SUM_SQ = declare("sum_of_squares", "reduction", rtol=SUM_RTOL, flops=2, doc="sum(a*a)", args="red")
+SUM_SQ = declare("sum_of_squares", "sumsq", rtol=SUM_RTOL, flops=2, doc="sum(a*a)", args="red")
 MAX = declare("max", "extrema", rtol=0.0, doc="largest element", args="red")
 MIN = declare("min", "extrema", rtol=0.0, doc="smallest element", args="red")
 ARGMAX = declare("argmax", "extrema", rtol=0.0, doc="index of the first largest", args="red")
 ARGMIN = declare("argmin", "extrema", rtol=0.0, doc="index of the first smallest", args="red")
 NORM_L1 = declare("norm_l1", "reduction", rtol=SUM_RTOL, doc="sum(|a|)", args="red")
-NORM_L2 = declare("norm_l2", "reduction", rtol=SUM_RTOL, flops=2, doc="sqrt(sum(a*a))", args="red")
+NORM_L2 = declare("norm_l2", "sumsq", rtol=SUM_RTOL, flops=2, doc="sqrt(sum(a*a))", args="red")
 NORM_LINF = declare("norm_linf", "reduction", rtol=0.0, doc="max(|a|)", args="red")
-NORMALIZE = declare(
-    "normalize", "reduction", rtol=SUM_RTOL, flops=3, doc="a / norm_l2(a)", args="vec"
-)
+NORMALIZE = declare("normalize", "blas1", rtol=SUM_RTOL, flops=3, doc="a / norm_l2(a)", args="vec")
 
 
 def _reduce(spec: OpSpec, a: ArrayLike) -> Scalar:

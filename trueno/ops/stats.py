@@ -9,15 +9,19 @@ from typing import TYPE_CHECKING
 from trueno import dispatch
 from trueno.errors import SizeMismatchError
 from trueno.ops import _fast
+from trueno.ops._fast import NDARRAY
 from trueno.ops._validate import as_float_array, ndim_in, non_empty, same_dtype, same_shape
 from trueno.opspec import OpSpec, declare
+from trueno.trace import recorder
 
 if TYPE_CHECKING:
     from trueno.ops._types import Array, ArrayLike, Scalar
 
 STAT_RTOL = 2e-5  # float32 two-pass statistics, reordered sums (relative to the data scale)
 
-MEAN = declare("mean", "stats", rtol=STAT_RTOL, doc="arithmetic mean", args="red")
+# mean is a sum on either backend: its crossover is sum's ("reduction"), not the two-pass
+# statistics' (numba's mean ran 0.39x numpy at 2^10 in "stats")
+MEAN = declare("mean", "reduction", rtol=STAT_RTOL, doc="arithmetic mean", args="red")
 VARIANCE = declare("variance", "stats", rtol=STAT_RTOL, flops=3, doc="mean((a-m)^2)", args="red")
 STDDEV = declare("stddev", "stats", rtol=STAT_RTOL, flops=3, doc="sqrt(variance)", args="red")
 COVARIANCE = declare(
@@ -55,6 +59,14 @@ RMS_NORM = declare(
     args="row",
 )
 
+# the common call of an op with parameters (non-empty float ndarrays of one dtype and shape,
+# parameters of the type asked for, tracing off) runs numpy's kernel after the _fast test;
+# any other call takes the validated path
+_VARIANCE, _STDDEV, _COVARIANCE, _CORRELATION, _LAYER_NORM, _RMS_NORM = (
+    _fast.reference(s) for s in (VARIANCE, STDDEV, COVARIANCE, CORRELATION, LAYER_NORM, RMS_NORM)
+)
+_STATS, _ROWWISE = _fast.limits(VARIANCE), _fast.limits(LAYER_NORM)
+
 
 def _stat(spec: OpSpec, a: ArrayLike, *params: object) -> Scalar:
     a = as_float_array(a, spec.name)
@@ -70,16 +82,34 @@ def mean(a: ArrayLike) -> Scalar:
 
 def variance(a: ArrayLike, ddof: int = 0) -> Scalar:
     """Variance of all elements (population by default; ddof=1 for the sample variance)."""
+    if type(a) is NDARRAY and type(ddof) is int and 0 < a.size < _STATS.get(a.dtype, 0):
+        if not recorder.ENABLED:
+            return _VARIANCE(a, ddof)
     return _stat(VARIANCE, a, int(ddof))
 
 
 def stddev(a: ArrayLike, ddof: int = 0) -> Scalar:
     """Standard deviation: sqrt(variance(a, ddof))."""
+    if type(a) is NDARRAY and type(ddof) is int and 0 < a.size < _STATS.get(a.dtype, 0):
+        if not recorder.ENABLED:
+            return _STDDEV(a, ddof)
     return _stat(STDDEV, a, int(ddof))
+
+
+def _two(a: ArrayLike, b: ArrayLike) -> bool:
+    """The fast path of covariance and correlation: non-empty float ndarrays of one dtype and
+    shape below the bound, tracing off."""
+    if type(a) is NDARRAY and type(b) is NDARRAY:
+        dt = a.dtype
+        if 0 < a.size < _STATS.get(dt, 0) and b.dtype is dt and a.shape == b.shape:
+            return not recorder.ENABLED
+    return False
 
 
 def covariance(a: ArrayLike, b: ArrayLike, ddof: int = 0) -> Scalar:
     """Covariance of two same-size arrays."""
+    if _two(a, b) and type(ddof) is int:
+        return _COVARIANCE(a, b, ddof)
     a, b = same_dtype((a, b), "covariance")
     same_shape(a, b, "covariance")
     non_empty(a, "covariance")
@@ -88,6 +118,8 @@ def covariance(a: ArrayLike, b: ArrayLike, ddof: int = 0) -> Scalar:
 
 def correlation(a: ArrayLike, b: ArrayLike) -> Scalar:
     """Pearson correlation; an input without variance raises DivisionByZeroError."""
+    if _two(a, b):
+        return _CORRELATION(a, b)
     a, b = same_dtype((a, b), "correlation")
     same_shape(a, b, "correlation")
     non_empty(a, "correlation")
@@ -122,16 +154,35 @@ def _rows(
     return x, out
 
 
+def _row_params(x: ArrayLike, params: tuple[ArrayLike | None, ...], eps: float) -> bool:
+    """The fast path of layer_norm and rms_norm: a non-empty 1-D or 2-D float ndarray below the
+    bound, each parameter None or an ndarray of its dtype and last-axis shape, a float eps,
+    tracing off."""
+    if type(x) is not NDARRAY or type(eps) is not float or recorder.ENABLED:
+        return False
+    dt = x.dtype
+    if not (0 < x.size < _ROWWISE.get(dt, 0) and 0 < x.ndim < 3):
+        return False
+    for p in params:
+        if p is not None and not (type(p) is NDARRAY and p.dtype is dt and p.shape == x.shape[-1:]):
+            return False
+    return True
+
+
 def layer_norm(
     x: ArrayLike, gamma: ArrayLike | None = None, beta: ArrayLike | None = None, eps: float = 1e-5
 ) -> Array:
     """Layer normalization over the last axis of a 1-D or 2-D array."""
+    if _row_params(x, (gamma, beta), eps):
+        return _LAYER_NORM(x, gamma, beta, eps)
     x, (gamma, beta) = _rows(LAYER_NORM, x, (gamma, beta))
     return dispatch.run(LAYER_NORM, x.size, (x, gamma, beta, float(eps)))
 
 
 def rms_norm(x: ArrayLike, weight: ArrayLike | None = None, eps: float = 1e-6) -> Array:
     """RMS normalization over the last axis of a 1-D or 2-D array (Llama's RMSNorm)."""
+    if _row_params(x, (weight,), eps):
+        return _RMS_NORM(x, weight, eps)
     x, (weight,) = _rows(RMS_NORM, x, (weight,))
     return dispatch.run(RMS_NORM, x.size, (x, weight, float(eps)))
 

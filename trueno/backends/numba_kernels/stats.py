@@ -119,8 +119,11 @@ def minmax_normalize(a):
     f = _flat(a)
     parts = reduce_chunks(_minmax, (f,), (), PAR_MIN)
     t = a.dtype.type
-    lo = t(np.min(np.array([p[0] for p in parts], dtype=a.dtype)))  # NaN propagates
-    hi = t(np.max(np.array([p[1] for p in parts], dtype=a.dtype)))
+    if len(parts) == 1:  # one chunk (below PAR_MIN): no arrays of the partial results
+        lo, hi = t(parts[0][0]), t(parts[0][1])
+    else:
+        lo = t(np.min(np.array([p[0] for p in parts], dtype=a.dtype)))  # NaN propagates
+        hi = t(np.max(np.array([p[1] for p in parts], dtype=a.dtype)))
     if hi == lo:
         raise DivisionByZeroError(
             f"minmax_normalize: max == min == {lo} (constant input); expected values that vary"
