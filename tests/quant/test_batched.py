@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trueno.gguf.constants import GGMLType
 from trueno.quant import api, simd
 from trueno.quant.kernels import RECORDS
 from trueno.quant.prepared import PreparedWeight
@@ -18,7 +19,7 @@ _weights: dict = {}
 
 
 def weight(name: str, relayout: bool, rows: int = 40, cols: int = 512) -> PreparedWeight:
-    key = (name, relayout)
+    key = (name, relayout, cols)
     if key not in _weights:
         w = np.random.default_rng(1).standard_normal((rows, cols)).astype(np.float32)
         blocks = api.quantize(w, name)
@@ -26,27 +27,35 @@ def weight(name: str, relayout: bool, rows: int = 40, cols: int = 512) -> Prepar
     return _weights[key]
 
 
+# columns per row: whole groups of 8 blocks only (512); + one step of 4 (640, the DRAM bench's
+# shape); + 4 + an odd block (928); 3 blocks left over (864); no whole group (160)
+COLS = [512, 640, 928, 864, 160]
+
+
+@pytest.mark.parametrize("cols", COLS)
 @pytest.mark.parametrize("relayout", [True, False])
 @pytest.mark.parametrize("name", TYPES)
-def test_batched_equals_matvec_per_row(name, relayout):
-    p = weight(name, relayout)
+def test_batched_equals_matvec_per_row(name, relayout, cols):
+    if cols % RECORDS[GGMLType[name]].layout[0] or cols % 16:
+        cols = 768 if cols != 512 else cols  # the K-quants: whole super-blocks
+    p = weight(name, relayout, cols=cols)
     assert p.multi_vector and p.relaid == (relayout and RECORDS[p.ggml_type].relayout is not None)
-    xs = np.random.default_rng(2).standard_normal((5, p.shape[1])).astype(np.float32)
-    out = np.empty((5, p.shape[0]), np.float32)
-    assert p.matvecs_into(xs, out)
-    for b in range(5):
+    xs = np.random.default_rng(2).standard_normal((11, p.shape[1])).astype(np.float32)
+    out = np.empty((11, p.shape[0]), np.float32)
+    assert p.matvecs_into(xs, out)  # one group of 8 (or two of 4) and the rest one by one
+    for b in range(11):
         assert np.array_equal(out[b], p.matvec(xs[b]))
 
 
 @settings(max_examples=30, deadline=None)
 @given(
-    name=st.sampled_from(["Q4_1", "Q4_K", "Q8_0", "BF16"]),
+    name=st.sampled_from(["Q4_0", "Q4_1", "Q5_0", "Q4_K", "Q8_0", "BF16"]),
     n_vec=st.integers(1, 16),
     seed=st.integers(0, 2**32 - 1),
     scale=st.sampled_from([1e-3, 1.0, 50.0]),
 )
 def test_batched_any_batch(name, n_vec, seed, scale):
-    p = weight(name, True)
+    p = weight(name, True, cols=768 if name.endswith("_K") else 928)
     xs = (np.random.default_rng(seed).standard_normal((n_vec, p.shape[1])) * scale).astype(
         np.float32
     )
