@@ -93,6 +93,7 @@ def transpose_blocks(xq, xt):
         xt[i] = xq[i]
 
 
+ROW_CHUNK = 32  # rows per call of simd.rows_range_t in the B-vector driver
 PREFETCH_ROWS = 16  # rows ahead each thread's row loop asks the caches for (measured: 8-32)
 # the nibble / int8 rows only (w[0]): prefetching the small d, m, qh rows of the re-laid form
 # as well cost 10-25% (A/B at 262144 rows, 2 threads); the hardware prefetcher keeps up there
@@ -190,15 +191,31 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
             xd = dx
         else:
             xd = x
-        for r in numba.prange(w[0].shape[0]):
+        n_rows = w[0].shape[0]
+        if transposed:  # runs of ROW_CHUNK rows: the vectors' pointers set up once per run
+            ahead = PREFETCH_ROWS if prefetch else 0
+            for c in numba.prange((n_rows + ROW_CHUNK - 1) // ROW_CHUNK):
+                r0 = c * ROW_CHUNK
+                r1 = min(n_rows, r0 + ROW_CHUNK)
+                b = 0
+                pre = ahead
+                while b + group <= n_vec:  # the run's rows are in the caches after the first
+                    simd.rows_range_t(group_kind, w, r0, r1, xt, xd, xs, bs, b, out, pre)
+                    pre = 0
+                    b += group
+                while b < n_vec:
+                    for r in range(r0, r1):
+                        if prefetch and n_vec < group:
+                            simd.prefetch_row(w[0], r + PREFETCH_ROWS)
+                        out[b, r] = simd.row_dot(kind, w, r, xq[b], xd[b], xs[b], bs[b])
+                    b += 1
+            return
+        for r in numba.prange(n_rows):
             if prefetch:
                 simd.prefetch_row(w[0], r + PREFETCH_ROWS)
             b = 0
             while b + group <= n_vec:
-                if transposed:
-                    simd.rows_dot_t(group_kind, w, r, xt, xd, xs, bs, b, out)
-                else:
-                    simd.rows_dot(group_kind, w, r, xq, xd, xs, bs, b, out)
+                simd.rows_dot(group_kind, w, r, xq, xd, xs, bs, b, out)
                 b += group
             while b < n_vec:
                 out[b, r] = simd.row_dot(kind, w, r, xq[b], xd[b], xs[b], bs[b])

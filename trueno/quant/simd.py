@@ -167,15 +167,21 @@ def row_dot(typingctx, kind, w, row, xq, dx, xs, bs):
     return types.float32(kind, w, types.int64, xq, dx, xs, bs), codegen
 
 
-def _rows_codegen(kind: str, transposed: bool):
-    """Codegen of :func:`rows_dot` / :func:`rows_dot_t` for ``kind`` (ending in /<vectors>)."""
+def _rows_codegen(kind: str, transposed: bool, row_range: bool = False):
+    """Codegen of :func:`rows_dot` / :func:`rows_dot_t` for ``kind`` (ending in /<vectors>);
+    ``row_range``: :func:`rows_range_t`'s, a loop over rows around it (the vectors'
+    pointers set up once, not per row)."""
     n_vec = int(kind.rsplit("/", 1)[1])
     body = body_of(kind)
     multi = body.multi if transposed else None
 
     def codegen(context, builder, sig, args):
-        _, wty, _, xty, fty, _, bty, _, oty = sig.args
-        _, wt, row, xq_v, dx_v, xs_v, bs_v, b0_v, out_v = args
+        if row_range:
+            _, wty, _, _, xty, fty, _, bty, _, oty, _ = sig.args
+            _, wt, r0, r1, xq_v, dx_v, xs_v, bs_v, b0_v, out_v, ahead = args
+        else:
+            _, wty, _, xty, fty, _, bty, _, oty = sig.args
+            _, wt, row, xq_v, dx_v, xs_v, bs_v, b0_v, out_v = args
         vecs = []
         for v in range(n_vec):
             b = builder.add(b0_v, i64(v))
@@ -187,12 +193,29 @@ def _rows_codegen(kind: str, transposed: bool):
             if multi is not None or not body.relaid:
                 vec.append(row_ptr(context, builder, bty, bs_v, b))
             vecs.append(tuple(vec))
-        weights, n = _weights(context, builder, body, wty, wt, row)
-        ys = multi(builder, *weights, vecs, n) if multi else body.emit(builder, weights, vecs, n)
-        for v, y in enumerate(ys):
-            dst = row_ptr(context, builder, oty, out_v, builder.add(b0_v, i64(v)))
-            dst = builder.gep(dst, [builder.mul(row, i64(4))])
-            builder.store(y, builder.bitcast(dst, F32.as_pointer()), align=4)
+        dsts = [
+            row_ptr(context, builder, oty, out_v, builder.add(b0_v, i64(v))) for v in range(n_vec)
+        ]
+
+        def one_row(row):
+            weights, n = _weights(context, builder, body, wty, wt, row)
+            if multi:
+                ys = multi(builder, *weights, vecs, n)
+            else:
+                ys = body.emit(builder, weights, vecs, n)
+            for dst, y in zip(dsts, ys, strict=True):
+                dst = builder.gep(dst, [builder.mul(row, i64(4))])
+                builder.store(y, builder.bitcast(dst, F32.as_pointer()), align=4)
+
+        if not row_range:
+            one_row(row)
+            return context.get_dummy_value()
+        with cgutils.for_range_slice(builder, r0, r1, i64(1)) as (r, _):
+            with builder.if_then(builder.icmp_signed(">", ahead, i64(0))):
+                _prefetch(
+                    context, builder, wty[0], builder.extract_value(wt, 0), builder.add(r, ahead)
+                )
+            one_row(r)
         return context.get_dummy_value()
 
     return codegen
@@ -218,6 +241,17 @@ def rows_dot_t(typingctx, kind, w, row, xt, dx, xs, bs, b0, out):
         return None
     sig = types.void(kind, w, types.int64, xt, dx, xs, bs, types.int64, out)
     return sig, _rows_codegen(kind.literal_value, True)
+
+
+@intrinsic
+def rows_range_t(typingctx, kind, w, r0, r1, xt, dx, xs, bs, b0, out, ahead):
+    """:func:`rows_dot_t` for every row in [r0, r1), software-prefetching row ``r + ahead``
+    of ``w[0]`` first (``ahead`` 0: none)."""
+    if not isinstance(kind, types.StringLiteral):
+        return None
+    i = types.int64
+    sig = types.void(kind, w, i, i, xt, dx, xs, bs, i, out, i)
+    return sig, _rows_codegen(kind.literal_value, True, row_range=True)
 
 
 def _legacy_body(block_bytes, has_min, has_high, offset, signed, dots):
@@ -313,11 +347,15 @@ def _bsums(builder, bs, sb):
     return load(builder, bs, builder.mul(sb, i64(32)), V16I16)
 
 
-def _kq_body(block_bytes, has_high, dots):
+def _kq_body(block_bytes, has_high, dots, transposed=False):
     """Q4_K / Q5_K: y = sum_sb d*dx*sum_s sc_s (q . xq)_s - dmin*dx*sum_s m_s*bsum_s, for one
     or more activation vectors ``vecs`` ((xq, dx, xs, bs) pointers), the weights decoded once.
-    One state per vector: each super-block is ~20 cycles, ample for the two FMA chains, and
-    short rows (768 columns = 3 super-blocks) need no unrolled loop's remainder path."""
+    The integer dot of each sub-block s lands in lane s (reduce8 of its eight partial sums;
+    ``transposed``, the multi form: the sub-blocks decoded lane-per-block, their eight dots
+    accumulated into one register), times its scale by one vpmulld: the same integers in the
+    same lanes either way, so the forms are bit-identical. One state per vector: each
+    super-block is ~20 cycles, ample for the two FMA chains, and short rows (768 columns = 3
+    super-blocks) need no unrolled loop's remainder path."""
     qs_at = 48 if has_high else 16
     pairs = [i // 2 for i in range(16)]
 
@@ -328,27 +366,32 @@ def _kq_body(block_bytes, has_high, dots):
             p = builder.mul(sb, i64(block_bytes))
             d, dmin = half(builder, w, p), half(builder, w, builder.add(p, i64(2)))
             sc8, m8 = _scales_mins_k4(builder, w, p)
-            xbase = builder.mul(sb, i64(256))
-            qh = load(builder, w, builder.add(p, i64(16)), V32I8) if has_high else None
-            qv = []
-            packed = None
-            for s in range(8):
-                if s % 2 == 0:
-                    packed = load(builder, w, builder.add(p, i64(qs_at + 16 * s)), V32I8)
-                    q = builder.and_(packed, vconst(V32I8, 0x0F))
-                else:
-                    q = builder.lshr(packed, vconst(V32I8, 4))
-                if has_high:
-                    bit = builder.and_(builder.lshr(qh, vconst(V32I8, s)), vconst(V32I8, 1))
-                    q = builder.or_(q, builder.shl(bit, vconst(V32I8, 4)))
-                qv.append((q, lanes(builder, sc8, [s] * 16)))
+            b0 = builder.mul(sb, i64(8))  # the super-block's first 32-weight sub-block
+            # 32 bytes of qs hold sub-blocks 2i (low nibbles) and 2i + 1: the paired layout
+            chunks = [
+                load(builder, w, builder.add(p, i64(qs_at + 32 * i)), V32I8) for i in range(4)
+            ]
+            if transposed and not has_high:
+                qv = paired_nibbles_t(builder, chunks)
+            else:
+                qh = load(builder, w, builder.add(p, i64(16)), V32I8) if has_high else None
+                qv = []
+                for s in range(8):
+                    if s % 2 == 0:
+                        q = builder.and_(chunks[s // 2], vconst(V32I8, 0x0F))
+                    else:
+                        q = builder.lshr(chunks[s // 2], vconst(V32I8, 4))
+                    if has_high:
+                        bit = builder.and_(builder.lshr(qh, vconst(V32I8, s)), vconst(V32I8, 1))
+                        q = builder.or_(q, builder.shl(bit, vconst(V32I8, 4)))
+                    qv.append((q, builder.add(b0, i64(s))))
+                if transposed:
+                    qv = transpose8(builder, [q for q, _ in qv])
+            sc = builder.zext(sc8, V8I32)
             mins = lanes(builder, m8, pairs)
             for v in vs:
                 acc, macc = v.accs
-                isum = ir.Constant(V8I32, None)
-                for s, (q, scv) in enumerate(qv):
-                    xv = load(builder, v.x, builder.add(xbase, i64(32 * s)), V32I8)
-                    isum = dots.u8s8_scaled(builder, isum, q, xv, scv)
+                isum = builder.mul(_group_isum(builder, dots, v, b0, qv, transposed), sc)
                 mprod = maddwd(builder, mins, _bsums(builder, v.bs, sb))
                 dxs = f32(builder, v.dx, sb)
                 scale = splat(builder, builder.fmul(d, dxs), 8)
@@ -356,7 +399,7 @@ def _kq_body(block_bytes, has_high, dots):
                 mscale = splat(builder, builder.fmul(dmin, dxs), 8)
                 macc.set(fma(builder, builder.sitofp(mprod, V8F32), mscale, macc.get()))
         # one horizontal sum per row instead of two
-        return [hsum(builder, builder.fsub(v.accs[0].get(), v.accs[1].get())) for v in vs]
+        return hsums(builder, [builder.fsub(v.accs[0].get(), v.accs[1].get()) for v in vs])
 
     return body
 
@@ -401,8 +444,14 @@ def _q6k_dot(dots, builder, w, x, dx, xs, bs, n):
 
 def k4_dot(rec, level) -> Body:
     """Q4_K, and Q5_K (has_high: the 5th bits of qh)."""
-    body = _kq_body(rec.block_bytes, rec.has_high, IntDots(level))
-    return Body(body, step_bytes=rec.block_bytes, vectors=True)
+    args = (rec.block_bytes, rec.has_high, IntDots(level))
+    return Body(
+        _kq_body(*args),
+        step_bytes=rec.block_bytes,
+        vectors=True,
+        multi=_kq_body(*args, transposed=True),
+        multi_vectors=_multi_group(level),
+    )
 
 
 def q6_k_dot(rec, level) -> Body:
@@ -788,23 +837,24 @@ def prefetch_row(typingctx, arr, row):
     """Prefetch row ``row`` of a C-contiguous 2-D array into the caches (no-op past the end)."""
 
     def codegen(context, builder, sig, args):
-        arytype = sig.args[0]
-        ary = context.make_array(arytype)(context, builder, args[0])
-        n_rows = builder.extract_value(ary.shape, 0)
-        stride = builder.extract_value(ary.strides, 0)
-        row = args[1]
-        inside = builder.icmp_signed("<", row, n_rows)
-        with builder.if_then(inside):
-            base = builder.gep(
-                builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, stride)]
-            )
-            i32 = ir.IntType(32)
-            fnty = ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-            lines = builder.udiv(builder.add(stride, i64(63)), i64(64))
-            with cgutils.for_range(builder, lines) as loop:
-                ptr = builder.gep(base, [builder.mul(loop.index, i64(64))])
-                builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        _prefetch(context, builder, sig.args[0], args[0], args[1])
         return context.get_dummy_value()
 
     return types.void(arr, row), codegen
+
+
+def _prefetch(context, builder, arytype, value, row):
+    """The IR of :func:`prefetch_row`."""
+    ary = context.make_array(arytype)(context, builder, value)
+    n_rows = builder.extract_value(ary.shape, 0)
+    stride = builder.extract_value(ary.strides, 0)
+    inside = builder.icmp_signed("<", row, n_rows)
+    with builder.if_then(inside):
+        base = builder.gep(builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, stride)])
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        lines = builder.udiv(builder.add(stride, i64(63)), i64(64))
+        with cgutils.for_range(builder, lines) as loop:
+            ptr = builder.gep(base, [builder.mul(loop.index, i64(64))])
+            builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
