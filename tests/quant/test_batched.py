@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from trueno.gguf.constants import GGMLType
 from trueno.quant import api, simd
-from trueno.quant.kernels import RECORDS
+from trueno.quant.kernels import RECORDS, SIMD_LEVELS, host_levels
 from trueno.quant.prepared import PreparedWeight
 
 pytestmark = pytest.mark.skipif(not simd.available(), reason="SIMD quant kernels unavailable")
@@ -18,13 +18,25 @@ TYPES = [t.name for t in RECORDS]  # every fused type, F16 and BF16 included
 _weights: dict = {}
 
 
-def weight(name: str, relayout: bool, rows: int = 40, cols: int = 512) -> PreparedWeight:
-    key = (name, relayout, cols)
+def weight(
+    name: str, relayout: bool, rows: int = 40, cols: int = 512, isa: str | None = None
+) -> PreparedWeight:
+    key = (name, relayout, cols, isa)
     if key not in _weights:
         w = np.random.default_rng(1).standard_normal((rows, cols)).astype(np.float32)
         blocks = api.quantize(w, name)
-        _weights[key] = PreparedWeight(blocks, name, (rows, cols), relayout=relayout)
+        _weights[key] = PreparedWeight(blocks, name, (rows, cols), relayout=relayout, isa=isa)
     return _weights[key]
+
+
+# every SIMD level this host runs (the lane-per-block bodies differ per level: VNNI's w + 128
+# for Q8_0, 8 vectors per decode at avx512, 4 below); the levels it lacks are reported skipped
+LEVELS = [
+    pytest.param(
+        lvl, marks=pytest.mark.skipif(lvl not in host_levels(), reason=f"host lacks {lvl}")
+    )
+    for lvl in SIMD_LEVELS
+]
 
 
 # columns per row: whole groups of 8 blocks only (512); + one step of 4 (640, the DRAM bench's
@@ -32,13 +44,20 @@ def weight(name: str, relayout: bool, rows: int = 40, cols: int = 512) -> Prepar
 COLS = [512, 640, 928, 864, 160]
 
 
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("cols", COLS)
 @pytest.mark.parametrize("relayout", [True, False])
 @pytest.mark.parametrize("name", TYPES)
-def test_batched_equals_matvec_per_row(name, relayout, cols):
-    if cols % RECORDS[GGMLType[name]].layout[0] or cols % 16:
-        cols = 768 if cols != 512 else cols  # the K-quants: whole super-blocks
-    p = weight(name, relayout, cols=cols)
+def test_batched_equals_matvec_per_row(name, relayout, cols, level):
+    rec = RECORDS[GGMLType[name]]
+    if cols % rec.layout[0]:
+        if cols in (864, 160):
+            pytest.skip("the K-quants take whole super-blocks: 512 and 640 -> 768 cover them")
+        cols = 768
+    if rec.best_level(level, relayout and rec.relayout is not None) != level:
+        pytest.skip(f"{name} has no {level} kernel")
+    p = weight(name, relayout, cols=cols, isa=level)
+    assert p.isa == level
     assert p.multi_vector and p.relaid == (relayout and RECORDS[p.ggml_type].relayout is not None)
     xs = np.random.default_rng(2).standard_normal((11, p.shape[1])).astype(np.float32)
     out = np.empty((11, p.shape[0]), np.float32)
