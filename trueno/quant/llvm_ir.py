@@ -266,11 +266,25 @@ def transpose8(builder, regs):
     return [builder.bitcast(v, V32I8) for v in out]
 
 
-def paired_nibbles_t(builder, packed):
+def paired_nibbles_t(builder, packed, unpack=False):
     """Four <32 x i8> pairs of the paired 4-bit layout (relayout.py: byte j of pair i holds
     weight j of block 2i in its low nibble, of block 2i+1 in its high one) -> the eight blocks
-    lane-per-block (see :func:`transpose8`): a qword transpose of the four (8 shuffles), then
-    each of its registers gives two by 64-bit shifts, a dword blend and a nibble mask."""
+    lane-per-block (see :func:`transpose8`). Two forms, measured per level: a qword transpose
+    (8 shuffles) then per register 64-bit shifts, a dword blend and a nibble mask (LLVM
+    lowers it to vpermt2d with AVX-512: the faster there); ``unpack``: dwords interleaved
+    pair by pair (8 shuffles), then a nibble split and two unpacks (the faster on AVX2)."""
+    if unpack:
+        p = [builder.bitcast(v, V8I32) for v in packed]
+        lo01, hi01 = _unpack_dwords(builder, p[0], p[1])
+        lo23, hi23 = _unpack_dwords(builder, p[2], p[3])
+        out = [None] * 8
+        for t, (x, y) in ((0, (lo01, lo23)), (2, (hi01, hi23))):
+            # dwords t, t + 1 (low half) and t + 4, t + 5 (high half) of pairs 0-3
+            first = _shuf8(builder, x, y, [0, 1, 2, 3, 8, 9, 10, 11])
+            second = _shuf8(builder, x, y, [4, 5, 6, 7, 12, 13, 14, 15])
+            out[t], out[t + 1] = _nibble_unpack(builder, first)
+            out[t + 4], out[t + 5] = _nibble_unpack(builder, second)
+        return out
     v4i64 = ir.VectorType(I64, 4)
     p = [builder.bitcast(v, v4i64) for v in packed]
 
@@ -285,17 +299,19 @@ def paired_nibbles_t(builder, packed):
     return [r for qs in q for r in _split_nibble_dwords(builder, qs)]
 
 
-def paired_nibbles_t4(builder, p0, p1):
+def paired_nibbles_t4(builder, p0, p1, unpack=False):
     """Two pairs (four blocks) of the paired 4-bit layout -> four registers, dword lane k of
-    register t holding weights 4t..4t+3 of block k (k < 4) and 4(t+4).. of block k - 4."""
+    register t holding weights 4t..4t+3 of block k (k < 4) and 4(t+4).. of block k - 4
+    (``unpack``: as :func:`paired_nibbles_t`)."""
+    if unpack:
+        lo, hi = _unpack_dwords(builder, builder.bitcast(p0, V8I32), builder.bitcast(p1, V8I32))
+        return [*_nibble_unpack(builder, lo), *_nibble_unpack(builder, hi)]
     v4i64 = ir.VectorType(I64, 4)
     a, b = builder.bitcast(p0, v4i64), builder.bitcast(p1, v4i64)
     out = []
     for s in range(2):  # qwords s and s + 2 of both pairs
-        qs = builder.shuffle_vector(
-            a, b, ir.Constant(ir.VectorType(I32, 4), [s, 4 + s, s + 2, 6 + s])
-        )
-        out += _split_nibble_dwords(builder, qs)
+        mask = ir.Constant(ir.VectorType(I32, 4), [s, 4 + s, s + 2, 6 + s])
+        out += _split_nibble_dwords(builder, builder.shuffle_vector(a, b, mask))
     return out
 
 
@@ -313,6 +329,29 @@ def _split_nibble_dwords(builder, qs):
     first = merge(qs, builder.shl(qs, vconst(v4i64, 28)))
     second = merge(builder.lshr(qs, vconst(v4i64, 32)), builder.lshr(qs, vconst(v4i64, 4)))
     return first, second
+
+
+def _shuf8(builder, a, b, mask):
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 8), mask))
+
+
+def _unpack_dwords(builder, a, b):
+    """(vpunpckldq, vpunpckhdq) of two <8 x i32>."""
+    return (
+        _shuf8(builder, a, b, [0, 8, 1, 9, 4, 12, 5, 13]),
+        _shuf8(builder, a, b, [2, 10, 3, 11, 6, 14, 7, 15]),
+    )
+
+
+def _nibble_unpack(builder, q):
+    """<8 x i32> of nibble-paired dwords [a0 b0 a1 b1 | a4 b4 a5 b5 ...] (a of one pair, b
+    of the next) -> its low nibbles L and high nibbles H interleaved by dword: (unpacklo(L,
+    H), unpackhi(L, H)); lanes then alternate the pairs' even and odd blocks."""
+    v = builder.bitcast(q, V32I8)
+    lo = builder.and_(v, vconst(V32I8, 0x0F))
+    hi = builder.and_(builder.lshr(v, vconst(V32I8, 4)), vconst(V32I8, 0x0F))
+    lo, hi = builder.bitcast(lo, V8I32), builder.bitcast(hi, V8I32)
+    return [builder.bitcast(r, V32I8) for r in _unpack_dwords(builder, lo, hi)]
 
 
 def transpose4x8(builder, regs):

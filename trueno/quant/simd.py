@@ -352,8 +352,9 @@ def _kq_body(block_bytes, has_high, dots, transposed=False):
     or more activation vectors ``vecs`` ((xq, dx, xs, bs) pointers), the weights decoded once.
     The integer dot of each sub-block s lands in lane s (reduce8 of its eight partial sums;
     ``transposed``, the multi form: the sub-blocks decoded lane-per-block, their eight dots
-    accumulated into one register), times its scale by one vpmulld: the same integers in the
-    same lanes either way, so the forms are bit-identical. One state per vector: each
+    accumulated into one register), times its scale by one vpmulld (the multi form at AVX2:
+    the scale in vpmaddwd instead of ones): the same integers in the same lanes either way,
+    so the forms are bit-identical. One state per vector: each
     super-block is ~20 cycles, ample for the two FMA chains, and short rows (768 columns = 3
     super-blocks) need no unrolled loop's remainder path."""
     qs_at = 48 if has_high else 16
@@ -372,7 +373,7 @@ def _kq_body(block_bytes, has_high, dots, transposed=False):
                 load(builder, w, builder.add(p, i64(qs_at + 32 * i)), V32I8) for i in range(4)
             ]
             if transposed and not has_high:
-                qv = paired_nibbles_t(builder, chunks)
+                qv = paired_nibbles_t(builder, chunks, dots.level != "avx512")
             else:
                 qh = load(builder, w, builder.add(p, i64(16)), V32I8) if has_high else None
                 qv = []
@@ -388,10 +389,18 @@ def _kq_body(block_bytes, has_high, dots, transposed=False):
                 if transposed:
                     qv = transpose8(builder, [q for q, _ in qv])
             sc = builder.zext(sc8, V8I32)
+            sc_pairs = lanes(builder, sc8, pairs)  # lane k's two i16: sub-block k's scale
             mins = lanes(builder, m8, pairs)
             for v in vs:
                 acc, macc = v.accs
-                isum = builder.mul(_group_isum(builder, dots, v, b0, qv, transposed), sc)
+                if transposed and not dots.vnni:  # AVX2: the scale rides in vpmaddwd
+                    isum = ir.Constant(V8I32, None)
+                    for t, q in enumerate(qv):
+                        at = builder.add(builder.mul(b0, i64(32)), i64(32 * t))
+                        xv = load(builder, v.x, at, V32I8)
+                        isum = dots.u8s8_scaled(builder, isum, q, xv, sc_pairs)
+                else:
+                    isum = builder.mul(_group_isum(builder, dots, v, b0, qv, transposed), sc)
                 mprod = maddwd(builder, mins, _bsums(builder, v.bs, sb))
                 dxs = f32(builder, v.dx, sb)
                 scale = splat(builder, builder.fmul(d, dxs), 8)
@@ -607,7 +616,7 @@ def _paired_body(has_min, has_high, offset, dots, transposed=False):
                 qv = (
                     transpose8(builder, [q for q, _ in qv])
                     if has_high
-                    else paired_nibbles_t(builder, qv)
+                    else paired_nibbles_t(builder, qv, dots.level != "avx512")
                 )
             for v in vs:
                 s8 = builder.fmul(dv, load(builder, v.dx, builder.mul(b0, i64(4)), V8F32))
@@ -647,7 +656,7 @@ def _paired_body(has_min, has_high, offset, dots, transposed=False):
             if transposed and has_high:
                 qv = transpose4x8(builder, [q for q, _ in qv])
             elif transposed:
-                qv = paired_nibbles_t4(builder, *qv)
+                qv = paired_nibbles_t4(builder, *qv, dots.level != "avx512")
             wide = ir.Constant(ir.VectorType(I32, 8), list(range(8)))
             zero4 = ir.Constant(v4f32, None)
             for v in vs:
