@@ -7,6 +7,10 @@ target: B = 8 takes <= 2.5x the time of B = 1 for Q4_0, Q4_1, Q4_K and Q8_0. Pri
 markdown table.
 
     python benches/quant_batched.py [--threads 2] [--batch 8] [--rounds 7] [--types Q4_0,...]
+
+``--cpu``: one thread, timed by this thread's CPU time (time.thread_time) instead of the
+clock: the instruction cost of each side, which a loaded host leaves nearly intact while its
+wall-clock times (and their ratio) are mostly waiting. ``--isa`` forces a level.
 """
 
 from __future__ import annotations
@@ -24,7 +28,12 @@ def parse_args(argv=None):
     ap.add_argument("--calls", type=int, default=3, help="calls per round (best taken)")
     ap.add_argument("--rows", type=int, default=262144)
     ap.add_argument("--types", default="Q4_0,Q4_1,Q4_K,Q8_0")
-    return ap.parse_args(argv)
+    ap.add_argument("--cpu", action="store_true", help="1 thread, CPU time (see above)")
+    ap.add_argument("--isa", default=None, help="ISA level (default: the chosen one)")
+    args = ap.parse_args(argv)
+    if args.cpu:
+        args.threads = 1
+    return args
 
 
 ARGS = parse_args() if __name__ == "__main__" else None
@@ -40,22 +49,22 @@ import numpy as np  # noqa: E402
 K_COLS, COLS = 768, 640  # the DRAM shapes of benches/quant_ops.py (262144 rows)
 
 
-def best_time(fn, calls: int) -> float:
+def best_time(fn, calls: int, clock=time.perf_counter) -> float:
     best = float("inf")
     for _ in range(calls):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return best
 
 
-def interleaved(one, many, rounds: int, calls: int) -> tuple[float, float]:
+def interleaved(one, many, rounds: int, calls: int, clock=time.perf_counter):
     """Median over rounds of the best-of-``calls`` time of each, the order alternating."""
     times: tuple[list, list] = ([], [])
     for r in range(rounds):
         order = (0, 1) if r % 2 == 0 else (1, 0)
         for i in order:
-            times[i].append(best_time((one, many)[i], calls))
+            times[i].append(best_time((one, many)[i], calls, clock))
     return statistics.median(times[0]), statistics.median(times[1])
 
 
@@ -68,9 +77,12 @@ def main(args) -> int:
     numba.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     B = args.batch
+    level = kernels.check_level(args.isa) if args.isa else kernels.chosen_level()
+    clock = time.thread_time if args.cpu else time.perf_counter
     lines = [
-        f"threads={args.threads}  ISA level: {kernels.chosen_level()}  rows={args.rows}  "
-        f"B={B}  {args.rounds} rounds x best of {args.calls}, median of rounds",
+        f"threads={args.threads}  ISA level: {level}  rows={args.rows}  B={B}  "
+        f"{args.rounds} rounds x best of {args.calls}, median of rounds"
+        + ("  (CPU time of this thread)" if args.cpu else ""),
         "",
         f"| type | shape | MB | ms B=1 | ms B={B} | B={B} / B=1 |",
         "|---|---|---:|---:|---:|---:|",
@@ -78,7 +90,7 @@ def main(args) -> int:
     for t in args.types.split(","):
         cols = K_COLS if t.endswith("_K") else COLS
         blocks = weight_blocks(t, args.rows, cols, rng)
-        p = prepare(blocks, t, (args.rows, cols))
+        p = prepare(blocks, t, (args.rows, cols), isa=level)
         x1 = rng.standard_normal(cols).astype(np.float32)
         xs = rng.standard_normal((B, cols)).astype(np.float32)
         o1 = np.empty(args.rows, np.float32)
@@ -90,6 +102,7 @@ def main(args) -> int:
             lambda p=p, xs=xs, ob=ob: p.matvecs_into(xs, ob),
             args.rounds,
             args.calls,
+            clock,
         )
         lines.append(
             f"| {t} | {args.rows}x{cols} | {p.nbytes / 1e6:.0f} | {a * 1e3:.3f} | "

@@ -68,6 +68,32 @@ def quantize_activations(x, block, xq, dx, xs, bs):
         xs[j] = dx[(32 * j) // block] * np.float32(np.int32(bs[2 * j]) + np.int32(bs[2 * j + 1]))
 
 
+@numba.njit(cache=True)
+def transpose_blocks(xq, xt):
+    """xq int8 -> xt lane-per-block (simd.Body.multi): each full group of 8 blocks of 32 as
+    an 8x8 transpose of dwords (byte 32t + 4k + j of a group = byte 32k + 4t + j of xq:
+    weights 4t..4t+3 of block k in dword lane k of register t); then, when 4 blocks or more
+    remain, those 4 as four registers (lane k < 4: dword t of block k, lane k + 4: dword
+    t + 4 of it); the bytes past that copied as they are."""
+    n = xq.size
+    full = n - n % 256
+    for g in range(0, full, 256):
+        for t in range(8):
+            for k in range(8):
+                for j in range(4):
+                    xt[g + 32 * t + 4 * k + j] = xq[g + 32 * k + 4 * t + j]
+    if n - full >= 128:
+        for t in range(4):
+            for k in range(8):
+                for j in range(4):
+                    src = 32 * (k % 4) + 4 * (t + 4 * (k // 4)) + j
+                    xt[full + 32 * t + 4 * k + j] = xq[full + src]
+        full += 128
+    for i in range(full, n):
+        xt[i] = xq[i]
+
+
+ROW_CHUNK = 32  # rows per call of simd.rows_range_t in the B-vector driver
 PREFETCH_ROWS = 16  # rows ahead each thread's row loop asks the caches for (measured: 8-32)
 # the nibble / int8 rows only (w[0]): prefetching the small d, m, qh rows of the re-laid form
 # as well cost 10-25% (A/B at 262144 rows, 2 threads); the hardware prefetcher keeps up there
@@ -147,22 +173,44 @@ def _make_matvec(kind: str, block: int, prefetch: bool):
     return matvec
 
 
-def _make_matvecs(kind: str, block: int, prefetch: bool, group: int):
+def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed: bool):
     group_kind = f"{kind}/{group}"
 
     @numba.njit(cache=True, parallel=True, error_model="numpy")
-    def matvecs(w, x, xq, dx, xs, bs, out):
+    def matvecs(w, x, xq, dx, xs, bs, xt, out):
         """out[b] = W @ x[b] for B vectors: each weight row read from memory once, decoded
-        once per ``group`` vectors (simd.rows_dot), the rest by the row dot of ``matvec``;
-        every result bit-identical to ``matvec``'s."""
+        once per ``group`` vectors (simd.rows_dot, or rows_dot_t on the lane-per-block
+        copy ``xt`` of the activations when ``transposed``), the rest by the row dot of
+        ``matvec``; every result bit-identical to ``matvec``'s."""
         n_vec = x.shape[0]
         if block:
             for b in range(n_vec):
                 quantize_activations(x[b], block, xq[b], dx[b], xs[b], bs[b])
+                if transposed and n_vec >= group:
+                    transpose_blocks(xq[b], xt[b])
             xd = dx
         else:
             xd = x
-        for r in numba.prange(w[0].shape[0]):
+        n_rows = w[0].shape[0]
+        if transposed:  # runs of ROW_CHUNK rows: the vectors' pointers set up once per run
+            ahead = PREFETCH_ROWS if prefetch else 0
+            for c in numba.prange((n_rows + ROW_CHUNK - 1) // ROW_CHUNK):
+                r0 = c * ROW_CHUNK
+                r1 = min(n_rows, r0 + ROW_CHUNK)
+                b = 0
+                pre = ahead
+                while b + group <= n_vec:  # the run's rows are in the caches after the first
+                    simd.rows_range_t(group_kind, w, r0, r1, xt, xd, xs, bs, b, out, pre)
+                    pre = 0
+                    b += group
+                while b < n_vec:
+                    for r in range(r0, r1):
+                        if prefetch and n_vec < group:
+                            simd.prefetch_row(w[0], r + PREFETCH_ROWS)
+                        out[b, r] = simd.row_dot(kind, w, r, xq[b], xd[b], xs[b], bs[b])
+                    b += 1
+            return
+        for r in numba.prange(n_rows):
             if prefetch:
                 simd.prefetch_row(w[0], r + PREFETCH_ROWS)
             b = 0
@@ -190,7 +238,9 @@ def _kernel(make, rec, relaid: bool, level: str):
                 kind = f"{rec.name}/{'relaid' if relaid else 'ggml'}/{level}"
                 args = [kind, rec.act_block, rec.prefetch]
                 if make is _make_matvecs:  # groups only where one decode serves several
-                    args.append(rec.multi_vectors if simd.body_of(kind).vectors else 1)
+                    body = simd.body_of(kind)
+                    group = body.multi_vectors or rec.multi_vectors if body.vectors else 1
+                    args += [group, body.multi is not None]
                 fn = _KERNELS[key] = make(*args)
     return fn
 
@@ -201,5 +251,19 @@ def matvec_kernel(rec, relaid: bool, level: str):
 
 
 def multi_vector_kernel(rec, relaid: bool, level: str):
-    """The B-vector driver ``(w, xs (B, cols), xq, dx, xs, bs, out (B, rows))``."""
+    """The B-vector driver ``(w, xs (B, cols), xq, dx, xs, bs, xt, out (B, rows))``, its
+    scratch from :func:`multi_buffers` and :func:`transposed_buffer`."""
     return _kernel(_make_matvecs, rec, relaid, level)
+
+
+def transposed_buffer(n_vec: int, n_cols: int, block: int):
+    """The lane-per-block int8 copy of ``n_vec`` activations (:func:`transpose_blocks`),
+    reused per thread; (n_vec, 0) for the float kernels."""
+    cache = getattr(_local, "transposed", None)
+    if cache is None:
+        cache = _local.transposed = {}
+    key = (n_cols, block)
+    buf = cache.get(key)
+    if buf is None or buf.shape[0] < n_vec:
+        buf = cache[key] = np.empty((n_vec, n_cols if block else 0), np.int8)
+    return buf[:n_vec]

@@ -234,3 +234,178 @@ def reduce8(builder, v):
         abcd, efgh, ir.Constant(ir.VectorType(I32, 8), [4, 5, 6, 7, 12, 13, 14, 15])
     )
     return builder.add(lo, hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lane-per-block ("transposed") forms for the multi-vector bodies: eight 32-weight blocks so
+# arranged that dword lane k of register t holds weights 4t..4t+3 of block k. Eight integer
+# dots of those registers with the activations in the same arrangement (fused.transpose_blocks)
+# leave block k's whole dot in lane k: no horizontal reduction per vector.
+
+
+def transpose8(builder, regs):
+    """Eight <32 x i8> (or <8 x i32>) ``regs`` -> eight <32 x i8> where dword lane k of
+    register t is dword t of ``regs[k]`` (an 8x8 dword transpose, 24 shuffles)."""
+    r = [builder.bitcast(v, V8I32) for v in regs]
+
+    def shuf(a, b, mask):
+        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 8), mask))
+
+    lo = [shuf(r[2 * a], r[2 * a + 1], [0, 8, 1, 9, 4, 12, 5, 13]) for a in range(4)]
+    hi = [shuf(r[2 * a], r[2 * a + 1], [2, 10, 3, 11, 6, 14, 7, 15]) for a in range(4)]
+    even, odd = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
+
+    def quads(a, b):  # register t (t < 4): dwords t and t + 4 of blocks 4a..4a+3
+        return [shuf(x, y, m) for x, y in ((lo[a], lo[b]), (hi[a], hi[b])) for m in (even, odd)]
+
+    first, second = quads(0, 1), quads(2, 3)
+    out = [None] * 8
+    for t, (a, b) in enumerate(zip(first, second, strict=True)):
+        out[t] = shuf(a, b, [0, 1, 2, 3, 8, 9, 10, 11])
+        out[t + 4] = shuf(a, b, [4, 5, 6, 7, 12, 13, 14, 15])
+    return [builder.bitcast(v, V32I8) for v in out]
+
+
+def paired_nibbles_t(builder, packed, unpack=False):
+    """Four <32 x i8> pairs of the paired 4-bit layout (relayout.py: byte j of pair i holds
+    weight j of block 2i in its low nibble, of block 2i+1 in its high one) -> the eight blocks
+    lane-per-block (see :func:`transpose8`). Two forms, measured per level: a qword transpose
+    (8 shuffles) then per register 64-bit shifts, a dword blend and a nibble mask (LLVM
+    lowers it to vpermt2d with AVX-512: the faster there); ``unpack``: dwords interleaved
+    pair by pair (8 shuffles), then a nibble split and two unpacks (the faster on AVX2)."""
+    if unpack:
+        p = [builder.bitcast(v, V8I32) for v in packed]
+        lo01, hi01 = _unpack_dwords(builder, p[0], p[1])
+        lo23, hi23 = _unpack_dwords(builder, p[2], p[3])
+        out = [None] * 8
+        for t, (x, y) in ((0, (lo01, lo23)), (2, (hi01, hi23))):
+            # dwords t, t + 1 (low half) and t + 4, t + 5 (high half) of pairs 0-3
+            first = _shuf8(builder, x, y, [0, 1, 2, 3, 8, 9, 10, 11])
+            second = _shuf8(builder, x, y, [4, 5, 6, 7, 12, 13, 14, 15])
+            out[t], out[t + 1] = _nibble_unpack(builder, first)
+            out[t + 4], out[t + 5] = _nibble_unpack(builder, second)
+        return out
+    v4i64 = ir.VectorType(I64, 4)
+    p = [builder.bitcast(v, v4i64) for v in packed]
+
+    def shuf(a, b, mask):
+        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, len(mask)), mask))
+
+    x0, x1 = shuf(p[0], p[2], [0, 1, 4, 5]), shuf(p[0], p[2], [2, 3, 6, 7])
+    y0, y1 = shuf(p[1], p[3], [0, 1, 4, 5]), shuf(p[1], p[3], [2, 3, 6, 7])
+    # q[s] holds qword s of pairs 0-3: dword lanes (2i, 2i+1) = dwords (2s, 2s+1) of pair i
+    q = [shuf(x0, y0, [0, 4, 2, 6]), shuf(x0, y0, [1, 5, 3, 7])]
+    q += [shuf(x1, y1, [0, 4, 2, 6]), shuf(x1, y1, [1, 5, 3, 7])]
+    return [r for qs in q for r in _split_nibble_dwords(builder, qs)]
+
+
+def paired_nibbles_t4(builder, p0, p1, unpack=False):
+    """Two pairs (four blocks) of the paired 4-bit layout -> four registers, dword lane k of
+    register t holding weights 4t..4t+3 of block k (k < 4) and 4(t+4).. of block k - 4
+    (``unpack``: as :func:`paired_nibbles_t`)."""
+    if unpack:
+        lo, hi = _unpack_dwords(builder, builder.bitcast(p0, V8I32), builder.bitcast(p1, V8I32))
+        return [*_nibble_unpack(builder, lo), *_nibble_unpack(builder, hi)]
+    v4i64 = ir.VectorType(I64, 4)
+    a, b = builder.bitcast(p0, v4i64), builder.bitcast(p1, v4i64)
+    out = []
+    for s in range(2):  # qwords s and s + 2 of both pairs
+        mask = ir.Constant(ir.VectorType(I32, 4), [s, 4 + s, s + 2, 6 + s])
+        out += _split_nibble_dwords(builder, builder.shuffle_vector(a, b, mask))
+    return out
+
+
+def _split_nibble_dwords(builder, qs):
+    """<4 x i64> whose dword pairs (2i, 2i+1) are two dwords of one nibble-paired register
+    -> (its first dwords, its second ones): lane 2i the low nibbles, lane 2i+1 the high ones,
+    by 64-bit shifts, a dword blend and a nibble mask."""
+    v4i64 = qs.type
+    blend = ir.Constant(ir.VectorType(I32, 8), [0, 9, 2, 11, 4, 13, 6, 15])
+
+    def merge(a, b):  # even dword lanes of a, odd of b, each byte's low nibble
+        m = builder.shuffle_vector(builder.bitcast(a, V8I32), builder.bitcast(b, V8I32), blend)
+        return builder.and_(builder.bitcast(m, V32I8), vconst(V32I8, 0x0F))
+
+    first = merge(qs, builder.shl(qs, vconst(v4i64, 28)))
+    second = merge(builder.lshr(qs, vconst(v4i64, 32)), builder.lshr(qs, vconst(v4i64, 4)))
+    return first, second
+
+
+def _shuf8(builder, a, b, mask):
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 8), mask))
+
+
+def _unpack_dwords(builder, a, b):
+    """(vpunpckldq, vpunpckhdq) of two <8 x i32>."""
+    return (
+        _shuf8(builder, a, b, [0, 8, 1, 9, 4, 12, 5, 13]),
+        _shuf8(builder, a, b, [2, 10, 3, 11, 6, 14, 7, 15]),
+    )
+
+
+def _nibble_unpack(builder, q):
+    """<8 x i32> of nibble-paired dwords [a0 b0 a1 b1 | a4 b4 a5 b5 ...] (a of one pair, b
+    of the next) -> its low nibbles L and high nibbles H interleaved by dword: (unpacklo(L,
+    H), unpackhi(L, H)); lanes then alternate the pairs' even and odd blocks."""
+    v = builder.bitcast(q, V32I8)
+    lo = builder.and_(v, vconst(V32I8, 0x0F))
+    hi = builder.and_(builder.lshr(v, vconst(V32I8, 4)), vconst(V32I8, 0x0F))
+    lo, hi = builder.bitcast(lo, V8I32), builder.bitcast(hi, V8I32)
+    return [builder.bitcast(r, V32I8) for r in _unpack_dwords(builder, lo, hi)]
+
+
+def transpose4x8(builder, regs):
+    """Four <32 x i8> blocks -> four registers, dword lane k of register t holding dword t of
+    block k (k < 4) and dword t + 4 of block k - 4 (8 shuffles)."""
+    r = [builder.bitcast(v, V8I32) for v in regs]
+
+    def shuf(a, b, mask):
+        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 8), mask))
+
+    lo01, lo23 = (shuf(r[i], r[i + 1], [0, 8, 1, 9, 4, 12, 5, 13]) for i in (0, 2))
+    hi01, hi23 = (shuf(r[i], r[i + 1], [2, 10, 3, 11, 6, 14, 7, 15]) for i in (0, 2))
+    out = []
+    for x, y in ((lo01, lo23), (hi01, hi23)):
+        out += [shuf(x, y, [0, 1, 8, 9, 4, 5, 12, 13]), shuf(x, y, [2, 3, 10, 11, 6, 7, 14, 15])]
+    return [builder.bitcast(v, V32I8) for v in out]
+
+
+def hsums(builder, vecs):
+    """[hsum(v) for v in vecs], bit for bit (the same additions, operands swapped at most),
+    eight <8 x f32> at a time packed into one register: 21 shuffles and adds per eight."""
+    out = []
+    for c in range(0, len(vecs), 8):
+        chunk = list(vecs[c : c + 8])
+        n = len(chunk)
+        if n == 1:
+            out.append(hsum(builder, chunk[0]))
+            continue
+        chunk += [ir.Constant(V8F32, None)] * (8 - n)
+
+        def shuf(a, b, mask):
+            return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 8), mask))
+
+        # v_i + v_{i+4}: vectors a, b in one register's halves
+        t = [
+            builder.fadd(
+                shuf(chunk[i], chunk[i + 1], [0, 1, 2, 3, 8, 9, 10, 11]),
+                shuf(chunk[i], chunk[i + 1], [4, 5, 6, 7, 12, 13, 14, 15]),
+            )
+            for i in range(0, 8, 2)
+        ]
+        # (v0 + v4) + (v2 + v6) and (v1 + v5) + (v3 + v7): vectors a, c | b, d
+        u = [
+            builder.fadd(
+                shuf(t[i], t[i + 1], [0, 1, 8, 9, 4, 5, 12, 13]),
+                shuf(t[i], t[i + 1], [2, 3, 10, 11, 6, 7, 14, 15]),
+            )
+            for i in (0, 2)
+        ]
+        # the last addition: lanes hold vectors 0 4 2 6 1 5 3 7
+        w = builder.fadd(
+            shuf(u[0], u[1], [0, 8, 2, 10, 4, 12, 6, 14]),
+            shuf(u[0], u[1], [1, 9, 3, 11, 5, 13, 7, 15]),
+        )
+        order = [0, 4, 2, 6, 1, 5, 3, 7]  # vector j sits in lane order[j]
+        out += [builder.extract_element(w, ir.Constant(I32, order[j])) for j in range(n)]
+    return out

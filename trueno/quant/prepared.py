@@ -295,8 +295,9 @@ class PreparedWeight:
 
         if self._multi is None:
             self._multi = fused.multi_vector_kernel(self.record, self.relaid, self.isa)
-        bufs = fused.multi_buffers(xs.shape[0], self.shape[1], self.record.act_block)
-        self._multi(self._weights, xs, *bufs, out)
+        n_vec, cols, block = xs.shape[0], self.shape[1], self.record.act_block
+        bufs = fused.multi_buffers(n_vec, cols, block)
+        self._multi(self._weights, xs, *bufs, fused.transposed_buffer(n_vec, cols, block), out)
         return True
 
     def matmul(self, xs: np.ndarray) -> np.ndarray:

@@ -46,16 +46,21 @@ from trueno.quant.llvm_ir import (
     half,
     high_bits,
     hsum,
+    hsums,
     i64,
     lanes,
     llvm,
     load,
     maddwd,
     nibbles,
+    paired_nibbles_t,
+    paired_nibbles_t4,
     reduce8,
     row_ptr,
     splat,
     sum_states,
+    transpose4x8,
+    transpose8,
     vconst,
     x86,
 )
@@ -91,12 +96,18 @@ class Body:
     dx * (sum of xq) per 32 (legacy formats), ``bs`` the int16 sums of xq per 16 (K-quants).
     ``vectors``: the body takes a list of those activation pointer tuples instead of one
     (``fn(builder, w, vecs, n)``, ``fn(builder, qs, d, m, qh, vecs, nb)``), decodes the
-    weights once for all and returns one f32 per vector."""
+    weights once for all and returns one f32 per vector. ``multi``: see
+    :func:`rows_dot_t`."""
 
     fn: object
     relaid: bool = False
     step_bytes: int = 0
     vectors: bool = False
+    # the multi-vector form of ``fn`` on lane-per-block activations (fused.transpose_blocks:
+    # every full group of 8 blocks as an 8x8 dword transpose, ``bs`` passed too), the same
+    # float operations per vector, so bit-identical to ``fn``; None: ``fn`` serves groups
+    multi: object = None
+    multi_vectors: int = 0  # vectors per weight decode of ``multi`` (0: the record's)
 
     def emit(self, builder, weights, vecs, n) -> list:
         """The dots of the activation pointer tuples ``vecs`` (one per vector)."""
@@ -156,19 +167,21 @@ def row_dot(typingctx, kind, w, row, xq, dx, xs, bs):
     return types.float32(kind, w, types.int64, xq, dx, xs, bs), codegen
 
 
-@intrinsic
-def rows_dot(typingctx, kind, w, row, xq, dx, xs, bs, b0, out):
-    """``out[b0 + v, row]`` = row ``row`` of ``w`` dotted with activation ``b0 + v`` for v in
-    range(k), k the vector count ending ``kind`` (see :func:`body_of`); xq, dx, xs, bs and
-    out are 2-D, one row per vector. Each result is bit-identical to :func:`row_dot`'s."""
-    if not isinstance(kind, types.StringLiteral):
-        return None
-    n_vec = int(kind.literal_value.rsplit("/", 1)[1])
-    body = body_of(kind.literal_value)
+def _rows_codegen(kind: str, transposed: bool, row_range: bool = False):
+    """Codegen of :func:`rows_dot` / :func:`rows_dot_t` for ``kind`` (ending in /<vectors>);
+    ``row_range``: :func:`rows_range_t`'s, a loop over rows around it (the vectors'
+    pointers set up once, not per row)."""
+    n_vec = int(kind.rsplit("/", 1)[1])
+    body = body_of(kind)
+    multi = body.multi if transposed else None
 
     def codegen(context, builder, sig, args):
-        _, wty, _, xty, fty, _, bty, _, oty = sig.args
-        _, wt, row, xq_v, dx_v, xs_v, bs_v, b0_v, out_v = args
+        if row_range:
+            _, wty, _, _, xty, fty, _, bty, _, oty, _ = sig.args
+            _, wt, r0, r1, xq_v, dx_v, xs_v, bs_v, b0_v, out_v, ahead = args
+        else:
+            _, wty, _, xty, fty, _, bty, _, oty = sig.args
+            _, wt, row, xq_v, dx_v, xs_v, bs_v, b0_v, out_v = args
         vecs = []
         for v in range(n_vec):
             b = builder.add(b0_v, i64(v))
@@ -177,18 +190,68 @@ def rows_dot(typingctx, kind, w, row, xq, dx, xs, bs, b0, out):
                 row_ptr(context, builder, fty, dx_v, b),
                 row_ptr(context, builder, fty, xs_v, b),
             ]
-            if not body.relaid:
+            if multi is not None or not body.relaid:
                 vec.append(row_ptr(context, builder, bty, bs_v, b))
             vecs.append(tuple(vec))
-        weights, n = _weights(context, builder, body, wty, wt, row)
-        for v, y in enumerate(body.emit(builder, weights, vecs, n)):
-            dst = row_ptr(context, builder, oty, out_v, builder.add(b0_v, i64(v)))
-            dst = builder.gep(dst, [builder.mul(row, i64(4))])
-            builder.store(y, builder.bitcast(dst, F32.as_pointer()), align=4)
+        dsts = [
+            row_ptr(context, builder, oty, out_v, builder.add(b0_v, i64(v))) for v in range(n_vec)
+        ]
+
+        def one_row(row):
+            weights, n = _weights(context, builder, body, wty, wt, row)
+            if multi:
+                ys = multi(builder, *weights, vecs, n)
+            else:
+                ys = body.emit(builder, weights, vecs, n)
+            for dst, y in zip(dsts, ys, strict=True):
+                dst = builder.gep(dst, [builder.mul(row, i64(4))])
+                builder.store(y, builder.bitcast(dst, F32.as_pointer()), align=4)
+
+        if not row_range:
+            one_row(row)
+            return context.get_dummy_value()
+        with cgutils.for_range_slice(builder, r0, r1, i64(1)) as (r, _):
+            with builder.if_then(builder.icmp_signed(">", ahead, i64(0))):
+                _prefetch(
+                    context, builder, wty[0], builder.extract_value(wt, 0), builder.add(r, ahead)
+                )
+            one_row(r)
         return context.get_dummy_value()
 
+    return codegen
+
+
+@intrinsic
+def rows_dot(typingctx, kind, w, row, xq, dx, xs, bs, b0, out):
+    """``out[b0 + v, row]`` = row ``row`` of ``w`` dotted with activation ``b0 + v`` for v in
+    range(k), k the vector count ending ``kind`` (see :func:`body_of`); xq, dx, xs, bs and
+    out are 2-D, one row per vector. Each result is bit-identical to :func:`row_dot`'s."""
+    if not isinstance(kind, types.StringLiteral):
+        return None
     sig = types.void(kind, w, types.int64, xq, dx, xs, bs, types.int64, out)
-    return sig, codegen
+    return sig, _rows_codegen(kind.literal_value, False)
+
+
+@intrinsic
+def rows_dot_t(typingctx, kind, w, row, xt, dx, xs, bs, b0, out):
+    """:func:`rows_dot` by the body's ``multi`` form, ``xt`` the int8 activations arranged
+    lane-per-block (fused.transpose_blocks); the body's one-vector form where it has none
+    (``xt`` is then read as plain xq: pass it only for bodies with a ``multi``)."""
+    if not isinstance(kind, types.StringLiteral):
+        return None
+    sig = types.void(kind, w, types.int64, xt, dx, xs, bs, types.int64, out)
+    return sig, _rows_codegen(kind.literal_value, True)
+
+
+@intrinsic
+def rows_range_t(typingctx, kind, w, r0, r1, xt, dx, xs, bs, b0, out, ahead):
+    """:func:`rows_dot_t` for every row in [r0, r1), software-prefetching row ``r + ahead``
+    of ``w[0]`` first (``ahead`` 0: none)."""
+    if not isinstance(kind, types.StringLiteral):
+        return None
+    i = types.int64
+    sig = types.void(kind, w, i, i, xt, dx, xs, bs, i, out, i)
+    return sig, _rows_codegen(kind.literal_value, True, row_range=True)
 
 
 def _legacy_body(block_bytes, has_min, has_high, offset, signed, dots):
@@ -284,11 +347,16 @@ def _bsums(builder, bs, sb):
     return load(builder, bs, builder.mul(sb, i64(32)), V16I16)
 
 
-def _kq_body(block_bytes, has_high, dots):
+def _kq_body(block_bytes, has_high, dots, transposed=False):
     """Q4_K / Q5_K: y = sum_sb d*dx*sum_s sc_s (q . xq)_s - dmin*dx*sum_s m_s*bsum_s, for one
     or more activation vectors ``vecs`` ((xq, dx, xs, bs) pointers), the weights decoded once.
-    One state per vector: each super-block is ~20 cycles, ample for the two FMA chains, and
-    short rows (768 columns = 3 super-blocks) need no unrolled loop's remainder path."""
+    The integer dot of each sub-block s lands in lane s (reduce8 of its eight partial sums;
+    ``transposed``, the multi form: the sub-blocks decoded lane-per-block, their eight dots
+    accumulated into one register), times its scale by one vpmulld (the multi form at AVX2:
+    the scale in vpmaddwd instead of ones): the same integers in the same lanes either way,
+    so the forms are bit-identical. One state per vector: each
+    super-block is ~20 cycles, ample for the two FMA chains, and short rows (768 columns = 3
+    super-blocks) need no unrolled loop's remainder path."""
     qs_at = 48 if has_high else 16
     pairs = [i // 2 for i in range(16)]
 
@@ -299,27 +367,40 @@ def _kq_body(block_bytes, has_high, dots):
             p = builder.mul(sb, i64(block_bytes))
             d, dmin = half(builder, w, p), half(builder, w, builder.add(p, i64(2)))
             sc8, m8 = _scales_mins_k4(builder, w, p)
-            xbase = builder.mul(sb, i64(256))
-            qh = load(builder, w, builder.add(p, i64(16)), V32I8) if has_high else None
-            qv = []
-            packed = None
-            for s in range(8):
-                if s % 2 == 0:
-                    packed = load(builder, w, builder.add(p, i64(qs_at + 16 * s)), V32I8)
-                    q = builder.and_(packed, vconst(V32I8, 0x0F))
-                else:
-                    q = builder.lshr(packed, vconst(V32I8, 4))
-                if has_high:
-                    bit = builder.and_(builder.lshr(qh, vconst(V32I8, s)), vconst(V32I8, 1))
-                    q = builder.or_(q, builder.shl(bit, vconst(V32I8, 4)))
-                qv.append((q, lanes(builder, sc8, [s] * 16)))
+            b0 = builder.mul(sb, i64(8))  # the super-block's first 32-weight sub-block
+            # 32 bytes of qs hold sub-blocks 2i (low nibbles) and 2i + 1: the paired layout
+            chunks = [
+                load(builder, w, builder.add(p, i64(qs_at + 32 * i)), V32I8) for i in range(4)
+            ]
+            if transposed and not has_high:
+                qv = paired_nibbles_t(builder, chunks, dots.level != "avx512")
+            else:
+                qh = load(builder, w, builder.add(p, i64(16)), V32I8) if has_high else None
+                qv = []
+                for s in range(8):
+                    if s % 2 == 0:
+                        q = builder.and_(chunks[s // 2], vconst(V32I8, 0x0F))
+                    else:
+                        q = builder.lshr(chunks[s // 2], vconst(V32I8, 4))
+                    if has_high:
+                        bit = builder.and_(builder.lshr(qh, vconst(V32I8, s)), vconst(V32I8, 1))
+                        q = builder.or_(q, builder.shl(bit, vconst(V32I8, 4)))
+                    qv.append((q, builder.add(b0, i64(s))))
+                if transposed:
+                    qv = transpose8(builder, [q for q, _ in qv])
+            sc = builder.zext(sc8, V8I32)
+            sc_pairs = lanes(builder, sc8, pairs)  # lane k's two i16: sub-block k's scale
             mins = lanes(builder, m8, pairs)
             for v in vs:
                 acc, macc = v.accs
-                isum = ir.Constant(V8I32, None)
-                for s, (q, scv) in enumerate(qv):
-                    xv = load(builder, v.x, builder.add(xbase, i64(32 * s)), V32I8)
-                    isum = dots.u8s8_scaled(builder, isum, q, xv, scv)
+                if transposed and not dots.vnni:  # AVX2: the scale rides in vpmaddwd
+                    isum = ir.Constant(V8I32, None)
+                    for t, q in enumerate(qv):
+                        at = builder.add(builder.mul(b0, i64(32)), i64(32 * t))
+                        xv = load(builder, v.x, at, V32I8)
+                        isum = dots.u8s8_scaled(builder, isum, q, xv, sc_pairs)
+                else:
+                    isum = builder.mul(_group_isum(builder, dots, v, b0, qv, transposed), sc)
                 mprod = maddwd(builder, mins, _bsums(builder, v.bs, sb))
                 dxs = f32(builder, v.dx, sb)
                 scale = splat(builder, builder.fmul(d, dxs), 8)
@@ -327,7 +408,7 @@ def _kq_body(block_bytes, has_high, dots):
                 mscale = splat(builder, builder.fmul(dmin, dxs), 8)
                 macc.set(fma(builder, builder.sitofp(mprod, V8F32), mscale, macc.get()))
         # one horizontal sum per row instead of two
-        return [hsum(builder, builder.fsub(v.accs[0].get(), v.accs[1].get())) for v in vs]
+        return hsums(builder, [builder.fsub(v.accs[0].get(), v.accs[1].get()) for v in vs])
 
     return body
 
@@ -372,8 +453,14 @@ def _q6k_dot(dots, builder, w, x, dx, xs, bs, n):
 
 def k4_dot(rec, level) -> Body:
     """Q4_K, and Q5_K (has_high: the 5th bits of qh)."""
-    body = _kq_body(rec.block_bytes, rec.has_high, IntDots(level))
-    return Body(body, step_bytes=rec.block_bytes, vectors=True)
+    args = (rec.block_bytes, rec.has_high, IntDots(level))
+    return Body(
+        _kq_body(*args),
+        step_bytes=rec.block_bytes,
+        vectors=True,
+        multi=_kq_body(*args, transposed=True),
+        multi_vectors=_multi_group(level),
+    )
 
 
 def q6_k_dot(rec, level) -> Body:
@@ -433,10 +520,54 @@ class _Vec:
         self.corr_s = Acc(builder, ir.Constant(F32, 0.0)) if scalar_corr else None
 
 
-def _paired_body(has_min, has_high, offset, dots):
+def _group_isum(builder, dots, v, b0, qv, transposed):
+    """<8 x i32> integer dots of blocks b0..b0+7 with vector ``v``: ``qv`` either eight
+    (weights, block) of the plain layout (eight dots, reduce8) or eight lane-per-block
+    registers (``transposed``: eight dots into one accumulator)."""
+    if not transposed:
+        sums = []
+        for q, bj in qv:
+            xv = load(builder, v.x, builder.mul(bj, i64(32)), V32I8)
+            sums.append(dots.u8s8(builder, q, xv))
+        return reduce8(builder, sums)
+    base = builder.mul(b0, i64(32))
+    accs = [None, None]  # two dependency chains (integer sums: any order gives the same)
+    for t, q in enumerate(qv):
+        xv = load(builder, v.x, builder.add(base, i64(32 * t)), V32I8)
+        accs[t % 2] = dots.u8s8(builder, q, xv, accs[t % 2])
+    return builder.add(*accs)
+
+
+def _quad_isum(builder, dots, v, b4, qv, transposed):
+    """<4 x i32> integer dots of blocks b4..b4+3 with vector ``v``: ``qv`` four (weights,
+    block) of the plain layout (four dots, two phaddd), or four registers from
+    transpose4x8 / paired_nibbles_t4 (four dots into one accumulator, its halves added)."""
+    if transposed:
+        base = builder.mul(b4, i64(32))
+        acc = None
+        for t, q in enumerate(qv):
+            xv = load(builder, v.x, builder.add(base, i64(32 * t)), V32I8)
+            acc = dots.u8s8(builder, q, xv, acc)
+    else:
+        sums = []
+        for q, bj in qv:
+            xv = load(builder, v.x, builder.mul(bj, i64(32)), V32I8)
+            sums.append(dots.u8s8(builder, q, xv))
+
+        def phadd(a, b):
+            return x86(builder, "llvm.x86.avx2.phadd.d", V8I32, a, b)
+
+        acc = phadd(phadd(sums[0], sums[1]), phadd(sums[2], sums[3]))
+    return builder.add(lanes(builder, acc, [0, 1, 2, 3]), lanes(builder, acc, [4, 5, 6, 7]))
+
+
+def _paired_body(has_min, has_high, offset, dots, transposed=False):
     """Paired-layout row dot over one or more activation vectors ``vecs`` (a list of
     (xq, dx, xs) pointers): the weights are decoded once, then each vector runs exactly the
-    operations of the one-vector dot (so each result is bit-identical to it)."""
+    operations of the one-vector dot (so each result is bit-identical to it). ``transposed``:
+    the multi form (Body.multi): each group of 8 blocks decoded lane-per-block, so the eight
+    integer dots of a vector accumulate into one register whose lane k is block k's sum, the
+    lanes reduce8 gives the one-vector form (same integers, the same float operations)."""
 
     def body(builder, qs, d, m, qh, vecs, nb):
         vs = [_Vec(builder, p, 4) for p in vecs]
@@ -472,21 +603,27 @@ def _paired_body(has_min, has_high, offset, dots):
             b0 = builder.mul(loop.index, i64(8))
             dv = half8(d, b0)
             cv = half8(m, b0) if has_min else dv
+            pairs = [builder.add(builder.mul(loop.index, i64(4)), i64(k)) for k in range(4)]
             qv = []
-            for k in range(4):
+            for k, pair in enumerate(pairs):
+                if transposed and not has_high:
+                    qv.append(load(builder, qs, builder.mul(pair, i64(32)), V32I8))
+                    continue
                 b = builder.add(b0, i64(2 * k))
-                lo, hi = pair_q(builder.add(builder.mul(loop.index, i64(4)), i64(k)), b)
+                lo, hi = pair_q(pair, b)
                 qv += [(q, builder.add(b, i64(j))) for j, q in enumerate((lo, hi))]
+            if transposed:
+                qv = (
+                    transpose8(builder, [q for q, _ in qv])
+                    if has_high
+                    else paired_nibbles_t(builder, qv, dots.level != "avx512")
+                )
             for v in vs:
                 s8 = builder.fmul(dv, load(builder, v.dx, builder.mul(b0, i64(4)), V8F32))
                 xsv = load(builder, v.xs, builder.mul(b0, i64(4)), V8F32)
                 v.corr_v.set(fma(builder, cv, xsv, v.corr_v.get()))
-                sums = []
-                for q, bj in qv:
-                    xv = load(builder, v.x, builder.mul(bj, i64(32)), V32I8)
-                    sums.append(dots.u8s8(builder, q, xv))
                 acc = v.accs[0]
-                isum = builder.sitofp(reduce8(builder, sums), V8F32)
+                isum = builder.sitofp(_group_isum(builder, dots, v, b0, qv, transposed), V8F32)
                 acc.set(fma(builder, isum, s8, acc.get()))
 
         def scalar_block(v, q, b, acc):
@@ -507,30 +644,25 @@ def _paired_body(has_min, has_high, offset, dots):
 
             dv = half4(d)
             cv = half4(m) if has_min else dv
+            pairs = [builder.add(builder.mul(groups, i64(4)), i64(k)) for k in range(2)]
             qv = []
-            for k in range(2):
+            for k, pair in enumerate(pairs):
+                if transposed and not has_high:
+                    qv.append(load(builder, qs, builder.mul(pair, i64(32)), V32I8))
+                    continue
                 b = builder.add(b4, i64(2 * k))
-                lo, hi = pair_q(builder.add(builder.mul(groups, i64(4)), i64(k)), b)
+                lo, hi = pair_q(pair, b)
                 qv += [(q, builder.add(b, i64(j))) for j, q in enumerate((lo, hi))]
+            if transposed and has_high:
+                qv = transpose4x8(builder, [q for q, _ in qv])
+            elif transposed:
+                qv = paired_nibbles_t4(builder, *qv, dots.level != "avx512")
             wide = ir.Constant(ir.VectorType(I32, 8), list(range(8)))
             zero4 = ir.Constant(v4f32, None)
             for v in vs:
                 s4 = builder.fmul(dv, load(builder, v.dx, builder.mul(b4, i64(4)), v4f32))
                 c4 = builder.fmul(cv, load(builder, v.xs, builder.mul(b4, i64(4)), v4f32))
-                sums = []
-                for q, bj in qv:
-                    xv = load(builder, v.x, builder.mul(bj, i64(32)), V32I8)
-                    sums.append(dots.u8s8(builder, q, xv))
-                abcd = x86(
-                    builder,
-                    "llvm.x86.avx2.phadd.d",
-                    V8I32,
-                    x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[0], sums[1]),
-                    x86(builder, "llvm.x86.avx2.phadd.d", V8I32, sums[2], sums[3]),
-                )
-                tot = builder.add(
-                    lanes(builder, abcd, [0, 1, 2, 3]), lanes(builder, abcd, [4, 5, 6, 7])
-                )
+                tot = _quad_isum(builder, dots, v, b4, qv, transposed)
                 y4 = builder.fmul(builder.sitofp(tot, v4f32), s4)
                 v.accs[1].set(
                     builder.fadd(v.accs[1].get(), builder.shuffle_vector(y4, zero4, wide))
@@ -554,10 +686,11 @@ def _paired_body(has_min, has_high, offset, dots):
             for v in vs:
                 scalar_block(v, q, b, v.accs[2])
 
+        totals = hsums(builder, [sum_states(builder, [(a,) for a in v.accs], 0) for v in vs])
+        corrs = hsums(builder, [v.corr_v.get() for v in vs])
         results = []
-        for v in vs:
-            total = hsum(builder, sum_states(builder, [(a,) for a in v.accs], 0))
-            corr = builder.fadd(hsum(builder, v.corr_v.get()), v.corr_s.get())
+        for v, total, corr_v in zip(vs, totals, corrs, strict=True):
+            corr = builder.fadd(corr_v, v.corr_s.get())
             if has_min:
                 results.append(builder.fadd(total, corr))
             else:
@@ -568,54 +701,139 @@ def _paired_body(has_min, has_high, offset, dots):
     return body
 
 
+def _multi_group(level: str) -> int:
+    """Vectors per weight decode of the lane-per-block bodies: 8 where AVX-512 gives 32
+    vector registers (8 weight registers + 2 accumulators per vector), else 4."""
+    return 8 if level == "avx512" else 4
+
+
 def paired_dot(rec, level) -> Body:
     """Q4_0, Q4_1, Q5_0, Q5_1 in relayout.py's paired form."""
-    body = _paired_body(rec.has_min, rec.has_high, rec.zero_point, IntDots(level))
-    return Body(body, relaid=True, vectors=True)
+    args = (rec.has_min, rec.has_high, rec.zero_point, IntDots(level))
+    multi = _paired_body(*args, transposed=True)
+    group = _multi_group(level)
+    return Body(_paired_body(*args), relaid=True, vectors=True, multi=multi, multi_vectors=group)
 
 
-def _split_q8_dot(dots, builder, qs, d, m, qh, vecs, nb):
-    """Q8_0 with split scales: |w| . sign(x, w) per block, 8 blocks reduced by phaddd and
-    scaled by one vector of d * dx; leftover blocks one at a time. ``vecs``: (xq, dx, xs)
-    pointers of one or more activation vectors, the weights loaded once for all."""
+def _split_q8_dot(dots, builder, qs, d, m, qh, vecs, nb, transposed=False):
+    """Q8_0 with split scales: |w| . sign(x, w) per block; 8 blocks reduced by phaddd and
+    scaled by one vector of d * dx, then one step of 4 blocks (as the paired body's), the
+    rest one at a time. ``vecs``: (xq, dx, xs) pointers of one or more activation vectors,
+    the weights loaded once for all. ``transposed``: the multi form (Body.multi, (xq, dx,
+    xs, bs) pointers): the 8- and 4-block steps lane-per-block; with VNNI the weights as u8
+    w + 128 (one vpdpbusd per 32 bytes, no sign per vector) and 128 times the block's
+    activation sum (from bs) taken off. The block sums are the same integers, so the results
+    are bit-identical to the plain form."""
     vs = [_Vec(builder, p, 2, scalar_corr=False) for p in vecs]
-    v8i16, v8f16 = ir.VectorType(I16, 8), ir.VectorType(F16, 8)
+    v4f32 = ir.VectorType(F32, 4)
 
     def weights(b):
         wv = load(builder, qs, builder.mul(b, i64(32)), V32I8)
         aw = llvm(builder, "llvm.abs.v32i8", V32I8, wv, ir.Constant(ir.IntType(1), 0))
         return wv, aw
 
-    def block_dot(v, b, wv, aw):
+    def block_dot(v, b, wv, aw, acc=None):
         xv = load(builder, v.x, builder.mul(b, i64(32)), V32I8)
         sx = x86(builder, "llvm.x86.avx2.psign.b", V32I8, xv, wv)
-        return dots.u8s8(builder, aw, sx)
+        return dots.u8s8(builder, aw, sx, acc)
+
+    def step_weights(blocks, transpose):
+        """The weights of a step: (w, |w|) per block, or lane-per-block registers."""
+        if not transposed:
+            return [weights(b) for b in blocks]
+        raw = [load(builder, qs, builder.mul(b, i64(32)), V32I8) for b in blocks]
+        if dots.vnni:  # w + 128 as u8
+            return transpose(builder, [builder.xor(w, vconst(V32I8, 0x80)) for w in raw])
+        absolute = functools.partial(llvm, builder, "llvm.abs.v32i8", V32I8)
+        return [(w, absolute(w, ir.Constant(ir.IntType(1), 0))) for w in transpose(builder, raw)]
+
+    def lane_dots(v, b0, ws):
+        """Lane-per-block registers . the same of v's activations from block b0 on."""
+        base = builder.mul(b0, i64(32))
+        acc = None
+        for t, w in enumerate(ws):
+            xv = load(builder, v.x, builder.add(base, i64(32 * t)), V32I8)
+            if dots.vnni:
+                acc = dots.u8s8(builder, w, xv, acc)
+            else:
+                sx = x86(builder, "llvm.x86.avx2.psign.b", V32I8, xv, w[0])
+                acc = dots.u8s8(builder, w[1], sx, acc)
+        return acc
+
+    def offset_sums(v, b0, n):
+        """128 x (sum of xq) of blocks b0..b0+n-1 (n 8 or 4): what w + 128 added."""
+        if n == 8:
+            bs = load(builder, v.bs, builder.mul(b0, i64(4)), V16I16)
+            sums = maddwd(builder, bs, vconst(V16I16, 1))
+        else:
+            v8i16, v4i32 = ir.VectorType(I16, 8), ir.VectorType(I32, 4)
+            bs = load(builder, v.bs, builder.mul(b0, i64(4)), v8i16)
+            sums = x86(builder, "llvm.x86.sse2.pmadd.wd", v4i32, bs, vconst(v8i16, 1))
+        return builder.shl(sums, vconst(sums.type, 7))
+
+    def group_isum(v, b0, blocks, ws):
+        if not transposed:
+            return reduce8(builder, [block_dot(v, b, *w) for b, w in zip(blocks, ws, strict=True)])
+        acc = lane_dots(v, b0, ws)
+        return builder.sub(acc, offset_sums(v, b0, 8)) if dots.vnni else acc
+
+    def quad_isum(v, b4, blocks, ws):
+        if transposed:
+            acc = lane_dots(v, b4, ws)
+        else:
+            sums = [block_dot(v, b, *w) for b, w in zip(blocks, ws, strict=True)]
+
+            def phadd(a, b):
+                return x86(builder, "llvm.x86.avx2.phadd.d", V8I32, a, b)
+
+            acc = phadd(phadd(sums[0], sums[1]), phadd(sums[2], sums[3]))
+        tot = builder.add(lanes(builder, acc, [0, 1, 2, 3]), lanes(builder, acc, [4, 5, 6, 7]))
+        return builder.sub(tot, offset_sums(v, b4, 4)) if transposed and dots.vnni else tot
+
+    def scales(b0, n):
+        vty, hty = ir.VectorType(I16, n), ir.VectorType(F16, n)
+        bits = load(builder, d, builder.mul(b0, i64(2)), vty)
+        return builder.fpext(builder.bitcast(bits, hty), ir.VectorType(F32, n))
 
     groups = builder.udiv(nb, i64(8))
     with cgutils.for_range(builder, groups) as loop:
         b0 = builder.mul(loop.index, i64(8))
-        bits = load(builder, d, builder.mul(b0, i64(2)), v8i16)
-        dv = builder.fpext(builder.bitcast(bits, v8f16), V8F32)
+        dv = scales(b0, 8)
         blocks = [builder.add(b0, i64(k)) for k in range(8)]
-        ws = [weights(b) for b in blocks]
+        ws = step_weights(blocks, transpose8)
         for v in vs:
             s8 = builder.fmul(dv, load(builder, v.dx, builder.mul(b0, i64(4)), V8F32))
-            sums = [block_dot(v, b, *w) for b, w in zip(blocks, ws, strict=True)]
-            isum = builder.sitofp(reduce8(builder, sums), V8F32)
+            isum = builder.sitofp(group_isum(v, b0, blocks, ws), V8F32)
             v.accs[0].set(fma(builder, isum, s8, v.accs[0].get()))
-    with cgutils.for_range_slice(builder, builder.mul(groups, i64(8)), nb, i64(1)) as (b, _):
+    b4 = builder.mul(groups, i64(8))
+    has4 = builder.icmp_unsigned(">=", builder.sub(nb, b4), i64(4))
+    with builder.if_then(has4):
+        dv = scales(b4, 4)
+        blocks = [builder.add(b4, i64(k)) for k in range(4)]
+        ws = step_weights(blocks, transpose4x8)
+        wide = ir.Constant(ir.VectorType(I32, 8), list(range(8)))
+        for v in vs:
+            s4 = builder.fmul(dv, load(builder, v.dx, builder.mul(b4, i64(4)), v4f32))
+            y4 = builder.fmul(builder.sitofp(quad_isum(v, b4, blocks, ws), v4f32), s4)
+            y8 = builder.shuffle_vector(y4, ir.Constant(v4f32, None), wide)
+            v.accs[1].set(builder.fadd(v.accs[1].get(), y8))
+    start = builder.add(b4, builder.select(has4, i64(4), i64(0)))
+    with cgutils.for_range_slice(builder, start, nb, i64(1)) as (b, _):
         dh = half(builder, d, builder.mul(b, i64(2)))
         w = weights(b)
         for v in vs:
             s = builder.fmul(dh, f32(builder, v.dx, b))
             isum = builder.sitofp(block_dot(v, b, *w), V8F32)
             v.accs[1].set(fma(builder, isum, splat(builder, s, 8), v.accs[1].get()))
-    return [hsum(builder, builder.fadd(v.accs[0].get(), v.accs[1].get())) for v in vs]
+    return hsums(builder, [builder.fadd(v.accs[0].get(), v.accs[1].get()) for v in vs])
 
 
 def split_q8_0_dot(rec, level) -> Body:
     """Q8_0 with its scales split out (relayout.pair_blocks)."""
-    return Body(functools.partial(_split_q8_dot, IntDots(level)), relaid=True, vectors=True)
+    dots = IntDots(level)
+    multi = functools.partial(_split_q8_dot, dots, transposed=True)
+    body = functools.partial(_split_q8_dot, dots)
+    return Body(body, relaid=True, vectors=True, multi=multi, multi_vectors=_multi_group(level))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -628,23 +846,24 @@ def prefetch_row(typingctx, arr, row):
     """Prefetch row ``row`` of a C-contiguous 2-D array into the caches (no-op past the end)."""
 
     def codegen(context, builder, sig, args):
-        arytype = sig.args[0]
-        ary = context.make_array(arytype)(context, builder, args[0])
-        n_rows = builder.extract_value(ary.shape, 0)
-        stride = builder.extract_value(ary.strides, 0)
-        row = args[1]
-        inside = builder.icmp_signed("<", row, n_rows)
-        with builder.if_then(inside):
-            base = builder.gep(
-                builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, stride)]
-            )
-            i32 = ir.IntType(32)
-            fnty = ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32])
-            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-            lines = builder.udiv(builder.add(stride, i64(63)), i64(64))
-            with cgutils.for_range(builder, lines) as loop:
-                ptr = builder.gep(base, [builder.mul(loop.index, i64(64))])
-                builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+        _prefetch(context, builder, sig.args[0], args[0], args[1])
         return context.get_dummy_value()
 
     return types.void(arr, row), codegen
+
+
+def _prefetch(context, builder, arytype, value, row):
+    """The IR of :func:`prefetch_row`."""
+    ary = context.make_array(arytype)(context, builder, value)
+    n_rows = builder.extract_value(ary.shape, 0)
+    stride = builder.extract_value(ary.strides, 0)
+    inside = builder.icmp_signed("<", row, n_rows)
+    with builder.if_then(inside):
+        base = builder.gep(builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, stride)])
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        lines = builder.udiv(builder.add(stride, i64(63)), i64(64))
+        with cgutils.for_range(builder, lines) as loop:
+            ptr = builder.gep(base, [builder.mul(loop.index, i64(64))])
+            builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
