@@ -1,4 +1,4 @@
-"""int8 prefill matmul (trueno.quant.int8mm): against gguf-py's dequantize and a float64
+"""int8 prefill matmul by the row dots (trueno.quant.int8mm.rows_matmul_into): against gguf-py's dequantize and a float64
 matmul within the int8-activation bound of the fused matvec, and equal bit for bit to T
 separate matvecs (the same row dots on the same int8 activations)."""
 
@@ -31,7 +31,7 @@ def int8_matmul(p: PreparedWeight, xs: np.ndarray, tile_bytes: int | None = None
     from trueno.quant import int8mm
 
     out = np.full((xs.shape[0], p.shape[0]), np.nan, np.float32)
-    assert int8mm.matmul_into(p, xs, out, tile_bytes)
+    assert int8mm.rows_matmul_into(p, xs, out, tile_bytes)
     return out
 
 
@@ -83,6 +83,7 @@ def test_matmul_hook_follows_the_token_range(name, monkeypatch):
     blocks = api.quantize(rng.standard_normal((rows, cols)).astype(np.float32), name)
     p = PreparedWeight(blocks, name, (rows, cols))
     w, _ = gguf_reference(blocks, name, (rows, cols), np.zeros((1, cols), np.float32))
+    monkeypatch.setattr(int8mm, "GEMM", False)  # the row dots' rules (int8gemm: test_int8gemm)
     monkeypatch.setitem(int8mm.TOKEN_RANGE, name, (16, 20))
     monkeypatch.setattr(int8mm, "MIN_WEIGHT_ELEMS", rows * cols)
     for n_tok in (15, 16, 20, 21):

@@ -34,7 +34,11 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from trueno.quant.fused import drop_stale_cache
 from trueno.quant.llvm_ir import F32, I8, I32, Acc, data, i64, llvm, load, splat, x86
+
+# the kernels inline llvm_ir.py's IR builders, which numba's stamp (this file) ignores
+drop_stale_cache(module="int8gemm", sources=("int8gemm.py", "llvm_ir.py"))
 
 # ISA level -> (rows per tile W, tokens per tile NT): W i32 lanes per vector; NT accumulators
 # plus the 8 weight vectors of a block fit the level's 32 zmm / 16 ymm registers

@@ -14,9 +14,16 @@ activations are quantized on the calling thread first).
 Every result is bit-identical to the fused matvec's on the same int8 activations, so
 ``out[t]`` equals ``PreparedWeight.matvec(x[t])``.
 
-Whether this beats dequantize + sgemm depends on the type and on T: :data:`TOKEN_RANGE` holds
-the crossover measured by ``benches/prefill_matmul.py`` (see there and BENCHMARKS.md). Import
-only after ``simd.available()`` said yes (as for ``fused``).
+Where :mod:`trueno.quant.int8gemm` has a tile for the weight (the re-laid Q4_0, Q4_1, Q5_0,
+Q5_1, Q8_0 at the avx512 / avxvnni / avx2 levels) :func:`matmul_into` runs that register-blocked
+GEMM instead (:data:`GEMM`): 3-5x faster than the row dots above and than dequantize + sgemm at
+every T >= 16 and every layer shape measured (BENCHMARKS.md), so :func:`wanted` takes it for
+every T the caller passes (prepared.py: more than MATVEC_ROWS). Its results are not bit-identical
+to the matvec's (same integer sums, another f32 order), and activations are quantized per 32.
+
+Whether the row-dot kernel beats dequantize + sgemm depends on the type and on T:
+:data:`TOKEN_RANGE` holds the crossover measured by ``benches/prefill_matmul.py`` (see there
+and BENCHMARKS.md). Import only after ``simd.available()`` said yes (as for ``fused``).
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ import threading
 import numba
 import numpy as np
 
-from trueno.quant import fused, simd
+from trueno.quant import fused, int8gemm, simd
 from trueno.quant.fused import quantize_activations
 
 # the kernels inline simd.py's IR and fused.quantize_activations, which numba's stamp ignores
 fused.drop_stale_cache(module="int8mm", sources=(*fused.IR_SOURCES, "fused.py"))
 
 ENABLED = True  # False: prefill keeps dequantize + sgemm (the bench's "before" side)
+GEMM = True  # False: the row-dot kernel below even where int8gemm has a tile (the bench's A/B)
 TILE_BYTES = 16 << 10  # weight bytes per tile (kept in L1 while a token block passes over it)
 TOKEN_BLOCK_BYTES = 192 << 10  # int8 activation bytes per token block (kept in L2, 512 KiB)
 
@@ -123,7 +131,10 @@ def _row_bytes(weight) -> int:
 
 
 def wanted(weight, n_tokens: int) -> bool:
-    """Whether the measured crossover picks the int8 matmul for this weight and T."""
+    """Whether the measured crossover picks the int8 matmul for this weight and T: always
+    where the GEMM has a tile, else by :data:`TOKEN_RANGE` and :data:`MIN_WEIGHT_ELEMS`."""
+    if ENABLED and GEMM and int8gemm.kernel_for(weight) is not None:
+        return True
     lo, hi = TOKEN_RANGE.get(weight.format.name, (1, 0))
     rows, cols = weight.shape
     big = rows * cols >= MIN_WEIGHT_ELEMS
@@ -132,8 +143,18 @@ def wanted(weight, n_tokens: int) -> bool:
 
 def matmul_into(weight, xs: np.ndarray, out: np.ndarray, tile_bytes: int | None = None) -> bool:
     """out = xs @ W.T for a :class:`~trueno.quant.prepared.PreparedWeight` with a fused
-    quantized kernel; xs (T, cols) and out (T, rows) float32 C-contiguous. False (nothing
-    done) when the weight has no int8 kernel (see :func:`kernel_for`)."""
+    quantized kernel, by the GEMM (:data:`GEMM`) or the row dots; xs (T, cols) and out (T, rows)
+    float32 C-contiguous. False (nothing done) when the weight has no int8 kernel."""
+    if GEMM and int8gemm.matmul_into(weight, xs, out):
+        return True
+    return rows_matmul_into(weight, xs, out, tile_bytes)
+
+
+def rows_matmul_into(
+    weight, xs: np.ndarray, out: np.ndarray, tile_bytes: int | None = None
+) -> bool:
+    """out = xs @ W.T by the row dots of the fused matvec (bit-identical to T matvecs); False
+    when the weight has no int8 kernel (see :func:`kernel_for`)."""
     run = kernel_for(weight)
     if run is None:
         return False

@@ -1,0 +1,159 @@
+"""The register-blocked int8 GEMM (trueno.quant.int8gemm) at every ISA level the host has:
+against gguf-py's dequantize and a float64 matmul within the int8-activation bound of the fused
+matvec, near the matvec itself (the same integer sums, another f32 order), the IR packing of
+full tiles equal to the numba packing, and the level without a tile (portable) on dequantize +
+sgemm. Levels the host lacks are skipped by name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_int8mm import gguf_reference
+from test_kernel_records import level_param
+from test_prepared import check_exact, check_int8_activations
+
+from trueno.quant import api
+from trueno.quant.base import F16_TO_F32
+from trueno.quant.prepared import MATVEC_ROWS, PreparedWeight
+
+TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
+LEVELS = [level_param(lvl) for lvl in ("avx512", "avxvnni", "avx2")]
+
+
+def prepared(rng, name, rows, cols, level, scale=1.0):
+    w = (rng.standard_normal((rows, cols)) * scale).astype(np.float32)
+    blocks = api.quantize(w, name)
+    return blocks, PreparedWeight(blocks, name, (rows, cols), isa=level)
+
+
+def gemm(p, xs):
+    from trueno.quant import int8gemm
+
+    out = np.full((xs.shape[0], p.shape[0]), np.nan, np.float32)
+    if not int8gemm.matmul_into(p, xs, out):
+        return None
+    return out
+
+
+def close_to_matvecs(got, p, xs):
+    """The GEMM's integer block sums are the matvec's; only the f32 sums differ in order."""
+    want = np.stack([p.matvec(x) for x in xs]).astype(np.float64)
+    w = np.abs(p.dequantize().astype(np.float64))
+    tol = 1e-5 * (np.abs(xs.astype(np.float64)) @ w.T) + 1e-6
+    assert np.all(np.abs(got - want) <= tol)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", TYPES)
+@settings(max_examples=6, deadline=None)
+@given(
+    n_tok=st.integers(1, 40),  # token tails of every length (NT = 4 or 8)
+    rows=st.integers(1, 40),  # row tails: the numba packing of partial tiles
+    n_blocks=st.integers(1, 9),  # odd block counts: GGML's packing of the last block
+    scale=st.sampled_from([1e-3, 1.0, 30.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_gemm_matches_gguf_reference(name, level, n_tok, rows, n_blocks, scale, seed):
+    if level == "avx2" and name == "Q8_0":
+        pytest.skip("no Q8_0 tile at avx2 (vpmaddubsw would saturate)")
+    rng = np.random.default_rng(seed)
+    cols = 32 * n_blocks
+    blocks, p = prepared(rng, name, rows, cols, level)
+    assert p.isa == level and p.relaid
+    xs = (rng.standard_normal((n_tok, cols)) * scale).astype(np.float32)
+    xs[0, :32] = 0  # an all-zero activation block (scale 0)
+    got = gemm(p, xs)
+    assert got is not None and got.shape == (n_tok, rows)
+    w, want = gguf_reference(blocks, name, (rows, cols), xs)
+    for t in range(n_tok):
+        check_int8_activations(got[t], w, xs[t], want[t], 32)
+    close_to_matvecs(got, p, xs)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", TYPES)
+def test_gemm_full_tiles_and_threads(name, level):
+    """Several full tiles per thread (the IR packing), rows and tokens with tails."""
+    if level == "avx2" and name == "Q8_0":
+        pytest.skip("no Q8_0 tile at avx2 (vpmaddubsw would saturate)")
+    rng = np.random.default_rng(7)
+    rows, cols = 200, 1024
+    blocks, p = prepared(rng, name, rows, cols, level)
+    xs = rng.standard_normal((37, cols)).astype(np.float32)
+    got = gemm(p, xs)
+    w, want = gguf_reference(blocks, name, (rows, cols), xs)
+    for t in range(xs.shape[0]):
+        check_int8_activations(got[t], w, xs[t], want[t], 32)
+    close_to_matvecs(got, p, xs)
+    assert np.array_equal(gemm(p, xs[:5]), got[:5])  # the scratch of a longer call reused
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", TYPES)
+def test_ir_packing_equals_numba_packing(name, level):
+    import numba
+
+    from trueno.quant import int8gemm
+
+    form = int8gemm.FORMS[name][0]
+    W = int8gemm.TILE_SHAPE[level][0]
+    rng = np.random.default_rng(8)
+    rows, cols = 3 * W, 32 * 6
+    pb = prepared(rng, name, rows, cols, level)[1]._relaid
+    n_steps = 6 if form == "split" else 3
+
+    kind = f"{level}/{form}"
+
+    @numba.njit
+    def ir_pack(qs, qh, r0, n, wq):
+        int8gemm.pack_rows(kind, qs, qh, r0, n, wq)
+
+    size = 6 * 8 * W
+    a, b = np.zeros(size, np.uint32), np.ones(size, np.uint32)
+    wd, wm = np.zeros(6 * W, np.float32), np.zeros(6 * W, np.float32)
+    ir_pack(pb.qs, pb.qh, W, n_steps, a)
+    if form == "split":
+        int8gemm.pack_split_q8_0(pb.qs.view(np.uint32), pb.d, F16_TO_F32, W, W, b, wd)
+    else:
+        qs32 = pb.qs.view(np.uint32)
+        int8gemm.pack_paired(qs32, pb.d, pb.m, pb.qh, F16_TO_F32, W, W, b, wd, wm)
+    assert np.array_equal(a, b)
+    assert np.array_equal(wd.reshape(6, W), F16_TO_F32[pb.d[W : 2 * W]].T)
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_portable_level_has_no_tile_and_keeps_sgemm(name):
+    from trueno.quant import int8gemm, int8mm
+
+    rng = np.random.default_rng(9)
+    rows, cols = 24, 256
+    blocks, p = prepared(rng, name, rows, cols, "portable")
+    assert int8gemm.kernel_for(p) is None and not int8mm.wanted(p, 64)
+    xs = rng.standard_normal((MATVEC_ROWS + 4, cols)).astype(np.float32)
+    got = p.matmul(xs)
+    w, want = gguf_reference(blocks, name, (rows, cols), xs)
+    for t in range(xs.shape[0]):
+        check_exact(got[t], w, xs[t], want[t])
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_matmul_takes_the_gemm_where_it_has_a_tile(level, monkeypatch):
+    from trueno.quant import int8mm
+
+    rng = np.random.default_rng(10)
+    rows, cols = 48, 512
+    blocks, p = prepared(rng, "Q4_0", rows, cols, level)
+    xs = rng.standard_normal((MATVEC_ROWS + 1, cols)).astype(np.float32)
+    assert int8mm.wanted(p, xs.shape[0])  # no size floor, no token ceiling
+    assert np.array_equal(p.matmul(xs), gemm(p, xs))
+    monkeypatch.setattr(int8mm, "GEMM", False)  # the row dots' token range and size floor
+    assert not int8mm.wanted(p, xs.shape[0])
+    monkeypatch.setattr(int8mm, "GEMM", True)
+    monkeypatch.setattr(int8mm, "ENABLED", False)
+    assert not int8mm.wanted(p, xs.shape[0])
+    w, want = gguf_reference(blocks, "Q4_0", (rows, cols), xs)
+    got = p.matmul(xs)  # dequantize + sgemm
+    for t in range(xs.shape[0]):
+        check_exact(got[t], w, xs[t], want[t])
