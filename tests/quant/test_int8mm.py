@@ -1,6 +1,7 @@
-"""int8 prefill matmul by the row dots (trueno.quant.int8mm.rows_matmul_into): against gguf-py's dequantize and a float64
-matmul within the int8-activation bound of the fused matvec, and equal bit for bit to T
-separate matvecs (the same row dots on the same int8 activations)."""
+"""int8 prefill matmul by the row dots (trueno.quant.int8mm.rows_matmul_into): against
+gguf-py's dequantize and a float64 matmul within the int8-activation bound of the fused
+matvec, and equal bit for bit to T separate matvecs (the same row dots on the same int8
+activations)."""
 
 from __future__ import annotations
 
