@@ -18,7 +18,9 @@ from trueno.quant import api
 from trueno.quant.base import F16_TO_F32
 from trueno.quant.prepared import MATVEC_ROWS, PreparedWeight
 
-TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
+RELAID = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
+K_QUANTS = ["Q4_K", "Q5_K", "Q6_K"]  # packed from the GGML blocks, activations per 32 too
+TYPES = RELAID + K_QUANTS
 LEVELS = [level_param(lvl) for lvl in ("avx512", "avxvnni", "avx2")]
 
 
@@ -38,7 +40,10 @@ def gemm(p, xs):
 
 
 def close_to_matvecs(got, p, xs):
-    """The GEMM's integer block sums are the matvec's; only the f32 sums differ in order."""
+    """The GEMM's integer block sums are the matvec's; only the f32 sums differ in order (the
+    K-quants' matvec quantizes activations per 256: nothing to compare bit for bit)."""
+    if p.format.name in K_QUANTS:
+        return
     want = np.stack([p.matvec(x) for x in xs]).astype(np.float64)
     w = np.abs(p.dequantize().astype(np.float64))
     tol = 1e-5 * (np.abs(xs.astype(np.float64)) @ w.T) + 1e-6
@@ -59,9 +64,9 @@ def test_gemm_matches_gguf_reference(name, level, n_tok, rows, n_blocks, scale, 
     if level == "avx2" and name == "Q8_0":
         pytest.skip("no Q8_0 tile at avx2 (vpmaddubsw would saturate)")
     rng = np.random.default_rng(seed)
-    cols = 32 * n_blocks
+    cols = (256 if name in K_QUANTS else 32) * n_blocks
     blocks, p = prepared(rng, name, rows, cols, level)
-    assert p.isa == level and p.relaid
+    assert p.isa == level and p.relaid == (name in RELAID)
     xs = (rng.standard_normal((n_tok, cols)) * scale).astype(np.float32)
     xs[0, :32] = 0  # an all-zero activation block (scale 0)
     got = gemm(p, xs)
@@ -91,7 +96,7 @@ def test_gemm_full_tiles_and_threads(name, level):
 
 
 @pytest.mark.parametrize("level", LEVELS)
-@pytest.mark.parametrize("name", TYPES)
+@pytest.mark.parametrize("name", RELAID)
 def test_ir_packing_equals_numba_packing(name, level):
     import numba
 
@@ -128,7 +133,7 @@ def test_portable_level_has_no_tile_and_keeps_sgemm(name):
     from trueno.quant import int8gemm, int8mm
 
     rng = np.random.default_rng(9)
-    rows, cols = 24, 256
+    rows, cols = 24, 512
     blocks, p = prepared(rng, name, rows, cols, "portable")
     assert int8gemm.kernel_for(p) is None and not int8mm.wanted(p, 64)
     xs = rng.standard_normal((MATVEC_ROWS + 4, cols)).astype(np.float32)
@@ -136,6 +141,16 @@ def test_portable_level_has_no_tile_and_keeps_sgemm(name):
     w, want = gguf_reference(blocks, name, (rows, cols), xs)
     for t in range(xs.shape[0]):
         check_exact(got[t], w, xs[t], want[t])
+
+
+def test_k_quants_in_ggml_layout_only_and_legacy_re_laid_only():
+    from trueno.quant import int8gemm
+
+    rng = np.random.default_rng(11)
+    for name in ("Q4_0", "Q4_K"):
+        blocks = api.quantize(rng.standard_normal((16, 512)).astype(np.float32), name)
+        p = PreparedWeight(blocks, name, (16, 512), relayout=False)
+        assert (int8gemm.kernel_for(p) is None) == (name == "Q4_0")  # GGML Q4_0: row dots
 
 
 @pytest.mark.parametrize("level", LEVELS)

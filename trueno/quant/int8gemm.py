@@ -36,6 +36,7 @@ from numba.extending import intrinsic
 
 from trueno.quant.fused import drop_stale_cache
 from trueno.quant.llvm_ir import F32, I8, I32, Acc, data, i64, llvm, load, splat, x86
+from trueno.quant.q4_k import scale_min_k4
 
 # the kernels inline llvm_ir.py's IR builders, which numba's stamp (this file) ignores
 drop_stale_cache(module="int8gemm", sources=("int8gemm.py", "llvm_ir.py"))
@@ -77,11 +78,13 @@ def _row(context, builder, arytype, value, row):
 
 
 @functools.cache
-def tile_kind(kind: str) -> tuple[str, int, int, bool]:
-    """``"<level>/<min|zp>"`` -> (level, W, NT, has_min)."""
+def tile_kind(kind: str) -> tuple[str, int, int, str]:
+    """``"<level>/<zp|min|half>"`` -> (level, W, NT, form): ``zp`` one scale per block and a
+    zero point (``xc`` per 32), ``min`` a scale and a min per block (no zero point), ``half``
+    one scale per 16 and a zero point per 16 (Q6_K: ``wd`` (nblk, 2, W), ``xc`` per 16)."""
     level, form = kind.split("/")
     w, nt = TILE_SHAPE[level]
-    return level, w, nt, form == "min"
+    return level, w, nt, form
 
 
 @intrinsic
@@ -92,7 +95,8 @@ def tile(typingctx, kind, wq, wd, wm, xq, xc, dx, xs, t0, nblk, dst, d_t0, d_r0)
     literal (:func:`tile_kind`)."""
     if not isinstance(kind, types.StringLiteral):
         return None
-    level, W, NT, has_min = tile_kind(kind.literal_value)
+    level, W, NT, form = tile_kind(kind.literal_value)
+    has_min, half = form == "min", form == "half"
 
     def codegen(context, builder, sig, args):
         _, wqt, wdt, wmt, xqt, xct, dxt, xst, _, _, dstt, _, _ = sig.args
@@ -111,26 +115,38 @@ def tile(typingctx, kind, wq, wd, wm, xq, xc, dx, xs, t0, nblk, dst, d_t0, d_r0)
             b = loop.index
             wbase = builder.mul(b, i64(32 * W))
             ws = [load(builder, wq_p, builder.add(wbase, i64(4 * W * k)), vi) for k in range(8)]
-            dw = load(builder, wd_p, builder.mul(b, i64(4 * W)), vf)
+            n_sc = 2 if half else 1
+            dws = [
+                load(
+                    builder,
+                    wd_p,
+                    builder.add(builder.mul(b, i64(4 * W * n_sc)), i64(4 * W * h)),
+                    vf,
+                )
+                for h in range(n_sc)
+            ]
             mw = load(builder, wm_p, builder.mul(b, i64(4 * W)), vf) if has_min else None
             x_at = builder.mul(b, i64(32))
             s_at = builder.mul(b, i64(4))
             for i in range(NT):
+                dxs = splat(builder, load(builder, drow[i], s_at, F32), W)
+                acc = accs[i].get()
+                for h in range(n_sc):
+                    if has_min:
+                        isum = ir.Constant(vi, None)
+                    else:
+                        c_at = builder.mul(builder.add(builder.mul(b, i64(n_sc)), i64(h)), i64(4))
+                        isum = splat(builder, load(builder, crow[i], c_at, I32), W)
+                    steps = range(4 * h, 4 * h + 4) if half else range(8)
+                    for k in steps:
+                        at = builder.add(x_at, i64(4 * k))
+                        a = splat(builder, load(builder, xrow[i], at, I32), W)
+                        isum = _dot(builder, level, ws[k], isum, a)
+                    scale = builder.fmul(dws[h], dxs)
+                    acc = _fma(builder, builder.sitofp(isum, vf), scale, acc)
                 if has_min:
-                    isum = ir.Constant(vi, None)
-                else:
-                    isum = splat(builder, load(builder, crow[i], s_at, I32), W)
-                for k in range(8):
-                    a = splat(
-                        builder, load(builder, xrow[i], builder.add(x_at, i64(4 * k)), I32), W
-                    )
-                    isum = _dot(builder, level, ws[k], isum, a)
-                scale = builder.fmul(dw, splat(builder, load(builder, drow[i], s_at, F32), W))
-                acc = _fma(builder, builder.sitofp(isum, vf), scale, accs[i].get())
-                if has_min:
-                    acc = _fma(
-                        builder, mw, splat(builder, load(builder, srow[i], s_at, F32), W), acc
-                    )
+                    xsum = splat(builder, load(builder, srow[i], s_at, F32), W)
+                    acc = _fma(builder, mw, xsum, acc)
                 accs[i].set(acc)
         col = builder.mul(dr0, i64(4))
         for i in range(NT):
@@ -250,10 +266,91 @@ def pack_scales(d, m, f16, r0, n_lanes, wd, wm):
                 wm[b * n_lanes + i] = f16[m[r0 + i, b]] if i < n else np.float32(0)
 
 
+@numba.njit(inline="always")
+def _u32(row, o):
+    """The little-endian uint32 at byte ``o`` of a uint8 row (any alignment)."""
+    return (
+        np.uint32(row[o])
+        | (np.uint32(row[o + 1]) << np.uint32(8))
+        | (np.uint32(row[o + 2]) << np.uint32(16))
+        | (np.uint32(row[o + 3]) << np.uint32(24))
+    )
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def quantize_q8(x, xq, dx, xs, xc, zero_point):
+def pack_k4(blocks, f16, r0, n_lanes, wq, wd, wm, has_high):
+    """Rows of Q4_K (Q5_K with ``has_high``) GGML blocks: each 32-weight sub-block a block of
+    unsigned q with scale d * sc and min -dmin * m (w = d * sc * q - dmin * m)."""
+    rows = blocks.shape[0]
+    bpb = 176 if has_high else 144
+    qs_at = 48 if has_high else 16
+    nsb = blocks.shape[1] // bpb
+    n = min(n_lanes, rows - r0)
+    if n < n_lanes:
+        wq[:] = 0
+        wd[:] = 0
+        wm[:] = 0
+    for i in range(n):
+        row = blocks[r0 + i]
+        for sb in range(nsb):
+            o = sb * bpb
+            d = f16[np.int64(row[o]) | (np.int64(row[o + 1]) << 8)]
+            dmin = f16[np.int64(row[o + 2]) | (np.int64(row[o + 3]) << 8)]
+            for s in range(8):
+                sc, mn = scale_min_k4(blocks, r0 + i, o + 4, s)
+                wd[(8 * sb + s) * n_lanes + i] = d * np.float32(sc)
+                wm[(8 * sb + s) * n_lanes + i] = -(dmin * np.float32(mn))
+            for j in range(4):
+                ba = (8 * sb + 2 * j) * 8 * n_lanes + i
+                bb = ba + 8 * n_lanes
+                for k in range(8):
+                    v = _u32(row, o + qs_at + 32 * j + 4 * k)
+                    lo = v & M4
+                    hi = (v >> np.uint32(4)) & M4
+                    if has_high:
+                        h = _u32(row, o + 16 + 4 * k)
+                        lo |= ((h >> np.uint32(2 * j)) & LOW) << np.uint32(4)
+                        hi |= ((h >> np.uint32(2 * j + 1)) & LOW) << np.uint32(4)
+                    wq[ba + k * n_lanes] = lo
+                    wq[bb + k * n_lanes] = hi
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def pack_q6_k(blocks, f16, r0, n_lanes, wq, wd):
+    """Rows of Q6_K GGML blocks: unsigned 6-bit q (zero point 32 per 16), one scale d * sc per
+    16 weights (``wd`` (nblk, 2, W))."""
+    rows = blocks.shape[0]
+    nsb = blocks.shape[1] // 210
+    n = min(n_lanes, rows - r0)
+    if n < n_lanes:
+        wq[:] = 0
+        wd[:] = 0
+    m2 = np.uint32(0x03030303)
+    for i in range(n):
+        row = blocks[r0 + i]
+        for sb in range(nsb):
+            o = sb * 210
+            d = f16[np.int64(row[o + 208]) | (np.int64(row[o + 209]) << 8)]
+            for h in range(2):
+                for c in range(4):  # the 32-weight blocks 4h + c: q1..q4 of dequantize_row_q6_K
+                    blk = 8 * sb + 4 * h + c
+                    for half in range(2):
+                        sc = np.int8(row[o + 192 + 8 * h + 2 * c + half])
+                        wd[(2 * blk + half) * n_lanes + i] = d * np.float32(sc)
+                    base = blk * 8 * n_lanes + i
+                    for k in range(8):
+                        ql = _u32(row, o + 64 * h + 32 * (c % 2) + 4 * k)
+                        qh = _u32(row, o + 128 + 32 * h + 4 * k)
+                        lo = (ql >> np.uint32(4 * (c // 2))) & M4
+                        hi = ((qh >> np.uint32(2 * c)) & m2) << np.uint32(4)
+                        wq[base + k * n_lanes] = lo | hi
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def quantize_q8(x, xq, dx, xs, xc, xc16, zero_point, zero_point16):
     """One activation row -> int8 per 32 exactly as fused.quantize_activations (so the integer
-    sums equal the row dots'), plus xs = dx * sum(xq) and xc = -zero_point * sum(xq)."""
+    sums equal the row dots'), plus xs = dx * sum(xq) and xc = -zero_point * sum(xq) per 32,
+    xc16 = -zero_point16 * sum(xq) per 16."""
     for b in range(x.size // 32):
         o = b * 32
         amax = np.float32(0)
@@ -261,14 +358,21 @@ def quantize_q8(x, xq, dx, xs, xc, zero_point):
             amax = max(amax, np.abs(x[o + i]))
         d = amax / np.float32(127)
         inv = np.float32(1) / d if d > 0 else np.float32(0)
-        s = 0
-        for i in range(32):
+        s0 = 0
+        s1 = 0
+        for i in range(16):
             q = np.int8(np.rint(x[o + i] * inv))
             xq[o + i] = q
-            s += np.int32(q)
+            s0 += np.int32(q)
+        for i in range(16, 32):
+            q = np.int8(np.rint(x[o + i] * inv))
+            xq[o + i] = q
+            s1 += np.int32(q)
         dx[b] = d
-        xs[b] = d * np.float32(s)
-        xc[b] = -zero_point * s
+        xs[b] = d * np.float32(s0 + s1)
+        xc[b] = -zero_point * (s0 + s1)
+        xc16[2 * b] = -zero_point16 * s0
+        xc16[2 * b + 1] = -zero_point16 * s1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,42 +380,83 @@ def quantize_q8(x, xq, dx, xs, xc, zero_point):
 # W-row tiles, each packed once and multiplied with every block of NT tokens.
 
 
+def _packer(level: str, form: str):
+    """pack(w, f16, r0, wq, wd, wm): the panel of W rows from r0 for one packed form; full
+    tiles of the re-laid forms by the IR transpose, the rest by the numba loops."""
+    W = TILE_SHAPE[level][0]
+    kind = f"{level}/{form}"
+
+    if form in ("paired", "paired5"):
+
+        @numba.njit(inline="always")
+        def pack(w, f16, r0, wq, wd, wm):
+            qs, qs32, d, m, qh = w
+            if r0 + W <= d.shape[0] and d.shape[1] % 2 == 0:
+                pack_rows(kind, qs, qh, r0, d.shape[1] // 2, wq)
+                pack_scales(d, m, f16, r0, W, wd, wm)
+            else:
+                pack_paired(qs32, d, m, qh, f16, r0, W, wq, wd, wm)
+
+    elif form == "split":
+
+        @numba.njit(inline="always")
+        def pack(w, f16, r0, wq, wd, wm):
+            qs, qs32, d, m, qh = w
+            if r0 + W <= d.shape[0]:
+                pack_rows(kind, qs, qh, r0, d.shape[1], wq)
+                pack_scales(d, m, f16, r0, W, wd, wm)
+            else:
+                pack_split_q8_0(qs32, d, f16, r0, W, wq, wd)
+
+    elif form == "k6":
+
+        @numba.njit(inline="always")
+        def pack(w, f16, r0, wq, wd, wm):
+            pack_q6_k(w[0], f16, r0, W, wq, wd)
+
+    else:
+        high = form == "k5"
+
+        @numba.njit(inline="always")
+        def pack(w, f16, r0, wq, wd, wm):
+            pack_k4(w[0], f16, r0, W, wq, wd, wm, high)
+
+    return pack
+
+
 def _make_gemm(level: str, form: str, zero_point: int):
-    """The int8 GEMM of one level and packed form (``paired``, ``paired5``, ``split``)."""
-    has_min = form != "split" and zero_point == 0
-    kind = f"{level}/{'min' if has_min else 'zp'}"
-    pack_kind = f"{level}/{form}"
+    """The int8 GEMM of one level and packed form (:data:`FORMS`)."""
+    tile_form = {"k4": "min", "k5": "min", "k6": "half"}.get(form)
+    if tile_form is None:
+        tile_form = "zp" if zero_point else "min"
+    kind = f"{level}/{tile_form}"
     _, W, NT, _ = tile_kind(kind)
-    split = form == "split"
+    half = tile_form == "half"
+    zp32, zp16 = (0, zero_point) if half else (zero_point, 0)
+    pack = _packer(level, form)
 
     @numba.njit(cache=True, parallel=True, error_model="numpy")
-    def gemm(w, f16, x, xq, dx, xs, xc, out, wq, wd, wm, spill):
-        """out = x @ W.T; ``w`` the relayout.PairedBlocks arrays (qs, qs as uint32, d, m,
-        qh); the activation scratch (xq, dx, xs, xc) has T rounded up to NT rows; wq, wd, wm,
-        spill one panel per thread chunk."""
+    def gemm(w, f16, x, xq, dx, xs, xc, xc16, out, wq, wd, wm, spill):
+        """out = x @ W.T; ``w`` the weight's arrays (relayout.PairedBlocks' qs, qs as uint32,
+        d, m, qh; or the GGML blocks first); the activation scratch (xq, dx, xs, xc, xc16) has
+        T rounded up to NT rows; wq, wd, wm, spill one panel per thread chunk."""
         n_tok, rows = out.shape
         nbx = dx.shape[1]
         for t in numba.prange(n_tok):
-            quantize_q8(x[t], xq[t], dx[t], xs[t], xc[t], zero_point)
+            quantize_q8(x[t], xq[t], dx[t], xs[t], xc[t], xc16[t], zp32, zp16)
+        xcs = xc16 if half else xc
         t_pad = xq.shape[0]
         n_chunks = wq.shape[0]
         n_tiles = (rows + W - 1) // W
-        n_steps = nbx if split else nbx // 2
         for c in numba.prange(n_chunks):
             for rt in range(n_tiles * c // n_chunks, n_tiles * (c + 1) // n_chunks):
                 r0 = rt * W
-                if r0 + W <= rows and (split or nbx % 2 == 0):
-                    pack_rows(pack_kind, w[0], w[4], r0, n_steps, wq[c])
-                    pack_scales(w[2], w[3], f16, r0, W, wd[c], wm[c])
-                elif split:
-                    pack_split_q8_0(w[1], w[2], f16, r0, W, wq[c], wd[c])
-                else:
-                    pack_paired(w[1], w[2], w[3], w[4], f16, r0, W, wq[c], wd[c], wm[c])
+                pack(w, f16, r0, wq[c], wd[c], wm[c])
                 for t0 in range(0, t_pad, NT):
                     if r0 + W <= rows and t0 + NT <= n_tok:
-                        tile(kind, wq[c], wd[c], wm[c], xq, xc, dx, xs, t0, nbx, out, t0, r0)
+                        tile(kind, wq[c], wd[c], wm[c], xq, xcs, dx, xs, t0, nbx, out, t0, r0)
                     else:  # an edge: through this thread's spill tile
-                        tile(kind, wq[c], wd[c], wm[c], xq, xc, dx, xs, t0, nbx, spill[c], 0, 0)
+                        tile(kind, wq[c], wd[c], wm[c], xq, xcs, dx, xs, t0, nbx, spill[c], 0, 0)
                         for i in range(min(NT, n_tok - t0)):
                             for j in range(min(W, rows - r0)):
                                 out[t0 + i, r0 + j] = spill[c, i, j]
@@ -413,17 +558,24 @@ FORMS = {
     "Q5_0": ("paired5", 16),
     "Q5_1": ("paired5", 0),
     "Q8_0": ("split", 128),
+    "Q4_K": ("k4", 0),
+    "Q5_K": ("k5", 0),
+    "Q6_K": ("k6", 32),
 }
+RELAID = ("paired", "paired5", "split")  # forms packed from relayout.PairedBlocks
 _KERNELS: dict = {}
 _lock = threading.Lock()
 _local = threading.local()
 
 
 def kernel_for(weight):
-    """The GEMM of a prepared weight, or None: only the re-laid 32-weight formats at the
-    avx512 / avxvnni / avx2 levels (not Q8_0 at avx2: vpmaddubsw would saturate)."""
+    """The GEMM of a prepared weight, or None: the re-laid 32-weight formats and the GGML
+    blocks of Q4_K, Q5_K, Q6_K at the avx512 / avxvnni / avx2 levels (not Q8_0 at avx2:
+    vpmaddubsw would saturate)."""
     name, level = weight.format.name, weight.isa
-    if name not in FORMS or level not in TILE_SHAPE or not weight.relaid:
+    if name not in FORMS or level not in TILE_SHAPE or weight._kernel is None:
+        return None
+    if weight.relaid != (FORMS[name][0] in RELAID):
         return None
     if level == "avx2" and name == "Q8_0":
         return None
@@ -467,6 +619,7 @@ def matmul_into(weight, xs: np.ndarray, out: np.ndarray) -> bool:
             np.zeros((size, nbx), np.float32),
             np.zeros((size, nbx), np.float32),
             np.zeros((size, nbx), np.int32),
+            np.zeros((size, 2 * nbx), np.int32),
         )
 
     key = ("acts", cols)
@@ -474,19 +627,22 @@ def matmul_into(weight, xs: np.ndarray, out: np.ndarray) -> bool:
     if bufs[0].shape[0] < t_pad:
         size = t_pad
         bufs = _local.scratch[key] = acts()
-    xq, dx, xsum, xc = (b[:t_pad] for b in bufs)
+    xq, dx, xsum, xc, xc16 = (b[:t_pad] for b in bufs)
     n_chunks = numba.get_num_threads()
 
     def panels():
         return (
             np.zeros((n_chunks, nbx * 8 * W), np.uint32),
-            np.zeros((n_chunks, nbx * W), np.float32),
+            np.zeros((n_chunks, 2 * nbx * W), np.float32),
             np.zeros((n_chunks, nbx * W), np.float32),
             np.zeros((n_chunks, NT, W), np.float32),
         )
 
     wq, wd, wm, spill = _scratch(("panels", n_chunks, nbx, W, NT), panels)
     pb = weight._relaid
-    w = (pb.qs, pb.qs.view(np.uint32), pb.d, pb.m, pb.qh)
-    run(w, F16_TO_F32, xs, xq, dx, xsum, xc, out, wq, wd, wm, spill)
+    if pb is not None:
+        w = (pb.qs, pb.qs.view(np.uint32), pb.d, pb.m, pb.qh)
+    else:
+        w = (weight.blocks,)
+    run(w, F16_TO_F32, xs, xq, dx, xsum, xc, xc16, out, wq, wd, wm, spill)
     return True
