@@ -346,26 +346,53 @@ def pack_q6_k(blocks, f16, r0, n_lanes, wq, wd):
                         wq[base + k * n_lanes] = lo | hi
 
 
+@intrinsic
+def as_f32(typingctx, bits):
+    """The float32 whose bits are the int32 ``bits``."""
+    if bits != types.int32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], F32)
+
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def rint(typingctx, x):
+    """np.rint of a float32 (round half to even) as llvm.rint, which LLVM vectorizes (numba's
+    np.rint calls libm per element)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return llvm(builder, "llvm.rint.f32", F32, args[0])
+
+    return types.float32(x), codegen
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def quantize_q8(x, xq, dx, xs, xc, xc16, zero_point, zero_point16):
+def quantize_q8(x, xbits, xq, dx, xs, xc, xc16, zero_point, zero_point16):
     """One activation row -> int8 per 32 exactly as fused.quantize_activations (so the integer
     sums equal the row dots'), plus xs = dx * sum(xq) and xc = -zero_point * sum(xq) per 32,
-    xc16 = -zero_point16 * sum(xq) per 16."""
+    xc16 = -zero_point16 * sum(xq) per 16. ``xbits``: x viewed as int32, whose max of
+    |bits| is the bits of max |x| (a NaN stays the largest): an integer max vectorizes."""
     for b in range(x.size // 32):
         o = b * 32
-        amax = np.float32(0)
+        top = np.int32(0)
         for i in range(32):
-            amax = max(amax, np.abs(x[o + i]))
+            top = max(top, xbits[o + i] & np.int32(0x7FFFFFFF))
+        amax = as_f32(np.int32(top))
         d = amax / np.float32(127)
         inv = np.float32(1) / d if d > 0 else np.float32(0)
         s0 = 0
         s1 = 0
         for i in range(16):
-            q = np.int8(np.rint(x[o + i] * inv))
+            q = np.int8(rint(x[o + i] * inv))
             xq[o + i] = q
             s0 += np.int32(q)
         for i in range(16, 32):
-            q = np.int8(np.rint(x[o + i] * inv))
+            q = np.int8(rint(x[o + i] * inv))
             xq[o + i] = q
             s1 += np.int32(q)
         dx[b] = d
@@ -442,8 +469,8 @@ def _make_gemm(level: str, form: str, zero_point: int):
         T rounded up to NT rows; wq, wd, wm, spill one panel per thread chunk."""
         n_tok, rows = out.shape
         nbx = dx.shape[1]
-        for t in numba.prange(n_tok):
-            quantize_q8(x[t], xq[t], dx[t], xs[t], xc[t], xc16[t], zp32, zp16)
+        for t in range(n_tok):  # on this thread: one parallel region per call
+            quantize_q8(x[t], x[t].view(np.int32), xq[t], dx[t], xs[t], xc[t], xc16[t], zp32, zp16)
         xcs = xc16 if half else xc
         t_pad = xq.shape[0]
         n_chunks = wq.shape[0]
