@@ -1,17 +1,22 @@
-"""int8 prefill matmul (trueno/quant/int8mm.py) against dequantize + sgemm.
+"""int8 prefill matmul (trueno/quant/int8gemm.py, int8mm.py) against dequantize + sgemm.
 
 ``--matmul`` (default part 1): per GGML type, layer shape and T tokens, the time of
-``PreparedWeight.matmul`` by dequantize + sgemm and by the int8 kernel, interleaved round by
-round (median of rounds); the ratio column is what ``int8mm.TOKEN_RANGE`` is read from.
+``PreparedWeight.matmul`` by dequantize + sgemm, by the int8 row-dot kernel (int8mm's
+``rows_matmul_into``, what ``int8mm.TOKEN_RANGE`` is read from) and by the register-blocked
+int8 GEMM (int8gemm), interleaved round by round (median of rounds), with the GEMM's GFLOP/s
+and CPU time (process time of the best call: both threads). ``--gemma3``: gemma-3-270m's
+matrices with their types (fused q+k, v, o, fused gate+up, down) instead of the 1B shapes.
 
-``--prefill`` (part 2): prefill tok/s of a 128-token prompt with the int8 matmul off and on,
+``--prefill`` (part 2): prefill tok/s of a 128-token prompt with the int8 matmul off, by the
+row dots (``int8mm.GEMM = False``) and by the GEMM,
 interleaved, on the two registry models and on a Llama-3.2-1B-shaped stand-in (dim 2048,
 16 layers, 32 query / 8 KV heads, FFN 8192, SmolLM2's vocabulary, random Q4_0 weights written
 by the GGUF writer to a temp folder, ~580 MiB, never committed), beside
 ``llama-bench -p 128 -n 0 -t 2`` on the same files when the llama.cpp build is present.
 
     python benches/prefill_matmul.py [--matmul] [--prefill] [--quick] [--threads 2]
-        [--types Q4_0,Q8_0] [--tokens 16,128] [--no-standin] [--standin-dir /tmp/trueno-1b]
+        [--types Q4_0,Q8_0] [--tokens 16,128] [--gemma3] [--no-standin]
+        [--standin-dir /tmp/trueno-1b]
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ sys.path.insert(0, str(HERE))
 
 TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
 SHAPES = [(2048, 2048), (8192, 2048), (2048, 8192)]  # (rows, cols): 1B attn, ffn up, ffn down
+GEMMA3 = [  # gemma-3-270m Q4_K_M: (type, rows, cols) of one layer's prefill matmuls
+    ("Q5_0", 1280, 640),  # attn q + k, fused
+    ("Q8_0", 256, 640),  # attn v
+    ("Q4_K", 640, 1024),  # attn output
+    ("Q5_0", 4096, 640),  # ffn gate + up, fused
+    ("Q6_K", 640, 2048),  # ffn down
+]
 TOKENS = [16, 32, 64, 128]
 LLAMA_BENCH = Path("/work/llama/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/llama-bench")
 STANDIN_1B = {  # Llama-3.2-1B's layer shapes on SmolLM2's description (vocabulary, tokenizer)
@@ -42,19 +54,25 @@ STANDIN_1B = {  # Llama-3.2-1B's layer shapes on SmolLM2's description (vocabula
 }
 
 
-def interleaved(fns: dict, rounds: int, calls: int = 2) -> dict:
-    """Median over rounds of the best of ``calls`` timed calls, each side once per round."""
+def interleaved(fns: dict, rounds: int, calls: int = 2, cpu: dict | None = None) -> dict:
+    """Median over rounds of the best of ``calls`` timed calls, each side once per round;
+    ``cpu`` (when given) gets the median process time of the same best calls."""
     for fn in fns.values():
         fn()
     runs = {k: [] for k in fns}
+    cpus = {k: [] for k in fns}
     for _ in range(rounds):
         for k, fn in fns.items():
-            best = float("inf")
+            best, best_cpu = float("inf"), float("inf")
             for _ in range(calls):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 best = min(best, time.perf_counter() - t0)
+                best_cpu = min(best_cpu, time.process_time() - c0)
             runs[k].append(best)
+            cpus[k].append(best_cpu)
+    if cpu is not None:
+        cpu.update({k: statistics.median(v) for k, v in cpus.items()})
     return {k: statistics.median(v) for k, v in runs.items()}
 
 
@@ -62,45 +80,59 @@ def matmul_main(args) -> None:
     import numpy as np
     from _common import print_table
 
-    from trueno.quant import int8mm, prepare, prepared, quantize
+    from trueno.quant import int8gemm, int8mm, prepare, prepared, quantize
 
     rng = np.random.default_rng(0)
     rows_out = []
-    for t in args.types:
-        for rows, cols in SHAPES:
-            base = quantize(rng.standard_normal((256, cols)).astype(np.float32), t)
-            p = prepare(np.ascontiguousarray(np.tile(base, (rows // 256, 1))), t, (rows, cols))
-            for n in args.tokens:
-                xs = rng.standard_normal((n, cols)).astype(np.float32)
-                out = np.empty((n, rows), np.float32)
+    if args.gemma3:
+        cases = [c for c in GEMMA3 if c[0] in args.types or args.types == TYPES]
+    else:
+        cases = [(t, rows, cols) for t in args.types for rows, cols in SHAPES]
+    for t, rows, cols in cases:
+        base = quantize(rng.standard_normal((256, cols)).astype(np.float32), t)
+        reps = -(-rows // 256)
+        blocks = np.ascontiguousarray(np.tile(base, (reps, 1))[:rows])
+        p = prepare(blocks, t, (rows, cols))
+        for n in args.tokens:
+            xs = rng.standard_normal((n, cols)).astype(np.float32)
+            out = np.empty((n, rows), np.float32)
 
-                def sgemm(p=p, xs=xs):
-                    saved, int8mm.ENABLED = int8mm.ENABLED, False
-                    try:
-                        with prepared.single_threaded_blas():  # as prefill calls it
-                            p.matmul(xs)
-                    finally:
-                        int8mm.ENABLED = saved
+            def sgemm(p=p, xs=xs):
+                saved, int8mm.ENABLED = int8mm.ENABLED, False
+                try:
+                    with prepared.single_threaded_blas():  # as prefill calls it
+                        p.matmul(xs)
+                finally:
+                    int8mm.ENABLED = saved
 
-                def int8(p=p, xs=xs, out=out):
-                    assert int8mm.matmul_into(p, xs, out)
+            def rows_int8(p=p, xs=xs, out=out):
+                assert int8mm.rows_matmul_into(p, xs, out)
 
-                med = interleaved({"sgemm": sgemm, "int8": int8}, 3 if args.quick else 5)
-                macs = n * rows * cols
-                rows_out.append(
-                    [
-                        t,
-                        f"{rows}x{cols}",
-                        str(n),
-                        f"{med['sgemm'] * 1e3:.2f}",
-                        f"{med['int8'] * 1e3:.2f}",
-                        f"{macs / med['int8'] / 1e9:.1f}",
-                        f"{med['sgemm'] / med['int8']:.2f}x",
-                    ]
-                )
-                print(" | ".join(rows_out[-1]), file=sys.stderr, flush=True)
+            def gemm(p=p, xs=xs, out=out):
+                assert int8gemm.matmul_into(p, xs, out)
+
+            fns = {"sgemm": sgemm, "rows": rows_int8, "gemm": gemm}
+            cpu: dict = {}
+            med = interleaved(fns, 3 if args.quick else 5, cpu=cpu)
+            flops = 2 * n * rows * cols
+            best_old = min(med["sgemm"], med["rows"])
+            rows_out.append(
+                [
+                    t,
+                    f"{rows}x{cols}",
+                    str(n),
+                    f"{med['sgemm'] * 1e3:.2f}",
+                    f"{med['rows'] * 1e3:.2f}",
+                    f"{med['gemm'] * 1e3:.2f}",
+                    f"{flops / med['gemm'] / 1e9:.0f}",
+                    f"{cpu['gemm'] * 1e3:.2f} / {cpu['rows'] * 1e3:.2f}",
+                    f"{best_old / med['gemm']:.2f}x",
+                ]
+            )
+            print(" | ".join(rows_out[-1]), file=sys.stderr, flush=True)
     print(f"threads={args.threads}, median of interleaved rounds (best of 2 calls each)")
-    head = ["type", "rows x cols", "T", "sgemm ms", "int8 ms", "int8 GMAC/s", "int8 speed-up"]
+    head = ["type", "rows x cols", "T", "sgemm ms", "int8 rows ms", "int8 GEMM ms"]
+    head += ["GEMM GFLOP/s", "CPU ms GEMM / rows", "GEMM vs best other"]
     print_table(head, rows_out)
 
 
@@ -195,23 +227,27 @@ def prefill_main(args) -> None:
         model.warmup()
         ids = [(7 * i + 3) % 1000 + 10 for i in range(128)]
 
-        def run(on: bool, model=model, ids=ids):
-            int8mm.ENABLED = on
+        def run(on: bool, gemm: bool, model=model, ids=ids):
+            int8mm.ENABLED, int8mm.GEMM = on, gemm
             model.reset()
             model.prefill(ids)
 
-        med = interleaved(
-            {"off": lambda: run(False), "on": lambda: run(True)}, 3 if args.quick else 5, 1
-        )
-        int8mm.ENABLED = True
-        off, on = 128 / med["off"], 128 / med["on"]
+        sides = {
+            "off": lambda: run(False, False),
+            "rows": lambda: run(True, False),
+            "gemm": lambda: run(True, True),
+        }
+        med = interleaved(sides, 3 if args.quick else 5, 1)
+        int8mm.ENABLED, int8mm.GEMM = True, True
+        off, old, on = (128 / med[k] for k in ("off", "rows", "gemm"))
         ref = llama_bench(path, args.threads)
         rows.append(
             [
                 name,
                 f"{off:.0f}",
+                f"{old:.0f}",
                 f"{on:.0f}",
-                f"{on / off:.2f}x",
+                f"{on / max(off, old):.2f}x",
                 f"{ref:.0f}" if ref else "n/a",
                 f"{on / ref:.2f}x" if ref else "",
             ]
@@ -219,7 +255,8 @@ def prefill_main(args) -> None:
         print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
         del model
     print(f"threads={args.threads}, prefill of 128 tokens, median of interleaved rounds")
-    head = ["model", "sgemm tok/s", "int8 tok/s", "int8 / sgemm", "llama.cpp tok/s", "vs llama"]
+    head = ["model", "sgemm tok/s", "int8 rows tok/s", "int8 GEMM tok/s", "GEMM / best other"]
+    head += ["llama.cpp tok/s", "vs llama"]
     print_table(head, rows)
 
 
@@ -231,6 +268,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--types", type=lambda s: s.split(","), default=TYPES)
     ap.add_argument("--tokens", type=lambda s: [int(v) for v in s.split(",")], default=TOKENS)
+    ap.add_argument("--gemma3", action="store_true", help="gemma-3-270m's matmuls (--matmul)")
     ap.add_argument("--no-standin", action="store_true", help="the registry models only")
     ap.add_argument("--standin-dir", default="/tmp/trueno-1b-standin")
     args = ap.parse_args()

@@ -172,3 +172,27 @@ def test_matmul_takes_the_gemm_where_it_has_a_tile(level, monkeypatch):
     got = p.matmul(xs)  # dequantize + sgemm
     for t in range(xs.shape[0]):
         check_exact(got[t], w, xs[t], want[t])
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_ir_packing_of_q4_k_equals_numba_packing(level):
+    import numba
+
+    from trueno.quant import int8gemm
+
+    W = int8gemm.TILE_SHAPE[level][0]
+    rng = np.random.default_rng(12)
+    rows, cols = 3 * W, 512
+    blocks = prepared(rng, "Q4_K", rows, cols, level)[1].blocks
+    kind = f"{level}/k4"
+
+    @numba.njit
+    def ir_pack(blocks, r0, n, wq):
+        int8gemm.pack_rows(kind, blocks, blocks, r0, n, wq)
+
+    n_blk = cols // 32
+    a, b = np.zeros(n_blk * 8 * W, np.uint32), np.ones(n_blk * 8 * W, np.uint32)
+    wd, wm = np.zeros(n_blk * W, np.float32), np.zeros(n_blk * W, np.float32)
+    ir_pack(blocks, W, cols // 256 * 4, a)
+    int8gemm.pack_k4(blocks, F16_TO_F32, W, W, b, wd, wm, False)
+    assert np.array_equal(a, b)

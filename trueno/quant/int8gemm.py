@@ -278,6 +278,31 @@ def _u32(row, o):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def pack_k4_scales(blocks, f16, r0, n_lanes, wd, wm, has_high):
+    """The f32 scale d * sc and min -dmin * m of every 32-weight sub-block of Q4_K (Q5_K)
+    rows r0 .. r0 + n_lanes - 1; zero past the last row."""
+    rows = blocks.shape[0]
+    bpb = 176 if has_high else 144
+    nsb = blocks.shape[1] // bpb
+    n = min(n_lanes, rows - r0)
+    for i in range(n_lanes):
+        if i >= n:
+            for b in range(8 * nsb):
+                wd[b * n_lanes + i] = 0
+                wm[b * n_lanes + i] = 0
+            continue
+        row = blocks[r0 + i]
+        for sb in range(nsb):
+            o = sb * bpb
+            d = f16[np.int64(row[o]) | (np.int64(row[o + 1]) << 8)]
+            dmin = f16[np.int64(row[o + 2]) | (np.int64(row[o + 3]) << 8)]
+            for s in range(8):
+                sc, mn = scale_min_k4(blocks, r0 + i, o + 4, s)
+                wd[(8 * sb + s) * n_lanes + i] = d * np.float32(sc)
+                wm[(8 * sb + s) * n_lanes + i] = -(dmin * np.float32(mn))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def pack_k4(blocks, f16, r0, n_lanes, wq, wd, wm, has_high):
     """Rows of Q4_K (Q5_K with ``has_high``) GGML blocks: each 32-weight sub-block a block of
     unsigned q with scale d * sc and min -dmin * m (w = d * sc * q - dmin * m)."""
@@ -288,18 +313,11 @@ def pack_k4(blocks, f16, r0, n_lanes, wq, wd, wm, has_high):
     n = min(n_lanes, rows - r0)
     if n < n_lanes:
         wq[:] = 0
-        wd[:] = 0
-        wm[:] = 0
+    pack_k4_scales(blocks, f16, r0, n_lanes, wd, wm, has_high)
     for i in range(n):
         row = blocks[r0 + i]
         for sb in range(nsb):
             o = sb * bpb
-            d = f16[np.int64(row[o]) | (np.int64(row[o + 1]) << 8)]
-            dmin = f16[np.int64(row[o + 2]) | (np.int64(row[o + 3]) << 8)]
-            for s in range(8):
-                sc, mn = scale_min_k4(blocks, r0 + i, o + 4, s)
-                wd[(8 * sb + s) * n_lanes + i] = d * np.float32(sc)
-                wm[(8 * sb + s) * n_lanes + i] = -(dmin * np.float32(mn))
             for j in range(4):
                 ba = (8 * sb + 2 * j) * 8 * n_lanes + i
                 bb = ba + 8 * n_lanes
@@ -441,12 +459,22 @@ def _packer(level: str, form: str):
         def pack(w, f16, r0, wq, wd, wm):
             pack_q6_k(w[0], f16, r0, W, wq, wd)
 
-    else:
-        high = form == "k5"
+    elif form == "k4":
 
         @numba.njit(inline="always")
         def pack(w, f16, r0, wq, wd, wm):
-            pack_k4(w[0], f16, r0, W, wq, wd, wm, high)
+            blocks = w[0]
+            if r0 + W <= blocks.shape[0]:
+                pack_rows(kind, blocks, blocks, r0, blocks.shape[1] // 144 * 4, wq)
+                pack_k4_scales(blocks, f16, r0, W, wd, wm, False)
+            else:
+                pack_k4(blocks, f16, r0, W, wq, wd, wm, False)
+
+    else:
+
+        @numba.njit(inline="always")
+        def pack(w, f16, r0, wq, wd, wm):
+            pack_k4(w[0], f16, r0, W, wq, wd, wm, True)
 
     return pack
 
@@ -504,10 +532,11 @@ def _concat(builder, parts):
 
 @intrinsic
 def pack_rows(typingctx, kind, qs, qh, r0, n_steps, wq):
-    """The packed panel of W full rows from r0 (``kind`` ``"<level>/<paired|paired5|split>"``):
+    """The packed panel of W full rows from r0 (``kind`` ``"<level>/<paired|paired5|split|k4>"``):
     ``paired`` / ``paired5`` transpose relayout.PairedBlocks' nibble pairs (``n_steps`` pairs;
     paired5 ORs in the 5th bits of ``qh``), ``split`` the int8 rows of Q8_0 (``n_steps``
-    blocks, each byte + 128). Full tiles only: rows r0 .. r0 + W - 1 must exist."""
+    blocks, each byte + 128), ``k4`` the nibble pairs of Q4_K's GGML blocks (``qs`` the blocks,
+    ``n_steps`` = 4 per super-block). Full tiles only: rows r0 .. r0 + W - 1 must exist."""
     if not isinstance(kind, types.StringLiteral):
         return None
     level, form = kind.literal_value.split("/")
@@ -534,7 +563,12 @@ def pack_rows(typingctx, kind, qs, qh, r0, n_steps, wq):
 
         with cgutils.for_range(builder, n_v) as loop:
             p = loop.index
-            at = builder.mul(p, i64(32))
+            if form == "k4":  # pair j of super-block sb: 32 bytes at 144 sb + 16 + 32 j
+                sb, j = builder.udiv(p, i64(4)), builder.urem(p, i64(4))
+                at = builder.add(builder.mul(sb, i64(144)), builder.mul(j, i64(32)))
+                at = builder.add(at, i64(16))
+            else:
+                at = builder.mul(p, i64(32))
             big = _concat(builder, [load(builder, r, at, v8) for r in rows])
             vk = [
                 builder.shuffle_vector(big, big, ir.Constant(vw, [8 * i + k for i in range(W)]))
