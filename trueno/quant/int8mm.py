@@ -15,11 +15,13 @@ Every result is bit-identical to the fused matvec's on the same int8 activations
 ``out[t]`` equals ``PreparedWeight.matvec(x[t])``.
 
 Where :mod:`trueno.quant.int8gemm` has a tile for the weight (the re-laid Q4_0, Q4_1, Q5_0,
-Q5_1, Q8_0 at the avx512 / avxvnni / avx2 levels) :func:`matmul_into` runs that register-blocked
-GEMM instead (:data:`GEMM`): 3-5x faster than the row dots above and than dequantize + sgemm at
-every T >= 16 and every layer shape measured (BENCHMARKS.md), so :func:`wanted` takes it for
-every T the caller passes (prepared.py: more than MATVEC_ROWS). Its results are not bit-identical
-to the matvec's (same integer sums, another f32 order), and activations are quantized per 32.
+Q5_1, Q8_0 and the GGML blocks of Q4_K, Q5_K, Q6_K, at the avx512 / avxvnni / avx2 levels)
+:func:`matmul_into` runs that register-blocked GEMM instead (:data:`GEMM`): 2-7x less CPU time
+than the row dots above and than dequantize + sgemm at T = 16 and 128 on every layer shape
+measured, 192 x 576 to 8192 x 2048 (BENCHMARKS.md), so :func:`wanted` takes it for every T the
+caller passes (prepared.py: more than MATVEC_ROWS). Its results are not bit-identical to the
+matvec's (the same integer sums for the 32-weight formats, another f32 order; the K-quants'
+activations are quantized per 32 there, per 256 in the matvec).
 
 Whether the row-dot kernel beats dequantize + sgemm depends on the type and on T:
 :data:`TOKEN_RANGE` holds the crossover measured by ``benches/prefill_matmul.py`` (see there
