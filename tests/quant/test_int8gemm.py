@@ -175,16 +175,17 @@ def test_matmul_takes_the_gemm_where_it_has_a_tile(level, monkeypatch):
 
 
 @pytest.mark.parametrize("level", LEVELS)
-def test_ir_packing_of_q4_k_equals_numba_packing(level):
+@pytest.mark.parametrize("name", ["Q4_K", "Q6_K"])
+def test_ir_packing_of_k_quants_equals_numba_packing(name, level):
     import numba
 
     from trueno.quant import int8gemm
 
     W = int8gemm.TILE_SHAPE[level][0]
     rng = np.random.default_rng(12)
-    rows, cols = 3 * W, 512
-    blocks = prepared(rng, "Q4_K", rows, cols, level)[1].blocks
-    kind = f"{level}/k4"
+    rows, cols = 3 * W, 768  # 3 super-blocks: Q6_K's 210-byte blocks at odd offsets
+    blocks = prepared(rng, name, rows, cols, level)[1].blocks
+    kind = f"{level}/{int8gemm.FORMS[name][0]}"
 
     @numba.njit
     def ir_pack(blocks, r0, n, wq):
@@ -192,7 +193,11 @@ def test_ir_packing_of_q4_k_equals_numba_packing(level):
 
     n_blk = cols // 32
     a, b = np.zeros(n_blk * 8 * W, np.uint32), np.ones(n_blk * 8 * W, np.uint32)
-    wd, wm = np.zeros(n_blk * W, np.float32), np.zeros(n_blk * W, np.float32)
-    ir_pack(blocks, W, cols // 256 * 4, a)
-    int8gemm.pack_k4(blocks, F16_TO_F32, W, W, b, wd, wm, False)
+    wd, wm = np.zeros(2 * n_blk * W, np.float32), np.zeros(n_blk * W, np.float32)
+    if name == "Q4_K":
+        ir_pack(blocks, W, cols // 256 * 4, a)
+        int8gemm.pack_k4(blocks, F16_TO_F32, W, W, b, wd, wm, False)
+    else:
+        ir_pack(blocks, W, cols // 256, a)
+        int8gemm.pack_q6_k(blocks, F16_TO_F32, W, W, b, wd)
     assert np.array_equal(a, b)

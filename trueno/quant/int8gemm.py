@@ -266,15 +266,16 @@ def pack_scales(d, m, f16, r0, n_lanes, wd, wm):
                 wm[b * n_lanes + i] = f16[m[r0 + i, b]] if i < n else np.float32(0)
 
 
-@numba.njit(inline="always")
-def _u32(row, o):
-    """The little-endian uint32 at byte ``o`` of a uint8 row (any alignment)."""
-    return (
-        np.uint32(row[o])
-        | (np.uint32(row[o + 1]) << np.uint32(8))
-        | (np.uint32(row[o + 2]) << np.uint32(16))
-        | (np.uint32(row[o + 3]) << np.uint32(24))
-    )
+@intrinsic
+def _u32(typingctx, row, o):
+    """The little-endian uint32 at byte ``o`` of a C-contiguous uint8 row, any alignment (one
+    unaligned load where numba would assemble four bytes)."""
+
+    def codegen(context, builder, sig, args):
+        base = data(context, builder, sig.args[0], args[0])
+        return load(builder, base, args[1], I32)
+
+    return types.uint32(row, types.int64), codegen
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -334,6 +335,30 @@ def pack_k4(blocks, f16, r0, n_lanes, wq, wd, wm, has_high):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def pack_q6_k_scales(blocks, f16, r0, n_lanes, wd):
+    """Q6_K's f32 scale d * sc per 16 weights of rows r0 .. r0 + n_lanes - 1 (``wd`` (nblk,
+    2, W)); zero past the last row."""
+    rows = blocks.shape[0]
+    nsb = blocks.shape[1] // 210
+    n = min(n_lanes, rows - r0)
+    for i in range(n_lanes):
+        if i >= n:
+            for j in range(16 * nsb):
+                wd[j * n_lanes + i] = 0
+            continue
+        row = blocks[r0 + i]
+        for sb in range(nsb):
+            o = sb * 210
+            d = f16[np.int64(row[o + 208]) | (np.int64(row[o + 209]) << 8)]
+            for h in range(2):
+                for c in range(4):
+                    blk = 8 * sb + 4 * h + c
+                    for half in range(2):
+                        sc = np.int8(row[o + 192 + 8 * h + 2 * c + half])
+                        wd[(2 * blk + half) * n_lanes + i] = d * np.float32(sc)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def pack_q6_k(blocks, f16, r0, n_lanes, wq, wd):
     """Rows of Q6_K GGML blocks: unsigned 6-bit q (zero point 32 per 16), one scale d * sc per
     16 weights (``wd`` (nblk, 2, W))."""
@@ -342,20 +367,15 @@ def pack_q6_k(blocks, f16, r0, n_lanes, wq, wd):
     n = min(n_lanes, rows - r0)
     if n < n_lanes:
         wq[:] = 0
-        wd[:] = 0
+    pack_q6_k_scales(blocks, f16, r0, n_lanes, wd)
     m2 = np.uint32(0x03030303)
     for i in range(n):
         row = blocks[r0 + i]
         for sb in range(nsb):
             o = sb * 210
-            d = f16[np.int64(row[o + 208]) | (np.int64(row[o + 209]) << 8)]
             for h in range(2):
                 for c in range(4):  # the 32-weight blocks 4h + c: q1..q4 of dequantize_row_q6_K
-                    blk = 8 * sb + 4 * h + c
-                    for half in range(2):
-                        sc = np.int8(row[o + 192 + 8 * h + 2 * c + half])
-                        wd[(2 * blk + half) * n_lanes + i] = d * np.float32(sc)
-                    base = blk * 8 * n_lanes + i
+                    base = (8 * sb + 4 * h + c) * 8 * n_lanes + i
                     for k in range(8):
                         ql = _u32(row, o + 64 * h + 32 * (c % 2) + 4 * k)
                         qh = _u32(row, o + 128 + 32 * h + 4 * k)
@@ -457,7 +477,12 @@ def _packer(level: str, form: str):
 
         @numba.njit(inline="always")
         def pack(w, f16, r0, wq, wd, wm):
-            pack_q6_k(w[0], f16, r0, W, wq, wd)
+            blocks = w[0]
+            if r0 + W <= blocks.shape[0]:
+                pack_rows(kind, blocks, blocks, r0, blocks.shape[1] // 210, wq)
+                pack_q6_k_scales(blocks, f16, r0, W, wd)
+            else:
+                pack_q6_k(blocks, f16, r0, W, wq, wd)
 
     elif form == "k4":
 
@@ -561,49 +586,67 @@ def pack_rows(typingctx, kind, qs, qh, r0, n_steps, wq):
             ptr = builder.bitcast(builder.gep(wq_p, [at]), vw.as_pointer())
             builder.store(vec, ptr, align=4)
 
-        with cgutils.for_range(builder, n_v) as loop:
-            p = loop.index
-            if form == "k4":  # pair j of super-block sb: 32 bytes at 144 sb + 16 + 32 j
-                sb, j = builder.udiv(p, i64(4)), builder.urem(p, i64(4))
-                at = builder.add(builder.mul(sb, i64(144)), builder.mul(j, i64(32)))
-                at = builder.add(at, i64(16))
-            else:
-                at = builder.mul(p, i64(32))
+        def transposed(at):
+            """The 32 bytes at ``at`` of every row -> 8 vectors, k: dword k of each row."""
             big = _concat(builder, [load(builder, r, at, v8) for r in rows])
-            vk = [
+            return [
                 builder.shuffle_vector(big, big, ir.Constant(vw, [8 * i + k for i in range(W)]))
                 for k in range(8)
             ]
-            if form == "split":
-                for k in range(8):
-                    store(builder.xor(vk[k], vconst32(0x80808080 - (1 << 32))), p, k)
+
+        with cgutils.for_range(builder, n_v) as loop:
+            p = loop.index
+            if form == "k6":  # super-block p: ql in 4 chunks of 32 bytes, qh in 2
+                base = builder.mul(p, i64(210))
+                ql = [transposed(builder.add(base, i64(32 * m))) for m in range(4)]
+                qh = [transposed(builder.add(base, i64(128 + 32 * h))) for h in range(2)]
+                for h in range(2):
+                    for c in range(4):  # block 4h + c: q1..q4 of dequantize_row_q6_K
+                        blk = builder.add(builder.mul(p, i64(8)), i64(4 * h + c))
+                        for k in range(8):
+                            lo = builder.lshr(ql[2 * h + c % 2][k], vconst32(4 * (c // 2)))
+                            lo = builder.and_(lo, vconst32(0x0F0F0F0F))
+                            hi = builder.lshr(qh[h][k], vconst32(2 * c))
+                            hi = builder.shl(builder.and_(hi, vconst32(0x03030303)), vconst32(4))
+                            store(builder.or_(lo, hi), blk, k)
             else:
-                hq = None
-                if form == "paired5":
-                    hq = ir.Constant(v64, None)
-                    for i, r in enumerate(hrows):
-                        word = load(builder, r, builder.mul(p, i64(8)), ir.IntType(64))
-                        hq = builder.insert_element(hq, word, ir.Constant(I32, i))
-                b_lo = builder.mul(p, i64(2))
-                b_hi = builder.add(b_lo, i64(1))
-                m4 = vconst32(0x0F0F0F0F)
-                for k in range(8):
-                    lo = builder.and_(vk[k], m4)
-                    hi = builder.and_(builder.lshr(vk[k], vconst32(4)), m4)
-                    if hq is not None:
-                        c = 32 * (k % 2) + k // 2 + 4
-                        for shift, which in ((c, 0), (c - 4, 1)):
-                            sh = ir.Constant(v64, [ir.Constant(ir.IntType(64), shift)] * W)
-                            bits = builder.trunc(builder.lshr(hq, sh), vw)
-                            bits = builder.shl(
-                                builder.and_(bits, vconst32(0x01010101)), vconst32(4)
-                            )
-                            if which == 0:
-                                lo = builder.or_(lo, bits)
-                            else:
-                                hi = builder.or_(hi, bits)
-                    store(lo, b_lo, k)
-                    store(hi, b_hi, k)
+                if form == "k4":  # pair j of super-block sb: 32 bytes at 144 sb + 16 + 32 j
+                    sb, j = builder.udiv(p, i64(4)), builder.urem(p, i64(4))
+                    at = builder.add(builder.mul(sb, i64(144)), builder.mul(j, i64(32)))
+                    at = builder.add(at, i64(16))
+                else:
+                    at = builder.mul(p, i64(32))
+                vk = transposed(at)
+                if form == "split":
+                    for k in range(8):
+                        store(builder.xor(vk[k], vconst32(0x80808080 - (1 << 32))), p, k)
+                else:
+                    hq = None
+                    if form == "paired5":
+                        hq = ir.Constant(v64, None)
+                        for i, r in enumerate(hrows):
+                            word = load(builder, r, builder.mul(p, i64(8)), ir.IntType(64))
+                            hq = builder.insert_element(hq, word, ir.Constant(I32, i))
+                    b_lo = builder.mul(p, i64(2))
+                    b_hi = builder.add(b_lo, i64(1))
+                    m4 = vconst32(0x0F0F0F0F)
+                    for k in range(8):
+                        lo = builder.and_(vk[k], m4)
+                        hi = builder.and_(builder.lshr(vk[k], vconst32(4)), m4)
+                        if hq is not None:
+                            c = 32 * (k % 2) + k // 2 + 4
+                            for shift, which in ((c, 0), (c - 4, 1)):
+                                sh = ir.Constant(v64, [ir.Constant(ir.IntType(64), shift)] * W)
+                                bits = builder.trunc(builder.lshr(hq, sh), vw)
+                                bits = builder.shl(
+                                    builder.and_(bits, vconst32(0x01010101)), vconst32(4)
+                                )
+                                if which == 0:
+                                    lo = builder.or_(lo, bits)
+                                else:
+                                    hi = builder.or_(hi, bits)
+                        store(lo, b_lo, k)
+                        store(hi, b_hi, k)
         return context.get_dummy_value()
 
     return types.void(kind, qs, qh, types.int64, types.int64, wq), codegen
