@@ -100,10 +100,10 @@ def test_gemm_full_tiles_and_threads(name, level):
 def test_ir_packing_equals_numba_packing(name, level):
     import numba
 
-    from trueno.quant import int8gemm
+    from trueno.quant import int8gemm, int8pack
 
     form = int8gemm.FORMS[name][0]
-    W = int8gemm.TILE_SHAPE[level][0]
+    W = int8pack.TILE_SHAPE[level][0]
     rng = np.random.default_rng(8)
     rows, cols = 3 * W, 32 * 6
     pb = prepared(rng, name, rows, cols, level)[1]._relaid
@@ -113,17 +113,17 @@ def test_ir_packing_equals_numba_packing(name, level):
 
     @numba.njit
     def ir_pack(qs, qh, r0, n, wq):
-        int8gemm.pack_rows(kind, qs, qh, r0, n, wq)
+        int8pack.pack_rows(kind, qs, qh, r0, n, wq)
 
     size = 6 * 8 * W
     a, b = np.zeros(size, np.uint32), np.ones(size, np.uint32)
     wd, wm = np.zeros(6 * W, np.float32), np.zeros(6 * W, np.float32)
     ir_pack(pb.qs, pb.qh, W, n_steps, a)
     if form == "split":
-        int8gemm.pack_split_q8_0(pb.qs.view(np.uint32), pb.d, F16_TO_F32, W, W, b, wd)
+        int8pack.pack_split_q8_0(pb.qs.view(np.uint32), pb.d, F16_TO_F32, W, W, b, wd)
     else:
         qs32 = pb.qs.view(np.uint32)
-        int8gemm.pack_paired(qs32, pb.d, pb.m, pb.qh, F16_TO_F32, W, W, b, wd, wm)
+        int8pack.pack_paired(qs32, pb.d, pb.m, pb.qh, F16_TO_F32, W, W, b, wd, wm)
     assert np.array_equal(a, b)
     assert np.array_equal(wd.reshape(6, W), F16_TO_F32[pb.d[W : 2 * W]].T)
 
@@ -179,9 +179,9 @@ def test_matmul_takes_the_gemm_where_it_has_a_tile(level, monkeypatch):
 def test_ir_packing_of_k_quants_equals_numba_packing(name, level):
     import numba
 
-    from trueno.quant import int8gemm
+    from trueno.quant import int8gemm, int8pack
 
-    W = int8gemm.TILE_SHAPE[level][0]
+    W = int8pack.TILE_SHAPE[level][0]
     rng = np.random.default_rng(12)
     rows, cols = 3 * W, 768  # 3 super-blocks: Q6_K's 210-byte blocks at odd offsets
     blocks = prepared(rng, name, rows, cols, level)[1].blocks
@@ -189,15 +189,15 @@ def test_ir_packing_of_k_quants_equals_numba_packing(name, level):
 
     @numba.njit
     def ir_pack(blocks, r0, n, wq):
-        int8gemm.pack_rows(kind, blocks, blocks, r0, n, wq)
+        int8pack.pack_rows(kind, blocks, blocks, r0, n, wq)
 
     n_blk = cols // 32
     a, b = np.zeros(n_blk * 8 * W, np.uint32), np.ones(n_blk * 8 * W, np.uint32)
     wd, wm = np.zeros(2 * n_blk * W, np.float32), np.zeros(n_blk * W, np.float32)
     if name == "Q4_K":
         ir_pack(blocks, W, cols // 256 * 4, a)
-        int8gemm.pack_k4(blocks, F16_TO_F32, W, W, b, wd, wm, False)
+        int8pack.pack_k4(blocks, F16_TO_F32, W, W, b, wd, wm, False)
     else:
         ir_pack(blocks, W, cols // 256, a)
-        int8gemm.pack_q6_k(blocks, F16_TO_F32, W, W, b, wd)
+        int8pack.pack_q6_k(blocks, F16_TO_F32, W, W, b, wd)
     assert np.array_equal(a, b)
