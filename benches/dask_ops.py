@@ -8,7 +8,8 @@ Three tables, all on the same float32 data (``--mb`` MB, 1024 columns, 16 row ch
 1. trueno on dask vs dask's numpy expressions (softmax, gelu, layer_norm, sum, norm_l2) on
    ``--workers`` workers x 1 thread;
 2. tracing on (inside ``trueno.trace.capture()``: every worker records its spans) vs off,
-   same cluster (``--no-trace`` skips it);
+   same cluster, and what one capture's start and end (the workers' spans gathered) cost
+   apart from the ops, "capture ms" (``--no-trace`` skips it);
 3. trueno on 1 worker vs on ``--workers`` workers, same data and chunks (``--no-scaling``
    skips it; it starts a second, 1-worker cluster).
 
@@ -130,17 +131,30 @@ def measure(x, ops: str, rounds: int, trace: bool) -> dict:
         f().compute(), g().compute()
     out = {}
     for name, (f, g) in table.items():
-        tt, tn, tr = [], [], []
-        for _ in range(rounds):
-            tt.append(best_of_2(f))
+        tt, tn, tr, tc = [], [], [], []
+        for r in range(rounds):
+            # traced and untraced alternate which goes first (after the previous round's
+            # numpy calls); the capture's start and its gathering at exit are timed apart
+            for side in ("off", "on") if r % 2 == 0 or not trace else ("on", "off"):
+                if side == "off":
+                    tt.append(best_of_2(f))
+                elif trace:
+                    t0 = time.perf_counter()
+                    cap = trueno.trace.capture()  # the workers record; gathered at exit
+                    cap.__enter__()
+                    t1 = time.perf_counter()
+                    try:
+                        tr.append(best_of_2(f))
+                    finally:
+                        t2 = time.perf_counter()
+                        cap.__exit__(None, None, None)
+                        tc.append(t1 - t0 + time.perf_counter() - t2)
             tn.append(best_of_2(g))
-            if trace:
-                with trueno.trace.capture():  # the workers record; gathered at exit
-                    tr.append(best_of_2(f))
         out[name] = {
             "trueno": statistics.median(tt),
             "numpy": statistics.median(tn),
             "traced": statistics.median(tr) if tr else None,
+            "capture": statistics.median(tc) if tc else None,
         }
     return out
 
@@ -174,11 +188,12 @@ def main() -> None:
     how = "dask's default tree" if args.tree_scalar else "one flat sum"
     print(f"per-compute() floor (16 no-op chunk tasks, scalar by {how}): {fixed * 1e3:.1f} ms")
     print(f"{'op':<11}{'trueno s':>10}{'dask/numpy s':>14}{'speedup':>9}", end="")
-    print(f"{'traced s':>10}{'trace cost':>11}" if not args.no_trace else "")
+    print(f"{'traced s':>10}{'trace cost':>11}{'capture ms':>11}" if not args.no_trace else "")
     for name, r in res.items():
         line = f"{name:<11}{r['trueno']:>10.3f}{r['numpy']:>14.3f}{r['numpy'] / r['trueno']:>8.2f}x"
         if r["traced"] is not None:
             line += f"{r['traced']:>10.3f}{(r['traced'] / r['trueno'] - 1) * 100:>10.1f}%"
+            line += f"{r['capture'] * 1e3:>11.1f}"
         print(line)
     if args.no_scaling or args.workers == 1:
         return
