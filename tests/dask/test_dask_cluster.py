@@ -97,6 +97,31 @@ def test_capture_without_client_is_local():
     assert procs[0]["clock_shift_ns"] == -250_000_000
 
 
+def test_client_clock_offset_is_measured_once_per_ttl(monkeypatch):
+    """A capture's start asks the scheduler for its clock at most once per OFFSET_TTL_S (a
+    round trip per capture was part of tracing's cost); the offset is the same after."""
+    import time
+
+    from trueno.dask import cluster
+
+    class Client:
+        calls = 0
+        scheduler = type("S", (), {"address": "tcp://offset-test:1"})()
+
+        def run_on_scheduler(self, fn):
+            Client.calls += 1
+            return fn() + 2.5  # the scheduler's clock runs 2.5 s ahead
+
+    monkeypatch.setattr(cluster, "_OFFSETS", {})
+    c = Client()
+    first = cluster._client_offset_s(c)
+    assert abs(first - 2.5) < 0.05 and Client.calls == 1
+    assert cluster._client_offset_s(c) == first and Client.calls == 1  # reused
+    key = Client.scheduler.address
+    cluster._OFFSETS[key] = (first, time.monotonic() - cluster.OFFSET_TTL_S - 1)  # aged
+    assert abs(cluster._client_offset_s(c) - 2.5) < 0.05 and Client.calls == 2  # expired
+
+
 def test_trace_file_and_cli_summary_per_worker(client, tmp_path, capsys):
     import trueno.dask  # noqa: F401
     from trueno.cli.main import main

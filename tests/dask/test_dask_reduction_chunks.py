@@ -178,3 +178,58 @@ def test_cupy_chunks_stay_cupy_in_the_graph():
     with dask.config.set({"array.chunk-size": "32B"}):
         with pytest.raises(trueno.TruenoError, match="cupy arrays"):
             trueno.softmax(wide)
+
+
+def _tasks(arr) -> int:
+    return len(dict(arr.__dask_graph__()))
+
+
+@pytest.mark.parametrize(
+    "op", ["sum", "norm_l2", "max", "mean", "argmax", "argmin", "variance", "stddev"]
+)
+def test_reductions_merge_every_partial_in_one_task(op):
+    """dask's default tree (split_every 4) would take 4 levels over 16 row blocks, each a
+    scheduler round trip and a transfer on a cluster; trueno's partials are a few bytes, so
+    one task merges them all and gives the final value: after dask's optimization (which
+    fuses a partial with the reduction's chunk step) the graph is the 16 chunk tasks and
+    one aggregate, nothing in between and no final task of its own."""
+    import dask
+
+    x = da.from_array(np.arange(64 * 8, dtype=np.float64).reshape(64, 8), chunks=(4, 8))
+    assert x.numblocks == (16, 1)
+    out = getattr(trueno, op)(x)
+    (optimized,) = dask.optimize(out)
+    assert _tasks(optimized) - _tasks(x) == 17  # 16 chunk tasks + 1 aggregate (final value)
+    assert optimized.dtype == out.dtype == np.asarray(getattr(trueno, op)(x.compute())).dtype
+    assert not any("-partial-" in str(name) for name in out.__dask_graph__().layers)
+    np.testing.assert_allclose(
+        out.compute(scheduler="sync"), getattr(trueno, op)(x.compute()), rtol=1e-12
+    )
+
+
+def test_flat_split_bounds_the_fan_in():
+    from trueno.dask.array import FLAT_MAX, flat_split
+
+    assert flat_split((16, 1)) == {0: 16, 1: 2}  # one level; a 1-block axis still merges
+    assert flat_split((1,)) == {0: 2}
+    assert flat_split(()) == {}
+    for numblocks in [(5000,), (100, 100), (3000, 1), (40, 40, 40)]:
+        split = flat_split(numblocks)
+        fan_in = [min(s, n) for s, n in zip(split.values(), numblocks, strict=True)]
+        assert np.prod(fan_in) <= FLAT_MAX
+        assert all(s >= 2 for s in split.values())
+
+
+@pytest.mark.parametrize("op", ["sum", "argmax", "argmin", "mean", "max"])
+def test_more_blocks_than_one_task_merges_reduce_as_a_tree(op):
+    from trueno.dask.array import FLAT_MAX
+
+    xn = np.random.default_rng(3).standard_normal(3000)
+    xn[[7, 2500]] = 10.0  # argmax's tie: the first index wins across the tree's levels
+    xn[[11, 2900]] = -10.0
+    x = da.from_array(xn, chunks=2)
+    assert x.numblocks[0] > FLAT_MAX
+    out = getattr(trueno, op)(x)
+    assert any("-partial-" in str(name) for name in out.__dask_graph__().layers)  # 2 levels
+    got = out.compute(scheduler="sync")
+    np.testing.assert_allclose(got, getattr(trueno, op)(xn), rtol=1e-12)

@@ -8,9 +8,10 @@ Reached from the ops layer by name (``_validate.lazy_array`` checks each input,
   and cupy chunks stay cupy);
 - row-wise ops (softmax, log_softmax, layer_norm, rms_norm): the last axis rechunked to one
   chunk (a ``DaskRechunkWarning`` when that moves data), then ``map_blocks``;
-- reductions: each block's partial from trueno's kernel (``map_blocks``), then a
-  ``da.reduction`` tree combining the partials; argmax/argmin carry global flat indices and
-  ties go to the first index (NaN first, as numpy);
+- reductions: each block's partial from trueno's kernel, then a ``da.reduction`` whose one
+  aggregate task merges every partial and gives the final value (a flat tree: see
+  :func:`flat_split`); argmax/argmin carry global flat indices and ties go to the first
+  index (NaN first, as numpy);
 - matmul: ``da.blockwise`` with trueno/BLAS per block pair, partial products summed over k;
   matvec and vecmat are matmul with the vector as one column or row.
 
@@ -596,6 +597,25 @@ def _with_params(x, stats, *given, slots=(), **kw):
     return _row_apply(x, stats, *params, **kw)
 
 
+# The most partials one combine task takes. Each level of dask's default reduction tree
+# (``split_every`` 4: 2 x 2 blocks per task in 2-d, so 16 row blocks take 4 levels) costs a
+# scheduler round trip and a transfer between workers, which on a small cluster is most of a
+# reduction's time; trueno's partials are a few bytes each, so one task merges them all.
+FLAT_MAX = 1024
+
+
+def flat_split(numblocks: tuple) -> dict:
+    """``da.reduction``'s ``split_every`` for trueno's tiny partials: one combine level over
+    all blocks (a flat tree) up to :data:`FLAT_MAX` blocks, otherwise a tree whose tasks
+    each take at most about ``FLAT_MAX`` partials."""
+    split = [max(2, int(n)) for n in numblocks]
+    wide = [i for i, n in enumerate(numblocks) if n > 1]
+    if int(np.prod([numblocks[i] for i in wide])) > FLAT_MAX:
+        per_axis = max(2, int(FLAT_MAX ** (1 / len(wide))))
+        split = [min(s, per_axis) for s in split]
+    return dict(enumerate(split))
+
+
 def _reduction(name, args, trace):
     pdtype, _, _, _, out_dtype = REDUCTIONS[name]
     arrays = [a for a in args if isinstance(a, da.Array)]
@@ -620,6 +640,7 @@ def _reduction(name, args, trace):
             partial(_red_block, op=name, pdtype=pdtype, trace=trace),
             partial(_red_last, op=name, in_dtype=x.dtype, ddof=ddof, out_dtype=out_dtype),
             combine=partial(_red_combine, name=name),
+            split_every=flat_split(x.numblocks),
             dtype=out_dtype,
             concatenate=True,
             meta=np.empty((), dtype=out_dtype),
@@ -636,22 +657,17 @@ def _reduction(name, args, trace):
         dtype=pdtype,
         meta=np.empty((0,) * x.ndim, dtype=pdtype),
     )
-    combined = da.reduction(
+    # the final value is the aggregate step's (a task of its own would cost one more
+    # scheduler round trip per compute); ``dtype`` is the partials' (dask casts the chunk
+    # step's meta to it), ``meta`` the result's
+    return da.reduction(
         partials,
         _red_chunk,
-        partial(_red_aggregate, name=name),
+        partial(_red_last, op=name, in_dtype=x.dtype, ddof=ddof, out_dtype=out_dtype),
         combine=partial(_red_combine, name=name),
+        split_every=flat_split(partials.numblocks),
         dtype=pdtype,
         concatenate=True,
-        meta=np.empty((), dtype=pdtype),
-    )
-    return combined.map_blocks(
-        _red_final,
-        op=name,
-        in_dtype=x.dtype,
-        ddof=ddof,
-        out_dtype=out_dtype,
-        dtype=out_dtype,
         meta=np.empty((), dtype=out_dtype),
     )
 
@@ -738,8 +754,8 @@ def _moments(x, trace):
     )  # fmt: skip
     return da.reduction(
         partials, _red_chunk, partial(_red_aggregate, name="mean"),
-        combine=partial(_red_combine, name="mean"), dtype=pdtype, concatenate=True,
-        meta=np.empty((), dtype=pdtype),
+        combine=partial(_red_combine, name="mean"), split_every=flat_split(partials.numblocks),
+        dtype=pdtype, concatenate=True, meta=np.empty((), dtype=pdtype),
     )  # fmt: skip
 
 
@@ -798,6 +814,11 @@ def _paired_final(comb, op=None, in_dtype=None, ddof=0):
     return np.asarray(t(c["c"] / den))
 
 
+def _paired_last(p, axis=None, keepdims=False, op=None, in_dtype=None, ddof=0):
+    """``da.reduction``'s aggregate step for covariance/correlation: merged, then final."""
+    return _paired_final(_comoments_merge(p, keepdims=False), op=op, in_dtype=in_dtype, ddof=ddof)
+
+
 def _paired(name, args, trace):
     a, b = args[0], args[1]
     ddof = int(args[2]) if len(args) > 2 else 0
@@ -811,12 +832,8 @@ def _paired(name, args, trace):
         chunks=tuple((1,) * n for n in a.numblocks), dtype=_COMOM,
         meta=np.empty((0,) * a.ndim, dtype=_COMOM),
     )  # fmt: skip
-    combined = da.reduction(
-        partials, _red_chunk, partial(_comoments_merge, keepdims=False),
-        combine=_comoments_merge, dtype=_COMOM, concatenate=True,
-        meta=np.empty((), dtype=_COMOM),
-    )  # fmt: skip
-    return combined.map_blocks(
-        _paired_final, op=name, in_dtype=a.dtype, ddof=ddof, dtype=a.dtype,
-        meta=np.empty((), dtype=a.dtype),
+    return da.reduction(
+        partials, _red_chunk, partial(_paired_last, op=name, in_dtype=a.dtype, ddof=ddof),
+        combine=_comoments_merge, split_every=flat_split(partials.numblocks), dtype=_COMOM,
+        concatenate=True, meta=np.empty((), dtype=a.dtype),  # dtype: as in _reduction
     )  # fmt: skip

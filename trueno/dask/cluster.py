@@ -48,12 +48,25 @@ def _worker_collect(dask_worker=None) -> dict:
     }
 
 
+OFFSET_TTL_S = 30.0  # a measured client-to-scheduler clock offset is reused this long
+_OFFSETS: dict = {}  # scheduler address -> (offset s, measured at: time.monotonic())
+
+
 def _client_offset_s(client) -> float:
-    """The scheduler's clock minus the client's (half a round trip of error)."""
+    """The scheduler's clock minus the client's (half a round trip of error). Measured once
+    per ``OFFSET_TTL_S`` per scheduler: a capture's start then costs one round trip to the
+    workers, not a second one to the scheduler (clocks drift by far less in that time)."""
+    key = getattr(getattr(client, "scheduler", None), "address", None) or id(client)
+    now = time.monotonic()
+    cached = _OFFSETS.get(key)
+    if cached is not None and now - cached[1] < OFFSET_TTL_S:
+        return cached[0]
     t0 = time.time()
     remote = client.run_on_scheduler(time.time)
     t1 = time.time()
-    return remote - (t0 + t1) / 2
+    offset = remote - (t0 + t1) / 2
+    _OFFSETS[key] = (offset, now)
+    return offset
 
 
 def active_client():
