@@ -156,7 +156,7 @@ def multi_buffers(n_vec: int, n_cols: int, block: int):
 
 
 def _make_matvec(kind: str, block: int, prefetch: bool):
-    @numba.njit(cache=True, parallel=True)
+    @numba.njit(cache=True, parallel=True, nogil=True)
     def matvec(w, x, xq, dx, xs, bs, out):
         """out = W @ x: x quantized to int8 per ``block`` (or taken as f32 when block is 0),
         then one row dot per row, rows split over numba's threads."""
@@ -176,7 +176,7 @@ def _make_matvec(kind: str, block: int, prefetch: bool):
 def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed: bool):
     group_kind = f"{kind}/{group}"
 
-    @numba.njit(cache=True, parallel=True, error_model="numpy")
+    @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def matvecs(w, x, xq, dx, xs, bs, xt, out):
         """out[b] = W @ x[b] for B vectors: each weight row read from memory once, decoded
         once per ``group`` vectors (simd.rows_dot, or rows_dot_t on the lane-per-block

@@ -227,7 +227,7 @@ def _make_gemm(level: str, form: str, zero_point: int):
     zp32, zp16 = (0, zero_point) if half else (zero_point, 0)
     pack = packer(level, form)
 
-    @numba.njit(cache=True, parallel=True, error_model="numpy")
+    @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def gemm(w, f16, x, xq, dx, xs, xc, xc16, out, wq, wd, wm, spill):
         """out = x @ W.T; ``w`` the weight's arrays (relayout.PairedBlocks' qs, qs as uint32,
         d, m, qh; or the GGML blocks first); the activation scratch (xq, dx, xs, xc, xc16) has

@@ -75,7 +75,7 @@ def _make_matmul(kind: str, block: int, group: int):
     closure over constants only, so numba caches each copy on disk keyed by them."""
     group_kind = f"{kind}/{group}"
 
-    @numba.njit(cache=True, parallel=True, error_model="numpy")
+    @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def matmul(w, x, xq, dx, xs, bs, out, tile, tok, n_chunks):
         """out[t, r] = row r of the weight arrays ``w`` . x[t] for every token t."""
         n_tok = x.shape[0]
