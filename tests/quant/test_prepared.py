@@ -122,6 +122,7 @@ def test_matmul_matches_reference(rng, t, n, blas_threads, monkeypatch):
     import contextlib
 
     import trueno.quant.prepared as prepared
+    from trueno.quant import int8mm
 
     monkeypatch.setattr(prepared, "MATMUL_TILE_BYTES", 3 * 512 * 4)  # 3-row tiles
     rows, cols = 10, 512
@@ -140,8 +141,9 @@ def test_matmul_matches_reference(rng, t, n, blas_threads, monkeypatch):
     w = dequantize(blocks, t, (rows, cols)).astype(np.float64)
     want = xs.astype(np.float64) @ w.T
     block = ACT_BLOCK.get(t, 32)
+    int8 = n <= MATVEC_ROWS or int8mm.wanted(p, n)  # matvecs, or the int8 prefill GEMM
     for i in range(n):
-        if p.backend.startswith("numba-") and n <= MATVEC_ROWS and t != GGMLType.F16:
+        if p.backend.startswith("numba-") and int8 and t != GGMLType.F16:
             check_int8_activations(got[i], w, xs[i], want[i], block)
         else:
             check_exact(got[i], w, xs[i], want[i])

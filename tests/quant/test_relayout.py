@@ -26,16 +26,23 @@ def test_pair_blocks_round_trip(rng, name, n_blocks):
 
 
 @pytest.mark.parametrize("name", RELAID)
-def test_dequantize_paired_bit_exact(rng, name):
-    from trueno.quant import dequantize, prepare
+def test_dequantize_paired_bit_exact(rng, name, monkeypatch):
+    from trueno.quant import dequantize, int8mm, prepare
 
     rows, cols = 400, 32 * 21  # odd block count, big enough for the threaded split
     blocks = quantize(rng.standard_normal((rows, cols)).astype(np.float32), GGMLType[name])
     p = prepare(blocks, name, (rows, cols))
     want = dequantize(blocks, name, (rows, cols))
     assert np.array_equal(p.dequantize().view(np.uint32), want.view(np.uint32))
-    xs = rng.standard_normal((MATVEC_ROWS + 1, cols)).astype(np.float32)  # dequantize + BLAS
-    assert np.allclose(p.matmul(xs), xs @ want.T, rtol=1e-4, atol=1e-3)
+    xs = rng.standard_normal((MATVEC_ROWS + 1, cols)).astype(np.float32)
+    ref = xs @ want.T
+    with monkeypatch.context() as m:  # dequantize + BLAS: the f32 products of the same weights
+        m.setattr(int8mm, "ENABLED", False)
+        assert np.allclose(p.matmul(xs), ref, rtol=1e-4, atol=1e-3)
+    # the int8 prefill GEMM (activations quantized per 32, as the matvec): relative to the
+    # output's scale, inside the matvec's int8 bound
+    assert int8mm.wanted(p, xs.shape[0])
+    assert np.abs(p.matmul(xs) - ref).max() <= 2e-2 * np.abs(ref).max()
 
 
 def test_types_without_relaid_form_refused(rng):

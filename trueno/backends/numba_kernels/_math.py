@@ -193,19 +193,26 @@ def _scale64_scalef(p, t, k):
 # --- float32 ------------------------------------------------------------------------------
 
 
+@nb.njit(**INLINE)
+def _reduce32(x):
+    """x = k ln2 + r with |r| <= ln2/2 (Cody-Waite, ln2 in two parts), x first clamped to
+    [-104, 89] (past which e**x is 0 or inf in float32; NaN stays NaN): (k as a float, r)."""
+    hi = np.float32(89.0)
+    lo = np.float32(-104.0)
+    xc = hi if x > hi else x
+    xc = lo if xc < lo else xc
+    k = np.floor(fmadd(xc, np.float32(1.44269504088896341), np.float32(0.5)))
+    r = fmadd(k, np.float32(-0.693359375), xc)
+    return k, fmadd(k, np.float32(2.12194440e-4), r)
+
+
 def _exp32_with(scale):
     @nb.njit(**INLINE)
     def exp32(x):
         """e**x in float32, rel 1.9e-7: e^r = 1 + r + r^2 q(r) with a degree-3 near-minimax q
         on |r| <= ln2/2 (Cody-Waite reduction; 2**k by ``scale``, so subnormal results and
         overflow to inf come out right; NaN stays NaN)."""
-        hi = np.float32(89.0)
-        lo = np.float32(-104.0)
-        xc = hi if x > hi else x
-        xc = lo if xc < lo else xc
-        k = np.floor(fmadd(xc, np.float32(1.44269504088896341), np.float32(0.5)))
-        r = fmadd(k, np.float32(-0.693359375), xc)
-        r = fmadd(k, np.float32(2.12194440e-4), r)
+        k, r = _reduce32(x)
         p = fmadd(np.float32(0.00831253), r, np.float32(0.04189012))
         p = fmadd(p, r, np.float32(0.16667114))
         p = fmadd(p, r, np.float32(0.49999232))
@@ -220,13 +227,7 @@ def _exp32_accurate_with(scale):
     def exp32_accurate(x):
         """e**x in float32, rel 8.3e-8 (Cephes expf polynomial, 2**k by ``scale``): for expm1
         and erfc, which amplify exp's error."""
-        hi = np.float32(89.0)
-        lo = np.float32(-104.0)
-        xc = hi if x > hi else x
-        xc = lo if xc < lo else xc
-        k = np.floor(fmadd(xc, np.float32(1.44269504088896341), np.float32(0.5)))
-        r = fmadd(k, np.float32(-0.693359375), xc)
-        r = fmadd(k, np.float32(2.12194440e-4), r)
+        k, r = _reduce32(x)
         p = fmadd(np.float32(1.9875691500e-4), r, np.float32(1.3981999507e-3))
         p = fmadd(p, r, np.float32(8.3334519073e-3))
         p = fmadd(p, r, np.float32(4.1665795894e-2))
