@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from trueno.backends.numba_cache import drop_stale
 from trueno.llm.attention import (  # noqa: F401  (the decode attention, re-exported)
     _JIT,
     ATTN_BLOCK,
@@ -26,6 +27,8 @@ from trueno.llm.attention import (  # noqa: F401  (the decode attention, re-expo
     softcap_scores,
     window_start,
 )
+
+drop_stale(__file__, ("attention.py", "../quant/llvm_ir.py"))
 
 if TYPE_CHECKING:
     from trueno.llm.kv_cache import LayerState

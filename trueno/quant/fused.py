@@ -7,41 +7,15 @@ modules."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numba
 import numpy as np
 
+from trueno.backends.numba_cache import drop_stale
 from trueno.quant import simd
 
-_HERE = Path(__file__).resolve().parent
 IR_SOURCES = ("simd.py", "llvm_ir.py", "kernels.py")  # what the cached drivers' IR comes from
-
-
-def drop_stale_cache(
-    here: Path = _HERE, module: str = "fused", sources: tuple = IR_SOURCES
-) -> None:
-    """numba stamps this module's on-disk cache with this file's mtime only, but the kernels
-    inline the IR that simd.py and llvm_ir.py build from kernels.py's records: when any of
-    them changed, drop the cache. (``module``, ``sources``: another module's kernels that
-    inline these, e.g. int8mm.py's.)"""
-    try:
-        stamp = ",".join(
-            f"{st.st_mtime_ns}:{st.st_size}" for st in ((here / name).stat() for name in sources)
-        )
-        cache = here / "__pycache__"
-        mark = cache / f"{module}.ir-sources"
-        if mark.is_file() and mark.read_text() == stamp:
-            return
-        for old in [*cache.glob(f"{module}.*.nbi"), *cache.glob(f"{module}.*.nbc")]:
-            old.unlink(missing_ok=True)
-        cache.mkdir(exist_ok=True)
-        mark.write_text(stamp)
-    except OSError:  # a read-only install: numba then caches elsewhere, if at all
-        pass
-
-
-drop_stale_cache()
+drop_stale(__file__, IR_SOURCES)
 
 
 @numba.njit(cache=True, error_model="numpy")

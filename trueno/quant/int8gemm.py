@@ -38,13 +38,13 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from trueno.quant.fused import drop_stale_cache
+from trueno.backends.numba_cache import drop_stale
 from trueno.quant.int8pack import TILE_SHAPE, packer
 from trueno.quant.llvm_ir import F32, I8, I32, Acc, data, i64, llvm, load, row_ptr, splat, x86
 
 # the kernels inline llvm_ir.py's IR builders and int8pack.py's packers, which numba's stamp
 # (this file) ignores
-drop_stale_cache(module="int8gemm", sources=("int8gemm.py", "int8pack.py", "llvm_ir.py"))
+drop_stale(__file__, ("int8pack.py", "llvm_ir.py"))
 
 
 def _dot(builder, level, w, acc, a):

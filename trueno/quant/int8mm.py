@@ -35,11 +35,12 @@ import threading
 import numba
 import numpy as np
 
+from trueno.backends.numba_cache import drop_stale
 from trueno.quant import fused, int8gemm, simd
 from trueno.quant.fused import quantize_activations
 
 # the kernels inline simd.py's IR and fused.quantize_activations, which numba's stamp ignores
-fused.drop_stale_cache(module="int8mm", sources=(*fused.IR_SOURCES, "fused.py"))
+drop_stale(__file__, (*fused.IR_SOURCES, "fused.py"))
 
 ENABLED = True  # False: prefill keeps dequantize + sgemm (the bench's "before" side)
 GEMM = True  # False: the row-dot kernel below even where int8gemm has a tile (the bench's A/B)

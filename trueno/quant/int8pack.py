@@ -18,12 +18,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from trueno.quant.fused import drop_stale_cache
+from trueno.backends.numba_cache import drop_stale
 from trueno.quant.llvm_ir import I32, data, i64, load, row_ptr
 from trueno.quant.q4_k import scale_min_k4
 
 # the IR transpose inlines llvm_ir.py's builders, which numba's stamp (this file) ignores
-drop_stale_cache(module="int8pack", sources=("int8pack.py", "llvm_ir.py"))
+drop_stale(__file__, ("llvm_ir.py",))
 
 # ISA level -> (rows per tile W, tokens per tile NT): W i32 lanes per vector; NT accumulators
 # plus the 8 weight vectors of a block fit the level's 32 zmm / 16 ymm registers

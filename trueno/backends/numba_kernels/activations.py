@@ -8,8 +8,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels._math import ferfc, fexp, fexpm1, like
 from trueno.backends.numba_kernels.elementwise import PAR_MIN, PAR_MIN_MATH, unary, with_params
+
+drop_stale(__file__, ("_math.py", "elementwise.py"))
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 ONE = np.float32(1.0)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels._math import fexp, ftanh
 from trueno.backends.numba_kernels._par import map_chunks
+
+drop_stale(__file__, ("_math.py",))
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 ONE = np.float32(1.0)

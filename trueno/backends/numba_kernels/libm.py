@@ -8,7 +8,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels.elementwise import PAR_MIN_MATH, binary, unary
+
+drop_stale(__file__, ("_math.py", "elementwise.py"))
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 KERNELS: dict = {}

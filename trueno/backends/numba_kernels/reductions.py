@@ -9,9 +9,12 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels._math import fmaximum, fminimum
 from trueno.backends.numba_kernels._par import bounds, reduce_chunks
 from trueno.errors import DivisionByZeroError
+
+drop_stale(__file__, ("_math.py",))
 
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 FAST = dict(JIT, fastmath={"reassoc", "contract"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels import _par
 from trueno.backends.numba_kernels._math import fexp
 from trueno.backends.numba_kernels._par import (
@@ -20,6 +21,8 @@ from trueno.backends.numba_kernels._par import (
 )
 from trueno.backends.numba_kernels.reductions import _max, _sum, _sumsq
 from trueno.backends.numba_kernels.stats import _sq_dev, _sum_shift
+
+drop_stale(__file__, ("_math.py", "reductions.py", "stats.py"))
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 PAR_MIN = 1 << 17

@@ -6,10 +6,13 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels._math import fmaximum, fminimum
 from trueno.backends.numba_kernels._par import map_chunks, reduce_chunks
 from trueno.backends.numba_kernels.reductions import _flat, _sum
 from trueno.errors import DivisionByZeroError
+
+drop_stale(__file__, ("_math.py", "reductions.py"))
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 FAST = dict(JIT, fastmath={"reassoc", "contract"})
