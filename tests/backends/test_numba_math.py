@@ -10,32 +10,16 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
+from math_loops import run as run_loop  # noqa: E402
+
 from trueno.backends.numba_kernels import _math as M  # noqa: E402
 from trueno.backends.numpy_backend import erfc as ref_erfc  # noqa: E402
 
 SCALEF_ONLY = pytest.mark.skipif(not M.SCALEF, reason="numba's target lacks avx512f (vscalef)")
-KERNELS: dict = {}
-
-
-def kernel(name: str):
-    """A loop over ``_math.<name>``, compiled once per function (no cache: it would not see
-    edits to _math)."""
-    if name not in KERNELS:
-        f = getattr(M, name)
-
-        @numba.njit(error_model="numpy")
-        def apply(x, out):
-            for i in range(x.size):
-                out[i] = f(x[i])
-
-        KERNELS[name] = apply
-    return KERNELS[name]
 
 
 def run(name: str, x: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x)
-    kernel(name)(x, out)
-    return out.astype(np.float64)
+    return run_loop(name, x).astype(np.float64)
 
 
 def grid(lo: float, hi: float, n: int = 2_000_001) -> np.ndarray:

@@ -14,6 +14,8 @@ from hypothesis.extra import numpy as hnp
 
 numba = pytest.importorskip("numba")
 
+from math_loops import run, ulps  # noqa: E402
+
 from trueno.backends.numba_kernels import _math as M  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -26,38 +28,6 @@ EXP = [
     pytest.param("exp64_bits", id="exp-bits"),
     pytest.param("exp64_scalef", id="exp-scalef", marks=SCALEF_ONLY),
 ]
-KERNELS: dict = {}
-
-
-def kernel(name: str):
-    """A loop over ``_math.<name>``, compiled once per function (no cache: it would not see
-    edits to _math)."""
-    if name not in KERNELS:
-        f = getattr(M, name)
-
-        @numba.njit(error_model="numpy")
-        def apply(x, out):
-            for i in range(x.size):
-                out[i] = f(x[i])
-
-        KERNELS[name] = apply
-    return KERNELS[name]
-
-
-def run(name: str, x: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x)
-    kernel(name)(x, out)
-    return out
-
-
-def ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
-    """Distance in representable float64 steps (subnormals included; -0 and +0 are 0 apart)."""
-
-    def ordered(v):
-        i = v.view(np.int64)
-        return np.where(i < 0, np.int64(-(2**63)) - i, i)
-
-    return np.abs(ordered(got) - ordered(want))
 
 
 def check(name: str, x: np.ndarray, bound: int) -> None:

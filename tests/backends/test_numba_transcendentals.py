@@ -18,6 +18,8 @@ from hypothesis.extra import numpy as hnp
 
 numba = pytest.importorskip("numba")
 
+from math_loops import ulps  # noqa: E402
+
 from trueno import backends, cpu  # noqa: E402
 from trueno.backends import Backend  # noqa: E402
 from trueno.backends.numba_kernels import _math as M  # noqa: E402
@@ -56,14 +58,6 @@ def serial(name: str, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def ulps64(got: np.ndarray, want: np.ndarray) -> np.ndarray:
-    def ordered(v):
-        i = v.view(np.int64)
-        return np.where(i < 0, np.int64(-(2**63)) - i, i)
-
-    return np.abs(ordered(got) - ordered(want))
-
-
 def bound32(name: str, x: np.ndarray) -> np.ndarray:
     if name == "gelu_erf":
         return 5e-7 + 2.5e-7 * x.astype(np.float64) ** 2
@@ -81,7 +75,7 @@ def check(name: str, x: np.ndarray) -> None:
     fin = np.isfinite(want)
     g, w, xf = got[fin], want[fin], x[fin]
     if x.dtype == np.float64 and name in ULP64:
-        err = ulps64(g, w)
+        err = ulps(g, w)
         assert err.max(initial=0) <= ULP64[name], (xf[err.argmax()], g[err.argmax()])
         return
     g64, w64 = g.astype(np.float64), w.astype(np.float64)
