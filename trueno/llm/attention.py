@@ -178,6 +178,21 @@ def _row_bytes(context, builder, arytype, value):
     return builder.extract_value(ary.strides, 0)
 
 
+def _rows(context, builder, arytype, value):
+    """The first dimension of an array argument."""
+    return builder.extract_value(context.make_array(arytype)(context, builder, value).shape, 0)
+
+
+def _operands(context, builder, signature, args):
+    """The two vector kernels' arguments (three 2-D arrays, a count): their data pointers,
+    their row strides in bytes, the count, and whether the third (the cache rows) holds f16
+    bits."""
+    arrays = tuple(zip(signature.args[:3], args[:3], strict=True))
+    ptrs = tuple(data(context, builder, ty, val) for ty, val in arrays)
+    rows = tuple(_row_bytes(context, builder, ty, val) for ty, val in arrays)
+    return ptrs, rows, args[3], signature.args[2].dtype == types.uint16
+
+
 def _by_heads(builder, heads, emit):
     """emit(h0, c) for the head chunks h0 = 0, 8, ... of ``heads``, c = min(8, heads - h0) a
     Python int: one body per count, picked by a switch, so each keeps c accumulator sets."""
@@ -204,18 +219,10 @@ def _scores_kernel(lanes):
     @intrinsic
     def scores(typingctx, s, q, k, n):
         def codegen(context, builder, signature, args):
-            s_ty, q_ty, k_ty, _ = signature.args
-            half = k_ty.dtype == types.uint16
+            (sp, qp, kp), (s_row, q_row, k_row), n, half = _operands(context, builder,
+                                                                     signature, args)  # fmt: skip
             es = 2 if half else 4
-            sp = data(context, builder, s_ty, args[0])
-            qp = data(context, builder, q_ty, args[1])
-            kp = data(context, builder, k_ty, args[2])
-            n = args[3]
-            s_row = _row_bytes(context, builder, s_ty, args[0])
-            q_row = _row_bytes(context, builder, q_ty, args[1])
-            k_row = _row_bytes(context, builder, k_ty, args[2])
-            heads = context.make_array(q_ty)(context, builder, args[1]).shape
-            heads = builder.extract_value(heads, 0)
+            heads = _rows(context, builder, signature.args[1], args[1])
             chunks = builder.udiv(q_row, i64(4 * lanes))
             zero = ir.Constant(_vf32(lanes), None)
             last = builder.sub(n, i64(1))
@@ -270,19 +277,10 @@ def _accumulate_kernel(lanes):
     @intrinsic
     def accumulate(typingctx, acc, p, v, n):
         def codegen(context, builder, signature, args):
-            a_ty, p_ty, v_ty, _ = signature.args
-            half = v_ty.dtype == types.uint16
+            (ap, pp, vp), (a_row, p_row, v_row), n, half = _operands(context, builder,
+                                                                     signature, args)  # fmt: skip
             es = 2 if half else 4
-            ap = data(context, builder, a_ty, args[0])
-            pp = data(context, builder, p_ty, args[1])
-            vp = data(context, builder, v_ty, args[2])
-            n = args[3]
-            a_row = _row_bytes(context, builder, a_ty, args[0])
-            p_row = _row_bytes(context, builder, p_ty, args[1])
-            v_row = _row_bytes(context, builder, v_ty, args[2])
-            heads = builder.extract_value(
-                context.make_array(a_ty)(context, builder, args[0]).shape, 0
-            )
+            heads = _rows(context, builder, signature.args[0], args[0])
             vecs = builder.udiv(a_row, i64(4 * lanes))
 
             def emit(h0, c):
