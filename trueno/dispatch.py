@@ -13,8 +13,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from time import perf_counter_ns
 
-import numpy as np
-
 from trueno import backends, config
 from trueno.backends import Backend
 from trueno.opspec import OpSpec
@@ -82,19 +80,13 @@ _numba_ok: bool | None = None
 _modules = sys.modules
 
 # HOST_MAX[kind]: host inputs with fewer elements run numpy's kernel, decided by one lookup
-# (run() below, trueno.ops._fast). It is THRESHOLDS[kind] while nothing forces a backend
-# anywhere (no TRUENO_BACKEND, no use_backend block open in any thread) and no GPU threshold
-# is set for the kind, else 0: every call then takes the general path through choose(). A
-# block open in another thread only sends this thread down the general path, which gives
-# the same answer.
+# (run() below; trueno.ops._fast keeps a copy of it per op function, pushed by the
+# on_refresh listeners). It is THRESHOLDS[kind] while nothing forces a backend anywhere (no
+# TRUENO_BACKEND, no use_backend block open in any thread) and no GPU threshold is set for the
+# kind, else 0: every call then takes the general path through choose(). A block open in
+# another thread only sends this thread down the general path, which gives the same answer.
 HOST_MAX: dict[str, int] = {}
-# HOST_LIMITS[kind]: the same bound keyed by the two dtypes a fast path takes, ``{float32:
-# HOST_MAX[kind], float64: HOST_MAX[kind]}`` (empty while the bound is 0), so that
-# ``n < HOST_LIMITS[kind].get(a.dtype, 0)`` tests the dtype and the size in one lookup (any
-# other dtype gets 0: the general path). The dicts are updated in place: an op function holds
-# its kind's dict.
-HOST_LIMITS: dict[str, dict[np.dtype, int]] = {}
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_listeners: list = []  # called (no arguments) after every change of HOST_MAX
 _blocks_open = 0
 _blocks_lock = threading.RLock()
 
@@ -102,16 +94,23 @@ _blocks_lock = threading.RLock()
 def _refresh() -> None:
     with _blocks_lock:
         auto = _ENV_FORCED is None and _blocks_open == 0
+        changed = False
         for kind, limit in THRESHOLDS.items():
             host = auto and GPU_THRESHOLDS.get(kind) is None
             bound = limit if host else 0
-            if HOST_MAX.get(kind) != bound or kind not in HOST_LIMITS:
+            if HOST_MAX.get(kind) != bound:
                 HOST_MAX[kind] = bound
-                limits = HOST_LIMITS.setdefault(kind, {})
-                if bound:
-                    limits[_FLOATS[0]] = limits[_FLOATS[1]] = bound
-                else:  # an empty dict gives 0 for every dtype (clear: no dtype hashing)
-                    limits.clear()
+                changed = True
+        if changed:
+            for listener in _listeners:
+                listener()
+
+
+def on_refresh(listener) -> None:
+    """Call ``listener()`` after every change of ``HOST_MAX`` (the op functions' fast paths
+    keep their bounds this way; ops import dispatch, never the reverse)."""
+    with _blocks_lock:
+        _listeners.append(listener)
 
 
 def _count_block(delta: int) -> None:

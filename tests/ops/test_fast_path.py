@@ -120,12 +120,34 @@ def test_span_keys_past_the_kept_shapes(monkeypatch):
 
 
 def assert_bound(kind: str, bound: int) -> None:
-    """HOST_MAX and HOST_LIMITS (per float dtype; 0 for any other) give ``bound``."""
+    """HOST_MAX and every fast op function's copy of it (closure cell or module global) give
+    ``bound``."""
+    from trueno.ops import _fast, activations, elementwise, stats
+
     assert dispatch.HOST_MAX[kind] == bound
-    limits = dispatch.HOST_LIMITS[kind]
-    for dt in (np.float32, np.float64):
-        assert limits.get(np.dtype(dt), 0) == bound
-    assert limits.get(np.dtype(np.int64), 0) == 0 and limits.get(np.dtype(">f4"), 0) == 0
+    ops = [getattr(trueno, n) for n in FAST_ONE + FAST_TWO if OPS[n].kind == kind]
+    assert ops and all(_fast.bound_of(op) == bound for op in ops)
+    kept = {
+        (elementwise, "_SMALL"): "scale",
+        (elementwise, "_CLIP"): "clamp",
+        (activations, "_FUSED"): "leaky_relu",
+        (activations, "_ROWWISE"): "softmax",
+        (stats, "_STATS"): "variance",
+        (stats, "_ROWWISE"): "layer_norm",
+    }
+    for (module, name), op in kept.items():
+        want = bound if OPS[op].kind == kind else dispatch.HOST_MAX[OPS[op].kind]
+        assert getattr(module, name) == want, (module.__name__, name)
+
+
+def test_fast_path_takes_native_float_dtypes_only():
+    """A byte-swapped float32, a float16 or an int array gets the general path's dtype rules
+    (converted to a native float), never numpy's kernel on the raw input."""
+    for x in (np.arange(4, dtype=">f4"), np.arange(4, dtype=np.float16), np.arange(4)):
+        for name, args in (("neg", (x,)), ("sum", (x,)), ("add", (x, x)), ("dot", (x, x))):
+            got = getattr(trueno, name)(*args)
+            same(got, general(name, *args))
+            assert got.dtype in (np.float32, np.float64) and got.dtype.isnative, (name, x.dtype)
 
 
 @pytest.mark.skipif(dispatch.forced_backend() is not None, reason="TRUENO_BACKEND is set")

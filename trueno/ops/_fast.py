@@ -1,21 +1,26 @@
 """Op functions with the common call decided inline: float32/float64 ndarrays (of one shape
 and dtype for two operands), nothing forcing a backend, fewer elements than ``dispatch.HOST_MAX``
-says. Such a call costs a type test and one dict lookup (``dispatch.HOST_LIMITS``: dtype and
-size together) before numpy's kernel runs (no validation helpers, no ``dispatch.run``); every
-other call (array-likes, ints, scalars, mixed dtypes, dask or cupy arrays, forced backends, big
-inputs, GPU thresholds) takes ``general``, the op's full path through
-:mod:`trueno.ops._validate` and :func:`trueno.dispatch.run`, which gives the same answer. The
-inline test is the one :func:`trueno.dispatch.run` makes.
+says. Such a call costs two identity tests on the dtype, one size comparison against a bound
+held in the function's closure, and the one bool test of tracing before numpy's kernel runs (no
+validation helpers, no dict lookups, no ``dispatch.run``); every other call (array-likes, ints,
+scalars, mixed dtypes, dask or cupy arrays, forced backends, big inputs, GPU thresholds) takes
+``general``, the op's full path through :mod:`trueno.ops._validate` and
+:func:`trueno.dispatch.run`, which gives the same answer. The inline test is the one
+:func:`trueno.dispatch.run` makes.
+
+The bounds are live: :func:`bind` registers a setter per op (a closure cell, or a module global
+of an op module) that dispatch calls whenever ``HOST_MAX`` changes (a forced backend, a new
+threshold), so the hot path reads a plain int.
 
 Ops with parameters (``scale(a, s)``, ``softmax(x, axis)``, ``layer_norm(x, gamma, beta,
-eps)`` ...) make the same test in their own bodies with :func:`limits` and :func:`reference`
-and add the checks of their parameters; they run the fast path only with tracing off and
-leave tracing to the general path."""
+eps)`` ...) make the same test in their own bodies against a module-level bound kept by
+:func:`bind_global`, and add the checks of their parameters; they run the fast path only with
+tracing off and leave tracing to the general path."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from time import perf_counter_ns
 from typing import Any, TypeVar, cast
 
@@ -27,17 +32,46 @@ from trueno.opspec import OpSpec
 from trueno.trace import recorder
 
 NDARRAY = np.ndarray
+F32, F64 = np.dtype(np.float32), np.dtype(np.float64)  # the dtypes of a fast path (singletons)
 # the dtypes of a fast path, as a span names them
-_NAMES: dict[np.dtype, str] = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+_NAMES: dict[np.dtype, str] = {F32: "float32", F64: "float64"}
 _NUMPY = Backend.NUMPY.value  # the span's backend, as dispatch._record writes it
 
 F = TypeVar("F", bound=Callable[..., Any])  # an op function: the fast path keeps its signature
 
+# (kind, setter): each setter receives dispatch.HOST_MAX[kind] whenever it changes
+_BOUNDS: list[tuple[str, Callable[[int], None]]] = []
 
-def limits(spec: OpSpec) -> dict[np.dtype, int]:
-    """The live ``{float32: bound, float64: bound}`` of ``spec``'s kind: an input of one of
-    these dtypes with fewer elements runs numpy's kernel; any other dtype gets 0."""
-    return dispatch.HOST_LIMITS[spec.kind]
+
+def _push_bounds() -> None:
+    host_max = dispatch.HOST_MAX
+    for kind, put in _BOUNDS:
+        put(host_max[kind])
+
+
+def _bind(kind: str, put: Callable[[int], None]) -> None:
+    _BOUNDS.append((kind, put))
+    put(dispatch.HOST_MAX[kind])
+
+
+def bind_global(namespace: MutableMapping[str, Any], name: str, spec: OpSpec) -> None:
+    """Keep ``namespace[name]`` (an op module's ``globals()``) equal to ``HOST_MAX`` of
+    ``spec``'s kind: inputs of a float dtype with fewer elements run numpy's kernel."""
+    _bind(spec.kind, functools.partial(namespace.__setitem__, name))
+
+
+def bound_of(op: Callable[..., Any]) -> int:
+    """The live bound held by a fast op function made by :func:`unary` or :func:`binary`."""
+    code = op.__code__
+    return cast(int, op.__closure__[code.co_freevars.index("bound")].cell_contents)  # type: ignore[index]
+
+
+def _bind_cell(spec: OpSpec, op: Callable[..., Any]) -> None:
+    cell = op.__closure__[op.__code__.co_freevars.index("bound")]  # type: ignore[index]
+    _bind(spec.kind, functools.partial(setattr, cell, "cell_contents"))
+
+
+dispatch.on_refresh(_push_bounds)
 
 
 def reference(spec: OpSpec) -> Callable[..., Any]:
@@ -74,9 +108,10 @@ def _flops(spec: OpSpec) -> tuple[int, int]:
 def unary(spec: OpSpec, general: F, empty_ok: bool = True) -> F:
     """``op(a)``: the fast path for one float ndarray, else ``general(a)`` (which raises for
     an empty input unless ``empty_ok``)."""
-    ref, lims = reference(spec), limits(spec)
-    rec, clock = recorder, perf_counter_ns
+    ref = reference(spec)
+    rec, clock, nd, f32, f64 = recorder, perf_counter_ns, NDARRAY, F32, F64
     code, (num, den) = _codes(spec), _flops(spec)
+    bound = 0  # dispatch.HOST_MAX[spec.kind], kept current by _bind_cell
 
     def traced(a: Any) -> Any:
         t0 = clock()
@@ -90,42 +125,56 @@ def unary(spec: OpSpec, general: F, empty_ok: bool = True) -> F:
     if empty_ok:
 
         def op(a: Any) -> Any:
-            if type(a) is NDARRAY and a.size < lims.get(a.dtype, 0):
-                return traced(a) if rec.ENABLED else ref(a)
+            if type(a) is nd and a.size < bound and ((dt := a.dtype) is f32 or dt is f64):
+                if rec.ENABLED:
+                    return traced(a)
+                return ref(a)
             return general(a)
 
     else:
 
         def op(a: Any) -> Any:
-            if type(a) is NDARRAY and 0 < a.size < lims.get(a.dtype, 0):
-                return traced(a) if rec.ENABLED else ref(a)
+            if type(a) is nd and 0 < a.size < bound and ((dt := a.dtype) is f32 or dt is f64):
+                if rec.ENABLED:
+                    return traced(a)
+                return ref(a)
             return general(a)
 
+    _bind_cell(spec, op)
     return cast(F, functools.wraps(general)(op))
 
 
 def binary(spec: OpSpec, general: F) -> F:
     """``op(a, b)``: the fast path for two float ndarrays of one shape and dtype, else
     ``general(a, b)``."""
-    ref, lims = reference(spec), limits(spec)
-    rec, clock = recorder, perf_counter_ns
+    ref = reference(spec)
+    rec, clock, nd, f32, f64 = recorder, perf_counter_ns, NDARRAY, F32, F64
     code, (num, den) = _codes(spec), _flops(spec)
+    bound = 0  # dispatch.HOST_MAX[spec.kind], kept current by _bind_cell
+
+    def traced(a: Any, b: Any) -> Any:
+        t0 = clock()
+        out = ref(a, b)
+        dur = clock() - t0
+        nbytes = 2 * a.nbytes + getattr(out, "nbytes", 0)
+        rec.record_coded(code(a.dtype, a.shape), nbytes, num * a.size // den, t0, dur)
+        return out
 
     def op(a: Any, b: Any) -> Any:
-        if type(a) is NDARRAY and type(b) is NDARRAY:
-            dt = a.dtype
-            n = a.size
-            if n < lims.get(dt, 0) and b.dtype is dt and a.shape == b.shape:
-                if not rec.ENABLED:
-                    return ref(a, b)
-                t0 = clock()
-                out = ref(a, b)
-                dur = clock() - t0
-                nbytes = 2 * a.nbytes + getattr(out, "nbytes", 0)
-                rec.record_coded(code(dt, a.shape), nbytes, num * n // den, t0, dur)
-                return out
+        if (
+            type(a) is nd
+            and type(b) is nd
+            and ((dt := a.dtype) is f32 or dt is f64)
+            and b.dtype is dt
+            and a.size < bound
+            and a.shape == b.shape
+        ):
+            if rec.ENABLED:
+                return traced(a, b)
+            return ref(a, b)
         return general(a, b)
 
+    _bind_cell(spec, op)
     return cast(F, functools.wraps(general)(op))
 
 

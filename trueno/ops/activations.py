@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from trueno import dispatch
 from trueno.errors import ArgumentError, EmptyInputError, ShapeError
 from trueno.ops import _fast
-from trueno.ops._fast import NDARRAY
+from trueno.ops._fast import F32, F64, NDARRAY
 from trueno.ops._validate import as_float_array, ndim_in, scalar
 from trueno.opspec import OpSpec, declare
 from trueno.trace import recorder
@@ -59,7 +59,9 @@ LOG_SOFTMAX = declare(
 _LEAKY, _ELU, _GELU, _SOFTMAX, _LOG_SOFTMAX = (
     _fast.reference(s) for s in (LEAKY_RELU, ELU, GELU, SOFTMAX, LOG_SOFTMAX)
 )
-_FUSED, _ROWWISE = _fast.limits(LEAKY_RELU), _fast.limits(SOFTMAX)  # elu, gelu: fused too
+_FUSED = _ROWWISE = 0  # HOST_MAX of leaky_relu's kind (elu's, gelu's) and softmax's
+_fast.bind_global(globals(), "_FUSED", LEAKY_RELU)
+_fast.bind_global(globals(), "_ROWWISE", SOFTMAX)
 
 
 def _act(spec: OpSpec, x: ArrayLike, *params: object) -> Array:
@@ -75,16 +77,16 @@ def relu(x: ArrayLike) -> Array:
 
 def leaky_relu(x: ArrayLike, alpha: float = 0.01) -> Array:
     """x for x >= 0, alpha * x below."""
-    if type(x) is NDARRAY and type(alpha) is float and x.size < _FUSED.get(x.dtype, 0):
-        if not recorder.ENABLED:
+    if type(x) is NDARRAY and type(alpha) is float and x.size < _FUSED:
+        if ((dt := x.dtype) is F32 or dt is F64) and not recorder.ENABLED:
             return _LEAKY(x, alpha)
     return _act(LEAKY_RELU, x, scalar(alpha, "leaky_relu", "alpha"))
 
 
 def elu(x: ArrayLike, alpha: float = 1.0) -> Array:
     """x for x >= 0, alpha * (e^x - 1) below."""
-    if type(x) is NDARRAY and type(alpha) is float and x.size < _FUSED.get(x.dtype, 0):
-        if not recorder.ENABLED:
+    if type(x) is NDARRAY and type(alpha) is float and x.size < _FUSED:
+        if ((dt := x.dtype) is F32 or dt is F64) and not recorder.ENABLED:
             return _ELU(x, alpha)
     return _act(ELU, x, scalar(alpha, "elu", "alpha"))
 
@@ -104,8 +106,8 @@ def sigmoid(x: ArrayLike) -> Array:
 def gelu(x: ArrayLike, approximate: str = "tanh") -> Array:
     """Gaussian error linear unit: ``approximate="tanh"`` (GPT-2's form) or ``"none"``
     (exact, with erf)."""
-    if type(x) is NDARRAY and x.size < _FUSED.get(x.dtype, 0) and not recorder.ENABLED:
-        if approximate == "tanh" or approximate == "none":
+    if type(x) is NDARRAY and x.size < _FUSED and ((dt := x.dtype) is F32 or dt is F64):
+        if (approximate == "tanh" or approximate == "none") and not recorder.ENABLED:
             return _GELU(x, approximate)
     if approximate not in ("tanh", "none"):
         raise ArgumentError(f"gelu: approximate={approximate!r}; expected 'tanh' or 'none'")
@@ -154,7 +156,8 @@ def _last_axis(x: ArrayLike, axis: int) -> bool:
     the bound, along its last axis (``axis=-1``), tracing off."""
     return (
         type(x) is NDARRAY
-        and 0 < x.size < _ROWWISE.get(x.dtype, 0)
+        and 0 < x.size < _ROWWISE
+        and ((dt := x.dtype) is F32 or dt is F64)
         and type(axis) is int
         and axis == -1
         and 0 < x.ndim < 3

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from trueno import dispatch
 from trueno.ops import _fast
-from trueno.ops._fast import NDARRAY
+from trueno.ops._fast import F32, F64, NDARRAY
 from trueno.ops._validate import as_float_array, operands, same_dtype, same_shape, scalar
 from trueno.opspec import declare
 from trueno.trace import recorder
@@ -103,13 +103,15 @@ FMA = declare("fma", "elementwise", rtol=EXACT, flops=2, doc="a * b + c", args="
 # the common call of each (float ndarrays, float parameters, tracing off) runs numpy's kernel
 # after the _fast test; any other call takes the validated path below it
 _SCALE, _CLAMP, _LERP, _FMA = (_fast.reference(s) for s in (SCALE, CLAMP, LERP, FMA))
-_SMALL, _CLIP = _fast.limits(SCALE), _fast.limits(CLAMP)  # lerp, fma: scale's kind
+_SMALL = _CLIP = 0  # HOST_MAX of scale's kind (lerp's, fma's) and of clamp's, kept by _fast
+_fast.bind_global(globals(), "_SMALL", SCALE)
+_fast.bind_global(globals(), "_CLIP", CLAMP)
 
 
 def scale(a: ArrayLike, s: float) -> Array:
     """a * s for a scalar s."""
-    if type(a) is NDARRAY and type(s) is float and a.size < _SMALL.get(a.dtype, 0):
-        if not recorder.ENABLED:
+    if type(a) is NDARRAY and type(s) is float and a.size < _SMALL:
+        if ((dt := a.dtype) is F32 or dt is F64) and not recorder.ENABLED:
             return _SCALE(a, s)
     a = as_float_array(a, "scale")
     return dispatch.run(SCALE, a.size, (a, scalar(s, "scale", "s")))
@@ -118,7 +120,7 @@ def scale(a: ArrayLike, s: float) -> Array:
 def clamp(a: ArrayLike, lo: float, hi: float) -> Array:
     """a limited to [lo, hi] element-wise (NaN stays NaN; lo > hi gives hi, as numpy.clip)."""
     if type(a) is NDARRAY and type(lo) is float and type(hi) is float:
-        if a.size < _CLIP.get(a.dtype, 0) and not recorder.ENABLED:
+        if a.size < _CLIP and ((dt := a.dtype) is F32 or dt is F64) and not recorder.ENABLED:
             return _CLAMP(a, lo, hi)
     a = as_float_array(a, "clamp")
     lo, hi = scalar(lo, "clamp", "lo"), scalar(hi, "clamp", "hi")
@@ -132,8 +134,8 @@ def lerp(a: ArrayLike, b: ArrayLike, t: float) -> Array:
     """Linear interpolation a + t (b - a) between same-shape arrays."""
     if type(a) is NDARRAY and type(b) is NDARRAY and type(t) is float:
         dt = a.dtype
-        if a.size < _SMALL.get(dt, 0) and b.dtype is dt and a.shape == b.shape:
-            if not recorder.ENABLED:
+        if (dt is F32 or dt is F64) and b.dtype is dt and a.size < _SMALL:
+            if a.shape == b.shape and not recorder.ENABLED:
                 return _LERP(a, b, t)
     a, b = same_dtype((a, b), "lerp")
     same_shape(a, b, "lerp")
@@ -143,8 +145,9 @@ def lerp(a: ArrayLike, b: ArrayLike, t: float) -> Array:
 def fma(a: ArrayLike, b: ArrayLike, c: ArrayLike) -> Array:
     """a * b + c element-wise (rounded like numpy's a * b + c, so results are reproducible)."""
     if type(a) is NDARRAY and type(b) is NDARRAY and type(c) is NDARRAY:
-        dt, shape = a.dtype, a.shape
-        if a.size < _SMALL.get(dt, 0) and b.dtype is dt and c.dtype is dt:
+        dt = a.dtype
+        if (dt is F32 or dt is F64) and b.dtype is dt and c.dtype is dt and a.size < _SMALL:
+            shape = a.shape
             if b.shape == shape and c.shape == shape and not recorder.ENABLED:
                 return _FMA(a, b, c)
     a, b, c = same_dtype((a, b, c), "fma")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from trueno import dispatch
 from trueno.errors import SizeMismatchError
 from trueno.ops import _fast
-from trueno.ops._fast import NDARRAY
+from trueno.ops._fast import F32, F64, NDARRAY
 from trueno.ops._validate import as_float_array, ndim_in, non_empty, same_dtype, same_shape
 from trueno.opspec import OpSpec, declare
 from trueno.trace import recorder
@@ -65,7 +65,9 @@ RMS_NORM = declare(
 _VARIANCE, _STDDEV, _COVARIANCE, _CORRELATION, _LAYER_NORM, _RMS_NORM = (
     _fast.reference(s) for s in (VARIANCE, STDDEV, COVARIANCE, CORRELATION, LAYER_NORM, RMS_NORM)
 )
-_STATS, _ROWWISE = _fast.limits(VARIANCE), _fast.limits(LAYER_NORM)
+_STATS = _ROWWISE = 0  # HOST_MAX of variance's kind and of layer_norm's, kept by _fast
+_fast.bind_global(globals(), "_STATS", VARIANCE)
+_fast.bind_global(globals(), "_ROWWISE", LAYER_NORM)
 
 
 def _stat(spec: OpSpec, a: ArrayLike, *params: object) -> Scalar:
@@ -82,16 +84,16 @@ def mean(a: ArrayLike) -> Scalar:
 
 def variance(a: ArrayLike, ddof: int = 0) -> Scalar:
     """Variance of all elements (population by default; ddof=1 for the sample variance)."""
-    if type(a) is NDARRAY and type(ddof) is int and 0 < a.size < _STATS.get(a.dtype, 0):
-        if not recorder.ENABLED:
+    if type(a) is NDARRAY and type(ddof) is int and 0 < a.size < _STATS:
+        if ((dt := a.dtype) is F32 or dt is F64) and not recorder.ENABLED:
             return _VARIANCE(a, ddof)
     return _stat(VARIANCE, a, int(ddof))
 
 
 def stddev(a: ArrayLike, ddof: int = 0) -> Scalar:
     """Standard deviation: sqrt(variance(a, ddof))."""
-    if type(a) is NDARRAY and type(ddof) is int and 0 < a.size < _STATS.get(a.dtype, 0):
-        if not recorder.ENABLED:
+    if type(a) is NDARRAY and type(ddof) is int and 0 < a.size < _STATS:
+        if ((dt := a.dtype) is F32 or dt is F64) and not recorder.ENABLED:
             return _STDDEV(a, ddof)
     return _stat(STDDEV, a, int(ddof))
 
@@ -101,8 +103,8 @@ def _two(a: ArrayLike, b: ArrayLike) -> bool:
     shape below the bound, tracing off."""
     if type(a) is NDARRAY and type(b) is NDARRAY:
         dt = a.dtype
-        if 0 < a.size < _STATS.get(dt, 0) and b.dtype is dt and a.shape == b.shape:
-            return not recorder.ENABLED
+        if (dt is F32 or dt is F64) and b.dtype is dt and 0 < a.size < _STATS:
+            return a.shape == b.shape and not recorder.ENABLED
     return False
 
 
@@ -161,7 +163,7 @@ def _row_params(x: ArrayLike, params: tuple[ArrayLike | None, ...], eps: float) 
     if type(x) is not NDARRAY or type(eps) is not float or recorder.ENABLED:
         return False
     dt = x.dtype
-    if not (0 < x.size < _ROWWISE.get(dt, 0) and 0 < x.ndim < 3):
+    if not (0 < x.size < _ROWWISE and (dt is F32 or dt is F64) and 0 < x.ndim < 3):
         return False
     for p in params:
         if p is not None and not (type(p) is NDARRAY and p.dtype is dt and p.shape == x.shape[-1:]):
