@@ -122,11 +122,11 @@ def test_span_keys_past_the_kept_shapes(monkeypatch):
 def assert_bound(kind: str, bound: int) -> None:
     """HOST_MAX and every fast op function's copy of it (closure cell or module global) give
     ``bound``."""
-    from trueno.ops import _fast, activations, elementwise, stats
+    from trueno.ops import activations, elementwise, stats
 
     assert dispatch.HOST_MAX[kind] == bound
     ops = [getattr(trueno, n) for n in FAST_ONE + FAST_TWO if OPS[n].kind == kind]
-    assert ops and all(_fast.bound_of(op) == bound for op in ops)
+    assert ops and all(op.bound == bound for op in ops)
     kept = {
         (elementwise, "_SMALL"): "scale",
         (elementwise, "_CLIP"): "clamp",
@@ -148,6 +148,48 @@ def test_fast_path_takes_native_float_dtypes_only():
             got = getattr(trueno, name)(*args)
             same(got, general(name, *args))
             assert got.dtype in (np.float32, np.float64) and got.dtype.isnative, (name, x.dtype)
+
+
+def test_calls_the_c_test_passes_to_the_general_path():
+    """Keyword arguments, wrong argument counts, 0-d, strided, Fortran-order and subclassed
+    arrays: each gives the general path's answer or error."""
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    same(trueno.add(x, b=x), general("add", x, x))
+    same(trueno.neg(a=x), general("neg", x))
+    for bad in ((), (x, x, x)):
+        with pytest.raises(TypeError):
+            trueno.add(*bad)
+    with pytest.raises(TypeError):
+        trueno.neg(x, x)
+    zero_d = np.float64(2.0) * np.ones((), np.float64)
+    same(trueno.add(zero_d, zero_d), general("add", zero_d, zero_d))
+    same(trueno.add(x[:, ::2], x[:, 1::2]), general("add", x[:, ::2], x[:, 1::2]))
+    same(trueno.neg(np.asfortranarray(x)), general("neg", np.asfortranarray(x)))
+    with pytest.raises(SizeMismatchError):
+        trueno.add(x, x.T)  # same size, other shape
+    with pytest.raises(SizeMismatchError):
+        trueno.add(x, x.reshape(1, 3, 4))  # same size, other ndim
+    m = np.ma.masked_array(x)  # a subclass: never numpy's kernel on it directly
+    same(trueno.neg(m), general("neg", m))
+
+
+def test_fast_ops_behave_as_functions():
+    import inspect
+    import pickle
+
+    for name in ("add", "neg", "sum", "relu"):
+        f = getattr(trueno, name)
+        assert f.__name__ == name and f.__doc__ and f.__wrapped__ is not None
+        assert pickle.loads(pickle.dumps(f)) is f
+        assert list(inspect.signature(f).parameters) == list(
+            inspect.signature(f.__wrapped__).parameters
+        )
+
+    class Holder:
+        op = trueno.add  # not bound as a method
+
+    x = np.ones(3, np.float32)
+    same(Holder().op(x, x), general("add", x, x))
 
 
 @pytest.mark.skipif(dispatch.forced_backend() is not None, reason="TRUENO_BACKEND is set")

@@ -1,21 +1,27 @@
-"""Op functions with the common call decided inline: float32/float64 ndarrays (of one shape
-and dtype for two operands), nothing forcing a backend, fewer elements than ``dispatch.HOST_MAX``
-says. Such a call costs two identity tests on the dtype, one size comparison against a bound
-held in the function's closure, and the one bool test of tracing before numpy's kernel runs (no
-validation helpers, no dict lookups, no ``dispatch.run``); every other call (array-likes, ints,
-scalars, mixed dtypes, dask or cupy arrays, forced backends, big inputs, GPU thresholds) takes
-``general``, the op's full path through :mod:`trueno.ops._validate` and
-:func:`trueno.dispatch.run`, which gives the same answer. The inline test is the one
-:func:`trueno.dispatch.run` makes.
+"""Op functions with the common call decided before any Python code runs: float32/float64
+ndarrays (of one shape and dtype for two operands), nothing forcing a backend, fewer elements
+than ``dispatch.HOST_MAX`` says. :func:`unary` and :func:`binary` make each such op a
+:class:`trueno.ops._cfast.FastOp` (trueno/ops/_cfast.c), a callable that tests the exact type,
+the dtype (by identity: native float32/float64 only), the size against its live ``bound`` and,
+for two operands, the second one's dtype and shape, then calls numpy's kernel directly (the one
+bool test of tracing chooses ``traced`` instead). Every other call (array-likes, ints, scalars,
+mixed dtypes, keyword arguments, dask or cupy arrays, forced backends, big inputs, GPU
+thresholds) goes, untouched, to ``general``: the op's full path through
+:mod:`trueno.ops._validate` and :func:`trueno.dispatch.run`, which gives the same answer. The
+test is the one :func:`trueno.dispatch.run` makes.
 
-The bounds are live: :func:`bind` registers a setter per op (a closure cell, or a module global
-of an op module) that dispatch calls whenever ``HOST_MAX`` changes (a forced backend, a new
-threshold), so the hot path reads a plain int.
+A Python function cannot do this cheaply enough: on 8 elements its frame and attribute tests
+cost about 150 ns (one array) and 300 ns (two: ``a.shape == b.shape`` alone builds two
+tuples), 0.4-0.8x of numpy's own call; the C test costs a few ns.
+
+The bounds are live: :func:`_bind` registers a setter per op (a FastOp's ``bound``, or a module
+global of an op module) that dispatch calls whenever ``HOST_MAX`` changes (a forced backend, a
+new threshold), so the hot path reads a plain int.
 
 Ops with parameters (``scale(a, s)``, ``softmax(x, axis)``, ``layer_norm(x, gamma, beta,
-eps)`` ...) make the same test in their own bodies against a module-level bound kept by
-:func:`bind_global`, and add the checks of their parameters; they run the fast path only with
-tracing off and leave tracing to the general path."""
+eps)`` ...) make the same test in Python in their own bodies against a module-level bound kept
+by :func:`bind_global`, and add the checks of their parameters; they run the fast path only
+with tracing off and leave tracing to the general path."""
 
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import numpy as np
 
 from trueno import dispatch
 from trueno.backends import Backend
+from trueno.ops._cfast import FastOp
 from trueno.opspec import OpSpec
 from trueno.trace import recorder
 
@@ -36,6 +43,7 @@ F32, F64 = np.dtype(np.float32), np.dtype(np.float64)  # the dtypes of a fast pa
 # the dtypes of a fast path, as a span names them
 _NAMES: dict[np.dtype, str] = {F32: "float32", F64: "float64"}
 _NUMPY = Backend.NUMPY.value  # the span's backend, as dispatch._record writes it
+_FLAGS = vars(recorder)  # FastOp reads recorder.ENABLED from here
 
 F = TypeVar("F", bound=Callable[..., Any])  # an op function: the fast path keeps its signature
 
@@ -58,17 +66,6 @@ def bind_global(namespace: MutableMapping[str, Any], name: str, spec: OpSpec) ->
     """Keep ``namespace[name]`` (an op module's ``globals()``) equal to ``HOST_MAX`` of
     ``spec``'s kind: inputs of a float dtype with fewer elements run numpy's kernel."""
     _bind(spec.kind, functools.partial(namespace.__setitem__, name))
-
-
-def bound_of(op: Callable[..., Any]) -> int:
-    """The live bound held by a fast op function made by :func:`unary` or :func:`binary`."""
-    code = op.__code__
-    return cast(int, op.__closure__[code.co_freevars.index("bound")].cell_contents)  # type: ignore[index]
-
-
-def _bind_cell(spec: OpSpec, op: Callable[..., Any]) -> None:
-    cell = op.__closure__[op.__code__.co_freevars.index("bound")]  # type: ignore[index]
-    _bind(spec.kind, functools.partial(setattr, cell, "cell_contents"))
 
 
 dispatch.on_refresh(_push_bounds)
@@ -105,13 +102,19 @@ def _flops(spec: OpSpec) -> tuple[int, int]:
     return float(spec.flops).as_integer_ratio()
 
 
+def _fast_op(spec: OpSpec, general: F, traced: Callable[..., Any], arity: int, empty_ok: bool) -> F:
+    op = FastOp(reference(spec), general, traced, _FLAGS, arity, empty_ok)
+    functools.update_wrapper(op, general)  # __wrapped__, __name__, __doc__ ... in its __dict__
+    _bind(spec.kind, functools.partial(setattr, op, "bound"))
+    return cast(F, op)
+
+
 def unary(spec: OpSpec, general: F, empty_ok: bool = True) -> F:
-    """``op(a)``: the fast path for one float ndarray, else ``general(a)`` (which raises for
-    an empty input unless ``empty_ok``)."""
+    """``op(a)``: the fast path for one float ndarray (non-empty unless ``empty_ok``), else
+    ``general(a)``."""
     ref = reference(spec)
-    rec, clock, nd, f32, f64 = recorder, perf_counter_ns, NDARRAY, F32, F64
+    rec, clock = recorder, perf_counter_ns
     code, (num, den) = _codes(spec), _flops(spec)
-    bound = 0  # dispatch.HOST_MAX[spec.kind], kept current by _bind_cell
 
     def traced(a: Any) -> Any:
         t0 = clock()
@@ -121,36 +124,15 @@ def unary(spec: OpSpec, general: F, empty_ok: bool = True) -> F:
         rec.record_coded(code(a.dtype, a.shape), nbytes, num * a.size // den, t0, dur)
         return out
 
-    # two bodies: the size test of an op that takes empty input is one comparison
-    if empty_ok:
-
-        def op(a: Any) -> Any:
-            if type(a) is nd and a.size < bound and ((dt := a.dtype) is f32 or dt is f64):
-                if rec.ENABLED:
-                    return traced(a)
-                return ref(a)
-            return general(a)
-
-    else:
-
-        def op(a: Any) -> Any:
-            if type(a) is nd and 0 < a.size < bound and ((dt := a.dtype) is f32 or dt is f64):
-                if rec.ENABLED:
-                    return traced(a)
-                return ref(a)
-            return general(a)
-
-    _bind_cell(spec, op)
-    return cast(F, functools.wraps(general)(op))
+    return _fast_op(spec, general, traced, 1, empty_ok)
 
 
 def binary(spec: OpSpec, general: F) -> F:
     """``op(a, b)``: the fast path for two float ndarrays of one shape and dtype, else
     ``general(a, b)``."""
     ref = reference(spec)
-    rec, clock, nd, f32, f64 = recorder, perf_counter_ns, NDARRAY, F32, F64
+    rec, clock = recorder, perf_counter_ns
     code, (num, den) = _codes(spec), _flops(spec)
-    bound = 0  # dispatch.HOST_MAX[spec.kind], kept current by _bind_cell
 
     def traced(a: Any, b: Any) -> Any:
         t0 = clock()
@@ -160,22 +142,7 @@ def binary(spec: OpSpec, general: F) -> F:
         rec.record_coded(code(a.dtype, a.shape), nbytes, num * a.size // den, t0, dur)
         return out
 
-    def op(a: Any, b: Any) -> Any:
-        if (
-            type(a) is nd
-            and type(b) is nd
-            and ((dt := a.dtype) is f32 or dt is f64)
-            and b.dtype is dt
-            and a.size < bound
-            and a.shape == b.shape
-        ):
-            if rec.ENABLED:
-                return traced(a, b)
-            return ref(a, b)
-        return general(a, b)
-
-    _bind_cell(spec, op)
-    return cast(F, functools.wraps(general)(op))
+    return _fast_op(spec, general, traced, 2, True)
 
 
 def one_array(spec: OpSpec, empty_ok: bool = True) -> Callable[[F], F]:
