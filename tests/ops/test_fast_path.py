@@ -92,14 +92,16 @@ def test_fast_path_records_the_span_general_would():
         trueno.add(x, x)
         trueno.exp(x)
         trueno.sum(x)
+        trueno.fma(x, x, x)
     with trueno.trace.capture() as slow:
         general("add", x, x)
         general("exp", x)
         general("sum", x)
+        general("fma", x, x, x)
     keys = ("name", "backend", "shape", "dtype", "bytes", "flops")
     got = [tuple(str(s[k]) for k in keys) for s in fast.spans if s["category"] == "op"]
     want = [tuple(str(s[k]) for k in keys) for s in slow.spans if s["category"] == "op"]
-    assert got == want and len(got) == 3
+    assert got == want and len(got) == 4
 
 
 def test_span_keys_past_the_kept_shapes(monkeypatch):

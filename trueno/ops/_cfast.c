@@ -1,9 +1,9 @@
-/* trueno.ops._cfast: the per-call fast path of the one- and two-array ops, in C.
+/* trueno.ops._cfast: the per-call fast path of the ops on one, two or three arrays, in C.
 
    A FastOp is what `trueno.add`, `trueno.neg`, `trueno.sum` ... are: a callable that makes the
-   test trueno/ops/_fast.py describes (exact ndarrays of one native float32/float64 dtype, of one
-   shape for two operands, fewer elements than the live `bound`, more than none where the op
-   refuses empty input) and then calls numpy's kernel `ref` directly, or `traced` when the
+   test trueno/ops/_fast.py describes (exact ndarrays of one native float32/float64 dtype and one
+   shape, fewer elements than the live `bound`, more than none where the op refuses empty input)
+   and then calls numpy's kernel `ref` directly, or `traced` when the
    recorder's ENABLED flag is true; every other call goes to `general`, the op's validated path,
    with its arguments untouched. Python code sees an object with the function's attributes
    (__wrapped__, __name__, __doc__ ... in its __dict__) and a writable `bound`. */
@@ -24,7 +24,7 @@ typedef struct {
     PyObject *flags;   /* the recorder module's __dict__: flags["ENABLED"] */
     PyObject *dict;    /* __wrapped__, __name__, __doc__ ... */
     Py_ssize_t bound;  /* HOST_MAX of the op's kind, pushed by dispatch */
-    int arity;         /* 1 or 2 */
+    int arity;         /* 1, 2 or 3 arrays */
     int min_size;      /* 0, or 1 for an op that refuses empty input */
 } FastOp;
 
@@ -54,10 +54,10 @@ fastop_vectorcall(PyObject *self_, PyObject *const *args, size_t nargsf, PyObjec
         if (fast_operand(args[0], &da)) {
             npy_intp n = PyArray_SIZE(a);
             int ok = n < self->bound && n >= self->min_size;
-            if (ok && nargs == 2) {
-                PyArrayObject *b = (PyArrayObject *)args[1];
+            for (Py_ssize_t i = 1; ok && i < nargs; i++) {
+                PyArrayObject *b = (PyArrayObject *)args[i];
                 int nd = PyArray_NDIM(a);
-                ok = fast_operand(args[1], &db) && db == da && PyArray_NDIM(b) == nd &&
+                ok = fast_operand(args[i], &db) && db == da && PyArray_NDIM(b) == nd &&
                      memcmp(PyArray_DIMS(a), PyArray_DIMS(b), nd * sizeof(npy_intp)) == 0;
             }
             if (ok) {
@@ -82,8 +82,8 @@ fastop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!i|p", kwlist, &ref, &general, &traced,
                                      &PyDict_Type, &flags, &arity, &empty_ok))
         return NULL;
-    if (arity != 1 && arity != 2) {
-        PyErr_SetString(PyExc_ValueError, "FastOp: arity must be 1 or 2");
+    if (arity < 1 || arity > 3) {
+        PyErr_SetString(PyExc_ValueError, "FastOp: arity must be 1, 2 or 3");
         return NULL;
     }
     FastOp *self = (FastOp *)type->tp_alloc(type, 0);

@@ -102,47 +102,36 @@ def _flops(spec: OpSpec) -> tuple[int, int]:
     return float(spec.flops).as_integer_ratio()
 
 
-def _fast_op(spec: OpSpec, general: F, traced: Callable[..., Any], arity: int, empty_ok: bool) -> F:
-    op = FastOp(reference(spec), general, traced, _FLAGS, arity, empty_ok)
+def arrays(spec: OpSpec, general: F, arity: int, empty_ok: bool = True) -> F:
+    """``op(a, ...)`` on ``arity`` arrays (1 to 3): the fast path for float ndarrays of one
+    shape and dtype (non-empty unless ``empty_ok``), else ``general(a, ...)``."""
+    ref = reference(spec)
+    rec, clock = recorder, perf_counter_ns
+    code, (num, den) = _codes(spec), _flops(spec)
+
+    def traced(*args: Any) -> Any:
+        t0 = clock()
+        out = ref(*args)
+        dur = clock() - t0
+        a = args[0]
+        nbytes = arity * a.nbytes + getattr(out, "nbytes", 0)
+        rec.record_coded(code(a.dtype, a.shape), nbytes, num * a.size // den, t0, dur)
+        return out
+
+    op = FastOp(ref, general, traced, _FLAGS, arity, empty_ok)
     functools.update_wrapper(op, general)  # __wrapped__, __name__, __doc__ ... in its __dict__
     _bind(spec.kind, functools.partial(setattr, op, "bound"))
     return cast(F, op)
 
 
 def unary(spec: OpSpec, general: F, empty_ok: bool = True) -> F:
-    """``op(a)``: the fast path for one float ndarray (non-empty unless ``empty_ok``), else
-    ``general(a)``."""
-    ref = reference(spec)
-    rec, clock = recorder, perf_counter_ns
-    code, (num, den) = _codes(spec), _flops(spec)
-
-    def traced(a: Any) -> Any:
-        t0 = clock()
-        out = ref(a)
-        dur = clock() - t0
-        nbytes = a.nbytes + getattr(out, "nbytes", 0)
-        rec.record_coded(code(a.dtype, a.shape), nbytes, num * a.size // den, t0, dur)
-        return out
-
-    return _fast_op(spec, general, traced, 1, empty_ok)
+    """``op(a)``: :func:`arrays` on one array."""
+    return arrays(spec, general, 1, empty_ok)
 
 
 def binary(spec: OpSpec, general: F) -> F:
-    """``op(a, b)``: the fast path for two float ndarrays of one shape and dtype, else
-    ``general(a, b)``."""
-    ref = reference(spec)
-    rec, clock = recorder, perf_counter_ns
-    code, (num, den) = _codes(spec), _flops(spec)
-
-    def traced(a: Any, b: Any) -> Any:
-        t0 = clock()
-        out = ref(a, b)
-        dur = clock() - t0
-        nbytes = 2 * a.nbytes + getattr(out, "nbytes", 0)
-        rec.record_coded(code(a.dtype, a.shape), nbytes, num * a.size // den, t0, dur)
-        return out
-
-    return _fast_op(spec, general, traced, 2, True)
+    """``op(a, b)``: :func:`arrays` on two arrays."""
+    return arrays(spec, general, 2)
 
 
 def one_array(spec: OpSpec, empty_ok: bool = True) -> Callable[[F], F]:
@@ -153,3 +142,8 @@ def one_array(spec: OpSpec, empty_ok: bool = True) -> Callable[[F], F]:
 def two_arrays(spec: OpSpec) -> Callable[[F], F]:
     """Decorator: the op function ``general(a, b)`` with :func:`binary`'s fast path in front."""
     return functools.partial(binary, spec)
+
+
+def three_arrays(spec: OpSpec) -> Callable[[F], F]:
+    """Decorator: the op function ``general(a, b, c)`` with the fast path in front."""
+    return functools.partial(arrays, spec, arity=3)

@@ -102,8 +102,8 @@ LERP = declare("lerp", "elementwise", rtol=EXACT, flops=3, doc="a + t (b - a)", 
 FMA = declare("fma", "elementwise", rtol=EXACT, flops=2, doc="a * b + c", args="xyz")
 # the common call of each (float ndarrays, float parameters, tracing off) runs numpy's kernel
 # after the _fast test; any other call takes the validated path below it
-_SCALE, _CLAMP, _LERP, _FMA = (_fast.reference(s) for s in (SCALE, CLAMP, LERP, FMA))
-_SMALL = _CLIP = 0  # HOST_MAX of scale's kind (lerp's, fma's) and of clamp's, kept by _fast
+_SCALE, _CLAMP, _LERP = (_fast.reference(s) for s in (SCALE, CLAMP, LERP))
+_SMALL = _CLIP = 0  # HOST_MAX of scale's kind (lerp's) and of clamp's, kept by _fast
 _fast.bind_global(globals(), "_SMALL", SCALE)
 _fast.bind_global(globals(), "_CLIP", CLAMP)
 
@@ -142,14 +142,9 @@ def lerp(a: ArrayLike, b: ArrayLike, t: float) -> Array:
     return dispatch.run(LERP, a.size, (a, b, scalar(t, "lerp", "t")))
 
 
+@_fast.three_arrays(FMA)
 def fma(a: ArrayLike, b: ArrayLike, c: ArrayLike) -> Array:
     """a * b + c element-wise (rounded like numpy's a * b + c, so results are reproducible)."""
-    if type(a) is NDARRAY and type(b) is NDARRAY and type(c) is NDARRAY:
-        dt = a.dtype
-        if (dt is F32 or dt is F64) and b.dtype is dt and c.dtype is dt and a.size < _SMALL:
-            shape = a.shape
-            if b.shape == shape and c.shape == shape and not recorder.ENABLED:
-                return _FMA(a, b, c)
     a, b, c = same_dtype((a, b, c), "fma")
     same_shape(a, b, "fma")
     same_shape(a, c, "fma")
