@@ -12,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 import trueno
 from trueno import OPS, dispatch
 from trueno.errors import ArgumentError, EmptyInputError, ShapeError, SizeMismatchError
+from trueno.ops._cfast import FastOp
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -124,15 +125,14 @@ def test_span_keys_past_the_kept_shapes(monkeypatch):
 def assert_bound(kind: str, bound: int) -> None:
     """HOST_MAX and every fast op function's copy of it (closure cell or module global) give
     ``bound``."""
-    from trueno.ops import activations, elementwise, stats
+    from trueno.ops import activations, stats
 
     assert dispatch.HOST_MAX[kind] == bound
-    ops = [getattr(trueno, n) for n in FAST_ONE + FAST_TWO if OPS[n].kind == kind]
-    assert ops and all(op.bound == bound for op in ops)
+    ops = [getattr(trueno, n) for n in OPS if OPS[n].kind == kind]
+    fast = [op for op in ops if isinstance(op, FastOp)]
+    assert len(fast) >= 8 and all(op.bound == bound for op in fast)
     kept = {
-        (elementwise, "_SMALL"): "scale",
-        (elementwise, "_CLIP"): "clamp",
-        (activations, "_FUSED"): "leaky_relu",
+        (activations, "_FUSED"): "gelu",
         (activations, "_ROWWISE"): "softmax",
         (stats, "_STATS"): "variance",
         (stats, "_ROWWISE"): "layer_norm",
@@ -173,6 +173,31 @@ def test_calls_the_c_test_passes_to_the_general_path():
         trueno.add(x, x.reshape(1, 3, 4))  # same size, other ndim
     m = np.ma.masked_array(x)  # a subclass: never numpy's kernel on it directly
     same(trueno.neg(m), general("neg", m))
+
+
+def test_float_parameters_and_defaults():
+    """Float parameters given or left to their defaults run the fast path; ints, numpy
+    scalars and keywords take the general path; all give the general path's answer."""
+    x = np.linspace(-2, 2, 9, dtype=np.float32)
+    for call in (
+        lambda f: f(x),
+        lambda f: f(x, 0.2),
+        lambda f: f(x, 2),
+        lambda f: f(x, np.float64(0.2)),
+        lambda f: f(x, alpha=0.2),
+    ):
+        for name in ("leaky_relu", "elu"):
+            f = getattr(trueno, name)
+            same(call(f), call(f.__wrapped__))
+    same(trueno.leaky_relu(x), trueno.leaky_relu(x, 0.01))
+    same(trueno.clamp(x, -1.0, 1.0), general("clamp", x, -1.0, 1.0))
+    same(trueno.lerp(x, x[::-1].copy(), 0.25), general("lerp", x, x[::-1].copy(), 0.25))
+    with pytest.raises(TypeError):
+        trueno.clamp(x, -1.0)  # too few: the general path's TypeError
+    with pytest.raises(TypeError):
+        trueno.leaky_relu(x, 0.1, 0.2)
+    with pytest.raises(SizeMismatchError):
+        trueno.lerp(x, x[:4], 0.5)
 
 
 def test_fast_ops_behave_as_functions():

@@ -2,8 +2,8 @@
 
    A FastOp is what `trueno.add`, `trueno.neg`, `trueno.sum` ... are: a callable that makes the
    test trueno/ops/_fast.py describes (exact ndarrays of one native float32/float64 dtype and one
-   shape, fewer elements than the live `bound`, more than none where the op refuses empty input)
-   and then calls numpy's kernel `ref` directly, or `traced` when the
+   shape, fewer elements than the live `bound`, more than none where the op refuses empty input,
+   then `floats` parameters given as exact Python floats or left to their `defaults`) and then calls numpy's kernel `ref` directly, or `traced` when the
    recorder's ENABLED flag is true; every other call goes to `general`, the op's validated path,
    with its arguments untouched. Python code sees an object with the function's attributes
    (__wrapped__, __name__, __doc__ ... in its __dict__) and a writable `bound`. */
@@ -24,9 +24,13 @@ typedef struct {
     PyObject *flags;   /* the recorder module's __dict__: flags["ENABLED"] */
     PyObject *dict;    /* __wrapped__, __name__, __doc__ ... */
     Py_ssize_t bound;  /* HOST_MAX of the op's kind, pushed by dispatch */
-    int arity;         /* 1, 2 or 3 arrays */
-    int min_size;      /* 0, or 1 for an op that refuses empty input */
+    PyObject *defaults; /* a tuple: the defaults of the last float parameters */
+    int arity;          /* 1, 2 or 3 arrays */
+    int floats;         /* then this many float parameters (exact Python floats) */
+    int min_size;       /* 0, or 1 for an op that refuses empty input */
 } FastOp;
+
+#define MAX_ARGS 8
 
 static PyArray_Descr *F32, *F64;
 static PyObject *ENABLED; /* interned "ENABLED" */
@@ -48,25 +52,38 @@ fastop_vectorcall(PyObject *self_, PyObject *const *args, size_t nargsf, PyObjec
 {
     FastOp *self = (FastOp *)self_;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs == self->arity && kwnames == NULL) {
+    Py_ssize_t full = self->arity + self->floats;
+    Py_ssize_t given = nargs - self->arity; /* float parameters given */
+    if (kwnames == NULL && given >= 0 && nargs <= full &&
+        nargs + PyTuple_GET_SIZE(self->defaults) >= full) {
         PyArray_Descr *da, *db;
         PyArrayObject *a = (PyArrayObject *)args[0];
         if (fast_operand(args[0], &da)) {
             npy_intp n = PyArray_SIZE(a);
             int ok = n < self->bound && n >= self->min_size;
-            for (Py_ssize_t i = 1; ok && i < nargs; i++) {
+            for (Py_ssize_t i = 1; ok && i < self->arity; i++) {
                 PyArrayObject *b = (PyArrayObject *)args[i];
                 int nd = PyArray_NDIM(a);
                 ok = fast_operand(args[i], &db) && db == da && PyArray_NDIM(b) == nd &&
                      memcmp(PyArray_DIMS(a), PyArray_DIMS(b), nd * sizeof(npy_intp)) == 0;
             }
+            for (Py_ssize_t i = self->arity; ok && i < nargs; i++)
+                ok = PyFloat_CheckExact(args[i]);
             if (ok) {
                 PyObject *on = PyDict_GetItemWithError(self->flags, ENABLED); /* borrowed */
-                if (on == Py_True)
-                    return PyObject_Vectorcall(self->traced, args, nargs, NULL);
                 if (on == NULL && PyErr_Occurred())
                     return NULL;
-                return PyObject_Vectorcall(self->ref, args, nargs, NULL);
+                PyObject *fn = on == Py_True ? self->traced : self->ref;
+                if (nargs == full)
+                    return PyObject_Vectorcall(fn, args, nargs, NULL);
+                /* the missing float parameters take their defaults */
+                PyObject *buf[MAX_ARGS];
+                Py_ssize_t skip = PyTuple_GET_SIZE(self->defaults) - (full - nargs);
+                for (Py_ssize_t i = 0; i < nargs; i++)
+                    buf[i] = args[i];
+                for (Py_ssize_t i = nargs; i < full; i++)
+                    buf[i] = PyTuple_GET_ITEM(self->defaults, skip + i - nargs);
+                return PyObject_Vectorcall(fn, buf, full, NULL);
             }
         }
     }
@@ -76,15 +93,26 @@ fastop_vectorcall(PyObject *self_, PyObject *const *args, size_t nargsf, PyObjec
 static PyObject *
 fastop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"ref", "general", "traced", "flags", "arity", "empty_ok", NULL};
-    PyObject *ref, *general, *traced, *flags;
-    int arity, empty_ok = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!i|p", kwlist, &ref, &general, &traced,
-                                     &PyDict_Type, &flags, &arity, &empty_ok))
+    static char *kwlist[] = {"ref",      "general", "traced",   "flags", "arity",
+                             "empty_ok", "floats",  "defaults", NULL};
+    PyObject *ref, *general, *traced, *flags, *defaults = NULL;
+    int arity, empty_ok = 1, floats = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO!i|piO!", kwlist, &ref, &general, &traced,
+                                     &PyDict_Type, &flags, &arity, &empty_ok, &floats,
+                                     &PyTuple_Type, &defaults))
         return NULL;
-    if (arity < 1 || arity > 3) {
-        PyErr_SetString(PyExc_ValueError, "FastOp: arity must be 1, 2 or 3");
+    Py_ssize_t ndefaults = defaults ? PyTuple_GET_SIZE(defaults) : 0;
+    if (arity < 1 || arity > 3 || floats < 0 || floats > MAX_ARGS - arity ||
+        ndefaults > floats) {
+        PyErr_SetString(PyExc_ValueError,
+                        "FastOp: 1 to 3 arrays, at most 5 floats, no more defaults than floats");
         return NULL;
+    }
+    for (Py_ssize_t i = 0; i < ndefaults; i++) {
+        if (!PyFloat_CheckExact(PyTuple_GET_ITEM(defaults, i))) {
+            PyErr_SetString(PyExc_TypeError, "FastOp: defaults must be floats");
+            return NULL;
+        }
     }
     FastOp *self = (FastOp *)type->tp_alloc(type, 0);
     if (self == NULL)
@@ -94,9 +122,15 @@ fastop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Py_INCREF(general), self->general = general;
     Py_INCREF(traced), self->traced = traced;
     Py_INCREF(flags), self->flags = flags;
+    self->defaults = defaults ? Py_NewRef(defaults) : PyTuple_New(0);
+    if (self->defaults == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     self->dict = NULL;
     self->bound = 0;
     self->arity = arity;
+    self->floats = floats;
     self->min_size = empty_ok ? 0 : 1;
     return (PyObject *)self;
 }
@@ -109,6 +143,7 @@ fastop_traverse(FastOp *self, visitproc visit, void *arg)
     Py_VISIT(self->traced);
     Py_VISIT(self->flags);
     Py_VISIT(self->dict);
+    Py_VISIT(self->defaults);
     return 0;
 }
 
@@ -120,6 +155,7 @@ fastop_clear(FastOp *self)
     Py_CLEAR(self->traced);
     Py_CLEAR(self->flags);
     Py_CLEAR(self->dict);
+    Py_CLEAR(self->defaults);
     return 0;
 }
 

@@ -102,9 +102,18 @@ def _flops(spec: OpSpec) -> tuple[int, int]:
     return float(spec.flops).as_integer_ratio()
 
 
-def arrays(spec: OpSpec, general: F, arity: int, empty_ok: bool = True) -> F:
-    """``op(a, ...)`` on ``arity`` arrays (1 to 3): the fast path for float ndarrays of one
-    shape and dtype (non-empty unless ``empty_ok``), else ``general(a, ...)``."""
+def arrays(
+    spec: OpSpec,
+    general: F,
+    arity: int,
+    empty_ok: bool = True,
+    floats: int = 0,
+    defaults: tuple[float, ...] = (),
+) -> F:
+    """``op(a, ..., p, ...)`` on ``arity`` arrays (1 to 3) and ``floats`` float parameters
+    (the last ones may be left to ``defaults``): the fast path for float ndarrays of one shape
+    and dtype (non-empty unless ``empty_ok``) and parameters given as Python floats, else
+    ``general(...)`` with the call's arguments as they came."""
     ref = reference(spec)
     rec, clock = recorder, perf_counter_ns
     code, (num, den) = _codes(spec), _flops(spec)
@@ -118,7 +127,7 @@ def arrays(spec: OpSpec, general: F, arity: int, empty_ok: bool = True) -> F:
         rec.record_coded(code(a.dtype, a.shape), nbytes, num * a.size // den, t0, dur)
         return out
 
-    op = FastOp(ref, general, traced, _FLAGS, arity, empty_ok)
+    op = FastOp(ref, general, traced, _FLAGS, arity, empty_ok, floats, defaults)
     functools.update_wrapper(op, general)  # __wrapped__, __name__, __doc__ ... in its __dict__
     _bind(spec.kind, functools.partial(setattr, op, "bound"))
     return cast(F, op)
@@ -147,3 +156,9 @@ def two_arrays(spec: OpSpec) -> Callable[[F], F]:
 def three_arrays(spec: OpSpec) -> Callable[[F], F]:
     """Decorator: the op function ``general(a, b, c)`` with the fast path in front."""
     return functools.partial(arrays, spec, arity=3)
+
+
+def with_floats(spec: OpSpec, arity: int, floats: int, *defaults: float) -> Callable[[F], F]:
+    """Decorator: the op function ``general(a, ..., p, ...)`` (``arity`` arrays, ``floats``
+    float parameters, the last ones defaulting to ``defaults``) with the fast path in front."""
+    return functools.partial(arrays, spec, arity=arity, floats=floats, defaults=defaults)

@@ -56,11 +56,9 @@ LOG_SOFTMAX = declare(
 # the common call of an op with parameters (a float ndarray, parameters of the type and
 # values asked for, tracing off) runs numpy's kernel after the _fast test; any other call
 # takes the validated path
-_LEAKY, _ELU, _GELU, _SOFTMAX, _LOG_SOFTMAX = (
-    _fast.reference(s) for s in (LEAKY_RELU, ELU, GELU, SOFTMAX, LOG_SOFTMAX)
-)
-_FUSED = _ROWWISE = 0  # HOST_MAX of leaky_relu's kind (elu's, gelu's) and softmax's
-_fast.bind_global(globals(), "_FUSED", LEAKY_RELU)
+_GELU, _SOFTMAX, _LOG_SOFTMAX = (_fast.reference(s) for s in (GELU, SOFTMAX, LOG_SOFTMAX))
+_FUSED = _ROWWISE = 0  # HOST_MAX of gelu's kind and softmax's
+_fast.bind_global(globals(), "_FUSED", GELU)
 _fast.bind_global(globals(), "_ROWWISE", SOFTMAX)
 
 
@@ -75,19 +73,15 @@ def relu(x: ArrayLike) -> Array:
     return _act(RELU, x)
 
 
+@_fast.with_floats(LEAKY_RELU, 1, 1, 0.01)
 def leaky_relu(x: ArrayLike, alpha: float = 0.01) -> Array:
     """x for x >= 0, alpha * x below."""
-    if type(x) is NDARRAY and type(alpha) is float and x.size < _FUSED:
-        if ((dt := x.dtype) is F32 or dt is F64) and not recorder.ENABLED:
-            return _LEAKY(x, alpha)
     return _act(LEAKY_RELU, x, scalar(alpha, "leaky_relu", "alpha"))
 
 
+@_fast.with_floats(ELU, 1, 1, 1.0)
 def elu(x: ArrayLike, alpha: float = 1.0) -> Array:
     """x for x >= 0, alpha * (e^x - 1) below."""
-    if type(x) is NDARRAY and type(alpha) is float and x.size < _FUSED:
-        if ((dt := x.dtype) is F32 or dt is F64) and not recorder.ENABLED:
-            return _ELU(x, alpha)
     return _act(ELU, x, scalar(alpha, "elu", "alpha"))
 
 

@@ -8,10 +8,8 @@ from typing import TYPE_CHECKING
 
 from trueno import dispatch
 from trueno.ops import _fast
-from trueno.ops._fast import F32, F64, NDARRAY
 from trueno.ops._validate import as_float_array, operands, same_dtype, same_shape, scalar
 from trueno.opspec import declare
-from trueno.trace import recorder
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -100,28 +98,18 @@ SCALE = declare("scale", "elementwise", rtol=EXACT, doc="a * s", args="xs")
 CLAMP = declare("clamp", "clip", rtol=EXACT, doc="a limited to [lo, hi]", args="xss")
 LERP = declare("lerp", "elementwise", rtol=EXACT, flops=3, doc="a + t (b - a)", args="xys")
 FMA = declare("fma", "elementwise", rtol=EXACT, flops=2, doc="a * b + c", args="xyz")
-# the common call of each (float ndarrays, float parameters, tracing off) runs numpy's kernel
-# after the _fast test; any other call takes the validated path below it
-_SCALE, _CLAMP, _LERP = (_fast.reference(s) for s in (SCALE, CLAMP, LERP))
-_SMALL = _CLIP = 0  # HOST_MAX of scale's kind (lerp's) and of clamp's, kept by _fast
-_fast.bind_global(globals(), "_SMALL", SCALE)
-_fast.bind_global(globals(), "_CLIP", CLAMP)
 
 
+@_fast.with_floats(SCALE, 1, 1)
 def scale(a: ArrayLike, s: float) -> Array:
     """a * s for a scalar s."""
-    if type(a) is NDARRAY and type(s) is float and a.size < _SMALL:
-        if ((dt := a.dtype) is F32 or dt is F64) and not recorder.ENABLED:
-            return _SCALE(a, s)
     a = as_float_array(a, "scale")
     return dispatch.run(SCALE, a.size, (a, scalar(s, "scale", "s")))
 
 
+@_fast.with_floats(CLAMP, 1, 2)
 def clamp(a: ArrayLike, lo: float, hi: float) -> Array:
     """a limited to [lo, hi] element-wise (NaN stays NaN; lo > hi gives hi, as numpy.clip)."""
-    if type(a) is NDARRAY and type(lo) is float and type(hi) is float:
-        if a.size < _CLIP and ((dt := a.dtype) is F32 or dt is F64) and not recorder.ENABLED:
-            return _CLAMP(a, lo, hi)
     a = as_float_array(a, "clamp")
     lo, hi = scalar(lo, "clamp", "lo"), scalar(hi, "clamp", "hi")
     return dispatch.run(CLAMP, a.size, (a, lo, hi))
@@ -130,13 +118,9 @@ def clamp(a: ArrayLike, lo: float, hi: float) -> Array:
 clip = clamp
 
 
+@_fast.with_floats(LERP, 2, 1)
 def lerp(a: ArrayLike, b: ArrayLike, t: float) -> Array:
     """Linear interpolation a + t (b - a) between same-shape arrays."""
-    if type(a) is NDARRAY and type(b) is NDARRAY and type(t) is float:
-        dt = a.dtype
-        if (dt is F32 or dt is F64) and b.dtype is dt and a.size < _SMALL:
-            if a.shape == b.shape and not recorder.ENABLED:
-                return _LERP(a, b, t)
     a, b = same_dtype((a, b), "lerp")
     same_shape(a, b, "lerp")
     return dispatch.run(LERP, a.size, (a, b, scalar(t, "lerp", "t")))
