@@ -15,5 +15,7 @@ class FastOp:
         flags: dict[str, Any],
         arity: int,
         empty_ok: bool = ...,
+        floats: int = ...,
+        defaults: tuple[float, ...] = ...,
     ) -> None: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
