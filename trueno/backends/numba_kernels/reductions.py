@@ -111,19 +111,27 @@ def _min(a):
     return fminimum(fminimum(m0, m1), fminimum(m2, m3))
 
 
+# max |x| over the float bits viewed as signed ints of the same width: with the sign bit masked
+# off, the order of the bits is the order of |x|, and any NaN (exponent all ones, mantissa not
+# 0) is above +inf, so a NaN wins as numpy's max propagates it. An integer max reduction
+# vectorizes (vpmaxsd/vpmaxsq), unlike a NaN-propagating float max: 4x numpy's abs().max() in
+# cache. The casts keep numba from widening int32 & int32 to int64 (half the lanes).
+
+
 @nb.njit(**JIT)
-def _maxabs(a):
-    q = a.size // 4
-    a0, a1, a2, a3 = a[:q], a[q : 2 * q], a[2 * q : 3 * q], a[3 * q : 4 * q]
-    m0 = np.abs(a[0])
-    m1, m2, m3 = m0, m0, m0
-    for i in range(q):
-        m0, m1 = fmaximum(m0, np.abs(a0[i])), fmaximum(m1, np.abs(a1[i]))
-        m2, m3 = fmaximum(m2, np.abs(a2[i])), fmaximum(m3, np.abs(a3[i]))
-    tail = a[4 * q :]
-    for i in range(tail.size):
-        m0 = fmaximum(m0, np.abs(tail[i]))
-    return fmaximum(fmaximum(m0, m1), fmaximum(m2, m3))
+def _maxabs32(bits, mask):
+    m = np.int32(bits[0] & mask)
+    for i in range(bits.size):
+        m = max(m, np.int32(bits[i] & mask))
+    return m
+
+
+@nb.njit(**JIT)
+def _maxabs64(bits, mask):
+    m = np.int64(bits[0] & mask)
+    for i in range(bits.size):
+        m = max(m, np.int64(bits[i] & mask))
+    return m
 
 
 @nb.njit(**JIT)
@@ -204,8 +212,16 @@ def min_(a):
     return _extreme(_min, a, np.min)
 
 
+_MAXABS = {  # float dtype: (ints of its width, the mask off its sign bit, kernel)
+    np.dtype(np.float32): (np.int32, 0x7FFFFFFF, _maxabs32),
+    np.dtype(np.float64): (np.int64, (1 << 63) - 1, _maxabs64),
+}
+
+
 def norm_linf(a):
-    return _extreme(_maxabs, a, np.max)
+    ints, mask, kern = _MAXABS[a.dtype]
+    parts = reduce_chunks(kern, (_flat(a).view(ints),), (ints(mask),), PAR_MIN)
+    return np.array(max(parts), dtype=ints).view(a.dtype)[()]
 
 
 def _arg(a, sign):
