@@ -34,9 +34,16 @@ import numpy as np
 
 from trueno import dispatch
 from trueno.backends import Backend
-from trueno.ops._cfast import FastOp
 from trueno.opspec import OpSpec
 from trueno.trace import recorder
+
+try:
+    from trueno.ops._cfast import FastOp
+except ImportError as exc:  # required, never replaced: say how to build it
+    raise ImportError(
+        "trueno.ops._cfast (trueno/ops/_cfast.c) is not built; build it with "
+        "`pip install -e .` or `python setup.py build_ext --inplace` in the source tree"
+    ) from exc
 
 NDARRAY = np.ndarray
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)  # the dtypes of a fast path (singletons)
