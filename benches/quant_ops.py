@@ -2,8 +2,10 @@
 
 For each GGML type and shape: the median time of ``PreparedWeight.matvec`` (int8-quantized
 activations included), the weight GB/s it implies (GGML block bytes / time) and its ratio to
-the read bandwidth of numpy ``W @ x`` on a float32 W of 512 MB measured in the same run with
-the same thread count. Prints a markdown table.
+the read bandwidth of numpy ``W @ x`` on a float32 W of 512 MiB (at least twice the last-level
+cache) measured in the same run with the same thread count. The 262144-row weights run as a
+rotation of copies totalling twice the last-level cache, one copy per call, so none is served
+from the cache (a 300 MiB L3 holds a 262144 x 640 Q8_0 matrix whole). Prints a markdown table.
 
     python benches/quant_ops.py [--quick] [--threads 2] [--portable] [--stat median|min]
 """
@@ -34,6 +36,7 @@ if ARGS is not None:  # BLAS reads its thread count when numpy loads
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(ARGS.threads)
 
+import itertools  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -42,7 +45,8 @@ TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "
 QUICK_TYPES = ["F16", "Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"]
 SHAPES = [(4096, 4096), (262144, 640)]
 K_COLS = 768  # K-quants need rows of whole 256-blocks: 262144 x 768 instead of x 640
-SGEMV_SHAPE = (32768, 4096)  # 512 MiB of float32
+SGEMV_SHAPE = (32768, 4096)  # 512 MiB of float32 (more rows where the cache is larger)
+DRAM_ROWS = 262144  # the shapes with this many rows are the DRAM test: run as a rotation
 
 
 STAT = np.median
@@ -59,11 +63,26 @@ def median_time(fn, reps: int) -> float:
     return float(STAT(times))
 
 
+def sgemv_shape() -> tuple[int, int]:
+    """SGEMV_SHAPE, with rows enough for twice the last-level cache."""
+    from _common import dram_bytes
+
+    rows, cols = SGEMV_SHAPE
+    return max(rows, -(-dram_bytes(rows * cols * 4) // (cols * 4))), cols
+
+
 def sgemv_bandwidth(reps: int) -> float:
-    w = np.full(SGEMV_SHAPE, 0.5, dtype=np.float32)
+    w = np.full(sgemv_shape(), 0.5, dtype=np.float32)
     x = np.ones(SGEMV_SHAPE[1], dtype=np.float32)
     t = median_time(lambda: w @ x, reps)
     return w.nbytes / t / 1e9
+
+
+def rotation(nbytes: int) -> int:
+    """Copies of an ``nbytes`` weight that together overflow the last-level cache twice."""
+    from _common import dram_bytes
+
+    return max(1, -(-dram_bytes(nbytes) // nbytes))
 
 
 def weight_blocks(ggml_type: str, rows: int, cols: int, rng) -> np.ndarray:
@@ -94,17 +113,23 @@ def main(args) -> int:
             c = K_COLS if (t.endswith("_K") and cols % 256) else cols
             blocks = weight_blocks(t, rows, c, rng)
             x = rng.standard_normal(c).astype(np.float32)
+            copies = rotation(blocks.nbytes) if rows >= DRAM_ROWS else 1
             for force in [None, False] if args.portable else [None]:
-                p = prepare(blocks, t, (rows, c), simd=force)
+                ps = [prepare(blocks.copy(), t, (rows, c), simd=force) for _ in range(copies)]
                 out = np.empty(rows, dtype=np.float32)
-                dt = median_time(lambda p=p, x=x, out=out: p.matvec(x, out=out), reps)
-                results.append((t, f"{rows}x{c}", p.backend, dt, blocks.nbytes / dt / 1e9))
+                turn = itertools.cycle(ps)
+                dt = median_time(
+                    lambda turn=turn, x=x, out=out: next(turn).matvec(x, out=out), reps
+                )
+                results.append((t, f"{rows}x{c}", ps[0].backend, dt, blocks.nbytes / dt / 1e9))
+                del ps, turn
             del blocks
     bw_end = sgemv_bandwidth(3 if args.quick else 7)
     bw = max(bw_start, bw_end)  # the better sgemv reading, so ratios err on the low side
     lines = [
         f"threads={args.threads}  stat={args.stat}  ISA level: {kernels.chosen_level()}  "
-        f"sgemv (numpy W @ x, f32 W {SGEMV_SHAPE[0]}x{SGEMV_SHAPE[1]}, 512 MiB) at start / end: "
+        f"sgemv (numpy W @ x, f32 W {sgemv_shape()[0]}x{SGEMV_SHAPE[1]}, "
+        f"{sgemv_shape()[0] * SGEMV_SHAPE[1] * 4 >> 20} MiB) at start / end: "
         f"{bw_start:.1f} / {bw_end:.1f} GB/s; ratios use {bw:.1f}",
         "",
         "| type | shape | backend | ms / matvec | weight GB/s | vs sgemv |",
@@ -117,4 +142,5 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     sys.exit(main(ARGS))
