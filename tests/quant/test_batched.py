@@ -21,7 +21,7 @@ _weights: dict = {}
 def weight(
     name: str, relayout: bool, rows: int = 40, cols: int = 512, isa: str | None = None
 ) -> PreparedWeight:
-    key = (name, relayout, cols, isa)
+    key = (name, relayout, rows, cols, isa)
     if key not in _weights:
         w = np.random.default_rng(1).standard_normal((rows, cols)).astype(np.float32)
         blocks = api.quantize(w, name)
@@ -63,6 +63,26 @@ def test_batched_equals_matvec_per_row(name, relayout, cols, level):
     out = np.empty((11, p.shape[0]), np.float32)
     assert p.matvecs_into(xs, out)  # one group of 8 (or two of 4) and the rest one by one
     for b in range(11):
+        assert np.array_equal(out[b], p.matvec(xs[b]))
+
+
+@pytest.mark.skipif("avx512" not in host_levels(), reason="host lacks avx512")
+@pytest.mark.parametrize("cols", [128, 384, 512, 640, 1152])
+@pytest.mark.parametrize("name", ["Q4_0", "Q4_1"])
+def test_two_row_form_equals_matvec(name, cols):
+    """The two-rows-per-register form (row_pairs.py, avx512): an odd row count (a run of rows
+    ends on one row alone), blocks per row 4 (no group of 8), 12, 16, 20 and 36 (groups of 8,
+    with and without a step of 4)."""
+    kind = f"{name}/relaid/avx512"
+    assert simd.body_of(kind).twin_rows is not None
+    p = weight(name, True, rows=71, cols=cols, isa="avx512")
+    rng = np.random.default_rng(cols)
+    xs = rng.standard_normal((9, cols)).astype(np.float32)
+    xs[1, :32] = 0  # a zero activation block
+    xs[2] *= 1e-3
+    out = np.empty((9, p.shape[0]), np.float32)
+    assert p.matvecs_into(xs, out)
+    for b in range(9):
         assert np.array_equal(out[b], p.matvec(xs[b]))
 
 

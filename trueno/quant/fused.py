@@ -14,7 +14,12 @@ import numpy as np
 from trueno.backends.numba_cache import drop_stale
 from trueno.quant import simd
 
-IR_SOURCES = ("simd.py", "llvm_ir.py", "kernels.py")  # what the cached drivers' IR comes from
+IR_SOURCES = (
+    "simd.py",
+    "llvm_ir.py",
+    "kernels.py",
+    "row_pairs.py",
+)  # what the cached drivers' IR comes from
 drop_stale(__file__, IR_SOURCES)
 
 
