@@ -67,19 +67,23 @@ def test_batched_equals_matvec_per_row(name, relayout, cols, level):
 
 
 @pytest.mark.skipif("avx512" not in host_levels(), reason="host lacks avx512")
-@pytest.mark.parametrize("cols", [128, 384, 512, 640, 1152])
-@pytest.mark.parametrize("name", ["Q4_0", "Q4_1"])
+@pytest.mark.parametrize(
+    ("name", "cols"),
+    [(t, c) for t in ("Q4_0", "Q4_1") for c in (128, 384, 512, 640, 1152)]
+    + [("Q4_K", c) for c in (256, 768, 1280)],
+)
 def test_two_row_form_equals_matvec(name, cols):
     """The two-rows-per-register form (row_pairs.py, avx512): an odd row count (a run of rows
-    ends on one row alone), blocks per row 4 (no group of 8), 12, 16, 20 and 36 (groups of 8,
-    with and without a step of 4)."""
-    kind = f"{name}/relaid/avx512"
-    assert simd.body_of(kind).twin_rows is not None
+    ends on one row alone); Q4_0 / Q4_1 with 4 blocks per row (no group of 8), 12, 16, 20 and
+    36 (groups of 8, with and without a step of 4); Q4_K with 1, 3 and 5 super-blocks."""
     p = weight(name, True, rows=71, cols=cols, isa="avx512")
+    kind = f"{name}/{'relaid' if p.relaid else 'ggml'}/avx512"
+    assert simd.body_of(kind).twin_rows is not None
     rng = np.random.default_rng(cols)
     xs = rng.standard_normal((9, cols)).astype(np.float32)
     xs[1, :32] = 0  # a zero activation block
     xs[2] *= 1e-3
+    xs[3, 5] = 1e4  # one large activation: the others quantize to small integers
     out = np.empty((9, p.shape[0]), np.float32)
     assert p.matvecs_into(xs, out)
     for b in range(9):

@@ -1,16 +1,19 @@
-"""Two weight rows per 512-bit register for the multi-vector (B-vector) paired-layout bodies.
+"""Two weight rows per 512-bit register for the multi-vector (B-vector) bodies at avx512.
 
-At AVX-512 a 256-bit ``vpdpbusd`` and a 512-bit one issue at the same rate (two a cycle on
-Sapphire / Emerald Rapids, measured), and so do 256- and 512-bit FMAs; but once 512-bit uops
-are in flight the 256-bit ones lose port 1. So the B-vector form of the paired Q4_0 / Q4_1
-row dot (simd._paired_body's lane-per-block ``multi`` form) is run here on two rows at once:
-the low 256 bits of every register hold row r, the high 256 bits row r + 1, the activations
-broadcast to both halves. Each half runs exactly the integer and float operations of the
-one-row form, lane for lane, so each result stays bit-identical to it (and to the one-vector
-row dot), at half the instructions per row.
+At AVX-512 a 256-bit ``vpdpbusd`` and a 512-bit one issue at the same rate (measured on
+Emerald Rapids: ~0.24 ns each, 12 independent chains), and so do 256- and 512-bit FMAs; but
+once 512-bit uops are in flight the 256-bit ones lose port 1 (a 512-bit dot on one row's
+eight blocks, the rest 256-bit, measured 5-16% slower). So the lane-per-block ``multi`` forms
+of the paired Q4_0 / Q4_1 row dot (simd._paired_body) and of the Q4_K one (simd._kq_body)
+run here on two rows at once: the low 256 bits of every register hold row r, the high 256
+bits row r + 1, the activations broadcast to both halves. Each half runs exactly the integer
+and float operations of the one-row form, lane for lane (the few reordered steps are exact:
+see their comments), so each result stays bit-identical to it and to the one-vector row dot,
+at about half the instructions per row.
 
-Only rows whose block count is a multiple of 4 (full groups of 8 blocks, then at most one
-step of 4) take this form; the row loop (simd.rows_range_t) runs the one-row form otherwise.
+Paired rows take this form when their block count is a multiple of 4 (full groups of 8
+blocks, then at most one step of 4; Body.twin_step); the row loop (simd.rows_range_t) runs
+the one-row form otherwise, and on a run's last row when the run is odd.
 """
 
 from __future__ import annotations
@@ -258,6 +261,92 @@ def paired_rows_body(has_min, offset):
                 res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
             )
             for j in range(len(vs))
+        ]
+
+    return body
+
+
+def k4_rows_body(block_bytes, scales_mins):
+    """The two-row B-vector body of Q4_K on GGML blocks (simd._kq_body's lane-per-block
+    form at avx512, lane for lane): ``fn(builder, w0, w1, vecs, n)`` with w0, w1 the
+    one-pointer weight tuples of rows r and r + 1, n super-blocks per row, ``vecs`` (xt, dx,
+    xs, bs) pointers; ``scales_mins(builder, w, p)``: the super-block's (<8 x i16> scales,
+    <8 x i16> mins) (simd._scales_mins_k4). Returns one <2 x f32> per vector (rows r, r + 1)."""
+    v16i16 = ir.VectorType(I16, 16)
+    pairs = [i // 2 for i in range(16)]
+
+    def body(builder, w0, w1, vecs, n):
+        (row0,), (row1,) = w0, w1
+        zero = ir.Constant(V16F32, None)
+        accs = [(Acc(builder, zero), Acc(builder, zero)) for _ in vecs]
+
+        def twin_scalar(a, b):
+            """f32 a (row r) and b (row r + 1) -> <16 x f32> [a x 8 | b x 8]."""
+            v = ir.Constant(ir.VectorType(F32, 2), None)
+            v = builder.insert_element(v, a, ir.Constant(I32, 0))
+            v = builder.insert_element(v, b, ir.Constant(I32, 1))
+            mask = ir.Constant(ir.VectorType(I32, 16), [0] * 8 + [1] * 8)
+            return builder.shuffle_vector(v, v, mask)
+
+        def half(w, p):
+            bits = load(builder, w, p, I16)
+            return builder.fpext(builder.bitcast(bits, F16), F32)
+
+        with cgutils.for_range(builder, n) as loop:
+            sb = loop.index
+            p = builder.mul(sb, i64(block_bytes))
+            d = twin_scalar(half(row0, p), half(row1, p))
+            pm = builder.add(p, i64(2))
+            dmin = twin_scalar(half(row0, pm), half(row1, pm))
+            (sc_a, m_a), (sc_b, m_b) = scales_mins(builder, row0, p), scales_mins(builder, row1, p)
+            # the scales as f32: |dot of a sub-block| <= 15 * 127 * 32 and scale <= 63 keep
+            # their product below 2^24, so f32(dot) * f32(scale) is exactly the one-row
+            # form's f32(dot * scale) (one vmulps instead of a two-uop vpmulld)
+            sc = builder.sitofp(builder.zext(join(builder, sc_a, sc_b), V16I32), V16F32)
+            m16 = join(builder, m_a, m_b)
+            mins = builder.shuffle_vector(
+                m16, m16, ir.Constant(ir.VectorType(I32, 32), pairs + [8 + k for k in pairs])
+            )
+            chunks = []
+            for i in range(4):
+                at = builder.add(p, i64(16 + 32 * i))
+                ty = ir.VectorType(I8, 32)
+                chunks.append(
+                    join(builder, load(builder, row0, at, ty), load(builder, row1, at, ty))
+                )
+            qv = nibbles_t(builder, chunks)
+            b0 = builder.mul(sb, i64(8))
+            base = builder.mul(b0, i64(32))
+            for ptrs, (acc, macc) in zip(vecs, accs, strict=True):
+                x, dx, bs = ptrs[0], ptrs[1], ptrs[3]
+                parts = [None, None]
+                for t, q in enumerate(qv):
+                    xv = both_halves(
+                        builder,
+                        load(builder, x, builder.add(base, i64(32 * t)), ir.VectorType(I8, 32)),
+                    )
+                    parts[t % 2] = _dpbusd(builder, parts[t % 2], q, xv)
+                isum = builder.fmul(builder.sitofp(builder.add(*parts), V16F32), sc)
+                bsums = both_halves(builder, load(builder, bs, builder.mul(sb, i64(32)), v16i16))
+                mprod = x86(builder, "llvm.x86.avx512.pmaddw.d.512", V16I32, mins, bsums)
+                dxs = load(builder, dx, builder.mul(sb, i64(4)), F32)
+                dxv = builder.shuffle_vector(
+                    builder.insert_element(
+                        ir.Constant(ir.VectorType(F32, 1), None), dxs, ir.Constant(I32, 0)
+                    ),
+                    ir.Constant(ir.VectorType(F32, 1), None),
+                    ir.Constant(ir.VectorType(I32, 16), [0] * 16),
+                )
+                acc.set(_fma16(builder, isum, builder.fmul(d, dxv), acc.get()))
+                mscale = builder.fmul(dmin, dxv)
+                macc.set(_fma16(builder, builder.sitofp(mprod, V16F32), mscale, macc.get()))
+        diffs = [builder.fsub(acc.get(), macc.get()) for acc, macc in accs]
+        res = twin_hsums(builder, diffs)
+        return [
+            builder.shuffle_vector(
+                res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
+            )
+            for j in range(len(vecs))
         ]
 
     return body

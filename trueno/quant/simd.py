@@ -113,6 +113,7 @@ class Body:
     # (results of row r, of row r + 1)), for relaid rows whose block count is a multiple of
     # 4; None: ``multi`` row by row
     twin_rows: object = None
+    twin_step: int = 1  # the block counts (``n`` / ``nb``) ``twin_rows`` takes: multiples of it
 
     def emit(self, builder, weights, vecs, n) -> list:
         """The dots of the activation pointer tuples ``vecs`` (one per vector)."""
@@ -225,7 +226,8 @@ def _rows_codegen(kind: str, transposed: bool, row_range: bool = False):
         first = r0
         if multi and body.twin_rows is not None:  # rows two at a time where the form allows
             w0, nb = _weights(context, builder, body, wty, wt, r0)
-            fits = builder.icmp_unsigned("==", builder.and_(nb, i64(3)), i64(0))
+            step = i64(body.twin_step)
+            fits = builder.icmp_unsigned("==", builder.urem(nb, step), i64(0))
             twins = builder.select(fits, builder.sdiv(builder.sub(r1, r0), i64(2)), i64(0))
             with cgutils.for_range(builder, twins) as loop:
                 r = builder.add(r0, builder.mul(loop.index, i64(2)))
@@ -480,12 +482,16 @@ def _q6k_dot(dots, builder, w, x, dx, xs, bs, n):
 def k4_dot(rec, level) -> Body:
     """Q4_K, and Q5_K (has_high: the 5th bits of qh)."""
     args = (rec.block_bytes, rec.has_high, IntDots(level))
+    twin = None
+    if level == "avx512" and not rec.has_high:
+        twin = row_pairs.k4_rows_body(rec.block_bytes, _scales_mins_k4)
     return Body(
         _kq_body(*args),
         step_bytes=rec.block_bytes,
         vectors=True,
         multi=_kq_body(*args, transposed=True),
         multi_vectors=_multi_group(level),
+        twin_rows=twin,
     )
 
 
@@ -748,6 +754,7 @@ def paired_dot(rec, level) -> Body:
         multi=multi,
         multi_vectors=group,
         twin_rows=twin,
+        twin_step=4,
     )
 
 
