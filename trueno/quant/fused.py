@@ -154,6 +154,10 @@ def _make_matvec(kind: str, block: int, prefetch: bool):
 
 def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed: bool):
     group_kind = f"{kind}/{group}"
+    # 8 vectors per decode (avx512): 4 to 7 left over take one decode of 4 before the rest
+    # go one by one (half == group: no such step)
+    half = group // 2 if transposed and group == 8 else group
+    half_kind = f"{kind}/{half}"
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def matvecs(w, x, xq, dx, xs, bs, xt, out):
@@ -165,7 +169,7 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
         if block:
             for b in range(n_vec):
                 quantize_activations(x[b], block, xq[b], dx[b], xs[b], bs[b])
-                if transposed and n_vec >= group:
+                if transposed and n_vec >= half:
                     transpose_blocks(xq[b], xt[b])
             xd = dx
         else:
@@ -182,9 +186,12 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
                     simd.rows_range_t(group_kind, w, r0, r1, xt, xd, xs, bs, b, out, pre)
                     pre = 0
                     b += group
+                if b + half <= n_vec:
+                    simd.rows_range_t(half_kind, w, r0, r1, xt, xd, xs, bs, b, out, pre)
+                    b += half
                 while b < n_vec:
                     for r in range(r0, r1):
-                        if prefetch and n_vec < group:
+                        if prefetch and n_vec < half:
                             simd.prefetch_row(w[0], r + PREFETCH_ROWS)
                         out[b, r] = simd.row_dot(kind, w, r, xq[b], xd[b], xs[b], bs[b])
                     b += 1
