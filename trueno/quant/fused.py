@@ -155,8 +155,9 @@ def _make_matvec(kind: str, block: int, prefetch: bool):
 def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed: bool):
     group_kind = f"{kind}/{group}"
     # 8 vectors per decode (avx512): 4 to 7 left over take one decode of 4 before the rest
-    # go one by one (half == group: no such step)
-    half = group // 2 if transposed and group == 8 else group
+    # go one by one (a constant: numba prunes the step where there is none)
+    halves = transposed and group == 8
+    half = group // 2 if halves else group
     half_kind = f"{kind}/{half}"
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
@@ -186,9 +187,10 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
                     simd.rows_range_t(group_kind, w, r0, r1, xt, xd, xs, bs, b, out, pre)
                     pre = 0
                     b += group
-                if b + half <= n_vec:
-                    simd.rows_range_t(half_kind, w, r0, r1, xt, xd, xs, bs, b, out, pre)
-                    b += half
+                if halves:
+                    if b + half <= n_vec:
+                        simd.rows_range_t(half_kind, w, r0, r1, xt, xd, xs, bs, b, out, pre)
+                        b += half
                 while b < n_vec:
                     for r in range(r0, r1):
                         if prefetch and n_vec < half:
