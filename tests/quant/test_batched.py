@@ -21,7 +21,7 @@ _weights: dict = {}
 def weight(
     name: str, relayout: bool, rows: int = 40, cols: int = 512, isa: str | None = None
 ) -> PreparedWeight:
-    key = (name, relayout, cols, isa)
+    key = (name, relayout, rows, cols, isa)
     if key not in _weights:
         w = np.random.default_rng(1).standard_normal((rows, cols)).astype(np.float32)
         blocks = api.quantize(w, name)
@@ -63,6 +63,30 @@ def test_batched_equals_matvec_per_row(name, relayout, cols, level):
     out = np.empty((11, p.shape[0]), np.float32)
     assert p.matvecs_into(xs, out)  # one group of 8 (or two of 4) and the rest one by one
     for b in range(11):
+        assert np.array_equal(out[b], p.matvec(xs[b]))
+
+
+@pytest.mark.skipif("avx512" not in host_levels(), reason="host lacks avx512")
+@pytest.mark.parametrize(
+    ("name", "cols"),
+    [(t, c) for t in ("Q4_0", "Q4_1") for c in (128, 384, 512, 640, 1152)]
+    + [("Q4_K", c) for c in (256, 768, 1280)],
+)
+def test_two_row_form_equals_matvec(name, cols):
+    """The two-rows-per-register form (row_pairs.py, avx512): an odd row count (a run of rows
+    ends on one row alone); Q4_0 / Q4_1 with 4 blocks per row (no group of 8), 12, 16, 20 and
+    36 (groups of 8, with and without a step of 4); Q4_K with 1, 3 and 5 super-blocks."""
+    p = weight(name, True, rows=71, cols=cols, isa="avx512")
+    kind = f"{name}/{'relaid' if p.relaid else 'ggml'}/avx512"
+    assert simd.body_of(kind).twin_rows is not None
+    rng = np.random.default_rng(cols)
+    xs = rng.standard_normal((13, cols)).astype(np.float32)  # a group of 8, one of 4, one
+    xs[1, :32] = 0  # a zero activation block
+    xs[2] *= 1e-3
+    xs[9, 5] = 1e4  # one large activation: the others quantize to small integers
+    out = np.empty((13, p.shape[0]), np.float32)
+    assert p.matvecs_into(xs, out)
+    for b in range(13):
         assert np.array_equal(out[b], p.matvec(xs[b]))
 
 

@@ -14,7 +14,12 @@ import numpy as np
 from trueno.backends.numba_cache import drop_stale
 from trueno.quant import simd
 
-IR_SOURCES = ("simd.py", "llvm_ir.py", "kernels.py")  # what the cached drivers' IR comes from
+IR_SOURCES = (
+    "simd.py",
+    "llvm_ir.py",
+    "kernels.py",
+    "row_pairs.py",
+)  # what the cached drivers' IR comes from
 drop_stale(__file__, IR_SOURCES)
 
 
@@ -149,6 +154,11 @@ def _make_matvec(kind: str, block: int, prefetch: bool):
 
 def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed: bool):
     group_kind = f"{kind}/{group}"
+    # 8 vectors per decode (avx512): 4 to 7 left over take one decode of 4 before the rest
+    # go one by one (a constant: numba prunes the step where there is none)
+    halves = transposed and group == 8
+    half = group // 2 if halves else group
+    half_kind = f"{kind}/{half}"
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def matvecs(w, x, xq, dx, xs, bs, xt, out):
@@ -160,7 +170,7 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
         if block:
             for b in range(n_vec):
                 quantize_activations(x[b], block, xq[b], dx[b], xs[b], bs[b])
-                if transposed and n_vec >= group:
+                if transposed and n_vec >= half:
                     transpose_blocks(xq[b], xt[b])
             xd = dx
         else:
@@ -177,9 +187,13 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
                     simd.rows_range_t(group_kind, w, r0, r1, xt, xd, xs, bs, b, out, pre)
                     pre = 0
                     b += group
+                if halves:
+                    if b + half <= n_vec:
+                        simd.rows_range_t(half_kind, w, r0, r1, xt, xd, xs, bs, b, out, pre)
+                        b += half
                 while b < n_vec:
                     for r in range(r0, r1):
-                        if prefetch and n_vec < group:
+                        if prefetch and n_vec < half:
                             simd.prefetch_row(w[0], r + PREFETCH_ROWS)
                         out[b, r] = simd.row_dot(kind, w, r, xq[b], xd[b], xs[b], bs[b])
                     b += 1

@@ -25,6 +25,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from trueno.quant import row_pairs
 from trueno.quant.llvm_ir import (
     F16,
     F32,
@@ -108,6 +109,11 @@ class Body:
     # float operations per vector, so bit-identical to ``fn``; None: ``fn`` serves groups
     multi: object = None
     multi_vectors: int = 0  # vectors per weight decode of ``multi`` (0: the record's)
+    # ``multi`` on two rows at once (row_pairs.py: ``fn(builder, w_r, w_r1, vecs, nb)`` ->
+    # (results of row r, of row r + 1)), for relaid rows whose block count is a multiple of
+    # 4; None: ``multi`` row by row
+    twin_rows: object = None
+    twin_step: int = 1  # the block counts (``n`` / ``nb``) ``twin_rows`` takes: multiples of it
 
     def emit(self, builder, weights, vecs, n) -> list:
         """The dots of the activation pointer tuples ``vecs`` (one per vector)."""
@@ -210,11 +216,33 @@ def _rows_codegen(kind: str, transposed: bool, row_range: bool = False):
         if not row_range:
             one_row(row)
             return context.get_dummy_value()
-        with cgutils.for_range_slice(builder, r0, r1, i64(1)) as (r, _):
+
+        def prefetch(r):
             with builder.if_then(builder.icmp_signed(">", ahead, i64(0))):
                 _prefetch(
                     context, builder, wty[0], builder.extract_value(wt, 0), builder.add(r, ahead)
                 )
+
+        first = r0
+        if multi and body.twin_rows is not None:  # rows two at a time where the form allows
+            w0, nb = _weights(context, builder, body, wty, wt, r0)
+            step = i64(body.twin_step)
+            fits = builder.icmp_unsigned("==", builder.urem(nb, step), i64(0))
+            twins = builder.select(fits, builder.sdiv(builder.sub(r1, r0), i64(2)), i64(0))
+            with cgutils.for_range(builder, twins) as loop:
+                r = builder.add(r0, builder.mul(loop.index, i64(2)))
+                r_next = builder.add(r, i64(1))
+                prefetch(r)
+                prefetch(r_next)
+                w_r, _ = _weights(context, builder, body, wty, wt, r)
+                w_next, _ = _weights(context, builder, body, wty, wt, r_next)
+                ys = body.twin_rows(builder, w_r, w_next, vecs, nb)
+                for dst, y in zip(dsts, ys, strict=True):  # (row r, row r + 1) side by side
+                    dst = builder.gep(dst, [builder.mul(r, i64(4))])
+                    builder.store(y, builder.bitcast(dst, y.type.as_pointer()), align=4)
+            first = builder.add(r0, builder.mul(twins, i64(2)))
+        with cgutils.for_range_slice(builder, first, r1, i64(1)) as (r, _):
+            prefetch(r)
             one_row(r)
         return context.get_dummy_value()
 
@@ -454,12 +482,16 @@ def _q6k_dot(dots, builder, w, x, dx, xs, bs, n):
 def k4_dot(rec, level) -> Body:
     """Q4_K, and Q5_K (has_high: the 5th bits of qh)."""
     args = (rec.block_bytes, rec.has_high, IntDots(level))
+    twin = None
+    if level == "avx512" and not rec.has_high:
+        twin = row_pairs.k4_rows_body(rec.block_bytes, _scales_mins_k4)
     return Body(
         _kq_body(*args),
         step_bytes=rec.block_bytes,
         vectors=True,
         multi=_kq_body(*args, transposed=True),
         multi_vectors=_multi_group(level),
+        twin_rows=twin,
     )
 
 
@@ -712,7 +744,18 @@ def paired_dot(rec, level) -> Body:
     args = (rec.has_min, rec.has_high, rec.zero_point, IntDots(level))
     multi = _paired_body(*args, transposed=True)
     group = _multi_group(level)
-    return Body(_paired_body(*args), relaid=True, vectors=True, multi=multi, multi_vectors=group)
+    twin = None
+    if level == "avx512" and not rec.has_high:
+        twin = row_pairs.paired_rows_body(rec.has_min, rec.zero_point)
+    return Body(
+        _paired_body(*args),
+        relaid=True,
+        vectors=True,
+        multi=multi,
+        multi_vectors=group,
+        twin_rows=twin,
+        twin_step=4,
+    )
 
 
 def _split_q8_dot(dots, builder, qs, d, m, qh, vecs, nb, transposed=False):

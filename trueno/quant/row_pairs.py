@@ -1,0 +1,352 @@
+"""Two weight rows per 512-bit register for the multi-vector (B-vector) bodies at avx512.
+
+At AVX-512 a 256-bit ``vpdpbusd`` and a 512-bit one issue at the same rate (measured on
+Emerald Rapids: ~0.24 ns each, 12 independent chains), and so do 256- and 512-bit FMAs; but
+once 512-bit uops are in flight the 256-bit ones lose port 1 (a 512-bit dot on one row's
+eight blocks, the rest 256-bit, measured 5-16% slower). So the lane-per-block ``multi`` forms
+of the paired Q4_0 / Q4_1 row dot (simd._paired_body) and of the Q4_K one (simd._kq_body)
+run here on two rows at once: the low 256 bits of every register hold row r, the high 256
+bits row r + 1, the activations broadcast to both halves. Each half runs exactly the integer
+and float operations of the one-row form, lane for lane (the few reordered steps are exact:
+see their comments), so each result stays bit-identical to it and to the one-vector row dot,
+at about half the instructions per row.
+
+Paired rows take this form when their block count is a multiple of 4 (full groups of 8
+blocks, then at most one step of 4; Body.twin_step); the row loop (simd.rows_range_t) runs
+the one-row form otherwise, and on a run's last row when the run is odd.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba.core import cgutils
+
+from trueno.quant.llvm_ir import F16, F32, I8, I16, I32, I64, Acc, i64, llvm, load, vconst, x86
+
+V64I8 = ir.VectorType(I8, 64)
+V16I32 = ir.VectorType(I32, 16)
+V16F32 = ir.VectorType(F32, 16)
+V8I64 = ir.VectorType(I64, 8)
+
+
+def _lift(mask, n):
+    """A two-operand shuffle mask over n-lane vectors -> the same shuffle on each half of
+    2n-lane vectors made of two independent n-lane halves."""
+    out = []
+    for h in range(2):
+        for e in mask:
+            out.append(h * n + e if e < n else 2 * n + h * n + (e - n))
+    return out
+
+
+def _shuf(builder, a, b, mask, n):
+    """shufflevector of two 2n-lane twin vectors by the n-lane ``mask`` applied per half."""
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 2 * n), _lift(mask, n)))
+
+
+def _cast(builder, v, ty):
+    return builder.bitcast(v, ty)
+
+
+def join(builder, a, b):
+    """Two n-lane vectors -> one 2n-lane vector [a | b]."""
+    n = a.type.count
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 2 * n), list(range(2 * n))))
+
+
+def both_halves(builder, v):
+    """An n-lane vector -> [v | v] (LLVM: a 256-bit broadcast load when v is loaded)."""
+    n = v.type.count
+    mask = ir.Constant(ir.VectorType(I32, 2 * n), list(range(n)) * 2)
+    return builder.shuffle_vector(v, v, mask)
+
+
+def _split_nibble_dwords(builder, qs):
+    """llvm_ir._split_nibble_dwords on twin <8 x i64>."""
+    blend = [0, 9, 2, 11, 4, 13, 6, 15]
+
+    def merge(a, b):
+        m = _shuf(builder, _cast(builder, a, V16I32), _cast(builder, b, V16I32), blend, 8)
+        return builder.and_(_cast(builder, m, V64I8), vconst(V64I8, 0x0F))
+
+    first = merge(qs, builder.shl(qs, vconst(V8I64, 28)))
+    second = merge(builder.lshr(qs, vconst(V8I64, 32)), builder.lshr(qs, vconst(V8I64, 4)))
+    return first, second
+
+
+def nibbles_t(builder, packed):
+    """llvm_ir.paired_nibbles_t (its qword-transpose form) on four twin <64 x i8> pairs."""
+    p = [_cast(builder, v, V8I64) for v in packed]
+    x0, x1 = (
+        _shuf(builder, p[0], p[2], [0, 1, 4, 5], 4),
+        _shuf(builder, p[0], p[2], [2, 3, 6, 7], 4),
+    )
+    y0, y1 = (
+        _shuf(builder, p[1], p[3], [0, 1, 4, 5], 4),
+        _shuf(builder, p[1], p[3], [2, 3, 6, 7], 4),
+    )
+    q = [_shuf(builder, x0, y0, [0, 4, 2, 6], 4), _shuf(builder, x0, y0, [1, 5, 3, 7], 4)]
+    q += [_shuf(builder, x1, y1, [0, 4, 2, 6], 4), _shuf(builder, x1, y1, [1, 5, 3, 7], 4)]
+    return [r for qs in q for r in _split_nibble_dwords(builder, qs)]
+
+
+def nibbles_t4(builder, p0, p1):
+    """llvm_ir.paired_nibbles_t4 (its qword form) on two twin <64 x i8> pairs."""
+    a, b = _cast(builder, p0, V8I64), _cast(builder, p1, V8I64)
+    out = []
+    for s in range(2):
+        out += _split_nibble_dwords(builder, _shuf(builder, a, b, [s, 4 + s, s + 2, 6 + s], 4))
+    return out
+
+
+ORDER = (0, 4, 2, 6, 1, 5, 3, 7)  # llvm_ir.hsums: vector j's sum in lane ORDER[j]
+
+
+def twin_hsums(builder, vecs):
+    """llvm_ir.hsums on twin <16 x f32> (up to 8): the same additions per half, the sums
+    left in one <16 x f32>, lane h*8 + ORDER[j] holding vector j's sum of half h."""
+    chunk = list(vecs) + [ir.Constant(V16F32, None)] * (8 - len(vecs))
+
+    def sh(a, b, mask):
+        return _shuf(builder, a, b, mask, 8)
+
+    t = [
+        builder.fadd(
+            sh(chunk[i], chunk[i + 1], [0, 1, 2, 3, 8, 9, 10, 11]),
+            sh(chunk[i], chunk[i + 1], [4, 5, 6, 7, 12, 13, 14, 15]),
+        )
+        for i in range(0, 8, 2)
+    ]
+    u = [
+        builder.fadd(
+            sh(t[i], t[i + 1], [0, 1, 8, 9, 4, 5, 12, 13]),
+            sh(t[i], t[i + 1], [2, 3, 10, 11, 6, 7, 14, 15]),
+        )
+        for i in (0, 2)
+    ]
+    return builder.fadd(
+        sh(u[0], u[1], [0, 8, 2, 10, 4, 12, 6, 14]), sh(u[0], u[1], [1, 9, 3, 11, 5, 13, 7, 15])
+    )
+
+
+def _dpbusd(builder, acc, u8, s8):
+    acc = ir.Constant(V16I32, None) if acc is None else acc
+    u8, s8 = _cast(builder, u8, V16I32), _cast(builder, s8, V16I32)
+    return x86(builder, "llvm.x86.avx512.vpdpbusd.512", V16I32, acc, u8, s8)
+
+
+def _fma16(builder, a, b, c):
+    return llvm(builder, "llvm.fma.v16f32", V16F32, a, b, c)
+
+
+class _TwinVec:
+    """One activation vector's pointers and its twin (two-row) accumulators."""
+
+    def __init__(self, builder, ptrs):
+        self.x, self.dx, self.xs = ptrs[:3]
+        zero = ir.Constant(V16F32, None)
+        self.acc0 = Acc(builder, zero)  # the one-row form's accs[0] (groups of 8)
+        self.corr = Acc(builder, zero)  # its corr_v
+
+
+def paired_rows_body(has_min, offset):
+    """The two-row B-vector body of Q4_0 (offset 8) / Q4_1 (has_min) in the paired layout:
+    ``fn(builder, w0, w1, vecs, nb)`` with w0, w1 the (qs, d, m, qh) row pointers of rows r
+    and r + 1 and ``vecs`` (xt, dx, xs, bs) pointers (xt lane-per-block,
+    fused.transpose_blocks); returns one <2 x f32> per vector: its results of rows r and
+    r + 1 (side by side in the output). nb must be a multiple of 4 (module docstring)."""
+
+    def body(builder, w0, w1, vecs, nb):
+        (qs0, d0, m0, _), (qs1, d1, m1, _) = w0, w1
+        vs = [_TwinVec(builder, p) for p in vecs]
+
+        def scales(base0, base1, b0, n):
+            """Halves n of row r then n of row r + 1 at block b0 -> <2n x f32>."""
+            ty = ir.VectorType(I16, n)
+            bits = join(
+                builder,
+                load(builder, base0, builder.mul(b0, i64(2)), ty),
+                load(builder, base1, builder.mul(b0, i64(2)), ty),
+            )
+            half = builder.bitcast(bits, ir.VectorType(F16, 2 * n))
+            return builder.fpext(half, ir.VectorType(F32, 2 * n))
+
+        def twin_pairs(pairs):
+            ty = ir.VectorType(I8, 32)
+            return [
+                join(
+                    builder,
+                    load(builder, qs0, builder.mul(pr, i64(32)), ty),
+                    load(builder, qs1, builder.mul(pr, i64(32)), ty),
+                )
+                for pr in pairs
+            ]
+
+        def x_twin(v, at):
+            return both_halves(builder, load(builder, v.x, at, ir.VectorType(I8, 32)))
+
+        def f_twin(base, b0, n):
+            return both_halves(
+                builder, load(builder, base, builder.mul(b0, i64(4)), ir.VectorType(F32, n))
+            )
+
+        groups = builder.udiv(nb, i64(8))
+        with cgutils.for_range(builder, groups) as loop:
+            b0 = builder.mul(loop.index, i64(8))
+            dv = scales(d0, d1, b0, 8)
+            cv = scales(m0, m1, b0, 8) if has_min else dv
+            pairs = [builder.add(builder.mul(loop.index, i64(4)), i64(k)) for k in range(4)]
+            qv = nibbles_t(builder, twin_pairs(pairs))
+            base = builder.mul(b0, i64(32))
+            for v in vs:
+                s16 = builder.fmul(dv, f_twin(v.dx, b0, 8))
+                v.corr.set(_fma16(builder, cv, f_twin(v.xs, b0, 8), v.corr.get()))
+                accs = [None, None]
+                for t, q in enumerate(qv):
+                    xv = x_twin(v, builder.add(base, i64(32 * t)))
+                    accs[t % 2] = _dpbusd(builder, accs[t % 2], q, xv)
+                isum = builder.sitofp(builder.add(*accs), V16F32)
+                v.acc0.set(_fma16(builder, isum, s16, v.acc0.get()))
+
+        b4 = builder.mul(groups, i64(8))
+        has4 = builder.icmp_unsigned(">=", builder.sub(nb, b4), i64(4))
+        with builder.if_else(has4) as (then, otherwise):
+            with otherwise:
+                for v in vs:  # sum_states' acc0 + acc1, acc1 zero
+                    v.acc0.set(builder.fadd(v.acc0.get(), ir.Constant(V16F32, None)))
+            with then:
+                v8f32 = ir.VectorType(F32, 8)
+                dv = scales(d0, d1, b4, 4)
+                cv = scales(m0, m1, b4, 4) if has_min else dv
+                pairs = [builder.add(builder.mul(groups, i64(4)), i64(k)) for k in range(2)]
+                qv = nibbles_t4(builder, *twin_pairs(pairs))
+                base = builder.mul(b4, i64(32))
+                # <8 x f32> [y4 of row r | y4 of row r + 1] -> the one-row form's widened y8 twice
+                wide = ir.Constant(
+                    ir.VectorType(I32, 16), [0, 1, 2, 3] + [8] * 4 + [4, 5, 6, 7] + [8] * 4
+                )
+                zero8 = ir.Constant(v8f32, None)
+                lo = ir.Constant(ir.VectorType(I32, 8), [0, 1, 2, 3, 8, 9, 10, 11])
+                hi = ir.Constant(ir.VectorType(I32, 8), [4, 5, 6, 7, 12, 13, 14, 15])
+                for v in vs:
+                    s8 = builder.fmul(dv, f_twin(v.dx, b4, 4))
+                    c8 = builder.fmul(cv, f_twin(v.xs, b4, 4))
+                    acc = None
+                    for t, q in enumerate(qv):
+                        acc = _dpbusd(builder, acc, q, x_twin(v, builder.add(base, i64(32 * t))))
+                    tot = builder.add(
+                        builder.shuffle_vector(acc, acc, lo), builder.shuffle_vector(acc, acc, hi)
+                    )
+                    y8 = builder.fmul(builder.sitofp(tot, v8f32), s8)
+                    y16 = builder.shuffle_vector(y8, zero8, wide)
+                    # acc1 (zero) + y, then sum_states' acc0 + acc1 (acc0 is final here)
+                    acc1 = builder.fadd(ir.Constant(V16F32, None), y16)
+                    v.acc0.set(builder.fadd(v.acc0.get(), acc1))
+                    v.corr.set(builder.fadd(v.corr.get(), builder.shuffle_vector(c8, zero8, wide)))
+
+        # the one-row form's epilogue, lane for lane: sum_states of its four accumulators
+        # (acc1 added into acc0 above, the last two zero), hsums, the scalar correction
+        # (zero) added, then the offset or the min term
+        zero = ir.Constant(V16F32, None)
+        totals = [builder.fadd(builder.fadd(v.acc0.get(), zero), zero) for v in vs]
+        tot, corr = twin_hsums(builder, totals), twin_hsums(builder, [v.corr.get() for v in vs])
+        corr = builder.fadd(corr, ir.Constant(V16F32, None))
+        if has_min:
+            res = builder.fadd(tot, corr)
+        else:
+            res = builder.fsub(tot, builder.fmul(vconst(V16F32, float(offset)), corr))
+        # lane h*8 + ORDER[j]: vector j of row r + h -> <2 x f32> (row r, row r + 1) per vector
+        return [
+            builder.shuffle_vector(
+                res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
+            )
+            for j in range(len(vs))
+        ]
+
+    return body
+
+
+def k4_rows_body(block_bytes, scales_mins):
+    """The two-row B-vector body of Q4_K on GGML blocks (simd._kq_body's lane-per-block
+    form at avx512, lane for lane): ``fn(builder, w0, w1, vecs, n)`` with w0, w1 the
+    one-pointer weight tuples of rows r and r + 1, n super-blocks per row, ``vecs`` (xt, dx,
+    xs, bs) pointers; ``scales_mins(builder, w, p)``: the super-block's (<8 x i16> scales,
+    <8 x i16> mins) (simd._scales_mins_k4). Returns one <2 x f32> per vector (rows r, r + 1)."""
+    v16i16 = ir.VectorType(I16, 16)
+    pairs = [i // 2 for i in range(16)]
+
+    def body(builder, w0, w1, vecs, n):
+        (row0,), (row1,) = w0, w1
+        zero = ir.Constant(V16F32, None)
+        accs = [(Acc(builder, zero), Acc(builder, zero)) for _ in vecs]
+
+        def twin_scalar(a, b):
+            """f32 a (row r) and b (row r + 1) -> <16 x f32> [a x 8 | b x 8]."""
+            v = ir.Constant(ir.VectorType(F32, 2), None)
+            v = builder.insert_element(v, a, ir.Constant(I32, 0))
+            v = builder.insert_element(v, b, ir.Constant(I32, 1))
+            mask = ir.Constant(ir.VectorType(I32, 16), [0] * 8 + [1] * 8)
+            return builder.shuffle_vector(v, v, mask)
+
+        def half(w, p):
+            bits = load(builder, w, p, I16)
+            return builder.fpext(builder.bitcast(bits, F16), F32)
+
+        with cgutils.for_range(builder, n) as loop:
+            sb = loop.index
+            p = builder.mul(sb, i64(block_bytes))
+            d = twin_scalar(half(row0, p), half(row1, p))
+            pm = builder.add(p, i64(2))
+            dmin = twin_scalar(half(row0, pm), half(row1, pm))
+            (sc_a, m_a), (sc_b, m_b) = scales_mins(builder, row0, p), scales_mins(builder, row1, p)
+            # the scales as f32: |dot of a sub-block| <= 15 * 127 * 32 and scale <= 63 keep
+            # their product below 2^24, so f32(dot) * f32(scale) is exactly the one-row
+            # form's f32(dot * scale) (one vmulps instead of a two-uop vpmulld)
+            sc = builder.sitofp(builder.zext(join(builder, sc_a, sc_b), V16I32), V16F32)
+            m16 = join(builder, m_a, m_b)
+            mins = builder.shuffle_vector(
+                m16, m16, ir.Constant(ir.VectorType(I32, 32), pairs + [8 + k for k in pairs])
+            )
+            chunks = []
+            for i in range(4):
+                at = builder.add(p, i64(16 + 32 * i))
+                ty = ir.VectorType(I8, 32)
+                chunks.append(
+                    join(builder, load(builder, row0, at, ty), load(builder, row1, at, ty))
+                )
+            qv = nibbles_t(builder, chunks)
+            b0 = builder.mul(sb, i64(8))
+            base = builder.mul(b0, i64(32))
+            for ptrs, (acc, macc) in zip(vecs, accs, strict=True):
+                x, dx, bs = ptrs[0], ptrs[1], ptrs[3]
+                parts = [None, None]
+                for t, q in enumerate(qv):
+                    xv = both_halves(
+                        builder,
+                        load(builder, x, builder.add(base, i64(32 * t)), ir.VectorType(I8, 32)),
+                    )
+                    parts[t % 2] = _dpbusd(builder, parts[t % 2], q, xv)
+                isum = builder.fmul(builder.sitofp(builder.add(*parts), V16F32), sc)
+                bsums = both_halves(builder, load(builder, bs, builder.mul(sb, i64(32)), v16i16))
+                mprod = x86(builder, "llvm.x86.avx512.pmaddw.d.512", V16I32, mins, bsums)
+                dxs = load(builder, dx, builder.mul(sb, i64(4)), F32)
+                dxv = builder.shuffle_vector(
+                    builder.insert_element(
+                        ir.Constant(ir.VectorType(F32, 1), None), dxs, ir.Constant(I32, 0)
+                    ),
+                    ir.Constant(ir.VectorType(F32, 1), None),
+                    ir.Constant(ir.VectorType(I32, 16), [0] * 16),
+                )
+                acc.set(_fma16(builder, isum, builder.fmul(d, dxv), acc.get()))
+                mscale = builder.fmul(dmin, dxv)
+                macc.set(_fma16(builder, builder.sitofp(mprod, V16F32), mscale, macc.get()))
+        diffs = [builder.fsub(acc.get(), macc.get()) for acc, macc in accs]
+        res = twin_hsums(builder, diffs)
+        return [
+            builder.shuffle_vector(
+                res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
+            )
+            for j in range(len(vecs))
+        ]
+
+    return body
