@@ -48,10 +48,12 @@ def _exp_shift_sum(out, x, m):
 
 
 @nb.njit(**JIT)
-def _div_inplace(out, s):
-    # one array: no runtime alias check, so the loop stays vectorized
+def _scale_inplace(out, inv):
+    # one array: no runtime alias check, so the loop stays vectorized; a multiply by 1/sum
+    # (at most 1 ulp from dividing) instead of a divide per element, which issues several
+    # times slower
     for i in range(out.size):
-        out[i] = out[i] / s
+        out[i] = out[i] * inv
 
 
 @nb.njit(**JIT)
@@ -66,7 +68,7 @@ def _softmax_rows(out, x):
         o = out[r]
         m = _max(x[r])
         s = _exp_shift_sum(o, x[r], m)
-        _div_inplace(o, s)
+        _scale_inplace(o, np.float32(1.0) / s)  # float32 / float64: the row's precision
 
 
 @nb.njit(**JIT)
@@ -137,7 +139,7 @@ def softmax(x, axis=-1):
     if x2.shape[0] == 1 and x2.size >= PAR_MIN and _par.threads_now() > 1:
         o, r = out.reshape(-1), x2.reshape(-1)
         _, s = _long_row_exp(r, o)
-        map_chunks(_div_inplace, o, (), (s,), PAR_MIN)
+        map_chunks(_scale_inplace, o, (), (x.dtype.type(1) / s,), PAR_MIN)
     else:
         _by_rows(_softmax_rows, x2, out)
     return out.reshape(x.shape)
@@ -185,5 +187,5 @@ def warm(dtype) -> None:
     out = np.empty_like(x)
     m = x.dtype.type(1)
     _exp_shift_sum(out, x, m)
-    _div_inplace(out, m)
+    _scale_inplace(out, m)
     _sub2(out, x, m, m)
