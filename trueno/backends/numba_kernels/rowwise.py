@@ -10,7 +10,7 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.backends.numba_kernels import _par
+from trueno.backends.numba_kernels import _out, _par
 from trueno.backends.numba_kernels._math import fexp
 from trueno.backends.numba_kernels._par import (
     _task,
@@ -135,7 +135,7 @@ def _long_row_exp(x, out):
 
 def softmax(x, axis=-1):
     x2 = _as_rows(x)
-    out = np.empty(x2.shape, dtype=x.dtype)
+    out = _out.empty(x2.shape, x.dtype)
     if x2.shape[0] == 1 and x2.size >= PAR_MIN and _par.threads_now() > 1:
         o, r = out.reshape(-1), x2.reshape(-1)
         _, s = _long_row_exp(r, o)
@@ -147,7 +147,7 @@ def softmax(x, axis=-1):
 
 def log_softmax(x, axis=-1):
     x2 = _as_rows(x)
-    out = np.empty(x2.shape, dtype=x.dtype)
+    out = _out.empty(x2.shape, x.dtype)
     if x2.shape[0] == 1 and x2.size >= PAR_MIN and _par.threads_now() > 1:
         o, r = out.reshape(-1), x2.reshape(-1)
         m, s = _long_row_exp(r, o)
@@ -163,7 +163,7 @@ def layer_norm(x, gamma=None, beta=None, eps=1e-5):
     affine = gamma is not None or beta is not None
     gamma = np.ones(n if affine else 1, x.dtype) if gamma is None else np.ascontiguousarray(gamma)
     beta = np.zeros(n if affine else 1, x.dtype) if beta is None else np.ascontiguousarray(beta)
-    out = np.empty(x2.shape, dtype=x.dtype)
+    out = _out.empty(x2.shape, x.dtype)
     _by_rows(_layer_norm_rows, x2, out, gamma, beta, t(eps), affine)
     return out.reshape(x.shape)
 
@@ -173,7 +173,7 @@ def rms_norm(x, weight=None, eps=1e-6):
     t = x.dtype.type
     weighted = weight is not None
     weight = np.ascontiguousarray(weight) if weighted else np.ones(1, x.dtype)
-    out = np.empty(x2.shape, dtype=x.dtype)
+    out = _out.empty(x2.shape, x.dtype)
     _by_rows(_rms_norm_rows, x2, out, weight, t(eps), weighted)
     return out.reshape(x.shape)
 
