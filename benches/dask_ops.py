@@ -10,8 +10,10 @@ Three tables, all on the same float32 data (``--mb`` MB, 1024 columns, 16 row ch
 2. tracing on (inside ``trueno.trace.capture()``: every worker records its spans) vs off,
    same cluster, and what one capture's start and end (the workers' spans gathered) cost
    apart from the ops, "capture ms" (``--no-trace`` skips it);
-3. trueno on 1 worker vs on ``--workers`` workers, same data and chunks (``--no-scaling``
-   skips it; it starts a second, 1-worker cluster).
+3. 1 worker vs ``--workers`` workers, same data and chunks, trueno and dask's numpy
+   expressions (the latter: what the host's cores and memory let any per-chunk code gain
+   from a second worker); both clusters stay up and the rounds alternate between them
+   (``--no-scaling`` skips it).
 
 Data is generated on the workers and persisted; each op's result is reduced to a scalar on
 the workers (only that comes back), by one flat ``sum`` over the 16 chunks on both sides
@@ -200,18 +202,50 @@ def main() -> None:
     from trueno.dask.plugin import pool_size
 
     pool = pool_size(1, args.workers)  # each worker as strong as in the N-worker run
-    lc, client, x = cluster(1, args.mb, pool)
+    one, many = cluster(1, args.mb, pool), cluster(args.workers, args.mb)
     try:
-        one = measure(x, args.ops, args.rounds, False)
+        res = scaling(one, many, args.ops, args.rounds)
     finally:
-        client.close()
-        lc.close()
-    print(f"\ntrueno on 1 worker vs {args.workers} workers (same data and chunks, "
-          f"trueno pool {pool} per worker in both)")  # fmt: skip
-    print(f"{'op':<11}{'1 worker s':>11}{f'{args.workers} workers s':>14}{'speedup':>9}")
+        for lc, client, _ in (one, many):
+            client.close()
+            lc.close()
+    print(f"\n1 worker vs {args.workers} workers (same data and chunks, trueno pool {pool} per "
+          "worker in both; both clusters up, rounds alternate between them); the dask/numpy "
+          "columns are the physical reference (numpy per chunk, same graphs)")  # fmt: skip
+    n = args.workers
+    print(f"{'op':<11}{'1w trueno':>10}{f'{n}w trueno':>10}{'speedup':>9}"
+          f"{'1w numpy':>10}{f'{n}w numpy':>10}{'speedup':>9}")  # fmt: skip
     for name, r in res.items():
-        a = one[name]["trueno"]
-        print(f"{name:<11}{a:>11.3f}{r['trueno']:>14.3f}{a / r['trueno']:>8.2f}x")
+        line = f"{name:<11}"
+        for side in ("trueno", "numpy"):
+            a, b = r[1][side], r[n][side]
+            line += f"{a:>10.3f}{b:>10.3f}{a / b:>8.2f}x"
+        print(line)
+
+
+def scaling(one, many, ops: str, rounds: int) -> dict:
+    """op -> {workers: {"trueno", "numpy"}} medians of best-of-2 seconds, the two clusters'
+    calls alternating within each round (the host's load then weighs on both alike)."""
+    sides = []
+    for lc, client, x in (one, many):
+        with client.as_current():
+            table = cases(x, ops)
+            for f, g in table.values():  # warm: JIT in the workers
+                f().compute(), g().compute()
+        sides.append((len(lc.workers), client, table))
+    out: dict = {}
+    for name in sides[0][2]:
+        times: dict = {(w, k): [] for w, _, _ in sides for k in ("trueno", "numpy")}
+        for r in range(rounds):
+            for w, client, table in sides if r % 2 == 0 else sides[::-1]:
+                f, g = table[name]
+                with client.as_current():
+                    times[w, "trueno"].append(best_of_2(f))
+                    times[w, "numpy"].append(best_of_2(g))
+        out[name] = {
+            w: {k: statistics.median(times[w, k]) for k in ("trueno", "numpy")} for w, _, _ in sides
+        }
+    return out
 
 
 if __name__ == "__main__":

@@ -122,6 +122,63 @@ def test_client_clock_offset_is_measured_once_per_ttl(monkeypatch):
     assert abs(cluster._client_offset_s(c) - 2.5) < 0.05 and Client.calls == 2  # expired
 
 
+def test_a_capture_costs_one_round_trip_at_exit(client, monkeypatch):
+    """Nothing goes to the cluster when a capture starts (the traced tasks turn each
+    worker's recorder on); its exit gathers every worker's spans in one ``client.run``."""
+    import trueno.dask  # noqa: F401
+    from trueno.dask import cluster
+
+    x = da.from_array(np.ones((800, 16)), chunks=(100, 16))
+    with trueno.trace.capture():  # the clock offset cached (measured once per TTL)
+        trueno.gelu(x).compute()
+    calls = []
+    run, on_scheduler = client.run, client.run_on_scheduler
+    monkeypatch.setattr(client, "run", lambda *a, **k: calls.append("run") or run(*a, **k))
+    monkeypatch.setattr(
+        client,
+        "run_on_scheduler",
+        lambda *a, **k: calls.append("scheduler") or on_scheduler(*a, **k),
+    )
+    with trueno.trace.capture() as t:
+        assert calls == []  # no round trip at the start
+        trueno.gelu(x).compute()
+        assert calls == []
+    assert calls == ["run"]  # exactly one at the exit
+    assert sum(sp["name"] == "dask.chunk gelu" for sp in t.spans) == x.npartitions
+    assert len({sp["pid"] for sp in t.spans if sp.get("worker")}) == 2
+    assert cluster._OPEN == []
+
+
+def test_nested_captures_and_the_capture_window(client):
+    """A drain at an inner capture's exit reaches the outer one too; spans that ran before a
+    capture started (a graph built while tracing, computed after) stay out of it."""
+    import time
+
+    import trueno.dask  # noqa: F401
+
+    x = da.from_array(np.ones((800, 16)), chunks=(100, 16))
+    with trueno.trace.capture() as outer:
+        trueno.gelu(x).compute()
+        time.sleep(0.1)
+        with trueno.trace.capture() as inner:
+            trueno.softmax(x).compute()
+        trueno.relu(x).compute()
+    names = [sp["name"] for sp in outer.spans if sp.get("worker")]
+    for op in ("gelu", "softmax", "relu"):
+        assert names.count(f"dask.chunk {op}") == x.npartitions, op
+    inner_names = {sp["name"] for sp in inner.spans if sp.get("worker")}
+    assert "dask.chunk softmax" in inner_names
+    assert not inner_names & {"dask.chunk gelu", "dask.chunk relu"}
+
+    with trueno.trace.capture():
+        late = trueno.gelu(x)  # built while tracing: its tasks carry the flag
+    late.compute()  # ... and turn the workers' recorders on after the capture
+    time.sleep(0.1)
+    with trueno.trace.capture() as t:
+        pass
+    assert not [sp for sp in t.spans if sp.get("worker")]
+
+
 def test_trace_file_and_cli_summary_per_worker(client, tmp_path, capsys):
     import trueno.dask  # noqa: F401
     from trueno.cli.main import main

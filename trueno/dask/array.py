@@ -214,7 +214,8 @@ def _traced(trace: int) -> None:
     not already. In the process that built the graph (the sync or threaded scheduler, an
     in-process worker) it is the client's own capture that records, and nothing is left on
     after it. The first task in a worker also sizes trueno's pool from the worker's threads
-    (when neither the plugin nor the user did) and names the process for merged traces."""
+    (when neither the plugin nor the user did), installs the output buffer pool
+    (:mod:`trueno.dask.buffers`) and names the process for merged traces."""
     if not _WORKER_READY:
         _worker_ready()
     if trace and trace != os.getpid() and not recorder.ENABLED:
@@ -239,8 +240,9 @@ def _worker_ready() -> None:
         return  # a worker inside the client's process (processes=False): the user's process
     except ValueError:
         pass
-    from trueno.dask import plugin
+    from trueno.dask import buffers, plugin
 
+    buffers.install()  # outputs reuse buffers freed by earlier tasks (no page faults)
     plugin.default_threads(worker)
     from trueno.trace import boot
 

@@ -1,6 +1,17 @@
-"""One trace across the cluster: a client-side ``trueno.trace.capture()`` turns every
-worker's recorder on when it starts and, at exit, gathers their spans with real pids and
-host names, on the client's clock (each side's offset to the scheduler's clock)."""
+"""One trace across the cluster: a client-side ``trueno.trace.capture()`` gathers every
+worker's spans at its exit, with real pids and host names, on the client's clock (each
+side's offset to the scheduler's clock).
+
+A capture costs one round trip to the workers, at its exit, and nothing at its start: the
+tasks built inside a capture carry a flag (see ``trueno.dask.array._traced``) that turns a
+worker's recorder on at the first of them, and the exit's one ``client.run`` drains every
+worker's recorder (off again afterwards, unless the plugin keeps it recording). Spans that
+started before the capture (a recorder left on by the plugin, or by a graph built in an
+earlier capture and computed after it) are dropped by their start time; a drain inside a
+nested capture is handed to the enclosing ones too, so none loses the other's spans. Work a
+worker runs that no traced graph started (a graph built before the capture) is recorded
+only while that worker's recorder is on.
+"""
 
 from __future__ import annotations
 
@@ -12,30 +23,24 @@ from trueno.dask.plugin import SETTINGS
 from trueno.trace import recorder
 
 ID_STRIDE = 1 << 48  # worker k's span ids move to (k + 1) * ID_STRIDE + id: unique when merged
+# a span may start this long before its capture (on the client's clock) and still belong to
+# it: the error of the clock alignment (half a round trip to the scheduler, plus the
+# scheduler's estimate of each worker's offset)
+WINDOW_SLACK_NS = 20_000_000
 
 
-_WAS_ON: list[bool] = []  # (on a worker) whether its recorder was on before each capture
-
-
-def _worker_start(dask_worker=None) -> bool:
-    """(on a worker) a fresh recorder for the capture; returns whether one was on before."""
-    was = recorder.ENABLED
-    _WAS_ON.append(was)
-    recorder.start()
-    return was
-
-
-def _worker_collect(dask_worker=None) -> dict:
-    """(on a worker) the spans since _worker_start, with what the client needs to merge. A
-    recorder that was on before the capture (the plugin's, when the client traced as it
-    registered) goes on recording afterwards, from a fresh buffer."""
-    rec = recorder.current()
-    spans = rec.spans() if rec is not None else []
-    keep_on = (_WAS_ON.pop() if _WAS_ON else False) or bool(SETTINGS.get("trace"))
-    recorder.stop()
-    if keep_on:
-        recorder.start()
+def _worker_collect(client_pid: int = 0, dask_worker=None) -> dict:
+    """(on a worker) every span its recorder holds, with what the client needs to merge; the
+    recorder is drained: off afterwards, or recording from a fresh buffer when the plugin
+    was asked to trace. A worker in the client's own process (``processes=False``) gives
+    nothing: its spans are already the capture's."""
     delay = getattr(dask_worker, "scheduler_delay", 0.0) if dask_worker is not None else 0.0
+    rec = recorder.current() if os.getpid() != client_pid else None
+    spans = rec.spans() if rec is not None else []
+    if rec is not None:
+        recorder.stop()
+        if SETTINGS.get("trace"):
+            recorder.start()
     return {
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -54,8 +59,8 @@ _OFFSETS: dict = {}  # scheduler address -> (offset s, measured at: time.monoton
 
 def _client_offset_s(client) -> float:
     """The scheduler's clock minus the client's (half a round trip of error). Measured once
-    per ``OFFSET_TTL_S`` per scheduler: a capture's start then costs one round trip to the
-    workers, not a second one to the scheduler (clocks drift by far less in that time)."""
+    per ``OFFSET_TTL_S`` per scheduler, so most captures make no round trip for it (clocks
+    drift by far less in that time)."""
     key = getattr(getattr(client, "scheduler", None), "address", None) or id(client)
     now = time.monotonic()
     cached = _OFFSETS.get(key)
@@ -78,52 +83,90 @@ def active_client():
         return None
 
 
-def merge(cap_epoch0_ns: int, client_offset_s: float, results: dict) -> tuple[list, list]:
-    """Worker spans on the client's recorder clock, labelled; and one entry per worker."""
+def merge(
+    cap_epoch0_ns: int,
+    client_offset_s: float,
+    results: dict,
+    index: dict | None = None,
+    since_ns: int | None = None,
+) -> tuple[list, list]:
+    """Worker spans on the client's recorder clock, labelled; and one entry per worker.
+    ``index``: address -> k (span ids move by ``(k + 1) * ID_STRIDE``; default: the sorted
+    addresses); ``since_ns``: drop spans that start before it (the capture's clock)."""
     spans, procs = [], []
-    for k, (address, info) in enumerate(sorted(results.items())):
+    if index is None:
+        index = {a: k for k, a in enumerate(sorted(results))}
+    for address, info in sorted(results.items()):
         # worker epoch -> scheduler clock (+delay) -> client clock (-client offset)
         shift_ns = int((info["scheduler_delay_s"] - client_offset_s) * 1e9)
         base = info["epoch0_ns"] + shift_ns - cap_epoch0_ns
-        ids = (k + 1) * ID_STRIDE
+        ids = (index[address] + 1) * ID_STRIDE
         label = {
             "pid": info["pid"],
             "host": info["host"],
             "process": f"worker {info['name'] or address}",
             "worker": address,
         }
+        kept = 0
         for s in info["spans"]:
+            start = s["start_ns"] + base
+            if since_ns is not None and start < since_ns:
+                continue
             s = {**s, **label}
-            s["start_ns"] = s["start_ns"] + base
+            s["start_ns"] = start
             s["id"] = s["id"] + ids
             if s.get("parent"):
                 s["parent"] = s["parent"] + ids
             spans.append(s)
+            kept += 1
         procs.append(
             {
                 "worker": address,
                 "pid": info["pid"],
                 "host": info["host"],
                 "clock_shift_ns": shift_ns,
-                "spans": len(info["spans"]),
+                "spans": kept,
                 "dropped": info["dropped"],
             }
         )
     return spans, procs
 
 
+# the open captures of this process that gather from a cluster: a drain at one's exit also
+# reaches the others (their spans left the workers with it)
+_OPEN: list[dict] = []
+
+
 def collect_hook(cap):
-    """The trace.capture hook: None without an active distributed.Client."""
+    """The trace.capture hook: None without an active distributed.Client. Nothing is sent
+    to the cluster now; the returned ``finish`` makes the capture's one round trip."""
     client = active_client()
     if client is None or getattr(client, "status", "running") != "running":
         return None
-    client.run(_worker_start)
-    offset = _client_offset_s(client)
+    mine: dict = {"client": client, "drains": []}
+    _OPEN.append(mine)
 
     def finish() -> list[dict]:
-        results = client.run(_worker_collect)
-        spans, procs = merge(cap.epoch0_ns, offset, results)
-        cap.processes.extend(procs)
+        try:
+            results = client.run(_worker_collect, os.getpid())
+        finally:
+            _OPEN[:] = [o for o in _OPEN if o is not mine]  # by identity: dicts compare equal
+        for other in _OPEN:
+            if other["client"] is client:
+                other["drains"].append(results)
+        offset = _client_offset_s(client)
+        drains = [*mine["drains"], results]
+        addresses = sorted({a for d in drains for a in d})
+        index = {a: k for k, a in enumerate(addresses)}
+        spans, by_worker = [], {}
+        for d in drains:
+            got, procs = merge(cap.epoch0_ns, offset, d, index, since_ns=-WINDOW_SLACK_NS)
+            spans.extend(got)
+            for p in procs:  # one entry per worker, its counts summed over the drains
+                seen = by_worker.setdefault(p["worker"], dict(p, spans=0, dropped=0))
+                seen["spans"] += p["spans"]
+                seen["dropped"] += p["dropped"]
+        cap.processes.extend(by_worker[a] for a in addresses if a in by_worker)
         return spans
 
     return finish

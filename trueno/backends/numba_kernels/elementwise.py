@@ -10,6 +10,7 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
+from trueno.backends.numba_kernels import _out
 from trueno.backends.numba_kernels._math import fexp, ftanh
 from trueno.backends.numba_kernels._par import map_chunks
 
@@ -250,7 +251,7 @@ def flat(a: np.ndarray) -> np.ndarray:
 
 def unary(kern, par_min):
     def run(a):
-        out = np.empty(a.shape, dtype=a.dtype)
+        out = _out.empty(a.shape, a.dtype)
         map_chunks(kern, out.reshape(-1), (flat(a),), (), par_min)
         return out
 
@@ -261,7 +262,7 @@ def binary(kern, par_min):
     def run(a, b):
         if np.ndim(a) == 0:  # scalar first operand: rare, broadcast it
             a = np.full(np.shape(b), a, dtype=np.result_type(a, b))
-        out = np.empty(a.shape, dtype=a.dtype)
+        out = _out.empty(a.shape, a.dtype)
         if np.ndim(b) == 0:
             bb = np.full(1, b, dtype=a.dtype)
             map_chunks(kern, out.reshape(-1), (flat(a),), (bb,), par_min)
@@ -276,7 +277,7 @@ def with_params(kern, n_arrays, par_min=PAR_MIN):
     def run(a, *rest):
         arrays, params = rest[: n_arrays - 1], rest[n_arrays - 1 :]
         t = a.dtype.type
-        out = np.empty(a.shape, dtype=a.dtype)
+        out = _out.empty(a.shape, a.dtype)
         map_chunks(
             kern,
             out.reshape(-1),

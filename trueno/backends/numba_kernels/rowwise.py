@@ -10,7 +10,7 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.backends.numba_kernels import _par
+from trueno.backends.numba_kernels import _out, _par
 from trueno.backends.numba_kernels._math import fexp
 from trueno.backends.numba_kernels._par import (
     _task,
@@ -48,10 +48,12 @@ def _exp_shift_sum(out, x, m):
 
 
 @nb.njit(**JIT)
-def _div_inplace(out, s):
-    # one array: no runtime alias check, so the loop stays vectorized
+def _scale_inplace(out, inv):
+    # one array: no runtime alias check, so the loop stays vectorized; a multiply by 1/sum
+    # (at most 1 ulp from dividing) instead of a divide per element, which issues several
+    # times slower
     for i in range(out.size):
-        out[i] = out[i] / s
+        out[i] = out[i] * inv
 
 
 @nb.njit(**JIT)
@@ -66,7 +68,7 @@ def _softmax_rows(out, x):
         o = out[r]
         m = _max(x[r])
         s = _exp_shift_sum(o, x[r], m)
-        _div_inplace(o, s)
+        _scale_inplace(o, np.float32(1.0) / s)  # float32 / float64: the row's precision
 
 
 @nb.njit(**JIT)
@@ -133,11 +135,11 @@ def _long_row_exp(x, out):
 
 def softmax(x, axis=-1):
     x2 = _as_rows(x)
-    out = np.empty(x2.shape, dtype=x.dtype)
+    out = _out.empty(x2.shape, x.dtype)
     if x2.shape[0] == 1 and x2.size >= PAR_MIN and _par.threads_now() > 1:
         o, r = out.reshape(-1), x2.reshape(-1)
         _, s = _long_row_exp(r, o)
-        map_chunks(_div_inplace, o, (), (s,), PAR_MIN)
+        map_chunks(_scale_inplace, o, (), (x.dtype.type(1) / s,), PAR_MIN)
     else:
         _by_rows(_softmax_rows, x2, out)
     return out.reshape(x.shape)
@@ -145,7 +147,7 @@ def softmax(x, axis=-1):
 
 def log_softmax(x, axis=-1):
     x2 = _as_rows(x)
-    out = np.empty(x2.shape, dtype=x.dtype)
+    out = _out.empty(x2.shape, x.dtype)
     if x2.shape[0] == 1 and x2.size >= PAR_MIN and _par.threads_now() > 1:
         o, r = out.reshape(-1), x2.reshape(-1)
         m, s = _long_row_exp(r, o)
@@ -161,7 +163,7 @@ def layer_norm(x, gamma=None, beta=None, eps=1e-5):
     affine = gamma is not None or beta is not None
     gamma = np.ones(n if affine else 1, x.dtype) if gamma is None else np.ascontiguousarray(gamma)
     beta = np.zeros(n if affine else 1, x.dtype) if beta is None else np.ascontiguousarray(beta)
-    out = np.empty(x2.shape, dtype=x.dtype)
+    out = _out.empty(x2.shape, x.dtype)
     _by_rows(_layer_norm_rows, x2, out, gamma, beta, t(eps), affine)
     return out.reshape(x.shape)
 
@@ -171,7 +173,7 @@ def rms_norm(x, weight=None, eps=1e-6):
     t = x.dtype.type
     weighted = weight is not None
     weight = np.ascontiguousarray(weight) if weighted else np.ones(1, x.dtype)
-    out = np.empty(x2.shape, dtype=x.dtype)
+    out = _out.empty(x2.shape, x.dtype)
     _by_rows(_rms_norm_rows, x2, out, weight, t(eps), weighted)
     return out.reshape(x.shape)
 
@@ -185,5 +187,5 @@ def warm(dtype) -> None:
     out = np.empty_like(x)
     m = x.dtype.type(1)
     _exp_shift_sum(out, x, m)
-    _div_inplace(out, m)
+    _scale_inplace(out, m)
     _sub2(out, x, m, m)
