@@ -27,8 +27,11 @@ $(STAMP): pyproject.toml setup.py trueno/ops/_cfast.c Makefile
 	$(PIP) install -q $(REF_DEPS)
 	@touch $(STAMP)
 
+# the suite runs in TEST_WORKERS processes (pytest-xdist), each test file on one of them: most of
+# its time is numba compiling kernels, one core per process
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 	@if $(MAKE) -n golden-check >/dev/null 2>&1; then $(MAKE) --no-print-directory golden-check; fi
 
 test-fast: install
