@@ -370,6 +370,32 @@ def transpose4x8(builder, regs):
     return [builder.bitcast(v, V32I8) for v in out]
 
 
+def transpose_add8(builder, chunk, shuf):
+    """The sums of eight vectors of 8 lanes (or of twin 8-lane halves, by ``shuf``: (a, b, an
+    8-lane mask) -> the shuffled vector) left in one register, 12 shuffles and 7 adds: lane
+    (0, 4, 2, 6, 1, 5, 3, 7)[j] holds vector j's sum."""
+    # v_i + v_{i+4}: vectors a, b in one register's halves
+    t = [
+        builder.fadd(
+            shuf(chunk[i], chunk[i + 1], [0, 1, 2, 3, 8, 9, 10, 11]),
+            shuf(chunk[i], chunk[i + 1], [4, 5, 6, 7, 12, 13, 14, 15]),
+        )
+        for i in range(0, 8, 2)
+    ]
+    # (v0 + v4) + (v2 + v6) and (v1 + v5) + (v3 + v7): vectors a, c | b, d
+    u = [
+        builder.fadd(
+            shuf(t[i], t[i + 1], [0, 1, 8, 9, 4, 5, 12, 13]),
+            shuf(t[i], t[i + 1], [2, 3, 10, 11, 6, 7, 14, 15]),
+        )
+        for i in (0, 2)
+    ]
+    # the last addition: lanes hold vectors 0 4 2 6 1 5 3 7
+    return builder.fadd(
+        shuf(u[0], u[1], [0, 8, 2, 10, 4, 12, 6, 14]), shuf(u[0], u[1], [1, 9, 3, 11, 5, 13, 7, 15])
+    )
+
+
 def hsums(builder, vecs):
     """[hsum(v) for v in vecs], bit for bit (the same additions, operands swapped at most),
     eight <8 x f32> at a time packed into one register: 21 shuffles and adds per eight."""
@@ -385,27 +411,7 @@ def hsums(builder, vecs):
         def shuf(a, b, mask):
             return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 8), mask))
 
-        # v_i + v_{i+4}: vectors a, b in one register's halves
-        t = [
-            builder.fadd(
-                shuf(chunk[i], chunk[i + 1], [0, 1, 2, 3, 8, 9, 10, 11]),
-                shuf(chunk[i], chunk[i + 1], [4, 5, 6, 7, 12, 13, 14, 15]),
-            )
-            for i in range(0, 8, 2)
-        ]
-        # (v0 + v4) + (v2 + v6) and (v1 + v5) + (v3 + v7): vectors a, c | b, d
-        u = [
-            builder.fadd(
-                shuf(t[i], t[i + 1], [0, 1, 8, 9, 4, 5, 12, 13]),
-                shuf(t[i], t[i + 1], [2, 3, 10, 11, 6, 7, 14, 15]),
-            )
-            for i in (0, 2)
-        ]
-        # the last addition: lanes hold vectors 0 4 2 6 1 5 3 7
-        w = builder.fadd(
-            shuf(u[0], u[1], [0, 8, 2, 10, 4, 12, 6, 14]),
-            shuf(u[0], u[1], [1, 9, 3, 11, 5, 13, 7, 15]),
-        )
+        w = transpose_add8(builder, chunk, shuf)
         order = [0, 4, 2, 6, 1, 5, 3, 7]  # vector j sits in lane order[j]
         out += [builder.extract_element(w, ir.Constant(I32, order[j])) for j in range(n)]
     return out

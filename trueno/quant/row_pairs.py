@@ -21,7 +21,21 @@ from __future__ import annotations
 from llvmlite import ir
 from numba.core import cgutils
 
-from trueno.quant.llvm_ir import F16, F32, I8, I16, I32, I64, Acc, i64, llvm, load, vconst, x86
+from trueno.quant.llvm_ir import (
+    F16,
+    F32,
+    I8,
+    I16,
+    I32,
+    I64,
+    Acc,
+    i64,
+    llvm,
+    load,
+    transpose_add8,
+    vconst,
+    x86,
+)
 
 V64I8 = ir.VectorType(I8, 64)
 V16I32 = ir.VectorType(I32, 16)
@@ -107,26 +121,7 @@ def twin_hsums(builder, vecs):
     left in one <16 x f32>, lane h*8 + ORDER[j] holding vector j's sum of half h."""
     chunk = list(vecs) + [ir.Constant(V16F32, None)] * (8 - len(vecs))
 
-    def sh(a, b, mask):
-        return _shuf(builder, a, b, mask, 8)
-
-    t = [
-        builder.fadd(
-            sh(chunk[i], chunk[i + 1], [0, 1, 2, 3, 8, 9, 10, 11]),
-            sh(chunk[i], chunk[i + 1], [4, 5, 6, 7, 12, 13, 14, 15]),
-        )
-        for i in range(0, 8, 2)
-    ]
-    u = [
-        builder.fadd(
-            sh(t[i], t[i + 1], [0, 1, 8, 9, 4, 5, 12, 13]),
-            sh(t[i], t[i + 1], [2, 3, 10, 11, 6, 7, 14, 15]),
-        )
-        for i in (0, 2)
-    ]
-    return builder.fadd(
-        sh(u[0], u[1], [0, 8, 2, 10, 4, 12, 6, 14]), sh(u[0], u[1], [1, 9, 3, 11, 5, 13, 7, 15])
-    )
+    return transpose_add8(builder, chunk, lambda a, b, mask: _shuf(builder, a, b, mask, 8))
 
 
 def _dpbusd(builder, acc, u8, s8):
