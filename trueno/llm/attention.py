@@ -734,17 +734,17 @@ def attend_rows(out: Arr, q: Arr, k_caches: Arr, v_caches: Arr, slots: Arr, firs
 
     Each row is cut into the (KV head, slice of positions) tasks attend_gqa would cut it into
     and merged as it would merge them, so every row's output equals attend_gqa's of that row
-    bit for bit; the tasks of all rows share one hand-off to numba's threads (none when the
-    whole batch is shorter than SPLIT_MIN positions per head)."""
+    bit for bit; the tasks of all rows share one hand-off to numba's threads when any row is
+    long enough for attend_gqa to hand its own off (never more hand-offs than a call per row)."""
     B = q.shape[0]
     n_kv, hd = k_caches.shape[1], k_caches.shape[3]
     parts = np.empty(B, np.int64)
     start = np.zeros(B + 1, np.int64)
-    work = 0
+    threaded = False
     for b in range(B):
         n = ends[b] - firsts[b]
-        work += n * n_kv
         serial = THREADS == 1 or n * n_kv < SPLIT_MIN
+        threaded = threaded or not serial
         parts[b] = 1 if serial else split_positions(n, n_kv, THREADS)
         start[b + 1] = start[b] + n_kv * parts[b]
     n_tasks = start[B]
@@ -765,8 +765,8 @@ def attend_rows(out: Arr, q: Arr, k_caches: Arr, v_caches: Arr, slots: Arr, firs
     accs = np.empty((n_tasks, groups, hd), np.float32)
     ms = np.empty((n_tasks, groups), np.float32)
     els = np.empty((n_tasks, groups), np.float32)
-    if THREADS == 1 or work < SPLIT_MIN:
-        for t in range(n_tasks):
+    if not threaded:  # short rows only: no hand-off (many short rows were measured slower
+        for t in range(n_tasks):  # split over 2 threads than run on one: ~5 us tasks)
             _row_task(accs, ms, els, q, k_caches, v_caches, task_row, task_kv, task_lo,
                       task_hi, slots, groups, scale, softcap, level, t)  # fmt: skip
     else:
