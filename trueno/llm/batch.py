@@ -19,10 +19,11 @@
 
 Every row goes through the same kernels as :meth:`Model.decode` (the fused matvec per row,
 the attention of each sequence cut and merged as decode's, all rows in one call per layer:
-:func:`~trueno.llm.kernels.attention_rows` over the slots' shared KV arrays), and a prompt is cut into the chunks ``Model.prefill`` cuts
-it into whatever else runs, so a greedy or seeded sequence yields exactly the tokens of
-:func:`trueno.llm.generate.generate_tokens` whether it runs alone or batched. ``_linear`` is
-the one place a kernel that multiplies B vectors per weight read plugs in.
+:func:`~trueno.llm.kernels.attention_rows` over the slots' shared KV arrays), and a prompt
+is cut into the chunks ``Model.prefill`` cuts it into whatever else runs, so a greedy or
+seeded sequence yields exactly the tokens of :func:`trueno.llm.generate.generate_tokens`
+whether it runs alone or batched. ``_linear`` is the one place a kernel that multiplies B
+vectors per weight read plugs in.
 
 On a GPU runtime the same step runs on device arrays: each quantized matrix product is one
 launch of the batched kernel (the weights read once per 8 sequences; each vector's sum its
@@ -363,7 +364,8 @@ class BatchEngine:
             slot_ids[b], pos_rows[b] = seq.slot, positions[b]
         # every row's attention in one call per layer (the CPU kernels; tracing records a
         # span per sequence, and olmo2's full q/k norm runs per row: the per-sequence loop)
-        rows = (m.rt.host_memory and hasattr(m.kernels, "attention_rows")
+        # (one row: decode's own call, measured faster at B=1 than attention_rows)
+        rows = (B > 1 and m.rt.host_memory and hasattr(m.kernels, "attention_rows")
                 and not recorder.ENABLED and not c.qk_norm_full)  # fmt: skip
         if self.x_host is not self.x:
             m.rt.copy_in(x, self.x_host[:B])
