@@ -384,3 +384,56 @@ def test_attend_tiled_matches_masked_softmax(
         np.testing.assert_allclose(out[i].reshape(-1, dh), ref, rtol=1e-4, atol=1e-5)
     lo_any = max(0, start - window + 1) if window else 0
     assert read[0][0] == lo_any and read[-1][1] == S  # keys outside every window never read
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.integers(1, 4),
+    kv=st.integers(1, 3),
+    groups=st.integers(1, 3),
+    dh=st.sampled_from([4, 8, 24, 64]),
+    depths=st.lists(st.integers(0, 700), min_size=4, max_size=4),  # past SPLIT_MIN: threads
+    window=st.sampled_from([0, 5, 300]),
+    half=st.booleans(),
+    qk_norm=st.booleans(),
+    neox=st.booleans(),
+    softcap=st.sampled_from([0.0, 2.0]),
+    seed=st.integers(0, 10**6),
+)
+def test_attention_rows_equals_attention_step_per_row(
+    rows, kv, groups, dh, depths, window, half, qk_norm, neox, softcap, seed
+):
+    """A batched decode step's attention (every row over its own slot, one call) gives each
+    row's output and cache entries of attention_step on that row alone, bit for bit."""
+    r = rng_for(seed)
+    n_slots, ctx, q_dim, kv_dim = 5, 704, kv * groups * dh, kv * dh
+    dtype = np.uint16 if half else np.float32
+    keys = (3 * r.standard_normal((n_slots, kv, ctx, dh))).astype(np.float32)
+    values = r.standard_normal((n_slots, kv, ctx, dh)).astype(np.float32)
+    if half:
+        keys = keys.astype(np.float16).view(np.uint16)
+        values = values.astype(np.float16).view(np.uint16)
+    slots = r.permutation(n_slots)[:rows].astype(np.int64)
+    positions = np.array(depths[:rows], np.int64)
+    qkv = r.standard_normal((rows, q_dim + 2 * kv_dim)).astype(np.float32)
+    cos, sin = rope_tables(dh, 10000.0, ctx)
+    q_norm = r.uniform(0.5, 1.5, dh).astype(np.float32)
+    k_norm = r.uniform(0.5, 1.5, dh).astype(np.float32)
+    args = (cos, sin, neox, qk_norm, q_norm, k_norm, 1e-6, window, 1 / np.sqrt(dh), softcap)
+    k_ref, v_ref = keys.copy(), values.copy()
+    want = np.empty((rows, q_dim), np.float32)
+    for b in range(rows):
+        row = qkv[b].copy()  # as RunState.qkv: the row's q, k, v as (1, n) views
+        q, k, v = row[:q_dim][None], row[q_dim : q_dim + kv_dim][None], row[q_dim + kv_dim :][None]
+        pos = int(positions[b])
+        kernels.attention_step(want[b : b + 1], q, k, v, k_ref[slots[b]], v_ref[slots[b]], pos,
+                               np.array([pos], np.int32), *args[:7], window, args[8],
+                               np.zeros(ctx, np.float32), softcap)  # fmt: skip
+    out = np.full((rows, q_dim), np.nan, np.float32)
+    before = qkv.copy()
+    kernels.attention_rows(out, qkv, keys, values, slots, positions, *args)
+    assert keys.dtype == dtype
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(keys, k_ref)
+    np.testing.assert_array_equal(values, v_ref)
+    np.testing.assert_array_equal(qkv, before)

@@ -57,3 +57,22 @@ def test_a_layer_without_its_matrices_is_a_model_error():
     layer.fuse(prepare=False)
     assert layer.wqkv.shape == (64, 32)
     assert np.array_equal(layer.bqkv, np.r_[np.zeros(32), np.ones(16), np.zeros(16)])
+
+
+@pytest.mark.parametrize("t", ["Q8_0", "Q4_1", "Q6_K"])
+def test_a_short_matmul_equals_its_rows_matvecs(t):
+    """A prompt chunk of up to MATVEC_ROWS rows reads the blocks once for all rows (the
+    multi-vector kernel); each row equals the one-row matvec bit for bit."""
+    from trueno.llm.weights import Matrix
+    from trueno.quant.prepared import MATVEC_ROWS
+
+    rng = np.random.default_rng(5)
+    rows, cols = 48, 256
+    w = rng.standard_normal((rows, cols)).astype(np.float32)
+    m = Matrix("w", _TensorInfo("w", (rows, cols), GGMLType[t], quantize(w, GGMLType[t])))
+    for n in (1, 2, 5, MATVEC_ROWS):
+        x = rng.standard_normal((n, cols)).astype(np.float32)
+        want = np.empty((n, rows), np.float32)
+        for i in range(n):
+            m.matvec_into(x[i], want[i])
+        assert np.array_equal(m.matmul(x), want)

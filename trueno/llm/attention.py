@@ -702,3 +702,84 @@ def attend_one(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, pos: int, window: i
     ComposedKernels`."""
     attend_gqa(out, q, k_cache, v_cache, window_start(pos, window), pos + 1, scale, groups,
                softcap)  # fmt: skip
+
+
+# ---- decode attention of a batch: one call for every sequence's query ------------------------
+@njit(**_JIT)
+def _row_task(accs, ms, els, q, k_caches, v_caches, task_row, task_kv, task_lo, task_hi, slots,
+              groups, scale, softcap, level, t):  # fmt: skip
+    """Task ``t`` of :func:`attend_rows`: one (row, KV head, slice of positions)."""
+    b, kv = task_row[t], task_kv[t]
+    h0 = kv * groups
+    _attend_task(accs[t], ms[t], els[t], q[b, h0 : h0 + groups], k_caches[slots[b], kv],
+                 v_caches[slots[b], kv], task_lo[t], task_hi[t], scale, softcap,
+                 level)  # fmt: skip
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True, parallel=True)
+def _rows_parallel(accs, ms, els, q, k_caches, v_caches, task_row, task_kv, task_lo, task_hi,
+                   slots, groups, scale, softcap, level):  # fmt: skip
+    for t in prange(accs.shape[0]):
+        _row_task(accs, ms, els, q, k_caches, v_caches, task_row, task_kv, task_lo, task_hi,
+                  slots, groups, scale, softcap, level, t)  # fmt: skip
+
+
+@njit(**_JIT)
+def attend_rows(out: Arr, q: Arr, k_caches: Arr, v_caches: Arr, slots: Arr, firsts: Arr,
+                ends: Arr, scale: float, groups: int, softcap: float = 0.0,
+                level: int = LEVEL) -> None:  # fmt: skip
+    """:func:`attend_gqa` of B query tokens, each over its own sequence's cache, in one call:
+    out, q (B, n_heads, head_dim); k_caches, v_caches (n_slots, n_kv_heads, ctx, head_dim);
+    row b attends positions firsts[b]..ends[b]-1 of slot slots[b].
+
+    Each row is cut into the (KV head, slice of positions) tasks attend_gqa would cut it into
+    and merged as it would merge them, so every row's output equals attend_gqa's of that row
+    bit for bit; the tasks of all rows share one hand-off to numba's threads when any row is
+    long enough for attend_gqa to hand its own off (never more hand-offs than a call per row)."""
+    B = q.shape[0]
+    n_kv, hd = k_caches.shape[1], k_caches.shape[3]
+    parts = np.empty(B, np.int64)
+    start = np.zeros(B + 1, np.int64)
+    threaded = False
+    for b in range(B):
+        n = ends[b] - firsts[b]
+        serial = THREADS == 1 or n * n_kv < SPLIT_MIN
+        threaded = threaded or not serial
+        parts[b] = 1 if serial else split_positions(n, n_kv, THREADS)
+        start[b + 1] = start[b] + n_kv * parts[b]
+    n_tasks = start[B]
+    task_row = np.empty(n_tasks, np.int64)
+    task_kv = np.empty(n_tasks, np.int64)
+    task_lo = np.empty(n_tasks, np.int64)
+    task_hi = np.empty(n_tasks, np.int64)
+    for b in range(B):  # _attend_parallel's slices (one slice: attend_serial's whole span)
+        first, end, p = firsts[b], ends[b], parts[b]
+        step = -(-(end - first) // p)
+        step = -(-step // SLICE_ALIGN) * SLICE_ALIGN
+        for task in range(n_kv * p):
+            t = start[b] + task
+            kv, s = task // p, task % p
+            task_row[t], task_kv[t] = b, kv
+            task_lo[t] = first + s * step
+            task_hi[t] = min(end, first + s * step + step)
+    accs = np.empty((n_tasks, groups, hd), np.float32)
+    ms = np.empty((n_tasks, groups), np.float32)
+    els = np.empty((n_tasks, groups), np.float32)
+    if not threaded:  # short rows only: no hand-off (many short rows were measured slower
+        for t in range(n_tasks):  # split over 2 threads than run on one: ~5 us tasks)
+            _row_task(accs, ms, els, q, k_caches, v_caches, task_row, task_kv, task_lo,
+                      task_hi, slots, groups, scale, softcap, level, t)  # fmt: skip
+    else:
+        _rows_parallel(accs, ms, els, q, k_caches, v_caches, task_row, task_kv, task_lo,
+                       task_hi, slots, groups, scale, softcap, level)  # fmt: skip
+    for b in range(B):
+        lo, hi = start[b], start[b + 1]
+        if parts[b] > 1:
+            _merge(out[b], accs[lo:hi], ms[lo:hi], els[lo:hi], groups, parts[b])
+            continue
+        for kv in range(n_kv):  # attend_serial's normalization
+            acc, o = accs[lo + kv], out[b, kv * groups : (kv + 1) * groups]
+            for g in range(groups):
+                inv = np.float32(1.0) / els[lo + kv, g]
+                for i in range(hd):
+                    o[g, i] = acc[g, i] * inv

@@ -11,16 +11,19 @@
             x = embed(tokens)                                   # (B, dim)
             for each layer:
                 qkv = Wqkv @ norm(x)                            # (B, q_dim + 2 kv_dim)
-                att[b] = attention(q[b], slot[b].layers[l])     # per sequence, own KV slot
+                att[b] = attention(q[b], slot[b].layers[l])     # each over its own KV slot,
+                                                                # all rows in one kernel call
                 x = x + Wo @ att ; x = x + Wdown @ act(Wgate_up @ norm(x))
             logits = Wout @ norm(x)                             # (B, vocab)
         sample: each sequence with its own Sampler (own seed, own history)
 
 Every row goes through the same kernels as :meth:`Model.decode` (the fused matvec per row,
-the attention kernel per sequence), and a prompt is cut into the chunks ``Model.prefill`` cuts
-it into whatever else runs, so a greedy or seeded sequence yields exactly the tokens of
-:func:`trueno.llm.generate.generate_tokens` whether it runs alone or batched. ``_linear`` is
-the one place a kernel that multiplies B vectors per weight read plugs in.
+the attention of each sequence cut and merged as decode's, all rows in one call per layer:
+:func:`~trueno.llm.kernels.attention_rows` over the slots' shared KV arrays), and a prompt
+is cut into the chunks ``Model.prefill`` cuts it into whatever else runs, so a greedy or
+seeded sequence yields exactly the tokens of :func:`trueno.llm.generate.generate_tokens`
+whether it runs alone or batched. ``_linear`` is the one place a kernel that multiplies B
+vectors per weight read plugs in.
 
 On a GPU runtime the same step runs on device arrays: each quantized matrix product is one
 launch of the batched kernel (the weights read once per 8 sequences; each vector's sum its
@@ -50,7 +53,7 @@ import numpy as np
 
 from trueno.errors import ContextLengthError, ModelError
 from trueno.llm.generate import common_prefix
-from trueno.llm.kv_cache import RunState
+from trueno.llm.kv_cache import RunState, slot_storage
 from trueno.llm.model import PREFILL_CHUNK, Model, keys_attended
 from trueno.llm.sampler import Sampler
 from trueno.trace import recorder
@@ -120,10 +123,18 @@ class BatchEngine:
         self.prefill_budget = max(1, int(prefill_budget))
         # one RunState per slot: its own KV cache (the model's cache type), scratch and
         # per-layer records over that cache; the read-only RoPE tables are the model's
+        # every slot's keys and values in one pair of arrays (slot s: [:, s]), so that a
+        # step's attention is one kernel call per layer over all the slots
         kv_type = model.state.cache.cache_type
+        self.k_all, self.v_all = slot_storage(c, model.ctx, n_slots, model.xp, kv_type)
         self.slots = [RunState(c, model.ctx, model.rope_factors, model.rt, kv_type,
-                               model.weights, rope=model.state.rope)
-                      for _ in range(n_slots)]  # fmt: skip
+                               model.weights, rope=model.state.rope,
+                               kv_storage=(self.k_all[:, s], self.v_all[:, s]))
+                      for s in range(n_slots)]  # fmt: skip
+        # per layer: attention_rows's arguments after (out, qkv) and before (slots, positions)
+        self._rows_caches = [(self.k_all[i], self.v_all[i]) for i in range(c.n_layers)]
+        self._slot_ids = np.zeros(n_slots, np.int64)  # a step's rows: slot, position
+        self._positions = np.zeros(n_slots, np.int64)
         self.slot_tokens: list[list[int]] = [[] for _ in range(n_slots)]  # cached token ids
         # how many of a slot's entries a new prompt may reuse: all, except after a context
         # shift (the entries past n_keep were computed with the dropped tokens in view)
@@ -345,10 +356,17 @@ class BatchEngine:
         q_dim, kv_dim, hidden = c.q_dim, c.kv_dim, c.hidden_dim
         slots = [self.slots[s.slot] for s in seqs]
         positions = [s.cache.n for s in slots]
+        slot_ids, pos_rows = self._slot_ids[:B], self._positions[:B]
         for b, seq in enumerate(seqs):
             assert seq.pending is not None  # the sampled token this step runs
             w.token_embd.row(seq.pending, self.x_host[b])
             slots[b].pos[0] = positions[b]
+            slot_ids[b], pos_rows[b] = seq.slot, positions[b]
+        # every row's attention in one call per layer (the CPU kernels; tracing records a
+        # span per sequence, and olmo2's full q/k norm runs per row: the per-sequence loop)
+        # (one row: decode's own call, measured faster at B=1 than attention_rows)
+        rows = (B > 1 and m.rt.host_memory and hasattr(m.kernels, "attention_rows")
+                and not recorder.ENABLED and not c.qk_norm_full)  # fmt: skip
         if self.x_host is not self.x:
             m.rt.copy_in(x, self.x_host[:B])
         if c.embed_scale != 1.0:
@@ -368,7 +386,14 @@ class BatchEngine:
                     qkv[:, :q_dim] += lw.bq
                     qkv[:, q_dim : q_dim + kv_dim] += lw.bk
                     qkv[:, q_dim + kv_dim :] += lw.bv
-            for b, s in enumerate(slots):
+            if rows:
+                ls = m.state.layers[i]  # the model's tables and norms (every slot's are these)
+                k_caches, v_caches = self._rows_caches[i]
+                m.kernels.attention_rows(att, qkv, k_caches, v_caches, slot_ids, pos_rows,
+                                         ls.cos, ls.sin, ls.neox, ls.qk_norm, ls.q_norm,
+                                         ls.k_norm, ls.eps, ls.window, ls.scale,
+                                         ls.softcap)  # fmt: skip
+            for b, s in enumerate(() if rows else slots):
                 s.qkv[:] = qkv[b]
                 t0 = perf_counter_ns() if recorder.ENABLED else 0
                 m._qk_norm_full(s.q, s.k, lw)

@@ -21,6 +21,7 @@ from trueno.llm.attention import (  # noqa: F401  (the decode attention, re-expo
     Arr,
     attend_gqa,
     attend_one,
+    attend_rows,
     attend_span,
     exp_shifted,
     fast_tanh,
@@ -227,6 +228,78 @@ def attention(
         layer.neox, layer.qk_norm, layer.q_norm, layer.k_norm, layer.eps, layer.window,
         layer.scale, scores, layer.softcap,
     )  # fmt: skip
+
+
+@njit(**_JIT)
+def attention_rows(
+    out: Arr,
+    qkv: Arr,
+    k_caches: Arr,
+    v_caches: Arr,
+    slots: Arr,
+    positions: Arr,
+    cos: Arr,
+    sin: Arr,
+    neox: bool,
+    qk_norm: bool,
+    q_norm: Arr,
+    k_norm: Arr,
+    eps: float,
+    window: int,
+    scale: float,
+    softcap: float = 0.0,
+) -> None:
+    """:func:`attention_step` of B sequences in one call (a batched decode step's layer): row
+    b of ``qkv`` (B, q_dim + 2 kv_dim: query, key, value) is the token at positions[b] of the
+    sequence in slot slots[b] of k_caches, v_caches (n_slots, n_kv_heads, ctx, head_dim: this
+    layer's caches of every slot); its attention output goes to out[b] (B, q_dim). Each row
+    runs through the same norm, RoPE and cache-write code as attention_step (on a copy of its
+    row shaped as attention_step's operands) and :func:`attend_rows`, so each row's output and
+    cache entries equal attention_step's bit for bit. ``qkv`` is left as it was."""
+    B = qkv.shape[0]
+    n_kv, head_dim = k_caches.shape[1], k_caches.shape[3]
+    kv_dim = n_kv * head_dim
+    q_dim = out.shape[1]
+    n_heads = q_dim // head_dim
+    qs = np.empty((B, q_dim), np.float32)
+    q = np.empty((1, q_dim), np.float32)
+    k = np.empty((1, kv_dim), np.float32)
+    v = np.empty((1, kv_dim), np.float32)
+    pos1 = np.empty(1, np.int32)
+    firsts = np.empty(B, np.int64)
+    ends = np.empty(B, np.int64)
+    for b in range(B):
+        pos, slot = positions[b], slots[b]
+        pos1[0] = pos
+        for i in range(q_dim):
+            q[0, i] = qkv[b, i]
+        for i in range(kv_dim):
+            k[0, i] = qkv[b, q_dim + i]
+            v[0, i] = qkv[b, q_dim + kv_dim + i]
+        if qk_norm:
+            head_rms_norm(q, n_heads, head_dim, q_norm, eps)
+            head_rms_norm(k, n_kv, head_dim, k_norm, eps)
+        rope(q, pos1, n_heads, head_dim, cos, sin, neox)
+        rope(k, pos1, n_kv, head_dim, cos, sin, neox)
+        for h in range(n_kv):
+            _store_row(k_caches[slot, h, pos], k[0, h * head_dim : (h + 1) * head_dim], q)
+            _store_row(v_caches[slot, h, pos], v[0, h * head_dim : (h + 1) * head_dim], q)
+        for i in range(q_dim):
+            qs[b, i] = q[0, i]
+        firsts[b] = window_start(pos, window)
+        ends[b] = pos + 1
+    attend_rows(
+        out.reshape(B, n_heads, head_dim),
+        qs.reshape(B, n_heads, head_dim),
+        k_caches,
+        v_caches,
+        slots,
+        firsts,
+        ends,
+        scale,
+        n_heads // n_kv,
+        softcap,
+    )
 
 
 @njit(**_JIT)

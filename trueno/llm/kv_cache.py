@@ -32,8 +32,15 @@ class KVCache:
     """
 
     def __init__(
-        self, config: Config, ctx: int, xp: ModuleType = np, cache_type: str = "f32"
+        self,
+        config: Config,
+        ctx: int,
+        xp: ModuleType = np,
+        cache_type: str = "f32",
+        storage: tuple | None = None,
     ) -> None:
+        """``storage``: (k, v) arrays of that shape and dtype to hold the entries instead of
+        new ones (a batch's slots are views of one array; see :func:`slot_storage`)."""
         if cache_type not in CACHE_TYPES:
             raise ConfigError(
                 f"unknown KV cache type {cache_type!r}; expected one of {', '.join(CACHE_TYPES)}"
@@ -41,8 +48,14 @@ class KVCache:
         shape = (config.n_layers, config.n_kv_heads, ctx, config.head_dim)
         dtype = np.uint16 if cache_type == "f16" else np.float32
         self.cache_type, self.xp = cache_type, xp
-        self.k = xp.zeros(shape, dtype=dtype)
-        self.v = xp.zeros(shape, dtype=dtype)
+        if storage is None:
+            self.k = xp.zeros(shape, dtype=dtype)
+            self.v = xp.zeros(shape, dtype=dtype)
+        else:
+            self.k, self.v = storage
+            if self.k.shape != shape or self.k.dtype != dtype or self.v.shape != shape:
+                raise ConfigError(f"KV storage of shape {self.k.shape} {self.k.dtype}; "
+                                  f"expected {shape} {np.dtype(dtype)}")  # fmt: skip
         self.ctx = ctx
         self.n = 0
 
@@ -111,6 +124,18 @@ class KVCache:
         self.n = n - n_discard
 
 
+def slot_storage(
+    config: Config, ctx: int, n_slots: int, xp: ModuleType = np, cache_type: str = "f32"
+) -> tuple:
+    """Keys and values of ``n_slots`` caches in one pair of arrays (n_layers, n_slots,
+    n_kv_heads, ctx, head_dim): slot s's :class:`KVCache` storage is ``(k[:, s], v[:, s])``,
+    and ``k[layer]`` is every slot's keys of one layer, as a batched decode step's attention
+    takes them (:func:`trueno.llm.kernels.attention_rows`)."""
+    shape = (config.n_layers, n_slots, config.n_kv_heads, ctx, config.head_dim)
+    dtype = np.uint16 if cache_type == "f16" else np.float32
+    return xp.zeros(shape, dtype=dtype), xp.zeros(shape, dtype=dtype)
+
+
 def rope_tables(
     rope_dim: int,
     base: float,
@@ -165,7 +190,8 @@ class RunState:
     """Every activation buffer of one decode step plus the KV cache, allocated once, on the
     runtime's device (``runtime=None``: the CPU), and ``layers``: each layer's
     :class:`LayerState` over this state's cache (when built with the model's ``weights``).
-    ``rope``: (cos, sin) tables to share (read-only) instead of building them."""
+    ``rope``: (cos, sin) tables to share (read-only) instead of building them; ``kv_storage``:
+    the cache's (k, v) arrays (:class:`KVCache`'s ``storage``)."""
 
     def __init__(
         self,
@@ -176,12 +202,13 @@ class RunState:
         cache_type: str = "f32",
         weights: Weights | None = None,
         rope: list | None = None,
+        kv_storage: tuple | None = None,
     ) -> None:
         c = config
         xp = np if runtime is None else runtime.xp
         asarray = np.ascontiguousarray if runtime is None else runtime.asarray
         host = runtime is None or runtime.host_memory
-        self.cache = KVCache(c, ctx, xp, cache_type)
+        self.cache = KVCache(c, ctx, xp, cache_type, kv_storage)
         f32 = np.float32
         self.x = xp.zeros((1, c.dim), f32)  # residual stream
         # the embedding row of a token is looked up on the host, then copied into x

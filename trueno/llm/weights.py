@@ -177,6 +177,10 @@ class Matrix:
         assert prepared is not None  # ready() made one or the other
         if x.shape[0] <= MATVEC_ROWS:  # reading the blocks once per row beats dequant + BLAS
             out = np.empty((x.shape[0], self.shape[0]), dtype=np.float32)
+            # a short prompt chunk: every row in one read of the blocks (the rows equal the
+            # per-row matvecs bit for bit); traced, a span per row as before
+            if x.shape[0] > 1 and not recorder.ENABLED and prepared.matvecs_into(x, out):
+                return out
             for i in range(x.shape[0]):
                 prepared.matvec(x[i], out=out[i])
             return out
