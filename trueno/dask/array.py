@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 from functools import partial
 
@@ -31,7 +32,7 @@ import numpy as np
 from trueno import dispatch
 from trueno.errors import DivisionByZeroError, DTypeError, ShapeError, UnsupportedError
 from trueno.opspec import OPS, OpSpec
-from trueno.trace import recorder
+from trueno.trace import capturing, recorder
 
 ELEMENTWISE_KINDS = frozenset({"elementwise", "clip", "transcendental", "fused", "libm"})
 ROWWISE = frozenset({"softmax", "log_softmax", "layer_norm", "rms_norm"})
@@ -209,17 +210,42 @@ def _kernel(name: str, args: tuple):
 
 
 def _traced(trace: int) -> None:
-    """A task built while the client traced (``trace``: the pid of the process that built it,
-    0 when it did not trace) turns a worker process's recorder on, if the worker plugin did
-    not already. In the process that built the graph (the sync or threaded scheduler, an
-    in-process worker) it is the client's own capture that records, and nothing is left on
-    after it. The first task in a worker also sizes trueno's pool from the worker's threads
-    (when neither the plugin nor the user did), installs the output buffer pool
-    (:mod:`trueno.dask.buffers`) and names the process for merged traces."""
+    """A task built inside a client's ``trace.capture()`` (``trace``: the pid of the process that
+    built it, 0 outside a capture) arms a worker process: a recorder of the capture's own, on top of
+    any that was on, until the capture's exit drains it (``disarm``). In the process that built the
+    graph (the sync or threaded scheduler, an in-process worker) it is the client's own capture that
+    records, and nothing is left on after it. The first task in a worker also sizes trueno's pool
+    from the worker's threads (when neither the plugin nor the user did), installs the output buffer
+    pool (:mod:`trueno.dask.buffers`) and names the process for merged traces."""
     if not _WORKER_READY:
         _worker_ready()
-    if trace and trace != os.getpid() and not recorder.ENABLED:
-        recorder.start()
+    if trace and trace != os.getpid() and not _ARMED:
+        with _ARM_LOCK:
+            if not _ARMED:  # a recorder of the capture's own, on top of any already on
+                _ARMED.append(recorder.current() if recorder.ENABLED else None)
+                recorder.start()
+
+
+# (in a worker) while a client's capture records here: [the recorder it found on, or None];
+# the capture's exit drains the capture's recorder and puts that one back (disarm), so the
+# spans of a worker that traces itself (``trueno trace run``, the plugin) are never gathered
+# twice, nor lost
+_ARMED: list = []
+_ARM_LOCK = threading.Lock()
+
+
+def disarm() -> bool:
+    """(in a worker) end the recording a traced task began here (see ``_traced``): the
+    recorder that was on before it is current again, or none is on. Whether one was armed."""
+    with _ARM_LOCK:
+        if not _ARMED:
+            return False
+        previous = _ARMED.pop()
+        recorder.stop()
+        if previous is not None:
+            recorder._recorder = previous
+            recorder.ENABLED = True
+        return True
 
 
 _WORKER_READY: list = []  # non-empty once _worker_ready ran in this process
@@ -342,7 +368,7 @@ def _meta(x, dtype, ndim=None):
 def run(spec: OpSpec, args: tuple, kwargs: dict):
     """The lazy dask result of ``spec`` on validated ``args`` (called by dispatch.run)."""
     name = spec.name
-    trace = os.getpid() if recorder.ENABLED else 0  # see _traced
+    trace = os.getpid() if capturing() else 0  # see _traced
     if spec.kind in ELEMENTWISE_KINDS:
         return _elementwise(name, args, kwargs, trace)
     if name in ROWWISE:

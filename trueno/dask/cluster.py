@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 
 from trueno.dask.plugin import SETTINGS
@@ -30,17 +31,25 @@ WINDOW_SLACK_NS = 20_000_000
 
 
 def _worker_collect(client_pid: int = 0, dask_worker=None) -> dict:
-    """(on a worker) every span its recorder holds, with what the client needs to merge; the
-    recorder is drained: off afterwards, or recording from a fresh buffer when the plugin
-    was asked to trace. A worker in the client's own process (``processes=False``) gives
-    nothing: its spans are already the capture's."""
+    """(on a worker) the spans recorded for the client's capture, with what the client needs
+    to merge. The recorder a traced task armed (``trueno.dask.array._traced``) is drained and
+    the one that was on before comes back; unarmed, a recorder the plugin keeps on is drained
+    (recording again from a fresh buffer), while the recorder of a process that traces
+    itself (``trueno trace run``) keeps its spans for its own part. A worker in the client's
+    own process (``processes=False``) gives nothing: its spans are already the capture's."""
+    from trueno.dask import array
+
     delay = getattr(dask_worker, "scheduler_delay", 0.0) if dask_worker is not None else 0.0
     rec = recorder.current() if os.getpid() != client_pid else None
-    spans = rec.spans() if rec is not None else []
-    if rec is not None:
+    if rec is not None and array.disarm():
+        pass  # the capture's own recorder, now off (or the one before it back)
+    elif rec is not None and (not recorder.ENABLED or rec is _self_traced()):
+        rec = None
+    elif rec is not None:
         recorder.stop()
-        if SETTINGS.get("trace"):
-            recorder.start()
+    if rec is not None and not recorder.ENABLED and SETTINGS.get("trace"):
+        recorder.start()
+    spans = rec.spans() if rec is not None else []
     return {
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -51,6 +60,12 @@ def _worker_collect(client_pid: int = 0, dask_worker=None) -> dict:
         "dropped": rec.dropped if rec is not None else 0,
         "spans": spans,
     }
+
+
+def _self_traced():
+    """The recorder of a process traced by ``trueno trace run`` (it writes its own part)."""
+    boot = sys.modules.get("trueno.trace.boot")
+    return getattr(boot, "_rec", None)
 
 
 OFFSET_TTL_S = 30.0  # a measured client-to-scheduler clock offset is reused this long

@@ -28,6 +28,11 @@ CAPTURE_HOOKS: list[Callable] = []
 _active: list[Capture] = []
 
 
+def capturing() -> bool:
+    """Whether a :func:`capture` is open in this process."""
+    return bool(_active)
+
+
 def add_capture_hook(hook: Callable) -> None:
     """Register ``hook`` for every later capture and start it on the active ones."""
     if hook in CAPTURE_HOOKS:
@@ -170,6 +175,7 @@ __all__ = [
     "Capture",
     "add_capture_hook",
     "capture",
+    "capturing",
     "check",
     "enabled",
     "load",
