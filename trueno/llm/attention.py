@@ -602,6 +602,14 @@ def split_positions(n: int, n_kv: int, threads: int) -> int:
 
 
 @njit(**_JIT)
+def slice_step(n: int, parts: int) -> int:
+    """Positions per slice when n positions are cut into ``parts`` slices: n / parts rounded
+    up to a multiple of SLICE_ALIGN (the last slice takes what is left)."""
+    step = -(-n // parts)
+    return -(-step // SLICE_ALIGN) * SLICE_ALIGN
+
+
+@njit(**_JIT)
 def _merge(out, accs, ms, els, groups, parts):
     """out[kv*G + g] = the softmax-weighted sum over all slices of the running states."""
     hd = out.shape[1]
@@ -629,8 +637,7 @@ def _merge(out, accs, ms, els, groups, parts):
 def _attend_parallel(accs, ms, els, q, k_cache, v_cache, first, end, scale, groups, parts,
                      softcap, level):  # fmt: skip
     n_tasks = accs.shape[0]
-    step = -(-(end - first) // parts)
-    step = -(-step // SLICE_ALIGN) * SLICE_ALIGN
+    step = slice_step(end - first, parts)
     for task in prange(n_tasks):
         kv, s = task // parts, task % parts
         lo = first + s * step
@@ -754,8 +761,7 @@ def attend_rows(out: Arr, q: Arr, k_caches: Arr, v_caches: Arr, slots: Arr, firs
     task_hi = np.empty(n_tasks, np.int64)
     for b in range(B):  # _attend_parallel's slices (one slice: attend_serial's whole span)
         first, end, p = firsts[b], ends[b], parts[b]
-        step = -(-(end - first) // p)
-        step = -(-step // SLICE_ALIGN) * SLICE_ALIGN
+        step = slice_step(end - first, p)
         for task in range(n_kv * p):
             t = start[b] + task
             kv, s = task // p, task % p

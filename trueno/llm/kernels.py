@@ -166,6 +166,24 @@ def _store_row_impl(dst, src, buf):
 
 
 @njit(**_JIT)
+def _enter_token(q, k, v, k_cache, v_cache, pos, positions, cos, sin, neox, qk_norm, q_norm,
+                 k_norm, eps, buf):  # fmt: skip
+    """A decode token's q and k (1, heads * head_dim) normed per head (when ``qk_norm``) and
+    rotated in place, its k and v written into the caches (n_kv_heads, ctx, head_dim) at
+    ``pos`` (``buf``: scratch of the row conversion)."""
+    n_kv, _, head_dim = k_cache.shape
+    n_heads = q.shape[1] // head_dim
+    if qk_norm:
+        head_rms_norm(q, n_heads, head_dim, q_norm, eps)
+        head_rms_norm(k, n_kv, head_dim, k_norm, eps)
+    rope(q, positions, n_heads, head_dim, cos, sin, neox)
+    rope(k, positions, n_kv, head_dim, cos, sin, neox)
+    for h in range(n_kv):
+        _store_row(k_cache[h, pos], k[0, h * head_dim : (h + 1) * head_dim], buf)
+        _store_row(v_cache[h, pos], v[0, h * head_dim : (h + 1) * head_dim], buf)
+
+
+@njit(**_JIT)
 def attention_step(
     out: Arr,
     q: Arr,
@@ -196,14 +214,8 @@ def attention_step(
     """
     n_kv, _, head_dim = k_cache.shape
     n_heads = q.shape[1] // head_dim
-    if qk_norm:
-        head_rms_norm(q, n_heads, head_dim, q_norm, eps)
-        head_rms_norm(k, n_kv, head_dim, k_norm, eps)
-    rope(q, positions, n_heads, head_dim, cos, sin, neox)
-    rope(k, positions, n_kv, head_dim, cos, sin, neox)
-    for h in range(n_kv):
-        _store_row(k_cache[h, pos], k[0, h * head_dim : (h + 1) * head_dim], scores)
-        _store_row(v_cache[h, pos], v[0, h * head_dim : (h + 1) * head_dim], scores)
+    _enter_token(q, k, v, k_cache, v_cache, pos, positions, cos, sin, neox, qk_norm, q_norm,
+                 k_norm, eps, scores)  # fmt: skip
     attend_gqa(
         out.reshape(n_heads, head_dim),
         q.reshape(n_heads, head_dim),
@@ -253,8 +265,8 @@ def attention_rows(
     b of ``qkv`` (B, q_dim + 2 kv_dim: query, key, value) is the token at positions[b] of the
     sequence in slot slots[b] of k_caches, v_caches (n_slots, n_kv_heads, ctx, head_dim: this
     layer's caches of every slot); its attention output goes to out[b] (B, q_dim). Each row
-    runs through the same norm, RoPE and cache-write code as attention_step (on a copy of its
-    row shaped as attention_step's operands) and :func:`attend_rows`, so each row's output and
+    runs through attention_step's own norm, RoPE and cache write (``_enter_token``, on a copy of
+    its row shaped as attention_step's operands) and :func:`attend_rows`, so each row's output and
     cache entries equal attention_step's bit for bit. ``qkv`` is left as it was."""
     B = qkv.shape[0]
     n_kv, head_dim = k_caches.shape[1], k_caches.shape[3]
@@ -276,14 +288,8 @@ def attention_rows(
         for i in range(kv_dim):
             k[0, i] = qkv[b, q_dim + i]
             v[0, i] = qkv[b, q_dim + kv_dim + i]
-        if qk_norm:
-            head_rms_norm(q, n_heads, head_dim, q_norm, eps)
-            head_rms_norm(k, n_kv, head_dim, k_norm, eps)
-        rope(q, pos1, n_heads, head_dim, cos, sin, neox)
-        rope(k, pos1, n_kv, head_dim, cos, sin, neox)
-        for h in range(n_kv):
-            _store_row(k_caches[slot, h, pos], k[0, h * head_dim : (h + 1) * head_dim], q)
-            _store_row(v_caches[slot, h, pos], v[0, h * head_dim : (h + 1) * head_dim], q)
+        _enter_token(q, k, v, k_caches[slot], v_caches[slot], pos, pos1, cos, sin, neox, qk_norm,
+                     q_norm, k_norm, eps, q)  # fmt: skip
         for i in range(q_dim):
             qs[b, i] = q[0, i]
         firsts[b] = window_start(pos, window)
