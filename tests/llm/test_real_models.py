@@ -90,25 +90,39 @@ def test_greedy_continuation_matches_llama_cpp(case):
     assert list(gen) == ref["generated_tokens"][:5]
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max()
+    return z - np.log(np.exp(z).sum())
+
+
 def test_batched_prefill_and_decode_agree(case):
-    """15 tokens go through the dequantize + BLAS prefill path (more than MATVEC_ROWS);
-    the last one also through a decode step's fused matvecs."""
+    """15 tokens go through the batched prefill path (more than MATVEC_ROWS: int8 GEMM or
+    dequantize + BLAS); the last one also through a decode step's fused matvecs."""
     from trueno.llm.weights import MATVEC_ROWS
 
     model, ref, _, first = case
     n_prompt = len(ref["prompt_tokens"])
     ids = ref["prompt_tokens"] + ref["generated_tokens"][:10]
     assert len(ids) > MATVEC_ROWS
-    full = model.logits(ids)
+    every = model.logits(ids).copy()
     # teacher forcing: the first five greedy tokens are llama.cpp's
-    assert np.argmax(full[n_prompt - 1 : n_prompt + 4], axis=1).tolist() == ids[n_prompt:][:5]
+    assert np.argmax(every[n_prompt - 1 : n_prompt + 4], axis=1).tolist() == ids[n_prompt:][:5]
+    full = every[-1]
     model.reset()
     model.prefill(ids[:-1])
-    step = model.decode(ids[-1])
-    # decode's fused kernels quantize activations to int8 (as llama.cpp does); prefill
-    # dequantizes the weights to f32: expect llama.cpp-sized differences, same ranking
-    assert np.argmax(step) == np.argmax(full[-1])
-    assert np.abs(step - full[-1]).mean() < 0.35
+    step = model.decode(ids[-1]).copy()
+    # the two paths round activations differently (int8 blocks in the fused matvecs, as
+    # llama.cpp does): expect llama.cpp-sized differences and the same ranking. Compare what
+    # sampling sees, the distributions: a shift common to every logit is no difference (gemma3's
+    # tied embeddings turn a small change of the final hidden state into a shift of the whole
+    # vocabulary, -0.39..+0.15 by ISA level), so bound the KL divergence (llama.cpp's
+    # perplexity --kl-divergence; seen here 0.001-0.006) and the logits' spread about their
+    # common shift (seen 0.09-0.12)
+    assert np.argmax(step) == np.argmax(full)
+    p, q = log_softmax(full), log_softmax(step)
+    assert float((np.exp(p) * (p - q)).sum()) < 0.02
+    d = step - full
+    assert np.abs(d - np.median(d)).mean() < 0.2
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
