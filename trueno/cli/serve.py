@@ -106,7 +106,7 @@ def handler(args) -> int:
     args.model = str(path)
     api_key = args.api_key or settings.api_key()
     server = Server(args.alias or path.stem, args.parallel, args.queue, api_key,
-                    ctx_shift=args.ctx_shift)  # fmt: skip
+                    ctx_shift=args.ctx_shift, threads=args.threads)  # fmt: skip
     if args.otlp_endpoint:
         server.trace_to(args.otlp_endpoint)
     sock = bind(args.host, args.port)

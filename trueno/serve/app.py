@@ -82,9 +82,9 @@ class Server:
     """Everything a route needs: the model (once loaded), the engine thread, the limits."""
 
     def __init__(self, alias: str, n_slots: int, queue: int, api_key: str | None,
-                 ctx_shift: bool = False) -> None:  # fmt: skip
+                 ctx_shift: bool = False, threads: int | None = None) -> None:  # fmt: skip
         self.alias, self.n_slots, self.queue_limit = alias, n_slots, queue
-        self.ctx_shift = ctx_shift
+        self.ctx_shift, self.threads = ctx_shift, threads  # threads: the engine's kernels
         self.api_key = api_key
         self.metrics = Metrics(n_slots)
         self.model = None
@@ -105,7 +105,8 @@ class Server:
         from trueno.llm.chat import ChatSession
 
         self.chat = ChatSession(model)  # the template, bos and eos, as `trueno chat` uses them
-        self.engine = EngineThread(model, self.n_slots, self.metrics, self.ctx_shift)
+        self.engine = EngineThread(model, self.n_slots, self.metrics, self.ctx_shift,
+                                   self.threads)  # fmt: skip
         self.engine.start()  # warms the batched kernels up on its own thread, then returns
         self.model = model
 

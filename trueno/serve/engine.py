@@ -31,8 +31,15 @@ class Choice:
 
 
 class EngineThread:
-    def __init__(self, model, n_slots: int, metrics: Metrics, ctx_shift: bool = False) -> None:
+    def __init__(self, model, n_slots: int, metrics: Metrics, ctx_shift: bool = False,
+                 threads: int | None = None) -> None:  # fmt: skip
+        """``threads``: numba threads of the engine's kernels (None: numba's default). numba's
+        thread count is a per-thread setting, so the engine thread sets it for itself: set
+        where the model was loaded, it did not reach the engine (``trueno serve -t 1`` ran
+        on every core)."""
         self.model, self.metrics, self.ctx_shift = model, metrics, ctx_shift
+        self.threads = threads
+        self.kernel_threads = 0  # numba's thread count on the engine thread, once started
         self.engine = BatchEngine(model, n_slots, ctx_shift=ctx_shift)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -56,8 +63,13 @@ class EngineThread:
 
     # ---- the thread ------------------------------------------------------------------------
     def _run(self) -> None:
+        import numba
+
         eng = self.engine
         try:
+            if self.threads:
+                numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+            self.kernel_threads = numba.get_num_threads()
             eng.warmup()
         finally:
             self._warm.set()
