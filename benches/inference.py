@@ -14,7 +14,12 @@ KV bytes one token reads. llama.cpp's side is its ``llama-bench`` binary when fo
 row and round, as ``llama-bench -d DEPTH -ctk f16 -ctv f16 -p 0 -n N -t THREADS -r 1 -o json``
 (prefill: ``-d 0 -p N -n 0``), its ``avg_ts`` parsed from the JSON; else llama-cpp-python.
 
-    python benches/inference.py [--quick] [--threads N] [--depth [--llama-bench PATH]] [--moe]
+    python benches/inference.py [--quick] [--threads N] [--depth] [--llama-bench PATH]
+                                [--llama-bench-decode PATH] [--model GGUF ...] [--moe]
+
+Without ``--depth``, ``--llama-bench`` puts that binary on llama.cpp's side of the main table
+too (``-p 128 -n 0`` and ``-p 0 -n 64``, f16 KV cache, median of the repetitions) instead of
+llama-cpp-python; ``--llama-bench-decode`` takes the decode column from a second build.
 
 With ``--moe``: the mixture-of-experts row (``benches/moe.py``): decode of a tiny MoE stand-in
 against a dense model with the same active parameters, each beside its bandwidth floor counted
@@ -223,6 +228,20 @@ class _LlamaBenchDepth:
         return self.run(depth, 0, n)
 
 
+def bench_llama_bench(args, path, n_decode: int, n_prefill: int, repeat: int) -> dict:
+    """llama-bench (``--llama-bench``) on the same file: prefill of ``n_prefill`` tokens and
+    decode of ``n_decode``, medians of ``repeat`` runs; decode by ``--llama-bench-decode``
+    when given (a build whose prompt path cannot run here, e.g. llama.cpp's native AMX build
+    on a VM that faults on AMX prompts, still decodes)."""
+    prompt = _LlamaBenchDepth(Path(args.llama_bench), path, args.threads)
+    decode = _LlamaBenchDepth(Path(args.llama_bench_decode or args.llama_bench), path,
+                              args.threads)  # fmt: skip
+    return {
+        "prefill": statistics.median(prompt.prefill(n_prefill) for _ in range(repeat)),
+        "decode": statistics.median(decode.decode(0, n_decode) for _ in range(repeat)),
+    }
+
+
 def parse_llama_bench(text: str, depth: int, n_prompt: int, n_gen: int) -> float:
     """``avg_ts`` (tokens/s) of the test with these sizes in ``llama-bench -o json`` output."""
     for row in json.loads(text):
@@ -297,7 +316,10 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="one repetition, 32 decode tokens")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--depth", action="store_true", help="the long-context table")
-    ap.add_argument("--llama-bench", help="llama.cpp's llama-bench binary for --depth")
+    ap.add_argument("--llama-bench", help="llama.cpp's llama-bench binary (else llama-cpp-python)")
+    ap.add_argument(
+        "--llama-bench-decode", help="another llama-bench binary for the decode column only"
+    )
     ap.add_argument(
         "--moe", action="store_true", help="the mixture-of-experts row (benches/moe.py's table)"
     )
@@ -320,7 +342,10 @@ def main() -> int:
         repeat = 1 if args.quick else 5
         r = bench_model(path, n_decode, 128, repeat)
         floor = bw * 1e9 / r["weight_bytes"]
-        live = bench_llama_cpp(path, n_decode, 128, repeat, args.threads)
+        if args.llama_bench:  # llama.cpp's own binaries, medians of ``repeat`` runs each
+            live = bench_llama_bench(args, path, n_decode, 128, repeat)
+        else:
+            live = bench_llama_cpp(path, n_decode, 128, repeat, args.threads)
         if live is None:  # llama.cpp's numbers from the reference machine (not this run)
             speed = ref.get(ref_name, {}).get("speed", {})
             live = {
@@ -329,7 +354,7 @@ def main() -> int:
             }
             source = "reference json"
         else:
-            source = "this run"
+            source = "this run" if not args.llama_bench else "llama-bench"
         rows.append(
             [
                 name,
