@@ -74,14 +74,15 @@ def transpose_blocks(xq, xt):
 
 ROW_CHUNK = 32  # rows per call of simd.rows_range_t in the B-vector driver
 PREFETCH_ROWS = 16  # rows ahead each thread's row loop asks the caches for (measured: 8-32)
+# the nibble / int8 rows only (w[0]): prefetching the small d, m, qh rows of the re-laid form
+# as well cost 10-25% (A/B at 262144 rows, 2 threads); the hardware prefetcher keeps up there
+
 # row streams per thread in the one-vector driver: each iteration dots a row from each of the
 # two halves of the matrix, so every core keeps two sequential read streams' misses in
 # flight, not one. Weights past the L3 (Q4_0, 2 threads, distinct 2-56 MB matrices cycled as
 # decode does): 20.1-22.7 -> 23.5-26.8 GB/s; 4 streams no better; in the L3 unchanged
 # (45.7-48.4 GB/s either way). Each row's dot is the same: outputs are bit for bit the same.
 ROW_STREAMS = 2
-# the nibble / int8 rows only (w[0]): prefetching the small d, m, qh rows of the re-laid form
-# as well cost 10-25% (A/B at 262144 rows, 2 threads); the hardware prefetcher keeps up there
 
 _local = threading.local()
 _NONE_I8, _NONE_F32, _NONE_I16 = (

@@ -34,9 +34,8 @@ class EngineThread:
     def __init__(self, model, n_slots: int, metrics: Metrics, ctx_shift: bool = False,
                  threads: int | None = None) -> None:  # fmt: skip
         """``threads``: numba threads of the engine's kernels (None: numba's default). numba's
-        thread count is a per-thread setting, so the engine thread sets it for itself: set
-        where the model was loaded, it did not reach the engine (``trueno serve -t 1`` ran
-        on every core)."""
+        thread count is a per-thread setting, so the engine thread sets its own: a count set
+        on the thread that loaded the model does not reach it."""
         self.model, self.metrics, self.ctx_shift = model, metrics, ctx_shift
         self.threads = threads
         self.kernel_threads = 0  # numba's thread count on the engine thread, once started
