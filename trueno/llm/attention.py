@@ -32,7 +32,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.cpu import cpu_features
+from trueno.cpu import cpu_features, cpu_name
 from trueno.quant.llvm_ir import F16, F32, I32, V8F32, Acc, data, i64, llvm, load, splat
 
 drop_stale(__file__, ("../quant/llvm_ir.py",))
@@ -44,7 +44,6 @@ _JIT: Any = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
 
 ATTN_BLOCK = 128  # positions per block of scores (p: G x 128 floats in L1); a multiple of 8
 SLICE_ALIGN = 16  # thread slices start on a multiple of this many positions past ``first``
-PREFETCH_ROW_BYTES = 256  # software prefetch pays from DRAM for rows this long (not 128 B)
 SPLIT_MIN = 512  # fewest positions worth a thread hand-off (about 25 us of work per head)
 _F16_SCALE = np.float32(2.0**112)  # f16 bits << 13 read as f32, times this: the f16 value
 
@@ -54,6 +53,11 @@ SIMD = _HOST["avx2"] and _HOST["fma"] and F16C  # the IR kernels below (never ru
 # the IR kernels' lanes: 16 with AVX-512 (32 registers), 8 with AVX2, 0: plain numba loops
 LEVEL = 16 if SIMD and _HOST["avx512f"] else 8 if SIMD else 0
 LEVELS = tuple(w for w in (16, 8, 0) if w <= LEVEL)  # every level this host runs (tests)
+# the shortest K/V rows decode attention software-prefetches (each block's value rows, the
+# next block's keys). 128-B rows (f16, head_dim 64: SmolLM2) measured 0.8-0.9x on Zen 4 and
+# 1.10x from DRAM, 1.04-1.13x decode at depth 300-3500 on an Intel Xeon (BENCHMARKS.md);
+# rows >= 256 B gained 1.1-1.4x from DRAM on both
+PREFETCH_ROW_BYTES = 256 if cpu_name().startswith("znver") else 128
 # numba's thread count, fixed at import (numba.get_num_threads() in a kernel stops caching;
 # a cached kernel keeps the count it was compiled with: it picks the split, never the result)
 THREADS = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at numba import
