@@ -128,7 +128,14 @@ def test_a_capture_costs_one_round_trip_at_exit(client, monkeypatch):
     import trueno.dask  # noqa: F401
     from trueno.dask import cluster
 
-    x = da.from_array(np.ones((800, 16)), chunks=(100, 16))
+    # the 8 chunks held alternately by the two workers, so the tasks (which run where their
+    # chunk is) leave spans on both: from a client-side array, the scheduler may put all 8
+    # tiny tasks on one worker (seen once under a loaded `make test`)
+    workers = sorted(client.scheduler_info()["workers"])
+    blocks = [
+        client.scatter(np.ones((100, 16)), workers=[workers[i % 2]], hash=False) for i in range(8)
+    ]
+    x = da.concatenate([da.from_delayed(b, (100, 16), np.float64) for b in blocks])
     with trueno.trace.capture():  # the clock offset cached (measured once per TTL)
         trueno.gelu(x).compute()
     calls = []
