@@ -69,13 +69,15 @@ def test_batched_equals_matvec_per_row(name, relayout, cols, level):
 @pytest.mark.skipif("avx512" not in host_levels(), reason="host lacks avx512")
 @pytest.mark.parametrize(
     ("name", "cols"),
-    [(t, c) for t in ("Q4_0", "Q4_1") for c in (128, 384, 512, 640, 1152)]
+    [(t, c) for t in ("Q4_0", "Q4_1") for c in (64, 128, 192, 384, 512, 576, 640, 704, 1152)]
     + [("Q4_K", c) for c in (256, 768, 1280)],
 )
 def test_two_row_form_equals_matvec(name, cols):
     """The two-rows-per-register form (row_pairs.py, avx512): an odd row count (a run of rows
-    ends on one row alone); Q4_0 / Q4_1 with 4 blocks per row (no group of 8), 12, 16, 20 and
-    36 (groups of 8, with and without a step of 4); Q4_K with 1, 3 and 5 super-blocks."""
+    ends on one row alone); Q4_0 / Q4_1 with 2 blocks per row (a last pair alone), 4 (a step of
+    4 alone), 6 (4 and a pair), 12, 16, 20 and 36 (groups of 8, with and without a step of 4),
+    18 (SmolLM2's 576 columns: groups and a pair) and 22 (groups, 4 and a pair); Q4_K with 1, 3
+    and 5 super-blocks."""
     p = weight(name, True, rows=71, cols=cols, isa="avx512")
     kind = f"{name}/{'relaid' if p.relaid else 'ggml'}/avx512"
     assert simd.body_of(kind).twin_rows is not None

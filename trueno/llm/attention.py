@@ -45,6 +45,11 @@ _JIT: Any = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
 ATTN_BLOCK = 128  # positions per block of scores (p: G x 128 floats in L1); a multiple of 8
 SLICE_ALIGN = 16  # thread slices start on a multiple of this many positions past ``first``
 SPLIT_MIN = 512  # fewest positions worth a thread hand-off (about 25 us of work per head)
+# attend_rows hands short rows off from this many (row, KV head) tasks per thread. SmolLM2's
+# shapes, 2 threads, one call serial -> handed off: 8 rows of 8 / 40 / 100 positions 17.3 ->
+# 11.0, 24.5 -> 15.3, 39.5 -> 23.5 us; 4 rows of 8 / 40 9.4 -> 8.0, 13.7 -> 10.0; but 2 rows
+# (6 tasks) 5.2 -> 5.7, 8.8 -> 10.3
+TASKS_PER_THREAD = 4
 _F16_SCALE = np.float32(2.0**112)  # f16 bits << 13 read as f32, times this: the f16 value
 
 _HOST = cpu_features()
@@ -746,7 +751,8 @@ def attend_rows(out: Arr, q: Arr, k_caches: Arr, v_caches: Arr, slots: Arr, firs
     Each row is cut into the (KV head, slice of positions) tasks attend_gqa would cut it into
     and merged as it would merge them, so every row's output equals attend_gqa's of that row
     bit for bit; the tasks of all rows share one hand-off to numba's threads when any row is
-    long enough for attend_gqa to hand its own off (never more hand-offs than a call per row)."""
+    long enough for attend_gqa to hand its own off, or when there are TASKS_PER_THREAD tasks
+    per thread however short (one hand-off for the call, never more than a call per row)."""
     B = q.shape[0]
     n_kv, hd = k_caches.shape[1], k_caches.shape[3]
     parts = np.empty(B, np.int64)
@@ -775,8 +781,8 @@ def attend_rows(out: Arr, q: Arr, k_caches: Arr, v_caches: Arr, slots: Arr, firs
     accs = np.empty((n_tasks, groups, hd), np.float32)
     ms = np.empty((n_tasks, groups), np.float32)
     els = np.empty((n_tasks, groups), np.float32)
-    if not threaded:  # short rows only: no hand-off (many short rows were measured slower
-        for t in range(n_tasks):  # split over 2 threads than run on one: ~5 us tasks)
+    if THREADS == 1 or not (threaded or n_tasks >= TASKS_PER_THREAD * THREADS):
+        for t in range(n_tasks):  # a few short rows: no hand-off
             _row_task(accs, ms, els, q, k_caches, v_caches, task_row, task_kv, task_lo,
                       task_hi, slots, groups, scale, softcap, level, t)  # fmt: skip
     else:

@@ -11,9 +11,10 @@ and float operations of the one-row form, lane for lane (the few reordered steps
 see their comments), so each result stays bit-identical to it and to the one-vector row dot,
 at about half the instructions per row.
 
-Paired rows take this form when their block count is a multiple of 4 (full groups of 8
-blocks, then at most one step of 4; Body.twin_step); the row loop (simd.rows_range_t) runs
-the one-row form otherwise, and on a run's last row when the run is odd.
+Paired rows take this form when their block count is even (full groups of 8 blocks, at most
+one step of 4, then at most one pair, as SmolLM2's 576 columns: 8 + 8 + 2 blocks;
+Body.twin_step). The row loop (simd.rows_range_t) runs the one-row form otherwise, and on a
+run's last row when the run is odd.
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from trueno.quant.llvm_ir import (
     I32,
     I64,
     Acc,
+    f32,
+    half,
     i64,
     llvm,
     load,
+    splat,
     transpose_add8,
     vconst,
     x86,
@@ -41,6 +45,7 @@ V64I8 = ir.VectorType(I8, 64)
 V16I32 = ir.VectorType(I32, 16)
 V16F32 = ir.VectorType(F32, 16)
 V8I64 = ir.VectorType(I64, 8)
+V2F32 = ir.VectorType(F32, 2)
 
 
 def _lift(mask, n):
@@ -124,6 +129,12 @@ def twin_hsums(builder, vecs):
     return transpose_add8(builder, chunk, lambda a, b, mask: _shuf(builder, a, b, mask, 8))
 
 
+def _two(builder, a, b):
+    """Two f32 scalars -> <2 x f32> [a, b]."""
+    v = builder.insert_element(ir.Constant(V2F32, None), a, ir.Constant(I32, 0))
+    return builder.insert_element(v, b, ir.Constant(I32, 1))
+
+
 def _dpbusd(builder, acc, u8, s8):
     acc = ir.Constant(V16I32, None) if acc is None else acc
     u8, s8 = _cast(builder, u8, V16I32), _cast(builder, s8, V16I32)
@@ -141,7 +152,9 @@ class _TwinVec:
         self.x, self.dx, self.xs = ptrs[:3]
         zero = ir.Constant(V16F32, None)
         self.acc0 = Acc(builder, zero)  # the one-row form's accs[0] (groups of 8)
+        self.acc1 = Acc(builder, zero)  # its accs[1] (the step of 4, a last pair's odd block)
         self.corr = Acc(builder, zero)  # its corr_v
+        self.corr_s = Acc(builder, ir.Constant(V2F32, None))  # its corr_s, of rows r, r + 1
 
 
 def paired_rows_body(has_min, offset):
@@ -149,7 +162,7 @@ def paired_rows_body(has_min, offset):
     ``fn(builder, w0, w1, vecs, nb)`` with w0, w1 the (qs, d, m, qh) row pointers of rows r
     and r + 1 and ``vecs`` (xt, dx, xs, bs) pointers (xt lane-per-block,
     fused.transpose_blocks); returns one <2 x f32> per vector: its results of rows r and
-    r + 1 (side by side in the output). nb must be a multiple of 4 (module docstring)."""
+    r + 1 (side by side in the output). nb must be even (module docstring)."""
 
     def body(builder, w0, w1, vecs, nb):
         (qs0, d0, m0, _), (qs1, d1, m1, _) = w0, w1
@@ -205,47 +218,71 @@ def paired_rows_body(has_min, offset):
 
         b4 = builder.mul(groups, i64(8))
         has4 = builder.icmp_unsigned(">=", builder.sub(nb, b4), i64(4))
-        with builder.if_else(has4) as (then, otherwise):
-            with otherwise:
-                for v in vs:  # sum_states' acc0 + acc1, acc1 zero
-                    v.acc0.set(builder.fadd(v.acc0.get(), ir.Constant(V16F32, None)))
-            with then:
-                v8f32 = ir.VectorType(F32, 8)
-                dv = scales(d0, d1, b4, 4)
-                cv = scales(m0, m1, b4, 4) if has_min else dv
-                pairs = [builder.add(builder.mul(groups, i64(4)), i64(k)) for k in range(2)]
-                qv = nibbles_t4(builder, *twin_pairs(pairs))
-                base = builder.mul(b4, i64(32))
-                # <8 x f32> [y4 of row r | y4 of row r + 1] -> the one-row form's widened y8 twice
-                wide = ir.Constant(
-                    ir.VectorType(I32, 16), [0, 1, 2, 3] + [8] * 4 + [4, 5, 6, 7] + [8] * 4
+        with builder.if_then(has4):  # the one-row form's step of 4
+            v8f32 = ir.VectorType(F32, 8)
+            dv = scales(d0, d1, b4, 4)
+            cv = scales(m0, m1, b4, 4) if has_min else dv
+            pairs = [builder.add(builder.mul(groups, i64(4)), i64(k)) for k in range(2)]
+            qv = nibbles_t4(builder, *twin_pairs(pairs))
+            base = builder.mul(b4, i64(32))
+            # <8 x f32> [y4 of row r | y4 of row r + 1] -> the one-row form's widened y8 twice
+            wide = ir.Constant(
+                ir.VectorType(I32, 16), [0, 1, 2, 3] + [8] * 4 + [4, 5, 6, 7] + [8] * 4
+            )
+            zero8 = ir.Constant(v8f32, None)
+            lo = ir.Constant(ir.VectorType(I32, 8), [0, 1, 2, 3, 8, 9, 10, 11])
+            hi = ir.Constant(ir.VectorType(I32, 8), [4, 5, 6, 7, 12, 13, 14, 15])
+            for v in vs:
+                s8 = builder.fmul(dv, f_twin(v.dx, b4, 4))
+                c8 = builder.fmul(cv, f_twin(v.xs, b4, 4))
+                acc = None
+                for t, q in enumerate(qv):
+                    acc = _dpbusd(builder, acc, q, x_twin(v, builder.add(base, i64(32 * t))))
+                tot = builder.add(
+                    builder.shuffle_vector(acc, acc, lo), builder.shuffle_vector(acc, acc, hi)
                 )
-                zero8 = ir.Constant(v8f32, None)
-                lo = ir.Constant(ir.VectorType(I32, 8), [0, 1, 2, 3, 8, 9, 10, 11])
-                hi = ir.Constant(ir.VectorType(I32, 8), [4, 5, 6, 7, 12, 13, 14, 15])
-                for v in vs:
-                    s8 = builder.fmul(dv, f_twin(v.dx, b4, 4))
-                    c8 = builder.fmul(cv, f_twin(v.xs, b4, 4))
-                    acc = None
-                    for t, q in enumerate(qv):
-                        acc = _dpbusd(builder, acc, q, x_twin(v, builder.add(base, i64(32 * t))))
-                    tot = builder.add(
-                        builder.shuffle_vector(acc, acc, lo), builder.shuffle_vector(acc, acc, hi)
-                    )
-                    y8 = builder.fmul(builder.sitofp(tot, v8f32), s8)
-                    y16 = builder.shuffle_vector(y8, zero8, wide)
-                    # acc1 (zero) + y, then sum_states' acc0 + acc1 (acc0 is final here)
-                    acc1 = builder.fadd(ir.Constant(V16F32, None), y16)
-                    v.acc0.set(builder.fadd(v.acc0.get(), acc1))
-                    v.corr.set(builder.fadd(v.corr.get(), builder.shuffle_vector(c8, zero8, wide)))
+                y8 = builder.fmul(builder.sitofp(tot, v8f32), s8)
+                y16 = builder.shuffle_vector(y8, zero8, wide)
+                v.acc1.set(builder.fadd(v.acc1.get(), y16))  # acc1 (zero) + y
+                v.corr.set(builder.fadd(v.corr.get(), builder.shuffle_vector(c8, zero8, wide)))
 
-        # the one-row form's epilogue, lane for lane: sum_states of its four accumulators
-        # (acc1 added into acc0 above, the last two zero), hsums, the scalar correction
-        # (zero) added, then the offset or the min term
+        # the one-row form's last pair (nb % 4 == 2: e.g. 576 columns = 8 + 8 + 2 blocks): each
+        # block's eight i32 lanes scaled by its d * dx into acc0 (the pair's low nibbles) or
+        # acc1 (high), its min (Q4_1) or d (Q4_0) times its activation sum into corr_s
+        start = builder.add(builder.mul(groups, i64(4)), builder.select(has4, i64(2), i64(0)))
+        npair = builder.udiv(nb, i64(2))
+        with cgutils.for_range_slice(builder, start, npair, i64(1)) as (pair, _):
+            (pq,) = twin_pairs([pair])
+            halves = (builder.and_(pq, vconst(V64I8, 0x0F)), builder.lshr(pq, vconst(V64I8, 4)))
+            for j, q in enumerate(halves):
+                b = builder.add(builder.mul(pair, i64(2)), i64(j))
+                at = builder.mul(b, i64(2))
+                d2 = _two(builder, half(builder, d0, at), half(builder, d1, at))
+                c2 = (_two(builder, half(builder, m0, at), half(builder, m1, at))
+                      if has_min else d2)  # fmt: skip
+                for v in vs:
+                    s2 = builder.fmul(d2, splat(builder, f32(builder, v.dx, b), 2))
+                    dot = _dpbusd(builder, None, q, x_twin(v, builder.mul(b, i64(32))))
+                    s16 = builder.shuffle_vector(s2, s2, ir.Constant(V16I32, [0] * 8 + [1] * 8))
+                    acc = v.acc1 if j else v.acc0
+                    acc.set(_fma16(builder, builder.sitofp(dot, V16F32), s16, acc.get()))
+                    xs2 = splat(builder, f32(builder, v.xs, b), 2)
+                    v.corr_s.set(builder.fadd(v.corr_s.get(), builder.fmul(c2, xs2)))
+
+        # the one-row form's epilogue, lane for lane: sum_states of its four accumulators (the
+        # last two zero), hsums, the scalar correction added, then the offset or the min term
         zero = ir.Constant(V16F32, None)
-        totals = [builder.fadd(builder.fadd(v.acc0.get(), zero), zero) for v in vs]
+        totals = [
+            builder.fadd(builder.fadd(builder.fadd(v.acc0.get(), v.acc1.get()), zero), zero)
+            for v in vs
+        ]
         tot, corr = twin_hsums(builder, totals), twin_hsums(builder, [v.corr.get() for v in vs])
-        corr = builder.fadd(corr, ir.Constant(V16F32, None))
+        corr_s = zero
+        for j, v in enumerate(vs):  # vector j's correction of row r + h into lane h*8 + ORDER[j]
+            for h in range(2):
+                lane = builder.extract_element(v.corr_s.get(), ir.Constant(I32, h))
+                corr_s = builder.insert_element(corr_s, lane, ir.Constant(I32, h * 8 + ORDER[j]))
+        corr = builder.fadd(corr, corr_s)
         if has_min:
             res = builder.fadd(tot, corr)
         else:

@@ -110,8 +110,8 @@ class Body:
     multi: object = None
     multi_vectors: int = 0  # vectors per weight decode of ``multi`` (0: the record's)
     # ``multi`` on two rows at once (row_pairs.py: ``fn(builder, w_r, w_r1, vecs, nb)`` ->
-    # (results of row r, of row r + 1)), for relaid rows whose block count is a multiple of
-    # 4; None: ``multi`` row by row
+    # (results of row r, of row r + 1)), for rows whose block count is a multiple of
+    # ``twin_step``; None: ``multi`` row by row
     twin_rows: object = None
     twin_step: int = 1  # the block counts (``n`` / ``nb``) ``twin_rows`` takes: multiples of it
 
@@ -754,7 +754,7 @@ def paired_dot(rec, level) -> Body:
         multi=multi,
         multi_vectors=group,
         twin_rows=twin,
-        twin_step=4,
+        twin_step=2,
     )
 
 
