@@ -68,17 +68,19 @@ def test_batched_equals_matvec_per_row(name, relayout, cols, level):
 
 @pytest.mark.skipif("avx512" not in host_levels(), reason="host lacks avx512")
 @pytest.mark.parametrize(
-    ("name", "cols"),
-    [(t, c) for t in ("Q4_0", "Q4_1") for c in (64, 128, 192, 384, 512, 576, 640, 704, 1152)]
-    + [("Q4_K", c) for c in (256, 768, 1280)],
+    ("name", "cols", "relayout"),
+    [(t, c, True) for t in ("Q4_0", "Q4_1") for c in (64, 128, 192, 384, 512, 576, 640, 704, 1152)]
+    + [("Q4_K", c, True) for c in (256, 768, 1280)]
+    + [("Q8_0", c, r) for r in (True, False) for c in (32, 64, 160, 256, 576, 640, 928)],
 )
-def test_two_row_form_equals_matvec(name, cols):
+def test_two_row_form_equals_matvec(name, cols, relayout):
     """The two-rows-per-register form (row_pairs.py, avx512): an odd row count (a run of rows
     ends on one row alone); Q4_0 / Q4_1 with 2 blocks per row (a last pair alone), 4 (a step of
     4 alone), 6 (4 and a pair), 12, 16, 20 and 36 (groups of 8, with and without a step of 4),
     18 (SmolLM2's 576 columns: groups and a pair) and 22 (groups, 4 and a pair); Q4_K with 1, 3
-    and 5 super-blocks."""
-    p = weight(name, True, rows=71, cols=cols, isa="avx512")
+    and 5 super-blocks; Q8_0 split (groups of 8, a step of 4, single blocks) and on GGML
+    blocks (a tied output head: 4 blocks per step, the rest one by one)."""
+    p = weight(name, relayout, rows=71, cols=cols, isa="avx512")
     kind = f"{name}/{'relaid' if p.relaid else 'ggml'}/avx512"
     assert simd.body_of(kind).twin_rows is not None
     rng = np.random.default_rng(cols)

@@ -165,18 +165,20 @@ def _make_matvec(kind: str, block: int, prefetch: bool):
     return matvec
 
 
-def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed: bool):
+def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed: bool,
+                  ranged: bool):  # fmt: skip
     group_kind = f"{kind}/{group}"
     # 8 vectors per decode (avx512): 4 to 7 left over take one decode of 4 before the rest
     # go one by one (a constant: numba prunes the step where there is none)
-    halves = transposed and group == 8
+    halves = ranged and group == 8
     half = group // 2 if halves else group
     half_kind = f"{kind}/{half}"
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def matvecs(w, x, xq, dx, xs, bs, xt, out):
         """out[b] = W @ x[b] for B vectors: each weight row read from memory once, decoded
-        once per ``group`` vectors (simd.rows_dot, or rows_dot_t on the lane-per-block
+        once per ``group`` vectors (simd.rows_dot; when ``ranged``, simd.rows_range_t over
+        runs of rows, two rows at a time where the body has that form, on the lane-per-block
         copy ``xt`` of the activations when ``transposed``), the rest by the row dot of
         ``matvec``; every result bit-identical to ``matvec``'s."""
         n_vec = x.shape[0]
@@ -189,7 +191,8 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
         else:
             xd = x
         n_rows = w[0].shape[0]
-        if transposed:  # runs of ROW_CHUNK rows: the vectors' pointers set up once per run
+        xa = xt if transposed else xq  # the activations the ranged body reads
+        if ranged:  # runs of ROW_CHUNK rows: the vectors' pointers set up once per run
             ahead = PREFETCH_ROWS if prefetch else 0
             for c in numba.prange((n_rows + ROW_CHUNK - 1) // ROW_CHUNK):
                 r0 = c * ROW_CHUNK
@@ -197,12 +200,12 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
                 b = 0
                 pre = ahead
                 while b + group <= n_vec:  # the run's rows are in the caches after the first
-                    simd.rows_range_t(group_kind, w, r0, r1, xt, xd, xs, bs, b, out, pre)
+                    simd.rows_range_t(group_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
                     pre = 0
                     b += group
                 if halves:
                     if b + half <= n_vec:
-                        simd.rows_range_t(half_kind, w, r0, r1, xt, xd, xs, bs, b, out, pre)
+                        simd.rows_range_t(half_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
                         b += half
                 while b < n_vec:
                     for r in range(r0, r1):
@@ -241,7 +244,8 @@ def _kernel(make, rec, relaid: bool, level: str):
                 if make is _make_matvecs:  # groups only where one decode serves several
                     body = simd.body_of(kind)
                     group = body.multi_vectors or rec.multi_vectors if body.vectors else 1
-                    args += [group, body.multi is not None]
+                    transposed = body.multi is not None
+                    args += [group, transposed, transposed or body.twin_rows is not None]
                 fn = _KERNELS[key] = make(*args)
     return fn
 

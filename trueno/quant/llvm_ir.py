@@ -243,13 +243,33 @@ def reduce8(builder, v):
 # leave block k's whole dot in lane k: no horizontal reduction per vector.
 
 
-def transpose8(builder, regs):
-    """Eight <32 x i8> (or <8 x i32>) ``regs`` -> eight <32 x i8> where dword lane k of
-    register t is dword t of ``regs[k]`` (an 8x8 dword transpose, 24 shuffles)."""
-    r = [builder.bitcast(v, V8I32) for v in regs]
+def lift_halves(mask, n):
+    """A two-operand shuffle mask over n-lane vectors -> the same shuffle on each half of
+    2n-lane vectors made of two independent n-lane halves."""
+    out = []
+    for h in range(2):
+        for e in mask:
+            out.append(h * n + e if e < n else 2 * n + h * n + (e - n))
+    return out
+
+
+def _dword_regs(builder, regs, twin):
+    """``regs`` as dword vectors, an 8-lane dword shuffle (on each half when ``twin``), and
+    the byte vector type to return."""
+    n = 16 if twin else 8
+    ty = ir.VectorType(I32, n)
 
     def shuf(a, b, mask):
-        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 8), mask))
+        return builder.shuffle_vector(a, b, ir.Constant(ty, lift_halves(mask, 8) if twin else mask))
+
+    return [builder.bitcast(v, ty) for v in regs], shuf, ir.VectorType(I8, 4 * n)
+
+
+def transpose8(builder, regs, twin=False):
+    """Eight <32 x i8> (or <8 x i32>) ``regs`` -> eight <32 x i8> where dword lane k of
+    register t is dword t of ``regs[k]`` (an 8x8 dword transpose, 24 shuffles). ``twin``: the
+    same on each 256-bit half of eight <64 x i8> (row_pairs.py: two rows per register)."""
+    r, shuf, out_ty = _dword_regs(builder, regs, twin)
 
     lo = [shuf(r[2 * a], r[2 * a + 1], [0, 8, 1, 9, 4, 12, 5, 13]) for a in range(4)]
     hi = [shuf(r[2 * a], r[2 * a + 1], [2, 10, 3, 11, 6, 14, 7, 15]) for a in range(4)]
@@ -263,7 +283,7 @@ def transpose8(builder, regs):
     for t, (a, b) in enumerate(zip(first, second, strict=True)):
         out[t] = shuf(a, b, [0, 1, 2, 3, 8, 9, 10, 11])
         out[t + 4] = shuf(a, b, [4, 5, 6, 7, 12, 13, 14, 15])
-    return [builder.bitcast(v, V32I8) for v in out]
+    return [builder.bitcast(v, out_ty) for v in out]
 
 
 def paired_nibbles_t(builder, packed, unpack=False):
@@ -354,20 +374,17 @@ def _nibble_unpack(builder, q):
     return [builder.bitcast(r, V32I8) for r in _unpack_dwords(builder, lo, hi)]
 
 
-def transpose4x8(builder, regs):
+def transpose4x8(builder, regs, twin=False):
     """Four <32 x i8> blocks -> four registers, dword lane k of register t holding dword t of
-    block k (k < 4) and dword t + 4 of block k - 4 (8 shuffles)."""
-    r = [builder.bitcast(v, V8I32) for v in regs]
-
-    def shuf(a, b, mask):
-        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 8), mask))
+    block k (k < 4) and dword t + 4 of block k - 4 (8 shuffles); ``twin`` as transpose8's."""
+    r, shuf, out_ty = _dword_regs(builder, regs, twin)
 
     lo01, lo23 = (shuf(r[i], r[i + 1], [0, 8, 1, 9, 4, 12, 5, 13]) for i in (0, 2))
     hi01, hi23 = (shuf(r[i], r[i + 1], [2, 10, 3, 11, 6, 14, 7, 15]) for i in (0, 2))
     out = []
     for x, y in ((lo01, lo23), (hi01, hi23)):
         out += [shuf(x, y, [0, 1, 8, 9, 4, 5, 12, 13]), shuf(x, y, [2, 3, 10, 11, 6, 7, 14, 15])]
-    return [builder.bitcast(v, V32I8) for v in out]
+    return [builder.bitcast(v, out_ty) for v in out]
 
 
 def transpose_add8(builder, chunk, shuf):

@@ -29,13 +29,18 @@ from trueno.quant.llvm_ir import (
     I16,
     I32,
     I64,
+    V16I16,
     Acc,
     f32,
     half,
     i64,
+    lift_halves,
     llvm,
     load,
+    maddwd,
     splat,
+    transpose4x8,
+    transpose8,
     transpose_add8,
     vconst,
     x86,
@@ -48,19 +53,11 @@ V8I64 = ir.VectorType(I64, 8)
 V2F32 = ir.VectorType(F32, 2)
 
 
-def _lift(mask, n):
-    """A two-operand shuffle mask over n-lane vectors -> the same shuffle on each half of
-    2n-lane vectors made of two independent n-lane halves."""
-    out = []
-    for h in range(2):
-        for e in mask:
-            out.append(h * n + e if e < n else 2 * n + h * n + (e - n))
-    return out
-
-
 def _shuf(builder, a, b, mask, n):
     """shufflevector of two 2n-lane twin vectors by the n-lane ``mask`` applied per half."""
-    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(I32, 2 * n), _lift(mask, n)))
+    return builder.shuffle_vector(
+        a, b, ir.Constant(ir.VectorType(I32, 2 * n), lift_halves(mask, n))
+    )
 
 
 def _cast(builder, v, ty):
@@ -293,6 +290,170 @@ def paired_rows_body(has_min, offset):
                 res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
             )
             for j in range(len(vs))
+        ]
+
+    return body
+
+
+def split_q8_rows_body():
+    """The two-row B-vector body of Q8_0 with split scales (simd._split_q8_dot's VNNI multi
+    form): ``fn(builder, w0, w1, vecs, nb)`` as :func:`paired_rows_body`'s, any nb. Per group
+    of 8 blocks the two rows' weights as u8 w + 128 lane-per-block (one transpose for both),
+    each vector's eight 512-bit dots less 128 times its block sums (from bs); then one step
+    of 4 blocks; each block left over as w + 128 dotted with x less 128 times x's four-byte
+    sums (the same eight integer lanes as the one-row form's |w| . sign(x, w)). The float
+    operations are the one-row form's, lane for lane."""
+    v8f32 = ir.VectorType(F32, 8)
+    v8i16, v4i32, v8i32 = ir.VectorType(I16, 8), ir.VectorType(I32, 4), ir.VectorType(I32, 8)
+    bias = vconst(V64I8, -128)  # 0x80: w + 128 as u8
+
+    def body(builder, w0, w1, vecs, nb):
+        (qs0, d0, _, _), (qs1, d1, _, _) = w0, w1
+        vs = [_TwinVec(builder, p) for p in vecs]
+        bss = [p[3] for p in vecs]
+
+        def scales(b0, n):
+            ty = ir.VectorType(I16, n)
+            at = builder.mul(b0, i64(2))
+            bits = join(builder, load(builder, d0, at, ty), load(builder, d1, at, ty))
+            return builder.fpext(builder.bitcast(bits, ir.VectorType(F16, 2 * n)),
+                                 ir.VectorType(F32, 2 * n))  # fmt: skip
+
+        def twin_blocks(b):
+            at = builder.mul(b, i64(32))
+            ty = ir.VectorType(I8, 32)
+            w = join(builder, load(builder, qs0, at, ty), load(builder, qs1, at, ty))
+            return builder.xor(w, bias)
+
+        def x_twin(v, at):
+            return both_halves(builder, load(builder, v.x, at, ir.VectorType(I8, 32)))
+
+        def dx_twin(v, b0, n):
+            ty = ir.VectorType(F32, n)
+            return both_halves(builder, load(builder, v.dx, builder.mul(b0, i64(4)), ty))
+
+        def offsets(bs, b0, n):
+            """128 x the block sums of x (one-row form's offset_sums), on both halves."""
+            if n == 8:
+                sums = maddwd(builder, load(builder, bs, builder.mul(b0, i64(4)), V16I16),
+                              vconst(V16I16, 1))  # fmt: skip
+            else:
+                sums = x86(builder, "llvm.x86.sse2.pmadd.wd", v4i32,
+                           load(builder, bs, builder.mul(b0, i64(4)), v8i16),
+                           vconst(v8i16, 1))  # fmt: skip
+            return both_halves(builder, builder.shl(sums, vconst(sums.type, 7)))
+
+        groups = builder.udiv(nb, i64(8))
+        with cgutils.for_range(builder, groups) as loop:
+            b0 = builder.mul(loop.index, i64(8))
+            dv = scales(b0, 8)
+            ws = transpose8(builder, [twin_blocks(builder.add(b0, i64(k))) for k in range(8)],
+                            twin=True)  # fmt: skip
+            base = builder.mul(b0, i64(32))
+            for v, bs in zip(vs, bss, strict=True):
+                s16 = builder.fmul(dv, dx_twin(v, b0, 8))
+                accs = [None, None]
+                for t, w in enumerate(ws):
+                    xv = x_twin(v, builder.add(base, i64(32 * t)))
+                    accs[t % 2] = _dpbusd(builder, accs[t % 2], w, xv)
+                isum = builder.sub(builder.add(*accs), offsets(bs, b0, 8))
+                v.acc0.set(_fma16(builder, builder.sitofp(isum, V16F32), s16, v.acc0.get()))
+
+        b4 = builder.mul(groups, i64(8))
+        has4 = builder.icmp_unsigned(">=", builder.sub(nb, b4), i64(4))
+        with builder.if_then(has4):
+            dv = scales(b4, 4)  # [row r's 4 | row r + 1's 4]
+            ws = transpose4x8(builder, [twin_blocks(builder.add(b4, i64(k))) for k in range(4)],
+                              twin=True)  # fmt: skip
+            base = builder.mul(b4, i64(32))
+            lo = ir.Constant(v8i32, [0, 1, 2, 3, 8, 9, 10, 11])
+            hi = ir.Constant(v8i32, [4, 5, 6, 7, 12, 13, 14, 15])
+            wide = ir.Constant(V16I32, [0, 1, 2, 3] + [8] * 4 + [4, 5, 6, 7] + [8] * 4)
+            zero8 = ir.Constant(v8f32, None)
+            for v, bs in zip(vs, bss, strict=True):
+                s8 = builder.fmul(dv, dx_twin(v, b4, 4))
+                acc = None
+                for t, w in enumerate(ws):
+                    acc = _dpbusd(builder, acc, w, x_twin(v, builder.add(base, i64(32 * t))))
+                tot = builder.add(builder.shuffle_vector(acc, acc, lo),
+                                  builder.shuffle_vector(acc, acc, hi))  # fmt: skip
+                tot = builder.sub(tot, offsets(bs, b4, 4))
+                y8 = builder.fmul(builder.sitofp(tot, v8f32), s8)
+                v.acc1.set(builder.fadd(v.acc1.get(), builder.shuffle_vector(y8, zero8, wide)))
+
+        start = builder.add(b4, builder.select(has4, i64(4), i64(0)))
+        ones = vconst(V64I8, -128)
+        with cgutils.for_range_slice(builder, start, nb, i64(1)) as (b, _):
+            w = twin_blocks(b)
+            at = builder.mul(b, i64(2))
+            dh = _two(builder, half(builder, d0, at), half(builder, d1, at))
+            for v in vs:
+                xv = x_twin(v, builder.mul(b, i64(32)))
+                dot = builder.sub(_dpbusd(builder, None, w, xv), _dpbusd(builder, None, ones, xv))
+                s2 = builder.fmul(dh, splat(builder, f32(builder, v.dx, b), 2))
+                s16 = builder.shuffle_vector(s2, s2, ir.Constant(V16I32, [0] * 8 + [1] * 8))
+                v.acc1.set(_fma16(builder, builder.sitofp(dot, V16F32), s16, v.acc1.get()))
+
+        res = twin_hsums(builder, [builder.fadd(v.acc0.get(), v.acc1.get()) for v in vs])
+        return [
+            builder.shuffle_vector(
+                res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
+            )
+            for j in range(len(vs))
+        ]
+
+    return body
+
+
+def ggml_q8_rows_body(block_bytes):
+    """The two-row B-vector body of Q8_0 on GGML blocks (simd._legacy_body's, which has no
+    lane-per-block form: a tied output head stays in the file's layout), ``fn(builder, w0, w1,
+    vecs, nb)`` with w0, w1 the rows' block pointers and ``vecs`` (xq, dx, xs, bs) plain
+    activations. Per block, both rows' 32 weights as u8 w + 128 in one register, each vector's
+    512-bit dot less its 512-bit dot with 128 (the one-row form's |w| . sign(x, w) lanes,
+    exactly), scaled into the one-row form's accumulator of that block (block_loop: block
+    4i + k into state k, the tail into state 0); its epilogue lane for lane."""
+    bias = vconst(V64I8, -128)
+
+    def body(builder, w0, w1, vecs, nb):
+        (p0,), (p1,) = w0, w1
+        zero = ir.Constant(V16F32, None)
+        accs = [[Acc(builder, zero) for _ in range(4)] for _ in vecs]
+        spread = ir.Constant(V16I32, [0] * 8 + [1] * 8)
+
+        def step(b, k):
+            at = builder.mul(b, i64(block_bytes))
+            ty = ir.VectorType(I8, 32)
+            qs = builder.add(at, i64(2))
+            w = builder.xor(join(builder, load(builder, p0, qs, ty), load(builder, p1, qs, ty)),
+                            bias)  # fmt: skip
+            d2 = _two(builder, half(builder, p0, at), half(builder, p1, at))
+            for (x, dx, _, _), acc in zip(vecs, accs, strict=True):
+                xv = both_halves(builder, load(builder, x, builder.mul(b, i64(32)), ty))
+                dot = builder.sub(_dpbusd(builder, None, w, xv), _dpbusd(builder, None, bias, xv))
+                s2 = builder.fmul(d2, splat(builder, f32(builder, dx, b), 2))
+                s16 = builder.shuffle_vector(s2, s2, spread)
+                acc[k].set(_fma16(builder, builder.sitofp(dot, V16F32), s16, acc[k].get()))
+
+        quads = builder.udiv(nb, i64(4))
+        with cgutils.for_range(builder, quads) as loop:
+            base = builder.mul(loop.index, i64(4))
+            for k in range(4):
+                step(builder.add(base, i64(k)), k)
+        with cgutils.for_range_slice(builder, builder.mul(quads, i64(4)), nb, i64(1)) as (b, _):
+            step(b, 0)
+        totals = []
+        for acc in accs:  # sum_states: ((s0 + s1) + s2) + s3
+            t = acc[0].get()
+            for a in acc[1:]:
+                t = builder.fadd(t, a.get())
+            totals.append(t)
+        res = twin_hsums(builder, totals)
+        return [
+            builder.shuffle_vector(
+                res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
+            )
+            for j in range(len(vecs))
         ]
 
     return body

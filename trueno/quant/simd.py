@@ -224,7 +224,7 @@ def _rows_codegen(kind: str, transposed: bool, row_range: bool = False):
                 )
 
         first = r0
-        if multi and body.twin_rows is not None:  # rows two at a time where the form allows
+        if body.twin_rows is not None:  # rows two at a time where the form allows
             w0, nb = _weights(context, builder, body, wty, wt, r0)
             step = i64(body.twin_step)
             fits = builder.icmp_unsigned("==", builder.urem(nb, step), i64(0))
@@ -336,8 +336,21 @@ def legacy_dot(rec, level) -> Body:
 
 
 def q8_0_dot(rec, level) -> Body:
-    body = _legacy_body(rec.block_bytes, False, False, 0, True, IntDots(level))
-    return Body(body, step_bytes=rec.block_bytes)
+    """Q8_0 on GGML blocks (a tied output head: the embedding's blocks in place). At avx512
+    its B-vector driver runs rows two at a time (row_pairs.ggml_q8_rows_body)."""
+    one = _legacy_body(rec.block_bytes, False, False, 0, True, IntDots(level))
+
+    def each(builder, w, vecs, n):  # the one-row form per vector, the row read once
+        return [one(builder, w, *v, n) for v in vecs]
+
+    twin = row_pairs.ggml_q8_rows_body(rec.block_bytes) if level == "avx512" else None
+    return Body(
+        each,
+        step_bytes=rec.block_bytes,
+        vectors=True,
+        multi_vectors=_multi_group(level),
+        twin_rows=twin,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -876,7 +889,15 @@ def split_q8_0_dot(rec, level) -> Body:
     dots = IntDots(level)
     multi = functools.partial(_split_q8_dot, dots, transposed=True)
     body = functools.partial(_split_q8_dot, dots)
-    return Body(body, relaid=True, vectors=True, multi=multi, multi_vectors=_multi_group(level))
+    twin = row_pairs.split_q8_rows_body() if level == "avx512" else None
+    return Body(
+        body,
+        relaid=True,
+        vectors=True,
+        multi=multi,
+        multi_vectors=_multi_group(level),
+        twin_rows=twin,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
