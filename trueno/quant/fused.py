@@ -10,9 +10,13 @@ import threading
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_cache import drop_stale
 from trueno.quant import simd
+from trueno.quant.llvm_ir import F32, I8, I16, I32, data, i64, llvm, load, splat
 
 IR_SOURCES = (
     "simd.py",
@@ -23,11 +27,83 @@ IR_SOURCES = (
 drop_stale(__file__, IR_SOURCES)
 
 
+V16F32, V16I32 = ir.VectorType(F32, 16), ir.VectorType(I32, 16)
+
+
+@intrinsic
+def _quantize32(typingctx, x, xq, dx, xs, bs, n_blocks):
+    """quantize_activations for blocks of 32, each block in 16-lane vectors: its largest |x|
+    as a max of the bits with the sign cleared (integer order is float order there, so it is
+    exact, and NaN's bits win: a NaN block gets a NaN scale), then the same divisions,
+    multiply, rint and conversion per value as the loop form, and bs, xs from the rounded
+    values' sums. The loop form's chain of scalar maxima and its unvectorized rounding took
+    1.7 ns a value: 1536 values 2.65 -> 0.42 us, measured side by side."""
+    sig = types.void(x, xq, dx, xs, bs, types.int64)
+
+    def codegen(context, builder, signature, args):
+        arrays = zip(signature.args[:5], args[:5], strict=True)
+        xp, qp, dp, sp, bp = (data(context, builder, t, a) for t, a in arrays)
+        n = args[5]
+        sign_off = ir.Constant(V16I32, [0x7FFFFFFF] * 16)
+        v16i8 = ir.VectorType(I8, 16)
+        with numba.core.cgutils.for_range(builder, n) as loop:
+            b = loop.index
+            at = builder.mul(b, i64(128))
+            v = [load(builder, xp, builder.add(at, i64(64 * h)), V16F32) for h in range(2)]
+            mags = [builder.and_(builder.bitcast(u, V16I32), sign_off) for u in v]
+            top = llvm(builder, "llvm.smax.v16i32", V16I32, *mags)
+            top = llvm(builder, "llvm.vector.reduce.smax.v16i32", I32, top)
+            d = builder.fdiv(builder.bitcast(top, F32), ir.Constant(F32, 127.0))
+            positive = builder.fcmp_ordered(">", d, ir.Constant(F32, 0.0))
+            inv = builder.select(positive, builder.fdiv(ir.Constant(F32, 1.0), d),
+                                 ir.Constant(F32, 0.0))  # fmt: skip
+            builder.store(d, builder.bitcast(builder.gep(dp, [builder.mul(b, i64(4))]),
+                                             F32.as_pointer()))  # fmt: skip
+            sums = []
+            for h in range(2):
+                scaled = builder.fmul(v[h], splat(builder, inv, 16))
+                r = llvm(builder, "llvm.rint.v16f32", V16F32, scaled)
+                q = builder.fptosi(r, V16I32)
+                ptr = builder.gep(qp, [builder.add(builder.mul(b, i64(32)), i64(16 * h))])
+                builder.store(builder.trunc(q, v16i8), builder.bitcast(ptr, v16i8.as_pointer()),
+                              align=1)  # fmt: skip
+                total = llvm(builder, "llvm.vector.reduce.add.v16i32", I32, q)
+                ptr = builder.gep(bp, [builder.add(builder.mul(b, i64(4)), i64(2 * h))])
+                builder.store(builder.trunc(total, I16), builder.bitcast(ptr, I16.as_pointer()))
+                sums.append(builder.sext(builder.trunc(total, I16), I32))
+            xsum = builder.fmul(d, builder.sitofp(builder.add(*sums), F32))
+            builder.store(xsum, builder.bitcast(builder.gep(sp, [builder.mul(b, i64(4))]),
+                                                F32.as_pointer()))  # fmt: skip
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _quantized32(x, block, xq, dx, xs, bs):
+    """True when :func:`_quantize32` did the work: blocks of 32, C-contiguous arrays."""
+
+
+@overload(_quantized32, jit_options={"cache": True})
+def _quantized32_impl(x, block, xq, dx, xs, bs):
+    if all(a.layout == "C" for a in (x, xq, dx, xs, bs)):
+
+        def impl(x, block, xq, dx, xs, bs):
+            if block != 32:
+                return False
+            _quantize32(x, xq, dx, xs, bs, x.size // 32)
+            return True
+
+        return impl
+    return lambda x, block, xq, dx, xs, bs: False
+
+
 @numba.njit(cache=True, error_model="numpy")
 def quantize_activations(x, block, xq, dx, xs, bs):
     """x f32 -> xq int8 with one scale dx per ``block`` (32: llama.cpp's Q8_0, 256: Q8_K).
 
     Also fills bs (int16 sums of xq per 16, as Q8_K bsums) and xs (dx * sum of xq per 32)."""
+    if _quantized32(x, block, xq, dx, xs, bs):
+        return
     for b in range(x.size // block):
         o = b * block
         amax = np.float32(0)
