@@ -131,16 +131,18 @@ def one_stream(url: str, out: list, barrier: threading.Barrier, prompt: str,
     out.append((first, gaps, chunks if n is None else n, time.perf_counter()))
 
 
-def long_prompts(model_path: str) -> list[str]:
-    """LONG_STREAMS distinct prompts of about LONG_TOKENS tokens (a number in front: no
-    prompt shares more than its first token or so with another)."""
+def long_prompts(model_path: str, rounds: int) -> list[list[str]]:
+    """Per round, LONG_STREAMS distinct prompts of about LONG_TOKENS tokens (the round and a
+    number in front: no prompt shares more than its first tokens with another, in its round or
+    an earlier one, so no server answers one from a cache of the last round's prompts)."""
     from trueno.llm import Tokenizer
 
     tok = Tokenizer.from_gguf(model_path)
     text = ""
     while len(tok.encode(text, add_special=False)) < LONG_TOKENS - 20:  # the template's tokens
         text += FILLER
-    return [f"{i}. {text}Summarise this." for i in range(LONG_STREAMS)]
+    return [[f"{r}.{i}. {text}Summarise this." for i in range(LONG_STREAMS)]
+            for r in range(rounds)]  # fmt: skip
 
 
 def level(url: str, c: int, distinct: bool = False, prompts: list | None = None,
@@ -239,14 +241,14 @@ def main() -> int:
         servers[name] = (proc, url)
     results: dict = {}
     long: dict = {}
-    prompts = None if args.no_long else long_prompts(model)
+    prompts = None if args.no_long else long_prompts(model, args.rounds)
     try:
-        for _ in range(args.rounds):
+        for rnd in range(args.rounds):
             for c in levels:
                 for name, (_, url) in servers.items():  # the servers interleaved per level
                     results.setdefault((name, c), []).append(level(url, c, args.distinct))
             for name, (_, url) in servers.items() if prompts else ():
-                r = level(url, LONG_STREAMS, prompts=prompts, max_tokens=LONG_MAX_TOKENS)
+                r = level(url, LONG_STREAMS, prompts=prompts[rnd], max_tokens=LONG_MAX_TOKENS)
                 long.setdefault(name, []).append(r)
     finally:
         for proc, _ in servers.values():
