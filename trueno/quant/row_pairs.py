@@ -151,7 +151,6 @@ class _TwinVec:
         self.acc0 = Acc(builder, zero)  # the one-row form's accs[0] (groups of 8)
         self.acc1 = Acc(builder, zero)  # its accs[1] (the step of 4, a last pair's odd block)
         self.corr = Acc(builder, zero)  # its corr_v
-        self.corr_s = Acc(builder, ir.Constant(V2F32, None))  # its corr_s, of rows r, r + 1
 
 
 def paired_rows_body(has_min, offset):
@@ -248,6 +247,13 @@ def paired_rows_body(has_min, offset):
         # acc1 (high), its min (Q4_1) or d (Q4_0) times its activation sum into corr_s
         start = builder.add(builder.mul(groups, i64(4)), builder.select(has4, i64(2), i64(0)))
         npair = builder.udiv(nb, i64(2))
+        # every vector's corr_s in one register, in the lanes twin_hsums leaves its sums in
+        # (lane h*8 + ORDER[j]: vector j, row r + h); the other lanes add 0.0, which changes
+        # nothing, and without a last pair the register stays zero, as the one-row form's
+        corr_s = Acc(builder, ir.Constant(V16F32, None))
+        zero2 = ir.Constant(V2F32, None)
+        into = [ir.Constant(V16I32, [0 if k == ORDER[j] else 1 if k == 8 + ORDER[j] else 2
+                                     for k in range(16)]) for j in range(len(vs))]  # fmt: skip
         with cgutils.for_range_slice(builder, start, npair, i64(1)) as (pair, _):
             (pq,) = twin_pairs([pair])
             halves = (builder.and_(pq, vconst(V64I8, 0x0F)), builder.lshr(pq, vconst(V64I8, 4)))
@@ -257,14 +263,15 @@ def paired_rows_body(has_min, offset):
                 d2 = _two(builder, half(builder, d0, at), half(builder, d1, at))
                 c2 = (_two(builder, half(builder, m0, at), half(builder, m1, at))
                       if has_min else d2)  # fmt: skip
-                for v in vs:
+                for k, v in enumerate(vs):
                     s2 = builder.fmul(d2, splat(builder, f32(builder, v.dx, b), 2))
                     dot = _dpbusd(builder, None, q, x_twin(v, builder.mul(b, i64(32))))
                     s16 = builder.shuffle_vector(s2, s2, ir.Constant(V16I32, [0] * 8 + [1] * 8))
                     acc = v.acc1 if j else v.acc0
                     acc.set(_fma16(builder, builder.sitofp(dot, V16F32), s16, acc.get()))
                     xs2 = splat(builder, f32(builder, v.xs, b), 2)
-                    v.corr_s.set(builder.fadd(v.corr_s.get(), builder.fmul(c2, xs2)))
+                    lanes = builder.shuffle_vector(builder.fmul(c2, xs2), zero2, into[k])
+                    corr_s.set(builder.fadd(corr_s.get(), lanes))
 
         # the one-row form's epilogue, lane for lane: sum_states of its four accumulators (the
         # last two zero), hsums, the scalar correction added, then the offset or the min term
@@ -274,12 +281,7 @@ def paired_rows_body(has_min, offset):
             for v in vs
         ]
         tot, corr = twin_hsums(builder, totals), twin_hsums(builder, [v.corr.get() for v in vs])
-        corr_s = zero
-        for j, v in enumerate(vs):  # vector j's correction of row r + h into lane h*8 + ORDER[j]
-            for h in range(2):
-                lane = builder.extract_element(v.corr_s.get(), ir.Constant(I32, h))
-                corr_s = builder.insert_element(corr_s, lane, ir.Constant(I32, h * 8 + ORDER[j]))
-        corr = builder.fadd(corr, corr_s)
+        corr = builder.fadd(corr, corr_s.get())
         if has_min:
             res = builder.fadd(tot, corr)
         else:
