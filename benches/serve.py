@@ -3,7 +3,9 @@
 all streams / wall time), time to first token p50/p99 and inter-chunk latency p50/p99, then
 8 concurrent requests with distinct prompts of about 600 tokens each (every stream's time to
 first token; the slowest is the target's), then issue 12's targets against the measured
-numbers (in-process single-stream decode for the 0.9x one). Beside it, in the same run on the
+numbers (in-process single-stream decode for the 0.9x one). First, in this process: that
+single-stream decode, and the server engine's ceiling, B sequences stepped together by a
+``BatchEngine`` with no HTTP in between (aggregate decode tok/s per level up to 8). Beside it, in the same run on the
 same file, levels interleaved: llama.cpp's ``llama-server -np 8`` when its binary is found
 (LLAMA_SERVER or the llama-cpp-python build tree) and llama-cpp-python's server
 (``python -m llama_cpp.server``, its defaults) when ``llama_cpp.server`` imports in
@@ -178,10 +180,14 @@ def pct(xs: list, p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def in_process(model_path: str, threads: int) -> float:
-    """Single-stream in-process decode tok/s (trueno run's path) for the 0.9x target."""
+def in_process(model_path: str, threads: int, levels) -> tuple[float, dict]:
+    """Single-stream in-process decode tok/s (trueno run's path) for the 0.9x target, and the
+    server engine's own ceiling: aggregate decode tok/s of B sequences stepped together by a
+    BatchEngine (8 slots) in this process, for each level B <= 8 (prompts prefilled first,
+    best of 3)."""
     from trueno.cli.run import set_threads
     from trueno.llm import Model
+    from trueno.llm.batch import BatchEngine, BatchSequence
     from trueno.llm.generate import generate_tokens
 
     set_threads(threads)
@@ -195,7 +201,21 @@ def in_process(model_path: str, threads: int) -> float:
         for _ in gen:
             pass
         best = max(best, gen.stats.decode_tok_s)
-    return best
+    engine = BatchEngine(model, 8)
+    engine.warmup()
+    batched = {}
+    for b in (c for c in levels if c <= 8):
+        for _ in range(3):
+            seqs = [engine.add(BatchSequence(list(ids), N_TOKENS, stop_at_eog=False))
+                    for _ in range(b)]  # fmt: skip
+            while any(s.prefilling for s in seqs):
+                engine.step()
+            n0, t0 = sum(len(s.tokens) for s in seqs), time.perf_counter()
+            while engine.busy:
+                engine.step()
+            tok_s = (sum(len(s.tokens) for s in seqs) - n0) / (time.perf_counter() - t0)
+            batched[b] = max(batched.get(b, 0.0), tok_s)
+    return best, batched
 
 
 SERVERS = (
@@ -225,8 +245,10 @@ def main() -> int:
         return 0
     model = str(model)
     levels = [int(c) for c in args.levels.split(",")] if args.levels else list(LEVELS)
-    in_proc = in_process(model, args.threads)
+    in_proc, batched = in_process(model, args.threads, levels)
     print(f"in-process decode, 1 stream: {in_proc:.1f} tok/s")
+    print("in-process BatchEngine, aggregate decode tok/s: "
+          + ", ".join(f"B={b} {t:.1f}" for b, t in batched.items()))  # fmt: skip
     servers = {}
     wanted = args.servers.split(",")
     for key, name, start, ready_path in SERVERS:
