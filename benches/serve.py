@@ -5,9 +5,10 @@ all streams / wall time), time to first token p50/p99 and inter-chunk latency p5
 first token; the slowest is the target's), then issue 12's targets against the measured
 numbers (in-process single-stream decode for the 0.9x one). First, in this process: that
 single-stream decode, and the server engine's ceiling, B sequences stepped together by a
-``BatchEngine`` with no HTTP in between (aggregate decode tok/s per level up to 8). Beside it, in the same run on the
-same file, levels interleaved: llama.cpp's ``llama-server -np 8`` when its binary is found
-(LLAMA_SERVER or the llama-cpp-python build tree) and llama-cpp-python's server
+``BatchEngine`` with no HTTP in between (aggregate decode tok/s per level up to 8). Beside
+it, in the same run on the same file, levels interleaved: llama.cpp's ``llama-server -np 8``
+when its binary is found (LLAMA_SERVER or the llama-cpp-python build tree) and
+llama-cpp-python's server
 (``python -m llama_cpp.server``, its defaults) when ``llama_cpp.server`` imports in
 LLAMA_CPP_PYTHON (an interpreter; default: this one).
 
