@@ -8,9 +8,8 @@ single-stream decode, and the server engine's ceiling, B sequences stepped toget
 ``BatchEngine`` with no HTTP in between (aggregate decode tok/s per level up to 8). Beside
 it, in the same run on the same file, levels interleaved: llama.cpp's ``llama-server -np 8``
 when its binary is found (LLAMA_SERVER or the llama-cpp-python build tree) and
-llama-cpp-python's server
-(``python -m llama_cpp.server``, its defaults) when ``llama_cpp.server`` imports in
-LLAMA_CPP_PYTHON (an interpreter; default: this one).
+llama-cpp-python's server (``python -m llama_cpp.server``, its defaults) when
+``llama_cpp.server`` imports in LLAMA_CPP_PYTHON (an interpreter; default: this one).
 
     python benches/serve.py [--threads 2] [--rounds 1] [--model PATH] [--levels 1,8]
                             [--distinct] [--servers trueno,llama,llama-cpp-python]
