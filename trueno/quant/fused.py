@@ -249,6 +249,10 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
     halves = ranged and group == 8
     half = group // 2 if halves else group
     half_kind = f"{kind}/{half}"
+    # then 2 or 3 left over take one decode of 2 (continuous batching steps any B)
+    pairs = ranged and group >= 4
+    first_group = 2 if pairs else half  # the fewest vectors a decode serves
+    pair_kind = f"{kind}/2"
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def matvecs(w, x, xq, dx, xs, bs, xt, out):
@@ -261,7 +265,7 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
         if block:
             for b in range(n_vec):
                 quantize_activations(x[b], block, xq[b], dx[b], xs[b], bs[b])
-                if transposed and n_vec >= half:
+                if transposed and n_vec >= first_group:
                     transpose_blocks(xq[b], xt[b])
             xd = dx
         else:
@@ -282,10 +286,15 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
                 if halves:
                     if b + half <= n_vec:
                         simd.rows_range_t(half_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
+                        pre = 0
                         b += half
+                if pairs:
+                    if b + 2 <= n_vec:
+                        simd.rows_range_t(pair_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
+                        b += 2
                 while b < n_vec:
                     for r in range(r0, r1):
-                        if prefetch and n_vec < half:
+                        if prefetch and n_vec < first_group:
                             simd.prefetch_row(w[0], r + PREFETCH_ROWS)
                         out[b, r] = simd.row_dot(kind, w, r, xq[b], xd[b], xs[b], bs[b])
                     b += 1
