@@ -61,7 +61,7 @@ def test_batched_equals_matvec_per_row(name, relayout, cols, level):
     assert p.multi_vector and p.relaid == (relayout and RECORDS[p.ggml_type].relayout is not None)
     xs = np.random.default_rng(2).standard_normal((11, p.shape[1])).astype(np.float32)
     out = np.empty((11, p.shape[0]), np.float32)
-    assert p.matvecs_into(xs, out)  # one group of 8 (or two of 4) and the rest one by one
+    assert p.matvecs_into(xs, out)  # a group of 8 (or two of 4), one of 2 and one alone
     for b in range(11):
         assert np.array_equal(out[b], p.matvec(xs[b]))
 
