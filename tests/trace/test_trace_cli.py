@@ -266,3 +266,26 @@ def test_golden_check_also_evaluates_the_budgets(tmp_path, program, capsys):
     assert main(check) == 1  # same golden structure, but a budget is violated
     out = capsys.readouterr().out
     assert "FAILED" in out and "budget wall_time: fail" in out and "max 0.001ms" in out
+
+
+def test_golden_check_warms_each_command_untraced_first(tmp_path):
+    """One untraced run before the traced ones (numba compiles there, not inside a budget's
+    runs); ``--cold`` skips it."""
+    runs = tmp_path / "runs.txt"
+    prog = tmp_path / "count.py"
+    prog.write_text(
+        "import os, sys\n"
+        "with open(sys.argv[1], 'a') as f:\n"
+        "    f.write('traced\\n' if os.environ.get('TRUENO_TRACE') else 'untraced\\n')\n"
+    )
+    d = tmp_path / "golden"
+    capture = ["trace", "golden", "capture", "count", "--dir", str(d), "--repeat", "1",
+               "--syscalls", "off", "--", sys.executable, str(prog), str(runs)]  # fmt: skip
+    assert main(capture) == 0
+    runs.write_text("")
+    check = ["trace", "golden", "check", "--dir", str(d), "--repeat", "2", "--syscalls", "off"]
+    assert main(check) == 0
+    assert runs.read_text().split() == ["untraced", "traced", "traced"]
+    runs.write_text("")
+    assert main([*check, "--cold"]) == 0
+    assert runs.read_text().split() == ["traced", "traced"]

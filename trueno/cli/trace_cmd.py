@@ -104,6 +104,12 @@ def register(subparsers) -> None:
         help="also evaluate these budgets on each re-run (default: the "
         "renacer.toml beside the golden folder, when there is one)",
     )
+    c.add_argument(
+        "--cold",
+        action="store_true",
+        help="no untraced run of each command first (by default one warms numba's cache, "
+        "so that no traced run times a compile)",
+    )
     runopts(c, repeat=3)
     c.set_defaults(func=_golden_check)
     q.set_defaults(func=lambda a: (q.print_help(), 2)[1])
@@ -284,6 +290,8 @@ def _golden_check(args) -> int:
             else a
             for a in gold["command"]
         ]
+        if not args.cold:
+            runner.warm_up(cmd, args.timeout)
         trace = runner.trace_command(
             cmd, args.repeat, args.syscalls, True, gold["name"], args.timeout
         )

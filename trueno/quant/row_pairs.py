@@ -132,6 +132,16 @@ def _two(builder, a, b):
     return builder.insert_element(v, b, ir.Constant(I32, 1))
 
 
+def _by_vector(builder, res, n):
+    """twin_hsums' register -> one <2 x f32> per vector j < n: its sums of rows r, r + 1."""
+    return [
+        builder.shuffle_vector(
+            res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
+        )
+        for j in range(n)
+    ]
+
+
 def _dpbusd(builder, acc, u8, s8):
     acc = ir.Constant(V16I32, None) if acc is None else acc
     u8, s8 = _cast(builder, u8, V16I32), _cast(builder, s8, V16I32)
@@ -286,13 +296,7 @@ def paired_rows_body(has_min, offset):
             res = builder.fadd(tot, corr)
         else:
             res = builder.fsub(tot, builder.fmul(vconst(V16F32, float(offset)), corr))
-        # lane h*8 + ORDER[j]: vector j of row r + h -> <2 x f32> (row r, row r + 1) per vector
-        return [
-            builder.shuffle_vector(
-                res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
-            )
-            for j in range(len(vs))
-        ]
+        return _by_vector(builder, res, len(vs))
 
     return body
 
@@ -397,12 +401,7 @@ def split_q8_rows_body():
                 v.acc1.set(_fma16(builder, builder.sitofp(dot, V16F32), s16, v.acc1.get()))
 
         res = twin_hsums(builder, [builder.fadd(v.acc0.get(), v.acc1.get()) for v in vs])
-        return [
-            builder.shuffle_vector(
-                res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
-            )
-            for j in range(len(vs))
-        ]
+        return _by_vector(builder, res, len(vs))
 
     return body
 
@@ -451,12 +450,7 @@ def ggml_q8_rows_body(block_bytes):
                 t = builder.fadd(t, a.get())
             totals.append(t)
         res = twin_hsums(builder, totals)
-        return [
-            builder.shuffle_vector(
-                res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
-            )
-            for j in range(len(vecs))
-        ]
+        return _by_vector(builder, res, len(vecs))
 
     return body
 
@@ -537,11 +531,6 @@ def k4_rows_body(block_bytes, scales_mins):
                 macc.set(_fma16(builder, builder.sitofp(mprod, V16F32), mscale, macc.get()))
         diffs = [builder.fsub(acc.get(), macc.get()) for acc, macc in accs]
         res = twin_hsums(builder, diffs)
-        return [
-            builder.shuffle_vector(
-                res, res, ir.Constant(ir.VectorType(I32, 2), [ORDER[j], 8 + ORDER[j]])
-            )
-            for j in range(len(vecs))
-        ]
+        return _by_vector(builder, res, len(vecs))
 
     return body

@@ -273,8 +273,10 @@ def rows_dot_t(typingctx, kind, w, row, xt, dx, xs, bs, b0, out):
 
 @intrinsic
 def rows_range_t(typingctx, kind, w, r0, r1, xt, dx, xs, bs, b0, out, ahead):
-    """:func:`rows_dot_t` for every row in [r0, r1), software-prefetching row ``r + ahead``
-    of ``w[0]`` first (``ahead`` 0: none)."""
+    """:func:`rows_dot_t` for every row in [r0, r1), two at a time where the body has a
+    ``twin_rows`` form, software-prefetching row ``r + ahead`` of ``w[0]`` first (``ahead`` 0:
+    none). ``xt``: the activations the body reads, lane-per-block for a ``multi`` body, plain
+    int8 for one without (GGML Q8_0's)."""
     if not isinstance(kind, types.StringLiteral):
         return None
     i = types.int64
