@@ -97,6 +97,26 @@ def test_capture_without_client_is_local():
     assert procs[0]["clock_shift_ns"] == -250_000_000
 
 
+def test_a_worker_on_the_clients_kernel_is_not_shifted():
+    """Same boot id, same clock: the scheduler's delay and the client's offset (estimates,
+    wrong by tens of ms on a loaded host) are not applied; another kernel's worker is."""
+    from trueno.dask.cluster import clock_id, merge
+
+    here = clock_id()
+    if here is None:
+        pytest.skip("no /proc/sys/kernel/random/boot_id here")
+
+    def worker(clock):
+        return {"pid": 7, "host": "h", "name": "w", "epoch0_ns": 2_000, "clock": clock,
+                "scheduler_delay_s": 0.25, "dropped": 0,
+                "spans": [{"id": 1, "parent": None, "start_ns": 10, "dur_ns": 5,
+                           "thread": 1, "name": "x"}]}  # fmt: skip
+
+    spans, procs = merge(1_000, 0.5, {"tcp://a:1": worker(here), "tcp://b:1": worker("other")})
+    assert [p["clock_shift_ns"] for p in procs] == [0, -250_000_000]
+    assert spans[0]["start_ns"] == 2_000 + 10 - 1_000
+
+
 def test_client_clock_offset_is_measured_once_per_ttl(monkeypatch):
     """A capture's start asks the scheduler for its clock at most once per OFFSET_TTL_S (a
     round trip per capture was part of tracing's cost); the offset is the same after."""

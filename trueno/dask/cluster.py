@@ -30,6 +30,16 @@ ID_STRIDE = 1 << 48  # worker k's span ids move to (k + 1) * ID_STRIDE + id: uni
 WINDOW_SLACK_NS = 20_000_000
 
 
+def clock_id() -> str | None:
+    """This kernel's boot id: processes that share it read one CLOCK_REALTIME, so a worker
+    that reports the client's own id needs no clock alignment (None where there is none)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def _worker_collect(client_pid: int = 0, dask_worker=None) -> dict:
     """(on a worker) the spans recorded for the client's capture, with what the client needs
     to merge. The recorder a traced task armed (``trueno.dask.array._traced``) is drained and
@@ -57,6 +67,7 @@ def _worker_collect(client_pid: int = 0, dask_worker=None) -> dict:
         "address": getattr(dask_worker, "address", ""),
         "epoch0_ns": rec.epoch0_ns if rec is not None else 0,
         "scheduler_delay_s": float(delay or 0.0),
+        "clock": clock_id(),
         "dropped": rec.dropped if rec is not None else 0,
         "spans": spans,
     }
@@ -107,13 +118,20 @@ def merge(
 ) -> tuple[list, list]:
     """Worker spans on the client's recorder clock, labelled; and one entry per worker.
     ``index``: address -> k (span ids move by ``(k + 1) * ID_STRIDE``; default: the sorted
-    addresses); ``since_ns``: drop spans that start before it (the capture's clock)."""
+    addresses); ``since_ns``: drop spans that start before it (the capture's clock). A
+    worker on the client's kernel (the same :func:`clock_id`) shares its clock: no shift."""
     spans, procs = [], []
     if index is None:
         index = {a: k for k, a in enumerate(sorted(results))}
+    here = clock_id()
     for address, info in sorted(results.items()):
-        # worker epoch -> scheduler clock (+delay) -> client clock (-client offset)
-        shift_ns = int((info["scheduler_delay_s"] - client_offset_s) * 1e9)
+        # worker epoch -> scheduler clock (+delay) -> client clock (-client offset); none on
+        # the client's own kernel, where both estimates are only noise (a loaded 2-core host
+        # was measured to put a worker's spans more than 80 ms late)
+        if here is not None and info.get("clock") == here:
+            shift_ns = 0
+        else:
+            shift_ns = int((info["scheduler_delay_s"] - client_offset_s) * 1e9)
         base = info["epoch0_ns"] + shift_ns - cap_epoch0_ns
         ids = (index[address] + 1) * ID_STRIDE
         label = {
