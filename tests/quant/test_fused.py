@@ -65,3 +65,20 @@ def test_quantize_activations_exact(block, blocks, seed, scale):
     assert np.array_equal(bs, sums.astype(np.int16))
     per32 = np.repeat(dx, block // 32) * sums.reshape(-1, 2).sum(1).astype(np.float32)
     assert np.array_equal(xs, per32.astype(np.float32))
+
+
+def test_a_nan_activation_reaches_the_output():
+    """A NaN gives its block a NaN scale, so the dot is NaN: the float max the loop form
+    took dropped it (a finite scale, the NaN's int8 garbage summed in)."""
+    from trueno.quant import api
+    from trueno.quant.fused import new_buffers, quantize_activations
+    from trueno.quant.prepared import PreparedWeight
+
+    x = np.ones(64, np.float32)
+    x[3] = np.nan
+    xq, dx, xs, bs = new_buffers(x.size, 32)
+    quantize_activations(x, 32, xq, dx, xs, bs)
+    assert np.isnan(dx[0]) and np.isnan(xs[0]) and dx[1] == np.float32(1) / np.float32(127)
+    w = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+    p = PreparedWeight(api.quantize(w, "Q8_0"), "Q8_0", (4, 64))
+    assert np.isnan(p.matvec(x)).all()
