@@ -59,11 +59,15 @@ def test_batched_equals_matvec_per_row(name, relayout, cols, level):
     p = weight(name, relayout, cols=cols, isa=level)
     assert p.isa == level
     assert p.multi_vector and p.relaid == (relayout and RECORDS[p.ggml_type].relayout is not None)
-    xs = np.random.default_rng(2).standard_normal((11, p.shape[1])).astype(np.float32)
-    out = np.empty((11, p.shape[0]), np.float32)
-    assert p.matvecs_into(xs, out)  # a group of 8 (or two of 4), one of 2 and one alone
-    for b in range(11):
-        assert np.array_equal(out[b], p.matvec(xs[b]))
+    # 11, 13, 14 vectors: 8 + 3, 8 + 4 + 1, 8 + 4 + 2 (4 + 4 + 3, 4 + 4 + 4 + 1, 4 + 4 + 4 + 2
+    # below avx512): every decode size of the driver, and one vector alone
+    for n_vec in (11, 13, 14):
+        xs = np.random.default_rng(n_vec).standard_normal((n_vec, p.shape[1]))
+        xs = xs.astype(np.float32)
+        out = np.empty((n_vec, p.shape[0]), np.float32)
+        assert p.matvecs_into(xs, out)
+        for b in range(n_vec):
+            assert np.array_equal(out[b], p.matvec(xs[b]))
 
 
 @pytest.mark.skipif("avx512" not in host_levels(), reason="host lacks avx512")

@@ -249,10 +249,10 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
     halves = ranged and group == 8
     half = group // 2 if halves else group
     half_kind = f"{kind}/{half}"
-    # then 2 or 3 left over take one decode of 2 (continuous batching steps any B)
+    # then 3 or 2 left over take one decode (continuous batching steps any B)
     pairs = ranged and group >= 4
     first_group = 2 if pairs else half  # the fewest vectors a decode serves
-    pair_kind = f"{kind}/2"
+    pair_kind, triple_kind = f"{kind}/2", f"{kind}/3"
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def matvecs(w, x, xq, dx, xs, bs, xt, out):
@@ -289,7 +289,10 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
                         pre = 0
                         b += half
                 if pairs:
-                    if b + 2 <= n_vec:
+                    if b + 3 <= n_vec:
+                        simd.rows_range_t(triple_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
+                        b += 3
+                    elif b + 2 <= n_vec:
                         simd.rows_range_t(pair_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
                         b += 2
                 while b < n_vec:
