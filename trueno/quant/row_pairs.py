@@ -388,14 +388,13 @@ def split_q8_rows_body():
                 v.acc1.set(builder.fadd(v.acc1.get(), builder.shuffle_vector(y8, zero8, wide)))
 
         start = builder.add(b4, builder.select(has4, i64(4), i64(0)))
-        ones = vconst(V64I8, -128)
         with cgutils.for_range_slice(builder, start, nb, i64(1)) as (b, _):
             w = twin_blocks(b)
             at = builder.mul(b, i64(2))
             dh = _two(builder, half(builder, d0, at), half(builder, d1, at))
             for v in vs:
                 xv = x_twin(v, builder.mul(b, i64(32)))
-                dot = builder.sub(_dpbusd(builder, None, w, xv), _dpbusd(builder, None, ones, xv))
+                dot = builder.sub(_dpbusd(builder, None, w, xv), _dpbusd(builder, None, bias, xv))
                 s2 = builder.fmul(dh, splat(builder, f32(builder, v.dx, b), 2))
                 s16 = builder.shuffle_vector(s2, s2, ir.Constant(V16I32, [0] * 8 + [1] * 8))
                 v.acc1.set(_fma16(builder, builder.sitofp(dot, V16F32), s16, v.acc1.get()))
