@@ -15,6 +15,7 @@ only while that worker's recorder is on.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import sys
@@ -30,6 +31,7 @@ ID_STRIDE = 1 << 48  # worker k's span ids move to (k + 1) * ID_STRIDE + id: uni
 WINDOW_SLACK_NS = 20_000_000
 
 
+@functools.cache
 def clock_id() -> str | None:
     """This kernel's boot id: processes that share it read one CLOCK_REALTIME, so a worker
     that reports the client's own id needs no clock alignment (None where there is none)."""

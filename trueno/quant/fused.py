@@ -11,12 +11,12 @@ import threading
 import numba
 import numpy as np
 from llvmlite import ir
-from numba.core import types
+from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_cache import drop_stale
 from trueno.quant import simd
-from trueno.quant.llvm_ir import F32, I8, I16, I32, data, i64, llvm, load, splat
+from trueno.quant.llvm_ir import F32, I8, I16, I32, data, i64, llvm, load, splat, store
 
 IR_SOURCES = (
     "simd.py",
@@ -46,7 +46,7 @@ def _quantize32(typingctx, x, xq, dx, xs, bs, n_blocks):
         n = args[5]
         sign_off = ir.Constant(V16I32, [0x7FFFFFFF] * 16)
         v16i8 = ir.VectorType(I8, 16)
-        with numba.core.cgutils.for_range(builder, n) as loop:
+        with cgutils.for_range(builder, n) as loop:
             b = loop.index
             at = builder.mul(b, i64(128))
             v = [load(builder, xp, builder.add(at, i64(64 * h)), V16F32) for h in range(2)]
@@ -57,23 +57,18 @@ def _quantize32(typingctx, x, xq, dx, xs, bs, n_blocks):
             positive = builder.fcmp_ordered(">", d, ir.Constant(F32, 0.0))
             inv = builder.select(positive, builder.fdiv(ir.Constant(F32, 1.0), d),
                                  ir.Constant(F32, 0.0))  # fmt: skip
-            builder.store(d, builder.bitcast(builder.gep(dp, [builder.mul(b, i64(4))]),
-                                             F32.as_pointer()))  # fmt: skip
+            store(builder, d, dp, builder.mul(b, i64(4)))
             sums = []
             for h in range(2):
                 scaled = builder.fmul(v[h], splat(builder, inv, 16))
-                r = llvm(builder, "llvm.rint.v16f32", V16F32, scaled)
-                q = builder.fptosi(r, V16I32)
-                ptr = builder.gep(qp, [builder.add(builder.mul(b, i64(32)), i64(16 * h))])
-                builder.store(builder.trunc(q, v16i8), builder.bitcast(ptr, v16i8.as_pointer()),
-                              align=1)  # fmt: skip
-                total = llvm(builder, "llvm.vector.reduce.add.v16i32", I32, q)
-                ptr = builder.gep(bp, [builder.add(builder.mul(b, i64(4)), i64(2 * h))])
-                builder.store(builder.trunc(total, I16), builder.bitcast(ptr, I16.as_pointer()))
-                sums.append(builder.sext(builder.trunc(total, I16), I32))
+                q = builder.fptosi(llvm(builder, "llvm.rint.v16f32", V16F32, scaled), V16I32)
+                store(builder, builder.trunc(q, v16i8), qp,
+                      builder.add(builder.mul(b, i64(32)), i64(16 * h)))  # fmt: skip
+                total = builder.trunc(llvm(builder, "llvm.vector.reduce.add.v16i32", I32, q), I16)
+                store(builder, total, bp, builder.add(builder.mul(b, i64(4)), i64(2 * h)))
+                sums.append(builder.sext(total, I32))
             xsum = builder.fmul(d, builder.sitofp(builder.add(*sums), F32))
-            builder.store(xsum, builder.bitcast(builder.gep(sp, [builder.mul(b, i64(4))]),
-                                                F32.as_pointer()))  # fmt: skip
+            store(builder, xsum, sp, builder.mul(b, i64(4)))
         return context.get_dummy_value()
 
     return sig, codegen

@@ -44,6 +44,12 @@ def load(builder, base, offset, ty):
     return builder.load(builder.bitcast(ptr, ty.as_pointer()), align=1)
 
 
+def store(builder, value, base, offset):
+    """Unaligned store of ``value`` at byte ``offset`` from i8* ``base`` (``load``'s twin)."""
+    ptr = builder.gep(base, [offset])
+    builder.store(value, builder.bitcast(ptr, value.type.as_pointer()), align=1)
+
+
 def splat(builder, value, n):
     vty = ir.VectorType(value.type, n)
     v = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(I32, 0))
