@@ -409,11 +409,13 @@ def ggml_q8_rows_body(block_bytes):
     """The two-row B-vector body of Q8_0 on GGML blocks (simd._legacy_body's, which has no
     lane-per-block form: a tied output head stays in the file's layout), ``fn(builder, w0, w1,
     vecs, nb)`` with w0, w1 the rows' block pointers and ``vecs`` (xq, dx, xs, bs) plain
-    activations. Per block, both rows' 32 weights as u8 w + 128 in one register, each vector's
-    512-bit dot less its 512-bit dot with 128 (the one-row form's |w| . sign(x, w) lanes,
-    exactly), scaled into the one-row form's accumulator of that block (block_loop: block
-    4i + k into state k, the tail into state 0); its epilogue lane for lane."""
-    bias = vconst(V64I8, -128)
+    activations. Per block, both rows' 32 signed weights in one register; each vector's
+    512-bit dot of x + 128 (u8) with them, its accumulator started at -128 * (the weights'
+    sum per lane), which the rows share: exactly the one-row form's |w| . sign(x, w) lanes,
+    for one vpdpbusd per vector (the x-side correction took a second). Scaled into the
+    one-row form's accumulator of that block by the same d * dx product per lane (block_loop:
+    block 4i + k into state k, the tail into state 0); its epilogue lane for lane."""
+    flip = vconst(V64I8, -128)  # x ^ 0x80 = x + 128 as u8; as u8 it is 128 too
 
     def body(builder, w0, w1, vecs, nb):
         (p0,), (p1,) = w0, w1
@@ -425,14 +427,15 @@ def ggml_q8_rows_body(block_bytes):
             at = builder.mul(b, i64(block_bytes))
             ty = ir.VectorType(I8, 32)
             qs = builder.add(at, i64(2))
-            w = builder.xor(join(builder, load(builder, p0, qs, ty), load(builder, p1, qs, ty)),
-                            bias)  # fmt: skip
+            w = join(builder, load(builder, p0, qs, ty), load(builder, p1, qs, ty))
+            # -128 * sum of each lane's 4 weights: both rows' share of every vector's dot
+            bias = builder.sub(ir.Constant(V16I32, None), _dpbusd(builder, None, flip, w))
             d2 = _two(builder, half(builder, p0, at), half(builder, p1, at))
+            d16 = builder.shuffle_vector(d2, d2, spread)
             for (x, dx, _, _), acc in zip(vecs, accs, strict=True):
                 xv = both_halves(builder, load(builder, x, builder.mul(b, i64(32)), ty))
-                dot = builder.sub(_dpbusd(builder, None, w, xv), _dpbusd(builder, None, bias, xv))
-                s2 = builder.fmul(d2, splat(builder, f32(builder, dx, b), 2))
-                s16 = builder.shuffle_vector(s2, s2, spread)
+                dot = _dpbusd(builder, bias, builder.xor(xv, flip), w)
+                s16 = builder.fmul(d16, splat(builder, f32(builder, dx, b), 16))
                 acc[k].set(_fma16(builder, builder.sitofp(dot, V16F32), s16, acc[k].get()))
 
         quads = builder.udiv(nb, i64(4))

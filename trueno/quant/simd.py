@@ -337,6 +337,9 @@ def legacy_dot(rec, level) -> Body:
     return Body(fn, step_bytes=rec.block_bytes)
 
 
+MULTI_Q8_GGML = 4
+
+
 def q8_0_dot(rec, level) -> Body:
     """Q8_0 on GGML blocks (a tied output head: the embedding's blocks in place). At avx512
     its B-vector driver runs rows two at a time (row_pairs.ggml_q8_rows_body)."""
@@ -350,7 +353,7 @@ def q8_0_dot(rec, level) -> Body:
         each,
         step_bytes=rec.block_bytes,
         vectors=True,
-        multi_vectors=_multi_group(level),
+        multi_vectors=MULTI_Q8_GGML if twin else _multi_group(level),
         twin_rows=twin,
     )
 
