@@ -201,3 +201,37 @@ def test_ir_packing_of_k_quants_equals_numba_packing(name, level):
         ir_pack(blocks, W, cols // 256, a)
         int8pack.pack_q6_k(blocks, F16_TO_F32, W, W, b, wd)
     assert np.array_equal(a, b)
+
+
+CACHE_PROBE = """
+import numpy as np
+from trueno.quant import api, int8gemm
+from trueno.quant.prepared import PreparedWeight
+
+rng = np.random.default_rng(0)
+for name in ("Q4_1", "Q4_K"):
+    blocks = api.quantize(rng.standard_normal((64, 256)).astype(np.float32), name)
+    p = PreparedWeight(blocks, name, (64, 256))
+    out = np.empty((32, 64), np.float32)
+    assert int8gemm.matmul_into(p, rng.standard_normal((32, 256)).astype(np.float32), out)
+print(sum(sum(k.stats.cache_misses.values()) for k in int8gemm._KERNELS.values()),
+      sum(sum(k.stats.cache_hits.values()) for k in int8gemm._KERNELS.values()))
+"""
+
+
+def test_a_second_process_loads_the_gemm_from_the_disk_cache():
+    """Each GEMM is a closure numba caches on disk keyed by its closure's values: those must
+    pickle the same in every process (a dispatcher in the closure did not, so every process
+    compiled the GEMM again, seconds on a first prompt, and added a cache file)."""
+    import subprocess
+    import sys
+
+    from trueno.quant import int8gemm, kernels
+
+    if kernels.chosen_level() not in int8gemm.TILE_SHAPE:
+        pytest.skip(f"no GEMM tile at the host's level {kernels.chosen_level()}")
+    for _ in range(2):  # the first may compile (a cold cache); the second must not
+        run = subprocess.run([sys.executable, "-c", CACHE_PROBE], capture_output=True,
+                             text=True, timeout=600, check=True)  # fmt: skip
+    misses, hits = map(int, run.stdout.split())
+    assert (misses, hits) == (0, 2), run.stdout

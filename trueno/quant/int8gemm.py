@@ -39,7 +39,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.quant.int8pack import TILE_SHAPE, packer
+from trueno.quant.int8pack import TILE_SHAPE, pack_panel
 from trueno.quant.llvm_ir import F32, I8, I32, Acc, data, i64, llvm, load, row_ptr, splat, x86
 
 # the kernels inline llvm_ir.py's IR builders and int8pack.py's packers, which numba's stamp
@@ -225,7 +225,7 @@ def _make_gemm(level: str, form: str, zero_point: int):
     _, W, NT, _ = tile_kind(kind)
     half = tile_form == "half"
     zp32, zp16 = (0, zero_point) if half else (zero_point, 0)
-    pack = packer(level, form)
+    pack_kind = f"{level}/{form}"  # a string: see int8pack.pack_panel
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def gemm(w, f16, x, xq, dx, xs, xc, xc16, out, wq, wd, wm, spill):
@@ -243,7 +243,7 @@ def _make_gemm(level: str, form: str, zero_point: int):
         for c in numba.prange(n_chunks):
             for rt in range(n_tiles * c // n_chunks, n_tiles * (c + 1) // n_chunks):
                 r0 = rt * W
-                pack(w, f16, r0, wq[c], wd[c], wm[c])
+                pack_panel(pack_kind, w, f16, r0, wq[c], wd[c], wm[c])
                 for t0 in range(0, t_pad, NT):
                     if r0 + W <= rows and t0 + NT <= n_tok:
                         tile(kind, wq[c], wd[c], wm[c], xq, xcs, dx, xs, t0, nbx, out, t0, r0)

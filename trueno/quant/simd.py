@@ -337,6 +337,9 @@ def legacy_dot(rec, level) -> Body:
     return Body(fn, step_bytes=rec.block_bytes)
 
 
+# vectors per weight read of GGML Q8_0's two-row body: its weight side is two loads and a
+# vpdpbusd, and 4 vectors' 16 accumulators (4 block states each) leave registers for the
+# rest; 8 measured slower (SmolLM2's head at B = 8, alternating runs: 1.96-2.18 ms vs 2.19-2.65)
 MULTI_Q8_GGML = 4
 
 
