@@ -437,3 +437,31 @@ def test_attention_rows_equals_attention_step_per_row(
     np.testing.assert_array_equal(keys, k_ref)
     np.testing.assert_array_equal(values, v_ref)
     np.testing.assert_array_equal(qkv, before)
+
+
+FIRST_CALL = """
+import numpy as np
+from trueno.llm import attention
+rng = np.random.default_rng(0)
+k = rng.standard_normal((2, 600, 64)).astype(np.float32)
+v = rng.standard_normal((2, 600, 64)).astype(np.float32)
+q = rng.standard_normal((4, 64)).astype(np.float32)
+out = np.empty_like(q)
+attention.attend_gqa(out, q, k, v, 0, 600, 0.125, 2)  # positions split over the threads
+print(float(np.abs(out).sum()))
+"""
+
+
+def test_threaded_attention_runs_first_in_a_process_from_the_disk_cache():
+    """attend_gqa, a cached kernel that is not parallel itself, hands long spans to a parallel
+    one. Loaded from numba's disk cache and called before any parallel kernel ran in the
+    process, it crashed (SIGSEGV: numba had not started its thread pool); the module now
+    starts it at import. The first run may compile; the second loads from the cache."""
+    import subprocess
+    import sys
+
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-c", FIRST_CALL], capture_output=True, text=True,
+                             timeout=600)  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert float(run.stdout) > 0

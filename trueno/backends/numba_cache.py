@@ -34,3 +34,14 @@ def drop_stale(module_file: str, sources: tuple[str, ...]) -> None:
         mark.write_text(stamp)
     except OSError:
         pass
+
+
+def launch_threads() -> None:
+    """Start numba's thread pool now. A cached kernel that is not parallel itself but calls a
+    ``parallel=True`` one does not start the pool when numba loads it from disk: called
+    before any parallel kernel ran in the process, it crashes (SIGSEGV; seen with
+    ``attention.attend_rows`` first in a fresh process). A module with such kernels calls
+    this at import."""
+    from numba.np.ufunc import parallel
+
+    parallel._launch_threads()

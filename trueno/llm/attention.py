@@ -31,11 +31,12 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from trueno.backends.numba_cache import drop_stale
+from trueno.backends.numba_cache import drop_stale, launch_threads
 from trueno.cpu import cpu_features, cpu_name
 from trueno.quant.llvm_ir import F16, F32, I32, V8F32, Acc, data, i64, llvm, load, splat
 
 drop_stale(__file__, ("../quant/llvm_ir.py",))
+launch_threads()  # attend_threaded, attend_rows: cached serial callers of parallel kernels
 
 _FM = {"reassoc", "contract", "nsz"}  # lets reductions vectorize; no change to exp/tanh/nan
 # Any: numba types njit(**options) and overload(jit_options=) with different TypedDicts
