@@ -465,3 +465,31 @@ def test_threaded_attention_runs_first_in_a_process_from_the_disk_cache():
                              timeout=600)  # fmt: skip
         assert run.returncode == 0, run.stderr[-2000:]
         assert float(run.stdout) > 0
+
+
+# +-0, two subnormals, +-inf, a signaling NaN, 1.0
+SPECIAL_HALVES = [0x0000, 0x8000, 0x0001, 0x83FF, 0x7C00, 0xFC00, 0x7E01, 0x3C00]
+
+
+@settings(max_examples=30, deadline=None)
+@given(lo=st.integers(0, 40), n=st.integers(0, 24), heads=st.integers(1, 3),
+       seed=st.integers(0, 2**32 - 1))  # fmt: skip
+def test_f16_cache_rows_widen_as_numpy(lo, n, heads, seed):
+    """KVCache.keys / values of an f16 cache (prefill attention's key blocks) widen by
+    vcvtph2ps now: bit for bit numpy's float16 -> float32 over every class of half, but that
+    a signaling NaN comes out quiet (numpy keeps its bits), NaN either way."""
+    from trueno.llm.config import Config
+
+    c = Config(arch="llama", vocab_size=8, dim=8, n_layers=2, n_heads=heads, n_kv_heads=heads,
+               head_dim=8, hidden_dim=8, context_length=64, norm_eps=1e-5, rope_base=1e4,
+               rope_dim=8, rope_neox=False)  # fmt: skip
+    bits = rng_for(seed).integers(0, 1 << 16, size=(2, heads, 64, 8), dtype=np.uint16)
+    bits[:, :, :, 0] = np.resize(SPECIAL_HALVES, (2, heads, 64))
+    cache = KVCache(c, 64, np, "f16", storage=(bits, bits[::-1].copy()))
+    hi = min(64, lo + n)
+    for got, src in ((cache.keys(1, lo, hi), bits[1]), (cache.values(1, lo, hi), bits[0])):
+        want = src[:, lo:hi].view(np.float16).astype(np.float32)
+        assert got.shape == want.shape
+        nan = np.isnan(want)
+        assert np.array_equal(np.isnan(got), nan)
+        assert np.array_equal(got.view(np.uint32)[~nan], want.view(np.uint32)[~nan])
