@@ -42,6 +42,7 @@ def launch_threads() -> None:
     before any parallel kernel ran in the process, it crashes (SIGSEGV; seen with
     ``attention.attend_rows`` first in a fresh process). A module with such kernels calls
     this at import."""
-    from numba.np.ufunc import parallel
+    # private, but numba's own parfor lowering imports the same name to launch the pool
+    from numba.np.ufunc.parallel import _launch_threads
 
-    parallel._launch_threads()
+    _launch_threads()
