@@ -98,7 +98,7 @@ def _widen_f16(out, src):
 
 
 @njit(**_JIT)
-def widen_span(heads, lo, hi, out):
+def widen_span(heads: Arr, lo: int, hi: int, out: Arr) -> None:
     """out[h] = rows lo..hi-1 of heads[h] as float32: heads (n_kv, ctx, head_dim) f16 bits,
     C-contiguous; out (n_kv, hi - lo, head_dim) float32."""
     n = (hi - lo) * heads.shape[2]
