@@ -438,7 +438,7 @@ class BatchEngine:
     def _decode_solo(self, seq: BatchSequence) -> np.ndarray:
         """One running sequence: :meth:`Model.decode`'s own step on its slot's state, the same
         kernels as a batch of one without the batch's per-row copies and calls (a lone
-        stream, as a server mostly has: 250.9 -> 261.9 tok/s, SmolLM2)."""
+        stream, as a server mostly has; SmolLM2, interleaved: 253-263 -> 264-276 tok/s)."""
         assert seq.pending is not None  # the sampled token this step runs
         m, slot = self.model, self.slots[seq.slot]
         saved = m.state
