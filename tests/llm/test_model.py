@@ -428,12 +428,17 @@ def test_sliding_window_decode_never_reads_keys_outside_its_window(cache_type, t
     assert np.isfinite(poisoned).all()
     np.testing.assert_array_equal(poisoned, clean)
 
-    engine = BatchEngine(model, n_slots=1)
-    seq = engine.add(BatchSequence(TOKENS[:9], 2, Sampler(temperature=0.0), stop_at_eog=False))
-    engine.step()  # the prompt prefilled, its first token sampled (not yet run)
-    poison(engine.slots[seq.slot].cache, 9)
-    engine.step()  # the batched decode at position 9
-    assert np.isfinite(engine.logits[0]).all()
-    model.reset()
-    model.prefill(TOKENS[:9])
-    np.testing.assert_array_equal(engine.logits[0], model.decode(seq.tokens[0]))
+    # two sequences: a step of one alone runs Model.decode's path, checked above
+    engine = BatchEngine(model, n_slots=2)
+    prompts = [TOKENS[:9], TOKENS[1:10]]
+    seqs = [engine.add(BatchSequence(p, 2, Sampler(temperature=0.0), stop_at_eog=False))
+            for p in prompts]  # fmt: skip
+    engine.step()  # both prompts prefilled, their first tokens sampled (not yet run)
+    for seq in seqs:
+        poison(engine.slots[seq.slot].cache, 9)
+    engine.step()  # the batched decode of both at position 9
+    assert np.isfinite(engine.logits[:2]).all()
+    for row, (prompt, seq) in enumerate(zip(prompts, seqs, strict=True)):
+        model.reset()
+        model.prefill(prompt)
+        np.testing.assert_array_equal(engine.logits[row], model.decode(seq.tokens[0]))
