@@ -97,15 +97,6 @@ def _widen_f16(out, src):
             out[i] *= _F16_SCALE
 
 
-@njit(**_JIT)
-def widen_span(heads: Arr, lo: int, hi: int, out: Arr) -> None:
-    """out[h] = rows lo..hi-1 of heads[h] as float32: heads (n_kv, ctx, head_dim) f16 bits,
-    C-contiguous; out (n_kv, hi - lo, head_dim) float32."""
-    n = (hi - lo) * heads.shape[2]
-    for h in range(heads.shape[0]):
-        _widen_f16(out[h].reshape(n), heads[h, lo:hi].reshape(n))
-
-
 def _widen_rows(cache, j0, n, buf):
     """Rows j0..j0+n of a (ctx, head_dim) cache head as float32 (a view, or widened into buf)."""
 
@@ -121,6 +112,14 @@ def _widen_rows_impl(cache, j0, n, buf):
         return buf[:n]
 
     return widen
+
+
+@njit(**_JIT)
+def widen_span(heads: Arr, lo: int, hi: int, out: Arr) -> None:
+    """out[h] = rows lo..hi-1 of heads[h] as float32 (:func:`_widen_rows` per head): heads
+    (n_kv, ctx, head_dim) f16 bits, C-contiguous; out (n_kv, hi - lo, head_dim) float32."""
+    for h in range(heads.shape[0]):
+        _widen_rows(heads[h], lo, hi - lo, out[h])
 
 
 # ---- the two vector kernels (LLVM IR) -------------------------------------------------------

@@ -39,12 +39,13 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from trueno.backends.numba_cache import drop_stale
+from trueno.quant.fused import quantize_activations
 from trueno.quant.int8pack import TILE_SHAPE, pack_panel
 from trueno.quant.llvm_ir import F32, I8, I32, Acc, data, i64, llvm, load, row_ptr, splat, x86
 
-# the kernels inline llvm_ir.py's IR builders and int8pack.py's packers, which numba's stamp
-# (this file) ignores
-drop_stale(__file__, ("int8pack.py", "llvm_ir.py"))
+# the kernels inline llvm_ir.py's IR builders, int8pack.py's packers and fused.py's
+# quantize_activations, which numba's stamp (this file) ignores
+drop_stale(__file__, ("int8pack.py", "llvm_ir.py", "fused.py"))
 
 
 def _dot(builder, level, w, acc, a):
@@ -155,62 +156,6 @@ def tile(typingctx, kind, wq, wd, wm, xq, xc, dx, xs, t0, nblk, dst, d_t0, d_r0)
     return sig, codegen
 
 
-@intrinsic
-def as_f32(typingctx, bits):
-    """The float32 whose bits are the int32 ``bits``."""
-    if bits != types.int32:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], F32)
-
-    return types.float32(bits), codegen
-
-
-@intrinsic
-def rint(typingctx, x):
-    """np.rint of a float32 (round half to even) as llvm.rint, which LLVM vectorizes (numba's
-    np.rint calls libm per element)."""
-    if x != types.float32:
-        return None
-
-    def codegen(context, builder, sig, args):
-        return llvm(builder, "llvm.rint.f32", F32, args[0])
-
-    return types.float32(x), codegen
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def quantize_q8(x, xbits, xq, dx, xs, xc, xc16, zero_point, zero_point16):
-    """One activation row -> int8 per 32 exactly as fused.quantize_activations (so the integer
-    sums equal the row dots'), plus xs = dx * sum(xq) and xc = -zero_point * sum(xq) per 32,
-    xc16 = -zero_point16 * sum(xq) per 16. ``xbits``: x viewed as int32, whose max of
-    |bits| is the bits of max |x| (a NaN stays the largest): an integer max vectorizes."""
-    for b in range(x.size // 32):
-        o = b * 32
-        top = np.int32(0)
-        for i in range(32):
-            top = max(top, xbits[o + i] & np.int32(0x7FFFFFFF))
-        amax = as_f32(np.int32(top))
-        d = amax / np.float32(127)
-        inv = np.float32(1) / d if d > 0 else np.float32(0)
-        s0 = 0
-        s1 = 0
-        for i in range(16):
-            q = np.int8(rint(x[o + i] * inv))
-            xq[o + i] = q
-            s0 += np.int32(q)
-        for i in range(16, 32):
-            q = np.int8(rint(x[o + i] * inv))
-            xq[o + i] = q
-            s1 += np.int32(q)
-        dx[b] = d
-        xs[b] = d * np.float32(s0 + s1)
-        xc[b] = -zero_point * (s0 + s1)
-        xc16[2 * b] = -zero_point16 * s0
-        xc16[2 * b + 1] = -zero_point16 * s1
-
-
 # ---------------------------------------------------------------------------------------------
 # The driver: activations quantized per 32 (Q8_0) once, then per thread a contiguous run of
 # W-row tiles, each packed once and multiplied with every block of NT tokens.
@@ -228,14 +173,21 @@ def _make_gemm(level: str, form: str, zero_point: int):
     pack_kind = f"{level}/{form}"  # a string: see int8pack.pack_panel
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-    def gemm(w, f16, x, xq, dx, xs, xc, xc16, out, wq, wd, wm, spill):
+    def gemm(w, f16, x, xq, dx, xs, bs, xc, xc16, out, wq, wd, wm, spill):
         """out = x @ W.T; ``w`` the weight's arrays (relayout.PairedBlocks' qs, qs as uint32,
-        d, m, qh; or the GGML blocks first); the activation scratch (xq, dx, xs, xc, xc16) has
+        d, m, qh; or the GGML blocks first); the activation scratch (xq, dx, xs, bs, xc, xc16) has
         T rounded up to NT rows; wq, wd, wm, spill one panel per thread chunk."""
         n_tok, rows = out.shape
         nbx = dx.shape[1]
         for t in range(n_tok):  # on this thread: one parallel region per call
-            quantize_q8(x[t], x[t].view(np.int32), xq[t], dx[t], xs[t], xc[t], xc16[t], zp32, zp16)
+            # the matvec's quantization (so the integer sums equal the row dots'), then the
+            # zero points' share per 32 and per 16 from its sums per 16
+            quantize_activations(x[t], 32, xq[t], dx[t], xs[t], bs[t])
+            for b in range(nbx):
+                s0, s1 = np.int32(bs[t, 2 * b]), np.int32(bs[t, 2 * b + 1])
+                xc[t, b] = -zp32 * (s0 + s1)
+                xc16[t, 2 * b] = -zp16 * s0
+                xc16[t, 2 * b + 1] = -zp16 * s1
         xcs = xc16 if half else xc
         t_pad = xq.shape[0]
         n_chunks = wq.shape[0]
@@ -326,6 +278,7 @@ def matmul_into(weight, xs: np.ndarray, out: np.ndarray) -> bool:
             np.zeros((size, cols), np.int8),
             np.zeros((size, nbx), np.float32),
             np.zeros((size, nbx), np.float32),
+            np.zeros((size, 2 * nbx), np.int16),
             np.zeros((size, nbx), np.int32),
             np.zeros((size, 2 * nbx), np.int32),
         )
@@ -335,7 +288,7 @@ def matmul_into(weight, xs: np.ndarray, out: np.ndarray) -> bool:
     if bufs[0].shape[0] < t_pad:
         size = t_pad
         bufs = _local.scratch[key] = acts()
-    xq, dx, xsum, xc, xc16 = (b[:t_pad] for b in bufs)
+    xq, dx, xsum, bs, xc, xc16 = (b[:t_pad] for b in bufs)
     n_chunks = numba.get_num_threads()
 
     def panels():
@@ -352,5 +305,5 @@ def matmul_into(weight, xs: np.ndarray, out: np.ndarray) -> bool:
         w = (pb.qs, pb.qs.view(np.uint32), pb.d, pb.m, pb.qh)
     else:
         w = (weight.blocks,)
-    run(w, F16_TO_F32, xs, xq, dx, xsum, xc, xc16, out, wq, wd, wm, spill)
+    run(w, F16_TO_F32, xs, xq, dx, xsum, bs, xc, xc16, out, wq, wd, wm, spill)
     return True

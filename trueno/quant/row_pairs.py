@@ -132,6 +132,64 @@ def _two(builder, a, b):
     return builder.insert_element(v, b, ir.Constant(I32, 1))
 
 
+def _row_halves(builder, p0, p1, at):
+    """The f16 at byte ``at`` of rows r (p0) and r + 1 (p1) -> <2 x f32>."""
+    return _two(builder, half(builder, p0, at), half(builder, p1, at))
+
+
+def _spread(builder, v2):
+    """<2 x f32> [row r, row r + 1] -> <16 x f32>: each row's value on its half's 8 lanes."""
+    return builder.shuffle_vector(v2, v2, ir.Constant(V16I32, [0] * 8 + [1] * 8))
+
+
+def _scaled(builder, acc, dot, d16, dx, b):
+    """acc += f32(dot) * (d16 * dx[b]): a block's i32 lanes of both rows scaled by their
+    rows' d (spread) times the vector's dx, lane for lane the one-row form's product."""
+    s16 = builder.fmul(d16, splat(builder, f32(builder, dx, b), 16))
+    acc.set(_fma16(builder, builder.sitofp(dot, V16F32), s16, acc.get()))
+
+
+def _x_twin(builder, x, at):
+    """The 32 activation bytes at byte ``at`` of ``x`` on both halves (rows r, r + 1)."""
+    return both_halves(builder, load(builder, x, at, ir.VectorType(I8, 32)))
+
+
+def _f32_twin(builder, base, b0, n):
+    """n f32 from element b0 of ``base`` (a vector's dx or xs) on both halves."""
+    return both_halves(builder, load(builder, base, builder.mul(b0, i64(4)), ir.VectorType(F32, n)))
+
+
+def _twin_halves(builder, p0, p1, b0, n):
+    """n f16 from element b0 of rows r (p0) and r + 1 (p1) -> <2n x f32> [row r's | r + 1's]."""
+    ty = ir.VectorType(I16, n)
+    at = builder.mul(b0, i64(2))
+    bits = join(builder, load(builder, p0, at, ty), load(builder, p1, at, ty))
+    return builder.fpext(builder.bitcast(bits, ir.VectorType(F16, 2 * n)),
+                         ir.VectorType(F32, 2 * n))  # fmt: skip
+
+
+# a step of 4 blocks: the i32 dots' two 4-lane halves of each row added (lo + hi), and the
+# <8 x f32> [y4 of row r | y4 of row r + 1] widened as the one-row form's y8, twice
+STEP4_LO = ir.Constant(ir.VectorType(I32, 8), [0, 1, 2, 3, 8, 9, 10, 11])
+STEP4_HI = ir.Constant(ir.VectorType(I32, 8), [4, 5, 6, 7, 12, 13, 14, 15])
+STEP4_WIDE = ir.Constant(V16I32, [0, 1, 2, 3] + [8] * 4 + [4, 5, 6, 7] + [8] * 4)
+
+# signed x . signed w as a u8 x s8 vpdpbusd: x + 128 (x ^ 0x80) against w, the accumulator
+# started at -128 x each lane's four weights' sum (_weight_bias), which every vector shares
+FLIP = vconst(V64I8, -128)
+
+
+def _weight_bias(builder, w):
+    """-128 x the sum of each dword lane's four signed weights of ``w`` (<64 x i8>)."""
+    return builder.sub(ir.Constant(V16I32, None), _dpbusd(builder, None, FLIP, w))
+
+
+def _signed_dot(builder, bias, w, xv):
+    """The i32 lanes of x . w (both signed), from ``_weight_bias(w)``: exactly the one-row
+    form's |w| . sign(x, w) lanes, one vpdpbusd."""
+    return _dpbusd(builder, bias, builder.xor(xv, FLIP), w)
+
+
 def _by_vector(builder, res, n):
     """twin_hsums' register -> one <2 x f32> per vector j < n: its sums of rows r, r + 1."""
     return [
@@ -174,17 +232,6 @@ def paired_rows_body(has_min, offset):
         (qs0, d0, m0, _), (qs1, d1, m1, _) = w0, w1
         vs = [_TwinVec(builder, p) for p in vecs]
 
-        def scales(base0, base1, b0, n):
-            """Halves n of row r then n of row r + 1 at block b0 -> <2n x f32>."""
-            ty = ir.VectorType(I16, n)
-            bits = join(
-                builder,
-                load(builder, base0, builder.mul(b0, i64(2)), ty),
-                load(builder, base1, builder.mul(b0, i64(2)), ty),
-            )
-            half = builder.bitcast(bits, ir.VectorType(F16, 2 * n))
-            return builder.fpext(half, ir.VectorType(F32, 2 * n))
-
         def twin_pairs(pairs):
             ty = ir.VectorType(I8, 32)
             return [
@@ -196,28 +243,20 @@ def paired_rows_body(has_min, offset):
                 for pr in pairs
             ]
 
-        def x_twin(v, at):
-            return both_halves(builder, load(builder, v.x, at, ir.VectorType(I8, 32)))
-
-        def f_twin(base, b0, n):
-            return both_halves(
-                builder, load(builder, base, builder.mul(b0, i64(4)), ir.VectorType(F32, n))
-            )
-
         groups = builder.udiv(nb, i64(8))
         with cgutils.for_range(builder, groups) as loop:
             b0 = builder.mul(loop.index, i64(8))
-            dv = scales(d0, d1, b0, 8)
-            cv = scales(m0, m1, b0, 8) if has_min else dv
+            dv = _twin_halves(builder, d0, d1, b0, 8)
+            cv = _twin_halves(builder, m0, m1, b0, 8) if has_min else dv
             pairs = [builder.add(builder.mul(loop.index, i64(4)), i64(k)) for k in range(4)]
             qv = nibbles_t(builder, twin_pairs(pairs))
             base = builder.mul(b0, i64(32))
             for v in vs:
-                s16 = builder.fmul(dv, f_twin(v.dx, b0, 8))
-                v.corr.set(_fma16(builder, cv, f_twin(v.xs, b0, 8), v.corr.get()))
+                s16 = builder.fmul(dv, _f32_twin(builder, v.dx, b0, 8))
+                v.corr.set(_fma16(builder, cv, _f32_twin(builder, v.xs, b0, 8), v.corr.get()))
                 accs = [None, None]
                 for t, q in enumerate(qv):
-                    xv = x_twin(v, builder.add(base, i64(32 * t)))
+                    xv = _x_twin(builder, v.x, builder.add(base, i64(32 * t)))
                     accs[t % 2] = _dpbusd(builder, accs[t % 2], q, xv)
                 isum = builder.sitofp(builder.add(*accs), V16F32)
                 v.acc0.set(_fma16(builder, isum, s16, v.acc0.get()))
@@ -226,31 +265,26 @@ def paired_rows_body(has_min, offset):
         has4 = builder.icmp_unsigned(">=", builder.sub(nb, b4), i64(4))
         with builder.if_then(has4):  # the one-row form's step of 4
             v8f32 = ir.VectorType(F32, 8)
-            dv = scales(d0, d1, b4, 4)
-            cv = scales(m0, m1, b4, 4) if has_min else dv
+            dv = _twin_halves(builder, d0, d1, b4, 4)
+            cv = _twin_halves(builder, m0, m1, b4, 4) if has_min else dv
             pairs = [builder.add(builder.mul(groups, i64(4)), i64(k)) for k in range(2)]
             qv = nibbles_t4(builder, *twin_pairs(pairs))
             base = builder.mul(b4, i64(32))
-            # <8 x f32> [y4 of row r | y4 of row r + 1] -> the one-row form's widened y8 twice
-            wide = ir.Constant(
-                ir.VectorType(I32, 16), [0, 1, 2, 3] + [8] * 4 + [4, 5, 6, 7] + [8] * 4
-            )
             zero8 = ir.Constant(v8f32, None)
-            lo = ir.Constant(ir.VectorType(I32, 8), [0, 1, 2, 3, 8, 9, 10, 11])
-            hi = ir.Constant(ir.VectorType(I32, 8), [4, 5, 6, 7, 12, 13, 14, 15])
             for v in vs:
-                s8 = builder.fmul(dv, f_twin(v.dx, b4, 4))
-                c8 = builder.fmul(cv, f_twin(v.xs, b4, 4))
+                s8 = builder.fmul(dv, _f32_twin(builder, v.dx, b4, 4))
+                c8 = builder.fmul(cv, _f32_twin(builder, v.xs, b4, 4))
                 acc = None
                 for t, q in enumerate(qv):
-                    acc = _dpbusd(builder, acc, q, x_twin(v, builder.add(base, i64(32 * t))))
-                tot = builder.add(
-                    builder.shuffle_vector(acc, acc, lo), builder.shuffle_vector(acc, acc, hi)
-                )
+                    xv = _x_twin(builder, v.x, builder.add(base, i64(32 * t)))
+                    acc = _dpbusd(builder, acc, q, xv)
+                tot = builder.add(builder.shuffle_vector(acc, acc, STEP4_LO),
+                                  builder.shuffle_vector(acc, acc, STEP4_HI))  # fmt: skip
                 y8 = builder.fmul(builder.sitofp(tot, v8f32), s8)
-                y16 = builder.shuffle_vector(y8, zero8, wide)
+                y16 = builder.shuffle_vector(y8, zero8, STEP4_WIDE)
                 v.acc1.set(builder.fadd(v.acc1.get(), y16))  # acc1 (zero) + y
-                v.corr.set(builder.fadd(v.corr.get(), builder.shuffle_vector(c8, zero8, wide)))
+                c16 = builder.shuffle_vector(c8, zero8, STEP4_WIDE)
+                v.corr.set(builder.fadd(v.corr.get(), c16))
 
         # the one-row form's last pair (nb % 4 == 2: e.g. 576 columns = 8 + 8 + 2 blocks): each
         # block's eight i32 lanes scaled by its d * dx into acc0 (the pair's low nibbles) or
@@ -270,15 +304,12 @@ def paired_rows_body(has_min, offset):
             for j, q in enumerate(halves):
                 b = builder.add(builder.mul(pair, i64(2)), i64(j))
                 at = builder.mul(b, i64(2))
-                d2 = _two(builder, half(builder, d0, at), half(builder, d1, at))
-                c2 = (_two(builder, half(builder, m0, at), half(builder, m1, at))
-                      if has_min else d2)  # fmt: skip
+                d2 = _row_halves(builder, d0, d1, at)
+                d16 = _spread(builder, d2)
+                c2 = _row_halves(builder, m0, m1, at) if has_min else d2
                 for k, v in enumerate(vs):
-                    s2 = builder.fmul(d2, splat(builder, f32(builder, v.dx, b), 2))
-                    dot = _dpbusd(builder, None, q, x_twin(v, builder.mul(b, i64(32))))
-                    s16 = builder.shuffle_vector(s2, s2, ir.Constant(V16I32, [0] * 8 + [1] * 8))
-                    acc = v.acc1 if j else v.acc0
-                    acc.set(_fma16(builder, builder.sitofp(dot, V16F32), s16, acc.get()))
+                    dot = _dpbusd(builder, None, q, _x_twin(builder, v.x, builder.mul(b, i64(32))))
+                    _scaled(builder, v.acc1 if j else v.acc0, dot, d16, v.dx, b)
                     xs2 = splat(builder, f32(builder, v.xs, b), 2)
                     lanes = builder.shuffle_vector(builder.fmul(c2, xs2), zero2, into[k])
                     corr_s.set(builder.fadd(corr_s.get(), lanes))
@@ -310,33 +341,21 @@ def split_q8_rows_body():
     sums (the same eight integer lanes as the one-row form's |w| . sign(x, w)). The float
     operations are the one-row form's, lane for lane."""
     v8f32 = ir.VectorType(F32, 8)
-    v8i16, v4i32, v8i32 = ir.VectorType(I16, 8), ir.VectorType(I32, 4), ir.VectorType(I32, 8)
-    bias = vconst(V64I8, -128)  # 0x80: w + 128 as u8
+    v8i16, v4i32 = ir.VectorType(I16, 8), ir.VectorType(I32, 4)
 
     def body(builder, w0, w1, vecs, nb):
         (qs0, d0, _, _), (qs1, d1, _, _) = w0, w1
         vs = [_TwinVec(builder, p) for p in vecs]
         bss = [p[3] for p in vecs]
 
-        def scales(b0, n):
-            ty = ir.VectorType(I16, n)
-            at = builder.mul(b0, i64(2))
-            bits = join(builder, load(builder, d0, at, ty), load(builder, d1, at, ty))
-            return builder.fpext(builder.bitcast(bits, ir.VectorType(F16, 2 * n)),
-                                 ir.VectorType(F32, 2 * n))  # fmt: skip
-
         def twin_blocks(b):
+            """Block b of both rows, signed."""
             at = builder.mul(b, i64(32))
             ty = ir.VectorType(I8, 32)
-            w = join(builder, load(builder, qs0, at, ty), load(builder, qs1, at, ty))
-            return builder.xor(w, bias)
+            return join(builder, load(builder, qs0, at, ty), load(builder, qs1, at, ty))
 
-        def x_twin(v, at):
-            return both_halves(builder, load(builder, v.x, at, ir.VectorType(I8, 32)))
-
-        def dx_twin(v, b0, n):
-            ty = ir.VectorType(F32, n)
-            return both_halves(builder, load(builder, v.dx, builder.mul(b0, i64(4)), ty))
+        def unsigned_blocks(b):  # w + 128 as u8
+            return builder.xor(twin_blocks(b), FLIP)
 
         def offsets(bs, b0, n):
             """128 x the block sums of x (one-row form's offset_sums), on both halves."""
@@ -352,15 +371,15 @@ def split_q8_rows_body():
         groups = builder.udiv(nb, i64(8))
         with cgutils.for_range(builder, groups) as loop:
             b0 = builder.mul(loop.index, i64(8))
-            dv = scales(b0, 8)
-            ws = transpose8(builder, [twin_blocks(builder.add(b0, i64(k))) for k in range(8)],
+            dv = _twin_halves(builder, d0, d1, b0, 8)
+            ws = transpose8(builder, [unsigned_blocks(builder.add(b0, i64(k))) for k in range(8)],
                             twin=True)  # fmt: skip
             base = builder.mul(b0, i64(32))
             for v, bs in zip(vs, bss, strict=True):
-                s16 = builder.fmul(dv, dx_twin(v, b0, 8))
+                s16 = builder.fmul(dv, _f32_twin(builder, v.dx, b0, 8))
                 accs = [None, None]
                 for t, w in enumerate(ws):
-                    xv = x_twin(v, builder.add(base, i64(32 * t)))
+                    xv = _x_twin(builder, v.x, builder.add(base, i64(32 * t)))
                     accs[t % 2] = _dpbusd(builder, accs[t % 2], w, xv)
                 isum = builder.sub(builder.add(*accs), offsets(bs, b0, 8))
                 v.acc0.set(_fma16(builder, builder.sitofp(isum, V16F32), s16, v.acc0.get()))
@@ -368,36 +387,33 @@ def split_q8_rows_body():
         b4 = builder.mul(groups, i64(8))
         has4 = builder.icmp_unsigned(">=", builder.sub(nb, b4), i64(4))
         with builder.if_then(has4):
-            dv = scales(b4, 4)  # [row r's 4 | row r + 1's 4]
-            ws = transpose4x8(builder, [twin_blocks(builder.add(b4, i64(k))) for k in range(4)],
+            dv = _twin_halves(builder, d0, d1, b4, 4)  # [row r's 4 | row r + 1's 4]
+            ws = transpose4x8(builder,
+                              [unsigned_blocks(builder.add(b4, i64(k))) for k in range(4)],
                               twin=True)  # fmt: skip
             base = builder.mul(b4, i64(32))
-            lo = ir.Constant(v8i32, [0, 1, 2, 3, 8, 9, 10, 11])
-            hi = ir.Constant(v8i32, [4, 5, 6, 7, 12, 13, 14, 15])
-            wide = ir.Constant(V16I32, [0, 1, 2, 3] + [8] * 4 + [4, 5, 6, 7] + [8] * 4)
             zero8 = ir.Constant(v8f32, None)
             for v, bs in zip(vs, bss, strict=True):
-                s8 = builder.fmul(dv, dx_twin(v, b4, 4))
+                s8 = builder.fmul(dv, _f32_twin(builder, v.dx, b4, 4))
                 acc = None
                 for t, w in enumerate(ws):
-                    acc = _dpbusd(builder, acc, w, x_twin(v, builder.add(base, i64(32 * t))))
-                tot = builder.add(builder.shuffle_vector(acc, acc, lo),
-                                  builder.shuffle_vector(acc, acc, hi))  # fmt: skip
+                    xv = _x_twin(builder, v.x, builder.add(base, i64(32 * t)))
+                    acc = _dpbusd(builder, acc, w, xv)
+                tot = builder.add(builder.shuffle_vector(acc, acc, STEP4_LO),
+                                  builder.shuffle_vector(acc, acc, STEP4_HI))  # fmt: skip
                 tot = builder.sub(tot, offsets(bs, b4, 4))
                 y8 = builder.fmul(builder.sitofp(tot, v8f32), s8)
-                v.acc1.set(builder.fadd(v.acc1.get(), builder.shuffle_vector(y8, zero8, wide)))
+                y16 = builder.shuffle_vector(y8, zero8, STEP4_WIDE)
+                v.acc1.set(builder.fadd(v.acc1.get(), y16))
 
         start = builder.add(b4, builder.select(has4, i64(4), i64(0)))
         with cgutils.for_range_slice(builder, start, nb, i64(1)) as (b, _):
             w = twin_blocks(b)
-            at = builder.mul(b, i64(2))
-            dh = _two(builder, half(builder, d0, at), half(builder, d1, at))
+            bias = _weight_bias(builder, w)
+            d16 = _spread(builder, _row_halves(builder, d0, d1, builder.mul(b, i64(2))))
             for v in vs:
-                xv = x_twin(v, builder.mul(b, i64(32)))
-                dot = builder.sub(_dpbusd(builder, None, w, xv), _dpbusd(builder, None, bias, xv))
-                s2 = builder.fmul(dh, splat(builder, f32(builder, v.dx, b), 2))
-                s16 = builder.shuffle_vector(s2, s2, ir.Constant(V16I32, [0] * 8 + [1] * 8))
-                v.acc1.set(_fma16(builder, builder.sitofp(dot, V16F32), s16, v.acc1.get()))
+                dot = _signed_dot(builder, bias, w, _x_twin(builder, v.x, builder.mul(b, i64(32))))
+                _scaled(builder, v.acc1, dot, d16, v.dx, b)
 
         res = twin_hsums(builder, [builder.fadd(v.acc0.get(), v.acc1.get()) for v in vs])
         return _by_vector(builder, res, len(vs))
@@ -415,28 +431,22 @@ def ggml_q8_rows_body(block_bytes):
     for one vpdpbusd per vector (the x-side correction took a second). Scaled into the
     one-row form's accumulator of that block by the same d * dx product per lane (block_loop:
     block 4i + k into state k, the tail into state 0); its epilogue lane for lane."""
-    flip = vconst(V64I8, -128)  # x ^ 0x80 = x + 128 as u8; as u8 it is 128 too
 
     def body(builder, w0, w1, vecs, nb):
         (p0,), (p1,) = w0, w1
         zero = ir.Constant(V16F32, None)
         accs = [[Acc(builder, zero) for _ in range(4)] for _ in vecs]
-        spread = ir.Constant(V16I32, [0] * 8 + [1] * 8)
 
         def step(b, k):
             at = builder.mul(b, i64(block_bytes))
             ty = ir.VectorType(I8, 32)
             qs = builder.add(at, i64(2))
             w = join(builder, load(builder, p0, qs, ty), load(builder, p1, qs, ty))
-            # -128 * sum of each lane's 4 weights: both rows' share of every vector's dot
-            bias = builder.sub(ir.Constant(V16I32, None), _dpbusd(builder, None, flip, w))
-            d2 = _two(builder, half(builder, p0, at), half(builder, p1, at))
-            d16 = builder.shuffle_vector(d2, d2, spread)
+            bias = _weight_bias(builder, w)  # both rows' share of every vector's dot
+            d16 = _spread(builder, _row_halves(builder, p0, p1, at))
             for (x, dx, _, _), acc in zip(vecs, accs, strict=True):
-                xv = both_halves(builder, load(builder, x, builder.mul(b, i64(32)), ty))
-                dot = _dpbusd(builder, bias, builder.xor(xv, flip), w)
-                s16 = builder.fmul(d16, splat(builder, f32(builder, dx, b), 16))
-                acc[k].set(_fma16(builder, builder.sitofp(dot, V16F32), s16, acc[k].get()))
+                dot = _signed_dot(builder, bias, w, _x_twin(builder, x, builder.mul(b, i64(32))))
+                _scaled(builder, acc[k], dot, d16, dx, b)
 
         quads = builder.udiv(nb, i64(4))
         with cgutils.for_range(builder, quads) as loop:
@@ -471,24 +481,12 @@ def k4_rows_body(block_bytes, scales_mins):
         zero = ir.Constant(V16F32, None)
         accs = [(Acc(builder, zero), Acc(builder, zero)) for _ in vecs]
 
-        def twin_scalar(a, b):
-            """f32 a (row r) and b (row r + 1) -> <16 x f32> [a x 8 | b x 8]."""
-            v = ir.Constant(ir.VectorType(F32, 2), None)
-            v = builder.insert_element(v, a, ir.Constant(I32, 0))
-            v = builder.insert_element(v, b, ir.Constant(I32, 1))
-            mask = ir.Constant(ir.VectorType(I32, 16), [0] * 8 + [1] * 8)
-            return builder.shuffle_vector(v, v, mask)
-
-        def half(w, p):
-            bits = load(builder, w, p, I16)
-            return builder.fpext(builder.bitcast(bits, F16), F32)
-
         with cgutils.for_range(builder, n) as loop:
             sb = loop.index
             p = builder.mul(sb, i64(block_bytes))
-            d = twin_scalar(half(row0, p), half(row1, p))
+            d = _spread(builder, _row_halves(builder, row0, row1, p))
             pm = builder.add(p, i64(2))
-            dmin = twin_scalar(half(row0, pm), half(row1, pm))
+            dmin = _spread(builder, _row_halves(builder, row0, row1, pm))
             (sc_a, m_a), (sc_b, m_b) = scales_mins(builder, row0, p), scales_mins(builder, row1, p)
             # the scales as f32: |dot of a sub-block| <= 15 * 127 * 32 and scale <= 63 keep
             # their product below 2^24, so f32(dot) * f32(scale) is exactly the one-row
