@@ -277,35 +277,28 @@ def test_llama_cpp_converted_file_matches_transformers(arch, arch_model, llama_c
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_prefill_attention_runs_in_tiles_and_matches_transformers(arch, arch_model, monkeypatch):
-    """Model.prefill's attention is the tiled one (blocks of keys, running max and sum):
-    with tiles of 3 keys and prompt chunks of 5 tokens, every chunk after the first attends
-    at depth over tiles crossing the diagonal and gemma2's window edge, with its softcap on
-    each tile; the logits stay transformers', and a window layer never reads a key before it."""
+    """Model.prefill's attention is the tiled kernel (blocks of keys, running max and sum):
+    with tiles of 3 keys, tasks of 2 queries and prompt chunks of 5 tokens, every chunk after
+    the first attends at depth over tiles crossing the diagonal and gemma2's window edge,
+    with its softcap on each tile; the logits stay transformers'."""
     from trueno.llm import model as model_mod
+    from trueno.llm import prefill_attention
 
     path, torch, hf = arch_model(arch)
     model = Model.load(path, ctx_size=PHI3_ORIG_CTX, cache_type="f32")
-    calls, tiled = [], model_mod.attend_tiled
+    calls, kernel = [], prefill_attention.attend_chunk
 
-    def spy(xp, q, kv_rows, start, T, n_kv, groups, hd, window, scale, block, softcap=0.0):
-        reads = []
+    def spy(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb):
+        calls.append((start, q.shape[0], window, block, qb, softcap))
+        kernel(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb)
 
-        def rows(lo, hi):
-            reads.append((lo, hi))
-            return kv_rows(lo, hi)
-
-        calls.append((start, T, window, block, softcap, reads))
-        return tiled(xp, q, rows, start, T, n_kv, groups, hd, window, scale, block, softcap)
-
-    monkeypatch.setattr(model_mod, "attend_tiled", spy)
-    monkeypatch.setattr(model_mod, "KEY_BLOCK", 3)
+    monkeypatch.setattr(prefill_attention, "attend_chunk", spy)
+    monkeypatch.setattr(prefill_attention, "KEY_BLOCK", 3)
+    monkeypatch.setattr(prefill_attention, "QUERY_BLOCK", 2)
     monkeypatch.setattr(model_mod, "PREFILL_CHUNK", 5)
     assert_logits_close(model.logits(TOKENS), hf_logits(torch, hf, TOKENS))
     c = model.config
     assert len(calls) == 3 * c.n_layers  # chunks at 0, 5, 10; every layer
     assert {(start, T) for start, T, *_ in calls} == {(0, 5), (5, 5), (10, 2)}
-    for start, T, window, block, softcap, reads in calls:
-        assert block == 3 and softcap == c.attn_softcap
-        assert all(hi - lo <= 3 for lo, hi in reads) and reads[-1][1] == start + T
-        assert reads[0][0] == (max(0, start - window + 1) if window > 0 else 0)
+    assert all(call[3:] == (3, 2, c.attn_softcap) for call in calls)
     assert any(window > 0 for _, _, window, *_ in calls) == (arch == "gemma2")

@@ -386,6 +386,66 @@ def test_attend_tiled_matches_masked_softmax(
     assert read[0][0] == lo_any and read[-1][1] == S  # keys outside every window never read
 
 
+@SETTINGS
+@given(
+    kv=st.integers(1, 3),
+    groups=st.integers(1, 5),
+    dh=st.sampled_from([4, 8, 16, 24, 48, 64, 256]),
+    start=st.integers(0, 300),
+    t=st.integers(1, 40),
+    window=st.sampled_from([0, 1, 7, 50]),
+    block=st.sampled_from([1, 3, 8, 13, 64, 128]),
+    qb=st.sampled_from([1, 2, 5, 32]),
+    softcap=st.sampled_from([0.0, 3.0]),
+    half=st.booleans(),
+    level=st.sampled_from(attention.LEVELS),
+    seed=st.integers(0, 10**6),
+)
+def test_attend_chunk_matches_masked_softmax(
+    kv, groups, dh, start, t, window, block, qb, softcap, half, level, seed
+):
+    """Prefill's kernel at every ISA level the host runs (and plain loops), f32 and f16
+    caches, tiles and query blocks of any size, against the float64 reference; keys no query
+    of the chunk sees (before every window, past the chunk) are NaN: never read."""
+    from trueno.llm.prefill_attention import attend_chunk
+
+    r = rng_for(seed)
+    S = start + t
+    k_in, v_in, kc, vc = _cache_pair(r, kv, S + 3, dh, half)
+    lo_any = max(0, start - window + 1) if window else 0
+    for a in (k_in, v_in):  # NaN (f16 bits 0x7E00 in a half cache)
+        poison = np.uint16(0x7E00) if half else np.float32(np.nan)
+        a[:, :lo_any], a[:, S:] = poison, poison
+    q = r.standard_normal((t, kv * groups * dh)).astype(np.float32)
+    scale = 1 / np.sqrt(dh)
+    out = np.full_like(q, np.nan)
+    attend_chunk(out, q, k_in, v_in, start, window, scale, groups, softcap, block, qb, level)
+    qh = q.reshape(t, kv * groups, dh)
+    for i in range(t):
+        pos = start + i
+        first = max(0, pos - window + 1) if window else 0
+        ref = _softmax_attention(qh[i], kc, vc, first, pos + 1, scale, groups, softcap)
+        np.testing.assert_allclose(out[i].reshape(-1, dh), ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("window", [0, 100])
+def test_attend_chunk_over_threads_equals_one_thread(window):
+    """The (KV head, query block) tasks spread over numba's threads give the outputs of the
+    same tasks run one after another on the calling thread, bit for bit."""
+    from trueno.llm import prefill_attention as pa
+
+    r = rng_for(7)
+    start, t, kv, groups, dh = 500, 200, 3, 3, 64
+    k_in, v_in, _, _ = _cache_pair(r, kv, start + t, dh, True)
+    q = r.standard_normal((t, kv * groups * dh)).astype(np.float32)
+    outs = [np.empty_like(q), np.empty_like(q)]
+    args = (q, k_in, v_in, start, window, 0.125, groups, 0.0, pa.KEY_BLOCK, pa.QUERY_BLOCK,
+            attention.LEVEL)  # fmt: skip
+    pa._run_tasks(outs[0], *args, 0, 1)
+    pa._run_parallel(outs[1], *args)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     rows=st.integers(1, 4),

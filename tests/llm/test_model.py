@@ -104,48 +104,6 @@ def test_chunked_prefill_equals_one_batch(arch, tiny_model_path, monkeypatch):
     np.testing.assert_allclose(model.logits(TOKENS), full, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_prefill_attention_split_over_threads_equals_one_thread(arch, tiny_model_path,
-                                                                monkeypatch):  # fmt: skip
-    """Each chunk's queries cut into ranges of equal work, one per core (2 and 3 here), give
-    the logits of the chunk attended on the calling thread (to BLAS's rounding: its sums
-    depend on how many rows a call has)."""
-    import trueno.llm.model as model_mod
-
-    path, _ = tiny_model_path(arch)
-    model = Model.load(path, cache_type="f32")
-    monkeypatch.setattr(model_mod, "PREFILL_CHUNK", 7)
-    monkeypatch.setattr(model_mod, "_host_threads", lambda: 1)
-    alone = model.logits(TOKENS)
-    calls = []
-    split = model_mod.split_queries
-
-    def spy(start, T, window, parts):
-        calls.append((start, T, parts))
-        return split(start, T, window, parts)
-
-    monkeypatch.setattr(model_mod, "split_queries", spy)
-    monkeypatch.setattr(model_mod, "SPLIT_PREFILL_MIN", 0)
-    for threads in (2, 3):
-        monkeypatch.setattr(model_mod, "_host_threads", lambda threads=threads: threads)
-        np.testing.assert_allclose(model.logits(TOKENS), alone, rtol=1e-5, atol=1e-5)
-    assert calls and {c[2] for c in calls} == {2, 3}
-
-
-@pytest.mark.parametrize("window", [0, 5, 300])
-@pytest.mark.parametrize("start,T,parts", [(0, 256, 2), (3244, 256, 2), (10, 7, 3), (0, 1, 2)])
-def test_split_queries_cuts_equal_work(start, T, window, parts):
-    from trueno.llm.model import keys_attended, split_queries
-
-    ranges = split_queries(start, T, window, parts)
-    assert ranges[0][0] == 0 and ranges[-1][1] == T and len(ranges) <= parts
-    assert all(a < b for a, b in ranges)
-    assert all(r[1] == n[0] for r, n in zip(ranges[:-1], ranges[1:], strict=True))
-    work = [sum(keys_attended(start + t, window) for t in range(a, b)) for a, b in ranges]
-    biggest = max(keys_attended(start + t, window) for t in range(T))
-    assert max(work) - min(work) <= biggest * 2 or len(ranges) == 1
-
-
 def test_config_derived_values(tiny_model_path):
     path, _ = tiny_model_path("gemma3")
     c = Model.load(path, cache_type="f32").config

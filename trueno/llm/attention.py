@@ -412,25 +412,31 @@ def fmaximum(typingctx: Any, a: Any, b: Any) -> Any:
     return types.float32(types.float32, types.float32), codegen
 
 
+@njit(inline="always", **_JIT)
+def expf(x: np.float32) -> np.float32:
+    """exp(x) for x <= 0 (Cephes' expf: 2^k times a degree-7 polynomial, a couple of ulp;
+    below -87, exp(-87)): unlike np.exp, loops over it vectorize, as it is selects and a
+    bitcast for 2^k (no min/max calls, no libm call)."""
+    x = x if x > np.float32(-87.0) else np.float32(-87.0)
+    k = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
+    r = x - k * np.float32(0.693359375) - k * np.float32(-2.12194440e-4)
+    y = np.float32(1.9875691500e-4)
+    y = y * r + np.float32(1.3981999507e-3)
+    y = y * r + np.float32(8.3334519073e-3)
+    y = y * r + np.float32(4.1665795894e-2)
+    y = y * r + np.float32(1.6666665459e-1)
+    y = y * r + np.float32(5.0000001201e-1)
+    bits = (np.int32(k) + np.int32(127)) << np.int32(23)
+    two_k = _f32_from_bits(bits)  # type: ignore[call-arg, var-annotated]  # an intrinsic
+    return (y * r * r + r + np.float32(1.0)) * two_k
+
+
 @njit(**_JIT)
 def exp_shifted(p: Arr, n: int, m: float) -> None:
-    """p[t] = exp(p[t] - m) for t < n, all p[t] <= m (Cephes' expf: 2^k times a degree-7
-    polynomial, a couple of ulp): unlike np.exp it vectorizes, as one loop of selects and a
-    bitcast for 2^k (no min/max calls, no scratch array: each would stop LLVM's vectorizer)."""
+    """p[t] = exp(p[t] - m) for t < n, all p[t] <= m (:func:`expf`; one loop, no scratch
+    array, which would stop LLVM's vectorizer)."""
     for t in range(n):
-        x = p[t] - m
-        x = x if x > np.float32(-87.0) else np.float32(-87.0)
-        k = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
-        r = x - k * np.float32(0.693359375) - k * np.float32(-2.12194440e-4)
-        y = np.float32(1.9875691500e-4)
-        y = y * r + np.float32(1.3981999507e-3)
-        y = y * r + np.float32(8.3334519073e-3)
-        y = y * r + np.float32(4.1665795894e-2)
-        y = y * r + np.float32(1.6666665459e-1)
-        y = y * r + np.float32(5.0000001201e-1)
-        bits = (np.int32(k) + np.int32(127)) << np.int32(23)
-        two_k = _f32_from_bits(bits)  # type: ignore[call-arg, var-annotated]  # an intrinsic
-        p[t] = (y * r * r + r + np.float32(1.0)) * two_k
+        p[t] = expf(p[t] - m)
 
 
 @njit(**_JIT)
@@ -468,46 +474,6 @@ def window_start(pos: int, window: int) -> int:
     if window > 0 and pos - window + 1 > 0:
         return pos - window + 1
     return 0
-
-
-@njit(**_JIT)
-def softmax_tile(
-    s: Arr, m: Arr, total: Arr, corr: Arr, q0: int, k0: int, T: int, window: int, softcap: float
-) -> None:
-    """One key tile of prefill's online softmax, in place. Row r of ``s`` (rows, nb) holds the
-    scaled scores of the query at position q0 + r % T against keys k0..k0+nb-1; the keys it
-    may not see (later than it: causal; ``window`` or more behind it: sliding window) are
-    skipped, never read. Per row: ``softcap`` > 0 caps the scores; m[r] becomes the running
-    max m_new; s[r] = exp(s[r] - m_new) (0 where masked); corr[r] = exp(m_old - m_new), the
-    factor the caller rescales its running output by; total[r] = total[r] * corr[r] + the
-    row's sum. Two vectorized passes per row (max; exp and sum) instead of numpy's six."""
-    rows, nb = s.shape
-    for r in range(rows):
-        qp = q0 + r % T
-        lo = min(nb, max(0, qp - window + 1 - k0)) if window > 0 else 0
-        hi = max(lo, min(nb, qp - k0 + 1))  # visible: keys lo..hi-1 (maybe none)
-        row = s[r]
-        vis, n = row[lo:hi], hi - lo  # loops from 0 over a view: numba's index wraparound
-        if softcap > 0 and n > 0:  # checks on row[lo + j] would stop LLVM's vectorizer
-            softcap_scores(vis, n, np.float32(0.0), softcap)
-        mx = np.float32(-np.inf)
-        for j in range(n):
-            mx = fmaximum(mx, vis[j])  # type: ignore[call-arg]  # an intrinsic
-        m_old = m[r]
-        m_new = mx if mx > m_old else m_old
-        row[:lo] = 0.0
-        row[hi:] = 0.0
-        if m_new == -np.inf:  # nothing visible yet: no mass, nothing to rescale
-            corr[r] = 1.0
-            continue
-        c = np.exp(m_old - m_new)
-        exp_shifted(vis, n, m_new)
-        t = np.float32(0.0)
-        for j in range(n):
-            t += vis[j]
-        total[r] = total[r] * c + t
-        m[r] = m_new
-        corr[r] = c
 
 
 # ---- attention ----------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ same code runs on the CPU or a GPU: arrays, kernels and weights come from a
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from time import perf_counter_ns
@@ -39,7 +38,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CTX = 2048
 PREFILL_CHUNK = 256
-KEY_BLOCK = 256  # keys per tile of prefill attention (scores of a tile stay in L2)
+KEY_BLOCK = 256  # keys per tile of attend_tiled, off the host (scores of a tile stay in L2)
 
 
 def default_cache_type(runtime: runtimes.Runtime) -> str:
@@ -365,29 +364,31 @@ class Model:
 
     def _attend_batch(self, q: np.ndarray, layer: int, start: int, T: int) -> np.ndarray:
         """Causal (optionally sliding-window) attention of T queries (positions start..) over
-        the cached keys, flash-attention style: the queries against blocks of ``KEY_BLOCK``
-        keys with a running max and sum, so no (T, start + T) score matrix is made, blocks a
-        window excludes are never read, and only blocks on the diagonal or the window's edge
-        are masked."""
+        the cached keys, flash-attention style: the queries against blocks of keys with a
+        running max and sum, so no (T, start + T) score matrix is made, blocks a window
+        excludes are never read, and only blocks on the diagonal or the window's edge are
+        masked. On the host: :func:`trueno.llm.prefill_attention.attend_chunk`'s kernels;
+        elsewhere :func:`attend_tiled` of the array module's matmuls."""
         c, xp, cache = self.config, self.xp, self.state.cache
         window = c.layer_window(layer)
+        if self.rt.host_memory:
+            from trueno.llm import prefill_attention
+
+            out = np.empty_like(q)
+            prefill_attention.attend_chunk(
+                out, q, cache.k[layer], cache.v[layer], start, window, c.attn_scale,
+                c.n_kv_groups, c.attn_softcap, prefill_attention.KEY_BLOCK,
+                prefill_attention.QUERY_BLOCK,
+            )  # fmt: skip
+            return out
 
         def rows(lo: int, hi: int):
             return cache.keys(layer, lo, hi), cache.values(layer, lo, hi)
 
-        def attend(a: int, b: int):  # queries a..b-1 of the chunk
-            return attend_tiled(
-                xp, q[a:b], rows, start + a, b - a, c.n_kv_heads, c.n_kv_groups, c.head_dim,
-                window, c.attn_scale, KEY_BLOCK, c.attn_softcap,
-            )  # fmt: skip
-
-        threads = _host_threads() if self.rt.host_memory else 1
-        if threads < 2 or T * (start + T) < SPLIT_PREFILL_MIN:
-            return attend(0, T)
-        pool = _attention_pool()
-        ranges = split_queries(start, T, window, threads)
-        parts = [pool.submit(attend, a, b) for a, b in ranges]
-        return np.concatenate([f.result() for f in parts])
+        return attend_tiled(
+            xp, q, rows, start, T, c.n_kv_heads, c.n_kv_groups, c.head_dim, window,
+            c.attn_scale, KEY_BLOCK, c.attn_softcap,
+        )  # fmt: skip
 
     # ---- decode: one token through matvecs and preallocated buffers -------------------------
     def _forward_one(self, token: int, pos: int) -> np.ndarray:
@@ -461,38 +462,6 @@ class Model:
                 s.v[0] += lw.bv
 
 
-# Prefill attention on the host runs its numpy/BLAS tiles on one core each (BLAS is held at
-# one thread during prefill, see single_threaded_blas): a chunk's queries are cut into
-# ranges of equal work, one per core, on a pool of Python threads (numpy and BLAS release
-# the GIL). Below this many (query, key) pairs a chunk stays on the calling thread.
-SPLIT_PREFILL_MIN = 1 << 16
-
-
-def _host_threads() -> int:
-    """The cores the quantized kernels run on (numba's thread count, as ``-t`` sets it)."""
-    import numba
-
-    return numba.get_num_threads()
-
-
-@functools.cache
-def _attention_pool():
-    """The thread pool of prefill attention, made on first use."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="trueno-attn")
-
-
-def split_queries(start: int, T: int, window: int, parts: int) -> list[tuple[int, int]]:
-    """Contiguous ranges of the queries at positions start..start+T-1 whose attention work
-    (keys attended, causal and windowed) is about equal, at most ``parts`` of them."""
-    pos = np.arange(start, start + T)
-    work = np.cumsum(pos + 1 - (np.maximum(0, pos - window + 1) if window > 0 else 0))
-    cuts = np.searchsorted(work, work[-1] * np.arange(1, parts) / parts, side="right")
-    bounds = [0, *sorted(set(int(c) for c in cuts if 0 < c < T)), T]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
-
-
 def keys_attended(pos: int, window: int) -> int:
     """Cache positions a decode query at ``pos`` attends to (window > 0: a sliding window)."""
     return pos + 1 - (max(0, pos - window + 1) if window > 0 else 0)
@@ -519,8 +488,6 @@ def attend_tiled(
     S = start + T
     first = max(0, start - window + 1) if window > 0 else 0  # the first key any query sees
     qh = q.reshape(T, n_kv, groups, head_dim).transpose(1, 2, 0, 3).reshape(n_kv, groups * T, -1)
-    if xp is np:
-        return _attend_tiled_host(qh, kv_rows, start, T, first, window, scale, block, softcap)
     qpos = xp.arange(start, S)[:, None]
     m = xp.full((n_kv, groups, T, 1), -np.inf, dtype=np.float32)
     total = xp.zeros((n_kv, groups, T, 1), dtype=np.float32)
@@ -554,31 +521,3 @@ def attend_tiled(
     out = acc / total
     out = out.transpose(2, 0, 1, 3).reshape(T, n_kv * groups * head_dim)
     return xp.ascontiguousarray(out, dtype=np.float32)
-
-
-def _attend_tiled_host(qh, kv_rows, start, T, first, window, scale, block, softcap):
-    """:func:`attend_tiled` on the host: the scale folded into the queries, each tile's
-    masking, softcap, max, exp and sums in one numba pass pair (attention.softmax_tile)
-    between the two BLAS matmuls."""
-    from trueno.llm.attention import softmax_tile
-
-    n_kv, rows, head_dim = qh.shape
-    qh = qh * np.float32(scale)
-    m = np.full(n_kv * rows, -np.inf, dtype=np.float32)
-    total = np.zeros(n_kv * rows, dtype=np.float32)
-    corr = np.empty((n_kv * rows, 1), dtype=np.float32)
-    acc = np.zeros((n_kv, rows, head_dim), dtype=np.float32)
-    acc2 = acc.reshape(n_kv * rows, head_dim)
-    S = start + T
-    for lo in range(first, S, block):
-        hi = min(S, lo + block)
-        keys, values = kv_rows(lo, hi)
-        s = np.matmul(qh, keys.transpose(0, 2, 1))  # (n_kv, rows, hi - lo)
-        softmax_tile(s.reshape(n_kv * rows, hi - lo), m, total, corr[:, 0], start, lo, T,
-                     window, np.float32(softcap))  # fmt: skip
-        acc2 *= corr
-        acc += np.matmul(s, values)
-    acc2 /= total[:, None]
-    groups = rows // T
-    out = acc.reshape(n_kv, groups, T, head_dim).transpose(2, 0, 1, 3)
-    return np.ascontiguousarray(out.reshape(T, n_kv * groups * head_dim), dtype=np.float32)

@@ -1,0 +1,346 @@
+"""Prefill attention: a chunk of queries over the KV cache in flash-attention tiles.
+
+The work is cut into (KV head, block of ``qb`` queries) tasks. A task's R = qb * G rows are
+its queries times the G query heads of the KV head's group (row t * G + g), and they meet
+the cached keys a tile of ``block`` positions at a time, with an online softmax::
+
+    ST = K_tile . Q^T                    (keys, R)   the scaled scores, a key per row
+    m_new = max(m, max_j ST[j]);  P = exp(ST - m_new);  corr = exp(m - m_new)
+    l = l * corr + sum_j P[j];    O = O * corr + P^T . V_tile      (R, head_dim)
+
+Both products are register-blocked LLVM IR kernels of generic vectors (lanes per ISA level as
+in :mod:`trueno.llm.attention`): the scores broadcast 8 (4 on AVX2) key values against two
+vectors of Q^T per step, the values broadcast 4 rows' weights against up to four vectors of a
+value row, so each keeps 16 (8) accumulators in registers through its inner loop. The
+softmax runs along the rows of ST, so its max, exp and sums vectorize over the queries.
+
+Keys a query may not see (later than it: causal; ``window`` or more behind it: sliding
+window) get weight 0, and tiles no query of a task sees are never read; f16 tiles are widened
+by vcvtph2ps once per task and tile. Tasks go over numba's threads, each with its own
+scratch, so a query's output never depends on the thread count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from trueno.backends.numba_cache import drop_stale
+from trueno.llm.attention import (
+    LEVEL,
+    THREADS,
+    _widen_rows,
+    expf,
+    fast_tanh,
+    vector_width,
+    window_start,
+)
+from trueno.quant.llvm_ir import F32, Acc, data, i64, llvm, load, splat
+
+drop_stale(__file__, ("attention.py", "../quant/llvm_ir.py"))
+
+_FM = {"reassoc", "contract", "nsz"}
+_JIT: Any = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
+Arr = np.ndarray
+
+KEY_BLOCK = 128  # keys per tile (ST: 128 x R floats, with the widened K and V tiles, in L2)
+QUERY_BLOCK = 32  # queries per task (R = 32 G rows: a multiple of the row vectors' width)
+SERIAL_MAX = 1 << 16  # (query, key) pairs of a chunk below which it runs on the calling thread
+
+# (keys per scores step, Q^T vectors per step, value rows per step, value vectors at most)
+_SHAPE = {16: (8, 2, 4, 4), 8: (4, 2, 4, 2)}
+
+
+def _vf32(lanes):
+    return ir.VectorType(F32, lanes)
+
+
+def _stride(context, builder, arytype, value, axis=0):
+    """Byte stride of an array argument along ``axis``."""
+    ary = context.make_array(arytype)(context, builder, value)
+    return builder.extract_value(ary.strides, axis)
+
+
+def _fma(builder, a, b, c):
+    return llvm(builder, f"llvm.fma.v{a.type.count}f32", a.type, a, b, c)
+
+
+def _scores_kernel(lanes):
+    """st[j, r] = sum_d k[j, d] * qt[d, r] for j < n rounded up to the key step (rows of k
+    past n repeat row n - 1), r < qt.shape[1] (a multiple of the two vectors' width)."""
+    keys, nv, _, _ = _SHAPE[lanes]
+    width = nv * lanes
+
+    @intrinsic
+    def scores(typingctx, st, k, qt, n):
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            sp, kp, qp = (data(context, builder, tys[i], args[i]) for i in range(3))
+            s_row, k_row, q_row = (_stride(context, builder, tys[i], args[i]) for i in range(3))
+            n = args[3]
+            hd = context.make_array(tys[2])(context, builder, args[2]).shape
+            hd = builder.extract_value(hd, 0)
+            cols = builder.udiv(builder.udiv(q_row, i64(4)), i64(width))
+            steps = builder.udiv(builder.add(n, i64(keys - 1)), i64(keys))
+            last = builder.sub(n, i64(1))
+            zero = ir.Constant(_vf32(lanes), None)
+            with cgutils.for_range(builder, steps) as js:
+                rows = []
+                for i in range(keys):
+                    j = builder.add(builder.mul(js.index, i64(keys)), i64(i))
+                    j = builder.select(builder.icmp_signed("<", j, n), j, last)
+                    rows.append(builder.mul(j, k_row))
+                with cgutils.for_range(builder, cols) as cs:
+                    c0 = builder.mul(cs.index, i64(4 * width))
+                    acc = [[Acc(builder, zero) for _ in range(nv)] for _ in range(keys)]
+                    with cgutils.for_range(builder, hd) as ds:
+                        qo = builder.add(builder.mul(ds.index, q_row), c0)
+                        qv = [load(builder, qp, builder.add(qo, i64(4 * lanes * v)),
+                                   _vf32(lanes)) for v in range(nv)]  # fmt: skip
+                        d4 = builder.mul(ds.index, i64(4))
+                        for i in range(keys):
+                            kv = splat(builder, load(builder, kp, builder.add(rows[i], d4), F32),
+                                       lanes)  # fmt: skip
+                            for v in range(nv):
+                                acc[i][v].set(_fma(builder, kv, qv[v], acc[i][v].get()))
+                    for i in range(keys):
+                        j = builder.add(builder.mul(js.index, i64(keys)), i64(i))
+                        so = builder.add(builder.mul(j, s_row), c0)
+                        for v in range(nv):
+                            at = builder.gep(sp, [builder.add(so, i64(4 * lanes * v))])
+                            ptr = builder.bitcast(at, _vf32(lanes).as_pointer())
+                            builder.store(acc[i][v].get(), ptr, align=1)
+            return context.get_dummy_value()
+
+        return types.void(st, k, qt, n), codegen
+
+    return scores
+
+
+def _values_kernel(lanes):
+    """o[r, c] += sum_{j < n} p[j, r] * v[j, c] for r < o.shape[0] (a multiple of the row
+    step), c < head_dim (a multiple of ``lanes``): stripes of up to four vectors of 4 rows
+    stay in registers while the value rows stream past."""
+    _, _, mr, wmax = _SHAPE[lanes]
+
+    @intrinsic
+    def accumulate(typingctx, o, p, v, n):
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            op_, pp, vp = (data(context, builder, tys[i], args[i]) for i in range(3))
+            o_row, p_row, v_row = (_stride(context, builder, tys[i], args[i]) for i in range(3))
+            n = args[3]
+            shape = context.make_array(tys[0])(context, builder, args[0]).shape
+            rows, hd = builder.extract_value(shape, 0), builder.extract_value(shape, 1)
+            vecs = builder.udiv(hd, i64(lanes))
+            blocks = builder.udiv(rows, i64(mr))
+
+            def stripe(r0, first, w):  # rows r0..r0+mr-1, vectors first..first+w-1
+                ro = [builder.mul(builder.add(r0, i64(i)), o_row) for i in range(mr)]
+                co = [builder.mul(builder.add(first, i64(x)), i64(4 * lanes)) for x in range(w)]
+                acc = [[Acc(builder, load(builder, op_, builder.add(ro[i], co[x]),
+                                          _vf32(lanes))) for x in range(w)]
+                       for i in range(mr)]  # fmt: skip
+                p0 = builder.mul(r0, i64(4))
+                with cgutils.for_range(builder, n) as js:
+                    po = builder.add(builder.mul(js.index, p_row), p0)
+                    vo = builder.mul(js.index, v_row)
+                    e = [splat(builder, load(builder, pp, builder.add(po, i64(4 * i)), F32), lanes)
+                         for i in range(mr)]  # fmt: skip
+                    xs = [load(builder, vp, builder.add(vo, co[x]), _vf32(lanes))
+                          for x in range(w)]  # fmt: skip
+                    for i in range(mr):
+                        for x in range(w):
+                            acc[i][x].set(_fma(builder, e[i], xs[x], acc[i][x].get()))
+                for i in range(mr):
+                    for x in range(w):
+                        at = builder.gep(op_, [builder.add(ro[i], co[x])])
+                        ptr = builder.bitcast(at, _vf32(lanes).as_pointer())
+                        builder.store(acc[i][x].get(), ptr, align=1)
+
+            wide = builder.udiv(vecs, i64(wmax))
+            done = builder.mul(wide, i64(wmax))
+            rest = builder.sub(vecs, done)
+            with cgutils.for_range(builder, blocks) as rb:
+                r0 = builder.mul(rb.index, i64(mr))
+                with cgutils.for_range(builder, wide) as ws:
+                    stripe(r0, builder.mul(ws.index, i64(wmax)), wmax)
+                part = wmax // 2
+                while part:  # the rest (< wmax vectors) as stripes of 2, 1 by its bits
+                    first = builder.add(done, builder.and_(rest, i64(-2 * part)))
+                    bit = builder.icmp_unsigned("!=", builder.and_(rest, i64(part)), i64(0))
+                    with builder.if_then(bit):
+                        stripe(r0, first, part)
+                    part //= 2
+            return context.get_dummy_value()
+
+        return types.void(o, p, v, n), codegen
+
+    return accumulate
+
+
+_scores8, _scores16 = _scores_kernel(8), _scores_kernel(16)
+_values8, _values16 = _values_kernel(8), _values_kernel(16)
+
+
+@njit(**_JIT)
+def _scores(st, k, qt, n, lanes):
+    """ST rows 0..n-1 of one tile (see :func:`_scores_kernel`; plain loops at lanes 0)."""
+    if lanes == 16:
+        _scores16(st, k, qt, n)
+    elif lanes == 8:
+        _scores8(st, k, qt, n)
+    else:
+        hd, R = qt.shape
+        for j in range(n):
+            sj = st[j]
+            sj[:] = 0.0
+            for d in range(hd):
+                kd = k[j, d]
+                for r in range(R):
+                    sj[r] += kd * qt[d, r]
+
+
+@njit(**_JIT)
+def _values(o, p, v, n, lanes):
+    """O += P^T . V over keys 0..n-1 of one tile (see :func:`_values_kernel`)."""
+    if lanes == 16:
+        _values16(o, p, v, n)
+    elif lanes == 8:
+        _values8(o, p, v, n)
+    else:
+        R, hd = o.shape
+        for j in range(n):
+            for r in range(R):
+                e = p[j, r]
+                for c in range(hd):
+                    o[r, c] += e * v[j, c]
+
+
+@njit(**_JIT)
+def _softmax_tile(st, n, R, qpos, k0, masked, window, softcap, m, el, corr):
+    """The online softmax of one tile, in place: ST rows 0..n-1 (keys k0..k0+n-1) become the
+    weights P (0 where row r's query, at position qpos[r], may not see the key when
+    ``masked``); m, el: the running max and sum per row; corr[r] = exp(m_old - m_new)."""
+    mx = corr  # the tile's max per row, then the correction
+    mx[:R] = -np.inf
+    for j in range(n):
+        sj = st[j]
+        if softcap > 0:
+            inv = np.float32(1.0) / np.float32(softcap)
+            for r in range(R):
+                sj[r] = np.float32(softcap) * fast_tanh(sj[r] * inv)
+        if masked:
+            kp = k0 + j
+            for r in range(R):
+                seen = kp <= qpos[r] and (window <= 0 or qpos[r] - kp < window)
+                sj[r] = sj[r] if seen else np.float32(-np.inf)
+        for r in range(R):
+            mx[r] = max(mx[r], sj[r])
+    for r in range(R):
+        m_new = max(m[r], mx[r])
+        # nothing seen yet: keep m at -inf, nothing to rescale (exp(-inf - -inf) is nan)
+        mx[r] = np.float32(1.0) if m_new == -np.inf else expf(m[r] - m_new)
+        m[r] = m_new
+        el[r] *= mx[r]
+    for j in range(n):
+        sj = st[j]
+        for r in range(R):
+            x = sj[r]
+            e = expf(x - m[r])
+            sj[r] = e if x != -np.inf else np.float32(0.0)
+            el[r] += sj[r]
+
+
+@njit(**_JIT)
+def _task(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, softcap, block,
+          level):  # fmt: skip
+    """Queries q0..q1-1 of the chunk (positions start + q0 ..) of the G = ``groups`` query
+    heads of KV head ``kv`` over keys of k_head, v_head (ctx, head_dim); into ``out``."""
+    hd = k_head.shape[1]
+    lanes = vector_width(level, hd)
+    step = 2 * lanes if lanes else 1
+    R = (q1 - q0) * groups
+    Rp = -(-R // step) * step
+    qt = np.zeros((hd, Rp), np.float32)
+    qpos = np.empty(Rp, np.int64)
+    for t in range(q1 - q0):
+        for g in range(groups):
+            r = t * groups + g
+            qpos[r] = start + q0 + t
+            h = (kv * groups + g) * hd
+            for d in range(hd):
+                qt[d, r] = q[q0 + t, h + d] * np.float32(scale)
+    qpos[R:] = start + q1 - 1  # padding rows (zero queries): any finite scores
+    o = np.zeros((Rp, hd), np.float32)
+    m = np.full(Rp, -np.inf, np.float32)
+    el = np.zeros(Rp, np.float32)
+    corr = np.empty(Rp, np.float32)
+    st = np.empty((-(-block // 8) * 8, Rp), np.float32)
+    kbuf = np.empty((block, hd), np.float32)
+    vbuf = np.empty((block, hd), np.float32)
+    first_q, last_q = start + q0, start + q1 - 1
+    for k0 in range(window_start(first_q, window), last_q + 1, block):
+        n = min(block, last_q + 1 - k0)
+        masked = k0 + n - 1 > first_q or (window > 0 and last_q - k0 >= window)
+        _scores(st, _widen_rows(k_head, k0, n, kbuf), qt, n, lanes)
+        _softmax_tile(st, n, Rp, qpos, k0, masked, window, softcap, m, el, corr)
+        for r in range(Rp):
+            c = corr[r]
+            if c != 1.0:
+                for i in range(hd):
+                    o[r, i] *= c
+        _values(o, st, _widen_rows(v_head, k0, n, vbuf), n, lanes)
+    for t in range(q1 - q0):
+        for g in range(groups):
+            r = t * groups + g
+            inv = np.float32(1.0) / el[r]
+            h = (kv * groups + g) * hd
+            for d in range(hd):
+                out[q0 + t, h + d] = o[r, d] * inv
+
+
+@njit(**_JIT)
+def _run_tasks(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb,
+               level, first, every):  # fmt: skip
+    """Tasks first, first + every, ... of the chunk: task i is query block i // n_kv of KV
+    head i % n_kv (so the tasks of the later, longer query blocks alternate over workers)."""
+    T, n_kv = q.shape[0], k_cache.shape[0]
+    n_tasks = -(-T // qb) * n_kv
+    for i in range(first, n_tasks, every):
+        kv, q0 = i % n_kv, (i // n_kv) * qb
+        _task(out, q, k_cache[kv], v_cache[kv], kv, q0, min(T, q0 + qb), start, window,
+              scale, groups, softcap, block, level)  # fmt: skip
+
+
+@njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True, parallel=True)
+def _run_parallel(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb,
+                  level):  # fmt: skip
+    for w in prange(THREADS):
+        _run_tasks(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb,
+                   level, w, THREADS)  # fmt: skip
+
+
+@njit(**_JIT)
+def attend_chunk(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, start: int, window: int,
+                 scale: float, groups: int, softcap: float = 0.0, block: int = KEY_BLOCK,
+                 qb: int = QUERY_BLOCK, level: int = LEVEL) -> None:  # fmt: skip
+    """Causal (``window`` > 0: sliding-window) attention of a chunk's T queries q (T, n_heads
+    * head_dim), at positions start..start+T-1, over k_cache, v_cache (n_kv, ctx, head_dim;
+    float32, or uint16 holding f16 bits) whose positions 0..start+T-1 hold the keys and values
+    (the chunk's own included), into out (T, n_heads * head_dim). Query head h reads KV head
+    h // ``groups``; ``softcap`` > 0 caps the scaled scores as softcap * tanh(s / softcap)
+    (gemma2); ``block``: keys per tile; ``qb``: queries per task; ``level``: the IR kernels'
+    lanes (16, 8; 0: plain loops). Over numba's threads when the chunk is big enough."""
+    T = q.shape[0]
+    if THREADS == 1 or T * (start + T) < SERIAL_MAX:
+        _run_tasks(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb,
+                   level, 0, 1)  # fmt: skip
+    else:
+        _run_parallel(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block,
+                      qb, level)  # fmt: skip
