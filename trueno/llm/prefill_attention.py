@@ -70,25 +70,31 @@ def _fma(builder, a, b, c):
     return llvm(builder, f"llvm.fma.v{a.type.count}f32", a.type, a, b, c)
 
 
+def _vmax(builder, a, b):
+    return builder.select(builder.fcmp_ordered(">", a, b), a, b)  # vmaxps
+
+
 def _scores_kernel(lanes):
     """st[j, r] = sum_d k[j, d] * qt[d, r] for j < n rounded up to the key step (rows of k
-    past n repeat row n - 1), r < qt.shape[1] (a multiple of the two vectors' width)."""
+    past n repeat row n - 1), r < qt.shape[1] (a multiple of the two vectors' width), and
+    mx[r] = the max of mx[r] and st[j, r] over j < n."""
     keys, nv, _, _ = _SHAPE[lanes]
     width = nv * lanes
+    vty = _vf32(lanes)
 
     @intrinsic
-    def scores(typingctx, st, k, qt, n):
+    def scores(typingctx, st, mx, k, qt, n):
         def codegen(context, builder, signature, args):
             tys = signature.args
-            sp, kp, qp = (data(context, builder, tys[i], args[i]) for i in range(3))
-            s_row, k_row, q_row = (_stride(context, builder, tys[i], args[i]) for i in range(3))
-            n = args[3]
-            hd = context.make_array(tys[2])(context, builder, args[2]).shape
+            sp, mp, kp, qp = (data(context, builder, tys[i], args[i]) for i in range(4))
+            s_row, k_row, q_row = (_stride(context, builder, tys[i], args[i]) for i in (0, 2, 3))
+            n = args[4]
+            hd = context.make_array(tys[3])(context, builder, args[3]).shape
             hd = builder.extract_value(hd, 0)
             cols = builder.udiv(builder.udiv(q_row, i64(4)), i64(width))
             steps = builder.udiv(builder.add(n, i64(keys - 1)), i64(keys))
             last = builder.sub(n, i64(1))
-            zero = ir.Constant(_vf32(lanes), None)
+            zero = ir.Constant(vty, None)
             with cgutils.for_range(builder, steps) as js:
                 rows = []
                 for i in range(keys):
@@ -100,24 +106,33 @@ def _scores_kernel(lanes):
                     acc = [[Acc(builder, zero) for _ in range(nv)] for _ in range(keys)]
                     with cgutils.for_range(builder, hd) as ds:
                         qo = builder.add(builder.mul(ds.index, q_row), c0)
-                        qv = [load(builder, qp, builder.add(qo, i64(4 * lanes * v)),
-                                   _vf32(lanes)) for v in range(nv)]  # fmt: skip
+                        qv = [load(builder, qp, builder.add(qo, i64(4 * lanes * v)), vty)
+                              for v in range(nv)]  # fmt: skip
                         d4 = builder.mul(ds.index, i64(4))
                         for i in range(keys):
                             kv = splat(builder, load(builder, kp, builder.add(rows[i], d4), F32),
                                        lanes)  # fmt: skip
                             for v in range(nv):
                                 acc[i][v].set(_fma(builder, kv, qv[v], acc[i][v].get()))
+                    for v in range(nv):
+                        vals = [acc[i][v].get() for i in range(keys)]  # keys: a power of 2
+                        while len(vals) > 1:
+                            vals = [_vmax(builder, vals[i], vals[i + 1])
+                                    for i in range(0, len(vals), 2)]  # fmt: skip
+                        mo = builder.add(c0, i64(4 * lanes * v))
+                        top = _vmax(builder, load(builder, mp, mo, vty), vals[0])
+                        builder.store(top, builder.bitcast(builder.gep(mp, [mo]), vty.as_pointer()),
+                                      align=1)  # fmt: skip
                     for i in range(keys):
                         j = builder.add(builder.mul(js.index, i64(keys)), i64(i))
                         so = builder.add(builder.mul(j, s_row), c0)
                         for v in range(nv):
                             at = builder.gep(sp, [builder.add(so, i64(4 * lanes * v))])
-                            ptr = builder.bitcast(at, _vf32(lanes).as_pointer())
-                            builder.store(acc[i][v].get(), ptr, align=1)
+                            builder.store(acc[i][v].get(), builder.bitcast(at, vty.as_pointer()),
+                                          align=1)  # fmt: skip
             return context.get_dummy_value()
 
-        return types.void(st, k, qt, n), codegen
+        return types.void(st, mx, k, qt, n), codegen
 
     return scores
 
@@ -189,12 +204,14 @@ _values8, _values16 = _values_kernel(8), _values_kernel(16)
 
 
 @njit(**_JIT)
-def _scores(st, k, qt, n, lanes):
-    """ST rows 0..n-1 of one tile (see :func:`_scores_kernel`; plain loops at lanes 0)."""
+def _scores(st, mx, k, qt, n, lanes):
+    """ST rows 0..n-1 of one tile and their max per row (see :func:`_scores_kernel`; plain
+    loops at lanes 0)."""
+    mx[:] = -np.inf
     if lanes == 16:
-        _scores16(st, k, qt, n)
+        _scores16(st, mx, k, qt, n)
     elif lanes == 8:
-        _scores8(st, k, qt, n)
+        _scores8(st, mx, k, qt, n)
     else:
         hd, R = qt.shape
         for j in range(n):
@@ -204,6 +221,8 @@ def _scores(st, k, qt, n, lanes):
                 kd = k[j, d]
                 for r in range(R):
                     sj[r] += kd * qt[d, r]
+            for r in range(R):
+                mx[r] = max(mx[r], sj[r])
 
 
 @njit(**_JIT)
@@ -223,25 +242,26 @@ def _values(o, p, v, n, lanes):
 
 
 @njit(**_JIT)
-def _softmax_tile(st, n, R, qpos, k0, masked, window, softcap, m, el, corr):
+def _softmax_tile(st, n, R, qpos, k0, masked, window, softcap, m, el, mx):
     """The online softmax of one tile, in place: ST rows 0..n-1 (keys k0..k0+n-1) become the
     weights P (0 where row r's query, at position qpos[r], may not see the key when
-    ``masked``); m, el: the running max and sum per row; corr[r] = exp(m_old - m_new)."""
-    mx = corr  # the tile's max per row, then the correction
-    mx[:R] = -np.inf
-    for j in range(n):
-        sj = st[j]
-        if softcap > 0:
-            inv = np.float32(1.0) / np.float32(softcap)
+    ``masked``); m, el: the running max and sum per row; mx: the scores kernel's max per row
+    (taken again here after a mask or a softcap), which becomes corr = exp(m_old - m_new)."""
+    if masked or softcap > 0:
+        mx[:R] = -np.inf
+        for j in range(n):
+            sj = st[j]
+            if softcap > 0:
+                inv = np.float32(1.0) / np.float32(softcap)
+                for r in range(R):
+                    sj[r] = np.float32(softcap) * fast_tanh(sj[r] * inv)
+            if masked:
+                kp = k0 + j
+                for r in range(R):
+                    seen = kp <= qpos[r] and (window <= 0 or qpos[r] - kp < window)
+                    sj[r] = sj[r] if seen else np.float32(-np.inf)
             for r in range(R):
-                sj[r] = np.float32(softcap) * fast_tanh(sj[r] * inv)
-        if masked:
-            kp = k0 + j
-            for r in range(R):
-                seen = kp <= qpos[r] and (window <= 0 or qpos[r] - kp < window)
-                sj[r] = sj[r] if seen else np.float32(-np.inf)
-        for r in range(R):
-            mx[r] = max(mx[r], sj[r])
+                mx[r] = max(mx[r], sj[r])
     for r in range(R):
         m_new = max(m[r], mx[r])
         # nothing seen yet: keep m at -inf, nothing to rescale (exp(-inf - -inf) is nan)
@@ -288,7 +308,7 @@ def _task(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, soft
     for k0 in range(window_start(first_q, window), last_q + 1, block):
         n = min(block, last_q + 1 - k0)
         masked = k0 + n - 1 > first_q or (window > 0 and last_q - k0 >= window)
-        _scores(st, _widen_rows(k_head, k0, n, kbuf), qt, n, lanes)
+        _scores(st, corr, _widen_rows(k_head, k0, n, kbuf), qt, n, lanes)
         _softmax_tile(st, n, Rp, qpos, k0, masked, window, softcap, m, el, corr)
         for r in range(Rp):
             c = corr[r]
