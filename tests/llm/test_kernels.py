@@ -105,6 +105,42 @@ def test_gated_activations(n, f, seed):
     np.testing.assert_allclose(out, gelu * u, rtol=1e-5, atol=1e-5)
 
 
+@SETTINGS
+@given(n=st.integers(1, 40), f=st.integers(1, 900), fused=st.booleans(), gelu=st.booleans(),
+       seed=st.integers(0, 10**6))  # fmt: skip
+def test_gated_rows_reads_halves_in_place_and_splits_rows_exactly(n, f, fused, gelu, seed):
+    """Prefill's gated activation: the gate and up halves read in place from one (T, 2F)
+    array (or two arrays), rows over the threads past GATED_PARALLEL_MIN values; equal bit for
+    bit to decode's silu_mul / gelu_tanh_mul on copies of the halves."""
+    r = rng_for(seed)
+    gu = (3 * r.standard_normal((n, 2 * f))).astype(np.float32)
+    g, u = np.ascontiguousarray(gu[:, :f]), np.ascontiguousarray(gu[:, f:])
+    out, want = np.empty_like(g), np.empty_like(g)
+    if fused:
+        kernels.gated_rows(out, gu, 0, gu, f, gelu)
+    else:
+        kernels.gated_rows(out, g, 0, u, 0, gelu)
+    (kernels.gelu_tanh_mul if gelu else kernels.silu_mul)(want, g, u)
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.skipif(not attention.F16C, reason="narrow_rows needs F16C")
+@SETTINGS
+@given(scale=st.sampled_from([1e-7, 1e-5, 1.0, 6e4]), t=st.integers(1, 9),
+       start=st.integers(0, 5), seed=st.integers(0, 10**6))  # fmt: skip
+def test_narrow_rows_rounds_as_numpy_into_each_head(scale, t, start, seed):
+    """A prefill chunk's keys into a half cache: each head's rows at start.., numpy's f16."""
+    n_kv, hd = 3, 8
+    x = (scale * rng_for(seed).standard_normal((t, n_kv * hd))).astype(np.float32)
+    x[0, :6] = [0.0, -0.0, np.inf, 65519.0, 65520.0, 2.9802322e-08]
+    dst = np.zeros((n_kv, 16, hd), np.uint16)
+    attention.narrow_rows(dst, start, x)
+    with np.errstate(over="ignore"):
+        want = x.reshape(t, n_kv, hd).transpose(1, 0, 2).astype(np.float16).view(np.uint16)
+    np.testing.assert_array_equal(dst[:, start : start + t], want)
+    assert not dst[:, :start].any() and not dst[:, start + t :].any()
+
+
 def test_head_rms_norm_normalizes_each_head():
     r = rng_for(0)
     x = r.standard_normal((2, 3 * 8)).astype(np.float32)

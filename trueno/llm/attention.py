@@ -80,6 +80,30 @@ def _half_to_float(typingctx, bits):
     return types.float32(types.uint16), codegen
 
 
+@intrinsic
+def _float_to_half(typingctx, x):
+    """The f16 bits of float32 x rounded to nearest even, by LLVM's fptrunc (vcvtps2ph under
+    F16C; vectorizes). Only where F16C is: without it LLVM would call a runtime helper."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], F16), ir.IntType(16))
+
+    return types.uint16(types.float32), codegen
+
+
+@njit(**_JIT)
+def narrow_rows(dst: Arr, start: int, src: Arr) -> None:
+    """dst[h, start + t] = row t of src's head h as f16 bits (round to nearest even, as numpy's
+    astype), for src (T, n_kv * head_dim) float32 with C-contiguous rows and dst (n_kv, ctx,
+    head_dim) uint16: a prefill chunk's keys or values into a half cache. Needs F16C."""
+    n_kv, _, hd = dst.shape
+    for t in range(src.shape[0]):
+        for h in range(n_kv):
+            row, x = dst[h, start + t], src[t][h * hd : (h + 1) * hd]
+            for i in range(hd):
+                row[i] = _float_to_half(x[i])  # type: ignore[call-arg]  # an intrinsic
+
+
 @njit(**_JIT)
 def _widen_f16(out, src):
     """out[i] = the f16 value of bits src[i] (1-D, contiguous)."""

@@ -98,6 +98,13 @@ class KVCache:
         """Write rows k, v: (T, n_kv_heads * head_dim) at positions start..start+T-1."""
         n_kv, _, hd = self.k.shape[1:]
         t = k.shape[0]
+        if self.half and self.xp is np:
+            from trueno.llm import attention
+
+            if attention.F16C:  # vcvtps2ph in a numba loop: numpy's astype is one at a time
+                attention.narrow_rows(self.k[layer], start, np.ascontiguousarray(k))
+                attention.narrow_rows(self.v[layer], start, np.ascontiguousarray(v))
+                return
         k = k.reshape(t, n_kv, hd).transpose(1, 0, 2)
         v = v.reshape(t, n_kv, hd).transpose(1, 0, 2)
         if self.half:  # round to nearest even, as the decode kernel's f32_to_f16_bits

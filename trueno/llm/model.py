@@ -270,16 +270,18 @@ class Model:
 
     def _ffn_batch(self, lw, xb):
         """The dense gated FFN of T rows: (T, D) -> (T, D)."""
-        c, xp = self.config, self.xp
+        c, xp, F = self.config, self.xp, self.config.hidden_dim
         if lw.w_gate_up is not None:
             gu = lw.w_gate_up.matmul(xb)  # (T, 2F)
-            g = xp.ascontiguousarray(gu[:, : c.hidden_dim])
-            u = xp.ascontiguousarray(gu[:, c.hidden_dim :])
+            g, go, u, uo = gu, 0, gu, F
         else:
-            g = lw.w_gate.matmul(xb)  # (T, F)
-            u = lw.w_up.matmul(xb)
-        a = xp.empty_like(g)
-        self._act(a, g, u)
+            g, go, u, uo = lw.w_gate.matmul(xb), 0, lw.w_up.matmul(xb), 0  # (T, F) each
+        a = xp.empty((xb.shape[0], F), dtype=np.float32)
+        if self.rt.host_memory:  # both halves read in place, rows over the threads
+            self.kernels.gated_rows(a, g, go, u, uo, c.activation == "gelu_tanh")
+        else:
+            self._act(a, xp.ascontiguousarray(g[:, go : go + F]),
+                      xp.ascontiguousarray(u[:, uo : uo + F]))  # fmt: skip
         return lw.w_down.matmul(a)  # (T, D)
 
     def _record_attention(self, t0: int, n_queries: int, n_keys: int) -> None:
@@ -291,7 +293,7 @@ class Model:
         flops = 4 * c.n_heads * n_queries * n_keys * c.head_dim
         recorder.record_op(
             "attention",
-            "numpy" if n_queries > 1 and self.rt.host_memory else self.rt.backend,
+            self.rt.backend,
             (n_queries, c.n_heads, n_keys, c.head_dim),
             "float32",
             kv_bytes,
