@@ -571,7 +571,7 @@ SPECIAL_HALVES = [0x0000, 0x8000, 0x0001, 0x83FF, 0x7C00, 0xFC00, 0x7E01, 0x3C00
 @given(lo=st.integers(0, 40), n=st.integers(0, 24), heads=st.integers(1, 3),
        seed=st.integers(0, 2**32 - 1))  # fmt: skip
 def test_f16_cache_rows_widen_as_numpy(lo, n, heads, seed):
-    """KVCache.keys / values of an f16 cache (prefill attention's key blocks) widen by
+    """KVCache.keys / values of an f16 cache (a context shift's moved keys) widen by
     vcvtph2ps now: bit for bit numpy's float16 -> float32 over every class of half, but that
     a signaling NaN comes out quiet (numpy keeps its bits), NaN either way."""
     from trueno.llm.config import Config

@@ -81,8 +81,7 @@ class KVCache:
             return heads[:, lo:hi]
         if self.xp is np and heads.flags.c_contiguous:
             # vcvtph2ps in a numba loop: numpy's float16 astype converts one value at a time
-            # (64K values: 119 us against 8.7), and prefill widens every cached key and value
-            # once per chunk and layer
+            # (64K values: 119 us against 8.7); a context shift widens every moved key
             from trueno.llm.attention import widen_span
 
             out = np.empty((heads.shape[0], hi - lo, heads.shape[2]), np.float32)
