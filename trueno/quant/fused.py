@@ -340,8 +340,23 @@ def matvec_kernel(rec, relaid: bool, level: str):
 
 def multi_vector_kernel(rec, relaid: bool, level: str):
     """The B-vector driver ``(w, xs (B, cols), xq, dx, xs, bs, xt, out (B, rows))``, its
-    scratch from :func:`multi_buffers` and :func:`transposed_buffer`."""
+    scratch from :func:`multi_scratch`."""
     return _kernel(_make_matvecs, rec, relaid, level)
+
+
+def multi_scratch(n_vec: int, n_cols: int, block: int):
+    """The B-vector driver's whole scratch (xq, dx, xs, bs, xt) for ``n_vec`` activations of
+    ``n_cols``, reused per thread: one dict lookup per call (a batched decode step makes one
+    call per weight matrix)."""
+    cache = getattr(_local, "scratch", None)
+    if cache is None:
+        cache = _local.scratch = {}
+    key = (n_vec, n_cols, block)
+    bufs = cache.get(key)
+    if bufs is None:
+        bufs = cache[key] = (*multi_buffers(n_vec, n_cols, block),
+                             transposed_buffer(n_vec, n_cols, block))  # fmt: skip
+    return bufs
 
 
 def transposed_buffer(n_vec: int, n_cols: int, block: int):
