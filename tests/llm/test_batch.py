@@ -249,7 +249,8 @@ def test_cancel_during_prefill_frees_the_slot_at_the_next_step(tiny_model_path):
     from trueno.llm.model import PREFILL_CHUNK
 
     path, _ = tiny_model_path("llama")
-    engine = BatchEngine(Model.load(path, ctx_size=1024), n_slots=2, prefill_budget=1)
+    model = Model.load(path, ctx_size=4 * PREFILL_CHUNK)
+    engine = BatchEngine(model, n_slots=2, prefill_budget=1)
     running = engine.add(BatchSequence(PROMPTS[0], 40, stop_at_eog=False))
     engine.step()
     long = engine.add(BatchSequence([1] + [10 + i % 50 for i in range(3 * PREFILL_CHUNK)], 5))
