@@ -221,6 +221,17 @@ def _softmax_attention(q, kc, vc, first, end, scale, groups, softcap=0.0):
     return out
 
 
+def _assert_chunk_attention(out, q, kc, vc, start, window, scale, groups, softcap):
+    """out (T, n_heads * head_dim): each query's causal (windowed) attention at start + i."""
+    t, dh = q.shape[0], kc.shape[2]
+    qh = q.reshape(t, -1, dh)
+    for i in range(t):
+        pos = start + i
+        first = max(0, pos - window + 1) if window else 0
+        ref = _softmax_attention(qh[i], kc, vc, first, pos + 1, scale, groups, softcap)
+        np.testing.assert_allclose(out[i].reshape(-1, dh), ref, rtol=1e-4, atol=1e-5)
+
+
 def _cache_pair(r, kv, ctx, dh, half):
     """Random keys (spread 3) and values (n_kv, ctx, dh): as the kernel takes them (f32, or
     f16 bits) and as float arrays of the same values for the reference."""
@@ -412,12 +423,7 @@ def test_attend_tiled_matches_masked_softmax(
 
     scale = 1 / np.sqrt(dh)
     out = attend_tiled(np, q, rows, start, t, kv, groups, dh, window, scale, block, softcap)
-    qh = q.reshape(t, kv * groups, dh)
-    for i in range(t):
-        pos = start + i
-        first = max(0, pos - window + 1) if window else 0
-        ref = _softmax_attention(qh[i], kc, vc, first, pos + 1, scale, groups, softcap)
-        np.testing.assert_allclose(out[i].reshape(-1, dh), ref, rtol=1e-4, atol=1e-5)
+    _assert_chunk_attention(out, q, kc, vc, start, window, scale, groups, softcap)
     lo_any = max(0, start - window + 1) if window else 0
     assert read[0][0] == lo_any and read[-1][1] == S  # keys outside every window never read
 
@@ -456,12 +462,7 @@ def test_attend_chunk_matches_masked_softmax(
     scale = 1 / np.sqrt(dh)
     out = np.full_like(q, np.nan)
     attend_chunk(out, q, k_in, v_in, start, window, scale, groups, softcap, block, qb, level)
-    qh = q.reshape(t, kv * groups, dh)
-    for i in range(t):
-        pos = start + i
-        first = max(0, pos - window + 1) if window else 0
-        ref = _softmax_attention(qh[i], kc, vc, first, pos + 1, scale, groups, softcap)
-        np.testing.assert_allclose(out[i].reshape(-1, dh), ref, rtol=1e-4, atol=1e-5)
+    _assert_chunk_attention(out, q, kc, vc, start, window, scale, groups, softcap)
 
 
 @pytest.mark.parametrize("window", [0, 100])

@@ -22,8 +22,6 @@ scratch, so a query's output never depends on the thread count.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -32,21 +30,23 @@ from numba.extending import intrinsic
 
 from trueno.backends.numba_cache import drop_stale
 from trueno.llm.attention import (
+    _FM,
+    _JIT,
     LEVEL,
     THREADS,
+    Arr,
+    _fma,
+    _row_bytes,
+    _vf32,
     _widen_rows,
     expf,
     fast_tanh,
     vector_width,
     window_start,
 )
-from trueno.quant.llvm_ir import F32, Acc, data, i64, llvm, load, splat
+from trueno.quant.llvm_ir import F32, Acc, data, i64, load, splat
 
 drop_stale(__file__, ("attention.py", "../quant/llvm_ir.py"))
-
-_FM = {"reassoc", "contract", "nsz"}
-_JIT: Any = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
-Arr = np.ndarray
 
 KEY_BLOCK = 128  # keys per tile (ST: 128 x R floats, with the widened K and V tiles, in L2)
 QUERY_BLOCK = 32  # queries per task (R = 32 G rows: a multiple of the row vectors' width)
@@ -54,20 +54,6 @@ SERIAL_MAX = 1 << 16  # (query, key) pairs of a chunk below which it runs on the
 
 # (keys per scores step, Q^T vectors per step, value rows per step, value vectors at most)
 _SHAPE = {16: (8, 2, 4, 4), 8: (4, 2, 4, 2)}
-
-
-def _vf32(lanes):
-    return ir.VectorType(F32, lanes)
-
-
-def _stride(context, builder, arytype, value, axis=0):
-    """Byte stride of an array argument along ``axis``."""
-    ary = context.make_array(arytype)(context, builder, value)
-    return builder.extract_value(ary.strides, axis)
-
-
-def _fma(builder, a, b, c):
-    return llvm(builder, f"llvm.fma.v{a.type.count}f32", a.type, a, b, c)
 
 
 def _vmax(builder, a, b):
@@ -87,7 +73,7 @@ def _scores_kernel(lanes):
         def codegen(context, builder, signature, args):
             tys = signature.args
             sp, mp, kp, qp = (data(context, builder, tys[i], args[i]) for i in range(4))
-            s_row, k_row, q_row = (_stride(context, builder, tys[i], args[i]) for i in (0, 2, 3))
+            s_row, k_row, q_row = (_row_bytes(context, builder, tys[i], args[i]) for i in (0, 2, 3))
             n = args[4]
             hd = context.make_array(tys[3])(context, builder, args[3]).shape
             hd = builder.extract_value(hd, 0)
@@ -148,7 +134,7 @@ def _values_kernel(lanes):
         def codegen(context, builder, signature, args):
             tys = signature.args
             op_, pp, vp = (data(context, builder, tys[i], args[i]) for i in range(3))
-            o_row, p_row, v_row = (_stride(context, builder, tys[i], args[i]) for i in range(3))
+            o_row, p_row, v_row = (_row_bytes(context, builder, tys[i], args[i]) for i in range(3))
             n = args[3]
             shape = context.make_array(tys[0])(context, builder, args[0]).shape
             rows, hd = builder.extract_value(shape, 0), builder.extract_value(shape, 1)
