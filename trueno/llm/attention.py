@@ -69,7 +69,7 @@ PREFETCH_ROW_BYTES = 256 if cpu_name().startswith("znver") else 128
 THREADS = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at numba import
 
 
-# ---- f16 cache rows as float32 --------------------------------------------------------------
+# ---- f16 cache rows: widened to float32, and prefill's float32 rows narrowed into them --------
 @intrinsic
 def _half_to_float(typingctx, bits):
     """The f16 value of uint16 bits, by LLVM's fpext (vcvtph2ps under F16C; vectorizes)."""
