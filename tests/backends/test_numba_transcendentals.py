@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 numba = pytest.importorskip("numba")
 
-from math_loops import ulps  # noqa: E402
+from math_loops import run, ulps  # noqa: E402
 
 from trueno import backends, cpu  # noqa: E402
 from trueno.backends import Backend  # noqa: E402
@@ -201,3 +201,27 @@ def test_polynomials_vectorize(name):
     assert not re.search(r"\$(exp|tanh|ldexp|fma)f?\b", asm), "a libm call"
     if name.startswith("exp") and M.SCALEF:
         assert re.search(rf"vscalef{suffix}\s[^\n]*{VECTOR}", asm)
+
+
+@pytest.mark.skipif(not M.WIDE, reason="numba's target lacks AVX-512 F: wide_vectors is a no-op")
+@pytest.mark.parametrize("name", ["exp32", "exp64", "tanh64"])
+def test_wide_vectors_gives_zmm_and_the_same_results(name):
+    """wide_vectors() in a kernel lets the vectorizer use zmm on any AVX-512 target (Intel's
+    included, whose tuning prefers ymm), and the results are the plain loop's bit for bit."""
+    f = getattr(M, name)
+
+    @numba.njit(error_model="numpy")  # not cached: inspect_asm needs a fresh compile
+    def wide(x, out):
+        M.wide_vectors()
+        for i in range(x.size):
+            out[i] = f(x[i])
+
+    dtype = np.float32 if name.endswith("32") else np.float64
+    x = (np.random.default_rng(5).standard_normal(4099) * 30).astype(dtype)
+    x[:4] = [np.nan, np.inf, -np.inf, 0.0]
+    got = np.empty_like(x)
+    wide(x, got)
+    np.testing.assert_array_equal(got, run(name, x))
+    asm = wide.inspect_asm(wide.signatures[0])
+    suffix = "ps" if dtype == np.float32 else "pd"
+    assert re.search(rf"vf[n]?madd\w*{suffix}\s[^\n]*%zmm", asm), "no zmm FMA"

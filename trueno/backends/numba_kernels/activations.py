@@ -9,7 +9,7 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.backends.numba_kernels._math import ferfc, fexp, fexpm1, like
+from trueno.backends.numba_kernels._math import ferfc, fexp, fexpm1, like, wide_vectors
 from trueno.backends.numba_kernels.elementwise import PAR_MIN, PAR_MIN_MATH, unary, with_params
 
 drop_stale(__file__, ("_math.py", "elementwise.py"))
@@ -43,6 +43,7 @@ def _leaky_relu(out, a, alpha):
 
 @nb.njit(**JIT)
 def _elu(out, a, alpha):
+    wide_vectors()
     for i in range(out.size):
         x = a[i]
         neg = ZERO if x > ZERO else x
@@ -51,6 +52,7 @@ def _elu(out, a, alpha):
 
 @nb.njit(**JIT)
 def _selu(out, a):
+    wide_vectors()
     for i in range(out.size):
         x = a[i]
         neg = ZERO if x > ZERO else x
@@ -59,12 +61,14 @@ def _selu(out, a):
 
 @nb.njit(**JIT)
 def _sigmoid(out, a):
+    wide_vectors()
     for i in range(out.size):
         out[i] = ONE / (ONE + fexp(-a[i]))
 
 
 @nb.njit(**JIT)
 def _gelu_tanh(out, a):
+    wide_vectors()
     # 0.5 x (1 + tanh(u)) == x / (1 + e^(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3)
     for i in range(out.size):
         x = a[i]
@@ -74,6 +78,7 @@ def _gelu_tanh(out, a):
 
 @nb.njit(**JIT)
 def _gelu_erf(out, a):
+    wide_vectors()
     for i in range(out.size):
         x = a[i]
         out[i] = np.float32(0.5) * x * ferfc(-x * like(x, INV_SQRT2))
@@ -81,6 +86,7 @@ def _gelu_erf(out, a):
 
 @nb.njit(**JIT)
 def _silu(out, a):
+    wide_vectors()
     for i in range(out.size):
         x = a[i]
         out[i] = x * (ONE / (ONE + fexp(-x)))
@@ -98,6 +104,7 @@ def _hardswish(out, a):
 
 @nb.njit(**JIT)
 def _mish(out, a):
+    wide_vectors()
     # tanh(softplus(x)) = n / (n + 2) with n = e^x (e^x + 2): one exp, no log; beyond x = 20
     # the factor is 1 in float32 and float64 alike (and e^2x would overflow)
     for i in range(out.size):

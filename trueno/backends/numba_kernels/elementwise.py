@@ -11,7 +11,7 @@ import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels import _out
-from trueno.backends.numba_kernels._math import fexp, ftanh
+from trueno.backends.numba_kernels._math import fexp, ftanh, wide_vectors
 from trueno.backends.numba_kernels._par import map_chunks
 
 drop_stale(__file__, ("_math.py",))
@@ -98,6 +98,7 @@ def _fract(out, a):
 
 @nb.njit(**JIT)
 def _exp(out, a):
+    wide_vectors()
     for i in range(out.size):
         x = a[i]
         out[i] = fexp(x)
@@ -105,6 +106,7 @@ def _exp(out, a):
 
 @nb.njit(**JIT)
 def _tanh(out, a):
+    wide_vectors()
     for i in range(out.size):
         x = a[i]
         out[i] = ftanh(x)

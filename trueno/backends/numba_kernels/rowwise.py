@@ -11,7 +11,7 @@ import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels import _out, _par
-from trueno.backends.numba_kernels._math import fexp
+from trueno.backends.numba_kernels._math import fexp, wide_vectors
 from trueno.backends.numba_kernels._par import (
     _task,
     bounds,
@@ -31,12 +31,14 @@ KERNELS: dict = {}
 
 @nb.njit(**JIT)
 def _exp_shift(out, x, m):
+    wide_vectors()
     for i in range(out.size):
         out[i] = fexp(x[i] - m)
 
 
 @nb.njit(**JIT)
 def _exp_shift_sum(out, x, m):
+    wide_vectors()
     # in blocks, so each block of exponentials is summed while it is still in L1
     s = np.float32(0.0)
     n = out.size
