@@ -29,6 +29,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from trueno.backends.numba_cache import drop_stale
+from trueno.backends.numba_kernels._math import wide_vectors
 from trueno.llm.attention import (
     _FM,
     _JIT,
@@ -46,7 +47,7 @@ from trueno.llm.attention import (
 )
 from trueno.quant.llvm_ir import F32, Acc, data, i64, load, splat
 
-drop_stale(__file__, ("attention.py", "../quant/llvm_ir.py"))
+drop_stale(__file__, ("attention.py", "../quant/llvm_ir.py", "../backends/numba_kernels/_math.py"))
 
 KEY_BLOCK = 128  # keys per tile (ST: 128 x R floats, with the widened K and V tiles, in L2)
 QUERY_BLOCK = 32  # queries per task (R = 32 G rows: a multiple of the row vectors' width)
@@ -233,6 +234,7 @@ def _softmax_tile(st, n, R, qpos, k0, masked, window, softcap, m, el, mx):
     weights P (0 where row r's query, at position qpos[r], may not see the key when
     ``masked``); m, el: the running max and sum per row; mx: the scores kernel's max per row
     (taken again here after a mask or a softcap), which becomes corr = exp(m_old - m_new)."""
+    wide_vectors()
     if masked or softcap > 0:
         mx[:R] = -np.inf
         for j in range(n):
