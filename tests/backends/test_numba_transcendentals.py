@@ -164,8 +164,8 @@ def test_threaded_matches_serial(name, dtype):
 
 # numba's target (the host unless NUMBA_CPU_NAME / NUMBA_CPU_FEATURES say otherwise). AMD's
 # AVX-512 CPUs: LLVM's tuning keeps 512-bit vectors. Intel's AVX-512 CPUs carry LLVM's
-# prefer-256-bit tuning, so numba's host target gives ymm there unless NUMBA_CPU_FEATURES adds
-# -prefer-256-bit (checked by compiling for skylake-avx512 here; not run on such a host).
+# prefer-256-bit tuning, so a plain loop gives ymm there (the kernels call wide_vectors; see
+# test_wide_vectors_gives_zmm_and_the_same_results, run on such a host).
 TARGET = numba.core.config.CPU_NAME or cpu.cpu_name()
 ZEN_AVX512 = M.SCALEF and TARGET.startswith("znver")
 VECTOR = "%zmm" if ZEN_AVX512 else "%[yz]mm"

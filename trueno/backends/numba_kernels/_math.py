@@ -11,8 +11,8 @@ aside, 4e-7 there). 2**k is
 rounds subnormal results once and overflows to inf) and two exponent-bit products elsewhere
 (llvm.ldexp would be a libm call per element there); ``SCALEF`` says which, tests run both
 where the host has both. LLVM picks zmm for these loops on Zen 4/5; for Intel's AVX-512 CPUs
-its prefer-256-bit tuning gives ymm unless NUMBA_CPU_FEATURES adds -prefer-256-bit (see
-BENCHMARKS.md, "Transcendentals at AVX-512 speed"). Max errors (float64:
+its prefer-256-bit tuning gives ymm, so the kernels call ``wide_vectors()`` (see BENCHMARKS.md,
+"Transcendentals at AVX-512 speed" and the ninth session). Max errors (float64:
 tests/backends/test_numba_math64.py, against numpy over the whole range with hypothesis and
 dense grids, in ulps of the result):
 - exp64: 1 ulp (Cody-Waite reduction to |r| <= ln2/2, e^r - 1 as r + r^2 q(r) with q a
