@@ -234,7 +234,7 @@ def _softmax_tile(st, n, R, qpos, k0, masked, window, softcap, m, el, mx):
     weights P (0 where row r's query, at position qpos[r], may not see the key when
     ``masked``); m, el: the running max and sum per row; mx: the scores kernel's max per row
     (taken again here after a mask or a softcap), which becomes corr = exp(m_old - m_new)."""
-    wide_vectors()
+    wide_vectors()  # type: ignore[call-arg]  # an intrinsic
     if masked or softcap > 0:
         mx[:R] = -np.inf
         for j in range(n):
