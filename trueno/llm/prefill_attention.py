@@ -83,11 +83,10 @@ def _scores_kernel(lanes):
             last = builder.sub(n, i64(1))
             zero = ir.Constant(vty, None)
             with cgutils.for_range(builder, steps) as js:
-                rows = []
-                for i in range(keys):
-                    j = builder.add(builder.mul(js.index, i64(keys)), i64(i))
-                    j = builder.select(builder.icmp_signed("<", j, n), j, last)
-                    rows.append(builder.mul(j, k_row))
+                js_rows = [builder.add(builder.mul(js.index, i64(keys)), i64(i))
+                           for i in range(keys)]  # fmt: skip
+                rows = [builder.mul(builder.select(builder.icmp_signed("<", j, n), j, last),
+                                    k_row) for j in js_rows]  # fmt: skip
                 with cgutils.for_range(builder, cols) as cs:
                     c0 = builder.mul(cs.index, i64(4 * width))
                     acc = [[Acc(builder, zero) for _ in range(nv)] for _ in range(keys)]
@@ -110,8 +109,7 @@ def _scores_kernel(lanes):
                         top = _vmax(builder, load(builder, mp, mo, vty), vals[0])
                         builder.store(top, builder.bitcast(builder.gep(mp, [mo]), vty.as_pointer()),
                                       align=1)  # fmt: skip
-                    for i in range(keys):
-                        j = builder.add(builder.mul(js.index, i64(keys)), i64(i))
+                    for i, j in enumerate(js_rows):
                         so = builder.add(builder.mul(j, s_row), c0)
                         for v in range(nv):
                             at = builder.gep(sp, [builder.add(so, i64(4 * lanes * v))])
@@ -237,10 +235,10 @@ def _softmax_tile(st, n, R, qpos, k0, masked, window, softcap, m, el, mx):
     wide_vectors()  # type: ignore[call-arg]  # an intrinsic
     if masked or softcap > 0:
         mx[:R] = -np.inf
+        inv = np.float32(1.0) / np.float32(softcap) if softcap > 0 else np.float32(0.0)
         for j in range(n):
             sj = st[j]
             if softcap > 0:
-                inv = np.float32(1.0) / np.float32(softcap)
                 for r in range(R):
                     sj[r] = np.float32(softcap) * fast_tanh(sj[r] * inv)
             if masked:

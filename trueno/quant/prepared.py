@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from time import perf_counter_ns
-from typing import Any
 
 import numpy as np
 
@@ -185,8 +184,6 @@ class PreparedWeight:
         self._relaid = None  # relayout.PairedBlocks when re-laid
         self._kernel = None  # fused driver (weights, x, xq, dx, xs, bs, out)
         self._multi = None  # its B-vector form, built on first matvecs_into
-        self._multi_scratch: Any = None  # fused.multi_scratch, bound with _multi
-        self._act_block = 0  # the record's activation block, bound with _multi
         self._weights = ()  # the arrays the driver reads: (blocks,) or the re-laid four
         self._bufs = ()  # activation scratch of matvec_into (int8 x, scales, sums)
         level = _requested_level(simd, isa)
@@ -294,13 +291,11 @@ class PreparedWeight:
         float32 C-contiguous. False (nothing done) when the weight has no fused kernel."""
         if self._kernel is None:
             return False
-        if self._multi is None:
-            from trueno.quant import fused
+        from trueno.quant import fused
 
+        if self._multi is None:
             self._multi = fused.multi_vector_kernel(self.record, self.relaid, self.isa)
-            self._multi_scratch = fused.multi_scratch
-            self._act_block = self.record.act_block
-        scratch = self._multi_scratch(xs.shape[0], self.shape[1], self._act_block)
+        scratch = fused.multi_scratch(xs.shape[0], self.shape[1], self.record.act_block)
         self._multi(self._weights, xs, *scratch, out)
         return True
 
