@@ -45,7 +45,7 @@ from trueno.quant.llvm_ir import F32, I8, I32, Acc, data, i64, llvm, load, row_p
 
 # the kernels inline llvm_ir.py's IR builders, int8pack.py's packers and fused.py's
 # quantize_activations, which numba's stamp (this file) ignores
-drop_stale(__file__, ("int8pack.py", "llvm_ir.py", "fused.py"))
+drop_stale(__file__, ("int8pack.py", "grouped.py", "llvm_ir.py", "fused.py"))
 
 
 def _dot(builder, level, w, acc, a):
@@ -235,17 +235,22 @@ def kernel_for(weight):
     name, level = weight.format.name, weight.isa
     if name not in FORMS or level not in TILE_SHAPE or weight._kernel is None:
         return None
+    if weight.grouped:  # grouped.py's Q4_0 (avx512): packed from its records
+        return _kernel(("grouped", level), level, "grouped", FORMS[name][1])
     if weight.relaid != (FORMS[name][0] in RELAID):
         return None
     if level == "avx2" and name == "Q8_0":
         return None
-    key = (name, level)
+    return _kernel((name, level), level, *FORMS[name])
+
+
+def _kernel(key, level: str, form: str, zero_point: int):
     fn = _KERNELS.get(key)
     if fn is None:
         with _lock:
             fn = _KERNELS.get(key)
             if fn is None:
-                fn = _KERNELS[key] = _make_gemm(level, *FORMS[name])
+                fn = _KERNELS[key] = _make_gemm(level, form, zero_point)
     return fn
 
 
@@ -303,6 +308,8 @@ def matmul_into(weight, xs: np.ndarray, out: np.ndarray) -> bool:
     pb = weight._relaid
     if pb is not None:
         w = (pb.qs, pb.qs.view(np.uint32), pb.d, pb.m, pb.qh)
+    elif weight.grouped:
+        w = (weight._grouped.data,)
     else:
         w = (weight.blocks,)
     run(w, F16_TO_F32, xs, xq, dx, xsum, bs, xc, xc16, out, wq, wd, wm, spill)

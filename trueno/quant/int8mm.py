@@ -112,6 +112,8 @@ def kernel_for(weight):
     rec, level = weight.record, weight.isa
     if weight._kernel is None or rec is None or not rec.act_block or level in (None, "portable"):
         return None
+    if weight.grouped:  # grouped.py's records: rows_matmul_into runs its B-vector kernel
+        return None
     key = (rec.ggml_type, weight.relaid, level)
     fn = _KERNELS.get(key)
     if fn is None:
@@ -158,6 +160,8 @@ def rows_matmul_into(
 ) -> bool:
     """out = xs @ W.T by the row dots of the fused matvec (bit-identical to T matvecs); False
     when the weight has no int8 kernel (see :func:`kernel_for`)."""
+    if weight.grouped:  # grouped.py: every token a vector of its B-vector kernel
+        return weight.matvecs_into(xs, out)
     run = kernel_for(weight)
     if run is None:
         return False

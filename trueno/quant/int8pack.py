@@ -387,6 +387,13 @@ def packer(level: str, form: str):
             else:
                 pack_split_q8_0(qs32, d, f16, r0, W, wq, wd)
 
+    elif form == "grouped":  # grouped.py's records (avx512 only: its 16 rows are a panel)
+        from trueno.quant.grouped import pack_panel as pack_grouped
+
+        @numba.njit(inline="always")
+        def pack(w, f16, r0, wq, wd, wm):
+            pack_grouped(w[0], f16, r0, wq, wd)
+
     elif form == "k6":
 
         @numba.njit(inline="always")

@@ -3,7 +3,9 @@
 Q4_K, Q5_K, Q6_K, F16 and BF16 kernels read the GGML blocks in place (row-major
 ``(rows, row_bytes)``, no copy of a mmapped file). Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are re-laid
 once (relayout.py: scales in their own arrays, nibbles of block pairs interleaved; same byte
-count) because their per-block scale work, not memory, bounds the GGML-layout kernel. Backends:
+count) because their per-block scale work, not memory, bounds the GGML-layout kernel; Q4_0
+at the avx512 level in groups of 16 rows instead (grouped.py: one contiguous stream per
+thread, 16 rows per register), where its rows allow. Backends:
 
 - ``numba-<isa>`` (``numba-avx512``, ``numba-avxvnni``, ``numba-avx2``): the row dot its
   kernel record (kernels.py) names for the ISA level, on int8-quantized activations,
@@ -182,6 +184,7 @@ class PreparedWeight:
         self.isa: str | None = None
         self._f32 = None
         self._relaid = None  # relayout.PairedBlocks when re-laid
+        self._grouped = None  # grouped.GroupedBlocks when re-laid in groups of 16 rows
         self._kernel = None  # fused driver (weights, x, xq, dx, xs, bs, out)
         self._multi = None  # its B-vector form, built on first matvecs_into
         self._weights = ()  # the arrays the driver reads: (blocks,) or the re-laid four
@@ -204,9 +207,17 @@ class PreparedWeight:
     def _bind(self, rec, level: str, relaid: bool) -> None:
         """Take the record's best kernel at or below ``level`` (re-laying the blocks when its
         re-laid form has one)."""
-        from trueno.quant import fused
+        from trueno.quant import fused, grouped
 
         lvl = rec.best_level(level, relaid=True) if relaid else None
+        if lvl is not None and grouped.applies(rec.name, lvl, self.shape):
+            self._grouped = gb = grouped.regroup(self.blocks)
+            self.blocks = None  # the grouped copy replaces the GGML bytes
+            self._weights = (gb.data,)
+            self.isa, self.backend = lvl, f"numba-{lvl}"
+            self._kernel = grouped.matvec
+            self._bufs = fused.new_buffers(self.shape[1], rec.act_block)
+            return
         if lvl is not None:
             self._relaid = pb = kernels.resolve(rec.relayout)(self.blocks, rec.name)
             self.blocks = None  # the re-laid copy replaces the GGML bytes
@@ -221,8 +232,13 @@ class PreparedWeight:
 
     @property
     def relaid(self) -> bool:
-        """Whether the blocks were re-laid for the kernel (relayout.py)."""
+        """Whether the blocks were re-laid in pairs for the kernel (relayout.py)."""
         return self._relaid is not None
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the blocks were re-laid in groups of 16 rows (grouped.py)."""
+        return self._grouped is not None
 
     @property
     def multi_vector(self) -> bool:
@@ -236,6 +252,8 @@ class PreparedWeight:
             return int(self._f32.nbytes)
         if self._relaid is not None:
             return int(self._relaid.nbytes)
+        if self._grouped is not None:
+            return self._grouped.nbytes
         return int(self.blocks.nbytes)
 
     def __repr__(self) -> str:
@@ -294,7 +312,12 @@ class PreparedWeight:
         from trueno.quant import fused
 
         if self._multi is None:
-            self._multi = fused.multi_vector_kernel(self.record, self.relaid, self.isa)
+            if self._grouped is not None:
+                from trueno.quant import grouped
+
+                self._multi = grouped.matvecs
+            else:
+                self._multi = fused.multi_vector_kernel(self.record, self.relaid, self.isa)
         scratch = fused.multi_scratch(xs.shape[0], self.shape[1], self.record.act_block)
         self._multi(self._weights, xs, *scratch, out)
         return True
@@ -371,7 +394,15 @@ class PreparedWeight:
     def _row_kernel(self):
         """kernel(lo, hi, dst): rows [lo, hi) as f32 into dst (hi - lo, cols), this thread."""
         pb, fmt, rec = self._relaid, self.format, self.record
-        if pb is not None:
+        if self._grouped is not None:
+            from trueno.quant.grouped import dequantize_rows as grouped_rows
+
+            data = self._grouped.data
+
+            def kernel(lo, hi, dst):
+                grouped_rows(data, F16_TO_F32, lo, hi, dst)
+
+        elif pb is not None:
             from trueno.quant.relayout import dequantize_rows
 
             def kernel(lo, hi, dst):

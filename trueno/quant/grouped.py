@@ -1,0 +1,264 @@
+"""Q4_0 in groups of 16 rows: the AVX-512 VNNI matvec as one contiguous stream per thread.
+
+Decode at 1B parameters and up streams each weight from DRAM once per token, so a matvec is
+as fast as a core can keep loads in flight. The paired layout (relayout.py) spreads a row over
+its quants and its scales, and a thread walks two far-apart runs of rows; on the Xeon hosts
+here that read 18-20 GB/s where one plain stream reads 26 (BENCHMARKS.md). Here the weight is
+re-laid once at prepare time into records of 16 rows x 32 columns, in row-group order:
+
+    record (g, b) = 256 bytes of quants, then the 16 rows' f16 scales (288 bytes: the 16 GGML
+    blocks' own bytes). Dword r of quant vector k (k < 4) holds bytes 4k..4k+3 of row
+    16g + r's block b: their low nibbles are weights 4k..4k+3, their high nibbles weights
+    16 + 4k..16 + 4k + 3 (GGML's pairing of element i with i + 16).
+
+A thread takes a contiguous run of row groups and reads it front to back, prefetching
+:data:`PREFETCH_BYTES` ahead. The 16 rows of a group sit in the 16 lanes of one register, so
+a block costs eight ``vpdpbusd`` with the activation dwords broadcast (int8gemm.py's tile,
+one token wide) and no horizontal sums:
+
+    isum = -8 * sum(xq[block]) + sum_k dpbusd(w_k, bcast(xq[32b + 4k]))   (16 lanes, i32)
+    acc  = fma(f32(isum), d_b * dx[b], acc)
+
+The B-vector form runs exactly these operations for each vector over the same decoded
+weights, so ``matvecs``'s out[v] equals ``matvec(x[v])`` bit for bit, whatever B is. The
+integer sums equal the paired kernel's; the f32 order differs (a last-bits difference).
+
+Only Q4_0 at the ``avx512`` level, for weights whose rows are a multiple of 16
+(:func:`applies`); prefill's int8 GEMM packs its panels from this layout (:func:`pack_panel`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from trueno.backends.numba_cache import drop_stale
+from trueno.quant.fused import quantize_activations
+from trueno.quant.llvm_ir import (
+    F16,
+    F32,
+    I8,
+    I16,
+    I32,
+    Acc,
+    data,
+    i64,
+    llvm,
+    load,
+    row_ptr,
+    splat,
+    vconst,
+    x86,
+)
+
+drop_stale(__file__, ("llvm_ir.py", "fused.py"))
+
+ENABLED = True  # False: Q4_0 keeps the paired layout (the bench's "before" side)
+GROUP = 16  # rows per group: one zmm lane each
+RECORD = 288  # bytes of one record: 16 rows x 32 weights of Q4_0
+QUANT_BYTES = 256
+# prefetcht1 this far ahead of the record being read (12 records). 1B stand-in layers, 2
+# threads, cycling through all 112 Q4_0 matrices (547 MB): none 16.3-17.4 GB/s; 1152 B ahead
+# 20.8; 2304 B 22.0-22.8; 3456 B 23.4-23.7; 4608 B 22.3-23.7; 6912 B 23.2 (the paired kernel
+# 18.3-19.8 in the same runs)
+PREFETCH_BYTES = 3456
+PREFETCH_LOCALITY = 2  # llvm.prefetch's hint: prefetcht1 (into L2)
+
+_V16I32 = ir.VectorType(I32, 16)
+_V16F32 = ir.VectorType(F32, 16)
+_V16I16 = ir.VectorType(I16, 16)
+
+
+@dataclass(frozen=True)
+class GroupedBlocks:
+    """A Q4_0 weight re-laid in groups of 16 rows: ``data`` (rows // 16, cols // 32, 288)."""
+
+    data: np.ndarray
+    rows: int
+    cols: int
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+
+def applies(type_name: str, level: str | None, shape: tuple[int, int]) -> bool:
+    """Whether a weight takes this layout: Q4_0 at the avx512 level, rows a multiple of 16."""
+    rows, cols = shape
+    return (
+        ENABLED
+        and type_name == "Q4_0"
+        and level == "avx512"
+        and rows % GROUP == 0
+        and cols % 32 == 0
+        and rows > 0
+    )
+
+
+def regroup(blocks: np.ndarray) -> GroupedBlocks:
+    """GGML Q4_0 rows ``(rows, cols // 32 * 18)`` uint8 -> :class:`GroupedBlocks` (a copy)."""
+    rows = blocks.shape[0]
+    nb = blocks.shape[1] // 18
+    b3 = blocks.reshape(rows // GROUP, GROUP, nb, 18)
+    out = np.empty((rows // GROUP, nb, RECORD), np.uint8)
+    # quants: (group, row, block, k, byte) -> (group, block, k, row, byte)
+    qs = b3[..., 2:].reshape(rows // GROUP, GROUP, nb, 4, 4)
+    out[..., :QUANT_BYTES] = qs.transpose(0, 2, 3, 1, 4).reshape(rows // GROUP, nb, QUANT_BYTES)
+    out[..., QUANT_BYTES:] = b3[..., :2].transpose(0, 2, 1, 3).reshape(rows // GROUP, nb, 32)
+    return GroupedBlocks(out, rows, nb * 32)
+
+
+# ---- the kernels ---------------------------------------------------------------------------
+
+
+@intrinsic
+def _group_dots(typingctx, w, g, xq, bs, dx, out, v0, n_vec):
+    """out[v, 16g : 16g + 16] = the 16 rows of group ``g`` dotted with the int8 activations of
+    vectors v0 .. v0 + n_vec - 1 (``xq`` (B, cols) int8, ``bs`` (B, cols // 16) int16 sums per
+    16, ``dx`` (B, cols // 32) f32 scales); ``n_vec`` an integer literal."""
+    if not isinstance(n_vec, types.IntegerLiteral):
+        return None
+    nv = n_vec.literal_value
+
+    def codegen(context, builder, sig, args):
+        wt, _, xqt, bst, dxt, outt, _, _ = sig.args
+        w_v, g_v, xq_v, bs_v, dx_v, out_v, v0_v, _ = args
+        wp = data(context, builder, wt, w_v)
+        w_ary = context.make_array(wt)(context, builder, w_v)
+        nb = builder.extract_value(w_ary.shape, 1)
+        vecs = [builder.add(v0_v, i64(v)) for v in range(nv)]
+        xrow = [row_ptr(context, builder, xqt, xq_v, v) for v in vecs]
+        srow = [row_ptr(context, builder, bst, bs_v, v) for v in vecs]
+        drow = [row_ptr(context, builder, dxt, dx_v, v) for v in vecs]
+        accs = [Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)]
+        gbase = builder.mul(builder.mul(g_v, nb), i64(RECORD))
+        end = builder.mul(builder.extract_value(w_ary.shape, 0), builder.mul(nb, i64(RECORD)))
+        m4 = vconst(_V16I32, 0x0F0F0F0F)
+        i32 = ir.IntType(32)
+        fetch = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32]),
+            "llvm.prefetch.p0",
+        )
+        with cgutils.for_range(builder, nb) as loop:
+            b = loop.index
+            base = builder.add(gbase, builder.mul(b, i64(RECORD)))
+            ahead = builder.add(base, i64(PREFETCH_BYTES))
+            with builder.if_then(builder.icmp_signed("<", ahead, end)):
+                for line in range(0, RECORD + 63, 64):  # the record's 5 lines
+                    ptr = builder.gep(wp, [builder.add(ahead, i64(line))])
+                    builder.call(fetch, [ptr, i32(0), i32(PREFETCH_LOCALITY), i32(1)])
+            zs = [load(builder, wp, builder.add(base, i64(64 * k)), _V16I32) for k in range(4)]
+            four = vconst(_V16I32, 4)
+            ws = [builder.and_(z, m4) for z in zs]
+            ws += [builder.and_(builder.lshr(z, four), m4) for z in zs]
+            bits = load(builder, wp, builder.add(base, i64(QUANT_BYTES)), _V16I16)
+            dw = builder.fpext(builder.bitcast(bits, ir.VectorType(F16, 16)), _V16F32)
+            x_at = builder.mul(b, i64(32))
+            for v in range(nv):
+                # Q4_0's zero point 8: -8 * the block's activation sum (from its two 16-sums)
+                s0 = load(builder, srow[v], builder.mul(b, i64(4)), I16)
+                s1 = load(builder, srow[v], builder.add(builder.mul(b, i64(4)), i64(2)), I16)
+                xsum = builder.add(builder.sext(s0, I32), builder.sext(s1, I32))
+                isum = splat(builder, builder.mul(xsum, ir.Constant(I32, -8)), 16)
+                for k in range(8):
+                    at = builder.add(x_at, i64(4 * k))
+                    a = splat(builder, load(builder, xrow[v], at, I32), 16)
+                    isum = x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, ws[k], a)
+                dxs = splat(builder, load(builder, drow[v], builder.mul(b, i64(4)), F32), 16)
+                scale = builder.fmul(dw, dxs)
+                acc = llvm(builder, "llvm.fma.v16f32", _V16F32,
+                           builder.sitofp(isum, _V16F32), scale, accs[v].get())  # fmt: skip
+                accs[v].set(acc)
+        col = builder.mul(g_v, i64(4 * GROUP))
+        for v in range(nv):
+            dst = row_ptr(context, builder, outt, out_v, vecs[v])
+            ptr = builder.bitcast(builder.gep(dst, [col]), _V16F32.as_pointer())
+            builder.store(accs[v].get(), ptr, align=4)
+        return context.get_dummy_value()
+
+    return types.void(w, g, xq, bs, dx, out, v0, n_vec), codegen
+
+
+@numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+def matvec(w, x, xq, dx, xs, bs, out):
+    """out = W @ x (``w`` = (GroupedBlocks.data,)): x quantized per 32 (the fused matvec's
+    scratch xq, dx, xs, bs), then the row groups split over the threads in contiguous runs."""
+    recs = w[0]
+    quantize_activations(x, 32, xq, dx, xs, bs)
+    xq2, bs2, dx2 = xq.reshape((1, xq.size)), bs.reshape((1, bs.size)), dx.reshape((1, dx.size))
+    out2 = out.reshape((1, out.size))
+    for g in numba.prange(recs.shape[0]):  # static schedule: one contiguous run per thread
+        _group_dots(recs, g, xq2, bs2, dx2, out2, 0, 1)
+
+
+@numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+def matvecs(w, xs, xq, dx, xsum, bs, xt, out):
+    """out[v] = W @ xs[v] for B vectors (fused.multi_scratch's scratch; ``xt`` unused): each
+    record decoded once per 8 vectors, every vector's operations those of :func:`matvec`."""
+    recs = w[0]
+    n_vec = xs.shape[0]
+    for v in range(n_vec):
+        quantize_activations(xs[v], 32, xq[v], dx[v], xsum[v], bs[v])
+    for g in numba.prange(recs.shape[0]):
+        v = 0
+        while v + 8 <= n_vec:
+            _group_dots(recs, g, xq, bs, dx, out, v, 8)
+            v += 8
+        if v + 4 <= n_vec:
+            _group_dots(recs, g, xq, bs, dx, out, v, 4)
+            v += 4
+        if v + 2 <= n_vec:
+            _group_dots(recs, g, xq, bs, dx, out, v, 2)
+            v += 2
+        if v < n_vec:
+            _group_dots(recs, g, xq, bs, dx, out, v, 1)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _scale(rec, lane, f16):
+    """Row ``lane``'s f16 scale in a record, as f32."""
+    lo, hi = np.uint16(rec[QUANT_BYTES + 2 * lane]), np.uint16(rec[QUANT_BYTES + 2 * lane + 1])
+    return f16[lo | (hi << np.uint16(8))]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def dequantize_rows(recs, f16, lo, hi, dst):
+    """Rows [lo, hi) as f32 into dst (hi - lo, cols): (q - 8) * d, GGML's Q4_0."""
+    nb = recs.shape[1]
+    for r in range(lo, hi):
+        g, lane = r // GROUP, r % GROUP
+        for b in range(nb):
+            rec = recs[g, b]
+            d = _scale(rec, lane, f16)
+            for k in range(4):
+                for j in range(4):
+                    q = rec[k * 64 + lane * 4 + j]
+                    dst[r - lo, 32 * b + 4 * k + j] = (np.float32(q & 15) - 8) * d
+                    dst[r - lo, 32 * b + 16 + 4 * k + j] = (np.float32(q >> 4) - 8) * d
+
+
+_M4 = np.uint32(0x0F0F0F0F)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def pack_panel(recs, f16, r0, wq, wd):
+    """int8gemm's avx512 panel (16 rows from r0, a multiple of 16) from the grouped records:
+    per block the 8 vectors of unsigned weight dwords, then the 16 f32 scales."""
+    g = r0 // GROUP
+    nb = recs.shape[1]
+    q32 = recs[g].view(np.uint32)  # (nb, 72): 64 quant dwords, then 8 of scales
+    for b in range(nb):
+        for k in range(4):
+            for r in range(GROUP):
+                v = q32[b, 16 * k + r]
+                wq[(8 * b + k) * GROUP + r] = v & _M4
+                wq[(8 * b + k + 4) * GROUP + r] = (v >> np.uint32(4)) & _M4
+        for r in range(GROUP):
+            wd[b * GROUP + r] = _scale(recs[g, b], r, f16)
