@@ -1,7 +1,7 @@
-"""Q4_0 in groups of 16 rows (trueno.quant.grouped): the matvec against gguf-py and a float64
-product within the int8-activation bound; the B-vector kernel equal to it bit for bit for any
-B; the dequantize exact; prefill's int8 GEMM equal bit for bit to the paired layout's; and
-which weights take the layout."""
+"""Q4_0 and Q4_1 in groups of 16 rows (trueno.quant.grouped): the matvec against gguf-py and a
+float64 product within the int8-activation bound; the B-vector kernel equal to it bit for bit
+for any B; the dequantize exact; prefill's int8 GEMM equal bit for bit to the paired layout's;
+and which weights take the layout."""
 
 from __future__ import annotations
 
@@ -21,15 +21,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def q4_0(rng, rows: int, cols: int, scale: float = 1.0):
-    return api.quantize((rng.standard_normal((rows, cols)) * scale).astype(np.float32), "Q4_0")
+TYPES = list(grouped.LAYOUTS)
 
 
-def gguf_weights(blocks: np.ndarray, shape) -> np.ndarray:
-    qt = gguf.GGMLQuantizationType.Q4_0
+def quantized(rng, rows: int, cols: int, scale: float = 1.0, name: str = "Q4_0"):
+    return api.quantize((rng.standard_normal((rows, cols)) * scale).astype(np.float32), name)
+
+
+def gguf_weights(blocks: np.ndarray, shape, name: str) -> np.ndarray:
+    qt = gguf.GGMLQuantizationType[name]
     return gguf.quants.dequantize(blocks.reshape(-1), qt).reshape(shape)
 
 
+@pytest.mark.parametrize("name", TYPES)
 @settings(max_examples=12, deadline=None)
 @given(
     groups=st.integers(1, 5),
@@ -37,23 +41,24 @@ def gguf_weights(blocks: np.ndarray, shape) -> np.ndarray:
     scale=st.sampled_from([1e-3, 1.0, 30.0]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_matvec_matches_gguf_reference(groups, n_blocks, scale, seed):
+def test_matvec_matches_gguf_reference(name, groups, n_blocks, scale, seed):
     rng = np.random.default_rng(seed)
     rows, cols = 16 * groups, 32 * n_blocks
-    blocks = q4_0(rng, rows, cols, scale)
-    p = PreparedWeight(blocks, "Q4_0", (rows, cols))
+    blocks = quantized(rng, rows, cols, scale, name)
+    p = PreparedWeight(blocks, name, (rows, cols))
     assert p.grouped and p.isa == "avx512" and p.nbytes == blocks.nbytes
     x = (rng.standard_normal(cols) * rng.uniform(0.1, 10)).astype(np.float32)
     x[:32] = 0  # an all-zero activation block (scale 0)
-    w = gguf_weights(blocks, (rows, cols)).astype(np.float64)
+    w = gguf_weights(blocks, (rows, cols), name).astype(np.float64)
     check_int8_activations(p.matvec(x), w, x, w @ x.astype(np.float64), 32)
 
 
+@pytest.mark.parametrize("name", TYPES)
 @pytest.mark.parametrize("cols", [32, 96, 2048])
-def test_matvecs_equal_matvec_for_every_batch(cols):
+def test_matvecs_equal_matvec_for_every_batch(name, cols):
     rng = np.random.default_rng(cols)
     rows = 64
-    p = PreparedWeight(q4_0(rng, rows, cols), "Q4_0", (rows, cols))
+    p = PreparedWeight(quantized(rng, rows, cols, name=name), name, (rows, cols))
     assert p.grouped
     for n in range(1, 18):  # 8s, then a 4, a 2 and a 1 of the remainder
         xs = rng.standard_normal((n, cols)).astype(np.float32)
@@ -63,24 +68,26 @@ def test_matvecs_equal_matvec_for_every_batch(cols):
             assert np.array_equal(out[v], p.matvec(xs[v])), (n, v)
 
 
-def test_dequantize_is_exact():
+@pytest.mark.parametrize("name", TYPES)
+def test_dequantize_is_exact(name):
     rng = np.random.default_rng(5)
-    blocks = q4_0(rng, 48, 160)
-    p = PreparedWeight(blocks, "Q4_0", (48, 160))
+    blocks = quantized(rng, 48, 160, name=name)
+    p = PreparedWeight(blocks, name, (48, 160))
     assert p.grouped
-    assert np.array_equal(p.dequantize(), gguf_weights(blocks, (48, 160)))
+    assert np.array_equal(p.dequantize(), gguf_weights(blocks, (48, 160), name))
 
 
+@pytest.mark.parametrize("name", TYPES)
 @pytest.mark.parametrize("n_tok", [13, 37, 130])
-def test_int8_gemm_equals_the_paired_layouts(n_tok, monkeypatch):
+def test_int8_gemm_equals_the_paired_layouts(name, n_tok, monkeypatch):
     """Prefill's GEMM packs its panels from the records: the same unsigned weights and f32
-    scales as from the paired layout, so the same products bit for bit."""
+    scales (and mins) as from the paired layout, so the same products bit for bit."""
     rng = np.random.default_rng(n_tok)
     rows, cols = 80, 640
-    blocks = q4_0(rng, rows, cols)
-    g = PreparedWeight(blocks, "Q4_0", (rows, cols))
+    blocks = quantized(rng, rows, cols, name=name)
+    g = PreparedWeight(blocks, name, (rows, cols))
     monkeypatch.setattr(grouped, "ENABLED", False)
-    p = PreparedWeight(blocks, "Q4_0", (rows, cols))
+    p = PreparedWeight(blocks, name, (rows, cols))
     assert g.grouped and p.relaid and not p.grouped
     xs = rng.standard_normal((n_tok, cols)).astype(np.float32)
     assert np.array_equal(g.matmul(xs), p.matmul(xs))
@@ -88,10 +95,12 @@ def test_int8_gemm_equals_the_paired_layouts(n_tok, monkeypatch):
 
 def test_which_weights_are_grouped(monkeypatch):
     rng = np.random.default_rng(9)
-    assert not PreparedWeight(q4_0(rng, 40, 64), "Q4_0", (40, 64)).grouped  # 40 rows
-    assert not PreparedWeight(q4_0(rng, 32, 64), "Q4_0", (32, 64), relayout=False).grouped
-    assert not PreparedWeight(q4_0(rng, 32, 64), "Q4_0", (32, 64), isa="avx2").grouped
-    q41 = api.quantize(rng.standard_normal((32, 64)).astype(np.float32), "Q4_1")
-    assert not PreparedWeight(q41, "Q4_1", (32, 64)).grouped
+    q4 = quantized(rng, 32, 64)
+    assert PreparedWeight(q4, "Q4_0", (32, 64)).grouped
+    assert not PreparedWeight(quantized(rng, 40, 64), "Q4_0", (40, 64)).grouped  # 40 rows
+    assert not PreparedWeight(q4, "Q4_0", (32, 64), relayout=False).grouped
+    assert not PreparedWeight(q4, "Q4_0", (32, 64), isa="avx2").grouped
+    q5 = quantized(rng, 32, 64, name="Q5_0")
+    assert not PreparedWeight(q5, "Q5_0", (32, 64)).grouped
     monkeypatch.setattr(grouped, "ENABLED", False)
-    assert not PreparedWeight(q4_0(rng, 32, 64), "Q4_0", (32, 64)).grouped
+    assert not PreparedWeight(q4, "Q4_0", (32, 64)).grouped

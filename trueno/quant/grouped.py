@@ -1,4 +1,4 @@
-"""Q4_0 in groups of 16 rows: the AVX-512 VNNI matvec as one contiguous stream per thread.
+"""Q4_0 and Q4_1 in groups of 16 rows: the AVX-512 VNNI matvec as one stream per thread.
 
 Decode at 1B parameters and up streams each weight from DRAM once per token, so a matvec is
 as fast as a core can keep loads in flight. The paired layout (relayout.py) spreads a row over
@@ -6,10 +6,10 @@ its quants and its scales, and a thread walks two far-apart runs of rows; on the
 here that read 18-20 GB/s where one plain stream reads 26 (BENCHMARKS.md). Here the weight is
 re-laid once at prepare time into records of 16 rows x 32 columns, in row-group order:
 
-    record (g, b) = 256 bytes of quants, then the 16 rows' f16 scales (288 bytes: the 16 GGML
-    blocks' own bytes). Dword r of quant vector k (k < 4) holds bytes 4k..4k+3 of row
-    16g + r's block b: their low nibbles are weights 4k..4k+3, their high nibbles weights
-    16 + 4k..16 + 4k + 3 (GGML's pairing of element i with i + 16).
+    record (g, b) = 256 bytes of quants, then the 16 rows' f16 scales (Q4_1: then their f16
+    mins): 288 (320) bytes, the 16 GGML blocks' own bytes. Dword r of quant vector k (k < 4)
+    holds bytes 4k..4k+3 of row 16g + r's block b: their low nibbles are weights 4k..4k+3,
+    their high nibbles weights 16 + 4k..16 + 4k + 3 (GGML's pairing of element i with i + 16).
 
 A thread takes a contiguous run of row groups and reads it front to back, prefetching
 :data:`PREFETCH_BYTES` ahead. The 16 rows of a group sit in the 16 lanes of one register, so
@@ -17,13 +17,14 @@ a block costs eight ``vpdpbusd`` with the activation dwords broadcast (int8gemm.
 one token wide) and no horizontal sums:
 
     isum = -8 * sum(xq[block]) + sum_k dpbusd(w_k, bcast(xq[32b + 4k]))   (16 lanes, i32)
-    acc  = fma(f32(isum), d_b * dx[b], acc)
+    acc  = fma(f32(isum), d_b * dx[b], acc)            (Q4_1: no -8 term, then
+    acc  = fma(m_b, xs[b], acc)                         its mins times dx * sum(xq[block]))
 
 The B-vector form runs exactly these operations for each vector over the same decoded
 weights, so ``matvecs``'s out[v] equals ``matvec(x[v])`` bit for bit, whatever B is. The
 integer sums equal the paired kernel's; the f32 order differs (a last-bits difference).
 
-Only Q4_0 at the ``avx512`` level, for weights whose rows are a multiple of 16
+Q4_0 and Q4_1 at the ``avx512`` level, for weights whose rows are a multiple of 16
 (:func:`applies`); prefill's int8 GEMM packs its panels from this layout (:func:`pack_panel`).
 """
 
@@ -61,8 +62,10 @@ drop_stale(__file__, ("llvm_ir.py", "fused.py"))
 
 ENABLED = True  # False: Q4_0 keeps the paired layout (the bench's "before" side)
 GROUP = 16  # rows per group: one zmm lane each
-RECORD = 288  # bytes of one record: 16 rows x 32 weights of Q4_0
-QUANT_BYTES = 256
+QUANT_BYTES = 256  # a record's quants: 16 rows x 32 weights
+# per type: the GGML block's bytes and where its f16 fields sit (scale, min or -1), Q4_0's zero
+# point; a record is the quants, the 16 scales, then the 16 mins
+LAYOUTS = {"Q4_0": (18, 0, -1, 8), "Q4_1": (20, 0, 2, 0)}
 # prefetcht1 this far ahead of the record being read (12 records). 1B stand-in layers, 2
 # threads, cycling through all 112 Q4_0 matrices (547 MB): none 16.3-17.4 GB/s; 1152 B ahead
 # 20.8; 2304 B 22.0-22.8; 3456 B 23.4-23.7; 4608 B 22.3-23.7; 6912 B 23.2 (the paired kernel
@@ -75,13 +78,19 @@ _V16F32 = ir.VectorType(F32, 16)
 _V16I16 = ir.VectorType(I16, 16)
 
 
+def record_bytes(type_name: str) -> int:
+    """Bytes of one record: the 16 rows' quants and f16 fields (their GGML blocks' bytes)."""
+    return GROUP * LAYOUTS[type_name][0]
+
+
 @dataclass(frozen=True)
 class GroupedBlocks:
-    """A Q4_0 weight re-laid in groups of 16 rows: ``data`` (rows // 16, cols // 32, 288)."""
+    """A weight re-laid in groups of 16 rows: ``data`` (rows // 16, cols // 32, record)."""
 
     data: np.ndarray
     rows: int
     cols: int
+    type_name: str
 
     @property
     def nbytes(self) -> int:
@@ -89,11 +98,12 @@ class GroupedBlocks:
 
 
 def applies(type_name: str, level: str | None, shape: tuple[int, int]) -> bool:
-    """Whether a weight takes this layout: Q4_0 at the avx512 level, rows a multiple of 16."""
+    """Whether a weight takes this layout: Q4_0 / Q4_1 at the avx512 level, rows a multiple of
+    16."""
     rows, cols = shape
     return (
         ENABLED
-        and type_name == "Q4_0"
+        and type_name in LAYOUTS
         and level == "avx512"
         and rows % GROUP == 0
         and cols % 32 == 0
@@ -101,34 +111,41 @@ def applies(type_name: str, level: str | None, shape: tuple[int, int]) -> bool:
     )
 
 
-def regroup(blocks: np.ndarray) -> GroupedBlocks:
-    """GGML Q4_0 rows ``(rows, cols // 32 * 18)`` uint8 -> :class:`GroupedBlocks` (a copy)."""
-    rows = blocks.shape[0]
-    nb = blocks.shape[1] // 18
-    b3 = blocks.reshape(rows // GROUP, GROUP, nb, 18)
-    out = np.empty((rows // GROUP, nb, RECORD), np.uint8)
+def regroup(blocks: np.ndarray, type_name: str) -> GroupedBlocks:
+    """GGML rows ``(rows, cols // 32 * block_bytes)`` uint8 -> :class:`GroupedBlocks` (a copy)."""
+    block_bytes, d_at, m_at, _ = LAYOUTS[type_name]
+    rows, G = blocks.shape[0], blocks.shape[0] // GROUP
+    nb = blocks.shape[1] // block_bytes
+    b3 = blocks.reshape(G, GROUP, nb, block_bytes)
+    out = np.empty((G, nb, record_bytes(type_name)), np.uint8)
     # quants: (group, row, block, k, byte) -> (group, block, k, row, byte)
-    qs = b3[..., 2:].reshape(rows // GROUP, GROUP, nb, 4, 4)
-    out[..., :QUANT_BYTES] = qs.transpose(0, 2, 3, 1, 4).reshape(rows // GROUP, nb, QUANT_BYTES)
-    out[..., QUANT_BYTES:] = b3[..., :2].transpose(0, 2, 1, 3).reshape(rows // GROUP, nb, 32)
-    return GroupedBlocks(out, rows, nb * 32)
+    qs = b3[..., block_bytes - 16 :].reshape(G, GROUP, nb, 4, 4)
+    out[..., :QUANT_BYTES] = qs.transpose(0, 2, 3, 1, 4).reshape(G, nb, QUANT_BYTES)
+    for i, at in enumerate(f for f in (d_at, m_at) if f >= 0):  # the 16 scales, the 16 mins
+        field = b3[..., at : at + 2].transpose(0, 2, 1, 3).reshape(G, nb, 32)
+        out[..., QUANT_BYTES + 32 * i : QUANT_BYTES + 32 * (i + 1)] = field
+    return GroupedBlocks(out, rows, nb * 32, type_name)
 
 
 # ---- the kernels ---------------------------------------------------------------------------
 
 
 @intrinsic
-def _group_dots(typingctx, w, g, xq, bs, dx, out, v0, n_vec):
+def _group_dots(typingctx, kind, w, g, xq, bs, dx, xs, out, v0, n_vec):
     """out[v, 16g : 16g + 16] = the 16 rows of group ``g`` dotted with the int8 activations of
     vectors v0 .. v0 + n_vec - 1 (``xq`` (B, cols) int8, ``bs`` (B, cols // 16) int16 sums per
-    16, ``dx`` (B, cols // 32) f32 scales); ``n_vec`` an integer literal."""
-    if not isinstance(n_vec, types.IntegerLiteral):
+    16, ``dx`` (B, cols // 32) f32 scales, ``xs`` (B, cols // 32) dx times the block sums);
+    ``kind`` (the type's name) a string literal, ``n_vec`` an integer literal."""
+    if not isinstance(kind, types.StringLiteral) or not isinstance(n_vec, types.IntegerLiteral):
         return None
     nv = n_vec.literal_value
+    block_bytes, _, m_at, zero_point = LAYOUTS[kind.literal_value]
+    record = GROUP * block_bytes
+    has_min = m_at >= 0
 
     def codegen(context, builder, sig, args):
-        wt, _, xqt, bst, dxt, outt, _, _ = sig.args
-        w_v, g_v, xq_v, bs_v, dx_v, out_v, v0_v, _ = args
+        _, wt, _, xqt, bst, dxt, xst, outt, _, _ = sig.args
+        _, w_v, g_v, xq_v, bs_v, dx_v, xs_v, out_v, v0_v, _ = args
         wp = data(context, builder, wt, w_v)
         w_ary = context.make_array(wt)(context, builder, w_v)
         nb = builder.extract_value(w_ary.shape, 1)
@@ -136,9 +153,10 @@ def _group_dots(typingctx, w, g, xq, bs, dx, out, v0, n_vec):
         xrow = [row_ptr(context, builder, xqt, xq_v, v) for v in vecs]
         srow = [row_ptr(context, builder, bst, bs_v, v) for v in vecs]
         drow = [row_ptr(context, builder, dxt, dx_v, v) for v in vecs]
+        xrow_s = [row_ptr(context, builder, xst, xs_v, v) for v in vecs]
         accs = [Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)]
-        gbase = builder.mul(builder.mul(g_v, nb), i64(RECORD))
-        end = builder.mul(builder.extract_value(w_ary.shape, 0), builder.mul(nb, i64(RECORD)))
+        gbase = builder.mul(builder.mul(g_v, nb), i64(record))
+        end = builder.mul(builder.extract_value(w_ary.shape, 0), builder.mul(nb, i64(record)))
         m4 = vconst(_V16I32, 0x0F0F0F0F)
         i32 = ir.IntType(32)
         fetch = cgutils.get_or_insert_function(
@@ -148,25 +166,28 @@ def _group_dots(typingctx, w, g, xq, bs, dx, out, v0, n_vec):
         )
         with cgutils.for_range(builder, nb) as loop:
             b = loop.index
-            base = builder.add(gbase, builder.mul(b, i64(RECORD)))
+            base = builder.add(gbase, builder.mul(b, i64(record)))
             ahead = builder.add(base, i64(PREFETCH_BYTES))
             with builder.if_then(builder.icmp_signed("<", ahead, end)):
-                for line in range(0, RECORD + 63, 64):  # the record's 5 lines
+                for line in range(0, record + 63, 64):  # every line the record touches
                     ptr = builder.gep(wp, [builder.add(ahead, i64(line))])
                     builder.call(fetch, [ptr, i32(0), i32(PREFETCH_LOCALITY), i32(1)])
             zs = [load(builder, wp, builder.add(base, i64(64 * k)), _V16I32) for k in range(4)]
             four = vconst(_V16I32, 4)
             ws = [builder.and_(z, m4) for z in zs]
             ws += [builder.and_(builder.lshr(z, four), m4) for z in zs]
-            bits = load(builder, wp, builder.add(base, i64(QUANT_BYTES)), _V16I16)
-            dw = builder.fpext(builder.bitcast(bits, ir.VectorType(F16, 16)), _V16F32)
+            dw = _halves(builder, wp, builder.add(base, i64(QUANT_BYTES)))
+            if has_min:
+                mw = _halves(builder, wp, builder.add(base, i64(QUANT_BYTES + 32)))
             x_at = builder.mul(b, i64(32))
             for v in range(nv):
-                # Q4_0's zero point 8: -8 * the block's activation sum (from its two 16-sums)
-                s0 = load(builder, srow[v], builder.mul(b, i64(4)), I16)
-                s1 = load(builder, srow[v], builder.add(builder.mul(b, i64(4)), i64(2)), I16)
-                xsum = builder.add(builder.sext(s0, I32), builder.sext(s1, I32))
-                isum = splat(builder, builder.mul(xsum, ir.Constant(I32, -8)), 16)
+                if zero_point:  # -zp * the block's activation sum (from its two 16-sums)
+                    s0 = load(builder, srow[v], builder.mul(b, i64(4)), I16)
+                    s1 = load(builder, srow[v], builder.add(builder.mul(b, i64(4)), i64(2)), I16)
+                    xsum = builder.add(builder.sext(s0, I32), builder.sext(s1, I32))
+                    isum = splat(builder, builder.mul(xsum, ir.Constant(I32, -zero_point)), 16)
+                else:
+                    isum = ir.Constant(_V16I32, None)
                 for k in range(8):
                     at = builder.add(x_at, i64(4 * k))
                     a = splat(builder, load(builder, xrow[v], at, I32), 16)
@@ -175,6 +196,10 @@ def _group_dots(typingctx, w, g, xq, bs, dx, out, v0, n_vec):
                 scale = builder.fmul(dw, dxs)
                 acc = llvm(builder, "llvm.fma.v16f32", _V16F32,
                            builder.sitofp(isum, _V16F32), scale, accs[v].get())  # fmt: skip
+                if has_min:
+                    at = builder.mul(b, i64(4))
+                    xsum_f = splat(builder, load(builder, xrow_s[v], at, F32), 16)
+                    acc = llvm(builder, "llvm.fma.v16f32", _V16F32, mw, xsum_f, acc)
                 accs[v].set(acc)
         col = builder.mul(g_v, i64(4 * GROUP))
         for v in range(nv):
@@ -183,77 +208,104 @@ def _group_dots(typingctx, w, g, xq, bs, dx, out, v0, n_vec):
             builder.store(accs[v].get(), ptr, align=4)
         return context.get_dummy_value()
 
-    return types.void(w, g, xq, bs, dx, out, v0, n_vec), codegen
+    return types.void(kind, w, g, xq, bs, dx, xs, out, v0, n_vec), codegen
 
 
-@numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-def matvec(w, x, xq, dx, xs, bs, out):
-    """out = W @ x (``w`` = (GroupedBlocks.data,)): x quantized per 32 (the fused matvec's
-    scratch xq, dx, xs, bs), then the row groups split over the threads in contiguous runs."""
-    recs = w[0]
-    quantize_activations(x, 32, xq, dx, xs, bs)
-    xq2, bs2, dx2 = xq.reshape((1, xq.size)), bs.reshape((1, bs.size)), dx.reshape((1, dx.size))
-    out2 = out.reshape((1, out.size))
-    for g in numba.prange(recs.shape[0]):  # static schedule: one contiguous run per thread
-        _group_dots(recs, g, xq2, bs2, dx2, out2, 0, 1)
+def _halves(builder, base, offset):
+    """16 f16 at ``offset`` widened to <16 x float>."""
+    bits = load(builder, base, offset, _V16I16)
+    return builder.fpext(builder.bitcast(bits, ir.VectorType(F16, 16)), _V16F32)
 
 
-@numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-def matvecs(w, xs, xq, dx, xsum, bs, xt, out):
-    """out[v] = W @ xs[v] for B vectors (fused.multi_scratch's scratch; ``xt`` unused): each
-    record decoded once per 8 vectors, every vector's operations those of :func:`matvec`."""
-    recs = w[0]
-    n_vec = xs.shape[0]
-    for v in range(n_vec):
-        quantize_activations(xs[v], 32, xq[v], dx[v], xsum[v], bs[v])
-    for g in numba.prange(recs.shape[0]):
-        v = 0
-        while v + 8 <= n_vec:
-            _group_dots(recs, g, xq, bs, dx, out, v, 8)
-            v += 8
-        if v + 4 <= n_vec:
-            _group_dots(recs, g, xq, bs, dx, out, v, 4)
-            v += 4
-        if v + 2 <= n_vec:
-            _group_dots(recs, g, xq, bs, dx, out, v, 2)
-            v += 2
-        if v < n_vec:
-            _group_dots(recs, g, xq, bs, dx, out, v, 1)
+def _make_drivers(kind: str):
+    """(matvec, matvecs) of one type: closures over its name only, so numba caches each."""
+
+    @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+    def matvec(w, x, xq, dx, xs, bs, out):
+        """out = W @ x (``w`` = (GroupedBlocks.data,)): x quantized per 32 (the fused matvec's
+        scratch xq, dx, xs, bs), then the row groups split over the threads in contiguous
+        runs (numba's static schedule)."""
+        recs = w[0]
+        quantize_activations(x, 32, xq, dx, xs, bs)
+        xq2, bs2 = xq.reshape((1, xq.size)), bs.reshape((1, bs.size))
+        dx2, xs2, out2 = (
+            dx.reshape((1, dx.size)),
+            xs.reshape((1, xs.size)),
+            out.reshape((1, out.size)),
+        )
+        for g in numba.prange(recs.shape[0]):
+            _group_dots(kind, recs, g, xq2, bs2, dx2, xs2, out2, 0, 1)
+
+    @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+    def matvecs(w, xs, xq, dx, xsum, bs, xt, out):
+        """out[v] = W @ xs[v] for B vectors (fused.multi_scratch's scratch; ``xt`` unused):
+        each record decoded once per 8 vectors, every vector's operations :func:`matvec`'s."""
+        recs = w[0]
+        n_vec = xs.shape[0]
+        for v in range(n_vec):
+            quantize_activations(xs[v], 32, xq[v], dx[v], xsum[v], bs[v])
+        for g in numba.prange(recs.shape[0]):
+            v = 0
+            while v + 8 <= n_vec:
+                _group_dots(kind, recs, g, xq, bs, dx, xsum, out, v, 8)
+                v += 8
+            if v + 4 <= n_vec:
+                _group_dots(kind, recs, g, xq, bs, dx, xsum, out, v, 4)
+                v += 4
+            if v + 2 <= n_vec:
+                _group_dots(kind, recs, g, xq, bs, dx, xsum, out, v, 2)
+                v += 2
+            if v < n_vec:
+                _group_dots(kind, recs, g, xq, bs, dx, xsum, out, v, 1)
+
+    return matvec, matvecs
+
+
+DRIVERS = {name: _make_drivers(name) for name in LAYOUTS}  # name -> (matvec, matvecs)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _scale(rec, lane, f16):
-    """Row ``lane``'s f16 scale in a record, as f32."""
-    lo, hi = np.uint16(rec[QUANT_BYTES + 2 * lane]), np.uint16(rec[QUANT_BYTES + 2 * lane + 1])
-    return f16[lo | (hi << np.uint16(8))]
+def _field(rec, lane, which, f16):
+    """Row ``lane``'s f16 scale (``which`` 0) or min (1) in a record, as f32."""
+    at = QUANT_BYTES + 32 * which + 2 * lane
+    return f16[np.uint16(rec[at]) | (np.uint16(rec[at + 1]) << np.uint16(8))]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_rows(recs, f16, lo, hi, dst):
-    """Rows [lo, hi) as f32 into dst (hi - lo, cols): (q - 8) * d, GGML's Q4_0."""
+    """Rows [lo, hi) as f32 into dst (hi - lo, cols): GGML's (q - 8) * d (Q4_0), q * d + m
+    (Q4_1, whose records carry the mins)."""
     nb = recs.shape[1]
+    has_min = recs.shape[2] > QUANT_BYTES + 32
     for r in range(lo, hi):
         g, lane = r // GROUP, r % GROUP
         for b in range(nb):
             rec = recs[g, b]
-            d = _scale(rec, lane, f16)
+            d = _field(rec, lane, 0, f16)
+            m = _field(rec, lane, 1, f16) if has_min else np.float32(0)
             for k in range(4):
                 for j in range(4):
                     q = rec[k * 64 + lane * 4 + j]
-                    dst[r - lo, 32 * b + 4 * k + j] = (np.float32(q & 15) - 8) * d
-                    dst[r - lo, 32 * b + 16 + 4 * k + j] = (np.float32(q >> 4) - 8) * d
+                    for half in range(2):
+                        n = np.float32((q >> (4 * half)) & 15)
+                        at = 32 * b + 16 * half + 4 * k + j
+                        if has_min:
+                            dst[r - lo, at] = n * d + m
+                        else:
+                            dst[r - lo, at] = (n - 8) * d
 
 
 _M4 = np.uint32(0x0F0F0F0F)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def pack_panel(recs, f16, r0, wq, wd):
+def pack_panel(recs, f16, r0, wq, wd, wm):
     """int8gemm's avx512 panel (16 rows from r0, a multiple of 16) from the grouped records:
-    per block the 8 vectors of unsigned weight dwords, then the 16 f32 scales."""
+    per block the 8 vectors of unsigned weight dwords, then the 16 f32 scales (and mins)."""
     g = r0 // GROUP
     nb = recs.shape[1]
-    q32 = recs[g].view(np.uint32)  # (nb, 72): 64 quant dwords, then 8 of scales
+    has_min = recs.shape[2] > QUANT_BYTES + 32
+    q32 = recs[g].view(np.uint32)  # (nb, record // 4): the 64 quant dwords first
     for b in range(nb):
         for k in range(4):
             for r in range(GROUP):
@@ -261,4 +313,6 @@ def pack_panel(recs, f16, r0, wq, wd):
                 wq[(8 * b + k) * GROUP + r] = v & _M4
                 wq[(8 * b + k + 4) * GROUP + r] = (v >> np.uint32(4)) & _M4
         for r in range(GROUP):
-            wd[b * GROUP + r] = _scale(recs[g, b], r, f16)
+            wd[b * GROUP + r] = _field(recs[g, b], r, 0, f16)
+            if has_min:
+                wm[b * GROUP + r] = _field(recs[g, b], r, 1, f16)

@@ -392,7 +392,7 @@ def packer(level: str, form: str):
 
         @numba.njit(inline="always")
         def pack(w, f16, r0, wq, wd, wm):
-            pack_grouped(w[0], f16, r0, wq, wd)
+            pack_grouped(w[0], f16, r0, wq, wd, wm)
 
     elif form == "k6":
 

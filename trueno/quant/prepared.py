@@ -211,11 +211,11 @@ class PreparedWeight:
 
         lvl = rec.best_level(level, relaid=True) if relaid else None
         if lvl is not None and grouped.applies(rec.name, lvl, self.shape):
-            self._grouped = gb = grouped.regroup(self.blocks)
+            self._grouped = gb = grouped.regroup(self.blocks, rec.name)
             self.blocks = None  # the grouped copy replaces the GGML bytes
             self._weights = (gb.data,)
             self.isa, self.backend = lvl, f"numba-{lvl}"
-            self._kernel = grouped.matvec
+            self._kernel = grouped.DRIVERS[rec.name][0]
             self._bufs = fused.new_buffers(self.shape[1], rec.act_block)
             return
         if lvl is not None:
@@ -315,7 +315,7 @@ class PreparedWeight:
             if self._grouped is not None:
                 from trueno.quant import grouped
 
-                self._multi = grouped.matvecs
+                self._multi = grouped.DRIVERS[self.format.name][1]
             else:
                 self._multi = fused.multi_vector_kernel(self.record, self.relaid, self.isa)
         scratch = fused.multi_scratch(xs.shape[0], self.shape[1], self.record.act_block)
