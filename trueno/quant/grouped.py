@@ -54,6 +54,7 @@ from trueno.quant.llvm_ir import (
     load,
     row_ptr,
     splat,
+    store,
     vconst,
     x86,
 )
@@ -295,7 +296,40 @@ def dequantize_rows(recs, f16, lo, hi, dst):
                             dst[r - lo, at] = (n - 8) * d
 
 
-_M4 = np.uint32(0x0F0F0F0F)
+
+@intrinsic
+def _f16(typingctx, bits):
+    """The f16 value of uint16 bits as float32 (LLVM's fpext: vcvtph2ps; loops vectorize)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], F16), F32)
+
+    return types.float32(types.uint16), codegen
+
+
+@intrinsic
+def _unpack_quants(typingctx, recs, g, b, wq):
+    """wq[8b * 16 : (8b + 8) * 16] = record (g, b)'s quants as int8gemm's 8 vectors of 16
+    unsigned weight dwords: the low nibbles of its 4 quant vectors, then the high ones."""
+
+    def codegen(context, builder, sig, args):
+        rt, _, _, wqt = sig.args
+        r_v, g_v, b_v, wq_v = args
+        rp = data(context, builder, rt, r_v)
+        ary = context.make_array(rt)(context, builder, r_v)
+        nb, rec = builder.extract_value(ary.shape, 1), builder.extract_value(ary.shape, 2)
+        base = builder.mul(builder.add(builder.mul(g_v, nb), b_v), rec)
+        dst = data(context, builder, wqt, wq_v)
+        at = builder.mul(b_v, i64(8 * GROUP * 4))
+        m4 = vconst(_V16I32, 0x0F0F0F0F)
+        zs = [load(builder, rp, builder.add(base, i64(64 * k)), _V16I32) for k in range(4)]
+        ws = [builder.and_(z, m4) for z in zs]
+        ws += [builder.and_(builder.lshr(z, vconst(_V16I32, 4)), m4) for z in zs]
+        for k, w in enumerate(ws):
+            store(builder, w, dst, builder.add(at, i64(64 * k)))
+        return context.get_dummy_value()
+
+    return types.void(recs, g, b, wq), codegen
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -305,14 +339,11 @@ def pack_panel(recs, f16, r0, wq, wd, wm):
     g = r0 // GROUP
     nb = recs.shape[1]
     has_min = recs.shape[2] > QUANT_BYTES + 32
-    q32 = recs[g].view(np.uint32)  # (nb, record // 4): the 64 quant dwords first
+    h16 = recs[g].view(np.uint16)  # the 16 scales (at 128), the 16 mins (at 144)
     for b in range(nb):
-        for k in range(4):
-            for r in range(GROUP):
-                v = q32[b, 16 * k + r]
-                wq[(8 * b + k) * GROUP + r] = v & _M4
-                wq[(8 * b + k + 4) * GROUP + r] = (v >> np.uint32(4)) & _M4
+        _unpack_quants(recs, g, b, wq)
         for r in range(GROUP):
-            wd[b * GROUP + r] = _field(recs[g, b], r, 0, f16)
-            if has_min:
-                wm[b * GROUP + r] = _field(recs[g, b], r, 1, f16)
+            wd[b * GROUP + r] = _f16(h16[b, QUANT_BYTES // 2 + r])
+        if has_min:
+            for r in range(GROUP):
+                wm[b * GROUP + r] = _f16(h16[b, QUANT_BYTES // 2 + GROUP + r])
