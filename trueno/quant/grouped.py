@@ -37,7 +37,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_cache import drop_stale
 from trueno.quant.fused import quantize_activations
@@ -63,10 +63,11 @@ drop_stale(__file__, ("llvm_ir.py", "fused.py"))
 
 ENABLED = True  # False: Q4_0 keeps the paired layout (the bench's "before" side)
 GROUP = 16  # rows per group: one zmm lane each
-QUANT_BYTES = 256  # a record's quants: 16 rows x 32 weights
-# per type: the GGML block's bytes and where its f16 fields sit (scale, min or -1), Q4_0's zero
-# point; a record is the quants, the 16 scales, then the 16 mins
-LAYOUTS = {"Q4_0": (18, 0, -1, 8), "Q4_1": (20, 0, 2, 0)}
+NIBBLE_BYTES = 256  # a record's quants, 16 rows x 32 weights of 4 bits (Q8_0: 512 bytes)
+# per type: the GGML block's bytes, where its f16 fields sit (scale, min or -1), the zero
+# point of the unsigned weights the dots read (Q4_0's 8; Q8_0's signed bytes are kept + 128);
+# a record is the quants, the 16 scales, then the 16 mins
+LAYOUTS = {"Q4_0": (18, 0, -1, 8), "Q4_1": (20, 0, 2, 0), "Q8_0": (34, 0, -1, 128)}
 # prefetcht1 this far ahead of the record being read (12 records). 1B stand-in layers, 2
 # threads, cycling through all 112 Q4_0 matrices (547 MB): none 16.3-17.4 GB/s; 1152 B ahead
 # 20.8; 2304 B 22.0-22.8; 3456 B 23.4-23.7; 4608 B 22.3-23.7; 6912 B 23.2 (the paired kernel
@@ -84,6 +85,11 @@ def record_bytes(type_name: str) -> int:
     return GROUP * LAYOUTS[type_name][0]
 
 
+def quant_bytes(record: int) -> int:
+    """The quant bytes of a record of ``record`` bytes (the f16 fields follow them)."""
+    return 2 * NIBBLE_BYTES if record == record_bytes("Q8_0") else NIBBLE_BYTES
+
+
 @dataclass(frozen=True)
 class GroupedBlocks:
     """A weight re-laid in groups of 16 rows: ``data`` (rows // 16, cols // 32, record)."""
@@ -99,8 +105,8 @@ class GroupedBlocks:
 
 
 def applies(type_name: str, level: str | None, shape: tuple[int, int]) -> bool:
-    """Whether a weight takes this layout: Q4_0 / Q4_1 at the avx512 level, rows a multiple of
-    16."""
+    """Whether a weight takes this layout: Q4_0, Q4_1 or Q8_0 at the avx512 level, rows a
+    multiple of 16."""
     rows, cols = shape
     return (
         ENABLED
@@ -118,13 +124,17 @@ def regroup(blocks: np.ndarray, type_name: str) -> GroupedBlocks:
     rows, G = blocks.shape[0], blocks.shape[0] // GROUP
     nb = blocks.shape[1] // block_bytes
     b3 = blocks.reshape(G, GROUP, nb, block_bytes)
-    out = np.empty((G, nb, record_bytes(type_name)), np.uint8)
+    record = record_bytes(type_name)
+    qb = quant_bytes(record)
+    out = np.empty((G, nb, record), np.uint8)
     # quants: (group, row, block, k, byte) -> (group, block, k, row, byte)
-    qs = b3[..., block_bytes - 16 :].reshape(G, GROUP, nb, 4, 4)
-    out[..., :QUANT_BYTES] = qs.transpose(0, 2, 3, 1, 4).reshape(G, nb, QUANT_BYTES)
+    qs = b3[..., block_bytes - qb // GROUP :].reshape(G, GROUP, nb, qb // 64, 4)
+    out[..., :qb] = qs.transpose(0, 2, 3, 1, 4).reshape(G, nb, qb)
+    if qb > NIBBLE_BYTES:  # Q8_0: the signed bytes + 128, unsigned for vpdpbusd
+        out[..., :qb] ^= 0x80
     for i, at in enumerate(f for f in (d_at, m_at) if f >= 0):  # the 16 scales, the 16 mins
         field = b3[..., at : at + 2].transpose(0, 2, 1, 3).reshape(G, nb, 32)
-        out[..., QUANT_BYTES + 32 * i : QUANT_BYTES + 32 * (i + 1)] = field
+        out[..., qb + 32 * i : qb + 32 * (i + 1)] = field
     return GroupedBlocks(out, rows, nb * 32, type_name)
 
 
@@ -142,6 +152,7 @@ def _group_dots(typingctx, kind, w, g, xq, bs, dx, xs, out, v0, n_vec):
     nv = n_vec.literal_value
     block_bytes, _, m_at, zero_point = LAYOUTS[kind.literal_value]
     record = GROUP * block_bytes
+    qb = quant_bytes(record)
     has_min = m_at >= 0
 
     def codegen(context, builder, sig, args):
@@ -158,7 +169,6 @@ def _group_dots(typingctx, kind, w, g, xq, bs, dx, xs, out, v0, n_vec):
         accs = [Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)]
         gbase = builder.mul(builder.mul(g_v, nb), i64(record))
         end = builder.mul(builder.extract_value(w_ary.shape, 0), builder.mul(nb, i64(record)))
-        m4 = vconst(_V16I32, 0x0F0F0F0F)
         i32 = ir.IntType(32)
         fetch = cgutils.get_or_insert_function(
             builder.module,
@@ -173,13 +183,10 @@ def _group_dots(typingctx, kind, w, g, xq, bs, dx, xs, out, v0, n_vec):
                 for line in range(0, record + 63, 64):  # every line the record touches
                     ptr = builder.gep(wp, [builder.add(ahead, i64(line))])
                     builder.call(fetch, [ptr, i32(0), i32(PREFETCH_LOCALITY), i32(1)])
-            zs = [load(builder, wp, builder.add(base, i64(64 * k)), _V16I32) for k in range(4)]
-            four = vconst(_V16I32, 4)
-            ws = [builder.and_(z, m4) for z in zs]
-            ws += [builder.and_(builder.lshr(z, four), m4) for z in zs]
-            dw = _halves(builder, wp, builder.add(base, i64(QUANT_BYTES)))
+            ws = _weight_vectors(builder, wp, base, qb)
+            dw = _halves(builder, wp, builder.add(base, i64(qb)))
             if has_min:
-                mw = _halves(builder, wp, builder.add(base, i64(QUANT_BYTES + 32)))
+                mw = _halves(builder, wp, builder.add(base, i64(qb + 32)))
             x_at = builder.mul(b, i64(32))
             for v in range(nv):
                 if zero_point:  # -zp * the block's activation sum (from its two 16-sums)
@@ -210,6 +217,17 @@ def _group_dots(typingctx, kind, w, g, xq, bs, dx, xs, out, v0, n_vec):
         return context.get_dummy_value()
 
     return types.void(kind, w, g, xq, bs, dx, xs, out, v0, n_vec), codegen
+
+
+def _weight_vectors(builder, base, at, qb):
+    """The record's 8 vectors of unsigned weight dwords (vector k: weights 4k..4k+3 of the 16
+    rows): its 4 nibble vectors' low then high nibbles, or its 8 byte vectors (Q8_0)."""
+    if qb > NIBBLE_BYTES:
+        return [load(builder, base, builder.add(at, i64(64 * k)), _V16I32) for k in range(8)]
+    m4 = vconst(_V16I32, 0x0F0F0F0F)
+    zs = [load(builder, base, builder.add(at, i64(64 * k)), _V16I32) for k in range(4)]
+    ws = [builder.and_(z, m4) for z in zs]
+    return ws + [builder.and_(builder.lshr(z, vconst(_V16I32, 4)), m4) for z in zs]
 
 
 def _halves(builder, base, offset):
@@ -266,24 +284,31 @@ DRIVERS = {name: _make_drivers(name) for name in LAYOUTS}  # name -> (matvec, ma
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _field(rec, lane, which, f16):
+def _field(rec, qb, lane, which, f16):
     """Row ``lane``'s f16 scale (``which`` 0) or min (1) in a record, as f32."""
-    at = QUANT_BYTES + 32 * which + 2 * lane
+    at = qb + 32 * which + 2 * lane
     return f16[np.uint16(rec[at]) | (np.uint16(rec[at + 1]) << np.uint16(8))]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def dequantize_rows(recs, f16, lo, hi, dst):
     """Rows [lo, hi) as f32 into dst (hi - lo, cols): GGML's (q - 8) * d (Q4_0), q * d + m
-    (Q4_1, whose records carry the mins)."""
+    (Q4_1, whose records carry the mins), q * d (Q8_0, kept as q + 128)."""
     nb = recs.shape[1]
-    has_min = recs.shape[2] > QUANT_BYTES + 32
+    qb = 2 * NIBBLE_BYTES if recs.shape[2] == GROUP * 34 else NIBBLE_BYTES
+    has_min = recs.shape[2] > qb + 32
     for r in range(lo, hi):
         g, lane = r // GROUP, r % GROUP
         for b in range(nb):
             rec = recs[g, b]
-            d = _field(rec, lane, 0, f16)
-            m = _field(rec, lane, 1, f16) if has_min else np.float32(0)
+            d = _field(rec, qb, lane, 0, f16)
+            m = _field(rec, qb, lane, 1, f16) if has_min else np.float32(0)
+            if qb > NIBBLE_BYTES:
+                for k in range(8):
+                    for j in range(4):
+                        q = np.int32(rec[k * 64 + lane * 4 + j]) - 128
+                        dst[r - lo, 32 * b + 4 * k + j] = np.float32(q) * d
+                continue
             for k in range(4):
                 for j in range(4):
                     q = rec[k * 64 + lane * 4 + j]
@@ -294,7 +319,6 @@ def dequantize_rows(recs, f16, lo, hi, dst):
                             dst[r - lo, at] = n * d + m
                         else:
                             dst[r - lo, at] = (n - 8) * d
-
 
 
 @intrinsic
@@ -308,42 +332,53 @@ def _f16(typingctx, bits):
 
 
 @intrinsic
-def _unpack_quants(typingctx, recs, g, b, wq):
+def _unpack_quants(typingctx, kind, recs, g, b, wq):
     """wq[8b * 16 : (8b + 8) * 16] = record (g, b)'s quants as int8gemm's 8 vectors of 16
-    unsigned weight dwords: the low nibbles of its 4 quant vectors, then the high ones."""
+    unsigned weight dwords (:func:`_weight_vectors`); ``kind`` the type, a string literal."""
+    if not isinstance(kind, types.StringLiteral):
+        return None
+    record = record_bytes(kind.literal_value)
 
     def codegen(context, builder, sig, args):
-        rt, _, _, wqt = sig.args
-        r_v, g_v, b_v, wq_v = args
+        _, rt, _, _, wqt = sig.args
+        _, r_v, g_v, b_v, wq_v = args
         rp = data(context, builder, rt, r_v)
         ary = context.make_array(rt)(context, builder, r_v)
         nb, rec = builder.extract_value(ary.shape, 1), builder.extract_value(ary.shape, 2)
         base = builder.mul(builder.add(builder.mul(g_v, nb), b_v), rec)
         dst = data(context, builder, wqt, wq_v)
         at = builder.mul(b_v, i64(8 * GROUP * 4))
-        m4 = vconst(_V16I32, 0x0F0F0F0F)
-        zs = [load(builder, rp, builder.add(base, i64(64 * k)), _V16I32) for k in range(4)]
-        ws = [builder.and_(z, m4) for z in zs]
-        ws += [builder.and_(builder.lshr(z, vconst(_V16I32, 4)), m4) for z in zs]
+        ws = _weight_vectors(builder, rp, base, quant_bytes(record))
         for k, w in enumerate(ws):
             store(builder, w, dst, builder.add(at, i64(64 * k)))
         return context.get_dummy_value()
 
-    return types.void(recs, g, b, wq), codegen
+    return types.void(kind, recs, g, b, wq), codegen
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def pack_panel(recs, f16, r0, wq, wd, wm):
-    """int8gemm's avx512 panel (16 rows from r0, a multiple of 16) from the grouped records:
-    per block the 8 vectors of unsigned weight dwords, then the 16 f32 scales (and mins)."""
-    g = r0 // GROUP
-    nb = recs.shape[1]
-    has_min = recs.shape[2] > QUANT_BYTES + 32
-    h16 = recs[g].view(np.uint16)  # the 16 scales (at 128), the 16 mins (at 144)
-    for b in range(nb):
-        _unpack_quants(recs, g, b, wq)
-        for r in range(GROUP):
-            wd[b * GROUP + r] = _f16(h16[b, QUANT_BYTES // 2 + r])
-        if has_min:
+def pack_panel(kind, recs, f16, r0, wq, wd, wm):
+    """int8gemm's avx512 panel (16 rows from r0, a multiple of 16) from the grouped records of
+    type ``kind`` (a string literal): per block the 8 vectors of unsigned weight dwords, then
+    the 16 f32 scales (and mins)."""
+
+
+@overload(pack_panel, prefer_literal=True, inline="always")
+def _pack_panel(kind, recs, f16, r0, wq, wd, wm):
+    if not isinstance(kind, types.StringLiteral):
+        return None
+    name = kind.literal_value
+    qh = quant_bytes(record_bytes(name)) // 2  # the scales' first f16, the mins' 16 later
+    has_min = LAYOUTS[name][2] >= 0
+
+    def impl(kind, recs, f16, r0, wq, wd, wm):
+        g = r0 // GROUP
+        h16 = recs[g].view(np.uint16)
+        for b in range(recs.shape[1]):
+            _unpack_quants(name, recs, g, b, wq)
             for r in range(GROUP):
-                wm[b * GROUP + r] = _f16(h16[b, QUANT_BYTES // 2 + GROUP + r])
+                wd[b * GROUP + r] = _f16(h16[b, qh + r])
+            if has_min:
+                for r in range(GROUP):
+                    wm[b * GROUP + r] = _f16(h16[b, qh + GROUP + r])
+
+    return impl

@@ -235,8 +235,8 @@ def kernel_for(weight):
     name, level = weight.format.name, weight.isa
     if name not in FORMS or level not in TILE_SHAPE or weight._kernel is None:
         return None
-    if weight.grouped:  # grouped.py's Q4_0 / Q4_1 (avx512): packed from its records
-        return _kernel(("grouped", name, level), level, "grouped", FORMS[name][1])
+    if weight.grouped:  # grouped.py's Q4_0 / Q4_1 / Q8_0 (avx512): packed from its records
+        return _kernel(("grouped", name, level), level, f"grouped-{name}", FORMS[name][1])
     if weight.relaid != (FORMS[name][0] in RELAID):
         return None
     if level == "avx2" and name == "Q8_0":

@@ -387,12 +387,14 @@ def packer(level: str, form: str):
             else:
                 pack_split_q8_0(qs32, d, f16, r0, W, wq, wd)
 
-    elif form == "grouped":  # grouped.py's records (avx512 only: its 16 rows are a panel)
+    elif form.startswith("grouped-"):  # grouped.py's records of a type (avx512: 16 rows)
         from trueno.quant.grouped import pack_panel as pack_grouped
+
+        name = form.split("-")[1]
 
         @numba.njit(inline="always")
         def pack(w, f16, r0, wq, wd, wm):
-            pack_grouped(w[0], f16, r0, wq, wd, wm)
+            pack_grouped(name, w[0], f16, r0, wq, wd, wm)
 
     elif form == "k6":
 
