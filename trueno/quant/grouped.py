@@ -1,4 +1,4 @@
-"""Q4_0 and Q4_1 in groups of 16 rows: the AVX-512 VNNI matvec as one stream per thread.
+"""Q4_0, Q4_1, Q8_0 in groups of 16 rows: the AVX-512 VNNI matvec as one stream per thread.
 
 Decode at 1B parameters and up streams each weight from DRAM once per token, so a matvec is
 as fast as a core can keep loads in flight. The paired layout (relayout.py) spreads a row over
@@ -6,26 +6,28 @@ its quants and its scales, and a thread walks two far-apart runs of rows; on the
 here that read 18-20 GB/s where one plain stream reads 26 (BENCHMARKS.md). Here the weight is
 re-laid once at prepare time into records of 16 rows x 32 columns, in row-group order:
 
-    record (g, b) = 256 bytes of quants, then the 16 rows' f16 scales (Q4_1: then their f16
-    mins): 288 (320) bytes, the 16 GGML blocks' own bytes. Dword r of quant vector k (k < 4)
-    holds bytes 4k..4k+3 of row 16g + r's block b: their low nibbles are weights 4k..4k+3,
-    their high nibbles weights 16 + 4k..16 + 4k + 3 (GGML's pairing of element i with i + 16).
+    record (g, b) = the quants, then the 16 rows' f16 scales (Q4_1: then their f16 mins): 288,
+    320 or 544 bytes, the 16 GGML blocks' own bytes. Q4_0 / Q4_1: dword r of quant vector k
+    (k < 4) holds bytes 4k..4k+3 of row 16g + r's block b, whose low nibbles are weights
+    4k..4k+3 and high nibbles weights 16 + 4k..16 + 4k + 3 (GGML's pairing of element i with
+    i + 16). Q8_0: dword r of vector k (k < 8) holds its weights 4k..4k+3, each + 128.
 
 A thread takes a contiguous run of row groups and reads it front to back, prefetching
 :data:`PREFETCH_BYTES` ahead. The 16 rows of a group sit in the 16 lanes of one register, so
 a block costs eight ``vpdpbusd`` with the activation dwords broadcast (int8gemm.py's tile,
 one token wide) and no horizontal sums:
 
-    isum = -8 * sum(xq[block]) + sum_k dpbusd(w_k, bcast(xq[32b + 4k]))   (16 lanes, i32)
-    acc  = fma(f32(isum), d_b * dx[b], acc)            (Q4_1: no -8 term, then
-    acc  = fma(m_b, xs[b], acc)                         its mins times dx * sum(xq[block]))
+    isum = -zp * sum(xq[block]) + sum_k dpbusd(w_k, bcast(xq[32b + 4k]))  (16 lanes, i32)
+    acc  = fma(f32(isum), d_b * dx[b], acc)            (zp: Q4_0's 8, Q8_0's 128; Q4_1:
+    acc  = fma(m_b, xs[b], acc)                         none, then its mins times dx * sum)
 
 The B-vector form runs exactly these operations for each vector over the same decoded
 weights, so ``matvecs``'s out[v] equals ``matvec(x[v])`` bit for bit, whatever B is. The
 integer sums equal the paired kernel's; the f32 order differs (a last-bits difference).
 
-Q4_0 and Q4_1 at the ``avx512`` level, for weights whose rows are a multiple of 16
-(:func:`applies`); prefill's int8 GEMM packs its panels from this layout (:func:`pack_panel`).
+At the ``avx512`` level, for weights whose rows are a multiple of 16 (:func:`applies`);
+prefill's int8 GEMM packs its panels from this layout (:func:`pack_panel`), the same unsigned
+weights and scales as from the paired layout, so the same products.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from trueno.quant.llvm_ir import (
 
 drop_stale(__file__, ("llvm_ir.py", "fused.py"))
 
-ENABLED = True  # False: Q4_0 keeps the paired layout (the bench's "before" side)
+ENABLED = True  # False: these types keep the paired layout (the benches' "before" side)
 GROUP = 16  # rows per group: one zmm lane each
 NIBBLE_BYTES = 256  # a record's quants, 16 rows x 32 weights of 4 bits (Q8_0: 512 bytes)
 # per type: the GGML block's bytes, where its f16 fields sit (scale, min or -1), the zero

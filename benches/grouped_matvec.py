@@ -1,0 +1,135 @@
+"""Decode's matvec on weights re-laid in groups of 16 rows (trueno.quant.grouped) against the
+paired layout (relayout.py), the same quantized blocks, interleaved in one run.
+
+Each case is a decode's worth of matrices called in turn, as a token calls them:
+
+- ``1B layers``: Llama-3.2-1B's layer shapes (16 layers of 2048 x 2048 q, 512 x 2048 k and v,
+  2048 x 2048 o, 8192 x 2048 gate and up, 2048 x 8192 down; 547 MB of Q4_0: DRAM here);
+- ``SmolLM2 layers``: SmolLM2-135M's (30 layers of 960 x 576 qkv, 576 x 576 o, 3072 x 576
+  gate|up, 576 x 1536 down);
+- ``SmolLM2 head``, ``gemma3 head``: 49152 x 576 and 262144 x 640 (Q8_0 in their files).
+
+Random weights (the speed of a matvec does not depend on them). GB/s counts the weight bytes
+read per call; the BLAS sgemv probe of the same run is the DRAM reference. Best of ``--calls``
+per round, median of ``--rounds``, the two sides alternating.
+
+    python benches/grouped_matvec.py [--threads 2] [--rounds 7] [--types Q4_0,Q4_1,Q8_0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--calls", type=int, default=3)
+    ap.add_argument("--types", default="Q4_0,Q4_1,Q8_0")
+    ap.add_argument("--cases", default="1B layers,SmolLM2 layers,SmolLM2 head,gemma3 head")
+    return ap.parse_args(argv)
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None:  # BLAS reads its thread count when numpy loads
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+from _common import print_table, set_threads, sgemv_bandwidth_gbs  # noqa: E402
+
+CASES = {
+    "1B layers": [
+        (2048, 2048),
+        (512, 2048),
+        (512, 2048),
+        (2048, 2048),
+        (8192, 2048),
+        (8192, 2048),
+        (2048, 8192),
+    ]
+    * 16,  # fmt: skip
+    "SmolLM2 layers": [(960, 576), (576, 576), (3072, 576), (576, 1536)] * 30,
+    "SmolLM2 head": [(49152, 576)],
+    "gemma3 head": [(262144, 640)],
+}
+
+
+def weights(name: str, shapes, rng):
+    """(grouped, paired, out) per matrix, from the same random blocks."""
+    from trueno.quant import api, grouped
+    from trueno.quant.prepared import PreparedWeight
+
+    out = []
+    for rows, cols in shapes:
+        # quantize one 1024-row slab and tile it: random weights, quick to make
+        slab = api.quantize(rng.standard_normal((min(rows, 1024), cols)).astype(np.float32), name)
+        blocks = np.tile(slab, (-(-rows // slab.shape[0]), 1))[:rows]
+        g = PreparedWeight(blocks, name, (rows, cols))
+        grouped.ENABLED = False
+        try:
+            p = PreparedWeight(blocks, name, (rows, cols))
+        finally:
+            grouped.ENABLED = True
+        assert g.grouped and p.relaid, (name, rows, cols)
+        out.append((g, p, np.empty(rows, np.float32)))
+    return out
+
+
+def main() -> int:
+    args = ARGS or parse_args()
+    set_threads(args.threads)
+    from trueno.quant import grouped
+    from trueno.quant.kernels import host_levels
+
+    if "avx512" not in host_levels():
+        print("skip: the grouped layout runs at the avx512 level, which this host lacks")
+        return 0
+    import statistics
+    import time
+
+    rng = np.random.default_rng(0)
+    probe = sgemv_bandwidth_gbs()
+    rows = []
+    for name in args.types.split(","):
+        if name not in grouped.LAYOUTS:
+            raise SystemExit(f"{name}: not a grouped type ({', '.join(grouped.LAYOUTS)})")
+        for case in args.cases.split(","):
+            mats = weights(name, CASES[case], rng)
+            xs = {
+                c: rng.standard_normal(c).astype(np.float32) for c in {m[0].shape[1] for m in mats}
+            }
+
+            def run(side, mats=mats, xs=xs):
+                for m in mats:
+                    m[side].matvec_into(xs[m[0].shape[1]], m[2])
+
+            run(0), run(1)
+            times: tuple[list, list] = ([], [])
+            for r in range(args.rounds):
+                for side in (0, 1) if r % 2 == 0 else (1, 0):
+                    best = float("inf")
+                    for _ in range(args.calls):
+                        t0 = time.perf_counter()
+                        run(side)
+                        best = min(best, time.perf_counter() - t0)
+                    times[side].append(best)
+            tg, tp = statistics.median(times[0]), statistics.median(times[1])
+            nbytes = sum(m[0].nbytes for m in mats)
+            rows.append([name, case, f"{nbytes / 1e6:.0f}", f"{tp * 1e3:.2f}",
+                         f"{nbytes / tp / 1e9:.1f}", f"{tg * 1e3:.2f}",
+                         f"{nbytes / tg / 1e9:.1f}", f"{tp / tg:.2f}"])  # fmt: skip
+            del mats
+    print(f"{args.threads} threads; BLAS sgemv probe {probe:.1f} GB/s")
+    print_table(["type", "case", "MB", "paired ms", "GB/s", "grouped ms", "GB/s", "speedup"],
+                rows)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
