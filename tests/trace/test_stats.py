@@ -44,6 +44,20 @@ def test_self_time_and_critical_path():
     ]
     assert self_times(spans) == {1: 30, 2: 30, 3: 40, 4: 60}
     cp = critical_path(spans)
-    assert cp["thread"] == 1 and cp["busy_ns"] == 100
+    assert cp["thread"] == 1 and cp["busy_ns"] == cp["compute_ns"] == 100
     assert cp["by_name"] == {"root": 30, "a": 30, "b": 40}
     assert percentile([1, 2, 3, 4], 50) == 2.5
+
+
+def test_critical_path_leaves_out_jit_start_up():
+    """numba's import inside the first op (a JIT child span) is start-up, not compute."""
+    spans = [
+        span(1, "softmax", 0, 100),
+        span(2, "numba.import", 5, 80, parent=1, category="jit"),
+        span(3, "exp", 120, 30),
+        span(4, "t2", 0, 60, thread=2),
+    ]
+    cp = critical_path(spans)
+    assert cp["thread"] == 1 and cp["busy_ns"] == 130 and cp["compute_ns"] == 130 - 80
+    jit_free = [s for s in spans if s["id"] != 2]
+    assert critical_path(jit_free)["compute_ns"] == 130
