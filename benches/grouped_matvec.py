@@ -13,7 +13,12 @@ Random weights (the speed of a matvec does not depend on them). GB/s counts the 
 read per call; the BLAS sgemv probe of the same run is the DRAM reference. Best of ``--calls``
 per round, median of ``--rounds``, the two sides alternating.
 
+``--decode GGUF ...``: end to end instead, per model: decode tok/s (48 tokens after a short
+prompt, best of 3) and prefill tok/s of 128 tokens, each round one process with the grouped
+layout off and one with it on, alternating; medians of the rounds.
+
     python benches/grouped_matvec.py [--threads 2] [--rounds 7] [--types Q4_0,Q4_1,Q8_0]
+                                     [--decode GGUF ...]
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ def parse_args(argv=None):
     ap.add_argument("--calls", type=int, default=3)
     ap.add_argument("--types", default="Q4_0,Q4_1,Q8_0")
     ap.add_argument("--cases", default="1B layers,SmolLM2 layers,SmolLM2 head,gemma3 head")
+    ap.add_argument("--decode", nargs="+", default=None, metavar="GGUF", help="end to end")
+    ap.add_argument("--side", choices=("paired", "grouped"), help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
@@ -81,9 +88,71 @@ def weights(name: str, shapes, rng):
     return out
 
 
+PROMPT = "Write a long story about a cat who learns to fly."
+
+
+def decode_side(path: str, side: str) -> None:
+    """One process's measurement (``--side``): prints decode and prefill tok/s."""
+    import time
+
+    from trueno.quant import grouped
+
+    grouped.ENABLED = side == "grouped"
+    from trueno.llm import Model
+    from trueno.llm.generate import generate_tokens
+
+    model = Model.load(path, ctx_size=1024)
+    model.warmup()
+    ids = model.tokenizer.encode(PROMPT, add_special=True, parse_special=True)
+    decode = 0.0
+    for _ in range(3):
+        model.reset()
+        gen = generate_tokens(model, ids, max_tokens=48, temperature=0, stop_at_eog=False)
+        for _ in gen:
+            pass
+        decode = max(decode, gen.stats.decode_tok_s)
+    prompt = (ids * (128 // len(ids) + 1))[:128]
+    prefill = 0.0
+    for _ in range(2):
+        model.reset()
+        t0 = time.perf_counter()
+        model.prefill(prompt)
+        prefill = max(prefill, 128 / (time.perf_counter() - t0))
+    print(f"{decode} {prefill}")
+
+
+def decode_table(args) -> int:
+    import statistics
+    import subprocess
+    from pathlib import Path
+
+    rows = []
+    for path in args.decode:
+        runs: dict = {"paired": [], "grouped": []}
+        for r in range(args.rounds):
+            for side in ("paired", "grouped") if r % 2 == 0 else ("grouped", "paired"):
+                cmd = [sys.executable, __file__, "--threads", str(args.threads), "--side", side,
+                       "--decode", path]  # fmt: skip
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                runs[side].append([float(v) for v in out.split()[-2:]])
+        med = {k: [statistics.median(x[i] for x in v) for i in (0, 1)] for k, v in runs.items()}
+        (dp, pp), (dg, pg) = med["paired"], med["grouped"]
+        rows.append([Path(path).name, f"{dp:.1f}", f"{dg:.1f}", f"{dg / dp:.2f}", f"{pp:.0f}",
+                     f"{pg:.0f}", f"{pg / pp:.2f}"])  # fmt: skip
+    print(f"{args.threads} threads, {args.rounds} rounds (one process per side and round)")
+    print_table(["model", "decode paired", "grouped", "ratio", "pp128 paired", "grouped",
+                 "ratio"], rows)  # fmt: skip
+    return 0
+
+
 def main() -> int:
     args = ARGS or parse_args()
     set_threads(args.threads)
+    if args.side:
+        decode_side(args.decode[0], args.side)
+        return 0
+    if args.decode:
+        return decode_table(args)
     from trueno.quant import grouped
     from trueno.quant.kernels import host_levels
 

@@ -33,7 +33,19 @@ from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_cache import drop_stale, launch_threads
 from trueno.cpu import cpu_features, cpu_name
-from trueno.quant.llvm_ir import F16, F32, I32, V8F32, Acc, data, i64, llvm, load, splat
+from trueno.quant.llvm_ir import (
+    F16,
+    F32,
+    I32,
+    V8F32,
+    Acc,
+    data,
+    half_to_float,
+    i64,
+    llvm,
+    load,
+    splat,
+)
 
 drop_stale(__file__, ("../quant/llvm_ir.py",))
 launch_threads()  # attend_threaded, attend_rows: cached serial callers of parallel kernels
@@ -69,17 +81,8 @@ PREFETCH_ROW_BYTES = 256 if cpu_name().startswith("znver") else 128
 THREADS = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at numba import
 
 
-# ---- f16 cache rows: widened to float32, and prefill's float32 rows narrowed into them --------
-@intrinsic
-def _half_to_float(typingctx, bits):
-    """The f16 value of uint16 bits, by LLVM's fpext (vcvtph2ps under F16C; vectorizes)."""
-
-    def codegen(context, builder, signature, args):
-        return builder.fpext(builder.bitcast(args[0], F16), F32)
-
-    return types.float32(types.uint16), codegen
-
-
+# ---- f16 cache rows: widened to float32 (llvm_ir.half_to_float), and prefill's float32 rows
+# narrowed into them
 @intrinsic
 def _float_to_half(typingctx, x):
     """The f16 bits of float32 x rounded to nearest even, by LLVM's fptrunc (vcvtps2ph under
@@ -109,7 +112,7 @@ def _widen_f16(out, src):
     """out[i] = the f16 value of bits src[i] (1-D, contiguous)."""
     if F16C:
         for i in range(src.shape[0]):
-            out[i] = _half_to_float(src[i])  # type: ignore[call-arg]  # an intrinsic
+            out[i] = half_to_float(src[i])  # type: ignore[call-arg]  # an intrinsic
     else:  # exact for every finite half: bits into f32 position, rebias by a multiply
         bits = out.view(np.uint32)
         for i in range(src.shape[0]):

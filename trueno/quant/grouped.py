@@ -51,6 +51,7 @@ from trueno.quant.llvm_ir import (
     I32,
     Acc,
     data,
+    half_to_float,
     i64,
     llvm,
     load,
@@ -324,16 +325,6 @@ def dequantize_rows(recs, f16, lo, hi, dst):
 
 
 @intrinsic
-def _f16(typingctx, bits):
-    """The f16 value of uint16 bits as float32 (LLVM's fpext: vcvtph2ps; loops vectorize)."""
-
-    def codegen(context, builder, signature, args):
-        return builder.fpext(builder.bitcast(args[0], F16), F32)
-
-    return types.float32(types.uint16), codegen
-
-
-@intrinsic
 def _unpack_quants(typingctx, kind, recs, g, b, wq):
     """wq[8b * 16 : (8b + 8) * 16] = record (g, b)'s quants as int8gemm's 8 vectors of 16
     unsigned weight dwords (:func:`_weight_vectors`); ``kind`` the type, a string literal."""
@@ -378,9 +369,9 @@ def _pack_panel(kind, recs, f16, r0, wq, wd, wm):
         for b in range(recs.shape[1]):
             _unpack_quants(name, recs, g, b, wq)
             for r in range(GROUP):
-                wd[b * GROUP + r] = _f16(h16[b, qh + r])
+                wd[b * GROUP + r] = half_to_float(h16[b, qh + r])
             if has_min:
                 for r in range(GROUP):
-                    wm[b * GROUP + r] = _f16(h16[b, qh + GROUP + r])
+                    wm[b * GROUP + r] = half_to_float(h16[b, qh + GROUP + r])
 
     return impl

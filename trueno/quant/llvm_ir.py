@@ -5,7 +5,9 @@ helper with several independent accumulators."""
 from __future__ import annotations
 
 from llvmlite import ir
+from numba import types
 from numba.core import cgutils
+from numba.extending import intrinsic
 
 I8, I16, I32, I64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 
@@ -60,6 +62,17 @@ def splat(builder, value, n):
 
 def vconst(ty, value):
     return ir.Constant(ty, [ir.Constant(ty.element, value)] * ty.count)
+
+
+@intrinsic
+def half_to_float(typingctx, bits):
+    """The f16 value of uint16 bits as float32, by LLVM's fpext (vcvtph2ps under F16C; loops
+    of it vectorize): a numba intrinsic."""
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], F16), F32)
+
+    return types.float32(types.uint16), codegen
 
 
 def half(builder, base, offset):
