@@ -3,9 +3,9 @@
 Q4_K, Q5_K, Q6_K, F16 and BF16 kernels read the GGML blocks in place (row-major
 ``(rows, row_bytes)``, no copy of a mmapped file). Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are re-laid
 once (relayout.py: scales in their own arrays, nibbles of block pairs interleaved; same byte
-count) because their per-block scale work, not memory, bounds the GGML-layout kernel; Q4_0
-at the avx512 level in groups of 16 rows instead (grouped.py: one contiguous stream per
-thread, 16 rows per register), where its rows allow. Backends:
+count) because their per-block scale work, not memory, bounds the GGML-layout kernel; Q4_0,
+Q4_1 and Q8_0 at the avx512 level in groups of 16 rows instead (grouped.py: one contiguous
+stream per thread, 16 rows per register), where the rows allow. Backends:
 
 - ``numba-<isa>`` (``numba-avx512``, ``numba-avxvnni``, ``numba-avx2``): the row dot its
   kernel record (kernels.py) names for the ISA level, on int8-quantized activations,
@@ -187,7 +187,7 @@ class PreparedWeight:
         self._grouped = None  # grouped.GroupedBlocks when re-laid in groups of 16 rows
         self._kernel = None  # fused driver (weights, x, xq, dx, xs, bs, out)
         self._multi = None  # its B-vector form, built on first matvecs_into
-        self._weights = ()  # the arrays the driver reads: (blocks,) or the re-laid four
+        self._weights = ()  # the arrays the driver reads: (blocks,), the re-laid four, (records,)
         self._bufs = ()  # activation scratch of matvec_into (int8 x, scales, sums)
         level = _requested_level(simd, isa)
         rec = self.record
