@@ -32,7 +32,7 @@ weights and scales as from the paired layout, so the same products.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -93,38 +93,17 @@ def quant_bytes(record: int) -> int:
     return 2 * NIBBLE_BYTES if record == record_bytes("Q8_0") else NIBBLE_BYTES
 
 
-@dataclass(frozen=True)
-class GroupedBlocks:
-    """A weight re-laid in groups of 16 rows: ``data`` (rows // 16, cols // 32, record)."""
-
-    data: np.ndarray
-    rows: int
-    cols: int
-    type_name: str
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.data.nbytes)
-
-
 def applies(type_name: str, level: str | None, shape: tuple[int, int]) -> bool:
     """Whether a weight takes this layout: Q4_0, Q4_1 or Q8_0 at the avx512 level, rows a
     multiple of 16."""
-    rows, cols = shape
-    return (
-        ENABLED
-        and type_name in LAYOUTS
-        and level == "avx512"
-        and rows % GROUP == 0
-        and cols % 32 == 0
-        and rows > 0
-    )
+    return ENABLED and type_name in LAYOUTS and level == "avx512" and shape[0] % GROUP == 0
 
 
-def regroup(blocks: np.ndarray, type_name: str) -> GroupedBlocks:
-    """GGML rows ``(rows, cols // 32 * block_bytes)`` uint8 -> :class:`GroupedBlocks` (a copy)."""
+def regroup(blocks: np.ndarray, type_name: str) -> np.ndarray:
+    """GGML rows ``(rows, cols // 32 * block_bytes)`` uint8 -> the records ``(rows // 16,
+    cols // 32, record_bytes)`` uint8 (a copy)."""
     block_bytes, d_at, m_at, _ = LAYOUTS[type_name]
-    rows, G = blocks.shape[0], blocks.shape[0] // GROUP
+    G = blocks.shape[0] // GROUP
     nb = blocks.shape[1] // block_bytes
     b3 = blocks.reshape(G, GROUP, nb, block_bytes)
     record = record_bytes(type_name)
@@ -138,7 +117,7 @@ def regroup(blocks: np.ndarray, type_name: str) -> GroupedBlocks:
     for i, at in enumerate(f for f in (d_at, m_at) if f >= 0):  # the 16 scales, the 16 mins
         field = b3[..., at : at + 2].transpose(0, 2, 1, 3).reshape(G, nb, 32)
         out[..., qb + 32 * i : qb + 32 * (i + 1)] = field
-    return GroupedBlocks(out, rows, nb * 32, type_name)
+    return out
 
 
 # ---- the kernels ---------------------------------------------------------------------------
@@ -239,12 +218,22 @@ def _halves(builder, base, offset):
     return builder.fpext(builder.bitcast(bits, ir.VectorType(F16, 16)), _V16F32)
 
 
-def _make_drivers(kind: str):
-    """(matvec, matvecs) of one type: closures over its name only, so numba caches each."""
+class Drivers(NamedTuple):
+    """A type's kernels over its records (``w`` = (records,))."""
+
+    matvec: Any
+    matvecs: Any
+    dequantize_rows: Any
+
+
+def _make_drivers(kind: str) -> Drivers:
+    """One type's kernels: closures over its name and constants only, so numba caches each."""
+    qb = quant_bytes(record_bytes(kind))
+    has_min = LAYOUTS[kind][2] >= 0
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def matvec(w, x, xq, dx, xs, bs, out):
-        """out = W @ x (``w`` = (GroupedBlocks.data,)): x quantized per 32 (the fused matvec's
+        """out = W @ x: x quantized per 32 (the fused matvec's
         scratch xq, dx, xs, bs), then the row groups split over the threads in contiguous
         runs (numba's static schedule)."""
         recs = w[0]
@@ -280,48 +269,38 @@ def _make_drivers(kind: str):
             if v < n_vec:
                 _group_dots(kind, recs, g, xq, bs, dx, xsum, out, v, 1)
 
-    return matvec, matvecs
-
-
-DRIVERS = {name: _make_drivers(name) for name in LAYOUTS}  # name -> (matvec, matvecs)
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _field(rec, qb, lane, which, f16):
-    """Row ``lane``'s f16 scale (``which`` 0) or min (1) in a record, as f32."""
-    at = qb + 32 * which + 2 * lane
-    return f16[np.uint16(rec[at]) | (np.uint16(rec[at + 1]) << np.uint16(8))]
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def dequantize_rows(recs, f16, lo, hi, dst):
-    """Rows [lo, hi) as f32 into dst (hi - lo, cols): GGML's (q - 8) * d (Q4_0), q * d + m
-    (Q4_1, whose records carry the mins), q * d (Q8_0, kept as q + 128)."""
-    nb = recs.shape[1]
-    qb = 2 * NIBBLE_BYTES if recs.shape[2] == GROUP * 34 else NIBBLE_BYTES
-    has_min = recs.shape[2] > qb + 32
-    for r in range(lo, hi):
-        g, lane = r // GROUP, r % GROUP
-        for b in range(nb):
-            rec = recs[g, b]
-            d = _field(rec, qb, lane, 0, f16)
-            m = _field(rec, qb, lane, 1, f16) if has_min else np.float32(0)
-            if qb > NIBBLE_BYTES:
-                for k in range(8):
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def dequantize_rows(recs, lo, hi, dst):
+        """Rows [lo, hi) as f32 into dst (hi - lo, cols): GGML's (q - 8) * d (Q4_0), q * d + m
+        (Q4_1), q * d (Q8_0, kept as q + 128)."""
+        for r in range(lo, hi):
+            g, lane = r // GROUP, r % GROUP
+            h16 = recs[g].view(np.uint16)
+            for b in range(recs.shape[1]):
+                rec = recs[g, b]
+                d = half_to_float(h16[b, qb // 2 + lane])
+                if qb > NIBBLE_BYTES:
+                    for k in range(8):
+                        for j in range(4):
+                            q = np.int32(rec[k * 64 + lane * 4 + j]) - 128
+                            dst[r - lo, 32 * b + 4 * k + j] = np.float32(q) * d
+                    continue
+                m = half_to_float(h16[b, qb // 2 + GROUP + lane]) if has_min else np.float32(0)
+                for k in range(4):
                     for j in range(4):
-                        q = np.int32(rec[k * 64 + lane * 4 + j]) - 128
-                        dst[r - lo, 32 * b + 4 * k + j] = np.float32(q) * d
-                continue
-            for k in range(4):
-                for j in range(4):
-                    q = rec[k * 64 + lane * 4 + j]
-                    for half in range(2):
-                        n = np.float32((q >> (4 * half)) & 15)
-                        at = 32 * b + 16 * half + 4 * k + j
-                        if has_min:
-                            dst[r - lo, at] = n * d + m
-                        else:
-                            dst[r - lo, at] = (n - 8) * d
+                        q = rec[k * 64 + lane * 4 + j]
+                        for half in range(2):
+                            n = np.float32((q >> (4 * half)) & 15)
+                            at = 32 * b + 16 * half + 4 * k + j
+                            if has_min:
+                                dst[r - lo, at] = n * d + m
+                            else:
+                                dst[r - lo, at] = (n - 8) * d
+
+    return Drivers(matvec, matvecs, dequantize_rows)
+
+
+DRIVERS = {name: _make_drivers(name) for name in LAYOUTS}
 
 
 @intrinsic

@@ -309,7 +309,7 @@ def matmul_into(weight, xs: np.ndarray, out: np.ndarray) -> bool:
     if pb is not None:
         w = (pb.qs, pb.qs.view(np.uint32), pb.d, pb.m, pb.qh)
     elif weight.grouped:
-        w = (weight._grouped.data,)
+        w = (weight._grouped,)
     else:
         w = (weight.blocks,)
     run(w, F16_TO_F32, xs, xq, dx, xsum, bs, xc, xc16, out, wq, wd, wm, spill)

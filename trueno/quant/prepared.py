@@ -184,7 +184,7 @@ class PreparedWeight:
         self.isa: str | None = None
         self._f32 = None
         self._relaid = None  # relayout.PairedBlocks when re-laid
-        self._grouped = None  # grouped.GroupedBlocks when re-laid in groups of 16 rows
+        self._grouped = None  # grouped.py's records when re-laid in groups of 16 rows
         self._kernel = None  # fused driver (weights, x, xq, dx, xs, bs, out)
         self._multi = None  # its B-vector form, built on first matvecs_into
         self._weights = ()  # the arrays the driver reads: (blocks,), the re-laid four, (records,)
@@ -211,14 +211,11 @@ class PreparedWeight:
 
         lvl = rec.best_level(level, relaid=True) if relaid else None
         if lvl is not None and grouped.applies(rec.name, lvl, self.shape):
-            self._grouped = gb = grouped.regroup(self.blocks, rec.name)
+            self._grouped = grouped.regroup(self.blocks, rec.name)
             self.blocks = None  # the grouped copy replaces the GGML bytes
-            self._weights = (gb.data,)
-            self.isa, self.backend = lvl, f"numba-{lvl}"
-            self._kernel = grouped.DRIVERS[rec.name][0]
-            self._bufs = fused.new_buffers(self.shape[1], rec.act_block)
-            return
-        if lvl is not None:
+            self._weights = (self._grouped,)
+            self._kernel = grouped.DRIVERS[rec.name].matvec
+        elif lvl is not None:
             self._relaid = pb = kernels.resolve(rec.relayout)(self.blocks, rec.name)
             self.blocks = None  # the re-laid copy replaces the GGML bytes
             self._weights = (pb.qs, pb.d, pb.m, pb.qh)
@@ -227,7 +224,8 @@ class PreparedWeight:
             self._weights = (self.blocks,)
         self.isa = lvl
         self.backend = f"numba-{lvl}"
-        self._kernel = fused.matvec_kernel(rec, self.relaid, lvl)
+        if self._kernel is None:
+            self._kernel = fused.matvec_kernel(rec, self.relaid, lvl)
         self._bufs = fused.new_buffers(self.shape[1], rec.act_block)
 
     @property
@@ -253,7 +251,7 @@ class PreparedWeight:
         if self._relaid is not None:
             return int(self._relaid.nbytes)
         if self._grouped is not None:
-            return self._grouped.nbytes
+            return int(self._grouped.nbytes)
         return int(self.blocks.nbytes)
 
     def __repr__(self) -> str:
@@ -315,7 +313,7 @@ class PreparedWeight:
             if self._grouped is not None:
                 from trueno.quant import grouped
 
-                self._multi = grouped.DRIVERS[self.format.name][1]
+                self._multi = grouped.DRIVERS[self.format.name].matvecs
             else:
                 self._multi = fused.multi_vector_kernel(self.record, self.relaid, self.isa)
         scratch = fused.multi_scratch(xs.shape[0], self.shape[1], self.record.act_block)
@@ -395,12 +393,12 @@ class PreparedWeight:
         """kernel(lo, hi, dst): rows [lo, hi) as f32 into dst (hi - lo, cols), this thread."""
         pb, fmt, rec = self._relaid, self.format, self.record
         if self._grouped is not None:
-            from trueno.quant.grouped import dequantize_rows as grouped_rows
+            from trueno.quant.grouped import DRIVERS
 
-            data = self._grouped.data
+            deq, recs = DRIVERS[fmt.name].dequantize_rows, self._grouped
 
             def kernel(lo, hi, dst):
-                grouped_rows(data, F16_TO_F32, lo, hi, dst)
+                deq(recs, lo, hi, dst)
 
         elif pb is not None:
             from trueno.quant.relayout import dequantize_rows
