@@ -71,6 +71,15 @@ NIBBLE_BYTES = 256  # a record's quants, 16 rows x 32 weights of 4 bits (Q8_0: 5
 # point of the unsigned weights the dots read (Q4_0's 8; Q8_0's signed bytes are kept + 128);
 # a record is the quants, the 16 scales, then the 16 mins
 LAYOUTS = {"Q4_0": (18, 0, -1, 8), "Q4_1": (20, 0, 2, 0), "Q8_0": (34, 0, -1, 128)}
+# Q4_K: a record is 16 rows x one 256-weight super-block (16 x 144 bytes): the quants of its
+# four 32-byte chunks (each two sub-blocks: low and high nibbles), 8 vectors a chunk, dword r
+# of vector k holding row r's bytes 4k..4k+3; then the 16 d, the 16 dmin (f16); then the
+# packed 6-bit scales and mins as 3 vectors, dword r of vector u row r's bytes 4u..4u+3
+K4_BYTES = 144
+K4_QUANTS = 2048  # 4 chunks x 8 vectors x 64 bytes
+K4_SCALES = K4_QUANTS + 64  # after the d and dmin halves
+TYPES = (*LAYOUTS, "Q4_K")
+ACT_BLOCK = {"Q4_0": 32, "Q4_1": 32, "Q8_0": 32, "Q4_K": 256}  # activations per int8 scale
 # prefetcht1 this far ahead of the record being read (12 records). 1B stand-in layers, 2
 # threads, cycling through all 112 Q4_0 matrices (547 MB): none 16.3-17.4 GB/s; 1152 B ahead
 # 20.8; 2304 B 22.0-22.8; 3456 B 23.4-23.7; 4608 B 22.3-23.7; 6912 B 23.2 (the paired kernel
@@ -85,7 +94,7 @@ _V16I16 = ir.VectorType(I16, 16)
 
 def record_bytes(type_name: str) -> int:
     """Bytes of one record: the 16 rows' quants and f16 fields (their GGML blocks' bytes)."""
-    return GROUP * LAYOUTS[type_name][0]
+    return GROUP * (K4_BYTES if type_name == "Q4_K" else LAYOUTS[type_name][0])
 
 
 def quant_bytes(record: int) -> int:
@@ -94,14 +103,16 @@ def quant_bytes(record: int) -> int:
 
 
 def applies(type_name: str, level: str | None, shape: tuple[int, int]) -> bool:
-    """Whether a weight takes this layout: Q4_0, Q4_1 or Q8_0 at the avx512 level, rows a
-    multiple of 16."""
-    return ENABLED and type_name in LAYOUTS and level == "avx512" and shape[0] % GROUP == 0
+    """Whether a weight takes this layout: Q4_0, Q4_1, Q8_0 or Q4_K at the avx512 level, rows
+    a multiple of 16."""
+    return ENABLED and type_name in TYPES and level == "avx512" and shape[0] % GROUP == 0
 
 
 def regroup(blocks: np.ndarray, type_name: str) -> np.ndarray:
     """GGML rows ``(rows, cols // 32 * block_bytes)`` uint8 -> the records ``(rows // 16,
-    cols // 32, record_bytes)`` uint8 (a copy)."""
+    cols // 32, record_bytes)`` uint8 (a copy; Q4_K: ``cols // 256`` records a group)."""
+    if type_name == "Q4_K":
+        return _regroup_k4(blocks)
     block_bytes, d_at, m_at, _ = LAYOUTS[type_name]
     G = blocks.shape[0] // GROUP
     nb = blocks.shape[1] // block_bytes
@@ -120,6 +131,22 @@ def regroup(blocks: np.ndarray, type_name: str) -> np.ndarray:
     return out
 
 
+def _regroup_k4(blocks: np.ndarray) -> np.ndarray:
+    G = blocks.shape[0] // GROUP
+    nsb = blocks.shape[1] // K4_BYTES
+    b3 = blocks.reshape(G, GROUP, nsb, K4_BYTES)
+    out = np.empty((G, nsb, GROUP * K4_BYTES), np.uint8)
+    # quants: (group, row, sb, chunk, k, byte) -> (group, sb, chunk, k, row, byte)
+    qs = b3[..., 16:].reshape(G, GROUP, nsb, 4, 8, 4)
+    out[..., :K4_QUANTS] = qs.transpose(0, 2, 3, 4, 1, 5).reshape(G, nsb, K4_QUANTS)
+    for i in range(2):  # the 16 d, then the 16 dmin
+        field = b3[..., 2 * i : 2 * i + 2].transpose(0, 2, 1, 3).reshape(G, nsb, 32)
+        out[..., K4_QUANTS + 32 * i : K4_QUANTS + 32 * (i + 1)] = field
+    sc = b3[..., 4:16].reshape(G, GROUP, nsb, 3, 4).transpose(0, 2, 3, 1, 4)
+    out[..., K4_SCALES:] = sc.reshape(G, nsb, 192)
+    return out
+
+
 # ---- the kernels ---------------------------------------------------------------------------
 
 
@@ -132,6 +159,9 @@ def _group_dots(typingctx, kind, w, g, xq, bs, dx, xs, out, v0, n_vec):
     if not isinstance(kind, types.StringLiteral) or not isinstance(n_vec, types.IntegerLiteral):
         return None
     nv = n_vec.literal_value
+    sig = types.void(kind, w, g, xq, bs, dx, xs, out, v0, n_vec)
+    if kind.literal_value == "Q4_K":
+        return sig, _k4_codegen(nv)
     block_bytes, _, m_at, zero_point = LAYOUTS[kind.literal_value]
     record = GROUP * block_bytes
     qb = quant_bytes(record)
@@ -198,7 +228,122 @@ def _group_dots(typingctx, kind, w, g, xq, bs, dx, xs, out, v0, n_vec):
             builder.store(accs[v].get(), ptr, align=4)
         return context.get_dummy_value()
 
-    return types.void(kind, w, g, xq, bs, dx, xs, out, v0, n_vec), codegen
+    return sig, codegen
+
+
+def _prefetcher(builder):
+    i32 = ir.IntType(32)
+    fetch = cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32]),
+        "llvm.prefetch.p0",
+    )
+
+    def prefetch(ptr):
+        builder.call(fetch, [ptr, i32(0), i32(PREFETCH_LOCALITY), i32(1)])
+
+    return prefetch
+
+
+def _k4_codegen(nv: int):
+    """Q4_K's :func:`_group_dots`: per record (16 rows x one super-block), for each sub-block s
+    the 16 rows' integer dots isum_s (eight vpdpbusd) times their 6-bit scales, summed in i32
+    (simd.py's k4 row dot sums the same products); the mins' sum_s m_s * bsum_s by vpdpwssd
+    against the activation sums per 16 (Q8_K's bsums); then
+
+        acc += f32(sum_s sc_s * isum_s) * (d * dx);  macc += f32(sum_s m_s * bsum_s) * (dmin * dx)
+
+    and out = acc - macc. Activations are quantized per 256 (Q8_K), the k4 row dot's."""
+    record = record_bytes("Q4_K")
+
+    def codegen(context, builder, sig, args):
+        _, wt, _, xqt, bst, dxt, _, outt, _, _ = sig.args
+        _, w_v, g_v, xq_v, bs_v, dx_v, _, out_v, v0_v, _ = args
+        wp = data(context, builder, wt, w_v)
+        w_ary = context.make_array(wt)(context, builder, w_v)
+        nsb = builder.extract_value(w_ary.shape, 1)
+        vecs = [builder.add(v0_v, i64(v)) for v in range(nv)]
+        xrow = [row_ptr(context, builder, xqt, xq_v, v) for v in vecs]
+        srow = [row_ptr(context, builder, bst, bs_v, v) for v in vecs]
+        drow = [row_ptr(context, builder, dxt, dx_v, v) for v in vecs]
+        accs = [Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)]
+        maccs = [Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)]
+        gbase = builder.mul(builder.mul(g_v, nsb), i64(record))
+        end = builder.mul(builder.extract_value(w_ary.shape, 0), builder.mul(nsb, i64(record)))
+        prefetch = _prefetcher(builder)
+        m4 = vconst(_V16I32, 0x0F0F0F0F)
+        byte = vconst(_V16I32, 0xFF)
+        with cgutils.for_range(builder, nsb) as loop:
+            sb = loop.index
+            base = builder.add(gbase, builder.mul(sb, i64(record)))
+            ahead = builder.add(base, i64(PREFETCH_BYTES))
+            with builder.if_then(builder.icmp_signed("<", builder.add(ahead, i64(record)), end)):
+                for line in range(0, record, 64):
+                    prefetch(builder.gep(wp, [builder.add(ahead, i64(line))]))
+            scales, mins = _k4_scales(builder, wp, builder.add(base, i64(K4_SCALES)))
+            sc = [builder.and_(builder.lshr(scales[s // 4], vconst(_V16I32, 8 * (s % 4))), byte)
+                  for s in range(8)]  # fmt: skip
+            # m_s in both i16 halves of each lane: vpdpwssd against a dword of two bsums
+            m2 = [builder.mul(builder.and_(builder.lshr(mins[s // 4], vconst(_V16I32, 8 * (s % 4))),
+                                           byte), vconst(_V16I32, 0x10001))
+                  for s in range(8)]  # fmt: skip
+            tots = [ir.Constant(_V16I32, None)] * nv
+            for j in range(4):  # a chunk: sub-blocks 2j (low nibbles) and 2j + 1 (high)
+                zs = [load(builder, wp, builder.add(base, i64(512 * j + 64 * k)), _V16I32)
+                      for k in range(8)]  # fmt: skip
+                for half_ in range(2):
+                    s = 2 * j + half_
+                    if half_ == 0:
+                        ws = [builder.and_(z, m4) for z in zs]
+                    else:
+                        ws = [builder.and_(builder.lshr(z, vconst(_V16I32, 4)), m4) for z in zs]
+                    for v in range(nv):
+                        x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * s))
+                        isum = ir.Constant(_V16I32, None)
+                        for k in range(8):
+                            a = splat(builder, load(builder, xrow[v], builder.add(x_at, i64(4 * k)),
+                                                    I32), 16)  # fmt: skip
+                            isum = x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum,
+                                       ws[k], a)  # fmt: skip
+                        tots[v] = builder.add(tots[v], builder.mul(isum, sc[s]))
+            dw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS)))
+            mw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS + 32)))
+            for v in range(nv):
+                msum = ir.Constant(_V16I32, None)
+                for s in range(8):  # bs holds the sums per 16: two per sub-block, one dword
+                    at = builder.add(builder.mul(sb, i64(32)), i64(4 * s))
+                    pair = splat(builder, load(builder, srow[v], at, I32), 16)
+                    msum = x86(builder, "llvm.x86.avx512.vpdpwssd.512", _V16I32, msum, m2[s],
+                               pair)  # fmt: skip
+                dxs = splat(builder, load(builder, drow[v], builder.mul(sb, i64(4)), F32), 16)
+                fma = "llvm.fma.v16f32"
+                accs[v].set(llvm(builder, fma, _V16F32, builder.sitofp(tots[v], _V16F32),
+                                 builder.fmul(dw, dxs), accs[v].get()))  # fmt: skip
+                maccs[v].set(llvm(builder, fma, _V16F32, builder.sitofp(msum, _V16F32),
+                                  builder.fmul(mw, dxs), maccs[v].get()))  # fmt: skip
+        col = builder.mul(g_v, i64(4 * GROUP))
+        for v in range(nv):
+            dst = row_ptr(context, builder, outt, out_v, vecs[v])
+            ptr = builder.bitcast(builder.gep(dst, [col]), _V16F32.as_pointer())
+            builder.store(builder.fsub(accs[v].get(), maccs[v].get()), ptr, align=4)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _k4_scales(builder, base, at):
+    """The record's packed scale bytes -> (scales, mins): two pairs of vectors, dword r of the
+    first holding row r's 6-bit values 0..3, of the second 4..7 (one a byte; llama.cpp's
+    word-mask unpacking of get_scale_min_k4, 16 rows at a time)."""
+    u0, u1, u2 = (load(builder, base, builder.add(at, i64(64 * u)), _V16I32) for u in range(3))
+    k1, k2, k3 = (vconst(_V16I32, v) for v in (0x3F3F3F3F, 0x0F0F0F0F, 0x03030303))
+    c4, c6 = vconst(_V16I32, 4), vconst(_V16I32, 6)
+    sc_hi = builder.or_(
+        builder.and_(u2, k2), builder.shl(builder.and_(builder.lshr(u0, c6), k3), c4)
+    )
+    m_hi = builder.or_(builder.and_(builder.lshr(u2, c4), k2),
+                       builder.shl(builder.and_(builder.lshr(u1, c6), k3), c4))  # fmt: skip
+    return (builder.and_(u0, k1), sc_hi), (builder.and_(u1, k1), m_hi)
 
 
 def _weight_vectors(builder, base, at, qb):
@@ -228,16 +373,15 @@ class Drivers(NamedTuple):
 
 def _make_drivers(kind: str) -> Drivers:
     """One type's kernels: closures over its name and constants only, so numba caches each."""
-    qb = quant_bytes(record_bytes(kind))
-    has_min = LAYOUTS[kind][2] >= 0
+    act = ACT_BLOCK[kind]
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def matvec(w, x, xq, dx, xs, bs, out):
-        """out = W @ x: x quantized per 32 (the fused matvec's
+        """out = W @ x: x quantized per 32 (Q4_K: per 256; the fused matvec's
         scratch xq, dx, xs, bs), then the row groups split over the threads in contiguous
         runs (numba's static schedule)."""
         recs = w[0]
-        quantize_activations(x, 32, xq, dx, xs, bs)
+        quantize_activations(x, act, xq, dx, xs, bs)
         xq2, bs2 = xq.reshape((1, xq.size)), bs.reshape((1, bs.size))
         dx2, xs2, out2 = (
             dx.reshape((1, dx.size)),
@@ -254,7 +398,7 @@ def _make_drivers(kind: str) -> Drivers:
         recs = w[0]
         n_vec = xs.shape[0]
         for v in range(n_vec):
-            quantize_activations(xs[v], 32, xq[v], dx[v], xsum[v], bs[v])
+            quantize_activations(xs[v], act, xq[v], dx[v], xsum[v], bs[v])
         for g in numba.prange(recs.shape[0]):
             v = 0
             while v + 8 <= n_vec:
@@ -268,6 +412,13 @@ def _make_drivers(kind: str) -> Drivers:
                 v += 2
             if v < n_vec:
                 _group_dots(kind, recs, g, xq, bs, dx, xsum, out, v, 1)
+
+    return Drivers(matvec, matvecs, _k4_dequantize_rows if kind == "Q4_K" else _dequantizer(kind))
+
+
+def _dequantizer(kind: str):
+    qb = quant_bytes(record_bytes(kind))
+    has_min = LAYOUTS[kind][2] >= 0
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
     def dequantize_rows(recs, lo, hi, dst):
@@ -297,19 +448,56 @@ def _make_drivers(kind: str) -> Drivers:
                             else:
                                 dst[r - lo, at] = (n - 8) * d
 
-    return Drivers(matvec, matvecs, dequantize_rows)
+    return dequantize_rows
 
 
-DRIVERS = {name: _make_drivers(name) for name in LAYOUTS}
+@numba.njit(inline="always")
+def _k4_scale_min(rec, lane, s):
+    """get_scale_min_k4 of row ``lane``'s sub-block s from a Q4_K record's scale vectors."""
+    at = K4_SCALES + 4 * lane
+
+    def byte(i):
+        return np.int64(rec[at + 64 * (i // 4) + i % 4])
+
+    if s < 4:
+        return byte(s) & 63, byte(s + 4) & 63
+    return (byte(s + 4) & 0xF) | ((byte(s - 4) >> 6) << 4), (byte(s + 4) >> 4) | (
+        (byte(s) >> 6) << 4
+    )
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _k4_dequantize_rows(recs, lo, hi, dst):
+    """Rows [lo, hi) of Q4_K records as f32 into dst: GGML's d * sc * q - dmin * m."""
+    for r in range(lo, hi):
+        g, lane = r // GROUP, r % GROUP
+        h16 = recs[g].view(np.uint16)
+        for sb in range(recs.shape[1]):
+            rec = recs[g, sb]
+            d = half_to_float(h16[sb, K4_QUANTS // 2 + lane])
+            dmin = half_to_float(h16[sb, K4_QUANTS // 2 + GROUP + lane])
+            for s in range(8):
+                sc, m = _k4_scale_min(rec, lane, s)
+                d1, m1 = d * np.float32(sc), dmin * np.float32(m)
+                for k in range(8):
+                    for i in range(4):
+                        q = rec[512 * (s // 2) + 64 * k + 4 * lane + i]
+                        n = np.float32((q >> (4 * (s % 2))) & 15)
+                        dst[r - lo, 256 * sb + 32 * s + 4 * k + i] = d1 * n - m1
+
+
+DRIVERS = {name: _make_drivers(name) for name in TYPES}
 
 
 @intrinsic
 def _unpack_quants(typingctx, kind, recs, g, b, wq):
     """wq[8b * 16 : (8b + 8) * 16] = record (g, b)'s quants as int8gemm's 8 vectors of 16
-    unsigned weight dwords (:func:`_weight_vectors`); ``kind`` the type, a string literal."""
+    unsigned weight dwords (:func:`_weight_vectors`); ``kind`` the type, a string literal.
+    Q4_K: record (g, b) is super-block b, its 8 sub-blocks the panel's blocks 8b .. 8b + 7."""
     if not isinstance(kind, types.StringLiteral):
         return None
     record = record_bytes(kind.literal_value)
+    k4 = kind.literal_value == "Q4_K"
 
     def codegen(context, builder, sig, args):
         _, rt, _, _, wqt = sig.args
@@ -319,6 +507,17 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
         nb, rec = builder.extract_value(ary.shape, 1), builder.extract_value(ary.shape, 2)
         base = builder.mul(builder.add(builder.mul(g_v, nb), b_v), rec)
         dst = data(context, builder, wqt, wq_v)
+        if k4:  # chunk j's 8 byte vectors: sub-block 2j's low nibbles, 2j + 1's high
+            at = builder.mul(b_v, i64(8 * 8 * GROUP * 4))
+            m4 = vconst(_V16I32, 0x0F0F0F0F)
+            for j in range(4):
+                for k in range(8):
+                    z = load(builder, rp, builder.add(base, i64(512 * j + 64 * k)), _V16I32)
+                    lo = builder.and_(z, m4)
+                    hi = builder.and_(builder.lshr(z, vconst(_V16I32, 4)), m4)
+                    store(builder, lo, dst, builder.add(at, i64(1024 * j + 64 * k)))
+                    store(builder, hi, dst, builder.add(at, i64(1024 * j + 512 + 64 * k)))
+            return context.get_dummy_value()
         at = builder.mul(b_v, i64(8 * GROUP * 4))
         ws = _weight_vectors(builder, rp, base, quant_bytes(record))
         for k, w in enumerate(ws):
@@ -339,6 +538,23 @@ def _pack_panel(kind, recs, f16, r0, wq, wd, wm):
     if not isinstance(kind, types.StringLiteral):
         return None
     name = kind.literal_value
+    if name == "Q4_K":
+
+        def impl_k4(kind, recs, f16, r0, wq, wd, wm):
+            g = r0 // GROUP
+            h16 = recs[g].view(np.uint16)
+            for sb in range(recs.shape[1]):
+                _unpack_quants(name, recs, g, sb, wq)
+                rec = recs[g, sb]
+                for r in range(GROUP):
+                    d = half_to_float(h16[sb, K4_QUANTS // 2 + r])
+                    dmin = half_to_float(h16[sb, K4_QUANTS // 2 + GROUP + r])
+                    for s in range(8):  # int8pack.pack_k4_scales' d * sc and -dmin * m
+                        sc, m = _k4_scale_min(rec, r, s)
+                        wd[(8 * sb + s) * GROUP + r] = d * np.float32(sc)
+                        wm[(8 * sb + s) * GROUP + r] = -(dmin * np.float32(m))
+
+        return impl_k4
     qh = quant_bytes(record_bytes(name)) // 2  # the scales' first f16, the mins' 16 later
     has_min = LAYOUTS[name][2] >= 0
 

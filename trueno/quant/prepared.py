@@ -195,7 +195,7 @@ class PreparedWeight:
             self.backend = "numpy"
             self._f32 = rows.view(np.float32)
         elif rec is not None and rec.fits(shape[1]) and rec.best_level(level) is not None:
-            self._bind(rec, level, relayout and rec.relayout is not None)
+            self._bind(rec, level, relayout)
         if self._kernel is None and self._f32 is None:  # no SIMD driver, no f32 copy
             if self.format.matvec_numba is not None:
                 self.backend = "numba"
@@ -204,13 +204,15 @@ class PreparedWeight:
                 self.backend = "numpy"
                 self._f32 = api.dequantize(rows, self.ggml_type, shape)
 
-    def _bind(self, rec, level: str, relaid: bool) -> None:
-        """Take the record's best kernel at or below ``level`` (re-laying the blocks when its
-        re-laid form has one)."""
+    def _bind(self, rec, level: str, relayout: bool) -> None:
+        """Take the record's best kernel at or below ``level`` (re-laying the blocks, when
+        ``relayout`` allows, in groups of 16 rows or for the record's re-laid form)."""
         from trueno.quant import fused, grouped
 
-        lvl = rec.best_level(level, relaid=True) if relaid else None
-        if lvl is not None and grouped.applies(rec.name, lvl, self.shape):
+        top = rec.best_level(level)
+        lvl = rec.best_level(level, relaid=True) if relayout and rec.relayout else None
+        if relayout and grouped.applies(rec.name, top, self.shape):
+            lvl = top
             self._grouped = grouped.regroup(self.blocks, rec.name)
             self.blocks = None  # the grouped copy replaces the GGML bytes
             self._weights = (self._grouped,)
