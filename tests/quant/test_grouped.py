@@ -1,7 +1,7 @@
-"""Q4_0 and Q4_1 in groups of 16 rows (trueno.quant.grouped): the matvec against gguf-py and a
-float64 product within the int8-activation bound; the B-vector kernel equal to it bit for bit
-for any B; the dequantize exact; prefill's int8 GEMM equal bit for bit to the paired layout's;
-and which weights take the layout."""
+"""Q4_0, Q4_1, Q8_0 and Q4_K in groups of 16 rows (trueno.quant.grouped): the matvec against
+gguf-py and a float64 product within the int8-activation bound; the B-vector kernel equal to it
+bit for bit for any B; the dequantize exact; prefill's int8 GEMM equal bit for bit to the
+paired layout's (Q4_K: the GGML blocks'); and which weights take the layout."""
 
 from __future__ import annotations
 
@@ -21,7 +21,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-TYPES = list(grouped.LAYOUTS)
+TYPES = list(grouped.TYPES)
+
+
+def block_cols(name: str) -> int:
+    return 256 if name == "Q4_K" else 32
 
 
 def quantized(rng, rows: int, cols: int, scale: float = 1.0, name: str = "Q4_0"):
@@ -43,21 +47,24 @@ def gguf_weights(blocks: np.ndarray, shape, name: str) -> np.ndarray:
 )
 def test_matvec_matches_gguf_reference(name, groups, n_blocks, scale, seed):
     rng = np.random.default_rng(seed)
-    rows, cols = 16 * groups, 32 * n_blocks
+    rows, cols = 16 * groups, block_cols(name) * n_blocks
     blocks = quantized(rng, rows, cols, scale, name)
     p = PreparedWeight(blocks, name, (rows, cols))
     assert p.grouped and p.isa == "avx512" and p.nbytes == blocks.nbytes
     x = (rng.standard_normal(cols) * rng.uniform(0.1, 10)).astype(np.float32)
     x[:32] = 0  # an all-zero activation block (scale 0)
     w = gguf_weights(blocks, (rows, cols), name).astype(np.float64)
-    check_int8_activations(p.matvec(x), w, x, w @ x.astype(np.float64), 32)
+    check_int8_activations(p.matvec(x), w, x, w @ x.astype(np.float64), grouped.ACT_BLOCK[name])
 
 
 @pytest.mark.parametrize("name", TYPES)
-@pytest.mark.parametrize("cols", [32, 96, 2048])
-def test_matvecs_equal_matvec_for_every_batch(name, cols):
+@pytest.mark.parametrize("cols", [1, 3, 8])
+@pytest.mark.parametrize("rows", [64, 16 * 131])
+def test_matvecs_equal_matvec_for_every_batch(name, cols, rows):
+    """131 groups: chunks of 8 or 9 groups, each two runs of 2 in step and a rest of 0 or 1
+    (grouped.STREAMS); the B-vector kernel reads one group at a time."""
     rng = np.random.default_rng(cols)
-    rows = 64
+    cols *= block_cols(name)
     p = PreparedWeight(quantized(rng, rows, cols, name=name), name, (rows, cols))
     assert p.grouped
     for n in range(1, 18):  # 8s, then a 4, a 2 and a 1 of the remainder
@@ -71,24 +78,26 @@ def test_matvecs_equal_matvec_for_every_batch(name, cols):
 @pytest.mark.parametrize("name", TYPES)
 def test_dequantize_is_exact(name):
     rng = np.random.default_rng(5)
-    blocks = quantized(rng, 48, 160, name=name)
-    p = PreparedWeight(blocks, name, (48, 160))
+    cols = 5 * block_cols(name)
+    blocks = quantized(rng, 48, cols, name=name)
+    p = PreparedWeight(blocks, name, (48, cols))
     assert p.grouped
-    assert np.array_equal(p.dequantize(), gguf_weights(blocks, (48, 160), name))
+    assert np.array_equal(p.dequantize(), gguf_weights(blocks, (48, cols), name))
 
 
 @pytest.mark.parametrize("name", TYPES)
 @pytest.mark.parametrize("n_tok", [13, 37, 130])
 def test_int8_gemm_equals_the_paired_layouts(name, n_tok, monkeypatch):
     """Prefill's GEMM packs its panels from the records: the same unsigned weights and f32
-    scales (and mins) as from the paired layout, so the same products bit for bit."""
+    scales (and mins) as from the paired layout (Q4_K: from its GGML blocks), so the same
+    products bit for bit."""
     rng = np.random.default_rng(n_tok)
-    rows, cols = 80, 640
+    rows, cols = 80, 3 * 256
     blocks = quantized(rng, rows, cols, name=name)
     g = PreparedWeight(blocks, name, (rows, cols))
     monkeypatch.setattr(grouped, "ENABLED", False)
     p = PreparedWeight(blocks, name, (rows, cols))
-    assert g.grouped and p.relaid and not p.grouped
+    assert g.grouped and not p.grouped and p.relaid == (name != "Q4_K")
     xs = rng.standard_normal((n_tok, cols)).astype(np.float32)
     assert np.array_equal(g.matmul(xs), p.matmul(xs))
 
@@ -102,5 +111,23 @@ def test_which_weights_are_grouped(monkeypatch):
     assert not PreparedWeight(q4, "Q4_0", (32, 64), isa="avx2").grouped
     q5 = quantized(rng, 32, 64, name="Q5_0")
     assert not PreparedWeight(q5, "Q5_0", (32, 64)).grouped
+    k4 = quantized(rng, 32, 256, name="Q4_K")
+    assert PreparedWeight(k4, "Q4_K", (32, 256)).grouped
+    assert not PreparedWeight(k4, "Q4_K", (32, 256), relayout=False).grouped
     monkeypatch.setattr(grouped, "ENABLED", False)
     assert not PreparedWeight(q4, "Q4_0", (32, 64)).grouped
+
+
+def test_q4_k_sums_equal_the_ggml_row_dots(monkeypatch):
+    """The grouped Q4_K kernel sums the k4 row dot's integers (sc * isum per sub-block, m *
+    bsum per 16) from the same Q8_K activations: only the f32 order and the one i32 -> f32
+    rounding of the eight scaled sums differ."""
+    rng = np.random.default_rng(11)
+    rows, cols = 16 * 70, 4 * 256
+    blocks = quantized(rng, rows, cols, name="Q4_K")
+    g = PreparedWeight(blocks, "Q4_K", (rows, cols))
+    monkeypatch.setattr(grouped, "ENABLED", False)
+    p = PreparedWeight(blocks, "Q4_K", (rows, cols))
+    x = rng.standard_normal(cols).astype(np.float32)
+    yg, yp = g.matvec(x).astype(np.float64), p.matvec(x).astype(np.float64)
+    assert np.allclose(yg, yp, rtol=1e-5, atol=1e-5 * np.abs(yp).max())

@@ -14,7 +14,7 @@ from test_int8mm import gguf_reference
 from test_kernel_records import level_param
 from test_prepared import check_exact, check_int8_activations
 
-from trueno.quant import api
+from trueno.quant import api, grouped
 from trueno.quant.base import F16_TO_F32
 from trueno.quant.prepared import MATVEC_ROWS, PreparedWeight
 
@@ -66,8 +66,10 @@ def test_gemm_matches_gguf_reference(name, level, n_tok, rows, n_blocks, scale, 
     rng = np.random.default_rng(seed)
     cols = (256 if name in K_QUANTS else 32) * n_blocks
     blocks, p = prepared(rng, name, rows, cols, level)
-    # re-laid in pairs, or in groups of 16 rows (grouped.py) where the rows allow at avx512
-    assert p.isa == level and (p.relaid or p.grouped) == (name in RELAID)
+    # re-laid in groups of 16 rows (grouped.py) where the type and rows allow at avx512, else
+    # the 32-weight types in pairs
+    assert p.isa == level and p.grouped == grouped.applies(name, level, (rows, cols))
+    assert p.relaid == (name in RELAID and not p.grouped)
     xs = (rng.standard_normal((n_tok, cols)) * scale).astype(np.float32)
     xs[0, :32] = 0  # an all-zero activation block (scale 0)
     got = gemm(p, xs)
@@ -186,7 +188,7 @@ def test_ir_packing_of_k_quants_equals_numba_packing(name, level):
     W = int8pack.TILE_SHAPE[level][0]
     rng = np.random.default_rng(12)
     rows, cols = 3 * W, 768  # 3 super-blocks: Q6_K's 210-byte blocks at odd offsets
-    blocks = prepared(rng, name, rows, cols, level)[1].blocks
+    blocks = prepared(rng, name, rows, cols, level)[0]
     kind = f"{level}/{int8gemm.FORMS[name][0]}"
 
     @numba.njit

@@ -86,6 +86,16 @@ ACT_BLOCK = {"Q4_0": 32, "Q4_1": 32, "Q8_0": 32, "Q4_K": 256}  # activations per
 # 18.3-19.8 in the same runs)
 PREFETCH_BYTES = 3456
 PREFETCH_LOCALITY = 2  # llvm.prefetch's hint: prefetcht1 (into L2)
+# Q4_K prefetches one record (2304 bytes) ahead: 1B layers, 2 threads, 0 / 2304 / 6912 /
+# 11520 bytes ahead read 19.2 / 20.7 / 18.6 / 18.7 GB/s (3456: 19.3-19.9)
+K4_PREFETCH_BYTES = 2304
+# The one-vector matvec reads a thread's row groups as STREAMS runs in step (record b of each
+# run in turn), CHUNKS contiguous chunks of groups over the threads: the hardware prefetcher
+# follows several streams per core better than one. A plain numba read of 547 MB, 2 threads:
+# one stream a thread 17-24.5 GB/s, four 26.5-27.7; the Q4_0 matvec on the 1B layers 22.3-22.4
+# -> 23.8-25.7 GB/s (2 streams 22.8, 8 24.2; 16 chunks as fast as 2)
+STREAMS = 4
+CHUNKS = 16
 
 _V16I32 = ir.VectorType(I32, 16)
 _V16F32 = ir.VectorType(F32, 16)
@@ -151,25 +161,28 @@ def _regroup_k4(blocks: np.ndarray) -> np.ndarray:
 
 
 @intrinsic
-def _group_dots(typingctx, kind, w, g, xq, bs, dx, xs, out, v0, n_vec):
+def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_vec):
     """out[v, 16g : 16g + 16] = the 16 rows of group ``g`` dotted with the int8 activations of
     vectors v0 .. v0 + n_vec - 1 (``xq`` (B, cols) int8, ``bs`` (B, cols // 16) int16 sums per
     16, ``dx`` (B, cols // 32) f32 scales, ``xs`` (B, cols // 32) dx times the block sums);
     ``kind`` (the type's name) a string literal, ``n_vec`` an integer literal."""
     if not isinstance(kind, types.StringLiteral) or not isinstance(n_vec, types.IntegerLiteral):
         return None
+    if not isinstance(n_grp, types.IntegerLiteral):
+        return None
     nv = n_vec.literal_value
-    sig = types.void(kind, w, g, xq, bs, dx, xs, out, v0, n_vec)
+    ng = n_grp.literal_value
+    sig = types.void(kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_vec)
     if kind.literal_value == "Q4_K":
-        return sig, _k4_codegen(nv)
+        return sig, _k4_codegen(nv, ng)
     block_bytes, _, m_at, zero_point = LAYOUTS[kind.literal_value]
     record = GROUP * block_bytes
     qb = quant_bytes(record)
     has_min = m_at >= 0
 
     def codegen(context, builder, sig, args):
-        _, wt, _, xqt, bst, dxt, xst, outt, _, _ = sig.args
-        _, w_v, g_v, xq_v, bs_v, dx_v, xs_v, out_v, v0_v, _ = args
+        _, wt, _, _, _, xqt, bst, dxt, xst, outt, _, _ = sig.args
+        _, w_v, g_v, gs_v, _, xq_v, bs_v, dx_v, xs_v, out_v, v0_v, _ = args
         wp = data(context, builder, wt, w_v)
         w_ary = context.make_array(wt)(context, builder, w_v)
         nb = builder.extract_value(w_ary.shape, 1)
@@ -178,54 +191,52 @@ def _group_dots(typingctx, kind, w, g, xq, bs, dx, xs, out, v0, n_vec):
         srow = [row_ptr(context, builder, bst, bs_v, v) for v in vecs]
         drow = [row_ptr(context, builder, dxt, dx_v, v) for v in vecs]
         xrow_s = [row_ptr(context, builder, xst, xs_v, v) for v in vecs]
-        accs = [Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)]
-        gbase = builder.mul(builder.mul(g_v, nb), i64(record))
+        gs = [builder.add(g_v, builder.mul(gs_v, i64(i))) for i in range(ng)]
+        accs = [[Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)] for _ in gs]
+        gbases = [builder.mul(builder.mul(gi, nb), i64(record)) for gi in gs]
         end = builder.mul(builder.extract_value(w_ary.shape, 0), builder.mul(nb, i64(record)))
-        i32 = ir.IntType(32)
-        fetch = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32]),
-            "llvm.prefetch.p0",
-        )
+        prefetch = _prefetcher(builder)
         with cgutils.for_range(builder, nb) as loop:
             b = loop.index
-            base = builder.add(gbase, builder.mul(b, i64(record)))
-            ahead = builder.add(base, i64(PREFETCH_BYTES))
-            with builder.if_then(builder.icmp_signed("<", ahead, end)):
-                for line in range(0, record + 63, 64):  # every line the record touches
-                    ptr = builder.gep(wp, [builder.add(ahead, i64(line))])
-                    builder.call(fetch, [ptr, i32(0), i32(PREFETCH_LOCALITY), i32(1)])
-            ws = _weight_vectors(builder, wp, base, qb)
-            dw = _halves(builder, wp, builder.add(base, i64(qb)))
-            if has_min:
-                mw = _halves(builder, wp, builder.add(base, i64(qb + 32)))
-            x_at = builder.mul(b, i64(32))
-            for v in range(nv):
-                if zero_point:  # -zp * the block's activation sum (from its two 16-sums)
-                    s0 = load(builder, srow[v], builder.mul(b, i64(4)), I16)
-                    s1 = load(builder, srow[v], builder.add(builder.mul(b, i64(4)), i64(2)), I16)
-                    xsum = builder.add(builder.sext(s0, I32), builder.sext(s1, I32))
-                    isum = splat(builder, builder.mul(xsum, ir.Constant(I32, -zero_point)), 16)
-                else:
-                    isum = ir.Constant(_V16I32, None)
-                for k in range(8):
-                    at = builder.add(x_at, i64(4 * k))
-                    a = splat(builder, load(builder, xrow[v], at, I32), 16)
-                    isum = x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, ws[k], a)
-                dxs = splat(builder, load(builder, drow[v], builder.mul(b, i64(4)), F32), 16)
-                scale = builder.fmul(dw, dxs)
-                acc = llvm(builder, "llvm.fma.v16f32", _V16F32,
-                           builder.sitofp(isum, _V16F32), scale, accs[v].get())  # fmt: skip
+            for i, gbase in enumerate(gbases):
+                base = builder.add(gbase, builder.mul(b, i64(record)))
+                ahead = builder.add(base, i64(PREFETCH_BYTES))
+                with builder.if_then(builder.icmp_signed("<", ahead, end)):
+                    for line in range(0, record + 63, 64):  # every line the record touches
+                        prefetch(builder.gep(wp, [builder.add(ahead, i64(line))]))
+                ws = _weight_vectors(builder, wp, base, qb)
+                dw = _halves(builder, wp, builder.add(base, i64(qb)))
                 if has_min:
-                    at = builder.mul(b, i64(4))
-                    xsum_f = splat(builder, load(builder, xrow_s[v], at, F32), 16)
-                    acc = llvm(builder, "llvm.fma.v16f32", _V16F32, mw, xsum_f, acc)
-                accs[v].set(acc)
-        col = builder.mul(g_v, i64(4 * GROUP))
-        for v in range(nv):
-            dst = row_ptr(context, builder, outt, out_v, vecs[v])
-            ptr = builder.bitcast(builder.gep(dst, [col]), _V16F32.as_pointer())
-            builder.store(accs[v].get(), ptr, align=4)
+                    mw = _halves(builder, wp, builder.add(base, i64(qb + 32)))
+                x_at = builder.mul(b, i64(32))
+                for v in range(nv):
+                    if zero_point:  # -zp * the block's activation sum (from its two 16-sums)
+                        s0 = load(builder, srow[v], builder.mul(b, i64(4)), I16)
+                        at1 = builder.add(builder.mul(b, i64(4)), i64(2))
+                        s1 = load(builder, srow[v], at1, I16)
+                        xsum = builder.add(builder.sext(s0, I32), builder.sext(s1, I32))
+                        isum = splat(builder, builder.mul(xsum, ir.Constant(I32, -zero_point)), 16)
+                    else:
+                        isum = ir.Constant(_V16I32, None)
+                    for k in range(8):
+                        at = builder.add(x_at, i64(4 * k))
+                        a = splat(builder, load(builder, xrow[v], at, I32), 16)
+                        isum = x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, ws[k], a)
+                    dxs = splat(builder, load(builder, drow[v], builder.mul(b, i64(4)), F32), 16)
+                    scale = builder.fmul(dw, dxs)
+                    acc = llvm(builder, "llvm.fma.v16f32", _V16F32,
+                               builder.sitofp(isum, _V16F32), scale, accs[i][v].get())  # fmt: skip
+                    if has_min:
+                        at = builder.mul(b, i64(4))
+                        xsum_f = splat(builder, load(builder, xrow_s[v], at, F32), 16)
+                        acc = llvm(builder, "llvm.fma.v16f32", _V16F32, mw, xsum_f, acc)
+                    accs[i][v].set(acc)
+        for i, gi in enumerate(gs):
+            col = builder.mul(gi, i64(4 * GROUP))
+            for v in range(nv):
+                dst = row_ptr(context, builder, outt, out_v, vecs[v])
+                ptr = builder.bitcast(builder.gep(dst, [col]), _V16F32.as_pointer())
+                builder.store(accs[i][v].get(), ptr, align=4)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -245,7 +256,7 @@ def _prefetcher(builder):
     return prefetch
 
 
-def _k4_codegen(nv: int):
+def _k4_codegen(nv: int, ng: int):
     """Q4_K's :func:`_group_dots`: per record (16 rows x one super-block), for each sub-block s
     the 16 rows' integer dots isum_s (eight vpdpbusd) times their 6-bit scales, summed in i32
     (simd.py's k4 row dot sums the same products); the mins' sum_s m_s * bsum_s by vpdpwssd
@@ -257,8 +268,8 @@ def _k4_codegen(nv: int):
     record = record_bytes("Q4_K")
 
     def codegen(context, builder, sig, args):
-        _, wt, _, xqt, bst, dxt, _, outt, _, _ = sig.args
-        _, w_v, g_v, xq_v, bs_v, dx_v, _, out_v, v0_v, _ = args
+        _, wt, _, _, _, xqt, bst, dxt, _, outt, _, _ = sig.args
+        _, w_v, g_v, gs_v, _, xq_v, bs_v, dx_v, _, out_v, v0_v, _ = args
         wp = data(context, builder, wt, w_v)
         w_ary = context.make_array(wt)(context, builder, w_v)
         nsb = builder.extract_value(w_ary.shape, 1)
@@ -266,69 +277,78 @@ def _k4_codegen(nv: int):
         xrow = [row_ptr(context, builder, xqt, xq_v, v) for v in vecs]
         srow = [row_ptr(context, builder, bst, bs_v, v) for v in vecs]
         drow = [row_ptr(context, builder, dxt, dx_v, v) for v in vecs]
-        accs = [Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)]
-        maccs = [Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)]
-        gbase = builder.mul(builder.mul(g_v, nsb), i64(record))
+        gs = [builder.add(g_v, builder.mul(gs_v, i64(i))) for i in range(ng)]
+        accs = [[Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)] for _ in gs]
+        maccs = [[Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)] for _ in gs]
+        gbases = [builder.mul(builder.mul(gi, nsb), i64(record)) for gi in gs]
         end = builder.mul(builder.extract_value(w_ary.shape, 0), builder.mul(nsb, i64(record)))
         prefetch = _prefetcher(builder)
         m4 = vconst(_V16I32, 0x0F0F0F0F)
         byte = vconst(_V16I32, 0xFF)
         with cgutils.for_range(builder, nsb) as loop:
             sb = loop.index
-            base = builder.add(gbase, builder.mul(sb, i64(record)))
-            ahead = builder.add(base, i64(PREFETCH_BYTES))
-            with builder.if_then(builder.icmp_signed("<", builder.add(ahead, i64(record)), end)):
-                for line in range(0, record, 64):
-                    prefetch(builder.gep(wp, [builder.add(ahead, i64(line))]))
-            scales, mins = _k4_scales(builder, wp, builder.add(base, i64(K4_SCALES)))
-            sc = [builder.and_(builder.lshr(scales[s // 4], vconst(_V16I32, 8 * (s % 4))), byte)
-                  for s in range(8)]  # fmt: skip
-            # m_s in both i16 halves of each lane: vpdpwssd against a dword of two bsums
-            m2 = [builder.mul(builder.and_(builder.lshr(mins[s // 4], vconst(_V16I32, 8 * (s % 4))),
-                                           byte), vconst(_V16I32, 0x10001))
-                  for s in range(8)]  # fmt: skip
-            tots = [ir.Constant(_V16I32, None)] * nv
-            for j in range(4):  # a chunk: sub-blocks 2j (low nibbles) and 2j + 1 (high)
-                zs = [load(builder, wp, builder.add(base, i64(512 * j + 64 * k)), _V16I32)
-                      for k in range(8)]  # fmt: skip
-                for half_ in range(2):
-                    s = 2 * j + half_
-                    if half_ == 0:
-                        ws = [builder.and_(z, m4) for z in zs]
-                    else:
-                        ws = [builder.and_(builder.lshr(z, vconst(_V16I32, 4)), m4) for z in zs]
-                    for v in range(nv):
-                        x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * s))
-                        isum = ir.Constant(_V16I32, None)
-                        for k in range(8):
-                            a = splat(builder, load(builder, xrow[v], builder.add(x_at, i64(4 * k)),
-                                                    I32), 16)  # fmt: skip
-                            isum = x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum,
-                                       ws[k], a)  # fmt: skip
-                        tots[v] = builder.add(tots[v], builder.mul(isum, sc[s]))
-            dw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS)))
-            mw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS + 32)))
+            for i, gbase in enumerate(gbases):
+                base = builder.add(gbase, builder.mul(sb, i64(record)))
+                ahead = builder.add(base, i64(K4_PREFETCH_BYTES))
+                with builder.if_then(
+                    builder.icmp_signed("<", builder.add(ahead, i64(record)), end)
+                ):
+                    for line in range(0, record, 64):
+                        prefetch(builder.gep(wp, [builder.add(ahead, i64(line))]))
+                _k4_record(builder, wp, base, sb, xrow, srow, drow, accs[i], maccs[i], m4, byte)
+        for i, gi in enumerate(gs):
+            col = builder.mul(gi, i64(4 * GROUP))
             for v in range(nv):
-                msum = ir.Constant(_V16I32, None)
-                for s in range(8):  # bs holds the sums per 16: two per sub-block, one dword
-                    at = builder.add(builder.mul(sb, i64(32)), i64(4 * s))
-                    pair = splat(builder, load(builder, srow[v], at, I32), 16)
-                    msum = x86(builder, "llvm.x86.avx512.vpdpwssd.512", _V16I32, msum, m2[s],
-                               pair)  # fmt: skip
-                dxs = splat(builder, load(builder, drow[v], builder.mul(sb, i64(4)), F32), 16)
-                fma = "llvm.fma.v16f32"
-                accs[v].set(llvm(builder, fma, _V16F32, builder.sitofp(tots[v], _V16F32),
-                                 builder.fmul(dw, dxs), accs[v].get()))  # fmt: skip
-                maccs[v].set(llvm(builder, fma, _V16F32, builder.sitofp(msum, _V16F32),
-                                  builder.fmul(mw, dxs), maccs[v].get()))  # fmt: skip
-        col = builder.mul(g_v, i64(4 * GROUP))
-        for v in range(nv):
-            dst = row_ptr(context, builder, outt, out_v, vecs[v])
-            ptr = builder.bitcast(builder.gep(dst, [col]), _V16F32.as_pointer())
-            builder.store(builder.fsub(accs[v].get(), maccs[v].get()), ptr, align=4)
+                dst = row_ptr(context, builder, outt, out_v, vecs[v])
+                ptr = builder.bitcast(builder.gep(dst, [col]), _V16F32.as_pointer())
+                builder.store(builder.fsub(accs[i][v].get(), maccs[i][v].get()), ptr, align=4)
         return context.get_dummy_value()
 
     return codegen
+
+
+def _k4_record(builder, wp, base, sb, xrow, srow, drow, accs, maccs, m4, byte):
+    """One Q4_K record (at byte ``base``, super-block ``sb``) into each vector's accumulators."""
+    nv = len(xrow)
+    scales, mins = _k4_scales(builder, wp, builder.add(base, i64(K4_SCALES)))
+    sc = [builder.and_(builder.lshr(scales[s // 4], vconst(_V16I32, 8 * (s % 4))), byte)
+          for s in range(8)]  # fmt: skip
+    # m_s in both i16 halves of each lane: vpdpwssd against a dword of two bsums
+    m2 = [builder.mul(builder.and_(builder.lshr(mins[s // 4], vconst(_V16I32, 8 * (s % 4))),
+                                   byte), vconst(_V16I32, 0x10001))
+          for s in range(8)]  # fmt: skip
+    tots = [ir.Constant(_V16I32, None)] * nv
+    for j in range(4):  # a chunk: sub-blocks 2j (low nibbles) and 2j + 1 (high)
+        zs = [load(builder, wp, builder.add(base, i64(512 * j + 64 * k)), _V16I32)
+              for k in range(8)]  # fmt: skip
+        for half_ in range(2):
+            s = 2 * j + half_
+            if half_ == 0:
+                ws = [builder.and_(z, m4) for z in zs]
+            else:
+                ws = [builder.and_(builder.lshr(z, vconst(_V16I32, 4)), m4) for z in zs]
+            x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * s))
+            for v in range(nv):
+                isum = ir.Constant(_V16I32, None)
+                for k in range(8):
+                    a = splat(builder, load(builder, xrow[v], builder.add(x_at, i64(4 * k)), I32),
+                              16)  # fmt: skip
+                    isum = x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, ws[k], a)
+                tots[v] = builder.add(tots[v], builder.mul(isum, sc[s]))
+    dw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS)))
+    mw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS + 32)))
+    for v in range(nv):
+        msum = ir.Constant(_V16I32, None)
+        for s in range(8):  # bs holds the sums per 16: two per sub-block, one dword
+            at = builder.add(builder.mul(sb, i64(32)), i64(4 * s))
+            pair = splat(builder, load(builder, srow[v], at, I32), 16)
+            msum = x86(builder, "llvm.x86.avx512.vpdpwssd.512", _V16I32, msum, m2[s], pair)
+        dxs = splat(builder, load(builder, drow[v], builder.mul(sb, i64(4)), F32), 16)
+        fma = "llvm.fma.v16f32"
+        accs[v].set(llvm(builder, fma, _V16F32, builder.sitofp(tots[v], _V16F32),
+                         builder.fmul(dw, dxs), accs[v].get()))  # fmt: skip
+        maccs[v].set(llvm(builder, fma, _V16F32, builder.sitofp(msum, _V16F32),
+                          builder.fmul(mw, dxs), maccs[v].get()))  # fmt: skip
 
 
 def _k4_scales(builder, base, at):
@@ -388,8 +408,14 @@ def _make_drivers(kind: str) -> Drivers:
             xs.reshape((1, xs.size)),
             out.reshape((1, out.size)),
         )
-        for g in numba.prange(recs.shape[0]):
-            _group_dots(kind, recs, g, xq2, bs2, dx2, xs2, out2, 0, 1)
+        G = recs.shape[0]
+        for c in numba.prange(CHUNKS):  # a chunk of groups, read as STREAMS runs in step
+            lo, hi = G * c // CHUNKS, G * (c + 1) // CHUNKS
+            n = (hi - lo) // STREAMS
+            for t in range(n):
+                _group_dots(kind, recs, lo + t, n, STREAMS, xq2, bs2, dx2, xs2, out2, 0, 1)
+            for g in range(lo + n * STREAMS, hi):
+                _group_dots(kind, recs, g, 0, 1, xq2, bs2, dx2, xs2, out2, 0, 1)
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def matvecs(w, xs, xq, dx, xsum, bs, xt, out):
@@ -402,16 +428,16 @@ def _make_drivers(kind: str) -> Drivers:
         for g in numba.prange(recs.shape[0]):
             v = 0
             while v + 8 <= n_vec:
-                _group_dots(kind, recs, g, xq, bs, dx, xsum, out, v, 8)
+                _group_dots(kind, recs, g, 0, 1, xq, bs, dx, xsum, out, v, 8)
                 v += 8
             if v + 4 <= n_vec:
-                _group_dots(kind, recs, g, xq, bs, dx, xsum, out, v, 4)
+                _group_dots(kind, recs, g, 0, 1, xq, bs, dx, xsum, out, v, 4)
                 v += 4
             if v + 2 <= n_vec:
-                _group_dots(kind, recs, g, xq, bs, dx, xsum, out, v, 2)
+                _group_dots(kind, recs, g, 0, 1, xq, bs, dx, xsum, out, v, 2)
                 v += 2
             if v < n_vec:
-                _group_dots(kind, recs, g, xq, bs, dx, xsum, out, v, 1)
+                _group_dots(kind, recs, g, 0, 1, xq, bs, dx, xsum, out, v, 1)
 
     return Drivers(matvec, matvecs, _k4_dequantize_rows if kind == "Q4_K" else _dequantizer(kind))
 
