@@ -1,7 +1,7 @@
-"""Q4_0, Q4_1, Q8_0 and Q4_K in groups of 16 rows (trueno.quant.grouped): the matvec against
+"""Q4_0, Q4_1, Q8_0, Q4_K and Q6_K in groups of 16 rows (trueno.quant.grouped): the matvec against
 gguf-py and a float64 product within the int8-activation bound; the B-vector kernel equal to it
 bit for bit for any B; the dequantize exact; prefill's int8 GEMM equal bit for bit to the
-paired layout's (Q4_K: the GGML blocks'); and which weights take the layout."""
+paired layout's (the K-quants: their GGML blocks'); and which weights take the layout."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ TYPES = list(grouped.TYPES)
 
 
 def block_cols(name: str) -> int:
-    return 256 if name == "Q4_K" else 32
+    return 256 if name in ("Q4_K", "Q6_K") else 32
 
 
 def quantized(rng, rows: int, cols: int, scale: float = 1.0, name: str = "Q4_0"):
@@ -89,15 +89,15 @@ def test_dequantize_is_exact(name):
 @pytest.mark.parametrize("n_tok", [13, 37, 130])
 def test_int8_gemm_equals_the_paired_layouts(name, n_tok, monkeypatch):
     """Prefill's GEMM packs its panels from the records: the same unsigned weights and f32
-    scales (and mins) as from the paired layout (Q4_K: from its GGML blocks), so the same
-    products bit for bit."""
+    scales (and mins) as from the paired layout (the K-quants: from their GGML blocks), so the
+    same products bit for bit."""
     rng = np.random.default_rng(n_tok)
     rows, cols = 80, 3 * 256
     blocks = quantized(rng, rows, cols, name=name)
     g = PreparedWeight(blocks, name, (rows, cols))
     monkeypatch.setattr(grouped, "ENABLED", False)
     p = PreparedWeight(blocks, name, (rows, cols))
-    assert g.grouped and not p.grouped and p.relaid == (name != "Q4_K")
+    assert g.grouped and not p.grouped and p.relaid == (name in grouped.LAYOUTS)
     xs = rng.standard_normal((n_tok, cols)).astype(np.float32)
     assert np.array_equal(g.matmul(xs), p.matmul(xs))
 
@@ -118,16 +118,18 @@ def test_which_weights_are_grouped(monkeypatch):
     assert not PreparedWeight(q4, "Q4_0", (32, 64)).grouped
 
 
-def test_q4_k_sums_equal_the_ggml_row_dots(monkeypatch):
-    """The grouped Q4_K kernel sums the k4 row dot's integers (sc * isum per sub-block, m *
-    bsum per 16) from the same Q8_K activations: only the f32 order and the one i32 -> f32
-    rounding of the eight scaled sums differ."""
+@pytest.mark.parametrize("name", ["Q4_K", "Q6_K"])
+def test_k_quant_sums_equal_the_ggml_row_dots(name, monkeypatch):
+    """The grouped K-quant kernels sum the GGML row dots' integers (Q4_K: sc * isum per
+    sub-block and m * bsum per 16; Q6_K: sc * (isum - 32 * bsum) per 16) from the same Q8_K
+    activations: only the f32 order and the one i32 -> f32 rounding of the scaled sums
+    differ."""
     rng = np.random.default_rng(11)
     rows, cols = 16 * 70, 4 * 256
-    blocks = quantized(rng, rows, cols, name="Q4_K")
-    g = PreparedWeight(blocks, "Q4_K", (rows, cols))
+    blocks = quantized(rng, rows, cols, name=name)
+    g = PreparedWeight(blocks, name, (rows, cols))
     monkeypatch.setattr(grouped, "ENABLED", False)
-    p = PreparedWeight(blocks, "Q4_K", (rows, cols))
+    p = PreparedWeight(blocks, name, (rows, cols))
     x = rng.standard_normal(cols).astype(np.float32)
     yg, yp = g.matvec(x).astype(np.float64), p.matvec(x).astype(np.float64)
     assert np.allclose(yg, yp, rtol=1e-5, atol=1e-5 * np.abs(yp).max())

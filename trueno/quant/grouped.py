@@ -1,33 +1,40 @@
-"""Q4_0, Q4_1, Q8_0 in groups of 16 rows: the AVX-512 VNNI matvec as one stream per thread.
+"""Q4_0, Q4_1, Q8_0, Q4_K and Q6_K in groups of 16 rows: the AVX-512 VNNI matvec as streams.
 
 Decode at 1B parameters and up streams each weight from DRAM once per token, so a matvec is
 as fast as a core can keep loads in flight. The paired layout (relayout.py) spreads a row over
-its quants and its scales, and a thread walks two far-apart runs of rows; on the Xeon hosts
-here that read 18-20 GB/s where one plain stream reads 26 (BENCHMARKS.md). Here the weight is
-re-laid once at prepare time into records of 16 rows x 32 columns, in row-group order:
+its quants and its scales, and a thread walks two far-apart runs of rows; the K-quants' row
+dots read one row's blocks at a time and sum each row horizontally. Here the weight is re-laid
+once at prepare time into records of 16 rows, in row-group order, the GGML blocks' own bytes:
 
-    record (g, b) = the quants, then the 16 rows' f16 scales (Q4_1: then their f16 mins): 288,
-    320 or 544 bytes, the 16 GGML blocks' own bytes. Q4_0 / Q4_1: dword r of quant vector k
-    (k < 4) holds bytes 4k..4k+3 of row 16g + r's block b, whose low nibbles are weights
-    4k..4k+3 and high nibbles weights 16 + 4k..16 + 4k + 3 (GGML's pairing of element i with
-    i + 16). Q8_0: dword r of vector k (k < 8) holds its weights 4k..4k+3, each + 128.
+    record (g, b) of the 32-weight types = 16 rows x 32 columns: the quants, then the 16 rows'
+    f16 scales (Q4_1: then their f16 mins): 288, 320 or 544 bytes. Q4_0 / Q4_1: dword r of
+    quant vector k (k < 4) holds bytes 4k..4k+3 of row 16g + r's block b, whose low nibbles
+    are weights 4k..4k+3 and high nibbles weights 16 + 4k..16 + 4k + 3 (GGML's pairing of
+    element i with i + 16). Q8_0: dword r of vector k (k < 8) holds its weights 4k..4k+3,
+    each + 128. Q4_K (2304 bytes) and Q6_K (3360): 16 rows x one 256-weight super-block, laid
+    out the same way (:data:`K4_BYTES`, :data:`K6_BYTES`).
 
-A thread takes a contiguous run of row groups and reads it front to back, prefetching
-:data:`PREFETCH_BYTES` ahead. The 16 rows of a group sit in the 16 lanes of one register, so
-a block costs eight ``vpdpbusd`` with the activation dwords broadcast (int8gemm.py's tile,
-one token wide) and no horizontal sums:
+The 16 rows of a group sit in the 16 lanes of one register, so 32 weights cost eight
+``vpdpbusd`` with the activation dwords broadcast (int8gemm.py's tile, one token wide) and no
+horizontal sums:
 
     isum = -zp * sum(xq[block]) + sum_k dpbusd(w_k, bcast(xq[32b + 4k]))  (16 lanes, i32)
     acc  = fma(f32(isum), d_b * dx[b], acc)            (zp: Q4_0's 8, Q8_0's 128; Q4_1:
     acc  = fma(m_b, xs[b], acc)                         none, then its mins times dx * sum)
 
-The B-vector form runs exactly these operations for each vector over the same decoded
-weights, so ``matvecs``'s out[v] equals ``matvec(x[v])`` bit for bit, whatever B is. The
-integer sums equal the paired kernel's; the f32 order differs (a last-bits difference).
+The K-quants scale each sub-block's isum by its integer scale in i32 first, as the GGML row
+dots do (:func:`_k4_record`, :func:`_k6_record`), on activations quantized per 256.
+
+The one-vector matvec splits the row groups into :data:`CHUNKS` contiguous chunks over the
+threads and reads each chunk as :data:`STREAMS` runs in step, prefetching ahead in each. The
+B-vector form reads one group at a time and runs exactly the one-vector operations for each
+vector over the same decoded weights, so ``matvecs``'s out[v] equals ``matvec(x[v])`` bit for
+bit, whatever B is. The integer sums equal the GGML-layout kernels'; the f32 order differs (a
+last-bits difference).
 
 At the ``avx512`` level, for weights whose rows are a multiple of 16 (:func:`applies`);
 prefill's int8 GEMM packs its panels from this layout (:func:`pack_panel`), the same unsigned
-weights and scales as from the paired layout, so the same products.
+weights and scales as from the paired layout or the K-quants' GGML blocks, so the same products.
 """
 
 from __future__ import annotations
@@ -78,8 +85,16 @@ LAYOUTS = {"Q4_0": (18, 0, -1, 8), "Q4_1": (20, 0, 2, 0), "Q8_0": (34, 0, -1, 12
 K4_BYTES = 144
 K4_QUANTS = 2048  # 4 chunks x 8 vectors x 64 bytes
 K4_SCALES = K4_QUANTS + 64  # after the d and dmin halves
-TYPES = (*LAYOUTS, "Q4_K")
-ACT_BLOCK = {"Q4_0": 32, "Q4_1": 32, "Q8_0": 32, "Q4_K": 256}  # activations per int8 scale
+# Q6_K: 16 rows x one super-block (16 x 210 bytes): per half h of the super-block its low
+# nibbles ql (16 vectors, dword r of vector k row r's ql bytes 64h + 4k..), then per half its
+# high bits qh (8 vectors: row r's qh bytes 32h + 4k..), then the int8 scales per 16 weights
+# (4 vectors: row r's scale bytes 4u..4u+3), then the 16 d (f16)
+K6_BYTES = 210
+K6_QH = 2048
+K6_SCALES = 3072
+K6_D = 3328
+TYPES = (*LAYOUTS, "Q4_K", "Q6_K")
+ACT_BLOCK = {"Q4_0": 32, "Q4_1": 32, "Q8_0": 32, "Q4_K": 256, "Q6_K": 256}  # per int8 scale
 # prefetcht1 this far ahead of the record being read (12 records). 1B stand-in layers, 2
 # threads, cycling through all 112 Q4_0 matrices (547 MB): none 16.3-17.4 GB/s; 1152 B ahead
 # 20.8; 2304 B 22.0-22.8; 3456 B 23.4-23.7; 4608 B 22.3-23.7; 6912 B 23.2 (the paired kernel
@@ -104,7 +119,9 @@ _V16I16 = ir.VectorType(I16, 16)
 
 def record_bytes(type_name: str) -> int:
     """Bytes of one record: the 16 rows' quants and f16 fields (their GGML blocks' bytes)."""
-    return GROUP * (K4_BYTES if type_name == "Q4_K" else LAYOUTS[type_name][0])
+    if type_name in ("Q4_K", "Q6_K"):
+        return GROUP * (K4_BYTES if type_name == "Q4_K" else K6_BYTES)
+    return GROUP * LAYOUTS[type_name][0]
 
 
 def quant_bytes(record: int) -> int:
@@ -113,16 +130,19 @@ def quant_bytes(record: int) -> int:
 
 
 def applies(type_name: str, level: str | None, shape: tuple[int, int]) -> bool:
-    """Whether a weight takes this layout: Q4_0, Q4_1, Q8_0 or Q4_K at the avx512 level, rows
-    a multiple of 16."""
+    """Whether a weight takes this layout: one of :data:`TYPES` at the avx512 level, rows a
+    multiple of 16."""
     return ENABLED and type_name in TYPES and level == "avx512" and shape[0] % GROUP == 0
 
 
 def regroup(blocks: np.ndarray, type_name: str) -> np.ndarray:
     """GGML rows ``(rows, cols // 32 * block_bytes)`` uint8 -> the records ``(rows // 16,
-    cols // 32, record_bytes)`` uint8 (a copy; Q4_K: ``cols // 256`` records a group)."""
+    cols // 32, record_bytes)`` uint8 (a copy; the K-quants: ``cols // 256`` records a
+    group)."""
     if type_name == "Q4_K":
         return _regroup_k4(blocks)
+    if type_name == "Q6_K":
+        return _regroup_k6(blocks)
     block_bytes, d_at, m_at, _ = LAYOUTS[type_name]
     G = blocks.shape[0] // GROUP
     nb = blocks.shape[1] // block_bytes
@@ -157,6 +177,22 @@ def _regroup_k4(blocks: np.ndarray) -> np.ndarray:
     return out
 
 
+def _regroup_k6(blocks: np.ndarray) -> np.ndarray:
+    G = blocks.shape[0] // GROUP
+    nsb = blocks.shape[1] // K6_BYTES
+    b3 = blocks.reshape(G, GROUP, nsb, K6_BYTES)
+    out = np.empty((G, nsb, GROUP * K6_BYTES), np.uint8)
+    # (group, row, sb, half, k, byte) -> (group, sb, half, k, row, byte)
+    ql = b3[..., :128].reshape(G, GROUP, nsb, 2, 16, 4).transpose(0, 2, 3, 4, 1, 5)
+    out[..., :K6_QH] = ql.reshape(G, nsb, K6_QH)
+    qh = b3[..., 128:192].reshape(G, GROUP, nsb, 2, 8, 4).transpose(0, 2, 3, 4, 1, 5)
+    out[..., K6_QH:K6_SCALES] = qh.reshape(G, nsb, K6_SCALES - K6_QH)
+    sc = b3[..., 192:208].reshape(G, GROUP, nsb, 4, 4).transpose(0, 2, 3, 1, 4)
+    out[..., K6_SCALES:K6_D] = sc.reshape(G, nsb, K6_D - K6_SCALES)
+    out[..., K6_D:] = b3[..., 208:210].transpose(0, 2, 1, 3).reshape(G, nsb, 32)
+    return out
+
+
 # ---- the kernels ---------------------------------------------------------------------------
 
 
@@ -173,8 +209,8 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
     nv = n_vec.literal_value
     ng = n_grp.literal_value
     sig = types.void(kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_vec)
-    if kind.literal_value == "Q4_K":
-        return sig, _k4_codegen(nv, ng)
+    if kind.literal_value in ("Q4_K", "Q6_K"):
+        return sig, _kquant_codegen(kind.literal_value, nv, ng)
     block_bytes, _, m_at, zero_point = LAYOUTS[kind.literal_value]
     record = GROUP * block_bytes
     qb = quant_bytes(record)
@@ -256,7 +292,7 @@ def _prefetcher(builder):
     return prefetch
 
 
-def _k4_codegen(nv: int, ng: int):
+def _kquant_codegen(kind: str, nv: int, ng: int):
     """Q4_K's :func:`_group_dots`: per record (16 rows x one super-block), for each sub-block s
     the 16 rows' integer dots isum_s (eight vpdpbusd) times their 6-bit scales, summed in i32
     (simd.py's k4 row dot sums the same products); the mins' sum_s m_s * bsum_s by vpdpwssd
@@ -264,8 +300,10 @@ def _k4_codegen(nv: int, ng: int):
 
         acc += f32(sum_s sc_s * isum_s) * (d * dx);  macc += f32(sum_s m_s * bsum_s) * (dmin * dx)
 
-    and out = acc - macc. Activations are quantized per 256 (Q8_K), the k4 row dot's."""
-    record = record_bytes("Q4_K")
+    and out = acc - macc. Activations are quantized per 256 (Q8_K), the k4 row dot's.
+    Q6_K: :func:`_k6_record`."""
+    record = record_bytes(kind)
+    one_record = _k4_record if kind == "Q4_K" else _k6_record
 
     def codegen(context, builder, sig, args):
         _, wt, _, _, _, xqt, bst, dxt, _, outt, _, _ = sig.args
@@ -295,7 +333,7 @@ def _k4_codegen(nv: int, ng: int):
                 ):
                     for line in range(0, record, 64):
                         prefetch(builder.gep(wp, [builder.add(ahead, i64(line))]))
-                _k4_record(builder, wp, base, sb, xrow, srow, drow, accs[i], maccs[i], m4, byte)
+                one_record(builder, wp, base, sb, xrow, srow, drow, accs[i], maccs[i], m4, byte)
         for i, gi in enumerate(gs):
             col = builder.mul(gi, i64(4 * GROUP))
             for v in range(nv):
@@ -349,6 +387,51 @@ def _k4_record(builder, wp, base, sb, xrow, srow, drow, accs, maccs, m4, byte):
                          builder.fmul(dw, dxs), accs[v].get()))  # fmt: skip
         maccs[v].set(llvm(builder, fma, _V16F32, builder.sitofp(msum, _V16F32),
                           builder.fmul(mw, dxs), maccs[v].get()))  # fmt: skip
+
+
+def _k6_record(builder, wp, base, sb, xrow, srow, drow, accs, maccs, m4, byte):
+    """One Q6_K record into each vector's accumulator (``maccs`` unused): per 16 weights j
+    of the super-block, isum_j = -32 * bsum_j + four vpdpbusd of the unsigned 6-bit weights,
+    times the int8 scale sc_j, summed in i32 (the q6_k row dot's integers); then
+    acc += f32(sum_j sc_j * isum_j) * (d * dx)."""
+    nv = len(xrow)
+    svecs = [load(builder, wp, builder.add(base, i64(K6_SCALES + 64 * u)), _V16I32)
+             for u in range(4)]  # fmt: skip
+    # sc_j sign-extended: byte j % 4 of scale vector j // 4
+    sc = [builder.ashr(builder.shl(svecs[j // 4], vconst(_V16I32, 24 - 8 * (j % 4))),
+                       vconst(_V16I32, 24)) for j in range(16)]  # fmt: skip
+    m2 = vconst(_V16I32, 0x03030303)
+    tots = [ir.Constant(_V16I32, None)] * nv
+    for h in range(2):
+        ql = [load(builder, wp, builder.add(base, i64(1024 * h + 64 * k)), _V16I32)
+              for k in range(16)]  # fmt: skip
+        qh = [load(builder, wp, builder.add(base, i64(K6_QH + 512 * h + 64 * k)), _V16I32)
+              for k in range(8)]  # fmt: skip
+        for c in range(4):  # 32 weights: low nibbles of ql 0..31 (c even) or 32..63, high bits
+            ws = []
+            for k in range(8):
+                lo = ql[k + 8 * (c % 2)]
+                if c >= 2:
+                    lo = builder.lshr(lo, vconst(_V16I32, 4))
+                hi = builder.and_(builder.lshr(qh[k], vconst(_V16I32, 2 * c)), m2)
+                ws.append(builder.or_(builder.and_(lo, m4), builder.shl(hi, vconst(_V16I32, 4))))
+            for half_ in range(2):
+                j = 8 * h + 2 * c + half_
+                x_at = builder.add(builder.mul(sb, i64(256)), i64(128 * h + 32 * c + 16 * half_))
+                for v in range(nv):
+                    at = builder.add(builder.mul(sb, i64(32)), i64(2 * j))
+                    bsum = builder.sext(load(builder, srow[v], at, I16), I32)
+                    isum = splat(builder, builder.mul(bsum, ir.Constant(I32, -32)), 16)
+                    for k in range(4 * half_, 4 * half_ + 4):
+                        at = builder.add(x_at, i64(4 * (k - 4 * half_)))
+                        a = splat(builder, load(builder, xrow[v], at, I32), 16)
+                        isum = x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, ws[k], a)
+                    tots[v] = builder.add(tots[v], builder.mul(isum, sc[j]))
+    dw = _halves(builder, wp, builder.add(base, i64(K6_D)))
+    for v in range(nv):
+        dxs = splat(builder, load(builder, drow[v], builder.mul(sb, i64(4)), F32), 16)
+        accs[v].set(llvm(builder, "llvm.fma.v16f32", _V16F32, builder.sitofp(tots[v], _V16F32),
+                         builder.fmul(dw, dxs), accs[v].get()))  # fmt: skip
 
 
 def _k4_scales(builder, base, at):
@@ -439,7 +522,8 @@ def _make_drivers(kind: str) -> Drivers:
             if v < n_vec:
                 _group_dots(kind, recs, g, 0, 1, xq, bs, dx, xsum, out, v, 1)
 
-    return Drivers(matvec, matvecs, _k4_dequantize_rows if kind == "Q4_K" else _dequantizer(kind))
+    deq = {"Q4_K": _k4_dequantize_rows, "Q6_K": _k6_dequantize_rows}.get(kind)
+    return Drivers(matvec, matvecs, deq or _dequantizer(kind))
 
 
 def _dequantizer(kind: str):
@@ -512,6 +596,35 @@ def _k4_dequantize_rows(recs, lo, hi, dst):
                         dst[r - lo, 256 * sb + 32 * s + 4 * k + i] = d1 * n - m1
 
 
+@numba.njit(inline="always")
+def _k6_quant(rec, lane, e):
+    """Row ``lane``'s unsigned 6-bit weight e (0..255) of a Q6_K record."""
+    h, c, k, i = e // 128, e % 128 // 32, e % 32 // 4, e % 4
+    lo = np.int64(rec[1024 * h + 64 * (k + 8 * (c % 2)) + 4 * lane + i]) >> (4 * (c // 2))
+    hi = np.int64(rec[K6_QH + 512 * h + 64 * k + 4 * lane + i]) >> (2 * c)
+    return (lo & 15) | ((hi & 3) << 4)
+
+
+@numba.njit(inline="always")
+def _k6_scale(rec, lane, j):
+    """Row ``lane``'s int8 scale of weights 16j .. 16j + 15 of a Q6_K record."""
+    return np.float32(np.int8(rec[K6_SCALES + 64 * (j // 4) + 4 * lane + j % 4]))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _k6_dequantize_rows(recs, lo, hi, dst):
+    """Rows [lo, hi) of Q6_K records as f32 into dst: GGML's (d * sc) * (q - 32)."""
+    for r in range(lo, hi):
+        g, lane = r // GROUP, r % GROUP
+        h16 = recs[g].view(np.uint16)
+        for sb in range(recs.shape[1]):
+            rec = recs[g, sb]
+            d = half_to_float(h16[sb, K6_D // 2 + lane])
+            for e in range(256):
+                q = np.float32(_k6_quant(rec, lane, e) - 32)
+                dst[r - lo, 256 * sb + e] = (d * _k6_scale(rec, lane, e // 16)) * q
+
+
 DRIVERS = {name: _make_drivers(name) for name in TYPES}
 
 
@@ -524,6 +637,7 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
         return None
     record = record_bytes(kind.literal_value)
     k4 = kind.literal_value == "Q4_K"
+    k6 = kind.literal_value == "Q6_K"
 
     def codegen(context, builder, sig, args):
         _, rt, _, _, wqt = sig.args
@@ -533,6 +647,21 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
         nb, rec = builder.extract_value(ary.shape, 1), builder.extract_value(ary.shape, 2)
         base = builder.mul(builder.add(builder.mul(g_v, nb), b_v), rec)
         dst = data(context, builder, wqt, wq_v)
+        if k6:  # block 4h + c: int8pack.pack_q6_k's unsigned 6-bit weights
+            at = builder.mul(b_v, i64(8 * 8 * GROUP * 4))
+            m4, m2 = vconst(_V16I32, 0x0F0F0F0F), vconst(_V16I32, 0x03030303)
+            for h in range(2):
+                for c in range(4):
+                    for k in range(8):
+                        at_l = i64(1024 * h + 64 * (k + 8 * (c % 2)))
+                        ql = load(builder, rp, builder.add(base, at_l), _V16I32)
+                        at_h = i64(K6_QH + 512 * h + 64 * k)
+                        qh = load(builder, rp, builder.add(base, at_h), _V16I32)
+                        lo = builder.and_(builder.lshr(ql, vconst(_V16I32, 4 * (c // 2))), m4)
+                        hi = builder.and_(builder.lshr(qh, vconst(_V16I32, 2 * c)), m2)
+                        w = builder.or_(lo, builder.shl(hi, vconst(_V16I32, 4)))
+                        store(builder, w, dst, builder.add(at, i64(512 * (4 * h + c) + 64 * k)))
+            return context.get_dummy_value()
         if k4:  # chunk j's 8 byte vectors: sub-block 2j's low nibbles, 2j + 1's high
             at = builder.mul(b_v, i64(8 * 8 * GROUP * 4))
             m4 = vconst(_V16I32, 0x0F0F0F0F)
@@ -581,6 +710,20 @@ def _pack_panel(kind, recs, f16, r0, wq, wd, wm):
                         wm[(8 * sb + s) * GROUP + r] = -(dmin * np.float32(m))
 
         return impl_k4
+    if name == "Q6_K":
+
+        def impl_k6(kind, recs, f16, r0, wq, wd, wm):
+            g = r0 // GROUP
+            h16 = recs[g].view(np.uint16)
+            for sb in range(recs.shape[1]):
+                _unpack_quants(name, recs, g, sb, wq)
+                rec = recs[g, sb]
+                for r in range(GROUP):  # int8pack.pack_q6_k_scales' d * sc per 16 weights
+                    d = half_to_float(h16[sb, K6_D // 2 + r])
+                    for j in range(16):
+                        wd[(16 * sb + j) * GROUP + r] = d * _k6_scale(rec, r, j)
+
+        return impl_k6
     qh = quant_bytes(record_bytes(name)) // 2  # the scales' first f16, the mins' 16 later
     has_min = LAYOUTS[name][2] >= 0
 

@@ -163,7 +163,8 @@ def tile(typingctx, kind, wq, wd, wm, xq, xc, dx, xs, t0, nblk, dst, d_t0, d_r0)
 
 def _make_gemm(level: str, form: str, zero_point: int):
     """The int8 GEMM of one level and packed form (:data:`FORMS`)."""
-    tile_form = {"k4": "min", "k5": "min", "k6": "half"}.get(form)
+    base = FORMS[form[len("grouped-") :]][0] if form.startswith("grouped-") else form
+    tile_form = {"k4": "min", "k5": "min", "k6": "half"}.get(base)
     if tile_form is None:
         tile_form = "zp" if zero_point else "min"
     kind = f"{level}/{tile_form}"
@@ -235,7 +236,7 @@ def kernel_for(weight):
     name, level = weight.format.name, weight.isa
     if name not in FORMS or level not in TILE_SHAPE or weight._kernel is None:
         return None
-    if weight.grouped:  # grouped.py's Q4_0 / Q4_1 / Q8_0 (avx512): packed from its records
+    if weight.grouped:  # grouped.py's types (avx512): packed from its records
         return _kernel(("grouped", name, level), level, f"grouped-{name}", FORMS[name][1])
     if weight.relaid != (FORMS[name][0] in RELAID):
         return None
