@@ -101,9 +101,6 @@ ACT_BLOCK = {"Q4_0": 32, "Q4_1": 32, "Q8_0": 32, "Q4_K": 256, "Q6_K": 256}  # pe
 # 18.3-19.8 in the same runs)
 PREFETCH_BYTES = 3456
 PREFETCH_LOCALITY = 2  # llvm.prefetch's hint: prefetcht1 (into L2)
-# Q4_K prefetches one record (2304 bytes) ahead: 1B layers, 2 threads, 0 / 2304 / 6912 /
-# 11520 bytes ahead read 19.2 / 20.7 / 18.6 / 18.7 GB/s (3456: 19.3-19.9)
-K4_PREFETCH_BYTES = 2304
 # The one-vector matvec reads a thread's row groups as STREAMS runs in step (record b of each
 # run in turn), CHUNKS contiguous chunks of groups over the threads: the hardware prefetcher
 # follows several streams per core better than one. A plain numba read of 547 MB, 2 threads:
@@ -196,25 +193,34 @@ def _regroup_k6(blocks: np.ndarray) -> np.ndarray:
 # ---- the kernels ---------------------------------------------------------------------------
 
 
+class _Rows(NamedTuple):
+    """Per activation vector of a call: pointers to its rows of xq, bs, dx and xs."""
+
+    xq: list
+    bs: list
+    dx: list
+    xs: list
+
+
 @intrinsic
 def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_vec):
-    """out[v, 16g : 16g + 16] = the 16 rows of group ``g`` dotted with the int8 activations of
-    vectors v0 .. v0 + n_vec - 1 (``xq`` (B, cols) int8, ``bs`` (B, cols // 16) int16 sums per
-    16, ``dx`` (B, cols // 32) f32 scales, ``xs`` (B, cols // 32) dx times the block sums);
-    ``kind`` (the type's name) a string literal, ``n_vec`` an integer literal."""
-    if not isinstance(kind, types.StringLiteral) or not isinstance(n_vec, types.IntegerLiteral):
+    """out[v, 16g' : 16g' + 16] for the groups g' = g + i * gstep, i < n_grp, read in step (one
+    record of each in turn): their 16 rows dotted with the int8 activations of vectors v0 ..
+    v0 + n_vec - 1 (``xq`` (B, cols) int8, ``bs`` (B, cols // 16) int16 sums per 16, ``dx``
+    (B, cols // act) f32 scales, ``xs`` (B, cols // 32) dx times the block sums); ``kind``
+    (the type's name) a string literal, ``n_grp`` and ``n_vec`` integer literals."""
+    literals = (n_grp, n_vec)
+    if not isinstance(kind, types.StringLiteral) or not all(
+        isinstance(n, types.IntegerLiteral) for n in literals
+    ):
         return None
-    if not isinstance(n_grp, types.IntegerLiteral):
-        return None
-    nv = n_vec.literal_value
-    ng = n_grp.literal_value
-    sig = types.void(kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_vec)
-    if kind.literal_value in ("Q4_K", "Q6_K"):
-        return sig, _kquant_codegen(kind.literal_value, nv, ng)
-    block_bytes, _, m_at, zero_point = LAYOUTS[kind.literal_value]
-    record = GROUP * block_bytes
-    qb = quant_bytes(record)
-    has_min = m_at >= 0
+    name = kind.literal_value
+    ng, nv = (n.literal_value for n in literals)
+    record = record_bytes(name)
+    step = {"Q4_K": _k4_record, "Q6_K": _k6_record}.get(name) or _legacy_record(name)
+    # the K-quants prefetch one record ahead: 1B layers (Q4_K), 2 threads, 0 / 2304 / 6912 /
+    # 11520 bytes ahead read 19.2 / 20.7 / 18.6 / 18.7 GB/s (3456: 19.3-19.9)
+    ahead_bytes = record if name in ("Q4_K", "Q6_K") else PREFETCH_BYTES
 
     def codegen(context, builder, sig, args):
         _, wt, _, _, _, xqt, bst, dxt, xst, outt, _, _ = sig.args
@@ -223,12 +229,11 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
         w_ary = context.make_array(wt)(context, builder, w_v)
         nb = builder.extract_value(w_ary.shape, 1)
         vecs = [builder.add(v0_v, i64(v)) for v in range(nv)]
-        xrow = [row_ptr(context, builder, xqt, xq_v, v) for v in vecs]
-        srow = [row_ptr(context, builder, bst, bs_v, v) for v in vecs]
-        drow = [row_ptr(context, builder, dxt, dx_v, v) for v in vecs]
-        xrow_s = [row_ptr(context, builder, xst, xs_v, v) for v in vecs]
+        arrays = ((xqt, xq_v), (bst, bs_v), (dxt, dx_v), (xst, xs_v))
+        rows = _Rows(*([row_ptr(context, builder, t, a, v) for v in vecs] for t, a in arrays))
         gs = [builder.add(g_v, builder.mul(gs_v, i64(i))) for i in range(ng)]
-        accs = [[Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)] for _ in gs]
+        zero = ir.Constant(_V16F32, None)
+        accs = [[(Acc(builder, zero), Acc(builder, zero)) for _ in range(nv)] for _ in gs]
         gbases = [builder.mul(builder.mul(gi, nb), i64(record)) for gi in gs]
         end = builder.mul(builder.extract_value(w_ary.shape, 0), builder.mul(nb, i64(record)))
         prefetch = _prefetcher(builder)
@@ -236,46 +241,21 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
             b = loop.index
             for i, gbase in enumerate(gbases):
                 base = builder.add(gbase, builder.mul(b, i64(record)))
-                ahead = builder.add(base, i64(PREFETCH_BYTES))
+                ahead = builder.add(base, i64(ahead_bytes))
                 with builder.if_then(builder.icmp_signed("<", ahead, end)):
                     for line in range(0, record + 63, 64):  # every line the record touches
                         prefetch(builder.gep(wp, [builder.add(ahead, i64(line))]))
-                ws = _weight_vectors(builder, wp, base, qb)
-                dw = _halves(builder, wp, builder.add(base, i64(qb)))
-                if has_min:
-                    mw = _halves(builder, wp, builder.add(base, i64(qb + 32)))
-                x_at = builder.mul(b, i64(32))
-                for v in range(nv):
-                    if zero_point:  # -zp * the block's activation sum (from its two 16-sums)
-                        s0 = load(builder, srow[v], builder.mul(b, i64(4)), I16)
-                        at1 = builder.add(builder.mul(b, i64(4)), i64(2))
-                        s1 = load(builder, srow[v], at1, I16)
-                        xsum = builder.add(builder.sext(s0, I32), builder.sext(s1, I32))
-                        isum = splat(builder, builder.mul(xsum, ir.Constant(I32, -zero_point)), 16)
-                    else:
-                        isum = ir.Constant(_V16I32, None)
-                    for k in range(8):
-                        at = builder.add(x_at, i64(4 * k))
-                        a = splat(builder, load(builder, xrow[v], at, I32), 16)
-                        isum = x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, ws[k], a)
-                    dxs = splat(builder, load(builder, drow[v], builder.mul(b, i64(4)), F32), 16)
-                    scale = builder.fmul(dw, dxs)
-                    acc = llvm(builder, "llvm.fma.v16f32", _V16F32,
-                               builder.sitofp(isum, _V16F32), scale, accs[i][v].get())  # fmt: skip
-                    if has_min:
-                        at = builder.mul(b, i64(4))
-                        xsum_f = splat(builder, load(builder, xrow_s[v], at, F32), 16)
-                        acc = llvm(builder, "llvm.fma.v16f32", _V16F32, mw, xsum_f, acc)
-                    accs[i][v].set(acc)
+                step(builder, wp, base, b, rows, accs[i])
         for i, gi in enumerate(gs):
             col = builder.mul(gi, i64(4 * GROUP))
             for v in range(nv):
                 dst = row_ptr(context, builder, outt, out_v, vecs[v])
                 ptr = builder.bitcast(builder.gep(dst, [col]), _V16F32.as_pointer())
-                builder.store(accs[i][v].get(), ptr, align=4)
+                acc, macc = accs[i][v]
+                builder.store(builder.fsub(acc.get(), macc.get()), ptr, align=4)
         return context.get_dummy_value()
 
-    return sig, codegen
+    return types.void(kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_vec), codegen
 
 
 def _prefetcher(builder):
@@ -292,62 +272,52 @@ def _prefetcher(builder):
     return prefetch
 
 
-def _kquant_codegen(kind: str, nv: int, ng: int):
-    """Q4_K's :func:`_group_dots`: per record (16 rows x one super-block), for each sub-block s
-    the 16 rows' integer dots isum_s (eight vpdpbusd) times their 6-bit scales, summed in i32
-    (simd.py's k4 row dot sums the same products); the mins' sum_s m_s * bsum_s by vpdpwssd
-    against the activation sums per 16 (Q8_K's bsums); then
+def _legacy_record(kind: str):
+    """The step of one 32-weight record (module docstring) into each vector's accumulator."""
+    _, _, m_at, zero_point = LAYOUTS[kind]
+    qb = quant_bytes(record_bytes(kind))
+    has_min = m_at >= 0
 
-        acc += f32(sum_s sc_s * isum_s) * (d * dx);  macc += f32(sum_s m_s * bsum_s) * (dmin * dx)
+    def step(builder, wp, base, b, rows, accs):
+        ws = _weight_vectors(builder, wp, base, qb)
+        dw = _halves(builder, wp, builder.add(base, i64(qb)))
+        if has_min:
+            mw = _halves(builder, wp, builder.add(base, i64(qb + 32)))
+        x_at = builder.mul(b, i64(32))
+        for v, (acc, _) in enumerate(accs):
+            if zero_point:  # -zp * the block's activation sum (from its two 16-sums)
+                s0 = load(builder, rows.bs[v], builder.mul(b, i64(4)), I16)
+                s1 = load(builder, rows.bs[v], builder.add(builder.mul(b, i64(4)), i64(2)), I16)
+                xsum = builder.add(builder.sext(s0, I32), builder.sext(s1, I32))
+                isum = splat(builder, builder.mul(xsum, ir.Constant(I32, -zero_point)), 16)
+            else:
+                isum = ir.Constant(_V16I32, None)
+            for k in range(8):
+                isum = _dot4(builder, isum, ws[k], rows.xq[v], builder.add(x_at, i64(4 * k)))
+            dxs = splat(builder, load(builder, rows.dx[v], builder.mul(b, i64(4)), F32), 16)
+            new = _fma(builder, builder.sitofp(isum, _V16F32), builder.fmul(dw, dxs), acc.get())
+            if has_min:
+                xsum_f = splat(builder, load(builder, rows.xs[v], builder.mul(b, i64(4)), F32), 16)
+                new = _fma(builder, mw, xsum_f, new)
+            acc.set(new)
 
-    and out = acc - macc. Activations are quantized per 256 (Q8_K), the k4 row dot's.
-    Q6_K: :func:`_k6_record`."""
-    record = record_bytes(kind)
-    one_record = _k4_record if kind == "Q4_K" else _k6_record
-
-    def codegen(context, builder, sig, args):
-        _, wt, _, _, _, xqt, bst, dxt, _, outt, _, _ = sig.args
-        _, w_v, g_v, gs_v, _, xq_v, bs_v, dx_v, _, out_v, v0_v, _ = args
-        wp = data(context, builder, wt, w_v)
-        w_ary = context.make_array(wt)(context, builder, w_v)
-        nsb = builder.extract_value(w_ary.shape, 1)
-        vecs = [builder.add(v0_v, i64(v)) for v in range(nv)]
-        xrow = [row_ptr(context, builder, xqt, xq_v, v) for v in vecs]
-        srow = [row_ptr(context, builder, bst, bs_v, v) for v in vecs]
-        drow = [row_ptr(context, builder, dxt, dx_v, v) for v in vecs]
-        gs = [builder.add(g_v, builder.mul(gs_v, i64(i))) for i in range(ng)]
-        accs = [[Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)] for _ in gs]
-        maccs = [[Acc(builder, ir.Constant(_V16F32, None)) for _ in range(nv)] for _ in gs]
-        gbases = [builder.mul(builder.mul(gi, nsb), i64(record)) for gi in gs]
-        end = builder.mul(builder.extract_value(w_ary.shape, 0), builder.mul(nsb, i64(record)))
-        prefetch = _prefetcher(builder)
-        m4 = vconst(_V16I32, 0x0F0F0F0F)
-        byte = vconst(_V16I32, 0xFF)
-        with cgutils.for_range(builder, nsb) as loop:
-            sb = loop.index
-            for i, gbase in enumerate(gbases):
-                base = builder.add(gbase, builder.mul(sb, i64(record)))
-                ahead = builder.add(base, i64(K4_PREFETCH_BYTES))
-                with builder.if_then(
-                    builder.icmp_signed("<", builder.add(ahead, i64(record)), end)
-                ):
-                    for line in range(0, record, 64):
-                        prefetch(builder.gep(wp, [builder.add(ahead, i64(line))]))
-                one_record(builder, wp, base, sb, xrow, srow, drow, accs[i], maccs[i], m4, byte)
-        for i, gi in enumerate(gs):
-            col = builder.mul(gi, i64(4 * GROUP))
-            for v in range(nv):
-                dst = row_ptr(context, builder, outt, out_v, vecs[v])
-                ptr = builder.bitcast(builder.gep(dst, [col]), _V16F32.as_pointer())
-                builder.store(builder.fsub(accs[i][v].get(), maccs[i][v].get()), ptr, align=4)
-        return context.get_dummy_value()
-
-    return codegen
+    return step
 
 
-def _k4_record(builder, wp, base, sb, xrow, srow, drow, accs, maccs, m4, byte):
+def _fma(builder, a, b, c):
+    return llvm(builder, "llvm.fma.v16f32", _V16F32, a, b, c)
+
+
+def _dot4(builder, isum, w, xrow, at):
+    """isum + vpdpbusd(w, the activation dword at byte ``at`` of ``xrow`` in every lane)."""
+    a = splat(builder, load(builder, xrow, at, I32), 16)
+    return x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, w, a)
+
+
+def _k4_record(builder, wp, base, sb, rows, accs):
     """One Q4_K record (at byte ``base``, super-block ``sb``) into each vector's accumulators."""
-    nv = len(xrow)
+    nv = len(accs)
+    m4, byte = vconst(_V16I32, 0x0F0F0F0F), vconst(_V16I32, 0xFF)
     scales, mins = _k4_scales(builder, wp, builder.add(base, i64(K4_SCALES)))
     sc = [builder.and_(builder.lshr(scales[s // 4], vconst(_V16I32, 8 * (s % 4))), byte)
           for s in range(8)]  # fmt: skip
@@ -369,9 +339,7 @@ def _k4_record(builder, wp, base, sb, xrow, srow, drow, accs, maccs, m4, byte):
             for v in range(nv):
                 isum = ir.Constant(_V16I32, None)
                 for k in range(8):
-                    a = splat(builder, load(builder, xrow[v], builder.add(x_at, i64(4 * k)), I32),
-                              16)  # fmt: skip
-                    isum = x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, ws[k], a)
+                    isum = _dot4(builder, isum, ws[k], rows.xq[v], builder.add(x_at, i64(4 * k)))
                 tots[v] = builder.add(tots[v], builder.mul(isum, sc[s]))
     dw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS)))
     mw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS + 32)))
@@ -379,22 +347,21 @@ def _k4_record(builder, wp, base, sb, xrow, srow, drow, accs, maccs, m4, byte):
         msum = ir.Constant(_V16I32, None)
         for s in range(8):  # bs holds the sums per 16: two per sub-block, one dword
             at = builder.add(builder.mul(sb, i64(32)), i64(4 * s))
-            pair = splat(builder, load(builder, srow[v], at, I32), 16)
+            pair = splat(builder, load(builder, rows.bs[v], at, I32), 16)
             msum = x86(builder, "llvm.x86.avx512.vpdpwssd.512", _V16I32, msum, m2[s], pair)
-        dxs = splat(builder, load(builder, drow[v], builder.mul(sb, i64(4)), F32), 16)
-        fma = "llvm.fma.v16f32"
-        accs[v].set(llvm(builder, fma, _V16F32, builder.sitofp(tots[v], _V16F32),
-                         builder.fmul(dw, dxs), accs[v].get()))  # fmt: skip
-        maccs[v].set(llvm(builder, fma, _V16F32, builder.sitofp(msum, _V16F32),
-                          builder.fmul(mw, dxs), maccs[v].get()))  # fmt: skip
+        dxs = splat(builder, load(builder, rows.dx[v], builder.mul(sb, i64(4)), F32), 16)
+        acc, macc = accs[v]
+        acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs), acc.get()))
+        macc.set(_fma(builder, builder.sitofp(msum, _V16F32), builder.fmul(mw, dxs), macc.get()))
 
 
-def _k6_record(builder, wp, base, sb, xrow, srow, drow, accs, maccs, m4, byte):
-    """One Q6_K record into each vector's accumulator (``maccs`` unused): per 16 weights j
+def _k6_record(builder, wp, base, sb, rows, accs):
+    """One Q6_K record into each vector's accumulator (the second unused): per 16 weights j
     of the super-block, isum_j = -32 * bsum_j + four vpdpbusd of the unsigned 6-bit weights,
     times the int8 scale sc_j, summed in i32 (the q6_k row dot's integers); then
     acc += f32(sum_j sc_j * isum_j) * (d * dx)."""
-    nv = len(xrow)
+    nv = len(accs)
+    m4 = vconst(_V16I32, 0x0F0F0F0F)
     svecs = [load(builder, wp, builder.add(base, i64(K6_SCALES + 64 * u)), _V16I32)
              for u in range(4)]  # fmt: skip
     # sc_j sign-extended: byte j % 4 of scale vector j // 4
@@ -420,18 +387,17 @@ def _k6_record(builder, wp, base, sb, xrow, srow, drow, accs, maccs, m4, byte):
                 x_at = builder.add(builder.mul(sb, i64(256)), i64(128 * h + 32 * c + 16 * half_))
                 for v in range(nv):
                     at = builder.add(builder.mul(sb, i64(32)), i64(2 * j))
-                    bsum = builder.sext(load(builder, srow[v], at, I16), I32)
+                    bsum = builder.sext(load(builder, rows.bs[v], at, I16), I32)
                     isum = splat(builder, builder.mul(bsum, ir.Constant(I32, -32)), 16)
                     for k in range(4 * half_, 4 * half_ + 4):
                         at = builder.add(x_at, i64(4 * (k - 4 * half_)))
-                        a = splat(builder, load(builder, xrow[v], at, I32), 16)
-                        isum = x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, ws[k], a)
+                        isum = _dot4(builder, isum, ws[k], rows.xq[v], at)
                     tots[v] = builder.add(tots[v], builder.mul(isum, sc[j]))
     dw = _halves(builder, wp, builder.add(base, i64(K6_D)))
     for v in range(nv):
-        dxs = splat(builder, load(builder, drow[v], builder.mul(sb, i64(4)), F32), 16)
-        accs[v].set(llvm(builder, "llvm.fma.v16f32", _V16F32, builder.sitofp(tots[v], _V16F32),
-                         builder.fmul(dw, dxs), accs[v].get()))  # fmt: skip
+        dxs = splat(builder, load(builder, rows.dx[v], builder.mul(sb, i64(4)), F32), 16)
+        acc = accs[v][0]
+        acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs), acc.get()))
 
 
 def _k4_scales(builder, base, at):
