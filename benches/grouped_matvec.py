@@ -1,5 +1,6 @@
 """Decode's matvec on weights re-laid in groups of 16 rows (trueno.quant.grouped) against the
-paired layout (relayout.py), the same quantized blocks, interleaved in one run.
+layout each type has without it (Q4_0, Q4_1, Q8_0: paired, relayout.py; Q4_K, Q6_K: the GGML
+blocks), the same quantized blocks, interleaved in one run.
 
 Each case is a decode's worth of matrices called in turn, as a token calls them:
 
@@ -17,7 +18,7 @@ per round, median of ``--rounds``, the two sides alternating.
 prompt, best of 3) and prefill tok/s of 128 tokens, each round one process with the grouped
 layout off and one with it on, alternating; medians of the rounds.
 
-    python benches/grouped_matvec.py [--threads 2] [--rounds 7] [--types Q4_0,Q4_1,Q8_0]
+    python benches/grouped_matvec.py [--threads 2] [--rounds 7] [--types Q4_0,Q4_1,Q8_0,Q4_K,Q6_K]
                                      [--decode GGUF ...]
 """
 
@@ -35,10 +36,10 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=3)
-    ap.add_argument("--types", default="Q4_0,Q4_1,Q8_0")
+    ap.add_argument("--types", default=",".join(("Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K")))
     ap.add_argument("--cases", default="1B layers,SmolLM2 layers,SmolLM2 head,gemma3 head")
     ap.add_argument("--decode", nargs="+", default=None, metavar="GGUF", help="end to end")
-    ap.add_argument("--side", choices=("paired", "grouped"), help=argparse.SUPPRESS)
+    ap.add_argument("--side", choices=("ungrouped", "grouped"), help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
@@ -68,10 +69,14 @@ CASES = {
 
 
 def weights(name: str, shapes, rng):
-    """(grouped, paired, out) per matrix, from the same random blocks."""
+    """(grouped, ungrouped, out) per matrix, from the same random blocks; None when the case's
+    columns are not whole blocks of the type."""
     from trueno.quant import api, grouped
     from trueno.quant.prepared import PreparedWeight
 
+    block = grouped.ACT_BLOCK[name]  # the super-block of the K-quants, 32 for the rest
+    if any(cols % block for _, cols in shapes):
+        return None
     out = []
     for rows, cols in shapes:
         # quantize one 1024-row slab and tile it: random weights, quick to make
@@ -83,7 +88,7 @@ def weights(name: str, shapes, rng):
             p = PreparedWeight(blocks, name, (rows, cols))
         finally:
             grouped.ENABLED = True
-        assert g.grouped and p.relaid, (name, rows, cols)
+        assert g.grouped and not p.grouped, (name, rows, cols)
         out.append((g, p, np.empty(rows, np.float32)))
     return out
 
@@ -128,19 +133,19 @@ def decode_table(args) -> int:
 
     rows = []
     for path in args.decode:
-        runs: dict = {"paired": [], "grouped": []}
+        runs: dict = {"ungrouped": [], "grouped": []}
         for r in range(args.rounds):
-            for side in ("paired", "grouped") if r % 2 == 0 else ("grouped", "paired"):
+            for side in ("ungrouped", "grouped") if r % 2 == 0 else ("grouped", "ungrouped"):
                 cmd = [sys.executable, __file__, "--threads", str(args.threads), "--side", side,
                        "--decode", path]  # fmt: skip
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
                 runs[side].append([float(v) for v in out.split()[-2:]])
         med = {k: [statistics.median(x[i] for x in v) for i in (0, 1)] for k, v in runs.items()}
-        (dp, pp), (dg, pg) = med["paired"], med["grouped"]
+        (dp, pp), (dg, pg) = med["ungrouped"], med["grouped"]
         rows.append([Path(path).name, f"{dp:.1f}", f"{dg:.1f}", f"{dg / dp:.2f}", f"{pp:.0f}",
                      f"{pg:.0f}", f"{pg / pp:.2f}"])  # fmt: skip
     print(f"{args.threads} threads, {args.rounds} rounds (one process per side and round)")
-    print_table(["model", "decode paired", "grouped", "ratio", "pp128 paired", "grouped",
+    print_table(["model", "decode ungrouped", "grouped", "ratio", "pp128 ungrouped", "grouped",
                  "ratio"], rows)  # fmt: skip
     return 0
 
@@ -166,10 +171,12 @@ def main() -> int:
     probe = sgemv_bandwidth_gbs()
     rows = []
     for name in args.types.split(","):
-        if name not in grouped.LAYOUTS:
-            raise SystemExit(f"{name}: not a grouped type ({', '.join(grouped.LAYOUTS)})")
+        if name not in grouped.TYPES:
+            raise SystemExit(f"{name}: not a grouped type ({', '.join(grouped.TYPES)})")
         for case in args.cases.split(","):
             mats = weights(name, CASES[case], rng)
+            if mats is None:
+                continue
             xs = {
                 c: rng.standard_normal(c).astype(np.float32) for c in {m[0].shape[1] for m in mats}
             }
@@ -195,7 +202,7 @@ def main() -> int:
                          f"{nbytes / tg / 1e9:.1f}", f"{tp / tg:.2f}"])  # fmt: skip
             del mats
     print(f"{args.threads} threads; BLAS sgemv probe {probe:.1f} GB/s")
-    print_table(["type", "case", "MB", "paired ms", "GB/s", "grouped ms", "GB/s", "speedup"],
+    print_table(["type", "case", "MB", "ungrouped ms", "GB/s", "grouped ms", "GB/s", "speedup"],
                 rows)  # fmt: skip
     return 0
 
