@@ -132,61 +132,43 @@ def applies(type_name: str, level: str | None, shape: tuple[int, int]) -> bool:
     return ENABLED and type_name in TYPES and level == "avx512" and shape[0] % GROUP == 0
 
 
+def _fields(type_name: str) -> np.ndarray:
+    """A record as copies from its 16 rows' blocks, one row a copy: (dst, src, n, size) = n
+    pieces of ``size`` bytes from byte src of each row's block, piece k of row r to byte dst +
+    (16k + r) * size of the record (quants as dwords, f16 fields as one piece)."""
+    if type_name == "Q4_K":  # qs, then d, dmin, then the 12 scale bytes
+        rows = [(0, 16, 32, 4), (K4_QUANTS, 0, 1, 2), (K4_QUANTS + 32, 2, 1, 2),
+                (K4_SCALES, 4, 3, 4)]  # fmt: skip
+    elif type_name == "Q6_K":  # ql, qh, scales, d
+        rows = [(0, 0, 32, 4), (K6_QH, 128, 16, 4), (K6_SCALES, 192, 4, 4), (K6_D, 208, 1, 2)]
+    else:
+        block_bytes, d_at, m_at, _ = LAYOUTS[type_name]
+        qb = quant_bytes(record_bytes(type_name))
+        rows = [(0, block_bytes - qb // GROUP, qb // 64, 4), (qb, d_at, 1, 2)]
+        if m_at >= 0:
+            rows.append((qb + 32, m_at, 1, 2))
+    return np.array(rows, np.int64)
+
+
 def regroup(blocks: np.ndarray, type_name: str) -> np.ndarray:
     """GGML rows ``(rows, cols // 32 * block_bytes)`` uint8 -> the records ``(rows // 16,
     cols // 32, record_bytes)`` uint8 (a copy; the K-quants: ``cols // 256`` records a
-    group)."""
-    if type_name == "Q4_K":
-        return _regroup_k4(blocks)
-    if type_name == "Q6_K":
-        return _regroup_k6(blocks)
-    block_bytes, d_at, m_at, _ = LAYOUTS[type_name]
-    G = blocks.shape[0] // GROUP
-    nb = blocks.shape[1] // block_bytes
-    b3 = blocks.reshape(G, GROUP, nb, block_bytes)
+    group). Q8_0's signed quants are stored + 128.
+
+    One transpose per field, of dwords or f16 (their bytes as one element: a 1B Q4_K model's
+    copy ran at 1.5 GB/s here, against 0.5 for the same transposes of single bytes)."""
     record = record_bytes(type_name)
-    qb = quant_bytes(record)
+    block_bytes = record // GROUP
+    G, nb = blocks.shape[0] // GROUP, blocks.shape[1] // block_bytes
     out = np.empty((G, nb, record), np.uint8)
-    # quants: (group, row, block, k, byte) -> (group, block, k, row, byte)
-    qs = b3[..., block_bytes - qb // GROUP :].reshape(G, GROUP, nb, qb // 64, 4)
-    out[..., :qb] = qs.transpose(0, 2, 3, 1, 4).reshape(G, nb, qb)
-    if qb > NIBBLE_BYTES:  # Q8_0: the signed bytes + 128, unsigned for vpdpbusd
-        out[..., :qb] ^= 0x80
-    for i, at in enumerate(f for f in (d_at, m_at) if f >= 0):  # the 16 scales, the 16 mins
-        field = b3[..., at : at + 2].transpose(0, 2, 1, 3).reshape(G, nb, 32)
-        out[..., qb + 32 * i : qb + 32 * (i + 1)] = field
-    return out
-
-
-def _regroup_k4(blocks: np.ndarray) -> np.ndarray:
-    G = blocks.shape[0] // GROUP
-    nsb = blocks.shape[1] // K4_BYTES
-    b3 = blocks.reshape(G, GROUP, nsb, K4_BYTES)
-    out = np.empty((G, nsb, GROUP * K4_BYTES), np.uint8)
-    # quants: (group, row, sb, chunk, k, byte) -> (group, sb, chunk, k, row, byte)
-    qs = b3[..., 16:].reshape(G, GROUP, nsb, 4, 8, 4)
-    out[..., :K4_QUANTS] = qs.transpose(0, 2, 3, 4, 1, 5).reshape(G, nsb, K4_QUANTS)
-    for i in range(2):  # the 16 d, then the 16 dmin
-        field = b3[..., 2 * i : 2 * i + 2].transpose(0, 2, 1, 3).reshape(G, nsb, 32)
-        out[..., K4_QUANTS + 32 * i : K4_QUANTS + 32 * (i + 1)] = field
-    sc = b3[..., 4:16].reshape(G, GROUP, nsb, 3, 4).transpose(0, 2, 3, 1, 4)
-    out[..., K4_SCALES:] = sc.reshape(G, nsb, 192)
-    return out
-
-
-def _regroup_k6(blocks: np.ndarray) -> np.ndarray:
-    G = blocks.shape[0] // GROUP
-    nsb = blocks.shape[1] // K6_BYTES
-    b3 = blocks.reshape(G, GROUP, nsb, K6_BYTES)
-    out = np.empty((G, nsb, GROUP * K6_BYTES), np.uint8)
-    # (group, row, sb, half, k, byte) -> (group, sb, half, k, row, byte)
-    ql = b3[..., :128].reshape(G, GROUP, nsb, 2, 16, 4).transpose(0, 2, 3, 4, 1, 5)
-    out[..., :K6_QH] = ql.reshape(G, nsb, K6_QH)
-    qh = b3[..., 128:192].reshape(G, GROUP, nsb, 2, 8, 4).transpose(0, 2, 3, 4, 1, 5)
-    out[..., K6_QH:K6_SCALES] = qh.reshape(G, nsb, K6_SCALES - K6_QH)
-    sc = b3[..., 192:208].reshape(G, GROUP, nsb, 4, 4).transpose(0, 2, 3, 1, 4)
-    out[..., K6_SCALES:K6_D] = sc.reshape(G, nsb, K6_D - K6_SCALES)
-    out[..., K6_D:] = b3[..., 208:210].transpose(0, 2, 1, 3).reshape(G, nsb, 32)
+    b3 = blocks.reshape(G, GROUP, nb, block_bytes)
+    for dst, src, n, size in _fields(type_name):
+        dtype = np.uint32 if size == 4 else np.uint16
+        piece = b3[..., src : src + n * size].reshape(G, GROUP, nb, n, size).view(dtype)
+        field = out[..., dst : dst + GROUP * n * size].view(dtype).reshape(G, nb, n, GROUP)
+        field[...] = piece[..., 0].transpose(0, 2, 3, 1)  # (group, block, piece, row)
+    if type_name == "Q8_0":  # the signed bytes + 128, unsigned for vpdpbusd
+        out[..., : quant_bytes(record)] ^= 0x80
     return out
 
 
