@@ -1,7 +1,7 @@
-"""Q4_0, Q4_1, Q8_0, Q4_K and Q6_K in groups of 16 rows (trueno.quant.grouped): the matvec against
-gguf-py and a float64 product within the int8-activation bound; the B-vector kernel equal to it
-bit for bit for any B; the dequantize exact; prefill's int8 GEMM equal bit for bit to the
-paired layout's (the K-quants: their GGML blocks'); and which weights take the layout."""
+"""The 32-weight types, Q4_K and Q6_K in groups of 16 rows (trueno.quant.grouped): the matvec
+against gguf-py and a float64 product within the int8-activation bound; the B-vector kernel
+equal to it bit for bit for any B; the dequantize exact; prefill's int8 GEMM equal bit for bit
+to the paired layout's (the K-quants: their GGML blocks'); and which weights take the layout."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def test_which_weights_are_grouped(monkeypatch):
     assert not PreparedWeight(q4, "Q4_0", (32, 64), relayout=False).grouped
     assert not PreparedWeight(q4, "Q4_0", (32, 64), isa="avx2").grouped
     q5 = quantized(rng, 32, 64, name="Q5_0")
-    assert not PreparedWeight(q5, "Q5_0", (32, 64)).grouped
+    assert PreparedWeight(q5, "Q5_0", (32, 64)).grouped
     k4 = quantized(rng, 32, 256, name="Q4_K")
     assert PreparedWeight(k4, "Q4_K", (32, 256)).grouped
     assert not PreparedWeight(k4, "Q4_K", (32, 256), relayout=False).grouped

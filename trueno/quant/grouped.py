@@ -1,4 +1,4 @@
-"""Q4_0, Q4_1, Q8_0, Q4_K and Q6_K in groups of 16 rows: the AVX-512 VNNI matvec as streams.
+"""The GGML types in groups of 16 rows: the AVX-512 VNNI matvec as a few streams per thread.
 
 Decode at 1B parameters and up streams each weight from DRAM once per token, so a matvec is
 as fast as a core can keep loads in flight. The paired layout (relayout.py) spreads a row over
@@ -6,21 +6,22 @@ its quants and its scales, and a thread walks two far-apart runs of rows; the K-
 dots read one row's blocks at a time and sum each row horizontally. Here the weight is re-laid
 once at prepare time into records of 16 rows, in row-group order, the GGML blocks' own bytes:
 
-    record (g, b) of the 32-weight types = 16 rows x 32 columns: the quants, then the 16 rows'
-    f16 scales (Q4_1: then their f16 mins): 288, 320 or 544 bytes. Q4_0 / Q4_1: dword r of
-    quant vector k (k < 4) holds bytes 4k..4k+3 of row 16g + r's block b, whose low nibbles
-    are weights 4k..4k+3 and high nibbles weights 16 + 4k..16 + 4k + 3 (GGML's pairing of
-    element i with i + 16). Q8_0: dword r of vector k (k < 8) holds its weights 4k..4k+3,
-    each + 128. Q4_K (2304 bytes) and Q6_K (3360): 16 rows x one 256-weight super-block, laid
-    out the same way (:data:`K4_BYTES`, :data:`K6_BYTES`).
+    record (g, b) of the 32-weight types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) = 16 rows x 32
+    columns: the quants (Q5_*: then the 16 rows' qh words), then the 16 rows' f16 scales
+    (Q4_1, Q5_1: then their f16 mins): 16 times the GGML block's bytes. Nibble types: dword r
+    of quant vector k (k < 4) holds bytes 4k..4k+3 of row 16g + r's block b, whose low
+    nibbles are weights 4k..4k+3 and high nibbles weights 16 + 4k..16 + 4k + 3 (GGML's
+    pairing of element i with i + 16). Q8_0: dword r of vector k (k < 8) holds its weights
+    4k..4k+3, each + 128. Q4_K (2304 bytes) and Q6_K (3360): 16 rows x one 256-weight
+    super-block, laid out the same way (:data:`K4_BYTES`, :data:`K6_BYTES`).
 
 The 16 rows of a group sit in the 16 lanes of one register, so 32 weights cost eight
 ``vpdpbusd`` with the activation dwords broadcast (int8gemm.py's tile, one token wide) and no
 horizontal sums:
 
     isum = -zp * sum(xq[block]) + sum_k dpbusd(w_k, bcast(xq[32b + 4k]))  (16 lanes, i32)
-    acc  = fma(f32(isum), d_b * dx[b], acc)            (zp: Q4_0's 8, Q8_0's 128; Q4_1:
-    acc  = fma(m_b, xs[b], acc)                         none, then its mins times dx * sum)
+    acc  = fma(f32(isum), d_b * dx[b], acc)            (zp: Q4_0's 8, Q5_0's 16, Q8_0's 128;
+    acc  = fma(m_b, xs[b], acc)                         Q4_1, Q5_1: none, then their mins)
 
 The K-quants scale each sub-block's isum by its integer scale in i32 first, as the GGML row
 dots do (:func:`_k4_record`, :func:`_k6_record`), on activations quantized per 256.
@@ -75,9 +76,16 @@ ENABLED = True  # False: these types keep the paired layout (the benches' "befor
 GROUP = 16  # rows per group: one zmm lane each
 NIBBLE_BYTES = 256  # a record's quants, 16 rows x 32 weights of 4 bits (Q8_0: 512 bytes)
 # per type: the GGML block's bytes, where its f16 fields sit (scale, min or -1), the zero
-# point of the unsigned weights the dots read (Q4_0's 8; Q8_0's signed bytes are kept + 128);
-# a record is the quants, the 16 scales, then the 16 mins
-LAYOUTS = {"Q4_0": (18, 0, -1, 8), "Q4_1": (20, 0, 2, 0), "Q8_0": (34, 0, -1, 128)}
+# point of the unsigned weights the dots read (Q4_0's 8; Q8_0's signed bytes are kept + 128),
+# where its 32 fifth bits sit (qh, or -1); a record is the quants, the 16 rows' qh words (bits
+# permuted: :func:`_spread_high_bits`), the 16 scales, then the 16 mins
+LAYOUTS = {
+    "Q4_0": (18, 0, -1, 8, -1),
+    "Q4_1": (20, 0, 2, 0, -1),
+    "Q5_0": (22, 0, -1, 16, 2),
+    "Q5_1": (24, 0, 2, 0, 4),
+    "Q8_0": (34, 0, -1, 128, -1),
+}
 # Q4_K: a record is 16 rows x one 256-weight super-block (16 x 144 bytes): the quants of its
 # four 32-byte chunks (each two sub-blocks: low and high nibbles), 8 vectors a chunk, dword r
 # of vector k holding row r's bytes 4k..4k+3; then the 16 d, the 16 dmin (f16); then the
@@ -94,7 +102,7 @@ K6_QH = 2048
 K6_SCALES = 3072
 K6_D = 3328
 TYPES = (*LAYOUTS, "Q4_K", "Q6_K")
-ACT_BLOCK = {"Q4_0": 32, "Q4_1": 32, "Q8_0": 32, "Q4_K": 256, "Q6_K": 256}  # per int8 scale
+ACT_BLOCK = {**dict.fromkeys(LAYOUTS, 32), "Q4_K": 256, "Q6_K": 256}  # per int8 scale
 # prefetcht1 this far ahead of the record being read (12 records). 1B stand-in layers, 2
 # threads, cycling through all 112 Q4_0 matrices (547 MB): none 16.3-17.4 GB/s; 1152 B ahead
 # 20.8; 2304 B 22.0-22.8; 3456 B 23.4-23.7; 4608 B 22.3-23.7; 6912 B 23.2 (the paired kernel
@@ -121,6 +129,12 @@ def record_bytes(type_name: str) -> int:
     return GROUP * LAYOUTS[type_name][0]
 
 
+def scales_at(type_name: str) -> int:
+    """Where a 32-weight record's 16 scales start: after its quants and qh words."""
+    high = LAYOUTS[type_name][4] >= 0
+    return quant_bytes(record_bytes(type_name)) + (4 * GROUP if high else 0)
+
+
 def quant_bytes(record: int) -> int:
     """The quant bytes of a record of ``record`` bytes (the f16 fields follow them)."""
     return 2 * NIBBLE_BYTES if record == record_bytes("Q8_0") else NIBBLE_BYTES
@@ -142,11 +156,13 @@ def _fields(type_name: str) -> np.ndarray:
     elif type_name == "Q6_K":  # ql, qh, scales, d
         rows = [(0, 0, 32, 4), (K6_QH, 128, 16, 4), (K6_SCALES, 192, 4, 4), (K6_D, 208, 1, 2)]
     else:
-        block_bytes, d_at, m_at, _ = LAYOUTS[type_name]
-        qb = quant_bytes(record_bytes(type_name))
-        rows = [(0, block_bytes - qb // GROUP, qb // 64, 4), (qb, d_at, 1, 2)]
+        block_bytes, d_at, m_at, _, qh_at = LAYOUTS[type_name]
+        qb, at = quant_bytes(record_bytes(type_name)), scales_at(type_name)
+        rows = [(0, block_bytes - qb // GROUP, qb // 64, 4), (at, d_at, 1, 2)]
         if m_at >= 0:
-            rows.append((qb + 32, m_at, 1, 2))
+            rows.append((at + 32, m_at, 1, 2))
+        if qh_at >= 0:
+            rows.append((qb, qh_at, 1, 4))
     return np.array(rows, np.int64)
 
 
@@ -169,6 +185,21 @@ def regroup(blocks: np.ndarray, type_name: str) -> np.ndarray:
         field[...] = piece[..., 0].transpose(0, 2, 3, 1)  # (group, block, piece, row)
     if type_name == "Q8_0":  # the signed bytes + 128, unsigned for vpdpbusd
         out[..., : quant_bytes(record)] ^= 0x80
+    elif type_name in LAYOUTS and LAYOUTS[type_name][4] >= 0:
+        qb = quant_bytes(record)
+        qh = out[..., qb : qb + 4 * GROUP].view(np.uint32)
+        qh[...] = _spread_high_bits(qh)
+    return out
+
+
+def _spread_high_bits(qh: np.ndarray) -> np.ndarray:
+    """Q5_0 / Q5_1 qh words -> bit 8e + k holds weight 4k + e's fifth bit (was bit 4k + e): the
+    weights of vector k (:func:`_weight_vectors`) then take theirs by one shift by 4 - k and a
+    mask of bit 4 of each byte."""
+    out = np.zeros_like(qh)
+    for k in range(8):
+        for e in range(4):
+            out |= ((qh >> np.uint32(4 * k + e)) & np.uint32(1)) << np.uint32(8 * e + k)
     return out
 
 
@@ -256,15 +287,15 @@ def _prefetcher(builder):
 
 def _legacy_record(kind: str):
     """The step of one 32-weight record (module docstring) into each vector's accumulator."""
-    _, _, m_at, zero_point = LAYOUTS[kind]
-    qb = quant_bytes(record_bytes(kind))
+    _, _, m_at, zero_point, qh_at = LAYOUTS[kind]
+    qb, at = quant_bytes(record_bytes(kind)), scales_at(kind)
     has_min = m_at >= 0
 
     def step(builder, wp, base, b, rows, accs):
-        ws = _weight_vectors(builder, wp, base, qb)
-        dw = _halves(builder, wp, builder.add(base, i64(qb)))
+        ws = _weight_vectors(builder, wp, base, qb, qh_at >= 0)
+        dw = _halves(builder, wp, builder.add(base, i64(at)))
         if has_min:
-            mw = _halves(builder, wp, builder.add(base, i64(qb + 32)))
+            mw = _halves(builder, wp, builder.add(base, i64(at + 32)))
         x_at = builder.mul(b, i64(32))
         for v, (acc, _) in enumerate(accs):
             if zero_point:  # -zp * the block's activation sum (from its two 16-sums)
@@ -397,15 +428,25 @@ def _k4_scales(builder, base, at):
     return (builder.and_(u0, k1), sc_hi), (builder.and_(u1, k1), m_hi)
 
 
-def _weight_vectors(builder, base, at, qb):
+def _weight_vectors(builder, base, at, qb, high=False):
     """The record's 8 vectors of unsigned weight dwords (vector k: weights 4k..4k+3 of the 16
-    rows): its 4 nibble vectors' low then high nibbles, or its 8 byte vectors (Q8_0)."""
+    rows): its 4 nibble vectors' low then high nibbles, or its 8 byte vectors (Q8_0); ``high``
+    (Q5_0, Q5_1): each with its fifth bits from the spread qh words after the quants."""
     if qb > NIBBLE_BYTES:
         return [load(builder, base, builder.add(at, i64(64 * k)), _V16I32) for k in range(8)]
     m4 = vconst(_V16I32, 0x0F0F0F0F)
     zs = [load(builder, base, builder.add(at, i64(64 * k)), _V16I32) for k in range(4)]
     ws = [builder.and_(z, m4) for z in zs]
-    return ws + [builder.and_(builder.lshr(z, vconst(_V16I32, 4)), m4) for z in zs]
+    ws += [builder.and_(builder.lshr(z, vconst(_V16I32, 4)), m4) for z in zs]
+    if not high:
+        return ws
+    qh = load(builder, base, builder.add(at, i64(qb)), _V16I32)
+    bit4 = vconst(_V16I32, 0x10101010)
+    for k in range(8):  # weight 4k + e's fifth bit sits at bit 8e + k: to bit 8e + 4
+        moved = qh if k == 4 else builder.shl(qh, vconst(_V16I32, 4 - k)) if k < 4 else \
+            builder.lshr(qh, vconst(_V16I32, k - 4))  # fmt: skip
+        ws[k] = builder.or_(ws[k], builder.and_(moved, bit4))
+    return ws
 
 
 def _halves(builder, base, offset):
@@ -475,36 +516,42 @@ def _make_drivers(kind: str) -> Drivers:
 
 
 def _dequantizer(kind: str):
-    qb = quant_bytes(record_bytes(kind))
-    has_min = LAYOUTS[kind][2] >= 0
+    qb, at = quant_bytes(record_bytes(kind)), scales_at(kind)
+    _, _, m_at, zero_point, qh_at = LAYOUTS[kind]
+    has_min, high = m_at >= 0, qh_at >= 0
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
     def dequantize_rows(recs, lo, hi, dst):
-        """Rows [lo, hi) as f32 into dst (hi - lo, cols): GGML's (q - 8) * d (Q4_0), q * d + m
-        (Q4_1), q * d (Q8_0, kept as q + 128)."""
+        """Rows [lo, hi) as f32 into dst (hi - lo, cols): GGML's (q - zp) * d (Q4_0, Q5_0),
+        q * d + m (Q4_1, Q5_1), q * d (Q8_0, kept as q + 128)."""
         for r in range(lo, hi):
             g, lane = r // GROUP, r % GROUP
             h16 = recs[g].view(np.uint16)
             for b in range(recs.shape[1]):
                 rec = recs[g, b]
-                d = half_to_float(h16[b, qb // 2 + lane])
+                d = half_to_float(h16[b, at // 2 + lane])
                 if qb > NIBBLE_BYTES:
                     for k in range(8):
                         for j in range(4):
                             q = np.int32(rec[k * 64 + lane * 4 + j]) - 128
                             dst[r - lo, 32 * b + 4 * k + j] = np.float32(q) * d
                     continue
-                m = half_to_float(h16[b, qb // 2 + GROUP + lane]) if has_min else np.float32(0)
+                m = half_to_float(h16[b, at // 2 + GROUP + lane]) if has_min else np.float32(0)
+                qh = np.int64(0)
+                if high:  # row lane's spread qh word
+                    for i in range(4):
+                        qh |= np.int64(rec[qb + 4 * lane + i]) << (8 * i)
                 for k in range(4):
                     for j in range(4):
                         q = rec[k * 64 + lane * 4 + j]
                         for half in range(2):
-                            n = np.float32((q >> (4 * half)) & 15)
-                            at = 32 * b + 16 * half + 4 * k + j
+                            bit = (qh >> (8 * j + k + 4 * half)) & 1
+                            n = np.float32(((q >> (4 * half)) & 15) | (bit << 4))
+                            to = 32 * b + 16 * half + 4 * k + j
                             if has_min:
-                                dst[r - lo, at] = n * d + m
+                                dst[r - lo, to] = n * d + m
                             else:
-                                dst[r - lo, at] = (n - 8) * d
+                                dst[r - lo, to] = (n - zero_point) * d
 
     return dequantize_rows
 
@@ -586,6 +633,7 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
     record = record_bytes(kind.literal_value)
     k4 = kind.literal_value == "Q4_K"
     k6 = kind.literal_value == "Q6_K"
+    high = kind.literal_value in LAYOUTS and LAYOUTS[kind.literal_value][4] >= 0
 
     def codegen(context, builder, sig, args):
         _, rt, _, _, wqt = sig.args
@@ -622,7 +670,7 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
                     store(builder, hi, dst, builder.add(at, i64(1024 * j + 512 + 64 * k)))
             return context.get_dummy_value()
         at = builder.mul(b_v, i64(8 * GROUP * 4))
-        ws = _weight_vectors(builder, rp, base, quant_bytes(record))
+        ws = _weight_vectors(builder, rp, base, quant_bytes(record), high)
         for k, w in enumerate(ws):
             store(builder, w, dst, builder.add(at, i64(64 * k)))
         return context.get_dummy_value()
@@ -672,7 +720,7 @@ def _pack_panel(kind, recs, f16, r0, wq, wd, wm):
                         wd[(16 * sb + j) * GROUP + r] = d * _k6_scale(rec, r, j)
 
         return impl_k6
-    qh = quant_bytes(record_bytes(name)) // 2  # the scales' first f16, the mins' 16 later
+    qh = scales_at(name) // 2  # the scales' first f16, the mins' 16 later
     has_min = LAYOUTS[name][2] >= 0
 
     def impl(kind, recs, f16, r0, wq, wd, wm):
