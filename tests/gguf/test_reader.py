@@ -378,3 +378,37 @@ def test_real_model_opens():  # its open time is measured by benches/gguf_open.p
     if toks is not None:
         assert len(toks) > 1000 and isinstance(toks[len(toks) - 1], str)
     f.close()
+
+
+def _mapped_rss_kb(path: Path) -> int:
+    """This process's resident kB of the mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if len(head) >= 5 and "-" in head[0] and ":" in head[3]:  # a mapping's header line
+            inside = line.endswith(str(path))
+        elif inside and head[0] == "Rss:":
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux /proc")
+def test_release_drops_a_copied_tensors_pages_and_keeps_its_data(tmp_path):
+    """Model.load releases the pages of tensors it copied: they leave the resident set, and a
+    later read still sees the file's bytes."""
+    want = RNG.standard_normal((512, 1024)).astype(np.float32)  # 2 MiB
+    path = tmp_path / "big.gguf"
+    w = gguf.GGUFWriter(str(path), "test")
+    w.add_tensor("w", want)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with load(path) as f:
+        info = f.tensors["w"]
+        assert float(np.asarray(info.data).sum()) == pytest.approx(float(want.sum()), rel=1e-4)
+        before = _mapped_rss_kb(path)
+        f.release(info)
+        after = _mapped_rss_kb(path)
+        assert before >= 2000 and after <= before - 1900, (before, after)
+        assert np.array_equal(info.data, want)  # read back from the page cache

@@ -364,6 +364,18 @@ class GGUFFile:
             data = data.reshape(*shape[:-1], row)
         return TensorInfo(name, shape, gt, start, nbytes, n_el, data)
 
+    def release(self, info: TensorInfo) -> None:
+        """Tell the kernel this tensor's pages are not needed now (``MADV_DONTNEED`` on the
+        whole pages inside its bytes), for a tensor the caller has copied: they leave the
+        process's resident set and stay in the page cache, read back on a later access (the
+        mapping is read-only and file-backed: nothing is lost)."""
+        mm, _ = self._mapped()
+        page = mmap.PAGESIZE
+        lo = -(-info.offset // page) * page
+        hi = (info.offset + info.nbytes) // page * page
+        if hi > lo and hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
     def close(self) -> None:
         """Drop this file's mapping; views still held by callers keep it alive until freed."""
         mm, self._mm, self._u8 = self._mm, None, None

@@ -121,6 +121,9 @@ class Model:
         weights = Weights.from_gguf(
             gf, config, progress=progress if on_cpu else None, prepare=on_cpu
         )
+        if on_cpu:  # the copied tensors' file pages leave the resident set
+            for info in weights.copied_tensors():
+                gf.release(info)
         if not on_cpu:
             with trace.span("upload_weights", category="transfer", backend=rt.backend):
                 weights = weights.placed(rt, progress=progress)

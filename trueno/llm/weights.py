@@ -367,6 +367,25 @@ class Weights:
             rope_short=self.rope_short,
         )
 
+    def copied_tensors(self) -> list[TensorInfo]:
+        """The file tensors no prepared matrix reads in place: those re-laid into a copy, and
+        those stacked into one (Q|K|V, gate|up). Their pages can be released."""
+        out = []
+        for lw in self.layers:
+            used = lw.used_matrices()
+            stacked = []
+            if lw.wqkv is not None and lw.wqkv in used:
+                stacked += [lw.wq, lw.wk, lw.wv]
+            if lw.w_gate_up is not None and lw.w_gate_up in used:
+                stacked += [lw.w_gate, lw.w_up]
+            for m in [*used, *stacked]:
+                if m is None or m.info is None or isinstance(m.info, _TensorInfo):
+                    continue  # a stack's own copy, or blocks already dropped
+                p = m.prepared
+                if m in stacked or (p is not None and p.blocks is None):
+                    out.append(m.info)
+        return out
+
     @classmethod
     def from_gguf(
         cls,
