@@ -371,19 +371,25 @@ class Weights:
         """The file tensors no prepared matrix reads in place: those re-laid into a copy, and
         those stacked into one (Q|K|V, gate|up). Their pages can be released."""
         out = []
+
+        def take(m: Matrix | None, stacked: bool) -> None:
+            if m is None or m.info is None or isinstance(m.info, _TensorInfo):
+                return  # a stack's own copy, or blocks already dropped
+            p = m.prepared
+            if stacked or (p is not None and p.blocks is None):
+                out.append(m.info)
+
         for lw in self.layers:
             used = lw.used_matrices()
-            stacked = []
+            for used_m in used:
+                take(used_m, False)
             if lw.wqkv is not None and lw.wqkv in used:
-                stacked += [lw.wq, lw.wk, lw.wv]
+                for source in (lw.wq, lw.wk, lw.wv):
+                    take(source, True)
             if lw.w_gate_up is not None and lw.w_gate_up in used:
-                stacked += [lw.w_gate, lw.w_up]
-            for m in [*used, *stacked]:
-                if m is None or m.info is None or isinstance(m.info, _TensorInfo):
-                    continue  # a stack's own copy, or blocks already dropped
-                p = m.prepared
-                if m in stacked or (p is not None and p.blocks is None):
-                    out.append(m.info)
+                for source in (lw.w_gate, lw.w_up):
+                    take(source, True)
+        take(self.output, False)
         return out
 
     @classmethod

@@ -566,9 +566,9 @@ def _k4_scale_min(rec, lane, s):
 
     if s < 4:
         return byte(s) & 63, byte(s + 4) & 63
-    return (byte(s + 4) & 0xF) | ((byte(s - 4) >> 6) << 4), (byte(s + 4) >> 4) | (
-        (byte(s) >> 6) << 4
-    )
+    sc = (byte(s + 4) & 0xF) | ((byte(s - 4) >> 6) << 4)
+    m = (byte(s + 4) >> 4) | ((byte(s) >> 6) << 4)
+    return sc, m
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
