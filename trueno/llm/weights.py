@@ -475,8 +475,10 @@ class Weights:
         out_name = "output.weight" if "output.weight" in tensors else "token_embd.weight"
         output = mat(out_name, (c.vocab_size, D))
         if prepare:
-            # a tied head reads the embedding's blocks in place: no copy of the largest matrix
-            output.ready(relayout=out_name == "output.weight")
+            # a tied head is re-laid like any matrix (its file pages then released: the
+            # embedding reads its few rows a token back from the page cache). gemma3's 178 MB
+            # Q8_0 head grouped against in place: decode 87.2 -> 101.0 tok/s, 578 -> 493 MB
+            output.ready()
         return cls(
             token_embd=Embedding(embd_info),
             layers=layers,
