@@ -72,7 +72,7 @@ from trueno.quant.llvm_ir import (
 
 drop_stale(__file__, ("llvm_ir.py", "fused.py"))
 
-ENABLED = True  # False: these types keep the paired layout (the benches' "before" side)
+ENABLED = True  # False: every type keeps its ungrouped layout (the benches' "before" side)
 GROUP = 16  # rows per group: one zmm lane each
 NIBBLE_BYTES = 256  # a record's quants, 16 rows x 32 weights of 4 bits (Q8_0: 512 bytes)
 # per type: the GGML block's bytes, where its f16 fields sit (scale, min or -1), the zero
