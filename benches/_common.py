@@ -65,6 +65,21 @@ def compare_times(fn_a, fn_b, repeat: int = 7, number: int | None = None) -> tup
     return statistics.median(ta), statistics.median(tb)
 
 
+def best_decode_tok_s(model, ids, n_tokens: int, calls: int = 3) -> float:
+    """The best of ``calls`` greedy decodes of ``n_tokens`` after prompt ``ids`` (tok/s, the
+    generator's own decode timing; the model reset before each)."""
+    from trueno.llm.generate import generate_tokens
+
+    best = 0.0
+    for _ in range(calls):
+        model.reset()
+        gen = generate_tokens(model, ids, max_tokens=n_tokens, temperature=0, stop_at_eog=False)
+        for _ in gen:
+            pass
+        best = max(best, gen.stats.decode_tok_s)
+    return best
+
+
 def set_threads(n: int) -> None:
     """Run numba's kernels and BLAS on ``n`` threads (the benches' ``--threads``)."""
     import numba

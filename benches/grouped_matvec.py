@@ -49,7 +49,7 @@ if ARGS is not None:  # BLAS reads its thread count when numpy loads
         os.environ[var] = str(ARGS.threads)
 
 import numpy as np  # noqa: E402
-from _common import print_table, set_threads, sgemv_bandwidth_gbs  # noqa: E402
+from _common import best_decode_tok_s, print_table, set_threads, sgemv_bandwidth_gbs  # noqa: E402
 
 CASES = {
     "1B layers": [
@@ -104,18 +104,11 @@ def decode_side(path: str, side: str) -> None:
 
     grouped.ENABLED = side == "grouped"
     from trueno.llm import Model
-    from trueno.llm.generate import generate_tokens
 
     model = Model.load(path, ctx_size=1024)
     model.warmup()
     ids = model.tokenizer.encode(PROMPT, add_special=True, parse_special=True)
-    decode = 0.0
-    for _ in range(3):
-        model.reset()
-        gen = generate_tokens(model, ids, max_tokens=48, temperature=0, stop_at_eog=False)
-        for _ in gen:
-            pass
-        decode = max(decode, gen.stats.decode_tok_s)
+    decode = best_decode_tok_s(model, ids, 48)
     prompt = (ids * (128 // len(ids) + 1))[:128]
     prefill = 0.0
     for _ in range(2):

@@ -185,22 +185,17 @@ def in_process(model_path: str, threads: int, levels) -> tuple[float, dict]:
     server engine's own ceiling: aggregate decode tok/s of B sequences stepped together by a
     BatchEngine (8 slots) in this process, for each level B <= 8 (prompts prefilled first,
     best of 3)."""
+    from _common import best_decode_tok_s
+
     from trueno.cli.run import set_threads
     from trueno.llm import Model
     from trueno.llm.batch import BatchEngine, BatchSequence
-    from trueno.llm.generate import generate_tokens
 
     set_threads(threads)
     model = Model.load(model_path, ctx_size=1024)
     model.warmup()
     ids = model.tokenizer.encode(PROMPT, add_special=True, parse_special=True)
-    best = 0.0
-    for _ in range(3):
-        model.reset()
-        gen = generate_tokens(model, ids, max_tokens=N_TOKENS, temperature=0, stop_at_eog=False)
-        for _ in gen:
-            pass
-        best = max(best, gen.stats.decode_tok_s)
+    best = best_decode_tok_s(model, ids, N_TOKENS)
     engine = BatchEngine(model, 8)
     engine.warmup()
     batched = {}

@@ -330,7 +330,7 @@ def _dot4(builder, isum, w, xrow, at):
 def _k4_record(builder, wp, base, sb, rows, accs):
     """One Q4_K record (at byte ``base``, super-block ``sb``) into each vector's accumulators."""
     nv = len(accs)
-    m4, byte = vconst(_V16I32, 0x0F0F0F0F), vconst(_V16I32, 0xFF)
+    byte = vconst(_V16I32, 0xFF)
     scales, mins = _k4_scales(builder, wp, builder.add(base, i64(K4_SCALES)))
     sc = [builder.and_(builder.lshr(scales[s // 4], vconst(_V16I32, 8 * (s % 4))), byte)
           for s in range(8)]  # fmt: skip
@@ -339,21 +339,14 @@ def _k4_record(builder, wp, base, sb, rows, accs):
                                    byte), vconst(_V16I32, 0x10001))
           for s in range(8)]  # fmt: skip
     tots = [ir.Constant(_V16I32, None)] * nv
-    for j in range(4):  # a chunk: sub-blocks 2j (low nibbles) and 2j + 1 (high)
-        zs = [load(builder, wp, builder.add(base, i64(512 * j + 64 * k)), _V16I32)
-              for k in range(8)]  # fmt: skip
-        for half_ in range(2):
-            s = 2 * j + half_
-            if half_ == 0:
-                ws = [builder.and_(z, m4) for z in zs]
-            else:
-                ws = [builder.and_(builder.lshr(z, vconst(_V16I32, 4)), m4) for z in zs]
-            x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * s))
-            for v in range(nv):
-                isum = ir.Constant(_V16I32, None)
-                for k in range(8):
-                    isum = _dot4(builder, isum, ws[k], rows.xq[v], builder.add(x_at, i64(4 * k)))
-                tots[v] = builder.add(tots[v], builder.mul(isum, sc[s]))
+    for s in range(8):
+        ws = _k4_block(builder, wp, base, s)
+        x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * s))
+        for v in range(nv):
+            isum = ir.Constant(_V16I32, None)
+            for k in range(8):
+                isum = _dot4(builder, isum, ws[k], rows.xq[v], builder.add(x_at, i64(4 * k)))
+            tots[v] = builder.add(tots[v], builder.mul(isum, sc[s]))
     dw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS)))
     mw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS + 32)))
     for v in range(nv):
@@ -374,27 +367,15 @@ def _k6_record(builder, wp, base, sb, rows, accs):
     times the int8 scale sc_j, summed in i32 (the q6_k row dot's integers); then
     acc += f32(sum_j sc_j * isum_j) * (d * dx)."""
     nv = len(accs)
-    m4 = vconst(_V16I32, 0x0F0F0F0F)
     svecs = [load(builder, wp, builder.add(base, i64(K6_SCALES + 64 * u)), _V16I32)
              for u in range(4)]  # fmt: skip
     # sc_j sign-extended: byte j % 4 of scale vector j // 4
     sc = [builder.ashr(builder.shl(svecs[j // 4], vconst(_V16I32, 24 - 8 * (j % 4))),
                        vconst(_V16I32, 24)) for j in range(16)]  # fmt: skip
-    m2 = vconst(_V16I32, 0x03030303)
     tots = [ir.Constant(_V16I32, None)] * nv
     for h in range(2):
-        ql = [load(builder, wp, builder.add(base, i64(1024 * h + 64 * k)), _V16I32)
-              for k in range(16)]  # fmt: skip
-        qh = [load(builder, wp, builder.add(base, i64(K6_QH + 512 * h + 64 * k)), _V16I32)
-              for k in range(8)]  # fmt: skip
-        for c in range(4):  # 32 weights: low nibbles of ql 0..31 (c even) or 32..63, high bits
-            ws = []
-            for k in range(8):
-                lo = ql[k + 8 * (c % 2)]
-                if c >= 2:
-                    lo = builder.lshr(lo, vconst(_V16I32, 4))
-                hi = builder.and_(builder.lshr(qh[k], vconst(_V16I32, 2 * c)), m2)
-                ws.append(builder.or_(builder.and_(lo, m4), builder.shl(hi, vconst(_V16I32, 4))))
+        for c in range(4):
+            ws = _k6_block(builder, wp, base, 4 * h + c)
             for half_ in range(2):
                 j = 8 * h + 2 * c + half_
                 x_at = builder.add(builder.mul(sb, i64(256)), i64(128 * h + 32 * c + 16 * half_))
@@ -411,6 +392,33 @@ def _k6_record(builder, wp, base, sb, rows, accs):
         dxs = splat(builder, load(builder, rows.dx[v], builder.mul(sb, i64(4)), F32), 16)
         acc = accs[v][0]
         acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs), acc.get()))
+
+
+def _k4_block(builder, wp, base, s):
+    """Sub-block s of the Q4_K record at ``base`` as 8 vectors of unsigned weight dwords
+    (vector k: weights 4k..4k+3 of the 16 rows): chunk s // 2's low (s even) or high nibbles."""
+    m4 = vconst(_V16I32, 0x0F0F0F0F)
+    zs = [load(builder, wp, builder.add(base, i64(512 * (s // 2) + 64 * k)), _V16I32)
+          for k in range(8)]  # fmt: skip
+    if s % 2:
+        zs = [builder.lshr(z, vconst(_V16I32, 4)) for z in zs]
+    return [builder.and_(z, m4) for z in zs]
+
+
+def _k6_block(builder, wp, base, blk):
+    """32-weight block ``blk`` = 4h + c of the Q6_K record at ``base`` as 8 vectors of unsigned
+    6-bit weight dwords: the low nibbles of ql 0..31 (c even) or 32..63 of half h (high
+    nibbles for c >= 2), with bits 2c, 2c + 1 of its qh as bits 4, 5 (int8pack.pack_q6_k's)."""
+    h, c = divmod(blk, 4)
+    m4, m2 = vconst(_V16I32, 0x0F0F0F0F), vconst(_V16I32, 0x03030303)
+    ws = []
+    for k in range(8):
+        ql = load(builder, wp, builder.add(base, i64(1024 * h + 64 * (k + 8 * (c % 2)))), _V16I32)
+        qh = load(builder, wp, builder.add(base, i64(K6_QH + 512 * h + 64 * k)), _V16I32)
+        lo = builder.and_(builder.lshr(ql, vconst(_V16I32, 4 * (c // 2))), m4)
+        hi = builder.and_(builder.lshr(qh, vconst(_V16I32, 2 * c)), m2)
+        ws.append(builder.or_(lo, builder.shl(hi, vconst(_V16I32, 4))))
+    return ws
 
 
 def _k4_scales(builder, base, at):
@@ -627,12 +635,11 @@ DRIVERS = {name: _make_drivers(name) for name in TYPES}
 def _unpack_quants(typingctx, kind, recs, g, b, wq):
     """wq[8b * 16 : (8b + 8) * 16] = record (g, b)'s quants as int8gemm's 8 vectors of 16
     unsigned weight dwords (:func:`_weight_vectors`); ``kind`` the type, a string literal.
-    Q4_K: record (g, b) is super-block b, its 8 sub-blocks the panel's blocks 8b .. 8b + 7."""
+    The K-quants: record (g, b) is super-block b, its 8 blocks the panel's 8b .. 8b + 7."""
     if not isinstance(kind, types.StringLiteral):
         return None
     record = record_bytes(kind.literal_value)
-    k4 = kind.literal_value == "Q4_K"
-    k6 = kind.literal_value == "Q6_K"
+    kquant = {"Q4_K": _k4_block, "Q6_K": _k6_block}.get(kind.literal_value)
     high = kind.literal_value in LAYOUTS and LAYOUTS[kind.literal_value][4] >= 0
 
     def codegen(context, builder, sig, args):
@@ -643,36 +650,14 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
         nb, rec = builder.extract_value(ary.shape, 1), builder.extract_value(ary.shape, 2)
         base = builder.mul(builder.add(builder.mul(g_v, nb), b_v), rec)
         dst = data(context, builder, wqt, wq_v)
-        if k6:  # block 4h + c: int8pack.pack_q6_k's unsigned 6-bit weights
-            at = builder.mul(b_v, i64(8 * 8 * GROUP * 4))
-            m4, m2 = vconst(_V16I32, 0x0F0F0F0F), vconst(_V16I32, 0x03030303)
-            for h in range(2):
-                for c in range(4):
-                    for k in range(8):
-                        at_l = i64(1024 * h + 64 * (k + 8 * (c % 2)))
-                        ql = load(builder, rp, builder.add(base, at_l), _V16I32)
-                        at_h = i64(K6_QH + 512 * h + 64 * k)
-                        qh = load(builder, rp, builder.add(base, at_h), _V16I32)
-                        lo = builder.and_(builder.lshr(ql, vconst(_V16I32, 4 * (c // 2))), m4)
-                        hi = builder.and_(builder.lshr(qh, vconst(_V16I32, 2 * c)), m2)
-                        w = builder.or_(lo, builder.shl(hi, vconst(_V16I32, 4)))
-                        store(builder, w, dst, builder.add(at, i64(512 * (4 * h + c) + 64 * k)))
-            return context.get_dummy_value()
-        if k4:  # chunk j's 8 byte vectors: sub-block 2j's low nibbles, 2j + 1's high
-            at = builder.mul(b_v, i64(8 * 8 * GROUP * 4))
-            m4 = vconst(_V16I32, 0x0F0F0F0F)
-            for j in range(4):
-                for k in range(8):
-                    z = load(builder, rp, builder.add(base, i64(512 * j + 64 * k)), _V16I32)
-                    lo = builder.and_(z, m4)
-                    hi = builder.and_(builder.lshr(z, vconst(_V16I32, 4)), m4)
-                    store(builder, lo, dst, builder.add(at, i64(1024 * j + 64 * k)))
-                    store(builder, hi, dst, builder.add(at, i64(1024 * j + 512 + 64 * k)))
-            return context.get_dummy_value()
-        at = builder.mul(b_v, i64(8 * GROUP * 4))
-        ws = _weight_vectors(builder, rp, base, quant_bytes(record), high)
-        for k, w in enumerate(ws):
-            store(builder, w, dst, builder.add(at, i64(64 * k)))
+        if kquant is not None:  # the super-block's 8 blocks, each as its record step reads it
+            blocks = [kquant(builder, rp, base, blk) for blk in range(8)]
+        else:
+            blocks = [_weight_vectors(builder, rp, base, quant_bytes(record), high)]
+        at = builder.mul(b_v, i64(len(blocks) * 8 * GROUP * 4))
+        for n, ws in enumerate(blocks):
+            for k, w in enumerate(ws):
+                store(builder, w, dst, builder.add(at, i64(8 * GROUP * 4 * n + 64 * k)))
         return context.get_dummy_value()
 
     return types.void(kind, recs, g, b, wq), codegen
