@@ -231,9 +231,13 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
     ng, nv = (n.literal_value for n in literals)
     record = record_bytes(name)
     step = {"Q4_K": _k4_record, "Q6_K": _k6_record}.get(name) or _legacy_record(name)
-    # the K-quants prefetch one record ahead: 1B layers (Q4_K), 2 threads, 0 / 2304 / 6912 /
-    # 11520 bytes ahead read 19.2 / 20.7 / 18.6 / 18.7 GB/s (3456: 19.3-19.9)
+    # the K-quants prefetch one record ahead, an eighth of its lines before each of their 8
+    # blocks (prefetch_part): its 36-53 lines at once stall the loads. 1B layers, 2 threads,
+    # Q4_K at once 20.0-22.9 GB/s, spread 23.4-25.3 (one process per side, alternating; Q6_K
+    # 18.9-20.3 -> 23.2-23.8); half a record ahead 17-17.5, 1.5 records 20.5-21.7, 2 and 3
+    # records 18.8 and 17.8; 8 streams no faster
     ahead_bytes = record if name in ("Q4_K", "Q6_K") else PREFETCH_BYTES
+    lines = range(0, record + 63, 64)  # every line a record touches
 
     def codegen(context, builder, sig, args):
         _, wt, _, _, _, xqt, bst, dxt, xst, outt, _, _ = sig.args
@@ -255,10 +259,17 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
             for i, gbase in enumerate(gbases):
                 base = builder.add(gbase, builder.mul(b, i64(record)))
                 ahead = builder.add(base, i64(ahead_bytes))
-                with builder.if_then(builder.icmp_signed("<", ahead, end)):
-                    for line in range(0, record + 63, 64):  # every line the record touches
+                # past the weight's end: the record being read, already in L1 (a branch per
+                # part instead read Q4_K at 18-23 GB/s, against 23-25)
+                ahead = builder.select(builder.icmp_signed("<", ahead, end), ahead, base)
+
+                def prefetch_part(part, parts, ahead=ahead):
+                    """Lines [part / parts, (part + 1) / parts) of the record ahead."""
+                    n = len(lines)
+                    for line in lines[n * part // parts : n * (part + 1) // parts]:
                         prefetch(builder.gep(wp, [builder.add(ahead, i64(line))]))
-                step(builder, wp, base, b, rows, accs[i])
+
+                step(builder, wp, base, b, rows, accs[i], prefetch_part)
         for i, gi in enumerate(gs):
             col = builder.mul(gi, i64(4 * GROUP))
             for v in range(nv):
@@ -291,7 +302,8 @@ def _legacy_record(kind: str):
     qb, at = quant_bytes(record_bytes(kind)), scales_at(kind)
     has_min = m_at >= 0
 
-    def step(builder, wp, base, b, rows, accs):
+    def step(builder, wp, base, b, rows, accs, prefetch_part):
+        prefetch_part(0, 1)
         ws = _weight_vectors(builder, wp, base, qb, qh_at >= 0)
         dw = _halves(builder, wp, builder.add(base, i64(at)))
         if has_min:
@@ -327,8 +339,9 @@ def _dot4(builder, isum, w, xrow, at):
     return x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, w, a)
 
 
-def _k4_record(builder, wp, base, sb, rows, accs):
-    """One Q4_K record (at byte ``base``, super-block ``sb``) into each vector's accumulators."""
+def _k4_record(builder, wp, base, sb, rows, accs, prefetch_part):
+    """One Q4_K record (at byte ``base``, super-block ``sb``) into each vector's accumulators;
+    ``prefetch_part(s, 8)`` before sub-block s: its 36 lines at once stall the loads."""
     nv = len(accs)
     byte = vconst(_V16I32, 0xFF)
     scales, mins = _k4_scales(builder, wp, builder.add(base, i64(K4_SCALES)))
@@ -340,6 +353,7 @@ def _k4_record(builder, wp, base, sb, rows, accs):
           for s in range(8)]  # fmt: skip
     tots = [ir.Constant(_V16I32, None)] * nv
     for s in range(8):
+        prefetch_part(s, 8)
         ws = _k4_block(builder, wp, base, s)
         x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * s))
         for v in range(nv):
@@ -361,8 +375,9 @@ def _k4_record(builder, wp, base, sb, rows, accs):
         macc.set(_fma(builder, builder.sitofp(msum, _V16F32), builder.fmul(mw, dxs), macc.get()))
 
 
-def _k6_record(builder, wp, base, sb, rows, accs):
-    """One Q6_K record into each vector's accumulator (the second unused): per 16 weights j
+def _k6_record(builder, wp, base, sb, rows, accs, prefetch_part):
+    """One Q6_K record into each vector's accumulator (the second unused; ``prefetch_part``
+    as :func:`_k4_record`'s, before each 32-weight block): per 16 weights j
     of the super-block, isum_j = -32 * bsum_j + four vpdpbusd of the unsigned 6-bit weights,
     times the int8 scale sc_j, summed in i32 (the q6_k row dot's integers); then
     acc += f32(sum_j sc_j * isum_j) * (d * dx)."""
@@ -375,6 +390,7 @@ def _k6_record(builder, wp, base, sb, rows, accs):
     tots = [ir.Constant(_V16I32, None)] * nv
     for h in range(2):
         for c in range(4):
+            prefetch_part(4 * h + c, 8)
             ws = _k6_block(builder, wp, base, 4 * h + c)
             for half_ in range(2):
                 j = 8 * h + 2 * c + half_
