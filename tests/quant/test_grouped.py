@@ -1,4 +1,4 @@
-"""The 32-weight types, Q4_K and Q6_K in groups of 16 rows (trueno.quant.grouped): the matvec
+"""The 32-weight types, Q4_K, Q5_K and Q6_K in groups of 16 rows (trueno.quant.grouped): the matvec
 against gguf-py and a float64 product within the int8-activation bound; the B-vector kernel
 equal to it bit for bit for any B; the dequantize exact; prefill's int8 GEMM equal bit for bit
 to the paired layout's (the K-quants: their GGML blocks'); and which weights take the layout."""
@@ -25,7 +25,7 @@ TYPES = list(grouped.TYPES)
 
 
 def block_cols(name: str) -> int:
-    return 256 if name in ("Q4_K", "Q6_K") else 32
+    return grouped.ACT_BLOCK[name]
 
 
 def quantized(rng, rows: int, cols: int, scale: float = 1.0, name: str = "Q4_0"):
@@ -118,10 +118,10 @@ def test_which_weights_are_grouped(monkeypatch):
     assert not PreparedWeight(q4, "Q4_0", (32, 64)).grouped
 
 
-@pytest.mark.parametrize("name", ["Q4_K", "Q6_K"])
+@pytest.mark.parametrize("name", ["Q4_K", "Q5_K", "Q6_K"])
 def test_k_quant_sums_equal_the_ggml_row_dots(name, monkeypatch):
-    """The grouped K-quant kernels sum the GGML row dots' integers (Q4_K: sc * isum per
-    sub-block and m * bsum per 16; Q6_K: sc * (isum - 32 * bsum) per 16) from the same Q8_K
+    """The grouped K-quant kernels sum the GGML row dots' integers (Q4_K, Q5_K: sc * isum
+    per sub-block and m * bsum per 16; Q6_K: sc * (isum - 32 * bsum) per 16) from the same Q8_K
     activations: only the f32 order and the one i32 -> f32 rounding of the scaled sums
     differ."""
     rng = np.random.default_rng(11)

@@ -12,8 +12,8 @@ once at prepare time into records of 16 rows, in row-group order, the GGML block
     of quant vector k (k < 4) holds bytes 4k..4k+3 of row 16g + r's block b, whose low
     nibbles are weights 4k..4k+3 and high nibbles weights 16 + 4k..16 + 4k + 3 (GGML's
     pairing of element i with i + 16). Q8_0: dword r of vector k (k < 8) holds its weights
-    4k..4k+3, each + 128. Q4_K (2304 bytes) and Q6_K (3360): 16 rows x one 256-weight
-    super-block, laid out the same way (:data:`K4_BYTES`, :data:`K6_BYTES`).
+    4k..4k+3, each + 128. Q4_K (2304 bytes), Q5_K (2816) and Q6_K (3360): 16 rows x one
+    256-weight super-block, laid out the same way (:data:`K_MINS`, :data:`K6_BYTES`).
 
 The 16 rows of a group sit in the 16 lanes of one register, so 32 weights cost eight
 ``vpdpbusd`` with the activation dwords broadcast (int8gemm.py's tile, one token wide) and no
@@ -24,7 +24,7 @@ horizontal sums:
     acc  = fma(m_b, xs[b], acc)                         Q4_1, Q5_1: none, then their mins)
 
 The K-quants scale each sub-block's isum by its integer scale in i32 first, as the GGML row
-dots do (:func:`_k4_record`, :func:`_k6_record`), on activations quantized per 256.
+dots do (:func:`_kmin_record`, :func:`_k6_record`), on activations quantized per 256.
 
 The one-vector matvec splits the row groups into :data:`CHUNKS` contiguous chunks over the
 threads and reads each chunk as :data:`STREAMS` runs in step, prefetching ahead in each. The
@@ -93,6 +93,15 @@ LAYOUTS = {
 K4_BYTES = 144
 K4_QUANTS = 2048  # 4 chunks x 8 vectors x 64 bytes
 K4_SCALES = K4_QUANTS + 64  # after the d and dmin halves
+# Q5_K: Q4_K's record with the fifth bits after the quants: 8 vectors, dword r of vector k
+# holding row r's qh bytes 4k..4k+3 (bit s of byte l: weight l of sub-block s), then the d,
+# dmin and scales as Q4_K's (16 x 176 bytes)
+K5_BYTES = 176
+K5_QH = 2048
+# per K-quant with 8 sub-blocks of 32 and 6-bit scales and mins: (block bytes, where its
+# record holds the qh vectors (or -1), the 16 d (then the 16 dmin), the scale vectors)
+K_MINS = {"Q4_K": (K4_BYTES, -1, K4_QUANTS, K4_SCALES),
+          "Q5_K": (K5_BYTES, K5_QH, K5_QH + 512, K5_QH + 512 + 64)}  # fmt: skip
 # Q6_K: 16 rows x one super-block (16 x 210 bytes): per half h of the super-block its low
 # nibbles ql (16 vectors, dword r of vector k row r's ql bytes 64h + 4k..), then per half its
 # high bits qh (8 vectors: row r's qh bytes 32h + 4k..), then the int8 scales per 16 weights
@@ -101,8 +110,8 @@ K6_BYTES = 210
 K6_QH = 2048
 K6_SCALES = 3072
 K6_D = 3328
-TYPES = (*LAYOUTS, "Q4_K", "Q6_K")
-ACT_BLOCK = {**dict.fromkeys(LAYOUTS, 32), "Q4_K": 256, "Q6_K": 256}  # per int8 scale
+TYPES = (*LAYOUTS, *K_MINS, "Q6_K")
+ACT_BLOCK = {**dict.fromkeys(LAYOUTS, 32), **dict.fromkeys((*K_MINS, "Q6_K"), 256)}  # per int8
 # prefetcht1 this far ahead of the record being read (12 records). 1B stand-in layers, 2
 # threads, cycling through all 112 Q4_0 matrices (547 MB): none 16.3-17.4 GB/s; 1152 B ahead
 # 20.8; 2304 B 22.0-22.8; 3456 B 23.4-23.7; 4608 B 22.3-23.7; 6912 B 23.2 (the paired kernel
@@ -124,8 +133,10 @@ _V16I16 = ir.VectorType(I16, 16)
 
 def record_bytes(type_name: str) -> int:
     """Bytes of one record: the 16 rows' quants and f16 fields (their GGML blocks' bytes)."""
-    if type_name in ("Q4_K", "Q6_K"):
-        return GROUP * (K4_BYTES if type_name == "Q4_K" else K6_BYTES)
+    if type_name in K_MINS:
+        return GROUP * K_MINS[type_name][0]
+    if type_name == "Q6_K":
+        return GROUP * K6_BYTES
     return GROUP * LAYOUTS[type_name][0]
 
 
@@ -150,9 +161,12 @@ def _fields(type_name: str) -> np.ndarray:
     """A record as copies from its 16 rows' blocks, one row a copy: (dst, src, n, size) = n
     pieces of ``size`` bytes from byte src of each row's block, piece k of row r to byte dst +
     (16k + r) * size of the record (quants as dwords, f16 fields as one piece)."""
-    if type_name == "Q4_K":  # qs, then d, dmin, then the 12 scale bytes
-        rows = [(0, 16, 32, 4), (K4_QUANTS, 0, 1, 2), (K4_QUANTS + 32, 2, 1, 2),
-                (K4_SCALES, 4, 3, 4)]  # fmt: skip
+    if type_name in K_MINS:  # qs (Q5_K: then qh), then d, dmin, then the 12 scale bytes
+        block, qh_at, d_at, sc_at = K_MINS[type_name]
+        rows = [(0, block - 128, 32, 4), (d_at, 0, 1, 2), (d_at + 32, 2, 1, 2),
+                (sc_at, 4, 3, 4)]  # fmt: skip
+        if qh_at >= 0:
+            rows.append((qh_at, 16, 8, 4))
     elif type_name == "Q6_K":  # ql, qh, scales, d
         rows = [(0, 0, 32, 4), (K6_QH, 128, 16, 4), (K6_SCALES, 192, 4, 4), (K6_D, 208, 1, 2)]
     else:
@@ -230,13 +244,14 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
     name = kind.literal_value
     ng, nv = (n.literal_value for n in literals)
     record = record_bytes(name)
-    step = {"Q4_K": _k4_record, "Q6_K": _k6_record}.get(name) or _legacy_record(name)
+    step = _k6_record if name == "Q6_K" else _kmin_record(name) if name in K_MINS else \
+        _legacy_record(name)  # fmt: skip
     # the K-quants prefetch one record ahead, an eighth of its lines before each of their 8
     # blocks (prefetch_part): its 36-53 lines at once stall the loads. 1B layers, 2 threads,
     # Q4_K at once 20.0-22.9 GB/s, spread 23.4-25.3 (one process per side, alternating; Q6_K
     # 18.9-20.3 -> 23.2-23.8); half a record ahead 17-17.5, 1.5 records 20.5-21.7, 2 and 3
     # records 18.8 and 17.8; 8 streams no faster
-    ahead_bytes = record if name in ("Q4_K", "Q6_K") else PREFETCH_BYTES
+    ahead_bytes = record if name in (*K_MINS, "Q6_K") else PREFETCH_BYTES
     lines = range(0, record + 63, 64)  # every line a record touches
 
     def codegen(context, builder, sig, args):
@@ -339,45 +354,53 @@ def _dot4(builder, isum, w, xrow, at):
     return x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, w, a)
 
 
-def _k4_record(builder, wp, base, sb, rows, accs, prefetch_part):
-    """One Q4_K record (at byte ``base``, super-block ``sb``) into each vector's accumulators;
-    ``prefetch_part(s, 8)`` before sub-block s: its 36 lines at once stall the loads."""
-    nv = len(accs)
-    byte = vconst(_V16I32, 0xFF)
-    scales, mins = _k4_scales(builder, wp, builder.add(base, i64(K4_SCALES)))
-    sc = [builder.and_(builder.lshr(scales[s // 4], vconst(_V16I32, 8 * (s % 4))), byte)
-          for s in range(8)]  # fmt: skip
-    # m_s in both i16 halves of each lane: vpdpwssd against a dword of two bsums
-    m2 = [builder.mul(builder.and_(builder.lshr(mins[s // 4], vconst(_V16I32, 8 * (s % 4))),
-                                   byte), vconst(_V16I32, 0x10001))
-          for s in range(8)]  # fmt: skip
-    tots = [ir.Constant(_V16I32, None)] * nv
-    for s in range(8):
-        prefetch_part(s, 8)
-        ws = _k4_block(builder, wp, base, s)
-        x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * s))
+def _kmin_record(kind: str):
+    """The step of one Q4_K or Q5_K record (at byte ``base``, super-block ``sb``) into each
+    vector's accumulators; ``prefetch_part(s, 8)`` before sub-block s: the record ahead's
+    36-44 lines at once stall the loads."""
+    _, qh_at, d_at, sc_at = K_MINS[kind]
+
+    def step(builder, wp, base, sb, rows, accs, prefetch_part):
+        nv = len(accs)
+        byte = vconst(_V16I32, 0xFF)
+        scales, mins = _k4_scales(builder, wp, builder.add(base, i64(sc_at)))
+        sc = [builder.and_(builder.lshr(scales[s // 4], vconst(_V16I32, 8 * (s % 4))), byte)
+              for s in range(8)]  # fmt: skip
+        # m_s in both i16 halves of each lane: vpdpwssd against a dword of two bsums
+        m2 = [builder.mul(builder.and_(builder.lshr(mins[s // 4], vconst(_V16I32, 8 * (s % 4))),
+                                       byte), vconst(_V16I32, 0x10001))
+              for s in range(8)]  # fmt: skip
+        tots = [ir.Constant(_V16I32, None)] * nv
+        for s in range(8):
+            prefetch_part(s, 8)
+            ws = _k4_block(builder, wp, base, s, qh_at)
+            x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * s))
+            for v in range(nv):
+                isum = ir.Constant(_V16I32, None)
+                for k in range(8):
+                    isum = _dot4(builder, isum, ws[k], rows.xq[v], builder.add(x_at, i64(4 * k)))
+                tots[v] = builder.add(tots[v], builder.mul(isum, sc[s]))
+        dw = _halves(builder, wp, builder.add(base, i64(d_at)))
+        mw = _halves(builder, wp, builder.add(base, i64(d_at + 32)))
         for v in range(nv):
-            isum = ir.Constant(_V16I32, None)
-            for k in range(8):
-                isum = _dot4(builder, isum, ws[k], rows.xq[v], builder.add(x_at, i64(4 * k)))
-            tots[v] = builder.add(tots[v], builder.mul(isum, sc[s]))
-    dw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS)))
-    mw = _halves(builder, wp, builder.add(base, i64(K4_QUANTS + 32)))
-    for v in range(nv):
-        msum = ir.Constant(_V16I32, None)
-        for s in range(8):  # bs holds the sums per 16: two per sub-block, one dword
-            at = builder.add(builder.mul(sb, i64(32)), i64(4 * s))
-            pair = splat(builder, load(builder, rows.bs[v], at, I32), 16)
-            msum = x86(builder, "llvm.x86.avx512.vpdpwssd.512", _V16I32, msum, m2[s], pair)
-        dxs = splat(builder, load(builder, rows.dx[v], builder.mul(sb, i64(4)), F32), 16)
-        acc, macc = accs[v]
-        acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs), acc.get()))
-        macc.set(_fma(builder, builder.sitofp(msum, _V16F32), builder.fmul(mw, dxs), macc.get()))
+            msum = ir.Constant(_V16I32, None)
+            for s in range(8):  # bs holds the sums per 16: two per sub-block, one dword
+                at = builder.add(builder.mul(sb, i64(32)), i64(4 * s))
+                pair = splat(builder, load(builder, rows.bs[v], at, I32), 16)
+                msum = x86(builder, "llvm.x86.avx512.vpdpwssd.512", _V16I32, msum, m2[s], pair)
+            dxs = splat(builder, load(builder, rows.dx[v], builder.mul(sb, i64(4)), F32), 16)
+            acc, macc = accs[v]
+            acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs),
+                         acc.get()))  # fmt: skip
+            macc.set(_fma(builder, builder.sitofp(msum, _V16F32), builder.fmul(mw, dxs),
+                          macc.get()))  # fmt: skip
+
+    return step
 
 
 def _k6_record(builder, wp, base, sb, rows, accs, prefetch_part):
     """One Q6_K record into each vector's accumulator (the second unused; ``prefetch_part``
-    as :func:`_k4_record`'s, before each 32-weight block): per 16 weights j
+    as :func:`_kmin_record`'s, before each 32-weight block): per 16 weights j
     of the super-block, isum_j = -32 * bsum_j + four vpdpbusd of the unsigned 6-bit weights,
     times the int8 scale sc_j, summed in i32 (the q6_k row dot's integers); then
     acc += f32(sum_j sc_j * isum_j) * (d * dx)."""
@@ -410,15 +433,25 @@ def _k6_record(builder, wp, base, sb, rows, accs, prefetch_part):
         acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs), acc.get()))
 
 
-def _k4_block(builder, wp, base, s):
+def _k4_block(builder, wp, base, s, qh_at=-1):
     """Sub-block s of the Q4_K record at ``base`` as 8 vectors of unsigned weight dwords
-    (vector k: weights 4k..4k+3 of the 16 rows): chunk s // 2's low (s even) or high nibbles."""
+    (vector k: weights 4k..4k+3 of the 16 rows): chunk s // 2's low (s even) or high nibbles;
+    with ``qh_at`` (Q5_K) each with bit s of its qh bytes as bit 4."""
     m4 = vconst(_V16I32, 0x0F0F0F0F)
     zs = [load(builder, wp, builder.add(base, i64(512 * (s // 2) + 64 * k)), _V16I32)
           for k in range(8)]  # fmt: skip
     if s % 2:
         zs = [builder.lshr(z, vconst(_V16I32, 4)) for z in zs]
-    return [builder.and_(z, m4) for z in zs]
+    ws = [builder.and_(z, m4) for z in zs]
+    if qh_at < 0:
+        return ws
+    bit4 = vconst(_V16I32, 0x10101010)
+    for k in range(8):
+        qh = load(builder, wp, builder.add(base, i64(qh_at + 64 * k)), _V16I32)
+        moved = qh if s == 4 else builder.shl(qh, vconst(_V16I32, 4 - s)) if s < 4 else \
+            builder.lshr(qh, vconst(_V16I32, s - 4))  # fmt: skip
+        ws[k] = builder.or_(ws[k], builder.and_(moved, bit4))
+    return ws
 
 
 def _k6_block(builder, wp, base, blk):
@@ -535,8 +568,9 @@ def _make_drivers(kind: str) -> Drivers:
             if v < n_vec:
                 _group_dots(kind, recs, g, 0, 1, xq, bs, dx, xsum, out, v, 1)
 
-    deq = {"Q4_K": _k4_dequantize_rows, "Q6_K": _k6_dequantize_rows}.get(kind)
-    return Drivers(matvec, matvecs, deq or _dequantizer(kind))
+    deq = _k6_dequantize_rows if kind == "Q6_K" else _kmin_dequantizer(kind) if kind in K_MINS \
+        else _dequantizer(kind)  # fmt: skip
+    return Drivers(matvec, matvecs, deq)
 
 
 def _dequantizer(kind: str):
@@ -581,9 +615,10 @@ def _dequantizer(kind: str):
 
 
 @numba.njit(inline="always")
-def _k4_scale_min(rec, lane, s):
-    """get_scale_min_k4 of row ``lane``'s sub-block s from a Q4_K record's scale vectors."""
-    at = K4_SCALES + 4 * lane
+def _k4_scale_min(rec, lane, s, sc_at):
+    """get_scale_min_k4 of row ``lane``'s sub-block s from a Q4_K / Q5_K record's scale
+    vectors (at byte ``sc_at``)."""
+    at = sc_at + 4 * lane
 
     def byte(i):
         return np.int64(rec[at + 64 * (i // 4) + i % 4])
@@ -595,24 +630,31 @@ def _k4_scale_min(rec, lane, s):
     return sc, m
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _k4_dequantize_rows(recs, lo, hi, dst):
-    """Rows [lo, hi) of Q4_K records as f32 into dst: GGML's d * sc * q - dmin * m."""
-    for r in range(lo, hi):
-        g, lane = r // GROUP, r % GROUP
-        h16 = recs[g].view(np.uint16)
-        for sb in range(recs.shape[1]):
-            rec = recs[g, sb]
-            d = half_to_float(h16[sb, K4_QUANTS // 2 + lane])
-            dmin = half_to_float(h16[sb, K4_QUANTS // 2 + GROUP + lane])
-            for s in range(8):
-                sc, m = _k4_scale_min(rec, lane, s)
-                d1, m1 = d * np.float32(sc), dmin * np.float32(m)
-                for k in range(8):
-                    for i in range(4):
-                        q = rec[512 * (s // 2) + 64 * k + 4 * lane + i]
-                        n = np.float32((q >> (4 * (s % 2))) & 15)
-                        dst[r - lo, 256 * sb + 32 * s + 4 * k + i] = d1 * n - m1
+def _kmin_dequantizer(kind: str):
+    _, qh_at, d_at, sc_at = K_MINS[kind]
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def dequantize_rows(recs, lo, hi, dst):
+        """Rows [lo, hi) of Q4_K / Q5_K records as f32 into dst: GGML's d * sc * q - dmin * m
+        (Q5_K: q with bit s of its qh byte as bit 4, in sub-block s)."""
+        for r in range(lo, hi):
+            g, lane = r // GROUP, r % GROUP
+            h16 = recs[g].view(np.uint16)
+            for sb in range(recs.shape[1]):
+                rec = recs[g, sb]
+                d = half_to_float(h16[sb, d_at // 2 + lane])
+                dmin = half_to_float(h16[sb, d_at // 2 + GROUP + lane])
+                for s in range(8):
+                    sc, m = _k4_scale_min(rec, lane, s, sc_at)
+                    d1, m1 = d * np.float32(sc), dmin * np.float32(m)
+                    for k in range(8):
+                        for i in range(4):
+                            q = (rec[512 * (s // 2) + 64 * k + 4 * lane + i] >> (4 * (s % 2))) & 15
+                            if qh_at >= 0:
+                                q |= ((rec[qh_at + 64 * k + 4 * lane + i] >> s) & 1) << 4
+                            dst[r - lo, 256 * sb + 32 * s + 4 * k + i] = d1 * np.float32(q) - m1
+
+    return dequantize_rows
 
 
 @numba.njit(inline="always")
@@ -655,7 +697,13 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
     if not isinstance(kind, types.StringLiteral):
         return None
     record = record_bytes(kind.literal_value)
-    kquant = {"Q4_K": _k4_block, "Q6_K": _k6_block}.get(kind.literal_value)
+    name = kind.literal_value
+    kquant = _k6_block if name == "Q6_K" else None
+    if name in K_MINS:
+
+        def kquant(builder, rp, base, blk):
+            return _k4_block(builder, rp, base, blk, K_MINS[name][1])
+
     high = kind.literal_value in LAYOUTS and LAYOUTS[kind.literal_value][4] >= 0
 
     def codegen(context, builder, sig, args):
@@ -690,7 +738,8 @@ def _pack_panel(kind, recs, f16, r0, wq, wd, wm):
     if not isinstance(kind, types.StringLiteral):
         return None
     name = kind.literal_value
-    if name == "Q4_K":
+    if name in K_MINS:
+        _, _, d_at, sc_at = K_MINS[name]
 
         def impl_k4(kind, recs, f16, r0, wq, wd, wm):
             g = r0 // GROUP
@@ -699,10 +748,10 @@ def _pack_panel(kind, recs, f16, r0, wq, wd, wm):
                 _unpack_quants(name, recs, g, sb, wq)
                 rec = recs[g, sb]
                 for r in range(GROUP):
-                    d = half_to_float(h16[sb, K4_QUANTS // 2 + r])
-                    dmin = half_to_float(h16[sb, K4_QUANTS // 2 + GROUP + r])
+                    d = half_to_float(h16[sb, d_at // 2 + r])
+                    dmin = half_to_float(h16[sb, d_at // 2 + GROUP + r])
                     for s in range(8):  # int8pack.pack_k4_scales' d * sc and -dmin * m
-                        sc, m = _k4_scale_min(rec, r, s)
+                        sc, m = _k4_scale_min(rec, r, s, sc_at)
                         wd[(8 * sb + s) * GROUP + r] = d * np.float32(sc)
                         wm[(8 * sb + s) * GROUP + r] = -(dmin * np.float32(m))
 
