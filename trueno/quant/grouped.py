@@ -371,9 +371,10 @@ def _kmin_record(kind: str):
                                        byte), vconst(_V16I32, 0x10001))
               for s in range(8)]  # fmt: skip
         tots = [ir.Constant(_V16I32, None)] * nv
+        qhs = _qh_vectors(builder, wp, base, qh_at)
         for s in range(8):
             prefetch_part(s, 8)
-            ws = _k4_block(builder, wp, base, s, qh_at)
+            ws = _k4_block(builder, wp, base, s, qhs)
             x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * s))
             for v in range(nv):
                 isum = ir.Constant(_V16I32, None)
@@ -433,21 +434,27 @@ def _k6_record(builder, wp, base, sb, rows, accs, prefetch_part):
         acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs), acc.get()))
 
 
-def _k4_block(builder, wp, base, s, qh_at=-1):
+def _qh_vectors(builder, wp, base, qh_at):
+    """A Q5_K record's 8 qh vectors (None for Q4_K: ``qh_at`` -1), loaded once a record."""
+    if qh_at < 0:
+        return None
+    return [load(builder, wp, builder.add(base, i64(qh_at + 64 * k)), _V16I32) for k in range(8)]
+
+
+def _k4_block(builder, wp, base, s, qhs=None):
     """Sub-block s of the Q4_K record at ``base`` as 8 vectors of unsigned weight dwords
     (vector k: weights 4k..4k+3 of the 16 rows): chunk s // 2's low (s even) or high nibbles;
-    with ``qh_at`` (Q5_K) each with bit s of its qh bytes as bit 4."""
+    with ``qhs`` (Q5_K, :func:`_qh_vectors`) each with bit s of its qh bytes as bit 4."""
     m4 = vconst(_V16I32, 0x0F0F0F0F)
     zs = [load(builder, wp, builder.add(base, i64(512 * (s // 2) + 64 * k)), _V16I32)
           for k in range(8)]  # fmt: skip
     if s % 2:
         zs = [builder.lshr(z, vconst(_V16I32, 4)) for z in zs]
     ws = [builder.and_(z, m4) for z in zs]
-    if qh_at < 0:
+    if qhs is None:
         return ws
     bit4 = vconst(_V16I32, 0x10101010)
-    for k in range(8):
-        qh = load(builder, wp, builder.add(base, i64(qh_at + 64 * k)), _V16I32)
+    for k, qh in enumerate(qhs):
         moved = qh if s == 4 else builder.shl(qh, vconst(_V16I32, 4 - s)) if s < 4 else \
             builder.lshr(qh, vconst(_V16I32, s - 4))  # fmt: skip
         ws[k] = builder.or_(ws[k], builder.and_(moved, bit4))
@@ -702,7 +709,8 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
     if name in K_MINS:
 
         def kquant(builder, rp, base, blk):
-            return _k4_block(builder, rp, base, blk, K_MINS[name][1])
+            qhs = _qh_vectors(builder, rp, base, K_MINS[name][1])
+            return _k4_block(builder, rp, base, blk, qhs)
 
     high = kind.literal_value in LAYOUTS and LAYOUTS[kind.literal_value][4] >= 0
 
