@@ -1,5 +1,5 @@
 """Decode's matvec on weights re-laid in groups of 16 rows (trueno.quant.grouped) against the
-layout each type has without it (the 32-weight types: paired, relayout.py; Q4_K, Q6_K: the
+layout each type has without it (the 32-weight types: paired, relayout.py; the K-quants: the
 GGML blocks), the same quantized blocks, interleaved in one run.
 
 Each case is a decode's worth of matrices called in turn, as a token calls them:
@@ -19,7 +19,7 @@ prompt, best of 3) and prefill tok/s of 128 tokens, each round one process with 
 layout off and one with it on, alternating; medians of the rounds.
 
     python benches/grouped_matvec.py [--threads 2] [--rounds 7] [--decode GGUF ...]
-                                     [--types Q4_0,Q4_1,Q5_0,Q8_0,Q4_K,Q5_K,Q6_K]
+                                     [--types Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q4_K,Q5_K,Q6_K]
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=3)
-    ap.add_argument(
-        "--types", default=",".join(("Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q5_K", "Q6_K"))
-    )
+    ap.add_argument("--types", default="Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q4_K,Q5_K,Q6_K")
     ap.add_argument("--cases", default="1B layers,SmolLM2 layers,SmolLM2 head,gemma3 head")
     ap.add_argument("--decode", nargs="+", default=None, metavar="GGUF", help="end to end")
     ap.add_argument("--side", choices=("ungrouped", "grouped"), help=argparse.SUPPRESS)
