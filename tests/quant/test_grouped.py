@@ -29,6 +29,11 @@ def block_cols(name: str) -> int:
 
 
 def quantized(rng, rows: int, cols: int, scale: float = 1.0, name: str = "Q4_0"):
+    if name == "Q3_K":  # no quantizer here: random hmask, qs and scales, a d of about scale
+        blocks = rng.integers(0, 256, (rows, cols // 256, 110), dtype=np.uint8)
+        d = (rng.uniform(0.5, 1.5, (rows, cols // 256)) * scale / 64).astype(np.float16)
+        blocks[..., 108:] = d[..., None].view(np.uint8)
+        return blocks.reshape(rows, -1)
     return api.quantize((rng.standard_normal((rows, cols)) * scale).astype(np.float32), name)
 
 
@@ -85,7 +90,7 @@ def test_dequantize_is_exact(name):
     assert np.array_equal(p.dequantize(), gguf_weights(blocks, (48, cols), name))
 
 
-@pytest.mark.parametrize("name", TYPES)
+@pytest.mark.parametrize("name", [t for t in TYPES if t not in grouped.K_ALONE])
 @pytest.mark.parametrize("n_tok", [13, 37, 130])
 def test_int8_gemm_equals_the_paired_layouts(name, n_tok, monkeypatch):
     """Prefill's GEMM packs its panels from the records: the same unsigned weights and f32
@@ -116,6 +121,26 @@ def test_which_weights_are_grouped(monkeypatch):
     assert not PreparedWeight(k4, "Q4_K", (32, 256), relayout=False).grouped
     monkeypatch.setattr(grouped, "ENABLED", False)
     assert not PreparedWeight(q4, "Q4_0", (32, 64)).grouped
+
+
+def test_q3_k_has_a_kernel_only_in_groups(monkeypatch):
+    """Q3_K has no kernel record: grouped at avx512 it keeps its 110 bytes per 256 weights and
+    prefills by dequantize + sgemm; below avx512 (or with grouping off) it is dequantized to
+    f32 once, as before."""
+    rng = np.random.default_rng(13)
+    rows, cols = 48, 512
+    blocks = quantized(rng, rows, cols, name="Q3_K")
+    g = PreparedWeight(blocks, "Q3_K", (rows, cols))
+    assert g.grouped and g.backend == "numba-avx512" and g.nbytes == blocks.nbytes
+    f = PreparedWeight(blocks, "Q3_K", (rows, cols), isa="avx2")
+    assert not f.grouped and f.backend == "numpy" and f.nbytes == 4 * rows * cols
+    w = gguf_weights(blocks, (rows, cols), "Q3_K")
+    xs = rng.standard_normal((40, cols)).astype(np.float32)
+    want = xs.astype(np.float64) @ w.T.astype(np.float64)
+    assert np.allclose(g.matmul(xs), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert np.allclose(f.matmul(xs), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    monkeypatch.setattr(grouped, "ENABLED", False)
+    assert not PreparedWeight(blocks, "Q3_K", (rows, cols)).grouped
 
 
 @pytest.mark.parametrize("name", ["Q4_K", "Q5_K", "Q6_K"])

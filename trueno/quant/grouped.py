@@ -12,8 +12,9 @@ once at prepare time into records of 16 rows, in row-group order, the GGML block
     of quant vector k (k < 4) holds bytes 4k..4k+3 of row 16g + r's block b, whose low
     nibbles are weights 4k..4k+3 and high nibbles weights 16 + 4k..16 + 4k + 3 (GGML's
     pairing of element i with i + 16). Q8_0: dword r of vector k (k < 8) holds its weights
-    4k..4k+3, each + 128. Q4_K (2304 bytes), Q5_K (2816) and Q6_K (3360): 16 rows x one
-    256-weight super-block, laid out the same way (:data:`K_MINS`, :data:`K6_BYTES`).
+    4k..4k+3, each + 128. Q4_K (2304 bytes), Q5_K (2816), Q6_K (3360) and Q3_K (1760): 16
+    rows x one 256-weight super-block, laid out the same way (:data:`K_MINS`, :data:`K6_BYTES`,
+    :data:`K3_BYTES`). Q3_K has no other fused kernel (:data:`K_ALONE`).
 
 The 16 rows of a group sit in the 16 lanes of one register, so 32 weights cost eight
 ``vpdpbusd`` with the activation dwords broadcast (int8gemm.py's tile, one token wide) and no
@@ -24,7 +25,8 @@ horizontal sums:
     acc  = fma(m_b, xs[b], acc)                         Q4_1, Q5_1: none, then their mins)
 
 The K-quants scale each sub-block's isum by its integer scale in i32 first, as the GGML row
-dots do (:func:`_kmin_record`, :func:`_k6_record`), on activations quantized per 256.
+dots do (:func:`_kmin_record`, :func:`_k6_record`, :func:`_k3_record`), on activations
+quantized per 256.
 
 The one-vector matvec splits the row groups into :data:`CHUNKS` contiguous chunks over the
 threads and reads each chunk as :data:`STREAMS` runs in step, prefetching ahead in each. The
@@ -110,8 +112,17 @@ K6_BYTES = 210
 K6_QH = 2048
 K6_SCALES = 3072
 K6_D = 3328
-TYPES = (*LAYOUTS, *K_MINS, "Q6_K")
-ACT_BLOCK = {**dict.fromkeys(LAYOUTS, 32), **dict.fromkeys((*K_MINS, "Q6_K"), 256)}  # per int8
+# Q3_K: 16 rows x one super-block (16 x 110 bytes): the 2-bit quants qs (16 vectors, dword r
+# of vector v row r's qs bytes 4v..4v+3), the high bits hmask (8 vectors), the packed 6-bit
+# scales per 16 weights (3 vectors), then the 16 d (f16). No fused GGML-layout kernel has it:
+# without this layout a Q3_K weight is dequantized to f32 once (4 bytes a weight)
+K3_BYTES = 110
+K3_HM = 1024
+K3_SCALES = 1536
+K3_D = 1728
+K_ALONE = ("Q3_K",)  # grouped types with no kernel record (kernels.RECORDS): this layout only
+TYPES = (*LAYOUTS, *K_MINS, "Q6_K", "Q3_K")
+ACT_BLOCK = {**dict.fromkeys(LAYOUTS, 32), **dict.fromkeys((*K_MINS, "Q6_K", "Q3_K"), 256)}
 # prefetcht1 this far ahead of the record being read (12 records). 1B stand-in layers, 2
 # threads, cycling through all 112 Q4_0 matrices (547 MB): none 16.3-17.4 GB/s; 1152 B ahead
 # 20.8; 2304 B 22.0-22.8; 3456 B 23.4-23.7; 4608 B 22.3-23.7; 6912 B 23.2 (the paired kernel
@@ -135,8 +146,8 @@ def record_bytes(type_name: str) -> int:
     """Bytes of one record: the 16 rows' quants and f16 fields (their GGML blocks' bytes)."""
     if type_name in K_MINS:
         return GROUP * K_MINS[type_name][0]
-    if type_name == "Q6_K":
-        return GROUP * K6_BYTES
+    if type_name in ("Q6_K", "Q3_K"):
+        return GROUP * (K6_BYTES if type_name == "Q6_K" else K3_BYTES)
     return GROUP * LAYOUTS[type_name][0]
 
 
@@ -169,6 +180,8 @@ def _fields(type_name: str) -> np.ndarray:
             rows.append((qh_at, 16, 8, 4))
     elif type_name == "Q6_K":  # ql, qh, scales, d
         rows = [(0, 0, 32, 4), (K6_QH, 128, 16, 4), (K6_SCALES, 192, 4, 4), (K6_D, 208, 1, 2)]
+    elif type_name == "Q3_K":  # qs, hmask, scales, d
+        rows = [(0, 32, 16, 4), (K3_HM, 0, 8, 4), (K3_SCALES, 96, 3, 4), (K3_D, 108, 1, 2)]
     else:
         block_bytes, d_at, m_at, _, qh_at = LAYOUTS[type_name]
         qb, at = quant_bytes(record_bytes(type_name)), scales_at(type_name)
@@ -244,14 +257,14 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
     name = kind.literal_value
     ng, nv = (n.literal_value for n in literals)
     record = record_bytes(name)
-    step = _k6_record if name == "Q6_K" else _kmin_record(name) if name in K_MINS else \
-        _legacy_record(name)  # fmt: skip
+    step = {"Q6_K": _k6_record, "Q3_K": _k3_record}.get(name) or (
+        _kmin_record(name) if name in K_MINS else _legacy_record(name))  # fmt: skip
     # the K-quants prefetch one record ahead, an eighth of its lines before each of their 8
     # blocks (prefetch_part): its 36-53 lines at once stall the loads. 1B layers, 2 threads,
     # Q4_K at once 20.0-22.9 GB/s, spread 23.4-25.3 (one process per side, alternating; Q6_K
     # 18.9-20.3 -> 23.2-23.8); half a record ahead 17-17.5, 1.5 records 20.5-21.7, 2 and 3
     # records 18.8 and 17.8; 8 streams no faster
-    ahead_bytes = record if name in (*K_MINS, "Q6_K") else PREFETCH_BYTES
+    ahead_bytes = record if ACT_BLOCK[name] == 256 else PREFETCH_BYTES
     lines = range(0, record + 63, 64)  # every line a record touches
 
     def codegen(context, builder, sig, args):
@@ -434,6 +447,69 @@ def _k6_record(builder, wp, base, sb, rows, accs, prefetch_part):
         acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs), acc.get()))
 
 
+def _k3_record(builder, wp, base, sb, rows, accs, prefetch_part):
+    """One Q3_K record into each vector's accumulator (the second unused; ``prefetch_part``
+    as :func:`_kmin_record`'s): per 16 weights j, isum_j = -4 * bsum_j + four vpdpbusd of the
+    unsigned 3-bit weights, times the signed 6-bit scale, summed in i32 (the q3_K row dot's
+    integers); then acc += f32(sum_j sc_j * isum_j) * (d * dx)."""
+    nv = len(accs)
+    sc = _k3_scales(builder, wp, base)
+    tots = [ir.Constant(_V16I32, None)] * nv
+    for blk in range(8):
+        prefetch_part(blk, 8)
+        ws = _k3_block(builder, wp, base, blk)
+        for half_ in range(2):
+            j = 2 * blk + half_
+            x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * blk + 16 * half_))
+            for v in range(nv):
+                at = builder.add(builder.mul(sb, i64(32)), i64(2 * j))
+                bsum = builder.sext(load(builder, rows.bs[v], at, I16), I32)
+                isum = splat(builder, builder.mul(bsum, ir.Constant(I32, -4)), 16)
+                for k in range(4 * half_, 4 * half_ + 4):
+                    at = builder.add(x_at, i64(4 * (k - 4 * half_)))
+                    isum = _dot4(builder, isum, ws[k], rows.xq[v], at)
+                tots[v] = builder.add(tots[v], builder.mul(isum, sc[j]))
+    dw = _halves(builder, wp, builder.add(base, i64(K3_D)))
+    for v in range(nv):
+        dxs = splat(builder, load(builder, rows.dx[v], builder.mul(sb, i64(4)), F32), 16)
+        acc = accs[v][0]
+        acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs), acc.get()))
+
+
+def _k3_block(builder, wp, base, blk):
+    """32-weight block ``blk`` = 4h + j of the Q3_K record at ``base`` as 8 vectors of unsigned
+    3-bit weight dwords (the GGML weight + 4): bits 2j, 2j + 1 of qs bytes 32h.. as bits 0, 1,
+    bit 4h + j of the hmask bytes as bit 2."""
+    h, j = divmod(blk, 4)
+    m2, m1 = vconst(_V16I32, 0x03030303), vconst(_V16I32, 0x01010101)
+    ws = []
+    for k in range(8):
+        qs = load(builder, wp, builder.add(base, i64(64 * (8 * h + k))), _V16I32)
+        hm = load(builder, wp, builder.add(base, i64(K3_HM + 64 * k)), _V16I32)
+        lo = builder.and_(builder.lshr(qs, vconst(_V16I32, 2 * j)), m2)
+        hi = builder.and_(builder.lshr(hm, vconst(_V16I32, 4 * h + j)), m1)
+        ws.append(builder.or_(lo, builder.shl(hi, vconst(_V16I32, 2))))
+    return ws
+
+
+def _k3_scales(builder, wp, base):
+    """The 16 signed scales of each row (i32 lanes): llama.cpp's kmask unpacking of the 12
+    scale bytes (aux words 0..3, byte j % 4 of word j // 4), minus 32."""
+    a0, a1, a2 = (load(builder, wp, builder.add(base, i64(K3_SCALES + 64 * u)), _V16I32)
+                  for u in range(3))  # fmt: skip
+    k1, k2 = vconst(_V16I32, 0x03030303), vconst(_V16I32, 0x0F0F0F0F)
+
+    def word(lo_src, lo_shift, hi_shift):
+        lo = builder.and_(builder.lshr(lo_src, vconst(_V16I32, lo_shift)), k2)
+        hi = builder.and_(builder.lshr(a2, vconst(_V16I32, hi_shift)), k1)
+        return builder.or_(lo, builder.shl(hi, vconst(_V16I32, 4)))
+
+    words = [word(a0, 0, 0), word(a1, 0, 2), word(a0, 4, 4), word(a1, 4, 6)]
+    byte, c32 = vconst(_V16I32, 0xFF), vconst(_V16I32, 32)
+    return [builder.sub(builder.and_(builder.lshr(words[j // 4], vconst(_V16I32, 8 * (j % 4))),
+                                     byte), c32) for j in range(16)]  # fmt: skip
+
+
 def _qh_vectors(builder, wp, base, qh_at):
     """A Q5_K record's 8 qh vectors (None for Q4_K: ``qh_at`` -1), loaded once a record."""
     if qh_at < 0:
@@ -575,8 +651,8 @@ def _make_drivers(kind: str) -> Drivers:
             if v < n_vec:
                 _group_dots(kind, recs, g, 0, 1, xq, bs, dx, xsum, out, v, 1)
 
-    deq = _k6_dequantize_rows if kind == "Q6_K" else _kmin_dequantizer(kind) if kind in K_MINS \
-        else _dequantizer(kind)  # fmt: skip
+    deq = {"Q6_K": _k6_dequantize_rows, "Q3_K": _k3_dequantize_rows}.get(kind) or (
+        _kmin_dequantizer(kind) if kind in K_MINS else _dequantizer(kind))  # fmt: skip
     return Drivers(matvec, matvecs, deq)
 
 
@@ -693,6 +769,37 @@ def _k6_dequantize_rows(recs, lo, hi, dst):
                 dst[r - lo, 256 * sb + e] = (d * _k6_scale(rec, lane, e // 16)) * q
 
 
+@numba.njit(inline="always")
+def _k3_scale(rec, lane, j):
+    """Row ``lane``'s signed scale of weights 16j .. 16j + 15 of a Q3_K record."""
+    at = K3_SCALES + 4 * lane
+
+    def byte(i):  # scale byte i (0..11) of the row
+        return np.int64(rec[at + 64 * (i // 4) + i % 4])
+
+    lo = (byte(j % 8) >> (4 * (j // 8))) & 15
+    hi = (byte(8 + j % 4) >> (2 * (j // 4))) & 3
+    return np.float32((lo | (hi << 4)) - 32)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _k3_dequantize_rows(recs, lo, hi, dst):
+    """Rows [lo, hi) of Q3_K records as f32 into dst: GGML's d * sc * (q - 4 * !hbit)."""
+    for r in range(lo, hi):
+        g, lane = r // GROUP, r % GROUP
+        h16 = recs[g].view(np.uint16)
+        for sb in range(recs.shape[1]):
+            rec = recs[g, sb]
+            d = half_to_float(h16[sb, K3_D // 2 + lane])
+            for e in range(256):
+                h, j, l = e // 128, e % 128 // 32, e % 32
+                q = (np.int64(rec[64 * (8 * h + l // 4) + 4 * lane + l % 4]) >> (2 * j)) & 3
+                hb = (np.int64(rec[K3_HM + 64 * (l // 4) + 4 * lane + l % 4]) >> (4 * h + j)) & 1
+                dst[r - lo, 256 * sb + e] = (d * _k3_scale(rec, lane, e // 16)) * np.float32(
+                    q + 4 * hb - 4
+                )
+
+
 DRIVERS = {name: _make_drivers(name) for name in TYPES}
 
 
@@ -701,8 +808,8 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
     """wq[8b * 16 : (8b + 8) * 16] = record (g, b)'s quants as int8gemm's 8 vectors of 16
     unsigned weight dwords (:func:`_weight_vectors`); ``kind`` the type, a string literal.
     The K-quants: record (g, b) is super-block b, its 8 blocks the panel's 8b .. 8b + 7."""
-    if not isinstance(kind, types.StringLiteral):
-        return None
+    if not isinstance(kind, types.StringLiteral) or kind.literal_value in K_ALONE:
+        return None  # K_ALONE: no int8 GEMM (int8gemm.FORMS), prefill dequantizes
     record = record_bytes(kind.literal_value)
     name = kind.literal_value
     kquant = _k6_block if name == "Q6_K" else None

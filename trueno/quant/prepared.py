@@ -13,8 +13,9 @@ the rows allow. Backends:
   parallel over rows; F16/BF16 widen to f32 in-register and use FMA.
 - ``numba``: portable per-format kernels on f32 activations (no AVX2, TRUENO_QUANT_SIMD=0 or
   TRUENO_QUANT_ISA=portable).
-- ``numpy``: F32 through BLAS; Q2_K, Q3_K, Q8_K, IQ4_NL, IQ4_XS have no fused kernel and
-  are dequantized once to f32 at prepare time (4 bytes per weight), then BLAS.
+- ``numpy``: F32 through BLAS; Q2_K, Q8_K, IQ4_NL, IQ4_XS (and Q3_K below the avx512 level,
+  where grouped.py gives it a kernel) have no fused kernel and are dequantized once to f32 at
+  prepare time (4 bytes per weight), then BLAS.
 """
 
 from __future__ import annotations
@@ -190,6 +191,7 @@ class PreparedWeight:
         self._multi = None  # its B-vector form, built on first matvecs_into
         self._weights = ()  # the arrays the driver reads: (blocks,), the re-laid four, (records,)
         self._bufs = ()  # activation scratch of matvec_into (int8 x, scales, sums)
+        self._act_block = 0  # activations quantized per this many (with a fused kernel)
         level = _requested_level(simd, isa)
         rec = self.record
         if self.ggml_type is GGMLType.F32:
@@ -197,6 +199,8 @@ class PreparedWeight:
             self._f32 = rows.view(np.float32)
         elif rec is not None and rec.fits(shape[1]) and rec.best_level(level) is not None:
             self._bind(rec, level, relayout)
+        elif rec is None and relayout and self._groups(self.format.name, level):
+            self._bind_groups(self.format.name, level)  # Q3_K: no kernel record, this layout
         if self._kernel is None and self._f32 is None:  # no SIMD driver, no f32 copy
             if self.format.matvec_numba is not None:
                 self.backend = "numba"
@@ -208,17 +212,14 @@ class PreparedWeight:
     def _bind(self, rec, level: str, relayout: bool) -> None:
         """Take the record's best kernel at or below ``level`` (re-laying the blocks, when
         ``relayout`` allows, in groups of 16 rows or for the record's re-laid form)."""
-        from trueno.quant import fused, grouped
+        from trueno.quant import fused
 
         top = rec.best_level(level)
         lvl = rec.best_level(level, relaid=True) if relayout and rec.relayout else None
-        if relayout and grouped.applies(rec.name, top, self.shape):
-            lvl = top
-            self._grouped = grouped.regroup(self.blocks, rec.name)
-            self.blocks = None  # the grouped copy replaces the GGML bytes
-            self._weights = (self._grouped,)
-            self._kernel = grouped.DRIVERS[rec.name].matvec
-        elif lvl is not None:
+        if relayout and self._groups(rec.name, top):
+            self._bind_groups(rec.name, top)
+            return
+        if lvl is not None:
             self._relaid = pb = kernels.resolve(rec.relayout)(self.blocks, rec.name)
             self.blocks = None  # the re-laid copy replaces the GGML bytes
             self._weights = (pb.qs, pb.d, pb.m, pb.qh)
@@ -227,9 +228,27 @@ class PreparedWeight:
             self._weights = (self.blocks,)
         self.isa = lvl
         self.backend = f"numba-{lvl}"
-        if self._kernel is None:
-            self._kernel = fused.matvec_kernel(rec, self.relaid, lvl)
+        self._kernel = fused.matvec_kernel(rec, self.relaid, lvl)
+        self._act_block = rec.act_block
         self._bufs = fused.new_buffers(self.shape[1], rec.act_block)
+
+    def _groups(self, name: str, level: str | None) -> bool:
+        from trueno.quant import grouped
+
+        return grouped.applies(name, level, self.shape)
+
+    def _bind_groups(self, name: str, level: str) -> None:
+        """Re-lay the blocks in groups of 16 rows (grouped.py) and take its kernels."""
+        from trueno.quant import fused, grouped
+
+        self._grouped = grouped.regroup(self.blocks, name)
+        self.blocks = None  # the grouped copy replaces the GGML bytes
+        self._weights = (self._grouped,)
+        self._kernel = grouped.DRIVERS[name].matvec
+        self.isa = level
+        self.backend = f"numba-{level}"
+        self._act_block = grouped.ACT_BLOCK[name]
+        self._bufs = fused.new_buffers(self.shape[1], self._act_block)
 
     @property
     def relaid(self) -> bool:
@@ -279,7 +298,7 @@ class PreparedWeight:
         elif self._kernel is not None:
             from trueno.quant.fused import activation_buffers
 
-            bufs = activation_buffers(cols, self.record.act_block)
+            bufs = activation_buffers(cols, self._act_block)
             self._kernel(self._weights, x, *bufs, out)
         else:
             self.format.matvec_numba(self.blocks, x, F16_TO_F32, out)
@@ -319,7 +338,7 @@ class PreparedWeight:
                 self._multi = grouped.DRIVERS[self.format.name].matvecs
             else:
                 self._multi = fused.multi_vector_kernel(self.record, self.relaid, self.isa)
-        scratch = fused.multi_scratch(xs.shape[0], self.shape[1], self.record.act_block)
+        scratch = fused.multi_scratch(xs.shape[0], self.shape[1], self._act_block)
         self._multi(self._weights, xs, *scratch, out)
         return True
 
