@@ -481,14 +481,17 @@ def _k3_block(builder, wp, base, blk):
     3-bit weight dwords (the GGML weight + 4): bits 2j, 2j + 1 of qs bytes 32h.. as bits 0, 1,
     bit 4h + j of the hmask bytes as bit 2."""
     h, j = divmod(blk, 4)
-    m2, m1 = vconst(_V16I32, 0x03030303), vconst(_V16I32, 0x01010101)
+    m2, m4 = vconst(_V16I32, 0x03030303), vconst(_V16I32, 0x04040404)
+    bit = 4 * h + j  # the hmask bit, moved to bit 2 by one shift
     ws = []
     for k in range(8):
         qs = load(builder, wp, builder.add(base, i64(64 * (8 * h + k))), _V16I32)
         hm = load(builder, wp, builder.add(base, i64(K3_HM + 64 * k)), _V16I32)
-        lo = builder.and_(builder.lshr(qs, vconst(_V16I32, 2 * j)), m2)
-        hi = builder.and_(builder.lshr(hm, vconst(_V16I32, 4 * h + j)), m1)
-        ws.append(builder.or_(lo, builder.shl(hi, vconst(_V16I32, 2))))
+        lo = builder.and_(builder.lshr(qs, vconst(_V16I32, 2 * j)), m2) if j else \
+            builder.and_(qs, m2)  # fmt: skip
+        moved = hm if bit == 2 else builder.shl(hm, vconst(_V16I32, 2 - bit)) if bit < 2 else \
+            builder.lshr(hm, vconst(_V16I32, bit - 2))  # fmt: skip
+        ws.append(builder.or_(lo, builder.and_(moved, m4)))
     return ws
 
 
