@@ -123,21 +123,28 @@ def test_which_weights_are_grouped(monkeypatch):
     assert not PreparedWeight(q4, "Q4_0", (32, 64)).grouped
 
 
-def test_q3_k_has_a_kernel_only_in_groups(monkeypatch):
-    """Q3_K has no kernel record: grouped at avx512 it keeps its 110 bytes per 256 weights and
-    prefills by dequantize + sgemm; below avx512 (or with grouping off) it is dequantized to
+@pytest.mark.parametrize("n_tok", [3, 40])
+def test_q3_k_has_a_kernel_only_in_groups(n_tok, monkeypatch):
+    """Q3_K has no kernel record: grouped at avx512 it keeps its 110 bytes per 256 weights,
+    and prefill's int8 GEMM (40 tokens; 3: the B-vector kernel) is within the int8-activation
+    bound of the float64 product; below avx512 (or with grouping off) it is dequantized to
     f32 once, as before."""
+    from trueno.quant import int8gemm
+
     rng = np.random.default_rng(13)
     rows, cols = 48, 512
     blocks = quantized(rng, rows, cols, name="Q3_K")
     g = PreparedWeight(blocks, "Q3_K", (rows, cols))
     assert g.grouped and g.backend == "numba-avx512" and g.nbytes == blocks.nbytes
+    assert int8gemm.kernel_for(g) is not None
     f = PreparedWeight(blocks, "Q3_K", (rows, cols), isa="avx2")
     assert not f.grouped and f.backend == "numpy" and f.nbytes == 4 * rows * cols
-    w = gguf_weights(blocks, (rows, cols), "Q3_K")
-    xs = rng.standard_normal((40, cols)).astype(np.float32)
-    want = xs.astype(np.float64) @ w.T.astype(np.float64)
-    assert np.allclose(g.matmul(xs), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    w = gguf_weights(blocks, (rows, cols), "Q3_K").astype(np.float64)
+    xs = rng.standard_normal((n_tok, cols)).astype(np.float32)
+    got = g.matmul(xs)
+    for t in range(n_tok):
+        check_int8_activations(got[t], w, xs[t], w @ xs[t].astype(np.float64), 256)
+    want = xs.astype(np.float64) @ w.T
     assert np.allclose(f.matmul(xs), want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
     monkeypatch.setattr(grouped, "ENABLED", False)
     assert not PreparedWeight(blocks, "Q3_K", (rows, cols)).grouped

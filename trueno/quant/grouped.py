@@ -788,19 +788,24 @@ def _k3_scale(rec, lane, j):
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _k3_dequantize_rows(recs, lo, hi, dst):
     """Rows [lo, hi) of Q3_K records as f32 into dst: GGML's d * sc * (q - 4 * !hbit)."""
+    ds = np.empty(16, np.float32)
     for r in range(lo, hi):
         g, lane = r // GROUP, r % GROUP
         h16 = recs[g].view(np.uint16)
         for sb in range(recs.shape[1]):
             rec = recs[g, sb]
             d = half_to_float(h16[sb, K3_D // 2 + lane])
-            for e in range(256):
-                h, j, l = e // 128, e % 128 // 32, e % 32
-                q = (np.int64(rec[64 * (8 * h + l // 4) + 4 * lane + l % 4]) >> (2 * j)) & 3
-                hb = (np.int64(rec[K3_HM + 64 * (l // 4) + 4 * lane + l % 4]) >> (4 * h + j)) & 1
-                dst[r - lo, 256 * sb + e] = (d * _k3_scale(rec, lane, e // 16)) * np.float32(
-                    q + 4 * hb - 4
-                )
+            for j in range(16):
+                ds[j] = d * _k3_scale(rec, lane, j)
+            for blk in range(8):
+                h, j = blk // 4, blk % 4
+                out = dst[r - lo, 256 * sb + 32 * blk : 256 * sb + 32 * blk + 32]
+                for k in range(8):
+                    scale = ds[2 * blk + k // 4]
+                    for i in range(4):
+                        q = (np.int64(rec[64 * (8 * h + k) + 4 * lane + i]) >> (2 * j)) & 3
+                        hb = (np.int64(rec[K3_HM + 64 * k + 4 * lane + i]) >> (4 * h + j)) & 1
+                        out[4 * k + i] = scale * np.float32(q + 4 * hb - 4)
 
 
 DRIVERS = {name: _make_drivers(name) for name in TYPES}
@@ -811,11 +816,11 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
     """wq[8b * 16 : (8b + 8) * 16] = record (g, b)'s quants as int8gemm's 8 vectors of 16
     unsigned weight dwords (:func:`_weight_vectors`); ``kind`` the type, a string literal.
     The K-quants: record (g, b) is super-block b, its 8 blocks the panel's 8b .. 8b + 7."""
-    if not isinstance(kind, types.StringLiteral) or kind.literal_value in K_ALONE:
-        return None  # K_ALONE: no int8 GEMM (int8gemm.FORMS), prefill dequantizes
+    if not isinstance(kind, types.StringLiteral):
+        return None
     record = record_bytes(kind.literal_value)
     name = kind.literal_value
-    kquant = _k6_block if name == "Q6_K" else None
+    kquant = {"Q6_K": _k6_block, "Q3_K": _k3_block}.get(name)
     if name in K_MINS:
 
         def kquant(builder, rp, base, blk):
@@ -888,6 +893,20 @@ def _pack_panel(kind, recs, f16, r0, wq, wd, wm):
                         wd[(16 * sb + j) * GROUP + r] = d * _k6_scale(rec, r, j)
 
         return impl_k6
+    if name == "Q3_K":  # Q6_K's panel form: a scale per 16 weights, zero point 4
+
+        def impl_k3(kind, recs, f16, r0, wq, wd, wm):
+            g = r0 // GROUP
+            h16 = recs[g].view(np.uint16)
+            for sb in range(recs.shape[1]):
+                _unpack_quants(name, recs, g, sb, wq)
+                rec = recs[g, sb]
+                for r in range(GROUP):
+                    d = half_to_float(h16[sb, K3_D // 2 + r])
+                    for j in range(16):
+                        wd[(16 * sb + j) * GROUP + r] = d * _k3_scale(rec, r, j)
+
+        return impl_k3
     qh = scales_at(name) // 2  # the scales' first f16, the mins' 16 later
     has_min = LAYOUTS[name][2] >= 0
 

@@ -164,7 +164,7 @@ def tile(typingctx, kind, wq, wd, wm, xq, xc, dx, xs, t0, nblk, dst, d_t0, d_r0)
 def _make_gemm(level: str, form: str, zero_point: int):
     """The int8 GEMM of one level and packed form (:data:`FORMS`)."""
     base = FORMS[form[len("grouped-") :]][0] if form.startswith("grouped-") else form
-    tile_form = {"k4": "min", "k5": "min", "k6": "half"}.get(base)
+    tile_form = {"k4": "min", "k5": "min", "k6": "half", "k3": "half"}.get(base)
     if tile_form is None:
         tile_form = "zp" if zero_point else "min"
     kind = f"{level}/{tile_form}"
@@ -222,6 +222,7 @@ FORMS = {
     "Q4_K": ("k4", 0),
     "Q5_K": ("k5", 0),
     "Q6_K": ("k6", 32),
+    "Q3_K": ("k3", 4),  # grouped.py's records only (no GGML-layout panel packer)
 }
 RELAID = ("paired", "paired5", "split")  # forms packed from relayout.PairedBlocks
 _KERNELS: dict = {}
@@ -232,7 +233,8 @@ _local = threading.local()
 def kernel_for(weight):
     """The GEMM of a prepared weight, or None: the re-laid 32-weight formats and the GGML
     blocks of Q4_K, Q5_K, Q6_K at the avx512 / avxvnni / avx2 levels (not Q8_0 at avx2:
-    vpmaddubsw would saturate)."""
+    vpmaddubsw would saturate), and grouped.py's records of every type it lays out (Q3_K
+    only so)."""
     name, level = weight.format.name, weight.isa
     if name not in FORMS or level not in TILE_SHAPE or weight._kernel is None:
         return None
