@@ -25,8 +25,7 @@ horizontal sums:
     acc  = fma(m_b, xs[b], acc)                         Q4_1, Q5_1: none, then their mins)
 
 The K-quants scale each sub-block's isum by its integer scale in i32 first, as the GGML row
-dots do (:func:`_kmin_record`, :func:`_k6_record`, :func:`_k3_record`), on activations
-quantized per 256.
+dots do (:func:`_kmin_record`, :func:`_per16_record`), on activations quantized per 256.
 
 The one-vector matvec splits the row groups into :data:`CHUNKS` contiguous chunks over the
 threads and reads each chunk as :data:`STREAMS` runs in step, prefetching ahead in each. The
@@ -257,8 +256,11 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
     name = kind.literal_value
     ng, nv = (n.literal_value for n in literals)
     record = record_bytes(name)
-    step = {"Q6_K": _k6_record, "Q3_K": _k3_record}.get(name) or (
-        _kmin_record(name) if name in K_MINS else _legacy_record(name))  # fmt: skip
+    if name in ("Q6_K", "Q3_K"):
+        step = _per16_record(_k6_block, _k6_scales, 32, K6_D) if name == "Q6_K" else \
+            _per16_record(_k3_block, _k3_scales, 4, K3_D)  # fmt: skip
+    else:
+        step = _kmin_record(name) if name in K_MINS else _legacy_record(name)
     # the K-quants prefetch one record ahead, an eighth of its lines before each of their 8
     # blocks (prefetch_part): its 36-53 lines at once stall the loads. 1B layers, 2 threads,
     # Q4_K at once 20.0-22.9 GB/s, spread 23.4-25.3 (one process per side, alternating; Q6_K
@@ -412,68 +414,49 @@ def _kmin_record(kind: str):
     return step
 
 
-def _k6_record(builder, wp, base, sb, rows, accs, prefetch_part):
-    """One Q6_K record into each vector's accumulator (the second unused; ``prefetch_part``
-    as :func:`_kmin_record`'s, before each 32-weight block): per 16 weights j
-    of the super-block, isum_j = -32 * bsum_j + four vpdpbusd of the unsigned 6-bit weights,
-    times the int8 scale sc_j, summed in i32 (the q6_k row dot's integers); then
-    acc += f32(sum_j sc_j * isum_j) * (d * dx)."""
-    nv = len(accs)
-    svecs = [load(builder, wp, builder.add(base, i64(K6_SCALES + 64 * u)), _V16I32)
-             for u in range(4)]  # fmt: skip
-    # sc_j sign-extended: byte j % 4 of scale vector j // 4
-    sc = [builder.ashr(builder.shl(svecs[j // 4], vconst(_V16I32, 24 - 8 * (j % 4))),
-                       vconst(_V16I32, 24)) for j in range(16)]  # fmt: skip
-    tots = [ir.Constant(_V16I32, None)] * nv
-    for h in range(2):
-        for c in range(4):
-            prefetch_part(4 * h + c, 8)
-            ws = _k6_block(builder, wp, base, 4 * h + c)
+def _per16_record(block, scales, zero_point: int, d_at: int):
+    """The step of one Q6_K or Q3_K record into each vector's accumulator (the second unused;
+    ``prefetch_part`` as :func:`_kmin_record`'s, before each 32-weight block): per 16 weights
+    j of the super-block, isum_j = -zero_point * bsum_j + four vpdpbusd of the unsigned
+    weights (``block``: Q6_K's 6 bits, zero point 32; Q3_K's 3, zero point 4), times the
+    signed scale sc_j (``scales``), summed in i32 (the GGML row dot's integers); then
+    acc += f32(sum_j sc_j * isum_j) * (d * dx), d the 16 f16 at byte ``d_at``."""
+
+    def step(builder, wp, base, sb, rows, accs, prefetch_part):
+        nv = len(accs)
+        sc = scales(builder, wp, base)
+        tots = [ir.Constant(_V16I32, None)] * nv
+        for blk in range(8):
+            prefetch_part(blk, 8)
+            ws = block(builder, wp, base, blk)
             for half_ in range(2):
-                j = 8 * h + 2 * c + half_
-                x_at = builder.add(builder.mul(sb, i64(256)), i64(128 * h + 32 * c + 16 * half_))
+                j = 2 * blk + half_
+                x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * blk + 16 * half_))
                 for v in range(nv):
                     at = builder.add(builder.mul(sb, i64(32)), i64(2 * j))
                     bsum = builder.sext(load(builder, rows.bs[v], at, I16), I32)
-                    isum = splat(builder, builder.mul(bsum, ir.Constant(I32, -32)), 16)
+                    isum = splat(builder, builder.mul(bsum, ir.Constant(I32, -zero_point)), 16)
                     for k in range(4 * half_, 4 * half_ + 4):
                         at = builder.add(x_at, i64(4 * (k - 4 * half_)))
                         isum = _dot4(builder, isum, ws[k], rows.xq[v], at)
                     tots[v] = builder.add(tots[v], builder.mul(isum, sc[j]))
-    dw = _halves(builder, wp, builder.add(base, i64(K6_D)))
-    for v in range(nv):
-        dxs = splat(builder, load(builder, rows.dx[v], builder.mul(sb, i64(4)), F32), 16)
-        acc = accs[v][0]
-        acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs), acc.get()))
+        dw = _halves(builder, wp, builder.add(base, i64(d_at)))
+        for v in range(nv):
+            dxs = splat(builder, load(builder, rows.dx[v], builder.mul(sb, i64(4)), F32), 16)
+            acc = accs[v][0]
+            acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs),
+                         acc.get()))  # fmt: skip
+
+    return step
 
 
-def _k3_record(builder, wp, base, sb, rows, accs, prefetch_part):
-    """One Q3_K record into each vector's accumulator (the second unused; ``prefetch_part``
-    as :func:`_kmin_record`'s): per 16 weights j, isum_j = -4 * bsum_j + four vpdpbusd of the
-    unsigned 3-bit weights, times the signed 6-bit scale, summed in i32 (the q3_K row dot's
-    integers); then acc += f32(sum_j sc_j * isum_j) * (d * dx)."""
-    nv = len(accs)
-    sc = _k3_scales(builder, wp, base)
-    tots = [ir.Constant(_V16I32, None)] * nv
-    for blk in range(8):
-        prefetch_part(blk, 8)
-        ws = _k3_block(builder, wp, base, blk)
-        for half_ in range(2):
-            j = 2 * blk + half_
-            x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * blk + 16 * half_))
-            for v in range(nv):
-                at = builder.add(builder.mul(sb, i64(32)), i64(2 * j))
-                bsum = builder.sext(load(builder, rows.bs[v], at, I16), I32)
-                isum = splat(builder, builder.mul(bsum, ir.Constant(I32, -4)), 16)
-                for k in range(4 * half_, 4 * half_ + 4):
-                    at = builder.add(x_at, i64(4 * (k - 4 * half_)))
-                    isum = _dot4(builder, isum, ws[k], rows.xq[v], at)
-                tots[v] = builder.add(tots[v], builder.mul(isum, sc[j]))
-    dw = _halves(builder, wp, builder.add(base, i64(K3_D)))
-    for v in range(nv):
-        dxs = splat(builder, load(builder, rows.dx[v], builder.mul(sb, i64(4)), F32), 16)
-        acc = accs[v][0]
-        acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs), acc.get()))
+def _k6_scales(builder, wp, base):
+    """A Q6_K record's 16 int8 scales of each row, sign-extended (i32 lanes): byte j % 4 of
+    scale vector j // 4."""
+    svecs = [load(builder, wp, builder.add(base, i64(K6_SCALES + 64 * u)), _V16I32)
+             for u in range(4)]  # fmt: skip
+    return [builder.ashr(builder.shl(svecs[j // 4], vconst(_V16I32, 24 - 8 * (j % 4))),
+                         vconst(_V16I32, 24)) for j in range(16)]  # fmt: skip
 
 
 def _k3_block(builder, wp, base, blk):
