@@ -637,8 +637,10 @@ def _make_drivers(kind: str) -> Drivers:
             if v < n_vec:
                 _group_dots(kind, recs, g, 0, 1, xq, bs, dx, xsum, out, v, 1)
 
-    deq = {"Q6_K": _k6_dequantize_rows, "Q3_K": _k3_dequantize_rows}.get(kind) or (
-        _kmin_dequantizer(kind) if kind in K_MINS else _dequantizer(kind))  # fmt: skip
+    if kind in ("Q6_K", "Q3_K"):
+        deq = _per16_dequantizer(kind)
+    else:
+        deq = _kmin_dequantizer(kind) if kind in K_MINS else _dequantizer(kind)
     return Drivers(matvec, matvecs, deq)
 
 
@@ -741,20 +743,6 @@ def _k6_scale(rec, lane, j):
     return np.float32(np.int8(rec[K6_SCALES + 64 * (j // 4) + 4 * lane + j % 4]))
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _k6_dequantize_rows(recs, lo, hi, dst):
-    """Rows [lo, hi) of Q6_K records as f32 into dst: GGML's (d * sc) * (q - 32)."""
-    for r in range(lo, hi):
-        g, lane = r // GROUP, r % GROUP
-        h16 = recs[g].view(np.uint16)
-        for sb in range(recs.shape[1]):
-            rec = recs[g, sb]
-            d = half_to_float(h16[sb, K6_D // 2 + lane])
-            for e in range(256):
-                q = np.float32(_k6_quant(rec, lane, e) - 32)
-                dst[r - lo, 256 * sb + e] = (d * _k6_scale(rec, lane, e // 16)) * q
-
-
 @numba.njit(inline="always")
 def _k3_scale(rec, lane, j):
     """Row ``lane``'s signed scale of weights 16j .. 16j + 15 of a Q3_K record."""
@@ -768,27 +756,38 @@ def _k3_scale(rec, lane, j):
     return np.float32((lo | (hi << 4)) - 32)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _k3_dequantize_rows(recs, lo, hi, dst):
-    """Rows [lo, hi) of Q3_K records as f32 into dst: GGML's d * sc * (q - 4 * !hbit)."""
-    ds = np.empty(16, np.float32)
-    for r in range(lo, hi):
-        g, lane = r // GROUP, r % GROUP
-        h16 = recs[g].view(np.uint16)
-        for sb in range(recs.shape[1]):
-            rec = recs[g, sb]
-            d = half_to_float(h16[sb, K3_D // 2 + lane])
-            for j in range(16):
-                ds[j] = d * _k3_scale(rec, lane, j)
-            for blk in range(8):
-                h, j = blk // 4, blk % 4
-                out = dst[r - lo, 256 * sb + 32 * blk : 256 * sb + 32 * blk + 32]
-                for k in range(8):
-                    scale = ds[2 * blk + k // 4]
-                    for i in range(4):
-                        q = (np.int64(rec[64 * (8 * h + k) + 4 * lane + i]) >> (2 * j)) & 3
-                        hb = (np.int64(rec[K3_HM + 64 * k + 4 * lane + i]) >> (4 * h + j)) & 1
-                        out[4 * k + i] = scale * np.float32(q + 4 * hb - 4)
+@numba.njit(inline="always")
+def _k3_quant(rec, lane, e):
+    """Row ``lane``'s unsigned 3-bit weight e (0..255) of a Q3_K record (the GGML weight + 4):
+    bits 2j, 2j + 1 of its qs byte, bit 4h + j of its hmask byte as bit 2."""
+    h, j, l = e // 128, e % 128 // 32, e % 32
+    q = np.int64(rec[64 * (8 * h + l // 4) + 4 * lane + l % 4]) >> (2 * j)
+    hb = np.int64(rec[K3_HM + 64 * (l // 4) + 4 * lane + l % 4]) >> (4 * h + j)
+    return (q & 3) | ((hb & 1) << 2)
+
+
+def _per16_dequantizer(kind: str):
+    six = kind == "Q6_K"
+    d_at, zero_point = (K6_D, 32) if six else (K3_D, 4)
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def dequantize_rows(recs, lo, hi, dst):
+        """Rows [lo, hi) of Q6_K / Q3_K records as f32 into dst: GGML's (d * sc) * (q - zp),
+        the 16 scales of a super-block taken once."""
+        ds = np.empty(16, np.float32)
+        for r in range(lo, hi):
+            g, lane = r // GROUP, r % GROUP
+            h16 = recs[g].view(np.uint16)
+            for sb in range(recs.shape[1]):
+                rec = recs[g, sb]
+                d = half_to_float(h16[sb, d_at // 2 + lane])
+                for j in range(16):
+                    ds[j] = d * (_k6_scale(rec, lane, j) if six else _k3_scale(rec, lane, j))
+                for e in range(256):
+                    q = _k6_quant(rec, lane, e) if six else _k3_quant(rec, lane, e)
+                    dst[r - lo, 256 * sb + e] = ds[e // 16] * np.float32(q - zero_point)
+
+    return dequantize_rows
 
 
 DRIVERS = {name: _make_drivers(name) for name in TYPES}
@@ -862,34 +861,22 @@ def _pack_panel(kind, recs, f16, r0, wq, wd, wm):
                         wm[(8 * sb + s) * GROUP + r] = -(dmin * np.float32(m))
 
         return impl_k4
-    if name == "Q6_K":
+    if name in ("Q6_K", "Q3_K"):  # a scale per 16 weights (Q3_K takes Q6_K's panel form)
+        six, d_at = name == "Q6_K", K6_D if name == "Q6_K" else K3_D
 
-        def impl_k6(kind, recs, f16, r0, wq, wd, wm):
+        def impl_per16(kind, recs, f16, r0, wq, wd, wm):
             g = r0 // GROUP
             h16 = recs[g].view(np.uint16)
             for sb in range(recs.shape[1]):
                 _unpack_quants(name, recs, g, sb, wq)
                 rec = recs[g, sb]
                 for r in range(GROUP):  # int8pack.pack_q6_k_scales' d * sc per 16 weights
-                    d = half_to_float(h16[sb, K6_D // 2 + r])
+                    d = half_to_float(h16[sb, d_at // 2 + r])
                     for j in range(16):
-                        wd[(16 * sb + j) * GROUP + r] = d * _k6_scale(rec, r, j)
+                        sc = _k6_scale(rec, r, j) if six else _k3_scale(rec, r, j)
+                        wd[(16 * sb + j) * GROUP + r] = d * sc
 
-        return impl_k6
-    if name == "Q3_K":  # Q6_K's panel form: a scale per 16 weights, zero point 4
-
-        def impl_k3(kind, recs, f16, r0, wq, wd, wm):
-            g = r0 // GROUP
-            h16 = recs[g].view(np.uint16)
-            for sb in range(recs.shape[1]):
-                _unpack_quants(name, recs, g, sb, wq)
-                rec = recs[g, sb]
-                for r in range(GROUP):
-                    d = half_to_float(h16[sb, K3_D // 2 + r])
-                    for j in range(16):
-                        wd[(16 * sb + j) * GROUP + r] = d * _k3_scale(rec, r, j)
-
-        return impl_k3
+        return impl_per16
     qh = scales_at(name) // 2  # the scales' first f16, the mins' 16 later
     has_min = LAYOUTS[name][2] >= 0
 
