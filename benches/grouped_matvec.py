@@ -74,6 +74,7 @@ def weights(name: str, shapes, rng):
     from trueno.quant import api, grouped
     from trueno.quant.prepared import PreparedWeight
 
+    grouped.SLOWER_HERE = ()  # both kernels of every type, those this host leaves ungrouped too
     block = grouped.ACT_BLOCK[name]  # the super-block of the K-quants, 32 for the rest
     if any(cols % block for _, cols in shapes):
         return None

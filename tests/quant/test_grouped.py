@@ -24,6 +24,12 @@ pytestmark = pytest.mark.skipif(
 TYPES = list(grouped.TYPES)
 
 
+@pytest.fixture(autouse=True)
+def every_type_grouped(monkeypatch):
+    """Every kernel is tested on every host, those this host leaves ungrouped included."""
+    monkeypatch.setattr(grouped, "SLOWER_HERE", ())
+
+
 def block_cols(name: str) -> int:
     return grouped.ACT_BLOCK[name]
 
@@ -66,8 +72,8 @@ def test_matvec_matches_gguf_reference(name, groups, n_blocks, scale, seed):
 @pytest.mark.parametrize("cols", [1, 3, 8])
 @pytest.mark.parametrize("rows", [64, 16 * 131])
 def test_matvecs_equal_matvec_for_every_batch(name, cols, rows):
-    """131 groups: chunks of 8 or 9 groups, each two runs of 2 in step and a rest of 0 or 1
-    (grouped.STREAMS); the B-vector kernel reads one group at a time."""
+    """131 groups: chunks of 8 or 9 groups, each read as grouped.STREAMS runs in step and a
+    rest; the B-vector kernel reads one group at a time."""
     rng = np.random.default_rng(cols)
     cols *= block_cols(name)
     p = PreparedWeight(quantized(rng, rows, cols, name=name), name, (rows, cols))
@@ -121,6 +127,21 @@ def test_which_weights_are_grouped(monkeypatch):
     assert not PreparedWeight(k4, "Q4_K", (32, 256), relayout=False).grouped
     monkeypatch.setattr(grouped, "ENABLED", False)
     assert not PreparedWeight(q4, "Q4_0", (32, 64)).grouped
+
+
+def test_a_type_slower_here_keeps_its_ggml_layout(monkeypatch):
+    """A type in SLOWER_HERE (Q5_K on Zen hosts) takes its ungrouped avx512 kernel, with the
+    same integer sums: equal to the grouped kernel's result within f32 rounding."""
+    rng = np.random.default_rng(21)
+    rows, cols = 48, 512
+    blocks = quantized(rng, rows, cols, name="Q5_K")
+    x = rng.standard_normal(cols).astype(np.float32)
+    g = PreparedWeight(blocks, "Q5_K", (rows, cols))
+    monkeypatch.setattr(grouped, "SLOWER_HERE", ("Q5_K",))
+    p = PreparedWeight(blocks, "Q5_K", (rows, cols))
+    assert g.grouped and not p.grouped and p.isa == "avx512" and p.nbytes == blocks.nbytes
+    assert PreparedWeight(quantized(rng, 32, 256, name="Q4_K"), "Q4_K", (32, 256)).grouped
+    np.testing.assert_allclose(p.matvec(x), g.matvec(x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("n_tok", [3, 40])

@@ -51,6 +51,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_cache import drop_stale
+from trueno.cpu import cpu_name
 from trueno.quant.fused import quantize_activations
 from trueno.quant.llvm_ir import (
     F16,
@@ -130,10 +131,20 @@ PREFETCH_BYTES = 3456
 PREFETCH_LOCALITY = 2  # llvm.prefetch's hint: prefetcht1 (into L2)
 # The one-vector matvec reads a thread's row groups as STREAMS runs in step (record b of each
 # run in turn), CHUNKS contiguous chunks of groups over the threads: the hardware prefetcher
-# follows several streams per core better than one. A plain numba read of 547 MB, 2 threads:
-# one stream a thread 17-24.5 GB/s, four 26.5-27.7; the Q4_0 matvec on the 1B layers 22.3-22.4
-# -> 23.8-25.7 GB/s (2 streams 22.8, 8 24.2; 16 chunks as fast as 2)
-STREAMS = 4
+# follows several streams per core better than one. A plain numba read of 547 MB, 2 threads,
+# on an Intel Xeon: one stream a thread 17-24.5 GB/s, four 26.5-27.7; the Q4_0 matvec on the
+# 1B layers 22.3-22.4 -> 23.8-25.7 GB/s (2 streams 22.8, 8 24.2; 16 chunks as fast as 2). On
+# a Zen 4 (llvmlite "znver4") two streams, and the K-quants prefetching 1.5 records ahead,
+# not one: 1B layers, 2 threads, grouped over ungrouped in one process, 3-6 runs each, Q4_K
+# 0.86-0.92 -> 1.00-1.15, Q6_K 0.67-0.74 -> 0.94-0.97 (4 streams 1.5 or 2 ahead, 1, 2 or 3
+# ahead at 2 streams, 1 or 8 streams, prefetcht0: each slower)
+ZEN = cpu_name().startswith("znver")
+STREAMS = 2 if ZEN else 4
+K_AHEAD = 1.5 if ZEN else 1.0  # records the K-quants prefetch ahead (their own record size)
+# Types whose grouped kernel is slower than their ungrouped one on this host, so they keep
+# the GGML layout. Zen 4 from DRAM: Q5_K grouped over ungrouped 0.71-0.85 in every kernel run
+# of the above and 0.68-0.83 in 1B Q5_K_M decode (in L2 the grouped kernel is 2x faster)
+SLOWER_HERE: tuple[str, ...] = ("Q5_K",) if ZEN else ()
 CHUNKS = 16
 
 _V16I32 = ir.VectorType(I32, 16)
@@ -163,8 +174,14 @@ def quant_bytes(record: int) -> int:
 
 def applies(type_name: str, level: str | None, shape: tuple[int, int]) -> bool:
     """Whether a weight takes this layout: one of :data:`TYPES` at the avx512 level, rows a
-    multiple of 16."""
-    return ENABLED and type_name in TYPES and level == "avx512" and shape[0] % GROUP == 0
+    multiple of 16, and not :data:`SLOWER_HERE`."""
+    return (
+        ENABLED
+        and type_name in TYPES
+        and type_name not in SLOWER_HERE
+        and level == "avx512"
+        and shape[0] % GROUP == 0
+    )
 
 
 def _fields(type_name: str) -> np.ndarray:
@@ -257,16 +274,17 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
     ng, nv = (n.literal_value for n in literals)
     record = record_bytes(name)
     if name in ("Q6_K", "Q3_K"):
-        step = _per16_record(_k6_block, _k6_scales, 32, K6_D) if name == "Q6_K" else \
-            _per16_record(_k3_block, _k3_scales, 4, K3_D)  # fmt: skip
+        step = _per16_record(_k6_vector, _k6_scale_vector, 32, K6_D) if name == "Q6_K" else \
+            _per16_record(_k3_vector, _k3_scale_vector, 4, K3_D)  # fmt: skip
     else:
         step = _kmin_record(name) if name in K_MINS else _legacy_record(name)
-    # the K-quants prefetch one record ahead, an eighth of its lines before each of their 8
-    # blocks (prefetch_part): its 36-53 lines at once stall the loads. 1B layers, 2 threads,
+    # the K-quants prefetch K_AHEAD records ahead, an eighth of a record's lines at eight
+    # points of each (prefetch_part): its 36-53 lines at once stall the loads. On the Xeon
+    # (one record ahead), 1B layers, 2 threads,
     # Q4_K at once 20.0-22.9 GB/s, spread 23.4-25.3 (one process per side, alternating; Q6_K
     # 18.9-20.3 -> 23.2-23.8); half a record ahead 17-17.5, 1.5 records 20.5-21.7, 2 and 3
     # records 18.8 and 17.8; 8 streams no faster
-    ahead_bytes = record if ACT_BLOCK[name] == 256 else PREFETCH_BYTES
+    ahead_bytes = int(record * K_AHEAD) if ACT_BLOCK[name] == 256 else PREFETCH_BYTES
     lines = range(0, record + 63, 64)  # every line a record touches
 
     def codegen(context, builder, sig, args):
@@ -284,6 +302,12 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
         gbases = [builder.mul(builder.mul(gi, nb), i64(record)) for gi in gs]
         end = builder.mul(builder.extract_value(w_ary.shape, 0), builder.mul(nb, i64(record)))
         prefetch = _prefetcher(builder)
+        # the K-quants: each further run reads the activations through its own copy of the
+        # pointers, which LLVM cannot see through, so a broadcast activation dword is loaded
+        # where it is used (a vpdpbusd operand) instead of held in a register from the first
+        # run's record to the last's: merged, a record's 64 were spilled to the stack
+        own = [rows if ACT_BLOCK[name] == 32 else _Rows(*([_opaque(builder, p) for p in ps]
+                                                         for ps in rows)) for _ in gs]  # fmt: skip
         with cgutils.for_range(builder, nb) as loop:
             b = loop.index
             for i, gbase in enumerate(gbases):
@@ -299,7 +323,7 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
                     for line in lines[n * part // parts : n * (part + 1) // parts]:
                         prefetch(builder.gep(wp, [builder.add(ahead, i64(line))]))
 
-                step(builder, wp, base, b, rows, accs[i], prefetch_part)
+                step(builder, wp, base, b, rows if i == 0 else own[i], accs[i], prefetch_part)
         for i, gi in enumerate(gs):
             col = builder.mul(gi, i64(4 * GROUP))
             for v in range(nv):
@@ -310,6 +334,14 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
         return context.get_dummy_value()
 
     return types.void(kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_vec), codegen
+
+
+def _opaque(builder, ptr):
+    """``ptr`` through an empty inline asm: the same address, which LLVM cannot prove equal to
+    ``ptr``, so it does not merge loads through the two."""
+    as_int = builder.ptrtoint(ptr, ir.IntType(64))
+    ftype = ir.FunctionType(ir.IntType(64), [ir.IntType(64)])
+    return builder.inttoptr(builder.asm(ftype, "", "=r,0", [as_int], False), ptr.type)
 
 
 def _prefetcher(builder):
@@ -369,41 +401,76 @@ def _dot4(builder, isum, w, xrow, at):
     return x86(builder, "llvm.x86.avx512.vpdpbusd.512", _V16I32, isum, w, a)
 
 
+def _record_sums(builder, rows, sums, init, done, prefetch_part):
+    """A K-quant record's integer sums into each vector: ``sums[u]`` is sum u's terms
+    (weight, at), ``weight()`` emitting the 16 rows' unsigned weight dwords, ``at`` the byte of
+    their activation dword; sum u of vector v starts at ``init(u, v)`` and is handed, complete
+    for every vector, to ``done(u, isums)``; ``prefetch_part(i, 8)`` at eight points.
+
+    One vector: eight sums at a time, term t of each in turn, so eight independent vpdpbusd
+    chains run and the values live at once are the eight sums and the loads their neighbours
+    share (a sum at a time kept the record's scales and a Q5_K record's qh vectors live
+    across it: 100-215 zmm reloads from the stack per record, which held Zen 4 at 15-20 GB/s
+    from DRAM). B vectors: a sum at a time, each weight vector decoded once for all B."""
+    nv, n, terms = len(rows.xq), len(sums), len(sums[0])
+    if nv == 1:
+        for w0 in range(0, n, 8):
+            isums = {u: init(u, 0) for u in range(w0, w0 + 8)}
+            for t in range(terms):
+                prefetch_part((w0 // 8) * terms + t, n // 8 * terms)
+                for u in isums:
+                    weight, at = sums[u][t]
+                    isums[u] = _dot4(builder, isums[u], weight(), rows.xq[0], at)
+            for u, isum in isums.items():
+                done(u, [isum])
+        return
+    for u, us in enumerate(sums):
+        if u % (n // 8) == 0:
+            prefetch_part(u // (n // 8), 8)
+        isums = [init(u, v) for v in range(nv)]
+        for weight, at in us:
+            w = weight()
+            isums = [_dot4(builder, isum, w, rows.xq[v], at) for v, isum in enumerate(isums)]
+        done(u, isums)
+
+
 def _kmin_record(kind: str):
     """The step of one Q4_K or Q5_K record (at byte ``base``, super-block ``sb``) into each
-    vector's accumulators; ``prefetch_part(s, 8)`` before sub-block s: the record ahead's
-    36-44 lines at once stall the loads."""
+    vector's accumulators: sub-block s's eight vpdpbusd times its 6-bit scale, in i32; its
+    mins against the activations' sums per 16 (vpdpwssd)."""
     _, qh_at, d_at, sc_at = K_MINS[kind]
 
     def step(builder, wp, base, sb, rows, accs, prefetch_part):
         nv = len(accs)
         byte = vconst(_V16I32, 0xFF)
         scales, mins = _k4_scales(builder, wp, builder.add(base, i64(sc_at)))
-        sc = [builder.and_(builder.lshr(scales[s // 4], vconst(_V16I32, 8 * (s % 4))), byte)
-              for s in range(8)]  # fmt: skip
-        # m_s in both i16 halves of each lane: vpdpwssd against a dword of two bsums
-        m2 = [builder.mul(builder.and_(builder.lshr(mins[s // 4], vconst(_V16I32, 8 * (s % 4))),
-                                       byte), vconst(_V16I32, 0x10001))
-              for s in range(8)]  # fmt: skip
+
+        def field(vecs, s):  # the 6-bit value s of each row (i32 lanes)
+            return builder.and_(builder.lshr(vecs[s // 4], vconst(_V16I32, 8 * (s % 4))), byte)
+
+        x0 = builder.mul(sb, i64(256))
+        sums = [[(lambda s=s, k=k: _k4_vector(builder, wp, base, s, k, qh_at),
+                  builder.add(x0, i64(32 * s + 4 * k))) for k in range(8)]
+                for s in range(8)]  # fmt: skip
         tots = [ir.Constant(_V16I32, None)] * nv
-        qhs = _qh_vectors(builder, wp, base, qh_at)
-        for s in range(8):
-            prefetch_part(s, 8)
-            ws = _k4_block(builder, wp, base, s, qhs)
-            x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * s))
-            for v in range(nv):
-                isum = ir.Constant(_V16I32, None)
-                for k in range(8):
-                    isum = _dot4(builder, isum, ws[k], rows.xq[v], builder.add(x_at, i64(4 * k)))
-                tots[v] = builder.add(tots[v], builder.mul(isum, sc[s]))
+
+        def done(s, isums):
+            sc = field(scales, s)
+            for v, isum in enumerate(isums):
+                tots[v] = builder.add(tots[v], builder.mul(isum, sc))
+
+        _record_sums(builder, rows, sums, lambda s, v: ir.Constant(_V16I32, None), done,
+                     prefetch_part)  # fmt: skip
         dw = _halves(builder, wp, builder.add(base, i64(d_at)))
         mw = _halves(builder, wp, builder.add(base, i64(d_at + 32)))
         for v in range(nv):
             msum = ir.Constant(_V16I32, None)
-            for s in range(8):  # bs holds the sums per 16: two per sub-block, one dword
+            for s in range(8):  # bs holds the sums per 16: two per sub-block, one dword;
+                # m_s in both i16 halves of each lane: vpdpwssd against the pair
+                m2 = builder.mul(field(mins, s), vconst(_V16I32, 0x10001))
                 at = builder.add(builder.mul(sb, i64(32)), i64(4 * s))
                 pair = splat(builder, load(builder, rows.bs[v], at, I32), 16)
-                msum = x86(builder, "llvm.x86.avx512.vpdpwssd.512", _V16I32, msum, m2[s], pair)
+                msum = x86(builder, "llvm.x86.avx512.vpdpwssd.512", _V16I32, msum, m2, pair)
             dxs = splat(builder, load(builder, rows.dx[v], builder.mul(sb, i64(4)), F32), 16)
             acc, macc = accs[v]
             acc.set(_fma(builder, builder.sitofp(tots[v], _V16F32), builder.fmul(dw, dxs),
@@ -414,32 +481,33 @@ def _kmin_record(kind: str):
     return step
 
 
-def _per16_record(block, scales, zero_point: int, d_at: int):
-    """The step of one Q6_K or Q3_K record into each vector's accumulator (the second unused;
-    ``prefetch_part`` as :func:`_kmin_record`'s, before each 32-weight block): per 16 weights
-    j of the super-block, isum_j = -zero_point * bsum_j + four vpdpbusd of the unsigned
-    weights (``block``: Q6_K's 6 bits, zero point 32; Q3_K's 3, zero point 4), times the
-    signed scale sc_j (``scales``), summed in i32 (the GGML row dot's integers); then
-    acc += f32(sum_j sc_j * isum_j) * (d * dx), d the 16 f16 at byte ``d_at``."""
+def _per16_record(vector, scale, zero_point: int, d_at: int):
+    """The step of one Q6_K or Q3_K record into each vector's accumulator (the second unused):
+    per 16 weights j of the super-block, isum_j = -zero_point * bsum_j + four vpdpbusd of the
+    unsigned weights (``vector(.., blk, k)``: Q6_K's 6 bits, zero point 32; Q3_K's 3, zero
+    point 4), times the signed scale sc_j (``scale(.., j)``), summed in i32 (the GGML row dot's
+    integers); then acc += f32(sum_j sc_j * isum_j) * (d * dx), d the 16 f16 at ``d_at``."""
 
     def step(builder, wp, base, sb, rows, accs, prefetch_part):
         nv = len(accs)
-        sc = scales(builder, wp, base)
+        x0 = builder.mul(sb, i64(256))
+        # sum j: block j // 2's weight dwords 4 (j % 2) .. 4 (j % 2) + 3
+        sums = [[(lambda j=j, k=k: vector(builder, wp, base, j // 2, 4 * (j % 2) + k),
+                  builder.add(x0, i64(16 * j + 4 * k))) for k in range(4)]
+                for j in range(16)]  # fmt: skip
         tots = [ir.Constant(_V16I32, None)] * nv
-        for blk in range(8):
-            prefetch_part(blk, 8)
-            ws = block(builder, wp, base, blk)
-            for half_ in range(2):
-                j = 2 * blk + half_
-                x_at = builder.add(builder.mul(sb, i64(256)), i64(32 * blk + 16 * half_))
-                for v in range(nv):
-                    at = builder.add(builder.mul(sb, i64(32)), i64(2 * j))
-                    bsum = builder.sext(load(builder, rows.bs[v], at, I16), I32)
-                    isum = splat(builder, builder.mul(bsum, ir.Constant(I32, -zero_point)), 16)
-                    for k in range(4 * half_, 4 * half_ + 4):
-                        at = builder.add(x_at, i64(4 * (k - 4 * half_)))
-                        isum = _dot4(builder, isum, ws[k], rows.xq[v], at)
-                    tots[v] = builder.add(tots[v], builder.mul(isum, sc[j]))
+
+        def init(j, v):
+            at = builder.add(builder.mul(sb, i64(32)), i64(2 * j))
+            bsum = builder.sext(load(builder, rows.bs[v], at, I16), I32)
+            return splat(builder, builder.mul(bsum, ir.Constant(I32, -zero_point)), 16)
+
+        def done(j, isums):
+            sc = scale(builder, wp, base, j)
+            for v, isum in enumerate(isums):
+                tots[v] = builder.add(tots[v], builder.mul(isum, sc))
+
+        _record_sums(builder, rows, sums, init, done, prefetch_part)
         dw = _halves(builder, wp, builder.add(base, i64(d_at)))
         for v in range(nv):
             dxs = splat(builder, load(builder, rows.dx[v], builder.mul(sb, i64(4)), F32), 16)
@@ -450,93 +518,68 @@ def _per16_record(block, scales, zero_point: int, d_at: int):
     return step
 
 
-def _k6_scales(builder, wp, base):
-    """A Q6_K record's 16 int8 scales of each row, sign-extended (i32 lanes): byte j % 4 of
-    scale vector j // 4."""
-    svecs = [load(builder, wp, builder.add(base, i64(K6_SCALES + 64 * u)), _V16I32)
-             for u in range(4)]  # fmt: skip
-    return [builder.ashr(builder.shl(svecs[j // 4], vconst(_V16I32, 24 - 8 * (j % 4))),
-                         vconst(_V16I32, 24)) for j in range(16)]  # fmt: skip
+def _k6_scale_vector(builder, wp, base, j):
+    """Scale j of each row of a Q6_K record, sign-extended (i32 lanes): byte j % 4 of scale
+    vector j // 4."""
+    svec = load(builder, wp, builder.add(base, i64(K6_SCALES + 64 * (j // 4))), _V16I32)
+    return builder.ashr(builder.shl(svec, vconst(_V16I32, 24 - 8 * (j % 4))), vconst(_V16I32, 24))
 
 
-def _k3_block(builder, wp, base, blk):
-    """32-weight block ``blk`` = 4h + j of the Q3_K record at ``base`` as 8 vectors of unsigned
-    3-bit weight dwords (the GGML weight + 4): bits 2j, 2j + 1 of qs bytes 32h.. as bits 0, 1,
-    bit 4h + j of the hmask bytes as bit 2."""
+def _k3_vector(builder, wp, base, blk, k):
+    """Weight dwords 4k..4k+3 of 32-weight block ``blk`` = 4h + j of the Q3_K record at
+    ``base``, unsigned 3-bit (the GGML weight + 4): bits 2j, 2j + 1 of qs bytes 32h.. as bits
+    0, 1, bit 4h + j of the hmask bytes as bit 2."""
     h, j = divmod(blk, 4)
     m2, m4 = vconst(_V16I32, 0x03030303), vconst(_V16I32, 0x04040404)
     bit = 4 * h + j  # the hmask bit, moved to bit 2 by one shift
-    ws = []
-    for k in range(8):
-        qs = load(builder, wp, builder.add(base, i64(64 * (8 * h + k))), _V16I32)
-        hm = load(builder, wp, builder.add(base, i64(K3_HM + 64 * k)), _V16I32)
-        lo = builder.and_(builder.lshr(qs, vconst(_V16I32, 2 * j)), m2) if j else \
-            builder.and_(qs, m2)  # fmt: skip
-        moved = hm if bit == 2 else builder.shl(hm, vconst(_V16I32, 2 - bit)) if bit < 2 else \
-            builder.lshr(hm, vconst(_V16I32, bit - 2))  # fmt: skip
-        ws.append(builder.or_(lo, builder.and_(moved, m4)))
-    return ws
+    qs = load(builder, wp, builder.add(base, i64(64 * (8 * h + k))), _V16I32)
+    hm = load(builder, wp, builder.add(base, i64(K3_HM + 64 * k)), _V16I32)
+    lo = builder.and_(builder.lshr(qs, vconst(_V16I32, 2 * j)), m2) if j else \
+        builder.and_(qs, m2)  # fmt: skip
+    moved = hm if bit == 2 else builder.shl(hm, vconst(_V16I32, 2 - bit)) if bit < 2 else \
+        builder.lshr(hm, vconst(_V16I32, bit - 2))  # fmt: skip
+    return builder.or_(lo, builder.and_(moved, m4))
 
 
-def _k3_scales(builder, wp, base):
-    """The 16 signed scales of each row (i32 lanes): llama.cpp's kmask unpacking of the 12
-    scale bytes (aux words 0..3, byte j % 4 of word j // 4), minus 32."""
+def _k3_scale_vector(builder, wp, base, j):
+    """Signed scale j of each row of a Q3_K record (i32 lanes): llama.cpp's kmask unpacking of
+    the 12 scale bytes (aux word j // 4, byte j % 4), minus 32."""
     a0, a1, a2 = (load(builder, wp, builder.add(base, i64(K3_SCALES + 64 * u)), _V16I32)
                   for u in range(3))  # fmt: skip
-    k1, k2 = vconst(_V16I32, 0x03030303), vconst(_V16I32, 0x0F0F0F0F)
-
-    def word(lo_src, lo_shift, hi_shift):
-        lo = builder.and_(builder.lshr(lo_src, vconst(_V16I32, lo_shift)), k2)
-        hi = builder.and_(builder.lshr(a2, vconst(_V16I32, hi_shift)), k1)
-        return builder.or_(lo, builder.shl(hi, vconst(_V16I32, 4)))
-
-    words = [word(a0, 0, 0), word(a1, 0, 2), word(a0, 4, 4), word(a1, 4, 6)]
-    byte, c32 = vconst(_V16I32, 0xFF), vconst(_V16I32, 32)
-    return [builder.sub(builder.and_(builder.lshr(words[j // 4], vconst(_V16I32, 8 * (j % 4))),
-                                     byte), c32) for j in range(16)]  # fmt: skip
+    lo_src, lo_shift, hi_shift = ((a0, 0, 0), (a1, 0, 2), (a0, 4, 4), (a1, 4, 6))[j // 4]
+    lo = builder.and_(builder.lshr(lo_src, vconst(_V16I32, lo_shift)), vconst(_V16I32, 0x0F0F0F0F))
+    hi = builder.and_(builder.lshr(a2, vconst(_V16I32, hi_shift)), vconst(_V16I32, 0x03030303))
+    word = builder.or_(lo, builder.shl(hi, vconst(_V16I32, 4)))
+    byte = builder.and_(builder.lshr(word, vconst(_V16I32, 8 * (j % 4))), vconst(_V16I32, 0xFF))
+    return builder.sub(byte, vconst(_V16I32, 32))
 
 
-def _qh_vectors(builder, wp, base, qh_at):
-    """A Q5_K record's 8 qh vectors (None for Q4_K: ``qh_at`` -1), loaded once a record."""
-    if qh_at < 0:
-        return None
-    return [load(builder, wp, builder.add(base, i64(qh_at + 64 * k)), _V16I32) for k in range(8)]
-
-
-def _k4_block(builder, wp, base, s, qhs=None):
-    """Sub-block s of the Q4_K record at ``base`` as 8 vectors of unsigned weight dwords
-    (vector k: weights 4k..4k+3 of the 16 rows): chunk s // 2's low (s even) or high nibbles;
-    with ``qhs`` (Q5_K, :func:`_qh_vectors`) each with bit s of its qh bytes as bit 4."""
-    m4 = vconst(_V16I32, 0x0F0F0F0F)
-    zs = [load(builder, wp, builder.add(base, i64(512 * (s // 2) + 64 * k)), _V16I32)
-          for k in range(8)]  # fmt: skip
+def _k4_vector(builder, wp, base, s, k, qh_at=-1):
+    """Weight dwords 4k..4k+3 of sub-block s of the Q4_K or Q5_K record at ``base``, unsigned:
+    chunk s // 2's low (s even) or high nibbles; Q5_K (``qh_at`` its qh vectors) with bit s
+    of the qh bytes as bit 4."""
+    z = load(builder, wp, builder.add(base, i64(512 * (s // 2) + 64 * k)), _V16I32)
     if s % 2:
-        zs = [builder.lshr(z, vconst(_V16I32, 4)) for z in zs]
-    ws = [builder.and_(z, m4) for z in zs]
-    if qhs is None:
-        return ws
-    bit4 = vconst(_V16I32, 0x10101010)
-    for k, qh in enumerate(qhs):
-        moved = qh if s == 4 else builder.shl(qh, vconst(_V16I32, 4 - s)) if s < 4 else \
-            builder.lshr(qh, vconst(_V16I32, s - 4))  # fmt: skip
-        ws[k] = builder.or_(ws[k], builder.and_(moved, bit4))
-    return ws
+        z = builder.lshr(z, vconst(_V16I32, 4))
+    w = builder.and_(z, vconst(_V16I32, 0x0F0F0F0F))
+    if qh_at < 0:
+        return w
+    qh = load(builder, wp, builder.add(base, i64(qh_at + 64 * k)), _V16I32)
+    moved = qh if s == 4 else builder.shl(qh, vconst(_V16I32, 4 - s)) if s < 4 else \
+        builder.lshr(qh, vconst(_V16I32, s - 4))  # fmt: skip
+    return builder.or_(w, builder.and_(moved, vconst(_V16I32, 0x10101010)))
 
 
-def _k6_block(builder, wp, base, blk):
-    """32-weight block ``blk`` = 4h + c of the Q6_K record at ``base`` as 8 vectors of unsigned
-    6-bit weight dwords: the low nibbles of ql 0..31 (c even) or 32..63 of half h (high
+def _k6_vector(builder, wp, base, blk, k):
+    """Weight dwords 4k..4k+3 of 32-weight block ``blk`` = 4h + c of the Q6_K record at
+    ``base``, unsigned 6-bit: the low nibbles of ql 0..31 (c even) or 32..63 of half h (high
     nibbles for c >= 2), with bits 2c, 2c + 1 of its qh as bits 4, 5 (int8pack.pack_q6_k's)."""
     h, c = divmod(blk, 4)
-    m4, m2 = vconst(_V16I32, 0x0F0F0F0F), vconst(_V16I32, 0x03030303)
-    ws = []
-    for k in range(8):
-        ql = load(builder, wp, builder.add(base, i64(1024 * h + 64 * (k + 8 * (c % 2)))), _V16I32)
-        qh = load(builder, wp, builder.add(base, i64(K6_QH + 512 * h + 64 * k)), _V16I32)
-        lo = builder.and_(builder.lshr(ql, vconst(_V16I32, 4 * (c // 2))), m4)
-        hi = builder.and_(builder.lshr(qh, vconst(_V16I32, 2 * c)), m2)
-        ws.append(builder.or_(lo, builder.shl(hi, vconst(_V16I32, 4))))
-    return ws
+    ql = load(builder, wp, builder.add(base, i64(1024 * h + 64 * (k + 8 * (c % 2)))), _V16I32)
+    qh = load(builder, wp, builder.add(base, i64(K6_QH + 512 * h + 64 * k)), _V16I32)
+    lo = builder.and_(builder.lshr(ql, vconst(_V16I32, 4 * (c // 2))), vconst(_V16I32, 0x0F0F0F0F))
+    hi = builder.and_(builder.lshr(qh, vconst(_V16I32, 2 * c)), vconst(_V16I32, 0x03030303))
+    return builder.or_(lo, builder.shl(hi, vconst(_V16I32, 4)))
 
 
 def _k4_scales(builder, base, at):
@@ -802,12 +845,11 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
         return None
     record = record_bytes(kind.literal_value)
     name = kind.literal_value
-    kquant = {"Q6_K": _k6_block, "Q3_K": _k3_block}.get(name)
+    vector = {"Q6_K": _k6_vector, "Q3_K": _k3_vector}.get(name)
     if name in K_MINS:
 
-        def kquant(builder, rp, base, blk):
-            qhs = _qh_vectors(builder, rp, base, K_MINS[name][1])
-            return _k4_block(builder, rp, base, blk, qhs)
+        def vector(builder, rp, base, blk, k):
+            return _k4_vector(builder, rp, base, blk, k, K_MINS[name][1])
 
     high = kind.literal_value in LAYOUTS and LAYOUTS[kind.literal_value][4] >= 0
 
@@ -819,8 +861,8 @@ def _unpack_quants(typingctx, kind, recs, g, b, wq):
         nb, rec = builder.extract_value(ary.shape, 1), builder.extract_value(ary.shape, 2)
         base = builder.mul(builder.add(builder.mul(g_v, nb), b_v), rec)
         dst = data(context, builder, wqt, wq_v)
-        if kquant is not None:  # the super-block's 8 blocks, each as its record step reads it
-            blocks = [kquant(builder, rp, base, blk) for blk in range(8)]
+        if vector is not None:  # the super-block's 8 blocks, each as its record step reads it
+            blocks = [[vector(builder, rp, base, blk, k) for k in range(8)] for blk in range(8)]
         else:
             blocks = [_weight_vectors(builder, rp, base, quant_bytes(record), high)]
         at = builder.mul(b_v, i64(len(blocks) * 8 * GROUP * 4))
