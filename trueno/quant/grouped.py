@@ -137,7 +137,8 @@ PREFETCH_LOCALITY = 2  # llvm.prefetch's hint: prefetcht1 (into L2)
 # a Zen 4 (llvmlite "znver4") two streams, and the K-quants prefetching 1.5 records ahead,
 # not one: 1B layers, 2 threads, grouped over ungrouped in one process, 3-6 runs each, Q4_K
 # 0.86-0.92 -> 1.00-1.15, Q6_K 0.67-0.74 -> 0.94-0.97 (4 streams 1.5 or 2 ahead, 1, 2 or 3
-# ahead at 2 streams, 1 or 8 streams, prefetcht0: each slower)
+# ahead at 2 streams, 1 or 8 streams, prefetcht0: each slower; measured before the record
+# steps' spill fix, and after it one run of each setting fell within the same spread)
 ZEN = cpu_name().startswith("znver")
 STREAMS = 2 if ZEN else 4
 K_AHEAD = 1.5 if ZEN else 1.0  # records the K-quants prefetch ahead (their own record size)
@@ -410,8 +411,9 @@ def _record_sums(builder, rows, sums, init, done, prefetch_part):
     One vector: eight sums at a time, term t of each in turn, so eight independent vpdpbusd
     chains run and the values live at once are the eight sums and the loads their neighbours
     share (a sum at a time kept the record's scales and a Q5_K record's qh vectors live
-    across it: 100-215 zmm reloads from the stack per record, which held Zen 4 at 15-20 GB/s
-    from DRAM). B vectors: a sum at a time, each weight vector decoded once for all B."""
+    across it: 25-50 zmm spill stores and 100-215 reloads per record; in L2, one thread on a
+    Zen 4, Q5_K 38.5 -> 57.0 Gweights/s without them, Q6_K 39.0 -> 43.1). B vectors: a sum at
+    a time, each weight vector decoded once for all B."""
     nv, n, terms = len(rows.xq), len(sums), len(sums[0])
     if nv == 1:
         for w0 in range(0, n, 8):
