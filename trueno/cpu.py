@@ -47,3 +47,9 @@ def cpu_name() -> str:
         return llvm.get_host_cpu_name()
     except ImportError:
         return platform.processor() or platform.machine()
+
+
+def amd_zen() -> bool:
+    """Whether the host is an AMD Zen core (llvmlite's ``znver*``): kernels whose best
+    prefetch or stream settings were measured to differ there read this."""
+    return cpu_name().startswith("znver")

@@ -32,7 +32,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_cache import drop_stale, launch_threads
-from trueno.cpu import cpu_features, cpu_name
+from trueno.cpu import amd_zen, cpu_features
 from trueno.quant.llvm_ir import (
     F16,
     F32,
@@ -75,7 +75,7 @@ LEVELS = tuple(w for w in (16, 8, 0) if w <= LEVEL)  # every level this host run
 # next block's keys). 128-B rows (f16, head_dim 64: SmolLM2) measured 0.8-0.9x on Zen 4 and
 # 1.10x from DRAM, 1.04-1.13x decode at depth 300-3500 on an Intel Xeon (BENCHMARKS.md);
 # rows >= 256 B gained 1.1-1.4x from DRAM on both
-PREFETCH_ROW_BYTES = 256 if cpu_name().startswith("znver") else 128
+PREFETCH_ROW_BYTES = 256 if amd_zen() else 128
 # numba's thread count, fixed at import (numba.get_num_threads() in a kernel stops caching;
 # a cached kernel keeps the count it was compiled with: it picks the split, never the result)
 THREADS = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at numba import

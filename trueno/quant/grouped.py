@@ -51,7 +51,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.cpu import cpu_name
+from trueno.cpu import amd_zen
 from trueno.quant.fused import quantize_activations
 from trueno.quant.llvm_ir import (
     F16,
@@ -139,7 +139,7 @@ PREFETCH_LOCALITY = 2  # llvm.prefetch's hint: prefetcht1 (into L2)
 # 0.86-0.92 -> 1.00-1.15, Q6_K 0.67-0.74 -> 0.94-0.97 (4 streams 1.5 or 2 ahead, 1, 2 or 3
 # ahead at 2 streams, 1 or 8 streams, prefetcht0: each slower; measured before the record
 # steps' spill fix, and after it one run of each setting fell within the same spread)
-ZEN = cpu_name().startswith("znver")
+ZEN = amd_zen()
 STREAMS = 2 if ZEN else 4
 K_AHEAD = 1.5 if ZEN else 1.0  # records the K-quants prefetch ahead (their own record size)
 # Types whose grouped kernel is slower than their ungrouped one on this host, so they keep
@@ -303,12 +303,17 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
         gbases = [builder.mul(builder.mul(gi, nb), i64(record)) for gi in gs]
         end = builder.mul(builder.extract_value(w_ary.shape, 0), builder.mul(nb, i64(record)))
         prefetch = _prefetcher(builder)
-        # the K-quants: each further run reads the activations through its own copy of the
+        # the K-quants: each run reads the activations through its own copy of the
         # pointers, which LLVM cannot see through, so a broadcast activation dword is loaded
         # where it is used (a vpdpbusd operand) instead of held in a register from the first
-        # run's record to the last's: merged, a record's 64 were spilled to the stack
-        own = [rows if ACT_BLOCK[name] == 32 else _Rows(*([_opaque(builder, p) for p in ps]
-                                                         for ps in rows)) for _ in gs]  # fmt: skip
+        # run's record to the last's: merged, a record's 64 were spilled to the stack (the
+        # first run's plain pointers instead: Q6_K's reloads 13 -> 206 at two runs)
+        runs = [
+            rows
+            if ACT_BLOCK[name] == 32
+            else _Rows(*([_opaque(builder, p) for p in ps] for ps in rows))
+            for _ in gs
+        ]
         with cgutils.for_range(builder, nb) as loop:
             b = loop.index
             for i, gbase in enumerate(gbases):
@@ -324,7 +329,7 @@ def _group_dots(typingctx, kind, w, g, gstep, n_grp, xq, bs, dx, xs, out, v0, n_
                     for line in lines[n * part // parts : n * (part + 1) // parts]:
                         prefetch(builder.gep(wp, [builder.add(ahead, i64(line))]))
 
-                step(builder, wp, base, b, rows if i == 0 else own[i], accs[i], prefetch_part)
+                step(builder, wp, base, b, runs[i], accs[i], prefetch_part)
         for i, gi in enumerate(gs):
             col = builder.mul(gi, i64(4 * GROUP))
             for v in range(nv):
@@ -533,14 +538,12 @@ def _k3_vector(builder, wp, base, blk, k):
     0, 1, bit 4h + j of the hmask bytes as bit 2."""
     h, j = divmod(blk, 4)
     m2, m4 = vconst(_V16I32, 0x03030303), vconst(_V16I32, 0x04040404)
-    bit = 4 * h + j  # the hmask bit, moved to bit 2 by one shift
+    bit = 4 * h + j  # the hmask bit, moved to bit 2
     qs = load(builder, wp, builder.add(base, i64(64 * (8 * h + k))), _V16I32)
     hm = load(builder, wp, builder.add(base, i64(K3_HM + 64 * k)), _V16I32)
     lo = builder.and_(builder.lshr(qs, vconst(_V16I32, 2 * j)), m2) if j else \
         builder.and_(qs, m2)  # fmt: skip
-    moved = hm if bit == 2 else builder.shl(hm, vconst(_V16I32, 2 - bit)) if bit < 2 else \
-        builder.lshr(hm, vconst(_V16I32, bit - 2))  # fmt: skip
-    return builder.or_(lo, builder.and_(moved, m4))
+    return builder.or_(lo, builder.and_(_bit_to(builder, hm, bit, 2), m4))
 
 
 def _k3_scale_vector(builder, wp, base, j):
@@ -567,9 +570,7 @@ def _k4_vector(builder, wp, base, s, k, qh_at=-1):
     if qh_at < 0:
         return w
     qh = load(builder, wp, builder.add(base, i64(qh_at + 64 * k)), _V16I32)
-    moved = qh if s == 4 else builder.shl(qh, vconst(_V16I32, 4 - s)) if s < 4 else \
-        builder.lshr(qh, vconst(_V16I32, s - 4))  # fmt: skip
-    return builder.or_(w, builder.and_(moved, vconst(_V16I32, 0x10101010)))
+    return builder.or_(w, builder.and_(_bit_to(builder, qh, s, 4), vconst(_V16I32, 0x10101010)))
 
 
 def _k6_vector(builder, wp, base, blk, k):
@@ -614,10 +615,18 @@ def _weight_vectors(builder, base, at, qb, high=False):
     qh = load(builder, base, builder.add(at, i64(qb)), _V16I32)
     bit4 = vconst(_V16I32, 0x10101010)
     for k in range(8):  # weight 4k + e's fifth bit sits at bit 8e + k: to bit 8e + 4
-        moved = qh if k == 4 else builder.shl(qh, vconst(_V16I32, 4 - k)) if k < 4 else \
-            builder.lshr(qh, vconst(_V16I32, k - 4))  # fmt: skip
-        ws[k] = builder.or_(ws[k], builder.and_(moved, bit4))
+        ws[k] = builder.or_(ws[k], builder.and_(_bit_to(builder, qh, k, 4), bit4))
     return ws
+
+
+def _bit_to(builder, v, bit: int, to: int):
+    """``v``'s lanes shifted so that bit ``bit`` of each byte lands on bit ``to`` (one shift,
+    or none); the caller masks."""
+    if bit == to:
+        return v
+    if bit < to:
+        return builder.shl(v, vconst(_V16I32, to - bit))
+    return builder.lshr(v, vconst(_V16I32, bit - to))
 
 
 def _halves(builder, base, offset):
