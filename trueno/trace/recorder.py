@@ -1,19 +1,19 @@
 """The span recorder: the only part of tracing on the hot path.
 
 Off (the default) costs one module-level bool test per op. On, a span is two
-``perf_counter_ns()`` calls and one row of ``WIDTH`` ints appended to a small flat per-thread
-list; full lists (``CHUNK`` rows) are flushed under a lock into preallocated numpy columns (a
-fixed-capacity store) by one ``np.fromiter`` (a flat list converts in half the time of a list
-of row tuples). Rows that do not fit are counted as dropped, never allocated, so memory stays
-bounded at ``capacity`` rows plus one chunk per thread. Names, backends, shapes and dtypes are
+``perf_counter_ns()`` calls and one row of ``WIDTH`` ints added to a small per-thread buffer of
+int64 rows in one C call (:mod:`trueno.trace._rows`; a list of Python ints converted at each
+flush cost a span 240 ns more on a Zen 4 host). Full buffers (``CHUNK`` rows) are flushed
+under a lock into preallocated numpy columns (a fixed-capacity store) as one copy of their
+bytes. Rows that do not fit are counted as dropped, never allocated, so memory stays bounded at
+``capacity`` rows plus one chunk per thread. Names, backends, shapes and dtypes are
 interned into one key code when a span is recorded (one dict lookup) so a stored row is
-fixed-size. Thread-safe: span ids come from one ``itertools.count`` (atomic under the GIL),
+fixed-size. Thread-safe: span ids come from one counter in ``_rows`` (atomic under the GIL),
 parent stacks are thread-local.
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from time import perf_counter_ns
@@ -21,17 +21,20 @@ from time import perf_counter_ns
 import numpy as np
 
 from trueno import config
+from trueno.trace import _rows
+from trueno.trace._rows import Rows
 
 ENABLED: bool = False  # the hot-path flag; read as ``recorder.ENABLED``
 CHUNK = 512  # rows a thread buffers before flushing into the columns
 
 _lock = threading.RLock()
 _local = threading.local()
-_ids = itertools.count(1)
+_next_id = _rows.next_id  # span ids, process-wide (also minted by Rows.add for id 0)
 
 # stored per span: 7 int64 columns; name/category/backend/shape/dtype are one interned key
 INT_FIELDS = ("id", "parent", "key", "start_ns", "dur_ns", "bytes", "flops")
-WIDTH = len(INT_FIELDS)  # a buffered row is this many consecutive ints of a thread's list
+WIDTH = len(INT_FIELDS)  # int64 a row, in a thread's buffer and in the columns
+assert WIDTH == _rows.WIDTH, "trueno/trace/_rows.c stores rows of another width"
 
 _keys: dict[tuple, int] = {}  # (name, category, backend, shape, dtype) -> code, process-wide
 _key_values: list[tuple] = []
@@ -55,14 +58,14 @@ def _key(name, category, backend, shape, dtype) -> int:
 
 
 class _ThreadBuffer:
-    """A thread's unflushed rows (flat: ``WIDTH`` ints a row, appended with one ``+=`` of a
-    tuple, atomic under the GIL), with its parent-span stack at hand (one thread-local lookup
-    per op span)."""
+    """A thread's unflushed rows (``CHUNK`` rows of ``WIDTH`` int64, each added in one C call,
+    atomic under the GIL), with its parent-span stack at hand (one thread-local lookup per op
+    span)."""
 
     __slots__ = ("rec", "rows", "thread", "stack")
 
     def __init__(self, rec: Recorder) -> None:
-        self.rec, self.rows, self.thread = rec, [], threading.get_ident()
+        self.rec, self.rows, self.thread = rec, Rows(CHUNK), threading.get_ident()
         self.stack = _parent_stack()
 
 
@@ -97,20 +100,17 @@ class Recorder:
     def flush(self, buf: _ThreadBuffer) -> None:
         """Move a thread's buffered rows into the columns (dropping what does not fit)."""
         with _lock:
-            rows = buf.rows
-            m = len(rows)  # whole rows: the owner appends a row in one step
-            if not m:
+            raw = buf.rows.take()  # one C call: the owner's next add waits for it (the GIL)
+            if not raw:
                 return
-            chunk = rows[:m]
-            del rows[:m]  # rows appended meanwhile by the owner stay
-            n = m // WIDTH
+            block = np.frombuffer(raw, np.int64).reshape(-1, WIDTH)
+            n = len(block)
             i = self.count
             k = min(n, self.capacity - i)
             self.dropped += n - k
             if k <= 0:
                 return
-            block = np.fromiter(chunk, np.int64, k * WIDTH).reshape(k, WIDTH)
-            self.data[i : i + k] = block
+            self.data[i : i + k] = block[:k]
             self.threads[i : i + k] = buf.thread
             self.count = i + k
 
@@ -126,18 +126,9 @@ class Recorder:
         buf = getattr(_local, "buf", None)
         if buf is None or buf.rec is not self:
             buf = self.buffer()
-        rows = buf.rows
-        rows += (
-            span_id,
-            parent,
-            _key(name, category, backend, shape, dtype),
-            start,
-            dur,
-            nbytes,
-            flops,
-        )
-        if len(rows) >= CHUNK * WIDTH:
-            self.flush(buf)
+        code = _key(name, category, backend, shape, dtype)
+        if buf.rows.add(span_id, parent, code, start, dur, nbytes, flops):
+            self.flush(buf)  # full
 
     def write_row(self, thread: int, row: tuple) -> None:
         """Store one finished span of ``thread`` directly (rare spans: JIT work)."""
@@ -251,19 +242,9 @@ def record_coded(
         buf = rec.buffer()
     if buf.rec is not rec:
         buf = rec.buffer()
-    stack = buf.stack
-    rows = buf.rows
-    rows += (
-        span_id or next(_ids),
-        stack[-1] if stack else 0,
-        code,
-        start_ns,
-        dur_ns,
-        nbytes,
-        flops,
-    )
-    if len(rows) >= CHUNK * WIDTH:
-        rec.flush(buf)
+    # id 0: Rows.add takes a fresh one; the parent: the top of the thread's stack of open spans
+    if buf.rows.add(span_id, buf.stack, code, start_ns, dur_ns, nbytes, flops):
+        rec.flush(buf)  # full
 
 
 # JIT work (importing numba, loading a kernel from its cache, compiling one) happens inside
@@ -287,7 +268,7 @@ def jit_event(name: str, start_ns: int, dur_ns: int, **attrs) -> None:
 def claim_jit(op_start_ns: int) -> int:
     """Write this thread's pending JIT spans: those that started inside the op being
     recorded (from ``op_start_ns``) become its children. Returns the op's span id."""
-    sid = next(_ids)
+    sid = _next_id()
     me = threading.get_ident()
     with _lock:
         mine = [e for e in jit_pending if e[0] == me]
@@ -312,7 +293,7 @@ def _write_jits(rows: list[tuple], parent_of) -> None:
     for e in rows:
         open_ = [(o, i) for o, i in open_ if o[0] == e[0] and e[1] + e[2] <= o[1] + o[2]]
         parent = open_[-1][1] if open_ else parent_of(e)
-        sid = next(_ids)
+        sid = _next_id()
         _write_jit(e, parent, sid)
         open_.append((e, sid))
 
@@ -342,7 +323,7 @@ def record(
     if rec is None or not ENABLED:
         return
     stack = _parent_stack()
-    sid = next(_ids)
+    sid = _next_id()
     if attrs:
         rec.attrs[sid] = {k: _plain(v) for k, v in attrs.items()}
     rec.write(
@@ -370,7 +351,7 @@ class _Span:
         self.flops = int(attrs.pop("flops", 0))
 
     def __enter__(self):
-        self.id = next(_ids)
+        self.id = _next_id()
         _parent_stack().append(self.id)
         self.t0 = perf_counter_ns()
         return self
