@@ -22,7 +22,6 @@ import numpy as np
 
 from trueno import config
 from trueno.trace import _rows
-from trueno.trace._rows import Rows
 
 ENABLED: bool = False  # the hot-path flag; read as ``recorder.ENABLED``
 CHUNK = 512  # rows a thread buffers before flushing into the columns
@@ -65,7 +64,7 @@ class _ThreadBuffer:
     __slots__ = ("rec", "rows", "thread", "stack")
 
     def __init__(self, rec: Recorder) -> None:
-        self.rec, self.rows, self.thread = rec, Rows(CHUNK), threading.get_ident()
+        self.rec, self.rows, self.thread = rec, _rows.Rows(CHUNK), threading.get_ident()
         self.stack = _parent_stack()
 
 
