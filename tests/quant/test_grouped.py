@@ -129,18 +129,21 @@ def test_which_weights_are_grouped(monkeypatch):
     assert not PreparedWeight(q4, "Q4_0", (32, 64)).grouped
 
 
-def test_a_type_slower_here_keeps_its_ggml_layout(monkeypatch):
-    """A type in SLOWER_HERE (Q5_K on Zen hosts) takes its ungrouped avx512 kernel, with the
-    same integer sums: equal to the grouped kernel's result within f32 rounding."""
+@pytest.mark.parametrize("name", ["Q4_K", "Q5_K", "Q6_K"])
+def test_a_type_slower_here_keeps_its_ggml_layout(name, monkeypatch):
+    """A type in SLOWER_HERE (the three K-quants on Zen hosts) takes its ungrouped avx512
+    kernel, with the same integer sums: equal to the grouped kernel's result within f32
+    rounding; the other types stay grouped."""
     rng = np.random.default_rng(21)
     rows, cols = 48, 512
-    blocks = quantized(rng, rows, cols, name="Q5_K")
+    blocks = quantized(rng, rows, cols, name=name)
     x = rng.standard_normal(cols).astype(np.float32)
-    g = PreparedWeight(blocks, "Q5_K", (rows, cols))
-    monkeypatch.setattr(grouped, "SLOWER_HERE", ("Q5_K",))
-    p = PreparedWeight(blocks, "Q5_K", (rows, cols))
+    g = PreparedWeight(blocks, name, (rows, cols))
+    monkeypatch.setattr(grouped, "SLOWER_HERE", (name,))
+    p = PreparedWeight(blocks, name, (rows, cols))
     assert g.grouped and not p.grouped and p.isa == "avx512" and p.nbytes == blocks.nbytes
-    assert PreparedWeight(quantized(rng, 32, 256, name="Q4_K"), "Q4_K", (32, 256)).grouped
+    other = "Q5_K" if name == "Q4_K" else "Q4_K"
+    assert PreparedWeight(quantized(rng, 32, 256, name=other), other, (32, 256)).grouped
     np.testing.assert_allclose(p.matvec(x), g.matvec(x), rtol=1e-5, atol=1e-5)
 
 

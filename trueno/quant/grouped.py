@@ -145,10 +145,10 @@ K_AHEAD = 1.5 if ZEN else 1.0  # records the K-quants prefetch ahead (their own 
 # Types whose grouped kernel is slower than their ungrouped one on this host, so they keep
 # the GGML layout: on Zen hosts every K-quant with an ungrouped kernel (Q3_K has none). Zen 4,
 # 2 threads, from DRAM: Q5_K grouped over ungrouped 0.71-0.85 in every kernel run and
-# 0.68-0.83 in 1B Q5_K_M decode; Q6_K 0.69-0.85 in each of 12 in-process kernel runs on the
-# 1B layers, Q4_K 0.8-1.27. End to end, one model loaded twice in one process with decode
+# 0.68-0.83 in 1B Q5_K_M decode; Q6_K 0.69-0.86 in each of 17 in-process kernel runs on the
+# 1B layers, Q4_K 0.79-1.27. End to end, one model loaded twice in one process with decode
 # alternating (benches/grouped_decode.py, 6-10 rounds): Q4_K and Q6_K ungrouped decode the 1B
-# Q4_K_M stand-in 1.05-1.09x and gemma-3-270m 1.05x faster, prefill 0.98-1.02x. In L2 the
+# Q4_K_M stand-in 1.05-1.09x and gemma-3-270m 1.05x faster, prefill 0.98-1.04x. In L2 the
 # grouped kernels are 1.3-2x faster: this is the DRAM stream, not the arithmetic
 SLOWER_HERE: tuple[str, ...] = ("Q4_K", "Q5_K", "Q6_K") if ZEN else ()
 CHUNKS = 16
