@@ -80,6 +80,21 @@ def best_decode_tok_s(model, ids, n_tokens: int, calls: int = 3) -> float:
     return best
 
 
+def best_prefill_tok_s(model, ids, n: int = 128, calls: int = 2) -> float:
+    """The best of ``calls`` prefills of ``n`` tokens (``ids`` repeated to length), tok/s, the
+    model reset before each."""
+    from time import perf_counter
+
+    prompt = (list(ids) * (n // len(ids) + 1))[:n]
+    best = 0.0
+    for _ in range(calls):
+        model.reset()
+        t0 = perf_counter()
+        model.prefill(prompt)
+        best = max(best, n / (perf_counter() - t0))
+    return best
+
+
 def set_threads(n: int) -> None:
     """Run numba's kernels and BLAS on ``n`` threads (the benches' ``--threads``)."""
     import numba

@@ -20,23 +20,11 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import best_decode_tok_s, set_threads  # noqa: E402
+from _common import best_decode_tok_s, best_prefill_tok_s, set_threads  # noqa: E402
 
 PROMPT = "Hello there, tell me a story"
-
-
-def prefill_tok_s(model, ids, n: int = 128, calls: int = 2) -> float:
-    prompt = (ids * (n // len(ids) + 1))[:n]
-    best = 0.0
-    for _ in range(calls):
-        model.reset()
-        t0 = time.perf_counter()
-        model.prefill(prompt)
-        best = max(best, n / (time.perf_counter() - t0))
-    return best
 
 
 def main() -> int:
@@ -75,7 +63,7 @@ def main() -> int:
         order = (("A", a), ("B", b)) if r % 2 == 0 else (("B", b), ("A", a))
         for side, model in order:
             runs[side].append(
-                (best_decode_tok_s(model, ids, args.tokens), prefill_tok_s(model, ids))
+                (best_decode_tok_s(model, ids, args.tokens), best_prefill_tok_s(model, ids))
             )
         (da, pa), (db, pb) = runs["A"][-1], runs["B"][-1]
         print(f"round {r}: decode A {da:6.1f} B {db:6.1f} ({db / da:.2f})  "

@@ -49,7 +49,13 @@ if ARGS is not None:  # BLAS reads its thread count when numpy loads
         os.environ[var] = str(ARGS.threads)
 
 import numpy as np  # noqa: E402
-from _common import best_decode_tok_s, print_table, set_threads, sgemv_bandwidth_gbs  # noqa: E402
+from _common import (  # noqa: E402
+    best_decode_tok_s,
+    best_prefill_tok_s,
+    print_table,
+    set_threads,
+    sgemv_bandwidth_gbs,
+)
 
 CASES = {
     "1B layers": [
@@ -99,8 +105,6 @@ PROMPT = "Write a long story about a cat who learns to fly."
 
 def decode_side(path: str, side: str) -> None:
     """One process's measurement (``--side``): prints decode and prefill tok/s."""
-    import time
-
     from trueno.quant import grouped
 
     grouped.ENABLED = side == "grouped"
@@ -109,15 +113,7 @@ def decode_side(path: str, side: str) -> None:
     model = Model.load(path, ctx_size=1024)
     model.warmup()
     ids = model.tokenizer.encode(PROMPT, add_special=True, parse_special=True)
-    decode = best_decode_tok_s(model, ids, 48)
-    prompt = (ids * (128 // len(ids) + 1))[:128]
-    prefill = 0.0
-    for _ in range(2):
-        model.reset()
-        t0 = time.perf_counter()
-        model.prefill(prompt)
-        prefill = max(prefill, 128 / (time.perf_counter() - t0))
-    print(f"{decode} {prefill}")
+    print(f"{best_decode_tok_s(model, ids, 48)} {best_prefill_tok_s(model, ids)}")
 
 
 def decode_table(args) -> int:
