@@ -41,12 +41,16 @@ class _Table(dict):
 # numba's median stays below numpy's, forced backends, alternating rounds), then rounded on
 # the side of numpy where the measurement was within noise (2-core machine shared by others).
 THRESHOLDS: dict[str, int] = {
-    "elementwise": 1 << 20,  # add, abs, scale ...: memory-bound, numba only wins on 2 threads
+    # add, abs, scale ...: memory-bound; numba wins on its OpenMP threads from about 1e5 (Zen 4,
+    # 2 threads: add 1.1x at 98,304, 1.6x at 1e6; one thread is numpy's speed)
+    "elementwise": 3 << 15,
     # relu, clamp: numpy's maximum/minimum against a scalar are not vectorized (numpy 2.4: 25 us
     # against 9 us with an array operand at 64K); numba's kernel wins from 2K, 4-7x at 1e5, and
     # the op from 8K (below, numpy's fast path saves more than numba's kernel: ~1 us a call)
     "clip": 1 << 13,
-    "transcendental": 1 << 17,  # exp, tanh: numpy is SIMD too; numba wins once split on threads
+    # exp, tanh: numba's one-thread polynomials beat numpy's SIMD ones (exp 1.4x at 2^14), its
+    # threads from 2^14 more (exp 2.8x at 2^16)
+    "transcendental": 1 << 14,
     "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: 1 pass vs 2-6
     # sum, mean, norm_l1, norm_linf, sum_kahan (3-5x: many accumulators); from 2^14 against
     # numpy's inline fast path (sum 0.78x at 2^12, 1.11x at 2^14; mean 0.91x, 1.13x)

@@ -1,4 +1,4 @@
-"""Element-wise numba kernels: ``_op(out, a[, b])`` loops over ``range(out.size)`` on flat
+"""Element-wise numba kernels: ``_op(out, a[, b])`` loops over ``nb.prange(out.size)`` on flat
 contiguous arrays so LLVM vectorizes them; no fastmath (results are numpy's bits, NaN and Inf
 included). exp and tanh use the float32 and float64 approximations of :mod:`._math` (FMA-
 evaluated polynomials and rationals, 2**k by vscalef on AVX-512 hosts); the libm-backed ops
@@ -6,11 +6,13 @@ evaluated polynomials and rationals, 2**k by vscalef on AVX-512 hosts); the libm
 
 from __future__ import annotations
 
+import types
+
 import numba as nb
 import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.backends.numba_kernels import _out
+from trueno.backends.numba_kernels import _out, _par
 from trueno.backends.numba_kernels._math import fexp, ftanh, wide_vectors
 from trueno.backends.numba_kernels._par import map_chunks
 
@@ -19,8 +21,18 @@ drop_stale(__file__, ("_math.py",))
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
-PAR_MIN = 1 << 22  # memory-bound: split only DRAM-resident arrays
-PAR_MIN_MATH = 1 << 17  # compute-bound kernels split earlier
+# Sizes from which this module's kernels split over numba's OpenMP threads (a fork and join of
+# ~3 us; exp and tanh, compute-bound, from TEAM_MIN_MATH). Zen 4, 2 threads, against numpy
+# (benches/dispatch_thresholds.py): add 0.71x at 2^16, 1.1x at 98,304, 1.23x at 2^18, 1.49x
+# at 2^20; abs 0.68x, 1.0x, 1.20x, 1.44x; exp 1.5x at 2^14, 2.6x at 2^16. At 2^22 (DRAM) the
+# pool's chunks read abs at 0.95x and add at 1.02x, the team 1.4-1.6x (add at 3e6)
+TEAM_MIN = 3 << 15
+TEAM_MIN_MATH = 1 << 14
+# the activations' and libm's kernels (range loops, no team) split into the pool's chunks,
+# claimed dynamically (a worker waiting for a core costs one chunk): memory-bound from
+# PAR_MIN, compute-bound from PAR_MIN_MATH
+PAR_MIN = 1 << 22
+PAR_MIN_MATH = 1 << 17
 KERNELS: dict = {}
 
 # --- unary: out[i] = f(a[i]) ---
@@ -28,86 +40,86 @@ KERNELS: dict = {}
 
 @nb.njit(**JIT)
 def _abs(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         out[i] = np.abs(x)
 
 
 @nb.njit(**JIT)
 def _neg(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         out[i] = -x
 
 
 @nb.njit(**JIT)
 def _signum(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         out[i] = ONE if x > ZERO else (-ONE if x < ZERO else x)
 
 
 @nb.njit(**JIT)
 def _recip(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         out[i] = ONE / x
 
 
 @nb.njit(**JIT)
 def _sqrt(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         out[i] = np.sqrt(x)
 
 
 @nb.njit(**JIT)
 def _floor(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         out[i] = np.floor(x)
 
 
 @nb.njit(**JIT)
 def _ceil(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         out[i] = np.ceil(x)
 
 
 @nb.njit(**JIT)
 def _round(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         out[i] = np.rint(x)
 
 
 @nb.njit(**JIT)
 def _trunc(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         out[i] = np.trunc(x)
 
 
 @nb.njit(**JIT)
 def _fract(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         out[i] = x - np.trunc(x)
 
 
 @nb.njit(**JIT)
 def _exp(out, a):
-    wide_vectors()
-    for i in range(out.size):
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
         out[i] = fexp(x)
 
 
 @nb.njit(**JIT)
 def _tanh(out, a):
-    wide_vectors()
-    for i in range(out.size):
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
         out[i] = ftanh(x)
 
@@ -119,11 +131,11 @@ def _tanh(out, a):
 def _add(out, a, b):
     if b.size == 1:
         y = b[0]
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             out[i] = x + y
     else:
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             y = b[i]
             out[i] = x + y
@@ -133,11 +145,11 @@ def _add(out, a, b):
 def _sub(out, a, b):
     if b.size == 1:
         y = b[0]
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             out[i] = x - y
     else:
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             y = b[i]
             out[i] = x - y
@@ -147,11 +159,11 @@ def _sub(out, a, b):
 def _mul(out, a, b):
     if b.size == 1:
         y = b[0]
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             out[i] = x * y
     else:
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             y = b[i]
             out[i] = x * y
@@ -161,11 +173,11 @@ def _mul(out, a, b):
 def _div(out, a, b):
     if b.size == 1:
         y = b[0]
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             out[i] = x / y
     else:
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             y = b[i]
             out[i] = x / y
@@ -175,11 +187,11 @@ def _div(out, a, b):
 def _minimum(out, a, b):
     if b.size == 1:
         y = b[0]
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             out[i] = x if (x < y) | (x != x) else y
     else:
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             y = b[i]
             out[i] = x if (x < y) | (x != x) else y
@@ -189,11 +201,11 @@ def _minimum(out, a, b):
 def _maximum(out, a, b):
     if b.size == 1:
         y = b[0]
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             out[i] = x if (x > y) | (x != x) else y
     else:
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             y = b[i]
             out[i] = x if (x > y) | (x != x) else y
@@ -203,11 +215,11 @@ def _maximum(out, a, b):
 def _copysign(out, a, b):
     if b.size == 1:
         y = b[0]
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             out[i] = np.copysign(x, y)
     else:
-        for i in range(out.size):
+        for i in nb.prange(out.size):
             x = a[i]
             y = b[i]
             out[i] = np.copysign(x, y)
@@ -218,13 +230,13 @@ def _copysign(out, a, b):
 
 @nb.njit(**JIT)
 def _scale(out, a, s):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         out[i] = a[i] * s
 
 
 @nb.njit(**JIT)
 def _clamp(out, a, lo, hi):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         v = lo if x < lo else x
         out[i] = hi if v > hi else v
@@ -232,14 +244,14 @@ def _clamp(out, a, lo, hi):
 
 @nb.njit(**JIT)
 def _lerp(out, a, b, t):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         x = a[i]
         out[i] = x + t * (b[i] - x)
 
 
 @nb.njit(**JIT)
 def _fma(out, a, b, c):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         out[i] = a[i] * b[i] + c[i]
 
 
@@ -251,44 +263,78 @@ def flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
 
 
-def unary(kern, par_min):
+def team(kern):
+    """``kern`` compiled again with ``parallel=True``: its ``prange`` loop (a plain range in
+    ``kern``) then runs on numba's OpenMP threads, whose fork and join cost about 3 us
+    against the pool's 20-50 us hand-off. Same operations per element, so the same results.
+    Its own name, so numba's on-disk cache keeps the two apart."""
+    f = kern.py_func
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_team", f.__defaults__,
+                              f.__closure__)  # fmt: skip
+    twin.__qualname__ = f.__qualname__ + "_team"
+    twin.__module__ = f.__module__
+    return nb.njit(parallel=True, **JIT)(twin)
+
+
+def launcher(kern, par_min=PAR_MIN, team_min=None):
+    """``launch(out, arrays, params)``: ``kern`` over the flat arrays on the calling thread,
+    then split over threads: with ``team_min``, from there on numba's threads (``kern``'s
+    loop must be a ``prange``; not in a fork()ed child); else from ``par_min`` in the pool's
+    chunks."""
+    twin = None if team_min is None else team(kern)
+
+    def launch(out, arrays, params=()):
+        big = twin is not None and out.size >= team_min
+        if big and _par.threads_now() > 1 and not _par.FORKED:
+            twin(out, *arrays, *params)
+        else:
+            map_chunks(kern, out, arrays, params, par_min)
+
+    launch.team = twin  # run.team of the public forms below: the tests check both
+    return launch
+
+
+def unary(kern, par_min=PAR_MIN, team_min=None):
+    launch = launcher(kern, par_min, team_min)
+
     def run(a):
         out = _out.empty(a.shape, a.dtype)
-        map_chunks(kern, out.reshape(-1), (flat(a),), (), par_min)
+        launch(out.reshape(-1), (flat(a),))
         return out
 
+    run.team = launch.team
     return run
 
 
-def binary(kern, par_min):
+def binary(kern, par_min=PAR_MIN, team_min=None):
+    launch = launcher(kern, par_min, team_min)
+
     def run(a, b):
         if np.ndim(a) == 0:  # scalar first operand: rare, broadcast it
             a = np.full(np.shape(b), a, dtype=np.result_type(a, b))
         out = _out.empty(a.shape, a.dtype)
         if np.ndim(b) == 0:
-            bb = np.full(1, b, dtype=a.dtype)
-            map_chunks(kern, out.reshape(-1), (flat(a),), (bb,), par_min)
-            return out
-        map_chunks(kern, out.reshape(-1), (flat(a), flat(b)), (), par_min)
+            # the 1-element b is a parameter, not an array: the pool's chunks slice arrays
+            launch(out.reshape(-1), (flat(a),), (np.full(1, b, dtype=a.dtype),))
+        else:
+            launch(out.reshape(-1), (flat(a), flat(b)))
         return out
 
+    run.team = launch.team
     return run
 
 
-def with_params(kern, n_arrays, par_min=PAR_MIN):
+def with_params(kern, n_arrays, par_min=PAR_MIN, team_min=None):
+    launch = launcher(kern, par_min, team_min)
+
     def run(a, *rest):
         arrays, params = rest[: n_arrays - 1], rest[n_arrays - 1 :]
         t = a.dtype.type
         out = _out.empty(a.shape, a.dtype)
-        map_chunks(
-            kern,
-            out.reshape(-1),
-            (flat(a), *(flat(x) for x in arrays)),
-            tuple(t(p) for p in params),
-            par_min,
-        )
+        launch(out.reshape(-1), (flat(a), *(flat(x) for x in arrays)), tuple(t(p) for p in params))
         return out
 
+    run.team = launch.team
     return run
 
 
@@ -306,7 +352,7 @@ for _name, _k in [
     ("exp", _exp),
     ("tanh", _tanh),
 ]:
-    KERNELS[_name] = unary(_k, PAR_MIN_MATH if _name in MATH else PAR_MIN)
+    KERNELS[_name] = unary(_k, PAR_MIN, TEAM_MIN_MATH if _name in MATH else TEAM_MIN)
 for _name, _k in [
     ("add", _add),
     ("sub", _sub),
@@ -316,8 +362,8 @@ for _name, _k in [
     ("maximum", _maximum),
     ("copysign", _copysign),
 ]:
-    KERNELS[_name] = binary(_k, PAR_MIN_MATH if _name in MATH else PAR_MIN)
-KERNELS["scale"] = with_params(_scale, 1)
-KERNELS["clamp"] = with_params(_clamp, 1)
-KERNELS["lerp"] = with_params(_lerp, 2)
-KERNELS["fma"] = with_params(_fma, 3)
+    KERNELS[_name] = binary(_k, PAR_MIN, TEAM_MIN)
+KERNELS["scale"] = with_params(_scale, 1, team_min=TEAM_MIN)
+KERNELS["clamp"] = with_params(_clamp, 1, team_min=TEAM_MIN)
+KERNELS["lerp"] = with_params(_lerp, 2, team_min=TEAM_MIN)
+KERNELS["fma"] = with_params(_fma, 3, team_min=TEAM_MIN)

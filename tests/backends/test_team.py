@@ -1,0 +1,167 @@
+"""The element-wise kernels' OpenMP twins (elementwise.team): the same bits as the serial
+kernel, NaN, Inf and signed zeros included; taken from TEAM_MIN on with two threads, never
+below it, never with one thread and never in a fork()ed child (where GNU OpenMP would end
+the process), which must still compute correctly."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("numba")
+
+from trueno.backends.numba_kernels import _par, libm  # noqa: E402
+from trueno.backends.numba_kernels import elementwise as ew  # noqa: E402
+
+UNARY = ["abs", "neg", "signum", "recip", "sqrt", "floor", "ceil", "round", "trunc", "fract",
+         "exp", "tanh"]  # fmt: skip
+BINARY = ["add", "sub", "mul", "div", "minimum", "maximum", "copysign"]
+PARAMS = {"scale": (1, (0.75,)), "clamp": (1, (-0.5, 2.0)), "lerp": (2, (0.3,)), "fma": (3, ())}
+N = ew.TEAM_MIN + 37  # an odd tail for the team's last thread
+DTYPES = [np.float32, np.float64]
+SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -3.5, 2.5, 1e30]
+
+
+def data(n: int, dtype, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * 4).astype(dtype)
+    idx = rng.choice(n, size=min(n, 64 * len(SPECIAL)), replace=False)
+    x[idx] = np.resize(np.array(SPECIAL, dtype=dtype), idx.size)
+    return x
+
+
+def same_bits(got: np.ndarray, want: np.ndarray) -> None:
+    assert got.dtype == want.dtype and got.shape == want.shape
+    ints = np.uint32 if got.dtype == np.float32 else np.uint64
+    bad = np.flatnonzero(got.view(ints) != want.view(ints))
+    first = bad[:5]
+    assert bad.size == 0, f"{bad.size} differ, first at {first}: {got[first]} vs {want[first]}"
+
+
+def serial(name: str):
+    return getattr(ew, "_" + name)
+
+
+def cases(dtype):
+    """(name, arrays, params) for every kernel that has a team twin."""
+    a, b, c = (data(N, dtype, s) for s in (1, 2, 3))
+    for name in UNARY:
+        yield name, (a,), ()
+    for name in BINARY:
+        yield name, (a, b), ()
+        yield name, (a,), (np.full(1, dtype(-1.25)),)  # the 1-element (scalar) b
+    for name, (n_arrays, params) in PARAMS.items():
+        yield name, (a, b, c)[:n_arrays], tuple(dtype(p) for p in params)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_team_twins_match_the_serial_kernels_bit_for_bit(dtype):
+    checked = 0
+    for name, arrays, params in cases(dtype):
+        twin = ew.KERNELS[name].team
+        assert twin is not None, name
+        want = np.empty(N, dtype)
+        serial(name)(want, *arrays, *params)
+        got = np.full(N, np.nan, dtype)
+        twin(got, *arrays, *params)
+        same_bits(got, want)
+        checked += 1
+    assert checked == len(UNARY) + 2 * len(BINARY) + len(PARAMS)
+
+
+@pytest.fixture
+def routes(monkeypatch):
+    """Two threads, and a record of the calls that took the pool's path instead of the team."""
+    monkeypatch.setattr(_par, "threads_now", lambda: 2)
+    pooled = []
+    real = ew.map_chunks
+
+    def spy(kern, out, arrays, params, par_min):
+        pooled.append(out.size)
+        real(kern, out, arrays, params, par_min)
+
+    monkeypatch.setattr(ew, "map_chunks", spy)
+    return pooled
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_registered_kernels_route_by_size_threads_and_fork(routes, monkeypatch, dtype):
+    a, b = data(N, dtype, 4), data(N, dtype, 5)
+    want = a + b
+    same_bits(ew.KERNELS["add"](a, b), want)
+    assert routes == []  # two threads, N >= TEAM_MIN: the team
+    small = a[: ew.TEAM_MIN - 1]
+    same_bits(ew.KERNELS["add"](small, b[: small.size]), want[: small.size])
+    assert routes == [small.size]
+    head = a[: ew.TEAM_MIN_MATH]  # exp's team starts earlier
+    want_exp = np.empty_like(head)
+    ew._exp(want_exp, head)
+    same_bits(ew.KERNELS["exp"](head), want_exp)
+    assert routes == [small.size]
+    monkeypatch.setattr(_par, "FORKED", True)
+    same_bits(ew.KERNELS["add"](a, b), want)
+    assert routes == [small.size, N]
+    monkeypatch.setattr(_par, "FORKED", False)
+    monkeypatch.setattr(_par, "threads_now", lambda: 1)
+    same_bits(ew.KERNELS["add"](a, b), want)
+    assert routes == [small.size, N, N]
+
+
+def test_scalar_operand_survives_the_pools_chunks(monkeypatch):
+    """A 0-d b travels as a parameter: each of the pool's chunks sees all of it."""
+    monkeypatch.setattr(_par, "threads_now", lambda: 2)
+    n = 4 * max(ew.PAR_MIN, ew.PAR_MIN_MATH) + 3
+    assert len(_par.bounds(n, ew.PAR_MIN)) > 1
+    x = np.abs(data(n, np.float64, 6)) + 0.5
+    np.testing.assert_allclose(libm.KERNELS["pow"](x, 1.5), x**1.5, rtol=1e-15)
+    monkeypatch.setattr(_par, "FORKED", True)  # add's pool path, too
+    same_bits(ew.KERNELS["add"](x, 2.0), x + 2.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 3 * ew.TEAM_MIN),
+    seed=st.integers(0, 2**32 - 1),
+    name=st.sampled_from(["add", "mul", "maximum", "copysign"]),
+    scalar=st.booleans(),
+)
+def test_binary_kernels_match_numpy_at_any_length(n, seed, name, scalar):
+    _par.threads_now, saved = (lambda: 2), _par.threads_now  # no fixtures under @given
+    try:
+        a = data(n, np.float32, seed)
+        b = np.float32(-0.0) if scalar else data(n, np.float32, seed + 1)
+        ref = {"add": np.add, "mul": np.multiply, "maximum": np.maximum, "copysign": np.copysign}
+        with np.errstate(all="ignore"):  # inf - inf, overflow: numpy's bits, quietly
+            same_bits(ew.KERNELS[name](a, b), ref[name](a, b))
+    finally:
+        _par.threads_now = saved
+
+
+def _child_add(q) -> None:
+    from trueno.backends.numba_kernels import _par as par
+    from trueno.backends.numba_kernels import elementwise
+
+    par.threads_now = lambda: 2
+    x = np.ones(1 << 20, dtype=np.float32)
+    q.put((par.FORKED, float(elementwise.KERNELS["add"](x, x).sum(dtype=np.float64))))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_a_forked_child_computes_after_the_parent_used_the_team(monkeypatch):
+    monkeypatch.setattr(_par, "threads_now", lambda: 2)
+    x = np.ones(1 << 20, dtype=np.float32)
+    assert ew.KERNELS["add"](x, x).sum() == 2 * x.size  # the parent's OpenMP team is up
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_add, args=(q,))
+    p.start()
+    p.join(120)
+    if p.is_alive():
+        p.kill()
+    assert p.exitcode == 0
+    assert q.get(timeout=5) == (True, float(2 * x.size))
