@@ -1,27 +1,27 @@
 """The element-wise kernels' OpenMP twins (elementwise.team): the same bits as the serial
 kernel, NaN, Inf and signed zeros included; taken from TEAM_MIN on with two threads, never
 below it, never with one thread and never in a fork()ed child (where GNU OpenMP would end
-the process), which must still compute correctly."""
+the process), nor for PAUSE_S after a call that stalled; the paths not taken still compute
+the same results."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import sys
+import time
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("numba")
+numba = pytest.importorskip("numba")
 
 from trueno.backends.numba_kernels import _par, libm  # noqa: E402
 from trueno.backends.numba_kernels import elementwise as ew  # noqa: E402
 
-UNARY = ["abs", "neg", "signum", "recip", "sqrt", "floor", "ceil", "round", "trunc", "fract",
-         "exp", "tanh"]  # fmt: skip
-BINARY = ["add", "sub", "mul", "div", "minimum", "maximum", "copysign"]
-PARAMS = {"scale": (1, (0.75,)), "clamp": (1, (-0.5, 2.0)), "lerp": (2, (0.3,)), "fma": (3, ())}
+TEAM_TOOK = _par.team_took
+PARAM_VALUES = {"scale": (0.75,), "clamp": (-0.5, 2.0), "lerp": (0.3,), "fma": ()}
 N = ew.TEAM_MIN + 37  # an odd tail for the team's last thread
 DTYPES = [np.float32, np.float64]
 SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -3.5, 2.5, 1e30]
@@ -50,13 +50,13 @@ def serial(name: str):
 def cases(dtype):
     """(name, arrays, params) for every kernel that has a team twin."""
     a, b, c = (data(N, dtype, s) for s in (1, 2, 3))
-    for name in UNARY:
+    for name in ew.UNARY:
         yield name, (a,), ()
-    for name in BINARY:
+    for name in ew.BINARY:
         yield name, (a, b), ()
         yield name, (a,), (np.full(1, dtype(-1.25)),)  # the 1-element (scalar) b
-    for name, (n_arrays, params) in PARAMS.items():
-        yield name, (a, b, c)[:n_arrays], tuple(dtype(p) for p in params)
+    for name, (_, n_arrays, _) in ew.PARAMS.items():
+        yield name, (a, b, c)[:n_arrays], tuple(dtype(p) for p in PARAM_VALUES[name])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -71,13 +71,15 @@ def test_team_twins_match_the_serial_kernels_bit_for_bit(dtype):
         twin(got, *arrays, *params)
         same_bits(got, want)
         checked += 1
-    assert checked == len(UNARY) + 2 * len(BINARY) + len(PARAMS)
+    assert checked == len(ew.KERNELS) + len(ew.BINARY) == 23 + 7
 
 
 @pytest.fixture
 def routes(monkeypatch):
-    """Two threads, and a record of the calls that took the pool's path instead of the team."""
+    """Two threads, and a record of the calls that took the pool's path instead of the team.
+    No stall detection (a busy test machine would pause the team): tested on its own."""
     monkeypatch.setattr(_par, "threads_now", lambda: 2)
+    monkeypatch.setattr(_par, "team_took", lambda seconds, items: None)
     pooled = []
     real = ew.map_chunks
 
@@ -87,6 +89,13 @@ def routes(monkeypatch):
 
     monkeypatch.setattr(ew, "map_chunks", spy)
     return pooled
+
+
+def test_warm_loads_every_twin_where_it_will_run(routes):
+    ew.warm(np.float64)
+    assert routes == []  # every warm call went to a twin
+    for name, run in ew.KERNELS.items():
+        assert any(sig[1].dtype == numba.float64 for sig in run.team.signatures), name
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -110,6 +119,20 @@ def test_registered_kernels_route_by_size_threads_and_fork(routes, monkeypatch, 
     monkeypatch.setattr(_par, "threads_now", lambda: 1)
     same_bits(ew.KERNELS["add"](a, b), want)
     assert routes == [small.size, N, N]
+
+
+def test_a_stalled_team_call_pauses_the_team(routes, monkeypatch):
+    monkeypatch.setattr(_par, "_team_paused_until", 0.0)
+    TEAM_TOOK(1e-4, N)  # work-sized: no stall
+    assert _par.team_ok()
+    TEAM_TOOK(_par.STALL_S + N * _par.STALL_S_PER_ITEM + 1e-3, N)  # a scheduler slice
+    assert not _par.team_ok()
+    a = data(N, np.float32, 7)
+    same_bits(ew.KERNELS["neg"](a), -a)
+    assert routes == [N]  # paused: the pool's path
+    monkeypatch.setattr(_par, "_team_paused_until", time.perf_counter() - 1.0)  # pause over
+    same_bits(ew.KERNELS["neg"](a), -a)
+    assert routes == [N]
 
 
 def test_scalar_operand_survives_the_pools_chunks(monkeypatch):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from trueno import config
@@ -60,6 +61,27 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
+
+# An OpenMP team waits at its join for every thread, so a core held by another process's or
+# library's spinning thread (OpenBLAS spins ~0.1 s after each BLAS call) costs a team call a
+# scheduler slice, 4-8 ms here. A call that slow pauses the team: calls take the pool (whose
+# caller never waits for a worker that has not started) until the pause ends.
+STALL_S = 2e-3  # beyond the work itself, priced at STALL_S_PER_ITEM (6 GB/s for an add)
+STALL_S_PER_ITEM = 2e-9
+PAUSE_S = 0.25
+_team_paused_until = 0.0
+
+
+def team_ok() -> bool:
+    """Whether a big call may use numba's OpenMP team now."""
+    return threads_now() > 1 and not FORKED and time.perf_counter() >= _team_paused_until
+
+
+def team_took(seconds: float, items: int) -> None:
+    """Report a team call's time; a stalled one pauses the team for PAUSE_S."""
+    global _team_paused_until
+    if seconds > STALL_S + items * STALL_S_PER_ITEM:
+        _team_paused_until = time.perf_counter() + PAUSE_S
 
 
 def bounds(n: int, par_min: int, align: int = 64) -> list[tuple[int, int]]:

@@ -6,6 +6,7 @@ evaluated polynomials and rationals, 2**k by vscalef on AVX-512 hosts); the libm
 
 from __future__ import annotations
 
+import time
 import types
 
 import numba as nb
@@ -279,14 +280,16 @@ def team(kern):
 def launcher(kern, par_min=PAR_MIN, team_min=None):
     """``launch(out, arrays, params)``: ``kern`` over the flat arrays on the calling thread,
     then split over threads: with ``team_min``, from there on numba's threads (``kern``'s
-    loop must be a ``prange``; not in a fork()ed child); else from ``par_min`` in the pool's
-    chunks."""
+    loop must be a ``prange``) while :func:`_par.team_ok`; else from ``par_min`` in the
+    pool's chunks."""
     twin = None if team_min is None else team(kern)
 
     def launch(out, arrays, params=()):
-        big = twin is not None and out.size >= team_min
-        if big and _par.threads_now() > 1 and not _par.FORKED:
+        if twin is not None and out.size >= team_min and _par.team_ok():
+            known, t0 = len(twin.overloads), time.perf_counter()
             twin(out, *arrays, *params)
+            if len(twin.overloads) == known:  # a call that compiled is no stall
+                _par.team_took(time.perf_counter() - t0, out.size)
         else:
             map_chunks(kern, out, arrays, params, par_min)
 
@@ -338,32 +341,55 @@ def with_params(kern, n_arrays, par_min=PAR_MIN, team_min=None):
     return run
 
 
-for _name, _k in [
-    ("abs", _abs),
-    ("neg", _neg),
-    ("signum", _signum),
-    ("recip", _recip),
-    ("sqrt", _sqrt),
-    ("floor", _floor),
-    ("ceil", _ceil),
-    ("round", _round),
-    ("trunc", _trunc),
-    ("fract", _fract),
-    ("exp", _exp),
-    ("tanh", _tanh),
-]:
+UNARY = {
+    "abs": _abs,
+    "neg": _neg,
+    "signum": _signum,
+    "recip": _recip,
+    "sqrt": _sqrt,
+    "floor": _floor,
+    "ceil": _ceil,
+    "round": _round,
+    "trunc": _trunc,
+    "fract": _fract,
+    "exp": _exp,
+    "tanh": _tanh,
+}
+BINARY = {
+    "add": _add,
+    "sub": _sub,
+    "mul": _mul,
+    "div": _div,
+    "minimum": _minimum,
+    "maximum": _maximum,
+    "copysign": _copysign,
+}
+# name: (kernel, arrays, scalar parameters)
+PARAMS = {
+    "scale": (_scale, 1, 1),
+    "clamp": (_clamp, 1, 2),
+    "lerp": (_lerp, 2, 1),
+    "fma": (_fma, 3, 0),
+}
+for _name, _k in UNARY.items():
     KERNELS[_name] = unary(_k, PAR_MIN, TEAM_MIN_MATH if _name in MATH else TEAM_MIN)
-for _name, _k in [
-    ("add", _add),
-    ("sub", _sub),
-    ("mul", _mul),
-    ("div", _div),
-    ("minimum", _minimum),
-    ("maximum", _maximum),
-    ("copysign", _copysign),
-]:
+for _name, _k in BINARY.items():
     KERNELS[_name] = binary(_k, PAR_MIN, TEAM_MIN)
-KERNELS["scale"] = with_params(_scale, 1, team_min=TEAM_MIN)
-KERNELS["clamp"] = with_params(_clamp, 1, team_min=TEAM_MIN)
-KERNELS["lerp"] = with_params(_lerp, 2, team_min=TEAM_MIN)
-KERNELS["fma"] = with_params(_fma, 3, team_min=TEAM_MIN)
+for _name, (_k, _n_arrays, _) in PARAMS.items():
+    KERNELS[_name] = with_params(_k, _n_arrays, team_min=TEAM_MIN)
+
+
+def warm(dtype) -> None:
+    """Load the team twins and start numba's threads where the twins will run (trueno.warmup):
+    one call of each kernel at its team size."""
+    if not _par.team_ok():
+        return
+    x = np.linspace(-2, 2, TEAM_MIN, dtype=dtype)
+    for name, run in KERNELS.items():
+        if name in UNARY:
+            run(x)
+        elif name in BINARY:
+            run(x, x)
+        else:
+            _, n_arrays, n_params = PARAMS[name]
+            run(x, *[x] * (n_arrays - 1), *[0.5] * n_params)
