@@ -80,6 +80,7 @@ def routes(monkeypatch):
     No stall detection (a busy test machine would pause the team): tested on its own."""
     monkeypatch.setattr(_par, "threads_now", lambda: 2)
     monkeypatch.setattr(_par, "team_took", lambda seconds, items: None)
+    monkeypatch.setattr(_par, "_team_paused_until", 0.0)  # a stall in an earlier test
     pooled = []
     real = ew.map_chunks
 
@@ -123,10 +124,17 @@ def test_registered_kernels_route_by_size_threads_and_fork(routes, monkeypatch, 
 
 def test_a_stalled_team_call_pauses_the_team(routes, monkeypatch):
     monkeypatch.setattr(_par, "_team_paused_until", 0.0)
+    monkeypatch.setattr(_par, "_pause_s", _par.PAUSE_S)
+    stall = _par.STALL_S + N * _par.STALL_S_PER_ITEM + 1e-3  # a scheduler slice
     TEAM_TOOK(1e-4, N)  # work-sized: no stall
     assert _par.team_ok()
-    TEAM_TOOK(_par.STALL_S + N * _par.STALL_S_PER_ITEM + 1e-3, N)  # a scheduler slice
-    assert not _par.team_ok()
+    TEAM_TOOK(stall, N)
+    assert not _par.team_ok() and _par._pause_s == _par.PAUSE_S
+    TEAM_TOOK(stall, N)  # stalls again soon after: a longer pause
+    assert _par._pause_s == 2 * _par.PAUSE_S
+    monkeypatch.setattr(_par, "_team_paused_until", time.perf_counter() - 60)  # long ago
+    TEAM_TOOK(stall, N)
+    assert _par._pause_s == _par.PAUSE_S
     a = data(N, np.float32, 7)
     same_bits(ew.KERNELS["neg"](a), -a)
     assert routes == [N]  # paused: the pool's path

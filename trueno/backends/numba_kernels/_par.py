@@ -62,14 +62,18 @@ def _after_fork() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
-# An OpenMP team waits at its join for every thread, so a core held by another process's or
-# library's spinning thread (OpenBLAS spins ~0.1 s after each BLAS call) costs a team call a
-# scheduler slice, 4-8 ms here. A call that slow pauses the team: calls take the pool (whose
-# caller never waits for a worker that has not started) until the pause ends.
-STALL_S = 2e-3  # beyond the work itself, priced at STALL_S_PER_ITEM (6 GB/s for an add)
-STALL_S_PER_ITEM = 2e-9
-PAUSE_S = 0.25
+# An OpenMP team waits at its join for every thread, so a core held by another thread costs
+# a team call a scheduler slice, 4-8 ms here: OpenBLAS's threads spin ~0.1 s after each BLAS
+# call, and a loop of ``A @ v`` and trueno.add(2^18) ran 40x slower than numpy's. A call that
+# slow pauses the team (calls take the pool, whose caller never waits for a worker that has
+# not started), for PAUSE_S, doubled up to PAUSE_MAX_S while stalls follow pauses: that loop
+# then runs at the pool's speed.
+STALL_S = 2e-3  # beyond the work itself, priced at STALL_S_PER_ITEM (page faults included)
+STALL_S_PER_ITEM = 8e-9
+PAUSE_S = 0.1
+PAUSE_MAX_S = 10.0
 _team_paused_until = 0.0
+_pause_s = PAUSE_S
 
 
 def team_ok() -> bool:
@@ -78,10 +82,15 @@ def team_ok() -> bool:
 
 
 def team_took(seconds: float, items: int) -> None:
-    """Report a team call's time; a stalled one pauses the team for PAUSE_S."""
-    global _team_paused_until
-    if seconds > STALL_S + items * STALL_S_PER_ITEM:
-        _team_paused_until = time.perf_counter() + PAUSE_S
+    """Report a team call's time: a stalled one pauses the team (longer if the last pause
+    ended less than its own length ago)."""
+    global _team_paused_until, _pause_s
+    if seconds <= STALL_S + items * STALL_S_PER_ITEM:
+        return
+    now = time.perf_counter()
+    recent = now - _team_paused_until < _pause_s
+    _pause_s = min(2 * _pause_s, PAUSE_MAX_S) if recent else PAUSE_S
+    _team_paused_until = now + _pause_s
 
 
 def bounds(n: int, par_min: int, align: int = 64) -> list[tuple[int, int]]:
