@@ -41,9 +41,10 @@ class _Table(dict):
 # numba's median stays below numpy's, forced backends, alternating rounds), then rounded on
 # the side of numpy where the measurement was within noise (2-core machine shared by others).
 THRESHOLDS: dict[str, int] = {
-    # add, abs, scale ...: memory-bound; numba wins on its OpenMP threads from about 1e5 (Zen 4,
-    # 2 threads: add 1.1x at 98,304, 1.6x at 1e6; one thread is numpy's speed)
-    "elementwise": 3 << 15,
+    # add, abs, scale ...: memory-bound; numba wins on its OpenMP threads from about 2^18 (Zen
+    # 4, 2 threads, 11 alternating rounds: add 1.22-1.25x at 2^18, 1.45-1.55x at 2^19, at 1e5
+    # 0.86-0.97x; one thread is numpy's speed)
+    "elementwise": 1 << 18,
     # relu, clamp: numpy's maximum/minimum against a scalar are not vectorized (numpy 2.4: 25 us
     # against 9 us with an array operand at 64K); numba's kernel wins from 2K, 4-7x at 1e5, and
     # the op from 8K (below, numpy's fast path saves more than numba's kernel: ~1 us a call)

@@ -23,11 +23,11 @@ JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
 # Sizes from which this module's kernels split over numba's OpenMP threads (a fork and join of
-# ~3 us; exp and tanh, compute-bound, from TEAM_MIN_MATH). Zen 4, 2 threads, against numpy
-# (benches/dispatch_thresholds.py): add 0.71x at 2^16, 1.1x at 98,304, 1.23x at 2^18, 1.49x
-# at 2^20; abs 0.68x, 1.0x, 1.20x, 1.44x; exp 1.5x at 2^14, 2.6x at 2^16. At 2^22 (DRAM) the
-# pool's chunks read abs at 0.95x and add at 1.02x, the team 1.4-1.6x (add at 3e6)
-TEAM_MIN = 3 << 15
+# 2-3 us; exp and tanh, compute-bound, from TEAM_MIN_MATH). Zen 4, 2 threads, against numpy,
+# 11 alternating rounds in one process: add 0.86-0.97x at 1e5, 1.22-1.25x at 2^18, 1.45-1.55x
+# at 2^19; abs 0.79-0.94x, 1.11-1.16x, 1.23-1.44x; exp 1.5x at 2^14, 2.6x at 2^16. At 2^22
+# (DRAM) the pool's chunks read abs at 0.95x and add at 1.02x, the team 1.4-1.6x
+TEAM_MIN = 1 << 18
 TEAM_MIN_MATH = 1 << 14
 # the activations' and libm's kernels (range loops, no team) split into the pool's chunks,
 # claimed dynamically (a worker waiting for a core costs one chunk): memory-bound from
