@@ -159,6 +159,7 @@ def test_rowwise(name, backend, dtype, data):
         "gelu",
         "silu",
         "softmax",
+        "log_softmax",
         "add",
         "sum",
         "max",
@@ -176,9 +177,10 @@ def test_rowwise(name, backend, dtype, data):
 def test_large_inputs_split_over_threads(name, backend, monkeypatch):
     """Sizes above the thread-split threshold (chunk borders, combining partial results);
     splitting is forced (the kernels skip it while the machine is busy)."""
-    from trueno.backends.numba_kernels import _par, reductions, stats
+    from trueno.backends.numba_kernels import _par, reductions, rowwise, stats
 
     monkeypatch.setattr(_par, "threads_now", lambda: 2)
+    monkeypatch.setattr(rowwise, "LONG_ROW_MIN", 1 << 16)
     monkeypatch.setattr(reductions, "PAR_MIN", 1 << 16)
     monkeypatch.setattr(stats, "PAR_MIN", 1 << 16)
     rng = np.random.default_rng(1)
