@@ -56,11 +56,18 @@ THRESHOLDS: dict[str, int] = {
     # sum, mean, norm_l1, norm_linf, sum_kahan (3-5x: many accumulators); from 2^14 against
     # numpy's inline fast path (sum 0.78x at 2^12, 1.11x at 2^14; mean 0.91x, 1.13x)
     "reduction": 1 << 14,
-    "blas1": 1 << 21,  # dot, normalize: BLAS sdot is at the memory limit; numba wins on threads
-    # sum_of_squares, norm_l2: BLAS sdot too; numba's threads win from about 2^18 (as
-    # "reduction" ops, numba ran them from 2^13: 0.74x numpy at 1e5 on a quiet host)
+    # dot, normalize: BLAS sdot is at the memory limit; numba's OpenMP team wins from 2^18 (Zen
+    # 4, 2 threads: dot 0.79x at 1e5, 1.36x at 2^18, 1.52x at 1e6)
+    "blas1": 1 << 18,
+    # sum_of_squares, norm_l2: BLAS sdot too; numba's team wins from 2^18 (0.92x at 1e5, 1.42x
+    # at 2^18, 2.18x at 1e6; as "reduction" ops, numba ran them from 2^13: 0.74x at 1e5)
     "sumsq": 1 << 18,
-    "extrema": 1 << 21,  # max, min, argmax, argmin: numpy's are SIMD too; numba wins on threads
+    # max, min: numpy's are SIMD too (numba's one thread 0.65x at 1e5); its team wins from 2^18
+    # (1.13x at 2^18, 1.28x at 1e6, 1.6x at 4e6)
+    "extrema": 1 << 18,
+    # argmax, argmin: numba's blocks over the pool's chunks lose to numpy's SIMD up to DRAM
+    # sizes (0.65x at 2^18, 0.75x at 4e6, 1.56x at 1e7)
+    "argextrema": 1 << 23,
     "rowwise": 1 << 8,  # softmax, layer_norm, rms_norm (fused passes per row)
     "stats": 1 << 10,  # variance, zscore, covariance ... (two fused passes)
     "matrix": 1 << 62,  # matmul family: BLAS through numpy is at the hardware limit

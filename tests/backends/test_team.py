@@ -1,7 +1,8 @@
-"""The element-wise kernels' OpenMP twins (elementwise.team): the same bits as the serial
-kernel, NaN, Inf and signed zeros included; taken from TEAM_MIN on with two threads, never
-below it, never with one thread and never in a fork()ed child (where GNU OpenMP would end
-the process), nor for PAUSE_S after a call that stalled; the paths not taken still compute
+"""numba's OpenMP team (_team): the element-wise twins give the serial kernel's bits, NaN, Inf
+and signed zeros included; the reductions' team (sum, dot, sum_of_squares, norm_l1, max, min)
+agrees with numpy and with the pool's path. The team is taken from TEAM_MIN on with two
+threads, never below it, never with one thread, never in a fork()ed child (where numba would
+end the process) and not for PAUSE_S after a call that stalled; the paths not taken compute
 the same results."""
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from hypothesis import strategies as st
 
 numba = pytest.importorskip("numba")
 
-from trueno.backends.numba_kernels import _par, libm  # noqa: E402
+from trueno.backends.numba_kernels import _par, _team, libm, reductions  # noqa: E402
 from trueno.backends.numba_kernels import elementwise as ew  # noqa: E402
 
-TEAM_TOOK = _par.team_took
+TEAM_TOOK = _team.took
 PARAM_VALUES = {"scale": (0.75,), "clamp": (-0.5, 2.0), "lerp": (0.3,), "fma": ()}
 N = ew.TEAM_MIN + 37  # an odd tail for the team's last thread
 DTYPES = [np.float32, np.float64]
@@ -79,8 +80,8 @@ def routes(monkeypatch):
     """Two threads, and a record of the calls that took the pool's path instead of the team.
     No stall detection (a busy test machine would pause the team): tested on its own."""
     monkeypatch.setattr(_par, "threads_now", lambda: 2)
-    monkeypatch.setattr(_par, "team_took", lambda seconds, items: None)
-    monkeypatch.setattr(_par, "_team_paused_until", 0.0)  # a stall in an earlier test
+    monkeypatch.setattr(_team, "took", lambda seconds, items: None)
+    monkeypatch.setattr(_team, "_paused_until", 0.0)  # a stall in an earlier test
     pooled = []
     real = ew.map_chunks
 
@@ -123,22 +124,22 @@ def test_registered_kernels_route_by_size_threads_and_fork(routes, monkeypatch, 
 
 
 def test_a_stalled_team_call_pauses_the_team(routes, monkeypatch):
-    monkeypatch.setattr(_par, "_team_paused_until", 0.0)
-    monkeypatch.setattr(_par, "_pause_s", _par.PAUSE_S)
-    stall = _par.STALL_S + N * _par.STALL_S_PER_ITEM + 1e-3  # a scheduler slice
+    monkeypatch.setattr(_team, "_paused_until", 0.0)
+    monkeypatch.setattr(_team, "_pause_s", _team.PAUSE_S)
+    stall = _team.STALL_S + N * _team.STALL_S_PER_ITEM + 1e-3  # a scheduler slice
     TEAM_TOOK(1e-4, N)  # work-sized: no stall
-    assert _par.team_ok()
+    assert _team.ok()
     TEAM_TOOK(stall, N)
-    assert not _par.team_ok() and _par._pause_s == _par.PAUSE_S
+    assert not _team.ok() and _team._pause_s == _team.PAUSE_S
     TEAM_TOOK(stall, N)  # stalls again soon after: a longer pause
-    assert _par._pause_s == 2 * _par.PAUSE_S
-    monkeypatch.setattr(_par, "_team_paused_until", time.perf_counter() - 60)  # long ago
+    assert _team._pause_s == 2 * _team.PAUSE_S
+    monkeypatch.setattr(_team, "_paused_until", time.perf_counter() - 60)  # long ago
     TEAM_TOOK(stall, N)
-    assert _par._pause_s == _par.PAUSE_S
+    assert _team._pause_s == _team.PAUSE_S
     a = data(N, np.float32, 7)
     same_bits(ew.KERNELS["neg"](a), -a)
     assert routes == [N]  # paused: the pool's path
-    monkeypatch.setattr(_par, "_team_paused_until", time.perf_counter() - 1.0)  # pause over
+    monkeypatch.setattr(_team, "_paused_until", time.perf_counter() - 1.0)  # pause over
     same_bits(ew.KERNELS["neg"](a), -a)
     assert routes == [N]
 
@@ -196,3 +197,44 @@ def test_a_forked_child_computes_after_the_parent_used_the_team(monkeypatch):
         p.kill()
     assert p.exitcode == 0
     assert q.get(timeout=5) == (True, float(2 * x.size))
+
+
+SUMS = {
+    "sum": lambda a, b: np.sum(a, dtype=np.float64),
+    "dot": lambda a, b: np.dot(a.astype(np.float64), b),
+    "sum_of_squares": lambda a, b: np.sum(a.astype(np.float64) ** 2),
+    "norm_l1": lambda a, b: np.sum(np.abs(a), dtype=np.float64),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_team_reductions_match_numpy_and_the_pools_path(routes, monkeypatch, dtype):
+    pooled = []
+    real = reductions.reduce_chunks
+    monkeypatch.setattr(
+        reductions,
+        "reduce_chunks",
+        lambda k, arrays, *rest: pooled.append(1) or real(k, arrays, *rest),
+    )
+    rng = np.random.default_rng(10)
+    a, b = (rng.standard_normal(N) * 3).astype(dtype), (rng.standard_normal(N) * 3).astype(dtype)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    K = reductions.KERNELS
+    for name, ref in SUMS.items():
+        args = (a, b) if name == "dot" else (a,)
+        team = K[name](*args)
+        assert pooled == [] and type(team) is dtype, name  # the team, the input's dtype
+        monkeypatch.setattr(_par, "FORKED", True)
+        pool = K[name](*args)
+        monkeypatch.setattr(_par, "FORKED", False)
+        assert pooled == [1], name
+        pooled.clear()
+        scale = np.abs(a.astype(np.float64) * (b if name == "dot" else 1)).sum()  # cancellation
+        np.testing.assert_allclose(team, ref(a, b), atol=rtol * scale, rtol=0, err_msg=name)
+        np.testing.assert_allclose(pool, team, atol=rtol * scale, rtol=0, err_msg=name)
+    for name, ref in (("max", np.max), ("min", np.min)):
+        assert K[name](a) == ref(a) and pooled == [], name  # exact
+        y = a.copy()
+        y[N - 5] = np.nan  # in the last thread's chunk: NaN propagates, as numpy's
+        assert np.isnan(K[name](y)), name
+    assert pooled == []

@@ -4,15 +4,14 @@ chunks (a few per thread), and the calling thread plus a small persistent pool c
 from a shared counter and run the same nogil kernel on them. A descheduled worker therefore
 costs at most one chunk: the caller takes the rest. Chunk results come back in order.
 
-The exception is elementwise.py's simple loops (add, abs, exp, ...): a one-line ``prange``
-compiles quickly, and from about 10^5 elements numba's OpenMP team, whose fork and join cost
-~3 us against the pool's 20-50 us hand-off, is what puts them ahead of numpy."""
+The exceptions are the simple loops of elementwise.py (add, abs, exp, ...) and the sums and
+extrema of reductions.py: numba's OpenMP team (:mod:`._team`), whose fork and join cost 2-3 us
+against the pool's 20-50 us hand-off, is what puts them ahead of numpy from 2^18 elements."""
 
 from __future__ import annotations
 
 import itertools
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from trueno import config
@@ -52,8 +51,8 @@ FORKED = False  # in a fork()ed child (see _after_fork)
 
 def _after_fork() -> None:
     """After fork the child has the pool object but not its threads: start a new one. And it
-    must not enter numba's OpenMP team (elementwise.team): GNU OpenMP terminates a child that
-    starts a parallel region after its parent did, so the child's calls take the pool."""
+    must not enter numba's OpenMP team (:mod:`._team`): numba ends a child that starts a
+    parallel region after its parent used GNU OpenMP, so the child's calls take the pool."""
     global _pool, FORKED
     _pool = None
     FORKED = True
@@ -61,36 +60,6 @@ def _after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
-
-# An OpenMP team waits at its join for every thread, so a core held by another thread costs
-# a team call a scheduler slice, 4-8 ms here: OpenBLAS's threads spin ~0.1 s after each BLAS
-# call, and a loop of ``A @ v`` and trueno.add(2^18) ran 40x slower than numpy's. A call that
-# slow pauses the team (calls take the pool, whose caller never waits for a worker that has
-# not started), for PAUSE_S, doubled up to PAUSE_MAX_S while stalls follow pauses: that loop
-# then runs at the pool's speed.
-STALL_S = 2e-3  # beyond the work itself, priced at STALL_S_PER_ITEM (page faults included)
-STALL_S_PER_ITEM = 8e-9
-PAUSE_S = 0.1
-PAUSE_MAX_S = 10.0
-_team_paused_until = 0.0
-_pause_s = PAUSE_S
-
-
-def team_ok() -> bool:
-    """Whether a big call may use numba's OpenMP team now."""
-    return threads_now() > 1 and not FORKED and time.perf_counter() >= _team_paused_until
-
-
-def team_took(seconds: float, items: int) -> None:
-    """Report a team call's time: a stalled one pauses the team (longer if the last pause
-    ended less than its own length ago)."""
-    global _team_paused_until, _pause_s
-    if seconds <= STALL_S + items * STALL_S_PER_ITEM:
-        return
-    now = time.perf_counter()
-    recent = now - _team_paused_until < _pause_s
-    _pause_s = min(2 * _pause_s, PAUSE_MAX_S) if recent else PAUSE_S
-    _team_paused_until = now + _pause_s
 
 
 def bounds(n: int, par_min: int, align: int = 64) -> list[tuple[int, int]]:

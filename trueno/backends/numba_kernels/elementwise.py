@@ -6,14 +6,11 @@ evaluated polynomials and rationals, 2**k by vscalef on AVX-512 hosts); the libm
 
 from __future__ import annotations
 
-import time
-import types
-
 import numba as nb
 import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.backends.numba_kernels import _out, _par
+from trueno.backends.numba_kernels import _out, _team
 from trueno.backends.numba_kernels._math import fexp, ftanh, wide_vectors
 from trueno.backends.numba_kernels._par import map_chunks
 
@@ -264,32 +261,16 @@ def flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
 
 
-def team(kern):
-    """``kern`` compiled again with ``parallel=True``: its ``prange`` loop (a plain range in
-    ``kern``) then runs on numba's OpenMP threads, whose fork and join cost about 3 us
-    against the pool's 20-50 us hand-off. Same operations per element, so the same results.
-    Its own name, so numba's on-disk cache keeps the two apart."""
-    f = kern.py_func
-    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_team", f.__defaults__,
-                              f.__closure__)  # fmt: skip
-    twin.__qualname__ = f.__qualname__ + "_team"
-    twin.__module__ = f.__module__
-    return nb.njit(parallel=True, **JIT)(twin)
-
-
 def launcher(kern, par_min=PAR_MIN, team_min=None):
     """``launch(out, arrays, params)``: ``kern`` over the flat arrays on the calling thread,
-    then split over threads: with ``team_min``, from there on numba's threads (``kern``'s
-    loop must be a ``prange``) while :func:`_par.team_ok`; else from ``par_min`` in the
-    pool's chunks."""
-    twin = None if team_min is None else team(kern)
+    then split over threads: with ``team_min``, from there on numba's OpenMP team (``kern``'s
+    loop must be a ``prange``) while :func:`._team.ok`; else from ``par_min`` in the pool's
+    chunks."""
+    twin = None if team_min is None else _team.twin(kern, JIT)
 
     def launch(out, arrays, params=()):
-        if twin is not None and out.size >= team_min and _par.team_ok():
-            known, t0 = len(twin.overloads), time.perf_counter()
-            twin(out, *arrays, *params)
-            if len(twin.overloads) == known:  # a call that compiled is no stall
-                _par.team_took(time.perf_counter() - t0, out.size)
+        if twin is not None and out.size >= team_min and _team.ok():
+            _team.call(twin, out.size, out, *arrays, *params)
         else:
             map_chunks(kern, out, arrays, params, par_min)
 
@@ -382,7 +363,7 @@ for _name, (_k, _n_arrays, _) in PARAMS.items():
 def warm(dtype) -> None:
     """Load the team twins and start numba's threads where the twins will run (trueno.warmup):
     one call of each kernel at its team size."""
-    if not _par.team_ok():
+    if not _team.ok():
         return
     x = np.linspace(-2, 2, TEAM_MIN, dtype=dtype)
     for name, run in KERNELS.items():

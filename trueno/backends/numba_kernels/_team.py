@@ -1,0 +1,70 @@
+"""numba's OpenMP team for the simple kernels: when a call may use it (:func:`ok`), kernels
+compiled again with ``parallel=True`` (:func:`twin`, :func:`variant`), and :func:`call`, which
+times a team call for the stall guard below.
+
+A team's fork and join cost 2-3 us, against 20-50 us for the pool's hand-off (:mod:`._par`).
+But a team waits at its join for every thread, so a core held by another thread costs a call
+a scheduler slice, 4-8 ms here: OpenBLAS's threads spin ~0.1 s after each BLAS call, and a
+loop of ``A @ v`` and trueno.add(2^18) ran 40x slower than numpy's. A call that slow pauses
+the team (calls take the pool, whose caller never waits for a worker that has not started)
+for PAUSE_S, doubled up to PAUSE_MAX_S while stalls follow pauses: that loop then runs at the
+pool's speed. Never in a fork()ed child (``_par.FORKED``): numba ends a child that starts a
+parallel region after its parent used GNU OpenMP."""
+
+from __future__ import annotations
+
+import time
+import types
+
+import numba as nb
+
+from trueno.backends.numba_kernels import _par
+
+STALL_S = 2e-3  # beyond the work itself, priced at STALL_S_PER_ITEM (page faults included)
+STALL_S_PER_ITEM = 8e-9
+PAUSE_S = 0.1
+PAUSE_MAX_S = 10.0
+_paused_until = 0.0
+_pause_s = PAUSE_S
+
+
+def ok() -> bool:
+    """Whether a big call may use the team now."""
+    return _par.threads_now() > 1 and not _par.FORKED and time.perf_counter() >= _paused_until
+
+
+def took(seconds: float, items: int) -> None:
+    """Report a team call's time: a stalled one pauses the team (longer if the last pause
+    ended less than its own length ago)."""
+    global _paused_until, _pause_s
+    if seconds <= STALL_S + items * STALL_S_PER_ITEM:
+        return
+    now = time.perf_counter()
+    recent = now - _paused_until < _pause_s
+    _pause_s = min(2 * _pause_s, PAUSE_MAX_S) if recent else PAUSE_S
+    _paused_until = now + _pause_s
+
+
+def call(f, items: int, *args):
+    """``f(*args)`` on the team, its time reported to :func:`took` (unless it compiled)."""
+    known, t0 = len(f.overloads), time.perf_counter()
+    result = f(*args)
+    if len(f.overloads) == known:
+        took(time.perf_counter() - t0, items)
+    return result
+
+
+def variant(template, name: str, jit: dict, **names):
+    """``template``'s code as a new function called ``name`` (numba's disk cache keys on the
+    name), its globals extended by ``names``, compiled with ``parallel=True``."""
+    f = types.FunctionType(template.__code__, {**template.__globals__, **names}, name,
+                           template.__defaults__, template.__closure__)  # fmt: skip
+    f.__qualname__ = name
+    f.__module__ = template.__module__
+    return nb.njit(parallel=True, **jit)(f)
+
+
+def twin(kern, jit: dict):
+    """``kern`` compiled again with ``parallel=True``: its ``prange`` loop (a plain range in
+    ``kern``) then runs on the team. Same operations per element, so the same results."""
+    return variant(kern.py_func, kern.py_func.__qualname__ + "_team", jit)
