@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 numba = pytest.importorskip("numba")
 
-from trueno.backends.numba_kernels import _par, _team, libm, reductions  # noqa: E402
+from trueno.backends.numba_kernels import _par, _team, activations, libm, reductions  # noqa: E402
 from trueno.backends.numba_kernels import elementwise as ew  # noqa: E402
 
 TEAM_TOOK = _team.took
@@ -60,6 +60,13 @@ def cases(dtype):
         yield name, (a, b, c)[:n_arrays], tuple(dtype(p) for p in PARAM_VALUES[name])
 
 
+def activation_cases(dtype):
+    a = data(N, dtype, 11)
+    for name, run in activations.RUNS.items():
+        params = (dtype(activations.PARAMS[name]),) if name in activations.PARAMS else ()
+        yield name, run.team, getattr(activations, "_" + name), (a,), params
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_team_twins_match_the_serial_kernels_bit_for_bit(dtype):
     checked = 0
@@ -73,6 +80,14 @@ def test_team_twins_match_the_serial_kernels_bit_for_bit(dtype):
         same_bits(got, want)
         checked += 1
     assert checked == len(ew.KERNELS) + len(ew.BINARY) == 23 + 7
+    for _name, twin, kern, arrays, params in activation_cases(dtype):
+        want, got = np.empty(N, dtype), np.full(N, np.nan, dtype)
+        with np.errstate(all="ignore"):
+            kern(want, *arrays, *params)
+            twin(got, *arrays, *params)
+        same_bits(got, want)
+        checked += 1
+    assert checked == 30 + 10
 
 
 @pytest.fixture
@@ -95,8 +110,9 @@ def routes(monkeypatch):
 
 def test_warm_loads_every_twin_where_it_will_run(routes):
     ew.warm(np.float64)
+    activations.warm(np.float64)
     assert routes == []  # every warm call went to a twin
-    for name, run in ew.KERNELS.items():
+    for name, run in [*ew.KERNELS.items(), *activations.RUNS.items()]:
         assert any(sig[1].dtype == numba.float64 for sig in run.team.signatures), name
 
 
