@@ -50,7 +50,7 @@ THRESHOLDS: dict[str, int] = {
     # the op from 8K (below, numpy's fast path saves more than numba's kernel: ~1 us a call)
     "clip": 1 << 13,
     # exp, tanh: numba's one-thread polynomials beat numpy's SIMD ones (exp 1.4x at 2^14), its
-    # threads from 2^14 more (exp 2.8x at 2^16)
+    # OpenMP team from 2^15 more (exp 2.8x numpy at 2^16)
     "transcendental": 1 << 14,
     "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: 1 pass vs 2-6
     # sum, mean, norm_l1, norm_linf, sum_kahan (3-5x: many accumulators); from 2^14 against

@@ -123,9 +123,8 @@ def _mish(out, a):
 
 
 # memory-bound kernels on the team from TEAM_MIN, the exp-based ones (compute-bound) from
-# TEAM_MIN_MATH; the pool's chunks, where the team is not taken, from PAR_MIN / PAR_MIN_MATH.
-# Zen 4, 2 threads, the pool's split against one thread: sigmoid 0.38x at 2^17, 0.66x at 3e5,
-# 1.24x at 1e6; gelu 0.60x, 0.91x, 1.40x
+# TEAM_MIN_MATH; the pool's chunks, where the team is not taken, from PAR_MIN / PAR_MIN_MATH
+# (elementwise.py has the measurements)
 _gelu_kernels = {
     "tanh": unary(_gelu_tanh, PAR_MIN_MATH, TEAM_MIN_MATH),
     "none": unary(_gelu_erf, PAR_MIN_MATH, TEAM_MIN_MATH),

@@ -19,18 +19,21 @@ drop_stale(__file__, ("_math.py",))
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
-# Sizes from which this module's kernels split over numba's OpenMP threads (a fork and join of
-# 2-3 us; exp and tanh, compute-bound, from TEAM_MIN_MATH). Zen 4, 2 threads, against numpy,
-# 11 alternating rounds in one process: add 0.86-0.97x at 1e5, 1.22-1.25x at 2^18, 1.45-1.55x
-# at 2^19; abs 0.79-0.94x, 1.11-1.16x, 1.23-1.44x; exp 1.5x at 2^14, 2.6x at 2^16. At 2^22
-# (DRAM) the pool's chunks read abs at 0.95x and add at 1.02x, the team 1.4-1.6x
+# Sizes from which this module's kernels (and the activations') split over numba's OpenMP team
+# (a fork and join of 2-3 us). Memory-bound ones from TEAM_MIN: Zen 4, 2 threads, against
+# numpy, 11 alternating rounds in one process: add 0.86-0.97x at 1e5, 1.22-1.25x at 2^18,
+# 1.45-1.55x at 2^19; abs 0.79-0.94x, 1.11-1.16x, 1.23-1.44x. Compute-bound ones (exp, tanh,
+# sigmoid, gelu, silu ...) from TEAM_MIN_MATH, against one thread: 0.97-1.14x at 2^14,
+# 1.19-1.35x at 2^15, 1.43-1.59x at 2^16
 TEAM_MIN = 1 << 18
-TEAM_MIN_MATH = 1 << 14
-# the activations' and libm's kernels (range loops, no team) split into the pool's chunks,
-# claimed dynamically (a worker waiting for a core costs one chunk): memory-bound from
-# PAR_MIN, compute-bound from PAR_MIN_MATH
+TEAM_MIN_MATH = 1 << 15
+# Where the team is not taken (a fork()ed child, a paused team) and for libm's kernels (range
+# loops, no twin): the pool's chunks, claimed dynamically (a worker waiting for a core costs
+# one chunk), memory-bound from PAR_MIN, compute-bound from PAR_MIN_MATH. Its hand-off is
+# dear: at 2^22 (DRAM) it read abs at 0.95x numpy and add at 1.02x; sigmoid split read 0.38x
+# one thread at 2^17, 0.66x at 3e5, 1.24x at 1e6, 1.67x at 4e6
 PAR_MIN = 1 << 22
-PAR_MIN_MATH = 1 << 17
+PAR_MIN_MATH = 1 << 20
 KERNELS: dict = {}
 
 # --- unary: out[i] = f(a[i]) ---
