@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 numba = pytest.importorskip("numba")
 
-from trueno.backends.numba_kernels import _par, _team, activations, libm, reductions  # noqa: E402
+from trueno.backends.numba_kernels import _par, _team, activations, libm, reductions, rowwise  # noqa: E402
 from trueno.backends.numba_kernels import elementwise as ew  # noqa: E402
 
 TEAM_TOOK = _team.took
@@ -111,9 +111,11 @@ def routes(monkeypatch):
 def test_warm_loads_every_twin_where_it_will_run(routes):
     ew.warm(np.float64)
     activations.warm(np.float64)
+    rowwise.warm(np.float64)
     assert routes == []  # every warm call went to a twin
-    for name, run in [*ew.KERNELS.items(), *activations.RUNS.items()]:
-        assert any(sig[1].dtype == numba.float64 for sig in run.team.signatures), name
+    twins = [run.team for run in [*ew.KERNELS.values(), *activations.RUNS.values()]]
+    for twin in twins + list(rowwise.TEAM.values()):
+        assert any(sig[1].dtype == numba.float64 for sig in twin.signatures), twin
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -254,3 +256,25 @@ def test_team_reductions_match_numpy_and_the_pools_path(routes, monkeypatch, dty
         y[N - 5] = np.nan  # in the last thread's chunk: NaN propagates, as numpy's
         assert np.isnan(K[name](y)), name
     assert pooled == []
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_row_kernels_twins_match_the_serial_kernels_bit_for_bit(dtype):
+    x = data(64 * 4097, dtype, 12).reshape(64, 4097)
+    x[3] = 1.5  # a constant row: variance 0
+    w, b = data(4097, dtype, 13), data(4097, dtype, 14)
+    t = dtype
+    params = {
+        rowwise._softmax_rows: [()],
+        rowwise._log_softmax_rows: [()],
+        rowwise._layer_norm_rows: [(w, b, t(1e-5), True), (w[:1], b[:1], t(1e-5), False)],
+        rowwise._rms_norm_rows: [(w, t(1e-6), True), (w[:1], t(1e-6), False)],
+    }
+    assert set(params) == set(rowwise.TEAM)
+    for kern, cases in params.items():
+        for p in cases:
+            want, got = np.empty_like(x), np.full_like(x, np.nan)
+            with np.errstate(all="ignore"):
+                kern(want, x, *p)
+                rowwise.TEAM[kern](got, x, *p)
+            same_bits(got, want)
