@@ -112,10 +112,12 @@ def test_warm_loads_every_twin_where_it_will_run(routes):
     ew.warm(np.float64)
     activations.warm(np.float64)
     rowwise.warm(np.float64)
+    reductions.warm(np.float64)
     assert routes == []  # every warm call went to a twin
     twins = [run.team for run in [*ew.KERNELS.values(), *activations.RUNS.values()]]
-    for twin in twins + list(rowwise.TEAM.values()):
-        assert any(sig[1].dtype == numba.float64 for sig in twin.signatures), twin
+    twins += [*rowwise.TEAM.values(), rowwise.SCALE_TEAM, rowwise.SUB2_TEAM]
+    for twin in twins + [rowwise._exp_shift_sum_team, *reductions.TEAM.values()]:
+        assert any(sig[0].dtype == numba.float64 for sig in twin.signatures), twin
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -278,3 +280,29 @@ def test_row_kernels_twins_match_the_serial_kernels_bit_for_bit(dtype):
                 kern(want, x, *p)
                 rowwise.TEAM[kern](got, x, *p)
             same_bits(got, want)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_one_long_row_on_the_team_the_pool_and_one_thread(routes, monkeypatch, name):
+    x = (np.random.default_rng(15).standard_normal(rowwise.ROW_TEAM_MIN * 4 + 37) * 4).astype(
+        np.float32
+    )
+    x[-3] = 30.0  # the max, in the last thread's chunk
+    ref = x.astype(np.float64) - x.max()
+    lse = np.log(np.exp(ref).sum())
+    want = ref - lse if name == "log_softmax" else np.exp(ref - lse)
+    run = getattr(rowwise, name)
+    assert rowwise._one_row(x.reshape(1, -1)) == "team"
+    team = run(x)
+    monkeypatch.setattr(rowwise, "LONG_ROW_MIN", 1 << 16)
+    monkeypatch.setattr(_par, "FORKED", True)
+    assert rowwise._one_row(x.reshape(1, -1)) == "pool"
+    pool = run(x)
+    monkeypatch.setattr(_par, "threads_now", lambda: 1)
+    assert rowwise._one_row(x.reshape(1, -1)) is None
+    one = run(x)
+    for got in (team, pool, one):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(
+            got, want, rtol=2e-6, atol=1e-6 if name == "log_softmax" else 1e-12
+        )

@@ -316,3 +316,11 @@ KERNELS.update(
     norm_linf=norm_linf,
     normalize=normalize,
 )
+
+
+def warm(dtype) -> None:
+    """Load the team's reductions where they will run (trueno.warmup)."""
+    if _team.ok():
+        x = np.linspace(-1, 1, TEAM_MIN, dtype=dtype)
+        for kern, f in TEAM.items():
+            _team.call(f, x.size, *([x] * (2 if kern is _dot else 1)), _par.threads_now())

@@ -10,7 +10,7 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.backends.numba_kernels import _out, _par, _team
+from trueno.backends.numba_kernels import _out, _par, _team, reductions
 from trueno.backends.numba_kernels._math import fexp, wide_vectors
 from trueno.backends.numba_kernels._par import (
     _task,
@@ -34,6 +34,8 @@ PAR_MIN = 1 << 20
 # below this one thread was faster (Zen 4, log_softmax, one thread / split: 67/198 us at
 # 1.5e5, 495/701 at 1e6, 1211/1042 at 2e6, 3633/2246 at 4e6)
 LONG_ROW_MIN = 1 << 21
+# ... and over numba's OpenMP team from ROW_TEAM_MIN (three team calls)
+ROW_TEAM_MIN = 1 << 16
 KERNELS: dict = {}
 
 
@@ -62,13 +64,13 @@ def _scale_inplace(out, inv):
     # one array: no runtime alias check, so the loop stays vectorized; a multiply by 1/sum
     # (at most 1 ulp from dividing) instead of a divide per element, which issues several
     # times slower
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         out[i] = out[i] * inv
 
 
 @nb.njit(**JIT)
 def _sub2(out, a, m, lse):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         out[i] = (a[i] - m) - lse
 
 
@@ -144,34 +146,78 @@ def _by_rows(kern, x2, out2, *params):
     run_tasks([_task(kern, (out2[lo:hi], x2[lo:hi], *params)) for lo, hi in chunks])
 
 
-def _long_row_exp(x, out):
+@nb.njit(parallel=True, **JIT)
+def _exp_shift_sum_team(out, x, m, k):
+    # _exp_shift_sum over k chunks (64-element aligned starts) on the team, their sums summed
+    n = x.size
+    parts = np.empty(k, x.dtype)
+    step = ((n + k - 1) // k + 63) // 64 * 64
+    for c in nb.prange(k):
+        lo = min(c * step, n)
+        hi = min(lo + step, n)
+        parts[c] = _exp_shift_sum(out[lo:hi], x[lo:hi], m)
+    return _sum(parts)
+
+
+SCALE_TEAM = _team.twin(_scale_inplace, JIT)
+SUB2_TEAM = _team.twin(_sub2, JIT)
+
+
+def _one_row(x2) -> str | None:
+    """How a single row's passes split: "team" (from ROW_TEAM_MIN), "pool" (from
+    LONG_ROW_MIN, where the team is not taken), or None (one thread, as a row of many)."""
+    if x2.shape[0] != 1:
+        return None
+    if x2.size >= ROW_TEAM_MIN and _team.ok():
+        return "team"
+    if x2.size >= LONG_ROW_MIN and _par.threads_now() > 1:
+        return "pool"
+    return None
+
+
+def _long_row_exp(x, out, how: str):
     """out = exp(x - max(x)) for one long row, each pass split over threads; returns (m, s)."""
-    m = x.dtype.type(np.max(np.array(reduce_chunks(_max, (x,), (), PAR_MIN), dtype=x.dtype)))
+    t = x.dtype.type
+    if how == "team":
+        n, k = x.size, _par.threads_now()
+        m = t(_team.call(reductions.TEAM[_max], n, x, k))
+        return m, t(_team.call(_exp_shift_sum_team, n, out, x, m, k))
+    m = t(np.max(np.array(reduce_chunks(_max, (x,), (), PAR_MIN), dtype=x.dtype)))
     parts = reduce_chunks(_exp_shift_sum, (out, x), (m,), PAR_MIN)
-    return m, x.dtype.type(np.sum(np.array(parts, dtype=x.dtype)))
+    return m, t(np.sum(np.array(parts, dtype=x.dtype)))
 
 
 def softmax(x, axis=-1):
     x2 = _as_rows(x)
     out = _out.empty(x2.shape, x.dtype)
-    if x2.shape[0] == 1 and x2.size >= LONG_ROW_MIN and _par.threads_now() > 1:
-        o, r = out.reshape(-1), x2.reshape(-1)
-        _, s = _long_row_exp(r, o)
-        map_chunks(_scale_inplace, o, (), (x.dtype.type(1) / s,), PAR_MIN)
-    else:
+    how = _one_row(x2)
+    if how is None:
         _by_rows(_softmax_rows, x2, out)
+        return out.reshape(x.shape)
+    o, r = out.reshape(-1), x2.reshape(-1)
+    _, s = _long_row_exp(r, o, how)
+    inv = x.dtype.type(1) / s
+    if how == "team":
+        _team.call(SCALE_TEAM, o.size, o, inv)
+    else:
+        map_chunks(_scale_inplace, o, (), (inv,), PAR_MIN)
     return out.reshape(x.shape)
 
 
 def log_softmax(x, axis=-1):
     x2 = _as_rows(x)
     out = _out.empty(x2.shape, x.dtype)
-    if x2.shape[0] == 1 and x2.size >= LONG_ROW_MIN and _par.threads_now() > 1:
-        o, r = out.reshape(-1), x2.reshape(-1)
-        m, s = _long_row_exp(r, o)
-        map_chunks(_sub2, o, (r,), (m, x.dtype.type(np.log(s))), PAR_MIN)
-    else:
+    how = _one_row(x2)
+    if how is None:
         _by_rows(_log_softmax_rows, x2, out)
+        return out.reshape(x.shape)
+    o, r = out.reshape(-1), x2.reshape(-1)
+    m, s = _long_row_exp(r, o, how)
+    lse = x.dtype.type(np.log(s))
+    if how == "team":
+        _team.call(SUB2_TEAM, o.size, o, r, m, lse)
+    else:
+        map_chunks(_sub2, o, (r,), (m, lse), PAR_MIN)
     return out.reshape(x.shape)
 
 
@@ -209,6 +255,8 @@ def warm(dtype) -> None:
     _scale_inplace(out, m)
     _sub2(out, x, m, m)
     if _team.ok():
-        rows = np.linspace(-1, 1, TEAM_MIN, dtype=dtype).reshape(2, -1)
+        rows = np.linspace(-1, 1, max(TEAM_MIN, ROW_TEAM_MIN), dtype=dtype)
         for f in (softmax, log_softmax, layer_norm, rms_norm):
-            f(rows)
+            f(rows.reshape(2, -1))
+        softmax(rows)  # one long row
+        log_softmax(rows)
