@@ -4,9 +4,10 @@ chunks (a few per thread), and the calling thread plus a small persistent pool c
 from a shared counter and run the same nogil kernel on them. A descheduled worker therefore
 costs at most one chunk: the caller takes the rest. Chunk results come back in order.
 
-The exceptions are the simple loops of elementwise.py (add, abs, exp, ...) and the sums and
-extrema of reductions.py: numba's OpenMP team (:mod:`._team`), whose fork and join cost 2-3 us
-against the pool's 20-50 us hand-off, is what puts them ahead of numpy from 2^18 elements."""
+The simple kernels (element-wise ops, activations, sums and extrema, row-wise ops) run on
+numba's OpenMP team instead (:mod:`._team`), whose fork and join cost 2-3 us against the
+pool's 20-50 us hand-off; the pool is their fallback where the team must not run (a fork()ed
+child, a stalled team) and the splitter of the rest."""
 
 from __future__ import annotations
 

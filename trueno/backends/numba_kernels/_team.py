@@ -56,9 +56,11 @@ def call(f, items: int, *args):
 
 def variant(template, name: str, jit: dict, **names):
     """``template``'s code as a new function called ``name`` (numba's disk cache keys on the
-    name), its globals extended by ``names``, compiled with ``parallel=True``."""
-    f = types.FunctionType(template.__code__, {**template.__globals__, **names}, name,
-                           template.__defaults__, template.__closure__)  # fmt: skip
+    name), compiled with ``parallel=True``. With ``names``, it sees a copy of the template's
+    module globals (as they are now) with ``names`` added; else the module's own."""
+    g = {**template.__globals__, **names} if names else template.__globals__
+    f = types.FunctionType(template.__code__, g, name, template.__defaults__,
+                           template.__closure__)  # fmt: skip
     f.__qualname__ = name
     f.__module__ = template.__module__
     return nb.njit(parallel=True, **jit)(f)

@@ -21,8 +21,8 @@ JIT = dict(cache=True, nogil=True, error_model="numpy")
 FAST = dict(JIT, fastmath={"reassoc", "contract"})
 PAR_MIN = 1 << 22  # the pool's chunks: DRAM-resident sizes only (the team's fallback)
 # sum, dot, sum_of_squares, norm_l1, max, min split over numba's OpenMP team from here (Zen 4,
-# 2 threads, against numpy/BLAS, 7 alternating rounds: max 0.77x at 1e5, 1.22x at 2^18, 1.29x
-# at 1e6, 1.65x at 4e6; dot 1.07x, 1.40x, 1.78x, 1.97x)
+# 2 threads, the backends' kernels against numpy's/BLAS, 7 alternating rounds: max 0.65x at
+# 1e5 (one thread), 1.13x at 2^18, 1.28x at 1e6, 1.63x at 4e6; dot 0.79x, 1.36x, 1.52x, 1.89x)
 TEAM_MIN = 1 << 18
 BLOCK = 16384
 KERNELS: dict = {}
