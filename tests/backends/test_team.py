@@ -18,7 +18,15 @@ from hypothesis import strategies as st
 
 numba = pytest.importorskip("numba")
 
-from trueno.backends.numba_kernels import _par, _team, activations, libm, reductions, rowwise  # noqa: E402
+from trueno.backends.numba_kernels import (  # noqa: E402
+    _par,
+    _team,
+    activations,
+    libm,
+    reductions,
+    rowwise,
+    stats,
+)
 from trueno.backends.numba_kernels import elementwise as ew  # noqa: E402
 
 TEAM_TOOK = _team.took
@@ -113,10 +121,12 @@ def test_warm_loads_every_twin_where_it_will_run(routes):
     activations.warm(np.float64)
     rowwise.warm(np.float64)
     reductions.warm(np.float64)
+    stats.warm(np.float64)
     assert routes == []  # every warm call went to a twin
     twins = [run.team for run in [*ew.KERNELS.values(), *activations.RUNS.values()]]
     twins += [*rowwise.TEAM.values(), rowwise.SCALE_TEAM, rowwise.SUB2_TEAM]
-    for twin in twins + [rowwise._exp_shift_sum_team, *reductions.TEAM.values()]:
+    twins += [rowwise._exp_shift_sum_team, *reductions.TEAM.values(), *stats.TEAM.values()]
+    for twin in twins + [stats.AFFINE_DIV_TEAM]:
         assert any(sig[0].dtype == numba.float64 for sig in twin.signatures), twin
 
 
@@ -306,3 +316,37 @@ def test_one_long_row_on_the_team_the_pool_and_one_thread(routes, monkeypatch, n
         np.testing.assert_allclose(
             got, want, rtol=2e-6, atol=1e-6 if name == "log_softmax" else 1e-12
         )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_team_statistics_match_numpy_and_the_pools_path(routes, monkeypatch, dtype):
+    rng = np.random.default_rng(16)
+    a = (rng.standard_normal(N) * 3 + 5).astype(dtype)
+    b = (a * 0.5 + rng.standard_normal(N)).astype(dtype)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    refs = {
+        "mean": (lambda: stats.mean(a), a64.mean()),
+        "variance": (lambda: stats.variance(a), a64.var()),
+        "covariance": (lambda: stats.covariance(a, b), np.cov(a64, b64, bias=True)[0, 1]),
+        "correlation": (lambda: stats.correlation(a, b), np.corrcoef(a64, b64)[0, 1]),
+        "zscore": (lambda: stats.zscore(a), (a64 - a64.mean()) / a64.std()),
+    }
+    pooled = []
+    for mod in (stats, reductions):
+        for fn in ("reduce_chunks", "map_chunks"):
+            if hasattr(mod, fn):
+                real = getattr(mod, fn)
+                spy = lambda *args, real=real: pooled.append(1) or real(*args)  # noqa: E731
+                monkeypatch.setattr(mod, fn, spy)
+    for name, (run, want) in refs.items():
+        team = run()
+        assert pooled == [], name  # every pass on the team
+        monkeypatch.setattr(_par, "FORKED", True)
+        pool = run()
+        monkeypatch.setattr(_par, "FORKED", False)
+        assert pooled, name
+        pooled.clear()
+        for got in (team, pool):
+            assert np.asarray(got).dtype == dtype, name
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol, err_msg=name)

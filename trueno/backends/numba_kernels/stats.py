@@ -7,16 +7,18 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
+from trueno.backends.numba_kernels import _par, _team
 from trueno.backends.numba_kernels._math import fmaximum, fminimum
 from trueno.backends.numba_kernels._par import map_chunks, reduce_chunks
-from trueno.backends.numba_kernels.reductions import _flat, _sum
+from trueno.backends.numba_kernels.reductions import _flat, _sum, sum_
 from trueno.errors import DivisionByZeroError
 
 drop_stale(__file__, ("_math.py", "reductions.py"))
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 FAST = dict(JIT, fastmath={"reassoc", "contract"})
-PAR_MIN = 1 << 22  # DRAM-resident sizes only: in cache one thread already saturates
+PAR_MIN = 1 << 22  # the pool's chunks: DRAM-resident sizes only (the team's fallback)
+TEAM_MIN = 1 << 18  # the centred sums and the final map on numba's OpenMP team (as reductions)
 KERNELS: dict = {}
 
 
@@ -58,18 +60,59 @@ def _minmax(a):
 
 @nb.njit(**JIT)
 def _affine_div(out, a, m, s):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
         out[i] = (a[i] - m) / s
 
 
+def _team1(a, p, k):
+    n = a.size
+    parts = np.empty(k, a.dtype)
+    step = ((n + k - 1) // k + 63) // 64 * 64
+    for c in nb.prange(k):
+        lo = min(c * step, n)
+        parts[c] = KERN(a[lo : min(lo + step, n)], p)  # noqa: F821 (bound by _team.variant)
+    return _sum(parts)
+
+
+def _team2(a, b, pa, pb, k):
+    n = a.size
+    parts = np.empty(k, a.dtype)
+    step = ((n + k - 1) // k + 63) // 64 * 64
+    for c in nb.prange(k):
+        lo = min(c * step, n)
+        hi = min(lo + step, n)
+        parts[c] = KERN(a[lo:hi], b[lo:hi], pa, pb)  # noqa: F821 (bound by _team.variant)
+    return _sum(parts)
+
+
+# kernel -> f(*arrays, *params, k): the kernel over k chunks on the team, the results summed
+TEAM = {
+    kern: _team.variant(tpl, f"{tpl.__name__}_{kern.py_func.__name__}", JIT, KERN=kern)
+    for kern, tpl in ((_sq_dev, _team1), (_sum_shift, _team1), (_co_dev, _team2))
+}
+AFFINE_DIV_TEAM = _team.twin(_affine_div, JIT)
+
+
 def _total(kern, arrays, params, dtype):
+    n = arrays[0].size
+    if n >= TEAM_MIN and _team.ok():
+        return dtype.type(_team.call(TEAM[kern], n, *arrays, *params, _par.threads_now()))
     parts = reduce_chunks(kern, arrays, params, PAR_MIN)
     return dtype.type(parts[0] if len(parts) == 1 else np.sum(np.array(parts, dtype=dtype)))
 
 
+def _affine(f, m, s, shape):
+    """(f - m) / s into a new array of ``shape``: on the team from TEAM_MIN, else the pool's."""
+    out = np.empty(shape, dtype=f.dtype)
+    if f.size >= TEAM_MIN and _team.ok():
+        _team.call(AFFINE_DIV_TEAM, f.size, out.reshape(-1), f, m, s)
+    else:
+        map_chunks(_affine_div, out.reshape(-1), (f,), (m, s), PAR_MIN)
+    return out
+
+
 def mean(a):
-    f = _flat(a)
-    return a.dtype.type(_total(_sum, (f,), (), a.dtype) / a.dtype.type(a.size))
+    return a.dtype.type(sum_(_flat(a)) / a.dtype.type(a.size))
 
 
 def centre(f):
@@ -113,9 +156,7 @@ def zscore(a):
         raise DivisionByZeroError(
             "zscore: standard deviation is 0 (constant input); expected values that vary"
         )
-    out = np.empty(a.shape, dtype=a.dtype)
-    map_chunks(_affine_div, out.reshape(-1), (f,), (m, s), PAR_MIN)
-    return out
+    return _affine(f, m, s, a.shape)
 
 
 def minmax_normalize(a):
@@ -131,9 +172,7 @@ def minmax_normalize(a):
         raise DivisionByZeroError(
             f"minmax_normalize: max == min == {lo} (constant input); expected values that vary"
         )
-    out = np.empty(a.shape, dtype=a.dtype)
-    map_chunks(_affine_div, out.reshape(-1), (f,), (lo, t(hi - lo)), PAR_MIN)
-    return out
+    return _affine(f, lo, t(hi - lo), a.shape)
 
 
 KERNELS.update(
@@ -145,3 +184,11 @@ KERNELS.update(
     zscore=zscore,
     minmax_normalize=minmax_normalize,
 )
+
+
+def warm(dtype) -> None:
+    """Load the team's kernels where they will run (trueno.warmup)."""
+    if _team.ok():
+        x = np.linspace(-1, 2, TEAM_MIN, dtype=dtype)
+        covariance(x, x)  # _sum_shift, _co_dev
+        zscore(x)  # _sq_dev, the final map
