@@ -65,9 +65,9 @@ THRESHOLDS: dict[str, int] = {
     # max, min: numpy's are SIMD too (numba's one thread 0.65x at 1e5); its team wins from 2^18
     # (1.13x at 2^18, 1.28x at 1e6, 1.6x at 4e6)
     "extrema": 1 << 18,
-    # argmax, argmin: numba's blocks over the pool's chunks lose to numpy's SIMD up to DRAM
-    # sizes (0.65x at 2^18, 0.75x at 4e6, 1.56x at 1e7)
-    "argextrema": 1 << 23,
+    # argmax, argmin: numba's block kernel is 0.65-0.75x numpy's SIMD one on one thread; on
+    # its OpenMP team 0.96-1.07x at 2^18, 1.13-1.15x at 2^19, 1.18-1.22x at 1e6
+    "argextrema": 1 << 19,
     "rowwise": 1 << 8,  # softmax, layer_norm, rms_norm (fused passes per row)
     "stats": 1 << 10,  # variance, zscore, covariance ... (two fused passes)
     "matrix": 1 << 62,  # matmul family: BLAS through numpy is at the hardware limit

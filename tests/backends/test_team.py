@@ -126,7 +126,7 @@ def test_warm_loads_every_twin_where_it_will_run(routes):
     twins = [run.team for run in [*ew.KERNELS.values(), *activations.RUNS.values()]]
     twins += [*rowwise.TEAM.values(), rowwise.SCALE_TEAM, rowwise.SUB2_TEAM]
     twins += [rowwise._exp_shift_sum_team, *reductions.TEAM.values(), *stats.TEAM.values()]
-    for twin in twins + [stats.AFFINE_DIV_TEAM]:
+    for twin in twins + [stats.AFFINE_DIV_TEAM, reductions._argext_team]:
         assert any(sig[0].dtype == numba.float64 for sig in twin.signatures), twin
 
 
@@ -350,3 +350,19 @@ def test_team_statistics_match_numpy_and_the_pools_path(routes, monkeypatch, dty
         for got in (team, pool):
             assert np.asarray(got).dtype == dtype, name
             np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_team_arg_extrema_take_the_first_index_and_the_first_nan(routes, dtype):
+    x = (np.random.default_rng(17).standard_normal(N) * 3).astype(dtype)
+    x[[100, N - 100]] = 50.0  # a tie across the two threads' chunks: the first wins
+    x[[200, N - 200]] = -50.0
+    assert reductions.argmax(x) == np.argmax(x) == 100
+    assert reductions.argmin(x) == np.argmin(x) == 200
+    y = x.copy()
+    y[N - 7] = np.nan  # NaN in the last chunk beats the max in the first
+    assert reductions.argmax(y) == np.argmax(y) == N - 7
+    y[N - 9] = np.nan
+    y[5] = np.nan  # the first NaN wins
+    assert reductions.argmin(y) == np.argmin(y) == 5
+    assert reductions._argext_team.signatures  # the team ran

@@ -274,8 +274,32 @@ def norm_linf(a):
     return np.array(max(parts), dtype=ints).view(a.dtype)[()]
 
 
+@nb.njit(parallel=True, **JIT)
+def _argext_team(a, sign, k):
+    # _argext over k chunks (64-element aligned starts) on the team; joined as _arg joins the
+    # pool's: the first chunk that saw a NaN wins, else the best value, the first on ties
+    n = a.size
+    idx = np.empty(k, np.int64)
+    val = np.empty(k, a.dtype)
+    nan = np.empty(k, np.bool_)
+    step = ((n + k - 1) // k + 63) // 64 * 64
+    for c in nb.prange(k):
+        lo = min(c * step, n)
+        i, v, saw = _argext(a[lo : min(lo + step, n)], sign)
+        idx[c], val[c], nan[c] = lo + i, v, saw
+    best = 0
+    for c in range(k):
+        if nan[c]:
+            return idx[c]
+        if val[c] * sign > val[best] * sign:
+            best = c
+    return idx[best]
+
+
 def _arg(a, sign):
     f = _flat(a)
+    if f.size >= TEAM_MIN and _team.ok():
+        return int(_team.call(_argext_team, f.size, f, f.dtype.type(sign), _par.threads_now()))
     starts = [lo for lo, _ in bounds(f.size, PAR_MIN)]
     parts = reduce_chunks(_argext, (f,), (f.dtype.type(sign),), PAR_MIN)
     best_i, best_v = None, None
@@ -324,3 +348,4 @@ def warm(dtype) -> None:
         x = np.linspace(-1, 1, TEAM_MIN, dtype=dtype)
         for kern, f in TEAM.items():
             _team.call(f, x.size, *([x] * (2 if kern is _dot else 1)), _par.threads_now())
+        argmax(x)
