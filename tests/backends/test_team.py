@@ -366,3 +366,29 @@ def test_team_arg_extrema_take_the_first_index_and_the_first_nan(routes, dtype):
     y[5] = np.nan  # the first NaN wins
     assert reductions.argmin(y) == np.argmin(y) == 5
     assert reductions._argext_team.signatures  # the team ran
+
+
+def test_calls_from_several_threads_at_once(monkeypatch):
+    """Each calling thread opens its own team (oversubscribed, so the stall guard may pause
+    them): every result is still right."""
+    import threading
+
+    monkeypatch.setattr(_par, "threads_now", lambda: 2)
+    monkeypatch.setattr(_team, "_paused_until", 0.0)
+    a, b = data(N, np.float32, 18), data(N, np.float32, 19)
+    c = np.random.default_rng(20).random(N).astype(np.float32)
+    want, errors = a + b, []
+
+    def work():
+        for _ in range(50):
+            if not np.array_equal(ew.KERNELS["add"](a, b), want, equal_nan=True):
+                errors.append("add")
+            if reductions.KERNELS["max"](c) != c.max():
+                errors.append("max")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads) and errors == []
