@@ -17,6 +17,7 @@ import time
 import types
 
 import numba as nb
+import numpy as np
 
 from trueno.backends.numba_kernels import _par
 
@@ -54,6 +55,15 @@ def call(f, items: int, *args):
     return result
 
 
+def warm(calls, n: int, dtype) -> None:
+    """Each ``call(x)`` on an ``n``-element ramp of ``dtype``, where the team will run: loads
+    the twins the calls reach and starts numba's threads (the families' trueno.warmup hooks)."""
+    if ok():
+        x = np.linspace(-2, 2, n, dtype=dtype)
+        for call in calls:
+            call(x)
+
+
 def variant(template, name: str, jit: dict, **names):
     """``template``'s code as a new function called ``name`` (numba's disk cache keys on the
     name), compiled with ``parallel=True``. With ``names``, it sees a copy of the template's
@@ -70,3 +80,13 @@ def twin(kern, jit: dict):
     """``kern`` compiled again with ``parallel=True``: its ``prange`` loop (a plain range in
     ``kern``) then runs on the team. Same operations per element, so the same results."""
     return variant(kern.py_func, kern.py_func.__qualname__ + "_team", jit)
+
+
+@nb.njit(cache=True, nogil=True)
+def chunk(c, n, k):
+    """(lo, hi) of the ``c``-th of ``k`` chunks of range(n), one per team thread in a
+    reduction's ``prange(k)``: starts 64-element aligned; every chunk non-empty when
+    n >= 64 * k."""
+    step = ((n + k - 1) // k + 63) // 64 * 64
+    lo = min(c * step, n)
+    return lo, min(lo + step, n)

@@ -158,10 +158,9 @@ PARAMS = {"leaky_relu": 0.01, "elu": 1.0}
 
 
 def warm(dtype) -> None:
-    """Load the team twins and start numba's threads where the twins will run (trueno.warmup):
-    one call of each kernel at its team size."""
-    if not _team.ok():
-        return
-    x = np.linspace(-2, 2, TEAM_MIN, dtype=dtype)
-    for name, run in RUNS.items():
-        run(x, PARAMS[name]) if name in PARAMS else run(x)
+    """Load the team twins where they will run (trueno.warmup)."""
+    calls = [
+        (lambda x, run=run, p=PARAMS[name]: run(x, p)) if name in PARAMS else run
+        for name, run in RUNS.items()
+    ]
+    _team.warm(calls, TEAM_MIN, dtype)

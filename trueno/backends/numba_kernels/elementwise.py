@@ -363,17 +363,15 @@ for _name, (_k, _n_arrays, _) in PARAMS.items():
     KERNELS[_name] = with_params(_k, _n_arrays, team_min=TEAM_MIN)
 
 
+def _warm_call(name, run):
+    if name in UNARY:
+        return run
+    if name in BINARY:
+        return lambda x: run(x, x)
+    _, n_arrays, n_params = PARAMS[name]
+    return lambda x: run(x, *[x] * (n_arrays - 1), *[0.5] * n_params)
+
+
 def warm(dtype) -> None:
-    """Load the team twins and start numba's threads where the twins will run (trueno.warmup):
-    one call of each kernel at its team size."""
-    if not _team.ok():
-        return
-    x = np.linspace(-2, 2, TEAM_MIN, dtype=dtype)
-    for name, run in KERNELS.items():
-        if name in UNARY:
-            run(x)
-        elif name in BINARY:
-            run(x, x)
-        else:
-            _, n_arrays, n_params = PARAMS[name]
-            run(x, *[x] * (n_arrays - 1), *[0.5] * n_params)
+    """Load the team twins where they will run (trueno.warmup)."""
+    _team.warm([_warm_call(name, run) for name, run in KERNELS.items()], TEAM_MIN, dtype)

@@ -13,9 +13,10 @@ from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels import _par, _team, elementwise
 from trueno.backends.numba_kernels._math import fmaximum, fminimum
 from trueno.backends.numba_kernels._par import bounds, reduce_chunks
+from trueno.backends.numba_kernels._team import chunk
 from trueno.errors import DivisionByZeroError
 
-drop_stale(__file__, ("_math.py",))
+drop_stale(__file__, ("_math.py", "_team.py"))
 
 JIT = dict(cache=True, nogil=True, error_model="numpy")
 FAST = dict(JIT, fastmath={"reassoc", "contract"})
@@ -169,28 +170,23 @@ def _flat(a):
 
 
 def _team1(a, k):
-    n = a.size
     parts = np.empty(k, a.dtype)
-    step = ((n + k - 1) // k + 63) // 64 * 64
     for c in nb.prange(k):
-        lo = min(c * step, n)
-        parts[c] = KERN(a[lo : min(lo + step, n)])  # noqa: F821 (bound by _team.variant)
+        lo, hi = chunk(c, a.size, k)
+        parts[c] = KERN(a[lo:hi])  # noqa: F821 (bound by _team.variant)
     return JOIN(parts)  # noqa: F821
 
 
 def _team2(a, b, k):
-    n = a.size
     parts = np.empty(k, a.dtype)
-    step = ((n + k - 1) // k + 63) // 64 * 64
     for c in nb.prange(k):
-        lo = min(c * step, n)
-        hi = min(lo + step, n)
+        lo, hi = chunk(c, a.size, k)
         parts[c] = KERN(a[lo:hi], b[lo:hi])  # noqa: F821 (bound by _team.variant)
     return JOIN(parts)  # noqa: F821
 
 
-# kernel -> f(*arrays, k): kernel over k chunks of the arrays on the team (chunk starts
-# 64-element aligned; TEAM_MIN keeps every chunk non-empty), the k results joined
+# kernel -> f(*arrays, k): kernel over _team.chunk(c, n, k) for c < k on the team (TEAM_MIN
+# keeps every chunk non-empty), the k results joined
 TEAM = {
     kern: _team.variant(tpl, f"{tpl.__name__}_{kern.py_func.__name__}", JIT, KERN=kern, JOIN=join)
     for kern, tpl, join in (
@@ -278,14 +274,12 @@ def norm_linf(a):
 def _argext_team(a, sign, k):
     # _argext over k chunks (64-element aligned starts) on the team; joined as _arg joins the
     # pool's: the first chunk that saw a NaN wins, else the best value, the first on ties
-    n = a.size
     idx = np.empty(k, np.int64)
     val = np.empty(k, a.dtype)
     nan = np.empty(k, np.bool_)
-    step = ((n + k - 1) // k + 63) // 64 * 64
     for c in nb.prange(k):
-        lo = min(c * step, n)
-        i, v, saw = _argext(a[lo : min(lo + step, n)], sign)
+        lo, hi = chunk(c, a.size, k)
+        i, v, saw = _argext(a[lo:hi], sign)
         idx[c], val[c], nan[c] = lo + i, v, saw
     best = 0
     for c in range(k):

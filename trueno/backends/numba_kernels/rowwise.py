@@ -19,10 +19,11 @@ from trueno.backends.numba_kernels._par import (
     reduce_chunks,
     run_tasks,
 )
+from trueno.backends.numba_kernels._team import chunk
 from trueno.backends.numba_kernels.reductions import _max, _sum, _sumsq
 from trueno.backends.numba_kernels.stats import _sq_dev, _sum_shift
 
-drop_stale(__file__, ("_math.py", "reductions.py", "stats.py"))
+drop_stale(__file__, ("_math.py", "_team.py", "reductions.py", "stats.py"))
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 # many rows: split over numba's OpenMP team from TEAM_MIN elements; over the pool's chunks
@@ -148,13 +149,10 @@ def _by_rows(kern, x2, out2, *params):
 
 @nb.njit(parallel=True, **JIT)
 def _exp_shift_sum_team(out, x, m, k):
-    # _exp_shift_sum over k chunks (64-element aligned starts) on the team, their sums summed
-    n = x.size
+    # _exp_shift_sum over k chunks on the team, their sums summed
     parts = np.empty(k, x.dtype)
-    step = ((n + k - 1) // k + 63) // 64 * 64
     for c in nb.prange(k):
-        lo = min(c * step, n)
-        hi = min(lo + step, n)
+        lo, hi = chunk(c, x.size, k)
         parts[c] = _exp_shift_sum(out[lo:hi], x[lo:hi], m)
     return _sum(parts)
 

@@ -10,10 +10,11 @@ from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels import _par, _team
 from trueno.backends.numba_kernels._math import fmaximum, fminimum
 from trueno.backends.numba_kernels._par import map_chunks, reduce_chunks
+from trueno.backends.numba_kernels._team import chunk
 from trueno.backends.numba_kernels.reductions import _flat, _sum, sum_
 from trueno.errors import DivisionByZeroError
 
-drop_stale(__file__, ("_math.py", "reductions.py"))
+drop_stale(__file__, ("_math.py", "_team.py", "reductions.py"))
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 FAST = dict(JIT, fastmath={"reassoc", "contract"})
@@ -65,22 +66,17 @@ def _affine_div(out, a, m, s):
 
 
 def _team1(a, p, k):
-    n = a.size
     parts = np.empty(k, a.dtype)
-    step = ((n + k - 1) // k + 63) // 64 * 64
     for c in nb.prange(k):
-        lo = min(c * step, n)
-        parts[c] = KERN(a[lo : min(lo + step, n)], p)  # noqa: F821 (bound by _team.variant)
+        lo, hi = chunk(c, a.size, k)
+        parts[c] = KERN(a[lo:hi], p)  # noqa: F821 (bound by _team.variant)
     return _sum(parts)
 
 
 def _team2(a, b, pa, pb, k):
-    n = a.size
     parts = np.empty(k, a.dtype)
-    step = ((n + k - 1) // k + 63) // 64 * 64
     for c in nb.prange(k):
-        lo = min(c * step, n)
-        hi = min(lo + step, n)
+        lo, hi = chunk(c, a.size, k)
         parts[c] = KERN(a[lo:hi], b[lo:hi], pa, pb)  # noqa: F821 (bound by _team.variant)
     return _sum(parts)
 
