@@ -6,8 +6,7 @@ from __future__ import annotations
 import gc
 import statistics
 import sys
-import time
-from time import perf_counter
+from time import perf_counter, sleep
 
 import numpy as np
 
@@ -84,8 +83,6 @@ def best_decode_tok_s(model, ids, n_tokens: int, calls: int = 3) -> float:
 def best_prefill_tok_s(model, ids, n: int = 128, calls: int = 2) -> float:
     """The best of ``calls`` prefills of ``n`` tokens (``ids`` repeated to length), tok/s, the
     model reset before each."""
-    from time import perf_counter
-
     prompt = (list(ids) * (n // len(ids) + 1))[:n]
     best = 0.0
     for _ in range(calls):
@@ -143,7 +140,7 @@ def sgemv_bandwidth_gbs(min_bytes: int = 512 << 20, repeat: int = 5) -> float:
     a = np.ones((rows, cols), dtype=np.float32)  # touch every page before timing
     x = np.ones(cols, dtype=np.float32)
     t = median_time(lambda: a @ x, repeat=repeat, number=1)
-    time.sleep(0.2)  # OpenBLAS's threads spin ~0.1 s after a call: not in the next timing
+    sleep(0.2)  # OpenBLAS's threads spin ~0.1 s after a call: not in the next timing
     return a.nbytes / t / 1e9
 
 

@@ -124,9 +124,9 @@ def test_warm_loads_every_twin_where_it_will_run(routes):
     stats.warm(np.float64)
     assert routes == []  # every warm call went to a twin
     twins = [run.team for run in [*ew.KERNELS.values(), *activations.RUNS.values()]]
-    twins += [*rowwise.TEAM.values(), rowwise.SCALE_TEAM, rowwise.SUB2_TEAM]
+    twins += [*rowwise.TEAM.values(), rowwise.SCALE.team, rowwise.SUB2.team]
     twins += [rowwise._exp_shift_sum_team, *reductions.TEAM.values(), *stats.TEAM.values()]
-    for twin in twins + [stats.AFFINE_DIV_TEAM, reductions._argext_team]:
+    for twin in twins + [stats.AFFINE_DIV.team, reductions._argext_team]:
         assert any(sig[0].dtype == numba.float64 for sig in twin.signatures), twin
 
 
@@ -240,9 +240,9 @@ SUMS = {
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_team_reductions_match_numpy_and_the_pools_path(routes, monkeypatch, dtype):
     pooled = []
-    real = reductions.reduce_chunks
+    real = _par.reduce_chunks  # the pool's path of _team.reduce
     monkeypatch.setattr(
-        reductions,
+        _par,
         "reduce_chunks",
         lambda k, arrays, *rest: pooled.append(1) or real(k, arrays, *rest),
     )
@@ -333,12 +333,10 @@ def test_team_statistics_match_numpy_and_the_pools_path(routes, monkeypatch, dty
         "zscore": (lambda: stats.zscore(a), (a64 - a64.mean()) / a64.std()),
     }
     pooled = []
-    for mod in (stats, reductions):
-        for fn in ("reduce_chunks", "map_chunks"):
-            if hasattr(mod, fn):
-                real = getattr(mod, fn)
-                spy = lambda *args, real=real: pooled.append(1) or real(*args)  # noqa: E731
-                monkeypatch.setattr(mod, fn, spy)
+    for mod, fn in ((_par, "reduce_chunks"), (ew, "map_chunks")):  # the pool's paths
+        real = getattr(mod, fn)
+        spy = lambda *args, real=real: pooled.append(1) or real(*args)  # noqa: E731
+        monkeypatch.setattr(mod, fn, spy)
     for name, (run, want) in refs.items():
         team = run()
         assert pooled == [], name  # every pass on the team

@@ -141,8 +141,9 @@ PREFETCH_LOCALITY = 2  # llvm.prefetch's hint: prefetcht1 (into L2)
 # steps' spill fix, and after it one run of each setting fell within the same spread)
 ZEN = amd_zen()
 STREAMS = 2 if ZEN else 4
-# records the K-quants prefetch ahead (their own record size); on Zen hosts only Q3_K takes
-# the grouped layout of a K-quant (SLOWER_HERE below), and the tests, which force every type
+# records the K-quants prefetch ahead (their own record size); on Zen hosts it serves Q3_K,
+# the one K-quant kept grouped there (SLOWER_HERE below), and the tests, which force every
+# type grouped
 K_AHEAD = 1.5 if ZEN else 1.0
 # Types whose grouped kernel is slower than their ungrouped one on this host, so they keep
 # the GGML layout: on Zen hosts every K-quant with an ungrouped kernel (Q3_K has none). Zen 4,

@@ -55,6 +55,17 @@ def call(f, items: int, *args):
     return result
 
 
+def reduce(f, kern, arrays: tuple, params: tuple, team_min: int, par_min: int, join):
+    """A reduction over the flat ``arrays``: ``f(*arrays, *params, k)`` on the team (``kern``
+    over k chunks, joined there) from ``team_min`` elements while :func:`ok`; else ``kern``
+    over the pool's chunks from ``par_min``, their results joined by ``join``, or one call."""
+    n = arrays[0].size
+    if n >= team_min and ok():
+        return call(f, n, *arrays, *params, _par.threads_now())
+    parts = _par.reduce_chunks(kern, arrays, params, par_min)
+    return parts[0] if len(parts) == 1 else join(np.array(parts, dtype=arrays[0].dtype))
+
+
 def warm(calls, n: int, dtype) -> None:
     """Each ``call(x)`` on an ``n``-element ramp of ``dtype``, where the team will run: loads
     the twins the calls reach and starts numba's threads (the families' trueno.warmup hooks)."""
@@ -76,10 +87,12 @@ def variant(template, name: str, jit: dict, **names):
     return nb.njit(parallel=True, **jit)(f)
 
 
-def twin(kern, jit: dict):
-    """``kern`` compiled again with ``parallel=True``: its ``prange`` loop (a plain range in
-    ``kern``) then runs on the team. Same operations per element, so the same results."""
-    return variant(kern.py_func, kern.py_func.__qualname__ + "_team", jit)
+def twin(kern):
+    """``kern`` (a cached njit kernel) compiled again with its own options and
+    ``parallel=True``: its ``prange`` loop (a plain range in ``kern``) then runs on the team.
+    Same operations per element, so the same results."""
+    jit = {k: v for k, v in kern.targetoptions.items() if k != "nopython"}
+    return variant(kern.py_func, kern.py_func.__qualname__ + "_team", dict(jit, cache=True))
 
 
 @nb.njit(cache=True, nogil=True)

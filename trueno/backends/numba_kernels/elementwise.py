@@ -269,7 +269,7 @@ def launcher(kern, par_min=PAR_MIN, team_min=None):
     then split over threads: with ``team_min``, from there on numba's OpenMP team (``kern``'s
     loop must be a ``prange``) while :func:`._team.ok`; else from ``par_min`` in the pool's
     chunks."""
-    twin = None if team_min is None else _team.twin(kern, JIT)
+    twin = None if team_min is None else _team.twin(kern)
 
     def launch(out, arrays, params=()):
         if twin is not None and out.size >= team_min and _team.ok():

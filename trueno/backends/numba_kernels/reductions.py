@@ -201,15 +201,9 @@ TEAM = {
 
 
 def _reduced(kern, arrays: tuple, join):
-    """``kern`` over the flat ``arrays``: on the team from TEAM_MIN (its chunks' results
-    joined there), else over the pool's chunks from PAR_MIN (``join`` of their results) or
-    in one call."""
-    n = arrays[0].size
-    t = arrays[0].dtype.type
-    if n >= TEAM_MIN and _team.ok():
-        return t(_team.call(TEAM[kern], n, *arrays, _par.threads_now()))
-    parts = reduce_chunks(kern, arrays, (), PAR_MIN)
-    return t(parts[0] if len(parts) == 1 else join(np.array(parts, dtype=arrays[0].dtype)))
+    """``kern`` over the flat ``arrays``, on the team or the pool (:func:`._team.reduce`)."""
+    r = _team.reduce(TEAM[kern], kern, arrays, (), TEAM_MIN, PAR_MIN, join)
+    return arrays[0].dtype.type(r)
 
 
 def _summed(kern, *arrays):
@@ -338,8 +332,5 @@ KERNELS.update(
 
 def warm(dtype) -> None:
     """Load the team's reductions where they will run (trueno.warmup)."""
-    if _team.ok():
-        x = np.linspace(-1, 1, TEAM_MIN, dtype=dtype)
-        for kern, f in TEAM.items():
-            _team.call(f, x.size, *([x] * (2 if kern is _dot else 1)), _par.threads_now())
-        argmax(x)
+    calls = (sum_, lambda x: dot(x, x), sum_of_squares, norm_l1, max_, min_, argmax)
+    _team.warm(calls, TEAM_MIN, dtype)

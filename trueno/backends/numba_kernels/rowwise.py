@@ -15,11 +15,11 @@ from trueno.backends.numba_kernels._math import fexp, wide_vectors
 from trueno.backends.numba_kernels._par import (
     _task,
     bounds,
-    map_chunks,
     reduce_chunks,
     run_tasks,
 )
 from trueno.backends.numba_kernels._team import chunk
+from trueno.backends.numba_kernels.elementwise import launcher
 from trueno.backends.numba_kernels.reductions import _max, _sum, _sumsq
 from trueno.backends.numba_kernels.stats import _sq_dev, _sum_shift
 
@@ -130,7 +130,7 @@ def _as_rows(x):
 
 
 ROW_KERNELS = (_softmax_rows, _log_softmax_rows, _layer_norm_rows, _rms_norm_rows)
-TEAM = {kern: _team.twin(kern, JIT) for kern in ROW_KERNELS}  # rows split over the team
+TEAM = {kern: _team.twin(kern) for kern in ROW_KERNELS}  # rows split over the team
 
 
 def _by_rows(kern, x2, out2, *params):
@@ -157,8 +157,9 @@ def _exp_shift_sum_team(out, x, m, k):
     return _sum(parts)
 
 
-SCALE_TEAM = _team.twin(_scale_inplace, JIT)
-SUB2_TEAM = _team.twin(_sub2, JIT)
+# one long row's last pass, on the team from ROW_TEAM_MIN (else the pool's, from PAR_MIN)
+SCALE = launcher(_scale_inplace, PAR_MIN, ROW_TEAM_MIN)
+SUB2 = launcher(_sub2, PAR_MIN, ROW_TEAM_MIN)
 
 
 def _one_row(x2) -> str | None:
@@ -194,11 +195,7 @@ def softmax(x, axis=-1):
         return out.reshape(x.shape)
     o, r = out.reshape(-1), x2.reshape(-1)
     _, s = _long_row_exp(r, o, how)
-    inv = x.dtype.type(1) / s
-    if how == "team":
-        _team.call(SCALE_TEAM, o.size, o, inv)
-    else:
-        map_chunks(_scale_inplace, o, (), (inv,), PAR_MIN)
+    SCALE(o, (), (x.dtype.type(1) / s,))
     return out.reshape(x.shape)
 
 
@@ -211,11 +208,7 @@ def log_softmax(x, axis=-1):
         return out.reshape(x.shape)
     o, r = out.reshape(-1), x2.reshape(-1)
     m, s = _long_row_exp(r, o, how)
-    lse = x.dtype.type(np.log(s))
-    if how == "team":
-        _team.call(SUB2_TEAM, o.size, o, r, m, lse)
-    else:
-        map_chunks(_sub2, o, (r,), (m, lse), PAR_MIN)
+    SUB2(o, (r,), (m, x.dtype.type(np.log(s))))
     return out.reshape(x.shape)
 
 
@@ -252,9 +245,7 @@ def warm(dtype) -> None:
     _exp_shift_sum(out, x, m)
     _scale_inplace(out, m)
     _sub2(out, x, m, m)
-    if _team.ok():
-        rows = np.linspace(-1, 1, max(TEAM_MIN, ROW_TEAM_MIN), dtype=dtype)
-        for f in (softmax, log_softmax, layer_norm, rms_norm):
-            f(rows.reshape(2, -1))
-        softmax(rows)  # one long row
-        log_softmax(rows)
+    by_rows = [
+        lambda x, f=f: f(x.reshape(2, -1)) for f in (softmax, log_softmax, layer_norm, rms_norm)
+    ]
+    _team.warm([*by_rows, softmax, log_softmax], max(TEAM_MIN, ROW_TEAM_MIN), dtype)

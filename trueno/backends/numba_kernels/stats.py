@@ -7,10 +7,11 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.backends.numba_kernels import _par, _team
+from trueno.backends.numba_kernels import _team
 from trueno.backends.numba_kernels._math import fmaximum, fminimum
-from trueno.backends.numba_kernels._par import map_chunks, reduce_chunks
+from trueno.backends.numba_kernels._par import reduce_chunks
 from trueno.backends.numba_kernels._team import chunk
+from trueno.backends.numba_kernels.elementwise import launcher
 from trueno.backends.numba_kernels.reductions import _flat, _sum, sum_
 from trueno.errors import DivisionByZeroError
 
@@ -86,24 +87,17 @@ TEAM = {
     kern: _team.variant(tpl, f"{tpl.__name__}_{kern.py_func.__name__}", JIT, KERN=kern)
     for kern, tpl in ((_sq_dev, _team1), (_sum_shift, _team1), (_co_dev, _team2))
 }
-AFFINE_DIV_TEAM = _team.twin(_affine_div, JIT)
+AFFINE_DIV = launcher(_affine_div, PAR_MIN, TEAM_MIN)  # the final map of zscore, minmax
 
 
 def _total(kern, arrays, params, dtype):
-    n = arrays[0].size
-    if n >= TEAM_MIN and _team.ok():
-        return dtype.type(_team.call(TEAM[kern], n, *arrays, *params, _par.threads_now()))
-    parts = reduce_chunks(kern, arrays, params, PAR_MIN)
-    return dtype.type(parts[0] if len(parts) == 1 else np.sum(np.array(parts, dtype=dtype)))
+    return dtype.type(_team.reduce(TEAM[kern], kern, arrays, params, TEAM_MIN, PAR_MIN, np.sum))
 
 
 def _affine(f, m, s, shape):
-    """(f - m) / s into a new array of ``shape``: on the team from TEAM_MIN, else the pool's."""
+    """(f - m) / s into a new array of ``shape``."""
     out = np.empty(shape, dtype=f.dtype)
-    if f.size >= TEAM_MIN and _team.ok():
-        _team.call(AFFINE_DIV_TEAM, f.size, out.reshape(-1), f, m, s)
-    else:
-        map_chunks(_affine_div, out.reshape(-1), (f,), (m, s), PAR_MIN)
+    AFFINE_DIV(out.reshape(-1), (f,), (m, s))
     return out
 
 
@@ -184,7 +178,4 @@ KERNELS.update(
 
 def warm(dtype) -> None:
     """Load the team's kernels where they will run (trueno.warmup)."""
-    if _team.ok():
-        x = np.linspace(-1, 2, TEAM_MIN, dtype=dtype)
-        covariance(x, x)  # _sum_shift, _co_dev
-        zscore(x)  # _sq_dev, the final map
+    _team.warm((lambda x: covariance(x, x), zscore), TEAM_MIN, dtype)  # every team kernel
