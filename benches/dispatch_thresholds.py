@@ -28,6 +28,8 @@ from trueno import dispatch  # noqa: E402
 
 REPRESENTATIVE = {  # class -> ops (the class threshold is the largest crossover among them)
     "elementwise": ("add", "abs", "scale"),
+    "compute": ("copysign", "sqrt", "fract", "lerp"),
+    "fma": ("fma",),
     "clip": ("relu", "clamp"),
     "transcendental": ("exp", "tanh"),
     "fused": ("sigmoid", "gelu", "silu"),
@@ -46,10 +48,14 @@ NEVER = 1 << 62
 
 def args_for(name: str, n: int, rng):
     x = (rng.standard_normal(n) * 3).astype(np.float32)
-    if name in ("ln",):
+    if name in ("ln", "sqrt"):
         x = np.abs(x) + np.float32(0.1)
-    if name in ("add", "dot"):
-        return (x, x.copy())
+    if name in ("add", "dot", "copysign"):
+        return (x, x[::-1].copy())
+    if name == "lerp":
+        return (x, x[::-1].copy(), 0.3)
+    if name == "fma":
+        return (x, x[::-1].copy(), x.copy())
     if name == "scale":
         return (x, 2.5)
     if name == "clamp":

@@ -45,6 +45,13 @@ THRESHOLDS: dict[str, int] = {
     # 4, 2 threads, 11 alternating rounds: add 1.22-1.25x at 2^18, 1.45-1.55x at 2^19, at 1e5
     # 0.86-0.97x; one thread is numpy's speed)
     "elementwise": 1 << 18,
+    # copysign, signum, sqrt, fract, lerp: numpy runs them well below memory speed (several
+    # passes, or a slow loop); numba's serial kernel wins from 2^13-2^14 (Zen 4, float32 and
+    # float64: 1.0-1.8x at 2^14, 1.5-3.2x at 2^16 on the team, 2.3-4.2x at 2^17)
+    "compute": 1 << 14,
+    # fma: numpy's two passes; numba's one wins from 2^16 (float32 0.80x at 2^15, 1.33x at
+    # 2^16; float64 1.25x at 2^15)
+    "fma": 1 << 16,
     # relu, clamp: numpy's maximum/minimum against a scalar are not vectorized (numpy 2.4: 25 us
     # against 9 us with an array operand at 64K); numba's kernel wins from 2K, 4-7x at 1e5, and
     # the op from 8K (below, numpy's fast path saves more than numba's kernel: ~1 us a call)

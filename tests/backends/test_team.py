@@ -144,13 +144,18 @@ def test_registered_kernels_route_by_size_threads_and_fork(routes, monkeypatch, 
     ew._exp(want_exp, head)
     same_bits(ew.KERNELS["exp"](head), want_exp)
     assert routes == [small.size]
+    mid = np.abs(a[: ew.TEAM_MIN_COMPUTE])  # so does the "compute" ops' (sqrt ...)
+    same_bits(ew.KERNELS["sqrt"](mid), np.sqrt(mid))
+    assert routes == [small.size]
+    same_bits(ew.KERNELS["sqrt"](mid[:-1]), np.sqrt(mid[:-1]))
+    assert routes == [small.size, mid.size - 1]
     monkeypatch.setattr(_par, "FORKED", True)
     same_bits(ew.KERNELS["add"](a, b), want)
-    assert routes == [small.size, N]
+    assert routes == [small.size, mid.size - 1, N]
     monkeypatch.setattr(_par, "FORKED", False)
     monkeypatch.setattr(_par, "threads_now", lambda: 1)
     same_bits(ew.KERNELS["add"](a, b), want)
-    assert routes == [small.size, N, N]
+    assert routes == [small.size, mid.size - 1, N, N]
 
 
 def test_a_stalled_team_call_pauses_the_team(routes, monkeypatch):

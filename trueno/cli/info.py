@@ -9,6 +9,8 @@ import json
 SIZES = [10**e for e in range(2, 8)]
 EXAMPLE_OP = {  # one representative op per threshold class
     "elementwise": "add",
+    "compute": "sqrt",
+    "fma": "fma",
     "clip": "relu",
     "transcendental": "exp",
     "fused": "gelu",

@@ -34,7 +34,9 @@ from trueno.errors import DivisionByZeroError, DTypeError, ShapeError, Unsupport
 from trueno.opspec import OPS, OpSpec
 from trueno.trace import capturing, recorder
 
-ELEMENTWISE_KINDS = frozenset({"elementwise", "clip", "transcendental", "fused", "libm"})
+ELEMENTWISE_KINDS = frozenset(
+    {"elementwise", "compute", "fma", "clip", "transcendental", "fused", "libm"}
+)
 ROWWISE = frozenset({"softmax", "log_softmax", "layer_norm", "rms_norm"})
 MATRIX = frozenset({"matmul", "matvec", "vecmat"})  # the vector ops: matmul on a column/row
 GLOBAL = frozenset({"normalize", "zscore", "minmax_normalize"})  # whole-array stats, then map

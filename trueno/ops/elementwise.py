@@ -60,19 +60,19 @@ mul = _binary("mul", "elementwise", EXACT, "a * b")
 div = _binary("div", "elementwise", EXACT, "a / b")
 minimum = _binary("minimum", "elementwise", EXACT, "min(a, b) (NaN propagates)")
 maximum = _binary("maximum", "elementwise", EXACT, "max(a, b) (NaN propagates)")
-copysign = _binary("copysign", "elementwise", EXACT, "|a| with the sign of b")
+copysign = _binary("copysign", "compute", EXACT, "|a| with the sign of b")
 pow = _binary("pow", "libm", LIBM, "a ** b")  # noqa: A001 (trueno's name)
 
 abs = _unary("abs", "elementwise", EXACT, "|a|")  # noqa: A001
 neg = _unary("neg", "elementwise", EXACT, "-a")
-signum = _unary("signum", "elementwise", EXACT, "sign of a (-1, 0, 1; NaN stays NaN)")
+signum = _unary("signum", "compute", EXACT, "sign of a (-1, 0, 1; NaN stays NaN)")
 recip = _unary("recip", "elementwise", EXACT, "1 / a")
-sqrt = _unary("sqrt", "elementwise", EXACT, "square root of a")
+sqrt = _unary("sqrt", "compute", EXACT, "square root of a")
 floor = _unary("floor", "elementwise", EXACT, "floor of a")
 ceil = _unary("ceil", "elementwise", EXACT, "ceiling of a")
 round = _unary("round", "elementwise", EXACT, "a rounded half to even (numpy's rint)")  # noqa: A001
 trunc = _unary("trunc", "elementwise", EXACT, "a rounded toward zero")
-fract = _unary("fract", "elementwise", EXACT, "a - trunc(a)")
+fract = _unary("fract", "compute", EXACT, "a - trunc(a)")
 exp = _unary("exp", "transcendental", 2e-6, "e ** a", flops=12)
 ln = _unary("ln", "libm", LIBM, "natural log of a", flops=12)
 log2 = _unary("log2", "libm", LIBM, "base-2 log of a", flops=12)
@@ -96,8 +96,8 @@ atanh = _unary(
 
 SCALE = declare("scale", "elementwise", rtol=EXACT, doc="a * s", args="xs")
 CLAMP = declare("clamp", "clip", rtol=EXACT, doc="a limited to [lo, hi]", args="xss")
-LERP = declare("lerp", "elementwise", rtol=EXACT, flops=3, doc="a + t (b - a)", args="xys")
-FMA = declare("fma", "elementwise", rtol=EXACT, flops=2, doc="a * b + c", args="xyz")
+LERP = declare("lerp", "compute", rtol=EXACT, flops=3, doc="a + t (b - a)", args="xys")
+FMA = declare("fma", "fma", rtol=EXACT, flops=2, doc="a * b + c", args="xyz")
 
 
 @_fast.with_floats(SCALE, 1, 1)

@@ -27,6 +27,9 @@ ZERO = np.float32(0.0)
 # 1.19-1.35x at 2^15, 1.43-1.59x at 2^16
 TEAM_MIN = 1 << 18
 TEAM_MIN_MATH = 1 << 15
+# copysign, signum, sqrt, fract, lerp, fma: float32, against the serial kernel, the team read
+# 0.6-0.9x at 2^15, 0.9-1.1x at 2^16 and 1.2-1.4x at 2^17
+TEAM_MIN_COMPUTE = 1 << 16
 # Where the team is not taken (a fork()ed child, a paused team) and for libm's kernels (range
 # loops, no twin): the pool's chunks, claimed dynamically (a worker waiting for a core costs
 # one chunk), memory-bound from PAR_MIN, compute-bound from PAR_MIN_MATH. Its hand-off is
@@ -256,7 +259,14 @@ def _fma(out, a, b, c):
         out[i] = a[i] * b[i] + c[i]
 
 
-MATH = {"exp", "tanh"}
+MATH = {"exp", "tanh"}  # compute-bound: on the team from TEAM_MIN_MATH
+# the ops numpy runs well below memory speed (dispatch's "compute" and "fma" classes): on the
+# team from TEAM_MIN_COMPUTE
+COMPUTE = {"copysign", "signum", "sqrt", "fract", "lerp", "fma"}
+
+
+def team_min(name: str) -> int:
+    return TEAM_MIN_MATH if name in MATH else TEAM_MIN_COMPUTE if name in COMPUTE else TEAM_MIN
 
 
 def flat(a: np.ndarray) -> np.ndarray:
@@ -356,11 +366,11 @@ PARAMS = {
     "fma": (_fma, 3, 0),
 }
 for _name, _k in UNARY.items():
-    KERNELS[_name] = unary(_k, PAR_MIN, TEAM_MIN_MATH if _name in MATH else TEAM_MIN)
+    KERNELS[_name] = unary(_k, PAR_MIN, team_min(_name))
 for _name, _k in BINARY.items():
-    KERNELS[_name] = binary(_k, PAR_MIN, TEAM_MIN)
+    KERNELS[_name] = binary(_k, PAR_MIN, team_min(_name))
 for _name, (_k, _n_arrays, _) in PARAMS.items():
-    KERNELS[_name] = with_params(_k, _n_arrays, team_min=TEAM_MIN)
+    KERNELS[_name] = with_params(_k, _n_arrays, team_min=team_min(_name))
 
 
 def _warm_call(name, run):
