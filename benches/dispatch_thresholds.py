@@ -41,14 +41,16 @@ REPRESENTATIVE = {  # class -> ops (the class threshold is the largest crossover
     "rowwise": ("softmax", "rms_norm", "layer_norm"),
     "stats": ("variance", "zscore"),
     "conv": ("convolve2d",),
-    "libm": ("sin", "ln"),
+    "trig": ("sin", "cos"),
+    "log": ("ln",),
+    "libm": ("tan", "log2"),
 }
 NEVER = 1 << 62
 
 
 def args_for(name: str, n: int, rng):
     x = (rng.standard_normal(n) * 3).astype(np.float32)
-    if name in ("ln", "sqrt"):
+    if name in ("ln", "log2", "log10", "sqrt"):
         x = np.abs(x) + np.float32(0.1)
     if name in ("add", "dot", "copysign"):
         return (x, x[::-1].copy())

@@ -1,7 +1,11 @@
-"""Numba kernels that call libm per element (sin, ln, pow ...): correct and complete, but LLVM
-does not vectorize libm calls, and numpy's own SIMD math (SVML on AVX-512 builds) is faster
-here, so dispatch keeps these ops on numpy ("libm" threshold class); forcing the numba
-backend runs them (split over threads for big inputs)."""
+"""Numba kernels of the libm-class ops.
+
+ln, log2, log10, sin and cos are vectorized polynomials (:mod:`._logtrig`, 1-2 ulp) that loop
+over ``nb.prange`` and run on numba's OpenMP team for big inputs, like exp. The rest (tan, the
+inverse and hyperbolic functions, pow) call libm per element: correct and complete, but LLVM
+does not vectorize libm calls, and numpy's own SIMD math is faster here, so dispatch keeps
+those ops on numpy ("libm" threshold class); forcing the numba backend runs them (split over
+threads for big inputs)."""
 
 from __future__ import annotations
 
@@ -9,9 +13,18 @@ import numba as nb
 import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.backends.numba_kernels.elementwise import PAR_MIN_MATH, binary, unary
+from trueno.backends.numba_kernels import _team
+from trueno.backends.numba_kernels._logtrig import fcos, flog, flog2, flog10, fsin, trig_far
+from trueno.backends.numba_kernels._math import wide_vectors
+from trueno.backends.numba_kernels.elementwise import (
+    PAR_MIN,
+    PAR_MIN_MATH,
+    TEAM_MIN_MATH,
+    binary,
+    unary,
+)
 
-drop_stale(__file__, ("_math.py", "elementwise.py"))
+drop_stale(__file__, ("_math.py", "_logtrig.py", "elementwise.py"))
 
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 KERNELS: dict = {}
@@ -19,37 +32,56 @@ KERNELS: dict = {}
 
 @nb.njit(**JIT)
 def _ln(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
-        out[i] = np.log(x)
+        out[i] = flog(x)
 
 
 @nb.njit(**JIT)
 def _log2(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
-        out[i] = np.log2(x)
+        out[i] = flog2(x)
 
 
 @nb.njit(**JIT)
 def _log10(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
-        out[i] = np.log10(x)
+        out[i] = flog10(x)
 
 
 @nb.njit(**JIT)
 def _sin(out, a):
-    for i in range(out.size):
+    far = 0  # finite elements past the reduction's range: libm's, after the vector loop
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
-        out[i] = np.sin(x)
+        out[i] = fsin(x)
+        far += np.int64(trig_far(x))
+    if far:
+        for i in range(out.size):
+            x = a[i]
+            if trig_far(x):
+                out[i] = np.sin(x)
 
 
 @nb.njit(**JIT)
 def _cos(out, a):
-    for i in range(out.size):
+    far = 0
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
-        out[i] = np.cos(x)
+        out[i] = fcos(x)
+        far += np.int64(trig_far(x))
+    if far:
+        for i in range(out.size):
+            x = a[i]
+            if trig_far(x):
+                out[i] = np.cos(x)
 
 
 @nb.njit(**JIT)
@@ -129,12 +161,10 @@ def _pow(out, a, b):
             out[i] = x**y
 
 
+VECTOR = {"ln": _ln, "log2": _log2, "log10": _log10, "sin": _sin, "cos": _cos}
+for _name, _k in VECTOR.items():
+    KERNELS[_name] = unary(_k, PAR_MIN, TEAM_MIN_MATH)
 for _name, _k in [
-    ("ln", _ln),
-    ("log2", _log2),
-    ("log10", _log10),
-    ("sin", _sin),
-    ("cos", _cos),
     ("tan", _tan),
     ("asin", _asin),
     ("acos", _acos),
@@ -147,3 +177,8 @@ for _name, _k in [
 ]:
     KERNELS[_name] = unary(_k, PAR_MIN_MATH)
 KERNELS["pow"] = binary(_pow, PAR_MIN_MATH)
+
+
+def warm(dtype) -> None:
+    """Load the team twins where they will run (trueno.warmup)."""
+    _team.warm([KERNELS[name] for name in VECTOR], TEAM_MIN_MATH, dtype)

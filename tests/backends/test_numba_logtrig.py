@@ -1,0 +1,164 @@
+"""The vectorized log, log2, log10, sin and cos of numba_kernels/_logtrig.py, in ulps of the
+result: float32 against the float64 result rounded to float32 (correct rounding but for
+double rounding, which the bounds absorb), float64 against numpy; over dense grids, the whole
+range (hypothesis) and the edges: 0, -0, subnormals, infinities, NaN, negative logs, and sines
+past the reduction's range, which the kernels give to libm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+numba = pytest.importorskip("numba")
+
+from trueno.backends.numba_kernels import _logtrig as L  # noqa: E402
+from trueno.backends.numba_kernels import _par, libm  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+FUNCS = {  # name: (float32 form, float64 form, numpy's)
+    "log": (L.log32, L.log64, np.log),
+    "log2": (L.log2_32, L.log2_64, np.log2),
+    "log10": (L.log10_32, L.log10_64, np.log10),
+    "sin": (L.sin32, L.sin64, np.sin),
+    "cos": (L.cos32, L.cos64, np.cos),
+}
+BOUND = {  # max ulps: (float32 vs correctly rounded, float64 vs numpy)
+    "log": (1, 1),
+    "log2": (1, 1),
+    "log10": (2, 1),
+    "sin": (2, 1),
+    "cos": (2, 1),
+}
+KERNEL = {"log": "ln", "log2": "log2", "log10": "log10", "sin": "sin", "cos": "cos"}
+DTYPES = (np.float32, np.float64)
+_LOOPS: dict = {}
+
+
+def scalar_loop(name: str, dtype):
+    """A plain loop over one scalar form (not a kernel: the forms alone, no libm hand-off)."""
+    key = (name, dtype)
+    if key not in _LOOPS:
+        f = FUNCS[name][0 if dtype == np.float32 else 1]
+
+        @numba.njit(error_model="numpy")
+        def apply(x, out):
+            for i in range(x.size):
+                out[i] = f(x[i])
+
+        _LOOPS[key] = apply
+    return _LOOPS[key]
+
+
+def ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Distance in representable steps of the arrays' dtype (-0 and +0 are 0 apart)."""
+    it = np.int32 if got.dtype == np.float32 else np.int64
+    lo = np.array(np.iinfo(it).min, it)
+
+    def ordered(v):
+        i = v.view(it)
+        return np.where(i < 0, lo - i, i).astype(np.int64)
+
+    return np.abs(ordered(got) - ordered(want))
+
+
+def reference(name: str, x: np.ndarray) -> np.ndarray:
+    ref = FUNCS[name][2]
+    return ref(x.astype(np.float64)).astype(np.float32) if x.dtype == np.float32 else ref(x)
+
+
+def check(name: str, got: np.ndarray, x: np.ndarray) -> None:
+    want = reference(name, x)
+    assert np.array_equal(np.isnan(got), np.isnan(want)), x[np.isnan(got) != np.isnan(want)][:5]
+    edge = np.isinf(want) | (want == 0)  # exact there, the sign of zero included
+    assert np.array_equal(got[edge], want[edge]) and np.array_equal(
+        np.signbit(got[edge]), np.signbit(want[edge])
+    )
+    fin = np.isfinite(want)
+    err = ulps(got[fin], want[fin])
+    bound = BOUND[name][0 if x.dtype == np.float32 else 1]
+    assert err.max(initial=0) <= bound, (x[fin][err.argmax()], got[fin][err.argmax()])
+
+
+def grid(name: str, dtype) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    tiny = np.finfo(dtype).smallest_subnormal
+    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, tiny, -tiny, 1.0, -1.0, 2.0, 10.0, 1000.0]
+    if name.startswith("log"):
+        parts = [
+            np.exp(rng.uniform(-700 if dtype == np.float64 else -87, 88, 50_000)),
+            rng.uniform(0.5, 2.0, 50_000),  # where the reduction's branches meet
+            np.ldexp(rng.uniform(0.5, 1.0, 5_000), rng.integers(-1074, 1020, 5_000))
+            if dtype == np.float64
+            else np.ldexp(rng.uniform(0.5, 1.0, 5_000), rng.integers(-149, 127, 5_000)),
+            -rng.uniform(0, 10, 100),
+            10.0 ** np.arange(-30, 31),
+            2.0 ** np.arange(-140, 120),
+        ]
+    else:
+        top = float(L.TRIG_MAX32 if dtype == np.float32 else L.TRIG_MAX64)
+        parts = [
+            rng.uniform(-10, 10, 50_000),
+            rng.uniform(-top, top, 50_000),
+            np.exp(rng.uniform(-80, np.log(top), 20_000)) * rng.choice([-1, 1], 20_000),
+            np.arange(-200, 201) * (np.pi / 2),  # near multiples of pi/2: the reduction's worst
+            np.nextafter(np.arange(1, 200) * (np.pi / 2), 0),
+        ]
+    with np.errstate(all="ignore"):
+        x = np.concatenate([*parts, specials]).astype(dtype)
+    return x  # sines: all inside the reduction's range (the kernels' libm pass aside)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", list(FUNCS))
+def test_dense_grid(name, dtype):
+    x = grid(name, dtype)
+    out = np.empty_like(x)
+    scalar_loop(name, dtype)(x, out)
+    check(name, out, x)
+
+
+@pytest.mark.parametrize("name", list(FUNCS))
+@given(x=hnp.arrays(np.float64, st.integers(1, 64), elements=st.floats(width=64)))
+@settings(max_examples=150, deadline=None)
+def test_whole_range_through_the_kernels(name, x):
+    """Any input, both dtypes, through the registered kernels: sines past the reduction's
+    range come from libm (the kernels' second pass), so they hold the bound too."""
+    for dtype in DTYPES:
+        with np.errstate(all="ignore"):
+            xd = x.astype(dtype)
+        check(name, libm.KERNELS[KERNEL[name]](xd), xd)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", ["sin", "cos"])
+def test_far_arguments_go_to_libm_on_both_routes(name, dtype, monkeypatch):
+    """Elements at and past TRIG_MAX, mixed among ordinary ones, on the team (a big array) and
+    on the calling thread (a small one, and a forked process's route)."""
+    top = float(L.TRIG_MAX32 if dtype == np.float32 else L.TRIG_MAX64)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-5, 5, libm.TEAM_MIN_MATH * 2).astype(dtype)
+    far = rng.choice(x.size, 500, replace=False)
+    x[far] = (rng.uniform(1, 1e6, 500) * top * rng.choice([-1, 1], 500)).astype(dtype)
+    x[far[:3]] = [top, -top, np.inf]
+    assert (np.abs(x) >= top).sum() >= 500
+    check(name, libm.KERNELS[name](x), x)  # the team
+    check(name, libm.KERNELS[name](x[:1000]), x[:1000])  # the calling thread
+    monkeypatch.setattr(_par, "FORKED", True)
+    check(name, libm.KERNELS[name](x), x)  # no team: the pool's chunks
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_the_team_gives_the_serial_bits(dtype):
+    x = np.random.default_rng(5).uniform(-50, 50, libm.TEAM_MIN_MATH * 3 + 17).astype(dtype)
+    x[::7] = np.abs(x[::7])
+    for name in FUNCS:
+        run = libm.KERNELS[KERNEL[name]]
+        serial = np.empty_like(x)
+        getattr(libm, "_" + KERNEL[name])(serial, x)
+        with np.errstate(all="ignore"):
+            assert np.array_equal(run(x), serial, equal_nan=True), name
+        assert run.team is not None

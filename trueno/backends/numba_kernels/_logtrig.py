@@ -1,0 +1,375 @@
+"""Vectorizable log, log2, log10, sin and cos in float32 and float64, for the kernels to inline
+(numba's np.log / np.sin are scalar libm calls, which LLVM never vectorizes; numpy's are SIMD,
+so numba's scalar loops only tie numpy on two threads).
+
+- logs: x = 2**e (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)) from the exponent bits (subnormals
+  scaled by 2**23 / 2**54 first). float32: Cephes' logf, log2f and log10f (f + f^3 P(f) with
+  a degree-8 P, e's multiple of ln2 in two parts). float64: FreeBSD's e_log.c, e_log2.c and
+  e_log10.c (s = f / (2 + f), log1p(f) = f - f^2/2 + s (f^2/2 + R(s^2)) with a degree-7 R;
+  log2 and log10 multiply f's head and tail by the constant's head and tail).
+- sin, cos: x = j pi/2 + r with |r| <= pi/4 and a sine or cosine polynomial of r chosen by
+  j mod 4. float32 reduces in float64 (j pi/2 in two parts: exact for |x| < 2**20) and
+  evaluates Cephes' sinf/cosf polynomials in float64; float64 reduces with pi/2 in three
+  parts (FreeBSD's __rem_pio2 medium case, exact for |x| < 2**20 pi/2) and evaluates
+  FreeBSD's __kernel_sin/__kernel_cos. Larger |x| need more bits of pi than any fixed
+  reduction holds: the kernels give those elements to libm afterwards (``TRIG_MAX``).
+
+Special values as numpy: log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, sin/cos(+-inf) =
+NaN, NaN stays NaN. Max errors against numpy (tests/backends/test_numba_logtrig.py, dense grids
+and hypothesis over the whole range, in ulps of the result): float32 log 1, log2 1, log10 2,
+sin/cos 1; float64 log, log2, log10 1, sin, cos 1.
+
+numba's on-disk cache keys a kernel on its own file, not on the helpers it inlines: a change
+here must come with a change to libm.py, or warm caches keep the old code.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic, overload
+
+from trueno.backends.numba_kernels._math import (
+    INLINE,
+    f64_as_i64,
+    fmadd,
+    i64_as_f64,
+)
+
+_INF32 = np.float32(np.inf)
+_NAN32 = np.float32(np.nan)
+
+
+# --- logs, float32 (Cephes) -----------------------------------------------------------------
+
+
+@intrinsic
+def _frexp32(typingctx, x):
+    """float32 x > 0, normal -> (m, e) as float32: x = m 2**e, m in [1/2, 1) (int32 bit
+    operations in LLVM IR: numba would widen them to int64, twice the vector work)."""
+    sig = types.UniTuple(types.float32, 2)(types.float32)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.bitcast(args[0], i32)
+        m = builder.or_(builder.and_(bits, i32(0x007FFFFF)), i32(0x3F000000))
+        e = builder.sub(builder.and_(builder.lshr(bits, i32(23)), i32(0xFF)), i32(126))
+        out = (builder.bitcast(m, ir.FloatType()), builder.sitofp(e, ir.FloatType()))
+        return context.make_tuple(builder, signature.return_type, out)
+
+    return sig, codegen
+
+
+@nb.njit(**INLINE)
+def _log_parts32(x):
+    """x > 0 -> (f, e, z, y): x = 2**e (1 + f), 1 + f in [sqrt(1/2), sqrt(2)), and Cephes'
+    f^3 P(f) - f^2 / 2 split as y (the polynomial term) and z = f^2."""
+    sub = x < np.float32(1.17549435e-38)
+    m, e = _frexp32(x * np.float32(8388608.0) if sub else x)
+    e = e - np.float32(23.0) if sub else e
+    small = m < np.float32(0.707106781186547524)
+    e = e - np.float32(1.0) if small else e
+    f = (m + m) - np.float32(1.0) if small else m - np.float32(1.0)  # exact
+    z = f * f
+    p = np.float32(7.0376836292e-2)
+    p = fmadd(p, f, np.float32(-1.1514610310e-1))
+    p = fmadd(p, f, np.float32(1.1676998740e-1))
+    p = fmadd(p, f, np.float32(-1.2420140846e-1))
+    p = fmadd(p, f, np.float32(1.4249322787e-1))
+    p = fmadd(p, f, np.float32(-1.6668057665e-1))
+    p = fmadd(p, f, np.float32(2.0000714765e-1))
+    p = fmadd(p, f, np.float32(-2.4999993993e-1))
+    p = fmadd(p, f, np.float32(3.3333331174e-1))
+    return f, e, z, f * (z * p)
+
+
+@nb.njit(**INLINE)
+def _log_special32(x, r):
+    """numpy's log at the edges: inf at inf, -inf at +-0, NaN below 0 and at NaN."""
+    r = r if x < _INF32 else x
+    return r if x > np.float32(0.0) else (-_INF32 if x == np.float32(0.0) else _NAN32)
+
+
+@nb.njit(**INLINE)
+def log32(x):
+    f, e, z, y = _log_parts32(x)
+    y = y + e * np.float32(-2.12194440e-4)
+    y = y - np.float32(0.5) * z
+    r = f + y
+    r = r + e * np.float32(0.693359375)
+    return _log_special32(x, r)
+
+
+@nb.njit(**INLINE)
+def log2_32(x):
+    f, e, z, y = _log_parts32(x)
+    y = y - np.float32(0.5) * z
+    log2ea = np.float32(0.44269504088896340736)  # log2(e) - 1
+    r = y * log2ea
+    r = r + f * log2ea
+    r = r + y
+    r = r + f
+    r = r + e
+    return _log_special32(x, r)
+
+
+@nb.njit(**INLINE)
+def log10_32(x):
+    f, e, z, y = _log_parts32(x)
+    y = y - np.float32(0.5) * z
+    r = (f + y) * np.float32(7.00731903251827651129e-4)  # log10(e) - 0.43359375
+    r = r + y * np.float32(4.3359375e-1)
+    r = r + f * np.float32(4.3359375e-1)
+    r = r + e * np.float32(2.48745663981195213739e-4)  # log10(2) - 0.30078125
+    r = r + e * np.float32(3.0078125e-1)
+    return _log_special32(x, r)
+
+
+# --- logs, float64 (FreeBSD msun) -------------------------------------------------------------
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_HI32 = np.int64(-4294967296)  # 0xFFFFFFFF00000000: keeps a double's high word
+
+
+@nb.njit(**INLINE)
+def _log_parts64(x):
+    """x > 0 -> (f, k, hfsq, r): x = 2**k (1 + f), 1 + f in [sqrt(1/2), sqrt(2)), hfsq =
+    f^2 / 2 and r = s (hfsq + R(s^2)) with s = f / (2 + f) (k_log1p)."""
+    sub = x < 2.2250738585072014e-308
+    xs = x * 18014398509481984.0 if sub else x  # 2**54
+    bits = f64_as_i64(xs)
+    k = ((bits >> np.int64(52)) & np.int64(0x7FF)) - np.int64(1023)
+    k = k - np.int64(54) if sub else k
+    mant = bits & np.int64(0x000FFFFFFFFFFFFF)
+    i = ((mant >> np.int64(32)) + np.int64(0x95F64)) & np.int64(0x100000)  # m >= sqrt(2)?
+    m = i64_as_f64(mant | ((i ^ np.int64(0x3FF00000)) << np.int64(32)))
+    k = k + (i >> np.int64(20))
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01
+                                              + w * 1.531383769920937332e-01))  # fmt: skip
+    t2 = z * (6.666666666666735130e-01 + w * (2.857142874366239149e-01
+              + w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)))  # fmt: skip
+    hfsq = 0.5 * f * f
+    return f, np.float64(k), hfsq, s * (hfsq + (t2 + t1))
+
+
+@nb.njit(**INLINE)
+def _log_special64(x, r):
+    r = r if x < np.inf else x
+    return r if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
+
+
+@nb.njit(**INLINE)
+def log64(x):
+    f, k, hfsq, r = _log_parts64(x)
+    return _log_special64(x, k * _LN2_HI - ((hfsq - (r + k * _LN2_LO)) - f))
+
+
+@nb.njit(**INLINE)
+def _head_tail64(f, hfsq, r):
+    """log1p(f) as hi + lo, hi with its low 32 bits zero (a product with a 33-bit constant
+    head is then exact)."""
+    hi = i64_as_f64(f64_as_i64(f - hfsq) & _HI32)
+    return hi, (f - hi) - hfsq + r
+
+
+@nb.njit(**INLINE)
+def log2_64(x):
+    f, k, hfsq, r = _log_parts64(x)
+    hi, lo = _head_tail64(f, hfsq, r)
+    val_hi = hi * 1.44269504072144627571e00
+    val_lo = (lo + hi) * 1.67517131648865118353e-10 + lo * 1.44269504072144627571e00
+    w = k + val_hi
+    val_lo = val_lo + ((k - w) + val_hi)
+    return _log_special64(x, val_lo + w)
+
+
+@nb.njit(**INLINE)
+def log10_64(x):
+    f, k, hfsq, r = _log_parts64(x)
+    hi, lo = _head_tail64(f, hfsq, r)
+    val_hi = hi * 4.34294481878168880939e-01
+    y2 = k * 3.01029995663611771306e-01
+    val_lo = (k * 3.69423907715893078616e-13 + (lo + hi) * 2.50829467116452752298e-11
+              + lo * 4.34294481878168880939e-01)  # fmt: skip
+    w = y2 + val_hi
+    val_lo = val_lo + ((y2 - w) + val_hi)
+    return _log_special64(x, val_lo + w)
+
+
+# --- sin and cos -----------------------------------------------------------------------------
+_INVPIO2 = 6.36619772367581382433e-01
+_PIO2_1 = 1.57079632673412561417e00  # pi/2's first 33 bits
+_PIO2_2 = 6.07710050630396597660e-11  # the next 33 bits, and so on
+_PIO2_2T = 2.02226624879595063154e-21
+_PIO2_3 = 2.02226624871116645580e-21
+_PIO2_3T = 8.47842766036889956997e-32
+TRIG_MAX32 = np.float32(71476.0)  # from here on the kernels hand a float32 element to libm
+TRIG_MAX64 = 1647099.0  # 2**20 pi/2: the same for float64
+
+
+_PIO2_HI32 = np.float32(float.fromhex("-0x1.921fb0p+00"))  # -pi/2 in three float32 parts,
+_PIO2_MED32 = np.float32(float.fromhex("-0x1.5110b4p-22"))  # the first with 20 bits
+_PIO2_LO32 = np.float32(float.fromhex("-0x1.846988p-48"))
+
+
+@nb.njit(**INLINE)
+def _quadrant32(x):
+    """float32 x -> (j mod 4, r): x = j pi/2 + r, |r| <= pi/4, with pi/2 in three float32
+    parts and a fused multiply-add each (Cody-Waite, as numpy's own SIMD sinf: r to a few
+    ulp for |x| < TRIG_MAX32)."""
+    fn = np.rint(x * np.float32(0.636619772367581343))
+    r = fmadd(fn, _PIO2_HI32, x)
+    r = fmadd(fn, _PIO2_MED32, r)
+    r = fmadd(fn, _PIO2_LO32, r)
+    return np.int32(fn) & np.int32(3), r
+
+
+@nb.njit(**INLINE)
+def _sin_poly32(r):  # Cephes' sinf on |r| <= pi/4
+    z = r * r
+    p = fmadd(np.float32(-1.9515295891e-4), z, np.float32(8.3321608736e-3))
+    p = fmadd(p, z, np.float32(-1.6666654611e-1))
+    return fmadd(p * z, r, r)
+
+
+@nb.njit(**INLINE)
+def _cos_poly32(r):  # Cephes' cosf on |r| <= pi/4
+    z = r * r
+    p = fmadd(np.float32(2.443315711809948e-5), z, np.float32(-1.388731625493765e-3))
+    p = fmadd(p, z, np.float32(4.166664568298827e-2))
+    return fmadd(p * z, z, fmadd(np.float32(-0.5), z, np.float32(1.0)))
+
+
+@nb.njit(**INLINE)
+def _pick(q, s, c, shift):
+    """sin (shift 0) or cos (shift 1) of j pi/2 + r from s = sin r, c = cos r, q = j mod 4
+    (an integer of q's type)."""
+    q = (q + shift) & 3
+    v = c if (q & 1) == 1 else s
+    return -v if q >= 2 else v
+
+
+@nb.njit(**INLINE)
+def sin32(x):
+    q, r = _quadrant32(x)
+    v = _pick(q, _sin_poly32(r), _cos_poly32(r), np.int32(0))
+    return x if x == np.float32(0.0) else v  # sin(-0) = -0
+
+
+@nb.njit(**INLINE)
+def cos32(x):
+    q, r = _quadrant32(x)
+    return _pick(q, _sin_poly32(r), _cos_poly32(r), np.int32(1))
+
+
+@nb.njit(**INLINE)
+def _quadrant64(x):
+    """x -> (j mod 4, y0, y1): x = j pi/2 + y0 + y1, |y0| <= pi/4, y1 y0's tail (FreeBSD's
+    __rem_pio2 for |x| < 2**20 pi/2, its three rounds always taken)."""
+    fn = np.rint(x * _INVPIO2)
+    t = x - fn * _PIO2_1  # exact; each round below replaces the last one's tail constant
+    w = fn * _PIO2_2
+    r = t - w
+    w = fn * _PIO2_2T - ((t - r) - w)
+    t = r
+    w = fn * _PIO2_3
+    r = t - w
+    w = fn * _PIO2_3T - ((t - r) - w)
+    y0 = r - w
+    return np.int64(fn) & np.int64(3), y0, (r - y0) - w
+
+
+@nb.njit(**INLINE)
+def _sin_poly64(x, y):  # FreeBSD's __kernel_sin(x, y, 1): sin(x + y), |x| <= pi/4
+    z = x * x
+    w = z * z
+    r = 8.33333333332248946124e-03 + z * (-1.98412698298579493134e-04
+                                          + z * 2.75573137070700676789e-06)  # fmt: skip
+    r = r + z * w * (-2.50507602534068634195e-08 + z * 1.58969099521155010221e-10)
+    v = z * x
+    return x - ((z * (0.5 * y - v * r) - y) - v * -1.66666666666666324348e-01)
+
+
+@nb.njit(**INLINE)
+def _cos_poly64(x, y):  # FreeBSD's __kernel_cos(x, y): cos(x + y), |x| <= pi/4
+    z = x * x
+    w = z * z
+    r = z * (4.16666666666666019037e-02 + z * (-1.38888888888741095749e-03
+             + z * 2.48015872894767294178e-05))  # fmt: skip
+    r = r + w * w * (-2.75573143513906633035e-07 + z * (2.08757232129817482790e-09
+                     + z * -1.13596475577881948265e-11))  # fmt: skip
+    hz = 0.5 * z
+    w = 1.0 - hz
+    return w + (((1.0 - w) - hz) + (z * r - x * y))
+
+
+@nb.njit(**INLINE)
+def sin64(x):
+    q, y0, y1 = _quadrant64(x)
+    v = _pick(q, _sin_poly64(y0, y1), _cos_poly64(y0, y1), np.int64(0))
+    return x if x == 0.0 else v
+
+
+@nb.njit(**INLINE)
+def cos64(x):
+    q, y0, y1 = _quadrant64(x)
+    return _pick(q, _sin_poly64(y0, y1), _cos_poly64(y0, y1), np.int64(1))
+
+
+# --- generic forms: the kernels call these; the dtype picks the polynomial ------------------
+
+
+def flog(x):  # pragma: no cover - replaced by the overload inside jitted code
+    raise NotImplementedError
+
+
+def flog2(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+def flog10(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+def fsin(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+def fcos(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+def trig_far(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+def _generic(f32, f64, fallback):
+    def pick(x):
+        if x == types.float32:
+            return lambda x: f32(x)
+        if x == types.float64:
+            return lambda x: f64(x)
+        return lambda x: fallback(x)
+
+    return pick
+
+
+overload(flog, inline="always")(_generic(log32, log64, np.log))
+overload(flog2, inline="always")(_generic(log2_32, log2_64, np.log2))
+overload(flog10, inline="always")(_generic(log10_32, log10_64, np.log10))
+overload(fsin, inline="always")(_generic(sin32, sin64, np.sin))
+overload(fcos, inline="always")(_generic(cos32, cos64, np.cos))
+
+
+@overload(trig_far, inline="always")
+def _trig_far(x):
+    """Whether x is finite and past the reduction's range: fsin/fcos of it are libm's job."""
+    if x == types.float32:  # & of two compares: no branch (vectorizes)
+        return lambda x: (np.abs(x) >= TRIG_MAX32) & (np.abs(x) < _INF32)
+    return lambda x: (np.abs(x) >= TRIG_MAX64) & (np.abs(x) < np.inf)
