@@ -21,6 +21,7 @@ HAS_NUMBA = backends.is_available(Backend.NUMBA)
 
 def test_every_threshold_class_is_known():
     assert {spec.kind for spec in OPS.values()} <= set(dispatch.THRESHOLDS)
+    assert {spec.kind64 for spec in OPS.values()} - {None} <= set(dispatch.THRESHOLDS)
     assert set(dispatch.GPU_THRESHOLDS) == set(dispatch.THRESHOLDS)
 
 
@@ -33,6 +34,32 @@ def test_auto_picks_by_size():
     assert dispatch.choose(spec, t) is Backend.NUMBA
     assert dispatch.choose(OPS["matmul"], 1 << 40) is Backend.NUMPY
     assert dispatch.choose(OPS["eigh"], 1 << 40) is Backend.NUMPY
+
+
+@pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+@pytest.mark.skipif(dispatch.forced_backend() is not None, reason="TRUENO_BACKEND is set")
+def test_a_float64_call_takes_the_ops_float64_class():
+    """sin: float64 from "trig64" (numpy's float64 sine is scalar libm), float32 from "trig",
+    decided alike by choose(), by run() and by the op's own fast path (its bound64)."""
+    spec = OPS["sin"]
+    t32, t64 = dispatch.THRESHOLDS["trig"], dispatch.THRESHOLDS["trig64"]
+    assert spec.kind64 == "trig64" and t64 < t32
+    a32, a64 = np.linspace(-3, 3, t64, dtype=np.float32), np.linspace(-3, 3, t64)
+    assert dispatch.choose(spec, t64, (a32,)) is Backend.NUMPY
+    assert dispatch.choose(spec, t64, (a64,)) is Backend.NUMBA
+    assert dispatch.choose(spec, t64 - 1, (a64[1:],)) is Backend.NUMPY
+    assert dispatch.choose(spec, t32, (a32,)) is Backend.NUMBA
+    assert (trueno.sin.bound, trueno.sin.bound64) == (t32, t64)
+    assert (trueno.add.bound, trueno.add.bound64) == (dispatch.THRESHOLDS["elementwise"],) * 2
+    with trueno.trace.capture() as t:
+        for x in (a32, a64, a64[1:]):
+            np.testing.assert_allclose(trueno.sin(x), np.sin(x), rtol=4e-6)
+    backend = [(s["dtype"], s["shape"][0], s["backend"]) for s in t.spans if s["name"] == "sin"]
+    assert backend == [("float32", t64, "numpy"), ("float64", t64, "numba"),
+                       ("float64", t64 - 1, "numpy")]  # fmt: skip
+    with dispatch.use_backend(Backend.NUMPY):  # a forced backend closes both bounds
+        assert (trueno.sin.bound, trueno.sin.bound64) == (0, 0)
+    assert trueno.sin.bound64 == t64
 
 
 def test_use_backend_forces_and_restores():

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from time import perf_counter_ns
 
+import numpy as np
+
 from trueno import backends, config
 from trueno.backends import Backend
 from trueno.opspec import OpSpec
@@ -63,6 +65,9 @@ THRESHOLDS: dict[str, int] = {
     # on one thread, 1.46-1.52x at 2^15 on the team, 2.0-2.2x at 2^18; float64 beats numpy's
     # scalar libm everywhere (2.1x at 2^10, 4.7x at 2^14, 12-16x on the team)
     "trig": 1 << 15,
+    # sin, cos on float64: numpy's are scalar libm here (8.8 ns an element); numba's polynomial
+    # wins from 2^9 (1.35x, 2.0x at 2^10, 4.7x at 2^14 on one thread, 12-16x on the team)
+    "trig64": 1 << 9,
     # ln: float32 0.99x at 2^15, 1.19x at 2^16, 1.31x at 2^18 (the team); float64 1.10x at 2^16
     "log": 1 << 16,
     "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: 1 pass vs 2-6
@@ -87,6 +92,10 @@ THRESHOLDS: dict[str, int] = {
     # tan, log2, log10, pow, the inverse and hyperbolic functions: numba calls scalar libm
     # (log2, log10: its polynomials, still 0.72-0.85x numpy's float32 SIMD ones at 2^18)
     "libm": 1 << 62,
+    # tan, sinh, cosh on float64: numba's polynomials on its team against numpy's SIMD ones
+    # (tan 1.22x at 2^15, 1.52x at 2^18; sinh 1.11x, 1.31x; cosh 1.38x, 1.53x; one thread
+    # 0.64-0.89x at 2^14); on float32 numpy's stay faster (0.40-0.88x at 2^18)
+    "libm64": 1 << 15,
     "conv": 1 << 10,  # convolve2d (n = image * kernel elements): 20x numpy's einsum
     "transpose": 1 << 16,  # numba copies 8-row strips; numpy's strided .T copy is 6x slower
     "gather": 1 << 62,  # embedding_lookup: numpy fancy indexing is a memcpy already
@@ -105,6 +114,7 @@ _kernels: dict[tuple[Backend, str], object] = {}
 _NUMPY_KERNELS: dict = backends.load(Backend.NUMPY).KERNELS  # the reference: always there
 _numba_ok: bool | None = None
 _modules = sys.modules
+_F64 = np.dtype(np.float64)
 
 # HOST_MAX[kind]: host inputs with fewer elements run numpy's kernel, decided by one lookup
 # (run() below; trueno.ops._fast keeps a copy of it per op function, pushed by the
@@ -188,6 +198,14 @@ def _lazy_run(spec: OpSpec, args: tuple, kwargs: dict | None):
     return importlib.import_module("trueno.dask.array").run(spec, args, kwargs or {})
 
 
+def kind_of(spec: OpSpec, args: tuple = ()) -> str:
+    """The threshold class of a call: ``spec.kind64`` for a float64 first operand where the
+    op has one, else ``spec.kind``."""
+    if spec.kind64 is not None and args and getattr(args[0], "dtype", None) == _F64:
+        return spec.kind64
+    return spec.kind
+
+
 def choose(spec: OpSpec, n: int, args: tuple = ()) -> Backend:
     """The backend AUTO (or a forced backend) picks for ``spec`` on ``n`` input elements."""
     forced = _forced.get() or _ENV_FORCED
@@ -195,10 +213,11 @@ def choose(spec: OpSpec, n: int, args: tuple = ()) -> Backend:
         return forced
     if "cupy" in sys.modules and any(_is_device_array(a) for a in args):
         return Backend.CUPY
-    gpu_min = GPU_THRESHOLDS.get(spec.kind)
+    kind = kind_of(spec, args)
+    gpu_min = GPU_THRESHOLDS.get(kind)
     if gpu_min is not None and n >= gpu_min and backends.is_available(Backend.CUPY):
         return Backend.CUPY
-    if n >= THRESHOLDS[spec.kind]:
+    if n >= THRESHOLDS[kind]:
         global _numba_ok
         if _numba_ok is None:
             _numba_ok = backends.is_available(Backend.NUMBA)
@@ -244,8 +263,9 @@ class _Fallback:
 
 def run(spec: OpSpec, n: int, args: tuple, kwargs: dict | None = None):
     """Run ``spec`` on validated ``args`` (``n`` = input elements) on the chosen backend."""
+    kind = spec.kind if spec.kind64 is None else kind_of(spec, args)
     if (
-        n < HOST_MAX[spec.kind] and "cupy" not in _modules and "dask" not in _modules
+        n < HOST_MAX[kind] and "cupy" not in _modules and "dask" not in _modules
     ):  # the common small-input case, decided inline (same answer as choose())
         backend = Backend.NUMPY
         fn = _NUMPY_KERNELS[spec.name]

@@ -22,6 +22,9 @@ class OpSpec:
     # 1-D array mapped through its own reduction (zscore, normalize), "mat" other
     args: str = "x"
     domain: tuple[float, float] | None = None  # valid input range (asin: (-1, 1))
+    # threshold class of float64 inputs, where numpy's float64 kernel is another kind of code
+    # than its float32 one (sin: scalar libm against SIMD); None: ``kind`` for both
+    kind64: str | None = None
 
 
 OPS: dict[str, OpSpec] = {}
@@ -36,9 +39,10 @@ def declare(
     doc: str = "",
     args: str = "x",
     domain: tuple[float, float] | None = None,
+    kind64: str | None = None,
 ) -> OpSpec:
     if name in OPS:
         raise ValueError(f"op {name!r} declared twice")
-    spec = OpSpec(name, kind, rtol, atol, flops, doc, args, domain)
+    spec = OpSpec(name, kind, rtol, atol, flops, doc, args, domain, kind64)
     OPS[name] = spec
     return spec

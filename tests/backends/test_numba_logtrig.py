@@ -1,8 +1,9 @@
-"""The vectorized log, log2, log10, sin and cos of numba_kernels/_logtrig.py, in ulps of the
-result: float32 against the float64 result rounded to float32 (correct rounding but for
-double rounding, which the bounds absorb), float64 against numpy; over dense grids, the whole
-range (hypothesis) and the edges: 0, -0, subnormals, infinities, NaN, negative logs, and sines
-past the reduction's range, which the kernels give to libm."""
+"""The vectorized log, log2, log10, sin, cos, tan, sinh and cosh of numba_kernels/_logtrig.py,
+in ulps of the result: float32 against the float64 result rounded to float32 (correct rounding
+but for double rounding, which the bounds absorb), float64 against numpy; over dense grids, the
+whole range (hypothesis) and the edges: 0, -0, subnormals, infinities, NaN, negative logs,
+overflowing sinh and cosh, and sines past the reduction's range, which the kernels give to
+libm."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ FUNCS = {  # name: (float32 form, float64 form, numpy's)
     "log10": (L.log10_32, L.log10_64, np.log10),
     "sin": (L.sin32, L.sin64, np.sin),
     "cos": (L.cos32, L.cos64, np.cos),
+    "tan": (L.tan32, L.tan64, np.tan),
+    "sinh": (L.sinh32, L.sinh64, np.sinh),
+    "cosh": (L.cosh32, L.cosh64, np.cosh),
 }
 BOUND = {  # max ulps: (float32 vs correctly rounded, float64 vs numpy)
     "log": (1, 1),
@@ -32,8 +36,11 @@ BOUND = {  # max ulps: (float32 vs correctly rounded, float64 vs numpy)
     "log10": (2, 1),
     "sin": (2, 1),
     "cos": (2, 1),
+    "tan": (1, 3),
+    "sinh": (1, 2),
+    "cosh": (1, 2),
 }
-KERNEL = {"log": "ln", "log2": "log2", "log10": "log10", "sin": "sin", "cos": "cos"}
+KERNEL = {name: name for name in FUNCS} | {"log": "ln"}
 DTYPES = (np.float32, np.float64)
 _LOOPS: dict = {}
 
@@ -98,6 +105,14 @@ def grid(name: str, dtype) -> np.ndarray:
             10.0 ** np.arange(-30, 31),
             2.0 ** np.arange(-140, 120),
         ]
+    elif name in ("sinh", "cosh"):
+        big = 89.5 if dtype == np.float32 else 711.0  # past overflow
+        parts = [
+            rng.uniform(-big, big, 50_000),
+            rng.uniform(-1.2, 1.2, 50_000),  # the expm1 form and its edge at 1
+            np.exp(rng.uniform(-80, 0, 5_000)) * rng.choice([-1, 1], 5_000),
+            np.nextafter(np.float64([1.0, 709.0, 88.0, 89.0, 89.4]), 0),
+        ]
     else:
         top = float(L.TRIG_MAX32 if dtype == np.float32 else L.TRIG_MAX64)
         parts = [
@@ -134,7 +149,7 @@ def test_whole_range_through_the_kernels(name, x):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("name", ["sin", "cos"])
+@pytest.mark.parametrize("name", ["sin", "cos", "tan"])
 def test_far_arguments_go_to_libm_on_both_routes(name, dtype, monkeypatch):
     """Elements at and past TRIG_MAX, mixed among ordinary ones, on the team (a big array) and
     on the calling thread (a small one, and a forked process's route)."""

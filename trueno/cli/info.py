@@ -14,9 +14,11 @@ EXAMPLE_OP = {  # one representative op per threshold class
     "clip": "relu",
     "transcendental": "exp",
     "trig": "sin",
+    "trig64": "sin (float64)",
     "log": "ln",
     "fused": "gelu",
     "libm": "tan",
+    "libm64": "tan (float64)",
     "reduction": "sum",
     "blas1": "dot",
     "sumsq": "norm_l2",
@@ -40,15 +42,21 @@ def register(subparsers) -> None:
 
 def dispatch_table() -> dict[str, dict[int, str]]:
     """{op class: {size: backend}} as AUTO would pick for host arrays."""
+    import numpy as np
+
     from trueno import dispatch
     from trueno.opspec import OPS
 
+    f64 = (np.empty(0, np.float64),)  # a float64 operand: the classes of float64 calls
     table = {}
     for kind in dispatch.THRESHOLDS:
         spec = next((s for s in OPS.values() if s.kind == kind), None)
+        args: tuple = ()
+        if spec is None:
+            spec, args = next((s for s in OPS.values() if s.kind64 == kind), None), f64
         if spec is None:
             continue
-        table[kind] = {n: dispatch.choose(spec, n).value for n in SIZES}
+        table[kind] = {n: dispatch.choose(spec, n, args).value for n in SIZES}
     return table
 
 

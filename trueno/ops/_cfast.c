@@ -24,6 +24,7 @@ typedef struct {
     PyObject *flags;   /* the recorder module's __dict__: flags["ENABLED"] */
     PyObject *dict;    /* __wrapped__, __name__, __doc__ ... */
     Py_ssize_t bound;  /* HOST_MAX of the op's kind, pushed by dispatch */
+    Py_ssize_t bound64; /* the same for float64 operands (the op's kind64, else its kind) */
     PyObject *defaults; /* a tuple: the defaults of the last float parameters */
     int arity;          /* 1, 2 or 3 arrays */
     int floats;         /* then this many float parameters (exact Python floats) */
@@ -60,7 +61,7 @@ fastop_vectorcall(PyObject *self_, PyObject *const *args, size_t nargsf, PyObjec
         PyArrayObject *a = (PyArrayObject *)args[0];
         if (fast_operand(args[0], &da)) {
             npy_intp n = PyArray_SIZE(a);
-            int ok = n < self->bound && n >= self->min_size;
+            int ok = n < (da == F64 ? self->bound64 : self->bound) && n >= self->min_size;
             for (Py_ssize_t i = 1; ok && i < self->arity; i++) {
                 PyArrayObject *b = (PyArrayObject *)args[i];
                 int nd = PyArray_NDIM(a);
@@ -129,6 +130,7 @@ fastop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->dict = NULL;
     self->bound = 0;
+    self->bound64 = 0;
     self->arity = arity;
     self->floats = floats;
     self->min_size = empty_ok ? 0 : 1;
@@ -204,6 +206,8 @@ static PyMethodDef fastop_methods[] = {
 
 static PyMemberDef fastop_members[] = {
     {"bound", T_PYSSIZET, offsetof(FastOp, bound), 0, "live HOST_MAX of the op's kind"},
+    {"bound64", T_PYSSIZET, offsetof(FastOp, bound64), 0,
+     "live HOST_MAX of the op's kind for float64 operands"},
     {"ref", T_OBJECT, offsetof(FastOp, ref), READONLY, "numpy's kernel"},
     {"general", T_OBJECT, offsetof(FastOp, general), READONLY, "the op's full path"},
     {"__dictoffset__", T_PYSSIZET, offsetof(FastOp, dict), READONLY},

@@ -72,6 +72,8 @@ def _bind(kind: str, put: Callable[[int], None]) -> None:
 def bind_global(namespace: MutableMapping[str, Any], name: str, spec: OpSpec) -> None:
     """Keep ``namespace[name]`` (an op module's ``globals()``) equal to ``HOST_MAX`` of
     ``spec``'s kind: inputs of a float dtype with fewer elements run numpy's kernel."""
+    if spec.kind64 is not None:  # one bound here: the op's own test would miss float64's
+        raise ValueError(f"{spec.name}: a global bound serves one threshold class")
     _bind(spec.kind, functools.partial(namespace.__setitem__, name))
 
 
@@ -157,6 +159,7 @@ def arrays(
     op = FastOp(ref, general, traced, _FLAGS, arity, empty_ok, floats, defaults)
     functools.update_wrapper(op, general)  # __wrapped__, __name__, __doc__ ... in its __dict__
     _bind(spec.kind, functools.partial(setattr, op, "bound"))
+    _bind(spec.kind64 or spec.kind, functools.partial(setattr, op, "bound64"))
     return cast(F, op)
 
 

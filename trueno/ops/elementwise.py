@@ -27,8 +27,10 @@ def _unary(
     doc: str,
     flops: float = 1.0,
     domain: tuple[float, float] | None = None,
+    kind64: str | None = None,
 ) -> Callable[[ArrayLike], Array]:
-    spec = declare(name, kind, rtol=rtol, flops=flops, doc=doc, args="x", domain=domain)
+    spec = declare(name, kind, rtol=rtol, flops=flops, doc=doc, args="x", domain=domain,
+                   kind64=kind64)  # fmt: skip
 
     def op(a: ArrayLike) -> Array:
         a = as_float_array(a, name)
@@ -77,14 +79,14 @@ exp = _unary("exp", "transcendental", 2e-6, "e ** a", flops=12)
 ln = _unary("ln", "log", LIBM, "natural log of a", flops=12)
 log2 = _unary("log2", "libm", LIBM, "base-2 log of a", flops=12)
 log10 = _unary("log10", "libm", LIBM, "base-10 log of a", flops=12)
-sin = _unary("sin", "trig", LIBM, "sine of a", flops=12)
-cos = _unary("cos", "trig", LIBM, "cosine of a", flops=12)
-tan = _unary("tan", "libm", LIBM, "tangent of a", flops=12)
+sin = _unary("sin", "trig", LIBM, "sine of a", flops=12, kind64="trig64")
+cos = _unary("cos", "trig", LIBM, "cosine of a", flops=12, kind64="trig64")
+tan = _unary("tan", "libm", LIBM, "tangent of a", flops=12, kind64="libm64")
 asin = _unary("asin", "libm", LIBM, "arcsine of a", flops=12, domain=(-1.0, 1.0))
 acos = _unary("acos", "libm", LIBM, "arccosine of a", flops=12, domain=(-1.0, 1.0))
 atan = _unary("atan", "libm", LIBM, "arctangent of a", flops=12)
-sinh = _unary("sinh", "libm", LIBM, "hyperbolic sine of a", flops=12)
-cosh = _unary("cosh", "libm", LIBM, "hyperbolic cosine of a", flops=12)
+sinh = _unary("sinh", "libm", LIBM, "hyperbolic sine of a", flops=12, kind64="libm64")
+cosh = _unary("cosh", "libm", LIBM, "hyperbolic cosine of a", flops=12, kind64="libm64")
 tanh = _unary("tanh", "transcendental", 2e-6, "hyperbolic tangent of a", flops=14)
 asinh = _unary("asinh", "libm", LIBM, "inverse hyperbolic sine of a", flops=12)
 acosh = _unary(

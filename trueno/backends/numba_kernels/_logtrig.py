@@ -33,6 +33,8 @@ from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_kernels._math import (
     INLINE,
+    exp64,
+    expm1_reduced64,
     f64_as_i64,
     fmadd,
     i64_as_f64,
@@ -322,6 +324,86 @@ def cos64(x):
     return _pick(q, _sin_poly64(y0, y1), _cos_poly64(y0, y1), np.int64(1))
 
 
+@nb.njit(**INLINE)
+def _tan_poly32(x):  # FreeBSD's __kernel_tandf (float64): tan(x), |x| <= pi/4, 2**-25.5
+    z = x * x
+    r = 0.00297435743359967304927 + z * 0.00946564784943673166728
+    t = 0.0533812378445670393523 + z * 0.0245283181166547278873
+    w = z * z
+    s = z * x
+    u = 0.333331395030791399758 + z * 0.133392002712976742718
+    return (x + s * u) + (s * w) * (t + w * r)
+
+
+@nb.njit(**INLINE)
+def tan32(x):
+    """tan in float64 from FreeBSD's float reduction (pi/2 in two float64 parts: exact for
+    |x| < 2**28 pi/2) and __kernel_tandf, rounded once to float32."""
+    xd = np.float64(x)
+    fn = np.rint(xd * _INVPIO2)
+    r = (xd - fn * 1.57079631090164184570e00) - fn * 1.58932547735281966916e-08
+    t = _tan_poly32(r)
+    v = np.float32(-1.0 / t if (np.int64(fn) & np.int64(1)) == np.int64(1) else t)
+    return x if x == np.float32(0.0) else v
+
+
+@nb.njit(**INLINE)
+def tan64(x):
+    """sin(r) / cos(r), or -cos(r) / sin(r) for odd j, from __kernel_sin and __kernel_cos of
+    the three-round reduction (one division; 2 ulp)."""
+    q, y0, y1 = _quadrant64(x)
+    s = _sin_poly64(y0, y1)
+    c = _cos_poly64(y0, y1)
+    odd = (q & np.int64(1)) == np.int64(1)
+    v = (-c if odd else s) / (s if odd else c)
+    return x if x == 0.0 else v
+
+
+# --- sinh and cosh: float64 from exp64 and an expm1 near 0; float32 through float64 ------------
+
+
+@nb.njit(**INLINE)
+def _expm1_below_one(a):
+    """e**a - 1 for 0 <= a < 1: e^r - 1 of _math's exp64 (r = a, or a - ln2 with ln2 in two
+    parts when a > ln2/2, then 2 (e^r - 1) + 1)."""
+    big = a > 0.34657359027997264
+    r = (a - _LN2_HI) - _LN2_LO if big else a
+    m = expm1_reduced64(r)
+    return (m + m) + 1.0 if big else m
+
+
+@nb.njit(**INLINE)
+def cosh64(x):
+    """(e^a + e^-a) / 2, a = |x|; past 709 (where e^a overflows first) (e^(a/2) / 2) e^(a/2)."""
+    a = np.abs(x)
+    big = a > 709.0
+    e = exp64(0.5 * a if big else a)
+    return (0.5 * e) * e if big else 0.5 * e + 0.5 / e
+
+
+@nb.njit(**INLINE)
+def sinh64(x):
+    """(m + m / (m + 1)) / 2 with m = e^a - 1 below a = |x| = 1 (no cancellation), (e^a -
+    e^-a) / 2 above, (e^(a/2) / 2) e^(a/2) past 709; signed by x (-0 stays -0)."""
+    a = np.abs(x)
+    m = _expm1_below_one(a if a < 1.0 else 0.0)
+    big = a > 709.0
+    e = exp64(0.5 * a if big else a)
+    v = 0.5 * (m + m / (m + 1.0)) if a < 1.0 else ((0.5 * e) * e if big else 0.5 * e - 0.5 / e)
+    v = -v if x < 0.0 else v
+    return x if x == 0.0 else v
+
+
+@nb.njit(**INLINE)
+def cosh32(x):
+    return np.float32(cosh64(np.float64(x)))
+
+
+@nb.njit(**INLINE)
+def sinh32(x):
+    return np.float32(sinh64(np.float64(x)))
+
+
 # --- generic forms: the kernels call these; the dtype picks the polynomial ------------------
 
 
@@ -345,6 +427,18 @@ def fcos(x):  # pragma: no cover
     raise NotImplementedError
 
 
+def ftan(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+def fsinh(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+def fcosh(x):  # pragma: no cover
+    raise NotImplementedError
+
+
 def trig_far(x):  # pragma: no cover
     raise NotImplementedError
 
@@ -365,6 +459,9 @@ overload(flog2, inline="always")(_generic(log2_32, log2_64, np.log2))
 overload(flog10, inline="always")(_generic(log10_32, log10_64, np.log10))
 overload(fsin, inline="always")(_generic(sin32, sin64, np.sin))
 overload(fcos, inline="always")(_generic(cos32, cos64, np.cos))
+overload(ftan, inline="always")(_generic(tan32, tan64, np.tan))
+overload(fsinh, inline="always")(_generic(sinh32, sinh64, np.sinh))
+overload(fcosh, inline="always")(_generic(cosh32, cosh64, np.cosh))
 
 
 @overload(trig_far, inline="always")

@@ -277,7 +277,7 @@ _LN2_LO = 1.90821492927058770002e-10
 
 
 @nb.njit(**INLINE)
-def _expm1_reduced64(r):
+def expm1_reduced64(r):
     """e**r - 1 for |r| <= ln2/2 as r + r^2 q(r), q a degree-9 fit at Chebyshev nodes
     (truncation 1.6e-17 relative to e**r, 0.15 ulp)."""
     q = fmadd(2.5100375832561234e-08, r, 2.7620075879983367e-07)
@@ -297,7 +297,7 @@ def _exp64_with(scale):
     def exp64(x):
         """e**x in float64 within 1 ulp: k = round(x / ln2) by the 1.5 * 2**52 shift (AVX2
         has no float64 -> int64 conversion; a bit cast vectorizes), r = x - k ln2 in two parts
-        (Cody-Waite, |r| <= ln2/2), e^r = 1 + _expm1_reduced64(r), times 2**k by ``scale``
+        (Cody-Waite, |r| <= ln2/2), e^r = 1 + expm1_reduced64(r), times 2**k by ``scale``
         (subnormal results round once; above 709.79 inf, below -745.2 zero; NaN stays
         NaN)."""
         hi = 709.8
@@ -308,7 +308,7 @@ def _exp64_with(scale):
         k = t - _SHIFT64
         r = fmadd(k, -_LN2_HI, xc)
         r = fmadd(k, -_LN2_LO, r)
-        return scale(_expm1_reduced64(r) + 1.0, t, k)
+        return scale(expm1_reduced64(r) + 1.0, t, k)
 
     return exp64
 
@@ -333,7 +333,7 @@ def tanh64(x):
     r = fmadd(k, -_LN2_LO, r)
     # 2**k: k sits in t's low 12 bits, so t's bits shifted up by 52 are k's exponent field
     s = i64_as_f64((f64_as_i64(t) << np.int64(52)) + _ONE64_BITS)
-    e = fmadd(s, _expm1_reduced64(r), s)
+    e = fmadd(s, expm1_reduced64(r), s)
     s2 = x * x
     p = fmadd(-9.64399179425052238628e-1, s2, -9.92877231001918586564e1)
     p = fmadd(p, s2, -1.61468768441708447952e3)

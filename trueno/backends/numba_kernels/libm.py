@@ -1,11 +1,12 @@
 """Numba kernels of the libm-class ops.
 
-ln, log2, log10, sin and cos are vectorized polynomials (:mod:`._logtrig`, 1-2 ulp) that loop
-over ``nb.prange`` and run on numba's OpenMP team for big inputs, like exp. The rest (tan, the
-inverse and hyperbolic functions, pow) call libm per element: correct and complete, but LLVM
-does not vectorize libm calls, and numpy's own SIMD math is faster here, so dispatch keeps
-those ops on numpy ("libm" threshold class); forcing the numba backend runs them (split over
-threads for big inputs)."""
+ln, log2, log10, sin, cos, tan, sinh and cosh are vectorized polynomials (:mod:`._logtrig`,
+1-3 ulp) that loop over ``nb.prange`` and run on numba's OpenMP team for big inputs, like exp;
+dispatch sends each to numba from the size where it beats numpy for the input's dtype (its
+"trig", "log", "trig64" and "libm64" classes). The rest (the inverse functions, pow) call libm
+per element: correct and complete, but LLVM does not vectorize libm calls, and numpy's own SIMD
+math is faster here, so dispatch keeps those ops on numpy ("libm" class); forcing the numba
+backend runs them (split over threads for big inputs)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,17 @@ import numpy as np
 
 from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels import _team
-from trueno.backends.numba_kernels._logtrig import fcos, flog, flog2, flog10, fsin, trig_far
+from trueno.backends.numba_kernels._logtrig import (
+    fcos,
+    fcosh,
+    flog,
+    flog2,
+    flog10,
+    fsin,
+    fsinh,
+    ftan,
+    trig_far,
+)
 from trueno.backends.numba_kernels._math import wide_vectors
 from trueno.backends.numba_kernels.elementwise import (
     PAR_MIN,
@@ -70,6 +81,37 @@ def _sin(out, a):
 
 
 @nb.njit(**JIT)
+def _tan(out, a):
+    far = 0
+    for i in nb.prange(out.size):
+        wide_vectors()
+        x = a[i]
+        out[i] = ftan(x)
+        far += np.int64(trig_far(x))
+    if far:
+        for i in range(out.size):
+            x = a[i]
+            if trig_far(x):
+                out[i] = np.tan(x)
+
+
+@nb.njit(**JIT)
+def _sinh(out, a):
+    for i in nb.prange(out.size):
+        wide_vectors()
+        x = a[i]
+        out[i] = fsinh(x)
+
+
+@nb.njit(**JIT)
+def _cosh(out, a):
+    for i in nb.prange(out.size):
+        wide_vectors()
+        x = a[i]
+        out[i] = fcosh(x)
+
+
+@nb.njit(**JIT)
 def _cos(out, a):
     far = 0
     for i in nb.prange(out.size):
@@ -82,13 +124,6 @@ def _cos(out, a):
             x = a[i]
             if trig_far(x):
                 out[i] = np.cos(x)
-
-
-@nb.njit(**JIT)
-def _tan(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.tan(x)
 
 
 @nb.njit(**JIT)
@@ -110,20 +145,6 @@ def _atan(out, a):
     for i in range(out.size):
         x = a[i]
         out[i] = np.arctan(x)
-
-
-@nb.njit(**JIT)
-def _sinh(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.sinh(x)
-
-
-@nb.njit(**JIT)
-def _cosh(out, a):
-    for i in range(out.size):
-        x = a[i]
-        out[i] = np.cosh(x)
 
 
 @nb.njit(**JIT)
@@ -161,16 +182,22 @@ def _pow(out, a, b):
             out[i] = x**y
 
 
-VECTOR = {"ln": _ln, "log2": _log2, "log10": _log10, "sin": _sin, "cos": _cos}
+VECTOR = {
+    "ln": _ln,
+    "log2": _log2,
+    "log10": _log10,
+    "sin": _sin,
+    "cos": _cos,
+    "tan": _tan,
+    "sinh": _sinh,
+    "cosh": _cosh,
+}
 for _name, _k in VECTOR.items():
     KERNELS[_name] = unary(_k, PAR_MIN, TEAM_MIN_MATH)
 for _name, _k in [
-    ("tan", _tan),
     ("asin", _asin),
     ("acos", _acos),
     ("atan", _atan),
-    ("sinh", _sinh),
-    ("cosh", _cosh),
     ("asinh", _asinh),
     ("acosh", _acosh),
     ("atanh", _atanh),
