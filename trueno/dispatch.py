@@ -61,9 +61,10 @@ THRESHOLDS: dict[str, int] = {
     # exp, tanh: numba's one-thread polynomials beat numpy's SIMD ones (exp 1.4x at 2^14), its
     # OpenMP team from 2^15 more (exp 2.8x numpy at 2^16)
     "transcendental": 1 << 14,
-    # sin, cos: numba's polynomials (_logtrig) on its OpenMP team; float32 0.90x numpy at 2^14
-    # on one thread, 1.46-1.52x at 2^15 on the team, 2.0-2.2x at 2^18; float64 beats numpy's
-    # scalar libm everywhere (2.1x at 2^10, 4.7x at 2^14, 12-16x on the team)
+    # sin, cos, asin, acos, atan: numba's polynomials (_logtrig) on its OpenMP team; sin and cos
+    # float32 0.90x numpy at 2^14 on one thread, 1.46-1.52x at 2^15 on the team, 2.0-2.2x at
+    # 2^18; asin, acos, atan 1.01-1.19x at 2^15, 1.39-2.27x at 2^18 (float64 1.32-1.61x, 1.45-
+    # 1.82x); sin and cos on float64 go by "trig64"
     "trig": 1 << 15,
     # sin, cos on float64: numpy's are scalar libm here (8.8 ns an element); numba's polynomial
     # wins from 2^9 (1.35x, 2.0x at 2^10, 4.7x at 2^14 on one thread, 12-16x on the team)

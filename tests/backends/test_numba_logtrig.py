@@ -29,6 +29,9 @@ FUNCS = {  # name: (float32 form, float64 form, numpy's)
     "tan": (L.tan32, L.tan64, np.tan),
     "sinh": (L.sinh32, L.sinh64, np.sinh),
     "cosh": (L.cosh32, L.cosh64, np.cosh),
+    "atan": (L.atan32, L.atan64, np.arctan),
+    "asin": (L.asin32, L.asin64, np.arcsin),
+    "acos": (L.acos32, L.acos64, np.arccos),
 }
 BOUND = {  # max ulps: (float32 vs correctly rounded, float64 vs numpy)
     "log": (1, 1),
@@ -39,6 +42,9 @@ BOUND = {  # max ulps: (float32 vs correctly rounded, float64 vs numpy)
     "tan": (1, 3),
     "sinh": (1, 2),
     "cosh": (1, 2),
+    "atan": (2, 1),
+    "asin": (2, 1),
+    "acos": (2, 1),
 }
 KERNEL = {name: name for name in FUNCS} | {"log": "ln"}
 DTYPES = (np.float32, np.float64)
@@ -104,6 +110,14 @@ def grid(name: str, dtype) -> np.ndarray:
             -rng.uniform(0, 10, 100),
             10.0 ** np.arange(-30, 31),
             2.0 ** np.arange(-140, 120),
+        ]
+    elif name in ("atan", "asin", "acos"):
+        parts = [
+            rng.uniform(-1, 1, 100_000),  # every reduction range of asin and acos
+            np.nextafter(np.float64([0.5, -0.5, 0.975, -0.975, 1.0, -1.0]), 0),
+            rng.uniform(-1.01, 1.01, 5_000),  # NaN past +-1 for asin, acos
+            np.exp(rng.uniform(-80, 80, 50_000)) * rng.choice([-1, 1], 50_000),  # atan's
+            np.float64([0.4375, 0.6875, 1.1875, 2.4375, 0.4142135623730950, 2.414213562373095]),
         ]
     elif name in ("sinh", "cosh"):
         big = 89.5 if dtype == np.float32 else 711.0  # past overflow

@@ -1,23 +1,31 @@
-"""Vectorizable log, log2, log10, sin and cos in float32 and float64, for the kernels to inline
-(numba's np.log / np.sin are scalar libm calls, which LLVM never vectorizes; numpy's are SIMD,
-so numba's scalar loops only tie numpy on two threads).
+"""Vectorizable log, log2, log10, sin, cos, tan, sinh, cosh, asin, acos and atan in float32 and
+float64, for the kernels to inline (numba's np.log, np.sin ... are scalar libm calls, which
+LLVM never vectorizes; numpy's are SIMD, so numba's scalar loops only tie numpy on two threads).
 
 - logs: x = 2**e (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)) from the exponent bits (subnormals
   scaled by 2**23 / 2**54 first). float32: Cephes' logf, log2f and log10f (f + f^3 P(f) with
   a degree-8 P, e's multiple of ln2 in two parts). float64: FreeBSD's e_log.c, e_log2.c and
   e_log10.c (s = f / (2 + f), log1p(f) = f - f^2/2 + s (f^2/2 + R(s^2)) with a degree-7 R;
   log2 and log10 multiply f's head and tail by the constant's head and tail).
-- sin, cos: x = j pi/2 + r with |r| <= pi/4 and a sine or cosine polynomial of r chosen by
-  j mod 4. float32 reduces in float64 (j pi/2 in two parts: exact for |x| < 2**20) and
-  evaluates Cephes' sinf/cosf polynomials in float64; float64 reduces with pi/2 in three
-  parts (FreeBSD's __rem_pio2 medium case, exact for |x| < 2**20 pi/2) and evaluates
-  FreeBSD's __kernel_sin/__kernel_cos. Larger |x| need more bits of pi than any fixed
-  reduction holds: the kernels give those elements to libm afterwards (``TRIG_MAX``).
+- sin, cos, tan: x = j pi/2 + r with |r| <= pi/4, then polynomials of r picked by j mod 4.
+  float32 sin, cos: pi/2 in three float32 parts by fused multiply-adds (as numpy's own SIMD
+  sinf) and Cephes' sinf/cosf polynomials; float32 tan: FreeBSD's float reduction in float64
+  and __kernel_tandf. float64: pi/2 in three parts (FreeBSD's __rem_pio2 medium case, its
+  three rounds always taken: exact for |x| < 2**20 pi/2) and __kernel_sin/__kernel_cos (tan:
+  their quotient). Larger |x| need more bits of pi than a fixed reduction holds: the kernels
+  give those elements to libm after the vector loop (:func:`trig_far`, ``TRIG_MAX32/64``).
+- sinh, cosh (float64; float32 through float64): exp64 with e^-a as its reciprocal, an expm1
+  form below |x| = 1 for sinh, and (e^(a/2) / 2) e^(a/2) past 709, where e^a overflows first.
+- atan: FreeBSD's s_atan.c (float64) and Cephes' atanf (float32), their range reductions by
+  selects and one division; asin, acos: FreeBSD's e_asin.c/e_acos.c (rational, sqrt past 1/2)
+  and Cephes' asinf/acosf.
 
-Special values as numpy: log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, sin/cos(+-inf) =
-NaN, NaN stays NaN. Max errors against numpy (tests/backends/test_numba_logtrig.py, dense grids
-and hypothesis over the whole range, in ulps of the result): float32 log 1, log2 1, log10 2,
-sin/cos 1; float64 log, log2, log10 1, sin, cos 1.
+Every branch of the originals is computed and one result selected, so the loops vectorize.
+Special values as numpy: log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, sin/cos/tan(+-inf) =
+NaN, asin/acos past +-1 NaN, sinh/cosh overflow to +-inf, odd functions keep -0, NaN stays NaN.
+Max errors (tests/backends/test_numba_logtrig.py: dense grids and hypothesis over the whole
+range) in ulps, float32 against the correctly rounded result, float64 against numpy: float32
+log, log2, tan, sinh, cosh 1; log10, sin, cos, atan, asin, acos 2; float64 all 1 but tan (3).
 
 numba's on-disk cache keys a kernel on its own file, not on the helpers it inlines: a change
 here must come with a change to libm.py, or warm caches keep the old code.
@@ -404,6 +412,158 @@ def sinh32(x):
     return np.float32(sinh64(np.float64(x)))
 
 
+# --- atan, asin, acos ------------------------------------------------------------------------
+_PIO2F = np.float32(1.5707963267948966)
+
+
+@nb.njit(**INLINE)
+def _atan_poly32(t):  # Cephes' atanf on |t| <= tan(pi/8)
+    z = t * t
+    p = fmadd(np.float32(8.05374449538e-2), z, np.float32(-1.38776856032e-1))
+    p = fmadd(p, z, np.float32(1.99777106478e-1))
+    p = fmadd(p, z, np.float32(-3.33329491539e-1))
+    return fmadd(p * z, t, t)
+
+
+@nb.njit(**INLINE)
+def atan32(x):
+    """Cephes' atanf, branch-free: |x| > tan(3pi/8): pi/2 + atan(-1/|x|); > tan(pi/8): pi/4 +
+    atan((|x| - 1) / (|x| + 1)); one division for the three forms; signed by x."""
+    a = np.abs(x)
+    big = a > np.float32(2.414213562373095)
+    mid = a > np.float32(0.4142135623730950)
+    num = np.float32(-1.0) if big else (a - np.float32(1.0) if mid else a)
+    den = a if big else (a + np.float32(1.0) if mid else np.float32(1.0))
+    base = 1.5707963267948966 if big else (0.7853981633974483 if mid else 0.0)
+    v = np.float32(base + np.float64(_atan_poly32(num / den)))  # pi/4 and pi/2 unrounded
+    return x if x == np.float32(0.0) else (-v if x < np.float32(0.0) else v)
+
+
+@nb.njit(**INLINE)
+def _asin_parts32(a):
+    """0 <= a <= 1 -> asin(a) by Cephes' asinf: z^2 P(z) on a <= 1/2, else pi/2 - 2 asin(
+    sqrt((1 - a) / 2))."""
+    big = a > np.float32(0.5)
+    z = np.float32(0.5) * (np.float32(1.0) - a) if big else a * a
+    t = np.sqrt(z) if big else a
+    p = fmadd(np.float32(4.2163199048e-2), z, np.float32(2.4181311049e-2))
+    p = fmadd(p, z, np.float32(4.5470025998e-2))
+    p = fmadd(p, z, np.float32(7.4953002686e-2))
+    p = fmadd(p, z, np.float32(1.6666752422e-1))
+    r = fmadd(p * z, t, t)
+    return _PIO2F - (r + r) if big else r
+
+
+@nb.njit(**INLINE)
+def asin32(x):
+    v = _asin_parts32(np.abs(x))  # NaN past |x| = 1 (sqrt of a negative), and at NaN
+    v = v if np.abs(x) <= np.float32(1.0) else _NAN32
+    return x if x == np.float32(0.0) else (-v if x < np.float32(0.0) else v)
+
+
+@nb.njit(**INLINE)
+def acos32(x):
+    """Cephes' acosf: pi - 2 asin(sqrt((1 + x) / 2)) below -1/2, 2 asin(sqrt((1 - x) / 2))
+    above 1/2, pi/2 - asin(x) between (float64 for the last subtraction: no cancellation)."""
+    a = np.abs(x)
+    far = a > np.float32(0.5)
+    z = np.float32(0.5) * (np.float32(1.0) - a) if far else a * a
+    t = np.sqrt(z) if far else a
+    p = fmadd(np.float32(4.2163199048e-2), z, np.float32(2.4181311049e-2))
+    p = fmadd(p, z, np.float32(4.5470025998e-2))
+    p = fmadd(p, z, np.float32(7.4953002686e-2))
+    p = fmadd(p, z, np.float32(1.6666752422e-1))
+    r = np.float64(fmadd(p * z, t, t))  # asin(t)
+    if_far = 3.141592653589793 - (r + r) if x < np.float32(0.0) else r + r
+    near = 1.5707963267948966 - (r if x >= np.float32(0.0) else -r)
+    v = np.float32(if_far if far else near)
+    return v if a <= np.float32(1.0) else _NAN32
+
+
+_AT = (3.33333333333329318027e-01, -1.99999999998764832476e-01, 1.42857142725034663711e-01,
+       -1.11111104054623557880e-01, 9.09088713343650656196e-02, -7.69187620504482999495e-02,
+       6.66107313738753120669e-02, -5.83357013379057348645e-02, 4.97687799461593236017e-02,
+       -3.65315727442169155270e-02, 1.62858201153657823623e-02)  # fmt: skip
+
+
+@nb.njit(**INLINE)
+def atan64(x):
+    """FreeBSD's s_atan.c, branch-free: |x| reduced by one of atan(1/2), atan(1), atan(3/2),
+    pi/2 (head and tail each) through one division, then its degree-11 odd polynomial."""
+    a = np.abs(x)
+    r0 = a < 0.4375
+    r1 = a < 0.6875
+    r2 = a < 1.1875
+    r3 = a < 2.4375
+    num = a if r0 else (2.0 * a - 1.0 if r1 else (a - 1.0 if r2 else (a - 1.5 if r3 else -1.0)))
+    den = 1.0 if r0 else (2.0 + a if r1 else (a + 1.0 if r2 else (1.0 + 1.5 * a if r3 else a)))
+    hi = 4.63647609000806093515e-01 if r1 else (7.85398163397448278999e-01 if r2 else (
+        9.82793723247329054082e-01 if r3 else 1.57079632679489655800e00))  # fmt: skip
+    lo = 2.26987774529616870924e-17 if r1 else (3.06161699786838301793e-17 if r2 else (
+        1.39033110312309984516e-17 if r3 else 6.12323399573676603587e-17))  # fmt: skip
+    t = num / den
+    z = t * t
+    w = z * z
+    s1 = z * (_AT[0] + w * (_AT[2] + w * (_AT[4] + w * (_AT[6] + w * (_AT[8] + w * _AT[10])))))
+    s2 = w * (_AT[1] + w * (_AT[3] + w * (_AT[5] + w * (_AT[7] + w * _AT[9]))))
+    v = t - t * (s1 + s2) if r0 else hi - ((t * (s1 + s2) - lo) - t)
+    return x if x == 0.0 else (-v if x < 0.0 else v)
+
+
+_PIO2_HI = 1.57079632679489655800e00
+_PIO2_LO = 6.12323399573676603587e-17
+_PIO4_HI = 7.85398163397448278999e-01
+
+
+@nb.njit(**INLINE)
+def _asin_rational64(t):
+    """FreeBSD's e_asin.c R(t) = P(t) / Q(t), asin(x) = x + x R(x^2) near 0."""
+    p = t * (1.66666666666666657415e-01 + t * (-3.25565818622400915405e-01 + t * (
+        2.01212532134862925881e-01 + t * (-4.00555345006794114027e-02 + t * (
+            7.91534994289814532176e-04 + t * 3.47933107596021167570e-05)))))  # fmt: skip
+    q = 1.0 + t * (-2.40339491173441421878e00 + t * (2.02094576023350569471e00 + t * (
+        -6.88283971605453293030e-01 + t * 7.70381505559019352791e-02)))  # fmt: skip
+    return p / q
+
+
+@nb.njit(**INLINE)
+def asin64(x):
+    """FreeBSD's e_asin.c, branch-free: x + x R(x^2) below |x| = 1/2; above, with t = (1 -
+    |x|) / 2 and s = sqrt(t), pi/2 - 2 (s + s R(t)) (s's head and tail split below 0.975)."""
+    a = np.abs(x)
+    small = a < 0.5
+    t = a * a if small else 0.5 * (1.0 - a)
+    r = _asin_rational64(t)
+    s = np.sqrt(t)
+    near_one = _PIO2_HI - (2.0 * (s + s * r) - _PIO2_LO)
+    head = i64_as_f64(f64_as_i64(s) & _HI32)
+    c = (t - head * head) / (s + head) if t > 0.0 else 0.0
+    p = 2.0 * s * r - (_PIO2_LO - 2.0 * c)
+    q = _PIO4_HI - 2.0 * head
+    middle = _PIO4_HI - (p - q)
+    v = a + a * r if small else (near_one if a >= 0.975 else middle)
+    v = v if a <= 1.0 else np.nan
+    return x if x == 0.0 else (-v if x < 0.0 else v)
+
+
+@nb.njit(**INLINE)
+def acos64(x):
+    """FreeBSD's e_acos.c, branch-free: pi/2 - (x + x R(x^2)) below |x| = 1/2; pi - 2 (s +
+    s R(t)) below -1/2 and 2 (head + tail) above 1/2, t = (1 - |x|) / 2, s = sqrt(t)."""
+    a = np.abs(x)
+    small = a < 0.5
+    t = x * x if small else 0.5 * (1.0 - a)
+    r = _asin_rational64(t)
+    s = np.sqrt(t)
+    inner = _PIO2_HI - (x - (_PIO2_LO - x * r))
+    negative = 3.14159265358979311600e00 - 2.0 * (s + (r * s - _PIO2_LO))
+    head = i64_as_f64(f64_as_i64(s) & _HI32)
+    c = (t - head * head) / (s + head) if t > 0.0 else 0.0  # x = 1: 0, not 0 / 0
+    positive = 2.0 * (head + (r * s + c))
+    v = inner if small else (negative if x < 0.0 else positive)
+    return v if a <= 1.0 else np.nan
+
+
 # --- generic forms: the kernels call these; the dtype picks the polynomial ------------------
 
 
@@ -439,6 +599,18 @@ def fcosh(x):  # pragma: no cover
     raise NotImplementedError
 
 
+def fatan(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+def fasin(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+def facos(x):  # pragma: no cover
+    raise NotImplementedError
+
+
 def trig_far(x):  # pragma: no cover
     raise NotImplementedError
 
@@ -462,6 +634,9 @@ overload(fcos, inline="always")(_generic(cos32, cos64, np.cos))
 overload(ftan, inline="always")(_generic(tan32, tan64, np.tan))
 overload(fsinh, inline="always")(_generic(sinh32, sinh64, np.sinh))
 overload(fcosh, inline="always")(_generic(cosh32, cosh64, np.cosh))
+overload(fatan, inline="always")(_generic(atan32, atan64, np.arctan))
+overload(fasin, inline="always")(_generic(asin32, asin64, np.arcsin))
+overload(facos, inline="always")(_generic(acos32, acos64, np.arccos))
 
 
 @overload(trig_far, inline="always")

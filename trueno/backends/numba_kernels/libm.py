@@ -1,12 +1,12 @@
 """Numba kernels of the libm-class ops.
 
-ln, log2, log10, sin, cos, tan, sinh and cosh are vectorized polynomials (:mod:`._logtrig`,
-1-3 ulp) that loop over ``nb.prange`` and run on numba's OpenMP team for big inputs, like exp;
-dispatch sends each to numba from the size where it beats numpy for the input's dtype (its
-"trig", "log", "trig64" and "libm64" classes). The rest (the inverse functions, pow) call libm
-per element: correct and complete, but LLVM does not vectorize libm calls, and numpy's own SIMD
-math is faster here, so dispatch keeps those ops on numpy ("libm" class); forcing the numba
-backend runs them (split over threads for big inputs)."""
+ln, log2, log10, sin, cos, tan, sinh, cosh, asin, acos and atan are vectorized polynomials
+(:mod:`._logtrig`, 1-3 ulp) that loop over ``nb.prange`` and run on numba's OpenMP team for big
+inputs, like exp; dispatch sends each to numba from the size where it beats numpy for the
+input's dtype (the "trig", "log", "trig64" and "libm64" classes). The rest (asinh, acosh,
+atanh, pow) call libm per element: correct and complete, but LLVM does not vectorize libm calls,
+and numpy's own SIMD math is faster here, so dispatch keeps those ops on numpy ("libm" class);
+forcing the numba backend runs them (split over threads for big inputs)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ import numpy as np
 from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels import _team
 from trueno.backends.numba_kernels._logtrig import (
+    facos,
+    fasin,
+    fatan,
     fcos,
     fcosh,
     flog,
@@ -128,23 +131,26 @@ def _cos(out, a):
 
 @nb.njit(**JIT)
 def _asin(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
-        out[i] = np.arcsin(x)
+        out[i] = fasin(x)
 
 
 @nb.njit(**JIT)
 def _acos(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
-        out[i] = np.arccos(x)
+        out[i] = facos(x)
 
 
 @nb.njit(**JIT)
 def _atan(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
-        out[i] = np.arctan(x)
+        out[i] = fatan(x)
 
 
 @nb.njit(**JIT)
@@ -191,13 +197,13 @@ VECTOR = {
     "tan": _tan,
     "sinh": _sinh,
     "cosh": _cosh,
+    "asin": _asin,
+    "acos": _acos,
+    "atan": _atan,
 }
 for _name, _k in VECTOR.items():
     KERNELS[_name] = unary(_k, PAR_MIN, TEAM_MIN_MATH)
 for _name, _k in [
-    ("asin", _asin),
-    ("acos", _acos),
-    ("atan", _atan),
     ("asinh", _asinh),
     ("acosh", _acosh),
     ("atanh", _atanh),
