@@ -41,9 +41,10 @@ REPRESENTATIVE = {  # class -> ops (the class threshold is the largest crossover
     "rowwise": ("softmax", "rms_norm", "layer_norm"),
     "stats": ("variance", "zscore"),
     "conv": ("convolve2d",),
-    "trig": ("sin", "cos"),
+    "trig": ("sin", "cos", "tan", "atan", "asin"),
     "log": ("ln",),
-    "libm": ("tan", "log2"),
+    "hyperbolic": ("sinh", "cosh"),
+    "libm": ("log2", "log10"),
 }
 NEVER = 1 << 62
 
@@ -52,6 +53,8 @@ def args_for(name: str, n: int, rng):
     x = (rng.standard_normal(n) * 3).astype(np.float32)
     if name in ("ln", "log2", "log10", "sqrt"):
         x = np.abs(x) + np.float32(0.1)
+    if name in ("asin", "acos"):
+        x = np.tanh(x)
     if name in ("add", "dot", "copysign"):
         return (x, x[::-1].copy())
     if name == "lerp":

@@ -61,16 +61,19 @@ THRESHOLDS: dict[str, int] = {
     # exp, tanh: numba's one-thread polynomials beat numpy's SIMD ones (exp 1.4x at 2^14), its
     # OpenMP team from 2^15 more (exp 2.8x numpy at 2^16)
     "transcendental": 1 << 14,
-    # sin, cos, asin, acos, atan: numba's polynomials (_logtrig) on its OpenMP team; sin and cos
-    # float32 0.90x numpy at 2^14 on one thread, 1.46-1.52x at 2^15 on the team, 2.0-2.2x at
-    # 2^18; asin, acos, atan 1.01-1.19x at 2^15, 1.39-2.27x at 2^18 (float64 1.32-1.61x, 1.45-
-    # 1.82x); sin and cos on float64 go by "trig64"
+    # sin, cos, tan, asin, acos, atan: numba's polynomials (_logtrig) on its OpenMP team; sin
+    # and cos float32 0.90x numpy at 2^14 on one thread, 1.46-1.52x at 2^15 on the team, 2.0-
+    # 2.2x at 2^18; the others 1.01-1.19x at 2^15, 1.39-2.27x at 2^18 (float64 1.32-1.61x,
+    # 1.45-1.82x); sin and cos on float64 go by "trig64"
     "trig": 1 << 15,
     # sin, cos on float64: numpy's are scalar libm here (8.8 ns an element); numba's polynomial
     # wins from 2^9 (1.35x, 2.0x at 2^10, 4.7x at 2^14 on one thread, 12-16x on the team)
     "trig64": 1 << 9,
     # ln: float32 0.99x at 2^15, 1.19x at 2^16, 1.31x at 2^18 (the team); float64 1.10x at 2^16
     "log": 1 << 16,
+    # sinh, cosh: float32 0.89x and 1.00x at 2^15, 1.05x and 1.30x at 2^16, 1.23x and 1.62x at
+    # 2^18; float64 1.17x and 1.30x at 2^15
+    "hyperbolic": 1 << 16,
     "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: 1 pass vs 2-6
     # sum, mean, norm_l1, norm_linf, sum_kahan (3-5x: many accumulators); from 2^14 against
     # numpy's inline fast path (sum 0.78x at 2^12, 1.11x at 2^14; mean 0.91x, 1.13x)
@@ -90,13 +93,9 @@ THRESHOLDS: dict[str, int] = {
     "rowwise": 1 << 8,  # softmax, layer_norm, rms_norm (fused passes per row)
     "stats": 1 << 10,  # variance, zscore, covariance ... (two fused passes)
     "matrix": 1 << 62,  # matmul family: BLAS through numpy is at the hardware limit
-    # tan, log2, log10, pow, the inverse and hyperbolic functions: numba calls scalar libm
-    # (log2, log10: its polynomials, still 0.72-0.85x numpy's float32 SIMD ones at 2^18)
+    # log2, log10, pow, asinh, acosh, atanh: numba's are scalar libm calls, or (log2, log10)
+    # polynomials still 0.72-0.85x numpy's float32 SIMD ones at 2^18
     "libm": 1 << 62,
-    # tan, sinh, cosh on float64: numba's polynomials on its team against numpy's SIMD ones
-    # (tan 1.22x at 2^15, 1.52x at 2^18; sinh 1.11x, 1.31x; cosh 1.38x, 1.53x; one thread
-    # 0.64-0.89x at 2^14); on float32 numpy's stay faster (0.40-0.88x at 2^18)
-    "libm64": 1 << 15,
     "conv": 1 << 10,  # convolve2d (n = image * kernel elements): 20x numpy's einsum
     "transpose": 1 << 16,  # numba copies 8-row strips; numpy's strided .T copy is 6x slower
     "gather": 1 << 62,  # embedding_lookup: numpy fancy indexing is a memcpy already

@@ -35,7 +35,18 @@ from trueno.opspec import OPS, OpSpec
 from trueno.trace import capturing, recorder
 
 ELEMENTWISE_KINDS = frozenset(
-    {"elementwise", "compute", "fma", "clip", "transcendental", "trig", "log", "fused", "libm"}
+    {
+        "elementwise",
+        "compute",
+        "fma",
+        "clip",
+        "transcendental",
+        "trig",
+        "log",
+        "hyperbolic",
+        "fused",
+        "libm",
+    }
 )
 ROWWISE = frozenset({"softmax", "log_softmax", "layer_norm", "rms_norm"})
 MATRIX = frozenset({"matmul", "matvec", "vecmat"})  # the vector ops: matmul on a column/row

@@ -8,14 +8,14 @@ LLVM never vectorizes; numpy's are SIMD, so numba's scalar loops only tie numpy 
   e_log10.c (s = f / (2 + f), log1p(f) = f - f^2/2 + s (f^2/2 + R(s^2)) with a degree-7 R;
   log2 and log10 multiply f's head and tail by the constant's head and tail).
 - sin, cos, tan: x = j pi/2 + r with |r| <= pi/4, then polynomials of r picked by j mod 4.
-  float32 sin, cos: pi/2 in three float32 parts by fused multiply-adds (as numpy's own SIMD
-  sinf) and Cephes' sinf/cosf polynomials; float32 tan: FreeBSD's float reduction in float64
-  and __kernel_tandf. float64: pi/2 in three parts (FreeBSD's __rem_pio2 medium case, its
-  three rounds always taken: exact for |x| < 2**20 pi/2) and __kernel_sin/__kernel_cos (tan:
-  their quotient). Larger |x| need more bits of pi than a fixed reduction holds: the kernels
+  float32: pi/2 in three float32 parts by fused multiply-adds (as numpy's own SIMD sinf) and
+  Cephes' sinf/cosf/tanf polynomials. float64: pi/2 in three parts (FreeBSD's __rem_pio2
+  medium case, its three rounds always taken: exact for |x| < 2**20 pi/2) and
+  __kernel_sin/__kernel_cos (tan: their quotient). Larger |x| need more bits of pi than a fixed reduction holds: the kernels
   give those elements to libm after the vector loop (:func:`trig_far`, ``TRIG_MAX32/64``).
-- sinh, cosh (float64; float32 through float64): exp64 with e^-a as its reciprocal, an expm1
-  form below |x| = 1 for sinh, and (e^(a/2) / 2) e^(a/2) past 709, where e^a overflows first.
+- sinh, cosh: exp (float64: exp64; float32: Cephes' expf) with e^-a as its reciprocal, and
+  (e^(a/2) / 2) e^(a/2) where e^a overflows first; below |x| = 1 sinh is (m + m / (m + 1)) / 2
+  with m = e^|x| - 1 (float64) or its Taylor polynomial to x^11 (float32).
 - atan: FreeBSD's s_atan.c (float64) and Cephes' atanf (float32), their range reductions by
   selects and one division; asin, acos: FreeBSD's e_asin.c/e_acos.c (rational, sqrt past 1/2)
   and Cephes' asinf/acosf.
@@ -25,7 +25,8 @@ Special values as numpy: log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, sin/co
 NaN, asin/acos past +-1 NaN, sinh/cosh overflow to +-inf, odd functions keep -0, NaN stays NaN.
 Max errors (tests/backends/test_numba_logtrig.py: dense grids and hypothesis over the whole
 range) in ulps, float32 against the correctly rounded result, float64 against numpy: float32
-log, log2, tan, sinh, cosh 1; log10, sin, cos, atan, asin, acos 2; float64 all 1 but tan (3).
+log, log2 1; log10, sin, cos, sinh, cosh, atan, asin, acos 2; tan 3; float64 1, but sinh and
+cosh 2 and tan 3.
 
 numba's on-disk cache keys a kernel on its own file, not on the helpers it inlines: a change
 here must come with a change to libm.py, or warm caches keep the old code.
@@ -41,6 +42,7 @@ from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_kernels._math import (
     INLINE,
+    exp32_accurate,
     exp64,
     expm1_reduced64,
     f64_as_i64,
@@ -333,25 +335,18 @@ def cos64(x):
 
 
 @nb.njit(**INLINE)
-def _tan_poly32(x):  # FreeBSD's __kernel_tandf (float64): tan(x), |x| <= pi/4, 2**-25.5
-    z = x * x
-    r = 0.00297435743359967304927 + z * 0.00946564784943673166728
-    t = 0.0533812378445670393523 + z * 0.0245283181166547278873
-    w = z * z
-    s = z * x
-    u = 0.333331395030791399758 + z * 0.133392002712976742718
-    return (x + s * u) + (s * w) * (t + w * r)
-
-
-@nb.njit(**INLINE)
 def tan32(x):
-    """tan in float64 from FreeBSD's float reduction (pi/2 in two float64 parts: exact for
-    |x| < 2**28 pi/2) and __kernel_tandf, rounded once to float32."""
-    xd = np.float64(x)
-    fn = np.rint(xd * _INVPIO2)
-    r = (xd - fn * 1.57079631090164184570e00) - fn * 1.58932547735281966916e-08
-    t = _tan_poly32(r)
-    v = np.float32(-1.0 / t if (np.int64(fn) & np.int64(1)) == np.int64(1) else t)
+    """Cephes' tanf on the float32 reduction of sin32: r + r^3 P(r^2) with a degree-5 P, or
+    -1 / that for odd j."""
+    q, r = _quadrant32(x)
+    z = r * r
+    p = fmadd(np.float32(9.38540185543e-3), z, np.float32(3.11992232697e-3))
+    p = fmadd(p, z, np.float32(2.44301354525e-2))
+    p = fmadd(p, z, np.float32(5.34112807005e-2))
+    p = fmadd(p, z, np.float32(1.33387994085e-1))
+    p = fmadd(p, z, np.float32(3.33331568548e-1))
+    t = fmadd(p * z, r, r)
+    v = np.float32(-1.0) / t if (q & np.int32(1)) == np.int32(1) else t
     return x if x == np.float32(0.0) else v
 
 
@@ -404,12 +399,31 @@ def sinh64(x):
 
 @nb.njit(**INLINE)
 def cosh32(x):
-    return np.float32(cosh64(np.float64(x)))
+    """cosh64's forms in float32 on exp32_accurate (past 88.7, where e^a overflows first, the
+    two halves' product)."""
+    a = np.abs(x)
+    big = a > np.float32(88.0)
+    e = exp32_accurate(np.float32(0.5) * a if big else a)
+    return (np.float32(0.5) * e) * e if big else np.float32(0.5) * e + np.float32(0.5) / e
 
 
 @nb.njit(**INLINE)
 def sinh32(x):
-    return np.float32(sinh64(np.float64(x)))
+    """x + x^3 / 3! + ... + x^11 / 11! below |x| = 1 (truncation under 2e-8), cosh32's forms
+    with the difference above; signed by x."""
+    a = np.abs(x)
+    z = a * a
+    p = fmadd(np.float32(1.0 / 39916800.0), z, np.float32(1.0 / 362880.0))
+    p = fmadd(p, z, np.float32(1.0 / 5040.0))
+    p = fmadd(p, z, np.float32(1.0 / 120.0))
+    p = fmadd(p, z, np.float32(1.0 / 6.0))
+    small = fmadd(p * z, a, a)
+    big = a > np.float32(88.0)
+    e = exp32_accurate(np.float32(0.5) * a if big else a)
+    large = (np.float32(0.5) * e) * e if big else np.float32(0.5) * e - np.float32(0.5) / e
+    v = small if a < np.float32(1.0) else large
+    v = -v if x < np.float32(0.0) else v
+    return x if x == np.float32(0.0) else v
 
 
 # --- atan, asin, acos ------------------------------------------------------------------------

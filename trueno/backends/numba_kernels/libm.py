@@ -3,7 +3,7 @@
 ln, log2, log10, sin, cos, tan, sinh, cosh, asin, acos and atan are vectorized polynomials
 (:mod:`._logtrig`, 1-3 ulp) that loop over ``nb.prange`` and run on numba's OpenMP team for big
 inputs, like exp; dispatch sends each to numba from the size where it beats numpy for the
-input's dtype (the "trig", "log", "trig64" and "libm64" classes). The rest (asinh, acosh,
+input's dtype (the "trig", "trig64", "log" and "hyperbolic" classes). The rest (asinh, acosh,
 atanh, pow) call libm per element: correct and complete, but LLVM does not vectorize libm calls,
 and numpy's own SIMD math is faster here, so dispatch keeps those ops on numpy ("libm" class);
 forcing the numba backend runs them (split over threads for big inputs)."""
