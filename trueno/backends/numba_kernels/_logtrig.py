@@ -11,8 +11,9 @@ LLVM never vectorizes; numpy's are SIMD, so numba's scalar loops only tie numpy 
   float32: pi/2 in three float32 parts by fused multiply-adds (as numpy's own SIMD sinf) and
   Cephes' sinf/cosf/tanf polynomials. float64: pi/2 in three parts (FreeBSD's __rem_pio2
   medium case, its three rounds always taken: exact for |x| < 2**20 pi/2) and
-  __kernel_sin/__kernel_cos (tan: their quotient). Larger |x| need more bits of pi than a fixed reduction holds: the kernels
-  give those elements to libm after the vector loop (:func:`trig_far`, ``TRIG_MAX32/64``).
+  __kernel_sin/__kernel_cos (tan: their quotient). Larger |x| need more bits of pi than a
+  fixed reduction holds: the kernels give those elements to libm after the vector loop
+  (:func:`trig_far`, ``TRIG_MAX32/64``).
 - sinh, cosh: exp (float64: exp64; float32: Cephes' expf) with e^-a as its reciprocal, and
   (e^(a/2) / 2) e^(a/2) where e^a overflows first; below |x| = 1 sinh is (m + m / (m + 1)) / 2
   with m = e^|x| - 1 (float64) or its Taylor polynomial to x^11 (float32).
