@@ -71,8 +71,8 @@ THRESHOLDS: dict[str, int] = {
     "trig64": 1 << 9,
     # ln: float32 0.99x at 2^15, 1.19x at 2^16, 1.31x at 2^18 (the team); float64 1.10x at 2^16
     "log": 1 << 16,
-    # sinh, cosh: float32 0.89x and 1.00x at 2^15, 1.05x and 1.30x at 2^16, 1.23x and 1.62x at
-    # 2^18; float64 1.17x and 1.30x at 2^15
+    # sinh, cosh, asinh, acosh, atanh: float32 0.88-1.00x at 2^15, 1.04-1.30x at 2^16, 1.11-
+    # 1.62x at 2^18 (the team); float64 1.02-1.30x at 2^15, 1.05-1.39x at 2^16
     "hyperbolic": 1 << 16,
     "fused": 1 << 10,  # sigmoid, gelu, silu, elu, mish, leaky_relu, hardswish: 1 pass vs 2-6
     # sum, mean, norm_l1, norm_linf, sum_kahan (3-5x: many accumulators); from 2^14 against
@@ -93,8 +93,8 @@ THRESHOLDS: dict[str, int] = {
     "rowwise": 1 << 8,  # softmax, layer_norm, rms_norm (fused passes per row)
     "stats": 1 << 10,  # variance, zscore, covariance ... (two fused passes)
     "matrix": 1 << 62,  # matmul family: BLAS through numpy is at the hardware limit
-    # log2, log10, pow, asinh, acosh, atanh: numba's are scalar libm calls, or (log2, log10)
-    # polynomials still 0.72-0.85x numpy's float32 SIMD ones at 2^18
+    # log2, log10, pow: numba's log2 and log10 polynomials are still 0.72-0.85x numpy's float32
+    # SIMD ones at 2^18 (float64 1.01-1.13x only there); pow is a scalar libm call (0.27x)
     "libm": 1 << 62,
     "conv": 1 << 10,  # convolve2d (n = image * kernel elements): 20x numpy's einsum
     "transpose": 1 << 16,  # numba copies 8-row strips; numpy's strided .T copy is 6x slower

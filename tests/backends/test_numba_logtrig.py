@@ -32,6 +32,9 @@ FUNCS = {  # name: (float32 form, float64 form, numpy's)
     "atan": (L.atan32, L.atan64, np.arctan),
     "asin": (L.asin32, L.asin64, np.arcsin),
     "acos": (L.acos32, L.acos64, np.arccos),
+    "asinh": (L.asinh32, L.asinh64, np.arcsinh),
+    "acosh": (L.acosh32, L.acosh64, np.arccosh),
+    "atanh": (L.atanh32, L.atanh64, np.arctanh),
 }
 BOUND = {  # max ulps: (float32 vs correctly rounded, float64 vs numpy)
     "log": (1, 1),
@@ -45,6 +48,9 @@ BOUND = {  # max ulps: (float32 vs correctly rounded, float64 vs numpy)
     "atan": (2, 1),
     "asin": (2, 1),
     "acos": (2, 1),
+    "asinh": (2, 2),
+    "acosh": (2, 2),
+    "atanh": (3, 3),
 }
 KERNEL = {name: name for name in FUNCS} | {"log": "ln"}
 DTYPES = (np.float32, np.float64)
@@ -118,6 +124,15 @@ def grid(name: str, dtype) -> np.ndarray:
             rng.uniform(-1.01, 1.01, 5_000),  # NaN past +-1 for asin, acos
             np.exp(rng.uniform(-80, 80, 50_000)) * rng.choice([-1, 1], 50_000),  # atan's
             np.float64([0.4375, 0.6875, 1.1875, 2.4375, 0.4142135623730950, 2.414213562373095]),
+        ]
+    elif name in ("asinh", "acosh", "atanh"):
+        parts = [
+            rng.uniform(-1.0, 1.0, 60_000),  # atanh's domain; asinh's small arguments
+            rng.uniform(0.99, 3.0, 30_000),  # acosh's forms meet at 2
+            np.exp(rng.uniform(-80, 88, 50_000)) * rng.choice([-1, 1], 50_000),
+            np.nextafter(np.float64([1.0, -1.0, 2.0]), 0),
+            np.float64([1e18, 1e20, 1e30, 1e150, 1e300]),
+            np.finfo(dtype).max / np.float64([1, 1.5, 2, 3]),  # past max / 2: no 2 x overflow
         ]
     elif name in ("sinh", "cosh"):
         big = 89.5 if dtype == np.float32 else 711.0  # past overflow

@@ -88,12 +88,12 @@ atan = _unary("atan", "trig", LIBM, "arctangent of a", flops=12)
 sinh = _unary("sinh", "hyperbolic", LIBM, "hyperbolic sine of a", flops=12)
 cosh = _unary("cosh", "hyperbolic", LIBM, "hyperbolic cosine of a", flops=12)
 tanh = _unary("tanh", "transcendental", 2e-6, "hyperbolic tangent of a", flops=14)
-asinh = _unary("asinh", "libm", LIBM, "inverse hyperbolic sine of a", flops=12)
+asinh = _unary("asinh", "hyperbolic", LIBM, "inverse hyperbolic sine of a", flops=12)
 acosh = _unary(
-    "acosh", "libm", LIBM, "inverse hyperbolic cosine of a", flops=12, domain=(1.0, 1e30)
+    "acosh", "hyperbolic", LIBM, "inverse hyperbolic cosine of a", flops=12, domain=(1.0, 1e30)
 )
 atanh = _unary(
-    "atanh", "libm", LIBM, "inverse hyperbolic tangent of a", flops=12, domain=(-1.0, 1.0)
+    "atanh", "hyperbolic", LIBM, "inverse hyperbolic tangent of a", flops=12, domain=(-1.0, 1.0)
 )
 
 SCALE = declare("scale", "elementwise", rtol=EXACT, doc="a * s", args="xs")

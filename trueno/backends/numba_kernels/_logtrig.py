@@ -579,6 +579,61 @@ def acos64(x):
     return v if a <= 1.0 else np.nan
 
 
+# --- asinh, acosh, atanh: logs of 1 + y --------------------------------------------------------
+
+
+def _inverse_hyperbolic(log, half, one, two, ln2, big):
+    """asinh, acosh and atanh of one precision on its ``log`` (constants of that precision;
+    ``big``: past it x^2 would overflow, and log|x| + ln2 is the result to the last bit)."""
+
+    @nb.njit(**INLINE)
+    def log1p(y):
+        """log(1 + y), y >= 0 or y > -1: Goldberg's log(u) y / (u - 1) with u = 1 + y rounded
+        (the factor undoes u's rounding); y itself where u is 1, inf at inf."""
+        u = one + y
+        d = u - one
+        v = log(u) * (y / d)
+        return y if d == 0 else (u if u == u + u else v)  # u + u == u: u is inf
+
+    @nb.njit(**INLINE)
+    def asinh(x):
+        """log1p(a + a^2 / (1 + sqrt(1 + a^2))), a = |x|; log(a) + ln2 past ``big``, where
+        a^2 would overflow (one log either way)."""
+        a = np.abs(x)
+        z = a * a
+        far = a > big
+        v = log1p(a if far else a + z / (one + np.sqrt(one + z))) + (ln2 if far else ln2 - ln2)
+        v = -v if x < 0 else v
+        return x if x == 0 else v
+
+    @nb.njit(**INLINE)
+    def acosh(x):
+        """log(x + sqrt(x^2 - 1)) as log1p(t + sqrt(t (t + 2))), t = x - 1 (exact): one form
+        for every x; log(x) + ln2 past ``big``; NaN below 1."""
+        t = x - one
+        far = x > big
+        v = log1p(x if far else t + np.sqrt(t * (t + two))) + (ln2 if far else ln2 - ln2)
+        return v if x >= one else (x - x) / (x - x)  # NaN below 1 (and at NaN)
+
+    @nb.njit(**INLINE)
+    def atanh(x):
+        """log1p(2 a / (1 - a)) / 2, a = |x|: inf at 1, NaN past it."""
+        a = np.abs(x)
+        v = half * log1p((a + a) / (one - a))
+        v = v if a <= one else (x - x) / (x - x)
+        v = -v if x < 0 else v
+        return x if x == 0 else v
+
+    return asinh, acosh, atanh
+
+
+asinh32, acosh32, atanh32 = _inverse_hyperbolic(
+    log32, np.float32(0.5), np.float32(1.0), np.float32(2.0), np.float32(0.6931471805599453),
+    np.float32(1e18),
+)  # fmt: skip
+asinh64, acosh64, atanh64 = _inverse_hyperbolic(log64, 0.5, 1.0, 2.0, 0.6931471805599453, 1e150)
+
+
 # --- generic forms: the kernels call these; the dtype picks the polynomial ------------------
 
 
@@ -626,6 +681,18 @@ def facos(x):  # pragma: no cover
     raise NotImplementedError
 
 
+def fasinh(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+def facosh(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+def fatanh(x):  # pragma: no cover
+    raise NotImplementedError
+
+
 def trig_far(x):  # pragma: no cover
     raise NotImplementedError
 
@@ -652,6 +719,9 @@ overload(fcosh, inline="always")(_generic(cosh32, cosh64, np.cosh))
 overload(fatan, inline="always")(_generic(atan32, atan64, np.arctan))
 overload(fasin, inline="always")(_generic(asin32, asin64, np.arcsin))
 overload(facos, inline="always")(_generic(acos32, acos64, np.arccos))
+overload(fasinh, inline="always")(_generic(asinh32, asinh64, np.arcsinh))
+overload(facosh, inline="always")(_generic(acosh32, acosh64, np.arccosh))
+overload(fatanh, inline="always")(_generic(atanh32, atanh64, np.arctanh))
 
 
 @overload(trig_far, inline="always")

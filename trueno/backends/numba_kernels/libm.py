@@ -1,12 +1,12 @@
 """Numba kernels of the libm-class ops.
 
-ln, log2, log10, sin, cos, tan, sinh, cosh, asin, acos and atan are vectorized polynomials
-(:mod:`._logtrig`, 1-3 ulp) that loop over ``nb.prange`` and run on numba's OpenMP team for big
-inputs, like exp; dispatch sends each to numba from the size where it beats numpy for the
-input's dtype (the "trig", "trig64", "log" and "hyperbolic" classes). The rest (asinh, acosh,
-atanh, pow) call libm per element: correct and complete, but LLVM does not vectorize libm calls,
-and numpy's own SIMD math is faster here, so dispatch keeps those ops on numpy ("libm" class);
-forcing the numba backend runs them (split over threads for big inputs)."""
+ln, log2, log10, sin, cos, tan, sinh, cosh, asin, acos, atan, asinh, acosh and atanh are
+vectorized (:mod:`._logtrig`, 1-3 ulp): they loop over ``nb.prange`` and run on numba's OpenMP
+team for big inputs, like exp; dispatch sends each to numba from the size where it beats numpy
+for the input's dtype (the "trig", "trig64", "log" and "hyperbolic" classes; log2 and log10 stay
+on numpy's faster SIMD kernels). pow calls libm per element: LLVM does not vectorize libm
+calls, and numpy's pow is faster here, so dispatch keeps it on numpy ("libm" class); forcing
+the numba backend runs it (split over threads for big inputs)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels import _team
 from trueno.backends.numba_kernels._logtrig import (
     facos,
+    facosh,
     fasin,
+    fasinh,
     fatan,
+    fatanh,
     fcos,
     fcosh,
     flog,
@@ -155,23 +158,26 @@ def _atan(out, a):
 
 @nb.njit(**JIT)
 def _asinh(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
-        out[i] = np.arcsinh(x)
+        out[i] = fasinh(x)
 
 
 @nb.njit(**JIT)
 def _acosh(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
-        out[i] = np.arccosh(x)
+        out[i] = facosh(x)
 
 
 @nb.njit(**JIT)
 def _atanh(out, a):
-    for i in range(out.size):
+    for i in nb.prange(out.size):
+        wide_vectors()
         x = a[i]
-        out[i] = np.arctanh(x)
+        out[i] = fatanh(x)
 
 
 @nb.njit(**JIT)
@@ -200,15 +206,12 @@ VECTOR = {
     "asin": _asin,
     "acos": _acos,
     "atan": _atan,
+    "asinh": _asinh,
+    "acosh": _acosh,
+    "atanh": _atanh,
 }
 for _name, _k in VECTOR.items():
     KERNELS[_name] = unary(_k, PAR_MIN, TEAM_MIN_MATH)
-for _name, _k in [
-    ("asinh", _asinh),
-    ("acosh", _acosh),
-    ("atanh", _atanh),
-]:
-    KERNELS[_name] = unary(_k, PAR_MIN_MATH)
 KERNELS["pow"] = binary(_pow, PAR_MIN_MATH)
 
 
