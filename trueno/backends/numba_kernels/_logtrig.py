@@ -1,5 +1,5 @@
-"""Vectorizable log, log2, log10, sin, cos, tan, sinh, cosh, asin, acos and atan in float32 and
-float64, for the kernels to inline (numba's np.log, np.sin ... are scalar libm calls, which
+"""Vectorizable log, log2, log10, sin, cos, tan, sinh, cosh, asin, acos, atan, asinh, acosh and
+atanh in float32 and float64, for the kernels to inline (numba's np.log, np.sin ... are scalar libm calls, which
 LLVM never vectorizes; numpy's are SIMD, so numba's scalar loops only tie numpy on two threads).
 
 - logs: x = 2**e (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)) from the exponent bits (subnormals
@@ -20,14 +20,17 @@ LLVM never vectorizes; numpy's are SIMD, so numba's scalar loops only tie numpy 
 - atan: FreeBSD's s_atan.c (float64) and Cephes' atanf (float32), their range reductions by
   selects and one division; asin, acos: FreeBSD's e_asin.c/e_acos.c (rational, sqrt past 1/2)
   and Cephes' asinf/acosf.
+- asinh, acosh, atanh: one log1p each (Goldberg's log(u) y / (u - 1), u = 1 + y, on the log
+  above): y = a + a^2 / (1 + sqrt(1 + a^2)), t + sqrt(t (t + 2)) with t = x - 1, 2a / (1 - a);
+  past 1e18 / 1e150 (where x^2 would overflow) log|x| + ln2.
 
 Every branch of the originals is computed and one result selected, so the loops vectorize.
 Special values as numpy: log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, sin/cos/tan(+-inf) =
 NaN, asin/acos past +-1 NaN, sinh/cosh overflow to +-inf, odd functions keep -0, NaN stays NaN.
 Max errors (tests/backends/test_numba_logtrig.py: dense grids and hypothesis over the whole
 range) in ulps, float32 against the correctly rounded result, float64 against numpy: float32
-log, log2 1; log10, sin, cos, sinh, cosh, atan, asin, acos 2; tan 3; float64 1, but sinh and
-cosh 2 and tan 3.
+log, log2 1; log10, sin, cos, sinh, cosh, atan, asin, acos, asinh, acosh 2; tan, atanh 3;
+float64 1, but sinh, cosh, asinh, acosh 2 and tan, atanh 3.
 
 numba's on-disk cache keys a kernel on its own file, not on the helpers it inlines: a change
 here must come with a change to libm.py, or warm caches keep the old code.
