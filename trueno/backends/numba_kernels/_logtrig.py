@@ -1,6 +1,7 @@
 """Vectorizable log, log2, log10, sin, cos, tan, sinh, cosh, asin, acos, atan, asinh, acosh and
-atanh in float32 and float64, for the kernels to inline (numba's np.log, np.sin ... are scalar libm calls, which
-LLVM never vectorizes; numpy's are SIMD, so numba's scalar loops only tie numpy on two threads).
+atanh in float32 and float64, for the kernels to inline (numba's np.log, np.sin ... are scalar
+libm calls, which LLVM never vectorizes; numpy's are SIMD, so numba's scalar loops only tie
+numpy on two threads).
 
 - logs: x = 2**e (1 + f) with 1 + f in [sqrt(1/2), sqrt(2)) from the exponent bits (subnormals
   scaled by 2**23 / 2**54 first). float32: Cephes' logf, log2f and log10f (f + f^3 P(f) with
