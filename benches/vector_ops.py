@@ -1,6 +1,6 @@
-"""Vector ops: numpy vs trueno (AUTO dispatch) at sizes 1e2..1e7, float32.
+"""Vector ops: numpy vs trueno (AUTO dispatch) at sizes 1e2..1e7, float32 (or float64).
 
-    python benches/vector_ops.py [--quick] [--ops exp,sum] [--sizes 1e5,1e6]
+    python benches/vector_ops.py [--quick] [--ops exp,sum] [--sizes 1e5,1e6] [--dtype float64]
 
 Prints the DRAM read bandwidth (BLAS sgemv over a >= 512 MB matrix, same thread count) and a
 table per op: numpy time, trueno time, ratio (numpy / trueno: > 1 means trueno is faster),
@@ -38,14 +38,14 @@ TARGET_3X = (
 BANDWIDTH = ("dot", "sum", "max", "argmax", "norm_l1", "norm_l2", "norm_linf")
 
 
-def make_args(spec, n: int, rng) -> tuple:
-    x = (rng.standard_normal(n) * 3).astype(np.float32)
+def make_args(spec, n: int, rng, dtype=np.float32) -> tuple:
+    x = (rng.standard_normal(n) * 3).astype(dtype)
     if spec.domain is not None:
         lo, hi = spec.domain
-        x = rng.uniform(lo, min(hi, lo + 10), n).astype(np.float32)
+        x = rng.uniform(lo, min(hi, lo + 10), n).astype(dtype)
     if spec.name in ("ln", "log2", "log10", "sqrt"):
-        x = np.abs(x) + np.float32(0.1)
-    y = (rng.standard_normal(n) * 3).astype(np.float32)
+        x = np.abs(x) + x.dtype.type(0.1)
+    y = (rng.standard_normal(n) * 3).astype(dtype)
     return {
         "x": (x,),
         "xy": (x, y),
@@ -60,9 +60,9 @@ def make_args(spec, n: int, rng) -> tuple:
     }[spec.args]
 
 
-def bench_op(name: str, n: int, repeat: int, rng):
+def bench_op(name: str, n: int, repeat: int, rng, dtype=np.float32):
     spec = OPS[name]
-    args = make_args(spec, n, rng)
+    args = make_args(spec, n, rng, dtype)
     fn = getattr(trueno, name)
     ref = backends.load(Backend.NUMPY).KERNELS[name]
     arrays = [a for a in args if isinstance(a, np.ndarray)]
@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="sizes 1e2..1e6, fewer repeats")
     p.add_argument("--ops", help="comma-separated op names (default: every vector op)")
     p.add_argument("--sizes", help="comma-separated sizes, e.g. 1e5,1e6")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     args = p.parse_args(argv)
     names = (
         args.ops.split(",") if args.ops else [n for n, s in OPS.items() if s.args not in ("mat",)]
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     rows = []
     for name in names:
         for n in ns:
-            t_np, t_tr, nbytes = bench_op(name, n, repeat, rng)
+            t_np, t_tr, nbytes = bench_op(name, n, repeat, rng, np.dtype(args.dtype))
             gbs = nbytes / t_tr / 1e9
             pct = f"{100 * gbs / bw:.0f}%" if name in BANDWIDTH else ""
             rows.append(

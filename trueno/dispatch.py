@@ -69,8 +69,11 @@ THRESHOLDS: dict[str, int] = {
     # sin, cos on float64: numpy's are scalar libm here (8.8 ns an element); numba's polynomial
     # wins from 2^9 (1.35x, 2.0x at 2^10, 4.7x at 2^14 on one thread, 12-16x on the team)
     "trig64": 1 << 9,
-    # ln: float32 0.99x at 2^15, 1.19x at 2^16, 1.31x at 2^18 (the team); float64 1.10x at 2^16
+    # ln: float32 0.99x at 2^15, 1.19x at 2^16, 1.31x at 2^18 (the team)
     "log": 1 << 16,
+    # ln on float64 (FreeBSD's log, a division per element): 0.94-1.10x at 1e5, 1.15x at 2^18,
+    # 1.16x at 1e6
+    "log64": 1 << 18,
     # sinh, cosh, asinh, acosh, atanh: float32 0.88-1.00x at 2^15, 1.04-1.30x at 2^16, 1.11-
     # 1.62x at 2^18 (the team); float64 1.02-1.30x at 2^15, 1.05-1.39x at 2^16
     "hyperbolic": 1 << 16,

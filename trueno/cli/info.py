@@ -16,6 +16,7 @@ EXAMPLE_OP = {  # one representative op per threshold class
     "trig": "sin",
     "trig64": "sin (float64)",
     "log": "ln",
+    "log64": "ln (float64)",
     "hyperbolic": "sinh",
     "fused": "gelu",
     "libm": "log2",

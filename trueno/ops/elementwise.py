@@ -76,7 +76,7 @@ round = _unary("round", "elementwise", EXACT, "a rounded half to even (numpy's r
 trunc = _unary("trunc", "elementwise", EXACT, "a rounded toward zero")
 fract = _unary("fract", "compute", EXACT, "a - trunc(a)")
 exp = _unary("exp", "transcendental", 2e-6, "e ** a", flops=12)
-ln = _unary("ln", "log", LIBM, "natural log of a", flops=12)
+ln = _unary("ln", "log", LIBM, "natural log of a", flops=12, kind64="log64")
 log2 = _unary("log2", "libm", LIBM, "base-2 log of a", flops=12)
 log10 = _unary("log10", "libm", LIBM, "base-10 log of a", flops=12)
 sin = _unary("sin", "trig", LIBM, "sine of a", flops=12, kind64="trig64")
