@@ -43,10 +43,10 @@ class _Table(dict):
 # numba's median stays below numpy's, forced backends, alternating rounds), then rounded on
 # the side of numpy where the measurement was within noise (2-core machine shared by others).
 THRESHOLDS: dict[str, int] = {
-    # add, abs, scale ...: memory-bound; numba wins on its OpenMP threads from about 2^18 (Zen
-    # 4, 2 threads, 11 alternating rounds: add 1.22-1.25x at 2^18, 1.45-1.55x at 2^19, at 1e5
-    # 0.86-0.97x; one thread is numpy's speed)
-    "elementwise": 1 << 18,
+    # add, abs, scale ...: memory-bound; numba wins on its OpenMP team from 2^17 (Zen 4, 2
+    # threads, vector_ops: 1.10-1.26x at 2^17, 1.13-1.25x at 1.6e5; at 1e5 binary ops 1.08x,
+    # unary 0.87-0.97x, at 7e4 0.62-0.99x; one thread is numpy's speed)
+    "elementwise": 1 << 17,
     # copysign, signum, sqrt, fract, lerp: numpy runs them well below memory speed (several
     # passes, or a slow loop); numba's serial kernel wins from 2^13-2^14 (Zen 4, float32 and
     # float64: 1.0-1.8x at 2^14, 1.5-3.2x at 2^16 on the team, 2.3-4.2x at 2^17)
@@ -81,14 +81,16 @@ THRESHOLDS: dict[str, int] = {
     # sum, mean, norm_l1, norm_linf, sum_kahan (3-5x: many accumulators); from 2^14 against
     # numpy's inline fast path (sum 0.78x at 2^12, 1.11x at 2^14; mean 0.91x, 1.13x)
     "reduction": 1 << 14,
-    # dot, normalize: BLAS sdot is at the memory limit; numba's OpenMP team wins from 2^18 (Zen
-    # 4, 2 threads: dot 0.79x at 1e5, 1.36x at 2^18, 1.52x at 1e6)
-    "blas1": 1 << 18,
-    # sum_of_squares, norm_l2: BLAS sdot too; numba's team wins from 2^18 (0.92x at 1e5, 1.42x
-    # at 2^18, 2.18x at 1e6; as "reduction" ops, numba ran them from 2^13: 0.74x at 1e5)
-    "sumsq": 1 << 18,
+    # dot, normalize: BLAS sdot is at the memory limit; numba's OpenMP team wins from 2^17 (Zen
+    # 4, 2 threads: dot 0.79x at 1e5, 1.09x at 2^17, 1.36x at 2^18, 1.52x at 1e6; normalize
+    # 1.12x at 2^17)
+    "blas1": 1 << 17,
+    # sum_of_squares, norm_l2: BLAS sdot too; numba's team wins from 2^17 (0.92x at 1e5, 1.15x
+    # at 2^17, 1.03-1.26x at 1.6e5-2.2e5, 1.42x at 2^18; as "reduction" ops, numba ran them
+    # from 2^13: 0.74x at 1e5)
+    "sumsq": 1 << 17,
     # max, min: numpy's are SIMD too (numba's one thread 0.65x at 1e5); its team wins from 2^18
-    # (1.13x at 2^18, 1.28x at 1e6, 1.6x at 4e6)
+    # (0.77x at 2^17, 0.98x at 2.2e5, 1.13x at 2^18, 1.28x at 1e6, 1.6x at 4e6)
     "extrema": 1 << 18,
     # argmax, argmin: numba's block kernel is 0.65-0.75x numpy's SIMD one on one thread; on
     # its OpenMP team 0.96-1.07x at 2^18, 1.13-1.15x at 2^19, 1.18-1.22x at 1e6

@@ -21,11 +21,11 @@ ONE = np.float32(1.0)
 ZERO = np.float32(0.0)
 # Sizes from which this module's kernels (and the activations') split over numba's OpenMP team
 # (a fork and join of 2-3 us). Memory-bound ones from TEAM_MIN: Zen 4, 2 threads, against
-# numpy, 11 alternating rounds in one process: add 0.86-0.97x at 1e5, 1.22-1.25x at 2^18,
-# 1.45-1.55x at 2^19; abs 0.79-0.94x, 1.11-1.16x, 1.23-1.44x. Compute-bound ones (exp, tanh,
+# numpy (benches/vector_ops.py): add 1.08x at 1e5, 1.13-1.19x at 1.6e5-2e5, 1.22-1.25x at
+# 2^18; abs, neg, floor, round 0.93-0.97x at 1e5, 1.19-1.24x at 2^17. Compute-bound ones (exp, tanh,
 # sigmoid, gelu, silu ...) from TEAM_MIN_MATH, against one thread: 0.97-1.14x at 2^14,
 # 1.19-1.35x at 2^15, 1.43-1.59x at 2^16
-TEAM_MIN = 1 << 18
+TEAM_MIN = 1 << 17
 TEAM_MIN_MATH = 1 << 15
 # copysign, signum, sqrt, fract, lerp, fma: float32, against the serial kernel, the team read
 # 0.6-0.9x at 2^15, 0.9-1.1x at 2^16 and 1.2-1.4x at 2^17

@@ -23,8 +23,10 @@ FAST = dict(JIT, fastmath={"reassoc", "contract"})
 PAR_MIN = 1 << 22  # the pool's chunks: DRAM-resident sizes only (the team's fallback)
 # sum, dot, sum_of_squares, norm_l1, max, min split over numba's OpenMP team from here (Zen 4,
 # 2 threads, the backends' kernels against numpy's/BLAS, 7 alternating rounds: max 0.65x at
-# 1e5 (one thread), 1.13x at 2^18, 1.28x at 1e6, 1.63x at 4e6; dot 0.79x, 1.36x, 1.52x, 1.89x)
-TEAM_MIN = 1 << 18
+# 1e5 (one thread), 1.13x at 2^18, 1.28x at 1e6, 1.63x at 4e6; dot 0.79x, 1.36x, 1.52x, 1.89x;
+# at 2^17 on the team dot 1.09x, sum_of_squares 1.16x, max 0.77x (dispatch keeps max, min on
+# numpy there))
+TEAM_MIN = 1 << 17
 BLOCK = 16384
 KERNELS: dict = {}
 

@@ -20,7 +20,7 @@ drop_stale(__file__, ("_math.py", "_team.py", "reductions.py"))
 JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 FAST = dict(JIT, fastmath={"reassoc", "contract"})
 PAR_MIN = 1 << 22  # the pool's chunks: DRAM-resident sizes only (the team's fallback)
-TEAM_MIN = 1 << 18  # the centred sums and the final map on numba's OpenMP team (as reductions)
+TEAM_MIN = 1 << 17  # the centred sums and the final map on numba's OpenMP team (as reductions)
 KERNELS: dict = {}
 
 
