@@ -15,6 +15,8 @@ from hypothesis.extra import numpy as hnp
 
 numba = pytest.importorskip("numba")
 
+from math_loops import loop, ulps  # noqa: E402
+
 from trueno.backends.numba_kernels import _logtrig as L  # noqa: E402
 from trueno.backends.numba_kernels import _par, libm  # noqa: E402
 
@@ -54,34 +56,11 @@ BOUND = {  # max ulps: (float32 vs correctly rounded, float64 vs numpy)
 }
 KERNEL = {name: name for name in FUNCS} | {"log": "ln"}
 DTYPES = (np.float32, np.float64)
-_LOOPS: dict = {}
 
 
 def scalar_loop(name: str, dtype):
     """A plain loop over one scalar form (not a kernel: the forms alone, no libm hand-off)."""
-    key = (name, dtype)
-    if key not in _LOOPS:
-        f = FUNCS[name][0 if dtype == np.float32 else 1]
-
-        @numba.njit(error_model="numpy")
-        def apply(x, out):
-            for i in range(x.size):
-                out[i] = f(x[i])
-
-        _LOOPS[key] = apply
-    return _LOOPS[key]
-
-
-def ulps(got: np.ndarray, want: np.ndarray) -> np.ndarray:
-    """Distance in representable steps of the arrays' dtype (-0 and +0 are 0 apart)."""
-    it = np.int32 if got.dtype == np.float32 else np.int64
-    lo = np.array(np.iinfo(it).min, it)
-
-    def ordered(v):
-        i = v.view(it)
-        return np.where(i < 0, lo - i, i).astype(np.int64)
-
-    return np.abs(ordered(got) - ordered(want))
+    return loop(FUNCS[name][0 if dtype == np.float32 else 1])
 
 
 def reference(name: str, x: np.ndarray) -> np.ndarray:

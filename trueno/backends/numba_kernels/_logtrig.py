@@ -459,23 +459,23 @@ def atan32(x):
 
 
 @nb.njit(**INLINE)
-def _asin_parts32(a):
-    """0 <= a <= 1 -> asin(a) by Cephes' asinf: z^2 P(z) on a <= 1/2, else pi/2 - 2 asin(
-    sqrt((1 - a) / 2))."""
-    big = a > np.float32(0.5)
-    z = np.float32(0.5) * (np.float32(1.0) - a) if big else a * a
-    t = np.sqrt(z) if big else a
+def _asin_reduced32(a):
+    """0 <= a <= 1 -> (far, asin(t)) by Cephes' asinf polynomial, t = a up to 1/2 and
+    sqrt((1 - a) / 2) past it (far): asin(a) = pi/2 - 2 asin(t) there."""
+    far = a > np.float32(0.5)
+    z = np.float32(0.5) * (np.float32(1.0) - a) if far else a * a
+    t = np.sqrt(z) if far else a
     p = fmadd(np.float32(4.2163199048e-2), z, np.float32(2.4181311049e-2))
     p = fmadd(p, z, np.float32(4.5470025998e-2))
     p = fmadd(p, z, np.float32(7.4953002686e-2))
     p = fmadd(p, z, np.float32(1.6666752422e-1))
-    r = fmadd(p * z, t, t)
-    return _PIO2F - (r + r) if big else r
+    return far, fmadd(p * z, t, t)
 
 
 @nb.njit(**INLINE)
 def asin32(x):
-    v = _asin_parts32(np.abs(x))  # NaN past |x| = 1 (sqrt of a negative), and at NaN
+    far, r = _asin_reduced32(np.abs(x))  # NaN past |x| = 1 (sqrt of a negative), and at NaN
+    v = _PIO2F - (r + r) if far else r
     v = v if np.abs(x) <= np.float32(1.0) else _NAN32
     return x if x == np.float32(0.0) else (-v if x < np.float32(0.0) else v)
 
@@ -485,14 +485,8 @@ def acos32(x):
     """Cephes' acosf: pi - 2 asin(sqrt((1 + x) / 2)) below -1/2, 2 asin(sqrt((1 - x) / 2))
     above 1/2, pi/2 - asin(x) between (float64 for the last subtraction: no cancellation)."""
     a = np.abs(x)
-    far = a > np.float32(0.5)
-    z = np.float32(0.5) * (np.float32(1.0) - a) if far else a * a
-    t = np.sqrt(z) if far else a
-    p = fmadd(np.float32(4.2163199048e-2), z, np.float32(2.4181311049e-2))
-    p = fmadd(p, z, np.float32(4.5470025998e-2))
-    p = fmadd(p, z, np.float32(7.4953002686e-2))
-    p = fmadd(p, z, np.float32(1.6666752422e-1))
-    r = np.float64(fmadd(p * z, t, t))  # asin(t)
+    far, r32 = _asin_reduced32(a)
+    r = np.float64(r32)
     if_far = 3.141592653589793 - (r + r) if x < np.float32(0.0) else r + r
     near = 1.5707963267948966 - (r if x >= np.float32(0.0) else -r)
     v = np.float32(if_far if far else near)

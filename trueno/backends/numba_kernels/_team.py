@@ -75,16 +75,17 @@ def warm(calls, n: int, dtype) -> None:
             call(x)
 
 
-def variant(template, name: str, jit: dict, **names):
+def variant(template, name: str, jit: dict, parallel: bool = True, **names):
     """``template``'s code as a new function called ``name`` (numba's disk cache keys on the
-    name), compiled with ``parallel=True``. With ``names``, it sees a copy of the template's
-    module globals (as they are now) with ``names`` added; else the module's own."""
+    name), compiled with ``parallel=True`` (or, ``parallel=False``, as a plain kernel: its
+    :func:`twin` is then the team's). With ``names``, it sees a copy of the template's module
+    globals (as they are now) with ``names`` added; else the module's own."""
     g = {**template.__globals__, **names} if names else template.__globals__
     f = types.FunctionType(template.__code__, g, name, template.__defaults__,
                            template.__closure__)  # fmt: skip
     f.__qualname__ = name
     f.__module__ = template.__module__
-    return nb.njit(parallel=True, **jit)(f)
+    return nb.njit(**{**jit, "parallel": parallel})(f)
 
 
 def twin(kern):

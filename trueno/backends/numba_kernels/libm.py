@@ -71,34 +71,26 @@ def _log10(out, a):
         out[i] = flog10(x)
 
 
-@nb.njit(**JIT)
-def _sin(out, a):
-    far = 0  # finite elements past the reduction's range: libm's, after the vector loop
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = fsin(x)
-        far += np.int64(trig_far(x))
-    if far:
-        for i in range(out.size):
-            x = a[i]
-            if trig_far(x):
-                out[i] = np.sin(x)
-
-
-@nb.njit(**JIT)
-def _tan(out, a):
+def _trig_template(out, a):
+    """FN over a; its finite elements past the reduction's range (trig_far) then again from
+    libm's LIBM_FN, after the vector loop (FN, LIBM_FN: globals of each variant)."""
     far = 0
     for i in nb.prange(out.size):
         wide_vectors()
         x = a[i]
-        out[i] = ftan(x)
+        out[i] = FN(x)  # noqa: F821
         far += np.int64(trig_far(x))
     if far:
         for i in range(out.size):
             x = a[i]
             if trig_far(x):
-                out[i] = np.tan(x)
+                out[i] = LIBM_FN(x)  # noqa: F821
+
+
+_sin, _cos, _tan = (
+    _team.variant(_trig_template, f"_{name}", JIT, parallel=False, FN=fast, LIBM_FN=slow)
+    for name, fast, slow in (("sin", fsin, np.sin), ("cos", fcos, np.cos), ("tan", ftan, np.tan))
+)
 
 
 @nb.njit(**JIT)
@@ -115,21 +107,6 @@ def _cosh(out, a):
         wide_vectors()
         x = a[i]
         out[i] = fcosh(x)
-
-
-@nb.njit(**JIT)
-def _cos(out, a):
-    far = 0
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = fcos(x)
-        far += np.int64(trig_far(x))
-    if far:
-        for i in range(out.size):
-            x = a[i]
-            if trig_far(x):
-                out[i] = np.cos(x)
 
 
 @nb.njit(**JIT)
