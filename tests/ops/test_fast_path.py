@@ -237,6 +237,30 @@ def test_host_max_follows_forcing_and_thresholds(monkeypatch):
     assert_bound(kind, dispatch.THRESHOLDS[kind])
 
 
+def test_a_float64_class_moves_the_float64_bound_alone(monkeypatch):
+    """sin: float64 calls by "trig64", float32 by "trig", each bound live and apart."""
+    spec = OPS["sin"]
+    assert (trueno.sin.bound, trueno.sin.bound64) == (
+        dispatch.THRESHOLDS[spec.kind],
+        dispatch.THRESHOLDS[spec.kind64],
+    )
+    monkeypatch.setitem(dispatch.THRESHOLDS, spec.kind64, 16)
+    assert (trueno.sin.bound, trueno.sin.bound64) == (dispatch.THRESHOLDS[spec.kind], 16)
+    monkeypatch.undo()
+    assert trueno.sin.bound64 == dispatch.THRESHOLDS[spec.kind64]
+
+
+def test_a_global_bound_refuses_a_float64_class():
+    """An op testing its own bound in Python keeps one bound: a float64 class is refused."""
+    from trueno.ops import _fast
+    from trueno.opspec import OpSpec
+
+    namespace: dict = {}
+    with pytest.raises(ValueError, match="one threshold class"):
+        _fast.bind_global(namespace, "BOUND", OpSpec("probe", "trig", kind64="trig64"))
+    assert namespace == {}
+
+
 # ops with parameters make the _fast test in their own bodies; under use_backend("numpy")
 # every call takes the validated general path to the same numpy kernel
 PARAM_CALLS = {
