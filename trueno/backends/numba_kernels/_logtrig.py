@@ -219,7 +219,7 @@ def log10_64(x):
     return _log_special64(x, val_lo + w)
 
 
-# --- sin and cos -----------------------------------------------------------------------------
+# --- sin, cos and tan -------------------------------------------------------------------------
 _INVPIO2 = 6.36619772367581382433e-01
 _PIO2_1 = 1.57079632673412561417e00  # pi/2's first 33 bits
 _PIO2_2 = 6.07710050630396597660e-11  # the next 33 bits, and so on
@@ -358,7 +358,7 @@ def tan32(x):
 @nb.njit(**INLINE)
 def tan64(x):
     """sin(r) / cos(r), or -cos(r) / sin(r) for odd j, from __kernel_sin and __kernel_cos of
-    the three-round reduction (one division; 2 ulp)."""
+    the three-round reduction (one division; 3 ulp)."""
     q, y0, y1 = _quadrant64(x)
     s = _sin_poly64(y0, y1)
     c = _cos_poly64(y0, y1)
@@ -367,7 +367,7 @@ def tan64(x):
     return x if x == 0.0 else v
 
 
-# --- sinh and cosh: float64 from exp64 and an expm1 near 0; float32 through float64 ------------
+# --- sinh and cosh: exp, with an expm1 (float64) or Taylor (float32) form near 0 ---------------
 
 
 @nb.njit(**INLINE)
