@@ -47,6 +47,7 @@ from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_kernels._math import (
     INLINE,
+    by_dtype,
     exp32_accurate,
     exp64,
     expm1_reduced64,
@@ -600,7 +601,8 @@ def _inverse_hyperbolic(log, half, one, two, ln2, big):
         a = np.abs(x)
         z = a * a
         far = a > big
-        v = log1p(a if far else a + z / (one + np.sqrt(one + z))) + (ln2 if far else ln2 - ln2)
+        v = log1p(a if far else a + z / (one + np.sqrt(one + z)))
+        v = v + ln2 if far else v
         v = -v if x < 0 else v
         return x if x == 0 else v
 
@@ -610,7 +612,8 @@ def _inverse_hyperbolic(log, half, one, two, ln2, big):
         for every x; log(x) + ln2 past ``big``; NaN below 1."""
         t = x - one
         far = x > big
-        v = log1p(x if far else t + np.sqrt(t * (t + two))) + (ln2 if far else ln2 - ln2)
+        v = log1p(x if far else t + np.sqrt(t * (t + two)))
+        v = v + ln2 if far else v
         return v if x >= one else (x - x) / (x - x)  # NaN below 1 (and at NaN)
 
     @nb.njit(**INLINE)
@@ -633,93 +636,24 @@ asinh64, acosh64, atanh64 = _inverse_hyperbolic(log64, 0.5, 1.0, 2.0, 0.69314718
 
 
 # --- generic forms: the kernels call these; the dtype picks the polynomial ------------------
+flog = by_dtype(log32, log64, np.log)
+flog2 = by_dtype(log2_32, log2_64, np.log2)
+flog10 = by_dtype(log10_32, log10_64, np.log10)
+fsin = by_dtype(sin32, sin64, np.sin)
+fcos = by_dtype(cos32, cos64, np.cos)
+ftan = by_dtype(tan32, tan64, np.tan)
+fsinh = by_dtype(sinh32, sinh64, np.sinh)
+fcosh = by_dtype(cosh32, cosh64, np.cosh)
+fatan = by_dtype(atan32, atan64, np.arctan)
+fasin = by_dtype(asin32, asin64, np.arcsin)
+facos = by_dtype(acos32, acos64, np.arccos)
+fasinh = by_dtype(asinh32, asinh64, np.arcsinh)
+facosh = by_dtype(acosh32, acosh64, np.arccosh)
+fatanh = by_dtype(atanh32, atanh64, np.arctanh)
 
 
-def flog(x):  # pragma: no cover - replaced by the overload inside jitted code
+def trig_far(x):  # pragma: no cover - replaced by the overload inside jitted code
     raise NotImplementedError
-
-
-def flog2(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def flog10(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def fsin(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def fcos(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def ftan(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def fsinh(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def fcosh(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def fatan(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def fasin(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def facos(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def fasinh(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def facosh(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def fatanh(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def trig_far(x):  # pragma: no cover
-    raise NotImplementedError
-
-
-def _generic(f32, f64, fallback):
-    def pick(x):
-        if x == types.float32:
-            return lambda x: f32(x)
-        if x == types.float64:
-            return lambda x: f64(x)
-        return lambda x: fallback(x)
-
-    return pick
-
-
-overload(flog, inline="always")(_generic(log32, log64, np.log))
-overload(flog2, inline="always")(_generic(log2_32, log2_64, np.log2))
-overload(flog10, inline="always")(_generic(log10_32, log10_64, np.log10))
-overload(fsin, inline="always")(_generic(sin32, sin64, np.sin))
-overload(fcos, inline="always")(_generic(cos32, cos64, np.cos))
-overload(ftan, inline="always")(_generic(tan32, tan64, np.tan))
-overload(fsinh, inline="always")(_generic(sinh32, sinh64, np.sinh))
-overload(fcosh, inline="always")(_generic(cosh32, cosh64, np.cosh))
-overload(fatan, inline="always")(_generic(atan32, atan64, np.arctan))
-overload(fasin, inline="always")(_generic(asin32, asin64, np.arcsin))
-overload(facos, inline="always")(_generic(acos32, acos64, np.arccos))
-overload(fasinh, inline="always")(_generic(asinh32, asinh64, np.arcsinh))
-overload(facosh, inline="always")(_generic(acosh32, acosh64, np.arccosh))
-overload(fatanh, inline="always")(_generic(atanh32, atanh64, np.arctanh))
 
 
 @overload(trig_far, inline="always")

@@ -395,12 +395,26 @@ def erfc_pos32(a):
 # --- generic scalar helpers: float32 -> polynomial, float64 -> libm ----------------------
 
 
-def fexp(x):  # pragma: no cover - replaced by the overload inside jitted code
-    raise NotImplementedError
+def by_dtype(f32, f64, fallback):
+    """A scalar function for jitted code that runs ``f32`` on a float32, ``f64`` on a float64
+    and ``fallback`` (numpy's) on anything else, inlined (calling it from Python raises)."""
+
+    def f(x):  # pragma: no cover - replaced by the overload inside jitted code
+        raise NotImplementedError
+
+    def pick(x):
+        if x == types.float32:
+            return lambda x: f32(x)
+        if x == types.float64:
+            return lambda x: f64(x)
+        return lambda x: fallback(x)
+
+    overload(f, inline="always")(pick)
+    return f
 
 
-def ftanh(x):  # pragma: no cover
-    raise NotImplementedError
+fexp = by_dtype(exp32, exp64, np.exp)
+ftanh = by_dtype(tanh32, tanh64, np.tanh)
 
 
 def ferfc(x):  # pragma: no cover
@@ -423,24 +437,6 @@ def _like(x, c):
     if x == types.float32:
         return lambda x, c: np.float32(c)
     return lambda x, c: c
-
-
-@overload(fexp, inline="always")
-def _fexp(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    if x == types.float64:
-        return lambda x: exp64(x)
-    return lambda x: np.exp(x)
-
-
-@overload(ftanh, inline="always")
-def _ftanh(x):
-    if x == types.float32:
-        return lambda x: tanh32(x)
-    if x == types.float64:
-        return lambda x: tanh64(x)
-    return lambda x: np.tanh(x)
 
 
 @overload(ferfc, inline="always")

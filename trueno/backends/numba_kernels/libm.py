@@ -47,28 +47,12 @@ JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 KERNELS: dict = {}
 
 
-@nb.njit(**JIT)
-def _ln(out, a):
+def _map_template(out, a):
+    """FN over a (FN: a global of each variant)."""
     for i in nb.prange(out.size):
         wide_vectors()
         x = a[i]
-        out[i] = flog(x)
-
-
-@nb.njit(**JIT)
-def _log2(out, a):
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = flog2(x)
-
-
-@nb.njit(**JIT)
-def _log10(out, a):
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = flog10(x)
+        out[i] = FN(x)  # noqa: F821
 
 
 def _trig_template(out, a):
@@ -87,74 +71,22 @@ def _trig_template(out, a):
                 out[i] = LIBM_FN(x)  # noqa: F821
 
 
-_sin, _cos, _tan = (
-    _team.variant(_trig_template, f"_{name}", JIT, parallel=False, FN=fast, LIBM_FN=slow)
+def _variant(template, name: str, **names):
+    """A cached kernel ``_<name>`` from ``template`` seeing ``names`` (its team twin follows)."""
+    return _team.variant(template, f"_{name}", JIT, parallel=False, **names)
+
+
+# op name -> its vectorized kernel (_logtrig's forms)
+VECTOR = {
+    name: _variant(_map_template, name, FN=fn)
+    for name, fn in (("ln", flog), ("log2", flog2), ("log10", flog10), ("sinh", fsinh),
+                     ("cosh", fcosh), ("asin", fasin), ("acos", facos), ("atan", fatan),
+                     ("asinh", fasinh), ("acosh", facosh), ("atanh", fatanh))
+}  # fmt: skip
+VECTOR.update(
+    (name, _variant(_trig_template, name, FN=fast, LIBM_FN=slow))
     for name, fast, slow in (("sin", fsin, np.sin), ("cos", fcos, np.cos), ("tan", ftan, np.tan))
 )
-
-
-@nb.njit(**JIT)
-def _sinh(out, a):
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = fsinh(x)
-
-
-@nb.njit(**JIT)
-def _cosh(out, a):
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = fcosh(x)
-
-
-@nb.njit(**JIT)
-def _asin(out, a):
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = fasin(x)
-
-
-@nb.njit(**JIT)
-def _acos(out, a):
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = facos(x)
-
-
-@nb.njit(**JIT)
-def _atan(out, a):
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = fatan(x)
-
-
-@nb.njit(**JIT)
-def _asinh(out, a):
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = fasinh(x)
-
-
-@nb.njit(**JIT)
-def _acosh(out, a):
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = facosh(x)
-
-
-@nb.njit(**JIT)
-def _atanh(out, a):
-    for i in nb.prange(out.size):
-        wide_vectors()
-        x = a[i]
-        out[i] = fatanh(x)
 
 
 @nb.njit(**JIT)
@@ -171,22 +103,6 @@ def _pow(out, a, b):
             out[i] = x**y
 
 
-VECTOR = {
-    "ln": _ln,
-    "log2": _log2,
-    "log10": _log10,
-    "sin": _sin,
-    "cos": _cos,
-    "tan": _tan,
-    "sinh": _sinh,
-    "cosh": _cosh,
-    "asin": _asin,
-    "acos": _acos,
-    "atan": _atan,
-    "asinh": _asinh,
-    "acosh": _acosh,
-    "atanh": _atanh,
-}
 for _name, _k in VECTOR.items():
     KERNELS[_name] = unary(_k, PAR_MIN, TEAM_MIN_MATH)
 KERNELS["pow"] = binary(_pow, PAR_MIN_MATH)
