@@ -226,3 +226,31 @@ def test_matmul_f32_splits_rows_under_single_threaded_blas(rng):
         got = matmul_f32(xs, w)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(matmul_f32(xs, w), want, rtol=1e-5, atol=1e-4)
+
+
+@needs_avx2
+@pytest.mark.parametrize("t", [t for t in QUANTIZABLE if t is not GGMLType.F32], ids=str)
+def test_rows_past_the_prefetch_bound(rng, t):
+    """Rows longer than fused.PREFETCH_MAX_ROW_BYTES run without the software prefetch: the
+    matvec still meets the reference, and the B-vector driver still equals it row for row."""
+    from trueno.quant import fused
+
+    elems, nbytes = BLOCK_LAYOUT[t]
+    step = 256 if t in ACT_BLOCK else 32
+    cols = (fused.PREFETCH_MAX_ROW_BYTES // nbytes * elems // step + 1) * step
+    rows = fused.PREFETCH_ROWS + 9  # rows with rows ahead of them, and the last ones without
+    blocks = weights(rng, t, rows, cols)
+    p = prepare(blocks, t, (rows, cols), relayout=False)
+    assert p.backend.startswith("numba-") and p.blocks.strides[0] > fused.PREFETCH_MAX_ROW_BYTES
+    x = (rng.standard_normal(cols) * 3).astype(np.float32)
+    y = p.matvec(x)
+    w, want = reference(blocks, t, (rows, cols), x)
+    if t in (GGMLType.F16, GGMLType.BF16):
+        check_exact(y, w, x, want)
+    else:
+        check_int8_activations(y, w, x, want, ACT_BLOCK.get(t, 32))
+    xs = (rng.standard_normal((11, cols)) * 3).astype(np.float32)
+    out = np.empty((11, rows), np.float32)
+    if p.matvecs_into(xs, out):
+        for b in range(11):
+            assert np.array_equal(out[b], p.matvec(xs[b]))

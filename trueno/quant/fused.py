@@ -154,6 +154,15 @@ PREFETCH_ROWS = 16  # rows ahead each thread's row loop asks the caches for (mea
 # decode does): 20.1-22.7 -> 23.5-26.8 GB/s; 4 streams no better; in the L3 unchanged
 # (45.7-48.4 GB/s either way). Each row's dot is the same: outputs are bit for bit the same.
 ROW_STREAMS = 2
+# the longest rows the drivers software-prefetch (bytes of w[0] a row). A row's prefetch is
+# every line of row r + PREFETCH_ROWS at once; from about 48 lines (3 KB) that burst stalls
+# the loads, and the hardware prefetcher alone streams faster. Zen 4, 2 threads, 6 distinct
+# 24 MB matrices cycled (GB/s, prefetch / none): Q4_K 8192 columns (4608 B) 23.5 / 37.3, Q6_K
+# 4096 (3360 B) 21.4 / 36.5 and 8192 (6720 B) 19.4 / 26.7, Q8_0 4096 (4352 B) 24.5 / 32.2;
+# at 2 KB and under about the same either way (Q4_K 1152 B 35.6 / 34.7, Q8_0 2176 B 32.3 /
+# 31.3), and shorter Q4_0 rows need it (576 B 26.7 / 15.3). 1B Q4_K_M stand-in decode (its
+# FFN down rows 4608 and 6720 B), both in one process, alternating: 38.7 -> 45.3 tok/s
+PREFETCH_MAX_ROW_BYTES = 2048
 
 _local = threading.local()
 _NONE_I8, _NONE_F32, _NONE_I16 = (
@@ -212,7 +221,7 @@ def multi_buffers(n_vec: int, n_cols: int, block: int):
 # IR body from the kind string at compile time.
 
 
-def _make_matvec(kind: str, block: int, prefetch: bool):
+def _make_matvec(kind: str, block: int, prefetch: bool, prefetch_max: int):
     @numba.njit(cache=True, parallel=True, nogil=True)
     def matvec(w, x, xq, dx, xs, bs, out):
         """out = W @ x: x quantized to int8 per ``block`` (or taken as f32 when block is 0),
@@ -224,20 +233,21 @@ def _make_matvec(kind: str, block: int, prefetch: bool):
         else:
             xd = x
         n_rows = w[0].shape[0]
+        pf = prefetch and w[0].strides[0] <= prefetch_max
         span = (n_rows + ROW_STREAMS - 1) // ROW_STREAMS
         for i in numba.prange(span):
             for s in range(ROW_STREAMS):
                 r = i + s * span
                 if r < n_rows:
-                    if prefetch:
+                    if pf:
                         simd.prefetch_row(w[0], r + PREFETCH_ROWS)
                     out[r] = simd.row_dot(kind, w, r, xq, xd, xs, bs)
 
     return matvec
 
 
-def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed: bool,
-                  ranged: bool):  # fmt: skip
+def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, group: int,
+                  transposed: bool, ranged: bool):  # fmt: skip
     group_kind = f"{kind}/{group}"
     # 8 vectors per decode (avx512): 4 to 7 left over take one decode of 4 before the rest
     # go one by one (a constant: numba prunes the step where there is none)
@@ -266,9 +276,10 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
         else:
             xd = x
         n_rows = w[0].shape[0]
+        pf = prefetch and w[0].strides[0] <= prefetch_max
         xa = xt if transposed else xq  # the activations the ranged body reads
         if ranged:  # runs of ROW_CHUNK rows: the vectors' pointers set up once per run
-            ahead = PREFETCH_ROWS if prefetch else 0
+            ahead = PREFETCH_ROWS if pf else 0
             for c in numba.prange((n_rows + ROW_CHUNK - 1) // ROW_CHUNK):
                 r0 = c * ROW_CHUNK
                 r1 = min(n_rows, r0 + ROW_CHUNK)
@@ -292,13 +303,13 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, group: int, transposed:
                         b += 2
                 while b < n_vec:
                     for r in range(r0, r1):
-                        if prefetch and n_vec < first_group:
+                        if pf and n_vec < first_group:
                             simd.prefetch_row(w[0], r + PREFETCH_ROWS)
                         out[b, r] = simd.row_dot(kind, w, r, xq[b], xd[b], xs[b], bs[b])
                     b += 1
             return
         for r in numba.prange(n_rows):
-            if prefetch:
+            if pf:
                 simd.prefetch_row(w[0], r + PREFETCH_ROWS)
             b = 0
             while b + group <= n_vec:
@@ -316,14 +327,14 @@ _lock = threading.Lock()
 
 
 def _kernel(make, rec, relaid: bool, level: str):
-    key = (make, rec.ggml_type, relaid, level)
+    key = (make, rec.ggml_type, relaid, level, PREFETCH_MAX_ROW_BYTES)
     fn = _KERNELS.get(key)
     if fn is None:
         with _lock:
             fn = _KERNELS.get(key)
             if fn is None:
                 kind = f"{rec.name}/{'relaid' if relaid else 'ggml'}/{level}"
-                args = [kind, rec.act_block, rec.prefetch]
+                args = [kind, rec.act_block, rec.prefetch, PREFETCH_MAX_ROW_BYTES]
                 if make is _make_matvecs:  # groups only where one decode serves several
                     body = simd.body_of(kind)
                     group = body.multi_vectors or rec.multi_vectors if body.vectors else 1
