@@ -48,13 +48,20 @@ def _recent(history: Sequence[int], last_n: int) -> np.ndarray:
 SORT_LIMIT = 4096
 
 
+# logit widths below the max tried in turn for top-k's candidate set, a step of about 1.4x so
+# the first set with k members holds few more. SmolLM2's 512 sampled tokens of 8 streams
+# (top-k 40): median 9 tokens within 4 of the max, 96 within 8, 5824 within 16; steps of 4,
+# 16, 64 partitioned those thousands: 159 -> 79 us a sampled token
+TOP_K_WIDTHS = (2.0, 3.0, 4.0, 6.0, 8.0, 11.0, 16.0, 23.0, 32.0, 64.0)
+
+
 def _top_k_ids(x: np.ndarray, k: int) -> np.ndarray:
     """Ids of the k largest values (any order). The top k all lie in {x >= max - width} as soon
     as that set has k members, so the partition runs on a few hundred values, not the whole
     vocabulary (exact, only faster)."""
     top = x.max()
     if np.isfinite(top):
-        for width in (4.0, 16.0, 64.0):
+        for width in TOP_K_WIDTHS:
             near = np.flatnonzero(x >= top - width)
             if near.size >= k:
                 return near[np.argpartition(-x[near], k - 1)[:k]]
