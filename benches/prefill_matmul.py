@@ -33,6 +33,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from standins import standin  # noqa: E402
+
 TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
 SHAPES = [(2048, 2048), (8192, 2048), (2048, 8192)]  # (rows, cols): 1B attn, ffn up, ffn down
 GEMMA3 = [  # gemma-3-270m Q4_K_M: (type, rows, cols) of one layer's prefill matmuls
@@ -44,14 +46,6 @@ GEMMA3 = [  # gemma-3-270m Q4_K_M: (type, rows, cols) of one layer's prefill mat
 ]
 TOKENS = [16, 32, 64, 128]
 LLAMA_BENCH = Path("/work/llama/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/llama-bench")
-STANDIN_1B = {  # Llama-3.2-1B's layer shapes on SmolLM2's description (vocabulary, tokenizer)
-    "dim": 2048,
-    "layers": 16,
-    "heads": 32,
-    "kv_heads": 8,
-    "ffn": 8192,
-    "type": "Q4_0",
-}
 
 
 def interleaved(fns: dict, rounds: int, calls: int = 2, cpu: dict | None = None) -> dict:
@@ -136,67 +130,6 @@ def matmul_main(args) -> None:
     print_table(head, rows_out)
 
 
-def standin_1b(folder: Path) -> Path:
-    """The Llama-3.2-1B-shaped Q4_0 stand-in GGUF in ``folder`` (written once)."""
-    from gpu_inference import build_standin
-
-    s = STANDIN_1B
-    desc = json.loads((HERE / "model_shapes.json").read_text())["SmolLM2-135M Q4_1"]
-    md = dict(desc["metadata"])
-    d, f, kv = s["dim"], s["ffn"], s["dim"] // s["heads"] * s["kv_heads"]
-    md.update(
-        {
-            "general.file_type": 2,  # MOSTLY_Q4_0
-            "general.name": "llama-1b-standin",
-            "llama.block_count": s["layers"],
-            "llama.embedding_length": d,
-            "llama.feed_forward_length": f,
-            "llama.attention.head_count": s["heads"],
-            "llama.attention.head_count_kv": s["kv_heads"],
-            "llama.rope.dimension_count": d // s["heads"],
-        }
-    )
-    shapes = {"attn_q": [d, d], "attn_k": [kv, d], "attn_v": [kv, d], "attn_output": [d, d]}
-    shapes.update({"ffn_gate": [f, d], "ffn_up": [f, d], "ffn_down": [d, f]})
-    tensors = {"token_embd.weight": [[desc["n_vocab"], d], s["type"]]}
-    tensors["output_norm.weight"] = [[d], "F32"]
-    for i in range(s["layers"]):
-        for norm in ("attn_norm", "ffn_norm"):
-            tensors[f"blk.{i}.{norm}.weight"] = [[d], "F32"]
-        for name, shape in shapes.items():
-            tensors[f"blk.{i}.{name}.weight"] = [shape, s["type"]]
-    folder.mkdir(parents=True, exist_ok=True)
-    desc = {**desc, "file": "llama-1b-q4_0.gguf", "metadata": md, "tensors": tensors}
-    path = build_standin(desc, folder)
-    return _with_tokenizer(path, folder / "llama-1b-q4_0-tok.gguf")
-
-
-def _with_tokenizer(src: Path, dst: Path) -> Path:
-    """``src`` with SmolLM2's real tokenizer arrays (llama.cpp refuses a BPE vocabulary
-    without merges); ``src`` itself when SmolLM2 is not installed."""
-    from gpu_inference import real_models
-
-    from trueno import gguf
-    from trueno.gguf.writer import write_gguf
-
-    tok_src = real_models()["SmolLM2-135M Q4_1"]
-    if dst.exists() or tok_src is None:
-        return dst if dst.exists() else src
-    with gguf.load(tok_src) as tok, gguf.load(src) as gf:
-        md, types = dict(gf.metadata), dict(gf.metadata_types)
-        for key in ("tokens", "token_type", "scores", "merges"):
-            key = f"tokenizer.ggml.{key}"
-            md.pop(key, None), types.pop(key, None)
-            if key in tok.metadata:
-                md[key], types[key] = tok.metadata[key], tok.metadata_types[key]
-        tensors = {
-            n: t.data if t.ggml_type.name == "F32" else (t.data, t.ggml_type, t.shape)
-            for n, t in gf.tensors.items()
-        }
-        write_gguf(dst, md, tensors, metadata_types={k: v for k, v in types.items() if v})
-    return dst
-
-
 def llama_bench(path: Path, threads: int) -> float | None:
     """llama.cpp's prompt tok/s for 128 tokens (``llama-bench -p 128 -n 0``), or None."""
     if not LLAMA_BENCH.exists():
@@ -220,7 +153,7 @@ def prefill_main(args) -> None:
 
     models = {k: v for k, v in real_models().items() if v is not None}
     if not args.no_standin:
-        models["Llama-3.2-1B stand-in Q4_0"] = standin_1b(Path(args.standin_dir))
+        models["Llama-3.2-1B stand-in Q4_0"] = standin("1b", Path(args.standin_dir))
     rows = []
     for name, path in models.items():
         model = Model.load(path, ctx_size=512, cache_type="f32")
