@@ -251,6 +251,6 @@ def test_rows_past_the_prefetch_bound(rng, t):
         check_int8_activations(y, w, x, want, ACT_BLOCK.get(t, 32))
     xs = (rng.standard_normal((11, cols)) * 3).astype(np.float32)
     out = np.empty((11, rows), np.float32)
-    if p.matvecs_into(xs, out):
-        for b in range(11):
-            assert np.array_equal(out[b], p.matvec(xs[b]))
+    assert p.matvecs_into(xs, out)
+    for b in range(11):
+        assert np.array_equal(out[b], p.matvec(xs[b]))

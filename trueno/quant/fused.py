@@ -216,8 +216,9 @@ def multi_buffers(n_vec: int, n_cols: int, block: int):
 
 # ---------------------------------------------------------------------------------------------
 # The generic drivers. Each kind (type / form / ISA level) gets its own copy of the same source,
-# a closure over constants only (the kind string, the activation block, the prefetch flag), so
-# numba caches every copy on disk, keyed by those constants; simd.row_dot picks the record's
+# a closure over constants only (the kind string, the activation block, the prefetch flag and
+# PREFETCH_MAX_ROW_BYTES), so numba caches every copy on disk, keyed by those constants (a
+# module global would be frozen into the cached code unseen); simd.row_dot picks the record's
 # IR body from the kind string at compile time.
 
 
