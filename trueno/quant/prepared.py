@@ -1,7 +1,8 @@
 """PreparedWeight: the form the LLM engine keeps for each weight matrix.
 
 Q4_K, Q5_K, Q6_K, F16 and BF16 kernels read the GGML blocks in place (row-major
-``(rows, row_bytes)``, no copy of a mmapped file). Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are re-laid
+``(rows, row_bytes)``, no copy of a mmapped file), except that a quantized weight of more than
+:data:`PANEL_COLS` columns is copied into contiguous column panels, one kernel each. Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are re-laid
 once (relayout.py: scales in their own arrays, nibbles of block pairs interleaved; same byte
 count) because their per-block scale work, not memory, bounds the GGML-layout kernel. At the
 avx512 level every fused type (not the floats) is re-laid in groups of 16 rows instead
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
+from itertools import pairwise
 from time import perf_counter_ns
 
 import numpy as np
@@ -37,6 +39,15 @@ MATMUL_TILE_BYTES = 4 << 20  # f32 rows one thread dequantizes per tile in matmu
 # blocks once per row beats dequantize + BLAS (measured crossover ~12-16 rows for Q4_1/Q5_0
 # at 576-2048 columns; more for the K-quants). The one home of this crossover (llm.weights).
 MATVEC_ROWS = 12
+# A GGML-layout weight (the K-quants on Zen hosts) with more columns than this is kept as
+# column panels of at most this many, each a contiguous copy with its own kernel, their
+# products summed: a row dot reads the whole int8 activation once per row, and past about
+# 12 KB of it the one-vector driver streams slower. Zen 4, 2 threads, six distinct 24 MB
+# matrices cycled, the same bytes as (rows, cols) and as (2 rows, cols / 2), medians of 15
+# interleaved rounds (GB/s): Q4_K 14336 columns 24.9 -> 33.0, 12288 32.2 -> 34.1; 8192
+# unchanged (Q4_K 33.3 / 32.4, Q5_K 33.7 / 34.5, Q6_K 35.4 / 35.8). The grouped layout
+# (16 rows per activation read) does not slow there: Q4_0 and Q8_0 at 14336 as at 7168
+PANEL_COLS = 8192
 
 _POOL = None
 _BLAS = None
@@ -192,6 +203,8 @@ class PreparedWeight:
         self._weights = ()  # the arrays the driver reads: (blocks,), the re-laid four, (records,)
         self._bufs = ()  # activation scratch of matvec_into (int8 x, scales, sums)
         self._act_block = 0  # activations quantized per this many (with a fused kernel)
+        self._panels: tuple[PreparedWeight, ...] = ()  # column panels (PANEL_COLS), or none
+        self._cuts: tuple[tuple[int, int], ...] = ()  # each panel's columns [c0, c1)
         level = _requested_level(simd, isa)
         rec = self.record
         if self.ggml_type is GGMLType.F32:
@@ -225,12 +238,55 @@ class PreparedWeight:
             self._weights = (pb.qs, pb.d, pb.m, pb.qh)
         else:
             lvl = rec.best_level(level)
+            if relayout and rec.act_block and self.shape[1] > PANEL_COLS:
+                self._bind_panels(level)
+                return
             self._weights = (self.blocks,)
         self.isa = lvl
         self.backend = f"numba-{lvl}"
         self._kernel = fused.matvec_kernel(rec, self.relaid, lvl)
         self._act_block = rec.act_block
         self._bufs = fused.new_buffers(self.shape[1], rec.act_block)
+
+    def _bind_panels(self, level: str) -> None:
+        """Copy the GGML blocks into column panels of at most PANEL_COLS (whole blocks, as
+        even as the block count allows), each a GGML-layout weight with its own kernel."""
+        rows, cols = self.shape
+        fmt = self.format
+        n_blocks = cols // fmt.block_elems
+        k = -(-cols // PANEL_COLS)
+        spans = list(pairwise(n_blocks * i // k for i in range(k + 1)))  # blocks [a, b)
+        self._cuts = tuple((a * fmt.block_elems, b * fmt.block_elems) for a, b in spans)
+        self._panels = tuple(
+            PreparedWeight(
+                np.ascontiguousarray(self.blocks[:, a * fmt.block_bytes : b * fmt.block_bytes]),
+                self.ggml_type,
+                (rows, (b - a) * fmt.block_elems),
+                isa=level,
+                relayout=False,  # the GGML layout, as this weight's own kernel would read
+            )
+            for a, b in spans
+        )
+        self.blocks = None  # the panels' copies replace the GGML bytes
+        first = self._panels[0]
+        self.isa, self.backend, self._act_block = first.isa, first.backend, first._act_block
+        self._kernel = first._kernel  # a fused kernel runs (per panel)
+        self._bufs = np.empty(rows, np.float32)  # matvec_into's partial products
+
+    def _sum_panels(self, out: np.ndarray, part: np.ndarray, product) -> None:
+        """out = the sum, in panel order, of ``product(panel, c0, c1, dst)``: the panel (the
+        weight's columns [c0, c1)) times those columns of the input, written to ``dst``.
+        ``part``: scratch of out's shape. Every form sums in this one order, so a panelled
+        weight's one-vector and B-vector products stay equal bit for bit."""
+        for i, (p, (c0, c1)) in enumerate(zip(self._panels, self._cuts, strict=True)):
+            product(p, c0, c1, out if i == 0 else part)
+            if i:
+                np.add(out, part, out=out)
+
+    @property
+    def panels(self) -> int:
+        """How many column panels the weight is kept as (0: one piece)."""
+        return len(self._panels)
 
     def _groups(self, name: str, level: str | None) -> bool:
         from trueno.quant import grouped
@@ -274,6 +330,8 @@ class PreparedWeight:
             return int(self._relaid.nbytes)
         if self._grouped is not None:
             return int(self._grouped.nbytes)
+        if self._panels:
+            return sum(p.nbytes for p in self._panels)
         return int(self.blocks.nbytes)
 
     def __repr__(self) -> str:
@@ -295,6 +353,14 @@ class PreparedWeight:
             )
         if self._f32 is not None:
             np.matmul(self._f32, x, out=out)
+        elif self._panels:
+            from trueno.quant.fused import activation_buffers
+
+            def product(p, c0, c1, dst):
+                bufs = activation_buffers(c1 - c0, p._act_block)  # this thread's scratch
+                p._kernel(p._weights, x[c0:c1], *bufs, dst)
+
+            self._sum_panels(out, np.empty(rows, np.float32), product)
         elif self._kernel is not None:
             from trueno.quant.fused import activation_buffers
 
@@ -320,6 +386,12 @@ class PreparedWeight:
         weight: not for concurrent calls on the same weight (``matvec`` is)."""
         if self._kernel is None or recorder.ENABLED:
             self.matvec(x, out=out)
+        elif self._panels:  # the panels' own scratch
+            self._sum_panels(
+                out,
+                self._bufs,
+                lambda p, c0, c1, dst: p._kernel(p._weights, x[c0:c1], *p._bufs, dst),
+            )
         else:
             self._kernel(self._weights, x, *self._bufs, out)
 
@@ -329,6 +401,10 @@ class PreparedWeight:
         float32 C-contiguous. False (nothing done) when the weight has no fused kernel."""
         if self._kernel is None:
             return False
+        if self._panels:
+            self._sum_panels(out, np.empty_like(out), lambda p, c0, c1, dst: p.matvecs_into(
+                np.ascontiguousarray(xs[:, c0:c1]), dst))  # fmt: skip
+            return True
         from trueno.quant import fused
 
         if self._multi is None:
@@ -355,13 +431,7 @@ class PreparedWeight:
         xs = np.ascontiguousarray(xs, dtype=np.float32)
         n = xs.shape[0]
         out = np.empty((n, rows), dtype=np.float32)
-        if self._f32 is not None:
-            matmul_f32(xs, self._f32, out)
-        elif n <= MATVEC_ROWS:
-            for i in range(n):
-                self.matvec(xs[i], out=out[i])
-        elif not _int8_matmul(self, xs, out):
-            self._dequantize_matmul(xs, out)
+        self._matmul_into(xs, out)
         if t0:
             api.record(
                 "quant.matmul",
@@ -373,6 +443,20 @@ class PreparedWeight:
                 t0,
             )
         return out
+
+    def _matmul_into(self, xs: np.ndarray, out: np.ndarray) -> None:
+        """out = xs @ W.T (xs float32 C-contiguous (n, cols), out (n, rows)), untraced."""
+        n = xs.shape[0]
+        if self._f32 is not None:
+            matmul_f32(xs, self._f32, out)
+        elif self._panels:
+            self._sum_panels(out, np.empty_like(out), lambda p, c0, c1, dst: p._matmul_into(
+                np.ascontiguousarray(xs[:, c0:c1]), dst))  # fmt: skip
+        elif n <= MATVEC_ROWS:
+            for i in range(n):
+                self.matvec(xs[i], out=out[i])
+        elif not _int8_matmul(self, xs, out):
+            self._dequantize_matmul(xs, out)
 
     def _dequantize_matmul(self, xs: np.ndarray, out: np.ndarray) -> None:
         """out = xs @ W.T by dequantizing tiles of rows to f32 and multiplying them by BLAS."""
@@ -403,6 +487,8 @@ class PreparedWeight:
         """The weight as float32 (rows, cols)."""
         if self._f32 is not None:
             return self._f32.copy()
+        if self._panels:
+            return np.concatenate([p.dequantize() for p in self._panels], axis=1)
         out = np.empty(self.shape, dtype=np.float32)
         self._dequantize_rows(0, self.shape[0], out)
         return out
