@@ -259,6 +259,9 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, grou
     pairs = ranged and group >= 4
     first_group = 2 if pairs else half  # the fewest vectors a decode serves
     pair_kind, triple_kind = f"{kind}/2", f"{kind}/3"
+    # row by row: 2 or 3 left over take one decode of 2 (a multi-vector body's results do
+    # not depend on how many vectors share its decode)
+    row_pairs = not ranged and group > 2
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def matvecs(w, x, xq, dx, xs, bs, xt, out):
@@ -316,6 +319,10 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, grou
             while b + group <= n_vec:
                 simd.rows_dot(group_kind, w, r, xq, xd, xs, bs, b, out)
                 b += group
+            if row_pairs:
+                if b + 2 <= n_vec:
+                    simd.rows_dot(pair_kind, w, r, xq, xd, xs, bs, b, out)
+                    b += 2
             while b < n_vec:
                 out[b, r] = simd.row_dot(kind, w, r, xq[b], xd[b], xs[b], bs[b])
                 b += 1

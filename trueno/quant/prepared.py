@@ -2,12 +2,12 @@
 
 Q4_K, Q5_K, Q6_K, F16 and BF16 kernels read the GGML blocks in place (row-major
 ``(rows, row_bytes)``, no copy of a mmapped file), except that a quantized weight of more than
-:data:`PANEL_COLS` columns is copied into contiguous column panels, one kernel each. Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 are re-laid
-once (relayout.py: scales in their own arrays, nibbles of block pairs interleaved; same byte
-count) because their per-block scale work, not memory, bounds the GGML-layout kernel. At the
-avx512 level every fused type (not the floats) is re-laid in groups of 16 rows instead
-(grouped.py: 16 rows per register, each thread's rows read as a few streams in step), where
-the rows allow. Backends:
+:data:`PANEL_COLS` columns is copied into contiguous column panels, one kernel each. Q4_0,
+Q4_1, Q5_0, Q5_1 and Q8_0 are re-laid once (relayout.py: scales in their own arrays, nibbles
+of block pairs interleaved; same byte count) because their per-block scale work, not memory,
+bounds the GGML-layout kernel. At the avx512 level every fused type (not the floats) is
+re-laid in groups of 16 rows instead (grouped.py: 16 rows per register, each thread's rows
+read as a few streams in step), where the rows allow. Backends:
 
 - ``numba-<isa>`` (``numba-avx512``, ``numba-avxvnni``, ``numba-avx2``): the row dot its
   kernel record (kernels.py) names for the ISA level, on int8-quantized activations,
