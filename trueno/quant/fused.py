@@ -248,16 +248,22 @@ def _make_matvec(kind: str, block: int, prefetch: bool, prefetch_max: int):
 
 
 def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, group: int,
-                  transposed: bool, ranged: bool):  # fmt: skip
+                  transposed: bool, ranged: bool, plain_pairs: bool = False):  # fmt: skip
     group_kind = f"{kind}/{group}"
     # 8 vectors per decode (avx512): 4 to 7 left over take one decode of 4 before the rest
     # go one by one (a constant: numba prunes the step where there is none)
     halves = ranged and group == 8
     half = group // 2 if halves else group
     half_kind = f"{kind}/{half}"
-    # then 3 or 2 left over take one decode (continuous batching steps any B)
+    # then 3 or 2 left over take one decode (continuous batching steps any B). With
+    # ``plain_pairs`` 2 take the body's plain multi-vector form row by row instead: the
+    # lane-per-block form's transposes of weights and activations cost more than they save
+    # for 2 vectors at avx512 (Zen 4, 2 threads, 6 distinct matrices cycled, B = 2, ms, lane-
+    # per-block / plain: Q4_K 8192 x 2048 0.66 / 0.41, 2048 x 8192 0.62 / 0.55, Q5_K 8192 x
+    # 2048 0.57 / 0.45; B = 3 no better plain; at avx2 mixed: Q8_0 0.83 / 0.55, Q4_K 0.42 /
+    # 0.45, Q4_0 0.47 / 0.39 and 0.54 / 0.60)
     pairs = ranged and group >= 4
-    first_group = 2 if pairs else half  # the fewest vectors a decode serves
+    first_group = (3 if plain_pairs else 2) if pairs else half  # the fewest a decode serves
     pair_kind, triple_kind = f"{kind}/2", f"{kind}/3"
     # row by row: 2 or 3 left over take one decode of 2 (a multi-vector body's results do
     # not depend on how many vectors share its decode)
@@ -302,6 +308,12 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, grou
                     if b + 3 <= n_vec:
                         simd.rows_range_t(triple_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
                         b += 3
+                    elif b + 2 <= n_vec and plain_pairs:
+                        for r in range(r0, r1):
+                            if pf and n_vec < first_group:
+                                simd.prefetch_row(w[0], r + PREFETCH_ROWS)
+                            simd.rows_dot(pair_kind, w, r, xq, xd, xs, bs, b, out)
+                        b += 2
                     elif b + 2 <= n_vec:
                         simd.rows_range_t(pair_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
                         b += 2
@@ -347,7 +359,8 @@ def _kernel(make, rec, relaid: bool, level: str):
                     body = simd.body_of(kind)
                     group = body.multi_vectors or rec.multi_vectors if body.vectors else 1
                     transposed = body.multi is not None
-                    args += [group, transposed, transposed or body.twin_rows is not None]
+                    ranged = transposed or body.twin_rows is not None
+                    args += [group, transposed, ranged, transposed and level == "avx512"]
                 fn = _KERNELS[key] = make(*args)
     return fn
 
