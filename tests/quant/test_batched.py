@@ -126,3 +126,28 @@ def test_no_kernel_for_f32_or_portable_weights():
         out = np.full((2, 4), np.nan, np.float32)
         assert not p.matvecs_into(np.ones((2, 32), np.float32), out)
         assert np.isnan(out).all()  # nothing done
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("cols", [768, 4352])  # up to fused.PLAIN_COLS, and past it
+@pytest.mark.parametrize("name", ["Q4_K", "Q5_K", "Q6_K", "Q8_0", "Q4_0"])
+def test_small_batches_equal_matvec(name, cols, level):
+    """B = 2 to 7, fewer than a decode group: at avx512 the lane-per-block bodies run their
+    plain multi-vector form in decodes of up to fused.PLAIN_UPTO on rows of up to
+    fused.PLAIN_COLS, past it the lane-per-block one; every row equals the matvec's bits."""
+    from trueno.quant import fused
+
+    rec = RECORDS[GGMLType[name]]
+    relayout = name in ("Q8_0", "Q4_0")  # re-laid (37 rows: never grouped.py's layout)
+    if rec.best_level(level, relayout) != level:
+        pytest.skip(f"{name} has no {level} kernel")
+    assert fused.PLAIN_COLS < 4352
+    p = weight(name, relayout, rows=37, cols=cols, isa=level)
+    rng = np.random.default_rng(cols)
+    for n_vec in range(2, 8):
+        xs = rng.standard_normal((n_vec, cols)).astype(np.float32)
+        xs[-1, :32] = 0  # a zero activation block
+        out = np.full((n_vec, p.shape[0]), np.nan, np.float32)
+        assert p.matvecs_into(xs, out)
+        for b in range(n_vec):
+            assert np.array_equal(out[b], p.matvec(xs[b])), (n_vec, b)

@@ -248,23 +248,16 @@ def _make_matvec(kind: str, block: int, prefetch: bool, prefetch_max: int):
 
 
 def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, group: int,
-                  transposed: bool, ranged: bool, plain_pairs: bool = False):  # fmt: skip
+                  transposed: bool, ranged: bool, plain_upto: int, plain_cols: int):  # fmt: skip
     group_kind = f"{kind}/{group}"
     # 8 vectors per decode (avx512): 4 to 7 left over take one decode of 4 before the rest
     # go one by one (a constant: numba prunes the step where there is none)
     halves = ranged and group == 8
     half = group // 2 if halves else group
     half_kind = f"{kind}/{half}"
-    # then 3 or 2 left over take one decode (continuous batching steps any B). With
-    # ``plain_pairs`` 2 take the body's plain multi-vector form row by row instead: the
-    # lane-per-block form's transposes of weights and activations cost more than they save
-    # for 2 vectors at avx512 (Zen 4, 2 threads, 6 distinct matrices cycled, B = 2, ms, lane-
-    # per-block / plain: Q4_K 8192 x 2048 0.66 / 0.41, 2048 x 8192 0.62 / 0.55, Q5_K 8192 x
-    # 2048 0.57 / 0.45; B = 3 no better plain; at avx2 mixed: Q8_0 0.83 / 0.55, Q4_K 0.42 /
-    # 0.45, Q4_0 0.47 / 0.39 and 0.54 / 0.60)
+    # then 3 or 2 left over take one decode (continuous batching steps any B)
     pairs = ranged and group >= 4
-    first_group = (3 if plain_pairs else 2) if pairs else half  # the fewest a decode serves
-    pair_kind, triple_kind = f"{kind}/2", f"{kind}/3"
+    pair_kind, triple_kind, quad_kind = f"{kind}/2", f"{kind}/3", f"{kind}/4"
     # row by row: 2 or 3 left over take one decode of 2 (a multi-vector body's results do
     # not depend on how many vectors share its decode)
     row_pairs = not ranged and group > 2
@@ -274,13 +267,19 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, grou
         """out[b] = W @ x[b] for B vectors: each weight row read from memory once, decoded
         once per ``group`` vectors (simd.rows_dot; when ``ranged``, simd.rows_range_t over
         runs of rows, two rows at a time where the body has that form, on the lane-per-block
-        copy ``xt`` of the activations when ``transposed``), the rest by the row dot of
-        ``matvec``; every result bit-identical to ``matvec``'s."""
+        copy ``xt`` of the activations when ``transposed``; fewer than ``group`` vectors, in
+        decodes of up to ``plain_upto``, by the plain multi-vector form on rows of up to
+        ``plain_cols``), the rest by the row dot of ``matvec``; every result bit-identical to
+        ``matvec``'s."""
         n_vec = x.shape[0]
+        n_cols = xq.shape[1]
+        # fewer vectors than a group, on short rows: decodes of up to plain_upto vectors by
+        # the plain form, and no lane-per-block copy of the activations
+        plain = plain_upto >= 2 and n_vec < group and n_cols <= plain_cols
         if block:
             for b in range(n_vec):
                 quantize_activations(x[b], block, xq[b], dx[b], xs[b], bs[b])
-                if transposed and n_vec >= first_group:
+                if transposed and n_vec >= 2 and not plain:
                     transpose_blocks(xq[b], xt[b])
             xd = dx
         else:
@@ -294,34 +293,44 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, grou
                 r0 = c * ROW_CHUNK
                 r1 = min(n_rows, r0 + ROW_CHUNK)
                 b = 0
-                pre = ahead
-                while b + group <= n_vec:  # the run's rows are in the caches after the first
+                pre = ahead  # 0 once a pass brought the run's rows into the caches
+                while b + group <= n_vec:
                     simd.rows_range_t(group_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
                     pre = 0
                     b += group
-                if halves:
-                    if b + half <= n_vec:
-                        simd.rows_range_t(half_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
-                        pre = 0
-                        b += half
-                if pairs:
-                    if b + 3 <= n_vec:
-                        simd.rows_range_t(triple_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
-                        b += 3
-                    elif b + 2 <= n_vec and plain_pairs:
+                left = n_vec - b
+                while left >= 2:  # a decode for 2 or more of the vectors left
+                    k = min(left, plain_upto)
+                    if plain and k >= 2:
                         for r in range(r0, r1):
-                            if pf and n_vec < first_group:
-                                simd.prefetch_row(w[0], r + PREFETCH_ROWS)
-                            simd.rows_dot(pair_kind, w, r, xq, xd, xs, bs, b, out)
-                        b += 2
-                    elif b + 2 <= n_vec:
+                            if pre:
+                                simd.prefetch_row(w[0], r + pre)
+                            if k == 4:
+                                simd.rows_dot(quad_kind, w, r, xq, xd, xs, bs, b, out)
+                            elif k == 3:
+                                simd.rows_dot(triple_kind, w, r, xq, xd, xs, bs, b, out)
+                            else:
+                                simd.rows_dot(pair_kind, w, r, xq, xd, xs, bs, b, out)
+                    elif halves and left >= half:
+                        k = half
+                        simd.rows_range_t(half_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
+                    elif pairs and left >= 3:
+                        k = 3
+                        simd.rows_range_t(triple_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
+                    elif pairs:
+                        k = 2
                         simd.rows_range_t(pair_kind, w, r0, r1, xa, xd, xs, bs, b, out, pre)
-                        b += 2
+                    else:
+                        break
+                    pre = 0
+                    b += k
+                    left -= k
                 while b < n_vec:
                     for r in range(r0, r1):
-                        if pf and n_vec < first_group:
-                            simd.prefetch_row(w[0], r + PREFETCH_ROWS)
+                        if pre:
+                            simd.prefetch_row(w[0], r + pre)
                         out[b, r] = simd.row_dot(kind, w, r, xq[b], xd[b], xs[b], bs[b])
+                    pre = 0
                     b += 1
             return
         for r in numba.prange(n_rows):
@@ -342,6 +351,17 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, grou
     return matvecs
 
 
+# Fewer vectors than a decode group (B = 2 to 7 at avx512), on rows of up to PLAIN_COLS
+# columns, run the lane-per-block bodies' plain multi-vector form in decodes of up to
+# PLAIN_UPTO vectors: transposing the weights and activations costs more than it saves for so
+# few. Zen 4, 2 threads, 6 distinct matrices cycled, Q4_K, ms per matrix (lane-per-block /
+# plain, medians of 7 rounds): 8192 x 2048 B = 2 0.80 / 0.42, B = 3 0.95 / 0.56, B = 4 1.00 /
+# 0.69, B = 6 1.29 / 1.03; 4096 x 4096 B = 2 1.09 / 0.57, B = 4 1.14 / 1.02; 2048 x 8192 B =
+# 2 0.86 / 1.00 (and B = 6 1.53 / 1.76): longer rows keep the lane-per-block form; 8 or more
+# vectors too (B = 12: 1.70 / 1.84). At the avx2 level mixed (B = 2: Q8_0 0.83 / 0.55, Q4_K
+# 0.42 / 0.45, Q4_0 0.47 / 0.39 and 0.54 / 0.60): avx512 only
+PLAIN_UPTO = 4
+PLAIN_COLS = 4096
 _KERNELS: dict = {}
 _lock = threading.Lock()
 
@@ -360,7 +380,8 @@ def _kernel(make, rec, relaid: bool, level: str):
                     group = body.multi_vectors or rec.multi_vectors if body.vectors else 1
                     transposed = body.multi is not None
                     ranged = transposed or body.twin_rows is not None
-                    args += [group, transposed, ranged, transposed and level == "avx512"]
+                    plain = PLAIN_UPTO if transposed and level == "avx512" else 0
+                    args += [group, transposed, ranged, plain, PLAIN_COLS]
                 fn = _KERNELS[key] = make(*args)
     return fn
 
