@@ -82,8 +82,9 @@ class KernelRecord:
     # ISA level -> row dot over the re-laid form
     relaid_dot: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     # the multi-vector dot: vectors one weight decode serves, where the row dot's IR body
-    # takes several (simd.Body.vectors: paired, split Q8_0, Q4_K/Q5_K); B vectors then run in
-    # groups of this many, the rest one by one, all bit-identical to the one-vector dot.
+    # takes several (simd.Body.vectors: paired, split Q8_0, Q4_K/Q5_K, Q6_K); B vectors then
+    # run in groups of this many, the rest one by one (or a pair), all bit-identical to the
+    # one-vector dot.
     # (fused's B-vector driver runs a body's lane-per-block form, simd.Body.multi, in groups
     # of that body's multi_vectors instead: 8 at avx512, 4 below; int8mm reads this one.)
     multi_vectors: int = 4
