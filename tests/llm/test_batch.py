@@ -279,3 +279,51 @@ def test_untraced_steps_read_no_clock(tiny_model_path, monkeypatch):
     traced = BatchSequence(PROMPTS[2], 6, stop_at_eog=False, spans=[])
     engine.run([traced, BatchSequence(PROMPTS[3], 6, stop_at_eog=False)])
     assert calls and [name for name, *_ in traced.spans].count("decode") == 5
+
+
+def test_column_panels_keep_batched_equal_alone(tmp_path, monkeypatch):
+    """A K-quant model whose FFN down rows run as column panels (prepared.PANEL_COLS, here
+    lowered to 256 columns): its logits track the same model read whole, and a batch still
+    yields the lone run's tokens and logprobs (every panel sum in one order)."""
+    import llm_models
+    from llm_models import (
+        assert_logits_close,
+        gguf_metadata,
+        gguf_tensors,
+        random_hf_state,
+        spm_vocab_metadata,
+        write_gguf,
+    )
+
+    import trueno.quant.prepared as prepared
+    from trueno.gguf.constants import GGMLType
+    from trueno.quant import grouped, kernels, quantize, simd
+
+    if not simd.available():
+        pytest.skip("no SIMD quant kernels: no fused driver to split")
+    if grouped.applies("Q4_K", kernels.chosen_level(), (256, 512)):
+        pytest.skip("Q4_K is re-laid in groups of 16 rows at this host's level")
+    big = dict(llm_models.TINY["llama"], dim=256, hidden=512, head_dim=64)
+    monkeypatch.setitem(llm_models.TINY, "llama", big)
+    tensors = gguf_tensors("llama", random_hf_state("llama", seed=3))
+    for name, w in list(tensors.items()):
+        if w.ndim == 2 and name != "token_embd.weight":  # every column count a multiple of 256
+            t = GGMLType.Q6_K if "ffn_down" in name and "blk.1." in name else GGMLType.Q4_K
+            tensors[name] = (quantize(w, t), t, w.shape)
+    path = write_gguf(tmp_path / "k.gguf", {**gguf_metadata("llama"), **spm_vocab_metadata()},
+                      tensors)  # fmt: skip
+    whole = Model.load(path)
+    monkeypatch.setattr(prepared, "PANEL_COLS", 256)
+    model = Model.load(path)
+    downs = [layer.w_down for layer in model.weights.layers]
+    assert [m.ready().prepared.panels for m in downs] == [2, 2]  # Q4_K, then Q6_K
+    assert whole.weights.layers[0].w_down.ready().prepared.panels == 0
+    tokens = PROMPTS[3] * 2
+    assert_logits_close(model.logits(tokens), whole.logits(tokens), rel=1e-4)
+    model.reset()
+    expect = [_alone(model, p, 10, temperature=0.0) for p in PROMPTS]
+    engine = BatchEngine(model, n_slots=4)
+    seqs = [BatchSequence(p, 10, Sampler(temperature=0.0), logprobs=3) for p in PROMPTS]
+    events = run_batch(engine, seqs)
+    assert [s.tokens for s in seqs] == expect
+    assert_batched_logprobs_equal_alone(model, seqs, events)
