@@ -254,7 +254,7 @@ class PreparedWeight:
         rows, cols = self.shape
         fmt = self.format
         n_blocks = cols // fmt.block_elems
-        k = -(-cols // PANEL_COLS)
+        k = min(-(-cols // PANEL_COLS), n_blocks)  # no empty panel, whatever the bound
         spans = list(pairwise(n_blocks * i // k for i in range(k + 1)))  # blocks [a, b)
         self._cuts = tuple((a * fmt.block_elems, b * fmt.block_elems) for a, b in spans)
         self._panels = tuple(
@@ -445,7 +445,8 @@ class PreparedWeight:
         return out
 
     def _matmul_into(self, xs: np.ndarray, out: np.ndarray) -> None:
-        """out = xs @ W.T (xs float32 C-contiguous (n, cols), out (n, rows)), untraced."""
+        """out = xs @ W.T (xs float32 C-contiguous (n, cols), out (n, rows)); records no span
+        of its own (a short X's per-row matvecs record theirs)."""
         n = xs.shape[0]
         if self._f32 is not None:
             matmul_f32(xs, self._f32, out)
