@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import llm_models
 import pytest
-from llm_models import assert_batched_logprobs_equal_alone, run_batch
+from llm_models import (
+    assert_batched_logprobs_equal_alone,
+    assert_logits_close,
+    gguf_metadata,
+    gguf_tensors,
+    random_hf_state,
+    run_batch,
+    spm_vocab_metadata,
+    write_gguf,
+)
 
+import trueno.quant.prepared as prepared
 from trueno.errors import ContextLengthError, ModelError
+from trueno.gguf.constants import GGMLType
 from trueno.llm import Model
 from trueno.llm.batch import BatchEngine, BatchSequence
 from trueno.llm.generate import generate_tokens
 from trueno.llm.sampler import Sampler
+from trueno.quant import grouped, kernels, quantize, simd
 
 PROMPTS = [[1, 5, 9, 13], [1, 30, 31, 32, 33, 34, 35], [1, 7], [1, 40, 41, 42, 43, 44, 45, 46, 47]]
 
@@ -285,20 +298,6 @@ def test_column_panels_keep_batched_equal_alone(tmp_path, monkeypatch):
     """A K-quant model whose FFN down rows run as column panels (prepared.PANEL_COLS, here
     lowered to 256 columns): its logits track the same model read whole, and a batch still
     yields the lone run's tokens and logprobs (every panel sum in one order)."""
-    import llm_models
-    from llm_models import (
-        assert_logits_close,
-        gguf_metadata,
-        gguf_tensors,
-        random_hf_state,
-        spm_vocab_metadata,
-        write_gguf,
-    )
-
-    import trueno.quant.prepared as prepared
-    from trueno.gguf.constants import GGMLType
-    from trueno.quant import grouped, kernels, quantize, simd
-
     if not simd.available():
         pytest.skip("no SIMD quant kernels: no fused driver to split")
     if grouped.applies("Q4_K", kernels.chosen_level(), (256, 512)):

@@ -250,8 +250,8 @@ def _make_matvec(kind: str, block: int, prefetch: bool, prefetch_max: int):
 def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, group: int,
                   transposed: bool, ranged: bool, plain_upto: int, plain_cols: int):  # fmt: skip
     group_kind = f"{kind}/{group}"
-    # 8 vectors per decode (avx512): 4 to 7 left over take one decode of 4 before the rest
-    # go one by one (a constant: numba prunes the step where there is none)
+    # 8 vectors per decode (avx512): 4 to 7 left over take one decode of 4 first, unless the
+    # plain form serves them (a constant: numba prunes the step where there is none)
     halves = ranged and group == 8
     half = group // 2 if halves else group
     half_kind = f"{kind}/{half}"
@@ -367,7 +367,9 @@ _lock = threading.Lock()
 
 
 def _kernel(make, rec, relaid: bool, level: str):
-    key = (make, rec.ggml_type, relaid, level, PREFETCH_MAX_ROW_BYTES)
+    # the module constants the closures take are part of the key: a bench that changes one
+    # gets kernels built with it
+    key = (make, rec.ggml_type, relaid, level, PREFETCH_MAX_ROW_BYTES, PLAIN_UPTO, PLAIN_COLS)
     fn = _KERNELS.get(key)
     if fn is None:
         with _lock:

@@ -205,6 +205,7 @@ class PreparedWeight:
         self._act_block = 0  # activations quantized per this many (with a fused kernel)
         self._panels: tuple[PreparedWeight, ...] = ()  # column panels (PANEL_COLS), or none
         self._cuts: tuple[tuple[int, int], ...] = ()  # each panel's columns [c0, c1)
+        self._part = None  # matvec_into's partial products of the panels after the first
         level = _requested_level(simd, isa)
         rec = self.record
         if self.ggml_type is GGMLType.F32:
@@ -271,7 +272,7 @@ class PreparedWeight:
         first = self._panels[0]
         self.isa, self.backend, self._act_block = first.isa, first.backend, first._act_block
         self._kernel = first._kernel  # a fused kernel runs (per panel)
-        self._bufs = np.empty(rows, np.float32)  # matvec_into's partial products
+        self._part = np.empty(rows, np.float32)
 
     def _sum_panels(self, out: np.ndarray, part: np.ndarray, product) -> None:
         """out = the sum, in panel order, of ``product(panel, c0, c1, dst)``: the panel (the
@@ -389,7 +390,7 @@ class PreparedWeight:
         elif self._panels:  # the panels' own scratch
             self._sum_panels(
                 out,
-                self._bufs,
+                self._part,
                 lambda p, c0, c1, dst: p._kernel(p._weights, x[c0:c1], *p._bufs, dst),
             )
         else:
