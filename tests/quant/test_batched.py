@@ -151,3 +151,36 @@ def test_small_batches_equal_matvec(name, cols, level):
         assert p.matvecs_into(xs, out)
         for b in range(n_vec):
             assert np.array_equal(out[b], p.matvec(xs[b])), (n_vec, b)
+
+
+# the first quant byte of a block (after its f16 fields and, for the K-quants, their scales):
+# from there to the block's end every byte is a 4-bit pair or a 5th bit
+QUANTS_AT = {"Q4_0": 2, "Q4_1": 4, "Q5_0": 2, "Q5_1": 4, "Q4_K": 16, "Q5_K": 16}
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("relayout", [True, False])
+@pytest.mark.parametrize("name", list(QUANTS_AT))
+def test_largest_products_do_not_wrap(name, relayout, level):
+    """Every weight at its format's top (15, or 31 with the 5th bit) against activations of
+    +-127 (a constant row quantizes to 127 throughout): the integer sums at their largest,
+    vpmaddubsw's pair sums included, neither saturate nor wrap in any form, so B vectors equal
+    the one-vector dot bit for bit, and both the numpy reference."""
+    rec = RECORDS[GGMLType[name]]
+    if rec.best_level(level, relayout and rec.relayout is not None) != level:
+        pytest.skip(f"{name} has no {level} kernel")
+    rows, cols = 24, 768 if rec.act_block == 256 else 640
+    rng = np.random.default_rng(3)
+    blocks = api.quantize(rng.standard_normal((rows, cols)).astype(np.float32), name)
+    raw = blocks.view(np.uint8).reshape(rows * cols // rec.layout[0], rec.block_bytes)
+    raw[:, QUANTS_AT[name] :] = 0xFF
+    p = PreparedWeight(blocks, name, (rows, cols), relayout=relayout, isa=level)
+    xs = np.ones((8, cols), np.float32)
+    xs[1::2] *= -1
+    xs[2] = np.where(np.arange(cols) % 64 < 32, 1.0, -1.0)  # signs changing block by block
+    out = np.empty((8, rows), np.float32)
+    assert p.matvecs_into(xs, out)
+    want = xs @ api.dequantize(blocks, name, (rows, cols)).T
+    for b in range(8):
+        assert np.array_equal(out[b], p.matvec(xs[b])), b
+    assert np.allclose(out, want, rtol=1e-2, atol=1e-2 * np.abs(want).max())

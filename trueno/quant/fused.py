@@ -358,10 +358,13 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, grou
 # plain, medians of 7 rounds): 8192 x 2048 B = 2 0.80 / 0.42, B = 3 0.95 / 0.56, B = 4 1.00 /
 # 0.69, B = 6 1.29 / 1.03; 4096 x 4096 B = 2 1.09 / 0.57, B = 4 1.14 / 1.02; 2048 x 8192 B =
 # 2 0.86 / 1.00 (and B = 6 1.53 / 1.76): longer rows keep the lane-per-block form; 8 or more
-# vectors too (B = 12: 1.70 / 1.84). At the avx2 level mixed (B = 2: Q8_0 0.83 / 0.55, Q4_K
-# 0.42 / 0.45, Q4_0 0.47 / 0.39 and 0.54 / 0.60): avx512 only
+# vectors too (B = 12: 1.70 / 1.84). At the avx2 level slower: on a Zen 3 (AVX2 only), the
+# same bench, medians of 5 rounds, 8192 x 2048 B = 2 Q4_K 0.89 / 1.11, Q4_1 0.51 / 0.64, Q8_0
+# 0.84 / 0.92; B = 3 1.25 / 1.56; within 10% at B = 4 and 6 and on 2048 x 8192 (Zen 4 forced
+# to avx2 read the same mix). So the levels that take it: avx512 only
 PLAIN_UPTO = 4
 PLAIN_COLS = 4096
+PLAIN_LEVELS: tuple[str, ...] = ("avx512",)
 _KERNELS: dict = {}
 _lock = threading.Lock()
 
@@ -369,7 +372,8 @@ _lock = threading.Lock()
 def _kernel(make, rec, relaid: bool, level: str):
     # the module constants the closures take are part of the key: a bench that changes one
     # gets kernels built with it
-    key = (make, rec.ggml_type, relaid, level, PREFETCH_MAX_ROW_BYTES, PLAIN_UPTO, PLAIN_COLS)
+    plain = (PLAIN_UPTO, PLAIN_COLS, PLAIN_LEVELS)
+    key = (make, rec.ggml_type, relaid, level, PREFETCH_MAX_ROW_BYTES, plain)
     fn = _KERNELS.get(key)
     if fn is None:
         with _lock:
@@ -382,7 +386,7 @@ def _kernel(make, rec, relaid: bool, level: str):
                     group = body.multi_vectors or rec.multi_vectors if body.vectors else 1
                     transposed = body.multi is not None
                     ranged = transposed or body.twin_rows is not None
-                    plain = PLAIN_UPTO if transposed and level == "avx512" else 0
+                    plain = PLAIN_UPTO if transposed and level in PLAIN_LEVELS else 0
                     args += [group, transposed, ranged, plain, PLAIN_COLS]
                 fn = _KERNELS[key] = make(*args)
     return fn
