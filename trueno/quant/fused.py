@@ -361,7 +361,7 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, grou
 # vectors too (B = 12: 1.70 / 1.84). At the avx2 level slower: on a Zen 3 (AVX2 only), the
 # same bench, medians of 5 rounds, 8192 x 2048 B = 2 Q4_K 0.89 / 1.11, Q4_1 0.51 / 0.64, Q8_0
 # 0.84 / 0.92; B = 3 1.25 / 1.56; within 10% at B = 4 and 6 and on 2048 x 8192 (Zen 4 forced
-# to avx2 read the same mix). So the levels that take it: avx512 only
+# to avx2 read mixed, some better, some worse). So it runs at avx512 only
 PLAIN_UPTO = 4
 PLAIN_COLS = 4096
 PLAIN_LEVELS: tuple[str, ...] = ("avx512",)
