@@ -98,6 +98,43 @@ def test_gemm_full_tiles_and_threads(name, level):
     assert np.array_equal(gemm(p, xs[:5]), got[:5])  # the scratch of a longer call reused
 
 
+# the first quant byte of a block (after its f16 fields and the K-quants' scales; Q6_K's ql
+# and qh come first, its scales and d after them): the bytes set to 0xFF, every weight at its top
+QUANT_BYTES = {
+    "Q4_0": slice(2, None),
+    "Q4_1": slice(4, None),
+    "Q5_0": slice(2, None),
+    "Q5_1": slice(4, None),
+    "Q4_K": slice(16, None),
+    "Q5_K": slice(16, None),
+    "Q6_K": slice(0, 192),
+}
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", list(QUANT_BYTES))
+def test_largest_products_do_not_wrap(name, level):
+    """Every weight at its format's top (15, 31 or 63 unsigned) against activations of +-127
+    (a constant row quantizes to 127 throughout): the integer sums at their largest, which
+    AVX2 adds as i16 in runs of vpmaddubsw pair sums (int8gemm._dots, int8gemm.TOPS), stay
+    inside the int8 bound and near the matvec."""
+    rng = np.random.default_rng(5)
+    rows, cols = 24, 1024
+    blocks, p = prepared(rng, name, rows, cols, level)
+    block_bytes = blocks.nbytes // (rows * cols // (256 if name in K_QUANTS else 32))
+    blocks.view(np.uint8).reshape(-1, block_bytes)[:, QUANT_BYTES[name]] = 0xFF
+    p = PreparedWeight(blocks, name, (rows, cols), isa=level)
+    xs = np.ones((9, cols), np.float32)
+    xs[1::2] *= -1
+    xs[2] = np.where(np.arange(cols) % 64 < 32, 1.0, -1.0)  # signs changing block by block
+    got = gemm(p, xs)
+    assert got is not None
+    w, want = gguf_reference(blocks, name, (rows, cols), xs)
+    for t in range(xs.shape[0]):
+        check_int8_activations(got[t], w, xs[t], want[t], 32)
+    close_to_matvecs(got, p, xs)
+
+
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("name", RELAID)
 def test_ir_packing_equals_numba_packing(name, level, monkeypatch):

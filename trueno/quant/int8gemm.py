@@ -48,24 +48,29 @@ from trueno.quant.llvm_ir import F32, I8, I32, Acc, data, i64, llvm, load, row_p
 drop_stale(__file__, ("int8pack.py", "grouped.py", "llvm_ir.py", "fused.py"))
 
 
-def _dot(builder, level, w, acc, a):
-    """acc + the u8 x s8 dot of ``w`` (unsigned weight bytes) and ``a`` (signed activation
-    bytes), four products per i32 lane."""
+def _dots(builder, level, top, acc, terms):
+    """acc + the u8 x s8 dots of ``terms``, (unsigned weight bytes at most ``top``, signed
+    activation bytes) pairs, four products per i32 lane. VNNI: one vpdpbusd a term. AVX2:
+    vpmaddubsw's i16 pair sums, each within 2 * top * 128, are added as i16 in runs too short
+    to wrap, then one vpmaddwd a run: the same integers, and for 4-bit weights 9 multiply uops
+    a block instead of 16."""
     vty = acc.type
-    if level == "avx512":
-        return x86(builder, "llvm.x86.avx512.vpdpbusd.512", vty, acc, w, a)
-    if level == "avxvnni":
-        return x86(builder, "llvm.x86.avx512.vpdpbusd.256", vty, acc, w, a)
+    if level != "avx2":
+        op = "vpdpbusd.512" if level == "avx512" else "vpdpbusd.256"
+        for w, a in terms:
+            acc = x86(builder, f"llvm.x86.avx512.{op}", vty, acc, w, a)
+        return acc
     v32i8, v16i16 = ir.VectorType(I8, 32), ir.VectorType(ir.IntType(16), 16)
-    pairs = x86(
-        builder,
-        "llvm.x86.avx2.pmadd.ub.sw",
-        v16i16,
-        builder.bitcast(w, v32i8),
-        builder.bitcast(a, v32i8),
-    )
     ones = ir.Constant(v16i16, [ir.Constant(ir.IntType(16), 1)] * 16)
-    return builder.add(acc, x86(builder, "llvm.x86.avx2.pmadd.wd", vty, pairs, ones))
+    run = max(1, 0x7FFF // (2 * top * 128))
+    for i in range(0, len(terms), run):
+        pairs = None
+        for w, a in terms[i : i + run]:
+            w8, a8 = builder.bitcast(w, v32i8), builder.bitcast(a, v32i8)
+            p = x86(builder, "llvm.x86.avx2.pmadd.ub.sw", v16i16, w8, a8)
+            pairs = p if pairs is None else builder.add(pairs, p)
+        acc = builder.add(acc, x86(builder, "llvm.x86.avx2.pmadd.wd", vty, pairs, ones))
+    return acc
 
 
 def _fma(builder, a, b, c):
@@ -73,13 +78,14 @@ def _fma(builder, a, b, c):
 
 
 @functools.cache
-def tile_kind(kind: str) -> tuple[str, int, int, str]:
-    """``"<level>/<zp|min|half>"`` -> (level, W, NT, form): ``zp`` one scale per block and a
-    zero point (``xc`` per 32), ``min`` a scale and a min per block (no zero point), ``half``
-    one scale per 16 and a zero point per 16 (Q6_K: ``wd`` (nblk, 2, W), ``xc`` per 16)."""
-    level, form = kind.split("/")
+def tile_kind(kind: str) -> tuple[str, int, int, str, int]:
+    """``"<level>/<zp|min|half>/<top>"`` -> (level, W, NT, form, top): ``zp`` one scale per
+    block and a zero point (``xc`` per 32), ``min`` a scale and a min per block (no zero
+    point), ``half`` one scale per 16 and a zero point per 16 (Q6_K: ``wd`` (nblk, 2, W),
+    ``xc`` per 16); ``top`` the largest packed weight byte (:data:`TOPS`)."""
+    level, form, top = kind.split("/")
     w, nt = TILE_SHAPE[level]
-    return level, w, nt, form
+    return level, w, nt, form, int(top)
 
 
 @intrinsic
@@ -90,7 +96,7 @@ def tile(typingctx, kind, wq, wd, wm, xq, xc, dx, xs, t0, nblk, dst, d_t0, d_r0)
     literal (:func:`tile_kind`)."""
     if not isinstance(kind, types.StringLiteral):
         return None
-    level, W, NT, form = tile_kind(kind.literal_value)
+    level, W, NT, form, top = tile_kind(kind.literal_value)
     has_min, half = form == "min", form == "half"
 
     def codegen(context, builder, sig, args):
@@ -133,10 +139,11 @@ def tile(typingctx, kind, wq, wd, wm, xq, xc, dx, xs, t0, nblk, dst, d_t0, d_r0)
                         c_at = builder.mul(builder.add(builder.mul(b, i64(n_sc)), i64(h)), i64(4))
                         isum = splat(builder, load(builder, crow[i], c_at, I32), W)
                     steps = range(4 * h, 4 * h + 4) if half else range(8)
+                    terms = []
                     for k in steps:
                         at = builder.add(x_at, i64(4 * k))
-                        a = splat(builder, load(builder, xrow[i], at, I32), W)
-                        isum = _dot(builder, level, ws[k], isum, a)
+                        terms.append((ws[k], splat(builder, load(builder, xrow[i], at, I32), W)))
+                    isum = _dots(builder, level, top, isum, terms)
                     scale = builder.fmul(dws[h], dxs)
                     acc = _fma(builder, builder.sitofp(isum, vf), scale, acc)
                 if has_min:
@@ -167,8 +174,8 @@ def _make_gemm(level: str, form: str, zero_point: int):
     tile_form = {"k4": "min", "k5": "min", "k6": "half", "k3": "half"}.get(base)
     if tile_form is None:
         tile_form = "zp" if zero_point else "min"
-    kind = f"{level}/{tile_form}"
-    _, W, NT, _ = tile_kind(kind)
+    kind = f"{level}/{tile_form}/{TOPS[base]}"
+    _, W, NT, _, _ = tile_kind(kind)
     half = tile_form == "half"
     zp32, zp16 = (0, zero_point) if half else (zero_point, 0)
     pack_kind = f"{level}/{form}"  # a string: see int8pack.pack_panel
@@ -225,6 +232,8 @@ FORMS = {
     "Q3_K": ("k3", 4),  # grouped.py's records only (no GGML-layout panel packer)
 }
 RELAID = ("paired", "paired5", "split")  # forms packed from relayout.PairedBlocks
+# the largest packed weight byte of each form: how many vpmaddubsw pair sums AVX2 may add as i16
+TOPS = {"paired": 15, "paired5": 31, "split": 255, "k4": 15, "k5": 31, "k6": 63, "k3": 7}
 _KERNELS: dict = {}
 _lock = threading.Lock()
 _local = threading.local()
