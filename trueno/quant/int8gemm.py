@@ -22,7 +22,8 @@ are packed by int8pack.py.
 
 Levels: ``avx512`` (512-bit vpdpbusd), ``avxvnni`` (the 256-bit VNNI form) and ``avx2``
 (vpmaddubsw + vpmaddwd, whose i16 pair sums cannot saturate for weights <= 63, so Q8_0 has no
-avx2 tile). For the 32-weight formats the integer sums equal the row dots' of simd.py; only the
+avx2 tile; a block's pair sums are added as i16 in runs that cannot wrap, one vpmaddwd a run:
+:func:`_dots`). For the 32-weight formats the integer sums equal the row dots' of simd.py; only the
 f32 order differs.
 """
 
