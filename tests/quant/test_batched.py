@@ -153,16 +153,24 @@ def test_small_batches_equal_matvec(name, cols, level):
             assert np.array_equal(out[b], p.matvec(xs[b])), (n_vec, b)
 
 
-# the first quant byte of a block (after its f16 fields and, for the K-quants, their scales):
-# from there to the block's end every byte is a 4-bit pair or a 5th bit
-QUANTS_AT = {"Q4_0": 2, "Q4_1": 4, "Q5_0": 2, "Q5_1": 4, "Q4_K": 16, "Q5_K": 16}
+# a block's quant bytes (after its f16 fields and the K-quants' scales; Q6_K's ql and qh come
+# first, its scales and d after them): set to 0xFF, they put every weight at its format's top
+QUANT_BYTES = {
+    "Q4_0": slice(2, None),
+    "Q4_1": slice(4, None),
+    "Q5_0": slice(2, None),
+    "Q5_1": slice(4, None),
+    "Q4_K": slice(16, None),
+    "Q5_K": slice(16, None),
+    "Q6_K": slice(0, 192),
+}
 
 
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("relayout", [True, False])
-@pytest.mark.parametrize("name", list(QUANTS_AT))
+@pytest.mark.parametrize("name", list(QUANT_BYTES))
 def test_largest_products_do_not_wrap(name, relayout, level):
-    """Every weight at its format's top (15, or 31 with the 5th bit) against activations of
+    """Every weight at its format's top (15, 31 or 63 unsigned) against activations of
     +-127 (a constant row quantizes to 127 throughout): the integer sums at their largest,
     vpmaddubsw's pair sums included, neither saturate nor wrap in any form, so B vectors equal
     the one-vector dot bit for bit, and both the numpy reference."""
@@ -173,7 +181,7 @@ def test_largest_products_do_not_wrap(name, relayout, level):
     rng = np.random.default_rng(3)
     blocks = api.quantize(rng.standard_normal((rows, cols)).astype(np.float32), name)
     raw = blocks.view(np.uint8).reshape(rows * cols // rec.layout[0], rec.block_bytes)
-    raw[:, QUANTS_AT[name] :] = 0xFF
+    raw[:, QUANT_BYTES[name]] = 0xFF
     p = PreparedWeight(blocks, name, (rows, cols), relayout=relayout, isa=level)
     xs = np.ones((8, cols), np.float32)
     xs[1::2] *= -1

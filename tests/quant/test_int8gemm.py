@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_batched import QUANT_BYTES
 from test_int8mm import gguf_reference
 from test_kernel_records import level_param
 from test_prepared import check_exact, check_int8_activations
@@ -96,19 +97,6 @@ def test_gemm_full_tiles_and_threads(name, level):
         check_int8_activations(got[t], w, xs[t], want[t], 32)
     close_to_matvecs(got, p, xs)
     assert np.array_equal(gemm(p, xs[:5]), got[:5])  # the scratch of a longer call reused
-
-
-# the first quant byte of a block (after its f16 fields and the K-quants' scales; Q6_K's ql
-# and qh come first, its scales and d after them): the bytes set to 0xFF, every weight at its top
-QUANT_BYTES = {
-    "Q4_0": slice(2, None),
-    "Q4_1": slice(4, None),
-    "Q5_0": slice(2, None),
-    "Q5_1": slice(4, None),
-    "Q4_K": slice(16, None),
-    "Q5_K": slice(16, None),
-    "Q6_K": slice(0, 192),
-}
 
 
 @pytest.mark.parametrize("level", LEVELS)

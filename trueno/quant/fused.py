@@ -360,8 +360,9 @@ def _make_matvecs(kind: str, block: int, prefetch: bool, prefetch_max: int, grou
 # 2 0.86 / 1.00 (and B = 6 1.53 / 1.76): longer rows keep the lane-per-block form; 8 or more
 # vectors too (B = 12: 1.70 / 1.84). At the avx2 level slower: on a Zen 3 (AVX2 only), the
 # same bench, medians of 5 rounds, 8192 x 2048 B = 2 Q4_K 0.89 / 1.11, Q4_1 0.51 / 0.64, Q8_0
-# 0.84 / 0.92; B = 3 1.25 / 1.56; within 10% at B = 4 and 6 and on 2048 x 8192 (Zen 4 forced
-# to avx2 read mixed, some better, some worse). So it runs at avx512 only
+# 0.84 / 0.92; B = 3 Q4_K 1.24 / 1.56 (4096 x 4096: 0.87 / 1.22); B = 4 and 6 mostly within
+# 10% (Q8_0 B = 6 1.50 / 1.92), 2048 x 8192 within 15% either way (Zen 4 forced to avx2 read
+# mixed, some better, some worse). So it runs at avx512 only
 PLAIN_UPTO = 4
 PLAIN_COLS = 4096
 PLAIN_LEVELS: tuple[str, ...] = ("avx512",)
@@ -372,8 +373,8 @@ _lock = threading.Lock()
 def _kernel(make, rec, relaid: bool, level: str):
     # the module constants the closures take are part of the key: a bench that changes one
     # gets kernels built with it
-    plain = (PLAIN_UPTO, PLAIN_COLS, PLAIN_LEVELS)
-    key = (make, rec.ggml_type, relaid, level, PREFETCH_MAX_ROW_BYTES, plain)
+    key = (make, rec.ggml_type, relaid, level, PREFETCH_MAX_ROW_BYTES)
+    key += (PLAIN_UPTO, PLAIN_COLS, PLAIN_LEVELS)
     fn = _KERNELS.get(key)
     if fn is None:
         with _lock:
