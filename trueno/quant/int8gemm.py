@@ -23,8 +23,8 @@ are packed by int8pack.py.
 Levels: ``avx512`` (512-bit vpdpbusd), ``avxvnni`` (the 256-bit VNNI form) and ``avx2``
 (vpmaddubsw + vpmaddwd, whose i16 pair sums cannot saturate for weights <= 63, so Q8_0 has no
 avx2 tile; a block's pair sums are added as i16 in runs that cannot wrap, one vpmaddwd a run:
-:func:`_dots`). For the 32-weight formats the integer sums equal the row dots' of simd.py; only the
-f32 order differs.
+:func:`_dots`). For the 32-weight formats the integer sums equal the row dots' of simd.py;
+only the f32 order differs.
 """
 
 from __future__ import annotations
@@ -42,7 +42,23 @@ from numba.extending import intrinsic
 from trueno.backends.numba_cache import drop_stale
 from trueno.quant.fused import quantize_activations
 from trueno.quant.int8pack import TILE_SHAPE, pack_panel
-from trueno.quant.llvm_ir import F32, I8, I32, Acc, data, i64, llvm, load, row_ptr, splat, x86
+from trueno.quant.llvm_ir import (
+    F32,
+    I32,
+    V16I16,
+    V32I8,
+    Acc,
+    data,
+    i64,
+    llvm,
+    load,
+    maddubs,
+    maddwd,
+    row_ptr,
+    splat,
+    vconst,
+    x86,
+)
 
 # the kernels inline llvm_ir.py's IR builders, int8pack.py's packers and fused.py's
 # quantize_activations, which numba's stamp (this file) ignores
@@ -61,16 +77,13 @@ def _dots(builder, level, top, acc, terms):
         for w, a in terms:
             acc = x86(builder, f"llvm.x86.avx512.{op}", vty, acc, w, a)
         return acc
-    v32i8, v16i16 = ir.VectorType(I8, 32), ir.VectorType(ir.IntType(16), 16)
-    ones = ir.Constant(v16i16, [ir.Constant(ir.IntType(16), 1)] * 16)
     run = max(1, 0x7FFF // (2 * top * 128))
     for i in range(0, len(terms), run):
         pairs = None
         for w, a in terms[i : i + run]:
-            w8, a8 = builder.bitcast(w, v32i8), builder.bitcast(a, v32i8)
-            p = x86(builder, "llvm.x86.avx2.pmadd.ub.sw", v16i16, w8, a8)
+            p = maddubs(builder, builder.bitcast(w, V32I8), builder.bitcast(a, V32I8))
             pairs = p if pairs is None else builder.add(pairs, p)
-        acc = builder.add(acc, x86(builder, "llvm.x86.avx2.pmadd.wd", vty, pairs, ones))
+        acc = builder.add(acc, maddwd(builder, pairs, vconst(V16I16, 1)))
     return acc
 
 
