@@ -59,6 +59,23 @@ def test_strace_counts_syscalls(program):
     assert sc["calls"]["read"]["calls"] > 0
 
 
+@pytest.mark.skipif(not runner.strace_works(), reason="strace missing or ptrace not permitted")
+def test_strace_counts_in_an_untimed_twin(tmp_path):
+    """The run whose time and spans the trace keeps is not under ptrace; its twin is."""
+    log = tmp_path / "tracers.txt"
+    prog = tmp_path / "who.py"
+    prog.write_text(
+        "import re, sys\n"
+        "status = open('/proc/self/status').read()\n"
+        "tracer = re.search(r'TracerPid:\\s*(\\d+)', status).group(1)\n"
+        "open(sys.argv[1], 'a').write(tracer + '\\n')\n"
+    )
+    trace = runner.trace_command([str(prog), str(log)], repeat=2, syscalls="strace", quiet=True)
+    tracers = [int(t) for t in log.read_text().split()]
+    assert [t != 0 for t in tracers] == [False, True, False, True], tracers
+    assert all(r["syscalls"]["source"] == "strace" for r in trace["runs"])
+
+
 def test_mapped_bytes_follow_unfinished_calls_and_threads():
     lines = [
         "10 brk(0) = 0x1000000",

@@ -5,8 +5,9 @@ Python process of the run that imports trueno (children included) writes its spa
 exit (:mod:`trueno.trace.boot`); the parent merges them with what it measured itself: wall
 time, CPU user/sys (``wait4`` rusage, children included), peak RSS (the largest VmHWM of the
 traced processes), exit code, and syscall counts from ``strace -f -c`` (when it works here)
-or from /proc read/write counters. Under strace the calls are also printed (``-C``) so that
-the bytes mapped by mmap and brk can be summed (``syscalls["mapped_bytes"]``).
+or from /proc read/write counters. strace counts in an untimed twin of each run (ptrace slows
+what it traces), and prints the calls too (``-C``) so that the bytes mapped by mmap and brk can
+be summed (``syscalls["mapped_bytes"]``).
 """
 
 from __future__ import annotations
@@ -160,6 +161,15 @@ def _merge_parts(parts: list[dict], launch_ns: int, run: int, next_id: list[int]
     return spans
 
 
+def _wants_strace(syscalls: str) -> bool:
+    """Whether ``--syscalls`` asks for strace here (auto: when it works); bad values raise."""
+    if syscalls not in ("auto", "strace", "off", "proc"):
+        raise ConfigError(f"--syscalls {syscalls!r}: expected auto, strace, proc or off")
+    if syscalls == "strace" and not strace_works():
+        raise ConfigError("--syscalls strace: strace is missing or ptrace is not permitted here")
+    return syscalls == "strace" or (syscalls == "auto" and strace_works())
+
+
 def warm_up(cmd: list[str], timeout: float | None = None) -> None:
     """Run ``cmd`` once untraced, its output dropped, so that numba compiles (or loads its
     cache) here and not inside the traced runs a budget reads: a cold first run of
@@ -185,11 +195,7 @@ def run_once(
     env: dict | None = None,
 ) -> tuple[dict, list[dict], int]:
     """One traced run: (run record, spans, launch epoch ns)."""
-    if syscalls not in ("auto", "strace", "off", "proc"):
-        raise ConfigError(f"--syscalls {syscalls!r}: expected auto, strace, proc or off")
-    use_strace = syscalls == "strace" or (syscalls == "auto" and strace_works())
-    if syscalls == "strace" and not strace_works():
-        raise ConfigError("--syscalls strace: strace is missing or ptrace is not permitted here")
+    use_strace = _wants_strace(syscalls)
     next_id = next_id if next_id is not None else [1]
     with tempfile.TemporaryDirectory(prefix="trueno-trace-") as tmp:
         parts_dir = Path(tmp, "parts")
@@ -274,12 +280,21 @@ def trace_command(
     name: str | None = None,
     timeout: float | None = None,
 ) -> dict:
-    """Run ``cmd`` ``repeat`` times under the tracer and return the trace dict."""
+    """Run ``cmd`` ``repeat`` times under the tracer and return the trace dict.
+
+    With strace, each run has an untimed twin under strace that counts its syscalls: ptrace
+    stops the program at every call, which costs 0.2 ms a call on some virtual machines
+    (examples/quickstart.py took 3 s under strace there against 0.8 s without), so a run
+    timed under strace would time strace."""
     if repeat < 1:
         raise ConfigError(f"--repeat {repeat}: must be at least 1")
+    twin = _wants_strace(syscalls)
     runs, spans, next_id, epoch = [], [], [1], None
     for i in range(repeat):
-        record, run_spans, launch = run_once(cmd, syscalls, quiet, i, next_id, timeout)
+        timed = "off" if twin else syscalls
+        record, run_spans, launch = run_once(cmd, timed, quiet, i, next_id, timeout)
+        if twin:  # its spans are dropped: the trace's spans come from the timed run
+            record["syscalls"] = run_once(cmd, "strace", True, i, [1], timeout)[0]["syscalls"]
         epoch = launch if epoch is None else epoch  # each run's start_ns is from its own launch
         runs.append(record)
         spans.extend(run_spans)
