@@ -4,8 +4,10 @@
 ``PreparedWeight.matmul`` by dequantize + sgemm, by the int8 row-dot kernel (int8mm's
 ``rows_matmul_into``, what ``int8mm.TOKEN_RANGE`` is read from) and by the register-blocked
 int8 GEMM (int8gemm), interleaved round by round (median of rounds), with the GEMM's GFLOP/s
-and CPU time (process time of the best call: both threads). ``--gemma3``: gemma-3-270m's
-matrices with their types (fused q+k, v, o, fused gate+up, down) instead of the 1B shapes.
+and CPU time (process time of the best call: both threads); where the CPU has AMX, the GEMM on
+AMX tiles (``TRUENO_QUANT_AMX=1``) is a fourth side, as a ratio to the VNNI GEMM.
+``--gemma3``: gemma-3-270m's matrices with their types (fused q+k, v, o, fused gate+up, down)
+instead of the 1B shapes.
 
 ``--prefill`` (part 2): prefill tok/s of a 128-token prompt with the int8 matmul off, by the
 row dots (``int8mm.GEMM = False``) and by the GEMM,
@@ -74,8 +76,10 @@ def matmul_main(args) -> None:
     import numpy as np
     from _common import print_table
 
-    from trueno.quant import int8gemm, int8mm, prepare, prepared, quantize
+    from trueno.quant import amx, int8gemm, int8mm, prepare, prepared, quantize
 
+    with_amx = amx.available()  # the GEMM's AMX tiles (TRUENO_QUANT_AMX=1) as another side
+    os.environ["TRUENO_QUANT_AMX"] = "0"
     rng = np.random.default_rng(0)
     rows_out = []
     if args.gemma3:
@@ -105,7 +109,16 @@ def matmul_main(args) -> None:
             def gemm(p=p, xs=xs, out=out):
                 assert int8gemm.matmul_into(p, xs, out)
 
+            def gemm_amx(p=p, xs=xs, out=out):
+                os.environ["TRUENO_QUANT_AMX"] = "1"
+                try:
+                    assert int8gemm.matmul_into(p, xs, out)
+                finally:
+                    os.environ["TRUENO_QUANT_AMX"] = "0"
+
             fns = {"sgemm": sgemm, "rows": rows_int8, "gemm": gemm}
+            if with_amx:
+                fns["amx"] = gemm_amx
             cpu: dict = {}
             med = interleaved(fns, 3 if args.quick else 5, cpu=cpu)
             flops = 2 * n * rows * cols
@@ -121,13 +134,16 @@ def matmul_main(args) -> None:
                     f"{flops / med['gemm'] / 1e9:.0f}",
                     f"{cpu['gemm'] * 1e3:.2f} / {cpu['rows'] * 1e3:.2f}",
                     f"{best_old / med['gemm']:.2f}x",
+                    f"{med['gemm'] / med['amx']:.2f}x" if with_amx else "n/a",
                 ]
             )
             print(" | ".join(rows_out[-1]), file=sys.stderr, flush=True)
     print(f"threads={args.threads}, median of interleaved rounds (best of 2 calls each)")
     head = ["type", "rows x cols", "T", "sgemm ms", "int8 rows ms", "int8 GEMM ms"]
-    head += ["GEMM GFLOP/s", "CPU ms GEMM / rows", "GEMM vs best other"]
+    head += ["GEMM GFLOP/s", "CPU ms GEMM / rows", "GEMM vs best other", "AMX tiles vs VNNI"]
     print_table(head, rows_out)
+    if not with_amx:
+        print(f"AMX tiles not measured: {amx.missing()}")
 
 
 def llama_bench(path: Path, threads: int) -> float | None:

@@ -77,6 +77,12 @@ def quant_simd() -> bool:
     return read_flag("TRUENO_QUANT_SIMD", True)
 
 
+def quant_amx() -> bool:
+    """TRUENO_QUANT_AMX as set now: 1 runs the int8 GEMM on AMX tiles where the CPU has them
+    (default off: no faster than VNNI as measured; trueno.quant.amx checks the host)."""
+    return read_flag("TRUENO_QUANT_AMX", False)
+
+
 def quant_isa() -> str | None:
     """TRUENO_QUANT_ISA as set now, lower case (``avx2``, ``portable`` ...), None when unset;
     trueno.quant.kernels checks the level against the host."""

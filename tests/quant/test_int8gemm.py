@@ -264,3 +264,59 @@ def test_a_second_process_loads_the_gemm_from_the_disk_cache():
                              text=True, timeout=600, check=True)  # fmt: skip
     misses, hits = map(int, run.stdout.split())
     assert (misses, hits) == (0, 2), run.stdout
+
+
+def _amx_why_not():
+    from trueno.quant import amx
+
+    return amx.missing()
+
+
+# each tile form once (zp: Q4_0, Q8_0's top 255; min: Q4_K; half: Q6_K), Q4_0 in both layouts:
+# the packers are the VNNI GEMM's, tested above
+AMX_CASES = [("Q4_0", 200), ("Q4_0", 256), ("Q8_0", 200), ("Q4_K", 256), ("Q6_K", 256)]
+
+
+@pytest.mark.skipif(_amx_why_not() is not None, reason=f"AMX tiles skipped: {_amx_why_not()}")
+@pytest.mark.parametrize("name,rows", AMX_CASES)
+def test_amx_tiles_equal_the_vnni_tiles(name, rows, monkeypatch):
+    """The AMX tile sums the same integers as the avx512 VNNI tile and scales them in the same
+    order: the same floats bit for bit, over a block count that leaves a tail after the groups
+    of four tile products (the 32-weight types), token and row tails, and an all-zero block.
+    256 rows are re-laid by grouped.py, 200 in pairs."""
+    from trueno.quant import int8gemm
+
+    rng = np.random.default_rng(11)
+    cols = 1024 + (256 if name in K_QUANTS else 32)
+    blocks, p = prepared(rng, name, rows, cols, "avx512")
+    assert p.grouped == (rows == 256)
+    xs = rng.standard_normal((37, cols)).astype(np.float32)
+    xs[0, :32] = 0
+    monkeypatch.setenv("TRUENO_QUANT_AMX", "0")
+    assert int8gemm.tile_level(p) == "avx512"
+    want = gemm(p, xs)
+    monkeypatch.setenv("TRUENO_QUANT_AMX", "1")
+    assert int8gemm.tile_level(p) == "amx"
+    got = gemm(p, xs)
+    assert np.array_equal(got, want)
+    w, ref = gguf_reference(blocks, name, (rows, cols), xs)
+    for t in range(xs.shape[0]):
+        check_int8_activations(got[t], w, xs[t], ref[t], 32)
+
+
+def test_amx_is_off_by_default_and_runs_only_where_the_host_has_it(monkeypatch):
+    import llvmlite.binding as llvm
+
+    from trueno.errors import ConfigError
+    from trueno.quant import amx
+
+    monkeypatch.delenv("TRUENO_QUANT_AMX", raising=False)
+    assert not amx.enabled()
+    monkeypatch.setenv("TRUENO_QUANT_AMX", "1")
+    assert amx.enabled() == (amx.missing() is None)
+    host = llvm.get_host_cpu_features()
+    if not all(host.get(f, False) for f in amx.FEATURES):
+        assert not amx.enabled() and "lacks amx" in amx.missing()
+    monkeypatch.setenv("TRUENO_QUANT_AMX", "maybe")
+    with pytest.raises(ConfigError, match="TRUENO_QUANT_AMX"):
+        amx.enabled()

@@ -73,6 +73,22 @@ def quant_line(report) -> str:
     )
 
 
+def amx_report() -> dict:
+    """Whether the int8 GEMM may run on AMX tiles here, why not, and whether it does now."""
+    from trueno.quant import amx
+
+    why = amx.missing()
+    return {"available": why is None, "why_not": why, "on": why is None and amx.enabled()}
+
+
+def amx_line(report: dict) -> str:
+    if not report["available"]:
+        return f"unavailable ({report['why_not']})"
+    if report["on"]:
+        return "on: the int8 GEMM runs on AMX tiles (TRUENO_QUANT_AMX=1)"
+    return "available, off (TRUENO_QUANT_AMX=1 runs the int8 GEMM on AMX tiles)"
+
+
 def handler(args: argparse.Namespace) -> int:
     import trueno
     from trueno import dispatch
@@ -81,6 +97,7 @@ def handler(args: argparse.Namespace) -> int:
     caps = trueno.capabilities()
     table = dispatch_table()
     quant = isa_report()
+    amx = amx_report()
     forced = dispatch.forced_backend()
     if args.json:
         print(
@@ -90,6 +107,7 @@ def handler(args: argparse.Namespace) -> int:
                     "capabilities": caps.to_dict(),
                     "forced_backend": forced.value if forced else None,
                     "quant_isa": quant.to_dict(),
+                    "quant_amx": amx,
                     "thresholds": dispatch.THRESHOLDS,
                     "dispatch": {k: {str(n): b for n, b in v.items()} for k, v in table.items()},
                 },
@@ -118,6 +136,7 @@ def handler(args: argparse.Namespace) -> int:
         print(f"gpu        none ({caps.gpu_error})")
     print(f"backend    {'forced: ' + forced.value if forced else 'auto'}")
     print(f"quant ISA  {quant_line(quant)}")
+    print(f"quant AMX  {amx_line(amx)}")
     print()
     head = ["op class", "example"] + [f"1e{len(str(n)) - 1}" for n in SIZES]
     rows = [

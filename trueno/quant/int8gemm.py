@@ -24,7 +24,9 @@ Levels: ``avx512`` (512-bit vpdpbusd), ``avxvnni`` (the 256-bit VNNI form) and `
 (vpmaddubsw + vpmaddwd, whose i16 pair sums cannot saturate for weights <= 63, so Q8_0 has no
 avx2 tile; a block's pair sums are added as i16 in runs that cannot wrap, one vpmaddwd a run:
 :func:`_dots`). For the 32-weight formats the integer sums equal the row dots' of simd.py;
-only the f32 order differs.
+only the f32 order differs. ``amx`` (opt-in, ``TRUENO_QUANT_AMX=1``, :mod:`trueno.quant.amx`)
+multiplies the avx512 panels with 16 tokens at a time on AMX tiles: the same floats as the
+avx512 tile.
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from trueno.backends.numba_cache import drop_stale
+from trueno.quant import amx
 from trueno.quant.fused import quantize_activations
 from trueno.quant.int8pack import TILE_SHAPE, pack_panel
 from trueno.quant.llvm_ir import (
     F32,
+    I8,
     I32,
     V16I16,
     V32I8,
@@ -62,7 +66,7 @@ from trueno.quant.llvm_ir import (
 
 # the kernels inline llvm_ir.py's IR builders, int8pack.py's packers and fused.py's
 # quantize_activations, which numba's stamp (this file) ignores
-drop_stale(__file__, ("int8pack.py", "grouped.py", "llvm_ir.py", "fused.py"))
+drop_stale(__file__, ("int8pack.py", "grouped.py", "llvm_ir.py", "fused.py", "amx.py"))
 
 
 def _dots(builder, level, top, acc, terms):
@@ -91,6 +95,11 @@ def _fma(builder, a, b, c):
     return llvm(builder, f"llvm.fma.v{a.type.count}f32", a.type, a, b, c)
 
 
+# W x NT of a tile per level; ``amx`` multiplies the avx512 panels (16 rows) with 16 tokens
+SHAPES = {**TILE_SHAPE, "amx": (16, 16)}
+PANELS = {"amx": "avx512"}  # the level whose packed panels a tile level reads, where another
+
+
 @functools.cache
 def tile_kind(kind: str) -> tuple[str, int, int, str, int]:
     """``"<level>/<zp|min|half>/<top>"`` -> (level, W, NT, form, top): ``zp`` one scale per
@@ -98,7 +107,7 @@ def tile_kind(kind: str) -> tuple[str, int, int, str, int]:
     point), ``half`` one scale per 16 and a zero point per 16 (Q6_K: ``wd`` (nblk, 2, W),
     ``xc`` per 16); ``top`` the largest packed weight byte (:data:`TOPS`)."""
     level, form, top = kind.split("/")
-    w, nt = TILE_SHAPE[level]
+    w, nt = SHAPES[level]
     return level, w, nt, form, int(top)
 
 
@@ -112,6 +121,11 @@ def tile(typingctx, kind, wq, wd, wm, xq, xc, dx, xs, t0, nblk, dst, d_t0, d_r0)
         return None
     level, W, NT, form, top = tile_kind(kind.literal_value)
     has_min, half = form == "min", form == "half"
+    sig = types.void(
+        kind, wq, wd, wm, xq, xc, dx, xs, types.int64, types.int64, dst, types.int64, types.int64
+    )
+    if level == "amx":
+        return sig, functools.partial(_amx_tile, W, NT, has_min, half)
 
     def codegen(context, builder, sig, args):
         _, wqt, wdt, wmt, xqt, xct, dxt, xst, _, _, dstt, _, _ = sig.args
@@ -171,10 +185,128 @@ def tile(typingctx, kind, wq, wd, wm, xq, xc, dx, xs, t0, nblk, dst, d_t0, d_r0)
             builder.store(accs[i].get(), ptr, align=4)
         return context.get_dummy_value()
 
-    sig = types.void(
-        kind, wq, wd, wm, xq, xc, dx, xs, types.int64, types.int64, dst, types.int64, types.int64
-    )
     return sig, codegen
+
+
+STEPS = 4  # AMX tile products before their sums are stored (C tiles 0-3)
+
+
+def _amx_tile(W, NT, has_min, half, context, builder, sig, args):
+    """:func:`tile` with AMX. Per block (per half block for ``half``) one ``tdpbsud`` of NT
+    tokens' activation bytes (straight from ``xq``'s rows) with the block's packed weights
+    (the panel's 8 vectors of W dwords are a B tile's rows) into a C tile of NT x W sums,
+    stored to the stack; then the VNNI tile's scaling, in the same order: the same integers,
+    so the same floats. :data:`STEPS` products go before their stores, and a group's sums are
+    scaled after the next group's products (software-pipelined); ``xc``, ``dx`` and ``xs``
+    come transposed (block, token), so a tile's 16 tokens' values sit at constant offsets
+    from one pointer (no spilled row pointers). Measured on a Xeon with AMX (BENCHMARKS.md,
+    twentieth session) this is no faster than the VNNI tile, and neither was the plain
+    order (zero, load, load, multiply, store, scale per block): with one C tile per 32-weight
+    block, the products wait on ``tdpbsud``'s latency through the eight tile registers.
+    Tiles: C 0-3, activations 4-5, weights 6-7."""
+    _, wqt, wdt, wmt, xqt, xct, dxt, xst, _, _, dstt, _, _ = sig.args
+    _, wq_v, wd_v, wm_v, xq_v, xc_v, dx_v, xs_v, t0_v, nb_v, dst_v, dt0, dr0 = args
+    vi, vf = ir.VectorType(I32, W), ir.VectorType(F32, W)
+    n_sc = 2 if half else 1
+    k_bytes = 32 // n_sc  # activation bytes per tdpbsud
+    group = STEPS // n_sc  # blocks per group
+    shapes = {c: (NT, 4 * W) for c in range(STEPS)}
+    shapes |= {4 + i: (NT, k_bytes) for i in range(2)}
+    shapes |= {6 + i: (k_bytes // 4, 4 * W) for i in range(2)}
+    amx.configure(builder, shapes)
+    sums = cgutils.alloca_once(builder, ir.ArrayType(I32, 2 * STEPS * NT * W + 64))
+    sums.align = 64
+    sums_p = builder.bitcast(sums, I8.as_pointer())
+    wq_p = data(context, builder, wqt, wq_v)
+    wd_p = data(context, builder, wdt, wd_v)
+    wm_p = data(context, builder, wmt, wm_v)
+    xq_stride = cgutils.unpack_tuple(
+        builder, context.make_array(xqt)(context, builder, xq_v).strides
+    )[0]
+    x0 = row_ptr(context, builder, xqt, xq_v, t0_v)
+    t_at = builder.mul(t0_v, i64(4))
+
+    def tokens(arytype, ary, row):  # &ary[row, t0]: the NT tokens' values 4 bytes apart
+        return builder.gep(row_ptr(context, builder, arytype, ary, row), [t_at])
+
+    accs = [Acc(builder, ir.Constant(vf, None)) for _ in range(NT)]
+
+    def products(b0, n_blocks, buf):
+        for c in range(n_blocks * n_sc):
+            b, h = builder.add(b0, i64(c // n_sc)), c % n_sc
+            amx.zero(builder, c)
+            at = builder.add(builder.mul(b, i64(32)), i64(k_bytes * h))
+            amx.load(builder, 4 + c % 2, builder.gep(x0, [at]), xq_stride)
+            wat = builder.add(builder.mul(b, i64(32 * W)), i64(k_bytes * W * h))
+            amx.load(builder, 6 + c % 2, builder.gep(wq_p, [wat]), i64(4 * W))
+            amx.dot_su(builder, c, 4 + c % 2, 6 + c % 2)
+        for c in range(n_blocks * n_sc):
+            amx.store(builder, c, builder.gep(buf, [i64(4 * NT * W * c)]), i64(4 * W))
+
+    def scale(b0, n_blocks, buf):
+        for g in range(n_blocks):
+            b = builder.add(b0, i64(g))
+            dws = [
+                load(
+                    builder,
+                    wd_p,
+                    builder.add(builder.mul(b, i64(4 * W * n_sc)), i64(4 * W * h)),
+                    vf,
+                )
+                for h in range(n_sc)
+            ]
+            mw = load(builder, wm_p, builder.mul(b, i64(4 * W)), vf) if has_min else None
+            dx_b = tokens(dxt, dx_v, b)
+            xs_b = tokens(xst, xs_v, b) if has_min else None
+            xc_b = [
+                tokens(xct, xc_v, builder.add(builder.mul(b, i64(n_sc)), i64(h)))
+                for h in range(n_sc)
+            ]
+            for i in range(NT):
+                dxs = splat(builder, load(builder, dx_b, i64(4 * i), F32), W)
+                acc = accs[i].get()
+                for h in range(n_sc):
+                    c = g * n_sc + h
+                    isum = load(builder, buf, i64(4 * W * (NT * c + i)), vi)
+                    if not has_min:
+                        xc = splat(builder, load(builder, xc_b[h], i64(4 * i), I32), W)
+                        isum = builder.add(xc, isum)
+                    scale = builder.fmul(dws[h], dxs)
+                    acc = _fma(builder, builder.sitofp(isum, vf), scale, acc)
+                if has_min:
+                    xsum = splat(builder, load(builder, xs_b, i64(4 * i), F32), W)
+                    acc = _fma(builder, mw, xsum, acc)
+                accs[i].set(acc)
+
+    # software-pipelined: group j's products are stored to one half of the stack while group
+    # j - 1's sums are scaled from the other
+    n_groups = builder.udiv(nb_v, i64(group))
+    half_at = i64(4 * STEPS * NT * W + 256)  # not 4 KiB: loads would alias the stores
+
+    def buf(j):
+        return builder.gep(sums_p, [builder.mul(builder.and_(j, i64(1)), half_at)])
+
+    with cgutils.for_range(builder, n_groups) as loop:
+        j = loop.index
+        products(builder.mul(j, i64(group)), group, buf(j))
+        with builder.if_then(builder.icmp_unsigned(">", j, i64(0))):
+            prev = builder.sub(j, i64(1))
+            scale(builder.mul(prev, i64(group)), group, buf(prev))
+    with builder.if_then(builder.icmp_unsigned(">", n_groups, i64(0))):
+        last = builder.sub(n_groups, i64(1))
+        scale(builder.mul(last, i64(group)), group, buf(last))
+    done = builder.mul(n_groups, i64(group))
+    with cgutils.for_range(builder, builder.sub(nb_v, done)) as loop:  # the last blocks
+        b0 = builder.add(done, loop.index)
+        products(b0, 1, sums_p)
+        scale(b0, 1, sums_p)
+    amx.release(builder)
+    col = builder.mul(dr0, i64(4))
+    for i in range(NT):
+        out = row_ptr(context, builder, dstt, dst_v, builder.add(dt0, i64(i)))
+        ptr = builder.bitcast(builder.gep(out, [col]), vf.as_pointer())
+        builder.store(accs[i].get(), ptr, align=4)
+    return context.get_dummy_value()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +324,8 @@ def _make_gemm(level: str, form: str, zero_point: int):
     _, W, NT, _, _ = tile_kind(kind)
     half = tile_form == "half"
     zp32, zp16 = (0, zero_point) if half else (zero_point, 0)
-    pack_kind = f"{level}/{form}"  # a string: see int8pack.pack_panel
+    pack_kind = f"{PANELS.get(level, level)}/{form}"  # a string: see int8pack.pack_panel
+    transposed = level == "amx"
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
     def gemm(w, f16, x, xq, dx, xs, bs, xc, xc16, out, wq, wd, wm, spill):
@@ -211,6 +344,8 @@ def _make_gemm(level: str, form: str, zero_point: int):
                 xc16[t, 2 * b] = -zp16 * s0
                 xc16[t, 2 * b + 1] = -zp16 * s1
         xcs = xc16 if half else xc
+        if transposed:  # (block, token): the AMX tile's layout (_amx_tile)
+            xcs, dx, xs = xcs.T.copy(), dx.T.copy(), xs.T.copy()
         t_pad = xq.shape[0]
         n_chunks = wq.shape[0]
         n_tiles = (rows + W - 1) // W
@@ -258,8 +393,8 @@ def kernel_for(weight):
     blocks of Q4_K, Q5_K, Q6_K at the avx512 / avxvnni / avx2 levels (not Q8_0 at avx2:
     vpmaddubsw would saturate), and grouped.py's records of every type it lays out (Q3_K
     only so)."""
-    name, level = weight.format.name, weight.isa
-    if name not in FORMS or level not in TILE_SHAPE or weight._kernel is None:
+    name, level = weight.format.name, tile_level(weight)
+    if name not in FORMS or level not in SHAPES or weight._kernel is None:
         return None
     if weight.grouped:  # grouped.py's types (avx512): packed from its records
         return _kernel(("grouped", name, level), level, f"grouped-{name}", FORMS[name][1])
@@ -268,6 +403,12 @@ def kernel_for(weight):
     if level == "avx2" and name == "Q8_0":
         return None
     return _kernel((name, level), level, *FORMS[name])
+
+
+def tile_level(weight) -> str:
+    """The tile level of a prepared weight's GEMM: ``amx`` over its avx512 panels where AMX
+    tiles run (:func:`trueno.quant.amx.enabled`), else its ISA level."""
+    return "amx" if weight.isa == "avx512" and amx.enabled() else weight.isa
 
 
 def _kernel(key, level: str, form: str, zero_point: int):
@@ -299,7 +440,7 @@ def matmul_into(weight, xs: np.ndarray, out: np.ndarray) -> bool:
     from trueno.quant.base import F16_TO_F32
 
     n_tok, cols = xs.shape
-    W, NT = TILE_SHAPE[weight.isa]
+    W, NT = SHAPES[tile_level(weight)]
     t_pad = -(-n_tok // NT) * NT
     nbx = cols // 32
     size = max(t_pad, 2 * NT)
