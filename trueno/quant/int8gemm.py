@@ -100,6 +100,27 @@ SHAPES = {**TILE_SHAPE, "amx": (16, 16)}
 PANELS = {"amx": "avx512"}  # the level whose packed panels a tile level reads, where another
 
 
+def _block_scales(builder, wd_p, wm_p, b, W, n_sc, has_min):
+    """Block ``b``'s f32 weight scales of a packed panel (``n_sc`` vectors of W: one, or one
+    per 16 weights) and its mins (None without)."""
+    vf = ir.VectorType(F32, W)
+    at = builder.mul(b, i64(4 * W * n_sc))
+    dws = [load(builder, wd_p, builder.add(at, i64(4 * W * h)), vf) for h in range(n_sc)]
+    mw = load(builder, wm_p, builder.mul(b, i64(4 * W)), vf) if has_min else None
+    return dws, mw
+
+
+def _store_rows(context, builder, dstt, dst_v, dt0, dr0, accs):
+    """dst[dt0 + i, dr0 : dr0 + W] = accs[i], the tile's token rows."""
+    col = builder.mul(dr0, i64(4))
+    for i, acc in enumerate(accs):
+        out = row_ptr(context, builder, dstt, dst_v, builder.add(dt0, i64(i)))
+        value = acc.get()
+        builder.store(
+            value, builder.bitcast(builder.gep(out, [col]), value.type.as_pointer()), align=4
+        )
+
+
 @functools.cache
 def tile_kind(kind: str) -> tuple[str, int, int, str, int]:
     """``"<level>/<zp|min|half>/<top>"`` -> (level, W, NT, form, top): ``zp`` one scale per
@@ -145,16 +166,7 @@ def tile(typingctx, kind, wq, wd, wm, xq, xc, dx, xs, t0, nblk, dst, d_t0, d_r0)
             wbase = builder.mul(b, i64(32 * W))
             ws = [load(builder, wq_p, builder.add(wbase, i64(4 * W * k)), vi) for k in range(8)]
             n_sc = 2 if half else 1
-            dws = [
-                load(
-                    builder,
-                    wd_p,
-                    builder.add(builder.mul(b, i64(4 * W * n_sc)), i64(4 * W * h)),
-                    vf,
-                )
-                for h in range(n_sc)
-            ]
-            mw = load(builder, wm_p, builder.mul(b, i64(4 * W)), vf) if has_min else None
+            dws, mw = _block_scales(builder, wd_p, wm_p, b, W, n_sc, has_min)
             x_at = builder.mul(b, i64(32))
             s_at = builder.mul(b, i64(4))
             for i in range(NT):
@@ -178,11 +190,7 @@ def tile(typingctx, kind, wq, wd, wm, xq, xc, dx, xs, t0, nblk, dst, d_t0, d_r0)
                     xsum = splat(builder, load(builder, srow[i], s_at, F32), W)
                     acc = _fma(builder, mw, xsum, acc)
                 accs[i].set(acc)
-        col = builder.mul(dr0, i64(4))
-        for i in range(NT):
-            out = row_ptr(context, builder, dstt, dst_v, builder.add(dt0, i64(i)))
-            ptr = builder.bitcast(builder.gep(out, [col]), vf.as_pointer())
-            builder.store(accs[i].get(), ptr, align=4)
+        _store_rows(context, builder, dstt, dst_v, dt0, dr0, accs)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -246,16 +254,7 @@ def _amx_tile(W, NT, has_min, half, context, builder, sig, args):
     def scale(b0, n_blocks, buf):
         for g in range(n_blocks):
             b = builder.add(b0, i64(g))
-            dws = [
-                load(
-                    builder,
-                    wd_p,
-                    builder.add(builder.mul(b, i64(4 * W * n_sc)), i64(4 * W * h)),
-                    vf,
-                )
-                for h in range(n_sc)
-            ]
-            mw = load(builder, wm_p, builder.mul(b, i64(4 * W)), vf) if has_min else None
+            dws, mw = _block_scales(builder, wd_p, wm_p, b, W, n_sc, has_min)
             dx_b = tokens(dxt, dx_v, b)
             xs_b = tokens(xst, xs_v, b) if has_min else None
             xc_b = [
@@ -301,11 +300,7 @@ def _amx_tile(W, NT, has_min, half, context, builder, sig, args):
         products(b0, 1, sums_p)
         scale(b0, 1, sums_p)
     amx.release(builder)
-    col = builder.mul(dr0, i64(4))
-    for i in range(NT):
-        out = row_ptr(context, builder, dstt, dst_v, builder.add(dt0, i64(i)))
-        ptr = builder.bitcast(builder.gep(out, [col]), vf.as_pointer())
-        builder.store(accs[i].get(), ptr, align=4)
+    _store_rows(context, builder, dstt, dst_v, dt0, dr0, accs)
     return context.get_dummy_value()
 
 
