@@ -16,7 +16,8 @@ or tile state Linux has not granted, kills the process):
   XFEATURE_XTILEDATA)``, asked once per process, for every thread;
 - ``TRUENO_QUANT_AMX=1``: off by default, because the tile GEMM measured no faster than the
   VNNI one (BENCHMARKS.md, twentieth session): each 32-weight block needs its own C tile
-  stored and scaled in f32, and ``tdpbsud``'s latency chains through the few tile registers.
+  stored and scaled in f32, and (as we read the timings) each product waits on the tile
+  registers it shares with the one before.
 
 Each kernel call configures its tiles (``ldtilecfg``: the tile state is per thread) and
 releases them at its end.
@@ -32,6 +33,7 @@ from llvmlite import ir
 from numba.core import cgutils
 
 from trueno import config
+from trueno.quant.llvm_ir import I8, I16, I64, x86
 
 FEATURES = ("amx-tile", "amx-int8")
 # CPU names numba may be told to compile for (NUMBA_CPU_NAME) that have the features
@@ -40,9 +42,6 @@ CPU_NAMES = frozenset(
 )
 _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
 
-I8 = ir.IntType(8)
-I16 = ir.IntType(16)
-I64 = ir.IntType(64)
 VOID = ir.VoidType()
 
 
@@ -96,8 +95,7 @@ def enabled() -> bool:
 
 
 def _call(builder, name, *args):
-    fnty = ir.FunctionType(VOID, [a.type for a in args])
-    return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), args)
+    return x86(builder, name, VOID, *args)
 
 
 def configure(builder, shapes: dict[int, tuple[int, int]]) -> None:

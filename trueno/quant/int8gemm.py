@@ -209,8 +209,9 @@ def _amx_tile(W, NT, has_min, half, context, builder, sig, args):
     come transposed (block, token), so a tile's 16 tokens' values sit at constant offsets
     from one pointer (no spilled row pointers). Measured on a Xeon with AMX (BENCHMARKS.md,
     twentieth session) this is no faster than the VNNI tile, and neither was the plain
-    order (zero, load, load, multiply, store, scale per block): with one C tile per 32-weight
-    block, the products wait on ``tdpbsud``'s latency through the eight tile registers.
+    order (zero, load, load, multiply, store, scale per block): every 32-weight block needs
+    its own C tile stored and scaled, and (as we read the timings) each product waits on the
+    tile registers it shares with the one before.
     Tiles: C 0-3, activations 4-5, weights 6-7."""
     _, wqt, wdt, wmt, xqt, xct, dxt, xst, _, _, dstt, _, _ = sig.args
     _, wq_v, wd_v, wm_v, xq_v, xc_v, dx_v, xs_v, t0_v, nb_v, dst_v, dt0, dr0 = args
@@ -280,7 +281,7 @@ def _amx_tile(W, NT, has_min, half, context, builder, sig, args):
     # software-pipelined: group j's products are stored to one half of the stack while group
     # j - 1's sums are scaled from the other
     n_groups = builder.udiv(nb_v, i64(group))
-    half_at = i64(4 * STEPS * NT * W + 256)  # not 4 KiB: loads would alias the stores
+    half_at = i64(4 * STEPS * NT * W + 256)  # not 4 KiB apart, where loads may alias stores
 
     def buf(j):
         return builder.gep(sums_p, [builder.mul(builder.and_(j, i64(1)), half_at)])
@@ -383,12 +384,12 @@ _lock = threading.Lock()
 _local = threading.local()
 
 
-def kernel_for(weight):
+def kernel_for(weight, level: str | None = None):
     """The GEMM of a prepared weight, or None: the re-laid 32-weight formats and the GGML
     blocks of Q4_K, Q5_K, Q6_K at the avx512 / avxvnni / avx2 levels (not Q8_0 at avx2:
     vpmaddubsw would saturate), and grouped.py's records of every type it lays out (Q3_K
-    only so)."""
-    name, level = weight.format.name, tile_level(weight)
+    only so). ``level``: the tile level (:func:`tile_level`'s, when not given)."""
+    name, level = weight.format.name, level or tile_level(weight)
     if name not in FORMS or level not in SHAPES or weight._kernel is None:
         return None
     if weight.grouped:  # grouped.py's types (avx512): packed from its records
@@ -429,13 +430,14 @@ def _scratch(key, make):
 def matmul_into(weight, xs: np.ndarray, out: np.ndarray) -> bool:
     """out = xs @ W.T by the int8 GEMM; xs (T, cols) and out (T, rows) float32 C-contiguous.
     False (nothing done) when the weight has none (:func:`kernel_for`)."""
-    run = kernel_for(weight)
+    level = tile_level(weight)  # once: the kernel and its scratch must agree
+    run = kernel_for(weight, level)
     if run is None:
         return False
     from trueno.quant.base import F16_TO_F32
 
     n_tok, cols = xs.shape
-    W, NT = SHAPES[tile_level(weight)]
+    W, NT = SHAPES[level]
     t_pad = -(-n_tok // NT) * NT
     nbx = cols // 32
     size = max(t_pad, 2 * NT)
