@@ -305,17 +305,14 @@ def test_amx_tiles_equal_the_vnni_tiles(name, rows, monkeypatch):
 
 
 def test_amx_is_off_by_default_and_runs_only_where_the_host_has_it(monkeypatch):
-    import llvmlite.binding as llvm
-
     from trueno.errors import ConfigError
-    from trueno.quant import amx
+    from trueno.quant import amx, kernels
 
     monkeypatch.delenv("TRUENO_QUANT_AMX", raising=False)
     assert not amx.enabled()
     monkeypatch.setenv("TRUENO_QUANT_AMX", "1")
     assert amx.enabled() == (amx.missing() is None)
-    host = llvm.get_host_cpu_features()
-    if not all(host.get(f, False) for f in amx.FEATURES):
+    if kernels.host_lacks(amx.FEATURES):
         assert not amx.enabled() and "lacks amx" in amx.missing()
     monkeypatch.setenv("TRUENO_QUANT_AMX", "maybe")
     with pytest.raises(ConfigError, match="TRUENO_QUANT_AMX"):

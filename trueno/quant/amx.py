@@ -33,6 +33,7 @@ from llvmlite import ir
 from numba.core import cgutils
 
 from trueno import config
+from trueno.quant import kernels
 from trueno.quant.llvm_ir import I8, I16, I64, x86
 
 FEATURES = ("amx-tile", "amx-int8")
@@ -45,27 +46,13 @@ _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
 VOID = ir.VoidType()
 
 
-def _target_has() -> bool:
-    from numba.core import config as numba_config
-
-    if numba_config.CPU_FEATURES:
-        flags = set(numba_config.CPU_FEATURES.split(","))
-        return all(f"+{f}" in flags for f in FEATURES)
-    if numba_config.CPU_NAME and numba_config.CPU_NAME != "host":
-        return numba_config.CPU_NAME in CPU_NAMES
-    return True
-
-
 @functools.cache
 def missing() -> str | None:
     """Why AMX tiles do not run here (None when they do): the first condition that fails."""
-    import llvmlite.binding as llvm
-
-    host = llvm.get_host_cpu_features()
-    lacks = [f for f in FEATURES if not host.get(f, False)]
+    lacks = kernels.host_lacks(FEATURES)
     if lacks:
         return f"this CPU lacks {', '.join(lacks)}"
-    if not _target_has():
+    if not kernels.target_has(FEATURES, CPU_NAMES):
         return "numba's code target (NUMBA_CPU_*) lacks amx-tile / amx-int8"
     return _grant()
 

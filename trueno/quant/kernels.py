@@ -225,39 +225,42 @@ def resolve(ref: str):
 # ISA levels of this host
 
 
-def _target_has(level: str) -> bool:
+def target_has(features, cpu_names) -> bool:
     """Whether numba's code-generation target (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, the host
-    by default) has the level's features too."""
+    by default) has ``features`` (llvmlite names) too; ``cpu_names``: the NUMBA_CPU_NAME
+    values that have them."""
     from numba.core import config
 
     if config.CPU_FEATURES:
         flags = set(config.CPU_FEATURES.split(","))
-        return all(f"+{f}" in flags for f in ISA_FEATURES[level])
+        return all(f"+{f}" in flags for f in features)
     if config.CPU_NAME and config.CPU_NAME != "host":
-        return config.CPU_NAME in ISA_CPU_NAMES[level]
+        return config.CPU_NAME in cpu_names
     return True
+
+
+def host_lacks(features) -> list[str]:
+    """The CPU features (llvmlite names) of ``features`` this host lacks."""
+    import llvmlite.binding as llvm
+
+    host = llvm.get_host_cpu_features()
+    return [f for f in features if not host.get(f, False)]
+
+
+def _target_has(level: str) -> bool:
+    return target_has(ISA_FEATURES[level], ISA_CPU_NAMES[level])
 
 
 @functools.cache
 def host_levels() -> tuple[str, ...]:
     """The ISA levels this host can run, best first (always ends with ``portable``)."""
-    import llvmlite.binding as llvm
-
-    host = llvm.get_host_cpu_features()
-    have = [
-        lvl
-        for lvl in SIMD_LEVELS
-        if all(host.get(f, False) for f in ISA_FEATURES[lvl]) and _target_has(lvl)
-    ]
+    have = [lvl for lvl in SIMD_LEVELS if not host_lacks(ISA_FEATURES[lvl]) and _target_has(lvl)]
     return (*have, "portable")
 
 
 def missing_features(level: str) -> list[str]:
     """The host CPU features ``level`` needs that this host lacks."""
-    import llvmlite.binding as llvm
-
-    host = llvm.get_host_cpu_features()
-    return [f for f in ISA_FEATURES[level] if not host.get(f, False)]
+    return host_lacks(ISA_FEATURES[level])
 
 
 def check_level(level: str, source: str = "isa") -> str:

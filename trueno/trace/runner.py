@@ -289,9 +289,9 @@ def trace_command(
     if repeat < 1:
         raise ConfigError(f"--repeat {repeat}: must be at least 1")
     twin = _wants_strace(syscalls)
+    timed = "off" if twin else syscalls
     runs, spans, next_id, epoch = [], [], [1], None
     for i in range(repeat):
-        timed = "off" if twin else syscalls
         record, run_spans, launch = run_once(cmd, timed, quiet, i, next_id, timeout)
         if twin:  # its spans are dropped: the trace's spans come from the timed run
             record["syscalls"] = run_once(cmd, "strace", True, i, [1], timeout)[0]["syscalls"]
