@@ -18,6 +18,7 @@ ISA_FEATURES = (
     "avx512f",
     "avx512bw",
     "avx512vnni",
+    "avx512bf16",
     "avxvnni",
 )
 

@@ -45,14 +45,15 @@ def test_greedy_batched_equals_alone(tiny_model_path, arch):
     assert_batched_logprobs_equal_alone(model, seqs, events)  # and every logit too
 
 
-def test_slots_keep_the_models_cache_type(tiny_model_path):
-    """An f16 model's slots are f16 caches (``trueno serve --cache-type f16``), and batching
-    still changes no token: each sequence attends over its own f16 slot."""
-    path, _ = tiny_model_path("gemma3")
-    model = Model.load(path, cache_type="f16")
+@pytest.mark.parametrize("cache_type", ["f16", "bf16"])
+def test_slots_keep_the_models_cache_type(tiny_model_path, cache_type):
+    """An f16 (bf16) model's slots are f16 (bf16) caches (``trueno serve --cache-type f16``),
+    and batching still changes no token: each sequence attends over its own slot."""
+    path, _ = tiny_model_path("gemma3")  # head_dim 16: bf16 products where the host has them
+    model = Model.load(path, cache_type=cache_type)
     expect = [_alone(model, p, 8, temperature=0.0) for p in PROMPTS[:3]]
     engine = BatchEngine(model, n_slots=3)
-    assert {s.cache.cache_type for s in engine.slots} == {"f16"}
+    assert {s.cache.cache_type for s in engine.slots} == {cache_type}
     got = engine.run([BatchSequence(p, 8, Sampler(temperature=0.0)) for p in PROMPTS[:3]])
     assert got == expect
 

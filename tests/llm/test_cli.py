@@ -60,7 +60,7 @@ def test_chat_answers_each_line(tiny_model_path, capsys, monkeypatch):
     assert rc == 0 and out.count("\n") == 2
 
 
-@pytest.mark.parametrize("cache_type", ["f32", "f16"])
+@pytest.mark.parametrize("cache_type", ["f32", "f16", "bf16"])
 def test_chat_takes_either_cache_type(cache_type, tiny_model_path, capsys, monkeypatch):
     from trueno.llm import Model
 
@@ -112,10 +112,10 @@ def test_run_takes_either_cache_type(tiny_model_path, capsys, monkeypatch):
     load = Model.load
     monkeypatch.setattr(Model, "load", lambda *a, **kw: seen.append(kw) or load(*a, **kw))
     outs = []
-    for ct in ("f32", "f16"):
+    for ct in ("f32", "f16", "bf16"):
         rc = main(["run", "-m", str(path), "-p", "the cat", "-n", "4", "--temp", "0",
                    "--cache-type", ct])  # fmt: skip
         assert rc == 0
         outs.append(capsys.readouterr().out)
-    assert [kw["cache_type"] for kw in seen] == ["f32", "f16"]
+    assert [kw["cache_type"] for kw in seen] == ["f32", "f16", "bf16"]
     assert all(o.startswith("the cat") for o in outs)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
 
-from trueno.llm import attention, kernels
+from trueno.llm import attention, kernels, prefill_attention
 from trueno.llm.kv_cache import KVCache, rope_tables
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -221,15 +221,17 @@ def _softmax_attention(q, kc, vc, first, end, scale, groups, softcap=0.0):
     return out
 
 
-def _assert_chunk_attention(out, q, kc, vc, start, window, scale, groups, softcap):
-    """out (T, n_heads * head_dim): each query's causal (windowed) attention at start + i."""
+def _assert_chunk_attention(out, q, kc, vc, start, window, scale, groups, softcap,
+                            tol=(1e-4, 1e-5)):  # fmt: skip
+    """out (T, n_heads * head_dim): each query's causal (windowed) attention at start + i,
+    within ``tol`` (rtol, atol)."""
     t, dh = q.shape[0], kc.shape[2]
     qh = q.reshape(t, -1, dh)
     for i in range(t):
         pos = start + i
         first = max(0, pos - window + 1) if window else 0
         ref = _softmax_attention(qh[i], kc, vc, first, pos + 1, scale, groups, softcap)
-        np.testing.assert_allclose(out[i].reshape(-1, dh), ref, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(out[i].reshape(-1, dh), ref, rtol=tol[0], atol=tol[1])
 
 
 def _cache_pair(r, kv, ctx, dh, half):
@@ -241,6 +243,127 @@ def _cache_pair(r, kv, ctx, dh, half):
         return kc, vc, kc, vc
     kc, vc = kc.astype(np.float16), vc.astype(np.float16)
     return kc.view(np.uint16), vc.view(np.uint16), kc, vc
+
+
+# prefill's bf16 products round the scaled queries and the weights to 8 mantissa bits
+BF16_TOL = (2e-2, 2e-2)
+
+
+def _bf16_pair(r, kv, ctx, dh):
+    """Random keys (spread 3) and values as a bf16 cache's int16 bits, and as float32 arrays
+    of the same values."""
+    from trueno.floats import bf16_to_f32, f32_to_bf16
+
+    kc = (3 * r.standard_normal((kv, ctx, dh))).astype(np.float32)
+    vc = r.standard_normal((kv, ctx, dh)).astype(np.float32)
+    kb, vb = f32_to_bf16(kc).view(np.int16), f32_to_bf16(vc).view(np.int16)
+    return kb, vb, bf16_to_f32(kb).reshape(kc.shape), bf16_to_f32(vb).reshape(vc.shape)
+
+
+def test_f32_to_bf16_bits_rounds_as_the_gguf_conversion():
+    """The kernels' bf16 narrowing (decode's row, prefill's chunk) gives floats.f32_to_bf16's
+    bits: ties to even, overflow to inf, NaN kept quiet."""
+    from trueno.floats import f32_to_bf16
+
+    r = rng_for(3)
+    with np.errstate(over="ignore"):
+        x = (r.standard_normal(4000) * 10.0 ** r.integers(-40, 38, 4000)).astype(np.float32)
+    ties = np.array([0x3F808000, 0x3F818000, 0x7F7FFFFF, 0x00008000, 0x80018000, 0x7FC00001,
+                     0xFF800001, 0x7F800000], np.uint32).view(np.float32)  # fmt: skip
+    edges = np.array([0.0, -0.0, np.inf, -np.inf], np.float32)
+    x = np.concatenate([ties, x, edges])
+    out = np.zeros(x.shape, np.int16)
+    attention.f32_to_bf16_bits(out, x)
+    np.testing.assert_array_equal(out.view(np.uint16), f32_to_bf16(x))
+    n_kv, hd, t = 2, 8, 3
+    src = x[: t * n_kv * hd].reshape(t, n_kv * hd)
+    dst = np.zeros((n_kv, 6, hd), np.int16)
+    attention.narrow_rows(dst, 2, src)
+    want = f32_to_bf16(src.reshape(t, n_kv, hd).transpose(1, 0, 2)).view(np.int16)
+    np.testing.assert_array_equal(dst[:, 2:5], want)
+    assert not dst[:, :2].any() and not dst[:, 5:].any()
+
+
+@pytest.mark.parametrize("level", attention.LEVELS)
+@pytest.mark.parametrize(("kv", "groups", "dh", "n"), [(3, 3, 64, 1300), (1, 4, 256, 40),
+                                                       (2, 1, 24, 9)])  # fmt: skip
+def test_bf16_cache_decode_attention_is_the_f32_kernel_on_its_values(level, kv, groups, dh, n):
+    """Decode reads a bf16 cache by moving each value into the top of a float: the outputs
+    equal, bit for bit, the f32 cache's holding the same values, at every level (threaded
+    past SPLIT_MIN, serial below)."""
+    r = rng_for(n)
+    kb, vb, kf, vf = _bf16_pair(r, kv, n, dh)
+    q = r.standard_normal((kv * groups, dh)).astype(np.float32)
+    outs = [np.full_like(q, np.nan), np.full_like(q, np.nan)]
+    for out, (k, v) in zip(outs, ((kb, vb), (kf, vf)), strict=True):
+        kernels.attend_gqa(out, q, k, v, 0, n, 1 / np.sqrt(dh), groups, 0.0, level)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_allclose(
+        outs[0],
+        _softmax_attention(q, kf, vf, 0, n, 1 / np.sqrt(dh), groups, 0.0),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    kv=st.integers(1, 3),
+    groups=st.integers(1, 5),
+    dh=st.sampled_from([8, 16, 24, 64, 256]),
+    start=st.integers(0, 300),
+    t=st.integers(1, 40),
+    window=st.sampled_from([0, 7, 50]),
+    block=st.sampled_from([1, 3, 8, 13, 128]),
+    qb=st.sampled_from([1, 5, 32]),
+    softcap=st.sampled_from([0.0, 3.0]),
+    level=st.sampled_from(attention.LEVELS),
+    seed=st.integers(0, 10**6),
+)
+def test_attend_chunk_over_a_bf16_cache(kv, groups, dh, start, t, window, block, qb, softcap,
+                                        level, seed):  # fmt: skip
+    """Prefill over a bf16 cache. With vdpbf16ps (AVX512-BF16 hosts, 16 lanes, head_dim a
+    multiple of 16) the scaled queries and the softmax weights are rounded to bf16 too: within
+    a bf16 bound of the float64 reference on the cache's values. Otherwise the tiles are
+    widened to float32: bit for bit the f32 cache's outputs for the same values."""
+    from trueno.llm import prefill_attention as pa
+
+    r = rng_for(seed)
+    kb, vb, kf, vf = _bf16_pair(r, kv, start + t, dh)
+    q = r.standard_normal((t, kv * groups * dh)).astype(np.float32)
+    scale = 1 / np.sqrt(dh)
+    out, plain = np.full_like(q, np.nan), np.full_like(q, np.nan)
+    pa.attend_chunk(out, q, kb, vb, start, window, scale, groups, softcap, block, qb, level)
+    pa.attend_chunk(plain, q, kf, vf, start, window, scale, groups, softcap, block, qb, level)
+    if pa.BF16_DOT and attention.vector_width(level, dh) == 16:
+        _assert_chunk_attention(out, q, kf, vf, start, window, scale, groups, softcap, BF16_TOL)
+    else:
+        np.testing.assert_array_equal(out, plain)
+
+
+@pytest.mark.skipif(
+    not prefill_attention.BF16_DOT,
+    reason="bf16 products skipped: the host or numba's target lacks avx512bf16",
+)
+def test_bf16_products_run_where_the_host_has_them():
+    """On an AVX512-BF16 host a bf16 cache's prefill takes the vdpbf16ps tiles: its outputs
+    differ from the f32 cache's, within the bf16 bound, while the same cache widened to
+    float32 tiles (8 lanes) gives the f32 cache's."""
+    from trueno.llm import prefill_attention as pa
+
+    r = rng_for(11)
+    kv, groups, dh, start, t = 3, 3, 64, 200, 70
+    kb, vb, kf, vf = _bf16_pair(r, kv, start + t, dh)
+    q = r.standard_normal((t, kv * groups * dh)).astype(np.float32)
+    outs = {}
+    for name, (k, v), level in (("bf16", (kb, vb), 16), ("widened", (kb, vb), 8),
+                                ("f32", (kf, vf), 16)):  # fmt: skip
+        outs[name] = np.full_like(q, np.nan)
+        pa.attend_chunk(outs[name], q, k, v, start, 0, 0.125, groups, 0.0, pa.KEY_BLOCK,
+                        pa.QUERY_BLOCK, level)  # fmt: skip
+    assert np.abs(outs["bf16"] - outs["f32"]).max() > 1e-4
+    np.testing.assert_allclose(outs["widened"], outs["f32"], rtol=1e-5, atol=1e-6)
+    _assert_chunk_attention(outs["bf16"], q, kf, vf, start, 0, 0.125, groups, 0.0, BF16_TOL)
 
 
 HEAD_DIMS = st.one_of(st.integers(1, 80), st.sampled_from([64, 128, 176, 256]))  # 8 | dh: SIMD

@@ -29,12 +29,16 @@ def default_model_path() -> Path:
 
 def add_cache_type_arg(p) -> None:
     """``-ctk/--cache-type`` (llama.cpp's name), shared by run, chat and serve."""
+    from trueno.llm.kv_cache import CACHE_TYPES
+
     p.add_argument(
         "-ctk",
         "--cache-type",
-        choices=("f16", "f32"),
+        choices=CACHE_TYPES,
         default=None,
-        help="KV cache element type (default: f16 on the CPU, half the bytes; f32 is exact)",
+        help="KV cache element type (default: f16 on the CPU, half the bytes; bf16: the same "
+        "bytes, fewer mantissa bits, faster long prompts where the CPU has AVX512-BF16; f32 "
+        "is exact)",
     )
 
 

@@ -52,7 +52,9 @@ launch_threads()  # attend_threaded, attend_rows: cached serial callers of paral
 
 _FM = {"reassoc", "contract", "nsz"}  # lets reductions vectorize; no change to exp/tanh/nan
 # Any: numba types njit(**options) and overload(jit_options=) with different TypedDicts
-Arr = np.ndarray  # float32 rows (uint16 f16 bits for a half cache); int32 scratch
+# float32 rows (uint16: f16 bits; int16: bf16 bits, the dtype telling the kernels which); int32
+# scratch
+Arr = np.ndarray
 _JIT: Any = dict(cache=True, fastmath=_FM, error_model="numpy", nogil=True)
 
 ATTN_BLOCK = 128  # positions per block of scores (p: G x 128 floats in L1); a multiple of 8
@@ -81,8 +83,8 @@ PREFETCH_ROW_BYTES = 256 if amd_zen() else 128
 THREADS = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at numba import
 
 
-# ---- f16 cache rows: widened to float32 (llvm_ir.half_to_float), and prefill's float32 rows
-# narrowed into them
+# ---- 16-bit cache rows (f16: llvm_ir.half_to_float; bf16): widened to float32, and prefill's
+# float32 rows narrowed into them
 @intrinsic
 def _float_to_half(typingctx, x):
     """The f16 bits of float32 x rounded to nearest even, by LLVM's fptrunc (vcvtps2ph under
@@ -95,16 +97,45 @@ def _float_to_half(typingctx, x):
 
 
 @njit(**_JIT)
+def f32_to_bf16_bits(out: Arr, x: Arr) -> None:
+    """out[i] = the bfloat16 (round to nearest even, NaN kept quiet: :func:`trueno.floats.
+    f32_to_bf16`) of float32 x[i] (contiguous), as int16 bits."""
+    xb, ob = x.view(np.uint32), out.view(np.uint16)
+    for i in range(x.shape[0]):
+        b = xb[i]
+        if (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
+            ob[i] = np.uint16((b >> np.uint32(16)) | np.uint32(64))
+        else:
+            b += np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))
+            ob[i] = np.uint16(b >> np.uint32(16))
+
+
+def _narrow(row, x):
+    """row[:] = float32 x in the cache row's 16-bit format (f16 as uint16, bf16 as int16)."""
+
+
+@overload(_narrow, jit_options=_JIT)
+def _narrow_impl(row, x):
+    if row.dtype == types.int16:
+        return lambda row, x: f32_to_bf16_bits(row, x)
+
+    def to_half(row, x):
+        for i in range(x.shape[0]):
+            row[i] = _float_to_half(x[i])  # type: ignore[call-arg]  # an intrinsic
+
+    return to_half
+
+
+@njit(**_JIT)
 def narrow_rows(dst: Arr, start: int, src: Arr) -> None:
     """dst[h, start + t] = row t of src's head h as f16 bits (round to nearest even, as numpy's
-    astype), for src (T, n_kv * head_dim) float32 with C-contiguous rows and dst (n_kv, ctx,
-    head_dim) uint16: a prefill chunk's keys or values into a half cache. Needs F16C."""
+    astype) or, for an int16 dst, bf16 bits, for src (T, n_kv * head_dim) float32 with
+    C-contiguous rows and dst (n_kv, ctx, head_dim): a prefill chunk's keys or values into a
+    16-bit cache. f16 needs F16C."""
     n_kv, _, hd = dst.shape
     for t in range(src.shape[0]):
         for h in range(n_kv):
-            row, x = dst[h, start + t], src[t][h * hd : (h + 1) * hd]
-            for i in range(hd):
-                row[i] = _float_to_half(x[i])  # type: ignore[call-arg]  # an intrinsic
+            _narrow(dst[h, start + t], src[t][h * hd : (h + 1) * hd])
 
 
 @njit(**_JIT)
@@ -132,6 +163,17 @@ def _widen_rows(cache, j0, n, buf):
 def _widen_rows_impl(cache, j0, n, buf):
     if cache.dtype == types.float32:
         return lambda cache, j0, n, buf: cache[j0 : j0 + n]
+    if cache.dtype == types.int16:
+
+        def widen_bf16(cache, j0, n, buf):  # bf16: the top half of an f32's bits
+            hd = cache.shape[1]
+            src = cache[j0 : j0 + n].reshape(n * hd).view(np.uint16)
+            bits = buf[:n].reshape(n * hd).view(np.uint32)
+            for i in range(n * hd):
+                bits[i] = np.uint32(src[i]) << np.uint32(16)
+            return buf[:n]
+
+        return widen_bf16
 
     def widen(cache, j0, n, buf):  # f16 as uint16 bits
         hd = cache.shape[1]
@@ -144,7 +186,7 @@ def _widen_rows_impl(cache, j0, n, buf):
 @njit(**_JIT)
 def widen_span(heads: Arr, lo: int, hi: int, out: Arr) -> None:
     """out[h] = rows lo..hi-1 of heads[h] as float32 (:func:`_widen_rows` per head): heads
-    (n_kv, ctx, head_dim) f16 bits, C-contiguous; out (n_kv, hi - lo, head_dim) float32."""
+    (n_kv, ctx, head_dim) f16 or bf16 bits, C-contiguous; out (n_kv, hi - lo, head_dim) float32."""
     for h in range(heads.shape[0]):
         _widen_rows(heads[h], lo, hi - lo, out[h])
 
@@ -162,11 +204,22 @@ def _vf32(lanes):
     return ir.VectorType(F32, lanes)
 
 
-def _row_vec(builder, base, offset, lanes, half):
-    """``lanes`` cache values at byte ``offset`` as <lanes x float> (f16 bits: vcvtph2ps)."""
-    if not half:
+def cache_format(dtype) -> str:
+    """The element format of a cache array of numba dtype ``dtype``: "f32", "f16" (uint16
+    bits) or "bf16" (int16 bits)."""
+    return {types.uint16: "f16", types.int16: "bf16"}.get(dtype, "f32")
+
+
+def _row_vec(builder, base, offset, lanes, fmt):
+    """``lanes`` cache values at byte ``offset`` as <lanes x float>: f16 bits by vcvtph2ps,
+    bf16 bits moved into the top half of each float."""
+    if fmt == "f32":
         return load(builder, base, offset, _vf32(lanes))
     bits = load(builder, base, offset, ir.VectorType(ir.IntType(16), lanes))
+    if fmt == "bf16":
+        wide = builder.zext(bits, ir.VectorType(I32, lanes))
+        wide = builder.shl(wide, ir.Constant(ir.VectorType(I32, lanes), [16] * lanes))
+        return builder.bitcast(wide, _vf32(lanes))
     return builder.fpext(builder.bitcast(bits, ir.VectorType(F16, lanes)), _vf32(lanes))
 
 
@@ -230,12 +283,12 @@ def _rows(context, builder, arytype, value):
 
 def _operands(context, builder, signature, args):
     """The two vector kernels' arguments (three 2-D arrays, a count): their data pointers,
-    their row strides in bytes, the count, and whether the third (the cache rows) holds f16
-    bits."""
+    their row strides in bytes, the count, and the format of the third (the cache rows):
+    :func:`cache_format`."""
     arrays = tuple(zip(signature.args[:3], args[:3], strict=True))
     ptrs = tuple(data(context, builder, ty, val) for ty, val in arrays)
     rows = tuple(_row_bytes(context, builder, ty, val) for ty, val in arrays)
-    return ptrs, rows, args[3], signature.args[2].dtype == types.uint16
+    return ptrs, rows, args[3], cache_format(signature.args[2].dtype)
 
 
 def _by_heads(builder, heads, emit):
@@ -256,7 +309,7 @@ def _by_heads(builder, heads, emit):
 
 
 def _scores_kernel(lanes):
-    """s[g, t] = q[g] . k[t] for g < G, t < n (k: n rows of f32 or f16 bits, head_dim a
+    """s[g, t] = q[g] . k[t] for g < G, t < n (k: n rows of f32, f16 or bf16 bits, head_dim a
     multiple of ``lanes``): each key chunk is loaded (and widened) once for all G heads; eight
     rows' G dot vectors are summed by one 8x8 transpose-add per head, stored as eight scores
     (s rows: a multiple of 8 long; the last group's rows past n repeat row n - 1)."""
@@ -264,9 +317,9 @@ def _scores_kernel(lanes):
     @intrinsic
     def scores(typingctx, s, q, k, n):
         def codegen(context, builder, signature, args):
-            (sp, qp, kp), (s_row, q_row, k_row), n, half = _operands(context, builder,
+            (sp, qp, kp), (s_row, q_row, k_row), n, fmt = _operands(context, builder,
                                                                      signature, args)  # fmt: skip
-            es = 2 if half else 4
+            es = 4 if fmt == "f32" else 2
             heads = _rows(context, builder, signature.args[1], args[1])
             chunks = builder.udiv(q_row, i64(4 * lanes))
             zero = ir.Constant(_vf32(lanes), None)
@@ -294,7 +347,7 @@ def _scores_kernel(lanes):
                                   for b in q_base]  # fmt: skip
                             for r in range(per):
                                 kv = _row_vec(builder, kp, builder.add(offs[sub + r], ko),
-                                              lanes, half)  # fmt: skip
+                                              lanes, fmt)  # fmt: skip
                                 for g in range(c):
                                     acc[r][g].set(_fma(builder, qv[g], kv, acc[r][g].get()))
                         for r in range(per):
@@ -315,16 +368,16 @@ def _scores_kernel(lanes):
 
 def _accumulate_kernel(lanes):
     """acc[g] += sum over t < n of p[g, t] * v[t] for g < G (acc (G, head_dim) float32, v: n
-    rows of f32 or f16 bits, head_dim a multiple of ``lanes``): stripes of the G output rows
+    rows of f32, f16 or bf16 bits, head_dim a multiple of ``lanes``): stripes of the G output rows
     stay in registers while the value rows stream past, each value chunk loaded (and widened)
     once for all G heads."""
 
     @intrinsic
     def accumulate(typingctx, acc, p, v, n):
         def codegen(context, builder, signature, args):
-            (ap, pp, vp), (a_row, p_row, v_row), n, half = _operands(context, builder,
+            (ap, pp, vp), (a_row, p_row, v_row), n, fmt = _operands(context, builder,
                                                                      signature, args)  # fmt: skip
-            es = 2 if half else 4
+            es = 4 if fmt == "f32" else 2
             heads = _rows(context, builder, signature.args[0], args[0])
             vecs = builder.udiv(a_row, i64(4 * lanes))
 
@@ -346,7 +399,7 @@ def _accumulate_kernel(lanes):
                              for b in p_base]  # fmt: skip
                         base = builder.mul(t, v_row)
                         for w in range(width):
-                            x = _row_vec(builder, vp, builder.add(base, vo[w]), lanes, half)
+                            x = _row_vec(builder, vp, builder.add(base, vo[w]), lanes, fmt)
                             for g in range(c):
                                 regs[g][w].set(_fma(builder, e[g], x, regs[g][w].get()))
                     for g in range(c):
@@ -520,13 +573,13 @@ def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, fir
                 end: int, scale: float, kbuf: Arr, vbuf: Arr, p: Arr, softcap: float = 0.0,
                 level: int = LEVEL) -> None:  # fmt: skip
     """Online-softmax attention of the G query heads q (G, head_dim) of one GQA group over keys
-    first..end-1 of one KV head (ctx, head_dim), f32 or f16 bits: every key and value row is
-    read from memory once, for all G heads, a block of p.shape[1] positions at a time (p:
-    (G, block) scratch, block a multiple of 8). Running state per query head: max ``m`` (G,),
+    first..end-1 of one KV head (ctx, head_dim), f32, f16 or bf16 bits: every key and value
+    row is read from memory once, for all G heads, a block of p.shape[1] positions at a time
+    (p: (G, block) scratch, block a multiple of 8). Running state per query head: max ``m`` (G,),
     sum ``el`` (G,), unnormalised output ``acc`` (G, head_dim); the caller divides by ``el``
     (or merges spans first). ``softcap`` > 0 caps each scaled score as
     ``softcap * tanh(score / softcap)`` (gemma2). ``level``: the IR kernels' lanes (16, 8; 0:
-    plain loops, with f16 rows widened into kbuf, vbuf (block, head_dim) first)."""
+    plain loops, with 16-bit rows widened into kbuf, vbuf (block, head_dim) first)."""
     G, hd = q.shape
     block = p.shape[1]
     lanes = vector_width(level, hd)
@@ -698,8 +751,9 @@ def attend_gqa(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: in
                level: int = LEVEL) -> None:  # fmt: skip
     """Attention of one query token (q, out: (n_heads, head_dim)) over cache positions
     first..end-1 of k_cache, v_cache (n_kv_heads, ctx, head_dim; float32, or uint16 holding
-    f16 bits): per KV head one online-softmax pass serving its ``groups`` query heads, the
-    (KV head, slice of positions) tasks spread over numba's threads when there is enough;
+    f16 bits, or int16 holding bf16 bits): per KV head one online-softmax pass serving its
+    ``groups`` query heads, the (KV head, slice of positions) tasks spread over numba's
+    threads when there is enough;
     ``softcap`` and ``level`` as in :func:`attend_span` (the default: the host's widest)."""
     n_kv = k_cache.shape[0]
     n = end - first

@@ -26,6 +26,7 @@ from trueno.llm.attention import (  # noqa: F401  (the decode attention, re-expo
     attend_rows,
     attend_span,
     exp_shifted,
+    f32_to_bf16_bits,
     fast_tanh,
     softcap_scores,
     window_start,
@@ -166,6 +167,8 @@ def _store_row_impl(dst, src, buf):
                 dst[i] = src[i]
 
         return copy
+    if dst.dtype == types.int16:
+        return lambda dst, src, buf: f32_to_bf16_bits(dst, src)
     return lambda dst, src, buf: f32_to_f16_bits(dst, src)
 
 

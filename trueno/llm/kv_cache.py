@@ -19,13 +19,19 @@ if TYPE_CHECKING:
     from trueno.llm.runtime import Runtime
     from trueno.llm.weights import Weights
 
-CACHE_TYPES = ("f16", "f32")
+CACHE_TYPES = ("f16", "bf16", "f32")
+# the array dtype of each: 16-bit formats as their bits, uint16 for IEEE half and int16 for
+# bfloat16, so that the numba kernels tell the two apart by the dtype they are compiled for
+CACHE_DTYPES = {"f16": np.uint16, "bf16": np.int16, "f32": np.float32}
 
 
 class KVCache:
     """Keys and values of every layer: (n_layers, n_kv_heads, ctx, head_dim) each, float32
-    (``cache_type="f32"``, exact) or IEEE half (``"f16"``, llama.cpp's default: half the
-    bytes per decode step), held as uint16 bits, which the numba kernels read and write.
+    (``cache_type="f32"``, exact), IEEE half (``"f16"``, llama.cpp's default: half the bytes
+    per decode step) or bfloat16 (``"bf16"``: the same bytes, 8 bits of mantissa against
+    f16's 11, and prefill attention's products in AVX512-BF16 where the host has it), the
+    16-bit ones held as their bits (:data:`CACHE_DTYPES`), which the numba kernels read and
+    write.
 
     Heads are outermost so that attention over one head reads contiguous memory.
     ``n`` is how many positions hold valid entries (the next position to write).
@@ -46,7 +52,7 @@ class KVCache:
                 f"unknown KV cache type {cache_type!r}; expected one of {', '.join(CACHE_TYPES)}"
             )
         shape = (config.n_layers, config.n_kv_heads, ctx, config.head_dim)
-        dtype = np.uint16 if cache_type == "f16" else np.float32
+        dtype = CACHE_DTYPES[cache_type]
         self.cache_type, self.xp = cache_type, xp
         if storage is None:
             self.k = xp.zeros(shape, dtype=dtype)
@@ -60,8 +66,9 @@ class KVCache:
         self.n = 0
 
     @property
-    def half(self) -> bool:
-        return self.cache_type == "f16"
+    def narrow(self) -> bool:
+        """Whether entries are 16-bit (f16 or bf16) bits rather than float32."""
+        return self.cache_type != "f32"
 
     @property
     def itemsize(self) -> int:
@@ -77,7 +84,7 @@ class KVCache:
         return self._f32(self.v[layer], lo, hi)
 
     def _f32(self, heads, lo: int, hi: int):
-        if not self.half:
+        if not self.narrow:
             return heads[:, lo:hi]
         if self.xp is np and heads.flags.c_contiguous:
             # vcvtph2ps in a numba loop: numpy's float16 astype converts one value at a time
@@ -87,6 +94,9 @@ class KVCache:
             out = np.empty((heads.shape[0], hi - lo, heads.shape[2]), np.float32)
             widen_span(heads, lo, hi, out)
             return out
+        if self.cache_type == "bf16":
+            wide = heads[:, lo:hi].view(np.uint16).astype(np.uint32) << np.uint32(16)
+            return wide.view(np.float32)
         return heads[:, lo:hi].view(np.float16).astype(np.float32)
 
     @property
@@ -97,19 +107,30 @@ class KVCache:
         """Write rows k, v: (T, n_kv_heads * head_dim) at positions start..start+T-1."""
         n_kv, _, hd = self.k.shape[1:]
         t = k.shape[0]
-        if self.half and self.xp is np:
+        if self.narrow and self.xp is np:
             from trueno.llm import attention
 
-            if attention.F16C:  # vcvtps2ph in a numba loop: numpy's astype is one at a time
+            if (
+                attention.F16C or self.cache_type == "bf16"
+            ):  # vcvtps2ph in a numba loop: numpy's astype is one at a time
                 attention.narrow_rows(self.k[layer], start, np.ascontiguousarray(k))
                 attention.narrow_rows(self.v[layer], start, np.ascontiguousarray(v))
                 return
         k = k.reshape(t, n_kv, hd).transpose(1, 0, 2)
         v = v.reshape(t, n_kv, hd).transpose(1, 0, 2)
-        if self.half:  # round to nearest even, as the decode kernel's f32_to_f16_bits
-            k, v = k.astype(np.float16).view(np.uint16), v.astype(np.float16).view(np.uint16)
+        if self.narrow:
+            k, v = self._bits(k), self._bits(v)
         self.k[layer, :, start : start + t] = k
         self.v[layer, :, start : start + t] = v
+
+    def _bits(self, x):
+        """float32 x as this cache's 16-bit entries, rounded to nearest even (as the kernels'
+        f32_to_f16_bits and f32_to_bf16_bits); 16-bit caches live on the host."""
+        if self.cache_type == "bf16":
+            from trueno.floats import f32_to_bf16
+
+            return f32_to_bf16(x).view(np.int16)
+        return x.astype(np.float16).view(np.uint16)
 
     def shift(self, n_keep: int, n_discard: int, rope: list, neox: bool) -> None:
         """Context shift (llama.cpp's): drop positions n_keep..n_keep+n_discard-1 and move the
@@ -134,8 +155,8 @@ class KVCache:
                 keys[..., :half], keys[..., half : 2 * half] = a, b
             else:
                 keys[..., 0 : 2 * half : 2], keys[..., 1 : 2 * half : 2] = a, b
-            if self.half:
-                keys = keys.astype(np.float16).view(np.uint16)
+            if self.narrow:
+                keys = self._bits(keys)
             self.k[layer, :, n_keep : hi - n_discard] = keys
             self.v[layer, :, n_keep : hi - n_discard] = self.v[layer, :, lo:hi].copy()
         self.n = n - n_discard
@@ -149,7 +170,7 @@ def slot_storage(
     and ``k[layer]`` is every slot's keys of one layer, as a batched decode step's attention
     takes them (:func:`trueno.llm.kernels.attention_rows`)."""
     shape = (config.n_layers, n_slots, config.n_kv_heads, ctx, config.head_dim)
-    dtype = np.uint16 if cache_type == "f16" else np.float32
+    dtype = CACHE_DTYPES[cache_type]
     return xp.zeros(shape, dtype=dtype), xp.zeros(shape, dtype=dtype)
 
 

@@ -71,10 +71,10 @@ class Model:
         cache_type: str = "f32",
     ) -> None:
         self.rt = runtimes.get(runtime)
-        if cache_type == "f16" and not self.rt.host_memory:
+        if cache_type != "f32" and not self.rt.host_memory:
             raise UnsupportedError(
-                f"an f16 KV cache runs on the CPU only for now; the {self.rt.name} runtime "
-                "needs cache_type='f32'"
+                f"a {cache_type} KV cache runs on the CPU only for now; the {self.rt.name} "
+                "runtime needs cache_type='f32'"
             )
         self.kernels = self.rt.kernels
         self.xp = self.rt.xp
@@ -104,7 +104,7 @@ class Model:
         ``progress(fraction)`` is called while the weights are prepared. ``device``: "cpu"
         (the default) or "gpu" (every matrix uploaded as GGML blocks, KV cache on the GPU;
         needs the ``gpu`` extra), or a :class:`~trueno.llm.runtime.Runtime`. ``cache_type``:
-        the KV cache's element type, "f16" or "f32" (None: :func:`default_cache_type`)."""
+        the KV cache's element type, "f16", "bf16" or "f32" (None: :func:`default_cache_type`)."""
         rt = runtimes.get(device)  # a missing GPU fails here, before the file is read
         cache_type = cache_type or default_cache_type(rt)
         if cache_type not in CACHE_TYPES:

@@ -26,7 +26,7 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_cache import drop_stale
 from trueno.backends.numba_kernels._math import wide_vectors
@@ -45,9 +45,19 @@ from trueno.llm.attention import (
     vector_width,
     window_start,
 )
-from trueno.quant.llvm_ir import F32, Acc, data, i64, load, splat
+from trueno.quant.kernels import host_lacks, target_has
+from trueno.quant.llvm_ir import F32, I32, V16I32, Acc, data, dot_bf16, i64, load, splat
 
 drop_stale(__file__, ("attention.py", "../quant/llvm_ir.py", "../backends/numba_kernels/_math.py"))
+
+# vdpbf16ps for a bf16 cache's products: the host and numba's target must have AVX512-BF16
+# (with AVX-512's 16 lanes); elsewhere a bf16 cache is widened to float32 like an f16 one
+BF16_CPU_NAMES = frozenset(
+    "cooperlake sapphirerapids emeraldrapids graniterapids znver4 znver5".split()
+)
+BF16_DOT = (
+    LEVEL == 16 and not host_lacks(("avx512bf16",)) and target_has(("avx512bf16",), BF16_CPU_NAMES)
+)
 
 KEY_BLOCK = 128  # keys per tile (ST: 128 x R floats, with the widened K and V tiles, in L2)
 QUERY_BLOCK = 32  # queries per task (R = 32 G rows: a multiple of the row vectors' width)
@@ -57,17 +67,28 @@ SERIAL_MAX = 1 << 16  # (query, key) pairs of a chunk below which it runs on the
 _SHAPE = {16: (8, 2, 4, 4), 8: (4, 2, 4, 2)}
 
 
+def _products(lanes, bf16):
+    """The inner products' (multiply-add, scalar operand type, vector operand type): float32
+    FMA, or a pair of bf16 a lane (:func:`trueno.quant.llvm_ir.dot_bf16`, 16 lanes only)."""
+    if not bf16:
+        return (lambda builder, a, b, acc: _fma(builder, a, b, acc)), F32, _vf32(lanes)
+    assert lanes == 16, "vdpbf16ps: 16 lanes"
+    return (lambda builder, a, b, acc: dot_bf16(builder, acc, a, b)), I32, V16I32
+
+
 def _vmax(builder, a, b):
     return builder.select(builder.fcmp_ordered(">", a, b), a, b)  # vmaxps
 
 
-def _scores_kernel(lanes):
+def _scores_kernel(lanes, bf16=False):
     """st[j, r] = sum_d k[j, d] * qt[d, r] for j < n rounded up to the key step (rows of k
     past n repeat row n - 1), r < qt.shape[1] (a multiple of the two vectors' width), and
-    mx[r] = the max of mx[r] and st[j, r] over j < n."""
+    mx[r] = the max of mx[r] and st[j, r] over j < n. ``bf16``: k rows of bf16 bits and qt
+    (head_dim / 2, R) of uint32 bf16 pairs (dims 2i, 2i + 1), one vdpbf16ps per pair."""
     keys, nv, _, _ = _SHAPE[lanes]
     width = nv * lanes
     vty = _vf32(lanes)
+    mac, elem, vin = _products(lanes, bf16)
 
     @intrinsic
     def scores(typingctx, st, mx, k, qt, n):
@@ -92,14 +113,14 @@ def _scores_kernel(lanes):
                     acc = [[Acc(builder, zero) for _ in range(nv)] for _ in range(keys)]
                     with cgutils.for_range(builder, hd) as ds:
                         qo = builder.add(builder.mul(ds.index, q_row), c0)
-                        qv = [load(builder, qp, builder.add(qo, i64(4 * lanes * v)), vty)
+                        qv = [load(builder, qp, builder.add(qo, i64(4 * lanes * v)), vin)
                               for v in range(nv)]  # fmt: skip
-                        d4 = builder.mul(ds.index, i64(4))
+                        d4 = builder.mul(ds.index, i64(4))  # a float, or a bf16 pair
                         for i in range(keys):
-                            kv = splat(builder, load(builder, kp, builder.add(rows[i], d4), F32),
+                            kv = splat(builder, load(builder, kp, builder.add(rows[i], d4), elem),
                                        lanes)  # fmt: skip
                             for v in range(nv):
-                                acc[i][v].set(_fma(builder, kv, qv[v], acc[i][v].get()))
+                                acc[i][v].set(mac(builder, kv, qv[v], acc[i][v].get()))
                     for v in range(nv):
                         vals = [acc[i][v].get() for i in range(keys)]  # keys: a power of 2
                         while len(vals) > 1:
@@ -122,11 +143,13 @@ def _scores_kernel(lanes):
     return scores
 
 
-def _values_kernel(lanes):
+def _values_kernel(lanes, bf16=False):
     """o[r, c] += sum_{j < n} p[j, r] * v[j, c] for r < o.shape[0] (a multiple of the row
     step), c < head_dim (a multiple of ``lanes``): stripes of up to four vectors of 4 rows
-    stay in registers while the value rows stream past."""
+    stay in registers while the value rows stream past. ``bf16``: p and v of uint32 bf16
+    pairs (keys 2j, 2j + 1) and n counts pairs, one vdpbf16ps per pair."""
     _, _, mr, wmax = _SHAPE[lanes]
+    mac, elem, vin = _products(lanes, bf16)
 
     @intrinsic
     def accumulate(typingctx, o, p, v, n):
@@ -150,13 +173,12 @@ def _values_kernel(lanes):
                 with cgutils.for_range(builder, n) as js:
                     po = builder.add(builder.mul(js.index, p_row), p0)
                     vo = builder.mul(js.index, v_row)
-                    e = [splat(builder, load(builder, pp, builder.add(po, i64(4 * i)), F32), lanes)
-                         for i in range(mr)]  # fmt: skip
-                    xs = [load(builder, vp, builder.add(vo, co[x]), _vf32(lanes))
-                          for x in range(w)]  # fmt: skip
+                    e = [splat(builder, load(builder, pp, builder.add(po, i64(4 * i)), elem),
+                               lanes) for i in range(mr)]  # fmt: skip
+                    xs = [load(builder, vp, builder.add(vo, co[x]), vin) for x in range(w)]
                     for i in range(mr):
                         for x in range(w):
-                            acc[i][x].set(_fma(builder, e[i], xs[x], acc[i][x].get()))
+                            acc[i][x].set(mac(builder, e[i], xs[x], acc[i][x].get()))
                 for i in range(mr):
                     for x in range(w):
                         at = builder.gep(op_, [builder.add(ro[i], co[x])])
@@ -186,6 +208,7 @@ def _values_kernel(lanes):
 
 _scores8, _scores16 = _scores_kernel(8), _scores_kernel(16)
 _values8, _values16 = _values_kernel(8), _values_kernel(16)
+_scores_bf16, _values_bf16 = _scores_kernel(16, bf16=True), _values_kernel(16, bf16=True)
 
 
 @njit(**_JIT)
@@ -312,6 +335,124 @@ def _task(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, soft
 
 
 @njit(**_JIT)
+def _bf16_round(b):
+    """The bf16 bits (in the low half) of float32 bits b: round to nearest even, NaN kept
+    quiet (as :func:`trueno.llm.attention.f32_to_bf16_bits`)."""
+    if (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
+        return (b >> np.uint32(16)) | np.uint32(64)
+    return (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+
+
+@njit(**_JIT)
+def _pair_weights(pp, st, n, R):
+    """pp[i, r] = the bf16 pair (P[2i, r], P[2i + 1, r]) of the tile's weights st, the low
+    half first; a missing last odd row pairs with 0."""
+    bits = st.view(np.uint32)
+    for i in range(n // 2):
+        for r in range(R):
+            lo, hi = _bf16_round(bits[2 * i, r]), _bf16_round(bits[2 * i + 1, r])
+            pp[i, r] = lo | (hi << np.uint32(16))
+    if n % 2:
+        for r in range(R):
+            pp[n // 2, r] = _bf16_round(bits[n - 1, r])
+
+
+@njit(**_JIT)
+def _pair_rows(vv, v_head, k0, n):
+    """vv[i, c] = the bf16 pair (v[k0 + 2i, c], v[k0 + 2i + 1, c]) of a bf16 cache head's
+    rows, the low half first; a missing last odd row pairs with 0."""
+    hd = v_head.shape[1]
+    low = np.uint32(0xFFFF)
+    for i in range(n // 2):
+        a, b = v_head[k0 + 2 * i], v_head[k0 + 2 * i + 1]
+        for c in range(hd):
+            vv[i, c] = (np.uint32(a[c]) & low) | ((np.uint32(b[c]) & low) << np.uint32(16))
+    if n % 2:
+        a = v_head[k0 + n - 1]
+        for c in range(hd):
+            vv[n // 2, c] = np.uint32(a[c]) & low
+
+
+@njit(**_JIT)
+def _task_bf16(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, softcap,
+               block):  # fmt: skip
+    """:func:`_task` over a bf16 cache head with both products in vdpbf16ps: the scaled
+    queries and the softmax weights rounded to bf16 (the products exact, summed in float32),
+    twice the multiply-adds an instruction of the float32 FMA. head_dim a multiple of 16."""
+    hd = k_head.shape[1]
+    R = (q1 - q0) * groups
+    Rp = -(-R // 32) * 32
+    qt = np.zeros((hd // 2, Rp), np.uint32)  # Q^T as bf16 pairs of dims (2i, 2i + 1)
+    qpos = np.empty(Rp, np.int64)
+    qs = np.empty(hd, np.float32)
+    qbits = qs.view(np.uint32)
+    for t in range(q1 - q0):
+        for g in range(groups):
+            r = t * groups + g
+            qpos[r] = start + q0 + t
+            h = (kv * groups + g) * hd
+            for d in range(hd):
+                qs[d] = q[q0 + t, h + d] * np.float32(scale)
+            for i in range(hd // 2):
+                lo, hi = _bf16_round(qbits[2 * i]), _bf16_round(qbits[2 * i + 1])
+                qt[i, r] = lo | (hi << np.uint32(16))
+    qpos[R:] = start + q1 - 1
+    o = np.zeros((Rp, hd), np.float32)
+    m = np.full(Rp, -np.inf, np.float32)
+    el = np.zeros(Rp, np.float32)
+    corr = np.empty(Rp, np.float32)
+    st = np.empty((-(-block // 8) * 8, Rp), np.float32)
+    pp = np.empty((-(-block // 2), Rp), np.uint32)
+    vv = np.empty((-(-block // 2), hd), np.uint32)
+    first_q, last_q = start + q0, start + q1 - 1
+    for k0 in range(window_start(first_q, window), last_q + 1, block):
+        n = min(block, last_q + 1 - k0)
+        masked = k0 + n - 1 > first_q or (window > 0 and last_q - k0 >= window)
+        corr[:] = -np.inf
+        _scores_bf16(st, corr, k_head[k0 : k0 + n], qt, n)
+        _softmax_tile(st, n, Rp, qpos, k0, masked, window, softcap, m, el, corr)
+        for r in range(Rp):
+            c = corr[r]
+            if c != 1.0:
+                for i in range(hd):
+                    o[r, i] *= c
+        _pair_weights(pp, st, n, Rp)
+        _pair_rows(vv, v_head, k0, n)
+        _values_bf16(o, pp, vv, (n + 1) // 2)
+    for t in range(q1 - q0):
+        for g in range(groups):
+            r = t * groups + g
+            inv = np.float32(1.0) / el[r]
+            h = (kv * groups + g) * hd
+            for d in range(hd):
+                out[q0 + t, h + d] = o[r, d] * inv
+
+
+def _any_task(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, softcap, block,
+              level):  # fmt: skip
+    """:func:`_task_bf16` for a bf16 cache where the host has the bf16 dot and the level's
+    lanes are 16, else :func:`_task` (a bf16 cache widened to float32 tile by tile)."""
+
+
+@overload(_any_task, jit_options=_JIT)
+def _any_task_impl(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, softcap,
+                   block, level):  # fmt: skip
+    if k_head.dtype == types.int16 and BF16_DOT:
+
+        def pick(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, softcap,
+                 block, level):  # fmt: skip
+            if vector_width(level, k_head.shape[1]) == 16:
+                _task_bf16(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups,
+                           softcap, block)  # fmt: skip
+            else:
+                _task(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups,
+                      softcap, block, level)  # fmt: skip
+
+        return pick
+    return _task.py_func
+
+
+@njit(**_JIT)
 def _run_tasks(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb,
                level, first, every):  # fmt: skip
     """Tasks first, first + every, ... of the chunk: task i is query block i // n_kv of KV
@@ -320,8 +461,8 @@ def _run_tasks(out, q, k_cache, v_cache, start, window, scale, groups, softcap, 
     n_tasks = -(-T // qb) * n_kv
     for i in range(first, n_tasks, every):
         kv, q0 = i % n_kv, (i // n_kv) * qb
-        _task(out, q, k_cache[kv], v_cache[kv], kv, q0, min(T, q0 + qb), start, window,
-              scale, groups, softcap, block, level)  # fmt: skip
+        _any_task(out, q, k_cache[kv], v_cache[kv], kv, q0, min(T, q0 + qb), start, window,
+                  scale, groups, softcap, block, level)  # fmt: skip
 
 
 @njit(cache=True, fastmath=_FM, error_model="numpy", nogil=True, parallel=True)

@@ -1,6 +1,6 @@
 """Small llvmlite IR builders shared by the SIMD kernels of simd.py: typed unaligned loads,
-splats and lane shuffles, the x86 integer-dot intrinsics, FMA, horizontal sums, and a loop
-helper with several independent accumulators."""
+splats and lane shuffles, the x86 integer-dot and bf16-dot intrinsics, FMA, horizontal sums,
+and a loop helper with several independent accumulators."""
 
 from __future__ import annotations
 
@@ -160,6 +160,31 @@ class IntDots:
 
 def fma(builder, a, b, c):
     return llvm(builder, "llvm.fma.v8f32", V8F32, a, b, c)
+
+
+class _BFloat(ir.Type):
+    """LLVM's ``bfloat``, which llvmlite's ir lacks: the operand type of the bf16 dot."""
+
+    def _to_string(self) -> str:
+        return "bfloat"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _BFloat)
+
+    def __hash__(self) -> int:
+        return hash("bfloat")
+
+
+V32BF16 = ir.VectorType(_BFloat(), 32)
+V16I32, V16F32 = ir.VectorType(I32, 16), ir.VectorType(F32, 16)
+
+
+def dot_bf16(builder, acc, a, b):
+    """vdpbf16ps (AVX512-BF16): acc[i] + a.lo[i] * b.lo[i] + a.hi[i] * b.hi[i] for <16 x
+    float> acc and a, b <16 x i32>, each lane a pair of bf16 (low half first), the products
+    exact and summed in float32. Only where the host and numba's target have avx512bf16."""
+    a, b = builder.bitcast(a, V32BF16), builder.bitcast(b, V32BF16)
+    return x86(builder, "llvm.x86.avx512bf16.dpbf16ps.512", V16F32, acc, a, b)
 
 
 def hsum(builder, v):
