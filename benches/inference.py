@@ -8,8 +8,8 @@ Speeds are medians of 5 repetitions (1 with --quick).
 With ``--depth``: the long-context table instead: decode tok/s of 64 tokens after 1,500 and
 3,500 tokens of context (both sides; a reply's first tokens after a long prefill run slower
 while the caches refill: 16 tokens read 10-20% below steady state here) and prefill tok/s
-of a 3,500- vs a 512-token prompt, trueno with an f16 and an f32 KV cache beside llama.cpp
-with an f16 KV cache (its default), interleaved round by round
+of a 3,500- vs a 512-token prompt, trueno with an f16, a bf16 and an f32 KV cache beside
+llama.cpp with an f16 KV cache (its default), interleaved round by round
 (median of rounds), and decode's share of the bandwidth floor counted over weights plus the
 KV bytes one token reads. llama.cpp's side is its ``llama-bench`` binary when found
 (``--llama-bench PATH``; default ``$TRUENO_LLAMA_CPP/build/bin/llama-bench``), one call per
@@ -270,7 +270,7 @@ def depth_main(args, bw: float) -> int:
     n_decode, rounds = (8, 1) if args.quick else (64, 3)
     rows = []
     for name, _, path in find_models(args.model):
-        sides = {"trueno f16": _TruenoDepth(path, "f16"), "trueno f32": _TruenoDepth(path, "f32")}
+        sides = {f"trueno {ct}": _TruenoDepth(path, ct) for ct in ("f16", "bf16", "f32")}
         llama = llama_side(path, args)
         if llama is not None:
             sides["llama.cpp f16"] = llama
