@@ -716,6 +716,7 @@ def attend_serial(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end:
                   scale: float, groups: int, softcap: float,
                   level: int = LEVEL) -> None:  # fmt: skip
     """:func:`attend_gqa` on the calling thread alone."""
+    level = np.int64(level)  # not a literal (an omitted default): one compile for every caller
     hd = q.shape[1]
     m = np.empty(groups, np.float32)
     el = np.empty(groups, np.float32)
@@ -736,6 +737,7 @@ def attend_threaded(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, en
                     level: int = LEVEL) -> None:  # fmt: skip
     """:func:`attend_gqa` as n_kv * ``parts`` tasks over numba's threads: each KV head's
     positions cut into ``parts`` slices, each slice's running state merged at the end."""
+    level = np.int64(level)  # not a literal (an omitted default): one compile for every caller
     n_kv, _, hd = k_cache.shape
     accs = np.empty((n_kv * parts, groups, hd), np.float32)
     ms = np.empty((n_kv * parts, groups), np.float32)
@@ -754,7 +756,12 @@ def attend_gqa(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: in
     f16 bits, or int16 holding bf16 bits): per KV head one online-softmax pass serving its
     ``groups`` query heads, the (KV head, slice of positions) tasks spread over numba's
     threads when there is enough;
-    ``softcap`` and ``level`` as in :func:`attend_span` (the default: the host's widest)."""
+    ``softcap`` and ``level`` as in :func:`attend_span` (the default: the host's widest).
+
+    ``level`` is passed on as an int64 whatever its type here: an omitted default or a global
+    constant is typed as a literal, and each literal would compile the kernels below once
+    more (about 40 s for each cache dtype)."""
+    level = np.int64(level)
     n_kv = k_cache.shape[0]
     n = end - first
     if THREADS == 1 or n * n_kv < SPLIT_MIN:  # short: no thread hand-off
@@ -773,7 +780,7 @@ def attend_one(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, pos: int, window: i
     (``scores``: its (ctx,) scratch, unused here), for :class:`~trueno.llm.runtime.
     ComposedKernels`."""
     attend_gqa(out, q, k_cache, v_cache, window_start(pos, window), pos + 1, scale, groups,
-               softcap)  # fmt: skip
+               softcap, np.int64(LEVEL))  # fmt: skip
 
 
 # ---- decode attention of a batch: one call for every sequence's query ------------------------
@@ -809,6 +816,7 @@ def attend_rows(out: Arr, q: Arr, k_caches: Arr, v_caches: Arr, slots: Arr, firs
     bit for bit; the tasks of all rows share one hand-off to numba's threads when any row is
     long enough for attend_gqa to hand its own off, or when there are TASKS_PER_THREAD tasks
     per thread however short (one hand-off for the call, never more than a call per row)."""
+    level = np.int64(level)  # as attend_gqa: one compile for every caller
     B = q.shape[0]
     n_kv, hd = k_caches.shape[1], k_caches.shape[3]
     parts = np.empty(B, np.int64)

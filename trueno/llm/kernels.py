@@ -19,6 +19,7 @@ from trueno.llm.attention import (  # noqa: F401  (the decode attention, re-expo
     _FM,
     _JIT,
     ATTN_BLOCK,
+    LEVEL,
     THREADS,
     Arr,
     attend_gqa,
@@ -233,6 +234,7 @@ def attention_step(
         scale,
         n_heads // n_kv,
         softcap,
+        np.int64(LEVEL),  # an int64, as every caller passes it (a literal compiles anew)
     )
 
 
@@ -312,6 +314,7 @@ def attention_rows(
         scale,
         n_heads // n_kv,
         softcap,
+        np.int64(LEVEL),
     )
 
 

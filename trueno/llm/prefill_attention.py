@@ -479,11 +479,14 @@ def attend_chunk(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, start: int, windo
                  qb: int = QUERY_BLOCK, level: int = LEVEL) -> None:  # fmt: skip
     """Causal (``window`` > 0: sliding-window) attention of a chunk's T queries q (T, n_heads
     * head_dim), at positions start..start+T-1, over k_cache, v_cache (n_kv, ctx, head_dim;
-    float32, or uint16 holding f16 bits) whose positions 0..start+T-1 hold the keys and values
-    (the chunk's own included), into out (T, n_heads * head_dim). Query head h reads KV head
-    h // ``groups``; ``softcap`` > 0 caps the scaled scores as softcap * tanh(s / softcap)
-    (gemma2); ``block``: keys per tile; ``qb``: queries per task; ``level``: the IR kernels'
-    lanes (16, 8; 0: plain loops). Over numba's threads when the chunk is big enough."""
+    float32, uint16 holding f16 bits or int16 holding bf16 bits) whose positions
+    0..start+T-1 hold the keys and values (the chunk's own included), into out (T, n_heads *
+    head_dim). Query head h reads KV head h // ``groups``; ``softcap`` > 0 caps the scaled
+    scores as softcap * tanh(s / softcap) (gemma2); ``block``: keys per tile; ``qb``: queries
+    per task; ``level``: the IR kernels' lanes (16, 8; 0: plain loops). Over numba's threads
+    when the chunk is big enough. The int arguments go on as int64s, never literals (see
+    :func:`~trueno.llm.attention.attend_gqa`)."""
+    block, qb, level = np.int64(block), np.int64(qb), np.int64(level)
     T = q.shape[0]
     if THREADS == 1 or T * (start + T) < SERIAL_MAX:
         _run_tasks(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb,
