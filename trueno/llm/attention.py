@@ -204,7 +204,7 @@ def _vf32(lanes):
     return ir.VectorType(F32, lanes)
 
 
-def cache_format(dtype) -> str:
+def cache_format(dtype: types.Type) -> str:
     """The element format of a cache array of numba dtype ``dtype``: "f32", "f16" (uint16
     bits) or "bf16" (int16 bits)."""
     return {types.uint16: "f16", types.int16: "bf16"}.get(dtype, "f32")

@@ -387,7 +387,7 @@ class Model:
             prefill_attention.attend_chunk(
                 out, q, cache.k[layer], cache.v[layer], start, window, c.attn_scale,
                 c.n_kv_groups, c.attn_softcap, prefill_attention.KEY_BLOCK,
-                prefill_attention.QUERY_BLOCK,
+                prefill_attention.QUERY_BLOCK, prefill_attention.LEVEL,
             )  # fmt: skip
             return out
 

@@ -287,6 +287,30 @@ def _softmax_tile(st, n, R, qpos, k0, masked, window, softcap, m, el, mx):
 
 
 @njit(**_JIT)
+def _rescale(o, corr):
+    """o[r] *= corr[r]: a task's output rows after their running max moved."""
+    for r in range(o.shape[0]):
+        c = corr[r]
+        if c != 1.0:
+            for i in range(o.shape[1]):
+                o[r, i] *= c
+
+
+@njit(**_JIT)
+def _write_out(out, o, el, kv, q0, q1, groups):
+    """A task's rows (query t, head g of KV head kv's group: row t * groups + g) normalised
+    by their sums into out's queries q0..q1-1."""
+    hd = o.shape[1]
+    for t in range(q1 - q0):
+        for g in range(groups):
+            r = t * groups + g
+            inv = np.float32(1.0) / el[r]
+            h = (kv * groups + g) * hd
+            for d in range(hd):
+                out[q0 + t, h + d] = o[r, d] * inv
+
+
+@njit(**_JIT)
 def _task(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, softcap, block,
           level):  # fmt: skip
     """Queries q0..q1-1 of the chunk (positions start + q0 ..) of the G = ``groups`` query
@@ -319,19 +343,9 @@ def _task(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, soft
         masked = k0 + n - 1 > first_q or (window > 0 and last_q - k0 >= window)
         _scores(st, corr, _widen_rows(k_head, k0, n, kbuf), qt, n, lanes)
         _softmax_tile(st, n, Rp, qpos, k0, masked, window, softcap, m, el, corr)
-        for r in range(Rp):
-            c = corr[r]
-            if c != 1.0:
-                for i in range(hd):
-                    o[r, i] *= c
+        _rescale(o, corr)
         _values(o, st, _widen_rows(v_head, k0, n, vbuf), n, lanes)
-    for t in range(q1 - q0):
-        for g in range(groups):
-            r = t * groups + g
-            inv = np.float32(1.0) / el[r]
-            h = (kv * groups + g) * hd
-            for d in range(hd):
-                out[q0 + t, h + d] = o[r, d] * inv
+    _write_out(out, o, el, kv, q0, q1, groups)
 
 
 @njit(**_JIT)
@@ -411,21 +425,11 @@ def _task_bf16(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups,
         corr[:] = -np.inf
         _scores_bf16(st, corr, k_head[k0 : k0 + n], qt, n)
         _softmax_tile(st, n, Rp, qpos, k0, masked, window, softcap, m, el, corr)
-        for r in range(Rp):
-            c = corr[r]
-            if c != 1.0:
-                for i in range(hd):
-                    o[r, i] *= c
+        _rescale(o, corr)
         _pair_weights(pp, st, n, Rp)
         _pair_rows(vv, v_head, k0, n)
         _values_bf16(o, pp, vv, (n + 1) // 2)
-    for t in range(q1 - q0):
-        for g in range(groups):
-            r = t * groups + g
-            inv = np.float32(1.0) / el[r]
-            h = (kv * groups + g) * hd
-            for d in range(hd):
-                out[q0 + t, h + d] = o[r, d] * inv
+    _write_out(out, o, el, kv, q0, q1, groups)
 
 
 def _any_task(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, softcap, block,
