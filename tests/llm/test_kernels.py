@@ -713,3 +713,34 @@ def test_f16_cache_rows_widen_as_numpy(lo, n, heads, seed):
         nan = np.isnan(want)
         assert np.array_equal(np.isnan(got), nan)
         assert np.array_equal(got.view(np.uint32)[~nan], want.view(np.uint32)[~nan])
+
+
+def test_bf16_cache_stores_widens_and_shifts_as_the_f32_cache_rounded():
+    """A bf16 cache's rows: stored by the narrowing kernel (floats.f32_to_bf16's bits), read
+    back exactly as their values, and a context shift rotates the moved keys as the f32 cache
+    does, then rounds them once."""
+    from trueno.floats import bf16_to_f32, f32_to_bf16
+    from trueno.llm.config import Config
+
+    c = Config(arch="llama", vocab_size=8, dim=16, n_layers=2, n_heads=2, n_kv_heads=2,
+               head_dim=8, hidden_dim=8, context_length=32, norm_eps=1e-5, rope_base=1e4,
+               rope_dim=8, rope_neox=False)  # fmt: skip
+    r = rng_for(5)
+    k, v = r.standard_normal((2, 20, 16)).astype(np.float32)
+    narrow, exact = KVCache(c, 32, np, "bf16"), KVCache(c, 32, np, "f32")
+    assert narrow.k.dtype == np.int16 and narrow.nbytes * 2 == exact.nbytes
+    for layer in range(2):
+        narrow.store(layer, 0, k, v)
+        rounded = [bf16_to_f32(f32_to_bf16(x)).reshape(x.shape) for x in (k, v)]
+        exact.store(layer, 0, *rounded)
+        np.testing.assert_array_equal(narrow.keys(layer, 0, 20), exact.keys(layer, 0, 20))
+        np.testing.assert_array_equal(narrow.values(layer, 0, 20), exact.values(layer, 0, 20))
+    narrow.n = exact.n = 20
+    rope = [rope_tables(8, 1e4, 32)] * 2
+    narrow.shift(3, 6, rope, False)
+    exact.shift(3, 6, rope, False)
+    assert narrow.n == exact.n == 14
+    for layer in range(2):
+        want = f32_to_bf16(exact.keys(layer, 0, 14)).view(np.int16)
+        np.testing.assert_array_equal(narrow.k[layer, :, :14], want)
+        np.testing.assert_array_equal(narrow.values(layer, 0, 14), exact.values(layer, 0, 14))
