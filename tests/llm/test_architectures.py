@@ -288,9 +288,10 @@ def test_prefill_attention_runs_in_tiles_and_matches_transformers(arch, arch_mod
     model = Model.load(path, ctx_size=PHI3_ORIG_CTX, cache_type="f32")
     calls, kernel = [], prefill_attention.attend_chunk
 
-    def spy(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb):
+    def spy(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb, level):
         calls.append((start, q.shape[0], window, block, qb, softcap))
-        kernel(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb)
+        assert level == prefill_attention.LEVEL
+        kernel(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb, level)
 
     monkeypatch.setattr(prefill_attention, "attend_chunk", spy)
     monkeypatch.setattr(prefill_attention, "KEY_BLOCK", 3)
