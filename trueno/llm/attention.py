@@ -207,7 +207,9 @@ def _vf32(lanes):
 def cache_format(dtype: types.Type) -> str:
     """The element format of a cache array of numba dtype ``dtype``: "f32", "f16" (uint16
     bits) or "bf16" (int16 bits)."""
-    return {types.uint16: "f16", types.int16: "bf16"}.get(dtype, "f32")
+    if dtype == types.uint16:
+        return "f16"
+    return "bf16" if dtype == types.int16 else "f32"
 
 
 def _row_vec(builder, base, offset, lanes, fmt):
@@ -716,7 +718,7 @@ def attend_serial(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end:
                   scale: float, groups: int, softcap: float,
                   level: int = LEVEL) -> None:  # fmt: skip
     """:func:`attend_gqa` on the calling thread alone."""
-    level = np.int64(level)  # not a literal (an omitted default): one compile for every caller
+    lv = np.int64(level)  # not a literal (an omitted default): one compile for every caller
     hd = q.shape[1]
     m = np.empty(groups, np.float32)
     el = np.empty(groups, np.float32)
@@ -724,7 +726,7 @@ def attend_serial(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end:
         h0 = kv * groups
         acc = out[h0 : h0 + groups]
         _attend_task(acc, m, el, q[h0 : h0 + groups], k_cache[kv], v_cache[kv], first, end,
-                     scale, softcap, level)  # fmt: skip
+                     scale, softcap, lv)  # fmt: skip
         for g in range(groups):
             inv = np.float32(1.0) / el[g]
             for i in range(hd):
@@ -737,13 +739,13 @@ def attend_threaded(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, en
                     level: int = LEVEL) -> None:  # fmt: skip
     """:func:`attend_gqa` as n_kv * ``parts`` tasks over numba's threads: each KV head's
     positions cut into ``parts`` slices, each slice's running state merged at the end."""
-    level = np.int64(level)  # not a literal (an omitted default): one compile for every caller
+    lv = np.int64(level)  # not a literal (an omitted default): one compile for every caller
     n_kv, _, hd = k_cache.shape
     accs = np.empty((n_kv * parts, groups, hd), np.float32)
     ms = np.empty((n_kv * parts, groups), np.float32)
     els = np.empty((n_kv * parts, groups), np.float32)
     _attend_parallel(accs, ms, els, q, k_cache, v_cache, first, end, scale, groups, parts,
-                     softcap, level)  # fmt: skip
+                     softcap, lv)  # fmt: skip
     _merge(out, accs, ms, els, groups, parts)
 
 
@@ -761,15 +763,15 @@ def attend_gqa(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, first: int, end: in
     ``level`` is passed on as an int64 whatever its type here: an omitted default or a global
     constant is typed as a literal, and each literal would compile the kernels below once
     more (about 40 s for each cache dtype)."""
-    level = np.int64(level)
+    lv = np.int64(level)
     n_kv = k_cache.shape[0]
     n = end - first
     if THREADS == 1 or n * n_kv < SPLIT_MIN:  # short: no thread hand-off
-        attend_serial(out, q, k_cache, v_cache, first, end, scale, groups, softcap, level)
+        attend_serial(out, q, k_cache, v_cache, first, end, scale, groups, softcap, lv)
     else:
         parts = split_positions(n, n_kv, THREADS)
         attend_threaded(out, q, k_cache, v_cache, first, end, scale, groups, parts, softcap,
-                        level)  # fmt: skip
+                        lv)  # fmt: skip
 
 
 @njit(**_JIT)
@@ -816,7 +818,7 @@ def attend_rows(out: Arr, q: Arr, k_caches: Arr, v_caches: Arr, slots: Arr, firs
     bit for bit; the tasks of all rows share one hand-off to numba's threads when any row is
     long enough for attend_gqa to hand its own off, or when there are TASKS_PER_THREAD tasks
     per thread however short (one hand-off for the call, never more than a call per row)."""
-    level = np.int64(level)  # as attend_gqa: one compile for every caller
+    lv = np.int64(level)  # as attend_gqa: one compile for every caller
     B = q.shape[0]
     n_kv, hd = k_caches.shape[1], k_caches.shape[3]
     parts = np.empty(B, np.int64)
@@ -848,10 +850,10 @@ def attend_rows(out: Arr, q: Arr, k_caches: Arr, v_caches: Arr, slots: Arr, firs
     if THREADS == 1 or not (threaded or n_tasks >= TASKS_PER_THREAD * THREADS):
         for t in range(n_tasks):  # a few short rows: no hand-off
             _row_task(accs, ms, els, q, k_caches, v_caches, task_row, task_kv, task_lo,
-                      task_hi, slots, groups, scale, softcap, level, t)  # fmt: skip
+                      task_hi, slots, groups, scale, softcap, lv, t)  # fmt: skip
     else:
         _rows_parallel(accs, ms, els, q, k_caches, v_caches, task_row, task_kv, task_lo,
-                       task_hi, slots, groups, scale, softcap, level)  # fmt: skip
+                       task_hi, slots, groups, scale, softcap, lv)  # fmt: skip
     for b in range(B):
         lo, hi = start[b], start[b + 1]
         if parts[b] > 1:

@@ -490,11 +490,11 @@ def attend_chunk(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, start: int, windo
     per task; ``level``: the IR kernels' lanes (16, 8; 0: plain loops). Over numba's threads
     when the chunk is big enough. The int arguments go on as int64s, never literals (see
     :func:`~trueno.llm.attention.attend_gqa`)."""
-    block, qb, level = np.int64(block), np.int64(qb), np.int64(level)
+    blk, qbk, lv = np.int64(block), np.int64(qb), np.int64(level)
     T = q.shape[0]
     if THREADS == 1 or T * (start + T) < SERIAL_MAX:
-        _run_tasks(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb,
-                   level, 0, 1)  # fmt: skip
+        _run_tasks(out, q, k_cache, v_cache, start, window, scale, groups, softcap, blk, qbk,
+                   lv, 0, 1)  # fmt: skip
     else:
-        _run_parallel(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block,
-                      qb, level)  # fmt: skip
+        _run_parallel(out, q, k_cache, v_cache, start, window, scale, groups, softcap, blk,
+                      qbk, lv)  # fmt: skip
