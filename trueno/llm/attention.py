@@ -97,17 +97,21 @@ def _float_to_half(typingctx, x):
 
 
 @njit(**_JIT)
+def bf16_round(b: np.uint32) -> np.uint32:
+    """The bf16 bits (in the low half) of float32 bits b: round to nearest even, NaN kept
+    quiet (as :func:`trueno.floats.f32_to_bf16`)."""
+    if (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
+        return (b >> np.uint32(16)) | np.uint32(64)
+    return (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+
+
+@njit(**_JIT)
 def f32_to_bf16_bits(out: Arr, x: Arr) -> None:
-    """out[i] = the bfloat16 (round to nearest even, NaN kept quiet: :func:`trueno.floats.
-    f32_to_bf16`) of float32 x[i] (contiguous), as int16 bits."""
+    """out[i] = the bfloat16 of float32 x[i] (contiguous; :func:`bf16_round`), as int16
+    bits."""
     xb, ob = x.view(np.uint32), out.view(np.uint16)
     for i in range(x.shape[0]):
-        b = xb[i]
-        if (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
-            ob[i] = np.uint16((b >> np.uint32(16)) | np.uint32(64))
-        else:
-            b += np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))
-            ob[i] = np.uint16(b >> np.uint32(16))
+        ob[i] = np.uint16(bf16_round(xb[i]))
 
 
 def _narrow(row, x):

@@ -40,6 +40,7 @@ from trueno.llm.attention import (
     _row_bytes,
     _vf32,
     _widen_rows,
+    bf16_round,
     expf,
     fast_tanh,
     vector_width,
@@ -349,26 +350,17 @@ def _task(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, soft
 
 
 @njit(**_JIT)
-def _bf16_round(b):
-    """The bf16 bits (in the low half) of float32 bits b: round to nearest even, NaN kept
-    quiet (as :func:`trueno.llm.attention.f32_to_bf16_bits`)."""
-    if (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
-        return (b >> np.uint32(16)) | np.uint32(64)
-    return (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
-
-
-@njit(**_JIT)
 def _pair_weights(pp, st, n, R):
     """pp[i, r] = the bf16 pair (P[2i, r], P[2i + 1, r]) of the tile's weights st, the low
     half first; a missing last odd row pairs with 0."""
     bits = st.view(np.uint32)
     for i in range(n // 2):
         for r in range(R):
-            lo, hi = _bf16_round(bits[2 * i, r]), _bf16_round(bits[2 * i + 1, r])
+            lo, hi = bf16_round(bits[2 * i, r]), bf16_round(bits[2 * i + 1, r])
             pp[i, r] = lo | (hi << np.uint32(16))
     if n % 2:
         for r in range(R):
-            pp[n // 2, r] = _bf16_round(bits[n - 1, r])
+            pp[n // 2, r] = bf16_round(bits[n - 1, r])
 
 
 @njit(**_JIT)
@@ -408,7 +400,7 @@ def _task_bf16(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups,
             for d in range(hd):
                 qs[d] = q[q0 + t, h + d] * np.float32(scale)
             for i in range(hd // 2):
-                lo, hi = _bf16_round(qbits[2 * i]), _bf16_round(qbits[2 * i + 1])
+                lo, hi = bf16_round(qbits[2 * i]), bf16_round(qbits[2 * i + 1])
                 qt[i, r] = lo | (hi << np.uint32(16))
     qpos[R:] = start + q1 - 1
     o = np.zeros((Rp, hd), np.float32)
