@@ -94,9 +94,10 @@ class KVCache:
             out = np.empty((heads.shape[0], hi - lo, heads.shape[2]), np.float32)
             widen_span(heads, lo, hi, out)
             return out
-        if self.cache_type == "bf16":
-            wide = heads[:, lo:hi].view(np.uint16).astype(np.uint32) << np.uint32(16)
-            return wide.view(np.float32)
+        if self.cache_type == "bf16":  # on the host, as every 16-bit cache (see _bits)
+            from trueno.floats import bf16_to_f32
+
+            return bf16_to_f32(heads[:, lo:hi])
         return heads[:, lo:hi].view(np.float16).astype(np.float32)
 
     @property

@@ -350,17 +350,23 @@ def _task(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups, soft
 
 
 @njit(**_JIT)
+def _bf16_pair(lo, hi):
+    """The float32 bits lo, hi rounded to bf16 and packed into one uint32, lo in the low half
+    (the operand lane of vdpbf16ps)."""
+    return bf16_round(lo) | (bf16_round(hi) << np.uint32(16))
+
+
+@njit(**_JIT)
 def _pair_weights(pp, st, n, R):
     """pp[i, r] = the bf16 pair (P[2i, r], P[2i + 1, r]) of the tile's weights st, the low
     half first; a missing last odd row pairs with 0."""
     bits = st.view(np.uint32)
     for i in range(n // 2):
         for r in range(R):
-            lo, hi = bf16_round(bits[2 * i, r]), bf16_round(bits[2 * i + 1, r])
-            pp[i, r] = lo | (hi << np.uint32(16))
+            pp[i, r] = _bf16_pair(bits[2 * i, r], bits[2 * i + 1, r])
     if n % 2:
         for r in range(R):
-            pp[n // 2, r] = bf16_round(bits[n - 1, r])
+            pp[n // 2, r] = _bf16_pair(bits[n - 1, r], np.uint32(0))
 
 
 @njit(**_JIT)
@@ -400,8 +406,7 @@ def _task_bf16(out, q, k_head, v_head, kv, q0, q1, start, window, scale, groups,
             for d in range(hd):
                 qs[d] = q[q0 + t, h + d] * np.float32(scale)
             for i in range(hd // 2):
-                lo, hi = bf16_round(qbits[2 * i]), bf16_round(qbits[2 * i + 1])
-                qt[i, r] = lo | (hi << np.uint32(16))
+                qt[i, r] = _bf16_pair(qbits[2 * i], qbits[2 * i + 1])
     qpos[R:] = start + q1 - 1
     o = np.zeros((Rp, hd), np.float32)
     m = np.full(Rp, -np.inf, np.float32)
