@@ -449,13 +449,14 @@ def test_levels_follow_the_host():
 
 
 @njit
-def _vector_kernels(lanes, s, q, k, acc, p, v):
+def _vector_kernels(lanes, s, q, k, acc, p, v, n):
+    """The kernels over the first n rows of k and v, prefetching rows ahead up to their end."""
     if lanes == 16:
-        attention._scores16(s, q, k, k.shape[0])
-        attention._accumulate16(acc, p, v, v.shape[0])
+        attention._scores16(s, q, k[:n], n, k.shape[0])
+        attention._accumulate16(acc, p, v[:n], n, v.shape[0])
     else:
-        attention._scores8(s, q, k, k.shape[0])
-        attention._accumulate8(acc, p, v, v.shape[0])
+        attention._scores8(s, q, k[:n], n, k.shape[0])
+        attention._accumulate8(acc, p, v[:n], n, v.shape[0])
 
 
 @pytest.mark.skipif(not attention.SIMD, reason="the IR kernels need AVX2, FMA and F16C")
@@ -465,27 +466,30 @@ def _vector_kernels(lanes, s, q, k, acc, p, v):
     heads=st.integers(1, 11),  # chunks of 8 heads, each count its own body
     vecs=st.sampled_from([1, 2, 3, 4, 5, 11, 16]),  # stripes of 2^k vectors, then the rest
     n=st.integers(1, 40),  # the last 8-row group repeats row n - 1; value tiles of 16 KB
+    more=st.sampled_from([0, 1, 200]),  # rows past n: prefetched, never read
     half=st.booleans(),
     seed=st.integers(0, 10**6),
 )
-def test_vector_kernels_against_numpy(lanes, heads, vecs, n, half, seed):
+def test_vector_kernels_against_numpy(lanes, heads, vecs, n, more, half, seed):
     """The two IR kernels on their own, f16 rows read as they are: scores of G heads for n
     rows (8-row groups, 8x8 transpose-add per head) and the G value sums (stripes of output
-    vectors in registers)."""
+    vectors in registers). Rows past n (NaN) are only prefetched."""
     r = rng_for(seed)
     dh = lanes * vecs
-    k = r.standard_normal((n, dh)).astype(np.float32)
-    v = r.standard_normal((n, dh)).astype(np.float32)
+    k = np.full((n + more, dh), np.nan, np.float32)
+    v = np.full((n + more, dh), np.nan, np.float32)
+    k[:n] = r.standard_normal((n, dh))
+    v[:n] = r.standard_normal((n, dh))
     if half:
         k, v = k.astype(np.float16), v.astype(np.float16)
     q = r.standard_normal((heads, dh)).astype(np.float32)
     p = r.standard_normal((heads, -(-n // 8) * 8)).astype(np.float32)
     s = np.full((heads, p.shape[1]), np.nan, np.float32)
     acc = r.standard_normal((heads, dh)).astype(np.float32)
-    want_acc = acc + p[:, :n].astype(np.float64) @ v.astype(np.float64)
+    want_acc = acc + p[:, :n].astype(np.float64) @ v[:n].astype(np.float64)
     kb, vb = (k.view(np.uint16), v.view(np.uint16)) if half else (k, v)
-    _vector_kernels(lanes, s, q, kb, acc, p, vb)
-    np.testing.assert_allclose(s[:, :n], q.astype(np.float64) @ k.T.astype(np.float64),
+    _vector_kernels(lanes, s, q, kb, acc, p, vb, n)
+    np.testing.assert_allclose(s[:, :n], q.astype(np.float64) @ k[:n].T.astype(np.float64),
                                rtol=1e-5, atol=1e-4)  # fmt: skip
     np.testing.assert_allclose(acc, want_acc, rtol=1e-5, atol=1e-4)
 

@@ -32,7 +32,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from trueno.backends.numba_cache import drop_stale, launch_threads
-from trueno.cpu import amd_zen, cpu_features
+from trueno.cpu import cpu_features
 from trueno.quant.llvm_ir import (
     F16,
     F32,
@@ -73,11 +73,10 @@ SIMD = _HOST["avx2"] and _HOST["fma"] and F16C  # the IR kernels below (never ru
 # the IR kernels' lanes: 16 with AVX-512 (32 registers), 8 with AVX2, 0: plain numba loops
 LEVEL = 16 if SIMD and _HOST["avx512f"] else 8 if SIMD else 0
 LEVELS = tuple(w for w in (16, 8, 0) if w <= LEVEL)  # every level this host runs (tests)
-# the shortest K/V rows decode attention software-prefetches (each block's value rows, the
-# next block's keys). 128-B rows (f16, head_dim 64: SmolLM2) measured 0.8-0.9x on Zen 4 and
-# 1.10x from DRAM, 1.04-1.13x decode at depth 300-3500 on an Intel Xeon (BENCHMARKS.md);
-# rows >= 256 B gained 1.1-1.4x from DRAM on both
-PREFETCH_ROW_BYTES = 256 if amd_zen() else 128
+# the kernels below prefetch the key (value) row this many positions ahead of the one they
+# read, into L2, so the DRAM stream keeps going while they compute: SmolLM2's 30 layers of
+# f16 cache at depth 3,500 read 12.9-13.6 GB/s without, 24-26 with (Zen 4, BENCHMARKS.md)
+PREFETCH_AHEAD = 128
 # numba's thread count, fixed at import (numba.get_num_threads() in a kernel stops caching;
 # a cached kernel keeps the count it was compiled with: it picks the split, never the result)
 THREADS = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at numba import
@@ -297,6 +296,22 @@ def _operands(context, builder, signature, args):
     return ptrs, rows, args[3], cache_format(signature.args[2].dtype)
 
 
+def _prefetch_rows(builder, base, row, r0, r1):
+    """Prefetch rows r0..r1-1 (none when r1 <= r0) of ``row`` bytes each at i8* ``base``
+    into L2, a 64-byte line at a time (the L1 stays for the rows in use)."""
+    fnty = ir.FunctionType(ir.VoidType(), [base.type, I32, I32, I32])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+    start, stop = builder.mul(r0, row), builder.mul(r1, row)
+    with cgutils.for_range_slice(builder, start, stop, i64(64)) as (off, _):
+        builder.call(fn, [builder.gep(base, [off]), I32(0), I32(2), I32(1)])
+
+
+def _ahead(builder, r0, r1, stop):
+    """Rows r0..r1-1 moved PREFETCH_AHEAD on and clipped at ``stop``: the rows to prefetch."""
+    a0, a1 = (builder.add(r, i64(PREFETCH_AHEAD)) for r in (r0, r1))
+    return a0, builder.select(builder.icmp_signed("<", a1, stop), a1, stop)
+
+
 def _by_heads(builder, heads, emit):
     """emit(h0, c) for the head chunks h0 = 0, 8, ... of ``heads``, c = min(8, heads - h0) a
     Python int: one body per count, picked by a switch, so each keeps c accumulator sets."""
@@ -318,10 +333,11 @@ def _scores_kernel(lanes):
     """s[g, t] = q[g] . k[t] for g < G, t < n (k: n rows of f32, f16 or bf16 bits, head_dim a
     multiple of ``lanes``): each key chunk is loaded (and widened) once for all G heads; eight
     rows' G dot vectors are summed by one 8x8 transpose-add per head, stored as eight scores
-    (s rows: a multiple of 8 long; the last group's rows past n repeat row n - 1)."""
+    (s rows: a multiple of 8 long; the last group's rows past n repeat row n - 1). Rows of k
+    up to ``stop`` (>= n) exist: each group prefetches the rows PREFETCH_AHEAD on."""
 
     @intrinsic
-    def scores(typingctx, s, q, k, n):
+    def scores(typingctx, s, q, k, n, stop):
         def codegen(context, builder, signature, args):
             (sp, qp, kp), (s_row, q_row, k_row), n, fmt = _operands(context, builder,
                                                                      signature, args)  # fmt: skip
@@ -343,6 +359,8 @@ def _scores_kernel(lanes):
                         t = builder.add(row0, i64(r))
                         t = builder.select(builder.icmp_signed("<", t, n), t, last)
                         offs.append(builder.mul(t, k_row))
+                    ahead = _ahead(builder, row0, builder.add(row0, i64(8)), args[4])
+                    _prefetch_rows(builder, kp, k_row, *ahead)
                     stacks: list[list[Any]] = [[] for _ in range(c)]
                     for sub in range(0, 8, per):
                         acc = [[Acc(builder, zero) for _ in range(c)] for _ in range(per)]
@@ -367,7 +385,7 @@ def _scores_kernel(lanes):
             _by_heads(builder, heads, emit)
             return context.get_dummy_value()
 
-        return types.void(s, q, k, n), codegen
+        return types.void(s, q, k, n, stop), codegen
 
     return scores
 
@@ -376,10 +394,11 @@ def _accumulate_kernel(lanes):
     """acc[g] += sum over t < n of p[g, t] * v[t] for g < G (acc (G, head_dim) float32, v: n
     rows of f32, f16 or bf16 bits, head_dim a multiple of ``lanes``): stripes of the G output rows
     stay in registers while the value rows stream past, each value chunk loaded (and widened)
-    once for all G heads."""
+    once for all G heads. Rows of v up to ``stop`` (>= n) exist: the first stripe prefetches
+    the row PREFETCH_AHEAD on from each row it reads."""
 
     @intrinsic
-    def accumulate(typingctx, acc, p, v, n):
+    def accumulate(typingctx, acc, p, v, n, stop):
         def codegen(context, builder, signature, args):
             (ap, pp, vp), (a_row, p_row, v_row), n, fmt = _operands(context, builder,
                                                                      signature, args)  # fmt: skip
@@ -399,7 +418,11 @@ def _accumulate_kernel(lanes):
                     regs = [[Acc(builder, load(builder, ap, builder.add(a_base[g], o),
                                                _vf32(lanes))) for o in ao]
                             for g in range(c)]  # fmt: skip
+                    lead = builder.icmp_unsigned("==", first, i64(0))  # once per row
                     with cgutils.for_range_slice(builder, t0, t1, i64(1)) as (t, _):
+                        with builder.if_then(lead):
+                            ahead = _ahead(builder, t, builder.add(t, i64(1)), args[4])
+                            _prefetch_rows(builder, vp, v_row, *ahead)
                         pt = builder.mul(t, i64(4))
                         e = [splat(builder, load(builder, pp, builder.add(b, pt), F32), lanes)
                              for b in p_base]  # fmt: skip
@@ -441,33 +464,9 @@ def _accumulate_kernel(lanes):
             _by_heads(builder, heads, emit)
             return context.get_dummy_value()
 
-        return types.void(acc, p, v, n), codegen
+        return types.void(acc, p, v, n, stop), codegen
 
     return accumulate
-
-
-@intrinsic
-def _prefetch_rows(typingctx, arr, r0, r1):
-    """Prefetch rows r0..r1-1 (clamped to the array) of a 2-D array with contiguous rows, a
-    64-byte line at a time, into L2: the memory is busy during the compute of a block."""
-
-    def codegen(context, builder, signature, args):
-        a_ty = signature.args[0]
-        ary = context.make_array(a_ty)(context, builder, args[0])
-        rows = builder.extract_value(ary.shape, 0)
-        row = builder.extract_value(ary.strides, 0)
-        r1 = builder.select(builder.icmp_signed("<", args[2], rows), args[2], rows)
-        start = builder.mul(args[1], row)
-        stop = builder.mul(r1, row)
-        base = builder.bitcast(ary.data, ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [base.type, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        with cgutils.for_range_slice(builder, start, stop, i64(64)) as (off, _):
-            builder.call(fn, [builder.gep(base, [off]), i32(0), i32(3), i32(1)])
-        return context.get_dummy_value()
-
-    return types.void(arr, r0, r1), codegen
 
 
 _scores8, _scores16 = _scores_kernel(8), _scores_kernel(16)
@@ -589,16 +588,13 @@ def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, fir
     G, hd = q.shape
     block = p.shape[1]
     lanes = vector_width(level, hd)
-    prefetch = k_head.strides[0] >= PREFETCH_ROW_BYTES
     for j0 in range(first, end, block):
         n = min(block, end - j0)
         k_rows = k_head[j0 : j0 + n]
-        if prefetch:  # the value rows come in while the scores run
-            _prefetch_rows(v_head, j0, j0 + n)  # type: ignore[call-arg]  # an intrinsic
         if lanes == 16:
-            _scores16(p, q, k_rows, n)
+            _scores16(p, q, k_rows, n, end - j0)
         elif lanes == 8:
-            _scores8(p, q, k_rows, n)
+            _scores8(p, q, k_rows, n, end - j0)
         else:
             kb = _widen_rows(k_head, j0, n, kbuf)
             for g in range(G):
@@ -630,12 +626,10 @@ def attend_span(acc: Arr, m: Arr, el: Arr, q: Arr, k_head: Arr, v_head: Arr, fir
             el[g] = total
             m[g] = m_new
         v_rows = v_head[j0 : j0 + n]
-        if prefetch:  # and the next block's keys while the value sums run
-            _prefetch_rows(k_head, j0 + n, min(j0 + n + block, end))
         if lanes == 16:
-            _accumulate16(acc, p, v_rows, n)
+            _accumulate16(acc, p, v_rows, n, end - j0)
         elif lanes == 8:
-            _accumulate8(acc, p, v_rows, n)
+            _accumulate8(acc, p, v_rows, n, end - j0)
         else:
             vb = _widen_rows(v_head, j0, n, vbuf)
             for g in range(G):
