@@ -463,7 +463,7 @@ def _vector_kernels(lanes, s, q, k, acc, p, v, n):
 @settings(max_examples=40, deadline=None)
 @given(
     lanes=st.sampled_from([w for w in attention.LEVELS if w]),
-    heads=st.integers(1, 11),  # chunks of 8 heads, each count its own body
+    heads=st.integers(1, 11),  # chunks of 4 heads, each count its own body
     vecs=st.sampled_from([1, 2, 3, 4, 5, 11, 16]),  # stripes of 2^k vectors, then the rest
     n=st.integers(1, 40),  # the last 8-row group repeats row n - 1; value tiles of 16 KB
     more=st.sampled_from([0, 1, 200]),  # rows past n: prefetched, never read

@@ -471,7 +471,7 @@ def _run_parallel(out, q, k_cache, v_cache, start, window, scale, groups, softca
                   level):  # fmt: skip
     for w in prange(THREADS):
         _run_tasks(out, q, k_cache, v_cache, start, window, scale, groups, softcap, block, qb,
-                   level, w, THREADS)  # fmt: skip
+                   level, np.int64(w), np.int64(THREADS))  # fmt: skip
 
 
 @njit(**_JIT)
@@ -491,7 +491,7 @@ def attend_chunk(out: Arr, q: Arr, k_cache: Arr, v_cache: Arr, start: int, windo
     T = q.shape[0]
     if THREADS == 1 or T * (start + T) < SERIAL_MAX:
         _run_tasks(out, q, k_cache, v_cache, start, window, scale, groups, softcap, blk, qbk,
-                   lv, 0, 1)  # fmt: skip
+                   lv, np.int64(0), np.int64(1))  # fmt: skip
     else:
         _run_parallel(out, q, k_cache, v_cache, start, window, scale, groups, softcap, blk,
                       qbk, lv)  # fmt: skip

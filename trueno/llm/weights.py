@@ -416,8 +416,10 @@ class Weights:
             return t
 
         def vec(name: str, n: int, required: bool = True):
+            # a writable copy whatever the file's type: the kernels are compiled per
+            # signature, and an F32 vector read in place (read-only) would be one more
             t = info(name, (n,), required)
-            return None if t is None else np.ascontiguousarray(_as_float32(t))
+            return None if t is None else np.array(_as_float32(t), dtype=np.float32)
 
         def mat(name: str, shape: tuple, required: bool = True):
             t = info(name, shape, required)
