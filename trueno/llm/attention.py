@@ -48,6 +48,7 @@ from trueno.quant.llvm_ir import (
     i64,
     llvm,
     load,
+    prefetch,
     splat,
 )
 
@@ -306,11 +307,9 @@ def _operands(context, builder, signature, args):
 def _prefetch_rows(builder, base, row, r0, r1):
     """Prefetch rows r0..r1-1 (none when r1 <= r0) of ``row`` bytes each at i8* ``base``
     into L2, a 64-byte line at a time (the L1 stays for the rows in use)."""
-    fnty = ir.FunctionType(ir.VoidType(), [base.type, I32, I32, I32])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
     start, stop = builder.mul(r0, row), builder.mul(r1, row)
     with cgutils.for_range_slice(builder, start, stop, i64(64)) as (off, _):
-        builder.call(fn, [builder.gep(base, [off]), I32(0), I32(2), I32(1)])
+        prefetch(builder, builder.gep(base, [off]), 2)
 
 
 def _ahead(builder, r0, r1, stop):

@@ -56,7 +56,6 @@ from trueno.quant.fused import quantize_activations
 from trueno.quant.llvm_ir import (
     F16,
     F32,
-    I8,
     I16,
     I32,
     Acc,
@@ -65,6 +64,7 @@ from trueno.quant.llvm_ir import (
     i64,
     llvm,
     load,
+    prefetch,
     row_ptr,
     splat,
     store,
@@ -359,17 +359,7 @@ def _opaque(builder, ptr):
 
 
 def _prefetcher(builder):
-    i32 = ir.IntType(32)
-    fetch = cgutils.get_or_insert_function(
-        builder.module,
-        ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32]),
-        "llvm.prefetch.p0",
-    )
-
-    def prefetch(ptr):
-        builder.call(fetch, [ptr, i32(0), i32(PREFETCH_LOCALITY), i32(1)])
-
-    return prefetch
+    return lambda ptr: prefetch(builder, ptr, PREFETCH_LOCALITY)
 
 
 def _legacy_record(kind: str):

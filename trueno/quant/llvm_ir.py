@@ -34,6 +34,12 @@ def llvm(builder, name, ret, *args):
     return x86(builder, name, ret, *args)
 
 
+def prefetch(builder, ptr, locality):
+    """``llvm.prefetch`` (a read) of the cache line at i8* ``ptr`` with the ``locality`` hint
+    (3: prefetcht0, into L1; 2: prefetcht1, into L2; 0: prefetchnta)."""
+    llvm(builder, "llvm.prefetch.p0", ir.VoidType(), ptr, I32(0), I32(locality), I32(1))
+
+
 def data(context, builder, arytype, value):
     """Pointer (i8*) to the first element of a numba array argument."""
     ary = context.make_array(arytype)(context, builder, value)

@@ -25,7 +25,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from trueno.quant import row_pairs
+from trueno.quant import llvm_ir, row_pairs
 from trueno.quant.llvm_ir import (
     F16,
     F32,
@@ -957,10 +957,7 @@ def _prefetch(context, builder, arytype, value, row, locality=3):
     inside = builder.icmp_signed("<", row, n_rows)
     with builder.if_then(inside):
         base = builder.gep(builder.bitcast(ary.data, I8.as_pointer()), [builder.mul(row, stride)])
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [I8.as_pointer(), i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
         lines = builder.udiv(builder.add(stride, i64(63)), i64(64))
         with cgutils.for_range(builder, lines) as loop:
-            ptr = builder.gep(base, [builder.mul(loop.index, i64(64))])
-            builder.call(fn, [ptr, i32(0), i32(locality), i32(1)])
+            llvm_ir.prefetch(builder, builder.gep(base, [builder.mul(loop.index, i64(64))]),
+                             locality)  # fmt: skip
