@@ -89,6 +89,7 @@ class Model:
         self.state = RunState(config, self.ctx, self.rope_factors, self.rt, cache_type, weights)
         self.tokens: list[int] = []  # the token ids whose keys/values are in the cache
         self._step_graph: Any = None  # decode's layers as a replayable graph (runtime.step_graph)
+        self._regions: Any = None  # (state, decode_layer.regions of it), built on first decode
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -423,7 +424,11 @@ class Model:
         ``state.pos``), logits into ``state.logits``: llama2.c's ``forward``."""
         w, s, kernels = self.weights, self.state, self.kernels
         x, xb, xo = s.x, s.xb, s.xo  # residual stream, normed input, sublayer output
+        regions = None if pos is None or recorder.ENABLED else self._layer_regions()
         for i, (lw, layer) in enumerate(zip(w.layers, s.layers, strict=True)):
+            if regions is not None and regions[i] is not None:
+                regions[i].run(pos)  # the same steps, one hand-off to the threads
+                continue
             with trace.span("layer", category="llm", layer=i):
                 # attention: q, k, v of the token, then over this layer's cache
                 self._pre_norm(xb, x, lw.attn_norm)
@@ -453,6 +458,18 @@ class Model:
                 self._add_residual(x, xo, layer.post_ffn_norm)
         self._pre_norm(xb, x, w.output_norm)
         w.output.matvec_into(xb[0], s.logits)
+
+    def _layer_regions(self) -> list | None:
+        """Each layer as one parallel region (:mod:`trueno.llm.decode_layer`) on the CPU
+        runtime, over the current state; None where every layer runs kernel by kernel."""
+        if self._regions is None or self._regions[0] is not self.state:
+            built = None
+            if self.rt.name == "cpu" and self.rt.place_matrix is None:
+                from trueno.llm import decode_layer
+
+                built = decode_layer.regions(self.config, self.weights, self.state)
+            self._regions = (self.state, built)
+        return self._regions[1]
 
     def _qkv_one(self, lw, xb) -> None:
         """The token's query, key and value (``state.q``, ``.k``, ``.v``) from normed ``xb``."""

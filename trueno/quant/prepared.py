@@ -396,6 +396,21 @@ class PreparedWeight:
         else:
             self._kernel(self._weights, x, *self._bufs, out)
 
+    def unit_kind(self) -> str | None:
+        """The literal naming this weight's one-vector product for :mod:`trueno.quant.
+        row_units` (its arrays: ``_weights``, its scratch: ``_bufs``); None where no SIMD
+        driver runs it in one piece (the portable kernel, numpy, column panels)."""
+        if self._kernel is None or self.isa == "portable" or self._panels:
+            return None
+        if self._grouped is not None:
+            return f"grouped:{self.format.name}"
+        from trueno.quant import fused
+
+        rec = self.record
+        form = "relaid" if self.relaid else "ggml"
+        prefetch = rec.prefetch and self._weights[0].strides[0] <= fused.PREFETCH_MAX_ROW_BYTES
+        return f"fused:{rec.name}/{form}/{self.isa}:{rec.act_block}:{int(prefetch)}"
+
     def matvecs_into(self, xs: np.ndarray, out: np.ndarray) -> bool:
         """out[b] = W @ xs[b] for B vectors, each weight row read from memory once for all B;
         ``out[b]`` equals ``matvec(xs[b])`` bit for bit. xs (B, cols) and out (B, rows)

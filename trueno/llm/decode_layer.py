@@ -1,0 +1,414 @@
+"""Decode's layer as one parallel region: one hand-off to numba's threads per layer, not one
+per kernel.
+
+A decode step of a small model is many short kernels: SmolLM2's layer reads 2 MB of weights
+in four matvecs of 6-30 us each, and every kernel called from Python paid its call and its
+thread hand-off (2-4 us each, about a millisecond a token all told, with DRAM idle), while
+the serial steps between them (norms, RoPE, the activation) left the second core waiting.
+Here the whole layer runs inside one ``prange`` over the threads, as llama.cpp's graph runs
+on its thread pool: the layer is a fixed list of phases, each cut into units (a run of
+weight rows, an attention task, or one serial step), and every thread claims the next unit
+of the current phase from an atomic counter until none is left, counts it done, and waits
+until the phase's units are all done before the next phase. Nothing waits for a particular
+thread: were numba to run the region's iterations one after another on one thread, that
+thread would do every unit itself. So the region is correct for any thread count and any
+schedule, and a thread that comes late only finds less to do.
+
+Each unit computes what the kernel-by-kernel step computes, with the same kernels (the
+weights' row dots through :mod:`trueno.quant.row_units`, attention's tasks and merge cut as
+:func:`~trueno.llm.attention.attend_gqa` cuts them), so the logits are equal bit for bit:
+the tests check it.
+
+The phases of a layer (``model._layers_one`` is the kernel-by-kernel form of the same)::
+
+    NORM      xb = rms_norm(x) * attn_norm; quantize xb for q, k, v           (one unit)
+    QKV       q | k | v = W @ xb                                               (row units)
+    ENTER     q/k norms, RoPE, k and v into the cache at pos                   (one unit)
+    ATTEND    each (KV head, slice of positions) task                          (task units)
+    MERGE     slices merged (or nothing); quantize the output for wo           (one unit)
+    WO        xo = Wo @ att                                                    (row units)
+    FFN_NORM  x += post_norm(xo); xb = rms_norm(x) * ffn_norm; quantize xb     (one unit)
+    GATE_UP   gate | up = W @ xb                                               (row units)
+    ACT       ha = act(gate) * up; quantize ha                                 (one unit)
+    DOWN      xo = Wd @ ha                                                     (row units)
+    RESIDUAL  x += post_norm(xo)                                               (one unit)
+
+A layer takes this form when every matrix of it has a SIMD driver in one piece and the
+architecture needs none of: biases, MoE, olmo2's whole-row q/k norms, a residual scale, a
+missing pre-norm (the rest, gemma's post norms, per-head q/k norms, sliding windows, softcaps
+and every KV cache type, are the kernels' own arguments). Other layers, traced steps and one
+thread run kernel by kernel. ``TRUENO_LAYER_REGION=0`` turns it off (A/B runs)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+from typing import Any
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+from numba.typed import List
+
+from trueno.backends.numba_cache import drop_stale, launch_threads
+from trueno.llm.attention import (
+    _JIT,
+    LEVEL,
+    SPLIT_MIN,
+    THREADS,
+    _attend_task,
+    _merge,
+    slice_step,
+    split_positions,
+    window_start,
+)
+from trueno.llm.kernels import (
+    _enter_token,
+    add_rms_norm,
+    gelu_tanh_mul,
+    residual_norm,
+    rms_norm,
+    silu_mul,
+)
+from trueno.quant import row_units
+from trueno.quant.fused import IR_SOURCES
+from trueno.quant.llvm_ir import llvm
+
+drop_stale(__file__, ("attention.py", "kernels.py", "../quant/row_units.py", "../quant/fused.py",
+                      "../quant/grouped.py", *(f"../quant/{s}" for s in IR_SOURCES)))  # fmt: skip
+launch_threads()
+
+ENABLED = os.environ.get("TRUENO_LAYER_REGION", "1") != "0"
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+
+IDLE_PREFETCH = int(os.environ.get("TRUENO_IDLE_PREFETCH", 65536))
+# the phases, in order
+NORM, QKV, ENTER, ATTEND, MERGE, WO, FFN_NORM, GATE_UP, ACT, DOWN, RESIDUAL = range(11)
+N_PHASES = 11
+SLOTS = THREADS + 1  # a phase's counters in sync: one per thread's segment, then units done
+
+
+def _slot(context, builder, arrty, arr, index, indexty):
+    ary = context.make_array(arrty)(context, builder, arr)
+    i = context.cast(builder, index, indexty, types.intp)
+    return cgutils.get_item_pointer(context, builder, arrty, ary, [i])
+
+
+@intrinsic
+def _fetch_add(typingctx, sync, i, by):
+    """sync[i] += by as one atomic step (``lock xadd``); returns the value before."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _slot(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        step = context.cast(builder, args[2], sig.args[2], types.int64)
+        return builder.atomic_rmw("add", ptr, step, "seq_cst")
+
+    return types.int64(sync, i, by), codegen
+
+
+@intrinsic
+def _load_acquire(typingctx, sync, i):
+    """sync[i], read atomically: nothing after it is read before it."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _slot(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return types.int64(sync, i), codegen
+
+
+@intrinsic
+def _pause(typingctx):
+    """The spin-wait hint (x86 ``pause``: lets the sibling thread run, saves power)."""
+
+    def codegen(context, builder, sig, args):
+        if _X86:
+            llvm(builder, "llvm.x86.sse2.pause", ir.VoidType())
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+_LOW = (1 << 32) - 1
+
+
+@njit(inline="always", **_JIT)
+def _take(sync, p, t, n):
+    """The next unit of phase p (n units) for thread t, or -1 when none is left.
+
+    The units are cut into THREADS contiguous segments, one a thread: a thread takes its own
+    segment's units front to back (each thread one forward stream through the weights, as
+    the hardware prefetchers like it), then the other segments' from their back ends. Each
+    segment's counter packs the units taken from its front (low 32 bits) and back (high)."""
+    base = p * SLOTS
+    for k in range(THREADS):
+        s = (t + k) % THREADS
+        lo, hi = s * n // THREADS, (s + 1) * n // THREADS
+        old: int = _fetch_add(sync, base + s, 1 if k == 0 else 1 << 32)  # type: ignore[call-arg]
+        front, back = old & _LOW, old >> 32
+        if front + back < hi - lo:
+            return lo + front if k == 0 else hi - 1 - back
+    return -1
+
+
+@njit(inline="always", **_JIT)
+def _done(sync, p):
+    _fetch_add(sync, p * SLOTS + THREADS, 1)  # type: ignore[call-arg]  # an intrinsic
+
+
+@njit(inline="always", **_JIT)
+def _wait(sync, p, n):
+    """Until all n units of phase p are done (by whichever thread took them)."""
+    while _load_acquire(sync, p * SLOTS + THREADS) < n:  # type: ignore[call-arg]
+        _pause()
+
+
+def layer_work(kinds, t, sync, pos, layer):
+    """One thread's share of a layer (every unit it claims); see the module docstring."""
+
+
+@overload(layer_work, prefer_literal=True, jit_options=_JIT)
+def _layer_work(kinds, t, sync, pos, layer):
+    if not isinstance(kinds, types.StringLiteral):
+        return None
+    kq, kk, kv, ko, kg, ku, kd, act, post = kinds.literal_value.split("|")
+    gelu, post_norm = act == "gelu_tanh", post == "post"
+    lv = np.int64(LEVEL)
+
+    def impl(kinds, t, sync, pos, layer):
+        acts, attn, consts, weights, bufs, scratch = layer[0]
+        x, xb, xo, att, q_out, k_out, v_out, g_out, u_out, hg, hu, ha = acts
+        q, k, v, k_cache, v_cache, positions, cos, sin, q_norm, k_norm, row_buf = attn
+        attn_norm, ffn_norm, post_attn, post_ffn, eps, scale, softcap, window, neox, qk = consts
+        wq, wk, wv, wo, wg, wu, wd = weights
+        bq, bk, bv, bo, bg, bu, bd = bufs
+        accs, ms, els = scratch
+
+        if _take(sync, NORM, t, 1) == 0:
+            rms_norm(xb, x, attn_norm, eps)
+            row_units.quantize(kq, xb[0], bq)
+            row_units.quantize(kk, xb[0], bk)
+            row_units.quantize(kv, xb[0], bv)
+            _done(sync, NORM)
+        else:
+            row_units.prefetch(kq, wq, IDLE_PREFETCH)
+        _wait(sync, NORM, 1)
+
+        nq, nk = row_units.units(kq, wq), row_units.units(kk, wk)
+        n = nq + nk + row_units.units(kv, wv)
+        u = _take(sync, QKV, t, n)
+        while u >= 0:
+            if u < nq:
+                row_units.rows(kq, wq, xb[0], bq, q_out, u)
+            elif u < nq + nk:
+                row_units.rows(kk, wk, xb[0], bk, k_out, u - nq)
+            else:
+                row_units.rows(kv, wv, xb[0], bv, v_out, u - nq - nk)
+            _done(sync, QKV)
+            u = _take(sync, QKV, t, n)
+        _wait(sync, QKV, n)
+
+        if _take(sync, ENTER, t, 1) == 0:
+            _enter_token(q, k, v, k_cache, v_cache, pos, positions, cos, sin, neox, qk, q_norm,
+                         k_norm, eps, row_buf)  # fmt: skip
+            _done(sync, ENTER)
+        else:
+            row_units.prefetch(ko, wo, IDLE_PREFETCH)
+        _wait(sync, ENTER, 1)
+
+        # attention, cut as attend_gqa cuts it: per KV head (short), or (head, slice) tasks
+        n_kv, hd = k_cache.shape[0], k_cache.shape[2]
+        n_heads = q.shape[1] // hd
+        groups = n_heads // n_kv
+        out, qh = att.reshape(n_heads, hd), q.reshape(n_heads, hd)
+        first, end = window_start(pos, window), pos + 1
+        serial = THREADS == 1 or (end - first) * n_kv < SPLIT_MIN
+        parts = 1 if serial else split_positions(end - first, n_kv, np.int64(THREADS))
+        step = slice_step(end - first, parts)
+        n = n_kv * parts
+        u = _take(sync, ATTEND, t, n)
+        while u >= 0:
+            h, s = u // parts, u % parts
+            h0 = h * groups
+            if serial:  # attend_serial's arithmetic: straight into the output, then scaled
+                acc = out[h0 : h0 + groups]
+                _attend_task(acc, ms[u], els[u], qh[h0 : h0 + groups], k_cache[h], v_cache[h],
+                             first, end, scale, softcap, lv)  # fmt: skip
+                for g in range(groups):
+                    inv = np.float32(1.0) / els[u, g]
+                    for i in range(hd):
+                        acc[g, i] *= inv
+            else:
+                lo = first + s * step
+                _attend_task(accs[u], ms[u], els[u], qh[h0 : h0 + groups], k_cache[h],
+                             v_cache[h], lo, min(end, lo + step), scale, softcap, lv)  # fmt: skip
+            _done(sync, ATTEND)
+            u = _take(sync, ATTEND, t, n)
+        _wait(sync, ATTEND, n)
+
+        if _take(sync, MERGE, t, 1) == 0:
+            if not serial:
+                _merge(out, accs[:n], ms[:n], els[:n], groups, parts)
+            row_units.quantize(ko, att[0], bo)
+            _done(sync, MERGE)
+        _wait(sync, MERGE, 1)
+
+        n = row_units.units(ko, wo)
+        u = _take(sync, WO, t, n)
+        while u >= 0:
+            row_units.rows(ko, wo, att[0], bo, xo[0], u)
+            _done(sync, WO)
+            u = _take(sync, WO, t, n)
+        _wait(sync, WO, n)
+
+        if _take(sync, FFN_NORM, t, 1) == 0:
+            residual_norm(xb, x, xo, post_attn, ffn_norm, eps, post_norm)
+            row_units.quantize(kg, xb[0], bg)
+            row_units.quantize(ku, xb[0], bu)
+            _done(sync, FFN_NORM)
+        else:
+            row_units.prefetch(kg, wg, IDLE_PREFETCH)
+        _wait(sync, FFN_NORM, 1)
+
+        ng = row_units.units(kg, wg)
+        n = ng + row_units.units(ku, wu)
+        u = _take(sync, GATE_UP, t, n)
+        while u >= 0:
+            if u < ng:
+                row_units.rows(kg, wg, xb[0], bg, g_out, u)
+            else:
+                row_units.rows(ku, wu, xb[0], bu, u_out, u - ng)
+            _done(sync, GATE_UP)
+            u = _take(sync, GATE_UP, t, n)
+        _wait(sync, GATE_UP, n)
+
+        if _take(sync, ACT, t, 1) == 0:
+            if gelu:
+                gelu_tanh_mul(ha, hg, hu)
+            else:
+                silu_mul(ha, hg, hu)
+            row_units.quantize(kd, ha[0], bd)
+            _done(sync, ACT)
+        else:
+            row_units.prefetch(kd, wd, IDLE_PREFETCH)
+        _wait(sync, ACT, 1)
+
+        n = row_units.units(kd, wd)
+        u = _take(sync, DOWN, t, n)
+        while u >= 0:
+            row_units.rows(kd, wd, ha[0], bd, xo[0], u)
+            _done(sync, DOWN)
+            u = _take(sync, DOWN, t, n)
+        _wait(sync, DOWN, n)
+
+        if _take(sync, RESIDUAL, t, 1) == 0:
+            if post_norm:
+                add_rms_norm(x, xo, post_ffn, eps)
+            else:
+                xr, yr = x[0], xo[0]
+                for i in range(xr.shape[0]):
+                    xr[i] += yr[i]
+            _done(sync, RESIDUAL)
+        _wait(sync, RESIDUAL, 1)
+
+    return impl
+
+
+def _make_region(kinds: str):
+    """The region of one combination of weight kinds and layer options: a closure over that
+    string only, so numba caches each on disk."""
+
+    @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
+    def region(sync, pos, layer):
+        for i in range(sync.shape[0]):  # a plain loop: an array expression would be a parfor
+            sync[i] = 0
+        for t in prange(THREADS):
+            layer_work(kinds, t, sync, pos, layer)
+
+    return region
+
+
+_REGIONS: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def _region(kinds: str):
+    with _lock:
+        fn = _REGIONS.get(kinds)
+        if fn is None:
+            fn = _REGIONS[kinds] = _make_region(kinds)
+    return fn
+
+
+class LayerRegion:
+    """One layer's decode step as one parallel region: ``run(pos)`` after ``state.x`` holds
+    the token's residual stream and ``state.pos`` its position. Built by :func:`regions`."""
+
+    def __init__(self, fn, args: tuple) -> None:
+        self._fn = fn
+        self._sync = np.zeros(SLOTS * N_PHASES, np.int64)
+        # the layer's arrays as one typed-list item: numba unboxes the list in one step, where
+        # the tuple's 70-odd arrays took 10 us a call
+        self._layer = List([args])
+
+    def run(self, pos: int) -> None:
+        self._fn(self._sync, pos, self._layer)
+
+
+def _kind(m) -> str | None:
+    """A matrix's unit kind (None: not one prepared piece with a SIMD driver)."""
+    p = getattr(m, "prepared", None)
+    return None if p is None else p.unit_kind()
+
+
+def _prepared(m, stand_in):
+    """A matrix's (driver arrays, activation scratch); an absent one's stand in (unread)."""
+    m = stand_in if m is None else m
+    return m.prepared._weights, m.prepared._bufs
+
+
+def regions(config, weights, state) -> list[LayerRegion | None] | None:
+    """Each layer's :class:`LayerRegion`, None for a layer that runs kernel by kernel; None
+    when none would (off, one thread, or no layer qualifies)."""
+    c = config
+    if not ENABLED or THREADS < 2 or c.residual_scale != 1.0 or c.qk_norm_full:
+        return None
+    out: list[LayerRegion | None] = [_layer(c, lw, layer, state) for lw, layer in
+                                     zip(weights.layers, state.layers, strict=True)]  # fmt: skip
+    return out if any(r is not None for r in out) else None
+
+
+def _layer(c, lw, layer, s) -> LayerRegion | None:
+    if lw.moe is not None or lw.attn_norm is None or lw.ffn_norm is None:
+        return None
+    if any(getattr(lw, b, None) is not None for b in ("bqkv", "bq", "bk", "bv", "bo")):
+        return None
+    stacked_qkv, stacked_ffn = lw.wqkv is not None, lw.w_gate_up is not None
+    qkv = (lw.wqkv, None, None) if stacked_qkv else (lw.wq, lw.wk, lw.wv)
+    ffn = (lw.w_gate_up, None) if stacked_ffn else (lw.w_gate, lw.w_up)
+    mats = (*qkv, lw.wo, *ffn, lw.w_down)
+    kinds = ["none" if m is None else _kind(m) for m in mats]
+    if any(k is None for k in kinds) or mats[0] is None or lw.wo is None or lw.w_down is None:
+        return None
+    kinds += [c.activation, "post" if c.post_norms else "plain"]
+    fn = _region("|".join(kinds))  # type: ignore[arg-type]  # checked: no None left
+    qkv_out = (s.qkv, s.qkv, s.qkv) if stacked_qkv else (s.q[0], s.k[0], s.v[0])
+    ffn_out = (s.gate_up, s.gate_up) if stacked_ffn else (s.hg[0], s.hu[0])
+    acts = (s.x, s.xb, s.xo, s.att, *qkv_out, *ffn_out, s.hg, s.hu, s.ha)
+    attn = (s.q, s.k, s.v, layer.key_cache, layer.value_cache, s.pos, layer.cos, layer.sin,
+            layer.q_norm, layer.k_norm, s.scores)  # fmt: skip
+    consts = (lw.attn_norm, lw.ffn_norm, layer.post_attn_norm, layer.post_ffn_norm,
+              float(layer.eps), float(layer.scale), float(layer.softcap), int(layer.window),
+              bool(layer.neox), bool(layer.qk_norm))  # fmt: skip
+    pairs = [_prepared(m, lw.wo) for m in mats]
+    n_kv, hd = c.n_kv_heads, c.head_dim
+    groups = c.n_heads // n_kv
+    tasks = n_kv * max(THREADS, 1)
+    scratch = (np.empty((tasks, groups, hd), np.float32), np.empty((tasks, groups), np.float32),
+               np.empty((tasks, groups), np.float32))  # fmt: skip
+    w, b = tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+    return LayerRegion(fn, (acts, attn, consts, w, b, scratch))

@@ -1,0 +1,168 @@
+"""A weight's one-vector product cut into units of rows, for callers that run their own
+threads (:mod:`trueno.llm.decode_layer`: a decode layer as one parallel region whose threads
+claim units in turn). Each unit computes exactly what the weight's own driver computes for
+those rows, by the same row (or 16-row group) dot, so the outputs are equal bit for bit.
+
+A weight's *unit kind* (:meth:`~trueno.quant.prepared.PreparedWeight.unit_kind`) is a string
+literal that names its driver family, kernel and activation block:
+
+- ``"fused:<type>/<form>/<level>:<block>:<prefetch>"``: fused.py's row dot (block 0: float
+  activations; prefetch 1: rows ``PREFETCH_ROWS`` ahead are prefetched, as the driver does);
+- ``"grouped:<type>"``: grouped.py's records of 16 rows.
+
+and ``"none"`` stands for an absent weight (no units; q, k and v stacked in one, say).
+``units(kind, w)``, ``quantize(kind, x, bufs)`` (once per input, before any unit; ``bufs``
+the weight's (xq, dx, xs, bs) scratch), ``rows(kind, w, x, bufs, out, u)`` and
+``prefetch(kind, w, n_bytes)`` (the first bytes of its rows into the caches, for a thread
+with nothing else to do) are overloads, specialized per kind at compile time."""
+
+from __future__ import annotations
+
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+from trueno.backends.numba_cache import drop_stale
+from trueno.quant import fused, grouped, llvm_ir, simd
+from trueno.quant.llvm_ir import I8, i64
+
+drop_stale(__file__, (*fused.IR_SOURCES, "fused.py", "grouped.py"))
+
+UNIT_ROWS = 32  # rows of a fused unit (SmolLM2's Q4_1 rows: 13.5 KB)
+UNIT_GROUPS = 2 * grouped.STREAMS  # 16-row groups of a grouped unit, read as STREAMS runs
+
+
+def _parse(kind):
+    """(family, kernel kind, activation block, prefetch) of a unit kind literal."""
+    if not isinstance(kind, types.StringLiteral):
+        return None
+    if kind.literal_value == "none":
+        return "none", "", 0, False
+    family, rest = kind.literal_value.split(":", 1)
+    if family == "grouped":
+        return family, rest, grouped.ACT_BLOCK[rest], False
+    name, block, prefetch = rest.split(":")
+    return family, name, int(block), prefetch == "1"
+
+
+def units(kind, w):
+    """How many units the weight ``w`` (its driver's arrays) is cut into."""
+
+
+def quantize(kind, x, bufs):
+    """The activation scratch of the units from f32 ``x`` (the driver's first step)."""
+
+
+def rows(kind, w, x, bufs, out, u):
+    """out[rows of unit u] = those rows of W @ x (after :func:`quantize`)."""
+
+
+def prefetch(kind, w, n_bytes):
+    """Ask the caches for the first ``n_bytes`` of the weight's rows (its quants: w[0])."""
+
+
+@intrinsic
+def _prefetch_head(typingctx, arr, n_bytes):
+    """``llvm.prefetch`` (into L2) of each cache line of the first ``n_bytes`` of a
+    C-contiguous array's data (all of it, if shorter)."""
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        size = builder.mul(ary.nitems, ary.itemsize)
+        want = context.cast(builder, args[1], sig.args[1], types.intp)
+        end = builder.select(builder.icmp_signed("<", want, size), want, size)
+        base = builder.bitcast(ary.data, I8.as_pointer())
+        lines = builder.udiv(builder.add(end, i64(63)), i64(64))
+        with cgutils.for_range(builder, lines) as loop:
+            llvm_ir.prefetch(builder, builder.gep(base, [builder.mul(loop.index, i64(64))]), 2)
+        return context.get_dummy_value()
+
+    return types.void(arr, n_bytes), codegen
+
+
+_OPTS = dict(prefer_literal=True, jit_options=dict(nogil=True, error_model="numpy"))
+
+
+@overload(units, **_OPTS)
+def _units(kind, w):
+    spec = _parse(kind)
+    if spec is None:
+        return None
+    if spec[0] == "none":
+        return lambda kind, w: 0
+    step = UNIT_GROUPS if spec[0] == "grouped" else UNIT_ROWS
+
+    def impl(kind, w):
+        return (w[0].shape[0] + step - 1) // step
+
+    return impl
+
+
+@overload(quantize, **_OPTS)
+def _quantize(kind, x, bufs):
+    spec = _parse(kind)
+    if spec is None:
+        return None
+    block = spec[2]
+    if not block:  # float activations (or no weight): nothing to do
+        return lambda kind, x, bufs: None
+
+    def impl(kind, x, bufs):
+        fused.quantize_activations(x, block, bufs[0], bufs[1], bufs[2], bufs[3])
+
+    return impl
+
+
+@overload(prefetch, **_OPTS)
+def _prefetch(kind, w, n_bytes):
+    spec = _parse(kind)
+    if spec is None:
+        return None
+    if spec[0] == "none":
+        return lambda kind, w, n_bytes: None
+
+    def impl(kind, w, n_bytes):
+        _prefetch_head(w[0], n_bytes)
+
+    return impl
+
+
+@overload(rows, **_OPTS)
+def _rows(kind, w, x, bufs, out, u):
+    spec = _parse(kind)
+    if spec is None:
+        return None
+    family, name, block, prefetch = spec
+    if family == "none":
+        return lambda kind, w, x, bufs, out, u: None
+    if family == "grouped":
+        n_streams = grouped.STREAMS
+
+        def grouped_impl(kind, w, x, bufs, out, u):
+            recs, (xq, dx, xs, bs) = w[0], bufs
+            xq2, bs2 = xq.reshape((1, xq.size)), bs.reshape((1, bs.size))
+            dx2, xs2 = dx.reshape((1, dx.size)), xs.reshape((1, xs.size))
+            out2 = out.reshape((1, out.size))
+            lo = u * UNIT_GROUPS
+            hi = min(recs.shape[0], lo + UNIT_GROUPS)
+            n = (hi - lo) // n_streams
+            for t in range(n):
+                grouped._group_dots(name, recs, lo + t, n, n_streams, xq2, bs2, dx2, xs2, out2,
+                                    0, 1)  # fmt: skip
+            for g in range(lo + n * n_streams, hi):
+                grouped._group_dots(name, recs, g, 0, 1, xq2, bs2, dx2, xs2, out2, 0, 1)
+
+        return grouped_impl
+    ahead = fused.PREFETCH_ROWS
+
+    def fused_impl(kind, w, x, bufs, out, u):
+        xq, dx, xs, bs = bufs
+        xd = dx if block else x
+        n_rows = w[0].shape[0]
+        lo = u * UNIT_ROWS
+        for r in range(lo, min(n_rows, lo + UNIT_ROWS)):
+            if prefetch:
+                simd.prefetch_row(w[0], r + ahead)
+            out[r] = simd.row_dot(name, w, r, xq, xd, xs, bs)
+
+    return fused_impl
