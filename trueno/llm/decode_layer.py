@@ -85,7 +85,6 @@ launch_threads()
 ENABLED = os.environ.get("TRUENO_LAYER_REGION", "1") != "0"
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 
-IDLE_PREFETCH = int(os.environ.get("TRUENO_IDLE_PREFETCH", 65536))
 # the phases, in order
 NORM, QKV, ENTER, ATTEND, MERGE, WO, FFN_NORM, GATE_UP, ACT, DOWN, RESIDUAL = range(11)
 N_PHASES = 11
@@ -167,153 +166,151 @@ def _wait(sync, p, n):
         _pause()
 
 
-def layer_work(kinds, t, sync, pos, layer):
-    """One thread's share of a layer (every unit it claims); see the module docstring."""
+def layer_work(kinds, t, sync, pos, layers):
+    """Thread t's share of each layer in turn (every unit it takes); see the module
+    docstring. ``layers``: a typed list of the layers' argument tuples (:func:`_layer`)."""
 
 
 @overload(layer_work, prefer_literal=True, jit_options=_JIT)
-def _layer_work(kinds, t, sync, pos, layer):
+def _layer_work(kinds, t, sync, pos, layers):
     if not isinstance(kinds, types.StringLiteral):
         return None
     kq, kk, kv, ko, kg, ku, kd, act, post = kinds.literal_value.split("|")
     gelu, post_norm = act == "gelu_tanh", post == "post"
     lv = np.int64(LEVEL)
 
-    def impl(kinds, t, sync, pos, layer):
-        acts, attn, consts, weights, bufs, scratch = layer[0]
-        x, xb, xo, att, q_out, k_out, v_out, g_out, u_out, hg, hu, ha = acts
-        q, k, v, k_cache, v_cache, positions, cos, sin, q_norm, k_norm, row_buf = attn
-        attn_norm, ffn_norm, post_attn, post_ffn, eps, scale, softcap, window, neox, qk = consts
-        wq, wk, wv, wo, wg, wu, wd = weights
-        bq, bk, bv, bo, bg, bu, bd = bufs
-        accs, ms, els = scratch
+    def impl(kinds, t, sync, pos, layers):
+        run_sync = sync
+        for li in range(len(layers)):
+            # this layer's counters: a view of the run's
+            sync = run_sync[li * N_PHASES * SLOTS : (li + 1) * N_PHASES * SLOTS]
+            acts, attn, consts, weights, bufs, scratch = layers[li]
+            x, xb, xo, att, q_out, k_out, v_out, g_out, u_out, hg, hu, ha = acts
+            q, k, v, k_cache, v_cache, positions, cos, sin, q_norm, k_norm, row_buf = attn
+            attn_norm, ffn_norm, post_attn, post_ffn, eps, scale, softcap, window, neox, qk = consts
+            wq, wk, wv, wo, wg, wu, wd = weights
+            bq, bk, bv, bo, bg, bu, bd = bufs
+            accs, ms, els = scratch
 
-        if _take(sync, NORM, t, 1) == 0:
-            rms_norm(xb, x, attn_norm, eps)
-            row_units.quantize(kq, xb[0], bq)
-            row_units.quantize(kk, xb[0], bk)
-            row_units.quantize(kv, xb[0], bv)
-            _done(sync, NORM)
-        else:
-            row_units.prefetch(kq, wq, IDLE_PREFETCH)
-        _wait(sync, NORM, 1)
+            if _take(sync, NORM, t, 1) == 0:
+                rms_norm(xb, x, attn_norm, eps)
+                row_units.quantize(kq, xb[0], bq)
+                row_units.quantize(kk, xb[0], bk)
+                row_units.quantize(kv, xb[0], bv)
+                _done(sync, NORM)
+            _wait(sync, NORM, 1)
 
-        nq, nk = row_units.units(kq, wq), row_units.units(kk, wk)
-        n = nq + nk + row_units.units(kv, wv)
-        u = _take(sync, QKV, t, n)
-        while u >= 0:
-            if u < nq:
-                row_units.rows(kq, wq, xb[0], bq, q_out, u)
-            elif u < nq + nk:
-                row_units.rows(kk, wk, xb[0], bk, k_out, u - nq)
-            else:
-                row_units.rows(kv, wv, xb[0], bv, v_out, u - nq - nk)
-            _done(sync, QKV)
+            nq, nk = row_units.units(kq, wq), row_units.units(kk, wk)
+            n = nq + nk + row_units.units(kv, wv)
             u = _take(sync, QKV, t, n)
-        _wait(sync, QKV, n)
+            while u >= 0:
+                if u < nq:
+                    row_units.rows(kq, wq, xb[0], bq, q_out, u)
+                elif u < nq + nk:
+                    row_units.rows(kk, wk, xb[0], bk, k_out, u - nq)
+                else:
+                    row_units.rows(kv, wv, xb[0], bv, v_out, u - nq - nk)
+                _done(sync, QKV)
+                u = _take(sync, QKV, t, n)
+            _wait(sync, QKV, n)
 
-        if _take(sync, ENTER, t, 1) == 0:
-            _enter_token(q, k, v, k_cache, v_cache, pos, positions, cos, sin, neox, qk, q_norm,
-                         k_norm, eps, row_buf)  # fmt: skip
-            _done(sync, ENTER)
-        else:
-            row_units.prefetch(ko, wo, IDLE_PREFETCH)
-        _wait(sync, ENTER, 1)
+            if _take(sync, ENTER, t, 1) == 0:
+                _enter_token(q, k, v, k_cache, v_cache, pos, positions, cos, sin, neox, qk, q_norm,
+                             k_norm, eps, row_buf)  # fmt: skip
+                _done(sync, ENTER)
+            _wait(sync, ENTER, 1)
 
-        # attention, cut as attend_gqa cuts it: per KV head (short), or (head, slice) tasks
-        n_kv, hd = k_cache.shape[0], k_cache.shape[2]
-        n_heads = q.shape[1] // hd
-        groups = n_heads // n_kv
-        out, qh = att.reshape(n_heads, hd), q.reshape(n_heads, hd)
-        first, end = window_start(pos, window), pos + 1
-        serial = THREADS == 1 or (end - first) * n_kv < SPLIT_MIN
-        parts = 1 if serial else split_positions(end - first, n_kv, np.int64(THREADS))
-        step = slice_step(end - first, parts)
-        n = n_kv * parts
-        u = _take(sync, ATTEND, t, n)
-        while u >= 0:
-            h, s = u // parts, u % parts
-            h0 = h * groups
-            if serial:  # attend_serial's arithmetic: straight into the output, then scaled
-                acc = out[h0 : h0 + groups]
-                _attend_task(acc, ms[u], els[u], qh[h0 : h0 + groups], k_cache[h], v_cache[h],
-                             first, end, scale, softcap, lv)  # fmt: skip
-                for g in range(groups):
-                    inv = np.float32(1.0) / els[u, g]
-                    for i in range(hd):
-                        acc[g, i] *= inv
-            else:
-                lo = first + s * step
-                _attend_task(accs[u], ms[u], els[u], qh[h0 : h0 + groups], k_cache[h],
-                             v_cache[h], lo, min(end, lo + step), scale, softcap, lv)  # fmt: skip
-            _done(sync, ATTEND)
+            # attention, cut as attend_gqa cuts it: per KV head (short), or (head, slice) tasks
+            n_kv, hd = k_cache.shape[0], k_cache.shape[2]
+            n_heads = q.shape[1] // hd
+            groups = n_heads // n_kv
+            out, qh = att.reshape(n_heads, hd), q.reshape(n_heads, hd)
+            first, end = window_start(pos, window), pos + 1
+            serial = THREADS == 1 or (end - first) * n_kv < SPLIT_MIN
+            parts = 1 if serial else split_positions(end - first, n_kv, np.int64(THREADS))
+            step = slice_step(end - first, parts)
+            n = n_kv * parts
             u = _take(sync, ATTEND, t, n)
-        _wait(sync, ATTEND, n)
+            while u >= 0:
+                h, s = u // parts, u % parts
+                h0 = h * groups
+                if serial:  # attend_serial's arithmetic: straight into the output, then scaled
+                    acc = out[h0 : h0 + groups]
+                    _attend_task(acc, ms[u], els[u], qh[h0 : h0 + groups], k_cache[h], v_cache[h],
+                                 first, end, scale, softcap, lv)  # fmt: skip
+                    for g in range(groups):
+                        inv = np.float32(1.0) / els[u, g]
+                        for i in range(hd):
+                            acc[g, i] *= inv
+                else:
+                    lo = first + s * step
+                    hi = min(end, lo + step)
+                    _attend_task(accs[u], ms[u], els[u], qh[h0 : h0 + groups], k_cache[h],
+                                 v_cache[h], lo, hi, scale, softcap, lv)  # fmt: skip
+                _done(sync, ATTEND)
+                u = _take(sync, ATTEND, t, n)
+            _wait(sync, ATTEND, n)
 
-        if _take(sync, MERGE, t, 1) == 0:
-            if not serial:
-                _merge(out, accs[:n], ms[:n], els[:n], groups, parts)
-            row_units.quantize(ko, att[0], bo)
-            _done(sync, MERGE)
-        _wait(sync, MERGE, 1)
+            if _take(sync, MERGE, t, 1) == 0:
+                if not serial:
+                    _merge(out, accs[:n], ms[:n], els[:n], groups, parts)
+                row_units.quantize(ko, att[0], bo)
+                _done(sync, MERGE)
+            _wait(sync, MERGE, 1)
 
-        n = row_units.units(ko, wo)
-        u = _take(sync, WO, t, n)
-        while u >= 0:
-            row_units.rows(ko, wo, att[0], bo, xo[0], u)
-            _done(sync, WO)
+            n = row_units.units(ko, wo)
             u = _take(sync, WO, t, n)
-        _wait(sync, WO, n)
+            while u >= 0:
+                row_units.rows(ko, wo, att[0], bo, xo[0], u)
+                _done(sync, WO)
+                u = _take(sync, WO, t, n)
+            _wait(sync, WO, n)
 
-        if _take(sync, FFN_NORM, t, 1) == 0:
-            residual_norm(xb, x, xo, post_attn, ffn_norm, eps, post_norm)
-            row_units.quantize(kg, xb[0], bg)
-            row_units.quantize(ku, xb[0], bu)
-            _done(sync, FFN_NORM)
-        else:
-            row_units.prefetch(kg, wg, IDLE_PREFETCH)
-        _wait(sync, FFN_NORM, 1)
+            if _take(sync, FFN_NORM, t, 1) == 0:
+                residual_norm(xb, x, xo, post_attn, ffn_norm, eps, post_norm)
+                row_units.quantize(kg, xb[0], bg)
+                row_units.quantize(ku, xb[0], bu)
+                _done(sync, FFN_NORM)
+            _wait(sync, FFN_NORM, 1)
 
-        ng = row_units.units(kg, wg)
-        n = ng + row_units.units(ku, wu)
-        u = _take(sync, GATE_UP, t, n)
-        while u >= 0:
-            if u < ng:
-                row_units.rows(kg, wg, xb[0], bg, g_out, u)
-            else:
-                row_units.rows(ku, wu, xb[0], bu, u_out, u - ng)
-            _done(sync, GATE_UP)
+            ng = row_units.units(kg, wg)
+            n = ng + row_units.units(ku, wu)
             u = _take(sync, GATE_UP, t, n)
-        _wait(sync, GATE_UP, n)
+            while u >= 0:
+                if u < ng:
+                    row_units.rows(kg, wg, xb[0], bg, g_out, u)
+                else:
+                    row_units.rows(ku, wu, xb[0], bu, u_out, u - ng)
+                _done(sync, GATE_UP)
+                u = _take(sync, GATE_UP, t, n)
+            _wait(sync, GATE_UP, n)
 
-        if _take(sync, ACT, t, 1) == 0:
-            if gelu:
-                gelu_tanh_mul(ha, hg, hu)
-            else:
-                silu_mul(ha, hg, hu)
-            row_units.quantize(kd, ha[0], bd)
-            _done(sync, ACT)
-        else:
-            row_units.prefetch(kd, wd, IDLE_PREFETCH)
-        _wait(sync, ACT, 1)
+            if _take(sync, ACT, t, 1) == 0:
+                if gelu:
+                    gelu_tanh_mul(ha, hg, hu)
+                else:
+                    silu_mul(ha, hg, hu)
+                row_units.quantize(kd, ha[0], bd)
+                _done(sync, ACT)
+            _wait(sync, ACT, 1)
 
-        n = row_units.units(kd, wd)
-        u = _take(sync, DOWN, t, n)
-        while u >= 0:
-            row_units.rows(kd, wd, ha[0], bd, xo[0], u)
-            _done(sync, DOWN)
+            n = row_units.units(kd, wd)
             u = _take(sync, DOWN, t, n)
-        _wait(sync, DOWN, n)
+            while u >= 0:
+                row_units.rows(kd, wd, ha[0], bd, xo[0], u)
+                _done(sync, DOWN)
+                u = _take(sync, DOWN, t, n)
+            _wait(sync, DOWN, n)
 
-        if _take(sync, RESIDUAL, t, 1) == 0:
-            if post_norm:
-                add_rms_norm(x, xo, post_ffn, eps)
-            else:
-                xr, yr = x[0], xo[0]
-                for i in range(xr.shape[0]):
-                    xr[i] += yr[i]
-            _done(sync, RESIDUAL)
-        _wait(sync, RESIDUAL, 1)
+            if _take(sync, RESIDUAL, t, 1) == 0:
+                if post_norm:
+                    add_rms_norm(x, xo, post_ffn, eps)
+                else:
+                    xr, yr = x[0], xo[0]
+                    for i in range(xr.shape[0]):
+                        xr[i] += yr[i]
+                _done(sync, RESIDUAL)
+            _wait(sync, RESIDUAL, 1)
 
     return impl
 
@@ -323,11 +320,11 @@ def _make_region(kinds: str):
     string only, so numba caches each on disk."""
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-    def region(sync, pos, layer):
+    def region(sync, pos, layers):
         for i in range(sync.shape[0]):  # a plain loop: an array expression would be a parfor
             sync[i] = 0
         for t in prange(THREADS):
-            layer_work(kinds, t, sync, pos, layer)
+            layer_work(kinds, t, sync, pos, layers)
 
     return region
 
@@ -345,18 +342,20 @@ def _region(kinds: str):
 
 
 class LayerRegion:
-    """One layer's decode step as one parallel region: ``run(pos)`` after ``state.x`` holds
-    the token's residual stream and ``state.pos`` its position. Built by :func:`regions`."""
+    """A run of consecutive layers with the same weight kinds, as one parallel region:
+    ``run(pos)`` after ``state.x`` holds the token's residual stream and ``state.pos`` its
+    position leaves the run's output in ``state.x``. Built by :func:`regions`."""
 
-    def __init__(self, fn, args: tuple) -> None:
+    def __init__(self, fn, layers: list[tuple]) -> None:
         self._fn = fn
-        self._sync = np.zeros(SLOTS * N_PHASES, np.int64)
-        # the layer's arrays as one typed-list item: numba unboxes the list in one step, where
-        # the tuple's 70-odd arrays took 10 us a call
-        self._layer = List([args])
+        self.n_layers = len(layers)
+        self._sync = np.zeros(self.n_layers * N_PHASES * SLOTS, np.int64)
+        # the layers' arrays as typed-list items: numba unboxes the list in one step, where a
+        # layer's 70-odd arrays as arguments took 10 us a call
+        self._layers = List(layers)
 
     def run(self, pos: int) -> None:
-        self._fn(self._sync, pos, self._layer)
+        self._fn(self._sync, pos, self._layers)
 
 
 def _kind(m) -> str | None:
@@ -372,17 +371,31 @@ def _prepared(m, stand_in):
 
 
 def regions(config, weights, state) -> list[LayerRegion | None] | None:
-    """Each layer's :class:`LayerRegion`, None for a layer that runs kernel by kernel; None
-    when none would (off, one thread, or no layer qualifies)."""
+    """Per layer, the :class:`LayerRegion` of the run of layers that starts there (None
+    elsewhere: a layer inside a run, or one that runs kernel by kernel); None when no layer
+    would run in a region (off, one thread, or none qualifies)."""
     c = config
     if not ENABLED or THREADS < 2 or c.residual_scale != 1.0 or c.qk_norm_full:
         return None
-    out: list[LayerRegion | None] = [_layer(c, lw, layer, state) for lw, layer in
-                                     zip(weights.layers, state.layers, strict=True)]  # fmt: skip
+    layers = [_layer(c, lw, layer, state) for lw, layer in
+              zip(weights.layers, state.layers, strict=True)]  # fmt: skip
+    out: list[LayerRegion | None] = [None] * len(layers)
+    i = 0
+    while i < len(layers):
+        spec = layers[i]
+        if spec is None:
+            i += 1
+            continue
+        j = i + 1
+        while j < len(layers) and layers[j] is not None and layers[j][0] == spec[0]:
+            j += 1
+        out[i] = LayerRegion(_region(spec[0]), [args for _, args in layers[i:j]])
+        i = j
     return out if any(r is not None for r in out) else None
 
 
-def _layer(c, lw, layer, s) -> LayerRegion | None:
+def _layer(c, lw, layer, s) -> tuple[str, tuple] | None:
+    """(its kinds literal, its arguments) of a layer a region can run; None otherwise."""
     if lw.moe is not None or lw.attn_norm is None or lw.ffn_norm is None:
         return None
     if any(getattr(lw, b, None) is not None for b in ("bqkv", "bq", "bk", "bv", "bo")):
@@ -395,7 +408,6 @@ def _layer(c, lw, layer, s) -> LayerRegion | None:
     if any(k is None for k in kinds) or mats[0] is None or lw.wo is None or lw.w_down is None:
         return None
     kinds += [c.activation, "post" if c.post_norms else "plain"]
-    fn = _region("|".join(kinds))  # type: ignore[arg-type]  # checked: no None left
     qkv_out = (s.qkv, s.qkv, s.qkv) if stacked_qkv else (s.q[0], s.k[0], s.v[0])
     ffn_out = (s.gate_up, s.gate_up) if stacked_ffn else (s.hg[0], s.hu[0])
     acts = (s.x, s.xb, s.xo, s.att, *qkv_out, *ffn_out, s.hg, s.hu, s.ha)
@@ -411,4 +423,4 @@ def _layer(c, lw, layer, s) -> LayerRegion | None:
     scratch = (np.empty((tasks, groups, hd), np.float32), np.empty((tasks, groups), np.float32),
                np.empty((tasks, groups), np.float32))  # fmt: skip
     w, b = tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
-    return LayerRegion(fn, (acts, attn, consts, w, b, scratch))
+    return "|".join(kinds), (acts, attn, consts, w, b, scratch)  # type: ignore[arg-type]

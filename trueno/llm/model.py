@@ -425,9 +425,13 @@ class Model:
         w, s, kernels = self.weights, self.state, self.kernels
         x, xb, xo = s.x, s.xb, s.xo  # residual stream, normed input, sublayer output
         regions = None if pos is None or recorder.ENABLED else self._layer_regions()
+        after = 0  # the first layer after the last region run
         for i, (lw, layer) in enumerate(zip(w.layers, s.layers, strict=True)):
+            if i < after:
+                continue
             if regions is not None and regions[i] is not None:
-                regions[i].run(pos)  # the same steps, one hand-off to the threads
+                regions[i].run(pos)  # the same steps for a run of layers, one hand-off
+                after = i + regions[i].n_layers
                 continue
             with trace.span("layer", category="llm", layer=i):
                 # attention: q, k, v of the token, then over this layer's cache
@@ -460,8 +464,9 @@ class Model:
         w.output.matvec_into(xb[0], s.logits)
 
     def _layer_regions(self) -> list | None:
-        """Each layer as one parallel region (:mod:`trueno.llm.decode_layer`) on the CPU
-        runtime, over the current state; None where every layer runs kernel by kernel."""
+        """Runs of layers as parallel regions (:func:`trueno.llm.decode_layer.regions`) on
+        the CPU runtime, over the current state; None where every layer runs kernel by
+        kernel."""
         if self._regions is None or self._regions[0] is not self.state:
             built = None
             if self.rt.name == "cpu" and self.rt.place_matrix is None:

@@ -12,19 +12,16 @@ literal that names its driver family, kernel and activation block:
 
 and ``"none"`` stands for an absent weight (no units; q, k and v stacked in one, say).
 ``units(kind, w)``, ``quantize(kind, x, bufs)`` (once per input, before any unit; ``bufs``
-the weight's (xq, dx, xs, bs) scratch), ``rows(kind, w, x, bufs, out, u)`` and
-``prefetch(kind, w, n_bytes)`` (the first bytes of its rows into the caches, for a thread
-with nothing else to do) are overloads, specialized per kind at compile time."""
+the weight's (xq, dx, xs, bs) scratch) and ``rows(kind, w, x, bufs, out, u)`` are
+overloads, specialized per kind at compile time."""
 
 from __future__ import annotations
 
 from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from trueno.backends.numba_cache import drop_stale
-from trueno.quant import fused, grouped, llvm_ir, simd
-from trueno.quant.llvm_ir import I8, i64
+from trueno.quant import fused, grouped, simd
 
 drop_stale(__file__, (*fused.IR_SOURCES, "fused.py", "grouped.py"))
 
@@ -57,29 +54,6 @@ def rows(kind, w, x, bufs, out, u):
     """out[rows of unit u] = those rows of W @ x (after :func:`quantize`)."""
 
 
-def prefetch(kind, w, n_bytes):
-    """Ask the caches for the first ``n_bytes`` of the weight's rows (its quants: w[0])."""
-
-
-@intrinsic
-def _prefetch_head(typingctx, arr, n_bytes):
-    """``llvm.prefetch`` (into L2) of each cache line of the first ``n_bytes`` of a
-    C-contiguous array's data (all of it, if shorter)."""
-
-    def codegen(context, builder, sig, args):
-        ary = context.make_array(sig.args[0])(context, builder, args[0])
-        size = builder.mul(ary.nitems, ary.itemsize)
-        want = context.cast(builder, args[1], sig.args[1], types.intp)
-        end = builder.select(builder.icmp_signed("<", want, size), want, size)
-        base = builder.bitcast(ary.data, I8.as_pointer())
-        lines = builder.udiv(builder.add(end, i64(63)), i64(64))
-        with cgutils.for_range(builder, lines) as loop:
-            llvm_ir.prefetch(builder, builder.gep(base, [builder.mul(loop.index, i64(64))]), 2)
-        return context.get_dummy_value()
-
-    return types.void(arr, n_bytes), codegen
-
-
 _OPTS = dict(prefer_literal=True, jit_options=dict(nogil=True, error_model="numpy"))
 
 
@@ -109,20 +83,6 @@ def _quantize(kind, x, bufs):
 
     def impl(kind, x, bufs):
         fused.quantize_activations(x, block, bufs[0], bufs[1], bufs[2], bufs[3])
-
-    return impl
-
-
-@overload(prefetch, **_OPTS)
-def _prefetch(kind, w, n_bytes):
-    spec = _parse(kind)
-    if spec is None:
-        return None
-    if spec[0] == "none":
-        return lambda kind, w, n_bytes: None
-
-    def impl(kind, w, n_bytes):
-        _prefetch_head(w[0], n_bytes)
 
     return impl
 
