@@ -41,6 +41,7 @@ thread run kernel by kernel. ``TRUENO_LAYER_REGION=0`` turns it off (A/B runs)."
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import threading
@@ -377,20 +378,15 @@ def regions(config, weights, state) -> list[LayerRegion | None] | None:
     c = config
     if not ENABLED or THREADS < 2 or c.residual_scale != 1.0 or c.qk_norm_full:
         return None
-    layers = [_layer(c, lw, layer, state) for lw, layer in
-              zip(weights.layers, state.layers, strict=True)]  # fmt: skip
-    out: list[LayerRegion | None] = [None] * len(layers)
-    i = 0
-    while i < len(layers):
-        spec = layers[i]
-        if spec is None:
-            i += 1
-            continue
-        j = i + 1
-        while j < len(layers) and layers[j] is not None and layers[j][0] == spec[0]:
-            j += 1
-        out[i] = LayerRegion(_region(spec[0]), [args for _, args in layers[i:j]])
-        i = j
+    specs = [_layer(c, lw, layer, state) for lw, layer in
+             zip(weights.layers, state.layers, strict=True)]  # fmt: skip
+    out: list[LayerRegion | None] = [None] * len(specs)
+    kinds = [None if s is None else s[0] for s in specs]
+    for key, run in itertools.groupby(range(len(specs)), key=kinds.__getitem__):
+        layers = list(run)
+        if key is not None:
+            args = [s[1] for s in (specs[i] for i in layers) if s is not None]
+            out[layers[0]] = LayerRegion(_region(key), args)
     return out if any(r is not None for r in out) else None
 
 
