@@ -4,6 +4,7 @@ Settings read once at import (tinygrad-style): TRUENO_BACKEND, TRUENO_TRACE,
 TRUENO_TRACE_OUTPUT, TRUENO_TRACE_CAPACITY, TRUENO_TRACE_OTLP, TRUENO_TRACE_OTLP_TIMEOUT,
 TRUENO_NUM_THREADS, TRUENO_CUDA_GRAPHS. Read per call, by a function, because a caller may change
 them while the process runs: TRUENO_QUANT_SIMD and TRUENO_QUANT_ISA (the quant kernels),
+TRUENO_DECODE_REGIONS (decode's layers as parallel regions, read when a model builds them),
 TRUENO_NUM_THREADS again (a dask worker at set-up), TRUENO_API_KEY (``trueno serve``) and the
 variables ``trueno trace run`` hands the programs it launches (TRUENO_TRACE_PARTS,
 TRUENO_TRACE_LAUNCH_NS, TRUENO_TRACE_ROOT_PID). A yes/no setting has one spelling of each
@@ -75,6 +76,12 @@ def read_num_threads() -> int | None:
 def quant_simd() -> bool:
     """TRUENO_QUANT_SIMD as set now: 0 keeps the quantized kernels portable (default on)."""
     return read_flag("TRUENO_QUANT_SIMD", True)
+
+
+def decode_regions() -> bool:
+    """TRUENO_DECODE_REGIONS as set now: 0 runs decode's layers kernel by kernel, not as
+    parallel regions (trueno.llm.decode_layer; default on)."""
+    return read_flag("TRUENO_DECODE_REGIONS", True)
 
 
 def quant_amx() -> bool:

@@ -37,15 +37,14 @@ A layer takes this form when every matrix of it has a SIMD driver in one piece a
 architecture needs none of: biases, MoE, olmo2's whole-row q/k norms, a residual scale, a
 missing pre-norm (the rest, gemma's post norms, per-head q/k norms, sliding windows, softcaps
 and every KV cache type, are the kernels' own arguments). Other layers, traced steps and one
-thread run kernel by kernel. ``TRUENO_LAYER_REGION=0`` turns it off (A/B runs)."""
+thread run kernel by kernel. ``TRUENO_DECODE_REGIONS=0`` turns it off (A/B runs)."""
 
 from __future__ import annotations
 
 import itertools
-import os
 import platform
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
@@ -56,6 +55,7 @@ from numba.extending import intrinsic, overload
 from numba.typed import List
 
 from trueno.backends.numba_cache import drop_stale, launch_threads
+from trueno.config import decode_regions
 from trueno.llm.attention import (
     _JIT,
     LEVEL,
@@ -79,11 +79,15 @@ from trueno.quant import row_units
 from trueno.quant.fused import IR_SOURCES
 from trueno.quant.llvm_ir import llvm
 
+if TYPE_CHECKING:
+    from trueno.llm.config import Config
+    from trueno.llm.kv_cache import RunState
+    from trueno.llm.weights import Weights
+
 drop_stale(__file__, ("attention.py", "kernels.py", "../quant/row_units.py", "../quant/fused.py",
                       "../quant/grouped.py", *(f"../quant/{s}" for s in IR_SOURCES)))  # fmt: skip
 launch_threads()
 
-ENABLED = os.environ.get("TRUENO_LAYER_REGION", "1") != "0"
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 
 # the phases, in order
@@ -167,13 +171,13 @@ def _wait(sync, p, n):
         _pause()
 
 
-def layer_work(kinds, t, sync, pos, layers):
+def _run_layers(kinds, t, sync, pos, layers):
     """Thread t's share of each layer in turn (every unit it takes); see the module
     docstring. ``layers``: a typed list of the layers' argument tuples (:func:`_layer`)."""
 
 
-@overload(layer_work, prefer_literal=True, jit_options=_JIT)
-def _layer_work(kinds, t, sync, pos, layers):
+@overload(_run_layers, prefer_literal=True, jit_options=_JIT)
+def _run_layers_impl(kinds, t, sync, pos, layers):
     if not isinstance(kinds, types.StringLiteral):
         return None
     kq, kk, kv, ko, kg, ku, kd, act, post = kinds.literal_value.split("|")
@@ -325,7 +329,7 @@ def _make_region(kinds: str):
         for i in range(sync.shape[0]):  # a plain loop: an array expression would be a parfor
             sync[i] = 0
         for t in prange(THREADS):
-            layer_work(kinds, t, sync, pos, layers)
+            _run_layers(kinds, t, sync, pos, layers)
 
     return region
 
@@ -347,7 +351,7 @@ class LayerRegion:
     ``run(pos)`` after ``state.x`` holds the token's residual stream and ``state.pos`` its
     position leaves the run's output in ``state.x``. Built by :func:`regions`."""
 
-    def __init__(self, fn, layers: list[tuple]) -> None:
+    def __init__(self, fn: Any, layers: list[tuple]) -> None:
         self._fn = fn
         self.n_layers = len(layers)
         self._sync = np.zeros(self.n_layers * N_PHASES * SLOTS, np.int64)
@@ -371,12 +375,12 @@ def _prepared(m, stand_in):
     return m.prepared._weights, m.prepared._bufs
 
 
-def regions(config, weights, state) -> list[LayerRegion | None] | None:
+def regions(config: Config, weights: Weights, state: RunState) -> list[LayerRegion | None] | None:
     """Per layer, the :class:`LayerRegion` of the run of layers that starts there (None
     elsewhere: a layer inside a run, or one that runs kernel by kernel); None when no layer
     would run in a region (off, one thread, or none qualifies)."""
     c = config
-    if not ENABLED or THREADS < 2 or c.residual_scale != 1.0 or c.qk_norm_full:
+    if not decode_regions() or THREADS < 2 or c.residual_scale != 1.0 or c.qk_norm_full:
         return None
     specs = [_layer(c, lw, layer, state) for lw, layer in
              zip(weights.layers, state.layers, strict=True)]  # fmt: skip
