@@ -18,6 +18,12 @@ row and round, as ``llama-bench -d DEPTH -ctk f16 -ctv f16 -p 0 -n N -t THREADS 
 
     python benches/inference.py [--quick] [--threads N] [--depth] [--llama-bench PATH]
                                 [--llama-bench-decode PATH] [--model GGUF ...] [--moe]
+                                [--depths 1500,3500] [--rounds 3] [--cache-types f16,bf16,f32]
+                                [--kernel-by-kernel]
+
+``--depths``, ``--rounds`` and ``--cache-types`` set the depth table's rows, rounds and
+trueno sides; ``--kernel-by-kernel`` adds the f16 side once more with decode's layer regions
+off (``TRUENO_DECODE_REGIONS=0``: every kernel its own call), interleaved with the rest.
 
 Without ``--depth``, ``--llama-bench`` puts that binary on llama.cpp's side of the main table
 too (``-p 128 -n 0`` and ``-p 0 -n 64``, f16 KV cache, median of the repetitions) instead of
@@ -150,11 +156,17 @@ def _depth_prompt(tok_ids, n: int) -> list[int]:
 
 
 class _TruenoDepth:
-    def __init__(self, path, cache_type: str) -> None:
+    def __init__(self, path, cache_type: str, regions: bool = True) -> None:
         from trueno.llm import Model
 
         self.model = Model.load(path, ctx_size=DEPTH_CTX, cache_type=cache_type)
         self.model.warmup()
+        if not regions:  # decode kernel by kernel: the model builds its regions (none) now
+            os.environ["TRUENO_DECODE_REGIONS"] = "0"
+            try:
+                assert self.model._layer_regions() is None
+            finally:
+                del os.environ["TRUENO_DECODE_REGIONS"]
         self.ids = self.model.tokenizer.encode(PROMPT * 400, add_special=True)
         c = self.model.config
         self.kv_elem = 2 * c.n_kv_heads * c.head_dim * self.model.state.cache.itemsize
@@ -267,19 +279,22 @@ def llama_side(path, args):
 
 
 def depth_main(args, bw: float) -> int:
-    n_decode, rounds = (8, 1) if args.quick else (64, 3)
+    n_decode, rounds = (8, 1) if args.quick else (64, args.rounds)
+    depths = tuple(int(d) for d in args.depths.split(","))
     rows = []
     for name, _, path in find_models(args.model):
-        sides = {f"trueno {ct}": _TruenoDepth(path, ct) for ct in ("f16", "bf16", "f32")}
+        sides = {f"trueno {ct}": _TruenoDepth(path, ct) for ct in args.cache_types.split(",")}
+        if args.kernel_by_kernel:  # the same f16 model with decode's regions off (A/B)
+            sides["trueno f16, kernel by kernel"] = _TruenoDepth(path, "f16", regions=False)
         llama = llama_side(path, args)
         if llama is not None:
             sides["llama.cpp f16"] = llama
             print(
                 f"llama.cpp side: {getattr(llama, 'binary', 'llama-cpp-python')}", file=sys.stderr
             )
-        runs = {(s, k): [] for s in sides for k in DEPTHS + tuple(f"p{n}" for n in DEPTH_PREFILL)}
+        runs = {(s, k): [] for s in sides for k in depths + tuple(f"p{n}" for n in DEPTH_PREFILL)}
         for _ in range(rounds):  # interleaved: each round runs every side once per row
-            for depth in DEPTHS:
+            for depth in depths:
                 for side, impl in sides.items():
                     runs[side, depth].append(impl.decode(depth, n_decode))
             for n in DEPTH_PREFILL:
@@ -287,10 +302,10 @@ def depth_main(args, bw: float) -> int:
                     runs[side, f"p{n}"].append(impl.prefill(n))
         med = {key: statistics.median(v) for key, v in runs.items()}
         llama = "llama.cpp f16" if "llama.cpp f16" in sides else None
-        weights = sides["trueno f16"].model.weights.nbytes
+        weights = next(iter(sides.values())).model.weights.nbytes
         for side in sides:
             cells = [name, side]
-            for depth in DEPTHS:
+            for depth in depths:
                 tok_s = med[side, depth]
                 cells.append(f"{tok_s:.1f}")
                 if side.startswith("trueno"):
@@ -307,7 +322,7 @@ def depth_main(args, bw: float) -> int:
         f"decode {n_decode} tokens after the context, median of {rounds} interleaved rounds"
     )
     head = ["model", "side"]
-    for depth in DEPTHS:
+    for depth in depths:
         head += [f"decode @{depth}", "of floor", "vs llama.cpp"]
     print_table(head + ["prefill 512 tok/s", "prefill 3500 tok/s", "3500/512"], rows)
     return 0
@@ -318,6 +333,14 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="one repetition, 32 decode tokens")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--depth", action="store_true", help="the long-context table")
+    ap.add_argument("--depths", default=",".join(map(str, DEPTHS)), help="its context depths")
+    ap.add_argument("--rounds", type=int, default=3, help="its interleaved rounds")
+    ap.add_argument("--cache-types", default="f16,bf16,f32", help="its trueno KV cache sides")
+    ap.add_argument(
+        "--kernel-by-kernel",
+        action="store_true",
+        help="its f16 side again with decode's layer regions off (A/B)",
+    )
     ap.add_argument("--llama-bench", help="llama.cpp's llama-bench binary (else llama-cpp-python)")
     ap.add_argument(
         "--llama-bench-decode", help="another llama-bench binary for the decode column only"
