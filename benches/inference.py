@@ -157,16 +157,24 @@ def _depth_prompt(tok_ids, n: int) -> list[int]:
 
 class _TruenoDepth:
     def __init__(self, path, cache_type: str, regions: bool = True) -> None:
+        # regions=False: decode kernel by kernel (the model builds its layer regions, none
+        # with TRUENO_DECODE_REGIONS=0, at its first decode, in warmup below)
+        saved = os.environ.get("TRUENO_DECODE_REGIONS")
+        if not regions:
+            os.environ["TRUENO_DECODE_REGIONS"] = "0"
+        try:
+            self._load(path, cache_type)
+        finally:
+            if saved is None:
+                os.environ.pop("TRUENO_DECODE_REGIONS", None)
+            else:
+                os.environ["TRUENO_DECODE_REGIONS"] = saved
+
+    def _load(self, path, cache_type: str) -> None:
         from trueno.llm import Model
 
         self.model = Model.load(path, ctx_size=DEPTH_CTX, cache_type=cache_type)
         self.model.warmup()
-        if not regions:  # decode kernel by kernel: the model builds its regions (none) now
-            os.environ["TRUENO_DECODE_REGIONS"] = "0"
-            try:
-                assert self.model._layer_regions() is None
-            finally:
-                del os.environ["TRUENO_DECODE_REGIONS"]
         self.ids = self.model.tokenizer.encode(PROMPT * 400, add_special=True)
         c = self.model.config
         self.kv_elem = 2 * c.n_kv_heads * c.head_dim * self.model.state.cache.itemsize
