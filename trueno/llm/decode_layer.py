@@ -140,7 +140,7 @@ def _pause(typingctx):
 _LOW = (1 << 32) - 1
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _take(sync, p, t, n):
     """The next unit of phase p (n units) for thread t, or -1 when none is left.
 
@@ -159,12 +159,12 @@ def _take(sync, p, t, n):
     return -1
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _done(sync, p):
     _fetch_add(sync, p * SLOTS + THREADS, 1)  # type: ignore[call-arg]  # an intrinsic
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _wait(sync, p, n):
     """Until all n units of phase p are done (by whichever thread took them)."""
     while _load_acquire(sync, p * SLOTS + THREADS) < n:  # type: ignore[call-arg]
