@@ -171,6 +171,35 @@ def _wait(sync, p, n):
         _pause()
 
 
+def _products(ka, kb, kc, t, sync, p, x, a, b, c):
+    """Phase p: the products W @ x of up to three weights (``"none"``: absent), each of a, b,
+    c a (weight arrays, activation scratch, output) triple, their units taken in turn."""
+
+
+@overload(_products, prefer_literal=True, jit_options=_JIT)
+def _products_impl(ka, kb, kc, t, sync, p, x, a, b, c):
+    if not all(isinstance(k, types.StringLiteral) for k in (ka, kb, kc)):
+        return None
+    k1, k2, k3 = (k.literal_value for k in (ka, kb, kc))
+
+    def impl(ka, kb, kc, t, sync, p, x, a, b, c):
+        n1, n2 = row_units.units(k1, a[0]), row_units.units(k2, b[0])
+        n = n1 + n2 + row_units.units(k3, c[0])
+        u = _take(sync, p, t, n)
+        while u >= 0:
+            if u < n1:
+                row_units.rows(k1, a[0], x, a[1], a[2], u)
+            elif u < n1 + n2:
+                row_units.rows(k2, b[0], x, b[1], b[2], u - n1)
+            else:
+                row_units.rows(k3, c[0], x, c[1], c[2], u - n1 - n2)
+            _done(sync, p)
+            u = _take(sync, p, t, n)
+        _wait(sync, p, n)
+
+    return impl
+
+
 def _run_layers(kinds, t, sync, pos, layers):
     """Thread t's share of each layer in turn (every unit it takes); see the module
     docstring. ``layers``: a typed list of the layers' argument tuples (:func:`_layer`)."""
@@ -205,19 +234,8 @@ def _run_layers_impl(kinds, t, sync, pos, layers):
                 _done(sync, NORM)
             _wait(sync, NORM, 1)
 
-            nq, nk = row_units.units(kq, wq), row_units.units(kk, wk)
-            n = nq + nk + row_units.units(kv, wv)
-            u = _take(sync, QKV, t, n)
-            while u >= 0:
-                if u < nq:
-                    row_units.rows(kq, wq, xb[0], bq, q_out, u)
-                elif u < nq + nk:
-                    row_units.rows(kk, wk, xb[0], bk, k_out, u - nq)
-                else:
-                    row_units.rows(kv, wv, xb[0], bv, v_out, u - nq - nk)
-                _done(sync, QKV)
-                u = _take(sync, QKV, t, n)
-            _wait(sync, QKV, n)
+            _products(kq, kk, kv, t, sync, QKV, xb[0], (wq, bq, q_out), (wk, bk, k_out),
+                      (wv, bv, v_out))  # fmt: skip
 
             if _take(sync, ENTER, t, 1) == 0:
                 _enter_token(q, k, v, k_cache, v_cache, pos, positions, cos, sin, neox, qk, q_norm,
@@ -263,13 +281,8 @@ def _run_layers_impl(kinds, t, sync, pos, layers):
                 _done(sync, MERGE)
             _wait(sync, MERGE, 1)
 
-            n = row_units.units(ko, wo)
-            u = _take(sync, WO, t, n)
-            while u >= 0:
-                row_units.rows(ko, wo, att[0], bo, xo[0], u)
-                _done(sync, WO)
-                u = _take(sync, WO, t, n)
-            _wait(sync, WO, n)
+            wo_out = (wo, bo, xo[0])
+            _products(ko, "none", "none", t, sync, WO, att[0], wo_out, wo_out, wo_out)
 
             if _take(sync, FFN_NORM, t, 1) == 0:
                 residual_norm(xb, x, xo, post_attn, ffn_norm, eps, post_norm)
@@ -278,17 +291,8 @@ def _run_layers_impl(kinds, t, sync, pos, layers):
                 _done(sync, FFN_NORM)
             _wait(sync, FFN_NORM, 1)
 
-            ng = row_units.units(kg, wg)
-            n = ng + row_units.units(ku, wu)
-            u = _take(sync, GATE_UP, t, n)
-            while u >= 0:
-                if u < ng:
-                    row_units.rows(kg, wg, xb[0], bg, g_out, u)
-                else:
-                    row_units.rows(ku, wu, xb[0], bu, u_out, u - ng)
-                _done(sync, GATE_UP)
-                u = _take(sync, GATE_UP, t, n)
-            _wait(sync, GATE_UP, n)
+            up = (wu, bu, u_out)
+            _products(kg, ku, "none", t, sync, GATE_UP, xb[0], (wg, bg, g_out), up, up)
 
             if _take(sync, ACT, t, 1) == 0:
                 if gelu:
@@ -299,13 +303,8 @@ def _run_layers_impl(kinds, t, sync, pos, layers):
                 _done(sync, ACT)
             _wait(sync, ACT, 1)
 
-            n = row_units.units(kd, wd)
-            u = _take(sync, DOWN, t, n)
-            while u >= 0:
-                row_units.rows(kd, wd, ha[0], bd, xo[0], u)
-                _done(sync, DOWN)
-                u = _take(sync, DOWN, t, n)
-            _wait(sync, DOWN, n)
+            down = (wd, bd, xo[0])
+            _products(kd, "none", "none", t, sync, DOWN, ha[0], down, down, down)
 
             if _take(sync, RESIDUAL, t, 1) == 0:
                 if post_norm:
