@@ -49,7 +49,9 @@ def _decode(model: Model, prompt: list[int], steps: list[int], regions: bool, mo
     monkeypatch.setattr(decode_layer.LayerRegion, "run",
                         lambda self, pos: (runs.append(pos), real(self, pos)))  # fmt: skip
     model.reset()
-    model._regions = None if regions else (model.state, None)
+    model._regions.pop(model.state, None)  # built again at the first decode, or never
+    if not regions:
+        model._regions[model.state] = None
     model.prefill(prompt)
     out = np.array([model.decode(t) for t in steps])
     n_runs = sum(r is not None for r in model._layer_regions() or [])

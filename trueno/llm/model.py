@@ -17,6 +17,7 @@ same code runs on the CPU or a GPU: arrays, kernels and weights come from a
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from time import perf_counter_ns
 from types import ModuleType
@@ -89,7 +90,9 @@ class Model:
         self.state = RunState(config, self.ctx, self.rope_factors, self.rt, cache_type, weights)
         self.tokens: list[int] = []  # the token ids whose keys/values are in the cache
         self._step_graph: Any = None  # decode's layers as a replayable graph (runtime.step_graph)
-        self._regions: Any = None  # (state, decode_layer.regions of it), built on first decode
+        # decode_layer.regions of each RunState decoded (the model's own, a server's slots),
+        # built on its first decode
+        self._regions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -467,14 +470,14 @@ class Model:
         """Runs of layers as parallel regions (:func:`trueno.llm.decode_layer.regions`) on
         the CPU runtime, over the current state; None where every layer runs kernel by
         kernel."""
-        if self._regions is None or self._regions[0] is not self.state:
+        if self.state not in self._regions:
             built = None
             if self.rt.name == "cpu" and self.rt.place_matrix is None:
                 from trueno.llm import decode_layer
 
                 built = decode_layer.regions(self.config, self.weights, self.state)
-            self._regions = (self.state, built)
-        return self._regions[1]
+            self._regions[self.state] = built
+        return self._regions[self.state]
 
     def _qkv_one(self, lw, xb) -> None:
         """The token's query, key and value (``state.q``, ``.k``, ``.v``) from normed ``xb``."""
