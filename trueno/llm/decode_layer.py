@@ -1,18 +1,22 @@
-"""Decode's layer as one parallel region: one hand-off to numba's threads per layer, not one
-per kernel.
+"""Decode's layers as parallel regions: a run of layers in one hand-off to numba's threads,
+not one per kernel.
 
-A decode step of a small model is many short kernels: SmolLM2's layer reads 2 MB of weights
-in four matvecs of 6-30 us each, and every kernel called from Python paid its call and its
-thread hand-off (2-4 us each, about a millisecond a token all told, with DRAM idle), while
-the serial steps between them (norms, RoPE, the activation) left the second core waiting.
-Here the whole layer runs inside one ``prange`` over the threads, as llama.cpp's graph runs
-on its thread pool: the layer is a fixed list of phases, each cut into units (a run of
-weight rows, an attention task, or one serial step), and every thread claims the next unit
-of the current phase from an atomic counter until none is left, counts it done, and waits
-until the phase's units are all done before the next phase. Nothing waits for a particular
-thread: were numba to run the region's iterations one after another on one thread, that
-thread would do every unit itself. So the region is correct for any thread count and any
-schedule, and a thread that comes late only finds less to do.
+A decode step of a small model is many short kernels. SmolLM2's layer reads 2.2 MB of
+weights in four matvecs, and each, called on its own from DRAM, lost about 13 us to the bytes'
+time (the wo matrix read 11 GB/s, the output head 39; BENCHMARKS.md, twenty-third session):
+its call and thread hand-off, and each thread starting its streams afresh. Here a run of
+layers (consecutive layers whose weights share their types: all of SmolLM2's) runs inside one
+``prange`` over the threads, as llama.cpp's graph runs on its thread pool. Each layer is a
+fixed list of phases, each cut into units (a run of weight rows, an attention task, or one
+serial step); every thread takes units of the current phase until none is left, counts each
+done, and waits until the phase's units are all done before the next phase. The units of a
+phase are cut into one contiguous segment a thread, which each thread reads front to back
+(one forward stream through each weight, as the hardware prefetchers want: units handed out
+in turn from one counter were no faster than the kernel-by-kernel step), then the threads
+take what is left of the others' segments from their back ends. Nothing waits for a
+particular thread: were numba to run the region's iterations one after another on one
+thread, that thread would do every unit itself. So the region is correct for any thread
+count and any schedule, and a thread that comes late only finds less to do.
 
 Each unit computes what the kernel-by-kernel step computes, with the same kernels (the
 weights' row dots through :mod:`trueno.quant.row_units`, attention's tasks and merge cut as
