@@ -204,31 +204,36 @@ def _products_impl(ka, kb, kc, t, sync, p, x, a, b, c):
     return impl
 
 
-def _run_layers(kinds, t, sync, pos, layers):
+def _run_layers(kinds, t, sync, pos, run, layers):
     """Thread t's share of each layer in turn (every unit it takes); see the module
     docstring. ``layers``: a typed list of the layers' argument tuples (:func:`_layer`)."""
 
 
 @overload(_run_layers, prefer_literal=True, jit_options=_JIT)
-def _run_layers_impl(kinds, t, sync, pos, layers):
+def _run_layers_impl(kinds, t, sync, pos, run, layers):
     if not isinstance(kinds, types.StringLiteral):
         return None
     kq, kk, kv, ko, kg, ku, kd, act, post = kinds.literal_value.split("|")
     gelu, post_norm = act == "gelu_tanh", post == "post"
     lv = np.int64(LEVEL)
 
-    def impl(kinds, t, sync, pos, layers):
+    def impl(kinds, t, sync, pos, run, layers):
+        # what every layer of the run shares, fetched once: each array fetched from a typed
+        # list costs its reference count, to and fro between the threads (a layer's 70-odd
+        # arrays fetched per layer took about 3 us)
+        acts, shared, bufs, scratch = run[0]
+        x, xb, xo, att, q_out, k_out, v_out, g_out, u_out, hg, hu, ha = acts
+        q, k, v, positions, row_buf = shared
+        bq, bk, bv, bo, bg, bu, bd = bufs
+        accs, ms, els = scratch
         run_sync = sync
         for li in range(len(layers)):
             # this layer's counters: a view of the run's
             sync = run_sync[li * N_PHASES * SLOTS : (li + 1) * N_PHASES * SLOTS]
-            acts, attn, consts, weights, bufs, scratch = layers[li]
-            x, xb, xo, att, q_out, k_out, v_out, g_out, u_out, hg, hu, ha = acts
-            q, k, v, k_cache, v_cache, positions, cos, sin, q_norm, k_norm, row_buf = attn
-            attn_norm, ffn_norm, post_attn, post_ffn, eps, scale, softcap, window, neox, qk = consts
+            weights, tables, consts = layers[li]
             wq, wk, wv, wo, wg, wu, wd = weights
-            bq, bk, bv, bo, bg, bu, bd = bufs
-            accs, ms, els = scratch
+            k_cache, v_cache, cos, sin, q_norm, k_norm = tables
+            attn_norm, ffn_norm, post_attn, post_ffn, eps, scale, softcap, window, neox, qk = consts
 
             if _take(sync, NORM, t, 1) == 0:
                 rms_norm(xb, x, attn_norm, eps)
@@ -328,11 +333,11 @@ def _make_region(kinds: str):
     string only, so numba caches each on disk."""
 
     @numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")
-    def region(sync, pos, layers):
+    def region(sync, pos, run, layers):
         for i in range(sync.shape[0]):  # a plain loop: an array expression would be a parfor
             sync[i] = 0
         for t in prange(THREADS):
-            _run_layers(kinds, t, sync, pos, layers)
+            _run_layers(kinds, t, sync, pos, run, layers)
 
     return region
 
@@ -354,16 +359,18 @@ class LayerRegion:
     ``run(pos)`` after ``state.x`` holds the token's residual stream and ``state.pos`` its
     position leaves the run's output in ``state.x``. Built by :func:`regions`."""
 
-    def __init__(self, fn: Any, layers: list[tuple]) -> None:
+    def __init__(self, fn: Any, run: tuple, layers: list[tuple]) -> None:
         self._fn = fn
         self.n_layers = len(layers)
         self._sync = np.zeros(self.n_layers * N_PHASES * SLOTS, np.int64)
-        # the layers' arrays as typed-list items: numba unboxes the list in one step, where a
-        # layer's 70-odd arrays as arguments took 10 us a call
+        # the arrays as typed-list items (what the layers share, then each layer's own):
+        # numba unboxes a list in one step, where the 70-odd arrays of a layer as arguments
+        # took 10 us a call
+        self._run = List([run])
         self._layers = List(layers)
 
     def run(self, pos: int) -> None:
-        self._fn(self._sync, pos, self._layers)
+        self._fn(self._sync, pos, self._run, self._layers)
 
 
 def _kind(m) -> str | None:
@@ -391,14 +398,16 @@ def regions(config: Config, weights: Weights, state: RunState) -> list[LayerRegi
     kinds = [None if s is None else s[0] for s in specs]
     for key, run in itertools.groupby(range(len(specs)), key=kinds.__getitem__):
         layers = list(run)
-        if key is not None:
-            args = [s[1] for s in (specs[i] for i in layers) if s is not None]
-            out[layers[0]] = LayerRegion(_region(key), args)
+        if key is not None:  # the layers share the first one's scratch (same kinds, shapes)
+            run_specs = [s for s in (specs[i] for i in layers) if s is not None]
+            own = [s[2] for s in run_specs]
+            out[layers[0]] = LayerRegion(_region(key), run_specs[0][1], own)
     return out if any(r is not None for r in out) else None
 
 
-def _layer(c, lw, layer, s) -> tuple[str, tuple] | None:
-    """(its kinds literal, its arguments) of a layer a region can run; None otherwise."""
+def _layer(c, lw, layer, s) -> tuple[str, tuple, tuple] | None:
+    """(its kinds literal, the arguments a run of such layers shares, its own) of a layer a
+    region can run; None otherwise."""
     if lw.moe is not None or lw.attn_norm is None or lw.ffn_norm is None:
         return None
     if any(getattr(lw, b, None) is not None for b in ("bqkv", "bq", "bk", "bv", "bo")):
@@ -414,8 +423,8 @@ def _layer(c, lw, layer, s) -> tuple[str, tuple] | None:
     qkv_out = (s.qkv, s.qkv, s.qkv) if stacked_qkv else (s.q[0], s.k[0], s.v[0])
     ffn_out = (s.gate_up, s.gate_up) if stacked_ffn else (s.hg[0], s.hu[0])
     acts = (s.x, s.xb, s.xo, s.att, *qkv_out, *ffn_out, s.hg, s.hu, s.ha)
-    attn = (s.q, s.k, s.v, layer.key_cache, layer.value_cache, s.pos, layer.cos, layer.sin,
-            layer.q_norm, layer.k_norm, s.scores)  # fmt: skip
+    tables = (layer.key_cache, layer.value_cache, layer.cos, layer.sin, layer.q_norm,
+              layer.k_norm)  # fmt: skip
     consts = (lw.attn_norm, lw.ffn_norm, layer.post_attn_norm, layer.post_ffn_norm,
               float(layer.eps), float(layer.scale), float(layer.softcap), int(layer.window),
               bool(layer.neox), bool(layer.qk_norm))  # fmt: skip
@@ -426,4 +435,5 @@ def _layer(c, lw, layer, s) -> tuple[str, tuple] | None:
     scratch = (np.empty((tasks, groups, hd), np.float32), np.empty((tasks, groups), np.float32),
                np.empty((tasks, groups), np.float32))  # fmt: skip
     w, b = tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
-    return "|".join(kinds), (acts, attn, consts, w, b, scratch)  # type: ignore[arg-type]
+    shared = (acts, (s.q, s.k, s.v, s.pos, s.scores), b, scratch)
+    return "|".join(kinds), shared, (w, tables, consts)  # type: ignore[arg-type]
