@@ -1,6 +1,6 @@
 """A weight's one-vector product cut into units of rows, for callers that run their own
-threads (:mod:`trueno.llm.decode_layer`: a decode layer as one parallel region whose threads
-claim units in turn). Each unit computes exactly what the weight's own driver computes for
+threads (:mod:`trueno.llm.decode_layer`: decode's layers as one parallel region whose threads
+take the units). Each unit computes exactly what the weight's own driver computes for
 those rows, by the same row (or 16-row group) dot, so the outputs are equal bit for bit.
 
 A weight's *unit kind* (:meth:`~trueno.quant.prepared.PreparedWeight.unit_kind`) is a string
@@ -25,7 +25,7 @@ from trueno.quant import fused, grouped, simd
 
 drop_stale(__file__, (*fused.IR_SOURCES, "fused.py", "grouped.py"))
 
-UNIT_ROWS = 32  # rows of a fused unit (SmolLM2's Q4_1 rows: 13.5 KB)
+UNIT_ROWS = 32  # rows of a fused unit (of Q4_1 at 576 columns: 14 KB)
 UNIT_GROUPS = 2 * grouped.STREAMS  # 16-row groups of a grouped unit, read as STREAMS runs
 
 
