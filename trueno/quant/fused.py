@@ -370,6 +370,11 @@ _KERNELS: dict = {}
 _lock = threading.Lock()
 
 
+def kind_of(rec, relaid: bool, level: str) -> str:
+    """The kind string naming a record's row dot (simd.body_of): type / form / ISA level."""
+    return f"{rec.name}/{'relaid' if relaid else 'ggml'}/{level}"
+
+
 def _kernel(make, rec, relaid: bool, level: str):
     # the module constants the closures take are part of the key: a bench that changes one
     # gets kernels built with it
@@ -380,7 +385,7 @@ def _kernel(make, rec, relaid: bool, level: str):
         with _lock:
             fn = _KERNELS.get(key)
             if fn is None:
-                kind = f"{rec.name}/{'relaid' if relaid else 'ggml'}/{level}"
+                kind = kind_of(rec, relaid, level)
                 args = [kind, rec.act_block, rec.prefetch, PREFETCH_MAX_ROW_BYTES]
                 if make is _make_matvecs:  # groups only where one decode serves several
                     body = simd.body_of(kind)

@@ -407,9 +407,10 @@ class PreparedWeight:
         from trueno.quant import fused
 
         rec = self.record
-        form = "relaid" if self.relaid else "ggml"
+        # the driver's own test of whether it prefetches rows, made once here
         prefetch = rec.prefetch and self._weights[0].strides[0] <= fused.PREFETCH_MAX_ROW_BYTES
-        return f"fused:{rec.name}/{form}/{self.isa}:{rec.act_block}:{int(prefetch)}"
+        kind = fused.kind_of(rec, self.relaid, self.isa)
+        return f"fused:{kind}:{rec.act_block}:{int(prefetch)}"
 
     def matvecs_into(self, xs: np.ndarray, out: np.ndarray) -> bool:
         """out[b] = W @ xs[b] for B vectors, each weight row read from memory once for all B;
